@@ -1,0 +1,71 @@
+"""The tidy result frame every model and notebook writes.
+
+One row per (configuration, metric). Fixed columns come first and always exist:
+
+=============  ========  ==========================================================
+column         dtype     meaning
+=============  ========  ==========================================================
+scenario       str       which study produced the row (notebook or grid name)
+config_hash    str       :func:`kmm.config.config_hash` of the row's parameters
+seed           int64     the seed the randomness of this row was drawn from
+kmm_version    str       the version of kmm that computed it
+metric         str       what was measured (``tlb_mpki``, ``gain``, ``table_bytes``...)
+value          float64   the measured value
+unit           str       its unit (``ns``, ``bytes``, ``fraction``, ``count``...)
+=============  ========  ==========================================================
+
+Every further column is a parameter of the configuration (``granule``, ``nodes``,
+``latency_ratio``...), so a frame can be grouped and charted by any parameter.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import polars as pl
+
+from . import __version__
+from .config import config_hash
+
+FIXED_COLUMNS: dict[str, pl.DataType] = {
+    "scenario": pl.Utf8,
+    "config_hash": pl.Utf8,
+    "seed": pl.Int64,
+    "kmm_version": pl.Utf8,
+    "metric": pl.Utf8,
+    "value": pl.Float64,
+    "unit": pl.Utf8,
+}
+
+
+def rows_for(scenario: str, params: Mapping[str, Any], seed: int,
+             metrics: Mapping[str, tuple[float, str]]) -> list[dict[str, Any]]:
+    """Rows for one configuration: ``metrics`` maps metric name -> (value, unit)."""
+    h = config_hash({"scenario": scenario, "params": dict(params), "seed": int(seed)})
+    base = {"scenario": scenario, "config_hash": h, "seed": int(seed), "kmm_version": __version__}
+    return [{**base, "metric": m, "value": float(v), "unit": u, **params}
+            for m, (v, u) in metrics.items()]
+
+
+def frame(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
+    """Build a tidy frame from rows, fixed columns first with their dtypes."""
+    rows = list(rows)
+    if not rows:
+        return pl.DataFrame(schema=FIXED_COLUMNS)
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    missing = [c for c in FIXED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"result rows lack the fixed columns {missing}")
+    df = df.with_columns([pl.col(c).cast(t) for c, t in FIXED_COLUMNS.items()])
+    params = [c for c in df.columns if c not in FIXED_COLUMNS]
+    return df.select(list(FIXED_COLUMNS) + params)
+
+
+def validate(df: pl.DataFrame) -> pl.DataFrame:
+    """Raise ``ValueError`` unless ``df`` follows the tidy schema; return it unchanged."""
+    for c, t in FIXED_COLUMNS.items():
+        if c not in df.columns:
+            raise ValueError(f"result frame lacks column {c!r}")
+        if df.schema[c] != t:
+            raise ValueError(f"result column {c!r} is {df.schema[c]}, expected {t}")
+    return df
