@@ -1,0 +1,339 @@
+"""The claim table and the verdict function — the only code that reads a claim's band.
+
+Every claim of /shared/CLAIMS.md is listed in :data:`CLAIMS` (id, mechanism, statement, test,
+seed thread). Its band lives in the private table ``_BANDS`` below, which only
+:func:`verdict` reads: no model, params file or notebook may read or repeat a band
+(``tests/test_claims.py`` checks this). Notebooks record a value; the verdict is computed
+here from the value and the band, never typed.
+
+Verdicts
+--------
+``reproduced``      the published scenario lands in the band (for a direction or mechanism
+                    claim: the recorded evidence shows it), over the whole joint sweep of
+                    the ``assumed`` parameters, if one was recorded;
+``conditional``     it lands in the band for only part of that sweep (the record says which
+                    share, and which parameter decides);
+``not-reproduced``  no point of the sweep lands in the band, or the evidence contradicts the
+                    direction;
+``not-evaluated``   nothing was recorded from the published scenario.
+A value recorded from a small (nbval) run is shown, labelled ``small run``, with no verdict.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+REPRODUCED = "reproduced"
+CONDITIONAL = "conditional"
+NOT_REPRODUCED = "not-reproduced"
+NOT_EVALUATED = "not-evaluated"
+SMALL_RUN = "small run"
+VERDICTS = (REPRODUCED, CONDITIONAL, NOT_REPRODUCED, NOT_EVALUATED)
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    mechanism: str
+    statement: str
+    test: str
+    seed: str
+
+
+_K = "000_01a825e84d50f3c9.txt"
+_S = "001_cb8fe093c9d957d9.txt"
+_B = "002_be64d3e3cd69fe49.txt"
+_P = "003_9234f0f9fa606661.txt"
+_A = "004_a1300e1c2baa488f.txt"
+
+_TABLE = [
+    ("K1", "ktr", "Per-node copies of kernel text+rodata gain 6 % to 17 % on database-centric workloads",
+     "system-wide throughput gain for a database-like workload on a 2-socket arm64 machine at published cross-socket latency ratios", _K),
+    ("K2", "ktr", "Combined with userspace NUMA awareness the gain is over 50 %",
+     "gain against the K1 baseline with user data made node-local", _K),
+    ("K3", "ktr", "The higher the remote latency, the more kernel performance suffers on remote nodes",
+     "gain rises monotonically with the remote/local latency ratio and is zero or slightly negative at 1.0", _K),
+    ("K4", "ktr", "Text patching must update every copy",
+     "patch cost grows with node count; the patch rate at which it matters", _K),
+    ("K5", "ktr", "Replication costs one copy of text+rodata per extra node plus per-node kernel tables",
+     "bytes vs nodes counted from the tables built, equal to the closed-form count", _K),
+    ("S1", "pkvm", "Per-node stage-2 tables: the only downside is a larger TLB footprint",
+     "share of stage-2's loss against KTR due to extra TLB misses (a) rather than longer walks (b)", _K),
+    ("S2", "pkvm", "Footprint is not the issue; the cost is the 2D walk itself",
+     "share of stage-2's loss against KTR due to extra TLB misses (a) rather than longer walks (b)", _S),
+    ("S3", "pkvm", "Large stage-2 mappings mitigate the walk cost",
+     "walk cost falls as the stage-2 leaf size grows", _S),
+    ("S4", "pkvm", "Giving up VHE costs extra on every guest entry/exit",
+     "VM exit rate at which stage-2 replication's net gain turns negative, against real workloads' exit rates", _S),
+    ("S5", "pkvm", "EL2 code has no stage 2 and stays unreplicated: uneven performance",
+     "per-node cost of hypervisor text fetches differs between nodes", _S),
+    ("S6", "pkvm", "Per-node stage-2 tables must cover all host memory and I/O: memory pressure",
+     "stage-2 bytes reserved and used grow with the node count", _S),
+    ("B1", "bbml2", "Block mapping frees around 500 MB on 256 GB",
+     "page-table bytes saved on the thread's machine (256 GB installed)", _B),
+    ("B2", "bbml2", "The larger the machine, the more memory saved",
+     "saved bytes grow linearly with RAM, 16 GB to 4 TB, every granule", _B),
+    ("B3", "bbml2", "memcached ops/s +3.5 %", "memcached throughput change, rodata=full with vs without the series", _B),
+    ("B4", "bbml2", "memcached P99 latency -9.6 %", "memcached P99 change at the same operating point as B3", _B),
+    ("B5", "bbml2", "kernel TLB MPKI -28.5 %", "kernel TLB misses per kilo-instruction change", _B),
+    ("B6", "bbml2", "With the series, rodata=full is on par with rodata=on",
+     "memcached ops/s and kernel TLB MPKI of rodata=full+BBML2 relative to rodata=on", _B),
+    ("B7", "bbml2", "dm-crypt IOPS +90 % to +150 %", "dm-crypt 4k sequential write IOPS change", _B),
+    ("B8", "bbml2", "XFS sequential read bandwidth +150 %", "cached sequential read bandwidth change", _B),
+    ("B9", "bbml2", "A boundary-only split keeps block mappings inside a permission-change range; v1 does not",
+     "blocks kept over a stream of permission changes, boundary split vs whole-range split", _B),
+    ("B10", "bbml2", "Repaint page tables can be counted from the boot-time PUD/PMD mappings",
+     "count predicted from boot mappings equals the tables the repaint builds", _B),
+    ("B11", "bbml2", "Without BBML2, changing a live mapping's size needs break-before-make",
+     "accesses faulting in the BBM window without BBML2, none with it", _B),
+    ("P1", "permvmalloc", "Loading a module today costs 4 all-CPU shootdowns, more when the direct map must be split",
+     "median all-CPU shootdowns per module load, legacy flow", _P),
+    ("P2", "permvmalloc", "With the new interface a module load usually costs 1 shootdown",
+     "median shootdowns per module load with perm_alloc, ro_after_init included", _P),
+    ("P3", "permvmalloc", "A BPF JIT load usually costs 0 shootdowns",
+     "median shootdowns per BPF load with perm_alloc over a realistic size mix", _P),
+    ("P4", "permvmalloc", "Grouping pages from 2 MB blocks minimises direct-map 4K breakage",
+     "DirectMap4k after the workload, legacy vs grouped", _P),
+    ("P5", "permvmalloc", "Final-permission mapping plus per-CPU loading needs only local flushes",
+     "global vs local flushes during the load step", _P),
+    ("P6", "permvmalloc", "Caching live mappings and 2 MB module-space mappings",
+     "iTLB misses of module/BPF text, 4K vs 2M leaves", _P),
+    ("A1", "asi", "Keeping all free pages unmapped leads to pointless shootdowns",
+     "unmap/remap pairs and shootdowns on the pathological workload, RFC vs tracked", _A),
+    ("A2", "asi", "The asynchronous free worker creates CPU jitter",
+     "largest worker burst, RFC design vs tracked pageblocks", _A),
+    ("A3", "asi", "Without same-sensitivity reuse, formerly sensitive pages must be zeroed",
+     "pages zeroed, RFC design vs tracked pageblocks", _A),
+    ("A4", "asi", "All this adds allocation latency",
+     "p99 allocation latency, RFC design vs no ASI", _A),
+    ("A5", "asi", "Tracking sensitivity of free pageblocks reduces A1-A4",
+     "tracked pageblocks vs RFC on shootdowns, zeroing, worker time and p99 latency", _A),
+    ("A6", "asi", "Mapping is cheap, unmapping is expensive: keep few free pages mapped",
+     "total cost vs the free-mapped target", _A),
+    ("A7", "asi", "A restricted physmap kept in sync avoids page-table allocation while allocating",
+     "page-table allocations during allocation, synced physmap vs RFC", _A),
+]
+
+CLAIMS: dict[str, Claim] = {c[0]: Claim(*c) for c in _TABLE}
+
+
+# ---- bands: read by verdict() only ---------------------------------------------------------
+@dataclass(frozen=True)
+class _Interval:
+    lo: float
+    hi: float
+    unit: str = ""
+    lo_open: bool = False
+
+    def holds(self, v: Any) -> bool:
+        v = float(v)
+        lo_ok = v > self.lo if self.lo_open else v >= self.lo
+        return lo_ok and v <= self.hi
+
+    def text(self) -> str:
+        f = _fmt_unit
+        if self.lo == self.hi:
+            return f"= {f(self.lo, self.unit)}"
+        left = "(" if self.lo_open else "["
+        if math.isinf(self.hi):
+            return f"> {f(self.lo, self.unit)}" if self.lo_open else f">= {f(self.lo, self.unit)}"
+        return f"{left}{f(self.lo, self.unit)}, {f(self.hi, self.unit)}]"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A direction or mechanism test over recorded evidence (a mapping)."""
+    description: str
+    keys: tuple[str, ...]
+    test: Any  # callable(evidence) -> bool
+
+    def holds(self, v: Any) -> bool:
+        if not isinstance(v, Mapping):
+            raise TypeError("expects a mapping of evidence")
+        missing = [k for k in self.keys if k not in v]
+        if missing:
+            raise KeyError(f"evidence lacks {missing}")
+        return bool(self.test(v))
+
+    def text(self) -> str:
+        return self.description
+
+
+def _fmt_unit(x: float, unit: str) -> str:
+    if unit == "%":
+        return f"{x * 100:+g} %"
+    if unit == "MiB":
+        return f"{x / 2**20:g} MiB"
+    return f"{x:g}{(' ' + unit) if unit else ''}"
+
+
+def _by_x(xs, ys):
+    """``ys`` ordered by their ``xs``."""
+    return [y for _, y in sorted(zip(xs, ys))]
+
+
+def _increasing(ys):
+    return len(ys) > 1 and all(b > a for a, b in zip(ys, ys[1:]))
+
+
+def _nondecreasing(ys, tol=1e-9):
+    return all(b >= a - tol for a, b in zip(ys, ys[1:]))
+
+
+def _nonincreasing(ys, tol=1e-9):
+    return all(b <= a + tol for a, b in zip(ys, ys[1:]))
+
+
+def _linear(xs, ys, spread=0.10):
+    r = [y / x for x, y in zip(xs, ys) if x]
+    return bool(r) and min(r) > 0 and (max(r) - min(r)) / max(r) <= spread
+
+
+_INF = float("inf")
+_MIB = 2**20
+
+_BANDS: dict[str, _Interval | _Rule] = {
+    "K1": _Interval(0.06, 0.17, "%"),
+    "K2": _Interval(0.50, _INF, "%", lo_open=True),
+    "K3": _Rule("gain non-decreasing in the latency ratio; at ratio 1.0 within [-2 %, +0.5 %]",
+                ("ratio", "gain"),
+                lambda e: min(e["ratio"]) == 1.0
+                and _nondecreasing(_by_x(e["ratio"], e["gain"]))
+                and -0.02 <= _by_x(e["ratio"], e["gain"])[0] <= 0.005),
+    "K4": _Rule("patch cost strictly increasing with the node count", ("nodes", "patch_ns"),
+                lambda e: _increasing(_by_x(e["nodes"], e["patch_ns"]))),
+    "K5": _Rule("bytes counted from the tables built equal the closed-form count at every node count",
+                ("model_bytes", "formula_bytes"),
+                lambda e: list(e["model_bytes"]) == list(e["formula_bytes"]) and len(e["model_bytes"]) > 0),
+    "S1": _Interval(0.5, 1.0, "", lo_open=True),
+    "S2": _Interval(0.0, 0.5, ""),
+    "S3": _Rule("walk cost non-increasing as the stage-2 leaf grows, and lower at the largest leaf",
+                ("leaf_bytes", "walk_ns"),
+                lambda e: _nonincreasing(_by_x(e["leaf_bytes"], e["walk_ns"]))
+                and _by_x(e["leaf_bytes"], e["walk_ns"])[-1] < _by_x(e["leaf_bytes"], e["walk_ns"])[0]),
+    # Exit rates of real VM workloads, per host CPU: from about 1e3/s (compute-bound guests,
+    # timer and IPI exits) up to about 5e5/s for an I/O-heavy guest (systemtap example
+    # kvm_service_time.stp: 4.97 M EPT-misconfig exits in a 10 s sample). No single public
+    # survey: the range is wide on purpose and the report says so.
+    "S4": _Interval(1e3, 5e5, "exits/s"),
+    "S5": _Rule("hypervisor text fetch cost differs by more than 5 % between nodes",
+                ("node", "ns"), lambda e: max(e["ns"]) > 1.05 * min(e["ns"])),
+    "S6": _Rule("stage-2 bytes reserved strictly increasing with the node count",
+                ("nodes", "reserved_bytes"),
+                lambda e: _increasing(_by_x(e["nodes"], e["reserved_bytes"]))),
+    "B1": _Interval(504 * _MIB * 0.85, 504 * _MIB * 1.15, "MiB"),
+    "B2": _Rule("saved bytes strictly increasing with RAM and proportional to it (saved/RAM within 10 %) "
+                "for every granule",
+                ("ram_bytes", "saved_bytes"),
+                lambda e: all(
+                    all(b > a for a, b in zip(s, s[1:])) and _linear(r, s)
+                    for r, s in _per_group(e))),
+    "B3": _Interval(0.02, 0.05, "%"),
+    "B4": _Interval(-0.14, -0.06, "%"),
+    "B5": _Interval(-0.35, -0.22, "%"),
+    "B6": _Rule("ops/s and kernel TLB MPKI both within 1 % of rodata=on",
+                ("ops_rel", "mpki_rel"),
+                lambda e: abs(e["ops_rel"]) <= 0.01 and abs(e["mpki_rel"]) <= 0.01),
+    "B7": _Interval(0.90, 1.50, "%"),
+    "B8": _Interval(1.20, 1.80, "%"),
+    "B9": _Rule("boundary-only split keeps more block mappings than v1",
+                ("blocks_kept_boundary", "blocks_kept_v1"),
+                lambda e: e["blocks_kept_boundary"] > e["blocks_kept_v1"]),
+    "B10": _Rule("predicted repaint pages equal the pages the repaint builds, at every size",
+                 ("predicted_pages", "built_pages"),
+                 lambda e: list(e["predicted_pages"]) == list(e["built_pages"]) and len(e["built_pages"]) > 0),
+    "B11": _Rule("accesses fault in the BBM window without BBML2 and none do with it",
+                 ("faults_without_bbml2", "faults_with_bbml2"),
+                 lambda e: e["faults_without_bbml2"] > 0 and e["faults_with_bbml2"] == 0),
+    "P1": _Interval(4, _INF, "shootdowns"),
+    "P2": _Interval(1, 1, "shootdowns"),
+    "P3": _Interval(0, 0, "shootdowns"),
+    "P4": _Rule("grouped allocation leaves fewer 4K direct-map pages than the legacy flow",
+                ("directmap4k_legacy", "directmap4k_grouped"),
+                lambda e: e["directmap4k_grouped"] < e["directmap4k_legacy"]),
+    "P5": _Rule("no global flush during the load step, local flushes only",
+                ("global_flushes_per_load", "local_flushes_per_load"),
+                lambda e: e["global_flushes_per_load"] == 0 and e["local_flushes_per_load"] > 0),
+    "P6": _Rule("fewer iTLB misses of module/BPF text with 2M leaves than with 4K",
+                ("itlb_misses_4k", "itlb_misses_2m"),
+                lambda e: e["itlb_misses_2m"] < e["itlb_misses_4k"]),
+    "A1": _Rule("the RFC design makes pointless unmap/remap pairs on the pathological workload, "
+                "more than tracked pageblocks",
+                ("pointless_rfc", "pointless_tracked"),
+                lambda e: e["pointless_rfc"] > 0 and e["pointless_rfc"] > e["pointless_tracked"]),
+    "A2": _Rule("the RFC worker's largest CPU burst exceeds tracked pageblocks'",
+                ("max_burst_rfc_ns", "max_burst_tracked_ns"),
+                lambda e: e["max_burst_rfc_ns"] > e["max_burst_tracked_ns"]),
+    "A3": _Rule("the RFC design zeroes more pages than tracked pageblocks",
+                ("zeroed_rfc", "zeroed_tracked"), lambda e: e["zeroed_rfc"] > e["zeroed_tracked"]),
+    "A4": _Rule("the RFC design's p99 allocation latency exceeds no-ASI's",
+                ("p99_rfc_ns", "p99_none_ns"), lambda e: e["p99_rfc_ns"] > e["p99_none_ns"]),
+    "A5": _Rule("tracked pageblocks are no worse than RFC on shootdowns, zeroing, worker time and "
+                "p99 latency, and better on at least one",
+                ("rfc", "tracked"),
+                lambda e: all(e["tracked"][k] <= e["rfc"][k] for k in e["rfc"])
+                and any(e["tracked"][k] < e["rfc"][k] for k in e["rfc"])),
+    "A6": _Rule("total cost is lowest in the lowest third of the free-mapped targets",
+                ("target", "cost"),
+                lambda e: sorted(e["target"]).index(
+                    [t for t, c in zip(e["target"], e["cost"]) if c == min(e["cost"])][0])
+                < max(1, len(e["target"]) / 3)),
+    "A7": _Rule("no page-table allocation while allocating with a synced physmap; some with the RFC design",
+                ("pt_allocs_synced", "pt_allocs_rfc"),
+                lambda e: e["pt_allocs_synced"] == 0 and e["pt_allocs_rfc"] > 0),
+}
+
+
+def _per_group(e: Mapping[str, Any]):
+    """Split B2-style evidence into (ram, saved) series per group (e.g. granule)."""
+    groups = e.get("group") or ["all"] * len(e["ram_bytes"])
+    out: dict[Any, list[tuple[float, float]]] = {}
+    for g, r, s in zip(groups, e["ram_bytes"], e["saved_bytes"]):
+        out.setdefault(g, []).append((r, s))
+    for pts in out.values():
+        pts.sort()
+        yield [p[0] for p in pts], [p[1] for p in pts]
+
+
+def band_text(claim_id: str) -> str:
+    """The band or test of a claim, as the report prints it."""
+    return _BANDS[claim_id].text()
+
+
+def in_band(claim_id: str, value: Any) -> bool:
+    """Whether ``value`` satisfies the claim's band (raises if the value has the wrong shape)."""
+    return _BANDS[claim_id].holds(value)
+
+
+def verdict(claim_id: str, record: Mapping[str, Any] | None) -> tuple[str, float | None]:
+    """The verdict for a claim from its record: ``(verdict, share_in_band)``.
+
+    ``record`` is what :func:`kmm.suite.claims.record` wrote (None if nothing was). The share
+    is the fraction of the recorded joint sweep of ``assumed`` parameters that lands in the
+    band (None when no sweep was recorded).
+    """
+    if claim_id not in CLAIMS:
+        raise KeyError(f"unknown claim {claim_id!r}")
+    if record is None or record.get("value") is None:
+        return NOT_EVALUATED, None
+    if record.get("scenario") != "published":
+        return SMALL_RUN, None
+    try:
+        holds = in_band(claim_id, record["value"])
+    except (TypeError, KeyError, ValueError, IndexError):
+        return NOT_EVALUATED, None
+    sweep = record.get("sweep") or []
+    if not sweep:
+        return (REPRODUCED if holds else NOT_REPRODUCED), None
+    try:
+        hits = [in_band(claim_id, p["value"]) for p in sweep]
+    except (TypeError, KeyError, ValueError, IndexError):
+        return NOT_EVALUATED, None
+    share = sum(hits) / len(hits)
+    if share == 1.0 and holds:
+        return REPRODUCED, share
+    if share == 0.0 and not holds:
+        return NOT_REPRODUCED, share
+    return CONDITIONAL, share
