@@ -1,0 +1,331 @@
+"""``kmm bench``: measure kmm against the plain-C limit and pycachesim, and the suite's speed.
+
+Benchmarks measure and report; they never assert. Each figure is measured side by side in one
+run, so ratios cancel machine noise; absolute rates are reported too. Results are printed as
+a table and written to ``<data>/bench/latest.json`` (and a timestamped copy);
+``notebooks/bench.ipynb`` charts the latest file.
+
+What is measured
+----------------
+1. single-level LRU TLB over a fixed 10-million-access trace (80 % from 2,000 hot pages,
+   20 % uniform over a million pages, seed 1) in four configurations, ``kmm.tlb.simulate_trace``
+   against two plain C LRUs (timestamps, move-to-front) compiled now with ``cc -O2``,
+   pycachesim (miss counts must agree) and a pure-Python LRU on a prefix;
+2. the engine's full translation path on the same trace;
+3. page-table operations: a 4 TiB linear map of 4K PTEs plus one million random
+   split/permission operations (time and peak resident memory, in a child process);
+4. the buddy allocator: order-0 allocations plus frees per second;
+5. a real trace recorded now with valgrind's lackey from the Python interpreter, through kmm
+   and pycachesim;
+6. with ``--suite``: ``kmm reproduce`` cold and warm, and a 16-point sweep on 1 and 2 workers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import KmmError
+
+TLB_CONFIGS = [(48, 48), (1024, 4), (1024, 8), (1536, 12)]  # (entries, ways)
+PAGE_SHIFT = 12
+
+
+def make_trace(n: int = 10_000_000, seed: int = 1, hot_pages: int = 2000,
+               universe_pages: int = 1 << 20, hot_share: float = 0.8) -> np.ndarray:
+    """The benchmark trace: ``hot_share`` of accesses to ``hot_pages`` pages, the rest uniform."""
+    rng = np.random.default_rng(seed)
+    hot = rng.integers(0, universe_pages, hot_pages)
+    pick = rng.random(n) < hot_share
+    pages = np.where(pick, hot[rng.integers(0, hot_pages, n)], rng.integers(0, universe_pages, n))
+    offs = rng.integers(0, 1 << PAGE_SHIFT, n).astype(np.uint64)
+    return (pages.astype(np.uint64) << np.uint64(PAGE_SHIFT)) | offs
+
+
+def python_lru_misses(addrs: np.ndarray, sets: int, ways: int) -> int:
+    """Reference LRU in pure Python (OrderedDict per set)."""
+    table = [OrderedDict() for _ in range(sets)]
+    misses = 0
+    for a in addrs.tolist():
+        vpn = a >> PAGE_SHIFT
+        s = table[vpn & (sets - 1)]
+        if vpn in s:
+            s.move_to_end(vpn)
+        else:
+            misses += 1
+            if len(s) >= ways:
+                s.popitem(last=False)
+            s[vpn] = True
+    return misses
+
+
+def _best(fn, repeats: int = 3) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _compile_c(workdir: Path) -> Path | None:
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if not cc:
+        return None
+    src = Path(__file__).with_name("bench_c") / "lru.c"
+    exe = workdir / "lru"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True, capture_output=True)
+    return exe
+
+
+def _c_lru(exe: Path, trace_file: Path, n: int, sets: int, ways: int, policy: str) -> tuple[float, int]:
+    out = subprocess.run([str(exe), str(trace_file), str(n), str(sets), str(ways), str(PAGE_SHIFT),
+                          policy, "3"], check=True, capture_output=True, text=True).stdout
+    kv = dict(p.split("=") for p in out.split())
+    return int(kv["ns"]) / 1e9, int(kv["misses"])
+
+
+def _pycachesim_misses(addrs: np.ndarray, sets: int, ways: int) -> tuple[float, int] | None:
+    try:
+        from cachesim import Cache, CacheSimulator, MainMemory
+    except ImportError:
+        return None
+    mem = MainMemory()
+    tlb = Cache("TLB", sets, ways, 1 << PAGE_SHIFT, "LRU")
+    mem.load_to(tlb)
+    mem.store_from(tlb)
+    sim = CacheSimulator(tlb, mem)
+    t0 = time.perf_counter()
+    for a in addrs.tolist():
+        sim.load(a, length=1)
+    return time.perf_counter() - t0, int(tlb.backend.MISS_count)
+
+
+def bench_tlb(n: int, pycachesim_n: int, python_n: int) -> list[dict]:
+    """Part 1: single-level LRU TLB, kmm vs C vs pycachesim vs Python."""
+    from .. import tlb
+
+    addrs = make_trace(n)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        trace_file = tmp / "trace.bin"
+        addrs.astype("<u8").tofile(trace_file)
+        exe = _compile_c(tmp)
+        for entries, ways in TLB_CONFIGS:
+            sets = entries // ways
+            cfg = tlb.TLBConfig.single(entries=entries, ways=ways)
+            tlb.simulate_trace(addrs[:1000], cfg)  # compile beforehand
+            t_kmm, counters = _best(lambda: tlb.simulate_trace(addrs, cfg))
+            row = {"config": f"{entries}x{ways}", "accesses": n, "kmm_s": t_kmm,
+                   "kmm_maps": n / t_kmm / 1e6, "kmm_misses": int(counters.misses)}
+            if exe is not None:
+                for pol in ("stamp", "mtf"):
+                    t, m = _c_lru(exe, trace_file, n, sets, ways, pol)
+                    row[f"c_{pol}_s"], row[f"c_{pol}_misses"] = t, m
+                best_c = min(row["c_stamp_s"], row["c_mtf_s"])
+                row["kmm_vs_best_c"] = best_c / t_kmm  # >1: kmm faster
+            pc = _pycachesim_misses(addrs[:pycachesim_n], sets, ways)
+            if pc is not None:
+                kmm_prefix = tlb.simulate_trace(addrs[:pycachesim_n], cfg).misses
+                row["pycachesim_s"], row["pycachesim_misses"] = pc
+                row["pycachesim_accesses"] = pycachesim_n
+                row["pycachesim_maps"] = pycachesim_n / pc[0] / 1e6
+                row["kmm_misses_on_pycachesim_prefix"] = int(kmm_prefix)
+                row["agree_pycachesim"] = int(kmm_prefix) == pc[1]
+            t_py, m_py = _best(lambda: python_lru_misses(addrs[:python_n], sets, ways), 1)
+            row["python_maps"] = python_n / t_py / 1e6
+            row["agree_python"] = m_py == tlb.simulate_trace(addrs[:python_n], cfg).misses
+            rows.append(row)
+    return rows
+
+
+def _optional(fn_path: str):
+    mod, _, name = fn_path.rpartition(".")
+    try:
+        module = __import__(mod, fromlist=[name])
+        return getattr(module, name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _child_peak_rss(code: str) -> tuple[dict, float]:
+    """Run ``code`` in a fresh interpreter; return its JSON stdout and peak RSS in MiB."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise KmmError(f"benchmark child failed: {proc.stderr.strip().splitlines()[-1:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out, out.pop("peak_rss_mib")
+
+
+def bench_pagetable(n_ops: int) -> dict | None:
+    if _optional("kmm.pagetable.bench_random_ops") is None:
+        return None
+    code = (
+        "import json, resource\n"
+        "from kmm.pagetable import bench_random_ops\n"
+        "bench_random_ops(1000, 0)\n"
+        f"s, ext = bench_random_ops({n_ops}, 1)\n"
+        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps({'seconds': s, 'extents': int(ext), 'peak_rss_mib': rss}))\n")
+    out, rss = _child_peak_rss(code)
+    return {"ops": n_ops, **out, "peak_rss_mib": rss}
+
+
+def bench_allocator(n: int) -> dict | None:
+    fn = _optional("kmm.buddy.bench_order0_churn")
+    if fn is None:
+        return None
+    fn(1000, 0)
+    rate = fn(n, 1)
+    return {"ops": n, "ops_per_s": float(rate)}
+
+
+def bench_full_path(n: int) -> dict | None:
+    fn = _optional("kmm.walk.bench_full_path")
+    if fn is None:
+        return None
+    addrs = make_trace(n)
+    fn(addrs[:1000])
+    t, _ = _best(lambda: fn(addrs), 2)
+    return {"accesses": n, "seconds": t, "maps": n / t / 1e6}
+
+
+def bench_real_trace() -> dict | None:
+    """A lackey trace of the Python interpreter, through kmm and pycachesim."""
+    if not shutil.which("valgrind"):
+        return None
+    from .. import tlb, traces
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "lackey.txt"
+        prog = "s=0\nfor i in range(2000): s+=i*i\n"
+        t0 = time.perf_counter()
+        subprocess.run(["valgrind", "--tool=lackey", "--trace-mem=yes", f"--log-file={log}",
+                        sys.executable, "-S", "-c", prog], capture_output=True, check=False)
+        record_s = time.perf_counter() - t0
+        tr = traces.read_lackey(log)
+    addrs = np.asarray(tr.addresses if hasattr(tr, "addresses") else tr[0], dtype=np.uint64)
+    sets, ways = 256, 4
+    cfg = tlb.TLBConfig.single(entries=sets * ways, ways=ways)
+    tlb.simulate_trace(addrs[:1000], cfg)
+    t_kmm, c = _best(lambda: tlb.simulate_trace(addrs, cfg))
+    pc = _pycachesim_misses(addrs, sets, ways)
+    out = {"accesses": int(addrs.size), "record_s": record_s, "kmm_s": t_kmm,
+           "kmm_misses": int(c.misses)}
+    if pc:
+        out.update(pycachesim_s=pc[0], pycachesim_misses=pc[1], agree=pc[1] == int(c.misses))
+    return out
+
+
+def bench_suite() -> dict:
+    """Part 6: ``kmm reproduce`` cold and warm, and a 16-point sweep on 1 and 2 workers."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for label, env in (("cold", {"NUMBA_CACHE_DIR": cache}), ("warm", {"NUMBA_CACHE_DIR": cache})):
+            with tempfile.TemporaryDirectory() as data:
+                t0 = time.perf_counter()
+                proc = subprocess.run([sys.executable, "-m", "kmm.suite.cli", "reproduce"],
+                                      env={**os.environ, **env, "KMM_DATA_DIR": data},
+                                      capture_output=True, text=True)
+                out[f"reproduce_{label}_s"] = time.perf_counter() - t0
+                out[f"reproduce_{label}_rc"] = proc.returncode
+    fn = _optional("kmm.suite.sweep.bench_sweep")
+    if fn is not None:
+        out["sweep"] = fn(points=16, workers=(1, 2))
+    return out
+
+
+def run(*, quick: bool = False, suite: bool = False, out_dir: Path | None = None) -> dict:
+    """Run the benchmarks; ``quick`` shrinks every size (for notebooks and smoke tests)."""
+    n = 200_000 if quick else 10_000_000
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                    "platform": sys.platform},
+        "quick": quick,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    result["tlb"] = bench_tlb(n, pycachesim_n=min(n, 1_000_000), python_n=min(n, 200_000))
+    result["full_path"] = bench_full_path(n)
+    result["pagetable"] = bench_pagetable(20_000 if quick else 1_000_000)
+    result["allocator"] = bench_allocator(200_000 if quick else 10_000_000)
+    result["real_trace"] = None if quick else bench_real_trace()
+    if suite:
+        result["suite"] = bench_suite()
+    if out_dir is not None:
+        from .claims import atomic_write_text
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(result, indent=1, default=float)
+        atomic_write_text(out_dir / f"bench-{result['when'].replace(':', '')}.json", text)
+        atomic_write_text(out_dir / "latest.json", text)
+    return result
+
+
+def format_table(result: dict) -> str:
+    """The printed summary: one line per figure, with its ratio to the reference."""
+    lines = ["single-level LRU TLB (M accesses/s; ratio = best C time / kmm time, >= 0.9 is the target)"]
+    for r in result["tlb"]:
+        c = (f" C stamp {r['accesses'] / r['c_stamp_s'] / 1e6:7.1f}  C mtf {r['accesses'] / r['c_mtf_s'] / 1e6:7.1f}"
+             f"  ratio {r['kmm_vs_best_c']:.2f}") if "c_mtf_s" in r else " (no C compiler)"
+        pc = (f"  pycachesim {r['pycachesim_maps']:.2f} agree={r['agree_pycachesim']}"
+              if "pycachesim_maps" in r else "")
+        lines.append(f"  {r['config']:>8}: kmm {r['kmm_maps']:7.1f}{c}{pc}  python {r['python_maps']:.2f}")
+    fp = result.get("full_path")
+    lines.append(f"full translation path: {fp['maps']:.1f} M accesses/s (target >= 20)" if fp
+                 else "full translation path: not available")
+    pt = result.get("pagetable")
+    lines.append(f"page tables: {pt['ops']} random ops on a 4 TiB PTE map in {pt['seconds']:.2f} s, "
+                 f"{pt['extents']} extents, peak RSS {pt['peak_rss_mib']:.0f} MiB (target < 10 s, < 1024 MiB)"
+                 if pt else "page tables: not available")
+    al = result.get("allocator")
+    lines.append(f"buddy allocator: {al['ops_per_s'] / 1e6:.1f} M order-0 alloc+free/s (target >= 10)"
+                 if al else "buddy allocator: not available")
+    rt = result.get("real_trace")
+    if rt:
+        lines.append(f"real lackey trace: {rt['accesses']} accesses, kmm {rt['kmm_s'] * 1e3:.1f} ms, "
+                     f"pycachesim {rt.get('pycachesim_s', float('nan')) * 1e3:.0f} ms, agree={rt.get('agree')}")
+    st = result.get("suite")
+    if st:
+        lines.append(f"kmm reproduce: cold {st['reproduce_cold_s']:.0f} s, warm {st['reproduce_warm_s']:.0f} s "
+                     "(targets < 300 s, < 180 s)")
+        if st.get("sweep"):
+            lines.append(f"16-point sweep: {st['sweep']}")
+    return "\n".join(lines)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="measure kmm's speed against plain C and pycachesim",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--suite", action="store_true", help="also time kmm reproduce and a sweep")
+    p.add_argument("--quick", action="store_true", help="small sizes (seconds, for smoke tests)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default data/bench)")
+    p.set_defaults(handler=_main)
+
+
+def _main(args) -> int:
+    from .claims import data_dir
+
+    out = args.out or (data_dir() / "bench")
+    result = run(quick=args.quick, suite=args.suite, out_dir=out)
+    print(format_table(result))
+    print(f"written: {out / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="kmm")
+    add_parser(ap.add_subparsers())
+    a = ap.parse_args(["bench", *sys.argv[1:]])
+    sys.exit(a.handler(a))
