@@ -1,0 +1,1006 @@
+"""``kmm sweep``: run a params grid point by point, resumably, on local processes or Dask.
+
+A sweep is one grid of one params file (``params/<stem>.yaml``, ``grids.<name>``). Each point is
+a full dict of parameter values, identified by :func:`kmm.config.config_hash` of its values,
+the runner's target (notebook file name or ``module:function``) and the kmm version. A point
+runs either by executing the notebook with papermill (``runner: notebook``, through
+:func:`kmm.suite.nbrun.execute`) or by calling the grid's ``function`` with the point's values
+(``runner: library``), which returns a tidy polars frame (:mod:`kmm.results`).
+
+Layout under the output folder ``<out>`` (default ``data/sweeps``), for sweep ``<sweep>`` =
+``<stem>-<grid>``::
+
+    <out>/<sweep>.parquet              all done points merged, sorted by point_hash then metric
+    <out>/<sweep>.lock                 exclusive lock (flock) held while a sweep writes here
+    <out>/<sweep>/points/<hash>.parquet   one point's tidy rows (written atomically)
+    <out>/<sweep>/notebooks/<hash>.ipynb  the executed notebook of a notebook point
+    <out>/<sweep>/work/<hash>/            that point's KMM_DATA_DIR (frames, claims, charts)
+    <out>/<sweep>/ledger.jsonl            one line per finished point: done, or failed + error
+    <out>/<sweep>/manifest.json           status of every point of the grid, at the end of a run
+
+A point is done exactly when its ``points/<hash>.parquet`` exists: that file is renamed into
+place only after its rows are complete, so a sweep killed at any instant (SIGKILL included)
+loses only the points that were running, and a rerun runs exactly the points not done. Points
+recorded as failed in the ledger are skipped on a rerun unless ``retry_failed`` is given.
+Only the process holding the lock writes ``points/``, the ledger, the manifest and the merged
+file; workers (local processes or Dask workers) return each point's frame to it.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import config_hash
+from ..errors import ConfigError, KmmError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+DEFAULT_OUT = Path("data") / "sweeps"
+RUNNERS = ("notebook", "library")
+POINT_COLUMN = "point_hash"
+DONE, FAILED, PENDING = "done", "failed", "pending"
+
+# Papermill starts each kernel with the environment of the calling process, so a point's
+# KMM_DATA_DIR is set in os.environ around its run; this lock keeps two threads of one
+# process (threaded Dask workers, in-process runs) from seeing each other's value.
+_ENV_LOCK = threading.Lock()
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point: its identifying hash and its full parameter values."""
+
+    hash: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A planned sweep: its points, how each runs, and where results go.
+
+    Build one with :func:`plan` (from a params file) or :func:`make_sweep` (from points).
+    """
+
+    name: str
+    runner: str
+    target: str
+    points: tuple[Point, ...]
+    out_dir: Path
+    root: Path
+    notebook: Path | None = None
+    params_path: Path | None = None
+    grid: str | None = None
+    timeout_s: float | None = None
+
+    @property
+    def dir(self) -> Path:
+        return self.out_dir / self.name
+
+    @property
+    def points_dir(self) -> Path:
+        return self.dir / "points"
+
+    @property
+    def notebooks_dir(self) -> Path:
+        return self.dir / "notebooks"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.dir / "work"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.dir / "ledger.jsonl"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "manifest.json"
+
+    @property
+    def merged_path(self) -> Path:
+        return self.out_dir / f"{self.name}.parquet"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.out_dir / f"{self.name}.lock"
+
+    def point_path(self, h: str) -> Path:
+        return self.points_dir / f"{h}.parquet"
+
+
+def point_hash(params: Mapping[str, Any], runner: str, target: str) -> str:
+    """The identity of a point: its values, what runs it, and the kmm version.
+
+    ``target`` is the notebook's file name or the ``module:function`` of a library grid, never
+    an absolute path, so the same point hashes alike on every machine of a cluster.
+    """
+    return config_hash({"params": dict(params), "runner": runner, "target": target})
+
+
+def make_sweep(name: str, points: Iterable[Mapping[str, Any]], *, runner: str, target: str,
+               out_dir: Path | str = DEFAULT_OUT, root: Path | str | None = None,
+               notebook: Path | None = None, params_path: Path | None = None,
+               grid: str | None = None, timeout_s: float | None = None) -> Sweep:
+    """A :class:`Sweep` over explicit points.
+
+    Parameters
+    ----------
+    name : folder-safe sweep name (``<stem>-<grid>`` for params grids)
+    points : full parameter dicts, one per point, each passed whole to the runner
+    runner : ``"notebook"`` or ``"library"``
+    target : notebook file name (notebook runner) or ``"module:function"`` (library runner)
+    out_dir : folder that receives ``<name>/`` and ``<name>.parquet``
+    root : working directory of notebook kernels (the project root)
+    notebook : path of the notebook to execute (notebook runner)
+    timeout_s : per-cell execution timeout of notebook points (None: no limit)
+
+    Raises
+    ------
+    ConfigError : unknown runner, no points, or two points with the same values
+    """
+    where = f"{params_path}: grids.{grid}" if params_path else name
+    if runner not in RUNNERS:
+        raise ConfigError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}", where)
+    if runner == "library" and ":" not in str(target):
+        raise ConfigError(f"function must be 'module:function', got {target!r}", where)
+    if runner == "notebook" and notebook is None:
+        raise ConfigError("a notebook grid needs its notebook", where)
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"sweep name must be a plain folder name, got {name!r}", where)
+    seen: dict[str, Mapping[str, Any]] = {}
+    out: list[Point] = []
+    for p in points:
+        p = dict(p)
+        h = point_hash(p, runner, str(target))
+        if h in seen:
+            raise ConfigError(f"the grid holds the same point twice: {_short(p)}", where)
+        seen[h] = p
+        out.append(Point(h, p))
+    if not out:
+        raise ConfigError("the grid has no points", where)
+    return Sweep(name=name, runner=runner, target=str(target), points=tuple(out),
+                 out_dir=Path(out_dir), root=Path(root) if root else Path.cwd(),
+                 notebook=Path(notebook) if notebook else None, params_path=params_path,
+                 grid=grid, timeout_s=timeout_s)
+
+
+def plan(params_path: Path | str, grid: str | None = None, *, out_dir: Path | str | None = None,
+         timeout_s: float | None = None) -> Sweep:
+    """Expand grid ``grid`` of a params file into a :class:`Sweep`.
+
+    ``grid`` may be omitted when the file declares exactly one grid. The output folder
+    defaults to ``data/sweeps`` under the project root (the folder holding ``params/``).
+
+    Raises
+    ------
+    ConfigError : the params file is invalid, the grid is unknown or empty
+    """
+    params_mod = _params_module()
+    path = Path(params_path)
+    if not path.is_file():
+        raise ConfigError("no such params file", str(path))
+    pf = params_mod.load(path)
+    names = _grid_names(pf, path)
+    if grid is None:
+        if len(names) != 1:
+            listed = ", ".join(names) if names else "none"
+            raise ConfigError(f"give --grid: the file declares {len(names)} grids ({listed})",
+                              str(path))
+        grid = names[0]
+    elif names and grid not in names:
+        raise ConfigError(f"no grid {grid!r}; the file declares {', '.join(names)}", str(path))
+    points = pf.grid(grid)
+    spec = dict(pf.grid_spec(grid) or {})
+    runner = spec.get("runner", "notebook") or "notebook"
+    notebook = Path(pf.notebook)
+    target = str(spec.get("function") or "") if runner == "library" else notebook.name
+    root = _project_root(path)
+    out = Path(out_dir) if out_dir is not None else root / DEFAULT_OUT
+    return make_sweep(f"{path.stem}-{grid}", points, runner=runner, target=target, out_dir=out,
+                      root=root, notebook=notebook, params_path=path, grid=grid,
+                      timeout_s=timeout_s)
+
+
+def _project_root(path: Path) -> Path:
+    """The folder holding ``pyproject.toml`` above ``path``, else the params folder's parent."""
+    path = path.resolve()
+    for d in path.parents:
+        if (d / "pyproject.toml").is_file() and (d / "kmm").is_dir():
+            return d
+    return path.parent.parent
+
+
+def _grid_names(pf: Any, path: Path) -> list[str]:
+    names = getattr(pf, "grid_names", None)
+    if callable(names):
+        return list(names())
+    grids = getattr(pf, "grids", None)
+    if isinstance(grids, Mapping):
+        return list(grids)
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:  # params.load already refuses these; kept for safety
+        raise ConfigError(f"malformed YAML: {e}", str(path)) from None
+    grids = data.get("grids") if isinstance(data, dict) else None
+    return list(grids) if isinstance(grids, dict) else []
+
+
+def _params_module():
+    from . import params
+
+    return params
+
+
+# --------------------------------------------------------------------------- one point
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs to run one point; plain data, picklable, no open files."""
+
+    sweep: str
+    hash: str
+    params: Mapping[str, Any]
+    runner: str
+    target: str
+    root: str
+    notebook: str | None
+    notebook_out: str | None
+    work_dir: str | None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker returns: the point's frame (with its ``point_hash`` column) or an error."""
+
+    hash: str
+    frame: Any = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def one_line(exc: BaseException) -> str:
+    """A failure as one line: a KmmError's own line, else ``Type: first line of message``."""
+    if isinstance(exc, KmmError):
+        text = exc.line()
+    else:
+        msg = str(exc).strip()
+        text = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def run_point(task: Task) -> Outcome:
+    """Run one point and return its tidy frame, or its error as one line; never raises.
+
+    The notebook runner gives the point a fresh KMM_DATA_DIR (``work/<hash>``, emptied first,
+    so nothing of an interrupted earlier attempt is collected), executes the notebook into
+    ``notebooks/<hash>.ipynb`` and reads every parquet frame the notebook saved there. The
+    library runner calls the grid's function with the point's values.
+    """
+    import polars  # noqa: F401  (its import is worker start-up, not the point's work)
+
+    t0 = time.perf_counter()
+    try:
+        if task.runner == "library":
+            df = _call_library(task)
+        else:
+            df = _run_notebook(task)
+        df = _with_point_column(df, task.hash)
+        return Outcome(task.hash, frame=df, seconds=time.perf_counter() - t0)
+    except (Exception, SystemExit) as e:  # a failing point never stops the others
+        return Outcome(task.hash, error=one_line(e), seconds=time.perf_counter() - t0)
+
+
+def resolve_function(target: str) -> Callable[..., Any]:
+    """Import ``module:function`` (dots allowed after the colon for attributes)."""
+    import importlib
+
+    mod_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(mod_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot import {target!r}: {e}", "function") from None
+    if not callable(obj):
+        raise ConfigError(f"{target!r} is not callable", "function")
+    return obj
+
+
+def _call_library(task: Task) -> pl.DataFrame:
+    import polars as pl
+
+    from ..results import validate
+
+    fn = resolve_function(task.target)
+    df = fn(**dict(task.params))
+    if not isinstance(df, pl.DataFrame):
+        raise KmmError(f"returned {type(df).__name__}, expected a polars DataFrame", task.target)
+    return validate(df)
+
+
+def _run_notebook(task: Task) -> pl.DataFrame:
+    assert task.notebook and task.notebook_out and task.work_dir
+    work = Path(task.work_dir)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    out = Path(task.notebook_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _ENV_LOCK, _environ(KMM_DATA_DIR=str(work)):
+        _execute_notebook(Path(task.notebook), dict(task.params), out, cwd=Path(task.root),
+                          timeout=task.timeout_s)
+    return collect_frames(work, where=Path(task.notebook).name)
+
+
+def _execute_notebook(notebook: Path, parameters: dict, out_path: Path, *, cwd: Path,
+                      timeout: float | None) -> Path:
+    from . import nbrun
+
+    return nbrun.execute(notebook, parameters, out_path, cwd=cwd, timeout=timeout)
+
+
+@contextlib.contextmanager
+def _environ(**values: str):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def collect_frames(data_dir: Path, *, where: str = "") -> pl.DataFrame:
+    """Concatenate every tidy frame saved under ``data_dir`` (sorted by relative path).
+
+    Raises
+    ------
+    KmmError : the notebook saved no frame, or a frame breaks the tidy schema
+    """
+    import polars as pl
+
+    from ..results import validate
+
+    files = sorted(p for p in data_dir.rglob("*.parquet")
+                   if not any(part.startswith(".") for part in p.relative_to(data_dir).parts))
+    if not files:
+        raise KmmError("the notebook saved no result frame (kmm.suite.io.save_frame)", where)
+    frames = []
+    for f in files:
+        try:
+            frames.append(validate(pl.read_parquet(f)))
+        except ValueError as e:
+            raise KmmError(f"{f.relative_to(data_dir)}: {e}", where) from None
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+
+def _with_point_column(df: pl.DataFrame, h: str) -> pl.DataFrame:
+    import polars as pl
+
+    if POINT_COLUMN in df.columns:
+        df = df.drop(POINT_COLUMN)
+    return df.with_columns(pl.lit(h, dtype=pl.Utf8).alias(POINT_COLUMN))
+
+
+# --------------------------------------------------------------------------- state on disk
+
+
+@dataclass
+class PointState:
+    """A point's status as read from disk: done, failed (with error) or pending."""
+
+    status: str
+    error: str | None = None
+    seconds: float | None = None
+
+
+def read_ledger(sweep: Sweep) -> dict[str, dict]:
+    """The last ledger record of each point; a line cut short by a kill is ignored."""
+    last: dict[str, dict] = {}
+    try:
+        text = sweep.ledger_path.read_text()
+    except FileNotFoundError:
+        return last
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "hash" in rec:
+            last[rec["hash"]] = rec
+    return last
+
+
+def status(sweep: Sweep) -> dict[str, PointState]:
+    """Status of every point of ``sweep``: done iff its points file exists."""
+    ledger = read_ledger(sweep)
+    out: dict[str, PointState] = {}
+    for p in sweep.points:
+        rec = ledger.get(p.hash, {})
+        if sweep.point_path(p.hash).is_file():
+            out[p.hash] = PointState(DONE, seconds=rec.get("seconds"))
+        elif rec.get("status") == FAILED:
+            out[p.hash] = PointState(FAILED, rec.get("error"), rec.get("seconds"))
+        else:
+            out[p.hash] = PointState(PENDING)
+    return out
+
+
+def _atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    _atomic_replace(path, write)
+
+
+def _write_parquet_atomic(path: Path, df: pl.DataFrame) -> None:
+    def write(tmp: Path) -> None:
+        df.write_parquet(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    _atomic_replace(path, write)
+
+
+class _Ledger:
+    """Append-only JSON lines; each record is flushed and fsynced before the next point."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "a")
+
+    def append(self, rec: dict) -> None:
+        self._f.write(json.dumps(rec, sort_keys=True, default=str) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+@contextlib.contextmanager
+def sweep_lock(sweep: Sweep):
+    """Hold the exclusive lock of ``sweep``'s output, or raise at once if another holds it.
+
+    Raises
+    ------
+    KmmError : another sweep is writing to the same output (one line naming the lock file)
+    """
+    _make_dirs(sweep)
+    fd = os.open(sweep.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise KmmError("another sweep is writing this output; wait for it to finish",
+                           str(sweep.lock_path)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+
+def _make_dirs(sweep: Sweep) -> None:
+    try:
+        for d in (sweep.out_dir, sweep.dir, sweep.points_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if not os.access(sweep.dir, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise KmmError(f"cannot write the sweep output: {e.strerror or e}",
+                       str(sweep.out_dir)) from None
+
+
+def _clean_temporaries(sweep: Sweep) -> None:
+    """Remove temporary files left by a killed run (only called under the lock)."""
+    for d in (sweep.points_dir, sweep.out_dir):
+        for tmp in d.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def merge(sweep: Sweep) -> pl.DataFrame | None:
+    """Merge every done point of ``sweep`` into ``<out>/<sweep>.parquet``, atomically.
+
+    Rows are ordered by ``point_hash`` then ``metric``, keeping each point's own row order
+    among equal keys, so the file depends only on which points are done, not on the order or
+    place they ran. Returns the merged frame, or None (and writes nothing) if no point is done.
+    """
+    import polars as pl
+
+    hashes = sorted(p.hash for p in sweep.points if sweep.point_path(p.hash).is_file())
+    if not hashes:
+        return None
+    frames = [pl.read_parquet(sweep.point_path(h)) for h in hashes]
+    df = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    df = df.sort([POINT_COLUMN, "metric"], maintain_order=True)
+    _write_parquet_atomic(sweep.merged_path, df)
+    return df
+
+
+def write_manifest(sweep: Sweep, states: Mapping[str, PointState] | None = None) -> dict:
+    """Write ``manifest.json``: every point's values and status (failed ones with their error)."""
+    from .. import __version__
+
+    states = states if states is not None else status(sweep)
+    points = []
+    for p in sweep.points:
+        st = states[p.hash]
+        rec: dict[str, Any] = {"hash": p.hash, "status": st.status, "params": dict(p.params)}
+        if st.error:
+            rec["error"] = st.error
+        if st.seconds is not None:
+            rec["seconds"] = round(float(st.seconds), 3)
+        points.append(rec)
+    counts = {s: sum(1 for st in states.values() if st.status == s) for s in (DONE, FAILED, PENDING)}
+    manifest = {"sweep": sweep.name, "params_file": str(sweep.params_path or ""),
+                "grid": sweep.grid, "runner": sweep.runner, "target": sweep.target,
+                "kmm_version": __version__, "counts": counts, "points": points}
+    _write_text_atomic(sweep.manifest_path, json.dumps(manifest, indent=1, sort_keys=True,
+                                                       default=str) + "\n")
+    return manifest
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class Report:
+    """What a run did: counts, failures (hash -> error) and where the merged frame is."""
+
+    sweep: str
+    total: int
+    done: int
+    failed: dict[str, str]
+    pending: int
+    ran: int
+    skipped: int
+    merged_path: Path | None
+    merged_rows: int
+    wall_s: float
+    point_s: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.pending == 0
+
+    def line(self) -> str:
+        where = (f"{self.merged_rows} rows -> {self.merged_path}" if self.merged_path
+                 else "nothing merged")
+        return (f"sweep {self.sweep}: {self.done} done, {len(self.failed)} failed, "
+                f"{self.pending} left of {self.total} ({self.ran} run, {self.skipped} skipped, "
+                f"{self.wall_s:.1f} s); {where}")
+
+
+def default_workers() -> int:
+    """All the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def tasks_for(sweep: Sweep, points: Iterable[Point]) -> list[Task]:
+    """The worker tasks of ``points`` (absolute paths, so any working directory works)."""
+    tasks = []
+    for p in points:
+        nb = sweep.runner == "notebook"
+        tasks.append(Task(
+            sweep=sweep.name, hash=p.hash, params=dict(p.params), runner=sweep.runner,
+            target=sweep.target, root=str(sweep.root.resolve()),
+            notebook=str(sweep.notebook.resolve()) if nb and sweep.notebook else None,
+            notebook_out=str((sweep.notebooks_dir / f"{p.hash}.ipynb").resolve()) if nb else None,
+            work_dir=str((sweep.work_dir / p.hash).resolve()) if nb else None,
+            timeout_s=sweep.timeout_s))
+    return tasks
+
+
+def run(sweep: Sweep, *, workers: int | None = None, scheduler: str | None = None,
+        retry_failed: bool = False, progress: bool | None = None) -> Report:
+    """Run every point of ``sweep`` that is not done, then merge all done points.
+
+    Parameters
+    ----------
+    workers : local worker processes (default: all cores); 1 runs the points in this process
+    scheduler : address of a running dask.distributed scheduler (``tcp://host:8786``); the
+        points then run on its workers, which must see the same filesystem paths for
+        notebook grids (library grids only need kmm importable on the workers)
+    retry_failed : also rerun the points a previous run recorded as failed
+    progress : show a tqdm bar (done, failed, remaining, ETA); None: only on a terminal
+
+    Returns
+    -------
+    Report : counts, failures and the merged file; a failing point never raises here
+
+    Raises
+    ------
+    KmmError : another sweep holds the lock, the output is not writable, or the scheduler
+        cannot be reached
+    """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"must be >= 1, got {workers}", "--workers")
+    t0 = time.perf_counter()
+    with sweep_lock(sweep):
+        _clean_temporaries(sweep)
+        before = status(sweep)
+        todo = [p for p in sweep.points
+                if before[p.hash].status == PENDING
+                or (retry_failed and before[p.hash].status == FAILED)]
+        n_done = sum(st.status == DONE for st in before.values())
+        failed = {h: st.error or "" for h, st in before.items()
+                  if st.status == FAILED and not retry_failed}
+        ledger = _Ledger(sweep.ledger_path)
+        bar = _progress(len(sweep.points), n_done + len(failed), progress, sweep.name)
+        point_s: list[float] = []
+        ran = 0
+
+        def on_outcome(o: Outcome) -> None:
+            nonlocal n_done, ran
+            ran += 1
+            point_s.append(o.seconds)
+            if o.ok:
+                _write_parquet_atomic(sweep.point_path(o.hash), o.frame)
+                ledger.append({"hash": o.hash, "status": DONE, "seconds": round(o.seconds, 3)})
+                failed.pop(o.hash, None)
+                n_done += 1
+            else:
+                ledger.append({"hash": o.hash, "status": FAILED, "error": o.error,
+                               "seconds": round(o.seconds, 3)})
+                failed[o.hash] = o.error or ""
+            if bar is not None:
+                bar.set_postfix(done=n_done, failed=len(failed),
+                                left=len(sweep.points) - n_done - len(failed), refresh=False)
+                bar.update(1)
+
+        try:
+            if todo:
+                _dispatch(tasks_for(sweep, todo), on_outcome, workers=workers,
+                          scheduler=scheduler)
+        finally:
+            ledger.close()
+            if bar is not None:
+                bar.close()
+            states = status(sweep)
+            write_manifest(sweep, states)
+        merged = merge(sweep)
+    pending = sum(st.status == PENDING for st in states.values())
+    return Report(sweep=sweep.name, total=len(sweep.points),
+                  done=sum(st.status == DONE for st in states.values()),
+                  failed={h: st.error or "" for h, st in states.items() if st.status == FAILED},
+                  pending=pending, ran=ran, skipped=len(sweep.points) - len(todo),
+                  merged_path=sweep.merged_path if merged is not None else None,
+                  merged_rows=0 if merged is None else merged.height,
+                  wall_s=time.perf_counter() - t0, point_s=point_s)
+
+
+def _progress(total: int, initial: int, progress: bool | None, name: str):
+    if progress is False:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="point", desc=name, dynamic_ncols=True,
+                disable=None if progress is None else False, file=sys.stderr)
+
+
+def _dispatch(tasks: list[Task], on_outcome: Callable[[Outcome], None], *,
+              workers: int | None, scheduler: str | None) -> None:
+    if scheduler:
+        _run_dask(tasks, on_outcome, scheduler)
+        return
+    n = min(workers or default_workers(), len(tasks))
+    if n <= 1:
+        for t in tasks:
+            on_outcome(run_point(t))
+        return
+    _run_processes(tasks, on_outcome, n)
+
+
+# A point in flight when a worker process dies is requeued once; if it is in flight at a
+# second death too it is recorded as failed (the pool cannot say which point crashed it).
+_MAX_POOL_DEATHS = 2
+
+
+def _run_processes(tasks: list[Task], on_outcome: Callable[[Outcome], None], n: int) -> None:
+    """Run ``tasks`` on ``n`` spawned processes (spawned: no inherited lock or threads)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")
+    deaths: dict[str, int] = {}
+    queue = list(tasks)
+    while queue:
+        with ProcessPoolExecutor(max_workers=min(n, len(queue)), mp_context=ctx) as ex:
+            queue, broken = _drain(ex, queue, on_outcome, limit=2 * n,
+                                   broken_types=(BrokenProcessPool,))
+        for t in broken:
+            deaths[t.hash] = deaths.get(t.hash, 0) + 1
+            if deaths[t.hash] >= _MAX_POOL_DEATHS:
+                on_outcome(Outcome(t.hash, error="the worker process running this point died "
+                                                 "(crash or out of memory)"))
+            else:
+                queue.insert(0, t)
+
+
+def _drain(ex, queue: list[Task], on_outcome: Callable[[Outcome], None], *, limit: int,
+           broken_types: tuple[type[BaseException], ...] = ()) -> tuple[list[Task], list[Task]]:
+    """Keep at most ``limit`` tasks in flight on executor ``ex`` until all are done.
+
+    Returns the tasks never submitted and the tasks in flight when the executor broke (both
+    empty unless it broke).
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pending = list(queue)
+    pending.reverse()
+    inflight: dict[Any, Task] = {}
+    broken: list[Task] = []
+    try:
+        while pending or inflight:
+            while pending and len(inflight) < limit and not broken:
+                t = pending.pop()
+                inflight[ex.submit(run_point, t)] = t
+            if not inflight:
+                break
+            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                t = inflight.pop(fut)
+                try:
+                    outcome = fut.result()
+                except broken_types:
+                    broken.append(t)
+                    continue
+                except Exception as e:  # infrastructure failure (pickling, killed worker)
+                    outcome = Outcome(t.hash, error=one_line(e))
+                on_outcome(outcome)
+            if broken:
+                for fut, t in list(inflight.items()):
+                    try:
+                        on_outcome(fut.result())
+                    except Exception:
+                        broken.append(t)
+                inflight.clear()
+                break
+    except BaseException:
+        for fut in inflight:
+            fut.cancel()
+        raise
+    pending.reverse()
+    return pending, broken
+
+
+def _run_dask(tasks: list[Task], on_outcome: Callable[[Outcome], None], address: str) -> None:
+    """Run ``tasks`` on the dask.distributed cluster at ``address`` with the same point function."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise KmmError("needs dask.distributed: pip install 'kmm[dask]'", "--scheduler") from None
+    try:
+        client = Client(address, timeout="15s", set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise KmmError(f"cannot reach the Dask scheduler: {one_line(e)}",
+                       f"--scheduler {address}") from None
+    try:
+        threads = sum(client.nthreads().values()) or 1
+        ex = client.get_executor(pure=False)
+        _drain(ex, tasks, on_outcome, limit=max(4, 2 * threads))
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------- probe, benchmark
+
+
+PROBE_TARGET = "kmm.suite.sweep:probe_point"
+
+
+def probe_point(*, seed: int, n_values: int = 100_000, rounds: int = 1, fail_seed: int = -1,
+                scenario: str = "small") -> pl.DataFrame:
+    """A self-contained sweep point: seeded CPU work returning a tidy frame.
+
+    It models nothing; it gives tests and :func:`bench_sweep` a point whose cost is set by
+    ``n_values * rounds`` and whose rows depend only on its parameters, so runs can be compared
+    across processes and clusters. Each round folds the values about their mean and sorts them.
+
+    Parameters
+    ----------
+    seed : seed of the values (``numpy.random.default_rng``)
+    n_values : number of values drawn
+    rounds : fold-and-sort rounds (cost)
+    fail_seed : the point raises ``ValueError`` when ``seed == fail_seed`` (fault injection,
+        to check that a failing point is recorded without stopping the others); -1: never
+    scenario : recorded in the rows' ``scenario`` column
+    """
+    import numpy as np
+
+    from ..results import frame, rows_for
+
+    if seed == fail_seed:
+        raise ValueError(f"fault injected at seed {seed}")
+    x = np.random.default_rng(seed).standard_normal(n_values)
+    for _ in range(rounds):
+        x = np.sort(np.abs(x - x.mean()))
+    metrics = {"mean": (float(x.mean()), "value"), "p99": (float(np.quantile(x, 0.99)), "value"),
+               "max": (float(x[-1]), "value")}
+    params = {"n_values": n_values, "rounds": rounds, "fail_seed": fail_seed}
+    return frame(rows_for(scenario, params, seed, metrics))
+
+
+def bench_sweep(points: int = 16, workers: Sequence[int] = (1, 2), *, n_values: int = 2_000_000,
+                rounds: int = 4, notebook: bool = True) -> dict:
+    """Measure the sweep runner: parallel speedup and per-point overhead.
+
+    Runs ``points`` :func:`probe_point` points (library runner) once per entry of ``workers``
+    in a temporary folder; with ``notebook``, also runs the same points through a generated
+    notebook on one worker (needs ``kmm.suite.io``). Not a test: it reports, never asserts.
+
+    Returns
+    -------
+    dict
+        ``wall_s`` and ``point_s`` (mean work per point) per worker count, ``speedup``
+        (wall on the first worker count / wall on the last), ``overhead_s_per_point`` per
+        worker count (worker-seconds not spent in the point function, per point), and with
+        ``notebook``: ``notebook_wall_s`` and ``notebook_overhead_s_per_point`` (its wall time
+        minus the library run's on one worker, per point: kernel start, papermill, I/O).
+    """
+    import tempfile
+
+    pts = [{"seed": s, "n_values": n_values, "rounds": rounds, "fail_seed": -1,
+            "scenario": "bench"} for s in range(points)]
+    out: dict[str, Any] = {"points": points, "workers": list(workers), "wall_s": {},
+                           "point_s": {}, "overhead_s_per_point": {}}
+    with tempfile.TemporaryDirectory(prefix="kmm-bench-sweep-") as tmp:
+        walls = {}
+        for w in workers:
+            sw = make_sweep(f"bench-w{w}", pts, runner="library", target=PROBE_TARGET,
+                            out_dir=Path(tmp))
+            rep = run(sw, workers=w, progress=False)
+            if rep.failed:
+                raise KmmError(f"benchmark point failed: {next(iter(rep.failed.values()))}")
+            walls[w] = rep.wall_s
+            out["wall_s"][w] = round(rep.wall_s, 3)
+            out["point_s"][w] = round(sum(rep.point_s) / points, 4)
+            out["overhead_s_per_point"][w] = round((rep.wall_s * min(w, points)
+                                                    - sum(rep.point_s)) / points, 4)
+        out["speedup"] = round(walls[workers[0]] / walls[workers[-1]], 3)
+        if notebook:
+            nb = _write_probe_notebook(Path(tmp) / "probe.ipynb")
+            sw = make_sweep("bench-notebook", pts, runner="notebook", target=nb.name,
+                            notebook=nb, out_dir=Path(tmp), root=Path(tmp))
+            rep = run(sw, workers=1, progress=False)
+            if rep.failed:
+                out["notebook_error"] = next(iter(rep.failed.values()))
+            else:
+                base = walls.get(1, walls[workers[0]])
+                out["notebook_wall_s"] = round(rep.wall_s, 3)
+                out["notebook_overhead_s_per_point"] = round((rep.wall_s - base) / points, 4)
+    return out
+
+
+def _write_probe_notebook(path: Path) -> Path:
+    """A notebook that runs :func:`probe_point` and saves its frame the way notebooks do."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        'seed = 0\nn_values = 1000\nrounds = 1\nfail_seed = -1\nscenario = "small"')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "from kmm.suite import io, sweep\n"
+        "df = sweep.probe_point(seed=seed, n_values=n_values, rounds=rounds, "
+        "fail_seed=fail_seed, scenario=scenario)\n"
+        'io.save_frame(df, "probe", scenario)')
+    nb.cells = [params, body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_parser(subparsers) -> None:
+    """Register ``kmm sweep`` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "sweep", help="run a params grid point by point (resumable; local processes or Dask)",
+        description="Run every point of a grid declared in a params file, skipping points "
+                    "already done, and merge the points into <out>/<params>-<grid>.parquet.")
+    p.add_argument("params_file", type=Path, help="params/<notebook>.yaml declaring the grid")
+    p.add_argument("--grid", default=None,
+                   help="grid name (default: the file's only grid)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: data/sweeps under the project root)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local worker processes (default: all cores; 1 runs in this process)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on an existing dask.distributed cluster (tcp://host:8786)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun the points a previous run recorded as failed")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="per-cell timeout of notebook points (default: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    """The ``kmm sweep`` handler: 0 if every point is done, 1 if any failed.
+
+    User mistakes raise :class:`kmm.errors.KmmError`; the CLI prints them as one line.
+    """
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"must be >= 1, got {args.workers}", "--workers")
+    if args.workers is not None and args.scheduler:
+        raise ConfigError("give either --workers or --scheduler, not both", "--scheduler")
+    sweep = plan(args.params_file, args.grid, out_dir=args.out, timeout_s=args.timeout)
+    report = run(sweep, workers=args.workers, scheduler=args.scheduler,
+                 retry_failed=args.retry_failed, progress=False if args.quiet else None)
+    print(report.line())
+    for p in sweep.points:
+        if p.hash in report.failed:
+            print(f"  failed {p.hash} ({_short(p.params)}): {report.failed[p.hash]}",
+                  file=sys.stderr)
+    if report.failed:
+        print(f"  rerun with --retry-failed to retry them; details in {sweep.manifest_path}",
+              file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _short(params: Mapping[str, Any], limit: int = 160) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m kmm.suite.sweep ...``: the sweep command on its own (same errors as kmm)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="kmm")
+    add_parser(ap.add_subparsers())
+    args = ap.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.handler(args)
+    except KmmError as e:
+        print(f"kmm: error: {e.line()}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
