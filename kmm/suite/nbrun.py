@@ -1,0 +1,137 @@
+"""Run one notebook with papermill: parameters injected, executed copy written atomically.
+
+:func:`execute` is the one place kmm starts a notebook kernel (``kmm run``, ``kmm reproduce``
+and the notebook sweep runner all call it). papermill is imported inside it so that importing
+this module stays cheap.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, KmmError
+from .params import display_path
+
+KERNEL = "python3"
+#: Markers of a kernel that never came up (port clash between parallel starts, slow start);
+#: a run that fails this way is retried once.
+_START_FAILURES = ("kernel died before replying to kernel_info", "kernel didn't respond",
+                   "address already in use", "kernel_info")
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    """Set environment variables for the kernel papermill launches, then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _one_line(text: Any, limit: int = 300) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _is_start_failure(e: BaseException) -> bool:
+    name = type(e).__name__
+    if name in ("CellTimeoutError", "DeadKernelError", "PapermillExecutionError"):
+        return False
+    if name == "ZMQError":
+        return True
+    msg = str(e).lower()
+    return isinstance(e, (RuntimeError, TimeoutError, OSError)) and any(m in msg for m in _START_FAILURES)
+
+
+def failed_path(out_path: Path) -> Path:
+    """Where the executed copy of a failed run is kept: ``<stem>.failed.ipynb``."""
+    return out_path.with_name(f"{out_path.stem}.failed.ipynb")
+
+
+def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cwd: Path,
+            timeout: float | None = None, data_dir: Path | None = None,
+            start_timeout: float = 120) -> Path:
+    """Execute ``notebook`` with ``parameters`` and write the executed copy to ``out_path``.
+
+    Parameters
+    ----------
+    notebook : the stored notebook (its ``parameters`` cell is overridden by an injected cell)
+    parameters : plain values, already validated (:mod:`kmm.suite.params`)
+    out_path : the executed copy; written to a temporary file beside it and renamed, so it is
+        either the complete new copy or untouched
+    cwd : the kernel's working directory (the project root)
+    timeout : seconds allowed per cell (None: no limit)
+    data_dir : the kernel's ``KMM_DATA_DIR`` (where claims, frames and charts go); default
+        ``$KMM_DATA_DIR`` or ``<cwd>/data``
+    start_timeout : seconds to wait for the kernel to start
+
+    Returns
+    -------
+    ``out_path``.
+
+    Raises
+    ------
+    KmmError
+        one line naming the notebook and the failing cell's error; the executed copy of a
+        failed run is kept as ``<stem>.failed.ipynb`` beside ``out_path``.
+    """
+    notebook = Path(notebook)
+    out_path = Path(out_path)
+    where = display_path(notebook)
+    if not notebook.is_file():
+        raise ConfigError("no such notebook", where)
+    data = Path(data_dir or os.environ.get("KMM_DATA_DIR") or Path(cwd) / "data").resolve()
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the output folder: {e.strerror}",
+                          display_path(out_path.parent)) from None
+    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp.ipynb")
+
+    import logging
+
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+    failure: KmmError | None = None
+    try:
+        for attempt in (1, 2):
+            try:
+                with _env(KMM_DATA_DIR=str(data)):
+                    papermill.execute_notebook(
+                        str(notebook), str(tmp), parameters=dict(parameters),
+                        kernel_name=KERNEL, language="python", cwd=str(cwd),
+                        progress_bar=False, log_output=False, start_timeout=start_timeout,
+                        execution_timeout=timeout)
+                break
+            except PapermillExecutionError as e:
+                failure = KmmError(f"cell [{e.exec_count}]: {e.ename}: {_one_line(e.evalue)}", where)
+                break
+            except Exception as e:  # noqa: BLE001 (any kernel failure becomes one line)
+                if attempt == 1 and _is_start_failure(e):
+                    tmp.unlink(missing_ok=True)
+                    continue
+                kind = "timed out" if type(e).__name__ == "CellTimeoutError" else type(e).__name__
+                failure = KmmError(f"{kind}: {_one_line(e)}", where)
+                break
+        if failure is not None:
+            if tmp.is_file():
+                kept = failed_path(out_path)
+                os.replace(tmp, kept)
+                failure = KmmError(f"{failure.message} (executed copy: {display_path(kept)})", where)
+            raise failure
+        os.replace(tmp, out_path)
+        failed_path(out_path).unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
