@@ -55,3 +55,13 @@ def test_nested_references_formula_every_granule_pair(s1, s2):
     big = max(g2.block_bytes.values())
     m_block = g2.walk_references(max(g2.block_bytes, key=g2.block_bytes.get))
     assert pkvm.nested_references(g1, g2, s2_leaf_bytes=big) == n + (n + 1) * m_block
+
+
+def test_vhe_crossover_hand_worked():
+    # gain 10 %, 2 us extra per exit: crossover at 0.1 / (1.1 * 2e-6) exits/s
+    r = pkvm.vhe_crossover_rate(0.10, 2000.0)
+    assert r == pytest.approx(0.1 / (1.1 * 2e-6))
+    assert pkvm.net_gain_with_exits(0.10, r, 2000.0) == pytest.approx(0.0, abs=1e-12)
+    assert pkvm.net_gain_with_exits(0.10, 0.0, 2000.0) == pytest.approx(0.10)
+    assert pkvm.net_gain_with_exits(0.10, 2 * r, 2000.0) < 0
+    assert pkvm.vhe_crossover_rate(-0.02, 2000.0) == 0.0

@@ -200,6 +200,32 @@ def nested_references(s1: geom.Geometry, s2: geom.Geometry, s1_leaf_bytes: int |
     return n + (n + 1) * m
 
 
-__all__ = ["hyp_pgtable_max_pages", "host_s2_reserved_pages", "HostMemory",
+# ---- giving up VHE (S4) ---------------------------------------------------------------------
+def net_gain_with_exits(gain: float, exit_rate_per_s: float, extra_exit_ns: float) -> float:
+    """Net throughput gain of stage-2 replication over the VHE baseline when every guest
+    exit costs ``extra_exit_ns`` more without VHE.
+
+    Per unit of work the baseline takes time 1 and replication ``1 / (1 + gain)``; the
+    baseline's exits (``exit_rate_per_s`` per CPU-second of baseline work) each add
+    ``extra_exit_ns``: ``net = 1 / (1 / (1 + gain) + rate * extra) - 1``.
+    """
+    if gain <= -1:
+        raise ConfigError(f"gain must be > -1, got {gain}", "gain")
+    t = 1.0 / (1.0 + gain) + exit_rate_per_s * extra_exit_ns * 1e-9
+    return 1.0 / t - 1.0
+
+
+def vhe_crossover_rate(gain: float, extra_exit_ns: float) -> float:
+    """Exit rate (per CPU per second) at which :func:`net_gain_with_exits` reaches zero:
+    ``gain / ((1 + gain) * extra)``; 0 when replication does not gain to begin with, and
+    infinity when exits cost nothing extra."""
+    if gain <= 0:
+        return 0.0
+    if extra_exit_ns <= 0:
+        return float("inf")
+    return gain / ((1.0 + gain) * extra_exit_ns * 1e-9)
+
+
+__all__ = ["net_gain_with_exits", "vhe_crossover_rate", "hyp_pgtable_max_pages", "host_s2_reserved_pages", "HostMemory",
            "host_stage2_table", "stage2_memory", "walk_levels", "nested_references",
            "KVM_PGTABLE_MAX_LEVELS"]
