@@ -51,9 +51,9 @@ RUNNERS = ("notebook", "library")
 POINT_COLUMN = "point_hash"
 DONE, FAILED, PENDING = "done", "failed", "pending"
 
-# Papermill starts each kernel with the environment of the calling process, so a point's
-# KMM_DATA_DIR is set in os.environ around its run; this lock keeps two threads of one
-# process (threaded Dask workers, in-process runs) from seeing each other's value.
+# Papermill starts each kernel with the environment of the calling process, so nbrun sets a
+# point's KMM_DATA_DIR in os.environ around its run; this lock keeps two threads of one
+# process (a threaded Dask worker) from starting kernels with each other's value.
 _ENV_LOCK = threading.Lock()
 
 
@@ -191,26 +191,31 @@ def plan(params_path: Path | str, grid: str | None = None, *, out_dir: Path | st
     """
     params_mod = _params_module()
     path = Path(params_path)
+    where = params_mod.display_path(path)
     if not path.is_file():
-        raise ConfigError("no such params file", str(path))
+        raise ConfigError("no such params file", where)
     pf = params_mod.load(path)
     names = _grid_names(pf, path)
+    listed = ", ".join(names) if names else "none"
     if grid is None:
         if len(names) != 1:
-            listed = ", ".join(names) if names else "none"
             raise ConfigError(f"give --grid: the file declares {len(names)} grids ({listed})",
-                              str(path))
+                              where)
         grid = names[0]
-    elif names and grid not in names:
-        raise ConfigError(f"no grid {grid!r}; the file declares {', '.join(names)}", str(path))
+    elif grid not in names:
+        raise ConfigError(f"unknown grid {grid!r} (grids: {listed})", where)
+    spec = pf.grid_spec(grid)
+    name = f"{path.stem}-{grid}"
     points = pf.grid(grid)
-    spec = dict(pf.grid_spec(grid) or {})
-    runner = spec.get("runner", "notebook") or "notebook"
+    if "scenario" in pf.defaults():
+        # the rows of a sweep are labelled with the sweep, never "published" or "small"
+        points = [{**p, "scenario": name} for p in points]
+    runner = getattr(spec, "runner", None) or "notebook"
     notebook = Path(pf.notebook)
-    target = str(spec.get("function") or "") if runner == "library" else notebook.name
+    target = str(getattr(spec, "function", None) or "") if runner == "library" else notebook.name
     root = _project_root(path)
     out = Path(out_dir) if out_dir is not None else root / DEFAULT_OUT
-    return make_sweep(f"{path.stem}-{grid}", points, runner=runner, target=target, out_dir=out,
+    return make_sweep(name, points, runner=runner, target=target, out_dir=out,
                       root=root, notebook=notebook, params_path=path, grid=grid,
                       timeout_s=timeout_s)
 
@@ -349,31 +354,12 @@ def _run_notebook(task: Task) -> pl.DataFrame:
     work.mkdir(parents=True)
     out = Path(task.notebook_out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _ENV_LOCK, _environ(KMM_DATA_DIR=str(work)):
-        _execute_notebook(Path(task.notebook), dict(task.params), out, cwd=Path(task.root),
-                          timeout=task.timeout_s)
-    return collect_frames(work, where=Path(task.notebook).name)
-
-
-def _execute_notebook(notebook: Path, parameters: dict, out_path: Path, *, cwd: Path,
-                      timeout: float | None) -> Path:
     from . import nbrun
 
-    return nbrun.execute(notebook, parameters, out_path, cwd=cwd, timeout=timeout)
-
-
-@contextlib.contextmanager
-def _environ(**values: str):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with _ENV_LOCK:
+        nbrun.execute(Path(task.notebook), dict(task.params), out, cwd=Path(task.root),
+                      timeout=task.timeout_s, data_dir=work)
+    return collect_frames(work, where=Path(task.notebook).name)
 
 
 def collect_frames(data_dir: Path, *, where: str = "") -> pl.DataFrame:
@@ -633,7 +619,8 @@ def tasks_for(sweep: Sweep, points: Iterable[Point]) -> list[Task]:
 
 
 def run(sweep: Sweep, *, workers: int | None = None, scheduler: str | None = None,
-        retry_failed: bool = False, progress: bool | None = None) -> Report:
+        retry_failed: bool = False, progress: bool | None = None,
+        connect_timeout_s: float = 15.0) -> Report:
     """Run every point of ``sweep`` that is not done, then merge all done points.
 
     Parameters
@@ -644,6 +631,7 @@ def run(sweep: Sweep, *, workers: int | None = None, scheduler: str | None = Non
         notebook grids (library grids only need kmm importable on the workers)
     retry_failed : also rerun the points a previous run recorded as failed
     progress : show a tqdm bar (done, failed, remaining, ETA); None: only on a terminal
+    connect_timeout_s : how long to wait for the Dask scheduler to answer
 
     Returns
     -------
@@ -692,7 +680,7 @@ def run(sweep: Sweep, *, workers: int | None = None, scheduler: str | None = Non
         try:
             if todo:
                 _dispatch(tasks_for(sweep, todo), on_outcome, workers=workers,
-                          scheduler=scheduler)
+                          scheduler=scheduler, connect_timeout_s=connect_timeout_s)
         finally:
             ledger.close()
             if bar is not None:
@@ -720,9 +708,9 @@ def _progress(total: int, initial: int, progress: bool | None, name: str):
 
 
 def _dispatch(tasks: list[Task], on_outcome: Callable[[Outcome], None], *,
-              workers: int | None, scheduler: str | None) -> None:
+              workers: int | None, scheduler: str | None, connect_timeout_s: float) -> None:
     if scheduler:
-        _run_dask(tasks, on_outcome, scheduler)
+        _run_dask(tasks, on_outcome, scheduler, connect_timeout_s)
         return
     n = min(workers or default_workers(), len(tasks))
     if n <= 1:
@@ -732,31 +720,29 @@ def _dispatch(tasks: list[Task], on_outcome: Callable[[Outcome], None], *,
     _run_processes(tasks, on_outcome, n)
 
 
-# A point in flight when a worker process dies is requeued once; if it is in flight at a
-# second death too it is recorded as failed (the pool cannot say which point crashed it).
-_MAX_POOL_DEATHS = 2
-
-
 def _run_processes(tasks: list[Task], on_outcome: Callable[[Outcome], None], n: int) -> None:
-    """Run ``tasks`` on ``n`` spawned processes (spawned: no inherited lock or threads)."""
+    """Run ``tasks`` on ``n`` spawned processes (spawned: no inherited lock fd or threads).
+
+    When a worker process dies (a crash, the OOM killer) the pool cannot say which point
+    killed it, so every point in flight then is rerun alone in a fresh process: one that
+    dies alone is recorded as failed, the others finish normally.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")
-    deaths: dict[str, int] = {}
     queue = list(tasks)
     while queue:
         with ProcessPoolExecutor(max_workers=min(n, len(queue)), mp_context=ctx) as ex:
-            queue, broken = _drain(ex, queue, on_outcome, limit=2 * n,
-                                   broken_types=(BrokenProcessPool,))
-        for t in broken:
-            deaths[t.hash] = deaths.get(t.hash, 0) + 1
-            if deaths[t.hash] >= _MAX_POOL_DEATHS:
+            queue, suspects = _drain(ex, queue, on_outcome, limit=2 * n,
+                                     broken_types=(BrokenProcessPool,))
+        for t in suspects:
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
+                _, died = _drain(ex, [t], on_outcome, limit=1, broken_types=(BrokenProcessPool,))
+            if died:
                 on_outcome(Outcome(t.hash, error="the worker process running this point died "
                                                  "(crash or out of memory)"))
-            else:
-                queue.insert(0, t)
 
 
 def _drain(ex, queue: list[Task], on_outcome: Callable[[Outcome], None], *, limit: int,
@@ -806,14 +792,15 @@ def _drain(ex, queue: list[Task], on_outcome: Callable[[Outcome], None], *, limi
     return pending, broken
 
 
-def _run_dask(tasks: list[Task], on_outcome: Callable[[Outcome], None], address: str) -> None:
+def _run_dask(tasks: list[Task], on_outcome: Callable[[Outcome], None], address: str,
+              connect_timeout_s: float) -> None:
     """Run ``tasks`` on the dask.distributed cluster at ``address`` with the same point function."""
     try:
         from distributed import Client
     except ImportError:
         raise KmmError("needs dask.distributed: pip install 'kmm[dask]'", "--scheduler") from None
     try:
-        client = Client(address, timeout="15s", set_as_default=False)
+        client = Client(address, timeout=f"{connect_timeout_s}s", set_as_default=False)
     except (OSError, TimeoutError) as e:
         raise KmmError(f"cannot reach the Dask scheduler: {one_line(e)}",
                        f"--scheduler {address}") from None
