@@ -850,13 +850,16 @@ def probe_point(*, seed: int, n_values: int = 100_000, rounds: int = 1, fail_see
     return frame(rows_for(scenario, params, seed, metrics))
 
 
-def bench_sweep(points: int = 16, workers: Sequence[int] = (1, 2), *, n_values: int = 2_000_000,
-                rounds: int = 4, notebook: bool = True) -> dict:
+def bench_sweep(points: int = 16, workers: Sequence[int] = (1, 2), *, n_values: int = 100_000,
+                rounds: int = 100, notebook: bool = True) -> dict:
     """Measure the sweep runner: parallel speedup and per-point overhead.
 
     Runs ``points`` :func:`probe_point` points (library runner) once per entry of ``workers``
     in a temporary folder; with ``notebook``, also runs the same points through a generated
     notebook on one worker (needs ``kmm.suite.io``). Not a test: it reports, never asserts.
+    The default point (100 000 values, 100 rounds) works in L2-sized arrays, about 0.5 s of
+    one core, so two workers do not compete for memory bandwidth. The machine's load average
+    before and after is reported: on a busy machine the speedup measures the contention.
 
     Returns
     -------
@@ -872,7 +875,8 @@ def bench_sweep(points: int = 16, workers: Sequence[int] = (1, 2), *, n_values: 
     pts = [{"seed": s, "n_values": n_values, "rounds": rounds, "fail_seed": -1,
             "scenario": "bench"} for s in range(points)]
     out: dict[str, Any] = {"points": points, "workers": list(workers), "wall_s": {},
-                           "point_s": {}, "overhead_s_per_point": {}}
+                           "point_s": {}, "overhead_s_per_point": {},
+                           "loadavg_before": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="kmm-bench-sweep-") as tmp:
         walls = {}
         for w in workers:
@@ -898,6 +902,7 @@ def bench_sweep(points: int = 16, workers: Sequence[int] = (1, 2), *, n_values: 
                 base = walls.get(1, walls[workers[0]])
                 out["notebook_wall_s"] = round(rep.wall_s, 3)
                 out["notebook_overhead_s_per_point"] = round((rep.wall_s - base) / points, 4)
+    out["loadavg_after"] = round(os.getloadavg()[0], 2)
     return out
 
 
@@ -931,11 +936,11 @@ def add_parser(subparsers) -> None:
         description="Run every point of a grid declared in a params file, skipping points "
                     "already done, and merge the points into <out>/<params>-<grid>.parquet.")
     p.add_argument("params_file", type=Path, help="params/<notebook>.yaml declaring the grid")
-    p.add_argument("--grid", default=None,
+    p.add_argument("--grid", default=None, metavar="NAME",
                    help="grid name (default: the file's only grid)")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="output folder (default: data/sweeps under the project root)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="local worker processes (default: all cores; 1 runs in this process)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on an existing dask.distributed cluster (tcp://host:8786)")
