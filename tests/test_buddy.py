@@ -1,0 +1,216 @@
+"""Buddy allocator kernels against hand-worked cases, the plain-Python twin and invariants."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from naive.buddy import NaiveBuddy
+
+from kmm import buddy, geometry
+from kmm.buddy import Buddy, BuddyConfig, MigrateTable, MigrateType
+from kmm.errors import ConfigError
+
+U, M, R = int(MigrateType.UNMOVABLE), int(MigrateType.MOVABLE), int(MigrateType.RECLAIMABLE)
+
+
+def test_boot_split_and_merge_hand_worked():
+    # 8 pages, MAX_PAGE_ORDER 3, pageblocks of 4 pages, all MOVABLE at boot
+    b = Buddy(BuddyConfig(pool_pages=8, max_order=3, pageblock_order=2))
+    assert b.free_blocks() == [(0, 3, M)]
+    assert b.alloc(0, M) == 0
+    assert b.free_blocks() == [(1, 0, M), (2, 1, M), (4, 2, M)]
+    assert b.counters.splits == 3
+    b.free(0, 0)
+    assert b.free_blocks() == [(0, 3, M)]
+    assert b.counters.merges == 3 and b.free_page_count() == 8
+
+
+def test_fallback_takes_over_pageblocks_hand_worked():
+    b = Buddy(BuddyConfig(pool_pages=8, max_order=3, pageblock_order=2))
+    # unmovable request in an all-movable pool: the order-3 block is stolen whole
+    # (order >= pageblock_order), both pageblocks become UNMOVABLE (change_pageblock_range)
+    assert b.alloc(0, U) == 0
+    assert b.conversions() == [(0, M), (1, M)]
+    assert b.pageblock_types().tolist() == [U, U]
+    assert b.free_blocks() == [(1, 0, U), (2, 1, U), (4, 2, U)]
+    # a movable request now falls back to UNMOVABLE: the order-2 block takes pageblock 1
+    assert b.alloc(0, M) == 4
+    assert b.conversions() == [(1, U)]
+    assert b.pageblock_types().tolist() == [U, M]
+    assert b.free_blocks() == [(1, 0, U), (5, 0, M), (2, 1, U), (6, 1, M)]
+    c = b.counters
+    assert (c.fallbacks, c.pageblock_conversions, c.splits) == (2, 3, 5)
+
+
+def test_move_freepages_block_without_claim_hand_worked():
+    # 32 pages, MAX_PAGE_ORDER 5, pageblocks of 16 pages, every pageblock UNMOVABLE at boot
+    b = Buddy(BuddyConfig(pool_pages=32, max_order=5, pageblock_order=4, initial_type=U))
+    assert b.alloc(0, U) == 0
+    assert b.alloc(0, M) == 16          # order-4 fallback: pageblock 1 becomes MOVABLE
+    assert b.pageblock_types().tolist() == [U, M]
+    assert b.alloc(3, U) == 8
+    assert [b.alloc(o, M) for o in (3, 2, 1, 0)] == [24, 20, 18, 17]
+    before = b.counters.snapshot()
+    # movable lists are empty; the largest fallback is the order-2 UNMOVABLE block at 4;
+    # can_steal (order 2 >= pageblock_order / 2) moves all 7 free pages of pageblock 0,
+    # but 7 free + 0 movable < 8 = half a pageblock, so the pageblock stays UNMOVABLE
+    assert b.alloc(0, M) == 1
+    d = b.counters - before
+    assert (d.fallbacks, d.free_pages_moved, d.pageblock_conversions, d.block_claims) == (1, 7, 0, 0)
+    assert b.pageblock_types().tolist() == [U, M]
+    assert b.free_blocks() == [(2, 1, M), (4, 2, M)]
+    assert b.alloc(0, M) == 2 and b.free_blocks() == [(3, 0, M), (4, 2, M)]
+
+
+def test_movable_single_page_steal_hand_worked():
+    # pageblock_order 4: a movable request may not steal a block of order < 2
+    b = Buddy(BuddyConfig(pool_pages=16, max_order=4, pageblock_order=4, initial_type=U))
+    blocks = [b.alloc(0, U) for _ in range(16)]
+    assert blocks == list(range(16))
+    for p in (3, 9, 10, 11):
+        b.free(p, 0)
+    # free: order 0 at 3, order 1 at 10 (merged), order 0 at 9
+    assert sorted(b.free_blocks()) == [(3, 0, U), (9, 0, U), (10, 1, U)]
+    before = b.counters.snapshot()
+    # largest fallback is order 1 (cannot steal): find_smallest picks an order-0 block
+    # (list head: 9, freed last among order-0 blocks) and moves it alone
+    assert b.alloc(0, M) == 9
+    d = b.counters - before
+    assert (d.fallbacks, d.steal_single, d.free_pages_moved, d.splits) == (1, 1, 0, 0)
+    assert b.pageblock_types().tolist() == [U]
+
+
+def test_alloc_failure_double_free_and_flags():
+    b = Buddy(BuddyConfig(pool_pages=4, max_order=2, pageblock_order=1))
+    assert b.alloc(2, M) == 0
+    assert b.alloc(0, M) == -1 and b.counters.failures == 1
+    with pytest.raises(ConfigError, match="no allocated order-1"):
+        b.free(0, 1)
+    b.free(0, 2)
+    with pytest.raises(ConfigError):
+        b.free(0, 2)
+    st_ = b.state
+    assert buddy.flags_update(st_, 0, 1, 0b101, 0) == 0
+    assert buddy.flags_update(st_, 1, 1, 0b010, 0b001) == 0b101
+    assert st_.flags.tolist() == [0b101, 0b110, 0b010, 0]
+
+
+def test_config_validation_and_geometry():
+    with pytest.raises(ConfigError, match="multiple of the pageblock"):
+        BuddyConfig(pool_pages=1000)
+    with pytest.raises(ConfigError, match="pageblock_order"):
+        BuddyConfig(pool_pages=4096, max_order=8, pageblock_order=9)
+    with pytest.raises(ConfigError, match="itself"):
+        MigrateTable(("a", "b"), (0, 1), ((0,), (0,)), (True, True))
+    for granule, pb in (("4K", 9), ("16K", 11), ("64K", 13)):
+        g = geometry.arm64(granule, 48)
+        cfg = BuddyConfig.from_geometry(g, 2 * g.pageblock_bytes)
+        assert cfg.pageblock_order == pb == g.pageblock_order
+        assert cfg.max_order == g.max_page_order and cfg.pageblocks == 2
+        b = Buddy(cfg)
+        assert b.free_page_count() == cfg.pool_pages
+
+
+# ---- random sequences against the twin, and invariants ---------------------------------
+
+def _ops(seed, n, max_order, ntypes, free_share=0.45, order_weights=None):
+    rng = np.random.default_rng(seed)
+    kind = (rng.random(n) < free_share).astype(np.int8)
+    w = np.asarray(order_weights or [2.0 ** -o for o in range(max_order + 1)], dtype=float)
+    orders = rng.choice(max_order + 1, size=n, p=w / w.sum())
+    a = np.where(kind == 0, orders, rng.integers(0, 1 << 30, n)).astype(np.int64)
+    b = rng.integers(0, ntypes, n).astype(np.int64)
+    return kind, a, b
+
+
+def _run_both(cfg, kind, a, b):
+    k = Buddy(cfg)
+    live_pfn = np.empty(kind.shape[0], np.int64)
+    live_order = np.empty(kind.shape[0], np.int64)
+    out = np.empty(kind.shape[0], np.int64)
+    nlive = buddy.replay(k.state, kind, a, b, live_pfn, live_order, out)
+    tw = NaiveBuddy(cfg)
+    want, live = tw.replay(kind, a, b)
+    return k, tw, out, want, list(zip(live_pfn[:nlive].tolist(), live_order[:nlive].tolist())), live
+
+
+def _check_invariants(k: Buddy, live):
+    cfg = k.config
+    owner = np.full(cfg.pool_pages, -1)
+    for i, (pfn, order) in enumerate(live):
+        assert pfn % (1 << order) == 0
+        assert (owner[pfn:pfn + (1 << order)] == -1).all(), "page handed out twice"
+        owner[pfn:pfn + (1 << order)] = i
+    free = k.free_blocks()
+    free_heads = {}
+    for pfn, order, _mt in free:
+        assert pfn % (1 << order) == 0, "misaligned free block"
+        assert (owner[pfn:pfn + (1 << order)] == -1).all(), "free block overlaps"
+        owner[pfn:pfn + (1 << order)] = -2
+        free_heads[pfn] = order
+    assert (owner != -1).all(), "pages lost"
+    assert k.free_page_count() + sum(1 << o for _, o in live) == cfg.pool_pages
+    for pfn, order in free_heads.items():
+        if order < cfg.max_order:
+            assert free_heads.get(pfn ^ (1 << order)) != order, "unmerged free buddies"
+
+
+CONFIGS = [
+    BuddyConfig(pool_pages=64, max_order=4, pageblock_order=3),
+    BuddyConfig(pool_pages=256, max_order=6, pageblock_order=4, nofragment=True),
+    BuddyConfig(pool_pages=96, max_order=5, pageblock_order=2),  # not a multiple of 2^max
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, len(CONFIGS) - 1), st.integers(0, 2**32 - 1), st.integers(1, 400))
+def test_random_sequences_match_twin(ci, seed, n):
+    cfg = CONFIGS[ci]
+    kind, a, b = _ops(seed, n, cfg.max_order, cfg.table.n_types)
+    k, tw, out, want, live, tlive = _run_both(cfg, kind, a, b)
+    assert out.tolist() == want
+    assert live == tlive
+    assert k.free_blocks() == tw.free_blocks()
+    assert k.pageblock_types().tolist() == tw.pb
+    assert k.counters.as_dict() == tw.c
+    _check_invariants(k, live)
+
+
+def test_long_sequence_exercises_every_path():
+    # a long workload under memory pressure (more allocations than frees, mostly order 0)
+    # must reach every fallback path the twin models
+    cfg = BuddyConfig(pool_pages=1024, max_order=7, pageblock_order=5)
+    kind, a, b = _ops(7, 20000, cfg.max_order, 3, free_share=0.45,
+                      order_weights=[8, 2, 1, 0.5, 0.2, 0.1, 0.05, 0.05])
+    k, tw, out, want, live, _ = _run_both(cfg, kind, a, b)
+    assert out.tolist() == want and k.counters.as_dict() == tw.c
+    c = k.counters
+    assert c.fallbacks and c.steal_single and c.block_claims and c.failures and c.merges
+    _check_invariants(k, live)
+
+
+def test_mechanism_defined_types_match_twin():
+    # five types: the kernel's three plus two of a mechanism, one of them unmergeable
+    table = MigrateTable(names=("u", "m", "r", "m_x", "iso"), mobility=(U, M, R, M, U),
+                         fallbacks=((2, 1), (3, 2, 0), (0, 1), (1,), ()),
+                         mergeable=(True, True, True, True, False))
+    cfg = BuddyConfig(pool_pages=512, max_order=6, pageblock_order=3, table=table,
+                      initial_type=3)
+    for seed in range(5):
+        kind, a, b = _ops(seed, 1500, cfg.max_order, 5)
+        k, tw, out, want, live, _ = _run_both(cfg, kind, a, b)
+        assert out.tolist() == want
+        assert k.free_blocks() == tw.free_blocks() and k.counters.as_dict() == tw.c
+        assert k.pageblock_types().tolist() == tw.pb
+
+
+def test_merge_stops_at_unmergeable_pageblock():
+    table = MigrateTable(names=("m", "iso"), mobility=(M, U), fallbacks=((), ()),
+                         mergeable=(True, False))
+    b = Buddy(BuddyConfig(pool_pages=8, max_order=3, pageblock_order=2, table=table,
+                          initial_type=0))
+    b.state.pb_mt[1] = 1  # pageblock 1 isolated after boot, its free block still listed
+    p = b.alloc(2, 0)
+    assert p == 0
+    # pageblock 1's half was put back on type 0's list by expand; free pfn 0 again:
+    b.free(0, 2)
+    assert b.counters.merge_blocked == 1
+    assert sorted(b.free_blocks()) == [(0, 2, 0), (4, 2, 0)]
