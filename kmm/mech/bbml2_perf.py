@@ -1,0 +1,877 @@
+"""BBML2 block-mapped linear map: kernel TLB pressure and the thread's benchmarks.
+
+The "arm64: support FEAT_BBM level 2 and large block mapping when rodata=full" series lets
+the kernel paint the linear map with blocks and contiguous ranges under ``rodata=full``,
+splitting a leaf only where a permission change needs a boundary. Without it,
+``rodata=full`` forces ``NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS`` on the whole linear map
+(arch/arm64/mm/mmu.c ``map_mem``, ``can_set_direct_map()``), i.e. 4K PTEs: 512 MiB of PTE
+tables for 256 GiB, and one TLB entry per 4K page the kernel touches.
+
+This module evaluates the thread's benchmark claims on its machine (AmpereOne, 192 cores,
+one socket, 256 GB, 4K pages, 48-bit VA): for each linear-map :class:`Policy` the kernel's
+data-side accesses of a benchmark-shaped workload run through the engine's TLB hierarchy
+(:mod:`kmm.tlb`), and the misses through page walks whose descriptor reads compete with
+data for the caches; counted events times cost parameters give cycles per operation,
+throughput, kernel TLB MPKI and, for memcached, a per-request service-time distribution
+that drives a closed-loop queue (:func:`closed_loop`) for P99 latency.
+
+Policies (:class:`Policy`)
+--------------------------
+``FULL_PTE``   rodata=full without BBML2: the linear map is PTEs only, no contiguous hint.
+``RODATA_ON``  rodata=on: PUD/PMD blocks and contiguous ranges wherever aligned; the linear
+               alias of the kernel image ``[_stext, __init_begin)`` without contiguous
+               ranges (``map_mem``: ``NO_CONT_MAPPINGS`` for that interval).
+``FULL_BBML2`` rodata=full with the series: painted as rodata=on, then every permission
+               change made by the running kernel (module text and rodata made read-only,
+               with their linear aliases under rodata=full) splits only at its boundaries
+               (``PermSplit.BOUNDARY`` of :mod:`kmm.pagetable`).
+
+The rest of the kernel's address space is the same under every policy: kernel text in the
+image (2M blocks, ``map_kernel_segment``), module text (4K PTEs in the module area),
+vmalloc'd thread stacks (``VMAP_STACK``, 4K PTEs), vmemmap (PMD blocks,
+``vmemmap_populate`` with section maps) and user memory (4K PTEs, ASID-tagged).
+
+Workload access patterns (derived from the code paths, fixed before any result was read)
+-----------------------------------------------------------------------------------------
+Each operation is a list of *touches*: a run of consecutive 64-byte lines inside one 4 KiB
+page, with a kind (load, store, instruction fetch), the exception level making it (EL1 for
+kernel, EL0 for user code) and the region holding it. The TLB sees one lookup per touch
+(later lines of the same touch hit the L1 TLB entry just filled); the caches see every line.
+
+memcached (B3-B6), one request per operation, memtier_benchmark defaults (4 client threads
+x 50 connections, ``--ratio 1:10`` SET:GET, 32-byte values, random keys, one outstanding
+request per connection) against memcached defaults (4 worker threads, ``-m 64`` MiB of item
+memory), so one worker core serves ``connections`` = 50 connections:
+
+- receive softirq: the NIC's completion-ring entry (linear map, advancing), the receive
+  buffer in a ``page_pool`` page (linear map; ``rx_ring_pages`` pages cycling, two
+  buffers per page) and its ``struct page`` (vmemmap), an ``sk_buff`` from the per-CPU
+  slab (a small hot pool), the connection's ``tcp_sock`` (``TCP`` slab, 2.3 KiB objects
+  packed 13 to a 32 KiB slab) and ``epitem`` (128 B), the ``eventpoll`` and task;
+- ``epoll_wait`` + ``read``: the thread's vmalloc'd stack, the connection's ``file``
+  (256 B, ``filp``) and socket inode (``sock_inode_cache``, 0.7 KiB), ``tcp_sock`` again,
+  ``copy_to_user`` of the request (about 70 B) from the receive buffer into the
+  connection's read buffer (user memory, touched at EL1);
+- memcached itself (EL0): the connection structure and read buffer, one hash bucket
+  (random over an 8 MiB table: 2^20 buckets once 64 MiB of small items are stored), the
+  item (random over 64 MiB of items);
+- ``sendmsg``: stack, ``file``, socket inode, ``tcp_sock``, an ``sk_buff`` (fclone slab,
+  hot), ``copy_from_user`` of the response from the item into the task's page fragment
+  (order-3 pages filled sequentially), route/neighbour/qdisc objects (a few hot pages),
+  the transmit descriptor ring, the doorbell (ioremap, vmalloc area);
+- transmit completion: completion-ring entry, ``sk_buff`` free, fragment ``struct page``;
+- instruction fetch: the network stack's path through the kernel image (about 100 4 KiB
+  text granules, 2M-block mapped) and the NIC driver's module text (16 granules, 4K PTEs);
+  memcached's own text (user, 4K PTEs).
+
+Slab pages of the connection objects and network buffers are placed in a window of
+``kernel_spread_bytes`` of physical memory (the thread's meminfo shows about 4 GiB in use on
+the idle 256 GB machine; a freshly started benchmark allocates from the same low region).
+
+dm-crypt (B7), one 4 KiB block per operation, the seed's fio job (``--rw=write --bs=4k
+--ioengine=sync --iodepth=1 --numjobs=1``, buffered, ext4 on dm-crypt on a 128 GB ``brd``
+ramdisk, 100 GB written): the writer's ``write`` (stack, file and inode, page-cache xarray
+node, a new page-cache page and its ``struct page``, ``copy_from_user`` of 4 KiB from fio's
+buffer, a ``buffer_head``); writeback of the block written ``writeback_lag_ops`` earlier
+(the dirty limit keeps tens of GB in flight, so the page is cold): dm-crypt reads the
+page-cache page and writes a bounce page (``crypt_alloc_buffer``: mempool pages recycled
+LIFO, hot), brd zeroes a newly allocated page (``__GFP_ZERO``) and copies the bounce page
+into it, xarray nodes of brd and of the page cache, ``struct page`` of each page; module
+text of dm-crypt and brd. Every op's work is charged to one core (the writer is throttled to
+writeback once the dirty limit is reached).
+
+Sequential read (B8), one ``read`` of ``read_bytes`` (xfs_io ``pread`` default 4 KiB) per
+operation from a cached 100 GB XFS file: stack, file and inode, the page-cache xarray node,
+the folio's ``struct page``, ``copy_page_to_iter`` of the page (cold: 100 GB does not fit
+any cache) into xfs_io's user buffer (hot, touched at EL1), XFS module text.
+
+Page-cache, brd and bounce pages come from the page allocator in physically contiguous runs
+of ``run_pages`` pages (:func:`page_runs`) placed at random over all of RAM (200 GB of
+page cache and ramdisk cover most of it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import geometry as geom
+from .._jit import njit
+from ..config import check_float, check_int
+from ..errors import ConfigError
+from ..pagetable import PageTable, Paint, Perm, PermSplit
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+LINE_BYTES = 64
+PAGE_BYTES = 4 * KiB
+LINES_PER_PAGE = PAGE_BYTES // LINE_BYTES
+
+# arm64, 48-bit VA, 4K (arch/arm64/include/asm/memory.h): the kernel half starts at
+# PAGE_OFFSET = -(1 << VA_BITS); the linear map fills its lower half, modules, the image and
+# vmalloc follow at _PAGE_END(VA_BITS_MIN), vmemmap sits below the top.
+KERNEL_VA_BASE = 0xFFFF_0000_0000_0000
+MODULES_OFFSET = 1 << 47                      # MODULES_VADDR
+IMAGE_OFFSET = MODULES_OFFSET + 2 * GiB        # KIMAGE_VADDR = MODULES_END
+VMALLOC_OFFSET = IMAGE_OFFSET + 2 * GiB
+VMEMMAP_OFFSET = (1 << 48) - (1 << 42)         # VMEMMAP_START for 4K / 48-bit
+STRUCT_PAGE_BYTES = 64
+USER_VA_BASE = 0x0000_AAAA_0000_0000
+USER_ASID = 1
+# nominal backing addresses (above any modelled RAM) of the regions not in the linear map
+MODULES_BACKING_PA = 1 << 50
+VMALLOC_BACKING_PA = MODULES_BACKING_PA + (1 << 40)
+# vmemmap is populated one PMD block per 2 MiB of struct pages, from separate allocations
+# (vmemmap_populate with section maps): its backing is offset by 2 MiB from any 1 GiB
+# alignment so that painting gives PMD blocks, never PUD blocks
+VMEMMAP_BACKING_PA = VMALLOC_BACKING_PA + (1 << 40) + 2 * MiB
+USER_BACKING_PA = VMEMMAP_BACKING_PA + (1 << 40)
+
+
+class Policy(IntEnum):
+    """How the linear map is painted (see the module docstring)."""
+
+    FULL_PTE = 0
+    RODATA_ON = 1
+    FULL_BBML2 = 2
+
+
+POLICY_LABELS = {Policy.FULL_PTE: "rodata=full", Policy.RODATA_ON: "rodata=on",
+                 Policy.FULL_BBML2: "rodata=full+BBML2"}
+
+
+class Workload(IntEnum):
+    MEMCACHED = 0
+    DMCRYPT = 1
+    SEQREAD = 2
+
+
+class Region(IntEnum):
+    """Where a touch lands; every region but ``LINEAR`` is mapped the same under every
+    policy."""
+
+    LINEAR = 0
+    KTEXT = 1
+    MODULES = 2
+    VMALLOC = 3
+    VMEMMAP = 4
+    USER = 5
+
+
+class Kind(IntEnum):
+    """Touch kind; the values are :class:`kmm.tlb.Kind`'s."""
+
+    LOAD = 0
+    STORE = 1
+    IFETCH = 2
+
+
+# ---------------------------------------------------------------------------------------
+# the machine's kernel address space
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelLayout:
+    """Physical memory and the kernel image of the modelled machine.
+
+    Parameters
+    ----------
+    ram_bytes : RAM mapped by the linear map (the thread: 256 GB installed)
+    ram_base_bytes : physical address of the start of RAM (1 GiB aligned here, so every
+        policy that allows PUD blocks uses them; the structural BBML2 model treats holes)
+    image_text_bytes : ``[_stext, __init_begin)``: text and rodata of the image, whose
+        linear alias is mapped without contiguous ranges under rodata=on
+    image_pa_offset_bytes : where the image sits in RAM (offset from ``ram_base_bytes``)
+    granule, va_bits : translation geometry (the thread: 4K, 48-bit)
+    """
+
+    ram_bytes: int = 256 * GiB
+    ram_base_bytes: int = 2 * GiB
+    image_text_bytes: int = 32 * MiB
+    image_pa_offset_bytes: int = 2 * MiB
+    granule: str = "4K"
+    va_bits: int = 48
+
+    def __post_init__(self):
+        check_int("ram_bytes", self.ram_bytes, lo=GiB, hi=1 << 46)
+        check_int("ram_base_bytes", self.ram_base_bytes, lo=0)
+        if self.ram_bytes % (2 * MiB) or self.ram_base_bytes % (2 * MiB):
+            raise ConfigError("RAM start and size must be 2 MiB aligned", "ram_bytes")
+        check_int("image_text_bytes", self.image_text_bytes, lo=PAGE_BYTES)
+        check_int("image_pa_offset_bytes", self.image_pa_offset_bytes, lo=0)
+        if self.granule != "4K" or self.va_bits != 48:
+            raise ConfigError("the workload layout models the thread's 4K / 48-bit kernel; "
+                              "other granules are covered by the page-table count model",
+                              "granule")
+
+    @property
+    def geometry(self) -> geom.Geometry:
+        return geom.arm64(self.granule, self.va_bits)
+
+    @property
+    def memstart_bytes(self) -> int:
+        """``memstart_addr``: RAM start rounded down to ``ARM64_MEMSTART_ALIGN`` (1 GiB)."""
+        return self.ram_base_bytes // GiB * GiB
+
+    def linear_va(self, pa: np.ndarray) -> np.ndarray:
+        """``__phys_to_virt``: the linear-map VA (full 64-bit, as uint64) of ``pa``."""
+        off = np.asarray(pa, dtype=np.uint64) - np.uint64(self.memstart_bytes)
+        return off + np.uint64(KERNEL_VA_BASE)
+
+    def vmemmap_va(self, pa: np.ndarray) -> np.ndarray:
+        """VA of the ``struct page`` of the page holding ``pa``."""
+        pfn = (np.asarray(pa, dtype=np.uint64) - np.uint64(self.memstart_bytes)) >> np.uint64(12)
+        return (np.uint64(KERNEL_VA_BASE + VMEMMAP_OFFSET)
+                + pfn * np.uint64(STRUCT_PAGE_BYTES))
+
+    def vmemmap_span(self) -> tuple[int, int]:
+        """VA range of the vmemmap of RAM, rounded out to PMD blocks."""
+        first = (self.ram_base_bytes - self.memstart_bytes) // PAGE_BYTES
+        last = first + self.ram_bytes // PAGE_BYTES
+        base = KERNEL_VA_BASE + VMEMMAP_OFFSET
+        lo = base + first * STRUCT_PAGE_BYTES // (2 * MiB) * (2 * MiB)
+        hi = base + -(-(last * STRUCT_PAGE_BYTES) // (2 * MiB)) * (2 * MiB)
+        return lo, hi
+
+
+def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray,
+                  vmalloc_bytes: int, modules_bytes: int) -> PageTable:
+    """The kernel (TTBR1) page table of one policy, as leaf extents.
+
+    Offsets are from :data:`KERNEL_VA_BASE`. ``ro_ranges_pa`` (rows ``pa, size``) are the
+    linear-alias ranges the running kernel made read-only (module text and rodata under
+    rodata=full, ``set_memory_ro`` -> ``__change_memory_common`` on the alias): under
+    ``FULL_BBML2`` they split their boundaries; under ``RODATA_ON`` the alias is not
+    touched (rodata=on does not protect linear aliases); under ``FULL_PTE`` every leaf is
+    already a page.
+    """
+    g = layout.geometry
+    pt = PageTable(g)
+    mem0 = layout.memstart_bytes
+    lin = layout.ram_base_bytes - mem0
+    img_lo = layout.ram_base_bytes + layout.image_pa_offset_bytes
+    img_hi = img_lo + layout.image_text_bytes
+    if policy == Policy.FULL_PTE:
+        pt.map(lin, layout.ram_bytes, layout.ram_base_bytes, Perm.RW, policy=Paint.PTES)
+    else:
+        # map_mem(): the image alias is NOMAP during the main loop, then mapped NO_CONT
+        for lo, hi, paint in ((layout.ram_base_bytes, img_lo, Paint.LARGEST),
+                              (img_lo, img_hi, Paint.NO_CONT),
+                              (img_hi, layout.ram_base_bytes + layout.ram_bytes, Paint.LARGEST)):
+            if hi > lo:
+                pt.map(lo - mem0, hi - lo, lo, Perm.RW, policy=paint)
+    if policy == Policy.FULL_BBML2:
+        for pa, size in np.asarray(ro_ranges_pa, dtype=np.int64).reshape(-1, 2):
+            ret = pt.set_perm(int(pa) - mem0, int(size), Perm.R, mode=PermSplit.BOUNDARY)
+            if ret:
+                raise ConfigError(f"permission change at pa {int(pa):#x} failed ({ret})",
+                                  "ro_ranges")
+    # regions mapped the same way under every policy; their backing pages get distinct
+    # nominal physical addresses above RAM so that no two regions alias in a cache
+    pt.map(MODULES_OFFSET, modules_bytes, MODULES_BACKING_PA, Perm.RX, policy=Paint.PTES)
+    pt.map(IMAGE_OFFSET, layout.image_text_bytes, img_lo, Perm.RX, policy=Paint.NO_CONT)
+    pt.map(VMALLOC_OFFSET, vmalloc_bytes, VMALLOC_BACKING_PA, Perm.RW, policy=Paint.PTES)
+    lo, hi = layout.vmemmap_span()
+    pt.map(lo - KERNEL_VA_BASE, hi - lo, VMEMMAP_BACKING_PA, Perm.RW, policy=Paint.NO_CONT)
+    return pt
+
+
+# ---------------------------------------------------------------------------------------
+# traces: touches of benchmark-shaped operations
+# ---------------------------------------------------------------------------------------
+class Trace(NamedTuple):
+    """Touches of ``n_ops`` operations, in program order.
+
+    ``va`` uint64 VA of the first byte touched; ``pa`` int64 its physical address (nominal
+    outside the linear map and the image); ``lines`` int16 consecutive 64-byte lines touched
+    from there (all inside one 4 KiB page); ``kind`` uint8 :class:`Kind`; ``region`` uint8
+    :class:`Region`; ``el1`` bool (kernel-mode access); ``op`` int32 operation index.
+    Per operation: ``instructions`` and ``el1_instructions`` (float64).
+    """
+
+    va: np.ndarray
+    pa: np.ndarray
+    lines: np.ndarray
+    kind: np.ndarray
+    region: np.ndarray
+    el1: np.ndarray
+    op: np.ndarray
+    instructions: np.ndarray
+    el1_instructions: np.ndarray
+
+    @property
+    def n_ops(self) -> int:
+        return int(self.instructions.shape[0])
+
+    @property
+    def n_lines(self) -> int:
+        return int(self.lines.sum())
+
+
+class _Touches:
+    """Accumulates one column per step (one value per op, or a scalar) and interleaves the
+    steps of each op in step order. A step whose ``lines`` is 0 for an op is dropped."""
+
+    def __init__(self, layout: KernelLayout, n_ops: int):
+        self.layout = layout
+        self.n = n_ops
+        self.steps: list[tuple] = []
+
+    def _add(self, va, pa, lines, kind, region, el1):
+        n = self.n
+        va = np.broadcast_to(np.asarray(va, dtype=np.uint64), (n,))
+        pa = np.broadcast_to(np.asarray(pa, dtype=np.int64), (n,))
+        lines = np.broadcast_to(np.asarray(lines, dtype=np.int16), (n,))
+        if np.any((lines < 0) | (lines > LINES_PER_PAGE)):
+            raise ValueError("a touch spans 0..64 lines of one page")
+        first = (pa % PAGE_BYTES) // LINE_BYTES
+        if np.any((lines > 0) & (first + lines > LINES_PER_PAGE)):
+            raise ValueError("a touch crosses a page boundary")
+        self.steps.append((va, pa, lines, int(kind), int(region), bool(el1)))
+
+    # ---- one helper per region: addresses in, both VA and PA out ---------------------
+    def linear(self, pa, lines, kind, el1=True):
+        """Bytes at physical ``pa`` through the linear map; a run crossing into the next
+        page is split into two touches."""
+        pa = np.asarray(pa, dtype=np.int64)
+        lines = np.broadcast_to(np.asarray(lines, dtype=np.int64), np.broadcast(pa, 0).shape)
+        first = (pa % PAGE_BYTES) // LINE_BYTES
+        head = np.minimum(lines, LINES_PER_PAGE - first)
+        pa_line = pa - pa % LINE_BYTES
+        self._add(self.layout.linear_va(pa_line), pa_line, head, kind, Region.LINEAR, el1)
+        tail = lines - head
+        if np.any(tail > 0):
+            nxt = pa - pa % PAGE_BYTES + PAGE_BYTES
+            self._add(self.layout.linear_va(nxt), nxt, tail, kind, Region.LINEAR, el1)
+
+    def struct_page(self, pa, lines=1, kind=Kind.STORE):
+        va = self.layout.vmemmap_va(pa)
+        lo, _ = self.layout.vmemmap_span()
+        bpa = (va - np.uint64(lo)).astype(np.int64) + VMEMMAP_BACKING_PA
+        va = va - va % np.uint64(LINE_BYTES)
+        bpa = bpa - bpa % LINE_BYTES
+        self._add(va, bpa, lines, kind, Region.VMEMMAP, True)
+
+    def kva(self, region: Region, offset, lines, kind, el1=True):
+        """Bytes at ``offset`` inside a region mapped the same under every policy."""
+        base, backing = {Region.MODULES: (MODULES_OFFSET, MODULES_BACKING_PA),
+                         Region.VMALLOC: (VMALLOC_OFFSET, VMALLOC_BACKING_PA),
+                         Region.KTEXT: (IMAGE_OFFSET, self.layout.ram_base_bytes
+                                        + self.layout.image_pa_offset_bytes)}[region]
+        off = np.asarray(offset, dtype=np.int64)
+        off = off - off % LINE_BYTES
+        self._add(np.uint64(KERNEL_VA_BASE + base) + off.astype(np.uint64), backing + off,
+                  lines, kind, region, el1)
+
+    def user(self, offset, lines, kind, el1):
+        off = np.asarray(offset, dtype=np.int64)
+        off = off - off % LINE_BYTES
+        self._add(np.uint64(USER_VA_BASE) + off.astype(np.uint64), USER_BACKING_PA + off,
+                  lines, kind, Region.USER, el1)
+
+    def build(self, instructions, el1_instructions) -> Trace:
+        k = len(self.steps)
+        n = self.n
+        cols = [np.stack([s[i] for s in self.steps], axis=1).ravel() for i in range(3)]
+        kind = np.tile(np.array([s[3] for s in self.steps], np.uint8), n)
+        region = np.tile(np.array([s[4] for s in self.steps], np.uint8), n)
+        el1 = np.tile(np.array([s[5] for s in self.steps], np.bool_), n)
+        op = np.repeat(np.arange(n, dtype=np.int32), k)
+        keep = cols[2] > 0
+        return Trace(va=cols[0][keep], pa=cols[1][keep], lines=cols[2][keep], kind=kind[keep],
+                     region=region[keep], el1=el1[keep], op=op[keep],
+                     instructions=np.broadcast_to(np.asarray(instructions, np.float64),
+                                                  (n,)).copy(),
+                     el1_instructions=np.broadcast_to(np.asarray(el1_instructions, np.float64),
+                                                      (n,)).copy())
+
+
+def scatter_blocks(rng: np.random.Generator, n: int, block_bytes: int, lo_bytes: int,
+                   window_bytes: int) -> np.ndarray:
+    """Physical addresses of ``n`` distinct ``block_bytes``-aligned blocks drawn uniformly
+    from ``[lo_bytes, lo_bytes + window_bytes)`` (slab and page-pool pages of a kernel whose
+    allocations come from that window)."""
+    slots = window_bytes // block_bytes
+    if n > slots:
+        raise ConfigError(f"{n} blocks of {block_bytes} B do not fit a window of "
+                          f"{window_bytes} B", "kernel_spread_bytes")
+    first = -(-lo_bytes // block_bytes)
+    idx = rng.choice(slots, size=n, replace=False) if n else np.zeros(0, np.int64)
+    return (first + idx.astype(np.int64)) * block_bytes
+
+
+def page_runs(rng: np.random.Generator, n_pages: int, run_pages: int, lo_bytes: int,
+              hi_bytes: int) -> np.ndarray:
+    """Physical addresses of ``n_pages`` pages handed out in allocation order as runs of
+    ``run_pages`` physically contiguous pages, each run at a distinct random run-aligned
+    place in ``[lo_bytes, hi_bytes)`` (the buddy allocator splitting free blocks of that
+    order: mm/page_alloc.c ``expand``)."""
+    check_int("run_pages", run_pages, lo=1)
+    runs = -(-n_pages // run_pages)
+    starts = scatter_blocks(rng, runs, run_pages * PAGE_BYTES, lo_bytes, hi_bytes - lo_bytes)
+    pages = (starts[:, None] + PAGE_BYTES * np.arange(run_pages, dtype=np.int64)[None, :]).ravel()
+    return pages[:n_pages]
+
+
+def slab_objects(rng: np.random.Generator, n_objs: int, obj_bytes: int, slab_order: int,
+                 lo_bytes: int, window_bytes: int) -> np.ndarray:
+    """Physical addresses of ``n_objs`` objects of a slab cache, packed in allocation order
+    into slabs of ``2**slab_order`` pages that sit at random in the window
+    (mm/slub.c: objects of one slab are consecutive, ``oo_objects``)."""
+    slab_bytes = PAGE_BYTES << slab_order
+    per = slab_bytes // obj_bytes
+    if per < 1:
+        raise ConfigError(f"a {obj_bytes} B object does not fit an order-{slab_order} slab",
+                          "obj_bytes")
+    slabs = scatter_blocks(rng, -(-n_objs // per), slab_bytes, lo_bytes, window_bytes)
+    j = np.arange(n_objs, dtype=np.int64)
+    return slabs[j // per] + (j % per) * obj_bytes
+
+
+def _granules(rng, n, span_bytes):
+    """``n`` distinct 4 KiB granules (byte offsets) of a ``span_bytes`` code region."""
+    return np.sort(rng.choice(span_bytes // PAGE_BYTES, size=n, replace=False)).astype(np.int64) * PAGE_BYTES
+
+
+def _fetch(t: _Touches, region: Region, granules: np.ndarray, lines: int, el1: bool = True):
+    for g in granules:
+        if region == Region.USER:
+            t.user(int(g), lines, Kind.IFETCH, el1)
+        else:
+            t.kva(region, int(g), lines, Kind.IFETCH, el1)
+
+
+def _lines(nbytes) -> np.ndarray:
+    return -(-np.asarray(nbytes, dtype=np.int64) // LINE_BYTES)
+
+
+# ---- memcached --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemcachedShape:
+    """One memcached worker core serving memtier_benchmark (module docstring).
+
+    Parameters
+    ----------
+    connections : connections served by the worker (memtier 4 x 50 over memcached's 4
+        workers)
+    get_fraction : share of GETs (memtier ``--ratio 1:10``)
+    value_bytes : item value size (memtier ``-d 32``)
+    item_memory_bytes : memcached item memory (``-m 64``)
+    hash_bytes : hash table (2^20 8-byte buckets)
+    rx_ring_pages : ``page_pool`` pages cycling through the receive ring (two 2 KiB
+        buffers per page)
+    kernel_spread_bytes : physical window the kernel's slab and network pages come from
+    instructions_per_op : instructions per request, kernel and user
+    el1_instruction_fraction : share of them executed in the kernel
+    kernel_text_granules, module_text_granules, user_text_granules : 4 KiB code granules
+        each request fetches from
+    """
+
+    connections: int = 50
+    get_fraction: float = 10 / 11
+    value_bytes: int = 32
+    item_memory_bytes: int = 64 * MiB
+    hash_bytes: int = 8 * MiB
+    rx_ring_pages: int = 512
+    kernel_spread_bytes: int = 4 * GiB
+    instructions_per_op: int = 20_000
+    el1_instruction_fraction: float = 0.75
+    kernel_text_granules: int = 40
+    module_text_granules: int = 12
+    user_text_granules: int = 10
+
+    def __post_init__(self):
+        check_int("connections", self.connections, lo=1, hi=1 << 20)
+        check_float("get_fraction", self.get_fraction, lo=0.0, hi=1.0)
+        check_int("value_bytes", self.value_bytes, lo=1, hi=PAGE_BYTES // 2)
+        check_int("item_memory_bytes", self.item_memory_bytes, lo=MiB)
+        check_int("hash_bytes", self.hash_bytes, lo=PAGE_BYTES)
+        check_int("rx_ring_pages", self.rx_ring_pages, lo=1)
+        check_int("kernel_spread_bytes", self.kernel_spread_bytes, lo=64 * MiB)
+        check_int("instructions_per_op", self.instructions_per_op, lo=1)
+        check_float("el1_instruction_fraction", self.el1_instruction_fraction, lo=0.0, hi=1.0)
+        check_int("kernel_text_granules", self.kernel_text_granules, lo=0, hi=4096)
+        check_int("module_text_granules", self.module_text_granules, lo=0, hi=512)
+        check_int("user_text_granules", self.user_text_granules, lo=0, hi=512)
+
+
+# object sizes (bytes) and slab orders of the caches a request touches (slabinfo of a 6.x
+# arm64 kernel: TCP 2368 B order 3, sock_inode_cache 704 B order 2, filp 256 B order 1,
+# eventpoll_epi 128 B order 0, skbuff_head_cache 256 B, skbuff_fclone_cache 512 B)
+_TCP_SOCK = (2368, 3)
+_SOCK_INODE = (704, 2)
+_FILP = (256, 1)
+_EPITEM = (128, 0)
+_RING_ENTRIES = 1024
+_RING_ENTRY_BYTES = 64
+_FRAG_ORDER = 3          # SKB_FRAG_PAGE_ORDER: 32 KiB task page fragments
+_HEADER_BYTES = 66       # Ethernet + IPv4 + TCP with timestamps
+_STACK_BYTES = 16 * KiB  # arm64 THREAD_SIZE with VMAP_STACK
+
+
+def memcached_trace(shape: MemcachedShape, layout: KernelLayout, n_ops: int,
+                    seed: int) -> Trace:
+    """Touches of ``n_ops`` memcached requests served by one worker core (module docstring).
+
+    Requests arrive from connections drawn uniformly (closed-loop clients, one outstanding
+    request each, served in arrival order).
+    """
+    check_int("n_ops", n_ops, lo=1)
+    rng = np.random.default_rng(seed)
+    t = _Touches(layout, n_ops)
+    win_lo = layout.ram_base_bytes + layout.image_pa_offset_bytes + layout.image_text_bytes
+    win = min(shape.kernel_spread_bytes, layout.ram_base_bytes + layout.ram_bytes - win_lo)
+    C = shape.connections
+    tcp = slab_objects(rng, C, *_TCP_SOCK, win_lo, win)
+    inode = slab_objects(rng, C, *_SOCK_INODE, win_lo, win)
+    filp = slab_objects(rng, C, *_FILP, win_lo, win)
+    epi = slab_objects(rng, C, *_EPITEM, win_lo, win)
+    hot = scatter_blocks(rng, 8, PAGE_BYTES, win_lo, win)          # percpu, task, eventpoll,
+    skb = slab_objects(rng, 32, 256, 0, win_lo, win)               # dst, neigh, qdisc...
+    fclone = slab_objects(rng, 32, 512, 0, win_lo, win)
+    ring_bytes = _RING_ENTRIES * _RING_ENTRY_BYTES
+    rings = scatter_blocks(rng, 3, ring_bytes, win_lo, win)        # rx cq, tx, tx cq
+    rx_pages = scatter_blocks(rng, shape.rx_ring_pages, PAGE_BYTES, win_lo, win)
+    conn = rng.integers(0, C, n_ops)
+    is_get = rng.random(n_ops) < shape.get_fraction
+    req_bytes = np.where(is_get, 30, 40 + shape.value_bytes)
+    resp_bytes = np.where(is_get, 40 + shape.value_bytes, 8)
+    # task page fragment: responses packed sequentially into order-3 pages
+    frag_bytes = _lines(resp_bytes) * LINE_BYTES
+    frag_end = np.cumsum(frag_bytes)
+    frag_chunk = (frag_end - frag_bytes) // (PAGE_BYTES << _FRAG_ORDER)
+    frag_off = (frag_end - frag_bytes) % (PAGE_BYTES << _FRAG_ORDER)
+    # a response never straddles a chunk: skb_page_frag_refill starts a new one
+    over = frag_off + frag_bytes > (PAGE_BYTES << _FRAG_ORDER)
+    frag_off = np.where(over, 0, frag_off)
+    frag_chunk = frag_chunk + over
+    chunks = scatter_blocks(rng, int(frag_chunk.max()) + 1, PAGE_BYTES << _FRAG_ORDER,
+                            win_lo, win)
+    frag = chunks[frag_chunk] + frag_off
+    slot = np.arange(n_ops, dtype=np.int64) % (2 * shape.rx_ring_pages)
+    rxbuf = rx_pages[slot // 2] + (slot % 2) * (PAGE_BYTES // 2)
+    ring_slot = (np.arange(n_ops, dtype=np.int64) % _RING_ENTRIES) * _RING_ENTRY_BYTES
+    pool = np.arange(n_ops) % 32
+    # user memory layout: conn structs, per-connection read buffers, events, hash, items
+    u_conn = 0
+    u_rbuf = u_conn + C * 512
+    u_events = -(-(u_rbuf + C * 2048) // PAGE_BYTES) * PAGE_BYTES
+    u_hash = u_events + PAGE_BYTES
+    u_items = u_hash + shape.hash_bytes
+    u_text = u_items + shape.item_memory_bytes
+    bucket = u_hash + rng.integers(0, shape.hash_bytes // 8, n_ops) * 8
+    item_chunk = 96 if shape.value_bytes <= 32 else -(-(56 + shape.value_bytes) // 64) * 64
+    per_page = PAGE_BYTES // item_chunk
+    n_items = shape.item_memory_bytes // PAGE_BYTES * per_page
+    it = rng.integers(0, n_items, n_ops)
+    item = u_items + (it // per_page) * PAGE_BYTES + (it % per_page) * item_chunk
+    item_lines = _lines(item % LINE_BYTES + item_chunk)
+    item_lines = np.minimum(item_lines, LINES_PER_PAGE - (item % PAGE_BYTES) // LINE_BYTES)
+    ktext = _granules(rng, shape.kernel_text_granules, layout.image_text_bytes)
+    mtext = _granules(rng, shape.module_text_granules, 64 * PAGE_BYTES)
+    utext = u_text + _granules(rng, shape.user_text_granules, 256 * PAGE_BYTES)
+    kq = np.array_split(ktext, 4)
+    mq = np.array_split(mtext, 2)
+    stack_top = _STACK_BYTES - PAGE_BYTES
+
+    # receive softirq
+    _fetch(t, Region.KTEXT, kq[0], 16)
+    _fetch(t, Region.MODULES, mq[0], 16)
+    t.linear(rings[0] + ring_slot, 1, Kind.LOAD)
+    t.linear(rxbuf, _lines(_HEADER_BYTES + req_bytes), Kind.LOAD)
+    t.struct_page(rxbuf, 1, Kind.STORE)
+    t.linear(skb[pool], 4, Kind.STORE)
+    t.linear(tcp[conn], 4, Kind.STORE)
+    t.linear(tcp[conn] + 1280, 4, Kind.STORE)
+    t.linear(epi[conn], 1, Kind.LOAD)
+    t.linear(hot[0], 2, Kind.STORE)
+    # epoll_wait + read
+    _fetch(t, Region.KTEXT, kq[1], 16)
+    t.kva(Region.VMALLOC, stack_top, 8, Kind.STORE)
+    t.linear(hot[1], 2, Kind.STORE)
+    t.user(u_events, 1, Kind.STORE, el1=True)
+    t.linear(filp[conn], 1, Kind.LOAD)
+    t.linear(inode[conn], 2, Kind.LOAD)
+    t.linear(tcp[conn], 4, Kind.STORE)
+    t.linear(skb[pool], 4, Kind.LOAD)
+    t.linear(rxbuf + _HEADER_BYTES, _lines(req_bytes), Kind.LOAD)
+    t.user(u_rbuf + conn * 2048, _lines(req_bytes), Kind.STORE, el1=True)
+    t.struct_page(rxbuf, 1, Kind.STORE)
+    # memcached (EL0)
+    _fetch(t, Region.USER, utext, 16, el1=False)
+    t.user(u_conn + conn * 512, 2, Kind.STORE, el1=False)
+    t.user(u_rbuf + conn * 2048, _lines(req_bytes), Kind.LOAD, el1=False)
+    t.user(bucket, 1, Kind.LOAD, el1=False)
+    t.user(item, np.where(is_get, item_lines, 0), Kind.LOAD, el1=False)
+    t.user(item, np.where(is_get, 0, item_lines), Kind.STORE, el1=False)
+    # sendmsg
+    _fetch(t, Region.KTEXT, kq[2], 16)
+    _fetch(t, Region.MODULES, mq[1], 16)
+    t.kva(Region.VMALLOC, stack_top, 8, Kind.STORE)
+    t.kva(Region.VMALLOC, stack_top - PAGE_BYTES, 4, Kind.STORE)
+    t.linear(filp[conn], 1, Kind.LOAD)
+    t.linear(inode[conn], 2, Kind.LOAD)
+    t.linear(tcp[conn], 4, Kind.STORE)
+    t.linear(tcp[conn] + 1280, 4, Kind.STORE)
+    t.linear(fclone[pool], 8, Kind.STORE)
+    t.user(np.where(is_get, item, u_rbuf + conn * 2048), np.where(is_get, item_lines, 1),
+           Kind.LOAD, el1=True)
+    t.linear(frag, _lines(resp_bytes), Kind.STORE)
+    t.linear(hot[2], 2, Kind.LOAD)
+    t.linear(hot[3], 2, Kind.STORE)
+    t.linear(hot[4], 1, Kind.STORE)
+    t.linear(rings[1] + ring_slot, 1, Kind.STORE)
+    t.kva(Region.VMALLOC, 2 * _STACK_BYTES, 1, Kind.STORE)            # doorbell (ioremap)
+    # transmit completion
+    _fetch(t, Region.KTEXT, kq[3], 16)
+    t.linear(rings[2] + ring_slot, 1, Kind.LOAD)
+    t.linear(fclone[pool], 2, Kind.STORE)
+    t.struct_page(frag, 1, Kind.STORE)
+    t.linear(tcp[conn], 2, Kind.STORE)
+    n_ins = float(shape.instructions_per_op)
+    return t.build(n_ins, n_ins * shape.el1_instruction_fraction)
+
+
+# ---- dm-crypt and sequential read -------------------------------------------------------
+@dataclass(frozen=True)
+class BlockIOShape:
+    """A 4 KiB-block I/O benchmark on one core (module docstring).
+
+    Parameters
+    ----------
+    run_pages : physically contiguous pages per allocator run (page cache, brd)
+    kernel_spread_bytes : window of the kernel's slab pages (xarray nodes, buffer heads)
+    instructions_per_op : instructions per 4 KiB operation (all in the kernel but the
+        benchmark's loop)
+    el1_instruction_fraction : share executed in the kernel
+    kernel_text_granules, module_text_granules : code granules per operation
+    read_bytes : bytes per ``read`` (sequential read only)
+    """
+
+    run_pages: int = 16
+    kernel_spread_bytes: int = 4 * GiB
+    instructions_per_op: int = 20_000
+    el1_instruction_fraction: float = 0.97
+    kernel_text_granules: int = 40
+    module_text_granules: int = 8
+    read_bytes: int = 4 * KiB
+
+    def __post_init__(self):
+        check_int("run_pages", self.run_pages, lo=1, hi=1 << 18)
+        check_int("kernel_spread_bytes", self.kernel_spread_bytes, lo=64 * MiB)
+        check_int("instructions_per_op", self.instructions_per_op, lo=1)
+        check_float("el1_instruction_fraction", self.el1_instruction_fraction, lo=0.0, hi=1.0)
+        check_int("kernel_text_granules", self.kernel_text_granules, lo=0, hi=4096)
+        check_int("module_text_granules", self.module_text_granules, lo=0, hi=512)
+        check_int("read_bytes", self.read_bytes, lo=PAGE_BYTES, hi=1 * MiB)
+        if self.read_bytes % PAGE_BYTES:
+            raise ConfigError("read_bytes must be a multiple of 4 KiB", "read_bytes")
+
+
+_XA_NODE = (576, 2)      # radix_tree_node: 64 slots
+_BUFFER_HEAD = (104, 0)
+_BOUNCE_POOL = 16        # mempool/pcp pages reused LIFO by crypt_alloc_buffer
+
+
+def _ram_after_image(layout: KernelLayout) -> tuple[int, int]:
+    lo = layout.ram_base_bytes + layout.image_pa_offset_bytes + layout.image_text_bytes
+    lo = -(-lo // (2 * MiB)) * (2 * MiB)
+    return lo, layout.ram_base_bytes + layout.ram_bytes
+
+
+def dmcrypt_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: int) -> Trace:
+    """Touches of ``n_ops`` 4 KiB buffered writes through ext4 on dm-crypt on brd, each
+    charged with the writeback of a block written long before (module docstring)."""
+    check_int("n_ops", n_ops, lo=1)
+    rng = np.random.default_rng(seed)
+    t = _Touches(layout, n_ops)
+    lo, hi = _ram_after_image(layout)
+    win = min(shape.kernel_spread_bytes, hi - lo)
+    i = np.arange(n_ops, dtype=np.int64)
+    # allocation order: the blocks being written back were allocated before the trace
+    # (writeback lags far behind the writer), then each op allocates one page-cache page
+    # (the writer) and one brd page (the writeback), interleaved
+    pages = page_runs(rng, 3 * n_ops, shape.run_pages, lo, hi)
+    wb_pc = pages[:n_ops]
+    new_pc = pages[n_ops::2]
+    brd = pages[n_ops + 1::2]
+    bounce = scatter_blocks(rng, _BOUNCE_POOL, PAGE_BYTES, lo, win)[i % 2]
+    hot = scatter_blocks(rng, 6, PAGE_BYTES, lo, win)
+    pc_nodes = slab_objects(rng, n_ops // 64 + 2, *_XA_NODE, lo, win)
+    wb_nodes = slab_objects(rng, n_ops // 64 + 2, *_XA_NODE, lo, win)
+    brd_nodes = slab_objects(rng, n_ops // 64 + 2, *_XA_NODE, lo, win)
+    bh = slab_objects(rng, n_ops, *_BUFFER_HEAD, lo, win)
+    ktext = _granules(rng, shape.kernel_text_granules, layout.image_text_bytes)
+    mtext = _granules(rng, shape.module_text_granules, 64 * PAGE_BYTES)
+    kq = np.array_split(ktext, 3)
+    mq = np.array_split(mtext, 2)
+    stack_top = _STACK_BYTES - PAGE_BYTES
+    fio_buf = 0
+    # the writer: write(2) of 4 KiB into the page cache
+    _fetch(t, Region.KTEXT, kq[0], 16)
+    t.kva(Region.VMALLOC, stack_top, 8, Kind.STORE)
+    t.linear(hot[0], 2, Kind.LOAD)                       # file, inode
+    t.linear(hot[1], 2, Kind.STORE)                      # ext4 inode info, jbd2 handle
+    t.linear(pc_nodes[i // 64], 2, Kind.STORE)
+    t.struct_page(new_pc, 1, Kind.STORE)
+    t.user(fio_buf, LINES_PER_PAGE, Kind.LOAD, el1=True)
+    t.linear(new_pc, LINES_PER_PAGE, Kind.STORE)
+    t.linear(bh, 2, Kind.STORE)
+    # writeback of an old block: dm-crypt encrypts it into a bounce page
+    _fetch(t, Region.KTEXT, kq[1], 16)
+    _fetch(t, Region.MODULES, mq[0], 16)
+    t.kva(Region.VMALLOC, _STACK_BYTES + stack_top, 8, Kind.STORE)   # kworker stack
+    t.struct_page(wb_pc, 1, Kind.STORE)
+    t.linear(wb_nodes[i // 64], 1, Kind.STORE)
+    t.linear(hot[2], 4, Kind.STORE)                      # bio, dm_crypt_io, request
+    t.struct_page(bounce, 1, Kind.STORE)
+    t.linear(wb_pc, LINES_PER_PAGE, Kind.LOAD)
+    t.linear(bounce, LINES_PER_PAGE, Kind.STORE)
+    # brd: allocate and zero a page, copy the bounce page in
+    _fetch(t, Region.KTEXT, kq[2], 16)
+    _fetch(t, Region.MODULES, mq[1], 16)
+    t.linear(brd_nodes[i // 64], 2, Kind.STORE)
+    t.struct_page(brd, 1, Kind.STORE)
+    t.linear(brd, LINES_PER_PAGE, Kind.STORE)            # __GFP_ZERO
+    t.linear(bounce, LINES_PER_PAGE, Kind.LOAD)
+    t.linear(brd, LINES_PER_PAGE, Kind.STORE)
+    # completion
+    t.struct_page(bounce, 1, Kind.STORE)
+    t.struct_page(wb_pc, 1, Kind.STORE)
+    t.linear(hot[3], 2, Kind.STORE)
+    n_ins = float(shape.instructions_per_op)
+    return t.build(n_ins, n_ins * shape.el1_instruction_fraction)
+
+
+def seqread_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: int) -> Trace:
+    """Touches of ``n_ops`` sequential ``read`` calls of ``read_bytes`` from a cached file
+    (module docstring)."""
+    check_int("n_ops", n_ops, lo=1)
+    rng = np.random.default_rng(seed)
+    t = _Touches(layout, n_ops)
+    lo, hi = _ram_after_image(layout)
+    win = min(shape.kernel_spread_bytes, hi - lo)
+    per_op = shape.read_bytes // PAGE_BYTES
+    pc = page_runs(rng, n_ops * per_op, shape.run_pages, lo, hi).reshape(n_ops, per_op)
+    nodes = slab_objects(rng, n_ops * per_op // 64 + 2, *_XA_NODE, lo, win)
+    hot = scatter_blocks(rng, 4, PAGE_BYTES, lo, win)
+    ktext = _granules(rng, shape.kernel_text_granules, layout.image_text_bytes)
+    mtext = _granules(rng, shape.module_text_granules, 64 * PAGE_BYTES)
+    i = np.arange(n_ops, dtype=np.int64)
+    stack_top = _STACK_BYTES - PAGE_BYTES
+    _fetch(t, Region.KTEXT, ktext, 16)
+    _fetch(t, Region.MODULES, mtext, 16)
+    t.kva(Region.VMALLOC, stack_top, 8, Kind.STORE)
+    t.linear(hot[0], 2, Kind.LOAD)                       # file, inode
+    t.linear(hot[1], 2, Kind.STORE)                      # xfs inode, readahead state
+    for k in range(per_op):
+        page = i * per_op + k
+        t.linear(nodes[page // 64], 1, Kind.LOAD)
+        t.struct_page(pc[:, k], 1, Kind.STORE)
+        t.linear(pc[:, k], LINES_PER_PAGE, Kind.LOAD)
+        t.user(k * PAGE_BYTES, LINES_PER_PAGE, Kind.STORE, el1=True)
+    t.user(1 * MiB, 4, Kind.IFETCH, el1=False)           # xfs_io's loop
+    n_ins = float(shape.instructions_per_op)
+    return t.build(n_ins, n_ins * shape.el1_instruction_fraction)
+
+
+def workload_trace(workload: Workload, shape, layout: KernelLayout, n_ops: int,
+                   seed: int) -> Trace:
+    """Dispatch to the trace generator of ``workload``."""
+    workload = Workload(workload)
+    if workload == Workload.MEMCACHED:
+        if not isinstance(shape, MemcachedShape):
+            raise ConfigError("memcached needs a MemcachedShape", "shape")
+        return memcached_trace(shape, layout, n_ops, seed)
+    if not isinstance(shape, BlockIOShape):
+        raise ConfigError(f"{workload.name.lower()} needs a BlockIOShape", "shape")
+    gen = dmcrypt_trace if workload == Workload.DMCRYPT else seqread_trace
+    return gen(shape, layout, n_ops, seed)
+
+
+# ---------------------------------------------------------------------------------------
+# memcached latency: a closed-loop queue driven by the simulated service times
+# ---------------------------------------------------------------------------------------
+@njit
+def closed_loop_kernel(service, think, first_think, warm):
+    """One FCFS server and ``first_think.size`` closed-loop clients.
+
+    Client ``c`` issues its first request at ``first_think[c]``; request ``k`` (in arrival
+    order) takes ``service[k]`` on the server and its client thinks ``think[k]`` after the
+    response before issuing the next. Returns ``(response, busy, span)``: the response time
+    of every request, and the server's busy time and the elapsed time over requests
+    ``warm..`` (from the start of service of request ``warm`` to the last departure).
+    """
+    n = service.shape[0]
+    arrive = first_think.copy()
+    response = np.empty(n)
+    free = 0.0
+    busy = 0.0
+    t0 = 0.0
+    for k in range(n):
+        c = 0
+        for j in range(1, arrive.shape[0]):
+            if arrive[j] < arrive[c]:
+                c = j
+        a = arrive[c]
+        start = a if a > free else free
+        if k == warm:
+            t0 = start
+        end = start + service[k]
+        response[k] = end - a
+        if k >= warm:
+            busy += service[k]
+        free = end
+        arrive[c] = end + think[k]
+    return response, busy, free - t0
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    """Closed-loop results: ``throughput`` (requests per time unit of ``service``),
+    ``utilisation``, mean and ``p99`` response time (same unit)."""
+
+    throughput: float
+    utilisation: float
+    mean: float
+    p99: float
+
+
+def closed_loop(service_samples: np.ndarray, clients: int, think_mean: float, n_requests: int,
+                seed: int, warm_fraction: float = 0.1) -> QueueResult:
+    """Closed-loop (memtier-style) queue: ``clients`` connections with one outstanding
+    request each and exponential think times of mean ``think_mean`` (network round trip and
+    client time), one FCFS worker whose service times are drawn with replacement from
+    ``service_samples`` (the simulated per-request service times)."""
+    s = np.asarray(service_samples, dtype=np.float64)
+    if s.ndim != 1 or s.size == 0 or np.any(s <= 0):
+        raise ConfigError("needs positive service-time samples", "service_samples")
+    check_int("clients", clients, lo=1)
+    check_float("think_mean", think_mean, lo=0.0)
+    check_int("n_requests", n_requests, lo=100)
+    rng = np.random.default_rng(seed)
+    service = s[rng.integers(0, s.size, n_requests)]
+    think = rng.exponential(think_mean, n_requests) if think_mean > 0 else np.zeros(n_requests)
+    first = rng.exponential(think_mean, clients) if think_mean > 0 else np.zeros(clients)
+    warm = int(n_requests * warm_fraction)
+    resp, busy, span = closed_loop_kernel(service, think, first, warm)
+    r = resp[warm:]
+    return QueueResult(throughput=(n_requests - warm) / span, utilisation=busy / span,
+                       mean=float(r.mean()), p99=float(np.quantile(r, 0.99)))
+
+
+def think_for_utilisation(service_samples: np.ndarray, clients: int, utilisation: float,
+                          n_requests: int, seed: int) -> float:
+    """The mean think time at which the closed loop runs the server at ``utilisation``
+    (bisection on the simulated queue with the same seed)."""
+    check_float("utilisation", utilisation, lo=0.05, hi=0.999)
+    mean_s = float(np.mean(service_samples))
+    lo, hi = 0.0, clients * mean_s / utilisation * 4
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        u = closed_loop(service_samples, clients, mid, n_requests, seed).utilisation
+        if u > utilisation:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)

@@ -1,0 +1,156 @@
+"""BBML2 linear-map workload model: layout, traces, page tables per policy, queue."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from kmm.errors import ConfigError
+from kmm.mech import bbml2_perf as bp
+from kmm.mech.bbml2_perf import Kind, Policy, Region
+from naive import bbml2_perf as naive
+
+GiB, MiB = 1 << 30, 1 << 20
+
+
+# ---- closed-loop queue -------------------------------------------------------------------
+def test_closed_loop_hand_worked():
+    # two clients arriving at 0 and 1, service 2 each, no think time:
+    # r0: 0->2 (2); r1: waits 1..2, 2->4 (3); r0 again arrives 2, 4->6 (4); r1 4, 6->8 (4)
+    resp, busy, span = bp.closed_loop_kernel(np.full(4, 2.0), np.zeros(4),
+                                             np.array([0.0, 1.0]), 0)
+    assert resp.tolist() == [2.0, 3.0, 4.0, 4.0]
+    assert busy == 8.0 and span == 8.0
+    # warm-up excludes the first request: busy 6 from the start of r1 (t=2) to t=8
+    resp, busy, span = bp.closed_loop_kernel(np.full(4, 2.0), np.zeros(4),
+                                             np.array([0.0, 1.0]), 1)
+    assert busy == 6.0 and span == 6.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 2**32 - 1), st.integers(0, 5))
+def test_closed_loop_matches_twin(clients, seed, warm):
+    rng = np.random.default_rng(seed)
+    n = 30
+    service = rng.exponential(1.0, n) + 0.01
+    think = rng.exponential(2.0, n)
+    first = rng.exponential(2.0, clients)
+    resp, busy, span = bp.closed_loop_kernel(service, think, first, warm)
+    r2, b2, s2 = naive.closed_loop(service.tolist(), think.tolist(), first.tolist(), warm)
+    assert np.allclose(resp, r2) and busy == pytest.approx(b2) and span == pytest.approx(s2)
+
+
+def test_closed_loop_saturates_and_faster_service_helps():
+    s = np.random.default_rng(0).gamma(4.0, 1.0, 2000)
+    # with no think time the server never idles: throughput = 1 / mean service
+    q = bp.closed_loop(s, 8, 0.0, 20_000, 1)
+    assert q.utilisation == pytest.approx(1.0)
+    assert q.throughput == pytest.approx(1 / s.mean(), rel=0.03)
+    z = bp.think_for_utilisation(s, 50, 0.9, 20_000, 1)
+    base = bp.closed_loop(s, 50, z, 20_000, 1)
+    assert base.utilisation == pytest.approx(0.9, abs=0.01)
+    fast = bp.closed_loop(s * 0.95, 50, z, 20_000, 1)
+    assert fast.throughput > base.throughput and fast.p99 < base.p99
+    # below saturation the throughput gain is smaller than the service-time gain
+    assert fast.throughput / base.throughput - 1 < 1 / 0.95 - 1
+    with pytest.raises(ConfigError):
+        bp.closed_loop(np.array([0.0]), 1, 1.0, 1000, 0)
+
+
+# ---- physical placement ------------------------------------------------------------------
+def test_page_runs_are_contiguous_distinct_and_inside():
+    rng = np.random.default_rng(3)
+    p = bp.page_runs(rng, 100, 16, 1 * GiB, 2 * GiB)
+    assert p.size == 100 and np.unique(p).size == 100
+    assert p.min() >= GiB and p.max() < 2 * GiB and np.all(p % 4096 == 0)
+    runs = p[:96].reshape(6, 16)
+    assert np.all(np.diff(runs, axis=1) == 4096) and np.all(runs[:, 0] % (16 * 4096) == 0)
+    with pytest.raises(ConfigError):
+        bp.scatter_blocks(rng, 10, 1 * MiB, 0, 4 * MiB)
+
+
+def test_slab_objects_pack_in_order():
+    rng = np.random.default_rng(0)
+    o = bp.slab_objects(rng, 30, 2368, 3, 0, 1 * GiB)    # 13 per 32 KiB slab
+    assert np.all(np.diff(o[:13]) == 2368) and o[0] % (32 << 10) == 0
+    assert o[13] % (32 << 10) == 0 and len({x // (32 << 10) for x in o}) == 3
+
+
+# ---- traces ------------------------------------------------------------------------------
+LAYOUT = bp.KernelLayout()
+
+
+def _trace(workload, n=300, seed=1):
+    shape = bp.MemcachedShape() if workload == bp.Workload.MEMCACHED else bp.BlockIOShape()
+    return bp.workload_trace(workload, shape, LAYOUT, n, seed)
+
+
+@pytest.mark.parametrize("workload", list(bp.Workload))
+def test_trace_invariants(workload):
+    tr = _trace(workload)
+    assert np.all(np.diff(tr.op) >= 0) and tr.op[-1] == tr.n_ops - 1
+    first = (tr.pa % 4096) // 64
+    assert np.all(tr.lines >= 1) and np.all(first + tr.lines <= 64)
+    lin = tr.region == Region.LINEAR
+    off = tr.va[lin] - np.uint64(bp.KERNEL_VA_BASE)
+    assert np.array_equal(off.astype(np.int64), tr.pa[lin] - LAYOUT.memstart_bytes)
+    ram_lo = LAYOUT.ram_base_bytes
+    assert tr.pa[lin].min() >= ram_lo and tr.pa[lin].max() < ram_lo + LAYOUT.ram_bytes
+    user = tr.region == Region.USER
+    assert np.all(tr.va[user] < np.uint64(1 << 48)) and np.all(tr.va[~user] >= np.uint64(bp.KERNEL_VA_BASE))
+    assert np.all(tr.kind[tr.region == Region.KTEXT] == Kind.IFETCH)
+    assert np.all(tr.el1[~user])
+    # the same seed gives the same trace
+    assert np.array_equal(_trace(workload).va, tr.va)
+
+
+def test_memcached_connection_objects_are_stable():
+    shape = bp.MemcachedShape(connections=3)
+    tr = bp.memcached_trace(shape, LAYOUT, 200, 5)
+    lin_pages = {int(p) // 4096 for p, r in zip(tr.pa, tr.region) if r == Region.LINEAR}
+    # 3 connections' objects, hot pools, rings, rx pages and fragment chunks: bounded
+    bound = 3 * 8 + 8 + 2 + 4 + 3 * 16 + shape.rx_ring_pages + 8 * (200 * 128 // (32 << 10) + 2)
+    assert len(lin_pages) <= bound
+
+
+def test_dmcrypt_touches_two_new_pages_per_op():
+    tr = _trace(bp.Workload.DMCRYPT, n=200)
+    lin = (tr.region == Region.LINEAR) & (tr.lines == 64)
+    # per op: the new page-cache page, the old page written back, brd (twice), bounce (twice)
+    assert np.bincount(tr.op[lin]).tolist() == [6] * 200
+    pages = tr.pa[lin].reshape(200, 6)
+    new_pc, wb, brd = pages[:, 0], pages[:, 1], pages[:, 3]
+    assert np.unique(np.concatenate([new_pc, wb, brd])).size == 600
+
+
+def test_seqread_pages_in_runs():
+    shape = bp.BlockIOShape(run_pages=8, read_bytes=8192)
+    tr = bp.seqread_trace(shape, LAYOUT, 64, 2)
+    reads = (tr.region == Region.LINEAR) & (tr.lines == 64)
+    p = tr.pa[reads]
+    assert p.size == 128 and np.all(np.diff(p.reshape(16, 8), axis=1) == 4096)
+
+
+# ---- page tables per policy ---------------------------------------------------------------
+def _leaf(pt, pa):
+    tr = pt.translate(pa - LAYOUT.memstart_bytes)
+    return tr.level, tr.cont
+
+
+def test_policy_tables():
+    ro = np.array([[LAYOUT.ram_base_bytes + 10 * GiB + 8192, 4096]])
+    full = bp._kernel_table(LAYOUT, Policy.FULL_PTE, ro, 1 * MiB, 1 * MiB)
+    on = bp._kernel_table(LAYOUT, Policy.RODATA_ON, ro, 1 * MiB, 1 * MiB)
+    bb = bp._kernel_table(LAYOUT, Policy.FULL_BBML2, ro, 1 * MiB, 1 * MiB)
+    far = LAYOUT.ram_base_bytes + 100 * GiB
+    img = LAYOUT.ram_base_bytes + LAYOUT.image_pa_offset_bytes
+    assert _leaf(full, far) == (3, False) and _leaf(full, img) == (3, False)
+    assert _leaf(on, far) == (1, False) and _leaf(bb, far) == (1, False)
+    # the image alias keeps blocks but no contiguous ranges under rodata=on
+    assert _leaf(on, img) == (2, False)
+    # a boundary-only split: the page itself, cont PTEs in the next 64K, plain PMD blocks
+    # in its 32M cont-PMD range, cont PMDs beyond
+    assert _leaf(bb, int(ro[0, 0])) == (3, False) and _leaf(on, int(ro[0, 0])) == (1, False)
+    assert _leaf(bb, int(ro[0, 0]) + 64 * 1024) == (3, True)
+    assert _leaf(bb, int(ro[0, 0]) + 4 * MiB) == (2, False)
+    assert _leaf(bb, int(ro[0, 0]) + 40 * MiB) == (2, True)
+    # PTE tables of 256 GiB: 512 MiB (B1's arithmetic, here only as a cross-check)
+    assert full.table_pages()[3] * 4096 >= 512 * MiB
