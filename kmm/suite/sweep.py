@@ -5,7 +5,9 @@ a full dict of parameter values, identified by :func:`kmm.config.config_hash` of
 the runner's target (notebook file name or ``module:function``) and the kmm version. A point
 runs either by executing the notebook with papermill (``runner: notebook``, through
 :func:`kmm.suite.nbrun.execute`) or by calling the grid's ``function`` with the point's values
-(``runner: library``), which returns a tidy polars frame (:mod:`kmm.results`).
+(``runner: library``), which returns a tidy polars frame (:mod:`kmm.results`). The runner
+sets the reserved ``scenario`` parameter to the sweep's name, so sweep rows are never taken
+for the published scenario, and adds a ``point_hash`` column to every row.
 
 Layout under the output folder ``<out>`` (default ``data/sweeps``), for sweep ``<sweep>`` =
 ``<stem>-<grid>``::
@@ -515,11 +517,16 @@ def _make_dirs(sweep: Sweep) -> None:
 
 
 def _clean_temporaries(sweep: Sweep) -> None:
-    """Remove temporary files left by a killed run (only called under the lock)."""
-    for d in (sweep.points_dir, sweep.out_dir):
-        for tmp in d.glob(".*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+    """Remove temporary files a killed run of this sweep left (only called under its lock).
+
+    Only this sweep's own names are touched: other sweeps may share ``out_dir``.
+    """
+    leftovers = [*sweep.points_dir.glob(".*.tmp"),
+                 *sweep.out_dir.glob(f".{sweep.merged_path.name}.*.tmp"),
+                 *sweep.dir.glob(f".{sweep.manifest_path.name}.*.tmp")]
+    for tmp in leftovers:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def merge(sweep: Sweep) -> pl.DataFrame | None:
