@@ -1,0 +1,327 @@
+"""The ``kmm`` command: run a notebook, print the claims table, reproduce everything.
+
+::
+
+    kmm run NOTEBOOK [-p key=value ...] [--params FILE] [--variant NAME] [--out DIR]
+    kmm claims [--json]
+    kmm reproduce [--only STEM ...] [--jobs N]
+    kmm sweep ... / kmm bench ...      (registered by kmm.suite.sweep and kmm.suite.bench)
+
+Exit status: 0 on success; 1 when a notebook failed to run; 2 for a user mistake (a bad
+argument, params file, value or path), printed as one line ``kmm: error: <where>: <problem>``
+with no traceback. Heavy modules (papermill, polars, altair) are imported by the commands
+that need them, so ``kmm --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..errors import ConfigError, KmmError
+
+PROG = "kmm"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class RunFailed(KmmError):
+    """A notebook that started but did not finish (exit status 1, not a user mistake)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with kmm's one-line errors."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.replace(f"{PROG} ", "", 1) if self.prog != PROG else "arguments"
+        print(f"{PROG}: error: {where}: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+# ---- kmm run --------------------------------------------------------------------------------
+def _resolve_notebook(arg: str, root: Path) -> Path:
+    """``NOTEBOOK`` as a path, or as a stem/name in ``<root>/notebooks``."""
+    p = Path(arg)
+    candidates = [p]
+    if not p.is_absolute() and len(p.parts) == 1:
+        name = p.name if p.suffix == ".ipynb" else f"{p.name}.ipynb"
+        candidates.append(root / "notebooks" / name)
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    if p.suffix and p.suffix != ".ipynb":
+        raise ConfigError("not a notebook (expected a .ipynb file or a notebook name)", arg)
+    raise ConfigError(f"no such notebook (looked for {', '.join(str(c) for c in candidates)})", arg)
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    from .params import parse_cli_value
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError("expected key=value", f"-p {item}")
+        if key in out:
+            raise ConfigError("given twice", f"-p {key}")
+        out[key] = parse_cli_value(text, f"-p {key}")
+    return out
+
+
+def check_writable_dir(path: Path, what: str) -> Path:
+    """Create ``path`` if needed and prove a file can be written there; ConfigError if not."""
+    where = f"{what} {path}"
+    if path.exists() and not path.is_dir():
+        raise ConfigError("exists and is not a folder", where)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".kmm-write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"not writable: {e.strerror or e}", where) from None
+    return path
+
+
+def plan_run(args: argparse.Namespace, root: Path) -> tuple[Path, dict[str, Any], str]:
+    """Validate a ``kmm run`` request: ``(notebook, parameters, label)``, nothing run yet.
+
+    The label names the executed copy and the notebook's ``scenario``: ``published`` for a
+    params file's scenario as published, the variant's name for ``--variant``, ``small`` for
+    the notebook's own defaults, ``custom-<hash>`` when ``-p`` overrides anything.
+    """
+    from ..config import config_hash
+    from . import params as P
+
+    notebook = _resolve_notebook(args.notebook, root)
+    overrides = _parse_overrides(args.param or [])
+    pf = None
+    if args.params is not None:
+        pf = P.load(args.params)
+        if pf.notebook != notebook:
+            raise ConfigError(f"is the params file of {pf.notebook.name}, not of {notebook.name}",
+                              str(args.params))
+    else:
+        implicit = root / "params" / f"{notebook.stem}.yaml"
+        if implicit.is_file() and implicit.resolve().parent.parent == notebook.parent.parent:
+            pf = P.load(implicit)
+    if pf is not None:
+        if args.variant:
+            values, label = pf.variant(args.variant), args.variant
+        elif args.params is not None:
+            values, label = pf.scenario(), "published"
+        else:
+            values, label = {}, None
+        checked = pf.validate_values(overrides, "-p ")
+    else:
+        if args.variant:
+            raise ConfigError(f"needs a params file (no params/{notebook.stem}.yaml)", "--variant")
+        values, label = {}, None
+        checked = P.check_values(overrides, P.notebook_parameters(notebook), {}, "-p ",
+                                 notebook=f"{notebook.name}'s parameters cell")
+    if label is None:
+        label = str(P.notebook_parameters(notebook).get("scenario", "small"))
+    if {k: v for k, v in checked.items() if k != "scenario"}:
+        label = "custom-" + config_hash({"base": label, "values": {**values, **checked}})[:8]
+    values = {**values, **checked}
+    if "scenario" in checked:
+        label = str(checked["scenario"])
+        if label == "published":
+            raise ConfigError("'published' is reserved for a params file's scenario as published "
+                              "(use --params FILE without -p)", "-p scenario")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", label) or label.startswith("."):
+        raise ConfigError(f"must be a plain name (letters, digits, _ . -), got {label!r}",
+                          "-p scenario" if "scenario" in checked else "--variant")
+    values["scenario"] = label
+    return notebook, values, label
+
+
+def executed_name(stem: str, label: str) -> str:
+    """File name of an executed copy: ``<stem>.ipynb`` when published, else ``<stem>.<label>.ipynb``."""
+    return f"{stem}.ipynb" if label == "published" else f"{stem}.{label}.ipynb"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import nbrun
+    from .params import display_path, project_root
+
+    root = project_root()
+    notebook, values, label = plan_run(args, root)
+    out_dir = check_writable_dir(Path(args.out) if args.out else root / "data" / "notebooks", "--out")
+    out = out_dir / executed_name(notebook.stem, label)
+    data = Path(os.environ.get("KMM_DATA_DIR") or root / "data")
+    shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+    print(f"running {display_path(notebook)} ({shown})", file=sys.stderr, flush=True)
+    try:
+        nbrun.execute(notebook, values, out, cwd=root, timeout=args.timeout, data_dir=data)
+    except ConfigError:
+        raise
+    except KmmError as e:
+        raise RunFailed(e.message, e.where) from None
+    print(display_path(out))
+    return EXIT_OK
+
+
+# ---- kmm claims -----------------------------------------------------------------------------
+def _short_value(v: Any, unit: str = "", limit: int = 28) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        text = f"{v:.4g}"
+    elif isinstance(v, dict):
+        text = ", ".join(f"{k}={_short_value(x, limit=12)}" for k, x in v.items())
+    elif isinstance(v, list):
+        text = "[" + ", ".join(_short_value(x, limit=8) for x in v[:4]) + (", ...]" if len(v) > 4 else "]")
+    else:
+        text = str(v)
+    if unit and not isinstance(v, (dict, list)):
+        text = f"{text} {unit}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_claims(rows: list[dict]) -> str:
+    """The claims table as fixed-width text, one line per claim."""
+    head = ("id", "verdict", "share", "value", "band")
+    lines = [(r["id"], r["verdict"],
+              "-" if r.get("share_in_band") is None else f"{r['share_in_band']:.0%}",
+              _short_value(r["value"], r.get("unit", "")), _short_value(r["band"], limit=44))
+             for r in rows]
+    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:{w}}}" for w in widths)
+    out = [fmt.format(*head).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
+    out += [fmt.format(*x).rstrip() for x in lines]
+    return "\n".join(out)
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from . import claims
+
+    rows = claims.table()
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+    else:
+        print(format_claims(rows))
+    return EXIT_OK
+
+
+# ---- kmm reproduce --------------------------------------------------------------------------
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from . import reproduce
+
+    return reproduce.main(only=args.only, jobs=args.jobs, timeout=args.timeout)
+
+
+# ---- the parser -----------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _positive_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return x
+
+
+def _register_optional(sub, module: str) -> None:
+    """Let ``kmm.suite.<module>`` add its command, if that module exists."""
+    name = f"kmm.suite.{module}"
+    try:
+        mod = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name == name:
+            return
+        raise
+    add = getattr(mod, "add_parser", None)
+    if callable(add):
+        add(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog=PROG, description="Model Linux kernel memory-mapping mechanisms and test "
+                 "their published claims.")
+    from .. import __version__
+
+    ap.add_argument("--version", action="version", version=f"kmm {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("run", help="execute one notebook with papermill",
+                       description="Execute one notebook. Without --params it runs at the "
+                       "notebook's own small defaults; --params runs a params file's published "
+                       "scenario, --variant one of its variants; -p overrides single values "
+                       "(YAML syntax, checked against the notebook's types and the params "
+                       "file's ranges and choices). The executed copy goes to --out.")
+    p.add_argument("notebook", metavar="NOTEBOOK",
+                   help="a notebook file, or a name in notebooks/ (ktr or ktr.ipynb)")
+    p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
+                   help="override one parameter (repeatable); VALUE is read as YAML: 4, 2.5, "
+                   "true, [1, 2], text")
+    p.add_argument("--params", type=Path, metavar="FILE",
+                   help="params file whose published scenario to run (params/<stem>.yaml)")
+    p.add_argument("--variant", metavar="NAME", help="a variant of the params file")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="folder for the executed copy (default data/notebooks)")
+    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                   help="time limit per cell (default: none)")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("claims", help="print the claims table with computed verdicts",
+                       description="Print every claim of CLAIMS.md with the value kmm recorded, "
+                       "its band and the verdict computed from them.")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list (id, value, band, verdict, explanation, parameters...)")
+    p.set_defaults(handler=cmd_claims)
+
+    p = sub.add_parser("reproduce", help="run every notebook's published scenario and write the report",
+                       description="Execute every notebook that has a params/*.yaml with its "
+                       "published scenario, in parallel, then write data/claims.json and the "
+                       "self-contained data/report.html. Exits 1 only if a notebook failed to run.")
+    p.add_argument("--only", nargs="+", metavar="STEM", help="run only these notebooks (params stems)")
+    p.add_argument("--jobs", type=_positive_int, default=2, metavar="N",
+                   help="notebooks run in parallel (default 2)")
+    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                   help="time limit per cell (default: none)")
+    p.set_defaults(handler=cmd_reproduce)
+
+    for module in ("sweep", "bench"):
+        _register_optional(sub, module)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kmm``; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args) or 0)
+    except RunFailed as e:
+        print(f"{PROG}: error: {e.line()}", file=sys.stderr)
+        return EXIT_FAILED
+    except KmmError as e:
+        print(f"{PROG}: error: {e.line()}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `kmm claims | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
