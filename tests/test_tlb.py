@@ -1,0 +1,312 @@
+"""kmm.tlb against hand-worked cases, pycachesim and the plain-Python twin (tests/naive/tlb.py)."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kmm import geometry, tlb
+from kmm.errors import ConfigError
+from kmm.tlb import Kind, Outcome, Replacement, Structure, TLBConfig, TLBLevelConfig
+from naive.tlb import NaiveTLB
+
+M, H = Outcome.WALK, Outcome.L2  # single-level TLB: the L2 slot is the only level
+
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def pages(*vpns, shift=12):
+    return np.array(vpns, dtype=np.uint64) << np.uint64(shift)
+
+
+# ---- hand-worked ------------------------------------------------------------------------
+def test_two_sets_two_ways_lru_six_accesses():
+    # vpn 0, 2, 4 map to set 0; vpn 1 to set 1. LRU order of set 0 after access 4 is (2, 0),
+    # so vpn 4 evicts 2, and vpn 1 is still resident in set 1.
+    cfg = TLBConfig.single(entries=4, ways=2)
+    out = tlb.trace_outcomes(pages(0, 1, 2, 0, 4, 1), cfg)
+    assert out.tolist() == [M, M, M, H, M, H]
+    c = tlb.simulate_trace(pages(0, 1, 2, 0, 4, 1), cfg)
+    assert (c.accesses, c.misses, c.l2_hits, c.evictions) == (6, 4, 2, 1)
+
+
+def test_lru_and_fifo_differ_where_expected():
+    # set 0 only: 0 M, 2 M, 0 H, 4 M (LRU evicts 2, FIFO evicts 0), 0, 2
+    trace = pages(0, 2, 0, 4, 0, 2)
+    lru = tlb.trace_outcomes(trace, TLBConfig.single(4, 2, "lru"))
+    fifo = tlb.trace_outcomes(trace, TLBConfig.single(4, 2, "fifo"))
+    assert lru.tolist() == [M, M, H, M, H, M]
+    assert fifo.tolist() == [M, M, H, M, M, M]
+
+
+def test_random_policy_is_seeded_and_deterministic():
+    rng = np.random.default_rng(1)
+    trace = pages(*rng.integers(0, 64, 2000))
+    a = tlb.simulate_trace(trace, TLBConfig(l2=TLBLevelConfig(16, 4, "random"), seed=3))
+    b = tlb.simulate_trace(trace, TLBConfig(l2=TLBLevelConfig(16, 4, "random"), seed=3))
+    c = tlb.simulate_trace(trace, TLBConfig(l2=TLBLevelConfig(16, 4, "random"), seed=4))
+    assert a == b
+    assert a.misses != c.misses  # a different stream evicts differently on this trace
+
+
+def test_l1_l2_hierarchy_hand_worked():
+    # L1 D 2-entry fully associative, L2 4-entry 2-way; loads only.
+    cfg = TLBConfig(l1i=TLBLevelConfig(2, 2), l1d=TLBLevelConfig(2, 2), l2=TLBLevelConfig(4, 2))
+    out = tlb.trace_outcomes(pages(0, 1, 2, 0, 1, 0), cfg)
+    # 0,1,2 walk; L1 D holds (1, 2) after vpn 2, so 0 hits L2; L1 D then (2, 0): 1 hits L2
+    # (L2 set 1 holds 1), and 0 hits L1.
+    assert out.tolist() == [Outcome.WALK, Outcome.WALK, Outcome.WALK, Outcome.L2, Outcome.L2,
+                            Outcome.L1]
+    c = tlb.simulate_trace(pages(0, 1, 2, 0, 1, 0), cfg)
+    assert (c.l1d_hits, c.l1d_misses, c.l2_hits, c.l2_misses, c.misses) == (1, 5, 2, 3, 3)
+
+
+def test_ifetch_uses_l1i_and_loads_use_l1d():
+    cfg = TLBConfig(l1i=TLBLevelConfig(2, 2), l1d=TLBLevelConfig(2, 2), l2=TLBLevelConfig(8, 2))
+    kind = np.array([Kind.IFETCH, Kind.LOAD, Kind.IFETCH, Kind.LOAD], np.uint8)
+    c = tlb.simulate_trace(pages(0, 0, 0, 0), cfg, kind=kind)
+    # first ifetch walks, the load misses L1 D but hits L2, then both hit their L1
+    assert (c.l1i_hits, c.l1i_misses, c.l1d_hits, c.l1d_misses, c.l2_hits, c.misses) == \
+        (1, 1, 1, 1, 1, 1)
+
+
+def test_asid_tags_and_global_entries():
+    cfg = TLBConfig.single(entries=8, ways=2)
+    va = pages(5, 5, 5, 5)
+    asid = np.array([1, 2, 1, 2], np.int32)
+    assert tlb.trace_outcomes(va, cfg, asid=asid).tolist() == [M, M, H, H]
+    # a global (kernel) translation filled under ASID 1 hits under ASID 2
+    assert tlb.trace_outcomes(va, cfg, asid=asid, global_=True).tolist() == [M, H, H, H]
+    # never across VMIDs
+    vmid = np.array([0, 1, 0, 1], np.int32)
+    assert tlb.trace_outcomes(va, cfg, asid=1, vmid=vmid, global_=True).tolist() == \
+        [M, M, H, H]
+
+
+def test_contiguous_range_is_one_entry_when_honoured():
+    g = geometry.arm64("4K", 48)
+    trace = pages(*range(16))  # one 64K CONT_PTE range
+    for honour, misses in ((True, 1), (False, 16)):
+        cfg = TLBConfig.single(entries=64, ways=4).with_geometry(g)
+        cfg = TLBConfig(l2=cfg.l2, page_shifts=cfg.page_shifts, honour_cont=honour)
+        c = tlb.simulate_trace(trace, cfg, page_shift=12, cont_shift=16)
+        assert c.misses == misses
+
+
+def test_combined_entry_no_larger_than_smaller_leaf():
+    assert tlb.entry_shift(21, s2_page_shift=12).tolist() == 12
+    assert tlb.entry_shift(12, s2_page_shift=30).tolist() == 12
+    assert tlb.entry_shift(12, 16, s2_page_shift=21).tolist() == 16
+    assert tlb.entry_shift(np.array([21, 30]), s2_page_shift=np.array([30, 21])).tolist() == \
+        [21, 21]
+    # stage-1 2M block over stage-2 4K pages: 512 entries for one 2M stage-1 block
+    cfg = TLBConfig.single(entries=1024, ways=4).with_geometry(geometry.arm64("4K", 48))
+    trace = pages(*range(512))
+    assert tlb.simulate_trace(trace, cfg, page_shift=21, s2_page_shift=12).misses == 512
+    assert tlb.simulate_trace(trace, cfg, page_shift=21, s2_page_shift=21).misses == 1
+
+
+def test_every_size_is_probed_and_conflicts_are_counted():
+    g = geometry.arm64("4K", 48)
+    base = TLBConfig.single(entries=64, ways=4).with_geometry(g)
+    va = pages(0, 1, 1)
+    shift = np.array([21, 12, 12], np.uint8)  # a 2M block split into pages, no TLBI between
+    # the stale 2M entry still translates the page: a hit at a size the access did not ask for
+    assert tlb.trace_outcomes(va, base, page_shift=shift).tolist() == [M, H, H]
+    det = TLBConfig(l2=base.l2, page_shifts=base.page_shifts, detect_conflicts=True)
+    t = tlb.TLB(det)
+    t.run(pages(0), page_shift=21)
+    tlb.invalidate_va(t.state, 0, 0, 0, 0)  # break...
+    t.run(pages(1), page_shift=12)           # ...make: the 4K entry of page 1
+    t.run(pages(0), page_shift=21)           # and the 2M entry again (a BBM violation)
+    c = t.run(pages(1), page_shift=12)
+    assert c.conflicts == 1
+
+
+def test_splintering_to_max_page_shift():
+    cfg = TLBConfig(l1i=TLBLevelConfig(4, 4, max_page_shift=12),
+                    l1d=TLBLevelConfig(4, 4, max_page_shift=12),
+                    l2=TLBLevelConfig(16, 4), page_shifts=(12, 21))
+    c = tlb.simulate_trace(pages(0, 1, 2, 0, 1, 2), cfg, page_shift=21)
+    # L2 holds one 2M entry; the L1 D holds 4K pieces of it
+    assert (c.misses, c.l2_hits, c.l1d_hits) == (1, 2, 3)
+
+
+# ---- invalidation, hand-worked -----------------------------------------------------------
+def test_invalidations_hand_worked():
+    cfg = TLBConfig.single(entries=16, ways=4).with_geometry(geometry.arm64("4K", 48))
+    t = tlb.TLB(TLBConfig(l2=cfg.l2, page_shifts=cfg.page_shifts, cpus=2))
+    t.run(pages(1, 2, 3), asid=7, cpu=0)
+    t.run(pages(1), asid=8, cpu=0)
+    t.run(pages(9), asid=7, cpu=0, global_=True)
+    t.run(pages(0, shift=21) + np.uint64(1 << 30), asid=7, cpu=1, page_shift=21)
+    st = t.state
+    assert tlb.invalidate_va(st, 0, 1 << 12, 7, 0) == 1            # ASID 8's copy stays
+    assert tlb.invalidate_asid(st, 0, 7, 0) == 2                   # pages 2, 3; global 9 stays
+    assert tlb.occupancy(st, 0, Structure.L2) == 2
+    # a 2M entry overlapping the range on CPU 1; cpu=-1 reaches every CPU
+    assert tlb.invalidate_range(st, -1, (1 << 30) + 4096, (1 << 30) + 8192, 7, 0) == 1
+    assert tlb.invalidate_vmid(st, -1, 1) == 0
+    assert tlb.invalidate_all(st, -1) == 2
+    assert tlb.invalidate_all(st, -1) == 0
+
+
+def test_invalidated_entries_are_refilled_first():
+    t = tlb.TLB(TLBConfig.single(entries=2, ways=2))
+    t.run(pages(0, 1, 0))               # LRU order (1, 0)
+    tlb.invalidate_va(t.state, 0, 0, 0, 0)
+    t.run(pages(2))                     # fills the invalidated way, 1 survives
+    assert t.run(pages(1)).misses == 3
+
+
+# ---- pycachesim agreement ------------------------------------------------------------------
+@pytest.mark.parametrize("entries,ways", [(4, 2), (64, 4), (1024, 4), (48, 48), (256, 1)])
+def test_miss_count_equals_pycachesim(entries, ways):
+    cachesim = pytest.importorskip("cachesim")
+    rng = np.random.default_rng(entries * 31 + ways)
+    hot = rng.integers(0, entries * 2, 6000)
+    cold = rng.integers(0, entries * 16, 2000)
+    vpn = np.concatenate([hot, cold, hot[:2000]])
+    va = vpn.astype(np.uint64) << np.uint64(12)
+    va += rng.integers(0, 4096, va.shape[0]).astype(np.uint64)   # any offset in the page
+    mem = cachesim.MainMemory()
+    l1 = cachesim.Cache("TLB", entries // ways, ways, 4096, "LRU")
+    mem.load_to(l1)
+    mem.store_from(l1)
+    sim = cachesim.CacheSimulator(l1, mem)
+    for a in va.tolist():
+        sim.load(a, length=1)
+    ours = tlb.simulate_trace(va, TLBConfig.single(entries=entries, ways=ways))
+    assert ours.misses == l1.backend.MISS_count
+    assert ours.l2_hits == l1.backend.HIT_count
+
+
+def test_fast_path_equals_general_kernel():
+    rng = np.random.default_rng(5)
+    va = rng.integers(0, 1 << 20, 20000).astype(np.uint64) << np.uint64(12)
+    cfg = TLBConfig.single(entries=256, ways=4)
+    fast = tlb.simulate_trace(va, cfg)
+    general = tlb.simulate_trace(va, cfg, asid=np.zeros(va.shape[0], np.int32))
+    assert fast == general
+    # a warm state continues the same way on either path
+    t1, t2 = tlb.TLB(cfg), tlb.TLB(cfg)
+    t1.run(va[:10000])
+    t2.run(va[:10000], asid=np.zeros(10000, np.int32))
+    assert t1.run(va[10000:]) == t2.run(va[10000:], asid=np.zeros(10000, np.int32))
+
+
+# ---- kernel vs twin on random inputs ----------------------------------------------------
+POLICIES = st.sampled_from(["lru", "fifo", "random"])
+
+
+@st.composite
+def hierarchies(draw):
+    def level(max_sets, max_ways):
+        ways = draw(st.integers(1, max_ways))
+        sets = 1 << draw(st.integers(0, max_sets))
+        return TLBLevelConfig(sets * ways, ways, draw(POLICIES),
+                              draw(st.sampled_from([None, 12, 16])))
+    with_l1 = draw(st.booleans())
+    l1i = level(1, 4) if with_l1 else None
+    l1d = level(1, 4) if with_l1 else None
+    l2 = level(3, 4) if (not with_l1 or draw(st.booleans())) else None
+    return TLBConfig(l1i=l1i, l1d=l1d, l2=l2, page_shifts=(12, 16, 21),
+                     detect_conflicts=draw(st.booleans()), cpus=draw(st.integers(1, 2)),
+                     seed=draw(st.integers(0, 5)))
+
+
+@st.composite
+def traces(draw, cpus):
+    n = draw(st.integers(1, 300))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    vpn = rng.integers(0, 96, n)
+    kernel = rng.random(n) < 0.3
+    va = vpn.astype(np.uint64) << np.uint64(12)
+    va[kernel] |= np.uint64(0xFFFF800000000000)  # kernel half: global, negative as int64
+    # the leaf size is a function of the address, as a page table makes it
+    shift = np.where(vpn % 7 == 0, 21, np.where(vpn % 5 == 0, 16, 12)).astype(np.uint8)
+    return dict(va=va, kind=rng.integers(0, 3, n).astype(np.uint8), shift=shift,
+                asid=rng.integers(0, 3, n).astype(np.int32),
+                vmid=rng.integers(0, 2, n).astype(np.int32),
+                cpu=rng.integers(0, cpus, n).astype(np.int32), global_=kernel)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_kernel_matches_twin_on_random_traces(data):
+    cfg = data.draw(hierarchies())
+    tr = data.draw(traces(cfg.cpus))
+    t = tlb.TLB(cfg)
+    c = t.run(tr["va"], record=True, kind=tr["kind"], page_shift=tr["shift"], asid=tr["asid"],
+              vmid=tr["vmid"], cpu=tr["cpu"], global_=tr["global_"])
+    twin = NaiveTLB(cfg)
+    expected = twin.run(tr["va"], tr["kind"], tr["shift"], tr["asid"], tr["vmid"], tr["cpu"],
+                        tr["global_"])
+    assert t.last_outcome.tolist() == expected
+    assert c.as_dict() == twin.counts
+
+
+@SETTINGS
+@given(data=st.data())
+def test_invalidation_matches_twin(data):
+    cfg = data.draw(hierarchies())
+    tr = data.draw(traces(cfg.cpus))
+    t, twin = tlb.TLB(cfg), NaiveTLB(cfg)
+    args = (tr["kind"], tr["shift"], tr["asid"], tr["vmid"], tr["cpu"], tr["global_"])
+    t.run(tr["va"], kind=tr["kind"], page_shift=tr["shift"], asid=tr["asid"], vmid=tr["vmid"],
+          cpu=tr["cpu"], global_=tr["global_"])
+    twin.run(tr["va"], *args)
+    cpu = data.draw(st.integers(-1, cfg.cpus - 1))
+    asid, vmid = data.draw(st.integers(0, 2)), data.draw(st.integers(0, 1))
+    va = int(tr["va"].view(np.int64)[data.draw(st.integers(0, len(tr["va"]) - 1))])
+    op = data.draw(st.sampled_from(["va", "vale", "range", "asid", "vmid", "all"]))
+    if op == "va":
+        got, want = tlb.invalidate_va(t.state, cpu, va, asid, vmid), \
+            twin.invalidate_va(cpu, va, asid, vmid)
+    elif op == "vale":
+        got, want = tlb.invalidate_va(t.state, cpu, va, asid, vmid, True), \
+            twin.invalidate_va(cpu, va, asid, vmid, True)
+    elif op == "range":
+        end = va + data.draw(st.integers(1, 1 << 22))
+        got, want = tlb.invalidate_range(t.state, cpu, va, end, asid, vmid), \
+            twin.invalidate_range(cpu, va, end, asid, vmid)
+    elif op == "asid":
+        got, want = tlb.invalidate_asid(t.state, cpu, asid, vmid), \
+            twin.invalidate_asid(cpu, asid, vmid)
+    elif op == "vmid":
+        got, want = tlb.invalidate_vmid(t.state, cpu, vmid), twin.invalidate_vmid(cpu, vmid)
+    else:
+        got, want = tlb.invalidate_all(t.state, cpu), twin.invalidate_all(cpu)
+    assert got == want
+    # and the two continue identically after the invalidation
+    t.run(tr["va"], record=True, kind=tr["kind"], page_shift=tr["shift"], asid=tr["asid"],
+          vmid=tr["vmid"], cpu=tr["cpu"], global_=tr["global_"])
+    assert t.last_outcome.tolist() == twin.run(tr["va"], *args)
+
+
+# ---- validation ----------------------------------------------------------------------------
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="power of two"):
+        TLBConfig.single(entries=12, ways=4)
+    with pytest.raises(ConfigError, match="multiple"):
+        TLBLevelConfig(10, 4)
+    with pytest.raises(ConfigError, match="policy"):
+        TLBLevelConfig(8, 2, "plru")
+    with pytest.raises(ConfigError, match="not held"):
+        tlb.simulate_trace(pages(1), TLBConfig.single(), page_shift=21)
+    with pytest.raises(ConfigError, match="one value per access"):
+        tlb.simulate_trace(pages(1, 2), TLBConfig.single(), asid=np.zeros(3, np.int32))
+    with pytest.raises(ConfigError, match="CPU"):
+        tlb.simulate_trace(pages(1), TLBConfig.single(), cpu=1)
+    with pytest.raises(ConfigError, match="at least one"):
+        TLBConfig()
+
+
+def test_entry_sizes_cover_every_leaf_of_every_geometry():
+    assert tlb.entry_sizes(geometry.arm64("4K", 48)) == (12, 16, 21, 25, 30)
+    assert tlb.entry_sizes(geometry.arm64("64K", 48), cont=False) == (16, 29)
+    assert tlb.entry_sizes(geometry.x86_64()) == (12, 21, 30)
+    cfg = TLBConfig.neoverse_n1().with_geometry(geometry.arm64("16K", 48),
+                                                geometry.stage2("4K", 40))
+    assert set(cfg.page_shifts) >= {12, 14, 16, 21, 25, 30}
