@@ -1408,8 +1408,8 @@ def bench_random_ops(n_ops: int, seed: int, *, policy: Paint = Paint.PTES,
     rng = np.random.default_rng(seed)
     pages = map_bytes // g.page_bytes
     warm = PageTable(g)
-    warm.map(0, 64 * g.page_bytes, 0)
-    warm.apply_ops(_random_ops(np.random.default_rng(0), 16, 64, g))
+    warm.map(0, 1024 * g.page_bytes, 0)
+    warm.apply_ops(_random_ops(np.random.default_rng(0), 16, 1024, g))
     ops = _random_ops(rng, n_ops, pages, g)
     t0 = time.perf_counter()
     pt = PageTable(g, chunks=max(64, n_ops // 32))
