@@ -1,0 +1,197 @@
+"""One altair theme for every kmm chart, offline SVG/PNG export, and polars aggregation.
+
+Notebooks import altair through this module (``from kmm.suite.charts import alt``) so that the
+theme is registered and enabled exactly once per kernel, and chart through it::
+
+    from kmm.suite import charts
+    from kmm.suite.charts import alt
+    agg = charts.aggregate(df, ["nodes", "latency_ratio"])          # polars, before altair
+    chart = alt.Chart(agg).mark_line(point=True).encode(x="latency_ratio:Q", y="mean:Q")
+    charts.save(chart, "ktr_gain_vs_ratio", scenario=scenario)      # data/charts/<scenario>/
+
+Export runs vl-convert in-process with no base URL allowed (no browser, no network). Charts carry their data inline,
+so a chart is refused above altair's 5000-row limit: aggregate first.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+# jsonschema (imported by altair and nbformat) optionally imports rfc3987_syntax, which builds
+# an Earley parser at import time: about 1.3 s of CPU added to every notebook kernel. Only the
+# `iri` string format of JSON Schema needs it, and no kmm schema uses that format.
+sys.modules.setdefault("rfc3987_syntax", None)
+
+import altair as alt  # noqa: E402
+
+from ..errors import ConfigError, KmmError  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+THEME = "kmm"
+FORMATS = ("svg", "png")
+MAX_ROWS = 5000
+WIDTH, HEIGHT = 420, 260
+#: Okabe-Ito: distinguishable under the common colour-vision deficiencies.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+__all__ = ["alt", "THEME", "save", "aggregate", "enable_theme", "theme_config"]
+
+
+def theme_config() -> dict[str, Any]:
+    """The kmm theme as a Vega-Lite config: white background, no frame, readable axes."""
+    font = "DejaVu Sans, Helvetica, Arial, sans-serif"
+    return {
+        "config": {
+            "background": "white",
+            "font": font,
+            "padding": 8,
+            "view": {"continuousWidth": WIDTH, "continuousHeight": HEIGHT, "stroke": None},
+            "title": {"anchor": "start", "fontSize": 14, "fontWeight": "bold", "offset": 10,
+                      "subtitleFontSize": 12, "subtitleColor": "#555555"},
+            "axis": {"labelFontSize": 11, "titleFontSize": 12, "titleFontWeight": "normal",
+                     "gridColor": "#e6e6e6", "domainColor": "#888888", "tickColor": "#888888",
+                     "labelLimit": 220},
+            "legend": {"labelFontSize": 11, "titleFontSize": 12, "titleFontWeight": "normal",
+                       "orient": "right"},
+            "header": {"labelFontSize": 12, "titleFontSize": 12},
+            "range": {"category": PALETTE},
+            "line": {"strokeWidth": 2},
+            "point": {"size": 40, "filled": True},
+            "bar": {"color": PALETTE[0]},
+            "rule": {"color": "#555555"},
+        }
+    }
+
+
+def enable_theme() -> None:
+    """Register (once) and enable the kmm theme for this process."""
+    if THEME not in alt.theme.names():
+        alt.theme.register(THEME, enable=True)(theme_config)
+    elif alt.theme.active != THEME:
+        alt.theme.enable(THEME)
+
+
+enable_theme()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _data_rows(spec: Any) -> int:
+    """The largest number of inline data rows in a Vega-Lite spec (datasets or values)."""
+    best = 0
+    if isinstance(spec, dict):
+        for key, v in spec.items():
+            if key == "datasets" and isinstance(v, dict):
+                best = max([best, *(len(x) for x in v.values() if isinstance(x, list))])
+            elif key == "values" and isinstance(v, list):
+                best = max(best, len(v))
+            else:
+                best = max(best, _data_rows(v))
+    elif isinstance(spec, list):
+        best = max([best, *(_data_rows(x) for x in spec)])
+    return best
+
+
+def chart_dir(scenario: str) -> Path:
+    """``<data>/charts/<scenario>``: charts of a small run never replace published ones."""
+    from .claims import data_dir
+
+    return data_dir() / "charts" / scenario
+
+
+def save(chart: alt.TopLevelMixin, stem: str, out_dir: Path | str | None = None, *,
+         scenario: str | None = None, formats: Sequence[str] = FORMATS,
+         scale: float = 2.0) -> dict[str, Path]:
+    """Export ``chart`` as ``<stem>.svg`` and ``<stem>.png`` and return their paths.
+
+    Parameters
+    ----------
+    chart : an altair chart (its data inline, at most 5000 rows: aggregate in polars first)
+    stem : file name without extension; the report anchors the chart by it
+    out_dir : folder to write into; default ``<data>/charts/<scenario>``
+    scenario : the notebook's ``scenario`` parameter (required when ``out_dir`` is not given)
+    formats : any of ``"svg"``, ``"png"``
+    scale : PNG pixel scale
+
+    Each file is rendered completely in memory, then written to a temporary file and renamed,
+    so an existing chart is replaced only by a complete new one.
+    """
+    if not isinstance(stem, str) or not _STEM.match(stem):
+        raise ConfigError(f"chart stem must be a plain file name, got {stem!r}", "charts.save")
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(f"formats must be among {FORMATS}, got {list(formats)}", "charts.save")
+    if out_dir is None:
+        if not scenario:
+            raise ConfigError("give the notebook's scenario (or an out_dir)", "charts.save")
+        out = chart_dir(scenario)
+    else:
+        out = Path(out_dir)
+    enable_theme()
+    try:
+        spec = chart.to_dict()
+    except alt.MaxRowsError:
+        spec = None
+    rows = _data_rows(spec) if spec is not None else MAX_ROWS + 1
+    if rows > MAX_ROWS:
+        raise KmmError(f"chart data has more than {MAX_ROWS} rows: aggregate it in polars "
+                       "first (charts.aggregate)", f"charts.save {stem}")
+    import vl_convert as vlc
+
+    version = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    if version not in vlc.get_vegalite_versions():
+        version = None
+    rendered: dict[str, bytes] = {}
+    for fmt in formats:
+        try:
+            if fmt == "svg":
+                rendered[fmt] = vlc.vegalite_to_svg(spec, vl_version=version,
+                                                    allowed_base_urls=[]).encode()
+            else:
+                rendered[fmt] = vlc.vegalite_to_png(spec, vl_version=version, scale=scale,
+                                                    allowed_base_urls=[])
+        except ValueError as e:
+            raise KmmError(f"vl-convert could not render the chart: {' '.join(str(e).split())[:300]}",
+                           f"charts.save {stem}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for fmt, data in rendered.items():
+        paths[fmt] = out / f"{stem}.{fmt}"
+        _write_atomic(paths[fmt], data)
+    return paths
+
+
+def aggregate(df: pl.DataFrame, by: Sequence[str], value: str = "value",
+              stats: Sequence[str] = ("mean", "min", "max", "count")) -> pl.DataFrame:
+    """Group a tidy frame by ``by`` and summarise ``value`` (one row per group, sorted).
+
+    ``stats`` are polars expression names on the value column (``mean``, ``median``,
+    ``min``, ``max``, ``std``, ``sum``, ``count``); each becomes a column of that name.
+    """
+    import polars as pl
+
+    missing = [c for c in [*by, value] if c not in df.columns]
+    if missing:
+        raise ConfigError(f"frame has no column {missing[0]!r} (columns: {', '.join(df.columns)})",
+                          "charts.aggregate")
+    allowed = {"mean", "median", "min", "max", "std", "sum", "count"}
+    bad = [s for s in stats if s not in allowed]
+    if bad:
+        raise ConfigError(f"unknown statistic {bad[0]!r} (use {', '.join(sorted(allowed))})",
+                          "charts.aggregate")
+    exprs = [getattr(pl.col(value), s)().alias(s) for s in stats]
+    return df.group_by(list(by), maintain_order=False).agg(exprs).sort(list(by))
