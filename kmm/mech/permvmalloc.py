@@ -1,0 +1,1435 @@
+"""The permission vmalloc interface for module and BPF JIT loading, and its upstream successors.
+
+Models the "New permission vmalloc interface" RFC (perm_alloc, Nov 2020) on x86-64 against
+the flow it replaces and the mechanisms that later went upstream, counting every TLB
+maintenance event the modelled kernel code issues, the direct-map large pages it breaks and
+the memory its caches hold.
+
+Modelled machine
+----------------
+- The direct map is a :class:`kmm.pagetable.PageTable` over ``ram_bytes`` painted with the
+  largest leaves (1G where aligned), permission ``RW`` (x86 ``PAGE_KERNEL``, never
+  executable). Its leaves are reported as ``/proc/meminfo`` does: DirectMap4k/2M/1G count
+  present and non-present leaves alike (``direct_pages_count``).
+- Pages come from a :class:`kmm.buddy.Buddy` pool over the same RAM (pfn ``p`` is direct-map
+  offset ``p << 12``), aged by a background of other allocations so that order-0 pages are
+  scattered over many pageblocks, as on a running system.
+- vmalloc/module address space, vmap areas, the lazy purge list and the caches of each
+  policy are the mechanism's own bookkeeping (``mm/vmalloc.c`` ``vmap_area``), not a page
+  table: live mappings are recorded per page with their permission and leaf size.
+- A TLB is modelled architecturally: any translation that was live since the last flush
+  covering it may be cached on any CPU. Global flushes clear what they cover
+  (``flush_tlb_kernel_range`` of more than ``tlb_single_page_flush_ceiling`` pages is a full
+  flush, arch/x86/mm/tlb.c); a ``text_poke`` flush is local to the poking CPU's private mm.
+
+Modelled code paths (Linux v5.10 unless stated)
+-----------------------------------------------
+- ``change_page_attr_set_clr`` (arch/x86/mm/pat/set_memory.c): ``vm_unmap_aliases()`` first,
+  then the primary mapping; the direct-map alias is changed page by page
+  (``cpa_process_alias`` with ``numpages = 1`` behind a 4K primary, whole 2M behind a 2M
+  primary) except for NX-only changes; every large-page split is a ``flush_tlb_all``
+  (``__split_large_page``); a flush follows only if the primary changed (``CPA_FLUSHTLB``),
+  a full one when an alias was processed (``force_flush_all``) or past the ceiling.
+- ``vm_unmap_aliases`` / ``_vm_unmap_aliases`` / ``__purge_vmap_area_lazy`` (mm/vmalloc.c):
+  a flush over the union of lazily freed areas iff the purge list is not empty;
+  ``free_vmap_area_noflush`` purges when more than ``lazy_max_pages() = fls(cpus) * 32 MiB``
+  are lazy; ``vm_remove_mappings`` for ``VM_FLUSH_RESET_PERMS``: direct map invalid per
+  page, one flush, direct map back to default.
+- Legacy module load (kernel/module.c ``complete_formation``, ``do_init_module``):
+  ``module_enable_ro(false)`` (4 ``set_memory_ro``), ``module_enable_nx`` (5 NX-only calls),
+  ``module_enable_x`` (2 ``set_memory_x``), ``free_copy`` (lazy ``vfree`` of the ELF copy),
+  ``module_enable_ro(true)`` after init (adds ``ro_after_init``), init freed by
+  ``do_free_init``. Legacy BPF: ``bpf_jit_binary_lock_ro`` = ``set_memory_ro`` +
+  ``set_memory_x``; free through ``VM_FLUSH_RESET_PERMS``.
+- perm_alloc (RFC patch 10/10, arch/x86/mm/vmalloc.c): a cache of pages unmapped from the
+  direct map, refilled 512 at a time (``replenish_pages``: order-9 block, direct map invalid
+  per page, one flush, ``vm_unmap_aliases``), single pages as a fallback; mappings created
+  at their final permission; contents staged in a vmalloc buffer and copied by ``text_poke``
+  page by page (local flush each); ``perm_change`` flushes the changed range; ``perm_free``
+  flushes only executable mappings; the shrinker re-maps NP->RW without a flush (cover
+  letter). Modules as separate allocations per region (patches 3-5).
+- Ideas 3 (cache live mappings, zero on free with a per-CPU mapping, flush only when a page
+  changes permission or size) and 4 (2 MB module-space mappings shared by same-permission
+  allocations) as options.
+- Upstream successors: ``bpf_prog_pack`` (v5.18+: 2 MB packs carved in 64 B chunks, one
+  ``set_memory_rox`` per pack, ``text_poke_copy``/``text_poke_set``), and the execmem ROX
+  cache for module text (v6.14: 2 MB regions mapped ROX with PMD leaves, direct map
+  invalidated per block, loaded and freed through ``text_poke``); module data regions
+  through ``execmem_alloc`` + ``set_memory_ro``.
+
+Invariants checked at every step (``check=True``)
+-------------------------------------------------
+1. No page is writable through one alias (direct map, a live mapping, a stale TLB entry)
+   while executable through another (a live mapping or a stale TLB entry). The per-CPU
+   poking mm of ``text_poke`` is excluded: it is a private mm of one CPU, unmapped and
+   locally flushed before ``text_poke`` returns.
+2. A page that leaves the executable domain (returned to the page allocator, or to a pool
+   from which it may be mapped with another permission) has no executable alias, live or
+   cached.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+from .._jit import njit
+from ..buddy import Buddy, BuddyConfig, MigrateType, alloc_pages, free_pages
+from ..config import check_choice, check_float, check_int
+from ..counters import Counters
+from ..errors import ConfigError
+from ..geometry import GiB, KiB, MiB, x86_64
+from ..pagetable import PageTable, Perm, PermSplit
+
+# ---- x86-64 constants (4-level paging) ----------------------------------------------------
+PAGE_SHIFT = 12
+PAGE = 1 << PAGE_SHIFT
+PMD_PAGES = 512
+#: arch/x86/include/asm/page_64_types.h (``__PAGE_OFFSET_BASE_L4``)
+PAGE_OFFSET = 0xFFFF888000000000
+#: arch/x86/include/asm/pgtable_64_types.h (``VMALLOC_START`` L4, 32 TiB)
+VMALLOC_START = 0xFFFFC90000000000
+VMALLOC_END = VMALLOC_START + (32 << 40)
+#: ``MODULES_VADDR = __START_KERNEL_map + KERNEL_IMAGE_SIZE``; ``MODULES_END``
+MODULES_VADDR = 0xFFFFFFFFC0000000
+MODULES_END = 0xFFFFFFFFFF000000
+#: arch/x86/mm/tlb.c ``tlb_single_page_flush_ceiling``
+FLUSH_CEILING_PAGES = 33
+#: mm/vmalloc.c ``lazy_max_pages``: ``fls(num_online_cpus()) * (32 MiB / PAGE_SIZE)``
+LAZY_UNIT_PAGES = (32 * MiB) >> PAGE_SHIFT
+#: kernel/bpf/core.c ``BPF_PROG_CHUNK_SIZE``; a pack is 2 MiB (one node)
+BPF_CHUNK_BYTES = 64
+PACK_BYTES = 2 * MiB
+#: include/linux/filter.h ``struct bpf_binary_header`` (u32 size) and the 128-byte minimum
+#: hole of ``bpf_jit_binary_alloc``; ``bpf_jit_binary_pack_alloc`` keeps 16 bytes of hole
+BPF_HDR_BYTES = 4
+BPF_HOLE_BYTES = 128
+BPF_PACK_HOLE_BYTES = 16
+
+R, W, X = int(Perm.R), int(Perm.W), int(Perm.X)
+RO, RW, RX, NONE = R, R | W, R | X, 0
+UNMOVABLE = int(MigrateType.UNMOVABLE)
+MOVABLE = int(MigrateType.MOVABLE)
+
+#: Module sizes of an x86-64 laptop running a 6.x kernel, bytes as ``lsmod`` prints them
+#: (``/proc/modules``: page-rounded core size). Source: github.com/aalpereny/laptop-lts-kernel
+#: ``lsmod.txt`` (commit 7f00ee0256b3fa99006322dc7efe33f5426cd694), 169 modules.
+LSMOD_X86_LAPTOP = (
+    28672, 110592, 12288, 12288, 139264, 16384, 57344, 12288, 16384, 12288, 32768, 36864,
+    12288, 12288, 16384, 16384, 16384, 16384, 12288, 16384, 372736, 16384, 65536, 69632,
+    24576, 131072, 16384, 176128, 495616, 12288, 1228800, 16384, 20480, 1794048, 36864,
+    16384, 12288, 49152, 20480, 16384, 45056, 1212416, 135168, 442368, 12288, 94208,
+    1519616, 61440, 2400256, 20480, 20480, 28672, 421888, 28672, 90112, 24576, 32768,
+    12288, 16384, 53248, 36864, 159744, 16965632, 20480, 73728, 126976, 94208, 16384,
+    12288, 12288, 20480, 16384, 12288, 12288, 20480, 12288, 61440, 32768, 20480, 12288,
+    12288, 20480, 290816, 102400, 249856, 77824, 118784, 16384, 65536, 610304, 20480,
+    1536000, 16384, 233472, 155648, 49152, 16384, 24576, 221184, 20480, 57344, 81920,
+    159744, 16384, 45056, 81920, 12288, 24576, 20480, 16384, 12288, 36864, 24576, 32768,
+    77824, 32768, 36864, 1163264, 12288, 45056, 12288, 61440, 20480, 57344, 20480, 20480,
+    200704, 20480, 233472, 12288, 73728, 57344, 45056, 12288, 20480, 159744, 2048000,
+    15536128, 20480, 126976, 69632, 6623232, 20480, 159744, 12288, 24576, 12288, 20480,
+    69632, 16384, 24576, 20480, 24576, 241664, 98304, 40960, 65536, 90112, 237568, 73728,
+    172032, 36864, 61440, 274432, 94208, 12288, 106496, 20480, 20480, 192512, 32768,
+    81920, 65536, 12288, 36864,
+)
+
+
+class Policy(IntEnum):
+    """How executable and read-only kernel allocations are made.
+
+    ``LEGACY``: ``vmalloc`` + ``set_memory_ro/x`` (v5.10); ``PERM_ALLOC``: the RFC's
+    interface (ideas 1 and 2; ideas 3 and 4 as options of :class:`PolicyConfig`);
+    ``UPSTREAM``: ``bpf_prog_pack`` for BPF and the execmem ROX cache for module text.
+    """
+
+    LEGACY = 0
+    PERM_ALLOC = 1
+    UPSTREAM = 2
+
+
+class OpKind(IntEnum):
+    """One high-level operation; counters are attributed to the operation that issued them."""
+
+    MODULE_LOAD = 0        # init_module syscall: allocation through do_init_module
+    MODULE_INIT_FREE = 1   # do_free_init: the deferred free of the init regions
+    MODULE_UNLOAD = 2      # free_module
+    BPF_LOAD = 3           # bpf_prog_load: allocation, JIT, lock
+    BPF_FREE = 4           # bpf_prog_free
+    SHRINK = 5             # the perm_alloc cache shrinker under memory pressure
+
+
+class PvEvent(IntEnum):
+    """Counters. ``G_*`` are global (all-CPU) TLB shootdowns, by the code path that issued
+    them; their sum is the shootdown count the claims speak of."""
+
+    G_CPA = 0             # cpa_flush at the end of a set_memory_*() that changed something
+    G_SPLIT = 1           # __split_large_page: flush_tlb_all per direct-map split
+    G_PURGE = 2           # vm_unmap_aliases purging lazily freed vmap areas
+    G_LAZY_THRESHOLD = 3  # free_vmap_area_noflush past lazy_max_pages
+    G_VFREE_RESET = 4     # vm_remove_mappings of a VM_FLUSH_RESET_PERMS area
+    G_PERM_CHANGE = 5     # perm_change of a live mapping (ro_after_init)
+    G_PERM_FREE = 6       # perm_free of an executable mapping
+    G_CACHE_FILL = 7      # pages unmapped from the direct map entering a cache
+    G_LIVE_EVICT = 8      # idea 3: cached live mappings torn down for another use
+    LOCAL = 9             # local flushes (text_poke's poking mm)
+    PAGES_MAPPED = 10     # pages given a new live mapping
+    CACHE_FILLS = 11      # 2 MiB blocks (or single pages) taken into a cache
+    LAZY_PURGES = 12      # purges of the lazy list
+    WX_VIOLATIONS = 13    # invariant 1 failures seen by the checker
+    FREE_VIOLATIONS = 14  # invariant 2 failures seen by the checker
+
+
+GLOBAL_EVENTS = tuple(e for e in PvEvent if e.name.startswith("G_"))
+GLOBAL_IDX = np.array([int(e) for e in GLOBAL_EVENTS], dtype=np.int64)
+
+
+# ---- configuration ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PolicyConfig:
+    """A policy and its options.
+
+    Parameters
+    ----------
+    policy : :class:`Policy`
+    cache_live : idea 3 (perm_alloc only): freed read-only and executable mappings are
+        zeroed through ``text_poke`` and kept live for a later allocation of the same
+        permission and size; torn down with one flush when their pages are needed elsewhere
+    module_2m : idea 4 (perm_alloc only): module text and rodata and BPF programs carved
+        from 2 MiB same-permission regions mapped with one PMD leaf each
+    rw_from_cache : perm_alloc as posted: writable regions also draw from the unmapped cache
+        (and are freed back to it without a flush). Off by default, as the RFC's TODO in
+        ``perm_alloc`` proposes: with it on, the checker reports the W^X hole of a freed
+        writable mapping still cached in a TLB while its page is mapped executable again
+    shrink_flush : flush after the shrinker re-maps pages (the posted code does; the cover
+        letter says NP->RW needs none)
+    pack_huge : upstream ``bpf_prog_pack`` and ROX cache regions are mapped with 2 MiB
+        leaves when an order-9 block is available (``VM_ALLOW_HUGE_VMAP``)
+    """
+
+    policy: Policy = Policy.LEGACY
+    cache_live: bool = False
+    module_2m: bool = False
+    rw_from_cache: bool = False
+    shrink_flush: bool = False
+    pack_huge: bool = True
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "policy", Policy(self.policy) if not isinstance(
+                self.policy, str) else Policy[self.policy.upper()])
+        except (KeyError, ValueError):
+            raise ConfigError(f"unknown policy {self.policy!r}; allowed: "
+                              f"{', '.join(p.name.lower() for p in Policy)}", "policy") from None
+        if self.policy != Policy.PERM_ALLOC and (self.cache_live or self.module_2m
+                                                 or self.rw_from_cache):
+            raise ConfigError("cache_live, module_2m and rw_from_cache are perm_alloc options",
+                              "policy")
+
+    @property
+    def label(self) -> str:
+        """A short name for charts: ``legacy``, ``perm_alloc``, ``perm_alloc+3``,
+        ``perm_alloc+3+4``, ``upstream``..."""
+        if self.policy == Policy.LEGACY:
+            return "legacy"
+        if self.policy == Policy.UPSTREAM:
+            return "upstream" + ("" if self.pack_huge else "-4k")
+        s = "perm_alloc"
+        if self.cache_live:
+            s += "+3"
+        if self.module_2m:
+            s += "+4"
+        if self.rw_from_cache:
+            s += "(posted)"
+        return s
+
+
+#: The policies every chart compares, in order.
+STANDARD_POLICIES = (
+    PolicyConfig(Policy.LEGACY),
+    PolicyConfig(Policy.PERM_ALLOC),
+    PolicyConfig(Policy.PERM_ALLOC, cache_live=True),
+    PolicyConfig(Policy.PERM_ALLOC, cache_live=True, module_2m=True),
+    PolicyConfig(Policy.UPSTREAM),
+)
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """The machine and the background that ages its page allocator.
+
+    Parameters
+    ----------
+    ram_bytes : RAM under the direct map and in the buddy pool (a multiple of 1 GiB)
+    cpus : online CPUs (``lazy_max_pages`` grows with ``fls(cpus)``)
+    bg_used_fraction : share of RAM held by other allocations when the workload starts
+    bg_unmovable_share : share of those allocations that are unmovable (slab, page tables,
+        kernel stacks); the rest are movable (page cache, anonymous memory)
+    bg_ops_per_event : other allocations and frees between two modelled operations
+    seed : seed of every random draw
+    """
+
+    ram_bytes: int = 1 * GiB
+    cpus: int = 64
+    bg_used_fraction: float = 0.6
+    bg_unmovable_share: float = 0.25
+    bg_ops_per_event: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("ram_bytes", self.ram_bytes, lo=GiB, hi=1 << 40)
+        if self.ram_bytes % GiB:
+            raise ConfigError(f"must be a multiple of 1 GiB, got {self.ram_bytes}", "ram_bytes")
+        check_int("cpus", self.cpus, lo=1, hi=8192)
+        check_float("bg_used_fraction", self.bg_used_fraction, 0.0, 0.95)
+        check_float("bg_unmovable_share", self.bg_unmovable_share, 0.0, 1.0)
+        check_int("bg_ops_per_event", self.bg_ops_per_event, lo=0, hi=1 << 20)
+        check_int("seed", self.seed, lo=0)
+
+    @property
+    def pages(self) -> int:
+        return self.ram_bytes >> PAGE_SHIFT
+
+    @property
+    def lazy_max_pages(self) -> int:
+        """``lazy_max_pages()``: ``fls(num_online_cpus()) * 32 MiB`` in pages."""
+        return self.cpus.bit_length() * LAZY_UNIT_PAGES
+
+
+# ---- modules and BPF programs --------------------------------------------------------------
+@dataclass(frozen=True)
+class ModuleSpec:
+    """Page counts of one module's regions (kernel/module.c ``layout_sections``).
+
+    ``text, ro, rai, rw``: core text, read-only data, ro_after_init data, writable data;
+    ``init_text, init_ro, init_rw``: the init layout (``init_rw`` holds the full symbol and
+    string tables, ``layout_symtab``); ``elf_pages``: the vmalloc'ed copy of the ELF image.
+    """
+
+    name: str
+    text: int
+    ro: int
+    rai: int
+    rw: int
+    init_text: int
+    init_ro: int
+    init_rw: int
+    elf_pages: int
+
+    @property
+    def core_pages(self) -> int:
+        return self.text + self.ro + self.rai + self.rw
+
+    @property
+    def init_pages(self) -> int:
+        return self.init_text + self.init_ro + self.init_rw
+
+
+@dataclass(frozen=True)
+class ModuleMix:
+    """How module core sizes (``lsmod``) are split into regions; every share is ``assumed``.
+
+    Parameters
+    ----------
+    text_fraction, ro_fraction : shares of the core pages that are text and read-only data
+    rai_probability : chance that a module has an ro_after_init region (``__jump_table``
+        and ``.data..ro_after_init`` are marked ``SHF_RO_AFTER_INIT``): one page
+    init_text_probability, init_ro_probability : chance of an init text / init rodata region
+    symtab_fraction : init writable pages (symbol and string tables) per core page
+    elf_ratio : ELF image pages per core page
+    """
+
+    text_fraction: float = 0.55
+    ro_fraction: float = 0.2
+    rai_probability: float = 0.75
+    init_text_probability: float = 0.95
+    init_ro_probability: float = 0.3
+    symtab_fraction: float = 0.1
+    elf_ratio: float = 1.5
+
+    def __post_init__(self):
+        check_float("text_fraction", self.text_fraction, 0.05, 0.9)
+        check_float("ro_fraction", self.ro_fraction, 0.0, 0.9)
+        if self.text_fraction + self.ro_fraction > 0.95:
+            raise ConfigError("text_fraction + ro_fraction must leave room for data",
+                              "ro_fraction")
+        for name in ("rai_probability", "init_text_probability", "init_ro_probability"):
+            check_float(name, getattr(self, name), 0.0, 1.0)
+        check_float("symtab_fraction", self.symtab_fraction, 0.0, 1.0)
+        check_float("elf_ratio", self.elf_ratio, 1.0, 10.0)
+
+    def modules(self, sizes_bytes: Sequence[int], seed: int) -> list[ModuleSpec]:
+        """One :class:`ModuleSpec` per size, drawn from ``seed``."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for i, size in enumerate(sizes_bytes):
+            check_int("sizes_bytes", size, lo=PAGE)
+            core = -(-int(size) // PAGE)
+            rai = 1 if (core >= 3 and rng.random() < self.rai_probability) else 0
+            text = max(1, round(self.text_fraction * core))
+            ro = round(self.ro_fraction * core)
+            rw = core - text - ro - rai
+            if rw < 1:  # struct module lives in the writable region
+                short = 1 - rw
+                take = min(short, ro)
+                ro -= take
+                text -= short - take
+                rw = 1
+            init_text = max(1, round(core / 200)) if rng.random() < self.init_text_probability else 0
+            init_ro = 1 if rng.random() < self.init_ro_probability else 0
+            init_rw = max(1, math.ceil(core * self.symtab_fraction))
+            elf = max(1, math.ceil(core * self.elf_ratio))
+            out.append(ModuleSpec(f"m{i}", text, ro, rai, rw, init_text, init_ro, init_rw, elf))
+        return out
+
+
+def bpf_sizes(n: int, median_bytes: float, p75_bytes: float, cap_bytes: int,
+              seed: int) -> np.ndarray:
+    """JIT image sizes of ``n`` BPF programs: a lognormal with the given median and 75th
+    percentile (CALIBRATION.md: 50 % under 500 B, 75 % under 2 KB on a production server),
+    capped at ``cap_bytes``."""
+    check_int("n", n, lo=0)
+    median_bytes = check_float("median_bytes", median_bytes, 16.0)
+    p75_bytes = check_float("p75_bytes", p75_bytes, median_bytes)
+    check_int("cap_bytes", cap_bytes, lo=64)
+    sigma = math.log(p75_bytes / median_bytes) / 0.6744897501960817
+    rng = np.random.default_rng(seed)
+    s = np.exp(math.log(median_bytes) + sigma * rng.standard_normal(n))
+    return np.clip(np.ceil(s), 16, cap_bytes).astype(np.int64)
+
+
+# ---- kernels composing the buddy allocator -------------------------------------------------
+@njit
+def bg_churn(st, live_pfn, live_order, nlive, kind, order, mt, pick):
+    """Background allocations and frees on a buddy pool; returns the live count after.
+
+    Op ``i`` allocates a block of ``order[i]`` with migratetype ``mt[i]`` when
+    ``kind[i] == 0`` (it joins the live set, unless the pool is exhausted) or frees live
+    block ``pick[i] % nlive`` when ``kind[i] == 1`` (the last live block takes its slot).
+    The other users of the page allocator (slab, page cache) are modelled only through
+    this churn, which scatters the free order-0 pages (mm/page_alloc.c ``rmqueue``,
+    ``__free_one_page``).
+    """
+    for i in range(kind.shape[0]):
+        if kind[i] == 0:
+            if nlive >= live_pfn.shape[0]:
+                continue
+            pfn = alloc_pages(st, order[i], mt[i])
+            if pfn >= 0:
+                live_pfn[nlive] = pfn
+                live_order[nlive] = order[i]
+                nlive += 1
+        elif nlive > 0:
+            j = pick[i] % nlive
+            free_pages(st, live_pfn[j], live_order[j])
+            nlive -= 1
+            live_pfn[j] = live_pfn[nlive]
+            live_order[j] = live_order[nlive]
+    return nlive
+
+
+@njit
+def alloc_order0(st, n, mt, out):
+    """``n`` order-0 pages of migratetype ``mt`` into ``out`` (``__vmalloc_area_node``'s
+    ``alloc_page`` loop); returns how many were allocated before the pool ran dry."""
+    for i in range(n):
+        pfn = alloc_pages(st, 0, mt)
+        if pfn < 0:
+            return i
+        out[i] = pfn
+    return n
+
+
+@njit
+def split_block(st, pfn, order):
+    """``split_page()``: an allocated order-``order`` block becomes ``1 << order`` allocated
+    order-0 pages that can be freed one by one."""
+    mt = st.alloc_mt[pfn]
+    for p in range(pfn, pfn + (1 << order)):
+        st.alloc_order[p] = 0
+        st.alloc_mt[p] = mt
+
+
+# ---- bookkeeping -----------------------------------------------------------------------------
+class _VaSpace:
+    """First-fit virtual address allocator of one range (``alloc_vmap_area``)."""
+
+    def __init__(self, start: int, end: int):
+        self.free: list[list[int]] = [[start, end]]
+
+    def alloc(self, size: int, align: int = PAGE) -> int:
+        for i, (s, e) in enumerate(self.free):
+            a = -(-s // align) * align
+            if a + size <= e:
+                if a > s and a + size < e:
+                    self.free[i:i + 1] = [[s, a], [a + size, e]]
+                elif a > s:
+                    self.free[i][1] = a
+                elif a + size < e:
+                    self.free[i][0] = a + size
+                else:
+                    del self.free[i]
+                return a
+        raise ConfigError("virtual address space exhausted", "va")
+
+    def release(self, va: int, size: int) -> None:
+        end = va + size
+        lo, hi = 0, len(self.free)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.free[mid][0] < va:
+                lo = mid + 1
+            else:
+                hi = mid
+        self.free.insert(lo, [va, end])
+        if lo + 1 < len(self.free) and self.free[lo][1] == self.free[lo + 1][0]:
+            self.free[lo][1] = self.free[lo + 1][1]
+            del self.free[lo + 1]
+        if lo > 0 and self.free[lo - 1][1] == self.free[lo][0]:
+            self.free[lo - 1][1] = self.free[lo][1]
+            del self.free[lo]
+
+
+@dataclass(eq=False)
+class Area:
+    """A vmap area with its pages (``struct vm_struct``): one live mapping of ``pfns`` at
+    ``va`` with a permission per page and a leaf size."""
+
+    va: int
+    pfns: np.ndarray
+    perm: np.ndarray
+    space: str
+    leaf_shift: int = PAGE_SHIFT
+    flush_reset: bool = False
+    blocks: list = field(default_factory=list)   # (pfn, order) to free to the buddy pool
+    kind: str = ""
+
+    @property
+    def npages(self) -> int:
+        return int(self.pfns.shape[0])
+
+    @property
+    def end(self) -> int:
+        return self.va + (self.npages << PAGE_SHIFT)
+
+
+@dataclass(eq=False)
+class _Lazy:
+    va: int
+    end: int
+    pfns: np.ndarray
+    w: np.ndarray       # pages whose stale translation is writable
+    x: np.ndarray       # pages whose stale translation is executable
+    dirty: bool = True
+
+
+@dataclass(eq=False)
+class Chunk:
+    """An allocation carved from a shared region (arena, pack, ROX cache): ``npages`` pages
+    (or ``nbytes`` bytes) at ``va`` inside ``region``."""
+
+    region: Any
+    va: int
+    npages: int
+    nbytes: int = 0
+    first: int = 0      # first page index in the region (or first chunk for packs)
+
+
+@dataclass(eq=False)
+class Region:
+    """A shared, permanently mapped region: a 2 MiB arena (idea 4), a bpf_prog_pack or a
+    ROX cache region. ``used`` marks pages (or 64 B chunks for packs) in use."""
+
+    area: Area
+    used: np.ndarray
+    perm: int
+
+
+# ---- the simulator ----------------------------------------------------------------------------
+class PermVmalloc:
+    """One machine running one policy. Operations are :meth:`load_module`,
+    :meth:`free_module_init`, :meth:`unload_module`, :meth:`load_bpf`, :meth:`free_bpf` and
+    :meth:`shrink`; :attr:`ops` records what each cost.
+
+    Parameters
+    ----------
+    machine : :class:`MachineConfig`
+    policy : :class:`PolicyConfig`
+    check : run the invariant checker after every step (slower; tests)
+    snapshot_every : record DirectMap and cache sizes every this many operations
+    """
+
+    def __init__(self, machine: MachineConfig, policy: PolicyConfig, *, check: bool = False,
+                 snapshot_every: int = 1):
+        self.machine = machine
+        self.policy = policy
+        self.check = bool(check)
+        self.snapshot_every = check_int("snapshot_every", snapshot_every, lo=1)
+        self.g = x86_64(4)
+        n = machine.pages
+        self.npages = n
+        self.dm = PageTable(self.g)
+        self.dm.map(0, machine.ram_bytes, 0, Perm.RW)
+        self.buddy = Buddy(BuddyConfig.from_geometry(self.g, machine.ram_bytes))
+        self.rng = np.random.default_rng(machine.seed)
+        self._bg_pfn = np.empty(n, np.int64)
+        self._bg_order = np.empty(n, np.int64)
+        self._bg_live = 0
+        self._age()
+        # per-page alias state (invariant checker and live-alias bookkeeping)
+        self.live = np.full(n, -1, np.int8)        # perm of the one live mapping, -1 none
+        self.stale_w = np.zeros(n, np.int16)       # lazy areas still cached writable
+        self.stale_x = np.zeros(n, np.int16)       # lazy areas still cached executable
+        self.dm_pend = np.zeros(n, np.int16)       # direct-map W dropped, not yet flushed
+        self._dm_pending: list[np.ndarray] = []
+        self.spaces = {"modules": _VaSpace(MODULES_VADDR, MODULES_END),
+                       "vmalloc": _VaSpace(VMALLOC_START, VMALLOC_END)}
+        self.lazy: list[_Lazy] = []
+        self.lazy_pages = 0
+        self.counts = Counters(PvEvent)
+        # perm_alloc: cache of (pfn, protected) pages unmapped from the direct map
+        self.cache: list[tuple[int, bool]] = []
+        self.live_cache: dict[tuple[int, int], list[Area]] = {}
+        self.regions: dict[str, list[Region]] = {"arena_rx": [], "arena_r": [], "pack": [],
+                                                 "rox": []}
+        self.ops: list[dict] = []
+        self.snapshots: list[dict] = []
+        self.violations: list[str] = []
+        self._op: dict | None = None
+        self._before: np.ndarray | None = None
+        self._snapshot(force=True)
+
+    # ---- background ---------------------------------------------------------------------
+    def _bg_ops(self, n: int, fill: bool = False) -> None:
+        if n <= 0:
+            return
+        rng = self.rng
+        kind = np.zeros(n, np.int64) if fill else rng.integers(0, 2, n)
+        order = rng.choice(np.array([0, 1, 2, 3]), n, p=[0.8, 0.05, 0.1, 0.05]).astype(np.int64)
+        mt = np.where(rng.random(n) < self.machine.bg_unmovable_share, UNMOVABLE,
+                      MOVABLE).astype(np.int64)
+        pick = rng.integers(0, 1 << 40, n)
+        self._bg_live = int(bg_churn(self.buddy.state, self._bg_pfn, self._bg_order,
+                                     np.int64(self._bg_live), kind, order, mt, pick))
+
+    def _age(self) -> None:
+        """Fill ``bg_used_fraction`` of RAM with background allocations, then churn as many
+        operations again so that free pages interleave with used ones."""
+        target = int(self.machine.bg_used_fraction * self.npages)
+        mean_pages = 0.8 + 0.05 * 2 + 0.1 * 4 + 0.05 * 8
+        fills = int(target / mean_pages)
+        self._bg_ops(fills, fill=True)
+        self._bg_ops(fills)
+
+    # ---- operations bookkeeping ------------------------------------------------------------
+    def _begin(self, kind: OpKind, obj: str, **extra) -> None:
+        self._bg_ops(self.machine.bg_ops_per_event)
+        self._op = {"op": kind.name.lower(), "object": obj, **extra}
+        self._before = self.counts.values.copy()
+
+    def _end(self) -> dict:
+        d = self.counts.values - self._before
+        rec = self._op
+        for e in PvEvent:
+            rec[e.name.lower()] = int(d[e])
+        rec["global_flushes"] = int(d[GLOBAL_IDX].sum())
+        rec["index"] = len(self.ops)
+        self.ops.append(rec)
+        self._op = None
+        self._snapshot()
+        return rec
+
+    def directmap_bytes(self) -> dict[str, int]:
+        """DirectMap4k/2M/1G as /proc/meminfo reports them (bytes)."""
+        by = self.dm.leaf_bytes_by_level()
+        out = {"4k": 0, "2m": 0, "1g": 0}
+        for (lv, _c), b in by.items():
+            out[{3: "4k", 2: "2m", 1: "1g"}[lv]] += b
+        return out
+
+    def cache_bytes(self) -> dict[str, int]:
+        """Memory held by the policy's caches, by cache (free pages only)."""
+        live = sum(a.npages for lst in self.live_cache.values() for a in lst)
+        out = {"unmapped_cache": len(self.cache) * PAGE, "live_cache": live * PAGE}
+        for name, regs in self.regions.items():
+            if name == "pack":
+                free = sum(int((~r.used).sum()) * BPF_CHUNK_BYTES for r in regs)
+            else:
+                free = sum(int((~r.used).sum()) * PAGE for r in regs)
+            out[name] = free
+        return out
+
+    def _snapshot(self, force: bool = False) -> None:
+        if not force and len(self.ops) % self.snapshot_every:
+            return
+        dmb = self.directmap_bytes()
+        st = self.buddy.state
+        nt = self.buddy.config.table.n_types
+        nr = st.nr_free.reshape(-1, nt).sum(axis=1)
+        high = int(sum(int(nr[o]) << o for o in range(9, nr.shape[0]))) * PAGE
+        cb = self.cache_bytes()
+        self.snapshots.append({"index": len(self.ops), "directmap_4k": dmb["4k"],
+                               "directmap_2m": dmb["2m"], "directmap_1g": dmb["1g"],
+                               "cache_bytes": sum(cb.values()), "free_order9_bytes": high,
+                               "table_bytes": self.dm.table_bytes()})
+
+    # ---- invariant checker -----------------------------------------------------------------
+    def _dm_perm(self, pfns: np.ndarray) -> np.ndarray:
+        _pa, level, _c, perm, _n = self.dm.translate_many(np.asarray(pfns, np.int64) << PAGE_SHIFT)
+        return perm
+
+    def _check(self, pfns: np.ndarray, where: str) -> None:
+        if not self.check or pfns.size == 0:
+            return
+        pfns = np.asarray(pfns, np.int64)
+        live = self.live[pfns].astype(np.int64)
+        has = live >= 0
+        wsrc = ((self._dm_perm(pfns) & W) != 0) | (has & ((live & W) != 0)) | \
+            (self.stale_w[pfns] > 0) | (self.dm_pend[pfns] > 0)
+        xsrc = (has & ((live & X) != 0)) | (self.stale_x[pfns] > 0)
+        bad = wsrc & xsrc
+        if bad.any():
+            self.counts.values[PvEvent.WX_VIOLATIONS] += int(bad.sum())
+            if len(self.violations) < 20:
+                self.violations.append(f"W^X at pfn {int(pfns[bad][0])} after {where}")
+
+    def _check_free(self, pfns: np.ndarray, where: str) -> None:
+        if not self.check or pfns.size == 0:
+            return
+        pfns = np.asarray(pfns, np.int64)
+        live = self.live[pfns].astype(np.int64)
+        bad = ((live >= 0) & ((live & X) != 0)) | (self.stale_x[pfns] > 0)
+        if bad.any():
+            self.counts.values[PvEvent.FREE_VIOLATIONS] += int(bad.sum())
+            if len(self.violations) < 20:
+                self.violations.append(f"executable alias of freed pfn {int(pfns[bad][0])} "
+                                       f"at {where}")
+
+    # ---- TLB maintenance -----------------------------------------------------------------
+    def _clean(self, lz: _Lazy) -> None:
+        if lz.dirty:
+            self.stale_w[lz.pfns[lz.w]] -= 1
+            self.stale_x[lz.pfns[lz.x]] -= 1
+            lz.dirty = False
+
+    def _flush_all(self, cause: PvEvent) -> None:
+        """``flush_tlb_all`` (or a ranged flush past the ceiling): every CPU, everything."""
+        self.counts.values[cause] += 1
+        for lz in self.lazy:
+            self._clean(lz)
+        for a in self._dm_pending:
+            self.dm_pend[a] -= 1
+        self._dm_pending = []
+
+    def _flush_range(self, lo: int, hi: int, cause: PvEvent) -> None:
+        """``flush_tlb_kernel_range(lo, hi)``: an IPI to every CPU; a full flush past
+        ``tlb_single_page_flush_ceiling`` pages, else INVLPG of each page."""
+        if (hi - lo) >> PAGE_SHIFT > FLUSH_CEILING_PAGES:
+            self._flush_all(cause)
+            return
+        self.counts.values[cause] += 1
+        for lz in self.lazy:
+            if lz.dirty and lz.va >= lo and lz.end <= hi:
+                self._clean(lz)
+        keep = []
+        plo = (lo - PAGE_OFFSET) >> PAGE_SHIFT
+        phi = (hi - PAGE_OFFSET) >> PAGE_SHIFT
+        for a in self._dm_pending:
+            if phi <= 0 or plo >= self.npages:
+                keep.append(a)
+                continue
+            inside = (a >= plo) & (a < phi)
+            self.dm_pend[a[inside]] -= 1
+            if (~inside).any():
+                keep.append(a[~inside])
+        self._dm_pending = keep
+
+    def _local(self, n: int = 1) -> None:
+        self.counts.values[PvEvent.LOCAL] += n
+
+    # ---- direct map (arch/x86/mm/pat/set_memory.c) -------------------------------------
+    def _dm_change(self, pfns: np.ndarray, clr: int, set_: int, per_page: bool) -> int:
+        """Change direct-map permissions of ``pfns``; splits flush. ``per_page``: one CPA
+        call per page (``numpages = 1``: any large leaf holding a changed page is split);
+        otherwise one call per 2 MiB-aligned block (a whole large leaf is kept).
+        Returns the number of pages changed."""
+        pfns = np.unique(np.asarray(pfns, np.int64))
+        if pfns.size == 0:
+            return 0
+        cur = self._dm_perm(pfns)
+        new = (cur & ~clr) | set_
+        # a non-present PTE keeps its other bits unchanged by W changes (stays non-present)
+        if not (set_ & R) and not (clr & R):
+            new = np.where(cur == NONE, NONE, new)
+        ch = new != cur
+        if not ch.any():
+            return 0
+        before = self.dm.counters.block_splits
+        todo = pfns[ch]
+        newp = new[ch]
+        lost_w = todo[((cur[ch] & W) != 0) & ((newp & W) == 0)]
+        for perm in np.unique(newp):
+            p = todo[newp == perm]
+            cuts = np.flatnonzero(np.diff(p) != 1) + 1
+            for run in np.split(p, cuts):
+                mode = PermSplit.TO_PTES if per_page else PermSplit.BOUNDARY
+                ret = self.dm.set_perm(int(run[0]) << PAGE_SHIFT, run.shape[0] << PAGE_SHIFT,
+                                       int(perm), mode=mode)
+                if ret:
+                    raise ConfigError(f"direct-map change failed ({ret})", "direct map")
+        for _ in range(self.dm.counters.block_splits - before):
+            self._flush_all(PvEvent.G_SPLIT)
+        if lost_w.size:
+            self.dm_pend[lost_w] += 1
+            self._dm_pending.append(lost_w)
+        return int(todo.shape[0])
+
+    def _dm_range(self, pfns: np.ndarray) -> tuple[int, int]:
+        return (PAGE_OFFSET + (int(pfns.min()) << PAGE_SHIFT),
+                PAGE_OFFSET + ((int(pfns.max()) + 1) << PAGE_SHIFT))
+
+    # ---- vmap layer (mm/vmalloc.c) -------------------------------------------------------
+    def _pages(self, n: int) -> np.ndarray:
+        out = np.empty(n, np.int64)
+        got = alloc_order0(self.buddy.state, np.int64(n), np.int64(UNMOVABLE), out)
+        if got < n:
+            for p in out[:got]:
+                self.buddy.free(int(p), 0)
+            raise ConfigError(f"page pool exhausted allocating {n} pages", "ram_bytes")
+        return out
+
+    def _block(self) -> int:
+        """An order-9 unmovable block split into pages, or -1."""
+        pfn = self.buddy.alloc(9, UNMOVABLE)
+        if pfn >= 0:
+            split_block(self.buddy.state, np.int64(pfn), np.int64(9))
+        return pfn
+
+    def _map(self, space: str, pfns: np.ndarray, perm: int, *, leaf_shift: int = PAGE_SHIFT,
+             flush_reset: bool = False, align: int = PAGE, kind: str = "",
+             va: int | None = None) -> Area:
+        n = int(pfns.shape[0])
+        if va is None:
+            va = self.spaces[space].alloc(n << PAGE_SHIFT, align)
+        if self.check and (self.live[pfns] >= 0).any():
+            raise AssertionError("page mapped twice")
+        a = Area(va, np.asarray(pfns, np.int64), np.full(n, perm, np.int8), space,
+                 leaf_shift, flush_reset, [(int(p), 0) for p in pfns], kind)
+        self.live[a.pfns] = perm
+        self.counts.values[PvEvent.PAGES_MAPPED] += n
+        self._check(a.pfns, f"map {kind}")
+        return a
+
+    def vmalloc(self, space: str, npages: int, *, flush_reset: bool = False,
+                kind: str = "") -> Area:
+        """``__vmalloc_node_range(..., PAGE_KERNEL)``: order-0 pages, mapped RW+NX; no flush."""
+        return self._map(space, self._pages(npages), RW, flush_reset=flush_reset, kind=kind)
+
+    def _unmap_lazy(self, a: Area) -> None:
+        """``remove_vm_area`` -> ``free_unmap_vmap_area``: PTEs cleared, area on the lazy
+        purge list; a purge when the list passes ``lazy_max_pages``."""
+        w = (a.perm & W) != 0
+        x = (a.perm & X) != 0
+        self.stale_w[a.pfns[w]] += 1
+        self.stale_x[a.pfns[x]] += 1
+        self.live[a.pfns] = -1
+        self.lazy.append(_Lazy(a.va, a.end, a.pfns, w, x))
+        self.lazy_pages += a.npages
+        if self.lazy_pages > self.machine.lazy_max_pages:
+            self._purge(PvEvent.G_LAZY_THRESHOLD)
+
+    def _purge(self, cause: PvEvent) -> bool:
+        """``__purge_vmap_area_lazy``: one flush over the union of lazy areas, if any."""
+        if not self.lazy:
+            return False
+        lo = min(lz.va for lz in self.lazy)
+        hi = max(lz.end for lz in self.lazy)
+        self._flush_range(lo, hi, cause)
+        for lz in self.lazy:
+            self._clean(lz)
+            space = "modules" if lz.va >= MODULES_VADDR else "vmalloc"
+            self.spaces[space].release(lz.va, lz.end - lz.va)
+        self.lazy = []
+        self.lazy_pages = 0
+        self.counts.values[PvEvent.LAZY_PURGES] += 1
+        return True
+
+    def vm_unmap_aliases(self) -> None:
+        """``vm_unmap_aliases()``: purge lazily freed areas (dirty vmap blocks are not
+        modelled: nothing here uses ``vm_map_ram``)."""
+        self._purge(PvEvent.G_PURGE)
+
+    def _free_blocks(self, a: Area, where: str) -> None:
+        self._check_free(a.pfns, where)
+        for pfn, order in a.blocks:
+            self.buddy.free(pfn, order)
+
+    def vfree(self, a: Area) -> None:
+        """``vfree`` (``__vunmap`` -> ``vm_remove_mappings``): lazy unmap; for a
+        ``VM_FLUSH_RESET_PERMS`` area the direct map is made invalid page by page, one flush
+        covers both aliases, then the direct map is reset to RW; pages return to the
+        allocator."""
+        self._unmap_lazy(a)
+        if a.flush_reset:
+            self._dm_change(a.pfns, RW, NONE, per_page=True)
+            lo, hi = self._dm_range(a.pfns)
+            if not self._purge(PvEvent.G_VFREE_RESET):
+                self._flush_range(lo, hi, PvEvent.G_VFREE_RESET)
+            self._dm_change(a.pfns, NONE, RW, per_page=True)
+        self._free_blocks(a, f"vfree {a.kind}")
+
+    # ---- set_memory_*() -------------------------------------------------------------------
+    def _cpa(self, a: Area | None, lo: int, hi: int, set_: int, clr: int) -> None:
+        """``change_page_attr_set_clr`` on pages ``[lo, hi)`` of ``a`` (an empty range, or
+        no area, still runs ``vm_unmap_aliases``)."""
+        self.vm_unmap_aliases()
+        if a is None or hi <= lo:
+            return
+        old = a.perm[lo:hi].astype(np.int64)
+        new = (old & ~clr) | set_
+        ch = new != old
+        if not ch.any():
+            return
+        if a.leaf_shift > PAGE_SHIFT and (lo % PMD_PAGES or hi % PMD_PAGES):
+            raise AssertionError("partial change of a 2 MiB mapping is not modelled")
+        a.perm[lo:hi] = new
+        self.live[a.pfns[lo:hi]] = new
+        force_all = False
+        wbits = (set_ | clr) & W
+        if wbits:  # alias processing: W (and present) only, never NX
+            pf = a.pfns[lo:hi][((old ^ new) & W) != 0]
+            self._dm_change(pf, clr & W, set_ & W, per_page=a.leaf_shift == PAGE_SHIFT)
+            force_all = True
+        if force_all or hi - lo > FLUSH_CEILING_PAGES:
+            self._flush_all(PvEvent.G_CPA)
+        else:
+            self._flush_range(a.va + (lo << PAGE_SHIFT), a.va + (hi << PAGE_SHIFT),
+                              PvEvent.G_CPA)
+        self._check(a.pfns[lo:hi], f"set_memory on {a.kind}")
+
+    def set_memory_ro(self, a: Area | None, lo: int, hi: int) -> None:
+        self._cpa(a, lo, hi, 0, W)
+
+    def set_memory_rw(self, a: Area | None, lo: int, hi: int) -> None:
+        self._cpa(a, lo, hi, W, 0)
+
+    def set_memory_x(self, a: Area | None, lo: int, hi: int) -> None:
+        self._cpa(a, lo, hi, X, 0)
+
+    def set_memory_nx(self, a: Area | None, lo: int, hi: int) -> None:
+        self._cpa(a, lo, hi, 0, X)
+
+    def set_memory_rox(self, a: Area | None, lo: int, hi: int) -> None:
+        self._cpa(a, lo, hi, X, W)
+
+    # ---- perm_alloc (RFC arch/x86/mm/vmalloc.c) -------------------------------------------
+    def _replenish(self) -> None:
+        """``replenish_pages``: an order-9 block unmapped from the direct map page by page,
+        one flush, ``vm_unmap_aliases``; a single page marked unprotected as fallback."""
+        pfn = self._block()
+        self.counts.values[PvEvent.CACHE_FILLS] += 1
+        if pfn < 0:
+            self.cache.append((int(self._pages(1)[0]), False))
+            return
+        pfns = np.arange(pfn, pfn + PMD_PAGES, dtype=np.int64)
+        self._dm_change(pfns, RW, NONE, per_page=True)
+        self.cache.extend((int(p), True) for p in pfns)
+        self._flush_range(*self._dm_range(pfns), PvEvent.G_CACHE_FILL)
+        self.vm_unmap_aliases()
+
+    def _evict_live(self) -> bool:
+        """Idea 3: tear every cached live mapping down with one flush; pages to the cache."""
+        areas = [a for lst in self.live_cache.values() for a in lst]
+        if not areas:
+            return False
+        self.live_cache = {}
+        for a in areas:
+            self._unmap_lazy(a)
+        self._flush_all(PvEvent.G_LIVE_EVICT)
+        for a in areas:
+            self._check_free(a.pfns, "live-cache eviction")
+            self.cache.extend((int(p), True) for p in a.pfns)
+        return True
+
+    def _get_perm_page(self) -> tuple[int, bool]:
+        if not self.cache:
+            if not (self.policy.cache_live and self._evict_live()):
+                self._replenish()
+        return self.cache.pop()
+
+    def perm_alloc(self, npages: int, perm: int, kind: str = "") -> Area | None:
+        """``perm_alloc``: pages from the unmapped cache, mapped at their final permission
+        (no flush unless unprotected pages had to leave the direct map)."""
+        if npages <= 0:
+            return None
+        if self.policy.cache_live and not perm & W:
+            lst = self.live_cache.get((perm, npages))
+            if lst:
+                a = lst.pop()
+                a.kind = kind
+                return a
+        got = [self._get_perm_page() for _ in range(npages)]
+        pfns = np.array([p for p, _ in got], np.int64)
+        unprot = np.array([p for p, prot in got if not prot], np.int64)
+        if unprot.size:
+            self._dm_change(unprot, RW, NONE, per_page=True)
+            self._flush_range(*self._dm_range(unprot), PvEvent.G_CACHE_FILL)
+            self.vm_unmap_aliases()
+        a = self._map("modules", pfns, perm, kind=kind)
+        a.blocks = []   # pages return to the cache, not to the allocator
+        return a
+
+    def perm_change(self, a: Area | None, perm: int) -> None:
+        """``perm_change``: ``set_memory_noalias_noflush`` + ``flush_tlb_kernel_range``."""
+        if a is None or (a.perm == perm).all():
+            return
+        a.perm[:] = perm
+        self.live[a.pfns] = perm
+        self._flush_range(a.va, a.end, PvEvent.G_PERM_CHANGE)
+        self._check(a.pfns, f"perm_change {a.kind}")
+
+    def perm_free(self, a: Area | None) -> None:
+        """``perm_free``: lazy unmap, a flush only for an executable mapping, pages back to
+        the cache (idea 3: zeroed through text_poke and kept live instead)."""
+        if a is None:
+            return
+        perm = int(a.perm[0])
+        if self.policy.cache_live and not perm & W:
+            self._local(a.npages)
+            self.live_cache.setdefault((perm, a.npages), []).append(a)
+            return
+        self._unmap_lazy(a)
+        if perm & X:
+            self._flush_range(a.va, a.end, PvEvent.G_PERM_FREE)
+        self._check_free(a.pfns, f"perm_free {a.kind}")
+        self.cache.extend((int(p), True) for p in a.pfns)
+
+    def text_poke_load(self, a: Area | None) -> None:
+        """``perm_writable_finish``: a staging vmalloc buffer copied page by page with
+        ``text_poke`` (local flush each), then freed lazily."""
+        if a is None or int(a.perm[0]) & W:
+            return
+        stage = self.vmalloc("vmalloc", a.npages, kind="staging")
+        self._local(a.npages)
+        self.vfree(stage)
+
+    def shrink(self) -> int:
+        """The perm_alloc shrinker: every cached page re-mapped NP->RW in the direct map
+        (no flush needed; ``shrink_flush`` flushes as the posted code does) and freed."""
+        self._begin(OpKind.SHRINK, "shrinker")
+        if self.cache:
+            pfns = np.array([p for p, _ in self.cache], np.int64)
+            self.cache = []
+            self._dm_change(pfns, NONE, RW, per_page=True)
+            if self.policy.shrink_flush:
+                self._flush_range(*self._dm_range(pfns), PvEvent.G_CACHE_FILL)
+            self._check_free(pfns, "shrink")
+            for p in pfns:
+                self.buddy.free(int(p), 0)
+            n = int(pfns.shape[0])
+        else:
+            n = 0
+        self._end()
+        return n
+
+    # ---- shared regions: idea-4 arenas, bpf_prog_pack, ROX cache -----------------------
+    def _new_region(self, kind: str, blocks: int, perm: int, *,
+                    unit_bytes: int = PAGE) -> Region | None:
+        """``blocks`` x 2 MiB of contiguous module space backed by order-9 blocks and mapped
+        with PMD leaves; None if no order-9 block is free.
+
+        Idea-4 arenas: the direct-map alias is invalidated one 2 MiB block per call (no
+        split of a 2M leaf), one flush, ``vm_unmap_aliases``, then the final mapping.
+        ``bpf_prog_pack`` and the ROX cache (``alloc_new_pack``, ``execmem_cache_populate``
+        after "execmem: don't remove ROX cache from the direct map"): a RW huge vmalloc
+        filled with traps, then ``set_memory_rox`` (direct-map alias read-only)."""
+        pf = []
+        for _ in range(blocks):
+            b = self._block()
+            if b < 0:
+                for q in pf:
+                    for p in range(q, q + PMD_PAGES):
+                        self.buddy.free(p, 0)
+                return None
+            pf.append(b)
+        self.counts.values[PvEvent.CACHE_FILLS] += blocks
+        pfns = np.concatenate([np.arange(b, b + PMD_PAGES, dtype=np.int64) for b in pf])
+        va = self.spaces["modules"].alloc(blocks * PACK_BYTES, PACK_BYTES)
+        if kind in ("pack", "rox"):
+            a = self._map("modules", pfns, RW, leaf_shift=21, flush_reset=True, kind=kind,
+                          va=va)
+            self.set_memory_rox(a, 0, a.npages)
+        else:
+            for b in pf:
+                self._dm_change(np.arange(b, b + PMD_PAGES), RW, NONE, per_page=False)
+            self._flush_range(*self._dm_range(pfns), PvEvent.G_CACHE_FILL)
+            self.vm_unmap_aliases()
+            a = self._map("modules", pfns, perm, leaf_shift=21, kind=kind, va=va)
+        return Region(a, np.zeros((blocks * PACK_BYTES) // unit_bytes, bool), perm)
+
+    @staticmethod
+    def _first_fit(used: np.ndarray, n: int) -> int:
+        free = ~used
+        if n == 1:
+            idx = np.flatnonzero(free)
+            return int(idx[0]) if idx.size else -1
+        c = np.concatenate([[0], np.cumsum(free)])
+        ok = np.flatnonzero(c[n:] - c[:-n] == n)
+        return int(ok[0]) if ok.size else -1
+
+    def _region_alloc(self, kind: str, n: int, perm: int, *,
+                      unit_bytes: int = PAGE) -> Chunk | None:
+        regs = self.regions[kind]
+        for r in regs:
+            i = self._first_fit(r.used, n)
+            if i >= 0:
+                r.used[i:i + n] = True
+                return Chunk(r, r.area.va + i * unit_bytes, n, first=i)
+        per = PACK_BYTES // unit_bytes
+        r = self._new_region(kind, -(-n // per), perm, unit_bytes=unit_bytes)
+        if r is None:
+            return None
+        regs.append(r)
+        r.used[:n] = True
+        return Chunk(r, r.area.va, n, first=0)
+
+    def _region_free(self, c: Chunk) -> None:
+        c.region.used[c.first:c.first + c.npages] = False
+
+    @staticmethod
+    def _pokes(va: int, nbytes: int) -> int:
+        """``__text_poke`` calls of ``text_poke_copy``/``text_poke_set``: at most two pages
+        each."""
+        n, done = 0, 0
+        while done < nbytes:
+            off = (va + done) % PAGE
+            done += min(2 * PAGE - off, nbytes - done)
+            n += 1
+        return n
+
+    @staticmethod
+    def _text(x, nbytes: int | None = None) -> list[tuple[int, int, int]]:
+        """``(va, bytes, leaf_shift)`` of the executable code of an allocation."""
+        if x is None:
+            return []
+        if isinstance(x, Chunk):
+            n = nbytes or x.nbytes or (x.npages << PAGE_SHIFT)
+            return [(x.va, n, x.region.area.leaf_shift)]
+        return [(x.va, nbytes or (x.npages << PAGE_SHIFT), x.leaf_shift)]
+
+    # ---- module loading ---------------------------------------------------------------------
+    def load_module(self, m: ModuleSpec) -> dict:
+        """``init_module``: from the ELF copy through ``do_init_module`` (the deferred init
+        free is :meth:`free_module_init`)."""
+        self._begin(OpKind.MODULE_LOAD, m.name, pages=m.core_pages + m.init_pages)
+        elf = self.vmalloc("vmalloc", m.elf_pages, kind="elf")
+        p = self.policy.policy
+        if p == Policy.LEGACY:
+            st = self._load_module_legacy(m, elf)
+        elif p == Policy.PERM_ALLOC:
+            st = self._load_module_perm(m, elf)
+        else:
+            st = self._load_module_upstream(m, elf)
+        self._end()
+        return st
+
+    def _load_module_legacy(self, m: ModuleSpec, elf: Area) -> dict:
+        core = self.vmalloc("modules", m.core_pages, flush_reset=True, kind="module core")
+        init = (self.vmalloc("modules", m.init_pages, flush_reset=True, kind="module init")
+                if m.init_pages else None)
+        t, ro, rai = m.text, m.text + m.ro, m.text + m.ro + m.rai
+        it, iro = m.init_text, m.init_text + m.init_ro
+        ro_, nx_, x_ = self.set_memory_ro, self.set_memory_nx, self.set_memory_x
+        ilen = init.npages if init is not None else 0
+        # complete_formation: module_enable_ro(mod, false)
+        for a, lo, hi in ((core, 0, t), (core, t, ro), (init, 0, it), (init, it, iro)):
+            ro_(a, lo, hi)
+        # module_enable_nx: rodata, ro_after_init, data (core); rodata, data (init)
+        for a, lo, hi in ((core, t, ro), (core, ro, rai), (core, rai, core.npages),
+                          (init, it, iro), (init, iro, ilen)):
+            nx_(a, lo, hi)
+        # module_enable_x
+        x_(core, 0, t)
+        x_(init, 0, it)
+        self.vfree(elf)                                   # free_copy
+        # do_init_module: module_enable_ro(mod, true)
+        for a, lo, hi in ((core, 0, t), (core, t, ro), (init, 0, it), (init, it, iro),
+                          (core, ro, rai)):
+            ro_(a, lo, hi)
+        return {"core": core, "init": init, "text": [(core.va, t << PAGE_SHIFT, PAGE_SHIFT)]}
+
+    def _perm_region(self, n: int, perm: int, kind: str, *, later_ro: bool = False):
+        """One module region under perm_alloc: idea 4 regions for text and rodata, the
+        unmapped cache for read-only (or later read-only) regions, plain vmalloc for data
+        unless ``rw_from_cache``."""
+        if n <= 0:
+            return None
+        if self.policy.module_2m and perm in (RX, RO):
+            c = self._region_alloc("arena_rx" if perm == RX else "arena_r", n, perm)
+            if c is not None:
+                return c
+        if perm & W and not later_ro and not self.policy.rw_from_cache:
+            return self.vmalloc("modules", n, kind=kind)
+        return self.perm_alloc(n, perm, kind)
+
+    def _perm_load(self, x) -> None:
+        if isinstance(x, Chunk):
+            self._local(x.npages)     # text_poke into the 2 MiB mapping
+            stage = self.vmalloc("vmalloc", x.npages, kind="staging")
+            self.vfree(stage)
+        else:
+            self.text_poke_load(x)
+
+    def _perm_release(self, x) -> None:
+        if x is None:
+            return
+        if isinstance(x, Chunk):
+            self._local(x.npages)     # zeroed through text_poke, kept mapped
+            self._region_free(x)
+        elif int(x.perm[0]) & W and not self.policy.rw_from_cache and x.kind.endswith("rw"):
+            self.vfree(x)
+        else:
+            self.perm_free(x)
+
+    def _load_module_perm(self, m: ModuleSpec, elf: Area) -> dict:
+        core = {"text": self._perm_region(m.text, RX, "core text"),
+                "ro": self._perm_region(m.ro, RO, "core ro"),
+                "rai": self._perm_region(m.rai, RW, "core rai", later_ro=True),
+                "rw": self._perm_region(m.rw, RW, "core rw")}
+        init = {"text": self._perm_region(m.init_text, RX, "init text"),
+                "ro": self._perm_region(m.init_ro, RO, "init ro"),
+                "rw": self._perm_region(m.init_rw, RW, "init rw")}
+        # module_map(mod, false): perm_writable_finish of text and ro, core then init
+        for x in (core["text"], core["ro"], init["text"], init["ro"]):
+            if x is not None:
+                self._perm_load(x)
+        self.vfree(elf)                                   # free_copy
+        # do_init_module: module_map(mod, true): ro_after_init becomes read-only
+        self.perm_change(core["rai"], RO)
+        return {"core": core, "init": init, "text": self._text(core["text"])}
+
+    def _load_module_upstream(self, m: ModuleSpec, elf: Area) -> dict:
+        def data(n, kind):
+            return self.vmalloc("modules", n, flush_reset=True, kind=kind) if n > 0 else None
+
+        text = self._rox_alloc(m.text, "core text")
+        itext = self._rox_alloc(m.init_text, "init text")
+        core = {"text": text, "ro": data(m.ro, "core ro"), "rai": data(m.rai, "core rai"),
+                "rw": data(m.rw, "core rw")}
+        init = {"text": itext, "ro": data(m.init_ro, "init ro"), "rw": data(m.init_rw, "init rw")}
+        for c in (text, itext):   # rw_copy staged, then text_poke_copy into the ROX cache
+            if c is not None:
+                stage = self.vmalloc("vmalloc", c.npages, kind="rw_copy")
+                self._local(self._pokes(c.va, c.npages << PAGE_SHIFT))
+                self.vfree(stage)
+        def n(a):
+            return a.npages if a is not None else 0
+
+        # complete_formation: module_enable_rodata_ro(false), module_enable_data_nx
+        for a in (core["ro"], init["ro"]):
+            self.set_memory_ro(a, 0, n(a))
+        for a in (core["ro"], core["rai"], core["rw"], init["ro"], init["rw"]):
+            self.set_memory_nx(a, 0, n(a))
+        self.vfree(elf)                                   # free_copy
+        # do_init_module: module_enable_rodata_ro(true) adds ro_after_init
+        for a in (core["ro"], init["ro"], core["rai"]):
+            self.set_memory_ro(a, 0, n(a))
+        return {"core": core, "init": init, "text": self._text(text)}
+
+    def _rox_alloc(self, n: int, kind: str) -> Chunk | None:
+        """``execmem_alloc(EXECMEM_MODULE_TEXT)`` from the ROX cache (populated 2 MiB at a
+        time, :meth:`_new_region`); a 4K ``vmalloc`` + ``set_memory_rox`` when no order-9
+        block is free."""
+        if n <= 0:
+            return None
+        c = self._region_alloc("rox", n, RX)
+        if c is None:
+            a = self.vmalloc("modules", n, flush_reset=True, kind=kind)
+            self.set_memory_rox(a, 0, a.npages)
+            r = Region(a, np.ones(n, bool), RX)
+            return Chunk(r, a.va, n, first=0)
+        return c
+
+    def free_module_init(self, m: ModuleSpec, st: dict) -> dict:
+        """``do_free_init``: the init regions freed after init."""
+        self._begin(OpKind.MODULE_INIT_FREE, m.name, pages=m.init_pages)
+        p = self.policy.policy
+        init = st["init"]
+        if p == Policy.LEGACY:
+            if init is not None:
+                self.vfree(init)
+        elif p == Policy.PERM_ALLOC:
+            for x in (init["text"], init["ro"], init["rw"]):
+                self._perm_release(x)
+        else:
+            self._upstream_release(init)
+        st["init"] = None
+        return self._end()
+
+    def _upstream_release(self, regions: dict | None) -> None:
+        if not regions:
+            return
+        for key in ("text", "ro", "rai", "rw"):
+            x = regions.get(key)
+            if x is None:
+                continue
+            if isinstance(x, Chunk):
+                if x.region in self.regions["rox"]:
+                    self._local(self._pokes(x.va, x.npages << PAGE_SHIFT))  # traps
+                    self._region_free(x)
+                else:   # fallback 4K text allocation
+                    self.vfree(x.region.area)
+            else:
+                self.vfree(x)
+
+    def unload_module(self, m: ModuleSpec, st: dict) -> dict:
+        """``free_module`` after the init regions are gone."""
+        if st.get("init"):
+            self.free_module_init(m, st)
+        self._begin(OpKind.MODULE_UNLOAD, m.name, pages=m.core_pages)
+        p = self.policy.policy
+        if p == Policy.LEGACY:
+            self.vfree(st["core"])
+        elif p == Policy.PERM_ALLOC:
+            for key in ("text", "ro", "rai", "rw"):
+                self._perm_release(st["core"][key])
+        else:
+            self._upstream_release(st["core"])
+        return self._end()
+
+    # ---- BPF JIT ---------------------------------------------------------------------------
+    def load_bpf(self, nbytes: int, name: str = "", realloc: bool = True) -> dict:
+        """``bpf_prog_load``: the program struct (vmalloc, reallocated by the verifier's
+        patching and the old copy freed lazily), the JIT image and its locking."""
+        self._begin(OpKind.BPF_LOAD, name, nbytes=int(nbytes))
+        prog_pages = -(-(2 * int(nbytes) + 128) // PAGE)
+        prog = self.vmalloc("vmalloc", prog_pages, kind="bpf_prog")
+        if realloc:   # bpf_prog_realloc during bpf_patch_insn_data
+            prog2 = self.vmalloc("vmalloc", prog_pages, kind="bpf_prog")
+            self.vfree(prog)
+            prog = prog2
+        img_pages = -(-(int(nbytes) + BPF_HDR_BYTES + BPF_HOLE_BYTES) // PAGE)
+        p = self.policy.policy
+        if p == Policy.LEGACY:
+            img = self.vmalloc("modules", img_pages, kind="bpf image")
+            img.flush_reset = True                        # set_vm_flush_reset_perms
+            self.set_memory_ro(img, 0, img.npages)        # bpf_jit_binary_lock_ro
+            self.set_memory_x(img, 0, img.npages)
+        elif p == Policy.PERM_ALLOC:
+            img = self._perm_region(img_pages, RX, "bpf image")
+            self._perm_load(img)
+        else:
+            img = self._pack_alloc(int(nbytes))
+        text = self._text(img, int(nbytes))
+        self._end()
+        return {"prog": prog, "img": img, "nbytes": int(nbytes), "text": text}
+
+    def _pack_alloc(self, nbytes: int) -> Chunk:
+        """``bpf_jit_binary_pack_alloc`` + ``bpf_jit_binary_pack_finalize``: 64 B chunks in a
+        2 MiB pack (a new pack: ``set_memory_rox`` once), copied with ``text_poke_copy``."""
+        size = -(-(nbytes + BPF_HDR_BYTES + BPF_PACK_HOLE_BYTES) // BPF_CHUNK_BYTES) \
+            * BPF_CHUNK_BYTES
+        if size > PACK_BYTES:
+            pages = -(-size // PAGE)
+            a = self.vmalloc("modules", pages, flush_reset=True, kind="bpf image")
+            self.set_memory_rox(a, 0, a.npages)
+            self._local(self._pokes(a.va, size))
+            r = Region(a, np.ones(1, bool), RX)
+            return Chunk(r, a.va, pages, nbytes=size)
+        n = size // BPF_CHUNK_BYTES
+        c = None
+        for r in self.regions["pack"]:
+            i = self._first_fit(r.used, n)
+            if i >= 0:
+                r.used[i:i + n] = True
+                c = Chunk(r, r.area.va + i * BPF_CHUNK_BYTES, n, nbytes=size, first=i)
+                break
+        if c is None:
+            r = self._new_pack()
+            self.regions["pack"].append(r)
+            r.used[:n] = True
+            c = Chunk(r, r.area.va, n, nbytes=size, first=0)
+        self._local(self._pokes(c.va, size))
+        return c
+
+    def _new_pack(self) -> Region:
+        r = None
+        if self.policy.pack_huge:
+            r = self._new_region("pack", 1, RX, unit_bytes=BPF_CHUNK_BYTES)
+        if r is None:   # 4K pages: per-page direct-map alias changes
+            a = self.vmalloc("modules", PMD_PAGES, flush_reset=True, kind="pack")
+            self.set_memory_rox(a, 0, a.npages)
+            r = Region(a, np.zeros(PACK_BYTES // BPF_CHUNK_BYTES, bool), RX)
+        return r
+
+    def free_bpf(self, st: dict) -> dict:
+        """``bpf_prog_free``: the JIT image (policy specific) and the program struct."""
+        self._begin(OpKind.BPF_FREE, "", nbytes=st["nbytes"])
+        p = self.policy.policy
+        img = st["img"]
+        if p == Policy.LEGACY:
+            self.vfree(img)
+        elif p == Policy.PERM_ALLOC:
+            self._perm_release(img)
+        else:
+            r = img.region
+            if r not in self.regions["pack"]:
+                self.vfree(r.area)
+            else:
+                self._local(self._pokes(img.va, img.nbytes))   # text_poke_set int3
+                r.used[img.first:img.first + img.npages] = False
+                if not r.used.any():
+                    self.regions["pack"].remove(r)
+                    self.vfree(r.area)
+        self.vfree(st["prog"])
+        return self._end()
+
+
+# ---- workloads ------------------------------------------------------------------------------
+def boot(sim: PermVmalloc, modules: Iterable[ModuleSpec]) -> list[dict]:
+    """Load every module in order, each followed by its deferred init free; returns the
+    per-module state (for later unloads or text layouts)."""
+    states = []
+    for m in modules:
+        st = sim.load_module(m)
+        sim.free_module_init(m, st)
+        states.append(st)
+    return states
+
+
+def bpf_churn(sim: PermVmalloc, sizes: np.ndarray, live_target: int, seed: int,
+              realloc_probability: float = 1.0, shrink_every: int = 0) -> list[dict]:
+    """Load one program per size; once ``live_target`` programs are live, each load is
+    followed by the free of a random live one. ``shrink_every`` > 0 runs the shrinker every
+    that many loads (memory pressure). Returns the programs still live."""
+    rng = np.random.default_rng(seed)
+    live: list[dict] = []
+    for i, b in enumerate(np.asarray(sizes).tolist()):
+        live.append(sim.load_bpf(int(b), f"p{i}", realloc=bool(rng.random() < realloc_probability)))
+        if len(live) > live_target:
+            j = int(rng.integers(0, len(live)))
+            live[j], live[-1] = live[-1], live[j]
+            sim.free_bpf(live.pop())
+        if shrink_every and (i + 1) % shrink_every == 0 and sim.policy.policy == Policy.PERM_ALLOC:
+            sim.shrink()
+    return live
+
+
+def module_churn(sim: PermVmalloc, modules: Sequence[ModuleSpec], n_ops: int, seed: int,
+                 live_target: int = 8) -> None:
+    """Random module loads and unloads (each load followed by its init free)."""
+    rng = np.random.default_rng(seed)
+    live: list[tuple[ModuleSpec, dict]] = []
+    for _ in range(n_ops):
+        if live and (len(live) >= live_target or rng.random() < 0.4):
+            j = int(rng.integers(0, len(live)))
+            m, st = live.pop(j)
+            sim.unload_module(m, st)
+        else:
+            m = modules[int(rng.integers(0, len(modules)))]
+            st = sim.load_module(m)
+            sim.free_module_init(m, st)
+            live.append((m, st))
