@@ -154,3 +154,46 @@ def test_policy_tables():
     assert _leaf(bb, int(ro[0, 0]) + 40 * MiB) == (2, True)
     # PTE tables of 256 GiB: 512 MiB (B1's arithmetic, here only as a cross-check)
     assert full.table_pages()[3] * 4096 >= 512 * MiB
+
+
+# ---- translation and the TLB stage ---------------------------------------------------------
+def _mini_trace(pas):
+    t = bp._Touches(LAYOUT, 1)
+    for pa in pas:
+        t.linear(np.int64(pa), 1, Kind.LOAD)
+    return t.build(1000.0, 1000.0)
+
+
+def test_leaves_and_tlb_outcomes_hand_worked():
+    base = LAYOUT.ram_base_bytes + 5 * GiB
+    # three pages of one 1G block, the first twice
+    tr = _mini_trace([base, base + 4096, base + 8192, base])
+    none = np.zeros((0, 2))
+    spec = bp.TlbSpec()
+    full = bp.trace_leaves(tr, bp._kernel_table(LAYOUT, Policy.FULL_PTE, none, MiB, MiB))
+    on = bp.trace_leaves(tr, bp._kernel_table(LAYOUT, Policy.RODATA_ON, none, MiB, MiB))
+    assert full.page_shift.tolist() == [12] * 4 and full.cont_shift.tolist() == [0] * 4
+    assert on.page_shift.tolist() == [30] * 4 and on.level.tolist() == [1] * 4
+    oc_full, c_full = bp.tlb_outcomes(tr, full, spec, LAYOUT)
+    oc_on, _ = bp.tlb_outcomes(tr, on, spec, LAYOUT)
+    assert oc_full.tolist() == [2, 2, 2, 0]       # one walk per page, then an L1 hit
+    assert oc_on.tolist() == [2, 0, 0, 0]         # one walk for the whole 1G block
+    assert c_full.misses == 3
+    # a TLB that splits blocks into 2M entries still covers the three pages with one
+    oc_2m, _ = bp.tlb_outcomes(tr, on, bp.TlbSpec(max_entry_shift=21), LAYOUT)
+    assert oc_2m.tolist() == [2, 0, 0, 0]
+    far = _mini_trace([base, base + 4 * MiB])
+    lv = bp.trace_leaves(far, bp._kernel_table(LAYOUT, Policy.RODATA_ON, none, MiB, MiB))
+    assert bp.tlb_outcomes(far, lv, bp.TlbSpec(max_entry_shift=21), LAYOUT)[0].tolist() == [2, 2]
+    assert bp.tlb_outcomes(far, lv, spec, LAYOUT)[0].tolist() == [2, 0]
+
+
+def test_user_touches_are_4k_and_not_global():
+    tr = bp.memcached_trace(bp.MemcachedShape(), LAYOUT, 50, 1)
+    pt = bp._kernel_table(LAYOUT, Policy.RODATA_ON, np.zeros((0, 2)), MiB, MiB)
+    lv = bp.trace_leaves(tr, pt)
+    user = tr.region == Region.USER
+    assert np.all(lv.page_shift[user] == 12)
+    assert np.all(lv.page_shift[tr.region == Region.MODULES] == 12)
+    assert np.all(lv.page_shift[tr.region == Region.VMEMMAP] == 21)
+    assert np.all(lv.page_shift[tr.region == Region.KTEXT] == 21)

@@ -875,3 +875,102 @@ def think_for_utilisation(service_samples: np.ndarray, clients: int, utilisation
         else:
             hi = mid
     return 0.5 * (lo + hi)
+
+
+# ---------------------------------------------------------------------------------------
+# translation: leaf sizes per touch, TLB outcomes
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TlbSpec:
+    """The per-core TLB hierarchy assumed for AmpereOne (its sizes are not published:
+    CALIBRATION.md "TLBs"; every field is an ``assumed`` parameter).
+
+    Parameters
+    ----------
+    l1i_entries, l1d_entries : fully associative L1 TLBs
+    l2_entries, l2_ways : unified L2 TLB
+    honour_cont : the contiguous hint gives one entry per range (IMPLEMENTATION DEFINED)
+    max_entry_shift : largest entry a structure holds (30: 1 GiB blocks are held whole,
+        as AmpereOne's size-agnostic TLB entries suggest; 21: split to 2 MiB entries)
+    walk_cache_entries : stage-1 walk cache of table descriptors above the leaf
+    """
+
+    l1i_entries: int = 48
+    l1d_entries: int = 48
+    l2_entries: int = 2048
+    l2_ways: int = 8
+    honour_cont: bool = True
+    max_entry_shift: int = 30
+    walk_cache_entries: int = 64
+
+    def __post_init__(self):
+        check_int("l1i_entries", self.l1i_entries, lo=4, hi=512)
+        check_int("l1d_entries", self.l1d_entries, lo=4, hi=512)
+        check_int("l2_entries", self.l2_entries, lo=64, hi=1 << 16)
+        check_int("l2_ways", self.l2_ways, lo=1, hi=64)
+        check_int("max_entry_shift", self.max_entry_shift, lo=12, hi=30)
+        check_int("walk_cache_entries", self.walk_cache_entries, lo=0, hi=1 << 12)
+        if not isinstance(self.honour_cont, bool):
+            raise ConfigError(f"must be a bool, got {self.honour_cont!r}", "honour_cont")
+
+    def tlb_config(self, layout: KernelLayout):
+        """The :class:`kmm.tlb.TLBConfig` of one core (the one conversion to the engine)."""
+        from .. import tlb
+        cap = self.max_entry_shift
+        l1i = tlb.TLBLevelConfig(self.l1i_entries, self.l1i_entries, max_page_shift=cap)
+        l1d = tlb.TLBLevelConfig(self.l1d_entries, self.l1d_entries, max_page_shift=cap)
+        l2 = tlb.TLBLevelConfig(self.l2_entries, self.l2_ways, max_page_shift=cap)
+        wc = (tlb.TLBLevelConfig(self.walk_cache_entries, min(4, self.walk_cache_entries))
+              if self.walk_cache_entries else None)
+        cfg = tlb.TLBConfig(l1i=l1i, l1d=l1d, l2=l2, walk_cache=wc,
+                            honour_cont=self.honour_cont)
+        return cfg.with_geometry(layout.geometry)
+
+
+class Leaves(NamedTuple):
+    """Per-touch translation: leaf ``level`` (Arm numbering), ``cont`` bit, and the log2
+    sizes ``page_shift`` (the leaf) and ``cont_shift`` (its contiguous range, 0 if none)."""
+
+    level: np.ndarray
+    cont: np.ndarray
+    page_shift: np.ndarray
+    cont_shift: np.ndarray
+
+
+def _user_leaves(n: int) -> Leaves:
+    # user memory: 4K PTEs (memcached's malloc'd slabs and buffers, no THP)
+    return Leaves(np.full(n, 3, np.int64), np.zeros(n, np.int64), np.full(n, 12, np.int64),
+                  np.zeros(n, np.int64))
+
+
+def trace_leaves(trace: Trace, kernel_pt: PageTable) -> Leaves:
+    """Leaf level and sizes of every touch, from the kernel page table (user touches: 4K)."""
+    n = trace.va.shape[0]
+    out = _user_leaves(n)
+    k = trace.region != Region.USER
+    off = (trace.va[k] - np.uint64(KERNEL_VA_BASE)).astype(np.int64)
+    _pa, level, cont, _perm, _nid = kernel_pt.translate_many(off)
+    if np.any(level < -1):
+        bad = int(off[np.argmax(level < -1)])
+        raise ConfigError(f"touch at kernel offset {bad:#x} is not mapped", "trace")
+    out.level[k] = level
+    out.cont[k] = cont
+    out.page_shift[k] = np.select([level == 2, level == 1], [21, 30], 12)
+    out.cont_shift[k] = np.where(cont == 0, 0, np.where(level == 3, 16, 25))
+    return out
+
+
+def tlb_outcomes(trace: Trace, leaves: Leaves, spec: TlbSpec, layout: KernelLayout):
+    """Run every touch through one core's TLB hierarchy (:mod:`kmm.tlb`).
+
+    Returns ``(outcome, counters)``: per touch 0 (L1 hit), 1 (L2 hit) or 2 (walk), and the
+    engine's counters over the whole trace.
+    """
+    from .. import tlb
+    cfg = spec.tlb_config(layout)
+    t = tlb.TLB(cfg)
+    user = trace.region == Region.USER
+    counts = t.run(trace.va, record=True, kind=trace.kind, page_shift=leaves.page_shift,
+                   cont_shift=leaves.cont_shift, asid=np.where(user, USER_ASID, 0),
+                   global_=~user)
+    return t.last_outcome.copy(), counts
