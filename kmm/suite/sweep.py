@@ -9,7 +9,7 @@ runs either by executing the notebook with papermill (``runner: notebook``, thro
 sets the reserved ``scenario`` parameter to the sweep's name, so sweep rows are never taken
 for the published scenario, and adds a ``point_hash`` column to every row.
 
-Layout under the output folder ``<out>`` (default ``data/sweeps``), for sweep ``<sweep>`` =
+Layout under the output folder ``<out>`` (default ``data/sweeps``, see :func:`plan`), for sweep ``<sweep>`` =
 ``<stem>-<grid>``::
 
     <out>/<sweep>.parquet              all done points merged, sorted by point_hash then metric
@@ -48,7 +48,6 @@ from ..errors import ConfigError, KmmError
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
-DEFAULT_OUT = Path("data") / "sweeps"
 RUNNERS = ("notebook", "library")
 POINT_COLUMN = "point_hash"
 DONE, FAILED, PENDING = "done", "failed", "pending"
@@ -134,7 +133,7 @@ def point_hash(params: Mapping[str, Any], runner: str, target: str) -> str:
 
 
 def make_sweep(name: str, points: Iterable[Mapping[str, Any]], *, runner: str, target: str,
-               out_dir: Path | str = DEFAULT_OUT, root: Path | str | None = None,
+               out_dir: Path | str, root: Path | str | None = None,
                notebook: Path | None = None, params_path: Path | None = None,
                grid: str | None = None, timeout_s: float | None = None) -> Sweep:
     """A :class:`Sweep` over explicit points.
@@ -185,19 +184,22 @@ def plan(params_path: Path | str, grid: str | None = None, *, out_dir: Path | st
     """Expand grid ``grid`` of a params file into a :class:`Sweep`.
 
     ``grid`` may be omitted when the file declares exactly one grid. The output folder
-    defaults to ``data/sweeps`` under the project root (the folder holding ``params/``).
+    defaults to ``$KMM_DATA_DIR/sweeps`` if that is set, else ``data/sweeps`` under the
+    project root (:func:`kmm.suite.params.project_root` of the params file). Notebook kernels
+    run in the project root.
 
     Raises
     ------
     ConfigError : the params file is invalid, the grid is unknown or empty
     """
-    params_mod = _params_module()
+    from . import params as params_mod
+
     path = Path(params_path)
     where = params_mod.display_path(path)
     if not path.is_file():
         raise ConfigError("no such params file", where)
     pf = params_mod.load(path)
-    names = _grid_names(pf, path)
+    names = list(pf.grids)
     listed = ", ".join(names) if names else "none"
     if grid is None:
         if len(names) != 1:
@@ -212,46 +214,15 @@ def plan(params_path: Path | str, grid: str | None = None, *, out_dir: Path | st
     if "scenario" in pf.defaults():
         # the rows of a sweep are labelled with the sweep, never "published" or "small"
         points = [{**p, "scenario": name} for p in points]
-    runner = getattr(spec, "runner", None) or "notebook"
     notebook = Path(pf.notebook)
-    target = str(getattr(spec, "function", None) or "") if runner == "library" else notebook.name
-    root = _project_root(path)
-    out = Path(out_dir) if out_dir is not None else root / DEFAULT_OUT
-    return make_sweep(name, points, runner=runner, target=target, out_dir=out,
+    target = spec.function if spec.runner == "library" else notebook.name
+    root = params_mod.project_root(path.resolve().parent)
+    if out_dir is None:
+        env = os.environ.get("KMM_DATA_DIR")
+        out_dir = (Path(env) if env else root / "data") / "sweeps"
+    return make_sweep(name, points, runner=spec.runner, target=target, out_dir=out_dir,
                       root=root, notebook=notebook, params_path=path, grid=grid,
                       timeout_s=timeout_s)
-
-
-def _project_root(path: Path) -> Path:
-    """The folder holding ``pyproject.toml`` above ``path``, else the params folder's parent."""
-    path = path.resolve()
-    for d in path.parents:
-        if (d / "pyproject.toml").is_file() and (d / "kmm").is_dir():
-            return d
-    return path.parent.parent
-
-
-def _grid_names(pf: Any, path: Path) -> list[str]:
-    names = getattr(pf, "grid_names", None)
-    if callable(names):
-        return list(names())
-    grids = getattr(pf, "grids", None)
-    if isinstance(grids, Mapping):
-        return list(grids)
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:  # params.load already refuses these; kept for safety
-        raise ConfigError(f"malformed YAML: {e}", str(path)) from None
-    grids = data.get("grids") if isinstance(data, dict) else None
-    return list(grids) if isinstance(grids, dict) else []
-
-
-def _params_module():
-    from . import params
-
-    return params
 
 
 # --------------------------------------------------------------------------- one point
