@@ -64,9 +64,12 @@ memory), so one worker core serves ``connections`` = 50 connections:
   text granules, 2M-block mapped) and the NIC driver's module text (16 granules, 4K PTEs);
   memcached's own text (user, 4K PTEs).
 
-Slab pages of the connection objects and network buffers are placed in a window of
-``kernel_spread_bytes`` of physical memory (the thread's meminfo shows about 4 GiB in use on
-the idle 256 GB machine; a freshly started benchmark allocates from the same low region).
+Physical placement: boot-time allocations fill the bottom of RAM (the boot window, the
+4 GiB the thread's meminfo shows in use on the idle machine); the slab pages of the
+connection objects and network buffers a benchmark allocates come from the
+``kernel_spread_bytes`` above it (:meth:`KernelLayout.runtime_window`). Under
+``FULL_BBML2`` the linear aliases of module memory made read-only at load sit in the boot
+window (modules loaded at boot) or, as a sensitivity case, among the benchmark's objects.
 
 dm-crypt (B7), one 4 KiB block per operation, the seed's fio job (``--rw=write --bs=4k
 --ioengine=sync --iodepth=1 --numjobs=1``, buffered, ext4 on dm-crypt on a 128 GB ``brd``
@@ -101,7 +104,7 @@ from .. import geometry as geom
 from .._jit import njit
 from ..config import check_float, check_int
 from ..errors import ConfigError
-from ..pagetable import PageTable, Paint, Perm, PermSplit
+from ..pagetable import OP_SET_PERM, PageTable, Paint, Perm, PermSplit, encode_ops
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 LINE_BYTES = 64
@@ -182,6 +185,11 @@ class KernelLayout:
     image_text_bytes : ``[_stext, __init_begin)``: text and rodata of the image, whose
         linear alias is mapped without contiguous ranges under rodata=on
     image_pa_offset_bytes : where the image sits in RAM (offset from ``ram_base_bytes``)
+    boot_used_bytes : memory in use once the machine has booted (the thread's meminfo
+        before the series: MemTotal - MemFree = 4,167,284 kB); boot-time allocations, module
+        memory among them, fill it from the bottom of RAM up, since boot memory is queued
+        at the tail of the free lists (mm/page_alloc.c ``__free_pages_core``,
+        ``FPI_TO_TAIL``) and allocations take the head, the lowest addresses first
     granule, va_bits : translation geometry (the thread: 4K, 48-bit)
     """
 
@@ -189,6 +197,7 @@ class KernelLayout:
     ram_base_bytes: int = 2 * GiB
     image_text_bytes: int = 32 * MiB
     image_pa_offset_bytes: int = 2 * MiB
+    boot_used_bytes: int = 4_167_284 * KiB
     granule: str = "4K"
     va_bits: int = 48
 
@@ -199,6 +208,7 @@ class KernelLayout:
             raise ConfigError("RAM start and size must be 2 MiB aligned", "ram_bytes")
         check_int("image_text_bytes", self.image_text_bytes, lo=PAGE_BYTES)
         check_int("image_pa_offset_bytes", self.image_pa_offset_bytes, lo=0)
+        check_int("boot_used_bytes", self.boot_used_bytes, lo=0, hi=self.ram_bytes // 2)
         if self.granule != "4K" or self.va_bits != 48:
             raise ConfigError("the workload layout models the thread's 4K / 48-bit kernel; "
                               "other granules are covered by the page-table count model",
@@ -223,6 +233,19 @@ class KernelLayout:
         pfn = (np.asarray(pa, dtype=np.uint64) - np.uint64(self.memstart_bytes)) >> np.uint64(12)
         return (np.uint64(KERNEL_VA_BASE + VMEMMAP_OFFSET)
                 + pfn * np.uint64(STRUCT_PAGE_BYTES))
+
+    def boot_window(self) -> tuple[int, int]:
+        """Physical range filled at boot: from the end of the image (2 MiB aligned) up by
+        ``boot_used_bytes``."""
+        lo = self.ram_base_bytes + self.image_pa_offset_bytes + self.image_text_bytes
+        lo = -(-lo // (2 * MiB)) * (2 * MiB)
+        return lo, lo + -(-self.boot_used_bytes // PAGE_BYTES) * PAGE_BYTES
+
+    def runtime_window(self, spread_bytes: int) -> tuple[int, int]:
+        """Physical range a benchmark's kernel allocations come from: ``spread_bytes``
+        above the boot window (clipped to RAM)."""
+        lo = self.boot_window()[1]
+        return lo, min(lo + spread_bytes, self.ram_base_bytes + self.ram_bytes)
 
     def vmemmap_span(self) -> tuple[int, int]:
         """VA range of the vmemmap of RAM, rounded out to PMD blocks."""
@@ -260,12 +283,15 @@ def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray
                               (img_hi, layout.ram_base_bytes + layout.ram_bytes, Paint.LARGEST)):
             if hi > lo:
                 pt.map(lo - mem0, hi - lo, lo, Perm.RW, policy=paint)
-    if policy == Policy.FULL_BBML2:
-        for pa, size in np.asarray(ro_ranges_pa, dtype=np.int64).reshape(-1, 2):
-            ret = pt.set_perm(int(pa) - mem0, int(size), Perm.R, mode=PermSplit.BOUNDARY)
-            if ret:
-                raise ConfigError(f"permission change at pa {int(pa):#x} failed ({ret})",
-                                  "ro_ranges")
+    ro = np.asarray(ro_ranges_pa, dtype=np.int64).reshape(-1, 2)
+    if policy == Policy.FULL_BBML2 and ro.shape[0]:
+        ops = encode_ops(np.full(ro.shape[0], OP_SET_PERM), ro[:, 0] - mem0, ro[:, 1],
+                         perm=int(Perm.R), aux=int(PermSplit.BOUNDARY), geometry=g)
+        ret = pt.apply_ops(ops)
+        if np.any(ret):
+            k = int(np.argmax(ret != 0))
+            raise ConfigError(f"permission change at pa {int(ro[k, 0]):#x} failed "
+                              f"({int(ret[k])})", "ro_ranges")
     # regions mapped the same way under every policy; their backing pages get distinct
     # nominal physical addresses above RAM so that no two regions alias in a cache
     pt.map(MODULES_OFFSET, modules_bytes, MODULES_BACKING_PA, Perm.RX, policy=Paint.PTES)
@@ -274,6 +300,21 @@ def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray
     lo, hi = layout.vmemmap_span()
     pt.map(lo - KERNEL_VA_BASE, hi - lo, VMEMMAP_BACKING_PA, Perm.RW, policy=Paint.NO_CONT)
     return pt
+
+
+
+def module_alias_ranges(rng: np.random.Generator, pages: int, window: tuple[int, int]
+                        ) -> np.ndarray:
+    """Linear-alias ranges (rows ``pa, size``) made read-only by loading modules under
+    rodata=full: ``set_memory_ro`` on a module's text and rodata changes the alias of each
+    backing page separately (arch/arm64/mm/pageattr.c ``change_memory_common``:
+    ``__change_memory_common`` per ``area->pages[i]`` when ``rodata_full``). The backing
+    pages are order-0 allocations scattered over ``window`` (the boot window for modules
+    loaded at boot, :meth:`KernelLayout.boot_window`)."""
+    check_int("pages", pages, lo=0)
+    lo, hi = window
+    pa = scatter_blocks(rng, pages, PAGE_BYTES, lo, hi - lo)
+    return np.stack([np.sort(pa), np.full(pages, PAGE_BYTES, np.int64)], axis=1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -519,8 +560,8 @@ def memcached_trace(shape: MemcachedShape, layout: KernelLayout, n_ops: int,
     check_int("n_ops", n_ops, lo=1)
     rng = np.random.default_rng(seed)
     t = _Touches(layout, n_ops)
-    win_lo = layout.ram_base_bytes + layout.image_pa_offset_bytes + layout.image_text_bytes
-    win = min(shape.kernel_spread_bytes, layout.ram_base_bytes + layout.ram_bytes - win_lo)
+    win_lo, win_hi = layout.runtime_window(shape.kernel_spread_bytes)
+    win = win_hi - win_lo
     C = shape.connections
     tcp = slab_objects(rng, C, *_TCP_SOCK, win_lo, win)
     inode = slab_objects(rng, C, *_SOCK_INODE, win_lo, win)
@@ -670,13 +711,14 @@ class BlockIOShape:
 
 _XA_NODE = (576, 2)      # radix_tree_node: 64 slots
 _BUFFER_HEAD = (104, 0)
-_BOUNCE_POOL = 16        # mempool/pcp pages reused LIFO by crypt_alloc_buffer
+_BOUNCE_POOL = 2         # mempool/pcp pages reused LIFO by crypt_alloc_buffer
 
 
-def _ram_after_image(layout: KernelLayout) -> tuple[int, int]:
-    lo = layout.ram_base_bytes + layout.image_pa_offset_bytes + layout.image_text_bytes
-    lo = -(-lo // (2 * MiB)) * (2 * MiB)
-    return lo, layout.ram_base_bytes + layout.ram_bytes
+def _windows(layout: KernelLayout, spread_bytes: int) -> tuple[int, int, int]:
+    """(start of the runtime kernel window, its size, end of RAM): page-cache and ramdisk
+    pages come from anywhere above the boot window, slab pages from the runtime window."""
+    lo, hi = layout.runtime_window(spread_bytes)
+    return lo, hi - lo, layout.ram_base_bytes + layout.ram_bytes
 
 
 def dmcrypt_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: int) -> Trace:
@@ -685,8 +727,7 @@ def dmcrypt_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: i
     check_int("n_ops", n_ops, lo=1)
     rng = np.random.default_rng(seed)
     t = _Touches(layout, n_ops)
-    lo, hi = _ram_after_image(layout)
-    win = min(shape.kernel_spread_bytes, hi - lo)
+    lo, win, hi = _windows(layout, shape.kernel_spread_bytes)
     i = np.arange(n_ops, dtype=np.int64)
     # allocation order: the blocks being written back were allocated before the trace
     # (writeback lags far behind the writer), then each op allocates one page-cache page
@@ -695,7 +736,7 @@ def dmcrypt_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: i
     wb_pc = pages[:n_ops]
     new_pc = pages[n_ops::2]
     brd = pages[n_ops + 1::2]
-    bounce = scatter_blocks(rng, _BOUNCE_POOL, PAGE_BYTES, lo, win)[i % 2]
+    bounce = scatter_blocks(rng, _BOUNCE_POOL, PAGE_BYTES, lo, win)[i % _BOUNCE_POOL]
     hot = scatter_blocks(rng, 6, PAGE_BYTES, lo, win)
     pc_nodes = slab_objects(rng, n_ops // 64 + 2, *_XA_NODE, lo, win)
     wb_nodes = slab_objects(rng, n_ops // 64 + 2, *_XA_NODE, lo, win)
@@ -749,8 +790,7 @@ def seqread_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: i
     check_int("n_ops", n_ops, lo=1)
     rng = np.random.default_rng(seed)
     t = _Touches(layout, n_ops)
-    lo, hi = _ram_after_image(layout)
-    win = min(shape.kernel_spread_bytes, hi - lo)
+    lo, win, hi = _windows(layout, shape.kernel_spread_bytes)
     per_op = shape.read_bytes // PAGE_BYTES
     pc = page_runs(rng, n_ops * per_op, shape.run_pages, lo, hi).reshape(n_ops, per_op)
     nodes = slab_objects(rng, n_ops * per_op // 64 + 2, *_XA_NODE, lo, win)
