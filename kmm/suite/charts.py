@@ -41,7 +41,7 @@ WIDTH, HEIGHT = 420, 260
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 _STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-__all__ = ["alt", "THEME", "save", "aggregate", "enable_theme", "theme_config"]
+__all__ = ["alt", "THEME", "save", "aggregate", "enable_theme", "theme_config", "verdict_color"]
 
 
 def theme_config() -> dict[str, Any]:
@@ -79,6 +79,16 @@ def enable_theme() -> None:
 
 
 enable_theme()
+
+
+def verdict_color(field: str = "verdict", title: str = "verdict") -> alt.Color:
+    """Colour encoding for claim verdicts: the report's colours, best verdict first."""
+    from .report import VERDICT_COLORS, VERDICT_ORDER
+
+    return alt.Color(f"{field}:N", title=title,
+                     scale=alt.Scale(domain=list(VERDICT_ORDER),
+                                     range=[VERDICT_COLORS[v] for v in VERDICT_ORDER]),
+                     sort=list(VERDICT_ORDER))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
