@@ -87,3 +87,153 @@ def test_save_frame_validates_and_keeps_scenarios_apart(tmp_path, monkeypatch):
     with pytest.raises(KmmError, match="no such frame"):
         io.load_frame("absent", "small")
     assert sorted(p.name for p in (tmp_path / "frames" / "small").iterdir()) == ["demo.parquet"]
+
+
+# ---- the report from a data folder (no kernels) ---------------------------------------------
+def test_format_value_by_hand():
+    from kmm.suite.report import format_value
+
+    assert format_value(0.1234, "fraction") == "+12.3 %"
+    assert format_value(504 * 2**20, "bytes") == "504 MiB"
+    assert format_value(3, "shootdowns") == "3 shootdowns"
+    assert format_value(2.5) == "2.5"
+    assert format_value(None) == "-"
+    assert format_value({"a": 1, "b": [1, 2]}) == "a=1; b=[1, 2]"
+    assert format_value(list(range(10))) == "[0, 1, 2, 3, 4, 5, 6, 7, ...]"
+
+
+def test_promote_moves_every_file_and_reports_what_was_made(tmp_path):
+    from kmm.suite.reproduce import promote
+
+    staging, data = tmp_path / ".staging" / "nb", tmp_path
+    for rel in ("claims/published/K1.json", "charts/published/c.svg", "charts/published/c.png",
+                "frames/published/f.parquet"):
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        (staging / rel).write_text(rel)
+    (data / "claims" / "published").mkdir(parents=True)
+    (data / "claims" / "published" / "K1.json").write_text("old")
+    made = promote(staging, data)
+    assert made == {"claims": ["K1"], "charts": ["c"], "frames": ["f"]}
+    assert (data / "claims" / "published" / "K1.json").read_text() == "claims/published/K1.json"
+    assert (data / "charts" / "published" / "c.png").is_file() and not staging.exists()
+
+
+def test_report_links_every_claim_to_its_chart_and_parameters(tmp_path, monkeypatch):
+    from kmm.suite import claims, report
+
+    project = tmp_path / "project"
+    (project / "params").mkdir(parents=True)
+    data = tmp_path / "data"
+    monkeypatch.setenv("KMM_DATA_DIR", str(data))
+    charts.save(alt.Chart(charts.aggregate(tidy(), ["nodes"])).mark_bar().encode(
+        x="nodes:O", y="mean:Q"), "k_gain", scenario="published")
+    claims.record("K1", 0.02, explanation="Few kernel misses.", unit="fraction",
+                  parameters={"ipi_ns": 900, "nodes": 2}, scenario="published", chart="k_gain")
+    claims.record("B5", -0.3, explanation="Small run.", parameters={}, scenario="small")
+    (data / "provenance.json").write_text(json.dumps({"notebooks": {
+        "k": {"status": "ok", "title": "K notebook", "claims": ["K1"], "charts": ["k_gain"]}}}))
+    page, cj, table = report.write(data, project)
+    text = page.read_text()
+    rows = {r["id"]: r for r in json.loads(cj.read_text())}
+    assert len(rows) == 35 and rows["K1"]["notebook"] == "k" and not rows["K1"]["stale"]
+    assert rows["K1"]["verdict"] == "not-reproduced" and rows["B5"]["verdict"] == "small run"
+    assert 'id="claim-K1"' in text and 'href="#chart-k_gain"' in text and 'id="chart-k_gain"' in text
+    assert 'href="#params-K1"' in text and 'id="params-K1"' in text
+    assert "data:image/svg+xml;base64," in text and "+2.0 %" in text
+    assert "<script" not in text and 'src="http' not in text and 'href="http' not in text
+    assert report.summary(table) == {"reproduced": 0, "conditional": 0, "not-reproduced": 1,
+                                     "small run": 1, "not-evaluated": 33}
+    # the notebook's latest run failed: the old value stays, marked as such
+    (data / "provenance.json").write_text(json.dumps({"notebooks": {
+        "k": {"status": "failed", "error": "boom", "claims": ["K1"], "charts": ["k_gain"]}}}))
+    page, cj, _ = report.write(data, project)
+    assert {r["id"]: r for r in json.loads(cj.read_text())}["K1"]["stale"] is True
+    assert "the latest run of k failed" in page.read_text()
+
+
+# ---- kmm reproduce end to end (starts kernels: about half a minute) --------------------------
+ALPHA = """\
+from kmm import results
+from kmm.suite import charts, claims, io
+from kmm.suite.charts import alt
+assert gain_scale > 0, "gain_scale must be positive"
+df = results.frame(results.rows_for(scenario, {"gain_scale": gain_scale}, 0,
+                                    {"gain": (0.1 * gain_scale, "fraction")}))
+charts.save(alt.Chart(df).mark_bar().encode(x="value:Q"), "alpha_gain", scenario=scenario)
+io.save_frame(df, "alpha", scenario)
+claims.record("K1", 0.1 * gain_scale, explanation="Fixture value.", unit="fraction",
+              parameters={"gain_scale": gain_scale, "ipi_ns": ipi_ns}, scenario=scenario,
+              chart="alpha_gain")
+"""
+BETA = """\
+from kmm.suite import claims
+claims.record("B3", 0.03, explanation="Recorded before the failure.", parameters={},
+              scenario=scenario)
+raise RuntimeError("beta breaks")
+"""
+
+
+def _fixture_project(root: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_params import make_notebook
+
+    repo = Path(__file__).resolve().parents[1]
+    make_notebook(root / "notebooks" / "alpha.ipynb",
+                  'scenario = "small"\ngain_scale = 0.5\nipi_ns = 1000\n', ALPHA)
+    make_notebook(root / "notebooks" / "beta.ipynb", 'scenario = "small"\n', BETA)
+    shutil.copy(repo / "notebooks" / "overview.ipynb", root / "notebooks")
+    (root / "params").mkdir()
+    shutil.copy(repo / "params" / "overview.yaml", root / "params")
+    (root / "params" / "alpha.yaml").write_text(
+        "notebook: alpha.ipynb\ntitle: Alpha\nparameters:\n"
+        "  gain_scale: {value: 1.0, source: fixture}\n"
+        "  ipi_ns: {value: 2000, unit: ns, assumed: [500, 5000]}\n")
+    (root / "params" / "beta.yaml").write_text("notebook: beta.ipynb\nparameters: {}\n")
+    (root / "params" / "broken.yaml").write_text("notebook: beta.ipynb\nparameters: {nodez: 1}\n")
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end(tmp_path):
+    _fixture_project(tmp_path)
+    env = {**os.environ, "KMM_DATA_DIR": str(tmp_path / "data")}
+    kmm = [sys.executable, "-m", "kmm.suite.cli", "reproduce"]
+    r = subprocess.run([*kmm, "--jobs", "2"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 1, r.stderr
+    out = r.stdout
+    assert "4 notebooks, 2 ran, 2 failed" in out
+    assert "failed: notebooks/beta.ipynb: cell [" in out and "RuntimeError: beta breaks" in out
+    assert "failed: params/broken.yaml: parameters.nodez: unknown parameter" in out
+    assert "report: data/report.html" in out and "Traceback" not in r.stderr
+    data = tmp_path / "data"
+    assert (data / "claims" / "published" / "K1.json").is_file()
+    assert not (data / "claims" / "published" / "B3.json").exists()  # partial run discarded
+    assert not (data / ".staging").exists()
+    assert (data / "charts" / "published" / "alpha_gain.svg").is_file()
+    assert (data / "charts" / "published" / "overview_verdicts.png").is_file()
+    assert (data / "frames" / "published" / "alpha.parquet").is_file()
+    assert (data / "notebooks" / "alpha.ipynb").is_file()
+    assert (data / "notebooks" / "beta.failed.ipynb").is_file()
+    rows = {r["id"]: r for r in json.loads((data / "claims.json").read_text())}
+    assert rows["K1"]["verdict"] == "reproduced" and rows["K1"]["notebook"] == "alpha"
+    assert rows["K1"]["parameters"] == {"gain_scale": 1.0, "ipi_ns": 2000}
+    assert rows["B3"]["verdict"] == "not-evaluated"
+    html_text = (data / "report.html").read_text()
+    assert 'href="#chart-alpha_gain"' in html_text and 'id="chart-overview_verdicts"' in html_text
+    assert "assumed</span>, plausible range [500, 5000]" in html_text
+    assert "source: fixture" in html_text and "beta breaks" in html_text
+    prov = json.loads((data / "provenance.json").read_text())["notebooks"]
+    assert prov["alpha"]["status"] == "ok" and prov["beta"]["status"] == "failed"
+    assert prov["overview"]["charts"] == ["overview_verdicts"]
+
+    # alpha now fails: its earlier record stays, marked stale; the run exits 1
+    (tmp_path / "params" / "alpha.yaml").write_text(
+        (tmp_path / "params" / "alpha.yaml").read_text().replace("value: 1.0", "value: -1.0"))
+    r = subprocess.run([*kmm, "--only", "alpha"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 1 and "gain_scale must be positive" in r.stdout
+    rows = {r["id"]: r for r in json.loads((data / "claims.json").read_text())}
+    assert rows["K1"]["stale"] is True and rows["K1"]["verdict"] == "reproduced"
+    r = subprocess.run([*kmm, "--only", "nope"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("kmm: error: --only: no params file")
