@@ -508,6 +508,22 @@ def alloc_pages(st, order, mt):
     return pfn
 
 
+@_kernel
+def convert_pageblock(st, pb, mt):
+    """Give pageblock ``pb`` type ``mt`` and move its free blocks to ``mt``'s lists
+    (``move_freepages_block`` + ``set_pageblock_migratetype``, as pageblock isolation does).
+
+    Free blocks larger than a pageblock that contain it are left alone (the caller converts
+    every pageblock of such a block). Returns the number of free pages moved; the change is
+    counted and logged in ``st.ev`` like a fallback conversion (the log is reset first).
+    """
+    st.ev[0] = 0
+    pb_order = st.params[_P_PB_ORDER]
+    free_pages, _movable = _move_freepages_block(st, pb << pb_order, mt)
+    _pb_set(st, pb, mt)
+    return free_pages
+
+
 # ---- free ---------------------------------------------------------------------------------
 
 @_inline
@@ -697,4 +713,5 @@ def _replay_from(st, kind, a, b, live_pfn, live_order, out, nlive):
 
 __all__ = ["MigrateType", "BuddyEvent", "MigrateTable", "kernel_migrate_table", "BuddyConfig",
            "BuddyState", "Buddy", "alloc_pages", "free_pages", "flags_update", "replay",
+           "convert_pageblock",
            "OP_ALLOC", "OP_FREE", "bench_order0_churn"]

@@ -214,3 +214,17 @@ def test_merge_stops_at_unmergeable_pageblock():
     b.free(0, 2)
     assert b.counters.merge_blocked == 1
     assert sorted(b.free_blocks()) == [(0, 2, 0), (4, 2, 0)]
+
+
+def test_convert_pageblock_matches_twin():
+    cfg = BuddyConfig(pool_pages=256, max_order=5, pageblock_order=4)
+    for seed in range(4):
+        kind, a, b = _ops(seed, 300, cfg.max_order, 3)
+        k, tw, *_ = _run_both(cfg, kind, a, b)
+        rng = np.random.default_rng(seed)
+        for _ in range(10):
+            pb, mt = int(rng.integers(0, cfg.pageblocks)), int(rng.integers(0, 3))
+            assert buddy.convert_pageblock(k.state, pb, mt) == tw.convert_pageblock(pb, mt)
+            assert k.conversions() == tw.conversions
+        assert k.free_blocks() == tw.free_blocks() and k.counters.as_dict() == tw.c
+        assert k.pageblock_types().tolist() == tw.pb

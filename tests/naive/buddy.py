@@ -158,6 +158,26 @@ class NaiveBuddy:
         self.c["alloc_pages"] += 1 << order
         return pfn
 
+    def convert_pageblock(self, pb, mt):
+        self.conversions = []
+        base = pb << self.pb_order
+        moved = 0
+        p = base
+        while p < base + (1 << self.pb_order):
+            if p in self.free:
+                o = self.free[p][0]
+                self._del(p)
+                self._add(p, o, mt)
+                moved += 1 << o
+                p += 1 << o
+            elif p in self.alloc:
+                p += 1 << self.alloc[p][0]
+            else:
+                p += 1
+        self.c["free_pages_moved"] += moved
+        self._set_pb(pb, mt)
+        return moved
+
     # free
     def _is_buddy(self, b, order):
         return b < self.n and b in self.free and self.free[b][0] == order
