@@ -201,7 +201,7 @@ def test_reproduce_end_to_end(tmp_path):
                        text=True, timeout=600)
     assert r.returncode == 1, r.stderr
     out = r.stdout
-    assert "4 notebooks, 2 ran, 2 failed" in out
+    assert "2 of 4 notebooks ran, 2 failed" in out
     assert "failed: notebooks/beta.ipynb: cell [" in out and "RuntimeError: beta breaks" in out
     assert "failed: params/broken.yaml: parameters.nodez: unknown parameter" in out
     assert "report: data/report.html" in out and "Traceback" not in r.stderr

@@ -250,6 +250,10 @@ code{background:#f3f3f3;padding:0 .2em}
 """
 
 
+def _has_params_block(r: Mapping[str, Any]) -> bool:
+    return r.get("scenario") is not None
+
+
 def _seconds(s: Any) -> str:
     return f"{s:.0f}" if isinstance(s, (int, float)) else "-"
 
@@ -337,6 +341,9 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
         executed = data / "notebooks" / f"{stem}.ipynb"
         link = (f'<a href="notebooks/{html.escape(stem)}.ipynb">{html.escape(stem)}</a>'
                 if executed.is_file() else html.escape(stem))
+        if status != "ok" and (data / "notebooks" / f"{stem}.failed.ipynb").is_file():
+            link += f' (<a href="notebooks/{html.escape(stem)}.failed.ipynb">failed run</a>)'
+
         st = (html.escape(status) if status == "ok"
               else f'<span class="warn">{html.escape(status)}: {html.escape(err or "")}</span>')
         h.append(f"<tr><td>{link}</td><td>{html.escape(nb.get('title', ''))}</td><td>{st}</td>"
@@ -351,12 +358,17 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
     h.append('<h2 id="claims">Claims</h2><table><tr><th>id</th><th>statement</th><th>band / test</th>'
              "<th>value</th><th>verdict</th><th>share in band</th><th>explanation</th>"
              "<th>links</th></tr>")
+    mechanism = None
     for r in table:
+        if r["mechanism"] != mechanism:
+            mechanism = r["mechanism"]
+            h.append(f'<tr><th colspan=8 id="mechanism-{html.escape(mechanism)}">'
+                     f"{html.escape(mechanism)}</th></tr>")
         cid = html.escape(r["id"])
         share = "-" if r["share_in_band"] is None else f"{r['share_in_band']:.0%}"
         if r.get("decided_by") and r["share_in_band"] is not None:
             share += f' <span class="muted">(decided by {html.escape(r["decided_by"])})</span>'
-        links = [f'<a href="#params-{cid}">parameters</a>']
+        links = [f'<a href="#params-{cid}">parameters</a>'] if _has_params_block(r) else []
         if r.get("chart"):
             links.insert(0, f'<a href="#chart-{html.escape(r["chart"])}">chart</a>'
                          if r["chart"] in charts_avail
@@ -403,15 +415,12 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
              '<p class="muted">Values the claim was computed with. Sources are in '
              "CALIBRATION.md; an <span class=warn>assumed</span> parameter has no public source "
              "and is swept over its plausible range where the verdict depends on it.</p>")
-    for r in table:
+    for r in (r for r in table if _has_params_block(r)):
         cid = html.escape(r["id"])
         stem = r.get("notebook") or (r["mechanism"] if r["mechanism"] in pfs else None)
         pf = pfs.get(stem) if stem else None
         src = f" · params/{html.escape(pf.path.name)}" if pf is not None else ""
         h.append(f'<h3 id="params-{cid}"><a href="#claim-{cid}">{cid}</a>{src}</h3>')
-        if not r.get("parameters") and r["verdict"] == registry.NOT_EVALUATED:
-            h.append('<p class="muted">not evaluated: no parameters recorded</p>')
-            continue
         h.append("<table><tr><th>parameter</th><th>value</th><th>unit</th><th>source</th></tr>"
                  f"{_param_rows(r.get('parameters') or {}, pf)}</table>")
     h.append("</body></html>")

@@ -232,7 +232,7 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
     counts = report.summary(table)
     failed = [r for r in results if not r["ok"]]
     ok = len(results) - len(failed)
-    print(f"kmm reproduce: {len(results)} notebook{'s' if len(results) != 1 else ''}, {ok} ran, "
+    print(f"kmm reproduce: {ok} of {len(results)} notebook{'s' if len(results) != 1 else ''} ran, "
           f"{len(failed)} failed, "
           f"{time.perf_counter() - t_start:.0f} s")
     print("claims: " + ", ".join(f"{counts[v]} {v}" for v in report.VERDICT_ORDER if counts[v])
