@@ -713,12 +713,13 @@ def _run_processes(tasks: list[Task], on_outcome: Callable[[Outcome], None], n: 
     queue = list(tasks)
     while queue:
         with ProcessPoolExecutor(max_workers=min(n, len(queue)), mp_context=ctx) as ex:
-            queue, suspects = _drain(ex, queue, on_outcome, limit=2 * n,
+            queue, suspects = _drain(ex, queue, on_outcome, limit=n + 1,
                                      broken_types=(BrokenProcessPool,))
-        for t in suspects:
+        while suspects:  # one at a time: a death now names its point
             with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
-                _, died = _drain(ex, [t], on_outcome, limit=1, broken_types=(BrokenProcessPool,))
-            if died:
+                suspects, died = _drain(ex, suspects, on_outcome, limit=1,
+                                        broken_types=(BrokenProcessPool,))
+            for t in died:
                 on_outcome(Outcome(t.hash, error="the worker process running this point died "
                                                  "(crash or out of memory)"))
 
@@ -728,19 +729,23 @@ def _drain(ex, queue: list[Task], on_outcome: Callable[[Outcome], None], *, limi
     """Keep at most ``limit`` tasks in flight on executor ``ex`` until all are done.
 
     Returns the tasks never submitted and the tasks in flight when the executor broke (both
-    empty unless it broke).
+    empty unless it broke; an executor raising one of ``broken_types`` is broken).
     """
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    pending = list(queue)
-    pending.reverse()
+    pending = list(reversed(queue))
     inflight: dict[Any, Task] = {}
-    broken: list[Task] = []
+    suspects: list[Task] = []
+    broken = False
     try:
-        while pending or inflight:
+        while inflight or (pending and not broken):
             while pending and len(inflight) < limit and not broken:
                 t = pending.pop()
-                inflight[ex.submit(run_point, t)] = t
+                try:
+                    inflight[ex.submit(run_point, t)] = t
+                except broken_types:
+                    pending.append(t)
+                    broken = True
             if not inflight:
                 break
             finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
@@ -749,25 +754,17 @@ def _drain(ex, queue: list[Task], on_outcome: Callable[[Outcome], None], *, limi
                 try:
                     outcome = fut.result()
                 except broken_types:
-                    broken.append(t)
+                    suspects.append(t)
+                    broken = True
                     continue
                 except Exception as e:  # infrastructure failure (pickling, killed worker)
                     outcome = Outcome(t.hash, error=one_line(e))
                 on_outcome(outcome)
-            if broken:
-                for fut, t in list(inflight.items()):
-                    try:
-                        on_outcome(fut.result())
-                    except Exception:
-                        broken.append(t)
-                inflight.clear()
-                break
     except BaseException:
         for fut in inflight:
             fut.cancel()
         raise
-    pending.reverse()
-    return pending, broken
+    return list(reversed(pending)), suspects
 
 
 def _run_dask(tasks: list[Task], on_outcome: Callable[[Outcome], None], address: str,
