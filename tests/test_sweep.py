@@ -315,6 +315,35 @@ def test_second_sweep_on_the_same_output_is_refused(tmp_path):
     assert rep.ok
 
 
+def test_two_sweeps_at_once_on_one_folder_refuse_or_stay_correct(tmp_path):
+    args = ["--out", str(tmp_path), "--workers", "1", "--quiet"]
+    base = [sys.executable, "-m", "kmm.suite.sweep", str(PROBE)]
+    procs = [subprocess.Popen([*base, "--grid", g, *args], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for g in ("quick", "quick", "failing")]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    rcs = [r[0] for r in results]
+    assert rcs[2] == 1  # the other grid has its own lock: it ran (with its failing point)
+    assert sorted(rcs[:2]) in ([0, 0], [0, 2]), results
+    for rc, _, err in results[:2]:
+        if rc == 2:
+            assert err.strip() == (f"kmm: error: {tmp_path / 'sweep_probe-quick.lock'}: "
+                                   "another sweep is writing this output; wait for it to finish")
+    ref = sweep.plan(PROBE, "quick", out_dir=tmp_path / "ref")
+    sweep.run(ref, workers=1, progress=False)
+    got = pl.read_parquet(tmp_path / "sweep_probe-quick.parquet")
+    assert got.equals(_merged(ref))
+    assert pl.read_parquet(tmp_path / "sweep_probe-failing.parquet").height == 9
+
+
+def test_progress_bar_counts_done_failed_and_left(tmp_path, capsys):
+    sw = sweep.plan(PROBE, "failing", out_dir=tmp_path)
+    sweep.run(sw, workers=1, progress=True)
+    err = capsys.readouterr().err
+    assert "sweep_probe-failing" in err and "4/4" in err
+    assert "done=3, failed=1, left=0" in err
+
+
 # ---------------------------------------------------------------- CLI
 
 
