@@ -252,7 +252,12 @@ def _register_optional(sub, module: str) -> None:
         add(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
+OWN_COMMANDS = ("run", "claims", "reproduce")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``kmm`` parser. The sweep and bench commands are registered by their modules, which
+    are imported only when ``argv`` does not name one of this module's own commands."""
     ap = _Parser(prog=PROG, description="Model Linux kernel memory-mapping mechanisms and test "
                  "their published claims.")
     from .. import __version__
@@ -299,15 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time limit per cell (default: none)")
     p.set_defaults(handler=cmd_reproduce)
 
-    for module in ("sweep", "bench"):
-        _register_optional(sub, module)
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    if not words or words[0] not in OWN_COMMANDS:
+        for module in ("sweep", "bench"):
+            _register_optional(sub, module)
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kmm``; returns the exit status."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         return int(args.handler(args) or 0)
     except RunFailed as e:
         print(f"{PROG}: error: {e.line()}", file=sys.stderr)
