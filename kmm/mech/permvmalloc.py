@@ -69,6 +69,7 @@ Invariants checked at every step (``check=True``)
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -83,7 +84,7 @@ from ..config import check_choice, check_float, check_int
 from ..counters import Counters
 from ..errors import ConfigError
 from ..geometry import GiB, KiB, MiB, x86_64
-from ..pagetable import PageTable, Perm, PermSplit
+from ..pagetable import OP_FIELDS, OP_SET_PERM, PageTable, Perm, PermSplit
 
 # ---- x86-64 constants (4-level paging) ----------------------------------------------------
 PAGE_SHIFT = 12
@@ -444,6 +445,16 @@ def alloc_order0(st, n, mt, out):
 
 
 @njit
+def free_order0(st, pfns):
+    """Free order-0 pages (``__free_pages(page, 0)`` in a loop); returns how many were
+    freed (a page that is not an allocated order-0 block stops the loop)."""
+    for i in range(pfns.shape[0]):
+        if not free_pages(st, pfns[i], 0):
+            return i
+    return pfns.shape[0]
+
+
+@njit
 def split_block(st, pfn, order):
     """``split_page()``: an allocated order-``order`` block becomes ``1 << order`` allocated
     order-0 pages that can be freed one by one."""
@@ -451,6 +462,40 @@ def split_block(st, pfn, order):
     for p in range(pfn, pfn + (1 << order)):
         st.alloc_order[p] = 0
         st.alloc_mt[p] = mt
+
+
+class _Ager:
+    """Background allocations on a fresh pool (shares :meth:`PermVmalloc._bg_ops`)."""
+
+    def __init__(self, machine: MachineConfig):
+        g = x86_64(4)
+        self.machine = machine
+        self.buddy = Buddy(BuddyConfig.from_geometry(g, machine.ram_bytes))
+        self.rng = np.random.default_rng(machine.seed)
+        n = machine.pages
+        self._bg_pfn = np.empty(n, np.int32)
+        self._bg_order = np.empty(n, np.int8)
+        self._bg_live = 0
+        self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(4))
+        self._bg_pos = 0
+
+    def _bg_stream(self, n: int, fill: bool):
+        return PermVmalloc._bg_stream(self, n, fill)
+
+
+@functools.lru_cache(maxsize=4)
+def _aged_pool(machine: MachineConfig):
+    """The pool after boot-time background: ``bg_used_fraction`` of RAM filled by other
+    allocations (orders 0-3, unmovable or movable), then as many frees and allocations again
+    so that free pages interleave with used ones. Memoised per machine; callers copy it.
+    Returns ``(BuddyState, live pfns, live orders, live count, seed for what follows)``."""
+    a = _Ager(machine)
+    target = int(machine.bg_used_fraction * machine.pages)
+    fills = int(target / (0.8 + 0.05 * 2 + 0.1 * 4 + 0.05 * 8))
+    PermVmalloc._bg_ops(a, fills, fill=True)
+    PermVmalloc._bg_ops(a, fills)
+    return (a.buddy.state, a._bg_pfn, a._bg_order, a._bg_live,
+            int(a.rng.integers(0, 1 << 62)))
 
 
 # ---- bookkeeping -----------------------------------------------------------------------------
@@ -504,7 +549,7 @@ class Area:
     space: str
     leaf_shift: int = PAGE_SHIFT
     flush_reset: bool = False
-    blocks: list = field(default_factory=list)   # (pfn, order) to free to the buddy pool
+    blocks: list | None = None   # (pfn, order) to free; None: every page is order 0
     kind: str = ""
 
     @property
@@ -574,11 +619,13 @@ class PermVmalloc:
         self.dm = PageTable(self.g)
         self.dm.map(0, machine.ram_bytes, 0, Perm.RW)
         self.buddy = Buddy(BuddyConfig.from_geometry(self.g, machine.ram_bytes))
-        self.rng = np.random.default_rng(machine.seed)
-        self._bg_pfn = np.empty(n, np.int64)
-        self._bg_order = np.empty(n, np.int64)
-        self._bg_live = 0
-        self._age()
+        self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(4))
+        self._bg_pos = 0
+        aged = _aged_pool(machine)
+        self.buddy.state = type(aged[0])(*(a.copy() for a in aged[0]))
+        self._bg_pfn, self._bg_order = aged[1].copy(), aged[2].copy()
+        self._bg_live = aged[3]
+        self.rng = np.random.default_rng(aged[4])
         # per-page alias state (invariant checker and live-alias bookkeeping)
         self.live = np.full(n, -1, np.int8)        # perm of the one live mapping, -1 none
         self.stale_w = np.zeros(n, np.int16)       # lazy areas still cached writable
@@ -597,32 +644,40 @@ class PermVmalloc:
                                                  "rox": []}
         self.ops: list[dict] = []
         self.snapshots: list[dict] = []
+        #: every TLB flush as (operation index, kind, start VA, end VA): kind 0 a full
+        #: all-CPU flush, 1 an all-CPU kernel range flush, 2 a local flush
+        self.flush_log: list[tuple[int, int, int, int]] = []
         self.violations: list[str] = []
         self._op: dict | None = None
         self._before: np.ndarray | None = None
         self._snapshot(force=True)
 
     # ---- background ---------------------------------------------------------------------
-    def _bg_ops(self, n: int, fill: bool = False) -> None:
-        if n <= 0:
-            return
+    def _bg_stream(self, n: int, fill: bool) -> tuple[np.ndarray, ...]:
         rng = self.rng
         kind = np.zeros(n, np.int64) if fill else rng.integers(0, 2, n)
         order = rng.choice(np.array([0, 1, 2, 3]), n, p=[0.8, 0.05, 0.1, 0.05]).astype(np.int64)
         mt = np.where(rng.random(n) < self.machine.bg_unmovable_share, UNMOVABLE,
                       MOVABLE).astype(np.int64)
         pick = rng.integers(0, 1 << 40, n)
-        self._bg_live = int(bg_churn(self.buddy.state, self._bg_pfn, self._bg_order,
-                                     np.int64(self._bg_live), kind, order, mt, pick))
+        return kind, order, mt, pick
 
-    def _age(self) -> None:
-        """Fill ``bg_used_fraction`` of RAM with background allocations, then churn as many
-        operations again so that free pages interleave with used ones."""
-        target = int(self.machine.bg_used_fraction * self.npages)
-        mean_pages = 0.8 + 0.05 * 2 + 0.1 * 4 + 0.05 * 8
-        fills = int(target / mean_pages)
-        self._bg_ops(fills, fill=True)
-        self._bg_ops(fills)
+    def _bg_ops(self, n: int, fill: bool = False) -> None:
+        """``n`` background operations; between modelled operations they come from a
+        pre-drawn stream so that each costs one kernel call."""
+        if n <= 0:
+            return
+        if fill or n > 4096:
+            stream = self._bg_stream(n, fill)
+        else:
+            if self._bg_pos + n > self._bg_buf[0].shape[0]:
+                self._bg_buf = self._bg_stream(max(65536, n), False)
+                self._bg_pos = 0
+            i = self._bg_pos
+            stream = tuple(a[i:i + n] for a in self._bg_buf)
+            self._bg_pos += n
+        self._bg_live = int(bg_churn(self.buddy.state, self._bg_pfn, self._bg_order,
+                                     np.int64(self._bg_live), *stream))
 
     # ---- operations bookkeeping ------------------------------------------------------------
     def _begin(self, kind: OpKind, obj: str, **extra) -> None:
@@ -715,9 +770,11 @@ class PermVmalloc:
             self.stale_x[lz.pfns[lz.x]] -= 1
             lz.dirty = False
 
-    def _flush_all(self, cause: PvEvent) -> None:
+    def _flush_all(self, cause: PvEvent, log: bool = True) -> None:
         """``flush_tlb_all`` (or a ranged flush past the ceiling): every CPU, everything."""
         self.counts.values[cause] += 1
+        if log:
+            self.flush_log.append((len(self.ops), 0, 0, 0))
         for lz in self.lazy:
             self._clean(lz)
         for a in self._dm_pending:
@@ -727,8 +784,9 @@ class PermVmalloc:
     def _flush_range(self, lo: int, hi: int, cause: PvEvent) -> None:
         """``flush_tlb_kernel_range(lo, hi)``: an IPI to every CPU; a full flush past
         ``tlb_single_page_flush_ceiling`` pages, else INVLPG of each page."""
+        self.flush_log.append((len(self.ops), 1, lo, hi))
         if (hi - lo) >> PAGE_SHIFT > FLUSH_CEILING_PAGES:
-            self._flush_all(cause)
+            self._flush_all(cause, log=False)
             return
         self.counts.values[cause] += 1
         for lz in self.lazy:
@@ -747,8 +805,10 @@ class PermVmalloc:
                 keep.append(a[~inside])
         self._dm_pending = keep
 
-    def _local(self, n: int = 1) -> None:
+    def _local(self, n: int = 1, pages: int = 1) -> None:
+        """``n`` flushes of ``pages`` pages of the poking mm, on this CPU only."""
         self.counts.values[PvEvent.LOCAL] += n
+        self.flush_log.extend([(len(self.ops), 2, 0, pages << PAGE_SHIFT)] * n)
 
     # ---- direct map (arch/x86/mm/pat/set_memory.c) -------------------------------------
     def _dm_change(self, pfns: np.ndarray, clr: int, set_: int, per_page: bool) -> int:
@@ -771,15 +831,22 @@ class PermVmalloc:
         todo = pfns[ch]
         newp = new[ch]
         lost_w = todo[((cur[ch] & W) != 0) & ((newp & W) == 0)]
-        for perm in np.unique(newp):
-            p = todo[newp == perm]
-            cuts = np.flatnonzero(np.diff(p) != 1) + 1
-            for run in np.split(p, cuts):
-                mode = PermSplit.TO_PTES if per_page else PermSplit.BOUNDARY
-                ret = self.dm.set_perm(int(run[0]) << PAGE_SHIFT, run.shape[0] << PAGE_SHIFT,
-                                       int(perm), mode=mode)
-                if ret:
-                    raise ConfigError(f"direct-map change failed ({ret})", "direct map")
+        # maximal runs of consecutive pfns with the same new permission, one op each
+        cut = np.flatnonzero((np.diff(todo) != 1) | (np.diff(newp) != 0)) + 1
+        starts = np.concatenate([[0], cut])
+        lens = np.diff(np.concatenate([starts, [todo.shape[0]]]))
+        mode = int(PermSplit.TO_PTES if per_page else PermSplit.BOUNDARY)
+        # rows (kind, va, size, pa, perm, aux) as kmm.pagetable.encode_ops lays them out;
+        # every field is page aligned and in range by construction
+        ops = np.zeros((starts.shape[0], OP_FIELDS), np.int64)
+        ops[:, 0] = OP_SET_PERM
+        ops[:, 1] = todo[starts] << PAGE_SHIFT
+        ops[:, 2] = lens << PAGE_SHIFT
+        ops[:, 4] = newp[starts]
+        ops[:, 5] = mode
+        ret = self.dm.apply_ops(ops)
+        if ret.any():
+            raise ConfigError(f"direct-map change failed ({int(ret[ret != 0][0])})", "direct map")
         for _ in range(self.dm.counters.block_splits - before):
             self._flush_all(PvEvent.G_SPLIT)
         if lost_w.size:
@@ -796,8 +863,7 @@ class PermVmalloc:
         out = np.empty(n, np.int64)
         got = alloc_order0(self.buddy.state, np.int64(n), np.int64(UNMOVABLE), out)
         if got < n:
-            for p in out[:got]:
-                self.buddy.free(int(p), 0)
+            self._free_pages(out[:got])
             raise ConfigError(f"page pool exhausted allocating {n} pages", "ram_bytes")
         return out
 
@@ -817,7 +883,7 @@ class PermVmalloc:
         if self.check and (self.live[pfns] >= 0).any():
             raise AssertionError("page mapped twice")
         a = Area(va, np.asarray(pfns, np.int64), np.full(n, perm, np.int8), space,
-                 leaf_shift, flush_reset, [(int(p), 0) for p in pfns], kind)
+                 leaf_shift, flush_reset, None, kind)
         self.live[a.pfns] = perm
         self.counts.values[PvEvent.PAGES_MAPPED] += n
         self._check(a.pfns, f"map {kind}")
@@ -864,8 +930,15 @@ class PermVmalloc:
 
     def _free_blocks(self, a: Area, where: str) -> None:
         self._check_free(a.pfns, where)
-        for pfn, order in a.blocks:
-            self.buddy.free(pfn, order)
+        if a.blocks is None:
+            self._free_pages(a.pfns)
+        else:
+            for pfn, order in a.blocks:
+                self.buddy.free(pfn, order)
+
+    def _free_pages(self, pfns: np.ndarray) -> None:
+        if free_order0(self.buddy.state, np.asarray(pfns, np.int64)) != pfns.shape[0]:
+            raise ConfigError("freed a page that was not allocated", "pfn")
 
     def vfree(self, a: Area) -> None:
         """``vfree`` (``__vunmap`` -> ``vm_remove_mappings``): lazy unmap; for a
@@ -1027,8 +1100,7 @@ class PermVmalloc:
             if self.policy.shrink_flush:
                 self._flush_range(*self._dm_range(pfns), PvEvent.G_CACHE_FILL)
             self._check_free(pfns, "shrink")
-            for p in pfns:
-                self.buddy.free(int(p), 0)
+            self._free_pages(pfns)
             n = int(pfns.shape[0])
         else:
             n = 0
@@ -1051,8 +1123,7 @@ class PermVmalloc:
             b = self._block()
             if b < 0:
                 for q in pf:
-                    for p in range(q, q + PMD_PAGES):
-                        self.buddy.free(p, 0)
+                    self._free_pages(np.arange(q, q + PMD_PAGES, dtype=np.int64))
                 return None
             pf.append(b)
         self.counts.values[PvEvent.CACHE_FILLS] += blocks
@@ -1223,7 +1294,7 @@ class PermVmalloc:
         for c in (text, itext):   # rw_copy staged, then text_poke_copy into the ROX cache
             if c is not None:
                 stage = self.vmalloc("vmalloc", c.npages, kind="rw_copy")
-                self._local(self._pokes(c.va, c.npages << PAGE_SHIFT))
+                self._local(self._pokes(c.va, c.npages << PAGE_SHIFT), pages=2)
                 self.vfree(stage)
         def n(a):
             return a.npages if a is not None else 0
@@ -1278,7 +1349,7 @@ class PermVmalloc:
                 continue
             if isinstance(x, Chunk):
                 if x.region in self.regions["rox"]:
-                    self._local(self._pokes(x.va, x.npages << PAGE_SHIFT))  # traps
+                    self._local(self._pokes(x.va, x.npages << PAGE_SHIFT), pages=2)  # traps
                     self._region_free(x)
                 else:   # fallback 4K text allocation
                     self.vfree(x.region.area)
@@ -1336,7 +1407,7 @@ class PermVmalloc:
             pages = -(-size // PAGE)
             a = self.vmalloc("modules", pages, flush_reset=True, kind="bpf image")
             self.set_memory_rox(a, 0, a.npages)
-            self._local(self._pokes(a.va, size))
+            self._local(self._pokes(a.va, size), pages=2)
             r = Region(a, np.ones(1, bool), RX)
             return Chunk(r, a.va, pages, nbytes=size)
         n = size // BPF_CHUNK_BYTES
@@ -1352,7 +1423,7 @@ class PermVmalloc:
             self.regions["pack"].append(r)
             r.used[:n] = True
             c = Chunk(r, r.area.va, n, nbytes=size, first=0)
-        self._local(self._pokes(c.va, size))
+        self._local(self._pokes(c.va, size), pages=2)
         return c
 
     def _new_pack(self) -> Region:
@@ -1379,7 +1450,7 @@ class PermVmalloc:
             if r not in self.regions["pack"]:
                 self.vfree(r.area)
             else:
-                self._local(self._pokes(img.va, img.nbytes))   # text_poke_set int3
+                self._local(self._pokes(img.va, img.nbytes), pages=2)   # text_poke_set int3
                 r.used[img.first:img.first + img.npages] = False
                 if not r.used.any():
                     self.regions["pack"].remove(r)
