@@ -104,7 +104,10 @@ from .. import geometry as geom
 from .._jit import njit
 from ..config import check_float, check_int
 from ..errors import ConfigError
+from ..cache import cache_access
 from ..pagetable import OP_SET_PERM, PageTable, Paint, Perm, PermSplit, encode_ops
+from ..tlb import tlb_translate
+from ..walk import stage1_walk
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 LINE_BYTES = 64
@@ -1014,3 +1017,587 @@ def tlb_outcomes(trace: Trace, leaves: Leaves, spec: TlbSpec, layout: KernelLayo
                    cont_shift=leaves.cont_shift, asid=np.where(user, USER_ASID, 0),
                    global_=~user)
     return t.last_outcome.copy(), counts
+
+
+# ---------------------------------------------------------------------------------------
+# per-operation events and their cost
+# ---------------------------------------------------------------------------------------
+class OpEvent(IntEnum):
+    """Per-operation counters (one int64 row per operation).
+
+    ``L1TLB_MISSES`` are L1 I/D TLB refills (each probes the L2 TLB), ``WALKS`` the L2 TLB
+    misses; the ``EL1_`` variants count kernel-mode touches only. ``WALK_READS_*`` are the
+    descriptor reads of walks by the cache level that served them; ``FIRST_*`` the first
+    line of each data touch and ``REST_*`` its other lines, by serving level (L1 hits are
+    part of the base CPI and not counted). Instruction fetches occupy no line cache here.
+    """
+
+    INSTRUCTIONS = 0
+    EL1_INSTRUCTIONS = 1
+    TOUCHES = 2
+    L1TLB_MISSES = 3
+    EL1_L1TLB_MISSES = 4
+    WALKS = 5
+    EL1_WALKS = 6
+    LINEAR_WALKS = 7
+    WALK_READS_L1 = 8
+    WALK_READS_L2 = 9
+    WALK_READS_LLC = 10
+    WALK_READS_MEM = 11
+    FIRST_L2 = 12
+    FIRST_LLC = 13
+    FIRST_MEM = 14
+    REST_L2 = 15
+    REST_LLC = 16
+    REST_MEM = 17
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """Cost parameters turning events into cycles (every one ``assumed`` unless a source
+    is given in params/).
+
+    Parameters
+    ----------
+    cpu_ghz : core clock
+    cpi_base : cycles per instruction with every modelled stall removed (includes L1
+        hits and instruction supply)
+    l2_tlb_hit_cycles : added by an L1 TLB miss that hits the L2 TLB
+    l1_hit_cycles, l2_hit_cycles : load-to-use latency of an L1 D / L2 hit (walker reads
+        that hit L1 D pay ``l1_hit_cycles``)
+    llc_hit_ns, dram_ns : latency of a system-level-cache hit and of local DRAM
+    scatter_mlp : overlap of the first-line misses of separate touches (1: none)
+    stream_mlp : overlap of the further lines of a touch (streams the prefetchers follow)
+
+    A walk's descriptor reads are dependent and charged in full; the touch that needed the
+    walk waits for it.
+    """
+
+    cpu_ghz: float = 3.0
+    cpi_base: float = 0.6
+    l2_tlb_hit_cycles: float = 5.0
+    l1_hit_cycles: float = 4.0
+    l2_hit_cycles: float = 11.0
+    llc_hit_ns: float = 35.0
+    dram_ns: float = 81.0
+    scatter_mlp: float = 1.5
+    stream_mlp: float = 16.0
+
+    def __post_init__(self):
+        check_float("cpu_ghz", self.cpu_ghz, lo=0.5, hi=6.0)
+        check_float("cpi_base", self.cpi_base, lo=0.1, hi=5.0)
+        for name in ("l2_tlb_hit_cycles", "l1_hit_cycles", "l2_hit_cycles"):
+            check_float(name, getattr(self, name), lo=0.0, hi=200.0)
+        check_float("llc_hit_ns", self.llc_hit_ns, lo=1.0, hi=500.0)
+        check_float("dram_ns", self.dram_ns, lo=10.0, hi=1000.0)
+        check_float("scatter_mlp", self.scatter_mlp, lo=1.0, hi=64.0)
+        check_float("stream_mlp", self.stream_mlp, lo=1.0, hi=256.0)
+
+    def latency_cycles(self) -> tuple[float, float, float, float]:
+        """Cycles of a read served by L1, L2, the LLC and DRAM."""
+        g = self.cpu_ghz
+        return (self.l1_hit_cycles, self.l2_hit_cycles, self.llc_hit_ns * g, self.dram_ns * g)
+
+
+def op_cycles(events: np.ndarray, cost: CostSpec) -> np.ndarray:
+    """Cycles of every operation: a formula over the per-operation counters."""
+    e = np.asarray(events, dtype=np.float64)
+    l1, l2, llc, mem = cost.latency_cycles()
+    E = OpEvent
+    walk = (e[:, E.WALK_READS_L1] * l1 + e[:, E.WALK_READS_L2] * l2
+            + e[:, E.WALK_READS_LLC] * llc + e[:, E.WALK_READS_MEM] * mem)
+    first = (e[:, E.FIRST_L2] * l2 + e[:, E.FIRST_LLC] * llc + e[:, E.FIRST_MEM] * mem)
+    rest = (e[:, E.REST_L2] * l2 + e[:, E.REST_LLC] * llc + e[:, E.REST_MEM] * mem)
+    return (e[:, E.INSTRUCTIONS] * cost.cpi_base + e[:, E.L1TLB_MISSES] * cost.l2_tlb_hit_cycles
+            + walk + first / cost.scatter_mlp + rest / cost.stream_mlp)
+
+
+def translation_cycles(events: np.ndarray, cost: CostSpec) -> np.ndarray:
+    """The part of :func:`op_cycles` spent on translation (L2 TLB hits and walks)."""
+    e = np.asarray(events, dtype=np.float64)
+    l1, l2, llc, mem = cost.latency_cycles()
+    E = OpEvent
+    return (e[:, E.L1TLB_MISSES] * cost.l2_tlb_hit_cycles + e[:, E.WALK_READS_L1] * l1
+            + e[:, E.WALK_READS_L2] * l2 + e[:, E.WALK_READS_LLC] * llc
+            + e[:, E.WALK_READS_MEM] * mem)
+
+
+# ---------------------------------------------------------------------------------------
+# the full path per operation: the engine's TLB, walk and cache kernels, touch by touch
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CacheSpec:
+    """One core's caches and its share of the system-level cache.
+
+    Sizes from the AmpereOne product brief (16 KiB L1 I, 64 KiB L1 D, 2 MiB 8-way L2 per
+    core, 64 MiB system-level cache); associativities not published there are ``assumed``.
+    ``llc_share_bytes``: the part of the shared cache one busy core can hold (the SLC
+    divided among the cores the benchmark keeps busy).
+    """
+
+    l1i_bytes: int = 16 * KiB
+    l1d_bytes: int = 64 * KiB
+    l1_ways: int = 4
+    l2_bytes: int = 2 * MiB
+    l2_ways: int = 8
+    llc_share_bytes: int = 16 * MiB
+    llc_ways: int = 16
+
+    def __post_init__(self):
+        for name in ("l1i_bytes", "l1d_bytes", "l2_bytes", "llc_share_bytes"):
+            check_int(name, getattr(self, name), lo=4 * KiB)
+        for name in ("l1_ways", "l2_ways", "llc_ways"):
+            check_int(name, getattr(self, name), lo=1, hi=64)
+
+    def cache_config(self):
+        """The :class:`kmm.cache.CacheConfig` of one core (walker reads enter at L2)."""
+        from .. import cache
+        return cache.CacheConfig(l1i=cache.CacheLevelConfig(self.l1i_bytes, self.l1_ways),
+                                 l1d=cache.CacheLevelConfig(self.l1d_bytes, self.l1_ways),
+                                 l2=cache.CacheLevelConfig(self.l2_bytes, self.l2_ways),
+                                 llc=cache.CacheLevelConfig(self.llc_share_bytes, self.llc_ways))
+
+
+class OpTouches(NamedTuple):
+    """Kernel view of a trace: per touch ``va`` int64 (uint64 view), ``pa`` int64,
+    ``flags`` uint8 (:mod:`kmm.tlb` kind | global), ``shift`` uint8 (TLB entry size),
+    ``leaf`` int64 (leaf level), ``asid`` int32, ``lines`` int64, ``op`` int64 and ``cls``
+    int64 (bit 0: EL1, bit 1: linear map)."""
+
+    va: np.ndarray
+    pa: np.ndarray
+    flags: np.ndarray
+    shift: np.ndarray
+    leaf: np.ndarray
+    asid: np.ndarray
+    lines: np.ndarray
+    op: np.ndarray
+    cls: np.ndarray
+
+
+_CLS_EL1, _CLS_LINEAR = 1, 2
+
+
+@njit
+def path_ops_kernel(tst, cst, wg, out, t, tn, ev):
+    """Run every touch of ``t`` on CPU 0 through the engine's path (``kmm.tlb``
+    ``tlb_translate``, ``kmm.walk`` ``stage1_walk``, ``kmm.cache`` ``cache_access``) and
+    count :class:`OpEvent` per operation into ``ev`` (int64 ``[ops, events]``).
+
+    One TLB lookup per touch; a walk's descriptor reads are counted by the level that served
+    them; every data line of the touch then reads through the caches (instruction lines are
+    not simulated in the line caches).
+    """
+    kind_mask = np.uint8(3)
+    for i in range(t.va.shape[0]):
+        o = t.op[i]
+        el1 = (t.cls[i] & _CLS_EL1) != 0
+        ev[o, OpEvent.TOUCHES] += 1
+        r = tlb_translate(tst, 0, t.va[i], t.flags[i], np.int64(t.shift[i]),
+                          np.int64(t.asid[i]), 0, out.tlb)
+        if r >= 1:
+            ev[o, OpEvent.L1TLB_MISSES] += 1
+            if el1:
+                ev[o, OpEvent.EL1_L1TLB_MISSES] += 1
+        if r == 2:
+            ev[o, OpEvent.WALKS] += 1
+            if el1:
+                ev[o, OpEvent.EL1_WALKS] += 1
+            if (t.cls[i] & _CLS_LINEAR) != 0:
+                ev[o, OpEvent.LINEAR_WALKS] += 1
+            s0 = out.served[2, 0]
+            s1 = out.served[2, 1]
+            s2 = out.served[2, 2]
+            s3 = out.served[2, 3]
+            glob = (t.flags[i] & np.uint8(4)) != 0
+            stage1_walk(tst, cst, wg, out, 0, t.va[i], t.leaf[i], np.int64(t.asid[i]), 0,
+                        glob, 0, 0, tn, i)
+            ev[o, OpEvent.WALK_READS_L1] += out.served[2, 0] - s0
+            ev[o, OpEvent.WALK_READS_L2] += out.served[2, 1] - s1
+            ev[o, OpEvent.WALK_READS_LLC] += out.served[2, 2] - s2
+            ev[o, OpEvent.WALK_READS_MEM] += out.served[2, 3] - s3
+        if (t.flags[i] & kind_mask) == 2:
+            continue
+        for j in range(t.lines[i]):
+            s = cache_access(cst, 0, t.pa[i] + 64 * j, 1, 0, 0, out.cache, out.mem)
+            out.served[1, s] += 1
+            if s == 0:
+                continue
+            if j == 0:
+                ev[o, OpEvent.FIRST_L2 + s - 1] += 1
+            else:
+                ev[o, OpEvent.REST_L2 + s - 1] += 1
+
+
+def _path_out(nodes: int = 1):
+    from ..cache import CacheEvent
+    from ..tlb import TLBEvent
+    from ..walk import PathOut, WalkEvent
+    return PathOut(tlb=np.zeros(len(TLBEvent), np.int64), cache=np.zeros(len(CacheEvent), np.int64),
+                   walk=np.zeros(len(WalkEvent), np.int64), mem=np.zeros((3, nodes, nodes), np.int64),
+                   refs_node=np.zeros((nodes, nodes), np.int64), refs_level=np.zeros((2, 5), np.int64),
+                   served=np.zeros((3, 4), np.int64), refs=np.empty(0, np.int16),
+                   cpu_nid=np.zeros(1, np.int64))
+
+
+def path_config(layout: KernelLayout, tlb_spec: TlbSpec, cache_spec: CacheSpec):
+    """The engine's :class:`kmm.walk.PathConfig` of one core of the modelled machine."""
+    from ..walk import PathConfig
+    return PathConfig(tlb=tlb_spec.tlb_config(layout), caches=cache_spec.cache_config(),
+                      stage1=layout.geometry)
+
+
+def op_touches(trace: Trace, leaves: Leaves, tlb_config) -> OpTouches:
+    """Validate the per-touch TLB inputs with the engine (:func:`kmm.tlb.make_accesses`) and
+    pack the kernel arrays (the one conversion of a trace)."""
+    from .. import tlb
+    user = trace.region == Region.USER
+    acc = tlb.make_accesses(tlb_config, trace.va, kind=trace.kind, page_shift=leaves.page_shift,
+                            cont_shift=leaves.cont_shift, asid=np.where(user, USER_ASID, 0),
+                            global_=~user)
+    cls = trace.el1.astype(np.int64) * _CLS_EL1 + (trace.region == Region.LINEAR) * _CLS_LINEAR
+    return OpTouches(va=acc.va, pa=np.ascontiguousarray(trace.pa, np.int64), flags=acc.flags,
+                     shift=acc.shift, leaf=np.ascontiguousarray(leaves.level, np.int64),
+                     asid=acc.asid, lines=trace.lines.astype(np.int64),
+                     op=trace.op.astype(np.int64), cls=cls.astype(np.int64))
+
+
+def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec: TlbSpec,
+                    cache_spec: CacheSpec) -> np.ndarray:
+    """Per-operation :class:`OpEvent` counters of ``trace`` on one core (fresh TLBs, walk
+    cache and caches), int64 ``[n_ops, len(OpEvent)]``."""
+    cfg = path_config(layout, tlb_spec, cache_spec)
+    tst = cfg.tlb.to_state(cfg.walk_probe_shifts())
+    cst = cfg.caches.to_state()
+    wg = cfg.walk_geometry()
+    t = op_touches(trace, leaves, cfg.tlb)
+    ev = np.zeros((trace.n_ops, len(OpEvent)), np.int64)
+    path_ops_kernel(tst, cst, wg, _path_out(), t, np.zeros((1, 1), np.int32), ev)
+    ev[:, OpEvent.INSTRUCTIONS] = np.rint(trace.instructions).astype(np.int64)
+    ev[:, OpEvent.EL1_INSTRUCTIONS] = np.rint(trace.el1_instructions).astype(np.int64)
+    return ev
+
+
+# ---------------------------------------------------------------------------------------
+# scenarios: the notebook's parameters, evaluated per policy
+# ---------------------------------------------------------------------------------------
+#: The notebook's parameters and their defaults (the published values live in params/).
+DEFAULTS: dict = {
+    "seed": 1, "memcached_ops": 1500, "blockio_ops": 800, "warm_fraction": 0.2,
+    "queue_requests": 20000,
+    "ram_gib": 256, "boot_used_kib": 4_167_284,
+    "l1_tlb_entries": 48, "l2_tlb_entries": 2048, "l2_tlb_ways": 8, "tlb_honours_cont": 1,
+    "tlb_max_entry_shift": 30, "walk_cache_entries": 64,
+    "l1i_bytes": 16 * KiB, "l1d_bytes": 64 * KiB, "l2_bytes": 2 * MiB, "slc_bytes": 64 * MiB,
+    "memcached_busy_cores": 4, "blockio_busy_cores": 2,
+    "cpu_ghz": 3.0, "cpi_base": 0.6, "l2_tlb_hit_cycles": 5.0, "l2_hit_cycles": 11.0,
+    "llc_hit_ns": 35.0, "dram_ns": 81.0, "scatter_mlp": 1.5, "stream_mlp": 16.0,
+    "mc_connections": 50, "mc_value_bytes": 32, "mc_rx_ring_pages": 512,
+    "mc_instructions_per_op": 20000, "mc_el1_fraction": 0.75, "mc_think_us": 50.0,
+    "kernel_spread_gib": 4, "module_ro_pages": 5000, "module_alias_shared": 0,
+    "dmcrypt_instructions_per_op": 20000, "dmcrypt_run_pages": 32,
+    "seqread_instructions_per_op": 3000, "seqread_run_pages": 32, "read_bytes": 4096,
+}
+
+#: Parameters that change the simulated events (the rest only price them).
+EVENT_KEYS = frozenset({
+    "seed", "memcached_ops", "blockio_ops", "ram_gib", "boot_used_kib", "l1_tlb_entries",
+    "l2_tlb_entries", "l2_tlb_ways", "tlb_honours_cont", "tlb_max_entry_shift",
+    "walk_cache_entries", "l1i_bytes", "l1d_bytes", "l2_bytes", "slc_bytes",
+    "memcached_busy_cores", "blockio_busy_cores", "mc_connections", "mc_value_bytes",
+    "mc_rx_ring_pages", "kernel_spread_gib", "module_ro_pages", "module_alias_shared",
+    "dmcrypt_run_pages", "seqread_run_pages", "read_bytes"})
+
+
+def check_params(params: dict) -> dict:
+    """Defaults completed with ``params``; unknown keys refused."""
+    unknown = sorted(set(params) - set(DEFAULTS) - {"scenario"})
+    if unknown:
+        raise ConfigError(f"unknown parameter {unknown[0]!r}", "bbml2_perf")
+    p = {**DEFAULTS, **{k: v for k, v in params.items() if k != "scenario"}}
+    check_float("warm_fraction", p["warm_fraction"], lo=0.0, hi=0.9)
+    check_int("queue_requests", p["queue_requests"], lo=1000)
+    check_choice_int("tlb_honours_cont", p["tlb_honours_cont"])
+    check_choice_int("module_alias_shared", p["module_alias_shared"])
+    return p
+
+
+def check_choice_int(name: str, v) -> int:
+    if v not in (0, 1) or isinstance(v, float):
+        raise ConfigError(f"must be 0 or 1, got {v!r}", name)
+    return int(v)
+
+
+def _layout(p) -> KernelLayout:
+    return KernelLayout(ram_bytes=int(p["ram_gib"]) * GiB, boot_used_bytes=int(p["boot_used_kib"]) * KiB)
+
+
+def _tlb_spec(p) -> TlbSpec:
+    return TlbSpec(l1i_entries=p["l1_tlb_entries"], l1d_entries=p["l1_tlb_entries"],
+                   l2_entries=p["l2_tlb_entries"], l2_ways=p["l2_tlb_ways"],
+                   honour_cont=bool(p["tlb_honours_cont"]),
+                   max_entry_shift=p["tlb_max_entry_shift"],
+                   walk_cache_entries=p["walk_cache_entries"])
+
+
+def _cache_spec(p, workload: Workload) -> CacheSpec:
+    busy = p["memcached_busy_cores"] if workload == Workload.MEMCACHED else p["blockio_busy_cores"]
+    share = int(p["slc_bytes"]) // check_int("busy_cores", busy, lo=1)
+    share = 1 << (share.bit_length() - 1)   # the LLC model needs a power-of-two set count
+    return CacheSpec(l1i_bytes=p["l1i_bytes"], l1d_bytes=p["l1d_bytes"], l2_bytes=p["l2_bytes"],
+                     llc_share_bytes=share)
+
+
+def cost_spec(p) -> CostSpec:
+    return CostSpec(cpu_ghz=p["cpu_ghz"], cpi_base=p["cpi_base"],
+                    l2_tlb_hit_cycles=p["l2_tlb_hit_cycles"], l2_hit_cycles=p["l2_hit_cycles"],
+                    llc_hit_ns=p["llc_hit_ns"], dram_ns=p["dram_ns"],
+                    scatter_mlp=p["scatter_mlp"], stream_mlp=p["stream_mlp"])
+
+
+def _shape(p, workload: Workload):
+    if workload == Workload.MEMCACHED:
+        return MemcachedShape(connections=p["mc_connections"], value_bytes=p["mc_value_bytes"],
+                              rx_ring_pages=p["mc_rx_ring_pages"],
+                              kernel_spread_bytes=int(p["kernel_spread_gib"]) * GiB,
+                              instructions_per_op=p["mc_instructions_per_op"],
+                              el1_instruction_fraction=p["mc_el1_fraction"])
+    if workload == Workload.DMCRYPT:
+        return BlockIOShape(run_pages=p["dmcrypt_run_pages"],
+                            kernel_spread_bytes=int(p["kernel_spread_gib"]) * GiB,
+                            instructions_per_op=p["dmcrypt_instructions_per_op"])
+    return BlockIOShape(run_pages=p["seqread_run_pages"],
+                        kernel_spread_bytes=int(p["kernel_spread_gib"]) * GiB,
+                        instructions_per_op=p["seqread_instructions_per_op"],
+                        read_bytes=p["read_bytes"], module_text_granules=6,
+                        kernel_text_granules=24)
+
+
+def _ro_ranges(p, layout: KernelLayout) -> np.ndarray:
+    rng = np.random.default_rng([int(p["seed"]), 7])
+    window = (layout.runtime_window(int(p["kernel_spread_gib"]) * GiB)
+              if p["module_alias_shared"] else layout.boot_window())
+    return module_alias_ranges(rng, int(p["module_ro_pages"]), window)
+
+
+class PolicyEvents(NamedTuple):
+    """Per-operation events of one workload under each policy (measured operations only,
+    warm-up dropped), and the trace's operation count before the warm-up cut."""
+
+    workload: Workload
+    events: dict
+    n_ops: int
+
+
+_EVENT_CACHE: dict = {}
+
+
+def workload_events(p: dict, workload: Workload) -> PolicyEvents:
+    """Simulate ``workload`` under every :class:`Policy` for parameters ``p`` (completed by
+    :func:`check_params`). Results are memoised on the event-changing parameters, so cost-only
+    sweeps re-price the same events."""
+    workload = Workload(workload)
+    key = (workload, tuple(sorted((k, p[k]) for k in EVENT_KEYS)))
+    if key in _EVENT_CACHE:
+        return _EVENT_CACHE[key]
+    layout = _layout(p)
+    n = int(p["memcached_ops"] if workload == Workload.MEMCACHED else p["blockio_ops"])
+    trace = workload_trace(workload, _shape(p, workload), layout, n, int(p["seed"]))
+    ro = _ro_ranges(p, layout)
+    tspec, cspec = _tlb_spec(p), _cache_spec(p, workload)
+    warm = int(n * p["warm_fraction"])
+    out = {}
+    for pol in Policy:
+        pt = _kernel_table(layout, pol, ro, 4 * _STACK_BYTES, 64 * PAGE_BYTES)
+        ev = simulate_events(trace, trace_leaves(trace, pt), layout, tspec, cspec)
+        out[pol] = ev[warm:]
+    res = PolicyEvents(workload, out, n)
+    if len(_EVENT_CACHE) > 256:
+        _EVENT_CACHE.clear()
+    _EVENT_CACHE[key] = res
+    return res
+
+
+def priced_events(pe: PolicyEvents, p: dict) -> PolicyEvents:
+    """``pe`` with the instruction counts of parameters ``p`` (instructions per operation are
+    a cost-side parameter: they do not change the simulated translation and cache events)."""
+    if pe.workload == Workload.MEMCACHED:
+        ins, frac = p["mc_instructions_per_op"], p["mc_el1_fraction"]
+    elif pe.workload == Workload.DMCRYPT:
+        ins, frac = p["dmcrypt_instructions_per_op"], BlockIOShape().el1_instruction_fraction
+    else:
+        ins, frac = p["seqread_instructions_per_op"], BlockIOShape().el1_instruction_fraction
+    check_int("instructions_per_op", ins, lo=1)
+    check_float("el1_fraction", frac, lo=0.0, hi=1.0)
+    out = {}
+    for pol, ev in pe.events.items():
+        ev = ev.copy()
+        ev[:, OpEvent.INSTRUCTIONS] = int(ins)
+        ev[:, OpEvent.EL1_INSTRUCTIONS] = int(round(ins * frac))
+        out[pol] = ev
+    return PolicyEvents(pe.workload, out, pe.n_ops)
+
+
+def policy_metrics(pe: PolicyEvents, cost: CostSpec) -> dict:
+    """Per policy: kernel TLB MPKI (walks of EL1 touches per 1000 kernel instructions),
+    kernel L1 TLB refill MPKI, all-mode walk MPKI, cycles and translation cycles per
+    operation, operations per second of one core, and the resolution of the MPKI (one
+    miss over the measured kernel instructions)."""
+    out = {}
+    for pol, ev in pe.events.items():
+        e = ev.sum(axis=0).astype(np.float64)
+        cyc = op_cycles(ev, cost)
+        kins = e[OpEvent.EL1_INSTRUCTIONS] / 1000.0
+        out[pol] = {
+            "kernel_tlb_mpki": e[OpEvent.EL1_WALKS] / kins,
+            "kernel_l1_tlb_mpki": e[OpEvent.EL1_L1TLB_MISSES] / kins,
+            "walk_mpki": 1000.0 * e[OpEvent.WALKS] / e[OpEvent.INSTRUCTIONS],
+            "linear_walks_per_op": e[OpEvent.LINEAR_WALKS] / ev.shape[0],
+            "cycles_per_op": float(cyc.mean()),
+            "translation_cycles_per_op": float(translation_cycles(ev, cost).mean()),
+            "ops_per_s": cost.cpu_ghz * 1e9 / float(cyc.mean()),
+            "mpki_resolution": 1.0 / kins,
+        }
+    return out
+
+
+def memcached_queue(pe: PolicyEvents, p: dict, cost: CostSpec) -> dict:
+    """Closed-loop operating point per policy: ``mc_connections`` clients of one worker,
+    think time ``mc_think_us``, service times from the simulated requests. Returns
+    throughput (requests/s), utilisation and mean and P99 response time (us)."""
+    out = {}
+    for pol, ev in pe.events.items():
+        service_us = op_cycles(ev, cost) / (cost.cpu_ghz * 1e3)
+        q = closed_loop(service_us, int(p["mc_connections"]), float(p["mc_think_us"]),
+                        int(p["queue_requests"]), int(p["seed"]))
+        out[pol] = {"throughput": q.throughput * 1e6, "utilisation": q.utilisation,
+                    "mean_us": q.mean, "p99_us": q.p99}
+    return out
+
+
+def _rel(new: float, base: float) -> float:
+    return float(new / base - 1.0)
+
+
+def claim_values(p: dict) -> dict:
+    """Values of B3-B8 for parameters ``p``: relative changes of rodata=full+BBML2 against
+    rodata=full (B3, B4, B5, B7, B8) and against rodata=on (B6: ``ops_rel``, ``mpki_rel``).
+
+    ``mpki_rel`` is measured against rodata=on's MPKI floored at the MPKI resolution (one
+    miss over the measured kernel instructions), so a rodata=on count of zero gives a finite
+    value.
+    """
+    p = check_params(p)
+    cost = cost_spec(p)
+    mc = priced_events(workload_events(p, Workload.MEMCACHED), p)
+    m = policy_metrics(mc, cost)
+    q = memcached_queue(mc, p, cost)
+    F, O, B = Policy.FULL_PTE, Policy.RODATA_ON, Policy.FULL_BBML2
+    dm = policy_metrics(priced_events(workload_events(p, Workload.DMCRYPT), p), cost)
+    sr = policy_metrics(priced_events(workload_events(p, Workload.SEQREAD), p), cost)
+    on_mpki = max(m[O]["kernel_tlb_mpki"], m[O]["mpki_resolution"])
+    return {
+        "B3": _rel(q[B]["throughput"], q[F]["throughput"]),
+        "B4": _rel(q[B]["p99_us"], q[F]["p99_us"]),
+        "B5": _rel(m[B]["kernel_tlb_mpki"], m[F]["kernel_tlb_mpki"]),
+        "B6": {"ops_rel": _rel(q[B]["throughput"], q[O]["throughput"]),
+               "mpki_rel": _rel(max(m[B]["kernel_tlb_mpki"], m[O]["mpki_resolution"]), on_mpki)},
+        "B7": _rel(dm[B]["ops_per_s"], dm[F]["ops_per_s"]),
+        "B8": _rel(sr[B]["ops_per_s"], sr[F]["ops_per_s"]),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# joint sweeps of the assumed parameters
+# ---------------------------------------------------------------------------------------
+def params_path():
+    """``params/bbml2_perf.yaml`` of the project this package lives in."""
+    from pathlib import Path
+    return Path(__file__).resolve().parents[2] / "params" / "bbml2_perf.yaml"
+
+
+def assumed_specs() -> dict:
+    """``name -> (lo, hi, choices)`` of every ``assumed`` parameter of params/bbml2_perf.yaml."""
+    from ..suite import params as _params
+    pf = _params.load(params_path())
+    out = {}
+    for name, (lo, hi) in pf.assumed().items():
+        spec = pf.specs[name]
+        out[name] = (lo, hi, tuple(spec.choices) if spec.choices else None)
+    return out
+
+
+def sample_assumed(specs: dict, n: int, seed: int, base: dict) -> list[dict]:
+    """``n`` Latin-hypercube points over the assumed ranges in ``specs``
+    (``name -> (lo, hi, choices)``): each parameter's range is cut into ``n`` strata visited
+    once each in random order; ranges spanning a factor of 4 or more are sampled on a log
+    scale, integers rounded, parameters with ``choices`` take the choice of their stratum."""
+    check_int("n", n, lo=1)
+    rng = np.random.default_rng(seed)
+    cols = {}
+    for name in sorted(specs):
+        lo, hi, choices = specs[name]
+        u = (rng.permutation(n) + rng.random(n)) / n
+        if choices:
+            allowed = [c for c in choices if lo <= c <= hi]
+            cols[name] = [allowed[min(int(x * len(allowed)), len(allowed) - 1)] for x in u]
+            continue
+        if lo > 0 and hi / lo >= 4:
+            x = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
+        else:
+            x = lo + u * (hi - lo)
+        if isinstance(base.get(name), int) and not isinstance(base.get(name), bool):
+            cols[name] = [int(round(v)) for v in x]
+        else:
+            cols[name] = [float(v) for v in x]
+    return [{k: cols[k][i] for k in cols} for i in range(n)]
+
+
+def joint_sweep(base: dict, specs: dict, n_event: int, n_cost: int, seed: int,
+                event_ops: tuple[int, int] | None = None):
+    """Claim values over a joint sweep of the assumed parameters.
+
+    Parameters that change the simulated events (:data:`EVENT_KEYS`) are sampled at
+    ``n_event`` points, the pricing parameters at ``n_cost`` points, and every pair is
+    evaluated (``n_event * n_cost`` joint points, each simulation reused ``n_cost``
+    times). ``event_ops`` = (memcached, block I/O) operations per simulation in the sweep.
+
+    Returns a polars frame: one row per point, the sampled parameters and one column per
+    claim value (``B3``... ``B6_ops_rel``, ``B6_mpki_rel``).
+    """
+    import polars as pl
+    base = check_params(base)
+    ev_specs = {k: v for k, v in specs.items() if k in EVENT_KEYS}
+    cost_specs = {k: v for k, v in specs.items() if k not in EVENT_KEYS}
+    ev_pts = sample_assumed(ev_specs, n_event, seed, base) if ev_specs else [{}]
+    cost_pts = sample_assumed(cost_specs, n_cost, seed + 1, base) if cost_specs else [{}]
+    sizes = {} if event_ops is None else {"memcached_ops": event_ops[0],
+                                          "blockio_ops": event_ops[1]}
+    rows = []
+    for i, e in enumerate(ev_pts):
+        for j, c in enumerate(cost_pts):
+            pt = {**e, **c}
+            v = claim_values({**base, **sizes, **pt})
+            row = {"point": i * len(cost_pts) + j, "event_point": i, **pt}
+            for cid, val in v.items():
+                if isinstance(val, dict):
+                    row.update({f"{cid}_{k}": x for k, x in val.items()})
+                else:
+                    row[cid] = val
+            rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def sweep_records(frame, claim: str, params: list[str] | None = None) -> list[dict]:
+    """``claims.record(sweep=...)`` entries of one claim from :func:`joint_sweep`'s frame
+    (B6 gives its evidence mapping per point)."""
+    skip = {"point", "event_point"}
+    names = params or [c for c in frame.columns if c not in skip and not c.startswith("B")]
+    out = []
+    for r in frame.iter_rows(named=True):
+        if claim == "B6":
+            value = {"ops_rel": r["B6_ops_rel"], "mpki_rel": r["B6_mpki_rel"]}
+        else:
+            value = r[claim]
+        out.append({"params": {k: r[k] for k in names}, "value": value})
+    return out
