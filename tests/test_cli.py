@@ -159,3 +159,7 @@ def test_run_writes_the_executed_copy_and_a_failed_run_exits_1(project):
     assert out.read_bytes() == before
     assert (project / "data" / "notebooks" / "demo.syscall.failed.ipynb").is_file()
     assert not (project / "data" / "notebooks" / "demo.syscall.ipynb").exists()
+    assert not (project / "data" / ".staging").exists()
+    assert (project / "data" / "report.html").is_file()  # the published run refreshed it
+    prov = json.loads((project / "data" / "provenance.json").read_text())
+    assert prov["notebooks"]["demo"]["status"] == "ok"  # the failed run was a variant

@@ -72,7 +72,7 @@ def run_task(task: Task) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _lock(data: Path) -> Iterator[None]:
+def lock(data: Path) -> Iterator[None]:
     """One ``kmm reproduce`` at a time per data folder."""
     with open(data / LOCK, "a+") as f:
         try:
@@ -86,7 +86,7 @@ def _lock(data: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _results_in(base: Path, since: float | None = None) -> dict[str, list[str]]:
+def results_in(base: Path, since: float | None = None) -> dict[str, list[str]]:
     """Stems of published claim records, charts and frames under ``base`` (newer than ``since``)."""
     out = {}
     for kind, suffix in _KINDS.items():
@@ -98,7 +98,7 @@ def _results_in(base: Path, since: float | None = None) -> dict[str, list[str]]:
 
 def promote(staging: Path, data: Path) -> dict[str, list[str]]:
     """Move every file of a finished run's staging folder into ``data``; return what it made."""
-    made = _results_in(staging)
+    made = results_in(staging)
     for f in sorted(p for p in staging.rglob("*") if p.is_file()):
         dest = data / f.relative_to(staging)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,7 @@ def plan(root: Path, data: Path, only: Sequence[str] | None, timeout: float | No
     return first, last, refused
 
 
-def _update_provenance(data: Path, results: list[dict[str, Any]]) -> None:
+def update_provenance(data: Path, results: list[dict[str, Any]]) -> None:
     from .claims import atomic_write_text
     from .report import load_provenance, now_iso
 
@@ -178,7 +178,7 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
     data = Path(os.environ.get("KMM_DATA_DIR") or root / "data").resolve()
     check_writable_dir(data, "data folder")
     t_start = time.perf_counter()
-    with _lock(data):
+    with lock(data):
         first, last, refused = plan(root, data, only, timeout)
         results: list[dict[str, Any]] = []
         for r in refused:
@@ -193,7 +193,7 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
             if r["ok"]:
                 staging = Path(task.data_dir)
                 r["made"] = promote(staging, data) if staging != data else \
-                    _results_in(data, since=r["started"])
+                    results_in(data, since=r["started"])
                 _say(f"  ok      {task.stem} ({r['seconds']:.0f} s)")
             else:
                 if Path(task.data_dir) != data:
@@ -225,7 +225,7 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
             started = time.time()
             finished(task, {**run_task(task), "started": started})
 
-        _update_provenance(data, results)
+        update_provenance(data, results)
         page, claims_json, table = report.write(data, root, run={
             "failed": [r for r in results if not r["ok"]]})
 
