@@ -1,0 +1,1052 @@
+"""Page allocation for Address Space Isolation (ASI): the RFC design and its alternatives.
+
+ASI runs the kernel in a second, "restricted" address space whose physmap leaves sensitive
+memory unmapped (LSF/MM/BPF 2025 topic "Page allocation for ASI", ASI RFC v1/v2). Mapping a
+page there is cheap; unmapping it needs a TLB shootdown, since other CPUs may hold its
+translation; memory that held sensitive data must be zeroed before it is mapped. This module
+runs allocation/free streams through :mod:`kmm.buddy` (pageblocks, migratetypes, fallbacks),
+tracks per page (the buddy's flag bits) whether it is mapped in the restricted physmap,
+holds sensitive data, or was unmapped while clean, keeps per-CPU TLBs of restricted-space
+translations (:mod:`kmm.tlb`) filled by accesses, and invalidates them with
+:mod:`kmm.invalidate`, so a stale translation survives exactly until its shootdown.
+
+Policies (:class:`Policy`), one code path each:
+
+0. ``NONE``: no restricted address space (baseline).
+1. ``RFC``: every free page is unmapped; a nonsensitive allocation maps its pages at the end
+   of allocation (zeroing those that held sensitive data); a freed nonsensitive block goes
+   on a queue that a worker drains every ``worker_interval_ns`` (or when it holds
+   ``worker_batch_pages``), unmapping the batch with one shootdown before the pages return to
+   the free lists; an allocation that fails waits for the queue (direct reclaim).
+2. ``TRACKED``: sensitivity is part of the migratetype (three mobility types per
+   sensitivity); free nonsensitive pages stay mapped; allocations prefer their own
+   sensitivity's free lists (the mobility fallbacks of mm/page_alloc.c within it, then the
+   other sensitivity); a pageblock changes sensitivity only on fallback: to sensitive, its
+   free pages are unmapped with one shootdown; to nonsensitive, its free pages are zeroed
+   where needed and mapped.
+3. ``TRACKED_TARGET``: policy 2, plus a worker that, when more than
+   ``target_free_mapped_pages`` free pages are mapped, converts the nonsensitive pageblocks
+   with the most free mapped pages back to sensitive (one shootdown per run).
+4. ``SYNC_FLUSH``: like ``RFC`` but every nonsensitive free unmaps and shoots down at once.
+
+Whatever the policy, a page handed to a sensitive allocation is unmapped and shot down
+before it is returned, and a page handed to a nonsensitive one is zeroed (if it held
+sensitive data) and mapped; the policies differ in how often those cases arise.
+
+Restricted physmap designs (:class:`Physmap`): ``ON_DEMAND`` (the RFC: page-table pages
+allocated when a page is first mapped in a region with no table), ``SYNCED`` (kept in sync
+with the unrestricted physmap at PTE level, differing only in the present bit: every table
+exists from boot) and ``SYNCED_BLOCKS`` (in sync, but a pageblock whose pages are all mapped
+is one block leaf; making its pages differ splits it, allocating a PTE table). Page-table
+pages come from a separate reserve, not from the modelled pool.
+
+The invariant — no page that holds sensitive data (allocated sensitive, or freed and not yet
+zeroed) is mapped in the restricted physmap or covered by a TLB entry of any CPU — can be
+checked after every operation (``check_invariant``; :attr:`AsiEvent.VIOLATIONS`).
+
+Not modelled: compaction, reclaim other than waiting on the queue, per-CPU page lists, the
+ranking of a shootdown against compaction/reclaim in the allocation slow path (policy 2 only
+shoots down when a fallback converts a pageblock).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import IntEnum
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import buddy as _buddy
+from .. import geometry as _geometry
+from .. import invalidate as _inv
+from .. import tlb as _tlb
+from .._jit import njit
+from ..config import check_choice, check_float, check_int
+from ..counters import Counters, new_counts
+from ..errors import ConfigError
+
+
+class Policy(IntEnum):
+    NONE = 0
+    RFC = 1
+    TRACKED = 2
+    TRACKED_TARGET = 3
+    SYNC_FLUSH = 4
+
+
+class Physmap(IntEnum):
+    ON_DEMAND = 0
+    SYNCED = 1
+    SYNCED_BLOCKS = 2
+
+
+class AsiEvent(IntEnum):
+    """ASI counters (ns counters are whole ns)."""
+
+    ALLOCS = 0
+    ALLOC_FAILURES = 1
+    FREES = 2
+    SENSITIVE_ALLOCS = 3
+    PAGES_MAPPED = 4
+    PAGES_UNMAPPED = 5
+    POINTLESS_REMAPS = 6     # pages mapped again after an unmap while they held no sensitive data
+    PAGES_ZEROED = 7
+    PT_ALLOCS = 8            # page-table pages allocated while allocating
+    PT_PAGES_BOOT = 9        # page-table pages of the restricted physmap built at boot
+    BLOCK_SPLITS = 10
+    FLUSHES = 11             # shootdowns requested by ASI
+    WORKER_RUNS = 12
+    WORKER_NS = 13
+    WORKER_PAGES = 14
+    RECLAIM_WAITS = 15
+    RECLAIM_WAIT_NS = 16
+    ALLOC_NS = 17            # sum of allocation latencies
+    FREE_NS = 18             # sum of free-path latencies
+    TO_SENSITIVE = 19        # pageblocks converted nonsensitive -> sensitive (fallback)
+    TO_NONSENSITIVE = 20
+    TARGET_CONVERSIONS = 21  # pageblocks converted by the free-mapped target worker
+    VIOLATIONS = 22
+    TOUCHES = 23
+    MIXED_PAGEBLOCK_SUM = 24  # sum over samples of pageblocks with mapped and unmapped pages
+    SAMPLES = 25
+    ZERO_NS = 26
+    MAP_NS = 27
+    UNMAP_NS = 28
+    FLUSH_NS = 29            # initiator time of ASI's shootdowns
+    PT_ALLOC_NS = 30
+
+
+class BurstSource(IntEnum):
+    """What a logged burst of ASI housekeeping work was."""
+
+    WORKER = 0        # the RFC queue worker
+    TARGET = 1        # the free-mapped target worker
+    CONVERSION = 2    # a pageblock conversion inside an allocation
+    FREE_FLUSH = 3    # a synchronous unmap + shootdown on free
+    RECLAIM = 4       # an allocation draining the queue itself
+
+
+# per-page flag bits (kmm.buddy flags)
+F_MAPPED = 1       # present in the restricted physmap
+F_DIRTY = 2        # free (or queued) and still holds sensitive data
+F_SENS = 4         # allocated to a sensitive user
+F_UNMAPPED_NS = 8  # unmapped while holding no sensitive data (a remap would be pointless)
+F_QUEUED = 16      # on the RFC free queue
+
+_NOT_CLEAN = F_DIRTY | F_SENS
+
+
+@dataclass(frozen=True)
+class AsiCosts:
+    """Costs in ns per operation; sources in :attr:`sources` (``assumed`` ones are swept)."""
+
+    alloc_base_ns: float = 150.0
+    free_base_ns: float = 100.0
+    map_page_ns: float = 20.0
+    unmap_page_ns: float = 20.0
+    zero_page_ns: float = 400.0
+    pt_alloc_ns: float = 700.0
+    enqueue_ns: float = 30.0
+    worker_wake_ns: float = 2000.0
+    sources: dict = field(default_factory=lambda: {
+        "alloc_base_ns": "assumed (fast-path buddy allocation)",
+        "free_base_ns": "assumed",
+        "map_page_ns": "assumed (one PTE store with the table present)",
+        "unmap_page_ns": "assumed (one PTE clear; the shootdown is costed by kmm.invalidate)",
+        "zero_page_ns": "assumed (clear_page of 4 KiB at about 10 GB/s per core; scaled by "
+                        "page size)",
+        "pt_alloc_ns": "assumed (allocate and zero a table page, install it)",
+        "enqueue_ns": "assumed",
+        "worker_wake_ns": "assumed (wake-up and context switch of the worker)",
+    })
+
+    def __post_init__(self):
+        for f in fields(self):
+            if f.name != "sources":
+                check_float(f.name, getattr(self, f.name), lo=0.0)
+        missing = [f.name for f in fields(self) if f.name != "sources" and f.name not in self.sources]
+        if missing:
+            raise ConfigError(f"no source given for {missing}", "sources")
+
+
+@dataclass(frozen=True)
+class AsiConfig:
+    """One ASI simulation.
+
+    Parameters
+    ----------
+    policy : :class:`Policy`
+    physmap : :class:`Physmap` design of the restricted physmap
+    granule : ``"4K"``, ``"16K"`` or ``"64K"`` (arm64 geometry: page, MAX_PAGE_ORDER and
+        pageblock sizes); ``max_order`` / ``pageblock_order`` override it (small tests)
+    pool_bytes : size of the simulated pool
+    cpus : CPUs holding restricted-space TLB entries
+    method : :class:`kmm.invalidate.Method` of the shootdowns (the ASI RFCs are x86)
+    costs, inval_costs : :class:`AsiCosts`, :class:`kmm.invalidate.InvalidationCosts`
+    target_free_mapped_pages : policy 3's target
+    worker_interval_ns, worker_batch_pages : RFC worker period and the queue size that
+        wakes it early
+    op_interval_ns : time between operations of the stream
+    touches_per_op : restricted-space accesses to random live nonsensitive blocks per
+        operation, by random CPUs (what fills other CPUs' TLBs)
+    tlb_entries, tlb_ways : each CPU's TLB of restricted-space translations
+    check_invariant : check the invariant after every operation (slow: tests)
+    sample_every : operations between samples of mixed pageblocks
+    """
+
+    policy: Policy = Policy.RFC
+    physmap: Physmap = Physmap.ON_DEMAND
+    granule: str = "4K"
+    pool_bytes: int = 1 << 30
+    cpus: int = 8
+    method: _inv.Method = _inv.Method.X86_IPI
+    costs: AsiCosts = field(default_factory=AsiCosts)
+    inval_costs: _inv.InvalidationCosts = field(default_factory=_inv.InvalidationCosts)
+    target_free_mapped_pages: int = 0
+    worker_interval_ns: int = 1_000_000
+    worker_batch_pages: int = 512
+    op_interval_ns: int = 1000
+    touches_per_op: int = 1
+    tlb_entries: int = 64
+    tlb_ways: int = 4
+    check_invariant: bool = False
+    sample_every: int = 1000
+    max_order: int | None = None
+    pageblock_order: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "policy", Policy(self.policy))
+        object.__setattr__(self, "physmap", Physmap(self.physmap))
+        object.__setattr__(self, "method", _inv.Method(self.method))
+        check_choice("granule", self.granule, _geometry.GRANULES)
+        check_int("pool_bytes", self.pool_bytes, lo=1)
+        check_int("cpus", self.cpus, lo=1, hi=1024)
+        check_int("target_free_mapped_pages", self.target_free_mapped_pages, lo=0)
+        check_int("worker_interval_ns", self.worker_interval_ns, lo=1)
+        check_int("worker_batch_pages", self.worker_batch_pages, lo=1)
+        check_int("op_interval_ns", self.op_interval_ns, lo=1)
+        check_int("touches_per_op", self.touches_per_op, lo=0, hi=64)
+        check_int("tlb_entries", self.tlb_entries, lo=1)
+        check_int("tlb_ways", self.tlb_ways, lo=1)
+        check_int("sample_every", self.sample_every, lo=1)
+        self.buddy_config()  # validates the pool shape
+
+    @property
+    def geometry(self):
+        return _geometry.arm64(self.granule, 48)
+
+    def buddy_config(self) -> _buddy.BuddyConfig:
+        g = self.geometry
+        mo = g.max_page_order if self.max_order is None else self.max_order
+        pb = g.pageblock_order if self.pageblock_order is None else self.pageblock_order
+        if self.pool_bytes % g.page_bytes:
+            raise ConfigError(f"must be a multiple of the {g.page_bytes}-byte page", "pool_bytes")
+        table = tracked_migrate_table() if self.policy in (Policy.TRACKED, Policy.TRACKED_TARGET) \
+            else _buddy.kernel_migrate_table()
+        # boot: every pageblock MOVABLE; with tracked sensitivity, MOVABLE-sensitive (unmapped)
+        return _buddy.BuddyConfig(pool_pages=self.pool_bytes >> g.page_shift, max_order=mo,
+                                  pageblock_order=pb, table=table,
+                                  initial_type=int(_buddy.MigrateType.MOVABLE))
+
+
+def tracked_migrate_table() -> _buddy.MigrateTable:
+    """Migratetypes x sensitivity: codes 0-2 sensitive (unmovable, movable, reclaimable),
+    3-5 nonsensitive. Each type falls back within its sensitivity as the kernel's
+    ``fallbacks[]`` does, then to its own mobility of the other sensitivity, then to that
+    sensitivity's fallbacks."""
+    k = _buddy.kernel_migrate_table()
+    names, mob, fb = [], [], []
+    for sens in (0, 1):
+        off = 3 * sens
+        other = 3 - off
+        for m in range(3):
+            names.append(("s_" if sens == 0 else "n_") + k.names[m])
+            mob.append(k.mobility[m])
+            fb.append(tuple(off + f for f in k.fallbacks[m]) + (other + m,)
+                      + tuple(other + f for f in k.fallbacks[m]))
+    return _buddy.MigrateTable(names=tuple(names), mobility=tuple(mob), fallbacks=tuple(fb),
+                               mergeable=(True,) * 6)
+
+
+# ---- kernel state ---------------------------------------------------------------------------
+
+(_P_POLICY, _P_PHYSMAP, _P_NPAGES, _P_PAGE_SHIFT, _P_PB_ORDER, _P_CPUS, _P_TARGET,
+ _P_WORKER_NS, _P_WORKER_BATCH, _P_OP_NS, _P_CHECK, _P_BPL, _P_TOUCHES, _P_SAMPLE,
+ _P_QN, _P_QPAGES, _P_FREE_MAPPED, _P_NEXT_WORKER, _P_NBURST, _P_NS_N, _P_TRACKED,
+ _P_LEN) = range(22)
+(_C_ALLOC, _C_FREE, _C_MAP, _C_UNMAP, _C_ZERO, _C_PT, _C_ENQ, _C_WAKE, _C_LEN) = range(9)
+_R_NONE, _R_TABLE, _R_BLOCK = 0, 1, 2
+
+
+class AsiState(NamedTuple):
+    """Kernel state of the ASI model (built by :func:`build`)."""
+
+    params: np.ndarray      # int64[_P_LEN]
+    cost: np.ndarray        # int64[_C_LEN] ns
+    region: np.ndarray      # int8[pageblocks]: no table / PTE table / block leaf
+    region_mapped: np.ndarray  # int64[pageblocks]: mapped pages
+    upper: np.ndarray       # int8[upper tables]: allocated (ON_DEMAND)
+    queue: np.ndarray       # int64[pages, 2]: (pfn, order) of queued frees
+    live: np.ndarray        # int64[allocs, 3]: pfn, order, position in the nonsensitive list
+    ns_list: np.ndarray     # int64[allocs]: ids of live nonsensitive blocks
+    lat: np.ndarray         # int64[allocs]: allocation latency ns (-1: failed)
+    bursts: np.ndarray      # int64[cap, 4]: time ns, work ns, source, pages
+    scratch: np.ndarray     # int64[...]: copy of the buddy conversion log
+    tcounts: np.ndarray     # int64[len(TLBEvent)]
+    counts: np.ndarray      # int64[len(AsiEvent)]
+
+
+class Workload(NamedTuple):
+    """An operation stream: ``kind`` 0 alloc / 1 free, ``ref`` the allocation's id (ids are
+    0..allocs-1 in allocation order), ``order``, ``sens`` (1 sensitive), ``mob``
+    (:class:`kmm.buddy.MigrateType`), ``cpu``, ``rnd`` (a random word per operation)."""
+
+    kind: np.ndarray
+    ref: np.ndarray
+    order: np.ndarray
+    sens: np.ndarray
+    mob: np.ndarray
+    cpu: np.ndarray
+    rnd: np.ndarray
+
+
+_kernel = njit(_nrt=False)
+
+
+@_kernel
+def _burst(ast, t, ns, source, pages):
+    n = ast.params[_P_NBURST]
+    if n < ast.bursts.shape[0]:
+        ast.bursts[n, 0] = t
+        ast.bursts[n, 1] = ns
+        ast.bursts[n, 2] = source
+        ast.bursts[n, 3] = pages
+        ast.params[_P_NBURST] = n + 1
+
+
+@_kernel
+def _pt_alloc(ast):
+    ast.counts[8] += 1
+    ast.counts[30] += ast.cost[_C_PT]
+    return ast.cost[_C_PT]
+
+
+@_kernel
+def _region_update(ast, r):
+    """The restricted physmap's leaf for region ``r`` after its mapped count changed;
+    returns the ns of any page-table allocation it needed."""
+    design = ast.params[_P_PHYSMAP]
+    m = ast.region_mapped[r]
+    if design == 0:  # ON_DEMAND: a PTE table on first mapping, and its upper table
+        ns = 0
+        if m > 0 and ast.region[r] == _R_NONE:
+            ast.region[r] = _R_TABLE
+            ns += _pt_alloc(ast)
+            u = r >> ast.params[_P_BPL]
+            if ast.upper[u] == 0:
+                ast.upper[u] = 1
+                ns += _pt_alloc(ast)
+        return ns
+    if design == 1:
+        return 0
+    full = np.int64(1) << ast.params[_P_PB_ORDER]
+    st = ast.region[r]
+    if st == _R_TABLE:
+        return 0
+    if m == full:
+        ast.region[r] = _R_BLOCK
+        return 0
+    if m == 0:
+        ast.region[r] = _R_NONE
+        return 0
+    ast.region[r] = _R_TABLE  # mixed: split the block (or an empty block) into a PTE table
+    ast.counts[10] += 1
+    return _pt_alloc(ast)
+
+
+@_kernel
+def _map_range(bst, ast, pfn, n):
+    """Map every unmapped page of [pfn, pfn+n), zeroing those holding sensitive data.
+
+    Returns (ns, pages that were already mapped)."""
+    ns = 0
+    was = 0
+    pb = ast.params[_P_PB_ORDER]
+    for p in range(pfn, pfn + n):
+        f = bst.flags[p]
+        if f & F_MAPPED:
+            was += 1
+            continue
+        if f & F_DIRTY:
+            ns += ast.cost[_C_ZERO]
+            ast.counts[7] += 1
+            ast.counts[26] += ast.cost[_C_ZERO]
+            f &= ~F_DIRTY
+        if f & F_UNMAPPED_NS:
+            ast.counts[6] += 1
+            f &= ~F_UNMAPPED_NS
+        bst.flags[p] = f | F_MAPPED
+        ns += ast.cost[_C_MAP]
+        ast.counts[27] += ast.cost[_C_MAP]
+        ast.counts[4] += 1
+        ast.region_mapped[p >> pb] += 1
+    for r in range(pfn >> pb, ((pfn + n - 1) >> pb) + 1):
+        ns += _region_update(ast, r)
+    return ns, was
+
+
+@_kernel
+def _unmap_range(bst, ast, pfn, n):
+    """Unmap every mapped page of [pfn, pfn+n) (the caller shoots down); returns (ns, pages
+    unmapped)."""
+    ns = 0
+    k = 0
+    pb = ast.params[_P_PB_ORDER]
+    for p in range(pfn, pfn + n):
+        f = bst.flags[p]
+        if not f & F_MAPPED:
+            continue
+        f &= ~F_MAPPED
+        if not f & _NOT_CLEAN:
+            f |= F_UNMAPPED_NS
+        bst.flags[p] = f
+        k += 1
+        ast.region_mapped[p >> pb] -= 1
+    if k:
+        ns = k * ast.cost[_C_UNMAP]
+        ast.counts[5] += k
+        ast.counts[28] += ns
+        for r in range(pfn >> pb, ((pfn + n - 1) >> pb) + 1):
+            ns += _region_update(ast, r)
+    return ns, k
+
+
+@_kernel
+def _shootdown(tst, ist, ast, cpu, lo, hi):
+    """One kernel-range shootdown of pfns [lo, hi) of the restricted physmap."""
+    sh = ast.params[_P_PAGE_SHIFT]
+    ns = _inv.flush_range(tst, ist, cpu, lo << sh, hi << sh, sh, -1, 0, 1)
+    ast.counts[11] += 1
+    ast.counts[29] += ns
+    return ns
+
+
+@_kernel
+def _touch(tst, ast, cpu, pfn):
+    """A restricted-space access by ``cpu`` to page ``pfn`` (fills its TLB)."""
+    sh = ast.params[_P_PAGE_SHIFT]
+    r = pfn >> ast.params[_P_PB_ORDER]
+    shift = sh + ast.params[_P_PB_ORDER] if ast.region[r] == _R_BLOCK else sh
+    _tlb.tlb_translate(tst, cpu, pfn << sh, 4, shift, 0, 0, ast.tcounts)  # 4 = FLAG_GLOBAL
+    ast.counts[23] += 1
+
+
+@_kernel
+def _ns_add(ast, ident):
+    n = ast.params[_P_NS_N]
+    ast.ns_list[n] = ident
+    ast.live[ident, 2] = n
+    ast.params[_P_NS_N] = n + 1
+
+
+@_kernel
+def _ns_remove(ast, ident):
+    pos = ast.live[ident, 2]
+    if pos < 0:
+        return
+    n = ast.params[_P_NS_N] - 1
+    last = ast.ns_list[n]
+    ast.ns_list[pos] = last
+    ast.live[last, 2] = pos
+    ast.live[ident, 2] = -1
+    ast.params[_P_NS_N] = n
+
+
+@_kernel
+def _free_mapped_pages_in(bst, base, end):
+    """Free pages in [base, end) that are mapped."""
+    k = 0
+    p = base
+    while p < end:
+        o = bst.free_order[p]
+        if o >= 0:
+            for q in range(p, min(p + (np.int64(1) << o), end)):
+                if bst.flags[q] & F_MAPPED:
+                    k += 1
+            p += np.int64(1) << o
+        else:
+            p += 1
+    return k
+
+
+@_kernel
+def _drain_queue(bst, tst, ist, ast, cpu):
+    """Unmap every queued block, one shootdown, then free them; returns (ns, pages)."""
+    qn = ast.params[_P_QN]
+    if qn == 0:
+        return 0, 0
+    ns = ast.cost[_C_WAKE]
+    lo = bst.params[4]
+    hi = -1
+    pages = 0
+    for i in range(qn):
+        pfn = ast.queue[i, 0]
+        n = np.int64(1) << ast.queue[i, 1]
+        u, k = _unmap_range(bst, ast, pfn, n)
+        ns += u
+        pages += n
+        lo = min(lo, pfn)
+        hi = max(hi, pfn + n)
+    ns += _shootdown(tst, ist, ast, cpu, lo, hi)
+    for i in range(qn):
+        pfn = ast.queue[i, 0]
+        o = ast.queue[i, 1]
+        for p in range(pfn, pfn + (np.int64(1) << o)):
+            bst.flags[p] &= ~F_QUEUED
+        _buddy.free_pages(bst, pfn, o)
+        ns += ast.cost[_C_FREE]
+    ast.params[_P_QN] = 0
+    ast.params[_P_QPAGES] = 0
+    return ns, pages
+
+
+@_kernel
+def _target_worker(bst, tst, ist, ast, cpu):
+    """Convert nonsensitive pageblocks with the most free mapped pages to sensitive until at
+    most the target stays mapped; one shootdown. Returns (ns, pages unmapped)."""
+    pb = ast.params[_P_PB_ORDER]
+    npb = bst.pb_mt.shape[0]
+    ns = ast.cost[_C_WAKE]
+    lo = bst.params[4]
+    hi = -1
+    pages = 0
+    while ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
+        best = -1
+        best_k = 0
+        for b in range(npb):
+            if bst.pb_mt[b] >= 3:
+                k = _free_mapped_pages_in(bst, b << pb, (b + 1) << pb)
+                if k > best_k:
+                    best_k = k
+                    best = b
+        if best < 0:
+            break
+        _buddy.convert_pageblock(bst, best, bst.pb_mt[best] - 3)
+        ast.counts[21] += 1
+        base = best << pb
+        end = base + (np.int64(1) << pb)
+        p = base
+        while p < end:
+            o = bst.free_order[p]
+            if o >= 0:
+                n = min(np.int64(1) << o, end - p)
+                u, k = _unmap_range(bst, ast, p, n)
+                ns += u
+                pages += k
+                ast.params[_P_FREE_MAPPED] -= k
+                p += np.int64(1) << o
+            else:
+                p += 1
+        lo = min(lo, base)
+        hi = max(hi, end)
+    if hi > lo:
+        ns += _shootdown(tst, ist, ast, cpu, lo, hi)
+    return ns, pages
+
+
+@_kernel
+def _convert_after_alloc(bst, tst, ist, ast, cpu):
+    """Act on the pageblocks the last allocation converted (policy 2/3): to sensitive,
+    unmap their free pages and shoot down once; to nonsensitive, zero and map them."""
+    nconv = bst.ev[0]
+    for i in range(1 + 2 * nconv):
+        ast.scratch[i] = bst.ev[i]
+    pb = ast.params[_P_PB_ORDER]
+    ns = 0
+    lo = bst.params[4]
+    hi = -1
+    for j in range(nconv):
+        b = ast.scratch[1 + 2 * j]
+        old = ast.scratch[2 + 2 * j]
+        new = bst.pb_mt[b]
+        if (old >= 3) == (new >= 3):
+            continue
+        base = b << pb
+        end = base + (np.int64(1) << pb)
+        p = base
+        while p < end:
+            o = bst.free_order[p]
+            if o >= 0:
+                n = min(np.int64(1) << o, end - p)
+                if new < 3:
+                    u, k = _unmap_range(bst, ast, p, n)
+                    ast.params[_P_FREE_MAPPED] -= k
+                    ns += u
+                else:
+                    m, was = _map_range(bst, ast, p, n)
+                    ast.params[_P_FREE_MAPPED] += n - was
+                    ns += m
+                p += np.int64(1) << o
+            else:
+                p += 1
+        if new < 3:
+            ast.counts[19] += 1
+            lo = min(lo, base)
+            hi = max(hi, end)
+        else:
+            ast.counts[20] += 1
+    if hi > lo:
+        ns += _shootdown(tst, ist, ast, cpu, lo, hi)
+    return ns
+
+
+@_kernel
+def _alloc(bst, tst, ist, ast, wl, i, t):
+    """One allocation; returns its latency in ns (-1 if it failed)."""
+    policy = ast.params[_P_POLICY]
+    ident = wl.ref[i]
+    order = np.int64(wl.order[i])
+    sens = wl.sens[i] != 0
+    cpu = np.int64(wl.cpu[i])
+    mt = np.int64(wl.mob[i])
+    if ast.params[_P_TRACKED] != 0 and not sens:
+        mt += 3
+    lat = ast.cost[_C_ALLOC]
+    pfn = _buddy.alloc_pages(bst, order, mt)
+    if pfn < 0 and (policy == 1 or policy == 4) and ast.params[_P_QN] > 0:
+        w, pages = _drain_queue(bst, tst, ist, ast, cpu)
+        ast.counts[15] += 1
+        ast.counts[16] += w
+        _burst(ast, t, w, 4, pages)
+        lat += w
+        pfn = _buddy.alloc_pages(bst, order, mt)
+    if pfn < 0:
+        ast.counts[1] += 1
+        ast.lat[ident] = -1
+        return -1
+    ast.counts[0] += 1
+    if sens:
+        ast.counts[3] += 1
+    n = np.int64(1) << order
+    ast.live[ident, 0] = pfn
+    ast.live[ident, 1] = order
+    ast.live[ident, 2] = -1
+    if policy == 0:
+        ast.lat[ident] = lat
+        ast.counts[17] += lat
+        return lat
+    if ast.params[_P_TRACKED] != 0 and bst.ev[0] > 0:
+        c = _convert_after_alloc(bst, tst, ist, ast, cpu)
+        if c > 0:
+            _burst(ast, t, c, 2, 0)
+        lat += c
+    if sens:
+        u, k = _unmap_range(bst, ast, pfn, n)
+        ast.params[_P_FREE_MAPPED] -= k
+        lat += u
+        if k > 0:
+            lat += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+        for p in range(pfn, pfn + n):
+            bst.flags[p] = (bst.flags[p] & ~(F_DIRTY | F_UNMAPPED_NS)) | F_SENS
+    else:
+        m, was = _map_range(bst, ast, pfn, n)
+        ast.params[_P_FREE_MAPPED] -= was
+        lat += m
+        _ns_add(ast, ident)
+        _touch(tst, ast, cpu, pfn)
+    ast.lat[ident] = lat
+    ast.counts[17] += lat
+    return lat
+
+
+@_kernel
+def _free(bst, tst, ist, ast, wl, i, t):
+    """One free; returns its latency in ns."""
+    policy = ast.params[_P_POLICY]
+    ident = wl.ref[i]
+    if ast.lat[ident] < 0:
+        return 0  # the allocation failed: nothing to free
+    pfn = ast.live[ident, 0]
+    order = ast.live[ident, 1]
+    n = np.int64(1) << order
+    sens = wl.sens[i] != 0
+    cpu = np.int64(wl.cpu[i])
+    ast.counts[2] += 1
+    lat = ast.cost[_C_FREE]
+    if policy == 0:
+        _buddy.free_pages(bst, pfn, order)
+    elif sens:
+        for p in range(pfn, pfn + n):
+            bst.flags[p] = (bst.flags[p] & ~F_SENS) | F_DIRTY
+        _buddy.free_pages(bst, pfn, order)
+    else:
+        _ns_remove(ast, ident)
+        if policy == 1:
+            qn = ast.params[_P_QN]
+            ast.queue[qn, 0] = pfn
+            ast.queue[qn, 1] = order
+            ast.params[_P_QN] = qn + 1
+            ast.params[_P_QPAGES] += n
+            for p in range(pfn, pfn + n):
+                bst.flags[p] |= F_QUEUED
+            lat = ast.cost[_C_ENQ]
+        elif policy == 4:
+            u, k = _unmap_range(bst, ast, pfn, n)
+            s = _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+            _burst(ast, t, u + s, 3, k)
+            lat += u + s
+            _buddy.free_pages(bst, pfn, order)
+        else:
+            _buddy.free_pages(bst, pfn, order)
+            ast.params[_P_FREE_MAPPED] += n
+    ast.counts[18] += lat
+    return lat
+
+
+@_kernel
+def check_invariant(bst, tst, ast):
+    """Count pages holding sensitive data that are mapped in the restricted physmap or
+    covered by any CPU's TLB entry; returns the number of violations found."""
+    bad = 0
+    npages = bst.params[4]
+    for p in range(npages):
+        if (bst.flags[p] & _NOT_CLEAN) and (bst.flags[p] & F_MAPPED):
+            bad += 1
+    sh = ast.params[_P_PAGE_SHIFT]
+    geo = tst.geo
+    ent = tst.ent
+    for c in range(ent.shape[0]):
+        for s in range(3):  # L1I, L1D, L2
+            if geo[s, 0] == 0:
+                continue
+            b = geo[s, 2]
+            for e in range(b, b + geo[s, 0] * geo[s, 1]):
+                key = ent[c, 0, e]
+                if key == 0:
+                    continue
+                ps = key & 63
+                lo = ((key >> 6) << ps) >> sh
+                hi = lo + (np.int64(1) << (ps - sh)) if ps >= sh else lo + 1
+                for p in range(max(lo, 0), min(hi, npages)):
+                    if bst.flags[p] & _NOT_CLEAN:
+                        bad += 1
+                        break
+    return bad
+
+
+@_kernel
+def _mixed_pageblocks(ast):
+    full = np.int64(1) << ast.params[_P_PB_ORDER]
+    k = 0
+    for r in range(ast.region_mapped.shape[0]):
+        m = ast.region_mapped[r]
+        if m > 0 and m < full:
+            k += 1
+    return k
+
+
+@_kernel
+def _xorshift(x):
+    x ^= (x << np.uint64(13))
+    x ^= (x >> np.uint64(7))
+    x ^= (x << np.uint64(17))
+    return x
+
+
+@_kernel
+def run_stream(bst, tst, ist, ast, wl):
+    """Run the whole operation stream (see the module docstring for each policy's path)."""
+    policy = ast.params[_P_POLICY]
+    op_ns = ast.params[_P_OP_NS]
+    cpus = ast.params[_P_CPUS]
+    for i in range(wl.kind.shape[0]):
+        t = i * op_ns
+        if wl.kind[i] == 0:
+            _alloc(bst, tst, ist, ast, wl, i, t)
+        else:
+            _free(bst, tst, ist, ast, wl, i, t)
+        if policy != 0:
+            # restricted-space accesses to live nonsensitive blocks by random CPUs
+            x = np.uint64(wl.rnd[i]) | np.uint64(1)
+            for _k in range(ast.params[_P_TOUCHES]):
+                nl = ast.params[_P_NS_N]
+                if nl == 0:
+                    break
+                x = _xorshift(x)
+                ident = ast.ns_list[np.int64(x % np.uint64(nl))]
+                c = np.int64((x >> np.uint64(40)) % np.uint64(cpus))
+                pages = np.int64(1) << ast.live[ident, 1]
+                off = np.int64((x >> np.uint64(20)) % np.uint64(pages))
+                _touch(tst, ast, c, ast.live[ident, 0] + off)
+            due = t >= ast.params[_P_NEXT_WORKER]
+            if policy == 1 and ast.params[_P_QN] > 0 and (
+                    due or ast.params[_P_QPAGES] >= ast.params[_P_WORKER_BATCH]):
+                w, pages = _drain_queue(bst, tst, ist, ast, 0)
+                ast.counts[12] += 1
+                ast.counts[13] += w
+                ast.counts[14] += pages
+                _burst(ast, t, w, 0, pages)
+                ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
+            elif policy == 3 and due:
+                if ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
+                    w, pages = _target_worker(bst, tst, ist, ast, 0)
+                    ast.counts[12] += 1
+                    ast.counts[13] += w
+                    ast.counts[14] += pages
+                    _burst(ast, t, w, 1, pages)
+                ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
+            elif due:
+                ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
+        if ast.params[_P_CHECK] != 0:
+            ast.counts[22] += check_invariant(bst, tst, ast)
+        if i % ast.params[_P_SAMPLE] == 0:
+            ast.counts[24] += _mixed_pageblocks(ast)
+            ast.counts[25] += 1
+
+
+# ---- workloads ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AllocClass:
+    """One kind of allocation in a stream.
+
+    ``orders`` are probabilities of orders 0, 1, 2... in 4 KiB pages (reduced by the page
+    shift for larger granules); ``lifetime`` is the mean lifetime in allocation events
+    (exponential), scaled by the generator to reach the stream's occupancy.
+    """
+
+    name: str
+    weight: float
+    orders: tuple[float, ...]
+    sensitive: float
+    mobility: int
+    lifetime: float
+
+
+#: The workload mixes (sensitivity by class is a modelling choice, ``assumed``): kernel
+#: objects and network buffers nonsensitive, page cache and anonymous memory sensitive.
+MIXES: dict[str, tuple[AllocClass, ...]] = {
+    "mixed": (
+        AllocClass("netbuf", 0.35, (0.7, 0.2, 0.1), 0.0, 0, 8.0),
+        AllocClass("pagecache", 0.25, (1.0,), 1.0, 1, 400.0),
+        AllocClass("anon", 0.30, (0.97,) + (0.0,) * 8 + (0.03,), 1.0, 1, 200.0),
+        AllocClass("kobj", 0.10, (0.6, 0.3, 0.1), 0.0, 0, 2000.0),
+    ),
+    # pages freed as nonsensitive are wanted again at once
+    "pathological": (
+        AllocClass("nsburst", 0.85, (1.0,), 0.0, 0, 2.0),
+        AllocClass("anon", 0.15, (1.0,), 1.0, 1, 200.0),
+    ),
+}
+
+
+def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift: int = 12,
+                  occupancy: float = 0.5, pressure: float = 0.0, cpus: int = 8) -> Workload:
+    """An operation stream of ``allocs`` allocations and their frees.
+
+    Lifetimes are scaled so that the expected live memory is ``occupancy`` of the pool.
+    ``pressure`` > 0 adds a memory-pressure phase: during the middle fifth of the stream,
+    sensitive movable order-0 allocations of ``pressure`` x pool pages in total, all freed
+    at its end. Blocks still live at the end are never freed.
+    """
+    if mix not in MIXES:
+        raise ConfigError(f"unknown mix {mix!r}; known: {', '.join(MIXES)}", "mix")
+    check_int("allocs", allocs, lo=1)
+    check_float("occupancy", occupancy, lo=0.0, hi=1.0)
+    check_float("pressure", pressure, lo=0.0, hi=2.0)
+    rng = np.random.default_rng(seed)
+    classes = MIXES[mix]
+    w = np.array([c.weight for c in classes])
+    cls = rng.choice(len(classes), size=allocs, p=w / w.sum())
+    red = page_shift - 12
+    order = np.zeros(allocs, np.int64)
+    mean_pages = 0.0
+    for k, c in enumerate(classes):
+        sel = cls == k
+        p = np.asarray(c.orders, float)
+        o = rng.choice(len(p), size=int(sel.sum()), p=p / p.sum())
+        order[sel] = np.maximum(0, o - red)
+        pages_k = float((p / p.sum() * (2.0 ** np.maximum(0, np.arange(len(p)) - red))).sum())
+        mean_pages += c.weight / w.sum() * pages_k * c.lifetime
+    scale = occupancy * pool_pages / mean_pages if mean_pages > 0 else 1.0
+    life = np.empty(allocs)
+    sens = np.zeros(allocs, np.int8)
+    mob = np.zeros(allocs, np.int8)
+    for k, c in enumerate(classes):
+        sel = cls == k
+        life[sel] = rng.exponential(c.lifetime * scale, int(sel.sum()))
+        sens[sel] = (rng.random(int(sel.sum())) < c.sensitive).astype(np.int8)
+        mob[sel] = c.mobility
+    life = np.maximum(life, 1.0)
+    t_alloc = np.arange(allocs, dtype=float)
+    t_free = t_alloc + life
+    if pressure > 0:
+        npress = int(pressure * pool_pages)
+        a0, a1 = 0.4 * allocs, 0.6 * allocs
+        tp = np.linspace(a0, a1, npress, endpoint=False) + 0.5
+        t_alloc = np.concatenate([t_alloc, tp])
+        t_free = np.concatenate([t_free, np.full(npress, a1 + 0.25)])
+        order = np.concatenate([order, np.zeros(npress, np.int64)])
+        sens = np.concatenate([sens, np.ones(npress, np.int8)])
+        mob = np.concatenate([mob, np.full(npress, 1, np.int8)])
+    # ids in allocation order
+    ids_order = np.argsort(t_alloc, kind="stable")
+    t_alloc, t_free = t_alloc[ids_order], t_free[ids_order]
+    order, sens, mob = order[ids_order], sens[ids_order], mob[ids_order]
+    n = t_alloc.shape[0]
+    horizon = t_alloc[-1] + 1.0
+    freed = t_free < horizon
+    ev_t = np.concatenate([t_alloc, t_free[freed]])
+    ev_kind = np.concatenate([np.zeros(n, np.int8), np.ones(int(freed.sum()), np.int8)])
+    ev_ref = np.concatenate([np.arange(n), np.nonzero(freed)[0]])
+    idx = np.lexsort((ev_kind, ev_t))
+    ref = ev_ref[idx].astype(np.int64)
+    kind = ev_kind[idx]
+    cpu_of = rng.integers(0, cpus, n).astype(np.int32)
+    m = kind.shape[0]
+    return Workload(kind=kind, ref=ref, order=order[ref].astype(np.int8), sens=sens[ref],
+                    mob=mob[ref], cpu=cpu_of[ref],
+                    rnd=rng.integers(1, np.iinfo(np.int64).max, m, dtype=np.int64))
+
+
+# ---- Python entry points ----------------------------------------------------------------------
+
+@dataclass
+class AsiRun:
+    """Everything one simulation produced."""
+
+    config: AsiConfig
+    counts: Counters
+    inval: Counters
+    buddy: Counters
+    tlb: Counters
+    lat_ns: np.ndarray        # per allocation (failed ones removed)
+    bursts: np.ndarray        # (time ns, work ns, source, pages)
+    pt_pages_boot: int
+
+    def metrics(self) -> dict[str, float]:
+        """Derived metrics (Python formulas over the counters)."""
+        c, v = self.counts, self.inval
+        allocs = max(c.allocs, 1)
+        lat = self.lat_ns
+        pct = (np.percentile(lat, [50, 99, 99.9]) if lat.size else np.zeros(3))
+        b = self.bursts
+        return {
+            "allocs": float(c.allocs),
+            "alloc_failures": float(c.alloc_failures),
+            "shootdowns": float(c.flushes),
+            "shootdowns_per_million_allocs": 1e6 * c.flushes / allocs,
+            "ipis": float(v.ipis),
+            "pointless_remaps": float(c.pointless_remaps),
+            "pages_zeroed": float(c.pages_zeroed),
+            "pages_unmapped": float(c.pages_unmapped),
+            "pt_allocs_during_alloc": float(c.pt_allocs),
+            "pt_pages_boot": float(self.pt_pages_boot),
+            "block_splits": float(c.block_splits),
+            "worker_ns": float(c.worker_ns),
+            "worker_runs": float(c.worker_runs),
+            "max_burst_ns": float(b[:, 1].max()) if b.shape[0] else 0.0,
+            "p99_burst_ns": float(np.percentile(b[:, 1], 99)) if b.shape[0] else 0.0,
+            "alloc_p50_ns": float(pct[0]),
+            "alloc_p99_ns": float(pct[1]),
+            "alloc_p999_ns": float(pct[2]),
+            "alloc_mean_ns": float(lat.mean()) if lat.size else 0.0,
+            "free_ns": float(c.free_ns),
+            "flush_initiator_ns": float(v.initiator_ns),
+            "ipi_target_ns": float(v.target_ns),
+            "mixed_pageblocks_mean": c.mixed_pageblock_sum / max(c.samples, 1),
+            "to_sensitive": float(c.to_sensitive),
+            "to_nonsensitive": float(c.to_nonsensitive),
+            "reclaim_waits": float(c.reclaim_waits),
+            "violations": float(c.violations),
+            # all ASI work: allocation and free paths, worker, remote CPUs' IPI handlers
+            "total_asi_ns": float(c.alloc_ns - c.allocs * round(self.config.costs.alloc_base_ns)
+                                  + c.free_ns - c.frees * round(self.config.costs.free_base_ns)
+                                  + c.worker_ns + v.target_ns),
+        }
+
+
+def build(config: AsiConfig, workload: Workload):
+    """Kernel states for ``config`` and ``workload`` (the one conversion to arrays)."""
+    g = config.geometry
+    bcfg = config.buddy_config()
+    bst = bcfg.build()
+    npages = bcfg.pool_pages
+    npb = bcfg.pageblocks
+    bpl = g.bits_per_level
+    nupper = (npb >> bpl) + 1
+    tcfg = _tlb.TLBConfig(l2=_tlb.TLBLevelConfig(config.tlb_entries, config.tlb_ways),
+                          page_shifts=(g.page_shift, g.page_shift + bcfg.pageblock_order),
+                          cpus=config.cpus)
+    tst = tcfg.to_state()
+    icfg = _inv.InvalidationConfig(method=config.method, cpus=config.cpus,
+                                   page_shift=g.page_shift, costs=config.inval_costs)
+    ist = icfg.build()
+    ist.mm_mask[:] = 1
+    allocs = int(workload.ref[workload.kind == 0].shape[0])
+    params = np.zeros(_P_LEN, np.int64)
+    params[_P_POLICY] = int(config.policy)
+    params[_P_PHYSMAP] = int(config.physmap)
+    params[_P_NPAGES] = npages
+    params[_P_PAGE_SHIFT] = g.page_shift
+    params[_P_PB_ORDER] = bcfg.pageblock_order
+    params[_P_CPUS] = config.cpus
+    params[_P_TARGET] = config.target_free_mapped_pages
+    params[_P_WORKER_NS] = config.worker_interval_ns
+    params[_P_WORKER_BATCH] = config.worker_batch_pages
+    params[_P_OP_NS] = config.op_interval_ns
+    params[_P_CHECK] = int(config.check_invariant)
+    params[_P_BPL] = bpl
+    params[_P_TOUCHES] = config.touches_per_op
+    params[_P_SAMPLE] = config.sample_every
+    params[_P_NEXT_WORKER] = config.worker_interval_ns
+    params[_P_TRACKED] = int(config.policy in (Policy.TRACKED, Policy.TRACKED_TARGET))
+    scale = 1 << (g.page_shift - 12)  # zeroing scales with page size
+    k = config.costs
+    cost = np.array([k.alloc_base_ns, k.free_base_ns, k.map_page_ns, k.unmap_page_ns,
+                     k.zero_page_ns * scale, k.pt_alloc_ns, k.enqueue_ns, k.worker_wake_ns],
+                    dtype=float).round().astype(np.int64)
+    region = np.zeros(npb, np.int8)
+    pt_boot = 0
+    if config.physmap in (Physmap.SYNCED, Physmap.SYNCED_BLOCKS):
+        pt_boot = nupper if config.physmap == Physmap.SYNCED_BLOCKS else npb + nupper
+        if config.physmap == Physmap.SYNCED:
+            region[:] = _R_TABLE
+    ast = AsiState(params=params, cost=cost, region=region,
+                   region_mapped=np.zeros(npb, np.int64), upper=np.zeros(nupper, np.int8),
+                   queue=np.zeros((npages, 2), np.int64),
+                   live=np.full((max(allocs, 1), 3), -1, np.int64),
+                   ns_list=np.zeros(max(allocs, 1), np.int64),
+                   lat=np.full(max(allocs, 1), -2, np.int64),
+                   bursts=np.zeros((workload.kind.shape[0] + 1, 4), np.int64),
+                   scratch=np.zeros(bst.ev.shape[0], np.int64),
+                   tcounts=np.zeros(len(_tlb.TLBEvent), np.int64),
+                   counts=new_counts(AsiEvent))
+    ast.counts[AsiEvent.PT_PAGES_BOOT] = pt_boot
+    return bst, tst, ist, ast
+
+
+def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
+    """Run ``workload`` under ``config``."""
+    for name in Workload._fields:
+        arr = getattr(workload, name)
+        if arr.shape != workload.kind.shape:
+            raise ConfigError(f"{name} has shape {arr.shape}, kind {workload.kind.shape}",
+                              "workload")
+    if workload.kind.size and int(workload.order.max()) > config.buddy_config().max_order:
+        raise ConfigError("an order exceeds MAX_PAGE_ORDER", "workload.order")
+    bst, tst, ist, ast = build(config, workload)
+    run_stream(bst, tst, ist, ast, workload)
+    lat = ast.lat[ast.lat >= 0]
+    nb = int(ast.params[_P_NBURST])
+    return AsiRun(config=config, counts=Counters(AsiEvent, ast.counts.copy()),
+                  inval=Counters(_inv.InvalEvent, ist.counts.copy()),
+                  buddy=Counters(_buddy.BuddyEvent, bst.counts.copy()),
+                  tlb=Counters(_tlb.TLBEvent, ast.tcounts.copy()),
+                  lat_ns=lat.copy(), bursts=ast.bursts[:nb].copy(),
+                  pt_pages_boot=int(ast.counts[AsiEvent.PT_PAGES_BOOT]))
+
+
+__all__ = ["Policy", "Physmap", "AsiEvent", "BurstSource", "AsiCosts", "AsiConfig",
+           "tracked_migrate_table", "AsiState", "Workload", "AllocClass", "MIXES",
+           "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant"]
