@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -318,6 +319,693 @@ def break_even_patch_rate(topo: Topology, gain: float, cost: PatchCost = PatchCo
         return float("inf")
     f = gain / (1.0 + gain)
     return f * topo.cpus * 1e9 / extra
+
+
+# ---- performance model: host workloads on the full path --------------------------------------
+#
+# One run simulates the CPUs of a node (or of nodes 0 and 1 when the topology is flat, the
+# other nodes being copies of node 1) through kmm.walk.Path: TLBs, walks, per-CPU caches and
+# one LLC per node. Every line carries a placement *class* instead of a node (see
+# :class:`Classes`); a class becomes a node only when the counts are charged, so a single run
+# gives the baseline, KTR and every user-space placement: per-node caches see the same lines
+# whichever node holds them, and copies keep their set index.
+
+
+class Region(IntEnum):
+    """What an access touches."""
+
+    KTEXT = 0     # kernel text (replicated)
+    KRODATA = 1   # kernel rodata (replicated)
+    KDATA = 2     # kernel data of a thread through the linear map (node of its home)
+    KSHARED = 3   # read-write data of the image (one copy, node 0)
+    UTEXT = 4     # user text (node of the thread's home)
+    UDATA = 5     # user data (placed by the user NUMA policy)
+    HYP = 6       # EL2 text (one copy, node 0)
+
+
+class UserPolicy(IntEnum):
+    """Where user data lives relative to the thread's home node (mm/mempolicy.c)."""
+
+    LOCAL = 0       # first touch by the thread on its home node (MPOL_LOCAL)
+    INTERLEAVE = 1  # page i on node i % nodes (MPOL_INTERLEAVE)
+    REMOTE = 2      # on the next node: NUMA-unaware placement at its worst
+    NODE0 = 3       # everything on node 0 (one loader thread first-touched it all)
+
+
+class Scheme(IntEnum):
+    """Where replicated lines and kernel tables are read from."""
+
+    BASELINE = 0  # text, rodata and kernel tables on node 0
+    KTR = 1       # per-node copies and per-node kernel tables below the top level
+    STAGE2 = 2    # per-node stage-2 copies; stage-1 kernel tables stay on node 0
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A kernel/user phase mix. Every field is a modelling assumption stated with its
+    rationale in :data:`WORKLOADS`; none is fitted to a claim.
+
+    Parameters
+    ----------
+    name : label
+    kernel_fraction : share of instructions executed in the kernel
+    kernel_calls : kernel functions called per kernel entry (syscall, interrupt)
+    kernel_hot_funcs : distinct kernel functions the workload calls
+    kernel_zipf : Zipf exponent of their popularity
+    user_hot_funcs, user_zipf : the same for user text
+    udata_apki : user data accesses per 1000 user instructions that leave the core's
+        registers and stack (the stack and locals are part of the base CPI)
+    udata_bytes : per-thread user data footprint; ``udata_hot_bytes`` of it gets
+        ``udata_hot_fraction`` of the accesses
+    kdata_apki : kernel data accesses per 1000 kernel instructions, split into rodata
+        (``rodata_fraction``, replicated), image read-write data (``kshared_fraction``,
+        node 0) and per-thread kernel objects (``kdata_bytes``, the thread's home node)
+    """
+
+    name: str
+    kernel_fraction: float
+    kernel_calls: int
+    kernel_hot_funcs: int
+    kernel_zipf: float
+    user_hot_funcs: int
+    user_zipf: float
+    udata_apki: float
+    udata_bytes: int
+    udata_hot_bytes: int
+    udata_hot_fraction: float
+    kdata_apki: float
+    kdata_bytes: int
+    kshared_fraction: float
+    rodata_fraction: float
+
+    def __post_init__(self):
+        check_float("kernel_fraction", self.kernel_fraction, lo=0.0, hi=0.99)
+        check_int("kernel_calls", self.kernel_calls, lo=1)
+        check_int("kernel_hot_funcs", self.kernel_hot_funcs, lo=1)
+        check_int("user_hot_funcs", self.user_hot_funcs, lo=1)
+        check_float("kernel_zipf", self.kernel_zipf, lo=0.0, hi=4.0)
+        check_float("user_zipf", self.user_zipf, lo=0.0, hi=4.0)
+        check_float("udata_apki", self.udata_apki, lo=0.0, hi=1000.0)
+        check_float("kdata_apki", self.kdata_apki, lo=0.0, hi=1000.0)
+        check_int("udata_bytes", self.udata_bytes, lo=64)
+        check_int("udata_hot_bytes", self.udata_hot_bytes, lo=64, hi=self.udata_bytes)
+        check_float("udata_hot_fraction", self.udata_hot_fraction, lo=0.0, hi=1.0)
+        check_int("kdata_bytes", self.kdata_bytes, lo=64)
+        check_float("kshared_fraction", self.kshared_fraction, lo=0.0, hi=1.0)
+        check_float("rodata_fraction", self.rodata_fraction, lo=0.0,
+                    hi=1.0 - self.kshared_fraction)
+
+    def with_(self, **changes) -> "Workload":
+        from dataclasses import replace
+        return replace(self, **changes)
+
+
+WORKLOADS: dict[str, Workload] = {
+    # OLTP database: syscall- and network-heavy (read/write/poll/futex on every request), a
+    # large kernel instruction footprint spread over networking, VFS, block, scheduler and
+    # memory-management code; a buffer pool far larger than the LLC read at random.
+    "database": Workload("database", kernel_fraction=0.35, kernel_calls=60,
+                         kernel_hot_funcs=12000, kernel_zipf=0.9, user_hot_funcs=8000,
+                         user_zipf=1.0, udata_apki=40.0, udata_bytes=512 * MiB,
+                         udata_hot_bytes=2 * MiB, udata_hot_fraction=0.5, kdata_apki=40.0,
+                         kdata_bytes=4 * MiB, kshared_fraction=0.1, rodata_fraction=0.15),
+    # Compute-bound: the kernel runs only for timer ticks and the odd page fault; user code
+    # loops over an L2-sized working set.
+    "compute": Workload("compute", kernel_fraction=0.02, kernel_calls=30,
+                        kernel_hot_funcs=400, kernel_zipf=1.2, user_hot_funcs=200,
+                        user_zipf=1.2, udata_apki=60.0, udata_bytes=8 * MiB,
+                        udata_hot_bytes=512 * KiB, udata_hot_fraction=0.9, kdata_apki=30.0,
+                        kdata_bytes=256 * KiB, kshared_fraction=0.2, rodata_fraction=0.1),
+    # Syscall microbenchmark (a getppid/read-of-/dev/zero loop): nearly all time in a short
+    # kernel path of a few dozen functions, which stays in the L1 I-cache.
+    "syscall": Workload("syscall", kernel_fraction=0.8, kernel_calls=25, kernel_hot_funcs=40,
+                        kernel_zipf=1.0, user_hot_funcs=10, user_zipf=1.0, udata_apki=20.0,
+                        udata_bytes=64 * KiB, udata_hot_bytes=16 * KiB,
+                        udata_hot_fraction=0.9, kdata_apki=30.0, kdata_bytes=64 * KiB,
+                        kshared_fraction=0.2, rodata_fraction=0.1),
+}
+
+
+@dataclass(frozen=True)
+class TextModel:
+    """The hot-function model of text: functions laid out back to back in random order,
+    lognormal sizes of mean ``func_bytes_mean``; a call fetches the function's lines in
+    order, at most ``max_call_lines`` of them (the rest is cold paths)."""
+
+    func_bytes_mean: int = 512
+    func_bytes_sigma: float = 1.0
+    max_call_lines: int = 24
+    user_text_bytes: int = 16 * MiB
+
+    def __post_init__(self):
+        check_int("func_bytes_mean", self.func_bytes_mean, lo=64)
+        check_float("func_bytes_sigma", self.func_bytes_sigma, lo=0.0, hi=3.0)
+        check_int("max_call_lines", self.max_call_lines, lo=1)
+        check_int("user_text_bytes", self.user_text_bytes, lo=4096)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The simulated machine: geometry, NUMA nodes and the CPUs simulated per node.
+
+    A node has ``cores_per_node`` cores sharing an LLC of ``llc_bytes``; ``cpus_per_node``
+    of them are simulated, each thread's private footprints (user data, kernel objects)
+    scaled by ``cores_per_node / cpus_per_node`` so that the LLC sees the aggregate
+    footprint of every core, while shared lines (text, rodata, image data) are reused by
+    the simulated cores at the per-core rate of all of them: between two uses of a shared
+    line, the LLC sees the same number of insertions whatever the core count.
+    """
+
+    nodes: int = 2
+    cores_per_node: int = 32
+    cpus_per_node: int = 2
+    threads_per_cpu: int = 2
+    llc_bytes: int = 32 * MiB
+    granule: str = "4K"
+    va_bits: int = 48
+    linear_map: str = "pte"
+    image: KernelImage = KernelImage()
+
+    def __post_init__(self):
+        check_int("nodes", self.nodes, lo=1, hi=16)
+        check_int("cpus_per_node", self.cpus_per_node, lo=1, hi=16)
+        check_int("cores_per_node", self.cores_per_node, lo=self.cpus_per_node)
+        check_int("threads_per_cpu", self.threads_per_cpu, lo=1, hi=16)
+        check_int("llc_bytes", self.llc_bytes, lo=64 * KiB)
+        if self.linear_map not in ("pte", "block"):
+            raise ConfigError(f"must be 'pte' (rodata=full) or 'block', got "
+                              f"{self.linear_map!r}", "linear_map")
+
+    @property
+    def geometry(self) -> geom.Geometry:
+        return geom.arm64(self.granule, self.va_bits)
+
+    @property
+    def footprint_scale(self) -> int:
+        return max(1, self.cores_per_node // self.cpus_per_node)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Trace length and scheduling of one simulation.
+
+    Each simulated CPU runs ``warmup_per_cpu`` accesses that only warm the TLBs and caches,
+    then ``accesses_per_cpu`` measured ones. A CPU runs time slices of
+    ``slice_instructions``; with probability ``migration`` a slice runs a thread whose home
+    node (where its memory was first touched) is another node: the VA stays, the CPU's
+    caches do not hold its lines. ``exits_per_kinstr`` exits to EL2 per 1000 instructions
+    each fetch ``hyp_text_bytes`` of hypervisor text.
+    """
+
+    accesses_per_cpu: int = 40_000
+    warmup_per_cpu: int = 40_000
+    slice_instructions: int = 200_000
+    migration: float = 0.05
+    exits_per_kinstr: float = 0.0
+    hyp_text_bytes: int = 16 * KiB
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("accesses_per_cpu", self.accesses_per_cpu, lo=1000)
+        check_int("warmup_per_cpu", self.warmup_per_cpu, lo=0)
+        check_int("slice_instructions", self.slice_instructions, lo=1000)
+        check_float("migration", self.migration, lo=0.0, hi=1.0)
+        check_float("exits_per_kinstr", self.exits_per_kinstr, lo=0.0, hi=100.0)
+        check_int("hyp_text_bytes", self.hyp_text_bytes, lo=64)
+        check_int("seed", self.seed, lo=0)
+
+
+class Classes:
+    """Placement classes of lines and tables for ``nodes`` nodes.
+
+    ``0..nodes-1`` a fixed node; ``TEXT`` replicated text and rodata; ``KTABLE`` kernel
+    stage-1 tables that KTR replicates (the top level and the image subtree); ``home(h)``
+    memory first touched by a thread of home ``h``; ``udata(h, q)`` a user page of a thread
+    of home ``h`` whose interleave node is ``q``.
+    """
+
+    def __init__(self, nodes: int):
+        self.nodes = nodes
+        self.TEXT = nodes
+        self.KTABLE = nodes + 1
+        self.count = 2 + 2 * nodes + nodes * nodes
+
+    def home(self, h):
+        return self.nodes + 2 + h
+
+    def udata(self, h, q):
+        return 2 + 2 * self.nodes + h * self.nodes + q
+
+    def resolve(self, scheme: Scheme, policy: UserPolicy, cpu_node: int,
+                sim_node: int) -> np.ndarray:
+        """Node each class is read from by a CPU on ``cpu_node``, for counts simulated on
+        ``sim_node``: nodes are statistically interchangeable except for the lines and
+        tables fixed on a node, so ``cpu_node``'s counts are ``sim_node``'s with the two
+        nodes swapped in every home and interleave class (fixed nodes stay)."""
+        n = self.nodes
+        swap = np.arange(n)
+        swap[cpu_node], swap[sim_node] = sim_node, cpu_node
+        policy = UserPolicy(policy)
+        out = np.zeros(self.count, np.int64)
+        out[:n] = np.arange(n)
+        out[self.TEXT] = 0 if scheme == Scheme.BASELINE else cpu_node
+        out[self.KTABLE] = cpu_node if scheme == Scheme.KTR else 0
+        for h in range(n):
+            hh = swap[h]
+            out[self.home(h)] = hh
+            for q in range(n):
+                out[self.udata(h, q)] = {UserPolicy.LOCAL: hh, UserPolicy.INTERLEAVE: swap[q],
+                                         UserPolicy.REMOTE: (hh + 1) % n,
+                                         UserPolicy.NODE0: 0}[policy]
+        return out
+
+
+# Virtual and physical layout of the simulated host (4 GiB aligned windows, all in node 0's
+# RAM window of the stage-2 map; the node a line is read from is its class, not its PA).
+KERNEL_VA_BASE = 0xFFFF_0000_0000_0000
+LINEAR_VA_BASE = 0xFFFF_4000_0000_0000
+HYP_VA_BASE = 0x0000_2000_0000_0000
+USER_TEXT_VA = 0x0000_0000_0040_0000
+USER_DATA_VA = 0x0000_1000_0000_0000
+KDATA_PA = 8 * GiB
+UTEXT_PA = 16 * GiB
+UDATA_PA = 32 * GiB
+HYP_PA = 4 * GiB
+SLOT_SPAN_BYTES = 16 * GiB
+
+
+def _layout_funcs(rng, n_funcs: int, segment_bytes: int, model: TextModel):
+    """Offsets and line counts of ``n_funcs`` functions placed back to back in a random
+    order inside a segment (as the linker places them); sizes are lognormal."""
+    mu = np.log(model.func_bytes_mean) - model.func_bytes_sigma ** 2 / 2
+    size = np.maximum(4, rng.lognormal(mu, model.func_bytes_sigma, n_funcs)).astype(np.int64)
+    size = (size + 3) // 4 * 4
+    order = rng.permutation(n_funcs)
+    off = np.zeros(n_funcs, np.int64)
+    off[order] = np.concatenate([[0], np.cumsum(size[order])[:-1]])
+    if off.max() + size.max() > segment_bytes:  # too big: spread the same order over the segment
+        off = (off * (segment_bytes - size.max()) // max(int(off.max()), 1)) // 4 * 4
+    lines = np.minimum(model.max_call_lines,
+                       (off + size - 1) // 64 - off // 64 + 1).astype(np.int64)
+    return off, lines
+
+
+def _zipf_ranks(rng, n_items: int, s: float, size: int) -> np.ndarray:
+    """Draws of ranks 0..n_items-1 with probability proportional to ``1 / (rank+1)**s``."""
+    w = 1.0 / np.arange(1, n_items + 1, dtype=np.float64) ** s
+    return rng.choice(n_items, size=size, p=w / w.sum())
+
+
+class HostTrace(NamedTuple):
+    """One simulated CPU's accesses in program order."""
+
+    va: np.ndarray      # uint64
+    pa: np.ndarray      # uint64
+    kind: np.ndarray    # uint8 kmm.tlb.Kind
+    region: np.ndarray  # uint8 Region
+    slot: np.ndarray    # int32 thread slot (home node = slot // slots per node)
+    q: np.ndarray       # int16 interleave node of a user page
+
+
+class TextLayout(NamedTuple):
+    """Function layout of kernel and user text, shared by every CPU of a run."""
+
+    k_off: np.ndarray
+    k_lines: np.ndarray
+    u_off: np.ndarray
+    u_lines: np.ndarray
+    rodata_rank_line: np.ndarray
+    kshared_rank_line: np.ndarray
+
+
+KSHARED_HOT_BYTES = 1 * MiB
+
+
+def text_layout(w: Workload, m: Machine, model: TextModel, rng) -> TextLayout:
+    """Lay out the text (the hot functions are a random subset of all functions of the
+    segment) and the rank -> line maps of rodata and shared image data."""
+    img = m.image
+    n_all = max(w.kernel_hot_funcs, img.text_bytes // model.func_bytes_mean)
+    off, lines = _layout_funcs(rng, n_all, _round_up(img.text_bytes, SEGMENT_ALIGN_BYTES), model)
+    hot = rng.permutation(n_all)[:w.kernel_hot_funcs]
+    u_all = max(w.user_hot_funcs, model.user_text_bytes // model.func_bytes_mean)
+    uoff, ulines = _layout_funcs(rng, u_all, model.user_text_bytes, model)
+    uhot = rng.permutation(u_all)[:w.user_hot_funcs]
+    ro_lines = max(1, img.rodata_bytes // 64)
+    sh_lines = max(1, min(KSHARED_HOT_BYTES, img.rw_bytes) // 64)
+    return TextLayout(off[hot], lines[hot], uoff[uhot], ulines[uhot],
+                      rng.permutation(ro_lines), rng.permutation(sh_lines))
+
+
+def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayout,
+                       node: int, cpu: int, rng) -> HostTrace:
+    """Accesses of one CPU.
+
+    Kernel entries of ``kernel_calls`` calls alternate with user phases sized so that the
+    kernel executes ``kernel_fraction`` of the instructions; a call fetches its function's
+    lines (16 instructions per 64-byte line) and each line issues data accesses at its
+    phase's rate; time slices pick the running thread (one of this CPU's own with
+    probability ``1 - migration``, else one whose home is another node); exits to EL2 fetch
+    the hypervisor text.
+    """
+    g = m.geometry
+    img = m.image
+    segs = img.segments()
+    va_img = KERNEL_VA_BASE + ImagePlacement().image_va(g)
+    pa_img = ImagePlacement().pa_bytes
+    rodata_off = segs[0][1]
+    rw_off = sum(size for _o, size, _p, rep in segs if rep)
+    per_node = m.cpus_per_node * m.threads_per_cpu
+    target = run.accesses_per_cpu + run.warmup_per_cpu
+    scale = m.footprint_scale
+    udata_bytes = w.udata_bytes * scale
+    udata_hot_bytes = w.udata_hot_bytes * scale
+    kdata_bytes = w.kdata_bytes * scale
+    if udata_bytes > SLOT_SPAN_BYTES or kdata_bytes > SLOT_SPAN_BYTES:
+        raise ConfigError(f"scaled per-thread footprints must stay under {SLOT_SPAN_BYTES} "
+                          "bytes", "udata_bytes")
+    pk = 1.0 / np.arange(1, w.kernel_hot_funcs + 1) ** w.kernel_zipf
+    pu = 1.0 / np.arange(1, w.user_hot_funcs + 1) ** w.user_zipf
+    k_avg = float((pk / pk.sum()) @ layout.k_lines)
+    u_avg = float((pu / pu.sum()) @ layout.u_lines)
+    u_calls = w.kernel_calls * k_avg / u_avg * (1.0 - w.kernel_fraction) / w.kernel_fraction
+    rk = w.kdata_apki * 16.0 / 1000.0
+    ru = w.udata_apki * 16.0 / 1000.0
+    per_call = (w.kernel_calls * k_avg * (1 + rk) + u_calls * u_avg * (1 + ru)) / \
+        (w.kernel_calls + u_calls)
+    hyp_lines = -(-run.hyp_text_bytes // 64)
+    n_calls = int(target / per_call * 1.3) + 64
+    while True:
+        n_phases = max(2, int(n_calls / (w.kernel_calls + u_calls)) + 2)
+        uc = np.floor(u_calls + rng.random(n_phases)).astype(np.int64)
+        counts = np.column_stack([np.full(n_phases, w.kernel_calls), uc]).ravel()
+        mode = np.repeat(np.tile(np.array([1, 0], np.int8), n_phases), counts)
+        kmask = mode == 1
+        func = np.empty(mode.size, np.int64)
+        func[kmask] = _zipf_ranks(rng, w.kernel_hot_funcs, w.kernel_zipf, int(kmask.sum()))
+        func[~kmask] = _zipf_ranks(rng, w.user_hot_funcs, w.user_zipf, int((~kmask).sum()))
+        kf = np.minimum(func, w.kernel_hot_funcs - 1)
+        uf = np.minimum(func, w.user_hot_funcs - 1)
+        lines = np.where(kmask, layout.k_lines[kf], layout.u_lines[uf])
+        base = np.where(kmask, layout.k_off[kf], layout.u_off[uf])
+        if run.exits_per_kinstr > 0:
+            p_exit = np.minimum(1.0, run.exits_per_kinstr * lines * 16 / 1000.0)
+            idx = np.flatnonzero(rng.random(mode.size) < p_exit) + 1
+            mode = np.insert(mode, idx, 2)
+            lines = np.insert(lines, idx, hyp_lines)
+            base = np.insert(base, idx, 0)
+        instr = np.where(mode == 2, 0, lines * 16)
+        start_instr = np.concatenate([[0], np.cumsum(instr)[:-1]])
+        n_slices = int(start_instr[-1] // run.slice_instructions) + 1
+        mig = rng.random(n_slices) < run.migration
+        home = np.full(n_slices, node, np.int64)
+        if m.nodes > 1:
+            other = rng.integers(0, m.nodes - 1, n_slices)
+            home = np.where(mig, other + (other >= node), home)
+        tcpu = np.where(mig, rng.integers(0, m.cpus_per_node, n_slices), cpu)
+        slot_of_slice = home * per_node + tcpu * m.threads_per_cpu + rng.integers(
+            0, m.threads_per_cpu, n_slices)
+        call_slot = slot_of_slice[start_instr // run.slice_instructions]
+        total_lines = int(lines.sum())
+        call_of_line = np.repeat(np.arange(mode.size), lines)
+        j = np.arange(total_lines) - np.repeat(np.cumsum(lines) - lines, lines)
+        lmode = mode[call_of_line]
+        rate = np.where(lmode == 1, rk, np.where(lmode == 0, ru, 0.0))
+        d = np.diff(np.concatenate([[0], np.floor(np.cumsum(rate) + 1e-9).astype(np.int64)]))
+        n_events = total_lines + int(d.sum())
+        if n_events >= target:
+            break
+        n_calls = int(n_calls * 1.5 * target / max(n_events, 1)) + 64
+    fetch_pos = np.arange(total_lines) + np.concatenate([[0], np.cumsum(d)[:-1]])
+    va = np.empty(n_events, np.uint64)
+    pa = np.empty(n_events, np.uint64)
+    kind = np.zeros(n_events, np.uint8)
+    region = np.empty(n_events, np.uint8)
+    slot = np.empty(n_events, np.int32)
+    q = np.zeros(n_events, np.int16)
+    lslot = call_slot[call_of_line]
+    loff = base[call_of_line] // 64 * 64 + j * 64
+    kind[fetch_pos] = 2
+    slot[fetch_pos] = lslot
+    for mcode, reg, vbase, pbase in ((1, Region.KTEXT, va_img, pa_img),
+                                     (0, Region.UTEXT, USER_TEXT_VA, UTEXT_PA),
+                                     (2, Region.HYP, HYP_VA_BASE, HYP_PA)):
+        sel = lmode == mcode
+        pos = fetch_pos[sel]
+        region[pos] = reg
+        va[pos] = np.uint64(vbase) + loff[sel].astype(np.uint64)
+        pa[pos] = (pbase + loff[sel]).astype(np.uint64)
+    data_line = np.repeat(np.arange(total_lines), d)
+    dpos = fetch_pos[data_line] + 1 + (np.arange(data_line.size) - np.repeat(np.cumsum(d) - d, d))
+    dmode = lmode[data_line]
+    dslot = lslot[data_line].astype(np.int64)
+    slot[dpos] = dslot
+    u = rng.random(dpos.size)
+    v = rng.random(dpos.size)
+    kd = dmode == 1
+    ro = kd & (u < w.rodata_fraction)
+    sh = kd & (u >= w.rodata_fraction) & (u < w.rodata_fraction + w.kshared_fraction)
+    ko = kd & ~ro & ~sh
+    for sel, reg, ranks, seg_off in ((ro, Region.KRODATA, layout.rodata_rank_line, rodata_off),
+                                     (sh, Region.KSHARED, layout.kshared_rank_line, rw_off)):
+        off = seg_off + ranks[_zipf_ranks(rng, ranks.size, 1.0, int(sel.sum()))] * 64
+        region[dpos[sel]] = reg
+        va[dpos[sel]] = np.uint64(va_img) + off.astype(np.uint64)
+        pa[dpos[sel]] = (pa_img + off).astype(np.uint64)
+    ko_pa = KDATA_PA + dslot[ko] * SLOT_SPAN_BYTES + (v[ko] * (kdata_bytes // 64)).astype(
+        np.int64) * 64
+    region[dpos[ko]] = Region.KDATA
+    pa[dpos[ko]] = ko_pa.astype(np.uint64)
+    va[dpos[ko]] = np.uint64(LINEAR_VA_BASE) + ko_pa.astype(np.uint64)
+    ud = dmode == 0
+    span = np.where(u < w.udata_hot_fraction, udata_hot_bytes, udata_bytes) // 64
+    uoff = (v * span).astype(np.int64)[ud] * 64
+    region[dpos[ud]] = Region.UDATA
+    va[dpos[ud]] = (USER_DATA_VA + dslot[ud] * SLOT_SPAN_BYTES + uoff).astype(np.uint64)
+    pa[dpos[ud]] = (UDATA_PA + dslot[ud] * SLOT_SPAN_BYTES + uoff).astype(np.uint64)
+    q[dpos[ud]] = ((uoff >> 12) % m.nodes).astype(np.int16)
+    cut = slice(0, target)
+    return HostTrace(va[cut], pa[cut], kind[cut], region[cut], slot[cut], q[cut])
+
+
+@dataclass(frozen=True)
+class Stage2Setup:
+    """What a stage-2 run needs from :mod:`kmm.mech.pkvm`: the stage-2 geometry, the leaf
+    level that maps pages holding stage-1 tables, and ``leaf(pa, node) -> (level, cont)``
+    giving each access's stage-2 leaf as seen from a CPU on ``node``."""
+
+    geometry: geom.Geometry
+    table_leaf_level: int
+    leaf: object
+
+
+@dataclass
+class HostCounts:
+    """Measured counts of one simulated node (after warm-up).
+
+    ``mem[source, cpu_node, class]`` memory reads, ``served[source, level]`` the level that
+    supplied each access, ``l2_tlb_hits``, ``walks``, ``walk_refs``, ``instructions`` (16
+    per fetched line of kernel and user text), ``hyp_lines`` and ``exits``. Every node of
+    the machine is charged from these counts (:meth:`Classes.resolve`).
+    """
+
+    nodes: int
+    sim_node: int
+    classes: Classes
+    mem: np.ndarray
+    served: np.ndarray
+    l2_tlb_hits: int
+    walks: int
+    walk_refs: int
+    instructions: int
+    hyp_lines: int
+    exits: int
+    tlb_misses: int = 0
+    ifetch_tlb_misses: int = 0
+
+
+def _interleave(traces: list[HostTrace], chunk: int = 256) -> tuple[HostTrace, np.ndarray]:
+    """Round-robin chunks of the CPUs' traces (the CPUs of a node share its LLC)."""
+    n = min(t.va.size for t in traces)
+    k = len(traces)
+    pos = np.arange(n)
+    blk = pos // chunk
+    # access i of CPU c goes to slot (block, c, offset in block)
+    order = np.lexsort((np.tile(pos % chunk, k), np.repeat(np.arange(k), n),
+                        np.tile(blk, k)))
+    cpu = np.repeat(np.arange(k, dtype=np.int32), n)[order]
+    merged = HostTrace(*[np.concatenate([getattr(t, f)[:n] for t in traces])[order]
+                         for f in HostTrace._fields])
+    return merged, cpu
+
+
+def _path_arrays(tr: HostTrace, m: Machine, cls: Classes, image_pt: PageTable,
+                 levels: int, slots_per_node: int):
+    """Per-access leaf levels, contiguous bits, global flags, ASIDs, line classes and
+    table classes (one column per walk level, top first)."""
+    g = m.geometry
+    n = tr.va.size
+    reg = tr.region
+    leaf = np.full(n, 3, np.int8)
+    cont = np.zeros(n, bool)
+    img = (reg == Region.KTEXT) | (reg == Region.KRODATA) | (reg == Region.KSHARED)
+    off = (tr.va[img] - np.uint64(KERNEL_VA_BASE)).astype(np.int64)
+    _pa, lv, ct, _perm, _nid = image_pt.translate_many(off)
+    if (lv < -1).any():
+        raise ConfigError("a kernel image access falls outside the image mapping", "trace")
+    leaf[img] = lv
+    cont[img] = ct.astype(bool)
+    if m.linear_map == "block":
+        leaf[reg == Region.KDATA] = min(g.block_bytes)
+    leaf[reg == Region.HYP] = max(g.block_bytes)
+    glob = (reg != Region.UTEXT) & (reg != Region.UDATA)
+    asid = np.where(glob, 0, 1).astype(np.int32)
+    home = tr.slot.astype(np.int64) // slots_per_node
+    node = np.zeros(n, np.int32)
+    node[(reg == Region.KTEXT) | (reg == Region.KRODATA)] = cls.TEXT
+    kd = reg == Region.KDATA
+    node[kd] = cls.home(home[kd])
+    ud = reg == Region.UDATA
+    node[ud] = cls.udata(home[ud], tr.q[ud].astype(np.int64))
+    tn = np.zeros((n, levels), np.int32)
+    tn[img, :] = cls.KTABLE
+    tn[kd, 0] = cls.KTABLE
+    user = (reg == Region.UTEXT) | ud
+    tn[user, :] = cls.home(home[user])[:, None]
+    return leaf, cont, glob, asid, node, tn
+
+
+def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setup | None = None,
+                  model: TextModel = TextModel(), sim_node: int | None = None) -> HostCounts:
+    """Run a workload through the full path (:class:`kmm.walk.Path`) on one node's CPUs.
+
+    The node (node 1 by default, node 0 on a one-node machine) has ``m.cpus_per_node``
+    CPUs with Neoverse N1 TLBs and private caches (:meth:`kmm.tlb.TLBConfig.neoverse_n1`,
+    :class:`kmm.cache.CacheConfig`) sharing an LLC of ``m.llc_bytes``. Stage-1 tables are
+    read from the node their placement class resolves to (``TableNode.GIVEN``); under
+    ``stage2`` every walk is 2D and the node walks its own stage-2 tables
+    (``TableNode.LOCAL``).
+    """
+    from .. import walk as _walk
+    from ..cache import CacheConfig, CacheLevelConfig
+    from ..tlb import TLBConfig
+
+    g = m.geometry
+    cls = Classes(m.nodes)
+    k = (1 if m.nodes > 1 else 0) if sim_node is None else check_int(
+        "sim_node", sim_node, lo=0, hi=m.nodes - 1)
+    rng = np.random.default_rng(run.seed)
+    layout = text_layout(w, m, model, rng)
+    image_pt, _ = build_kernel_tables(m.image, g, 1)
+    slots_per_node = m.cpus_per_node * m.threads_per_cpu
+    geoms = (g,) if stage2 is None else (g, stage2.geometry)
+    levels = max(x.levels for x in geoms)
+    tlb = TLBConfig.neoverse_n1(cpus=m.cpus_per_node, seed=run.seed).with_geometry(*geoms)
+    caches = CacheConfig(llc=CacheLevelConfig(m.llc_bytes, 16), cpus=m.cpus_per_node,
+                         seed=run.seed)
+    traces = [generate_cpu_trace(w, m, run, layout, k, c,
+                                 np.random.default_rng([run.seed, k, c]))
+              for c in range(m.cpus_per_node)]
+    tr, cpu = _interleave(traces)
+    leaf, cont, glob, asid, node, tn = _path_arrays(tr, m, cls, image_pt, levels,
+                                                    slots_per_node)
+    kw = dict(kind=tr.kind, pa=tr.pa, leaf_level=leaf, cont=cont, asid=asid, cpu=cpu,
+              global_=glob, node=node, table_nid=tn)
+    common = dict(tlb=tlb, caches=caches, stage1=g, nodes=cls.count,
+                  cpu_nid=(k,) * m.cpus_per_node, table_node=_walk.TableNode.GIVEN)
+    if stage2 is None:
+        cfg = _walk.PathConfig(**common)
+    else:
+        l2, c2 = stage2.leaf(tr.pa, k)
+        kw.update(s2_leaf_level=l2, s2_cont=c2)
+        cfg = _walk.PathConfig(**common, stage2=stage2.geometry,
+                               s2_table_node=_walk.TableNode.LOCAL,
+                               s2_table_leaf_level=stage2.table_leaf_level)
+    path = _walk.Path(cfg)
+    split = run.warmup_per_cpu * m.cpus_per_node
+    before = None
+    for h in (slice(0, split), slice(split, tr.va.size)):
+        if h.stop <= h.start:
+            continue
+        args = {key: v[h] for key, v in kw.items()}
+        r = path.run(tr.va[h], **args)
+        if h.start == 0:
+            before = r
+    if before is None:
+        zero = np.zeros_like
+        mem0, served0, t0, w0 = zero(r.mem_reads), zero(r.served), r.tlb - r.tlb, r.walk - r.walk
+    else:
+        mem0, served0, t0, w0 = before.mem_reads, before.served, before.tlb, before.walk
+    tlbd = r.tlb - t0
+    walkd = r.walk - w0
+    meas = slice(split, tr.va.size)
+    rk, kd = tr.region[meas], tr.kind[meas]
+    fetch = kd == 2
+    hyp = fetch & (rk == Region.HYP)
+    return HostCounts(
+        nodes=m.nodes, sim_node=k, classes=cls, mem=r.mem_reads - mem0,
+        served=r.served - served0, l2_tlb_hits=int(tlbd.l2_hits), walks=int(walkd.walks),
+        walk_refs=int(walkd.refs), instructions=int(16 * (fetch & (rk != Region.HYP)).sum()),
+        hyp_lines=int(hyp.sum()), exits=int(hyp.sum()) // max(1, -(-run.hyp_text_bytes // 64)),
+        tlb_misses=int(tlbd.misses), ifetch_tlb_misses=int(tlbd.l1i_misses))
+
+
+@dataclass(frozen=True)
+class HostCosts:
+    """Cost parameters that turn counts into time (see the params file for sources).
+
+    ``stall_*`` is the share of a miss's latency the core does not hide: instruction
+    fetch misses stall the front end once fetch-ahead runs dry, data misses overlap with
+    each other (memory-level parallelism), walks are dependent reads.
+    """
+
+    local_ns: float = 81.0
+    cpu_ghz: float = 2.5
+    cpi_base: float = 1.0
+    l2_cycles: float = 11.0
+    llc_ns: float = 30.0
+    l2_tlb_cycles: float = 5.0
+    stall_ifetch: float = 0.7
+    stall_data: float = 0.4
+    stall_walk: float = 1.0
+
+    def __post_init__(self):
+        for f in ("local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles"):
+            check_float(f, getattr(self, f), lo=0.0)
+        for f in ("stall_ifetch", "stall_data", "stall_walk"):
+            check_float(f, getattr(self, f), lo=0.0, hi=1.0)
+
+    def stall(self) -> np.ndarray:
+        return np.array([self.stall_ifetch, self.stall_data, self.stall_walk])
+
+
+def node_times_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+                  costs: HostCosts = HostCosts()) -> np.ndarray:
+    """Time (ns) of each node's share of the work: base CPI, stalls on L2 and LLC hits and
+    on memory reads charged at ``latency_ns[cpu node, node of the line's class]``, and L2
+    TLB hits. Every node runs the simulated node's work."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    if lat.shape != (c.nodes, c.nodes):
+        raise ConfigError(f"needs a {c.nodes}x{c.nodes} latency matrix, got {lat.shape}",
+                          "latency_ns")
+    st = costs.stall()
+    hit = np.array([0.0, costs.l2_cycles / costs.cpu_ghz, costs.llc_ns, 0.0])
+    fixed = (c.instructions * costs.cpi_base / costs.cpu_ghz
+             + float(st @ (c.served.astype(np.float64) @ hit))
+             + c.l2_tlb_hits * costs.l2_tlb_cycles / costs.cpu_ghz)
+    reads = c.mem[:, c.sim_node, :].astype(np.float64)  # [source, class]
+    out = np.empty(c.nodes)
+    for k in range(c.nodes):
+        where = c.classes.resolve(scheme, policy, k, c.sim_node)
+        out[k] = fixed + float(st @ (reads @ lat[k, where]))
+    return out
+
+
+def system_time_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+                   costs: HostCosts = HostCosts()) -> float:
+    """Time of the whole machine's work; every scheme runs the same instructions, so time
+    ratios are throughput ratios."""
+    return float(node_times_ns(c, latency_ns, scheme, policy, costs).sum())
 
 
 __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_bytes_model",
