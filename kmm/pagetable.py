@@ -149,6 +149,7 @@ A_CONT_SHIFT, A_PERM_SHIFT, A_NID_SHIFT = 3, 4, 12
 MAX_NODES = 1 << 16
 
 OP_MAP, OP_UNMAP, OP_SPLIT, OP_SET_PERM = 0, 1, 2, 3
+KEEP_PERM = 256  # permission argument of OP_SET_PERM that keeps every leaf's permissions
 OP_FIELDS = 6  # kind, va, size, pa, perm, aux
 
 _LEVEL_NAMES = {3: "PTE", 2: "PMD", 1: "PUD", 0: "P4D", -1: "PGD"}
@@ -687,6 +688,7 @@ def _set_perm(t, g, counts, lo, hi, perm, mode):
         b = t.meta[M_BUDGET]
         if b >= 0 and need > b:
             counts[PtEvent.ALLOC_FAILURES] += 1
+            _merge_span(t, lo, hi)  # undo the cuts: extents stay maximal
             return -ENOMEM
         if b >= 0:
             t.meta[M_BUDGET] = b - need
@@ -714,7 +716,7 @@ def _set_perm(t, g, counts, lo, hi, perm, mode):
         n = size // g[G_LEAF + _a_level(a) + 1]
         counts[PtEvent.LEAVES_CHANGED] += n
         counts[PtEvent.DESCRIPTORS_WRITTEN] += n
-        t.ext[c, r, F_ATTR] = _with_perm(a, perm)
+        t.ext[c, r, F_ATTR] = a if perm == KEEP_PERM else _with_perm(a, perm)
         p, r = _next(t, p, r)
     _merge_span(t, lo, hi)
     counts[PtEvent.PERM_CHANGES] += 1
@@ -1068,6 +1070,16 @@ class PageTable:
         va, size = self._check_range(va, size_bytes)
         return self._one(OP_SET_PERM, va, size, 0, self._check_perm(perm), int(PermSplit(mode)))
 
+    def split_to_ptes(self, va: int, size_bytes: int) -> int:
+        """Split every leaf in [va, va + size_bytes) to non-contiguous PTEs, keeping each
+        leaf's permissions (the linear-map repaint of arch/arm64/mm/mmu.c
+        ``linear_map_split_to_ptes``; the v1 preparation of a permission change).
+
+        Returns 0, ``-EINVAL`` if part of the range is unmapped, or ``-ENOMEM``.
+        """
+        va, size = self._check_range(va, size_bytes)
+        return self._one(OP_SET_PERM, va, size, 0, KEEP_PERM, int(PermSplit.TO_PTES))
+
     def unmap(self, va: int, size_bytes: int) -> int:
         """Unmap every leaf in [va, va + size_bytes), freeing tables left empty.
 
@@ -1192,6 +1204,27 @@ class PageTable:
                             ((a[:, F_ATTR] >> A_CONT_SHIFT) & 1).tolist(), a[:, F_SIZE].tolist()):
             res[(lv, bool(c))] = res.get((lv, bool(c)), 0) + s
         return res
+
+    def block_leaves(self) -> int:
+        """Block descriptors (leaves above level 3), cont or not."""
+        a = self.extents_array()
+        level = (a[:, F_ATTR] & 7) - 1
+        g = self._g
+        sizes = g[G_LEAF + level + 1]
+        blk = level < 3
+        return int((a[blk, F_SIZE] // sizes[blk]).sum())
+
+    def tlb_entries(self, cont_as_one: bool = True) -> int:
+        """TLB entries needed to hold every translation of the table at once: one per leaf,
+        or one per contiguous range when ``cont_as_one`` (the contiguous hint lets an
+        implementation cache a range as one entry; Arm ARM D8 "the Contiguous bit")."""
+        a = self.extents_array()
+        level = (a[:, F_ATTR] & 7) - 1
+        cont = ((a[:, F_ATTR] >> A_CONT_SHIFT) & 1).astype(bool)
+        unit = self._g[G_LEAF + level + 1].copy()
+        if cont_as_one:
+            unit[cont] = self._g[G_CONT + level[cont] + 1]
+        return int((a[:, F_SIZE] // unit).sum())
 
     def ptdump(self, va_base: int = 0) -> str:
         """A listing like arch/arm64/mm/ptdump.c: range, size, level, CON, permissions."""
@@ -1388,8 +1421,8 @@ def encode_ops(kind: np.ndarray, va: np.ndarray, size_bytes: np.ndarray | None =
         raise ConfigError(f"range ends past 2**{geometry.va_bits}", "size_bytes")
     if ((size == 0) & (kind != OP_SPLIT)).any():
         raise ConfigError("must be > 0 for map, unmap and permission changes", "size_bytes")
-    if (perm > 255).any():
-        raise ConfigError("must be <= 255", "perm")
+    if ((perm > 255) & ((kind != OP_SET_PERM) | (perm != KEEP_PERM))).any():
+        raise ConfigError("must be <= 255 (or KEEP_PERM for a permission change)", "perm")
     return np.stack([kind, va, size, pa, perm, aux], axis=1)
 
 

@@ -195,6 +195,23 @@ def test_boundary_perm_change_keeps_blocks_inside_and_v1_splits_them():
         assert p.translate(lo + size - 4096).perm == Perm.R
 
 
+def test_split_to_ptes_keeps_permissions_and_counts_tables():
+    pt = PageTable(G4)
+    pt.map(0, 2 * GiB, 0, Perm.RW)
+    pt.set_perm(GiB, GiB, Perm.R)
+    assert pt.block_leaves() == 2 and pt.tlb_entries() == 2
+    assert pt.split_to_ptes(0, 2 * GiB) == 0
+    # per PUD block: one PMD table and 512 PTE tables, as counted from the boot mappings
+    assert pt.counters.table_pages_allocated == 1 + 2 * (1 + 512)
+    assert shapes(pt) == [(0, GiB, 3, 0), (GiB, GiB, 3, 0)]
+    assert pt.translate(GiB - 4096).perm == Perm.RW and pt.translate(GiB).perm == Perm.R
+    assert pt.block_leaves() == 0 and pt.tlb_entries() == 2 * GiB // 4096
+    c = PageTable(G4)
+    c.map(0, 4 * MiB, 0, Perm.RW, policy=Paint.NO_BLOCKS)
+    assert c.tlb_entries() == 4 * MiB // (64 * KiB)
+    assert c.tlb_entries(cont_as_one=False) == 1024
+
+
 def test_perm_change_over_unmapped_is_einval_and_changes_nothing():
     pt = PageTable(G4)
     pt.map(0, 2 * MiB, 0, Perm.RW)
