@@ -303,6 +303,46 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def latest(root: Path | None = None, *, quick_if_missing: bool = True) -> dict:
+    """The newest ``latest.json`` under ``<data>/bench``, or a quick run if there is none."""
+    from .claims import data_dir
+
+    path = (root or data_dir() / "bench") / "latest.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise KmmError(f"unreadable benchmark results: {e}", str(path)) from None
+    if not quick_if_missing:
+        raise KmmError("no benchmark results yet: run `kmm bench`", str(path))
+    return run(quick=True)
+
+
+def frame(result: dict):
+    """The TLB part of a result as a tidy polars frame: one row per (config, implementation).
+
+    Columns: ``config``, ``implementation`` (kmm, C timestamps, C move-to-front, pycachesim,
+    Python), ``maps`` (million accesses per second), ``ratio_to_best_c``, ``quick``.
+    """
+    import polars as pl
+
+    rows = []
+    for r in result["tlb"]:
+        best_c = min(r.get("c_stamp_s", float("inf")), r.get("c_mtf_s", float("inf")))
+        rates = {"kmm": r["kmm_maps"], "python": r["python_maps"]}
+        if "c_stamp_s" in r:
+            rates["C timestamps"] = r["accesses"] / r["c_stamp_s"] / 1e6
+            rates["C move-to-front"] = r["accesses"] / r["c_mtf_s"] / 1e6
+        if "pycachesim_maps" in r:
+            rates["pycachesim"] = r["pycachesim_maps"]
+        for impl, maps in rates.items():
+            rows.append({"config": r["config"], "implementation": impl, "maps": float(maps),
+                         "ratio_to_best_c": float(maps * best_c / r["accesses"] * 1e6)
+                         if best_c != float("inf") else float("nan"),
+                         "quick": bool(result.get("quick", False))})
+    return pl.DataFrame(rows)
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("bench", help="measure kmm's speed against plain C and pycachesim",
                               description=__doc__.split("\n\n")[0])
