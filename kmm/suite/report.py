@@ -21,7 +21,6 @@ import datetime as _dt
 import html
 import json
 import math
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -452,9 +451,3 @@ def summary(table: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
-
-def file_mtime(path: Path) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0
