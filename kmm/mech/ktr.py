@@ -397,6 +397,8 @@ class Workload:
     kdata_bytes: int
     kshared_fraction: float
     rodata_fraction: float
+    rodata_hot_bytes: int = 512 * KiB
+    kshared_hot_bytes: int = 256 * KiB
 
     def __post_init__(self):
         check_float("kernel_fraction", self.kernel_fraction, lo=0.0, hi=0.99)
@@ -414,6 +416,8 @@ class Workload:
         check_float("kshared_fraction", self.kshared_fraction, lo=0.0, hi=1.0)
         check_float("rodata_fraction", self.rodata_fraction, lo=0.0,
                     hi=1.0 - self.kshared_fraction)
+        check_int("rodata_hot_bytes", self.rodata_hot_bytes, lo=64)
+        check_int("kshared_hot_bytes", self.kshared_hot_bytes, lo=64)
 
     def with_(self, **changes) -> "Workload":
         from dataclasses import replace
@@ -422,27 +426,34 @@ class Workload:
 
 WORKLOADS: dict[str, Workload] = {
     # OLTP database: syscall- and network-heavy (read/write/poll/futex on every request), a
-    # large kernel instruction footprint spread over networking, VFS, block, scheduler and
-    # memory-management code; a buffer pool far larger than the LLC read at random.
+    # kernel instruction footprint spread over networking, VFS, block, scheduler and memory
+    # management code. OLTP stalls mostly on instruction misses even with large data sets
+    # ("OLTP in Wonderland", DaMoN 2013; "STEPS", VLDB 2004: a code footprint of hundreds of
+    # KB for the database alone), so data accesses are mostly to a hot set with a cold tail
+    # over a buffer pool far larger than the LLC. Checked for plausibility, not fitted:
+    # CPI 2 to 4, L1 I misses 20 to 60 per 1000 instructions.
     "database": Workload("database", kernel_fraction=0.35, kernel_calls=60,
-                         kernel_hot_funcs=12000, kernel_zipf=0.9, user_hot_funcs=8000,
-                         user_zipf=1.0, udata_apki=40.0, udata_bytes=512 * MiB,
-                         udata_hot_bytes=2 * MiB, udata_hot_fraction=0.5, kdata_apki=40.0,
-                         kdata_bytes=4 * MiB, kshared_fraction=0.1, rodata_fraction=0.15),
+                         kernel_hot_funcs=4000, kernel_zipf=0.9, user_hot_funcs=3000,
+                         user_zipf=1.0, udata_apki=30.0, udata_bytes=512 * MiB,
+                         udata_hot_bytes=1 * MiB, udata_hot_fraction=0.9, kdata_apki=30.0,
+                         kdata_bytes=512 * KiB, kshared_fraction=0.1, rodata_fraction=0.15,
+                         rodata_hot_bytes=512 * KiB, kshared_hot_bytes=256 * KiB),
     # Compute-bound: the kernel runs only for timer ticks and the odd page fault; user code
     # loops over an L2-sized working set.
     "compute": Workload("compute", kernel_fraction=0.02, kernel_calls=30,
                         kernel_hot_funcs=400, kernel_zipf=1.2, user_hot_funcs=200,
                         user_zipf=1.2, udata_apki=60.0, udata_bytes=8 * MiB,
-                        udata_hot_bytes=512 * KiB, udata_hot_fraction=0.9, kdata_apki=30.0,
-                        kdata_bytes=256 * KiB, kshared_fraction=0.2, rodata_fraction=0.1),
+                        udata_hot_bytes=512 * KiB, udata_hot_fraction=0.95, kdata_apki=30.0,
+                        kdata_bytes=128 * KiB, kshared_fraction=0.2, rodata_fraction=0.1,
+                        rodata_hot_bytes=64 * KiB, kshared_hot_bytes=64 * KiB),
     # Syscall microbenchmark (a getppid/read-of-/dev/zero loop): nearly all time in a short
     # kernel path of a few dozen functions, which stays in the L1 I-cache.
     "syscall": Workload("syscall", kernel_fraction=0.8, kernel_calls=25, kernel_hot_funcs=40,
                         kernel_zipf=1.0, user_hot_funcs=10, user_zipf=1.0, udata_apki=20.0,
                         udata_bytes=64 * KiB, udata_hot_bytes=16 * KiB,
-                        udata_hot_fraction=0.9, kdata_apki=30.0, kdata_bytes=64 * KiB,
-                        kshared_fraction=0.2, rodata_fraction=0.1),
+                        udata_hot_fraction=0.9, kdata_apki=30.0, kdata_bytes=16 * KiB,
+                        kshared_fraction=0.2, rodata_fraction=0.1, rodata_hot_bytes=4 * KiB,
+                        kshared_hot_bytes=4 * KiB),
 }
 
 
@@ -468,19 +479,18 @@ class TextModel:
 class Machine:
     """The simulated machine: geometry, NUMA nodes and the CPUs simulated per node.
 
-    A node has ``cores_per_node`` cores sharing an LLC of ``llc_bytes``; ``cpus_per_node``
-    of them are simulated, each thread's private footprints (user data, kernel objects)
-    scaled by ``cores_per_node / cpus_per_node`` so that the LLC sees the aggregate
-    footprint of every core, while shared lines (text, rodata, image data) are reused by
-    the simulated cores at the per-core rate of all of them: between two uses of a shared
-    line, the LLC sees the same number of insertions whatever the core count.
+    ``cpus_per_node`` CPUs of a node are simulated, sharing an LLC of ``llc_bytes``. The
+    other cores of the node are not simulated: between two uses of a line shared by every
+    core (text, rodata) the LLC sees the same number of insertions whatever the core count,
+    but the other cores' private footprints also take LLC capacity. ``llc_bytes`` is
+    therefore the capacity left to the simulated cores' lines, between the node's LLC
+    divided by its cores and the whole LLC, and is swept (``assumed``).
     """
 
     nodes: int = 2
-    cores_per_node: int = 32
     cpus_per_node: int = 2
     threads_per_cpu: int = 2
-    llc_bytes: int = 32 * MiB
+    llc_bytes: int = 8 * MiB
     granule: str = "4K"
     va_bits: int = 48
     linear_map: str = "pte"
@@ -489,7 +499,6 @@ class Machine:
     def __post_init__(self):
         check_int("nodes", self.nodes, lo=1, hi=16)
         check_int("cpus_per_node", self.cpus_per_node, lo=1, hi=16)
-        check_int("cores_per_node", self.cores_per_node, lo=self.cpus_per_node)
         check_int("threads_per_cpu", self.threads_per_cpu, lo=1, hi=16)
         check_int("llc_bytes", self.llc_bytes, lo=64 * KiB)
         if self.linear_map not in ("pte", "block"):
@@ -499,10 +508,6 @@ class Machine:
     @property
     def geometry(self) -> geom.Geometry:
         return geom.arm64(self.granule, self.va_bits)
-
-    @property
-    def footprint_scale(self) -> int:
-        return max(1, self.cores_per_node // self.cpus_per_node)
 
 
 @dataclass(frozen=True)
@@ -539,22 +544,30 @@ class Classes:
     """Placement classes of lines and tables for ``nodes`` nodes.
 
     ``0..nodes-1`` a fixed node; ``TEXT`` replicated text and rodata; ``KTABLE`` kernel
-    stage-1 tables that KTR replicates (the top level and the image subtree); ``home(h)``
-    memory first touched by a thread of home ``h``; ``udata(h, q)`` a user page of a thread
-    of home ``h`` whose interleave node is ``q``.
+    stage-1 tables that KTR replicates (the top level and the image subtree); ``UTEXT``
+    user text (page cache of the binary, on node 0 where it was first read); ``HYP`` EL2
+    text (one copy, node 0); ``khome(h)``
+    kernel objects of a thread of home ``h`` and ``home(h)`` its page tables (both on that
+    node); ``udata(h, q)`` a user page of a thread of home ``h`` whose interleave node is
+    ``q``.
     """
 
     def __init__(self, nodes: int):
         self.nodes = nodes
         self.TEXT = nodes
         self.KTABLE = nodes + 1
-        self.count = 2 + 2 * nodes + nodes * nodes
+        self.UTEXT = nodes + 2
+        self.HYP = nodes + 3
+        self.count = 4 + 3 * nodes + nodes * nodes
 
     def home(self, h):
-        return self.nodes + 2 + h
+        return self.nodes + 4 + h
+
+    def khome(self, h):
+        return 2 * self.nodes + 4 + h
 
     def udata(self, h, q):
-        return 2 + 2 * self.nodes + h * self.nodes + q
+        return 4 + 3 * self.nodes + h * self.nodes + q
 
     def resolve(self, scheme: Scheme, policy: UserPolicy, cpu_node: int,
                 sim_node: int) -> np.ndarray:
@@ -570,9 +583,12 @@ class Classes:
         out[:n] = np.arange(n)
         out[self.TEXT] = 0 if scheme == Scheme.BASELINE else cpu_node
         out[self.KTABLE] = cpu_node if scheme == Scheme.KTR else 0
+        out[self.UTEXT] = 0
+        out[self.HYP] = 0
         for h in range(n):
             hh = swap[h]
             out[self.home(h)] = hh
+            out[self.khome(h)] = hh
             for q in range(n):
                 out[self.udata(h, q)] = {UserPolicy.LOCAL: hh, UserPolicy.INTERLEAVE: swap[q],
                                          UserPolicy.REMOTE: (hh + 1) % n,
@@ -591,7 +607,7 @@ KDATA_PA = 8 * GiB
 UTEXT_PA = 16 * GiB
 UDATA_PA = 32 * GiB
 HYP_PA = 4 * GiB
-SLOT_SPAN_BYTES = 16 * GiB
+SLOT_SPAN_BYTES = 4 * GiB
 
 
 def _layout_funcs(rng, n_funcs: int, segment_bytes: int, model: TextModel):
@@ -638,12 +654,10 @@ class TextLayout(NamedTuple):
     kshared_rank_line: np.ndarray
 
 
-KSHARED_HOT_BYTES = 1 * MiB
-
 
 def text_layout(w: Workload, m: Machine, model: TextModel, rng) -> TextLayout:
     """Lay out the text (the hot functions are a random subset of all functions of the
-    segment) and the rank -> line maps of rodata and shared image data."""
+    segment) and pick the hot lines of rodata and of the image's read-write data."""
     img = m.image
     n_all = max(w.kernel_hot_funcs, img.text_bytes // model.func_bytes_mean)
     off, lines = _layout_funcs(rng, n_all, _round_up(img.text_bytes, SEGMENT_ALIGN_BYTES), model)
@@ -651,10 +665,11 @@ def text_layout(w: Workload, m: Machine, model: TextModel, rng) -> TextLayout:
     u_all = max(w.user_hot_funcs, model.user_text_bytes // model.func_bytes_mean)
     uoff, ulines = _layout_funcs(rng, u_all, model.user_text_bytes, model)
     uhot = rng.permutation(u_all)[:w.user_hot_funcs]
-    ro_lines = max(1, img.rodata_bytes // 64)
-    sh_lines = max(1, min(KSHARED_HOT_BYTES, img.rw_bytes) // 64)
-    return TextLayout(off[hot], lines[hot], uoff[uhot], ulines[uhot],
-                      rng.permutation(ro_lines), rng.permutation(sh_lines))
+    ro_all = max(1, img.rodata_bytes // 64)
+    sh_all = max(1, img.rw_bytes // 64)
+    ro_hot = rng.permutation(ro_all)[:max(1, min(ro_all, w.rodata_hot_bytes // 64))]
+    sh_hot = rng.permutation(sh_all)[:max(1, min(sh_all, w.kshared_hot_bytes // 64))]
+    return TextLayout(off[hot], lines[hot], uoff[uhot], ulines[uhot], ro_hot, sh_hot)
 
 
 def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayout,
@@ -677,13 +692,10 @@ def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayo
     rw_off = sum(size for _o, size, _p, rep in segs if rep)
     per_node = m.cpus_per_node * m.threads_per_cpu
     target = run.accesses_per_cpu + run.warmup_per_cpu
-    scale = m.footprint_scale
-    udata_bytes = w.udata_bytes * scale
-    udata_hot_bytes = w.udata_hot_bytes * scale
-    kdata_bytes = w.kdata_bytes * scale
+    udata_bytes, udata_hot_bytes, kdata_bytes = w.udata_bytes, w.udata_hot_bytes, w.kdata_bytes
     if udata_bytes > SLOT_SPAN_BYTES or kdata_bytes > SLOT_SPAN_BYTES:
-        raise ConfigError(f"scaled per-thread footprints must stay under {SLOT_SPAN_BYTES} "
-                          "bytes", "udata_bytes")
+        raise ConfigError(f"per-thread footprints must stay under {SLOT_SPAN_BYTES} bytes",
+                          "udata_bytes")
     pk = 1.0 / np.arange(1, w.kernel_hot_funcs + 1) ** w.kernel_zipf
     pu = 1.0 / np.arange(1, w.user_hot_funcs + 1) ** w.user_zipf
     k_avg = float((pk / pk.sum()) @ layout.k_lines)
@@ -863,8 +875,10 @@ def _path_arrays(tr: HostTrace, m: Machine, cls: Classes, image_pt: PageTable,
     home = tr.slot.astype(np.int64) // slots_per_node
     node = np.zeros(n, np.int32)
     node[(reg == Region.KTEXT) | (reg == Region.KRODATA)] = cls.TEXT
+    node[reg == Region.UTEXT] = cls.UTEXT
+    node[reg == Region.HYP] = cls.HYP
     kd = reg == Region.KDATA
-    node[kd] = cls.home(home[kd])
+    node[kd] = cls.khome(home[kd])
     ud = reg == Region.UDATA
     node[ud] = cls.udata(home[ud], tr.q[ud].astype(np.int64))
     tn = np.zeros((n, levels), np.int32)
@@ -1007,6 +1021,65 @@ def system_time_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy
     ratios are throughput ratios."""
     return float(node_times_ns(c, latency_ns, scheme, policy, costs).sum())
 
+
+
+def time_breakdown(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+                   costs: HostCosts = HostCosts()) -> dict[str, float]:
+    """The machine's time (ns) split into base CPI, cache hits, TLB hits and memory reads
+    by what was read: replicated lines (text and rodata), the kernel tables KTR replicates,
+    other kernel lines and tables, user text, user data and its tables."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    st = costs.stall()
+    cls = c.classes
+    hit = np.array([0.0, costs.l2_cycles / costs.cpu_ghz, costs.llc_ns, 0.0])
+    n = c.nodes
+    out = {"base_ns": n * c.instructions * costs.cpi_base / costs.cpu_ghz,
+           "cache_hits_ns": n * float(st @ (c.served.astype(np.float64) @ hit)),
+           "tlb_hits_ns": n * c.l2_tlb_hits * costs.l2_tlb_cycles / costs.cpu_ghz}
+    groups = {"mem_replicated_ns": [cls.TEXT], "mem_kernel_tables_ns": [cls.KTABLE],
+              "mem_kernel_other_ns": list(range(n)) + [cls.khome(h) for h in range(n)],
+              "mem_user_text_ns": [cls.UTEXT],
+              "mem_hyp_ns": [cls.HYP],
+              "mem_user_data_ns": [cls.home(h) for h in range(n)]
+              + [cls.udata(h, q) for h in range(n) for q in range(n)]}
+    reads = c.mem[:, c.sim_node, :].astype(np.float64)
+    for name, idx in groups.items():
+        tot = 0.0
+        for k in range(n):
+            where = cls.resolve(scheme, policy, k, c.sim_node)
+            tot += float(st @ (reads[:, idx] @ lat[k, where[idx]]))
+        out[name] = tot
+    return out
+
+
+def source_times_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+                    costs: HostCosts = HostCosts()) -> dict[str, float]:
+    """Stall time of the whole machine by source (instruction fetch, data, walk) and of L2
+    TLB hits, without the base CPI."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    st = costs.stall()
+    hit = np.array([0.0, costs.l2_cycles / costs.cpu_ghz, costs.llc_ns, 0.0])
+    reads = c.mem[:, c.sim_node, :].astype(np.float64)
+    per_src = c.nodes * st * (c.served.astype(np.float64) @ hit)
+    for k in range(c.nodes):
+        where = c.classes.resolve(scheme, policy, k, c.sim_node)
+        per_src = per_src + st * (reads @ lat[k, where])
+    return {"ifetch_ns": float(per_src[0]), "data_ns": float(per_src[1]),
+            "walk_ns": float(per_src[2]),
+            "tlb_hits_ns": c.nodes * c.l2_tlb_hits * costs.l2_tlb_cycles / costs.cpu_ghz}
+
+
+def class_memory_ns(c: HostCounts, latency_ns, cls_index: int, scheme: Scheme,
+                    policy: UserPolicy, costs: HostCosts = HostCosts(),
+                    source: int = 0) -> np.ndarray:
+    """Per node: stall time of memory reads of one class from one source (default
+    instruction fetches)."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    n_reads = float(c.mem[source, c.sim_node, cls_index])
+    st = costs.stall()[source]
+    return np.array([st * n_reads * lat[k, c.classes.resolve(scheme, policy, k,
+                                                              c.sim_node)[cls_index]]
+                     for k in range(c.nodes)])
 
 __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_bytes_model",
            "replication_bytes_formula", "image_subtree_tables", "PatchSync", "PatchCost",
