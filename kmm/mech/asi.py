@@ -365,10 +365,19 @@ def _region_update(ast, r):
 
 
 @_kernel
-def _map_range(bst, ast, pfn, n):
-    """Map every unmapped page of [pfn, pfn+n), zeroing those holding sensitive data.
+def _regions_update(ast, pfn, n):
+    pb = ast.params[_P_PB_ORDER]
+    ns = 0
+    for r in range(pfn >> pb, ((pfn + n - 1) >> pb) + 1):
+        ns += _region_update(ast, r)
+    return ns
 
-    Returns (ns, pages that were already mapped)."""
+
+@_kernel
+def _map_range(bst, ast, pfn, n, upd):
+    """Map every unmapped page of [pfn, pfn+n), zeroing those holding sensitive data; with
+    ``upd`` bring the physmap leaves of its regions up to date (else the caller does, once
+    every change of the operation is made). Returns (ns, pages that were already mapped)."""
     ns = 0
     was = 0
     pb = ast.params[_P_PB_ORDER]
@@ -390,15 +399,15 @@ def _map_range(bst, ast, pfn, n):
         ast.counts[27] += ast.cost[_C_MAP]
         ast.counts[4] += 1
         ast.region_mapped[p >> pb] += 1
-    for r in range(pfn >> pb, ((pfn + n - 1) >> pb) + 1):
-        ns += _region_update(ast, r)
+    if upd:
+        ns += _regions_update(ast, pfn, n)
     return ns, was
 
 
 @_kernel
-def _unmap_range(bst, ast, pfn, n):
-    """Unmap every mapped page of [pfn, pfn+n) (the caller shoots down); returns (ns, pages
-    unmapped)."""
+def _unmap_range(bst, ast, pfn, n, upd):
+    """Unmap every mapped page of [pfn, pfn+n) (the caller shoots down); ``upd`` as for
+    :func:`_map_range`. Returns (ns, pages unmapped)."""
     ns = 0
     k = 0
     pb = ast.params[_P_PB_ORDER]
@@ -416,8 +425,8 @@ def _unmap_range(bst, ast, pfn, n):
         ns = k * ast.cost[_C_UNMAP]
         ast.counts[5] += k
         ast.counts[28] += ns
-        for r in range(pfn >> pb, ((pfn + n - 1) >> pb) + 1):
-            ns += _region_update(ast, r)
+        if upd:
+            ns += _regions_update(ast, pfn, n)
     return ns, k
 
 
@@ -492,7 +501,7 @@ def _drain_queue(bst, tst, ist, ast, cpu):
     for i in range(qn):
         pfn = ast.queue[i, 0]
         n = np.int64(1) << ast.queue[i, 1]
-        u, k = _unmap_range(bst, ast, pfn, n)
+        u, k = _unmap_range(bst, ast, pfn, n, True)
         ns += u
         pages += n
         lo = min(lo, pfn)
@@ -540,13 +549,14 @@ def _target_worker(bst, tst, ist, ast, cpu):
             o = bst.free_order[p]
             if o >= 0:
                 n = min(np.int64(1) << o, end - p)
-                u, k = _unmap_range(bst, ast, p, n)
+                u, k = _unmap_range(bst, ast, p, n, False)
                 ns += u
                 pages += k
                 ast.params[_P_FREE_MAPPED] -= k
                 p += np.int64(1) << o
             else:
                 p += 1
+        ns += _region_update(ast, best)
         lo = min(lo, base)
         hi = max(hi, end)
     if hi > lo:
@@ -557,7 +567,8 @@ def _target_worker(bst, tst, ist, ast, cpu):
 @_kernel
 def _convert_after_alloc(bst, tst, ist, ast, cpu):
     """Act on the pageblocks the last allocation converted (policy 2/3): to sensitive,
-    unmap their free pages and shoot down once; to nonsensitive, zero and map them."""
+    unmap their free pages and shoot down once; to nonsensitive, zero and map them. The
+    conversion log is kept in ``ast.scratch``; physmap leaves are updated by the caller."""
     nconv = bst.ev[0]
     for i in range(1 + 2 * nconv):
         ast.scratch[i] = bst.ev[i]
@@ -579,11 +590,11 @@ def _convert_after_alloc(bst, tst, ist, ast, cpu):
             if o >= 0:
                 n = min(np.int64(1) << o, end - p)
                 if new < 3:
-                    u, k = _unmap_range(bst, ast, p, n)
+                    u, k = _unmap_range(bst, ast, p, n, False)
                     ast.params[_P_FREE_MAPPED] -= k
                     ns += u
                 else:
-                    m, was = _map_range(bst, ast, p, n)
+                    m, was = _map_range(bst, ast, p, n, False)
                     ast.params[_P_FREE_MAPPED] += n - was
                     ns += m
                 p += np.int64(1) << o
@@ -635,23 +646,32 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
         ast.lat[ident] = lat
         ast.counts[17] += lat
         return lat
+    nconv = 0
+    c = 0
     if ast.params[_P_TRACKED] != 0 and bst.ev[0] > 0:
+        nconv = bst.ev[0]
         c = _convert_after_alloc(bst, tst, ist, ast, cpu)
-        if c > 0:
-            _burst(ast, t, c, 2, 0)
-        lat += c
+    # the block and the converted pageblocks change together: physmap leaves after both
     if sens:
-        u, k = _unmap_range(bst, ast, pfn, n)
+        u, k = _unmap_range(bst, ast, pfn, n, False)
         ast.params[_P_FREE_MAPPED] -= k
         lat += u
-        if k > 0:
-            lat += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
         for p in range(pfn, pfn + n):
             bst.flags[p] = (bst.flags[p] & ~(F_DIRTY | F_UNMAPPED_NS)) | F_SENS
     else:
-        m, was = _map_range(bst, ast, pfn, n)
+        m, was = _map_range(bst, ast, pfn, n, False)
         ast.params[_P_FREE_MAPPED] -= was
         lat += m
+        k = 0
+    for j in range(nconv):
+        c += _region_update(ast, ast.scratch[1 + 2 * j])
+    lat += _regions_update(ast, pfn, n)
+    if sens and k > 0:
+        lat += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+    if c > 0:
+        _burst(ast, t, c, 2, 0)
+    lat += c
+    if not sens:
         _ns_add(ast, ident)
         _touch(tst, ast, cpu, pfn)
     ast.lat[ident] = lat
@@ -691,7 +711,7 @@ def _free(bst, tst, ist, ast, wl, i, t):
                 bst.flags[p] |= F_QUEUED
             lat = ast.cost[_C_ENQ]
         elif policy == 4:
-            u, k = _unmap_range(bst, ast, pfn, n)
+            u, k = _unmap_range(bst, ast, pfn, n, True)
             s = _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
             _burst(ast, t, u + s, 3, k)
             lat += u + s
