@@ -1179,7 +1179,7 @@ _CLS_EL1, _CLS_LINEAR = 1, 2
 
 
 @njit
-def path_ops_kernel(tst, cst, wg, out, t, tn, ev):
+def path_ops_kernel(tst, cst, ws, out, t, tn, ev):
     """Run every touch of ``t`` on CPU 0 through the engine's path (``kmm.tlb``
     ``tlb_translate``, ``kmm.walk`` ``stage1_walk``, ``kmm.cache`` ``cache_access``) and
     count :class:`OpEvent` per operation into ``ev`` (int64 ``[ops, events]``).
@@ -1210,7 +1210,7 @@ def path_ops_kernel(tst, cst, wg, out, t, tn, ev):
             s2 = out.served[2, 2]
             s3 = out.served[2, 3]
             glob = (t.flags[i] & np.uint8(4)) != 0
-            stage1_walk(tst, cst, wg, out, 0, t.va[i], t.leaf[i], np.int64(t.asid[i]), 0,
+            stage1_walk(tst, cst, ws, out, 0, t.va[i], t.leaf[i], np.int64(t.asid[i]), 0,
                         glob, 0, 0, tn, i)
             ev[o, OpEvent.WALK_READS_L1] += out.served[2, 0] - s0
             ev[o, OpEvent.WALK_READS_L2] += out.served[2, 1] - s1
@@ -1227,17 +1227,6 @@ def path_ops_kernel(tst, cst, wg, out, t, tn, ev):
                 ev[o, OpEvent.FIRST_L2 + s - 1] += 1
             else:
                 ev[o, OpEvent.REST_L2 + s - 1] += 1
-
-
-def _path_out(nodes: int = 1):
-    from ..cache import CacheEvent
-    from ..tlb import TLBEvent
-    from ..walk import PathOut, WalkEvent
-    return PathOut(tlb=np.zeros(len(TLBEvent), np.int64), cache=np.zeros(len(CacheEvent), np.int64),
-                   walk=np.zeros(len(WalkEvent), np.int64), mem=np.zeros((3, nodes, nodes), np.int64),
-                   refs_node=np.zeros((nodes, nodes), np.int64), refs_level=np.zeros((2, 5), np.int64),
-                   served=np.zeros((3, 4), np.int64), refs=np.empty(0, np.int16),
-                   cpu_nid=np.zeros(1, np.int64))
 
 
 def path_config(layout: KernelLayout, tlb_spec: TlbSpec, cache_spec: CacheSpec):
@@ -1266,13 +1255,16 @@ def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec
                     cache_spec: CacheSpec) -> np.ndarray:
     """Per-operation :class:`OpEvent` counters of ``trace`` on one core (fresh TLBs, walk
     cache and caches), int64 ``[n_ops, len(OpEvent)]``."""
+    from ..walk import Path
     cfg = path_config(layout, tlb_spec, cache_spec)
-    tst = cfg.tlb.to_state(cfg.walk_probe_shifts())
-    cst = cfg.caches.to_state()
-    wg = cfg.walk_geometry()
+    path = Path(cfg)   # fresh engine state: TLBs, walk cache, table-frame map, caches
     t = op_touches(trace, leaves, cfg.tlb)
     ev = np.zeros((trace.n_ops, len(OpEvent)), np.int64)
-    path_ops_kernel(tst, cst, wg, _path_out(), t, np.zeros((1, 1), np.int32), ev)
+    path_ops_kernel(path.tlb_state, path.cache_state, path.walk_state, path._out, t,
+                    np.zeros((1, 1), np.int32), ev)
+    if path.walk_state.meta[1]:
+        raise ConfigError("more table pages than the walker's table map holds",
+                          "table_capacity")
     ev[:, OpEvent.INSTRUCTIONS] = np.rint(trace.instructions).astype(np.int64)
     ev[:, OpEvent.EL1_INSTRUCTIONS] = np.rint(trace.el1_instructions).astype(np.int64)
     return ev
@@ -1601,3 +1593,214 @@ def sweep_records(frame, claim: str, params: list[str] | None = None) -> list[di
             value = r[claim]
         out.append({"params": {k: r[k] for k in names}, "value": value})
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# notebook helpers: tidy frames, curves, sensitivity, explanations
+# ---------------------------------------------------------------------------------------
+def params_from(namespace: dict) -> dict:
+    """The notebook's parameters picked from ``namespace`` (its globals), checked."""
+    return check_params({k: namespace[k] for k in DEFAULTS if k in namespace})
+
+
+def evaluate(p: dict) -> dict:
+    """Everything the notebook shows for parameters ``p``: per workload the per-policy
+    metrics, and memcached's closed-loop results per policy."""
+    p = check_params(p)
+    cost = cost_spec(p)
+    out = {}
+    for w in Workload:
+        out[w] = policy_metrics(priced_events(workload_events(p, w), p), cost)
+    out["queue"] = memcached_queue(priced_events(workload_events(p, Workload.MEMCACHED), p), p,
+                                   cost)
+    return out
+
+
+_UNITS = {"kernel_tlb_mpki": "MPKI", "kernel_l1_tlb_mpki": "MPKI", "walk_mpki": "MPKI",
+          "linear_walks_per_op": "count", "cycles_per_op": "cycles",
+          "translation_cycles_per_op": "cycles", "ops_per_s": "ops/s",
+          "mpki_resolution": "MPKI", "throughput": "requests/s", "utilisation": "fraction",
+          "mean_us": "us", "p99_us": "us"}
+
+
+def results_frame(p: dict, scenario: str):
+    """Tidy frame (:mod:`kmm.results`) of :func:`evaluate`: one row per workload, policy and
+    metric."""
+    from ..results import frame, rows_for
+    p = check_params(p)
+    res = evaluate(p)
+    rows = []
+    for w in Workload:
+        for pol, m in res[w].items():
+            rows += rows_for(scenario, {"workload": w.name.lower(), "policy": POLICY_LABELS[pol]},
+                             int(p["seed"]), {k: (v, _UNITS[k]) for k, v in m.items()})
+    for pol, m in res["queue"].items():
+        rows += rows_for(scenario, {"workload": "memcached", "policy": POLICY_LABELS[pol]},
+                         int(p["seed"]), {k: (v, _UNITS[k]) for k, v in m.items()})
+    return frame(rows)
+
+
+def table_summary(p: dict):
+    """Linear-map page-table bytes and leaf counts per policy (the tables the model walks)."""
+    import polars as pl
+    p = check_params(p)
+    layout = _layout(p)
+    ro = _ro_ranges(p, layout)
+    rows = []
+    for pol in Policy:
+        pt = _kernel_table(layout, pol, ro, 4 * _STACK_BYTES, 64 * PAGE_BYTES)
+        lin_hi = layout.ram_base_bytes + layout.ram_bytes - layout.memstart_bytes
+        by_level = {}
+        for va, size, _pa, level, cont in _extents(pt):
+            if va >= lin_hi:
+                continue
+            name = {1: "PUD block", 2: "PMD block", 3: "PTE"}[level] + (" cont" if cont else "")
+            by_level[name] = by_level.get(name, 0) + size
+        rows.append({"policy": POLICY_LABELS[pol], "table_bytes": pt.table_bytes(),
+                     "extents": pt.n_extents, **{f"GiB {k}": v / GiB for k, v in
+                                                  sorted(by_level.items())}})
+    return pl.DataFrame(rows)
+
+
+def _extents(pt: PageTable):
+    from ..pagetable import _a_cont, _a_level
+    for va, size, pa, attr in pt.extents_array():
+        yield int(va), int(size), int(pa), int(_a_level(attr)), bool(_a_cont(attr))
+
+
+def utilisation_curve(p: dict, think_us: list[float]):
+    """memcached throughput and P99 change of rodata=full+BBML2 against rodata=full as the
+    closed loop's think time (hence utilisation) varies."""
+    import polars as pl
+    p = check_params(p)
+    cost = cost_spec(p)
+    mc = priced_events(workload_events(p, Workload.MEMCACHED), p)
+    rows = []
+    for z in think_us:
+        q = memcached_queue(mc, {**p, "mc_think_us": float(z)}, cost)
+        F, B = q[Policy.FULL_PTE], q[Policy.FULL_BBML2]
+        rows.append({"think_us": float(z), "utilisation": F["utilisation"],
+                     "throughput_change": _rel(B["throughput"], F["throughput"]),
+                     "p99_change": _rel(B["p99_us"], F["p99_us"])})
+    return pl.DataFrame(rows)
+
+
+CLAIM_COLUMNS = ("B3", "B4", "B5", "B6_ops_rel", "B6_mpki_rel", "B7", "B8")
+
+
+def sensitivity(sweep):
+    """Spearman rank correlation of every claim value with every swept parameter, from
+    :func:`joint_sweep`'s frame (long format: ``claim, parameter, rho``)."""
+    import polars as pl
+    skip = {"point", "event_point", *CLAIM_COLUMNS}
+    params = [c for c in sweep.columns if c not in skip]
+    rows = []
+    for cid in CLAIM_COLUMNS:
+        y = sweep[cid].rank().to_numpy()
+        for name in params:
+            x = sweep[name].cast(pl.Float64).rank().to_numpy()
+            if np.std(x) == 0 or np.std(y) == 0:
+                rho = 0.0
+            else:
+                rho = float(np.corrcoef(x, y)[0, 1])
+            rows.append({"claim": cid, "parameter": name, "rho": rho})
+    return pl.DataFrame(rows)
+
+
+def dominant_parameter(sens, claim: str) -> str:
+    """The swept parameter with the largest absolute rank correlation with ``claim``."""
+    import polars as pl
+    s = sens.filter(pl.col("claim") == claim).with_columns(pl.col("rho").abs().alias("a"))
+    return str(s.sort("a", descending=True)["parameter"][0])
+
+
+def explanations(p: dict, res: dict, values: dict, sens=None) -> dict:
+    """One sentence per claim saying why the model gives its value (numbers from the model;
+    the sweep's most influential parameter where a sweep is given)."""
+    F, O, B = Policy.FULL_PTE, Policy.RODATA_ON, Policy.FULL_BBML2
+    mc, dm, sr, q = res[Workload.MEMCACHED], res[Workload.DMCRYPT], res[Workload.SEQREAD], res["queue"]
+
+    def dom(c):
+        return f"; across the joint sweep it moves most with {dominant_parameter(sens, c)}" \
+            if sens is not None else ""
+
+    def share(m):
+        return m["translation_cycles_per_op"] / m["cycles_per_op"]
+
+    return {
+        "B3": (f"Under rodata=full translation takes {share(mc[F]):.1%} of a request's "
+               f"{mc[F]['cycles_per_op']:.0f} cycles ({mc[F]['linear_walks_per_op']:.2f} linear-map "
+               f"walks per request, mostly receive-buffer pages), block mappings save "
+               f"{mc[F]['cycles_per_op'] - mc[B]['cycles_per_op']:.0f} cycles per request and the "
+               f"closed loop at utilisation {q[F]['utilisation']:.2f} turns that into "
+               f"{values['B3']:+.2%} ops/s{dom('B3')}."),
+        "B4": (f"P99 follows the service-time change through the closed loop at utilisation "
+               f"{q[F]['utilisation']:.2f} ({q[F]['p99_us']:.1f} us -> {q[B]['p99_us']:.1f} us, "
+               f"{values['B4']:+.2%}), because the modelled service-time saving is "
+               f"{mc[F]['cycles_per_op'] - mc[B]['cycles_per_op']:.0f} of "
+               f"{mc[F]['cycles_per_op']:.0f} cycles per request{dom('B4')}."),
+        "B5": (f"Kernel walks per kilo-instruction fall from {mc[F]['kernel_tlb_mpki']:.4f} to "
+               f"{mc[B]['kernel_tlb_mpki']:.4f} ({values['B5']:+.1%}) because in the modelled "
+               f"request path almost every kernel walk is a linear-map page (receive buffers, "
+               f"slab objects) that one block entry covers, while the kernel's misses outside "
+               f"the linear map (stack, module text, vmemmap) are rare{dom('B5')}."),
+        "B6": (f"rodata=full+BBML2 differs from rodata=on only around the read-only module "
+               f"aliases it split: ops/s {values['B6']['ops_rel']:+.3%} and kernel walk MPKI "
+               f"{mc[B]['kernel_tlb_mpki']:.5f} vs {mc[O]['kernel_tlb_mpki']:.5f} "
+               f"(relative {values['B6']['mpki_rel']:+.1%} against the larger of rodata=on's "
+               f"MPKI and one miss per measured window){dom('B6_mpki_rel')}."),
+        "B7": (f"A 4 KiB dm-crypt block costs {dm[F]['cycles_per_op']:.0f} cycles under "
+               f"rodata=full, of which translation is {dm[F]['translation_cycles_per_op']:.0f} "
+               f"({share(dm[F]):.1%}; {dm[F]['linear_walks_per_op']:.2f} linear-map walks per "
+               f"block, new page-cache and ramdisk pages whose PTE lines are shared by eight "
+               f"neighbours), so blocks give {values['B7']:+.2%} IOPS, a gain bounded by that "
+               f"translation share{dom('B7')}."),
+        "B8": (f"A cached {int(p['read_bytes'])} B read costs {sr[F]['cycles_per_op']:.0f} "
+               f"cycles, mostly streaming the page from DRAM; its "
+               f"{sr[F]['linear_walks_per_op']:.2f} linear-map walks cost "
+               f"{sr[F]['translation_cycles_per_op']:.0f} cycles ({share(sr[F]):.1%}), so blocks "
+               f"give {values['B8']:+.2%} bandwidth, a gain bounded by that translation share; "
+               f"costs at 4 KiB boundaries outside the TLB (prefetchers that stop at a "
+               f"translation boundary) are not modelled{dom('B8')}."),
+    }
+
+
+def trace_summary(p: dict):
+    """Per workload and region: touches and lines per operation, and the share made at EL1
+    (what one operation of each benchmark-shaped trace does)."""
+    import polars as pl
+    p = check_params(p)
+    layout = _layout(p)
+    rows = []
+    for w in Workload:
+        n = 200
+        tr = workload_trace(w, _shape(p, w), layout, n, int(p["seed"]))
+        for r in Region:
+            m = tr.region == r
+            if not m.any():
+                continue
+            rows.append({"workload": w.name.lower(), "region": r.name.lower(),
+                         "touches_per_op": float(m.sum()) / n,
+                         "lines_per_op": float(tr.lines[m].sum()) / n,
+                         "el1_share": float(tr.el1[m].mean())})
+    return pl.DataFrame(rows)
+
+
+def run_point(**params):
+    """Library runner of the params/ grids: the tidy frame of :func:`results_frame` plus one
+    row per claim value (``workload`` = ``claims``, ``policy`` = the comparison)."""
+    from ..results import frame, rows_for
+    scenario = str(params.pop("scenario", "grid"))
+    p = check_params({k: v for k, v in params.items() if k in DEFAULTS})
+    df = results_frame(p, scenario)
+    vals = claim_values(p)
+    flat = {}
+    for cid, v in vals.items():
+        if isinstance(v, dict):
+            flat.update({f"{cid}_{k}": (x, "fraction") for k, x in v.items()})
+        else:
+            flat[cid] = (v, "fraction")
+    extra = frame(rows_for(scenario, {"workload": "claims", "policy": "rodata=full+BBML2"},
+                           int(p["seed"]), flat))
+    import polars as pl
+    return pl.concat([df, extra], how="vertical_relaxed")
