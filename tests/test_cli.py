@@ -113,7 +113,7 @@ def test_claims_table_formats_recorded_values():
             {"id": "B11", "verdict": "small run", "share_in_band": None,
              "value": {"faults_without_bbml2": 3, "faults_with_bbml2": 0}, "unit": "", "band": "x"}]
     text = cli.format_claims(rows).splitlines()
-    assert text[2].split() == ["K1", "reproduced", "75%", "0.1235", "fraction", "[+6", "%,", "+17", "%]"]
+    assert text[2].split() == ["K1", "reproduced", "75%", "+12.3", "%", "[+6", "%,", "+17", "%]"]
     assert text[3].startswith("B11  small run") and "faults_without_bbml2=3" in text[3]
 
 

@@ -226,28 +226,18 @@ def _execute_run(notebook: Path, values: dict[str, Any], out: Path, root: Path, 
 
 
 # ---- kmm claims -----------------------------------------------------------------------------
-def _short_value(v: Any, unit: str = "", limit: int = 28) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        text = f"{v:.4g}"
-    elif isinstance(v, dict):
-        text = ", ".join(f"{k}={_short_value(x, limit=12)}" for k, x in v.items())
-    elif isinstance(v, list):
-        text = "[" + ", ".join(_short_value(x, limit=8) for x in v[:4]) + (", ...]" if len(v) > 4 else "]")
-    else:
-        text = str(v)
-    if unit and not isinstance(v, (dict, list)):
-        text = f"{text} {unit}"
+def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def format_claims(rows: list[dict]) -> str:
     """The claims table as fixed-width text, one line per claim."""
+    from .report import format_value
+
     head = ("id", "verdict", "share", "value", "band")
     lines = [(r["id"], r["verdict"],
               "-" if r.get("share_in_band") is None else f"{r['share_in_band']:.0%}",
-              _short_value(r["value"], r.get("unit", "")), _short_value(r["band"], limit=44))
+              _short(format_value(r["value"], r.get("unit", "")), 28), _short(r["band"], 44))
              for r in rows]
     widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
