@@ -385,6 +385,29 @@ def tlb_lookup(st, s, c, va, shift, asid, vmid, counts):
     if ent[c, E_KEY, h] == (((va >> first) << 6) | first) and (
             ent[c, E_CTX, h] == want or ent[c, E_CTX, h] == glob) and geo[s, G_LAST] == 0:
         hit = h
+    elif mask == 0 and geo[s, G_NPROBE] > 1:
+        # fully associative with several sizes: one pass, each entry compared at its own
+        # size; the preferred match is the access's own size, then the smallest (the
+        # probing order of the set-associative case)
+        best = 64
+        matches = 0
+        for w in range(ways):
+            e = base + w
+            k = ent[c, E_KEY, e]
+            if k != 0:
+                p = k & 63
+                if (k >> 6) == (va >> p):
+                    x = ent[c, E_CTX, e]
+                    if x == want or x == glob:
+                        matches += 1
+                        rank = 0 if p == first else p
+                        if rank < best:
+                            best = rank
+                            hit = e
+                        if rank == 0 and geo[s, G_LAST] == 0:
+                            break
+        if matches > 1 and geo[s, G_LAST] != 0:
+            counts[TLBEvent.CONFLICTS] += matches - 1
     else:
         tag = va >> first
         hit = _probe(st, s, c, (tag << 6) | first, base + (tag & mask) * ways, ways, want,

@@ -1,0 +1,688 @@
+"""Page walks, 1D and nested 2D, and the full translation + memory-access path.
+
+A walk reads one descriptor per level from the first level not covered by the walk cache
+down to the leaf. Under a stage 2, every stage-1 descriptor address and the final output
+address are IPAs that need their own stage-2 walk first, so a walk of n stage-1 and m
+stage-2 levels makes at most n + (n+1)·m references (Arm ARM D8.2 "Translation table walk",
+two-stage translation; :func:`kmm.geometry.nested_walk_references`), fewer with stage-2
+blocks, concatenated stage-2 start levels (fewer levels, :func:`kmm.geometry.stage2`) and
+stage-2 walk-cache hits.
+
+No page-table object is needed inside the kernel. The table page at level L that holds the
+descriptor for input address ``a`` is identified by arithmetic: the top table for
+``L == start``, otherwise ``a >> level_shift(L - 1)``; the descriptor is entry
+``(a >> level_shift(L)) mod entries`` of it, 8 bytes, so 8 descriptors share a 64-byte
+line. Each table page (stage, level, address space, table number, per-node copy) gets a
+physical frame the first time a walk touches it, from one contiguous region above every
+data address, as a page allocator would hand table pages out; its NUMA node comes from a
+placement rule per level
+(:class:`TableNode`) or from the caller (``table_nid``, e.g.
+:meth:`kmm.pagetable.PageTable.walk_nids`).
+
+:func:`simulate_path` runs the full path: access -> L1 TLB -> L2 TLB -> on a miss, the walk
+(walk caches, descriptor reads through the caches, each memory read charged to the node
+holding the table page) -> the data or instruction access through the caches -> memory at
+the latency of the node holding the line. It returns raw counters; time is
+:meth:`PathResult.time_ns` over stated :class:`PathCosts`.
+
+Stage 2 maps IPA to PA one to one here (the identity of pKVM's host stage 2): a table or
+data line keeps its identity through stage 2, which only adds the references.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import NamedTuple
+
+import numpy as np
+
+from . import cache as _cache
+from . import tlb as _tlb
+from ._jit import njit
+from .cache import CacheConfig, CacheEvent, Source
+from .config import check_float, check_int, check_pow2
+from .counters import Counters
+from .errors import ConfigError
+from .geometry import Geometry
+from .tlb import Structure, TLBConfig, TLBEvent
+
+
+class TableNode(IntEnum):
+    """Which NUMA node holds a table page (codes 0 and 1 as
+    :class:`kmm.pagetable.TablePlacement`).
+
+    FIXED : one node per level (``fixed_nid``), e.g. boot-time ``memblock`` tables on node 0
+    MEMORY : the node of the memory the table maps (the accessed line's node)
+    LOCAL : per-node copies; every CPU reads its own node's copy (replicated tables)
+    INTERLEAVE : table frame modulo the number of nodes
+    GIVEN : the caller's per-access matrix ``table_nid[i, level - start]``
+    """
+
+    FIXED = 0
+    MEMORY = 1
+    LOCAL = 2
+    INTERLEAVE = 3
+    GIVEN = 4
+
+
+class WalkEvent(IntEnum):
+    WALKS = 0
+    REFS = 1
+    S1_REFS = 2
+    S2_REFS = 3
+    WALK_CACHE_HITS = 4
+    WALK_CACHE_MISSES = 5
+    S2_WALKS = 6
+    S2_CACHE_HITS = 7
+    S2_CACHE_MISSES = 8
+
+
+# walk geometry columns (one row per stage)
+W_ON, W_START, W_PAGE_SHIFT, W_NODES, W_TABLE_LEAF, W_SPACE = 0, 1, 2, 3, 4, 5
+W_SHIFT = 8      # + level + 1: log2 bytes one entry at the level maps
+W_IDXBITS = 14   # + level + 1: log2 entries of a table at the level (top: all concatenated)
+W_RULE = 20      # + level + 1: TableNode
+W_FIXED = 26     # + level + 1: node for TableNode.FIXED
+W_LEN = 32
+TABLE_BASE = np.int64(1) << 60  # table frames live above every physical address
+
+
+def geometry_row(g: Geometry | None, rule, fixed_nid, nodes: int,
+                 table_leaf_level: int = 3) -> np.ndarray:
+    """One stage's walk-geometry row (the one place a :class:`Geometry` becomes kernel data).
+
+    ``rule`` and ``fixed_nid`` are one value or one per level (top first)."""
+    row = np.zeros(W_LEN, np.int64)
+    if g is None:
+        return row
+    levels = list(range(g.start_level, 4))
+    rules = _per_level("table_node", rule, len(levels))
+    fixed = _per_level("table_fixed_nid", fixed_nid, len(levels))
+    for r in rules:
+        try:
+            TableNode(int(r))
+        except ValueError:
+            raise ConfigError(f"unknown table placement {r!r}", "table_node") from None
+    if any(not 0 <= f < nodes for f in fixed):
+        raise ConfigError(f"table nodes must be in 0..{nodes - 1}", "table_fixed_nid")
+    if table_leaf_level not in g.leaf_levels:
+        raise ConfigError(f"level {table_leaf_level} holds no leaf for {g.name}",
+                          "s2_table_leaf_level")
+    row[W_ON], row[W_START], row[W_PAGE_SHIFT], row[W_NODES] = 1, g.start_level, g.page_shift, \
+        nodes
+    row[W_TABLE_LEAF] = table_leaf_level
+    row[W_SPACE] = g.stage
+    for k, lv in enumerate(levels):
+        row[W_SHIFT + lv + 1] = g.level_shift(lv)
+        entries = g.top_entries if lv == g.start_level else g.entries_per_table
+        row[W_IDXBITS + lv + 1] = entries.bit_length() - 1
+        row[W_RULE + lv + 1] = int(rules[k])
+        row[W_FIXED + lv + 1] = int(fixed[k])
+    return row
+
+
+def _per_level(name, value, n):
+    if isinstance(value, (list, tuple, np.ndarray)):
+        value = list(value)
+        if len(value) != n:
+            raise ConfigError(f"needs one value per level ({n}), got {len(value)}", name)
+        return value
+    return [value] * n
+
+
+# ---------------------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------------------
+@njit(inline="always", _nrt=False)
+def _mix(x):
+    """splitmix64 finaliser: a well-spread non-negative int64 of ``x``."""
+    z = np.uint64(x) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.int64(z >> np.uint64(2))
+
+
+class WalkState(NamedTuple):
+    """Walk geometry and the table-frame map.
+
+    ``geo[stage - 1]`` is a row of :func:`geometry_row`. Table pages get frames in the order
+    walks first touch them (as a page allocator hands out pages), from an open-addressing
+    map: ``tkeys[j]`` = (table number, packed stage/level/copy/address space) and
+    ``tframe[j]`` (−1 = empty); ``meta`` = (next frame, lookups refused because the map
+    was full).
+    """
+
+    geo: np.ndarray
+    tkeys: np.ndarray
+    tframe: np.ndarray
+    meta: np.ndarray
+
+
+@njit(inline="always", _nrt=False)
+def table_frame(ws, r, level, a, space, copy):
+    """Frame number of the level-``level`` table (stage row ``r``) holding the descriptor
+    for input address ``a`` in address space ``space``; ``copy`` ≥ 0 names a per-node
+    replica. Allocated on first touch."""
+    wg = ws.geo
+    tid = np.int64(a < 0) if level == wg[r, W_START] else a >> wg[r, W_SHIFT + level]
+    k2 = ((r * 8 + level + 1) << 59) | ((copy + 1) << 48) | space
+    cap = ws.tframe.shape[0]
+    j = _mix(tid ^ _mix(k2)) & (cap - 1)
+    for _ in range(cap):
+        f = ws.tframe[j]
+        if f < 0:
+            if 4 * ws.meta[0] >= 3 * cap:
+                break
+            f = ws.meta[0]
+            ws.meta[0] += 1
+            ws.tkeys[j, 0] = tid
+            ws.tkeys[j, 1] = k2
+            ws.tframe[j] = f
+            return f
+        if ws.tkeys[j, 0] == tid and ws.tkeys[j, 1] == k2:
+            return f
+        j = (j + 1) & (cap - 1)
+    ws.meta[1] += 1
+    return cap + (_mix(tid ^ _mix(k2)) & (cap - 1))
+
+
+@njit(inline="always", _nrt=False)
+def descriptor_pa(wg, r, level, a, frame):
+    """Physical address of the descriptor for ``a`` at ``level`` in table ``frame``."""
+    idx = (a >> wg[r, W_SHIFT + level + 1]) & ((np.int64(1) << wg[r, W_IDXBITS + level + 1]) - 1)
+    return TABLE_BASE + (frame << wg[r, W_PAGE_SHIFT]) + (idx << 3)
+
+
+class PathArrays(NamedTuple):
+    """Per-access kernel arrays of :func:`simulate_path` (length n or 1 = broadcast)."""
+
+    va: np.ndarray        # int64 virtual (or, without stage 1, intermediate) addresses
+    pa: np.ndarray        # int64 physical address of the data (length 1: pa = va)
+    flags: np.ndarray     # uint8 tlb.Kind | tlb.FLAG_GLOBAL
+    shift: np.ndarray     # uint8 TLB entry size
+    leaf: np.ndarray      # int8 stage-1 leaf level
+    leaf2: np.ndarray     # int8 stage-2 leaf level of the data
+    asid: np.ndarray      # int32
+    vmid: np.ndarray      # int32
+    cpu: np.ndarray       # int32
+    node: np.ndarray      # int32 node of the data line
+    table_nid: np.ndarray  # int32 [n, levels] for TableNode.GIVEN, else [1, 1]
+
+
+class PathOut(NamedTuple):
+    tlb: np.ndarray        # TLBEvent counts
+    cache: np.ndarray      # CacheEvent counts
+    walk: np.ndarray       # WalkEvent counts
+    mem: np.ndarray        # [Source, cpu node, line node] memory reads
+    refs_node: np.ndarray  # [cpu node, table node] walk references
+    refs_level: np.ndarray  # [stage, level + 1] walk references
+    served: np.ndarray     # [Source, Served] accesses per level that supplied them
+    refs: np.ndarray       # per-access references of the walk (empty: not recorded)
+    cpu_nid: np.ndarray    # node of each CPU
+
+
+@njit(inline="always", _nrt=False)
+def _at(a, i):
+    return a[i] if a.shape[0] > 1 else a[0]
+
+
+@njit(inline="always", _nrt=False)
+def _table_nid(wg, r, level, pfn, cnode, mnode, tn, i):
+    rule = wg[r, W_RULE + level + 1]
+    if rule == TableNode.FIXED:
+        return wg[r, W_FIXED + level + 1]
+    if rule == TableNode.MEMORY:
+        return mnode
+    if rule == TableNode.LOCAL:
+        return cnode
+    if rule == TableNode.INTERLEAVE:
+        return pfn % wg[r, W_NODES]
+    return np.int64(tn[i if tn.shape[0] > 1 else 0, level - wg[r, W_START]])
+
+
+@njit(inline="always", _nrt=False)
+def _read(cst, out, c, pa, cnode, tnode, r, level):
+    out.refs_node[cnode, tnode] += 1
+    out.refs_level[r, level + 1] += 1
+    s = _cache.cache_access(cst, c, pa, Source.WALK, cnode, tnode, out.cache, out.mem)
+    out.served[Source.WALK, s] += 1
+
+
+@njit(inline="always", _nrt=False)
+def _cached_level(tst, s, c, a, first_shift, asid, vmid, wg, r, counts):
+    """Deepest level whose walk-cache entry covers ``a`` (probing from ``first_shift``), or
+    start − 1 when none does."""
+    if tst.geo[s, _tlb.G_SETS] == 0:
+        return wg[r, W_START] - 1
+    e = _tlb.tlb_lookup(tst, s, c, a, first_shift, asid, vmid, counts)
+    if e < 0:
+        return wg[r, W_START] - 1
+    p = tst.ent[c, _tlb.E_KEY, e] & 63
+    for lv in range(wg[r, W_START], 4):
+        if wg[r, W_SHIFT + lv + 1] == p:
+            return lv
+    return 3
+
+
+@njit(inline="always", _nrt=False)
+def _descriptor(ws, r, lv, a, space, cnode, mnode, tn, i):
+    """Address and node of the descriptor read for ``a`` at ``lv`` (stage row ``r``)."""
+    wg = ws.geo
+    copy = cnode if wg[r, W_RULE + lv + 1] == TableNode.LOCAL else -1
+    frame = table_frame(ws, r, lv, a, space, copy)
+    return descriptor_pa(wg, r, lv, a, frame), _table_nid(wg, r, lv, frame, cnode, mnode, tn, i)
+
+
+@njit(_nrt=False)
+def stage2_walk(tst, cst, ws, out, c, ipa, leaf, vmid, cnode, mnode, tn, i):
+    """Stage-2 walk of ``ipa`` down to a leaf at ``leaf``, through the stage-2 walk cache
+    (which holds IPA -> PA leaves and upper descriptors, tagged by VMID). Returns the
+    references made."""
+    wg = ws.geo
+    out.walk[WalkEvent.S2_WALKS] += 1
+    start = wg[1, W_START]
+    hit = _cached_level(tst, Structure.S2WALK, c, ipa, wg[1, W_SHIFT + leaf + 1], 0, vmid, wg,
+                        1, out.tlb)
+    if hit >= leaf:
+        out.walk[WalkEvent.S2_CACHE_HITS] += 1
+        return 0
+    if tst.geo[Structure.S2WALK, _tlb.G_SETS] > 0:
+        out.walk[WalkEvent.S2_CACHE_MISSES] += 1
+    first = max(hit + 1, start)
+    for lv in range(first, leaf + 1):
+        dpa, tnode = _descriptor(ws, 1, lv, ipa, np.int64(vmid), cnode, mnode, tn, i)
+        _read(cst, out, c, dpa, cnode, tnode, 1, lv)
+        if tst.geo[Structure.S2WALK, _tlb.G_SETS] > 0:
+            _tlb.tlb_fill(tst, Structure.S2WALK, c, ipa, wg[1, W_SHIFT + lv + 1], 0, vmid,
+                          out.tlb)
+    n = leaf - first + 1
+    out.walk[WalkEvent.S2_REFS] += n
+    return n
+
+
+@njit(_nrt=False)
+def stage1_walk(tst, cst, ws, out, c, va, leaf, asid, vmid, glob, cnode, mnode, tn, i):
+    """Stage-1 walk of ``va`` (nested under stage 2 when stage 2 is on), through the
+    stage-1 walk cache. Returns the references made (stage-1 and stage-2)."""
+    wg = ws.geo
+    start = wg[0, W_START]
+    easid = -1 if glob else asid
+    refs = 0
+    first = start
+    if leaf > start:
+        hit = _cached_level(tst, Structure.WALK, c, va, wg[0, W_SHIFT + leaf], asid, vmid, wg,
+                            0, out.tlb)
+        if hit >= start:
+            out.walk[WalkEvent.WALK_CACHE_HITS] += 1
+            first = min(hit + 1, leaf)
+        elif tst.geo[Structure.WALK, _tlb.G_SETS] > 0:
+            out.walk[WalkEvent.WALK_CACHE_MISSES] += 1
+    space = (np.int64(vmid) << 32) | (np.int64(easid) + 1)
+    nested = wg[1, W_ON] != 0
+    for lv in range(first, leaf + 1):
+        dpa, tnode = _descriptor(ws, 0, lv, va, space, cnode, mnode, tn, i)
+        if nested:
+            refs += stage2_walk(tst, cst, ws, out, c, dpa, wg[1, W_TABLE_LEAF], vmid, cnode,
+                                tnode, tn, i)
+        _read(cst, out, c, dpa, cnode, tnode, 0, lv)
+        if lv < leaf and tst.geo[Structure.WALK, _tlb.G_SETS] > 0:
+            _tlb.tlb_fill(tst, Structure.WALK, c, va, wg[0, W_SHIFT + lv + 1], easid, vmid,
+                          out.tlb)
+    n = leaf - first + 1
+    out.walk[WalkEvent.S1_REFS] += n
+    return refs + n
+
+
+@njit(_nrt=False)
+def _run_path(tst, cst, ws, acc, out):
+    wg = ws.geo
+    n = acc.va.shape[0]
+    record = out.refs.shape[0] == n
+    same_pa = acc.pa.shape[0] == 1 and n > 1
+    for i in range(n):
+        c = np.int64(_at(acc.cpu, i))
+        cnode = out.cpu_nid[c]
+        va = acc.va[i]
+        flags = _at(acc.flags, i)
+        asid = _at(acc.asid, i)
+        vmid = _at(acc.vmid, i)
+        mnode = np.int64(_at(acc.node, i))
+        pa = va if same_pa else acc.pa[i]
+        refs = 0
+        if _tlb.tlb_translate(tst, c, va, flags, np.int64(_at(acc.shift, i)), asid, vmid,
+                              out.tlb) == 2:
+            out.walk[WalkEvent.WALKS] += 1
+            glob = (flags & _tlb.FLAG_GLOBAL) != 0
+            if wg[0, W_ON] != 0:
+                refs = stage1_walk(tst, cst, ws, out, c, va, np.int64(_at(acc.leaf, i)), asid,
+                                   vmid, glob, cnode, mnode, acc.table_nid, i)
+            if wg[1, W_ON] != 0:
+                ipa = pa if wg[0, W_ON] != 0 else va
+                refs += stage2_walk(tst, cst, ws, out, c, ipa, np.int64(_at(acc.leaf2, i)),
+                                    vmid, cnode, mnode, acc.table_nid, i)
+            out.walk[WalkEvent.REFS] += refs
+        if record:
+            out.refs[i] = refs
+        src = Source.IFETCH if (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH else Source.DATA
+        s = _cache.cache_access(cst, c, pa, src, cnode, mnode, out.cache, out.mem)
+        out.served[src, s] += 1
+
+
+# ---------------------------------------------------------------------------------------
+# Python entry points
+# ---------------------------------------------------------------------------------------
+def walk_references(g: Geometry, leaf_level: int = 3, cached_level: int | None = None) -> int:
+    """Descriptor reads of a 1D walk to a leaf at ``leaf_level`` when the walk cache holds
+    the descriptor of ``cached_level`` (None: nothing cached)."""
+    g._check_level(leaf_level)
+    first = g.start_level if cached_level is None else min(cached_level + 1, leaf_level)
+    return leaf_level - first + 1
+
+
+def nested_references(s1: Geometry, s2: Geometry, s1_leaf: int = 3, s2_leaf: int = 3,
+                      s2_table_leaf: int | None = None) -> int:
+    """References of a 2D walk with no walk-cache hits: each of the stage-1 descriptors
+    walked needs a stage-2 walk to ``s2_table_leaf`` (default ``s2_leaf``) and the output
+    IPA one to ``s2_leaf``. Equals :func:`kmm.geometry.nested_walk_references` for leaves
+    at level 3."""
+    n = walk_references(s1, s1_leaf)
+    m_tables = walk_references(s2, s2_leaf if s2_table_leaf is None else s2_table_leaf)
+    return n + n * m_tables + walk_references(s2, s2_leaf)
+
+
+@dataclass(frozen=True)
+class PathConfig:
+    """Everything between an address and memory.
+
+    Parameters
+    ----------
+    tlb : :class:`kmm.tlb.TLBConfig` (its walk caches are used by the walker)
+    caches : :class:`kmm.cache.CacheConfig`
+    stage1 : stage-1 geometry (None: the addresses are IPAs, stage 2 only)
+    stage2 : stage-2 geometry (None: no stage 2)
+    nodes : NUMA nodes
+    cpu_nid : node of each CPU (default all on node 0)
+    table_node, table_fixed_nid : stage-1 :class:`TableNode` rule and fixed node, one value
+        or one per level (top first)
+    s2_table_node, s2_table_fixed_nid : the same for stage-2 tables
+    s2_table_leaf_level : the stage-2 leaf level mapping the pages that hold stage-1 tables
+    table_capacity : slots of the table-frame map (a power of two; at most 3/4 are used)
+    """
+
+    tlb: TLBConfig
+    caches: CacheConfig = field(default_factory=CacheConfig)
+    stage1: Geometry | None = None
+    stage2: Geometry | None = None
+    nodes: int = 1
+    cpu_nid: tuple[int, ...] | None = None
+    table_node: object = TableNode.FIXED
+    table_fixed_nid: object = 0
+    s2_table_node: object = TableNode.FIXED
+    s2_table_fixed_nid: object = 0
+    s2_table_leaf_level: int = 3
+    table_capacity: int = 1 << 16
+
+    def __post_init__(self):
+        check_int("nodes", self.nodes, lo=1, hi=1024)
+        check_pow2("table_capacity", self.table_capacity)
+        if self.stage1 is None and self.stage2 is None:
+            raise ConfigError("needs a stage-1 or a stage-2 geometry", "stage1")
+        if self.stage1 is not None and self.stage1.stage != 1:
+            raise ConfigError("must be a stage-1 geometry", "stage1")
+        if self.stage2 is not None and self.stage2.stage != 2:
+            raise ConfigError("must be a stage-2 geometry (kmm.geometry.stage2)", "stage2")
+        if self.tlb.cpus != self.caches.cpus:
+            raise ConfigError(f"TLB has {self.tlb.cpus} CPUs, caches {self.caches.cpus}",
+                              "caches")
+        nid = self.cpu_nid if self.cpu_nid is not None else (0,) * self.tlb.cpus
+        if len(nid) != self.tlb.cpus or any(not 0 <= x < self.nodes for x in nid):
+            raise ConfigError(f"needs one node in 0..{self.nodes - 1} per CPU "
+                              f"({self.tlb.cpus})", "cpu_nid")
+        object.__setattr__(self, "cpu_nid", tuple(int(x) for x in nid))
+        self.walk_geometry()  # validates the placement rules
+
+    def walk_geometry(self) -> np.ndarray:
+        """Kernel walk geometry: row 0 stage 1, row 1 stage 2 (zeros where absent)."""
+        return np.stack([
+            geometry_row(self.stage1, self.table_node, self.table_fixed_nid, self.nodes),
+            geometry_row(self.stage2, self.s2_table_node, self.s2_table_fixed_nid, self.nodes,
+                         self.s2_table_leaf_level)])
+
+    def walk_probe_shifts(self) -> dict[Structure, tuple[int, ...]]:
+        """Tag sizes of the walk caches: the level shifts of the table levels they cache
+        (every stage-2 level, leaves included, for the stage-2 walk cache)."""
+        out = {}
+        if self.stage1 is not None:
+            g = self.stage1
+            out[Structure.WALK] = tuple(g.level_shift(lv) for lv in range(g.start_level, 3))
+        if self.stage2 is not None:
+            g = self.stage2
+            out[Structure.S2WALK] = tuple(g.level_shift(lv) for lv in range(g.start_level, 4))
+        return out
+
+
+@dataclass(frozen=True)
+class PathCosts:
+    """Cost parameters turning counts into time; every one is ``assumed`` unless the caller
+    passes sourced values (CALIBRATION.md: Graviton2 L1 D 4 cycles, L2 11 cycles, local
+    DRAM ≈ 81 ns).
+
+    ``latency_ns[i][j]`` is a DRAM read from a CPU on node i to memory on node j.
+    """
+
+    latency_ns: tuple[tuple[float, ...], ...] = ((81.0,),)
+    cpu_ghz: float = 2.5
+    l1_cycles: float = 4.0
+    l2_cycles: float = 11.0
+    llc_ns: float = 30.0
+    l2_tlb_cycles: float = 5.0
+
+    def __post_init__(self):
+        lat = np.asarray(self.latency_ns, dtype=np.float64)
+        if lat.ndim != 2 or lat.shape[0] != lat.shape[1] or not np.all(lat > 0):
+            raise ConfigError("must be a square matrix of positive ns", "latency_ns")
+        check_float("cpu_ghz", self.cpu_ghz, lo=0.1, hi=10)
+        for name in ("l1_cycles", "l2_cycles", "llc_ns", "l2_tlb_cycles"):
+            check_float(name, getattr(self, name), lo=0)
+
+
+@dataclass
+class PathResult:
+    """Raw counts of a full-path run; time is :meth:`time_ns` over :class:`PathCosts`."""
+
+    tlb: Counters
+    cache: Counters
+    walk: Counters
+    mem_reads: np.ndarray      # [Source, cpu node, line node]
+    walk_refs_by_node: np.ndarray   # [cpu node, table node]
+    walk_refs_by_level: np.ndarray  # [stage - 1, level + 1]
+    served: np.ndarray         # [Source, Served]
+    refs: np.ndarray | None = None  # per-access walk references, if recorded
+
+    def time_ns(self, costs: PathCosts) -> dict[str, float]:
+        """Time of the run (ns) by component, and ``memory_ns_by_node`` (array, per node
+        holding the line). L1 TLB hits are free (in the load pipeline)."""
+        lat = np.asarray(costs.latency_ns, dtype=np.float64)
+        if lat.shape[0] < self.mem_reads.shape[1]:
+            raise ConfigError(f"latency matrix is {lat.shape[0]}x{lat.shape[0]} for "
+                              f"{self.mem_reads.shape[1]} nodes", "latency_ns")
+        lat = lat[:self.mem_reads.shape[1], :self.mem_reads.shape[1]]
+        hit_ns = np.array([costs.l1_cycles / costs.cpu_ghz, costs.l2_cycles / costs.cpu_ghz,
+                           costs.llc_ns, 0.0])
+        by_src = self.served.astype(np.float64) @ hit_ns
+        mem_src = np.einsum("sij,ij->s", self.mem_reads.astype(np.float64), lat)
+        mem_node = np.einsum("sij,ij->j", self.mem_reads.astype(np.float64), lat)
+        tlb_ns = self.tlb.l2_hits * costs.l2_tlb_cycles / costs.cpu_ghz
+        walk_ns = by_src[Source.WALK] + mem_src[Source.WALK]
+        fetch_ns = by_src[Source.IFETCH] + mem_src[Source.IFETCH]
+        data_ns = by_src[Source.DATA] + mem_src[Source.DATA]
+        total = tlb_ns + walk_ns + fetch_ns + data_ns
+        return {"tlb_ns": float(tlb_ns), "walk_ns": float(walk_ns), "ifetch_ns": float(fetch_ns),
+                "data_ns": float(data_ns), "total_ns": float(total),
+                "total_cycles": float(total * costs.cpu_ghz), "memory_ns_by_node": mem_node}
+
+
+class Path:
+    """A full translation + memory path with state that persists across runs."""
+
+    def __init__(self, config: PathConfig):
+        self.config = config
+        self.tlb_state = config.tlb.to_state(config.walk_probe_shifts())
+        self.cache_state = config.caches.to_state()
+        self.wg = config.walk_geometry()
+        cap = config.table_capacity
+        self.walk_state = WalkState(geo=self.wg, tkeys=np.zeros((cap, 2), np.int64),
+                                    tframe=np.full(cap, -1, np.int64),
+                                    meta=np.zeros(2, np.int64))
+        k = config.nodes
+        self._out = PathOut(
+            tlb=np.zeros(len(TLBEvent), np.int64), cache=np.zeros(len(CacheEvent), np.int64),
+            walk=np.zeros(len(WalkEvent), np.int64), mem=np.zeros((3, k, k), np.int64),
+            refs_node=np.zeros((k, k), np.int64), refs_level=np.zeros((2, 5), np.int64),
+            served=np.zeros((3, 4), np.int64), refs=np.empty(0, np.int16),
+            cpu_nid=np.asarray(config.cpu_nid, np.int64))
+
+    def run(self, addresses, *, kind=None, pa=None, leaf_level=None, cont=None,
+            s2_leaf_level=None, s2_cont=None, asid=None, vmid=None, cpu=None, global_=None,
+            node=None, table_nid=None, record: bool = False) -> PathResult:
+        """See :func:`simulate_path`."""
+        acc = self._arrays(addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid,
+                           vmid, cpu, global_, node, table_nid)
+        n = acc.va.shape[0]
+        out = self._out._replace(refs=np.zeros(n if record else 0, np.int16))
+        _run_path(self.tlb_state, self.cache_state, self.walk_state, acc, out)
+        if self.walk_state.meta[1]:
+            raise ConfigError(f"more table pages than the table map holds "
+                              f"({3 * self.config.table_capacity // 4}); raise it",
+                              "table_capacity")
+        o = self._out
+        return PathResult(Counters(TLBEvent, o.tlb.copy()), Counters(CacheEvent, o.cache.copy()),
+                          Counters(WalkEvent, o.walk.copy()), o.mem.copy(), o.refs_node.copy(),
+                          o.refs_level.copy(), o.served.copy(), out.refs if record else None)
+
+    def _arrays(self, addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid, vmid,
+                cpu, global_, node, table_nid) -> PathArrays:
+        cfg = self.config
+        s1, s2 = cfg.stage1, cfg.stage2
+        va = np.asarray(addresses)
+        n = va.shape[0] if va.ndim == 1 else -1
+        if n < 0:
+            raise ConfigError("must be one-dimensional", "addresses")
+        va = np.ascontiguousarray(va.astype(np.uint64, copy=False)).view(np.int64)
+        leaf = _levels("leaf_level", leaf_level, n, s1)
+        leaf2 = _levels("s2_leaf_level", s2_leaf_level, n, s2)
+        shift = None
+        cont_shift = s2_cont_shift = None
+        if s1 is not None:
+            shift = _leaf_shifts(s1, leaf)
+            if cont is not None:
+                cont_shift = np.where(np.asarray(cont, bool), _cont_shifts(s1, leaf), 0)
+        if s2 is not None:
+            s2_shift = _leaf_shifts(s2, leaf2)
+            if s2_cont is not None:
+                s2_cont_shift = np.where(np.asarray(s2_cont, bool), _cont_shifts(s2, leaf2), 0)
+            if shift is None:
+                shift, cont_shift, s2_shift, s2_cont_shift = s2_shift, s2_cont_shift, None, None
+        else:
+            s2_shift = None
+        tacc = _tlb.make_accesses(cfg.tlb, va.view(np.uint64), kind=kind, page_shift=shift,
+                                  asid=asid, vmid=vmid, cpu=cpu, global_=global_,
+                                  cont_shift=cont_shift, s2_page_shift=s2_shift,
+                                  s2_cont_shift=s2_cont_shift)
+        if pa is None:
+            pa_a = np.zeros(1, np.int64) if n != 1 else va.copy()
+        else:
+            pa_a = np.asarray(pa)
+            if pa_a.shape != (n,):
+                raise ConfigError(f"needs one physical address per access ({n})", "pa")
+            pa_a = np.ascontiguousarray(pa_a.astype(np.uint64, copy=False)).view(np.int64)
+        for name, col in (("asid", tacc.asid), ("vmid", tacc.vmid)):
+            if col.max(initial=0) >= 1 << 16:
+                raise ConfigError("must be below 65536 (16-bit ASIDs and VMIDs)", name)
+        node_a = _tlb._column("node", node, n, np.int32, 0)
+        if node_a.min(initial=0) < 0 or node_a.max(initial=0) >= cfg.nodes:
+            raise ConfigError(f"nodes must be in 0..{cfg.nodes - 1}", "node")
+        if table_nid is None:
+            tn = np.zeros((1, 1), np.int32)
+            wg = self.wg
+            if np.any(wg[:, W_RULE:W_RULE + 5] == TableNode.GIVEN):
+                raise ConfigError("TableNode.GIVEN needs table_nid", "table_nid")
+        else:
+            tn = np.ascontiguousarray(table_nid, dtype=np.int32)
+            levels = max(g.levels for g in (s1, s2) if g is not None)
+            if tn.ndim != 2 or tn.shape[0] not in (1, n) or tn.shape[1] < levels:
+                raise ConfigError(f"must have shape (n, levels) = ({n}, {levels})",
+                                  "table_nid")
+            if tn.min() < 0 or tn.max() >= cfg.nodes:
+                raise ConfigError(f"nodes must be in 0..{cfg.nodes - 1}", "table_nid")
+        return PathArrays(va=tacc.va, pa=pa_a, flags=tacc.flags, shift=tacc.shift, leaf=leaf,
+                          leaf2=leaf2, asid=tacc.asid, vmid=tacc.vmid, cpu=tacc.cpu,
+                          node=node_a, table_nid=tn)
+
+
+def _levels(name, value, n, g) -> np.ndarray:
+    if g is None:
+        return np.full(1, 3, np.int8)
+    a = _tlb._column(name, 3 if value is None else value, n, np.int8, 3)
+    bad = np.setdiff1d(np.unique(a), np.asarray(g.leaf_levels, np.int8))
+    if bad.size:
+        raise ConfigError(f"levels {bad.tolist()} hold no leaf for {g.name}; leaf levels: "
+                          f"{list(g.leaf_levels)}", name)
+    return a
+
+
+def _leaf_shifts(g: Geometry, leaf: np.ndarray) -> np.ndarray:
+    table = np.zeros(5, np.int64)
+    for lv in g.leaf_levels:
+        table[lv + 1] = g.leaf_bytes(lv).bit_length() - 1
+    return table[leaf.astype(np.int64) + 1]
+
+
+def _cont_shifts(g: Geometry, leaf: np.ndarray) -> np.ndarray:
+    table = np.zeros(5, np.int64)
+    for lv in g.leaf_levels:
+        c = g.cont_bytes(lv)
+        table[lv + 1] = (c.bit_length() - 1) if c else 0
+    return table[leaf.astype(np.int64) + 1]
+
+
+def simulate_path(addresses, config: PathConfig, **per_access) -> PathResult:
+    """Run ``addresses`` through a fresh full path (TLBs, walks, caches, NUMA memory).
+
+    Per-access arguments (one value per access or one for all): ``kind``
+    (:class:`kmm.tlb.Kind`), ``pa`` (physical address of the data; default the address
+    itself), ``leaf_level`` and ``cont`` (stage-1 leaf level and contiguous bit, from
+    :meth:`kmm.pagetable.PageTable.translate_many`), ``s2_leaf_level`` and ``s2_cont``,
+    ``asid``, ``vmid``, ``cpu``, ``global_``, ``node`` (node holding the data line),
+    ``table_nid`` (``[n, levels]`` table nodes for :attr:`TableNode.GIVEN`), ``record``
+    (keep per-access walk references in ``PathResult.refs``).
+    """
+    return Path(config).run(addresses, **per_access)
+
+
+def bench_simulate_path(n: int = 5_000_000, seed: int = 0, nodes: int = 2) -> dict:
+    """Accesses per second of the full path: Neoverse N1 TLBs and caches, arm64 4K 48-bit,
+    a Zipf hot set over 64 GiB with 4K pages, tables interleaved over ``nodes`` (best of 3)."""
+    import time
+    from . import geometry
+    rng = np.random.default_rng(seed)
+    pages = (rng.zipf(1.1, n) % (1 << 24)).astype(np.uint64)
+    va = (pages << np.uint64(12)) | rng.integers(0, 4096, n).astype(np.uint64)
+    g = geometry.arm64("4K", 48)
+    cfg = PathConfig(tlb=TLBConfig.neoverse_n1().with_geometry(g), stage1=g, nodes=nodes,
+                     table_node=TableNode.INTERLEAVE)
+    node = (pages % np.uint64(nodes)).astype(np.int32)
+    simulate_path(va[:1000], cfg, node=node[:1000])
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        r = simulate_path(va, cfg, node=node)
+        best = min(best, time.perf_counter() - t0)
+    return {"accesses": n, "seconds": best, "accesses_per_s": n / best,
+            "walks": r.walk.walks, "refs": r.walk.refs}
+
+
+__all__ = ["TableNode", "WalkEvent", "PathConfig", "PathCosts", "PathResult", "Path",
+           "simulate_path", "walk_references", "nested_references", "geometry_row",
+           "table_frame", "descriptor_pa", "WalkState", "stage1_walk", "stage2_walk", "bench_simulate_path"]
