@@ -1,0 +1,511 @@
+"""BBML2 block-mapped linear map: the structural half (page-table memory, split strategies,
+repaint, break-before-make).
+
+The "arm64: support FEAT_BBM level 2 and large block mapping when rodata=full" series
+(seed thread 002) paints the arm64 linear map with blocks and contiguous ranges even under
+``rodata=full`` on CPUs whose TLBs tolerate a live change of leaf size (BBML2 without
+conflict aborts, an allowlist of CPUs), and splits a leaf only where a permission change
+needs a boundary. This module builds the linear map on the engine (:mod:`kmm.pagetable`)
+and counts what the thread's structural claims are about:
+
+- **B1/B2** page-table memory of the linear map painted at boot under each policy
+  (:func:`boot_table_bytes`, :func:`saved_bytes`), over a stated memory map
+  (:class:`MemoryMap`);
+- **B9** a stream of permission changes shaped like a running kernel's
+  (:func:`make_stream`, :func:`run_stream`), applied with boundary-only splits or with the
+  series' v1 strategy (every leaf of the range split to PTEs first);
+- **B10** the repaint to PTEs when a secondary CPU lacks BBML2: pages predicted from the
+  PUD/PMD mappings created at boot vs pages the repaint builds (:func:`repaint`);
+- **B11** a break-before-make concurrent-access model (:func:`bbm_window`).
+
+How the linear map is painted (arch/arm64/mm/mmu.c ``map_mem``)
+------------------------------------------------------------------
+Every memblock region is mapped with ``NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS`` when
+``can_set_direct_map()`` holds without BBML2 (rodata=full, :attr:`LinearMapPolicy.FULL_PTES`)
+or when a feature forces PTEs (debug_pagealloc, realm guests: ``force_pte``), and with the
+largest legal leaves otherwise; the linear alias of the kernel image ``[_text,
+__init_begin)`` is mapped separately with ``NO_CONT_MAPPINGS`` only, under every policy; the
+KFENCE pool with PTEs. The linear map's VA is ``PA - memstart`` with ``memstart`` the lowest
+DRAM address rounded down to ``ARM64_MEMSTART_ALIGN`` (1 GiB for 4K and 16K, 512 MiB for
+64K: arch/arm64/include/asm/kernel-pgtable.h), so VA and PA agree modulo every block size
+the linear map can use. Tables are allocated from memblock at boot (``early_pgtable_alloc``):
+they are *reserved* memory, absent from MemTotal; tables allocated later by splits come from
+the page allocator and lower MemFree only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from .. import geometry as geom
+from .._jit import njit
+from ..config import check_float, check_int, check_pow2
+from ..errors import ConfigError
+from ..geometry import GiB, KiB, MiB
+from ..pagetable import (OP_SET_PERM, Paint, PageTable, Perm, PermSplit, PtEvent, encode_ops)
+
+MEMSTART_ALIGN = {"4K": GiB, "16K": GiB, "64K": 512 * MiB}
+VA_BITS = 48
+STRUCT_PAGE_BYTES = 64  # sizeof(struct page) on arm64 (include/linux/mm_types.h layout)
+
+
+class LinearMapPolicy(IntEnum):
+    """How the linear map is painted and how a permission change prepares its range."""
+
+    FULL_PTES = 0      # rodata=full without BBML2: PTEs only, changes need no split
+    RODATA_ON = 1      # rodata=on: largest leaves; linear aliases are never changed
+    FULL_BBML2 = 2     # rodata=full with BBML2: largest leaves, boundary-only splits
+    FULL_BBML2_V1 = 3  # the series' v1: largest leaves, whole range split to PTEs first
+
+
+POLICY_NAMES = {LinearMapPolicy.FULL_PTES: "rodata=full",
+                LinearMapPolicy.RODATA_ON: "rodata=on",
+                LinearMapPolicy.FULL_BBML2: "rodata=full+BBML2",
+                LinearMapPolicy.FULL_BBML2_V1: "rodata=full+BBML2 v1"}
+
+
+@dataclass(frozen=True)
+class MemoryMap:
+    """The DRAM the linear map covers.
+
+    ``ram_bytes`` of installed DRAM in ``banks`` equal banks from ``base_pa``, separated by
+    ``bank_gap_bytes`` of physical address space; ``nomap_bytes`` of firmware carve-outs
+    (memory the kernel never maps: absent from memblock or ``MEMBLOCK_NOMAP``), split evenly
+    over the banks and taken from the top of each, in multiples of ``nomap_align_bytes`` (so
+    each bank's mapped end is only that aligned); the kernel image's linear alias
+    ``kernel_alias_bytes`` starting ``kernel_offset_bytes`` into bank 0; a KFENCE pool of
+    ``kfence_pool_bytes`` (0: KFENCE off) right after the image.
+    """
+
+    ram_bytes: int
+    granule: str = "4K"
+    banks: int = 1
+    base_pa: int = 2 * GiB
+    bank_gap_bytes: int = 0
+    nomap_bytes: int = 0
+    nomap_align_bytes: int = 64 * KiB
+    kernel_alias_bytes: int = 32 * MiB
+    kernel_offset_bytes: int = 2 * MiB
+    kfence_pool_bytes: int = 0
+
+    def __post_init__(self):
+        g = geom.arm64(self.granule, VA_BITS)  # validates the granule
+        page = g.page_bytes
+        check_int("banks", self.banks, 1, 64)
+        ram = check_int("ram_bytes", self.ram_bytes, 1)
+        if ram % (self.banks * page):
+            raise ConfigError(f"must be a multiple of banks x {page}", "ram_bytes")
+        for name in ("base_pa", "bank_gap_bytes", "nomap_bytes", "kernel_alias_bytes",
+                     "kernel_offset_bytes", "kfence_pool_bytes"):
+            v = check_int(name, getattr(self, name), 0)
+            if v % page:
+                raise ConfigError(f"must be a multiple of the {self.granule} page", name)
+        align = check_pow2("nomap_align_bytes", self.nomap_align_bytes)
+        if align < page:
+            raise ConfigError(f"must be at least the page ({page})", "nomap_align_bytes")
+        bank = ram // self.banks
+        if self._carve() >= bank:
+            raise ConfigError("carve-outs leave a bank empty", "nomap_bytes")
+        end = self.kernel_offset_bytes + self.kernel_alias_bytes + self.kfence_pool_bytes
+        if end > bank - self._carve():
+            raise ConfigError("kernel image and KFENCE pool must fit in bank 0", "kernel_offset_bytes")
+        if self.linear_end_va() > 1 << (VA_BITS - 1):
+            raise ConfigError("memory map exceeds the linear map's VA range", "ram_bytes")
+
+    @property
+    def geometry(self) -> geom.Geometry:
+        return geom.arm64(self.granule, VA_BITS)
+
+    def _carve(self) -> int:
+        per_bank = self.nomap_bytes // self.banks
+        a = self.nomap_align_bytes
+        return -(-per_bank // a) * a
+
+    def banks_pa(self) -> list[tuple[int, int]]:
+        """(start PA, mapped bytes) of each bank."""
+        bank = self.ram_bytes // self.banks
+        return [(self.base_pa + i * (bank + self.bank_gap_bytes), bank - self._carve())
+                for i in range(self.banks)]
+
+    @property
+    def memstart(self) -> int:
+        a = MEMSTART_ALIGN[self.granule]
+        return self.base_pa // a * a
+
+    def linear_end_va(self) -> int:
+        s, n = self.banks_pa()[-1]
+        return s + n - self.memstart
+
+    @property
+    def mapped_bytes(self) -> int:
+        return sum(n for _, n in self.banks_pa())
+
+    def kernel_alias_pa(self) -> tuple[int, int]:
+        s = self.banks_pa()[0][0] + self.kernel_offset_bytes
+        return s, s + self.kernel_alias_bytes
+
+
+def build_linear_map(mm: MemoryMap, policy: LinearMapPolicy, *, force_pte: bool = False
+                     ) -> PageTable:
+    """The linear map as ``map_mem`` paints it at boot under ``policy``."""
+    policy = LinearMapPolicy(policy)
+    pt = PageTable(mm.geometry)
+    flags = Paint.PTES if (policy == LinearMapPolicy.FULL_PTES or force_pte) else Paint.LARGEST
+    ks, ke = mm.kernel_alias_pa()
+    kf = ke + mm.kfence_pool_bytes
+    for start, size in mm.banks_pa():
+        pieces = [(start, start + size)]
+        if start <= ks < start + size:
+            pieces = [(start, ks), (kf, start + size)]
+        for a, b in pieces:
+            if b > a:
+                pt.map(a - mm.memstart, b - a, a, Perm.RW, policy=flags)
+    if ke > ks:
+        pt.map(ks - mm.memstart, ke - ks, ks, Perm.RW, policy=Paint.NO_CONT)
+    if kf > ke:
+        pt.map(ke - mm.memstart, kf - ke, ke, Perm.RW, policy=Paint.PTES)
+    return pt
+
+
+def lower_table_bytes(pt: PageTable) -> int:
+    """Bytes of the tables below the top level (the top, ``swapper_pg_dir``, is in the image)."""
+    g = pt.geometry
+    return sum(v for lv, v in pt.table_pages().items() if lv != g.start_level) * g.page_bytes
+
+
+def boot_table_bytes(mm: MemoryMap, policy: LinearMapPolicy, *, force_pte: bool = False) -> int:
+    """Memblock bytes of linear-map tables allocated at boot under ``policy``."""
+    return lower_table_bytes(build_linear_map(mm, policy, force_pte=force_pte))
+
+
+def saved_bytes(mm: MemoryMap, *, force_pte: bool = False) -> int:
+    """Boot-time table bytes rodata=full+BBML2 saves against rodata=full (the MemTotal
+    difference the thread measured: both are memblock reservations)."""
+    return (boot_table_bytes(mm, LinearMapPolicy.FULL_PTES)
+            - boot_table_bytes(mm, LinearMapPolicy.FULL_BBML2, force_pte=force_pte))
+
+
+def memory_map_from_memtotal(installed_bytes: int, memtotal_bytes: int, *, granule: str = "4K",
+                             kernel_image_bytes: int, other_reserved_bytes: int,
+                             nomap_align_bytes: int = 64 * KiB, **kw) -> MemoryMap:
+    """The memory map whose boot-time reservations leave ``memtotal_bytes`` under rodata=full.
+
+    MemTotal counts pages handed to the page allocator: the mapped DRAM minus memblock
+    reservations, here the ``struct page`` array (``STRUCT_PAGE_BYTES`` per page, vmemmap),
+    the rodata=full linear-map tables (counted by the engine), the kernel image and
+    ``other_reserved_bytes`` (crash kernel, firmware tables, early allocations). Solving for
+    the mapped DRAM gives the firmware carve-out ``installed - mapped`` (``nomap_bytes``).
+    """
+    page = geom.arm64(granule, VA_BITS).page_bytes
+    frac = STRUCT_PAGE_BYTES / page
+    fixed = memtotal_bytes + kernel_image_bytes + other_reserved_bytes
+    mapped = installed_bytes
+    mm = None
+    for _ in range(8):
+        nomap = max(0, installed_bytes - mapped)
+        nomap = nomap // nomap_align_bytes * nomap_align_bytes
+        mm = MemoryMap(installed_bytes, granule, nomap_bytes=nomap,
+                       nomap_align_bytes=nomap_align_bytes, **kw)
+        tables = boot_table_bytes(mm, LinearMapPolicy.FULL_PTES)
+        new = int((fixed + tables) / (1.0 - frac))
+        new = min(installed_bytes, -(-new // page) * page)
+        if new == mapped:
+            break
+        mapped = new
+    return mm
+
+
+# ---- permission-change streams (B9) --------------------------------------------------------
+class ChangeKind(IntEnum):
+    """Callers of ``__change_memory_common`` on the linear map under rodata=full.
+
+    MODULE     module text/rodata made read-only: ``set_memory_ro``/``set_memory_rox`` on
+               vmalloc'd memory also change the linear alias of every backing page
+               (arch/arm64/mm/pageattr.c ``change_memory_common`` with ``rodata_full``)
+    BPF        a BPF JIT pack (``bpf_prog_pack``) made read-only-executable, same path
+    SECRETMEM  one page removed from the direct map (``set_direct_map_invalid_noflush``)
+    VMALLOC_RO a vmalloc range made read-only with its linear alias (the thread's test module)
+    DIRECT_MAP one page invalidated and restored (``VM_FLUSH_RESET_PERMS`` on vfree)
+    LINEAR     a physically contiguous linear-map range (the kernel image alias made
+               read-only, ``arch_kexec_protect_crashkres``, realm shared buffers)
+    """
+
+    MODULE = 0
+    BPF = 1
+    SECRETMEM = 2
+    VMALLOC_RO = 3
+    DIRECT_MAP = 4
+    LINEAR = 5
+
+
+# permission each kind leaves on the alias while the memory is in use
+_KIND_PERM = {ChangeKind.MODULE: Perm.R, ChangeKind.BPF: Perm.R, ChangeKind.SECRETMEM: Perm.NONE,
+              ChangeKind.VMALLOC_RO: Perm.R, ChangeKind.DIRECT_MAP: Perm.NONE,
+              ChangeKind.LINEAR: Perm.R}
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """A stream of linear-map permission changes.
+
+    ``weights``: relative frequency of each :class:`ChangeKind`; ``pages``: mean pages per
+    change of each kind (geometric, at least 1; LINEAR uses ``linear_bytes``);
+    ``alias_run_pages``: mean run of physically consecutive pages behind a vmalloc area
+    (order-0 pages from the buddy allocator come out consecutive while it splits one large
+    free block, scattered once memory is fragmented); ``free_fraction``: share of changes
+    undone later (unload, free) by restoring read-write.
+    """
+
+    events: int = 2000
+    weights: tuple[float, ...] = (0.40, 0.05, 0.20, 0.05, 0.25, 0.05)
+    pages: tuple[float, ...] = (64.0, 512.0, 1.0, 256.0, 1.0, 0.0)
+    linear_bytes: int = 32 * MiB
+    alias_run_pages: float = 8.0
+    free_fraction: float = 0.5
+
+    def __post_init__(self):
+        check_int("events", self.events, 1)
+        if len(self.weights) != len(ChangeKind) or len(self.pages) != len(ChangeKind):
+            raise ConfigError(f"needs one value per kind ({len(ChangeKind)})", "weights")
+        for w in self.weights:
+            check_float("weights", w, 0.0)
+        if sum(self.weights) <= 0:
+            raise ConfigError("must not all be zero", "weights")
+        for p in self.pages:
+            check_float("pages", p, 0.0)
+        check_int("linear_bytes", self.linear_bytes, 1)
+        check_float("alias_run_pages", self.alias_run_pages, 1.0)
+        check_float("free_fraction", self.free_fraction, 0.0, 1.0)
+
+
+def allocatable_ranges(mm: MemoryMap) -> list[tuple[int, int]]:
+    """(PA, bytes) of mapped memory the page allocator can hand out: every bank minus the
+    kernel image and the KFENCE pool (whose aliases no caller of the stream changes)."""
+    ks, _ = mm.kernel_alias_pa()
+    kf = ks + mm.kernel_alias_bytes + mm.kfence_pool_bytes
+    out = []
+    for s, n in mm.banks_pa():
+        for a, b in ((s, min(s + n, ks)), (max(s, kf), s + n)):
+            if b > a:
+                out.append((a, b - a))
+    return out
+
+
+def make_stream(mm: MemoryMap, cfg: StreamConfig, seed: int) -> dict[str, np.ndarray]:
+    """Draw the stream: arrays ``event, kind, pa, bytes, perm`` (one row per contiguous
+    linear-map range; an event with scattered pages has several rows)."""
+    rng = np.random.default_rng(seed)
+    page = mm.geometry.page_bytes
+    banks = allocatable_ranges(mm)
+    sizes = np.array([n for _, n in banks], dtype=np.float64)
+    w = np.asarray(cfg.weights, dtype=np.float64)
+    kinds = rng.choice(len(ChangeKind), size=cfg.events, p=w / w.sum())
+    rows = []
+    live = []
+    for ev, k in enumerate(kinds.tolist()):
+        kind = ChangeKind(k)
+        if kind == ChangeKind.LINEAR:
+            runs = [max(page, cfg.linear_bytes // page * page)]
+        else:
+            mean = max(1.0, cfg.pages[k])
+            n = int(rng.geometric(1.0 / mean))
+            if kind in (ChangeKind.SECRETMEM, ChangeKind.DIRECT_MAP):
+                runs = [page] * n
+            else:
+                runs = []
+                while n > 0:
+                    r = min(n, int(rng.geometric(1.0 / cfg.alias_run_pages)))
+                    runs.append(r * page)
+                    n -= r
+        for size in runs:
+            b = int(rng.choice(len(banks), p=sizes / sizes.sum()))
+            start, length = banks[b]
+            size = min(size, length)
+            off = int(rng.integers(0, (length - size) // page + 1)) * page
+            rows.append((ev, k, start + off, size, int(_KIND_PERM[kind])))
+        if rng.random() < cfg.free_fraction:
+            live.append((len(rows) - len(runs), len(rows)))
+    out = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    # the freed events are restored read-write after the stream, in event order
+    undo = (np.concatenate([out[a:b] for a, b in live]) if live
+            else np.empty((0, 5), np.int64))
+    if undo.size:
+        undo = undo.copy()
+        undo[:, 0] += cfg.events
+        undo[:, 4] = int(Perm.RW)
+    full = np.concatenate([out, undo]) if undo.size else out
+    return {"event": full[:, 0], "kind": full[:, 1], "pa": full[:, 2], "bytes": full[:, 3],
+            "perm": full[:, 4]}
+
+
+def run_stream(mm: MemoryMap, policy: LinearMapPolicy, stream: dict[str, np.ndarray], *,
+               checkpoints: int = 20, force_pte: bool = False):
+    """Apply a stream to the boot linear map under ``policy``; a polars frame with, at each
+    checkpoint, ``changes, block_leaves, block_mapped_bytes, table_pages_allocated,
+    tlb_entries, tlb_entries_nocont, leaves_changed, split_requests``.
+
+    rodata=on never changes linear aliases (``can_set_direct_map()`` is false), so its map
+    stays as painted.
+    """
+    import polars as pl
+
+    policy = LinearMapPolicy(policy)
+    pt = build_linear_map(mm, policy, force_pte=force_pte)
+    base = pt.counters.snapshot()
+    n = stream["pa"].size
+    va = stream["pa"] - mm.memstart
+    mode = PermSplit.TO_PTES if policy == LinearMapPolicy.FULL_BBML2_V1 else PermSplit.BOUNDARY
+    ops = encode_ops(np.full(n, OP_SET_PERM), va, stream["bytes"], None, stream["perm"],
+                     np.full(n, int(mode)), geometry=mm.geometry)
+    cuts = np.unique(np.linspace(0, n, checkpoints + 1).astype(np.int64))
+    rows = []
+    for i, end in enumerate(cuts):
+        if i and policy != LinearMapPolicy.RODATA_ON:
+            res = pt.apply_ops(ops[cuts[i - 1]:end])
+            if (res != 0).any():
+                raise RuntimeError(f"permission change failed: {res[res != 0][:3]}")
+        c = pt.counters - base
+        leaves = pt.leaf_bytes_by_level()
+        rows.append({"policy": POLICY_NAMES[policy], "changes": int(end),
+                     "block_leaves": pt.block_leaves(),
+                     "block_mapped_bytes": sum(v for (lv, _), v in leaves.items() if lv < 3),
+                     "table_pages_allocated": c[PtEvent.TABLE_PAGES_ALLOCATED],
+                     "tlb_entries": pt.tlb_entries(True),
+                     "tlb_entries_nocont": pt.tlb_entries(False),
+                     "leaves_changed": c[PtEvent.LEAVES_CHANGED],
+                     "split_requests": c[PtEvent.SPLIT_REQUESTS]})
+    return pl.DataFrame(rows)
+
+
+# ---- repaint (B10) ----------------------------------------------------------------------------
+def predicted_repaint_pages(pt: PageTable) -> int:
+    """Table pages a repaint to PTEs needs, from the block mappings alone (the thread's
+    plan: count the PUD and PMD mappings created at boot): a block at level L needs one
+    table at each level below it per window of that table's span it covers."""
+    g = pt.geometry
+    pages = 0
+    for (lv, _cont), nbytes in pt.leaf_bytes_by_level().items():
+        if lv == 3:
+            continue
+        blocks = nbytes // g.leaf_bytes(lv)
+        per_block = sum(g.leaf_bytes(lv) // g.entry_bytes(k - 1) for k in range(lv + 1, 4))
+        pages += blocks * per_block
+    return pages
+
+
+def repaint(mm: MemoryMap) -> dict[str, int]:
+    """Repaint the boot-time block-mapped linear map to PTEs (``linear_map_split_to_ptes``):
+    ``predicted_pages`` (from the boot mappings), ``built_pages`` (tables the repaint
+    allocates in the engine), ``pud_blocks``, ``pmd_blocks`` and the table bytes before and
+    after."""
+    pt = build_linear_map(mm, LinearMapPolicy.FULL_BBML2)
+    before_bytes = lower_table_bytes(pt)
+    predicted = predicted_repaint_pages(pt)
+    leaves = pt.leaf_bytes_by_level()
+    g = mm.geometry
+    blocks = {lv: sum(b for (l2, _), b in leaves.items() if l2 == lv) // g.leaf_bytes(lv)
+              for lv in g.block_bytes}
+    base = pt.counters.snapshot()
+    for start, size in mm.banks_pa():
+        if pt.split_to_ptes(start - mm.memstart, size) != 0:
+            raise RuntimeError("repaint failed")
+    built = (pt.counters - base)[PtEvent.TABLE_PAGES_ALLOCATED]
+    return {"predicted_pages": int(predicted), "built_pages": int(built),
+            "pud_blocks": int(blocks.get(1, 0)), "pmd_blocks": int(blocks.get(2, 0)),
+            "table_bytes_before": before_bytes, "table_bytes_after": lower_table_bytes(pt)}
+
+
+# ---- break-before-make (B11) ------------------------------------------------------------------
+class BbmMode(IntEnum):
+    """How a live leaf changes size.
+
+    NO_BBML2   break-before-make: invalid descriptor, broadcast TLBI + DSB, new descriptor
+               (Arm ARM D8.16 "Break-before-make"); accesses in the window fault
+    BBML2      the new descriptor replaces the old one directly on an allowlisted CPU
+               (BBML2 without TLB conflict aborts): no window
+    BBML2_ABORTS  same, on a CPU that implements BBML2 but may raise a TLB conflict abort
+               when it holds the old and a new entry for one address (why BBML2 is used only
+               on an allowlist of CPUs)
+    """
+
+    NO_BBML2 = 0
+    BBML2 = 1
+    BBML2_ABORTS = 2
+
+
+@dataclass(frozen=True)
+class BbmConfig:
+    """Concurrent accesses while ``changes`` live leaves change size.
+
+    ``cpus`` other CPUs each access the leaf being changed at ``access_rate_per_us``
+    (Poisson); a CPU holds the old translation in its TLB with probability
+    ``tlb_hold_prob``; the change takes ``tlbi_ns`` from the first store until the broadcast
+    TLBI completes (DSB) and ``write_ns`` more until the new descriptor is visible;
+    ``conflict_prob`` is the chance that an access by a CPU holding the old entry during the
+    change raises a TLB conflict abort on a non-allowlisted CPU.
+    """
+
+    cpus: int = 191
+    access_rate_per_us: float = 0.05
+    tlb_hold_prob: float = 0.5
+    tlbi_ns: float = 2000.0
+    write_ns: float = 100.0
+    changes: int = 1000
+    conflict_prob: float = 0.01
+
+    def __post_init__(self):
+        check_int("cpus", self.cpus, 1)
+        check_float("access_rate_per_us", self.access_rate_per_us, 0.0)
+        check_float("tlb_hold_prob", self.tlb_hold_prob, 0.0, 1.0)
+        check_float("tlbi_ns", self.tlbi_ns, 0.0)
+        check_float("write_ns", self.write_ns, 0.0)
+        check_int("changes", self.changes, 1)
+        check_float("conflict_prob", self.conflict_prob, 0.0, 1.0)
+
+
+def bbm_draws(cfg: BbmConfig, seed: int) -> dict[str, np.ndarray]:
+    """The random inputs of :func:`bbm_count`: per access its time in the change window
+    (``t_ns``), its CPU slot (``cpu``: change * cpus + cpu), whether that CPU held the old
+    entry (``held`` per slot) and a uniform draw (``u``) for conflict aborts."""
+    rng = np.random.default_rng(seed)
+    window = cfg.tlbi_ns + cfg.write_ns
+    slots = cfg.changes * cfg.cpus
+    n = rng.poisson(cfg.access_rate_per_us * window / 1000.0, slots)
+    cpu = np.repeat(np.arange(slots, dtype=np.int64), n)
+    t = rng.random(cpu.size) * window
+    held = (rng.random(slots) < cfg.tlb_hold_prob).astype(np.int64)
+    return {"t_ns": t, "cpu": cpu, "held": held, "u": rng.random(cpu.size)}
+
+
+@njit
+def bbm_count(t_ns, cpu, held, u, tlbi_ns, mode, conflict_prob, out):
+    """Count the outcome of each access during a live leaf-size change.
+
+    ``out[0]`` accesses, ``out[1]`` faults (walks that read an invalid descriptor: before
+    the TLBI completes only on CPUs without the old entry, after it on every CPU),
+    ``out[2]`` TLB conflict aborts. With BBML2 every walk reads a valid descriptor.
+    """
+    for i in range(t_ns.size):
+        out[0] += 1
+        h = held[cpu[i]]
+        if mode == 0:
+            if t_ns[i] >= tlbi_ns or h == 0:
+                out[1] += 1
+        elif mode == 2:
+            if t_ns[i] < tlbi_ns and h == 1 and u[i] < conflict_prob:
+                out[2] += 1
+
+
+def bbm_window(cfg: BbmConfig, seed: int) -> dict[str, dict[str, int]]:
+    """Accesses, faults and conflict aborts per :class:`BbmMode` (same draws for all)."""
+    d = bbm_draws(cfg, seed)
+    res = {}
+    for mode in BbmMode:
+        out = np.zeros(3, dtype=np.int64)
+        bbm_count(d["t_ns"], d["cpu"], d["held"], d["u"], float(cfg.tlbi_ns), int(mode),
+                  float(cfg.conflict_prob), out)
+        res[mode.name.lower()] = {"accesses": int(out[0]), "faults": int(out[1]),
+                                  "conflict_aborts": int(out[2])}
+    return res
