@@ -182,10 +182,14 @@ class PvEvent(IntEnum):
     LAZY_PURGES = 12      # purges of the lazy list
     WX_VIOLATIONS = 13    # invariant 1 failures seen by the checker
     FREE_VIOLATIONS = 14  # invariant 2 failures seen by the checker
+    LOAD_STEP_GLOBAL = 15  # global flushes while copying contents into the final mapping
+    LOAD_STEP_LOCAL = 16   # local flushes while copying contents into the final mapping
+    LOAD_STEP_LAZY = 17    # lazy-threshold purges that happened to fall in that step
 
 
 GLOBAL_EVENTS = tuple(e for e in PvEvent if e.name.startswith("G_"))
 GLOBAL_IDX = np.array([int(e) for e in GLOBAL_EVENTS], dtype=np.int64)
+_EVENT_NAMES = tuple(e.name.lower() for e in PvEvent)
 
 
 # ---- configuration ------------------------------------------------------------------------
@@ -635,6 +639,7 @@ class PermVmalloc:
         self.spaces = {"modules": _VaSpace(MODULES_VADDR, MODULES_END),
                        "vmalloc": _VaSpace(VMALLOC_START, VMALLOC_END)}
         self.lazy: list[_Lazy] = []
+        self._dirty: list[_Lazy] = []    # lazy areas possibly still cached in a TLB
         self.lazy_pages = 0
         self.counts = Counters(PvEvent)
         # perm_alloc: cache of (pfn, protected) pages unmapped from the direct map
@@ -688,8 +693,7 @@ class PermVmalloc:
     def _end(self) -> dict:
         d = self.counts.values - self._before
         rec = self._op
-        for e in PvEvent:
-            rec[e.name.lower()] = int(d[e])
+        rec.update(zip(_EVENT_NAMES, d.tolist()))
         rec["global_flushes"] = int(d[GLOBAL_IDX].sum())
         rec["index"] = len(self.ops)
         self.ops.append(rec)
@@ -775,8 +779,9 @@ class PermVmalloc:
         self.counts.values[cause] += 1
         if log:
             self.flush_log.append((len(self.ops), 0, 0, 0))
-        for lz in self.lazy:
+        for lz in self._dirty:
             self._clean(lz)
+        self._dirty = []
         for a in self._dm_pending:
             self.dm_pend[a] -= 1
         self._dm_pending = []
@@ -789,9 +794,13 @@ class PermVmalloc:
             self._flush_all(cause, log=False)
             return
         self.counts.values[cause] += 1
-        for lz in self.lazy:
-            if lz.dirty and lz.va >= lo and lz.end <= hi:
+        keep_dirty = []
+        for lz in self._dirty:
+            if lz.va >= lo and lz.end <= hi:
                 self._clean(lz)
+            else:
+                keep_dirty.append(lz)
+        self._dirty = keep_dirty
         keep = []
         plo = (lo - PAGE_OFFSET) >> PAGE_SHIFT
         phi = (hi - PAGE_OFFSET) >> PAGE_SHIFT
@@ -902,7 +911,9 @@ class PermVmalloc:
         self.stale_w[a.pfns[w]] += 1
         self.stale_x[a.pfns[x]] += 1
         self.live[a.pfns] = -1
-        self.lazy.append(_Lazy(a.va, a.end, a.pfns, w, x))
+        lz = _Lazy(a.va, a.end, a.pfns, w, x)
+        self.lazy.append(lz)
+        self._dirty.append(lz)
         self.lazy_pages += a.npages
         if self.lazy_pages > self.machine.lazy_max_pages:
             self._purge(PvEvent.G_LAZY_THRESHOLD)
@@ -916,6 +927,8 @@ class PermVmalloc:
         self._flush_range(lo, hi, cause)
         for lz in self.lazy:
             self._clean(lz)
+        self._dirty = [lz for lz in self._dirty if lz.dirty]
+        for lz in self.lazy:
             space = "modules" if lz.va >= MODULES_VADDR else "vmalloc"
             self.spaces[space].release(lz.va, lz.end - lz.va)
         self.lazy = []
@@ -1246,7 +1259,22 @@ class PermVmalloc:
             return self.vmalloc("modules", n, kind=kind)
         return self.perm_alloc(n, perm, kind)
 
+    def _load_step(self, fn, *args) -> None:
+        """Run the copy of contents into a final mapping and book its flushes: those the
+        step issues itself, and lazy-list threshold purges that fell inside it."""
+        before = self.counts.values.copy()
+        fn(*args)
+        d = self.counts.values - before
+        lazy = int(d[PvEvent.G_LAZY_THRESHOLD])
+        self.counts.values[PvEvent.LOAD_STEP_GLOBAL] += int(d[GLOBAL_IDX].sum()) - lazy
+        self.counts.values[PvEvent.LOAD_STEP_LAZY] += lazy
+        self.counts.values[PvEvent.LOAD_STEP_LOCAL] += int(d[PvEvent.LOCAL])
+
     def _perm_load(self, x) -> None:
+        if x is not None:
+            self._load_step(self._perm_load_now, x)
+
+    def _perm_load_now(self, x) -> None:
         if isinstance(x, Chunk):
             self._local(x.npages)     # text_poke into the 2 MiB mapping
             stage = self.vmalloc("vmalloc", x.npages, kind="staging")
@@ -1293,9 +1321,7 @@ class PermVmalloc:
         init = {"text": itext, "ro": data(m.init_ro, "init ro"), "rw": data(m.init_rw, "init rw")}
         for c in (text, itext):   # rw_copy staged, then text_poke_copy into the ROX cache
             if c is not None:
-                stage = self.vmalloc("vmalloc", c.npages, kind="rw_copy")
-                self._local(self._pokes(c.va, c.npages << PAGE_SHIFT), pages=2)
-                self.vfree(stage)
+                self._load_step(self._rox_copy, c)
         def n(a):
             return a.npages if a is not None else 0
 
@@ -1309,6 +1335,11 @@ class PermVmalloc:
         for a in (core["ro"], init["ro"], core["rai"]):
             self.set_memory_ro(a, 0, n(a))
         return {"core": core, "init": init, "text": self._text(text)}
+
+    def _rox_copy(self, c: Chunk) -> None:
+        stage = self.vmalloc("vmalloc", c.npages, kind="rw_copy")
+        self._local(self._pokes(c.va, c.npages << PAGE_SHIFT), pages=2)
+        self.vfree(stage)
 
     def _rox_alloc(self, n: int, kind: str) -> Chunk | None:
         """``execmem_alloc(EXECMEM_MODULE_TEXT)`` from the ROX cache (populated 2 MiB at a
@@ -1423,7 +1454,7 @@ class PermVmalloc:
             self.regions["pack"].append(r)
             r.used[:n] = True
             c = Chunk(r, r.area.va, n, nbytes=size, first=0)
-        self._local(self._pokes(c.va, size), pages=2)
+        self._load_step(self._local, self._pokes(c.va, size), 2)
         return c
 
     def _new_pack(self) -> Region:
@@ -1504,3 +1535,512 @@ def module_churn(sim: PermVmalloc, modules: Sequence[ModuleSpec], n_ops: int, se
             st = sim.load_module(m)
             sim.free_module_init(m, st)
             live.append((m, st))
+
+
+# ---- runs and results -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Workload:
+    """What the machine does: a boot loading ``modules`` in order (each followed by its init
+    free), then BPF churn over ``bpf_sizes`` with ``bpf_live`` programs kept live."""
+
+    modules: tuple[ModuleSpec, ...] = ()
+    bpf_sizes: tuple[int, ...] = ()
+    bpf_live: int = 100
+    realloc_probability: float = 1.0
+    shrink_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("bpf_live", self.bpf_live, lo=1)
+        check_float("realloc_probability", self.realloc_probability, 0.0, 1.0)
+        check_int("shrink_every", self.shrink_every, lo=0)
+        check_int("seed", self.seed, lo=0)
+
+
+@dataclass
+class RunResult:
+    """One policy's run: ``ops`` (one row per operation, a column per :class:`PvEvent`,
+    ``global_flushes``), ``snapshots`` (DirectMap and cache sizes over time),
+    ``flush_log`` (see :attr:`PermVmalloc.flush_log`), the live ``text`` at the end as
+    ``(object, va, bytes, leaf_shift)`` and the checker's findings."""
+
+    policy: PolicyConfig
+    ops: Any
+    snapshots: Any
+    flush_log: list
+    text: list
+    counts: Counters
+    violations: list
+    cache_end: dict
+
+
+def run(machine: MachineConfig, policy: PolicyConfig, workload: Workload, *,
+        check: bool = False, snapshots: int = 100) -> RunResult:
+    """Run ``workload`` on a fresh (aged) machine under ``policy``, recording about
+    ``snapshots`` DirectMap/cache snapshots."""
+    import polars as pl
+
+    n_ops = 2 * (len(workload.modules) + len(workload.bpf_sizes))
+    sim = PermVmalloc(machine, policy, check=check,
+                      snapshot_every=max(1, n_ops // max(1, snapshots)))
+    states = boot(sim, workload.modules)
+    live = bpf_churn(sim, np.asarray(workload.bpf_sizes, np.int64), workload.bpf_live,
+                     workload.seed, workload.realloc_probability, workload.shrink_every)
+    text = [(m.name, va, n, sh) for m, st in zip(workload.modules, states)
+            for (va, n, sh) in st["text"]]
+    for i, p in enumerate(live):
+        for va, n, sh in p["text"]:
+            text.append((f"bpf{i}", va, n, sh))
+    sim._snapshot(force=True)
+    ops = pl.DataFrame(sim.ops, infer_schema_length=None)
+    if "nbytes" not in ops.columns:
+        ops = ops.with_columns(pl.lit(None, pl.Int64).alias("nbytes"))
+    return RunResult(policy, ops.with_columns(pl.lit(policy.label).alias("policy")),
+                     pl.DataFrame(sim.snapshots).with_columns(pl.lit(policy.label).alias("policy")),
+                     sim.flush_log, text, sim.counts, list(sim.violations), sim.cache_bytes())
+
+
+def median_flushes(res: RunResult, op: OpKind) -> float:
+    """Median all-CPU shootdowns per operation of kind ``op`` (NaN if none ran)."""
+    v = res.ops.filter(res.ops["op"] == op.name.lower())["global_flushes"]
+    return float(v.median()) if v.len() else float("nan")
+
+
+def flush_histogram(results: Sequence[RunResult], ops: Sequence[OpKind] = (
+        OpKind.MODULE_LOAD, OpKind.BPF_LOAD)):
+    """Distribution of shootdowns per operation: ``policy, op, global_flushes, count,
+    share``, one row per observed value."""
+    import polars as pl
+
+    names = [o.name.lower() for o in ops]
+    df = pl.concat([r.ops.select("policy", "op", "global_flushes") for r in results])
+    df = df.filter(pl.col("op").is_in(names))
+    h = df.group_by("policy", "op", "global_flushes").agg(pl.len().alias("count"))
+    tot = h.group_by("policy", "op").agg(pl.col("count").sum().alias("total"))
+    return (h.join(tot, on=["policy", "op"]).with_columns(
+        (pl.col("count") / pl.col("total")).alias("share")).drop("total")
+        .sort("policy", "op", "global_flushes"))
+
+
+def load_step_evidence(res: RunResult) -> dict:
+    """P5 evidence: flushes per load issued while contents are copied into the final
+    mapping (``perm_writable_finish``: ``text_poke`` and the staging buffer's free), and the
+    lazy-list threshold purges that happened to fall inside that step, per load."""
+    loads = int(res.ops.filter(res.ops["op"].is_in(["module_load", "bpf_load"])).height)
+    c = res.counts
+    return {"global_flushes_per_load": c.load_step_global / loads if loads else float("nan"),
+            "local_flushes_per_load": c.load_step_local / loads if loads else float("nan"),
+            "lazy_threshold_purges_per_load": c.load_step_lazy / loads if loads else float("nan"),
+            "loads": loads}
+
+
+def directmap_end(res: RunResult) -> dict[str, int]:
+    """DirectMap4k/2M/1G (bytes) after the workload."""
+    last = res.snapshots.row(-1, named=True)
+    return {"4k": last["directmap_4k"], "2m": last["directmap_2m"], "1g": last["directmap_1g"]}
+
+
+# ---- costs through kmm.invalidate -------------------------------------------------------------
+def flush_unit_costs(cpus: int, method: str = "x86", costs=None,
+                     shapes: Iterable[tuple[int, int]] = ()) -> dict[tuple[int, int], tuple[int, int]]:
+    """Cost of one flush of each shape ``(kind, pages)`` on ``cpus`` CPUs: ``(initiator
+    ns, ns spent by interrupted CPUs)``, from :class:`kmm.invalidate.Invalidator` (x86 IPI
+    shootdown or arm64 broadcast ``TLBI`` + ``DSB``). Kind 0 flushes everything, 1 is a
+    kernel range of ``pages``, 2 a local flush of ``pages``."""
+    from ..invalidate import InvalidationConfig, InvalidationCosts, Invalidator, Method
+
+    m = {"x86": Method.X86_IPI, "arm64": Method.ARM64_TLBI}[check_choice("method", method,
+                                                                         ("x86", "arm64"))]
+    cfg = InvalidationConfig(method=m, cpus=cpus, costs=costs or InvalidationCosts())
+    out = {}
+    for kind, pages in set(shapes):
+        iv = Invalidator(cfg)
+        base = PAGE_OFFSET
+        if kind == 0:
+            iv.flush(0, 0, 0, kernel=True)
+        elif kind == 1:
+            iv.flush(0, base, base + (pages << PAGE_SHIFT), kernel=True)
+        else:
+            iv.flush(0, 0, pages << PAGE_SHIFT, local=True)
+        c = iv.counters
+        out[(kind, pages)] = (c.initiator_ns, c.target_ns)
+    return out
+
+
+def _flush_shapes(res: RunResult) -> np.ndarray:
+    """The flush log as rows ``(operation index, kind, pages)``."""
+    if not res.flush_log:
+        return np.zeros((0, 3), np.int64)
+    log = np.array(res.flush_log, dtype=object)
+    kind = log[:, 1].astype(np.int64)
+    pages = np.where(kind == 1, [(int(e) - int(s)) >> PAGE_SHIFT for s, e in log[:, 2:4]],
+                     np.where(kind == 2, [int(e) >> PAGE_SHIFT for e in log[:, 3]], 0))
+    return np.stack([log[:, 0].astype(np.int64), kind, pages.astype(np.int64)], axis=1)
+
+
+def op_costs(res: RunResult, cpus: int, method: str = "x86", costs=None):
+    """Time each operation spent in TLB maintenance on ``cpus`` CPUs: a frame ``index,
+    initiator_ns, target_ns`` (the initiating CPU's time; the time interrupted CPUs spent)."""
+    import polars as pl
+
+    log = _flush_shapes(res)
+    shapes, inv = np.unique(log[:, 1:], axis=0, return_inverse=True)
+    unit = flush_unit_costs(cpus, method, costs, [tuple(int(v) for v in r) for r in shapes])
+    u = np.array([unit[(int(k), int(p))] for k, p in shapes], dtype=np.int64).reshape(-1, 2)
+    inv = np.asarray(inv).ravel()
+    df = pl.DataFrame({"index": log[:, 0], "initiator_ns": u[inv, 0], "target_ns": u[inv, 1]})
+    return df.group_by("index").agg(pl.col("initiator_ns").sum(), pl.col("target_ns").sum())
+
+
+def cost_vs_cpus(results: Sequence[RunResult], cpus_list: Sequence[int],
+                 methods: Sequence[str] = ("x86", "arm64"), costs=None,
+                 ops: Sequence[OpKind] = (OpKind.MODULE_LOAD, OpKind.BPF_LOAD)):
+    """Mean TLB-maintenance time per operation vs CPU count: ``policy, op, method, cpus,
+    initiator_ns, cpu_ns`` (``cpu_ns`` adds the time of every interrupted CPU)."""
+    import polars as pl
+
+    names = [o.name.lower() for o in ops]
+    rows = []
+    for r in results:
+        sel = r.ops.filter(pl.col("op").is_in(names)).select("index", "op")
+        for method in methods:
+            for n in cpus_list:
+                c = op_costs(r, n, method, costs)
+                j = sel.join(c, on="index", how="left").fill_null(0)
+                for op in names:
+                    part = j.filter(pl.col("op") == op)
+                    if part.height == 0:
+                        continue
+                    rows.append({"policy": r.policy.label, "op": op, "method": method, "cpus": n,
+                                 "initiator_ns": float(part["initiator_ns"].mean()),
+                                 "cpu_ns": float((part["initiator_ns"] + part["target_ns"]).mean())})
+    return pl.DataFrame(rows)
+
+
+# ---- iTLB misses of module and BPF text through kmm.tlb --------------------------------------
+@dataclass(frozen=True)
+class ItlbConfig:
+    """An x86 instruction-side TLB and a fetch workload over module and BPF text.
+
+    ``l1_entries``/``l1_ways``: L1 ITLB for 4K pages (2 MiB leaves are splintered into 4K
+    entries there, so the 8-entry 2M ITLB is not credited); ``stlb_entries``/``stlb_ways``:
+    the shared STLB holding 4K and 2M entries (Intel Optimization Reference Manual
+    248966-045, Table 2-15, Skylake: ITLB 128 x 8-way, STLB 1536 x 12-way). Workload
+    (``assumed``): calls pick a module or a program (``bpf_share``) by Zipf(``zipf``)
+    popularity, then fetch ``run_lines`` consecutive 64 B lines from a random offset.
+    """
+
+    l1_entries: int = 128
+    l1_ways: int = 8
+    stlb_entries: int = 1536
+    stlb_ways: int = 12
+    fetches: int = 200_000
+    zipf: float = 1.0
+    run_lines: int = 8
+    bpf_share: float = 0.3
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("fetches", self.fetches, lo=1)
+        check_float("zipf", self.zipf, 0.0, 4.0)
+        check_int("run_lines", self.run_lines, lo=1, hi=4096)
+        check_float("bpf_share", self.bpf_share, 0.0, 1.0)
+
+    def tlb(self):
+        from ..tlb import TLBConfig, TLBLevelConfig
+
+        return TLBConfig(l1i=TLBLevelConfig(self.l1_entries, self.l1_ways, max_page_shift=12),
+                         l2=TLBLevelConfig(self.stlb_entries, self.stlb_ways),
+                         page_shifts=(12, 21))
+
+
+def fetch_trace(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig):
+    """Instruction-fetch addresses and leaf shifts over ``text`` (see :class:`ItlbConfig`).
+    Objects are ranked by a seeded permutation of their names, so two layouts of the same
+    objects get the same popularity."""
+    objs = sorted(text, key=lambda t: (t[0], t[1]))
+    names = sorted({t[0] for t in objs})
+    rng = np.random.default_rng(cfg.seed)
+    rank = {nm: int(r) for nm, r in zip(names, rng.permutation(len(names)))}
+    groups = {"bpf": [t for t in objs if t[0].startswith("bpf")],
+              "mod": [t for t in objs if not t[0].startswith("bpf")]}
+    calls = -(-cfg.fetches // cfg.run_lines)
+    out_va, out_sh = [], []
+    shares = {"bpf": cfg.bpf_share if groups["mod"] else 1.0,
+              "mod": 1.0 - cfg.bpf_share if groups["bpf"] else 1.0}
+    for g, items in groups.items():
+        if not items:
+            continue
+        n = int(round(calls * shares[g]))
+        order = sorted(items, key=lambda t: rank[t[0]])
+        w = 1.0 / np.arange(1, len(order) + 1) ** cfg.zipf
+        pick = rng.choice(len(order), n, p=w / w.sum())
+        base = np.array([t[1] for t in order], dtype=np.uint64)
+        size = np.array([t[2] for t in order], dtype=np.int64)
+        shift = np.array([t[3] for t in order], dtype=np.uint8)
+        lines = np.maximum(size // 64, 1)
+        start = (rng.random(n) * lines[pick]).astype(np.int64)
+        k = np.arange(cfg.run_lines)
+        line = np.minimum(start[:, None] + k[None, :], (lines[pick] - 1)[:, None])
+        out_va.append((base[pick][:, None] + (line * 64).astype(np.uint64)).ravel())
+        out_sh.append(np.repeat(shift[pick], cfg.run_lines))
+    va = np.concatenate(out_va) if out_va else np.zeros(0, np.uint64)
+    sh = np.concatenate(out_sh) if out_sh else np.zeros(0, np.uint8)
+    perm = rng.permutation(calls if va.shape[0] == calls * cfg.run_lines else
+                           va.shape[0] // cfg.run_lines)
+    idx = (perm[:, None] * cfg.run_lines + np.arange(cfg.run_lines)[None, :]).ravel()
+    return va[idx], sh[idx]
+
+
+def itlb_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig) -> dict:
+    """Run the fetch trace of ``text`` through :func:`kmm.tlb.simulate_trace`; returns
+    ``fetches``, ``l1_misses`` and ``misses`` (STLB misses: page walks)."""
+    from ..tlb import Kind, simulate_trace
+
+    va, sh = fetch_trace(text, cfg)
+    c = simulate_trace(va, cfg.tlb(), kind=int(Kind.IFETCH), page_shift=sh, global_=True)
+    return {"fetches": int(va.shape[0]), "l1_misses": c.l1i_misses, "misses": c.misses}
+
+
+# ---- the notebook's scenario -------------------------------------------------------------------
+#: parameters of the notebook that are not scalar model inputs
+_LIST_PARAMS = ("cost_cpus", "module_sweep_rai", "module_sweep_init_text", "bg_sweep_used",
+                "bg_sweep_unmovable", "itlb_sweep_zipf", "itlb_sweep_run_lines",
+                "itlb_sweep_bpf_share")
+
+
+def machine_config(p: dict, **over) -> MachineConfig:
+    q = {**p, **over}
+    return MachineConfig(ram_bytes=int(q["ram_gib"]) * GiB, cpus=int(q["cpus"]),
+                         bg_used_fraction=float(q["bg_used_fraction"]),
+                         bg_unmovable_share=float(q["bg_unmovable_share"]),
+                         bg_ops_per_event=int(q["bg_ops_per_event"]), seed=int(q["seed"]))
+
+
+def module_mix(p: dict, **over) -> ModuleMix:
+    q = {**p, **over}
+    return ModuleMix(text_fraction=float(q["text_fraction"]), ro_fraction=float(q["ro_fraction"]),
+                     rai_probability=float(q["rai_probability"]),
+                     init_text_probability=float(q["init_text_probability"]),
+                     init_ro_probability=float(q["init_ro_probability"]),
+                     symtab_fraction=float(q["symtab_fraction"]), elf_ratio=float(q["elf_ratio"]))
+
+
+def workload(p: dict, *, bpf: bool = True, **over) -> Workload:
+    """The boot module set (the first ``module_count`` modules of :data:`LSMOD_X86_LAPTOP`)
+    and the BPF churn of the parameters ``p``."""
+    q = {**p, **over}
+    n = check_int("module_count", int(q["module_count"]), lo=0, hi=len(LSMOD_X86_LAPTOP))
+    seed = int(q["seed"])
+    mods = tuple(module_mix(q).modules(LSMOD_X86_LAPTOP[:n], seed + 1))
+    sizes = ()
+    if bpf:
+        sizes = tuple(int(x) for x in bpf_sizes(int(q["bpf_programs"]),
+                                                float(q["bpf_median_bytes"]),
+                                                float(q["bpf_p75_bytes"]),
+                                                int(q["bpf_cap_bytes"]), seed + 2))
+    return Workload(mods, sizes, int(q["bpf_live"]), float(q["bpf_realloc_probability"]),
+                    int(q["shrink_every"]), seed + 3)
+
+
+def itlb_config(p: dict, **over) -> ItlbConfig:
+    q = {**p, **over}
+    return ItlbConfig(int(q["itlb_l1_entries"]), int(q["itlb_l1_ways"]), int(q["stlb_entries"]),
+                      int(q["stlb_ways"]), int(q["itlb_fetches"]), float(q["itlb_zipf"]),
+                      int(q["itlb_run_lines"]), float(q["itlb_bpf_share"]), int(q["seed"]))
+
+
+def invalidation_costs(p: dict):
+    from ..invalidate import InvalidationCosts
+
+    return InvalidationCosts(invlpg_ns=float(p["invlpg_ns"]), ipi_base_ns=float(p["ipi_base_ns"]),
+                             ipi_per_extra_target_ns=float(p["ipi_per_extra_target_ns"]),
+                             ipi_handler_ns=float(p["ipi_handler_ns"]),
+                             tlbi_ns=float(p["tlbi_ns"]), dsb_ish_ns=float(p["dsb_ish_ns"]),
+                             dsb_ish_per_cpu_ns=float(p["dsb_ish_per_cpu_ns"]))
+
+
+def decided_by(sweep: Sequence[dict]) -> str | None:
+    """The one swept parameter that alone determines the recorded values, if one does:
+    the values are constant within each of its settings and differ between them. Read
+    from the values only (no band)."""
+    if not sweep:
+        return None
+    vals = [repr(pt["value"]) for pt in sweep]
+    if len(set(vals)) < 2:
+        return None
+    for k in sweep[0]["params"]:
+        groups: dict = {}
+        for pt, v in zip(sweep, vals):
+            groups.setdefault(repr(pt["params"][k]), set()).add(v)
+        if all(len(g) == 1 for g in groups.values()) and len(groups) > 1:
+            return k
+    return None
+
+
+@dataclass
+class ScenarioResult:
+    """Everything the notebook charts and records, for one parameter set."""
+
+    params: dict
+    results: list
+    sweeps: dict
+
+    def result(self, label: str) -> RunResult:
+        for r in self.results:
+            if r.policy.label == label:
+                return r
+        raise KeyError(label)
+
+    @property
+    def ops(self):
+        import polars as pl
+
+        return pl.concat([r.ops.select("policy", "op", "index", "global_flushes", "local",
+                                       "g_split", "pages_mapped") for r in self.results])
+
+    @property
+    def snapshots(self):
+        import polars as pl
+
+        return pl.concat([r.snapshots for r in self.results])
+
+    def histogram(self):
+        return flush_histogram(self.results)
+
+    def costs(self):
+        return cost_vs_cpus(self.results, list(self.params["cost_cpus"]),
+                            costs=invalidation_costs(self.params))
+
+    def itlb(self):
+        import polars as pl
+
+        cfg = itlb_config(self.params)
+        return pl.DataFrame([{"policy": r.policy.label,
+                              "text_leaf": "2M" if any(t[3] > PAGE_SHIFT for t in r.text) else "4K",
+                              **itlb_misses(r.text, cfg)} for r in self.results])
+
+    def caches(self):
+        import polars as pl
+
+        return pl.DataFrame([{"policy": r.policy.label, "cache": k, "bytes": v}
+                             for r in self.results for k, v in r.cache_end.items()])
+
+    # ---- claim values ---------------------------------------------------------------------
+    def p1(self) -> float:
+        return median_flushes(self.result("legacy"), OpKind.MODULE_LOAD)
+
+    def p2(self) -> float:
+        return median_flushes(self.result("perm_alloc"), OpKind.MODULE_LOAD)
+
+    def p3(self) -> float:
+        return median_flushes(self.result("perm_alloc"), OpKind.BPF_LOAD)
+
+    def p4(self) -> dict:
+        return {"directmap4k_legacy": directmap_end(self.result("legacy"))["4k"],
+                "directmap4k_grouped": directmap_end(self.result("perm_alloc"))["4k"]}
+
+    def p5(self) -> dict:
+        return load_step_evidence(self.result("perm_alloc"))
+
+    def p6(self, **over) -> dict:
+        cfg = itlb_config(self.params, **over)
+        m4 = itlb_misses(self.result("perm_alloc").text, cfg)
+        m2 = itlb_misses(self.result("perm_alloc+3+4").text, cfg)
+        return {"itlb_misses_4k": m4["misses"], "itlb_misses_2m": m2["misses"],
+                "fetches": m4["fetches"]}
+
+    def tidy(self, scenario: str):
+        """The tidy result frame (kmm.results schema): per policy and operation kind the
+        median and mean shootdowns and local flushes, DirectMap and cache bytes at the end,
+        iTLB misses, and the claim values."""
+        import polars as pl
+
+        from ..results import frame, rows_for
+
+        scalars = {k: v for k, v in self.params.items()
+                   if k not in _LIST_PARAMS and k != "scenario"}
+        rows = []
+        seed = int(self.params["seed"])
+        for r in self.results:
+            for op in sorted(set(r.ops["op"].to_list())):
+                part = r.ops.filter(pl.col("op") == op)
+                rows += rows_for(scenario, {**scalars, "policy": r.policy.label, "op": op}, seed, {
+                    "global_flushes_median": (float(part["global_flushes"].median()), "count"),
+                    "global_flushes_mean": (float(part["global_flushes"].mean()), "count"),
+                    "local_flushes_mean": (float(part["local"].mean()), "count"),
+                    "direct_map_splits_mean": (float(part["g_split"].mean()), "count"),
+                    "operations": (float(part.height), "count")})
+            dmb = directmap_end(r)
+            rows += rows_for(scenario, {**scalars, "policy": r.policy.label, "op": "end"}, seed, {
+                "directmap_4k": (dmb["4k"], "bytes"), "directmap_2m": (dmb["2m"], "bytes"),
+                "directmap_1g": (dmb["1g"], "bytes"),
+                "cache_bytes": (float(sum(r.cache_end.values())), "bytes"),
+                "wx_violations": (float(r.counts.wx_violations), "count")})
+        for row in self.itlb().iter_rows(named=True):
+            rows += rows_for(scenario, {**scalars, "policy": row["policy"], "op": "itlb"}, seed, {
+                "itlb_walks": (float(row["misses"]), "count"),
+                "itlb_l1_misses": (float(row["l1_misses"]), "count"),
+                "fetches": (float(row["fetches"]), "count")})
+        return frame(rows)
+
+
+def _grid(**axes) -> list[dict]:
+    import itertools
+
+    keys = list(axes)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(axes[k] for k in keys))]
+
+
+def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_POLICIES,
+                 sweeps: bool = True) -> ScenarioResult:
+    """Run every policy on the workload of ``params`` (the notebook's parameters) and, with
+    ``sweeps``, the joint sweeps of the ``assumed`` parameters the claims depend on:
+
+    - module mix (``module_sweep_*``): boot only, legacy and perm_alloc -> P1, P2;
+    - background ageing (``bg_sweep_*``): the whole workload, legacy and perm_alloc -> P3,
+      P4, P5;
+    - fetch workload (``itlb_sweep_*``): the published layouts -> P6.
+    """
+    p = dict(params)
+    mach = machine_config(p)
+    wl = workload(p)
+    results = [run(mach, pol, wl, snapshots=200) for pol in policies]
+    out = ScenarioResult(p, results, {})
+    if not sweeps:
+        return out
+    legacy, perm = PolicyConfig(Policy.LEGACY), PolicyConfig(Policy.PERM_ALLOC)
+    mod_pts, bg_pts = [], []
+    for pt in _grid(rai_probability=p["module_sweep_rai"],
+                    init_text_probability=p["module_sweep_init_text"]):
+        w = workload(p, bpf=False, **pt)
+        a, b = run(mach, legacy, w, snapshots=1), run(mach, perm, w, snapshots=1)
+        mod_pts.append({"params": pt, "p1": median_flushes(a, OpKind.MODULE_LOAD),
+                        "p2": median_flushes(b, OpKind.MODULE_LOAD)})
+    for pt in _grid(bg_used_fraction=p["bg_sweep_used"],
+                    bg_unmovable_share=p["bg_sweep_unmovable"]):
+        m = machine_config(p, **pt)
+        a, b = run(m, legacy, wl, snapshots=1), run(m, perm, wl, snapshots=1)
+        bg_pts.append({"params": pt, "p3": median_flushes(b, OpKind.BPF_LOAD),
+                       "p4": {"directmap4k_legacy": directmap_end(a)["4k"],
+                              "directmap4k_grouped": directmap_end(b)["4k"]},
+                       "p5": load_step_evidence(b)})
+        _aged_pool.cache_clear()
+    itlb_pts = [{"params": pt, "p6": out.p6(**pt)} for pt in _grid(
+        itlb_zipf=p["itlb_sweep_zipf"], itlb_run_lines=p["itlb_sweep_run_lines"],
+        itlb_bpf_share=p["itlb_sweep_bpf_share"])]
+    out.sweeps = {
+        "P1": [{"params": d["params"], "value": d["p1"]} for d in mod_pts],
+        "P2": [{"params": d["params"], "value": d["p2"]} for d in mod_pts],
+        "P3": [{"params": d["params"], "value": d["p3"]} for d in bg_pts],
+        "P4": [{"params": d["params"], "value": d["p4"]} for d in bg_pts],
+        "P5": [{"params": d["params"], "value": d["p5"]} for d in bg_pts],
+        "P6": [{"params": d["params"], "value": d["p6"]} for d in itlb_pts],
+    }
+    return out
+
+
+def run_point(**params):
+    """Library runner for ``kmm sweep``: one parameter point, every policy, no claim
+    sweeps; returns the tidy frame (scenario ``sweep``)."""
+    return run_scenario(params, sweeps=False).tidy(str(params.get("scenario", "sweep")))
