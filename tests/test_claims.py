@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import nbformat
+
 from kmm.suite import claims, registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +55,13 @@ def test_malformed_evidence_is_not_evaluated_not_reproduced():
     assert registry.verdict("B11", rec) == (registry.NOT_EVALUATED, None)
 
 
+def _source_text(path):
+    """What a person wrote: a params file's text, or a notebook's cell sources (not its JSON)."""
+    if path.suffix == ".ipynb":
+        return "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+    return path.read_text()
+
+
 def test_bands_are_read_only_by_the_registry():
     """No model, params file or notebook reads or repeats a band."""
     offenders = []
@@ -60,22 +69,30 @@ def test_bands_are_read_only_by_the_registry():
             + list((ROOT / "notebooks").rglob("*.ipynb")):
         if path.name == "registry.py":
             continue
-        text = path.read_text()
+        text = _source_text(path) if path.suffix == ".ipynb" else path.read_text()
         for needle in ("_BANDS", "in_band(", "band_text(", "registry._"):
             if needle in text:
                 offenders.append(f"{path.relative_to(ROOT)}: {needle}")
     assert offenders == [] or offenders == ["kmm/suite/claims.py: band_text("], offenders
-    # Numeric band limits must not appear as literals in params or notebooks.
-    limits = []
-    for cid, band in registry._BANDS.items():
-        if isinstance(band, registry._Interval):
-            for x in (band.lo, band.hi):
-                if x not in (0, 1, float("inf")) and abs(x) < 1e6:
-                    limits.append((cid, x))
+    # A band is repeated when both limits of an interval stand on one line (as decimals or
+    # percentages), or when a claim's headline figure is written down as an input.
+    def forms(x):
+        return {repr(x), f"{x:g}", f"{x * 100:g} %", f"{x * 100:g}%"}
+
+    pairs = [(cid, b.lo, b.hi) for cid, b in registry._BANDS.items()
+             if isinstance(b, registry._Interval) and b.lo != b.hi
+             and all(abs(v) not in (0, 1, float("inf")) and abs(v) < 1e6 for v in (b.lo, b.hi))]
+    headline = {"504 MiB", "504MiB", "28.5", "9.6 %", "9.6%", "+3.5 %", "3.5%"}
     for path in list((ROOT / "params").rglob("*.y*ml")) + list((ROOT / "notebooks").rglob("*.ipynb")):
-        text = path.read_text()
-        for cid, x in limits:
-            for lit in {repr(x), f"{x * 100:g} %", f"{x * 100:g}%"}:
-                if re.search(r"(?<![\d.])" + re.escape(lit) + r"(?![\d])", text):
-                    offenders.append(f"{path.relative_to(ROOT)} repeats {cid}'s band limit {lit}")
+        for n, line in enumerate(_source_text(path).splitlines(), 1):
+            where = f"{path.relative_to(ROOT)}:{n}"
+            for cid, lo, hi in pairs:
+                def has(x):
+                    return any(re.search(r"(?<![\d.])" + re.escape(f) + r"(?![\d])", line)
+                               for f in forms(x))
+                if has(lo) and has(hi):
+                    offenders.append(f"{where} repeats {cid}'s band")
+            for h in headline:
+                if h in line:
+                    offenders.append(f"{where} writes the claimed figure {h!r}")
     assert offenders in ([], ["kmm/suite/claims.py: band_text("]), offenders

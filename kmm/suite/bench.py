@@ -30,11 +30,12 @@ import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import KmmError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TLB_CONFIGS = [(48, 48), (1024, 4), (1024, 8), (1536, 12)]  # (entries, ways)
 PAGE_SHIFT = 12
@@ -43,6 +44,8 @@ PAGE_SHIFT = 12
 def make_trace(n: int = 10_000_000, seed: int = 1, hot_pages: int = 2000,
                universe_pages: int = 1 << 20, hot_share: float = 0.8) -> np.ndarray:
     """The benchmark trace: ``hot_share`` of accesses to ``hot_pages`` pages, the rest uniform."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     hot = rng.integers(0, universe_pages, hot_pages)
     pick = rng.random(n) < hot_share
@@ -202,6 +205,8 @@ def bench_full_path(n: int) -> dict | None:
 
 def bench_real_trace() -> dict | None:
     """A lackey trace of the Python interpreter, through kmm and pycachesim."""
+    import numpy as np
+
     if not shutil.which("valgrind"):
         return None
     from .. import tlb, traces
