@@ -19,7 +19,7 @@ Examples
 >>> import io
 >>> t = read_lackey(io.StringIO("==1== Lackey\\nI  0401ab70,3\\n S 7ff0,8\\n M 10,4\\n"))
 >>> t.address.tolist(), t.kind.tolist(), t.instructions
-([4201328, 32752, 16, 16], [2, 1, 0, 1], 1)
+([67218288, 32752, 16, 16], [2, 1, 0, 1], 1)
 """
 from __future__ import annotations
 
