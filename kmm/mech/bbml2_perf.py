@@ -17,7 +17,7 @@ that drives a closed-loop queue (:func:`closed_loop`) for P99 latency.
 
 Policies (:class:`Policy`)
 --------------------------
-``FULL_PTE``   rodata=full without BBML2: the linear map is PTEs only, no contiguous hint.
+``FULL_PTES``   rodata=full without BBML2: the linear map is PTEs only, no contiguous hint.
 ``RODATA_ON``  rodata=on: PUD/PMD blocks and contiguous ranges wherever aligned; the linear
                alias of the kernel image ``[_stext, __init_begin)`` without contiguous
                ranges (``map_mem``: ``NO_CONT_MAPPINGS`` for that interval).
@@ -108,6 +108,8 @@ from ..cache import cache_access
 from ..pagetable import OP_SET_PERM, PageTable, Paint, Perm, PermSplit, encode_ops
 from ..tlb import tlb_translate
 from ..walk import stage1_walk
+from .bbml2 import POLICY_NAMES, MemoryMap, build_linear_map
+from .bbml2 import LinearMapPolicy as Policy
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 LINE_BYTES = 64
@@ -135,16 +137,9 @@ VMEMMAP_BACKING_PA = VMALLOC_BACKING_PA + (1 << 40) + 2 * MiB
 USER_BACKING_PA = VMEMMAP_BACKING_PA + (1 << 40)
 
 
-class Policy(IntEnum):
-    """How the linear map is painted (see the module docstring)."""
-
-    FULL_PTE = 0
-    RODATA_ON = 1
-    FULL_BBML2 = 2
-
-
-POLICY_LABELS = {Policy.FULL_PTE: "rodata=full", Policy.RODATA_ON: "rodata=on",
-                 Policy.FULL_BBML2: "rodata=full+BBML2"}
+#: The linear-map policies compared here (the structural model's codes, :mod:`.bbml2`).
+POLICIES = (Policy.FULL_PTES, Policy.RODATA_ON, Policy.FULL_BBML2)
+POLICY_LABELS = {pol: POLICY_NAMES[pol] for pol in POLICIES}
 
 
 class Workload(IntEnum):
@@ -237,6 +232,12 @@ class KernelLayout:
         return (np.uint64(KERNEL_VA_BASE + VMEMMAP_OFFSET)
                 + pfn * np.uint64(STRUCT_PAGE_BYTES))
 
+    def memory_map(self) -> MemoryMap:
+        """The structural model's :class:`~kmm.mech.bbml2.MemoryMap` of this layout."""
+        return MemoryMap(ram_bytes=self.ram_bytes, granule=self.granule,
+                         base_pa=self.ram_base_bytes, kernel_alias_bytes=self.image_text_bytes,
+                         kernel_offset_bytes=self.image_pa_offset_bytes)
+
     def boot_window(self) -> tuple[int, int]:
         """Physical range filled at boot: from the end of the image (2 MiB aligned) up by
         ``boot_used_bytes``."""
@@ -264,28 +265,22 @@ def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray
                   vmalloc_bytes: int, modules_bytes: int) -> PageTable:
     """The kernel (TTBR1) page table of one policy, as leaf extents.
 
-    Offsets are from :data:`KERNEL_VA_BASE`. ``ro_ranges_pa`` (rows ``pa, size``) are the
-    linear-alias ranges the running kernel made read-only (module text and rodata under
-    rodata=full, ``set_memory_ro`` -> ``__change_memory_common`` on the alias): under
-    ``FULL_BBML2`` they split their boundaries; under ``RODATA_ON`` the alias is not
-    touched (rodata=on does not protect linear aliases); under ``FULL_PTE`` every leaf is
-    already a page.
+    Offsets are from :data:`KERNEL_VA_BASE`. The linear map is the structural model's
+    (:func:`kmm.mech.bbml2.build_linear_map`: ``map_mem`` at boot). ``ro_ranges_pa`` (rows
+    ``pa, size``) are the linear-alias ranges the running kernel made read-only (module text
+    and rodata under rodata=full, ``set_memory_ro`` -> ``__change_memory_common`` on the
+    alias): under ``FULL_BBML2`` they split their boundaries; under ``RODATA_ON`` the alias
+    is not touched (rodata=on does not protect linear aliases); under ``FULL_PTES`` every
+    leaf is already a page.
     """
     g = layout.geometry
-    pt = PageTable(g)
+    policy = Policy(policy)
+    if policy not in POLICIES:
+        raise ConfigError(f"policy must be one of {[POLICY_NAMES[x] for x in POLICIES]}",
+                          "policy")
+    pt = build_linear_map(layout.memory_map(), policy)
     mem0 = layout.memstart_bytes
-    lin = layout.ram_base_bytes - mem0
     img_lo = layout.ram_base_bytes + layout.image_pa_offset_bytes
-    img_hi = img_lo + layout.image_text_bytes
-    if policy == Policy.FULL_PTE:
-        pt.map(lin, layout.ram_bytes, layout.ram_base_bytes, Perm.RW, policy=Paint.PTES)
-    else:
-        # map_mem(): the image alias is NOMAP during the main loop, then mapped NO_CONT
-        for lo, hi, paint in ((layout.ram_base_bytes, img_lo, Paint.LARGEST),
-                              (img_lo, img_hi, Paint.NO_CONT),
-                              (img_hi, layout.ram_base_bytes + layout.ram_bytes, Paint.LARGEST)):
-            if hi > lo:
-                pt.map(lo - mem0, hi - lo, lo, Perm.RW, policy=paint)
     ro = np.asarray(ro_ranges_pa, dtype=np.int64).reshape(-1, 2)
     if policy == Policy.FULL_BBML2 and ro.shape[0]:
         ops = encode_ops(np.full(ro.shape[0], OP_SET_PERM), ro[:, 0] - mem0, ro[:, 1],
@@ -1293,7 +1288,7 @@ DEFAULTS: dict = {
 
 #: Parameters that change the simulated events (the rest only price them).
 EVENT_KEYS = frozenset({
-    "seed", "memcached_ops", "blockio_ops", "ram_gib", "boot_used_kib", "l1_tlb_entries",
+    "seed", "memcached_ops", "blockio_ops", "warm_fraction", "ram_gib", "boot_used_kib", "l1_tlb_entries",
     "l2_tlb_entries", "l2_tlb_ways", "tlb_honours_cont", "tlb_max_entry_shift",
     "walk_cache_entries", "l1i_bytes", "l1d_bytes", "l2_bytes", "slc_bytes",
     "memcached_busy_cores", "blockio_busy_cores", "mc_connections", "mc_value_bytes",
@@ -1372,9 +1367,25 @@ def _ro_ranges(p, layout: KernelLayout) -> np.ndarray:
     return module_alias_ranges(rng, int(p["module_ro_pages"]), window)
 
 
+def warmup_ops(p: dict, workload: Workload) -> tuple[int, int]:
+    """(warm-up, measured) operations of a simulation. ``memcached_ops`` / ``blockio_ops``
+    are measured operations; the warm-up before them is ``warm_fraction`` of that and at
+    least long enough to reach the steady state of the recurring structures: two passes of
+    memcached's receive ring (every buffer page and its PTE line touched), or, for the block
+    workloads, twice as many operations as 1 GiB blocks of RAM (new pages land at random over
+    RAM, so every block's translation has been loaded once)."""
+    if Workload(workload) == Workload.MEMCACHED:
+        measured = check_int("memcached_ops", p["memcached_ops"], lo=10)
+        floor = 4 * int(p["mc_rx_ring_pages"])
+    else:
+        measured = check_int("blockio_ops", p["blockio_ops"], lo=10)
+        floor = 2 * int(p["ram_gib"])
+    return max(int(measured * p["warm_fraction"]), floor), measured
+
+
 class PolicyEvents(NamedTuple):
     """Per-operation events of one workload under each policy (measured operations only,
-    warm-up dropped), and the trace's operation count before the warm-up cut."""
+    warm-up dropped), and the trace's operation count including the warm-up."""
 
     workload: Workload
     events: dict
@@ -1393,13 +1404,13 @@ def workload_events(p: dict, workload: Workload) -> PolicyEvents:
     if key in _EVENT_CACHE:
         return _EVENT_CACHE[key]
     layout = _layout(p)
-    n = int(p["memcached_ops"] if workload == Workload.MEMCACHED else p["blockio_ops"])
+    warm, measured = warmup_ops(p, workload)
+    n = warm + measured
     trace = workload_trace(workload, _shape(p, workload), layout, n, int(p["seed"]))
     ro = _ro_ranges(p, layout)
     tspec, cspec = _tlb_spec(p), _cache_spec(p, workload)
-    warm = int(n * p["warm_fraction"])
     out = {}
-    for pol in Policy:
+    for pol in POLICIES:
         pt = _kernel_table(layout, pol, ro, 4 * _STACK_BYTES, 64 * PAGE_BYTES)
         ev = simulate_events(trace, trace_leaves(trace, pt), layout, tspec, cspec)
         out[pol] = ev[warm:]
@@ -1484,7 +1495,7 @@ def claim_values(p: dict) -> dict:
     mc = priced_events(workload_events(p, Workload.MEMCACHED), p)
     m = policy_metrics(mc, cost)
     q = memcached_queue(mc, p, cost)
-    F, O, B = Policy.FULL_PTE, Policy.RODATA_ON, Policy.FULL_BBML2
+    F, O, B = Policy.FULL_PTES, Policy.RODATA_ON, Policy.FULL_BBML2
     dm = policy_metrics(priced_events(workload_events(p, Workload.DMCRYPT), p), cost)
     sr = policy_metrics(priced_events(workload_events(p, Workload.SEQREAD), p), cost)
     on_mpki = max(m[O]["kernel_tlb_mpki"], m[O]["mpki_resolution"])
@@ -1647,7 +1658,7 @@ def table_summary(p: dict):
     layout = _layout(p)
     ro = _ro_ranges(p, layout)
     rows = []
-    for pol in Policy:
+    for pol in POLICIES:
         pt = _kernel_table(layout, pol, ro, 4 * _STACK_BYTES, 64 * PAGE_BYTES)
         lin_hi = layout.ram_base_bytes + layout.ram_bytes - layout.memstart_bytes
         by_level = {}
@@ -1678,7 +1689,7 @@ def utilisation_curve(p: dict, think_us: list[float]):
     rows = []
     for z in think_us:
         q = memcached_queue(mc, {**p, "mc_think_us": float(z)}, cost)
-        F, B = q[Policy.FULL_PTE], q[Policy.FULL_BBML2]
+        F, B = q[Policy.FULL_PTES], q[Policy.FULL_BBML2]
         rows.append({"think_us": float(z), "utilisation": F["utilisation"],
                      "throughput_change": _rel(B["throughput"], F["throughput"]),
                      "p99_change": _rel(B["p99_us"], F["p99_us"])})
@@ -1717,7 +1728,7 @@ def dominant_parameter(sens, claim: str) -> str:
 def explanations(p: dict, res: dict, values: dict, sens=None) -> dict:
     """One sentence per claim saying why the model gives its value (numbers from the model;
     the sweep's most influential parameter where a sweep is given)."""
-    F, O, B = Policy.FULL_PTE, Policy.RODATA_ON, Policy.FULL_BBML2
+    F, O, B = Policy.FULL_PTES, Policy.RODATA_ON, Policy.FULL_BBML2
     mc, dm, sr, q = res[Workload.MEMCACHED], res[Workload.DMCRYPT], res[Workload.SEQREAD], res["queue"]
 
     def dom(c):
