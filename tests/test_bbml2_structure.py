@@ -212,3 +212,23 @@ def test_bbm_window_direction_and_scaling():
                            "conflict_aborts": 0}
     assert hi["bbml2_aborts"]["conflict_aborts"] > 0
     assert b.bbm_window(BbmConfig(access_rate_per_us=0.0), 1)["no_bbml2"]["faults"] == 0
+
+
+def test_notebook_layer_small():
+    p = b.check_params({"ram_gib_list": [16], "granules": ["4K", "64K"], "stream_ram_gib": 16,
+                        "stream_events": 40, "checkpoints": 2, "bbm_changes": 20,
+                        "sweep_points": 2, "scenario": "small"})
+    with pytest.raises(ConfigError):
+        b.check_params({"nonsense": 1})
+    with pytest.raises(ConfigError):
+        b.check_params({"granules": ["8K"]})
+    v = b.claim_values(p)
+    assert set(v) == {"B1", "B2", "B9", "B10", "B11"}
+    assert v["B1"]["unit"] == "bytes" and len(v["B1"]["sweep"]) == 2 * 2 * 2
+    assert set(v["B2"]["value"]) == {"ram_bytes", "saved_bytes", "group"}
+    assert {"blocks_kept_boundary", "blocks_kept_v1"} <= set(v["B9"]["value"])
+    assert v["B10"]["value"]["predicted_pages"] == v["B10"]["value"]["built_pages"]
+    assert v["B11"]["value"]["faults_with_bbml2"] == 0
+    assert all(x["explanation"] for x in v.values())
+    df = b.results_frame(p, "small")
+    assert set(df["study"].unique()) == {"table_memory", "stream", "repaint", "bbm"}
