@@ -351,15 +351,27 @@ def context(asid, vmid):
 
 
 @njit(inline="always", _nrt=False)
-def _probe(st, s, c, key, row, ways, want, glob):
+def _u(x):
+    """An index as uint64: Numba skips negative-index wraparound for unsigned indices."""
+    return np.uint64(x)
+
+
+@njit(inline="always", _nrt=False)
+def _row(st, s, tag):
+    """First entry column of the set of ``tag`` in structure ``s``."""
+    return _u(st.geo[s, G_BASE]) + (_u(tag) & _u(st.geo[s, G_SETS] - 1)) * _u(st.geo[s, G_WAYS])
+
+
+@njit(inline="always", _nrt=False)
+def _probe(st, c, key, row, ways, want, glob):
     ent = st.ent
     for w in range(ways):
         e = row + w
         if ent[c, E_KEY, e] == key:
             x = ent[c, E_CTX, e]
             if x == want or x == glob:
-                return e
-    return -1
+                return np.int64(e)
+    return np.int64(-1)
 
 
 @njit(inline="always", _nrt=False)
@@ -374,21 +386,23 @@ def tlb_lookup(st, s, c, va, shift, asid, vmid, counts):
     """
     geo = st.geo
     ent = st.ent
-    ways = geo[s, G_WAYS]
-    mask = geo[s, G_SETS] - 1
-    base = geo[s, G_BASE]
+    c = _u(c)
+    ways = _u(geo[s, G_WAYS])
     want = context(asid, vmid)
     glob = np.int64(vmid) << 32
     first = min(shift, geo[s, G_MAXSHIFT])
-    hit = -1
-    h = st.cpu[c, C_HINT + s]
-    if ent[c, E_KEY, h] == (((va >> first) << 6) | first) and (
-            ent[c, E_CTX, h] == want or ent[c, E_CTX, h] == glob) and geo[s, G_LAST] == 0:
-        hit = h
-    elif mask == 0 and geo[s, G_NPROBE] > 1:
+    detect = geo[s, G_LAST] != 0
+    hit = np.int64(-1)
+    h = _u(st.cpu[c, C_HINT + s])
+    x = ent[c, E_CTX, h]
+    if ent[c, E_KEY, h] == (((va >> first) << 6) | first) and (x == want or x == glob) \
+            and not detect:
+        hit = np.int64(h)
+    elif geo[s, G_SETS] == 1 and geo[s, G_NPROBE] > 1:
         # fully associative with several sizes: one pass, each entry compared at its own
         # size; the preferred match is the access's own size, then the smallest (the
         # probing order of the set-associative case)
+        base = _u(geo[s, G_BASE])
         best = 64
         matches = 0
         for w in range(ways):
@@ -403,27 +417,25 @@ def tlb_lookup(st, s, c, va, shift, asid, vmid, counts):
                         rank = 0 if p == first else p
                         if rank < best:
                             best = rank
-                            hit = e
-                        if rank == 0 and geo[s, G_LAST] == 0:
+                            hit = np.int64(e)
+                        if rank == 0 and not detect:
                             break
-        if matches > 1 and geo[s, G_LAST] != 0:
+        if matches > 1 and detect:
             counts[TLBEvent.CONFLICTS] += matches - 1
     else:
         tag = va >> first
-        hit = _probe(st, s, c, (tag << 6) | first, base + (tag & mask) * ways, ways, want,
-                     glob)
-        if hit < 0 or geo[s, G_LAST] != 0:
+        hit = _probe(st, c, (tag << 6) | first, _row(st, s, tag), ways, want, glob)
+        if hit < 0 or detect:
             for k in range(geo[s, G_NPROBE]):
                 p = geo[s, G_PROBES + k]
                 if p == first:
                     continue
                 tag = va >> p
-                e = _probe(st, s, c, (tag << 6) | p, base + (tag & mask) * ways, ways, want,
-                           glob)
+                e = _probe(st, c, (tag << 6) | p, _row(st, s, tag), ways, want, glob)
                 if e >= 0:
                     if hit < 0:
                         hit = e
-                        if geo[s, G_LAST] == 0:
+                        if not detect:
                             break
                     else:
                         counts[TLBEvent.CONFLICTS] += 1
@@ -431,7 +443,7 @@ def tlb_lookup(st, s, c, va, shift, asid, vmid, counts):
         st.cpu[c, C_HINT + s] = hit
         if geo[s, G_POLICY] == Replacement.LRU:
             st.cpu[c, C_CLOCK] += 1
-            ent[c, E_STAMP, hit] = st.cpu[c, C_CLOCK]
+            ent[c, E_STAMP, _u(hit)] = st.cpu[c, C_CLOCK]
     return hit
 
 
@@ -446,36 +458,42 @@ def _xorshift(st, c):
 
 
 @njit(inline="always", _nrt=False)
+def _victim(ent, c, row, ways):
+    """Way of the smallest stamp in the set (the first on ties), without branches: an
+    invalid way has stamp 0, every valid one a positive stamp."""
+    victim = row
+    ms = ent[c, E_STAMP, row]
+    for w in range(_u(1), ways):
+        e = row + w
+        x = ent[c, E_STAMP, e]
+        victim = e if x < ms else victim
+        ms = min(x, ms)
+    return victim, ms
+
+
+@njit(inline="always", _nrt=False)
 def tlb_fill(st, s, c, va, shift, asid, vmid, counts):
     """Insert the translation of ``va`` as an entry of ``min(shift, largest)`` bytes (log2)
     into structure ``s`` of CPU ``c``; ``asid`` −1 makes it global. An invalid way is used
     first, else the policy's victim. Returns the entry column."""
     geo = st.geo
     ent = st.ent
+    c = _u(c)
     p = min(shift, geo[s, G_MAXSHIFT])
-    ways = geo[s, G_WAYS]
+    ways = _u(geo[s, G_WAYS])
     tag = va >> p
-    row = geo[s, G_BASE] + (tag & (geo[s, G_SETS] - 1)) * ways
-    victim = -1
-    for w in range(ways):
-        if ent[c, E_KEY, row + w] == 0:
-            victim = row + w
-            break
-    if victim < 0:
+    row = _row(st, s, tag)
+    victim, ms = _victim(ent, c, row, ways)
+    if ms != 0:
         counts[TLBEvent.EVICTIONS] += 1
         if geo[s, G_POLICY] == Replacement.RANDOM:
-            victim = row + np.int64(_xorshift(st, c) % np.uint64(ways))
-        else:
-            victim = row
-            for w in range(1, ways):
-                if ent[c, E_STAMP, row + w] < ent[c, E_STAMP, victim]:
-                    victim = row + w
+            victim = row + _xorshift(st, c) % ways
     counts[TLBEvent.FILLS] += 1
     st.cpu[c, C_CLOCK] += 1
     ent[c, E_KEY, victim] = (tag << 6) | p
     ent[c, E_CTX, victim] = context(asid, vmid)
     ent[c, E_STAMP, victim] = st.cpu[c, C_CLOCK]
-    return victim
+    return np.int64(victim)
 
 
 @njit(inline="always", _nrt=False)
@@ -526,25 +544,28 @@ def _run_lru_single(key, stamp, va, p, mask, ways, clock, counts):
     decisions as :func:`tlb_translate`. Returns the advanced clock."""
     miss = 0
     evict = 0
+    uways = _u(ways)
+    umask = _u(mask)
     for i in range(va.shape[0]):
         tag = va[i] >> p
         k = (tag << 6) | p
-        row = (tag & mask) * ways
+        row = (_u(tag) & umask) * uways
         clock += 1
         hit = False
         victim = row
-        for w in range(ways):
+        ms = stamp[row]
+        for w in range(uways):
             e = row + w
             if key[e] == k:
                 stamp[e] = clock
                 hit = True
                 break
-            if stamp[e] < stamp[victim]:
-                victim = e
+            x = stamp[e]
+            victim = e if x < ms else victim
+            ms = min(x, ms)
         if not hit:
             miss += 1
-            if key[victim] != 0:
-                evict += 1
+            evict += ms != 0
             key[victim] = k
             stamp[victim] = clock
     counts[TLBEvent.ACCESSES] += va.shape[0]
