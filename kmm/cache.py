@@ -189,32 +189,31 @@ class CacheState(NamedTuple):
 @njit(inline="always", _nrt=False)
 def _touch(ent, r, geo, lv, key, clk, cr):
     """Look ``key`` up in level ``lv`` (row ``r`` of ``ent``); allocate it on a miss.
-    Returns True on a hit."""
-    ways = geo[lv, K_WAYS]
-    row = geo[lv, K_BASE] + ((key >> 1) & (geo[lv, K_SETS] - 1)) * ways
+    Returns True on a hit. An invalid way has stamp 0 and every valid one a positive
+    stamp, so the smallest stamp (first on ties) is a free way if there is one."""
+    r = np.uint64(r)
+    ways = np.uint64(geo[lv, K_WAYS])
+    row = np.uint64(geo[lv, K_BASE]) + (np.uint64(key >> 1) & np.uint64(geo[lv, K_SETS] - 1)) \
+        * ways
     victim = row
-    free = -1
+    ms = ent[r, 1, row]
     for w in range(ways):
         e = row + w
-        k = ent[r, 0, e]
-        if k == key:
+        if ent[r, 0, e] == key:
             if geo[lv, K_POLICY] == Replacement.LRU:
                 clk[cr, 0] += 1
                 ent[r, 1, e] = clk[cr, 0]
             return True
-        if k == 0 and free < 0:
-            free = e
-        if ent[r, 1, e] < ent[r, 1, victim]:
-            victim = e
-    if free >= 0:
-        victim = free
-    elif geo[lv, K_POLICY] == Replacement.RANDOM:
+        x = ent[r, 1, e]
+        victim = e if x < ms else victim
+        ms = min(x, ms)
+    if ms != 0 and geo[lv, K_POLICY] == Replacement.RANDOM:
         x = np.uint64(clk[cr, 1])
         x ^= x << np.uint64(13)
         x ^= x >> np.uint64(7)
         x ^= x << np.uint64(17)
         clk[cr, 1] = np.int64(x)
-        victim = row + np.int64(x % np.uint64(ways))
+        victim = row + x % ways
     clk[cr, 0] += 1
     ent[r, 0, victim] = key
     ent[r, 1, victim] = clk[cr, 0]
