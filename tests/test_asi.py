@@ -201,3 +201,17 @@ def test_tracked_table_and_config_validation():
     cfg = AsiConfig(granule="64K", pool_bytes=4 << 30)
     assert cfg.buddy_config().pageblock_order == 13 and cfg.buddy_config().pageblocks == 8
     assert isinstance(buddy.kernel_migrate_table(), buddy.MigrateTable)
+
+
+def test_evaluate_gives_evidence_for_every_claim():
+    p = asi.check_params({"allocs": 2000, "pool_mib": 8, "target_points": 3,
+                          "sweep_allocs": 500})
+    ev = asi.evaluate(p)
+    assert sorted(ev["evidence"]) == [f"A{i}" for i in range(1, 8)]
+    assert len(ev["evidence"]["A6"]["target"]) == 3 == len(ev["evidence"]["A6"]["cost"])
+    assert ev["evidence"]["A6"]["target"][0] == 0
+    assert all(r.counts.violations == 0 for r in ev["runs"].values())
+    text = asi.explanations(ev["evidence"], ev["notes"])
+    assert all(text[c].strip() for c in ev["evidence"])
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        asi.check_params({"bogus": 1})

@@ -114,6 +114,7 @@ class AsiEvent(IntEnum):
     UNMAP_NS = 28
     FLUSH_NS = 29            # initiator time of ASI's shootdowns
     PT_ALLOC_NS = 30
+    ZEROED_ON_CONVERSION = 31  # pages zeroed when a pageblock turned nonsensitive
 
 
 class BurstSource(IntEnum):
@@ -594,7 +595,9 @@ def _convert_after_alloc(bst, tst, ist, ast, cpu):
                     ast.params[_P_FREE_MAPPED] -= k
                     ns += u
                 else:
+                    z0 = ast.counts[7]
                     m, was = _map_range(bst, ast, p, n, False)
+                    ast.counts[31] += ast.counts[7] - z0
                     ast.params[_P_FREE_MAPPED] += n - was
                     ns += m
                 p += np.int64(1) << o
@@ -959,6 +962,7 @@ class AsiRun:
             "ipis": float(v.ipis),
             "pointless_remaps": float(c.pointless_remaps),
             "pages_zeroed": float(c.pages_zeroed),
+            "zeroed_on_conversion": float(c.zeroed_on_conversion),
             "pages_unmapped": float(c.pages_unmapped),
             "pt_allocs_during_alloc": float(c.pt_allocs),
             "pt_pages_boot": float(self.pt_pages_boot),
@@ -1074,7 +1078,7 @@ def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
 #: Defaults of the notebook's parameters (small enough for nbval); params/asi.yaml holds the
 #: published scenario with a source or an ``assumed`` range for every cost.
 DEFAULTS: dict = {
-    "seed": 1, "allocs": 20000, "pool_mib": 64, "occupancy": 0.6, "pressure": 0.3,
+    "seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, "pressure": 0.3,
     "cpus": 8, "granule": "4K", "method": "x86_ipi", "physmap": "on_demand",
     "worker_interval_ns": 1_000_000, "worker_batch_pages": 512, "op_interval_ns": 1000,
     "touches_per_op": 1, "tlb_entries": 512, "tlb_ways": 4,
@@ -1082,8 +1086,8 @@ DEFAULTS: dict = {
     "zero_page_ns": 400.0, "pt_alloc_ns": 700.0, "enqueue_ns": 30.0, "worker_wake_ns": 2000.0,
     "invlpg_ns": 100.0, "full_flush_ns": 37.0, "ipi_base_ns": 3000.0,
     "ipi_per_extra_target_ns": 1500.0, "ipi_handler_ns": 1000.0,
-    "target_points": 6, "granule_pool_mib": 1024, "granule_allocs": 10000,
-    "sweep_points": 2, "sweep_allocs": 4000,
+    "target_points": 4, "granule_pool_mib": 1024, "granule_allocs": 4000,
+    "sweep_points": 2, "sweep_allocs": 3000,
 }
 
 _METHODS = {"x86_ipi": _inv.Method.X86_IPI, "x86_invlpgb": _inv.Method.X86_INVLPGB,
@@ -1287,7 +1291,7 @@ def evaluate(p: dict, allocs: int | None = None) -> dict:
     targets = target_sweep(p, allocs)
     physmap = physmap_compare(p, allocs)
     return {"runs": runs, "targets": targets, "physmap": physmap,
-            "evidence": _evidence(runs, targets, physmap)}
+            "evidence": _evidence(runs, targets, physmap), "notes": notes(runs, targets)}
 
 
 def params_path():
@@ -1334,36 +1338,70 @@ def sweep_records(sweep: list[dict], claim: str) -> list[dict]:
     return [{"params": s["params"], "value": s["evidence"][claim]} for s in sweep]
 
 
-def explanations(ev: dict, p: dict) -> dict:
-    """One sentence per claim from the evidence (the values, never the bands)."""
+def notes(runs: dict, targets) -> dict:
+    """Facts the explanations cite besides the evidence: burst sources, where zeroing
+    happened, the flat part of the target curve."""
+    out = {}
+    for pol in (Policy.RFC, Policy.TRACKED):
+        b = runs[("mixed", pol)].bursts
+        out[f"burst_source_{pol.name.lower()}"] = (
+            BurstSource(int(b[np.argmax(b[:, 1]), 2])).name.lower().replace("_", " ")
+            if b.shape[0] else "none")
+        out[f"zeroed_on_conversion_{pol.name.lower()}"] = \
+            runs[("mixed", pol)].metrics()["zeroed_on_conversion"]
+    cost = np.asarray(targets["total_asi_ns"].to_list(), float)
+    tp = targets["target_pages"].to_list()
+    near = [t for t, c in zip(tp, cost) if c <= 1.01 * cost.min()]
+    out["a6_near_min"] = (min(near), max(near))
+    out["a6_cost_at_zero"] = float(cost[0])
+    out["a6_cost_min"] = float(cost.min())
+    return out
+
+
+def _cmp(a: float, b: float) -> str:
+    return "more than" if a > b else ("fewer than" if a < b else "as many as")
+
+
+def explanations(ev: dict, nt: dict) -> dict:
+    """One sentence per claim from the evidence and :func:`notes` (never the bands)."""
     e = ev
     a5r, a5t = e["A5"]["rfc"], e["A5"]["tracked"]
+    better = [k for k in a5r if a5t[k] < a5r[k]]
+    worse = [k for k in a5r if a5t[k] > a5r[k]]
     best = e["A6"]["target"][int(np.argmin(e["A6"]["cost"]))]
+    lo, hi = nt["a6_near_min"]
+    zr, zt = e["A3"]["zeroed_rfc"], e["A3"]["zeroed_tracked"]
     return {
-        "A1": (f"On the pathological stream (nonsensitive pages freed and wanted again at once) "
-               f"the RFC design unmapped and then remapped {e['A1']['pointless_rfc']:.0f} pages, "
-               f"tracked pageblocks {e['A1']['pointless_tracked']:.0f}, because the RFC queue "
-               f"unmaps every freed nonsensitive page before it can be reused."),
-        "A2": (f"The largest single burst of ASI housekeeping was "
-               f"{e['A2']['max_burst_rfc_ns'] / 1e3:.1f} us for the RFC worker against "
-               f"{e['A2']['max_burst_tracked_ns'] / 1e3:.1f} us for tracked pageblocks, whose "
-               f"largest bursts are pageblock conversions inside allocations."),
-        "A3": (f"The RFC design zeroed {e['A3']['zeroed_rfc']:.0f} pages against "
-               f"{e['A3']['zeroed_tracked']:.0f} for tracked pageblocks: without a preference "
-               f"for same-sensitivity reuse, formerly sensitive free pages go to nonsensitive "
-               f"allocations."),
+        "A1": (f"On the pathological stream the RFC design remapped {e['A1']['pointless_rfc']:.0f} "
+               f"pages it had unmapped while they held no sensitive data, tracked pageblocks "
+               f"{e['A1']['pointless_tracked']:.0f}: the RFC worker unmaps every freed "
+               f"nonsensitive page and the allocator hands the same pages out again, while "
+               f"tracked pageblocks leave free nonsensitive pages mapped."),
+        "A2": (f"The largest single burst of ASI work was "
+               f"{e['A2']['max_burst_rfc_ns'] / 1e3:.1f} us for the RFC design (a "
+               f"{nt['burst_source_rfc']}) and {e['A2']['max_burst_tracked_ns'] / 1e3:.1f} us for "
+               f"tracked pageblocks (a {nt['burst_source_tracked']}: zeroing and mapping or "
+               f"unmapping a whole pageblock at once)."),
+        "A3": (f"The RFC design zeroed {zr:.0f} pages, {_cmp(zr, zt)} tracked pageblocks' "
+               f"{zt:.0f}, of which {nt['zeroed_on_conversion_tracked']:.0f} were zeroed when a "
+               f"pageblock turned nonsensitive (its free formerly sensitive pages all at once); "
+               f"the RFC design zeroes at allocation whenever a formerly sensitive page goes to "
+               f"a nonsensitive user."),
         "A4": (f"p99 allocation latency is {e['A4']['p99_rfc_ns']:.0f} ns with the RFC design "
-               f"and {e['A4']['p99_none_ns']:.0f} ns without ASI; the tail is mapping, zeroing, "
-               f"page-table allocation and waiting on the queue under pressure."),
-        "A5": (f"Tracked pageblocks vs RFC: shootdowns {a5t['shootdowns']:.0f} vs "
-               f"{a5r['shootdowns']:.0f}, zeroed {a5t['pages_zeroed']:.0f} vs "
+               f"and {e['A4']['p99_none_ns']:.0f} ns without ASI: the RFC design maps (and where "
+               f"needed zeroes, and allocates page tables for) every nonsensitive allocation, "
+               f"and waits on the queue under memory pressure."),
+        "A5": (f"Tracked pageblocks against the RFC design: shootdowns {a5t['shootdowns']:.0f} vs "
+               f"{a5r['shootdowns']:.0f}, pages zeroed {a5t['pages_zeroed']:.0f} vs "
                f"{a5r['pages_zeroed']:.0f}, housekeeping {a5t['housekeeping_ns'] / 1e6:.2f} vs "
                f"{a5r['housekeeping_ns'] / 1e6:.2f} ms, p99 {a5t['alloc_p99_ns']:.0f} vs "
-               f"{a5r['alloc_p99_ns']:.0f} ns."),
-        "A6": (f"Total ASI work over the free-mapped target is lowest at {best} pages; a low "
-               f"target makes the target worker convert pageblocks back and forth (unmap and "
-               f"shoot down, then zero and map again), a high one leaves more free pages to "
-               f"unmap when sensitive allocations need them."),
+               f"{a5r['alloc_p99_ns']:.0f} ns; lower on {', '.join(better) or 'nothing'}, "
+               f"higher on {', '.join(worse) or 'nothing'}."),
+        "A6": (f"Total ASI work is lowest at a target of {best} free mapped pages and within 1 % "
+               f"of that minimum for targets {lo}-{hi}; at target 0 it is "
+               f"{nt['a6_cost_at_zero'] / 1e6:.1f} ms against {nt['a6_cost_min'] / 1e6:.1f} ms, "
+               f"because the target worker converts pageblocks back to sensitive (unmap, "
+               f"shoot down) that nonsensitive allocations then convert again (zero, map)."),
         "A7": (f"While allocating, the RFC's on-demand restricted physmap allocated "
                f"{e['A7']['pt_allocs_rfc']:.0f} page-table pages and the synced one "
                f"{e['A7']['pt_allocs_synced']:.0f}, its tables being built at boot; with block "
@@ -1377,4 +1415,4 @@ __all__ = ["Policy", "Physmap", "AsiEvent", "BurstSource", "AsiCosts", "AsiConfi
            "DEFAULTS", "POLICY_NAMES", "check_params", "params_from", "config_for",
            "workload_for", "compare_policies", "target_sweep", "granule_sweep",
            "physmap_compare", "policy_frame", "latency_cdf", "burst_frame", "evaluate",
-           "assumed_specs", "joint_sweep", "sweep_records", "explanations"]
+           "assumed_specs", "joint_sweep", "sweep_records", "notes", "explanations"]
