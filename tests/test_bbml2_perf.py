@@ -322,3 +322,9 @@ def test_results_frame_is_tidy():
     assert set(df["workload"]) == {"memcached", "dmcrypt", "seqread"}
     with pytest.raises(ConfigError, match="unknown parameter"):
         bp.check_params({"nope": 1})
+
+
+def test_sensitivity_keeps_workload_parameters_to_their_claims():
+    assert bp.relevant("B7", "dmcrypt_run_pages") and not bp.relevant("B8", "dmcrypt_run_pages")
+    assert bp.relevant("B6_mpki_rel", "module_ro_pages") and not bp.relevant("B7", "mc_connections")
+    assert bp.relevant("B3", "cpi_base") and bp.relevant("B8", "blockio_busy_cores")

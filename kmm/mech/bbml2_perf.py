@@ -1699,9 +1699,25 @@ def utilisation_curve(p: dict, think_us: list[float]):
 CLAIM_COLUMNS = ("B3", "B4", "B5", "B6_ops_rel", "B6_mpki_rel", "B7", "B8")
 
 
+_WORKLOAD_PREFIX = {"mc_": ("B3", "B4", "B5", "B6"), "module_": ("B3", "B4", "B5", "B6"),
+                    "memcached_": ("B3", "B4", "B5", "B6"), "dmcrypt_": ("B7",),
+                    "seqread_": ("B8",), "read_bytes": ("B8",), "blockio_": ("B7", "B8")}
+
+
+def relevant(claim: str, parameter: str) -> bool:
+    """Whether ``parameter`` can change ``claim``: workload-specific parameters only reach
+    their own workload's claims; machine and cost parameters reach every claim."""
+    cid = claim.split("_")[0]
+    for prefix, claims_of in _WORKLOAD_PREFIX.items():
+        if parameter.startswith(prefix):
+            return cid in claims_of
+    return True
+
+
 def sensitivity(sweep):
-    """Spearman rank correlation of every claim value with every swept parameter, from
-    :func:`joint_sweep`'s frame (long format: ``claim, parameter, rho``)."""
+    """Spearman rank correlation of every claim value with every swept parameter that can
+    change it (:func:`relevant`), from :func:`joint_sweep`'s frame (long format: ``claim,
+    parameter, rho``)."""
     import polars as pl
     skip = {"point", "event_point", *CLAIM_COLUMNS}
     params = [c for c in sweep.columns if c not in skip]
@@ -1709,6 +1725,8 @@ def sensitivity(sweep):
     for cid in CLAIM_COLUMNS:
         y = sweep[cid].rank().to_numpy()
         for name in params:
+            if not relevant(cid, name):
+                continue
             x = sweep[name].cast(pl.Float64).rank().to_numpy()
             if np.std(x) == 0 or np.std(y) == 0:
                 rho = 0.0
