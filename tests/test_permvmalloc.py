@@ -281,35 +281,12 @@ def test_posted_rfc_reuses_freed_writable_pages_as_text():
     assert sim.counts.wx_violations > 0
 
 
-def _random_ops(sim, n, seed):
-    rng = np.random.default_rng(seed)
-    specs = pv.ModuleMix().modules([12288, 16384, 28672, 65536, 139264, 20480], seed)
-    mods, progs = [], []
-    for _ in range(n):
-        u = rng.random()
-        if u < 0.2 and len(mods) < 6:
-            m = specs[int(rng.integers(0, len(specs)))]
-            st = sim.load_module(m)
-            if rng.random() < 0.8:
-                sim.free_module_init(m, st)
-            mods.append((m, st))
-        elif u < 0.3 and mods:
-            m, st = mods.pop(int(rng.integers(0, len(mods))))
-            sim.unload_module(m, st)
-        elif u < 0.7:
-            progs.append(sim.load_bpf(int(rng.choice([100, 500, 3000, 9000, 70000])), "p"))
-        elif progs:
-            sim.free_bpf(progs.pop(int(rng.integers(0, len(progs)))))
-        if u > 0.995 and sim.policy.policy == Policy.PERM_ALLOC:
-            sim.shrink()
-
-
 @pytest.mark.parametrize("pol", [*pv.STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=False),
                                  PolicyConfig(Policy.PERM_ALLOC, module_2m=True)],
                          ids=lambda p: p.label)
 def test_invariants_hold_over_random_loads_and_frees(pol):
     sim = pv.PermVmalloc(AGED, pol, check=True, snapshot_every=100)
-    _random_ops(sim, 1500, seed=11)
+    pv.random_ops(sim, 1500, seed=11)
     assert len(sim.ops) > 1500
     assert sim.violations == []
     assert sim.counts.wx_violations == sim.counts.free_violations == 0
@@ -364,9 +341,9 @@ SMALL = dict(
     ipi_handler_ns=1000.0, tlbi_ns=10.0, dsb_ish_ns=200.0, dsb_ish_per_cpu_ns=5.0,
     itlb_fetches=20000, itlb_zipf=1.0, itlb_run_lines=8, itlb_bpf_share=0.3,
     itlb_l1_entries=128, itlb_l1_ways=8, stlb_entries=1536, stlb_ways=12,
-    module_sweep_rai=[0.75], module_sweep_init_text=[0.95], bg_sweep_used=[0.5],
-    bg_sweep_unmovable=[0.25], itlb_sweep_zipf=[1.0], itlb_sweep_run_lines=[8],
-    itlb_sweep_bpf_share=[0.3], seed=0)
+    module_sweep_rai=[0.75], module_sweep_init_text=[0.95],
+    bg_sweep=[[0.5, 0.25, 16.0]], itlb_sweep_zipf=[1.0], itlb_sweep_run_lines=[8],
+    itlb_sweep_bpf_share=[0.3], invariant_ops=50, seed=0)
 
 
 @pytest.fixture(scope="module")

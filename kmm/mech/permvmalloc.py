@@ -1520,6 +1520,50 @@ def bpf_churn(sim: PermVmalloc, sizes: np.ndarray, live_target: int, seed: int,
     return live
 
 
+def random_ops(sim: PermVmalloc, n: int, seed: int) -> None:
+    """A random mix of module loads (most followed by their init free), module unloads, BPF
+    loads and frees, and (perm_alloc) shrinker runs, for the invariant checks."""
+    rng = np.random.default_rng(seed)
+    specs = ModuleMix().modules([12288, 16384, 28672, 65536, 139264, 20480], seed)
+    mods, progs = [], []
+    for _ in range(n):
+        u = rng.random()
+        if u < 0.2 and len(mods) < 6:
+            m = specs[int(rng.integers(0, len(specs)))]
+            st = sim.load_module(m)
+            if rng.random() < 0.8:
+                sim.free_module_init(m, st)
+            mods.append((m, st))
+        elif u < 0.3 and mods:
+            m, st = mods.pop(int(rng.integers(0, len(mods))))
+            sim.unload_module(m, st)
+        elif u < 0.7:
+            progs.append(sim.load_bpf(int(rng.choice([100, 500, 3000, 9000, 70000])), "p"))
+        elif progs:
+            sim.free_bpf(progs.pop(int(rng.integers(0, len(progs)))))
+        if u > 0.995 and sim.policy.policy == Policy.PERM_ALLOC:
+            sim.shrink()
+
+
+def invariant_table(machine: MachineConfig, n_ops: int, seed: int,
+                    policies: Sequence[PolicyConfig] = (
+                        *STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=False),
+                        PolicyConfig(Policy.PERM_ALLOC, rw_from_cache=True))):
+    """Run :func:`random_ops` with the checker on for each policy: ``policy, operations,
+    wx_violations, free_violations, first`` (the first finding, if any)."""
+    import polars as pl
+
+    rows = []
+    for pol in policies:
+        sim = PermVmalloc(machine, pol, check=True, snapshot_every=max(1, n_ops))
+        random_ops(sim, n_ops, seed)
+        rows.append({"policy": pol.label, "operations": len(sim.ops),
+                     "wx_violations": sim.counts.wx_violations,
+                     "free_violations": sim.counts.free_violations,
+                     "first": sim.violations[0] if sim.violations else ""})
+    return pl.DataFrame(rows)
+
+
 def module_churn(sim: PermVmalloc, modules: Sequence[ModuleSpec], n_ops: int, seed: int,
                  live_target: int = 8) -> None:
     """Random module loads and unloads (each load followed by its init free)."""
@@ -1804,9 +1848,8 @@ def itlb_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig) -> d
 
 # ---- the notebook's scenario -------------------------------------------------------------------
 #: parameters of the notebook that are not scalar model inputs
-_LIST_PARAMS = ("cost_cpus", "module_sweep_rai", "module_sweep_init_text", "bg_sweep_used",
-                "bg_sweep_unmovable", "itlb_sweep_zipf", "itlb_sweep_run_lines",
-                "itlb_sweep_bpf_share")
+_LIST_PARAMS = ("cost_cpus", "module_sweep_rai", "module_sweep_init_text", "bg_sweep",
+                "itlb_sweep_zipf", "itlb_sweep_run_lines", "itlb_sweep_bpf_share")
 
 
 def machine_config(p: dict, **over) -> MachineConfig:
@@ -1998,8 +2041,9 @@ def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_PO
     ``sweeps``, the joint sweeps of the ``assumed`` parameters the claims depend on:
 
     - module mix (``module_sweep_*``): boot only, legacy and perm_alloc -> P1, P2;
-    - background ageing (``bg_sweep_*``): the whole workload, legacy and perm_alloc -> P3,
-      P4, P5;
+    - background ageing (``bg_sweep``: points ``[bg_used_fraction, bg_unmovable_share,
+      bg_ops_per_event]``, e.g. a two-level fractional factorial): the whole workload, legacy
+      and perm_alloc -> P3, P4, P5;
     - fetch workload (``itlb_sweep_*``): the published layouts -> P6.
     """
     p = dict(params)
@@ -2017,8 +2061,9 @@ def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_PO
         a, b = run(mach, legacy, w, snapshots=1), run(mach, perm, w, snapshots=1)
         mod_pts.append({"params": pt, "p1": median_flushes(a, OpKind.MODULE_LOAD),
                         "p2": median_flushes(b, OpKind.MODULE_LOAD)})
-    for pt in _grid(bg_used_fraction=p["bg_sweep_used"],
-                    bg_unmovable_share=p["bg_sweep_unmovable"]):
+    for used, unmov, ops in p["bg_sweep"]:
+        pt = {"bg_used_fraction": float(used), "bg_unmovable_share": float(unmov),
+              "bg_ops_per_event": int(ops)}
         m = machine_config(p, **pt)
         a, b = run(m, legacy, wl, snapshots=1), run(m, perm, wl, snapshots=1)
         bg_pts.append({"params": pt, "p3": median_flushes(b, OpKind.BPF_LOAD),
@@ -2044,3 +2089,119 @@ def run_point(**params):
     """Library runner for ``kmm sweep``: one parameter point, every policy, no claim
     sweeps; returns the tidy frame (scenario ``sweep``)."""
     return run_scenario(params, sweeps=False).tidy(str(params.get("scenario", "sweep")))
+
+
+#: the notebook's parameters (its ``parameters`` cell) other than ``scenario``
+NOTEBOOK_PARAMS = (
+    "ram_gib", "cpus", "bg_used_fraction", "bg_unmovable_share", "bg_ops_per_event",
+    "module_count", "text_fraction", "ro_fraction", "rai_probability", "init_text_probability",
+    "init_ro_probability", "symtab_fraction", "elf_ratio", "bpf_programs", "bpf_live",
+    "bpf_median_bytes", "bpf_p75_bytes", "bpf_cap_bytes", "bpf_realloc_probability",
+    "shrink_every", "cost_cpus", "invlpg_ns", "ipi_base_ns", "ipi_per_extra_target_ns",
+    "ipi_handler_ns", "tlbi_ns", "dsb_ish_ns", "dsb_ish_per_cpu_ns", "itlb_fetches",
+    "itlb_zipf", "itlb_run_lines", "itlb_bpf_share", "itlb_l1_entries", "itlb_l1_ways",
+    "stlb_entries", "stlb_ways", "module_sweep_rai", "module_sweep_init_text",
+    "bg_sweep", "itlb_sweep_zipf", "itlb_sweep_run_lines",
+    "itlb_sweep_bpf_share", "invariant_ops", "seed")
+
+#: ``assumed`` cost parameters and their plausible ranges (as params/permvmalloc.yaml
+#: declares them), for the cost sensitivity chart
+COST_RANGES = {"ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (500.0, 2000.0),
+               "ipi_handler_ns": (300.0, 3000.0), "tlbi_ns": (5.0, 50.0),
+               "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0)}
+
+
+def params_from(namespace: dict) -> dict:
+    """The notebook's parameters from its namespace (``globals()``), checked present."""
+    missing = [k for k in NOTEBOOK_PARAMS if k not in namespace]
+    if missing:
+        raise ConfigError(f"parameters missing: {', '.join(missing)}", "parameters")
+    return {k: namespace[k] for k in NOTEBOOK_PARAMS}
+
+
+def cost_sensitivity(sr: ScenarioResult, cpus: int, ranges: dict | None = None):
+    """Mean TLB-maintenance CPU time per load with each ``assumed`` cost parameter at the
+    low and the high end of its range, the others at their values: ``parameter, end,
+    policy, op, method, cpu_ns``."""
+    import polars as pl
+
+    rows = []
+    for name, (lo, hi) in (ranges or COST_RANGES).items():
+        for end, v in (("low", lo), ("high", hi)):
+            c = cost_vs_cpus(sr.results, [cpus], costs=invalidation_costs({**sr.params, name: v}))
+            rows.append(c.with_columns(pl.lit(name).alias("parameter"), pl.lit(end).alias("end")))
+    return pl.concat(rows)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def claim_values(sr: ScenarioResult) -> dict[str, dict]:
+    """Value, unit, explanation, sweep and the deciding parameter of P1-P6, from the runs."""
+    legacy, perm = sr.result("legacy"), sr.result("perm_alloc")
+    init_l = median_flushes(legacy, OpKind.MODULE_INIT_FREE)
+    init_p = median_flushes(perm, OpKind.MODULE_INIT_FREE)
+    lops = legacy.ops.filter(legacy.ops["op"] == "module_load")
+    causes = {e.name.lower(): float(lops[e.name.lower()].mean()) for e in GLOBAL_EVENTS}
+    share_rai = float(np.mean([m.rai > 0 for m in workload(sr.params, bpf=False).modules]))
+    bpf_l = median_flushes(legacy, OpKind.BPF_LOAD)
+    p4, p5, p6 = sr.p4(), sr.p5(), sr.p6()
+    icfg = itlb_config(sr.params)
+    text_mib = sum(t[2] for t in perm.text) / MiB
+    reach4k_mib = icfg.stlb_entries * PAGE / MiB
+    reach2m_mib = icfg.stlb_entries * PACK_BYTES / MiB
+    sw = sr.sweeps
+    out = {
+        "P1": {"value": sr.p1(), "unit": "shootdowns", "chart": "permvmalloc_shootdowns",
+               "explanation": (
+                   f"The modelled v5.10 flow issues a median of {_fmt(sr.p1())} all-CPU "
+                   f"flushes per module load (mean {_fmt(round(causes['g_cpa'], 2))} from "
+                   f"set_memory_ro/x calls that change a live translation, "
+                   f"{_fmt(round(causes['g_purge'], 2))} from vm_unmap_aliases purging the "
+                   f"lazily freed ELF copy, {_fmt(round(causes['g_split'], 2))} from "
+                   f"flush_tlb_all on direct-map splits), the deferred init free adds a median "
+                   f"of {_fmt(init_l)}, and a BPF JIT load costs {_fmt(bpf_l)}.")},
+        "P2": {"value": sr.p2(), "unit": "shootdowns", "chart": "permvmalloc_shootdowns",
+               "explanation": (
+                   f"With perm_alloc a module load's only usual shootdown is the "
+                   f"ro_after_init perm_change ({_fmt(round(100 * share_rai))} % of the "
+                   f"modelled modules have that region), cache refills add one now and then, "
+                   f"so the median over the syscall is {_fmt(sr.p2())}; counting the deferred "
+                   f"init free (a flush for the executable init text) adds a median of "
+                   f"{_fmt(init_p)}, and the median flips with the share of modules that "
+                   f"have ro_after_init data.")},
+        "P3": {"value": sr.p3(), "unit": "shootdowns", "chart": "permvmalloc_shootdowns",
+               "explanation": (
+                   f"A perm_alloc BPF load maps cached, already unmapped pages at their final "
+                   f"permission and copies through text_poke, so the median is "
+                   f"{_fmt(sr.p3())}; only loads that refill the cache with a 2 MiB block "
+                   f"({_fmt(round(100 * float((perm.ops.filter(perm.ops['op'] == 'bpf_load')['global_flushes'] > 0).mean()), 2))} "
+                   f"% of loads) flush.")},
+        "P4": {"value": p4, "unit": "bytes", "chart": "permvmalloc_directmap",
+               "explanation": (
+                   f"Legacy pages come one by one from the aged page allocator and each "
+                   f"direct-map alias change splits the 2M leaf that holds it, leaving "
+                   f"{_fmt(round(p4['directmap4k_legacy'] / MiB))} MiB of DirectMap4k after "
+                   f"the workload, while perm_alloc breaks only the 2 MiB blocks it takes "
+                   f"into its cache ({_fmt(round(p4['directmap4k_grouped'] / MiB))} MiB).")},
+        "P5": {"value": p5, "unit": "flushes per load", "chart": "permvmalloc_shootdowns",
+               "explanation": (
+                   f"Copying contents into a mapping made at its final permission goes "
+                   f"through text_poke's per-CPU mm, {_fmt(round(p5['local_flushes_per_load'], 2))} "
+                   f"local flushes and {_fmt(p5['global_flushes_per_load'])} global ones per "
+                   f"load; lazy-purge thresholds crossed by the staging buffers' frees add "
+                   f"{_fmt(round(p5['lazy_threshold_purges_per_load'], 4))} per load.")},
+        "P6": {"value": p6, "unit": "page walks", "chart": "permvmalloc_itlb",
+               "explanation": (
+                   f"Over the same {_fmt(p6['fetches'])} instruction fetches into "
+                   f"{_fmt(round(text_mib, 1))} MiB of live module and BPF text, 4K mappings "
+                   f"need {_fmt(p6['itlb_misses_4k'])} page walks and idea 4's shared 2 MiB "
+                   f"mappings {_fmt(p6['itlb_misses_2m'])}: the STLB reaches "
+                   f"{_fmt(round(reach4k_mib, 1))} MiB with 4K entries and "
+                   f"{_fmt(round(reach2m_mib))} MiB with 2 MiB ones.")},
+    }
+    for cid, v in out.items():
+        v["sweep"] = sw.get(cid, [])
+        v["decided_by"] = decided_by(v["sweep"])
+    return out
