@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import geometry as geom
 from ..config import check_int
 from ..errors import ConfigError
@@ -102,19 +104,52 @@ class HostMemory:
 
 def _paint(leaf: str) -> Paint:
     try:
-        return {"page": Paint.PTES, "cont": Paint.NO_BLOCKS, "block": Paint.LARGEST}[leaf]
+        return {"page": Paint.PTES, "cont": Paint.NO_BLOCKS, "block": Paint.LARGEST,
+                "nocont": Paint.NO_CONT}[leaf]
     except KeyError:
-        raise ConfigError(f"unknown stage-2 leaf policy {leaf!r}; allowed: page, cont, block",
-                          "leaf") from None
+        raise ConfigError(f"unknown stage-2 leaf policy {leaf!r}; allowed: page, cont, "
+                          "block, nocont", "leaf") from None
+
+
+def _leaf_sizes(g: geom.Geometry) -> list[int]:
+    """Every leaf and contiguous-range size of a geometry, ascending."""
+    out = set()
+    for lv in g.leaf_levels:
+        out.add(g.leaf_bytes(lv))
+        c = g.cont_bytes(lv)
+        if c:
+            out.add(c)
+    return sorted(out)
+
+
+def _capped_pieces(ipa: int, size: int, pa: int, cap: int | None, g: geom.Geometry):
+    """Split [ipa, ipa + size) so that no piece holds an aligned window of the next leaf
+    size above ``cap``: every window of that size is cut ``cap`` bytes in."""
+    if cap is None:
+        return [(ipa, size, pa)]
+    bigger = [x for x in _leaf_sizes(g) if x > cap]
+    if not bigger:
+        return [(ipa, size, pa)]
+    nxt = bigger[0]
+    cuts = set()
+    w = -(-ipa // nxt) * nxt
+    while w + cap < ipa + size:
+        cuts.add(w + cap)
+        w += nxt
+    edges = [ipa] + sorted(cuts) + [ipa + size]
+    return [(a, b - a, pa + (a - ipa)) for a, b in zip(edges, edges[1:]) if b > a]
 
 
 def host_stage2_table(mem: HostMemory, g: geom.Geometry, leaf: str = "block",
-                      text: tuple[int, int, int] | None = None) -> PageTable:
+                      text: tuple[int, int, int] | None = None,
+                      max_leaf_bytes: int | None = None) -> PageTable:
     """One host stage-2 table: identity map of every RAM region and the I/O window.
 
     ``leaf`` limits the leaves (``page``: no blocks or contiguous ranges; ``cont``:
-    contiguous pages; ``block``: the largest block that fits). ``text`` is
-    ``(ipa, size, pa)``: that IPA range maps to ``pa`` (a node's copy) instead of itself.
+    contiguous pages; ``block``: the largest block that fits; ``nocont``: blocks without
+    contiguous ranges); ``max_leaf_bytes`` caps the leaf size (ranges are cut so that no
+    larger aligned window exists). ``text`` is ``(ipa, size, pa)``: that IPA range maps to
+    ``pa`` (a node's copy) instead of itself.
     """
     if g.stage != 2:
         raise ConfigError(f"needs a stage-2 geometry, got {g.name}", "geometry")
@@ -139,7 +174,8 @@ def host_stage2_table(mem: HostMemory, g: geom.Geometry, leaf: str = "block",
         if ipa + size > limit:
             raise ConfigError(f"IPA {ipa + size:#x} exceeds the {g.va_bits}-bit IPA space",
                               "ipa_bits")
-        pt.map(ipa, size, pa, perm, policy=paint)
+        for a, sz, p in _capped_pieces(ipa, size, pa, max_leaf_bytes, g):
+            pt.map(a, sz, p, perm, policy=paint)
     return pt
 
 
@@ -226,6 +262,108 @@ def vhe_crossover_rate(gain: float, extra_exit_ns: float) -> float:
     return gain / ((1.0 + gain) * extra_exit_ns * 1e-9)
 
 
-__all__ = ["net_gain_with_exits", "vhe_crossover_rate", "hyp_pgtable_max_pages", "host_s2_reserved_pages", "HostMemory",
+# ---- the performance comparison (S1-S5) on the full path --------------------------------------
+@dataclass(frozen=True)
+class S2Leaf:
+    """A stage-2 leaf configuration: ``leaf_bytes`` reached with painting policy ``leaf``
+    capped at ``leaf_bytes``."""
+
+    granule: str
+    leaf_bytes: int
+    leaf: str
+    label: str
+
+
+def stage2_leaf_options(granule: str, ipa_bits: int = 48) -> list[S2Leaf]:
+    """Every stage-2 leaf size a granule allows, smallest first: the page, the contiguous
+    range of pages, each block and the contiguous range of blocks (Arm ARM D8.6.1)."""
+    g = geom.stage2(granule, ipa_bits)
+    out = []
+    for size in _leaf_sizes(g):
+        level = next((lv for lv in g.leaf_levels if g.leaf_bytes(lv) == size), None)
+        if level == 3:
+            leaf, kind = "page", "page"
+        elif level is not None:
+            leaf, kind = "nocont", "block"
+        else:
+            is_pte_cont = size == g.cont_pte_bytes
+            leaf, kind = ("cont", "cont pages") if is_pte_cont else ("block", "cont blocks")
+        out.append(S2Leaf(granule, size, leaf, f"{granule} {kind} {_human(size)}"))
+    return out
+
+
+def _human(n: int) -> str:
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return f"{n}B"
+
+
+def host_memory_for(m, ram_per_node_bytes: int = 256 * GiB) -> HostMemory:
+    """The host memory map of a simulated machine (one RAM region per node)."""
+    return HostMemory(ram_bytes=ram_per_node_bytes * m.nodes, nodes=m.nodes)
+
+
+def stage2_setup(m, option: S2Leaf, *, text_aligned: bool = True, ipa_bits: int = 48,
+                 ram_per_node_bytes: int = 256 * GiB):
+    """Per-node host stage-2 tables for a simulated machine and the leaf lookup the full
+    path needs (:class:`kmm.mech.ktr.Stage2Setup`).
+
+    Node 0 maps the text/rodata IPA range to itself, node ``n`` to its copy at the same
+    offset in its own RAM (``text_aligned``) or one granule page further, which leaves
+    only page leaves to map it.
+    """
+    from . import ktr
+    g2 = geom.stage2(option.granule, ipa_bits)
+    mem = host_memory_for(m, ram_per_node_bytes)
+    place = ktr.ImagePlacement()
+    size = -(-m.image.replicated_bytes // g2.page_bytes) * g2.page_bytes
+    # page and contiguous-page painting never exceeds the option's size: no cuts needed
+    cap = option.leaf_bytes if option.leaf in ("nocont", "block") else None
+    tables = {0: host_stage2_table(mem, g2, option.leaf, None, cap)}
+    for n in range(1, m.nodes):
+        base = mem.regions()[n][0]
+        pa = base + place.pa_bytes + (0 if text_aligned else g2.page_bytes)
+        tables[n] = host_stage2_table(mem, g2, option.leaf, (place.pa_bytes, size, pa), cap)
+    probe = tables[0].translate(ktr.UDATA_PA)
+    if probe is None:
+        raise ConfigError("the simulated host layout lies outside the stage-2 RAM map",
+                          "ram_per_node_bytes")
+
+    def leaf(pa, node):
+        _o, level, cont, _p, _n = tables[node].translate_many(
+            np.asarray(pa).astype(np.int64))
+        if (level < -1).any():
+            raise ConfigError("an access falls outside the host stage-2 map", "pa")
+        return level.astype(np.int8), cont.astype(bool)
+
+    return ktr.Stage2Setup(geometry=g2, table_leaf_level=int(probe.level), leaf=leaf)
+
+
+def decompose_loss(c_ktr, c_s2, latency_ns, policy, costs) -> dict[str, float]:
+    """Stage-2 replication's loss against KTR on the same work, split into (a) more TLB
+    misses from smaller combined entries (the extra walks, each at KTR's mean walk cost,
+    plus the extra L2 TLB hits) and (b) longer walks (the rest: 2D references, stage-2
+    tables, their cache pollution).
+
+    Returns ``loss_ns``, ``a_ns``, ``b_ns`` and ``share_a`` = a / loss (NaN without a
+    loss).
+    """
+    from . import ktr
+    t_k = ktr.system_time_ns(c_ktr, latency_ns, ktr.Scheme.KTR, policy, costs)
+    t_s = ktr.system_time_ns(c_s2, latency_ns, ktr.Scheme.STAGE2, policy, costs)
+    src_k = ktr.source_times_ns(c_ktr, latency_ns, ktr.Scheme.KTR, policy, costs)
+    src_s = ktr.source_times_ns(c_s2, latency_ns, ktr.Scheme.STAGE2, policy, costs)
+    n = c_ktr.nodes
+    per_walk = src_k["walk_ns"] / (n * c_ktr.walks) if c_ktr.walks else 0.0
+    a = n * (c_s2.walks - c_ktr.walks) * per_walk + (src_s["tlb_hits_ns"] - src_k["tlb_hits_ns"])
+    loss = t_s - t_k
+    return {"loss_ns": loss, "a_ns": a, "b_ns": loss - a,
+            "share_a": a / loss if loss > 0 else float("nan"),
+            "ktr_ns": t_k, "stage2_ns": t_s}
+
+
+__all__ = ["S2Leaf", "stage2_leaf_options", "host_memory_for", "stage2_setup",
+           "decompose_loss", "net_gain_with_exits", "vhe_crossover_rate", "hyp_pgtable_max_pages", "host_s2_reserved_pages", "HostMemory",
            "host_stage2_table", "stage2_memory", "walk_levels", "nested_references",
            "KVM_PGTABLE_MAX_LEVELS"]
