@@ -374,6 +374,29 @@ def _insert_after(t, p, r, va, size, pa, attr):
 
 
 @njit
+def _insert_many(t, p, r, vas, sizes, pas, attrs, k):
+    """Insert ``k`` rows, in order, right after position (p, r) (p >= 0); returns the
+    position of the last. One shift of the chunk's tail when they fit in the chunk."""
+    c = t.order[p]
+    m = t.clen[c]
+    if m + k > CHUNK_ROWS:
+        for j in range(k):
+            p, r = _insert(t, p, r + 1, vas[j], sizes[j], pas[j], attrs[j])
+        return p, r
+    for i in range(m - 1, r, -1):
+        for f in range(NFIELDS):
+            t.ext[c, i + k, f] = t.ext[c, i, f]
+    for j in range(k):
+        t.ext[c, r + 1 + j, F_VA] = vas[j]
+        t.ext[c, r + 1 + j, F_SIZE] = sizes[j]
+        t.ext[c, r + 1 + j, F_PA] = pas[j]
+        t.ext[c, r + 1 + j, F_ATTR] = attrs[j]
+    t.clen[c] = m + k
+    t.meta[M_NEXT] += k
+    return p, r + k
+
+
+@njit
 def _delete(t, p, r):
     c = t.order[p]
     m = t.clen[c]
@@ -591,20 +614,22 @@ def _split(t, g, counts, va, to_cont):
         lstart[nl], lsize[nl], lattr[nl] = rstart[j], rsize[j], rattr[j]
         nl += 1
     # replace the extent by the pieces (adjacent equal attrs merged), then merge neighbours
-    first = True
-    for j in range(nl):
-        if j > 0 and lattr[j] == lattr[j - 1] and not first:
-            cc = t.order[p]
-            t.ext[cc, r, F_SIZE] += lsize[j]
-            continue
-        if first:
-            t.ext[c, r, F_VA] = lstart[j]
-            t.ext[c, r, F_SIZE] = lsize[j]
-            t.ext[c, r, F_PA] = pa0 + (lstart[j] - s)
-            t.ext[c, r, F_ATTR] = lattr[j]
-            first = False
+    k = 0
+    for j in range(1, nl):
+        if lattr[j] == lattr[k]:
+            lsize[k] += lsize[j]
         else:
-            p, r = _insert_after(t, p, r, lstart[j], lsize[j], pa0 + (lstart[j] - s), lattr[j])
+            k += 1
+            lstart[k], lsize[k], lattr[k] = lstart[j], lsize[j], lattr[j]
+    k += 1
+    t.ext[c, r, F_VA] = lstart[0]
+    t.ext[c, r, F_SIZE] = lsize[0]
+    t.ext[c, r, F_PA] = pa0 + (lstart[0] - s)
+    t.ext[c, r, F_ATTR] = lattr[0]
+    if k > 1:
+        for j in range(1, k):
+            rstart[j] = pa0 + (lstart[j] - s)
+        _insert_many(t, p, r, lstart[1:], lsize[1:], rstart[1:], lattr[1:], k - 1)
     _merge_span(t, s, s + size)
     return ret
 
@@ -798,9 +823,9 @@ def _map(t, g, counts, lo, hi, pa, perm, nid, policy):
             top = j
             A, B = a, b
             break
-    left_s = np.empty(12, dtype=np.int64)
-    left_e = np.empty(12, dtype=np.int64)
-    left_a = np.empty(12, dtype=np.int64)
+    left_s = np.empty(24, dtype=np.int64)
+    left_e = np.empty(24, dtype=np.int64)
+    left_a = np.empty(24, dtype=np.int64)
     nleft = 0
     edge = A
     for j in range(top + 1, ub.size):
@@ -826,7 +851,13 @@ def _map(t, g, counts, lo, hi, pa, perm, nid, policy):
             edge = b
     pp, pr = _locate(t, lo)
     for j in range(n):
-        pp, pr = _insert_after(t, pp, pr, rs[j], re[j] - rs[j], pa + (rs[j] - lo), ra[j])
+        left_s[j] = re[j] - rs[j]
+        left_e[j] = pa + (rs[j] - lo)
+    if pp < 0:
+        for j in range(n):
+            pp, pr = _insert_after(t, pp, pr, rs[j], left_s[j], left_e[j], ra[j])
+    else:
+        _insert_many(t, pp, pr, rs, left_s, left_e, ra, n)
     _merge_span(t, lo, hi)
     after = _tables_near(t, g, lo, hi)
     counts[PtEvent.TABLE_PAGES_ALLOCATED] += after - before
