@@ -274,7 +274,7 @@ def _descriptor(ws, r, lv, a, space, cnode, mnode, tn, i):
     return descriptor_pa(wg, r, lv, a, frame), _table_nid(wg, r, lv, frame, cnode, mnode, tn, i)
 
 
-@njit(_nrt=False)
+@njit(inline="always", _nrt=False)
 def stage2_walk(tst, cst, ws, out, c, ipa, leaf, vmid, cnode, mnode, tn, i):
     """Stage-2 walk of ``ipa`` down to a leaf at ``leaf``, through the stage-2 walk cache
     (which holds IPA -> PA leaves and upper descriptors, tagged by VMID). Returns the
@@ -301,7 +301,7 @@ def stage2_walk(tst, cst, ws, out, c, ipa, leaf, vmid, cnode, mnode, tn, i):
     return n
 
 
-@njit(_nrt=False)
+@njit(inline="always", _nrt=False)
 def stage1_walk(tst, cst, ws, out, c, va, leaf, asid, vmid, glob, cnode, mnode, tn, i):
     """Stage-1 walk of ``va`` (nested under stage 2 when stage 2 is on), through the
     stage-1 walk cache. Returns the references made (stage-1 and stage-2)."""
