@@ -231,4 +231,21 @@ def test_notebook_layer_small():
     assert v["B11"]["value"]["faults_with_bbml2"] == 0
     assert all(x["explanation"] for x in v.values())
     df = b.results_frame(p, "small")
-    assert set(df["study"].unique()) == {"table_memory", "stream", "repaint", "bbm"}
+    assert set(df["study"].unique()) == {"table_memory", "stream", "repaint", "bbm", "vmalloc"}
+
+
+def test_vmalloc_huge_mapping_hand_worked():
+    # one 4 MiB + 64 KiB + 8 KiB area: PTEs need one PTE table per 2 MiB window touched;
+    # huge: 2 PMD blocks, one cont range and 2 PTEs (one PTE table)
+    size = 4 * MiB + 64 * KiB + 8 * KiB
+    ptes = b.vmalloc_map([size], False, seed=1)
+    huge = b.vmalloc_map([size], True, seed=1)
+    assert ptes.table_pages()[3] == 3 and ptes.tlb_entries() == size // 4096
+    assert huge.table_pages()[3] == 1 and huge.tlb_entries() == 2 + 1 + 2
+    assert huge.block_leaves() == 2
+    # areas are separated by a guard page and never overlap
+    two = b.vmalloc_map([8 * KiB, 8 * KiB], False, seed=2)
+    assert two.translate(8 * KiB) is None and two.translate(12 * KiB) is not None
+    f = b.vmalloc_frame(b.check_params({"vmalloc_areas": 50}))
+    assert f["mapped_bytes"][0] == f["mapped_bytes"][1]
+    assert f["tlb_entries"][1] < f["tlb_entries"][0]

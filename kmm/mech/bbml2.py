@@ -511,6 +511,70 @@ def bbm_window(cfg: BbmConfig, seed: int) -> dict[str, dict[str, int]]:
     return res
 
 
+# ---- extension: vmalloc with huge and contiguous leaves by default ------------------------------
+def vmalloc_map(sizes_bytes, huge: bool, seed: int, *, granule: str = "4K",
+                phys_bytes: int = 256 * GiB) -> PageTable:
+    """Map vmalloc areas of ``sizes_bytes`` one after another (a guard page after each, as
+    ``__get_vm_area_node`` adds) with order-0 pages, or, with ``huge``, as
+    ``VM_ALLOW_HUGE_VMAP`` areas would be mapped once splitting live mappings is safe: an area
+    of at least a PMD block is PMD-aligned and backed by PMD-order pages, the rest of an
+    area by contiguous-range-order pages (arm64 ``arch_vmap_pte_range_map_size``) and then
+    order-0 pages. Physical pages are drawn uniformly over ``phys_bytes`` (a fragmented
+    allocator never hands out neighbours); the engine paints each piece with the largest
+    leaves its alignment allows."""
+    g = geom.arm64(granule, VA_BITS)
+    page, pmd = g.page_bytes, g.block_bytes[2]
+    cont = g.cont_pte_bytes
+    rng = np.random.default_rng(seed)
+    va = 0
+    rows = []
+    for size in np.asarray(sizes_bytes, dtype=np.int64).tolist():
+        size = -(-int(size) // page) * page
+        if huge and size >= pmd:
+            va = -(-va // pmd) * pmd
+        elif huge and size >= cont:
+            va = -(-va // cont) * cont
+        left, cur = size, va
+        for unit in ((pmd, cont, page) if huge else (page,)):
+            n = left // unit
+            if n == 0:
+                continue
+            pas = rng.integers(0, phys_bytes // unit, n) * unit
+            for pa in pas.tolist():
+                rows.append((cur, unit, pa))
+                cur += unit
+            left -= n * unit
+        va = cur + page  # guard page
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    pt = PageTable(g, chunks=max(64, arr.shape[0] // 64))
+    ops = encode_ops(np.zeros(arr.shape[0], dtype=np.int64), arr[:, 0], arr[:, 1], arr[:, 2],
+                     int(Perm.RW), int(Paint.LARGEST), geometry=g)
+    res = pt.apply_ops(ops)
+    if (res != 0).any():
+        raise RuntimeError("vmalloc areas overlap")
+    return pt
+
+
+def vmalloc_frame(p: dict):
+    """Table pages and TLB entries of the same vmalloc areas mapped with PTEs and with huge
+    and contiguous leaves (issue 10's extension)."""
+    import polars as pl
+
+    rng = np.random.default_rng(p["seed"])
+    sizes = np.exp(rng.normal(np.log(p["vmalloc_median_kib"] * KiB), p["vmalloc_sigma"],
+                              p["vmalloc_areas"])).astype(np.int64)
+    rows = []
+    for huge in (False, True):
+        pt = vmalloc_map(sizes, huge, p["seed"])
+        rows.append({"mapping": "huge+cont" if huge else "PTEs",
+                     "mapped_bytes": int(sum(pt.leaf_bytes_by_level().values())),
+                     "table_pages": sum(v for lv, v in pt.table_pages().items()
+                                        if lv != pt.geometry.start_level),
+                     "tlb_entries": pt.tlb_entries(True),
+                     "leaves": pt.tlb_entries(False)})
+    return pl.DataFrame(rows)
+
+
 # ---- the notebook's layer: parameters, frames, claim values ------------------------------------
 GRANULES = ("4K", "16K", "64K")
 
@@ -532,6 +596,7 @@ DEFAULTS: dict = {
     "tlbi_ns": 2000.0, "write_ns": 100.0, "tlb_hold_prob": 0.5, "bbm_changes": 200,
     "conflict_prob": 0.01,
     "sweep_points": 6,
+    "vmalloc_areas": 500, "vmalloc_median_kib": 64, "vmalloc_sigma": 2.0,
 }
 
 
@@ -545,12 +610,13 @@ def check_params(params: dict) -> dict:
         if g not in GRANULES:
             raise ConfigError(f"unknown granule {g!r}", "granules")
     for k in ("installed_gib", "memtotal_kib", "stream_events", "checkpoints", "bbm_cpus",
-              "bbm_changes", "sweep_points", "banks"):
+              "bbm_changes", "sweep_points", "banks", "vmalloc_areas", "vmalloc_median_kib"):
         check_int(k, p[k], 1)
     for k in ("kernel_image_mib", "other_reserved_mib", "kernel_alias_mib", "kernel_offset_mib",
               "kfence_pool_kib", "bank_gap_gib", "linear_mib"):
         check_int(k, p[k], 0)
     check_float("bbm_rate_per_us", p["bbm_rate_per_us"], 0.0)
+    check_float("vmalloc_sigma", p["vmalloc_sigma"], 0.0, 4.0)
     return p
 
 
@@ -790,7 +856,8 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
     return out
 
 
-def results_frame(p: dict, scenario: str, tables=None, stream=None, repaints=None, bbm=None):
+def results_frame(p: dict, scenario: str, tables=None, stream=None, repaints=None, bbm=None,
+                  vmalloc=None):
     """The tidy frame of everything the notebook shows."""
     from .. import results
 
@@ -819,4 +886,9 @@ def results_frame(p: dict, scenario: str, tables=None, stream=None, repaints=Non
                                  {"accesses": (r["accesses"], "count"),
                                   "faults": (r["faults"], "count"),
                                   "conflict_aborts": (r["conflict_aborts"], "count")})
+    for r in (vmalloc_frame(p) if vmalloc is None else vmalloc).iter_rows(named=True):
+        rows += results.rows_for(scenario, {"study": "vmalloc", "mapping": r["mapping"]},
+                                 p["seed"], {"table_pages": (r["table_pages"], "pages"),
+                                             "tlb_entries": (r["tlb_entries"], "count"),
+                                             "leaves": (r["leaves"], "count")})
     return results.frame(rows)
