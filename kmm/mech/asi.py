@@ -1034,7 +1034,7 @@ def build(config: AsiConfig, workload: Workload):
                     dtype=float).round().astype(np.int64)
     region = np.zeros(npb, np.int8)
     pt_boot = 0
-    if config.physmap in (Physmap.SYNCED, Physmap.SYNCED_BLOCKS):
+    if config.physmap in (Physmap.SYNCED, Physmap.SYNCED_BLOCKS) and config.policy != Policy.NONE:
         pt_boot = nupper if config.physmap == Physmap.SYNCED_BLOCKS else npb + nupper
         if config.physmap == Physmap.SYNCED:
             region[:] = _R_TABLE
