@@ -286,8 +286,8 @@ def test_posted_rfc_reuses_freed_writable_pages_as_text():
                          ids=lambda p: p.label)
 def test_invariants_hold_over_random_loads_and_frees(pol):
     sim = pv.PermVmalloc(AGED, pol, check=True, snapshot_every=100)
-    pv.random_ops(sim, 1500, seed=11)
-    assert len(sim.ops) > 1500
+    pv.random_ops(sim, 2000, seed=11)
+    assert len(sim.ops) > 2000
     assert sim.violations == []
     assert sim.counts.wx_violations == sim.counts.free_violations == 0
 
