@@ -149,6 +149,13 @@ def test_stream_boundary_keeps_more_blocks_than_v1():
     assert bd["changes"].to_list() == v1["changes"].to_list()
     full = b.run_stream(mm, P.FULL_PTES, s, checkpoints=1)
     assert full["table_pages_allocated"][-1] == 0
+    pt = b.build_linear_map(mm, P.FULL_BBML2)
+    pt.apply_ops(b.encode_ops(np.full(s["pa"].size, b.OP_SET_PERM), s["pa"] - mm.memstart,
+                              s["bytes"], None, s["perm"], 0, geometry=mm.geometry))
+    stats = b.map_stats(pt)
+    assert stats["block_leaves"] == pt.block_leaves() == bd["block_leaves"][-1]
+    assert stats["tlb_entries"] == pt.tlb_entries(True) == bd["tlb_entries"][-1]
+    assert stats["tlb_entries_nocont"] == pt.tlb_entries(False)
 
 
 def test_stream_config_validation():

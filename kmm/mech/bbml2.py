@@ -44,7 +44,8 @@ from .._jit import njit
 from ..config import check_float, check_int, check_pow2
 from ..errors import ConfigError
 from ..geometry import GiB, KiB, MiB
-from ..pagetable import (OP_SET_PERM, Paint, PageTable, Perm, PermSplit, PtEvent, encode_ops)
+from ..pagetable import (A_CONT_SHIFT, F_ATTR, F_SIZE, OP_SET_PERM, Paint, PageTable, Perm,
+                         PermSplit, PtEvent, encode_ops)
 
 MEMSTART_ALIGN = {"4K": GiB, "16K": GiB, "64K": 512 * MiB}
 VA_BITS = 48
@@ -340,6 +341,30 @@ def make_stream(mm: MemoryMap, cfg: StreamConfig, seed: int) -> dict[str, np.nda
             "perm": full[:, 4]}
 
 
+def map_stats(pt: PageTable) -> dict[str, int]:
+    """From one dump of the extents: ``block_leaves`` (leaves above level 3),
+    ``block_mapped_bytes``, ``tlb_entries`` (a contiguous range counted once) and
+    ``tlb_entries_nocont`` (one per leaf); as :meth:`PageTable.block_leaves` and
+    :meth:`PageTable.tlb_entries` compute them."""
+    a = pt.extents_array()
+    g = pt.geometry
+    level = (a[:, F_ATTR] & 7) - 1
+    cont = ((a[:, F_ATTR] >> A_CONT_SHIFT) & 1).astype(bool)
+    leaf = np.zeros(a.shape[0], dtype=np.int64)
+    unit = np.zeros(a.shape[0], dtype=np.int64)
+    for lv in g.leaf_levels:
+        m = level == lv
+        leaf[m] = g.leaf_bytes(lv)
+        cb = g.cont_bytes(lv) or g.leaf_bytes(lv)
+        unit[m] = np.where(cont[m], cb, g.leaf_bytes(lv))
+    blk = level < 3
+    size = a[:, F_SIZE]
+    return {"block_leaves": int((size[blk] // leaf[blk]).sum()),
+            "block_mapped_bytes": int(size[blk].sum()),
+            "tlb_entries": int((size // unit).sum()),
+            "tlb_entries_nocont": int((size // leaf).sum())}
+
+
 def run_stream(mm: MemoryMap, policy: LinearMapPolicy, stream: dict[str, np.ndarray], *,
                checkpoints: int = 20, force_pte: bool = False):
     """Apply a stream to the boot linear map under ``policy``; a polars frame with, at each
@@ -367,13 +392,8 @@ def run_stream(mm: MemoryMap, policy: LinearMapPolicy, stream: dict[str, np.ndar
             if (res != 0).any():
                 raise RuntimeError(f"permission change failed: {res[res != 0][:3]}")
         c = pt.counters - base
-        leaves = pt.leaf_bytes_by_level()
-        rows.append({"policy": POLICY_NAMES[policy], "changes": int(end),
-                     "block_leaves": pt.block_leaves(),
-                     "block_mapped_bytes": sum(v for (lv, _), v in leaves.items() if lv < 3),
+        rows.append({"policy": POLICY_NAMES[policy], "changes": int(end), **map_stats(pt),
                      "table_pages_allocated": c[PtEvent.TABLE_PAGES_ALLOCATED],
-                     "tlb_entries": pt.tlb_entries(True),
-                     "tlb_entries_nocont": pt.tlb_entries(False),
                      "leaves_changed": c[PtEvent.LEAVES_CHANGED],
                      "split_requests": c[PtEvent.SPLIT_REQUESTS]})
     return pl.DataFrame(rows)
@@ -706,13 +726,14 @@ def stream_config(p: dict, events: int | None = None, **over) -> StreamConfig:
         free_fraction=float(q["free_fraction"]))
 
 
-def stream_frame(p: dict, seed: int | None = None, **over):
+def stream_frame(p: dict, seed: int | None = None, checkpoints: int | None = None, **over):
     """The permission-change stream on the thread's machine under every policy (B9)."""
     import polars as pl
 
     mm = memory_map(p, p["stream_ram_gib"] * GiB, "4K")
     s = make_stream(mm, stream_config(p, **over), p["seed"] if seed is None else seed)
-    frames = [run_stream(mm, pol, s, checkpoints=p["checkpoints"]) for pol in LinearMapPolicy]
+    cp = p["checkpoints"] if checkpoints is None else checkpoints
+    frames = [run_stream(mm, pol, s, checkpoints=cp) for pol in LinearMapPolicy]
     return pl.concat(frames)
 
 
@@ -736,7 +757,7 @@ def b9_points(p: dict) -> list[dict]:
     for run in (1.0, 8.0, 64.0, 512.0):
         for wl in (0.0, 0.05, 0.2):
             f = stream_frame(p, alias_run_pages=run, w_linear=wl,
-                             events=max(50, p["stream_events"] // 4))
+                             events=max(50, p["stream_events"] // 4), checkpoints=1)
             out.append({"params": {"alias_run_pages": run, "w_linear": wl},
                         "value": b9_evidence(f)})
     return out
