@@ -96,7 +96,8 @@ HAND_TABLES = [
     (geometry.x86_64(5), 2 * MiB, 2 * MiB + 4 * KiB, 2 * MiB, Paint.LARGEST,
      {-1: 1, 0: 1, 1: 1, 2: 1, 3: 1}, 5 * 4 * KiB),
     # PTEs straddling a 1 GiB boundary need two PMD tables and two PTE tables
-    (G4, GiB - 4 * KiB, 8 * KiB, GiB - 4 * KiB, Paint.LARGEST, {0: 1, 1: 1, 2: 2, 3: 2}, 6 * 4 * KiB),
+    (G4, GiB - 4 * KiB, 8 * KiB, GiB - 4 * KiB, Paint.LARGEST, {0: 1, 1: 1, 2: 2, 3: 2},
+     6 * 4 * KiB),
 ]
 
 

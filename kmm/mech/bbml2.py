@@ -111,7 +111,8 @@ class MemoryMap:
             raise ConfigError("carve-outs leave a bank empty", "nomap_bytes")
         end = self.kernel_offset_bytes + self.kernel_alias_bytes + self.kfence_pool_bytes
         if end > bank - self._carve():
-            raise ConfigError("kernel image and KFENCE pool must fit in bank 0", "kernel_offset_bytes")
+            raise ConfigError("kernel image and KFENCE pool must fit in bank 0",
+                              "kernel_offset_bytes")
         if self.linear_end_va() > 1 << (VA_BITS - 1):
             raise ConfigError("memory map exceeds the linear map's VA range", "ram_bytes")
 
@@ -742,11 +743,13 @@ def b9_evidence(frame) -> dict:
     row = {}
     for r in frame.iter_rows(named=True):
         row[r["policy"]] = r  # rows are in checkpoint order: the last one wins
-    bd, v1 = row[POLICY_NAMES[LinearMapPolicy.FULL_BBML2]], row[POLICY_NAMES[LinearMapPolicy.FULL_BBML2_V1]]
+    bd = row[POLICY_NAMES[LinearMapPolicy.FULL_BBML2]]
+    v1 = row[POLICY_NAMES[LinearMapPolicy.FULL_BBML2_V1]]
     return {"blocks_kept_boundary": bd["block_mapped_bytes"],
             "blocks_kept_v1": v1["block_mapped_bytes"],
             "block_leaves_boundary": bd["block_leaves"], "block_leaves_v1": v1["block_leaves"],
-            "tables_boundary": bd["table_pages_allocated"], "tables_v1": v1["table_pages_allocated"],
+            "tables_boundary": bd["table_pages_allocated"],
+            "tables_v1": v1["table_pages_allocated"],
             "tlb_entries_boundary": bd["tlb_entries"], "tlb_entries_v1": v1["tlb_entries"]}
 
 
