@@ -332,9 +332,13 @@ def test_bench_runs_small():
 # ---- random operation sequences against the twin -------------------------------------------
 GEOMS = {
     "4K": (geometry.arm64("4K", 48), 64 * MiB),
+    "4K-52": (geometry.arm64("4K", 52), 64 * MiB),       # LPA2: top level -1, 16 entries
     "16K": (geometry.arm64("16K", 47), 128 * MiB),
+    "16K-36": (geometry.arm64("16K", 36), 128 * MiB),    # 2 levels: PMD blocks in the top table
     "64K": (geometry.arm64("64K", 42), GiB),
+    "s2-4K": (geometry.stage2("4K", 40), 64 * MiB),      # 2 concatenated level-1 tables
     "x86": (geometry.x86_64(4), 16 * MiB),
+    "x86-5": (geometry.x86_64(5), 16 * MiB),
 }
 
 

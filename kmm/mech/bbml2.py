@@ -13,7 +13,8 @@ and counts what the thread's structural claims are about:
   (:class:`MemoryMap`);
 - **B9** a stream of permission changes shaped like a running kernel's
   (:func:`make_stream`, :func:`run_stream`), applied with boundary-only splits or with the
-  series' v1 strategy (every leaf of the range split to PTEs first);
+  series' v1 strategy (every leaf of the range split to PTEs first; modelled favourably to
+  v1: leaves outside the range keep their size, as boundary splits leave them);
 - **B10** the repaint to PTEs when a secondary CPU lacks BBML2: pages predicted from the
   PUD/PMD mappings created at boot vs pages the repaint builds (:func:`repaint`);
 - **B11** a break-before-make concurrent-access model (:func:`bbm_window`).
