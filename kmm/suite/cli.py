@@ -5,7 +5,7 @@
     kmm run NOTEBOOK [-p key=value ...] [--params FILE] [--variant NAME] [--out DIR]
     kmm claims [--json]
     kmm reproduce [--only STEM ...] [--jobs N]
-    kmm sweep ... / kmm bench ...      (registered by kmm.suite.sweep and kmm.suite.bench)
+    kmm sweep / bench / trace ...     (registered by kmm.suite.sweep, .bench, .tracecmd)
 
 Exit status: 0 on success; 1 when a notebook failed to run; 2 for a user mistake (a bad
 argument, params file, value or path), printed as one line ``kmm: error: <where>: <problem>``
@@ -353,7 +353,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     if not words or words[0] not in OWN_COMMANDS:
-        for module in ("sweep", "bench"):
+        for module in ("sweep", "bench", "tracecmd"):
             _register_optional(sub, module)
     return ap
 
