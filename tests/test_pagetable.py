@@ -475,3 +475,37 @@ def test_table_allocations_equal_the_change_in_table_count(seed):
     c = pt.counters
     assert now - start == c.table_pages_allocated - 1 - c.table_pages_freed
     assert c[PtEvent.SPLIT_REQUESTS] >= (kind == OP_SPLIT).sum()
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from(["4K", "16K", "64K"]))
+def test_replicas_translate_like_the_base_outside_the_range(seed, granule):
+    g = geometry.arm64(granule, 48)
+    rng = np.random.default_rng(seed)
+    blk = g.block_bytes[2]
+    top = g.entry_bytes(g.start_level)
+    pt = PageTable(g)
+    lo = top + int(rng.integers(0, 8)) * blk              # text in the second top-level entry
+    size = int(rng.integers(1, 4)) * blk
+    pt.map(0, 4 * blk, 64 * blk, Perm.RW)                 # shared linear map, entry 0
+    pt.map(lo - blk, blk, 8 * blk, Perm.RW)               # same entry, outside the range
+    pt.map(lo, size, 16 * blk, Perm.RX, policy=Paint(int(rng.integers(0, 4))))
+    copy_pa = (32 + int(rng.integers(0, 8))) * blk
+    rep = pt.replicate(lo, size, {1: copy_pa, 2: copy_pa + 16 * blk})
+    vas = np.concatenate([rng.integers(0, 4 * blk // g.page_bytes, 50) * g.page_bytes,
+                          lo - blk + rng.integers(0, (size + blk) // g.page_bytes, 50)
+                          * g.page_bytes])
+    for va in vas.tolist():
+        base = pt.translate(va)
+        for nid, off in ((0, None), (1, copy_pa), (2, copy_pa + 16 * blk)):
+            t = rep.translate(va, nid)
+            if off is not None and lo <= va < lo + size:
+                assert (t.pa, t.level, t.perm, t.nid) == (off + va - lo, base.level, base.perm,
+                                                          nid)
+            else:
+                assert t == base
+    # each copy: its own top-level table plus the tables below the replicated entry
+    sub_tables = rep.table(1).table_pages()
+    assert sub_tables == rep.table(2).table_pages()
+    assert rep.extra_table_bytes() == 2 * rep.table(1).table_bytes()
+    assert rep.extra_copy_bytes() == 2 * size
