@@ -133,7 +133,7 @@ class TLBLevelConfig:
 
     def __post_init__(self):
         check_int("entries", self.entries, lo=1)
-        check_int("ways", self.ways, lo=1, hi=self.entries)
+        check_int("ways", self.ways, lo=1, hi=min(self.entries, 1 << 15))
         if self.entries % self.ways:
             raise ConfigError(f"{self.entries} entries are not a multiple of {self.ways} ways",
                               "entries")
@@ -263,12 +263,13 @@ class TLBConfig:
                                   Structure(s).name.lower())
             geo[s, G_NPROBE] = len(shifts)
             geo[s, G_PROBES:G_PROBES + len(shifts)] = shifts
-        cpu = np.zeros((self.cpus, C_HINT + N_STRUCTURES), np.int64)
+        cpu = np.zeros((self.cpus, C_HINT + N_STRUCTURES * HINT_SLOTS), np.int64)
         seeds = np.random.SeedSequence(self.seed).generate_state(self.cpus, np.uint64)
         cpu[:, C_RNG] = (seeds | np.uint64(1)).view(np.int64)  # xorshift64 needs nonzero
-        cpu[:, C_HINT:] = geo[:, G_BASE]
+        cpu[:, C_HINT:] = np.repeat(geo[:, G_BASE], HINT_SLOTS)
         return TLBState(geo=geo, ent=np.zeros((self.cpus, 3, max(total, 1)), np.int64),
-                        cpu=cpu)
+                        cpu=cpu, filt=np.zeros((self.cpus, N_STRUCTURES, FILTER_BUCKETS),
+                                               np.int32))
 
 
 def _replace(obj, **changes):
@@ -296,8 +297,30 @@ G_PROBES = 8
 E_KEY, E_CTX, E_STAMP = 0, 1, 2
 # columns of TLBState.cpu
 C_CLOCK, C_RNG = 0, 1
-# per-CPU "last hit" hints start at this column of TLBState.cpu (one per structure)
+# per-CPU hints start at this column of TLBState.cpu: HINT_SLOTS per structure, slot
+# (va >> size) mod HINT_SLOTS holds the column of the last entry hit or filled there
 C_HINT = 2
+HINT_SLOTS = 64
+FILTER_BUCKETS = 1024
+_FILTER_SHIFT = np.uint64(64 - 10)
+
+
+@njit(inline="always", _nrt=False)
+def _bucket(key):
+    return (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> _FILTER_SHIFT
+
+
+def filter_counts(st: "TLBState") -> np.ndarray:
+    """The ``filt`` array recomputed from the entries (for checks and after the fast path)."""
+    f = np.zeros_like(st.filt)
+    for s in range(st.geo.shape[0]):
+        b, n = int(st.geo[s, G_BASE]), int(st.geo[s, G_SETS] * st.geo[s, G_WAYS])
+        keys = st.ent[:, E_KEY, b:b + n]
+        h = ((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> _FILTER_SHIFT)
+        for c in range(keys.shape[0]):
+            valid = keys[c] != 0
+            f[c, s] = np.bincount(h[c][valid].astype(np.int64), minlength=FILTER_BUCKETS)
+    return f
 
 
 class TLBState(NamedTuple):
@@ -310,13 +333,19 @@ class TLBState(NamedTuple):
     ``ent[c, f, e]`` (int64): for CPU ``c`` and entry ``e``, ``f`` = 0 the key
     ``(va >> size) << 6 | size`` (0 = invalid), 1 the context ``vmid << 32 | (asid + 1)``
     (``asid + 1`` = 0 for a global entry), 2 the LRU/FIFO stamp.
-    ``cpu[c]`` (int64): clock, xorshift64 state, then one hint per structure (the column of
-    its last hit, which is probed first; a pure speed-up that changes no outcome).
+    ``cpu[c]`` (int64): clock, xorshift64 state, then ``HINT_SLOTS`` hints per structure
+    (the column of the last entry hit or filled for a tag, probed first; a pure speed-up:
+    a hint is only taken after checking the entry's key and context, so it changes no
+    outcome).
+    ``filt[c, s, b]`` (int32): how many valid entries of structure ``s`` have a key hashing
+    to bucket ``b``; a probe whose bucket is empty cannot match and skips the set scan
+    (another pure speed-up: misses and absent sizes cost O(1)).
     """
 
     geo: np.ndarray
     ent: np.ndarray
     cpu: np.ndarray
+    filt: np.ndarray
 
 
 class Accesses(NamedTuple):
@@ -363,7 +392,9 @@ def _row(st, s, tag):
 
 
 @njit(inline="always", _nrt=False)
-def _probe(st, c, key, row, ways, want, glob):
+def _probe(st, s, c, key, row, ways, want, glob):
+    if st.filt[c, s, _bucket(key)] == 0:
+        return np.int64(-1)
     ent = st.ent
     for w in range(ways):
         e = row + w
@@ -393,45 +424,22 @@ def tlb_lookup(st, s, c, va, shift, asid, vmid, counts):
     first = min(shift, geo[s, G_MAXSHIFT])
     detect = geo[s, G_LAST] != 0
     hit = np.int64(-1)
-    h = _u(st.cpu[c, C_HINT + s])
+    slot = C_HINT + s * HINT_SLOTS + ((va >> first) & (HINT_SLOTS - 1))
+    h = _u(st.cpu[c, slot])
     x = ent[c, E_CTX, h]
     if ent[c, E_KEY, h] == (((va >> first) << 6) | first) and (x == want or x == glob) \
             and not detect:
         hit = np.int64(h)
-    elif geo[s, G_SETS] == 1 and geo[s, G_NPROBE] > 1:
-        # fully associative with several sizes: one pass, each entry compared at its own
-        # size; the preferred match is the access's own size, then the smallest (the
-        # probing order of the set-associative case)
-        base = _u(geo[s, G_BASE])
-        best = 64
-        matches = 0
-        for w in range(ways):
-            e = base + w
-            k = ent[c, E_KEY, e]
-            if k != 0:
-                p = k & 63
-                if (k >> 6) == (va >> p):
-                    x = ent[c, E_CTX, e]
-                    if x == want or x == glob:
-                        matches += 1
-                        rank = 0 if p == first else p
-                        if rank < best:
-                            best = rank
-                            hit = np.int64(e)
-                        if rank == 0 and not detect:
-                            break
-        if matches > 1 and detect:
-            counts[TLBEvent.CONFLICTS] += matches - 1
     else:
         tag = va >> first
-        hit = _probe(st, c, (tag << 6) | first, _row(st, s, tag), ways, want, glob)
+        hit = _probe(st, s, c, (tag << 6) | first, _row(st, s, tag), ways, want, glob)
         if hit < 0 or detect:
             for k in range(geo[s, G_NPROBE]):
                 p = geo[s, G_PROBES + k]
                 if p == first:
                     continue
                 tag = va >> p
-                e = _probe(st, c, (tag << 6) | p, _row(st, s, tag), ways, want, glob)
+                e = _probe(st, s, c, (tag << 6) | p, _row(st, s, tag), ways, want, glob)
                 if e >= 0:
                     if hit < 0:
                         hit = e
@@ -440,7 +448,7 @@ def tlb_lookup(st, s, c, va, shift, asid, vmid, counts):
                     else:
                         counts[TLBEvent.CONFLICTS] += 1
     if hit >= 0:
-        st.cpu[c, C_HINT + s] = hit
+        st.cpu[c, slot] = hit
         if geo[s, G_POLICY] == Replacement.LRU:
             st.cpu[c, C_CLOCK] += 1
             ent[c, E_STAMP, _u(hit)] = st.cpu[c, C_CLOCK]
@@ -460,15 +468,22 @@ def _xorshift(st, c):
 @njit(inline="always", _nrt=False)
 def _victim(ent, c, row, ways):
     """Way of the smallest stamp in the set (the first on ties), without branches: an
-    invalid way has stamp 0, every valid one a positive stamp."""
-    victim = row
-    ms = ent[c, E_STAMP, row]
-    for w in range(_u(1), ways):
-        e = row + w
-        x = ent[c, E_STAMP, e]
-        victim = e if x < ms else victim
-        ms = min(x, ms)
-    return victim, ms
+    invalid way has stamp 0, every valid one a positive stamp. Returns (way, its stamp)."""
+    if ways <= 8:
+        victim = row
+        ms = ent[c, E_STAMP, row]
+        for w in range(_u(1), ways):
+            e = row + w
+            x = ent[c, E_STAMP, e]
+            victim = e if x < ms else victim
+            ms = min(x, ms)
+        return victim, ms
+    # wide sets: one min-reduction over (stamp, way) packed in an int64, which vectorises
+    # (ways < 2**16 by TLBLevelConfig, stamps stay far below 2**46)
+    best = np.int64(1) << 62
+    for w in range(ways):
+        best = min(best, (ent[c, E_STAMP, row + w] << 16) | np.int64(w))
+    return row + _u(best & 0xFFFF), best >> 16
 
 
 @njit(inline="always", _nrt=False)
@@ -490,7 +505,13 @@ def tlb_fill(st, s, c, va, shift, asid, vmid, counts):
             victim = row + _xorshift(st, c) % ways
     counts[TLBEvent.FILLS] += 1
     st.cpu[c, C_CLOCK] += 1
-    ent[c, E_KEY, victim] = (tag << 6) | p
+    st.cpu[c, C_HINT + s * HINT_SLOTS + (tag & (HINT_SLOTS - 1))] = victim
+    old = ent[c, E_KEY, victim]
+    if old != 0:
+        st.filt[c, s, _bucket(old)] -= 1
+    key = (tag << 6) | p
+    st.filt[c, s, _bucket(key)] += 1
+    ent[c, E_KEY, victim] = key
     ent[c, E_CTX, victim] = context(asid, vmid)
     ent[c, E_STAMP, victim] = st.cpu[c, C_CLOCK]
     return np.int64(victim)
@@ -602,8 +623,9 @@ def _ctx_matches(x, asid, vmid):
 
 
 @njit(inline="always", _nrt=False)
-def _drop(st, c, e):
+def _drop(st, s, c, e):
     # an invalid entry has key 0 and stamp 0, so every policy refills it first
+    st.filt[c, s, _bucket(st.ent[c, E_KEY, e])] -= 1
     st.ent[c, E_KEY, e] = 0
     st.ent[c, E_STAMP, e] = 0
 
@@ -632,7 +654,7 @@ def invalidate_va(st, cpu, va, asid, vmid, last_level_only=False):
                 for w in range(ways):
                     e = row + w
                     if ent[c, E_KEY, e] == key and _ctx_matches(ent[c, E_CTX, e], asid, vmid):
-                        _drop(st, c, e)
+                        _drop(st, s, c, e)
                         dropped += 1
     return dropped
 
@@ -658,7 +680,7 @@ def invalidate_range(st, cpu, start, end, asid, vmid, last_level_only=False):
                 lo = (k >> 6) << p
                 hi = lo + (np.int64(1) << p)
                 if lo < end and start < hi:
-                    _drop(st, c, e)
+                    _drop(st, s, c, e)
                     dropped += 1
     return dropped
 
@@ -677,7 +699,7 @@ def invalidate_asid(st, cpu, asid, vmid):
             b = st.geo[s, G_BASE]
             for e in range(b, b + st.geo[s, G_SETS] * st.geo[s, G_WAYS]):
                 if st.ent[c, E_KEY, e] != 0 and st.ent[c, E_CTX, e] == want:
-                    _drop(st, c, e)
+                    _drop(st, s, c, e)
                     dropped += 1
     return dropped
 
@@ -689,10 +711,12 @@ def invalidate_vmid(st, cpu, vmid):
     dropped = 0
     c0, c1 = _cpu_range(st, cpu)
     for c in range(c0, c1):
-        for e in range(st.ent.shape[2]):
-            if st.ent[c, E_KEY, e] != 0 and (st.ent[c, E_CTX, e] >> 32) == vmid:
-                _drop(st, c, e)
-                dropped += 1
+        for s in range(st.geo.shape[0]):
+            b = st.geo[s, G_BASE]
+            for e in range(b, b + st.geo[s, G_SETS] * st.geo[s, G_WAYS]):
+                if st.ent[c, E_KEY, e] != 0 and (st.ent[c, E_CTX, e] >> 32) == vmid:
+                    _drop(st, s, c, e)
+                    dropped += 1
     return dropped
 
 
@@ -703,10 +727,12 @@ def invalidate_all(st, cpu):
     dropped = 0
     c0, c1 = _cpu_range(st, cpu)
     for c in range(c0, c1):
-        for e in range(st.ent.shape[2]):
-            if st.ent[c, E_KEY, e] != 0:
-                _drop(st, c, e)
-                dropped += 1
+        for s in range(st.geo.shape[0]):
+            b = st.geo[s, G_BASE]
+            for e in range(b, b + st.geo[s, G_SETS] * st.geo[s, G_WAYS]):
+                if st.ent[c, E_KEY, e] != 0:
+                    _drop(st, s, c, e)
+                    dropped += 1
     return dropped
 
 
@@ -844,6 +870,7 @@ class TLB:
                 st.ent[0, E_KEY], st.ent[0, E_STAMP], acc.va,
                 np.int64(self.config.page_shifts[0]), np.int64(st.geo[s, G_SETS] - 1),
                 np.int64(st.geo[s, G_WAYS]), np.int64(st.cpu[0, C_CLOCK]), self.counts.values)
+            st.filt[:] = filter_counts(st)
         else:
             _run(self.state, acc, self.counts.values, outcome)
         self.last_outcome = outcome if record else None
@@ -911,4 +938,4 @@ __all__ = ["Replacement", "Structure", "Kind", "Outcome", "TLBEvent", "TLBLevelC
            "entry_shift", "entry_sizes", "make_accesses", "tlb_lookup", "tlb_fill",
            "tlb_translate", "invalidate_va", "invalidate_range", "invalidate_asid",
            "invalidate_vmid", "invalidate_all", "occupancy", "bench_simulate_trace",
-           "FLAG_GLOBAL", "GLOBAL_ASID"]
+           "FLAG_GLOBAL", "GLOBAL_ASID", "filter_counts"]

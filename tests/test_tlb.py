@@ -188,6 +188,9 @@ def test_fast_path_equals_general_kernel():
     fast = tlb.simulate_trace(va, cfg)
     general = tlb.simulate_trace(va, cfg, asid=np.zeros(va.shape[0], np.int32))
     assert fast == general
+    t = tlb.TLB(cfg)
+    t.run(va)
+    assert np.array_equal(t.state.filt, tlb.filter_counts(t.state))
     # a warm state continues the same way on either path
     t1, t2 = tlb.TLB(cfg), tlb.TLB(cfg)
     t1.run(va[:10000])
@@ -279,6 +282,8 @@ def test_invalidation_matches_twin(data):
     else:
         got, want = tlb.invalidate_all(t.state, cpu), twin.invalidate_all(cpu)
     assert got == want
+    # the per-bucket key counts that let probes skip empty sets follow every change
+    assert np.array_equal(t.state.filt, tlb.filter_counts(t.state))
     # and the two continue identically after the invalidation
     t.run(tr["va"], record=True, kind=tr["kind"], page_shift=tr["shift"], asid=tr["asid"],
           vmid=tr["vmid"], cpu=tr["cpu"], global_=tr["global_"])
