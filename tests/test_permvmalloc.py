@@ -11,7 +11,7 @@ from kmm.buddy import Buddy, BuddyConfig, MigrateType
 from kmm.errors import ConfigError
 from kmm.geometry import GiB, MiB
 from kmm.mech import permvmalloc as pv
-from kmm.mech.permvmalloc import ModuleSpec, OpKind, Policy, PolicyConfig, PvEvent
+from kmm.mech.permvmalloc import ModuleSpec, Policy, PolicyConfig, PvEvent
 
 FRESH = pv.MachineConfig(ram_bytes=GiB, cpus=64, bg_used_fraction=0.0, bg_ops_per_event=0)
 AGED = pv.MachineConfig(ram_bytes=GiB, cpus=4, bg_used_fraction=0.5, bg_ops_per_event=16,

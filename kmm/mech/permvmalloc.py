@@ -72,7 +72,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -83,7 +83,7 @@ from ..buddy import Buddy, BuddyConfig, MigrateType, alloc_pages, free_pages
 from ..config import check_choice, check_float, check_int
 from ..counters import Counters
 from ..errors import ConfigError
-from ..geometry import GiB, KiB, MiB, x86_64
+from ..geometry import GiB, MiB, x86_64
 from ..pagetable import OP_FIELDS, OP_SET_PERM, PageTable, Perm, PermSplit
 
 # ---- x86-64 constants (4-level paging) ----------------------------------------------------
@@ -1563,22 +1563,6 @@ def invariant_table(machine: MachineConfig, n_ops: int, seed: int,
                      "first": sim.violations[0] if sim.violations else ""})
     return pl.DataFrame(rows)
 
-
-def module_churn(sim: PermVmalloc, modules: Sequence[ModuleSpec], n_ops: int, seed: int,
-                 live_target: int = 8) -> None:
-    """Random module loads and unloads (each load followed by its init free)."""
-    rng = np.random.default_rng(seed)
-    live: list[tuple[ModuleSpec, dict]] = []
-    for _ in range(n_ops):
-        if live and (len(live) >= live_target or rng.random() < 0.4):
-            j = int(rng.integers(0, len(live)))
-            m, st = live.pop(j)
-            sim.unload_module(m, st)
-        else:
-            m = modules[int(rng.integers(0, len(modules)))]
-            st = sim.load_module(m)
-            sim.free_module_init(m, st)
-            live.append((m, st))
 
 
 # ---- runs and results -----------------------------------------------------------------------
