@@ -111,3 +111,132 @@ def test_patch_cost_strictly_increases_with_copies():
     t = numa.generic(8, 90.0, 1.0, cpus_per_node=2)  # even at ratio 1.0
     w = [ktr.patch_window_ns(t, n) for n in (1, 2, 4, 8)]
     assert all(b > a for a, b in zip(w, w[1:]))
+
+
+# ---- the performance model ---------------------------------------------------------------
+import numpy as np  # noqa: E402
+
+from kmm.suite import params as _params  # noqa: E402
+
+SMALL_RUN = ktr.RunConfig(accesses_per_cpu=4000, warmup_per_cpu=4000, seed=3)
+
+
+def test_classes_resolve_hand_worked():
+    cls = ktr.Classes(2)
+    base = cls.resolve(ktr.Scheme.BASELINE, ktr.UserPolicy.LOCAL, cpu_node=1, sim_node=1)
+    rep = cls.resolve(ktr.Scheme.KTR, ktr.UserPolicy.LOCAL, cpu_node=1, sim_node=1)
+    s2 = cls.resolve(ktr.Scheme.STAGE2, ktr.UserPolicy.LOCAL, cpu_node=1, sim_node=1)
+    assert (base[cls.TEXT], rep[cls.TEXT], s2[cls.TEXT]) == (0, 1, 1)
+    assert (base[cls.KTABLE], rep[cls.KTABLE], s2[cls.KTABLE]) == (0, 1, 0)
+    assert base[cls.UTEXT] == base[cls.HYP] == 0
+    # node 0 is charged from node 1's counts with the two nodes swapped in home classes
+    n0 = cls.resolve(ktr.Scheme.KTR, ktr.UserPolicy.LOCAL, cpu_node=0, sim_node=1)
+    assert n0[cls.home(1)] == 0 and n0[cls.home(0)] == 1 and n0[cls.TEXT] == 0
+    inter = cls.resolve(ktr.Scheme.KTR, ktr.UserPolicy.INTERLEAVE, cpu_node=0, sim_node=1)
+    assert inter[cls.udata(1, 1)] == 0 and inter[cls.udata(1, 0)] == 1
+    remote = cls.resolve(ktr.Scheme.KTR, ktr.UserPolicy.REMOTE, cpu_node=1, sim_node=1)
+    assert remote[cls.udata(1, 0)] == 0 and remote[cls.udata(0, 1)] == 1
+    assert cls.resolve(ktr.Scheme.KTR, ktr.UserPolicy.NODE0, 1, 1)[cls.udata(1, 1)] == 0
+
+
+def test_interleave_keeps_each_cpus_order():
+    def tr(c, n):
+        a = np.arange(n, dtype=np.uint64) + np.uint64(1000 * c)
+        z = np.zeros(n)
+        return ktr.HostTrace(a, a, z.astype(np.uint8), z.astype(np.uint8), z.astype(np.int32),
+                             z.astype(np.int16), z.astype(np.int32))
+    merged, cpu = ktr._interleave([tr(0, 600), tr(1, 600)], chunk=256)
+    assert merged.va.size == 1200
+    assert cpu[:256].tolist() == [0] * 256 and cpu[256:512].tolist() == [1] * 256
+    for c in (0, 1):
+        got = merged.va[cpu == c]
+        assert got.tolist() == sorted(got.tolist()) and got.size == 600
+
+
+def test_trace_kernel_share_fetch_runs_and_no_migration():
+    w = ktr.WORKLOADS["database"]
+    m = ktr.Machine()
+    run = ktr.RunConfig(accesses_per_cpu=20000, warmup_per_cpu=0, migration=0.0, seed=5)
+    layout = ktr.text_layout(w, m, ktr.TextModel(), run.seed)
+    t = ktr.generate_cpu_trace(w, m, run, layout, 1, 0, run.seed)
+    assert t.va.size == 20000
+    fetch = t.kind == 2
+    k = t.insns[fetch & (t.region == ktr.Region.KTEXT)].sum()
+    u = t.insns[fetch & (t.region == ktr.Region.UTEXT)].sum()
+    assert abs(k / (k + u) - w.kernel_fraction) < 0.05
+    assert (t.insns[~fetch] == 0).all() and (t.insns[fetch] >= 1).all()
+    # consecutive fetches of one mode never repeat a line
+    f = np.flatnonzero(fetch)
+    same = (t.va[f][1:] == t.va[f][:-1]) & (t.region[f][1:] == t.region[f][:-1])
+    assert not same.any()
+    per_node = m.cpus_per_node * m.threads_per_cpu
+    assert (t.slot // per_node == 1).all()  # every slice runs a thread of its own node
+    ktext = t.region == ktr.Region.KTEXT
+    off = (t.va[ktext] - np.uint64(ktr.KERNEL_VA_BASE)).astype(np.int64)
+    assert (t.pa[ktext].astype(np.int64) - off == ktr.ImagePlacement().pa_bytes
+            - ktr.ImagePlacement().image_va(m.geometry)).all()
+
+
+@pytest.fixture(scope="module")
+def small_counts():
+    return ktr.simulate_host(ktr.WORKLOADS["database"], ktr.Machine(), SMALL_RUN)
+
+
+def test_breakdown_sums_to_system_time(small_counts):
+    c = small_counts
+    lat = numa.generic(2, 117.0, 2.0).latency_ns
+    for scheme in ktr.Scheme:
+        total = ktr.system_time_ns(c, lat, scheme, ktr.UserPolicy.INTERLEAVE)
+        parts = ktr.time_breakdown(c, lat, scheme, ktr.UserPolicy.INTERLEAVE)
+        assert sum(parts.values()) == pytest.approx(total, rel=1e-12)
+        src = ktr.source_times_ns(c, lat, scheme, ktr.UserPolicy.INTERLEAVE)
+        base = c.nodes * c.instructions / 2.5
+        assert base + sum(src.values()) == pytest.approx(total, rel=1e-12)
+
+
+def _p_small(**over):
+    p = dict(_params.notebook_parameters(
+        __import__("pathlib").Path(__file__).resolve().parents[1] / "notebooks" / "ktr.ipynb"))
+    p.update(over)
+    return ktr.params_from(p)
+
+
+def test_gain_is_zero_or_slightly_negative_at_ratio_one_and_rises(small_counts):
+    p = _p_small(patches_per_s=100.0)
+    bp = ktr.UserPolicy.INTERLEAVE
+    gains = [ktr.gain(small_counts, p, r, base_policy=bp, new_policy=bp)
+             for r in (1.0, 1.5, 2.0, 3.0, 4.0)]
+    assert -0.02 <= gains[0] <= 0.0
+    assert gains[0] < 0  # patching every copy costs something at any rate above zero
+    assert all(b > a for a, b in zip(gains, gains[1:]))
+    p0 = _p_small(patches_per_s=0.0)
+    assert ktr.gain(small_counts, p0, 1.0, base_policy=bp, new_policy=bp) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_local_user_data_and_replication_add_up_in_direction(small_counts):
+    p = _p_small(patches_per_s=0.0)
+    bp = ktr.UserPolicy.INTERLEAVE
+    ktr_only = ktr.gain(small_counts, p, 2.0, base_policy=bp, new_policy=bp)
+    both = ktr.gain(small_counts, p, 2.0, base_policy=bp, new_policy=ktr.UserPolicy.LOCAL)
+    assert ktr_only > 0 and both > ktr_only
+
+
+def test_notebook_functions_give_the_stated_directions():
+    p = _p_small(workloads=["database"], node_counts=[2], ratios=[1.0, 2.0, 4.0],
+                 k1_ratios=[2.0], accesses_per_cpu=3000, warmup_per_cpu=3000,
+                 geometries=["4K/48"], migration_sweep=[0.05])
+    runs = ktr.simulate_all(p)
+    gains = ktr.gain_frame(p, runs)
+    mem = ktr.memory_frame(p)
+    pn, _pr = ktr.patch_frame(p)
+    v = ktr.claim_values(p, runs, gains, mem, pn)
+    g = v["K3"]["value"]["gain"]
+    assert g[0] <= 0 and g[0] >= -0.02 and g == sorted(g)
+    pns = v["K4"]["value"]["patch_ns"]
+    assert all(b > a for a, b in zip(pns, pns[1:]))
+    assert v["K5"]["value"]["model_bytes"] == v["K5"]["value"]["formula_bytes"]
+    assert len(v["K1"]["sweep"]) == len(v["K2"]["sweep"]) > 0
+    assert v["K2"]["value"] > v["K1"]["value"]
+    # explanations quote the values computed, not constants
+    assert f"{v['K1']['value']:+.1%}" in v["K1"]["explanation"]
+    assert f"{v['K2']['value']:+.1%}" in v["K2"]["explanation"]
