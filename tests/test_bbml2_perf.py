@@ -328,3 +328,25 @@ def test_sensitivity_keeps_workload_parameters_to_their_claims():
     assert bp.relevant("B7", "dmcrypt_run_pages") and not bp.relevant("B8", "dmcrypt_run_pages")
     assert bp.relevant("B6_mpki_rel", "module_ro_pages") and not bp.relevant("B7", "mc_connections")
     assert bp.relevant("B3", "cpi_base") and bp.relevant("B8", "blockio_busy_cores")
+
+
+@pytest.mark.parametrize("granule", ["16K", "64K"])
+def test_other_granules(granule):
+    layout = bp.KernelLayout(ram_bytes=64 * GiB, granule=granule)
+    for w in bp.Workload:
+        shape = bp.MemcachedShape() if w == bp.Workload.MEMCACHED else bp.BlockIOShape()
+        tr = bp.workload_trace(w, shape, layout, 40, 2)
+        first = (tr.pa % 4096) // 64
+        assert np.all(first + tr.lines <= 64)
+        for pol in bp.POLICIES:
+            pt = bp._kernel_table(layout, pol, np.zeros((0, 2)), 4 * layout.stack_bytes,
+                                  bp.MODULE_AREA_BYTES)
+            lv = bp.trace_leaves(tr, pt)
+            assert np.all(lv.page_shift >= layout.geometry.page_shift)
+            if pol == Policy.FULL_PTES:
+                lin = tr.region == Region.LINEAR
+                assert np.all(lv.page_shift[lin & (lv.level == 3)] == layout.geometry.page_shift)
+    # with larger pages, consecutive 4 KiB blocks share a page: fewer new pages per op
+    g4 = bp.evaluate({**SMALL, "ram_gib": 64})[bp.Workload.DMCRYPT][Policy.FULL_PTES]
+    gx = bp.evaluate({**SMALL, "ram_gib": 64, "granule": granule})[bp.Workload.DMCRYPT][Policy.FULL_PTES]
+    assert gx["linear_walks_per_op"] < g4["linear_walks_per_op"]

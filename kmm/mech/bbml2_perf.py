@@ -113,8 +113,10 @@ from .bbml2 import LinearMapPolicy as Policy
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 LINE_BYTES = 64
-PAGE_BYTES = 4 * KiB
-LINES_PER_PAGE = PAGE_BYTES // LINE_BYTES
+#: Touches are cut into 4 KiB chunks (a page of the thread's 4K kernel, one I/O block):
+#: a chunk never straddles a page of any granule, so one TLB lookup serves a touch.
+CHUNK_BYTES = 4 * KiB
+LINES_PER_CHUNK = CHUNK_BYTES // LINE_BYTES
 
 # arm64, 48-bit VA, 4K (arch/arm64/include/asm/memory.h): the kernel half starts at
 # PAGE_OFFSET = -(1 << VA_BITS); the linear map fills its lower half, modules, the image and
@@ -123,7 +125,6 @@ KERNEL_VA_BASE = 0xFFFF_0000_0000_0000
 MODULES_OFFSET = 1 << 47                      # MODULES_VADDR
 IMAGE_OFFSET = MODULES_OFFSET + 2 * GiB        # KIMAGE_VADDR = MODULES_END
 VMALLOC_OFFSET = IMAGE_OFFSET + 2 * GiB
-VMEMMAP_OFFSET = (1 << 48) - (1 << 42)         # VMEMMAP_START for 4K / 48-bit
 STRUCT_PAGE_BYTES = 64
 USER_VA_BASE = 0x0000_AAAA_0000_0000
 USER_ASID = 1
@@ -204,13 +205,32 @@ class KernelLayout:
         check_int("ram_base_bytes", self.ram_base_bytes, lo=0)
         if self.ram_bytes % (2 * MiB) or self.ram_base_bytes % (2 * MiB):
             raise ConfigError("RAM start and size must be 2 MiB aligned", "ram_bytes")
-        check_int("image_text_bytes", self.image_text_bytes, lo=PAGE_BYTES)
         check_int("image_pa_offset_bytes", self.image_pa_offset_bytes, lo=0)
         check_int("boot_used_bytes", self.boot_used_bytes, lo=0, hi=self.ram_bytes // 2)
-        if self.granule != "4K" or self.va_bits != 48:
-            raise ConfigError("the workload layout models the thread's 4K / 48-bit kernel; "
-                              "other granules are covered by the page-table count model",
-                              "granule")
+        if self.va_bits != 48:
+            raise ConfigError("the kernel layout models a 48-bit VA", "va_bits")
+        page = geom.arm64(self.granule, self.va_bits).page_bytes  # validates the granule
+        for name in ("image_text_bytes", "image_pa_offset_bytes"):
+            if getattr(self, name) % page or getattr(self, name) < 0:
+                raise ConfigError(f"must be a multiple of the {self.granule} page", name)
+        check_int("image_text_bytes", self.image_text_bytes, lo=page)
+
+    @property
+    def page_bytes(self) -> int:
+        return self.geometry.page_bytes
+
+    @property
+    def stack_bytes(self) -> int:
+        """``THREAD_SIZE`` with ``VMAP_STACK``: 16 KiB, or one page when pages are larger
+        (arch/arm64/include/asm/memory.h ``THREAD_SHIFT``)."""
+        return max(16 * KiB, self.page_bytes)
+
+    @property
+    def vmemmap_base(self) -> int:
+        """``VMEMMAP_START`` = -(1 << (VA_BITS - VMEMMAP_SHIFT)), ``VMEMMAP_SHIFT`` =
+        ``PAGE_SHIFT - STRUCT_PAGE_MAX_SHIFT`` (arch/arm64/include/asm/memory.h)."""
+        shift = self.geometry.page_shift - 6
+        return (1 << 64) - (1 << (self.va_bits - shift))
 
     @property
     def geometry(self) -> geom.Geometry:
@@ -218,8 +238,8 @@ class KernelLayout:
 
     @property
     def memstart_bytes(self) -> int:
-        """``memstart_addr``: RAM start rounded down to ``ARM64_MEMSTART_ALIGN`` (1 GiB)."""
-        return self.ram_base_bytes // GiB * GiB
+        """``memstart_addr``: RAM start rounded down to ``ARM64_MEMSTART_ALIGN``."""
+        return self.memory_map().memstart
 
     def linear_va(self, pa: np.ndarray) -> np.ndarray:
         """``__phys_to_virt``: the linear-map VA (full 64-bit, as uint64) of ``pa``."""
@@ -228,9 +248,9 @@ class KernelLayout:
 
     def vmemmap_va(self, pa: np.ndarray) -> np.ndarray:
         """VA of the ``struct page`` of the page holding ``pa``."""
-        pfn = (np.asarray(pa, dtype=np.uint64) - np.uint64(self.memstart_bytes)) >> np.uint64(12)
-        return (np.uint64(KERNEL_VA_BASE + VMEMMAP_OFFSET)
-                + pfn * np.uint64(STRUCT_PAGE_BYTES))
+        pfn = ((np.asarray(pa, dtype=np.uint64) - np.uint64(self.memstart_bytes))
+               >> np.uint64(self.geometry.page_shift))
+        return np.uint64(self.vmemmap_base) + pfn * np.uint64(STRUCT_PAGE_BYTES)
 
     def memory_map(self) -> MemoryMap:
         """The structural model's :class:`~kmm.mech.bbml2.MemoryMap` of this layout."""
@@ -243,7 +263,8 @@ class KernelLayout:
         ``boot_used_bytes``."""
         lo = self.ram_base_bytes + self.image_pa_offset_bytes + self.image_text_bytes
         lo = -(-lo // (2 * MiB)) * (2 * MiB)
-        return lo, lo + -(-self.boot_used_bytes // PAGE_BYTES) * PAGE_BYTES
+        page = self.page_bytes
+        return lo, lo + -(-self.boot_used_bytes // page) * page
 
     def runtime_window(self, spread_bytes: int) -> tuple[int, int]:
         """Physical range a benchmark's kernel allocations come from: ``spread_bytes``
@@ -251,13 +272,19 @@ class KernelLayout:
         lo = self.boot_window()[1]
         return lo, min(lo + spread_bytes, self.ram_base_bytes + self.ram_bytes)
 
+    def vmemmap_unit_bytes(self) -> int:
+        """What ``vmemmap_populate`` maps the struct pages with: PMD blocks with 4K pages
+        (``vmemmap_populate_hugepages``), base pages otherwise."""
+        return self.geometry.block_bytes[2] if self.granule == "4K" else self.page_bytes
+
     def vmemmap_span(self) -> tuple[int, int]:
-        """VA range of the vmemmap of RAM, rounded out to PMD blocks."""
-        first = (self.ram_base_bytes - self.memstart_bytes) // PAGE_BYTES
-        last = first + self.ram_bytes // PAGE_BYTES
-        base = KERNEL_VA_BASE + VMEMMAP_OFFSET
-        lo = base + first * STRUCT_PAGE_BYTES // (2 * MiB) * (2 * MiB)
-        hi = base + -(-(last * STRUCT_PAGE_BYTES) // (2 * MiB)) * (2 * MiB)
+        """VA range of the vmemmap of RAM, rounded out to its mapping unit."""
+        page = self.page_bytes
+        unit = self.vmemmap_unit_bytes()
+        first = (self.ram_base_bytes - self.memstart_bytes) // page
+        last = first + self.ram_bytes // page
+        lo = self.vmemmap_base + first * STRUCT_PAGE_BYTES // unit * unit
+        hi = self.vmemmap_base + -(-(last * STRUCT_PAGE_BYTES) // unit) * unit
         return lo, hi
 
 
@@ -296,13 +323,14 @@ def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray
     pt.map(IMAGE_OFFSET, layout.image_text_bytes, img_lo, Perm.RX, policy=Paint.NO_CONT)
     pt.map(VMALLOC_OFFSET, vmalloc_bytes, VMALLOC_BACKING_PA, Perm.RW, policy=Paint.PTES)
     lo, hi = layout.vmemmap_span()
-    pt.map(lo - KERNEL_VA_BASE, hi - lo, VMEMMAP_BACKING_PA, Perm.RW, policy=Paint.NO_CONT)
+    paint = Paint.NO_CONT if layout.granule == "4K" else Paint.PTES
+    pt.map(lo - KERNEL_VA_BASE, hi - lo, VMEMMAP_BACKING_PA, Perm.RW, policy=paint)
     return pt
 
 
 
-def module_alias_ranges(rng: np.random.Generator, pages: int, window: tuple[int, int]
-                        ) -> np.ndarray:
+def module_alias_ranges(rng: np.random.Generator, pages: int, window: tuple[int, int],
+                        page_bytes: int = CHUNK_BYTES) -> np.ndarray:
     """Linear-alias ranges (rows ``pa, size``) made read-only by loading modules under
     rodata=full: ``set_memory_ro`` on a module's text and rodata changes the alias of each
     backing page separately (arch/arm64/mm/pageattr.c ``change_memory_common``:
@@ -311,8 +339,8 @@ def module_alias_ranges(rng: np.random.Generator, pages: int, window: tuple[int,
     loaded at boot, :meth:`KernelLayout.boot_window`)."""
     check_int("pages", pages, lo=0)
     lo, hi = window
-    pa = scatter_blocks(rng, pages, PAGE_BYTES, lo, hi - lo)
-    return np.stack([np.sort(pa), np.full(pages, PAGE_BYTES, np.int64)], axis=1)
+    pa = scatter_blocks(rng, pages, page_bytes, lo, hi - lo)
+    return np.stack([np.sort(pa), np.full(pages, page_bytes, np.int64)], axis=1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,10 +389,10 @@ class _Touches:
         va = np.broadcast_to(np.asarray(va, dtype=np.uint64), (n,))
         pa = np.broadcast_to(np.asarray(pa, dtype=np.int64), (n,))
         lines = np.broadcast_to(np.asarray(lines, dtype=np.int16), (n,))
-        if np.any((lines < 0) | (lines > LINES_PER_PAGE)):
+        if np.any((lines < 0) | (lines > LINES_PER_CHUNK)):
             raise ValueError("a touch spans 0..64 lines of one page")
-        first = (pa % PAGE_BYTES) // LINE_BYTES
-        if np.any((lines > 0) & (first + lines > LINES_PER_PAGE)):
+        first = (pa % CHUNK_BYTES) // LINE_BYTES
+        if np.any((lines > 0) & (first + lines > LINES_PER_CHUNK)):
             raise ValueError("a touch crosses a page boundary")
         self.steps.append((va, pa, lines, int(kind), int(region), bool(el1)))
 
@@ -374,13 +402,13 @@ class _Touches:
         page is split into two touches."""
         pa = np.asarray(pa, dtype=np.int64)
         lines = np.broadcast_to(np.asarray(lines, dtype=np.int64), np.broadcast(pa, 0).shape)
-        first = (pa % PAGE_BYTES) // LINE_BYTES
-        head = np.minimum(lines, LINES_PER_PAGE - first)
+        first = (pa % CHUNK_BYTES) // LINE_BYTES
+        head = np.minimum(lines, LINES_PER_CHUNK - first)
         pa_line = pa - pa % LINE_BYTES
         self._add(self.layout.linear_va(pa_line), pa_line, head, kind, Region.LINEAR, el1)
         tail = lines - head
         if np.any(tail > 0):
-            nxt = pa - pa % PAGE_BYTES + PAGE_BYTES
+            nxt = pa - pa % CHUNK_BYTES + CHUNK_BYTES
             self._add(self.layout.linear_va(nxt), nxt, tail, kind, Region.LINEAR, el1)
 
     def struct_page(self, pa, lines=1, kind=Kind.STORE):
@@ -440,24 +468,24 @@ def scatter_blocks(rng: np.random.Generator, n: int, block_bytes: int, lo_bytes:
 
 
 def page_runs(rng: np.random.Generator, n_pages: int, run_pages: int, lo_bytes: int,
-              hi_bytes: int) -> np.ndarray:
+              hi_bytes: int, page_bytes: int = CHUNK_BYTES) -> np.ndarray:
     """Physical addresses of ``n_pages`` pages handed out in allocation order as runs of
     ``run_pages`` physically contiguous pages, each run at a distinct random run-aligned
     place in ``[lo_bytes, hi_bytes)`` (the buddy allocator splitting free blocks of that
     order: mm/page_alloc.c ``expand``)."""
     check_int("run_pages", run_pages, lo=1)
     runs = -(-n_pages // run_pages)
-    starts = scatter_blocks(rng, runs, run_pages * PAGE_BYTES, lo_bytes, hi_bytes - lo_bytes)
-    pages = (starts[:, None] + PAGE_BYTES * np.arange(run_pages, dtype=np.int64)[None, :]).ravel()
+    starts = scatter_blocks(rng, runs, run_pages * page_bytes, lo_bytes, hi_bytes - lo_bytes)
+    pages = (starts[:, None] + page_bytes * np.arange(run_pages, dtype=np.int64)[None, :]).ravel()
     return pages[:n_pages]
 
 
 def slab_objects(rng: np.random.Generator, n_objs: int, obj_bytes: int, slab_order: int,
-                 lo_bytes: int, window_bytes: int) -> np.ndarray:
+                 lo_bytes: int, window_bytes: int, page_bytes: int = CHUNK_BYTES) -> np.ndarray:
     """Physical addresses of ``n_objs`` objects of a slab cache, packed in allocation order
-    into slabs of ``2**slab_order`` pages that sit at random in the window
-    (mm/slub.c: objects of one slab are consecutive, ``oo_objects``)."""
-    slab_bytes = PAGE_BYTES << slab_order
+    into slabs of ``2**slab_order`` 4 KiB pages (one page when pages are larger) that sit at
+    random in the window (mm/slub.c: objects of one slab are consecutive, ``oo_objects``)."""
+    slab_bytes = max(CHUNK_BYTES << slab_order, page_bytes)
     per = slab_bytes // obj_bytes
     if per < 1:
         raise ConfigError(f"a {obj_bytes} B object does not fit an order-{slab_order} slab",
@@ -469,7 +497,7 @@ def slab_objects(rng: np.random.Generator, n_objs: int, obj_bytes: int, slab_ord
 
 def _granules(rng, n, span_bytes):
     """``n`` distinct 4 KiB granules (byte offsets) of a ``span_bytes`` code region."""
-    return np.sort(rng.choice(span_bytes // PAGE_BYTES, size=n, replace=False)).astype(np.int64) * PAGE_BYTES
+    return np.sort(rng.choice(span_bytes // CHUNK_BYTES, size=n, replace=False)).astype(np.int64) * CHUNK_BYTES
 
 
 def _fetch(t: _Touches, region: Region, granules: np.ndarray, lines: int, el1: bool = True):
@@ -522,9 +550,9 @@ class MemcachedShape:
     def __post_init__(self):
         check_int("connections", self.connections, lo=1, hi=1 << 20)
         check_float("get_fraction", self.get_fraction, lo=0.0, hi=1.0)
-        check_int("value_bytes", self.value_bytes, lo=1, hi=PAGE_BYTES // 2)
+        check_int("value_bytes", self.value_bytes, lo=1, hi=CHUNK_BYTES // 2)
         check_int("item_memory_bytes", self.item_memory_bytes, lo=MiB)
-        check_int("hash_bytes", self.hash_bytes, lo=PAGE_BYTES)
+        check_int("hash_bytes", self.hash_bytes, lo=CHUNK_BYTES)
         check_int("rx_ring_pages", self.rx_ring_pages, lo=1)
         check_int("kernel_spread_bytes", self.kernel_spread_bytes, lo=64 * MiB)
         check_int("instructions_per_op", self.instructions_per_op, lo=1)
@@ -543,9 +571,12 @@ _FILP = (256, 1)
 _EPITEM = (128, 0)
 _RING_ENTRIES = 1024
 _RING_ENTRY_BYTES = 64
-_FRAG_ORDER = 3          # SKB_FRAG_PAGE_ORDER: 32 KiB task page fragments
+_FRAG_BYTES = 32 * KiB   # SKB_FRAG_PAGE_ORDER: task page fragments of 32 KiB (or a page)
+_RX_BUF_BYTES = 2 * KiB  # receive buffer per packet in a page_pool page
 _HEADER_BYTES = 66       # Ethernet + IPv4 + TCP with timestamps
-_STACK_BYTES = 16 * KiB  # arm64 THREAD_SIZE with VMAP_STACK
+#: bytes of the module area and of the vmalloc area the model maps (text granules of the
+#: NIC, dm-crypt, brd and XFS modules; thread stacks and the doorbell)
+MODULE_AREA_BYTES = 256 * KiB
 
 
 def memcached_trace(shape: MemcachedShape, layout: KernelLayout, n_ops: int,
@@ -560,17 +591,22 @@ def memcached_trace(shape: MemcachedShape, layout: KernelLayout, n_ops: int,
     t = _Touches(layout, n_ops)
     win_lo, win_hi = layout.runtime_window(shape.kernel_spread_bytes)
     win = win_hi - win_lo
+    pg = layout.page_bytes
     C = shape.connections
-    tcp = slab_objects(rng, C, *_TCP_SOCK, win_lo, win)
-    inode = slab_objects(rng, C, *_SOCK_INODE, win_lo, win)
-    filp = slab_objects(rng, C, *_FILP, win_lo, win)
-    epi = slab_objects(rng, C, *_EPITEM, win_lo, win)
-    hot = scatter_blocks(rng, 8, PAGE_BYTES, win_lo, win)          # percpu, task, eventpoll,
-    skb = slab_objects(rng, 32, 256, 0, win_lo, win)               # dst, neigh, qdisc...
-    fclone = slab_objects(rng, 32, 512, 0, win_lo, win)
-    ring_bytes = _RING_ENTRIES * _RING_ENTRY_BYTES
+    tcp = slab_objects(rng, C, *_TCP_SOCK, win_lo, win, pg)
+    inode = slab_objects(rng, C, *_SOCK_INODE, win_lo, win, pg)
+    filp = slab_objects(rng, C, *_FILP, win_lo, win, pg)
+    epi = slab_objects(rng, C, *_EPITEM, win_lo, win, pg)
+    hot = scatter_blocks(rng, 8, pg, win_lo, win)                  # percpu, task, eventpoll,
+    skb = slab_objects(rng, 32, 256, 0, win_lo, win, pg)           # dst, neigh, qdisc...
+    fclone = slab_objects(rng, 32, 512, 0, win_lo, win, pg)
+    ring_bytes = max(_RING_ENTRIES * _RING_ENTRY_BYTES, pg)
     rings = scatter_blocks(rng, 3, ring_bytes, win_lo, win)        # rx cq, tx, tx cq
-    rx_pages = scatter_blocks(rng, shape.rx_ring_pages, PAGE_BYTES, win_lo, win)
+    # receive buffers: 2 KiB each, as many per page_pool page as fit; the ring holds the
+    # same bytes whatever the page size (rx_ring_pages counts 4 KiB of buffers)
+    per_rx_page = pg // _RX_BUF_BYTES
+    n_bufs = shape.rx_ring_pages * (CHUNK_BYTES // _RX_BUF_BYTES)
+    rx_pages = scatter_blocks(rng, -(-n_bufs // per_rx_page), pg, win_lo, win)
     conn = rng.integers(0, C, n_ops)
     is_get = rng.random(n_ops) < shape.get_fraction
     req_bytes = np.where(is_get, 30, 40 + shape.value_bytes)
@@ -578,40 +614,40 @@ def memcached_trace(shape: MemcachedShape, layout: KernelLayout, n_ops: int,
     # task page fragment: responses packed sequentially into order-3 pages
     frag_bytes = _lines(resp_bytes) * LINE_BYTES
     frag_end = np.cumsum(frag_bytes)
-    frag_chunk = (frag_end - frag_bytes) // (PAGE_BYTES << _FRAG_ORDER)
-    frag_off = (frag_end - frag_bytes) % (PAGE_BYTES << _FRAG_ORDER)
-    # a response never straddles a chunk: skb_page_frag_refill starts a new one
-    over = frag_off + frag_bytes > (PAGE_BYTES << _FRAG_ORDER)
+    frag_unit = max(_FRAG_BYTES, pg)
+    frag_chunk = (frag_end - frag_bytes) // frag_unit
+    frag_off = (frag_end - frag_bytes) % frag_unit
+    # a response never straddles a fragment page: skb_page_frag_refill starts a new one
+    over = frag_off + frag_bytes > frag_unit
     frag_off = np.where(over, 0, frag_off)
     frag_chunk = frag_chunk + over
-    chunks = scatter_blocks(rng, int(frag_chunk.max()) + 1, PAGE_BYTES << _FRAG_ORDER,
-                            win_lo, win)
+    chunks = scatter_blocks(rng, int(frag_chunk.max()) + 1, frag_unit, win_lo, win)
     frag = chunks[frag_chunk] + frag_off
-    slot = np.arange(n_ops, dtype=np.int64) % (2 * shape.rx_ring_pages)
-    rxbuf = rx_pages[slot // 2] + (slot % 2) * (PAGE_BYTES // 2)
+    slot = np.arange(n_ops, dtype=np.int64) % n_bufs
+    rxbuf = rx_pages[slot // per_rx_page] + (slot % per_rx_page) * _RX_BUF_BYTES
     ring_slot = (np.arange(n_ops, dtype=np.int64) % _RING_ENTRIES) * _RING_ENTRY_BYTES
     pool = np.arange(n_ops) % 32
     # user memory layout: conn structs, per-connection read buffers, events, hash, items
     u_conn = 0
     u_rbuf = u_conn + C * 512
-    u_events = -(-(u_rbuf + C * 2048) // PAGE_BYTES) * PAGE_BYTES
-    u_hash = u_events + PAGE_BYTES
+    u_events = -(-(u_rbuf + C * 2048) // CHUNK_BYTES) * CHUNK_BYTES
+    u_hash = u_events + CHUNK_BYTES
     u_items = u_hash + shape.hash_bytes
     u_text = u_items + shape.item_memory_bytes
     bucket = u_hash + rng.integers(0, shape.hash_bytes // 8, n_ops) * 8
     item_chunk = 96 if shape.value_bytes <= 32 else -(-(56 + shape.value_bytes) // 64) * 64
-    per_page = PAGE_BYTES // item_chunk
-    n_items = shape.item_memory_bytes // PAGE_BYTES * per_page
+    per_chunk = CHUNK_BYTES // item_chunk
+    n_items = shape.item_memory_bytes // CHUNK_BYTES * per_chunk
     it = rng.integers(0, n_items, n_ops)
-    item = u_items + (it // per_page) * PAGE_BYTES + (it % per_page) * item_chunk
+    item = u_items + (it // per_chunk) * CHUNK_BYTES + (it % per_chunk) * item_chunk
     item_lines = _lines(item % LINE_BYTES + item_chunk)
-    item_lines = np.minimum(item_lines, LINES_PER_PAGE - (item % PAGE_BYTES) // LINE_BYTES)
+    item_lines = np.minimum(item_lines, LINES_PER_CHUNK - (item % CHUNK_BYTES) // LINE_BYTES)
     ktext = _granules(rng, shape.kernel_text_granules, layout.image_text_bytes)
-    mtext = _granules(rng, shape.module_text_granules, 64 * PAGE_BYTES)
-    utext = u_text + _granules(rng, shape.user_text_granules, 256 * PAGE_BYTES)
+    mtext = _granules(rng, shape.module_text_granules, MODULE_AREA_BYTES)
+    utext = u_text + _granules(rng, shape.user_text_granules, 256 * CHUNK_BYTES)
     kq = np.array_split(ktext, 4)
     mq = np.array_split(mtext, 2)
-    stack_top = _STACK_BYTES - PAGE_BYTES
+    stack_top = layout.stack_bytes - CHUNK_BYTES
 
     # receive softirq
     _fetch(t, Region.KTEXT, kq[0], 16)
@@ -647,7 +683,7 @@ def memcached_trace(shape: MemcachedShape, layout: KernelLayout, n_ops: int,
     _fetch(t, Region.KTEXT, kq[2], 16)
     _fetch(t, Region.MODULES, mq[1], 16)
     t.kva(Region.VMALLOC, stack_top, 8, Kind.STORE)
-    t.kva(Region.VMALLOC, stack_top - PAGE_BYTES, 4, Kind.STORE)
+    t.kva(Region.VMALLOC, stack_top - CHUNK_BYTES, 4, Kind.STORE)
     t.linear(filp[conn], 1, Kind.LOAD)
     t.linear(inode[conn], 2, Kind.LOAD)
     t.linear(tcp[conn], 4, Kind.STORE)
@@ -660,7 +696,7 @@ def memcached_trace(shape: MemcachedShape, layout: KernelLayout, n_ops: int,
     t.linear(hot[3], 2, Kind.STORE)
     t.linear(hot[4], 1, Kind.STORE)
     t.linear(rings[1] + ring_slot, 1, Kind.STORE)
-    t.kva(Region.VMALLOC, 2 * _STACK_BYTES, 1, Kind.STORE)            # doorbell (ioremap)
+    t.kva(Region.VMALLOC, 2 * layout.stack_bytes, 1, Kind.STORE)      # doorbell (ioremap)
     # transmit completion
     _fetch(t, Region.KTEXT, kq[3], 16)
     t.linear(rings[2] + ring_slot, 1, Kind.LOAD)
@@ -702,8 +738,8 @@ class BlockIOShape:
         check_float("el1_instruction_fraction", self.el1_instruction_fraction, lo=0.0, hi=1.0)
         check_int("kernel_text_granules", self.kernel_text_granules, lo=0, hi=4096)
         check_int("module_text_granules", self.module_text_granules, lo=0, hi=512)
-        check_int("read_bytes", self.read_bytes, lo=PAGE_BYTES, hi=1 * MiB)
-        if self.read_bytes % PAGE_BYTES:
+        check_int("read_bytes", self.read_bytes, lo=CHUNK_BYTES, hi=1 * MiB)
+        if self.read_bytes % CHUNK_BYTES:
             raise ConfigError("read_bytes must be a multiple of 4 KiB", "read_bytes")
 
 
@@ -721,59 +757,74 @@ def _windows(layout: KernelLayout, spread_bytes: int) -> tuple[int, int, int]:
 
 def dmcrypt_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: int) -> Trace:
     """Touches of ``n_ops`` 4 KiB buffered writes through ext4 on dm-crypt on brd, each
-    charged with the writeback of a block written long before (module docstring)."""
+    charged with the writeback of a block written long before (module docstring). With pages
+    larger than 4 KiB, consecutive blocks share a page-cache page and a ramdisk page, and
+    brd zeroes a whole page when its first block arrives."""
     check_int("n_ops", n_ops, lo=1)
     rng = np.random.default_rng(seed)
     t = _Touches(layout, n_ops)
     lo, win, hi = _windows(layout, shape.kernel_spread_bytes)
+    pg = layout.page_bytes
+    k = pg // CHUNK_BYTES                  # 4 KiB blocks per page
     i = np.arange(n_ops, dtype=np.int64)
-    # allocation order: the blocks being written back were allocated before the trace
-    # (writeback lags far behind the writer), then each op allocates one page-cache page
-    # (the writer) and one brd page (the writeback), interleaved
-    pages = page_runs(rng, 3 * n_ops, shape.run_pages, lo, hi)
-    wb_pc = pages[:n_ops]
-    new_pc = pages[n_ops::2]
-    brd = pages[n_ops + 1::2]
-    bounce = scatter_blocks(rng, _BOUNCE_POOL, PAGE_BYTES, lo, win)[i % _BOUNCE_POOL]
-    hot = scatter_blocks(rng, 6, PAGE_BYTES, lo, win)
-    pc_nodes = slab_objects(rng, n_ops // 64 + 2, *_XA_NODE, lo, win)
-    wb_nodes = slab_objects(rng, n_ops // 64 + 2, *_XA_NODE, lo, win)
-    brd_nodes = slab_objects(rng, n_ops // 64 + 2, *_XA_NODE, lo, win)
-    bh = slab_objects(rng, n_ops, *_BUFFER_HEAD, lo, win)
+    n_pages = -(-n_ops // k)
+    # allocation order: the pages being written back were allocated before the trace
+    # (writeback lags far behind the writer), then the writer's page-cache pages and brd's
+    # pages, interleaved
+    pages = page_runs(rng, 3 * n_pages, shape.run_pages, lo, hi, pg)
+    wb_page = pages[:n_pages]
+    new_page = pages[n_pages::2]
+    brd_page = pages[n_pages + 1::2]
+    off = (i % k) * CHUNK_BYTES
+    new_pc = new_page[i // k] + off
+    wb_pc = wb_page[i // k] + off
+    brd = brd_page[i // k] + off
+    bounce = scatter_blocks(rng, _BOUNCE_POOL, pg, lo, win)[i % _BOUNCE_POOL]
+    hot = scatter_blocks(rng, 6, pg, lo, win)
+    n_nodes = n_pages // 64 + 2
+    pc_nodes = slab_objects(rng, n_nodes, *_XA_NODE, lo, win, pg)
+    wb_nodes = slab_objects(rng, n_nodes, *_XA_NODE, lo, win, pg)
+    brd_nodes = slab_objects(rng, n_nodes, *_XA_NODE, lo, win, pg)
+    bh = slab_objects(rng, n_ops, *_BUFFER_HEAD, lo, win, pg)
     ktext = _granules(rng, shape.kernel_text_granules, layout.image_text_bytes)
-    mtext = _granules(rng, shape.module_text_granules, 64 * PAGE_BYTES)
+    mtext = _granules(rng, shape.module_text_granules, MODULE_AREA_BYTES)
     kq = np.array_split(ktext, 3)
     mq = np.array_split(mtext, 2)
-    stack_top = _STACK_BYTES - PAGE_BYTES
+    stack_top = layout.stack_bytes - CHUNK_BYTES
     fio_buf = 0
+    node = (i // k) // 64
     # the writer: write(2) of 4 KiB into the page cache
     _fetch(t, Region.KTEXT, kq[0], 16)
     t.kva(Region.VMALLOC, stack_top, 8, Kind.STORE)
     t.linear(hot[0], 2, Kind.LOAD)                       # file, inode
     t.linear(hot[1], 2, Kind.STORE)                      # ext4 inode info, jbd2 handle
-    t.linear(pc_nodes[i // 64], 2, Kind.STORE)
+    t.linear(pc_nodes[node], 2, Kind.STORE)
     t.struct_page(new_pc, 1, Kind.STORE)
-    t.user(fio_buf, LINES_PER_PAGE, Kind.LOAD, el1=True)
-    t.linear(new_pc, LINES_PER_PAGE, Kind.STORE)
+    t.user(fio_buf, LINES_PER_CHUNK, Kind.LOAD, el1=True)
+    t.linear(new_pc, LINES_PER_CHUNK, Kind.STORE)
     t.linear(bh, 2, Kind.STORE)
     # writeback of an old block: dm-crypt encrypts it into a bounce page
     _fetch(t, Region.KTEXT, kq[1], 16)
     _fetch(t, Region.MODULES, mq[0], 16)
-    t.kva(Region.VMALLOC, _STACK_BYTES + stack_top, 8, Kind.STORE)   # kworker stack
+    t.kva(Region.VMALLOC, layout.stack_bytes + stack_top, 8, Kind.STORE)   # kworker stack
     t.struct_page(wb_pc, 1, Kind.STORE)
-    t.linear(wb_nodes[i // 64], 1, Kind.STORE)
+    t.linear(wb_nodes[node], 1, Kind.STORE)
     t.linear(hot[2], 4, Kind.STORE)                      # bio, dm_crypt_io, request
     t.struct_page(bounce, 1, Kind.STORE)
-    t.linear(wb_pc, LINES_PER_PAGE, Kind.LOAD)
-    t.linear(bounce, LINES_PER_PAGE, Kind.STORE)
-    # brd: allocate and zero a page, copy the bounce page in
+    t.linear(wb_pc, LINES_PER_CHUNK, Kind.LOAD)
+    t.linear(bounce, LINES_PER_CHUNK, Kind.STORE)
+    # brd: a new page is allocated and zeroed (__GFP_ZERO) when its first block arrives,
+    # then the bounce page is copied in
     _fetch(t, Region.KTEXT, kq[2], 16)
     _fetch(t, Region.MODULES, mq[1], 16)
-    t.linear(brd_nodes[i // 64], 2, Kind.STORE)
+    t.linear(brd_nodes[node], 2, Kind.STORE)
     t.struct_page(brd, 1, Kind.STORE)
-    t.linear(brd, LINES_PER_PAGE, Kind.STORE)            # __GFP_ZERO
-    t.linear(bounce, LINES_PER_PAGE, Kind.LOAD)
-    t.linear(brd, LINES_PER_PAGE, Kind.STORE)
+    first = (i % k) == 0
+    for j in range(k):
+        t.linear(brd_page[i // k] + j * CHUNK_BYTES, np.where(first, LINES_PER_CHUNK, 0),
+                 Kind.STORE)
+    t.linear(bounce, LINES_PER_CHUNK, Kind.LOAD)
+    t.linear(brd, LINES_PER_CHUNK, Kind.STORE)
     # completion
     t.struct_page(bounce, 1, Kind.STORE)
     t.struct_page(wb_pc, 1, Kind.STORE)
@@ -784,30 +835,34 @@ def dmcrypt_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: i
 
 def seqread_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: int) -> Trace:
     """Touches of ``n_ops`` sequential ``read`` calls of ``read_bytes`` from a cached file
-    (module docstring)."""
+    (module docstring); with pages larger than 4 KiB consecutive reads share a page."""
     check_int("n_ops", n_ops, lo=1)
     rng = np.random.default_rng(seed)
     t = _Touches(layout, n_ops)
     lo, win, hi = _windows(layout, shape.kernel_spread_bytes)
-    per_op = shape.read_bytes // PAGE_BYTES
-    pc = page_runs(rng, n_ops * per_op, shape.run_pages, lo, hi).reshape(n_ops, per_op)
-    nodes = slab_objects(rng, n_ops * per_op // 64 + 2, *_XA_NODE, lo, win)
-    hot = scatter_blocks(rng, 4, PAGE_BYTES, lo, win)
+    pg = layout.page_bytes
+    k = pg // CHUNK_BYTES
+    per_op = shape.read_bytes // CHUNK_BYTES
+    n_chunks = n_ops * per_op
+    pages = page_runs(rng, -(-n_chunks // k), shape.run_pages, lo, hi, pg)
+    nodes = slab_objects(rng, n_chunks // k // 64 + 2, *_XA_NODE, lo, win, pg)
+    hot = scatter_blocks(rng, 4, pg, lo, win)
     ktext = _granules(rng, shape.kernel_text_granules, layout.image_text_bytes)
-    mtext = _granules(rng, shape.module_text_granules, 64 * PAGE_BYTES)
+    mtext = _granules(rng, shape.module_text_granules, MODULE_AREA_BYTES)
     i = np.arange(n_ops, dtype=np.int64)
-    stack_top = _STACK_BYTES - PAGE_BYTES
+    stack_top = layout.stack_bytes - CHUNK_BYTES
     _fetch(t, Region.KTEXT, ktext, 16)
     _fetch(t, Region.MODULES, mtext, 16)
     t.kva(Region.VMALLOC, stack_top, 8, Kind.STORE)
     t.linear(hot[0], 2, Kind.LOAD)                       # file, inode
     t.linear(hot[1], 2, Kind.STORE)                      # xfs inode, readahead state
-    for k in range(per_op):
-        page = i * per_op + k
-        t.linear(nodes[page // 64], 1, Kind.LOAD)
-        t.struct_page(pc[:, k], 1, Kind.STORE)
-        t.linear(pc[:, k], LINES_PER_PAGE, Kind.LOAD)
-        t.user(k * PAGE_BYTES, LINES_PER_PAGE, Kind.STORE, el1=True)
+    for c in range(per_op):
+        g = i * per_op + c
+        pc = pages[g // k] + (g % k) * CHUNK_BYTES
+        t.linear(nodes[g // k // 64], 1, Kind.LOAD)
+        t.struct_page(pc, 1, Kind.STORE)
+        t.linear(pc, LINES_PER_CHUNK, Kind.LOAD)
+        t.user(c * CHUNK_BYTES, LINES_PER_CHUNK, Kind.STORE, el1=True)
     t.user(1 * MiB, 4, Kind.IFETCH, el1=False)           # xfs_io's loop
     n_ins = float(shape.instructions_per_op)
     return t.build(n_ins, n_ins * shape.el1_instruction_fraction)
@@ -975,27 +1030,34 @@ class Leaves(NamedTuple):
     cont_shift: np.ndarray
 
 
-def _user_leaves(n: int) -> Leaves:
-    # user memory: 4K PTEs (memcached's malloc'd slabs and buffers, no THP)
-    return Leaves(np.full(n, 3, np.int64), np.zeros(n, np.int64), np.full(n, 12, np.int64),
-                  np.zeros(n, np.int64))
+def _shift_tables(g: geom.Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """log2 leaf bytes and log2 contiguous-range bytes, indexed by level + 1."""
+    leaf = np.zeros(5, np.int64)
+    cont = np.zeros(5, np.int64)
+    for lv in g.leaf_levels:
+        leaf[lv + 1] = g.leaf_bytes(lv).bit_length() - 1
+        c = g.cont_bytes(lv)
+        cont[lv + 1] = c.bit_length() - 1 if c else 0
+    return leaf, cont
 
 
 def trace_leaves(trace: Trace, kernel_pt: PageTable) -> Leaves:
-    """Leaf level and sizes of every touch, from the kernel page table (user touches: 4K)."""
+    """Leaf level and sizes of every touch, from the kernel page table; user touches use
+    base pages of the same granule (memcached's malloc'd memory, no THP)."""
+    g = kernel_pt.geometry
+    leaf_shift, cont_shift = _shift_tables(g)
     n = trace.va.shape[0]
-    out = _user_leaves(n)
+    level = np.full(n, 3, np.int64)
+    cont = np.zeros(n, np.int64)
     k = trace.region != Region.USER
     off = (trace.va[k] - np.uint64(KERNEL_VA_BASE)).astype(np.int64)
-    _pa, level, cont, _perm, _nid = kernel_pt.translate_many(off)
-    if np.any(level < -1):
-        bad = int(off[np.argmax(level < -1)])
+    _pa, lv, ct, _perm, _nid = kernel_pt.translate_many(off)
+    if np.any(lv < -1):
+        bad = int(off[np.argmax(lv < -1)])
         raise ConfigError(f"touch at kernel offset {bad:#x} is not mapped", "trace")
-    out.level[k] = level
-    out.cont[k] = cont
-    out.page_shift[k] = np.select([level == 2, level == 1], [21, 30], 12)
-    out.cont_shift[k] = np.where(cont == 0, 0, np.where(level == 3, 16, 25))
-    return out
+    level[k] = lv
+    cont[k] = ct
+    return Leaves(level, cont, leaf_shift[level + 1], np.where(cont != 0, cont_shift[level + 1], 0))
 
 
 def tlb_outcomes(trace: Trace, leaves: Leaves, spec: TlbSpec, layout: KernelLayout):
@@ -1272,7 +1334,7 @@ def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec
 DEFAULTS: dict = {
     "seed": 1, "memcached_ops": 1500, "blockio_ops": 800, "warm_fraction": 0.2,
     "queue_requests": 20000,
-    "ram_gib": 256, "boot_used_kib": 4_167_284,
+    "ram_gib": 256, "boot_used_kib": 4_167_284, "granule": "4K",
     "l1_tlb_entries": 48, "l2_tlb_entries": 2048, "l2_tlb_ways": 8, "tlb_honours_cont": 1,
     "tlb_max_entry_shift": 30, "walk_cache_entries": 64,
     "l1i_bytes": 16 * KiB, "l1d_bytes": 64 * KiB, "l2_bytes": 2 * MiB, "slc_bytes": 64 * MiB,
@@ -1288,7 +1350,7 @@ DEFAULTS: dict = {
 
 #: Parameters that change the simulated events (the rest only price them).
 EVENT_KEYS = frozenset({
-    "seed", "memcached_ops", "blockio_ops", "warm_fraction", "ram_gib", "boot_used_kib", "l1_tlb_entries",
+    "seed", "memcached_ops", "blockio_ops", "warm_fraction", "ram_gib", "granule", "boot_used_kib", "l1_tlb_entries",
     "l2_tlb_entries", "l2_tlb_ways", "tlb_honours_cont", "tlb_max_entry_shift",
     "walk_cache_entries", "l1i_bytes", "l1d_bytes", "l2_bytes", "slc_bytes",
     "memcached_busy_cores", "blockio_busy_cores", "mc_connections", "mc_value_bytes",
@@ -1316,7 +1378,13 @@ def check_choice_int(name: str, v) -> int:
 
 
 def _layout(p) -> KernelLayout:
-    return KernelLayout(ram_bytes=int(p["ram_gib"]) * GiB, boot_used_bytes=int(p["boot_used_kib"]) * KiB)
+    return KernelLayout(ram_bytes=int(p["ram_gib"]) * GiB,
+                        boot_used_bytes=int(p["boot_used_kib"]) * KiB, granule=p["granule"])
+
+
+def _in_pages(chunks: int, layout: KernelLayout) -> int:
+    """A count of 4 KiB units expressed in pages of the layout's granule (at least 1)."""
+    return max(1, int(chunks) * CHUNK_BYTES // layout.page_bytes)
 
 
 def _tlb_spec(p) -> TlbSpec:
@@ -1342,7 +1410,9 @@ def cost_spec(p) -> CostSpec:
                     scatter_mlp=p["scatter_mlp"], stream_mlp=p["stream_mlp"])
 
 
-def _shape(p, workload: Workload):
+def _shape(p, workload: Workload, layout: KernelLayout):
+    """The workload shape of parameters ``p``; run lengths and ring sizes in the params are
+    4 KiB units, converted here to pages of the layout's granule."""
     if workload == Workload.MEMCACHED:
         return MemcachedShape(connections=p["mc_connections"], value_bytes=p["mc_value_bytes"],
                               rx_ring_pages=p["mc_rx_ring_pages"],
@@ -1350,10 +1420,10 @@ def _shape(p, workload: Workload):
                               instructions_per_op=p["mc_instructions_per_op"],
                               el1_instruction_fraction=p["mc_el1_fraction"])
     if workload == Workload.DMCRYPT:
-        return BlockIOShape(run_pages=p["dmcrypt_run_pages"],
+        return BlockIOShape(run_pages=_in_pages(p["dmcrypt_run_pages"], layout),
                             kernel_spread_bytes=int(p["kernel_spread_gib"]) * GiB,
                             instructions_per_op=p["dmcrypt_instructions_per_op"])
-    return BlockIOShape(run_pages=p["seqread_run_pages"],
+    return BlockIOShape(run_pages=_in_pages(p["seqread_run_pages"], layout),
                         kernel_spread_bytes=int(p["kernel_spread_gib"]) * GiB,
                         instructions_per_op=p["seqread_instructions_per_op"],
                         read_bytes=p["read_bytes"], module_text_granules=6,
@@ -1364,7 +1434,8 @@ def _ro_ranges(p, layout: KernelLayout) -> np.ndarray:
     rng = np.random.default_rng([int(p["seed"]), 7])
     window = (layout.runtime_window(int(p["kernel_spread_gib"]) * GiB)
               if p["module_alias_shared"] else layout.boot_window())
-    return module_alias_ranges(rng, int(p["module_ro_pages"]), window)
+    return module_alias_ranges(rng, _in_pages(p["module_ro_pages"], layout), window,
+                               layout.page_bytes)
 
 
 def warmup_ops(p: dict, workload: Workload) -> tuple[int, int]:
@@ -1406,12 +1477,12 @@ def workload_events(p: dict, workload: Workload) -> PolicyEvents:
     layout = _layout(p)
     warm, measured = warmup_ops(p, workload)
     n = warm + measured
-    trace = workload_trace(workload, _shape(p, workload), layout, n, int(p["seed"]))
+    trace = workload_trace(workload, _shape(p, workload, layout), layout, n, int(p["seed"]))
     ro = _ro_ranges(p, layout)
     tspec, cspec = _tlb_spec(p), _cache_spec(p, workload)
     out = {}
     for pol in POLICIES:
-        pt = _kernel_table(layout, pol, ro, 4 * _STACK_BYTES, 64 * PAGE_BYTES)
+        pt = _kernel_table(layout, pol, ro, 4 * layout.stack_bytes, MODULE_AREA_BYTES)
         ev = simulate_events(trace, trace_leaves(trace, pt), layout, tspec, cspec)
         out[pol] = ev[warm:]
     res = PolicyEvents(workload, out, n)
@@ -1659,7 +1730,7 @@ def table_summary(p: dict):
     ro = _ro_ranges(p, layout)
     rows = []
     for pol in POLICIES:
-        pt = _kernel_table(layout, pol, ro, 4 * _STACK_BYTES, 64 * PAGE_BYTES)
+        pt = _kernel_table(layout, pol, ro, 4 * layout.stack_bytes, MODULE_AREA_BYTES)
         lin_hi = layout.ram_base_bytes + layout.ram_bytes - layout.memstart_bytes
         by_level = {}
         for va, size, _pa, level, cont in _extents(pt):
@@ -1803,7 +1874,7 @@ def trace_summary(p: dict):
     rows = []
     for w in Workload:
         n = 200
-        tr = workload_trace(w, _shape(p, w), layout, n, int(p["seed"]))
+        tr = workload_trace(w, _shape(p, w, layout), layout, n, int(p["seed"]))
         for r in Region:
             m = tr.region == r
             if not m.any():
@@ -1833,3 +1904,26 @@ def run_point(**params):
                            int(p["seed"]), flat))
     import polars as pl
     return pl.concat([df, extra], how="vertical_relaxed")
+
+
+def granule_frame(p: dict, granules: list[str], ops: tuple[int, int] | None = None):
+    """Claim values and kernel TLB MPKI per policy for each granule (the thread measured
+    4K; 16K and 64K pages map more per PTE, so blocks save less). ``ops`` = (memcached,
+    block I/O) measured operations per simulation."""
+    import polars as pl
+    rows = []
+    for gr in granules:
+        q = check_params({**p, "granule": gr, **({} if ops is None else
+                                                 {"memcached_ops": ops[0], "blockio_ops": ops[1]})})
+        vals = claim_values(q)
+        res = evaluate(q)
+        for cid, v in vals.items():
+            if isinstance(v, dict):
+                rows += [{"granule": gr, "quantity": f"{cid}_{k}", "value": x} for k, x in v.items()]
+            else:
+                rows.append({"granule": gr, "quantity": cid, "value": v})
+        for w in Workload:
+            for pol, m in res[w].items():
+                rows.append({"granule": gr, "quantity": f"{w.name.lower()} kernel TLB MPKI, "
+                             f"{POLICY_LABELS[pol]}", "value": m["kernel_tlb_mpki"]})
+    return pl.DataFrame(rows)
