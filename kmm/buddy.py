@@ -569,6 +569,19 @@ def free_pages(st, pfn, order):
 
 
 @_kernel
+def alloc_block(st, order, mt):
+    """:func:`alloc_pages` as a called (not inlined) kernel, for code where compile time
+    matters more than the call's cost."""
+    return alloc_pages(st, order, mt)
+
+
+@_kernel
+def free_block(st, pfn, order):
+    """:func:`free_pages` as a called (not inlined) kernel."""
+    return free_pages(st, pfn, order)
+
+
+@_kernel
 def flags_update(st, pfn, order, set_mask, clear_mask):
     """OR of the flags of the block's pages before the update; then set and clear bits."""
     before = np.uint16(0)
@@ -713,5 +726,5 @@ def _replay_from(st, kind, a, b, live_pfn, live_order, out, nlive):
 
 __all__ = ["MigrateType", "BuddyEvent", "MigrateTable", "kernel_migrate_table", "BuddyConfig",
            "BuddyState", "Buddy", "alloc_pages", "free_pages", "flags_update", "replay",
-           "convert_pageblock",
+           "convert_pageblock", "alloc_block", "free_block",
            "OP_ALLOC", "OP_FREE", "bench_order0_churn"]

@@ -513,7 +513,7 @@ def _drain_queue(bst, tst, ist, ast, cpu):
         o = ast.queue[i, 1]
         for p in range(pfn, pfn + (np.int64(1) << o)):
             bst.flags[p] &= ~F_QUEUED
-        _buddy.free_pages(bst, pfn, o)
+        _buddy.free_block(bst, pfn, o)
         ns += ast.cost[_C_FREE]
     ast.params[_P_QN] = 0
     ast.params[_P_QPAGES] = 0
@@ -626,14 +626,14 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     if ast.params[_P_TRACKED] != 0 and not sens:
         mt += 3
     lat = ast.cost[_C_ALLOC]
-    pfn = _buddy.alloc_pages(bst, order, mt)
+    pfn = _buddy.alloc_block(bst, order, mt)
     if pfn < 0 and (policy == 1 or policy == 4) and ast.params[_P_QN] > 0:
         w, pages = _drain_queue(bst, tst, ist, ast, cpu)
         ast.counts[15] += 1
         ast.counts[16] += w
         _burst(ast, t, w, 4, pages)
         lat += w
-        pfn = _buddy.alloc_pages(bst, order, mt)
+        pfn = _buddy.alloc_block(bst, order, mt)
     if pfn < 0:
         ast.counts[1] += 1
         ast.lat[ident] = -1
@@ -697,11 +697,11 @@ def _free(bst, tst, ist, ast, wl, i, t):
     ast.counts[2] += 1
     lat = ast.cost[_C_FREE]
     if policy == 0:
-        _buddy.free_pages(bst, pfn, order)
+        _buddy.free_block(bst, pfn, order)
     elif sens:
         for p in range(pfn, pfn + n):
             bst.flags[p] = (bst.flags[p] & ~F_SENS) | F_DIRTY
-        _buddy.free_pages(bst, pfn, order)
+        _buddy.free_block(bst, pfn, order)
     else:
         _ns_remove(ast, ident)
         if policy == 1:
@@ -718,9 +718,9 @@ def _free(bst, tst, ist, ast, wl, i, t):
             s = _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
             _burst(ast, t, u + s, 3, k)
             lat += u + s
-            _buddy.free_pages(bst, pfn, order)
+            _buddy.free_block(bst, pfn, order)
         else:
-            _buddy.free_pages(bst, pfn, order)
+            _buddy.free_block(bst, pfn, order)
             ast.params[_P_FREE_MAPPED] += n
     ast.counts[18] += lat
     return lat
