@@ -29,8 +29,13 @@ Modelled code
   (``PTRS_PER_PTE``) pages or more it flushes the ASID (``TLBI ASIDE1IS``);
   ``flush_tlb_kernel_range`` flushes everything (``TLBI VMALLE1IS``) beyond
   ``MAX_TLBI_OPS`` pages; ``arch_tlbbatch_add_pending`` issues the TLBIs without a barrier
-  and ``arch_tlbbatch_flush`` issues one ``DSB ISH`` for the batch. Range TLBI
-  (FEAT_TLBIRANGE) is not modelled.
+  and ``arch_tlbbatch_flush`` issues one ``DSB ISH`` for the batch. With range TLBI
+  (FEAT_TLBIRANGE, ``tlbi_range``), ``__flush_tlb_range_op`` covers the range with
+  ``TLBI RVAE1IS`` operations of ``(num + 1) << (5 * scale + 1)`` pages (one per non-zero
+  5-bit digit of the page count, plus a single ``TLBI`` for an odd page) and the whole
+  ASID (or, for kernel ranges, everything) is flushed only above ``MAX_TLBI_RANGE_PAGES``
+  (``__TLBI_RANGE_PAGES(31, 3)``, 2 Mi pages), for user and kernel ranges alike
+  (``__flush_tlb_range_limit_excess``).
 
 Costs come from :class:`InvalidationCosts`, each field with a source from CALIBRATION.md or
 marked ``assumed`` (see ``InvalidationCosts.sources``). Costs are counted in whole ns.
@@ -182,6 +187,7 @@ class InvalidationConfig:
     cpus : CPUs in the machine (and in the TLB state used with it)
     page_shift : base page size, log2 (``PTRS_PER_PTE = 2 ** (page_shift - 3)``)
     single_page_flush_ceiling : x86 ``tlb_single_page_flush_ceiling`` (33)
+    tlbi_range : arm64 CPUs implement FEAT_TLBIRANGE (range TLBI operations)
     costs : :class:`InvalidationCosts`
     pending_capacity : deferred requests a batch can hold before it must be synced
     """
@@ -190,6 +196,7 @@ class InvalidationConfig:
     cpus: int = 1
     page_shift: int = 12
     single_page_flush_ceiling: int = 33
+    tlbi_range: bool = False
     costs: InvalidationCosts = field(default_factory=InvalidationCosts)
     pending_capacity: int = 4096
 
@@ -212,6 +219,8 @@ class InvalidationConfig:
         params[_P_CEILING] = self.single_page_flush_ceiling
         params[_P_MAX_TLBI_OPS] = self.max_tlbi_ops
         params[_P_CPUS] = self.cpus
+        params[_P_PAGE_SHIFT] = self.page_shift
+        params[_P_TLBI_RANGE] = int(self.tlbi_range)
         return InvalState(params=params, cost=self.costs.to_array(),
                           counts=new_counts(InvalEvent),
                           pend=np.zeros((self.pending_capacity, _Q_LEN), dtype=np.int64),
@@ -220,7 +229,10 @@ class InvalidationConfig:
 
 
 # params slots; pend[] columns
-_P_METHOD, _P_CEILING, _P_MAX_TLBI_OPS, _P_CPUS, _P_NPEND, _P_PEND_INIT, _P_LEN = range(7)
+(_P_METHOD, _P_CEILING, _P_MAX_TLBI_OPS, _P_CPUS, _P_NPEND, _P_PEND_INIT, _P_PAGE_SHIFT,
+ _P_TLBI_RANGE, _P_LEN) = range(9)
+#: arm64 ``MAX_TLBI_RANGE_PAGES`` = ``__TLBI_RANGE_PAGES(31, 3)``
+MAX_TLBI_RANGE_PAGES = 32 << 16
 _Q_START, _Q_END, _Q_ASID, _Q_VMID, _Q_FLAGS, _Q_FULL, _Q_LEN = range(7)
 
 
@@ -288,6 +300,25 @@ def _queue(tst, ist, start, end, asid, vmid, flags, full):
 
 
 @_kernel
+def tlbi_range_ops(pages, stride_pages):
+    """TLBI instructions ``__flush_tlb_range_op`` issues for ``pages`` base pages with
+    FEAT_TLBIRANGE (arch/arm64/include/asm/tlbflush.h, ``__TLBI_RANGE_NUM``)."""
+    ops = 0
+    scale = 0
+    while pages > 0:
+        if pages % 2 == 1:
+            ops += 1
+            pages -= stride_pages
+            continue
+        num = ((pages >> (5 * scale + 1)) & 31) - 1
+        if num >= 0:
+            ops += 1
+            pages -= (num + 1) << (5 * scale + 1)
+        scale += 1
+    return ops
+
+
+@_kernel
 def flush_range(tst, ist, initiator, start, end, stride_shift, asid, vmid, flags):
     """Invalidate ``[start, end)`` of context (``asid``, ``vmid``) from CPU ``initiator``.
 
@@ -320,9 +351,15 @@ def flush_range(tst, ist, initiator, start, end, stride_shift, asid, vmid, flags
         pages = -1  # TLB_FLUSH_ALL
     ns = 0
     if method == 2:  # ARM64_TLBI
-        limit = ist.params[_P_MAX_TLBI_OPS]
-        full = pages < 0 or (pages > limit if kernel else pages >= limit)
-        ops = 1 if full else pages
+        if ist.params[_P_TLBI_RANGE] != 0:
+            step = np.int64(1) << max(stride_shift - ist.params[_P_PAGE_SHIFT], 0)
+            base_pages = pages * step
+            full = pages < 0 or base_pages > MAX_TLBI_RANGE_PAGES
+            ops = 1 if full else tlbi_range_ops(base_pages, step)
+        else:
+            limit = ist.params[_P_MAX_TLBI_OPS]
+            full = pages < 0 or (pages > limit if kernel else pages >= limit)
+            ops = 1 if full else pages
         if full:
             cnt[9] += 1
         cnt[7] += ops
@@ -520,4 +557,5 @@ class Invalidator:
 
 
 __all__ = ["Method", "FlushFlag", "InvalEvent", "Cost", "InvalidationCosts",
-           "InvalidationConfig", "InvalState", "flush_range", "flush_sync", "Invalidator"]
+           "InvalidationConfig", "InvalState", "flush_range", "flush_sync", "Invalidator",
+           "tlbi_range_ops", "MAX_TLBI_RANGE_PAGES"]

@@ -5,6 +5,19 @@ from __future__ import annotations
 X86_IPI, X86_INVLPGB, ARM64_TLBI = 0, 1, 2
 
 
+def range_ops(pages, step):
+    """Range TLBIs by the 5-bit digits of the page count (plus one for an odd count)."""
+    ops = 0
+    if pages % 2:
+        ops += 1
+        pages -= step
+    digits = pages >> 1
+    while digits:
+        ops += (digits & 31) != 0
+        digits >>= 5
+    return ops
+
+
 class NaiveInvalidator:
     def __init__(self, config):
         self.m = int(config.method)
@@ -12,6 +25,8 @@ class NaiveInvalidator:
         self.ceiling = config.single_page_flush_ceiling
         self.max_ops = config.max_tlbi_ops
         self.cap = config.pending_capacity
+        self.tlbi_range = config.tlbi_range
+        self.page_shift = config.page_shift
         k = config.costs
         self.k = {n: int(round(getattr(k, n))) for n in (
             "invlpg_ns", "full_flush_ns", "ipi_base_ns", "ipi_per_extra_target_ns",
@@ -56,8 +71,13 @@ class NaiveInvalidator:
         pages = (end - start + (1 << shift) - 1) >> shift if end > start else -1
         every = range(self.cpus)
         if self.m == ARM64_TLBI:
-            full = pages < 0 or (pages > self.max_ops if kernel else pages >= self.max_ops)
-            ops = 1 if full else pages
+            if self.tlbi_range:
+                step = 1 << max(shift - self.page_shift, 0)
+                full = pages < 0 or pages * step > 32 << 16
+                ops = 1 if full else range_ops(pages * step, step)
+            else:
+                full = pages < 0 or (pages > self.max_ops if kernel else pages >= self.max_ops)
+                ops = 1 if full else pages
             c["full_flushes"] += full
             c["tlbis"] += ops
             if local:
