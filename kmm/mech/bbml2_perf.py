@@ -90,7 +90,36 @@ any cache) into xfs_io's user buffer (hot, touched at EL1), XFS module text.
 
 Page-cache, brd and bounce pages come from the page allocator in physically contiguous runs
 of ``run_pages`` pages (:func:`page_runs`) placed at random over all of RAM (200 GB of
-page cache and ramdisk cover most of it).
+page cache and ramdisk cover most of it). Other granules: touches stay cut in 4 KiB chunks,
+allocations are pages of the granule (consecutive 4 KiB blocks share a page-cache and a
+ramdisk page), ``THREAD_SIZE`` is a page when pages exceed 16 KiB, vmemmap uses base pages.
+
+From events to the claims
+-------------------------
+:func:`path_ops_kernel` runs every touch of one core through the engine's kernels
+(``kmm.tlb.tlb_translate``, ``kmm.walk.stage1_walk`` with its walk cache and table frames,
+``kmm.cache.cache_access``) and counts :class:`OpEvent` per operation. Cycles per operation
+(:func:`op_cycles`) = instructions x ``cpi_base`` + L1 TLB misses x ``l2_tlb_hit_cycles`` +
+every walk's descriptor reads at the latency of the level that served them (dependent,
+charged in full) + the first line of each data touch at its latency / ``scatter_mlp`` + the
+further lines / ``stream_mlp``. Instruction lines are not simulated in the line caches
+(``cpi_base`` covers instruction supply); instruction fetches do go through the TLBs.
+
+- Kernel TLB MPKI: walks (L2 TLB misses) of kernel-mode touches per 1000 kernel
+  instructions, as Arm's ``DTLB_WALK``/``ITLB_WALK`` per kilo-instruction metrics; the L1
+  refill rate is reported beside it.
+- Throughput: operations per second of one core (dm-crypt IOPS, read bandwidth); memcached's
+  is the closed loop's (:func:`closed_loop`: the worker's connections, one request
+  outstanding each, exponential think time, service times drawn from the simulated
+  requests); P99 comes from the same loop, so B3 and B4 share one operating point.
+- B6 compares rodata=full+BBML2 with rodata=on; its MPKI ratio uses rodata=on's MPKI floored
+  at one miss per measured window, since the modelled rodata=on kernel makes almost none.
+- Every ``assumed`` parameter of params/bbml2_perf.yaml is swept jointly
+  (:func:`joint_sweep`, a Latin hypercube) and each claim is recorded with its values over
+  the sweep.
+
+Not modelled: kernel activity outside the benchmark paths (timers, scheduler, other
+softirqs), hardware prefetchers and their behaviour at translation boundaries, other cores.
 """
 from __future__ import annotations
 
