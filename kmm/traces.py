@@ -68,6 +68,11 @@ class Trace:
         return int(self.address.shape[0])
 
     @property
+    def addresses(self) -> np.ndarray:
+        """Alias of :attr:`address`."""
+        return self.address
+
+    @property
     def instructions(self) -> int:
         """Instruction fetches in the trace (the denominator of MPKI)."""
         return int(np.count_nonzero(self.kind == Kind.IFETCH))

@@ -661,23 +661,35 @@ def simulate_path(addresses, config: PathConfig, **per_access) -> PathResult:
     return Path(config).run(addresses, **per_access)
 
 
+def bench_config(nodes: int = 2) -> PathConfig:
+    """The benchmark path: Neoverse N1 TLBs (every arm64 4K leaf and contiguous size) and
+    caches, 4K 48-bit stage 1, tables interleaved over ``nodes``."""
+    from . import geometry
+    g = geometry.arm64("4K", 48)
+    return PathConfig(tlb=TLBConfig.neoverse_n1().with_geometry(g), stage1=g, nodes=nodes,
+                      table_node=TableNode.INTERLEAVE)
+
+
+def bench_full_path(addresses, nodes: int = 2) -> PathResult:
+    """Run ``addresses`` (loads) through :func:`bench_config`, data interleaved over the
+    nodes by 4K page: the call ``kmm bench`` times."""
+    va = np.asarray(addresses, dtype=np.uint64)
+    node = ((va >> np.uint64(12)) % np.uint64(nodes)).astype(np.int32)
+    return simulate_path(va, bench_config(nodes), node=node)
+
+
 def bench_simulate_path(n: int = 5_000_000, seed: int = 0, nodes: int = 2) -> dict:
     """Accesses per second of the full path: Neoverse N1 TLBs and caches, arm64 4K 48-bit,
     a Zipf hot set over 64 GiB with 4K pages, tables interleaved over ``nodes`` (best of 3)."""
     import time
-    from . import geometry
     rng = np.random.default_rng(seed)
     pages = (rng.zipf(1.1, n) % (1 << 24)).astype(np.uint64)
     va = (pages << np.uint64(12)) | rng.integers(0, 4096, n).astype(np.uint64)
-    g = geometry.arm64("4K", 48)
-    cfg = PathConfig(tlb=TLBConfig.neoverse_n1().with_geometry(g), stage1=g, nodes=nodes,
-                     table_node=TableNode.INTERLEAVE)
-    node = (pages % np.uint64(nodes)).astype(np.int32)
-    simulate_path(va[:1000], cfg, node=node[:1000])
+    bench_full_path(va[:1000], nodes)
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
-        r = simulate_path(va, cfg, node=node)
+        r = bench_full_path(va, nodes)
         best = min(best, time.perf_counter() - t0)
     return {"accesses": n, "seconds": best, "accesses_per_s": n / best,
             "walks": r.walk.walks, "refs": r.walk.refs}
@@ -685,4 +697,5 @@ def bench_simulate_path(n: int = 5_000_000, seed: int = 0, nodes: int = 2) -> di
 
 __all__ = ["TableNode", "WalkEvent", "PathConfig", "PathCosts", "PathResult", "Path",
            "simulate_path", "walk_references", "nested_references", "geometry_row",
-           "table_frame", "descriptor_pa", "WalkState", "stage1_walk", "stage2_walk", "bench_simulate_path"]
+           "table_frame", "descriptor_pa", "WalkState", "stage1_walk", "stage2_walk", "bench_simulate_path", "bench_full_path",
+           "bench_config"]
