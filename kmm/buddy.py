@@ -689,7 +689,7 @@ def bench_order0_churn(n: int = 10_000_000, seed: int = 0, pool_pages: int = 1 <
     live_order = np.empty(pool_pages, np.int64)
     # compile on a small pool, then time the real run
     small = BuddyConfig(pool_pages=1 << cfg.pageblock_order).build()
-    replay(small, kind[:4], a[:4], b[:4], live_pfn, live_order, np.empty(4, np.int64))
+    _replay_from(small, kind[:4], a[:4], b[:4], live_pfn, live_order, np.empty(4, np.int64), 0)
     st = cfg.build()
     out = np.empty(kind.shape[0], np.int64)
     replay(st, kind[:fill], a[:fill], b[:fill], live_pfn, live_order, out[:fill])
