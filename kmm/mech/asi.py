@@ -1178,16 +1178,16 @@ def target_sweep(p: dict, allocs: int | None = None):
 
 
 def granule_sweep(p: dict):
-    """RFC and tracked pageblocks on the mixed stream for each granule (pageblocks of 2, 32
-    and 512 MiB) over a pool of ``granule_pool_mib``."""
+    """The RFC design and tracked pageblocks on the mixed stream for each granule
+    (pageblocks of 2, 32 and 512 MiB) over a pool of ``granule_pool_mib``."""
     import polars as pl
     rows = []
     for gran in _geometry.GRANULES:
         q = {**p, "granule": gran, "pool_mib": int(p["granule_pool_mib"])}
         cfg0 = config_for(q, Policy.RFC)
         wl = workload_for(q, "mixed", cfg0, int(p["granule_allocs"]))
-        for pol in (Policy.RFC, Policy.TRACKED, Policy.TRACKED_TARGET):
-            cfg = config_for(q, pol, target_free_mapped_pages=0)
+        for pol in (Policy.RFC, Policy.TRACKED):
+            cfg = config_for(q, pol)
             m = simulate(cfg, wl).metrics()
             rows.append({"granule": gran, "policy": POLICY_NAMES[pol],
                          "pageblock_mib": cfg.geometry.pageblock_bytes >> 20, **m})
