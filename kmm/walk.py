@@ -150,13 +150,18 @@ class WalkState(NamedTuple):
     walks first touch them (as a page allocator hands out pages), from an open-addressing
     map: ``tkeys[j]`` = (table number, packed stage/level/copy/address space) and
     ``tframe[j]`` (−1 = empty); ``meta`` = (next frame, lookups refused because the map
-    was full).
+    was full). ``memo[r, level + 1, slot]`` = (table number, packed key, frame) remembers
+    recent answers per stage and level (a pure speed-up: upper-level tables repeat).
     """
 
     geo: np.ndarray
     tkeys: np.ndarray
     tframe: np.ndarray
     meta: np.ndarray
+    memo: np.ndarray
+
+
+MEMO_SLOTS = 64
 
 
 @njit(inline="always", _nrt=False)
@@ -167,8 +172,13 @@ def table_frame(ws, r, level, a, space, copy):
     wg = ws.geo
     tid = np.int64(a < 0) if level == wg[r, W_START] else a >> wg[r, W_SHIFT + level]
     k2 = ((r * 8 + level + 1) << 59) | ((copy + 1) << 48) | space
+    h = _mix(tid ^ _mix(k2))
+    ur, ul, us = np.uint64(r), np.uint64(level + 1), np.uint64(h & (MEMO_SLOTS - 1))
+    memo = ws.memo
+    if memo[ur, ul, us, 2] >= 0 and memo[ur, ul, us, 0] == tid and memo[ur, ul, us, 1] == k2:
+        return memo[ur, ul, us, 2]
     cap = ws.tframe.shape[0]
-    j = _mix(tid ^ _mix(k2)) & (cap - 1)
+    j = np.uint64(h & (cap - 1))
     for _ in range(cap):
         f = ws.tframe[j]
         if f < 0:
@@ -179,10 +189,13 @@ def table_frame(ws, r, level, a, space, copy):
             ws.tkeys[j, 0] = tid
             ws.tkeys[j, 1] = k2
             ws.tframe[j] = f
-            return f
-        if ws.tkeys[j, 0] == tid and ws.tkeys[j, 1] == k2:
-            return f
-        j = (j + 1) & (cap - 1)
+        elif ws.tkeys[j, 0] != tid or ws.tkeys[j, 1] != k2:
+            j = (j + np.uint64(1)) & np.uint64(cap - 1)
+            continue
+        memo[ur, ul, us, 0] = tid
+        memo[ur, ul, us, 1] = k2
+        memo[ur, ul, us, 2] = f
+        return f
     ws.meta[1] += 1
     return cap + (_mix(tid ^ _mix(k2)) & (cap - 1))
 
@@ -534,7 +547,8 @@ class Path:
         cap = config.table_capacity
         self.walk_state = WalkState(geo=self.wg, tkeys=np.zeros((cap, 2), np.int64),
                                     tframe=np.full(cap, -1, np.int64),
-                                    meta=np.zeros(2, np.int64))
+                                    meta=np.zeros(2, np.int64),
+                                    memo=np.full((2, 5, MEMO_SLOTS, 3), -1, np.int64))
         k = config.nodes
         self._out = PathOut(
             tlb=np.zeros(len(TLBEvent), np.int64), cache=np.zeros(len(CacheEvent), np.int64),
