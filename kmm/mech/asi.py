@@ -1073,7 +1073,7 @@ def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
                   pt_pages_boot=int(ast.counts[AsiEvent.PT_PAGES_BOOT]))
 
 
-# ---- notebook helpers ---------------------------------------------------------------------
+# ---- notebook functions -------------------------------------------------------------------
 
 #: Defaults of the notebook's parameters (small enough for nbval); params/asi.yaml holds the
 #: published scenario with a source or an ``assumed`` range for every cost.
