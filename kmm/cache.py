@@ -350,6 +350,20 @@ def _cpu_nodes(cpu_node, cpus: int, nodes: int) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def node_of(addresses, region_starts, region_nids) -> np.ndarray:
+    """Node holding each address, from sorted region starts and the node of each region
+    (an address below the first start belongs to the first region)."""
+    a = np.asarray(addresses).astype(np.uint64, copy=False)
+    starts = np.asarray(region_starts, dtype=np.uint64)
+    nids = np.asarray(region_nids, dtype=np.int32)
+    if starts.ndim != 1 or starts.shape != nids.shape or starts.size == 0:
+        raise ConfigError("needs one node per region start", "region_nids")
+    if np.any(starts[1:] <= starts[:-1]):
+        raise ConfigError("region starts must be increasing", "region_starts")
+    i = np.searchsorted(starts, a, side="right") - 1
+    return nids[np.maximum(i, 0)]
+
+
 def simulate_cache(addresses, config: CacheConfig, *, source=None, cpu=None, node=None,
                    nodes: int = 1, cpu_node=None, record: bool = False) -> CacheResult:
     """Run physical ``addresses`` through a fresh cache hierarchy.
@@ -382,6 +396,6 @@ def bench_simulate_cache(n: int = 5_000_000, seed: int = 0) -> dict:
             "mem_reads": r.counters.mem_reads}
 
 
-__all__ = ["Level", "Source", "Served", "CacheEvent", "CacheLevelConfig", "CacheConfig",
+__all__ = ["Level", "Source", "Served", "CacheEvent", "CacheLevelConfig", "CacheConfig", "node_of",
            "CacheState", "CacheResult", "Caches", "cache_access", "simulate_cache",
            "bench_simulate_cache"]

@@ -779,6 +779,32 @@ def entry_shift(page_shift, cont_shift=None, s2_page_shift=None, s2_cont_shift=N
     return s.astype(np.uint8)
 
 
+def leaf_shifts(geometry, leaf_level) -> np.ndarray:
+    """Log2 leaf size per access from its leaf level (as
+    :meth:`kmm.pagetable.PageTable.translate_many` reports it) in ``geometry``."""
+    lv = np.asarray(leaf_level, dtype=np.int64)
+    table = np.full(5, -1, np.int64)
+    for level in geometry.leaf_levels:
+        table[level + 1] = geometry.leaf_bytes(level).bit_length() - 1
+    bad = (lv < -1) | (lv > 3)
+    out = table[np.where(bad, 0, lv) + 1]
+    if np.any(bad) or np.any(out < 0):
+        raise ConfigError(f"leaf levels must be among {list(geometry.leaf_levels)} for "
+                          f"{geometry.name}", "leaf_level")
+    return out
+
+
+def cont_shifts(geometry, leaf_level, cont) -> np.ndarray:
+    """Log2 span of the contiguous range of each access's leaf (0 where ``cont`` is false
+    or the level has no contiguous hint)."""
+    lv = np.asarray(leaf_level, dtype=np.int64)
+    table = np.zeros(5, np.int64)
+    for level in geometry.leaf_levels:
+        c = geometry.cont_bytes(level)
+        table[level + 1] = (c.bit_length() - 1) if c else 0
+    return np.where(np.asarray(cont, bool), table[np.clip(lv, -1, 3) + 1], 0)
+
+
 def make_accesses(config: TLBConfig, addresses, kind=None, page_shift=None, asid=None,
                   vmid=None, cpu=None, global_=None, cont_shift=None, s2_page_shift=None,
                   s2_cont_shift=None) -> Accesses:
@@ -938,4 +964,4 @@ __all__ = ["Replacement", "Structure", "Kind", "Outcome", "TLBEvent", "TLBLevelC
            "entry_shift", "entry_sizes", "make_accesses", "tlb_lookup", "tlb_fill",
            "tlb_translate", "invalidate_va", "invalidate_range", "invalidate_asid",
            "invalidate_vmid", "invalidate_all", "occupancy", "bench_simulate_trace",
-           "FLAG_GLOBAL", "GLOBAL_ASID", "filter_counts"]
+           "FLAG_GLOBAL", "GLOBAL_ASID", "filter_counts", "leaf_shifts", "cont_shifts"]

@@ -589,13 +589,13 @@ class Path:
         shift = None
         cont_shift = s2_cont_shift = None
         if s1 is not None:
-            shift = _leaf_shifts(s1, leaf)
+            shift = _tlb.leaf_shifts(s1, leaf)
             if cont is not None:
-                cont_shift = np.where(np.asarray(cont, bool), _cont_shifts(s1, leaf), 0)
+                cont_shift = _tlb.cont_shifts(s1, leaf, cont)
         if s2 is not None:
-            s2_shift = _leaf_shifts(s2, leaf2)
+            s2_shift = _tlb.leaf_shifts(s2, leaf2)
             if s2_cont is not None:
-                s2_cont_shift = np.where(np.asarray(s2_cont, bool), _cont_shifts(s2, leaf2), 0)
+                s2_cont_shift = _tlb.cont_shifts(s2, leaf2, s2_cont)
             if shift is None:
                 shift, cont_shift, s2_shift, s2_cont_shift = s2_shift, s2_cont_shift, None, None
         else:
@@ -644,21 +644,6 @@ def _levels(name, value, n, g) -> np.ndarray:
         raise ConfigError(f"levels {bad.tolist()} hold no leaf for {g.name}; leaf levels: "
                           f"{list(g.leaf_levels)}", name)
     return a
-
-
-def _leaf_shifts(g: Geometry, leaf: np.ndarray) -> np.ndarray:
-    table = np.zeros(5, np.int64)
-    for lv in g.leaf_levels:
-        table[lv + 1] = g.leaf_bytes(lv).bit_length() - 1
-    return table[leaf.astype(np.int64) + 1]
-
-
-def _cont_shifts(g: Geometry, leaf: np.ndarray) -> np.ndarray:
-    table = np.zeros(5, np.int64)
-    for lv in g.leaf_levels:
-        c = g.cont_bytes(lv)
-        table[lv + 1] = (c.bit_length() - 1) if c else 0
-    return table[leaf.astype(np.int64) + 1]
 
 
 def simulate_path(addresses, config: PathConfig, **per_access) -> PathResult:

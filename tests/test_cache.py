@@ -140,3 +140,12 @@ def test_config_errors():
         cache.simulate_cache(lines(1), CacheConfig(), node=2, nodes=2)
     with pytest.raises(ConfigError, match="one node per CPU"):
         cache.Caches(CacheConfig(cpus=2), nodes=2, cpu_node=[0])
+
+
+def test_node_of_regions():
+    starts = np.array([0, 1 << 30, 3 << 30], np.uint64)
+    nids = np.array([0, 1, 0], np.int32)
+    a = np.array([5, (1 << 30) + 7, (2 << 30), (3 << 30), 1 << 40], np.uint64)
+    assert cache.node_of(a, starts, nids).tolist() == [0, 1, 1, 0, 0]
+    with pytest.raises(ConfigError, match="increasing"):
+        cache.node_of(a, starts[::-1], nids)

@@ -315,3 +315,13 @@ def test_entry_sizes_cover_every_leaf_of_every_geometry():
     cfg = TLBConfig.neoverse_n1().with_geometry(geometry.arm64("16K", 48),
                                                 geometry.stage2("4K", 40))
     assert set(cfg.page_shifts) >= {12, 14, 16, 21, 25, 30}
+
+
+def test_leaf_and_cont_shifts_from_levels():
+    g = geometry.arm64("4K", 48)
+    assert tlb.leaf_shifts(g, [3, 2, 1]).tolist() == [12, 21, 30]
+    assert tlb.cont_shifts(g, [3, 2, 3], [True, True, False]).tolist() == [16, 25, 0]
+    with pytest.raises(ConfigError, match="leaf levels"):
+        tlb.leaf_shifts(g, [0])
+    g64 = geometry.arm64("64K", 48)
+    assert tlb.leaf_shifts(g64, [3, 2]).tolist() == [16, 29]
