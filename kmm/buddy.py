@@ -33,7 +33,10 @@ pageblock conversion log that every allocation leaves in ``state.ev`` (the pageb
 type changed and their old types), and keeps per-page state in the ``flags`` bitfield
 (:func:`flags_update`), whose bits the mechanism defines.
 
-Not modelled: per-CPU page lists (pcp), zones and watermarks, highatomic reserves, CMA,
+Per-CPU page lists (:class:`PcpConfig`, :func:`pcp_alloc`, :func:`pcp_free`) follow v6.1's
+``rmqueue_pcplist`` and ``free_unref_page_commit`` with static ``high`` and ``batch``.
+
+Not modelled: zones and watermarks, highatomic reserves, CMA,
 compaction, guard pages, page shuffling. A higher-order movable allocation counts all its
 pages as movable when a pageblock is scanned (as compound pages do).
 """
@@ -405,7 +408,8 @@ def _move_freepages_block(st, pfn, new_mt):
             continue
         a = st.alloc_order[p]
         if a >= 0:
-            if st.mobility[st.alloc_mt[p]] == 1:  # MOVABLE
+            # pages on per-CPU lists (alloc_mt -1) are neither free nor movable
+            if st.alloc_mt[p] >= 0 and st.mobility[st.alloc_mt[p]] == 1:  # MOVABLE
                 movable += 1 << a
             p += 1 << a
             continue
@@ -485,13 +489,9 @@ def _rmqueue(st, order, mt, min_order):
 
 
 @_inline
-def alloc_pages(st, order, mt):
-    """Allocate a block of ``1 << order`` pages of migratetype ``mt``; its pfn, or -1.
-
-    ``rmqueue`` -> ``__rmqueue`` (mm/page_alloc.c), with the ``ALLOC_NOFRAGMENT`` first
-    pass when enabled. ``st.ev`` logs the pageblocks this call converted.
-    """
-    st.ev[0] = 0
+def _take(st, order, mt):
+    """One block off the free lists (both ``ALLOC_NOFRAGMENT`` passes), marked allocated
+    as type ``mt``; -1 if none. Conversions append to ``st.ev``."""
     pb_order = st.params[_P_PB_ORDER]
     pfn = -1
     if st.params[_P_NOFRAG] != 0 and order < pb_order:
@@ -499,12 +499,25 @@ def alloc_pages(st, order, mt):
     if pfn < 0:
         pfn = _rmqueue(st, order, mt, order)
     if pfn < 0:
-        st.counts[4] += 1  # FAILURES
         return -1
     st.alloc_order[pfn] = order
     st.alloc_mt[pfn] = mt
     st.counts[0] += 1
     st.counts[1] += 1 << order
+    return pfn
+
+
+@_inline
+def alloc_pages(st, order, mt):
+    """Allocate a block of ``1 << order`` pages of migratetype ``mt``; its pfn, or -1.
+
+    ``rmqueue`` -> ``__rmqueue`` (mm/page_alloc.c), with the ``ALLOC_NOFRAGMENT`` first
+    pass when enabled. ``st.ev`` logs the pageblocks this call converted.
+    """
+    st.ev[0] = 0
+    pfn = _take(st, order, mt)
+    if pfn < 0:
+        st.counts[4] += 1  # FAILURES
     return pfn
 
 
@@ -540,11 +553,17 @@ def free_pages(st, pfn, order):
         return False
     st.alloc_order[pfn] = -1
     st.alloc_mt[pfn] = -1
+    _free_one_page(st, pfn, order, st.pb_mt[pfn >> st.params[_P_PB_ORDER]])
+    return True
+
+
+@_inline
+def _free_one_page(st, pfn, order, mt):
+    """``__free_one_page``: merge with free buddies and list the block as type ``mt``."""
     st.counts[2] += 1
     st.counts[3] += 1 << order
     max_order = st.params[_P_MAX_ORDER]
     pb_order = st.params[_P_PB_ORDER]
-    mt = st.pb_mt[pfn >> pb_order]
     buddy = pfn ^ (1 << order)
     while order < max_order:
         buddy = pfn ^ (1 << order)
@@ -565,7 +584,6 @@ def free_pages(st, pfn, order):
         higher = (pfn ^ (1 << order)) & pfn
         to_tail = _is_buddy(st, higher ^ (1 << (order + 1)), order + 1)
     _list_add(st, pfn, order, mt, to_tail)
-    return True
 
 
 @_kernel
@@ -591,6 +609,284 @@ def flags_update(st, pfn, order, set_mask, clear_mask):
         before |= st.flags[p]
         st.flags[p] = (st.flags[p] & keep) | add
     return before
+
+
+# ---- per-CPU page lists -------------------------------------------------------------------
+
+#: ``PAGE_ALLOC_COSTLY_ORDER``: orders up to it (and pageblock_order, for THPs) use pcp lists
+PAGE_ALLOC_COSTLY_ORDER = 3
+
+
+class PcpEvent(IntEnum):
+    """Per-CPU page list counters."""
+
+    ALLOCS = 0          # allocations served through a pcp list
+    REFILLS = 1         # rmqueue_bulk calls
+    REFILL_PAGES = 2    # pages moved from the free lists to pcp lists
+    FREES = 3           # frees that went to a pcp list
+    DRAINS = 4          # free_pcppages_bulk calls
+    DRAINED_PAGES = 5
+    FAILURES = 6        # pcp allocations that found no page
+
+
+@dataclass(frozen=True)
+class PcpConfig:
+    """Per-CPU page lists (``struct per_cpu_pages``) over a :class:`BuddyConfig`'s pool.
+
+    Parameters
+    ----------
+    cpus : CPUs, each with its own lists
+    batch : pages moved per refill or drain (``zone_batchsize``: a quarter of 1 MiB of
+        pages, rounded down to 2**n - 1, is 63 with 4K pages in zones above 256 MiB)
+    high : pages a CPU may hold before draining (``6 * batch``, the pre-5.14
+        ``pageset_set_batch`` rule; later kernels size it from the low watermark: assumed)
+    """
+
+    cpus: int = 1
+    batch: int = 63
+    high: int = 378
+
+    def __post_init__(self):
+        check_int("cpus", self.cpus, lo=1, hi=4096)
+        check_int("batch", self.batch, lo=1)
+        check_int("high", self.high, lo=0)
+
+    def build(self, buddy_config: BuddyConfig) -> "PcpState":
+        """The one conversion to kernel arrays: empty lists for every CPU."""
+        nt = buddy_config.table.n_types
+        nlists = nt * (PAGE_ALLOC_COSTLY_ORDER + 1) + 1
+        params = np.array([self.cpus, self.high, self.batch, nlists, nt,
+                           buddy_config.pageblock_order], dtype=np.int64)
+        n = buddy_config.pool_pages
+        return PcpState(params=params,
+                        head=np.full(self.cpus * nlists, -1, np.int32),
+                        tail=np.full(self.cpus * nlists, -1, np.int32),
+                        nxt=np.full(n, -1, np.int32), prv=np.full(n, -1, np.int32),
+                        pmt=np.full(n, -1, np.int8), count=np.zeros(self.cpus, np.int64),
+                        free_factor=np.zeros(self.cpus, np.int64),
+                        counts=new_counts(PcpEvent))
+
+
+_Q_CPUS, _Q_HIGH, _Q_BATCH, _Q_NLISTS, _Q_NT, _Q_PB = 0, 1, 2, 3, 4, 5
+
+
+class PcpState(NamedTuple):
+    """Kernel state of the pcp lists: list ``cpu * nlists + pindex`` threaded through
+    ``nxt``/``prv``; ``pmt[pfn]`` the migratetype a listed page was stored with
+    (``get_pcppage_migratetype``); pages on a list are allocated as far as the free lists
+    are concerned, with ``alloc_mt`` -1."""
+
+    params: np.ndarray
+    head: np.ndarray
+    tail: np.ndarray
+    nxt: np.ndarray
+    prv: np.ndarray
+    pmt: np.ndarray
+    count: np.ndarray
+    free_factor: np.ndarray
+    counts: np.ndarray
+
+
+@_inline
+def _pcp_allowed(pst, order):
+    """``pcp_allowed_order``."""
+    return order <= PAGE_ALLOC_COSTLY_ORDER or order == pst.params[_Q_PB]
+
+
+@_inline
+def _pindex(pst, mt, order):
+    """``order_to_pindex``: one list per (order, type) up to the costly order, one for THPs."""
+    nt = pst.params[_Q_NT]
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        return nt * (PAGE_ALLOC_COSTLY_ORDER + 1)
+    return order * nt + mt
+
+
+@_inline
+def _pindex_order(pst, li):
+    nt = pst.params[_Q_NT]
+    if li >= nt * (PAGE_ALLOC_COSTLY_ORDER + 1):
+        return pst.params[_Q_PB]
+    return li // nt
+
+
+@_inline
+def _pcp_add(pst, gi, pfn, to_tail):
+    if to_tail:
+        t = pst.tail[gi]
+        pst.prv[pfn] = t
+        pst.nxt[pfn] = -1
+        if t >= 0:
+            pst.nxt[t] = pfn
+        else:
+            pst.head[gi] = pfn
+        pst.tail[gi] = pfn
+    else:
+        h = pst.head[gi]
+        pst.nxt[pfn] = h
+        pst.prv[pfn] = -1
+        if h >= 0:
+            pst.prv[h] = pfn
+        else:
+            pst.tail[gi] = pfn
+        pst.head[gi] = pfn
+
+
+@_inline
+def _pcp_del(pst, gi, pfn):
+    p = pst.prv[pfn]
+    q = pst.nxt[pfn]
+    if p >= 0:
+        pst.nxt[p] = q
+    else:
+        pst.head[gi] = q
+    if q >= 0:
+        pst.prv[q] = p
+    else:
+        pst.tail[gi] = p
+
+
+@_kernel
+def pcp_alloc(st, pst, cpu, order, mt):
+    """Allocate through CPU ``cpu``'s lists (``rmqueue_pcplist`` / ``__rmqueue_pcplist``);
+    orders the lists do not take go to :func:`alloc_pages`. An empty list is refilled with
+    ``max(batch >> order, 2)`` blocks (``rmqueue_bulk``, each added at the tail); the head
+    is returned. ``st.ev`` logs every pageblock conversion of the refill."""
+    if not _pcp_allowed(pst, order):
+        return alloc_pages(st, order, mt)
+    st.ev[0] = 0
+    pst.free_factor[cpu] >>= 1
+    gi = cpu * pst.params[_Q_NLISTS] + _pindex(pst, mt, order)
+    if pst.head[gi] < 0:
+        batch = pst.params[_Q_BATCH]
+        if batch > 1:
+            batch = max(batch >> order, 2)
+        n = 0
+        for _i in range(batch):
+            pfn = _take(st, order, mt)
+            if pfn < 0:
+                break
+            st.alloc_mt[pfn] = -1
+            pst.pmt[pfn] = mt
+            _pcp_add(pst, gi, pfn, True)
+            n += 1
+        pst.counts[1] += 1
+        pst.counts[2] += n << order
+        pst.count[cpu] += n << order
+        if pst.head[gi] < 0:
+            pst.counts[6] += 1
+            return -1
+    pfn = pst.head[gi]
+    _pcp_del(pst, gi, pfn)
+    pst.count[cpu] -= 1 << order
+    pst.pmt[pfn] = -1
+    st.alloc_mt[pfn] = mt
+    pst.counts[0] += 1
+    return np.int64(pfn)
+
+
+@_kernel
+def _free_pcppages_bulk(st, pst, cpu, count, pindex):
+    """``free_pcppages_bulk``: ``count`` pages from the tails of the lists, round robin from
+    ``pindex``, back to the free lists with their stored types."""
+    count = min(pst.count[cpu], count)
+    nl = pst.params[_Q_NLISTS]
+    li = pindex - 1
+    pst.counts[4] += 1
+    while count > 0:
+        while True:
+            li += 1
+            if li > nl - 1:
+                li = 0
+            if pst.head[cpu * nl + li] >= 0:
+                break
+        gi = cpu * nl + li
+        order = _pindex_order(pst, li)
+        while True:
+            pfn = pst.tail[gi]
+            _pcp_del(pst, gi, pfn)
+            mt = pst.pmt[pfn]
+            pst.pmt[pfn] = -1
+            count -= 1 << order
+            pst.count[cpu] -= 1 << order
+            pst.counts[5] += 1 << order
+            st.alloc_order[pfn] = -1
+            _free_one_page(st, pfn, order, mt)
+            if count <= 0 or pst.head[gi] < 0:
+                break
+
+
+@_kernel
+def pcp_free(st, pst, cpu, pfn, order):
+    """Free through CPU ``cpu``'s lists (``free_unref_page`` / ``free_unref_page_commit``):
+    the block goes to the head of the list of its pageblock's type; at ``high`` pages
+    (0 after frees of orders 1..3 with no allocation in between, ``free_high``) the CPU
+    drains ``nr_pcp_free`` pages. Orders the lists do not take go to :func:`free_pages`.
+    False for a double or mismatched free."""
+    if not _pcp_allowed(pst, order):
+        return free_pages(st, pfn, order)
+    if pfn < 0 or pfn >= st.params[_P_NPAGES] or st.alloc_order[pfn] != order \
+            or st.alloc_mt[pfn] < 0:
+        return False
+    mt = st.pb_mt[pfn >> st.params[_P_PB_ORDER]]
+    st.alloc_mt[pfn] = -1
+    li = _pindex(pst, mt, order)
+    _pcp_add(pst, cpu * pst.params[_Q_NLISTS] + li, pfn, False)
+    pst.pmt[pfn] = mt
+    pst.count[cpu] += 1 << order
+    pst.counts[3] += 1
+    free_high = pst.free_factor[cpu] > 0 and order > 0 and order <= PAGE_ALLOC_COSTLY_ORDER
+    high = 0 if free_high else pst.params[_Q_HIGH]
+    if pst.count[cpu] >= high:
+        batch = pst.params[_Q_BATCH]
+        # nr_pcp_free
+        if free_high:
+            nr = pst.count[cpu]
+        elif high < batch:
+            nr = 1
+        else:
+            hi = high - batch
+            b = batch << pst.free_factor[cpu]
+            if b < hi:
+                pst.free_factor[cpu] += 1
+            nr = min(max(b, batch), hi)
+        _free_pcppages_bulk(st, pst, cpu, nr, li)
+    return True
+
+
+@_kernel
+def pcp_drain(st, pst, cpu):
+    """Return every page on CPU ``cpu``'s lists to the free lists (``drain_pages``)."""
+    if pst.count[cpu] > 0:
+        _free_pcppages_bulk(st, pst, cpu, pst.count[cpu], 0)
+
+
+@_kernel
+def pcp_replay(st, pst, ops, live, out):
+    """:func:`replay` through pcp lists: ``ops[i] = (kind, a, b, cpu)``; ``live[k]`` holds
+    (pfn, order) of live blocks. Returns the number live at the end."""
+    nlive = 0
+    for i in range(ops.shape[0]):
+        cpu = ops[i, 3]
+        if ops[i, 0] == 0:
+            pfn = pcp_alloc(st, pst, cpu, ops[i, 1], ops[i, 2])
+            out[i] = pfn
+            if pfn >= 0:
+                live[nlive, 0] = pfn
+                live[nlive, 1] = ops[i, 1]
+                nlive += 1
+        else:
+            if nlive == 0:
+                out[i] = -1
+                continue
+            j = ops[i, 1] % nlive
+            pfn = live[j, 0]
+            pcp_free(st, pst, cpu, pfn, live[j, 1])
+            out[i] = pfn
+            nlive -= 1
+            live[j, 0] = live[nlive, 0]
+            live[j, 1] = live[nlive, 1]
+    return nlive
 
 
 # ---- batch replay (tests, benchmarks) -------------------------------------------------------
@@ -726,5 +1022,6 @@ def _replay_from(st, kind, a, b, live_pfn, live_order, out, nlive):
 
 __all__ = ["MigrateType", "BuddyEvent", "MigrateTable", "kernel_migrate_table", "BuddyConfig",
            "BuddyState", "Buddy", "alloc_pages", "free_pages", "flags_update", "replay",
-           "convert_pageblock", "alloc_block", "free_block",
+           "convert_pageblock", "alloc_block", "free_block", "PAGE_ALLOC_COSTLY_ORDER",
+           "PcpEvent", "PcpConfig", "PcpState", "pcp_alloc", "pcp_free", "pcp_drain", "pcp_replay",
            "OP_ALLOC", "OP_FREE", "bench_order0_churn"]

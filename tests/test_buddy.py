@@ -228,3 +228,68 @@ def test_convert_pageblock_matches_twin():
             assert k.conversions() == tw.conversions
         assert k.free_blocks() == tw.free_blocks() and k.counters.as_dict() == tw.c
         assert k.pageblock_types().tolist() == tw.pb
+
+
+
+# ---- per-CPU page lists -------------------------------------------------------------------
+
+def test_pcp_refill_and_drain_hand_worked():
+    from kmm.buddy import PcpConfig, pcp_alloc, pcp_free, pcp_drain
+    cfg = BuddyConfig(pool_pages=16, max_order=4, pageblock_order=4)
+    st_ = cfg.build()
+    pst = PcpConfig(cpus=2, batch=4, high=6).build(cfg)
+    # an empty list is refilled with 4 order-0 pages in free-list order, head returned
+    assert pcp_alloc(st_, pst, 0, 0, M) == 0
+    assert pst.count.tolist() == [3, 0] and pst.counts[1] == 1
+    assert [pcp_alloc(st_, pst, 0, 0, M) for _ in range(3)] == [1, 2, 3]
+    # CPU 1 has its own list: it refills from the buddy
+    assert [pcp_alloc(st_, pst, 1, 0, M) for _ in range(3)] == [4, 5, 6]
+    # frees go to the list head; at high (6) nr_pcp_free drains min(batch, high - batch) = 2
+    for p in (0, 1, 2, 3):
+        assert pcp_free(st_, pst, 0, p, 0)
+    assert pst.count[0] == 4 and pst.counts[4] == 0
+    # CPU 0 list head->tail: 3 2 1 0; two more frees (of CPU 1's pages) reach high
+    assert pcp_free(st_, pst, 0, 5, 0) and pcp_free(st_, pst, 0, 6, 0)
+    assert pst.counts[4] == 1 and pst.counts[5] == 2 and pst.count[0] == 4
+    # the two oldest (tail) pages 0 and 1 merged back into the buddy as an order-1 block
+    assert st_.free_order[0] == 1
+    pcp_drain(st_, pst, 0)
+    pcp_drain(st_, pst, 1)
+    assert pst.count.tolist() == [0, 0]
+    assert not pcp_free(st_, pst, 0, 0, 0)   # already free
+
+
+PCP_CONFIGS = [
+    (BuddyConfig(pool_pages=256, max_order=6, pageblock_order=4), (2, 4, 12)),
+    (BuddyConfig(pool_pages=512, max_order=6, pageblock_order=5, nofragment=True), (3, 7, 40)),
+    (BuddyConfig(pool_pages=128, max_order=5, pageblock_order=3), (2, 1, 0)),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, len(PCP_CONFIGS) - 1), st.integers(0, 2**32 - 1), st.integers(1, 500))
+def test_pcp_random_sequences_match_twin(ci, seed, n):
+    from naive.buddy import NaivePcp
+    from kmm.buddy import PcpConfig, pcp_replay, pcp_drain
+    cfg, (cpus, batch, high) = PCP_CONFIGS[ci]
+    pcfg = PcpConfig(cpus=cpus, batch=batch, high=high)
+    kind, a, b = _ops(seed, n, cfg.max_order, cfg.table.n_types)
+    cpu = np.random.default_rng(seed + 1).integers(0, cpus, n)
+    ops = np.stack([kind.astype(np.int64), a, b, cpu], axis=1)
+    k = Buddy(cfg)
+    pst = pcfg.build(cfg)
+    live = np.zeros((n, 2), np.int64)
+    out = np.zeros(n, np.int64)
+    nlive = pcp_replay(k.state, pst, ops, live, out)
+    tb = NaiveBuddy(cfg)
+    tp = NaivePcp(tb, pcfg)
+    want, tlive = tp.replay([tuple(int(x) for x in row) for row in ops])
+    assert out.tolist() == want
+    assert [tuple(x) for x in live[:nlive].tolist()] == tlive
+    assert k.free_blocks() == tb.free_blocks() and k.counters.as_dict() == tb.c
+    assert pst.counts.tolist() == list(tp.c.values()) and pst.count.tolist() == tp.count
+    for c in range(cpus):
+        pcp_drain(k.state, pst, c)
+        tp.drain(c)
+    assert k.free_blocks() == tb.free_blocks() and k.counters.as_dict() == tb.c
+    _check_invariants(k, tlive)

@@ -97,7 +97,8 @@ class NaiveBuddy:
                     self._add(p, o, start)
                     free_pages += 1 << o
             for p, (o, t) in self.alloc.items():
-                if base <= p < base + (1 << self.pb_order) and self.mobility[t] == MOVABLE:
+                if (base <= p < base + (1 << self.pb_order) and t is not None
+                        and self.mobility[t] == MOVABLE):
                     movable += 1 << o
             self.c["free_pages_moved"] += free_pages
             if self.mobility[start] == MOVABLE:
@@ -143,19 +144,24 @@ class NaiveBuddy:
             pfn = self._smallest(order, mt)
         return pfn
 
-    def alloc_pages(self, order, mt):
-        self.conversions = []
+    def take(self, order, mt):
         pfn = None
         if self.nofragment and order < self.pb_order:
             pfn = self._rmqueue(order, mt, self.pb_order)
         if pfn is None:
             pfn = self._rmqueue(order, mt, order)
         if pfn is None:
-            self.c["failures"] += 1
             return -1
         self.alloc[pfn] = (order, mt)
         self.c["allocs"] += 1
         self.c["alloc_pages"] += 1 << order
+        return pfn
+
+    def alloc_pages(self, order, mt):
+        self.conversions = []
+        pfn = self.take(order, mt)
+        if pfn < 0:
+            self.c["failures"] += 1
         return pfn
 
     def convert_pageblock(self, pb, mt):
@@ -186,9 +192,12 @@ class NaiveBuddy:
         if self.alloc.get(pfn, (None,))[0] != order:
             return False
         del self.alloc[pfn]
+        self.free_one(pfn, order, self.pb[pfn >> self.pb_order])
+        return True
+
+    def free_one(self, pfn, order, mt):
         self.c["frees"] += 1
         self.c["free_pages"] += 1 << order
-        mt = self.pb[pfn >> self.pb_order]
         while order < self.max_order:
             b = pfn ^ (1 << order)
             if not self._is_buddy(b, order):
@@ -207,7 +216,6 @@ class NaiveBuddy:
             parent = pfn & ~(1 << order)
             tail = self._is_buddy(parent ^ (1 << (order + 1)), order + 1)
         self._add(pfn, order, mt, tail)
-        return True
 
     def replay(self, kind, a, b):
         live = []
@@ -233,3 +241,135 @@ class NaiveBuddy:
     def free_blocks(self):
         return [(p, o, t) for o in range(self.max_order + 1) for t in range(self.nt)
                 for p in self.lists[(o, t)]]
+
+
+COSTLY = 3
+
+
+class NaivePcp:
+    """Per-CPU page lists over a NaiveBuddy: lists are Python lists, index 0 the head."""
+
+    def __init__(self, buddy, config):
+        self.b = buddy
+        self.cpus, self.batch, self.high = config.cpus, config.batch, config.high
+        self.nt = buddy.nt
+        self.nl = self.nt * (COSTLY + 1) + 1
+        self.lists = [[[] for _ in range(self.nl)] for _ in range(self.cpus)]
+        self.pmt = {}
+        self.count = [0] * self.cpus
+        self.ff = [0] * self.cpus
+        self.c = {k: 0 for k in ("allocs", "refills", "refill_pages", "frees", "drains",
+                                 "drained_pages", "failures")}
+
+    def allowed(self, order):
+        return order <= COSTLY or order == self.b.pb_order
+
+    def pindex(self, mt, order):
+        return self.nt * (COSTLY + 1) if order > COSTLY else order * self.nt + mt
+
+    def porder(self, li):
+        return self.b.pb_order if li >= self.nt * (COSTLY + 1) else li // self.nt
+
+    def alloc(self, cpu, order, mt):
+        if not self.allowed(order):
+            return self.b.alloc_pages(order, mt)
+        self.b.conversions = []
+        self.ff[cpu] >>= 1
+        lst = self.lists[cpu][self.pindex(mt, order)]
+        if not lst:
+            batch = max(self.batch >> order, 2) if self.batch > 1 else self.batch
+            n = 0
+            for _ in range(batch):
+                pfn = self.b.take(order, mt)
+                if pfn < 0:
+                    break
+                self.b.alloc[pfn] = (order, None)
+                self.pmt[pfn] = mt
+                lst.append(pfn)
+                n += 1
+            self.c["refills"] += 1
+            self.c["refill_pages"] += n << order
+            self.count[cpu] += n << order
+            if not lst:
+                self.c["failures"] += 1
+                return -1
+        pfn = lst.pop(0)
+        self.count[cpu] -= 1 << order
+        del self.pmt[pfn]
+        self.b.alloc[pfn] = (order, mt)
+        self.c["allocs"] += 1
+        return pfn
+
+    def _bulk(self, cpu, count, pindex):
+        count = min(self.count[cpu], count)
+        li = pindex - 1
+        self.c["drains"] += 1
+        while count > 0:
+            while True:
+                li = (li + 1) % self.nl
+                if self.lists[cpu][li]:
+                    break
+            lst = self.lists[cpu][li]
+            order = self.porder(li)
+            while True:
+                pfn = lst.pop()
+                mt = self.pmt.pop(pfn)
+                count -= 1 << order
+                self.count[cpu] -= 1 << order
+                self.c["drained_pages"] += 1 << order
+                del self.b.alloc[pfn]
+                self.b.free_one(pfn, order, mt)
+                if count <= 0 or not lst:
+                    break
+
+    def free(self, cpu, pfn, order):
+        if not self.allowed(order):
+            return self.b.free_pages(pfn, order)
+        if self.b.alloc.get(pfn, (None, None)) [0] != order or self.b.alloc[pfn][1] is None:
+            return False
+        mt = self.b.pb[pfn >> self.b.pb_order]
+        self.b.alloc[pfn] = (order, None)
+        li = self.pindex(mt, order)
+        self.lists[cpu][li].insert(0, pfn)
+        self.pmt[pfn] = mt
+        self.count[cpu] += 1 << order
+        self.c["frees"] += 1
+        free_high = self.ff[cpu] > 0 and 0 < order <= COSTLY
+        high = 0 if free_high else self.high
+        if self.count[cpu] >= high:
+            if free_high:
+                nr = self.count[cpu]
+            elif high < self.batch:
+                nr = 1
+            else:
+                hi = high - self.batch
+                b = self.batch << self.ff[cpu]
+                if b < hi:
+                    self.ff[cpu] += 1
+                nr = min(max(b, self.batch), hi)
+            self._bulk(cpu, nr, li)
+        return True
+
+    def drain(self, cpu):
+        if self.count[cpu] > 0:
+            self._bulk(cpu, self.count[cpu], 0)
+
+    def replay(self, ops):
+        live, out = [], []
+        for kind, a, b, cpu in ops:
+            if kind == 0:
+                pfn = self.alloc(cpu, a, b)
+                out.append(pfn)
+                if pfn >= 0:
+                    live.append((pfn, a))
+            else:
+                if not live:
+                    out.append(-1)
+                    continue
+                j = a % len(live)
+                pfn, order = live[j]
+                self.free(cpu, pfn, order)
+                out.append(pfn)
+                live[j] = live[-1]
+                live.pop()
+        return out, live
