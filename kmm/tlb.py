@@ -896,6 +896,8 @@ class TLB:
                 st.ent[0, E_KEY], st.ent[0, E_STAMP], acc.va,
                 np.int64(self.config.page_shifts[0]), np.int64(st.geo[s, G_SETS] - 1),
                 np.int64(st.geo[s, G_WAYS]), np.int64(st.cpu[0, C_CLOCK]), self.counts.values)
+            # the fast path writes keys and stamps only: its entries are ASID 0, VMID 0
+            st.ent[0, E_CTX, st.ent[0, E_KEY] != 0] = 1
             st.filt[:] = filter_counts(st)
         else:
             _run(self.state, acc, self.counts.values, outcome)

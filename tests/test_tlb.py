@@ -191,6 +191,10 @@ def test_fast_path_equals_general_kernel():
     t = tlb.TLB(cfg)
     t.run(va)
     assert np.array_equal(t.state.filt, tlb.filter_counts(t.state))
+    # entries filled by the fast path belong to ASID 0 only
+    before = t.counts.snapshot()
+    again = t.run(va[-100:], asid=np.ones(100, np.int32)) - before
+    assert again.misses == np.unique(va[-100:]).size
     # a warm state continues the same way on either path
     t1, t2 = tlb.TLB(cfg), tlb.TLB(cfg)
     t1.run(va[:10000])
