@@ -661,6 +661,26 @@ def _image(n_bytes: int, base: int, hot: int, alpha: float, model: TextModel, se
                                {**img.meta, "functions": keep, "hot": hot})
 
 
+def _stream(image, n: int, seed: int, model: TextModel, global_: bool = True) -> np.ndarray:
+    """``n`` fetch addresses from :func:`kmm.workloads.instruction_stream`.
+
+    Adapter: that generator raises IndexError when the runs it draws, once cut at function
+    ends, add up to fewer than ``n`` instructions; the draw is then repeated with the next
+    seed, and after a few failures the request is split in halves."""
+    from .. import workloads
+    for k in range(4):
+        try:
+            return workloads.instruction_stream(image, n, seed + k, model.mean_run_insns,
+                                                model.branch_fraction, global_=global_).address
+        except IndexError:
+            continue
+    if n < 2:
+        raise ConfigError("the instruction stream generator failed repeatedly", "text")
+    half = n // 2
+    return np.concatenate([_stream(image, half, seed + 101, model, global_),
+                           _stream(image, n - half, seed + 202, model, global_)])
+
+
 def text_layout(w: Workload, m: Machine, model: TextModel, seed: int) -> TextLayout:
     """Kernel text (the text segment of the image, at its kernel VA) and user text as code
     images, and the hot lines of rodata and of the image's read-write data."""
@@ -717,11 +737,8 @@ def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayo
         nk = int((mode == 1).sum())
         ia = np.empty(mode.size, np.uint64)
         s_k, s_u = (int(x) for x in rng.integers(0, 2**31, 2))
-        ia[mode == 1] = workloads.instruction_stream(
-            layout.kernel, nk, s_k, model.mean_run_insns, model.branch_fraction).address
-        ia[mode == 0] = workloads.instruction_stream(
-            layout.user, mode.size - nk, s_u, model.mean_run_insns, model.branch_fraction,
-            global_=False).address
+        ia[mode == 1] = _stream(layout.kernel, nk, s_k, model)
+        ia[mode == 0] = _stream(layout.user, mode.size - nk, s_u, model, global_=False)
         if run.exits_per_kinstr > 0:
             ends = np.cumsum(lens)
             n_ex = rng.poisson(run.exits_per_kinstr * lens / 1000.0)
