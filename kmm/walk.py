@@ -696,5 +696,5 @@ def bench_simulate_path(n: int = 5_000_000, seed: int = 0, nodes: int = 2) -> di
 
 __all__ = ["TableNode", "WalkEvent", "PathConfig", "PathCosts", "PathResult", "Path",
            "simulate_path", "walk_references", "nested_references", "geometry_row",
-           "table_frame", "descriptor_pa", "WalkState", "stage1_walk", "stage2_walk", "bench_simulate_path", "bench_full_path",
-           "bench_config"]
+           "table_frame", "descriptor_pa", "WalkState", "stage1_walk", "stage2_walk",
+           "bench_simulate_path", "bench_full_path", "bench_config"]
