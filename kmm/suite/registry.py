@@ -174,6 +174,12 @@ def _by_x(xs, ys):
     return [y for _, y in sorted(zip(xs, ys))]
 
 
+def _argmin_rank(xs, ys):
+    """Rank (by x) of the smallest x at which y is minimal."""
+    order = _by_x(xs, ys)
+    return order.index(min(order))
+
+
 def _increasing(ys):
     return len(ys) > 1 and all(b > a for a, b in zip(ys, ys[1:]))
 
@@ -275,11 +281,11 @@ _BANDS: dict[str, _Interval | _Rule] = {
                 ("rfc", "tracked"),
                 lambda e: all(e["tracked"][k] <= e["rfc"][k] for k in e["rfc"])
                 and any(e["tracked"][k] < e["rfc"][k] for k in e["rfc"])),
-    "A6": _Rule("total cost is lowest in the lowest third of the free-mapped targets",
+    "A6": _Rule("total cost rises with the free-mapped target: its minimum lies in the lowest third "
+                "of the targets and is below the cost at the largest target",
                 ("target", "cost"),
-                lambda e: sorted(e["target"]).index(
-                    [t for t, c in zip(e["target"], e["cost"]) if c == min(e["cost"])][0])
-                < max(1, len(e["target"]) / 3)),
+                lambda e: _argmin_rank(e["target"], e["cost"]) < max(1, len(e["target"]) / 3)
+                and min(e["cost"]) < _by_x(e["target"], e["cost"])[-1]),
     "A7": _Rule("no page-table allocation while allocating with a synced physmap; some with the RFC design",
                 ("pt_allocs_synced", "pt_allocs_rfc"),
                 lambda e: e["pt_allocs_synced"] == 0 and e["pt_allocs_rfc"] > 0),
