@@ -513,6 +513,14 @@ class PathResult:
     served: np.ndarray         # [Source, Served]
     refs: np.ndarray | None = None  # per-access walk references, if recorded
 
+    def __sub__(self, other: "PathResult") -> "PathResult":
+        """Counts of the run between two snapshots (warm-up subtraction)."""
+        return PathResult(self.tlb - other.tlb, self.cache - other.cache,
+                          self.walk - other.walk, self.mem_reads - other.mem_reads,
+                          self.walk_refs_by_node - other.walk_refs_by_node,
+                          self.walk_refs_by_level - other.walk_refs_by_level,
+                          self.served - other.served, None)
+
     def time_ns(self, costs: PathCosts) -> dict[str, float]:
         """Time of the run (ns) by component, and ``memory_ns_by_node`` (array, per node
         holding the line). L1 TLB hits are free (in the load pipeline)."""
@@ -537,7 +545,9 @@ class PathResult:
 
 
 class Path:
-    """A full translation + memory path with state that persists across runs."""
+    """A full translation + memory path with state that persists across runs; each
+    :meth:`run` returns the cumulative counts so far (subtract an earlier result for the
+    counts of a measured part after a warm-up)."""
 
     def __init__(self, config: PathConfig):
         self.config = config

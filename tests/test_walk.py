@@ -247,3 +247,16 @@ def test_config_errors():
                            leaf_level=0)
     with pytest.raises(ConfigError, match="per CPU"):
         PathConfig(tlb=TINY_TLB, stage1=s1, nodes=2, cpu_nid=(3,))
+
+
+def test_warm_up_is_a_difference_of_results():
+    s1 = geometry.arm64("4K", 48)
+    cfg = PathConfig(tlb=TLBConfig.single(64, 4).with_geometry(s1), stage1=s1)
+    p = walk.Path(cfg)
+    i = np.arange(32, dtype=np.uint64)
+    va = (i << np.uint64(12)) + (i << np.uint64(6))   # 32 pages, 32 different L1 D sets
+    warm = p.run(va)
+    measured = p.run(va) - warm
+    assert measured.tlb.accesses == 32 and measured.walk.walks == 0
+    assert measured.cache.mem_reads == 0 and measured.served[Source.DATA, 0] == 32
+    assert warm.walk.walks == 32
