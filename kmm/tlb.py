@@ -907,7 +907,8 @@ class TLB:
 
 def simulate_trace(addresses, config: TLBConfig, *, kind=None, page_shift=None, asid=None,
                    vmid=None, cpu=None, global_=None, cont_shift=None, s2_page_shift=None,
-                   s2_cont_shift=None) -> Counters:
+                   s2_cont_shift=None, leaf_level=None, cont=None,
+                   geometry=None) -> Counters:
     """Run ``addresses`` through a fresh TLB hierarchy and count hits and misses.
 
     Parameters
@@ -916,7 +917,9 @@ def simulate_trace(addresses, config: TLBConfig, *, kind=None, page_shift=None, 
     config : :class:`TLBConfig`; ``TLBConfig.single(entries=1024, ways=4)`` is a 4-way LRU
         TLB of 1024 4K entries
     kind : :class:`Kind` per access (ifetch goes to L1 I, loads and stores to L1 D)
-    page_shift : log2 leaf size per access (from a page-table translate)
+    page_shift : log2 leaf size per access
+    leaf_level, cont, geometry : alternatively, the leaf level and contiguous bit per access
+        (as :meth:`kmm.pagetable.PageTable.translate_many` returns them) in ``geometry``
     asid, vmid, cpu : per access or one value
     global_ : bool per access: the translation is global (kernel)
     cont_shift : log2 span of the contiguous range holding each access's leaf (0: none)
@@ -926,6 +929,12 @@ def simulate_trace(addresses, config: TLBConfig, *, kind=None, page_shift=None, 
     -------
     Counters of :class:`TLBEvent`; ``.misses`` are misses of the last level (walks).
     """
+    if leaf_level is not None:
+        if geometry is None or page_shift is not None:
+            raise ConfigError("leaf_level needs a geometry and no page_shift", "leaf_level")
+        page_shift = leaf_shifts(geometry, leaf_level)
+        if cont is not None:
+            cont_shift = cont_shifts(geometry, leaf_level, cont)
     return TLB(config).run(addresses, kind=kind, page_shift=page_shift, asid=asid, vmid=vmid,
                            cpu=cpu, global_=global_, cont_shift=cont_shift,
                            s2_page_shift=s2_page_shift, s2_cont_shift=s2_cont_shift)

@@ -329,3 +329,16 @@ def test_leaf_and_cont_shifts_from_levels():
         tlb.leaf_shifts(g, [0])
     g64 = geometry.arm64("64K", 48)
     assert tlb.leaf_shifts(g64, [3, 2]).tolist() == [16, 29]
+
+
+def test_simulate_trace_from_leaf_levels():
+    g = geometry.arm64("4K", 48)
+    cfg = TLBConfig.single(entries=64, ways=4).with_geometry(g)
+    va = pages(*range(32))
+    lv = np.array([2] * 16 + [3] * 16, np.int8)   # a 2M block, then pages of the next 2M
+    va[16:] += np.uint64(2 << 20)
+    cont = np.array([False] * 16 + [True] * 16)
+    c = tlb.simulate_trace(va, cfg, leaf_level=lv, cont=cont, geometry=g)
+    assert c.misses == 1 + 1      # one 2M entry, one 64K contiguous entry
+    with pytest.raises(ConfigError, match="geometry"):
+        tlb.simulate_trace(va, cfg, leaf_level=lv)
