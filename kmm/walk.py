@@ -477,9 +477,8 @@ class PathConfig:
 
 @dataclass(frozen=True)
 class PathCosts:
-    """Cost parameters turning counts into time; every one is ``assumed`` unless the caller
-    passes sourced values (CALIBRATION.md: Graviton2 L1 D 4 cycles, L2 11 cycles, local
-    DRAM ≈ 81 ns).
+    """Cost parameters turning counts into time. :attr:`SOURCES` names each field's source;
+    ``assumed`` ones must be swept.
 
     ``latency_ns[i][j]`` is a DRAM read from a CPU on node i to memory on node j.
     """
@@ -490,6 +489,15 @@ class PathCosts:
     l2_cycles: float = 11.0
     llc_ns: float = 30.0
     l2_tlb_cycles: float = 5.0
+
+    SOURCES = {
+        "latency_ns": "CALIBRATION.md: Graviton2 (Neoverse N1) local DRAM ~81 ns measured",
+        "l1_cycles": "CALIBRATION.md: Graviton2 L1 D 4 cycles",
+        "l2_cycles": "CALIBRATION.md: Graviton2 L2 (1 MB) 11 cycles",
+        "cpu_ghz": "assumed",
+        "llc_ns": "assumed",
+        "l2_tlb_cycles": "assumed",
+    }
 
     def __post_init__(self):
         lat = np.asarray(self.latency_ns, dtype=np.float64)
