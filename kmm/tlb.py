@@ -10,9 +10,10 @@ Modelled behaviour
 - Entries are tagged with the size they map. A lookup probes every size the structure can
   hold, each with its own set index, as multi-size TLBs do (Arm ARM D8.12 "Translation
   Lookaside Buffers"; a structure may splinter leaves larger than its ``max_page_shift``
-  into entries of that size, as the Cortex-A76 L1 TLBs do). A lookup that matches more than
-  one entry is counted as a conflict: Arm ARM D8.16.1 "TLB conflict abort", the situation
-  break-before-make avoids (arch/arm64/mm/mmu.c, ``BBML2_NOABORT``).
+  into entries of that size, as the Cortex-A76 L1 TLBs do). With ``detect_conflicts``, a
+  lookup that matches entries of more than one size counts a conflict: Arm ARM D8.16.1
+  "TLB conflict abort", the situation break-before-make avoids (arch/arm64/mm/mmu.c,
+  ``BBML2_NOABORT``).
 - A contiguous range (``PTE_CONT``, Arm ARM D8.6.1 "the Contiguous bit") may be held as one
   entry of the whole range when the configuration honours the hint (it is
   IMPLEMENTATION DEFINED whether an implementation does).
@@ -24,7 +25,9 @@ Modelled behaviour
 - Replacement: LRU, FIFO, or random from a seeded xorshift64 (:class:`Replacement`).
 - Invalidation by VA, range, ASID, VMID and all (``TLBI VAE1``/``VALE1``, ``RVAE1``,
   ``ASIDE1``, ``VMALLS12E1``, ``ALLE1``; Arm ARM C5.5 "A64 system instructions for TLB
-  maintenance"), per CPU or for every CPU (the broadcast ``...IS`` forms).
+  maintenance"), per CPU or for every CPU (the broadcast ``...IS`` forms). The stage-2
+  walk cache is indexed by IPA and dropped only by VMID or all (``TLBI IPAS2E1`` by IPA is
+  not modelled).
 
 Addresses are handled as int64 (a uint64 view): kernel VAs are negative, which keeps every
 tag unique and every range test consistent, since no range straddles the two halves.
