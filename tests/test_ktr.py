@@ -240,3 +240,21 @@ def test_notebook_functions_give_the_stated_directions():
     # explanations quote the values computed, not constants
     assert f"{v['K1']['value']:+.1%}" in v["K1"]["explanation"]
     assert f"{v['K2']['value']:+.1%}" in v["K2"]["explanation"]
+
+
+def test_migrated_share_is_stratified_and_pooling_adds_counts():
+    w = ktr.WORKLOADS["syscall"]
+    m = ktr.Machine(nodes=4)
+    run = ktr.RunConfig(accesses_per_cpu=40000, warmup_per_cpu=0, migration=0.25,
+                        slice_instructions=1000, seed=9)
+    layout = ktr.text_layout(w, m, ktr.TextModel(), run.seed)
+    t = ktr.generate_cpu_trace(w, m, run, layout, 2, 0, run.seed)
+    per_node = m.cpus_per_node * m.threads_per_cpu
+    fetch = t.kind == 2
+    away = t.insns[fetch & (t.slot // per_node != 2)].sum() / t.insns[fetch].sum()
+    assert abs(away - 0.25) < 0.02
+    assert set((t.slot // per_node).tolist()) == {0, 1, 2, 3}
+    small = ktr.RunConfig(accesses_per_cpu=2000, warmup_per_cpu=2000)
+    a = ktr.simulate_host(w, ktr.Machine(), small)
+    both = ktr.pool([a, a])
+    assert both.instructions == 2 * a.instructions and (both.mem == 2 * a.mem).all()

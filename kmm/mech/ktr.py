@@ -532,7 +532,7 @@ class RunConfig:
 
     accesses_per_cpu: int = 40_000
     warmup_per_cpu: int = 40_000
-    slice_instructions: int = 100_000
+    slice_instructions: int = 50_000
     migration: float = 0.05
     exits_per_kinstr: float = 0.0
     hyp_text_bytes: int = 16 * KiB
@@ -762,7 +762,10 @@ def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayo
     work = mode != 2
     wcount = np.cumsum(work) - work
     n_slices = int(wcount[-1] // run.slice_instructions) + 1
-    mig = rng.random(n_slices) < run.migration
+    # a share ``migration`` of slices, evenly spread from a random phase (a stratified
+    # draw: the share is exact in every window, which random draws are not in short runs)
+    x = np.arange(n_slices) * run.migration + rng.random()
+    mig = np.floor(x) != np.floor(x - run.migration)
     home = np.full(n_slices, node, np.int64)
     if m.nodes > 1:
         other = rng.integers(0, m.nodes - 1, n_slices)
@@ -991,6 +994,32 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
         tlb_misses=int(tlbd.misses), ifetch_tlb_misses=int(tlbd.l1i_misses))
 
 
+def pool(counts: list[HostCounts]) -> HostCounts:
+    """Counts of several independent runs of one configuration (different seeds) added
+    together, as one longer run drawn from every seed."""
+    if not counts:
+        raise ConfigError("needs at least one run", "counts")
+    c0 = counts[0]
+    if any(c.nodes != c0.nodes or c.sim_node != c0.sim_node for c in counts):
+        raise ConfigError("runs of different machines cannot be pooled", "counts")
+    return HostCounts(
+        nodes=c0.nodes, sim_node=c0.sim_node, classes=c0.classes,
+        mem=sum(c.mem for c in counts), served=sum(c.served for c in counts),
+        l2_tlb_hits=sum(c.l2_tlb_hits for c in counts), walks=sum(c.walks for c in counts),
+        walk_refs=sum(c.walk_refs for c in counts),
+        instructions=sum(c.instructions for c in counts),
+        hyp_lines=sum(c.hyp_lines for c in counts), exits=sum(c.exits for c in counts),
+        tlb_misses=sum(c.tlb_misses for c in counts),
+        ifetch_tlb_misses=sum(c.ifetch_tlb_misses for c in counts))
+
+
+def simulate_seeds(w: Workload, m: Machine, run: RunConfig, seeds, **kw) -> HostCounts:
+    """:func:`simulate_host` once per seed (each draws its own text layout, hot sets and
+    schedule), pooled (:func:`pool`): the hot-function draw moves a single run's result."""
+    from dataclasses import replace
+    return pool([simulate_host(w, m, replace(run, seed=int(sd)), **kw) for sd in seeds])
+
+
 @dataclass(frozen=True)
 class HostCosts:
     """Cost parameters that turn counts into time (see the params file for sources).
@@ -1114,7 +1143,7 @@ def class_memory_ns(c: HostCounts, latency_ns, cls_index: int, scheme: Scheme,
 # shows is computed here.
 
 NOTEBOOK_KEYS = (
-    "seed", "workloads", "k1_workload", "node_counts", "ratios", "remote_ratio", "k1_ratios",
+    "seed", "seeds", "workloads", "k1_workload", "node_counts", "ratios", "remote_ratio", "k1_ratios",
     "local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles", "stall_ifetch",
     "stall_data", "stall_walk", "stall_ifetch_range", "stall_data_range", "llc_bytes",
     "llc_sweep_bytes", "kernel_fraction_sweep", "migration", "migration_sweep",
@@ -1172,26 +1201,29 @@ def patch_cost_of(p: dict) -> PatchCost:
 
 
 def simulate_all(p: dict) -> dict:
-    """Every simulation the notebook charges: the workloads on 2 nodes, the K1 workload on
-    every node count, over the LLC and kernel-fraction sweep and the migration sweep.
-    Keys: ``("workload", name)``, ``("nodes", n)``, ``("sweep", llc_bytes,
-    kernel_fraction)``, ``("migration", m)``."""
+    """Every simulation the notebook charges, each pooled over ``seeds``: the workloads on
+    2 nodes, the K1 workload on every node count, over the LLC and kernel-fraction sweep
+    and the migration sweep. Keys: ``("workload", name)``, ``("nodes", n)``, ``("sweep",
+    llc_bytes, kernel_fraction)``, ``("migration", m)``."""
     runs = {}
     base_w = WORKLOADS[p["k1_workload"]]
+    seeds = p["seeds"]
+
+    def sim(w, mach, run):
+        return simulate_seeds(w, mach, run, seeds)
+
     for name in p["workloads"]:
-        runs[("workload", name)] = simulate_host(WORKLOADS[name], machine_of(p), run_of(p))
-    db = runs.get(("workload", p["k1_workload"])) or simulate_host(base_w, machine_of(p),
-                                                                   run_of(p))
+        runs[("workload", name)] = sim(WORKLOADS[name], machine_of(p), run_of(p))
+    db = runs.get(("workload", p["k1_workload"])) or sim(base_w, machine_of(p), run_of(p))
     for n in p["node_counts"]:
-        runs[("nodes", n)] = db if n == 2 else simulate_host(base_w, machine_of(p, n),
-                                                             run_of(p))
+        runs[("nodes", n)] = db if n == 2 else sim(base_w, machine_of(p, n), run_of(p))
     for llc in p["llc_sweep_bytes"]:
         for kf in p["kernel_fraction_sweep"]:
             same = llc == p["llc_bytes"] and kf == base_w.kernel_fraction
-            runs[("sweep", llc, kf)] = db if same else simulate_host(
+            runs[("sweep", llc, kf)] = db if same else sim(
                 base_w.with_(kernel_fraction=kf), machine_of(p, 2, llc), run_of(p))
     for mg in p["migration_sweep"]:
-        runs[("migration", mg)] = db if mg == p["migration"] else simulate_host(
+        runs[("migration", mg)] = db if mg == p["migration"] else sim(
             base_w, machine_of(p), run_of(p, mg))
     return runs
 
@@ -1583,7 +1615,8 @@ __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_
            "Workload", "WORKLOADS", "TextModel", "Machine", "RunConfig", "Classes",
            "HostTrace", "TextLayout", "text_layout", "generate_cpu_trace", "Stage2Setup",
            "HostCounts", "simulate_host", "HostCosts", "node_times_ns", "system_time_ns",
-           "time_breakdown", "source_times_ns", "class_memory_ns", "params_from",
+           "time_breakdown", "source_times_ns", "class_memory_ns", "params_from", "pool",
+           "simulate_seeds",
            "simulate_all", "gain", "gain_frame", "user_numa_frame", "k1_sweep",
            "memory_frame", "patch_frame", "claim_values", "results_frame",
            "workloads_frame", "breakdown_frame", "migration_frame", "sweep_frame",

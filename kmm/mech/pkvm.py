@@ -494,7 +494,7 @@ def decompose_walks(c_ktr, c_s2, latency_ns, policy, costs) -> dict[str, float]:
 
 
 NOTEBOOK_KEYS = (
-    "seed", "workload", "workloads", "remote_ratio", "ratio_range", "local_ns", "cpu_ghz",
+    "seed", "seeds", "workload", "workloads", "remote_ratio", "ratio_range", "local_ns", "cpu_ghz",
     "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles", "stall_ifetch", "stall_data",
     "stall_walk", "stall_walk_range", "stall_ifetch_range", "llc_bytes", "migration",
     "cpus_per_node", "accesses_per_cpu", "warmup_per_cpu", "baseline_user_policy",
@@ -552,7 +552,8 @@ def options_of(p: dict) -> list[S2Leaf]:
 
 
 def simulate_all(p: dict) -> dict:
-    """Stage-1 runs (baseline and KTR from one run) and stage-2 runs: every leaf option on
+    """Stage-1 runs (baseline and KTR from one run) and stage-2 runs, each pooled over
+    ``seeds``: every leaf option on
     the main workload, the debated and pKVM configurations on every workload, and the pKVM
     configuration with exits to EL2 at each swept rate. Keys ``("s1", workload)``,
     ``("s2", workload, label)``, ``("el2", exits_per_kinstr)``."""
@@ -560,17 +561,19 @@ def simulate_all(p: dict) -> dict:
     m = _machine(p)
     runs = {}
     opts = {o.label: o for o in options_of(p)}
+    seeds = p["seeds"]
     for w in p["workloads"]:
-        runs[("s1", w)] = ktr.simulate_host(ktr.WORKLOADS[w], m, _run(p))
+        runs[("s1", w)] = ktr.simulate_seeds(ktr.WORKLOADS[w], m, _run(p), seeds)
         labels = list(opts) if w == p["workload"] else [p["debate_leaf"], p["pkvm_leaf"]]
         for lab in labels:
             s2 = stage2_setup(m, opts[lab], text_aligned=p["text_aligned"], ipa_bits=p["ipa_bits"])
-            runs[("s2", w, lab)] = ktr.simulate_host(ktr.WORKLOADS[w], m, _run(p), stage2=s2)
+            runs[("s2", w, lab)] = ktr.simulate_seeds(ktr.WORKLOADS[w], m, _run(p), seeds,
+                                                      stage2=s2)
     s2 = stage2_setup(m, opts[p["pkvm_leaf"]], text_aligned=p["text_aligned"],
                       ipa_bits=p["ipa_bits"])
     for rate in sorted({p["el2_exits_per_kinstr"], *p["el2_exit_sweep"]}):
-        runs[("el2", rate)] = ktr.simulate_host(ktr.WORKLOADS[p["workload"]], m,
-                                                _run(p, rate), stage2=s2)
+        runs[("el2", rate)] = ktr.simulate_seeds(ktr.WORKLOADS[p["workload"]], m,
+                                                 _run(p, rate), seeds, stage2=s2)
     return runs
 
 
@@ -807,8 +810,9 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                      f"per 1000 instructions {main['hyp_mem_reads_per_exit'][0]:.1f} of its "
                      f"lines per exit come from memory, costing {ns[0]:.0f} ns on node 0 and "
                      f"{max(ns):.0f} ns on the remote node (remote node: {spread} exits per "
-                     f"1000 instructions), because the hypervisor text stays in the caches "
-                     f"in proportion to how often exits run it.")}
+                     f"1000 instructions): between exits its {p['hyp_text_bytes'] // 1024} KiB "
+                     f"stay in the L2 and LLC, whose pressure from the node's other cores the "
+                     f"model carries only as a smaller LLC.")}
     b = mem.filter((mem["granule"] == p["s6_granules"][0]) & (mem["leaf"] == "block")
                    ).sort("nodes")
     rb = b["reserved_bytes"].to_list()
