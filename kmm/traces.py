@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .config import check_int
 from .errors import ConfigError, TraceError
 from .tlb import Kind
 
@@ -104,8 +106,81 @@ def _open(source):
     raise ConfigError(f"cannot read a trace from {type(source).__name__}", "source")
 
 
+_BLOCK_RECORD = re.compile(r"^(I | [LSM]) ([0-9a-fA-F]{1,16}),([0-9]{1,5})[ \t\r\f\v]*$", re.M)
+_BLOCK_LINES = 1 << 18
+_HEX = np.zeros(256, np.uint64)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+
+
+def _hex_to_u64(digits: list[str]) -> np.ndarray:
+    """Vectorised hex decoding of strings of 1 to 16 digits."""
+    raw = np.array(digits, dtype="S16").view(np.uint8).reshape(len(digits), 16)
+    acc = np.zeros(len(digits), np.uint64)
+    for col in range(16):
+        c = raw[:, col]
+        acc = np.where(c != 0, acc * np.uint64(16) + _HEX[c], acc)
+    return acc
+
+
+def _slow_block(lines, first_lineno, name, codes, addr, kind, size):
+    """Record-by-record parsing: used when a block holds a bad line, to name it."""
+    records = 0
+    for lineno, line in enumerate(lines, first_lineno):
+        if line.startswith("==") or not line.strip():
+            continue
+        m = _RECORD.match(line)
+        if m is None:
+            shown = line.rstrip("\n")
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise TraceError(f"not a lackey record: {shown!r}", f"{name}:{lineno}")
+        a = int(m.group(2), 16)
+        n = int(m.group(3))
+        if a >= 1 << 64 or not 0 < n < 1 << 16:
+            raise TraceError(f"address or size out of range: {line.strip()!r}",
+                             f"{name}:{lineno}")
+        for k in codes[m.group(1).strip()]:
+            addr.append(np.array([a], np.uint64))
+            kind.append(np.array([int(k)], np.uint8))
+            size.append(np.array([n], np.int64))
+        records += 1
+    return records
+
+
+def _fast_block(lines, modify):
+    """Arrays of a block whose every line is a record, a message or blank; None if not."""
+    expected = sum(1 for ln in lines if not (ln.startswith("==") or not ln.strip()))
+    recs = _BLOCK_RECORD.findall("".join(lines))
+    if len(recs) != expected:
+        return None
+    if not recs:
+        return (np.zeros(0, np.uint64), np.zeros(0, np.uint8), np.zeros(0, np.int64), 0)
+    n = np.array([r[2] for r in recs]).astype(np.int64)
+    if np.any(n <= 0) or np.any(n >= 1 << 16):
+        return None
+    a = _hex_to_u64([r[1] for r in recs])
+    t = np.array([r[0] for r in recs])
+    k = np.full(len(recs), int(Kind.LOAD), np.uint8)
+    k[t == "I "] = Kind.IFETCH
+    k[t == " S"] = Kind.STORE
+    is_m = t == " M"
+    if modify == "store":
+        k[is_m] = Kind.STORE
+    elif modify == "both" and is_m.any():
+        reps = np.where(is_m, 2, 1)
+        a, n, k = np.repeat(a, reps), np.repeat(n, reps), np.repeat(k, reps)
+        second = np.cumsum(reps) - 1
+        k[second[is_m]] = Kind.STORE
+    return a, k, n, len(recs)
+
+
 def read_lackey(source, *, modify: str = "both", max_records: int | None = None) -> Trace:
     """Read a valgrind lackey ``--trace-mem=yes`` log into a :class:`Trace`.
+
+    Blocks of lines are parsed with one regular-expression pass and vectorised hex
+    decoding; a block with a bad line is re-read line by line to name it.
 
     Parameters
     ----------
@@ -122,35 +197,34 @@ def read_lackey(source, *, modify: str = "both", max_records: int | None = None)
     """
     if modify not in ("both", "load", "store"):
         raise ConfigError(f"must be 'both', 'load' or 'store', got {modify!r}", "modify")
+    if max_records is not None:
+        check_int("max_records", max_records, lo=1)
     fh, name = _open(source)
-    addr: list[int] = []
-    kind: list[int] = []
-    size: list[int] = []
+    addr: list[np.ndarray] = []
+    kind: list[np.ndarray] = []
+    size: list[np.ndarray] = []
     m_kinds = {"both": (Kind.LOAD, Kind.STORE), "load": (Kind.LOAD,),
                "store": (Kind.STORE,)}[modify]
     codes = {"I": (Kind.IFETCH,), "L": (Kind.LOAD,), "S": (Kind.STORE,), "M": m_kinds}
     records = 0
+    lineno = 1
     try:
-        for lineno, line in enumerate(fh, 1):
-            if line.startswith("==") or not line.strip():
-                continue
-            m = _RECORD.match(line)
-            if m is None:
-                shown = line.rstrip("\n")
-                shown = shown if len(shown) <= 60 else shown[:57] + "..."
-                raise TraceError(f"not a lackey record: {shown!r}", f"{name}:{lineno}")
-            a = int(m.group(2), 16)
-            n = int(m.group(3))
-            if a >= 1 << 64 or not 0 < n < 1 << 16:
-                raise TraceError(f"address or size out of range: {line.strip()!r}",
-                                 f"{name}:{lineno}")
-            for k in codes[m.group(1).strip()]:
-                addr.append(a)
-                kind.append(int(k))
-                size.append(n)
-            records += 1
-            if max_records is not None and records >= max_records:
+        while max_records is None or records < max_records:
+            lines = list(itertools.islice(fh, _BLOCK_LINES))
+            if not lines:
                 break
+            if max_records is not None:
+                lines = _first_records(lines, max_records - records)
+            fast = _fast_block(lines, modify)
+            if fast is None:
+                records += _slow_block(lines, lineno, name, codes, addr, kind, size)
+            else:
+                a, k, n, r = fast
+                addr.append(a)
+                kind.append(k)
+                size.append(n)
+                records += r
+            lineno += len(lines)
     except UnicodeDecodeError as e:
         raise TraceError(f"not a text trace ({e.reason})", name) from None
     except (OSError, EOFError) as e:
@@ -158,10 +232,21 @@ def read_lackey(source, *, modify: str = "both", max_records: int | None = None)
     finally:
         if isinstance(source, (str, os.PathLike)):
             fh.close()
-    return Trace(np.array(addr, dtype=np.uint64), np.array(kind, dtype=np.uint8),
-                 size=np.array(size, dtype=np.uint16),
+    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+    return Trace(cat(addr, np.uint64), cat(kind, np.uint8), size=cat(size, np.uint16),
                  meta={"source": str(name), "format": "lackey", "records": records,
                        "modify": modify})
+
+
+def _first_records(lines: list[str], wanted: int) -> list[str]:
+    """The prefix of ``lines`` holding at most ``wanted`` records."""
+    seen = 0
+    for i, ln in enumerate(lines):
+        if not (ln.startswith("==") or not ln.strip()):
+            seen += 1
+            if seen == wanted:
+                return lines[:i + 1]
+    return lines
 
 
 __all__ = ["Trace", "read_lackey"]

@@ -78,3 +78,28 @@ def test_recorded_trace_through_a_tlb_hierarchy():
     # no walk cache: four descriptor reads per walk; with it, fewer
     assert r.walk.refs < 4 * pages and r.walk.walk_cache_hits > 0
     assert r.walk.refs == r.walk.s1_refs
+
+
+@pytest.mark.parametrize("modify", ["both", "load", "store"])
+def test_block_parser_equals_line_parser(modify):
+    with open(TRUE) as fh:
+        lines = fh.readlines()
+    fast = traces._fast_block(lines, modify)
+    assert fast is not None
+    m_kinds = {"both": (Kind.LOAD, Kind.STORE), "load": (Kind.LOAD,),
+               "store": (Kind.STORE,)}[modify]
+    codes = {"I": (Kind.IFETCH,), "L": (Kind.LOAD,), "S": (Kind.STORE,), "M": m_kinds}
+    addr, kind, size = [], [], []
+    records = traces._slow_block(lines, 1, TRUE, codes, addr, kind, size)
+    assert records == fast[3]
+    assert np.array_equal(np.concatenate(addr), fast[0])
+    assert np.array_equal(np.concatenate(kind), fast[1])
+    assert np.array_equal(np.concatenate(size), fast[2])
+    # a bad line anywhere sends the block to the line parser
+    assert traces._fast_block(lines[:10] + ["I  0401,\n"] + lines[10:], modify) is None
+
+
+def test_hex_decoding_at_every_width():
+    values = [0, 1, 0xF, 0xABCDEF, 0x7FFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF]
+    got = traces._hex_to_u64([f"{v:x}" for v in values] + ["DEADbeef"])
+    assert got.tolist() == values + [0xDEADBEEF]
