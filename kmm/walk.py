@@ -349,6 +349,9 @@ def stage1_walk(tst, cst, ws, out, c, va, leaf, asid, vmid, glob, cnode, mnode, 
 
 @njit(_nrt=False)
 def _run_path(tst, cst, ws, acc, out):
+    """Every access: TLB hierarchy; on a miss the stage-1 walk (nested under stage 2) and,
+    with a stage 2, the stage-2 walk of the output IPA; then the access itself through the
+    caches. Counts accumulate in ``out``."""
     wg = ws.geo
     n = acc.va.shape[0]
     record = out.refs.shape[0] == n
