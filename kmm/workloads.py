@@ -133,7 +133,7 @@ def phased(*phases: Trace) -> Trace:
 def _runs(total: int, mean: float, rng: np.random.Generator) -> np.ndarray:
     """Geometric run lengths (mean ``mean``, at least 1) summing to at least ``total``."""
     p = 1.0 / max(mean, 1.0)
-    out = []
+    out = [np.zeros(0, np.int64)]
     got = 0
     while got < total:
         k = max(16, int(1.2 * (total - got) / max(mean, 1.0)) + 16)
@@ -154,6 +154,12 @@ def interleave(a: Trace, b: Trace, mean_run_a: float, mean_run_b: float, seed: i
     check_float("mean_run_a", mean_run_a, lo=1.0)
     check_float("mean_run_b", mean_run_b, lo=1.0)
     n = _n(len(a) + len(b) if n is None else n)
+    if n == 0:
+        glob0 = None if a.global_ is None and b.global_ is None else np.zeros(0, bool)
+        return _trace(np.zeros(0, np.uint64), np.zeros(0, np.uint8),
+                      {"generator": "interleave", "a": a.meta, "b": b.meta,
+                       "mean_run_a": mean_run_a, "mean_run_b": mean_run_b, "seed": seed},
+                      glob0)
     ra = _runs(n, mean_run_a, rng)
     rb = _runs(n, mean_run_b, rng)
     m = min(len(ra), len(rb))
@@ -250,6 +256,12 @@ def instruction_stream(image: CodeImage, n: int, seed: int, mean_run_insns: floa
     rng = _rng(seed)
     check_float("mean_run_insns", mean_run_insns, lo=1.0)
     check_float("branch_fraction", branch_fraction, lo=0.0, hi=1.0)
+    meta = {"generator": "instruction_stream", "image": image.meta,
+            "mean_run_insns": mean_run_insns, "branch_fraction": branch_fraction,
+            "seed": seed}
+    if n == 0:
+        return _trace(np.zeros(0, np.uint64), np.zeros(0, np.uint8), meta,
+                      np.zeros(0, bool) if global_ else None)
     runs = _runs(n, mean_run_insns, rng)
     r = len(runs)
     new_fn = rng.random(r) >= branch_fraction
@@ -272,9 +284,6 @@ def instruction_stream(image: CodeImage, n: int, seed: int, mean_run_insns: floa
     run_start = image.start[fn[:keep]] + first[:keep].astype(np.uint64) * np.uint64(INSN_BYTES)
     offs = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
     addr = np.repeat(run_start, length) + offs.astype(np.uint64) * np.uint64(INSN_BYTES)
-    meta = {"generator": "instruction_stream", "image": image.meta,
-            "mean_run_insns": mean_run_insns, "branch_fraction": branch_fraction,
-            "seed": seed}
     return _trace(addr, _kind(n, Kind.IFETCH), meta,
                   np.full(n, bool(global_)) if global_ else None)
 
@@ -290,7 +299,8 @@ def with_data(insns: Trace, data: Trace, loads_per_insn: float, seed: int) -> Tr
     has = rng.random(len(insns)) < loads_per_insn
     m = int(has.sum())
     total = len(insns) + m
-    slot = np.arange(len(insns)) + np.concatenate([[0], np.cumsum(has)[:-1]])
+    slot = np.arange(len(insns)) + np.concatenate([[0], np.cumsum(has)[:-1]]).astype(np.int64)[
+        :len(insns)]
     is_data = np.zeros(total, bool)
     is_data[slot[has] + 1] = True
     addr = np.empty(total, np.uint64)

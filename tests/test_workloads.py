@@ -107,3 +107,12 @@ def test_errors():
         wl.zipf_pages(10, 0, 1.0, seed=1)
     with pytest.raises(ConfigError):
         wl.phased()
+
+
+def test_empty_traces():
+    img = wl.code_image(10, seed=1)
+    assert len(wl.instruction_stream(img, 0, seed=1)) == 0
+    assert len(wl.interleave(wl.sequential(5), wl.sequential(5), 2, 2, seed=1, n=0)) == 0
+    assert len(wl.with_data(wl.instruction_stream(img, 0, seed=1), wl.sequential(3), 0.5,
+                            seed=1)) == 0
+    assert len(wl.syscall_mix(wl.sequential(5), wl.sequential(5), 0.1, 3, seed=1, n=0)) == 0
