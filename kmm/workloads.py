@@ -241,6 +241,25 @@ def code_image(functions: int, seed: int, base: int = KERNEL_BASE + (0x80 << 20)
                       "align_bytes": align_bytes, "alpha": alpha, "base": base, "seed": seed})
 
 
+def _fetch_runs(image, cdf, want, mean_run_insns, branch_fraction, prev_fn, rng):
+    """Runs (function, first instruction, length) whose uncut lengths cover ``want``;
+    before the first call/return of the batch, runs stay in ``prev_fn`` (if ≥ 0)."""
+    runs = _runs(want, mean_run_insns, rng)
+    r = len(runs)
+    new_fn = rng.random(r) >= branch_fraction
+    if prev_fn < 0:
+        new_fn[0] = True
+    drawn = np.minimum(np.searchsorted(cdf, rng.random(r), side="right"),
+                       len(image.popularity) - 1)
+    # a run that stays in its function inherits the function of the last call/return
+    last = np.maximum.accumulate(np.where(new_fn, np.arange(r), -1))
+    fn = np.where(last >= 0, drawn[np.maximum(last, 0)], prev_fn)
+    insns = image.size_bytes[fn] // INSN_BYTES
+    entry = new_fn & (rng.random(r) < 0.5)
+    first = np.where(entry, 0, (rng.random(r) * insns).astype(np.int64))
+    return fn, first, np.minimum(runs, insns - first)
+
+
 def instruction_stream(image: CodeImage, n: int, seed: int, mean_run_insns: float = 6.0,
                        branch_fraction: float = 0.7, global_: bool = True) -> Trace:
     """``n`` instruction fetches over ``image``.
@@ -262,21 +281,21 @@ def instruction_stream(image: CodeImage, n: int, seed: int, mean_run_insns: floa
     if n == 0:
         return _trace(np.zeros(0, np.uint64), np.zeros(0, np.uint8), meta,
                       np.zeros(0, bool) if global_ else None)
-    runs = _runs(n, mean_run_insns, rng)
-    r = len(runs)
-    new_fn = rng.random(r) >= branch_fraction
-    new_fn[0] = True
     cdf = np.cumsum(image.popularity)
     cdf /= cdf[-1]
-    drawn = np.minimum(np.searchsorted(cdf, rng.random(r), side="right"),
-                       len(image.popularity) - 1)
-    # a run that stays in its function inherits the function of the last call/return
-    last = np.maximum.accumulate(np.where(new_fn, np.arange(r), 0))
-    fn = drawn[last]
-    insns = image.size_bytes[fn] // INSN_BYTES
-    entry = new_fn & (rng.random(r) < 0.5)
-    first = np.where(entry, 0, (rng.random(r) * insns).astype(np.int64))
-    length = np.minimum(runs, insns - first)
+    parts = []
+    total = 0
+    prev_fn = -1
+    while total < n:
+        # runs cut at function ends can fall short of n: draw more until they cover it
+        fn, first, length = _fetch_runs(image, cdf, n - total, mean_run_insns,
+                                        branch_fraction, prev_fn, rng)
+        parts.append((fn, first, length))
+        total += int(length.sum())
+        prev_fn = int(fn[-1])
+    fn = np.concatenate([p[0] for p in parts])
+    first = np.concatenate([p[1] for p in parts])
+    length = np.concatenate([p[2] for p in parts])
     ends = np.cumsum(length)
     keep = int(np.searchsorted(ends, n, side="left")) + 1
     length = length[:keep].copy()

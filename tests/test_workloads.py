@@ -116,3 +116,14 @@ def test_empty_traces():
     assert len(wl.with_data(wl.instruction_stream(img, 0, seed=1), wl.sequential(3), 0.5,
                             seed=1)) == 0
     assert len(wl.syscall_mix(wl.sequential(5), wl.sequential(5), 0.1, 3, seed=1, n=0)) == 0
+
+
+def test_instruction_stream_fills_n_when_runs_are_cut_short():
+    # tiny functions and long runs: runs cut at function ends fall far short of their draws
+    for seed in range(5):
+        img = wl.code_image(50, seed=seed, median_bytes=16, sigma=0.5)
+        for n in (1, 100, 5000):
+            t = wl.instruction_stream(img, n, seed=seed, mean_run_insns=30)
+            assert len(t) == n
+            fn = np.searchsorted(img.start, t.address, side="right") - 1
+            assert np.all(t.address < img.start[fn] + img.size_bytes[fn].astype(np.uint64))
