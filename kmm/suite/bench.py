@@ -219,14 +219,16 @@ def bench_real_trace() -> dict | None:
                         sys.executable, "-S", "-c", prog], capture_output=True, check=False)
         record_s = time.perf_counter() - t0
         tr = traces.read_lackey(log)
-    addrs = np.asarray(tr.addresses if hasattr(tr, "addresses") else tr[0], dtype=np.uint64)
+    addrs = tr.address
     sets, ways = 256, 4
     cfg = tlb.TLBConfig.single(entries=sets * ways, ways=ways)
     tlb.simulate_trace(addrs[:1000], cfg)
     t_kmm, c = _best(lambda: tlb.simulate_trace(addrs, cfg))
+    n1 = tlb.TLBConfig.neoverse_n1()
+    t_n1, c_n1 = _best(lambda: tlb.simulate_trace(addrs, n1, **tr.kwargs()))
     pc = _pycachesim_misses(addrs, sets, ways)
     out = {"accesses": int(addrs.size), "record_s": record_s, "kmm_s": t_kmm,
-           "kmm_misses": int(c.misses)}
+           "kmm_misses": int(c.misses), "neoverse_n1_s": t_n1, "neoverse_n1_misses": int(c_n1.misses)}
     if pc:
         out.update(pycachesim_s=pc[0], pycachesim_misses=pc[1], agree=pc[1] == int(c.misses))
     return out
