@@ -8,7 +8,7 @@ while read-write data (and every other top-level entry) stays shared. A CPU tran
 same kernel VA through its node's top-level table, so a migrated thread keeps its VA and
 fetches from the new node's copy.
 
-This module holds the exact parts of the model:
+The module holds three parts:
 
 - memory (claim K5): bytes of the copies plus the per-node tables, counted from page tables
   built with :mod:`kmm.pagetable` (``PageTable.replicate``) and, independently, by window
@@ -17,7 +17,14 @@ This module holds the exact parts of the model:
   through the ``FIX_TEXT_POKE0`` fixmap slot and cleans/invalidates it to the point of
   unification (arch/arm64/kernel/patching.c); with replication every copy gets the write
   and the cache maintenance; ``aarch64_insn_patch_text`` does it inside ``stop_machine``
-  so every online CPU waits for the whole patch.
+  so every online CPU waits for the whole patch;
+- performance (claims K1-K3): kernel/user phase mixes (:data:`WORKLOADS`) whose text comes
+  from :func:`kmm.workloads.code_image`/``instruction_stream``, run through the full path
+  (:class:`kmm.walk.Path`: TLBs, walks, caches, NUMA memory) on one node's CPUs; every line
+  carries a placement class (:class:`Classes`) resolved to a node only when counts are
+  charged, so one run gives the baseline, KTR and stage-2 replication under every user
+  placement, and every node's time (nodes are interchangeable but for what is fixed on
+  node 0). Time is a formula over the counts (:func:`node_times_ns`).
 
 Sources
 -------

@@ -9,7 +9,8 @@ cost on every guest entry/exit), EL2 code has no stage 2 and stays unreplicated,
 table memory must be reserved for all host memory and I/O per node, and the cost is the 2D
 walk rather than the TLB footprint.
 
-This module holds the exact parts of the model:
+The module holds the exact parts of the model and, on top of :mod:`kmm.mech.ktr`'s host
+workloads, the performance comparison:
 
 - stage-2 table memory per node (claim S6): the worst case pKVM reserves
   (arch/arm64/include/asm/kvm_pkvm.h ``host_s2_pgtable_pages``: every memblock region at
@@ -20,7 +21,12 @@ This module holds the exact parts of the model:
   memory region, arch/arm64/kvm/hyp/nvhe/mem_protect.c ``host_stage2_adjust_range``);
 - 2D walk references (Arm ARM D8.2, two-stage translation): a stage-1 walk of ``n``
   descriptor reads, each descriptor address and the final IPA translated by a stage-2 walk
-  of ``m`` reads: ``n + (n + 1) m``, with ``n`` and ``m`` shortened by block leaves.
+  of ``m`` reads: ``n + (n + 1) m``, with ``n`` and ``m`` shortened by block leaves;
+- the comparison (S1-S5): the same workloads with every host access translated in two
+  stages (per-node stage-2 tables from :func:`stage2_setup`, every leaf size a granule
+  allows), the loss against KTR split into more walks and dearer walks
+  (:func:`decompose_walks`), the exit rate at which losing VHE cancels the gain
+  (:func:`vhe_crossover_rate`) and EL2 text fetched from node 0.
 """
 from __future__ import annotations
 
