@@ -813,7 +813,7 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                  "decided_by": None,
                  "explanation": (
                      f"EL2 text has one copy, on node 0: at {p['el2_exits_per_kinstr']:g} exits "
-                     f"per 1000 instructions {main['hyp_mem_reads_per_exit'][0]:.1f} of its "
+                     f"per 1000 instructions {main['hyp_mem_reads_per_exit'][0]:.2g} of its "
                      f"lines per exit come from memory, costing {ns[0]:.0f} ns on node 0 and "
                      f"{max(ns):.0f} ns on the remote node (remote node: {spread} exits per "
                      f"1000 instructions): between exits its {p['hyp_text_bytes'] // 1024} KiB "
