@@ -317,8 +317,8 @@ def verdict(claim_id: str, record: Mapping[str, Any] | None) -> tuple[str, float
     """The verdict for a claim from its record: ``(verdict, share_in_band)``.
 
     ``record`` is what :func:`kmm.suite.claims.record` wrote (None if nothing was). The share
-    is the fraction of the recorded joint sweep of ``assumed`` parameters that lands in the
-    band (None when no sweep was recorded).
+    is the fraction of the recorded joint sweep of ``assumed`` parameters, the published
+    point included, that lands in the band (None when no sweep was recorded).
     """
     if claim_id not in CLAIMS:
         raise KeyError(f"unknown claim {claim_id!r}")
@@ -334,10 +334,10 @@ def verdict(claim_id: str, record: Mapping[str, Any] | None) -> tuple[str, float
     if not sweep:
         return (REPRODUCED if holds else NOT_REPRODUCED), None
     try:
-        hits = [in_band(claim_id, p["value"]) for p in sweep]
+        hits = [holds] + [in_band(claim_id, p["value"]) for p in sweep]
     except (TypeError, KeyError, ValueError, IndexError):
         return NOT_EVALUATED, None
-    share = sum(hits) / len(hits)
+    share = sum(hits) / len(hits)  # the published point counts as one point of the sweep
     if share == 1.0 and holds:
         return REPRODUCED, share
     if share == 0.0 and not holds:
