@@ -261,27 +261,48 @@ class BuddyConfig:
 # ---- free lists ---------------------------------------------------------------------------
 
 @_inline
+def _dl_add(head, tail, nxt, prv, li, pfn, to_tail):
+    """Insert ``pfn`` at the head or tail of intrusive doubly-linked list ``li``."""
+    if to_tail:
+        t = tail[li]
+        prv[pfn] = t
+        nxt[pfn] = -1
+        if t >= 0:
+            nxt[t] = pfn
+        else:
+            head[li] = pfn
+        tail[li] = pfn
+    else:
+        h = head[li]
+        nxt[pfn] = h
+        prv[pfn] = -1
+        if h >= 0:
+            prv[h] = pfn
+        else:
+            tail[li] = pfn
+        head[li] = pfn
+
+
+@_inline
+def _dl_del(head, tail, nxt, prv, li, pfn):
+    """Unlink ``pfn`` from intrusive doubly-linked list ``li``."""
+    p = prv[pfn]
+    q = nxt[pfn]
+    if p >= 0:
+        nxt[p] = q
+    else:
+        head[li] = q
+    if q >= 0:
+        prv[q] = p
+    else:
+        tail[li] = p
+
+
+@_inline
 def _list_add(st, pfn, order, mt, to_tail):
     nt = st.params[_P_NTYPES]
     li = order * nt + mt
-    if to_tail:
-        t = st.tail[li]
-        st.prv[pfn] = t
-        st.nxt[pfn] = -1
-        if t >= 0:
-            st.nxt[t] = pfn
-        else:
-            st.head[li] = pfn
-        st.tail[li] = pfn
-    else:
-        h = st.head[li]
-        st.nxt[pfn] = h
-        st.prv[pfn] = -1
-        if h >= 0:
-            st.prv[h] = pfn
-        else:
-            st.tail[li] = pfn
-        st.head[li] = pfn
+    _dl_add(st.head, st.tail, st.nxt, st.prv, li, pfn, to_tail)
     st.nr_free[li] += 1
     st.free_order[pfn] = order
     st.free_mt[pfn] = mt
@@ -291,16 +312,7 @@ def _list_add(st, pfn, order, mt, to_tail):
 def _list_del(st, pfn):
     nt = st.params[_P_NTYPES]
     li = st.free_order[pfn] * nt + st.free_mt[pfn]
-    p = st.prv[pfn]
-    q = st.nxt[pfn]
-    if p >= 0:
-        st.nxt[p] = q
-    else:
-        st.head[li] = q
-    if q >= 0:
-        st.prv[q] = p
-    else:
-        st.tail[li] = p
+    _dl_del(st.head, st.tail, st.nxt, st.prv, li, pfn)
     st.nr_free[li] -= 1
     st.free_order[pfn] = -1
     st.free_mt[pfn] = -1
@@ -712,38 +724,12 @@ def _pindex_order(pst, li):
 
 @_inline
 def _pcp_add(pst, gi, pfn, to_tail):
-    if to_tail:
-        t = pst.tail[gi]
-        pst.prv[pfn] = t
-        pst.nxt[pfn] = -1
-        if t >= 0:
-            pst.nxt[t] = pfn
-        else:
-            pst.head[gi] = pfn
-        pst.tail[gi] = pfn
-    else:
-        h = pst.head[gi]
-        pst.nxt[pfn] = h
-        pst.prv[pfn] = -1
-        if h >= 0:
-            pst.prv[h] = pfn
-        else:
-            pst.tail[gi] = pfn
-        pst.head[gi] = pfn
+    _dl_add(pst.head, pst.tail, pst.nxt, pst.prv, gi, pfn, to_tail)
 
 
 @_inline
 def _pcp_del(pst, gi, pfn):
-    p = pst.prv[pfn]
-    q = pst.nxt[pfn]
-    if p >= 0:
-        pst.nxt[p] = q
-    else:
-        pst.head[gi] = q
-    if q >= 0:
-        pst.prv[q] = p
-    else:
-        pst.tail[gi] = p
+    _dl_del(pst.head, pst.tail, pst.nxt, pst.prv, gi, pfn)
 
 
 @_kernel
