@@ -327,8 +327,8 @@ def _burst(ast, t, ns, source, pages):
 
 @_kernel
 def _pt_alloc(ast):
-    ast.counts[8] += 1
-    ast.counts[30] += ast.cost[_C_PT]
+    ast.counts[AsiEvent.PT_ALLOCS] += 1
+    ast.counts[AsiEvent.PT_ALLOC_NS] += ast.cost[_C_PT]
     return ast.cost[_C_PT]
 
 
@@ -361,7 +361,7 @@ def _region_update(ast, r):
         ast.region[r] = _R_NONE
         return 0
     ast.region[r] = _R_TABLE  # mixed: split the block (or an empty block) into a PTE table
-    ast.counts[10] += 1
+    ast.counts[AsiEvent.BLOCK_SPLITS] += 1
     return _pt_alloc(ast)
 
 
@@ -389,16 +389,16 @@ def _map_range(bst, ast, pfn, n, upd):
             continue
         if f & F_DIRTY:
             ns += ast.cost[_C_ZERO]
-            ast.counts[7] += 1
-            ast.counts[26] += ast.cost[_C_ZERO]
+            ast.counts[AsiEvent.PAGES_ZEROED] += 1
+            ast.counts[AsiEvent.ZERO_NS] += ast.cost[_C_ZERO]
             f &= ~F_DIRTY
         if f & F_UNMAPPED_NS:
-            ast.counts[6] += 1
+            ast.counts[AsiEvent.POINTLESS_REMAPS] += 1
             f &= ~F_UNMAPPED_NS
         bst.flags[p] = f | F_MAPPED
         ns += ast.cost[_C_MAP]
-        ast.counts[27] += ast.cost[_C_MAP]
-        ast.counts[4] += 1
+        ast.counts[AsiEvent.MAP_NS] += ast.cost[_C_MAP]
+        ast.counts[AsiEvent.PAGES_MAPPED] += 1
         ast.region_mapped[p >> pb] += 1
     if upd:
         ns += _regions_update(ast, pfn, n)
@@ -424,8 +424,8 @@ def _unmap_range(bst, ast, pfn, n, upd):
         ast.region_mapped[p >> pb] -= 1
     if k:
         ns = k * ast.cost[_C_UNMAP]
-        ast.counts[5] += k
-        ast.counts[28] += ns
+        ast.counts[AsiEvent.PAGES_UNMAPPED] += k
+        ast.counts[AsiEvent.UNMAP_NS] += ns
         if upd:
             ns += _regions_update(ast, pfn, n)
     return ns, k
@@ -436,8 +436,8 @@ def _shootdown(tst, ist, ast, cpu, lo, hi):
     """One kernel-range shootdown of pfns [lo, hi) of the restricted physmap."""
     sh = ast.params[_P_PAGE_SHIFT]
     ns = _inv.flush_range(tst, ist, cpu, lo << sh, hi << sh, sh, -1, 0, 1)
-    ast.counts[11] += 1
-    ast.counts[29] += ns
+    ast.counts[AsiEvent.FLUSHES] += 1
+    ast.counts[AsiEvent.FLUSH_NS] += ns
     return ns
 
 
@@ -448,7 +448,7 @@ def _touch(tst, ast, cpu, pfn):
     r = pfn >> ast.params[_P_PB_ORDER]
     shift = sh + ast.params[_P_PB_ORDER] if ast.region[r] == _R_BLOCK else sh
     _tlb.tlb_translate(tst, cpu, pfn << sh, 4, shift, 0, 0, ast.tcounts)  # 4 = FLAG_GLOBAL
-    ast.counts[23] += 1
+    ast.counts[AsiEvent.TOUCHES] += 1
 
 
 @_kernel
@@ -496,7 +496,7 @@ def _drain_queue(bst, tst, ist, ast, cpu):
     if qn == 0:
         return 0, 0
     ns = ast.cost[_C_WAKE]
-    lo = bst.params[4]
+    lo = bst.params[_buddy._P_NPAGES]
     hi = -1
     pages = 0
     for i in range(qn):
@@ -527,7 +527,7 @@ def _target_worker(bst, tst, ist, ast, cpu):
     pb = ast.params[_P_PB_ORDER]
     npb = bst.pb_mt.shape[0]
     ns = ast.cost[_C_WAKE]
-    lo = bst.params[4]
+    lo = bst.params[_buddy._P_NPAGES]
     hi = -1
     pages = 0
     while ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
@@ -542,7 +542,7 @@ def _target_worker(bst, tst, ist, ast, cpu):
         if best < 0:
             break
         _buddy.convert_pageblock(bst, best, bst.pb_mt[best] - 3)
-        ast.counts[21] += 1
+        ast.counts[AsiEvent.TARGET_CONVERSIONS] += 1
         base = best << pb
         end = base + (np.int64(1) << pb)
         p = base
@@ -575,7 +575,7 @@ def _convert_after_alloc(bst, tst, ist, ast, cpu):
         ast.scratch[i] = bst.ev[i]
     pb = ast.params[_P_PB_ORDER]
     ns = 0
-    lo = bst.params[4]
+    lo = bst.params[_buddy._P_NPAGES]
     hi = -1
     for j in range(nconv):
         b = ast.scratch[1 + 2 * j]
@@ -595,20 +595,20 @@ def _convert_after_alloc(bst, tst, ist, ast, cpu):
                     ast.params[_P_FREE_MAPPED] -= k
                     ns += u
                 else:
-                    z0 = ast.counts[7]
+                    z0 = ast.counts[AsiEvent.PAGES_ZEROED]
                     m, was = _map_range(bst, ast, p, n, False)
-                    ast.counts[31] += ast.counts[7] - z0
+                    ast.counts[AsiEvent.ZEROED_ON_CONVERSION] += ast.counts[AsiEvent.PAGES_ZEROED] - z0
                     ast.params[_P_FREE_MAPPED] += n - was
                     ns += m
                 p += np.int64(1) << o
             else:
                 p += 1
         if new < 3:
-            ast.counts[19] += 1
+            ast.counts[AsiEvent.TO_SENSITIVE] += 1
             lo = min(lo, base)
             hi = max(hi, end)
         else:
-            ast.counts[20] += 1
+            ast.counts[AsiEvent.TO_NONSENSITIVE] += 1
     if hi > lo:
         ns += _shootdown(tst, ist, ast, cpu, lo, hi)
     return ns
@@ -629,25 +629,25 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     pfn = _buddy.alloc_block(bst, order, mt)
     if pfn < 0 and (policy == 1 or policy == 4) and ast.params[_P_QN] > 0:
         w, pages = _drain_queue(bst, tst, ist, ast, cpu)
-        ast.counts[15] += 1
-        ast.counts[16] += w
+        ast.counts[AsiEvent.RECLAIM_WAITS] += 1
+        ast.counts[AsiEvent.RECLAIM_WAIT_NS] += w
         _burst(ast, t, w, 4, pages)
         lat += w
         pfn = _buddy.alloc_block(bst, order, mt)
     if pfn < 0:
-        ast.counts[1] += 1
+        ast.counts[AsiEvent.ALLOC_FAILURES] += 1
         ast.lat[ident] = -1
         return -1
-    ast.counts[0] += 1
+    ast.counts[AsiEvent.ALLOCS] += 1
     if sens:
-        ast.counts[3] += 1
+        ast.counts[AsiEvent.SENSITIVE_ALLOCS] += 1
     n = np.int64(1) << order
     ast.live[ident, 0] = pfn
     ast.live[ident, 1] = order
     ast.live[ident, 2] = -1
     if policy == 0:
         ast.lat[ident] = lat
-        ast.counts[17] += lat
+        ast.counts[AsiEvent.ALLOC_NS] += lat
         return lat
     nconv = 0
     c = 0
@@ -678,7 +678,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
         _ns_add(ast, ident)
         _touch(tst, ast, cpu, pfn)
     ast.lat[ident] = lat
-    ast.counts[17] += lat
+    ast.counts[AsiEvent.ALLOC_NS] += lat
     return lat
 
 
@@ -694,7 +694,7 @@ def _free(bst, tst, ist, ast, wl, i, t):
     n = np.int64(1) << order
     sens = wl.sens[i] != 0
     cpu = np.int64(wl.cpu[i])
-    ast.counts[2] += 1
+    ast.counts[AsiEvent.FREES] += 1
     lat = ast.cost[_C_FREE]
     if policy == 0:
         _buddy.free_block(bst, pfn, order)
@@ -722,7 +722,7 @@ def _free(bst, tst, ist, ast, wl, i, t):
         else:
             _buddy.free_block(bst, pfn, order)
             ast.params[_P_FREE_MAPPED] += n
-    ast.counts[18] += lat
+    ast.counts[AsiEvent.FREE_NS] += lat
     return lat
 
 
@@ -731,7 +731,7 @@ def check_invariant(bst, tst, ast):
     """Count pages holding sensitive data that are mapped in the restricted physmap or
     covered by any CPU's TLB entry; returns the number of violations found."""
     bad = 0
-    npages = bst.params[4]
+    npages = bst.params[_buddy._P_NPAGES]
     for p in range(npages):
         if (bst.flags[p] & _NOT_CLEAN) and (bst.flags[p] & F_MAPPED):
             bad += 1
@@ -805,26 +805,26 @@ def run_stream(bst, tst, ist, ast, wl):
             if policy == 1 and ast.params[_P_QN] > 0 and (
                     due or ast.params[_P_QPAGES] >= ast.params[_P_WORKER_BATCH]):
                 w, pages = _drain_queue(bst, tst, ist, ast, 0)
-                ast.counts[12] += 1
-                ast.counts[13] += w
-                ast.counts[14] += pages
+                ast.counts[AsiEvent.WORKER_RUNS] += 1
+                ast.counts[AsiEvent.WORKER_NS] += w
+                ast.counts[AsiEvent.WORKER_PAGES] += pages
                 _burst(ast, t, w, 0, pages)
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
             elif policy == 3 and due:
                 if ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
                     w, pages = _target_worker(bst, tst, ist, ast, 0)
-                    ast.counts[12] += 1
-                    ast.counts[13] += w
-                    ast.counts[14] += pages
+                    ast.counts[AsiEvent.WORKER_RUNS] += 1
+                    ast.counts[AsiEvent.WORKER_NS] += w
+                    ast.counts[AsiEvent.WORKER_PAGES] += pages
                     _burst(ast, t, w, 1, pages)
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
             elif due:
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
         if ast.params[_P_CHECK] != 0:
-            ast.counts[22] += check_invariant(bst, tst, ast)
+            ast.counts[AsiEvent.VIOLATIONS] += check_invariant(bst, tst, ast)
         if i % ast.params[_P_SAMPLE] == 0:
-            ast.counts[24] += _mixed_pageblocks(ast)
-            ast.counts[25] += 1
+            ast.counts[AsiEvent.MIXED_PAGEBLOCK_SUM] += _mixed_pageblocks(ast)
+            ast.counts[AsiEvent.SAMPLES] += 1
 
 
 # ---- workloads ------------------------------------------------------------------------------
