@@ -521,6 +521,35 @@ def _drain_queue(bst, tst, ist, ast, cpu):
 
 
 @_kernel
+def _update_free_blocks(bst, ast, base, end, unmap):
+    """Unmap every free buddy block in pfns ``[base, end)`` from the restricted space, or
+    (``unmap`` false) zero and map them, keeping the free-mapped count; returns (ns, pages
+    unmapped)."""
+    ns = 0
+    pages = 0
+    p = base
+    while p < end:
+        o = bst.free_order[p]
+        if o < 0:
+            p += 1
+            continue
+        n = min(np.int64(1) << o, end - p)
+        if unmap:
+            u, k = _unmap_range(bst, ast, p, n, False)
+            ast.params[_P_FREE_MAPPED] -= k
+            ns += u
+            pages += k
+        else:
+            z0 = ast.counts[AsiEvent.PAGES_ZEROED]
+            m, was = _map_range(bst, ast, p, n, False)
+            ast.counts[AsiEvent.ZEROED_ON_CONVERSION] += ast.counts[AsiEvent.PAGES_ZEROED] - z0
+            ast.params[_P_FREE_MAPPED] += n - was
+            ns += m
+        p += np.int64(1) << o
+    return ns, pages
+
+
+@_kernel
 def _target_worker(bst, tst, ist, ast, cpu):
     """Convert nonsensitive pageblocks with the most free mapped pages to sensitive until at
     most the target stays mapped; one shootdown. Returns (ns, pages unmapped)."""
@@ -545,18 +574,9 @@ def _target_worker(bst, tst, ist, ast, cpu):
         ast.counts[AsiEvent.TARGET_CONVERSIONS] += 1
         base = best << pb
         end = base + (np.int64(1) << pb)
-        p = base
-        while p < end:
-            o = bst.free_order[p]
-            if o >= 0:
-                n = min(np.int64(1) << o, end - p)
-                u, k = _unmap_range(bst, ast, p, n, False)
-                ns += u
-                pages += k
-                ast.params[_P_FREE_MAPPED] -= k
-                p += np.int64(1) << o
-            else:
-                p += 1
+        u, k = _update_free_blocks(bst, ast, base, end, True)
+        ns += u
+        pages += k
         ns += _region_update(ast, best)
         lo = min(lo, base)
         hi = max(hi, end)
@@ -585,24 +605,7 @@ def _convert_after_alloc(bst, tst, ist, ast, cpu):
             continue
         base = b << pb
         end = base + (np.int64(1) << pb)
-        p = base
-        while p < end:
-            o = bst.free_order[p]
-            if o >= 0:
-                n = min(np.int64(1) << o, end - p)
-                if new < 3:
-                    u, k = _unmap_range(bst, ast, p, n, False)
-                    ast.params[_P_FREE_MAPPED] -= k
-                    ns += u
-                else:
-                    z0 = ast.counts[AsiEvent.PAGES_ZEROED]
-                    m, was = _map_range(bst, ast, p, n, False)
-                    ast.counts[AsiEvent.ZEROED_ON_CONVERSION] += ast.counts[AsiEvent.PAGES_ZEROED] - z0
-                    ast.params[_P_FREE_MAPPED] += n - was
-                    ns += m
-                p += np.int64(1) << o
-            else:
-                p += 1
+        ns += _update_free_blocks(bst, ast, base, end, new < 3)[0]
         if new < 3:
             ast.counts[AsiEvent.TO_SENSITIVE] += 1
             lo = min(lo, base)
