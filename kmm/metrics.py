@@ -26,5 +26,5 @@ def gain(baseline_time: float, new_time: float) -> float:
 
 
 def relative_change(baseline: float, new: float) -> float:
-    """``new / baseline - 1`` (−0.285 = 28.5 % lower)."""
+    """``new / baseline - 1`` (−0.25 = 25 % lower)."""
     return ratio(new, baseline) - 1.0

@@ -38,7 +38,7 @@ def test_metrics():
     assert metrics.mpki(5, 1000) == 5.0
     assert np.isnan(metrics.hit_rate(0, 0))
     assert metrics.gain(110.0, 100.0) == pytest.approx(0.10)
-    assert metrics.relative_change(100.0, 71.5) == pytest.approx(-0.285)
+    assert metrics.relative_change(80.0, 60.0) == pytest.approx(-0.25)
 
 
 def test_checks():
