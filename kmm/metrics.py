@@ -21,7 +21,7 @@ def mpki(misses: float, instructions: float) -> float:
 
 
 def gain(baseline_time: float, new_time: float) -> float:
-    """Throughput gain of ``new`` over ``baseline`` for a fixed amount of work (0.06 = +6 %)."""
+    """Throughput gain of ``new`` over ``baseline`` for a fixed amount of work (0.10 = +10 %)."""
     return ratio(baseline_time, new_time) - 1.0
 
 

@@ -94,7 +94,7 @@ def test_format_value_by_hand():
     from kmm.suite.report import format_value
 
     assert format_value(0.1234, "fraction") == "+12.3 %"
-    assert format_value(504 * 2**20, "bytes") == "504 MiB"
+    assert format_value(300 * 2**20, "bytes") == "300 MiB"
     assert format_value(3, "shootdowns") == "3 shootdowns"
     assert format_value(2.5) == "2.5"
     assert format_value(None) == "-"
