@@ -1,7 +1,7 @@
 """kmm.pagetable against hand-worked cases and the per-page twin in tests/naive/pagetable.py."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from kmm import geometry
@@ -11,6 +11,7 @@ from kmm.pagetable import (EINVAL, ENOMEM, OP_MAP, OP_SET_PERM, OP_SPLIT, Paint,
                            Perm, PermSplit, PtEvent, TablePlacement, bench_random_ops,
                            encode_ops)
 from naive.pagetable import NaivePageTable
+from props import INVARIANT
 
 G4 = geometry.arm64("4K", 48)
 
@@ -509,3 +510,188 @@ def test_replicas_translate_like_the_base_outside_the_range(seed, granule):
     assert sub_tables == rep.table(2).table_pages()
     assert rep.extra_table_bytes() == 2 * rep.table(1).table_bytes()
     assert rep.extra_copy_bytes() == 2 * size
+
+
+# ---- invariants over random operation sequences (README "What kmm guarantees") ----------------
+class _Reference:
+    """What the page table must translate: disjoint intervals ``[va, end) -> pa, perm``."""
+
+    def __init__(self):
+        self.iv: list[list[int]] = []          # [va, end, pa, perm], sorted by va
+
+    def overlaps(self, lo, hi):
+        return any(a < hi and lo < b for a, b, _, _ in self.iv)
+
+    def covered(self, lo, hi):
+        got = sorted((max(a, lo), min(b, hi)) for a, b, _, _ in self.iv if a < hi and lo < b)
+        at = lo
+        for a, b in got:
+            if a > at:
+                return False
+            at = max(at, b)
+        return at >= hi
+
+    def map(self, lo, hi, pa, perm):
+        self.iv = sorted(self.iv + [[lo, hi, pa, perm]])
+
+    def _cut(self, lo, hi):
+        """Split intervals at lo and hi; return those inside [lo, hi)."""
+        out = []
+        for a, b, pa, perm in self.iv:
+            for x, y in ((a, min(b, lo)), (max(a, lo), min(b, hi)), (max(a, hi), b)):
+                if x < y:
+                    out.append([x, y, pa + (x - a), perm])
+        self.iv = sorted(out)
+        return [r for r in self.iv if lo <= r[0] and r[1] <= hi]
+
+    def set_perm(self, lo, hi, perm):
+        for r in self._cut(lo, hi):
+            r[3] = perm
+
+    def unmap(self, lo, hi):
+        self._cut(lo, hi)
+        self.iv = [r for r in self.iv if not (lo <= r[0] and r[1] <= hi)]
+
+    def lookup(self, vas):
+        pa = np.full(vas.size, -1, np.int64)
+        perm = np.full(vas.size, -1, np.int64)
+        for a, b, base, p in self.iv:
+            m = (vas >= a) & (vas < b)
+            pa[m] = base + (vas[m] - a)
+            perm[m] = p
+        return pa, perm
+
+    def union(self):
+        out = []
+        for a, b, _, _ in self.iv:
+            if out and out[-1][1] == a:
+                out[-1][1] = b
+            else:
+                out.append([a, b])
+        return out
+
+
+def _is_leaf_boundary(pt, va):
+    """Whether ``va`` starts a leaf, outside any contiguous range (an extent is a run of
+    equal leaves)."""
+    ex = pt.extents_array()
+    i = int(np.searchsorted(ex[:, 0], va, side="right")) - 1
+    level, cont = int(ex[i, 3] & 7) - 1, (int(ex[i, 3]) >> 3) & 1
+    unit = pt.geometry.cont_bytes(level) if cont else pt.geometry.leaf_bytes(level)
+    return (va - int(ex[i, 0])) % unit == 0
+
+
+@st.composite
+def invariant_ops(draw):
+    name = draw(st.sampled_from(sorted(GEOMS)))
+    g, region = GEOMS[name]
+    P = g.page_bytes
+    blk = g.block_bytes.get(2, 16 * P)
+    npages = region // P
+
+    def addr():
+        unit = draw(st.sampled_from([P, 16 * P, blk]))
+        return draw(st.integers(0, npages * P // unit - 1)) * unit
+
+    def size(va):
+        return max(P, min(region - va, draw(st.sampled_from([P, 3 * P, 17 * P, blk, region]))))
+
+    # one large mapping first, so that most later operations land inside blocks and runs
+    first = draw(st.sampled_from([0, 0, P, 16 * P, blk]))
+    ops = [("map", first, region - first - draw(st.sampled_from([0, P, blk])) or P,
+            first + draw(st.sampled_from([0, P, 16 * P])), draw(st.sampled_from([1, 3])),
+            draw(st.sampled_from([Paint.LARGEST, Paint.LARGEST, Paint.NO_CONT, Paint.PTES])))]
+    for _ in range(draw(st.integers(1, 14))):
+        kind = draw(st.sampled_from(["map", "split", "split", "perm", "perm", "perm",
+                                     "unmap", "fail", "fail"]))
+        va = addr()
+        if kind == "map":
+            ops.append(("map", va, size(va), va + draw(st.sampled_from([0, P, 16 * P, blk])),
+                        draw(st.sampled_from([1, 3, 5])), draw(st.sampled_from(list(Paint)))))
+        elif kind == "split":
+            ops.append(("split", va, draw(st.booleans())))
+        elif kind == "perm":
+            ops.append(("perm", va, size(va), draw(st.sampled_from([0, 1, 3, 5])),
+                        draw(st.sampled_from(list(PermSplit)))))
+        elif kind == "unmap":
+            ops.append(("unmap", va, size(va)))
+        else:
+            ops.append(("fail", draw(st.sampled_from([None, 0, 1, 2]))))
+    return name, ops
+
+
+@INVARIANT
+@given(invariant_ops())
+def test_invariant_translations_survive_every_operation(sc):
+    """Maps, splits (with table allocations failing on demand), permission changes and unmaps:
+    after each, every VA translates to exactly what was mapped there with the permission last
+    set (splits and failed operations change nothing), leaf extents never overlap, and they
+    cover exactly the mapped ranges, each a linear piece of one mapping."""
+    name, ops = sc
+    g, region = GEOMS[name]
+    P = g.page_bytes
+    pt, ref = PageTable(g), _Reference()
+    edges = {0, region - P}
+    for op in ops:
+        if op[0] == "map":
+            _, va, size, pa, perm, paint = op
+            if ref.overlaps(va, va + size):
+                with pytest.raises(ConfigError):
+                    pt.map(va, size, pa, perm, policy=paint)
+            else:
+                pt.map(va, size, pa, perm, policy=paint)
+                ref.map(va, va + size, pa, perm)
+        elif op[0] == "split":
+            r = pt.split(op[1], to_cont=op[2])
+            event(f"split returned {r}")
+            mapped = ref.covered(op[1], op[1] + P)
+            assert r == (0 if mapped else -EINVAL) or (mapped and r == -ENOMEM)
+            if r == 0:
+                assert _is_leaf_boundary(pt, op[1]), "split left no leaf boundary at the VA"
+        elif op[0] == "perm":
+            _, va, size, perm, mode = op
+            r = pt.set_perm(va, size, perm, mode=mode)
+            event(f"set_perm returned {r}")
+            full = ref.covered(va, va + size)
+            assert (r == -EINVAL) == (not full)
+            if r == 0:
+                ref.set_perm(va, va + size, perm)
+            else:
+                assert r in (-EINVAL, -ENOMEM)
+        elif op[0] == "unmap":
+            _, va, size = op
+            r = pt.unmap(va, size)
+            assert (r == -EINVAL) == (not ref.overlaps(va, va + size))
+            if r == 0:
+                ref.unmap(va, va + size)
+            else:
+                assert r in (-EINVAL, -ENOMEM)
+        else:
+            pt.fail_table_alloc_after(op[1])
+        if op[0] != "fail":
+            edges.update({op[1], op[1] + (op[2] if op[0] in ("map", "perm", "unmap") else P)})
+
+        # every VA at an edge of anything done so far, and on either side of it
+        probes = np.array(sorted({min(max(e + d, 0), region - P) for e in edges
+                                  for d in (-P, 0, P)}), dtype=np.int64)
+        pa, level, _cont, perm, _nid = pt.translate_many(probes)
+        want_pa, want_perm = ref.lookup(probes)
+        mapped = want_pa >= 0
+        assert ((level >= -1) == mapped).all(), "a VA's presence changed"
+        assert (pa[mapped] == want_pa[mapped]).all(), "a VA's output address changed"
+        assert (perm[mapped] == want_perm[mapped]).all(), "a permission is not what was set"
+
+        ex = pt.extents_array()
+        va0, end0 = ex[:, 0], ex[:, 0] + ex[:, 1]
+        assert (va0[1:] >= end0[:-1]).all(), "leaf extents overlap"
+        covered = []
+        for a, b in zip(va0.tolist(), end0.tolist()):
+            if covered and covered[-1][1] == a:
+                covered[-1][1] = b
+            else:
+                covered.append([a, b])
+        assert covered == ref.union(), "leaf extents do not cover exactly the mapped ranges"
+        lo_pa, lo_perm = ref.lookup(va0)
+        hi_pa, hi_perm = ref.lookup(end0 - P)
+        assert (lo_pa == ex[:, 2]).all() and (hi_pa - lo_pa == ex[:, 1] - P).all()
+        assert (lo_perm == hi_perm).all()

@@ -1,13 +1,14 @@
 """kmm.tlb against hand-worked cases, pycachesim and the plain-Python twin (tests/naive/tlb.py)."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from kmm import geometry, tlb
 from kmm.errors import ConfigError
 from kmm.tlb import Kind, Outcome, Replacement, Structure, TLBConfig, TLBLevelConfig
 from naive.tlb import NaiveTLB
+from props import INVARIANT
 
 M, H = Outcome.WALK, Outcome.L2  # single-level TLB: the L2 slot is the only level
 
@@ -342,3 +343,75 @@ def test_simulate_trace_from_leaf_levels():
     assert c.misses == 1 + 1      # one 2M entry, one 64K contiguous entry
     with pytest.raises(ConfigError, match="geometry"):
         tlb.simulate_trace(va, cfg, leaf_level=lv)
+
+
+# ---- invariant: no stale hit after an invalidation that covers the address -------------------
+def _copy_state(st):
+    return type(st)(*[a.copy() for a in st])
+
+
+@INVARIANT
+@given(data=st.data())
+def test_invariant_no_stale_hit_after_a_covering_invalidation(data):
+    """A random trace (several CPUs, ASIDs, VMIDs, global kernel entries, three leaf sizes)
+    fills the hierarchy; then each TLBI kind drops what it covers: the next access to any
+    covered address, on a covered CPU, in the invalidated context, walks (it hits no L1 or
+    L2 entry). Each covered address is probed on its own copy of the state, so one probe's
+    fill cannot hide another's stale entry."""
+    cfg = data.draw(hierarchies())
+    tr = data.draw(traces(cfg.cpus))
+    t = tlb.TLB(cfg)
+    cols = dict(kind=tr["kind"], page_shift=tr["shift"], asid=tr["asid"], vmid=tr["vmid"],
+                cpu=tr["cpu"], global_=tr["global_"])
+    t.run(tr["va"], **cols)
+    n = len(tr["va"])
+    va_i = tr["va"].view(np.int64)
+    for _ in range(data.draw(st.integers(1, 3))):
+        cpu = data.draw(st.integers(-1, cfg.cpus - 1))
+        i = k = data.draw(st.integers(0, n - 1))
+        asid, vmid = int(tr["asid"][i]), int(tr["vmid"][i])
+        op = data.draw(st.sampled_from(["va", "vale", "range", "asid", "vmid", "all"]))
+        # covered: (trace index, asid to probe with) pairs
+        if op in ("va", "vale"):
+            tlb.invalidate_va(t.state, cpu, int(va_i[i]), asid, vmid, op == "vale")
+            page = (va_i >> 12) == (va_i[i] >> 12)
+            cover = np.flatnonzero(page & ((tr["vmid"] == vmid)))
+        elif op == "range":
+            start = int(va_i[i]) & ~0xFFF
+            k = data.draw(st.integers(0, n - 1))
+            last = (int(va_i[k]) & ~0xFFF) + 4096      # often ending just past a used page
+            end = last if last > start and data.draw(st.booleans()) else \
+                start + data.draw(st.integers(1, 1 << 22))
+            tlb.invalidate_range(t.state, cpu, start, end, asid, vmid)
+            cover = np.flatnonzero((va_i >= start) & (va_i < end) & (tr["vmid"] == vmid))
+        elif op == "asid":
+            tlb.invalidate_asid(t.state, cpu, asid, vmid)
+            cover = np.flatnonzero(~tr["global_"] & (tr["asid"] == asid) & (tr["vmid"] == vmid))
+        elif op == "vmid":
+            tlb.invalidate_vmid(t.state, cpu, vmid)
+            cover = np.flatnonzero(tr["vmid"] == vmid)
+        else:
+            tlb.invalidate_all(t.state, cpu)
+            cover = np.arange(n)
+        event(f"invalidate {op}")
+        kept = t.state
+        probes = data.draw(st.lists(st.sampled_from(cover.tolist()), max_size=6, unique=True)
+                           if cover.size else st.just([]))
+        # the addresses that define the invalidation are probed whenever it covers them
+        for anchor in (i, k if op == "range" else i):
+            if anchor in cover and anchor not in probes:
+                probes.append(anchor)
+        for j in probes:
+            pcpu = cpu if cpu >= 0 else data.draw(st.integers(0, cfg.cpus - 1))
+            t.state = _copy_state(kept)
+            # range/VA/ASID invalidations match the invalidated ASID or global entries:
+            # probe in that ASID; VMID and all invalidations cover every ASID
+            pasid = asid if op in ("va", "vale", "range", "asid") else int(tr["asid"][j])
+            t.run(tr["va"][j:j + 1], record=True, kind=tr["kind"][j:j + 1],
+                  page_shift=tr["shift"][j:j + 1], asid=pasid, vmid=int(tr["vmid"][j]),
+                  cpu=pcpu, global_=tr["global_"][j:j + 1])
+            assert t.last_outcome[0] == Outcome.WALK, \
+                f"stale hit at {int(va_i[j]):#x} after TLBI {op} on CPU {cpu}"
+        t.state = kept
+        # the hierarchy keeps working after the invalidation
+        t.run(tr["va"], **cols)
