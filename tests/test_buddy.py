@@ -1,8 +1,9 @@
 """Buddy allocator kernels against hand-worked cases, the plain-Python twin and invariants."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import event, given, settings, strategies as st
 from naive.buddy import NaiveBuddy
+from props import INVARIANT
 
 from kmm import buddy, geometry
 from kmm.buddy import Buddy, BuddyConfig, MigrateTable, MigrateType
@@ -148,9 +149,16 @@ def _check_invariants(k: Buddy, live):
         free_heads[pfn] = order
     assert (owner != -1).all(), "pages lost"
     assert k.free_page_count() + sum(1 << o for _, o in live) == cfg.pool_pages
+    pb_types = k.pageblock_types()
     for pfn, order in free_heads.items():
-        if order < cfg.max_order:
-            assert free_heads.get(pfn ^ (1 << order)) != order, "unmerged free buddies"
+        bud = pfn ^ (1 << order)
+        if order < cfg.max_order and free_heads.get(bud) == order:
+            # buddies stay apart only across a pageblock boundary into an unmergeable type
+            # (an isolated pageblock: ``__free_one_page`` stops at ``is_migrate_isolate``)
+            types = {int(pb_types[pfn >> cfg.pageblock_order]),
+                     int(pb_types[bud >> cfg.pageblock_order])}
+            assert order >= cfg.pageblock_order and \
+                not all(cfg.table.mergeable[t] for t in types), "unmerged free buddies"
 
 
 CONFIGS = [
@@ -293,3 +301,103 @@ def test_pcp_random_sequences_match_twin(ci, seed, n):
         tp.drain(c)
     assert k.free_blocks() == tb.free_blocks() and k.counters.as_dict() == tb.c
     _check_invariants(k, tlive)
+
+
+# ---- invariants: pages conserved, never handed out twice (README "What kmm guarantees") -------
+MECH_TABLE = MigrateTable(names=("u", "m", "r", "m_x", "iso"), mobility=(U, M, R, M, U),
+                          fallbacks=((2, 1), (3, 2, 0), (0, 1), (1,), ()),
+                          mergeable=(True, True, True, True, False))
+
+
+def _check_handouts(pool_pages, kind, a, out, owner=None, live=None):
+    """Replay the live set the kernel kept (swap-remove frees) and assert that each allocation
+    returned an aligned block no live block holds; returns the owner map and live list."""
+    owner = np.full(pool_pages, -1, np.int64) if owner is None else owner
+    live = [] if live is None else live
+    for i in range(kind.shape[0]):
+        pfn = int(out[i])
+        if kind[i] == 0:
+            if pfn < 0:
+                continue
+            n = 1 << int(a[i])
+            assert pfn % n == 0 and pfn + n <= pool_pages, f"op {i}: misaligned block {pfn}"
+            assert (owner[pfn:pfn + n] == -1).all(), f"op {i}: pfn {pfn} handed out twice"
+            owner[pfn:pfn + n] = i
+            live.append((pfn, int(a[i])))
+        elif live:
+            j = int(a[i]) % len(live)
+            p, o = live[j]
+            assert pfn == p, f"op {i}: freed {pfn}, expected live block {p}"
+            owner[p:p + (1 << o)] = -1
+            live[j] = live[-1]
+            live.pop()
+        else:
+            assert pfn == -1
+    return owner, live
+
+
+@st.composite
+def buddy_runs(draw):
+    pb = draw(st.integers(1, 4))
+    max_order = draw(st.integers(pb, pb + 3))
+    blocks = draw(st.integers(1, 16))
+    table = draw(st.sampled_from([None, MECH_TABLE]))
+    kw = dict(table=table, initial_type=3) if table else {}
+    cfg = BuddyConfig(pool_pages=blocks << pb, max_order=max_order, pageblock_order=pb,
+                      nofragment=draw(st.booleans()), **kw)
+    n = draw(st.integers(1, 400))
+    weights = [draw(st.floats(0.0, 1.0)) for _ in range(max_order + 1)]
+    weights[0] += 0.01
+    kind, a, b = _ops(draw(st.integers(0, 2**32 - 1)), n, max_order, cfg.table.n_types,
+                      free_share=draw(st.floats(0.1, 0.7)), order_weights=weights)
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=3)))
+    converts = [(draw(st.integers(0, cfg.pageblocks - 1)),
+                 draw(st.integers(0, cfg.table.n_types - 1))) for _ in cuts]
+    pcp = draw(st.sampled_from([None, (1, 1, 0), (2, 3, 9), (3, 7, 40)]))
+    return cfg, kind, a, b, cuts, converts, pcp
+
+
+@INVARIANT
+@given(buddy_runs())
+def test_invariant_pages_conserved_and_never_handed_out_twice(run):
+    """Random allocation/free streams over random pools (orders, pageblock sizes, kernel or
+    mechanism-defined migratetypes with an unmergeable one, with and without per-CPU lists),
+    with pageblock conversions between chunks: no allocation returns a page that is live, and
+    at every checkpoint free blocks plus live blocks (plus pages on per-CPU lists) account for
+    every page exactly once, with no unmerged free buddies."""
+    from kmm.buddy import PcpConfig, pcp_drain, pcp_replay
+    cfg, kind, a, b, cuts, converts, pcp = run
+    k = Buddy(cfg)
+    n = kind.shape[0]
+    event(f"pcp {pcp is not None}, {len(cuts)} conversions")
+    if pcp is None:
+        live_pfn, live_order = np.empty(n, np.int64), np.empty(n, np.int64)
+        out = np.empty(n, np.int64)
+        nlive, start, owner, live = 0, 0, None, None
+        for cut, (pb, mt) in [*zip(cuts, converts), (n, (0, None))]:
+            nlive = buddy._replay_from(k.state, kind[start:cut], a[start:cut], b[start:cut],
+                                       live_pfn, live_order, out[start:cut], nlive)
+            owner, live = _check_handouts(cfg.pool_pages, kind[start:cut], a[start:cut],
+                                          out[start:cut], owner, live)
+            assert sorted(live) == sorted(zip(live_pfn[:nlive].tolist(),
+                                              live_order[:nlive].tolist()))
+            _check_invariants(k, live)
+            if mt is not None:
+                buddy.convert_pageblock(k.state, pb, mt)
+                _check_invariants(k, live)
+            start = cut
+    else:
+        cpus, batch, high = pcp
+        pst = PcpConfig(cpus=cpus, batch=batch, high=high).build(cfg)
+        cpu = np.random.default_rng(int(a[0])).integers(0, cpus, n)
+        ops = np.stack([kind.astype(np.int64), a, b, cpu], axis=1)
+        live_arr, out = np.zeros((n, 2), np.int64), np.zeros(n, np.int64)
+        nlive = pcp_replay(k.state, pst, ops, live_arr, out)
+        _owner, live = _check_handouts(cfg.pool_pages, kind, a, out)
+        assert sorted(live) == sorted(map(tuple, live_arr[:nlive].tolist()))
+        # pages held on the lists are neither free in the buddy nor live
+        assert k.free_page_count() + sum(1 << o for _, o in live) + int(pst.count.sum()) \
+            == cfg.pool_pages
+        for c in range(cpus):
+            pcp_drain(k.state, pst, c)
+        _check_invariants(k, live)
