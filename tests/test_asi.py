@@ -5,33 +5,36 @@ import pytest
 from kmm import buddy
 from kmm.errors import ConfigError
 from kmm.mech import asi
-from kmm.mech.asi import AsiConfig, Physmap, Policy
+from kmm.mech.asi import AsiConfig, FlushRank, Physmap, Policy, Zeroing
+from naive.asi import NaiveAsi
 
 U, M = 0, 1
 
 
 def _wl(ops, cpus=1):
-    """ops: ("a", id, order, sens, mob) or ("f", id)."""
+    """ops: ("a", id, order, sens, mob[, reclaimable]) or ("f", id)."""
     meta = {}
-    kind, ref, order, sens, mob = [], [], [], [], []
+    kind, ref, order, sens, mob, rec = [], [], [], [], [], []
     for op in ops:
         if op[0] == "a":
-            _, i, o, s, m = op
-            meta[i] = (o, s, m)
+            i, o, s, m = op[1:5]
+            meta[i] = (o, s, m, op[5] if len(op) > 5 else 0)
             kind.append(0)
         else:
-            _, i = op
-            o, s, m = meta[i]
+            i = op[1]
             kind.append(1)
+        o, s, m, r = meta[i]
         ref.append(i)
         order.append(o)
         sens.append(s)
         mob.append(m)
+        rec.append(r)
     n = len(kind)
     return asi.Workload(kind=np.array(kind, np.int8), ref=np.array(ref, np.int64),
                         order=np.array(order, np.int8), sens=np.array(sens, np.int8),
                         mob=np.array(mob, np.int8), cpu=np.zeros(n, np.int32),
-                        rnd=np.arange(1, n + 1, dtype=np.int64))
+                        rnd=np.arange(1, n + 1, dtype=np.int64),
+                        reclaim=np.array(rec, np.int8))
 
 
 def _small(policy, physmap=Physmap.ON_DEMAND, **kw):
@@ -41,6 +44,47 @@ def _small(policy, physmap=Physmap.ON_DEMAND, **kw):
                 op_interval_ns=1000, check_invariant=True, sample_every=1)
     base.update(kw)
     return AsiConfig(**base)
+
+
+def _phased_stream(seed, nops, phase=200, p_free=0.45, max_order=3, cpus=3):
+    """A random stream whose allocations are mostly sensitive and mostly nonsensitive in
+    alternating phases of ``phase`` operations (what makes pageblocks change sensitivity
+    back and forth); a third of allocations above order 0, sensitive movable ones half
+    reclaimable. Frees pick a random live allocation."""
+    rng = np.random.default_rng(seed)
+    u = rng.random((nops, 6))
+    pick = rng.integers(0, 1 << 30, nops)
+    ords = rng.integers(0, max_order + 1, nops)
+    mobs = rng.integers(0, 3, nops)
+    cpu = rng.integers(0, cpus, nops).astype(np.int32)
+    kind, ref, order, sens, mob, rec = [], [], [], [], [], []
+    live, meta = [], []
+    for i in range(nops):
+        if live and u[i, 0] < p_free:
+            j = int(pick[i]) % len(live)
+            ident = live[j]
+            live[j] = live[-1]
+            live.pop()
+            kind.append(1)
+        else:
+            ident = len(meta)
+            sn = int(u[i, 1] < (0.85 if (i // phase) % 2 == 0 else 0.15))
+            m = int(mobs[i]) if not sn or u[i, 3] < 0.2 else M
+            meta.append((int(ords[i]) if u[i, 2] < 0.3 else 0, sn, m,
+                         int(sn and m == M and u[i, 4] < 0.5)))
+            live.append(ident)
+            kind.append(0)
+        o, sn, m, r = meta[ident]
+        ref.append(ident)
+        order.append(o)
+        sens.append(sn)
+        mob.append(m)
+        rec.append(r)
+    return asi.Workload(kind=np.array(kind, np.int8), ref=np.array(ref, np.int64),
+                        order=np.array(order, np.int8), sens=np.array(sens, np.int8),
+                        mob=np.array(mob, np.int8), cpu=cpu,
+                        rnd=rng.integers(1, 1 << 62, nops, dtype=np.int64),
+                        reclaim=np.array(rec, np.int8))
 
 
 REUSE = [("a", 0, 0, 0, U), ("f", 0), ("a", 1, 0, 0, U)]
@@ -149,17 +193,28 @@ def _conserved(cfg, wl):
     return free + used, bst.params[4], int(ast.counts[asi.AsiEvent.VIOLATIONS])
 
 
-@pytest.mark.parametrize("policy", list(Policy))
+#: every policy with the default options, and every option of the tracked policies
+_OPTION_CASES = [(pol, rank, z) for pol in (Policy.TRACKED, Policy.TRACKED_TARGET)
+                 for rank in FlushRank for z in Zeroing
+                 if (rank, z) != (FlushRank.FAST_PATH, Zeroing.EAGER)]
+_ALL_CASES = [(pol, FlushRank.FAST_PATH, Zeroing.EAGER) for pol in Policy] + _OPTION_CASES
+
+
+@pytest.mark.parametrize("policy,rank,zeroing", _ALL_CASES)
 @pytest.mark.parametrize("physmap", [Physmap.ON_DEMAND, Physmap.SYNCED_BLOCKS])
-def test_invariant_holds_over_a_long_random_workload(policy, physmap):
+def test_invariant_holds_over_a_long_random_workload(policy, rank, zeroing, physmap):
     # a 2 MiB pool of 512 pages in 32 pageblocks, 4 CPUs touching nonsensitive blocks,
-    # a memory-pressure phase, the invariant checked after every operation
+    # a memory-pressure phase (and a phased stream), the invariant checked after every
+    # operation
     cfg = AsiConfig(policy=policy, physmap=physmap, pool_bytes=2 << 20, max_order=6,
                     pageblock_order=4, cpus=4, touches_per_op=2, worker_interval_ns=20_000,
                     worker_batch_pages=16, op_interval_ns=1000, check_invariant=True,
-                    target_free_mapped_pages=32, tlb_entries=32, tlb_ways=4)
-    for mix in ("mixed", "pathological"):
-        wl = asi.make_workload(mix, 3000, 11, 512, occupancy=0.5, pressure=0.3, cpus=4)
+                    target_free_mapped_pages=32, tlb_entries=32, tlb_ways=4,
+                    flush_rank=rank, zeroing=zeroing, reclaim_batch_pages=8)
+    streams = [asi.make_workload(mix, 3000, 11, 512, occupancy=0.5, pressure=0.3, cpus=4)
+               for mix in ("mixed", "pathological")]
+    streams.append(_phased_stream(11, 6000, phase=500, max_order=4, cpus=4))
+    for wl in streams:
         wl = wl._replace(order=np.minimum(wl.order, 6).astype(np.int8))
         total, npages, violations = _conserved(cfg, wl)
         assert violations == 0
@@ -189,7 +244,10 @@ def test_workload_stream_is_well_formed_and_seeded():
 def test_tracked_table_and_config_validation():
     t = asi.tracked_migrate_table()
     assert t.names == ("s_unmovable", "s_movable", "s_reclaimable", "n_unmovable",
-                       "n_movable", "n_reclaimable")
+                       "n_movable", "n_reclaimable", "isolate")
+    # nothing falls back to the isolated type, and it never merges above the pageblock
+    assert t.fallbacks[asi.MT_ISOLATE] == () and not t.mergeable[asi.MT_ISOLATE]
+    assert all(asi.MT_ISOLATE not in fb for fb in t.fallbacks)
     # n_movable: kernel order within nonsensitive (reclaimable, unmovable), then movable
     # sensitive, then the sensitive fallbacks
     assert t.fallbacks[4] == (5, 3, 1, 2, 0)
@@ -215,330 +273,6 @@ def test_evaluate_gives_evidence_for_every_claim():
     assert all(text[c].strip() for c in ev["evidence"])
     with pytest.raises(ConfigError, match="unknown parameter"):
         asi.check_params({"bogus": 1})
-
-
-# ---- plain-Python twin of run_stream ----------------------------------------------------
-# (kept here: the twin reuses the buddy and invalidation twins of tests/naive)
-
-class NaiveAsi:
-    def __init__(self, cfg, wl):
-        from naive.buddy import NaiveBuddy
-        from naive.invalidate import NaiveInvalidator
-        from kmm.invalidate import InvalidationConfig
-        g = cfg.geometry
-        bc = cfg.buddy_config()
-        self.cfg, self.wl = cfg, wl
-        self.b = NaiveBuddy(bc)
-        self.n = bc.pool_pages
-        self.pb = bc.pageblock_order
-        self.sh = g.page_shift
-        self.bpl = g.bits_per_level
-        self.flags = [0] * self.n
-        self.inv = NaiveInvalidator(InvalidationConfig(method=cfg.method, cpus=cfg.cpus,
-                                                       page_shift=g.page_shift,
-                                                       costs=cfg.inval_costs))
-        self.inv.mm = set(range(cfg.cpus))
-        npb = bc.pageblocks
-        self.region = [1 if cfg.physmap == Physmap.SYNCED else 0] * npb
-        self.rmapped = [0] * npb
-        self.upper = [0] * ((npb >> self.bpl) + 1)
-        k = cfg.costs
-        scale = 1 << (g.page_shift - 12)
-        self.k = {"alloc": round(k.alloc_base_ns), "free": round(k.free_base_ns),
-                  "map": round(k.map_page_ns), "unmap": round(k.unmap_page_ns),
-                  "zero": round(k.zero_page_ns * scale), "pt": round(k.pt_alloc_ns),
-                  "enq": round(k.enqueue_ns), "wake": round(k.worker_wake_ns)}
-        self.c = {e.name.lower(): 0 for e in asi.AsiEvent}
-        nup = len(self.upper)
-        self.c["pt_pages_boot"] = {Physmap.SYNCED: npb + nup, Physmap.SYNCED_BLOCKS: nup}.get(
-            cfg.physmap, 0) if cfg.policy != Policy.NONE else 0
-        self.tracked = cfg.policy in (Policy.TRACKED, Policy.TRACKED_TARGET)
-        self.queue, self.live, self.lat, self.bursts = [], {}, {}, []
-        self.ns_live = set()
-        self.free_mapped = 0
-        self.next_worker = cfg.worker_interval_ns
-
-    def _pt(self):
-        self.c["pt_allocs"] += 1
-        self.c["pt_alloc_ns"] += self.k["pt"]
-        return self.k["pt"]
-
-    def _region(self, r):
-        d, m, full = self.cfg.physmap, self.rmapped[r], 1 << self.pb
-        if d == Physmap.ON_DEMAND:
-            ns = 0
-            if m > 0 and self.region[r] == 0:
-                self.region[r] = 1
-                ns += self._pt()
-                if not self.upper[r >> self.bpl]:
-                    self.upper[r >> self.bpl] = 1
-                    ns += self._pt()
-            return ns
-        if d == Physmap.SYNCED or self.region[r] == 1:
-            return 0
-        if m == full:
-            self.region[r] = 2
-            return 0
-        if m == 0:
-            self.region[r] = 0
-            return 0
-        self.region[r] = 1
-        self.c["block_splits"] += 1
-        return self._pt()
-
-    def _regions(self, pfn, n):
-        return sum(self._region(r) for r in range(pfn >> self.pb, ((pfn + n - 1) >> self.pb) + 1))
-
-    def _map(self, pfn, n, upd):
-        ns = was = 0
-        for p in range(pfn, pfn + n):
-            f = self.flags[p]
-            if f & asi.F_MAPPED:
-                was += 1
-                continue
-            if f & asi.F_DIRTY:
-                ns += self.k["zero"]
-                self.c["pages_zeroed"] += 1
-                self.c["zero_ns"] += self.k["zero"]
-                f &= ~asi.F_DIRTY
-            if f & asi.F_UNMAPPED_NS:
-                self.c["pointless_remaps"] += 1
-                f &= ~asi.F_UNMAPPED_NS
-            self.flags[p] = f | asi.F_MAPPED
-            ns += self.k["map"]
-            self.c["map_ns"] += self.k["map"]
-            self.c["pages_mapped"] += 1
-            self.rmapped[p >> self.pb] += 1
-        if upd:
-            ns += self._regions(pfn, n)
-        return ns, was
-
-    def _unmap(self, pfn, n, upd):
-        k = 0
-        for p in range(pfn, pfn + n):
-            f = self.flags[p]
-            if not f & asi.F_MAPPED:
-                continue
-            f &= ~asi.F_MAPPED
-            if not f & (asi.F_DIRTY | asi.F_SENS):
-                f |= asi.F_UNMAPPED_NS
-            self.flags[p] = f
-            k += 1
-            self.rmapped[p >> self.pb] -= 1
-        ns = 0
-        if k:
-            ns = k * self.k["unmap"]
-            self.c["pages_unmapped"] += k
-            self.c["unmap_ns"] += ns
-            if upd:
-                ns += self._regions(pfn, n)
-        return ns, k
-
-    def _shootdown(self, cpu, lo, hi):
-        ns = self.inv.flush(cpu, lo << self.sh, hi << self.sh, self.sh, -1, 0, kernel=True)
-        self.c["flushes"] += 1
-        self.c["flush_ns"] += ns
-        return ns
-
-    def _heads(self, base, end):
-        p = base
-        while p < end:
-            if p in self.b.free:
-                o = self.b.free[p][0]
-                yield p, min(1 << o, end - p)
-                p += 1 << o
-            else:
-                p += 1
-
-    def _drain(self, cpu):
-        if not self.queue:
-            return 0, 0
-        ns, lo, hi, pages = self.k["wake"], self.n, -1, 0
-        for pfn, o in self.queue:
-            u, _ = self._unmap(pfn, 1 << o, True)
-            ns += u
-            pages += 1 << o
-            lo, hi = min(lo, pfn), max(hi, pfn + (1 << o))
-        ns += self._shootdown(cpu, lo, hi)
-        for pfn, o in self.queue:
-            for p in range(pfn, pfn + (1 << o)):
-                self.flags[p] &= ~asi.F_QUEUED
-            self.b.free_pages(pfn, o)
-            ns += self.k["free"]
-        self.queue = []
-        return ns, pages
-
-    def _target(self, cpu):
-        ns, lo, hi, pages = self.k["wake"], self.n, -1, 0
-        while self.free_mapped > self.cfg.target_free_mapped_pages:
-            best, best_k = -1, 0
-            for b in range(len(self.b.pb)):
-                if self.b.pb[b] >= 3:
-                    k = sum(1 for p, n in self._heads(b << self.pb, (b + 1) << self.pb)
-                            for q in range(p, p + n) if self.flags[q] & asi.F_MAPPED)
-                    if k > best_k:
-                        best, best_k = b, k
-            if best < 0:
-                break
-            self.b.convert_pageblock(best, self.b.pb[best] - 3)
-            self.c["target_conversions"] += 1
-            base, end = best << self.pb, (best + 1) << self.pb
-            for p, n in list(self._heads(base, end)):
-                u, k = self._unmap(p, n, False)
-                ns += u
-                pages += k
-                self.free_mapped -= k
-            ns += self._region(best)
-            lo, hi = min(lo, base), max(hi, end)
-        if hi > lo:
-            ns += self._shootdown(cpu, lo, hi)
-        return ns, pages
-
-    def _convert(self, conv, cpu):
-        ns, lo, hi = 0, self.n, -1
-        for b, old in conv:
-            new = self.b.pb[b]
-            if (old >= 3) == (new >= 3):
-                continue
-            base, end = b << self.pb, (b + 1) << self.pb
-            for p, n in list(self._heads(base, end)):
-                if new < 3:
-                    u, k = self._unmap(p, n, False)
-                    self.free_mapped -= k
-                    ns += u
-                else:
-                    z0 = self.c["pages_zeroed"]
-                    m, was = self._map(p, n, False)
-                    self.c["zeroed_on_conversion"] += self.c["pages_zeroed"] - z0
-                    self.free_mapped += n - was
-                    ns += m
-            if new < 3:
-                self.c["to_sensitive"] += 1
-                lo, hi = min(lo, base), max(hi, end)
-            else:
-                self.c["to_nonsensitive"] += 1
-        if hi > lo:
-            ns += self._shootdown(cpu, lo, hi)
-        return ns
-
-    def _alloc(self, i, t):
-        wl, pol = self.wl, self.cfg.policy
-        ident, order, sens = int(wl.ref[i]), int(wl.order[i]), bool(wl.sens[i])
-        cpu, mt = int(wl.cpu[i]), int(wl.mob[i]) + (3 if self.tracked and not sens else 0)
-        lat = self.k["alloc"]
-        pfn = self.b.alloc_pages(order, mt)
-        if pfn < 0 and pol in (Policy.RFC, Policy.SYNC_FLUSH) and self.queue:
-            w, pages = self._drain(cpu)
-            self.c["reclaim_waits"] += 1
-            self.c["reclaim_wait_ns"] += w
-            self.bursts.append((t, w, 4, pages))
-            lat += w
-            pfn = self.b.alloc_pages(order, mt)
-        if pfn < 0:
-            self.c["alloc_failures"] += 1
-            self.lat[ident] = -1
-            return
-        self.c["allocs"] += 1
-        self.c["sensitive_allocs"] += sens
-        n = 1 << order
-        self.live[ident] = (pfn, order)
-        if pol == Policy.NONE:
-            self.lat[ident] = lat
-            self.c["alloc_ns"] += lat
-            return
-        conv = list(self.b.conversions) if self.tracked else []
-        c = self._convert(conv, cpu) if conv else 0
-        k = 0
-        if sens:
-            u, k = self._unmap(pfn, n, False)
-            self.free_mapped -= k
-            lat += u
-            for p in range(pfn, pfn + n):
-                self.flags[p] = (self.flags[p] & ~(asi.F_DIRTY | asi.F_UNMAPPED_NS)) | asi.F_SENS
-        else:
-            m, was = self._map(pfn, n, False)
-            self.free_mapped -= was
-            lat += m
-        for b, _old in conv:
-            c += self._region(b)
-        lat += self._regions(pfn, n)
-        if sens and k > 0:
-            lat += self._shootdown(cpu, pfn, pfn + n)
-        if c > 0:
-            self.bursts.append((t, c, 2, 0))
-        lat += c
-        if not sens:
-            self.ns_live.add(ident)
-            self.c["touches"] += 1
-        self.lat[ident] = lat
-        self.c["alloc_ns"] += lat
-
-    def _free(self, i, t):
-        wl, pol = self.wl, self.cfg.policy
-        ident = int(wl.ref[i])
-        if self.lat[ident] < 0:
-            return
-        pfn, order = self.live[ident]
-        n, sens, cpu = 1 << order, bool(wl.sens[i]), int(wl.cpu[i])
-        self.c["frees"] += 1
-        lat = self.k["free"]
-        if pol == Policy.NONE:
-            self.b.free_pages(pfn, order)
-        elif sens:
-            for p in range(pfn, pfn + n):
-                self.flags[p] = (self.flags[p] & ~asi.F_SENS) | asi.F_DIRTY
-            self.b.free_pages(pfn, order)
-        else:
-            self.ns_live.discard(ident)
-            if pol == Policy.RFC:
-                self.queue.append((pfn, order))
-                for p in range(pfn, pfn + n):
-                    self.flags[p] |= asi.F_QUEUED
-                lat = self.k["enq"]
-            elif pol == Policy.SYNC_FLUSH:
-                u, k = self._unmap(pfn, n, True)
-                s = self._shootdown(cpu, pfn, pfn + n)
-                self.bursts.append((t, u + s, 3, k))
-                lat += u + s
-                self.b.free_pages(pfn, order)
-            else:
-                self.b.free_pages(pfn, order)
-                self.free_mapped += n
-        self.c["free_ns"] += lat
-
-    def run(self):
-        cfg = self.cfg
-        for i in range(self.wl.kind.shape[0]):
-            t = i * cfg.op_interval_ns
-            (self._alloc if self.wl.kind[i] == 0 else self._free)(i, t)
-            if cfg.policy != Policy.NONE:
-                if self.ns_live:
-                    self.c["touches"] += cfg.touches_per_op
-                due = t >= self.next_worker
-                qpages = sum(1 << o for _, o in self.queue)
-                if cfg.policy == Policy.RFC and self.queue and (
-                        due or qpages >= cfg.worker_batch_pages):
-                    w, pages = self._drain(0)
-                    self.c["worker_runs"] += 1
-                    self.c["worker_ns"] += w
-                    self.c["worker_pages"] += pages
-                    self.bursts.append((t, w, 0, pages))
-                    self.next_worker = t + cfg.worker_interval_ns
-                elif cfg.policy == Policy.TRACKED_TARGET and due:
-                    if self.free_mapped > cfg.target_free_mapped_pages:
-                        w, pages = self._target(0)
-                        self.c["worker_runs"] += 1
-                        self.c["worker_ns"] += w
-                        self.c["worker_pages"] += pages
-                        self.bursts.append((t, w, 1, pages))
-                    self.next_worker = t + cfg.worker_interval_ns
-                elif due:
-                    self.next_worker = t + cfg.worker_interval_ns
-            if i % cfg.sample_every == 0:
-                full = 1 << self.pb
-                self.c["mixed_pageblock_sum"] += sum(1 for m in self.rmapped if 0 < m < full)
-                self.c["samples"] += 1
-        return self
 
 
 @pytest.mark.parametrize("policy", list(Policy))
@@ -581,4 +315,197 @@ def test_kernel_matches_twin_on_random_streams(policy):
             Policy.TRACKED_TARGET: ("target_conversions", "worker_runs", "to_nonsensitive"),
             Policy.SYNC_FLUSH: ("flushes", "pointless_remaps"),
             Policy.NONE: ("allocs",)}[policy]
+    assert all(total[k] > 0 for k in need), {k: total[k] for k in need}
+
+
+# ---- slow-path flush rank and lazy zeroing ------------------------------------------------
+
+# one nonsensitive page converts pageblocks 0-1 (pages 0-7) to nonsensitive; sensitive order-0
+# allocations 1-8 fill pageblocks 2-3 (pages 8-15, in id order)
+FILL = [("a", 0, 0, 0, U)] + [("a", i, 0, 1, M) for i in range(1, 9)]
+
+
+def _counts(r, *names):
+    return tuple(getattr(r.counts, n) for n in names)
+
+
+@pytest.mark.parametrize("rank", list(FlushRank))
+def test_flush_rank_order1_compaction_avoids_the_flush(rank):
+    # pages 9 and 13 freed: two free sensitive pages, no free order-1 sensitive block; the
+    # range [8, 9] needs one page migrated (8 -> 13), while nonsensitive pageblock 1 is free
+    ops = FILL + [("f", 2), ("f", 6), ("a", 9, 1, 1, M), ("f", 1), ("f", 9)]
+    r = asi.simulate(_small(Policy.TRACKED, flush_rank=rank), _wl(ops))
+    names = ("slowpath_entries", "slow_flush_allocs", "compactions", "compact_allocs",
+             "pages_migrated", "to_sensitive", "flushes", "pages_reclaimed", "violations")
+    want = {
+        # the fallback takes pageblock 1: its 4 mapped pages are unmapped, one shootdown
+        FlushRank.FAST_PATH: (0, 0, 0, 0, 0, 1, 1, 0, 0),
+        FlushRank.FIRST: (1, 1, 0, 0, 0, 1, 1, 0, 0),
+        # compaction moves page 8 to 13 and the allocation takes [8, 9]: no shootdown
+        FlushRank.AFTER_COMPACTION: (1, 0, 1, 1, 1, 0, 0, 0, 0),
+        FlushRank.AFTER_RECLAIM: (1, 0, 1, 1, 1, 0, 0, 0, 0),
+    }[rank]
+    assert _counts(r, *names) == want
+    if rank >= FlushRank.AFTER_COMPACTION:
+        assert r.lat_ns.tolist()[9] == 150 + 2000  # base + one page migrated
+        # allocation 0's conversion (mapping pageblocks 0-1), then the compaction
+        assert r.bursts[:, 2].tolist() == [int(asi.BurstSource.CONVERSION),
+                                           int(asi.BurstSource.COMPACTION)]
+        assert r.counts.frees == 4 and r.buddy.frees == 5  # the migration freed page 8
+    # allocations 0, 3, 4, 5, 7 and 8 stay (6 pages; allocation 1 freed where it moved to)
+    bst, _, _, ast = _state_after(_small(Policy.TRACKED, flush_rank=rank), _wl(ops))
+    nt = asi.tracked_migrate_table().n_types
+    assert int((bst.nr_free << np.repeat(np.arange(4), nt)).sum()) == 10
+    assert sorted(ast.owner[ast.owner >= 0].tolist()) == [0, 3, 4, 5, 7, 8]
+    assert set(bst.pb_mt.tolist()) <= {1, 3}
+
+
+def _state_after(cfg, wl):
+    bst, tst, ist, ast = asi.build(cfg, wl)
+    asi.run_stream(bst, tst, ist, ast, wl)
+    return bst, tst, ist, ast
+
+
+@pytest.mark.parametrize("rank", list(FlushRank))
+def test_flush_rank_failed_compaction_falls_through_to_the_flush(rank):
+    # pages 9 and 11 freed: the best range [8, 9] lies in the only pageblock with free
+    # sensitive pages, which compaction isolates: page 8 has nowhere to go
+    ops = FILL + [("f", 2), ("f", 4), ("a", 9, 1, 1, M)]
+    r = asi.simulate(_small(Policy.TRACKED, flush_rank=rank), _wl(ops))
+    c = _counts(r, "compactions", "pages_migrated", "slow_flush_allocs", "to_sensitive",
+                "flushes", "direct_reclaims", "alloc_failures", "violations")
+    compactions = 1 if rank >= FlushRank.AFTER_COMPACTION else 0
+    reclaims = 1 if rank == FlushRank.AFTER_RECLAIM else 0  # nothing reclaimable: one round
+    slow = 1 if rank != FlushRank.FAST_PATH else 0
+    assert c == (compactions, 0, slow, 1, 1, reclaims, 0, 0)
+    # the isolated pageblock got its type back and its free pages their lists
+    assert r.buddy.pageblock_conversions == 2 + 1 + 2 * compactions
+
+
+@pytest.mark.parametrize("rank", list(FlushRank))
+@pytest.mark.parametrize("batch", [32, 1])
+def test_flush_rank_order0_reclaim_avoids_the_flush(rank, batch):
+    # allocations 3 and 5 (pages 10 and 12) are clean page cache; the pool's sensitive
+    # pageblocks are full when a sensitive order-0 allocation comes (compaction cannot help
+    # order 0); id 3 is freed by the stream afterwards
+    ops = ([("a", 0, 0, 0, U)] + [("a", i, 0, 1, M, int(i in (3, 5))) for i in range(1, 9)]
+           + [("a", 9, 0, 1, M), ("f", 3)])
+    r = asi.simulate(_small(Policy.TRACKED, flush_rank=rank, reclaim_batch_pages=batch),
+                     _wl(ops))
+    c = _counts(r, "compactions", "slow_flush_allocs", "flushes", "direct_reclaims",
+                "pages_reclaimed", "reclaimed_frees", "frees", "violations")
+    if rank == FlushRank.AFTER_RECLAIM:
+        # oldest first: id 3, then (batch 32) id 5; the stream's free of id 3 is skipped
+        assert c == (0, 0, 0, 1, 2 if batch == 32 else 1, 1, 0, 0)
+        assert r.bursts[:, 2].tolist() == [int(asi.BurstSource.CONVERSION),
+                                           int(asi.BurstSource.DIRECT_RECLAIM)]
+        assert r.lat_ns.tolist()[9] == 150 + 1000 * (2 if batch == 32 else 1)
+    else:
+        assert c == (0, int(rank != FlushRank.FAST_PATH), 1, 0, 0, 0, 1, 0)
+
+
+def test_lazy_zeroing_hand_example():
+    ops = [("a", 0, 2, 1, M), ("f", 0),    # pages 0-3 hold sensitive data, free
+           ("a", 1, 0, 0, U),              # takes page 0: pageblocks 0-1 turn nonsensitive
+           ("a", 2, 0, 0, U),              # page 1
+           ("a", 3, 2, 0, U),              # pages 4-7 (clean)
+           ("a", 4, 0, 1, M), ("a", 5, 2, 1, M), ("a", 6, 1, 1, M), ("a", 7, 0, 1, M),
+           ("a", 8, 0, 1, M),              # sensitive lists empty: claims pageblock 0, page 2
+           ("a", 9, 0, 0, U)]              # pageblock 0 back to nonsensitive: page 3
+    names = ("pages_zeroed", "zeroed_on_conversion", "zero_deferred", "zeroed_deferred",
+             "deferred_to_sensitive", "flushes", "pages_unmapped", "pointless_remaps",
+             "to_sensitive", "to_nonsensitive", "violations")
+    eager = asi.simulate(_small(Policy.TRACKED), _wl(ops))
+    lazy = asi.simulate(_small(Policy.TRACKED, zeroing=Zeroing.LAZY), _wl(ops))
+    # eager: pages 1-3 zeroed and mapped at the first conversion, page 0 on allocation;
+    # turning pageblock 0 sensitive unmaps pages 2 and 3 (one shootdown); page 3 is mapped
+    # again, clean, for allocation 9
+    assert _counts(eager, *names) == (4, 3, 0, 0, 0, 1, 2, 1, 1, 3, 0)
+    # lazy: pages 1-3 stay unmapped; page 1 is zeroed when allocation 2 takes it, page 2
+    # goes to a sensitive allocation without zeroing, page 3 (deferred mark dropped when
+    # its pageblock turned sensitive) is zeroed when allocation 9 takes it: exactly the
+    # pages that held sensitive data and were handed to nonsensitive users (0, 1, 3)
+    assert _counts(lazy, *names) == (3, 0, 3, 1, 1, 0, 0, 0, 1, 3, 0)
+    assert eager.buddy.as_dict() == lazy.buddy.as_dict()
+
+
+def test_lazy_zeroing_leaves_deferred_pages_unmapped_and_checked():
+    ops = [("a", 0, 2, 1, M), ("f", 0), ("a", 1, 0, 0, U)]
+    bst, tst, ist, ast = _state_after(_small(Policy.TRACKED, zeroing=Zeroing.LAZY), _wl(ops))
+    flags = bst.flags[:8].tolist()
+    deferred = asi.F_DIRTY | asi.F_ZERO_DEFERRED
+    assert flags[:4] == [asi.F_MAPPED, deferred, deferred, deferred]
+    assert flags[4:] == [asi.F_MAPPED] * 4
+    assert asi.check_invariant(bst, tst, ast) == 0
+    bst.flags[1] |= asi.F_MAPPED           # a deferred page mapped before zeroing
+    assert asi.check_invariant(bst, tst, ast) == 1
+    bst.flags[1] = asi.F_ZERO_DEFERRED     # a deferred mark without the data's dirty bit
+    assert asi.check_invariant(bst, tst, ast) == 1
+
+
+def test_options_apply_to_tracked_policies_only():
+    for pol in (Policy.NONE, Policy.RFC, Policy.SYNC_FLUSH):
+        with pytest.raises(ConfigError, match="tracked policies"):
+            AsiConfig(policy=pol, flush_rank=FlushRank.FIRST)
+        with pytest.raises(ConfigError, match="tracked policies"):
+            AsiConfig(policy=pol, zeroing=Zeroing.LAZY)
+    with pytest.raises(ConfigError):
+        AsiConfig(policy=Policy.TRACKED, reclaim_batch_pages=0)
+    fb = asi.own_sensitivity_fallbacks(AsiConfig(policy=Policy.TRACKED).buddy_config().build()
+                                       .fallbacks)
+    assert fb[1].tolist() == [2, 0, -1, -1, -1]   # s_movable: reclaimable, unmovable
+    assert fb[4].tolist() == [5, 3, 1, 2, 0]      # nonsensitive types keep every fallback
+
+
+def _slow_stream(mix, seed, pages, orders, occupancy=0.7, pressure=0.6, cpus=3):
+    wl = asi.make_workload(mix, 800, seed, pages, occupancy=occupancy, pressure=pressure,
+                           cpus=cpus)
+    return wl._replace(order=np.minimum(wl.order, orders).astype(np.int8))
+
+
+def test_lazy_zeroes_no_more_than_eager_on_the_same_stream():
+    # lazy zeroing changes no allocator decision under policy 2: the same blocks, and a page
+    # is zeroed lazily only where the eager policy zeroed it too, at a conversion or then
+    for rank in FlushRank:
+        for seed in (1, 2, 3):
+            cfg = dict(policy=Policy.TRACKED, pool_bytes=1 << 20, max_order=5, pageblock_order=3,
+                       cpus=3, touches_per_op=1, flush_rank=rank)
+            wl = _phased_stream(seed, 3000)
+            eager = asi.simulate(AsiConfig(**cfg), wl)
+            lazy = asi.simulate(AsiConfig(**cfg, zeroing=Zeroing.LAZY), wl)
+            assert lazy.buddy.as_dict() == eager.buddy.as_dict()
+            assert lazy.counts.pages_zeroed <= eager.counts.pages_zeroed
+            assert eager.counts.zeroed_on_conversion > 0 and lazy.counts.zero_deferred > 0
+
+
+@pytest.mark.parametrize("policy,rank,zeroing", _OPTION_CASES)
+def test_options_match_twin_on_random_streams(policy, rank, zeroing):
+    total = {}
+    for seed, physmap in ((5, Physmap.ON_DEMAND), (6, Physmap.SYNCED_BLOCKS)):
+        cfg = AsiConfig(policy=policy, physmap=physmap, pool_bytes=1 << 20, max_order=5,
+                        pageblock_order=3, cpus=3, touches_per_op=2, worker_interval_ns=7000,
+                        target_free_mapped_pages=12, tlb_entries=16, tlb_ways=4, sample_every=7,
+                        flush_rank=rank, zeroing=zeroing, reclaim_batch_pages=8)
+        for wl in (_slow_stream("mixed", seed, 256, 3), _slow_stream("pathological", seed, 256, 3),
+                   _phased_stream(seed, 2500)):
+            mix = int(wl.kind.shape[0])
+            r = asi.simulate(cfg, wl)
+            tw = NaiveAsi(cfg, wl).run()
+            assert r.counts.as_dict() == tw.c, (mix, physmap)
+            assert r.lat_ns.tolist() == [tw.lat[i] for i in sorted(tw.lat) if tw.lat[i] >= 0]
+            assert [tuple(b) for b in r.bursts.tolist()] == tw.bursts
+            assert r.buddy.as_dict() == tw.b.c
+            inv = r.inval.as_dict()
+            twc = dict(tw.inv.c)
+            inv.pop("entries_dropped")
+            twc.pop("entries_dropped")
+            assert inv == twc
+            for k, v in r.counts.as_dict().items():
+                total[k] = total.get(k, 0) + v
+    # the streams reach the option's own paths
+    need = {FlushRank.FAST_PATH: (), FlushRank.FIRST: ("slow_flush_allocs", "pages_reclaimed"),
+            FlushRank.AFTER_COMPACTION: ("pages_migrated", "compact_allocs", "slow_flush_allocs"),
+            FlushRank.AFTER_RECLAIM: ("pages_migrated", "pages_reclaimed", "reclaimed_frees",
+                                      "slow_flush_allocs")}[rank]
+    need += ("zero_deferred", "zeroed_deferred") if zeroing == Zeroing.LAZY else ()
     assert all(total[k] > 0 for k in need), {k: total[k] for k in need}

@@ -23,11 +23,31 @@ Policies (:class:`Policy`), one code path each:
    sensitivity's free lists (the mobility fallbacks of mm/page_alloc.c within it, then the
    other sensitivity); a pageblock changes sensitivity only on fallback: to sensitive, its
    free pages are unmapped with one shootdown; to nonsensitive, its free pages are zeroed
-   where needed and mapped.
+   where needed and mapped (:class:`Zeroing` ``EAGER``), or (``LAZY``) only its clean free
+   pages are mapped and those holding sensitive data stay unmapped, marked
+   ``F_ZERO_DEFERRED``, until a nonsensitive allocation takes them (zeroed, then mapped) or
+   a sensitive one does (never zeroed).
 3. ``TRACKED_TARGET``: policy 2, plus a worker that, when more than
    ``target_free_mapped_pages`` free pages are mapped, converts the nonsensitive pageblocks
    with the most free mapped pages back to sensitive (one shootdown per run).
 4. ``SYNC_FLUSH``: like ``RFC`` but every nonsensitive free unmaps and shoots down at once.
+
+Where the shootdown that lets a sensitive allocation take nonsensitive memory ranks in the
+allocation path (policies 2 and 3, :class:`FlushRank`; the topic's question "how is that
+prioritised and structured wrt. direct compact/reclaim"): ``FAST_PATH`` (the default) lets
+``__rmqueue``'s fallbacks cross sensitivity like any migratetype fallback; otherwise the
+fast path stays within the allocation's sensitivity and, when it fails, the slow path runs
+direct compaction, direct reclaim and the cross-sensitivity fallback (convert, unmap, shoot
+down) in the order the rank names: ``FIRST`` flush, compact, reclaim;
+``AFTER_COMPACTION`` compact, flush, reclaim; ``AFTER_RECLAIM`` compact, reclaim, flush.
+Compaction (order 1 to pageblock_order only, as ``__alloc_pages_direct_compact`` skips
+order 0) picks the aligned range of a sensitive pageblock that needs the fewest pages
+migrated, holding only free pages and movable sensitive blocks, isolates the pageblock
+(``MIGRATE_ISOLATE``), moves each block to a free block of its own sensitivity elsewhere,
+then restores the pageblock's type. Reclaim frees up to ``reclaim_batch_pages`` pages of
+live reclaimable allocations (clean page cache), oldest first, then retries, at most
+``MAX_RECLAIM_RETRIES`` rounds; an allocation so reclaimed is not freed again by the stream.
+Nonsensitive allocations never need a shootdown to be satisfied and keep the full fallbacks.
 
 Whatever the policy, a page handed to a sensitive allocation is unmapped and shot down
 before it is returned, and a page handed to a nonsensitive one is zeroed (if it held
@@ -44,9 +64,10 @@ The invariant — no page that holds sensitive data (allocated sensitive, or fre
 zeroed) is mapped in the restricted physmap or covered by a TLB entry of any CPU — can be
 checked after every operation (``check_invariant``; :attr:`AsiEvent.VIOLATIONS`).
 
-Not modelled: compaction, reclaim other than waiting on the queue, per-CPU page lists, the
-ranking of a shootdown against compaction/reclaim in the allocation slow path (policy 2 only
-shoots down when a fallback converts a pageblock).
+Not modelled: per-CPU page lists; compaction and reclaim outside the slow path of
+sensitive allocations (kcompactd, kswapd, watermarks), compaction of orders above the
+pageblock, compaction deferral, the refaults that reclaimed page cache costs later; the RFC
+policies' only reclaim is waiting on their queue.
 """
 from __future__ import annotations
 
@@ -72,6 +93,24 @@ class Policy(IntEnum):
     TRACKED = 2
     TRACKED_TARGET = 3
     SYNC_FLUSH = 4
+
+
+class FlushRank(IntEnum):
+    """Where the cross-sensitivity fallback (its unmap and shootdown) ranks, for sensitive
+    allocations under policies 2 and 3 (see the module docstring)."""
+
+    FAST_PATH = 0         # an ordinary __rmqueue fallback (no slow path)
+    FIRST = 1             # slow path: flush, compaction, reclaim
+    AFTER_COMPACTION = 2  # slow path: compaction, flush, reclaim
+    AFTER_RECLAIM = 3     # slow path: compaction, reclaim, flush
+
+
+class Zeroing(IntEnum):
+    """When policies 2 and 3 zero the formerly sensitive free pages of a pageblock turning
+    nonsensitive."""
+
+    EAGER = 0   # at the conversion, with the mapping of every free page
+    LAZY = 1    # when a nonsensitive allocation takes the page; never if a sensitive one does
 
 
 class Physmap(IntEnum):
@@ -115,6 +154,19 @@ class AsiEvent(IntEnum):
     FLUSH_NS = 29            # initiator time of ASI's shootdowns
     PT_ALLOC_NS = 30
     ZEROED_ON_CONVERSION = 31  # pages zeroed when a pageblock turned nonsensitive
+    SLOWPATH_ENTRIES = 32    # sensitive allocations whose own-sensitivity fast path failed
+    SLOW_FLUSH_ALLOCS = 33   # ... satisfied by the cross-sensitivity fallback step
+    COMPACTIONS = 34         # direct compaction attempts
+    COMPACT_ALLOCS = 35      # ... after which the allocation succeeded
+    PAGES_MIGRATED = 36
+    MIGRATE_NS = 37
+    DIRECT_RECLAIMS = 38     # reclaim rounds
+    PAGES_RECLAIMED = 39
+    DIRECT_RECLAIM_NS = 40
+    RECLAIMED_FREES = 41     # frees in the stream of allocations reclaimed before
+    ZERO_DEFERRED = 42       # formerly sensitive free pages a lazy conversion left unmapped
+    ZEROED_DEFERRED = 43     # ... zeroed (and mapped) when allocated nonsensitive
+    DEFERRED_TO_SENSITIVE = 44  # ... handed to a sensitive allocation, never zeroed
 
 
 class BurstSource(IntEnum):
@@ -125,6 +177,8 @@ class BurstSource(IntEnum):
     CONVERSION = 2    # a pageblock conversion inside an allocation
     FREE_FLUSH = 3    # a synchronous unmap + shootdown on free
     RECLAIM = 4       # an allocation draining the queue itself
+    COMPACTION = 5    # direct compaction in a sensitive allocation's slow path
+    DIRECT_RECLAIM = 6  # direct reclaim in a sensitive allocation's slow path
 
 
 # per-page flag bits (kmm.buddy flags)
@@ -133,8 +187,15 @@ F_DIRTY = 2        # free (or queued) and still holds sensitive data
 F_SENS = 4         # allocated to a sensitive user
 F_UNMAPPED_NS = 8  # unmapped while holding no sensitive data (a remap would be pointless)
 F_QUEUED = 16      # on the RFC free queue
+F_ZERO_DEFERRED = 32  # free, holds sensitive data, in a pageblock a lazy conversion made
+                      # nonsensitive: zeroed before it is ever mapped (implies F_DIRTY)
 
-_NOT_CLEAN = F_DIRTY | F_SENS
+_NOT_CLEAN = F_DIRTY | F_SENS | F_ZERO_DEFERRED
+
+#: mm/page_alloc.c: direct reclaim rounds before an allocation gives up
+MAX_RECLAIM_RETRIES = 16
+#: tracked_migrate_table(): codes 0-2 sensitive, 3-5 nonsensitive, 6 isolated (compaction)
+MT_ISOLATE = 6
 
 
 @dataclass(frozen=True)
@@ -149,6 +210,8 @@ class AsiCosts:
     pt_alloc_ns: float = 700.0
     enqueue_ns: float = 30.0
     worker_wake_ns: float = 2000.0
+    migrate_page_ns: float = 2000.0
+    reclaim_page_ns: float = 1000.0
     sources: dict = field(default_factory=lambda: {
         "alloc_base_ns": "assumed (fast-path buddy allocation)",
         "free_base_ns": "assumed",
@@ -159,6 +222,9 @@ class AsiCosts:
         "pt_alloc_ns": "assumed (allocate and zero a table page, install it)",
         "enqueue_ns": "assumed",
         "worker_wake_ns": "assumed (wake-up and context switch of the worker)",
+        "migrate_page_ns": "assumed (migrate one 4 KiB page: unmap its mappings, copy, "
+                           "remap; scaled by page size)",
+        "reclaim_page_ns": "assumed (reclaim one clean page-cache page off the LRU)",
     })
 
     def __post_init__(self):
@@ -185,6 +251,9 @@ class AsiConfig:
     method : :class:`kmm.invalidate.Method` of the shootdowns (the ASI RFCs are x86)
     costs, inval_costs : :class:`AsiCosts`, :class:`kmm.invalidate.InvalidationCosts`
     target_free_mapped_pages : policy 3's target
+    flush_rank : :class:`FlushRank` (policies 2 and 3)
+    zeroing : :class:`Zeroing` (policies 2 and 3)
+    reclaim_batch_pages : pages one direct reclaim round frees (``SWAP_CLUSTER_MAX``)
     worker_interval_ns, worker_batch_pages : RFC worker period and the queue size that
         wakes it early
     op_interval_ns : time between operations of the stream
@@ -204,6 +273,9 @@ class AsiConfig:
     costs: AsiCosts = field(default_factory=AsiCosts)
     inval_costs: _inv.InvalidationCosts = field(default_factory=_inv.InvalidationCosts)
     target_free_mapped_pages: int = 0
+    flush_rank: FlushRank = FlushRank.FAST_PATH
+    zeroing: Zeroing = Zeroing.EAGER
+    reclaim_batch_pages: int = 32
     worker_interval_ns: int = 1_000_000
     worker_batch_pages: int = 512
     op_interval_ns: int = 1000
@@ -219,6 +291,14 @@ class AsiConfig:
         object.__setattr__(self, "policy", Policy(self.policy))
         object.__setattr__(self, "physmap", Physmap(self.physmap))
         object.__setattr__(self, "method", _inv.Method(self.method))
+        object.__setattr__(self, "flush_rank", FlushRank(self.flush_rank))
+        object.__setattr__(self, "zeroing", Zeroing(self.zeroing))
+        if not self.tracked:
+            for name, default in (("flush_rank", FlushRank.FAST_PATH),
+                                  ("zeroing", Zeroing.EAGER)):
+                if getattr(self, name) != default:
+                    raise ConfigError("applies to the tracked policies (2, 3) only", name)
+        check_int("reclaim_batch_pages", self.reclaim_batch_pages, lo=1)
         check_choice("granule", self.granule, _geometry.GRANULES)
         check_int("pool_bytes", self.pool_bytes, lo=1)
         check_int("cpus", self.cpus, lo=1, hi=1024)
@@ -236,14 +316,18 @@ class AsiConfig:
     def geometry(self):
         return _geometry.arm64(self.granule, 48)
 
+    @property
+    def tracked(self) -> bool:
+        """Sensitivity tracked in the migratetype (policies 2 and 3)."""
+        return self.policy in (Policy.TRACKED, Policy.TRACKED_TARGET)
+
     def buddy_config(self) -> _buddy.BuddyConfig:
         g = self.geometry
         mo = g.max_page_order if self.max_order is None else self.max_order
         pb = g.pageblock_order if self.pageblock_order is None else self.pageblock_order
         if self.pool_bytes % g.page_bytes:
             raise ConfigError(f"must be a multiple of the {g.page_bytes}-byte page", "pool_bytes")
-        table = tracked_migrate_table() if self.policy in (Policy.TRACKED, Policy.TRACKED_TARGET) \
-            else _buddy.kernel_migrate_table()
+        table = tracked_migrate_table() if self.tracked else _buddy.kernel_migrate_table()
         # boot: every pageblock MOVABLE; with tracked sensitivity, MOVABLE-sensitive (unmapped)
         return _buddy.BuddyConfig(pool_pages=self.pool_bytes >> g.page_shift, max_order=mo,
                                   pageblock_order=pb, table=table,
@@ -254,7 +338,9 @@ def tracked_migrate_table() -> _buddy.MigrateTable:
     """Migratetypes x sensitivity: codes 0-2 sensitive (unmovable, movable, reclaimable),
     3-5 nonsensitive. Each type falls back within its sensitivity as the kernel's
     ``fallbacks[]`` does, then to its own mobility of the other sensitivity, then to that
-    sensitivity's fallbacks."""
+    sensitivity's fallbacks. Code 6 (:data:`MT_ISOLATE`) is ``MIGRATE_ISOLATE``: no type
+    falls back to it and it never merges with another type above the pageblock; a pageblock
+    holds it only while compaction empties a range of it."""
     k = _buddy.kernel_migrate_table()
     names, mob, fb = [], [], []
     for sens in (0, 1):
@@ -265,8 +351,23 @@ def tracked_migrate_table() -> _buddy.MigrateTable:
             mob.append(k.mobility[m])
             fb.append(tuple(off + f for f in k.fallbacks[m]) + (other + m,)
                       + tuple(other + f for f in k.fallbacks[m]))
+    names.append("isolate")
+    mob.append(int(_buddy.MigrateType.MOVABLE))
+    fb.append(())
     return _buddy.MigrateTable(names=tuple(names), mobility=tuple(mob), fallbacks=tuple(fb),
-                               mergeable=(True,) * 6)
+                               mergeable=(True,) * 6 + (False,))
+
+
+def own_sensitivity_fallbacks(fallbacks: np.ndarray) -> np.ndarray:
+    """The tracked table's fallbacks array with the sensitive types' cross-sensitivity
+    entries removed: what a sensitive allocation's fast path may use when the shootdown is
+    ranked in the slow path."""
+    fb = fallbacks.copy()
+    for mt in range(3):
+        row = [int(f) for f in fb[mt] if 0 <= f < 3]
+        fb[mt, :] = -1
+        fb[mt, :len(row)] = row
+    return fb
 
 
 # ---- kernel state ---------------------------------------------------------------------------
@@ -274,8 +375,12 @@ def tracked_migrate_table() -> _buddy.MigrateTable:
 (_P_POLICY, _P_PHYSMAP, _P_NPAGES, _P_PAGE_SHIFT, _P_PB_ORDER, _P_CPUS, _P_TARGET,
  _P_WORKER_NS, _P_WORKER_BATCH, _P_OP_NS, _P_CHECK, _P_BPL, _P_TOUCHES, _P_SAMPLE,
  _P_QN, _P_QPAGES, _P_FREE_MAPPED, _P_NEXT_WORKER, _P_NBURST, _P_NS_N, _P_TRACKED,
- _P_LEN) = range(22)
-(_C_ALLOC, _C_FREE, _C_MAP, _C_UNMAP, _C_ZERO, _C_PT, _C_ENQ, _C_WAKE, _C_LEN) = range(9)
+ _P_RANK, _P_LAZY, _P_RECLAIM_BATCH, _P_LRU, _P_MAXID, _P_LEN) = range(27)
+(_C_ALLOC, _C_FREE, _C_MAP, _C_UNMAP, _C_ZERO, _C_PT, _C_ENQ, _C_WAKE, _C_MIGRATE, _C_RECLAIM,
+ _C_LEN) = range(11)
+# live[] columns; _L_KIND bits
+_L_PFN, _L_ORDER, _L_NSPOS, _L_KIND = 0, 1, 2, 3
+_K_SENS, _K_RECLAIM = 1, 2
 _R_NONE, _R_TABLE, _R_BLOCK = 0, 1, 2
 
 
@@ -288,19 +393,23 @@ class AsiState(NamedTuple):
     region_mapped: np.ndarray  # int64[pageblocks]: mapped pages
     upper: np.ndarray       # int8[upper tables]: allocated (ON_DEMAND)
     queue: np.ndarray       # int64[pages, 2]: (pfn, order) of queued frees
-    live: np.ndarray        # int64[allocs, 3]: pfn, order, position in the nonsensitive list
+    live: np.ndarray        # int64[allocs, 4]: pfn (-1 when not allocated), order, position
+                            # in the nonsensitive list, _K_* bits
+    owner: np.ndarray       # int64[pages]: allocation id of the block headed at pfn, or -1
     ns_list: np.ndarray     # int64[allocs]: ids of live nonsensitive blocks
     lat: np.ndarray         # int64[allocs]: allocation latency ns (-1: failed)
     bursts: np.ndarray      # int64[cap, 4]: time ns, work ns, source, pages
     scratch: np.ndarray     # int64[...]: copy of the buddy conversion log
     tcounts: np.ndarray     # int64[len(TLBEvent)]
     counts: np.ndarray      # int64[len(AsiEvent)]
+    own: _buddy.BuddyState  # the buddy state (same arrays) with own_sensitivity_fallbacks
 
 
 class Workload(NamedTuple):
     """An operation stream: ``kind`` 0 alloc / 1 free, ``ref`` the allocation's id (ids are
     0..allocs-1 in allocation order), ``order``, ``sens`` (1 sensitive), ``mob``
-    (:class:`kmm.buddy.MigrateType`), ``cpu``, ``rnd`` (a random word per operation)."""
+    (:class:`kmm.buddy.MigrateType`), ``cpu``, ``rnd`` (a random word per operation),
+    ``reclaim`` (1: direct reclaim may free the allocation, as clean page cache)."""
 
     kind: np.ndarray
     ref: np.ndarray
@@ -309,6 +418,7 @@ class Workload(NamedTuple):
     mob: np.ndarray
     cpu: np.ndarray
     rnd: np.ndarray
+    reclaim: np.ndarray
 
 
 _kernel = njit(_nrt=False)
@@ -391,7 +501,9 @@ def _map_range(bst, ast, pfn, n, upd):
             ns += ast.cost[_C_ZERO]
             ast.counts[AsiEvent.PAGES_ZEROED] += 1
             ast.counts[AsiEvent.ZERO_NS] += ast.cost[_C_ZERO]
-            f &= ~F_DIRTY
+            if f & F_ZERO_DEFERRED:
+                ast.counts[AsiEvent.ZEROED_DEFERRED] += 1
+            f &= ~(F_DIRTY | F_ZERO_DEFERRED)
         if f & F_UNMAPPED_NS:
             ast.counts[AsiEvent.POINTLESS_REMAPS] += 1
             f &= ~F_UNMAPPED_NS
@@ -403,6 +515,39 @@ def _map_range(bst, ast, pfn, n, upd):
     if upd:
         ns += _regions_update(ast, pfn, n)
     return ns, was
+
+
+@_kernel
+def _map_clean_range(bst, ast, pfn, n):
+    """Lazy conversion to nonsensitive: map the clean unmapped pages of [pfn, pfn+n); leave
+    those holding sensitive data unmapped, marked ``F_ZERO_DEFERRED``. Physmap leaves are
+    the caller's. Returns (ns, pages that were already mapped, pages deferred)."""
+    ns = 0
+    was = 0
+    deferred = 0
+    for p in range(pfn, pfn + n):
+        f = bst.flags[p]
+        if f & F_MAPPED:
+            was += 1
+        elif f & F_DIRTY:
+            if not f & F_ZERO_DEFERRED:
+                bst.flags[p] = f | F_ZERO_DEFERRED
+                ast.counts[AsiEvent.ZERO_DEFERRED] += 1
+            deferred += 1
+        else:
+            ns += _map_range(bst, ast, p, 1, False)[0]
+    return ns, was, deferred
+
+
+@_kernel
+def _mark_sensitive(bst, ast, pfn, n):
+    """Pages [pfn, pfn+n) now belong to a sensitive allocation: whatever they held is
+    overwritten by their owner, so no zeroing is due."""
+    for p in range(pfn, pfn + n):
+        f = bst.flags[p]
+        if f & F_ZERO_DEFERRED:
+            ast.counts[AsiEvent.DEFERRED_TO_SENSITIVE] += 1
+        bst.flags[p] = (f & ~(F_DIRTY | F_UNMAPPED_NS | F_ZERO_DEFERRED)) | F_SENS
 
 
 @_kernel
@@ -523,8 +668,8 @@ def _drain_queue(bst, tst, ist, ast, cpu):
 @_kernel
 def _update_free_blocks(bst, ast, base, end, unmap):
     """Unmap every free buddy block in pfns ``[base, end)`` from the restricted space, or
-    (``unmap`` false) zero and map them, keeping the free-mapped count; returns (ns, pages
-    unmapped)."""
+    (``unmap`` false) zero and map them (lazy zeroing: map the clean ones, defer the rest),
+    keeping the free-mapped count; returns (ns, pages unmapped)."""
     ns = 0
     pages = 0
     p = base
@@ -539,6 +684,12 @@ def _update_free_blocks(bst, ast, base, end, unmap):
             ast.params[_P_FREE_MAPPED] -= k
             ns += u
             pages += k
+            for q in range(p, p + n):
+                bst.flags[q] &= ~F_ZERO_DEFERRED
+        elif ast.params[_P_LAZY] != 0:
+            m, was, deferred = _map_clean_range(bst, ast, p, n)
+            ast.params[_P_FREE_MAPPED] += n - was - deferred
+            ns += m
         else:
             z0 = ast.counts[AsiEvent.PAGES_ZEROED]
             m, was = _map_range(bst, ast, p, n, False)
@@ -586,10 +737,11 @@ def _target_worker(bst, tst, ist, ast, cpu):
 
 
 @_kernel
-def _convert_after_alloc(bst, tst, ist, ast, cpu):
+def _convert_after_alloc(bst, ast):
     """Act on the pageblocks the last allocation converted (policy 2/3): to sensitive,
-    unmap their free pages and shoot down once; to nonsensitive, zero and map them. The
-    conversion log is kept in ``ast.scratch``; physmap leaves are updated by the caller."""
+    unmap their free pages; to nonsensitive, zero and map them. The conversion log is kept
+    in ``ast.scratch``; physmap leaves and the shootdown are the caller's. Returns (ns, the
+    pfn range [lo, hi) of pageblocks whose free pages were unmapped; empty if none)."""
     nconv = bst.ev[0]
     for i in range(1 + 2 * nconv):
         ast.scratch[i] = bst.ev[i]
@@ -605,100 +757,124 @@ def _convert_after_alloc(bst, tst, ist, ast, cpu):
             continue
         base = b << pb
         end = base + (np.int64(1) << pb)
-        ns += _update_free_blocks(bst, ast, base, end, new < 3)[0]
+        u, k = _update_free_blocks(bst, ast, base, end, new < 3)
+        ns += u
         if new < 3:
             ast.counts[AsiEvent.TO_SENSITIVE] += 1
-            lo = min(lo, base)
-            hi = max(hi, end)
+            if k > 0:
+                lo = min(lo, base)
+                hi = max(hi, end)
         else:
             ast.counts[AsiEvent.TO_NONSENSITIVE] += 1
-    if hi > lo:
-        ns += _shootdown(tst, ist, ast, cpu, lo, hi)
-    return ns
+    return ns, lo, hi
 
 
 @_kernel
-def _alloc(bst, tst, ist, ast, wl, i, t):
-    """One allocation; returns its latency in ns (-1 if it failed)."""
-    policy = ast.params[_P_POLICY]
-    ident = wl.ref[i]
-    order = np.int64(wl.order[i])
-    sens = wl.sens[i] != 0
-    cpu = np.int64(wl.cpu[i])
-    mt = np.int64(wl.mob[i])
-    if ast.params[_P_TRACKED] != 0 and not sens:
-        mt += 3
-    lat = ast.cost[_C_ALLOC]
-    pfn = _buddy.alloc_block(bst, order, mt)
-    if pfn < 0 and (policy == 1 or policy == 4) and ast.params[_P_QN] > 0:
-        w, pages = _drain_queue(bst, tst, ist, ast, cpu)
-        ast.counts[AsiEvent.RECLAIM_WAITS] += 1
-        ast.counts[AsiEvent.RECLAIM_WAIT_NS] += w
-        _burst(ast, t, w, 4, pages)
-        lat += w
-        pfn = _buddy.alloc_block(bst, order, mt)
-    if pfn < 0:
-        ast.counts[AsiEvent.ALLOC_FAILURES] += 1
-        ast.lat[ident] = -1
-        return -1
-    ast.counts[AsiEvent.ALLOCS] += 1
-    if sens:
-        ast.counts[AsiEvent.SENSITIVE_ALLOCS] += 1
-    n = np.int64(1) << order
-    ast.live[ident, 0] = pfn
-    ast.live[ident, 1] = order
-    ast.live[ident, 2] = -1
-    if policy == 0:
-        ast.lat[ident] = lat
-        ast.counts[AsiEvent.ALLOC_NS] += lat
-        return lat
-    nconv = 0
-    c = 0
-    if ast.params[_P_TRACKED] != 0 and bst.ev[0] > 0:
-        nconv = bst.ev[0]
-        c = _convert_after_alloc(bst, tst, ist, ast, cpu)
-    # the block and the converted pageblocks change together: physmap leaves after both
-    if sens:
-        u, k = _unmap_range(bst, ast, pfn, n, False)
-        ast.params[_P_FREE_MAPPED] -= k
-        lat += u
-        for p in range(pfn, pfn + n):
-            bst.flags[p] = (bst.flags[p] & ~(F_DIRTY | F_UNMAPPED_NS)) | F_SENS
-    else:
-        m, was = _map_range(bst, ast, pfn, n, False)
-        ast.params[_P_FREE_MAPPED] -= was
-        lat += m
-        k = 0
-    for j in range(nconv):
-        c += _region_update(ast, ast.scratch[1 + 2 * j])
-    lat += _regions_update(ast, pfn, n)
-    if sens and k > 0:
-        lat += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
-    if c > 0:
-        _burst(ast, t, c, 2, 0)
-    lat += c
-    if not sens:
-        _ns_add(ast, ident)
-        _touch(tst, ast, cpu, pfn)
-    ast.lat[ident] = lat
-    ast.counts[AsiEvent.ALLOC_NS] += lat
-    return lat
+def _claim_sensitive(bst, tst, ist, ast, cpu, pfn, n):
+    """Hand free pages [pfn, pfn+n) to a sensitive owner outside an allocation's own path
+    (a compaction target): unmap any that are mapped, then shoot them down. Returns ns."""
+    u, k = _unmap_range(bst, ast, pfn, n, True)
+    ast.params[_P_FREE_MAPPED] -= k
+    _mark_sensitive(bst, ast, pfn, n)
+    if k > 0:
+        u += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+    return u
 
 
 @_kernel
-def _free(bst, tst, ist, ast, wl, i, t):
-    """One free; returns its latency in ns."""
+def _compactable(bst, ast, s, size):
+    """Pages to migrate to empty pfns [s, s+size), or -1 if the range holds anything but
+    free blocks and movable sensitive blocks that begin inside it."""
+    m = 0
+    p = s
+    end = s + size
+    while p < end:
+        fo = bst.free_order[p]
+        if fo >= 0:
+            p += np.int64(1) << fo
+            continue
+        a = bst.alloc_order[p]
+        if a < 0:
+            return -1  # inside a block that begins before the range
+        n = np.int64(1) << a
+        mt = bst.alloc_mt[p]
+        if (p + n > end or not bst.flags[p] & F_SENS or mt < 0
+                or bst.mobility[mt] != _buddy.MigrateType.MOVABLE or ast.owner[p] < 0):
+            return -1
+        m += n
+        p += n
+    return m
+
+
+@_kernel
+def _compact(bst, tst, ist, ast, order, cpu):
+    """Direct compaction for a sensitive allocation of ``order`` (mm/compaction.c, reduced):
+    the aligned range of a sensitive pageblock needing the fewest migrations (the lowest pfn
+    among equals) is emptied by moving each of its blocks to a free block of the same
+    sensitivity outside its pageblock, which is isolated meanwhile. Returns (ns, whether the
+    range was emptied)."""
+    ast.counts[AsiEvent.COMPACTIONS] += 1
+    pb = ast.params[_P_PB_ORDER]
+    size = np.int64(1) << order
+    best = -1
+    best_m = size + 1
+    for b in range(bst.pb_mt.shape[0]):
+        if bst.pb_mt[b] >= 3:
+            continue
+        base = np.int64(b) << pb
+        for s in range(base, base + (np.int64(1) << pb), size):
+            m = _compactable(bst, ast, s, size)
+            if m >= 0 and m < best_m:
+                best_m = m
+                best = s
+        if best_m == 0:
+            break
+    if best < 0:
+        return 0, False
+    b = best >> pb
+    old = bst.pb_mt[b]
+    _buddy.convert_pageblock(bst, b, MT_ISOLATE)
+    ns = 0
+    moved = 0
+    ok = True
+    p = best
+    while p < best + size:
+        a = bst.alloc_order[p]
+        if a < 0:
+            p += 1
+            continue
+        n = np.int64(1) << a
+        dst = _buddy.alloc_block(ast.own, np.int64(a), np.int64(bst.alloc_mt[p]))
+        if dst < 0:
+            ok = False
+            break
+        ident = ast.owner[p]
+        ns += _claim_sensitive(bst, tst, ist, ast, cpu, dst, n)
+        for q in range(p, p + n):  # the old copy still holds the data
+            bst.flags[q] = (bst.flags[q] & ~F_SENS) | F_DIRTY
+        ast.owner[dst] = ident
+        ast.owner[p] = -1
+        ast.live[ident, _L_PFN] = dst
+        _buddy.free_block(bst, p, a)
+        moved += n
+        p += n
+    _buddy.convert_pageblock(bst, b, old)
+    mns = moved * ast.cost[_C_MIGRATE]
+    ast.counts[AsiEvent.PAGES_MIGRATED] += moved
+    ast.counts[AsiEvent.MIGRATE_NS] += mns
+    return ns + mns, ok
+
+
+@_kernel
+def _release(bst, tst, ist, ast, ident, sens, cpu, t):
+    """Free allocation ``ident`` by the policy's free path; returns the free's latency."""
     policy = ast.params[_P_POLICY]
-    ident = wl.ref[i]
-    if ast.lat[ident] < 0:
-        return 0  # the allocation failed: nothing to free
-    pfn = ast.live[ident, 0]
-    order = ast.live[ident, 1]
+    pfn = ast.live[ident, _L_PFN]
+    order = ast.live[ident, _L_ORDER]
     n = np.int64(1) << order
-    sens = wl.sens[i] != 0
-    cpu = np.int64(wl.cpu[i])
-    ast.counts[AsiEvent.FREES] += 1
     lat = ast.cost[_C_FREE]
+    ast.owner[pfn] = -1
+    ast.live[ident, _L_PFN] = -1
     if policy == 0:
         _buddy.free_block(bst, pfn, order)
     elif sens:
@@ -725,18 +901,193 @@ def _free(bst, tst, ist, ast, wl, i, t):
         else:
             _buddy.free_block(bst, pfn, order)
             ast.params[_P_FREE_MAPPED] += n
+    return lat
+
+
+@_kernel
+def _reclaim(bst, tst, ist, ast, cpu, t):
+    """One direct reclaim round (mm/vmscan.c ``try_to_free_pages``, reduced): free live
+    reclaimable allocations, oldest first, until ``reclaim_batch_pages`` pages are freed.
+    Returns (ns, pages freed)."""
+    ast.counts[AsiEvent.DIRECT_RECLAIMS] += 1
+    target = ast.params[_P_RECLAIM_BATCH]
+    hi = ast.params[_P_MAXID]
+    c = ast.params[_P_LRU]
+    pages = 0
+    while pages < target and c < hi:
+        kind = ast.live[c, _L_KIND]
+        if ast.live[c, _L_PFN] >= 0 and kind & _K_RECLAIM:
+            pages += np.int64(1) << ast.live[c, _L_ORDER]
+            _release(bst, tst, ist, ast, c, (kind & _K_SENS) != 0, cpu, t)
+        c += 1
+    ast.params[_P_LRU] = c
+    ns = pages * ast.cost[_C_RECLAIM]
+    ast.counts[AsiEvent.PAGES_RECLAIMED] += pages
+    ast.counts[AsiEvent.DIRECT_RECLAIM_NS] += ns
+    return ns, pages
+
+
+@_kernel
+def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
+    """The slow path of a sensitive allocation whose own-sensitivity fast path failed:
+    compaction, reclaim and the cross-sensitivity fallback in the order of the flush rank
+    (position of the fallback among the three: rank - 1). Returns (pfn or -1, ns)."""
+    ast.counts[AsiEvent.SLOWPATH_ENTRIES] += 1
+    flush_at = ast.params[_P_RANK] - 1
+    ns = 0
+    for step in range(3):
+        if step == flush_at:
+            pfn = _buddy.alloc_block(bst, order, mt)  # the full fallbacks: convert, unmap
+            if pfn >= 0:
+                ast.counts[AsiEvent.SLOW_FLUSH_ALLOCS] += 1
+                return pfn, ns
+        elif (step if step < flush_at else step - 1) == 0:
+            if order < 1 or order > ast.params[_P_PB_ORDER]:
+                continue
+            c, ok = _compact(bst, tst, ist, ast, order, cpu)
+            ns += c
+            if c > 0:
+                _burst(ast, t, c, 5, 0)
+            if ok:
+                pfn = _buddy.alloc_block(ast.own, order, mt)
+                if pfn >= 0:
+                    ast.counts[AsiEvent.COMPACT_ALLOCS] += 1
+                    return pfn, ns
+        else:
+            rns = 0
+            rpages = 0
+            pfn = -1
+            for _r in range(MAX_RECLAIM_RETRIES):
+                c, pages = _reclaim(bst, tst, ist, ast, cpu, t)
+                if pages == 0:
+                    break
+                rns += c
+                rpages += pages
+                pfn = _buddy.alloc_block(ast.own, order, mt)
+                if pfn >= 0:
+                    break
+            if rpages > 0:
+                _burst(ast, t, rns, 6, rpages)
+            ns += rns
+            if pfn >= 0:
+                return pfn, ns
+    return -1, ns
+
+
+@_kernel
+def _alloc(bst, tst, ist, ast, wl, i, t):
+    """One allocation; returns its latency in ns (-1 if it failed)."""
+    policy = ast.params[_P_POLICY]
+    ident = wl.ref[i]
+    order = np.int64(wl.order[i])
+    sens = wl.sens[i] != 0
+    cpu = np.int64(wl.cpu[i])
+    mt = np.int64(wl.mob[i])
+    tracked = ast.params[_P_TRACKED] != 0
+    if tracked and not sens:
+        mt += 3
+    lat = ast.cost[_C_ALLOC]
+    if ident >= ast.params[_P_MAXID]:
+        ast.params[_P_MAXID] = ident + 1
+    if tracked and sens and ast.params[_P_RANK] != 0:
+        pfn = _buddy.alloc_block(ast.own, order, mt)
+        if pfn < 0:
+            pfn, s = _slowpath(bst, tst, ist, ast, order, mt, cpu, t)
+            lat += s
+    else:
+        pfn = _buddy.alloc_block(bst, order, mt)
+    if pfn < 0 and (policy == 1 or policy == 4) and ast.params[_P_QN] > 0:
+        w, pages = _drain_queue(bst, tst, ist, ast, cpu)
+        ast.counts[AsiEvent.RECLAIM_WAITS] += 1
+        ast.counts[AsiEvent.RECLAIM_WAIT_NS] += w
+        _burst(ast, t, w, 4, pages)
+        lat += w
+        pfn = _buddy.alloc_block(bst, order, mt)
+    if pfn < 0:
+        ast.counts[AsiEvent.ALLOC_FAILURES] += 1
+        ast.lat[ident] = -1
+        return -1
+    ast.counts[AsiEvent.ALLOCS] += 1
+    if sens:
+        ast.counts[AsiEvent.SENSITIVE_ALLOCS] += 1
+    n = np.int64(1) << order
+    ast.live[ident, _L_PFN] = pfn
+    ast.live[ident, _L_ORDER] = order
+    ast.live[ident, _L_NSPOS] = -1
+    ast.live[ident, _L_KIND] = (_K_SENS if sens else 0) | (_K_RECLAIM if wl.reclaim[i] else 0)
+    ast.owner[pfn] = ident
+    if policy == 0:
+        ast.lat[ident] = lat
+        ast.counts[AsiEvent.ALLOC_NS] += lat
+        return lat
+    nconv = 0
+    c = 0
+    lo = bst.params[_buddy._P_NPAGES]
+    hi = -1
+    if tracked and bst.ev[0] > 0:
+        nconv = bst.ev[0]
+        c, lo, hi = _convert_after_alloc(bst, ast)
+    # the block and the converted pageblocks change together: physmap leaves after both,
+    # then one shootdown of every page this allocation unmapped
+    if sens:
+        u, k = _unmap_range(bst, ast, pfn, n, False)
+        ast.params[_P_FREE_MAPPED] -= k
+        lat += u
+        _mark_sensitive(bst, ast, pfn, n)
+    else:
+        m, was = _map_range(bst, ast, pfn, n, False)
+        ast.params[_P_FREE_MAPPED] -= was
+        lat += m
+        k = 0
+    for j in range(nconv):
+        c += _region_update(ast, ast.scratch[1 + 2 * j])
+    lat += _regions_update(ast, pfn, n)
+    if hi > lo:  # a conversion unmapped free pages: the block's pages join its shootdown
+        if k > 0:
+            lo = min(lo, pfn)
+            hi = max(hi, pfn + n)
+        c += _shootdown(tst, ist, ast, cpu, lo, hi)
+    elif k > 0:
+        lat += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+    if c > 0:
+        _burst(ast, t, c, 2, 0)
+    lat += c
+    if not sens:
+        _ns_add(ast, ident)
+        _touch(tst, ast, cpu, pfn)
+    ast.lat[ident] = lat
+    ast.counts[AsiEvent.ALLOC_NS] += lat
+    return lat
+
+
+@_kernel
+def _free(bst, tst, ist, ast, wl, i, t):
+    """One free of the stream; returns its latency in ns."""
+    ident = wl.ref[i]
+    if ast.lat[ident] < 0:
+        return 0  # the allocation failed: nothing to free
+    if ast.live[ident, _L_PFN] < 0:
+        ast.counts[AsiEvent.RECLAIMED_FREES] += 1
+        return 0
+    ast.counts[AsiEvent.FREES] += 1
+    lat = _release(bst, tst, ist, ast, ident, wl.sens[i] != 0, np.int64(wl.cpu[i]), t)
     ast.counts[AsiEvent.FREE_NS] += lat
     return lat
 
 
 @_kernel
 def check_invariant(bst, tst, ast):
-    """Count pages holding sensitive data that are mapped in the restricted physmap or
-    covered by any CPU's TLB entry; returns the number of violations found."""
+    """Count pages holding sensitive data (allocated sensitive, or free and not yet zeroed:
+    ``F_DIRTY``, ``F_ZERO_DEFERRED``) that are mapped in the restricted physmap or covered
+    by any CPU's TLB entry, and pages marked for deferred zeroing that are not marked as
+    holding sensitive data; returns the number of violations found."""
     bad = 0
     npages = bst.params[_buddy._P_NPAGES]
     for p in range(npages):
-        if (bst.flags[p] & _NOT_CLEAN) and (bst.flags[p] & F_MAPPED):
+        f = bst.flags[p]
+        if (f & _NOT_CLEAN) and (f & F_MAPPED):
+            bad += 1
+        elif (f & F_ZERO_DEFERRED) and not (f & F_DIRTY):
             bad += 1
     sh = ast.params[_P_PAGE_SHIFT]
     geo = tst.geo
@@ -838,7 +1189,8 @@ class AllocClass:
 
     ``orders`` are probabilities of orders 0, 1, 2... in 4 KiB pages (reduced by the page
     shift for larger granules); ``lifetime`` is the mean lifetime in allocation events
-    (exponential), scaled by the generator to reach the stream's occupancy.
+    (exponential), scaled by the generator to reach the stream's occupancy; ``reclaimable``
+    allocations (clean page cache) may be freed early by direct reclaim.
     """
 
     name: str
@@ -847,6 +1199,7 @@ class AllocClass:
     sensitive: float
     mobility: int
     lifetime: float
+    reclaimable: bool = False
 
 
 #: The workload mixes (sensitivity by class is a modelling choice, ``assumed``): kernel
@@ -854,7 +1207,7 @@ class AllocClass:
 MIXES: dict[str, tuple[AllocClass, ...]] = {
     "mixed": (
         AllocClass("netbuf", 0.35, (0.7, 0.2, 0.1), 0.0, 0, 8.0),
-        AllocClass("pagecache", 0.25, (1.0,), 1.0, 1, 400.0),
+        AllocClass("pagecache", 0.25, (1.0,), 1.0, 1, 400.0, reclaimable=True),
         AllocClass("anon", 0.30, (0.97,) + (0.0,) * 8 + (0.03,), 1.0, 1, 200.0),
         AllocClass("kobj", 0.10, (0.6, 0.3, 0.1), 0.0, 0, 2000.0),
     ),
@@ -873,7 +1226,8 @@ def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift:
     Lifetimes are scaled so that the expected live memory is ``occupancy`` of the pool.
     ``pressure`` > 0 adds a memory-pressure phase: during the middle fifth of the stream,
     sensitive movable order-0 allocations of ``pressure`` x pool pages in total, all freed
-    at its end. Blocks still live at the end are never freed.
+    at its end (not reclaimable: anonymous memory). Blocks still live at the end are never
+    freed.
     """
     if mix not in MIXES:
         raise ConfigError(f"unknown mix {mix!r}; known: {', '.join(MIXES)}", "mix")
@@ -898,11 +1252,13 @@ def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift:
     life = np.empty(allocs)
     sens = np.zeros(allocs, np.int8)
     mob = np.zeros(allocs, np.int8)
+    rec = np.zeros(allocs, np.int8)
     for k, c in enumerate(classes):
         sel = cls == k
         life[sel] = rng.exponential(c.lifetime * scale, int(sel.sum()))
         sens[sel] = (rng.random(int(sel.sum())) < c.sensitive).astype(np.int8)
         mob[sel] = c.mobility
+        rec[sel] = int(c.reclaimable)
     life = np.maximum(life, 1.0)
     t_alloc = np.arange(allocs, dtype=float)
     t_free = t_alloc + life
@@ -915,10 +1271,11 @@ def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift:
         order = np.concatenate([order, np.zeros(npress, np.int64)])
         sens = np.concatenate([sens, np.ones(npress, np.int8)])
         mob = np.concatenate([mob, np.full(npress, 1, np.int8)])
+        rec = np.concatenate([rec, np.zeros(npress, np.int8)])
     # ids in allocation order
     ids_order = np.argsort(t_alloc, kind="stable")
     t_alloc, t_free = t_alloc[ids_order], t_free[ids_order]
-    order, sens, mob = order[ids_order], sens[ids_order], mob[ids_order]
+    order, sens, mob, rec = order[ids_order], sens[ids_order], mob[ids_order], rec[ids_order]
     n = t_alloc.shape[0]
     horizon = t_alloc[-1] + 1.0
     freed = t_free < horizon
@@ -932,7 +1289,8 @@ def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift:
     m = kind.shape[0]
     return Workload(kind=kind, ref=ref, order=order[ref].astype(np.int8), sens=sens[ref],
                     mob=mob[ref], cpu=cpu_of[ref],
-                    rnd=rng.integers(1, np.iinfo(np.int64).max, m, dtype=np.int64))
+                    rnd=rng.integers(1, np.iinfo(np.int64).max, m, dtype=np.int64),
+                    reclaim=rec[ref])
 
 
 # ---- Python entry points ----------------------------------------------------------------------
@@ -987,6 +1345,17 @@ class AsiRun:
             "to_sensitive": float(c.to_sensitive),
             "to_nonsensitive": float(c.to_nonsensitive),
             "reclaim_waits": float(c.reclaim_waits),
+            "slowpath_entries": float(c.slowpath_entries),
+            "slow_flush_allocs": float(c.slow_flush_allocs),
+            "compactions": float(c.compactions),
+            "compact_allocs": float(c.compact_allocs),
+            "pages_migrated": float(c.pages_migrated),
+            "direct_reclaims": float(c.direct_reclaims),
+            "pages_reclaimed": float(c.pages_reclaimed),
+            "slowpath_ns": float(c.migrate_ns + c.direct_reclaim_ns),
+            "zero_deferred": float(c.zero_deferred),
+            "zeroed_deferred": float(c.zeroed_deferred),
+            "deferred_to_sensitive": float(c.deferred_to_sensitive),
             "violations": float(c.violations),
             # all ASI work: allocation and free paths, worker, remote CPUs' IPI handlers
             "total_asi_ns": float(c.alloc_ns - c.allocs * round(self.config.costs.alloc_base_ns)
@@ -1029,12 +1398,18 @@ def build(config: AsiConfig, workload: Workload):
     params[_P_TOUCHES] = config.touches_per_op
     params[_P_SAMPLE] = config.sample_every
     params[_P_NEXT_WORKER] = config.worker_interval_ns
-    params[_P_TRACKED] = int(config.policy in (Policy.TRACKED, Policy.TRACKED_TARGET))
-    scale = 1 << (g.page_shift - 12)  # zeroing scales with page size
+    params[_P_TRACKED] = int(config.tracked)
+    params[_P_RANK] = int(config.flush_rank)
+    params[_P_LAZY] = int(config.zeroing == Zeroing.LAZY)
+    params[_P_RECLAIM_BATCH] = config.reclaim_batch_pages
+    scale = 1 << (g.page_shift - 12)  # zeroing and copying scale with page size
     k = config.costs
     cost = np.array([k.alloc_base_ns, k.free_base_ns, k.map_page_ns, k.unmap_page_ns,
-                     k.zero_page_ns * scale, k.pt_alloc_ns, k.enqueue_ns, k.worker_wake_ns],
+                     k.zero_page_ns * scale, k.pt_alloc_ns, k.enqueue_ns, k.worker_wake_ns,
+                     k.migrate_page_ns * scale, k.reclaim_page_ns],
                     dtype=float).round().astype(np.int64)
+    # a slow path logs up to two bursts (compaction, reclaim) besides its conversion's
+    slow_bursts = 2 * allocs if config.flush_rank != FlushRank.FAST_PATH else 0
     region = np.zeros(npb, np.int8)
     pt_boot = 0
     if config.physmap in (Physmap.SYNCED, Physmap.SYNCED_BLOCKS) and config.policy != Policy.NONE:
@@ -1044,13 +1419,16 @@ def build(config: AsiConfig, workload: Workload):
     ast = AsiState(params=params, cost=cost, region=region,
                    region_mapped=np.zeros(npb, np.int64), upper=np.zeros(nupper, np.int8),
                    queue=np.zeros((npages, 2), np.int64),
-                   live=np.full((max(allocs, 1), 3), -1, np.int64),
+                   live=np.full((max(allocs, 1), 4), -1, np.int64),
+                   owner=np.full(npages, -1, np.int64),
                    ns_list=np.zeros(max(allocs, 1), np.int64),
                    lat=np.full(max(allocs, 1), -2, np.int64),
-                   bursts=np.zeros((workload.kind.shape[0] + 1, 4), np.int64),
+                   bursts=np.zeros((workload.kind.shape[0] + 1 + slow_bursts, 4), np.int64),
                    scratch=np.zeros(bst.ev.shape[0], np.int64),
                    tcounts=np.zeros(len(_tlb.TLBEvent), np.int64),
-                   counts=new_counts(AsiEvent))
+                   counts=new_counts(AsiEvent),
+                   own=bst._replace(fallbacks=own_sensitivity_fallbacks(bst.fallbacks))
+                   if config.tracked else bst)
     ast.counts[AsiEvent.PT_PAGES_BOOT] = pt_boot
     return bst, tst, ist, ast
 
@@ -1087,10 +1465,12 @@ DEFAULTS: dict = {
     "touches_per_op": 1, "tlb_entries": 512, "tlb_ways": 4,
     "alloc_base_ns": 150.0, "free_base_ns": 100.0, "map_page_ns": 20.0, "unmap_page_ns": 20.0,
     "zero_page_ns": 400.0, "pt_alloc_ns": 700.0, "enqueue_ns": 30.0, "worker_wake_ns": 2000.0,
+    "migrate_page_ns": 2000.0, "reclaim_page_ns": 1000.0, "reclaim_batch_pages": 32,
     "invlpg_ns": 100.0, "full_flush_ns": 37.0, "ipi_base_ns": 3000.0,
     "ipi_per_extra_target_ns": 1500.0, "ipi_handler_ns": 1000.0,
     "target_points": 4, "granule_pool_mib": 1024, "granule_allocs": 4000,
     "sweep_points": 2, "sweep_allocs": 3000,
+    "slowpath_pressures": [0.3, 0.6], "slowpath_cost_points": 2,
 }
 
 _METHODS = {"x86_ipi": _inv.Method.X86_IPI, "x86_invlpgb": _inv.Method.X86_INVLPGB,
@@ -1116,6 +1496,13 @@ def check_params(params: dict) -> dict:
     check_int("pool_mib", p["pool_mib"], lo=2)
     check_int("target_points", p["target_points"], lo=2)
     check_int("sweep_points", p["sweep_points"], lo=1)
+    check_int("reclaim_batch_pages", p["reclaim_batch_pages"], lo=1)
+    check_int("slowpath_cost_points", p["slowpath_cost_points"], lo=2)
+    pr = p["slowpath_pressures"]
+    if not isinstance(pr, (list, tuple)) or not pr:
+        raise ConfigError("must be a non-empty list of pressures", "slowpath_pressures")
+    for x in pr:
+        check_float("slowpath_pressures", x, lo=0.0, hi=2.0)
     return p
 
 
@@ -1134,7 +1521,8 @@ def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
               worker_interval_ns=int(p["worker_interval_ns"]),
               worker_batch_pages=int(p["worker_batch_pages"]),
               op_interval_ns=int(p["op_interval_ns"]), touches_per_op=int(p["touches_per_op"]),
-              tlb_entries=int(p["tlb_entries"]), tlb_ways=int(p["tlb_ways"]))
+              tlb_entries=int(p["tlb_entries"]), tlb_ways=int(p["tlb_ways"]),
+              reclaim_batch_pages=int(p["reclaim_batch_pages"]))
     kw.update(over)
     return AsiConfig(**kw)
 
