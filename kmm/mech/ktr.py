@@ -840,12 +840,15 @@ def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayo
 @dataclass(frozen=True)
 class Stage2Setup:
     """What a stage-2 run needs from :mod:`kmm.mech.pkvm`: the stage-2 geometry, the leaf
-    level that maps pages holding stage-1 tables, and ``leaf(pa, node) -> (level, cont)``
-    giving each access's stage-2 leaf as seen from a CPU on ``node``."""
+    level that maps pages holding stage-1 tables, ``leaf(pa, node) -> (level, cont)``
+    giving each access's stage-2 leaf as seen from a CPU on ``node``, and optionally
+    ``path(config)``, a path whose ``run`` also takes ``el2`` (the accesses made at EL2,
+    which translate in their own regime) instead of :class:`kmm.walk.Path`."""
 
     geometry: geom.Geometry
     table_leaf_level: int
     leaf: object
+    path: object = None
 
 
 @dataclass
@@ -934,8 +937,8 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     CPUs with Neoverse N1 TLBs and private caches (:meth:`kmm.tlb.TLBConfig.neoverse_n1`,
     :class:`kmm.cache.CacheConfig`) sharing an LLC of ``m.llc_bytes``. Stage-1 tables are
     read from the node their placement class resolves to (``TableNode.GIVEN``); under
-    ``stage2`` every walk is 2D and the node walks its own stage-2 tables
-    (``TableNode.LOCAL``).
+    ``stage2`` every walk is 2D and the node walks its own stage-2 tables (class
+    ``khome(node)``, which resolves to the node of whichever CPU is charged).
     """
     from .. import walk as _walk
     from ..cache import CacheConfig, CacheLevelConfig
@@ -967,10 +970,17 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     else:
         l2, c2 = stage2.leaf(tr.pa, k)
         kw.update(s2_leaf_level=l2, s2_cont=c2)
+        # every node walks its own table set: a class that resolves to the charged CPU's
+        # node (a fixed node id would charge the other nodes' CPUs a remote read)
         cfg = _walk.PathConfig(**common, stage2=stage2.geometry,
-                               s2_table_node=_walk.TableNode.LOCAL,
+                               s2_table_node=_walk.TableNode.FIXED,
+                               s2_table_fixed_nid=cls.khome(k),
                                s2_table_leaf_level=stage2.table_leaf_level)
-    path = _walk.Path(cfg)
+    if stage2 is not None and stage2.path is not None:
+        kw["el2"] = tr.region == Region.HYP
+        path = stage2.path(cfg)
+    else:
+        path = _walk.Path(cfg)
     split = run.warmup_per_cpu * m.cpus_per_node
     before = None
     for h in (slice(0, split), slice(split, tr.va.size)):
