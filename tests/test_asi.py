@@ -1,6 +1,8 @@
 """ASI page allocation: hand-worked sequences per policy, physmap designs, the invariant."""
 import numpy as np
 import pytest
+from hypothesis import event, given, strategies as st
+from props import INVARIANT
 
 from kmm import buddy
 from kmm.errors import ConfigError
@@ -509,3 +511,47 @@ def test_options_match_twin_on_random_streams(policy, rank, zeroing):
                                       "slow_flush_allocs")}[rank]
     need += ("zero_deferred", "zeroed_deferred") if zeroing == Zeroing.LAZY else ()
     assert all(total[k] > 0 for k in need), {k: total[k] for k in need}
+
+
+# ---- property: the ASI invariant over random small streams, every policy and option ---------
+
+# 64 pages in 8 pageblocks, MAX_PAGE_ORDER 4, 2 CPUs; configurations built once
+_PROP_CONFIGS = [AsiConfig(policy=pol, flush_rank=rank, zeroing=z, physmap=pm,
+                           pool_bytes=64 * 4096, max_order=4, pageblock_order=3, cpus=2,
+                           touches_per_op=1, worker_interval_ns=5000, worker_batch_pages=8,
+                           target_free_mapped_pages=4, tlb_entries=16, tlb_ways=4,
+                           reclaim_batch_pages=4, check_invariant=True)
+                 for pol, rank, z in _ALL_CASES
+                 for pm in (Physmap.ON_DEMAND, Physmap.SYNCED_BLOCKS)]
+
+
+@INVARIANT
+@given(cfg=st.sampled_from(_PROP_CONFIGS), seed=st.integers(0, 2**32 - 1),
+       nops=st.integers(1, 300), phase=st.integers(4, 120), p_free=st.floats(0.1, 0.7),
+       max_order=st.integers(0, 4))
+def test_invariant_no_sensitive_page_reachable_from_the_restricted_space(cfg, seed, nops, phase,
+                                                                         p_free, max_order):
+    """Random allocation/free streams on a small pool under every policy and option: after
+    every operation no page holding sensitive data (allocated sensitive, freed and not yet
+    zeroed, or deferred for zeroing) is mapped in the restricted physmap or covered by any
+    CPU's TLB entry, a deferred page is marked as holding sensitive data, every page is
+    free or in exactly one live allocation, and each live allocation's block is where its
+    record (moved by compaction) says; RFC queues count as in neither."""
+    wl = _phased_stream(seed, nops, phase=phase, p_free=p_free, max_order=max_order, cpus=2)
+    bst, tst, ist, ast = asi.build(cfg, wl)
+    asi.run_stream(bst, tst, ist, ast, wl)
+    c = ast.counts
+    event(f"policy {cfg.policy.name}")
+    event(f"slow path entered {c[asi.AsiEvent.SLOWPATH_ENTRIES] > 0}, pages migrated "
+          f"{c[asi.AsiEvent.PAGES_MIGRATED] > 0}, reclaimed {c[asi.AsiEvent.PAGES_RECLAIMED] > 0}")
+    event(f"zeroing deferred {c[asi.AsiEvent.ZERO_DEFERRED] > 0}, failures "
+          f"{c[asi.AsiEvent.ALLOC_FAILURES] > 0}")
+    assert c[asi.AsiEvent.VIOLATIONS] == 0
+    nt = cfg.buddy_config().table.n_types
+    free = int((bst.nr_free << np.repeat(np.arange(cfg.max_order + 1), nt)).sum())
+    live = ast.live[ast.live[:, 0] >= 0]
+    queued = ast.queue[:int(ast.params[asi._P_QN])]  # RFC: freed, waiting for the worker
+    assert free + int((1 << live[:, 1]).sum()) + int((1 << queued[:, 1]).sum()) == 64
+    assert (bst.alloc_order[live[:, 0]] == live[:, 1]).all()
+    assert (ast.owner[live[:, 0]] == np.flatnonzero(ast.live[:, 0] >= 0)).all()
+    assert int((ast.owner >= 0).sum()) == live.shape[0]
