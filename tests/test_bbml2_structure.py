@@ -1,13 +1,16 @@
 """kmm.mech.bbml2: linear-map painting, table memory, streams, repaint, break-before-make."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from kmm import geometry
 from kmm.errors import ConfigError
 from kmm.geometry import GiB, KiB, MiB
 from kmm.mech import bbml2 as b
 from kmm.mech.bbml2 import BbmConfig, BbmMode, LinearMapPolicy as P, MemoryMap, StreamConfig
+from kmm.pagetable import Paint, PageTable, Perm
+from props import INVARIANT
 
 MM4 = MemoryMap(4 * GiB)  # DRAM at 2 GiB, kernel alias 32 MiB at +2 MiB
 
@@ -256,3 +259,80 @@ def test_vmalloc_huge_mapping_hand_worked():
     f = b.vmalloc_frame(b.check_params({"vmalloc_areas": 50}))
     assert f["mapped_bytes"][0] == f["mapped_bytes"][1]
     assert f["tlb_entries"][1] < f["tlb_entries"][0]
+
+
+# ---- invariant: the BBML2 split never shows an invalid descriptor; break-before-make does -----
+SPLIT_GEOMS = {"4K": (geometry.arm64("4K", 48), 64 * MiB),
+               "16K": (geometry.arm64("16K", 47), 128 * MiB),
+               "64K": (geometry.arm64("64K", 42), GiB)}
+
+
+@st.composite
+def live_splits(draw):
+    g, region = SPLIT_GEOMS[draw(st.sampled_from(sorted(SPLIT_GEOMS)))]
+    P = g.page_bytes
+    pt = PageTable(g)
+    skew = draw(st.sampled_from([0, P, g.cont_pte_bytes, g.block_bytes[2]]))
+    paint = draw(st.sampled_from([Paint.LARGEST, Paint.LARGEST, Paint.NO_BLOCKS]))
+    pt.map(0, region, region + skew, draw(st.sampled_from([Perm.R, Perm.RW, Perm.RX])),
+           policy=paint)
+    # split inside a large leaf or contiguous range most of the time
+    ex = pt.extents_array()
+    big = ex[(ex[:, 3] & 7) - 1 < 3] if draw(st.booleans()) else ex
+    row = big[draw(st.integers(0, len(big) - 1))] if len(big) else ex[0]
+    va = int(row[0]) + draw(st.integers(0, int(row[1]) // P - 1)) * P
+    cfg = BbmConfig(cpus=draw(st.integers(1, 16)),
+                    access_rate_per_us=draw(st.floats(0.2, 5.0)),
+                    tlb_hold_prob=draw(st.floats(0.0, 1.0)),
+                    tlbi_ns=draw(st.floats(200.0, 5000.0)), write_ns=draw(st.floats(0.0, 500.0)),
+                    changes=1)
+    return pt, va, cfg, draw(st.integers(0, 2**31))
+
+
+@INVARIANT
+@given(live_splits())
+def test_invariant_no_invalid_descriptor_during_a_bbml2_split(case):
+    """Concurrent accesses (Poisson times, CPUs holding the old entry or not) while a live
+    leaf of a painted map is split on the engine's page table: with BBML2 every access
+    translates to its original output address and none faults; with break-before-make, an
+    access faults exactly when it walks during the window (a CPU without the old entry, or
+    any CPU after the TLBI), as many as B11's fault count gives on the same draws; only the
+    descriptor group being split is ever invalid, and the end state translates as before
+    with ``va`` a leaf boundary."""
+    pt, va, cfg, seed = case
+    g = pt.geometry
+    start, span = b.leaf_span(pt, va)
+    d = b.bbm_draws(cfg, seed)
+    held = d["held"][d["cpu"]].astype(bool)
+    rng = np.random.default_rng(seed)
+    inside = start + rng.integers(0, span // g.page_bytes, d["t_ns"].size) * g.page_bytes
+    outside = np.array([start - g.page_bytes, start + span], np.int64)
+    outside = outside[(outside >= 0) & (outside < SPLIT_GEOMS[g.granule][1])]
+    want_in = pt.translate_many(inside)[0]
+    want_out = pt.translate_many(outside)
+    event(f"accesses in the window: {min(d['t_ns'].size, 3)}{'+' if d['t_ns'].size > 3 else ''}")
+    for mode in BbmMode:
+        states = b.split_states(pt, va, mode, cfg.tlbi_ns, cfg.write_ns)
+        pa, fault = b.walk_outcomes(states, inside, d["t_ns"], held, cfg.tlbi_ns)
+        if mode == BbmMode.NO_BBML2:
+            assert (fault == ((d["t_ns"] >= cfg.tlbi_ns) | ~held)).all()
+            o = np.zeros(3, np.int64)
+            b.bbm_count(d["t_ns"], d["cpu"], d["held"], d["u"], cfg.tlbi_ns, int(mode),
+                        cfg.conflict_prob, o)
+            assert o[1] == fault.sum(), "B11's count disagrees with the descriptor states"
+        else:
+            assert not fault.any(), "an access saw an invalid descriptor during a BBML2 split"
+        assert (pa[~fault] == want_in[~fault]).all(), "an access saw a wrong output address"
+        for _t, st_ in states:
+            got = st_.translate_many(outside)
+            assert (got[0] == want_out[0]).all() and (got[3] == want_out[3]).all(), \
+                "a descriptor outside the split group changed"
+        end = states[-1][1]
+        assert (end.translate_many(inside)[0] == want_in).all()
+        assert (end.translate_many(inside)[3] == pt.translate_many(inside)[3]).all()
+        assert _starts_leaf(end, va)
+
+
+def _starts_leaf(pt, va):
+    s, _span = b.leaf_span(pt, va)
+    return s == va

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import naive.permvmalloc as twin
+from props import INVARIANT
 from kmm.buddy import Buddy, BuddyConfig, MigrateType
 from kmm.errors import ConfigError
 from kmm.geometry import GiB, MiB
@@ -379,3 +380,31 @@ def test_scenario_frames(small_scenario):
     assert df.filter(pl.col("metric") == "wx_violations")["value"].sum() == 0
     snaps = sr.snapshots
     assert (snaps["directmap_4k"] + snaps["directmap_2m"] + snaps["directmap_1g"] == GiB).all()
+
+
+# ---- invariant: never writable and executable through any alias (README "What kmm guarantees")
+INVARIANT_POLICIES = [*pv.STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=False),
+                      PolicyConfig(Policy.PERM_ALLOC, module_2m=True)]
+
+
+# four machines (an aged pool takes ~0.1 s to build and is cached, four at a time)
+INVARIANT_MACHINES = [FRESH, AGED,
+                      pv.MachineConfig(ram_bytes=GiB, cpus=2, bg_used_fraction=0.3,
+                                       bg_ops_per_event=4, seed=7),
+                      pv.MachineConfig(ram_bytes=GiB, cpus=16, bg_used_fraction=0.8,
+                                       bg_ops_per_event=1, seed=11)]
+
+
+@INVARIANT
+@given(pol=st.sampled_from(INVARIANT_POLICIES), m=st.sampled_from(INVARIANT_MACHINES),
+       n=st.integers(1, 30), seed=st.integers(0, 2**31))
+def test_invariant_no_page_writable_and_executable_through_any_alias(pol, m, n, seed):
+    """Random module loads, init frees, unloads, BPF loads and frees (and perm_alloc shrinker
+    runs) on fresh and aged machines, for every policy: after every step no page is writable
+    through one mapping (the direct map, a live vmalloc alias, a stale TLB entry of a lazily
+    unmapped alias, or a direct-map change not yet flushed) while executable through another,
+    and no freed page keeps an executable alias."""
+    sim = pv.PermVmalloc(m, pol, check=True, snapshot_every=1000)
+    pv.random_ops(sim, n, seed)
+    assert sim.violations == []
+    assert sim.counts.wx_violations == sim.counts.free_violations == 0

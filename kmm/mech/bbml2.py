@@ -520,6 +520,75 @@ def bbm_count(t_ns, cpu, held, u, tlbi_ns, mode, conflict_prob, out):
                 out[2] += 1
 
 
+def leaf_span(pt: PageTable, va: int) -> tuple[int, int]:
+    """``(start, bytes)`` of the descriptor group that must change together to split the leaf
+    holding ``va``: the leaf itself, or its whole contiguous range (``CONT`` entries are
+    invalidated as a group)."""
+    ex = pt.extents_array()
+    i = int(np.searchsorted(ex[:, 0], va, side="right")) - 1
+    if i < 0 or va >= ex[i, 0] + ex[i, F_SIZE]:
+        raise ConfigError(f"{va:#x} is not mapped", "va")
+    attr = int(ex[i, F_ATTR])
+    level = (attr & 7) - 1
+    g = pt.geometry
+    unit = g.cont_bytes(level) if (attr >> A_CONT_SHIFT) & 1 else g.leaf_bytes(level)
+    start = int(ex[i, 0]) + (va - int(ex[i, 0])) // unit * unit
+    return start, unit
+
+
+def split_states(pt: PageTable, va: int, mode: BbmMode, tlbi_ns: float,
+                 write_ns: float) -> list[tuple[float, PageTable]]:
+    """The descriptor states another CPU's walker can read while the leaf holding ``va``
+    is split on the engine's page table, each with the time (ns from the first store) from
+    which it is visible; the first is the state before the change (time ``-inf``: what a TLB
+    may still hold). ``pt`` is left unchanged.
+
+    Without BBML2, break-before-make: the old descriptor (group) is cleared (an invalid
+    descriptor, :attr:`Perm.NONE`), a broadcast TLBI + DSB completes at ``tlbi_ns``, and the
+    table descriptor is written ``write_ns`` later (Arm ARM D8.16). With BBML2 the new table
+    (every entry valid, same output and attributes) is written and replaces the old
+    descriptor with one store, visible at ``write_ns``; no state is ever invalid. This is the
+    sequence :func:`bbm_count`'s fault rule summarises (see :func:`walk_outcomes`).
+    """
+    start, span = leaf_span(pt, va)
+    done = pt.copy()
+    if done.split(va) != 0:
+        raise ConfigError(f"split at {va:#x} failed", "va")
+    before = (-np.inf, pt.copy())
+    if BbmMode(mode) != BbmMode.NO_BBML2:
+        return [before, (float(write_ns), done)]
+    cleared = pt.copy()
+    if cleared.set_perm(start, span, Perm.NONE) != 0:
+        raise ConfigError(f"clearing [{start:#x}, {start + span:#x}) failed", "va")
+    return [before, (0.0, cleared), (float(tlbi_ns + write_ns), done)]
+
+
+def walk_outcomes(states: list[tuple[float, PageTable]], va: np.ndarray, t_ns: np.ndarray,
+                  held: np.ndarray, tlbi_ns: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per access at ``va[i]``, time ``t_ns[i]`` (>= 0), by a CPU that holds the old
+    translation in its TLB (``held[i]``): ``(pa, fault)`` over the :func:`split_states`
+    ``states``. A holding CPU translates with the old entry (the first state) until
+    the TLBI completes at ``tlbi_ns``; otherwise the access walks the state visible at its
+    time, and faults where that state has no valid descriptor."""
+    va = np.asarray(va, np.int64)
+    t_ns = np.asarray(t_ns, float)
+    held = np.asarray(held, bool)
+    pa = np.zeros(va.size, np.int64)
+    fault = np.zeros(va.size, bool)
+    old_pa, _l, _c, _p, _n = states[0][1].translate_many(va)   # what a TLB may hold
+    starts = np.array([t for t, _ in states])
+    which = np.searchsorted(starts, t_ns, side="right") - 1
+    for k, (_t, st) in enumerate(states):
+        sel = (which == k) & ~(held & (t_ns < tlbi_ns))
+        if sel.any():
+            p, level, _c, perm, _n = st.translate_many(va[sel])
+            pa[sel] = p
+            fault[sel] = (level < -1) | (perm == int(Perm.NONE))
+    hit = held & (t_ns < tlbi_ns)
+    pa[hit] = old_pa[hit]
+    return pa, fault
+
+
 def bbm_window(cfg: BbmConfig, seed: int) -> dict[str, dict[str, int]]:
     """Accesses, faults and conflict aborts per :class:`BbmMode` (same draws for all)."""
     d = bbm_draws(cfg, seed)
