@@ -168,10 +168,214 @@ def test_notebook_functions_give_the_stated_directions():
     w = v["S3"]["value"]["walk_ns"]
     assert w[-1] < w[0]
     g = pkvm.stage2_gain(p, runs)
-    assert v["S4"]["value"] == pytest.approx(pkvm.vhe_crossover_rate(g, p["nvhe_exit_extra_ns"]))
+    sh = pkvm.overhead_shares(p)
+    assert v["S4"]["value"] == pytest.approx(pkvm.crossover_exit_rate(
+        g, p["nvhe_exit_extra_ns"], sh["text_stage2"] + sh["sync"], sh["text_base"]))
+    # the trapped writes cost more than the baseline's and KTR's; sync costs something
+    assert sh["text_stage2"] > sh["text_ktr"] > sh["text_base"] > 0 and sh["sync"] > 0
+    assert v["S4"]["value"] < pkvm.vhe_crossover_rate(g, p["nvhe_exit_extra_ns"])
+    assert len(v["S4"]["sweep"]) == 2 * 3 * 3 * p["s4_overhead_points"]
+    assert set(pkvm.OVERHEAD_ASSUMED) <= set(v["S4"]["sweep"][0]["params"])
+    ov, cross = pkvm.overhead_frames(p, runs)
+    be = g / (1 + g)
+    assert (ov["break_even"] == be).all()
+    for r in cross.iter_rows(named=True):
+        if 0 < r["crossover_rate"] < float("inf") and r["overhead"] == "stage-2 sync":
+            one = pkvm.overhead_shares(p, s2_pages_per_s=r["crossover_rate"])["sync"]
+            assert one == pytest.approx(be)
+    zc = pkvm.s4_zero_causes(p, runs, v["S4"]["sweep"])
+    assert zc["no_gain"] + zc["text"] + zc["sync"] + zc["both"] == sum(
+        x["value"] == 0.0 for x in v["S4"]["sweep"])
+    for (_r, _x), grp in exits.group_by(["exit_rate", "extra_ns"]):
+        net = dict(zip(grp["overheads"].to_list(), grp["net_gain"].to_list()))
+        assert (net["+ traps, sync: top assumed rates"] < net["+ traps, sync: published rates"]
+                < net["exits only"])
+    # EL2's walks are charged to the hypervisor's tables, its fetches to its text
+    assert {"fetch_ns_per_exit", "walk_ns_per_exit"} <= set(el2.columns)
     r = v["S6"]["value"]["reserved_bytes"]
     assert r == sorted(r) and r[0] < r[-1]
     assert len(v["S5"]["value"]["ns"]) == 2 and v["S5"]["value"]["ns"][0] <= v["S5"]["value"]["ns"][1]
     # the uncached bound is never below the measured mean
     s2 = comp.filter(comp["leaf_bytes"] > 0)
     assert (s2["refs_per_walk"] <= s2["bound_refs"]).all()
+
+
+# ---- text writes trapped to EL2, N stage-2 table sets, EL2's own regime ----------------------
+def _topo(nodes, ratio=2.0, cpus_per_node=4):
+    return numa.generic(nodes, 100.0, ratio, cpus_per_node=cpus_per_node)
+
+
+@pytest.mark.parametrize("nodes", [1, 2, 4])
+def test_trapped_patch_hand_count(nodes):
+    """One 3-site patch: 3 traps whatever the node count, 3 x N copy writes, each write a
+    fixmap, a store owning the line at the copy's node and a clean to PoU."""
+    cost = ktr.PatchCost(sites=3, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=1000.0)
+    topo = _topo(nodes)
+    ev = pkvm.text_write_events(nodes, 3, trapped=True)
+    assert ev["traps"] == 3 and ev["copy_writes"] == 3 * nodes == ev["cmo_lines"]
+    assert pkvm.text_write_events(nodes, 3, trapped=False)["traps"] == 0
+    # copy 0 is local (100 ns), every other copy remote (200 ns)
+    by_hand = {1: 1000 + 3 * 50 + 3 * 130, 2: 1000 + 3 * 50 + 3 * (130 + 230),
+               4: 1000 + 3 * 50 + 3 * (130 + 3 * 230)}[nodes]
+    w = pkvm.trapped_patch_window_ns(topo, nodes, cost, 50.0)
+    assert w == pytest.approx(by_hand)
+    # the same basis as KTR's untrapped patch: only the traps differ
+    assert w - ktr.patch_window_ns(topo, nodes, cost) == pytest.approx(3 * 50.0)
+    assert pkvm.trapped_patch_machine_ns(topo, nodes, cost, 50.0) == pytest.approx(w * topo.cpus)
+    nosync = ktr.PatchCost(sites=3, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=1000.0,
+                           sync=ktr.PatchSync.NOSYNC)
+    assert pkvm.trapped_patch_machine_ns(topo, nodes, nosync, 50.0) == pytest.approx(w)
+
+
+def test_trapped_patch_grows_by_one_copy_per_node():
+    cost = ktr.PatchCost(sites=2, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=0.0)
+    topo = _topo(8)
+    w = [pkvm.trapped_patch_window_ns(topo, n, cost, 70.0) for n in range(1, 9)]
+    assert [b - a for a, b in zip(w, w[1:])] == pytest.approx([2 * (10 + 200 + 20)] * 7)
+
+
+def test_stage2_invalidation_is_kvm_tlb_flush_vmid_ipa():
+    """TLBI IPAS2E1IS, DSB ISH, TLBI VMALLE1IS, DSB ISH, each DSB waiting for every CPU."""
+    sc = pkvm.SyncCost(tlbi_ns=10.0, dsb_ish_ns=200.0, dsb_ish_per_cpu_ns=5.0)
+    iv = pkvm.stage2_invalidation(64, geometry.stage2("4K", 48), sc)
+    assert iv["tlbis"] == 2 and iv["dsbs"] == 2
+    assert iv["ns"] == pytest.approx(2 * (10 + 200 + 5 * 64))
+
+
+@pytest.mark.parametrize("nodes", [1, 2, 4, 8])
+def test_stage2_sync_is_n_times_one_set(nodes):
+    g2 = geometry.stage2("4K", 48)
+    sc = pkvm.SyncCost(tlbi_ns=10.0, dsb_ish_ns=200.0, dsb_ish_per_cpu_ns=5.0, cached_ns=30.0,
+                       trap_ns=400.0)
+    flat = np.asarray(_topo(nodes, ratio=1.0).latency_ns)
+    one = pkvm.stage2_page_cycle(flat, 1, g2, sc, cpus=32)
+    n = pkvm.stage2_page_cycle(flat, nodes, g2, sc, cpus=32)
+    assert n["ns"] == pytest.approx(nodes * one["ns"])
+    for k in ("descriptor_writes", "cached_reads", "tlbis", "dsbs", "traps", "invalidations"):
+        assert n[k] == nodes * one[k]
+    # hand count per set on a flat machine: 3 leaf writes (donate, reclaim, refault) of
+    # 100 ns, 3 walks of 3 cached upper levels, one invalidation, one refault trap
+    per_set = 3 * 100 + 3 * 3 * 30 + 2 * (10 + 200 + 5 * 32) + 400
+    assert one["ns"] == pytest.approx(per_set)
+
+
+def test_stage2_sync_charges_each_set_at_its_node():
+    g2 = geometry.stage2("4K", 48)
+    sc = pkvm.SyncCost(tlbi_ns=0.0, dsb_ish_ns=0.0, dsb_ish_per_cpu_ns=0.0, cached_ns=0.0,
+                       trap_ns=0.0)
+    lat = np.asarray(_topo(2, ratio=2.5).latency_ns)  # 100 local, 250 remote
+    c = pkvm.stage2_page_cycle(lat, 2, g2, sc, cpus=8)
+    # donate and reclaim from either node: (100 + 250) each; refault local in each set
+    assert c["ns"] == pytest.approx(2 * (100 + 250) + 2 * 100)
+    once = pkvm.stage2_page_cycle(lat, 2, g2, pkvm.SyncCost(tlbi_per_set=False), cpus=8)
+    assert once["invalidations"] == 1 and once["tlbis"] == 2
+
+
+def test_new_overheads_vanish_at_zero_rates():
+    """With no text writes and no stage-2 changes the net gain and the crossover are the
+    exits-only ones, bit for bit."""
+    for g, rate, extra in ((0.05, 1e4, 1500.0), (0.12, 0.0, 500.0), (-0.02, 1e3, 2000.0)):
+        assert pkvm.net_gain(g, rate, extra) == pkvm.net_gain_with_exits(g, rate, extra)
+        assert pkvm.crossover_exit_rate(g, extra) == pkvm.vhe_crossover_rate(g, extra)
+    topo = _topo(2)
+    cost = ktr.PatchCost()
+    assert pkvm.text_write_fraction(topo, 2, 0.0, cost, 500.0) == 0.0
+    assert pkvm.stage2_sync_fraction(topo.latency_ns, 2, 0.0, geometry.stage2("4K", 48),
+                                     pkvm.SyncCost(), topo.cpus) == 0.0
+
+
+def test_net_gain_with_shares_hand_worked():
+    # gain 10 %, no exits: a 2 % stage-2 share against a 1 % baseline share
+    g = pkvm.net_gain(0.10, 0.0, 0.0, 0.02, 0.01)
+    assert g == pytest.approx((1 / 0.99) / ((1 / 1.1) / 0.98) - 1)
+    r = pkvm.crossover_exit_rate(0.10, 1000.0, 0.02, 0.01)
+    assert r == pytest.approx((0.1 / 1.1 - 0.01 / 0.99) / 1e-6)
+    assert pkvm.net_gain(0.10, r, 1000.0, 0.02, 0.01) == pytest.approx(0.0, abs=1e-12)
+    assert r < pkvm.vhe_crossover_rate(0.10, 1000.0)
+    # overheads that alone cancel the gain leave no exit budget
+    assert pkvm.crossover_exit_rate(0.10, 1000.0, 0.2, 0.0) == 0.0
+
+
+def _el2_config(s1, s2, nodes=4):
+    g1 = geometry.arm64(s1, 48)
+    g2 = geometry.stage2(s2, 48)
+    tlb = TLBConfig.neoverse_n1(walk_cache_entries=0, s2_walk_cache_entries=0).with_geometry(g1, g2)
+    return g1, g2, kwalk.PathConfig(tlb=tlb, caches=CacheConfig(), stage1=g1, stage2=g2,
+                                    nodes=nodes)
+
+
+@pytest.mark.parametrize("s1", ["4K", "16K", "64K"])
+def test_el2_walks_are_1d_through_the_hyp_tables(s1):
+    """An EL2 access misses the TLB and walks the hypervisor's stage-1 tables only: as many
+    references as stage-1 levels, none at stage 2, all on the hyp tables' class; a host
+    access on the same path makes n + (n+1)m."""
+    g1, g2, cfg = _el2_config(s1, "4K")
+    path = pkvm.El2Path(cfg, hyp_table_class=3)
+    hyp = path.run(np.array([ktr.HYP_VA_BASE], np.uint64), el2=np.array([True]))
+    assert hyp.walk.walks == 1
+    assert hyp.walk.refs == hyp.walk.s1_refs == g1.levels
+    assert hyp.walk.s2_refs == 0
+    assert hyp.walk_refs_by_node[0].tolist() == [0, 0, 0, g1.levels]
+    both = path.run(np.array([0x1234_5000], np.uint64), el2=np.array([False]))
+    assert both.walk.refs - hyp.walk.refs == pkvm.nested_references(g1, g2)
+
+
+def test_el2path_without_el2_accesses_is_a_plain_path():
+    g1, g2, cfg = _el2_config("4K", "4K")
+    rng = np.random.default_rng(3)
+    va = (rng.integers(0, 1 << 20, 500).astype(np.uint64) << np.uint64(12))
+    kw = dict(kind=rng.integers(0, 3, 500).astype(np.uint8), node=rng.integers(0, 4, 500))
+    a = kwalk.Path(cfg).run(va, **kw)
+    b = pkvm.El2Path(cfg, 3).run(va, el2=np.zeros(500, bool), **kw)
+    assert a.walk == b.walk and a.tlb == b.tlb and a.cache == b.cache
+    assert (a.mem_reads == b.mem_reads).all() and (a.served == b.served).all()
+
+
+def test_el2_shares_the_machine_with_the_host():
+    """The EL2 accesses' TLB entries and cache lines live in the host path's structures: a
+    second EL2 visit to the same line hits the TLB and the cache."""
+    g1, g2, cfg = _el2_config("4K", "4K")
+    path = pkvm.El2Path(cfg, 3)
+    va = np.array([ktr.HYP_VA_BASE, 0x1234_5000, ktr.HYP_VA_BASE], np.uint64)
+    r = path.run(va, el2=np.array([True, False, True]), kind=np.full(3, 2, np.uint8))
+    assert r.walk.walks == 2
+    assert path.hyp.tlb_state is path.main.tlb_state
+    assert path.hyp.cache_state is path.main.cache_state
+
+
+def test_stage2_tables_are_local_to_every_charged_node(pair):
+    """Each node walks its own host stage-2 set: the class holding those reads resolves to
+    the node of the CPU charged, so no node pays a remote read for its own tables."""
+    _ck, cs = pair
+    cls = cs.classes
+    k = cs.sim_node
+    assert cs.mem[2, k, cls.khome(k)] > 0
+    for node in range(cs.nodes):
+        where = cls.resolve(ktr.Scheme.STAGE2, ktr.UserPolicy.INTERLEAVE, node, k)
+        assert where[cls.khome(k)] == node
+
+
+def test_params_refuse_an_unknown_patch_sync():
+    from pathlib import Path
+
+    from kmm.suite import params as sp
+    nb = Path(__file__).resolve().parents[1] / "notebooks" / "pkvm.ipynb"
+    p = dict(sp.notebook_parameters(nb))
+    p["patch_sync"] = "sometimes"
+    with pytest.raises(ConfigError, match="stop_machine"):
+        pkvm.params_from(p)
+
+
+def test_overhead_points_cover_the_assumed_ranges():
+    from pathlib import Path
+
+    from kmm.suite import params as sp
+    nb = Path(__file__).resolve().parents[1] / "notebooks" / "pkvm.ipynb"
+    p = pkvm.params_from(dict(sp.notebook_parameters(nb)))
+    specs = pkvm.overhead_specs()
+    assert set(specs) == set(pkvm.OVERHEAD_ASSUMED)
+    pts = pkvm.overhead_points(p, 10, specs)
+    for name, (lo, hi) in specs.items():
+        xs = sorted(pt[name] for pt in pts)
+        assert lo <= xs[0] and xs[-1] <= hi
+        assert len(set(xs)) == 10 or isinstance(p[name], int)

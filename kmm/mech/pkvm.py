@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import geometry as geom
-from ..config import check_int
+from ..config import check_float, check_int
 from ..errors import ConfigError
 from ..pagetable import PageTable, Paint, Perm
 
@@ -268,6 +268,188 @@ def vhe_crossover_rate(gain: float, extra_exit_ns: float) -> float:
     return gain / ((1.0 + gain) * extra_exit_ns * 1e-9)
 
 
+def net_gain(gain: float, exit_rate_per_s: float = 0.0, extra_exit_ns: float = 0.0,
+             f_stage2: float = 0.0, f_base: float = 0.0) -> float:
+    """Net throughput gain of stage-2 replication over the VHE baseline with every overhead.
+
+    Per unit of work the baseline takes ``1 / (1 - f_base)`` (its own text patching takes a
+    share ``f_base`` of the machine) and stage-2 replication ``(1 / (1 + gain) + rate *
+    extra) / (1 - f_stage2)``: exits add time to the work that causes them
+    (:func:`net_gain_with_exits`), and text-write traps and stage-2 table sync take a share
+    ``f_stage2`` of the machine's CPU time (:func:`text_write_fraction`,
+    :func:`stage2_sync_fraction`). With both shares zero this is
+    :func:`net_gain_with_exits`.
+    """
+    if gain <= -1:
+        raise ConfigError(f"gain must be > -1, got {gain}", "gain")
+    for name, f in (("f_stage2", f_stage2), ("f_base", f_base)):
+        if not 0.0 <= f < 1.0:
+            raise ConfigError(f"must be a share of CPU time in [0, 1), got {f}", name)
+    t = 1.0 / (1.0 + gain) + exit_rate_per_s * extra_exit_ns * 1e-9
+    return (1.0 / (1.0 - f_base)) / (t / (1.0 - f_stage2)) - 1.0
+
+
+def crossover_exit_rate(gain: float, extra_exit_ns: float, f_stage2: float = 0.0,
+                        f_base: float = 0.0) -> float:
+    """Exit rate at which :func:`net_gain` reaches zero with the other overheads fixed:
+    ``(gain / (1 + gain) - (f_stage2 - f_base) / (1 - f_base)) / extra``; 0 when the gain
+    is gone before any exit, infinity when exits cost nothing extra. With both shares zero
+    this is :func:`vhe_crossover_rate`."""
+    if f_stage2 == 0.0 and f_base == 0.0:
+        return vhe_crossover_rate(gain, extra_exit_ns)
+    margin = gain / (1.0 + gain) - (f_stage2 - f_base) / (1.0 - f_base)
+    if margin <= 0:
+        return 0.0
+    if extra_exit_ns <= 0:
+        return float("inf")
+    return margin / (extra_exit_ns * 1e-9)
+
+
+# ---- text writes trap to EL2 (S4) -----------------------------------------------------------
+def text_write_events(copies: int, sites: int, trapped: bool) -> dict[str, int]:
+    """Counted events of one text patch of ``sites`` instructions when the text has
+    ``copies`` copies.
+
+    Under stage-2 replication the text IPA range is read-only at stage 2 in every node's
+    tables, so each instruction the host writes (``aarch64_insn_patch_text_nosync`` through
+    the ``FIX_TEXT_POKE0`` alias, arch/arm64/kernel/patching.c) takes a stage-2 permission
+    fault to EL2 (``traps``); the hypervisor writes the instruction into every copy through
+    its own fixmap slot and cleans/invalidates each line to the point of unification. KTR
+    (``trapped=False``) makes the same writes at EL1. No TLB invalidation: no mapping
+    changes.
+    """
+    check_int("copies", copies, lo=1)
+    check_int("sites", sites, lo=1)
+    return {"syncs": 1, "traps": sites if trapped else 0, "copy_writes": sites * copies,
+            "fixmaps": sites * copies, "cmo_lines": sites * copies}
+
+
+def trapped_patch_window_ns(topo, copies: int, cost, trap_ns: float,
+                            patcher_nid: int = 0) -> float:
+    """Time the patching CPU spends on one patch under stage-2 replication: the
+    synchronisation, one EL2 trap round trip per instruction and, per instruction and
+    copy, the fixmap map/unmap, the store (owning the line: a read from the node holding
+    copy ``n``, ``latency_ns[patcher][n]``) and the clean/invalidate to PoU: the events of
+    :func:`text_write_events` times :class:`kmm.mech.ktr.PatchCost` and ``trap_ns``, on
+    the same basis as :func:`kmm.mech.ktr.patch_window_ns`."""
+    check_int("copies", copies, lo=1, hi=topo.nodes)
+    check_int("patcher_nid", patcher_nid, lo=0, hi=topo.nodes - 1)
+    check_float("trap_ns", trap_ns, lo=0.0)
+    lat = np.asarray(topo.latency_ns, dtype=np.float64)
+    ev = text_write_events(copies, cost.sites, True)
+    per_site = sum(cost.fixmap_ns + lat[patcher_nid, n] + cost.cmo_ns for n in range(copies))
+    return ev["syncs"] * cost.sync_ns + ev["traps"] * trap_ns + cost.sites * per_site
+
+
+def trapped_patch_machine_ns(topo, copies: int, cost, trap_ns: float,
+                             patcher_nid: int = 0) -> float:
+    """CPU time the whole machine loses to one trapped patch (every online CPU waits under
+    ``stop_machine``, as :func:`kmm.mech.ktr.patch_machine_ns`)."""
+    from . import ktr
+    w = trapped_patch_window_ns(topo, copies, cost, trap_ns, patcher_nid)
+    return w * topo.cpus if cost.sync == ktr.PatchSync.STOP_MACHINE else w
+
+
+def text_write_fraction(topo, copies: int, rate_per_s: float, cost, trap_ns: float) -> float:
+    """Share of the machine's CPU time spent on trapped text patches at ``rate_per_s``."""
+    rate = check_float("rate_per_s", rate_per_s, lo=0.0)
+    return rate * trapped_patch_machine_ns(topo, copies, cost, trap_ns) / (topo.cpus * 1e9)
+
+
+# ---- N host stage-2 table sets kept in sync (S4) ---------------------------------------------
+@dataclass(frozen=True)
+class SyncCost:
+    """Cost parameters of host stage-2 updates (every field ``assumed``; see the params file).
+
+    Parameters
+    ----------
+    tlbi_ns, dsb_ish_ns, dsb_ish_per_cpu_ns : one broadcast TLBI, the ``DSB ISH`` that
+        completes it and its growth per CPU of the domain (:class:`kmm.invalidate.
+        InvalidationCosts`)
+    cached_ns : a descriptor read that hits in the LLC (the upper levels of a set's tables,
+        shared by every update)
+    trap_ns : a host stage-2 fault's round trip to EL2
+    tlbi_per_set : the per-table code (``kvm_pgtable_stage2_*``, which invalidates inside
+        its walk) runs once per set; False: one invalidation after every set is written
+        (the sets share the host VMID)
+    """
+
+    tlbi_ns: float = 10.0
+    dsb_ish_ns: float = 200.0
+    dsb_ish_per_cpu_ns: float = 5.0
+    cached_ns: float = 30.0
+    trap_ns: float = 500.0
+    tlbi_per_set: bool = True
+
+    def __post_init__(self):
+        for f in ("tlbi_ns", "dsb_ish_ns", "dsb_ish_per_cpu_ns", "cached_ns", "trap_ns"):
+            check_float(f, getattr(self, f), lo=0.0)
+
+
+HOST_VMID = 0
+
+
+def stage2_invalidation(cpus: int, g2: geom.Geometry, sc: SyncCost) -> dict[str, float]:
+    """One ``__kvm_tlb_flush_vmid_ipa`` (arch/arm64/kvm/hyp/nvhe/tlb.c) through
+    :mod:`kmm.invalidate`: ``TLBI IPAS2E1IS`` of the page's IPA, ``DSB ISH``, ``TLBI
+    VMALLE1IS`` (every stage-1 entry of the VMID: combined entries may hold the old
+    stage-2 output), ``DSB ISH``, each broadcast to ``cpus`` CPUs. Returns the initiator's
+    ``ns`` and the counted ``tlbis`` and ``dsbs``."""
+    from .. import invalidate as inv
+    check_int("cpus", cpus, lo=1, hi=4096)
+    costs = inv.InvalidationCosts(tlbi_ns=sc.tlbi_ns, dsb_ish_ns=sc.dsb_ish_ns,
+                                  dsb_ish_per_cpu_ns=sc.dsb_ish_per_cpu_ns)
+    iv = inv.Invalidator(inv.InvalidationConfig(method=inv.Method.ARM64_TLBI, cpus=cpus,
+                                                page_shift=g2.page_shift, costs=costs))
+    ipa = 1 << 32
+    ns = iv.flush(0, ipa, ipa + g2.page_bytes, vmid=HOST_VMID, last_level_only=True)
+    ns += iv.flush(0, 0, 0, vmid=HOST_VMID, kernel=True)
+    c = iv.counters
+    return {"ns": float(ns), "tlbis": c.tlbis, "dsbs": c.dsbs}
+
+
+def stage2_page_cycle(latency_ns, sets: int, g2: geom.Geometry, sc: SyncCost,
+                      cpus: int) -> dict[str, float]:
+    """Counted events and time of one host page given to a guest or the hypervisor and
+    later returned, with ``sets`` host stage-2 table sets (set ``k`` on node ``k``).
+
+    - donate/share (``host_donate_guest``, ``host_share_hyp``; arch/arm64/kvm/hyp/nvhe/
+      mem_protect.c): in every set the valid entry is replaced (break-before-make): the
+      walk to the leaf (upper levels cached), the leaf line written from the initiating
+      CPU (owning the line: a read at ``latency_ns[i][k]``, averaged over initiating
+      nodes ``i``) and :func:`stage2_invalidation` per set (or once);
+    - reclaim (VM teardown, unshare): the annotated invalid entry is written in every set,
+      no invalidation (nothing valid was cached);
+    - the host's next touch faults in each set that lacks the entry (``host_stage2_idmap``
+      on a CPU of the set's node): an EL2 trap, the walk and a local leaf write; counted
+      for every set (a page touched from one node only faults once).
+
+    MMIO's lazy mappings fault the same way once per range and set, at boot: not charged.
+    """
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    nodes = lat.shape[0]
+    check_int("sets", sets, lo=1, hi=nodes)
+    upper = g2.walk_references(3) - 1
+    iv = stage2_invalidation(cpus, g2, sc)
+    n_inv = sets if sc.tlbi_per_set else 1
+    remote = float(np.mean([sum(lat[i, k] for k in range(sets)) for i in range(nodes)]))
+    local = float(sum(lat[k, k] for k in range(sets)))
+    ev = {"descriptor_writes": 3 * sets, "cached_reads": 3 * sets * upper,
+          "invalidations": n_inv, "tlbis": n_inv * iv["tlbis"], "dsbs": n_inv * iv["dsbs"],
+          "traps": sets}
+    ns = (2 * remote + local + ev["cached_reads"] * sc.cached_ns + n_inv * iv["ns"]
+          + ev["traps"] * sc.trap_ns)
+    return {**ev, "ns": ns}
+
+
+def stage2_sync_fraction(latency_ns, sets: int, rate_per_s: float, g2: geom.Geometry,
+                         sc: SyncCost, cpus: int) -> float:
+    """Share of the machine's CPU time spent keeping ``sets`` host stage-2 table sets up
+    to date at ``rate_per_s`` page cycles per second (:func:`stage2_page_cycle`)."""
+    rate = check_float("rate_per_s", rate_per_s, lo=0.0)
+    return rate * stage2_page_cycle(latency_ns, sets, g2, sc, cpus)["ns"] / (cpus * 1e9)
+
+
 # ---- the performance comparison (S1-S5) on the full path --------------------------------------
 @dataclass(frozen=True)
 class S2Leaf:
@@ -310,6 +492,85 @@ def host_memory_for(m, ram_per_node_bytes: int = 256 * GiB) -> HostMemory:
     return HostMemory(ram_bytes=ram_per_node_bytes * m.nodes, nodes=m.nodes)
 
 
+# ---- EL2: its own translation regime (S5) ----------------------------------------------------
+#: TLB tag of the EL2 regime's entries: an EL2 translation never matches a host (EL1&0) entry.
+HYP_VMID = 0xFFFF
+#: Leaf level of the hypervisor text in the hyp stage-1 tables: arch/arm64/kvm/hyp/nvhe/
+#: setup.c ``recreate_hyp_mappings`` maps ``__hyp_text_start..__hyp_text_end`` with
+#: ``pkvm_create_mappings``, whose walker maps a block only where an aligned block lies
+#: inside the range; the hyp text is page aligned and far smaller than a 2 MiB block.
+HYP_TEXT_LEAF_LEVEL = 3
+
+
+def _add_results(a, b):
+    """Counts of two paths over one machine added together."""
+    from .. import walk
+    return walk.PathResult(a.tlb + b.tlb, a.cache + b.cache, a.walk + b.walk,
+                           a.mem_reads + b.mem_reads, a.walk_refs_by_node + b.walk_refs_by_node,
+                           a.walk_refs_by_level + b.walk_refs_by_level, a.served + b.served)
+
+
+class El2Path:
+    """The full path of a host under stage 2 whose exits run hypervisor code at EL2.
+
+    nVHE EL2 is a translation regime of its own: one stage, through the hypervisor's
+    stage-1 tables (``pkvm_pgtable``), with no stage 2. Host accesses go through
+    ``config`` (2D walks); accesses flagged ``el2`` go through the same stage-1 geometry
+    without a stage 2 (1D walks), their tables held by placement class ``hyp_table_class``
+    (the hypervisor's tables on node 0, with its text), leaves at ``hyp_leaf_level``,
+    TLB entries tagged :data:`HYP_VMID`. Both share one machine: the TLBs and walk caches,
+    the caches and the table-frame map (so descriptor lines of either regime compete and
+    never alias). ``run`` returns the cumulative counts of both, like
+    :meth:`kmm.walk.Path.run`; a run with no EL2 access is exactly a
+    :class:`kmm.walk.Path` run.
+    """
+
+    def __init__(self, config, hyp_table_class: int, hyp_leaf_level: int = HYP_TEXT_LEAF_LEVEL):
+        from dataclasses import replace
+
+        from .. import walk
+        if config.stage1 is None or config.stage2 is None:
+            raise ConfigError("needs a stage-1 and a stage-2 geometry", "config")
+        self.main = walk.Path(config)
+        self.hyp = walk.Path(replace(config, stage2=None, table_node=walk.TableNode.FIXED,
+                                     table_fixed_nid=int(hyp_table_class)))
+        self.hyp.tlb_state = self.main.tlb_state
+        self.hyp.cache_state = self.main.cache_state
+        self.hyp.walk_state = self.main.walk_state._replace(geo=self.hyp.wg)
+        self.hyp_leaf_level = int(hyp_leaf_level)
+        self._last = {"main": None, "hyp": None}
+
+    def run(self, addresses, *, el2, **per_access):
+        va = np.asarray(addresses)
+        n = va.shape[0]
+        el2 = np.asarray(el2, dtype=bool)
+        if el2.shape != (n,):
+            raise ConfigError(f"needs one flag per access ({n})", "el2")
+        if n == 0:
+            raise ConfigError("needs at least one access", "addresses")
+
+        def cut(v, a, b):
+            return v[a:b] if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == n else v
+
+        edges = np.concatenate([[0], np.flatnonzero(el2[1:] != el2[:-1]) + 1, [n]])
+        for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
+            if el2[a]:
+                self._last["hyp"] = self.hyp.run(
+                    va[a:b], kind=cut(per_access.get("kind"), a, b),
+                    pa=cut(per_access.get("pa"), a, b), leaf_level=self.hyp_leaf_level,
+                    cont=False, asid=0, vmid=HYP_VMID, cpu=cut(per_access.get("cpu"), a, b),
+                    global_=True, node=cut(per_access.get("node"), a, b))
+            else:
+                self._last["main"] = self.main.run(
+                    va[a:b], **{k: cut(v, a, b) for k, v in per_access.items()})
+        m, h = self._last["main"], self._last["hyp"]
+        if h is None:
+            return m
+        if m is None:
+            return h
+        return _add_results(m, h)
+
+
 def stage2_setup(m, option: S2Leaf, *, text_aligned: bool = True, ipa_bits: int = 48,
                  ram_per_node_bytes: int = 256 * GiB):
     """Per-node host stage-2 tables for a simulated machine and the leaf lookup the full
@@ -343,7 +604,9 @@ def stage2_setup(m, option: S2Leaf, *, text_aligned: bool = True, ipa_bits: int 
             raise ConfigError("an access falls outside the host stage-2 map", "pa")
         return level.astype(np.int8), cont.astype(bool)
 
-    return ktr.Stage2Setup(geometry=g2, table_leaf_level=int(probe.level), leaf=leaf)
+    hyp_class = ktr.Classes(m.nodes).HYP
+    return ktr.Stage2Setup(geometry=g2, table_leaf_level=int(probe.level), leaf=leaf,
+                           path=lambda config: El2Path(config, hyp_class))
 
 
 def decompose_loss(c_ktr, c_s2, latency_ns, policy, costs) -> dict[str, float]:
@@ -403,7 +666,16 @@ NOTEBOOK_KEYS = (
     "text_bytes", "rodata_bytes", "s2_granules", "s1_granule", "ipa_bits", "debate_leaf",
     "pkvm_leaf", "text_aligned", "exit_rates", "nvhe_exit_extra_ns", "nvhe_exit_extra_range",
     "el2_exits_per_kinstr", "el2_exit_sweep", "hyp_text_bytes", "s6_nodes",
-    "s6_ram_per_node_bytes", "s6_granules")
+    "s6_ram_per_node_bytes", "s6_granules", "cores_per_node", "patch_sites", "fixmap_ns",
+    "cmo_ns", "sync_ns", "patch_sync", "patches_per_s", "el2_trap_ns", "tlbi_ns",
+    "dsb_ish_ns", "dsb_ish_per_cpu_ns", "s2_pages_per_s", "s2_tlbi_per_set",
+    "overhead_rates", "overhead_nodes", "s4_overhead_points")
+
+#: ``assumed`` parameters of the text-write and stage-2 sync overheads, sampled jointly
+#: (Latin hypercube over their params-file ranges) in S4's sweep.
+OVERHEAD_ASSUMED = ("el2_trap_ns", "fixmap_ns", "cmo_ns", "sync_ns", "tlbi_ns", "dsb_ish_ns",
+                    "dsb_ish_per_cpu_ns", "cores_per_node", "patches_per_s", "s2_pages_per_s")
+_PATCH_SYNC = ("stop_machine", "nosync")
 
 
 def params_from(ns: dict) -> dict:
@@ -419,13 +691,19 @@ def params_from(ns: dict) -> dict:
     for k in ("debate_leaf", "pkvm_leaf"):
         if p[k] not in labels:
             raise ConfigError(f"must be one of {', '.join(labels)}", k)
+    if p["patch_sync"] not in _PATCH_SYNC:
+        raise ConfigError(f"must be one of {', '.join(_PATCH_SYNC)}", "patch_sync")
+    if 2 not in p["overhead_nodes"]:
+        raise ConfigError("must include 2 (the comparison's machine)", "overhead_nodes")
     return p
 
 
+_HOST_KEYS = ("local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles",
+              "stall_ifetch", "stall_data", "stall_walk")
+
+
 def _ktr_params(p: dict) -> dict:
-    keys = ("local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles",
-            "stall_ifetch", "stall_data", "stall_walk")
-    return {k: p[k] for k in keys}
+    return {k: p[k] for k in _HOST_KEYS}
 
 
 def _costs(p: dict, **over):
@@ -542,9 +820,70 @@ def comparison_frame(p: dict, runs: dict) -> "pl.DataFrame":
     return pl.DataFrame(rows)
 
 
+# ---- the overheads beyond the walk: exits, text-write traps, stage-2 sync (S4) ----------------
+def _patch_cost(p: dict, **over):
+    from . import ktr
+    v = {k: over.get(k, p[k]) for k in ("patch_sites", "fixmap_ns", "cmo_ns", "sync_ns")}
+    return ktr.PatchCost(sites=int(v["patch_sites"]), fixmap_ns=float(v["fixmap_ns"]),
+                         cmo_ns=float(v["cmo_ns"]), sync_ns=float(v["sync_ns"]),
+                         sync=ktr.PatchSync[p["patch_sync"].upper()])
+
+
+def _sync_cost(p: dict, **over) -> SyncCost:
+    v = {k: float(over.get(k, p[k])) for k in ("tlbi_ns", "dsb_ish_ns", "dsb_ish_per_cpu_ns",
+                                                "el2_trap_ns", "llc_ns")}
+    return SyncCost(tlbi_ns=v["tlbi_ns"], dsb_ish_ns=v["dsb_ish_ns"],
+                    dsb_ish_per_cpu_ns=v["dsb_ish_per_cpu_ns"], cached_ns=v["llc_ns"],
+                    trap_ns=v["el2_trap_ns"], tlbi_per_set=bool(p["s2_tlbi_per_set"]))
+
+
+def _topo(p: dict, nodes: int = 2, ratio: float | None = None, **over):
+    from .. import numa
+    return numa.generic(nodes, p["local_ns"], p["remote_ratio"] if ratio is None else ratio,
+                        cpus_per_node=int(over.get("cores_per_node", p["cores_per_node"])))
+
+
+def overhead_shares(p: dict, ratio: float | None = None, nodes: int = 2,
+                    **over) -> dict[str, float]:
+    """Shares of the machine's CPU time at the given (default: published) rates:
+    ``text_base`` the baseline's text patching (one copy, EL1), ``text_ktr`` KTR's (one copy
+    per node, EL1), ``text_stage2`` stage-2 replication's (one copy per node, every
+    instruction trapped to EL2), ``sync`` keeping one host stage-2 table set per node up
+    to date. ``over`` replaces rates and costs (any of :data:`OVERHEAD_ASSUMED`; other
+    names are ignored)."""
+    from . import ktr
+    topo = _topo(p, nodes, ratio, **over)
+    cost = _patch_cost(p, **over)
+    sc = _sync_cost(p, **over)
+    rate = float(over.get("patches_per_s", p["patches_per_s"]))
+    pages = float(over.get("s2_pages_per_s", p["s2_pages_per_s"]))
+    g2 = geom.stage2(p["s1_granule"], p["ipa_bits"])
+    return {"text_base": ktr.patch_overhead_fraction(topo, 1, rate, cost),
+            "text_ktr": ktr.patch_overhead_fraction(topo, nodes, rate, cost),
+            "text_stage2": text_write_fraction(topo, nodes, rate, cost, sc.trap_ns),
+            "sync": stage2_sync_fraction(topo.latency_ns, nodes, pages, g2, sc, topo.cpus)}
+
+
+def _host_over(over: dict) -> dict:
+    return {k: v for k, v in over.items() if k in _HOST_KEYS}
+
+
+def stage2_net_gain(p: dict, runs: dict, ratio: float | None = None, exit_rate: float = 0.0,
+                    extra_exit_ns: float | None = None, **over) -> float:
+    """Net gain of stage-2 replication (pKVM leaves) over the VHE baseline with exits at
+    ``exit_rate`` per CPU-second, text writes and stage-2 sync at their rates."""
+    g = stage2_gain(p, runs, ratio, **_host_over(over))
+    sh = overhead_shares(p, ratio, **over)
+    extra = p["nvhe_exit_extra_ns"] if extra_exit_ns is None else extra_exit_ns
+    return net_gain(g, exit_rate, extra, sh["text_stage2"] + sh["sync"], sh["text_base"])
+
+
 def schemes_frame(p: dict, runs: dict) -> "pl.DataFrame":
     """Throughput relative to the baseline of KTR and of stage-2 replication (debated and
-    pKVM leaf configurations) for every workload, against the ratio."""
+    pKVM leaf configurations) for every workload, against the ratio, no VM exits; every
+    scheme pays its text patching at ``patches_per_s`` (the baseline one copy, KTR one per
+    node, stage 2 one per node behind a trap) and stage 2 its table sync at
+    ``s2_pages_per_s``."""
     import polars as pl
     from . import ktr
     pol = _policy(p)
@@ -554,19 +893,23 @@ def schemes_frame(p: dict, runs: dict) -> "pl.DataFrame":
         ck = runs[("s1", w)]
         for r in sorted({1.0, p["remote_ratio"], *p["ratio_range"]}):
             lat = _lat(p, r)
-            tb = ktr.system_time_ns(ck, lat, ktr.Scheme.BASELINE, pol, costs)
-            rows.append({"workload": w, "ratio": r, "scheme": "KTR",
-                         "gain": tb / ktr.system_time_ns(ck, lat, ktr.Scheme.KTR, pol, costs) - 1})
+            sh = overhead_shares(p, r)
+            tb = ktr.system_time_ns(ck, lat, ktr.Scheme.BASELINE, pol, costs) / (
+                1.0 - sh["text_base"])
+            tk = ktr.system_time_ns(ck, lat, ktr.Scheme.KTR, pol, costs) / (1.0 - sh["text_ktr"])
+            rows.append({"workload": w, "ratio": r, "scheme": "KTR", "gain": tb / tk - 1})
             for lab in (p["debate_leaf"], p["pkvm_leaf"]):
-                ts = ktr.system_time_ns(runs[("s2", w, lab)], lat, ktr.Scheme.STAGE2, pol, costs)
+                ts = ktr.system_time_ns(runs[("s2", w, lab)], lat, ktr.Scheme.STAGE2, pol,
+                                        costs) / (1.0 - sh["text_stage2"] - sh["sync"])
                 rows.append({"workload": w, "ratio": r, "scheme": f"stage 2, {lab}",
                              "gain": tb / ts - 1})
     return pl.DataFrame(rows)
 
 
 def stage2_gain(p: dict, runs: dict, ratio: float | None = None, **cost_over) -> float:
-    """Gain of stage-2 replication in the pKVM configuration over the VHE baseline, no
-    exits."""
+    """Gain of stage-2 replication in the pKVM configuration over the VHE baseline from the
+    simulated work alone: no exits, text writes or stage-2 sync (see
+    :func:`stage2_net_gain`)."""
     from . import ktr
     pol = _policy(p)
     costs = _costs(p, **cost_over)
@@ -579,50 +922,233 @@ def stage2_gain(p: dict, runs: dict, ratio: float | None = None, **cost_over) ->
 
 def exit_frame(p: dict, runs: dict) -> "pl.DataFrame":
     """Net gain of stage-2 replication against the VM exit rate per CPU, for the assumed
-    range of the extra cost of an exit without VHE."""
+    range of the extra cost of an exit without VHE: exits alone, and with text-write traps
+    and stage-2 sync at their published rates and at the top of their assumed rates."""
     import polars as pl
     g = stage2_gain(p, runs)
+    specs = overhead_specs()
+    sh = overhead_shares(p)
+    top = overhead_shares(p, patches_per_s=specs["patches_per_s"][1],
+                          s2_pages_per_s=specs["s2_pages_per_s"][1])
+    variants = (("exits only", 0.0, 0.0),
+                ("+ traps, sync: published rates", sh["text_stage2"] + sh["sync"],
+                 sh["text_base"]),
+                ("+ traps, sync: top assumed rates", top["text_stage2"] + top["sync"],
+                 top["text_base"]))
     rows = []
     lo, hi = p["nvhe_exit_extra_range"]
     for extra in sorted({lo, p["nvhe_exit_extra_ns"], hi}):
         for rate in p["exit_rates"]:
-            rows.append({"exit_rate": float(rate), "extra_ns": float(extra),
-                         "net_gain": net_gain_with_exits(g, rate, extra)})
+            for label, fs, fb in variants:
+                rows.append({"exit_rate": float(rate), "extra_ns": float(extra),
+                             "overheads": label,
+                             "net_gain": net_gain(g, rate, extra, fs, fb)})
     return pl.DataFrame(rows)
 
 
+def params_path():
+    """``params/pkvm.yaml`` of the project this package lives in."""
+    from pathlib import Path
+    return Path(__file__).resolve().parents[2] / "params" / "pkvm.yaml"
+
+
+def overhead_specs() -> dict[str, tuple[float, float]]:
+    """``name -> (lo, hi)``: the assumed ranges of :data:`OVERHEAD_ASSUMED` in the params
+    file."""
+    from ..suite import params as _params
+    assumed = _params.load(params_path()).assumed()
+    missing = [k for k in OVERHEAD_ASSUMED if k not in assumed]
+    if missing:
+        raise ConfigError(f"needs an assumed range for {', '.join(missing)}", "params/pkvm.yaml")
+    return {k: tuple(assumed[k]) for k in OVERHEAD_ASSUMED}
+
+
+def overhead_points(p: dict, n: int, specs: dict | None = None) -> list[dict]:
+    """``n`` Latin-hypercube points over the overheads' assumed ranges: each range cut into
+    ``n`` strata visited once each in random order (from ``seed``), log scale where a range
+    spans a factor of 4 or more, integer parameters rounded."""
+    check_int("n", n, lo=1)
+    specs = overhead_specs() if specs is None else specs
+    rng = np.random.default_rng([p["seed"], 4])
+    cols = {}
+    for name in sorted(specs):
+        lo, hi = specs[name]
+        u = (rng.permutation(n) + rng.random(n)) / n
+        if lo > 0 and hi / lo >= 4:
+            v = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
+        else:
+            v = lo + u * (hi - lo)
+        cols[name] = [int(round(x)) if isinstance(p[name], int) else float(x) for x in v]
+    return [{k: cols[k][i] for k in sorted(cols)} for i in range(n)]
+
+
 def s4_sweep(p: dict, runs: dict) -> list[dict]:
-    """Crossover exit rate over the joint sweep of the assumed per-exit cost, walk stall
-    share and the ratio range."""
+    """Crossover exit rate (every overhead included) over the joint sweep of the assumed
+    per-exit cost, walk stall share and ratio range, each crossed with
+    ``s4_overhead_points`` Latin-hypercube points of the text-write and stage-2 sync rates
+    and costs (:func:`overhead_points`)."""
     out = []
     lo, hi = p["nvhe_exit_extra_range"]
-    for extra in sorted({lo, p["nvhe_exit_extra_ns"], hi}):
-        for sw in sorted({*p["stall_walk_range"], p["stall_walk"]}):
-            for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
-                g = stage2_gain(p, runs, r, stall_walk=sw)
-                out.append({"params": {"nvhe_exit_extra_ns": float(extra), "stall_walk": sw,
-                                       "remote_ratio": float(r)},
-                            "value": vhe_crossover_rate(g, extra)})
+    points = overhead_points(p, p["s4_overhead_points"])
+    for sw in sorted({*p["stall_walk_range"], p["stall_walk"]}):
+        for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
+            g = stage2_gain(p, runs, r, stall_walk=sw)
+            shares = [overhead_shares(p, r, **pt) for pt in points]
+            for extra in sorted({lo, p["nvhe_exit_extra_ns"], hi}):
+                for pt, sh in zip(points, shares):
+                    out.append({"params": {"nvhe_exit_extra_ns": float(extra), "stall_walk": sw,
+                                           "remote_ratio": float(r), **pt},
+                                "value": crossover_exit_rate(g, extra,
+                                                             sh["text_stage2"] + sh["sync"],
+                                                             sh["text_base"])})
     return out
 
 
-def el2_frame(p: dict, runs: dict) -> "pl.DataFrame":
-    """Per node and exit rate: memory time of hypervisor text fetches per exit (EL2 has no
-    stage 2: one copy, on node 0), from the runs with exits."""
+def s4_zero_causes(p: dict, runs: dict, sweep: list[dict]) -> dict:
+    """Why the crossover is 0 at the points of S4's sweep where it is: stage 2 gains
+    nothing to begin with (``no_gain``), the text-write traps alone (``text``) or the
+    stage-2 sync alone (``sync``) cancel the gain, or only both together do (``both``);
+    with the lowest rate of each cause (``text_min_patches_per_s``,
+    ``sync_min_pages_per_s``)."""
+    out = {"no_gain": 0, "text": 0, "sync": 0, "both": 0,
+           "text_min_patches_per_s": float("inf"), "sync_min_pages_per_s": float("inf")}
+    gains = {}
+    for x in sweep:
+        if x["value"] != 0.0:
+            continue
+        pt = x["params"]
+        key = (pt["stall_walk"], pt["remote_ratio"])
+        if key not in gains:
+            gains[key] = stage2_gain(p, runs, pt["remote_ratio"], stall_walk=pt["stall_walk"])
+        g = gains[key]
+        if g <= 0:
+            out["no_gain"] += 1
+            continue
+        sh = overhead_shares(p, pt["remote_ratio"], **pt)
+        be = g / (1.0 + g)
+        if (sh["text_stage2"] - sh["text_base"]) / (1.0 - sh["text_base"]) >= be:
+            out["text"] += 1
+            out["text_min_patches_per_s"] = min(out["text_min_patches_per_s"],
+                                                pt["patches_per_s"])
+        elif sh["sync"] >= be:
+            out["sync"] += 1
+            out["sync_min_pages_per_s"] = min(out["sync_min_pages_per_s"], pt["s2_pages_per_s"])
+        else:
+            out["both"] += 1
+    return out
+
+
+def overhead_frames(p: dict, runs: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
+    """Each overhead of stage-2 replication against its own rate on the 2-node machine, as
+    the share of time it costs (``loss``): exits (per CPU, at ``nvhe_exit_extra_ns`` each:
+    rate x extra), text writes (machine-wide patches per second: the share above the
+    baseline's own patching, ``(f - f_base) / (1 - f_base)``, for the trapped writes and,
+    for comparison, KTR's) and stage-2 sync (machine-wide page cycles per second). Alone,
+    an overhead cancels the gain where its loss reaches ``gain / (1 + gain)``; the second
+    frame gives that crossover rate per overhead."""
     import polars as pl
     from . import ktr
+    g = stage2_gain(p, runs)
+    be = g / (1.0 + g) if g > 0 else 0.0
+    topo = _topo(p)
+    cost = _patch_cost(p)
+    sc = _sync_cost(p)
+    g2 = geom.stage2(p["s1_granule"], p["ipa_bits"])
+    # shares per event per second
+    a_b = ktr.patch_overhead_fraction(topo, 1, 1.0, cost)
+    a_s = text_write_fraction(topo, 2, 1.0, cost, sc.trap_ns)
+    a_k = ktr.patch_overhead_fraction(topo, 2, 1.0, cost)
+    a_y = stage2_sync_fraction(topo.latency_ns, 2, 1.0, g2, sc, topo.cpus)
+    a_e = p["nvhe_exit_extra_ns"] * 1e-9
+    def text(a_new):
+        # the baseline's own patching cannot take the whole machine either
+        return lambda r: (a_new - a_b) * r / (1.0 - a_b * r) if a_b * r < 1.0 else None
+
+    comps = (("VHE exits (per CPU)", "exits/s per CPU", lambda r: r * a_e),
+             ("text-write traps, stage 2", "patches/s", text(a_s)),
+             ("text writes, KTR (no trap)", "patches/s", text(a_k)),
+             ("stage-2 sync", "page cycles/s", lambda r: a_y * r))
+    rows = []
+    for name, unit, loss in comps:
+        for r in p["overhead_rates"]:
+            x = loss(float(r))
+            if x is not None and 0.0 <= x < 1.0:
+                rows.append({"overhead": name, "rate_unit": unit, "rate": float(r),
+                             "loss": x, "break_even": be})
+    cross = {"VHE exits (per CPU)": vhe_crossover_rate(g, p["nvhe_exit_extra_ns"]),
+             "text-write traps, stage 2": _text_crossover(be, a_s, a_b),
+             "text writes, KTR (no trap)": _text_crossover(be, a_k, a_b),
+             "stage-2 sync": be / a_y if a_y > 0 else float("inf")}
+    cross_rows = [{"overhead": k, "crossover_rate": float(v), "break_even": be, "gain": g}
+                  for k, v in cross.items()]
+    return pl.DataFrame(rows), pl.DataFrame(cross_rows)
+
+
+def _text_crossover(be: float, a_new: float, a_base: float) -> float:
+    """Patch rate at which ``(a_new r - a_base r) / (1 - a_base r)`` reaches ``be``."""
+    d = a_new - a_base + be * a_base
+    if be <= 0:
+        return 0.0
+    return be / d if d > 0 else float("inf")
+
+
+def event_cost_frame(p: dict) -> "pl.DataFrame":
+    """The cost of one event against the node count, with its counted events: a text patch
+    under KTR (EL1, one write per copy) and under stage-2 replication (a trap per
+    instruction, then the same writes from EL2), and one page cycle of host stage-2 sync
+    (every set written and invalidated)."""
+    import polars as pl
+    from . import ktr
+    cost = _patch_cost(p)
+    sc = _sync_cost(p)
+    g2 = geom.stage2(p["s1_granule"], p["ipa_bits"])
+    rows = []
+    for n in p["overhead_nodes"]:
+        topo = _topo(p, n)
+        ev_k = text_write_events(n, cost.sites, False)
+        ev_s = text_write_events(n, cost.sites, True)
+        cyc = stage2_page_cycle(topo.latency_ns, n, g2, sc, topo.cpus)
+        rows += [
+            {"nodes": n, "event": "text patch, KTR", "ns": ktr.patch_window_ns(topo, n, cost),
+             "traps": ev_k["traps"], "copy_writes": ev_k["copy_writes"],
+             "descriptor_writes": 0, "tlbis": 0},
+            {"nodes": n, "event": "text patch, stage 2",
+             "ns": trapped_patch_window_ns(topo, n, cost, sc.trap_ns),
+             "traps": ev_s["traps"], "copy_writes": ev_s["copy_writes"],
+             "descriptor_writes": 0, "tlbis": 0},
+            {"nodes": n, "event": "stage-2 page cycle", "ns": cyc["ns"], "traps": cyc["traps"],
+             "copy_writes": 0, "descriptor_writes": cyc["descriptor_writes"],
+             "tlbis": cyc["tlbis"]}]
+    return pl.DataFrame(rows)
+
+
+def el2_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """Per node and exit rate: memory time per exit of hypervisor text fetches and of the
+    walks of the hypervisor's own stage-1 tables (EL2 has no stage 2: one copy of text and
+    tables, on node 0), from the runs with exits."""
+    import polars as pl
+    from . import ktr
+    from ..cache import Source
     pol = _policy(p)
     rows = []
     for key, c in runs.items():
         if not (isinstance(key, tuple) and key[0] == "el2"):
             continue
-        ns = ktr.class_memory_ns(c, _lat(p), c.classes.HYP, ktr.Scheme.STAGE2, pol, _costs(p))
+        hyp = c.classes.HYP
+        fetch = ktr.class_memory_ns(c, _lat(p), hyp, ktr.Scheme.STAGE2, pol, _costs(p),
+                                    source=int(Source.IFETCH))
+        walks = ktr.class_memory_ns(c, _lat(p), hyp, ktr.Scheme.STAGE2, pol, _costs(p),
+                                    source=int(Source.WALK))
         exits = max(c.exits, 1)
-        reads = float(c.mem[0, c.sim_node, c.classes.HYP]) / exits
+        reads = float(c.mem[int(Source.IFETCH), c.sim_node, hyp]) / exits
+        wreads = float(c.mem[int(Source.WALK), c.sim_node, hyp]) / exits
         for node in range(c.nodes):
             rows.append({"exits_per_kinstr": float(key[1]), "node": node,
-                         "ns_per_exit": float(ns[node]) / exits, "exits": c.exits,
-                         "hyp_mem_reads_per_exit": reads})
+                         "fetch_ns_per_exit": float(fetch[node]) / exits,
+                         "walk_ns_per_exit": float(walks[node]) / exits,
+                         "ns_per_exit": float(fetch[node] + walks[node]) / exits,
+                         "exits": c.exits, "hyp_mem_reads_per_exit": reads,
+                         "hyp_walk_mem_reads_per_exit": wreads})
     return pl.DataFrame(rows).sort(["exits_per_kinstr", "node"])
 
 
@@ -688,33 +1214,70 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                      f"stage-1 size; a range that is not a multiple of the block (the text "
                      f"copy) keeps page leaves.")}
     g = stage2_gain(p, runs)
-    cross = vhe_crossover_rate(g, p["nvhe_exit_extra_ns"])
+    sh = overhead_shares(p)
+    f_s = sh["text_stage2"] + sh["sync"]
+    cross = crossover_exit_rate(g, p["nvhe_exit_extra_ns"], f_s, sh["text_base"])
+    cross0 = vhe_crossover_rate(g, p["nvhe_exit_extra_ns"])
+    _curves, oc = overhead_frames(p, runs)
+    cr = dict(zip(oc["overhead"].to_list(), oc["crossover_rate"].to_list()))
     s4 = s4_sweep(p, runs)
     cv = [x["value"] for x in s4]
+    gone = sum(v == 0.0 for v in cv) / len(cv)
+    zc = s4_zero_causes(p, runs, s4)
+    why = []
+    if zc["text"]:
+        why.append(f"{zc['text']} where the trapped text writes alone cancel the gain (from "
+                   f"{zc['text_min_patches_per_s']:.3g} patches/s)")
+    if zc["sync"]:
+        why.append(f"{zc['sync']} where stage-2 sync alone does (from "
+                   f"{zc['sync_min_pages_per_s']:.3g} page cycles/s)")
+    if zc["both"]:
+        why.append(f"{zc['both']} where only both together do")
+    if zc["no_gain"]:
+        why.append(f"{zc['no_gain']} where stage 2 gains nothing to begin with")
+    zero_text = (f"; it is 0 (no exit budget left) at {gone:.0%} of the points: "
+                 f"{', '.join(why)}" if why else "; it is never 0")
     out["S4"] = {"value": cross, "unit": "exits/s", "sweep": s4,
                  "decided_by": ktr.most_influential(s4),
                  "explanation": (
                      f"Stage-2 replication with {p['pkvm_leaf']} leaves gains {g:+.1%} over the "
-                     f"VHE baseline without exits; at {p['nvhe_exit_extra_ns']:g} ns more per "
-                     f"exit without VHE the net gain reaches zero at {cross:.3g} exits per "
-                     f"second per CPU ({min(cv):.3g} to {max(cv):.3g} over the assumed "
-                     f"per-exit cost, walk stall share and ratio range).")}
+                     f"VHE baseline on the simulated work; at the published rates, text writes "
+                     f"trapped to EL2 ({p['patches_per_s']:g} patches/s of {p['patch_sites']} "
+                     f"instructions, {p['el2_trap_ns']:g} ns per trap) take "
+                     f"{sh['text_stage2'] - sh['text_base']:.2g} of the machine beyond the "
+                     f"baseline's own patching and keeping one host stage-2 table set per node "
+                     f"in sync ({p['s2_pages_per_s']:g} page cycles/s) {sh['sync']:.2g}; with "
+                     f"them and {p['nvhe_exit_extra_ns']:g} ns more per exit without VHE the net "
+                     f"gain reaches zero at {cross:.3g} exits per second per CPU ({cross0:.3g} "
+                     f"with exits alone). Alone, the trapped text writes cancel the gain at "
+                     f"{cr['text-write traps, stage 2']:.3g} patches/s (KTR's untrapped writes "
+                     f"at {cr['text writes, KTR (no trap)']:.3g}) and stage-2 sync at "
+                     f"{cr['stage-2 sync']:.3g} page cycles/s. Over the joint sweep (per-exit "
+                     f"cost, walk stall share, ratio range and {p['s4_overhead_points']} "
+                     f"Latin-hypercube points of the overheads' assumed rates and costs) the "
+                     f"crossover spans {min(cv):.3g} to {max(cv):.3g}{zero_text}.")}
     main = el2.filter(el2["exits_per_kinstr"] == float(p["el2_exits_per_kinstr"])).sort("node")
     nodes = main["node"].to_list()
     ns = main["ns_per_exit"].to_list()
+    far = main.filter(main["node"] == max(nodes)).row(0, named=True)
     others = el2.filter(el2["node"] == max(nodes)).sort("exits_per_kinstr")
     spread = ", ".join(f"{r['ns_per_exit']:.0f} ns at {r['exits_per_kinstr']:g}"
                        for r in others.iter_rows(named=True))
     out["S5"] = {"value": {"node": nodes, "ns": ns}, "unit": "ns per exit", "sweep": [],
                  "decided_by": None,
                  "explanation": (
-                     f"EL2 text has one copy, on node 0: at {p['el2_exits_per_kinstr']:g} exits "
-                     f"per 1000 instructions {main['hyp_mem_reads_per_exit'][0]:.2g} of its "
-                     f"lines per exit come from memory, costing {ns[0]:.0f} ns on node 0 and "
-                     f"{max(ns):.0f} ns on the remote node (remote node: {spread} exits per "
-                     f"1000 instructions): between exits its {p['hyp_text_bytes'] // 1024} KiB "
-                     f"stay in the L2 and LLC, whose pressure from the node's other cores the "
-                     f"model carries only as a smaller LLC.")}
+                     f"EL2 text and the hypervisor's own stage-1 tables have one copy, on node "
+                     f"0, and EL2 translates in one stage (1D walks of up to "
+                     f"{geom.arm64(p['s1_granule'], 48).levels} references, no stage 2): at "
+                     f"{p['el2_exits_per_kinstr']:g} exits per 1000 instructions "
+                     f"{far['hyp_mem_reads_per_exit']:.2g} text lines and "
+                     f"{far['hyp_walk_mem_reads_per_exit']:.2g} table lines per exit come from "
+                     f"memory (over {far['exits']} simulated exits), costing {ns[0]:.0f} ns on "
+                     f"node 0 and {far['ns_per_exit']:.0f} ns on the remote node, "
+                     f"{far['walk_ns_per_exit']:.0f} ns of it walks "
+                     f"(remote node: {spread} exits per 1000 instructions): between exits its "
+                     f"{p['hyp_text_bytes'] // 1024} KiB stay in the L2 and LLC, whose pressure "
+                     f"from the node's other cores the model carries only as a smaller LLC.")}
     b = mem.filter((mem["granule"] == p["s6_granules"][0]) & (mem["leaf"] == "block")
                    ).sort("nodes")
     rb = b["reserved_bytes"].to_list()
@@ -732,7 +1295,8 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
     return out
 
 
-def results_frame(p: dict, scenario: str, comp, schemes, exits, el2, mem) -> "pl.DataFrame":
+def results_frame(p: dict, scenario: str, comp, schemes, exits, el2, mem, overheads=None,
+                  events=None) -> "pl.DataFrame":
     """The notebook's tidy frame (:mod:`kmm.results`)."""
     from .. import results
     seed = p["seed"]
@@ -753,12 +1317,24 @@ def results_frame(p: dict, scenario: str, comp, schemes, exits, el2, mem) -> "pl
                                  {"gain": (r["gain"], "fraction")})
     for r in exits.iter_rows(named=True):
         rows += results.rows_for(scenario, {"exit_rate": r["exit_rate"],
-                                            "nvhe_exit_extra_ns": r["extra_ns"]}, seed,
+                                            "nvhe_exit_extra_ns": r["extra_ns"],
+                                            "overheads": r["overheads"]}, seed,
                                  {"net_gain": (r["net_gain"], "fraction")})
     for r in el2.iter_rows(named=True):
         rows += results.rows_for(scenario, {"node": r["node"],
                                             "exits_per_kinstr": r["exits_per_kinstr"]}, seed,
-                                 {"el2_ns_per_exit": (r["ns_per_exit"], "ns")})
+                                 {"el2_ns_per_exit": (r["ns_per_exit"], "ns"),
+                                  "el2_fetch_ns_per_exit": (r["fetch_ns_per_exit"], "ns"),
+                                  "el2_walk_ns_per_exit": (r["walk_ns_per_exit"], "ns")})
+    for r in (overheads.iter_rows(named=True) if overheads is not None else ()):
+        rows += results.rows_for(scenario, {"overhead": r["overhead"], "rate": r["rate"]}, seed,
+                                 {"overhead_loss": (r["loss"], "fraction")})
+    for r in (events.iter_rows(named=True) if events is not None else ()):
+        rows += results.rows_for(scenario, {"event": r["event"], "nodes": r["nodes"]}, seed,
+                                 {"event_ns": (r["ns"], "ns"), "traps": (r["traps"], "count"),
+                                  "copy_writes": (r["copy_writes"], "count"),
+                                  "descriptor_writes": (r["descriptor_writes"], "count"),
+                                  "tlbis": (r["tlbis"], "count")})
     for r in mem.iter_rows(named=True):
         rows += results.rows_for(scenario, {"granule": r["granule"], "nodes": r["nodes"],
                                             "leaf": r["leaf"]}, seed,
@@ -767,9 +1343,14 @@ def results_frame(p: dict, scenario: str, comp, schemes, exits, el2, mem) -> "pl
     return results.frame(rows)
 
 
-__all__ = ["S2Leaf", "stage2_leaf_options", "host_memory_for", "stage2_setup",
-           "decompose_walks", "params_from", "simulate_all",
-           "comparison_frame", "schemes_frame", "stage2_gain", "exit_frame", "s4_sweep",
-           "el2_frame", "memory_frame", "claim_values", "results_frame", "net_gain_with_exits", "vhe_crossover_rate", "hyp_pgtable_max_pages", "host_s2_reserved_pages", "HostMemory",
-           "host_stage2_table", "stage2_memory", "walk_levels", "nested_references",
-           "KVM_PGTABLE_MAX_LEVELS"]
+__all__ = ["S2Leaf", "stage2_leaf_options", "host_memory_for", "stage2_setup", "El2Path",
+           "HYP_VMID", "HYP_TEXT_LEAF_LEVEL", "decompose_walks", "params_from", "simulate_all",
+           "comparison_frame", "schemes_frame", "stage2_gain", "stage2_net_gain", "exit_frame",
+           "s4_sweep", "s4_zero_causes", "overhead_shares", "overhead_points", "overhead_specs", "overhead_frames",
+           "event_cost_frame", "el2_frame", "memory_frame", "claim_values", "results_frame",
+           "net_gain_with_exits", "net_gain", "vhe_crossover_rate", "crossover_exit_rate",
+           "text_write_events", "trapped_patch_window_ns", "trapped_patch_machine_ns",
+           "text_write_fraction", "SyncCost", "stage2_invalidation", "stage2_page_cycle",
+           "stage2_sync_fraction", "OVERHEAD_ASSUMED", "hyp_pgtable_max_pages",
+           "host_s2_reserved_pages", "HostMemory", "host_stage2_table", "stage2_memory",
+           "walk_levels", "nested_references", "KVM_PGTABLE_MAX_LEVELS"]
