@@ -1338,6 +1338,7 @@ class AsiRun:
             "alloc_p99_ns": float(pct[1]),
             "alloc_p999_ns": float(pct[2]),
             "alloc_mean_ns": float(lat.mean()) if lat.size else 0.0,
+            "alloc_max_ns": float(lat.max()) if lat.size else 0.0,
             "free_ns": float(c.free_ns),
             "flush_initiator_ns": float(v.initiator_ns),
             "ipi_target_ns": float(v.target_ns),
@@ -1479,6 +1480,37 @@ _PHYSMAPS = {"on_demand": Physmap.ON_DEMAND, "synced": Physmap.SYNCED,
              "synced_blocks": Physmap.SYNCED_BLOCKS}
 POLICY_NAMES = {Policy.NONE: "0 no ASI", Policy.RFC: "1 RFC", Policy.TRACKED: "2 tracked",
                 Policy.TRACKED_TARGET: "3 tracked+target", Policy.SYNC_FLUSH: "4 sync flush"}
+RANK_NAMES = {FlushRank.FAST_PATH: "fast path", FlushRank.FIRST: "first",
+              FlushRank.AFTER_COMPACTION: "after compaction",
+              FlushRank.AFTER_RECLAIM: "after reclaim"}
+ZEROING_NAMES = {Zeroing.EAGER: "eager", Zeroing.LAZY: "lazy"}
+
+
+class Variant(NamedTuple):
+    """A policy with its options (the options apply to policies 2 and 3 only)."""
+
+    policy: Policy
+    flush_rank: FlushRank = FlushRank.FAST_PATH
+    zeroing: Zeroing = Zeroing.EAGER
+
+
+#: The policy comparison: every policy with the default options, and lazy zeroing of the
+#: tracked policies (label -> variant)
+VARIANTS: dict[str, Variant] = {
+    "0 no ASI": Variant(Policy.NONE),
+    "1 RFC": Variant(Policy.RFC),
+    "2 tracked": Variant(Policy.TRACKED),
+    "2 tracked, lazy zeroing": Variant(Policy.TRACKED, zeroing=Zeroing.LAZY),
+    "3 tracked+target": Variant(Policy.TRACKED_TARGET),
+    "3 tracked+target, lazy zeroing": Variant(Policy.TRACKED_TARGET, zeroing=Zeroing.LAZY),
+    "4 sync flush": Variant(Policy.SYNC_FLUSH),
+}
+_RFC, _TRACKED, _LAZY = "1 RFC", "2 tracked", "2 tracked, lazy zeroing"
+#: the variants the claims' evidence and explanations read
+EVIDENCE_VARIANTS = ("0 no ASI", _RFC, _TRACKED, _LAZY)
+#: assumed costs that only the slow path of policies 2 and 3 reads: no claim's evidence
+#: depends on them (the claims' joint sweep leaves them out; slowpath_cost_sweep sweeps them)
+SLOWPATH_COSTS = ("migrate_page_ns", "reclaim_page_ns")
 _ASI_COSTS = tuple(f.name for f in fields(AsiCosts) if f.name != "sources")
 _INV_COSTS = ("invlpg_ns", "full_flush_ns", "ipi_base_ns", "ipi_per_extra_target_ns",
               "ipi_handler_ns")
@@ -1535,16 +1567,86 @@ def workload_for(p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None) -
                          float(p["occupancy"]), float(p["pressure"]), cfg.cpus)
 
 
-def compare_policies(p: dict, allocs: int | None = None) -> dict:
-    """Every policy on both mixes: ``{(mix, policy): AsiRun}``."""
+def variant_config(p: dict, v: Variant, **over) -> AsiConfig:
+    """:func:`config_for` of a :class:`Variant`."""
+    return config_for(p, v.policy, flush_rank=v.flush_rank, zeroing=v.zeroing, **over)
+
+
+def compare_policies(p: dict, allocs: int | None = None, labels=None) -> dict:
+    """Every variant of :data:`VARIANTS` (or those of ``labels``) on both mixes:
+    ``{(mix, label): AsiRun}``."""
     out = {}
     for mix in MIXES:
         wl = None
-        for pol in Policy:
-            cfg = config_for(p, pol)
+        for label, v in VARIANTS.items():
+            if labels is not None and label not in labels:
+                continue
+            cfg = variant_config(p, v)
             wl = wl if wl is not None else workload_for(p, mix, cfg, allocs)
-            out[(mix, pol)] = simulate(cfg, wl)
+            out[(mix, label)] = simulate(cfg, wl)
     return out
+
+
+_SLOW_METRICS = ("allocs", "alloc_failures", "shootdowns_per_million_allocs", "to_sensitive",
+                 "slowpath_entries", "slow_flush_allocs", "compactions", "pages_migrated",
+                 "pages_reclaimed", "pages_zeroed", "zero_deferred", "zeroed_deferred",
+                 "deferred_to_sensitive", "alloc_p50_ns", "alloc_p99_ns", "alloc_p999_ns",
+                 "alloc_max_ns", "slowpath_ns", "total_asi_ns", "mixed_pageblocks_mean",
+                 "violations")
+
+
+def slowpath_compare(p: dict, allocs: int | None = None):
+    """Policy 2 under every flush rank and zeroing, with the RFC design for reference, on the
+    mixed stream at each pressure of ``slowpath_pressures`` (the slow path is entered only
+    when a sensitivity runs out of free memory). Returns ``(frame, runs)``: one row per
+    pressure and variant, and ``{(pressure, label): AsiRun}``."""
+    import polars as pl
+    rows, runs = [], {}
+    variants = {_RFC: Variant(Policy.RFC)}
+    for rank in FlushRank:
+        for z in Zeroing:
+            variants[f"2 tracked, {RANK_NAMES[rank]}, {ZEROING_NAMES[z]}"] = \
+                Variant(Policy.TRACKED, rank, z)
+    for pressure in p["slowpath_pressures"]:
+        q = {**p, "pressure": float(pressure)}
+        wl = None
+        for label, v in variants.items():
+            cfg = variant_config(q, v)
+            wl = wl if wl is not None else workload_for(q, "mixed", cfg, allocs)
+            r = simulate(cfg, wl)
+            runs[(float(pressure), label)] = r
+            m = r.metrics()
+            rows.append({"pressure": float(pressure), "variant": label,
+                         "policy": POLICY_NAMES[v.policy],
+                         "flush_rank": RANK_NAMES[v.flush_rank] if cfg.tracked else "-",
+                         "zeroing": ZEROING_NAMES[v.zeroing] if cfg.tracked else "-",
+                         **{k: m[k] for k in _SLOW_METRICS}})
+    return pl.DataFrame(rows), runs
+
+
+def slowpath_cost_sweep(p: dict, allocs: int | None = None):
+    """The slow path's ``assumed`` costs (:data:`SLOWPATH_COSTS`) swept one at a time over
+    their ranges (``slowpath_cost_points`` log-spaced points), each for policy 2 with the
+    rank that spends it before the flush (migration: after compaction; reclaim: after
+    reclaim), at the highest of ``slowpath_pressures``: allocation latency tail and total
+    ASI work per point (a polars frame)."""
+    import polars as pl
+    specs = assumed_specs()
+    q = {**p, "pressure": float(max(p["slowpath_pressures"]))}
+    wl = workload_for(q, "mixed", config_for(q, Policy.TRACKED), allocs)
+    rows = []
+    ranks = {"migrate_page_ns": FlushRank.AFTER_COMPACTION,
+             "reclaim_page_ns": FlushRank.AFTER_RECLAIM}
+    for name in SLOWPATH_COSTS:
+        lo, hi = specs.get(name, (float(p[name]), float(p[name])))
+        rank = ranks[name]
+        for x in np.geomspace(lo, hi, int(p["slowpath_cost_points"])):
+            cfg = variant_config({**q, name: float(x)}, Variant(Policy.TRACKED, rank))
+            m = simulate(cfg, wl).metrics()
+            rows.append({"parameter": name, "value_ns": float(x), "flush_rank": RANK_NAMES[rank],
+                         **{k: m[k] for k in ("alloc_p999_ns", "alloc_max_ns", "slowpath_ns",
+                                              "total_asi_ns")}})
+    return pl.DataFrame(rows)
 
 
 def _target_pages(p: dict, cfg: AsiConfig) -> list[int]:
@@ -1604,9 +1706,9 @@ def policy_frame(runs: dict, p: dict, scenario: str):
     """Tidy result frame of :func:`compare_policies` (one row per mix, policy and metric)."""
     from .. import results
     rows = []
-    for (mix, pol), r in runs.items():
+    for (mix, label), r in runs.items():
         params = {**{k: v for k, v in p.items() if not isinstance(v, (list, dict))},
-                  "mix": mix, "policy": POLICY_NAMES[pol]}
+                  "mix": mix, "policy": label}
         m = r.metrics()
         rows += results.rows_for("asi", params, int(p["seed"]),
                                  {k: (v, "ns" if k.endswith("_ns") else "count")
@@ -1615,15 +1717,17 @@ def policy_frame(runs: dict, p: dict, scenario: str):
 
 
 def latency_cdf(runs: dict, mix: str = "mixed"):
-    """Allocation latency quantiles per policy (0.5 .. 0.9999), for a CDF chart."""
+    """Allocation latency quantiles per run whose key's first item is ``mix`` (0 .. 1, the
+    tail finely), for a CDF chart: ``runs`` as :func:`compare_policies` or
+    :func:`slowpath_compare` return them (``mix`` a pressure for the latter)."""
     import polars as pl
     qs = np.concatenate([np.linspace(0.0, 0.99, 100), [0.995, 0.999, 0.9995, 0.9999, 1.0]])
     rows = []
-    for (m, pol), r in runs.items():
+    for (m, label), r in runs.items():
         if m != mix or not r.lat_ns.size:
             continue
         for q, v in zip(qs, np.quantile(r.lat_ns, qs)):
-            rows.append({"policy": POLICY_NAMES[pol], "quantile": float(q), "ns": float(v)})
+            rows.append({"policy": label, "quantile": float(q), "ns": float(v)})
     return pl.DataFrame(rows)
 
 
@@ -1632,14 +1736,14 @@ def burst_frame(runs: dict, mix: str = "mixed", window_ns: int = 1_000_000):
     on free, reclaim waits), the jitter other work sees."""
     import polars as pl
     rows = []
-    for (m, pol), r in runs.items():
+    for (m, label), r in runs.items():
         if m != mix or r.bursts.shape[0] == 0:
             continue
         b = r.bursts
         win = b[:, 0] // window_ns
         for w in np.unique(win):
             sel = win == w
-            rows.append({"policy": POLICY_NAMES[pol], "t_ms": float(w * window_ns / 1e6),
+            rows.append({"policy": label, "t_ms": float(w * window_ns / 1e6),
                          "work_us": float(b[sel, 1].sum() / 1e3),
                          "largest_us": float(b[sel, 1].max() / 1e3)})
     return pl.DataFrame(rows, schema={"policy": pl.Utf8, "t_ms": pl.Float64,
@@ -1647,9 +1751,15 @@ def burst_frame(runs: dict, mix: str = "mixed", window_ns: int = 1_000_000):
 
 
 def _evidence(runs: dict, targets, physmap) -> dict:
-    """Claim evidence (the keys the claims registry's tests read) from the runs."""
-    mx = {pol: runs[("mixed", pol)].metrics() for pol in Policy}
-    pa = {pol: runs[("pathological", pol)].metrics() for pol in Policy}
+    """Claim evidence (the keys the claims registry's tests read) from the runs.
+
+    A3 compares the RFC design with tracked pageblocks that zero lazily: both then zero a
+    page only when a nonsensitive allocation takes it, so the difference is the
+    same-sensitivity reuse the claim names; eager zeroing's count stays in the evidence.
+    The other claims use the tracked policy with its default options.
+    """
+    mx = {label: runs[("mixed", label)].metrics() for label in EVIDENCE_VARIANTS}
+    pa = {label: runs[("pathological", label)].metrics() for label in EVIDENCE_VARIANTS}
 
     def five(m):
         return {"shootdowns": m["shootdowns"], "pages_zeroed": m["pages_zeroed"],
@@ -1659,15 +1769,17 @@ def _evidence(runs: dict, targets, physmap) -> dict:
     pm = {(r["physmap"], r["policy"]): r for r in physmap.iter_rows(named=True)}
     rfc = POLICY_NAMES[Policy.RFC]
     return {
-        "A1": {"pointless_rfc": pa[Policy.RFC]["pointless_remaps"],
-               "pointless_tracked": pa[Policy.TRACKED]["pointless_remaps"]},
-        "A2": {"max_burst_rfc_ns": mx[Policy.RFC]["max_burst_ns"],
-               "max_burst_tracked_ns": mx[Policy.TRACKED]["max_burst_ns"]},
-        "A3": {"zeroed_rfc": mx[Policy.RFC]["pages_zeroed"],
-               "zeroed_tracked": mx[Policy.TRACKED]["pages_zeroed"]},
-        "A4": {"p99_rfc_ns": mx[Policy.RFC]["alloc_p99_ns"],
-               "p99_none_ns": mx[Policy.NONE]["alloc_p99_ns"]},
-        "A5": {"rfc": five(mx[Policy.RFC]), "tracked": five(mx[Policy.TRACKED])},
+        "A1": {"pointless_rfc": pa[_RFC]["pointless_remaps"],
+               "pointless_tracked": pa[_TRACKED]["pointless_remaps"]},
+        "A2": {"max_burst_rfc_ns": mx[_RFC]["max_burst_ns"],
+               "max_burst_tracked_ns": mx[_TRACKED]["max_burst_ns"]},
+        "A3": {"zeroed_rfc": mx[_RFC]["pages_zeroed"],
+               "zeroed_tracked": mx[_LAZY]["pages_zeroed"],
+               "zeroed_tracked_eager": mx[_TRACKED]["pages_zeroed"]},
+        "A4": {"p99_rfc_ns": mx[_RFC]["alloc_p99_ns"],
+               "p99_none_ns": mx["0 no ASI"]["alloc_p99_ns"]},
+        "A5": {"rfc": five(mx[_RFC]), "tracked": five(mx[_TRACKED]),
+               "tracked_lazy": five(mx[_LAZY])},
         "A6": {"target": targets["target_pages"].to_list(),
                "cost": targets["total_asi_ns"].to_list()},
         "A7": {"pt_allocs_synced": pm[("synced", rfc)]["pt_allocs_during_alloc"],
@@ -1675,14 +1787,23 @@ def _evidence(runs: dict, targets, physmap) -> dict:
     }
 
 
-def evaluate(p: dict, allocs: int | None = None) -> dict:
-    """Everything the claims need at parameters ``p``: runs, target sweep, physmap designs
-    and the evidence of A1-A7."""
-    runs = compare_policies(p, allocs)
+def evaluate(p: dict, allocs: int | None = None, slowpath: bool = False,
+             every_variant: bool = True) -> dict:
+    """Everything the claims need at parameters ``p``: runs (every variant, or with
+    ``every_variant`` false only :data:`EVIDENCE_VARIANTS`), target sweep, physmap designs
+    and the evidence of A1-A7; with ``slowpath`` also :func:`slowpath_compare` (``slow``,
+    ``slow_runs``), whose facts the explanations then cite."""
+    runs = compare_policies(p, allocs, None if every_variant else EVIDENCE_VARIANTS)
     targets = target_sweep(p, allocs)
     physmap = physmap_compare(p, allocs)
-    return {"runs": runs, "targets": targets, "physmap": physmap,
-            "evidence": _evidence(runs, targets, physmap), "notes": notes(runs, targets)}
+    out = {"runs": runs, "targets": targets, "physmap": physmap,
+           "evidence": _evidence(runs, targets, physmap)}
+    slow = None
+    if slowpath:
+        slow, out["slow_runs"] = slowpath_compare(p, allocs)
+        out["slow"] = slow
+    out["notes"] = notes(runs, targets, slow)
+    return out
 
 
 def params_path():
@@ -1695,6 +1816,12 @@ def assumed_specs() -> dict:
     """``name -> (lo, hi)`` of every ``assumed`` parameter of params/asi.yaml."""
     from ..suite import params as _params
     return dict(_params.load(params_path()).assumed())
+
+
+def claim_specs() -> dict:
+    """:func:`assumed_specs` without :data:`SLOWPATH_COSTS`, which no claim's evidence reads:
+    the claims' joint sweep."""
+    return {k: v for k, v in assumed_specs().items() if k not in SLOWPATH_COSTS}
 
 
 def joint_sweep(p: dict, specs: dict, n: int, seed: int) -> list[dict]:
@@ -1719,7 +1846,7 @@ def joint_sweep(p: dict, specs: dict, n: int, seed: int) -> list[dict]:
             ways = int(q["tlb_ways"])
             q["tlb_entries"] = ways * (1 << max(0, int(np.log2(max(q["tlb_entries"] // ways, 1)))))
             point["tlb_entries"] = q["tlb_entries"]
-        ev = evaluate(q, int(p["sweep_allocs"]))["evidence"]
+        ev = evaluate(q, int(p["sweep_allocs"]), every_variant=False)["evidence"]
         out.append({"params": point, "evidence": ev})
     return out
 
@@ -1729,17 +1856,27 @@ def sweep_records(sweep: list[dict], claim: str) -> list[dict]:
     return [{"params": s["params"], "value": s["evidence"][claim]} for s in sweep]
 
 
-def notes(runs: dict, targets) -> dict:
+def notes(runs: dict, targets, slow=None) -> dict:
     """Facts the explanations cite besides the evidence: burst sources, where zeroing
-    happened, the flat part of the target curve."""
+    happened, the flat part of the target curve, lazy zeroing's deferred pages and (with the
+    :func:`slowpath_compare` frame ``slow``) the slow path's counts per flush rank."""
     out = {}
-    for pol in (Policy.RFC, Policy.TRACKED):
-        b = runs[("mixed", pol)].bursts
+    for pol, label in ((Policy.RFC, _RFC), (Policy.TRACKED, _TRACKED)):
+        b = runs[("mixed", label)].bursts
         out[f"burst_source_{pol.name.lower()}"] = (
             BurstSource(int(b[np.argmax(b[:, 1]), 2])).name.lower().replace("_", " ")
             if b.shape[0] else "none")
         out[f"zeroed_on_conversion_{pol.name.lower()}"] = \
-            runs[("mixed", pol)].metrics()["zeroed_on_conversion"]
+            runs[("mixed", label)].metrics()["zeroed_on_conversion"]
+    lazy = runs[("mixed", _LAZY)].metrics()
+    out["lazy"] = {k: lazy[k] for k in ("zero_deferred", "zeroed_deferred",
+                                        "deferred_to_sensitive", "alloc_p999_ns",
+                                        "mixed_pageblocks_mean")}
+    out["eager_p999_ns"] = runs[("mixed", _TRACKED)].metrics()["alloc_p999_ns"]
+    if slow is not None:
+        rows = slow.filter(slow["zeroing"] == "eager").to_dicts()
+        out["slow"] = {(r["pressure"], r["flush_rank"]): r for r in rows}
+        out["slow_pressures"] = sorted({r["pressure"] for r in rows})
     cost = np.asarray(targets["total_asi_ns"].to_list(), float)
     tp = targets["target_pages"].to_list()
     near = [t for t, c in zip(tp, cost) if c <= 1.01 * cost.min()]
@@ -1761,7 +1898,35 @@ def explanations(ev: dict, nt: dict) -> dict:
     worse = [k for k in a5r if a5t[k] > a5r[k]]
     best = e["A6"]["target"][int(np.argmin(e["A6"]["cost"]))]
     lo, hi = nt["a6_near_min"]
-    zr, zt = e["A3"]["zeroed_rfc"], e["A3"]["zeroed_tracked"]
+    zr, zt, ze = e["A3"]["zeroed_rfc"], e["A3"]["zeroed_tracked"], e["A3"]["zeroed_tracked_eager"]
+    lz = nt["lazy"]
+    a5l = e["A5"].get("tracked_lazy")
+    lazy_a5 = ""
+    if a5l is not None:
+        lbetter = [k for k in a5r if a5l[k] < a5r[k]]
+        lworse = [k for k in a5r if a5l[k] > a5r[k]]
+        lazy_a5 = (f" With lazy zeroing, tracked pageblocks against the RFC design are lower on "
+                   f"{', '.join(lbetter) or 'nothing'} and higher on {', '.join(lworse) or 'nothing'} "
+                   f"(pages zeroed {a5l['pages_zeroed']:.0f}, p99 {a5l['alloc_p99_ns']:.0f} ns).")
+    slow_a5 = ""
+    if "slow" in nt:
+        sl, prs = nt["slow"], nt["slow_pressures"]
+        hi_p = prs[-1]
+        parts = []
+        for rank in FlushRank:
+            r = sl[(hi_p, RANK_NAMES[rank])]
+            parts.append(f"{RANK_NAMES[rank]} {r['shootdowns_per_million_allocs']:.0f} shootdowns per "
+                         f"million allocations, {r['pages_migrated']:.0f} pages migrated, "
+                         f"{r['pages_reclaimed']:.0f} reclaimed, {r['alloc_failures']:.0f} failed, "
+                         f"p99.9 {r['alloc_p999_ns']:.0f} ns")
+        entries = {pr: sl[(pr, RANK_NAMES[FlushRank.AFTER_RECLAIM])]["slowpath_entries"]
+                   for pr in prs}
+        slow_a5 = (f" Where the flush ranks in the slow path matters only when a sensitivity runs "
+                   f"out of free memory: sensitive allocations entered the slow path "
+                   + ", ".join(f"{v:.0f} times at pressure {k:g}" for k, v in entries.items())
+                   + f"; at pressure {hi_p:g} (eager zeroing): " + "; ".join(parts)
+                   + ". The fast-path rank (the default) has no compaction or reclaim at all, "
+                     "so its failures are allocations the slow path would retry.")
     return {
         "A1": (f"On the pathological stream the RFC design remapped {e['A1']['pointless_rfc']:.0f} "
                f"pages it had unmapped while they held no sensitive data, tracked pageblocks "
@@ -1773,11 +1938,19 @@ def explanations(ev: dict, nt: dict) -> dict:
                f"{nt['burst_source_rfc']}) and {e['A2']['max_burst_tracked_ns'] / 1e3:.1f} us for "
                f"tracked pageblocks (a {nt['burst_source_tracked']}: zeroing and mapping or "
                f"unmapping a whole pageblock at once)."),
-        "A3": (f"The RFC design zeroed {zr:.0f} pages, {_cmp(zr, zt)} tracked pageblocks' "
-               f"{zt:.0f}, of which {nt['zeroed_on_conversion_tracked']:.0f} were zeroed when a "
-               f"pageblock turned nonsensitive (its free formerly sensitive pages all at once); "
-               f"the RFC design zeroes at allocation whenever a formerly sensitive page goes to "
-               f"a nonsensitive user."),
+        "A3": (f"The RFC design zeroed {zr:.0f} pages, {_cmp(zr, zt)} tracked pageblocks with "
+               f"lazy zeroing ({zt:.0f}): of the {lz['zero_deferred']:.0f} formerly sensitive "
+               f"free pages that conversions to nonsensitive left unmapped, "
+               f"{lz['zeroed_deferred']:.0f} were zeroed when a nonsensitive allocation took them "
+               f"and {lz['deferred_to_sensitive']:.0f} went to sensitive allocations unzeroed. The "
+               f"value uses lazy zeroing because the RFC design also zeroes a page only when it "
+               f"goes to a nonsensitive user, so the difference is the same-sensitivity reuse the "
+               f"claim is about. Zeroing eagerly (policy 2's default), tracked pageblocks zeroed "
+               f"{ze:.0f}, {_cmp(ze, zr)} the RFC design, "
+               f"{nt['zeroed_on_conversion_tracked']:.0f} of them when a pageblock turned "
+               f"nonsensitive (all its free formerly sensitive pages at once); lazy zeroing moves "
+               f"that work into allocations (p99.9 {lz['alloc_p999_ns']:.0f} ns against "
+               f"{nt['eager_p999_ns']:.0f} ns eager)."),
         "A4": (f"p99 allocation latency is {e['A4']['p99_rfc_ns']:.0f} ns with the RFC design "
                f"and {e['A4']['p99_none_ns']:.0f} ns without ASI: the RFC design maps (and where "
                f"needed zeroes, and allocates page tables for) every nonsensitive allocation, "
@@ -1787,7 +1960,9 @@ def explanations(ev: dict, nt: dict) -> dict:
                f"{a5r['pages_zeroed']:.0f}, housekeeping {a5t['housekeeping_ns'] / 1e6:.2f} vs "
                f"{a5r['housekeeping_ns'] / 1e6:.2f} ms, p99 {a5t['alloc_p99_ns']:.0f} vs "
                f"{a5r['alloc_p99_ns']:.0f} ns; lower on {', '.join(better) or 'nothing'}, "
-               f"higher on {', '.join(worse) or 'nothing'}."),
+               f"higher on {', '.join(worse) or 'nothing'} (the value: policy 2 with its default "
+               f"options, eager zeroing and the flush as an ordinary fallback)." + lazy_a5
+               + slow_a5),
         "A6": (f"Total ASI work is lowest at a target of {best} free mapped pages and within 1 % "
                f"of that minimum for targets {lo}-{hi}; at target 0 it is "
                f"{nt['a6_cost_at_zero'] / 1e6:.1f} ms against {nt['a6_cost_min'] / 1e6:.1f} ms, "
@@ -1800,10 +1975,13 @@ def explanations(ev: dict, nt: dict) -> dict:
     }
 
 
-__all__ = ["Policy", "Physmap", "AsiEvent", "BurstSource", "AsiCosts", "AsiConfig",
-           "tracked_migrate_table", "AsiState", "Workload", "AllocClass", "MIXES",
+__all__ = ["Policy", "FlushRank", "Zeroing", "Physmap", "AsiEvent", "BurstSource", "AsiCosts",
+           "AsiConfig", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
+           "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES",
            "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant",
-           "DEFAULTS", "POLICY_NAMES", "check_params", "params_from", "config_for",
-           "workload_for", "compare_policies", "target_sweep", "granule_sweep",
-           "physmap_compare", "policy_frame", "latency_cdf", "burst_frame", "evaluate",
-           "assumed_specs", "joint_sweep", "sweep_records", "notes", "explanations"]
+           "DEFAULTS", "POLICY_NAMES", "RANK_NAMES", "ZEROING_NAMES", "Variant", "VARIANTS",
+           "SLOWPATH_COSTS", "check_params", "params_from", "config_for", "variant_config",
+           "workload_for", "compare_policies", "slowpath_compare", "slowpath_cost_sweep",
+           "target_sweep", "granule_sweep", "physmap_compare", "policy_frame", "latency_cdf",
+           "burst_frame", "evaluate", "assumed_specs", "claim_specs", "joint_sweep",
+           "sweep_records", "notes", "explanations"]
