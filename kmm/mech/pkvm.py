@@ -24,9 +24,16 @@ workloads, the performance comparison:
   of ``m`` reads: ``n + (n + 1) m``, with ``n`` and ``m`` shortened by block leaves;
 - the comparison (S1-S5): the same workloads with every host access translated in two
   stages (per-node stage-2 tables from :func:`stage2_setup`, every leaf size a granule
-  allows), the loss against KTR split into more walks and dearer walks
-  (:func:`decompose_walks`), the exit rate at which losing VHE cancels the gain
-  (:func:`vhe_crossover_rate`) and EL2 text fetched from node 0.
+  allows) and every access at EL2 in one (:class:`El2Path`: the hypervisor's own stage-1
+  tables, no stage 2), the loss against KTR split into more walks and dearer walks
+  (:func:`decompose_walks`), EL2 text and tables read from node 0, and the overheads the
+  scheme adds beyond the walks, each a count of events times per-event costs: the extra
+  cost of every guest exit without VHE, every text write trapped to EL2 and written into
+  each node's copy (:func:`trapped_patch_window_ns`, on the same basis as KTR's
+  :func:`kmm.mech.ktr.patch_window_ns`), and every host page given away and returned
+  updating and invalidating each node's stage-2 table set (:func:`stage2_page_cycle`,
+  invalidations charged by :mod:`kmm.invalidate`); :func:`net_gain` combines them and
+  :func:`crossover_exit_rate` gives the exit rate at which the gain is gone.
 """
 from __future__ import annotations
 
