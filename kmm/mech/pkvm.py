@@ -616,31 +616,6 @@ def stage2_setup(m, option: S2Leaf, *, text_aligned: bool = True, ipa_bits: int 
                            path=lambda config: El2Path(config, hyp_class))
 
 
-def decompose_loss(c_ktr, c_s2, latency_ns, policy, costs) -> dict[str, float]:
-    """Stage-2 replication's loss against KTR on the same work, split into (a) more TLB
-    misses from smaller combined entries (the extra walks, each at KTR's mean walk cost,
-    plus the extra L2 TLB hits) and (b) longer walks (the rest: 2D references, stage-2
-    tables, their cache pollution).
-
-    Returns ``loss_ns``, ``a_ns``, ``b_ns`` and ``share_a`` = a / loss (NaN without a
-    loss).
-    """
-    from . import ktr
-    t_k = ktr.system_time_ns(c_ktr, latency_ns, ktr.Scheme.KTR, policy, costs)
-    t_s = ktr.system_time_ns(c_s2, latency_ns, ktr.Scheme.STAGE2, policy, costs)
-    src_k = ktr.source_times_ns(c_ktr, latency_ns, ktr.Scheme.KTR, policy, costs)
-    src_s = ktr.source_times_ns(c_s2, latency_ns, ktr.Scheme.STAGE2, policy, costs)
-    n = c_ktr.nodes
-    per_walk = src_k["walk_ns"] / (n * c_ktr.walks) if c_ktr.walks else 0.0
-    a = n * (c_s2.walks - c_ktr.walks) * per_walk + (src_s["tlb_hits_ns"] - src_k["tlb_hits_ns"])
-    loss = t_s - t_k
-    return {"loss_ns": loss, "a_ns": a, "b_ns": loss - a,
-            "share_a": a / loss if loss > 0 else float("nan"),
-            "ktr_ns": t_k, "stage2_ns": t_s}
-
-
-
-
 def decompose_walks(c_ktr, c_s2, latency_ns, policy, costs) -> dict[str, float]:
     """Walk time of stage-2 replication against KTR, split symmetrically (the average of
     both orders) into (a) the change in the number of walks (TLB footprint: smaller combined
