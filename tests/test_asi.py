@@ -415,20 +415,24 @@ def test_lazy_zeroing_hand_example():
            ("a", 8, 0, 1, M),              # sensitive lists empty: claims pageblock 0, page 2
            ("a", 9, 0, 0, U)]              # pageblock 0 back to nonsensitive: page 3
     names = ("pages_zeroed", "zeroed_on_conversion", "zero_deferred", "zeroed_deferred",
-             "deferred_to_sensitive", "flushes", "pages_unmapped", "pointless_remaps",
-             "to_sensitive", "to_nonsensitive", "violations")
+             "deferred_to_sensitive", "deferred_dropped", "flushes", "pages_unmapped",
+             "pointless_remaps", "to_sensitive", "to_nonsensitive", "violations")
     eager = asi.simulate(_small(Policy.TRACKED), _wl(ops))
     lazy = asi.simulate(_small(Policy.TRACKED, zeroing=Zeroing.LAZY), _wl(ops))
     # eager: pages 1-3 zeroed and mapped at the first conversion, page 0 on allocation;
     # turning pageblock 0 sensitive unmaps pages 2 and 3 (one shootdown); page 3 is mapped
     # again, clean, for allocation 9
-    assert _counts(eager, *names) == (4, 3, 0, 0, 0, 1, 2, 1, 1, 3, 0)
+    assert _counts(eager, *names) == (4, 3, 0, 0, 0, 0, 1, 2, 1, 1, 3, 0)
     # lazy: pages 1-3 stay unmapped; page 1 is zeroed when allocation 2 takes it, page 2
     # goes to a sensitive allocation without zeroing, page 3 (deferred mark dropped when
     # its pageblock turned sensitive) is zeroed when allocation 9 takes it: exactly the
     # pages that held sensitive data and were handed to nonsensitive users (0, 1, 3)
-    assert _counts(lazy, *names) == (3, 0, 3, 1, 1, 0, 0, 0, 1, 3, 0)
+    assert _counts(lazy, *names) == (3, 0, 3, 1, 1, 1, 0, 0, 0, 1, 3, 0)
     assert eager.buddy.as_dict() == lazy.buddy.as_dict()
+    assert lazy.deferred_pending == eager.deferred_pending == 0
+    # stopped before allocation 2, pages 1-3 are still pending
+    assert asi.simulate(_small(Policy.TRACKED, zeroing=Zeroing.LAZY), _wl(ops[:3])) \
+        .deferred_pending == 3
 
 
 def test_lazy_zeroing_leaves_deferred_pages_unmapped_and_checked():
@@ -478,6 +482,9 @@ def test_lazy_zeroes_no_more_than_eager_on_the_same_stream():
             assert lazy.buddy.as_dict() == eager.buddy.as_dict()
             assert lazy.counts.pages_zeroed <= eager.counts.pages_zeroed
             assert eager.counts.zeroed_on_conversion > 0 and lazy.counts.zero_deferred > 0
+            c = lazy.counts  # every deferred page is accounted for once
+            assert c.zero_deferred == (c.zeroed_deferred + c.deferred_to_sensitive
+                                       + c.deferred_dropped + lazy.deferred_pending)
 
 
 @pytest.mark.parametrize("policy,rank,zeroing", _OPTION_CASES)
@@ -509,7 +516,8 @@ def test_options_match_twin_on_random_streams(policy, rank, zeroing):
             FlushRank.AFTER_COMPACTION: ("pages_migrated", "compact_allocs", "slow_flush_allocs"),
             FlushRank.AFTER_RECLAIM: ("pages_migrated", "pages_reclaimed", "reclaimed_frees",
                                       "slow_flush_allocs")}[rank]
-    need += ("zero_deferred", "zeroed_deferred") if zeroing == Zeroing.LAZY else ()
+    need += (("zero_deferred", "zeroed_deferred", "deferred_dropped")
+             if zeroing == Zeroing.LAZY else ())
     assert all(total[k] > 0 for k in need), {k: total[k] for k in need}
 
 

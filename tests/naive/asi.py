@@ -208,7 +208,9 @@ class NaiveAsi:
                 self.unmapped_now += k
                 ns += u
                 for q in range(p, p + n):
-                    self.flags[q] &= ~F_ZERO_DEFERRED
+                    if self.flags[q] & F_ZERO_DEFERRED:
+                        self.c["deferred_dropped"] += 1
+                        self.flags[q] &= ~F_ZERO_DEFERRED
             elif self.lazy:
                 m, was, deferred = self._map_clean(p, n)
                 self.free_mapped += n - was - deferred
