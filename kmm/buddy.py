@@ -539,13 +539,23 @@ def convert_pageblock(st, pb, mt):
     (``move_freepages_block`` + ``set_pageblock_migratetype``, as pageblock isolation does).
 
     Free blocks larger than a pageblock that contain it are left alone (the caller converts
-    every pageblock of such a block). Returns the number of free pages moved; the change is
+    every pageblock of such a block). Leaving an unmergeable type (isolation), a pageblock
+    that is one free block merges with its free buddies. Returns the number of free pages moved; the change is
     counted and logged in ``st.ev`` like a fallback conversion (the log is reset first).
     """
     st.ev[0] = 0
     pb_order = st.params[_P_PB_ORDER]
-    free_pages, _movable = _move_freepages_block(st, pb << pb_order, mt)
+    base = pb << pb_order
+    old = st.pb_mt[pb]
+    free_pages, _movable = _move_freepages_block(st, base, mt)
     _pb_set(st, pb, mt)
+    order = st.free_order[base]
+    if st.mergeable[old] == 0 and st.mergeable[mt] != 0 and order >= pb_order:
+        # unset_migratetype_isolate: a free block of at least a pageblock heading it goes
+        # back through __putback_isolated_page, merging with the neighbours isolation kept
+        # apart
+        _list_del(st, base)
+        _merge_and_list(st, base, order, mt)
     return free_pages
 
 
@@ -574,6 +584,12 @@ def _free_one_page(st, pfn, order, mt):
     """``__free_one_page``: merge with free buddies and list the block as type ``mt``."""
     st.counts[2] += 1
     st.counts[3] += 1 << order
+    _merge_and_list(st, pfn, order, mt)
+
+
+@_inline
+def _merge_and_list(st, pfn, order, mt):
+    """The merge loop of ``__free_one_page`` and the listing of the merged block."""
     max_order = st.params[_P_MAX_ORDER]
     pb_order = st.params[_P_PB_ORDER]
     buddy = pfn ^ (1 << order)

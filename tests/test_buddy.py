@@ -401,3 +401,22 @@ def test_invariant_pages_conserved_and_never_handed_out_twice(run):
         for c in range(cpus):
             pcp_drain(k.state, pst, c)
         _check_invariants(k, live)
+
+
+def test_leaving_an_unmergeable_type_merges_a_free_pageblock_with_its_buddy():
+    # isolation keeps a free pageblock apart from its free buddy; un-isolating puts it back
+    # through __putback_isolated_page, which merges (the kernel's unset_migratetype_isolate)
+    table = MigrateTable(names=("m", "iso"), mobility=(M, U), fallbacks=((), ()),
+                         mergeable=(True, False))
+    cfg = BuddyConfig(pool_pages=4, max_order=2, pageblock_order=1, table=table,
+                      initial_type=0)
+    k, tw = Buddy(cfg), NaiveBuddy(cfg)
+    assert k.alloc(0, 0) == tw.alloc_pages(0, 0) == 0
+    assert buddy.convert_pageblock(k.state, 1, 1) == tw.convert_pageblock(1, 1) == 2
+    k.free(0, 0)
+    tw.free_pages(0, 0)
+    assert k.free_blocks() == tw.free_blocks() == [(0, 1, 0), (2, 1, 1)]
+    assert buddy.convert_pageblock(k.state, 1, 0) == tw.convert_pageblock(1, 0) == 2
+    assert k.free_blocks() == tw.free_blocks() == [(0, 2, 0)]
+    assert k.counters.as_dict() == tw.c
+    assert k.counters.frees == 1   # the put-back is not a free

@@ -181,7 +181,13 @@ class NaiveBuddy:
             else:
                 p += 1
         self.c["free_pages_moved"] += moved
+        old = self.pb[pb]
         self._set_pb(pb, mt)
+        if not self.mergeable[old] and self.mergeable[mt] and base in self.free \
+                and self.free[base][0] >= self.pb_order:
+            order = self.free[base][0]
+            self._del(base)
+            self._merge(base, order, mt)
         return moved
 
     # free
@@ -198,6 +204,9 @@ class NaiveBuddy:
     def free_one(self, pfn, order, mt):
         self.c["frees"] += 1
         self.c["free_pages"] += 1 << order
+        self._merge(pfn, order, mt)
+
+    def _merge(self, pfn, order, mt):
         while order < self.max_order:
             b = pfn ^ (1 << order)
             if not self._is_buddy(b, order):
