@@ -304,16 +304,6 @@ def test_cost_only_sweep_reuses_the_simulation():
     assert len(rec) == 6 and set(rec[0]["value"]) == {"ops_rel", "mpki_rel"}
 
 
-def test_latin_hypercube_visits_every_stratum():
-    specs = {"cpi_base": (0.4, 0.8, None), "l2_tlb_entries": (1024, 4096, (1024, 2048, 4096)),
-             "mc_connections": (50, 2000, None)}
-    pts = bp.sample_assumed(specs, 10, 3, bp.DEFAULTS)
-    u = sorted((x["cpi_base"] - 0.4) / 0.4 for x in pts)
-    assert [int(x * 10) for x in u] == list(range(10))
-    assert all(isinstance(x["mc_connections"], int) and 50 <= x["mc_connections"] <= 2000 for x in pts)
-    assert {x["l2_tlb_entries"] for x in pts} == {1024, 2048, 4096}
-
-
 def test_results_frame_is_tidy():
     from kmm import results
     df = bp.results_frame(SMALL, "small")

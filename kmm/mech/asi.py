@@ -81,6 +81,7 @@ from .. import buddy as _buddy
 from .. import geometry as _geometry
 from .. import invalidate as _inv
 from .. import tlb as _tlb
+from ..sampling import latin_hypercube
 from .._jit import njit
 from ..config import check_choice, check_float, check_int
 from ..counters import Counters, new_counts
@@ -1835,19 +1836,8 @@ def joint_sweep(p: dict, specs: dict, n: int, seed: int) -> list[dict]:
     """Evidence of every claim at ``n`` Latin-hypercube points over the ``assumed`` ranges
     (log scale where a range spans a factor of 4 or more), each on streams of
     ``sweep_allocs`` allocations: ``[{"params": {...}, "evidence": {...}}]``."""
-    rng = np.random.default_rng(seed)
-    cols = {}
-    for name in sorted(specs):
-        lo, hi = specs[name]
-        u = (rng.permutation(n) + rng.random(n)) / n
-        if lo > 0 and hi / lo >= 4:
-            v = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
-        else:
-            v = lo + u * (hi - lo)
-        cols[name] = [int(round(x)) if isinstance(p[name], int) else float(x) for x in v]
     out = []
-    for i in range(n):
-        point = {k: cols[k][i] for k in cols}
+    for point in latin_hypercube(specs, n, seed, p):
         q = {**p, **point}
         if "tlb_entries" in point:  # keep the sets a power of two
             ways = int(q["tlb_ways"])

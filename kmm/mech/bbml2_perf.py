@@ -134,6 +134,7 @@ from .._jit import njit
 from ..config import check_float, check_int
 from ..errors import ConfigError
 from ..cache import cache_access
+from ..sampling import latin_hypercube
 from ..pagetable import OP_SET_PERM, PageTable, Paint, Perm, PermSplit, encode_ops
 from ..tlb import tlb_translate
 from ..walk import stage1_walk
@@ -1630,32 +1631,6 @@ def assumed_specs() -> dict:
     return out
 
 
-def sample_assumed(specs: dict, n: int, seed: int, base: dict) -> list[dict]:
-    """``n`` Latin-hypercube points over the assumed ranges in ``specs``
-    (``name -> (lo, hi, choices)``): each parameter's range is cut into ``n`` strata visited
-    once each in random order; ranges spanning a factor of 4 or more are sampled on a log
-    scale, integers rounded, parameters with ``choices`` take the choice of their stratum."""
-    check_int("n", n, lo=1)
-    rng = np.random.default_rng(seed)
-    cols = {}
-    for name in sorted(specs):
-        lo, hi, choices = specs[name]
-        u = (rng.permutation(n) + rng.random(n)) / n
-        if choices:
-            allowed = [c for c in choices if lo <= c <= hi]
-            cols[name] = [allowed[min(int(x * len(allowed)), len(allowed) - 1)] for x in u]
-            continue
-        if lo > 0 and hi / lo >= 4:
-            x = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
-        else:
-            x = lo + u * (hi - lo)
-        if isinstance(base.get(name), int) and not isinstance(base.get(name), bool):
-            cols[name] = [int(round(v)) for v in x]
-        else:
-            cols[name] = [float(v) for v in x]
-    return [{k: cols[k][i] for k in cols} for i in range(n)]
-
-
 def joint_sweep(base: dict, specs: dict, n_event: int, n_cost: int, seed: int,
                 event_ops: tuple[int, int] | None = None):
     """Claim values over a joint sweep of the assumed parameters.
@@ -1672,8 +1647,8 @@ def joint_sweep(base: dict, specs: dict, n_event: int, n_cost: int, seed: int,
     base = check_params(base)
     ev_specs = {k: v for k, v in specs.items() if k in EVENT_KEYS}
     cost_specs = {k: v for k, v in specs.items() if k not in EVENT_KEYS}
-    ev_pts = sample_assumed(ev_specs, n_event, seed, base) if ev_specs else [{}]
-    cost_pts = sample_assumed(cost_specs, n_cost, seed + 1, base) if cost_specs else [{}]
+    ev_pts = latin_hypercube(ev_specs, n_event, seed, base) if ev_specs else [{}]
+    cost_pts = latin_hypercube(cost_specs, n_cost, seed + 1, base) if cost_specs else [{}]
     sizes = {} if event_ops is None else {"memcached_ops": event_ops[0],
                                           "blockio_ops": event_ops[1]}
     rows = []

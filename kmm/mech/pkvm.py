@@ -45,6 +45,7 @@ from .. import geometry as geom
 from ..config import check_float, check_int
 from ..errors import ConfigError
 from ..pagetable import PageTable, Paint, Perm
+from ..sampling import latin_hypercube
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
@@ -949,19 +950,8 @@ def overhead_points(p: dict, n: int, specs: dict | None = None) -> list[dict]:
     """``n`` Latin-hypercube points over the overheads' assumed ranges: each range cut into
     ``n`` strata visited once each in random order (from ``seed``), log scale where a range
     spans a factor of 4 or more, integer parameters rounded."""
-    check_int("n", n, lo=1)
     specs = overhead_specs() if specs is None else specs
-    rng = np.random.default_rng([p["seed"], 4])
-    cols = {}
-    for name in sorted(specs):
-        lo, hi = specs[name]
-        u = (rng.permutation(n) + rng.random(n)) / n
-        if lo > 0 and hi / lo >= 4:
-            v = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
-        else:
-            v = lo + u * (hi - lo)
-        cols[name] = [int(round(x)) if isinstance(p[name], int) else float(x) for x in v]
-    return [{k: cols[k][i] for k in sorted(cols)} for i in range(n)]
+    return latin_hypercube(specs, n, [p["seed"], 4], p)
 
 
 def s4_sweep(p: dict, runs: dict) -> list[dict]:
