@@ -539,9 +539,10 @@ def convert_pageblock(st, pb, mt):
     (``move_freepages_block`` + ``set_pageblock_migratetype``, as pageblock isolation does).
 
     Free blocks larger than a pageblock that contain it are left alone (the caller converts
-    every pageblock of such a block). Leaving an unmergeable type (isolation), a pageblock
-    that is one free block merges with its free buddies. Returns the number of free pages moved; the change is
-    counted and logged in ``st.ev`` like a fallback conversion (the log is reset first).
+    every pageblock of such a block). Leaving an unmergeable type (isolation), a free block
+    of at least a pageblock that starts at the pageblock merges with its free buddies.
+    Returns the number of free pages moved; the change is counted and logged in ``st.ev``
+    like a fallback conversion (the log is reset first).
     """
     st.ev[0] = 0
     pb_order = st.params[_P_PB_ORDER]
