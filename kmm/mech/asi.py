@@ -438,6 +438,15 @@ def _burst(ast, t, ns, source, pages):
 
 
 @_kernel
+def _worker_run(ast, t, ns, source, pages):
+    """Count one run of a background worker and log it as a burst."""
+    ast.counts[AsiEvent.WORKER_RUNS] += 1
+    ast.counts[AsiEvent.WORKER_NS] += ns
+    ast.counts[AsiEvent.WORKER_PAGES] += pages
+    _burst(ast, t, ns, source, pages)
+
+
+@_kernel
 def _pt_alloc(ast):
     ast.counts[AsiEvent.PT_ALLOCS] += 1
     ast.counts[AsiEvent.PT_ALLOC_NS] += ast.cost[_C_PT]
@@ -899,7 +908,7 @@ def _release(bst, tst, ist, ast, ident, sens, cpu, t):
         elif policy == 4:
             u, k = _unmap_range(bst, ast, pfn, n, True)
             s = _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
-            _burst(ast, t, u + s, 3, k)
+            _burst(ast, t, u + s, BurstSource.FREE_FLUSH, k)
             lat += u + s
             _buddy.free_block(bst, pfn, order)
         else:
@@ -951,7 +960,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
             c, ok = _compact(bst, tst, ist, ast, order, cpu)
             ns += c
             if c > 0:
-                _burst(ast, t, c, 5, 0)
+                _burst(ast, t, c, BurstSource.COMPACTION, 0)
             if ok:
                 pfn = _buddy.alloc_block(ast.own, order, mt)
                 if pfn >= 0:
@@ -971,7 +980,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
                 if pfn >= 0:
                     break
             if rpages > 0:
-                _burst(ast, t, rns, 6, rpages)
+                _burst(ast, t, rns, BurstSource.DIRECT_RECLAIM, rpages)
             ns += rns
             if pfn >= 0:
                 return pfn, ns
@@ -1004,7 +1013,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
         w, pages = _drain_queue(bst, tst, ist, ast, cpu)
         ast.counts[AsiEvent.RECLAIM_WAITS] += 1
         ast.counts[AsiEvent.RECLAIM_WAIT_NS] += w
-        _burst(ast, t, w, 4, pages)
+        _burst(ast, t, w, BurstSource.RECLAIM, pages)
         lat += w
         pfn = _buddy.alloc_block(bst, order, mt)
     if pfn < 0:
@@ -1054,7 +1063,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     elif k > 0:
         lat += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
     if c > 0:
-        _burst(ast, t, c, 2, 0)
+        _burst(ast, t, c, BurstSource.CONVERSION, 0)
     lat += c
     if not sens:
         _ns_add(ast, ident)
@@ -1163,18 +1172,12 @@ def run_stream(bst, tst, ist, ast, wl):
             if policy == 1 and ast.params[_P_QN] > 0 and (
                     due or ast.params[_P_QPAGES] >= ast.params[_P_WORKER_BATCH]):
                 w, pages = _drain_queue(bst, tst, ist, ast, 0)
-                ast.counts[AsiEvent.WORKER_RUNS] += 1
-                ast.counts[AsiEvent.WORKER_NS] += w
-                ast.counts[AsiEvent.WORKER_PAGES] += pages
-                _burst(ast, t, w, 0, pages)
+                _worker_run(ast, t, w, BurstSource.WORKER, pages)
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
             elif policy == 3 and due:
                 if ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
                     w, pages = _target_worker(bst, tst, ist, ast, 0)
-                    ast.counts[AsiEvent.WORKER_RUNS] += 1
-                    ast.counts[AsiEvent.WORKER_NS] += w
-                    ast.counts[AsiEvent.WORKER_PAGES] += pages
-                    _burst(ast, t, w, 1, pages)
+                    _worker_run(ast, t, w, BurstSource.TARGET, pages)
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
             elif due:
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
