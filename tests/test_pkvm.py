@@ -63,9 +63,9 @@ def test_vhe_crossover_hand_worked():
     # gain 10 %, 2 us extra per exit: crossover at 0.1 / (1.1 * 2e-6) exits/s
     r = pkvm.vhe_crossover_rate(0.10, 2000.0)
     assert r == pytest.approx(0.1 / (1.1 * 2e-6))
-    assert pkvm.net_gain_with_exits(0.10, r, 2000.0) == pytest.approx(0.0, abs=1e-12)
-    assert pkvm.net_gain_with_exits(0.10, 0.0, 2000.0) == pytest.approx(0.10)
-    assert pkvm.net_gain_with_exits(0.10, 2 * r, 2000.0) < 0
+    assert pkvm.net_gain(0.10, r, 2000.0) == pytest.approx(0.0, abs=1e-12)
+    assert pkvm.net_gain(0.10, 0.0, 2000.0) == pytest.approx(0.10)
+    assert pkvm.net_gain(0.10, 2 * r, 2000.0) < 0
     assert pkvm.vhe_crossover_rate(-0.02, 2000.0) == 0.0
 
 
@@ -275,7 +275,7 @@ def test_new_overheads_vanish_at_zero_rates():
     """With no text writes and no stage-2 changes the net gain and the crossover are the
     exits-only ones, bit for bit."""
     for g, rate, extra in ((0.05, 1e4, 1500.0), (0.12, 0.0, 500.0), (-0.02, 1e3, 2000.0)):
-        assert pkvm.net_gain(g, rate, extra) == pkvm.net_gain_with_exits(g, rate, extra)
+        assert pkvm.net_gain(g, rate, extra) == 1.0 / (1.0 / (1.0 + g) + rate * extra * 1e-9) - 1
         assert pkvm.crossover_exit_rate(g, extra) == pkvm.vhe_crossover_rate(g, extra)
     topo = _topo(2)
     cost = ktr.PatchCost()

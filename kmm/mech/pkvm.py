@@ -251,22 +251,8 @@ def nested_references(s1: geom.Geometry, s2: geom.Geometry, s1_leaf_bytes: int |
 
 
 # ---- giving up VHE (S4) ---------------------------------------------------------------------
-def net_gain_with_exits(gain: float, exit_rate_per_s: float, extra_exit_ns: float) -> float:
-    """Net throughput gain of stage-2 replication over the VHE baseline when every guest
-    exit costs ``extra_exit_ns`` more without VHE.
-
-    Per unit of work the baseline takes time 1 and replication ``1 / (1 + gain)``; the
-    baseline's exits (``exit_rate_per_s`` per CPU-second of baseline work) each add
-    ``extra_exit_ns``: ``net = 1 / (1 / (1 + gain) + rate * extra) - 1``.
-    """
-    if gain <= -1:
-        raise ConfigError(f"gain must be > -1, got {gain}", "gain")
-    t = 1.0 / (1.0 + gain) + exit_rate_per_s * extra_exit_ns * 1e-9
-    return 1.0 / t - 1.0
-
-
 def vhe_crossover_rate(gain: float, extra_exit_ns: float) -> float:
-    """Exit rate (per CPU per second) at which :func:`net_gain_with_exits` reaches zero:
+    """Exit rate (per CPU per second) at which :func:`net_gain` with exits alone reaches zero:
     ``gain / ((1 + gain) * extra)``; 0 when replication does not gain to begin with, and
     infinity when exits cost nothing extra."""
     if gain <= 0:
@@ -282,11 +268,11 @@ def net_gain(gain: float, exit_rate_per_s: float = 0.0, extra_exit_ns: float = 0
 
     Per unit of work the baseline takes ``1 / (1 - f_base)`` (its own text patching takes a
     share ``f_base`` of the machine) and stage-2 replication ``(1 / (1 + gain) + rate *
-    extra) / (1 - f_stage2)``: exits add time to the work that causes them
-    (:func:`net_gain_with_exits`), and text-write traps and stage-2 table sync take a share
-    ``f_stage2`` of the machine's CPU time (:func:`text_write_fraction`,
-    :func:`stage2_sync_fraction`). With both shares zero this is
-    :func:`net_gain_with_exits`.
+    extra) / (1 - f_stage2)``: without VHE each of the baseline's exits
+    (``exit_rate_per_s`` per CPU-second of baseline work) adds ``extra_exit_ns`` to the work
+    that causes it, and text-write traps and stage-2 table sync take a share ``f_stage2`` of
+    the machine's CPU time (:func:`text_write_fraction`, :func:`stage2_sync_fraction`). With
+    both shares zero this is ``1 / (1 / (1 + gain) + rate * extra) - 1``.
     """
     if gain <= -1:
         raise ConfigError(f"gain must be > -1, got {gain}", "gain")
@@ -1321,7 +1307,7 @@ __all__ = ["S2Leaf", "stage2_leaf_options", "host_memory_for", "stage2_setup", "
            "s4_sweep", "s4_zero_causes", "overhead_shares", "overhead_points",
            "overhead_specs", "overhead_frames",
            "event_cost_frame", "el2_frame", "memory_frame", "claim_values", "results_frame",
-           "net_gain_with_exits", "net_gain", "vhe_crossover_rate", "crossover_exit_rate",
+           "net_gain", "vhe_crossover_rate", "crossover_exit_rate",
            "text_write_events", "trapped_patch_window_ns", "trapped_patch_machine_ns",
            "text_write_fraction", "SyncCost", "stage2_invalidation", "stage2_page_cycle",
            "stage2_sync_fraction", "OVERHEAD_ASSUMED", "hyp_pgtable_max_pages",
