@@ -7,6 +7,7 @@ this module stays cheap.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -57,6 +58,48 @@ def failed_path(out_path: Path) -> Path:
     return out_path.with_name(f"{out_path.stem}.failed.ipynb")
 
 
+INJECTED_TAG = "injected-parameters"
+
+
+def parameterize(notebook: Path, parameters: Mapping[str, Any]):
+    """The notebook as an ``nbformat`` node with kmm's injected parameters cell.
+
+    The cell is rendered by :func:`kmm.suite.schema.render_cell` from plain values, right after
+    the cell tagged ``parameters`` (as papermill places it), and tagged ``injected-parameters``;
+    the values are also kept in the notebook's ``papermill.parameters`` metadata. A value that
+    is not plain data is refused (ConfigError), so nothing but literals enters the notebook.
+    """
+    import nbformat
+
+    from .params import MAX_NOTEBOOK_BYTES, parameters_cell, read_regular_file
+    from .schema import render_cell
+
+    where = display_path(notebook)
+    try:
+        source = render_cell(parameters)
+    except TypeError as e:
+        raise ConfigError(f"parameters must be plain data: {e}", where) from None
+    try:
+        nb = nbformat.reads(read_regular_file(notebook, where, MAX_NOTEBOOK_BYTES, "notebook"),
+                            as_version=4)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 (nbformat raises several types for a bad file)
+        raise ConfigError(f"not a notebook: {_one_line(e, 120)}", where) from None
+    found = parameters_cell(nb)
+    cell = nbformat.v4.new_code_cell(source=source, metadata={"tags": [INJECTED_TAG]})
+    nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
+    nb.cells.insert(found[0] + 1 if found else 0, cell)
+    nb.metadata.setdefault("papermill", {})["parameters"] = dict(parameters)
+    return nb
+
+
+def _literal_path(path: Path) -> str:
+    """``path`` as papermill must be given it: it formats output paths with the parameters
+    (``str.format``), so braces are doubled to stay literal."""
+    return str(path).replace("{", "{{").replace("}", "}}")
+
+
 def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cwd: Path,
             timeout: float | None = None, data_dir: Path | None = None,
             start_timeout: float = 120) -> Path:
@@ -95,6 +138,7 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
     except OSError as e:
         raise ConfigError(f"cannot create the output folder: {e.strerror}",
                           display_path(out_path.parent)) from None
+    node = parameterize(notebook, parameters)
     tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp.ipynb")
 
     import logging
@@ -112,8 +156,9 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
         for attempt in (1, 2):
             try:
                 with _env(KMM_DATA_DIR=str(data)):
+                    # the parameters are already in the node: papermill injects nothing
                     papermill.execute_notebook(
-                        str(notebook), str(tmp), parameters=dict(parameters),
+                        copy.deepcopy(node), _literal_path(tmp), parameters=None,
                         kernel_name=KERNEL, language="python", cwd=str(cwd),
                         progress_bar=False, log_output=False, start_timeout=start_timeout,
                         execution_timeout=timeout,

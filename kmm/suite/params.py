@@ -41,7 +41,9 @@ import difflib
 import itertools
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from .schema import MAX_DEPTH, MAX_INT_DIGITS, Schema, conform, from_annotation, infer
 
 SPEC_KEYS = frozenset({"value", "unit", "min", "max", "choices", "source", "assumed", "description"})
 TOP_KEYS = frozenset({"notebook", "title", "parameters", "variants", "grids", "run_last"})
@@ -60,54 +63,174 @@ RUNNERS = ("notebook", "library")
 #: Set by the runner (``"small"`` in the notebook, ``"published"`` by ``kmm reproduce``).
 RESERVED = frozenset({"scenario"})
 
-_FUNCTION_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+#: A library grid's function: a callable of kmm itself, ``kmm.<module path>:<name>``.
+_FUNCTION_RE = re.compile(r"^kmm(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+#: Names that become file or folder names (variants, scenario labels): plain and short.
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+#: Grid names may not contain "-", so the sweep name ``<stem>-<grid>`` names one grid of one file.
+GRID_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]*$")
+#: Longest name kmm puts into a file name (a file name has at most 255 bytes).
+MAX_NAME = 100
+#: Points of one grid (each is a notebook run or a function call).
+MAX_GRID_POINTS = 100_000
 
 
-# ---- YAML -----------------------------------------------------------------------------------
-class _StrictSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also refuses duplicate mapping keys."""
+# ---- YAML ----------------------------------------------------------------------------------
+#: A params file larger than this is refused before it is parsed.
+MAX_FILE_BYTES = 1 << 20
+#: A notebook larger than this is refused (the stored notebooks are tens of kB).
+MAX_NOTEBOOK_BYTES = 64 << 20
+_JSON_TAGS = ("null", "bool", "int", "float", "str", "seq", "map")
 
 
-def _construct_mapping(loader: _StrictSafeLoader, node: yaml.MappingNode, deep: bool = False):
-    loader.flatten_mapping(node)
+class _JsonLoader(yaml.SafeLoader):
+    """A YAML loader that builds JSON types only.
+
+    Plain scalars resolve to null, booleans, integers, finite floats or strings (a date stays a
+    string); every explicit tag (``!!binary``, ``!!set``, ``!!omap``, ``!!python/...``, even
+    ``!!str``), every anchor and alias, merge keys, non-string mapping keys, duplicate keys,
+    integers of more than :data:`kmm.suite.schema.MAX_INT_DIGITS` digits and nesting deeper
+    than :data:`kmm.suite.schema.MAX_DEPTH` are refused.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers
+                if tag.rsplit(":", 1)[-1] in ("null", "bool", "int", "float")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    yaml_constructors: dict = {}
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        mark = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed",
+                                              mark)
+        if getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(None, None, "YAML anchors (&name) are not allowed",
+                                              mark)
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML tag {tag!r} is not allowed (params are plain JSON data: "
+                "null, true/false, numbers, strings, lists, mappings)", mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _construct_mapping(loader: _JsonLoader, node: yaml.MappingNode, deep: bool = False):
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        try:
-            hash(key)
-        except TypeError:
+        if not isinstance(key, str):
             raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a scalar", key_node.start_mark) from None
+                None, None, f"a mapping key must be a string, got {key!r}", key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})",
                 key_node.start_mark)
         seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
-_StrictSafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _construct_int(loader: _JsonLoader, node: yaml.ScalarNode) -> int:
+    digits = node.value.replace("_", "").lstrip("+-")
+    if len(digits) > MAX_INT_DIGITS + 2:  # room for a 0x / 0o / 0b prefix
+        raise yaml.constructor.ConstructorError(
+            None, None, f"integer has more than {MAX_INT_DIGITS} digits", node.start_mark)
+    value = yaml.SafeLoader.construct_yaml_int(loader, node)
+    if abs(value) >= 10 ** MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"integer has more than {MAX_INT_DIGITS} digits", node.start_mark)
+    return value
+
+
+def _construct_float(loader: _JsonLoader, node: yaml.ScalarNode) -> float:
+    value = yaml.SafeLoader.construct_yaml_float(loader, node)
+    if not math.isfinite(value):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a finite number", node.start_mark)
+    return value
+
+
+for _tag, _fn in (("null", yaml.SafeLoader.construct_yaml_null),
+                  ("bool", yaml.SafeLoader.construct_yaml_bool),
+                  ("int", _construct_int), ("float", _construct_float),
+                  ("str", yaml.SafeLoader.construct_yaml_str),
+                  ("seq", yaml.SafeLoader.construct_yaml_seq),
+                  ("map", _construct_mapping)):
+    _JsonLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _fn)
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
     """One line describing a YAML error, with its line number."""
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     problem = getattr(e, "problem", None) or str(e)
-    tag = re.search(r"tag '([^']+)'", problem)
-    if tag:
-        problem = (f"YAML tag {tag.group(1)!r} is not allowed "
-                   "(params are plain data, read with a safe loader)")
-    problem = " ".join(problem.split())
+    problem = " ".join(str(problem).split())
+    if len(problem) > 200:
+        problem = problem[:197] + "..."
     return f"line {mark.line + 1}: {problem}" if mark is not None else problem
 
 
 def safe_load(text: str, where: str) -> Any:
-    """Parse YAML ``text`` safely (no tags that build objects, no duplicate keys)."""
+    """Parse YAML ``text`` into JSON types only (see :class:`_JsonLoader`)."""
     try:
-        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_JsonLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
         raise ConfigError(f"malformed YAML: {_yaml_problem(e)}", where) from None
+    except RecursionError:
+        raise ConfigError(f"malformed YAML: nested deeper than {MAX_DEPTH} levels",
+                          where) from None
+
+
+def read_regular_file(path: Path | str, where: str, limit: int, what: str = "file") -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes; ConfigError otherwise.
+
+    The file is opened without blocking, so a FIFO given as a params file is refused at once
+    instead of hanging, and checked on the open descriptor (no race with a rename).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"no such {what}", where) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror or e}", where) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"is a directory, not a {what}", where)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"not a regular file (a FIFO, device or socket is refused)", where)
+        if st.st_size > limit:
+            raise ConfigError(f"larger than {limit} bytes; a {what} is refused beyond that", where)
+        os.set_blocking(fd, True)
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror or e}", where) from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ConfigError(f"larger than {limit} bytes; a {what} is refused beyond that", where)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start})", where) from None
 
 
 def parse_cli_value(text: str, where: str) -> Any:
@@ -142,18 +265,13 @@ def display_path(path: Path) -> str:
 def read_notebook(path: Path) -> dict:
     """The notebook JSON as a dict; ConfigError if it is missing or not a notebook."""
     where = display_path(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such notebook", where) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, not a notebook", where) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror}", where) from None
+    text = read_regular_file(path, where, MAX_NOTEBOOK_BYTES, "notebook")
     try:
         nb = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"not a notebook (invalid JSON at line {e.lineno})", where) from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        line = getattr(e, "lineno", None)
+        raise ConfigError("not a notebook (invalid JSON"
+                          f"{f' at line {line}' if line else ''})", where) from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise ConfigError("not a notebook (no cells)", where)
     return nb
@@ -172,13 +290,8 @@ def parameters_cell(nb: Mapping) -> tuple[int, Mapping] | None:
     return None
 
 
-def notebook_parameters(path: Path) -> dict[str, Any]:
-    """The literals assigned in a notebook's ``parameters``-tagged cell, in order.
-
-    Each statement must be ``name = <literal>`` (``ast.literal_eval``); anything else (a call,
-    an expression, an import) is an error naming the line, so a params file can always be
-    checked against the cell without running the notebook.
-    """
+def _parameters_cell(path: Path) -> tuple[dict[str, Any], dict[str, Schema]]:
+    """The literals of a notebook's ``parameters`` cell and the schemas of its annotated ones."""
     where = display_path(path)
     found = parameters_cell(read_notebook(path))
     if found is None:
@@ -189,10 +302,12 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
     except SyntaxError as e:
         raise ConfigError(f"parameters cell line {e.lineno}: {e.msg}", where) from None
     out: dict[str, Any] = {}
+    annotated: dict[str, Schema] = {}
     for stmt in tree.body:
         w = f"{where}: parameters cell line {stmt.lineno}"
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
             targets, value = [stmt.target], stmt.value
+            annotated[stmt.target.id] = from_annotation(stmt.annotation, w)
         elif isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
             targets, value = stmt.targets, stmt.value
         else:
@@ -203,7 +318,27 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{ast.unparse(value)!r} is not a literal", w) from None
         for t in targets:
             out[t.id] = lit
-    return out
+            if t.id in annotated:
+                conform(lit, annotated[t.id], f"{w}: default of {t.id}")
+    return out, annotated
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """The literals assigned in a notebook's ``parameters``-tagged cell, in order.
+
+    Each statement must be ``name = <literal>`` or ``name: <type> = <literal>``
+    (``ast.literal_eval``); anything else (a call, an expression, an import) is an error naming
+    the line, so a params file can always be checked against the cell without running the
+    notebook.
+    """
+    return _parameters_cell(path)[0]
+
+
+def notebook_schemas(path: Path) -> dict[str, Schema]:
+    """The schema of every parameter of a notebook: its annotation, else its default's shape."""
+    values, annotated = _parameters_cell(path)
+    return {k: annotated.get(k) or infer(v, f"{display_path(path)}: default of {k}")
+            for k, v in values.items()}
 
 
 # ---- values ---------------------------------------------------------------------------------
@@ -216,50 +351,12 @@ def _is_real(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _coerce_scalar(value: Any, default: Any, where: str) -> Any:
-    """``value`` checked against the type of ``default`` (an element, not a list)."""
-    if default is None:
-        return value
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"must be true or false, got {value!r}", where)
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            hint = " (write integers without a decimal point or exponent)" \
-                if isinstance(value, float) or (isinstance(value, str) and _FLOAT_RE.match(value)) else ""
-            raise ConfigError(f"must be an integer, got {value!r}{hint}", where)
-        return value
-    if isinstance(default, float):
-        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
-            value = float(value)  # YAML 1.1 reads `1e5` as a string
-        if not _is_real(value):
-            raise ConfigError(f"must be a number, got {value!r}", where)
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"must be finite, got {value!r}", where)
-        return value
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"must be a string, got {value!r}", where)
-        return value
-    if isinstance(default, dict):
-        if not isinstance(value, dict):
-            raise ConfigError(f"must be a mapping, got {value!r}", where)
-        return value
-    return value
-
-
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    """``value`` checked against the notebook default's type; lists element by element."""
-    if isinstance(default, (list, tuple)):
-        if not isinstance(value, list):
-            raise ConfigError(f"must be a list, got {value!r}", where)
-        types = {type(d) for d in default}
-        if len(types) == 1 and default and not isinstance(default[0], (list, tuple, dict)):
-            return [_coerce_scalar(x, default[0], f"{where}[{i}]") for i, x in enumerate(value)]
-        return value
-    return _coerce_scalar(value, default, where)
+def _schema(name: str, defaults: Mapping[str, Any], schemas: Mapping[str, Schema] | None,
+            where: str) -> Schema:
+    """The schema of parameter ``name``: declared in ``schemas``, else inferred from its default."""
+    if schemas is not None and name in schemas:
+        return schemas[name]
+    return infer(defaults[name], f"{where} (the notebook's default)")
 
 
 def _within(spec: ParamSpec | None, value: Any, where: str) -> None:
@@ -281,9 +378,9 @@ def _within(spec: ParamSpec | None, value: Any, where: str) -> None:
                 raise ConfigError(f"must be <= {spec.max}, got {x!r}", w)
 
 
-def _value(name: str, value: Any, default: Any, spec: ParamSpec | None, where: str) -> Any:
-    """One value checked against its notebook default's type and its spec."""
-    value = _coerce(value, default, where)
+def _value(name: str, value: Any, schema: Schema, spec: ParamSpec | None, where: str) -> Any:
+    """One value checked against its schema and its spec."""
+    value = conform(value, schema, where)
     _within(spec, value, where)
     return value
 
@@ -291,14 +388,18 @@ def _value(name: str, value: Any, default: Any, spec: ParamSpec | None, where: s
 def _unknown_key(name: str, known: Mapping[str, Any], what: str, where: str) -> ConfigError:
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown parameter {name!r}: not in {what}{hint}", where)
+    shown = name if len(name) <= 60 else name[:57] + "..."
+    return ConfigError(f"unknown parameter {shown!r}: not in {what}{hint}", where)
 
 
 def check_values(values: Mapping[str, Any], defaults: Mapping[str, Any],
                  specs: Mapping[str, ParamSpec], where: str, *, notebook: str = "the notebook's "
-                 "parameters cell", allow_reserved: bool = True) -> dict[str, Any]:
+                 "parameters cell", allow_reserved: bool = True,
+                 schemas: Mapping[str, Schema] | None = None) -> dict[str, Any]:
     """Validate parameter values against a notebook's defaults and the params specs.
 
+    Every value, nested ones included, must have the structure and types of its schema
+    (``schemas[name]``, else the shape of ``defaults[name]``: see :mod:`kmm.suite.schema`).
     Returns the values with floats coerced (an int given for a float parameter becomes a
     float). ``where`` prefixes each key in error messages (``"-p"`` gives ``"-p nodes"``).
     """
@@ -310,7 +411,7 @@ def check_values(values: Mapping[str, Any], defaults: Mapping[str, Any],
             raise _unknown_key(str(k), defaults, notebook, w)
         if k in RESERVED and not allow_reserved:
             raise ConfigError(f"{k!r} is set by the runner, not by a params file", w)
-        out[k] = _value(k, v, defaults[k], specs.get(k), w)
+        out[k] = _value(k, v, _schema(k, defaults, schemas, w), specs.get(k), w)
     return out
 
 
@@ -373,6 +474,7 @@ class ParamsFile:
     grids: dict[str, GridSpec]
     run_last: bool = False
     _defaults: dict[str, Any] = field(default_factory=dict, repr=False)
+    _schemas: dict[str, Schema] = field(default_factory=dict, repr=False)
 
     @property
     def stem(self) -> str:
@@ -423,7 +525,8 @@ class ParamsFile:
     def validate_values(self, values: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         """Check overrides (``-p``) against the notebook's types and this file's specs."""
         return check_values(values, self._defaults, self.specs, where,
-                            notebook=f"{display_path(self.notebook)}'s parameters cell")
+                            notebook=f"{display_path(self.notebook)}'s parameters cell",
+                            schemas=self._schemas)
 
 
 def _check_number(name: str, v: Any, where: str) -> float:
@@ -432,9 +535,9 @@ def _check_number(name: str, v: Any, where: str) -> float:
     return v
 
 
-def _spec(name: str, raw: Any, default: Any, where: str) -> ParamSpec:
+def _spec(name: str, raw: Any, schema: Schema, where: str) -> ParamSpec:
     """Parse and check one entry of ``parameters``."""
-    if isinstance(raw, dict) and not (isinstance(default, dict) and "value" not in raw):
+    if isinstance(raw, dict) and not (schema.kind == "dict" and "value" not in raw):
         extra = sorted(set(map(str, raw)) - SPEC_KEYS)
         if extra:
             allowed = ", ".join(sorted(SPEC_KEYS))
@@ -479,7 +582,7 @@ def _spec(name: str, raw: Any, default: Any, where: str) -> ParamSpec:
         raise ConfigError("a cost parameter needs a 'source' or 'assumed: [lo, hi]' "
                           f"(write it as a spec: {{value: {json.dumps(spec.value)}, "
                           "source: ...})", where)
-    value = _coerce(spec.value, default, where)
+    value = conform(spec.value, schema, where)
     _within(spec, value, where)
     if spec.assumed is not None:
         for x in (value if isinstance(value, list) else [value]):
@@ -506,8 +609,10 @@ def _require_declared_costs(keys, specs: Mapping[str, ParamSpec], where: str) ->
                               f"{where}.{k}")
 
 
-def _grid(name: str, raw: Any, nb_defaults: Mapping[str, Any], specs: Mapping[str, ParamSpec],
-          variants: Mapping[str, Any], nb_where: str, where: str) -> GridSpec:
+def _grid(name: str, raw: Any, nb_defaults: Mapping[str, Any], schemas: Mapping[str, Schema],
+          specs: Mapping[str, ParamSpec], variants: Mapping[str, Any], nb_where: str,
+          where: str) -> GridSpec:
+    check_name(name, "grid", where, GRID_NAME_RE)
     raw = _mapping(raw, "a grid", where)
     extra = sorted(set(map(str, raw)) - GRID_KEYS)
     if extra:
@@ -526,7 +631,8 @@ def _grid(name: str, raw: Any, nb_defaults: Mapping[str, Any], specs: Mapping[st
                 raise _unknown_key(str(k), nb_defaults, nb_where, w)
             if k in RESERVED:
                 raise ConfigError(f"{k!r} is set by the runner, not by a params file", w)
-            checked[k] = [_value(k, v, nb_defaults[k], specs.get(k), f"{w}[{i}]")
+            schema = _schema(k, nb_defaults, schemas, w)
+            checked[k] = [_value(k, v, schema, specs.get(k), f"{w}[{i}]")
                           for i, v in enumerate(vals)]
         axes[kind] = checked
     both = sorted(set(axes["product"]) & set(axes["zip"]))
@@ -538,6 +644,10 @@ def _grid(name: str, raw: Any, nb_defaults: Mapping[str, Any], specs: Mapping[st
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
         raise ConfigError(f"zip axes must have equal lengths ({shown})", f"{where}.zip")
+    size = math.prod(len(v) for v in axes["product"].values()) * max(lengths.values(), default=1)
+    if size > MAX_GRID_POINTS:
+        raise ConfigError(f"the grid has {size} points; at most {MAX_GRID_POINTS} are allowed",
+                          where)
     variant = raw.get("variant")
     if variant is not None and variant not in variants:
         known = ", ".join(variants) or "none"
@@ -549,8 +659,8 @@ def _grid(name: str, raw: Any, nb_defaults: Mapping[str, Any], specs: Mapping[st
     function = raw.get("function")
     if runner == "library":
         if not isinstance(function, str) or not _FUNCTION_RE.match(function):
-            raise ConfigError("the library runner needs 'function: package.module:callable', "
-                              f"got {function!r}", f"{where}.function")
+            raise ConfigError("the library runner needs 'function: kmm.module:callable' (a "
+                              f"function of kmm itself), got {function!r}", f"{where}.function")
     elif function is not None:
         raise ConfigError("'function' is only used with 'runner: library'", f"{where}.function")
     desc = raw.get("description", "")
@@ -558,25 +668,54 @@ def _grid(name: str, raw: Any, nb_defaults: Mapping[str, Any], specs: Mapping[st
                     desc if isinstance(desc, str) else str(desc))
 
 
+def check_name(name: Any, what: str, where: str, pattern: re.Pattern = NAME_RE) -> str:
+    """``name`` if it is a plain name that can be part of a file name; ConfigError otherwise.
+
+    Plain: letters, digits, ``_ . -`` (``-`` not for grids), not starting with ``.`` or ``-``,
+    at most :data:`MAX_NAME` characters; so no newline, NUL, slash or over-long component
+    ever reaches the filesystem or a one-line message.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"a {what} name must be a non-empty string", where)
+    if len(name) > MAX_NAME:
+        raise ConfigError(f"a {what} name has at most {MAX_NAME} characters, got {len(name)}",
+                          where)
+    if not pattern.match(name):
+        allowed = "letters, digits, _ ." + ("" if pattern is GRID_NAME_RE else " -")
+        raise ConfigError(f"a {what} name may hold only {allowed} (and not start with . or -), "
+                          f"got {name!r}", where)
+    return name
+
+
 def _resolve_notebook(name: Any, path: Path, where: str, notebooks_dir: Path | None) -> Path:
+    """The notebook a params file names: a file inside ``notebooks/``, never elsewhere.
+
+    It is looked up in ``notebooks_dir`` if given, else in the ``notebooks/`` folder beside
+    the file's ``params/`` folder, else in the project's ``notebooks/``; a name that is
+    absolute, climbs out with ``..`` or resolves (through a link) outside that folder is refused.
+    """
+    w = f"{where}: notebook"
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError("must name a notebook file in notebooks/", f"{where}: notebook")
+        raise ConfigError("must name a notebook file in notebooks/", w)
     p = Path(name)
     if p.suffix != ".ipynb":
-        raise ConfigError(f"{name!r} is not a .ipynb file", f"{where}: notebook")
-    if p.is_absolute():
-        candidates = [p]
-    else:
-        bases = [notebooks_dir] if notebooks_dir else []
-        if path.resolve().parent.name == "params":
-            bases.append(path.resolve().parent.parent / "notebooks")
-        bases.append(project_root() / "notebooks")
-        candidates = [b / p for b in bases]
-    for c in candidates:
+        raise ConfigError(f"{name!r} is not a .ipynb file", w)
+    if p.is_absolute() or ".." in p.parts or "\0" in name:
+        raise ConfigError(f"{name!r} must be a file name inside notebooks/ (no absolute path, "
+                          "no ..)", w)
+    bases = [notebooks_dir] if notebooks_dir else []
+    if path.resolve().parent.name == "params":
+        bases.append(path.resolve().parent.parent / "notebooks")
+    bases.append(project_root() / "notebooks")
+    for base in bases:
+        c = base / p
         if c.is_file():
-            return c.resolve()
+            resolved, inside = c.resolve(), base.resolve()
+            if not resolved.is_relative_to(inside):
+                raise ConfigError(f"{name!r} resolves outside {display_path(base)}", w)
+            return resolved
     raise ConfigError(f"notebook {name!r} not found (looked in "
-                      f"{', '.join(display_path(c.parent) for c in candidates)})", f"{where}: notebook")
+                      f"{', '.join(display_path(b) for b in bases)})", w)
 
 
 def load(path: Path | str, *, notebooks_dir: Path | None = None) -> ParamsFile:
@@ -587,15 +726,9 @@ def load(path: Path | str, *, notebooks_dir: Path | None = None) -> ParamsFile:
     """
     path = Path(path)
     where = display_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such params file", where) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, not a params file", where) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read: {getattr(e, 'strerror', None) or e}", where) from None
-    raw = safe_load(text, where)
+    if "\0" in str(path):
+        raise ConfigError("a path may not contain NUL", repr(str(path)))
+    raw = safe_load(read_regular_file(path, where, MAX_FILE_BYTES, "params file"), where)
     if not isinstance(raw, dict):
         raise ConfigError(f"a params file is a mapping with 'notebook' and 'parameters', got "
                           f"{_type_name(raw)}", where)
@@ -605,7 +738,9 @@ def load(path: Path | str, *, notebooks_dir: Path | None = None) -> ParamsFile:
                           f"{', '.join(sorted(TOP_KEYS))})", where)
     notebook = _resolve_notebook(raw.get("notebook"), path, where, notebooks_dir)
     nb_where = f"{display_path(notebook)}'s parameters cell"
-    nb_defaults = notebook_parameters(notebook)
+    nb_defaults, annotated = _parameters_cell(notebook)
+    schemas = {k: annotated[k] if k in annotated else _schema(k, nb_defaults, None, nb_where)
+               for k in nb_defaults}
     title = raw.get("title") or notebook.stem
     if not isinstance(title, str):
         raise ConfigError("must be a string", f"{where}: title")
@@ -620,22 +755,23 @@ def load(path: Path | str, *, notebooks_dir: Path | None = None) -> ParamsFile:
             raise _unknown_key(str(k), nb_defaults, nb_where, w)
         if k in RESERVED:
             raise ConfigError(f"{k!r} is set by the runner, not by a params file", w)
-        specs[k] = _spec(k, v, nb_defaults[k], w)
+        specs[k] = _spec(k, v, schemas[k], w)
 
     variants: dict[str, dict[str, Any]] = {}
     for name, over in _mapping(raw.get("variants"), "variants", f"{where}: variants").items():
         w = f"{where}: variants.{name}"
+        check_name(name, "variant", w)
         over = _mapping(over, "a variant", w)
         _require_declared_costs(over, specs, w)
-        variants[str(name)] = check_values(over, nb_defaults, specs, w, notebook=nb_where,
-                                           allow_reserved=False)
+        variants[name] = check_values(over, nb_defaults, specs, w, notebook=nb_where,
+                                      allow_reserved=False, schemas=schemas)
 
     grids: dict[str, GridSpec] = {}
     for name, g in _mapping(raw.get("grids"), "grids", f"{where}: grids").items():
-        grids[str(name)] = _grid(str(name), g, nb_defaults, specs, variants, nb_where,
-                                 f"{where}: grids.{name}")
+        grids[name] = _grid(name, g, nb_defaults, schemas, specs, variants, nb_where,
+                            f"{where}: grids.{name}")
     return ParamsFile(path.resolve(), notebook, title, specs, variants, grids, run_last,
-                      nb_defaults)
+                      nb_defaults, schemas)
 
 
 def params_dir(root: Path | None = None) -> Path:
