@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import gzip
 import io
-import itertools
 import os
 import re
+import stat
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,9 +99,17 @@ class Trace:
 def _open(source):
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
+        try:  # O_NONBLOCK: a FIFO given as a trace must not hang the open
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise TraceError(f"cannot open: {e.strerror or e}", path) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise TraceError("not a regular file", path)
+        raw = os.fdopen(fd, "rb")
         if path.endswith(".gz"):
-            return gzip.open(path, "rt", encoding="ascii", errors="replace"), path
-        return open(path, encoding="ascii", errors="replace"), path
+            raw = gzip.GzipFile(fileobj=raw, mode="rb")
+        return io.TextIOWrapper(raw, encoding="ascii", errors="replace"), path
     if isinstance(source, io.TextIOBase) or hasattr(source, "readline"):
         return source, getattr(source, "name", "<stream>")
     raise ConfigError(f"cannot read a trace from {type(source).__name__}", "source")
@@ -108,6 +117,24 @@ def _open(source):
 
 _BLOCK_RECORD = re.compile(r"^(I | [LSM]) ([0-9a-fA-F]{1,16}),([0-9]{1,5})[ \t\r\f\v]*$", re.M)
 _BLOCK_LINES = 1 << 18
+#: Longest trace line read; a lackey record is under 40 characters and a valgrind message
+#: under a few hundred, so a longer line is a damaged or hostile file, not a trace.
+MAX_LINE = 4096
+
+
+def _read_lines(fh, n: int, lineno: int, name) -> list[str]:
+    """Up to ``n`` lines of ``fh``, none longer than :data:`MAX_LINE` (TraceError if one is)."""
+    out = []
+    readline = fh.readline
+    for i in range(n):
+        ln = readline(MAX_LINE + 1)
+        if not ln:
+            break
+        if len(ln) > MAX_LINE:
+            raise TraceError(f"line longer than {MAX_LINE} characters; not a lackey trace",
+                             f"{name}:{lineno + i}")
+        out.append(ln)
+    return out
 _HEX = np.zeros(256, np.uint64)
 for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _i
@@ -210,7 +237,7 @@ def read_lackey(source, *, modify: str = "both", max_records: int | None = None)
     lineno = 1
     try:
         while max_records is None or records < max_records:
-            lines = list(itertools.islice(fh, _BLOCK_LINES))
+            lines = _read_lines(fh, _BLOCK_LINES, lineno, name)
             if not lines:
                 break
             if max_records is not None:
@@ -227,8 +254,8 @@ def read_lackey(source, *, modify: str = "both", max_records: int | None = None)
             lineno += len(lines)
     except UnicodeDecodeError as e:
         raise TraceError(f"not a text trace ({e.reason})", name) from None
-    except (OSError, EOFError) as e:
-        raise TraceError(f"cannot read: {e}", name) from None
+    except (OSError, EOFError, zlib.error) as e:  # a corrupt gzip body among them
+        raise TraceError(f"cannot read: {' '.join(str(e).split())[:200]}", name) from None
     finally:
         if isinstance(source, (str, os.PathLike)):
             fh.close()

@@ -67,7 +67,7 @@ BAD = {
     "unwritable --out": (["run", "demo", "--out", "afile/sub"], "--out afile/sub: not writable"),
     "--out is a file": (["run", "demo", "--out", "afile"], "--out afile: exists and is not a folder"),
     "published is reserved": (["run", "demo", "-p", "scenario=published"], "-p scenario: 'published'"),
-    "bad --jobs": (["reproduce", "--jobs", "0"], "reproduce: argument --jobs: must be >= 1"),
+    "bad --jobs": (["reproduce", "--jobs", "0"], "reproduce: argument --jobs: must be between 1 and 256"),
     "unknown command": (["frobnicate"], "invalid choice"),
     "unknown option": (["run", "demo", "--bogus"], "unrecognized arguments: --bogus"),
 }
@@ -127,10 +127,15 @@ def test_run_label_and_parameters(project, monkeypatch):
         return values, label, cli.executed_name(nb.stem, label)
 
     assert plan("demo") == ({"scenario": "small"}, "small", "demo.small.ipynb")
+    # a params file that is not the project's own params/demo.yaml is never "published"
     values, label, name = plan("demo", "--params", "params/good.yaml")
     assert values == {"nodes": 2, "remote_ratio": 2.0, "ipi_ns": 2000, "workload": "compute",
-                      "scenario": "published"}
-    assert (label, name) == ("published", "demo.ipynb")
+                      "scenario": label}
+    assert label.startswith("file-good-") and len(label) == len("file-good-") + 8
+    assert name == f"demo.{label}.ipynb"
+    shutil.copy(project / "params" / "good.yaml", project / "params" / "demo.yaml")
+    values, label, name = plan("demo", "--params", "params/demo.yaml")
+    assert (label, name, values["scenario"]) == ("published", "demo.ipynb", "published")
     values, label, _ = plan("demo", "--params", "params/good.yaml", "--variant", "four_nodes")
     assert values["nodes"] == 4 and label == "four_nodes" == values["scenario"]
     values, label, _ = plan("demo", "--params", "params/good.yaml", "-p", "remote_ratio=3")
@@ -143,14 +148,15 @@ def test_run_label_and_parameters(project, monkeypatch):
 
 @pytest.mark.slow
 def test_run_writes_the_executed_copy_and_a_failed_run_exits_1(project):
-    r = kmm(project, "run", "demo", "--params", "params/good.yaml")
+    shutil.copy(project / "params" / "good.yaml", project / "params" / "demo.yaml")
+    r = kmm(project, "run", "demo", "--params", "params/demo.yaml")
     assert r.returncode == 0, r.stderr
     out = project / "data" / "notebooks" / "demo.ipynb"
     assert r.stdout.strip() == "data/notebooks/demo.ipynb" and out.is_file()
     text = json.dumps(json.loads(out.read_text())["cells"][-1]["outputs"])
     assert "published 4.0" in text
     before = out.read_bytes()
-    r = kmm(project, "run", "demo", "--params", "params/good.yaml", "--variant", "syscall")
+    r = kmm(project, "run", "demo", "--params", "params/demo.yaml", "--variant", "syscall")
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert lines[-1].startswith("kmm: error: notebooks/demo.ipynb: cell [")

@@ -38,7 +38,7 @@ TRACE_BAD = {
     "unknown replacement policy": (["trace", "{d}/lackey_true.txt", "--policy", "mru"],
                                    "--policy: unknown replacement policy"),
     "negative record limit": (["trace", "{d}/lackey_true.txt", "--max-records", "-5"],
-                              "must be >= 1"),
+                              "must be between 1 and"),
 }
 
 

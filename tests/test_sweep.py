@@ -352,7 +352,7 @@ def test_progress_bar_counts_done_failed_and_left(tmp_path, capsys):
     ([str(PROBE)], "give --grid"),
     ([str(PROBE), "--grid", "nope"], "unknown grid 'nope'"),
     ([str(EMPTY)], "empty grid"),
-    ([str(PROBE), "--grid", "quick", "--workers", "0"], "--workers: must be >= 1"),
+    ([str(PROBE), "--grid", "quick", "--workers", "0"], "--workers: must be between 1 and 1024"),
     ([str(PROBE), "--grid", "quick", "--out", "{file}/sub"], "cannot write the sweep output"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, needle):

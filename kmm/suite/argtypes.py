@@ -61,15 +61,22 @@ def name(text: str) -> str:
         raise argparse.ArgumentTypeError(e.message.replace("a  name", "a name")) from None
 
 
-def path(text: str):
+def text(value: str) -> str:
+    """A non-empty argument without NUL or newline characters, at most 4096 characters."""
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    if "\0" in value or "\n" in value or "\r" in value:
+        raise argparse.ArgumentTypeError("must not contain NUL or newline characters")
+    if len(value) > 4096:
+        raise argparse.ArgumentTypeError("is longer than 4096 characters")
+    return value
+
+
+def path(value: str):
     """A file-system path without NUL or newline characters."""
     from pathlib import Path
 
-    if not text:
-        raise argparse.ArgumentTypeError("must not be empty")
-    if "\0" in text or "\n" in text or "\r" in text:
-        raise argparse.ArgumentTypeError("must not contain NUL or newline characters")
-    return Path(text)
+    return Path(text(value))
 
 
 def scheduler(text: str) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import ConfigError, KmmError
+from . import argtypes
 
 PROG = "kmm"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -47,6 +48,9 @@ class _Parser(argparse.ArgumentParser):
 # ---- kmm run --------------------------------------------------------------------------------
 def _resolve_notebook(arg: str, root: Path) -> Path:
     """``NOTEBOOK`` as a path, or as a stem/name in ``<root>/notebooks``."""
+    if not arg or "\0" in arg or "\n" in arg or "\r" in arg:
+        raise ConfigError("must be a notebook name or path without NUL or newline characters",
+                          "NOTEBOOK")
     p = Path(arg)
     candidates = [p]
     if not p.is_absolute() and len(p.parts) == 1:
@@ -60,6 +64,12 @@ def _resolve_notebook(arg: str, root: Path) -> Path:
     raise ConfigError(f"no such notebook (looked for {', '.join(str(c) for c in candidates)})", arg)
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` fit for a one-line message: quoted if it holds unprintable characters."""
+    short = text if len(text) <= limit else text[:limit - 3] + "..."
+    return short if short.isprintable() else repr(short)
+
+
 def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     from .params import parse_cli_value
 
@@ -68,7 +78,10 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError("expected key=value", f"-p {item}")
+            raise ConfigError("expected key=value", f"-p {_shown(item)}")
+        if not key.isidentifier() or len(key) > 100:
+            raise ConfigError("the key must be a parameter name (letters, digits, _)",
+                              f"-p {_shown(key)}")
         if key in out:
             raise ConfigError("given twice", f"-p {key}")
         out[key] = parse_cli_value(text, f"-p {key}")
@@ -103,11 +116,17 @@ def plan_run(args: argparse.Namespace, root: Path) -> tuple[Path, dict[str, Any]
     notebook = _resolve_notebook(args.notebook, root)
     overrides = _parse_overrides(args.param or [])
     pf = None
+    own = root / "params" / f"{notebook.stem}.yaml"
+    published = "published"
     if args.params is not None:
         pf = P.load(args.params)
         if pf.notebook != notebook:
             raise ConfigError(f"is the params file of {pf.notebook.name}, not of {notebook.name}",
                               str(args.params))
+        if not _same_file(Path(args.params), own):
+            # a scenario from elsewhere is never presented as the published one
+            stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(args.params).stem)[:40]
+            published = f"file-{stem}-{_file_digest(pf)[:8]}"
     else:
         implicit = root / "params" / f"{notebook.stem}.yaml"
         if implicit.is_file() and implicit.resolve().parent.parent == notebook.parent.parent:
@@ -116,7 +135,7 @@ def plan_run(args: argparse.Namespace, root: Path) -> tuple[Path, dict[str, Any]
         if args.variant:
             values, label = pf.variant(args.variant), args.variant
         elif args.params is not None:
-            values, label = pf.scenario(), "published"
+            values, label = pf.scenario(), published
         else:
             values, label = {}, None
         checked = pf.validate_values(overrides, "-p ")
@@ -125,7 +144,8 @@ def plan_run(args: argparse.Namespace, root: Path) -> tuple[Path, dict[str, Any]
             raise ConfigError(f"needs a params file (no params/{notebook.stem}.yaml)", "--variant")
         values, label = {}, None
         checked = P.check_values(overrides, P.notebook_parameters(notebook), {}, "-p ",
-                                 notebook=f"{notebook.name}'s parameters cell")
+                                 notebook=f"{notebook.name}'s parameters cell",
+                                 schemas=P.notebook_schemas(notebook))
     if label is None:
         label = str(P.notebook_parameters(notebook).get("scenario", "small"))
     if {k: v for k, v in checked.items() if k != "scenario"}:
@@ -141,6 +161,20 @@ def plan_run(args: argparse.Namespace, root: Path) -> tuple[Path, dict[str, Any]
                           "-p scenario" if "scenario" in checked else "--variant")
     values["scenario"] = label
     return notebook, values, label
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return b.is_file() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _file_digest(pf) -> str:
+    """Hash of a params file's published scenario and the notebook it names."""
+    from ..config import config_hash
+
+    return config_hash({"notebook": pf.notebook.name, "values": pf.scenario()})
 
 
 def executed_name(stem: str, label: str) -> str:
@@ -265,26 +299,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 # ---- the parser -----------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
-
-
-def _positive_float(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return x
-
-
 def _register_optional(sub, module: str) -> None:
     """Let ``kmm.suite.<module>`` add its command, if that module exists."""
     name = f"kmm.suite.{module}"
@@ -319,17 +333,18 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                        "scenario, --variant one of its variants; -p overrides single values "
                        "(YAML syntax, checked against the notebook's types and the params "
                        "file's ranges and choices). The executed copy goes to --out.")
-    p.add_argument("notebook", metavar="NOTEBOOK",
+    p.add_argument("notebook", metavar="NOTEBOOK", type=argtypes.text,
                    help="a notebook file, or a name in notebooks/ (ktr or ktr.ipynb)")
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
                    help="override one parameter (repeatable); VALUE is read as YAML: 4, 2.5, "
                    "true, [1, 2], text")
-    p.add_argument("--params", type=Path, metavar="FILE",
+    p.add_argument("--params", type=argtypes.path, metavar="FILE",
                    help="params file whose published scenario to run (params/<stem>.yaml)")
-    p.add_argument("--variant", metavar="NAME", help="a variant of the params file")
-    p.add_argument("--out", type=Path, metavar="DIR",
+    p.add_argument("--variant", type=argtypes.name, metavar="NAME",
+                   help="a variant of the params file")
+    p.add_argument("--out", type=argtypes.path, metavar="DIR",
                    help="folder for the executed copy (default data/notebooks)")
-    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+    p.add_argument("--timeout", type=argtypes.seconds, metavar="SECONDS",
                    help="time limit per cell (default: none)")
     p.set_defaults(handler=cmd_run)
 
@@ -344,10 +359,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                        description="Execute every notebook that has a params/*.yaml with its "
                        "published scenario, in parallel, then write data/claims.json and the "
                        "self-contained data/report.html. Exits 1 only if a notebook failed to run.")
-    p.add_argument("--only", nargs="+", metavar="STEM", help="run only these notebooks (params stems)")
-    p.add_argument("--jobs", type=_positive_int, default=2, metavar="N",
+    p.add_argument("--only", nargs="+", type=argtypes.name, metavar="STEM",
+                   help="run only these notebooks (params stems)")
+    p.add_argument("--jobs", type=argtypes.int_in(1, 256), default=2, metavar="N",
                    help="notebooks run in parallel (default 2)")
-    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+    p.add_argument("--timeout", type=argtypes.seconds, metavar="SECONDS",
                    help="time limit per cell (default: none)")
     p.set_defaults(handler=cmd_reproduce)
 
@@ -375,6 +391,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `kmm claims | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as e:  # a full disk, a vanished folder: the work stopped, not the user
+        if os.environ.get("KMM_DEBUG"):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{PROG}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as e:  # noqa: BLE001 - a bug still gets one line; KMM_DEBUG=1 shows it
+        if os.environ.get("KMM_DEBUG"):
+            raise
+        text = " ".join(str(e).split())[:300]
+        print(f"{PROG}: error: internal error ({type(e).__name__}: {text}); "
+              f"rerun with KMM_DEBUG=1 for the traceback", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

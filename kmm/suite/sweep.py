@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import config_hash
 from ..errors import ConfigError, KmmError
+from . import argtypes
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -215,6 +216,8 @@ def plan(params_path: Path | str, grid: str | None = None, *, out_dir: Path | st
         # the rows of a sweep are labelled with the sweep, never "published" or "small"
         points = [{**p, "scenario": name} for p in points]
     notebook = Path(pf.notebook)
+    if spec.runner == "library":
+        check_kmm_function(spec.function, f"{where}: grids.{grid}.function")
     target = spec.function if spec.runner == "library" else notebook.name
     root = params_mod.project_root(path.resolve().parent)
     if out_dir is None:
@@ -305,6 +308,33 @@ def resolve_function(target: str) -> Callable[..., Any]:
     if not callable(obj):
         raise ConfigError(f"{target!r} is not callable", "function")
     return obj
+
+
+def check_kmm_function(target: str, where: str = "function") -> Callable[..., Any]:
+    """The function a params file's library grid names, if it is a public function of kmm.
+
+    A grid is untrusted input, so its ``function:`` must be ``kmm.<module>:<name>`` with a
+    public name, and the object found a function defined in kmm (not a class, and not a
+    function another package defines that a kmm module happens to import, such as
+    ``kmm.suite.sweep:shutil.rmtree``). Checked in the parent before any point runs.
+    """
+    import inspect
+
+    mod_name, _, attr = target.partition(":")
+    names = [*mod_name.split("."), *attr.split(".")]
+    if (mod_name != "kmm" and not mod_name.startswith("kmm.")) or "." in attr or not all(
+            n.isidentifier() and not n.startswith("_") for n in names):
+        raise ConfigError(f"must name a public function of kmm (kmm.<module>:<name>), "
+                          f"got {target[:80]!r}", where)
+    try:
+        fn = resolve_function(target)
+    except ConfigError as e:
+        raise ConfigError(e.message, where) from None
+    module = getattr(inspect.unwrap(fn), "__module__", None) or ""
+    if not inspect.isfunction(inspect.unwrap(fn)) or not (module == "kmm" or
+                                                            module.startswith("kmm.")):
+        raise ConfigError(f"{target!r} is not a function defined in kmm", where)
+    return fn
 
 
 def _call_library(task: Task) -> pl.DataFrame:
@@ -776,7 +806,7 @@ def _run_dask(tasks: list[Task], on_outcome: Callable[[Outcome], None], address:
         raise KmmError("needs dask.distributed: pip install 'kmm[dask]'", "--scheduler") from None
     try:
         client = Client(address, timeout=f"{connect_timeout_s}s", set_as_default=False)
-    except (OSError, TimeoutError) as e:
+    except Exception as e:  # noqa: BLE001 - any failure to connect is one line
         raise KmmError(f"cannot reach the Dask scheduler: {one_line(e)}",
                        f"--scheduler {address}") from None
     try:
@@ -910,18 +940,19 @@ def add_parser(subparsers) -> None:
         "sweep", help="run a params grid point by point (resumable; local processes or Dask)",
         description="Run every point of a grid declared in a params file, skipping points "
                     "already done, and merge the points into <out>/<params>-<grid>.parquet.")
-    p.add_argument("params_file", type=Path, help="params/<notebook>.yaml declaring the grid")
-    p.add_argument("--grid", default=None, metavar="NAME",
+    p.add_argument("params_file", type=argtypes.path,
+                   help="params/<notebook>.yaml declaring the grid")
+    p.add_argument("--grid", type=argtypes.name, default=None, metavar="NAME",
                    help="grid name (default: the file's only grid)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+    p.add_argument("--out", type=argtypes.path, default=None, metavar="DIR",
                    help="output folder (default: data/sweeps under the project root)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--workers", type=argtypes.int_in(1, 1024), default=None, metavar="N",
                    help="local worker processes (default: all cores; 1 runs in this process)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+    p.add_argument("--scheduler", type=argtypes.scheduler, default=None, metavar="ADDRESS",
                    help="run on an existing dask.distributed cluster (tcp://host:8786)")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun the points a previous run recorded as failed")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--timeout", type=argtypes.seconds, default=None, metavar="SECONDS",
                    help="per-cell timeout of notebook points (default: none)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=handle)
@@ -932,8 +963,6 @@ def handle(args) -> int:
 
     User mistakes raise :class:`kmm.errors.KmmError`; the CLI prints them as one line.
     """
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"must be >= 1, got {args.workers}", "--workers")
     if args.workers is not None and args.scheduler:
         raise ConfigError("give either --workers or --scheduler, not both", "--scheduler")
     sweep = plan(args.params_file, args.grid, out_dir=args.out, timeout_s=args.timeout)
@@ -957,16 +986,9 @@ def _short(params: Mapping[str, Any], limit: int = 160) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m kmm.suite.sweep ...``: the sweep command on its own (same errors as kmm)."""
-    import argparse
+    from .cli import main as kmm_main
 
-    ap = argparse.ArgumentParser(prog="kmm")
-    add_parser(ap.add_subparsers())
-    args = ap.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.handler(args)
-    except KmmError as e:
-        print(f"kmm: error: {e.line()}", file=sys.stderr)
-        return 2
+    return kmm_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError, KmmError
+from . import argtypes
 
 GRANULE_SHIFT = {"4K": 12, "16K": 14, "64K": 16}
 
@@ -68,28 +69,20 @@ def handle(args) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise KmmError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise KmmError(f"must be >= 1, got {v}")
-    return v
-
-
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("trace", help="run a valgrind lackey trace through a TLB hierarchy",
                               description=__doc__.split("\n\n")[1])
-    p.add_argument("trace", metavar="FILE", help="valgrind lackey --trace-mem=yes log (.gz ok)")
+    p.add_argument("trace", metavar="FILE", type=argtypes.path, help="valgrind lackey --trace-mem=yes log (.gz ok)")
     p.add_argument("--tlb", choices=("single", "neoverse-n1"), default="neoverse-n1",
                    help="one set-associative TLB (--entries, --ways) or the Neoverse N1 "
                    "hierarchy: 48-entry L1 I and D, 1280-entry 5-way L2 (default)")
-    p.add_argument("--entries", type=int, default=1024, help="entries of the single TLB")
-    p.add_argument("--ways", type=int, default=4, help="ways of the single TLB")
+    p.add_argument("--entries", type=argtypes.int_in(1, 1 << 20), default=1024,
+                   help="entries of the single TLB")
+    p.add_argument("--ways", type=argtypes.int_in(1, 1 << 10), default=4,
+                   help="ways of the single TLB")
     p.add_argument("--policy", default="lru", help="replacement policy (lru, random, ...)")
     p.add_argument("--granule", default="4K", help="page size: 4K, 16K or 64K")
-    p.add_argument("--max-records", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--max-records", type=argtypes.int_in(1, 1 << 40), default=None, metavar="N",
                    help="read at most N records")
     p.add_argument("--json", action="store_true", help="print the counters as JSON")
     p.set_defaults(handler=handle)
