@@ -94,6 +94,17 @@ def parameterize(notebook: Path, parameters: Mapping[str, Any]):
     return nb
 
 
+def _whole_notebook(path: Path) -> bool:
+    """Whether ``path`` is a complete notebook file (not absent, empty or cut short)."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            return isinstance(json.load(f).get("cells"), list)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _literal_path(path: Path) -> str:
     """``path`` as papermill must be given it: it formats output paths with the parameters
     (``str.format``), so braces are doubled to stay literal."""
@@ -175,7 +186,7 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
                 failure = KmmError(f"{kind}: {_one_line(e)}", where)
                 break
         if failure is not None:
-            if tmp.is_file():
+            if _whole_notebook(tmp):  # a copy cut short (a full disk) is not kept
                 kept = failed_path(out_path)
                 os.replace(tmp, kept)
                 failure = KmmError(f"{failure.message} (executed copy: {display_path(kept)})", where)
