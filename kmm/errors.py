@@ -19,3 +19,14 @@ class ConfigError(KmmError, ValueError):
 
 class TraceError(KmmError, ValueError):
     """A malformed or truncated address trace; ``where`` is ``file:line``."""
+
+
+def warn(text: str) -> None:
+    """Print a warning as one line ``kmm: warning: <text>`` on stderr (never raises)."""
+    import sys
+
+    line = " ".join(str(text).split())
+    try:
+        print(f"kmm: warning: {line}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
