@@ -17,6 +17,10 @@ class ConfigError(KmmError, ValueError):
     """A configuration value of the wrong type or outside its allowed range or set."""
 
 
+class RunFailed(KmmError):
+    """A notebook that started but did not finish (exit status 1, not a user mistake)."""
+
+
 class TraceError(KmmError, ValueError):
     """A malformed or truncated address trace; ``where`` is ``file:line``."""
 

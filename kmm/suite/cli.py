@@ -24,14 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..errors import ConfigError, KmmError
+from ..errors import ConfigError, KmmError, RunFailed
 
 PROG = "kmm"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class RunFailed(KmmError):
-    """A notebook that started but did not finish (exit status 1, not a user mistake)."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -260,7 +260,7 @@ def _run_parallel(first: list[Task], jobs: int, done) -> None:
 def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None = None) -> int:
     """Run the published scenarios and publish them with the report; the exit status of
     ``kmm reproduce``."""
-    from . import generations, report, safefs
+    from . import generations, nbrun, report, safefs
     from .cli import check_writable_dir
     from .params import display_path, project_root
 
@@ -293,6 +293,10 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
             results.append(r)
 
         def ran(task: Task, r: dict[str, Any]) -> None:
+            if r.get("error"):  # name the failed copy where it will be published
+                kept = nbrun.failed_path(Path(task.out_path))
+                r["error"] = r["error"].replace(display_path(kept),
+                                                shown(data, "notebooks", kept.name))
             staged.append((task, r))
             finished(task, r)
 
@@ -355,7 +359,8 @@ def run_one(notebook: Path, values: dict[str, Any], label: str, *, root: Path, d
     RunFailed : the notebook started but failed (its failed copy is published)
     """
     from . import generations, nbrun, report, safefs
-    from .cli import RunFailed, executed_name
+    from ..errors import RunFailed
+    from .cli import executed_name
     from .params import display_path
 
     published = label == PUBLISHED

@@ -300,10 +300,11 @@ def read_bytes(path: Path, *, limit: int | None = None) -> bytes:
         if os.path.islink(path):
             raise LinkRefused(path) from None
         raise ConfigError(f"cannot read: {e.strerror or e}", str(path)) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ConfigError("not a regular file", str(path))
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError("not a regular file", str(path))
         if limit is not None and st.st_size > limit:
             raise ConfigError(f"larger than {limit} bytes", str(path))
         try:

@@ -471,6 +471,8 @@ def _make_dirs(sweep: Sweep) -> None:
             dirs += [sweep.notebooks_dir, sweep.work_dir]
         for d in dirs:
             safefs.ensure_dir(d, root=sweep.out_dir)
+        for f in (sweep.merged_path, sweep.manifest_path):  # refused before any point runs
+            safefs.check_target(f)
         if not os.access(sweep.dir, os.W_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as e:
