@@ -386,7 +386,20 @@ def test_a_foreign_current_link_or_stable_name_is_refused(tmp_path, victim):
     with pytest.raises(ConfigError, match="report.html: is a symbolic link"):
         with reproduce.lock(data), generations.building(data):
             pass
+    os.unlink(data / "report.html")
+    os.symlink(victim[0].parent, data / "generations")
+    with pytest.raises(ConfigError, match="generations: is a symbolic link"):
+        with reproduce.lock(data), generations.building(data):
+            pass
+    os.unlink(data / "generations")
+    os.symlink(victim[0].parent, data / ".staging")
+    with pytest.raises(ConfigError, match=".staging: is a symbolic link"):
+        # what kmm reproduce and kmm run do first with a notebook's staging folder
+        safefs.remove_tree(data / ".staging" / "alpha", root=data)
+    with pytest.raises(ConfigError, match=".staging: is a symbolic link"):
+        safefs.ensure_dir(data / ".staging" / "alpha" / "notebooks", root=data)
     assert untouched(victim) and not (data / "current").exists()
+    assert sorted(p.name for p in victim[0].parent.iterdir()) == ["victim.txt"]
 
 
 # ---- 3. corrupt records -----------------------------------------------------------------------
