@@ -72,11 +72,11 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 def check_writable_dir(path: Path, what: str) -> Path:
     """Create ``path`` if needed and prove a file can be written there; ConfigError if not."""
+    import tempfile
+
     where = f"{what} {path}"
     if path.exists() and not path.is_dir():
         raise ConfigError("exists and is not a folder", where)
-    import tempfile
-
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):  # a nameless file: no name to plant a link at
