@@ -17,5 +17,20 @@ class ConfigError(KmmError, ValueError):
     """A configuration value of the wrong type or outside its allowed range or set."""
 
 
+class RunFailed(KmmError):
+    """A notebook that started but did not finish (exit status 1, not a user mistake)."""
+
+
 class TraceError(KmmError, ValueError):
     """A malformed or truncated address trace; ``where`` is ``file:line``."""
+
+
+def warn(text: str) -> None:
+    """Print a warning as one line ``kmm: warning: <text>`` on stderr (never raises)."""
+    import sys
+
+    line = " ".join(str(text).split())
+    try:
+        print(f"kmm: warning: {line}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass

@@ -225,6 +225,11 @@ def test_reproduce_end_to_end(tmp_path):
     prov = json.loads((data / "provenance.json").read_text())["notebooks"]
     assert prov["alpha"]["status"] == "ok" and prov["beta"]["status"] == "failed"
     assert prov["overview"]["charts"] == ["overview_verdicts"]
+    # published as one generation, reached through stable names
+    assert os.readlink(data / "current") == "generations/000001"
+    assert os.readlink(data / "report.html") == "current/report.html"
+    assert "executed copy: data/notebooks/beta.failed.ipynb" in out
+    frame_inode = (data / "frames" / "published" / "alpha.parquet").stat().st_ino
 
     # alpha now fails: its earlier record stays, marked stale; the run exits 1
     (tmp_path / "params" / "alpha.yaml").write_text(
@@ -234,6 +239,9 @@ def test_reproduce_end_to_end(tmp_path):
     assert r.returncode == 1 and "gain_scale must be positive" in r.stdout
     rows = {r["id"]: r for r in json.loads((data / "claims.json").read_text())}
     assert rows["K1"]["stale"] is True and rows["K1"]["verdict"] == "reproduced"
+    # the failed run published a new generation; alpha's earlier frame is the same file
+    assert os.readlink(data / "current") == "generations/000002"
+    assert (data / "frames" / "published" / "alpha.parquet").stat().st_ino == frame_inode
     r = subprocess.run([*kmm, "--only", "nope"], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("kmm: error: --only: no params file")

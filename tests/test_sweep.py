@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from kmm import __version__
 from kmm.config import config_hash
 from kmm.errors import ConfigError, KmmError
-from kmm.suite import sweep
+from kmm.suite import points, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -225,7 +225,7 @@ def test_merge_depends_only_on_which_points_are_done(tmp_path_factory, order, do
     outcomes = [sweep.run_point(t) for t in sweep.tasks_for(sw, sw.points)]
     for i in order:  # written in any order
         if i in done:
-            outcomes[i].frame.write_parquet(sw.point_path(outcomes[i].hash))
+            points.save(sw, outcomes[i].hash, outcomes[i].frame)
     got = sweep.merge(sw)
     ref = pl.concat([outcomes[i].frame for i in sorted(done, key=lambda i: outcomes[i].hash)])
     assert got.equals(ref.sort(["point_hash", "metric"], maintain_order=True))

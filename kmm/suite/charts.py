@@ -14,7 +14,6 @@ so a chart is refused above altair's 5000-row limit: aggregate first.
 """
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -91,15 +90,6 @@ def verdict_color(field: str = "verdict", title: str = "verdict") -> alt.Color:
                      sort=list(VERDICT_ORDER))
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _data_rows(spec: Any) -> int:
     """The largest number of inline data rows in a Vega-Lite spec (datasets or values)."""
     best = 0
@@ -118,9 +108,9 @@ def _data_rows(spec: Any) -> int:
 
 def chart_dir(scenario: str) -> Path:
     """``<data>/charts/<scenario>``: charts of a small run never replace published ones."""
-    from .claims import data_dir
+    from .claims import results_dir
 
-    return data_dir() / "charts" / scenario
+    return results_dir() / "charts" / scenario
 
 
 def save(chart: alt.TopLevelMixin, stem: str, out_dir: Path | str | None = None, *,
@@ -137,8 +127,8 @@ def save(chart: alt.TopLevelMixin, stem: str, out_dir: Path | str | None = None,
     formats : any of ``"svg"``, ``"png"``
     scale : PNG pixel scale
 
-    Each file is rendered completely in memory, then written to a temporary file and renamed,
-    so an existing chart is replaced only by a complete new one.
+    Each file is rendered completely in memory, then written to a new temporary file and
+    renamed (never through a link), so an existing chart is replaced only by a complete new one.
     """
     if not isinstance(stem, str) or not _STEM.match(stem):
         raise ConfigError(f"chart stem must be a plain file name, got {stem!r}", "charts.save")
@@ -149,8 +139,9 @@ def save(chart: alt.TopLevelMixin, stem: str, out_dir: Path | str | None = None,
         if not scenario:
             raise ConfigError("give the notebook's scenario (or an out_dir)", "charts.save")
         out = chart_dir(scenario)
+        root = out.parent.parent  # <data>: folders below it are kmm's and never links
     else:
-        out = Path(out_dir)
+        out = root = Path(out_dir)
     enable_theme()
     try:
         spec = chart.to_dict()
@@ -177,11 +168,11 @@ def save(chart: alt.TopLevelMixin, stem: str, out_dir: Path | str | None = None,
         except ValueError as e:
             raise KmmError(f"vl-convert could not render the chart: {' '.join(str(e).split())[:300]}",
                            f"charts.save {stem}") from None
-    out.mkdir(parents=True, exist_ok=True)
+    from . import safefs
+
     paths = {}
     for fmt, data in rendered.items():
-        paths[fmt] = out / f"{stem}.{fmt}"
-        _write_atomic(paths[fmt], data)
+        paths[fmt] = safefs.write_bytes(out / f"{stem}.{fmt}", data, root=root)
     return paths
 
 

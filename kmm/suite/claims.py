@@ -7,7 +7,8 @@ sees the band: :mod:`kmm.suite.registry` computes the verdict when the table is 
 
 Records are JSON files ``<data>/claims/<scenario>/<ID>.json`` written atomically, so a small
 (nbval) run never overwrites a published one. ``<data>`` is ``$KMM_DATA_DIR`` if set, else the
-``data/`` folder of the project the current directory is in.
+``data/`` folder of the project the current directory is in; where it holds published
+generations (:mod:`kmm.suite.generations`) records are read from and written to the current one.
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import KmmError
+from ..errors import KmmError, warn
 from . import registry
 
 PUBLISHED = "published"
+_MAX_RECORD_BYTES = 64 << 20
 
 
 def data_dir() -> Path:
@@ -35,6 +37,14 @@ def data_dir() -> Path:
         if (d / "pyproject.toml").is_file() and (d / "kmm").is_dir():
             return d / "data"
     return here / "data"
+
+
+def results_dir(root: Path | None = None) -> Path:
+    """The folder results are read from and written to: the current generation of ``root``
+    (default :func:`data_dir`), or ``root`` itself before any generation exists."""
+    from .generations import resolve
+
+    return resolve(root or data_dir())
 
 
 def _plain(v: Any) -> Any:
@@ -50,12 +60,12 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def atomic_write_text(path: Path, text: str, root: Path | None = None) -> None:
+    """Write ``text`` to ``path`` through a new temporary file and a rename, never through a
+    link (:mod:`kmm.suite.safefs`; folders below ``root`` are created and checked too)."""
+    from . import safefs
+
+    safefs.write_text(Path(path), text, root=root)
 
 
 def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[str, Any],
@@ -94,21 +104,37 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
         "chart": chart,
         "kmm_version": __version__,
     }
-    path = data_dir() / "claims" / scenario / f"{claim_id}.json"
-    atomic_write_text(path, json.dumps(rec, indent=1, sort_keys=True))
+    base = results_dir()
+    atomic_write_text(base / "claims" / scenario / f"{claim_id}.json",
+                      json.dumps(rec, indent=1, sort_keys=True), root=base)
     return rec
 
 
 def load(scenario: str = PUBLISHED, root: Path | None = None) -> dict[str, dict]:
-    """Records of one scenario, by claim id."""
-    d = (root or data_dir()) / "claims" / scenario
+    """Records of one scenario, by claim id.
+
+    A record that cannot be read, is not JSON or is not a record is left out with a one-line
+    warning naming its file (the claim then shows as not evaluated, or its small-run value).
+    """
+    from . import safefs
+
+    d = results_dir(root) / "claims" / scenario
     out = {}
     if d.is_dir():
         for f in sorted(d.glob("*.json")):
             try:
-                rec = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise KmmError(f"unreadable claim record: {e}", str(f)) from None
+                rec = json.loads(safefs.read_bytes(f, limit=_MAX_RECORD_BYTES))
+            except FileNotFoundError:
+                continue
+            except KmmError as e:
+                warn(f"{e.line()}; claim record ignored")
+                continue
+            except (ValueError, RecursionError) as e:
+                warn(f"{f}: unreadable claim record ({' '.join(str(e).split())[:120]}); ignored")
+                continue
+            if not isinstance(rec, dict) or not isinstance(rec.get("id", f.stem), str):
+                warn(f"{f}: not a claim record (a JSON object with an id); ignored")
+                continue
             out[rec.get("id", f.stem)] = rec
     return out
 
@@ -119,9 +145,10 @@ def table(root: Path | None = None) -> list[dict]:
     Published records get a computed verdict; where only a small run was recorded its value
     is shown labelled ``small run`` and gets no verdict.
     """
+    root = results_dir(root)  # resolved once: every record comes from one generation
     published = load(PUBLISHED, root)
     small: dict[str, dict] = {}
-    base = (root or data_dir()) / "claims"
+    base = root / "claims"
     if base.is_dir():
         for d in sorted(p for p in base.iterdir() if p.is_dir() and p.name != PUBLISHED):
             small.update({k: v for k, v in load(d.name, root).items() if k not in small})

@@ -15,7 +15,6 @@ that need them, so ``kmm --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
@@ -25,15 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..errors import ConfigError, KmmError
+from ..errors import ConfigError, KmmError, RunFailed
 from . import argtypes
 
 PROG = "kmm"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class RunFailed(KmmError):
-    """A notebook that started but did not finish (exit status 1, not a user mistake)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,14 +85,15 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 def check_writable_dir(path: Path, what: str) -> Path:
     """Create ``path`` if needed and prove a file can be written there; ConfigError if not."""
+    import tempfile
+
     where = f"{what} {path}"
     if path.exists() and not path.is_dir():
         raise ConfigError("exists and is not a folder", where)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".kmm-write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=path):  # a nameless file: no name to plant a link at
+            pass
     except OSError as e:
         raise ConfigError(f"not writable: {e.strerror or e}", where) from None
     return path
@@ -182,80 +178,22 @@ def executed_name(stem: str, label: str) -> str:
     return f"{stem}.ipynb" if label == "published" else f"{stem}.{label}.ipynb"
 
 
-def _runs_last(notebook: Path, root: Path) -> bool:
-    """Whether the notebook's params file marks it ``run_last`` (it reads the results of the
-    others, so it runs directly in the data folder rather than in a staging folder)."""
-    from . import params as P
-
-    path = root / "params" / f"{notebook.stem}.yaml"
-    return path.is_file() and P.load(path).run_last
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run one notebook. Its results are written to a staging folder and moved into the data
-    folder only if it finishes, so a failed run leaves no partial results. A run of a params
-    file's published scenario also refreshes the report."""
-    import time
-
+    """Run one notebook. Its results are written to a staging folder and published (as a new
+    generation of the data folder) only if it finishes, so a failed run leaves no partial
+    results. A run of a params file's published scenario also refreshes the report."""
     from . import reproduce
     from .params import display_path, project_root
 
     root = project_root()
     notebook, values, label = plan_run(args, root)
-    out_dir = check_writable_dir(Path(args.out) if args.out else root / "data" / "notebooks", "--out")
-    data = check_writable_dir(Path(os.environ.get("KMM_DATA_DIR") or root / "data"), "data folder")
-    out = out_dir / executed_name(notebook.stem, label)
-    staging = None if _runs_last(notebook, root) else data / reproduce.STAGING / f"run-{os.getpid()}"
+    out_dir = check_writable_dir(Path(args.out), "--out") if args.out else None
+    data = check_writable_dir(reproduce.data_folder(root), "data folder")
     shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
     print(f"running {display_path(notebook)} ({shown})", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    started = time.time()
-    # a published run rewrites provenance and the report: one writer at a time, as reproduce
-    lock = reproduce.lock(data) if label == "published" else contextlib.nullcontext()
-    with lock:
-        return _execute_run(notebook, values, out, root, data, staging, label, args.timeout,
-                            t0, started)
-
-
-def _execute_run(notebook: Path, values: dict[str, Any], out: Path, root: Path, data: Path,
-                 staging: Path | None, label: str, timeout: float | None, t0: float,
-                 started: float) -> int:
-    import shutil
-    import time
-
-    from . import nbrun, reproduce
-    from .params import display_path
-
-    try:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        nbrun.execute(notebook, values, out, cwd=root, timeout=timeout, data_dir=staging or data)
-    except KmmError as e:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(e, ConfigError):
-            raise
-        if label == "published":
-            reproduce.update_provenance(data, [{"stem": notebook.stem, "ok": False,
-                                                "error": e.line(),
-                                                "seconds": time.perf_counter() - t0}])
-            from . import report
-
-            report.write(data, root)
-        raise RunFailed(e.message, e.where) from None
-    made = reproduce.promote(staging, data) if staging is not None else \
-        reproduce.results_in(data, since=started)
-    if staging is not None:
-        with contextlib.suppress(OSError):
-            staging.parent.rmdir()
-    print(display_path(out))
-    if label == "published":
-        from . import report
-
-        reproduce.update_provenance(data, [{"stem": notebook.stem, "ok": True, "error": None,
-                                            "seconds": time.perf_counter() - t0, "made": made}])
-        page, _, _ = report.write(data, root)
-        print(f"report: {display_path(page)}", file=sys.stderr)
+    out = reproduce.run_one(notebook, values, label, root=root, data=data, out_dir=out_dir,
+                            timeout=args.timeout)
+    print(out)
     return EXIT_OK
 
 

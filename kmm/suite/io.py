@@ -2,12 +2,13 @@
 
 A notebook ends with ``io.save_frame(df, stem, scenario)``; the frame goes to
 ``<data>/frames/<scenario>/<stem>.parquet`` after :func:`kmm.results.validate`, through a
-temporary file and a rename, so a small (nbval) run never replaces a published frame and a
-reader never sees a half-written file.
+temporary file and a rename (never through a link, :mod:`kmm.suite.safefs`), so a small
+(nbval) run never replaces a published frame and a reader never sees a half-written file.
+``<data>`` is the current generation where the data folder has one
+(:func:`kmm.suite.claims.results_dir`).
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,12 +23,12 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def frame_path(stem: str, scenario: str, root: Path | None = None) -> Path:
     """``<data>/frames/<scenario>/<stem>.parquet`` (``root`` overrides ``<data>``)."""
-    from .claims import data_dir
+    from .claims import results_dir
 
     for what, name in (("stem", stem), ("scenario", scenario)):
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(f"{what} must be a plain file name, got {name!r}", "io.save_frame")
-    return (root or data_dir()) / "frames" / scenario / f"{stem}.parquet"
+    return results_dir(root) / "frames" / scenario / f"{stem}.parquet"
 
 
 def save_frame(df: pl.DataFrame, stem: str, scenario: str) -> Path:
@@ -38,15 +39,12 @@ def save_frame(df: pl.DataFrame, stem: str, scenario: str) -> Path:
         results.validate(df)
     except ValueError as e:
         raise KmmError(str(e), f"io.save_frame {stem}") from None
-    path = frame_path(stem, scenario)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        df.write_parquet(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    from . import safefs
+    from .claims import results_dir
+
+    base = results_dir()
+    path = frame_path(stem, scenario, base)
+    return safefs.write_with(path, df.write_parquet, root=base)
 
 
 def load_frame(stem: str, scenario: str = "published", root: Path | None = None) -> pl.DataFrame:

@@ -120,8 +120,8 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
     ----------
     notebook : the stored notebook (its ``parameters`` cell is overridden by an injected cell)
     parameters : plain values, already validated (:mod:`kmm.suite.params`)
-    out_path : the executed copy; written to a temporary file beside it and renamed, so it is
-        either the complete new copy or untouched
+    out_path : the executed copy; written in a private temporary folder beside it and renamed,
+        so it is either the complete new copy or untouched (a link there is refused)
     cwd : the kernel's working directory (the project root)
     timeout : seconds allowed per cell (None: no limit)
     data_dir : the kernel's ``KMM_DATA_DIR`` (where claims, frames and charts go); default
@@ -149,8 +149,13 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
     except OSError as e:
         raise ConfigError(f"cannot create the output folder: {e.strerror}",
                           display_path(out_path.parent)) from None
+    from . import safefs
+
+    safefs.check_target(out_path)
+    safefs.check_target(failed_path(out_path))
     node = parameterize(notebook, parameters)
-    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp.ipynb")
+    tmpdir = safefs.private_tempdir(out_path.parent, out_path.name)
+    tmp = tmpdir / out_path.name
 
     import logging
     import sys
@@ -187,12 +192,11 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
                 break
         if failure is not None:
             if _whole_notebook(tmp):  # a copy cut short (a full disk) is not kept
-                kept = failed_path(out_path)
-                os.replace(tmp, kept)
+                kept = safefs.move(tmp, failed_path(out_path))
                 failure = KmmError(f"{failure.message} (executed copy: {display_path(kept)})", where)
             raise failure
-        os.replace(tmp, out_path)
+        safefs.move(tmp, out_path)
         failed_path(out_path).unlink(missing_ok=True)
     finally:
-        tmp.unlink(missing_ok=True)
+        safefs.remove_tree(tmpdir)
     return out_path

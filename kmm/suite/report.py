@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import KmmError
+from ..errors import KmmError, warn
 from . import registry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,18 +48,34 @@ MECHANISMS = tuple(dict.fromkeys(c.mechanism for c in registry.CLAIMS.values()))
 
 # ---- reading what is under <data> -----------------------------------------------------------
 def _data(root: Path | None) -> Path:
-    from .claims import data_dir
+    """The folder to read: the current generation of ``root`` (default: the data folder)."""
+    from .claims import results_dir
 
-    return Path(root) if root is not None else data_dir()
+    return results_dir(root)
 
 
 def load_provenance(data: Path) -> dict[str, Any]:
-    """``<data>/provenance.json`` (empty if absent or unreadable)."""
+    """``<data>/provenance.json``: empty if absent; if unreadable or malformed, empty with a
+    one-line warning naming the file."""
+    from . import safefs
+
+    path = data / PROVENANCE
+    empty: dict[str, Any] = {"notebooks": {}}
     try:
-        prov = json.loads((data / PROVENANCE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {"notebooks": {}}
-    return prov if isinstance(prov.get("notebooks"), dict) else {"notebooks": {}}
+        prov = json.loads(safefs.read_bytes(path, limit=64 << 20))
+    except FileNotFoundError:
+        return empty
+    except KmmError as e:
+        warn(f"{e.line()}; provenance ignored")
+        return empty
+    except (ValueError, RecursionError) as e:
+        warn(f"{path}: unreadable provenance ({' '.join(str(e).split())[:120]}); ignored")
+        return empty
+    nbs = prov.get("notebooks") if isinstance(prov, dict) else None
+    if not isinstance(nbs, dict) or not all(isinstance(v, dict) for v in nbs.values()):
+        warn(f"{path}: not kmm's provenance (notebooks by name); ignored")
+        return empty
+    return prov
 
 
 def _claim_notebooks(prov: Mapping[str, Any]) -> dict[str, str]:
@@ -305,7 +321,15 @@ def _param_rows(params: Mapping[str, Any], pf: Any) -> str:
 
 
 def _svg_img(path: Path, alt_text: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
+    """The chart as an inline image; a chart that is a link or unreadable is left out (one
+    warning line), so the report never inlines a file from elsewhere."""
+    from . import safefs
+
+    try:
+        data = base64.b64encode(safefs.read_bytes(path, limit=64 << 20)).decode()
+    except (OSError, KmmError) as e:
+        warn(f"{e.line() if isinstance(e, KmmError) else f'{path}: {e}'}; chart left out")
+        return '<span class="warn">chart unreadable</span>'
     return f'<img alt="{html.escape(alt_text)}" src="data:image/svg+xml;base64,{data}">'
 
 
@@ -322,7 +346,8 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
     h.append(f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
              f"<title>kmm claims report</title><style>{_CSS}</style></head><body>")
     h.append("<h1>kmm: which published claims the model reproduces</h1>")
-    h.append(f'<p class="muted">kmm {html.escape(__version__)}, written {now}. Verdicts are '
+    gen = f", generation {html.escape(str(prov['generation']))}" if prov.get("generation") else ""
+    h.append(f'<p class="muted">kmm {html.escape(__version__)}{gen}, written {now}. Verdicts are '
              "computed from the values recorded by each notebook's published scenario "
              "(params/); values from small runs are shown without a verdict.</p>")
     h.append('<p class="counts">' + "".join(
@@ -428,7 +453,11 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
 
 def write(data: Path | None = None, project: Path | None = None,
           run: Mapping[str, Any] | None = None) -> tuple[Path, Path, list[dict[str, Any]]]:
-    """Write ``<data>/claims.json`` and ``<data>/report.html``; return their paths and rows."""
+    """Write ``<data>/claims.json`` and ``<data>/report.html``; return their paths and rows.
+
+    ``kmm reproduce`` and ``kmm run`` write them into the generation they build
+    (:mod:`kmm.suite.generations`), from that generation's records only.
+    """
     from .claims import atomic_write_text
     from .params import project_root
 
@@ -437,8 +466,8 @@ def write(data: Path | None = None, project: Path | None = None,
     table = rows(data)
     claims_json = data / "claims.json"
     report = data / "report.html"
-    atomic_write_text(claims_json, json.dumps(table, indent=1, default=str))
-    atomic_write_text(report, build_html(table, data, project, run))
+    atomic_write_text(claims_json, json.dumps(table, indent=1, default=str), root=data)
+    atomic_write_text(report, build_html(table, data, project, run), root=data)
     return report, claims_json, table
 
 

@@ -1,18 +1,23 @@
-"""``kmm reproduce``: every notebook's published scenario, then the claims report.
+"""``kmm reproduce`` and ``kmm run``: run notebooks, then publish their results as one generation.
 
 For each ``params/<stem>.yaml`` (or those named by ``--only``) the notebook runs with the
 file's published scenario and ``scenario="published"``, in parallel over ``jobs`` processes.
 Each run writes into its own staging folder ``<data>/.staging/<stem>/`` (its
-``KMM_DATA_DIR``); only when the notebook finished are its claim records, charts and frames
-moved into ``<data>/``, file by file with renames, so a notebook that fails half-way leaves
-none of its partial results behind and the previous run's results stay as they were.
-Notebooks marked ``run_last: true`` (the overview, which shows the claims table) run after
-the others, directly in ``<data>/``.
+``KMM_DATA_DIR``; its executed copy goes to ``notebooks/`` there), so a notebook that fails
+half-way leaves none of its partial results behind, only its executed copy
+``<stem>.failed.ipynb``.
 
-Then ``<data>/provenance.json`` (which notebook produced which claims and charts, and how its
-latest run went), ``<data>/claims.json`` and ``<data>/report.html`` are written. The exit
-status is 1 if a notebook failed to run (or its params file was refused), else 0: a claim
-that is not reproduced is a result, not a failure.
+Then the next generation is built (:mod:`kmm.suite.generations`): it starts as hard links of
+the current one, each finished notebook's files are renamed into it, the notebooks marked
+``run_last: true`` (the overview, which shows the claims table) run inside it, and
+``provenance.json`` (which notebook produced which claims and charts, and how its latest run
+went), ``claims.json`` and ``report.html`` are written there. Only then does ``<data>/current``
+switch to it, in one rename: a reader sees the whole previous result set or the whole new one,
+whenever the run is killed. The exit status is 1 if a notebook failed to run (or its params
+file was refused), else 0: a claim that is not reproduced is a result, not a failure.
+
+One command writes a data folder at a time (``<data>/.reproduce.lock``): ``kmm reproduce`` and
+``kmm run --params`` hold it for their whole run, other ``kmm run`` only while they publish.
 """
 from __future__ import annotations
 
@@ -20,12 +25,11 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -72,18 +76,26 @@ def run_task(task: Task) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def lock(data: Path) -> Iterator[None]:
-    """One ``kmm reproduce`` at a time per data folder."""
-    with open(data / LOCK, "a+") as f:
+def lock(data: Path, *, wait: bool = False) -> Iterator[None]:
+    """One writer at a time per data folder: refuse at once, or with ``wait`` wait for it.
+
+    The lock file is opened without following a link (:func:`kmm.suite.safefs.open_lock`).
+    """
+    from . import safefs
+
+    fd = safefs.open_lock(data / LOCK, root=data)
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError("another kmm reproduce is writing here; wait for it to finish",
-                              str(data)) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            if not wait:
+                raise ConfigError("another kmm reproduce is writing here; wait for it to finish",
+                                  str(data)) from None
+            _say(f"waiting for another kmm command writing {data} to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the flock
 
 
 def results_in(base: Path, since: float | None = None) -> dict[str, list[str]]:
@@ -96,14 +108,27 @@ def results_in(base: Path, since: float | None = None) -> dict[str, list[str]]:
     return out
 
 
-def promote(staging: Path, data: Path) -> dict[str, list[str]]:
-    """Move every file of a finished run's staging folder into ``data``; return what it made."""
-    made = results_in(staging)
-    for f in sorted(p for p in staging.rglob("*") if p.is_file()):
-        dest = data / f.relative_to(staging)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(f, dest)
-    shutil.rmtree(staging, ignore_errors=True)
+def promote(staging: Path, dest: Path, *, ok: bool = True) -> dict[str, list[str]]:
+    """Move the files of a finished run's staging folder into ``dest``; return what it made.
+
+    A run that failed (``ok=False``) brings only its executed copies ``*.failed.ipynb``; one
+    that finished removes the failed copy of each notebook it brings. Files are renamed,
+    never written through a link (:func:`kmm.suite.safefs.move`).
+    """
+    from . import nbrun, safefs
+
+    made = results_in(staging) if ok else {k: [] for k in _KINDS}
+    for f in sorted(p for p in staging.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = f.relative_to(staging)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if not ok and not f.name.endswith(".failed.ipynb"):
+            continue
+        target = safefs.move(f, dest / rel, root=dest)
+        if ok and rel.parts[0] == "notebooks" and f.suffix == ".ipynb":
+            safefs.check_target(nbrun.failed_path(target))
+            nbrun.failed_path(target).unlink(missing_ok=True)
+    safefs.remove_tree(staging)
     return made
 
 
@@ -111,11 +136,26 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def data_folder(root: Path) -> Path:
+    """``$KMM_DATA_DIR`` or ``<root>/data`` (the user's folder: a link there is followed)."""
+    return Path(os.environ.get("KMM_DATA_DIR") or root / "data").resolve()
+
+
+def shown(data: Path, *rel: str) -> str:
+    """A path under ``data`` as messages show it: through its stable name, not its generation."""
+    from .params import display_path
+
+    return str(Path(display_path(data), *rel))
+
+
 def plan(root: Path, data: Path, only: Sequence[str] | None, timeout: float | None
          ) -> tuple[list[Task], list[Task], list[dict[str, Any]]]:
-    """Tasks to run in parallel, tasks to run last, and params files refused (as failures)."""
+    """Tasks to run in parallel, tasks to run last, and params files refused (as failures).
+
+    A parallel task runs in ``<data>/.staging/<stem>``; a task run last gets its folder (the
+    generation being built) when it runs.
+    """
     from . import params as P
-    from .cli import check_writable_dir
 
     pdir = root / "params"
     files = {p.stem: p for p in sorted(pdir.glob("*.yaml"))} if pdir.is_dir() else {}
@@ -126,7 +166,6 @@ def plan(root: Path, data: Path, only: Sequence[str] | None, timeout: float | No
             raise ConfigError(f"no params file params/{unknown[0]}.yaml (params files: {known})",
                               "--only")
         files = {s: files[s] for s in dict.fromkeys(only)}
-    out_dir = check_writable_dir(data / "notebooks", "data folder")
     first, last, refused = [], [], []
     for stem, path in files.items():
         try:
@@ -135,17 +174,18 @@ def plan(root: Path, data: Path, only: Sequence[str] | None, timeout: float | No
             refused.append({"stem": stem, "ok": False, "error": e.line(), "seconds": 0.0,
                             "title": stem})
             continue
-        staged = not pf.run_last
+        staging = data / STAGING / stem
         task = Task(stem=stem, title=pf.title, notebook=str(pf.notebook),
                     parameters={**pf.scenario(), "scenario": PUBLISHED},
-                    out_path=str(out_dir / f"{stem}.ipynb"),
-                    data_dir=str(data / STAGING / stem if staged else data), cwd=str(root),
-                    timeout=timeout)
+                    out_path=str(staging / "notebooks" / f"{stem}.ipynb"),
+                    data_dir=str(staging), cwd=str(root), timeout=timeout)
         (last if pf.run_last else first).append(task)
     return first, last, refused
 
 
-def update_provenance(data: Path, results: list[dict[str, Any]]) -> None:
+def update_provenance(data: Path, results: list[dict[str, Any]],
+                      generation: str | None = None) -> None:
+    """Record in ``<data>/provenance.json`` how each notebook's latest run went."""
     from .claims import atomic_write_text
     from .report import load_provenance, now_iso
 
@@ -165,20 +205,71 @@ def update_provenance(data: Path, results: list[dict[str, Any]]) -> None:
             entry.setdefault("charts", [])
             entry.setdefault("frames", [])
         nbs[r["stem"]] = entry
-    atomic_write_text(data / "provenance.json", json.dumps(prov, indent=1, sort_keys=True))
+    if generation is not None:
+        prov["generation"] = generation
+    atomic_write_text(data / "provenance.json", json.dumps(prov, indent=1, sort_keys=True),
+                      root=data)
+
+
+def _clean_staging(data: Path) -> None:
+    """Remove staging folders of ``kmm run`` processes that no longer run."""
+    from . import safefs
+
+    base = data / STAGING
+    if not base.is_dir() or base.is_symlink():
+        return
+    for e in os.scandir(base):
+        pid = e.name[4:] if e.name.startswith("run-") else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            safefs.remove_tree(Path(e.path), root=data)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_parallel(first: list[Task], jobs: int, done) -> None:
+    if len(first) == 1 or (first and jobs == 1):
+        for task in first:
+            done(task, run_task(task))
+        return
+    if not first:
+        return
+    from .workers import die_with_parent
+
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(first)), mp_context=ctx,
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+        futures = {pool.submit(run_task, t): t for t in first}
+        for fut in as_completed(futures):
+            task = futures[fut]
+            try:
+                r = fut.result()
+            except Exception as e:  # noqa: BLE001 (a worker that died)
+                r = {"stem": task.stem, "ok": False, "seconds": 0.0,
+                     "error": f"worker died: {type(e).__name__}: {e}"}
+            done(task, r)
 
 
 def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None = None) -> int:
-    """Run the published scenarios and write the report; the exit status of ``kmm reproduce``."""
-    from . import report
+    """Run the published scenarios and publish them with the report; the exit status of
+    ``kmm reproduce``."""
+    from . import generations, nbrun, report, safefs
     from .cli import check_writable_dir
     from .params import display_path, project_root
 
     root = project_root()
-    data = Path(os.environ.get("KMM_DATA_DIR") or root / "data").resolve()
+    data = data_folder(root)
     check_writable_dir(data, "data folder")
     t_start = time.perf_counter()
     with lock(data):
+        generations.check(data)
         first, last, refused = plan(root, data, only, timeout)
         results: list[dict[str, Any]] = []
         for r in refused:
@@ -187,47 +278,46 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
         n = len(first) + len(last)
         _say(f"kmm reproduce: {n} notebook{'s' if n != 1 else ''}, {min(jobs, max(len(first), 1))} "
              f"at a time, results in {display_path(data)}")
+        _clean_staging(data)
+        for task in first:
+            safefs.remove_tree(Path(task.data_dir), root=data)
+            safefs.ensure_dir(Path(task.out_path).parent, root=data)
+        staged: list[tuple[Task, dict[str, Any]]] = []
 
         def finished(task: Task, r: dict[str, Any]) -> None:
             r["title"] = task.title
             if r["ok"]:
-                staging = Path(task.data_dir)
-                r["made"] = promote(staging, data) if staging != data else \
-                    results_in(data, since=r["started"])
                 _say(f"  ok      {task.stem} ({r['seconds']:.0f} s)")
             else:
-                if Path(task.data_dir) != data:
-                    shutil.rmtree(task.data_dir, ignore_errors=True)
                 _say(f"  FAILED  {task.stem} ({r['seconds']:.0f} s): {r['error']}")
             results.append(r)
 
-        for task in first:
-            shutil.rmtree(task.data_dir, ignore_errors=True)
-        if len(first) == 1 or (first and jobs == 1):
-            for task in first:
-                r = {**run_task(task), "started": None}
-                finished(task, r)
-        elif first:
-            ctx = get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(jobs, len(first)), mp_context=ctx) as pool:
-                futures = {pool.submit(run_task, t): t for t in first}
-                for fut in as_completed(futures):
-                    task = futures[fut]
-                    try:
-                        r = fut.result()
-                    except Exception as e:  # noqa: BLE001 (a worker that died)
-                        r = {"stem": task.stem, "ok": False, "seconds": 0.0,
-                             "error": f"worker died: {type(e).__name__}: {e}"}
-                    finished(task, {**r, "started": None})
-        with contextlib.suppress(OSError):
-            (data / STAGING).rmdir()  # only if empty: every staging folder was moved or removed
-        for task in last:
-            started = time.time()
-            finished(task, {**run_task(task), "started": started})
+        def ran(task: Task, r: dict[str, Any]) -> None:
+            if r.get("error"):  # name the failed copy where it will be published
+                kept = nbrun.failed_path(Path(task.out_path))
+                r["error"] = r["error"].replace(display_path(kept),
+                                                shown(data, "notebooks", kept.name))
+            staged.append((task, r))
+            finished(task, r)
 
-        update_provenance(data, results)
-        page, claims_json, table = report.write(data, root, run={
-            "failed": [r for r in results if not r["ok"]]})
+        _run_parallel(first, jobs, ran)
+        with generations.building(data) as build:
+            for task, r in staged:
+                r["made"] = promote(Path(task.data_dir), build.dir, ok=r["ok"])
+            with contextlib.suppress(OSError):
+                (data / STAGING).rmdir()  # only if empty: every staging folder was moved
+            for task in last:
+                task = replace(task, data_dir=str(build.dir),
+                               out_path=str(build.dir / "notebooks" / f"{task.stem}.ipynb"))
+                safefs.ensure_dir(build.dir / "notebooks", root=build.dir)
+                started = time.time()
+                r = run_task(task)
+                if r["ok"]:
+                    r["made"] = results_in(build.dir, since=started)
+                finished(task, r)
+            update_provenance(build.dir, results, generation=build.id)
+            _, _, table = report.write(build.dir, root,
+                                       run={"failed": [r for r in results if not r["ok"]]})
 
     counts = report.summary(table)
     failed = [r for r in results if not r["ok"]]
@@ -239,6 +329,103 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
           + f" (of {len(table)})")
     for r in failed:
         print(f"failed: {r['error']}")
-    print(f"report: {display_path(page)}")
-    print(f"claims: {display_path(claims_json)}")
+    print(f"report: {shown(data, 'report.html')}")
+    print(f"claims: {shown(data, 'claims.json')}")
     return 1 if failed else 0
+
+
+def runs_last(notebook: Path, root: Path) -> bool:
+    """Whether the notebook's params file marks it ``run_last`` (it reads the results of the
+    others, so it runs inside the generation being built rather than in a staging folder)."""
+    from . import params as P
+
+    path = root / "params" / f"{notebook.stem}.yaml"
+    return path.is_file() and P.load(path).run_last
+
+
+def run_one(notebook: Path, values: dict[str, Any], label: str, *, root: Path, data: Path,
+            out_dir: Path | None = None, timeout: float | None = None) -> Path:
+    """``kmm run``: execute one notebook and publish its results as a new generation.
+
+    The notebook runs in a staging folder (``run_last`` notebooks inside the generation being
+    built); its results and executed copy are published only if it finishes, except the
+    executed copy of a failed run (``<name>.failed.ipynb``). A run of a params file's published
+    scenario (``label == "published"``) also records its status in provenance and rewrites the
+    report. Returns the executed copy as the user should open it (through the stable names).
+
+    Raises
+    ------
+    ConfigError : a user mistake (nothing published)
+    RunFailed : the notebook started but failed (its failed copy is published)
+    """
+    from . import generations, nbrun, report, safefs
+    from ..errors import RunFailed
+    from .cli import executed_name
+    from .params import display_path
+
+    published = label == PUBLISHED
+    name = executed_name(notebook.stem, label)
+    last = runs_last(notebook, root)
+    t0 = time.perf_counter()
+    # published runs rewrite provenance and the report: one writer for the whole run, as
+    # reproduce; a run_last notebook runs inside the generation being built
+    held = lock(data, wait=not published) if published or last else contextlib.nullcontext()
+    with held:
+        generations.check(data)
+        staging = data / STAGING / f"run-{os.getpid()}"
+        if not last:
+            safefs.remove_tree(staging, root=data)
+            safefs.ensure_dir(staging / "notebooks", root=data)
+
+        def execute(data_dir: Path, nb_dir: Path) -> tuple[KmmError | None, str]:
+            out = (out_dir or nb_dir) / name
+            try:
+                nbrun.execute(notebook, values, out, cwd=root, timeout=timeout, data_dir=data_dir)
+            except ConfigError:
+                raise
+            except KmmError as e:
+                return e, display_path(nbrun.failed_path(out))
+            return None, ""
+
+        try:
+            if last:
+                with generations.building(data) as build:
+                    started = time.time()
+                    nb_dir = safefs.ensure_dir(build.dir / "notebooks", root=build.dir)
+                    error, kept = execute(build.dir, nb_dir)
+                    made = results_in(build.dir, since=started)
+                    _finish_run(build, notebook, label, error, made, t0, root)
+            else:
+                error, kept = execute(staging, staging / "notebooks")
+                with contextlib.nullcontext() if published else lock(data, wait=True):
+                    with generations.building(data) as build:
+                        made = promote(staging, build.dir, ok=error is None)
+                        _finish_run(build, notebook, label, error, made, t0, root)
+        finally:
+            if not last:
+                safefs.remove_tree(staging, root=data)
+                with contextlib.suppress(OSError):
+                    staging.parent.rmdir()
+    if error is not None:
+        message = error.message
+        if kept and out_dir is None:  # name the failed copy where the user finds it
+            message = message.replace(kept, shown(data, "notebooks", nbrun.failed_path(
+                Path(name)).name))
+        raise RunFailed(message, error.where)
+    if published:
+        _say(f"report: {shown(data, 'report.html')}")
+    return Path(display_path(out_dir / name)) if out_dir else Path(shown(data, "notebooks", name))
+
+
+def _finish_run(build, notebook: Path, label: str, error: KmmError | None,
+                made: dict[str, list[str]], t0: float, root: Path) -> None:
+    """Record a ``kmm run`` of a published scenario in the generation being built."""
+    from . import report
+
+    if label != PUBLISHED:
+        return
+    update_provenance(build.dir, [{"stem": notebook.stem, "ok": error is None,
+                                   "error": error.line() if error else None,
+                                   "seconds": time.perf_counter() - t0, "made": made}],
+                      generation=build.id)
+    report.write(build.dir, root)

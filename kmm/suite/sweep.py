@@ -15,17 +15,23 @@ Layout under the output folder ``<out>`` (default ``data/sweeps``, see :func:`pl
     <out>/<sweep>.parquet              all done points merged, sorted by point_hash then metric
     <out>/<sweep>.lock                 exclusive lock (flock) held while a sweep writes here
     <out>/<sweep>/points/<hash>.parquet   one point's tidy rows (written atomically)
+    <out>/<sweep>/points/<hash>.json      its record: checksum and digest of the code that made it
+    <out>/<sweep>/set-aside/              point files found damaged or stale, kept for inspection
     <out>/<sweep>/notebooks/<hash>.ipynb  the executed notebook of a notebook point
     <out>/<sweep>/work/<hash>/            that point's KMM_DATA_DIR (frames, claims, charts)
     <out>/<sweep>/ledger.jsonl            one line per finished point: done, or failed + error
     <out>/<sweep>/manifest.json           status of every point of the grid, at the end of a run
 
-A point is done exactly when its ``points/<hash>.parquet`` exists: that file is renamed into
-place only after its rows are complete, so a sweep killed at any instant (SIGKILL included)
-loses only the points that were running, and a rerun runs exactly the points not done. Points
-recorded as failed in the ledger are skipped on a rerun unless ``retry_failed`` is given.
-Only the process holding the lock writes ``points/``, the ledger, the manifest and the merged
-file; workers (local processes or Dask workers) return each point's frame to it.
+A point is done exactly when its ``points/<hash>.parquet`` exists and is sound
+(:mod:`kmm.suite.points`: it matches the checksum in its record, written before it, and was
+computed by the code running now; anything else is set aside with one warning line and
+computed again). The rows file is renamed into place only after its rows are complete, so a
+sweep killed at any instant (SIGKILL included) loses only the points that were running, and a
+rerun runs exactly the points not done. Points recorded as failed in the ledger are skipped on
+a rerun unless ``retry_failed`` is given. Only the process holding the lock writes
+``points/``, the ledger, the manifest and the merged file, never through a link
+(:mod:`kmm.suite.safefs`); workers (local processes or Dask workers) return each point's frame
+to it, and local workers die with it.
 """
 from __future__ import annotations
 
@@ -33,7 +39,6 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import sys
 import threading
 import time
@@ -351,13 +356,12 @@ def _call_library(task: Task) -> pl.DataFrame:
 
 def _run_notebook(task: Task) -> pl.DataFrame:
     assert task.notebook and task.notebook_out and task.work_dir
+    from . import nbrun, safefs
+
     work = Path(task.work_dir)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    safefs.remove_tree(work)  # the parent made the folders above it; a link here is refused
+    safefs.ensure_dir(work, root=work.parent)
     out = Path(task.notebook_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from . import nbrun
 
     with _ENV_LOCK:
         nbrun.execute(Path(task.notebook), dict(task.params), out, cwd=Path(task.root),
@@ -411,9 +415,11 @@ class PointState:
 
 def read_ledger(sweep: Sweep) -> dict[str, dict]:
     """The last ledger record of each point; a line cut short by a kill is ignored."""
+    from . import safefs
+
     last: dict[str, dict] = {}
     try:
-        text = sweep.ledger_path.read_text()
+        text = safefs.read_bytes(sweep.ledger_path).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return last
     for line in text.splitlines():
@@ -427,7 +433,8 @@ def read_ledger(sweep: Sweep) -> dict[str, dict]:
 
 
 def status(sweep: Sweep) -> dict[str, PointState]:
-    """Status of every point of ``sweep``: done iff its points file exists."""
+    """Status of every point of ``sweep``: done iff its points file exists (:func:`run` first
+    sets aside every points file that is not sound, :func:`kmm.suite.points.check`)."""
     ledger = read_ledger(sweep)
     out: dict[str, PointState] = {}
     for p in sweep.points:
@@ -441,38 +448,13 @@ def status(sweep: Sweep) -> dict[str, PointState]:
     return out
 
 
-def _atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    _atomic_replace(path, write)
-
-
-def _write_parquet_atomic(path: Path, df: pl.DataFrame) -> None:
-    def write(tmp: Path) -> None:
-        df.write_parquet(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-    _atomic_replace(path, write)
-
-
 class _Ledger:
     """Append-only JSON lines; each record is flushed and fsynced before the next point."""
 
-    def __init__(self, path: Path):
-        self._f = open(path, "a")
+    def __init__(self, path: Path, root: Path):
+        from . import safefs
+
+        self._f = safefs.open_append(path, root=root)
 
     def append(self, rec: dict) -> None:
         self._f.write(json.dumps(rec, sort_keys=True, default=str) + "\n")
@@ -491,8 +473,10 @@ def sweep_lock(sweep: Sweep):
     ------
     KmmError : another sweep is writing to the same output (one line naming the lock file)
     """
+    from . import safefs
+
     _make_dirs(sweep)
-    fd = os.open(sweep.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = safefs.open_lock(sweep.lock_path, root=sweep.out_dir)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -507,9 +491,18 @@ def sweep_lock(sweep: Sweep):
 
 
 def _make_dirs(sweep: Sweep) -> None:
+    """Create the sweep's folders; below ``out_dir`` (the user's) each must be a real folder."""
+    from . import safefs
+
     try:
-        for d in (sweep.out_dir, sweep.dir, sweep.points_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        sweep.out_dir.mkdir(parents=True, exist_ok=True)
+        dirs = [sweep.points_dir]
+        if sweep.runner == "notebook":
+            dirs += [sweep.notebooks_dir, sweep.work_dir]
+        for d in dirs:
+            safefs.ensure_dir(d, root=sweep.out_dir)
+        for f in (sweep.merged_path, sweep.manifest_path):  # refused before any point runs
+            safefs.check_target(f)
         if not os.access(sweep.dir, os.W_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as e:
@@ -520,36 +513,47 @@ def _make_dirs(sweep: Sweep) -> None:
 def _clean_temporaries(sweep: Sweep) -> None:
     """Remove temporary files a killed run of this sweep left (only called under its lock).
 
-    Only this sweep's own names are touched: other sweeps may share ``out_dir``.
+    Only this sweep's own names are touched: other sweeps may share ``out_dir``. Links are
+    removed, never followed.
     """
-    leftovers = [*sweep.points_dir.glob(".*.tmp"),
-                 *sweep.out_dir.glob(f".{sweep.merged_path.name}.*.tmp"),
+    from . import safefs
+
+    leftovers = [*sweep.out_dir.glob(f".{sweep.merged_path.name}.*.tmp"),
                  *sweep.dir.glob(f".{sweep.manifest_path.name}.*.tmp")]
     for tmp in leftovers:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+    for d in (sweep.points_dir, sweep.notebooks_dir):
+        safefs.clean_temporaries(d, any_pid=True)
 
 
-def merge(sweep: Sweep) -> pl.DataFrame | None:
+def merge(sweep: Sweep, code: str | None = None) -> pl.DataFrame | None:
     """Merge every done point of ``sweep`` into ``<out>/<sweep>.parquet``, atomically.
 
     Rows are ordered by ``point_hash`` then ``metric``, keeping each point's own row order
     among equal keys, so the file depends only on which points are done, not on the order or
-    place they ran. Returns the merged frame, or None (and writes nothing) if no point is done.
+    place they ran. Each point is checked as it is read (:func:`kmm.suite.points.load`; one
+    that is not sound is set aside, not merged). Returns the merged frame, or None (and writes
+    nothing) if no point is done.
     """
     import polars as pl
 
-    hashes = sorted(p.hash for p in sweep.points if sweep.point_path(p.hash).is_file())
-    if not hashes:
+    from . import points as P
+    from . import safefs
+
+    code = code or P.code_digest(sweep)
+    hashes = sorted(p.hash for p in sweep.points if os.path.lexists(sweep.point_path(p.hash)))
+    frames = [f for f in (P.load(sweep, h, code) for h in hashes) if f is not None]
+    if not frames:
         return None
-    frames = [pl.read_parquet(sweep.point_path(h)) for h in hashes]
     df = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     df = df.sort([POINT_COLUMN, "metric"], maintain_order=True)
-    _write_parquet_atomic(sweep.merged_path, df)
+    safefs.write_with(sweep.merged_path, df.write_parquet, root=sweep.out_dir)
     return df
 
 
-def write_manifest(sweep: Sweep, states: Mapping[str, PointState] | None = None) -> dict:
+def write_manifest(sweep: Sweep, states: Mapping[str, PointState] | None = None,
+                   code: str | None = None) -> dict:
     """Write ``manifest.json``: every point's values and status (failed ones with their error)."""
     from .. import __version__
 
@@ -566,9 +570,12 @@ def write_manifest(sweep: Sweep, states: Mapping[str, PointState] | None = None)
     counts = {s: sum(1 for st in states.values() if st.status == s) for s in (DONE, FAILED, PENDING)}
     manifest = {"sweep": sweep.name, "params_file": str(sweep.params_path or ""),
                 "grid": sweep.grid, "runner": sweep.runner, "target": sweep.target,
-                "kmm_version": __version__, "counts": counts, "points": points}
-    _write_text_atomic(sweep.manifest_path, json.dumps(manifest, indent=1, sort_keys=True,
-                                                       default=str) + "\n")
+                "kmm_version": __version__, "code_digest": code, "counts": counts,
+                "points": points}
+    from . import safefs
+
+    safefs.write_text(sweep.manifest_path, json.dumps(manifest, indent=1, sort_keys=True,
+                                                      default=str) + "\n", root=sweep.out_dir)
     return manifest
 
 
@@ -653,8 +660,12 @@ def run(sweep: Sweep, *, workers: int | None = None, scheduler: str | None = Non
     if workers is not None and workers < 1:
         raise ConfigError(f"must be >= 1, got {workers}", "--workers")
     t0 = time.perf_counter()
+    from . import points as P
+
     with sweep_lock(sweep):
         _clean_temporaries(sweep)
+        code = P.code_digest(sweep)
+        P.check(sweep, code)  # a damaged or stale point is set aside and computed again
         before = status(sweep)
         todo = [p for p in sweep.points
                 if before[p.hash].status == PENDING
@@ -662,7 +673,7 @@ def run(sweep: Sweep, *, workers: int | None = None, scheduler: str | None = Non
         n_done = sum(st.status == DONE for st in before.values())
         failed = {h: st.error or "" for h, st in before.items()
                   if st.status == FAILED and not retry_failed}
-        ledger = _Ledger(sweep.ledger_path)
+        ledger = _Ledger(sweep.ledger_path, sweep.out_dir)
         bar = _progress(len(sweep.points), n_done + len(failed), progress, sweep.name)
         point_s: list[float] = []
         ran = 0
@@ -672,7 +683,7 @@ def run(sweep: Sweep, *, workers: int | None = None, scheduler: str | None = Non
             ran += 1
             point_s.append(o.seconds)
             if o.ok:
-                _write_parquet_atomic(sweep.point_path(o.hash), o.frame)
+                P.save(sweep, o.hash, o.frame, code=code, seconds=o.seconds)
                 ledger.append({"hash": o.hash, "status": DONE, "seconds": round(o.seconds, 3)})
                 failed.pop(o.hash, None)
                 n_done += 1
@@ -694,8 +705,11 @@ def run(sweep: Sweep, *, workers: int | None = None, scheduler: str | None = Non
             if bar is not None:
                 bar.close()
             states = status(sweep)
-            write_manifest(sweep, states)
-        merged = merge(sweep)
+            write_manifest(sweep, states, code)
+        merged = merge(sweep, code)
+        if status(sweep) != states:  # merging set a point aside
+            states = status(sweep)
+            write_manifest(sweep, states, code)
     pending = sum(st.status == PENDING for st in states.values())
     return Report(sweep=sweep.name, total=len(sweep.points),
                   done=sum(st.status == DONE for st in states.values()),
@@ -739,14 +753,18 @@ def _run_processes(tasks: list[Task], on_outcome: Callable[[Outcome], None], n: 
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    from .workers import die_with_parent
+
     ctx = multiprocessing.get_context("spawn")
     queue = list(tasks)
     while queue:
-        with ProcessPoolExecutor(max_workers=min(n, len(queue)), mp_context=ctx) as ex:
+        with ProcessPoolExecutor(max_workers=min(n, len(queue)), mp_context=ctx,
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
             queue, suspects = _drain(ex, queue, on_outcome, limit=n + 1,
                                      broken_types=(BrokenProcessPool,))
         while suspects:  # one at a time: a death now names its point
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx,
+                                     initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
                 suspects, died = _drain(ex, suspects, on_outcome, limit=1,
                                         broken_types=(BrokenProcessPool,))
             for t in died:
