@@ -331,11 +331,12 @@ static int bpf_load_run(int repeat)
     attr.insns = (uint64_t)(uintptr_t)prog;
     attr.insn_cnt = (uint32_t)n;
     attr.license = (uint64_t)(uintptr_t)"GPL";
-    attr.log_buf = (uint64_t)(uintptr_t)log;
-    attr.log_size = sizeof log;
-    attr.log_level = 0;
     int fd = (int)bpf(BPF_PROG_LOAD, &attr);
-    if (fd < 0) {
+    if (fd < 0) {                   /* load again with the verifier's log, to show why */
+        attr.log_buf = (uint64_t)(uintptr_t)log;
+        attr.log_size = sizeof log;
+        attr.log_level = 1;
+        bpf(BPF_PROG_LOAD, &attr);
         fprintf(stderr, "%s\n", log);
         die("BPF_PROG_LOAD");
     }
