@@ -10,7 +10,7 @@
  *   kmmwork syscalls ROUNDS         lmbench-style mix (null, fork+exit, fork+exec, mmap,
  *                                   open/close, signal, pipe ping-pong, tmpfs mount)
  *   kmmwork read FILE               sequential read of a page-cached file (64 KiB reads)
- *   kmmwork ddwrite DEV MIB         O_DIRECT 256 KiB writes to a block device, then fsync
+ *   kmmwork ddwrite DEV KIB         O_DIRECT 64 KiB writes to a block device, then fsync
  *   kmmwork memcache PORT REQUESTS  memcached text-protocol client: 90 % get, 10 % set
  *   kmmwork module FILE NAME [ARGS] finit_module + delete_module
  *   kmmwork bpf REPEAT              BPF_PROG_LOAD (verifier + JIT), BPF_PROG_TEST_RUN, close
@@ -169,9 +169,9 @@ static int cmd_read(const char *path)
 }
 
 /* ---- dd to dm-crypt -------------------------------------------------------------------- */
-static int cmd_ddwrite(const char *dev, int mib)
+static int cmd_ddwrite(const char *dev, int kib)
 {
-    const size_t bs = 256 << 10;
+    const size_t bs = 64 << 10;
     char *buf = aligned_alloc(4096, bs);
     if (!buf)
         die("alloc");
@@ -180,20 +180,20 @@ static int cmd_ddwrite(const char *dev, int mib)
     int fd = open(dev, O_WRONLY | O_DIRECT);
     if (fd < 0)
         die("open device");
-    for (int i = 0; i < 4; i++)     /* warm-up: 1 MiB */
+    for (int i = 0; i < 16; i++)    /* warm-up: 1 MiB */
         if (write(fd, buf, bs) != (ssize_t)bs)
             die("write");
     fsync(fd);
     lseek(fd, 0, SEEK_SET);
     window_start();
-    long blocks = (long)mib * (1 << 20) / (long)bs;
+    long blocks = (long)kib * 1024 / (long)bs;
     for (long i = 0; i < blocks; i++)
         if (write(fd, buf, bs) != (ssize_t)bs)
             die("write");
     fsync(fd);
     window_stop();
     close(fd);
-    printf("ddwrite: %d MiB\n", mib);
+    printf("ddwrite: %d KiB\n", kib);
     return 0;
 }
 

@@ -88,7 +88,7 @@ def build_workload(workdir: Path) -> Path:
     return out
 
 
-def init_script(sc: Scenario, loads: list[str]) -> str:
+def init_script(sc: Scenario, loads: list[tuple[str, str]]) -> str:
     return "\n".join([
         "#!/bin/busybox sh",
         "/bin/busybox --install -s /bin",
@@ -99,7 +99,9 @@ def init_script(sc: Scenario, loads: list[str]) -> str:
         "echo 1 > /proc/sys/kernel/kptr_restrict",   # %pK prints real addresses to root
         'section() { echo "@@kmm begin $1"; sh -c "$2"; echo "@@kmm end $1"; }',
         "fail() { echo \"@@kmm failed $1\"; poweroff -f; }",
-        *[f"insmod {ld} || fail insmod" for ld in loads],
+        # the kernel may have loaded a module already (request_module, CPU-feature aliases)
+        *[f"grep -q '^{key} ' /proc/modules || insmod {ld} || fail 'insmod {key}'"
+          for key, ld in loads],
         f"{{ {sc.setup}; }} || fail setup" if sc.setup else ":",
         "section vmalloc-before 'cat /proc/vmallocinfo'",
         "echo @@kmm begin work",
@@ -129,7 +131,7 @@ def build_initramfs(sc: Scenario, kmmwork: Path, cache: Path | None) -> tuple[by
     params = {m.split()[0].replace("-", "_"): " ".join(m.split()[1:]) for m in sc.modules}
     only_files = {m.replace("-", "_") for m in sc.module_files}
     mods = initramfs.add_modules(cp, modroot, debian.KERNEL_RELEASE, wanted) if wanted else []
-    loads = [f"/lib/modules/{debian.KERNEL_RELEASE}/{rel} {params.get(key, '')}".rstrip()
+    loads = [(key, f"/lib/modules/{debian.KERNEL_RELEASE}/{rel} {params.get(key, '')}".rstrip())
              for key, rel in mods if key not in only_files]
     for pkg in sc.packages:
         root = debian.unpack(pkg, cache)

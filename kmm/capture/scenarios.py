@@ -51,11 +51,11 @@ _SCENARIOS = [
         numa_nodes=2),
     Scenario(
         "dmcrypt",
-        "O_DIRECT 256 KiB writes of 1 MiB (then fsync) to dm-crypt (aes-xts-plain64, "
+        "O_DIRECT 64 KiB writes of 512 KiB (then fsync) to dm-crypt (aes-xts-plain64, "
         "arm64 CE) on a brd ramdisk, set up with Debian's dmsetup",
         setup=f"dmsetup --noudevsync create kmmcrypt --table '0 32768 crypt aes-xts-plain64 "
-              f"{DM_KEY} 0 /dev/ram0 0' && ls /dev/mapper/kmmcrypt >/dev/null",
-        work="/bin/kmmwork ddwrite /dev/mapper/kmmcrypt 1",
+              f"{DM_KEY} 0 /dev/ram0 0' && ls /dev/dm-0 >/dev/null",
+        work="/bin/kmmwork ddwrite /dev/dm-0 512", max_refs=8_000_000,
         modules=("brd rd_nr=1 rd_size=16384", "dm-crypt", "xts", "aes-ce-blk"),
         packages=("dmsetup", "libdevmapper1.02.1", "libselinux1", "libpcre2-8-0", "libudev1",
                   "libc6")),

@@ -63,7 +63,10 @@ def info_table(man: dict) -> str:
     lines.append("")
     lines.append(f"{'region':<13}{'refs':>10}{'share':>8}{'fetch':>10}{'load':>10}{'store':>10}"
                  f"{'pages':>8}{'footprint':>12}")
-    for name, r in man.get("regions", {}).items():
+    order = [n for _, n in sorted((int(k), v) for k, v in man.get("region_names", {}).items())]
+    regions = man.get("regions", {})
+    for name in [n for n in order if n in regions] + [n for n in regions if n not in order]:
+        r = regions[name]
         lines.append(f"{name:<13}{r['refs']:>10}{r['refs'] / total:>8.1%}{r['fetches']:>10}"
                      f"{r['loads']:>10}{r['stores']:>10}{r['pages']:>8}"
                      f"{_human(r['footprint_bytes']):>12}")
