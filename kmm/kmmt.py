@@ -39,8 +39,8 @@ MAGIC = b"KMMT"
 VERSION = 1
 HEADER = struct.Struct("<4sHHII")
 MAX_MANIFEST = 8 << 20            # compressed and decompressed manifest bytes
-MAX_EVENTS = 64 << 20
-MAX_REFS = 256 << 20
+MAX_EVENTS = 32 << 20            # bounds what a hostile manifest can make the reader allocate
+MAX_REFS = 32 << 20
 MAX_RUN = 1024                    # fetches in one run (one 4 KiB page)
 UNKNOWN_PA = 0xFFFF_FFFF_FFFF_FFFF
 
@@ -262,7 +262,9 @@ def read(path, *, max_refs: int | None = None) -> KernelTrace:
     va = rep(ev_va) + step
     unknown = rep(pmv == np.uint64(UNKNOWN_PA))
     pa = np.where(unknown, np.uint64(UNKNOWN_PA), rep(ev_va + pmv) + step)
+    sc = man.get("scenario")
     return KernelTrace(va, rep(kind), (va >> np.uint64(63)).astype(bool),
                        (np.uint16(1) << rep(ev["size"]).astype(np.uint16)),
-                       {"source": where, "format": "kmmt", "scenario": man.get("scenario", {}).get("name")},
+                       {"source": where, "format": "kmmt",
+                        "scenario": sc.get("name") if isinstance(sc, dict) else None},
                        pa, rep(ev["el"]), rep(ev["cpu"]), rep(ev["region"]), man)

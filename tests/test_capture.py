@@ -18,7 +18,7 @@ import pytest
 from kmm import kmmt, tlb, traces
 from kmm.capture import initramfs, layout as L, run, scenarios
 from kmm.capture.debian import PINS, KERNEL_PACKAGE
-from kmm.errors import TraceError
+from kmm.errors import KmmError, TraceError
 from kmm.suite import capturecmd, cli
 
 SHIPPED = traces.shipped_kernel_traces()
@@ -318,6 +318,23 @@ def test_cli_info_and_bad_file(tmp_path, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_bench_reports_bytes_per_reference():
+    from kmm.suite import bench
+
+    out = bench.bench_kernel_traces(capture=False)
+    assert {r["trace"] for r in out["traces"]} == {p.stem for p in SHIPPED}
+    assert all(0 < r["bytes_per_ref"] < 1 and r["refs"] > 0 for r in out["traces"])
+    assert "kernel traces: bytes/reference" in bench.format_table(
+        {"tlb": [], "kernel_traces": out})
+
+
+def test_verify_reports_an_incomplete_manifest(small_trace, tmp_path, capsys):
+    path, _ = small_trace               # a valid file whose manifest has no layout
+    assert cli.main(["trace", "verify", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert "manifest is incomplete" in out
+
+
 # ---- a real capture -------------------------------------------------------------------------
 def _can_capture() -> str | None:
     for tool in (run.QEMU, run.CROSS_CC, "apt-get", "dpkg"):
@@ -335,7 +352,12 @@ def test_real_capture_is_deterministic_and_matches_the_guest(tmp_path):
     guest's own kallsyms and iomem; it matches the shipped trace."""
     sc = scenarios.get("bpf")
     keep = tmp_path / "keep"
-    m1 = run.capture(sc, tmp_path / "a.kmmt", keep=keep, log=lambda m: None)
+    try:
+        m1 = run.capture(sc, tmp_path / "a.kmmt", keep=keep, log=lambda m: None)
+    except KmmError as e:
+        if "apt-get download" in e.message:     # the archive no longer serves a pinned package
+            pytest.skip(e.line())
+        raise
     run.capture(sc, tmp_path / "b.kmmt", log=lambda m: None)
     a, b = _bytes(tmp_path / "a.kmmt"), _bytes(tmp_path / "b.kmmt")
     assert a == b

@@ -86,8 +86,13 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in man.items() if k not in ("symbols",)}, indent=1))
     else:
+        try:
+            table = info_table(man)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise KmmError(f"manifest lacks what info prints ({type(e).__name__}: {e})",
+                           args.file) from None
         print(f"{args.file}")
-        print(info_table(man))
+        print(table)
     return 0
 
 
@@ -137,6 +142,8 @@ def cmd_verify(args) -> int:
             problems = verify(f, index)
         except KmmError as e:
             problems = [e.message]
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            problems = [f"manifest is incomplete ({type(e).__name__}: {e})"]
         bad += bool(problems)
         print(f"{f}: {'ok' if not problems else '; '.join(problems)}")
     if bad:
