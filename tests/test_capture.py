@@ -122,6 +122,24 @@ def test_hostile_files_raise_one_trace_error(small_trace, tmp_path, mutate):
     assert str(bad) in str(e.value)
 
 
+def test_random_corruption_reads_or_raises_trace_error(small_trace, tmp_path):
+    path, _ = small_trace
+    good = _bytes(path)
+    rng = np.random.default_rng(7)
+    bad = tmp_path / "fuzz.kmmt"
+    for _ in range(150):
+        b = bytearray(good)
+        for _ in range(int(rng.integers(1, 4))):
+            b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
+        if rng.random() < 0.3:
+            b = b[:int(rng.integers(0, len(b)))]
+        bad.write_bytes(bytes(b))
+        try:
+            traces.read_kernel_trace(bad)
+        except TraceError:
+            pass
+
+
 def test_hostile_manifests(small_trace, tmp_path):
     path, _ = small_trace
 
