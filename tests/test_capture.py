@@ -288,6 +288,9 @@ def test_shipped_manifests_record_provenance():
         assert sum(r["refs"] for r in man["regions"].values()) == man["refs"]
         for name in man["packages"]:
             assert man["packages"][name]["sha256"] == PINS[name][1]
+        # editing the plugin or guest program means capturing the shipped traces again
+        assert man["sources"] == {q.name: hashlib.sha256(q.read_bytes()).hexdigest()
+                                  for q in (run.PLUGIN_SRC, run.WORK_SRC)}
 
 
 def test_shipped_traces_show_each_mechanism():
