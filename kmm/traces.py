@@ -276,4 +276,21 @@ def _first_records(lines: list[str], wanted: int) -> list[str]:
     return lines
 
 
-__all__ = ["Trace", "read_lackey"]
+__all__ = ["Trace", "read_lackey", "read_kernel_trace", "shipped_kernel_traces"]
+
+
+def read_kernel_trace(path, *, max_refs: int | None = None):
+    """Read a kernel trace captured by ``kmm trace capture`` (a ``.kmmt`` file) into a
+    :class:`kmm.kmmt.KernelTrace`: a :class:`Trace` with per-reference physical address,
+    exception level, vCPU and region, and the capture's manifest. A corrupt, truncated or
+    hostile file raises one :class:`kmm.errors.TraceError`."""
+    from .kmmt import read
+
+    return read(path, max_refs=max_refs)
+
+
+def shipped_kernel_traces() -> list:
+    """Paths of the kernel traces shipped with kmm (``kmm/data/traces/*.kmmt``)."""
+    from pathlib import Path
+
+    return sorted((Path(__file__).parent / "data" / "traces").glob("*.kmmt"))

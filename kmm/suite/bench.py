@@ -17,7 +17,10 @@ What is measured
 4. the buddy allocator: order-0 allocations plus frees per second;
 5. a real trace recorded now with valgrind's lackey from the Python interpreter, through kmm
    and pycachesim;
-6. with ``--suite``: ``kmm reproduce`` cold and warm, and a 16-point sweep on 1 and 2 workers.
+6. with ``--suite``: ``kmm reproduce`` cold and warm, and a 16-point sweep on 1 and 2 workers;
+7. the shipped real kernel traces (``kmm/data/traces``): stored bytes per reference and read
+   speed of each, and (not with ``--quick``, and only where QEMU is installed) capture
+   throughput: references recorded per second of ``kmm trace capture bpf``.
 """
 from __future__ import annotations
 
@@ -241,6 +244,41 @@ def bench_real_trace() -> dict | None:
     return out
 
 
+def bench_kernel_traces(capture: bool) -> dict | None:
+    """Part 7: bytes per reference and read speed of the shipped kernel traces; capture
+    throughput of one real capture."""
+    from .. import traces
+
+    paths = traces.shipped_kernel_traces()
+    if not paths:
+        return None
+    rows = []
+    for p in paths:
+        t0 = time.perf_counter()
+        t = traces.read_kernel_trace(p)
+        dt = time.perf_counter() - t0
+        size = p.stat().st_size
+        rows.append({"trace": p.stem, "refs": len(t), "bytes": size,
+                     "bytes_per_ref": size / max(len(t), 1), "read_s": dt,
+                     "read_mrefs_per_s": len(t) / dt / 1e6})
+    out: dict[str, Any] = {"traces": rows}
+    if capture and shutil.which("qemu-system-aarch64"):
+        from ..capture import run as capture_run, scenarios
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                man = capture_run.capture(scenarios.get("bpf"), Path(tmp) / "bpf.kmmt",
+                                          log=lambda m: None)
+            except KmmError as e:
+                out["capture_error"] = e.line()
+            else:
+                sec = man["seconds"]
+                out["capture"] = {"scenario": "bpf", "refs": man["refs"],
+                                  "seconds": sec["total"], "qemu_s": sec["qemu"],
+                                  "refs_per_s": man["refs"] / sec["total"]}
+    return out
+
+
 def bench_suite() -> dict:
     """Part 6: ``kmm reproduce`` cold and warm, and a 16-point sweep on 1 and 2 workers."""
     out: dict[str, Any] = {}
@@ -273,6 +311,7 @@ def run(*, quick: bool = False, suite: bool = False, out_dir: Path | None = None
     result["pagetable"] = bench_pagetable(20_000 if quick else 1_000_000)
     result["allocator"] = bench_allocator(200_000 if quick else 10_000_000)
     result["real_trace"] = None if quick else bench_real_trace()
+    result["kernel_traces"] = bench_kernel_traces(capture=not quick)
     if suite:
         result["suite"] = bench_suite()
     if out_dir is not None:
@@ -309,6 +348,18 @@ def format_table(result: dict) -> str:
     if rt:
         lines.append(f"real lackey trace: {rt['accesses']} accesses, kmm {rt['kmm_s'] * 1e3:.1f} ms, "
                      f"pycachesim {rt.get('pycachesim_s', float('nan')) * 1e3:.0f} ms, agree={rt.get('agree')}")
+    kt = result.get("kernel_traces")
+    if kt:
+        per = ", ".join(f"{r['trace']} {r['bytes_per_ref']:.2f}" for r in kt["traces"])
+        rate = sum(r["refs"] for r in kt["traces"]) / sum(r["read_s"] for r in kt["traces"]) / 1e6
+        lines.append(f"kernel traces: bytes/reference {per}; read {rate:.1f} M references/s")
+        if kt.get("capture"):
+            c = kt["capture"]
+            lines.append(f"kernel trace capture ({c['scenario']}): {c['refs']} references in "
+                         f"{c['seconds']:.1f} s ({c['refs_per_s'] / 1e3:.0f} k references/s, "
+                         f"QEMU {c['qemu_s']:.1f} s)")
+        elif kt.get("capture_error"):
+            lines.append(f"kernel trace capture: {kt['capture_error']}")
     st = result.get("suite")
     if st:
         lines.append(f"kmm reproduce: cold {st['reproduce_cold_s']:.0f} s, warm {st['reproduce_warm_s']:.0f} s "
