@@ -49,8 +49,8 @@ from .pagetable import (F_ATTR, F_PA, F_SIZE, F_VA, KEEP_PERM, OP_AUX, OP_FIELDS
 from .policy import Replacement, next_random, xorshift64
 from .tlb import (FLAG_GLOBAL, FLAG_KIND_MASK, GLOBAL_ASID, TLB, Kind, Outcome, Structure,
                   TLBConfig, TLBEvent, TLBLevelConfig, TLBState, entry_span, key_shift,
-                  key_start, make_accesses, simulate_trace, structure_entries, tlb_fill,
-                  tlb_lookup, tlb_translate)
+                  key_start, make_accesses, simulate_trace, structure_entries, tlb_cpus,
+                  tlb_fill, tlb_lookup, tlb_translate)
 from .walk import (Path, PathArrays, PathConfig, PathCosts, PathOut, PathResult, TableNode,
                    TagEvent, WalkEvent, run_path, stage1_walk, stage2_walk)
 from .workloads import CodeImage, code_image, instruction_stream, zipf_ranks
@@ -68,6 +68,9 @@ SOURCE_IFETCH, SOURCE_DATA, SOURCE_WALK = (int(Source.IFETCH), int(Source.DATA),
 #: The level that supplied a line.
 SERVED_L1, SERVED_L2, SERVED_LLC, SERVED_MEMORY = (int(Served.L1), int(Served.L2),
                                                    int(Served.LLC), int(Served.MEMORY))
+#: The kernel's migratetypes (``BuddyState.mobility`` holds these mobility classes).
+MT_UNMOVABLE, MT_MOVABLE, MT_RECLAIMABLE = (int(MigrateType.UNMOVABLE), int(MigrateType.MOVABLE),
+                                            int(MigrateType.RECLAIMABLE))
 #: Flush request flags (:func:`flush_range`).
 FLUSH_LAST_LEVEL, FLUSH_LOCAL, FLUSH_DEFER = (int(FlushFlag.LAST_LEVEL), int(FlushFlag.LOCAL),
                                               int(FlushFlag.DEFER))
@@ -84,7 +87,7 @@ __all__ = [
     # TLBs
     "TLB", "TLBConfig", "TLBLevelConfig", "TLBState", "TLBEvent", "Kind", "Outcome",
     "Structure", "simulate_trace", "make_accesses", "tlb_translate", "tlb_lookup", "tlb_fill",
-    "key_start", "key_shift", "entry_span", "structure_entries",
+    "key_start", "key_shift", "entry_span", "structure_entries", "tlb_cpus",
     "FLAG_GLOBAL", "FLAG_KIND_MASK", "GLOBAL_ASID", "KIND_LOAD", "KIND_STORE", "KIND_IFETCH",
     "TLB_L1_HIT", "TLB_L2_HIT", "TLB_WALK", "TLB_L1I", "TLB_L1D", "TLB_L2",
     # caches
@@ -102,7 +105,8 @@ __all__ = [
     # page allocator
     "Buddy", "BuddyConfig", "BuddyState", "BuddyEvent", "MigrateType", "MigrateTable",
     "kernel_migrate_table", "alloc_pages", "free_pages", "alloc_block", "free_block",
-    "convert_pageblock", "pool_pages", "pageblock_order",
+    "convert_pageblock", "pool_pages", "pageblock_order", "MT_UNMOVABLE", "MT_MOVABLE",
+    "MT_RECLAIMABLE",
     # replacement policies and randomness
     "Replacement", "xorshift64", "next_random",
     # NUMA and workloads

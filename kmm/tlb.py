@@ -388,6 +388,12 @@ def key_start(key):
 
 
 @njit(inline="always", _nrt=False)
+def tlb_cpus(st):
+    """CPUs of a :class:`TLBState`."""
+    return st.ent.shape[0]
+
+
+@njit(inline="always", _nrt=False)
 def structure_entries(st, s):
     """Entry columns ``[first, end)`` of structure ``s`` (empty when it is absent)."""
     b = st.geo[s, G_BASE]
@@ -969,4 +975,5 @@ __all__ = ["Replacement", "Structure", "Kind", "Outcome", "TLBEvent", "TLBLevelC
            "tlb_translate", "invalidate_va", "invalidate_range", "invalidate_asid",
            "invalidate_vmid", "invalidate_all", "occupancy", "bench_simulate_trace",
            "FLAG_GLOBAL", "GLOBAL_ASID", "filter_counts", "leaf_shifts", "cont_shifts",
-           "per_access_column", "key_start", "key_shift", "entry_span", "structure_entries"]
+           "per_access_column", "key_start", "key_shift", "entry_span", "structure_entries",
+           "tlb_cpus"]

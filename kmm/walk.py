@@ -262,8 +262,8 @@ class PathArrays(NamedTuple):
     cpu: np.ndarray       # int32
     node: np.ndarray      # int32 node of the data line
     table_nid: np.ndarray  # int32 [n, levels] for TableNode.GIVEN, else [1, 1]
-    tag: np.ndarray       # int32 tag of the access (counters by tag), [0] when untagged
-    lines: np.ndarray     # int32 consecutive lines the access reads from pa (0: none)
+    tag: np.ndarray = np.zeros(1, np.int32)   # int32 tag of the access (counters by tag)
+    lines: np.ndarray = np.ones(1, np.int32)  # int32 consecutive lines read from pa (0: none)
 
 
 class PathOut(NamedTuple):
@@ -276,7 +276,7 @@ class PathOut(NamedTuple):
     served: np.ndarray     # [Source, Served] accesses per level that supplied them
     refs: np.ndarray       # per-access references of the walk (empty: not recorded)
     cpu_nid: np.ndarray    # node of each CPU
-    by_tag: np.ndarray     # [tag, TagEvent] (no rows: untagged)
+    by_tag: np.ndarray = np.zeros((0, 16), np.int64)  # [tag, TagEvent] (no rows: untagged)
 
 
 @njit(inline="always", _nrt=False)
