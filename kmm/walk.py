@@ -695,11 +695,11 @@ class Path:
         if len(self._regimes) >= MAX_REGIMES:
             raise ConfigError(f"at most {MAX_REGIMES} regimes per machine", "regime")
         cfg = replace(self.config, **changes)
-        have = self.config.tlb.to_state(self.config.walk_probe_shifts()).geo
-        want = cfg.tlb.to_state(cfg.walk_probe_shifts()).geo
-        if not np.array_equal(have, want):
-            raise ConfigError("the regime's walk-cache entry sizes differ from the machine's",
-                              "stage1")
+        have = self.config.walk_probe_shifts()
+        for st, shifts in cfg.walk_probe_shifts().items():
+            if not set(shifts) <= set(have.get(st, ())):
+                raise ConfigError(f"the machine's {st.name.lower()} cache holds no entry of "
+                                  f"the regime's level sizes {sorted(shifts)}", "stage1")
         p = Path.__new__(Path)
         p.config, p.tags = cfg, self.tags
         p.tlb_state, p.cache_state = self.tlb_state, self.cache_state
