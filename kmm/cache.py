@@ -194,18 +194,25 @@ F_KEY, F_STAMP, F_POLICY = 0, 1, 2
 @njit(inline="always", _nrt=False)
 def _touch(ent, r, geo, lv, key, clk, cr):
     """Look ``key`` up in level ``lv`` (row ``r`` of ``ent``); allocate it on a miss.
-    Returns True on a hit."""
+    Returns True on a hit. An invalid way has stamp 0 and every valid one a positive
+    stamp, so the smallest stamp (first on ties) is a free way if there is one."""
     r = np.uint64(r)
     ways = np.uint64(geo[lv, K_WAYS])
     row = np.uint64(geo[lv, K_BASE]) + (np.uint64(key >> 1) & np.uint64(geo[lv, K_SETS] - 1)) \
         * ways
     policy = geo[lv, K_POLICY]
+    # one pass: the lookup, and the set's oldest entry (:func:`kmm.policy.oldest`) on the way
+    victim = row
+    ms = ent[r, F_STAMP, row]
     for w in range(ways):
         e = row + w
         if ent[r, F_KEY, e] == key:
             _policy.on_hit(policy, ent, r, F_STAMP, F_POLICY, e, row, ways, clk, cr)
             return True
-    victim, _ = _policy.victim(policy, ent, r, F_STAMP, F_POLICY, row, ways, clk, cr)
+        x = ent[r, F_STAMP, e]
+        victim = e if x < ms else victim
+        ms = min(x, ms)
+    victim = _policy.choose(policy, victim, ms, ent, r, F_POLICY, row, ways, clk, cr)
     ent[r, F_KEY, victim] = key
     _policy.on_fill(policy, ent, r, F_STAMP, F_POLICY, victim, row, ways, clk, cr)
     return False

@@ -9,7 +9,8 @@ policy three things, as gem5's ``replacement_policy`` and ChampSim's ``replaceme
 modules do:
 
 - :func:`on_hit` after a lookup hit an entry,
-- :func:`victim` for the way a fill replaces (an invalid way is always taken first),
+- :func:`victim` for the way a fill replaces (an invalid way is always taken first;
+  :func:`choose` when the structure found the set's oldest entry during its own scan),
 - :func:`on_fill` after an entry was written.
 
 An entry's stamp field is 0 while it is invalid and positive once filled (the clock value of
@@ -173,16 +174,23 @@ def on_hit(policy, ent, r, sf, pf, e, base, ways, ctl, cr):
 
 
 @njit(inline="always", _nrt=False)
-def victim(policy, ent, r, sf, pf, row, ways, ctl, cr):
-    """The entry of set ``row`` (its first entry) a fill replaces, and the smallest stamp
-    of the set (0: the entry is invalid, nothing valid is evicted)."""
-    e, ms = oldest(ent, r, sf, row, ways)
+def choose(policy, e, ms, ent, r, pf, row, ways, ctl, cr):
+    """The entry of set ``row`` a fill replaces, given the set's :func:`oldest` entry ``e``
+    and its stamp ``ms`` (a structure that scans stamps during its lookup passes them)."""
     if ms != 0:
         if policy == RANDOM:
             e = row + next_random(ctl, cr) % ways
         elif policy == TREE_PLRU:
             e = row + plru_victim(ent[r, pf, row], ways)
-    return e, ms
+    return e
+
+
+@njit(inline="always", _nrt=False)
+def victim(policy, ent, r, sf, pf, row, ways, ctl, cr):
+    """The entry of set ``row`` (its first entry) a fill replaces, and the smallest stamp
+    of the set (0: the entry is invalid, nothing valid is evicted)."""
+    e, ms = oldest(ent, r, sf, row, ways)
+    return choose(policy, e, ms, ent, r, pf, row, ways, ctl, cr), ms
 
 
 @njit(inline="always", _nrt=False)
@@ -197,4 +205,4 @@ def on_fill(policy, ent, r, sf, pf, e, row, ways, ctl, cr):
 __all__ = ["Replacement", "CTL_CLOCK", "CTL_RNG", "LRU", "FIFO", "RANDOM", "TREE_PLRU",
            "PLRU_MAX_WAYS", "parse", "check_ways", "needs_policy_field", "seed_streams",
            "xorshift64", "next_random", "oldest", "plru_touch", "plru_victim", "on_hit",
-           "victim", "on_fill"]
+           "choose", "victim", "on_fill"]

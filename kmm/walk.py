@@ -442,12 +442,18 @@ def run_path(tst, cst, ws, acc, out):
         if record:
             out.refs[i] = refs
         src = Source.IFETCH if (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH else Source.DATA
-        for j in range(_at(acc.lines, i)):
-            s = _cache.cache_access(cst, c, pa + (np.int64(j) << line_shift), src, cnode, mnode,
-                                    out.cache, out.mem)
+        nl = _at(acc.lines, i)
+        if nl > 0:
+            s = _cache.cache_access(cst, c, pa, src, cnode, mnode, out.cache, out.mem)
             out.served[src, s] += 1
             if tagged:
-                bt[t, (TagEvent.FIRST_L1 if j == 0 else TagEvent.REST_L1) + s] += 1
+                bt[t, TagEvent.FIRST_L1 + s] += 1
+            for j in range(1, nl):
+                s = _cache.cache_access(cst, c, pa + (np.int64(j) << line_shift), src, cnode,
+                                        mnode, out.cache, out.mem)
+                out.served[src, s] += 1
+                if tagged:
+                    bt[t, TagEvent.REST_L1 + s] += 1
 
 
 _run_path = run_path
