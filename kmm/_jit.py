@@ -9,7 +9,8 @@ Compiled code is cached under a folder named by a hash of kmm's own sources:
 ``$NUMBA_CACHE_DIR/<hash>`` if that variable is set, else ``~/.cache/kmm/numba/<hash>``
 (``$XDG_CACHE_HOME`` honoured). Numba invalidates a cached kernel only when its own file
 changes, not when a kernel it inlines from another module does; keying the folder by every
-engine and mechanism source file means an edited engine can never run stale machine code in a mechanism.
+source file of the package means an edited engine can never run stale machine code in a
+mechanism.
 
 Hot kernels that take many arrays (NamedTuples of state) may pass ``_nrt=False``: Numba then
 does not reference-count the arrays on every inlined call, which is several times faster.
@@ -26,11 +27,12 @@ JIT_OPTIONS = dict(cache=True, nogil=True, boundscheck=_BOUNDSCHECK, error_model
 
 
 def source_digest() -> str:
-    """A hash of every kmm source file that can hold or inline a kernel: the engine and the
-    mechanisms (``kmm/*.py``, ``kmm/mech/*.py``), not the suite."""
+    """A hash of every kmm source file (``kmm/**/*.py``: the engine, the mechanisms in any
+    subpackage, and the suite), so code moved into a subpackage can never run a stale
+    cached kernel."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for p in sorted([*root.glob("*.py"), *root.glob("mech/*.py")]):
+    for p in sorted(root.rglob("*.py")):
         h.update(p.relative_to(root).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]

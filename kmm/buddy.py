@@ -615,6 +615,18 @@ def _merge_and_list(st, pfn, order, mt):
     _list_add(st, pfn, order, mt, to_tail)
 
 
+@_inline
+def pool_pages(st):
+    """Pages in the pool (pfns ``0 .. pool_pages - 1``)."""
+    return st.params[_P_NPAGES]
+
+
+@_inline
+def pageblock_order(st):
+    """``pageblock_order`` of the pool."""
+    return st.params[_P_PB_ORDER]
+
+
 @_kernel
 def alloc_block(st, order, mt):
     """:func:`alloc_pages` as a called (not inlined) kernel, for code where compile time
@@ -1023,7 +1035,7 @@ def _replay_from(st, kind, a, b, live_pfn, live_order, out, nlive):
     return nlive
 
 
-__all__ = ["MigrateType", "BuddyEvent", "MigrateTable", "kernel_migrate_table", "BuddyConfig",
+__all__ = ["pool_pages", "pageblock_order", "MigrateType", "BuddyEvent", "MigrateTable", "kernel_migrate_table", "BuddyConfig",
            "BuddyState", "Buddy", "alloc_pages", "free_pages", "flags_update", "replay",
            "convert_pageblock", "alloc_block", "free_block", "PAGE_ALLOC_COSTLY_ORDER",
            "PcpEvent", "PcpConfig", "PcpState", "pcp_alloc", "pcp_free", "pcp_drain", "pcp_replay",

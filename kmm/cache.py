@@ -15,7 +15,8 @@ Modelled behaviour
 - Descriptor reads of the table walker enter at L1 D or L2 (``walk_entry``); on Neoverse
   cores the walker reads through the L2 (Arm Neoverse N1 TRM, "Memory management unit":
   walk requests are handled by the L2 memory system), which is the default.
-- Replacement per level: :class:`kmm.tlb.Replacement` (LRU, FIFO, seeded random).
+- Replacement per level: :class:`kmm.policy.Replacement` (LRU, FIFO, seeded random,
+  tree-PLRU), through the policy hooks of :mod:`kmm.policy` shared with the TLBs.
 
 Examples
 --------
@@ -34,11 +35,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import policy as _policy
 from ._jit import njit
 from .config import check_choice, check_int, check_pow2
 from .counters import Counters
 from .errors import ConfigError
-from .tlb import Replacement
+from .policy import Replacement
 
 
 class Level(IntEnum):
@@ -103,12 +105,8 @@ class CacheLevelConfig:
     def __post_init__(self):
         check_int("size_bytes", self.size_bytes, lo=64)
         check_int("ways", self.ways, lo=1)
-        if not isinstance(self.policy, Replacement):
-            try:
-                object.__setattr__(self, "policy", Replacement[str(self.policy).upper()])
-            except KeyError:
-                raise ConfigError(f"unknown replacement policy {self.policy!r}",
-                                  "policy") from None
+        object.__setattr__(self, "policy", _policy.parse(self.policy))
+        _policy.check_ways(self.policy, self.ways)
 
     def sets(self, line_bytes: int) -> int:
         lines = self.size_bytes // line_bytes
@@ -164,17 +162,20 @@ class CacheConfig:
         geo[K_PARAMS] = (self.line_bytes.bit_length() - 1, int(entry), self.cpus, 0)
         llc_entries = int(geo[Level.LLC, K_SETS] * geo[Level.LLC, K_WAYS])
         clk = np.zeros((self.cpus + 1, 2), np.int64)
-        seeds = np.random.SeedSequence([self.seed, 1]).generate_state(self.cpus + 1, np.uint64)
-        clk[:, 1] = (seeds | np.uint64(1)).view(np.int64)
-        return CacheState(geo=geo, priv=np.zeros((self.cpus, 2, max(private, 1)), np.int64),
-                          llc=np.zeros((1, 2, max(llc_entries, 1)), np.int64), clk=clk)
+        clk[:, _policy.CTL_RNG] = _policy.seed_streams([self.seed, 1], self.cpus + 1)
+        levels = [c for c in (self.l1i, self.l1d, self.l2, self.llc) if c is not None]
+        fields = 3 if _policy.needs_policy_field(c.policy for c in levels) else 2
+        return CacheState(geo=geo, priv=np.zeros((self.cpus, fields, max(private, 1)), np.int64),
+                          llc=np.zeros((1, fields, max(llc_entries, 1)), np.int64), clk=clk)
 
 
 class CacheState(NamedTuple):
     """Kernel state. ``geo[level]`` = (sets, ways, first entry, policy), ``geo[4]`` =
     (line shift, walk entry level, CPUs, 0); ``priv[cpu, f, e]`` private levels and
-    ``llc[0, f, e]`` the shared LLC, ``f`` = 0 key ``line << 1 | 1`` (0 = invalid) and 1
-    the LRU/FIFO stamp; ``clk[row]`` = (clock, xorshift64 state), row ``cpus`` for the LLC.
+    ``llc[0, f, e]`` the shared LLC, ``f`` = 0 key ``line << 1 | 1`` (0 = invalid), 1
+    the replacement stamp and 2 (only if a level uses tree-PLRU) the policy's per-set
+    state; ``clk[row]`` = (clock, xorshift64 state), the control row of :mod:`kmm.policy`,
+    row ``cpus`` for the LLC.
     """
 
     geo: np.ndarray
@@ -186,6 +187,10 @@ class CacheState(NamedTuple):
 # ---------------------------------------------------------------------------------------
 # kernels
 # ---------------------------------------------------------------------------------------
+# fields of CacheState.priv and .llc: key, replacement stamp, policy state (tree-PLRU only)
+F_KEY, F_STAMP, F_POLICY = 0, 1, 2
+
+
 @njit(inline="always", _nrt=False)
 def _touch(ent, r, geo, lv, key, clk, cr):
     """Look ``key`` up in level ``lv`` (row ``r`` of ``ent``); allocate it on a miss.
@@ -195,28 +200,21 @@ def _touch(ent, r, geo, lv, key, clk, cr):
     ways = np.uint64(geo[lv, K_WAYS])
     row = np.uint64(geo[lv, K_BASE]) + (np.uint64(key >> 1) & np.uint64(geo[lv, K_SETS] - 1)) \
         * ways
+    policy = geo[lv, K_POLICY]
+    # one pass: the lookup, and the set's oldest entry (:func:`kmm.policy.oldest`) on the way
     victim = row
-    ms = ent[r, 1, row]
+    ms = ent[r, F_STAMP, row]
     for w in range(ways):
         e = row + w
-        if ent[r, 0, e] == key:
-            if geo[lv, K_POLICY] == Replacement.LRU:
-                clk[cr, 0] += 1
-                ent[r, 1, e] = clk[cr, 0]
+        if ent[r, F_KEY, e] == key:
+            _policy.on_hit(policy, ent, r, F_STAMP, F_POLICY, e, row, ways, clk, cr)
             return True
-        x = ent[r, 1, e]
+        x = ent[r, F_STAMP, e]
         victim = e if x < ms else victim
         ms = min(x, ms)
-    if ms != 0 and geo[lv, K_POLICY] == Replacement.RANDOM:
-        x = np.uint64(clk[cr, 1])
-        x ^= x << np.uint64(13)
-        x ^= x >> np.uint64(7)
-        x ^= x << np.uint64(17)
-        clk[cr, 1] = np.int64(x)
-        victim = row + x % ways
-    clk[cr, 0] += 1
-    ent[r, 0, victim] = key
-    ent[r, 1, victim] = clk[cr, 0]
+    victim = _policy.choose(policy, victim, ms, ent, r, F_POLICY, row, ways, clk, cr)
+    ent[r, F_KEY, victim] = key
+    _policy.on_fill(policy, ent, r, F_STAMP, F_POLICY, victim, row, ways, clk, cr)
     return False
 
 

@@ -72,6 +72,11 @@ class FlushFlag(IntEnum):
     DEFER = 8         # batched: complete at flush_sync (arch_tlbbatch_add_pending)
 
 
+#: Plain-int flag and context of a kernel (global) range of the host, for kernels.
+FLUSH_KERNEL = int(FlushFlag.KERNEL)
+HOST_VMID = 0
+
+
 class InvalEvent(IntEnum):
     """Invalidation counters."""
 
@@ -440,6 +445,14 @@ def flush_range(tst, ist, initiator, start, end, stride_shift, asid, vmid, flags
     return ns
 
 
+@njit(_nrt=False, inline="always")
+def flush_kernel_range(tst, ist, initiator, start, end, stride_shift):
+    """:func:`flush_range` of a kernel (global) range of the host: ``flush_tlb_kernel_range``
+    (ASID :data:`kmm.tlb.GLOBAL_ASID`, VMID 0, :attr:`FlushFlag.KERNEL`)."""
+    return flush_range(tst, ist, initiator, start, end, stride_shift, _tlb.GLOBAL_ASID, HOST_VMID,
+                       FLUSH_KERNEL)
+
+
 @_kernel
 def flush_sync(tst, ist, initiator):
     """Complete every deferred flush (``arch_tlbbatch_flush``); returns the initiator's ns.
@@ -556,6 +569,6 @@ class Invalidator:
         return int(self.state.params[_P_NPEND])
 
 
-__all__ = ["Method", "FlushFlag", "InvalEvent", "Cost", "InvalidationCosts",
+__all__ = ["flush_kernel_range", "HOST_VMID", "FLUSH_KERNEL", "Method", "FlushFlag", "InvalEvent", "Cost", "InvalidationCosts",
            "InvalidationConfig", "InvalState", "flush_range", "flush_sync", "Invalidator",
            "tlbi_range_ops", "MAX_TLBI_RANGE_PAGES"]

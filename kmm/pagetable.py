@@ -151,6 +151,8 @@ MAX_NODES = 1 << 16
 OP_MAP, OP_UNMAP, OP_SPLIT, OP_SET_PERM = 0, 1, 2, 3
 KEEP_PERM = 256  # permission argument of OP_SET_PERM that keeps every leaf's permissions
 OP_FIELDS = 6  # kind, va, size, pa, perm, aux
+# columns of an op row (encode_ops)
+OP_KIND, OP_VA, OP_SIZE, OP_PA, OP_PERM, OP_AUX = 0, 1, 2, 3, 4, 5
 
 _LEVEL_NAMES = {3: "PTE", 2: "PMD", 1: "PUD", 0: "P4D", -1: "PGD"}
 
@@ -220,23 +222,30 @@ def _attr(level, cont, perm, nid):
 
 
 @njit
-def _a_level(a):
+def attr_level(a):
+    """Leaf level of an extent's ``attr`` word (scalar or array)."""
     return (a & 7) - 1
 
 
 @njit
-def _a_cont(a):
+def attr_cont(a):
+    """1 if the extent's leaves have the contiguous bit, else 0."""
     return (a >> A_CONT_SHIFT) & 1
 
 
 @njit
-def _a_perm(a):
+def attr_perm(a):
+    """:class:`Perm` bits of an extent's ``attr`` word."""
     return (a >> A_PERM_SHIFT) & 0xFF
 
 
 @njit
-def _a_nid(a):
+def attr_nid(a):
+    """NUMA node of the memory an extent maps."""
     return (a >> A_NID_SHIFT) & 0xFFFF
+
+
+_a_level, _a_cont, _a_perm, _a_nid = attr_level, attr_cont, attr_perm, attr_nid
 
 
 @njit

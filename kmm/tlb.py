@@ -22,7 +22,8 @@ Modelled behaviour
   different VMID.
 - A combined stage-1 + stage-2 entry maps no more than the smaller of the two leaves
   (Arm ARM D8.12.2 "TLB entries for two stages of translation").
-- Replacement: LRU, FIFO, or random from a seeded xorshift64 (:class:`Replacement`).
+- Replacement: :class:`kmm.policy.Replacement` (LRU, FIFO, seeded random, tree-PLRU), through
+  the policy hooks of :mod:`kmm.policy` shared with the line caches.
 - Invalidation by VA, range, ASID, VMID and all (``TLBI VAE1``/``VALE1``, ``RVAE1``,
   ``ASIDE1``, ``VMALLS12E1``, ``ALLE1``; Arm ARM C5.5 "A64 system instructions for TLB
   maintenance"), per CPU or for every CPU (the broadcast ``...IS`` forms). The stage-2
@@ -48,18 +49,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import policy as _policy
 from ._jit import njit
 from .config import check_int, check_pow2
 from .counters import Counters
 from .errors import ConfigError
-
-
-class Replacement(IntEnum):
-    """Replacement policy of one structure (an invalid way is always filled first)."""
-
-    LRU = 0
-    FIFO = 1
-    RANDOM = 2
+from .policy import Replacement
 
 
 class Structure(IntEnum):
@@ -141,13 +136,8 @@ class TLBLevelConfig:
             raise ConfigError(f"{self.entries} entries are not a multiple of {self.ways} ways",
                               "entries")
         check_pow2("sets", self.entries // self.ways)
-        if not isinstance(self.policy, Replacement):
-            try:
-                object.__setattr__(self, "policy", Replacement[str(self.policy).upper()])
-            except KeyError:
-                raise ConfigError(f"unknown replacement policy {self.policy!r}; allowed: "
-                                  f"{', '.join(p.name.lower() for p in Replacement)}",
-                                  "policy") from None
+        object.__setattr__(self, "policy", _policy.parse(self.policy))
+        _policy.check_ways(self.policy, self.ways)
         if self.max_page_shift is not None:
             check_int("max_page_shift", self.max_page_shift, lo=10, hi=48)
 
@@ -267,10 +257,11 @@ class TLBConfig:
             geo[s, G_NPROBE] = len(shifts)
             geo[s, G_PROBES:G_PROBES + len(shifts)] = shifts
         cpu = np.zeros((self.cpus, C_HINT + N_STRUCTURES * HINT_SLOTS), np.int64)
-        seeds = np.random.SeedSequence(self.seed).generate_state(self.cpus, np.uint64)
-        cpu[:, C_RNG] = (seeds | np.uint64(1)).view(np.int64)  # xorshift64 needs nonzero
+        cpu[:, C_RNG] = _policy.seed_streams(self.seed, self.cpus)
         cpu[:, C_HINT:] = np.repeat(geo[:, G_BASE], HINT_SLOTS)
-        return TLBState(geo=geo, ent=np.zeros((self.cpus, 3, max(total, 1)), np.int64),
+        fields = 4 if _policy.needs_policy_field(lv.policy for lv in self.levels().values()) \
+            else 3
+        return TLBState(geo=geo, ent=np.zeros((self.cpus, fields, max(total, 1)), np.int64),
                         cpu=cpu, filt=np.zeros((self.cpus, N_STRUCTURES, FILTER_BUCKETS),
                                                np.int32))
 
@@ -296,10 +287,10 @@ def entry_sizes(*geometries, cont: bool = True) -> tuple[int, ...]:
 # columns of TLBState.geo (one row per structure)
 G_SETS, G_WAYS, G_BASE, G_POLICY, G_NPROBE, G_MAXSHIFT, G_LAST = 0, 1, 2, 3, 4, 5, 6
 G_PROBES = 8
-# fields of TLBState.ent (ent[cpu, field, entry])
-E_KEY, E_CTX, E_STAMP = 0, 1, 2
-# columns of TLBState.cpu
-C_CLOCK, C_RNG = 0, 1
+# fields of TLBState.ent (ent[cpu, field, entry]); E_POLICY only with a tree-PLRU structure
+E_KEY, E_CTX, E_STAMP, E_POLICY = 0, 1, 2, 3
+# columns of TLBState.cpu (the policy hooks' control row)
+C_CLOCK, C_RNG = _policy.CTL_CLOCK, _policy.CTL_RNG
 # per-CPU hints start at this column of TLBState.cpu: HINT_SLOTS per structure, slot
 # (va >> size) mod HINT_SLOTS holds the column of the last entry hit or filled there
 C_HINT = 2
@@ -334,8 +325,10 @@ class TLBState(NamedTuple):
     ways, first entry column, :class:`Replacement`, number of tag sizes, largest entry size,
     conflict detection flag, then the tag sizes (log2 bytes, ascending).
     ``ent[c, f, e]`` (int64): for CPU ``c`` and entry ``e``, ``f`` = 0 the key
-    ``(va >> size) << 6 | size`` (0 = invalid), 1 the context ``vmid << 32 | (asid + 1)``
-    (``asid + 1`` = 0 for a global entry), 2 the LRU/FIFO stamp.
+    ``(va >> size) << 6 | size`` (0 = invalid; read it with :func:`key_start` and
+    :func:`key_shift`), 1 the context ``vmid << 32 | (asid + 1)`` (``asid + 1`` = 0 for a
+    global entry), 2 the replacement stamp, 3 (only if a structure uses tree-PLRU) the
+    policy's per-set state (:mod:`kmm.policy`).
     ``cpu[c]`` (int64): clock, xorshift64 state, then ``HINT_SLOTS`` hints per structure
     (the column of the last entry hit or filled for a tag, probed first; a pure speed-up:
     a hint is only taken after checking the entry's key and context, so it changes no
@@ -380,6 +373,41 @@ def _at(a, i):
 def context(asid, vmid):
     """The context word an entry is tagged with (``asid`` −1: global)."""
     return (np.int64(vmid) << 32) | (np.int64(asid) + 1)
+
+
+@njit(inline="always", _nrt=False)
+def key_shift(key):
+    """Log2 of the bytes an entry with key ``key`` maps (0 for an invalid key)."""
+    return key & 63
+
+
+@njit(inline="always", _nrt=False)
+def key_start(key):
+    """First address an entry with key ``key`` maps."""
+    return (key >> 6) << (key & 63)
+
+
+@njit(inline="always", _nrt=False)
+def tlb_cpus(st):
+    """CPUs of a :class:`TLBState`."""
+    return st.ent.shape[0]
+
+
+@njit(inline="always", _nrt=False)
+def structure_entries(st, s):
+    """Entry columns ``[first, end)`` of structure ``s`` (empty when it is absent)."""
+    b = st.geo[s, G_BASE]
+    return b, b + st.geo[s, G_SETS] * st.geo[s, G_WAYS]
+
+
+@njit(inline="always", _nrt=False)
+def entry_span(st, c, e):
+    """``(start, log2 bytes)`` of what entry column ``e`` of CPU ``c`` maps; ``(0, -1)`` if
+    the entry is invalid."""
+    k = st.ent[c, E_KEY, e]
+    if k == 0:
+        return np.int64(0), np.int64(-1)
+    return key_start(k), key_shift(k)
 
 
 @njit(inline="always", _nrt=False)
@@ -452,41 +480,9 @@ def tlb_lookup(st, s, c, va, shift, asid, vmid, counts):
                         counts[TLBEvent.CONFLICTS] += 1
     if hit >= 0:
         st.cpu[c, slot] = hit
-        if geo[s, G_POLICY] == Replacement.LRU:
-            st.cpu[c, C_CLOCK] += 1
-            ent[c, E_STAMP, _u(hit)] = st.cpu[c, C_CLOCK]
+        _policy.on_hit(geo[s, G_POLICY], ent, c, E_STAMP, E_POLICY, _u(hit), _u(geo[s, G_BASE]),
+                       ways, st.cpu, c)
     return hit
-
-
-@njit(inline="always", _nrt=False)
-def _xorshift(st, c):
-    x = np.uint64(st.cpu[c, C_RNG])
-    x ^= x << np.uint64(13)
-    x ^= x >> np.uint64(7)
-    x ^= x << np.uint64(17)
-    st.cpu[c, C_RNG] = np.int64(x)
-    return x
-
-
-@njit(inline="always", _nrt=False)
-def _victim(ent, c, row, ways):
-    """Way of the smallest stamp in the set (the first on ties), without branches: an
-    invalid way has stamp 0, every valid one a positive stamp. Returns (way, its stamp)."""
-    if ways <= 8:
-        victim = row
-        ms = ent[c, E_STAMP, row]
-        for w in range(_u(1), ways):
-            e = row + w
-            x = ent[c, E_STAMP, e]
-            victim = e if x < ms else victim
-            ms = min(x, ms)
-        return victim, ms
-    # wide sets: one min-reduction over (stamp, way) packed in an int64, which vectorises
-    # (ways < 2**16 by TLBLevelConfig, stamps stay far below 2**46)
-    best = np.int64(1) << 62
-    for w in range(ways):
-        best = min(best, (ent[c, E_STAMP, row + w] << 16) | np.int64(w))
-    return row + _u(best & 0xFFFF), best >> 16
 
 
 @njit(inline="always", _nrt=False)
@@ -501,13 +497,11 @@ def tlb_fill(st, s, c, va, shift, asid, vmid, counts):
     ways = _u(geo[s, G_WAYS])
     tag = va >> p
     row = _row(st, s, tag)
-    victim, ms = _victim(ent, c, row, ways)
+    policy = geo[s, G_POLICY]
+    victim, ms = _policy.victim(policy, ent, c, E_STAMP, E_POLICY, row, ways, st.cpu, c)
     if ms != 0:
         counts[TLBEvent.EVICTIONS] += 1
-        if geo[s, G_POLICY] == Replacement.RANDOM:
-            victim = row + _xorshift(st, c) % ways
     counts[TLBEvent.FILLS] += 1
-    st.cpu[c, C_CLOCK] += 1
     st.cpu[c, C_HINT + s * HINT_SLOTS + (tag & (HINT_SLOTS - 1))] = victim
     old = ent[c, E_KEY, victim]
     if old != 0:
@@ -516,7 +510,7 @@ def tlb_fill(st, s, c, va, shift, asid, vmid, counts):
     st.filt[c, s, _bucket(key)] += 1
     ent[c, E_KEY, victim] = key
     ent[c, E_CTX, victim] = context(asid, vmid)
-    ent[c, E_STAMP, victim] = st.cpu[c, C_CLOCK]
+    _policy.on_fill(policy, ent, c, E_STAMP, E_POLICY, victim, row, ways, st.cpu, c)
     return np.int64(victim)
 
 
@@ -753,7 +747,9 @@ def occupancy(st, cpu, s):
 # ---------------------------------------------------------------------------------------
 # Python entry points
 # ---------------------------------------------------------------------------------------
-def _column(name: str, value, n: int, dtype, default) -> np.ndarray:
+def per_access_column(name: str, value, n: int, dtype, default) -> np.ndarray:
+    """A per-access kernel column: ``default`` or a scalar as one broadcast value, else one
+    value per access (``n``), contiguous, of ``dtype``."""
     if value is None:
         return np.full(1, default, dtype)
     arr = np.asarray(value)
@@ -835,20 +831,20 @@ def make_accesses(config: TLBConfig, addresses, kind=None, page_shift=None, asid
         raise ConfigError(f"entry sizes 2**{bad.tolist()} are not held by this TLB "
                           f"(page_shifts={list(config.page_shifts)}); use with_geometry()",
                           "page_shift")
-    flags = _column("kind", kind, n, np.uint8, Kind.LOAD)
+    flags = per_access_column("kind", kind, n, np.uint8, Kind.LOAD)
     if flags.size and flags.max(initial=0) > Kind.IFETCH:
         raise ConfigError("kinds are 0 (load), 1 (store), 2 (ifetch)", "kind")
     if global_ is not None:
-        g = _column("global_", global_, n, np.bool_, False)
+        g = per_access_column("global_", global_, n, np.bool_, False)
         if g.shape[0] != flags.shape[0]:
             flags = np.broadcast_to(flags, g.shape).copy() if flags.shape[0] == 1 else flags
             g = np.broadcast_to(g, flags.shape)
         flags = flags | (g.astype(np.uint8) * np.uint8(FLAG_GLOBAL))
-    asid_a = _column("asid", asid, n, np.int32, 0)
+    asid_a = per_access_column("asid", asid, n, np.int32, 0)
     if asid_a.size and asid_a.min(initial=0) < 0:
         raise ConfigError("ASIDs are non-negative (use global_ for global mappings)", "asid")
-    vmid_a = _column("vmid", vmid, n, np.int32, 0)
-    cpu_a = _column("cpu", cpu, n, np.int32, 0)
+    vmid_a = per_access_column("vmid", vmid, n, np.int32, 0)
+    cpu_a = per_access_column("cpu", cpu, n, np.int32, 0)
     if cpu_a.size and (cpu_a.min(initial=0) < 0 or cpu_a.max(initial=0) >= config.cpus):
         raise ConfigError(f"CPU numbers must be in 0..{config.cpus - 1}", "cpu")
     return Accesses(va=va, flags=flags, shift=shift.reshape(-1) if shift.ndim else
@@ -978,4 +974,6 @@ __all__ = ["Replacement", "Structure", "Kind", "Outcome", "TLBEvent", "TLBLevelC
            "entry_shift", "entry_sizes", "make_accesses", "tlb_lookup", "tlb_fill",
            "tlb_translate", "invalidate_va", "invalidate_range", "invalidate_asid",
            "invalidate_vmid", "invalidate_all", "occupancy", "bench_simulate_trace",
-           "FLAG_GLOBAL", "GLOBAL_ASID", "filter_counts", "leaf_shifts", "cont_shifts"]
+           "FLAG_GLOBAL", "GLOBAL_ASID", "filter_counts", "leaf_shifts", "cont_shifts",
+           "per_access_column", "key_start", "key_shift", "entry_span", "structure_entries",
+           "tlb_cpus"]

@@ -25,12 +25,21 @@ holding the table page) -> the data or instruction access through the caches -> 
 the latency of the node holding the line. It returns raw counters; time is
 :meth:`PathResult.time_ns` over stated :class:`PathCosts`.
 
+A :class:`Path` is one machine. Accesses may carry a tag (``Path(config, tags=n)``,
+``run(..., tag=...)``): :class:`TagEvent` counters are then also kept per tag (an
+operation, a privilege level, a region), so a mechanism never copies the path loop to
+split its counts. An access may read several consecutive lines (``lines``; 0 for a
+translation only). :meth:`Path.regime` gives another translation regime of the same
+machine (its own stage-1/stage-2 geometries and table placement, e.g. EL2's own stage 1
+next to the host's nested 1+2), sharing the TLBs, walk caches, line caches, table-frame
+map and counters; its table pages never alias the other regimes'.
+
 Stage 2 maps IPA to PA one to one here (the identity of pKVM's host stage 2): a table or
 data line keeps its identity through stage 2, which only adds the references.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -78,13 +87,44 @@ class WalkEvent(IntEnum):
 
 
 # walk geometry columns (one row per stage)
-W_ON, W_START, W_PAGE_SHIFT, W_NODES, W_TABLE_LEAF, W_SPACE = 0, 1, 2, 3, 4, 5
+W_ON, W_START, W_PAGE_SHIFT, W_NODES, W_TABLE_LEAF, W_SPACE, W_REGIME = 0, 1, 2, 3, 4, 5, 6
 W_SHIFT = 8      # + level + 1: log2 bytes one entry at the level maps
 W_IDXBITS = 14   # + level + 1: log2 entries of a table at the level (top: all concatenated)
 W_RULE = 20      # + level + 1: TableNode
 W_FIXED = 26     # + level + 1: node for TableNode.FIXED
 W_LEN = 32
 TABLE_BASE = np.int64(1) << 60  # table frames live above every physical address
+#: Regimes of one machine are numbered 0 (the path's own) to MAX_REGIMES - 1; the number
+#: is part of every table page's identity (bits 20-31 of its key, free of the address space).
+MAX_REGIMES = 1 << 12
+_REGIME_BIT = 20
+
+
+class TagEvent(IntEnum):
+    """Counters kept per access tag (:attr:`PathResult.by_tag`).
+
+    ``L1_TLB_MISSES`` are accesses the first TLB level did not serve, ``WALKS`` those that
+    missed every level; ``WALK_READS_*`` the walks' descriptor reads by the level that
+    served them; ``FIRST_*`` the first line each access read and ``REST_*`` its further
+    lines, by the level that served them (:class:`kmm.cache.Served` order).
+    """
+
+    ACCESSES = 0
+    L1_TLB_MISSES = 1
+    WALKS = 2
+    WALK_REFS = 3
+    WALK_READS_L1 = 4
+    WALK_READS_L2 = 5
+    WALK_READS_LLC = 6
+    WALK_READS_MEMORY = 7
+    FIRST_L1 = 8
+    FIRST_L2 = 9
+    FIRST_LLC = 10
+    FIRST_MEMORY = 11
+    REST_L1 = 12
+    REST_L2 = 13
+    REST_LLC = 14
+    REST_MEMORY = 15
 
 
 def geometry_row(g: Geometry | None, rule, fixed_nid, nodes: int,
@@ -171,7 +211,8 @@ def table_frame(ws, r, level, a, space, copy):
     replica. Allocated on first touch."""
     wg = ws.geo
     tid = np.int64(a < 0) if level == wg[r, W_START] else a >> wg[r, W_SHIFT + level]
-    k2 = ((r * 8 + level + 1) << 59) | ((copy + 1) << 48) | space
+    k2 = ((r * 8 + level + 1) << 59) | ((copy + 1) << 48) | (wg[r, W_REGIME] << _REGIME_BIT) \
+        | space
     h = _mix(tid ^ _mix(k2))
     ur, ul, us = np.uint64(r), np.uint64(level + 1), np.uint64(h & (MEMO_SLOTS - 1))
     memo = ws.memo
@@ -221,6 +262,8 @@ class PathArrays(NamedTuple):
     cpu: np.ndarray       # int32
     node: np.ndarray      # int32 node of the data line
     table_nid: np.ndarray  # int32 [n, levels] for TableNode.GIVEN, else [1, 1]
+    tag: np.ndarray = np.zeros(1, np.int32)   # int32 tag of the access (counters by tag)
+    lines: np.ndarray = np.ones(1, np.int32)  # int32 consecutive lines read from pa (0: none)
 
 
 class PathOut(NamedTuple):
@@ -233,6 +276,7 @@ class PathOut(NamedTuple):
     served: np.ndarray     # [Source, Served] accesses per level that supplied them
     refs: np.ndarray       # per-access references of the walk (empty: not recorded)
     cpu_nid: np.ndarray    # node of each CPU
+    by_tag: np.ndarray = np.zeros((0, 16), np.int64)  # [tag, TagEvent] (no rows: untagged)
 
 
 @njit(inline="always", _nrt=False)
@@ -348,14 +392,17 @@ def stage1_walk(tst, cst, ws, out, c, va, leaf, asid, vmid, glob, cnode, mnode, 
 
 
 @njit(_nrt=False)
-def _run_path(tst, cst, ws, acc, out):
+def run_path(tst, cst, ws, acc, out):
     """Every access: TLB hierarchy; on a miss the stage-1 walk (nested under stage 2) and,
-    with a stage 2, the stage-2 walk of the output IPA; then the access itself through the
-    caches. Counts accumulate in ``out``."""
+    with a stage 2, the stage-2 walk of the output IPA; then the access's lines through the
+    caches. Counts accumulate in ``out`` (and per tag in ``out.by_tag`` when it has rows)."""
     wg = ws.geo
     n = acc.va.shape[0]
     record = out.refs.shape[0] == n
     same_pa = acc.pa.shape[0] == 1 and n > 1
+    tagged = out.by_tag.shape[0] > 0
+    line_shift = cst.geo[_cache.K_PARAMS, 0]
+    bt = out.by_tag
     for i in range(n):
         c = np.int64(_at(acc.cpu, i))
         cnode = out.cpu_nid[c]
@@ -366,9 +413,18 @@ def _run_path(tst, cst, ws, acc, out):
         mnode = np.int64(_at(acc.node, i))
         pa = va if same_pa else acc.pa[i]
         refs = 0
-        if _tlb.tlb_translate(tst, c, va, flags, np.int64(_at(acc.shift, i)), asid, vmid,
-                              out.tlb) == 2:
+        t = np.int64(_at(acc.tag, i)) if tagged else np.int64(0)
+        served = _tlb.tlb_translate(tst, c, va, flags, np.int64(_at(acc.shift, i)), asid, vmid,
+                                    out.tlb)
+        if tagged:
+            bt[t, TagEvent.ACCESSES] += 1
+            if served >= 1:
+                bt[t, TagEvent.L1_TLB_MISSES] += 1
+        if served == 2:
             out.walk[WalkEvent.WALKS] += 1
+            if tagged:
+                for k in range(4):
+                    bt[t, TagEvent.WALK_READS_L1 + k] -= out.served[Source.WALK, k]
             glob = (flags & _tlb.FLAG_GLOBAL) != 0
             if wg[0, W_ON] != 0:
                 refs = stage1_walk(tst, cst, ws, out, c, va, np.int64(_at(acc.leaf, i)), asid,
@@ -378,11 +434,29 @@ def _run_path(tst, cst, ws, acc, out):
                 refs += stage2_walk(tst, cst, ws, out, c, ipa, np.int64(_at(acc.leaf2, i)),
                                     vmid, cnode, mnode, acc.table_nid, i)
             out.walk[WalkEvent.REFS] += refs
+            if tagged:
+                bt[t, TagEvent.WALKS] += 1
+                bt[t, TagEvent.WALK_REFS] += refs
+                for k in range(4):
+                    bt[t, TagEvent.WALK_READS_L1 + k] += out.served[Source.WALK, k]
         if record:
             out.refs[i] = refs
         src = Source.IFETCH if (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH else Source.DATA
-        s = _cache.cache_access(cst, c, pa, src, cnode, mnode, out.cache, out.mem)
-        out.served[src, s] += 1
+        nl = _at(acc.lines, i)
+        if nl > 0:
+            s = _cache.cache_access(cst, c, pa, src, cnode, mnode, out.cache, out.mem)
+            out.served[src, s] += 1
+            if tagged:
+                bt[t, TagEvent.FIRST_L1 + s] += 1
+            for j in range(1, nl):
+                s = _cache.cache_access(cst, c, pa + (np.int64(j) << line_shift), src, cnode,
+                                        mnode, out.cache, out.mem)
+                out.served[src, s] += 1
+                if tagged:
+                    bt[t, TagEvent.REST_L1 + s] += 1
+
+
+_run_path = run_path
 
 
 # ---------------------------------------------------------------------------------------
@@ -523,14 +597,27 @@ class PathResult:
     walk_refs_by_level: np.ndarray  # [stage - 1, level + 1]
     served: np.ndarray         # [Source, Served]
     refs: np.ndarray | None = None  # per-access walk references, if recorded
+    by_tag: np.ndarray | None = None  # [tag, TagEvent] of a tagged path
 
     def __sub__(self, other: "PathResult") -> "PathResult":
         """Counts of the run between two snapshots (warm-up subtraction)."""
+        by_tag = None if self.by_tag is None or other.by_tag is None else \
+            self.by_tag - other.by_tag
         return PathResult(self.tlb - other.tlb, self.cache - other.cache,
                           self.walk - other.walk, self.mem_reads - other.mem_reads,
                           self.walk_refs_by_node - other.walk_refs_by_node,
                           self.walk_refs_by_level - other.walk_refs_by_level,
-                          self.served - other.served, None)
+                          self.served - other.served, None, by_tag)
+
+    def __add__(self, other: "PathResult") -> "PathResult":
+        """Counts of two runs together (e.g. of two machines)."""
+        by_tag = None if self.by_tag is None or other.by_tag is None else \
+            self.by_tag + other.by_tag
+        return PathResult(self.tlb + other.tlb, self.cache + other.cache,
+                          self.walk + other.walk, self.mem_reads + other.mem_reads,
+                          self.walk_refs_by_node + other.walk_refs_by_node,
+                          self.walk_refs_by_level + other.walk_refs_by_level,
+                          self.served + other.served, None, by_tag)
 
     def time_ns(self, costs: PathCosts) -> dict[str, float]:
         """Time of the run (ns) by component, and ``memory_ns_by_node`` (array, per node
@@ -555,16 +642,28 @@ class PathResult:
                 "total_cycles": float(total * costs.cpu_ghz), "memory_ns_by_node": mem_node}
 
 
+#: The fields of :class:`PathConfig` a :meth:`Path.regime` may change.
+REGIME_FIELDS = ("stage1", "stage2", "table_node", "table_fixed_nid", "s2_table_node",
+                 "s2_table_fixed_nid", "s2_table_leaf_level")
+
+
 class Path:
     """A full translation + memory path with state that persists across runs; each
     :meth:`run` returns the cumulative counts so far (subtract an earlier result for the
-    counts of a measured part after a warm-up)."""
+    counts of a measured part after a warm-up).
 
-    def __init__(self, config: PathConfig):
+    ``tags``: accesses may carry a tag in ``0..tags-1`` (``run(..., tag=...)``), and
+    :class:`TagEvent` counters are kept per tag (:attr:`PathResult.by_tag`).
+    """
+
+    def __init__(self, config: PathConfig, tags: int = 0):
         self.config = config
+        self.tags = check_int("tags", tags, lo=0, hi=1 << 26)
         self.tlb_state = config.tlb.to_state(config.walk_probe_shifts())
         self.cache_state = config.caches.to_state()
         self.wg = config.walk_geometry()
+        self.regime_id = 0
+        self._regimes = [self]
         cap = config.table_capacity
         self.walk_state = WalkState(geo=self.wg, tkeys=np.zeros((cap, 2), np.int64),
                                     tframe=np.full(cap, -1, np.int64),
@@ -576,28 +675,76 @@ class Path:
             walk=np.zeros(len(WalkEvent), np.int64), mem=np.zeros((3, k, k), np.int64),
             refs_node=np.zeros((k, k), np.int64), refs_level=np.zeros((2, 5), np.int64),
             served=np.zeros((3, 4), np.int64), refs=np.empty(0, np.int16),
-            cpu_nid=np.asarray(config.cpu_nid, np.int64))
+            cpu_nid=np.asarray(config.cpu_nid, np.int64),
+            by_tag=np.zeros((self.tags, len(TagEvent)), np.int64))
+
+    @property
+    def out(self) -> PathOut:
+        """The cumulative kernel counters of this machine (shared by its regimes)."""
+        return self._out
+
+    def regime(self, **changes) -> "Path":
+        """Another translation regime of this machine: the configuration with ``changes``
+        (any of :data:`REGIME_FIELDS`: its own stage-1 and stage-2 geometries and table
+        placement), sharing this path's TLBs and walk caches, line caches, table-frame map,
+        tags and counters. Its table pages are its own (never another regime's), and the
+        TLB must already hold its entry sizes. A run of either regime returns the counts
+        of the whole machine.
+
+        Models a CPU switching between translation regimes, such as pKVM's EL2 (its own
+        one-stage tables, ``pkvm_pgtable``) and the host's EL1&0 under stage 2 (Arm ARM
+        D8.1.2 "Translation regimes").
+        """
+        bad = sorted(set(changes) - set(REGIME_FIELDS))
+        if bad:
+            raise ConfigError(f"a regime changes only {', '.join(REGIME_FIELDS)}", bad[0])
+        if len(self._regimes) >= MAX_REGIMES:
+            raise ConfigError(f"at most {MAX_REGIMES} regimes per machine", "regime")
+        cfg = replace(self.config, **changes)
+        have = self.config.walk_probe_shifts()
+        for st, shifts in cfg.walk_probe_shifts().items():
+            if not set(shifts) <= set(have.get(st, ())):
+                raise ConfigError(f"the machine's {st.name.lower()} cache holds no entry of "
+                                  f"the regime's level sizes {sorted(shifts)}", "stage1")
+        p = Path.__new__(Path)
+        p.config, p.tags = cfg, self.tags
+        p.tlb_state, p.cache_state = self.tlb_state, self.cache_state
+        p.regime_id = len(self._regimes)
+        p.wg = cfg.walk_geometry()
+        p.wg[:, W_REGIME] = p.regime_id
+        p._regimes = self._regimes
+        p._regimes.append(p)
+        p.walk_state = self.walk_state._replace(
+            geo=p.wg, memo=np.full((2, 5, MEMO_SLOTS, 3), -1, np.int64))
+        p._out = self._out
+        return p
+
+    def result(self, refs: np.ndarray | None = None) -> PathResult:
+        """A snapshot of the cumulative counts."""
+        o = self._out
+        return PathResult(Counters(TLBEvent, o.tlb.copy()), Counters(CacheEvent, o.cache.copy()),
+                          Counters(WalkEvent, o.walk.copy()), o.mem.copy(), o.refs_node.copy(),
+                          o.refs_level.copy(), o.served.copy(), refs,
+                          o.by_tag.copy() if self.tags else None)
 
     def run(self, addresses, *, kind=None, pa=None, leaf_level=None, cont=None,
             s2_leaf_level=None, s2_cont=None, asid=None, vmid=None, cpu=None, global_=None,
-            node=None, table_nid=None, record: bool = False) -> PathResult:
+            node=None, table_nid=None, tag=None, lines=None, record: bool = False
+            ) -> PathResult:
         """See :func:`simulate_path`."""
         acc = self._arrays(addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid,
-                           vmid, cpu, global_, node, table_nid)
+                           vmid, cpu, global_, node, table_nid, tag, lines)
         n = acc.va.shape[0]
         out = self._out._replace(refs=np.zeros(n if record else 0, np.int16))
-        _run_path(self.tlb_state, self.cache_state, self.walk_state, acc, out)
+        run_path(self.tlb_state, self.cache_state, self.walk_state, acc, out)
         if self.walk_state.meta[1]:
             raise ConfigError(f"more table pages than the table map holds "
                               f"({3 * self.config.table_capacity // 4}); raise it",
                               "table_capacity")
-        o = self._out
-        return PathResult(Counters(TLBEvent, o.tlb.copy()), Counters(CacheEvent, o.cache.copy()),
-                          Counters(WalkEvent, o.walk.copy()), o.mem.copy(), o.refs_node.copy(),
-                          o.refs_level.copy(), o.served.copy(), out.refs if record else None)
+        return self.result(out.refs if record else None)
 
     def _arrays(self, addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid, vmid,
-                cpu, global_, node, table_nid) -> PathArrays:
+                cpu, global_, node, table_nid, tag=None, lines=None) -> PathArrays:
         cfg = self.config
         s1, s2 = cfg.stage1, cfg.stage2
         va = np.asarray(addresses)
@@ -635,7 +782,7 @@ class Path:
         for name, col in (("asid", tacc.asid), ("vmid", tacc.vmid)):
             if col.max(initial=0) >= 1 << 16:
                 raise ConfigError("must be below 65536 (16-bit ASIDs and VMIDs)", name)
-        node_a = _tlb._column("node", node, n, np.int32, 0)
+        node_a = _tlb.per_access_column("node", node, n, np.int32, 0)
         if node_a.min(initial=0) < 0 or node_a.max(initial=0) >= cfg.nodes:
             raise ConfigError(f"nodes must be in 0..{cfg.nodes - 1}", "node")
         if table_nid is None:
@@ -651,15 +798,28 @@ class Path:
                                   "table_nid")
             if tn.min() < 0 or tn.max() >= cfg.nodes:
                 raise ConfigError(f"nodes must be in 0..{cfg.nodes - 1}", "table_nid")
+        if tag is None:
+            if self.tags:
+                raise ConfigError(f"a path with {self.tags} tags needs a tag per access", "tag")
+            tag_a = np.zeros(1, np.int32)
+        else:
+            if not self.tags:
+                raise ConfigError("an untagged path (tags=0) takes no tag", "tag")
+            tag_a = _tlb.per_access_column("tag", tag, n, np.int32, 0)
+            if tag_a.min(initial=0) < 0 or tag_a.max(initial=0) >= self.tags:
+                raise ConfigError(f"tags must be in 0..{self.tags - 1}", "tag")
+        lines_a = _tlb.per_access_column("lines", 1 if lines is None else lines, n, np.int32, 1)
+        if lines_a.min(initial=0) < 0:
+            raise ConfigError("must be 0 or more lines", "lines")
         return PathArrays(va=tacc.va, pa=pa_a, flags=tacc.flags, shift=tacc.shift, leaf=leaf,
                           leaf2=leaf2, asid=tacc.asid, vmid=tacc.vmid, cpu=tacc.cpu,
-                          node=node_a, table_nid=tn)
+                          node=node_a, table_nid=tn, tag=tag_a, lines=lines_a)
 
 
 def _levels(name, value, n, g) -> np.ndarray:
     if g is None:
         return np.full(1, 3, np.int8)
-    a = _tlb._column(name, 3 if value is None else value, n, np.int8, 3)
+    a = _tlb.per_access_column(name, 3 if value is None else value, n, np.int8, 3)
     bad = np.setdiff1d(np.unique(a), np.asarray(g.leaf_levels, np.int8))
     if bad.size:
         raise ConfigError(f"levels {bad.tolist()} hold no leaf for {g.name}; leaf levels: "
@@ -675,8 +835,10 @@ def simulate_path(addresses, config: PathConfig, **per_access) -> PathResult:
     itself), ``leaf_level`` and ``cont`` (stage-1 leaf level and contiguous bit, from
     :meth:`kmm.pagetable.PageTable.translate_many`), ``s2_leaf_level`` and ``s2_cont``,
     ``asid``, ``vmid``, ``cpu``, ``global_``, ``node`` (node holding the data line),
-    ``table_nid`` (``[n, levels]`` table nodes for :attr:`TableNode.GIVEN`), ``record``
-    (keep per-access walk references in ``PathResult.refs``).
+    ``table_nid`` (``[n, levels]`` table nodes for :attr:`TableNode.GIVEN`), ``lines``
+    (consecutive lines read from ``pa``, default 1; 0 translates only), ``record`` (keep
+    per-access walk references in ``PathResult.refs``). For tags, use
+    ``Path(config, tags=n).run(..., tag=...)``.
     """
     return Path(config).run(addresses, **per_access)
 
@@ -715,7 +877,8 @@ def bench_simulate_path(n: int = 5_000_000, seed: int = 0, nodes: int = 2) -> di
             "walks": r.walk.walks, "refs": r.walk.refs}
 
 
-__all__ = ["TableNode", "WalkEvent", "PathConfig", "PathCosts", "PathResult", "Path",
+__all__ = ["TableNode", "WalkEvent", "TagEvent", "PathConfig", "PathOut", "PathArrays",
+           "REGIME_FIELDS", "MAX_REGIMES", "run_path", "PathCosts", "PathResult", "Path",
            "simulate_path", "walk_references", "nested_references", "geometry_row",
            "table_frame", "descriptor_pa", "WalkState", "stage1_walk", "stage2_walk",
            "bench_simulate_path", "bench_full_path", "bench_config"]

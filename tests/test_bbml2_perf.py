@@ -250,6 +250,17 @@ def test_path_ops_kernel_matches_twin(workload, policy):
     assert np.all(ev[:, E.WALK_READS_L1:E.WALK_READS_MEM + 1].sum(axis=1) >= ev[:, E.WALKS])
     assert np.all(ev[:, E.EL1_WALKS] <= ev[:, E.WALKS])
     assert np.all(ev[:, E.WALKS] <= ev[:, E.L1TLB_MISSES])
+    # the kernel-level entry point runs the same engine path loop
+    path = kwalk_path(cfg)
+    again = np.zeros_like(ev)
+    bp.path_ops_kernel(path.tlb_state, path.cache_state, path.walk_state, path.out,
+                       bp.op_touches(tr, lv, cfg.tlb), np.zeros((1, 1), np.int32), again)
+    assert again[:, cols].tolist() == ev[:, cols].tolist()
+
+
+def kwalk_path(cfg):
+    from kmm.walk import Path
+    return Path(cfg)
 
 
 # ---- the notebook's functions give the directions its explanations state --------------------

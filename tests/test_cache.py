@@ -97,10 +97,12 @@ def configs(draw):
     def level(max_sets):
         if draw(st.integers(0, 4)) == 0:
             return None
+        policy = draw(st.sampled_from(["lru", "fifo", "random", "tree_plru"]))
         ways = draw(st.integers(1, 4))
+        if policy == "tree_plru":  # a power of two
+            ways = 1 << (ways.bit_length() - 1)
         sets = 1 << draw(st.integers(0, max_sets))
-        return CacheLevelConfig(sets * ways * 64, ways,
-                                draw(st.sampled_from(["lru", "fifo", "random"])))
+        return CacheLevelConfig(sets * ways * 64, ways, policy)
     return CacheConfig(l1i=level(1), l1d=level(1), l2=level(2), llc=level(3),
                        walk_entry=draw(st.sampled_from(["l1d", "l2"])),
                        cpus=draw(st.integers(1, 3)), seed=draw(st.integers(0, 3)))

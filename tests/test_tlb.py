@@ -204,16 +204,18 @@ def test_fast_path_equals_general_kernel():
 
 
 # ---- kernel vs twin on random inputs ----------------------------------------------------
-POLICIES = st.sampled_from(["lru", "fifo", "random"])
+POLICIES = st.sampled_from(["lru", "fifo", "random", "tree_plru"])
 
 
 @st.composite
 def hierarchies(draw):
     def level(max_sets, max_ways):
+        policy = draw(POLICIES)
         ways = draw(st.integers(1, max_ways))
+        if policy == "tree_plru":  # a power of two
+            ways = 1 << (ways.bit_length() - 1)
         sets = 1 << draw(st.integers(0, max_sets))
-        return TLBLevelConfig(sets * ways, ways, draw(POLICIES),
-                              draw(st.sampled_from([None, 12, 16])))
+        return TLBLevelConfig(sets * ways, ways, policy, draw(st.sampled_from([None, 12, 16])))
     with_l1 = draw(st.booleans())
     l1i = level(1, 4) if with_l1 else None
     l1d = level(1, 4) if with_l1 else None

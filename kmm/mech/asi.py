@@ -77,13 +77,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import buddy as _buddy
-from .. import geometry as _geometry
-from .. import invalidate as _inv
-from .. import tlb as _tlb
-from ..sampling import latin_hypercube
-from .._jit import njit
+from .. import engine as eng
 from ..config import check_choice, check_float, check_int
+from ..engine import (FLAG_GLOBAL, HOST_VMID, KIND_LOAD, MT_MOVABLE, TLB_L1D, TLB_L1I, TLB_L2,
+                      alloc_block, convert_pageblock, entry_span, flush_kernel_range,
+                      free_block, njit, pool_pages, structure_entries, tlb_cpus, tlb_translate,
+                      xorshift64)
+from ..sampling import latin_hypercube
 from ..counters import Counters, new_counts
 from ..errors import ConfigError
 
@@ -271,9 +271,9 @@ class AsiConfig:
     granule: str = "4K"
     pool_bytes: int = 1 << 30
     cpus: int = 8
-    method: _inv.Method = _inv.Method.X86_IPI
+    method: eng.Method = eng.Method.X86_IPI
     costs: AsiCosts = field(default_factory=AsiCosts)
-    inval_costs: _inv.InvalidationCosts = field(default_factory=_inv.InvalidationCosts)
+    inval_costs: eng.InvalidationCosts = field(default_factory=eng.InvalidationCosts)
     target_free_mapped_pages: int = 0
     flush_rank: FlushRank = FlushRank.FAST_PATH
     zeroing: Zeroing = Zeroing.EAGER
@@ -292,7 +292,7 @@ class AsiConfig:
     def __post_init__(self):
         object.__setattr__(self, "policy", Policy(self.policy))
         object.__setattr__(self, "physmap", Physmap(self.physmap))
-        object.__setattr__(self, "method", _inv.Method(self.method))
+        object.__setattr__(self, "method", eng.Method(self.method))
         object.__setattr__(self, "flush_rank", FlushRank(self.flush_rank))
         object.__setattr__(self, "zeroing", Zeroing(self.zeroing))
         if not self.tracked:
@@ -301,7 +301,7 @@ class AsiConfig:
                 if getattr(self, name) != default:
                     raise ConfigError("applies to the tracked policies (2, 3) only", name)
         check_int("reclaim_batch_pages", self.reclaim_batch_pages, lo=1)
-        check_choice("granule", self.granule, _geometry.GRANULES)
+        check_choice("granule", self.granule, eng.GRANULES)
         check_int("pool_bytes", self.pool_bytes, lo=1)
         check_int("cpus", self.cpus, lo=1, hi=1024)
         check_int("target_free_mapped_pages", self.target_free_mapped_pages, lo=0)
@@ -316,34 +316,34 @@ class AsiConfig:
 
     @property
     def geometry(self):
-        return _geometry.arm64(self.granule, 48)
+        return eng.arm64(self.granule, 48)
 
     @property
     def tracked(self) -> bool:
         """Sensitivity tracked in the migratetype (policies 2 and 3)."""
         return self.policy in (Policy.TRACKED, Policy.TRACKED_TARGET)
 
-    def buddy_config(self) -> _buddy.BuddyConfig:
+    def buddy_config(self) -> eng.BuddyConfig:
         g = self.geometry
         mo = g.max_page_order if self.max_order is None else self.max_order
         pb = g.pageblock_order if self.pageblock_order is None else self.pageblock_order
         if self.pool_bytes % g.page_bytes:
             raise ConfigError(f"must be a multiple of the {g.page_bytes}-byte page", "pool_bytes")
-        table = tracked_migrate_table() if self.tracked else _buddy.kernel_migrate_table()
+        table = tracked_migrate_table() if self.tracked else eng.kernel_migrate_table()
         # boot: every pageblock MOVABLE; with tracked sensitivity, MOVABLE-sensitive (unmapped)
-        return _buddy.BuddyConfig(pool_pages=self.pool_bytes >> g.page_shift, max_order=mo,
+        return eng.BuddyConfig(pool_pages=self.pool_bytes >> g.page_shift, max_order=mo,
                                   pageblock_order=pb, table=table,
-                                  initial_type=int(_buddy.MigrateType.MOVABLE))
+                                  initial_type=int(eng.MigrateType.MOVABLE))
 
 
-def tracked_migrate_table() -> _buddy.MigrateTable:
+def tracked_migrate_table() -> eng.MigrateTable:
     """Migratetypes x sensitivity: codes 0-2 sensitive (unmovable, movable, reclaimable),
     3-5 nonsensitive. Each type falls back within its sensitivity as the kernel's
     ``fallbacks[]`` does, then to its own mobility of the other sensitivity, then to that
     sensitivity's fallbacks. Code 6 (:data:`MT_ISOLATE`) is ``MIGRATE_ISOLATE``: no type
     falls back to it and it never merges with another type above the pageblock; a pageblock
     holds it only while compaction empties a range of it."""
-    k = _buddy.kernel_migrate_table()
+    k = eng.kernel_migrate_table()
     names, mob, fb = [], [], []
     for sens in (0, 1):
         off = 3 * sens
@@ -354,9 +354,9 @@ def tracked_migrate_table() -> _buddy.MigrateTable:
             fb.append(tuple(off + f for f in k.fallbacks[m]) + (other + m,)
                       + tuple(other + f for f in k.fallbacks[m]))
     names.append("isolate")
-    mob.append(int(_buddy.MigrateType.MOVABLE))
+    mob.append(int(eng.MigrateType.MOVABLE))
     fb.append(())
-    return _buddy.MigrateTable(names=tuple(names), mobility=tuple(mob), fallbacks=tuple(fb),
+    return eng.MigrateTable(names=tuple(names), mobility=tuple(mob), fallbacks=tuple(fb),
                                mergeable=(True,) * 6 + (False,))
 
 
@@ -404,7 +404,7 @@ class AsiState(NamedTuple):
     scratch: np.ndarray     # int64[...]: copy of the buddy conversion log
     tcounts: np.ndarray     # int64[len(TLBEvent)]
     counts: np.ndarray      # int64[len(AsiEvent)]
-    own: _buddy.BuddyState  # the buddy state (same arrays) with own_sensitivity_fallbacks
+    own: eng.BuddyState  # the buddy state (same arrays) with own_sensitivity_fallbacks
 
 
 class Workload(NamedTuple):
@@ -591,7 +591,7 @@ def _unmap_range(bst, ast, pfn, n, upd):
 def _shootdown(tst, ist, ast, cpu, lo, hi):
     """One kernel-range shootdown of pfns [lo, hi) of the restricted physmap."""
     sh = ast.params[_P_PAGE_SHIFT]
-    ns = _inv.flush_range(tst, ist, cpu, lo << sh, hi << sh, sh, -1, 0, 1)
+    ns = flush_kernel_range(tst, ist, cpu, lo << sh, hi << sh, sh)
     ast.counts[AsiEvent.FLUSHES] += 1
     ast.counts[AsiEvent.FLUSH_NS] += ns
     return ns
@@ -603,7 +603,7 @@ def _touch(tst, ast, cpu, pfn):
     sh = ast.params[_P_PAGE_SHIFT]
     r = pfn >> ast.params[_P_PB_ORDER]
     shift = sh + ast.params[_P_PB_ORDER] if ast.region[r] == _R_BLOCK else sh
-    _tlb.tlb_translate(tst, cpu, pfn << sh, 4, shift, 0, 0, ast.tcounts)  # 4 = FLAG_GLOBAL
+    tlb_translate(tst, cpu, pfn << sh, KIND_LOAD | FLAG_GLOBAL, shift, 0, HOST_VMID, ast.tcounts)
     ast.counts[AsiEvent.TOUCHES] += 1
 
 
@@ -652,7 +652,7 @@ def _drain_queue(bst, tst, ist, ast, cpu):
     if qn == 0:
         return 0, 0
     ns = ast.cost[_C_WAKE]
-    lo = bst.params[_buddy._P_NPAGES]
+    lo = pool_pages(bst)
     hi = -1
     pages = 0
     for i in range(qn):
@@ -669,7 +669,7 @@ def _drain_queue(bst, tst, ist, ast, cpu):
         o = ast.queue[i, 1]
         for p in range(pfn, pfn + (np.int64(1) << o)):
             bst.flags[p] &= ~F_QUEUED
-        _buddy.free_block(bst, pfn, o)
+        free_block(bst, pfn, o)
         ns += ast.cost[_C_FREE]
     ast.params[_P_QN] = 0
     ast.params[_P_QPAGES] = 0
@@ -720,7 +720,7 @@ def _target_worker(bst, tst, ist, ast, cpu):
     pb = ast.params[_P_PB_ORDER]
     npb = bst.pb_mt.shape[0]
     ns = ast.cost[_C_WAKE]
-    lo = bst.params[_buddy._P_NPAGES]
+    lo = pool_pages(bst)
     hi = -1
     pages = 0
     while ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
@@ -734,7 +734,7 @@ def _target_worker(bst, tst, ist, ast, cpu):
                     best = b
         if best < 0:
             break
-        _buddy.convert_pageblock(bst, best, bst.pb_mt[best] - 3)
+        convert_pageblock(bst, best, bst.pb_mt[best] - 3)
         ast.counts[AsiEvent.TARGET_CONVERSIONS] += 1
         base = best << pb
         end = base + (np.int64(1) << pb)
@@ -760,7 +760,7 @@ def _convert_after_alloc(bst, ast):
         ast.scratch[i] = bst.ev[i]
     pb = ast.params[_P_PB_ORDER]
     ns = 0
-    lo = bst.params[_buddy._P_NPAGES]
+    lo = pool_pages(bst)
     hi = -1
     for j in range(nconv):
         b = ast.scratch[1 + 2 * j]
@@ -812,7 +812,7 @@ def _compactable(bst, ast, s, size):
         n = np.int64(1) << a
         mt = bst.alloc_mt[p]
         if (p + n > end or not bst.flags[p] & F_SENS or mt < 0
-                or bst.mobility[mt] != _buddy.MigrateType.MOVABLE or ast.owner[p] < 0):
+                or bst.mobility[mt] != MT_MOVABLE or ast.owner[p] < 0):
             return -1
         m += n
         p += n
@@ -846,7 +846,7 @@ def _compact(bst, tst, ist, ast, order, cpu):
         return 0, False
     b = best >> pb
     old = bst.pb_mt[b]
-    _buddy.convert_pageblock(bst, b, MT_ISOLATE)
+    convert_pageblock(bst, b, MT_ISOLATE)
     ns = 0
     moved = 0
     ok = True
@@ -857,7 +857,7 @@ def _compact(bst, tst, ist, ast, order, cpu):
             p += 1
             continue
         n = np.int64(1) << a
-        dst = _buddy.alloc_block(ast.own, np.int64(a), np.int64(bst.alloc_mt[p]))
+        dst = alloc_block(ast.own, np.int64(a), np.int64(bst.alloc_mt[p]))
         if dst < 0:
             ok = False
             break
@@ -868,10 +868,10 @@ def _compact(bst, tst, ist, ast, order, cpu):
         ast.owner[dst] = ident
         ast.owner[p] = -1
         ast.live[ident, _L_PFN] = dst
-        _buddy.free_block(bst, p, a)
+        free_block(bst, p, a)
         moved += n
         p += n
-    _buddy.convert_pageblock(bst, b, old)
+    convert_pageblock(bst, b, old)
     mns = moved * ast.cost[_C_MIGRATE]
     ast.counts[AsiEvent.PAGES_MIGRATED] += moved
     ast.counts[AsiEvent.MIGRATE_NS] += mns
@@ -889,11 +889,11 @@ def _release(bst, tst, ist, ast, ident, sens, cpu, t):
     ast.owner[pfn] = -1
     ast.live[ident, _L_PFN] = -1
     if policy == 0:
-        _buddy.free_block(bst, pfn, order)
+        free_block(bst, pfn, order)
     elif sens:
         for p in range(pfn, pfn + n):
             bst.flags[p] = (bst.flags[p] & ~F_SENS) | F_DIRTY
-        _buddy.free_block(bst, pfn, order)
+        free_block(bst, pfn, order)
     else:
         _ns_remove(ast, ident)
         if policy == 1:
@@ -910,9 +910,9 @@ def _release(bst, tst, ist, ast, ident, sens, cpu, t):
             s = _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
             _burst(ast, t, u + s, BurstSource.FREE_FLUSH, k)
             lat += u + s
-            _buddy.free_block(bst, pfn, order)
+            free_block(bst, pfn, order)
         else:
-            _buddy.free_block(bst, pfn, order)
+            free_block(bst, pfn, order)
             ast.params[_P_FREE_MAPPED] += n
     return lat
 
@@ -950,7 +950,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
     ns = 0
     for step in range(3):
         if step == flush_at:
-            pfn = _buddy.alloc_block(bst, order, mt)  # the full fallbacks: convert, unmap
+            pfn = alloc_block(bst, order, mt)  # the full fallbacks: convert, unmap
             if pfn >= 0:
                 ast.counts[AsiEvent.SLOW_FLUSH_ALLOCS] += 1
                 return pfn, ns
@@ -962,7 +962,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
             if c > 0:
                 _burst(ast, t, c, BurstSource.COMPACTION, 0)
             if ok:
-                pfn = _buddy.alloc_block(ast.own, order, mt)
+                pfn = alloc_block(ast.own, order, mt)
                 if pfn >= 0:
                     ast.counts[AsiEvent.COMPACT_ALLOCS] += 1
                     return pfn, ns
@@ -976,7 +976,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
                     break
                 rns += c
                 rpages += pages
-                pfn = _buddy.alloc_block(ast.own, order, mt)
+                pfn = alloc_block(ast.own, order, mt)
                 if pfn >= 0:
                     break
             if rpages > 0:
@@ -1003,19 +1003,19 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     if ident >= ast.params[_P_MAXID]:
         ast.params[_P_MAXID] = ident + 1
     if tracked and sens and ast.params[_P_RANK] != 0:
-        pfn = _buddy.alloc_block(ast.own, order, mt)
+        pfn = alloc_block(ast.own, order, mt)
         if pfn < 0:
             pfn, s = _slowpath(bst, tst, ist, ast, order, mt, cpu, t)
             lat += s
     else:
-        pfn = _buddy.alloc_block(bst, order, mt)
+        pfn = alloc_block(bst, order, mt)
     if pfn < 0 and (policy == 1 or policy == 4) and ast.params[_P_QN] > 0:
         w, pages = _drain_queue(bst, tst, ist, ast, cpu)
         ast.counts[AsiEvent.RECLAIM_WAITS] += 1
         ast.counts[AsiEvent.RECLAIM_WAIT_NS] += w
         _burst(ast, t, w, BurstSource.RECLAIM, pages)
         lat += w
-        pfn = _buddy.alloc_block(bst, order, mt)
+        pfn = alloc_block(bst, order, mt)
     if pfn < 0:
         ast.counts[AsiEvent.ALLOC_FAILURES] += 1
         ast.lat[ident] = -1
@@ -1035,7 +1035,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
         return lat
     nconv = 0
     c = 0
-    lo = bst.params[_buddy._P_NPAGES]
+    lo = pool_pages(bst)
     hi = -1
     if tracked and bst.ev[0] > 0:
         nconv = bst.ev[0]
@@ -1095,7 +1095,7 @@ def check_invariant(bst, tst, ast):
     by any CPU's TLB entry, and pages marked for deferred zeroing that are not marked as
     holding sensitive data; returns the number of violations found."""
     bad = 0
-    npages = bst.params[_buddy._P_NPAGES]
+    npages = pool_pages(bst)
     for p in range(npages):
         f = bst.flags[p]
         if (f & _NOT_CLEAN) and (f & F_MAPPED):
@@ -1103,19 +1103,14 @@ def check_invariant(bst, tst, ast):
         elif (f & F_ZERO_DEFERRED) and not (f & F_DIRTY):
             bad += 1
     sh = ast.params[_P_PAGE_SHIFT]
-    geo = tst.geo
-    ent = tst.ent
-    for c in range(ent.shape[0]):
-        for s in range(3):  # L1I, L1D, L2
-            if geo[s, 0] == 0:
-                continue
-            b = geo[s, 2]
-            for e in range(b, b + geo[s, 0] * geo[s, 1]):
-                key = ent[c, 0, e]
-                if key == 0:
+    for c in range(tlb_cpus(tst)):
+        for s in (TLB_L1I, TLB_L1D, TLB_L2):
+            first, end = structure_entries(tst, s)
+            for e in range(first, end):
+                va, ps = entry_span(tst, c, e)
+                if ps < 0:
                     continue
-                ps = key & 63
-                lo = ((key >> 6) << ps) >> sh
+                lo = va >> sh
                 hi = lo + (np.int64(1) << (ps - sh)) if ps >= sh else lo + 1
                 for p in range(max(lo, 0), min(hi, npages)):
                     if bst.flags[p] & _NOT_CLEAN:
@@ -1133,14 +1128,6 @@ def _mixed_pageblocks(ast):
         if m > 0 and m < full:
             k += 1
     return k
-
-
-@_kernel
-def _xorshift(x):
-    x ^= (x << np.uint64(13))
-    x ^= (x >> np.uint64(7))
-    x ^= (x << np.uint64(17))
-    return x
 
 
 @_kernel
@@ -1162,7 +1149,7 @@ def run_stream(bst, tst, ist, ast, wl):
                 nl = ast.params[_P_NS_N]
                 if nl == 0:
                     break
-                x = _xorshift(x)
+                x = xorshift64(x)
                 ident = ast.ns_list[np.int64(x % np.uint64(nl))]
                 c = np.int64((x >> np.uint64(40)) % np.uint64(cpus))
                 pages = np.int64(1) << ast.live[ident, 1]
@@ -1384,11 +1371,11 @@ def build(config: AsiConfig, workload: Workload):
     npb = bcfg.pageblocks
     bpl = g.bits_per_level
     nupper = (npb >> bpl) + 1
-    tcfg = _tlb.TLBConfig(l2=_tlb.TLBLevelConfig(config.tlb_entries, config.tlb_ways),
+    tcfg = eng.TLBConfig(l2=eng.TLBLevelConfig(config.tlb_entries, config.tlb_ways),
                           page_shifts=(g.page_shift, g.page_shift + bcfg.pageblock_order),
                           cpus=config.cpus)
     tst = tcfg.to_state()
-    icfg = _inv.InvalidationConfig(method=config.method, cpus=config.cpus,
+    icfg = eng.InvalidationConfig(method=config.method, cpus=config.cpus,
                                    page_shift=g.page_shift, costs=config.inval_costs)
     ist = icfg.build()
     ist.mm_mask[:] = 1
@@ -1436,7 +1423,7 @@ def build(config: AsiConfig, workload: Workload):
                    lat=np.full(max(allocs, 1), -2, np.int64),
                    bursts=np.zeros((workload.kind.shape[0] + 1 + slow_bursts, 4), np.int64),
                    scratch=np.zeros(bst.ev.shape[0], np.int64),
-                   tcounts=np.zeros(len(_tlb.TLBEvent), np.int64),
+                   tcounts=np.zeros(len(eng.TLBEvent), np.int64),
                    counts=new_counts(AsiEvent),
                    own=bst._replace(fallbacks=own_sensitivity_fallbacks(bst.fallbacks))
                    if config.tracked else bst)
@@ -1458,9 +1445,9 @@ def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
     lat = ast.lat[ast.lat >= 0]
     nb = int(ast.params[_P_NBURST])
     return AsiRun(config=config, counts=Counters(AsiEvent, ast.counts.copy()),
-                  inval=Counters(_inv.InvalEvent, ist.counts.copy()),
-                  buddy=Counters(_buddy.BuddyEvent, bst.counts.copy()),
-                  tlb=Counters(_tlb.TLBEvent, ast.tcounts.copy()),
+                  inval=Counters(eng.InvalEvent, ist.counts.copy()),
+                  buddy=Counters(eng.BuddyEvent, bst.counts.copy()),
+                  tlb=Counters(eng.TLBEvent, ast.tcounts.copy()),
                   lat_ns=lat.copy(), bursts=ast.bursts[:nb].copy(),
                   pt_pages_boot=int(ast.counts[AsiEvent.PT_PAGES_BOOT]),
                   deferred_pending=int(((bst.flags & F_ZERO_DEFERRED) != 0).sum()))
@@ -1485,8 +1472,8 @@ DEFAULTS: dict = {
     "slowpath_pressures": [0.3, 0.6], "slowpath_cost_points": 2,
 }
 
-_METHODS = {"x86_ipi": _inv.Method.X86_IPI, "x86_invlpgb": _inv.Method.X86_INVLPGB,
-            "arm64_tlbi": _inv.Method.ARM64_TLBI}
+_METHODS = {"x86_ipi": eng.Method.X86_IPI, "x86_invlpgb": eng.Method.X86_INVLPGB,
+            "arm64_tlbi": eng.Method.ARM64_TLBI}
 _PHYSMAPS = {"on_demand": Physmap.ON_DEMAND, "synced": Physmap.SYNCED,
              "synced_blocks": Physmap.SYNCED_BLOCKS}
 POLICY_NAMES = {Policy.NONE: "0 no ASI", Policy.RFC: "1 RFC", Policy.TRACKED: "2 tracked",
@@ -1557,7 +1544,7 @@ def params_from(namespace: dict) -> dict:
 def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
     """The :class:`AsiConfig` of parameters ``p`` for ``policy`` (``over`` replaces fields)."""
     costs = AsiCosts(**{k: float(p[k]) for k in _ASI_COSTS})
-    inv_costs = _inv.InvalidationCosts(**{k: float(p[k]) for k in _INV_COSTS})
+    inv_costs = eng.InvalidationCosts(**{k: float(p[k]) for k in _INV_COSTS})
     kw = dict(policy=policy, physmap=_PHYSMAPS[p["physmap"]], granule=p["granule"],
               pool_bytes=int(p["pool_mib"]) << 20, cpus=int(p["cpus"]),
               method=_METHODS[p["method"]], costs=costs, inval_costs=inv_costs,
@@ -1686,7 +1673,7 @@ def granule_sweep(p: dict):
     (pageblocks of 2, 32 and 512 MiB) over a pool of ``granule_pool_mib``."""
     import polars as pl
     rows = []
-    for gran in _geometry.GRANULES:
+    for gran in eng.GRANULES:
         q = {**p, "granule": gran, "pool_mib": int(p["granule_pool_mib"])}
         cfg0 = config_for(q, Policy.RFC)
         wl = workload_for(q, "mixed", cfg0, int(p["granule_allocs"]))

@@ -40,13 +40,11 @@ from enum import IntEnum
 
 import numpy as np
 
-from .. import geometry as geom
-from .._jit import njit
+from .. import engine as eng
 from ..config import check_float, check_int, check_pow2
+from ..engine import (F_ATTR, F_SIZE, F_VA, OP_SET_PERM, GiB, KiB, MiB, PageTable, Paint, Perm,
+                      PermSplit, PtEvent, attr_cont, attr_level, encode_ops, njit)
 from ..errors import ConfigError
-from ..geometry import GiB, KiB, MiB
-from ..pagetable import (A_CONT_SHIFT, F_ATTR, F_SIZE, OP_SET_PERM, Paint, PageTable, Perm,
-                         PermSplit, PtEvent, encode_ops)
 
 MEMSTART_ALIGN = {"4K": GiB, "16K": GiB, "64K": 512 * MiB}
 VA_BITS = 48
@@ -93,7 +91,7 @@ class MemoryMap:
     kfence_pool_bytes: int = 0
 
     def __post_init__(self):
-        g = geom.arm64(self.granule, VA_BITS)  # validates the granule
+        g = eng.arm64(self.granule, VA_BITS)  # validates the granule
         page = g.page_bytes
         check_int("banks", self.banks, 1, 64)
         ram = check_int("ram_bytes", self.ram_bytes, 1)
@@ -118,8 +116,8 @@ class MemoryMap:
             raise ConfigError("memory map exceeds the linear map's VA range", "ram_bytes")
 
     @property
-    def geometry(self) -> geom.Geometry:
-        return geom.arm64(self.granule, VA_BITS)
+    def geometry(self) -> eng.Geometry:
+        return eng.arm64(self.granule, VA_BITS)
 
     def _carve(self) -> int:
         per_bank = self.nomap_bytes // self.banks
@@ -201,7 +199,7 @@ def memory_map_from_memtotal(installed_bytes: int, memtotal_bytes: int, *, granu
     ``other_reserved_bytes`` (crash kernel, firmware tables, early allocations). Solving for
     the mapped DRAM gives the firmware carve-out ``installed - mapped`` (``nomap_bytes``).
     """
-    page = geom.arm64(granule, VA_BITS).page_bytes
+    page = eng.arm64(granule, VA_BITS).page_bytes
     frac = STRUCT_PAGE_BYTES / page
     fixed = memtotal_bytes + kernel_image_bytes + other_reserved_bytes
     mapped = installed_bytes
@@ -350,8 +348,8 @@ def map_stats(pt: PageTable) -> dict[str, int]:
     :meth:`PageTable.tlb_entries` compute them."""
     a = pt.extents_array()
     g = pt.geometry
-    level = (a[:, F_ATTR] & 7) - 1
-    cont = ((a[:, F_ATTR] >> A_CONT_SHIFT) & 1).astype(bool)
+    level = attr_level(a[:, F_ATTR])
+    cont = attr_cont(a[:, F_ATTR]).astype(bool)
     leaf = np.zeros(a.shape[0], dtype=np.int64)
     unit = np.zeros(a.shape[0], dtype=np.int64)
     for lv in g.leaf_levels:
@@ -525,14 +523,14 @@ def leaf_span(pt: PageTable, va: int) -> tuple[int, int]:
     holding ``va``: the leaf itself, or its whole contiguous range (``CONT`` entries are
     invalidated as a group)."""
     ex = pt.extents_array()
-    i = int(np.searchsorted(ex[:, 0], va, side="right")) - 1
-    if i < 0 or va >= ex[i, 0] + ex[i, F_SIZE]:
+    i = int(np.searchsorted(ex[:, F_VA], va, side="right")) - 1
+    if i < 0 or va >= ex[i, F_VA] + ex[i, F_SIZE]:
         raise ConfigError(f"{va:#x} is not mapped", "va")
     attr = int(ex[i, F_ATTR])
-    level = (attr & 7) - 1
+    level = int(attr_level(attr))
     g = pt.geometry
-    unit = g.cont_bytes(level) if (attr >> A_CONT_SHIFT) & 1 else g.leaf_bytes(level)
-    start = int(ex[i, 0]) + (va - int(ex[i, 0])) // unit * unit
+    unit = g.cont_bytes(level) if attr_cont(attr) else g.leaf_bytes(level)
+    start = int(ex[i, F_VA]) + (va - int(ex[i, F_VA])) // unit * unit
     return start, unit
 
 
@@ -613,7 +611,7 @@ def vmalloc_map(sizes_bytes, huge: bool, seed: int, *, granule: str = "4K",
     order-0 pages. Physical pages are drawn uniformly over ``phys_bytes`` (a fragmented
     allocator never hands out neighbours); the engine paints each piece with the largest
     leaves its alignment allows."""
-    g = geom.arm64(granule, VA_BITS)
+    g = eng.arm64(granule, VA_BITS)
     page, pmd = g.page_bytes, g.block_bytes[2]
     cont = g.cont_pte_bytes
     rng = np.random.default_rng(seed)

@@ -96,9 +96,10 @@ ramdisk page), ``THREAD_SIZE`` is a page when pages exceed 16 KiB, vmemmap uses 
 
 From events to the claims
 -------------------------
-:func:`path_ops_kernel` runs every touch of one core through the engine's kernels
-(``kmm.tlb.tlb_translate``, ``kmm.walk.stage1_walk`` with its walk cache and table frames,
-``kmm.cache.cache_access``) and counts :class:`OpEvent` per operation. Cycles per operation
+:func:`simulate_events` runs every touch of one core through the engine's full path
+(:class:`kmm.walk.Path`: TLBs, ``stage1_walk`` with its walk cache and table frames, the line
+caches), each touch tagged by its operation and class, and folds the path's counters per
+tag into :class:`OpEvent` per operation (:func:`op_events`). Cycles per operation
 (:func:`op_cycles`) = instructions x ``cpi_base`` + L1 TLB misses x ``l2_tlb_hit_cycles`` +
 every walk's descriptor reads at the latency of the level that served them (dependent,
 charged in full) + the first line of each data touch at its latency / ``scatter_mlp`` + the
@@ -129,15 +130,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import geometry as geom
-from .._jit import njit
+from .. import engine as eng
 from ..config import check_float, check_int
+from ..engine import (KIND_IFETCH, OP_SET_PERM, PageTable, Paint, Perm, PermSplit, TagEvent,
+                      attr_cont, attr_level, encode_ops, njit)
 from ..errors import ConfigError
-from ..cache import cache_access
 from ..sampling import latin_hypercube
-from ..pagetable import OP_SET_PERM, PageTable, Paint, Perm, PermSplit, encode_ops
-from ..tlb import tlb_translate
-from ..walk import stage1_walk
 from .bbml2 import POLICY_NAMES, MemoryMap, build_linear_map
 from .bbml2 import LinearMapPolicy as Policy
 
@@ -239,7 +237,7 @@ class KernelLayout:
         check_int("boot_used_bytes", self.boot_used_bytes, lo=0, hi=self.ram_bytes // 2)
         if self.va_bits != 48:
             raise ConfigError("the kernel layout models a 48-bit VA", "va_bits")
-        page = geom.arm64(self.granule, self.va_bits).page_bytes  # validates the granule
+        page = eng.arm64(self.granule, self.va_bits).page_bytes  # validates the granule
         for name in ("image_text_bytes", "image_pa_offset_bytes"):
             if getattr(self, name) % page or getattr(self, name) < 0:
                 raise ConfigError(f"must be a multiple of the {self.granule} page", name)
@@ -263,8 +261,8 @@ class KernelLayout:
         return (1 << 64) - (1 << (self.va_bits - shift))
 
     @property
-    def geometry(self) -> geom.Geometry:
-        return geom.arm64(self.granule, self.va_bits)
+    def geometry(self) -> eng.Geometry:
+        return eng.arm64(self.granule, self.va_bits)
 
     @property
     def memstart_bytes(self) -> int:
@@ -1038,14 +1036,13 @@ class TlbSpec:
 
     def tlb_config(self, layout: KernelLayout):
         """The :class:`kmm.tlb.TLBConfig` of one core (the one conversion to the engine)."""
-        from .. import tlb
         cap = self.max_entry_shift
-        l1i = tlb.TLBLevelConfig(self.l1i_entries, self.l1i_entries, max_page_shift=cap)
-        l1d = tlb.TLBLevelConfig(self.l1d_entries, self.l1d_entries, max_page_shift=cap)
-        l2 = tlb.TLBLevelConfig(self.l2_entries, self.l2_ways, max_page_shift=cap)
-        wc = (tlb.TLBLevelConfig(self.walk_cache_entries, min(4, self.walk_cache_entries))
+        l1i = eng.TLBLevelConfig(self.l1i_entries, self.l1i_entries, max_page_shift=cap)
+        l1d = eng.TLBLevelConfig(self.l1d_entries, self.l1d_entries, max_page_shift=cap)
+        l2 = eng.TLBLevelConfig(self.l2_entries, self.l2_ways, max_page_shift=cap)
+        wc = (eng.TLBLevelConfig(self.walk_cache_entries, min(4, self.walk_cache_entries))
               if self.walk_cache_entries else None)
-        cfg = tlb.TLBConfig(l1i=l1i, l1d=l1d, l2=l2, walk_cache=wc,
+        cfg = eng.TLBConfig(l1i=l1i, l1d=l1d, l2=l2, walk_cache=wc,
                             honour_cont=self.honour_cont)
         return cfg.with_geometry(layout.geometry)
 
@@ -1060,7 +1057,7 @@ class Leaves(NamedTuple):
     cont_shift: np.ndarray
 
 
-def _shift_tables(g: geom.Geometry) -> tuple[np.ndarray, np.ndarray]:
+def _shift_tables(g: eng.Geometry) -> tuple[np.ndarray, np.ndarray]:
     """log2 leaf bytes and log2 contiguous-range bytes, indexed by level + 1."""
     leaf = np.zeros(5, np.int64)
     cont = np.zeros(5, np.int64)
@@ -1096,9 +1093,8 @@ def tlb_outcomes(trace: Trace, leaves: Leaves, spec: TlbSpec, layout: KernelLayo
     Returns ``(outcome, counters)``: per touch 0 (L1 hit), 1 (L2 hit) or 2 (walk), and the
     engine's counters over the whole trace.
     """
-    from .. import tlb
     cfg = spec.tlb_config(layout)
-    t = tlb.TLB(cfg)
+    t = eng.TLB(cfg)
     user = trace.region == Region.USER
     counts = t.run(trace.va, record=True, kind=trace.kind, page_shift=leaves.page_shift,
                    cont_shift=leaves.cont_shift, asid=np.where(user, USER_ASID, 0),
@@ -1238,11 +1234,10 @@ class CacheSpec:
 
     def cache_config(self):
         """The :class:`kmm.cache.CacheConfig` of one core (walker reads enter at L2)."""
-        from .. import cache
-        return cache.CacheConfig(l1i=cache.CacheLevelConfig(self.l1i_bytes, self.l1_ways),
-                                 l1d=cache.CacheLevelConfig(self.l1d_bytes, self.l1_ways),
-                                 l2=cache.CacheLevelConfig(self.l2_bytes, self.l2_ways),
-                                 llc=cache.CacheLevelConfig(self.llc_share_bytes, self.llc_ways))
+        return eng.CacheConfig(l1i=eng.CacheLevelConfig(self.l1i_bytes, self.l1_ways),
+                               l1d=eng.CacheLevelConfig(self.l1d_bytes, self.l1_ways),
+                               l2=eng.CacheLevelConfig(self.l2_bytes, self.l2_ways),
+                               llc=eng.CacheLevelConfig(self.llc_share_bytes, self.llc_ways))
 
 
 class OpTouches(NamedTuple):
@@ -1265,70 +1260,68 @@ class OpTouches(NamedTuple):
 _CLS_EL1, _CLS_LINEAR = 1, 2
 
 
-@njit
+#: Tag of a touch on the engine's path: ``op * N_CLASSES + cls`` (``cls`` bit 0: EL1, bit 1:
+#: linear map), so :class:`kmm.walk.TagEvent` counters come back per operation and class.
+N_CLASSES = 4
+
+
+def op_events(by_tag: np.ndarray, n_ops: int) -> np.ndarray:
+    """Per-operation :class:`OpEvent` counters (all but the instruction counts) from the
+    path's counters per tag ``op * N_CLASSES + cls``."""
+    T = TagEvent
+    b = np.asarray(by_tag, np.int64).reshape(n_ops, N_CLASSES, len(T))
+    el1 = [c for c in range(N_CLASSES) if c & _CLS_EL1]
+    linear = [c for c in range(N_CLASSES) if c & _CLS_LINEAR]
+    ev = np.zeros((n_ops, len(OpEvent)), np.int64)
+    E = OpEvent
+    ev[:, E.TOUCHES] = b[:, :, T.ACCESSES].sum(1)
+    ev[:, E.L1TLB_MISSES] = b[:, :, T.L1_TLB_MISSES].sum(1)
+    ev[:, E.EL1_L1TLB_MISSES] = b[:, el1, T.L1_TLB_MISSES].sum(1)
+    ev[:, E.WALKS] = b[:, :, T.WALKS].sum(1)
+    ev[:, E.EL1_WALKS] = b[:, el1, T.WALKS].sum(1)
+    ev[:, E.LINEAR_WALKS] = b[:, linear, T.WALKS].sum(1)
+    for k in range(4):  # served by L1, L2, LLC, memory
+        ev[:, E.WALK_READS_L1 + k] = b[:, :, T.WALK_READS_L1 + k].sum(1)
+    for k in range(3):  # L1 line hits are part of the base CPI
+        ev[:, E.FIRST_L2 + k] = b[:, :, T.FIRST_L2 + k].sum(1)
+        ev[:, E.REST_L2 + k] = b[:, :, T.REST_L2 + k].sum(1)
+    return ev
+
+
 def path_ops_kernel(tst, cst, ws, out, t, tn, ev):
-    """Run every touch of ``t`` on CPU 0 through the engine's path (``kmm.tlb``
-    ``tlb_translate``, ``kmm.walk`` ``stage1_walk``, ``kmm.cache`` ``cache_access``) and
-    count :class:`OpEvent` per operation into ``ev`` (int64 ``[ops, events]``).
+    """Run every touch of ``t`` on CPU 0 through the engine's path kernel
+    (:func:`kmm.walk.run_path`, tagged by operation and class) and add the :class:`OpEvent`
+    counts per operation into ``ev`` (int64 ``[ops, events]``).
 
     One TLB lookup per touch; a walk's descriptor reads are counted by the level that served
     them; every data line of the touch then reads through the caches (instruction lines are
-    not simulated in the line caches).
+    not simulated in the line caches). :func:`simulate_events` does the same through
+    :class:`kmm.walk.Path`; this keeps the earlier kernel-level entry point.
     """
-    kind_mask = np.uint8(3)
-    for i in range(t.va.shape[0]):
-        o = t.op[i]
-        el1 = (t.cls[i] & _CLS_EL1) != 0
-        ev[o, OpEvent.TOUCHES] += 1
-        r = tlb_translate(tst, 0, t.va[i], t.flags[i], np.int64(t.shift[i]),
-                          np.int64(t.asid[i]), 0, out.tlb)
-        if r >= 1:
-            ev[o, OpEvent.L1TLB_MISSES] += 1
-            if el1:
-                ev[o, OpEvent.EL1_L1TLB_MISSES] += 1
-        if r == 2:
-            ev[o, OpEvent.WALKS] += 1
-            if el1:
-                ev[o, OpEvent.EL1_WALKS] += 1
-            if (t.cls[i] & _CLS_LINEAR) != 0:
-                ev[o, OpEvent.LINEAR_WALKS] += 1
-            s0 = out.served[2, 0]
-            s1 = out.served[2, 1]
-            s2 = out.served[2, 2]
-            s3 = out.served[2, 3]
-            glob = (t.flags[i] & np.uint8(4)) != 0
-            stage1_walk(tst, cst, ws, out, 0, t.va[i], t.leaf[i], np.int64(t.asid[i]), 0,
-                        glob, 0, 0, tn, i)
-            ev[o, OpEvent.WALK_READS_L1] += out.served[2, 0] - s0
-            ev[o, OpEvent.WALK_READS_L2] += out.served[2, 1] - s1
-            ev[o, OpEvent.WALK_READS_LLC] += out.served[2, 2] - s2
-            ev[o, OpEvent.WALK_READS_MEM] += out.served[2, 3] - s3
-        if (t.flags[i] & kind_mask) == 2:
-            continue
-        for j in range(t.lines[i]):
-            s = cache_access(cst, 0, t.pa[i] + 64 * j, 1, 0, 0, out.cache, out.mem)
-            out.served[1, s] += 1
-            if s == 0:
-                continue
-            if j == 0:
-                ev[o, OpEvent.FIRST_L2 + s - 1] += 1
-            else:
-                ev[o, OpEvent.REST_L2 + s - 1] += 1
+    n_ops = ev.shape[0]
+    tag = (t.op * N_CLASSES + t.cls).astype(np.int32)
+    lines = np.where((t.flags & eng.FLAG_KIND_MASK) == KIND_IFETCH, 0, t.lines).astype(np.int32)
+    one = np.zeros(1, np.int32)
+    acc = eng.PathArrays(va=t.va, pa=t.pa, flags=t.flags, shift=t.shift,
+                         leaf=t.leaf.astype(np.int8), leaf2=np.full(1, 3, np.int8),
+                         asid=t.asid, vmid=one, cpu=one, node=one,
+                         table_nid=np.ascontiguousarray(tn, np.int32), tag=tag, lines=lines)
+    by_tag = np.zeros((n_ops * N_CLASSES, len(TagEvent)), np.int64)
+    eng.run_path(tst, cst, ws, acc, out._replace(refs=np.empty(0, np.int16), by_tag=by_tag))
+    ev += op_events(by_tag, n_ops)
 
 
 def path_config(layout: KernelLayout, tlb_spec: TlbSpec, cache_spec: CacheSpec):
     """The engine's :class:`kmm.walk.PathConfig` of one core of the modelled machine."""
-    from ..walk import PathConfig
-    return PathConfig(tlb=tlb_spec.tlb_config(layout), caches=cache_spec.cache_config(),
+    return eng.PathConfig(tlb=tlb_spec.tlb_config(layout), caches=cache_spec.cache_config(),
                       stage1=layout.geometry)
 
 
 def op_touches(trace: Trace, leaves: Leaves, tlb_config) -> OpTouches:
     """Validate the per-touch TLB inputs with the engine (:func:`kmm.tlb.make_accesses`) and
     pack the kernel arrays (the one conversion of a trace)."""
-    from .. import tlb
     user = trace.region == Region.USER
-    acc = tlb.make_accesses(tlb_config, trace.va, kind=trace.kind, page_shift=leaves.page_shift,
+    acc = eng.make_accesses(tlb_config, trace.va, kind=trace.kind, page_shift=leaves.page_shift,
                             cont_shift=leaves.cont_shift, asid=np.where(user, USER_ASID, 0),
                             global_=~user)
     cls = trace.el1.astype(np.int64) * _CLS_EL1 + (trace.region == Region.LINEAR) * _CLS_LINEAR
@@ -1342,16 +1335,16 @@ def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec
                     cache_spec: CacheSpec) -> np.ndarray:
     """Per-operation :class:`OpEvent` counters of ``trace`` on one core (fresh TLBs, walk
     cache and caches), int64 ``[n_ops, len(OpEvent)]``."""
-    from ..walk import Path
     cfg = path_config(layout, tlb_spec, cache_spec)
-    path = Path(cfg)   # fresh engine state: TLBs, walk cache, table-frame map, caches
-    t = op_touches(trace, leaves, cfg.tlb)
-    ev = np.zeros((trace.n_ops, len(OpEvent)), np.int64)
-    path_ops_kernel(path.tlb_state, path.cache_state, path.walk_state, path._out, t,
-                    np.zeros((1, 1), np.int32), ev)
-    if path.walk_state.meta[1]:
-        raise ConfigError("more table pages than the walker's table map holds",
-                          "table_capacity")
+    # fresh engine state (TLBs, walk cache, table-frame map, caches), counters per tag
+    path = eng.Path(cfg, tags=trace.n_ops * N_CLASSES)
+    user = trace.region == Region.USER
+    cls = trace.el1.astype(np.int64) * _CLS_EL1 + (trace.region == Region.LINEAR) * _CLS_LINEAR
+    res = path.run(trace.va, kind=trace.kind, pa=trace.pa, leaf_level=leaves.level,
+                   cont=leaves.cont, asid=np.where(user, USER_ASID, 0), global_=~user,
+                   tag=trace.op.astype(np.int64) * N_CLASSES + cls,
+                   lines=np.where(trace.kind == Kind.IFETCH, 0, trace.lines))
+    ev = op_events(res.by_tag, trace.n_ops)
     ev[:, OpEvent.INSTRUCTIONS] = np.rint(trace.instructions).astype(np.int64)
     ev[:, OpEvent.EL1_INSTRUCTIONS] = np.rint(trace.el1_instructions).astype(np.int64)
     return ev
@@ -1749,9 +1742,8 @@ def table_summary(p: dict):
 
 
 def _extents(pt: PageTable):
-    from ..pagetable import _a_cont, _a_level
     for va, size, pa, attr in pt.extents_array():
-        yield int(va), int(size), int(pa), int(_a_level(attr)), bool(_a_cont(attr))
+        yield int(va), int(size), int(pa), int(attr_level(attr)), bool(attr_cont(attr))
 
 
 def utilisation_curve(p: dict, think_us: list[float]):

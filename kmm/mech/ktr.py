@@ -48,11 +48,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import geometry as geom
+from .. import engine as eng
 from ..config import check_float, check_int
+from ..engine import PageTable, Perm, Replicated, Topology
 from ..errors import ConfigError
-from ..numa import Topology
-from ..pagetable import PageTable, Perm, Replicated
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
@@ -137,7 +136,7 @@ class ImagePlacement:
             raise ConfigError("node_span_bytes must be GiB aligned and pa_bytes 2 MiB aligned",
                               "pa_bytes")
 
-    def image_va(self, g: geom.Geometry) -> int:
+    def image_va(self, g: eng.Geometry) -> int:
         va = self.top_index * g.entry_bytes(g.start_level)
         if va >= 1 << g.va_bits:
             raise ConfigError(f"top-level entry {self.top_index} is outside {g.name}",
@@ -145,7 +144,7 @@ class ImagePlacement:
         return va
 
 
-def build_kernel_tables(image: KernelImage, g: geom.Geometry, nodes: int,
+def build_kernel_tables(image: KernelImage, g: eng.Geometry, nodes: int,
                         placement: ImagePlacement = ImagePlacement()
                         ) -> tuple[PageTable, Replicated | None]:
     """Kernel image mapping (``map_kernel``) and, for ``nodes > 1``, its per-node copies.
@@ -169,7 +168,7 @@ def build_kernel_tables(image: KernelImage, g: geom.Geometry, nodes: int,
     return pt, pt.replicate(va0, image.replicated_bytes, copies)
 
 
-def replication_bytes_model(image: KernelImage, g: geom.Geometry, nodes: int,
+def replication_bytes_model(image: KernelImage, g: eng.Geometry, nodes: int,
                             placement: ImagePlacement = ImagePlacement()) -> dict[str, int]:
     """Memory replication adds, counted from the tables built (:func:`build_kernel_tables`).
 
@@ -183,7 +182,7 @@ def replication_bytes_model(image: KernelImage, g: geom.Geometry, nodes: int,
     return {"copy_bytes": c, "table_bytes": t, "total_bytes": c + t}
 
 
-def image_subtree_tables(image: KernelImage, g: geom.Geometry,
+def image_subtree_tables(image: KernelImage, g: eng.Geometry,
                          placement: ImagePlacement = ImagePlacement()) -> dict[int, int]:
     """Lower tables (per level below the top) of the image's top-level entry, by arithmetic.
 
@@ -218,7 +217,7 @@ def image_subtree_tables(image: KernelImage, g: geom.Geometry,
     return out
 
 
-def replication_bytes_formula(image: KernelImage, g: geom.Geometry, nodes: int,
+def replication_bytes_formula(image: KernelImage, g: eng.Geometry, nodes: int,
                               placement: ImagePlacement = ImagePlacement()) -> dict[str, int]:
     """Closed form of :func:`replication_bytes_model`: per extra node one text+rodata copy,
     one top-level table of ``PTRS_PER_PGD`` descriptors and the image subtree's tables."""
@@ -521,8 +520,8 @@ class Machine:
                               f"{self.linear_map!r}", "linear_map")
 
     @property
-    def geometry(self) -> geom.Geometry:
-        return geom.arm64(self.granule, self.va_bits)
+    def geometry(self) -> eng.Geometry:
+        return eng.arm64(self.granule, self.va_bits)
 
 
 @dataclass(frozen=True)
@@ -652,10 +651,9 @@ class TextLayout(NamedTuple):
 def _image(n_bytes: int, base: int, hot: int, alpha: float, model: TextModel, seed: int):
     """A code image filling ``n_bytes`` whose popularity is Zipf(``alpha``) over ``hot``
     functions picked at random (every other function is never called)."""
-    from .. import workloads
     mean = model.median_bytes * np.exp(model.sigma ** 2 / 2) + model.align_bytes / 2
     n = max(hot, int(0.95 * n_bytes / mean))
-    img = workloads.code_image(n, seed, base=base, median_bytes=float(model.median_bytes),
+    img = eng.code_image(n, seed, base=base, median_bytes=float(model.median_bytes),
                                sigma=model.sigma, align_bytes=model.align_bytes, alpha=alpha)
     end = (img.start - np.uint64(base)).astype(np.int64) + img.size_bytes
     keep = int(np.searchsorted(end, n_bytes, side="right"))
@@ -664,7 +662,7 @@ def _image(n_bytes: int, base: int, hot: int, alpha: float, model: TextModel, se
                           "kernel_hot_funcs")
     pop = img.popularity[:keep].copy()
     pop[np.argsort(-pop)[hot:]] = 0.0
-    return workloads.CodeImage(img.start[:keep], img.size_bytes[:keep], pop / pop.sum(),
+    return eng.CodeImage(img.start[:keep], img.size_bytes[:keep], pop / pop.sum(),
                                {**img.meta, "functions": keep, "hot": hot})
 
 
@@ -674,10 +672,9 @@ def _stream(image, n: int, seed: int, model: TextModel, global_: bool = True) ->
     Adapter: that generator raises IndexError when the runs it draws, once cut at function
     ends, add up to fewer than ``n`` instructions; the draw is then repeated with the next
     seed, and after a few failures the request is split in halves."""
-    from .. import workloads
     for k in range(4):
         try:
-            return workloads.instruction_stream(image, n, seed + k, model.mean_run_insns,
+            return eng.instruction_stream(image, n, seed + k, model.mean_run_insns,
                                                 model.branch_fraction, global_=global_).address
         except IndexError:
             continue
@@ -719,7 +716,6 @@ def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayo
     this CPU's own with probability ``1 - migration``, else one whose home is another
     node); exits to EL2 run through the hypervisor text.
     """
-    from .. import workloads
     rng = np.random.default_rng([seed, node, cpu])
     img = m.image
     g = m.geometry
@@ -817,7 +813,7 @@ def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayo
     ko = kdm & ~ro & ~sh
     for sel, reg, lines, seg_off in ((ro, Region.KRODATA, layout.rodata_lines, rodata_off),
                                      (sh, Region.KSHARED, layout.kshared_lines, rw_off)):
-        off = seg_off + lines[workloads.zipf_ranks(int(sel.sum()), lines.size, 1.0, rng)] * 64
+        off = seg_off + lines[eng.zipf_ranks(int(sel.sum()), lines.size, 1.0, rng)] * 64
         region[dpos[sel]] = reg
         va[dpos[sel]] = np.uint64(va_img) + off.astype(np.uint64)
         pa[dpos[sel]] = (pa_img + off).astype(np.uint64)
@@ -845,7 +841,7 @@ class Stage2Setup:
     ``path(config)``, a path whose ``run`` also takes ``el2`` (the accesses made at EL2,
     which translate in their own regime) instead of :class:`kmm.walk.Path`."""
 
-    geometry: geom.Geometry
+    geometry: eng.Geometry
     table_leaf_level: int
     leaf: object
     path: object = None
@@ -940,10 +936,6 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     ``stage2`` every walk is 2D and the node walks its own stage-2 tables (class
     ``khome(node)``, which resolves to the node of whichever CPU is charged).
     """
-    from .. import walk as _walk
-    from ..cache import CacheConfig, CacheLevelConfig
-    from ..tlb import TLBConfig
-
     g = m.geometry
     cls = Classes(m.nodes)
     k = (1 if m.nodes > 1 else 0) if sim_node is None else check_int(
@@ -953,8 +945,8 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     slots_per_node = m.cpus_per_node * m.threads_per_cpu
     geoms = (g,) if stage2 is None else (g, stage2.geometry)
     levels = max(x.levels for x in geoms)
-    tlb = TLBConfig.neoverse_n1(cpus=m.cpus_per_node, seed=run.seed).with_geometry(*geoms)
-    caches = CacheConfig(llc=CacheLevelConfig(m.llc_bytes, 16), cpus=m.cpus_per_node,
+    tlb = eng.TLBConfig.neoverse_n1(cpus=m.cpus_per_node, seed=run.seed).with_geometry(*geoms)
+    caches = eng.CacheConfig(llc=eng.CacheLevelConfig(m.llc_bytes, 16), cpus=m.cpus_per_node,
                          seed=run.seed)
     traces = [generate_cpu_trace(w, m, run, layout, k, c, run.seed, model)
               for c in range(m.cpus_per_node)]
@@ -964,23 +956,23 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     kw = dict(kind=tr.kind, pa=tr.pa, leaf_level=leaf, cont=cont, asid=asid, cpu=cpu,
               global_=glob, node=node, table_nid=tn)
     common = dict(tlb=tlb, caches=caches, stage1=g, nodes=cls.count,
-                  cpu_nid=(k,) * m.cpus_per_node, table_node=_walk.TableNode.GIVEN)
+                  cpu_nid=(k,) * m.cpus_per_node, table_node=eng.TableNode.GIVEN)
     if stage2 is None:
-        cfg = _walk.PathConfig(**common)
+        cfg = eng.PathConfig(**common)
     else:
         l2, c2 = stage2.leaf(tr.pa, k)
         kw.update(s2_leaf_level=l2, s2_cont=c2)
         # every node walks its own table set: a class that resolves to the charged CPU's
         # node (a fixed node id would charge the other nodes' CPUs a remote read)
-        cfg = _walk.PathConfig(**common, stage2=stage2.geometry,
-                               s2_table_node=_walk.TableNode.FIXED,
+        cfg = eng.PathConfig(**common, stage2=stage2.geometry,
+                               s2_table_node=eng.TableNode.FIXED,
                                s2_table_fixed_nid=cls.khome(k),
                                s2_table_leaf_level=stage2.table_leaf_level)
     if stage2 is not None and stage2.path is not None:
         kw["el2"] = tr.region == Region.HYP
         path = stage2.path(cfg)
     else:
-        path = _walk.Path(cfg)
+        path = eng.Path(cfg)
     split = run.warmup_per_cpu * m.cpus_per_node
     before = None
     for h in (slice(0, split), slice(split, tr.va.size)):
@@ -1246,8 +1238,7 @@ def simulate_all(p: dict) -> dict:
 
 
 def _latency(nodes: int, local_ns: float, ratio: float) -> np.ndarray:
-    from .. import numa
-    return np.asarray(numa.generic(nodes, local_ns, ratio).latency_ns)
+    return np.asarray(eng.generic(nodes, local_ns, ratio).latency_ns)
 
 
 def gain(c: HostCounts, p: dict, ratio: float, *, base_policy: UserPolicy,
@@ -1257,13 +1248,13 @@ def gain(c: HostCounts, p: dict, ratio: float, *, base_policy: UserPolicy,
     (no replication, user data under ``base_policy``) for the same work, at a flat
     remote/local ``ratio``. Both sides pay their patching at ``patches_per_s``: one copy
     without replication, one per node with it (:func:`patch_overhead_fraction`)."""
-    from .. import metrics, numa
+    from .. import metrics
     costs = costs or host_costs(p)
     lat = _latency(c.nodes, costs.local_ns, ratio)
     t_base = system_time_ns(c, lat, Scheme.BASELINE, base_policy, costs)
     t_new = system_time_ns(c, lat, scheme, new_policy, costs)
     rate = p["patches_per_s"] if patches_per_s is None else patches_per_s
-    topo = numa.generic(c.nodes, costs.local_ns, ratio, cpus_per_node=p["cores_per_node"])
+    topo = eng.generic(c.nodes, costs.local_ns, ratio, cpus_per_node=p["cores_per_node"])
     cost = patch_cost_of(p)
     f_base = patch_overhead_fraction(topo, 1, rate, cost)
     f_new = patch_overhead_fraction(topo, c.nodes if scheme == Scheme.KTR else 1, rate, cost)
@@ -1360,7 +1351,7 @@ def memory_frame(p: dict) -> "pl.DataFrame":
     rows = []
     for spec in p["geometries"]:
         gran, va = spec.split("/")
-        g = geom.arm64(gran, int(va))
+        g = eng.arm64(gran, int(va))
         for rodata in sorted({p["rodata_range_bytes"][0], p["rodata_bytes"],
                               p["rodata_range_bytes"][1]}):
             img = KernelImage(text_bytes=p["text_bytes"], rodata_bytes=rodata)
@@ -1380,11 +1371,10 @@ def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
     share of machine time spent patching against the patch rate, with and without
     replication, over the ``assumed`` per-write costs."""
     import polars as pl
-    from .. import numa
     cost = patch_cost_of(p)
     rows = []
     for n in (1, 2, 4, 8):
-        topo = numa.generic(n, p["local_ns"], p["remote_ratio"], cpus_per_node=p["cores_per_node"])
+        topo = eng.generic(n, p["local_ns"], p["remote_ratio"], cpus_per_node=p["cores_per_node"])
         for sync in (PatchSync.STOP_MACHINE, PatchSync.NOSYNC):
             c = PatchCost(cost.sites, cost.fixmap_ns, cost.cmo_ns, cost.sync_ns, sync)
             rows.append({"nodes": n, "sync": sync.name.lower(),
@@ -1393,7 +1383,7 @@ def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
     by_nodes = pl.DataFrame(rows)
     rows = []
     for n in p["node_counts"]:
-        topo = numa.generic(n, p["local_ns"], p["remote_ratio"], cpus_per_node=p["cores_per_node"])
+        topo = eng.generic(n, p["local_ns"], p["remote_ratio"], cpus_per_node=p["cores_per_node"])
         for scale, label in ((0.25, "costs x0.25"), (1.0, "costs as set"), (4.0, "costs x4")):
             c = PatchCost(cost.sites, cost.fixmap_ns * scale, cost.cmo_ns * scale,
                           cost.sync_ns * scale, cost.sync)
@@ -1407,7 +1397,6 @@ def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
 def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame",
                  patches: "pl.DataFrame") -> dict[str, dict]:
     """Values, units, sweeps and one-sentence explanations of K1-K5 at these parameters."""
-    from .. import numa
     bp = _POLICY[p["baseline_user_policy"]]
     db = runs[("nodes", 2)]
     costs = host_costs(p)
@@ -1459,7 +1448,7 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     g3 = gains.filter((gains["workload"] == p["k1_workload"]) & (gains["nodes"] == 2)).sort("ratio")
     ratios = g3["ratio"].to_list()
     gl = g3["gain"].to_list()
-    topo1 = numa.generic(2, costs.local_ns, 1.0, cpus_per_node=p["cores_per_node"])
+    topo1 = eng.generic(2, costs.local_ns, 1.0, cpus_per_node=p["cores_per_node"])
     extra = (patch_overhead_fraction(topo1, 2, p["patches_per_s"], patch_cost_of(p))
              - patch_overhead_fraction(topo1, 1, p["patches_per_s"], patch_cost_of(p)))
     out["K3"] = {"value": {"ratio": ratios, "gain": gl}, "unit": "", "sweep": [],
@@ -1475,7 +1464,7 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     sm = patches.filter(patches["sync"] == p["patch_sync"]).sort("nodes")
     nodes = sm["nodes"].to_list()
     pns = sm["patch_ns"].to_list()
-    topo = numa.generic(2, costs.local_ns, r0, cpus_per_node=p["cores_per_node"])
+    topo = eng.generic(2, costs.local_ns, r0, cpus_per_node=p["cores_per_node"])
     be = break_even_patch_rate(topo, max(k1, 0.0), patch_cost_of(p))
     out["K4"] = {"value": {"nodes": nodes, "patch_ns": pns}, "unit": "ns", "sweep": [],
                  "decided_by": None,

@@ -78,13 +78,12 @@ from typing import Any
 
 import numpy as np
 
-from .._jit import njit
-from ..buddy import Buddy, BuddyConfig, MigrateType, alloc_pages, free_pages
 from ..config import check_choice, check_float, check_int
 from ..counters import Counters
+from ..engine import (OP_AUX, OP_FIELDS, OP_KIND, OP_PERM, OP_SET_PERM, OP_SIZE, OP_VA, Buddy,
+                      BuddyConfig, GiB, MigrateType, MiB, PageTable, Perm, PermSplit,
+                      alloc_pages, free_pages, njit, x86_64)
 from ..errors import ConfigError
-from ..geometry import GiB, MiB, x86_64
-from ..pagetable import OP_FIELDS, OP_SET_PERM, PageTable, Perm, PermSplit
 
 # ---- x86-64 constants (4-level paging) ----------------------------------------------------
 PAGE_SHIFT = 12
@@ -845,14 +844,14 @@ class PermVmalloc:
         starts = np.concatenate([[0], cut])
         lens = np.diff(np.concatenate([starts, [todo.shape[0]]]))
         mode = int(PermSplit.TO_PTES if per_page else PermSplit.BOUNDARY)
-        # rows (kind, va, size, pa, perm, aux) as kmm.pagetable.encode_ops lays them out;
-        # every field is page aligned and in range by construction
+        # op rows as kmm.pagetable.encode_ops lays them out; every field is page aligned
+        # and in range by construction
         ops = np.zeros((starts.shape[0], OP_FIELDS), np.int64)
-        ops[:, 0] = OP_SET_PERM
-        ops[:, 1] = todo[starts] << PAGE_SHIFT
-        ops[:, 2] = lens << PAGE_SHIFT
-        ops[:, 4] = newp[starts]
-        ops[:, 5] = mode
+        ops[:, OP_KIND] = OP_SET_PERM
+        ops[:, OP_VA] = todo[starts] << PAGE_SHIFT
+        ops[:, OP_SIZE] = lens << PAGE_SHIFT
+        ops[:, OP_PERM] = newp[starts]
+        ops[:, OP_AUX] = mode
         ret = self.dm.apply_ops(ops)
         if ret.any():
             raise ConfigError(f"direct-map change failed ({int(ret[ret != 0][0])})", "direct map")
@@ -1675,7 +1674,7 @@ def flush_unit_costs(cpus: int, method: str = "x86", costs=None,
     ns, ns spent by interrupted CPUs)``, from :class:`kmm.invalidate.Invalidator` (x86 IPI
     shootdown or arm64 broadcast ``TLBI`` + ``DSB``). Kind 0 flushes everything, 1 is a
     kernel range of ``pages``, 2 a local flush of ``pages``."""
-    from ..invalidate import InvalidationConfig, InvalidationCosts, Invalidator, Method
+    from ..engine import InvalidationConfig, InvalidationCosts, Invalidator, Method
 
     m = {"x86": Method.X86_IPI, "arm64": Method.ARM64_TLBI}[check_choice("method", method,
                                                                          ("x86", "arm64"))]
@@ -1775,7 +1774,7 @@ class ItlbConfig:
         check_float("bpf_share", self.bpf_share, 0.0, 1.0)
 
     def tlb(self):
-        from ..tlb import TLBConfig, TLBLevelConfig
+        from ..engine import TLBConfig, TLBLevelConfig
 
         return TLBConfig(l1i=TLBLevelConfig(self.l1_entries, self.l1_ways, max_page_shift=12),
                          l2=TLBLevelConfig(self.stlb_entries, self.stlb_ways),
@@ -1823,7 +1822,7 @@ def fetch_trace(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig):
 def itlb_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig) -> dict:
     """Run the fetch trace of ``text`` through :func:`kmm.tlb.simulate_trace`; returns
     ``fetches``, ``l1_misses`` and ``misses`` (STLB misses: page walks)."""
-    from ..tlb import Kind, simulate_trace
+    from ..engine import Kind, simulate_trace
 
     va, sh = fetch_trace(text, cfg)
     c = simulate_trace(va, cfg.tlb(), kind=int(Kind.IFETCH), page_shift=sh, global_=True)
@@ -1878,7 +1877,7 @@ def itlb_config(p: dict, **over) -> ItlbConfig:
 
 
 def invalidation_costs(p: dict):
-    from ..invalidate import InvalidationCosts
+    from ..engine import InvalidationCosts
 
     return InvalidationCosts(invlpg_ns=float(p["invlpg_ns"]), ipi_base_ns=float(p["ipi_base_ns"]),
                              ipi_per_extra_target_ns=float(p["ipi_per_extra_target_ns"]),

@@ -41,10 +41,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import geometry as geom
+from .. import engine as eng
 from ..config import check_float, check_int
+from ..engine import PageTable, Paint, Perm
 from ..errors import ConfigError
-from ..pagetable import PageTable, Paint, Perm
 from ..sampling import latin_hypercube
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -69,7 +69,7 @@ def hyp_pgtable_max_pages(nr_pages: int, entries_per_table: int,
     return total
 
 
-def host_s2_reserved_pages(region_bytes: list[int], g: geom.Geometry,
+def host_s2_reserved_pages(region_bytes: list[int], g: eng.Geometry,
                            max_levels: int = KVM_PGTABLE_MAX_LEVELS) -> int:
     """``host_s2_pgtable_pages()`` for memblock regions of the given sizes, in pages of the
     stage-2 granule ``g``."""
@@ -125,7 +125,7 @@ def _paint(leaf: str) -> Paint:
                           "block, nocont", "leaf") from None
 
 
-def _leaf_sizes(g: geom.Geometry) -> list[int]:
+def _leaf_sizes(g: eng.Geometry) -> list[int]:
     """Every leaf and contiguous-range size of a geometry, ascending."""
     out = set()
     for lv in g.leaf_levels:
@@ -136,7 +136,7 @@ def _leaf_sizes(g: geom.Geometry) -> list[int]:
     return sorted(out)
 
 
-def _capped_pieces(ipa: int, size: int, pa: int, cap: int | None, g: geom.Geometry):
+def _capped_pieces(ipa: int, size: int, pa: int, cap: int | None, g: eng.Geometry):
     """Split [ipa, ipa + size) so that no piece holds an aligned window of the next leaf
     size above ``cap``: every window of that size is cut ``cap`` bytes in."""
     if cap is None:
@@ -154,7 +154,7 @@ def _capped_pieces(ipa: int, size: int, pa: int, cap: int | None, g: geom.Geomet
     return [(a, b - a, pa + (a - ipa)) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def host_stage2_table(mem: HostMemory, g: geom.Geometry, leaf: str = "block",
+def host_stage2_table(mem: HostMemory, g: eng.Geometry, leaf: str = "block",
                       text: tuple[int, int, int] | None = None,
                       max_leaf_bytes: int | None = None) -> PageTable:
     """One host stage-2 table: identity map of every RAM region and the I/O window.
@@ -193,7 +193,7 @@ def host_stage2_table(mem: HostMemory, g: geom.Geometry, leaf: str = "block",
     return pt
 
 
-def stage2_memory(mem: HostMemory, g: geom.Geometry, leaf: str = "block",
+def stage2_memory(mem: HostMemory, g: eng.Geometry, leaf: str = "block",
                   text_bytes: int = 0, text_aligned: bool = True,
                   max_levels: int = KVM_PGTABLE_MAX_LEVELS) -> dict[str, int]:
     """Host stage-2 table memory with one table set per node.
@@ -231,7 +231,7 @@ def stage2_memory(mem: HostMemory, g: geom.Geometry, leaf: str = "block",
 
 
 # ---- 2D walks --------------------------------------------------------------------------------
-def walk_levels(g: geom.Geometry, leaf_bytes: int | None = None) -> int:
+def walk_levels(g: eng.Geometry, leaf_bytes: int | None = None) -> int:
     """Descriptor reads of a 1D walk ending at a leaf of ``leaf_bytes`` (None: a page)."""
     if leaf_bytes is None or leaf_bytes == g.page_bytes:
         return g.walk_references(3)
@@ -241,7 +241,7 @@ def walk_levels(g: geom.Geometry, leaf_bytes: int | None = None) -> int:
     raise ConfigError(f"{leaf_bytes} B is no leaf size of {g.name}", "leaf_bytes")
 
 
-def nested_references(s1: geom.Geometry, s2: geom.Geometry, s1_leaf_bytes: int | None = None,
+def nested_references(s1: eng.Geometry, s2: eng.Geometry, s1_leaf_bytes: int | None = None,
                       s2_leaf_bytes: int | None = None) -> int:
     """Memory references of an uncached 2D walk: ``n + (n + 1) m`` with ``n`` stage-1 and
     ``m`` stage-2 descriptor reads (Arm ARM D8.2; block leaves shorten either walk)."""
@@ -383,17 +383,16 @@ class SyncCost:
 HOST_VMID = 0
 
 
-def stage2_invalidation(cpus: int, g2: geom.Geometry, sc: SyncCost) -> dict[str, float]:
+def stage2_invalidation(cpus: int, g2: eng.Geometry, sc: SyncCost) -> dict[str, float]:
     """One ``__kvm_tlb_flush_vmid_ipa`` (arch/arm64/kvm/hyp/nvhe/tlb.c) through
     :mod:`kmm.invalidate`: ``TLBI IPAS2E1IS`` of the page's IPA, ``DSB ISH``, ``TLBI
     VMALLE1IS`` (every stage-1 entry of the VMID: combined entries may hold the old
     stage-2 output), ``DSB ISH``, each broadcast to ``cpus`` CPUs. Returns the initiator's
     ``ns`` and the counted ``tlbis`` and ``dsbs``."""
-    from .. import invalidate as inv
     check_int("cpus", cpus, lo=1, hi=4096)
-    costs = inv.InvalidationCosts(tlbi_ns=sc.tlbi_ns, dsb_ish_ns=sc.dsb_ish_ns,
+    costs = eng.InvalidationCosts(tlbi_ns=sc.tlbi_ns, dsb_ish_ns=sc.dsb_ish_ns,
                                   dsb_ish_per_cpu_ns=sc.dsb_ish_per_cpu_ns)
-    iv = inv.Invalidator(inv.InvalidationConfig(method=inv.Method.ARM64_TLBI, cpus=cpus,
+    iv = eng.Invalidator(eng.InvalidationConfig(method=eng.Method.ARM64_TLBI, cpus=cpus,
                                                 page_shift=g2.page_shift, costs=costs))
     ipa = 1 << 32
     ns = iv.flush(0, ipa, ipa + g2.page_bytes, vmid=HOST_VMID, last_level_only=True)
@@ -402,7 +401,7 @@ def stage2_invalidation(cpus: int, g2: geom.Geometry, sc: SyncCost) -> dict[str,
     return {"ns": float(ns), "tlbis": c.tlbis, "dsbs": c.dsbs}
 
 
-def stage2_page_cycle(latency_ns, sets: int, g2: geom.Geometry, sc: SyncCost,
+def stage2_page_cycle(latency_ns, sets: int, g2: eng.Geometry, sc: SyncCost,
                       cpus: int) -> dict[str, float]:
     """Counted events and time of one host page given to a guest or the hypervisor and
     later returned, with ``sets`` host stage-2 table sets (set ``k`` on node ``k``).
@@ -436,7 +435,7 @@ def stage2_page_cycle(latency_ns, sets: int, g2: geom.Geometry, sc: SyncCost,
     return {**ev, "ns": ns}
 
 
-def stage2_sync_fraction(latency_ns, sets: int, rate_per_s: float, g2: geom.Geometry,
+def stage2_sync_fraction(latency_ns, sets: int, rate_per_s: float, g2: eng.Geometry,
                          sc: SyncCost, cpus: int) -> float:
     """Share of the machine's CPU time spent keeping ``sets`` host stage-2 table sets up
     to date at ``rate_per_s`` page cycles per second (:func:`stage2_page_cycle`)."""
@@ -459,7 +458,7 @@ class S2Leaf:
 def stage2_leaf_options(granule: str, ipa_bits: int = 48) -> list[S2Leaf]:
     """Every stage-2 leaf size a granule allows, smallest first: the page, the contiguous
     range of pages, each block and the contiguous range of blocks (Arm ARM D8.6.1)."""
-    g = geom.stage2(granule, ipa_bits)
+    g = eng.stage2(granule, ipa_bits)
     out = []
     for size in _leaf_sizes(g):
         level = next((lv for lv in g.leaf_levels if g.leaf_bytes(lv) == size), None)
@@ -496,14 +495,6 @@ HYP_VMID = 0xFFFF
 HYP_TEXT_LEAF_LEVEL = 3
 
 
-def _add_results(a, b):
-    """Counts of two paths over one machine added together."""
-    from .. import walk
-    return walk.PathResult(a.tlb + b.tlb, a.cache + b.cache, a.walk + b.walk,
-                           a.mem_reads + b.mem_reads, a.walk_refs_by_node + b.walk_refs_by_node,
-                           a.walk_refs_by_level + b.walk_refs_by_level, a.served + b.served)
-
-
 class El2Path:
     """The full path of a host under stage 2 whose exits run hypervisor code at EL2.
 
@@ -516,23 +507,17 @@ class El2Path:
     the caches and the table-frame map (so descriptor lines of either regime compete and
     never alias). ``run`` returns the cumulative counts of both, like
     :meth:`kmm.walk.Path.run`; a run with no EL2 access is exactly a
-    :class:`kmm.walk.Path` run.
+    :class:`kmm.walk.Path` run. The EL2 regime is :meth:`kmm.walk.Path.regime` of the host's
+    path.
     """
 
     def __init__(self, config, hyp_table_class: int, hyp_leaf_level: int = HYP_TEXT_LEAF_LEVEL):
-        from dataclasses import replace
-
-        from .. import walk
         if config.stage1 is None or config.stage2 is None:
             raise ConfigError("needs a stage-1 and a stage-2 geometry", "config")
-        self.main = walk.Path(config)
-        self.hyp = walk.Path(replace(config, stage2=None, table_node=walk.TableNode.FIXED,
-                                     table_fixed_nid=int(hyp_table_class)))
-        self.hyp.tlb_state = self.main.tlb_state
-        self.hyp.cache_state = self.main.cache_state
-        self.hyp.walk_state = self.main.walk_state._replace(geo=self.hyp.wg)
+        self.main = eng.Path(config)
+        self.hyp = self.main.regime(stage2=None, table_node=eng.TableNode.FIXED,
+                                    table_fixed_nid=int(hyp_table_class))
         self.hyp_leaf_level = int(hyp_leaf_level)
-        self._last = {"main": None, "hyp": None}
 
     def run(self, addresses, *, el2, **per_access):
         va = np.asarray(addresses)
@@ -547,22 +532,17 @@ class El2Path:
             return v[a:b] if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == n else v
 
         edges = np.concatenate([[0], np.flatnonzero(el2[1:] != el2[:-1]) + 1, [n]])
+        res = None
         for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
             if el2[a]:
-                self._last["hyp"] = self.hyp.run(
+                res = self.hyp.run(
                     va[a:b], kind=cut(per_access.get("kind"), a, b),
                     pa=cut(per_access.get("pa"), a, b), leaf_level=self.hyp_leaf_level,
                     cont=False, asid=0, vmid=HYP_VMID, cpu=cut(per_access.get("cpu"), a, b),
                     global_=True, node=cut(per_access.get("node"), a, b))
             else:
-                self._last["main"] = self.main.run(
-                    va[a:b], **{k: cut(v, a, b) for k, v in per_access.items()})
-        m, h = self._last["main"], self._last["hyp"]
-        if h is None:
-            return m
-        if m is None:
-            return h
-        return _add_results(m, h)
+                res = self.main.run(va[a:b], **{k: cut(v, a, b) for k, v in per_access.items()})
+        return res  # both regimes count into the machine's counters
 
 
 def stage2_setup(m, option: S2Leaf, *, text_aligned: bool = True, ipa_bits: int = 48,
@@ -575,7 +555,7 @@ def stage2_setup(m, option: S2Leaf, *, text_aligned: bool = True, ipa_bits: int 
     only page leaves to map it.
     """
     from . import ktr
-    g2 = geom.stage2(option.granule, ipa_bits)
+    g2 = eng.stage2(option.granule, ipa_bits)
     mem = host_memory_for(m, ram_per_node_bytes)
     place = ktr.ImagePlacement()
     size = -(-m.image.replicated_bytes // g2.page_bytes) * g2.page_bytes
@@ -727,8 +707,7 @@ def simulate_all(p: dict) -> dict:
 
 
 def _lat(p: dict, ratio: float | None = None):
-    from .. import numa
-    return np.asarray(numa.generic(2, p["local_ns"], p["remote_ratio"] if ratio is None
+    return np.asarray(eng.generic(2, p["local_ns"], p["remote_ratio"] if ratio is None
                                    else ratio).latency_ns)
 
 
@@ -739,7 +718,7 @@ def _policy(p: dict):
         p["baseline_user_policy"]]
 
 
-def _walk_leaf_bytes(g: geom.Geometry, leaf_bytes: int) -> int | None:
+def _walk_leaf_bytes(g: eng.Geometry, leaf_bytes: int) -> int | None:
     """The leaf a walk ends at for a leaf (or contiguous range) of ``leaf_bytes``: the
     block it is, or a range of; None for pages and ranges of pages."""
     for lv in g.leaf_levels:
@@ -760,11 +739,11 @@ def comparison_frame(p: dict, runs: dict) -> "pl.DataFrame":
     w = p["workload"]
     ck = runs[("s1", w)]
     t_base = ktr.system_time_ns(ck, lat, ktr.Scheme.BASELINE, pol, costs)
-    g1 = geom.arm64(p["s1_granule"], 48)
+    g1 = eng.arm64(p["s1_granule"], 48)
     rows = []
     for o in options_of(p):
         cs = runs[("s2", w, o.label)]
-        g2 = geom.stage2(o.granule, p["ipa_bits"])
+        g2 = eng.stage2(o.granule, p["ipa_bits"])
         d = decompose_walks(ck, cs, lat, pol, costs)
         block = _walk_leaf_bytes(g2, o.leaf_bytes)
         rows.append({"label": o.label, "granule": o.granule, "leaf_bytes": o.leaf_bytes,
@@ -807,8 +786,7 @@ def _sync_cost(p: dict, **over) -> SyncCost:
 
 
 def _topo(p: dict, nodes: int = 2, ratio: float | None = None, **over):
-    from .. import numa
-    return numa.generic(nodes, p["local_ns"], p["remote_ratio"] if ratio is None else ratio,
+    return eng.generic(nodes, p["local_ns"], p["remote_ratio"] if ratio is None else ratio,
                         cpus_per_node=int(over.get("cores_per_node", p["cores_per_node"])))
 
 
@@ -826,7 +804,7 @@ def overhead_shares(p: dict, ratio: float | None = None, nodes: int = 2,
     sc = _sync_cost(p, **over)
     rate = float(over.get("patches_per_s", p["patches_per_s"]))
     pages = float(over.get("s2_pages_per_s", p["s2_pages_per_s"]))
-    g2 = geom.stage2(p["s1_granule"], p["ipa_bits"])
+    g2 = eng.stage2(p["s1_granule"], p["ipa_bits"])
     return {"text_base": ktr.patch_overhead_fraction(topo, 1, rate, cost),
             "text_ktr": ktr.patch_overhead_fraction(topo, nodes, rate, cost),
             "text_stage2": text_write_fraction(topo, nodes, rate, cost, sc.trap_ns),
@@ -1011,7 +989,7 @@ def overhead_frames(p: dict, runs: dict) -> tuple["pl.DataFrame", "pl.DataFrame"
     topo = _topo(p)
     cost = _patch_cost(p)
     sc = _sync_cost(p)
-    g2 = geom.stage2(p["s1_granule"], p["ipa_bits"])
+    g2 = eng.stage2(p["s1_granule"], p["ipa_bits"])
     # shares per event per second
     a_b = ktr.patch_overhead_fraction(topo, 1, 1.0, cost)
     a_s = text_write_fraction(topo, 2, 1.0, cost, sc.trap_ns)
@@ -1059,7 +1037,7 @@ def event_cost_frame(p: dict) -> "pl.DataFrame":
     from . import ktr
     cost = _patch_cost(p)
     sc = _sync_cost(p)
-    g2 = geom.stage2(p["s1_granule"], p["ipa_bits"])
+    g2 = eng.stage2(p["s1_granule"], p["ipa_bits"])
     rows = []
     for n in p["overhead_nodes"]:
         topo = _topo(p, n)
@@ -1086,7 +1064,6 @@ def el2_frame(p: dict, runs: dict) -> "pl.DataFrame":
     tables, on node 0), from the runs with exits."""
     import polars as pl
     from . import ktr
-    from ..cache import Source
     pol = _policy(p)
     rows = []
     for key, c in runs.items():
@@ -1094,12 +1071,12 @@ def el2_frame(p: dict, runs: dict) -> "pl.DataFrame":
             continue
         hyp = c.classes.HYP
         fetch = ktr.class_memory_ns(c, _lat(p), hyp, ktr.Scheme.STAGE2, pol, _costs(p),
-                                    source=int(Source.IFETCH))
+                                    source=int(eng.Source.IFETCH))
         walks = ktr.class_memory_ns(c, _lat(p), hyp, ktr.Scheme.STAGE2, pol, _costs(p),
-                                    source=int(Source.WALK))
+                                    source=int(eng.Source.WALK))
         exits = max(c.exits, 1)
-        reads = float(c.mem[int(Source.IFETCH), c.sim_node, hyp]) / exits
-        wreads = float(c.mem[int(Source.WALK), c.sim_node, hyp]) / exits
+        reads = float(c.mem[int(eng.Source.IFETCH), c.sim_node, hyp]) / exits
+        wreads = float(c.mem[int(eng.Source.WALK), c.sim_node, hyp]) / exits
         for node in range(c.nodes):
             rows.append({"exits_per_kinstr": float(key[1]), "node": node,
                          "fetch_ns_per_exit": float(fetch[node]) / exits,
@@ -1116,7 +1093,7 @@ def memory_frame(p: dict) -> "pl.DataFrame":
     import polars as pl
     rows = []
     for gran in p["s6_granules"]:
-        g = geom.stage2(gran, p["ipa_bits"])
+        g = eng.stage2(gran, p["ipa_bits"])
         for n in p["s6_nodes"]:
             mem = HostMemory(ram_bytes=p["s6_ram_per_node_bytes"] * n, nodes=n)
             for leaf in ("page", "block"):
@@ -1226,7 +1203,7 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                  "explanation": (
                      f"EL2 text and the hypervisor's own stage-1 tables have one copy, on node "
                      f"0, and EL2 translates in one stage (1D walks of up to "
-                     f"{geom.arm64(p['s1_granule'], 48).levels} references, no stage 2): at "
+                     f"{eng.arm64(p['s1_granule'], 48).levels} references, no stage 2): at "
                      f"{p['el2_exits_per_kinstr']:g} exits per 1000 instructions "
                      f"{far['hyp_mem_reads_per_exit']:.2g} text lines and "
                      f"{far['hyp_walk_mem_reads_per_exit']:.2g} table lines per exit come from "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MASK64 = (1 << 64) - 1
+from .policy import Policy
 
 
 class NaiveCaches:
@@ -24,6 +24,8 @@ class NaiveCaches:
                                                                         np.uint64)
         self.rng = [int(x) | 1 for x in seeds]
         self.clock = [0] * (config.cpus + 1)
+        for lv in self.levels.values():
+            lv["repl"] = Policy(lv["policy"], self.clock, self.rng)
         self.cpu_node = list(cpu_node) if cpu_node is not None else [0] * config.cpus
         self.mem = np.zeros((3, nodes, nodes), np.int64)
         self.counts = {k: 0 for k in (
@@ -37,26 +39,14 @@ class NaiveCaches:
 
     def _touch(self, name, copy, clock_row, line):
         lv = self.levels[name]
+        key = (copy, line % lv["sets"])
         ways = lv["data"][copy][line % lv["sets"]]
-        for e in ways:
+        for w, e in enumerate(ways):
             if e is not None and e["line"] == line:
-                if lv["policy"] == "LRU":
-                    self.clock[clock_row] += 1
-                    e["stamp"] = self.clock[clock_row]
+                lv["repl"].hit(clock_row, key, ways, w)
                 return True
-        if None in ways:
-            w = ways.index(None)
-        elif lv["policy"] == "RANDOM":
-            x = self.rng[clock_row]
-            x ^= (x << 13) & MASK64
-            x ^= x >> 7
-            x ^= (x << 17) & MASK64
-            self.rng[clock_row] = x
-            w = x % len(ways)
-        else:
-            w = min(range(len(ways)), key=lambda i: (ways[i]["stamp"], i))
-        self.clock[clock_row] += 1
-        ways[w] = {"line": line, "stamp": self.clock[clock_row]}
+        w, _ = lv["repl"].victim(clock_row, key, ways)
+        lv["repl"].fill(clock_row, key, ways, w, {"line": line})
         return False
 
     def access(self, c, pa, src, node):

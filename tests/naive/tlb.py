@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MASK64 = (1 << 64) - 1
+from .policy import Policy
 
 
 class NaiveTLB:
@@ -33,6 +33,8 @@ class NaiveTLB:
         seeds = np.random.SeedSequence(config.seed).generate_state(config.cpus, np.uint64)
         self.rng = [int(x) | 1 for x in seeds]
         self.clock = [0] * config.cpus
+        for name, st in self.structs.items():
+            st["repl"] = Policy(st["policy"], self.clock, self.rng)
         self.counts = {k: 0 for k in ("accesses", "l1i_hits", "l1i_misses", "l1d_hits",
                                       "l1d_misses", "l2_hits", "l2_misses", "misses",
                                       "conflicts", "fills", "evictions")}
@@ -53,42 +55,26 @@ class NaiveTLB:
             ways = st["cpus"][c][tag % st["sets"]]
             for e in ways:
                 if self._matches(e, tag, p, asid, vmid):
-                    found.append(e)
+                    found.append((e, ways, tag % st["sets"]))
                     break
         if not found:
             return None
         if self.config.detect_conflicts:
             self.counts["conflicts"] += len(found) - 1
-        hit = found[0]
-        if st["policy"] == "LRU":
-            self.clock[c] += 1
-            hit["stamp"] = self.clock[c]
+        hit, ways, s = found[0]
+        st["repl"].hit(c, (c, s), ways, ways.index(hit))
         return hit
-
-    def _xorshift(self, c):
-        x = self.rng[c]
-        x ^= (x << 13) & MASK64
-        x ^= x >> 7
-        x ^= (x << 17) & MASK64
-        self.rng[c] = x
-        return x
 
     def fill(self, name, c, va, shift, asid, vmid):
         st = self.structs[name]
         p = min(shift, st["cap"])
         tag = va >> p
         ways = st["cpus"][c][tag % st["sets"]]
-        if None in ways:
-            w = ways.index(None)
-        else:
-            self.counts["evictions"] += 1
-            if st["policy"] == "RANDOM":
-                w = self._xorshift(c) % len(ways)
-            else:
-                w = min(range(len(ways)), key=lambda i: (ways[i]["stamp"], i))
+        w, evicts = st["repl"].victim(c, (c, tag % st["sets"]), ways)
+        self.counts["evictions"] += evicts
         self.counts["fills"] += 1
-        self.clock[c] += 1
-        ways[w] = {"tag": tag, "p": p, "asid": asid, "vmid": vmid, "stamp": self.clock[c]}
+        st["repl"].fill(c, (c, tag % st["sets"]), ways, w,
+                        {"tag": tag, "p": p, "asid": asid, "vmid": vmid})
 
     # ---- one access -------------------------------------------------------------------
     def translate(self, c, va, kind, shift, asid, vmid, global_):
