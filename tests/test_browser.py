@@ -13,6 +13,7 @@ under CI (``CI`` set) a missing browser is a failure.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -218,11 +219,23 @@ def _chart_report(p) -> list[dict]:
     }""")
 
 
-def _assert_drawn(report: list[dict], where: str) -> None:
-    assert len(report) == CHARTS, f"{where}: expected {CHARTS} chart outputs, found {report}"
+def _assert_drawn(report: list[dict], where: str, sizes: list[tuple[int, int]] | None = None,
+                  charts: int = CHARTS) -> None:
+    """``charts`` outputs drew something; with ``sizes`` (of their PNGs), each at that size."""
+    assert len(report) == charts, f"{where}: expected {charts} chart outputs, found {report}"
     bad = [r for r in report if r["kind"] == "vega-empty" or r["width"] < 100
            or r["height"] < 50 or r["marks"] < 50 and r["kind"] != "png" or r["marks"] < 1]
     assert bad == [], f"{where}: charts that did not draw: {bad}"
+    if sizes is not None:
+        assert [(r["width"], r["height"]) for r in report] == sizes, \
+            f"{where}: JupyterLab drew charts of other sizes than their PNGs"
+
+
+def _png_sizes(nb: dict) -> list[tuple[int, int]]:
+    from kmm.suite import charts
+
+    return [charts._png_size(base64.b64decode(o["data"]["image/png"]))
+            for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
 
 
 def _errors_in_outputs(p) -> list[str]:
@@ -249,7 +262,7 @@ def test_a_notebook_run_in_jupyterlab_draws_every_chart_offline(lab, browser, ar
         p.wait_for_timeout(1000)  # vega draws after the output is attached
         report = _chart_report(p)
         p.screenshot(path=str(artifacts / f"{NOTEBOOK}-run-all.png"))
-        cell = p.locator(".jp-CodeCell", has=p.locator(".jp-RenderedVegaLite")).first
+        cell = p.locator(".jp-CodeCell", has=p.locator(".jp-RenderedVega5")).first
         cell.scroll_into_view_if_needed()
         p.screenshot(path=str(artifacts / f"{NOTEBOOK}-first-chart.png"))
         cell.screenshot(path=str(artifacts / f"{NOTEBOOK}-chart-cell.png"))
@@ -269,7 +282,7 @@ def test_an_executed_copy_from_kmm_run_draws_every_chart_offline(lab, browser, a
     copy = out / f"{NOTEBOOK}.small.ipynb"
     nb = json.loads(copy.read_text())
     bundles = [o["data"] for c in nb["cells"] for o in c.get("outputs", [])
-               if "application/vnd.vegalite.v5+json" in o.get("data", {})]
+               if "application/vnd.vega.v5+json" in o.get("data", {})]
     assert len(bundles) == CHARTS and all("image/png" in d for d in bundles)
     assert not any("text/html" in d for d in bundles)
     page = Page(browser, base)
@@ -278,9 +291,41 @@ def test_an_executed_copy_from_kmm_run_draws_every_chart_offline(lab, browser, a
         _open(page, f"executed/{copy.name}", token)
         p.wait_for_timeout(1500)
         report = _chart_report(p)
-        p.locator(".jp-RenderedVegaLite").last.scroll_into_view_if_needed()
+        p.locator(".jp-RenderedVega5").last.scroll_into_view_if_needed()
         p.screenshot(path=str(artifacts / f"{NOTEBOOK}-executed-copy.png"))
-        _assert_drawn(report, f"executed copy {copy.name}")
+        _assert_drawn(report, f"executed copy {copy.name}", _png_sizes(nb))
+        assert page.outside == [], f"requests left 127.0.0.1: {page.outside}"
+    finally:
+        page.close()
+
+
+def test_every_kind_of_chart_the_notebooks_use_draws_in_jupyterlab(lab, browser, artifacts):
+    """The chart kinds of tests/test_charts.py (facets, layers, concatenation, log scales...),
+    stored as the kmm renderer's outputs, draw in JupyterLab's Vega at the PNG's size."""
+    import nbformat
+
+    from kmm.suite import charts
+    from test_charts import zoo
+
+    base, token, root, _ = lab
+    cells = []
+    for name, chart in zoo().items():
+        data, metadata = charts.mimebundle(chart.to_dict())
+        cells += [nbformat.v4.new_markdown_cell(f"### {name}"),
+                  nbformat.v4.new_code_cell("chart", execution_count=1, outputs=[
+                      nbformat.v4.new_output("display_data", data=data, metadata=metadata)])]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, root / "zoo.ipynb")
+    page = Page(browser, base)
+    try:
+        p = page.page
+        _open(page, "zoo.ipynb", token)
+        p.wait_for_timeout(1500)
+        report = _chart_report(p)
+        p.screenshot(path=str(artifacts / "chart-kinds.png"))
+        _assert_drawn(report, "chart kinds", _png_sizes(json.loads(nbformat.writes(nb))),
+                      charts=len(zoo()))
         assert page.outside == [], f"requests left 127.0.0.1: {page.outside}"
     finally:
         page.close()

@@ -14,15 +14,14 @@ so a chart is refused above altair's 5000-row limit: aggregate first.
 
 Importing this module also enables the ``kmm`` altair renderer (:func:`mimebundle`): a chart
 shown in a notebook carries a PNG drawn by vl-convert (shown by any frontend, trusted or not,
-and kept in executed copies) and an ``application/vnd.vegalite.v5+json`` form that JupyterLab
-4's built-in Vega extension draws interactively (tooltips), with no network. Altair's own
+and kept in executed copies) and the same chart compiled to Vega, which JupyterLab 4's
+built-in Vega extension draws interactively (tooltips), with no network. Altair's own
 renderers are no use offline there: altair 6 emits Vega-Lite 6, which JupyterLab's extension
-(Vega-Lite 5) does not take, and its HTML output loads vega from a CDN.
+(Vega-Lite up to 5) does not take, and its HTML output loads vega from a CDN.
 """
 from __future__ import annotations
 
 import base64
-import copy
 import os
 import re
 import struct
@@ -52,9 +51,9 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 _STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 RENDERER = "kmm"
-#: The Vega-Lite mimetype JupyterLab 4's built-in renderer (@jupyterlab/vega5-extension) draws.
-VEGALITE5_MIME = "application/vnd.vegalite.v5+json"
-VEGALITE5_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
+#: The Vega mimetype JupyterLab 4's built-in renderer (@jupyterlab/vega5-extension) draws.
+VEGA5_MIME = "application/vnd.vega.v5+json"
+VEGA5_SCHEMA = "https://vega.github.io/schema/vega/v5.json"
 #: Pixel scale of the PNG shown in notebooks (1: a chart adds about 100 kB to an executed
 #: copy; JupyterLab draws the interactive form at the screen's own resolution).
 DISPLAY_SCALE = 1.0
@@ -106,7 +105,7 @@ def _vl_version() -> str | None:
 
 
 def render(spec: dict, fmt: str, scale: float = 2.0) -> bytes:
-    """``spec`` drawn by vl-convert as SVG or PNG bytes, no base URL allowed (no network).
+    """``spec`` (Vega-Lite) drawn by vl-convert as SVG or PNG bytes, no base URL allowed.
 
     Raises ValueError (from vl-convert) when the spec cannot be drawn.
     """
@@ -117,17 +116,19 @@ def render(spec: dict, fmt: str, scale: float = 2.0) -> bytes:
     return vlc.vegalite_to_png(spec, vl_version=_vl_version(), scale=scale, allowed_base_urls=[])
 
 
-def as_vegalite5(spec: dict) -> dict:
-    """``spec`` (Vega-Lite 6, as altair 6 writes it) labelled for a Vega-Lite 5 renderer.
+def to_vega(spec: dict) -> dict:
+    """``spec`` (Vega-Lite 6, as altair 6 writes it) compiled to Vega by vl-convert, labelled
+    for a Vega 5 renderer.
 
-    Vega-Lite 6 changed packaging and the Vega it targets, not the grammar altair writes, so
-    the spec is the same apart from its ``$schema``; ``tests/test_charts.py`` compiles every
-    notebook chart this way with vl-convert's Vega-Lite 5, and the browser test draws them in
-    JupyterLab.
+    The compiled spec is what vl-convert draws the PNG and SVG from, so JupyterLab's Vega 5
+    draws the same chart, whatever Vega-Lite it bundles (JupyterLab 4 has Vega-Lite 5.6, which
+    compiles some specs differently, e.g. stacking). Raises ValueError when it cannot compile.
     """
-    out = copy.copy(spec)
-    out["$schema"] = VEGALITE5_SCHEMA
-    return out
+    import vl_convert as vlc
+
+    vega = vlc.vegalite_to_vega(spec, vl_version=_vl_version())
+    vega["$schema"] = VEGA5_SCHEMA
+    return vega
 
 
 def _png_size(png: bytes) -> tuple[int, int]:
@@ -140,27 +141,31 @@ def mimebundle(spec: dict, **embed_options: Any) -> tuple[dict[str, Any], dict[s
 
     - ``image/png``: drawn by vl-convert at :data:`DISPLAY_SCALE` (shown at scale 1); every
       frontend shows it, in trusted and untrusted notebooks, and executed copies keep it;
-    - ``application/vnd.vegalite.v5+json``: the interactive form JupyterLab draws itself
-      (preferred over the PNG when present); ``embed_options`` go to its vega-embed;
-    - ``text/plain``: the chart's title and kind.
+    - ``application/vnd.vega.v5+json``: the chart compiled to Vega (:func:`to_vega`), which
+      JupyterLab draws itself, interactive (tooltips), in preference to the PNG;
+      ``embed_options`` go to its vega-embed;
+    - ``text/plain``: the chart's title.
 
-    Nothing refers to a script or any other URL.
+    Nothing refers to a script or any other URL. A chart vl-convert cannot draw (one that
+    reads a URL) shows as text saying why.
     """
-    bundle: dict[str, Any] = {VEGALITE5_MIME: as_vegalite5(spec)}
+    import vl_convert as vlc
+
+    bundle: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
-    if embed_options:
-        metadata[VEGALITE5_MIME] = {"embed_options": embed_options}
     title = spec.get("title")
     if isinstance(title, dict):
         title = title.get("text")
-    kind = next((k for k in ("layer", "hconcat", "vconcat", "concat", "facet", "repeat")
-                 if k in spec), None) or "chart"
-    text = f"<kmm chart: {title}>" if title else f"<kmm {kind}>"
+    text = f"<kmm chart: {title}>" if title else "<kmm chart>"
     try:
-        png = render(spec, "png", DISPLAY_SCALE)
+        vega = to_vega(spec)
+        png = vlc.vega_to_png(vega, scale=DISPLAY_SCALE, allowed_base_urls=[])
     except ValueError as e:
-        text += f" (no PNG: vl-convert could not draw it: {' '.join(str(e).split())[:200]})"
+        text += f" (not drawn: {' '.join(str(e).split())[:200]})"
     else:
+        bundle[VEGA5_MIME] = vega
+        if embed_options:
+            metadata[VEGA5_MIME] = {"embed_options": embed_options}
         bundle["image/png"] = base64.b64encode(png).decode("ascii")
         width, height = _png_size(png)
         metadata["image/png"] = {"width": round(width / DISPLAY_SCALE),
