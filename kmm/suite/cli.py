@@ -212,7 +212,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.time()
     # a published run rewrites provenance and the report: one writer at a time, as reproduce
     lock = reproduce.lock(data) if label == "published" else contextlib.nullcontext()
-    with lock:
+    from . import progress
+
+    if note := progress.cold_cache_note():
+        progress.say(note)
+    with lock, progress.cells(notebook.stem):
         return _execute_run(notebook, values, out, root, data, staging, label, args.timeout,
                             t0, started)
 

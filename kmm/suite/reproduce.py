@@ -21,7 +21,6 @@ import fcntl
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -108,7 +107,9 @@ def promote(staging: Path, data: Path) -> dict[str, list[str]]:
 
 
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    from .progress import say
+
+    say(text)
 
 
 def plan(root: Path, data: Path, only: Sequence[str] | None, timeout: float | None
@@ -145,6 +146,22 @@ def plan(root: Path, data: Path, only: Sequence[str] | None, timeout: float | No
     return first, last, refused
 
 
+def _progress(first: Sequence[Task], last: Sequence[Task], jobs: int, data: Path):
+    """The progress board of this run (ETA from the previous run's durations); says first
+    when kmm's kernels are not compiled yet."""
+    from . import progress
+
+    note = progress.cold_cache_note()
+    if note:
+        _say(f"kmm reproduce: {note}")
+    board = progress.Board([t.stem for t in first], [t.stem for t in last], jobs,
+                           progress.previous_seconds(data), cold=note is not None)
+    left = board.remaining()
+    if left is not None and board.order:
+        _say(f"kmm reproduce: about {progress.duration(left)} by the previous run's durations")
+    return board
+
+
 def update_provenance(data: Path, results: list[dict[str, Any]]) -> None:
     from .claims import atomic_write_text
     from .report import load_provenance, now_iso
@@ -170,7 +187,7 @@ def update_provenance(data: Path, results: list[dict[str, Any]]) -> None:
 
 def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None = None) -> int:
     """Run the published scenarios and write the report; the exit status of ``kmm reproduce``."""
-    from . import report
+    from . import progress, report
     from .cli import check_writable_dir
     from .params import display_path, project_root
 
@@ -178,7 +195,7 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
     data = Path(os.environ.get("KMM_DATA_DIR") or root / "data").resolve()
     check_writable_dir(data, "data folder")
     t_start = time.perf_counter()
-    with lock(data):
+    with lock(data), progress.Status() as status:
         first, last, refused = plan(root, data, only, timeout)
         results: list[dict[str, Any]] = []
         for r in refused:
@@ -187,6 +204,8 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
         n = len(first) + len(last)
         _say(f"kmm reproduce: {n} notebook{'s' if n != 1 else ''}, {min(jobs, max(len(first), 1))} "
              f"at a time, results in {display_path(data)}")
+        board = _progress(first, last, jobs, data)
+        status.render = board.status
 
         def finished(task: Task, r: dict[str, Any]) -> None:
             r["title"] = task.title
@@ -194,23 +213,26 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
                 staging = Path(task.data_dir)
                 r["made"] = promote(staging, data) if staging != data else \
                     results_in(data, since=r["started"])
-                _say(f"  ok      {task.stem} ({r['seconds']:.0f} s)")
+                _say(f"  ok      {task.stem} ({r['seconds']:.0f} s)  [{board.finish(task.stem)}]")
             else:
                 if Path(task.data_dir) != data:
                     shutil.rmtree(task.data_dir, ignore_errors=True)
-                _say(f"  FAILED  {task.stem} ({r['seconds']:.0f} s): {r['error']}")
+                _say(f"  FAILED  {task.stem} ({r['seconds']:.0f} s): {r['error']}  "
+                     f"[{board.finish(task.stem, ok=False)}]")
             results.append(r)
 
         for task in first:
             shutil.rmtree(task.data_dir, ignore_errors=True)
         if len(first) == 1 or (first and jobs == 1):
             for task in first:
+                board.start(task.stem)
                 r = {**run_task(task), "started": None}
                 finished(task, r)
         elif first:
             ctx = get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(jobs, len(first)), mp_context=ctx) as pool:
                 futures = {pool.submit(run_task, t): t for t in first}
+                board.start_pool()
                 for fut in as_completed(futures):
                     task = futures[fut]
                     try:
@@ -223,6 +245,7 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
             (data / STAGING).rmdir()  # only if empty: every staging folder was moved or removed
         for task in last:
             started = time.time()
+            board.start(task.stem)
             finished(task, {**run_task(task), "started": started})
 
         update_provenance(data, results)
