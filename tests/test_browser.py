@@ -79,11 +79,13 @@ def lab(tmp_path_factory):
     shutil.copy(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", root / "notebooks")
     settings = tmp / "settings"
     # every cell in the page (no windowing), no news or update checks
-    _write_json(settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings",
+    lab_settings = settings / "@jupyterlab"
+    _write_json(lab_settings / "notebook-extension" / "tracker.jupyterlab-settings",
                 {"windowingMode": "none"})
-    _write_json(settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings",
+    _write_json(lab_settings / "apputils-extension" / "notification.jupyterlab-settings",
                 {"fetchNews": "false", "checkForUpdates": False})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "KMM_DATA_DIR": str(tmp / "data"), "JUPYTER_CONFIG_DIR": str(tmp / "config"),
            "JUPYTERLAB_SETTINGS_DIR": str(settings),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
@@ -208,7 +210,8 @@ def _chart_report(p) -> list[dict]:
           out.push({kind: canvas ? 'vega-canvas' : (svg ? 'vega-svg' : 'vega-empty'),
                     width: canvas ? canvas.width : (svg ? svg.clientWidth : 0),
                     height: canvas ? canvas.height : (svg ? svg.clientHeight : 0),
-                    marks: canvas ? marks(canvas) : (svg ? svg.querySelectorAll('path, text').length : 0),
+                    marks: canvas ? marks(canvas)
+                                  : (svg ? svg.querySelectorAll('path, text').length : 0),
                     text: vega.innerText.slice(0, 200)});
         } else if (img) {
           out.push({kind: 'png', width: img.naturalWidth, height: img.naturalHeight,

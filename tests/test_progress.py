@@ -142,7 +142,8 @@ def test_reproduce_states_its_estimate_first(tmp_path, monkeypatch, capsys):
     board = reproduce._progress([reproduce.Task(stem="ktr", **task),
                                  reproduce.Task(stem="pkvm", **task)], [], 2, tmp_path)
     assert board.order == ["ktr", "pkvm"]
-    assert capsys.readouterr().err == "kmm reproduce: about 1 min 40 s by the previous run's durations\n"
+    assert capsys.readouterr().err == \
+        "kmm reproduce: about 1 min 40 s by the previous run's durations\n"
 
 
 @pytest.mark.slow
