@@ -59,6 +59,16 @@ def test_parameters_cell_first_literals_only_small_scenario(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=nb_id)
+def test_the_cell_after_parameters_refuses_a_params_file(path):
+    """``papermill -f params/<stem>.yaml`` fails instead of silently running the defaults."""
+    nb = json.loads(path.read_text())
+    check = code_cells(nb)[1]
+    assert f'refuse_params_file(globals(), "{path.stem}")' in python_of(check), \
+        f"{path.name}: the code cell after the parameters must call " \
+        f'kmm.suite.params.refuse_params_file(globals(), "{path.stem}")'
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=nb_id)
 def test_thin_cells_import_only_kmm_and_define_nothing(path):
     nb = json.loads(path.read_text())
     problems = []

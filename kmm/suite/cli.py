@@ -5,7 +5,8 @@
     kmm run NOTEBOOK [-p key=value | -p key value ...] [--params FILE] [--variant NAME] [--out DIR]
     kmm claims [--json]
     kmm reproduce [--only STEM ...] [--jobs N]
-    kmm sweep / bench / trace ...     (registered by kmm.suite.sweep, .bench, .tracecmd)
+    kmm sweep / bench / trace / params ...   (registered by kmm.suite.sweep, .bench, .tracecmd,
+                                              .paramscmd)
 
 Exit status: 0 on success; 1 when a notebook failed to run; 2 for a user mistake (a bad
 argument, params file, value or path), printed as one line ``kmm: error: <where>: <problem>``
@@ -387,7 +388,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     if not words or words[0] not in OWN_COMMANDS:
-        for module in ("sweep", "bench", "tracecmd"):
+        for module in ("sweep", "bench", "tracecmd", "paramscmd"):
             _register_optional(sub, module)
     return ap
 
