@@ -47,6 +47,64 @@ def test_stored_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=nb_id)
+def test_stored_without_traces_of_a_run(path):
+    """Not an executed copy saved over the notebook: no injected cell, no papermill metadata."""
+    nb = json.loads(path.read_text())
+    injected = [i for i, c in enumerate(nb["cells"])
+                if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    assert injected == [], f"{path.name}: remove the injected parameters cells {injected}"
+    traced = [i for i, c in enumerate(nb["cells"]) if "papermill" in c.get("metadata", {})]
+    assert "papermill" not in nb.get("metadata", {}) and traced == [], \
+        f"{path.name}: papermill metadata (cells {traced}): run nbstripout " \
+        "(see .pre-commit-config.yaml)"
+
+
+def _nbstripout_hook() -> dict:
+    import yaml
+
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = [h for repo in config["repos"] for h in repo["hooks"] if h["id"] == "nbstripout"]
+    assert len(hooks) == 1, "one nbstripout hook in .pre-commit-config.yaml"
+    return hooks[0]
+
+
+def test_pre_commit_strips_every_notebook():
+    hook = _nbstripout_hook()
+    files = re.compile(hook["files"])
+    assert all(files.search(str(p.relative_to(ROOT))) for p in NOTEBOOKS)
+    assert not files.search("tests/data/notebooks/sweep_probe.ipynb")
+
+
+def test_nbstripout_as_configured_leaves_stored_notebooks_and_cleans_an_executed_copy(tmp_path):
+    """The hook's own command: a no-op on every stored notebook; an executed copy comes out
+    passing the checks above (except for papermill's injected cell, a cell to delete)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("nbstripout")
+    hook = _nbstripout_hook()
+    copies = []
+    for p in NOTEBOOKS:
+        copies.append(tmp_path / p.name)
+        copies[-1].write_bytes(p.read_bytes())
+    dirty = json.loads(NOTEBOOKS[0].read_text())
+    for i, cell in enumerate(code_cells(dirty)):
+        cell.update(execution_count=i + 1, outputs=[{"output_type": "stream", "name": "stdout",
+                                                     "text": "x\n"}])
+        cell["metadata"]["papermill"] = {"duration": 1.0}
+    dirty["metadata"]["papermill"] = {"parameters": {"scenario": "small"}}
+    (tmp_path / "dirty.ipynb").write_text(json.dumps(dirty))
+    r = subprocess.run([sys.executable, "-m", "nbstripout", *hook["args"], *map(str, copies),
+                        str(tmp_path / "dirty.ipynb")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert [c.read_bytes() for c in copies] == [p.read_bytes() for p in NOTEBOOKS]
+    test_stored_without_outputs(tmp_path / "dirty.ipynb")
+    test_stored_without_traces_of_a_run(tmp_path / "dirty.ipynb")
+    assert [c["id"] for c in json.loads((tmp_path / "dirty.ipynb").read_text())["cells"]] == \
+        [c["id"] for c in dirty["cells"]]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=nb_id)
 def test_parameters_cell_first_literals_only_small_scenario(path):
     nb = json.loads(path.read_text())
     first = code_cells(nb)[0]
@@ -56,6 +114,17 @@ def test_parameters_cell_first_literals_only_small_scenario(path):
     assert values.get("scenario") == "small", f"{path.name}: parameters cell needs scenario = \"small\""
     tagged = [c for c in code_cells(nb) if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{path.name}: one parameters cell only"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=nb_id)
+def test_the_cell_after_parameters_refuses_a_params_file(path):
+    """``papermill -f params/<stem>.yaml`` fails instead of silently running the defaults."""
+    nb = json.loads(path.read_text())
+    cells = code_cells(nb)
+    check = python_of(cells[1]) if len(cells) > 1 else ""
+    assert f'refuse_params_file(globals(), "{path.stem}")' in check, \
+        f"{path.name}: the code cell after the parameters must call " \
+        f'kmm.suite.params.refuse_params_file(globals(), "{path.stem}")'
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=nb_id)
@@ -137,6 +206,7 @@ def test_checks_catch_violations(tmp_path):
     path = tmp_path / "bad.ipynb"
     path.write_text(json.dumps(bad))
     for check in (test_stored_without_outputs, test_parameters_cell_first_literals_only_small_scenario,
+                  test_the_cell_after_parameters_refuses_a_params_file,
                   test_thin_cells_import_only_kmm_and_define_nothing,
                   test_markdown_explains_and_results_carry_the_scenario):
         with pytest.raises(AssertionError):
@@ -146,7 +216,18 @@ def test_checks_catch_violations(tmp_path):
                      "source": 'scenario = "small"', "outputs": [], "execution_count": None},
                     {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
                      "source": "def f():\n    pass\nclaims.record('K1', 1, scenario='published')"}]
+    bad["cells"][0]["metadata"] = {"tags": ["injected-parameters"]}
     path.write_text(json.dumps(bad))
+    with pytest.raises(AssertionError, match="injected parameters"):
+        test_stored_without_traces_of_a_run(path)
+    bad["cells"][0]["metadata"] = {"tags": []}
+    bad["metadata"]["papermill"] = {}
+    path.write_text(json.dumps(bad))
+    with pytest.raises(AssertionError, match="papermill metadata"):
+        test_stored_without_traces_of_a_run(path)
+    bad["metadata"] = {}
+    path.write_text(json.dumps(bad))
+    test_stored_without_traces_of_a_run(path)
     test_stored_without_outputs(path)
     test_parameters_cell_first_literals_only_small_scenario(path)
     with pytest.raises(AssertionError, match="defines 'f'"):

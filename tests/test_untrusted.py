@@ -35,7 +35,7 @@ def project(tmp_path):
 
 
 def kmm(cwd: Path, *args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KMM_DATA_DIR": str(cwd / "data"),
+    env = {**os.environ, "KMM_DATA_DIR": str(cwd / "data"), "KMM_PROGRESS": "off",  # errors only
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([*KMM, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, **kw)

@@ -11,10 +11,19 @@ theme is registered and enabled exactly once per kernel, and chart through it::
 
 Export runs vl-convert in-process with no base URL allowed (no browser, no network). Charts carry their data inline,
 so a chart is refused above altair's 5000-row limit: aggregate first.
+
+Importing this module also enables the ``kmm`` altair renderer (:func:`mimebundle`): a chart
+shown in a notebook carries a PNG drawn by vl-convert (shown by any frontend, trusted or not,
+and kept in executed copies) and the same chart compiled to Vega, which JupyterLab 4's
+built-in Vega extension draws interactively (tooltips), with no network. Altair's own
+renderers are no use offline there: altair 6 emits Vega-Lite 6, which JupyterLab's extension
+(Vega-Lite up to 5) does not take, and its HTML output loads vega from a CDN.
 """
 from __future__ import annotations
 
+import base64
 import re
+import struct
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +49,16 @@ WIDTH, HEIGHT = 420, 260
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 _STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-__all__ = ["alt", "THEME", "save", "aggregate", "enable_theme", "theme_config", "verdict_color"]
+RENDERER = "kmm"
+#: The Vega mimetype JupyterLab 4's built-in renderer (@jupyterlab/vega5-extension) draws.
+VEGA5_MIME = "application/vnd.vega.v5+json"
+VEGA5_SCHEMA = "https://vega.github.io/schema/vega/v5.json"
+#: Pixel scale of the PNG shown in notebooks (1: a chart adds about 100 kB to an executed
+#: copy; JupyterLab draws the interactive form at the screen's own resolution).
+DISPLAY_SCALE = 1.0
+
+__all__ = ["alt", "THEME", "RENDERER", "save", "aggregate", "enable_theme", "enable_renderer",
+           "mimebundle", "theme_config", "verdict_color"]
 
 
 def theme_config() -> dict[str, Any]:
@@ -77,7 +95,94 @@ def enable_theme() -> None:
         alt.theme.enable(THEME)
 
 
+def _vl_version() -> str | None:
+    """The Vega-Lite version vl-convert should compile altair's specs with (None: its default)."""
+    import vl_convert as vlc
+
+    version = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    return version if version in vlc.get_vegalite_versions() else None
+
+
+def render(spec: dict, fmt: str, scale: float = 2.0) -> bytes:
+    """``spec`` (Vega-Lite) drawn by vl-convert as SVG or PNG bytes, no base URL allowed.
+
+    Raises ValueError (from vl-convert) when the spec cannot be drawn.
+    """
+    import vl_convert as vlc
+
+    if fmt == "svg":
+        return vlc.vegalite_to_svg(spec, vl_version=_vl_version(), allowed_base_urls=[]).encode()
+    return vlc.vegalite_to_png(spec, vl_version=_vl_version(), scale=scale, allowed_base_urls=[])
+
+
+def to_vega(spec: dict) -> dict:
+    """``spec`` (Vega-Lite 6, as altair 6 writes it) compiled to Vega by vl-convert, labelled
+    for a Vega 5 renderer.
+
+    The compiled spec is what vl-convert draws the PNG and SVG from, so JupyterLab's Vega 5
+    draws the same chart, whatever Vega-Lite it bundles (JupyterLab 4 has Vega-Lite 5.6, which
+    compiles some specs differently, e.g. stacking). Raises ValueError when it cannot compile.
+    """
+    import vl_convert as vlc
+
+    vega = vlc.vegalite_to_vega(spec, vl_version=_vl_version())
+    vega["$schema"] = VEGA5_SCHEMA
+    return vega
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """Width and height in pixels from a PNG's IHDR chunk."""
+    return struct.unpack(">II", png[16:24])
+
+
+def mimebundle(spec: dict, **embed_options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``kmm`` altair renderer: a chart's display data and metadata.
+
+    - ``image/png``: drawn by vl-convert at :data:`DISPLAY_SCALE` (shown at scale 1); every
+      frontend shows it, in trusted and untrusted notebooks, and executed copies keep it;
+    - ``application/vnd.vega.v5+json``: the chart compiled to Vega (:func:`to_vega`), which
+      JupyterLab draws itself, interactive (tooltips), in preference to the PNG;
+      ``embed_options`` go to its vega-embed;
+    - ``text/plain``: the chart's title.
+
+    Nothing refers to a script or any other URL. A chart vl-convert cannot draw (one that
+    reads a URL) shows as text saying why.
+    """
+    import vl_convert as vlc
+
+    bundle: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    title = spec.get("title")
+    if isinstance(title, dict):
+        title = title.get("text")
+    text = f"<kmm chart: {title}>" if title else "<kmm chart>"
+    try:
+        vega = to_vega(spec)
+        png = vlc.vega_to_png(vega, scale=DISPLAY_SCALE, allowed_base_urls=[])
+    except ValueError as e:
+        text += f" (not drawn: {' '.join(str(e).split())[:200]})"
+    else:
+        bundle[VEGA5_MIME] = vega
+        if embed_options:
+            metadata[VEGA5_MIME] = {"embed_options": embed_options}
+        bundle["image/png"] = base64.b64encode(png).decode("ascii")
+        width, height = _png_size(png)
+        metadata["image/png"] = {"width": round(width / DISPLAY_SCALE),
+                                 "height": round(height / DISPLAY_SCALE)}
+    bundle["text/plain"] = text
+    return bundle, metadata
+
+
+def enable_renderer() -> None:
+    """Register (once) and enable the ``kmm`` renderer (:func:`mimebundle`) for this process."""
+    if RENDERER not in alt.renderers.names():
+        alt.renderers.register(RENDERER, mimebundle)
+    if alt.renderers.active != RENDERER:
+        alt.renderers.enable(RENDERER)
+
+
 enable_theme()
+enable_renderer()
 
 
 def verdict_color(field: str = "verdict", title: str = "verdict") -> alt.Color:
@@ -151,20 +256,10 @@ def save(chart: alt.TopLevelMixin, stem: str, out_dir: Path | str | None = None,
     if rows > MAX_ROWS:
         raise KmmError(f"chart data has more than {MAX_ROWS} rows: aggregate it in polars "
                        "first (charts.aggregate)", f"charts.save {stem}")
-    import vl_convert as vlc
-
-    version = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
-    if version not in vlc.get_vegalite_versions():
-        version = None
     rendered: dict[str, bytes] = {}
     for fmt in formats:
         try:
-            if fmt == "svg":
-                rendered[fmt] = vlc.vegalite_to_svg(spec, vl_version=version,
-                                                    allowed_base_urls=[]).encode()
-            else:
-                rendered[fmt] = vlc.vegalite_to_png(spec, vl_version=version, scale=scale,
-                                                    allowed_base_urls=[])
+            rendered[fmt] = render(spec, fmt, scale)
         except ValueError as e:
             raise KmmError(f"vl-convert could not render the chart: {' '.join(str(e).split())[:300]}",
                            f"charts.save {stem}") from None

@@ -2,11 +2,12 @@
 
 ::
 
-    kmm run NOTEBOOK [-p key=value ...] [--params FILE] [--variant NAME] [--out DIR]
+    kmm run NOTEBOOK [-p key=value | -p key value ...] [--params FILE] [--variant NAME] [--out DIR]
     kmm claims [--json]
     kmm reproduce [--only STEM ...] [--jobs N]
-    kmm sweep / bench / trace ...     (registered by kmm.suite.sweep, .bench, .tracecmd,
-                                       .capturecmd for trace capture|info|verify|scenarios)
+    kmm sweep / bench / trace / params ...   (registered by kmm.suite.sweep, .bench, .tracecmd,
+                                              .capturecmd for trace capture|info|verify|scenarios,
+                                              .paramscmd)
 
 Exit status: 0 on success; 1 when a notebook failed to run; 2 for a user mistake (a bad
 argument, params file, value or path), printed as one line ``kmm: error: <where>: <problem>``
@@ -66,15 +67,28 @@ def _shown(text: str, limit: int = 60) -> str:
     return short if short.isprintable() else repr(short)
 
 
-def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+def _override(item: str | Sequence[str]) -> tuple[str, str, str]:
+    """One ``-p``: ``key=value`` (kmm's form) or ``key value`` (papermill's form), as
+    ``(key, value text, the argument as shown in messages)``."""
+    parts = [item] if isinstance(item, str) else list(item)
+    shown = _shown(" ".join(parts))
+    if len(parts) == 2 and "=" not in parts[0]:
+        return parts[0].strip(), parts[1], shown
+    if len(parts) == 1:
+        key, sep, text = parts[0].partition("=")
+        if sep and key.strip():
+            return key.strip(), text, shown
+    raise ConfigError("expected key=value or key value (one parameter per -p)", f"-p {shown}")
+
+
+def _parse_overrides(items: Sequence[str | Sequence[str]]) -> dict[str, Any]:
     from .params import parse_cli_value
 
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError("expected key=value", f"-p {_shown(item)}")
+        key, text, shown = _override(item)
+        if not key:
+            raise ConfigError("expected key=value or key value", f"-p {shown}")
         if not key.isidentifier() or len(key) > 100:
             raise ConfigError("the key must be a parameter name (letters, digits, _)",
                               f"-p {_shown(key)}")
@@ -192,8 +206,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = check_writable_dir(reproduce.data_folder(root), "data folder")
     shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
     print(f"running {display_path(notebook)} ({shown})", file=sys.stderr, flush=True)
-    out = reproduce.run_one(notebook, values, label, root=root, data=data, out_dir=out_dir,
-                            timeout=args.timeout)
+    from . import progress
+
+    if note := progress.cold_cache_note():
+        progress.say(note)
+    with progress.cells(notebook.stem):
+        out = reproduce.run_one(notebook, values, label, root=root, data=data, out_dir=out_dir,
+                                timeout=args.timeout)
     print(out)
     return EXIT_OK
 
@@ -274,9 +293,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                        "file's ranges and choices). The executed copy goes to --out.")
     p.add_argument("notebook", metavar="NOTEBOOK", type=argtypes.text,
                    help="a notebook file, or a name in notebooks/ (ktr or ktr.ipynb)")
-    p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
-                   help="override one parameter (repeatable); VALUE is read as YAML: 4, 2.5, "
-                   "true, [1, 2], text")
+    p.add_argument("-p", "--param", action="append", nargs="+",
+                   metavar=("KEY=VALUE|KEY", "VALUE"),
+                   help="override one parameter (repeatable), as -p key=value or, as papermill "
+                   "takes it, -p key value; VALUE is read as YAML: 4, 2.5, true, [1, 2], text")
     p.add_argument("--params", type=argtypes.path, metavar="FILE",
                    help="params file whose published scenario to run (params/<stem>.yaml)")
     p.add_argument("--variant", type=argtypes.name, metavar="NAME",
@@ -311,7 +331,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         # `kmm trace capture|info|verify|scenarios` (real kernel traces) or `kmm trace FILE`
         capture = words[:1] == ["trace"] and words[1:2] in (["capture"], ["info"], ["verify"],
                                                                ["scenarios"])
-        for module in ("sweep", "bench", "capturecmd" if capture else "tracecmd"):
+        for module in ("sweep", "bench", "capturecmd" if capture else "tracecmd", "paramscmd"):
             _register_optional(sub, module)
     return ap
 

@@ -94,6 +94,25 @@ def parameterize(notebook: Path, parameters: Mapping[str, Any]):
     return nb
 
 
+def _cell_progress(node) -> dict[str, Any]:
+    """nbclient's ``on_cell_start`` hook reporting to :func:`kmm.suite.progress.cell_hook`
+    (position among the code cells, their number, the source), if one is active. (papermill
+    calls no notebook-level hooks: :func:`execute` reports the end itself.)"""
+    from .progress import cell_hook
+
+    report = cell_hook()
+    if report is None:
+        return {}
+    code = [i for i, c in enumerate(node.cells) if c.cell_type == "code" and c.source.strip()]
+    position = {i: k + 1 for k, i in enumerate(code)}
+
+    def on_cell_start(cell, cell_index, **_):
+        if cell_index in position:  # nbclient calls it for markdown cells too
+            report(position[cell_index], len(code), cell.source)
+
+    return {"on_cell_start": on_cell_start}
+
+
 def _whole_notebook(path: Path) -> bool:
     """Whether ``path`` is a complete notebook file (not absent, empty or cut short)."""
     import json
@@ -167,6 +186,9 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
     from papermill.exceptions import PapermillExecutionError
 
     logging.getLogger("papermill").setLevel(logging.ERROR)
+    from .progress import cell_hook
+
+    hooks = _cell_progress(node)
     failure: KmmError | None = None
     try:
         for attempt in (1, 2):
@@ -178,7 +200,7 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
                         kernel_name=KERNEL, language="python", cwd=str(cwd),
                         progress_bar=False, log_output=False, start_timeout=start_timeout,
                         execution_timeout=timeout,
-                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"], **hooks)
                 break
             except PapermillExecutionError as e:
                 failure = KmmError(f"cell [{e.exec_count}]: {e.ename}: {_one_line(e.evalue)}", where)
@@ -190,6 +212,8 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
                 kind = "timed out" if type(e).__name__ == "CellTimeoutError" else type(e).__name__
                 failure = KmmError(f"{kind}: {_one_line(e)}", where)
                 break
+        if hooks:
+            cell_hook()(0, 0, "")  # the notebook stopped: no cell is running
         if failure is not None:
             if _whole_notebook(tmp):  # a copy cut short (a full disk) is not kept
                 kept = safefs.move(tmp, failed_path(out_path))

@@ -774,6 +774,26 @@ def load(path: Path | str, *, notebooks_dir: Path | None = None) -> ParamsFile:
                       nb_defaults, schemas)
 
 
+def refuse_params_file(namespace: Mapping[str, Any], stem: str) -> None:
+    """Refuse a params file handed to papermill as it is (``papermill -f params/<stem>.yaml``).
+
+    papermill injects a YAML file's top-level keys as variables, so kmm's structured file
+    would set ``notebook``, ``parameters``, ``variants`` and ``grids`` and leave every real
+    parameter at its small default: the run would finish and look published. Each notebook
+    calls this in the cell after its parameters (where papermill's cell lands before it), with
+    its ``globals()``; ``kmm params export`` writes the flat form papermill takes.
+    """
+    structured = isinstance(namespace.get("parameters"), dict) or (
+        isinstance(namespace.get("notebook"), str) and namespace["notebook"].endswith(".ipynb"))
+    if structured:
+        given = ", ".join(k for k in sorted(TOP_KEYS) if k in namespace)
+        raise ConfigError(
+            f"papermill was given a kmm params file ({given}), whose values it does not apply: "
+            f"run `kmm run {stem} --params params/{stem}.yaml`, or write papermill's flat form "
+            f"with `kmm params export {stem} --out {stem}.params.yaml` and pass that to "
+            "papermill -f", "papermill parameters")
+
+
 def params_dir(root: Path | None = None) -> Path:
     return (root or project_root()) / "params"
 

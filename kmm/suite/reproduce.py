@@ -25,7 +25,6 @@ import contextlib
 import fcntl
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -133,7 +132,9 @@ def promote(staging: Path, dest: Path, *, ok: bool = True) -> dict[str, list[str
 
 
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    from .progress import say
+
+    say(text)
 
 
 def data_folder(root: Path) -> Path:
@@ -181,6 +182,22 @@ def plan(root: Path, data: Path, only: Sequence[str] | None, timeout: float | No
                     data_dir=str(staging), cwd=str(root), timeout=timeout)
         (last if pf.run_last else first).append(task)
     return first, last, refused
+
+
+def _progress(first: Sequence[Task], last: Sequence[Task], jobs: int, data: Path):
+    """The progress board of this run (ETA from the previous run's durations); says first
+    when kmm's kernels are not compiled yet."""
+    from . import progress
+
+    note = progress.cold_cache_note()
+    if note:
+        _say(f"kmm reproduce: {note}")
+    board = progress.Board([t.stem for t in first], [t.stem for t in last], jobs,
+                           progress.previous_seconds(data), cold=note is not None)
+    left = board.remaining()
+    if left is not None and board.order:
+        _say(f"kmm reproduce: about {progress.duration(left)} by the previous run's durations")
+    return board
 
 
 def update_provenance(data: Path, results: list[dict[str, Any]],
@@ -234,9 +251,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _run_parallel(first: list[Task], jobs: int, done) -> None:
+def _run_parallel(first: list[Task], jobs: int, done, board) -> None:
+    """Run ``first`` (``jobs`` at a time in worker processes), calling ``done(task, result)``
+    as each finishes and telling the progress ``board`` what started."""
     if len(first) == 1 or (first and jobs == 1):
         for task in first:
+            board.start(task.stem)
             done(task, run_task(task))
         return
     if not first:
@@ -247,6 +267,7 @@ def _run_parallel(first: list[Task], jobs: int, done) -> None:
     with ProcessPoolExecutor(max_workers=min(jobs, len(first)), mp_context=ctx,
                              initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(run_task, t): t for t in first}
+        board.start_pool()
         for fut in as_completed(futures):
             task = futures[fut]
             try:
@@ -260,7 +281,7 @@ def _run_parallel(first: list[Task], jobs: int, done) -> None:
 def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None = None) -> int:
     """Run the published scenarios and publish them with the report; the exit status of
     ``kmm reproduce``."""
-    from . import generations, nbrun, report, safefs
+    from . import generations, nbrun, progress, report, safefs
     from .cli import check_writable_dir
     from .params import display_path, project_root
 
@@ -268,7 +289,7 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
     data = data_folder(root)
     check_writable_dir(data, "data folder")
     t_start = time.perf_counter()
-    with lock(data):
+    with lock(data), progress.Status() as status:
         generations.check(data)
         first, last, refused = plan(root, data, only, timeout)
         results: list[dict[str, Any]] = []
@@ -283,13 +304,16 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
             safefs.remove_tree(Path(task.data_dir), root=data)
             safefs.ensure_dir(Path(task.out_path).parent, root=data)
         staged: list[tuple[Task, dict[str, Any]]] = []
+        board = _progress(first, last, jobs, data)
+        status.render = board.status
 
         def finished(task: Task, r: dict[str, Any]) -> None:
             r["title"] = task.title
             if r["ok"]:
-                _say(f"  ok      {task.stem} ({r['seconds']:.0f} s)")
+                _say(f"  ok      {task.stem} ({r['seconds']:.0f} s)  [{board.finish(task.stem)}]")
             else:
-                _say(f"  FAILED  {task.stem} ({r['seconds']:.0f} s): {r['error']}")
+                _say(f"  FAILED  {task.stem} ({r['seconds']:.0f} s): {r['error']}  "
+                     f"[{board.finish(task.stem, ok=False)}]")
             results.append(r)
 
         def ran(task: Task, r: dict[str, Any]) -> None:
@@ -300,7 +324,7 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
             staged.append((task, r))
             finished(task, r)
 
-        _run_parallel(first, jobs, ran)
+        _run_parallel(first, jobs, ran, board)
         with generations.building(data) as build:
             for task, r in staged:
                 r["made"] = promote(Path(task.data_dir), build.dir, ok=r["ok"])
@@ -311,6 +335,7 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
                                out_path=str(build.dir / "notebooks" / f"{task.stem}.ipynb"))
                 safefs.ensure_dir(build.dir / "notebooks", root=build.dir)
                 started = time.time()
+                board.start(task.stem)
                 r = run_task(task)
                 if r["ok"]:
                     r["made"] = results_in(build.dir, since=started)
