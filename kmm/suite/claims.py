@@ -171,6 +171,7 @@ def table(root: Path | None = None) -> list[dict]:
             "parameters": rec.get("parameters", {}) if rec else {},
             "scenario": rec.get("scenario") if rec else None,
             "chart": rec.get("chart") if rec else None,
-            "seed_thread": claim.seed,
+            "source": registry.citation(cid),
+            "cited": registry.citation_text(cid),
         })
     return rows

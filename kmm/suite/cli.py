@@ -222,19 +222,37 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def format_claims(rows: list[dict]) -> str:
-    """The claims table as fixed-width text, one line per claim."""
+def _said_by(src: dict | None) -> str:
+    """Who made a claim and when, from its citation (``kmm/data/sources.yaml``)."""
+    if not src:
+        return "-"
+    who = src.get("said_by") or src.get("author", "?")
+    return f"{who}, {src.get('date', '?')}"
+
+
+def format_claims(rows: list[dict], sources: bool = False) -> str:
+    """The claims table as fixed-width text, one line per claim.
+
+    Rows that carry their citation get a ``said by`` column (author and date); with
+    ``sources`` the full citation of each claim (list, subject, date, archive link) follows
+    the table.
+    """
     from .report import format_value
 
-    head = ("id", "verdict", "share", "value", "band")
+    cited = any("source" in r for r in rows)
+    head = ("id", "verdict", "share", "value", "band") + (("said by",) if cited else ())
     lines = [(r["id"], r["verdict"],
               "-" if r.get("share_in_band") is None else f"{r['share_in_band']:.0%}",
               _short(format_value(r["value"], r.get("unit", "")), 28), _short(r["band"], 44))
+             + ((_said_by(r.get("source")),) if cited else ())
              for r in rows]
     widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
     out = [fmt.format(*head).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
     out += [fmt.format(*x).rstrip() for x in lines]
+    if sources:
+        out += ["", "Sources (who said it, where):"]
+        out += [f"{r['id']}: {r['cited']}" for r in rows if r.get("cited")]
     return "\n".join(out)
 
 
@@ -245,7 +263,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
     else:
-        print(format_claims(rows))
+        print(format_claims(rows, sources=args.sources))
     return EXIT_OK
 
 
@@ -308,10 +326,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("claims", help="print the claims table with computed verdicts",
-                       description="Print every claim of CLAIMS.md with the value kmm recorded, "
-                       "its band and the verdict computed from them.")
+                       description="Print every claim kmm evaluates with the value it recorded, "
+                       "its band, the verdict computed from them and who made the claim.")
     p.add_argument("--json", action="store_true",
-                   help="print a JSON list (id, value, band, verdict, explanation, parameters...)")
+                   help="print a JSON list (id, value, band, verdict, explanation, parameters, "
+                   "source...)")
+    p.add_argument("--sources", action="store_true",
+                   help="after the table, cite each claim's message: author, subject, list, "
+                   "date, archive link")
     p.set_defaults(handler=cmd_claims)
 
     p = sub.add_parser("reproduce", help="run every notebook's published scenario and write the report",

@@ -1,7 +1,9 @@
 """The claim table and the verdict function — the only code that reads a claim's band.
 
-Every claim of /shared/CLAIMS.md is listed in :data:`CLAIMS` (id, mechanism, statement, test,
-seed thread). Its band lives in the private table ``_BANDS`` below, which only
+Every claim is listed in :data:`CLAIMS` (id, mechanism, statement, test) with its citation,
+the mailing-list message it comes from (:func:`citation`, read from the package data file
+``kmm/data/sources.yaml``: list, subject, author, date, Message-ID and archive link). Its band
+lives in the private table ``_BANDS`` below, which only
 :func:`verdict` reads: no model, params file or notebook may read or repeat a band
 (``tests/test_claims.py`` checks this). Notebooks record a value; the verdict is computed
 here from the value and the band, never typed.
@@ -23,6 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 REPRODUCED = "reproduced"
@@ -39,84 +43,118 @@ class Claim:
     mechanism: str
     statement: str
     test: str
-    seed: str
 
-
-_K = "000_01a825e84d50f3c9.txt"
-_S = "001_cb8fe093c9d957d9.txt"
-_B = "002_be64d3e3cd69fe49.txt"
-_P = "003_9234f0f9fa606661.txt"
-_A = "004_a1300e1c2baa488f.txt"
 
 _TABLE = [
     ("K1", "ktr", "Per-node copies of kernel text+rodata gain 6 % to 17 % on database-centric workloads",
-     "system-wide throughput gain for a database-like workload on a 2-socket arm64 machine at published cross-socket latency ratios", _K),
+     "system-wide throughput gain for a database-like workload on a 2-socket arm64 machine at published cross-socket latency ratios"),
     ("K2", "ktr", "Combined with userspace NUMA awareness the gain is over 50 %",
-     "gain against the K1 baseline with user data made node-local", _K),
+     "gain against the K1 baseline with user data made node-local"),
     ("K3", "ktr", "The higher the remote latency, the more kernel performance suffers on remote nodes",
-     "gain rises monotonically with the remote/local latency ratio and is zero or slightly negative at 1.0", _K),
+     "gain rises monotonically with the remote/local latency ratio and is zero or slightly negative at 1.0"),
     ("K4", "ktr", "Text patching must update every copy",
-     "patch cost grows with node count; the patch rate at which it matters", _K),
+     "patch cost grows with node count; the patch rate at which it matters"),
     ("K5", "ktr", "Replication costs one copy of text+rodata per extra node plus per-node kernel tables",
-     "bytes vs nodes counted from the tables built, equal to the closed-form count", _K),
+     "bytes vs nodes counted from the tables built, equal to the closed-form count"),
     ("S1", "pkvm", "Per-node stage-2 tables: the only downside is a larger TLB footprint",
-     "share of stage-2's loss against KTR due to extra TLB misses (a) rather than longer walks (b)", _K),
+     "share of stage-2's loss against KTR due to extra TLB misses (a) rather than longer walks (b)"),
     ("S2", "pkvm", "Footprint is not the issue; the cost is the 2D walk itself",
-     "share of stage-2's loss against KTR due to extra TLB misses (a) rather than longer walks (b)", _S),
+     "share of stage-2's loss against KTR due to extra TLB misses (a) rather than longer walks (b)"),
     ("S3", "pkvm", "Large stage-2 mappings mitigate the walk cost",
-     "walk cost falls as the stage-2 leaf size grows", _S),
+     "walk cost falls as the stage-2 leaf size grows"),
     ("S4", "pkvm", "Giving up VHE costs extra on every guest entry/exit",
-     "VM exit rate at which stage-2 replication's net gain turns negative, against real workloads' exit rates", _S),
+     "VM exit rate at which stage-2 replication's net gain turns negative, against real workloads' exit rates"),
     ("S5", "pkvm", "EL2 code has no stage 2 and stays unreplicated: uneven performance",
-     "per-node cost of hypervisor text fetches differs between nodes", _S),
+     "per-node cost of hypervisor text fetches differs between nodes"),
     ("S6", "pkvm", "Per-node stage-2 tables must cover all host memory and I/O: memory pressure",
-     "stage-2 bytes reserved and used grow with the node count", _S),
+     "stage-2 bytes reserved and used grow with the node count"),
     ("B1", "bbml2", "Block mapping frees around 500 MB on 256 GB",
-     "page-table bytes saved on the thread's machine (256 GB installed)", _B),
+     "page-table bytes saved on the thread's machine (256 GB installed)"),
     ("B2", "bbml2", "The larger the machine, the more memory saved",
-     "saved bytes grow linearly with RAM, 16 GB to 4 TB, every granule", _B),
-    ("B3", "bbml2", "memcached ops/s +3.5 %", "memcached throughput change, rodata=full with vs without the series", _B),
-    ("B4", "bbml2", "memcached P99 latency -9.6 %", "memcached P99 change at the same operating point as B3", _B),
-    ("B5", "bbml2", "kernel TLB MPKI -28.5 %", "kernel TLB misses per kilo-instruction change", _B),
+     "saved bytes grow linearly with RAM, 16 GB to 4 TB, every granule"),
+    ("B3", "bbml2", "memcached ops/s +3.5 %", "memcached throughput change, rodata=full with vs without the series"),
+    ("B4", "bbml2", "memcached P99 latency -9.6 %", "memcached P99 change at the same operating point as B3"),
+    ("B5", "bbml2", "kernel TLB MPKI -28.5 %", "kernel TLB misses per kilo-instruction change"),
     ("B6", "bbml2", "With the series, rodata=full is on par with rodata=on",
-     "memcached ops/s and kernel TLB MPKI of rodata=full+BBML2 relative to rodata=on", _B),
-    ("B7", "bbml2", "dm-crypt IOPS +90 % to +150 %", "dm-crypt 4k sequential write IOPS change", _B),
-    ("B8", "bbml2", "XFS sequential read bandwidth +150 %", "cached sequential read bandwidth change", _B),
+     "memcached ops/s and kernel TLB MPKI of rodata=full+BBML2 relative to rodata=on"),
+    ("B7", "bbml2", "dm-crypt IOPS +90 % to +150 %", "dm-crypt 4k sequential write IOPS change"),
+    ("B8", "bbml2", "XFS sequential read bandwidth +150 %", "cached sequential read bandwidth change"),
     ("B9", "bbml2", "A boundary-only split keeps block mappings inside a permission-change range; v1 does not",
-     "blocks kept over a stream of permission changes, boundary split vs whole-range split", _B),
+     "blocks kept over a stream of permission changes, boundary split vs whole-range split"),
     ("B10", "bbml2", "Repaint page tables can be counted from the boot-time PUD/PMD mappings",
-     "count predicted from boot mappings equals the tables the repaint builds", _B),
+     "count predicted from boot mappings equals the tables the repaint builds"),
     ("B11", "bbml2", "Without BBML2, changing a live mapping's size needs break-before-make",
-     "accesses faulting in the BBM window without BBML2, none with it", _B),
+     "accesses faulting in the BBM window without BBML2, none with it"),
     ("P1", "permvmalloc", "Loading a module today costs 4 all-CPU shootdowns, more when the direct map must be split",
-     "median all-CPU shootdowns per module load, legacy flow", _P),
+     "median all-CPU shootdowns per module load, legacy flow"),
     ("P2", "permvmalloc", "With the new interface a module load usually costs 1 shootdown",
-     "median shootdowns per module load with perm_alloc, ro_after_init included", _P),
+     "median shootdowns per module load with perm_alloc, ro_after_init included"),
     ("P3", "permvmalloc", "A BPF JIT load usually costs 0 shootdowns",
-     "median shootdowns per BPF load with perm_alloc over a realistic size mix", _P),
+     "median shootdowns per BPF load with perm_alloc over a realistic size mix"),
     ("P4", "permvmalloc", "Grouping pages from 2 MB blocks minimises direct-map 4K breakage",
-     "DirectMap4k after the workload, legacy vs grouped", _P),
+     "DirectMap4k after the workload, legacy vs grouped"),
     ("P5", "permvmalloc", "Final-permission mapping plus per-CPU loading needs only local flushes",
-     "global vs local flushes during the load step", _P),
+     "global vs local flushes during the load step"),
     ("P6", "permvmalloc", "Caching live mappings and 2 MB module-space mappings",
-     "iTLB misses of module/BPF text, 4K vs 2M leaves", _P),
+     "iTLB misses of module/BPF text, 4K vs 2M leaves"),
     ("A1", "asi", "Keeping all free pages unmapped leads to pointless shootdowns",
-     "unmap/remap pairs and shootdowns on the pathological workload, RFC vs tracked", _A),
+     "unmap/remap pairs and shootdowns on the pathological workload, RFC vs tracked"),
     ("A2", "asi", "The asynchronous free worker creates CPU jitter",
-     "largest worker burst, RFC design vs tracked pageblocks", _A),
+     "largest worker burst, RFC design vs tracked pageblocks"),
     ("A3", "asi", "Without same-sensitivity reuse, formerly sensitive pages must be zeroed",
-     "pages zeroed, RFC design vs tracked pageblocks", _A),
+     "pages zeroed, RFC design vs tracked pageblocks"),
     ("A4", "asi", "All this adds allocation latency",
-     "p99 allocation latency, RFC design vs no ASI", _A),
+     "p99 allocation latency, RFC design vs no ASI"),
     ("A5", "asi", "Tracking sensitivity of free pageblocks reduces A1-A4",
-     "tracked pageblocks vs RFC on shootdowns, zeroing, worker time and p99 latency", _A),
+     "tracked pageblocks vs RFC on shootdowns, zeroing, worker time and p99 latency"),
     ("A6", "asi", "Mapping is cheap, unmapping is expensive: keep few free pages mapped",
-     "total cost vs the free-mapped target", _A),
+     "total cost vs the free-mapped target"),
     ("A7", "asi", "A restricted physmap kept in sync avoids page-table allocation while allocating",
-     "page-table allocations during allocation, synced physmap vs RFC", _A),
+     "page-table allocations during allocation, synced physmap vs RFC"),
 ]
 
 CLAIMS: dict[str, Claim] = {c[0]: Claim(*c) for c in _TABLE}
+
+
+# ---- citations: who said each claim, and where ---------------------------------------------
+#: The package data file that maps every claim to the message it comes from.
+SOURCES_FILE = Path(__file__).resolve().parents[1] / "data" / "sources.yaml"
+#: Fields every citation carries.
+CITATION_FIELDS = ("list", "subject", "author", "date", "message_id", "link")
+
+
+@lru_cache(maxsize=1)
+def _sources() -> dict:
+    from .params import safe_load
+
+    return safe_load(SOURCES_FILE.read_text(encoding="utf-8"), "kmm/data/sources.yaml")
+
+
+def citation(claim_id: str) -> dict[str, str]:
+    """The message ``claim_id`` comes from: list, subject, author, date, message_id, link.
+
+    ``said_by`` names who made the statement where that is not the message's author (or says
+    that it is not identified), and ``note`` says what the citation does and does not
+    establish; both are present only where the data file gives them.
+    """
+    if claim_id not in CLAIMS:
+        raise KeyError(f"unknown claim {claim_id!r}")
+    data = _sources()
+    entry = data["claims"][claim_id]
+    out = {k: str(v) for k, v in data["threads"][entry["thread"]].items()}
+    out.update({k: str(entry[k]) for k in ("said_by", "note") if k in entry})
+    return out
+
+
+def citation_text(claim_id: str) -> str:
+    """One line for email or a terminal: who said it, where, when, and the archive link."""
+    c = citation(claim_id)
+    where = f'"{c["subject"]}", {c["list"]}'
+    if c.get("said_by") == "not identified":
+        return (f"author not identified, in the thread {where} started by {c['author']} "
+                f"on {c['date']}, {c['link']}")
+    who = c["author"] if "said_by" not in c else f"{c['said_by']} (in {c['author']}'s message)"
+    return f"{who}, {where}, {c['date']}, {c['link']}"
 
 
 # ---- bands: read by verdict() only ---------------------------------------------------------
