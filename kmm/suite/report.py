@@ -42,7 +42,7 @@ VERDICT_COLORS = {registry.REPRODUCED: "#009E73", registry.CONDITIONAL: "#E69F00
                   registry.NOT_REPRODUCED: "#D55E00", registry.SMALL_RUN: "#56B4E9",
                   registry.NOT_EVALUATED: "#999999"}
 PROVENANCE = "provenance.json"
-#: Mechanisms in the order CLAIMS.md lists them.
+#: Mechanisms in the order the claim registry lists them.
 MECHANISMS = tuple(dict.fromkeys(c.mechanism for c in registry.CLAIMS.values()))
 
 
@@ -212,6 +212,22 @@ def _claim_key(cid: str) -> tuple[str, int]:
     return (cid[0], int(cid[1:]) if cid[1:].isdigit() else 0)
 
 
+
+def _cited_html(src: Mapping[str, str] | None) -> str:
+    """Who said a claim and where, under its statement: author, subject, list, date, link."""
+    if not src:
+        return ""
+    e = html.escape
+    if src.get("said_by") == "not identified":
+        who = f"author not identified, in the thread started by {e(src['author'])}"
+    elif src.get("said_by"):
+        who = f"{e(src['said_by'])}, in {e(src['author'])}'s message"
+    else:
+        who = e(src["author"])
+    note = f" ({e(src['note'])})" if src.get("note") else ""
+    return (f'<br><span class="muted">{who}, <a href="{e(src["link"])}">'
+            f"{e(src['subject'])}</a>, {e(src['list'])}, {e(src['date'])}{note}</span>")
+
 def claims_frame(mechanisms: Sequence[str] = (), root: Path | None = None) -> pl.DataFrame:
     """The claims table as a polars frame (values as text), optionally for some mechanisms."""
     import polars as pl
@@ -227,9 +243,11 @@ def claims_frame(mechanisms: Sequence[str] = (), root: Path | None = None) -> pl
         "statement": [r["statement"] for r in table],
         "explanation": [r["explanation"] for r in table],
         "scenario": [r["scenario"] for r in table],
+        "cited": [r.get("cited") for r in table],
     }, schema={"id": pl.Utf8, "mechanism": pl.Utf8, "verdict": pl.Utf8,
                "share_in_band": pl.Float64, "value": pl.Utf8, "band": pl.Utf8,
-               "statement": pl.Utf8, "explanation": pl.Utf8, "scenario": pl.Utf8})
+               "statement": pl.Utf8, "explanation": pl.Utf8, "scenario": pl.Utf8,
+               "cited": pl.Utf8})
 
 
 def verdict_counts(table: pl.DataFrame, scenario: str) -> pl.DataFrame:
@@ -403,7 +421,8 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
                     f"value from the run recorded {html.escape(r.get('recorded_at') or '?')}</span>")
         elif r["verdict"] == registry.SMALL_RUN:
             note = f'<br><span class="muted">from a {html.escape(str(r["scenario"]))} run</span>'
-        h.append(f'<tr id="claim-{cid}"><td><b>{cid}</b></td><td>{html.escape(r["statement"])}</td>'
+        h.append(f'<tr id="claim-{cid}"><td><b>{cid}</b></td><td>{html.escape(r["statement"])}'
+                 f"{_cited_html(r.get('source'))}</td>"
                  f"<td>{html.escape(r['band'])}</td>"
                  f"<td>{html.escape(format_value(r['value'], r.get('unit', '')))}</td>"
                  f"<td>{_badge(r['verdict'])}{note}</td><td class=num>{share}</td>"
@@ -436,8 +455,9 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
 
     # parameters of each claim
     h.append('<h2 id="parameters">Parameters of each claim</h2>'
-             '<p class="muted">Values the claim was computed with. Sources are in '
-             "CALIBRATION.md; an <span class=warn>assumed</span> parameter has no public source "
+             '<p class="muted">Values the claim was computed with. Each source names its primary '
+             "source: a mailing-list message, a manual section, a kernel source file or a package "
+             "version; an <span class=warn>assumed</span> parameter has no public source "
              "and is swept over its plausible range where the verdict depends on it.</p>")
     for r in (r for r in table if _has_params_block(r)):
         cid = html.escape(r["id"])
