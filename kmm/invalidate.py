@@ -37,8 +37,8 @@ Modelled code
   (``__TLBI_RANGE_PAGES(31, 3)``, 2 Mi pages), for user and kernel ranges alike
   (``__flush_tlb_range_limit_excess``).
 
-Costs come from :class:`InvalidationCosts`, each field with a source from CALIBRATION.md or
-marked ``assumed`` (see ``InvalidationCosts.sources``). Costs are counted in whole ns.
+Costs come from :class:`InvalidationCosts`, each field with its primary source or marked
+``assumed`` (see ``InvalidationCosts.sources``). Costs are counted in whole ns.
 """
 from __future__ import annotations
 
@@ -114,8 +114,12 @@ class Cost(IntEnum):
     DSB_NSH_NS = 12
 
 
-_SOURCES_X86 = ("CALIBRATION.md, TLB invalidation cost: local INVLPG about 100 ns (260 cycles), "
-                "linux-mm 'set TLB flush tunable to sane value' (2014)")
+_SOURCES_X86 = ('thread: linux-mm, linux-kernel, "[PATCH 7/7] x86: mm: set TLB flush tunable to '
+                'sane value (33)", Dave Hansen, 2014-07-01, '
+                '<20140701164856.3020D644@viggo.jf.intel.com>: each single-page flush about 100 ns')
+_SOURCES_CR3 = ('thread: linux-mm, linux-kernel, "Re: [PATCH 0/3] TLB flush multiple pages per IPI '
+                'v5", Ingo Molnar, 2015-06-08, <20150608195237.GA15429@gmail.com>: CR3 flush 96 '
+                'cycles, INVLPG 260 cycles')
 
 
 @dataclass(frozen=True)
@@ -140,11 +144,11 @@ class InvalidationCosts:
     dsb_nsh_ns: float = 20.0
     sources: dict = field(default_factory=lambda: {
         "invlpg_ns": _SOURCES_X86,
-        "full_flush_ns": "CALIBRATION.md: full CR3 flush about 96 cycles, at the 2.6 GHz the "
-                         "INVLPG figure implies (the refill cost is modelled by TLB misses)",
-        "ipi_base_ns": "assumed (CALIBRATION.md: 'a few us' per shootdown, secondary source)",
-        "ipi_per_extra_target_ns": "assumed (CALIBRATION.md: 1-2 us per extra target, "
-                                   "secondary source)",
+        "full_flush_ns": _SOURCES_CR3 + ", taken at the 2.6 GHz that 260 cycles = 100 ns "
+                         "implies (the refill cost is modelled by TLB misses)",
+        "ipi_base_ns": "assumed ('a few us' per shootdown: a secondary-source rule of thumb)",
+        "ipi_per_extra_target_ns": "assumed (1-2 us per extra target: a secondary-source "
+                                   "rule of thumb)",
         "ipi_handler_ns": "assumed",
         "invlpgb_ns": "assumed",
         "invlpgb_max_pages": "assumed (CPUID 0x80000008 EDX invlpgb_count_max is per part)",
@@ -153,8 +157,8 @@ class InvalidationCosts:
         "tlbi_local_ns": "assumed",
         "dsb_ish_ns": "assumed",
         "dsb_ish_per_cpu_ns": "assumed (the DSB waits for every CPU of the domain; "
-                              "CALIBRATION.md reports TLBI+DSB at 17 % of CPU time on about "
-                              "100 cores vs 5 % on 8)",
+                              "the arm64 batched TLB flush series (2022-2023) reports TLBI+DSB "
+                              "at 17 % of CPU time on about 100 cores vs 5 % on 8)",
         "dsb_nsh_ns": "assumed",
     })
 

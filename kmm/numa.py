@@ -10,8 +10,8 @@ Latency matrices are built from measured values (:func:`from_measured`), from SL
 as ``numactl --hardware`` prints them (:func:`from_slit`: the ACPI SLIT normalises local
 distance to 10, and Linux's ``node_distance()`` reports it unchanged, so latency is modelled
 as ``local_ns * distance / 10``), or from a local latency and a remote/local ratio
-(:func:`generic`). Presets cover the machines of CALIBRATION.md; each names its source and
-lists the fields that are ``assumed``.
+(:func:`generic`). Presets cover published arm64 and x86 server parts; each names its source
+and lists the fields that are ``assumed``.
 
 Sources
 -------
@@ -19,6 +19,8 @@ Sources
   the allocating CPU), ``MPOL_INTERLEAVE`` (``interleave_nid``: page offset modulo the
   nodes of the policy).
 - drivers/acpi/numa/srat.c, ``acpi_numa_slit_init``: SLIT distances, local = 10.
+- The Kunpeng 920, Phytium FT-2500, Hygon 7280 and Intel 8269CY presets (lat_mem_rd per node):
+  the 2021 benchmark write-up in ``_WRITEUP``.
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ class Topology:
     cpus_per_node : logical CPUs on each node (length = number of nodes)
     latency_ns : ``latency_ns[i][j]`` = load-to-use latency of a DRAM access from a CPU on
         node ``i`` to memory on node ``j``
-    source : where the numbers come from (CALIBRATION.md row, write-up, or ``assumed``)
+    source : where the numbers come from (the publication, or ``assumed``)
     assumed : names of the values that have no public source and must be swept
     """
 
@@ -170,9 +172,12 @@ def generic(nodes: int, local_ns: float, ratio: float, cpus_per_node: int = 4) -
                          "generic builder", assumed=("local_ns", "ratio"))
 
 
-# ---- presets (CALIBRATION.md "Memory and NUMA latency") --------------------------------
+# ---- presets: published DRAM latencies of server parts ----------------------------------
 
 _BOUNDS = ("low", "mid", "high")
+#: The 2021 write-up the Kunpeng 920, FT-2500, Hygon 7280 and Intel 8269CY latencies come from.
+_WRITEUP = ("plantegg, 2021-06-18, https://plantegg.github.io/2021/06/18/"
+            "%E5%87%A0%E6%AC%BECPU%E6%80%A7%E8%83%BD%E5%AF%B9%E6%AF%94/")
 
 
 def _pick(lo: float, hi: float, bound: str) -> float:
@@ -193,7 +198,7 @@ def kunpeng920() -> Topology:
     by_class = (117.0, 135.0, 198.0, 219.0)
     lat = [[by_class[i ^ j] for j in range(4)] for i in range(4)]
     return from_measured("kunpeng920-4node", lat, 24,
-                         "CALIBRATION.md: Kunpeng 920 lat_mem_rd 117/135/198/219 ns (2021 write-up)",
+                         f"web: {_WRITEUP}: Kunpeng 920 lat_mem_rd 117/135/198/219 ns",
                          assumed=("rows 1-3 by symmetry",))
 
 
@@ -201,7 +206,8 @@ def graviton2() -> Topology:
     """AWS Graviton2 (Neoverse N1), 64 CPUs, one node, local DRAM about 81 ns measured
     (Arm quotes 83 ns) in public Graviton2 review measurements."""
     return from_measured("graviton2", [[81.0]], 64,
-                         "CALIBRATION.md: Graviton2 local DRAM 81 ns (public review)")
+                         "web: public Graviton2 review measurements, publication not identified: "
+                         "local DRAM 81 ns")
 
 
 def phytium_ft2500(bound: str = "mid") -> Topology:
@@ -213,7 +219,7 @@ def phytium_ft2500(bound: str = "mid") -> Topology:
     local = _pick(150.0, 212.0, bound)
     remote = _pick(426.0, 490.0, bound)
     return from_measured(f"phytium-ft2500-{bound}", [[local, remote], [remote, local]], 64,
-                         "CALIBRATION.md: FT-2500 150-212 ns in-socket, 426-490 ns cross-socket")
+                         f"web: {_WRITEUP}: FT-2500 150-212 ns in-socket, 426-490 ns cross-socket")
 
 
 def hygon7280(bound: str = "mid") -> Topology:
@@ -228,14 +234,14 @@ def hygon7280(bound: str = "mid") -> Topology:
     lat = [[107.0 if i == j else (same if i // 4 == j // 4 else remote) for j in range(8)]
            for i in range(8)]
     return from_measured(f"hygon7280-{bound}", lat, 16,
-                         "CALIBRATION.md: Hygon 7280 107 / 164-169 / 237-292 ns (2021 write-up)")
+                         f"web: {_WRITEUP}: Hygon 7280 107 / 164-169 / 237-292 ns")
 
 
 def intel8269cy() -> Topology:
     """Intel Xeon Platinum 8269CY, 2 sockets x 26 cores x 2 threads: 70 ns local, 93 ns
     remote (1.33x), 2021 public benchmark write-up."""
     return from_measured("intel8269cy", [[70.0, 93.0], [93.0, 70.0]], 52,
-                         "CALIBRATION.md: Intel 8269CY 70 vs 93 ns (2021 write-up)")
+                         f"web: {_WRITEUP}: Intel 8269CY 70 vs 93 ns")
 
 
 def ampereone(nodes: int = 1, ratio: float = 1.5, local_ns: float = 81.0) -> Topology:

@@ -207,7 +207,7 @@ class TLBConfig:
                     policy: Replacement | str = Replacement.LRU, seed: int = 0,
                     honour_cont: bool = True) -> "TLBConfig":
         """Neoverse N1 / Cortex-A76 class: 48-entry fully associative L1 I and D, 1280-entry
-        5-way L2 (Arm Cortex-A76 TRM, MMU chapter; CALIBRATION.md "TLBs").
+        5-way L2 (Arm Cortex-A76 Core Technical Reference Manual, MMU chapter).
 
         The walk-cache sizes are not published: ``assumed``, 4-way.
         """

@@ -568,9 +568,9 @@ class PathCosts:
     l2_tlb_cycles: float = 5.0
 
     SOURCES = {
-        "latency_ns": "CALIBRATION.md: Graviton2 (Neoverse N1) local DRAM ~81 ns measured",
-        "l1_cycles": "CALIBRATION.md: Graviton2 L1 D 4 cycles",
-        "l2_cycles": "CALIBRATION.md: Graviton2 L2 (1 MB) 11 cycles",
+        "latency_ns": "web: public Graviton2 review measurements: local DRAM ~81 ns",
+        "l1_cycles": "web: public Graviton2 review measurements: L1 D 4 cycles",
+        "l2_cycles": "web: public Graviton2 review measurements: L2 (1 MB) 11 cycles",
         "cpu_ghz": "assumed",
         "llc_ns": "assumed",
         "l2_tlb_cycles": "assumed",

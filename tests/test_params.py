@@ -46,7 +46,7 @@ notebook: demo.ipynb
 title: A demo
 parameters:
   nodes: 2
-  remote_ratio: {value: 2, unit: ratio, min: 1.0, max: 4.0, source: "CALIBRATION.md: Kunpeng 920"}
+  remote_ratio: {value: 2, unit: ratio, min: 1.0, max: 4.0, source: "web: a write-up: Kunpeng 920"}
   ipi_ns: {value: 2000, unit: ns, assumed: [500, 5000]}
   workload: {value: database, choices: [database, compute, syscall]}
 variants:
@@ -88,7 +88,7 @@ def test_good_file_scenario_variant_grid(project):
     assert isinstance(pf.scenario()["remote_ratio"], float)
     assert pf.variant("four_nodes") == {**pf.scenario(), "nodes": 4}
     assert pf.assumed() == {"ipi_ns": (500, 5000)}
-    assert pf.specs["remote_ratio"].source.startswith("CALIBRATION.md")
+    assert pf.specs["remote_ratio"].source.startswith("web: ")
     assert pf.specs["ipi_ns"].is_cost and not pf.specs["nodes"].is_cost
     # product (first axis slowest) x zip (innermost), written out
     base = pf.scenario()

@@ -2,7 +2,8 @@
 repaint, break-before-make).
 
 The "arm64: support FEAT_BBM level 2 and large block mapping when rodata=full" series
-(seed thread 002) paints the arm64 linear map with blocks and contiguous ranges even under
+(Yang Shi, v3 of 2025-03-04, linux-arm-kernel) paints the arm64 linear map with blocks and
+contiguous ranges even under
 ``rodata=full`` on CPUs whose TLBs tolerate a live change of leaf size (BBML2 without
 conflict aborts, an allowlist of CPUs), and splits a leaf only where a permission change
 needs a boundary. This module builds the linear map on the engine (:mod:`kmm.pagetable`)

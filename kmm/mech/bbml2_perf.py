@@ -71,7 +71,7 @@ connection objects and network buffers a benchmark allocates come from the
 ``FULL_BBML2`` the linear aliases of module memory made read-only at load sit in the boot
 window (modules loaded at boot) or, as a sensitivity case, among the benchmark's objects.
 
-dm-crypt (B7), one 4 KiB block per operation, the seed's fio job (``--rw=write --bs=4k
+dm-crypt (B7), one 4 KiB block per operation, the v3 cover letter's fio job (``--rw=write --bs=4k
 --ioengine=sync --iodepth=1 --numjobs=1``, buffered, ext4 on dm-crypt on a 128 GB ``brd``
 ramdisk, 100 GB written): the writer's ``write`` (stack, file and inode, page-cache xarray
 node, a new page-cache page and its ``struct page``, ``copy_from_user`` of 4 KiB from fio's
@@ -1004,7 +1004,7 @@ def think_for_utilisation(service_samples: np.ndarray, clients: int, utilisation
 @dataclass(frozen=True)
 class TlbSpec:
     """The per-core TLB hierarchy assumed for AmpereOne (its sizes are not published:
-    CALIBRATION.md "TLBs"; every field is an ``assumed`` parameter).
+    every field is an ``assumed`` parameter).
 
     Parameters
     ----------

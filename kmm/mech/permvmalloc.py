@@ -393,7 +393,8 @@ class ModuleMix:
 def bpf_sizes(n: int, median_bytes: float, p75_bytes: float, cap_bytes: int,
               seed: int) -> np.ndarray:
     """JIT image sizes of ``n`` BPF programs: a lognormal with the given median and 75th
-    percentile (CALIBRATION.md: 50 % under 500 B, 75 % under 2 KB on a production server),
+    percentile (50 % under 500 B, 75 % under 2 KB on a production server: Song Liu,
+    "[PATCH bpf-next v5 0/6] execmem_alloc for BPF programs", bpf and linux-mm, 2022-11-28),
     capped at ``cap_bytes``."""
     check_int("n", n, lo=0)
     median_bytes = check_float("median_bytes", median_bytes, 16.0)

@@ -7,7 +7,7 @@ construction; duplicate keys refused)::
     title: Kernel text replication across NUMA nodes
     parameters:                         # the full published scenario
       nodes: 2                          # a plain literal, or a spec mapping:
-      remote_ratio: {value: 2.2, unit: ratio, min: 1.0, max: 4.0, source: "CALIBRATION.md: ..."}
+      remote_ratio: {value: 2.2, unit: ratio, min: 1.0, max: 4.0, source: "web: ..."}
       ipi_ns: {value: 2000, unit: ns, assumed: [500, 5000]}
       workload: {value: database, choices: [database, compute, syscall]}
     variants:                           # named overrides of `parameters`
@@ -29,6 +29,12 @@ the file and the key (``params/ktr.yaml: parameters.remote_ratio``):
   assumed, description``;
 - a cost parameter (unit ``ns``, ``bytes`` or ``cycles``, or a name ending in ``_ns``,
   ``_cycles`` or ``_bytes``) carries ``source`` or ``assumed: [lo, hi]``;
+- (checked by ``tests/test_sources.py``) a ``source`` names its primary source, never a file
+  outside the repository, as ``<kind>: <identity>: <what it gives>`` with kind
+  ``thread`` (``lists, "subject", author, YYYY-MM-DD, <message-id>``), ``kernel`` (a path
+  in the kernel tree and the symbol), ``manual`` (title, document number, table or section),
+  ``package`` (the program and the option or default) or ``web`` (publisher, title, date,
+  address; a publication that could not be identified says so);
 - every value (scenario, variants, grid points) has the type of the notebook's default (an
   int where an int is declared: ``1e5`` is refused, ``100000`` accepted; a float accepts an
   int) and lies within the spec's ``min``/``max``/``choices`` (element-wise for lists);
