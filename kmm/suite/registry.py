@@ -151,8 +151,8 @@ def citation_text(claim_id: str) -> str:
     c = citation(claim_id)
     where = f'"{c["subject"]}", {c["list"]}'
     if c.get("said_by") == "not identified":
-        return (f"author not identified, in the thread {where} started by {c['author']} "
-                f"on {c['date']}, {c['link']}")
+        return (f"author not identified; thread \"{c['subject']}\" started by {c['author']} "
+                f"on {c['date']}, {c['list']}, {c['link']}")
     who = c["author"] if "said_by" not in c else f"{c['said_by']} (in {c['author']}'s message)"
     return f"{who}, {where}, {c['date']}, {c['link']}"
 
