@@ -28,6 +28,10 @@ Groups
   :func:`pool_pages`, ...
 - replacement policies and randomness: :mod:`kmm.policy` (:func:`xorshift64`)
 - NUMA topologies and workload generators
+- time from counts (:mod:`kmm.timing`): :class:`LoadCurve`, :class:`MemorySystem`,
+  :func:`memory_system`, :class:`CoreModel`, :class:`TimeCounts` (``kmm.timing.Counts``),
+  :func:`solve_time`, invalidation felt by every CPU (:func:`invalidation_scope`,
+  :func:`lost_translations`, :func:`lost_translations_sets`, :func:`rewalk_time`)
 """
 from __future__ import annotations
 
@@ -47,6 +51,12 @@ from .pagetable import (F_ATTR, F_PA, F_SIZE, F_VA, KEEP_PERM, OP_AUX, OP_FIELDS
                         OP_VA, PageTable, Paint, Perm, PermSplit, PtEvent, Replicated,
                         attr_cont, attr_level, attr_nid, attr_perm, encode_ops)
 from .policy import Replacement, next_random, xorshift64
+from .timing import Counts as TimeCounts
+from .timing import (CoreModel, FlushKind, InvalidationTime, LoadCurve, MemorySystem, Scope,
+                     TimeResult, ampereone_core, invalidation_scope, lost_translations,
+                     lost_translations_sets, memory_system, neoverse_core, published_curve,
+                     rewalk_time, walk_ns)
+from .timing import solve as solve_time
 from .tlb import (FLAG_GLOBAL, FLAG_KIND_MASK, GLOBAL_ASID, TLB, Kind, Outcome, Structure,
                   TLBConfig, TLBEvent, TLBLevelConfig, TLBState, entry_span, key_shift,
                   key_start, make_accesses, simulate_trace, structure_entries, tlb_cpus,
@@ -111,4 +121,9 @@ __all__ = [
     "Replacement", "xorshift64", "next_random",
     # NUMA and workloads
     "Topology", "generic", "CodeImage", "code_image", "instruction_stream", "zipf_ranks",
+    # time from counts
+    "LoadCurve", "published_curve", "MemorySystem", "memory_system", "CoreModel",
+    "neoverse_core", "ampereone_core", "TimeCounts", "TimeResult", "solve_time", "Scope",
+    "FlushKind", "invalidation_scope", "lost_translations", "lost_translations_sets",
+    "InvalidationTime", "walk_ns", "rewalk_time",
 ]
