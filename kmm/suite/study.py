@@ -123,6 +123,15 @@ class Study:
 
 
 # ---- helpers the studies share ----------------------------------------------------------------
+def evidence_from(values: Mapping[str, Mapping[str, Any]],
+                  charts: Mapping[str, str | None] = {}) -> dict[str, Evidence]:
+    """:class:`Evidence` from ``{claim: {"value", "unit", "explanation", "sweep", "chart"}}``
+    (``unit``, ``sweep`` and ``chart`` optional; ``charts`` gives a chart per claim)."""
+    return {c: Evidence(v["value"], v.get("unit", ""), v["explanation"],
+                        v.get("chart", charts.get(c)), v.get("sweep") or [])
+            for c, v in values.items()}
+
+
 def per_claim(points: Sequence[Mapping[str, Any]], claim: str,
               key: str = "evidence") -> list[dict]:
     """The sweep of one claim from points that carry every claim's value under ``key``:

@@ -12,27 +12,37 @@ from ... import engine as eng
 from ...config import check_choice, check_float, check_int
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
+from ...suite.study import cached, Evidence, per_claim, Study
 from .model import AsiConfig, AsiCosts, BurstSource, FlushRank, Physmap, Policy, simulate, Zeroing
 from .workload import make_workload, MIXES, Workload
 
 # ---- notebook functions -------------------------------------------------------------------
 
-#: Defaults of the notebook's parameters (small enough for nbval); params/asi.yaml holds the
-#: published scenario with a source or an ``assumed`` range for every cost.
-DEFAULTS: dict = {
-    "seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, "pressure": 0.3,
+#: The notebook's parameters with their small defaults (notebooks/asi.ipynb repeats them; the
+#: published scenario is params/asi.yaml).
+DEFAULTS: dict = {"seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, "pressure": 0.3,
     "cpus": 8, "granule": "4K", "method": "x86_ipi", "physmap": "on_demand",
-    "worker_interval_ns": 1_000_000, "worker_batch_pages": 512, "op_interval_ns": 1000,
-    "touches_per_op": 1, "tlb_entries": 512, "tlb_ways": 4,
-    "alloc_base_ns": 150.0, "free_base_ns": 100.0, "map_page_ns": 20.0, "unmap_page_ns": 20.0,
-    "zero_page_ns": 400.0, "pt_alloc_ns": 700.0, "enqueue_ns": 30.0, "worker_wake_ns": 2000.0,
-    "migrate_page_ns": 2000.0, "reclaim_page_ns": 1000.0, "reclaim_batch_pages": 32,
-    "invlpg_ns": 100.0, "full_flush_ns": 37.0, "ipi_base_ns": 3000.0,
-    "ipi_per_extra_target_ns": 1500.0, "ipi_handler_ns": 1000.0,
-    "target_points": 4, "granule_pool_mib": 1024, "granule_allocs": 4000,
-    "sweep_points": 2, "sweep_allocs": 3000,
-    "slowpath_pressures": [0.3, 0.6], "slowpath_cost_points": 2,
-}
+    "worker_interval_ns": 1000000, "worker_batch_pages": 512, "op_interval_ns": 1000,
+    "touches_per_op": 1, "tlb_entries": 512, "tlb_ways": 4, "alloc_base_ns": 150.0,
+    "free_base_ns": 100.0, "map_page_ns": 20.0, "unmap_page_ns": 20.0, "zero_page_ns": 400.0,
+    "pt_alloc_ns": 700.0, "enqueue_ns": 30.0, "worker_wake_ns": 2000.0, "migrate_page_ns": 2000.0,
+    "reclaim_page_ns": 1000.0, "reclaim_batch_pages": 32, "invlpg_ns": 100.0,
+    "full_flush_ns": 37.0, "ipi_base_ns": 3000.0, "ipi_per_extra_target_ns": 1500.0,
+    "ipi_handler_ns": 1000.0, "target_points": 4, "granule_pool_mib": 1024, "granule_allocs": 4000,
+    "sweep_points": 2, "sweep_allocs": 3000, "slowpath_pressures": [0.3, 0.6],
+    "slowpath_cost_points": 2}
+
+#: The plausible range of every ``assumed`` parameter, in the order sampled (params/asi.yaml
+#: declares the same ranges).
+ASSUMED: dict = {"occupancy": (0.3, 0.8), "pressure": (0.0, 0.4), "cpus": (4, 64),
+    "worker_interval_ns": (100000, 10000000), "worker_batch_pages": (64, 4096),
+    "op_interval_ns": (250, 4000), "touches_per_op": (0, 4), "tlb_entries": (64, 1536),
+    "alloc_base_ns": (80.0, 400.0), "free_base_ns": (50.0, 300.0), "map_page_ns": (5.0, 100.0),
+    "unmap_page_ns": (5.0, 100.0), "zero_page_ns": (150.0, 1000.0), "pt_alloc_ns": (300.0, 2000.0),
+    "enqueue_ns": (10.0, 100.0), "worker_wake_ns": (1000.0, 10000.0),
+    "migrate_page_ns": (1000.0, 10000.0), "reclaim_page_ns": (300.0, 5000.0),
+    "ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (1000.0, 2000.0),
+    "ipi_handler_ns": (500.0, 2000.0)}
 
 _METHODS = {"x86_ipi": eng.Method.X86_IPI, "x86_invlpgb": eng.Method.X86_INVLPGB,
             "arm64_tlbi": eng.Method.ARM64_TLBI}
@@ -99,8 +109,8 @@ def check_params(params: dict) -> dict:
 
 
 def params_from(namespace: dict) -> dict:
-    """The notebook's parameters picked from ``namespace`` (its globals), checked."""
-    return check_params({k: namespace[k] for k in DEFAULTS if k in namespace})
+    """The notebook's parameters from ``namespace`` (its globals): :meth:`STUDY.params`."""
+    return STUDY.params(namespace)
 
 
 def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
@@ -347,6 +357,7 @@ def _evidence(runs: dict, targets, physmap) -> dict:
     }
 
 
+@cached()
 def evaluate(p: dict, allocs: int | None = None, slowpath: bool = False,
              every_variant: bool = True) -> dict:
     """Everything the claims need at parameters ``p``: runs (every variant, or with
@@ -366,16 +377,9 @@ def evaluate(p: dict, allocs: int | None = None, slowpath: bool = False,
     return out
 
 
-def params_path():
-    """``params/asi.yaml`` of the project this package lives in."""
-    from pathlib import Path
-    return Path(__file__).resolve().parents[2] / "params" / "asi.yaml"
-
-
 def assumed_specs() -> dict:
-    """``name -> (lo, hi)`` of every ``assumed`` parameter of params/asi.yaml."""
-    from ...suite import params as _params
-    return dict(_params.load(params_path()).assumed())
+    """``name -> (lo, hi)`` of every ``assumed`` parameter (:data:`ASSUMED`)."""
+    return dict(ASSUMED)
 
 
 def claim_specs() -> dict:
@@ -384,6 +388,7 @@ def claim_specs() -> dict:
     return {k: v for k, v in assumed_specs().items() if k not in SLOWPATH_COSTS}
 
 
+@cached()
 def joint_sweep(p: dict, specs: dict, n: int, seed: int) -> list[dict]:
     """Evidence of every claim at ``n`` Latin-hypercube points over the ``assumed`` ranges
     (log scale where a range spans a factor of 4 or more), each on streams of
@@ -401,8 +406,8 @@ def joint_sweep(p: dict, specs: dict, n: int, seed: int) -> list[dict]:
 
 
 def sweep_records(sweep: list[dict], claim: str) -> list[dict]:
-    """``claims.record(sweep=...)`` entries of one claim."""
-    return [{"params": s["params"], "value": s["evidence"][claim]} for s in sweep]
+    """``claims.record(sweep=...)`` entries of one claim: :func:`kmm.suite.study.per_claim`."""
+    return per_claim(sweep, claim)
 
 
 def notes(runs: dict, targets, slow=None) -> dict:
@@ -529,3 +534,25 @@ def explanations(ev: dict, nt: dict) -> dict:
                f"{e['A7']['pt_allocs_synced']:.0f}, its tables being built at boot; with block "
                f"leaves, a page flipped inside a block forces a split (see the physmap table)."),
     }
+
+
+CHARTS = {"A1": "asi_counts", "A2": "asi_bursts", "A3": "asi_lazy_zeroing",
+          "A4": "asi_latency_cdf", "A5": "asi_counts", "A6": "asi_target", "A7": "asi_counts"}
+
+
+def evidence(p: dict) -> dict:
+    """A1-A7 at parameters ``p``, with their joint sweep of the ``assumed`` parameters
+    (:class:`kmm.suite.study.Evidence` per claim)."""
+    ev = evaluate(p, slowpath=True)
+    sweep = joint_sweep(p, claim_specs(), p["sweep_points"], p["seed"])
+    text = explanations(ev["evidence"], ev["notes"])
+    return {c: Evidence(ev["evidence"][c], "", text[c], CHARTS[c], per_claim(sweep, c))
+            for c in CHARTS}
+
+
+def frame(p: dict, scenario: str):
+    """The notebook's tidy frame at parameters ``p``."""
+    return policy_frame(evaluate(p, slowpath=True)["runs"], p, scenario)
+
+
+STUDY = Study("asi", tuple(CHARTS), DEFAULTS, evidence, check_params, frame, ASSUMED)

@@ -40,5 +40,5 @@ from .model import (bbm_window, BbmConfig, BbmMode, boot_table_bytes, build_line
 from .kernels import (bbm_count)
 from .workload import (allocatable_ranges, bbm_draws, ChangeKind, make_stream, StreamConfig)
 from .study import (b11_points, b1_points, b9_evidence, b9_points, bbm_config, bbm_frame,
-    check_params, claim_values, DEFAULTS, GRANULES, memory_map, params_from, repaint_frame,
+    CHARTS, check_params, claim_values, DEFAULTS, evidence, frame, STUDY, GRANULES, memory_map, params_from, repaint_frame,
     results_frame, stream_config, stream_frame, table_memory_frame, thread_machine, vmalloc_frame)

@@ -11,51 +11,26 @@ from ...errors import ConfigError
 from .model import (bbm_window, BbmConfig, boot_table_bytes, LinearMapPolicy,
     memory_map_from_memtotal, MemoryMap, POLICY_NAMES, repaint, run_stream, saved_bytes,
     vmalloc_map)
+from ...suite.study import cached, evidence_from, Study
 from .workload import make_stream, StreamConfig
-
-def vmalloc_frame(p: dict):
-    """Table pages and TLB entries of the same vmalloc areas mapped with PTEs and with huge
-    and contiguous leaves (issue 10's extension)."""
-    import polars as pl
-
-    rng = np.random.default_rng(p["seed"])
-    sizes = np.exp(rng.normal(np.log(p["vmalloc_median_kib"] * KiB), p["vmalloc_sigma"],
-                              p["vmalloc_areas"])).astype(np.int64)
-    rows = []
-    for huge in (False, True):
-        pt = vmalloc_map(sizes, huge, p["seed"])
-        rows.append({"mapping": "huge+cont" if huge else "PTEs",
-                     "mapped_bytes": int(sum(pt.leaf_bytes_by_level().values())),
-                     "table_pages": sum(v for lv, v in pt.table_pages().items()
-                                        if lv != pt.geometry.start_level),
-                     "tlb_entries": pt.tlb_entries(True),
-                     "leaves": pt.tlb_entries(False)})
-    return pl.DataFrame(rows)
 
 
 # ---- the notebook's layer: parameters, frames, claim values ------------------------------------
 GRANULES = ("4K", "16K", "64K")
 
-#: Notebook parameters and their defaults (the small nbval scenario of
-#: notebooks/bbml2_structure.ipynb; the published one is params/bbml2_structure.yaml).
-DEFAULTS: dict = {
-    "seed": 1,
-    "installed_gib": 256, "memtotal_kib": 258_988_984,
+#: The notebook's parameters with their small defaults (notebooks/bbml2_structure.ipynb repeats
+#: them; the published scenario is params/bbml2_structure.yaml).
+DEFAULTS: dict = {"seed": 1, "installed_gib": 256, "memtotal_kib": 258988984,
     "kernel_image_mib": 48, "other_reserved_mib": 256, "kernel_alias_mib": 32,
     "kernel_offset_mib": 2, "kfence_pool_kib": 0, "nomap_align_kib": 64, "banks": 1,
-    "bank_gap_gib": 0,
-    "ram_gib_list": [16, 64, 256], "granules": list(GRANULES),
-    "stream_ram_gib": 256, "stream_events": 300, "checkpoints": 10,
-    "w_module": 0.40, "w_bpf": 0.05, "w_secretmem": 0.20, "w_vmalloc_ro": 0.05,
-    "w_direct_map": 0.25, "w_linear": 0.05,
+    "bank_gap_gib": 0, "ram_gib_list": [16, 64, 256], "granules": ["4K", "16K", "64K"],
+    "stream_ram_gib": 256, "stream_events": 300, "checkpoints": 10, "w_module": 0.4, "w_bpf": 0.05,
+    "w_secretmem": 0.2, "w_vmalloc_ro": 0.05, "w_direct_map": 0.25, "w_linear": 0.05,
     "module_pages": 64, "bpf_pack_pages": 512, "vmalloc_ro_pages": 256, "linear_mib": 32,
-    "alias_run_pages": 8.0, "free_fraction": 0.5,
-    "bbm_cpus": 191, "bbm_rate_per_us": 0.05, "bbm_rates_per_us": [0.001, 0.01, 0.1, 1.0],
-    "tlbi_ns": 2000.0, "write_ns": 100.0, "tlb_hold_prob": 0.5, "bbm_changes": 200,
-    "conflict_prob": 0.01,
-    "sweep_points": 6,
-    "vmalloc_areas": 500, "vmalloc_median_kib": 64, "vmalloc_sigma": 2.0,
-}
+    "alias_run_pages": 8.0, "free_fraction": 0.5, "bbm_cpus": 191, "bbm_rate_per_us": 0.05,
+    "bbm_rates_per_us": [0.001, 0.01, 0.1, 1.0], "tlbi_ns": 2000.0, "write_ns": 100.0,
+    "tlb_hold_prob": 0.5, "bbm_changes": 200, "conflict_prob": 0.01, "sweep_points": 3,
+    "vmalloc_areas": 200, "vmalloc_median_kib": 64, "vmalloc_sigma": 2.0}
 
 
 def check_params(params: dict) -> dict:
@@ -80,7 +55,7 @@ def check_params(params: dict) -> dict:
 
 def params_from(namespace: dict) -> dict:
     """The notebook's parameters picked from ``namespace`` (its globals), checked."""
-    return check_params({k: namespace[k] for k in DEFAULTS if k in namespace})
+    return STUDY.params(namespace)
 
 
 def memory_map(p: dict, ram_bytes: int, granule: str = "4K", nomap_bytes: int = 0,
@@ -111,6 +86,7 @@ def thread_machine(p: dict, *, kernel_image_mib: int | None = None,
         kfence_pool_bytes=p["kfence_pool_kib"] * KiB)
 
 
+@cached()
 def table_memory_frame(p: dict):
     """Boot-time linear-map table bytes per granule, RAM size and policy, with the bytes
     rodata=full+BBML2 saves (B2). Columns ``granule, ram_gib, policy, table_bytes,
@@ -164,6 +140,7 @@ def stream_config(p: dict, events: int | None = None, **over) -> StreamConfig:
         free_fraction=float(q["free_fraction"]))
 
 
+@cached()
 def stream_frame(p: dict, seed: int | None = None, checkpoints: int | None = None, **over):
     """The permission-change stream on the thread's machine under every policy (B9)."""
     import polars as pl
@@ -203,6 +180,7 @@ def b9_points(p: dict) -> list[dict]:
     return out
 
 
+@cached()
 def repaint_frame(p: dict):
     """Repaint pages predicted from the boot mappings and built by the repaint, per granule
     and RAM size (B10)."""
@@ -225,6 +203,7 @@ def bbm_config(p: dict, rate: float | None = None, **over) -> BbmConfig:
                      conflict_prob=float(q["conflict_prob"]))
 
 
+@cached()
 def bbm_frame(p: dict):
     """Faults and conflict aborts per mode over the access rates (B11)."""
     import polars as pl
@@ -247,6 +226,27 @@ def b11_points(p: dict) -> list[dict]:
                             "value": {"faults_without_bbml2": r["no_bbml2"]["faults"],
                                       "faults_with_bbml2": r["bbml2"]["faults"]}})
     return out
+
+
+@cached()
+def vmalloc_frame(p: dict):
+    """Table pages and TLB entries of the same vmalloc areas mapped with PTEs and with huge
+    and contiguous leaves (issue 10's extension)."""
+    import polars as pl
+
+    rng = np.random.default_rng(p["seed"])
+    sizes = np.exp(rng.normal(np.log(p["vmalloc_median_kib"] * KiB), p["vmalloc_sigma"],
+                              p["vmalloc_areas"])).astype(np.int64)
+    rows = []
+    for huge in (False, True):
+        pt = vmalloc_map(sizes, huge, p["seed"])
+        rows.append({"mapping": "huge+cont" if huge else "PTEs",
+                     "mapped_bytes": int(sum(pt.leaf_bytes_by_level().values())),
+                     "table_pages": sum(v for lv, v in pt.table_pages().items()
+                                        if lv != pt.geometry.start_level),
+                     "tlb_entries": pt.tlb_entries(True),
+                     "leaves": pt.tlb_entries(False)})
+    return pl.DataFrame(rows)
 
 
 def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, dict]:
@@ -353,3 +353,22 @@ def results_frame(p: dict, scenario: str, tables=None, stream=None, repaints=Non
                                              "tlb_entries": (r["tlb_entries"], "count"),
                                              "leaves": (r["leaves"], "count")})
     return results.frame(rows)
+
+
+CHARTS = {"B1": None, "B2": "bbml2_structure_saved_vs_ram", "B9": "bbml2_structure_stream",
+          "B10": "bbml2_structure_repaint", "B11": "bbml2_structure_bbm"}
+
+
+def evidence(p: dict) -> dict:
+    """B1, B2, B9-B11 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
+    return evidence_from(claim_values(p, table_memory_frame(p), stream_frame(p),
+                                      repaint_frame(p)), CHARTS)
+
+
+def frame(p: dict, scenario: str):
+    """The notebook's tidy frame at parameters ``p``."""
+    return results_frame(p, scenario, table_memory_frame(p), stream_frame(p), repaint_frame(p),
+                         bbm_frame(p), vmalloc_frame(p))
+
+
+STUDY = Study("bbml2_structure", tuple(CHARTS), DEFAULTS, evidence, check_params, frame)

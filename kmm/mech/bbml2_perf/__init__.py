@@ -134,7 +134,7 @@ from .kernels import (closed_loop_kernel, path_ops_kernel)
 from .workload import (_Touches, BlockIOShape, dmcrypt_trace, memcached_trace, MemcachedShape,
     MODULE_AREA_BYTES, page_runs, scatter_blocks, seqread_trace, slab_objects, Trace,
     workload_trace)
-from .study import (_EVENT_CACHE, assumed_specs, check_choice_int, check_params, CLAIM_COLUMNS,
+from .study import (_EVENT_CACHE, ASSUMED, assumed_specs, CHARTS, CHOICES, evidence, STUDY, check_choice_int, check_params, CLAIM_COLUMNS,
     claim_values, cost_spec, DEFAULTS, dominant_parameter, evaluate, EVENT_KEYS, explanations,
     granule_frame, joint_sweep, memcached_queue, params_from, params_path, policy_metrics,
     PolicyEvents, priced_events, relevant, results_frame, run_point, sensitivity, sweep_records,

@@ -11,6 +11,7 @@ from ...config import check_float, check_int
 from ...engine import attr_cont, attr_level, PageTable
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
+from ...suite.study import cached, Evidence, Study
 from .workload import BlockIOShape, MemcachedShape, MODULE_AREA_BYTES, workload_trace
 from .model import (_kernel_table, CacheSpec, CHUNK_BYTES, closed_loop, CostSpec, GiB,
     KernelLayout, KiB, MiB, module_alias_ranges, op_cycles, OpEvent, POLICIES, POLICY_LABELS,
@@ -20,15 +21,13 @@ from ..bbml2.model import LinearMapPolicy as Policy
 # ---------------------------------------------------------------------------------------
 # scenarios: the notebook's parameters, evaluated per policy
 # ---------------------------------------------------------------------------------------
-#: The notebook's parameters and their defaults (the published values live in params/).
-DEFAULTS: dict = {
-    "seed": 1, "memcached_ops": 1500, "blockio_ops": 800, "warm_fraction": 0.2,
-    "queue_requests": 20000,
-    "ram_gib": 256, "boot_used_kib": 4_167_284, "granule": "4K",
+#: The notebook's parameters with their small defaults (notebooks/bbml2_perf.ipynb repeats
+#: them; the published values live in params/bbml2_perf.yaml).
+DEFAULTS: dict = {"seed": 1, "memcached_ops": 1000, "blockio_ops": 500, "warm_fraction": 0.2,
+    "queue_requests": 20000, "ram_gib": 256, "boot_used_kib": 4167284, "granule": "4K",
     "l1_tlb_entries": 48, "l2_tlb_entries": 2048, "l2_tlb_ways": 8, "tlb_honours_cont": 1,
-    "tlb_max_entry_shift": 30, "walk_cache_entries": 64,
-    "l1i_bytes": 16 * KiB, "l1d_bytes": 64 * KiB, "l2_bytes": 2 * MiB, "slc_bytes": 64 * MiB,
-    "memcached_busy_cores": 4, "blockio_busy_cores": 2,
+    "tlb_max_entry_shift": 30, "walk_cache_entries": 64, "l1i_bytes": 16384, "l1d_bytes": 65536,
+    "l2_bytes": 2097152, "slc_bytes": 67108864, "memcached_busy_cores": 4, "blockio_busy_cores": 2,
     "cpu_ghz": 3.0, "cpi_base": 0.6, "l2_tlb_hit_cycles": 5.0, "l2_hit_cycles": 11.0,
     "llc_hit_ns": 35.0, "dram_ns": 81.0, "scatter_mlp": 1.5, "stream_mlp": 16.0,
     "mc_connections": 50, "mc_value_bytes": 32, "mc_rx_ring_pages": 512,
@@ -36,7 +35,25 @@ DEFAULTS: dict = {
     "kernel_spread_gib": 4, "module_ro_pages": 5000, "module_alias_shared": 0,
     "dmcrypt_instructions_per_op": 20000, "dmcrypt_run_pages": 32,
     "seqread_instructions_per_op": 3000, "seqread_run_pages": 32, "read_bytes": 4096,
-}
+    "n_event_points": 2, "n_cost_points": 2, "sweep_memcached_ops": 600, "sweep_blockio_ops": 300,
+    "think_curve_us": [20.0, 100.0, 200.0, 300.0, 400.0, 600.0], "granules": ["4K", "16K", "64K"]}
+
+#: The plausible range of every ``assumed`` parameter, in the order sampled
+#: (params/bbml2_perf.yaml declares the same ranges).
+ASSUMED: dict = {"l1_tlb_entries": (32, 96), "l2_tlb_entries": (1024, 4096), "l2_tlb_ways": (4, 8),
+    "tlb_honours_cont": (0, 1), "tlb_max_entry_shift": (21, 30), "walk_cache_entries": (32, 128),
+    "blockio_busy_cores": (1, 4), "cpi_base": (0.35, 1.0), "l2_tlb_hit_cycles": (2.0, 10.0),
+    "l2_hit_cycles": (11.0, 16.0), "llc_hit_ns": (25.0, 50.0), "dram_ns": (81.0, 130.0),
+    "scatter_mlp": (1.0, 3.0), "stream_mlp": (6.0, 32.0), "mc_connections": (50, 2000),
+    "mc_rx_ring_pages": (128, 2048), "mc_instructions_per_op": (8000, 40000),
+    "mc_el1_fraction": (0.6, 0.9), "mc_think_us": (10.0, 400.0), "kernel_spread_gib": (1, 64),
+    "module_ro_pages": (1000, 20000), "module_alias_shared": (0, 1),
+    "dmcrypt_instructions_per_op": (8000, 40000), "dmcrypt_run_pages": (1, 512),
+    "seqread_instructions_per_op": (1500, 8000), "seqread_run_pages": (1, 512)}
+#: The values an ``assumed`` parameter may take, where it takes only some of its range.
+CHOICES: dict = {"l2_tlb_entries": (1024, 2048, 4096), "l2_tlb_ways": (4, 8),
+                 "tlb_honours_cont": (0, 1), "tlb_max_entry_shift": (21, 30),
+                 "walk_cache_entries": (32, 64, 128), "module_alias_shared": (0, 1)}
 
 #: Parameters that change the simulated events (the rest only price them).
 EVENT_KEYS = frozenset({
@@ -275,22 +292,17 @@ def claim_values(p: dict) -> dict:
 # joint sweeps of the assumed parameters
 # ---------------------------------------------------------------------------------------
 def params_path():
-    """``params/bbml2_perf.yaml`` of the project this package lives in."""
+    """``params/bbml2_perf.yaml`` of a source checkout (kmm reads :data:`ASSUMED` instead)."""
     from pathlib import Path
-    return Path(__file__).resolve().parents[2] / "params" / "bbml2_perf.yaml"
+    return Path(__file__).resolve().parents[3] / "params" / "bbml2_perf.yaml"
 
 
 def assumed_specs() -> dict:
-    """``name -> (lo, hi, choices)`` of every ``assumed`` parameter of params/bbml2_perf.yaml."""
-    from ...suite import params as _params
-    pf = _params.load(params_path())
-    out = {}
-    for name, (lo, hi) in pf.assumed().items():
-        spec = pf.specs[name]
-        out[name] = (lo, hi, tuple(spec.choices) if spec.choices else None)
-    return out
+    """``name -> (lo, hi, choices)`` of every ``assumed`` parameter (:data:`ASSUMED`)."""
+    return {k: (lo, hi, CHOICES.get(k)) for k, (lo, hi) in ASSUMED.items()}
 
 
+@cached()
 def joint_sweep(base: dict, specs: dict, n_event: int, n_cost: int, seed: int,
                 event_ops: tuple[int, int] | None = None):
     """Claim values over a joint sweep of the assumed parameters.
@@ -345,8 +357,8 @@ def sweep_records(frame, claim: str, params: list[str] | None = None) -> list[di
 # notebook helpers: tidy frames, curves, sensitivity, explanations
 # ---------------------------------------------------------------------------------------
 def params_from(namespace: dict) -> dict:
-    """The notebook's parameters picked from ``namespace`` (its globals), checked."""
-    return check_params({k: namespace[k] for k in DEFAULTS if k in namespace})
+    """The notebook's parameters from ``namespace`` (its globals): :meth:`STUDY.params`."""
+    return STUDY.params(namespace)
 
 
 def evaluate(p: dict) -> dict:
@@ -590,3 +602,24 @@ def granule_frame(p: dict, granules: list[str], ops: tuple[int, int] | None = No
                 rows.append({"granule": gr, "quantity": f"{w.name.lower()} kernel TLB MPKI, "
                              f"{POLICY_LABELS[pol]}", "value": m["kernel_tlb_mpki"]})
     return pl.DataFrame(rows)
+
+
+CHARTS = {"B3": "bbml2_perf_throughput", "B4": "bbml2_perf_latency_vs_utilisation",
+          "B5": "bbml2_perf_kernel_mpki", "B6": "bbml2_perf_throughput",
+          "B7": "bbml2_perf_cycles", "B8": "bbml2_perf_cycles"}
+
+
+def evidence(p: dict) -> dict:
+    """B3-B8 at parameters ``p``, with their joint sweep of the ``assumed`` parameters
+    (:class:`kmm.suite.study.Evidence` per claim)."""
+    specs = assumed_specs()
+    sweep = joint_sweep(p, specs, p["n_event_points"], p["n_cost_points"], p["seed"],
+                        (p["sweep_memcached_ops"], p["sweep_blockio_ops"]))
+    values = claim_values(p)
+    text = explanations(p, evaluate(p), values, sensitivity(sweep))
+    return {c: Evidence(values[c], "" if c == "B6" else "fraction", text[c], CHARTS[c],
+                        sweep_records(sweep, c, sorted(specs))) for c in CHARTS}
+
+
+STUDY = Study("bbml2_perf", tuple(CHARTS), DEFAULTS, evidence, check_params, results_frame,
+              ASSUMED)

@@ -10,33 +10,37 @@ from ...errors import ConfigError
 from ..host.model import (HostCosts, HostCounts, KernelImage, Machine, MiB, patch_machine_ns,
     patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, system_time_ns, time_breakdown, UserPolicy, WORKLOADS)
+from ...suite.study import cached, evidence_from, most_influential, Study
 from .model import break_even_patch_rate, replication_bytes_formula, replication_bytes_model
 
-# ---- notebook API ------------------------------------------------------------------------------
-# The notebook passes its parameters cell as a dict (``params_from(globals())``); everything it
-# shows is computed here.
+# ---- the study: the notebook passes its parameters cell (``STUDY.params(globals())``) and
+# everything it shows is computed here.
 
-NOTEBOOK_KEYS = (
-    "seed", "seeds", "workloads", "k1_workload", "node_counts", "ratios", "remote_ratio", "k1_ratios",
-    "local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles", "stall_ifetch",
-    "stall_data", "stall_walk", "stall_ifetch_range", "stall_data_range", "llc_bytes",
-    "llc_sweep_bytes", "kernel_fraction_sweep", "migration", "migration_sweep",
-    "cpus_per_node", "cores_per_node", "accesses_per_cpu", "warmup_per_cpu",
-    "baseline_user_policy", "text_bytes", "rodata_bytes", "rodata_range_bytes", "geometries",
-    "patch_sites", "fixmap_ns", "cmo_ns", "sync_ns", "patch_sync", "patches_per_s",
-    "patch_rates", "cpi_base_range", "llc_ns_range", "l2_tlb_cycles_range", "stall_walk_range",
-    "cpu_ghz_range")
+#: The notebook's parameters with their small defaults (the cell repeats them).
+DEFAULTS: dict = {"seed": 1, "seeds": [1], "workloads": ["database", "compute", "syscall"],
+    "k1_workload": "database", "node_counts": [2, 4], "ratios": [1.0, 1.5, 2.0, 3.0, 4.0],
+    "remote_ratio": 2.2, "k1_ratios": [1.69, 3.0], "local_ns": 117.0, "cpu_ghz": 2.5,
+    "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "stall_ifetch": 0.7,
+    "stall_data": 0.4, "stall_walk": 1.0, "stall_ifetch_range": [0.4, 1.0],
+    "stall_data_range": [0.2, 0.6], "llc_bytes": 8388608, "llc_sweep_bytes": [8388608],
+    "kernel_fraction_sweep": [0.35], "migration": 0.05, "migration_sweep": [0.05],
+    "cpus_per_node": 2, "cores_per_node": 32, "accesses_per_cpu": 15000, "warmup_per_cpu": 15000,
+    "baseline_user_policy": "interleave", "text_bytes": 16570322, "rodata_bytes": 6291456,
+    "rodata_range_bytes": [4194304, 10485760],
+    "geometries": ["4K/48", "16K/47", "64K/42", "64K/48"], "patch_sites": 8, "fixmap_ns": 300.0,
+    "cmo_ns": 500.0, "sync_ns": 5000.0, "patch_sync": "stop_machine", "patches_per_s": 1.0,
+    "patch_rates": [0.1, 10.0, 1000.0, 100000.0], "cpi_base_range": [0.6, 1.5],
+    "llc_ns_range": [20.0, 45.0], "l2_tlb_cycles_range": [3.0, 8.0],
+    "stall_walk_range": [0.6, 1.0], "cpu_ghz_range": [2.0, 3.0]}
+
+NOTEBOOK_KEYS = tuple(DEFAULTS)
 
 _POLICY = {"local": UserPolicy.LOCAL, "interleave": UserPolicy.INTERLEAVE,
            "remote": UserPolicy.REMOTE, "node0": UserPolicy.NODE0}
 
 
-def params_from(ns: dict) -> dict:
-    """The notebook's parameters (the names of :data:`NOTEBOOK_KEYS` found in ``ns``)."""
-    missing = [k for k in NOTEBOOK_KEYS if k not in ns]
-    if missing:
-        raise ConfigError(f"the parameters cell lacks {', '.join(missing)}", "notebook")
-    p = {k: ns[k] for k in NOTEBOOK_KEYS}
+def check_params(p: dict) -> dict:
+    """The rules beyond types: known policy and workloads, and the claims' 2-node machine."""
     if p["baseline_user_policy"] not in _POLICY:
         raise ConfigError(f"must be one of {', '.join(_POLICY)}", "baseline_user_policy")
     if p["k1_workload"] not in WORKLOADS or any(w not in WORKLOADS for w in p["workloads"]):
@@ -44,6 +48,11 @@ def params_from(ns: dict) -> dict:
     if 2 not in p["node_counts"]:
         raise ConfigError("node_counts must include 2 (the claims' machine)", "node_counts")
     return p
+
+
+def params_from(ns: dict) -> dict:
+    """The notebook's parameters from ``ns`` (its globals): :meth:`STUDY.params`."""
+    return STUDY.params(ns)
 
 
 def host_costs(p: dict, **over) -> HostCosts:
@@ -74,6 +83,7 @@ def patch_cost_of(p: dict) -> PatchCost:
                      sync_ns=p["sync_ns"], sync=sync)
 
 
+@cached()
 def simulate_all(p: dict) -> dict:
     """Every simulation the notebook charges, each pooled over ``seeds``: the workloads on
     2 nodes, the K1 workload on every node count, over the LLC and kernel-fraction sweep
@@ -194,21 +204,6 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     return out
 
 
-def most_influential(sweep: list[dict]) -> str | None:
-    """The swept parameter whose levels move the mean value the most (main effect)."""
-    if not sweep:
-        return None
-    best, span = None, -1.0
-    for k in sweep[0]["params"]:
-        levels: dict = {}
-        for pt in sweep:
-            levels.setdefault(pt["params"][k], []).append(pt["value"])
-        means = [float(np.mean(v)) for v in levels.values()]
-        if len(means) > 1 and max(means) - min(means) > span:
-            best, span = k, max(means) - min(means)
-    return best
-
-
 def memory_frame(p: dict) -> "pl.DataFrame":
     """K5: bytes replication adds per node count and geometry, counted from the tables
     built and by the closed form, and its spread over the ``assumed`` rodata size."""
@@ -275,7 +270,6 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     br = time_breakdown(db, lat, Scheme.BASELINE, bp, costs)
     share = br["mem_replicated_ns"] / sum(br.values())
     out["K1"] = {"value": k1, "unit": "fraction", "sweep": sw1,
-                 "decided_by": most_influential(sw1),
                  "explanation": (
                      f"On 2 nodes at a {r0:g}x remote/local ratio the {p['k1_workload']} mix "
                      f"gains {k1:+.1%} because only the replicated lines (text, rodata) that "
@@ -299,7 +293,6 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                 if not best or g2 > best["gain"]:
                     best = {"gain": g2, "nodes": n, "baseline": bname, "ratio": r}
     out["K2"] = {"value": k2, "unit": "fraction", "sweep": sw2,
-                 "decided_by": most_influential(sw2),
                  "explanation": (
                      f"Replication plus node-local user data gains {k2:+.1%} over the "
                      f"{p['baseline_user_policy']} baseline on 2 nodes at {r0:g}x (from "
@@ -317,7 +310,6 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     extra = (patch_overhead_fraction(topo1, 2, p["patches_per_s"], patch_cost_of(p))
              - patch_overhead_fraction(topo1, 1, p["patches_per_s"], patch_cost_of(p)))
     out["K3"] = {"value": {"ratio": ratios, "gain": gl}, "unit": "", "sweep": [],
-                 "decided_by": None,
                  "explanation": (
                      f"The gain goes from {gl[0]:+.2%} at ratio {ratios[0]:g} to {gl[-1]:+.1%} "
                      f"at {ratios[-1]:g} because the memory reads of replicated lines and "
@@ -332,7 +324,6 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     topo = eng.generic(2, costs.local_ns, r0, cpus_per_node=p["cores_per_node"])
     be = break_even_patch_rate(topo, max(k1, 0.0), patch_cost_of(p))
     out["K4"] = {"value": {"nodes": nodes, "patch_ns": pns}, "unit": "ns", "sweep": [],
-                 "decided_by": None,
                  "explanation": (
                      f"Each patched instruction is written and cleaned to the point of "
                      f"unification once per copy, so one {p['patch_sites']}-site patch takes "
@@ -347,7 +338,7 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     allm = mem.filter(mem["rodata_bytes"] == p["rodata_bytes"]).sort(["geometry", "nodes"])
     out["K5"] = {"value": {"model_bytes": allm["model_bytes"].to_list(),
                            "formula_bytes": allm["formula_bytes"].to_list()},
-                 "unit": "bytes", "sweep": [], "decided_by": None,
+                 "unit": "bytes", "sweep": [],
                  "explanation": (
                      f"With {g0} each extra node costs one text+rodata copy "
                      f"({two['copy_bytes'] / 2**20:.1f} MiB) and "
@@ -478,3 +469,32 @@ def results_frame(p: dict, scenario: str, gains, numa_grid, mem, patch_nodes, pa
             rows += _rows(scenario, {**pt["params"], "claim": cid}, seed,
                           {"gain": (pt["value"], "fraction")})
     return results.frame(rows)
+
+
+CHARTS = {"K1": "ktr_sensitivity", "K2": "ktr_user_numa", "K3": "ktr_gain_vs_ratio",
+          "K4": "ktr_patch_vs_nodes", "K5": "ktr_memory_vs_nodes"}
+
+
+@cached()
+def _computed(p: dict) -> tuple:
+    """What both the evidence and the frame read: runs, frames and claim values."""
+    runs = simulate_all(p)
+    gains, mem = gain_frame(p, runs), memory_frame(p)
+    patch_nodes, patch_rates = patch_frame(p)
+    values = claim_values(p, runs, gains, mem, patch_nodes)
+    return runs, gains, mem, patch_nodes, patch_rates, values
+
+
+def evidence(p: dict) -> dict:
+    """K1-K5 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
+    return evidence_from(_computed(p)[-1], CHARTS)
+
+
+def frame(p: dict, scenario: str) -> "pl.DataFrame":
+    """The notebook's tidy frame at parameters ``p``."""
+    runs, gains, mem, patch_nodes, patch_rates, values = _computed(p)
+    return results_frame(p, scenario, gains, user_numa_frame(p, runs), mem, patch_nodes,
+                         patch_rates, values)
+
+
+STUDY = Study("ktr", tuple(CHARTS), DEFAULTS, evidence, check_params, frame)

@@ -14,6 +14,7 @@ from ...errors import ConfigError
 from .model import (_aged_pool, cost_vs_cpus, directmap_end, flush_histogram, GLOBAL_EVENTS,
     itlb_misses, ItlbConfig, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     OpKind, PACK_BYTES, PAGE, PAGE_SHIFT, Policy, PolicyConfig, run, RunResult, STANDARD_POLICIES)
+from ...suite.study import cached, evidence_from, Study
 from .workload import bpf_sizes, ModuleMix, Workload
 
 # ---- the notebook's scenario -------------------------------------------------------------------
@@ -76,7 +77,8 @@ def invalidation_costs(p: dict):
 def decided_by(sweep: Sequence[dict]) -> str | None:
     """The one swept parameter that alone determines the recorded values, if one does:
     the values are constant within each of its settings and differ between them. Read
-    from the values only (no band)."""
+    from the values only (no band); what the report calls "decided by" is
+    :func:`kmm.suite.registry.decided_by`."""
     if not sweep:
         return None
     vals = [repr(pt["value"]) for pt in sweep]
@@ -205,6 +207,7 @@ def _grid(**axes) -> list[dict]:
     return [dict(zip(keys, vals)) for vals in itertools.product(*(axes[k] for k in keys))]
 
 
+@cached()
 def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_POLICIES,
                  sweeps: bool = True) -> ScenarioResult:
     """Run every policy on the workload of ``params`` (the notebook's parameters) and, with
@@ -262,17 +265,22 @@ def run_point(**params):
 
 
 #: the notebook's parameters (its ``parameters`` cell) other than ``scenario``
-NOTEBOOK_PARAMS = (
-    "ram_gib", "cpus", "bg_used_fraction", "bg_unmovable_share", "bg_ops_per_event",
-    "module_count", "text_fraction", "ro_fraction", "rai_probability", "init_text_probability",
-    "init_ro_probability", "symtab_fraction", "elf_ratio", "bpf_programs", "bpf_live",
-    "bpf_median_bytes", "bpf_p75_bytes", "bpf_cap_bytes", "bpf_realloc_probability",
-    "shrink_every", "cost_cpus", "invlpg_ns", "ipi_base_ns", "ipi_per_extra_target_ns",
-    "ipi_handler_ns", "tlbi_ns", "dsb_ish_ns", "dsb_ish_per_cpu_ns", "itlb_fetches",
-    "itlb_zipf", "itlb_run_lines", "itlb_bpf_share", "itlb_l1_entries", "itlb_l1_ways",
-    "stlb_entries", "stlb_ways", "module_sweep_rai", "module_sweep_init_text",
-    "bg_sweep", "itlb_sweep_zipf", "itlb_sweep_run_lines",
-    "itlb_sweep_bpf_share", "invariant_ops", "seed")
+#: The notebook's parameters with their small defaults (notebooks/permvmalloc.ipynb repeats
+#: them; the published scenario is params/permvmalloc.yaml).
+DEFAULTS: dict = {"ram_gib": 1, "cpus": 64, "bg_used_fraction": 0.6, "bg_unmovable_share": 0.25,
+    "bg_ops_per_event": 64, "module_count": 20, "text_fraction": 0.55, "ro_fraction": 0.2,
+    "rai_probability": 0.75, "init_text_probability": 0.95, "init_ro_probability": 0.3,
+    "symtab_fraction": 0.1, "elf_ratio": 1.5, "bpf_programs": 150, "bpf_live": 50,
+    "bpf_median_bytes": 500.0, "bpf_p75_bytes": 2000.0, "bpf_cap_bytes": 1048576,
+    "bpf_realloc_probability": 1.0, "shrink_every": 0, "cost_cpus": [2, 8, 32, 128, 512],
+    "invlpg_ns": 100.0, "ipi_base_ns": 3000.0, "ipi_per_extra_target_ns": 1500.0,
+    "ipi_handler_ns": 1000.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0,
+    "itlb_fetches": 50000, "itlb_zipf": 1.0, "itlb_run_lines": 8, "itlb_bpf_share": 0.3,
+    "itlb_l1_entries": 128, "itlb_l1_ways": 8, "stlb_entries": 1536, "stlb_ways": 12,
+    "module_sweep_rai": [0.4, 0.95], "module_sweep_init_text": [0.95],
+    "bg_sweep": [[0.6, 0.25, 64.0]], "itlb_sweep_zipf": [0.6, 1.4], "itlb_sweep_run_lines": [8],
+    "itlb_sweep_bpf_share": [0.3], "invariant_ops": 100, "seed": 0}
+NOTEBOOK_PARAMS = tuple(DEFAULTS)
 
 #: ``assumed`` cost parameters and their plausible ranges (as params/permvmalloc.yaml
 #: declares them), for the cost sensitivity chart
@@ -282,11 +290,8 @@ COST_RANGES = {"ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (500.
 
 
 def params_from(namespace: dict) -> dict:
-    """The notebook's parameters from its namespace (``globals()``), checked present."""
-    missing = [k for k in NOTEBOOK_PARAMS if k not in namespace]
-    if missing:
-        raise ConfigError(f"parameters missing: {', '.join(missing)}", "parameters")
-    return {k: namespace[k] for k in NOTEBOOK_PARAMS}
+    """The notebook's parameters from ``namespace`` (its globals): :meth:`STUDY.params`."""
+    return STUDY.params(namespace)
 
 
 def cost_sensitivity(sr: ScenarioResult, cpus: int, ranges: dict | None = None):
@@ -308,7 +313,7 @@ def _fmt(x: float) -> str:
 
 
 def claim_values(sr: ScenarioResult) -> dict[str, dict]:
-    """Value, unit, explanation, sweep and the deciding parameter of P1-P6, from the runs."""
+    """Value, unit, chart, explanation and sweep of P1-P6, from the runs."""
     legacy, perm = sr.result("legacy"), sr.result("perm_alloc")
     init_l = median_flushes(legacy, OpKind.MODULE_INIT_FREE)
     init_p = median_flushes(perm, OpKind.MODULE_INIT_FREE)
@@ -373,5 +378,18 @@ def claim_values(sr: ScenarioResult) -> dict[str, dict]:
     }
     for cid, v in out.items():
         v["sweep"] = sw.get(cid, [])
-        v["decided_by"] = decided_by(v["sweep"])
     return out
+
+
+def evidence(p: dict) -> dict:
+    """P1-P6 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
+    return evidence_from(claim_values(run_scenario(p)))
+
+
+def frame(p: dict, scenario: str):
+    """The notebook's tidy frame at parameters ``p``."""
+    return run_scenario(p).tidy(scenario)
+
+
+STUDY = Study("permvmalloc", ("P1", "P2", "P3", "P4", "P5", "P6"), DEFAULTS, evidence,
+              frame=frame)

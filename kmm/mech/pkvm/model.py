@@ -570,17 +570,3 @@ def decompose_walks(c_ktr, c_s2, latency_ns, policy, costs) -> dict[str, float]:
     return {"loss_ns": loss, "a_ns": a, "b_ns": b, "c_ns": loss - a - b,
             "share_a": a / tot if tot > 0 else float("nan"), "ktr_ns": t_k, "stage2_ns": t_s,
             "walk_ns_ktr": sk["walk_ns"], "walk_ns_stage2": ss["walk_ns"]}
-
-
-NOTEBOOK_KEYS = (
-    "seed", "seeds", "workload", "workloads", "remote_ratio", "ratio_range", "local_ns", "cpu_ghz",
-    "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles", "stall_ifetch", "stall_data",
-    "stall_walk", "stall_walk_range", "stall_ifetch_range", "llc_bytes", "migration",
-    "cpus_per_node", "accesses_per_cpu", "warmup_per_cpu", "baseline_user_policy",
-    "text_bytes", "rodata_bytes", "s2_granules", "s1_granule", "ipa_bits", "debate_leaf",
-    "pkvm_leaf", "text_aligned", "exit_rates", "nvhe_exit_extra_ns", "nvhe_exit_extra_range",
-    "el2_exits_per_kinstr", "el2_exit_sweep", "hyp_text_bytes", "s6_nodes",
-    "s6_ram_per_node_bytes", "s6_granules", "cores_per_node", "patch_sites", "fixmap_ns",
-    "cmo_ns", "sync_ns", "patch_sync", "patches_per_s", "el2_trap_ns", "tlbi_ns",
-    "dsb_ish_ns", "dsb_ish_per_cpu_ns", "s2_pages_per_s", "s2_tlbi_per_set",
-    "overhead_rates", "overhead_nodes", "s4_overhead_points")

@@ -12,24 +12,46 @@ from ..host.model import (class_memory_ns, HostCosts, KernelImage, Machine,
     patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, source_times_ns, system_time_ns, UserPolicy, WORKLOADS)
 from .model import (crossover_exit_rate, decompose_walks, HostMemory, nested_references, net_gain,
-    NOTEBOOK_KEYS, S2Leaf, stage2_leaf_options, stage2_memory, stage2_page_cycle, stage2_setup,
+    S2Leaf, stage2_leaf_options, stage2_memory, stage2_page_cycle, stage2_setup,
     stage2_sync_fraction, SyncCost, text_write_events, text_write_fraction,
     trapped_patch_window_ns, vhe_crossover_rate)
-from ..ktr.study import most_influential
+from ...suite.study import cached, evidence_from, most_influential, Study
 
+#: The notebook's parameters with their small defaults (the cell repeats them).
+DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": ["database"],
+    "remote_ratio": 2.2, "ratio_range": [1.69, 3.0], "local_ns": 117.0, "cpu_ghz": 2.5,
+    "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "stall_ifetch": 0.7,
+    "stall_data": 0.4, "stall_walk": 1.0, "stall_walk_range": [0.6, 1.0],
+    "stall_ifetch_range": [0.4, 1.0], "llc_bytes": 8388608, "migration": 0.05, "cpus_per_node": 2,
+    "accesses_per_cpu": 8000, "warmup_per_cpu": 8000, "baseline_user_policy": "interleave",
+    "text_bytes": 16570322, "rodata_bytes": 6291456, "s2_granules": ["4K", "64K"],
+    "s1_granule": "4K", "ipa_bits": 48, "debate_leaf": "4K page 4K", "pkvm_leaf": "4K block 1G",
+    "text_aligned": True, "exit_rates": [100.0, 1000.0, 10000.0, 100000.0, 1000000.0],
+    "nvhe_exit_extra_ns": 1500.0, "nvhe_exit_extra_range": [500.0, 5000.0],
+    "el2_exits_per_kinstr": 0.02, "el2_exit_sweep": [0.02], "hyp_text_bytes": 16384,
+    "s6_nodes": [1, 2, 4, 8], "s6_ram_per_node_bytes": 68719476736, "s6_granules": ["4K", "64K"],
+    "cores_per_node": 32, "patch_sites": 8, "fixmap_ns": 300.0, "cmo_ns": 500.0, "sync_ns": 5000.0,
+    "patch_sync": "stop_machine", "patches_per_s": 1.0, "el2_trap_ns": 500.0, "tlbi_ns": 10.0,
+    "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0, "s2_pages_per_s": 10000.0,
+    "s2_tlbi_per_set": True,
+    "overhead_rates": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0],
+    "overhead_nodes": [1, 2, 4, 8], "s4_overhead_points": 4}
+NOTEBOOK_KEYS = tuple(DEFAULTS)
+
+#: The plausible ranges of the ``assumed`` overhead parameters S4's sweep samples, in the
+#: order sampled (params/pkvm.yaml declares the same ranges).
+ASSUMED: dict = {"el2_trap_ns": (150.0, 2000.0), "fixmap_ns": (75.0, 1200.0),
+    "cmo_ns": (125.0, 2000.0), "sync_ns": (1250.0, 20000.0), "tlbi_ns": (5.0, 50.0),
+    "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0), "cores_per_node": (16, 64),
+    "patches_per_s": (0.01, 1000.0), "s2_pages_per_s": (10.0, 1000000.0)}
 #: ``assumed`` parameters of the text-write and stage-2 sync overheads, sampled jointly
-#: (Latin hypercube over their params-file ranges) in S4's sweep.
-OVERHEAD_ASSUMED = ("el2_trap_ns", "fixmap_ns", "cmo_ns", "sync_ns", "tlbi_ns", "dsb_ish_ns",
-                    "dsb_ish_per_cpu_ns", "cores_per_node", "patches_per_s", "s2_pages_per_s")
+#: (Latin hypercube over their ranges, :data:`ASSUMED`) in S4's sweep.
+OVERHEAD_ASSUMED = tuple(ASSUMED)
 _PATCH_SYNC = ("stop_machine", "nosync")
 
 
-def params_from(ns: dict) -> dict:
-    """The notebook's parameters (the names of :data:`NOTEBOOK_KEYS` found in ``ns``)."""
-    missing = [k for k in NOTEBOOK_KEYS if k not in ns]
-    if missing:
-        raise ConfigError(f"the parameters cell lacks {', '.join(missing)}", "notebook")
-    p = {k: ns[k] for k in NOTEBOOK_KEYS}
+def check_params(p: dict) -> dict:
+    """The rules beyond types: known workload, leaves and patch sync, the 2-node machine."""
     if p["workload"] not in WORKLOADS:
         raise ConfigError(f"workloads are {', '.join(WORKLOADS)}", "workload")
     labels = [o.label for g in p["s2_granules"] for o in stage2_leaf_options(g, p["ipa_bits"])]
@@ -41,6 +63,11 @@ def params_from(ns: dict) -> dict:
     if 2 not in p["overhead_nodes"]:
         raise ConfigError("must include 2 (the comparison's machine)", "overhead_nodes")
     return p
+
+
+def params_from(ns: dict) -> dict:
+    """The notebook's parameters from ``ns`` (its globals): :meth:`STUDY.params`."""
+    return STUDY.params(ns)
 
 
 _HOST_KEYS = ("local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles",
@@ -73,6 +100,7 @@ def options_of(p: dict) -> list[S2Leaf]:
     return [o for g in p["s2_granules"] for o in stage2_leaf_options(g, p["ipa_bits"])]
 
 
+@cached()
 def simulate_all(p: dict) -> dict:
     """Stage-1 runs (baseline and KTR from one run) and stage-2 runs, each pooled over
     ``seeds``: every leaf option on
@@ -279,21 +307,9 @@ def exit_frame(p: dict, runs: dict) -> "pl.DataFrame":
     return pl.DataFrame(rows)
 
 
-def params_path():
-    """``params/pkvm.yaml`` of the project this package lives in."""
-    from pathlib import Path
-    return Path(__file__).resolve().parents[2] / "params" / "pkvm.yaml"
-
-
 def overhead_specs() -> dict[str, tuple[float, float]]:
-    """``name -> (lo, hi)``: the assumed ranges of :data:`OVERHEAD_ASSUMED` in the params
-    file."""
-    from ...suite import params as _params
-    assumed = _params.load(params_path()).assumed()
-    missing = [k for k in OVERHEAD_ASSUMED if k not in assumed]
-    if missing:
-        raise ConfigError(f"needs an assumed range for {', '.join(missing)}", "params/pkvm.yaml")
-    return {k: tuple(assumed[k]) for k in OVERHEAD_ASSUMED}
+    """``name -> (lo, hi)``: the assumed ranges of :data:`OVERHEAD_ASSUMED`."""
+    return dict(ASSUMED)
 
 
 def overhead_points(p: dict, n: int, specs: dict | None = None) -> list[dict]:
@@ -514,15 +530,15 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
               f"{deb['bound_refs']}); footprint dominates at "
               f"{', '.join(a_dom) if a_dom else 'no size'} and walk length at "
               f"{', '.join(b_dom) if b_dom else 'no size'}.")
-    out["S1"] = {"value": deb["share_a"], "unit": "", "sweep": sweep, "decided_by": None,
+    out["S1"] = {"value": deb["share_a"], "unit": "", "sweep": sweep,
                  "explanation": common}
-    out["S2"] = {"value": deb["share_a"], "unit": "", "sweep": sweep, "decided_by": None,
+    out["S2"] = {"value": deb["share_a"], "unit": "", "sweep": sweep,
                  "explanation": common}
     g4 = comp.filter((comp["granule"] == p["s2_granules"][0]) & (comp["leaf_bytes"] > 0)
                      ).sort("leaf_bytes")
     wl = g4["walk_ns_pki"].to_list()
     out["S3"] = {"value": {"leaf_bytes": g4["leaf_bytes"].to_list(), "walk_ns": wl},
-                 "unit": "ns per 1000 instructions", "sweep": [], "decided_by": None,
+                 "unit": "ns per 1000 instructions", "sweep": [],
                  "explanation": (
                      f"With the {p['s2_granules'][0]} stage-2 granule the walk time falls from "
                      f"{wl[0]:.0f} to {wl[-1]:.0f} ns per 1000 instructions as the leaf grows "
@@ -555,7 +571,6 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
     zero_text = (f"; it is 0 (no exit budget left) at {gone:.0%} of the points: "
                  f"{', '.join(why)}" if why else "; it is never 0")
     out["S4"] = {"value": cross, "unit": "exits/s", "sweep": s4,
-                 "decided_by": most_influential(s4),
                  "explanation": (
                      f"Stage-2 replication with {p['pkvm_leaf']} leaves gains {g:+.1%} over the "
                      f"VHE baseline on the simulated work; at the published rates, text writes "
@@ -581,7 +596,6 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
     spread = ", ".join(f"{r['ns_per_exit']:.0f} ns at {r['exits_per_kinstr']:g}"
                        for r in others.iter_rows(named=True))
     out["S5"] = {"value": {"node": nodes, "ns": ns}, "unit": "ns per exit", "sweep": [],
-                 "decided_by": None,
                  "explanation": (
                      f"EL2 text and the hypervisor's own stage-1 tables have one copy, on node "
                      f"0, and EL2 translates in one stage (1D walks of up to "
@@ -601,7 +615,7 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
     ub = b["used_bytes"].to_list()
     ram = b["ram_bytes"].to_list()
     out["S6"] = {"value": {"nodes": b["nodes"].to_list(), "reserved_bytes": rb},
-                 "unit": "bytes", "sweep": [], "decided_by": None,
+                 "unit": "bytes", "sweep": [],
                  "explanation": (
                      f"pKVM reserves stage-2 tables for every host page at page granularity "
                      f"(host_s2_pgtable_pages) and every node's set covers all of it, so with "
@@ -658,3 +672,32 @@ def results_frame(p: dict, scenario: str, comp, schemes, exits, el2, mem, overhe
                                  {"reserved_bytes": (r["reserved_bytes"], "bytes"),
                                   "used_bytes": (r["used_bytes"], "bytes")})
     return results.frame(rows)
+
+
+CHARTS = {"S1": "pkvm_decomposition", "S2": "pkvm_decomposition", "S3": "pkvm_walk_time",
+          "S4": "pkvm_vhe_crossover", "S5": "pkvm_el2_text", "S6": "pkvm_stage2_memory"}
+
+
+@cached()
+def _computed(p: dict) -> tuple:
+    """What both the evidence and the frame read: runs, frames and claim values."""
+    runs = simulate_all(p)
+    comp, exits = comparison_frame(p, runs), exit_frame(p, runs)
+    el2, mem = el2_frame(p, runs), memory_frame(p)
+    return runs, comp, exits, el2, mem, claim_values(p, runs, comp, exits, el2, mem)
+
+
+def evidence(p: dict) -> dict:
+    """S1-S6 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
+    return evidence_from(_computed(p)[-1], CHARTS)
+
+
+def frame(p: dict, scenario: str) -> "pl.DataFrame":
+    """The notebook's tidy frame at parameters ``p``."""
+    runs, comp, exits, el2, mem, _values = _computed(p)
+    overheads, _crossovers = overhead_frames(p, runs)
+    return results_frame(p, scenario, comp, schemes_frame(p, runs), exits, el2, mem, overheads,
+                         event_cost_frame(p))
+
+
+STUDY = Study("pkvm", tuple(CHARTS), DEFAULTS, evidence, check_params, frame, ASSUMED)
