@@ -40,7 +40,7 @@ def published(stem: str) -> dict:
 def records(stem: str) -> dict[str, dict]:
     """The published claim records of notebook ``stem`` by claim id, each with its verdict
     (and ``share_in_band``) and without ``kmm_version``."""
-    from kmm.suite import claims, registry
+    from kmm.suite import registry
     from kmm.suite.study import studies
 
     ns = published(stem)

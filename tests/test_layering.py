@@ -269,6 +269,8 @@ def role_problems(module: str, tree: ast.AST) -> list[str]:
         full = f"{src}.{name}" if name else src
         if role != "study" and full.startswith("kmm.suite"):
             out.append(f"{module}:{node.lineno} imports the suite (only a study may)")
+        if role != "study" and (src.endswith(".study") or full.endswith(".study")):
+            out.append(f"{module}:{node.lineno} imports a study (only a study may)")
         target = full if full in KERNEL_ALLOWED else src
         if role == "kernels" and src.split(".")[0] == "kmm" and not (
                 target in KERNEL_ALLOWED or src == pkg or src.startswith(pkg + ".")):
@@ -325,6 +327,8 @@ def test_role_check_catches_a_misplaced_kernel_and_a_suite_import():
     model = role_problems("kmm.mech.bad.model", t)
     assert any("outside the kernels module" in p for p in model)
     assert any("imports the suite" in p for p in model)
+    assert any("imports a study" in p for p in
+               role_problems("kmm.mech.bad.workload", ast.parse("from .study import x\n")))
     kern = role_problems("kmm.mech.bad.kernels", t)
     assert any("kernels import kmm.buddy" in p for p in kern)
     assert not [p for p in role_problems("kmm.mech.bad.study", t) if "suite" in p]

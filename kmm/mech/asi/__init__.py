@@ -81,4 +81,13 @@ from .study import (ASSUMED, assumed_specs, CHARTS, evidence, frame, STUDY, burs
     RANK_NAMES, slowpath_compare, slowpath_cost_sweep, SLOWPATH_COSTS, sweep_records, target_sweep,
     Variant, variant_config, VARIANTS, workload_for, ZEROING_NAMES)
 
-__all__ = ['STUDY', 'Policy', 'FlushRank', 'Zeroing', 'Physmap', 'AsiEvent', 'BurstSource', 'AsiCosts', 'AsiConfig', 'MAX_RECLAIM_RETRIES', 'MT_ISOLATE', 'tracked_migrate_table', 'own_sensitivity_fallbacks', 'AsiState', 'Workload', 'AllocClass', 'MIXES', 'make_workload', 'AsiRun', 'build', 'simulate', 'run_stream', 'check_invariant', 'DEFAULTS', 'POLICY_NAMES', 'RANK_NAMES', 'ZEROING_NAMES', 'Variant', 'VARIANTS', 'SLOWPATH_COSTS', 'check_params', 'params_from', 'config_for', 'variant_config', 'workload_for', 'compare_policies', 'slowpath_compare', 'slowpath_cost_sweep', 'target_sweep', 'granule_sweep', 'physmap_compare', 'policy_frame', 'latency_cdf', 'burst_frame', 'evaluate', 'assumed_specs', 'claim_specs', 'joint_sweep', 'sweep_records', 'notes', 'explanations']
+__all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Physmap", "AsiEvent", "BurstSource",
+           "AsiCosts", "AsiConfig", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
+           "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES",
+           "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant",
+           "DEFAULTS", "POLICY_NAMES", "RANK_NAMES", "ZEROING_NAMES", "Variant", "VARIANTS",
+           "SLOWPATH_COSTS", "check_params", "params_from", "config_for", "variant_config",
+           "workload_for", "compare_policies", "slowpath_compare", "slowpath_cost_sweep",
+           "target_sweep", "granule_sweep", "physmap_compare", "policy_frame", "latency_cdf",
+           "burst_frame", "evaluate", "assumed_specs", "claim_specs", "joint_sweep",
+           "sweep_records", "notes", "explanations"]

@@ -9,7 +9,6 @@ from typing import NamedTuple
 import numpy as np
 
 from ...config import check_float, check_int
-from ...engine import pool_pages
 from ...errors import ConfigError
 
 class Workload(NamedTuple):

@@ -14,7 +14,7 @@ from ...sampling import latin_hypercube
 from ...suite.study import cached, Evidence, Study
 from .workload import BlockIOShape, MemcachedShape, MODULE_AREA_BYTES, workload_trace
 from .model import (_kernel_table, CacheSpec, CHUNK_BYTES, closed_loop, CostSpec, GiB,
-    KernelLayout, KiB, MiB, module_alias_ranges, op_cycles, OpEvent, POLICIES, POLICY_LABELS,
+    KernelLayout, KiB, module_alias_ranges, op_cycles, OpEvent, POLICIES, POLICY_LABELS,
     Region, simulate_events, TlbSpec, trace_leaves, translation_cycles, Workload)
 from ..bbml2.model import LinearMapPolicy as Policy
 

@@ -56,4 +56,14 @@ from .study import (breakdown_frame, CHARTS, check_params, DEFAULTS, evidence, f
     params_from, patch_cost_of, patch_frame, results_frame, run_of, simulate_all, sweep_frame,
     tornado_frame, user_numa_frame, workloads_frame)
 
-__all__ = ['KernelImage', 'ImagePlacement', 'build_kernel_tables', 'replication_bytes_model', 'replication_bytes_formula', 'image_subtree_tables', 'PatchSync', 'PatchCost', 'patch_window_ns', 'patch_machine_ns', 'patch_overhead_fraction', 'break_even_patch_rate', 'SEGMENT_ALIGN_BYTES', 'Region', 'UserPolicy', 'Scheme', 'Workload', 'WORKLOADS', 'TextModel', 'Machine', 'RunConfig', 'Classes', 'HostTrace', 'TextLayout', 'text_layout', 'generate_cpu_trace', 'Stage2Setup', 'HostCounts', 'simulate_host', 'HostCosts', 'node_times_ns', 'system_time_ns', 'time_breakdown', 'source_times_ns', 'class_memory_ns', 'params_from', 'pool', 'simulate_seeds', 'simulate_all', 'gain', 'gain_frame', 'user_numa_frame', 'k1_sweep', 'memory_frame', 'patch_frame', 'claim_values', 'results_frame', 'workloads_frame', 'breakdown_frame', 'migration_frame', 'sweep_frame', 'tornado_frame', 'STUDY']
+__all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_bytes_model",
+           "replication_bytes_formula", "image_subtree_tables", "PatchSync", "PatchCost",
+           "patch_window_ns", "patch_machine_ns", "patch_overhead_fraction",
+           "break_even_patch_rate", "SEGMENT_ALIGN_BYTES", "Region", "UserPolicy", "Scheme",
+           "Workload", "WORKLOADS", "TextModel", "Machine", "RunConfig", "Classes", "HostTrace",
+           "TextLayout", "text_layout", "generate_cpu_trace", "Stage2Setup", "HostCounts",
+           "simulate_host", "HostCosts", "node_times_ns", "system_time_ns", "time_breakdown",
+           "source_times_ns", "class_memory_ns", "params_from", "pool", "simulate_seeds",
+           "simulate_all", "gain", "gain_frame", "user_numa_frame", "k1_sweep", "memory_frame",
+           "patch_frame", "claim_values", "results_frame", "workloads_frame", "breakdown_frame",
+           "migration_frame", "sweep_frame", "tornado_frame", "STUDY"]

@@ -88,7 +88,3 @@ def break_even_patch_rate(topo: Topology, gain: float, cost: PatchCost = PatchCo
         return float("inf")
     f = gain / (1.0 + gain)
     return f * topo.cpus * 1e9 / extra
-
-
-# Imported last: these modules build on the definitions above.
-from .study import gain

@@ -1486,4 +1486,3 @@ def itlb_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig) -> d
 # Imported last: these modules build on the definitions above.
 from .workload import boot, bpf_churn, fetch_trace, ModuleSpec, random_ops, Workload
 from .kernels import alloc_order0, bg_churn, free_order0, split_block
-from .study import workload

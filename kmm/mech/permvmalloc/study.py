@@ -10,7 +10,6 @@ import numpy as np
 
 from ...config import check_int
 from ...engine import GiB, MiB
-from ...errors import ConfigError
 from .model import (_aged_pool, cost_vs_cpus, directmap_end, flush_histogram, GLOBAL_EVENTS,
     itlb_misses, ItlbConfig, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     OpKind, PACK_BYTES, PAGE, PAGE_SHIFT, Policy, PolicyConfig, run, RunResult, STANDARD_POLICIES)

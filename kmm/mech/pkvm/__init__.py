@@ -48,4 +48,14 @@ from .study import (ASSUMED, CHARTS, check_params, claim_values, comparison_fram
     schemes_frame, simulate_all, stage2_gain, stage2_net_gain, DEFAULTS, evidence, frame,
     NOTEBOOK_KEYS, STUDY)
 
-__all__ = ['S2Leaf', 'stage2_leaf_options', 'host_memory_for', 'stage2_setup', 'El2Path', 'HYP_VMID', 'HYP_TEXT_LEAF_LEVEL', 'decompose_walks', 'params_from', 'simulate_all', 'comparison_frame', 'schemes_frame', 'stage2_gain', 'stage2_net_gain', 'exit_frame', 's4_sweep', 's4_zero_causes', 'overhead_shares', 'overhead_points', 'overhead_specs', 'overhead_frames', 'event_cost_frame', 'el2_frame', 'memory_frame', 'claim_values', 'results_frame', 'net_gain', 'vhe_crossover_rate', 'crossover_exit_rate', 'text_write_events', 'trapped_patch_window_ns', 'trapped_patch_machine_ns', 'text_write_fraction', 'SyncCost', 'stage2_invalidation', 'stage2_page_cycle', 'stage2_sync_fraction', 'OVERHEAD_ASSUMED', 'hyp_pgtable_max_pages', 'host_s2_reserved_pages', 'HostMemory', 'host_stage2_table', 'stage2_memory', 'walk_levels', 'nested_references', 'KVM_PGTABLE_MAX_LEVELS', 'STUDY']
+__all__ = ["S2Leaf", "stage2_leaf_options", "host_memory_for", "stage2_setup", "El2Path",
+           "HYP_VMID", "HYP_TEXT_LEAF_LEVEL", "decompose_walks", "params_from", "simulate_all",
+           "comparison_frame", "schemes_frame", "stage2_gain", "stage2_net_gain", "exit_frame",
+           "s4_sweep", "s4_zero_causes", "overhead_shares", "overhead_points", "overhead_specs",
+           "overhead_frames", "event_cost_frame", "el2_frame", "memory_frame", "claim_values",
+           "results_frame", "net_gain", "vhe_crossover_rate", "crossover_exit_rate",
+           "text_write_events", "trapped_patch_window_ns", "trapped_patch_machine_ns",
+           "text_write_fraction", "SyncCost", "stage2_invalidation", "stage2_page_cycle",
+           "stage2_sync_fraction", "OVERHEAD_ASSUMED", "hyp_pgtable_max_pages",
+           "host_s2_reserved_pages", "HostMemory", "host_stage2_table", "stage2_memory",
+           "walk_levels", "nested_references", "KVM_PGTABLE_MAX_LEVELS", "STUDY"]

@@ -13,7 +13,6 @@ from ...engine import PageTable, Paint, Perm
 from ...errors import ConfigError
 from ..host.model import (Classes, ImagePlacement, PatchSync, Scheme, source_times_ns, Stage2Setup,
     system_time_ns, UDATA_PA)
-from ..ktr.study import gain
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 

@@ -15,7 +15,7 @@ from .model import (crossover_exit_rate, decompose_walks, HostMemory, nested_ref
     S2Leaf, stage2_leaf_options, stage2_memory, stage2_page_cycle, stage2_setup,
     stage2_sync_fraction, SyncCost, text_write_events, text_write_fraction,
     trapped_patch_window_ns, vhe_crossover_rate)
-from ...suite.study import cached, evidence_from, most_influential, Study
+from ...suite.study import cached, evidence_from, Study
 
 #: The notebook's parameters with their small defaults (the cell repeats them).
 DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": ["database"],
