@@ -65,6 +65,9 @@ def test_decided_by_is_the_parameter_that_alone_decides_the_verdict():
     # a parameter with a new value at every point (a Latin hypercube) explains nothing
     lhs = [({"a": i}, v) for i, v in enumerate((0.1, 0.3, 0.1, 0.3))]
     assert registry.decided_by("K1", rec(lhs)) is None
+    # two parameters sampled together split the points alike: neither decides alone
+    tied = [({**p, "c": p["a"] * 10}, v) for p, v in grid]
+    assert registry.decided_by("K1", rec(tied)) is None
     assert registry.decided_by("K1", {**rec(grid), "scenario": "small"}) is None
     assert registry.decided_by("K1", None) is None
 

@@ -352,8 +352,9 @@ def decided_by(claim_id: str, record: Mapping[str, Any] | None) -> str | None:
     Over the sweep's points, a parameter decides when the points that share its setting all
     land in the band or all miss it, the settings do not all agree, and it has fewer settings
     than there are points (a parameter with a new value at every point, as in a Latin
-    hypercube, explains nothing). None when the sweep is empty, every point agrees, or no
-    single parameter decides. The one definition of "decided by" for every claim.
+    hypercube, explains nothing). None when the sweep is empty, every point agrees, or not
+    exactly one parameter decides (parameters sampled together, which split the points the
+    same way, cannot be told apart). The one definition of "decided by" for every claim.
     """
     if record is None or record.get("scenario") != "published":
         return None
@@ -364,10 +365,11 @@ def decided_by(claim_id: str, record: Mapping[str, Any] | None) -> str | None:
         return None
     if len(set(hits)) < 2:
         return None
+    deciders = []
     for k in sweep[0].get("params", {}):
         groups: dict[str, set[bool]] = {}
         for p, hit in zip(sweep, hits):
             groups.setdefault(repr(p["params"].get(k)), set()).add(hit)
         if 1 < len(groups) < len(sweep) and all(len(g) == 1 for g in groups.values()):
-            return k
-    return None
+            deciders.append(k)
+    return deciders[0] if len(deciders) == 1 else None
