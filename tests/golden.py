@@ -1,6 +1,6 @@
 """Every published claim record, computed as ``kmm reproduce`` records it, without notebooks.
 
-Each mechanism's notebook ends in ``STUDY.finish(globals())``, which records every claim of
+Each mechanism's notebook ends in ``STUDY.finish(p, scenario)``, which records every claim of
 the study (:mod:`kmm.suite.study`) at the published scenario of ``params/<stem>.yaml``.
 :func:`records` makes the same records through the same protocol and returns them, with the
 verdict and the "decided by" parameter the registry computes from each.

@@ -20,7 +20,7 @@ The suite does the rest: typed parameters (:meth:`Study.params`, with the types 
 defaults, strictly: ``1e5`` for an integer is refused, never coerced), the records of the
 claims (:func:`kmm.suite.claims.record`), the one definition of "decided by"
 (:func:`kmm.suite.registry.decided_by`, computed with the verdict when the table is read) and
-the saved frame. A notebook's last cell is one call, ``STUDY.finish(globals())``.
+the saved frame. A notebook's last cell is one call, ``STUDY.finish(p, scenario)``.
 
 >>> s = Study("demo", ("K1",), {"seed": 1, "nodes": 2},
 ...           lambda p: {"K1": Evidence(0.1 * p["nodes"], "fraction", "Two nodes.")})
@@ -104,17 +104,17 @@ class Study:
                               chart=e.chart)
                 for c, e in self.evaluate(params).items()]
 
-    def finish(self, namespace: Mapping[str, Any]):
-        """A notebook's last cell: record every claim from the parameters in ``namespace``
-        (with its ``scenario``), save the study's frame, and return a table of the records."""
+    def finish(self, params: Mapping[str, Any], scenario: str):
+        """A notebook's last cell, ``STUDY.finish(p, scenario)``: record every claim at
+        ``params`` (the notebook's ``p = STUDY.params(globals())``, read before any cell could
+        rebind a parameter's name), save the study's frame, and return a table of the records."""
         import polars as pl
 
         from . import io
 
-        scenario = namespace.get("scenario", "small")
         if not isinstance(scenario, str):
             raise ConfigError(f"must be a string, got {scenario!r}", "scenario")
-        p = self.params(namespace)
+        p = self.params(params)
         records = self.record(p, scenario)
         if self.frame is not None:
             io.save_frame(self.frame(p, scenario), self.stem, scenario)
