@@ -5,6 +5,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from kmm import geometry
+from kmm.engine import OP_SET_PERM, encode_ops
 from kmm.errors import ConfigError
 from kmm.geometry import GiB, KiB, MiB
 from kmm.mech import bbml2 as b
@@ -153,7 +154,7 @@ def test_stream_boundary_keeps_more_blocks_than_v1():
     full = b.run_stream(mm, P.FULL_PTES, s, checkpoints=1)
     assert full["table_pages_allocated"][-1] == 0
     pt = b.build_linear_map(mm, P.FULL_BBML2)
-    pt.apply_ops(b.encode_ops(np.full(s["pa"].size, b.OP_SET_PERM), s["pa"] - mm.memstart,
+    pt.apply_ops(encode_ops(np.full(s["pa"].size, OP_SET_PERM), s["pa"] - mm.memstart,
                               s["bytes"], None, s["perm"], 0, geometry=mm.geometry))
     stats = b.map_stats(pt)
     assert stats["block_leaves"] == pt.block_leaves() == bd["block_leaves"][-1]

@@ -23,22 +23,50 @@ def test_verdicts(tmp_path, monkeypatch):
     claims.record("K1", 0.10, explanation="x.", parameters={"a": 1}, scenario="published")
     claims.record("B3", 0.10, explanation="x.", parameters={}, scenario="published")
     claims.record("K2", 0.2, explanation="x.", parameters={}, scenario="published",
-                  sweep=[{"params": {"r": 1}, "value": 0.2}, {"params": {"r": 3}, "value": 0.6}],
-                  decided_by="r")
+                  sweep=[{"params": {"r": 1, "s": 1}, "value": 0.2},
+                         {"params": {"r": 1, "s": 2}, "value": 0.3},
+                         {"params": {"r": 3, "s": 1}, "value": 0.6},
+                         {"params": {"r": 3, "s": 2}, "value": 0.7}])
     claims.record("B5", -0.3, explanation="x.", parameters={}, scenario="small")
     claims.record("B11", {"faults_without_bbml2": 3, "faults_with_bbml2": 0},
                   explanation="x.", parameters={}, scenario="published")
     rows = {r["id"]: r for r in claims.table()}
     assert rows["K1"]["verdict"] == registry.REPRODUCED
     assert rows["B3"]["verdict"] == registry.NOT_REPRODUCED
-    # the published point (0.2, out) counts with the sweep's two points (one in): 1 of 3
+    # the published point (0.2, out) counts with the sweep's four points (two in): 2 of 5
     assert rows["K2"]["verdict"] == registry.CONDITIONAL
-    assert abs(rows["K2"]["share_in_band"] - 1 / 3) < 1e-12
+    assert abs(rows["K2"]["share_in_band"] - 2 / 5) < 1e-12
+    # r alone tells which points land in the band (> 50 %); s does not
+    assert rows["K2"]["decided_by"] == "r"
+    assert rows["K1"]["decided_by"] is None  # no sweep
     assert rows["B5"]["verdict"] == registry.SMALL_RUN
     assert rows["B11"]["verdict"] == registry.REPRODUCED
     assert rows["A1"]["verdict"] == registry.NOT_EVALUATED
     rec = json.loads((tmp_path / "claims" / "published" / "K1.json").read_text())
-    assert "verdict" not in rec  # never stored, always computed
+    assert "verdict" not in rec and "decided_by" not in rec  # never stored, always computed
+
+
+def test_decided_by_is_the_parameter_that_alone_decides_the_verdict():
+    def rec(points):
+        return {"scenario": "published", "value": 0.1,
+                "sweep": [{"params": p, "value": v} for p, v in points]}
+    # K1's band is [6 %, 17 %]
+    grid = [({"a": 1, "b": 1}, 0.10), ({"a": 1, "b": 2}, 0.12),
+            ({"a": 2, "b": 1}, 0.30), ({"a": 2, "b": 2}, 0.40)]
+    assert registry.decided_by("K1", rec(grid)) == "a"
+    # both matter: no single parameter decides
+    mixed = grid[:3] + [({"a": 2, "b": 2}, 0.10)]
+    assert registry.decided_by("K1", rec(mixed)) is None
+    # every point in band: nothing to decide
+    assert registry.decided_by("K1", rec([(p, 0.1) for p, _ in grid])) is None
+    # a parameter with a new value at every point (a Latin hypercube) explains nothing
+    lhs = [({"a": i}, v) for i, v in enumerate((0.1, 0.3, 0.1, 0.3))]
+    assert registry.decided_by("K1", rec(lhs)) is None
+    # two parameters sampled together split the points alike: neither decides alone
+    tied = [({**p, "c": p["a"] * 10}, v) for p, v in grid]
+    assert registry.decided_by("K1", rec(tied)) is None
+    assert registry.decided_by("K1", {**rec(grid), "scenario": "small"}) is None
+    assert registry.decided_by("K1", None) is None
 
 
 def test_record_refuses_unknown_ids_and_missing_explanations(tmp_path, monkeypatch):

@@ -6,7 +6,12 @@
   its own module's names, the engine API, numpy and math.
 - No engine module uses another engine module's private names.
 - ``numba`` is used only in ``kmm/_jit.py`` (the one place that sets its options).
-- Neither the engine nor a mechanism imports the suite at module level.
+- Neither the engine nor a mechanism imports the suite at module level (but for a
+  mechanism's ``study``, which speaks the suite's protocol); a mechanism's
+  ``model``, ``kernels`` and ``workload`` modules never import it at all (only its ``study``
+  speaks to the suite).
+- A mechanism package has fixed roles: its kernels (``@njit`` functions) live in its
+  ``kernels`` module, which imports nothing of kmm but the engine API and its own package.
 
 Each rule is also run against a small bad source, so a check that silently passes
 everything would fail here.
@@ -116,7 +121,7 @@ def mech_import_problems(module: str, tree: ast.AST) -> list[str]:
         if target.startswith("kmm.mech"):
             continue
         if target.startswith("kmm.suite"):
-            if top:
+            if top and not module.endswith(".study"):  # a study speaks to the suite
                 out.append(f"{module}:{node.lineno} imports the suite at module level")
             continue
         if target not in MECH_ALLOWED:
@@ -223,7 +228,8 @@ def test_mechanism_kernels_read_only_the_engine_api():
     # the check sees kernels at all: every mechanism with kernels has some
     kernels = {m for m, t in sources() if m.startswith("kmm.mech") and any(
         isinstance(f, ast.FunctionDef) and f.decorator_list for f in t.body)}
-    assert {"kmm.mech.asi", "kmm.mech.permvmalloc", "kmm.mech.bbml2"} <= kernels
+    assert {"kmm.mech.asi.kernels", "kmm.mech.permvmalloc.kernels",
+            "kmm.mech.bbml2.kernels", "kmm.mech.bbml2_perf.kernels"} <= kernels
 
 
 def test_numba_only_in_the_jit_module():
@@ -237,6 +243,49 @@ def test_engine_never_imports_the_suite_and_mechanisms_not_at_module_level():
     problems += [p for m, t in sources() if m.startswith("kmm.mech")
                  for p in mech_import_problems(m, t) if "suite" in p]
     assert not problems, "\n".join(problems)
+
+
+ROLES = ("model", "kernels", "workload", "study")
+
+
+def role_problems(module: str, tree: ast.AST) -> list[str]:
+    """A mechanism package's fixed roles: njit only in ``kernels``; ``kernels`` imports only
+    the engine API, numpy, math and its own package; no role but ``study`` imports the suite."""
+    parts = module.split(".")
+    if len(parts) != 4 or parts[:2] != ["kmm", "mech"]:
+        return []
+    role, pkg = parts[3], ".".join(parts[:3])
+    out = []
+    if role not in ROLES:
+        out.append(f"{module}: a mechanism module is one of {', '.join(ROLES)}")
+    aliases = {t.id for node in tree.body if isinstance(node, ast.Assign)
+               and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+               and node.value.func.id == "njit" for t in node.targets if isinstance(t, ast.Name)}
+    if role != "kernels":
+        out += [f"{module}:{fn.lineno} kernel {fn.name} outside the kernels module"
+                for fn in tree.body if isinstance(fn, ast.FunctionDef)
+                and _jit_decorated(fn, aliases)]
+    for src, name, _b, node, _top in imports(module, tree):
+        full = f"{src}.{name}" if name else src
+        if role != "study" and full.startswith("kmm.suite"):
+            out.append(f"{module}:{node.lineno} imports the suite (only a study may)")
+        if role != "study" and (src.endswith(".study") or full.endswith(".study")):
+            out.append(f"{module}:{node.lineno} imports a study (only a study may)")
+        target = full if full in KERNEL_ALLOWED else src
+        if role == "kernels" and src.split(".")[0] == "kmm" and not (
+                target in KERNEL_ALLOWED or src == pkg or src.startswith(pkg + ".")):
+            out.append(f"{module}:{node.lineno} kernels import {target}")
+    return out
+
+
+def test_mechanism_packages_keep_their_roles():
+    mods = [(m, t) for m, t in sources() if m.startswith("kmm.mech.")]
+    problems = [p for m, t in mods for p in role_problems(m, t)]
+    assert not problems, "\n".join(problems)
+    # every mechanism is a package with a model and a study
+    pkgs = {m.split(".")[2] for m, _ in mods}
+    for pkg in pkgs - {"host"}:
+        assert {f"kmm.mech.{pkg}.model", f"kmm.mech.{pkg}.study"} <= {m for m, _ in mods}, pkg
 
 
 def test_engine_api_names_exist():
@@ -271,6 +320,20 @@ def f(path):
 @pytest.fixture
 def bad():
     return "kmm.mech.bad", ast.parse(BAD_MECH)
+
+
+def test_role_check_catches_a_misplaced_kernel_and_a_suite_import():
+    t = ast.parse(BAD_MECH.replace("from ..", "from ..."))  # one package deeper
+    model = role_problems("kmm.mech.bad.model", t)
+    assert any("outside the kernels module" in p for p in model)
+    assert any("imports the suite" in p for p in model)
+    assert any("imports a study" in p for p in
+               role_problems("kmm.mech.bad.workload", ast.parse("from .study import x\n")))
+    kern = role_problems("kmm.mech.bad.kernels", t)
+    assert any("kernels import kmm.buddy" in p for p in kern)
+    assert not [p for p in role_problems("kmm.mech.bad.study", t) if "suite" in p]
+    assert role_problems("kmm.mech.bad.helpers", t)[0].endswith("one of model, kernels, "
+                                                                 "workload, study")
 
 
 def test_checks_catch_a_bad_mechanism(bad):

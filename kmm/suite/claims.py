@@ -70,7 +70,7 @@ def atomic_write_text(path: Path, text: str, root: Path | None = None) -> None:
 
 def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[str, Any],
            scenario: str, unit: str = "", sweep: Sequence[Mapping[str, Any]] | None = None,
-           decided_by: str | None = None, chart: str | None = None) -> dict:
+           chart: str | None = None) -> dict:
     """Record the value a notebook computed for a claim and return the record.
 
     Parameters
@@ -85,7 +85,7 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
     unit : unit of a numeric value (``"fraction"``, ``"bytes"``...)
     sweep : values over the joint sweep of the ``assumed`` parameters the verdict depends on:
         ``[{"params": {...}, "value": v}, ...]``; the registry reports the share in band
-    decided_by : the ``assumed`` parameter that alone decides the verdict, if one does
+        and which parameter alone decides the verdict (:func:`~kmm.suite.registry.decided_by`)
     chart : file stem of the chart that shows this claim (for the report's link)
     """
     if claim_id not in registry.CLAIMS:
@@ -100,7 +100,6 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
         "parameters": _plain(dict(parameters)),
         "scenario": scenario,
         "sweep": _plain(list(sweep)) if sweep else [],
-        "decided_by": decided_by,
         "chart": chart,
         "kmm_version": __version__,
     }
@@ -166,7 +165,7 @@ def table(root: Path | None = None) -> list[dict]:
             "unit": rec.get("unit", "") if rec else "",
             "verdict": verdict,
             "share_in_band": share,
-            "decided_by": rec.get("decided_by") if rec else None,
+            "decided_by": registry.decided_by(cid, rec),
             "explanation": rec.get("explanation", "") if rec else "no value recorded yet",
             "parameters": rec.get("parameters", {}) if rec else {},
             "scenario": rec.get("scenario") if rec else None,

@@ -13,8 +13,8 @@ Verdicts
 ``reproduced``      the published scenario lands in the band (for a direction or mechanism
                     claim: the recorded evidence shows it), over the whole joint sweep of
                     the ``assumed`` parameters, if one was recorded;
-``conditional``     it lands in the band for only part of that sweep (the record says which
-                    share, and which parameter decides);
+``conditional``     it lands in the band for only part of that sweep (the table says which
+                    share, and which parameter decides: :func:`decided_by`);
 ``not-reproduced``  no point of the sweep lands in the band, or the evidence contradicts the
                     direction;
 ``not-evaluated``   nothing was recorded from the published scenario.
@@ -381,3 +381,33 @@ def verdict(claim_id: str, record: Mapping[str, Any] | None) -> tuple[str, float
     if share == 0.0 and not holds:
         return NOT_REPRODUCED, share
     return CONDITIONAL, share
+
+
+def decided_by(claim_id: str, record: Mapping[str, Any] | None) -> str | None:
+    """The ``assumed`` parameter that alone decides the verdict over the recorded sweep, if
+    one does: the one whose setting tells whether a point lands in the band.
+
+    Over the sweep's points, a parameter decides when the points that share its setting all
+    land in the band or all miss it, the settings do not all agree, and it has fewer settings
+    than there are points (a parameter with a new value at every point, as in a Latin
+    hypercube, explains nothing). None when the sweep is empty, every point agrees, or not
+    exactly one parameter decides (parameters sampled together, which split the points the
+    same way, cannot be told apart). The one definition of "decided by" for every claim.
+    """
+    if record is None or record.get("scenario") != "published":
+        return None
+    sweep = record.get("sweep") or []
+    try:
+        hits = [in_band(claim_id, p["value"]) for p in sweep]
+    except (TypeError, KeyError, ValueError, IndexError):
+        return None
+    if len(set(hits)) < 2:
+        return None
+    deciders = []
+    for k in sweep[0].get("params", {}):
+        groups: dict[str, set[bool]] = {}
+        for p, hit in zip(sweep, hits):
+            groups.setdefault(repr(p["params"].get(k)), set()).add(hit)
+        if 1 < len(groups) < len(sweep) and all(len(g) == 1 for g in groups.values()):
+            deciders.append(k)
+    return deciders[0] if len(deciders) == 1 else None

@@ -1,0 +1,93 @@
+"""Page allocation for Address Space Isolation (ASI): the RFC design and its alternatives.
+
+ASI runs the kernel in a second, "restricted" address space whose physmap leaves sensitive
+memory unmapped (LSF/MM/BPF 2025 topic "Page allocation for ASI", ASI RFC v1/v2). Mapping a
+page there is cheap; unmapping it needs a TLB shootdown, since other CPUs may hold its
+translation; memory that held sensitive data must be zeroed before it is mapped. This module
+runs allocation/free streams through :mod:`kmm.buddy` (pageblocks, migratetypes, fallbacks),
+tracks per page (the buddy's flag bits) whether it is mapped in the restricted physmap,
+holds sensitive data, or was unmapped while clean, keeps per-CPU TLBs of restricted-space
+translations (:mod:`kmm.tlb`) filled by accesses, and invalidates them with
+:mod:`kmm.invalidate`, so a stale translation survives exactly until its shootdown.
+
+Policies (:class:`Policy`), one code path each:
+
+0. ``NONE``: no restricted address space (baseline).
+1. ``RFC``: every free page is unmapped; a nonsensitive allocation maps its pages at the end
+   of allocation (zeroing those that held sensitive data); a freed nonsensitive block goes
+   on a queue that a worker drains every ``worker_interval_ns`` (or when it holds
+   ``worker_batch_pages``), unmapping the batch with one shootdown before the pages return to
+   the free lists; an allocation that fails waits for the queue (direct reclaim).
+2. ``TRACKED``: sensitivity is part of the migratetype (three mobility types per
+   sensitivity); free nonsensitive pages stay mapped; allocations prefer their own
+   sensitivity's free lists (the mobility fallbacks of mm/page_alloc.c within it, then the
+   other sensitivity); a pageblock changes sensitivity only on fallback: to sensitive, its
+   free pages are unmapped with one shootdown; to nonsensitive, its free pages are zeroed
+   where needed and mapped (:class:`Zeroing` ``EAGER``), or (``LAZY``) only its clean free
+   pages are mapped and those holding sensitive data stay unmapped, marked
+   ``F_ZERO_DEFERRED``, until a nonsensitive allocation takes them (zeroed, then mapped) or
+   a sensitive one does (never zeroed).
+3. ``TRACKED_TARGET``: policy 2, plus a worker that, when more than
+   ``target_free_mapped_pages`` free pages are mapped, converts the nonsensitive pageblocks
+   with the most free mapped pages back to sensitive (one shootdown per run).
+4. ``SYNC_FLUSH``: like ``RFC`` but every nonsensitive free unmaps and shoots down at once.
+
+Where the shootdown that lets a sensitive allocation take nonsensitive memory ranks in the
+allocation path (policies 2 and 3, :class:`FlushRank`; the topic's question "how is that
+prioritised and structured wrt. direct compact/reclaim"): ``FAST_PATH`` (the default) lets
+``__rmqueue``'s fallbacks cross sensitivity like any migratetype fallback; otherwise the
+fast path stays within the allocation's sensitivity and, when it fails, the slow path runs
+direct compaction, direct reclaim and the cross-sensitivity fallback (convert, unmap, shoot
+down) in the order the rank names: ``FIRST`` flush, compact, reclaim;
+``AFTER_COMPACTION`` compact, flush, reclaim; ``AFTER_RECLAIM`` compact, reclaim, flush.
+Compaction (order 1 to pageblock_order only, as ``__alloc_pages_direct_compact`` skips
+order 0) picks the aligned range of a sensitive pageblock that needs the fewest pages
+migrated, holding only free pages and movable sensitive blocks, isolates the pageblock
+(``MIGRATE_ISOLATE``), moves each block to a free block of its own sensitivity elsewhere,
+then restores the pageblock's type. Reclaim frees up to ``reclaim_batch_pages`` pages of
+live reclaimable allocations (clean page cache), oldest first, then retries, at most
+``MAX_RECLAIM_RETRIES`` rounds; an allocation so reclaimed is not freed again by the stream.
+Nonsensitive allocations never need a shootdown to be satisfied and keep the full fallbacks.
+
+Whatever the policy, a page handed to a sensitive allocation is unmapped and shot down
+before it is returned, and a page handed to a nonsensitive one is zeroed (if it held
+sensitive data) and mapped; the policies differ in how often those cases arise.
+
+Restricted physmap designs (:class:`Physmap`): ``ON_DEMAND`` (the RFC: page-table pages
+allocated when a page is first mapped in a region with no table), ``SYNCED`` (kept in sync
+with the unrestricted physmap at PTE level, differing only in the present bit: every table
+exists from boot) and ``SYNCED_BLOCKS`` (in sync, but a pageblock whose pages are all mapped
+is one block leaf; making its pages differ splits it, allocating a PTE table). Page-table
+pages come from a separate reserve, not from the modelled pool.
+
+The invariant — no page that holds sensitive data (allocated sensitive, or freed and not yet
+zeroed) is mapped in the restricted physmap or covered by a TLB entry of any CPU — can be
+checked after every operation (``check_invariant``; :attr:`AsiEvent.VIOLATIONS`).
+
+Not modelled: per-CPU page lists; compaction and reclaim outside the slow path of
+sensitive allocations (kcompactd, kswapd, watermarks), compaction of orders above the
+pageblock, compaction deferral, the refaults that reclaimed page cache costs later; the RFC
+policies' only reclaim is waiting on their queue.
+"""
+from .model import (_P_QN, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState, build, BurstSource,
+    F_DIRTY, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
+    MAX_RECLAIM_RETRIES, MT_ISOLATE, own_sensitivity_fallbacks, Physmap, Policy, simulate,
+    tracked_migrate_table, Zeroing)
+from .kernels import (check_invariant, run_stream)
+from .workload import (AllocClass, make_workload, MIXES, Workload)
+from .study import (ASSUMED, assumed_specs, CHARTS, evidence, frame, STUDY, burst_frame, check_params, claim_specs, compare_policies,
+    config_for, DEFAULTS, evaluate, EVIDENCE_VARIANTS, explanations, granule_sweep, joint_sweep,
+    latency_cdf, notes, params_from, physmap_compare, policy_frame, POLICY_NAMES,
+    RANK_NAMES, slowpath_compare, slowpath_cost_sweep, SLOWPATH_COSTS, sweep_records, target_sweep,
+    Variant, variant_config, VARIANTS, workload_for, ZEROING_NAMES)
+
+__all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Physmap", "AsiEvent", "BurstSource",
+           "AsiCosts", "AsiConfig", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
+           "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES",
+           "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant",
+           "DEFAULTS", "POLICY_NAMES", "RANK_NAMES", "ZEROING_NAMES", "Variant", "VARIANTS",
+           "SLOWPATH_COSTS", "check_params", "params_from", "config_for", "variant_config",
+           "workload_for", "compare_policies", "slowpath_compare", "slowpath_cost_sweep",
+           "target_sweep", "granule_sweep", "physmap_compare", "policy_frame", "latency_cdf",
+           "burst_frame", "evaluate", "assumed_specs", "claim_specs", "joint_sweep",
+           "sweep_records", "notes", "explanations"]

@@ -1,0 +1,768 @@
+"""asi: the Numba kernels (they call and read the engine API only).
+
+Part of :mod:`kmm.mech.asi`."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...engine import (alloc_block, convert_pageblock, entry_span, FLAG_GLOBAL, flush_kernel_range,
+    free_block, HOST_VMID, KIND_LOAD, MT_MOVABLE, njit, pool_pages, structure_entries, tlb_cpus,
+    TLB_L1D, TLB_L1I, TLB_L2, tlb_translate, xorshift64)
+from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_RECLAIM, _C_UNMAP,
+    _C_WAKE, _C_ZERO, _K_RECLAIM, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
+    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_LAZY, _P_LRU, _P_MAXID, _P_NBURST, _P_NEXT_WORKER,
+    _P_NS_N, _P_OP_NS, _P_PAGE_SHIFT, _P_PB_ORDER, _P_PHYSMAP, _P_POLICY, _P_QN, _P_QPAGES,
+    _P_RANK, _P_RECLAIM_BATCH, _P_SAMPLE, _P_TARGET, _P_TOUCHES, _P_TRACKED, _P_WORKER_BATCH,
+    _P_WORKER_NS, _R_BLOCK, _R_NONE, _R_TABLE, AsiEvent, BurstSource, F_DIRTY, F_MAPPED, F_QUEUED,
+    F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, MAX_RECLAIM_RETRIES, MT_ISOLATE)
+
+_kernel = njit(_nrt=False)
+
+
+@_kernel
+def _burst(ast, t, ns, source, pages):
+    n = ast.params[_P_NBURST]
+    if n < ast.bursts.shape[0]:
+        ast.bursts[n, 0] = t
+        ast.bursts[n, 1] = ns
+        ast.bursts[n, 2] = source
+        ast.bursts[n, 3] = pages
+        ast.params[_P_NBURST] = n + 1
+
+
+@_kernel
+def _worker_run(ast, t, ns, source, pages):
+    """Count one run of a background worker and log it as a burst."""
+    ast.counts[AsiEvent.WORKER_RUNS] += 1
+    ast.counts[AsiEvent.WORKER_NS] += ns
+    ast.counts[AsiEvent.WORKER_PAGES] += pages
+    _burst(ast, t, ns, source, pages)
+
+
+@_kernel
+def _pt_alloc(ast):
+    ast.counts[AsiEvent.PT_ALLOCS] += 1
+    ast.counts[AsiEvent.PT_ALLOC_NS] += ast.cost[_C_PT]
+    return ast.cost[_C_PT]
+
+
+@_kernel
+def _region_update(ast, r):
+    """The restricted physmap's leaf for region ``r`` after its mapped count changed;
+    returns the ns of any page-table allocation it needed."""
+    design = ast.params[_P_PHYSMAP]
+    m = ast.region_mapped[r]
+    if design == 0:  # ON_DEMAND: a PTE table on first mapping, and its upper table
+        ns = 0
+        if m > 0 and ast.region[r] == _R_NONE:
+            ast.region[r] = _R_TABLE
+            ns += _pt_alloc(ast)
+            u = r >> ast.params[_P_BPL]
+            if ast.upper[u] == 0:
+                ast.upper[u] = 1
+                ns += _pt_alloc(ast)
+        return ns
+    if design == 1:
+        return 0
+    full = np.int64(1) << ast.params[_P_PB_ORDER]
+    st = ast.region[r]
+    if st == _R_TABLE:
+        return 0
+    if m == full:
+        ast.region[r] = _R_BLOCK
+        return 0
+    if m == 0:
+        ast.region[r] = _R_NONE
+        return 0
+    ast.region[r] = _R_TABLE  # mixed: split the block (or an empty block) into a PTE table
+    ast.counts[AsiEvent.BLOCK_SPLITS] += 1
+    return _pt_alloc(ast)
+
+
+@_kernel
+def _regions_update(ast, pfn, n):
+    pb = ast.params[_P_PB_ORDER]
+    ns = 0
+    for r in range(pfn >> pb, ((pfn + n - 1) >> pb) + 1):
+        ns += _region_update(ast, r)
+    return ns
+
+
+@_kernel
+def _map_range(bst, ast, pfn, n, upd):
+    """Map every unmapped page of [pfn, pfn+n), zeroing those holding sensitive data; with
+    ``upd`` bring the physmap leaves of its regions up to date (else the caller does, once
+    every change of the operation is made). Returns (ns, pages that were already mapped)."""
+    ns = 0
+    was = 0
+    pb = ast.params[_P_PB_ORDER]
+    for p in range(pfn, pfn + n):
+        f = bst.flags[p]
+        if f & F_MAPPED:
+            was += 1
+            continue
+        if f & F_DIRTY:
+            ns += ast.cost[_C_ZERO]
+            ast.counts[AsiEvent.PAGES_ZEROED] += 1
+            ast.counts[AsiEvent.ZERO_NS] += ast.cost[_C_ZERO]
+            if f & F_ZERO_DEFERRED:
+                ast.counts[AsiEvent.ZEROED_DEFERRED] += 1
+            f &= ~(F_DIRTY | F_ZERO_DEFERRED)
+        if f & F_UNMAPPED_NS:
+            ast.counts[AsiEvent.POINTLESS_REMAPS] += 1
+            f &= ~F_UNMAPPED_NS
+        bst.flags[p] = f | F_MAPPED
+        ns += ast.cost[_C_MAP]
+        ast.counts[AsiEvent.MAP_NS] += ast.cost[_C_MAP]
+        ast.counts[AsiEvent.PAGES_MAPPED] += 1
+        ast.region_mapped[p >> pb] += 1
+    if upd:
+        ns += _regions_update(ast, pfn, n)
+    return ns, was
+
+
+@_kernel
+def _map_clean_range(bst, ast, pfn, n):
+    """Lazy conversion to nonsensitive: map the clean unmapped pages of [pfn, pfn+n); leave
+    those holding sensitive data unmapped, marked ``F_ZERO_DEFERRED``. Physmap leaves are
+    the caller's. Returns (ns, pages that were already mapped, pages deferred)."""
+    ns = 0
+    was = 0
+    deferred = 0
+    for p in range(pfn, pfn + n):
+        f = bst.flags[p]
+        if f & F_MAPPED:
+            was += 1
+        elif f & F_DIRTY:
+            if not f & F_ZERO_DEFERRED:
+                bst.flags[p] = f | F_ZERO_DEFERRED
+                ast.counts[AsiEvent.ZERO_DEFERRED] += 1
+            deferred += 1
+        else:
+            ns += _map_range(bst, ast, p, 1, False)[0]
+    return ns, was, deferred
+
+
+@_kernel
+def _mark_sensitive(bst, ast, pfn, n):
+    """Pages [pfn, pfn+n) now belong to a sensitive allocation: whatever they held is
+    overwritten by their owner, so no zeroing is due."""
+    for p in range(pfn, pfn + n):
+        f = bst.flags[p]
+        if f & F_ZERO_DEFERRED:
+            ast.counts[AsiEvent.DEFERRED_TO_SENSITIVE] += 1
+        bst.flags[p] = (f & ~(F_DIRTY | F_UNMAPPED_NS | F_ZERO_DEFERRED)) | F_SENS
+
+
+@_kernel
+def _unmap_range(bst, ast, pfn, n, upd):
+    """Unmap every mapped page of [pfn, pfn+n) (the caller shoots down); ``upd`` as for
+    :func:`_map_range`. Returns (ns, pages unmapped)."""
+    ns = 0
+    k = 0
+    pb = ast.params[_P_PB_ORDER]
+    for p in range(pfn, pfn + n):
+        f = bst.flags[p]
+        if not f & F_MAPPED:
+            continue
+        f &= ~F_MAPPED
+        if not f & _NOT_CLEAN:
+            f |= F_UNMAPPED_NS
+        bst.flags[p] = f
+        k += 1
+        ast.region_mapped[p >> pb] -= 1
+    if k:
+        ns = k * ast.cost[_C_UNMAP]
+        ast.counts[AsiEvent.PAGES_UNMAPPED] += k
+        ast.counts[AsiEvent.UNMAP_NS] += ns
+        if upd:
+            ns += _regions_update(ast, pfn, n)
+    return ns, k
+
+
+@_kernel
+def _shootdown(tst, ist, ast, cpu, lo, hi):
+    """One kernel-range shootdown of pfns [lo, hi) of the restricted physmap."""
+    sh = ast.params[_P_PAGE_SHIFT]
+    ns = flush_kernel_range(tst, ist, cpu, lo << sh, hi << sh, sh)
+    ast.counts[AsiEvent.FLUSHES] += 1
+    ast.counts[AsiEvent.FLUSH_NS] += ns
+    return ns
+
+
+@_kernel
+def _touch(tst, ast, cpu, pfn):
+    """A restricted-space access by ``cpu`` to page ``pfn`` (fills its TLB)."""
+    sh = ast.params[_P_PAGE_SHIFT]
+    r = pfn >> ast.params[_P_PB_ORDER]
+    shift = sh + ast.params[_P_PB_ORDER] if ast.region[r] == _R_BLOCK else sh
+    tlb_translate(tst, cpu, pfn << sh, KIND_LOAD | FLAG_GLOBAL, shift, 0, HOST_VMID, ast.tcounts)
+    ast.counts[AsiEvent.TOUCHES] += 1
+
+
+@_kernel
+def _ns_add(ast, ident):
+    n = ast.params[_P_NS_N]
+    ast.ns_list[n] = ident
+    ast.live[ident, 2] = n
+    ast.params[_P_NS_N] = n + 1
+
+
+@_kernel
+def _ns_remove(ast, ident):
+    pos = ast.live[ident, 2]
+    if pos < 0:
+        return
+    n = ast.params[_P_NS_N] - 1
+    last = ast.ns_list[n]
+    ast.ns_list[pos] = last
+    ast.live[last, 2] = pos
+    ast.live[ident, 2] = -1
+    ast.params[_P_NS_N] = n
+
+
+@_kernel
+def _free_mapped_pages_in(bst, base, end):
+    """Free pages in [base, end) that are mapped."""
+    k = 0
+    p = base
+    while p < end:
+        o = bst.free_order[p]
+        if o >= 0:
+            for q in range(p, min(p + (np.int64(1) << o), end)):
+                if bst.flags[q] & F_MAPPED:
+                    k += 1
+            p += np.int64(1) << o
+        else:
+            p += 1
+    return k
+
+
+@_kernel
+def _drain_queue(bst, tst, ist, ast, cpu):
+    """Unmap every queued block, one shootdown, then free them; returns (ns, pages)."""
+    qn = ast.params[_P_QN]
+    if qn == 0:
+        return 0, 0
+    ns = ast.cost[_C_WAKE]
+    lo = pool_pages(bst)
+    hi = -1
+    pages = 0
+    for i in range(qn):
+        pfn = ast.queue[i, 0]
+        n = np.int64(1) << ast.queue[i, 1]
+        u, k = _unmap_range(bst, ast, pfn, n, True)
+        ns += u
+        pages += n
+        lo = min(lo, pfn)
+        hi = max(hi, pfn + n)
+    ns += _shootdown(tst, ist, ast, cpu, lo, hi)
+    for i in range(qn):
+        pfn = ast.queue[i, 0]
+        o = ast.queue[i, 1]
+        for p in range(pfn, pfn + (np.int64(1) << o)):
+            bst.flags[p] &= ~F_QUEUED
+        free_block(bst, pfn, o)
+        ns += ast.cost[_C_FREE]
+    ast.params[_P_QN] = 0
+    ast.params[_P_QPAGES] = 0
+    return ns, pages
+
+
+@_kernel
+def _update_free_blocks(bst, ast, base, end, unmap):
+    """Unmap every free buddy block in pfns ``[base, end)`` from the restricted space, or
+    (``unmap`` false) zero and map them (lazy zeroing: map the clean ones, defer the rest),
+    keeping the free-mapped count; returns (ns, pages unmapped)."""
+    ns = 0
+    pages = 0
+    p = base
+    while p < end:
+        o = bst.free_order[p]
+        if o < 0:
+            p += 1
+            continue
+        n = min(np.int64(1) << o, end - p)
+        if unmap:
+            u, k = _unmap_range(bst, ast, p, n, False)
+            ast.params[_P_FREE_MAPPED] -= k
+            ns += u
+            pages += k
+            for q in range(p, p + n):
+                if bst.flags[q] & F_ZERO_DEFERRED:
+                    ast.counts[AsiEvent.DEFERRED_DROPPED] += 1
+                    bst.flags[q] &= ~F_ZERO_DEFERRED
+        elif ast.params[_P_LAZY] != 0:
+            m, was, deferred = _map_clean_range(bst, ast, p, n)
+            ast.params[_P_FREE_MAPPED] += n - was - deferred
+            ns += m
+        else:
+            z0 = ast.counts[AsiEvent.PAGES_ZEROED]
+            m, was = _map_range(bst, ast, p, n, False)
+            ast.counts[AsiEvent.ZEROED_ON_CONVERSION] += ast.counts[AsiEvent.PAGES_ZEROED] - z0
+            ast.params[_P_FREE_MAPPED] += n - was
+            ns += m
+        p += np.int64(1) << o
+    return ns, pages
+
+
+@_kernel
+def _target_worker(bst, tst, ist, ast, cpu):
+    """Convert nonsensitive pageblocks with the most free mapped pages to sensitive until at
+    most the target stays mapped; one shootdown. Returns (ns, pages unmapped)."""
+    pb = ast.params[_P_PB_ORDER]
+    npb = bst.pb_mt.shape[0]
+    ns = ast.cost[_C_WAKE]
+    lo = pool_pages(bst)
+    hi = -1
+    pages = 0
+    while ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
+        best = -1
+        best_k = 0
+        for b in range(npb):
+            if bst.pb_mt[b] >= 3:
+                k = _free_mapped_pages_in(bst, b << pb, (b + 1) << pb)
+                if k > best_k:
+                    best_k = k
+                    best = b
+        if best < 0:
+            break
+        convert_pageblock(bst, best, bst.pb_mt[best] - 3)
+        ast.counts[AsiEvent.TARGET_CONVERSIONS] += 1
+        base = best << pb
+        end = base + (np.int64(1) << pb)
+        u, k = _update_free_blocks(bst, ast, base, end, True)
+        ns += u
+        pages += k
+        ns += _region_update(ast, best)
+        lo = min(lo, base)
+        hi = max(hi, end)
+    if hi > lo:
+        ns += _shootdown(tst, ist, ast, cpu, lo, hi)
+    return ns, pages
+
+
+@_kernel
+def _convert_after_alloc(bst, ast):
+    """Act on the pageblocks the last allocation converted (policy 2/3): to sensitive,
+    unmap their free pages; to nonsensitive, zero and map them. The conversion log is kept
+    in ``ast.scratch``; physmap leaves and the shootdown are the caller's. Returns (ns, the
+    pfn range [lo, hi) of pageblocks whose free pages were unmapped; empty if none)."""
+    nconv = bst.ev[0]
+    for i in range(1 + 2 * nconv):
+        ast.scratch[i] = bst.ev[i]
+    pb = ast.params[_P_PB_ORDER]
+    ns = 0
+    lo = pool_pages(bst)
+    hi = -1
+    for j in range(nconv):
+        b = ast.scratch[1 + 2 * j]
+        old = ast.scratch[2 + 2 * j]
+        new = bst.pb_mt[b]
+        if (old >= 3) == (new >= 3):
+            continue
+        base = b << pb
+        end = base + (np.int64(1) << pb)
+        u, k = _update_free_blocks(bst, ast, base, end, new < 3)
+        ns += u
+        if new < 3:
+            ast.counts[AsiEvent.TO_SENSITIVE] += 1
+            if k > 0:
+                lo = min(lo, base)
+                hi = max(hi, end)
+        else:
+            ast.counts[AsiEvent.TO_NONSENSITIVE] += 1
+    return ns, lo, hi
+
+
+@_kernel
+def _claim_sensitive(bst, tst, ist, ast, cpu, pfn, n):
+    """Hand free pages [pfn, pfn+n) to a sensitive owner outside an allocation's own path
+    (a compaction target): unmap any that are mapped, then shoot them down. Returns ns."""
+    u, k = _unmap_range(bst, ast, pfn, n, True)
+    ast.params[_P_FREE_MAPPED] -= k
+    _mark_sensitive(bst, ast, pfn, n)
+    if k > 0:
+        u += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+    return u
+
+
+@_kernel
+def _compactable(bst, ast, s, size):
+    """Pages to migrate to empty pfns [s, s+size), or -1 if the range holds anything but
+    free blocks and movable sensitive blocks that begin inside it."""
+    m = 0
+    p = s
+    end = s + size
+    while p < end:
+        fo = bst.free_order[p]
+        if fo >= 0:
+            p += np.int64(1) << fo
+            continue
+        a = bst.alloc_order[p]
+        if a < 0:
+            return -1  # inside a block that begins before the range
+        n = np.int64(1) << a
+        mt = bst.alloc_mt[p]
+        if (p + n > end or not bst.flags[p] & F_SENS or mt < 0
+                or bst.mobility[mt] != MT_MOVABLE or ast.owner[p] < 0):
+            return -1
+        m += n
+        p += n
+    return m
+
+
+@_kernel
+def _compact(bst, tst, ist, ast, order, cpu):
+    """Direct compaction for a sensitive allocation of ``order`` (mm/compaction.c, reduced):
+    the aligned range of a sensitive pageblock needing the fewest migrations (the lowest pfn
+    among equals) is emptied by moving each of its blocks to a free block of the same
+    sensitivity outside its pageblock, which is isolated meanwhile. Returns (ns, whether the
+    range was emptied)."""
+    ast.counts[AsiEvent.COMPACTIONS] += 1
+    pb = ast.params[_P_PB_ORDER]
+    size = np.int64(1) << order
+    best = -1
+    best_m = size + 1
+    for b in range(bst.pb_mt.shape[0]):
+        if bst.pb_mt[b] >= 3:
+            continue
+        base = np.int64(b) << pb
+        for s in range(base, base + (np.int64(1) << pb), size):
+            m = _compactable(bst, ast, s, size)
+            if m >= 0 and m < best_m:
+                best_m = m
+                best = s
+        if best_m == 0:
+            break
+    if best < 0:
+        return 0, False
+    b = best >> pb
+    old = bst.pb_mt[b]
+    convert_pageblock(bst, b, MT_ISOLATE)
+    ns = 0
+    moved = 0
+    ok = True
+    p = best
+    while p < best + size:
+        a = bst.alloc_order[p]
+        if a < 0:
+            p += 1
+            continue
+        n = np.int64(1) << a
+        dst = alloc_block(ast.own, np.int64(a), np.int64(bst.alloc_mt[p]))
+        if dst < 0:
+            ok = False
+            break
+        ident = ast.owner[p]
+        ns += _claim_sensitive(bst, tst, ist, ast, cpu, dst, n)
+        for q in range(p, p + n):  # the old copy still holds the data
+            bst.flags[q] = (bst.flags[q] & ~F_SENS) | F_DIRTY
+        ast.owner[dst] = ident
+        ast.owner[p] = -1
+        ast.live[ident, _L_PFN] = dst
+        free_block(bst, p, a)
+        moved += n
+        p += n
+    convert_pageblock(bst, b, old)
+    mns = moved * ast.cost[_C_MIGRATE]
+    ast.counts[AsiEvent.PAGES_MIGRATED] += moved
+    ast.counts[AsiEvent.MIGRATE_NS] += mns
+    return ns + mns, ok
+
+
+@_kernel
+def _release(bst, tst, ist, ast, ident, sens, cpu, t):
+    """Free allocation ``ident`` by the policy's free path; returns the free's latency."""
+    policy = ast.params[_P_POLICY]
+    pfn = ast.live[ident, _L_PFN]
+    order = ast.live[ident, _L_ORDER]
+    n = np.int64(1) << order
+    lat = ast.cost[_C_FREE]
+    ast.owner[pfn] = -1
+    ast.live[ident, _L_PFN] = -1
+    if policy == 0:
+        free_block(bst, pfn, order)
+    elif sens:
+        for p in range(pfn, pfn + n):
+            bst.flags[p] = (bst.flags[p] & ~F_SENS) | F_DIRTY
+        free_block(bst, pfn, order)
+    else:
+        _ns_remove(ast, ident)
+        if policy == 1:
+            qn = ast.params[_P_QN]
+            ast.queue[qn, 0] = pfn
+            ast.queue[qn, 1] = order
+            ast.params[_P_QN] = qn + 1
+            ast.params[_P_QPAGES] += n
+            for p in range(pfn, pfn + n):
+                bst.flags[p] |= F_QUEUED
+            lat = ast.cost[_C_ENQ]
+        elif policy == 4:
+            u, k = _unmap_range(bst, ast, pfn, n, True)
+            s = _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+            _burst(ast, t, u + s, BurstSource.FREE_FLUSH, k)
+            lat += u + s
+            free_block(bst, pfn, order)
+        else:
+            free_block(bst, pfn, order)
+            ast.params[_P_FREE_MAPPED] += n
+    return lat
+
+
+@_kernel
+def _reclaim(bst, tst, ist, ast, cpu, t):
+    """One direct reclaim round (mm/vmscan.c ``try_to_free_pages``, reduced): free live
+    reclaimable allocations, oldest first, until ``reclaim_batch_pages`` pages are freed.
+    Returns (ns, pages freed)."""
+    ast.counts[AsiEvent.DIRECT_RECLAIMS] += 1
+    target = ast.params[_P_RECLAIM_BATCH]
+    hi = ast.params[_P_MAXID]
+    c = ast.params[_P_LRU]
+    pages = 0
+    while pages < target and c < hi:
+        kind = ast.live[c, _L_KIND]
+        if ast.live[c, _L_PFN] >= 0 and kind & _K_RECLAIM:
+            pages += np.int64(1) << ast.live[c, _L_ORDER]
+            _release(bst, tst, ist, ast, c, (kind & _K_SENS) != 0, cpu, t)
+        c += 1
+    ast.params[_P_LRU] = c
+    ns = pages * ast.cost[_C_RECLAIM]
+    ast.counts[AsiEvent.PAGES_RECLAIMED] += pages
+    ast.counts[AsiEvent.DIRECT_RECLAIM_NS] += ns
+    return ns, pages
+
+
+@_kernel
+def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
+    """The slow path of a sensitive allocation whose own-sensitivity fast path failed:
+    compaction, reclaim and the cross-sensitivity fallback in the order of the flush rank
+    (position of the fallback among the three: rank - 1). Returns (pfn or -1, ns)."""
+    ast.counts[AsiEvent.SLOWPATH_ENTRIES] += 1
+    flush_at = ast.params[_P_RANK] - 1
+    ns = 0
+    for step in range(3):
+        if step == flush_at:
+            pfn = alloc_block(bst, order, mt)  # the full fallbacks: convert, unmap
+            if pfn >= 0:
+                ast.counts[AsiEvent.SLOW_FLUSH_ALLOCS] += 1
+                return pfn, ns
+        elif (step if step < flush_at else step - 1) == 0:
+            if order < 1 or order > ast.params[_P_PB_ORDER]:
+                continue
+            c, ok = _compact(bst, tst, ist, ast, order, cpu)
+            ns += c
+            if c > 0:
+                _burst(ast, t, c, BurstSource.COMPACTION, 0)
+            if ok:
+                pfn = alloc_block(ast.own, order, mt)
+                if pfn >= 0:
+                    ast.counts[AsiEvent.COMPACT_ALLOCS] += 1
+                    return pfn, ns
+        else:
+            rns = 0
+            rpages = 0
+            pfn = -1
+            for _r in range(MAX_RECLAIM_RETRIES):
+                c, pages = _reclaim(bst, tst, ist, ast, cpu, t)
+                if pages == 0:
+                    break
+                rns += c
+                rpages += pages
+                pfn = alloc_block(ast.own, order, mt)
+                if pfn >= 0:
+                    break
+            if rpages > 0:
+                _burst(ast, t, rns, BurstSource.DIRECT_RECLAIM, rpages)
+            ns += rns
+            if pfn >= 0:
+                return pfn, ns
+    return -1, ns
+
+
+@_kernel
+def _alloc(bst, tst, ist, ast, wl, i, t):
+    """One allocation; returns its latency in ns (-1 if it failed)."""
+    policy = ast.params[_P_POLICY]
+    ident = wl.ref[i]
+    order = np.int64(wl.order[i])
+    sens = wl.sens[i] != 0
+    cpu = np.int64(wl.cpu[i])
+    mt = np.int64(wl.mob[i])
+    tracked = ast.params[_P_TRACKED] != 0
+    if tracked and not sens:
+        mt += 3
+    lat = ast.cost[_C_ALLOC]
+    if ident >= ast.params[_P_MAXID]:
+        ast.params[_P_MAXID] = ident + 1
+    if tracked and sens and ast.params[_P_RANK] != 0:
+        pfn = alloc_block(ast.own, order, mt)
+        if pfn < 0:
+            pfn, s = _slowpath(bst, tst, ist, ast, order, mt, cpu, t)
+            lat += s
+    else:
+        pfn = alloc_block(bst, order, mt)
+    if pfn < 0 and (policy == 1 or policy == 4) and ast.params[_P_QN] > 0:
+        w, pages = _drain_queue(bst, tst, ist, ast, cpu)
+        ast.counts[AsiEvent.RECLAIM_WAITS] += 1
+        ast.counts[AsiEvent.RECLAIM_WAIT_NS] += w
+        _burst(ast, t, w, BurstSource.RECLAIM, pages)
+        lat += w
+        pfn = alloc_block(bst, order, mt)
+    if pfn < 0:
+        ast.counts[AsiEvent.ALLOC_FAILURES] += 1
+        ast.lat[ident] = -1
+        return -1
+    ast.counts[AsiEvent.ALLOCS] += 1
+    if sens:
+        ast.counts[AsiEvent.SENSITIVE_ALLOCS] += 1
+    n = np.int64(1) << order
+    ast.live[ident, _L_PFN] = pfn
+    ast.live[ident, _L_ORDER] = order
+    ast.live[ident, _L_NSPOS] = -1
+    ast.live[ident, _L_KIND] = (_K_SENS if sens else 0) | (_K_RECLAIM if wl.reclaim[i] else 0)
+    ast.owner[pfn] = ident
+    if policy == 0:
+        ast.lat[ident] = lat
+        ast.counts[AsiEvent.ALLOC_NS] += lat
+        return lat
+    nconv = 0
+    c = 0
+    lo = pool_pages(bst)
+    hi = -1
+    if tracked and bst.ev[0] > 0:
+        nconv = bst.ev[0]
+        c, lo, hi = _convert_after_alloc(bst, ast)
+    # the block and the converted pageblocks change together: physmap leaves after both,
+    # then one shootdown of every page this allocation unmapped
+    if sens:
+        u, k = _unmap_range(bst, ast, pfn, n, False)
+        ast.params[_P_FREE_MAPPED] -= k
+        lat += u
+        _mark_sensitive(bst, ast, pfn, n)
+    else:
+        m, was = _map_range(bst, ast, pfn, n, False)
+        ast.params[_P_FREE_MAPPED] -= was
+        lat += m
+        k = 0
+    for j in range(nconv):
+        c += _region_update(ast, ast.scratch[1 + 2 * j])
+    lat += _regions_update(ast, pfn, n)
+    if hi > lo:  # a conversion unmapped free pages: the block's pages join its shootdown
+        if k > 0:
+            lo = min(lo, pfn)
+            hi = max(hi, pfn + n)
+        c += _shootdown(tst, ist, ast, cpu, lo, hi)
+    elif k > 0:
+        lat += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+    if c > 0:
+        _burst(ast, t, c, BurstSource.CONVERSION, 0)
+    lat += c
+    if not sens:
+        _ns_add(ast, ident)
+        _touch(tst, ast, cpu, pfn)
+    ast.lat[ident] = lat
+    ast.counts[AsiEvent.ALLOC_NS] += lat
+    return lat
+
+
+@_kernel
+def _free(bst, tst, ist, ast, wl, i, t):
+    """One free of the stream; returns its latency in ns."""
+    ident = wl.ref[i]
+    if ast.lat[ident] < 0:
+        return 0  # the allocation failed: nothing to free
+    if ast.live[ident, _L_PFN] < 0:
+        ast.counts[AsiEvent.RECLAIMED_FREES] += 1
+        return 0
+    ast.counts[AsiEvent.FREES] += 1
+    lat = _release(bst, tst, ist, ast, ident, wl.sens[i] != 0, np.int64(wl.cpu[i]), t)
+    ast.counts[AsiEvent.FREE_NS] += lat
+    return lat
+
+
+@_kernel
+def check_invariant(bst, tst, ast):
+    """Count pages holding sensitive data (allocated sensitive, or free and not yet zeroed:
+    ``F_DIRTY``, ``F_ZERO_DEFERRED``) that are mapped in the restricted physmap or covered
+    by any CPU's TLB entry, and pages marked for deferred zeroing that are not marked as
+    holding sensitive data; returns the number of violations found."""
+    bad = 0
+    npages = pool_pages(bst)
+    for p in range(npages):
+        f = bst.flags[p]
+        if (f & _NOT_CLEAN) and (f & F_MAPPED):
+            bad += 1
+        elif (f & F_ZERO_DEFERRED) and not (f & F_DIRTY):
+            bad += 1
+    sh = ast.params[_P_PAGE_SHIFT]
+    for c in range(tlb_cpus(tst)):
+        for s in (TLB_L1I, TLB_L1D, TLB_L2):
+            first, end = structure_entries(tst, s)
+            for e in range(first, end):
+                va, ps = entry_span(tst, c, e)
+                if ps < 0:
+                    continue
+                lo = va >> sh
+                hi = lo + (np.int64(1) << (ps - sh)) if ps >= sh else lo + 1
+                for p in range(max(lo, 0), min(hi, npages)):
+                    if bst.flags[p] & _NOT_CLEAN:
+                        bad += 1
+                        break
+    return bad
+
+
+@_kernel
+def _mixed_pageblocks(ast):
+    full = np.int64(1) << ast.params[_P_PB_ORDER]
+    k = 0
+    for r in range(ast.region_mapped.shape[0]):
+        m = ast.region_mapped[r]
+        if m > 0 and m < full:
+            k += 1
+    return k
+
+
+@_kernel
+def run_stream(bst, tst, ist, ast, wl):
+    """Run the whole operation stream (see the module docstring for each policy's path)."""
+    policy = ast.params[_P_POLICY]
+    op_ns = ast.params[_P_OP_NS]
+    cpus = ast.params[_P_CPUS]
+    for i in range(wl.kind.shape[0]):
+        t = i * op_ns
+        if wl.kind[i] == 0:
+            _alloc(bst, tst, ist, ast, wl, i, t)
+        else:
+            _free(bst, tst, ist, ast, wl, i, t)
+        if policy != 0:
+            # restricted-space accesses to live nonsensitive blocks by random CPUs
+            x = np.uint64(wl.rnd[i]) | np.uint64(1)
+            for _k in range(ast.params[_P_TOUCHES]):
+                nl = ast.params[_P_NS_N]
+                if nl == 0:
+                    break
+                x = xorshift64(x)
+                ident = ast.ns_list[np.int64(x % np.uint64(nl))]
+                c = np.int64((x >> np.uint64(40)) % np.uint64(cpus))
+                pages = np.int64(1) << ast.live[ident, 1]
+                off = np.int64((x >> np.uint64(20)) % np.uint64(pages))
+                _touch(tst, ast, c, ast.live[ident, 0] + off)
+            due = t >= ast.params[_P_NEXT_WORKER]
+            if policy == 1 and ast.params[_P_QN] > 0 and (
+                    due or ast.params[_P_QPAGES] >= ast.params[_P_WORKER_BATCH]):
+                w, pages = _drain_queue(bst, tst, ist, ast, 0)
+                _worker_run(ast, t, w, BurstSource.WORKER, pages)
+                ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
+            elif policy == 3 and due:
+                if ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
+                    w, pages = _target_worker(bst, tst, ist, ast, 0)
+                    _worker_run(ast, t, w, BurstSource.TARGET, pages)
+                ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
+            elif due:
+                ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
+        if ast.params[_P_CHECK] != 0:
+            ast.counts[AsiEvent.VIOLATIONS] += check_invariant(bst, tst, ast)
+        if i % ast.params[_P_SAMPLE] == 0:
+            ast.counts[AsiEvent.MIXED_PAGEBLOCK_SUM] += _mixed_pageblocks(ast)
+            ast.counts[AsiEvent.SAMPLES] += 1

@@ -1,0 +1,504 @@
+"""asi: enums, frozen configurations, state, the conversion to kernel arrays, and the simulation.
+
+Part of :mod:`kmm.mech.asi`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import IntEnum
+from typing import NamedTuple
+
+import numpy as np
+
+from ... import engine as eng
+from ...config import check_choice, check_float, check_int
+from ...counters import Counters, new_counts
+from ...errors import ConfigError
+
+class Policy(IntEnum):
+    NONE = 0
+    RFC = 1
+    TRACKED = 2
+    TRACKED_TARGET = 3
+    SYNC_FLUSH = 4
+
+
+class FlushRank(IntEnum):
+    """Where the cross-sensitivity fallback (its unmap and shootdown) ranks, for sensitive
+    allocations under policies 2 and 3 (see the module docstring)."""
+
+    FAST_PATH = 0         # an ordinary __rmqueue fallback (no slow path)
+    FIRST = 1             # slow path: flush, compaction, reclaim
+    AFTER_COMPACTION = 2  # slow path: compaction, flush, reclaim
+    AFTER_RECLAIM = 3     # slow path: compaction, reclaim, flush
+
+
+class Zeroing(IntEnum):
+    """When policies 2 and 3 zero the formerly sensitive free pages of a pageblock turning
+    nonsensitive."""
+
+    EAGER = 0   # at the conversion, with the mapping of every free page
+    LAZY = 1    # when a nonsensitive allocation takes the page; never if a sensitive one does
+
+
+class Physmap(IntEnum):
+    ON_DEMAND = 0
+    SYNCED = 1
+    SYNCED_BLOCKS = 2
+
+
+class AsiEvent(IntEnum):
+    """ASI counters (ns counters are whole ns)."""
+
+    ALLOCS = 0
+    ALLOC_FAILURES = 1
+    FREES = 2
+    SENSITIVE_ALLOCS = 3
+    PAGES_MAPPED = 4
+    PAGES_UNMAPPED = 5
+    POINTLESS_REMAPS = 6     # pages mapped again after an unmap while they held no sensitive data
+    PAGES_ZEROED = 7
+    PT_ALLOCS = 8            # page-table pages allocated while allocating
+    PT_PAGES_BOOT = 9        # page-table pages of the restricted physmap built at boot
+    BLOCK_SPLITS = 10
+    FLUSHES = 11             # shootdowns requested by ASI
+    WORKER_RUNS = 12
+    WORKER_NS = 13
+    WORKER_PAGES = 14
+    RECLAIM_WAITS = 15
+    RECLAIM_WAIT_NS = 16
+    ALLOC_NS = 17            # sum of allocation latencies
+    FREE_NS = 18             # sum of free-path latencies
+    TO_SENSITIVE = 19        # pageblocks converted nonsensitive -> sensitive (fallback)
+    TO_NONSENSITIVE = 20
+    TARGET_CONVERSIONS = 21  # pageblocks converted by the free-mapped target worker
+    VIOLATIONS = 22
+    TOUCHES = 23
+    MIXED_PAGEBLOCK_SUM = 24  # sum over samples of pageblocks with mapped and unmapped pages
+    SAMPLES = 25
+    ZERO_NS = 26
+    MAP_NS = 27
+    UNMAP_NS = 28
+    FLUSH_NS = 29            # initiator time of ASI's shootdowns
+    PT_ALLOC_NS = 30
+    ZEROED_ON_CONVERSION = 31  # pages zeroed when a pageblock turned nonsensitive
+    SLOWPATH_ENTRIES = 32    # sensitive allocations whose own-sensitivity fast path failed
+    SLOW_FLUSH_ALLOCS = 33   # ... satisfied by the cross-sensitivity fallback step
+    COMPACTIONS = 34         # direct compaction attempts
+    COMPACT_ALLOCS = 35      # ... after which the allocation succeeded
+    PAGES_MIGRATED = 36
+    MIGRATE_NS = 37
+    DIRECT_RECLAIMS = 38     # reclaim rounds
+    PAGES_RECLAIMED = 39
+    DIRECT_RECLAIM_NS = 40
+    RECLAIMED_FREES = 41     # frees in the stream of allocations reclaimed before
+    ZERO_DEFERRED = 42       # formerly sensitive free pages a lazy conversion left unmapped
+    ZEROED_DEFERRED = 43     # ... zeroed (and mapped) when allocated nonsensitive
+    DEFERRED_TO_SENSITIVE = 44  # ... handed to a sensitive allocation, never zeroed
+    DEFERRED_DROPPED = 45    # ... whose pageblock turned sensitive again (still unzeroed)
+
+
+class BurstSource(IntEnum):
+    """What a logged burst of ASI housekeeping work was."""
+
+    WORKER = 0        # the RFC queue worker
+    TARGET = 1        # the free-mapped target worker
+    CONVERSION = 2    # a pageblock conversion inside an allocation
+    FREE_FLUSH = 3    # a synchronous unmap + shootdown on free
+    RECLAIM = 4       # an allocation draining the queue itself
+    COMPACTION = 5    # direct compaction in a sensitive allocation's slow path
+    DIRECT_RECLAIM = 6  # direct reclaim in a sensitive allocation's slow path
+
+
+# per-page flag bits (kmm.buddy flags)
+F_MAPPED = 1       # present in the restricted physmap
+F_DIRTY = 2        # free (or queued) and still holds sensitive data
+F_SENS = 4         # allocated to a sensitive user
+F_UNMAPPED_NS = 8  # unmapped while holding no sensitive data (a remap would be pointless)
+F_QUEUED = 16      # on the RFC free queue
+F_ZERO_DEFERRED = 32  # free, holds sensitive data, in a pageblock a lazy conversion made
+                      # nonsensitive: zeroed before it is ever mapped (implies F_DIRTY)
+
+_NOT_CLEAN = F_DIRTY | F_SENS | F_ZERO_DEFERRED
+
+#: mm/page_alloc.c: direct reclaim rounds before an allocation gives up
+MAX_RECLAIM_RETRIES = 16
+#: tracked_migrate_table(): codes 0-2 sensitive, 3-5 nonsensitive, 6 isolated (compaction)
+MT_ISOLATE = 6
+
+
+@dataclass(frozen=True)
+class AsiCosts:
+    """Costs in ns per operation; sources in :attr:`sources` (``assumed`` ones are swept)."""
+
+    alloc_base_ns: float = 150.0
+    free_base_ns: float = 100.0
+    map_page_ns: float = 20.0
+    unmap_page_ns: float = 20.0
+    zero_page_ns: float = 400.0
+    pt_alloc_ns: float = 700.0
+    enqueue_ns: float = 30.0
+    worker_wake_ns: float = 2000.0
+    migrate_page_ns: float = 2000.0
+    reclaim_page_ns: float = 1000.0
+    sources: dict = field(default_factory=lambda: {
+        "alloc_base_ns": "assumed (fast-path buddy allocation)",
+        "free_base_ns": "assumed",
+        "map_page_ns": "assumed (one PTE store with the table present)",
+        "unmap_page_ns": "assumed (one PTE clear; the shootdown is costed by kmm.invalidate)",
+        "zero_page_ns": "assumed (clear_page of 4 KiB at about 10 GB/s per core; scaled by "
+                        "page size)",
+        "pt_alloc_ns": "assumed (allocate and zero a table page, install it)",
+        "enqueue_ns": "assumed",
+        "worker_wake_ns": "assumed (wake-up and context switch of the worker)",
+        "migrate_page_ns": "assumed (migrate one 4 KiB page: unmap its mappings, copy, "
+                           "remap; scaled by page size)",
+        "reclaim_page_ns": "assumed (reclaim one clean page-cache page off the LRU)",
+    })
+
+    def __post_init__(self):
+        for f in fields(self):
+            if f.name != "sources":
+                check_float(f.name, getattr(self, f.name), lo=0.0)
+        missing = [f.name for f in fields(self) if f.name != "sources" and f.name not in self.sources]
+        if missing:
+            raise ConfigError(f"no source given for {missing}", "sources")
+
+
+@dataclass(frozen=True)
+class AsiConfig:
+    """One ASI simulation.
+
+    Parameters
+    ----------
+    policy : :class:`Policy`
+    physmap : :class:`Physmap` design of the restricted physmap
+    granule : ``"4K"``, ``"16K"`` or ``"64K"`` (arm64 geometry: page, MAX_PAGE_ORDER and
+        pageblock sizes); ``max_order`` / ``pageblock_order`` override it (small tests)
+    pool_bytes : size of the simulated pool
+    cpus : CPUs holding restricted-space TLB entries
+    method : :class:`kmm.invalidate.Method` of the shootdowns (the ASI RFCs are x86)
+    costs, inval_costs : :class:`AsiCosts`, :class:`kmm.invalidate.InvalidationCosts`
+    target_free_mapped_pages : policy 3's target
+    flush_rank : :class:`FlushRank` (policies 2 and 3)
+    zeroing : :class:`Zeroing` (policies 2 and 3)
+    reclaim_batch_pages : pages one direct reclaim round frees (``SWAP_CLUSTER_MAX``)
+    worker_interval_ns, worker_batch_pages : RFC worker period and the queue size that
+        wakes it early
+    op_interval_ns : time between operations of the stream
+    touches_per_op : restricted-space accesses to random live nonsensitive blocks per
+        operation, by random CPUs (what fills other CPUs' TLBs)
+    tlb_entries, tlb_ways : each CPU's TLB of restricted-space translations
+    check_invariant : check the invariant after every operation (slow: tests)
+    sample_every : operations between samples of mixed pageblocks
+    """
+
+    policy: Policy = Policy.RFC
+    physmap: Physmap = Physmap.ON_DEMAND
+    granule: str = "4K"
+    pool_bytes: int = 1 << 30
+    cpus: int = 8
+    method: eng.Method = eng.Method.X86_IPI
+    costs: AsiCosts = field(default_factory=AsiCosts)
+    inval_costs: eng.InvalidationCosts = field(default_factory=eng.InvalidationCosts)
+    target_free_mapped_pages: int = 0
+    flush_rank: FlushRank = FlushRank.FAST_PATH
+    zeroing: Zeroing = Zeroing.EAGER
+    reclaim_batch_pages: int = 32
+    worker_interval_ns: int = 1_000_000
+    worker_batch_pages: int = 512
+    op_interval_ns: int = 1000
+    touches_per_op: int = 1
+    tlb_entries: int = 64
+    tlb_ways: int = 4
+    check_invariant: bool = False
+    sample_every: int = 1000
+    max_order: int | None = None
+    pageblock_order: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "policy", Policy(self.policy))
+        object.__setattr__(self, "physmap", Physmap(self.physmap))
+        object.__setattr__(self, "method", eng.Method(self.method))
+        object.__setattr__(self, "flush_rank", FlushRank(self.flush_rank))
+        object.__setattr__(self, "zeroing", Zeroing(self.zeroing))
+        if not self.tracked:
+            for name, default in (("flush_rank", FlushRank.FAST_PATH),
+                                  ("zeroing", Zeroing.EAGER)):
+                if getattr(self, name) != default:
+                    raise ConfigError("applies to the tracked policies (2, 3) only", name)
+        check_int("reclaim_batch_pages", self.reclaim_batch_pages, lo=1)
+        check_choice("granule", self.granule, eng.GRANULES)
+        check_int("pool_bytes", self.pool_bytes, lo=1)
+        check_int("cpus", self.cpus, lo=1, hi=1024)
+        check_int("target_free_mapped_pages", self.target_free_mapped_pages, lo=0)
+        check_int("worker_interval_ns", self.worker_interval_ns, lo=1)
+        check_int("worker_batch_pages", self.worker_batch_pages, lo=1)
+        check_int("op_interval_ns", self.op_interval_ns, lo=1)
+        check_int("touches_per_op", self.touches_per_op, lo=0, hi=64)
+        check_int("tlb_entries", self.tlb_entries, lo=1)
+        check_int("tlb_ways", self.tlb_ways, lo=1)
+        check_int("sample_every", self.sample_every, lo=1)
+        self.buddy_config()  # validates the pool shape
+
+    @property
+    def geometry(self):
+        return eng.arm64(self.granule, 48)
+
+    @property
+    def tracked(self) -> bool:
+        """Sensitivity tracked in the migratetype (policies 2 and 3)."""
+        return self.policy in (Policy.TRACKED, Policy.TRACKED_TARGET)
+
+    def buddy_config(self) -> eng.BuddyConfig:
+        g = self.geometry
+        mo = g.max_page_order if self.max_order is None else self.max_order
+        pb = g.pageblock_order if self.pageblock_order is None else self.pageblock_order
+        if self.pool_bytes % g.page_bytes:
+            raise ConfigError(f"must be a multiple of the {g.page_bytes}-byte page", "pool_bytes")
+        table = tracked_migrate_table() if self.tracked else eng.kernel_migrate_table()
+        # boot: every pageblock MOVABLE; with tracked sensitivity, MOVABLE-sensitive (unmapped)
+        return eng.BuddyConfig(pool_pages=self.pool_bytes >> g.page_shift, max_order=mo,
+                                  pageblock_order=pb, table=table,
+                                  initial_type=int(eng.MigrateType.MOVABLE))
+
+
+def tracked_migrate_table() -> eng.MigrateTable:
+    """Migratetypes x sensitivity: codes 0-2 sensitive (unmovable, movable, reclaimable),
+    3-5 nonsensitive. Each type falls back within its sensitivity as the kernel's
+    ``fallbacks[]`` does, then to its own mobility of the other sensitivity, then to that
+    sensitivity's fallbacks. Code 6 (:data:`MT_ISOLATE`) is ``MIGRATE_ISOLATE``: no type
+    falls back to it and it never merges with another type above the pageblock; a pageblock
+    holds it only while compaction empties a range of it."""
+    k = eng.kernel_migrate_table()
+    names, mob, fb = [], [], []
+    for sens in (0, 1):
+        off = 3 * sens
+        other = 3 - off
+        for m in range(3):
+            names.append(("s_" if sens == 0 else "n_") + k.names[m])
+            mob.append(k.mobility[m])
+            fb.append(tuple(off + f for f in k.fallbacks[m]) + (other + m,)
+                      + tuple(other + f for f in k.fallbacks[m]))
+    names.append("isolate")
+    mob.append(int(eng.MigrateType.MOVABLE))
+    fb.append(())
+    return eng.MigrateTable(names=tuple(names), mobility=tuple(mob), fallbacks=tuple(fb),
+                               mergeable=(True,) * 6 + (False,))
+
+
+def own_sensitivity_fallbacks(fallbacks: np.ndarray) -> np.ndarray:
+    """The tracked table's fallbacks array with the sensitive types' cross-sensitivity
+    entries removed: what a sensitive allocation's fast path may use when the shootdown is
+    ranked in the slow path."""
+    fb = fallbacks.copy()
+    for mt in range(3):
+        row = [int(f) for f in fb[mt] if 0 <= f < 3]
+        fb[mt, :] = -1
+        fb[mt, :len(row)] = row
+    return fb
+
+
+# ---- kernel state ---------------------------------------------------------------------------
+
+(_P_POLICY, _P_PHYSMAP, _P_NPAGES, _P_PAGE_SHIFT, _P_PB_ORDER, _P_CPUS, _P_TARGET,
+ _P_WORKER_NS, _P_WORKER_BATCH, _P_OP_NS, _P_CHECK, _P_BPL, _P_TOUCHES, _P_SAMPLE,
+ _P_QN, _P_QPAGES, _P_FREE_MAPPED, _P_NEXT_WORKER, _P_NBURST, _P_NS_N, _P_TRACKED,
+ _P_RANK, _P_LAZY, _P_RECLAIM_BATCH, _P_LRU, _P_MAXID, _P_LEN) = range(27)
+(_C_ALLOC, _C_FREE, _C_MAP, _C_UNMAP, _C_ZERO, _C_PT, _C_ENQ, _C_WAKE, _C_MIGRATE, _C_RECLAIM,
+ _C_LEN) = range(11)
+# live[] columns; _L_KIND bits
+_L_PFN, _L_ORDER, _L_NSPOS, _L_KIND = 0, 1, 2, 3
+_K_SENS, _K_RECLAIM = 1, 2
+_R_NONE, _R_TABLE, _R_BLOCK = 0, 1, 2
+
+
+class AsiState(NamedTuple):
+    """Kernel state of the ASI model (built by :func:`build`)."""
+
+    params: np.ndarray      # int64[_P_LEN]
+    cost: np.ndarray        # int64[_C_LEN] ns
+    region: np.ndarray      # int8[pageblocks]: no table / PTE table / block leaf
+    region_mapped: np.ndarray  # int64[pageblocks]: mapped pages
+    upper: np.ndarray       # int8[upper tables]: allocated (ON_DEMAND)
+    queue: np.ndarray       # int64[pages, 2]: (pfn, order) of queued frees
+    live: np.ndarray        # int64[allocs, 4]: pfn (-1 when not allocated), order, position
+                            # in the nonsensitive list, _K_* bits
+    owner: np.ndarray       # int64[pages]: allocation id of the block headed at pfn, or -1
+    ns_list: np.ndarray     # int64[allocs]: ids of live nonsensitive blocks
+    lat: np.ndarray         # int64[allocs]: allocation latency ns (-1: failed)
+    bursts: np.ndarray      # int64[cap, 4]: time ns, work ns, source, pages
+    scratch: np.ndarray     # int64[...]: copy of the buddy conversion log
+    tcounts: np.ndarray     # int64[len(TLBEvent)]
+    counts: np.ndarray      # int64[len(AsiEvent)]
+    own: eng.BuddyState  # the buddy state (same arrays) with own_sensitivity_fallbacks
+
+
+# ---- Python entry points ----------------------------------------------------------------------
+
+@dataclass
+class AsiRun:
+    """Everything one simulation produced."""
+
+    config: AsiConfig
+    counts: Counters
+    inval: Counters
+    buddy: Counters
+    tlb: Counters
+    lat_ns: np.ndarray        # per allocation (failed ones removed)
+    bursts: np.ndarray        # (time ns, work ns, source, pages)
+    pt_pages_boot: int
+    deferred_pending: int = 0  # pages still marked for deferred zeroing when the stream ended
+
+    def metrics(self) -> dict[str, float]:
+        """Derived metrics (Python formulas over the counters)."""
+        c, v = self.counts, self.inval
+        allocs = max(c.allocs, 1)
+        lat = self.lat_ns
+        pct = (np.percentile(lat, [50, 99, 99.9]) if lat.size else np.zeros(3))
+        b = self.bursts
+        return {
+            "allocs": float(c.allocs),
+            "alloc_failures": float(c.alloc_failures),
+            "shootdowns": float(c.flushes),
+            "shootdowns_per_million_allocs": 1e6 * c.flushes / allocs,
+            "ipis": float(v.ipis),
+            "pointless_remaps": float(c.pointless_remaps),
+            "pages_zeroed": float(c.pages_zeroed),
+            "zeroed_on_conversion": float(c.zeroed_on_conversion),
+            "pages_unmapped": float(c.pages_unmapped),
+            "pt_allocs_during_alloc": float(c.pt_allocs),
+            "pt_pages_boot": float(self.pt_pages_boot),
+            "block_splits": float(c.block_splits),
+            "worker_ns": float(c.worker_ns),
+            "worker_runs": float(c.worker_runs),
+            "max_burst_ns": float(b[:, 1].max()) if b.shape[0] else 0.0,
+            # housekeeping outside the worker: conversions, flushes on free, reclaim waits
+            "burst_ns": float(b[b[:, 2] != int(BurstSource.WORKER), 1].sum() if b.shape[0] else 0),
+            "p99_burst_ns": float(np.percentile(b[:, 1], 99)) if b.shape[0] else 0.0,
+            "alloc_p50_ns": float(pct[0]),
+            "alloc_p99_ns": float(pct[1]),
+            "alloc_p999_ns": float(pct[2]),
+            "alloc_mean_ns": float(lat.mean()) if lat.size else 0.0,
+            "alloc_max_ns": float(lat.max()) if lat.size else 0.0,
+            "free_ns": float(c.free_ns),
+            "flush_initiator_ns": float(v.initiator_ns),
+            "ipi_target_ns": float(v.target_ns),
+            "mixed_pageblocks_mean": c.mixed_pageblock_sum / max(c.samples, 1),
+            "to_sensitive": float(c.to_sensitive),
+            "to_nonsensitive": float(c.to_nonsensitive),
+            "reclaim_waits": float(c.reclaim_waits),
+            "slowpath_entries": float(c.slowpath_entries),
+            "slow_flush_allocs": float(c.slow_flush_allocs),
+            "compactions": float(c.compactions),
+            "compact_allocs": float(c.compact_allocs),
+            "pages_migrated": float(c.pages_migrated),
+            "direct_reclaims": float(c.direct_reclaims),
+            "pages_reclaimed": float(c.pages_reclaimed),
+            "slowpath_ns": float(c.migrate_ns + c.direct_reclaim_ns),
+            "zero_deferred": float(c.zero_deferred),
+            "zeroed_deferred": float(c.zeroed_deferred),
+            "deferred_to_sensitive": float(c.deferred_to_sensitive),
+            "deferred_dropped": float(c.deferred_dropped),
+            "deferred_pending": float(self.deferred_pending),
+            "violations": float(c.violations),
+            # all ASI work: allocation and free paths, worker, remote CPUs' IPI handlers
+            "total_asi_ns": float(c.alloc_ns - c.allocs * round(self.config.costs.alloc_base_ns)
+                                  + c.free_ns - c.frees * round(self.config.costs.free_base_ns)
+                                  + c.worker_ns + v.target_ns),
+        }
+
+
+def build(config: AsiConfig, workload: Workload):
+    """Kernel states for ``config`` and ``workload`` (the one conversion to arrays)."""
+    g = config.geometry
+    bcfg = config.buddy_config()
+    bst = bcfg.build()
+    npages = bcfg.pool_pages
+    npb = bcfg.pageblocks
+    bpl = g.bits_per_level
+    nupper = (npb >> bpl) + 1
+    tcfg = eng.TLBConfig(l2=eng.TLBLevelConfig(config.tlb_entries, config.tlb_ways),
+                          page_shifts=(g.page_shift, g.page_shift + bcfg.pageblock_order),
+                          cpus=config.cpus)
+    tst = tcfg.to_state()
+    icfg = eng.InvalidationConfig(method=config.method, cpus=config.cpus,
+                                   page_shift=g.page_shift, costs=config.inval_costs)
+    ist = icfg.build()
+    ist.mm_mask[:] = 1
+    allocs = int(workload.ref[workload.kind == 0].shape[0])
+    params = np.zeros(_P_LEN, np.int64)
+    params[_P_POLICY] = int(config.policy)
+    params[_P_PHYSMAP] = int(config.physmap)
+    params[_P_NPAGES] = npages
+    params[_P_PAGE_SHIFT] = g.page_shift
+    params[_P_PB_ORDER] = bcfg.pageblock_order
+    params[_P_CPUS] = config.cpus
+    params[_P_TARGET] = config.target_free_mapped_pages
+    params[_P_WORKER_NS] = config.worker_interval_ns
+    params[_P_WORKER_BATCH] = config.worker_batch_pages
+    params[_P_OP_NS] = config.op_interval_ns
+    params[_P_CHECK] = int(config.check_invariant)
+    params[_P_BPL] = bpl
+    params[_P_TOUCHES] = config.touches_per_op
+    params[_P_SAMPLE] = config.sample_every
+    params[_P_NEXT_WORKER] = config.worker_interval_ns
+    params[_P_TRACKED] = int(config.tracked)
+    params[_P_RANK] = int(config.flush_rank)
+    params[_P_LAZY] = int(config.zeroing == Zeroing.LAZY)
+    params[_P_RECLAIM_BATCH] = config.reclaim_batch_pages
+    scale = 1 << (g.page_shift - 12)  # zeroing and copying scale with page size
+    k = config.costs
+    cost = np.array([k.alloc_base_ns, k.free_base_ns, k.map_page_ns, k.unmap_page_ns,
+                     k.zero_page_ns * scale, k.pt_alloc_ns, k.enqueue_ns, k.worker_wake_ns,
+                     k.migrate_page_ns * scale, k.reclaim_page_ns],
+                    dtype=float).round().astype(np.int64)
+    # a slow path logs up to two bursts (compaction, reclaim) besides its conversion's
+    slow_bursts = 2 * allocs if config.flush_rank != FlushRank.FAST_PATH else 0
+    region = np.zeros(npb, np.int8)
+    pt_boot = 0
+    if config.physmap in (Physmap.SYNCED, Physmap.SYNCED_BLOCKS) and config.policy != Policy.NONE:
+        pt_boot = nupper if config.physmap == Physmap.SYNCED_BLOCKS else npb + nupper
+        if config.physmap == Physmap.SYNCED:
+            region[:] = _R_TABLE
+    ast = AsiState(params=params, cost=cost, region=region,
+                   region_mapped=np.zeros(npb, np.int64), upper=np.zeros(nupper, np.int8),
+                   queue=np.zeros((npages, 2), np.int64),
+                   live=np.full((max(allocs, 1), 4), -1, np.int64),
+                   owner=np.full(npages, -1, np.int64),
+                   ns_list=np.zeros(max(allocs, 1), np.int64),
+                   lat=np.full(max(allocs, 1), -2, np.int64),
+                   bursts=np.zeros((workload.kind.shape[0] + 1 + slow_bursts, 4), np.int64),
+                   scratch=np.zeros(bst.ev.shape[0], np.int64),
+                   tcounts=np.zeros(len(eng.TLBEvent), np.int64),
+                   counts=new_counts(AsiEvent),
+                   own=bst._replace(fallbacks=own_sensitivity_fallbacks(bst.fallbacks))
+                   if config.tracked else bst)
+    ast.counts[AsiEvent.PT_PAGES_BOOT] = pt_boot
+    return bst, tst, ist, ast
+
+
+def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
+    """Run ``workload`` under ``config``."""
+    for name in Workload._fields:
+        arr = getattr(workload, name)
+        if arr.shape != workload.kind.shape:
+            raise ConfigError(f"{name} has shape {arr.shape}, kind {workload.kind.shape}",
+                              "workload")
+    if workload.kind.size and int(workload.order.max()) > config.buddy_config().max_order:
+        raise ConfigError("an order exceeds MAX_PAGE_ORDER", "workload.order")
+    bst, tst, ist, ast = build(config, workload)
+    run_stream(bst, tst, ist, ast, workload)
+    lat = ast.lat[ast.lat >= 0]
+    nb = int(ast.params[_P_NBURST])
+    return AsiRun(config=config, counts=Counters(AsiEvent, ast.counts.copy()),
+                  inval=Counters(eng.InvalEvent, ist.counts.copy()),
+                  buddy=Counters(eng.BuddyEvent, bst.counts.copy()),
+                  tlb=Counters(eng.TLBEvent, ast.tcounts.copy()),
+                  lat_ns=lat.copy(), bursts=ast.bursts[:nb].copy(),
+                  pt_pages_boot=int(ast.counts[AsiEvent.PT_PAGES_BOOT]),
+                  deferred_pending=int(((bst.flags & F_ZERO_DEFERRED) != 0).sum()))
+
+
+# Imported last: these modules build on the definitions above.
+from .workload import Workload
+from .kernels import run_stream

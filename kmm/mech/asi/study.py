@@ -1,0 +1,558 @@
+"""asi: the study: parameters, evidence per claim, frames.
+
+Part of :mod:`kmm.mech.asi`."""
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import NamedTuple
+
+import numpy as np
+
+from ... import engine as eng
+from ...config import check_choice, check_float, check_int
+from ...errors import ConfigError
+from ...sampling import latin_hypercube
+from ...suite.study import cached, Evidence, per_claim, Study
+from .model import AsiConfig, AsiCosts, BurstSource, FlushRank, Physmap, Policy, simulate, Zeroing
+from .workload import make_workload, MIXES, Workload
+
+# ---- notebook functions -------------------------------------------------------------------
+
+#: The notebook's parameters with their small defaults (notebooks/asi.ipynb repeats them; the
+#: published scenario is params/asi.yaml).
+DEFAULTS: dict = {"seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, "pressure": 0.3,
+    "cpus": 8, "granule": "4K", "method": "x86_ipi", "physmap": "on_demand",
+    "worker_interval_ns": 1000000, "worker_batch_pages": 512, "op_interval_ns": 1000,
+    "touches_per_op": 1, "tlb_entries": 512, "tlb_ways": 4, "alloc_base_ns": 150.0,
+    "free_base_ns": 100.0, "map_page_ns": 20.0, "unmap_page_ns": 20.0, "zero_page_ns": 400.0,
+    "pt_alloc_ns": 700.0, "enqueue_ns": 30.0, "worker_wake_ns": 2000.0, "migrate_page_ns": 2000.0,
+    "reclaim_page_ns": 1000.0, "reclaim_batch_pages": 32, "invlpg_ns": 100.0,
+    "full_flush_ns": 37.0, "ipi_base_ns": 3000.0, "ipi_per_extra_target_ns": 1500.0,
+    "ipi_handler_ns": 1000.0, "target_points": 4, "granule_pool_mib": 1024, "granule_allocs": 4000,
+    "sweep_points": 2, "sweep_allocs": 3000, "slowpath_pressures": [0.3, 0.6],
+    "slowpath_cost_points": 2}
+
+#: The plausible range of every ``assumed`` parameter, in the order sampled (params/asi.yaml
+#: declares the same ranges).
+ASSUMED: dict = {"occupancy": (0.3, 0.8), "pressure": (0.0, 0.4), "cpus": (4, 64),
+    "worker_interval_ns": (100000, 10000000), "worker_batch_pages": (64, 4096),
+    "op_interval_ns": (250, 4000), "touches_per_op": (0, 4), "tlb_entries": (64, 1536),
+    "alloc_base_ns": (80.0, 400.0), "free_base_ns": (50.0, 300.0), "map_page_ns": (5.0, 100.0),
+    "unmap_page_ns": (5.0, 100.0), "zero_page_ns": (150.0, 1000.0), "pt_alloc_ns": (300.0, 2000.0),
+    "enqueue_ns": (10.0, 100.0), "worker_wake_ns": (1000.0, 10000.0),
+    "migrate_page_ns": (1000.0, 10000.0), "reclaim_page_ns": (300.0, 5000.0),
+    "ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (1000.0, 2000.0),
+    "ipi_handler_ns": (500.0, 2000.0)}
+
+_METHODS = {"x86_ipi": eng.Method.X86_IPI, "x86_invlpgb": eng.Method.X86_INVLPGB,
+            "arm64_tlbi": eng.Method.ARM64_TLBI}
+_PHYSMAPS = {"on_demand": Physmap.ON_DEMAND, "synced": Physmap.SYNCED,
+             "synced_blocks": Physmap.SYNCED_BLOCKS}
+POLICY_NAMES = {Policy.NONE: "0 no ASI", Policy.RFC: "1 RFC", Policy.TRACKED: "2 tracked",
+                Policy.TRACKED_TARGET: "3 tracked+target", Policy.SYNC_FLUSH: "4 sync flush"}
+RANK_NAMES = {FlushRank.FAST_PATH: "fast path", FlushRank.FIRST: "first",
+              FlushRank.AFTER_COMPACTION: "after compaction",
+              FlushRank.AFTER_RECLAIM: "after reclaim"}
+ZEROING_NAMES = {Zeroing.EAGER: "eager", Zeroing.LAZY: "lazy"}
+
+
+class Variant(NamedTuple):
+    """A policy with its options (the options apply to policies 2 and 3 only)."""
+
+    policy: Policy
+    flush_rank: FlushRank = FlushRank.FAST_PATH
+    zeroing: Zeroing = Zeroing.EAGER
+
+
+#: The policy comparison: every policy with the default options, and lazy zeroing of the
+#: tracked policies (label -> variant)
+VARIANTS: dict[str, Variant] = {
+    "0 no ASI": Variant(Policy.NONE),
+    "1 RFC": Variant(Policy.RFC),
+    "2 tracked": Variant(Policy.TRACKED),
+    "2 tracked, lazy zeroing": Variant(Policy.TRACKED, zeroing=Zeroing.LAZY),
+    "3 tracked+target": Variant(Policy.TRACKED_TARGET),
+    "3 tracked+target, lazy zeroing": Variant(Policy.TRACKED_TARGET, zeroing=Zeroing.LAZY),
+    "4 sync flush": Variant(Policy.SYNC_FLUSH),
+}
+_RFC, _TRACKED, _LAZY = "1 RFC", "2 tracked", "2 tracked, lazy zeroing"
+#: the variants the claims' evidence and explanations read
+EVIDENCE_VARIANTS = ("0 no ASI", _RFC, _TRACKED, _LAZY)
+#: assumed costs that only the slow path of policies 2 and 3 reads: no claim's evidence
+#: depends on them (the claims' joint sweep leaves them out; slowpath_cost_sweep sweeps them)
+SLOWPATH_COSTS = ("migrate_page_ns", "reclaim_page_ns")
+_ASI_COSTS = tuple(f.name for f in fields(AsiCosts) if f.name != "sources")
+_INV_COSTS = ("invlpg_ns", "full_flush_ns", "ipi_base_ns", "ipi_per_extra_target_ns",
+              "ipi_handler_ns")
+
+
+def check_params(params: dict) -> dict:
+    """Defaults completed with ``params``; unknown keys refused."""
+    unknown = sorted(set(params) - set(DEFAULTS) - {"scenario"})
+    if unknown:
+        raise ConfigError(f"unknown parameter {unknown[0]!r}", "asi")
+    p = {**DEFAULTS, **{k: v for k, v in params.items() if k != "scenario"}}
+    check_choice("method", p["method"], _METHODS)
+    check_choice("physmap", p["physmap"], _PHYSMAPS)
+    check_int("allocs", p["allocs"], lo=100)
+    check_int("pool_mib", p["pool_mib"], lo=2)
+    check_int("target_points", p["target_points"], lo=2)
+    check_int("sweep_points", p["sweep_points"], lo=1)
+    check_int("reclaim_batch_pages", p["reclaim_batch_pages"], lo=1)
+    check_int("slowpath_cost_points", p["slowpath_cost_points"], lo=2)
+    pr = p["slowpath_pressures"]
+    if not isinstance(pr, (list, tuple)) or not pr:
+        raise ConfigError("must be a non-empty list of pressures", "slowpath_pressures")
+    for x in pr:
+        check_float("slowpath_pressures", x, lo=0.0, hi=2.0)
+    return p
+
+
+def params_from(namespace: dict) -> dict:
+    """The notebook's parameters from ``namespace`` (its globals): :meth:`STUDY.params`."""
+    return STUDY.params(namespace)
+
+
+def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
+    """The :class:`AsiConfig` of parameters ``p`` for ``policy`` (``over`` replaces fields)."""
+    costs = AsiCosts(**{k: float(p[k]) for k in _ASI_COSTS})
+    inv_costs = eng.InvalidationCosts(**{k: float(p[k]) for k in _INV_COSTS})
+    kw = dict(policy=policy, physmap=_PHYSMAPS[p["physmap"]], granule=p["granule"],
+              pool_bytes=int(p["pool_mib"]) << 20, cpus=int(p["cpus"]),
+              method=_METHODS[p["method"]], costs=costs, inval_costs=inv_costs,
+              worker_interval_ns=int(p["worker_interval_ns"]),
+              worker_batch_pages=int(p["worker_batch_pages"]),
+              op_interval_ns=int(p["op_interval_ns"]), touches_per_op=int(p["touches_per_op"]),
+              tlb_entries=int(p["tlb_entries"]), tlb_ways=int(p["tlb_ways"]),
+              reclaim_batch_pages=int(p["reclaim_batch_pages"]))
+    kw.update(over)
+    return AsiConfig(**kw)
+
+
+def workload_for(p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None) -> Workload:
+    """The stream of mix ``mix`` sized for ``cfg``'s pool."""
+    g = cfg.geometry
+    return make_workload(mix, int(allocs or p["allocs"]), int(p["seed"]),
+                         cfg.pool_bytes >> g.page_shift, g.page_shift,
+                         float(p["occupancy"]), float(p["pressure"]), cfg.cpus)
+
+
+def variant_config(p: dict, v: Variant, **over) -> AsiConfig:
+    """:func:`config_for` of a :class:`Variant`."""
+    return config_for(p, v.policy, flush_rank=v.flush_rank, zeroing=v.zeroing, **over)
+
+
+def compare_policies(p: dict, allocs: int | None = None, labels=None) -> dict:
+    """Every variant of :data:`VARIANTS` (or those of ``labels``) on both mixes:
+    ``{(mix, label): AsiRun}``."""
+    out = {}
+    for mix in MIXES:
+        wl = None
+        for label, v in VARIANTS.items():
+            if labels is not None and label not in labels:
+                continue
+            cfg = variant_config(p, v)
+            wl = wl if wl is not None else workload_for(p, mix, cfg, allocs)
+            out[(mix, label)] = simulate(cfg, wl)
+    return out
+
+
+_SLOW_METRICS = ("allocs", "alloc_failures", "shootdowns_per_million_allocs", "to_sensitive",
+                 "slowpath_entries", "slow_flush_allocs", "compactions", "pages_migrated",
+                 "pages_reclaimed", "pages_zeroed", "zero_deferred", "zeroed_deferred",
+                 "deferred_to_sensitive", "alloc_p50_ns", "alloc_p99_ns", "alloc_p999_ns",
+                 "alloc_max_ns", "slowpath_ns", "total_asi_ns", "mixed_pageblocks_mean",
+                 "violations")
+
+
+def slowpath_compare(p: dict, allocs: int | None = None):
+    """Policy 2 under every flush rank and zeroing, with the RFC design for reference, on the
+    mixed stream at each pressure of ``slowpath_pressures`` (the slow path is entered only
+    when a sensitivity runs out of free memory). Returns ``(frame, runs)``: one row per
+    pressure and variant, and ``{(pressure, label): AsiRun}``."""
+    import polars as pl
+    rows, runs = [], {}
+    variants = {_RFC: Variant(Policy.RFC)}
+    for rank in FlushRank:
+        for z in Zeroing:
+            variants[f"2 tracked, {RANK_NAMES[rank]}, {ZEROING_NAMES[z]}"] = \
+                Variant(Policy.TRACKED, rank, z)
+    for pressure in p["slowpath_pressures"]:
+        q = {**p, "pressure": float(pressure)}
+        wl = None
+        for label, v in variants.items():
+            cfg = variant_config(q, v)
+            wl = wl if wl is not None else workload_for(q, "mixed", cfg, allocs)
+            r = simulate(cfg, wl)
+            runs[(float(pressure), label)] = r
+            m = r.metrics()
+            rows.append({"pressure": float(pressure), "variant": label,
+                         "policy": POLICY_NAMES[v.policy],
+                         "flush_rank": RANK_NAMES[v.flush_rank] if cfg.tracked else "-",
+                         "zeroing": ZEROING_NAMES[v.zeroing] if cfg.tracked else "-",
+                         **{k: m[k] for k in _SLOW_METRICS}})
+    return pl.DataFrame(rows), runs
+
+
+def slowpath_cost_sweep(p: dict, allocs: int | None = None):
+    """The slow path's ``assumed`` costs (:data:`SLOWPATH_COSTS`) swept one at a time over
+    their ranges (``slowpath_cost_points`` log-spaced points), each for policy 2 with the
+    rank that spends it before the flush (migration: after compaction; reclaim: after
+    reclaim), at the highest of ``slowpath_pressures``: allocation latency tail and total
+    ASI work per point (a polars frame)."""
+    import polars as pl
+    specs = assumed_specs()
+    q = {**p, "pressure": float(max(p["slowpath_pressures"]))}
+    wl = workload_for(q, "mixed", config_for(q, Policy.TRACKED), allocs)
+    rows = []
+    ranks = {"migrate_page_ns": FlushRank.AFTER_COMPACTION,
+             "reclaim_page_ns": FlushRank.AFTER_RECLAIM}
+    for name in SLOWPATH_COSTS:
+        lo, hi = specs.get(name, (float(p[name]), float(p[name])))
+        rank = ranks[name]
+        for x in np.geomspace(lo, hi, int(p["slowpath_cost_points"])):
+            cfg = variant_config({**q, name: float(x)}, Variant(Policy.TRACKED, rank))
+            m = simulate(cfg, wl).metrics()
+            rows.append({"parameter": name, "value_ns": float(x), "flush_rank": RANK_NAMES[rank],
+                         **{k: m[k] for k in ("alloc_p999_ns", "alloc_max_ns", "slowpath_ns",
+                                              "total_asi_ns")}})
+    return pl.DataFrame(rows)
+
+
+def _target_pages(p: dict, cfg: AsiConfig) -> list[int]:
+    """Free-mapped targets: evenly spaced from 0 to the pool's expected free pages."""
+    pages = cfg.pool_bytes >> cfg.geometry.page_shift
+    free = (1.0 - float(p["occupancy"])) * pages
+    n = int(p["target_points"])
+    return [int(round(free * k / (n - 1))) for k in range(n)]
+
+
+def target_sweep(p: dict, allocs: int | None = None):
+    """Policy 3 on the mixed stream over the free-mapped target (claim A6), with policy 2
+    (no target) for reference. A polars frame, one row per target."""
+    import polars as pl
+    rows = []
+    base = config_for(p, Policy.TRACKED_TARGET)
+    wl = workload_for(p, "mixed", base, allocs)
+    for t in _target_pages(p, base):
+        m = simulate(config_for(p, Policy.TRACKED_TARGET, target_free_mapped_pages=t), wl).metrics()
+        rows.append({"target_pages": t, **m})
+    return pl.DataFrame(rows)
+
+
+def granule_sweep(p: dict):
+    """The RFC design and tracked pageblocks on the mixed stream for each granule
+    (pageblocks of 2, 32 and 512 MiB) over a pool of ``granule_pool_mib``."""
+    import polars as pl
+    rows = []
+    for gran in eng.GRANULES:
+        q = {**p, "granule": gran, "pool_mib": int(p["granule_pool_mib"])}
+        cfg0 = config_for(q, Policy.RFC)
+        wl = workload_for(q, "mixed", cfg0, int(p["granule_allocs"]))
+        for pol in (Policy.RFC, Policy.TRACKED):
+            cfg = config_for(q, pol)
+            m = simulate(cfg, wl).metrics()
+            rows.append({"granule": gran, "policy": POLICY_NAMES[pol],
+                         "pageblock_mib": cfg.geometry.pageblock_bytes >> 20, **m})
+    return pl.DataFrame(rows)
+
+
+def physmap_compare(p: dict, allocs: int | None = None):
+    """Page-table allocations while allocating, boot table pages and block splits for each
+    restricted-physmap design (claim A7), RFC and tracked policies, mixed stream."""
+    import polars as pl
+    rows = []
+    wl = None
+    for design, code in _PHYSMAPS.items():
+        for pol in (Policy.RFC, Policy.TRACKED):
+            cfg = config_for(p, pol, physmap=code)
+            wl = wl if wl is not None else workload_for(p, "mixed", cfg, allocs)
+            m = simulate(cfg, wl).metrics()
+            rows.append({"physmap": design, "policy": POLICY_NAMES[pol], **m})
+    return pl.DataFrame(rows)
+
+
+def policy_frame(runs: dict, p: dict, scenario: str):
+    """Tidy result frame of :func:`compare_policies` (one row per mix, policy and metric)."""
+    from ... import results
+    rows = []
+    for (mix, label), r in runs.items():
+        params = {**{k: v for k, v in p.items() if not isinstance(v, (list, dict))},
+                  "mix": mix, "policy": label}
+        m = r.metrics()
+        rows += results.rows_for("asi", params, int(p["seed"]),
+                                 {k: (v, "ns" if k.endswith("_ns") else "count")
+                                  for k, v in m.items()})
+    return results.frame(rows)
+
+
+def latency_cdf(runs: dict, mix: str = "mixed"):
+    """Allocation latency quantiles per run whose key's first item is ``mix`` (0 .. 1, the
+    tail finely), for a CDF chart: ``runs`` as :func:`compare_policies` or
+    :func:`slowpath_compare` return them (``mix`` a pressure for the latter)."""
+    import polars as pl
+    qs = np.concatenate([np.linspace(0.0, 0.99, 100), [0.995, 0.999, 0.9995, 0.9999, 1.0]])
+    rows = []
+    for (m, label), r in runs.items():
+        if m != mix or not r.lat_ns.size:
+            continue
+        for q, v in zip(qs, np.quantile(r.lat_ns, qs)):
+            rows.append({"policy": label, "quantile": float(q), "ns": float(v)})
+    return pl.DataFrame(rows)
+
+
+def burst_frame(runs: dict, mix: str = "mixed", window_ns: int = 1_000_000):
+    """ASI housekeeping work per time window and policy (worker runs, conversions, flushes
+    on free, reclaim waits), the jitter other work sees."""
+    import polars as pl
+    rows = []
+    for (m, label), r in runs.items():
+        if m != mix or r.bursts.shape[0] == 0:
+            continue
+        b = r.bursts
+        win = b[:, 0] // window_ns
+        for w in np.unique(win):
+            sel = win == w
+            rows.append({"policy": label, "t_ms": float(w * window_ns / 1e6),
+                         "work_us": float(b[sel, 1].sum() / 1e3),
+                         "largest_us": float(b[sel, 1].max() / 1e3)})
+    return pl.DataFrame(rows, schema={"policy": pl.Utf8, "t_ms": pl.Float64,
+                                      "work_us": pl.Float64, "largest_us": pl.Float64})
+
+
+def _evidence(runs: dict, targets, physmap) -> dict:
+    """Claim evidence (the keys the claims registry's tests read) from the runs.
+
+    A3 compares the RFC design with tracked pageblocks that zero lazily: both then zero a
+    page only when a nonsensitive allocation takes it, so the difference is the
+    same-sensitivity reuse the claim names; eager zeroing's count stays in the evidence.
+    The other claims use the tracked policy with its default options.
+    """
+    mx = {label: runs[("mixed", label)].metrics() for label in EVIDENCE_VARIANTS}
+    pa = {label: runs[("pathological", label)].metrics() for label in EVIDENCE_VARIANTS}
+
+    def five(m):
+        return {"shootdowns": m["shootdowns"], "pages_zeroed": m["pages_zeroed"],
+                "housekeeping_ns": m["worker_ns"] + m["burst_ns"],
+                "alloc_p99_ns": m["alloc_p99_ns"]}
+
+    pm = {(r["physmap"], r["policy"]): r for r in physmap.iter_rows(named=True)}
+    rfc = POLICY_NAMES[Policy.RFC]
+    return {
+        "A1": {"pointless_rfc": pa[_RFC]["pointless_remaps"],
+               "pointless_tracked": pa[_TRACKED]["pointless_remaps"]},
+        "A2": {"max_burst_rfc_ns": mx[_RFC]["max_burst_ns"],
+               "max_burst_tracked_ns": mx[_TRACKED]["max_burst_ns"]},
+        "A3": {"zeroed_rfc": mx[_RFC]["pages_zeroed"],
+               "zeroed_tracked": mx[_LAZY]["pages_zeroed"],
+               "zeroed_tracked_eager": mx[_TRACKED]["pages_zeroed"]},
+        "A4": {"p99_rfc_ns": mx[_RFC]["alloc_p99_ns"],
+               "p99_none_ns": mx["0 no ASI"]["alloc_p99_ns"]},
+        "A5": {"rfc": five(mx[_RFC]), "tracked": five(mx[_TRACKED]),
+               "tracked_lazy": five(mx[_LAZY])},
+        "A6": {"target": targets["target_pages"].to_list(),
+               "cost": targets["total_asi_ns"].to_list()},
+        "A7": {"pt_allocs_synced": pm[("synced", rfc)]["pt_allocs_during_alloc"],
+               "pt_allocs_rfc": pm[("on_demand", rfc)]["pt_allocs_during_alloc"]},
+    }
+
+
+@cached()
+def evaluate(p: dict, allocs: int | None = None, slowpath: bool = False,
+             every_variant: bool = True) -> dict:
+    """Everything the claims need at parameters ``p``: runs (every variant, or with
+    ``every_variant`` false only :data:`EVIDENCE_VARIANTS`), target sweep, physmap designs
+    and the evidence of A1-A7; with ``slowpath`` also :func:`slowpath_compare` (``slow``,
+    ``slow_runs``), whose facts the explanations then cite."""
+    runs = compare_policies(p, allocs, None if every_variant else EVIDENCE_VARIANTS)
+    targets = target_sweep(p, allocs)
+    physmap = physmap_compare(p, allocs)
+    out = {"runs": runs, "targets": targets, "physmap": physmap,
+           "evidence": _evidence(runs, targets, physmap)}
+    slow = None
+    if slowpath:
+        slow, out["slow_runs"] = slowpath_compare(p, allocs)
+        out["slow"] = slow
+    out["notes"] = notes(runs, targets, slow)
+    return out
+
+
+def assumed_specs() -> dict:
+    """``name -> (lo, hi)`` of every ``assumed`` parameter (:data:`ASSUMED`)."""
+    return dict(ASSUMED)
+
+
+def claim_specs() -> dict:
+    """:func:`assumed_specs` without :data:`SLOWPATH_COSTS`, which no claim's evidence reads:
+    the claims' joint sweep."""
+    return {k: v for k, v in assumed_specs().items() if k not in SLOWPATH_COSTS}
+
+
+@cached()
+def joint_sweep(p: dict, specs: dict, n: int, seed: int) -> list[dict]:
+    """Evidence of every claim at ``n`` Latin-hypercube points over the ``assumed`` ranges
+    (log scale where a range spans a factor of 4 or more), each on streams of
+    ``sweep_allocs`` allocations: ``[{"params": {...}, "evidence": {...}}]``."""
+    out = []
+    for point in latin_hypercube(specs, n, seed, p):
+        q = {**p, **point}
+        if "tlb_entries" in point:  # keep the sets a power of two
+            ways = int(q["tlb_ways"])
+            q["tlb_entries"] = ways * (1 << max(0, int(np.log2(max(q["tlb_entries"] // ways, 1)))))
+            point["tlb_entries"] = q["tlb_entries"]
+        ev = evaluate(q, int(p["sweep_allocs"]), every_variant=False)["evidence"]
+        out.append({"params": point, "evidence": ev})
+    return out
+
+
+def sweep_records(sweep: list[dict], claim: str) -> list[dict]:
+    """``claims.record(sweep=...)`` entries of one claim: :func:`kmm.suite.study.per_claim`."""
+    return per_claim(sweep, claim)
+
+
+def notes(runs: dict, targets, slow=None) -> dict:
+    """Facts the explanations cite besides the evidence: burst sources, where zeroing
+    happened, the flat part of the target curve, lazy zeroing's deferred pages and (with the
+    :func:`slowpath_compare` frame ``slow``) the slow path's counts per flush rank."""
+    out = {}
+    for pol, label in ((Policy.RFC, _RFC), (Policy.TRACKED, _TRACKED)):
+        b = runs[("mixed", label)].bursts
+        out[f"burst_source_{pol.name.lower()}"] = (
+            BurstSource(int(b[np.argmax(b[:, 1]), 2])).name.lower().replace("_", " ")
+            if b.shape[0] else "none")
+        out[f"zeroed_on_conversion_{pol.name.lower()}"] = \
+            runs[("mixed", label)].metrics()["zeroed_on_conversion"]
+    lazy = runs[("mixed", _LAZY)].metrics()
+    out["lazy"] = {k: lazy[k] for k in ("zero_deferred", "zeroed_deferred",
+                                        "deferred_to_sensitive", "deferred_dropped",
+                                        "deferred_pending", "alloc_p999_ns",
+                                        "mixed_pageblocks_mean")}
+    out["eager_p999_ns"] = runs[("mixed", _TRACKED)].metrics()["alloc_p999_ns"]
+    if slow is not None:
+        rows = slow.filter(slow["zeroing"] == "eager").to_dicts()
+        out["slow"] = {(r["pressure"], r["flush_rank"]): r for r in rows}
+        out["slow_pressures"] = sorted({r["pressure"] for r in rows})
+    cost = np.asarray(targets["total_asi_ns"].to_list(), float)
+    tp = targets["target_pages"].to_list()
+    near = [t for t, c in zip(tp, cost) if c <= 1.01 * cost.min()]
+    out["a6_near_min"] = (min(near), max(near))
+    out["a6_cost_at_zero"] = float(cost[0])
+    out["a6_cost_min"] = float(cost.min())
+    return out
+
+
+def _cmp(a: float, b: float) -> str:
+    return "more than" if a > b else ("fewer than" if a < b else "as many as")
+
+
+def explanations(ev: dict, nt: dict) -> dict:
+    """One sentence per claim from the evidence and :func:`notes` (never the bands)."""
+    e = ev
+    a5r, a5t = e["A5"]["rfc"], e["A5"]["tracked"]
+    better = [k for k in a5r if a5t[k] < a5r[k]]
+    worse = [k for k in a5r if a5t[k] > a5r[k]]
+    best = e["A6"]["target"][int(np.argmin(e["A6"]["cost"]))]
+    lo, hi = nt["a6_near_min"]
+    zr, zt, ze = e["A3"]["zeroed_rfc"], e["A3"]["zeroed_tracked"], e["A3"]["zeroed_tracked_eager"]
+    lz = nt["lazy"]
+    a5l = e["A5"].get("tracked_lazy")
+    lazy_a5 = ""
+    if a5l is not None:
+        lbetter = [k for k in a5r if a5l[k] < a5r[k]]
+        lworse = [k for k in a5r if a5l[k] > a5r[k]]
+        lazy_a5 = (f" With lazy zeroing, tracked pageblocks against the RFC design are lower on "
+                   f"{', '.join(lbetter) or 'nothing'} and higher on {', '.join(lworse) or 'nothing'} "
+                   f"(pages zeroed {a5l['pages_zeroed']:.0f}, p99 {a5l['alloc_p99_ns']:.0f} ns).")
+    slow_a5 = ""
+    if "slow" in nt:
+        sl, prs = nt["slow"], nt["slow_pressures"]
+        hi_p = prs[-1]
+        parts = []
+        for rank in FlushRank:
+            r = sl[(hi_p, RANK_NAMES[rank])]
+            parts.append(f"{RANK_NAMES[rank]}: {r['shootdowns_per_million_allocs']:.0f} shootdowns "
+                         f"per million allocations, {r['pages_migrated']:.0f} pages migrated, "
+                         f"{r['pages_reclaimed']:.0f} reclaimed, {r['alloc_failures']:.0f} "
+                         f"allocations failed, p99.9 {r['alloc_p999_ns']:.0f} ns, largest "
+                         f"{r['alloc_max_ns']:.0f} ns")
+        entries = {pr: sl[(pr, RANK_NAMES[FlushRank.AFTER_RECLAIM])]["slowpath_entries"]
+                   for pr in prs}
+        slow_a5 = (f" Where the flush ranks in the slow path matters only when a sensitivity runs "
+                   f"out of free memory: sensitive allocations entered the slow path "
+                   + ", ".join(f"{v:.0f} times at pressure {k:g}" for k, v in entries.items())
+                   + f"; at pressure {hi_p:g} (eager zeroing) " + "; ".join(parts)
+                   + ". The fast-path rank (the default) has no compaction or reclaim at all, so "
+                     "its failures are allocations the slow path would retry; the other ranks "
+                     "also keep the fast path within the allocation's sensitivity, and their "
+                     "reclaim lowers later pressure: both cut the pageblocks taken from the other "
+                     "sensitivity, and these runs do not separate the two.")
+    return {
+        "A1": (f"On the pathological stream the RFC design remapped {e['A1']['pointless_rfc']:.0f} "
+               f"pages it had unmapped while they held no sensitive data, tracked pageblocks "
+               f"{e['A1']['pointless_tracked']:.0f}: the RFC worker unmaps every freed "
+               f"nonsensitive page and the allocator hands the same pages out again, while "
+               f"tracked pageblocks leave free nonsensitive pages mapped."),
+        "A2": (f"The largest single burst of ASI work was "
+               f"{e['A2']['max_burst_rfc_ns'] / 1e3:.1f} us for the RFC design (a "
+               f"{nt['burst_source_rfc']}) and {e['A2']['max_burst_tracked_ns'] / 1e3:.1f} us for "
+               f"tracked pageblocks (a {nt['burst_source_tracked']}: zeroing and mapping or "
+               f"unmapping a whole pageblock at once)."),
+        "A3": (f"The RFC design zeroed {zr:.0f} pages, {_cmp(zr, zt)} tracked pageblocks with "
+               f"lazy zeroing ({zt:.0f}). The value uses lazy zeroing because the RFC design "
+               f"also zeroes a page only when a nonsensitive user takes it, so the difference is "
+               f"the same-sensitivity reuse the claim is about. Of the "
+               f"{lz['zero_deferred']:.0f} formerly sensitive free pages that conversions to "
+               f"nonsensitive left unmapped, {lz['zeroed_deferred']:.0f} were zeroed later when a "
+               f"nonsensitive allocation took them, {lz['deferred_to_sensitive']:.0f} went to "
+               f"sensitive allocations unzeroed, {lz['deferred_dropped']:.0f} returned to a "
+               f"sensitive pageblock, and {lz['deferred_pending']:.0f} were still free and "
+               f"unzeroed when the stream ended: lazy zeroing mostly defers this work rather than "
+               f"avoiding it, and moves it into allocations (p99.9 {lz['alloc_p999_ns']:.0f} ns "
+               f"against {nt['eager_p999_ns']:.0f} ns eager). Zeroing eagerly (policy 2's "
+               f"default), tracked pageblocks zeroed {ze:.0f}, {_cmp(ze, zr)} the RFC design, "
+               f"{nt['zeroed_on_conversion_tracked']:.0f} of them when a pageblock turned "
+               f"nonsensitive (all its free formerly sensitive pages at once)."),
+        "A4": (f"p99 allocation latency is {e['A4']['p99_rfc_ns']:.0f} ns with the RFC design "
+               f"and {e['A4']['p99_none_ns']:.0f} ns without ASI: the RFC design maps (and where "
+               f"needed zeroes, and allocates page tables for) every nonsensitive allocation, "
+               f"and waits on the queue under memory pressure."),
+        "A5": (f"Tracked pageblocks against the RFC design: shootdowns {a5t['shootdowns']:.0f} vs "
+               f"{a5r['shootdowns']:.0f}, pages zeroed {a5t['pages_zeroed']:.0f} vs "
+               f"{a5r['pages_zeroed']:.0f}, housekeeping {a5t['housekeeping_ns'] / 1e6:.2f} vs "
+               f"{a5r['housekeeping_ns'] / 1e6:.2f} ms, p99 {a5t['alloc_p99_ns']:.0f} vs "
+               f"{a5r['alloc_p99_ns']:.0f} ns; lower on {', '.join(better) or 'nothing'}, "
+               f"higher on {', '.join(worse) or 'nothing'} (the value: policy 2 with its default "
+               f"options, eager zeroing and the flush as an ordinary fallback)." + lazy_a5
+               + slow_a5),
+        "A6": (f"Total ASI work is lowest at a target of {best} free mapped pages and within 1 % "
+               f"of that minimum for targets {lo}-{hi}; at target 0 it is "
+               f"{nt['a6_cost_at_zero'] / 1e6:.1f} ms against {nt['a6_cost_min'] / 1e6:.1f} ms, "
+               f"because the target worker converts pageblocks back to sensitive (unmap, "
+               f"shoot down) that nonsensitive allocations then convert again (zero, map)."),
+        "A7": (f"While allocating, the RFC's on-demand restricted physmap allocated "
+               f"{e['A7']['pt_allocs_rfc']:.0f} page-table pages and the synced one "
+               f"{e['A7']['pt_allocs_synced']:.0f}, its tables being built at boot; with block "
+               f"leaves, a page flipped inside a block forces a split (see the physmap table)."),
+    }
+
+
+CHARTS = {"A1": "asi_counts", "A2": "asi_bursts", "A3": "asi_lazy_zeroing",
+          "A4": "asi_latency_cdf", "A5": "asi_counts", "A6": "asi_target", "A7": "asi_counts"}
+
+
+def evidence(p: dict) -> dict:
+    """A1-A7 at parameters ``p``, with their joint sweep of the ``assumed`` parameters
+    (:class:`kmm.suite.study.Evidence` per claim)."""
+    ev = evaluate(p, slowpath=True)
+    sweep = joint_sweep(p, claim_specs(), p["sweep_points"], p["seed"])
+    text = explanations(ev["evidence"], ev["notes"])
+    return {c: Evidence(ev["evidence"][c], "", text[c], CHARTS[c], per_claim(sweep, c))
+            for c in CHARTS}
+
+
+def frame(p: dict, scenario: str):
+    """The notebook's tidy frame at parameters ``p``."""
+    return policy_frame(evaluate(p, slowpath=True)["runs"], p, scenario)
+
+
+STUDY = Study("asi", tuple(CHARTS), DEFAULTS, evidence, check_params, frame, ASSUMED)

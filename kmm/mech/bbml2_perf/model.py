@@ -1,0 +1,632 @@
+"""bbml2_perf: enums, frozen configurations, state, the conversion to kernel arrays, and the simulation.
+
+Part of :mod:`kmm.mech.bbml2_perf`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import NamedTuple
+
+import numpy as np
+
+from ... import engine as eng
+from ...config import check_float, check_int
+from ...engine import encode_ops, OP_SET_PERM, PageTable, Paint, Perm, PermSplit, TagEvent
+from ...errors import ConfigError
+from ..bbml2.model import build_linear_map, LinearMapPolicy as Policy, MemoryMap, POLICY_NAMES
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+LINE_BYTES = 64
+#: Touches are cut into 4 KiB chunks (a page of the thread's 4K kernel, one I/O block):
+#: a chunk never straddles a page of any granule, so one TLB lookup serves a touch.
+CHUNK_BYTES = 4 * KiB
+LINES_PER_CHUNK = CHUNK_BYTES // LINE_BYTES
+
+# arm64, 48-bit VA, 4K (arch/arm64/include/asm/memory.h): the kernel half starts at
+# PAGE_OFFSET = -(1 << VA_BITS); the linear map fills its lower half, modules, the image and
+# vmalloc follow at _PAGE_END(VA_BITS_MIN), vmemmap sits below the top.
+KERNEL_VA_BASE = 0xFFFF_0000_0000_0000
+MODULES_OFFSET = 1 << 47                      # MODULES_VADDR
+IMAGE_OFFSET = MODULES_OFFSET + 2 * GiB        # KIMAGE_VADDR = MODULES_END
+VMALLOC_OFFSET = IMAGE_OFFSET + 2 * GiB
+STRUCT_PAGE_BYTES = 64
+USER_VA_BASE = 0x0000_AAAA_0000_0000
+USER_ASID = 1
+# nominal backing addresses (above any modelled RAM) of the regions not in the linear map
+MODULES_BACKING_PA = 1 << 50
+VMALLOC_BACKING_PA = MODULES_BACKING_PA + (1 << 40)
+# vmemmap is populated one PMD block per 2 MiB of struct pages, from separate allocations
+# (vmemmap_populate with section maps): its backing is offset by 2 MiB from any 1 GiB
+# alignment so that painting gives PMD blocks, never PUD blocks
+VMEMMAP_BACKING_PA = VMALLOC_BACKING_PA + (1 << 40) + 2 * MiB
+USER_BACKING_PA = VMEMMAP_BACKING_PA + (1 << 40)
+
+
+#: The linear-map policies compared here (the structural model's codes, :mod:`.bbml2`).
+POLICIES = (Policy.FULL_PTES, Policy.RODATA_ON, Policy.FULL_BBML2)
+POLICY_LABELS = {pol: POLICY_NAMES[pol] for pol in POLICIES}
+
+
+class Workload(IntEnum):
+    MEMCACHED = 0
+    DMCRYPT = 1
+    SEQREAD = 2
+
+
+class Region(IntEnum):
+    """Where a touch lands; every region but ``LINEAR`` is mapped the same under every
+    policy."""
+
+    LINEAR = 0
+    KTEXT = 1
+    MODULES = 2
+    VMALLOC = 3
+    VMEMMAP = 4
+    USER = 5
+
+
+class Kind(IntEnum):
+    """Touch kind; the values are :class:`kmm.tlb.Kind`'s."""
+
+    LOAD = 0
+    STORE = 1
+    IFETCH = 2
+
+
+# ---------------------------------------------------------------------------------------
+# the machine's kernel address space
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelLayout:
+    """Physical memory and the kernel image of the modelled machine.
+
+    Parameters
+    ----------
+    ram_bytes : RAM mapped by the linear map (the thread: 256 GB installed)
+    ram_base_bytes : physical address of the start of RAM (1 GiB aligned here, so every
+        policy that allows PUD blocks uses them; the structural BBML2 model treats holes)
+    image_text_bytes : ``[_stext, __init_begin)``: text and rodata of the image, whose
+        linear alias is mapped without contiguous ranges under rodata=on
+    image_pa_offset_bytes : where the image sits in RAM (offset from ``ram_base_bytes``)
+    boot_used_bytes : memory in use once the machine has booted (the thread's meminfo
+        before the series: MemTotal - MemFree = 4,167,284 kB); boot-time allocations, module
+        memory among them, fill it from the bottom of RAM up, since boot memory is queued
+        at the tail of the free lists (mm/page_alloc.c ``__free_pages_core``,
+        ``FPI_TO_TAIL``) and allocations take the head, the lowest addresses first
+    granule, va_bits : translation geometry (the thread: 4K, 48-bit)
+    """
+
+    ram_bytes: int = 256 * GiB
+    ram_base_bytes: int = 2 * GiB
+    image_text_bytes: int = 32 * MiB
+    image_pa_offset_bytes: int = 2 * MiB
+    boot_used_bytes: int = 4_167_284 * KiB
+    granule: str = "4K"
+    va_bits: int = 48
+
+    def __post_init__(self):
+        check_int("ram_bytes", self.ram_bytes, lo=GiB, hi=1 << 46)
+        check_int("ram_base_bytes", self.ram_base_bytes, lo=0)
+        if self.ram_bytes % (2 * MiB) or self.ram_base_bytes % (2 * MiB):
+            raise ConfigError("RAM start and size must be 2 MiB aligned", "ram_bytes")
+        check_int("image_pa_offset_bytes", self.image_pa_offset_bytes, lo=0)
+        check_int("boot_used_bytes", self.boot_used_bytes, lo=0, hi=self.ram_bytes // 2)
+        if self.va_bits != 48:
+            raise ConfigError("the kernel layout models a 48-bit VA", "va_bits")
+        page = eng.arm64(self.granule, self.va_bits).page_bytes  # validates the granule
+        for name in ("image_text_bytes", "image_pa_offset_bytes"):
+            if getattr(self, name) % page or getattr(self, name) < 0:
+                raise ConfigError(f"must be a multiple of the {self.granule} page", name)
+        check_int("image_text_bytes", self.image_text_bytes, lo=page)
+
+    @property
+    def page_bytes(self) -> int:
+        return self.geometry.page_bytes
+
+    @property
+    def stack_bytes(self) -> int:
+        """``THREAD_SIZE`` with ``VMAP_STACK``: 16 KiB, or one page when pages are larger
+        (arch/arm64/include/asm/memory.h ``THREAD_SHIFT``)."""
+        return max(16 * KiB, self.page_bytes)
+
+    @property
+    def vmemmap_base(self) -> int:
+        """``VMEMMAP_START`` = -(1 << (VA_BITS - VMEMMAP_SHIFT)), ``VMEMMAP_SHIFT`` =
+        ``PAGE_SHIFT - STRUCT_PAGE_MAX_SHIFT`` (arch/arm64/include/asm/memory.h)."""
+        shift = self.geometry.page_shift - 6
+        return (1 << 64) - (1 << (self.va_bits - shift))
+
+    @property
+    def geometry(self) -> eng.Geometry:
+        return eng.arm64(self.granule, self.va_bits)
+
+    @property
+    def memstart_bytes(self) -> int:
+        """``memstart_addr``: RAM start rounded down to ``ARM64_MEMSTART_ALIGN``."""
+        return self.memory_map().memstart
+
+    def linear_va(self, pa: np.ndarray) -> np.ndarray:
+        """``__phys_to_virt``: the linear-map VA (full 64-bit, as uint64) of ``pa``."""
+        off = np.asarray(pa, dtype=np.uint64) - np.uint64(self.memstart_bytes)
+        return off + np.uint64(KERNEL_VA_BASE)
+
+    def vmemmap_va(self, pa: np.ndarray) -> np.ndarray:
+        """VA of the ``struct page`` of the page holding ``pa``."""
+        pfn = ((np.asarray(pa, dtype=np.uint64) - np.uint64(self.memstart_bytes))
+               >> np.uint64(self.geometry.page_shift))
+        return np.uint64(self.vmemmap_base) + pfn * np.uint64(STRUCT_PAGE_BYTES)
+
+    def memory_map(self) -> MemoryMap:
+        """The structural model's :class:`~kmm.mech.bbml2.MemoryMap` of this layout."""
+        return MemoryMap(ram_bytes=self.ram_bytes, granule=self.granule,
+                         base_pa=self.ram_base_bytes, kernel_alias_bytes=self.image_text_bytes,
+                         kernel_offset_bytes=self.image_pa_offset_bytes)
+
+    def boot_window(self) -> tuple[int, int]:
+        """Physical range filled at boot: from the end of the image (2 MiB aligned) up by
+        ``boot_used_bytes``."""
+        lo = self.ram_base_bytes + self.image_pa_offset_bytes + self.image_text_bytes
+        lo = -(-lo // (2 * MiB)) * (2 * MiB)
+        page = self.page_bytes
+        return lo, lo + -(-self.boot_used_bytes // page) * page
+
+    def runtime_window(self, spread_bytes: int) -> tuple[int, int]:
+        """Physical range a benchmark's kernel allocations come from: ``spread_bytes``
+        above the boot window (clipped to RAM)."""
+        lo = self.boot_window()[1]
+        return lo, min(lo + spread_bytes, self.ram_base_bytes + self.ram_bytes)
+
+    def vmemmap_unit_bytes(self) -> int:
+        """What ``vmemmap_populate`` maps the struct pages with: PMD blocks with 4K pages
+        (``vmemmap_populate_hugepages``), base pages otherwise."""
+        return self.geometry.block_bytes[2] if self.granule == "4K" else self.page_bytes
+
+    def vmemmap_span(self) -> tuple[int, int]:
+        """VA range of the vmemmap of RAM, rounded out to its mapping unit."""
+        page = self.page_bytes
+        unit = self.vmemmap_unit_bytes()
+        first = (self.ram_base_bytes - self.memstart_bytes) // page
+        last = first + self.ram_bytes // page
+        lo = self.vmemmap_base + first * STRUCT_PAGE_BYTES // unit * unit
+        hi = self.vmemmap_base + -(-(last * STRUCT_PAGE_BYTES) // unit) * unit
+        return lo, hi
+
+
+def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray,
+                  vmalloc_bytes: int, modules_bytes: int) -> PageTable:
+    """The kernel (TTBR1) page table of one policy, as leaf extents.
+
+    Offsets are from :data:`KERNEL_VA_BASE`. The linear map is the structural model's
+    (:func:`kmm.mech.bbml2.build_linear_map`: ``map_mem`` at boot). ``ro_ranges_pa`` (rows
+    ``pa, size``) are the linear-alias ranges the running kernel made read-only (module text
+    and rodata under rodata=full, ``set_memory_ro`` -> ``__change_memory_common`` on the
+    alias): under ``FULL_BBML2`` they split their boundaries; under ``RODATA_ON`` the alias
+    is not touched (rodata=on does not protect linear aliases); under ``FULL_PTES`` every
+    leaf is already a page.
+    """
+    g = layout.geometry
+    policy = Policy(policy)
+    if policy not in POLICIES:
+        raise ConfigError(f"policy must be one of {[POLICY_NAMES[x] for x in POLICIES]}",
+                          "policy")
+    pt = build_linear_map(layout.memory_map(), policy)
+    mem0 = layout.memstart_bytes
+    img_lo = layout.ram_base_bytes + layout.image_pa_offset_bytes
+    ro = np.asarray(ro_ranges_pa, dtype=np.int64).reshape(-1, 2)
+    if policy == Policy.FULL_BBML2 and ro.shape[0]:
+        ops = encode_ops(np.full(ro.shape[0], OP_SET_PERM), ro[:, 0] - mem0, ro[:, 1],
+                         perm=int(Perm.R), aux=int(PermSplit.BOUNDARY), geometry=g)
+        ret = pt.apply_ops(ops)
+        if np.any(ret):
+            k = int(np.argmax(ret != 0))
+            raise ConfigError(f"permission change at pa {int(ro[k, 0]):#x} failed "
+                              f"({int(ret[k])})", "ro_ranges")
+    # regions mapped the same way under every policy; their backing pages get distinct
+    # nominal physical addresses above RAM so that no two regions alias in a cache
+    pt.map(MODULES_OFFSET, modules_bytes, MODULES_BACKING_PA, Perm.RX, policy=Paint.PTES)
+    pt.map(IMAGE_OFFSET, layout.image_text_bytes, img_lo, Perm.RX, policy=Paint.NO_CONT)
+    pt.map(VMALLOC_OFFSET, vmalloc_bytes, VMALLOC_BACKING_PA, Perm.RW, policy=Paint.PTES)
+    lo, hi = layout.vmemmap_span()
+    paint = Paint.NO_CONT if layout.granule == "4K" else Paint.PTES
+    pt.map(lo - KERNEL_VA_BASE, hi - lo, VMEMMAP_BACKING_PA, Perm.RW, policy=paint)
+    return pt
+
+
+
+def module_alias_ranges(rng: np.random.Generator, pages: int, window: tuple[int, int],
+                        page_bytes: int = CHUNK_BYTES) -> np.ndarray:
+    """Linear-alias ranges (rows ``pa, size``) made read-only by loading modules under
+    rodata=full: ``set_memory_ro`` on a module's text and rodata changes the alias of each
+    backing page separately (arch/arm64/mm/pageattr.c ``change_memory_common``:
+    ``__change_memory_common`` per ``area->pages[i]`` when ``rodata_full``). The backing
+    pages are order-0 allocations scattered over ``window`` (the boot window for modules
+    loaded at boot, :meth:`KernelLayout.boot_window`)."""
+    check_int("pages", pages, lo=0)
+    lo, hi = window
+    pa = scatter_blocks(rng, pages, page_bytes, lo, hi - lo)
+    return np.stack([np.sort(pa), np.full(pages, page_bytes, np.int64)], axis=1)
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    """Closed-loop results: ``throughput`` (requests per time unit of ``service``),
+    ``utilisation``, mean and ``p99`` response time (same unit)."""
+
+    throughput: float
+    utilisation: float
+    mean: float
+    p99: float
+
+
+def closed_loop(service_samples: np.ndarray, clients: int, think_mean: float, n_requests: int,
+                seed: int, warm_fraction: float = 0.1) -> QueueResult:
+    """Closed-loop (memtier-style) queue: ``clients`` connections with one outstanding
+    request each and exponential think times of mean ``think_mean`` (network round trip and
+    client time), one FCFS worker whose service times are drawn with replacement from
+    ``service_samples`` (the simulated per-request service times)."""
+    s = np.asarray(service_samples, dtype=np.float64)
+    if s.ndim != 1 or s.size == 0 or np.any(s <= 0):
+        raise ConfigError("needs positive service-time samples", "service_samples")
+    check_int("clients", clients, lo=1)
+    check_float("think_mean", think_mean, lo=0.0)
+    check_int("n_requests", n_requests, lo=100)
+    rng = np.random.default_rng(seed)
+    service = s[rng.integers(0, s.size, n_requests)]
+    think = rng.exponential(think_mean, n_requests) if think_mean > 0 else np.zeros(n_requests)
+    first = rng.exponential(think_mean, clients) if think_mean > 0 else np.zeros(clients)
+    warm = int(n_requests * warm_fraction)
+    resp, busy, span = closed_loop_kernel(service, think, first, warm)
+    r = resp[warm:]
+    return QueueResult(throughput=(n_requests - warm) / span, utilisation=busy / span,
+                       mean=float(r.mean()), p99=float(np.quantile(r, 0.99)))
+
+
+def think_for_utilisation(service_samples: np.ndarray, clients: int, utilisation: float,
+                          n_requests: int, seed: int) -> float:
+    """The mean think time at which the closed loop runs the server at ``utilisation``
+    (bisection on the simulated queue with the same seed)."""
+    check_float("utilisation", utilisation, lo=0.05, hi=0.999)
+    mean_s = float(np.mean(service_samples))
+    lo, hi = 0.0, clients * mean_s / utilisation * 4
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        u = closed_loop(service_samples, clients, mid, n_requests, seed).utilisation
+        if u > utilisation:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+# ---------------------------------------------------------------------------------------
+# translation: leaf sizes per touch, TLB outcomes
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TlbSpec:
+    """The per-core TLB hierarchy assumed for AmpereOne (its sizes are not published:
+    every field is an ``assumed`` parameter).
+
+    Parameters
+    ----------
+    l1i_entries, l1d_entries : fully associative L1 TLBs
+    l2_entries, l2_ways : unified L2 TLB
+    honour_cont : the contiguous hint gives one entry per range (IMPLEMENTATION DEFINED)
+    max_entry_shift : largest entry a structure holds (30: 1 GiB blocks are held whole,
+        as AmpereOne's size-agnostic TLB entries suggest; 21: split to 2 MiB entries)
+    walk_cache_entries : stage-1 walk cache of table descriptors above the leaf
+    """
+
+    l1i_entries: int = 48
+    l1d_entries: int = 48
+    l2_entries: int = 2048
+    l2_ways: int = 8
+    honour_cont: bool = True
+    max_entry_shift: int = 30
+    walk_cache_entries: int = 64
+
+    def __post_init__(self):
+        check_int("l1i_entries", self.l1i_entries, lo=4, hi=512)
+        check_int("l1d_entries", self.l1d_entries, lo=4, hi=512)
+        check_int("l2_entries", self.l2_entries, lo=64, hi=1 << 16)
+        check_int("l2_ways", self.l2_ways, lo=1, hi=64)
+        check_int("max_entry_shift", self.max_entry_shift, lo=12, hi=30)
+        check_int("walk_cache_entries", self.walk_cache_entries, lo=0, hi=1 << 12)
+        if not isinstance(self.honour_cont, bool):
+            raise ConfigError(f"must be a bool, got {self.honour_cont!r}", "honour_cont")
+
+    def tlb_config(self, layout: KernelLayout):
+        """The :class:`kmm.tlb.TLBConfig` of one core (the one conversion to the engine)."""
+        cap = self.max_entry_shift
+        l1i = eng.TLBLevelConfig(self.l1i_entries, self.l1i_entries, max_page_shift=cap)
+        l1d = eng.TLBLevelConfig(self.l1d_entries, self.l1d_entries, max_page_shift=cap)
+        l2 = eng.TLBLevelConfig(self.l2_entries, self.l2_ways, max_page_shift=cap)
+        wc = (eng.TLBLevelConfig(self.walk_cache_entries, min(4, self.walk_cache_entries))
+              if self.walk_cache_entries else None)
+        cfg = eng.TLBConfig(l1i=l1i, l1d=l1d, l2=l2, walk_cache=wc,
+                            honour_cont=self.honour_cont)
+        return cfg.with_geometry(layout.geometry)
+
+
+class Leaves(NamedTuple):
+    """Per-touch translation: leaf ``level`` (Arm numbering), ``cont`` bit, and the log2
+    sizes ``page_shift`` (the leaf) and ``cont_shift`` (its contiguous range, 0 if none)."""
+
+    level: np.ndarray
+    cont: np.ndarray
+    page_shift: np.ndarray
+    cont_shift: np.ndarray
+
+
+def _shift_tables(g: eng.Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """log2 leaf bytes and log2 contiguous-range bytes, indexed by level + 1."""
+    leaf = np.zeros(5, np.int64)
+    cont = np.zeros(5, np.int64)
+    for lv in g.leaf_levels:
+        leaf[lv + 1] = g.leaf_bytes(lv).bit_length() - 1
+        c = g.cont_bytes(lv)
+        cont[lv + 1] = c.bit_length() - 1 if c else 0
+    return leaf, cont
+
+
+def trace_leaves(trace: Trace, kernel_pt: PageTable) -> Leaves:
+    """Leaf level and sizes of every touch, from the kernel page table; user touches use
+    base pages of the same granule (memcached's malloc'd memory, no THP)."""
+    g = kernel_pt.geometry
+    leaf_shift, cont_shift = _shift_tables(g)
+    n = trace.va.shape[0]
+    level = np.full(n, 3, np.int64)
+    cont = np.zeros(n, np.int64)
+    k = trace.region != Region.USER
+    off = (trace.va[k] - np.uint64(KERNEL_VA_BASE)).astype(np.int64)
+    _pa, lv, ct, _perm, _nid = kernel_pt.translate_many(off)
+    if np.any(lv < -1):
+        bad = int(off[np.argmax(lv < -1)])
+        raise ConfigError(f"touch at kernel offset {bad:#x} is not mapped", "trace")
+    level[k] = lv
+    cont[k] = ct
+    return Leaves(level, cont, leaf_shift[level + 1], np.where(cont != 0, cont_shift[level + 1], 0))
+
+
+def tlb_outcomes(trace: Trace, leaves: Leaves, spec: TlbSpec, layout: KernelLayout):
+    """Run every touch through one core's TLB hierarchy (:mod:`kmm.tlb`).
+
+    Returns ``(outcome, counters)``: per touch 0 (L1 hit), 1 (L2 hit) or 2 (walk), and the
+    engine's counters over the whole trace.
+    """
+    cfg = spec.tlb_config(layout)
+    t = eng.TLB(cfg)
+    user = trace.region == Region.USER
+    counts = t.run(trace.va, record=True, kind=trace.kind, page_shift=leaves.page_shift,
+                   cont_shift=leaves.cont_shift, asid=np.where(user, USER_ASID, 0),
+                   global_=~user)
+    return t.last_outcome.copy(), counts
+
+
+# ---------------------------------------------------------------------------------------
+# per-operation events and their cost
+# ---------------------------------------------------------------------------------------
+class OpEvent(IntEnum):
+    """Per-operation counters (one int64 row per operation).
+
+    ``L1TLB_MISSES`` are L1 I/D TLB refills (each probes the L2 TLB), ``WALKS`` the L2 TLB
+    misses; the ``EL1_`` variants count kernel-mode touches only. ``WALK_READS_*`` are the
+    descriptor reads of walks by the cache level that served them; ``FIRST_*`` the first
+    line of each data touch and ``REST_*`` its other lines, by serving level (L1 hits are
+    part of the base CPI and not counted). Instruction fetches occupy no line cache here.
+    """
+
+    INSTRUCTIONS = 0
+    EL1_INSTRUCTIONS = 1
+    TOUCHES = 2
+    L1TLB_MISSES = 3
+    EL1_L1TLB_MISSES = 4
+    WALKS = 5
+    EL1_WALKS = 6
+    LINEAR_WALKS = 7
+    WALK_READS_L1 = 8
+    WALK_READS_L2 = 9
+    WALK_READS_LLC = 10
+    WALK_READS_MEM = 11
+    FIRST_L2 = 12
+    FIRST_LLC = 13
+    FIRST_MEM = 14
+    REST_L2 = 15
+    REST_LLC = 16
+    REST_MEM = 17
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """Cost parameters turning events into cycles (every one ``assumed`` unless a source
+    is given in params/).
+
+    Parameters
+    ----------
+    cpu_ghz : core clock
+    cpi_base : cycles per instruction with every modelled stall removed (includes L1
+        hits and instruction supply)
+    l2_tlb_hit_cycles : added by an L1 TLB miss that hits the L2 TLB
+    l1_hit_cycles, l2_hit_cycles : load-to-use latency of an L1 D / L2 hit (walker reads
+        that hit L1 D pay ``l1_hit_cycles``)
+    llc_hit_ns, dram_ns : latency of a system-level-cache hit and of local DRAM
+    scatter_mlp : overlap of the first-line misses of separate touches (1: none)
+    stream_mlp : overlap of the further lines of a touch (streams the prefetchers follow)
+
+    A walk's descriptor reads are dependent and charged in full; the touch that needed the
+    walk waits for it.
+    """
+
+    cpu_ghz: float = 3.0
+    cpi_base: float = 0.6
+    l2_tlb_hit_cycles: float = 5.0
+    l1_hit_cycles: float = 4.0
+    l2_hit_cycles: float = 11.0
+    llc_hit_ns: float = 35.0
+    dram_ns: float = 81.0
+    scatter_mlp: float = 1.5
+    stream_mlp: float = 16.0
+
+    def __post_init__(self):
+        check_float("cpu_ghz", self.cpu_ghz, lo=0.5, hi=6.0)
+        check_float("cpi_base", self.cpi_base, lo=0.1, hi=5.0)
+        for name in ("l2_tlb_hit_cycles", "l1_hit_cycles", "l2_hit_cycles"):
+            check_float(name, getattr(self, name), lo=0.0, hi=200.0)
+        check_float("llc_hit_ns", self.llc_hit_ns, lo=1.0, hi=500.0)
+        check_float("dram_ns", self.dram_ns, lo=10.0, hi=1000.0)
+        check_float("scatter_mlp", self.scatter_mlp, lo=1.0, hi=64.0)
+        check_float("stream_mlp", self.stream_mlp, lo=1.0, hi=256.0)
+
+    def latency_cycles(self) -> tuple[float, float, float, float]:
+        """Cycles of a read served by L1, L2, the LLC and DRAM."""
+        g = self.cpu_ghz
+        return (self.l1_hit_cycles, self.l2_hit_cycles, self.llc_hit_ns * g, self.dram_ns * g)
+
+
+def op_cycles(events: np.ndarray, cost: CostSpec) -> np.ndarray:
+    """Cycles of every operation: a formula over the per-operation counters."""
+    e = np.asarray(events, dtype=np.float64)
+    l1, l2, llc, mem = cost.latency_cycles()
+    E = OpEvent
+    walk = (e[:, E.WALK_READS_L1] * l1 + e[:, E.WALK_READS_L2] * l2
+            + e[:, E.WALK_READS_LLC] * llc + e[:, E.WALK_READS_MEM] * mem)
+    first = (e[:, E.FIRST_L2] * l2 + e[:, E.FIRST_LLC] * llc + e[:, E.FIRST_MEM] * mem)
+    rest = (e[:, E.REST_L2] * l2 + e[:, E.REST_LLC] * llc + e[:, E.REST_MEM] * mem)
+    return (e[:, E.INSTRUCTIONS] * cost.cpi_base + e[:, E.L1TLB_MISSES] * cost.l2_tlb_hit_cycles
+            + walk + first / cost.scatter_mlp + rest / cost.stream_mlp)
+
+
+def translation_cycles(events: np.ndarray, cost: CostSpec) -> np.ndarray:
+    """The part of :func:`op_cycles` spent on translation (L2 TLB hits and walks)."""
+    e = np.asarray(events, dtype=np.float64)
+    l1, l2, llc, mem = cost.latency_cycles()
+    E = OpEvent
+    return (e[:, E.L1TLB_MISSES] * cost.l2_tlb_hit_cycles + e[:, E.WALK_READS_L1] * l1
+            + e[:, E.WALK_READS_L2] * l2 + e[:, E.WALK_READS_LLC] * llc
+            + e[:, E.WALK_READS_MEM] * mem)
+
+
+# ---------------------------------------------------------------------------------------
+# the full path per operation: the engine's TLB, walk and cache kernels, touch by touch
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CacheSpec:
+    """One core's caches and its share of the system-level cache.
+
+    Sizes from the AmpereOne product brief (16 KiB L1 I, 64 KiB L1 D, 2 MiB 8-way L2 per
+    core, 64 MiB system-level cache); associativities not published there are ``assumed``.
+    ``llc_share_bytes``: the part of the shared cache one busy core can hold (the SLC
+    divided among the cores the benchmark keeps busy).
+    """
+
+    l1i_bytes: int = 16 * KiB
+    l1d_bytes: int = 64 * KiB
+    l1_ways: int = 4
+    l2_bytes: int = 2 * MiB
+    l2_ways: int = 8
+    llc_share_bytes: int = 16 * MiB
+    llc_ways: int = 16
+
+    def __post_init__(self):
+        for name in ("l1i_bytes", "l1d_bytes", "l2_bytes", "llc_share_bytes"):
+            check_int(name, getattr(self, name), lo=4 * KiB)
+        for name in ("l1_ways", "l2_ways", "llc_ways"):
+            check_int(name, getattr(self, name), lo=1, hi=64)
+
+    def cache_config(self):
+        """The :class:`kmm.cache.CacheConfig` of one core (walker reads enter at L2)."""
+        return eng.CacheConfig(l1i=eng.CacheLevelConfig(self.l1i_bytes, self.l1_ways),
+                               l1d=eng.CacheLevelConfig(self.l1d_bytes, self.l1_ways),
+                               l2=eng.CacheLevelConfig(self.l2_bytes, self.l2_ways),
+                               llc=eng.CacheLevelConfig(self.llc_share_bytes, self.llc_ways))
+
+
+class OpTouches(NamedTuple):
+    """Kernel view of a trace: per touch ``va`` int64 (uint64 view), ``pa`` int64,
+    ``flags`` uint8 (:mod:`kmm.tlb` kind | global), ``shift`` uint8 (TLB entry size),
+    ``leaf`` int64 (leaf level), ``asid`` int32, ``lines`` int64, ``op`` int64 and ``cls``
+    int64 (bit 0: EL1, bit 1: linear map)."""
+
+    va: np.ndarray
+    pa: np.ndarray
+    flags: np.ndarray
+    shift: np.ndarray
+    leaf: np.ndarray
+    asid: np.ndarray
+    lines: np.ndarray
+    op: np.ndarray
+    cls: np.ndarray
+
+
+_CLS_EL1, _CLS_LINEAR = 1, 2
+
+
+#: Tag of a touch on the engine's path: ``op * N_CLASSES + cls`` (``cls`` bit 0: EL1, bit 1:
+#: linear map), so :class:`kmm.walk.TagEvent` counters come back per operation and class.
+N_CLASSES = 4
+
+
+def op_events(by_tag: np.ndarray, n_ops: int) -> np.ndarray:
+    """Per-operation :class:`OpEvent` counters (all but the instruction counts) from the
+    path's counters per tag ``op * N_CLASSES + cls``."""
+    T = TagEvent
+    b = np.asarray(by_tag, np.int64).reshape(n_ops, N_CLASSES, len(T))
+    el1 = [c for c in range(N_CLASSES) if c & _CLS_EL1]
+    linear = [c for c in range(N_CLASSES) if c & _CLS_LINEAR]
+    ev = np.zeros((n_ops, len(OpEvent)), np.int64)
+    E = OpEvent
+    ev[:, E.TOUCHES] = b[:, :, T.ACCESSES].sum(1)
+    ev[:, E.L1TLB_MISSES] = b[:, :, T.L1_TLB_MISSES].sum(1)
+    ev[:, E.EL1_L1TLB_MISSES] = b[:, el1, T.L1_TLB_MISSES].sum(1)
+    ev[:, E.WALKS] = b[:, :, T.WALKS].sum(1)
+    ev[:, E.EL1_WALKS] = b[:, el1, T.WALKS].sum(1)
+    ev[:, E.LINEAR_WALKS] = b[:, linear, T.WALKS].sum(1)
+    for k in range(4):  # served by L1, L2, LLC, memory
+        ev[:, E.WALK_READS_L1 + k] = b[:, :, T.WALK_READS_L1 + k].sum(1)
+    for k in range(3):  # L1 line hits are part of the base CPI
+        ev[:, E.FIRST_L2 + k] = b[:, :, T.FIRST_L2 + k].sum(1)
+        ev[:, E.REST_L2 + k] = b[:, :, T.REST_L2 + k].sum(1)
+    return ev
+
+
+def path_config(layout: KernelLayout, tlb_spec: TlbSpec, cache_spec: CacheSpec):
+    """The engine's :class:`kmm.walk.PathConfig` of one core of the modelled machine."""
+    return eng.PathConfig(tlb=tlb_spec.tlb_config(layout), caches=cache_spec.cache_config(),
+                      stage1=layout.geometry)
+
+
+def op_touches(trace: Trace, leaves: Leaves, tlb_config) -> OpTouches:
+    """Validate the per-touch TLB inputs with the engine (:func:`kmm.tlb.make_accesses`) and
+    pack the kernel arrays (the one conversion of a trace)."""
+    user = trace.region == Region.USER
+    acc = eng.make_accesses(tlb_config, trace.va, kind=trace.kind, page_shift=leaves.page_shift,
+                            cont_shift=leaves.cont_shift, asid=np.where(user, USER_ASID, 0),
+                            global_=~user)
+    cls = trace.el1.astype(np.int64) * _CLS_EL1 + (trace.region == Region.LINEAR) * _CLS_LINEAR
+    return OpTouches(va=acc.va, pa=np.ascontiguousarray(trace.pa, np.int64), flags=acc.flags,
+                     shift=acc.shift, leaf=np.ascontiguousarray(leaves.level, np.int64),
+                     asid=acc.asid, lines=trace.lines.astype(np.int64),
+                     op=trace.op.astype(np.int64), cls=cls.astype(np.int64))
+
+
+def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec: TlbSpec,
+                    cache_spec: CacheSpec) -> np.ndarray:
+    """Per-operation :class:`OpEvent` counters of ``trace`` on one core (fresh TLBs, walk
+    cache and caches), int64 ``[n_ops, len(OpEvent)]``."""
+    cfg = path_config(layout, tlb_spec, cache_spec)
+    # fresh engine state (TLBs, walk cache, table-frame map, caches), counters per tag
+    path = eng.Path(cfg, tags=trace.n_ops * N_CLASSES)
+    user = trace.region == Region.USER
+    cls = trace.el1.astype(np.int64) * _CLS_EL1 + (trace.region == Region.LINEAR) * _CLS_LINEAR
+    res = path.run(trace.va, kind=trace.kind, pa=trace.pa, leaf_level=leaves.level,
+                   cont=leaves.cont, asid=np.where(user, USER_ASID, 0), global_=~user,
+                   tag=trace.op.astype(np.int64) * N_CLASSES + cls,
+                   lines=np.where(trace.kind == Kind.IFETCH, 0, trace.lines))
+    ev = op_events(res.by_tag, trace.n_ops)
+    ev[:, OpEvent.INSTRUCTIONS] = np.rint(trace.instructions).astype(np.int64)
+    ev[:, OpEvent.EL1_INSTRUCTIONS] = np.rint(trace.el1_instructions).astype(np.int64)
+    return ev
+
+
+# Imported last: these modules build on the definitions above.
+from .workload import scatter_blocks, Trace
+from .kernels import closed_loop_kernel

@@ -1,0 +1,806 @@
+"""host: enums, frozen configurations, state, the conversion to kernel arrays, and the simulation.
+
+Part of :mod:`kmm.mech.host`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from ... import engine as eng
+from ...config import check_float, check_int
+from ...engine import PageTable, Perm, Replicated, Topology
+from ...errors import ConfigError
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+SEGMENT_ALIGN_BYTES = 64 * KiB
+
+# `size` columns of the arm64 defconfig vmlinux (clang) quoted in the module docstring.
+DEFCONFIG_SIZE_TEXT_BYTES = 16_570_322
+DEFCONFIG_SIZE_DATA_BYTES = 10_998_617
+DEFCONFIG_SIZE_BSS_BYTES = 506_468
+
+
+def _round_up(x: int, a: int) -> int:
+    return -(-x // a) * a
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    """Sizes of the kernel image segments that matter to replication.
+
+    Parameters
+    ----------
+    text_bytes : executable text (replicated). Default: the ``size`` *text* column of the
+        arm64 defconfig vmlinux (module docstring), which also holds the small read-only
+        non-writable sections (``__ksymtab``, ``__bug_table``...).
+    rodata_bytes : ``.rodata`` (replicated). ``assumed``: it is part of the ``size`` *data*
+        column, whose split is not published.
+    rw_bytes : read-write data and bss (shared, but mapped by the per-node subtree).
+        Default: the *data* column minus ``rodata_bytes`` plus *bss*.
+    """
+
+    text_bytes: int = DEFCONFIG_SIZE_TEXT_BYTES
+    rodata_bytes: int = 6 * MiB
+    rw_bytes: int | None = None
+
+    def __post_init__(self):
+        check_int("text_bytes", self.text_bytes, lo=1)
+        check_int("rodata_bytes", self.rodata_bytes, lo=0, hi=DEFCONFIG_SIZE_DATA_BYTES
+                  if self.rw_bytes is None else None)
+        if self.rw_bytes is None:
+            object.__setattr__(self, "rw_bytes", DEFCONFIG_SIZE_DATA_BYTES - self.rodata_bytes
+                               + DEFCONFIG_SIZE_BSS_BYTES)
+        check_int("rw_bytes", self.rw_bytes, lo=0)
+
+    def segments(self) -> list[tuple[int, int, int, bool]]:
+        """``(offset, size, perm, replicated)`` of text (RX), rodata (R) and rw data (RW),
+        each rounded up to ``SEGMENT_ALIGN`` and laid out back to back from the image base."""
+        out = []
+        off = 0
+        for size, perm, rep in ((self.text_bytes, Perm.RX, True),
+                                (self.rodata_bytes, Perm.R, True),
+                                (self.rw_bytes, Perm.RW, False)):
+            size = _round_up(size, SEGMENT_ALIGN_BYTES)
+            if size:
+                out.append((off, size, int(perm), rep))
+            off += size
+        return out
+
+    @property
+    def replicated_bytes(self) -> int:
+        """Bytes of one copy: text and rodata, segment aligned."""
+        return sum(s for _, s, _, rep in self.segments() if rep)
+
+
+@dataclass(frozen=True)
+class ImagePlacement:
+    """Where the image sits: its VA (the start of top-level entry ``top_index``) and PA.
+
+    ``pa_bytes`` is 1 GiB aligned by default so that the VA-PA offset allows every block
+    size; ``node_span_bytes`` separates the node-local copies (copy ``n`` at
+    ``pa_bytes + n * node_span_bytes``, which keeps the alignment).
+    """
+
+    top_index: int = 1
+    pa_bytes: int = 1 * GiB
+    node_span_bytes: int = 64 * GiB
+
+    def __post_init__(self):
+        check_int("top_index", self.top_index, lo=0)
+        check_int("pa_bytes", self.pa_bytes, lo=0)
+        check_int("node_span_bytes", self.node_span_bytes, lo=GiB)
+        if self.node_span_bytes % GiB or self.pa_bytes % (2 * MiB):
+            raise ConfigError("node_span_bytes must be GiB aligned and pa_bytes 2 MiB aligned",
+                              "pa_bytes")
+
+    def image_va(self, g: eng.Geometry) -> int:
+        va = self.top_index * g.entry_bytes(g.start_level)
+        if va >= 1 << g.va_bits:
+            raise ConfigError(f"top-level entry {self.top_index} is outside {g.name}",
+                              "top_index")
+        return va
+
+
+def build_kernel_tables(image: KernelImage, g: eng.Geometry, nodes: int,
+                        placement: ImagePlacement = ImagePlacement()
+                        ) -> tuple[PageTable, Replicated | None]:
+    """Kernel image mapping (``map_kernel``) and, for ``nodes > 1``, its per-node copies.
+
+    Node 0 keeps ``swapper_pg_dir`` and the boot copy; nodes 1..nodes-1 each get a top-level
+    table and a copy of the image subtree (``PageTable.replicate``).
+    """
+    check_int("nodes", nodes, lo=1, hi=64)
+    pt = PageTable(g)
+    va0 = placement.image_va(g)
+    end = va0
+    for off, size, perm, _rep in image.segments():
+        pt.map(va0 + off, size, placement.pa_bytes + off, perm)
+        end = va0 + off + size
+    if end > va0 + g.entry_bytes(g.start_level):
+        raise ConfigError(f"the image ({end - va0} B) does not fit in one top-level entry of "
+                          f"{g.name}", "image")
+    if nodes == 1:
+        return pt, None
+    copies = {n: placement.pa_bytes + n * placement.node_span_bytes for n in range(1, nodes)}
+    return pt, pt.replicate(va0, image.replicated_bytes, copies)
+
+
+# ---- text patching (K4) --------------------------------------------------------------------
+class PatchSync(IntEnum):
+    """How a patch is made safe against concurrent execution.
+
+    STOP_MACHINE : ``aarch64_insn_patch_text``: every online CPU spins in ``stop_machine``
+        while the last one to arrive patches (arch/arm64/kernel/patching.c).
+    NOSYNC : ``aarch64_insn_patch_text_nosync`` (alternatives at boot, patch sites that are
+        safe to change live): only the patching CPU spends time, plus one IPI round to
+        synchronise the other CPUs' instruction streams.
+    """
+
+    STOP_MACHINE = 0
+    NOSYNC = 1
+
+
+@dataclass(frozen=True)
+class PatchCost:
+    """Cost parameters of one text patch (all ``assumed`` unless stated).
+
+    Parameters
+    ----------
+    sites : instructions written by one patch (one static key may own many sites)
+    fixmap_ns : ``patch_map``/``patch_unmap`` of ``FIX_TEXT_POKE0`` for one write: the
+        descriptor stores and the local TLBI+DSB of ``clear_fixmap``
+    cmo_ns : ``caches_clean_inval_pou`` of one line: DC CVAU, DSB ISH, IC IVAU (broadcast to
+        the inner shareable domain), DSB ISH, ISB
+    sync_ns : fixed cost of the synchronisation: the ``stop_machine`` rendezvous, or the
+        IPI round of a nosync patch
+    sync : :class:`PatchSync`
+    """
+
+    sites: int = 1
+    fixmap_ns: float = 300.0
+    cmo_ns: float = 500.0
+    sync_ns: float = 5000.0
+    sync: PatchSync = PatchSync.STOP_MACHINE
+
+    def __post_init__(self):
+        check_int("sites", self.sites, lo=1)
+        check_float("fixmap_ns", self.fixmap_ns, lo=0.0)
+        check_float("cmo_ns", self.cmo_ns, lo=0.0)
+        check_float("sync_ns", self.sync_ns, lo=0.0)
+        object.__setattr__(self, "sync", PatchSync(self.sync))
+
+
+def patch_window_ns(topo: Topology, copies: int, cost: PatchCost = PatchCost(),
+                    patcher_nid: int = 0) -> float:
+    """Time the patching CPU spends on one patch when the text has ``copies`` copies.
+
+    Copy ``n`` lives on node ``n`` (copy 0 is the boot copy on node 0). Each site is written
+    once per copy: fixmap map/unmap, a store that must first own the line (a read from the
+    node holding the copy, ``latency_ns[patcher][n]``) and the clean/invalidate to PoU.
+    """
+    check_int("copies", copies, lo=1, hi=topo.nodes)
+    check_int("patcher_nid", patcher_nid, lo=0, hi=topo.nodes - 1)
+    lat = np.asarray(topo.latency_ns)
+    per_site = sum(cost.fixmap_ns + lat[patcher_nid, n] + cost.cmo_ns for n in range(copies))
+    return cost.sync_ns + cost.sites * per_site
+
+
+def patch_machine_ns(topo: Topology, copies: int, cost: PatchCost = PatchCost(),
+                     patcher_nid: int = 0) -> float:
+    """CPU time the whole machine loses to one patch: every online CPU for the window under
+    ``stop_machine``; the patching CPU's window plus one IPI handler per other CPU
+    (``sync_ns`` each is charged once, to the patcher, as the IPI round) otherwise."""
+    w = patch_window_ns(topo, copies, cost, patcher_nid)
+    if cost.sync == PatchSync.STOP_MACHINE:
+        return w * topo.cpus
+    return w
+
+
+def patch_overhead_fraction(topo: Topology, copies: int, rate_per_s: float,
+                            cost: PatchCost = PatchCost(), patcher_nid: int = 0) -> float:
+    """Fraction of the machine's CPU time spent patching at ``rate_per_s`` patches/s."""
+    rate = check_float("rate_per_s", rate_per_s, lo=0.0)
+    return rate * patch_machine_ns(topo, copies, cost, patcher_nid) / (topo.cpus * 1e9)
+
+
+# ---- performance model: host workloads on the full path --------------------------------------
+#
+# One run simulates the CPUs of a node (or of nodes 0 and 1 when the topology is flat, the
+# other nodes being copies of node 1) through kmm.walk.Path: TLBs, walks, per-CPU caches and
+# one LLC per node. Every line carries a placement *class* instead of a node (see
+# :class:`Classes`); a class becomes a node only when the counts are charged, so a single run
+# gives the baseline, KTR and every user-space placement: per-node caches see the same lines
+# whichever node holds them, and copies keep their set index.
+
+
+class Region(IntEnum):
+    """What an access touches."""
+
+    KTEXT = 0     # kernel text (replicated)
+    KRODATA = 1   # kernel rodata (replicated)
+    KDATA = 2     # kernel data of a thread through the linear map (node of its home)
+    KSHARED = 3   # read-write data of the image (one copy, node 0)
+    UTEXT = 4     # user text (node of the thread's home)
+    UDATA = 5     # user data (placed by the user NUMA policy)
+    HYP = 6       # EL2 text (one copy, node 0)
+
+
+class UserPolicy(IntEnum):
+    """Where user data lives relative to the thread's home node (mm/mempolicy.c)."""
+
+    LOCAL = 0       # first touch by the thread on its home node (MPOL_LOCAL)
+    INTERLEAVE = 1  # page i on node i % nodes (MPOL_INTERLEAVE)
+    REMOTE = 2      # on the next node: NUMA-unaware placement at its worst
+    NODE0 = 3       # everything on node 0 (one loader thread first-touched it all)
+
+
+class Scheme(IntEnum):
+    """Where replicated lines and kernel tables are read from."""
+
+    BASELINE = 0  # text, rodata and kernel tables on node 0
+    KTR = 1       # per-node copies and per-node kernel tables below the top level
+    STAGE2 = 2    # per-node stage-2 copies; stage-1 kernel tables stay on node 0
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A kernel/user phase mix. Every field is a modelling assumption stated with its
+    rationale in :data:`WORKLOADS`; none is fitted to a claim.
+
+    Parameters
+    ----------
+    name : label
+    kernel_fraction : share of instructions executed in the kernel
+    kernel_entry_insns : instructions of one kernel entry (system call, interrupt)
+    kernel_hot_funcs : distinct kernel functions the workload calls
+    kernel_zipf : Zipf exponent of their popularity
+    user_hot_funcs, user_zipf : the same for user text
+    udata_apki : user data accesses per 1000 user instructions that leave the core's
+        registers and stack (the stack and locals are part of the base CPI)
+    udata_bytes : per-thread user data footprint; ``udata_hot_bytes`` of it gets
+        ``udata_hot_fraction`` of the accesses
+    kdata_apki : kernel data accesses per 1000 kernel instructions, split into rodata
+        (``rodata_fraction``, replicated), image read-write data (``kshared_fraction``,
+        node 0) and per-thread kernel objects (``kdata_bytes``, the thread's home node)
+    """
+
+    name: str
+    kernel_fraction: float
+    kernel_entry_insns: int
+    kernel_hot_funcs: int
+    kernel_zipf: float
+    user_hot_funcs: int
+    user_zipf: float
+    udata_apki: float
+    udata_bytes: int
+    udata_hot_bytes: int
+    udata_hot_fraction: float
+    kdata_apki: float
+    kdata_bytes: int
+    kshared_fraction: float
+    rodata_fraction: float
+    rodata_hot_bytes: int = 512 * KiB
+    kshared_hot_bytes: int = 256 * KiB
+
+    def __post_init__(self):
+        check_float("kernel_fraction", self.kernel_fraction, lo=0.0, hi=0.99)
+        check_int("kernel_entry_insns", self.kernel_entry_insns, lo=16)
+        check_int("kernel_hot_funcs", self.kernel_hot_funcs, lo=1)
+        check_int("user_hot_funcs", self.user_hot_funcs, lo=1)
+        check_float("kernel_zipf", self.kernel_zipf, lo=0.0, hi=4.0)
+        check_float("user_zipf", self.user_zipf, lo=0.0, hi=4.0)
+        check_float("udata_apki", self.udata_apki, lo=0.0, hi=1000.0)
+        check_float("kdata_apki", self.kdata_apki, lo=0.0, hi=1000.0)
+        check_int("udata_bytes", self.udata_bytes, lo=64)
+        check_int("udata_hot_bytes", self.udata_hot_bytes, lo=64, hi=self.udata_bytes)
+        check_float("udata_hot_fraction", self.udata_hot_fraction, lo=0.0, hi=1.0)
+        check_int("kdata_bytes", self.kdata_bytes, lo=64)
+        check_float("kshared_fraction", self.kshared_fraction, lo=0.0, hi=1.0)
+        check_float("rodata_fraction", self.rodata_fraction, lo=0.0,
+                    hi=1.0 - self.kshared_fraction)
+        check_int("rodata_hot_bytes", self.rodata_hot_bytes, lo=64)
+        check_int("kshared_hot_bytes", self.kshared_hot_bytes, lo=64)
+
+    def with_(self, **changes) -> "Workload":
+        from dataclasses import replace
+        return replace(self, **changes)
+
+
+WORKLOADS: dict[str, Workload] = {
+    # OLTP database: syscall- and network-heavy (read/write/poll/futex on every request), a
+    # kernel instruction footprint spread over networking, VFS, block, scheduler and memory
+    # management code. OLTP stalls mostly on instruction misses even with large data sets
+    # ("OLTP in Wonderland", DaMoN 2013; "STEPS", VLDB 2004: a code footprint of hundreds of
+    # KB for the database alone), so data accesses are mostly to a hot set with a cold tail
+    # over a buffer pool far larger than the LLC. The popularity exponents were set once so
+    # that L1 I-cache misses land in the range reported for OLTP (a few tens per 1000
+    # instructions), before any claim was evaluated.
+    "database": Workload("database", kernel_fraction=0.35, kernel_entry_insns=5000,
+                         kernel_hot_funcs=2000, kernel_zipf=1.2, user_hot_funcs=1500,
+                         user_zipf=1.2, udata_apki=30.0, udata_bytes=512 * MiB,
+                         udata_hot_bytes=1 * MiB, udata_hot_fraction=0.9, kdata_apki=30.0,
+                         kdata_bytes=512 * KiB, kshared_fraction=0.1, rodata_fraction=0.15,
+                         rodata_hot_bytes=512 * KiB, kshared_hot_bytes=256 * KiB),
+    # Compute-bound: the kernel runs only for timer ticks and the odd page fault; user code
+    # loops over an L2-sized working set.
+    "compute": Workload("compute", kernel_fraction=0.02, kernel_entry_insns=3000,
+                        kernel_hot_funcs=400, kernel_zipf=1.2, user_hot_funcs=200,
+                        user_zipf=1.2, udata_apki=60.0, udata_bytes=8 * MiB,
+                        udata_hot_bytes=512 * KiB, udata_hot_fraction=0.95, kdata_apki=30.0,
+                        kdata_bytes=128 * KiB, kshared_fraction=0.2, rodata_fraction=0.1,
+                        rodata_hot_bytes=64 * KiB, kshared_hot_bytes=64 * KiB),
+    # Syscall microbenchmark (a getppid/read-of-/dev/zero loop): nearly all time in a short
+    # kernel path of a few dozen functions, which stays in the L1 I-cache.
+    "syscall": Workload("syscall", kernel_fraction=0.8, kernel_entry_insns=400,
+                        kernel_hot_funcs=40,
+                        kernel_zipf=1.0, user_hot_funcs=10, user_zipf=1.0, udata_apki=20.0,
+                        udata_bytes=64 * KiB, udata_hot_bytes=16 * KiB,
+                        udata_hot_fraction=0.9, kdata_apki=30.0, kdata_bytes=16 * KiB,
+                        kshared_fraction=0.2, rodata_fraction=0.1, rodata_hot_bytes=4 * KiB,
+                        kshared_hot_bytes=4 * KiB),
+}
+
+
+@dataclass(frozen=True)
+class TextModel:
+    """Shape of the code images and instruction streams (:func:`kmm.workloads.code_image`,
+    :func:`kmm.workloads.instruction_stream`; their defaults, ``assumed``): function sizes
+    log-normal with ``median_bytes`` and ``sigma``, starts aligned to ``align_bytes``; fetch
+    runs of ``mean_run_insns`` sequential instructions, ``branch_fraction`` of them
+    followed by a branch within the function rather than a call or return."""
+
+    median_bytes: int = 256
+    sigma: float = 1.2
+    align_bytes: int = 16
+    mean_run_insns: float = 6.0
+    branch_fraction: float = 0.7
+    user_text_bytes: int = 16 * MiB
+
+    def __post_init__(self):
+        check_int("median_bytes", self.median_bytes, lo=4)
+        check_float("sigma", self.sigma, lo=0.0, hi=3.0)
+        check_int("align_bytes", self.align_bytes, lo=4)
+        check_float("mean_run_insns", self.mean_run_insns, lo=1.0)
+        check_float("branch_fraction", self.branch_fraction, lo=0.0, hi=1.0)
+        check_int("user_text_bytes", self.user_text_bytes, lo=4096)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The simulated machine: geometry, NUMA nodes and the CPUs simulated per node.
+
+    ``cpus_per_node`` CPUs of a node are simulated, sharing an LLC of ``llc_bytes``. The
+    other cores of the node are not simulated: between two uses of a line shared by every
+    core (text, rodata) the LLC sees the same number of insertions whatever the core count,
+    but the other cores' private footprints also take LLC capacity. ``llc_bytes`` is
+    therefore the capacity left to the simulated cores' lines, between the node's LLC
+    divided by its cores and the whole LLC, and is swept (``assumed``).
+    """
+
+    nodes: int = 2
+    cpus_per_node: int = 2
+    threads_per_cpu: int = 2
+    llc_bytes: int = 8 * MiB
+    granule: str = "4K"
+    va_bits: int = 48
+    linear_map: str = "pte"
+    image: KernelImage = KernelImage()
+
+    def __post_init__(self):
+        check_int("nodes", self.nodes, lo=1, hi=16)
+        check_int("cpus_per_node", self.cpus_per_node, lo=1, hi=16)
+        check_int("threads_per_cpu", self.threads_per_cpu, lo=1, hi=16)
+        check_int("llc_bytes", self.llc_bytes, lo=64 * KiB)
+        if self.linear_map not in ("pte", "block"):
+            raise ConfigError(f"must be 'pte' (rodata=full) or 'block', got "
+                              f"{self.linear_map!r}", "linear_map")
+
+    @property
+    def geometry(self) -> eng.Geometry:
+        return eng.arm64(self.granule, self.va_bits)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Trace length and scheduling of one simulation.
+
+    Each simulated CPU runs ``warmup_per_cpu`` accesses that only warm the TLBs and caches,
+    then ``accesses_per_cpu`` measured ones. A CPU runs time slices of
+    ``slice_instructions``; with probability ``migration`` a slice runs a thread whose home
+    node (where its memory was first touched) is another node: the VA stays, the CPU's
+    caches do not hold its lines. ``exits_per_kinstr`` exits to EL2 per 1000 instructions
+    each fetch ``hyp_text_bytes`` of hypervisor text.
+    """
+
+    accesses_per_cpu: int = 40_000
+    warmup_per_cpu: int = 40_000
+    slice_instructions: int = 50_000
+    migration: float = 0.05
+    exits_per_kinstr: float = 0.0
+    hyp_text_bytes: int = 16 * KiB
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("accesses_per_cpu", self.accesses_per_cpu, lo=1000)
+        check_int("warmup_per_cpu", self.warmup_per_cpu, lo=0)
+        check_int("slice_instructions", self.slice_instructions, lo=1000)
+        check_float("migration", self.migration, lo=0.0, hi=1.0)
+        check_float("exits_per_kinstr", self.exits_per_kinstr, lo=0.0, hi=100.0)
+        check_int("hyp_text_bytes", self.hyp_text_bytes, lo=64)
+        check_int("seed", self.seed, lo=0)
+
+
+class Classes:
+    """Placement classes of lines and tables for ``nodes`` nodes.
+
+    ``0..nodes-1`` a fixed node; ``TEXT`` replicated text and rodata; ``KTABLE`` kernel
+    stage-1 tables that KTR replicates (the top level and the image subtree); ``UTEXT``
+    user text (page cache of the binary, on node 0 where it was first read); ``HYP`` EL2
+    text (one copy, node 0); ``khome(h)``
+    kernel objects of a thread of home ``h`` and ``home(h)`` its page tables (both on that
+    node); ``udata(h, q)`` a user page of a thread of home ``h`` whose interleave node is
+    ``q``.
+    """
+
+    def __init__(self, nodes: int):
+        self.nodes = nodes
+        self.TEXT = nodes
+        self.KTABLE = nodes + 1
+        self.UTEXT = nodes + 2
+        self.HYP = nodes + 3
+        self.count = 4 + 3 * nodes + nodes * nodes
+
+    def home(self, h):
+        return self.nodes + 4 + h
+
+    def khome(self, h):
+        return 2 * self.nodes + 4 + h
+
+    def udata(self, h, q):
+        return 4 + 3 * self.nodes + h * self.nodes + q
+
+    def resolve(self, scheme: Scheme, policy: UserPolicy, cpu_node: int,
+                sim_node: int) -> np.ndarray:
+        """Node each class is read from by a CPU on ``cpu_node``, for counts simulated on
+        ``sim_node``: nodes are statistically interchangeable except for the lines and
+        tables fixed on a node, so ``cpu_node``'s counts are ``sim_node``'s with the two
+        nodes swapped in every home and interleave class (fixed nodes stay)."""
+        n = self.nodes
+        swap = np.arange(n)
+        swap[cpu_node], swap[sim_node] = sim_node, cpu_node
+        policy = UserPolicy(policy)
+        out = np.zeros(self.count, np.int64)
+        out[:n] = np.arange(n)
+        out[self.TEXT] = 0 if scheme == Scheme.BASELINE else cpu_node
+        out[self.KTABLE] = cpu_node if scheme == Scheme.KTR else 0
+        out[self.UTEXT] = 0
+        out[self.HYP] = 0
+        for h in range(n):
+            hh = swap[h]
+            out[self.home(h)] = hh
+            out[self.khome(h)] = hh
+            for q in range(n):
+                out[self.udata(h, q)] = {UserPolicy.LOCAL: hh, UserPolicy.INTERLEAVE: swap[q],
+                                         UserPolicy.REMOTE: (hh + 1) % n,
+                                         UserPolicy.NODE0: 0}[policy]
+        return out
+
+
+# Virtual and physical layout of the simulated host (4 GiB aligned windows, all in node 0's
+# RAM window of the stage-2 map; the node a line is read from is its class, not its PA).
+KERNEL_VA_BASE = 0xFFFF_0000_0000_0000
+LINEAR_VA_BASE = 0xFFFF_4000_0000_0000
+HYP_VA_BASE = 0x0000_2000_0000_0000
+USER_TEXT_VA = 0x0000_0000_0040_0000
+USER_DATA_VA = 0x0000_1000_0000_0000
+KDATA_PA = 8 * GiB
+UTEXT_PA = 16 * GiB
+UDATA_PA = 32 * GiB
+HYP_PA = 4 * GiB
+SLOT_SPAN_BYTES = 4 * GiB
+
+
+@dataclass(frozen=True)
+class Stage2Setup:
+    """What a stage-2 run needs from :mod:`kmm.mech.pkvm`: the stage-2 geometry, the leaf
+    level that maps pages holding stage-1 tables, ``leaf(pa, node) -> (level, cont)``
+    giving each access's stage-2 leaf as seen from a CPU on ``node``, and optionally
+    ``path(config)``, a path whose ``run`` also takes ``el2`` (the accesses made at EL2,
+    which translate in their own regime) instead of :class:`kmm.walk.Path`."""
+
+    geometry: eng.Geometry
+    table_leaf_level: int
+    leaf: object
+    path: object = None
+
+
+@dataclass
+class HostCounts:
+    """Measured counts of one simulated node (after warm-up).
+
+    ``mem[source, cpu_node, class]`` memory reads, ``served[source, level]`` the level that
+    supplied each access, ``l2_tlb_hits``, ``walks``, ``walk_refs``, ``instructions`` (16
+    per fetched line of kernel and user text), ``hyp_lines`` and ``exits``. Every node of
+    the machine is charged from these counts (:meth:`Classes.resolve`).
+    """
+
+    nodes: int
+    sim_node: int
+    classes: Classes
+    mem: np.ndarray
+    served: np.ndarray
+    l2_tlb_hits: int
+    walks: int
+    walk_refs: int
+    instructions: int
+    hyp_lines: int
+    exits: int
+    tlb_misses: int = 0
+    ifetch_tlb_misses: int = 0
+
+
+def _path_arrays(tr: HostTrace, m: Machine, cls: Classes, image_pt: PageTable,
+                 levels: int, slots_per_node: int):
+    """Per-access leaf levels, contiguous bits, global flags, ASIDs, line classes and
+    table classes (one column per walk level, top first)."""
+    g = m.geometry
+    n = tr.va.size
+    reg = tr.region
+    leaf = np.full(n, 3, np.int8)
+    cont = np.zeros(n, bool)
+    img = (reg == Region.KTEXT) | (reg == Region.KRODATA) | (reg == Region.KSHARED)
+    off = (tr.va[img] - np.uint64(KERNEL_VA_BASE)).astype(np.int64)
+    _pa, lv, ct, _perm, _nid = image_pt.translate_many(off)
+    if (lv < -1).any():
+        raise ConfigError("a kernel image access falls outside the image mapping", "trace")
+    leaf[img] = lv
+    cont[img] = ct.astype(bool)
+    if m.linear_map == "block":
+        leaf[reg == Region.KDATA] = min(g.block_bytes)
+    leaf[reg == Region.HYP] = max(g.block_bytes)
+    glob = (reg != Region.UTEXT) & (reg != Region.UDATA)
+    asid = np.where(glob, 0, 1).astype(np.int32)
+    home = tr.slot.astype(np.int64) // slots_per_node
+    node = np.zeros(n, np.int32)
+    node[(reg == Region.KTEXT) | (reg == Region.KRODATA)] = cls.TEXT
+    node[reg == Region.UTEXT] = cls.UTEXT
+    node[reg == Region.HYP] = cls.HYP
+    kd = reg == Region.KDATA
+    node[kd] = cls.khome(home[kd])
+    ud = reg == Region.UDATA
+    node[ud] = cls.udata(home[ud], tr.q[ud].astype(np.int64))
+    tn = np.zeros((n, levels), np.int32)
+    tn[img, :] = cls.KTABLE
+    tn[kd, 0] = cls.KTABLE
+    user = (reg == Region.UTEXT) | ud
+    tn[user, :] = cls.home(home[user])[:, None]
+    return leaf, cont, glob, asid, node, tn
+
+
+def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setup | None = None,
+                  model: TextModel = TextModel(), sim_node: int | None = None) -> HostCounts:
+    """Run a workload through the full path (:class:`kmm.walk.Path`) on one node's CPUs.
+
+    The node (node 1 by default, node 0 on a one-node machine) has ``m.cpus_per_node``
+    CPUs with Neoverse N1 TLBs and private caches (:meth:`kmm.tlb.TLBConfig.neoverse_n1`,
+    :class:`kmm.cache.CacheConfig`) sharing an LLC of ``m.llc_bytes``. Stage-1 tables are
+    read from the node their placement class resolves to (``TableNode.GIVEN``); under
+    ``stage2`` every walk is 2D and the node walks its own stage-2 tables (class
+    ``khome(node)``, which resolves to the node of whichever CPU is charged).
+    """
+    g = m.geometry
+    cls = Classes(m.nodes)
+    k = (1 if m.nodes > 1 else 0) if sim_node is None else check_int(
+        "sim_node", sim_node, lo=0, hi=m.nodes - 1)
+    layout = text_layout(w, m, model, run.seed)
+    image_pt, _ = build_kernel_tables(m.image, g, 1)
+    slots_per_node = m.cpus_per_node * m.threads_per_cpu
+    geoms = (g,) if stage2 is None else (g, stage2.geometry)
+    levels = max(x.levels for x in geoms)
+    tlb = eng.TLBConfig.neoverse_n1(cpus=m.cpus_per_node, seed=run.seed).with_geometry(*geoms)
+    caches = eng.CacheConfig(llc=eng.CacheLevelConfig(m.llc_bytes, 16), cpus=m.cpus_per_node,
+                         seed=run.seed)
+    traces = [generate_cpu_trace(w, m, run, layout, k, c, run.seed, model)
+              for c in range(m.cpus_per_node)]
+    tr, cpu = _interleave(traces)
+    leaf, cont, glob, asid, node, tn = _path_arrays(tr, m, cls, image_pt, levels,
+                                                    slots_per_node)
+    kw = dict(kind=tr.kind, pa=tr.pa, leaf_level=leaf, cont=cont, asid=asid, cpu=cpu,
+              global_=glob, node=node, table_nid=tn)
+    common = dict(tlb=tlb, caches=caches, stage1=g, nodes=cls.count,
+                  cpu_nid=(k,) * m.cpus_per_node, table_node=eng.TableNode.GIVEN)
+    if stage2 is None:
+        cfg = eng.PathConfig(**common)
+    else:
+        l2, c2 = stage2.leaf(tr.pa, k)
+        kw.update(s2_leaf_level=l2, s2_cont=c2)
+        # every node walks its own table set: a class that resolves to the charged CPU's
+        # node (a fixed node id would charge the other nodes' CPUs a remote read)
+        cfg = eng.PathConfig(**common, stage2=stage2.geometry,
+                               s2_table_node=eng.TableNode.FIXED,
+                               s2_table_fixed_nid=cls.khome(k),
+                               s2_table_leaf_level=stage2.table_leaf_level)
+    if stage2 is not None and stage2.path is not None:
+        kw["el2"] = tr.region == Region.HYP
+        path = stage2.path(cfg)
+    else:
+        path = eng.Path(cfg)
+    split = run.warmup_per_cpu * m.cpus_per_node
+    before = None
+    for h in (slice(0, split), slice(split, tr.va.size)):
+        if h.stop <= h.start:
+            continue
+        args = {key: v[h] for key, v in kw.items()}
+        r = path.run(tr.va[h], **args)
+        if h.start == 0:
+            before = r
+    if before is None:
+        zero = np.zeros_like
+        mem0, served0, t0, w0 = zero(r.mem_reads), zero(r.served), r.tlb - r.tlb, r.walk - r.walk
+    else:
+        mem0, served0, t0, w0 = before.mem_reads, before.served, before.tlb, before.walk
+    tlbd = r.tlb - t0
+    walkd = r.walk - w0
+    meas = slice(split, tr.va.size)
+    rk, kd = tr.region[meas], tr.kind[meas]
+    fetch = kd == 2
+    hyp = fetch & (rk == Region.HYP)
+    return HostCounts(
+        nodes=m.nodes, sim_node=k, classes=cls, mem=r.mem_reads - mem0,
+        served=r.served - served0, l2_tlb_hits=int(tlbd.l2_hits), walks=int(walkd.walks),
+        walk_refs=int(walkd.refs),
+        instructions=int(tr.insns[meas][fetch & (rk != Region.HYP)].sum()),
+        hyp_lines=int(hyp.sum()),
+        exits=int(tr.insns[meas][hyp].sum()) // max(1, -(-run.hyp_text_bytes // 4)),
+        tlb_misses=int(tlbd.misses), ifetch_tlb_misses=int(tlbd.l1i_misses))
+
+
+def pool(counts: list[HostCounts]) -> HostCounts:
+    """Counts of several independent runs of one configuration (different seeds) added
+    together, as one longer run drawn from every seed."""
+    if not counts:
+        raise ConfigError("needs at least one run", "counts")
+    c0 = counts[0]
+    if any(c.nodes != c0.nodes or c.sim_node != c0.sim_node for c in counts):
+        raise ConfigError("runs of different machines cannot be pooled", "counts")
+    return HostCounts(
+        nodes=c0.nodes, sim_node=c0.sim_node, classes=c0.classes,
+        mem=sum(c.mem for c in counts), served=sum(c.served for c in counts),
+        l2_tlb_hits=sum(c.l2_tlb_hits for c in counts), walks=sum(c.walks for c in counts),
+        walk_refs=sum(c.walk_refs for c in counts),
+        instructions=sum(c.instructions for c in counts),
+        hyp_lines=sum(c.hyp_lines for c in counts), exits=sum(c.exits for c in counts),
+        tlb_misses=sum(c.tlb_misses for c in counts),
+        ifetch_tlb_misses=sum(c.ifetch_tlb_misses for c in counts))
+
+
+def simulate_seeds(w: Workload, m: Machine, run: RunConfig, seeds, **kw) -> HostCounts:
+    """:func:`simulate_host` once per seed (each draws its own text layout, hot sets and
+    schedule), pooled (:func:`pool`): the hot-function draw moves a single run's result."""
+    from dataclasses import replace
+    return pool([simulate_host(w, m, replace(run, seed=int(sd)), **kw) for sd in seeds])
+
+
+@dataclass(frozen=True)
+class HostCosts:
+    """Cost parameters that turn counts into time (see the params file for sources).
+
+    ``stall_*`` is the share of a miss's latency the core does not hide: instruction
+    fetch misses stall the front end once fetch-ahead runs dry, data misses overlap with
+    each other (memory-level parallelism), walks are dependent reads.
+    """
+
+    local_ns: float = 81.0
+    cpu_ghz: float = 2.5
+    cpi_base: float = 1.0
+    l2_cycles: float = 11.0
+    llc_ns: float = 30.0
+    l2_tlb_cycles: float = 5.0
+    stall_ifetch: float = 0.7
+    stall_data: float = 0.4
+    stall_walk: float = 1.0
+
+    def __post_init__(self):
+        for f in ("local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles"):
+            check_float(f, getattr(self, f), lo=0.0)
+        for f in ("stall_ifetch", "stall_data", "stall_walk"):
+            check_float(f, getattr(self, f), lo=0.0, hi=1.0)
+
+    def stall(self) -> np.ndarray:
+        return np.array([self.stall_ifetch, self.stall_data, self.stall_walk])
+
+
+def node_times_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+                  costs: HostCosts = HostCosts()) -> np.ndarray:
+    """Time (ns) of each node's share of the work: base CPI, stalls on L2 and LLC hits and
+    on memory reads charged at ``latency_ns[cpu node, node of the line's class]``, and L2
+    TLB hits. Every node runs the simulated node's work."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    if lat.shape != (c.nodes, c.nodes):
+        raise ConfigError(f"needs a {c.nodes}x{c.nodes} latency matrix, got {lat.shape}",
+                          "latency_ns")
+    st = costs.stall()
+    hit = np.array([0.0, costs.l2_cycles / costs.cpu_ghz, costs.llc_ns, 0.0])
+    fixed = (c.instructions * costs.cpi_base / costs.cpu_ghz
+             + float(st @ (c.served.astype(np.float64) @ hit))
+             + c.l2_tlb_hits * costs.l2_tlb_cycles / costs.cpu_ghz)
+    reads = c.mem[:, c.sim_node, :].astype(np.float64)  # [source, class]
+    out = np.empty(c.nodes)
+    for k in range(c.nodes):
+        where = c.classes.resolve(scheme, policy, k, c.sim_node)
+        out[k] = fixed + float(st @ (reads @ lat[k, where]))
+    return out
+
+
+def system_time_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+                   costs: HostCosts = HostCosts()) -> float:
+    """Time of the whole machine's work; every scheme runs the same instructions, so time
+    ratios are throughput ratios."""
+    return float(node_times_ns(c, latency_ns, scheme, policy, costs).sum())
+
+
+
+def time_breakdown(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+                   costs: HostCosts = HostCosts()) -> dict[str, float]:
+    """The machine's time (ns) split into base CPI, cache hits, TLB hits and memory reads
+    by what was read: replicated lines (text and rodata), the kernel tables KTR replicates,
+    other kernel lines and tables, user text, user data and its tables."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    st = costs.stall()
+    cls = c.classes
+    hit = np.array([0.0, costs.l2_cycles / costs.cpu_ghz, costs.llc_ns, 0.0])
+    n = c.nodes
+    out = {"base_ns": n * c.instructions * costs.cpi_base / costs.cpu_ghz,
+           "cache_hits_ns": n * float(st @ (c.served.astype(np.float64) @ hit)),
+           "tlb_hits_ns": n * c.l2_tlb_hits * costs.l2_tlb_cycles / costs.cpu_ghz}
+    groups = {"mem_replicated_ns": [cls.TEXT], "mem_kernel_tables_ns": [cls.KTABLE],
+              "mem_kernel_other_ns": list(range(n)) + [cls.khome(h) for h in range(n)],
+              "mem_user_text_ns": [cls.UTEXT],
+              "mem_hyp_ns": [cls.HYP],
+              "mem_user_data_ns": [cls.home(h) for h in range(n)]
+              + [cls.udata(h, q) for h in range(n) for q in range(n)]}
+    reads = c.mem[:, c.sim_node, :].astype(np.float64)
+    for name, idx in groups.items():
+        tot = 0.0
+        for k in range(n):
+            where = cls.resolve(scheme, policy, k, c.sim_node)
+            tot += float(st @ (reads[:, idx] @ lat[k, where[idx]]))
+        out[name] = tot
+    return out
+
+
+def source_times_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+                    costs: HostCosts = HostCosts()) -> dict[str, float]:
+    """Stall time of the whole machine by source (instruction fetch, data, walk) and of L2
+    TLB hits, without the base CPI."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    st = costs.stall()
+    hit = np.array([0.0, costs.l2_cycles / costs.cpu_ghz, costs.llc_ns, 0.0])
+    reads = c.mem[:, c.sim_node, :].astype(np.float64)
+    per_src = c.nodes * st * (c.served.astype(np.float64) @ hit)
+    for k in range(c.nodes):
+        where = c.classes.resolve(scheme, policy, k, c.sim_node)
+        per_src = per_src + st * (reads @ lat[k, where])
+    return {"ifetch_ns": float(per_src[0]), "data_ns": float(per_src[1]),
+            "walk_ns": float(per_src[2]),
+            "tlb_hits_ns": c.nodes * c.l2_tlb_hits * costs.l2_tlb_cycles / costs.cpu_ghz}
+
+
+def class_memory_ns(c: HostCounts, latency_ns, cls_index: int, scheme: Scheme,
+                    policy: UserPolicy, costs: HostCosts = HostCosts(),
+                    source: int = 0) -> np.ndarray:
+    """Per node: stall time of memory reads of one class from one source (default
+    instruction fetches)."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    n_reads = float(c.mem[source, c.sim_node, cls_index])
+    st = costs.stall()[source]
+    return np.array([st * n_reads * lat[k, c.classes.resolve(scheme, policy, k,
+                                                              c.sim_node)[cls_index]]
+                     for k in range(c.nodes)])
+
+
+# Imported last: these modules build on the definitions above.
+from .workload import _interleave, generate_cpu_trace, HostTrace, text_layout

@@ -1,0 +1,69 @@
+"""arm64 kernel text replication (KTR): per-node copies of kernel text and rodata.
+
+The design modelled is the "arm64 kernel text replication" RFC (2023): the kernel image is
+placed in a VA range covered by one top-level (level 0 with 4K/48-bit) kernel table entry
+that no other mapping shares; every node gets its own top-level kernel table whose entry for
+that range points to node-local lower tables mapping a node-local copy of text and rodata,
+while read-write data (and every other top-level entry) stays shared. A CPU translates the
+same kernel VA through its node's top-level table, so a migrated thread keeps its VA and
+fetches from the new node's copy.
+
+The module holds three parts:
+
+- memory (claim K5): bytes of the copies plus the per-node tables, counted from page tables
+  built with :mod:`kmm.pagetable` (``PageTable.replicate``) and, independently, by window
+  arithmetic on the image layout (:func:`replication_bytes_formula`);
+- text patching (claim K4): ``aarch64_insn_patch_text_nosync`` writes each instruction
+  through the ``FIX_TEXT_POKE0`` fixmap slot and cleans/invalidates it to the point of
+  unification (arch/arm64/kernel/patching.c); with replication every copy gets the write
+  and the cache maintenance; ``aarch64_insn_patch_text`` does it inside ``stop_machine``
+  so every online CPU waits for the whole patch;
+- performance (claims K1-K3): kernel/user phase mixes (:data:`WORKLOADS`) whose text comes
+  from :func:`kmm.workloads.code_image`/``instruction_stream``, run through the full path
+  (:class:`kmm.walk.Path`: TLBs, walks, caches, NUMA memory) on one node's CPUs; every line
+  carries a placement class (:class:`Classes`) resolved to a node only when counts are
+  charged, so one run gives the baseline, KTR and stage-2 replication under every user
+  placement, and every node's time (nodes are interchangeable but for what is fixed on
+  node 0). Time is a formula over the counts (:func:`node_times_ns`).
+
+Sources
+-------
+- Kernel image size: ``size`` of an arm64 defconfig vmlinux built with clang, LKML
+  2021-02 (Arnd Bergmann, "arm64: enable HAVE_LD_DEAD_CODE_DATA_ELIMINATION"): text
+  16,570,322 B, data 10,998,617 B, bss 506,468 B. arm64 links ``.rodata`` as a writable
+  output section (it holds ``.data..ro_after_init``), so ``size`` counts it under *data*;
+  the text/rodata split of that build is not published and rodata is an ``assumed``
+  parameter (:class:`KernelImage`).
+- Segment alignment: arch/arm64/kernel/vmlinux.lds.S ``SEGMENT_ALIGN`` (64 KiB); segments
+  mapped separately by arch/arm64/mm/mmu.c ``map_kernel_segment`` with blocks and
+  contiguous ranges where aligned.
+- Top-level table smaller than a page: arch/arm64/mm/pgd.c ``pgd_alloc`` (a ``pgd_cache``
+  object of ``PGD_SIZE`` when ``PGD_SIZE < PAGE_SIZE``).
+"""
+from ..host.model import (build_kernel_tables, class_memory_ns, Classes, DEFCONFIG_SIZE_BSS_BYTES,
+    DEFCONFIG_SIZE_DATA_BYTES, DEFCONFIG_SIZE_TEXT_BYTES, GiB, HostCosts, HostCounts, HYP_PA,
+    HYP_VA_BASE, ImagePlacement, KDATA_PA, KERNEL_VA_BASE, KernelImage, KiB, LINEAR_VA_BASE,
+    Machine, MiB, node_times_ns, patch_machine_ns, patch_overhead_fraction, patch_window_ns,
+    PatchCost, PatchSync, pool, Region, RunConfig, Scheme, SEGMENT_ALIGN_BYTES, simulate_host,
+    simulate_seeds, SLOT_SPAN_BYTES, source_times_ns, Stage2Setup, system_time_ns, TextModel,
+    time_breakdown, UDATA_PA, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
+    WORKLOADS)
+from ..host.workload import (_interleave, generate_cpu_trace, HostTrace, text_layout, TextLayout)
+from .model import (break_even_patch_rate, image_subtree_tables, replication_bytes_formula,
+    replication_bytes_model)
+from .study import (breakdown_frame, CHARTS, check_params, DEFAULTS, evidence, frame, STUDY, claim_values, gain, gain_frame, host_costs, image_of,
+    k1_sweep, machine_of, memory_frame, migration_frame, most_influential, NOTEBOOK_KEYS,
+    params_from, patch_cost_of, patch_frame, results_frame, run_of, simulate_all, sweep_frame,
+    tornado_frame, user_numa_frame, workloads_frame)
+
+__all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_bytes_model",
+           "replication_bytes_formula", "image_subtree_tables", "PatchSync", "PatchCost",
+           "patch_window_ns", "patch_machine_ns", "patch_overhead_fraction",
+           "break_even_patch_rate", "SEGMENT_ALIGN_BYTES", "Region", "UserPolicy", "Scheme",
+           "Workload", "WORKLOADS", "TextModel", "Machine", "RunConfig", "Classes", "HostTrace",
+           "TextLayout", "text_layout", "generate_cpu_trace", "Stage2Setup", "HostCounts",
+           "simulate_host", "HostCosts", "node_times_ns", "system_time_ns", "time_breakdown",
+           "source_times_ns", "class_memory_ns", "params_from", "pool", "simulate_seeds",
+           "simulate_all", "gain", "gain_frame", "user_numa_frame", "k1_sweep", "memory_frame",
+           "patch_frame", "claim_values", "results_frame", "workloads_frame", "breakdown_frame",
+           "migration_frame", "sweep_frame", "tornado_frame", "STUDY"]

@@ -1,0 +1,500 @@
+"""ktr: the study: parameters, evidence per claim, frames.
+
+Part of :mod:`kmm.mech.ktr`."""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import engine as eng
+from ...errors import ConfigError
+from ..host.model import (HostCosts, HostCounts, KernelImage, Machine, MiB, patch_machine_ns,
+    patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
+    simulate_seeds, system_time_ns, time_breakdown, UserPolicy, WORKLOADS)
+from ...suite.study import cached, evidence_from, most_influential, Study
+from .model import break_even_patch_rate, replication_bytes_formula, replication_bytes_model
+
+# ---- the study: the notebook passes its parameters cell (``STUDY.params(globals())``) and
+# everything it shows is computed here.
+
+#: The notebook's parameters with their small defaults (the cell repeats them).
+DEFAULTS: dict = {"seed": 1, "seeds": [1], "workloads": ["database", "compute", "syscall"],
+    "k1_workload": "database", "node_counts": [2, 4], "ratios": [1.0, 1.5, 2.0, 3.0, 4.0],
+    "remote_ratio": 2.2, "k1_ratios": [1.69, 3.0], "local_ns": 117.0, "cpu_ghz": 2.5,
+    "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "stall_ifetch": 0.7,
+    "stall_data": 0.4, "stall_walk": 1.0, "stall_ifetch_range": [0.4, 1.0],
+    "stall_data_range": [0.2, 0.6], "llc_bytes": 8388608, "llc_sweep_bytes": [8388608],
+    "kernel_fraction_sweep": [0.35], "migration": 0.05, "migration_sweep": [0.05],
+    "cpus_per_node": 2, "cores_per_node": 32, "accesses_per_cpu": 15000, "warmup_per_cpu": 15000,
+    "baseline_user_policy": "interleave", "text_bytes": 16570322, "rodata_bytes": 6291456,
+    "rodata_range_bytes": [4194304, 10485760],
+    "geometries": ["4K/48", "16K/47", "64K/42", "64K/48"], "patch_sites": 8, "fixmap_ns": 300.0,
+    "cmo_ns": 500.0, "sync_ns": 5000.0, "patch_sync": "stop_machine", "patches_per_s": 1.0,
+    "patch_rates": [0.1, 10.0, 1000.0, 100000.0], "cpi_base_range": [0.6, 1.5],
+    "llc_ns_range": [20.0, 45.0], "l2_tlb_cycles_range": [3.0, 8.0],
+    "stall_walk_range": [0.6, 1.0], "cpu_ghz_range": [2.0, 3.0]}
+
+NOTEBOOK_KEYS = tuple(DEFAULTS)
+
+_POLICY = {"local": UserPolicy.LOCAL, "interleave": UserPolicy.INTERLEAVE,
+           "remote": UserPolicy.REMOTE, "node0": UserPolicy.NODE0}
+
+
+def check_params(p: dict) -> dict:
+    """The rules beyond types: known policy and workloads, and the claims' 2-node machine."""
+    if p["baseline_user_policy"] not in _POLICY:
+        raise ConfigError(f"must be one of {', '.join(_POLICY)}", "baseline_user_policy")
+    if p["k1_workload"] not in WORKLOADS or any(w not in WORKLOADS for w in p["workloads"]):
+        raise ConfigError(f"workloads are {', '.join(WORKLOADS)}", "workloads")
+    if 2 not in p["node_counts"]:
+        raise ConfigError("node_counts must include 2 (the claims' machine)", "node_counts")
+    return p
+
+
+def params_from(ns: dict) -> dict:
+    """The notebook's parameters from ``ns`` (its globals): :meth:`STUDY.params`."""
+    return STUDY.params(ns)
+
+
+def host_costs(p: dict, **over) -> HostCosts:
+    keys = ("local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles",
+            "stall_ifetch", "stall_data", "stall_walk")
+    return HostCosts(**{k: float(over.get(k, p[k])) for k in keys})
+
+
+def image_of(p: dict) -> KernelImage:
+    return KernelImage(text_bytes=p["text_bytes"], rodata_bytes=p["rodata_bytes"])
+
+
+def machine_of(p: dict, nodes: int = 2, llc_bytes: int | None = None) -> Machine:
+    return Machine(nodes=nodes, cpus_per_node=p["cpus_per_node"],
+                   llc_bytes=p["llc_bytes"] if llc_bytes is None else llc_bytes,
+                   image=image_of(p))
+
+
+def run_of(p: dict, migration: float | None = None) -> RunConfig:
+    return RunConfig(accesses_per_cpu=p["accesses_per_cpu"], warmup_per_cpu=p["warmup_per_cpu"],
+                     migration=p["migration"] if migration is None else migration,
+                     seed=p["seed"])
+
+
+def patch_cost_of(p: dict) -> PatchCost:
+    sync = {"stop_machine": PatchSync.STOP_MACHINE, "nosync": PatchSync.NOSYNC}[p["patch_sync"]]
+    return PatchCost(sites=p["patch_sites"], fixmap_ns=p["fixmap_ns"], cmo_ns=p["cmo_ns"],
+                     sync_ns=p["sync_ns"], sync=sync)
+
+
+@cached()
+def simulate_all(p: dict) -> dict:
+    """Every simulation the notebook charges, each pooled over ``seeds``: the workloads on
+    2 nodes, the K1 workload on every node count, over the LLC and kernel-fraction sweep
+    and the migration sweep. Keys: ``("workload", name)``, ``("nodes", n)``, ``("sweep",
+    llc_bytes, kernel_fraction)``, ``("migration", m)``."""
+    runs = {}
+    base_w = WORKLOADS[p["k1_workload"]]
+    seeds = p["seeds"]
+
+    def sim(w, mach, run):
+        return simulate_seeds(w, mach, run, seeds)
+
+    for name in p["workloads"]:
+        runs[("workload", name)] = sim(WORKLOADS[name], machine_of(p), run_of(p))
+    db = runs.get(("workload", p["k1_workload"])) or sim(base_w, machine_of(p), run_of(p))
+    for n in p["node_counts"]:
+        runs[("nodes", n)] = db if n == 2 else sim(base_w, machine_of(p, n), run_of(p))
+    for llc in p["llc_sweep_bytes"]:
+        for kf in p["kernel_fraction_sweep"]:
+            same = llc == p["llc_bytes"] and kf == base_w.kernel_fraction
+            runs[("sweep", llc, kf)] = db if same else sim(
+                base_w.with_(kernel_fraction=kf), machine_of(p, 2, llc), run_of(p))
+    for mg in p["migration_sweep"]:
+        runs[("migration", mg)] = db if mg == p["migration"] else sim(
+            base_w, machine_of(p), run_of(p, mg))
+    return runs
+
+
+def _latency(nodes: int, local_ns: float, ratio: float) -> np.ndarray:
+    return np.asarray(eng.generic(nodes, local_ns, ratio).latency_ns)
+
+
+def gain(c: HostCounts, p: dict, ratio: float, *, base_policy: UserPolicy,
+         new_policy: UserPolicy, scheme: Scheme = Scheme.KTR, costs: HostCosts | None = None,
+         patches_per_s: float | None = None) -> float:
+    """Throughput gain of ``scheme`` with user data under ``new_policy`` over the baseline
+    (no replication, user data under ``base_policy``) for the same work, at a flat
+    remote/local ``ratio``. Both sides pay their patching at ``patches_per_s``: one copy
+    without replication, one per node with it (:func:`patch_overhead_fraction`)."""
+    from ... import metrics
+    costs = costs or host_costs(p)
+    lat = _latency(c.nodes, costs.local_ns, ratio)
+    t_base = system_time_ns(c, lat, Scheme.BASELINE, base_policy, costs)
+    t_new = system_time_ns(c, lat, scheme, new_policy, costs)
+    rate = p["patches_per_s"] if patches_per_s is None else patches_per_s
+    topo = eng.generic(c.nodes, costs.local_ns, ratio, cpus_per_node=p["cores_per_node"])
+    cost = patch_cost_of(p)
+    f_base = patch_overhead_fraction(topo, 1, rate, cost)
+    f_new = patch_overhead_fraction(topo, c.nodes if scheme == Scheme.KTR else 1, rate, cost)
+    return metrics.gain(t_base / (1.0 - f_base), t_new / (1.0 - f_new))
+
+
+def _rows(scenario, params, seed, metrics_):
+    from ... import results
+    return results.rows_for(scenario, params, seed, metrics_)
+
+
+def gain_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """KTR's gain against the ratio: per workload on 2 nodes, and per node count for the K1
+    workload (user data under the baseline policy on both sides)."""
+    import polars as pl
+    bp = _POLICY[p["baseline_user_policy"]]
+    rows = []
+    for name in p["workloads"]:
+        for r in p["ratios"]:
+            rows.append({"workload": name, "nodes": 2, "ratio": float(r),
+                         "gain": gain(runs[("workload", name)], p, r, base_policy=bp,
+                                      new_policy=bp)})
+    for n in p["node_counts"]:
+        if n == 2:
+            continue
+        for r in p["ratios"]:
+            rows.append({"workload": p["k1_workload"], "nodes": n, "ratio": float(r),
+                         "gain": gain(runs[("nodes", n)], p, r, base_policy=bp, new_policy=bp)})
+    return pl.DataFrame(rows)
+
+
+def user_numa_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """The K1 workload on every node count: KTR with user data made local, against
+    baselines with user data local, interleaved, on the next node or all on node 0."""
+    import polars as pl
+    rows = []
+    for n in p["node_counts"]:
+        c = runs[("nodes", n)]
+        for bname, bp in _POLICY.items():
+            for r in p["ratios"]:
+                rows.append({"nodes": n, "baseline_user": bname, "ratio": float(r),
+                             "ktr_only": gain(c, p, r, base_policy=bp, new_policy=bp),
+                             "ktr_local_user": gain(c, p, r, base_policy=bp,
+                                                    new_policy=UserPolicy.LOCAL),
+                             "local_user_only": gain(c, p, r, base_policy=bp,
+                                                     new_policy=UserPolicy.LOCAL,
+                                                     scheme=Scheme.BASELINE)})
+    return pl.DataFrame(rows)
+
+
+def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
+    """The joint sweep of the ``assumed`` parameters the K1 (``combined``: K2) value depends
+    on: LLC capacity and kernel share (simulated), instruction-fetch and data stall shares
+    (charged) and the sourced range of cross-socket ratios."""
+    bp = _POLICY[p["baseline_user_policy"]]
+    newp = UserPolicy.LOCAL if combined else bp
+    out = []
+    lo_i, hi_i = p["stall_ifetch_range"]
+    lo_d, hi_d = p["stall_data_range"]
+    for llc in p["llc_sweep_bytes"]:
+        for kf in p["kernel_fraction_sweep"]:
+            c = runs[("sweep", llc, kf)]
+            for si in sorted({lo_i, p["stall_ifetch"], hi_i}):
+                for sd in sorted({lo_d, p["stall_data"], hi_d}):
+                    costs = host_costs(p, stall_ifetch=si, stall_data=sd)
+                    for r in p["k1_ratios"]:
+                        out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf,
+                                               "stall_ifetch": si, "stall_data": sd,
+                                               "remote_ratio": float(r)},
+                                    "value": gain(c, p, r, base_policy=bp, new_policy=newp,
+                                                  costs=costs)})
+    return out
+
+
+def memory_frame(p: dict) -> "pl.DataFrame":
+    """K5: bytes replication adds per node count and geometry, counted from the tables
+    built and by the closed form, and its spread over the ``assumed`` rodata size."""
+    import polars as pl
+    rows = []
+    for spec in p["geometries"]:
+        gran, va = spec.split("/")
+        g = eng.arm64(gran, int(va))
+        for rodata in sorted({p["rodata_range_bytes"][0], p["rodata_bytes"],
+                              p["rodata_range_bytes"][1]}):
+            img = KernelImage(text_bytes=p["text_bytes"], rodata_bytes=rodata)
+            for n in (1, 2, 4, 8):
+                mb = replication_bytes_model(img, g, n)
+                fb = replication_bytes_formula(img, g, n)
+                rows.append({"geometry": spec, "rodata_bytes": rodata, "nodes": n,
+                             "copy_bytes": mb["copy_bytes"], "table_bytes": mb["table_bytes"],
+                             "model_bytes": mb["total_bytes"], "formula_bytes": fb["total_bytes"],
+                             "top_table_bytes": g.top_table_bytes})
+    return pl.DataFrame(rows)
+
+
+def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
+    """K4: the patching CPU's time per patch and the machine's, against the node count
+    (one copy per node, ``cores_per_node`` cores each) for both synchronisations; and the
+    share of machine time spent patching against the patch rate, with and without
+    replication, over the ``assumed`` per-write costs."""
+    import polars as pl
+    cost = patch_cost_of(p)
+    rows = []
+    for n in (1, 2, 4, 8):
+        topo = eng.generic(n, p["local_ns"], p["remote_ratio"], cpus_per_node=p["cores_per_node"])
+        for sync in (PatchSync.STOP_MACHINE, PatchSync.NOSYNC):
+            c = PatchCost(cost.sites, cost.fixmap_ns, cost.cmo_ns, cost.sync_ns, sync)
+            rows.append({"nodes": n, "sync": sync.name.lower(),
+                         "patch_ns": patch_window_ns(topo, n, c),
+                         "machine_ns": patch_machine_ns(topo, n, c)})
+    by_nodes = pl.DataFrame(rows)
+    rows = []
+    for n in p["node_counts"]:
+        topo = eng.generic(n, p["local_ns"], p["remote_ratio"], cpus_per_node=p["cores_per_node"])
+        for scale, label in ((0.25, "costs x0.25"), (1.0, "costs as set"), (4.0, "costs x4")):
+            c = PatchCost(cost.sites, cost.fixmap_ns * scale, cost.cmo_ns * scale,
+                          cost.sync_ns * scale, cost.sync)
+            for rate in p["patch_rates"]:
+                rows.append({"nodes": n, "costs": label, "rate_per_s": float(rate),
+                             "extra_fraction": patch_overhead_fraction(topo, n, rate, c)
+                             - patch_overhead_fraction(topo, 1, rate, c)})
+    return by_nodes, pl.DataFrame(rows)
+
+
+def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame",
+                 patches: "pl.DataFrame") -> dict[str, dict]:
+    """Values, units, sweeps and one-sentence explanations of K1-K5 at these parameters."""
+    bp = _POLICY[p["baseline_user_policy"]]
+    db = runs[("nodes", 2)]
+    costs = host_costs(p)
+    r0 = p["remote_ratio"]
+    lat = _latency(2, costs.local_ns, r0)
+    out = {}
+    # K1
+    k1 = gain(db, p, r0, base_policy=bp, new_policy=bp)
+    sw1 = k1_sweep(p, runs)
+    vals = [s["value"] for s in sw1]
+    br = time_breakdown(db, lat, Scheme.BASELINE, bp, costs)
+    share = br["mem_replicated_ns"] / sum(br.values())
+    out["K1"] = {"value": k1, "unit": "fraction", "sweep": sw1,
+                 "explanation": (
+                     f"On 2 nodes at a {r0:g}x remote/local ratio the {p['k1_workload']} mix "
+                     f"gains {k1:+.1%} because only the replicated lines (text, rodata) that "
+                     f"miss every cache and are fetched across the socket get cheaper, and "
+                     f"they are {share:.1%} of the baseline's time; over the joint sweep of "
+                     f"LLC capacity, kernel share, stall shares and the published ratios the "
+                     f"gain spans {min(vals):+.1%} to {max(vals):+.1%}, moved most by "
+                     f"{most_influential(sw1)}.")}
+    # K2
+    k2 = gain(db, p, r0, base_policy=bp, new_policy=UserPolicy.LOCAL)
+    k2_user = gain(db, p, r0, base_policy=bp, new_policy=UserPolicy.LOCAL,
+                   scheme=Scheme.BASELINE)
+    sw2 = k1_sweep(p, runs, combined=True)
+    v2 = [s["value"] for s in sw2]
+    best = {}
+    for n in p["node_counts"]:
+        c = runs[("nodes", n)]
+        for bname, bpol in _POLICY.items():
+            for r in p["ratios"]:
+                g2 = gain(c, p, r, base_policy=bpol, new_policy=UserPolicy.LOCAL)
+                if not best or g2 > best["gain"]:
+                    best = {"gain": g2, "nodes": n, "baseline": bname, "ratio": r}
+    out["K2"] = {"value": k2, "unit": "fraction", "sweep": sw2,
+                 "explanation": (
+                     f"Replication plus node-local user data gains {k2:+.1%} over the "
+                     f"{p['baseline_user_policy']} baseline on 2 nodes at {r0:g}x (from "
+                     f"{min(v2):+.1%} to {max(v2):+.1%} over the joint sweep), of which "
+                     f"local user data alone gives {k2_user:+.1%} and replication alone "
+                     f"{k1:+.1%}; the largest gain in the whole grid, {best['gain']:+.1%}, "
+                     f"takes {best['nodes']} nodes, a ratio of {best['ratio']:g} and a "
+                     f"baseline with user data {best['baseline']}, so gains of that size come "
+                     f"from where user memory is placed.")}
+    # K3
+    g3 = gains.filter((gains["workload"] == p["k1_workload"]) & (gains["nodes"] == 2)).sort("ratio")
+    ratios = g3["ratio"].to_list()
+    gl = g3["gain"].to_list()
+    topo1 = eng.generic(2, costs.local_ns, 1.0, cpus_per_node=p["cores_per_node"])
+    extra = (patch_overhead_fraction(topo1, 2, p["patches_per_s"], patch_cost_of(p))
+             - patch_overhead_fraction(topo1, 1, p["patches_per_s"], patch_cost_of(p)))
+    out["K3"] = {"value": {"ratio": ratios, "gain": gl}, "unit": "", "sweep": [],
+                 "explanation": (
+                     f"The gain goes from {gl[0]:+.2%} at ratio {ratios[0]:g} to {gl[-1]:+.1%} "
+                     f"at {ratios[-1]:g} because the memory reads of replicated lines and "
+                     f"kernel tables are the only terms that change, each costing (ratio - 1) "
+                     f"x local latency more when remote; at ratio 1.0 the copies are as fast "
+                     f"as the original and what remains is patching every copy "
+                     f"({extra:.1e} of machine time at {p['patches_per_s']:g} patches/s).")}
+    # K4
+    sm = patches.filter(patches["sync"] == p["patch_sync"]).sort("nodes")
+    nodes = sm["nodes"].to_list()
+    pns = sm["patch_ns"].to_list()
+    topo = eng.generic(2, costs.local_ns, r0, cpus_per_node=p["cores_per_node"])
+    be = break_even_patch_rate(topo, max(k1, 0.0), patch_cost_of(p))
+    out["K4"] = {"value": {"nodes": nodes, "patch_ns": pns}, "unit": "ns", "sweep": [],
+                 "explanation": (
+                     f"Each patched instruction is written and cleaned to the point of "
+                     f"unification once per copy, so one {p['patch_sites']}-site patch takes "
+                     f"{pns[0] / 1e3:.1f} us on one node and {pns[-1] / 1e3:.1f} us on "
+                     f"{nodes[-1]}; with {p['patch_sync']} on 2 nodes of "
+                     f"{p['cores_per_node']} cores the extra patching cancels the K1 gain at "
+                     f"{be:.3g} patches per second.")}
+    # K5
+    g0 = p["geometries"][0]
+    mk = mem.filter((mem["geometry"] == g0) & (mem["rodata_bytes"] == p["rodata_bytes"])).sort("nodes")
+    two = mk.filter(mk["nodes"] == 2).row(0, named=True)
+    allm = mem.filter(mem["rodata_bytes"] == p["rodata_bytes"]).sort(["geometry", "nodes"])
+    out["K5"] = {"value": {"model_bytes": allm["model_bytes"].to_list(),
+                           "formula_bytes": allm["formula_bytes"].to_list()},
+                 "unit": "bytes", "sweep": [],
+                 "explanation": (
+                     f"With {g0} each extra node costs one text+rodata copy "
+                     f"({two['copy_bytes'] / 2**20:.1f} MiB) and "
+                     f"{two['table_bytes']} bytes of tables (a {two['top_table_bytes']}-byte "
+                     f"top-level table and the image subtree's lower tables), and the bytes "
+                     f"counted from the tables the engine builds equal the closed form for "
+                     f"every geometry and node count.")}
+    return out
+
+
+def workloads_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """The phase mixes and what they do on the baseline at the K1 ratio: CPI, L1 I-cache
+    misses and replicated-line memory reads per 1000 instructions."""
+    import polars as pl
+    bp = _POLICY[p["baseline_user_policy"]]
+    costs = host_costs(p)
+    lat = _latency(2, costs.local_ns, p["remote_ratio"])
+    rows = []
+    for name in p["workloads"]:
+        w = WORKLOADS[name]
+        c = runs[("workload", name)]
+        t = system_time_ns(c, lat, Scheme.BASELINE, bp, costs)
+        ki = c.instructions / 1000.0
+        rows.append({"workload": name, "kernel_fraction": w.kernel_fraction,
+                     "kernel_entry_insns": w.kernel_entry_insns,
+                     "kernel_hot_funcs": w.kernel_hot_funcs, "user_hot_funcs": w.user_hot_funcs,
+                     "udata_MiB": w.udata_bytes / MiB,
+                     "CPI": t / c.nodes / c.instructions * costs.cpu_ghz,
+                     "L1I_MPKI": float(c.served[0, 1:].sum()) / ki,
+                     "replicated_mem_PKI": float(c.mem[:, c.sim_node, c.classes.TEXT].sum()) / ki,
+                     "TLB_walks_PKI": c.walks / ki})
+    return pl.DataFrame(rows)
+
+
+def breakdown_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """Where the time goes, baseline and KTR, per workload on 2 nodes at the K1 ratio."""
+    import polars as pl
+    bp = _POLICY[p["baseline_user_policy"]]
+    costs = host_costs(p)
+    lat = _latency(2, costs.local_ns, p["remote_ratio"])
+    rows = []
+    for name in p["workloads"]:
+        c = runs[("workload", name)]
+        base_total = system_time_ns(c, lat, Scheme.BASELINE, bp, costs)
+        for scheme in (Scheme.BASELINE, Scheme.KTR):
+            for part, ns in time_breakdown(c, lat, scheme, bp, costs).items():
+                rows.append({"workload": name, "scheme": scheme.name.lower(),
+                             "part": part.removesuffix("_ns"), "share_of_baseline": ns / base_total})
+    return pl.DataFrame(rows)
+
+
+def migration_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """The K1 workload's gains against the migration probability (2 nodes, K1 ratio)."""
+    import polars as pl
+    bp = _POLICY[p["baseline_user_policy"]]
+    rows = []
+    for mg in sorted(set(p["migration_sweep"]) | {p["migration"]}):
+        c = runs.get(("migration", mg)) or runs[("nodes", 2)]
+        for label, newp in (("KTR", bp), ("KTR + local user data", UserPolicy.LOCAL)):
+            rows.append({"migration": float(mg), "variant": label,
+                         "gain": gain(c, p, p["remote_ratio"], base_policy=bp, new_policy=newp)})
+    return pl.DataFrame(rows)
+
+
+def tornado_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """K1's gain with one charged ``assumed`` parameter at a time at the ends of its range
+    (the others as set): base CPI, LLC hit time, L2 TLB hit time, walk and fetch/data stall
+    shares, clock."""
+    import polars as pl
+    bp = _POLICY[p["baseline_user_policy"]]
+    c = runs[("nodes", 2)]
+    ranges = {"cpi_base": p["cpi_base_range"], "llc_ns": p["llc_ns_range"],
+              "l2_tlb_cycles": p["l2_tlb_cycles_range"], "stall_walk": p["stall_walk_range"],
+              "stall_ifetch": p["stall_ifetch_range"], "stall_data": p["stall_data_range"],
+              "cpu_ghz": p["cpu_ghz_range"]}
+    base = gain(c, p, p["remote_ratio"], base_policy=bp, new_policy=bp)
+    rows = []
+    for name, (lo, hi) in ranges.items():
+        for end, v in (("low", lo), ("high", hi)):
+            g = gain(c, p, p["remote_ratio"], base_policy=bp, new_policy=bp,
+                     costs=host_costs(p, **{name: v}))
+            rows.append({"parameter": name, "end": end, "value": float(v), "gain": g,
+                         "change": g - base})
+    return pl.DataFrame(rows)
+
+
+def sweep_frame(values: dict) -> "pl.DataFrame":
+    """The K1 and K2 joint sweeps as rows (one per point)."""
+    import polars as pl
+    rows = []
+    for cid in ("K1", "K2"):
+        for pt in values[cid]["sweep"]:
+            rows.append({"claim": cid, **pt["params"], "gain": pt["value"]})
+    return pl.DataFrame(rows)
+
+
+def results_frame(p: dict, scenario: str, gains, numa_grid, mem, patch_nodes, patch_rates,
+                  values: dict) -> "pl.DataFrame":
+    """The notebook's tidy frame (:mod:`kmm.results`)."""
+    from ... import results
+    rows = []
+    seed = p["seed"]
+    for r in gains.iter_rows(named=True):
+        rows += _rows(scenario, {"workload": r["workload"], "nodes": r["nodes"],
+                                 "latency_ratio": r["ratio"]}, seed,
+                      {"gain": (r["gain"], "fraction")})
+    for r in numa_grid.iter_rows(named=True):
+        rows += _rows(scenario, {"nodes": r["nodes"], "baseline_user": r["baseline_user"],
+                                 "latency_ratio": r["ratio"]}, seed,
+                      {"gain_ktr_only": (r["ktr_only"], "fraction"),
+                       "gain_ktr_local_user": (r["ktr_local_user"], "fraction"),
+                       "gain_local_user_only": (r["local_user_only"], "fraction")})
+    for r in mem.iter_rows(named=True):
+        rows += _rows(scenario, {"geometry": r["geometry"], "nodes": r["nodes"],
+                                 "rodata_bytes": r["rodata_bytes"]}, seed,
+                      {"copy_bytes": (r["copy_bytes"], "bytes"),
+                       "table_bytes": (r["table_bytes"], "bytes"),
+                       "formula_bytes": (r["formula_bytes"], "bytes")})
+    for r in patch_nodes.iter_rows(named=True):
+        rows += _rows(scenario, {"nodes": r["nodes"], "sync": r["sync"]}, seed,
+                      {"patch_ns": (r["patch_ns"], "ns"), "patch_machine_ns": (r["machine_ns"], "ns")})
+    for r in patch_rates.iter_rows(named=True):
+        rows += _rows(scenario, {"nodes": r["nodes"], "patch_costs": r["costs"],
+                                 "patch_rate_per_s": r["rate_per_s"]}, seed,
+                      {"patch_extra_fraction": (r["extra_fraction"], "fraction")})
+    for cid in ("K1", "K2"):
+        for pt in values[cid]["sweep"]:
+            rows += _rows(scenario, {**pt["params"], "claim": cid}, seed,
+                          {"gain": (pt["value"], "fraction")})
+    return results.frame(rows)
+
+
+CHARTS = {"K1": "ktr_sensitivity", "K2": "ktr_user_numa", "K3": "ktr_gain_vs_ratio",
+          "K4": "ktr_patch_vs_nodes", "K5": "ktr_memory_vs_nodes"}
+
+
+@cached()
+def _computed(p: dict) -> tuple:
+    """What both the evidence and the frame read: runs, frames and claim values."""
+    runs = simulate_all(p)
+    gains, mem = gain_frame(p, runs), memory_frame(p)
+    patch_nodes, patch_rates = patch_frame(p)
+    values = claim_values(p, runs, gains, mem, patch_nodes)
+    return runs, gains, mem, patch_nodes, patch_rates, values
+
+
+def evidence(p: dict) -> dict:
+    """K1-K5 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
+    return evidence_from(_computed(p)[-1], CHARTS)
+
+
+def frame(p: dict, scenario: str) -> "pl.DataFrame":
+    """The notebook's tidy frame at parameters ``p``."""
+    runs, gains, mem, patch_nodes, patch_rates, values = _computed(p)
+    return results_frame(p, scenario, gains, user_numa_frame(p, runs), mem, patch_nodes,
+                         patch_rates, values)
+
+
+STUDY = Study("ktr", tuple(CHARTS), DEFAULTS, evidence, check_params, frame)

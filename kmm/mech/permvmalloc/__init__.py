@@ -1,0 +1,82 @@
+"""The permission vmalloc interface for module and BPF JIT loading, and its upstream successors.
+
+Models the "New permission vmalloc interface" RFC (perm_alloc, Nov 2020) on x86-64 against
+the flow it replaces and the mechanisms that later went upstream, counting every TLB
+maintenance event the modelled kernel code issues, the direct-map large pages it breaks and
+the memory its caches hold.
+
+Modelled machine
+----------------
+- The direct map is a :class:`kmm.pagetable.PageTable` over ``ram_bytes`` painted with the
+  largest leaves (1G where aligned), permission ``RW`` (x86 ``PAGE_KERNEL``, never
+  executable). Its leaves are reported as ``/proc/meminfo`` does: DirectMap4k/2M/1G count
+  present and non-present leaves alike (``direct_pages_count``).
+- Pages come from a :class:`kmm.buddy.Buddy` pool over the same RAM (pfn ``p`` is direct-map
+  offset ``p << 12``), aged by a background of other allocations so that order-0 pages are
+  scattered over many pageblocks, as on a running system.
+- vmalloc/module address space, vmap areas, the lazy purge list and the caches of each
+  policy are the mechanism's own bookkeeping (``mm/vmalloc.c`` ``vmap_area``), not a page
+  table: live mappings are recorded per page with their permission and leaf size.
+- A TLB is modelled architecturally: any translation that was live since the last flush
+  covering it may be cached on any CPU. Global flushes clear what they cover
+  (``flush_tlb_kernel_range`` of more than ``tlb_single_page_flush_ceiling`` pages is a full
+  flush, arch/x86/mm/tlb.c); a ``text_poke`` flush is local to the poking CPU's private mm.
+
+Modelled code paths (Linux v5.10 unless stated)
+-----------------------------------------------
+- ``change_page_attr_set_clr`` (arch/x86/mm/pat/set_memory.c): ``vm_unmap_aliases()`` first,
+  then the primary mapping; the direct-map alias is changed page by page
+  (``cpa_process_alias`` with ``numpages = 1`` behind a 4K primary, whole 2M behind a 2M
+  primary) except for NX-only changes; every large-page split is a ``flush_tlb_all``
+  (``__split_large_page``); a flush follows only if the primary changed (``CPA_FLUSHTLB``),
+  a full one when an alias was processed (``force_flush_all``) or past the ceiling.
+- ``vm_unmap_aliases`` / ``_vm_unmap_aliases`` / ``__purge_vmap_area_lazy`` (mm/vmalloc.c):
+  a flush over the union of lazily freed areas iff the purge list is not empty;
+  ``free_vmap_area_noflush`` purges when more than ``lazy_max_pages() = fls(cpus) * 32 MiB``
+  are lazy; ``vm_remove_mappings`` for ``VM_FLUSH_RESET_PERMS``: direct map invalid per
+  page, one flush, direct map back to default.
+- Legacy module load (kernel/module.c ``complete_formation``, ``do_init_module``):
+  ``module_enable_ro(false)`` (4 ``set_memory_ro``), ``module_enable_nx`` (5 NX-only calls),
+  ``module_enable_x`` (2 ``set_memory_x``), ``free_copy`` (lazy ``vfree`` of the ELF copy),
+  ``module_enable_ro(true)`` after init (adds ``ro_after_init``), init freed by
+  ``do_free_init``. Legacy BPF: ``bpf_jit_binary_lock_ro`` = ``set_memory_ro`` +
+  ``set_memory_x``; free through ``VM_FLUSH_RESET_PERMS``.
+- perm_alloc (RFC patch 10/10, arch/x86/mm/vmalloc.c): a cache of pages unmapped from the
+  direct map, refilled 512 at a time (``replenish_pages``: order-9 block, direct map invalid
+  per page, one flush, ``vm_unmap_aliases``), single pages as a fallback; mappings created
+  at their final permission; contents staged in a vmalloc buffer and copied by ``text_poke``
+  page by page (local flush each); ``perm_change`` flushes the changed range; ``perm_free``
+  flushes only executable mappings; the shrinker re-maps NP->RW without a flush (cover
+  letter). Modules as separate allocations per region (patches 3-5).
+- Ideas 3 (cache live mappings, zero on free with a per-CPU mapping, flush only when a page
+  changes permission or size) and 4 (2 MB module-space mappings shared by same-permission
+  allocations) as options.
+- Upstream successors: ``bpf_prog_pack`` (v5.18+: 2 MB packs carved in 64 B chunks, one
+  ``set_memory_rox`` per pack, ``text_poke_copy``/``text_poke_set``), and the execmem ROX
+  cache for module text (v6.14: 2 MB regions mapped ROX with PMD leaves, direct map
+  invalidated per block, loaded and freed through ``text_poke``); module data regions
+  through ``execmem_alloc`` + ``set_memory_ro``.
+
+Invariants checked at every step (``check=True``)
+-------------------------------------------------
+1. No page is writable through one alias (direct map, a live mapping, a stale TLB entry)
+   while executable through another (a live mapping or a stale TLB entry). The per-CPU
+   poking mm of ``text_poke`` is excluded: it is a private mm of one CPU, unmapped and
+   locally flushed before ``text_poke`` returns.
+2. A page that leaves the executable domain (returned to the page allocator, or to a pool
+   from which it may be mapped with another permission) has no executable alias, live or
+   cached.
+"""
+from .model import (_flush_shapes, _VaSpace, Area, BPF_CHUNK_BYTES, BPF_HDR_BYTES, BPF_HOLE_BYTES,
+    BPF_PACK_HOLE_BYTES, Chunk, cost_vs_cpus, directmap_end, FLUSH_CEILING_PAGES, flush_histogram,
+    flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses, ItlbConfig,
+    LAZY_UNIT_PAGES, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
+    MODULES_END, MODULES_VADDR, MOVABLE, NONE, op_costs, OpKind, PACK_BYTES, PAGE, PAGE_OFFSET,
+    PAGE_SHIFT, PermVmalloc, PMD_PAGES, Policy, PolicyConfig, PvEvent, R, Region, RO, run,
+    RunResult, RW, RX, STANDARD_POLICIES, UNMOVABLE, VMALLOC_END, VMALLOC_START, W, X)
+from .kernels import (alloc_order0, bg_churn, free_order0, split_block)
+from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, ModuleMix, ModuleSpec, random_ops,
+    Workload)
+from .study import (claim_values, DEFAULTS, evidence, frame, STUDY, COST_RANGES, cost_sensitivity, decided_by, invalidation_costs,
+    itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, run_point, run_scenario,
+    ScenarioResult, workload)

@@ -1,0 +1,394 @@
+"""permvmalloc: the study: parameters, evidence per claim, frames.
+
+Part of :mod:`kmm.mech.permvmalloc`."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...config import check_int
+from ...engine import GiB, MiB
+from .model import (_aged_pool, cost_vs_cpus, directmap_end, flush_histogram, GLOBAL_EVENTS,
+    itlb_misses, ItlbConfig, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
+    OpKind, PACK_BYTES, PAGE, PAGE_SHIFT, Policy, PolicyConfig, run, RunResult, STANDARD_POLICIES)
+from ...suite.study import cached, evidence_from, Study
+from .workload import bpf_sizes, ModuleMix, Workload
+
+# ---- the notebook's scenario -------------------------------------------------------------------
+#: parameters of the notebook that are not scalar model inputs
+_LIST_PARAMS = ("cost_cpus", "module_sweep_rai", "module_sweep_init_text", "bg_sweep",
+                "itlb_sweep_zipf", "itlb_sweep_run_lines", "itlb_sweep_bpf_share")
+
+
+def machine_config(p: dict, **over) -> MachineConfig:
+    q = {**p, **over}
+    return MachineConfig(ram_bytes=int(q["ram_gib"]) * GiB, cpus=int(q["cpus"]),
+                         bg_used_fraction=float(q["bg_used_fraction"]),
+                         bg_unmovable_share=float(q["bg_unmovable_share"]),
+                         bg_ops_per_event=int(q["bg_ops_per_event"]), seed=int(q["seed"]))
+
+
+def module_mix(p: dict, **over) -> ModuleMix:
+    q = {**p, **over}
+    return ModuleMix(text_fraction=float(q["text_fraction"]), ro_fraction=float(q["ro_fraction"]),
+                     rai_probability=float(q["rai_probability"]),
+                     init_text_probability=float(q["init_text_probability"]),
+                     init_ro_probability=float(q["init_ro_probability"]),
+                     symtab_fraction=float(q["symtab_fraction"]), elf_ratio=float(q["elf_ratio"]))
+
+
+def workload(p: dict, *, bpf: bool = True, **over) -> Workload:
+    """The boot module set (the first ``module_count`` modules of :data:`LSMOD_X86_LAPTOP`)
+    and the BPF churn of the parameters ``p``."""
+    q = {**p, **over}
+    n = check_int("module_count", int(q["module_count"]), lo=0, hi=len(LSMOD_X86_LAPTOP))
+    seed = int(q["seed"])
+    mods = tuple(module_mix(q).modules(LSMOD_X86_LAPTOP[:n], seed + 1))
+    sizes = ()
+    if bpf:
+        sizes = tuple(int(x) for x in bpf_sizes(int(q["bpf_programs"]),
+                                                float(q["bpf_median_bytes"]),
+                                                float(q["bpf_p75_bytes"]),
+                                                int(q["bpf_cap_bytes"]), seed + 2))
+    return Workload(mods, sizes, int(q["bpf_live"]), float(q["bpf_realloc_probability"]),
+                    int(q["shrink_every"]), seed + 3)
+
+
+def itlb_config(p: dict, **over) -> ItlbConfig:
+    q = {**p, **over}
+    return ItlbConfig(int(q["itlb_l1_entries"]), int(q["itlb_l1_ways"]), int(q["stlb_entries"]),
+                      int(q["stlb_ways"]), int(q["itlb_fetches"]), float(q["itlb_zipf"]),
+                      int(q["itlb_run_lines"]), float(q["itlb_bpf_share"]), int(q["seed"]))
+
+
+def invalidation_costs(p: dict):
+    from ...engine import InvalidationCosts
+
+    return InvalidationCosts(invlpg_ns=float(p["invlpg_ns"]), ipi_base_ns=float(p["ipi_base_ns"]),
+                             ipi_per_extra_target_ns=float(p["ipi_per_extra_target_ns"]),
+                             ipi_handler_ns=float(p["ipi_handler_ns"]),
+                             tlbi_ns=float(p["tlbi_ns"]), dsb_ish_ns=float(p["dsb_ish_ns"]),
+                             dsb_ish_per_cpu_ns=float(p["dsb_ish_per_cpu_ns"]))
+
+
+def decided_by(sweep: Sequence[dict]) -> str | None:
+    """The one swept parameter that alone determines the recorded values, if one does:
+    the values are constant within each of its settings and differ between them. Read
+    from the values only (no band); what the report calls "decided by" is
+    :func:`kmm.suite.registry.decided_by`."""
+    if not sweep:
+        return None
+    vals = [repr(pt["value"]) for pt in sweep]
+    if len(set(vals)) < 2:
+        return None
+    for k in sweep[0]["params"]:
+        groups: dict = {}
+        for pt, v in zip(sweep, vals):
+            groups.setdefault(repr(pt["params"][k]), set()).add(v)
+        if all(len(g) == 1 for g in groups.values()) and len(groups) > 1:
+            return k
+    return None
+
+
+@dataclass
+class ScenarioResult:
+    """Everything the notebook charts and records, for one parameter set."""
+
+    params: dict
+    results: list
+    sweeps: dict
+
+    def result(self, label: str) -> RunResult:
+        for r in self.results:
+            if r.policy.label == label:
+                return r
+        raise KeyError(label)
+
+    @property
+    def ops(self):
+        import polars as pl
+
+        return pl.concat([r.ops.select("policy", "op", "index", "global_flushes", "local",
+                                       "g_split", "pages_mapped") for r in self.results])
+
+    @property
+    def snapshots(self):
+        import polars as pl
+
+        return pl.concat([r.snapshots for r in self.results])
+
+    def histogram(self):
+        return flush_histogram(self.results)
+
+    def costs(self):
+        return cost_vs_cpus(self.results, list(self.params["cost_cpus"]),
+                            costs=invalidation_costs(self.params))
+
+    def itlb(self):
+        import polars as pl
+
+        cfg = itlb_config(self.params)
+        return pl.DataFrame([{"policy": r.policy.label,
+                              "text_leaf": "2M" if any(t[3] > PAGE_SHIFT for t in r.text) else "4K",
+                              **itlb_misses(r.text, cfg)} for r in self.results])
+
+    def caches(self):
+        import polars as pl
+
+        return pl.DataFrame([{"policy": r.policy.label, "cache": k, "bytes": v}
+                             for r in self.results for k, v in r.cache_end.items()])
+
+    # ---- claim values ---------------------------------------------------------------------
+    def p1(self) -> float:
+        return median_flushes(self.result("legacy"), OpKind.MODULE_LOAD)
+
+    def p2(self) -> float:
+        return median_flushes(self.result("perm_alloc"), OpKind.MODULE_LOAD)
+
+    def p3(self) -> float:
+        return median_flushes(self.result("perm_alloc"), OpKind.BPF_LOAD)
+
+    def p4(self) -> dict:
+        return {"directmap4k_legacy": directmap_end(self.result("legacy"))["4k"],
+                "directmap4k_grouped": directmap_end(self.result("perm_alloc"))["4k"]}
+
+    def p5(self) -> dict:
+        return load_step_evidence(self.result("perm_alloc"))
+
+    def p6(self, **over) -> dict:
+        cfg = itlb_config(self.params, **over)
+        m4 = itlb_misses(self.result("perm_alloc").text, cfg)
+        m2 = itlb_misses(self.result("perm_alloc+3+4").text, cfg)
+        return {"itlb_misses_4k": m4["misses"], "itlb_misses_2m": m2["misses"],
+                "fetches": m4["fetches"]}
+
+    def tidy(self, scenario: str):
+        """The tidy result frame (kmm.results schema): per policy and operation kind the
+        median and mean shootdowns and local flushes, DirectMap and cache bytes at the end,
+        iTLB misses, and the claim values."""
+        import polars as pl
+
+        from ...results import frame, rows_for
+
+        scalars = {k: v for k, v in self.params.items()
+                   if k not in _LIST_PARAMS and k != "scenario"}
+        rows = []
+        seed = int(self.params["seed"])
+        for r in self.results:
+            for op in sorted(set(r.ops["op"].to_list())):
+                part = r.ops.filter(pl.col("op") == op)
+                rows += rows_for(scenario, {**scalars, "policy": r.policy.label, "op": op}, seed, {
+                    "global_flushes_median": (float(part["global_flushes"].median()), "count"),
+                    "global_flushes_mean": (float(part["global_flushes"].mean()), "count"),
+                    "local_flushes_mean": (float(part["local"].mean()), "count"),
+                    "direct_map_splits_mean": (float(part["g_split"].mean()), "count"),
+                    "operations": (float(part.height), "count")})
+            dmb = directmap_end(r)
+            rows += rows_for(scenario, {**scalars, "policy": r.policy.label, "op": "end"}, seed, {
+                "directmap_4k": (dmb["4k"], "bytes"), "directmap_2m": (dmb["2m"], "bytes"),
+                "directmap_1g": (dmb["1g"], "bytes"),
+                "cache_bytes": (float(sum(r.cache_end.values())), "bytes"),
+                "wx_violations": (float(r.counts.wx_violations), "count")})
+        for row in self.itlb().iter_rows(named=True):
+            rows += rows_for(scenario, {**scalars, "policy": row["policy"], "op": "itlb"}, seed, {
+                "itlb_walks": (float(row["misses"]), "count"),
+                "itlb_l1_misses": (float(row["l1_misses"]), "count"),
+                "fetches": (float(row["fetches"]), "count")})
+        return frame(rows)
+
+
+def _grid(**axes) -> list[dict]:
+    import itertools
+
+    keys = list(axes)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(axes[k] for k in keys))]
+
+
+@cached()
+def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_POLICIES,
+                 sweeps: bool = True) -> ScenarioResult:
+    """Run every policy on the workload of ``params`` (the notebook's parameters) and, with
+    ``sweeps``, the joint sweeps of the ``assumed`` parameters the claims depend on:
+
+    - module mix (``module_sweep_*``): boot only, legacy and perm_alloc -> P1, P2;
+    - background ageing (``bg_sweep``: points ``[bg_used_fraction, bg_unmovable_share,
+      bg_ops_per_event]``, e.g. a two-level fractional factorial): the whole workload, legacy
+      and perm_alloc -> P3, P4, P5;
+    - fetch workload (``itlb_sweep_*``): the published layouts -> P6.
+    """
+    p = dict(params)
+    mach = machine_config(p)
+    wl = workload(p)
+    results = [run(mach, pol, wl, snapshots=200) for pol in policies]
+    out = ScenarioResult(p, results, {})
+    if not sweeps:
+        return out
+    legacy, perm = PolicyConfig(Policy.LEGACY), PolicyConfig(Policy.PERM_ALLOC)
+    mod_pts, bg_pts = [], []
+    for pt in _grid(rai_probability=p["module_sweep_rai"],
+                    init_text_probability=p["module_sweep_init_text"]):
+        w = workload(p, bpf=False, **pt)
+        a, b = run(mach, legacy, w, snapshots=1), run(mach, perm, w, snapshots=1)
+        mod_pts.append({"params": pt, "p1": median_flushes(a, OpKind.MODULE_LOAD),
+                        "p2": median_flushes(b, OpKind.MODULE_LOAD)})
+    for used, unmov, ops in p["bg_sweep"]:
+        pt = {"bg_used_fraction": float(used), "bg_unmovable_share": float(unmov),
+              "bg_ops_per_event": int(ops)}
+        m = machine_config(p, **pt)
+        a, b = run(m, legacy, wl, snapshots=1), run(m, perm, wl, snapshots=1)
+        bg_pts.append({"params": pt, "p3": median_flushes(b, OpKind.BPF_LOAD),
+                       "p4": {"directmap4k_legacy": directmap_end(a)["4k"],
+                              "directmap4k_grouped": directmap_end(b)["4k"]},
+                       "p5": load_step_evidence(b)})
+        _aged_pool.cache_clear()
+    itlb_pts = [{"params": pt, "p6": out.p6(**pt)} for pt in _grid(
+        itlb_zipf=p["itlb_sweep_zipf"], itlb_run_lines=p["itlb_sweep_run_lines"],
+        itlb_bpf_share=p["itlb_sweep_bpf_share"])]
+    out.sweeps = {
+        "P1": [{"params": d["params"], "value": d["p1"]} for d in mod_pts],
+        "P2": [{"params": d["params"], "value": d["p2"]} for d in mod_pts],
+        "P3": [{"params": d["params"], "value": d["p3"]} for d in bg_pts],
+        "P4": [{"params": d["params"], "value": d["p4"]} for d in bg_pts],
+        "P5": [{"params": d["params"], "value": d["p5"]} for d in bg_pts],
+        "P6": [{"params": d["params"], "value": d["p6"]} for d in itlb_pts],
+    }
+    return out
+
+
+def run_point(**params):
+    """Library runner for ``kmm sweep``: one parameter point, every policy, no claim
+    sweeps; returns the tidy frame (scenario ``sweep``)."""
+    return run_scenario(params, sweeps=False).tidy(str(params.get("scenario", "sweep")))
+
+
+#: the notebook's parameters (its ``parameters`` cell) other than ``scenario``
+#: The notebook's parameters with their small defaults (notebooks/permvmalloc.ipynb repeats
+#: them; the published scenario is params/permvmalloc.yaml).
+DEFAULTS: dict = {"ram_gib": 1, "cpus": 64, "bg_used_fraction": 0.6, "bg_unmovable_share": 0.25,
+    "bg_ops_per_event": 64, "module_count": 20, "text_fraction": 0.55, "ro_fraction": 0.2,
+    "rai_probability": 0.75, "init_text_probability": 0.95, "init_ro_probability": 0.3,
+    "symtab_fraction": 0.1, "elf_ratio": 1.5, "bpf_programs": 150, "bpf_live": 50,
+    "bpf_median_bytes": 500.0, "bpf_p75_bytes": 2000.0, "bpf_cap_bytes": 1048576,
+    "bpf_realloc_probability": 1.0, "shrink_every": 0, "cost_cpus": [2, 8, 32, 128, 512],
+    "invlpg_ns": 100.0, "ipi_base_ns": 3000.0, "ipi_per_extra_target_ns": 1500.0,
+    "ipi_handler_ns": 1000.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0,
+    "itlb_fetches": 50000, "itlb_zipf": 1.0, "itlb_run_lines": 8, "itlb_bpf_share": 0.3,
+    "itlb_l1_entries": 128, "itlb_l1_ways": 8, "stlb_entries": 1536, "stlb_ways": 12,
+    "module_sweep_rai": [0.4, 0.95], "module_sweep_init_text": [0.95],
+    "bg_sweep": [[0.6, 0.25, 64.0]], "itlb_sweep_zipf": [0.6, 1.4], "itlb_sweep_run_lines": [8],
+    "itlb_sweep_bpf_share": [0.3], "invariant_ops": 100, "seed": 0}
+NOTEBOOK_PARAMS = tuple(DEFAULTS)
+
+#: ``assumed`` cost parameters and their plausible ranges (as params/permvmalloc.yaml
+#: declares them), for the cost sensitivity chart
+COST_RANGES = {"ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (500.0, 2000.0),
+               "ipi_handler_ns": (300.0, 3000.0), "tlbi_ns": (5.0, 50.0),
+               "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0)}
+
+
+def params_from(namespace: dict) -> dict:
+    """The notebook's parameters from ``namespace`` (its globals): :meth:`STUDY.params`."""
+    return STUDY.params(namespace)
+
+
+def cost_sensitivity(sr: ScenarioResult, cpus: int, ranges: dict | None = None):
+    """Mean TLB-maintenance CPU time per load with each ``assumed`` cost parameter at the
+    low and the high end of its range, the others at their values: ``parameter, end,
+    policy, op, method, cpu_ns``."""
+    import polars as pl
+
+    rows = []
+    for name, (lo, hi) in (ranges or COST_RANGES).items():
+        for end, v in (("low", lo), ("high", hi)):
+            c = cost_vs_cpus(sr.results, [cpus], costs=invalidation_costs({**sr.params, name: v}))
+            rows.append(c.with_columns(pl.lit(name).alias("parameter"), pl.lit(end).alias("end")))
+    return pl.concat(rows)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def claim_values(sr: ScenarioResult) -> dict[str, dict]:
+    """Value, unit, chart, explanation and sweep of P1-P6, from the runs."""
+    legacy, perm = sr.result("legacy"), sr.result("perm_alloc")
+    init_l = median_flushes(legacy, OpKind.MODULE_INIT_FREE)
+    init_p = median_flushes(perm, OpKind.MODULE_INIT_FREE)
+    lops = legacy.ops.filter(legacy.ops["op"] == "module_load")
+    causes = {e.name.lower(): float(lops[e.name.lower()].mean()) for e in GLOBAL_EVENTS}
+    share_rai = float(np.mean([m.rai > 0 for m in workload(sr.params, bpf=False).modules]))
+    bpf_l = median_flushes(legacy, OpKind.BPF_LOAD)
+    p4, p5, p6 = sr.p4(), sr.p5(), sr.p6()
+    icfg = itlb_config(sr.params)
+    text_mib = sum(t[2] for t in perm.text) / MiB
+    reach4k_mib = icfg.stlb_entries * PAGE / MiB
+    reach2m_mib = icfg.stlb_entries * PACK_BYTES / MiB
+    sw = sr.sweeps
+    out = {
+        "P1": {"value": sr.p1(), "unit": "shootdowns", "chart": "permvmalloc_shootdowns",
+               "explanation": (
+                   f"The modelled v5.10 flow issues a median of {_fmt(sr.p1())} all-CPU "
+                   f"flushes per module load (mean {_fmt(round(causes['g_cpa'], 2))} from "
+                   f"set_memory_ro/x calls that change a live translation, "
+                   f"{_fmt(round(causes['g_purge'], 2))} from vm_unmap_aliases purging the "
+                   f"lazily freed ELF copy, {_fmt(round(causes['g_split'], 2))} from "
+                   f"flush_tlb_all on direct-map splits), the deferred init free adds a median "
+                   f"of {_fmt(init_l)}, and a BPF JIT load costs {_fmt(bpf_l)}.")},
+        "P2": {"value": sr.p2(), "unit": "shootdowns", "chart": "permvmalloc_shootdowns",
+               "explanation": (
+                   f"With perm_alloc a module load's only usual shootdown is the "
+                   f"ro_after_init perm_change ({_fmt(round(100 * share_rai))} % of the "
+                   f"modelled modules have that region), cache refills add one now and then, "
+                   f"so the median over the syscall is {_fmt(sr.p2())}; counting the deferred "
+                   f"init free (a flush for the executable init text) adds a median of "
+                   f"{_fmt(init_p)}, and the median flips with the share of modules that "
+                   f"have ro_after_init data.")},
+        "P3": {"value": sr.p3(), "unit": "shootdowns", "chart": "permvmalloc_shootdowns",
+               "explanation": (
+                   f"A perm_alloc BPF load maps cached, already unmapped pages at their final "
+                   f"permission and copies through text_poke, so the median is "
+                   f"{_fmt(sr.p3())}; only loads that refill the cache with a 2 MiB block "
+                   f"({_fmt(round(100 * float((perm.ops.filter(perm.ops['op'] == 'bpf_load')['global_flushes'] > 0).mean()), 2))} "
+                   f"% of loads) flush.")},
+        "P4": {"value": p4, "unit": "bytes", "chart": "permvmalloc_directmap",
+               "explanation": (
+                   f"Legacy pages come one by one from the aged page allocator and each "
+                   f"direct-map alias change splits the 2M leaf that holds it, leaving "
+                   f"{_fmt(round(p4['directmap4k_legacy'] / MiB))} MiB of DirectMap4k after "
+                   f"the workload, while perm_alloc breaks only the 2 MiB blocks it takes "
+                   f"into its cache ({_fmt(round(p4['directmap4k_grouped'] / MiB))} MiB).")},
+        "P5": {"value": p5, "unit": "flushes per load", "chart": "permvmalloc_shootdowns",
+               "explanation": (
+                   f"Copying contents into a mapping made at its final permission goes "
+                   f"through text_poke's per-CPU mm, {_fmt(round(p5['local_flushes_per_load'], 2))} "
+                   f"local flushes and {_fmt(p5['global_flushes_per_load'])} global ones per "
+                   f"load; lazy-purge thresholds crossed by the staging buffers' frees add "
+                   f"{_fmt(round(p5['lazy_threshold_purges_per_load'], 4))} per load.")},
+        "P6": {"value": p6, "unit": "page walks", "chart": "permvmalloc_itlb",
+               "explanation": (
+                   f"Over the same {_fmt(p6['fetches'])} instruction fetches into "
+                   f"{_fmt(round(text_mib, 1))} MiB of live module and BPF text, 4K mappings "
+                   f"need {_fmt(p6['itlb_misses_4k'])} page walks and idea 4's shared 2 MiB "
+                   f"mappings {_fmt(p6['itlb_misses_2m'])}: the STLB reaches "
+                   f"{_fmt(round(reach4k_mib, 1))} MiB with 4K entries and "
+                   f"{_fmt(round(reach2m_mib))} MiB with 2 MiB ones.")},
+    }
+    for cid, v in out.items():
+        v["sweep"] = sw.get(cid, [])
+    return out
+
+
+def evidence(p: dict) -> dict:
+    """P1-P6 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
+    return evidence_from(claim_values(run_scenario(p)))
+
+
+def frame(p: dict, scenario: str):
+    """The notebook's tidy frame at parameters ``p``."""
+    return run_scenario(p).tidy(scenario)
+
+
+STUDY = Study("permvmalloc", ("P1", "P2", "P3", "P4", "P5", "P6"), DEFAULTS, evidence,
+              frame=frame)

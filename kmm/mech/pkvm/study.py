@@ -1,0 +1,703 @@
+"""pkvm: the study: parameters, evidence per claim, frames.
+
+Part of :mod:`kmm.mech.pkvm`."""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import engine as eng
+from ...errors import ConfigError
+from ...sampling import latin_hypercube
+from ..host.model import (class_memory_ns, HostCosts, KernelImage, Machine,
+    patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
+    simulate_seeds, source_times_ns, system_time_ns, UserPolicy, WORKLOADS)
+from .model import (crossover_exit_rate, decompose_walks, HostMemory, nested_references, net_gain,
+    S2Leaf, stage2_leaf_options, stage2_memory, stage2_page_cycle, stage2_setup,
+    stage2_sync_fraction, SyncCost, text_write_events, text_write_fraction,
+    trapped_patch_window_ns, vhe_crossover_rate)
+from ...suite.study import cached, evidence_from, Study
+
+#: The notebook's parameters with their small defaults (the cell repeats them).
+DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": ["database"],
+    "remote_ratio": 2.2, "ratio_range": [1.69, 3.0], "local_ns": 117.0, "cpu_ghz": 2.5,
+    "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "stall_ifetch": 0.7,
+    "stall_data": 0.4, "stall_walk": 1.0, "stall_walk_range": [0.6, 1.0],
+    "stall_ifetch_range": [0.4, 1.0], "llc_bytes": 8388608, "migration": 0.05, "cpus_per_node": 2,
+    "accesses_per_cpu": 8000, "warmup_per_cpu": 8000, "baseline_user_policy": "interleave",
+    "text_bytes": 16570322, "rodata_bytes": 6291456, "s2_granules": ["4K", "64K"],
+    "s1_granule": "4K", "ipa_bits": 48, "debate_leaf": "4K page 4K", "pkvm_leaf": "4K block 1G",
+    "text_aligned": True, "exit_rates": [100.0, 1000.0, 10000.0, 100000.0, 1000000.0],
+    "nvhe_exit_extra_ns": 1500.0, "nvhe_exit_extra_range": [500.0, 5000.0],
+    "el2_exits_per_kinstr": 0.02, "el2_exit_sweep": [0.02], "hyp_text_bytes": 16384,
+    "s6_nodes": [1, 2, 4, 8], "s6_ram_per_node_bytes": 68719476736, "s6_granules": ["4K", "64K"],
+    "cores_per_node": 32, "patch_sites": 8, "fixmap_ns": 300.0, "cmo_ns": 500.0, "sync_ns": 5000.0,
+    "patch_sync": "stop_machine", "patches_per_s": 1.0, "el2_trap_ns": 500.0, "tlbi_ns": 10.0,
+    "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0, "s2_pages_per_s": 10000.0,
+    "s2_tlbi_per_set": True,
+    "overhead_rates": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0],
+    "overhead_nodes": [1, 2, 4, 8], "s4_overhead_points": 4}
+NOTEBOOK_KEYS = tuple(DEFAULTS)
+
+#: The plausible ranges of the ``assumed`` overhead parameters S4's sweep samples, in the
+#: order sampled (params/pkvm.yaml declares the same ranges).
+ASSUMED: dict = {"el2_trap_ns": (150.0, 2000.0), "fixmap_ns": (75.0, 1200.0),
+    "cmo_ns": (125.0, 2000.0), "sync_ns": (1250.0, 20000.0), "tlbi_ns": (5.0, 50.0),
+    "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0), "cores_per_node": (16, 64),
+    "patches_per_s": (0.01, 1000.0), "s2_pages_per_s": (10.0, 1000000.0)}
+#: ``assumed`` parameters of the text-write and stage-2 sync overheads, sampled jointly
+#: (Latin hypercube over their ranges, :data:`ASSUMED`) in S4's sweep.
+OVERHEAD_ASSUMED = tuple(ASSUMED)
+_PATCH_SYNC = ("stop_machine", "nosync")
+
+
+def check_params(p: dict) -> dict:
+    """The rules beyond types: known workload, leaves and patch sync, the 2-node machine."""
+    if p["workload"] not in WORKLOADS:
+        raise ConfigError(f"workloads are {', '.join(WORKLOADS)}", "workload")
+    labels = [o.label for g in p["s2_granules"] for o in stage2_leaf_options(g, p["ipa_bits"])]
+    for k in ("debate_leaf", "pkvm_leaf"):
+        if p[k] not in labels:
+            raise ConfigError(f"must be one of {', '.join(labels)}", k)
+    if p["patch_sync"] not in _PATCH_SYNC:
+        raise ConfigError(f"must be one of {', '.join(_PATCH_SYNC)}", "patch_sync")
+    if 2 not in p["overhead_nodes"]:
+        raise ConfigError("must include 2 (the comparison's machine)", "overhead_nodes")
+    return p
+
+
+def params_from(ns: dict) -> dict:
+    """The notebook's parameters from ``ns`` (its globals): :meth:`STUDY.params`."""
+    return STUDY.params(ns)
+
+
+_HOST_KEYS = ("local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles",
+              "stall_ifetch", "stall_data", "stall_walk")
+
+
+def _ktr_params(p: dict) -> dict:
+    return {k: p[k] for k in _HOST_KEYS}
+
+
+def _costs(p: dict, **over):
+    return HostCosts(**{k: float(over.get(k, v)) for k, v in _ktr_params(p).items()})
+
+
+def _machine(p: dict):
+    return Machine(nodes=2, cpus_per_node=p["cpus_per_node"], llc_bytes=p["llc_bytes"],
+                       granule=p["s1_granule"], va_bits=48,
+                       image=KernelImage(text_bytes=p["text_bytes"],
+                                             rodata_bytes=p["rodata_bytes"]))
+
+
+def _run(p: dict, exits: float = 0.0):
+    return RunConfig(accesses_per_cpu=p["accesses_per_cpu"],
+                         warmup_per_cpu=p["warmup_per_cpu"], migration=p["migration"],
+                         exits_per_kinstr=exits, hyp_text_bytes=p["hyp_text_bytes"],
+                         seed=p["seed"])
+
+
+def options_of(p: dict) -> list[S2Leaf]:
+    return [o for g in p["s2_granules"] for o in stage2_leaf_options(g, p["ipa_bits"])]
+
+
+@cached()
+def simulate_all(p: dict) -> dict:
+    """Stage-1 runs (baseline and KTR from one run) and stage-2 runs, each pooled over
+    ``seeds``: every leaf option on
+    the main workload, the debated and pKVM configurations on every workload, and the pKVM
+    configuration with exits to EL2 at each swept rate. Keys ``("s1", workload)``,
+    ``("s2", workload, label)``, ``("el2", exits_per_kinstr)``."""
+    m = _machine(p)
+    runs = {}
+    opts = {o.label: o for o in options_of(p)}
+    seeds = p["seeds"]
+    for w in p["workloads"]:
+        runs[("s1", w)] = simulate_seeds(WORKLOADS[w], m, _run(p), seeds)
+        labels = list(opts) if w == p["workload"] else [p["debate_leaf"], p["pkvm_leaf"]]
+        for lab in labels:
+            s2 = stage2_setup(m, opts[lab], text_aligned=p["text_aligned"], ipa_bits=p["ipa_bits"])
+            runs[("s2", w, lab)] = simulate_seeds(WORKLOADS[w], m, _run(p), seeds,
+                                                      stage2=s2)
+    s2 = stage2_setup(m, opts[p["pkvm_leaf"]], text_aligned=p["text_aligned"],
+                      ipa_bits=p["ipa_bits"])
+    for rate in sorted({p["el2_exits_per_kinstr"], *p["el2_exit_sweep"]}):
+        runs[("el2", rate)] = simulate_seeds(WORKLOADS[p["workload"]], m,
+                                                 _run(p, rate), seeds, stage2=s2)
+    return runs
+
+
+def _lat(p: dict, ratio: float | None = None):
+    return np.asarray(eng.generic(2, p["local_ns"], p["remote_ratio"] if ratio is None
+                                   else ratio).latency_ns)
+
+
+def _policy(p: dict):
+    return {"local": UserPolicy.LOCAL, "interleave": UserPolicy.INTERLEAVE,
+            "remote": UserPolicy.REMOTE, "node0": UserPolicy.NODE0}[
+        p["baseline_user_policy"]]
+
+
+def _walk_leaf_bytes(g: eng.Geometry, leaf_bytes: int) -> int | None:
+    """The leaf a walk ends at for a leaf (or contiguous range) of ``leaf_bytes``: the
+    block it is, or a range of; None for pages and ranges of pages."""
+    for lv in g.leaf_levels:
+        if lv < 3 and leaf_bytes in (g.leaf_bytes(lv), g.cont_bytes(lv)):
+            return g.leaf_bytes(lv)
+    return None
+
+
+def comparison_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """Per stage-2 leaf option on the main workload: walks, references per walk against the
+    uncached bound ``n + (n+1) m``, walk time, loss against KTR and its decomposition, and
+    the gain over the baseline."""
+    import polars as pl
+    pol = _policy(p)
+    costs = _costs(p)
+    lat = _lat(p)
+    w = p["workload"]
+    ck = runs[("s1", w)]
+    t_base = system_time_ns(ck, lat, Scheme.BASELINE, pol, costs)
+    g1 = eng.arm64(p["s1_granule"], 48)
+    rows = []
+    for o in options_of(p):
+        cs = runs[("s2", w, o.label)]
+        g2 = eng.stage2(o.granule, p["ipa_bits"])
+        d = decompose_walks(ck, cs, lat, pol, costs)
+        block = _walk_leaf_bytes(g2, o.leaf_bytes)
+        rows.append({"label": o.label, "granule": o.granule, "leaf_bytes": o.leaf_bytes,
+                     "walks_pki": 1000 * cs.walks / cs.instructions,
+                     "refs_per_walk": cs.walk_refs / cs.walks if cs.walks else 0.0,
+                     "bound_refs": nested_references(g1, g2, None, block),
+                     "s1_levels": g1.levels, "s2_levels": g2.levels,
+                     "walk_ns_pki": 1000 * d["walk_ns_stage2"] / (ck.nodes * cs.instructions),
+                     "loss_vs_ktr": d["loss_ns"] / d["ktr_ns"], "a_ns": d["a_ns"],
+                     "b_ns": d["b_ns"], "c_ns": d["c_ns"], "share_a": d["share_a"],
+                     "gain_vs_baseline": t_base / d["stage2_ns"] - 1.0})
+    ktr_walk = source_times_ns(ck, lat, Scheme.KTR, pol, costs)["walk_ns"]
+    rows.append({"label": "KTR (stage 1 only)", "granule": p["s1_granule"], "leaf_bytes": 0,
+                 "walks_pki": 1000 * ck.walks / ck.instructions,
+                 "refs_per_walk": ck.walk_refs / ck.walks if ck.walks else 0.0,
+                 "bound_refs": g1.levels, "s1_levels": g1.levels, "s2_levels": 0,
+                 "walk_ns_pki": 1000 * ktr_walk / (ck.nodes * ck.instructions),
+                 "loss_vs_ktr": 0.0, "a_ns": 0.0, "b_ns": 0.0, "c_ns": 0.0,
+                 "share_a": float("nan"),
+                 "gain_vs_baseline": t_base / system_time_ns(ck, lat, Scheme.KTR, pol,
+                                                                 costs) - 1.0})
+    return pl.DataFrame(rows)
+
+
+# ---- the overheads beyond the walk: exits, text-write traps, stage-2 sync (S4) ----------------
+def _patch_cost(p: dict, **over):
+    v = {k: over.get(k, p[k]) for k in ("patch_sites", "fixmap_ns", "cmo_ns", "sync_ns")}
+    return PatchCost(sites=int(v["patch_sites"]), fixmap_ns=float(v["fixmap_ns"]),
+                         cmo_ns=float(v["cmo_ns"]), sync_ns=float(v["sync_ns"]),
+                         sync=PatchSync[p["patch_sync"].upper()])
+
+
+def _sync_cost(p: dict, **over) -> SyncCost:
+    v = {k: float(over.get(k, p[k])) for k in ("tlbi_ns", "dsb_ish_ns", "dsb_ish_per_cpu_ns",
+                                                "el2_trap_ns", "llc_ns")}
+    return SyncCost(tlbi_ns=v["tlbi_ns"], dsb_ish_ns=v["dsb_ish_ns"],
+                    dsb_ish_per_cpu_ns=v["dsb_ish_per_cpu_ns"], cached_ns=v["llc_ns"],
+                    trap_ns=v["el2_trap_ns"], tlbi_per_set=bool(p["s2_tlbi_per_set"]))
+
+
+def _topo(p: dict, nodes: int = 2, ratio: float | None = None, **over):
+    return eng.generic(nodes, p["local_ns"], p["remote_ratio"] if ratio is None else ratio,
+                        cpus_per_node=int(over.get("cores_per_node", p["cores_per_node"])))
+
+
+def overhead_shares(p: dict, ratio: float | None = None, nodes: int = 2,
+                    **over) -> dict[str, float]:
+    """Shares of the machine's CPU time at the given (default: published) rates:
+    ``text_base`` the baseline's text patching (one copy, EL1), ``text_ktr`` KTR's (one copy
+    per node, EL1), ``text_stage2`` stage-2 replication's (one copy per node, every
+    instruction trapped to EL2), ``sync`` keeping one host stage-2 table set per node up
+    to date. ``over`` replaces rates and costs (any of :data:`OVERHEAD_ASSUMED`; other
+    names are ignored)."""
+    topo = _topo(p, nodes, ratio, **over)
+    cost = _patch_cost(p, **over)
+    sc = _sync_cost(p, **over)
+    rate = float(over.get("patches_per_s", p["patches_per_s"]))
+    pages = float(over.get("s2_pages_per_s", p["s2_pages_per_s"]))
+    g2 = eng.stage2(p["s1_granule"], p["ipa_bits"])
+    return {"text_base": patch_overhead_fraction(topo, 1, rate, cost),
+            "text_ktr": patch_overhead_fraction(topo, nodes, rate, cost),
+            "text_stage2": text_write_fraction(topo, nodes, rate, cost, sc.trap_ns),
+            "sync": stage2_sync_fraction(topo.latency_ns, nodes, pages, g2, sc, topo.cpus)}
+
+
+def _host_over(over: dict) -> dict:
+    return {k: v for k, v in over.items() if k in _HOST_KEYS}
+
+
+def stage2_net_gain(p: dict, runs: dict, ratio: float | None = None, exit_rate: float = 0.0,
+                    extra_exit_ns: float | None = None, **over) -> float:
+    """Net gain of stage-2 replication (pKVM leaves) over the VHE baseline with exits at
+    ``exit_rate`` per CPU-second, text writes and stage-2 sync at their rates."""
+    g = stage2_gain(p, runs, ratio, **_host_over(over))
+    sh = overhead_shares(p, ratio, **over)
+    extra = p["nvhe_exit_extra_ns"] if extra_exit_ns is None else extra_exit_ns
+    return net_gain(g, exit_rate, extra, sh["text_stage2"] + sh["sync"], sh["text_base"])
+
+
+def schemes_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """Throughput relative to the baseline of KTR and of stage-2 replication (debated and
+    pKVM leaf configurations) for every workload, against the ratio, no VM exits; every
+    scheme pays its text patching at ``patches_per_s`` (the baseline one copy, KTR one per
+    node, stage 2 one per node behind a trap) and stage 2 its table sync at
+    ``s2_pages_per_s``."""
+    import polars as pl
+    pol = _policy(p)
+    costs = _costs(p)
+    rows = []
+    for w in p["workloads"]:
+        ck = runs[("s1", w)]
+        for r in sorted({1.0, p["remote_ratio"], *p["ratio_range"]}):
+            lat = _lat(p, r)
+            sh = overhead_shares(p, r)
+            tb = system_time_ns(ck, lat, Scheme.BASELINE, pol, costs) / (
+                1.0 - sh["text_base"])
+            tk = system_time_ns(ck, lat, Scheme.KTR, pol, costs) / (1.0 - sh["text_ktr"])
+            rows.append({"workload": w, "ratio": r, "scheme": "KTR", "gain": tb / tk - 1})
+            for lab in (p["debate_leaf"], p["pkvm_leaf"]):
+                ts = system_time_ns(runs[("s2", w, lab)], lat, Scheme.STAGE2, pol,
+                                        costs) / (1.0 - sh["text_stage2"] - sh["sync"])
+                rows.append({"workload": w, "ratio": r, "scheme": f"stage 2, {lab}",
+                             "gain": tb / ts - 1})
+    return pl.DataFrame(rows)
+
+
+def stage2_gain(p: dict, runs: dict, ratio: float | None = None, **cost_over) -> float:
+    """Gain of stage-2 replication in the pKVM configuration over the VHE baseline from the
+    simulated work alone: no exits, text writes or stage-2 sync (see
+    :func:`stage2_net_gain`)."""
+    pol = _policy(p)
+    costs = _costs(p, **cost_over)
+    lat = _lat(p, ratio)
+    w = p["workload"]
+    tb = system_time_ns(runs[("s1", w)], lat, Scheme.BASELINE, pol, costs)
+    ts = system_time_ns(runs[("s2", w, p["pkvm_leaf"])], lat, Scheme.STAGE2, pol, costs)
+    return tb / ts - 1.0
+
+
+def exit_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """Net gain of stage-2 replication against the VM exit rate per CPU, for the assumed
+    range of the extra cost of an exit without VHE: exits alone, and with text-write traps
+    and stage-2 sync at their published rates and at the top of their assumed rates."""
+    import polars as pl
+    g = stage2_gain(p, runs)
+    specs = overhead_specs()
+    sh = overhead_shares(p)
+    top = overhead_shares(p, patches_per_s=specs["patches_per_s"][1],
+                          s2_pages_per_s=specs["s2_pages_per_s"][1])
+    variants = (("exits only", 0.0, 0.0),
+                ("+ traps, sync: published rates", sh["text_stage2"] + sh["sync"],
+                 sh["text_base"]),
+                ("+ traps, sync: top assumed rates", top["text_stage2"] + top["sync"],
+                 top["text_base"]))
+    rows = []
+    lo, hi = p["nvhe_exit_extra_range"]
+    for extra in sorted({lo, p["nvhe_exit_extra_ns"], hi}):
+        for rate in p["exit_rates"]:
+            for label, fs, fb in variants:
+                rows.append({"exit_rate": float(rate), "extra_ns": float(extra),
+                             "overheads": label,
+                             "net_gain": net_gain(g, rate, extra, fs, fb)})
+    return pl.DataFrame(rows)
+
+
+def overhead_specs() -> dict[str, tuple[float, float]]:
+    """``name -> (lo, hi)``: the assumed ranges of :data:`OVERHEAD_ASSUMED`."""
+    return dict(ASSUMED)
+
+
+def overhead_points(p: dict, n: int, specs: dict | None = None) -> list[dict]:
+    """``n`` Latin-hypercube points over the overheads' assumed ranges: each range cut into
+    ``n`` strata visited once each in random order (from ``seed``), log scale where a range
+    spans a factor of 4 or more, integer parameters rounded."""
+    specs = overhead_specs() if specs is None else specs
+    return latin_hypercube(specs, n, [p["seed"], 4], p)
+
+
+def s4_sweep(p: dict, runs: dict) -> list[dict]:
+    """Crossover exit rate (every overhead included) over the joint sweep of the assumed
+    per-exit cost, walk stall share and ratio range, each crossed with
+    ``s4_overhead_points`` Latin-hypercube points of the text-write and stage-2 sync rates
+    and costs (:func:`overhead_points`)."""
+    out = []
+    lo, hi = p["nvhe_exit_extra_range"]
+    points = overhead_points(p, p["s4_overhead_points"])
+    for sw in sorted({*p["stall_walk_range"], p["stall_walk"]}):
+        for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
+            g = stage2_gain(p, runs, r, stall_walk=sw)
+            shares = [overhead_shares(p, r, **pt) for pt in points]
+            for extra in sorted({lo, p["nvhe_exit_extra_ns"], hi}):
+                for pt, sh in zip(points, shares):
+                    out.append({"params": {"nvhe_exit_extra_ns": float(extra), "stall_walk": sw,
+                                           "remote_ratio": float(r), **pt},
+                                "value": crossover_exit_rate(g, extra,
+                                                             sh["text_stage2"] + sh["sync"],
+                                                             sh["text_base"])})
+    return out
+
+
+def s4_zero_causes(p: dict, runs: dict, sweep: list[dict]) -> dict:
+    """Why the crossover is 0 at the points of S4's sweep where it is: stage 2 gains
+    nothing to begin with (``no_gain``), the text-write traps alone (``text``) or the
+    stage-2 sync alone (``sync``) cancel the gain, or only both together do (``both``);
+    with the lowest rate of each cause (``text_min_patches_per_s``,
+    ``sync_min_pages_per_s``)."""
+    out = {"no_gain": 0, "text": 0, "sync": 0, "both": 0,
+           "text_min_patches_per_s": float("inf"), "sync_min_pages_per_s": float("inf")}
+    gains = {}
+    for x in sweep:
+        if x["value"] != 0.0:
+            continue
+        pt = x["params"]
+        key = (pt["stall_walk"], pt["remote_ratio"])
+        if key not in gains:
+            gains[key] = stage2_gain(p, runs, pt["remote_ratio"], stall_walk=pt["stall_walk"])
+        g = gains[key]
+        if g <= 0:
+            out["no_gain"] += 1
+            continue
+        sh = overhead_shares(p, pt["remote_ratio"], **pt)
+        be = g / (1.0 + g)
+        if (sh["text_stage2"] - sh["text_base"]) / (1.0 - sh["text_base"]) >= be:
+            out["text"] += 1
+            out["text_min_patches_per_s"] = min(out["text_min_patches_per_s"],
+                                                pt["patches_per_s"])
+        elif sh["sync"] >= be:
+            out["sync"] += 1
+            out["sync_min_pages_per_s"] = min(out["sync_min_pages_per_s"], pt["s2_pages_per_s"])
+        else:
+            out["both"] += 1
+    return out
+
+
+def overhead_frames(p: dict, runs: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
+    """Each overhead of stage-2 replication against its own rate on the 2-node machine, as
+    the share of time it costs (``loss``): exits (per CPU, at ``nvhe_exit_extra_ns`` each:
+    rate x extra), text writes (machine-wide patches per second: the share above the
+    baseline's own patching, ``(f - f_base) / (1 - f_base)``, for the trapped writes and,
+    for comparison, KTR's) and stage-2 sync (machine-wide page cycles per second). Alone,
+    an overhead cancels the gain where its loss reaches ``gain / (1 + gain)``; the second
+    frame gives that crossover rate per overhead."""
+    import polars as pl
+    g = stage2_gain(p, runs)
+    be = g / (1.0 + g) if g > 0 else 0.0
+    topo = _topo(p)
+    cost = _patch_cost(p)
+    sc = _sync_cost(p)
+    g2 = eng.stage2(p["s1_granule"], p["ipa_bits"])
+    # shares per event per second
+    a_b = patch_overhead_fraction(topo, 1, 1.0, cost)
+    a_s = text_write_fraction(topo, 2, 1.0, cost, sc.trap_ns)
+    a_k = patch_overhead_fraction(topo, 2, 1.0, cost)
+    a_y = stage2_sync_fraction(topo.latency_ns, 2, 1.0, g2, sc, topo.cpus)
+    a_e = p["nvhe_exit_extra_ns"] * 1e-9
+    def text(a_new):
+        # the baseline's own patching cannot take the whole machine either
+        return lambda r: (a_new - a_b) * r / (1.0 - a_b * r) if a_b * r < 1.0 else None
+
+    comps = (("VHE exits (per CPU)", "exits/s per CPU", lambda r: r * a_e),
+             ("text-write traps, stage 2", "patches/s", text(a_s)),
+             ("text writes, KTR (no trap)", "patches/s", text(a_k)),
+             ("stage-2 sync", "page cycles/s", lambda r: a_y * r))
+    rows = []
+    for name, unit, loss in comps:
+        for r in p["overhead_rates"]:
+            x = loss(float(r))
+            if x is not None and 0.0 <= x < 1.0:
+                rows.append({"overhead": name, "rate_unit": unit, "rate": float(r),
+                             "loss": x, "break_even": be})
+    cross = {"VHE exits (per CPU)": vhe_crossover_rate(g, p["nvhe_exit_extra_ns"]),
+             "text-write traps, stage 2": _text_crossover(be, a_s, a_b),
+             "text writes, KTR (no trap)": _text_crossover(be, a_k, a_b),
+             "stage-2 sync": be / a_y if a_y > 0 else float("inf")}
+    cross_rows = [{"overhead": k, "crossover_rate": float(v), "break_even": be, "gain": g}
+                  for k, v in cross.items()]
+    return pl.DataFrame(rows), pl.DataFrame(cross_rows)
+
+
+def _text_crossover(be: float, a_new: float, a_base: float) -> float:
+    """Patch rate at which ``(a_new r - a_base r) / (1 - a_base r)`` reaches ``be``."""
+    d = a_new - a_base + be * a_base
+    if be <= 0:
+        return 0.0
+    return be / d if d > 0 else float("inf")
+
+
+def event_cost_frame(p: dict) -> "pl.DataFrame":
+    """The cost of one event against the node count, with its counted events: a text patch
+    under KTR (EL1, one write per copy) and under stage-2 replication (a trap per
+    instruction, then the same writes from EL2), and one page cycle of host stage-2 sync
+    (every set written and invalidated)."""
+    import polars as pl
+    cost = _patch_cost(p)
+    sc = _sync_cost(p)
+    g2 = eng.stage2(p["s1_granule"], p["ipa_bits"])
+    rows = []
+    for n in p["overhead_nodes"]:
+        topo = _topo(p, n)
+        ev_k = text_write_events(n, cost.sites, False)
+        ev_s = text_write_events(n, cost.sites, True)
+        cyc = stage2_page_cycle(topo.latency_ns, n, g2, sc, topo.cpus)
+        rows += [
+            {"nodes": n, "event": "text patch, KTR", "ns": patch_window_ns(topo, n, cost),
+             "traps": ev_k["traps"], "copy_writes": ev_k["copy_writes"],
+             "descriptor_writes": 0, "tlbis": 0},
+            {"nodes": n, "event": "text patch, stage 2",
+             "ns": trapped_patch_window_ns(topo, n, cost, sc.trap_ns),
+             "traps": ev_s["traps"], "copy_writes": ev_s["copy_writes"],
+             "descriptor_writes": 0, "tlbis": 0},
+            {"nodes": n, "event": "stage-2 page cycle", "ns": cyc["ns"], "traps": cyc["traps"],
+             "copy_writes": 0, "descriptor_writes": cyc["descriptor_writes"],
+             "tlbis": cyc["tlbis"]}]
+    return pl.DataFrame(rows)
+
+
+def el2_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """Per node and exit rate: memory time per exit of hypervisor text fetches and of the
+    walks of the hypervisor's own stage-1 tables (EL2 has no stage 2: one copy of text and
+    tables, on node 0), from the runs with exits."""
+    import polars as pl
+    pol = _policy(p)
+    rows = []
+    for key, c in runs.items():
+        if not (isinstance(key, tuple) and key[0] == "el2"):
+            continue
+        hyp = c.classes.HYP
+        fetch = class_memory_ns(c, _lat(p), hyp, Scheme.STAGE2, pol, _costs(p),
+                                    source=int(eng.Source.IFETCH))
+        walks = class_memory_ns(c, _lat(p), hyp, Scheme.STAGE2, pol, _costs(p),
+                                    source=int(eng.Source.WALK))
+        exits = max(c.exits, 1)
+        reads = float(c.mem[int(eng.Source.IFETCH), c.sim_node, hyp]) / exits
+        wreads = float(c.mem[int(eng.Source.WALK), c.sim_node, hyp]) / exits
+        for node in range(c.nodes):
+            rows.append({"exits_per_kinstr": float(key[1]), "node": node,
+                         "fetch_ns_per_exit": float(fetch[node]) / exits,
+                         "walk_ns_per_exit": float(walks[node]) / exits,
+                         "ns_per_exit": float(fetch[node] + walks[node]) / exits,
+                         "exits": c.exits, "hyp_mem_reads_per_exit": reads,
+                         "hyp_walk_mem_reads_per_exit": wreads})
+    return pl.DataFrame(rows).sort(["exits_per_kinstr", "node"])
+
+
+def memory_frame(p: dict) -> "pl.DataFrame":
+    """S6: host stage-2 table bytes per node set, reserved (pKVM's worst case) and used,
+    per node count, granule and leaf policy, with per-node copies of the text range."""
+    import polars as pl
+    rows = []
+    for gran in p["s6_granules"]:
+        g = eng.stage2(gran, p["ipa_bits"])
+        for n in p["s6_nodes"]:
+            mem = HostMemory(ram_bytes=p["s6_ram_per_node_bytes"] * n, nodes=n)
+            for leaf in ("page", "block"):
+                r = stage2_memory(mem, g, leaf, text_bytes=p["text_bytes"] + p["rodata_bytes"],
+                                  text_aligned=p["text_aligned"])
+                rows.append({"granule": gran, "nodes": n, "leaf": leaf,
+                             "ram_bytes": mem.ram_bytes, **r})
+    return pl.DataFrame(rows)
+
+
+def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
+    """Values, units, sweeps and explanations of S1-S6 at these parameters."""
+    out = {}
+    deb = comp.filter(comp["label"] == p["debate_leaf"]).row(0, named=True)
+    s2rows = comp.filter(comp["leaf_bytes"] > 0).sort("leaf_bytes")
+    a_dom = [r["label"] for r in s2rows.iter_rows(named=True)
+             if r["share_a"] == r["share_a"] and r["share_a"] > 0.5]
+    b_dom = [r["label"] for r in s2rows.iter_rows(named=True)
+             if r["share_a"] == r["share_a"] and r["share_a"] <= 0.5]
+    sweep = []
+    ck = runs[("s1", p["workload"])]
+    cs = runs[("s2", p["workload"], p["debate_leaf"])]
+    pol = _policy(p)
+    for sw in sorted({*p["stall_walk_range"], p["stall_walk"]}):
+        for si in sorted({*p["stall_ifetch_range"], p["stall_ifetch"]}):
+            for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
+                d = decompose_walks(ck, cs, _lat(p, r), pol, _costs(p, stall_walk=sw,
+                                                                    stall_ifetch=si))
+                sweep.append({"params": {"stall_walk": sw, "stall_ifetch": si,
+                                         "remote_ratio": float(r)}, "value": d["share_a"]})
+    common = (f"With {p['debate_leaf']} stage-2 leaves the loss against KTR is "
+              f"{deb['loss_vs_ktr']:+.1%} of KTR's time, of which more walks (TLB footprint) "
+              f"are a share of {deb['share_a']:.2f} and longer walks the rest "
+              f"({deb['refs_per_walk']:.2f} references per walk against a bound of "
+              f"{deb['bound_refs']}); footprint dominates at "
+              f"{', '.join(a_dom) if a_dom else 'no size'} and walk length at "
+              f"{', '.join(b_dom) if b_dom else 'no size'}.")
+    out["S1"] = {"value": deb["share_a"], "unit": "", "sweep": sweep,
+                 "explanation": common}
+    out["S2"] = {"value": deb["share_a"], "unit": "", "sweep": sweep,
+                 "explanation": common}
+    g4 = comp.filter((comp["granule"] == p["s2_granules"][0]) & (comp["leaf_bytes"] > 0)
+                     ).sort("leaf_bytes")
+    wl = g4["walk_ns_pki"].to_list()
+    out["S3"] = {"value": {"leaf_bytes": g4["leaf_bytes"].to_list(), "walk_ns": wl},
+                 "unit": "ns per 1000 instructions", "sweep": [],
+                 "explanation": (
+                     f"With the {p['s2_granules'][0]} stage-2 granule the walk time falls from "
+                     f"{wl[0]:.0f} to {wl[-1]:.0f} ns per 1000 instructions as the leaf grows "
+                     f"from {g4['label'][0]} to {g4['label'][-1]}: a larger stage-2 leaf ends "
+                     f"the nested walks earlier and lets the combined TLB entries keep the "
+                     f"stage-1 size; a range that is not a multiple of the block (the text "
+                     f"copy) keeps page leaves.")}
+    g = stage2_gain(p, runs)
+    sh = overhead_shares(p)
+    f_s = sh["text_stage2"] + sh["sync"]
+    cross = crossover_exit_rate(g, p["nvhe_exit_extra_ns"], f_s, sh["text_base"])
+    cross0 = vhe_crossover_rate(g, p["nvhe_exit_extra_ns"])
+    _curves, oc = overhead_frames(p, runs)
+    cr = dict(zip(oc["overhead"].to_list(), oc["crossover_rate"].to_list()))
+    s4 = s4_sweep(p, runs)
+    cv = [x["value"] for x in s4]
+    gone = sum(v == 0.0 for v in cv) / len(cv)
+    zc = s4_zero_causes(p, runs, s4)
+    why = []
+    if zc["text"]:
+        why.append(f"{zc['text']} where the trapped text writes alone cancel the gain (from "
+                   f"{zc['text_min_patches_per_s']:.3g} patches/s)")
+    if zc["sync"]:
+        why.append(f"{zc['sync']} where stage-2 sync alone does (from "
+                   f"{zc['sync_min_pages_per_s']:.3g} page cycles/s)")
+    if zc["both"]:
+        why.append(f"{zc['both']} where only both together do")
+    if zc["no_gain"]:
+        why.append(f"{zc['no_gain']} where stage 2 gains nothing to begin with")
+    zero_text = (f"; it is 0 (no exit budget left) at {gone:.0%} of the points: "
+                 f"{', '.join(why)}" if why else "; it is never 0")
+    out["S4"] = {"value": cross, "unit": "exits/s", "sweep": s4,
+                 "explanation": (
+                     f"Stage-2 replication with {p['pkvm_leaf']} leaves gains {g:+.1%} over the "
+                     f"VHE baseline on the simulated work; at the published rates, text writes "
+                     f"trapped to EL2 ({p['patches_per_s']:g} patches/s of {p['patch_sites']} "
+                     f"instructions, {p['el2_trap_ns']:g} ns per trap) take "
+                     f"{sh['text_stage2'] - sh['text_base']:.2g} of the machine beyond the "
+                     f"baseline's own patching and keeping one host stage-2 table set per node "
+                     f"in sync ({p['s2_pages_per_s']:g} page cycles/s) {sh['sync']:.2g}; with "
+                     f"them and {p['nvhe_exit_extra_ns']:g} ns more per exit without VHE the net "
+                     f"gain reaches zero at {cross:.3g} exits per second per CPU ({cross0:.3g} "
+                     f"with exits alone). Alone, the trapped text writes cancel the gain at "
+                     f"{cr['text-write traps, stage 2']:.3g} patches/s (KTR's untrapped writes "
+                     f"at {cr['text writes, KTR (no trap)']:.3g}) and stage-2 sync at "
+                     f"{cr['stage-2 sync']:.3g} page cycles/s. Over the joint sweep (per-exit "
+                     f"cost, walk stall share, ratio range and {p['s4_overhead_points']} "
+                     f"Latin-hypercube points of the overheads' assumed rates and costs) the "
+                     f"crossover spans {min(cv):.3g} to {max(cv):.3g}{zero_text}.")}
+    main = el2.filter(el2["exits_per_kinstr"] == float(p["el2_exits_per_kinstr"])).sort("node")
+    nodes = main["node"].to_list()
+    ns = main["ns_per_exit"].to_list()
+    far = main.filter(main["node"] == max(nodes)).row(0, named=True)
+    others = el2.filter(el2["node"] == max(nodes)).sort("exits_per_kinstr")
+    spread = ", ".join(f"{r['ns_per_exit']:.0f} ns at {r['exits_per_kinstr']:g}"
+                       for r in others.iter_rows(named=True))
+    out["S5"] = {"value": {"node": nodes, "ns": ns}, "unit": "ns per exit", "sweep": [],
+                 "explanation": (
+                     f"EL2 text and the hypervisor's own stage-1 tables have one copy, on node "
+                     f"0, and EL2 translates in one stage (1D walks of up to "
+                     f"{eng.arm64(p['s1_granule'], 48).levels} references, no stage 2): at "
+                     f"{p['el2_exits_per_kinstr']:g} exits per 1000 instructions "
+                     f"{far['hyp_mem_reads_per_exit']:.2g} text lines and "
+                     f"{far['hyp_walk_mem_reads_per_exit']:.2g} table lines per exit come from "
+                     f"memory (over {far['exits']} simulated exits), costing {ns[0]:.0f} ns on "
+                     f"node 0 and {far['ns_per_exit']:.0f} ns on the remote node, "
+                     f"{far['walk_ns_per_exit']:.0f} ns of it walks "
+                     f"(remote node: {spread} exits per 1000 instructions): between exits its "
+                     f"{p['hyp_text_bytes'] // 1024} KiB stay in the L2 and LLC, whose pressure "
+                     f"from the node's other cores the model carries only as a smaller LLC.")}
+    b = mem.filter((mem["granule"] == p["s6_granules"][0]) & (mem["leaf"] == "block")
+                   ).sort("nodes")
+    rb = b["reserved_bytes"].to_list()
+    ub = b["used_bytes"].to_list()
+    ram = b["ram_bytes"].to_list()
+    out["S6"] = {"value": {"nodes": b["nodes"].to_list(), "reserved_bytes": rb},
+                 "unit": "bytes", "sweep": [],
+                 "explanation": (
+                     f"pKVM reserves stage-2 tables for every host page at page granularity "
+                     f"(host_s2_pgtable_pages) and every node's set covers all of it, so with "
+                     f"{p['s6_ram_per_node_bytes'] / 2**30:.0f} GiB per node the reservation "
+                     f"grows from {rb[0] / 2**20:.0f} MiB on {b['nodes'][0]} node to "
+                     f"{rb[-1] / 2**20:.0f} MiB on {b['nodes'][-1]} ({rb[-1] / ram[-1]:.2%} of "
+                     f"RAM), while the block-mapped sets actually use {ub[-1] / 2**20:.2f} MiB.")}
+    return out
+
+
+def results_frame(p: dict, scenario: str, comp, schemes, exits, el2, mem, overheads=None,
+                  events=None) -> "pl.DataFrame":
+    """The notebook's tidy frame (:mod:`kmm.results`)."""
+    from ... import results
+    seed = p["seed"]
+    rows = []
+    for r in comp.iter_rows(named=True):
+        rows += results.rows_for(scenario, {"stage2": r["label"], "leaf_bytes": r["leaf_bytes"]},
+                                 seed, {k: (float(r[k]), u) for k, u in (
+                                     ("walks_pki", "per 1000 instructions"),
+                                     ("refs_per_walk", "count"), ("bound_refs", "count"),
+                                     ("walk_ns_pki", "ns per 1000 instructions"),
+                                     ("loss_vs_ktr", "fraction"), ("a_ns", "ns"),
+                                     ("b_ns", "ns"), ("c_ns", "ns"),
+                                     ("gain_vs_baseline", "fraction"))
+                                     if r[k] == r[k]})
+    for r in schemes.iter_rows(named=True):
+        rows += results.rows_for(scenario, {"workload": r["workload"], "scheme": r["scheme"],
+                                            "latency_ratio": r["ratio"]}, seed,
+                                 {"gain": (r["gain"], "fraction")})
+    for r in exits.iter_rows(named=True):
+        rows += results.rows_for(scenario, {"exit_rate": r["exit_rate"],
+                                            "nvhe_exit_extra_ns": r["extra_ns"],
+                                            "overheads": r["overheads"]}, seed,
+                                 {"net_gain": (r["net_gain"], "fraction")})
+    for r in el2.iter_rows(named=True):
+        rows += results.rows_for(scenario, {"node": r["node"],
+                                            "exits_per_kinstr": r["exits_per_kinstr"]}, seed,
+                                 {"el2_ns_per_exit": (r["ns_per_exit"], "ns"),
+                                  "el2_fetch_ns_per_exit": (r["fetch_ns_per_exit"], "ns"),
+                                  "el2_walk_ns_per_exit": (r["walk_ns_per_exit"], "ns")})
+    for r in (overheads.iter_rows(named=True) if overheads is not None else ()):
+        rows += results.rows_for(scenario, {"overhead": r["overhead"], "rate": r["rate"]}, seed,
+                                 {"overhead_loss": (r["loss"], "fraction")})
+    for r in (events.iter_rows(named=True) if events is not None else ()):
+        rows += results.rows_for(scenario, {"event": r["event"], "nodes": r["nodes"]}, seed,
+                                 {"event_ns": (r["ns"], "ns"), "traps": (r["traps"], "count"),
+                                  "copy_writes": (r["copy_writes"], "count"),
+                                  "descriptor_writes": (r["descriptor_writes"], "count"),
+                                  "tlbis": (r["tlbis"], "count")})
+    for r in mem.iter_rows(named=True):
+        rows += results.rows_for(scenario, {"granule": r["granule"], "nodes": r["nodes"],
+                                            "leaf": r["leaf"]}, seed,
+                                 {"reserved_bytes": (r["reserved_bytes"], "bytes"),
+                                  "used_bytes": (r["used_bytes"], "bytes")})
+    return results.frame(rows)
+
+
+CHARTS = {"S1": "pkvm_decomposition", "S2": "pkvm_decomposition", "S3": "pkvm_walk_time",
+          "S4": "pkvm_vhe_crossover", "S5": "pkvm_el2_text", "S6": "pkvm_stage2_memory"}
+
+
+@cached()
+def _computed(p: dict) -> tuple:
+    """What both the evidence and the frame read: runs, frames and claim values."""
+    runs = simulate_all(p)
+    comp, exits = comparison_frame(p, runs), exit_frame(p, runs)
+    el2, mem = el2_frame(p, runs), memory_frame(p)
+    return runs, comp, exits, el2, mem, claim_values(p, runs, comp, exits, el2, mem)
+
+
+def evidence(p: dict) -> dict:
+    """S1-S6 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
+    return evidence_from(_computed(p)[-1], CHARTS)
+
+
+def frame(p: dict, scenario: str) -> "pl.DataFrame":
+    """The notebook's tidy frame at parameters ``p``."""
+    runs, comp, exits, el2, mem, _values = _computed(p)
+    overheads, _crossovers = overhead_frames(p, runs)
+    return results_frame(p, scenario, comp, schemes_frame(p, runs), exits, el2, mem, overheads,
+                         event_cost_frame(p))
+
+
+STUDY = Study("pkvm", tuple(CHARTS), DEFAULTS, evidence, check_params, frame, ASSUMED)
