@@ -743,6 +743,14 @@ class Path:
                               "table_capacity")
         return self.result(out.refs if record else None)
 
+    def arrays(self, addresses, *, kind=None, pa=None, leaf_level=None, cont=None,
+               s2_leaf_level=None, s2_cont=None, asid=None, vmid=None, cpu=None, global_=None,
+               node=None, table_nid=None, tag=None, lines=None) -> PathArrays:
+        """The validated kernel arrays :meth:`run` would pass to :func:`run_path` for these
+        accesses (a column of length 1 applies to every access)."""
+        return self._arrays(addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid,
+                            vmid, cpu, global_, node, table_nid, tag, lines)
+
     def _arrays(self, addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid, vmid,
                 cpu, global_, node, table_nid, tag=None, lines=None) -> PathArrays:
         cfg = self.config
@@ -852,12 +860,50 @@ def bench_config(nodes: int = 2) -> PathConfig:
                       table_node=TableNode.INTERLEAVE)
 
 
+def bench_full_path_inputs(addresses, nodes: int = 2) -> tuple[PathConfig, dict]:
+    """:func:`bench_config` and the per-access arguments of :func:`bench_full_path`."""
+    va = np.asarray(addresses, dtype=np.uint64)
+    return bench_config(nodes), {"node": ((va >> np.uint64(12)) % np.uint64(nodes))
+                                 .astype(np.int32)}
+
+
 def bench_full_path(addresses, nodes: int = 2) -> PathResult:
     """Run ``addresses`` (loads) through :func:`bench_config`, data interleaved over the
     nodes by 4K page: the call ``kmm bench`` times."""
-    va = np.asarray(addresses, dtype=np.uint64)
-    node = ((va >> np.uint64(12)) % np.uint64(nodes)).astype(np.int32)
-    return simulate_path(va, bench_config(nodes), node=node)
+    cfg, kw = bench_full_path_inputs(addresses, nodes)
+    return simulate_path(np.asarray(addresses, dtype=np.uint64), cfg, **kw)
+
+
+def bench_trace_inputs(trace, nodes: int = 2) -> tuple[PathConfig, dict]:
+    """The benchmark path of a recorded trace (:class:`kmm.traces.Trace`; a kernel trace's
+    vCPUs and physical addresses are used when it has them): :func:`bench_config` with one
+    CPU per vCPU, CPU ``k`` on node ``k mod nodes``, data lines interleaved over the nodes by
+    4K physical page (the virtual address where the physical one is unknown). Returns the
+    configuration and the per-access arguments of :meth:`Path.run`."""
+    va = np.asarray(trace.address, dtype=np.uint64)
+    cpu = getattr(trace, "cpu", None)
+    cpus = 1 if cpu is None or cpu.size == 0 else int(cpu.max()) + 1
+    pa = getattr(trace, "pa", None)
+    if pa is None:
+        pa = va
+    else:
+        pa = np.where(pa == np.uint64(0xFFFF_FFFF_FFFF_FFFF), va, pa)
+    base = bench_config(nodes)
+    cfg = replace(base, tlb=replace(base.tlb, cpus=cpus),
+                  caches=replace(base.caches, cpus=cpus),
+                  cpu_nid=tuple(k % nodes for k in range(cpus)))
+    kw = {"pa": pa, "node": ((pa >> np.uint64(12)) % np.uint64(nodes)).astype(np.int32),
+          **trace.kwargs()}
+    if cpus > 1:
+        kw["cpu"] = cpu
+    return cfg, kw
+
+
+def bench_trace_path(trace, nodes: int = 2) -> PathResult:
+    """Run a recorded trace through :func:`bench_trace_inputs`' path: the call ``kmm
+    bench`` times on the shipped kernel traces."""
+    cfg, kw = bench_trace_inputs(trace, nodes)
+    return Path(cfg).run(trace.address, **kw)
 
 
 def bench_simulate_path(n: int = 5_000_000, seed: int = 0, nodes: int = 2) -> dict:
@@ -881,4 +927,5 @@ __all__ = ["TableNode", "WalkEvent", "TagEvent", "PathConfig", "PathOut", "PathA
            "REGIME_FIELDS", "MAX_REGIMES", "run_path", "PathCosts", "PathResult", "Path",
            "simulate_path", "walk_references", "nested_references", "geometry_row",
            "table_frame", "descriptor_pa", "WalkState", "stage1_walk", "stage2_walk",
-           "bench_simulate_path", "bench_full_path", "bench_config"]
+           "bench_simulate_path", "bench_full_path", "bench_config", "bench_trace_inputs",
+           "bench_trace_path", "bench_full_path_inputs"]

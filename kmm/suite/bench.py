@@ -83,12 +83,13 @@ def _best(fn, repeats: int = 3) -> tuple[float, Any]:
     return best, out
 
 
-def _compile_c(workdir: Path) -> Path | None:
+def _compile_c(workdir: Path, name: str = "lru") -> Path | None:
+    """``bench_c/<name>.c`` compiled now with the system ``cc -O2`` (None: no compiler)."""
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if not cc:
         return None
-    src = Path(__file__).with_name("bench_c") / "lru.c"
-    exe = workdir / "lru"
+    src = Path(__file__).with_name("bench_c") / f"{name}.c"
+    exe = workdir / name
     subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True, capture_output=True)
     return exe
 
@@ -203,14 +204,140 @@ def bench_allocator(n: int) -> dict | None:
     return {"ops": n, "ops_per_s": float(rate)}
 
 
-def bench_full_path(n: int) -> dict | None:
-    fn = _optional("kmm.walk.bench_full_path")
-    if fn is None:
-        return None
+# ---- the full translation path against its plain-C reference (bench_c/path.c) ----------
+#: Rows of the counts the C reference prints, as (name, PathResult attribute).
+PATH_COUNTS = (("tlb", "tlb"), ("cache", "cache"), ("walk", "walk"), ("mem", "mem_reads"),
+               ("refs_node", "walk_refs_by_node"), ("refs_level", "walk_refs_by_level"),
+               ("served", "served"))
+
+
+def path_counts(result) -> dict[str, list[int]]:
+    """A :class:`kmm.walk.PathResult`'s counts in the C reference's rows."""
+    import numpy as np
+
+    out = {}
+    for name, attr in PATH_COUNTS:
+        v = getattr(result, attr)
+        out[name] = np.asarray(getattr(v, "values", v), dtype=np.int64).ravel().tolist()
+    return out
+
+
+def c_path_supports(config) -> str | None:
+    """Why the C reference cannot run ``config`` (None: it can): it models a stage-1
+    machine with LRU replacement everywhere and no conflict detection."""
+    from .. import walk
+    from ..policy import Replacement
+
+    if config.stage2 is not None or config.stage1 is None:
+        return "stage 2"
+    if config.tlb.detect_conflicts:
+        return "conflict detection"
+    levels = list(config.tlb.levels().values()) + [
+        lv for lv in (config.caches.l1i, config.caches.l1d, config.caches.l2, config.caches.llc)
+        if lv is not None]
+    if any(lv.policy != Replacement.LRU for lv in levels):
+        return "a replacement policy other than LRU"
+    rules = config.walk_geometry()[0, walk.W_RULE:walk.W_RULE + 5]
+    if any(r == walk.TableNode.GIVEN for r in rules):
+        return "per-access table nodes"
+    return None
+
+
+def write_path_job(path: Path, config, addresses, **per_access) -> int:
+    """Write the C reference's job file for ``addresses`` through ``config`` (the arrays kmm's
+    own run would use, each broadcast to one value per access). Returns the accesses."""
+    import numpy as np
+
+    from .. import walk
+
+    why = c_path_supports(config)
+    if why is not None:
+        raise KmmError(f"the C reference does not model {why}")
+    p = walk.Path(config)
+    acc = p.arrays(addresses, **per_access)
+    if acc.tag.shape[0] > 1 or int(acc.lines.max(initial=1)) != 1 or \
+            int(acc.lines.min(initial=1)) != 1:
+        raise KmmError("the C reference reads exactly one line per access")
+    n = acc.va.shape[0]
+    pa = acc.va if acc.pa.shape[0] == 1 and n > 1 else acc.pa
+
+    def col(a, dtype):
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(a).astype(dtype), (n,)))
+
+    hdr = np.array([n, config.tlb.cpus, config.nodes, config.table_capacity], "<i8")
+    parts = [hdr, p.tlb_state.geo.astype("<i8"), p.cache_state.geo.astype("<i8"),
+             p.wg[0].astype("<i8"), np.asarray(config.cpu_nid, "<i8"),
+             col(acc.va, "<i8"), col(pa, "<i8"), col(acc.flags, "u1"), col(acc.shift, "u1"),
+             col(acc.leaf, "u1"), col(acc.asid, "<i4"), col(acc.vmid, "<i4"),
+             col(acc.cpu, "<i4"), col(acc.node, "<i4")]
+    with open(path, "wb") as fh:
+        for a in parts:
+            fh.write(np.ascontiguousarray(a).tobytes())
+    return n
+
+
+def c_path(exe: Path, job: Path, repeats: int = 3) -> tuple[float, dict[str, list[int]]]:
+    """Run the C reference on a job file: (best seconds of the simulation loop, counts)."""
+    proc = subprocess.run([str(exe), str(job), str(repeats)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise KmmError(f"C path reference failed: {proc.stderr.strip()}")
+    kv = dict(line.split("=", 1) for line in proc.stdout.split())
+    counts = {name: [int(x) for x in kv[name].split(",")] for name, _ in PATH_COUNTS}
+    return int(kv["ns"]) / 1e9, counts
+
+
+def _path_row(label: str, exe: Path | None, tmp: Path, config, addresses, kw,
+              repeats: int) -> dict:
+    """kmm and C side by side on one trace: rates, ratio, and whether every count agrees.
+    kmm's time is that of the public call, ``Path(config).run(addresses, **kw)``, input
+    checks included; C's that of its simulation loop."""
+    from .. import walk
+
+    n = len(addresses)
+    run_kmm = lambda: walk.Path(config).run(addresses, **kw)  # noqa: E731
+    run_kmm()  # compiled (or loaded from the cache) beforehand
+    t_kmm, res = _best(run_kmm, repeats)
+    row = {"trace": label, "accesses": n, "kmm_s": t_kmm, "kmm_maps": n / t_kmm / 1e6,
+           "walks": int(res.walk.walks), "walk_refs": int(res.walk.refs)}
+    if exe is not None:
+        job = tmp / f"{label}.job"
+        write_path_job(job, config, addresses, **kw)
+        t_c, counts = c_path(exe, job, repeats)
+        job.unlink()
+        row.update(c_s=t_c, c_maps=n / t_c / 1e6, kmm_vs_c=t_c / t_kmm,
+                   counts_equal=counts == path_counts(res))
+    return row
+
+
+def bench_full_path(n: int, kernel_traces: bool = True, repeats: int = 3) -> dict | None:
+    """Part 2: the full translation path (kmm's :class:`kmm.walk.Path`) against the plain-C
+    reference, on the walk-heavy benchmark trace and on each shipped kernel trace."""
+    from .. import traces, walk
+
     addrs = make_trace(n)
-    fn(addrs[:1000])
-    t, _ = _best(lambda: fn(addrs), 2)
-    return {"accesses": n, "seconds": t, "maps": n / t / 1e6}
+    out: dict[str, Any] = {"accesses": n}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        try:
+            exe = _compile_c(tmp, "path")
+        except subprocess.CalledProcessError as e:
+            raise KmmError(f"cannot compile bench_c/path.c: {e.stderr.decode().strip()}") \
+                from None
+        cfg, kw = walk.bench_full_path_inputs(addrs)
+        rows = [_path_row("walk-heavy", exe, tmp, cfg, addrs, kw, repeats)]
+        for p in traces.shipped_kernel_traces() if kernel_traces else []:
+            t = traces.read_kernel_trace(p)
+            cfg, kw = walk.bench_trace_inputs(t)
+            rows.append(_path_row(p.stem, exe, tmp, cfg, t.address, kw, repeats))
+    out["rows"] = rows
+    out["seconds"], out["maps"] = rows[0]["kmm_s"], rows[0]["kmm_maps"]
+    kt = rows[1:]
+    if kt:
+        refs = sum(r["accesses"] for r in kt)
+        out["kernel_maps"] = refs / sum(r["kmm_s"] for r in kt) / 1e6
+        if all("c_s" in r for r in kt):
+            out["kernel_c_maps"] = refs / sum(r["c_s"] for r in kt) / 1e6
+    return out
 
 
 def bench_real_trace() -> dict | None:
