@@ -277,6 +277,13 @@ class PathOut(NamedTuple):
     refs: np.ndarray       # per-access references of the walk (empty: not recorded)
     cpu_nid: np.ndarray    # node of each CPU
     by_tag: np.ndarray = np.zeros((0, 16), np.int64)  # [tag, TagEvent] (no rows: untagged)
+    #: [cpu, LAST_FIELDS] scratch of the last-translation and last-line filters of
+    #: :func:`run_path` (no rows: no filters; the result is the same either way)
+    last: np.ndarray = np.zeros((0, 6), np.int64)
+
+
+#: Columns per CPU of :attr:`PathOut.last`: the TLB's, then the caches' filter.
+LAST_FIELDS = _tlb.LAST_TLB_FIELDS + _cache.LAST_LINE_FIELDS
 
 
 @njit(inline="always", _nrt=False)
@@ -395,7 +402,12 @@ def stage1_walk(tst, cst, ws, out, c, va, leaf, asid, vmid, glob, cnode, mnode, 
 def run_path(tst, cst, ws, acc, out):
     """Every access: TLB hierarchy; on a miss the stage-1 walk (nested under stage 2) and,
     with a stage 2, the stage-2 walk of the output IPA; then the access's lines through the
-    caches. Counts accumulate in ``out`` (and per tag in ``out.by_tag`` when it has rows)."""
+    caches. Counts accumulate in ``out`` (and per tag in ``out.by_tag`` when it has rows).
+
+    With a row of ``out.last`` per CPU, an access that repeats its CPU's last L1 TLB lookup
+    or last L1 line skips the lookup (:func:`kmm.tlb.tlb_translate_last`,
+    :func:`kmm.cache.cache_access_last`): the same counts, fewer host cache misses. The
+    filters start empty on every call, so the machine may change between calls."""
     wg = ws.geo
     n = acc.va.shape[0]
     record = out.refs.shape[0] == n
@@ -403,6 +415,12 @@ def run_path(tst, cst, ws, acc, out):
     tagged = out.by_tag.shape[0] > 0
     line_shift = cst.geo[_cache.K_PARAMS, 0]
     bt = out.by_tag
+    last = out.last
+    filtered = last.shape[0] == tst.ent.shape[0] and last.shape[0] == cst.priv.shape[0] \
+        and last.shape[1] >= LAST_FIELDS
+    if filtered:
+        last[:, :] = 0
+    lline = last[:, _tlb.LAST_TLB_FIELDS:]
     for i in range(n):
         c = np.int64(_at(acc.cpu, i))
         cnode = out.cpu_nid[c]
@@ -414,8 +432,12 @@ def run_path(tst, cst, ws, acc, out):
         pa = va if same_pa else acc.pa[i]
         refs = 0
         t = np.int64(_at(acc.tag, i)) if tagged else np.int64(0)
-        served = _tlb.tlb_translate(tst, c, va, flags, np.int64(_at(acc.shift, i)), asid, vmid,
-                                    out.tlb)
+        if filtered:
+            served = _tlb.tlb_translate_last(tst, c, va, flags, np.int64(_at(acc.shift, i)),
+                                             asid, vmid, out.tlb, last)
+        else:
+            served = _tlb.tlb_translate(tst, c, va, flags, np.int64(_at(acc.shift, i)), asid,
+                                        vmid, out.tlb)
         if tagged:
             bt[t, TagEvent.ACCESSES] += 1
             if served >= 1:
@@ -434,6 +456,8 @@ def run_path(tst, cst, ws, acc, out):
                 refs += stage2_walk(tst, cst, ws, out, c, ipa, np.int64(_at(acc.leaf2, i)),
                                     vmid, cnode, mnode, acc.table_nid, i)
             out.walk[WalkEvent.REFS] += refs
+            if filtered and cst.geo[_cache.K_PARAMS, 1] == _cache.Level.L1D:
+                lline[c, _cache.Level.L1D] = 0   # the walk's reads went through L1 D
             if tagged:
                 bt[t, TagEvent.WALKS] += 1
                 bt[t, TagEvent.WALK_REFS] += refs
@@ -444,13 +468,21 @@ def run_path(tst, cst, ws, acc, out):
         src = Source.IFETCH if (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH else Source.DATA
         nl = _at(acc.lines, i)
         if nl > 0:
-            s = _cache.cache_access(cst, c, pa, src, cnode, mnode, out.cache, out.mem)
+            if filtered:
+                s = _cache.cache_access_last(cst, c, pa, src, cnode, mnode, out.cache, out.mem,
+                                             lline)
+            else:
+                s = _cache.cache_access(cst, c, pa, src, cnode, mnode, out.cache, out.mem)
             out.served[src, s] += 1
             if tagged:
                 bt[t, TagEvent.FIRST_L1 + s] += 1
             for j in range(1, nl):
-                s = _cache.cache_access(cst, c, pa + (np.int64(j) << line_shift), src, cnode,
-                                        mnode, out.cache, out.mem)
+                pj = pa + (np.int64(j) << line_shift)
+                if filtered:
+                    s = _cache.cache_access_last(cst, c, pj, src, cnode, mnode, out.cache,
+                                                 out.mem, lline)
+                else:
+                    s = _cache.cache_access(cst, c, pj, src, cnode, mnode, out.cache, out.mem)
                 out.served[src, s] += 1
                 if tagged:
                     bt[t, TagEvent.REST_L1 + s] += 1
@@ -676,7 +708,8 @@ class Path:
             refs_node=np.zeros((k, k), np.int64), refs_level=np.zeros((2, 5), np.int64),
             served=np.zeros((3, 4), np.int64), refs=np.empty(0, np.int16),
             cpu_nid=np.asarray(config.cpu_nid, np.int64),
-            by_tag=np.zeros((self.tags, len(TagEvent)), np.int64))
+            by_tag=np.zeros((self.tags, len(TagEvent)), np.int64),
+            last=np.zeros((config.tlb.cpus, LAST_FIELDS), np.int64))
 
     @property
     def out(self) -> PathOut:
@@ -923,7 +956,7 @@ def bench_simulate_path(n: int = 5_000_000, seed: int = 0, nodes: int = 2) -> di
             "walks": r.walk.walks, "refs": r.walk.refs}
 
 
-__all__ = ["TableNode", "WalkEvent", "TagEvent", "PathConfig", "PathOut", "PathArrays",
+__all__ = ["TableNode", "WalkEvent", "TagEvent", "PathConfig", "PathOut", "PathArrays", "LAST_FIELDS",
            "REGIME_FIELDS", "MAX_REGIMES", "run_path", "PathCosts", "PathResult", "Path",
            "simulate_path", "walk_references", "nested_references", "geometry_row",
            "table_frame", "descriptor_pa", "WalkState", "stage1_walk", "stage2_walk",
