@@ -278,18 +278,20 @@ def cache_access_last(cs, c, pa, src, cpu_node, line_node, counts, mem, last):
     """
     geo = cs.geo
     key = ((pa >> geo[K_PARAMS, 0]) << 1) | 1
+    uc = np.uint64(c)
     if src == Source.WALK:
         if geo[K_PARAMS, 1] == Level.L1D and geo[Level.L1D, K_SETS] > 0:
-            last[c, 1] = key
+            last[uc, 1] = key
         return cache_access(cs, c, pa, src, cpu_node, line_node, counts, mem)
-    lv = Level.L1I if src == Source.IFETCH else Level.L1D
+    ifetch = src == Source.IFETCH
+    lv = np.uint64(0) if ifetch else np.uint64(1)
     if geo[lv, K_SETS] == 0:
         return cache_access(cs, c, pa, src, cpu_node, line_node, counts, mem)
-    if last[c, lv] == key:
+    if last[uc, lv] == key:
         counts[CacheEvent.ACCESSES] += 1
-        counts[CacheEvent.L1I_HITS if lv == Level.L1I else CacheEvent.L1D_HITS] += 1
+        counts[CacheEvent.L1I_HITS if ifetch else CacheEvent.L1D_HITS] += 1
         return Served.L1
-    last[c, lv] = key
+    last[uc, lv] = key
     return cache_access(cs, c, pa, src, cpu_node, line_node, counts, mem)
 
 

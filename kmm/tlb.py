@@ -563,25 +563,29 @@ def tlb_translate_last(st, c, va, flags, shift, asid, vmid, counts, last):
     whenever the TLB changes otherwise (an invalidation, another kernel's fill); with
     conflict detection every lookup is made.
     """
-    l1 = 0 if (flags & FLAG_KIND_MASK) == Kind.IFETCH else 1
-    if st.geo[l1, G_SETS] == 0 or st.geo[l1, G_LAST] != 0:
+    ifetch = (flags & FLAG_KIND_MASK) == Kind.IFETCH
+    l1 = _u(0) if ifetch else _u(1)
+    uc = _u(c)
+    geo = st.geo
+    if geo[l1, G_SETS] == 0 or geo[l1, G_LAST] != 0:
         return tlb_translate(st, c, va, flags, shift, asid, vmid, counts)
-    first = min(shift, st.geo[l1, G_MAXSHIFT])
+    first = min(shift, geo[l1, G_MAXSHIFT])
     key = ((va >> first) << 6) | first
     want = context(asid, vmid)
-    if last[c, 2 * l1] == key and last[c, 2 * l1 + 1] == want:
+    k = l1 + l1
+    if last[uc, k] == key and last[uc, k + _u(1)] == want:
         counts[TLBEvent.ACCESSES] += 1
-        counts[TLBEvent.L1D_HITS if l1 == 1 else TLBEvent.L1I_HITS] += 1
+        counts[TLBEvent.L1I_HITS if ifetch else TLBEvent.L1D_HITS] += 1
         return 0
     r = tlb_translate(st, c, va, flags, shift, asid, vmid, counts)
     # the entry the lookup hit or the fill wrote is in the hint slot of (va >> first)
-    e = _u(st.cpu[c, C_HINT + l1 * HINT_SLOTS + ((va >> first) & (HINT_SLOTS - 1))])
-    x = st.ent[c, E_CTX, e]
-    if st.ent[c, E_KEY, e] == key and (x == want or x == (np.int64(vmid) << 32)):
-        last[c, 2 * l1] = key
-        last[c, 2 * l1 + 1] = want
+    e = _u(st.cpu[uc, _u(C_HINT) + l1 * _u(HINT_SLOTS) + _u((va >> first) & (HINT_SLOTS - 1))])
+    x = st.ent[uc, E_CTX, e]
+    if st.ent[uc, E_KEY, e] == key and (x == want or x == (np.int64(vmid) << 32)):
+        last[uc, k] = key
+        last[uc, k + _u(1)] = want
     else:
-        last[c, 2 * l1] = 0
+        last[uc, k] = 0
     return r
 
 

@@ -423,7 +423,7 @@ def run_path(tst, cst, ws, acc, out):
     lline = last[:, _tlb.LAST_TLB_FIELDS:]
     for i in range(n):
         c = np.int64(_at(acc.cpu, i))
-        cnode = out.cpu_nid[c]
+        cnode = out.cpu_nid[np.uint64(c)]
         va = acc.va[i]
         flags = _at(acc.flags, i)
         asid = _at(acc.asid, i)
@@ -473,7 +473,7 @@ def run_path(tst, cst, ws, acc, out):
                                              lline)
             else:
                 s = _cache.cache_access(cst, c, pa, src, cnode, mnode, out.cache, out.mem)
-            out.served[src, s] += 1
+            out.served[np.uint64(src), np.uint64(s)] += 1
             if tagged:
                 bt[t, TagEvent.FIRST_L1 + s] += 1
             for j in range(1, nl):

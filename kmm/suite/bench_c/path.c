@@ -15,7 +15,8 @@
  *
  * It uses the same shortcuts as kmm's kernels, none of which changes a count: a hint per
  * tag slot (the entry last hit or filled there, checked first), a filter of key buckets
- * per structure (an empty bucket skips the set scan), and per CPU the last L1 TLB lookup
+ * per structure (an empty bucket skips the set scan), recent table frames per level, and
+ * per CPU the last L1 TLB lookup
  * and the last L1 line of fetches and of data (a repeat is a hit on what is already the
  * most recent entry). So the ratio measures the two implementations of one algorithm.
  *
@@ -77,9 +78,11 @@ struct caches {
 	int64_t *clock;			/* [cpu + 1], row cpus for the LLC */
 };
 
+#define MEMO_SLOTS 64
 struct frames {
 	int64_t cap, next, refused;
 	int64_t *tid, *k2, *frame;
+	int64_t memo[5][MEMO_SLOTS][3];	/* per level: recent (tid, k2, frame) */
 };
 
 struct counts {
@@ -145,6 +148,29 @@ static int64_t tlb_lookup(struct tlb *t, int s, int64_t c, int64_t va, int64_t s
 	return hit;
 }
 
+/* The way of the smallest stamp in a set, first on ties (an invalid way has stamp 0), and
+ * that stamp; without branches: a select per way, or for wide sets one min-reduction over
+ * (stamp, way) packed in an int64, which vectorises. */
+static inline void oldest_way(const int64_t *st, int64_t row, int64_t ways, int64_t *victim,
+			      int64_t *oldest)
+{
+	if (ways <= 8) {
+		int64_t v = row, ms = st[row];
+		for (int64_t e = row + 1; e < row + ways; e++) {
+			v = st[e] < ms ? e : v;
+			ms = st[e] < ms ? st[e] : ms;
+		}
+		*victim = v, *oldest = ms;
+		return;
+	}
+	int64_t best = (int64_t)1 << 62;
+	for (int64_t w = 0; w < ways; w++) {
+		int64_t x = (st[row + w] << 16) | w;
+		best = x < best ? x : best;
+	}
+	*victim = row + (best & 0xFFFF), *oldest = best >> 16;
+}
+
 static void tlb_fill(struct tlb *t, struct counts *n, int s, int64_t c, int64_t va, int64_t shift,
 		     int64_t asid, int64_t vmid)
 {
@@ -153,12 +179,8 @@ static void tlb_fill(struct tlb *t, struct counts *n, int s, int64_t c, int64_t 
 	int64_t tag = va >> p;
 	int64_t row = g[G_BASE] + (int64_t)((uint64_t)tag & (uint64_t)(g[G_SETS] - 1)) * g[G_WAYS];
 	int64_t *k = t->key + c * t->entries, *st = t->stamp + c * t->entries;
-	int64_t victim = row, oldest = st[row];
-	for (int64_t e = row + 1; e < row + g[G_WAYS]; e++)
-		if (st[e] < oldest) {
-			oldest = st[e];
-			victim = e;
-		}
+	int64_t victim, oldest;
+	oldest_way(st, row, g[G_WAYS], &victim, &oldest);
 	int32_t *filt = t->filt + (c * NSTRUCT + s) * FILTER_BUCKETS;
 	if (oldest != 0)
 		n->tlb[T_EVICTIONS]++;
@@ -244,10 +266,8 @@ static inline int touch(int64_t *key, int64_t *stamp, int64_t *geo, int64_t k, i
 			stamp[e] = ++*clock;
 			return 1;
 		}
-		if (stamp[e] < oldest) {
-			oldest = stamp[e];
-			victim = e;
-		}
+		victim = stamp[e] < oldest ? e : victim;
+		oldest = stamp[e] < oldest ? stamp[e] : oldest;
 	}
 	key[victim] = k;
 	stamp[victim] = ++*clock;
@@ -333,7 +353,11 @@ static int64_t table_frame(struct frames *f, int64_t level, int64_t a, int64_t s
 {
 	int64_t tid = level == wg[W_START] ? (a < 0) : a >> wg[W_SHIFT + level];
 	int64_t k2 = ((int64_t)(level + 1) << 59) | ((copy + 1) << 48) | (wg[W_REGIME] << 20) | space;
-	uint64_t j = mix((uint64_t)tid ^ mix((uint64_t)k2)) & (uint64_t)(f->cap - 1);
+	uint64_t h = mix((uint64_t)tid ^ mix((uint64_t)k2));
+	int64_t *m = f->memo[level + 1][h & (MEMO_SLOTS - 1)];
+	if (m[2] >= 0 && m[0] == tid && m[1] == k2)
+		return m[2];
+	uint64_t j = h & (uint64_t)(f->cap - 1);
 	for (;;) {
 		if (f->frame[j] < 0) {
 			if (4 * f->next >= 3 * f->cap) {
@@ -343,12 +367,14 @@ static int64_t table_frame(struct frames *f, int64_t level, int64_t a, int64_t s
 			f->tid[j] = tid;
 			f->k2[j] = k2;
 			f->frame[j] = f->next++;
-			return f->frame[j];
+			break;
 		}
 		if (f->tid[j] == tid && f->k2[j] == k2)
-			return f->frame[j];
+			break;
 		j = (j + 1) & (uint64_t)(f->cap - 1);
 	}
+	m[0] = tid, m[1] = k2, m[2] = f->frame[j];
+	return m[2];
 }
 
 static void walk_read(struct caches *cs, struct counts *n, int64_t c, int64_t dpa, int64_t cnode,
@@ -457,6 +483,7 @@ static uint64_t run(struct job *jb, struct counts *n)
 	f.frame = malloc(f.cap * 8);
 	for (int64_t j = 0; j < f.cap; j++)
 		f.frame[j] = -1;
+	memset(f.memo, 0xff, sizeof(f.memo));
 	memset(n, 0, sizeof(*n));
 	n->mem = zalloc(3 * nodes * nodes * 8);
 	n->refs_node = zalloc(nodes * nodes * 8);
