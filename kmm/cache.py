@@ -274,24 +274,24 @@ def cache_access_last(cs, c, pa, src, cpu_node, line_node, counts, mem, last):
     (k = 0) or L1 D (k = 1); that line is its set's most recent, so reading it again is an
     L1 hit whose replacement hooks change nothing (:func:`kmm.tlb.tlb_translate_last`).
     Walk reads that enter at L1 D keep ``last`` current; zero it whenever the caches change
-    otherwise.
+    otherwise. A ``last`` of no rows turns the filter off.
     """
     geo = cs.geo
     key = ((pa >> geo[K_PARAMS, 0]) << 1) | 1
     uc = np.uint64(c)
+    use = last.shape[0] > 0
     if src == Source.WALK:
-        if geo[K_PARAMS, 1] == Level.L1D and geo[Level.L1D, K_SETS] > 0:
+        if use and geo[K_PARAMS, 1] == Level.L1D and geo[Level.L1D, K_SETS] > 0:
             last[uc, 1] = key
-        return cache_access(cs, c, pa, src, cpu_node, line_node, counts, mem)
-    ifetch = src == Source.IFETCH
-    lv = np.uint64(0) if ifetch else np.uint64(1)
-    if geo[lv, K_SETS] == 0:
-        return cache_access(cs, c, pa, src, cpu_node, line_node, counts, mem)
-    if last[uc, lv] == key:
-        counts[CacheEvent.ACCESSES] += 1
-        counts[CacheEvent.L1I_HITS if ifetch else CacheEvent.L1D_HITS] += 1
-        return Served.L1
-    last[uc, lv] = key
+    else:
+        ifetch = src == Source.IFETCH
+        lv = np.uint64(0) if ifetch else np.uint64(1)
+        if use and geo[lv, K_SETS] > 0:
+            if last[uc, lv] == key:
+                counts[CacheEvent.ACCESSES] += 1
+                counts[CacheEvent.L1I_HITS if ifetch else CacheEvent.L1D_HITS] += 1
+                return Served.L1
+            last[uc, lv] = key
     return cache_access(cs, c, pa, src, cpu_node, line_node, counts, mem)
 
 

@@ -560,32 +560,33 @@ def tlb_translate_last(st, c, va, flags, shift, asid, vmid, counts, last):
     context would hit the same entry, which is already its set's most recent: replacement
     hooks make no change a second time (an LRU stamp only moves up to the top again, a
     tree-PLRU touch is idempotent), so the hit is counted without the lookup. Zero ``last``
-    whenever the TLB changes otherwise (an invalidation, another kernel's fill); with
-    conflict detection every lookup is made.
+    whenever the TLB changes otherwise (an invalidation, another kernel's fill). With
+    conflict detection, or a ``last`` of no rows, every lookup is made.
     """
     ifetch = (flags & FLAG_KIND_MASK) == Kind.IFETCH
     l1 = _u(0) if ifetch else _u(1)
     uc = _u(c)
     geo = st.geo
-    if geo[l1, G_SETS] == 0 or geo[l1, G_LAST] != 0:
-        return tlb_translate(st, c, va, flags, shift, asid, vmid, counts)
+    use = last.shape[0] > 0 and geo[l1, G_SETS] != 0 and geo[l1, G_LAST] == 0
     first = min(shift, geo[l1, G_MAXSHIFT])
     key = ((va >> first) << 6) | first
     want = context(asid, vmid)
     k = l1 + l1
-    if last[uc, k] == key and last[uc, k + _u(1)] == want:
+    if use and last[uc, k] == key and last[uc, k + _u(1)] == want:
         counts[TLBEvent.ACCESSES] += 1
         counts[TLBEvent.L1I_HITS if ifetch else TLBEvent.L1D_HITS] += 1
         return 0
     r = tlb_translate(st, c, va, flags, shift, asid, vmid, counts)
-    # the entry the lookup hit or the fill wrote is in the hint slot of (va >> first)
-    e = _u(st.cpu[uc, _u(C_HINT) + l1 * _u(HINT_SLOTS) + _u((va >> first) & (HINT_SLOTS - 1))])
-    x = st.ent[uc, E_CTX, e]
-    if st.ent[uc, E_KEY, e] == key and (x == want or x == (np.int64(vmid) << 32)):
-        last[uc, k] = key
-        last[uc, k + _u(1)] = want
-    else:
-        last[uc, k] = 0
+    if use:
+        # the entry the lookup hit or the fill wrote is in the hint slot of (va >> first)
+        e = _u(st.cpu[uc, _u(C_HINT) + l1 * _u(HINT_SLOTS)
+                      + _u((va >> first) & (HINT_SLOTS - 1))])
+        x = st.ent[uc, E_CTX, e]
+        if st.ent[uc, E_KEY, e] == key and (x == want or x == (np.int64(vmid) << 32)):
+            last[uc, k] = key
+            last[uc, k + _u(1)] = want
+        else:
+            last[uc, k] = 0
     return r
 
 

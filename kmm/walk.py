@@ -420,6 +420,8 @@ def run_path(tst, cst, ws, acc, out):
         and last.shape[1] >= LAST_FIELDS
     if filtered:
         last[:, :] = 0
+    else:
+        last = last[:0]   # no rows: the filters are off
     lline = last[:, _tlb.LAST_TLB_FIELDS:]
     for i in range(n):
         c = np.int64(_at(acc.cpu, i))
@@ -432,12 +434,8 @@ def run_path(tst, cst, ws, acc, out):
         pa = va if same_pa else acc.pa[i]
         refs = 0
         t = np.int64(_at(acc.tag, i)) if tagged else np.int64(0)
-        if filtered:
-            served = _tlb.tlb_translate_last(tst, c, va, flags, np.int64(_at(acc.shift, i)),
-                                             asid, vmid, out.tlb, last)
-        else:
-            served = _tlb.tlb_translate(tst, c, va, flags, np.int64(_at(acc.shift, i)), asid,
-                                        vmid, out.tlb)
+        served = _tlb.tlb_translate_last(tst, c, va, flags, np.int64(_at(acc.shift, i)), asid,
+                                         vmid, out.tlb, last)
         if tagged:
             bt[t, TagEvent.ACCESSES] += 1
             if served >= 1:
@@ -468,21 +466,13 @@ def run_path(tst, cst, ws, acc, out):
         src = Source.IFETCH if (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH else Source.DATA
         nl = _at(acc.lines, i)
         if nl > 0:
-            if filtered:
-                s = _cache.cache_access_last(cst, c, pa, src, cnode, mnode, out.cache, out.mem,
-                                             lline)
-            else:
-                s = _cache.cache_access(cst, c, pa, src, cnode, mnode, out.cache, out.mem)
+            s = _cache.cache_access_last(cst, c, pa, src, cnode, mnode, out.cache, out.mem, lline)
             out.served[np.uint64(src), np.uint64(s)] += 1
             if tagged:
                 bt[t, TagEvent.FIRST_L1 + s] += 1
             for j in range(1, nl):
-                pj = pa + (np.int64(j) << line_shift)
-                if filtered:
-                    s = _cache.cache_access_last(cst, c, pj, src, cnode, mnode, out.cache,
-                                                 out.mem, lline)
-                else:
-                    s = _cache.cache_access(cst, c, pj, src, cnode, mnode, out.cache, out.mem)
+                s = _cache.cache_access_last(cst, c, pa + (np.int64(j) << line_shift), src,
+                                             cnode, mnode, out.cache, out.mem, lline)
                 out.served[src, s] += 1
                 if tagged:
                     bt[t, TagEvent.REST_L1 + s] += 1
