@@ -946,7 +946,8 @@ def bench_simulate_path(n: int = 5_000_000, seed: int = 0, nodes: int = 2) -> di
             "walks": r.walk.walks, "refs": r.walk.refs}
 
 
-__all__ = ["TableNode", "WalkEvent", "TagEvent", "PathConfig", "PathOut", "PathArrays", "LAST_FIELDS",
+__all__ = ["TableNode", "WalkEvent", "TagEvent", "PathConfig", "PathOut", "PathArrays",
+           "LAST_FIELDS",
            "REGIME_FIELDS", "MAX_REGIMES", "run_path", "PathCosts", "PathResult", "Path",
            "simulate_path", "walk_references", "nested_references", "geometry_row",
            "table_frame", "descriptor_pa", "WalkState", "stage1_walk", "stage2_walk",
