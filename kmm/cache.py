@@ -260,6 +260,41 @@ def cache_access(cs, c, pa, src, cpu_node, line_node, counts, mem):
     return Served.MEMORY
 
 
+#: Columns per CPU of a last-line filter (:func:`cache_access_last`): the key of the last
+#: line read through L1 I, then through L1 D.
+LAST_LINE_FIELDS = 2
+
+
+@njit(inline="always", _nrt=False)
+def cache_access_last(cs, c, pa, src, cpu_node, line_node, counts, mem, last):
+    """:func:`cache_access` behind a last-line filter: the same served level, counts and
+    state, faster when a fetch or data read repeats CPU ``c``'s last line in its L1.
+
+    ``last[c, k]`` (int64, zeroed to start) is the key of the line last read through L1 I
+    (k = 0) or L1 D (k = 1); that line is its set's most recent, so reading it again is an
+    L1 hit whose replacement hooks change nothing (:func:`kmm.tlb.tlb_translate_last`).
+    Walk reads that enter at L1 D keep ``last`` current; zero it whenever the caches change
+    otherwise. A ``last`` of no rows turns the filter off.
+    """
+    geo = cs.geo
+    key = ((pa >> geo[K_PARAMS, 0]) << 1) | 1
+    uc = np.uint64(c)
+    use = last.shape[0] > 0
+    if src == Source.WALK:
+        if use and geo[K_PARAMS, 1] == Level.L1D and geo[Level.L1D, K_SETS] > 0:
+            last[uc, 1] = key
+    else:
+        ifetch = src == Source.IFETCH
+        lv = np.uint64(0) if ifetch else np.uint64(1)
+        if use and geo[lv, K_SETS] > 0:
+            if last[uc, lv] == key:
+                counts[CacheEvent.ACCESSES] += 1
+                counts[CacheEvent.L1I_HITS if ifetch else CacheEvent.L1D_HITS] += 1
+                return Served.L1
+            last[uc, lv] = key
+    return cache_access(cs, c, pa, src, cpu_node, line_node, counts, mem)
+
+
 @njit(inline="always", _nrt=False)
 def _at(a, i):
     return a[i] if a.shape[0] > 1 else a[0]
@@ -395,5 +430,6 @@ def bench_simulate_cache(n: int = 5_000_000, seed: int = 0) -> dict:
 
 
 __all__ = ["Level", "Source", "Served", "CacheEvent", "CacheLevelConfig", "CacheConfig", "node_of",
-           "CacheState", "CacheResult", "Caches", "cache_access", "simulate_cache",
+           "CacheState", "CacheResult", "Caches", "cache_access", "cache_access_last",
+           "LAST_LINE_FIELDS", "simulate_cache",
            "bench_simulate_cache"]

@@ -544,6 +544,52 @@ def tlb_translate(st, c, va, flags, shift, asid, vmid, counts):
     return 2
 
 
+#: Columns per CPU of a last-translation filter (:func:`tlb_translate_last`): the key and
+#: context of the last lookup in L1 I, then in L1 D.
+LAST_TLB_FIELDS = 4
+
+
+@njit(inline="always", _nrt=False)
+def tlb_translate_last(st, c, va, flags, shift, asid, vmid, counts, last):
+    """:func:`tlb_translate` behind a last-translation filter: the same outcome, counts and
+    entries, faster when an access repeats the previous lookup of its L1 structure.
+
+    ``last[c]`` (int64, :data:`LAST_TLB_FIELDS` columns, zeroed to start) holds, per L1
+    structure, the key and context of CPU ``c``'s last lookup there when that lookup ended
+    with the entry of exactly that key (hit or filled). An access with the same key and
+    context would hit the same entry, which is already its set's most recent: replacement
+    hooks make no change a second time (an LRU stamp only moves up to the top again, a
+    tree-PLRU touch is idempotent), so the hit is counted without the lookup. Zero ``last``
+    whenever the TLB changes otherwise (an invalidation, another kernel's fill). With
+    conflict detection, or a ``last`` of no rows, every lookup is made.
+    """
+    ifetch = (flags & FLAG_KIND_MASK) == Kind.IFETCH
+    l1 = _u(0) if ifetch else _u(1)
+    uc = _u(c)
+    geo = st.geo
+    use = last.shape[0] > 0 and geo[l1, G_SETS] != 0 and geo[l1, G_LAST] == 0
+    first = min(shift, geo[l1, G_MAXSHIFT])
+    key = ((va >> first) << 6) | first
+    want = context(asid, vmid)
+    k = l1 + l1
+    if use and last[uc, k] == key and last[uc, k + _u(1)] == want:
+        counts[TLBEvent.ACCESSES] += 1
+        counts[TLBEvent.L1I_HITS if ifetch else TLBEvent.L1D_HITS] += 1
+        return 0
+    r = tlb_translate(st, c, va, flags, shift, asid, vmid, counts)
+    if use:
+        # the entry the lookup hit or the fill wrote is in the hint slot of (va >> first)
+        e = _u(st.cpu[uc, _u(C_HINT) + l1 * _u(HINT_SLOTS)
+                      + _u((va >> first) & (HINT_SLOTS - 1))])
+        x = st.ent[uc, E_CTX, e]
+        if st.ent[uc, E_KEY, e] == key and (x == want or x == (np.int64(vmid) << 32)):
+            last[uc, k] = key
+            last[uc, k + _u(1)] = want
+        else:
+            last[uc, k] = 0
+    return r
+
+
 @njit(_nrt=False)
 def _run(st, acc, counts, outcome):
     n = acc.va.shape[0]
@@ -972,7 +1018,8 @@ def bench_simulate_trace(n: int = 10_000_000, entries: int = 1024, ways: int = 4
 __all__ = ["Replacement", "Structure", "Kind", "Outcome", "TLBEvent", "TLBLevelConfig",
            "TLBConfig", "TLBState", "Accesses", "TLB", "simulate_trace", "trace_outcomes",
            "entry_shift", "entry_sizes", "make_accesses", "tlb_lookup", "tlb_fill",
-           "tlb_translate", "invalidate_va", "invalidate_range", "invalidate_asid",
+           "tlb_translate", "tlb_translate_last", "LAST_TLB_FIELDS", "invalidate_va",
+           "invalidate_range", "invalidate_asid",
            "invalidate_vmid", "invalidate_all", "occupancy", "bench_simulate_trace",
            "FLAG_GLOBAL", "GLOBAL_ASID", "filter_counts", "leaf_shifts", "cont_shifts",
            "per_access_column", "key_start", "key_shift", "entry_span", "structure_entries",

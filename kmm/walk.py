@@ -277,6 +277,13 @@ class PathOut(NamedTuple):
     refs: np.ndarray       # per-access references of the walk (empty: not recorded)
     cpu_nid: np.ndarray    # node of each CPU
     by_tag: np.ndarray = np.zeros((0, 16), np.int64)  # [tag, TagEvent] (no rows: untagged)
+    #: [cpu, LAST_FIELDS] scratch of the last-translation and last-line filters of
+    #: :func:`run_path` (no rows: no filters; the result is the same either way)
+    last: np.ndarray = np.zeros((0, 6), np.int64)
+
+
+#: Columns per CPU of :attr:`PathOut.last`: the TLB's, then the caches' filter.
+LAST_FIELDS = _tlb.LAST_TLB_FIELDS + _cache.LAST_LINE_FIELDS
 
 
 @njit(inline="always", _nrt=False)
@@ -395,7 +402,12 @@ def stage1_walk(tst, cst, ws, out, c, va, leaf, asid, vmid, glob, cnode, mnode, 
 def run_path(tst, cst, ws, acc, out):
     """Every access: TLB hierarchy; on a miss the stage-1 walk (nested under stage 2) and,
     with a stage 2, the stage-2 walk of the output IPA; then the access's lines through the
-    caches. Counts accumulate in ``out`` (and per tag in ``out.by_tag`` when it has rows)."""
+    caches. Counts accumulate in ``out`` (and per tag in ``out.by_tag`` when it has rows).
+
+    With a row of ``out.last`` per CPU, an access that repeats its CPU's last L1 TLB lookup
+    or last L1 line skips the lookup (:func:`kmm.tlb.tlb_translate_last`,
+    :func:`kmm.cache.cache_access_last`): the same counts, fewer host cache misses. The
+    filters start empty on every call, so the machine may change between calls."""
     wg = ws.geo
     n = acc.va.shape[0]
     record = out.refs.shape[0] == n
@@ -403,9 +415,17 @@ def run_path(tst, cst, ws, acc, out):
     tagged = out.by_tag.shape[0] > 0
     line_shift = cst.geo[_cache.K_PARAMS, 0]
     bt = out.by_tag
+    last = out.last
+    filtered = last.shape[0] == tst.ent.shape[0] and last.shape[0] == cst.priv.shape[0] \
+        and last.shape[1] >= LAST_FIELDS
+    if filtered:
+        last[:, :] = 0
+    else:
+        last = last[:0]   # no rows: the filters are off
+    lline = last[:, _tlb.LAST_TLB_FIELDS:]
     for i in range(n):
         c = np.int64(_at(acc.cpu, i))
-        cnode = out.cpu_nid[c]
+        cnode = out.cpu_nid[np.uint64(c)]
         va = acc.va[i]
         flags = _at(acc.flags, i)
         asid = _at(acc.asid, i)
@@ -414,8 +434,8 @@ def run_path(tst, cst, ws, acc, out):
         pa = va if same_pa else acc.pa[i]
         refs = 0
         t = np.int64(_at(acc.tag, i)) if tagged else np.int64(0)
-        served = _tlb.tlb_translate(tst, c, va, flags, np.int64(_at(acc.shift, i)), asid, vmid,
-                                    out.tlb)
+        served = _tlb.tlb_translate_last(tst, c, va, flags, np.int64(_at(acc.shift, i)), asid,
+                                         vmid, out.tlb, last)
         if tagged:
             bt[t, TagEvent.ACCESSES] += 1
             if served >= 1:
@@ -434,6 +454,8 @@ def run_path(tst, cst, ws, acc, out):
                 refs += stage2_walk(tst, cst, ws, out, c, ipa, np.int64(_at(acc.leaf2, i)),
                                     vmid, cnode, mnode, acc.table_nid, i)
             out.walk[WalkEvent.REFS] += refs
+            if filtered and cst.geo[_cache.K_PARAMS, 1] == _cache.Level.L1D:
+                lline[c, _cache.Level.L1D] = 0   # the walk's reads went through L1 D
             if tagged:
                 bt[t, TagEvent.WALKS] += 1
                 bt[t, TagEvent.WALK_REFS] += refs
@@ -444,13 +466,13 @@ def run_path(tst, cst, ws, acc, out):
         src = Source.IFETCH if (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH else Source.DATA
         nl = _at(acc.lines, i)
         if nl > 0:
-            s = _cache.cache_access(cst, c, pa, src, cnode, mnode, out.cache, out.mem)
-            out.served[src, s] += 1
+            s = _cache.cache_access_last(cst, c, pa, src, cnode, mnode, out.cache, out.mem, lline)
+            out.served[np.uint64(src), np.uint64(s)] += 1
             if tagged:
                 bt[t, TagEvent.FIRST_L1 + s] += 1
             for j in range(1, nl):
-                s = _cache.cache_access(cst, c, pa + (np.int64(j) << line_shift), src, cnode,
-                                        mnode, out.cache, out.mem)
+                s = _cache.cache_access_last(cst, c, pa + (np.int64(j) << line_shift), src,
+                                             cnode, mnode, out.cache, out.mem, lline)
                 out.served[src, s] += 1
                 if tagged:
                     bt[t, TagEvent.REST_L1 + s] += 1
@@ -676,7 +698,8 @@ class Path:
             refs_node=np.zeros((k, k), np.int64), refs_level=np.zeros((2, 5), np.int64),
             served=np.zeros((3, 4), np.int64), refs=np.empty(0, np.int16),
             cpu_nid=np.asarray(config.cpu_nid, np.int64),
-            by_tag=np.zeros((self.tags, len(TagEvent)), np.int64))
+            by_tag=np.zeros((self.tags, len(TagEvent)), np.int64),
+            last=np.zeros((config.tlb.cpus, LAST_FIELDS), np.int64))
 
     @property
     def out(self) -> PathOut:
@@ -742,6 +765,14 @@ class Path:
                               f"({3 * self.config.table_capacity // 4}); raise it",
                               "table_capacity")
         return self.result(out.refs if record else None)
+
+    def arrays(self, addresses, *, kind=None, pa=None, leaf_level=None, cont=None,
+               s2_leaf_level=None, s2_cont=None, asid=None, vmid=None, cpu=None, global_=None,
+               node=None, table_nid=None, tag=None, lines=None) -> PathArrays:
+        """The validated kernel arrays :meth:`run` would pass to :func:`run_path` for these
+        accesses (a column of length 1 applies to every access)."""
+        return self._arrays(addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid,
+                            vmid, cpu, global_, node, table_nid, tag, lines)
 
     def _arrays(self, addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid, vmid,
                 cpu, global_, node, table_nid, tag=None, lines=None) -> PathArrays:
@@ -852,12 +883,50 @@ def bench_config(nodes: int = 2) -> PathConfig:
                       table_node=TableNode.INTERLEAVE)
 
 
+def bench_full_path_inputs(addresses, nodes: int = 2) -> tuple[PathConfig, dict]:
+    """:func:`bench_config` and the per-access arguments of :func:`bench_full_path`."""
+    va = np.asarray(addresses, dtype=np.uint64)
+    return bench_config(nodes), {"node": ((va >> np.uint64(12)) % np.uint64(nodes))
+                                 .astype(np.int32)}
+
+
 def bench_full_path(addresses, nodes: int = 2) -> PathResult:
     """Run ``addresses`` (loads) through :func:`bench_config`, data interleaved over the
     nodes by 4K page: the call ``kmm bench`` times."""
-    va = np.asarray(addresses, dtype=np.uint64)
-    node = ((va >> np.uint64(12)) % np.uint64(nodes)).astype(np.int32)
-    return simulate_path(va, bench_config(nodes), node=node)
+    cfg, kw = bench_full_path_inputs(addresses, nodes)
+    return simulate_path(np.asarray(addresses, dtype=np.uint64), cfg, **kw)
+
+
+def bench_trace_inputs(trace, nodes: int = 2) -> tuple[PathConfig, dict]:
+    """The benchmark path of a recorded trace (:class:`kmm.traces.Trace`; a kernel trace's
+    vCPUs and physical addresses are used when it has them): :func:`bench_config` with one
+    CPU per vCPU, CPU ``k`` on node ``k mod nodes``, data lines interleaved over the nodes by
+    4K physical page (the virtual address where the physical one is unknown). Returns the
+    configuration and the per-access arguments of :meth:`Path.run`."""
+    va = np.asarray(trace.address, dtype=np.uint64)
+    cpu = getattr(trace, "cpu", None)
+    cpus = 1 if cpu is None or cpu.size == 0 else int(cpu.max()) + 1
+    pa = getattr(trace, "pa", None)
+    if pa is None:
+        pa = va
+    else:
+        pa = np.where(pa == np.uint64(0xFFFF_FFFF_FFFF_FFFF), va, pa)
+    base = bench_config(nodes)
+    cfg = replace(base, tlb=replace(base.tlb, cpus=cpus),
+                  caches=replace(base.caches, cpus=cpus),
+                  cpu_nid=tuple(k % nodes for k in range(cpus)))
+    kw = {"pa": pa, "node": ((pa >> np.uint64(12)) % np.uint64(nodes)).astype(np.int32),
+          **trace.kwargs()}
+    if cpus > 1:
+        kw["cpu"] = cpu
+    return cfg, kw
+
+
+def bench_trace_path(trace, nodes: int = 2) -> PathResult:
+    """Run a recorded trace through :func:`bench_trace_inputs`' path: the call ``kmm
+    bench`` times on the shipped kernel traces."""
+    cfg, kw = bench_trace_inputs(trace, nodes)
+    return Path(cfg).run(trace.address, **kw)
 
 
 def bench_simulate_path(n: int = 5_000_000, seed: int = 0, nodes: int = 2) -> dict:
@@ -878,7 +947,9 @@ def bench_simulate_path(n: int = 5_000_000, seed: int = 0, nodes: int = 2) -> di
 
 
 __all__ = ["TableNode", "WalkEvent", "TagEvent", "PathConfig", "PathOut", "PathArrays",
+           "LAST_FIELDS",
            "REGIME_FIELDS", "MAX_REGIMES", "run_path", "PathCosts", "PathResult", "Path",
            "simulate_path", "walk_references", "nested_references", "geometry_row",
            "table_frame", "descriptor_pa", "WalkState", "stage1_walk", "stage2_walk",
-           "bench_simulate_path", "bench_full_path", "bench_config"]
+           "bench_simulate_path", "bench_full_path", "bench_config", "bench_trace_inputs",
+           "bench_trace_path", "bench_full_path_inputs"]

@@ -334,3 +334,57 @@ def test_regimes_share_the_machine_but_not_the_tables():
     assert c.walk.refs - b.walk.refs == a.walk.refs
     with pytest.raises(ConfigError, match="regime changes only"):
         host.regime(tlb=cfg.tlb)
+
+
+def _without_filters(path: walk.Path) -> walk.Path:
+    path._out = path._out._replace(last=np.zeros((0, walk.LAST_FIELDS), np.int64))
+    return path
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "random", "tree_plru"])
+@pytest.mark.parametrize("walk_entry", ["l2", "l1d"])
+def test_last_translation_and_line_filters_change_no_count(policy, walk_entry):
+    # runs of repeats (as in real fetch streams) on two CPUs, kernel and user mappings of
+    # two ASIDs, 4K and 2M leaves with contiguous ranges, several lines, nested stage 2
+    g, s2 = geometry.arm64("4K", 48), geometry.stage2("4K", 40)
+    lv = lambda e, w: TLBLevelConfig(e, w, policy)  # noqa: E731
+    t = TLBConfig(l1i=lv(32, 32), l1d=lv(32, 32), l2=lv(512, 4), walk_cache=lv(64, 4),
+                  s2_walk_cache=lv(64, 4), cpus=2).with_geometry(g, s2)
+    caches = CacheConfig(l1i=CacheLevelConfig(4096, 4, policy),
+                         l1d=CacheLevelConfig(4096, 4, policy),
+                         l2=CacheLevelConfig(16384, 8, policy), llc=CacheLevelConfig(65536, 16),
+                         walk_entry=walk_entry, cpus=2)
+    rng = np.random.default_rng(7)
+    n = 30_000
+    base = rng.integers(0, 1 << 16, n // 10).astype(np.uint64) << np.uint64(12)
+    va = np.repeat(base, 10) + rng.integers(0, 256, n).astype(np.uint64)
+    kw = dict(kind=np.repeat(rng.integers(0, 3, n // 10), 10),
+              cpu=np.repeat(rng.integers(0, 2, n // 10), 10),
+              asid=np.repeat(rng.integers(1, 3, n // 10), 10),
+              global_=np.repeat(rng.random(n // 10) < 0.3, 10),
+              leaf_level=np.repeat(rng.choice([2, 3], n // 10), 10),
+              cont=np.repeat(rng.random(n // 10) < 0.3, 10),
+              lines=np.repeat(rng.integers(0, 3, n // 10), 10).astype(np.int32),
+              tag=np.repeat(rng.integers(0, 3, n // 10), 10))
+    for s2cfg in (None, s2):
+        cfg = PathConfig(tlb=t, caches=caches, stage1=g, stage2=s2cfg, nodes=2,
+                         cpu_nid=(0, 1), table_node=TableNode.INTERLEAVE)
+        a = walk.Path(cfg, tags=3).run(va, **kw)
+        b = _without_filters(walk.Path(cfg, tags=3)).run(va, **kw)
+        for name in ("tlb", "cache", "walk"):
+            assert np.array_equal(getattr(a, name).values, getattr(b, name).values), name
+        for name in ("mem_reads", "walk_refs_by_node", "walk_refs_by_level", "served",
+                     "by_tag"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        assert a.tlb.l1d_hits + a.tlb.l1i_hits > n // 2 and a.walk.walks > 100
+
+
+def test_filters_restart_with_every_run():
+    # an invalidation between two runs must reach the next run's first access
+    cfg = walk.bench_config(1)
+    p = walk.Path(cfg)
+    va = np.full(4, 0x1234000, np.uint64)
+    p.run(va)
+    tlb.invalidate_all(p.tlb_state, -1)
+    r = p.run(va)
+    assert r.walk.walks == 2

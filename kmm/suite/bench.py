@@ -11,7 +11,10 @@ What is measured
    20 % uniform over a million pages, seed 1) in four configurations, ``kmm.tlb.simulate_trace``
    against two plain C LRUs (timestamps, move-to-front) compiled now with ``cc -O2``,
    pycachesim (miss counts must agree) and a pure-Python LRU on a prefix;
-2. the engine's full translation path on the same trace;
+2. the engine's full translation path (:class:`kmm.walk.Path`: N1 TLBs, walk cache, walks,
+   L1/L2/LLC, NUMA-charged references) against a plain-C reference of the same model
+   (``bench_c/path.c``, compiled now with ``cc -O2``; every count must agree), on the
+   walk-heavy trace of part 1 and on each shipped kernel trace;
 3. page-table operations: a 4 TiB linear map of 4K PTEs plus one million random
    split/permission operations (time and peak resident memory, in a child process);
 4. the buddy allocator: order-0 allocations plus frees per second;
@@ -83,12 +86,13 @@ def _best(fn, repeats: int = 3) -> tuple[float, Any]:
     return best, out
 
 
-def _compile_c(workdir: Path) -> Path | None:
+def _compile_c(workdir: Path, name: str = "lru") -> Path | None:
+    """``bench_c/<name>.c`` compiled now with the system ``cc -O2`` (None: no compiler)."""
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if not cc:
         return None
-    src = Path(__file__).with_name("bench_c") / "lru.c"
-    exe = workdir / "lru"
+    src = Path(__file__).with_name("bench_c") / f"{name}.c"
+    exe = workdir / name
     subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True, capture_output=True)
     return exe
 
@@ -203,14 +207,156 @@ def bench_allocator(n: int) -> dict | None:
     return {"ops": n, "ops_per_s": float(rate)}
 
 
-def bench_full_path(n: int) -> dict | None:
-    fn = _optional("kmm.walk.bench_full_path")
-    if fn is None:
-        return None
+# ---- the full translation path against its plain-C reference (bench_c/path.c) ----------
+#: Rows of the counts the C reference prints, as (name, PathResult attribute).
+PATH_COUNTS = (("tlb", "tlb"), ("cache", "cache"), ("walk", "walk"), ("mem", "mem_reads"),
+               ("refs_node", "walk_refs_by_node"), ("refs_level", "walk_refs_by_level"),
+               ("served", "served"))
+
+
+def path_counts(result) -> dict[str, list[int]]:
+    """A :class:`kmm.walk.PathResult`'s counts in the C reference's rows."""
+    import numpy as np
+
+    out = {}
+    for name, attr in PATH_COUNTS:
+        v = getattr(result, attr)
+        out[name] = np.asarray(getattr(v, "values", v), dtype=np.int64).ravel().tolist()
+    return out
+
+
+def c_path_supports(config) -> str | None:
+    """Why the C reference cannot run ``config`` (None: it can): it models a stage-1
+    machine with LRU replacement everywhere and no conflict detection."""
+    from .. import walk
+    from ..policy import Replacement
+
+    if config.stage2 is not None or config.stage1 is None:
+        return "stage 2"
+    if config.tlb.detect_conflicts:
+        return "conflict detection"
+    levels = list(config.tlb.levels().values()) + [
+        lv for lv in (config.caches.l1i, config.caches.l1d, config.caches.l2, config.caches.llc)
+        if lv is not None]
+    if any(lv.policy != Replacement.LRU for lv in levels):
+        return "a replacement policy other than LRU"
+    rules = config.walk_geometry()[0, walk.W_RULE:walk.W_RULE + 5]
+    if any(r == walk.TableNode.GIVEN for r in rules):
+        return "per-access table nodes"
+    return None
+
+
+def write_path_job(path: Path, config, addresses, **per_access) -> int:
+    """Write the C reference's job file for ``addresses`` through ``config`` (the arrays kmm's
+    own run would use, each broadcast to one value per access). Returns the accesses."""
+    import numpy as np
+
+    from .. import walk
+
+    why = c_path_supports(config)
+    if why is not None:
+        raise KmmError(f"the C reference does not model {why}")
+    p = walk.Path(config)
+    acc = p.arrays(addresses, **per_access)
+    if acc.tag.shape[0] > 1 or int(acc.lines.max(initial=1)) != 1 or \
+            int(acc.lines.min(initial=1)) != 1:
+        raise KmmError("the C reference reads exactly one line per access")
+    n = acc.va.shape[0]
+    pa = acc.va if acc.pa.shape[0] == 1 and n > 1 else acc.pa
+
+    def col(a, dtype):
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(a).astype(dtype), (n,)))
+
+    hdr = np.array([n, config.tlb.cpus, config.nodes, config.table_capacity], "<i8")
+    parts = [hdr, p.tlb_state.geo.astype("<i8"), p.cache_state.geo.astype("<i8"),
+             p.wg[0].astype("<i8"), np.asarray(config.cpu_nid, "<i8"),
+             col(acc.va, "<i8"), col(pa, "<i8"), col(acc.flags, "u1"), col(acc.shift, "u1"),
+             col(acc.leaf, "u1"), col(acc.asid, "<i4"), col(acc.vmid, "<i4"),
+             col(acc.cpu, "<i4"), col(acc.node, "<i4")]
+    with open(path, "wb") as fh:
+        for a in parts:
+            fh.write(np.ascontiguousarray(a).tobytes())
+    return n
+
+
+def c_path(exe: Path, job: Path, repeats: int = 3) -> tuple[float, dict[str, list[int]]]:
+    """Run the C reference on a job file: (best seconds of the simulation loop, counts)."""
+    proc = subprocess.run([str(exe), str(job), str(repeats)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise KmmError(f"C path reference failed: {proc.stderr.strip()}")
+    kv = dict(line.split("=", 1) for line in proc.stdout.split())
+    counts = {name: [int(x) for x in kv[name].split(",")] for name, _ in PATH_COUNTS}
+    return int(kv["ns"]) / 1e9, counts
+
+
+def _path_row(label: str, exe: Path | None, tmp: Path, config, addresses, kw,
+              repeats: int) -> dict:
+    """kmm and C side by side on one trace: rates, ratios, and whether every count agrees.
+    kmm's time is that of the public call ``Path(config).run(addresses, **kw)``, input checks
+    included (``kmm_*``), and of its kernel alone (``kernel_*``); C's that of its simulation
+    loop. Both start from empty state allocated outside the timing; best of ``repeats``."""
+    from .. import walk
+
+    n = len(addresses)
+    best, best_kernel, res = float("inf"), float("inf"), None
+    walk.Path(config).run(addresses, **kw)  # compiled (or loaded from the cache) beforehand
+    for _ in range(repeats):
+        p = walk.Path(config)                # fresh state, allocated outside the timing
+        t0 = time.perf_counter()
+        res = p.run(addresses, **kw)
+        best = min(best, time.perf_counter() - t0)
+        p = walk.Path(config)
+        acc = p.arrays(addresses, **kw)
+        t0 = time.perf_counter()
+        walk.run_path(p.tlb_state, p.cache_state, p.walk_state, acc, p.out)
+        best_kernel = min(best_kernel, time.perf_counter() - t0)
+    t_kmm = best
+    row = {"trace": label, "accesses": n, "kmm_s": t_kmm, "kmm_maps": n / t_kmm / 1e6,
+           "kernel_s": best_kernel, "kernel_maps": n / best_kernel / 1e6,
+           "walks": int(res.walk.walks), "walk_refs": int(res.walk.refs)}
+    if exe is not None:
+        job = tmp / f"{label}.job"
+        write_path_job(job, config, addresses, **kw)
+        t_c, counts = c_path(exe, job, repeats)
+        job.unlink()
+        row.update(c_s=t_c, c_maps=n / t_c / 1e6, kmm_vs_c=t_c / t_kmm,
+                   kernel_vs_c=t_c / best_kernel, counts_equal=counts == path_counts(res))
+    return row
+
+
+def bench_full_path(n: int, kernel_traces: bool = True, repeats: int = 3,
+                    trace_refs: int | None = None) -> dict | None:
+    """Part 2: the full translation path (kmm's :class:`kmm.walk.Path`) against the plain-C
+    reference, on the walk-heavy benchmark trace and on each shipped kernel trace (its first
+    ``trace_refs`` references; None: all)."""
+    from .. import traces, walk
+
     addrs = make_trace(n)
-    fn(addrs[:1000])
-    t, _ = _best(lambda: fn(addrs), 2)
-    return {"accesses": n, "seconds": t, "maps": n / t / 1e6}
+    out: dict[str, Any] = {"accesses": n}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        try:
+            exe = _compile_c(tmp, "path")
+        except subprocess.CalledProcessError as e:
+            raise KmmError(f"cannot compile bench_c/path.c: {e.stderr.decode().strip()}") \
+                from None
+        cfg, kw = walk.bench_full_path_inputs(addrs)
+        rows = [_path_row("walk-heavy", exe, tmp, cfg, addrs, kw, repeats)]
+        for p in traces.shipped_kernel_traces() if kernel_traces else []:
+            t = traces.read_kernel_trace(p)
+            if trace_refs is not None:
+                t = t[:trace_refs]
+            cfg, kw = walk.bench_trace_inputs(t)
+            rows.append(_path_row(p.stem, exe, tmp, cfg, t.address, kw, repeats))
+    out["rows"] = rows
+    out["seconds"], out["maps"] = rows[0]["kmm_s"], rows[0]["kmm_maps"]
+    kt = rows[1:]
+    if kt:
+        refs = sum(r["accesses"] for r in kt)
+        out["kernel_maps"] = refs / sum(r["kmm_s"] for r in kt) / 1e6
+        if all("c_s" in r for r in kt):
+            out["kernel_c_maps"] = refs / sum(r["c_s"] for r in kt) / 1e6
+    return out
 
 
 def bench_real_trace() -> dict | None:
@@ -307,7 +453,8 @@ def run(*, quick: bool = False, suite: bool = False, out_dir: Path | None = None
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     result["tlb"] = bench_tlb(n, pycachesim_n=min(n, 1_000_000), python_n=min(n, 200_000))
-    result["full_path"] = bench_full_path(n)
+    result["full_path"] = bench_full_path(n, trace_refs=n if quick else None,
+                                          repeats=1 if quick else 3)
     result["pagetable"] = bench_pagetable(20_000 if quick else 1_000_000)
     result["allocator"] = bench_allocator(200_000 if quick else 10_000_000)
     result["real_trace"] = None if quick else bench_real_trace()
@@ -334,8 +481,20 @@ def format_table(result: dict) -> str:
               if "pycachesim_maps" in r else "")
         lines.append(f"  {r['config']:>8}: kmm {r['kmm_maps']:7.1f}{c}{pc}  python {r['python_maps']:.2f}")
     fp = result.get("full_path")
-    lines.append(f"full translation path: {fp['maps']:.1f} M accesses/s (target >= 20)" if fp
-                 else "full translation path: not available")
+    if fp and fp.get("rows"):
+        lines.append("full translation path (M references/s; ratio = C time / kmm time, >= 0.8 "
+                     "is the target; run = Path.run with input checks, kernel = run_path alone)")
+        for r in fp["rows"]:
+            c = (f"  C {r['c_maps']:6.1f}  ratio run {r['kmm_vs_c']:.2f} kernel "
+                 f"{r['kernel_vs_c']:.2f}  counts equal={r['counts_equal']}"
+                 if "c_s" in r else " (no C compiler)")
+            lines.append(f"  {r['trace']:>10}: kmm run {r['kmm_maps']:6.1f} kernel "
+                         f"{r['kernel_maps']:6.1f}{c}")
+        if "kernel_maps" in fp:
+            lines.append(f"  kernel traces together: kmm {fp['kernel_maps']:.1f} M references/s "
+                         "(target >= 20)")
+    else:
+        lines.append("full translation path: not available")
     pt = result.get("pagetable")
     lines.append(f"page tables: {pt['ops']} random ops on a 4 TiB PTE map in {pt['seconds']:.2f} s, "
                  f"{pt['extents']} extents, peak RSS {pt['peak_rss_mib']:.0f} MiB of which "
@@ -364,8 +523,12 @@ def format_table(result: dict) -> str:
     if st:
         lines.append(f"kmm reproduce: cold {st['reproduce_cold_s']:.0f} s, warm {st['reproduce_warm_s']:.0f} s "
                      "(targets < 300 s, < 180 s)")
-        if st.get("sweep"):
-            lines.append(f"16-point sweep: {st['sweep']}")
+        sw = st.get("sweep")
+        if sw:
+            walls = ", ".join(f"{w} worker{'s' if int(w) > 1 else ''} {sec:.1f} s"
+                              for w, sec in sw.get("wall_s", {}).items())
+            lines.append(f"{sw.get('points', 16)}-point sweep: {walls}"
+                         + (f" (speedup {sw['speedup']:.2f})" if "speedup" in sw else ""))
     return "\n".join(lines)
 
 
