@@ -183,22 +183,24 @@ def user_numa_frame(p: dict, runs: dict) -> "pl.DataFrame":
 def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     """The joint sweep of the ``assumed`` parameters the K1 (``combined``: K2) value depends
     on: LLC capacity and kernel share (simulated), instruction-fetch and data stall shares
-    (charged) and the sourced range of cross-socket ratios."""
+    (charged) and the sourced cross-socket ratios ``k1_ratios`` with the operating point
+    ``remote_ratio`` among them, so a ratio given with ``-p remote_ratio=...`` is swept too."""
     bp = _POLICY[p["baseline_user_policy"]]
     newp = UserPolicy.LOCAL if combined else bp
     out = []
     lo_i, hi_i = p["stall_ifetch_range"]
     lo_d, hi_d = p["stall_data_range"]
+    ratios = sorted({*(float(r) for r in p["k1_ratios"]), float(p["remote_ratio"])})
     for llc in p["llc_sweep_bytes"]:
         for kf in p["kernel_fraction_sweep"]:
             c = runs[("sweep", llc, kf)]
             for si in sorted({lo_i, p["stall_ifetch"], hi_i}):
                 for sd in sorted({lo_d, p["stall_data"], hi_d}):
                     costs = host_costs(p, stall_ifetch=si, stall_data=sd)
-                    for r in p["k1_ratios"]:
+                    for r in ratios:
                         out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf,
                                                "stall_ifetch": si, "stall_data": sd,
-                                               "remote_ratio": float(r)},
+                                               "remote_ratio": r},
                                     "value": gain(c, p, r, base_policy=bp, new_policy=newp,
                                                   costs=costs)})
     return out
