@@ -109,12 +109,15 @@ def test_claims_json_and_table(project):
 
 def test_claims_table_formats_recorded_values():
     rows = [{"id": "K1", "verdict": "reproduced", "share_in_band": 0.75, "value": 0.123456,
-             "unit": "fraction", "band": "[+6 %, +17 %]"},
+             "unit": "fraction", "band": "[+6 %, +17 %]", "decided_by": ["llc_ns", "cpi_base"]},
             {"id": "B11", "verdict": "small run", "share_in_band": None,
              "value": {"faults_without_bbml2": 3, "faults_with_bbml2": 0}, "unit": "", "band": "x"}]
     text = cli.format_claims(rows).splitlines()
-    assert text[2].split() == ["K1", "reproduced", "75%", "+12.3", "%", "[+6", "%,", "+17", "%]"]
+    assert text[0].split()[:5] == ["id", "verdict", "share", "decided", "by"]
+    assert text[2].split() == ["K1", "reproduced", "75%", "llc_ns,", "cpi_base", "+12.3", "%",
+                               "[+6", "%,", "+17", "%]"]
     assert text[3].startswith("B11  small run") and "faults_without_bbml2=3" in text[3]
+    assert "not checked" in text[3]  # no decided_by: no one-at-a-time swing was recorded
 
 
 def test_run_label_and_parameters(project, monkeypatch):

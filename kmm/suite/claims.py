@@ -70,7 +70,8 @@ def atomic_write_text(path: Path, text: str, root: Path | None = None) -> None:
 
 def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[str, Any],
            scenario: str, unit: str = "", sweep: Sequence[Mapping[str, Any]] | None = None,
-           chart: str | None = None) -> dict:
+           chart: str | None = None, centre: Mapping[str, Any] | None = None,
+           swings: Sequence[Mapping[str, Any]] | None = None) -> dict:
     """Record the value a notebook computed for a claim and return the record.
 
     Parameters
@@ -85,8 +86,11 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
     unit : unit of a numeric value (``"fraction"``, ``"bytes"``...)
     sweep : values over the joint sweep of the ``assumed`` parameters the verdict depends on:
         ``[{"params": {...}, "value": v}, ...]``; the registry reports the share in band
-        and which parameter alone decides the verdict (:func:`~kmm.suite.registry.decided_by`)
+        and every parameter that alone flips the verdict (:func:`~kmm.suite.registry.decided_by`)
     chart : file stem of the chart that shows this claim (for the report's link)
+    centre : the published point's setting of swept parameters not named in ``parameters``
+    swings : one-at-a-time points (as the sweep's) for "decided by" where the sweep has none;
+        not counted in the share in band
     """
     if claim_id not in registry.CLAIMS:
         raise KmmError(f"unknown claim id {claim_id!r}", "claims.record")
@@ -103,6 +107,10 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
         "chart": chart,
         "kmm_version": __version__,
     }
+    if centre:
+        rec["centre"] = _plain(dict(centre))
+    if swings:
+        rec["swings"] = _plain(list(swings))
     base = results_dir()
     atomic_write_text(base / "claims" / scenario / f"{claim_id}.json",
                       json.dumps(rec, indent=1, sort_keys=True), root=base)

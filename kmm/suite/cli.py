@@ -237,12 +237,14 @@ def format_claims(rows: list[dict], sources: bool = False) -> str:
     ``sources`` the full citation of each claim (list, subject, date, archive link) follows
     the table.
     """
-    from .report import format_value
+    from .report import decided_text, format_value
 
     cited = any("source" in r for r in rows)
-    head = ("id", "verdict", "share", "value", "band") + (("said by",) if cited else ())
+    head = ("id", "verdict", "share", "decided by", "value", "band") \
+        + (("said by",) if cited else ())
     lines = [(r["id"], r["verdict"],
               "-" if r.get("share_in_band") is None else f"{r['share_in_band']:.0%}",
+              _short(decided_text(r.get("decided_by")), 30),
               _short(format_value(r["value"], r.get("unit", "")), 28), _short(r["band"], 44))
              + ((_said_by(r.get("source")),) if cited else ())
              for r in rows]

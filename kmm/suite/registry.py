@@ -383,31 +383,68 @@ def verdict(claim_id: str, record: Mapping[str, Any] | None) -> tuple[str, float
     return CONDITIONAL, share
 
 
-def decided_by(claim_id: str, record: Mapping[str, Any] | None) -> str | None:
-    """The ``assumed`` parameter that alone decides the verdict over the recorded sweep, if
-    one does: the one whose setting tells whether a point lands in the band.
+def _same(a: Any, b: Any) -> bool:
+    """Two parameter settings are the same setting (floats compared to 1e-9 relative)."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) \
+            and not isinstance(a, bool) and not isinstance(b, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a == b
 
-    Over the sweep's points, a parameter decides when the points that share its setting all
-    land in the band or all miss it, the settings do not all agree, and it has fewer settings
-    than there are points (a parameter with a new value at every point, as in a Latin
-    hypercube, explains nothing). None when the sweep is empty, every point agrees, or not
-    exactly one parameter decides (parameters sampled together, which split the points the
-    same way, cannot be told apart). The one definition of "decided by" for every claim.
+
+def swing_points(record: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]] | None:
+    """The one-at-a-time swings of a record: for every swept ``assumed`` parameter, the points
+    of the sweep (and of the record's ``swings``) where it alone differs from the published
+    point, the others at their published values.
+
+    The published point's settings are the record's ``centre`` if it has one, else its
+    ``parameters`` of the same names, else the one setting a parameter takes over the whole
+    sweep. None when a parameter has no published setting or no swing point (its swing was
+    not evaluated).
     """
-    if record is None or record.get("scenario") != "published":
+    points = list(record.get("sweep") or []) + list(record.get("swings") or [])
+    keys: list[str] = []
+    for pt in points:
+        keys += [k for k in pt.get("params", {}) if k not in keys]
+    given = {**(record.get("parameters") or {}), **(record.get("centre") or {})}
+    centre: dict[str, Any] = {}
+    for k in keys:
+        if k in given:
+            centre[k] = given[k]
+            continue
+        levels = [pt["params"].get(k) for pt in points]
+        if any(not _same(x, levels[0]) for x in levels):
+            return None
+        centre[k] = levels[0]
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for k in keys:
+        out[k] = [pt for pt in points
+                  if not _same(pt["params"].get(k), centre[k])
+                  and all(_same(pt["params"].get(j), centre[j]) for j in keys if j != k)]
+        if not out[k] and len({repr(pt["params"].get(k)) for pt in points}) > 1:
+            return None
+    return out
+
+
+def decided_by(claim_id: str, record: Mapping[str, Any] | None) -> list[str] | None:
+    """Every ``assumed`` parameter that decides the verdict: the one definition of "decided by".
+
+    A parameter decides a verdict if swinging it alone over its assumed range, every other
+    parameter at its published value, flips the verdict: some point of its swing
+    (:func:`swing_points`) lands in the band where the published value does not, or misses
+    it where the published value lands. The list is in the order of the sweep's parameters;
+    ``[]`` when no swing flips the verdict (or the claim depends on no ``assumed``
+    parameter: its sweep is empty); None when it was not checked (no published record, a
+    value the band cannot read, or a sweep without one-at-a-time swings, such as a Latin
+    hypercube without a ``swings`` supplement).
+    """
+    if record is None or record.get("scenario") != "published" or record.get("value") is None:
         return None
-    sweep = record.get("sweep") or []
     try:
-        hits = [in_band(claim_id, p["value"]) for p in sweep]
-    except (TypeError, KeyError, ValueError, IndexError):
+        holds = in_band(claim_id, record["value"])
+        swings = swing_points(record)
+        if swings is None:
+            return None
+        return [k for k, pts in swings.items()
+                if any(in_band(claim_id, p["value"]) != holds for p in pts)]
+    except (TypeError, KeyError, ValueError, IndexError, AttributeError):
         return None
-    if len(set(hits)) < 2:
-        return None
-    deciders = []
-    for k in sweep[0].get("params", {}):
-        groups: dict[str, set[bool]] = {}
-        for p, hit in zip(sweep, hits):
-            groups.setdefault(repr(p["params"].get(k)), set()).add(hit)
-        if 1 < len(groups) < len(sweep) and all(len(g) == 1 for g in groups.values()):
-            deciders.append(k)
-    return deciders[0] if len(deciders) == 1 else None

@@ -271,7 +271,8 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     vals = [s["value"] for s in sw1]
     br = time_breakdown(db, lat, Scheme.BASELINE, bp, costs)
     share = br["mem_replicated_ns"] / sum(br.values())
-    out["K1"] = {"value": k1, "unit": "fraction", "sweep": sw1,
+    centre = {"kernel_fraction": WORKLOADS[p["k1_workload"]].kernel_fraction}
+    out["K1"] = {"value": k1, "unit": "fraction", "sweep": sw1, "centre": centre,
                  "explanation": (
                      f"On 2 nodes at a {r0:g}x remote/local ratio the {p['k1_workload']} mix "
                      f"gains {k1:+.1%} because only the replicated lines (text, rodata) that "
@@ -294,7 +295,7 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                 g2 = gain(c, p, r, base_policy=bpol, new_policy=UserPolicy.LOCAL)
                 if not best or g2 > best["gain"]:
                     best = {"gain": g2, "nodes": n, "baseline": bname, "ratio": r}
-    out["K2"] = {"value": k2, "unit": "fraction", "sweep": sw2,
+    out["K2"] = {"value": k2, "unit": "fraction", "sweep": sw2, "centre": centre,
                  "explanation": (
                      f"Replication plus node-local user data gains {k2:+.1%} over the "
                      f"{p['baseline_user_policy']} baseline on 2 nodes at {r0:g}x (from "
