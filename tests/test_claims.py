@@ -109,6 +109,35 @@ def test_decided_by_from_a_hand_made_study(tmp_path, monkeypatch):
     assert registry.decided_by("K1", rec) == ["a"]
 
 
+def test_every_claim_has_a_basis_and_structural_ones_name_their_identity():
+    for cid in registry.CLAIMS:
+        b = registry.basis(cid)
+        assert b["basis"] in registry.BASES
+        assert (b["rests_on"] is None) == (b["basis"] == registry.MEASURED), cid
+    # counting by construction: K5 compares the tables built with the closed form
+    assert registry.basis("K5")["basis"] == registry.STRUCTURAL
+    assert registry.basis("K1")["basis"] == registry.MEASURED
+
+
+def test_a_not_modelled_claim_is_not_evaluated_whatever_its_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("KMM_DATA_DIR", str(tmp_path))
+    from kmm.suite.study import Evidence, Study
+
+    missing = {"basis": registry.NOT_MODELLED, "rests_on": "no memcached request model"}
+    s = Study("hand", ("B3",), {"x": 0.03},
+              lambda p: {"B3": Evidence(p["x"], "fraction", "Hand made.", basis=missing)})
+    (rec,) = s.record(s.params(), "published")  # 3 % lies in B3's band
+    assert registry.verdict("B3", rec) == (registry.NOT_EVALUATED, None)
+    row = {r["id"]: r for r in claims.table()}["B3"]
+    assert row["verdict"] == registry.NOT_EVALUATED
+    assert row["basis"] == registry.NOT_MODELLED and row["rests_on"] == missing["rests_on"]
+    assert row["converged"] is None  # not checked, never guessed
+    (rec,) = Study("hand", ("B3",), {"x": 0.03},
+                   lambda p: {"B3": Evidence(p["x"], "fraction", "Hand made.")}).record(
+                       {"x": 0.03}, "published")
+    assert registry.verdict("B3", rec)[0] == registry.REPRODUCED
+
+
 def test_record_refuses_unknown_ids_and_missing_explanations(tmp_path, monkeypatch):
     monkeypatch.setenv("KMM_DATA_DIR", str(tmp_path))
     with pytest.raises(Exception, match="unknown claim"):

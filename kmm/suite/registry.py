@@ -116,6 +116,86 @@ _TABLE = [
 CLAIMS: dict[str, Claim] = {c[0]: Claim(*c) for c in _TABLE}
 
 
+# ---- basis: how a verdict could be reached ------------------------------------------------
+MEASURED = "measured"
+STRUCTURAL = "structural"
+NOT_MODELLED = "not-modelled"
+BASES = (MEASURED, STRUCTURAL, NOT_MODELLED)
+
+#: Per claim: ``(basis, what it rests on)``. ``measured``: the value comes out of simulated
+#: counts and charged costs that could have landed on either side of the band. ``structural``:
+#: the model could not have contradicted the claim; the text names the identity the verdict
+#: rests on. ``not-modelled``: the model has no mechanism that could produce the claimed
+#: effect; the text names the missing mechanism and the verdict is ``not-evaluated``.
+#: A study's evidence may declare a claim's basis instead (its record's ``basis``).
+_BASIS: dict[str, tuple[str, str | None]] = {
+    "K1": (MEASURED, None),
+    "K2": (MEASURED, None),
+    "K3": (STRUCTURAL, "every cost but memory latency is the same with and without "
+                       "replication, and the latency saved is the remote minus the local "
+                       "latency of the replicated lines' fetches: zero at ratio 1.0 (only "
+                       "patching every copy is charged) and growing with the ratio"),
+    "K4": (STRUCTURAL, "a patch writes every copy: its cost is the per-copy cost times the "
+                       "number of nodes"),
+    "K5": (STRUCTURAL, "the model replicates by building one copy of text+rodata and of the "
+                       "tables below the top level per extra node; the bytes counted are "
+                       "those it builds, and the closed form counts the same copies"),
+    "S1": (MEASURED, None),
+    "S2": (MEASURED, None),
+    "S3": (STRUCTURAL, "a larger stage-2 leaf ends every stage-2 walk at a higher level, so "
+                       "a nested walk reads fewer descriptors"),
+    "S4": (MEASURED, None),
+    "S5": (STRUCTURAL, "EL2 text has one copy on one node, so the other node fetches it at "
+                       "the remote latency, which is above the local one at any ratio > 1"),
+    "S6": (STRUCTURAL, "each node reserves a worst-case stage-2 table set covering all host "
+                       "memory and I/O, so the bytes reserved are that set times the nodes"),
+    "B1": (MEASURED, None),
+    "B2": (STRUCTURAL, "the tables a linear map needs per byte of RAM are fixed by the granule "
+                       "and block size, so the bytes saved are RAM times a per-granule constant"),
+    "B3": (MEASURED, None),
+    "B4": (MEASURED, None),
+    "B5": (MEASURED, None),
+    "B6": (MEASURED, None),
+    "B7": (MEASURED, None),
+    "B8": (MEASURED, None),
+    "B9": (MEASURED, None),
+    "B10": (STRUCTURAL, "the repaint builds one table per PUD/PMD block mapped at boot; the "
+                        "prediction counts the same mappings"),
+    "B11": (STRUCTURAL, "without BBML2 the model clears the entry for the break-before-make "
+                        "window, so an access inside it faults; with BBML2 the entry is never "
+                        "invalid, so none can"),
+    "P1": (MEASURED, None),
+    "P2": (MEASURED, None),
+    "P3": (MEASURED, None),
+    "P4": (MEASURED, None),
+    "P5": (STRUCTURAL, "the modelled load path maps at the final permission and writes through "
+                       "a per-CPU mapping that is only flushed locally, so it emits no global "
+                       "flush by construction"),
+    "P6": (MEASURED, None),
+    "A1": (MEASURED, None),
+    "A2": (MEASURED, None),
+    "A3": (MEASURED, None),
+    "A4": (MEASURED, None),
+    "A5": (MEASURED, None),
+    "A6": (MEASURED, None),
+    "A7": (STRUCTURAL, "the synced restricted physmap is built at boot and allocation only "
+                       "flips the present bit, so it allocates no table while allocating"),
+}
+
+
+def basis(claim_id: str, record: Mapping[str, Any] | None = None) -> dict[str, str | None]:
+    """How a claim's verdict could be reached: ``{"basis": ..., "rests_on": ...}`` (see
+    :data:`_BASIS`); a record's ``basis`` (declared by its study's evidence) overrides the
+    table's."""
+    if claim_id not in CLAIMS:
+        raise KeyError(f"unknown claim {claim_id!r}")
+    kind, note = _BASIS[claim_id]
+    given = (record or {}).get("basis")
+    if isinstance(given, Mapping) and given.get("basis") in BASES:
+        kind, note = given["basis"], given.get("rests_on")
+    return {"basis": kind, "rests_on": None if note is None else str(note)}
+
+
 # ---- citations: who said each claim, and where ---------------------------------------------
 #: The package data file that maps every claim to the message it comes from.
 SOURCES_FILE = Path(__file__).resolve().parents[1] / "data" / "sources.yaml"
@@ -361,6 +441,8 @@ def verdict(claim_id: str, record: Mapping[str, Any] | None) -> tuple[str, float
     if claim_id not in CLAIMS:
         raise KeyError(f"unknown claim {claim_id!r}")
     if record is None or record.get("value") is None:
+        return NOT_EVALUATED, None
+    if basis(claim_id, record)["basis"] == NOT_MODELLED:
         return NOT_EVALUATED, None
     if record.get("scenario") != "published":
         return SMALL_RUN, None

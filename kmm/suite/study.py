@@ -57,7 +57,9 @@ class Evidence:
     under the same name (e.g. a workload's kernel share); ``swings`` adds one-at-a-time
     points (each differs from the published point in one ``assumed`` parameter) where the
     sweep has none, such as a Latin hypercube: they decide :func:`kmm.suite.registry.decided_by`
-    and do not count in the share in band.
+    and do not count in the share in band; ``basis`` (``{"basis", "rests_on"}``) declares
+    how the verdict is reached where the registry's table does not say it
+    (:func:`kmm.suite.registry.basis`).
     """
 
     value: Any
@@ -67,6 +69,7 @@ class Evidence:
     sweep: Sequence[Mapping[str, Any]] = ()
     centre: Mapping[str, Any] | None = None
     swings: Sequence[Mapping[str, Any]] = ()
+    basis: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ class Study:
 
         return [claims.record(c, e.value, explanation=e.explanation, parameters=params,
                               scenario=scenario, unit=e.unit, sweep=list(e.sweep),
-                              chart=e.chart, centre=e.centre, swings=list(e.swings))
+                              chart=e.chart, centre=e.centre, swings=list(e.swings),
+                              basis=e.basis)
                 for c, e in self.evaluate(params).items()]
 
     def finish(self, params: Mapping[str, Any], scenario: str):
@@ -137,7 +141,7 @@ def evidence_from(values: Mapping[str, Mapping[str, Any]],
     per claim)."""
     return {c: Evidence(v["value"], v.get("unit", ""), v["explanation"],
                         v.get("chart", charts.get(c)), v.get("sweep") or [],
-                        v.get("centre"), v.get("swings") or [])
+                        v.get("centre"), v.get("swings") or [], v.get("basis"))
             for c, v in values.items()}
 
 
