@@ -10,15 +10,26 @@ here from the value and the band, never typed.
 
 Verdicts
 --------
+The rules (also in the README, "How a verdict is reached"):
+
 ``reproduced``      the published scenario lands in the band (for a direction or mechanism
                     claim: the recorded evidence shows it), over the whole joint sweep of
                     the ``assumed`` parameters, if one was recorded;
 ``conditional``     it lands in the band for only part of that sweep (the table says which
-                    share, and which parameter decides: :func:`decided_by`);
+                    share, and every parameter that alone flips it: :func:`decided_by`);
 ``not-reproduced``  no point of the sweep lands in the band, or the evidence contradicts the
                     direction;
-``not-evaluated``   nothing was recorded from the published scenario.
+``not-evaluated``   nothing was recorded from the published scenario, the evidence has the
+                    wrong shape, or the claim's basis is ``not-modelled``.
 A value recorded from a small (nbval) run is shown, labelled ``small run``, with no verdict.
+
+Every claim also has a basis (:func:`basis`): ``measured``; ``structural`` with the identity
+the verdict rests on, when the model could not have contradicted the claim; or
+``not-modelled`` with the missing mechanism. "Decided by" has one definition
+(:func:`decided_by`): a parameter decides a verdict if swinging it alone over its assumed
+range, the others at their published values, flips the verdict; every such parameter is
+listed. ``converged`` and ``spread`` come from the record when its study checked them
+(null: not checked).
 """
 from __future__ import annotations
 
