@@ -51,6 +51,7 @@ import numpy as np
 
 from . import policy as _policy
 from ._jit import njit
+from .assumed import Assumed
 from .config import check_int, check_pow2
 from .counters import Counters
 from .errors import ConfigError
@@ -146,6 +147,19 @@ class TLBLevelConfig:
         return self.entries // self.ways
 
 
+#: Entries of the stage-1 walk cache (table descriptors above the leaf): not published.
+WALK_CACHE_ENTRIES = Assumed(
+    "walk_cache_entries", 64, 32, 128,
+    "Neoverse N1 / Cortex-A76 walk-cache sizes are not published; half to twice the 64 "
+    "entries assumed")
+#: Entries of the stage-2 walk cache (IPA -> PA of stage-2 table descriptors): not published;
+#: 0 is a core without one.
+S2_WALK_CACHE_ENTRIES = Assumed(
+    "s2_walk_cache_entries", 64, 0, 128,
+    "the stage-2 walk cache size is not published; from none (0) to twice the stage-1 walk "
+    "cache's assumed size")
+
+
 @dataclass(frozen=True)
 class TLBConfig:
     """A per-CPU TLB hierarchy and its page-walk caches.
@@ -203,13 +217,15 @@ class TLBConfig:
 
     @classmethod
     def neoverse_n1(cls, page_shifts: tuple[int, ...] = (12,), cpus: int = 1,
-                    walk_cache_entries: int = 64, s2_walk_cache_entries: int = 64,
+                    walk_cache_entries: int = int(WALK_CACHE_ENTRIES),
+                    s2_walk_cache_entries: int = int(S2_WALK_CACHE_ENTRIES),
                     policy: Replacement | str = Replacement.LRU, seed: int = 0,
                     honour_cont: bool = True) -> "TLBConfig":
         """Neoverse N1 / Cortex-A76 class: 48-entry fully associative L1 I and D, 1280-entry
         5-way L2 (Arm Cortex-A76 Core Technical Reference Manual, MMU chapter).
 
-        The walk-cache sizes are not published: ``assumed``, 4-way.
+        The walk-cache sizes are not published: ``assumed`` (:data:`WALK_CACHE_ENTRIES`,
+        :data:`S2_WALK_CACHE_ENTRIES`), 4-way.
         """
         wc = TLBLevelConfig(walk_cache_entries, 4, policy) if walk_cache_entries else None
         s2 = TLBLevelConfig(s2_walk_cache_entries, 4, policy) if s2_walk_cache_entries else None

@@ -54,6 +54,7 @@ def records(stem: str) -> dict[str, dict]:
             rec.pop("kmm_version", None)
             rec["verdict"], rec["share_in_band"] = registry.verdict(rec["id"], rec)
             rec["decided_by"] = registry.decided_by(rec["id"], rec)
+            rec.update(registry.basis(rec["id"], rec))
             out[rec["id"]] = rec
     return out
 

@@ -22,7 +22,7 @@ def test_verdicts(tmp_path, monkeypatch):
     monkeypatch.setenv("KMM_DATA_DIR", str(tmp_path))
     claims.record("K1", 0.10, explanation="x.", parameters={"a": 1}, scenario="published")
     claims.record("B3", 0.10, explanation="x.", parameters={}, scenario="published")
-    claims.record("K2", 0.2, explanation="x.", parameters={}, scenario="published",
+    claims.record("K2", 0.2, explanation="x.", parameters={"r": 1, "s": 1}, scenario="published",
                   sweep=[{"params": {"r": 1, "s": 1}, "value": 0.2},
                          {"params": {"r": 1, "s": 2}, "value": 0.3},
                          {"params": {"r": 3, "s": 1}, "value": 0.6},
@@ -36,9 +36,9 @@ def test_verdicts(tmp_path, monkeypatch):
     # the published point (0.2, out) counts with the sweep's four points (two in): 2 of 5
     assert rows["K2"]["verdict"] == registry.CONDITIONAL
     assert abs(rows["K2"]["share_in_band"] - 2 / 5) < 1e-12
-    # r alone tells which points land in the band (> 50 %); s does not
-    assert rows["K2"]["decided_by"] == "r"
-    assert rows["K1"]["decided_by"] is None  # no sweep
+    # swinging r alone (s at 1) reaches the band (> 50 %); swinging s alone does not
+    assert rows["K2"]["decided_by"] == ["r"]
+    assert rows["K1"]["decided_by"] == []  # no sweep: no assumed parameter to swing
     assert rows["B5"]["verdict"] == registry.SMALL_RUN
     assert rows["B11"]["verdict"] == registry.REPRODUCED
     assert rows["A1"]["verdict"] == registry.NOT_EVALUATED
@@ -46,27 +46,96 @@ def test_verdicts(tmp_path, monkeypatch):
     assert "verdict" not in rec and "decided_by" not in rec  # never stored, always computed
 
 
-def test_decided_by_is_the_parameter_that_alone_decides_the_verdict():
-    def rec(points):
-        return {"scenario": "published", "value": 0.1,
-                "sweep": [{"params": p, "value": v} for p, v in points]}
-    # K1's band is [6 %, 17 %]
-    grid = [({"a": 1, "b": 1}, 0.10), ({"a": 1, "b": 2}, 0.12),
-            ({"a": 2, "b": 1}, 0.30), ({"a": 2, "b": 2}, 0.40)]
-    assert registry.decided_by("K1", rec(grid)) == "a"
-    # both matter: no single parameter decides
-    mixed = grid[:3] + [({"a": 2, "b": 2}, 0.10)]
-    assert registry.decided_by("K1", rec(mixed)) is None
-    # every point in band: nothing to decide
-    assert registry.decided_by("K1", rec([(p, 0.1) for p, _ in grid])) is None
-    # a parameter with a new value at every point (a Latin hypercube) explains nothing
-    lhs = [({"a": i}, v) for i, v in enumerate((0.1, 0.3, 0.1, 0.3))]
+def test_decided_by_lists_every_parameter_whose_swing_alone_flips_the_verdict():
+    def rec(points, value=0.1, centre=None, swings=()):
+        r = {"scenario": "published", "value": value, "parameters": {"a": 1, "b": 1},
+             "sweep": [{"params": p, "value": v} for p, v in points]}
+        if centre:
+            r["centre"] = centre
+        if swings:
+            r["swings"] = [{"params": p, "value": v} for p, v in swings]
+        return r
+    # K1's band is [6 %, 17 %]; the published point is a=1, b=1 (value 0.1, in band)
+    grid = [({"a": a, "b": b}, v) for (a, b), v in {
+        (0, 0): 0.3, (0, 1): 0.1, (0, 2): 0.1, (1, 0): 0.1, (1, 1): 0.1, (1, 2): 0.1,
+        (2, 0): 0.1, (2, 1): 0.3, (2, 2): 0.1}.items()]
+    assert registry.decided_by("K1", rec(grid)) == ["a"]  # a=2 alone leaves the band
+    # the corner (0, 0) misses too, but only with both swung: b alone does not decide
+    both = [(p, 0.3 if p["b"] == 0 and p["a"] != 1 else v) for p, v in grid]
+    assert registry.decided_by("K1", rec(both)) == ["a"]
+    flip_b = [(p, 0.01 if p == {"a": 1, "b": 2} else v) for p, v in grid]
+    assert registry.decided_by("K1", rec(flip_b)) == ["a", "b"]  # all of them, not one
+    assert registry.decided_by("K1", rec([(p, 0.1) for p, _ in grid])) == []
+    # a published value out of band: a parameter decides when its swing reaches the band
+    assert registry.decided_by("K1", rec([(p, 0.3) for p, _ in grid], value=0.3)) == []
+    # a Latin hypercube has no one-at-a-time points: not checked, unless swings are given
+    lhs = [({"a": i / 4, "b": (3 * i % 4) / 4}, v) for i, v in enumerate((0.1, 0.3, 0.1, 0.3))]
     assert registry.decided_by("K1", rec(lhs)) is None
-    # two parameters sampled together split the points alike: neither decides alone
-    tied = [({**p, "c": p["a"] * 10}, v) for p, v in grid]
-    assert registry.decided_by("K1", rec(tied)) is None
+    sw = [({"a": 0, "b": 1}, 0.1), ({"a": 2, "b": 1}, 0.1), ({"a": 1, "b": 0}, 0.5),
+          ({"a": 1, "b": 2}, 0.1)]
+    assert registry.decided_by("K1", rec(lhs, swings=sw)) == ["b"]
+    # a swept parameter that is not a study parameter needs its published setting
+    kf = [({"a": 1, "k": k}, 0.3 if k == 0.5 else 0.1) for k in (0.25, 0.35, 0.5)]
+    assert registry.decided_by("K1", rec(kf)) is None
+    assert registry.decided_by("K1", rec(kf, centre={"k": 0.35})) == ["k"]
     assert registry.decided_by("K1", {**rec(grid), "scenario": "small"}) is None
     assert registry.decided_by("K1", None) is None
+
+
+def test_decided_by_from_a_hand_made_study(tmp_path, monkeypatch):
+    """A study whose answer is known: K1's value is 0.1 + 0.1 a + 0.001 b + 0.1 c d at the
+    published a = b = c = d = 0 (in the band [6 %, 17 %]); a alone leaves the band at 1, b
+    alone never does, c and d leave it only together."""
+    from kmm.suite.study import Evidence, Study
+
+    monkeypatch.setenv("KMM_DATA_DIR", str(tmp_path))
+    names = ("a", "b", "c", "d")
+
+    def value(q):
+        return 0.1 + 0.1 * q["a"] + 0.001 * q["b"] + 0.1 * q["c"] * q["d"]
+
+    def evidence(p):
+        pub = {k: p[k] for k in names}
+        grid = [dict(zip(names, x)) for x in __import__("itertools").product((0.0, 1.0), repeat=4)]
+        return {"K1": Evidence(value(pub), "fraction", "Hand made.",
+                               sweep=[{"params": q, "value": value(q)} for q in grid])}
+
+    s = Study("hand", ("K1",), dict.fromkeys(names, 0.0), evidence)
+    (rec,) = s.record(s.params(), "published")
+    assert registry.decided_by("K1", rec) == ["a"]
+    assert registry.verdict("K1", rec)[0] == registry.CONDITIONAL
+    # at a = 1 (out of band) every parameter whose swing alone brings it back decides
+    (rec,) = s.record(s.params(a=1.0), "published")
+    assert registry.decided_by("K1", rec) == ["a"]
+
+
+def test_every_claim_has_a_basis_and_structural_ones_name_their_identity():
+    for cid in registry.CLAIMS:
+        b = registry.basis(cid)
+        assert b["basis"] in registry.BASES
+        assert (b["rests_on"] is None) == (b["basis"] == registry.MEASURED), cid
+    # counting by construction: K5 compares the tables built with the closed form
+    assert registry.basis("K5")["basis"] == registry.STRUCTURAL
+    assert registry.basis("K1")["basis"] == registry.MEASURED
+
+
+def test_a_not_modelled_claim_is_not_evaluated_whatever_its_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("KMM_DATA_DIR", str(tmp_path))
+    from kmm.suite.study import Evidence, Study
+
+    missing = {"basis": registry.NOT_MODELLED, "rests_on": "no memcached request model"}
+    s = Study("hand", ("B3",), {"x": 0.03},
+              lambda p: {"B3": Evidence(p["x"], "fraction", "Hand made.", basis=missing)})
+    (rec,) = s.record(s.params(), "published")  # 3 % lies in B3's band
+    assert registry.verdict("B3", rec) == (registry.NOT_EVALUATED, None)
+    row = {r["id"]: r for r in claims.table()}["B3"]
+    assert row["verdict"] == registry.NOT_EVALUATED
+    assert row["basis"] == registry.NOT_MODELLED and row["rests_on"] == missing["rests_on"]
+    assert row["converged"] is None  # not checked, never guessed
+    (rec,) = Study("hand", ("B3",), {"x": 0.03},
+                   lambda p: {"B3": Evidence(p["x"], "fraction", "Hand made.")}).record(
+                       {"x": 0.03}, "published")
+    assert registry.verdict("B3", rec)[0] == registry.REPRODUCED
 
 
 def test_record_refuses_unknown_ids_and_missing_explanations(tmp_path, monkeypatch):

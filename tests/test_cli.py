@@ -100,7 +100,8 @@ def test_claims_json_and_table(project):
     rows = json.loads(r.stdout)
     assert len(rows) == 35
     for row in rows:
-        assert {"id", "value", "band", "verdict", "explanation", "parameters"} <= set(row)
+        assert {"id", "value", "band", "verdict", "explanation", "parameters", "basis",
+                "rests_on", "converged", "spread", "decided_by"} <= set(row)
     assert {row["verdict"] for row in rows} == {"not-evaluated"}
     r = kmm(project, "claims")
     lines = r.stdout.splitlines()
@@ -109,12 +110,20 @@ def test_claims_json_and_table(project):
 
 def test_claims_table_formats_recorded_values():
     rows = [{"id": "K1", "verdict": "reproduced", "share_in_band": 0.75, "value": 0.123456,
-             "unit": "fraction", "band": "[+6 %, +17 %]"},
+             "unit": "fraction", "band": "[+6 %, +17 %]", "decided_by": ["llc_ns", "cpi_base"]},
             {"id": "B11", "verdict": "small run", "share_in_band": None,
              "value": {"faults_without_bbml2": 3, "faults_with_bbml2": 0}, "unit": "", "band": "x"}]
     text = cli.format_claims(rows).splitlines()
-    assert text[2].split() == ["K1", "reproduced", "75%", "+12.3", "%", "[+6", "%,", "+17", "%]"]
+    assert text[0].split()[:7] == ["id", "verdict", "basis", "converged", "share", "decided", "by"]
+    assert text[2].split() == ["K1", "reproduced", "-", "-", "75%", "llc_ns,", "cpi_base",
+                               "+12.3", "%", "[+6", "%,", "+17", "%]"]
     assert text[3].startswith("B11  small run") and "faults_without_bbml2=3" in text[3]
+    assert "not checked" in text[3]  # no decided_by: no one-at-a-time swing was recorded
+    rows[0].update(basis="structural", rests_on="copies times cost", converged=False,
+                   spread=[0.05, 0.2])
+    text = cli.format_claims(rows)
+    assert text.splitlines()[2].split()[:4] == ["K1", "reproduced", "structural", "no"]
+    assert "K1: structural: copies times cost" in text and "not converged (spread [0.05, 0.2])" in text
 
 
 def test_run_label_and_parameters(project, monkeypatch):

@@ -258,3 +258,23 @@ def test_migrated_share_is_stratified_and_pooling_adds_counts():
     a = ktr.simulate_host(w, ktr.Machine(), small)
     both = ktr.pool([a, a])
     assert both.instructions == 2 * a.instructions and (both.mem == 2 * a.mem).all()
+
+
+def test_k1_sweep_follows_an_overridden_remote_ratio(small_counts):
+    """``-p remote_ratio=...`` moves the K1/K2 sweep too, not only the value (issue 25)."""
+    for r0 in (1.2, 3.6):
+        p = _p_small(remote_ratio=r0, k1_ratios=[1.69, 3.0], llc_sweep_bytes=[8388608],
+                     kernel_fraction_sweep=[0.35])
+        runs = {("sweep", 8388608, 0.35): small_counts}
+        for combined in (False, True):
+            sw = ktr.k1_sweep(p, runs, combined=combined)
+            swept = {pt["params"]["remote_ratio"] for pt in sw}
+            assert swept == {1.69, 3.0, r0}
+            bp = ktr.UserPolicy.INTERLEAVE
+            newp = ktr.UserPolicy.LOCAL if combined else bp
+            at = [pt for pt in sw if pt["params"]["remote_ratio"] == r0
+                  and pt["params"]["stall_ifetch"] == p["stall_ifetch"]
+                  and pt["params"]["stall_data"] == p["stall_data"]]
+            assert len(at) == 1
+            assert at[0]["value"] == pytest.approx(
+                ktr.gain(small_counts, p, r0, base_policy=bp, new_policy=newp), rel=1e-12)

@@ -279,3 +279,59 @@ def test_execute_failure_is_one_line_and_keeps_the_old_copy(tmp_path):
     assert out.read_text() == "previous"
     assert nbrun.failed_path(out).is_file()
     assert sorted(p.name for p in out.parent.iterdir()) == ["nb.failed.ipynb", "nb.ipynb"]
+
+
+def _assumed_in_params_files() -> dict[str, dict[str, tuple]]:
+    """``{name: {stem: (lo, hi)}}`` of every ``assumed`` parameter of ``params/``."""
+    out: dict[str, dict[str, tuple]] = {}
+    for f in sorted((Path(__file__).resolve().parents[1] / "params").glob("*.yaml")):
+        for k, rng in params.load(f).assumed().items():
+            out.setdefault(k, {})[f.stem] = tuple(float(x) for x in rng)
+    return out
+
+
+def test_every_assumed_constant_in_code_is_exposed_by_a_params_file():
+    """An ``Assumed(...)`` in kmm is a parameter: some params file declares it under its name
+    with the same ``assumed`` range (issue 25)."""
+    import importlib
+    import pkgutil
+    import re
+
+    import kmm
+    from kmm.assumed import DECLARED
+
+    root = Path(kmm.__file__).resolve().parent
+    for info in pkgutil.walk_packages([str(root)], "kmm."):
+        if not (info.name.startswith("kmm.suite.") or ".capture" in info.name
+                or info.name.endswith("__main__")):
+            importlib.import_module(info.name)
+    named = set()
+    for f in root.rglob("*.py"):
+        if f.name == "assumed.py" and f.parent == root:  # the marker's own doctest
+            continue
+        named |= set(re.findall(r'\bAssumed\(\s*"(\w+)"', f.read_text(encoding="utf-8")))
+    assert named and named <= set(DECLARED), sorted(named - set(DECLARED))
+    exposed = _assumed_in_params_files()
+    missing = sorted(n for n in named if n not in exposed)
+    assert not missing, f"assumed in code, in no params file: {missing}"
+    for n in sorted(named):
+        a = DECLARED[n]
+        for stem, rng in exposed[n].items():
+            assert rng == (float(a.lo), float(a.hi)), (n, stem, rng, a.range)
+
+
+def test_an_assumed_cost_shared_by_mechanisms_has_one_range():
+    """A cost two studies both assume (e.g. the IPI costs of asi and permvmalloc) has one
+    plausible range."""
+    # names shared by studies of different quantities or machines, each with its reason
+    different = {
+        "cpi_base": "bbml2_perf models an AmpereOne core, ktr and pkvm a Neoverse N1 class core",
+        "tlbi_ns": "bbml2_structure charges a broadcast TLBI with its DSB as seen by the BBM "
+                   "window; permvmalloc and pkvm charge one TLBI instruction",
+        "patches_per_s": "a rate of a scenario, not a cost: ktr includes no patching (0)",
+    }
+    shared = {k: v for k, v in _assumed_in_params_files().items() if len(v) > 1}
+    assert {"ipi_base_ns", "ipi_per_extra_target_ns", "ipi_handler_ns"} <= set(shared)
+    for k, by_stem in shared.items():
+        if k not in different:
+            assert len(set(by_stem.values())) == 1, (k, by_stem)

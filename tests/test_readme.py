@@ -122,3 +122,17 @@ def test_every_readme_kmm_command_runs_as_printed(tmp_path):
     for lane in ("local", "dask"):
         assert (tmp_path / "sweeps" / lane / "permvmalloc-cpus.parquet").is_file()
     assert (tmp_path / "ktr.params.yaml").is_file()
+
+
+def test_readme_states_the_verdict_rules():
+    """The verdict rules (not the bands) are in the repository: every verdict string, every
+    basis and the one definition of "decided by" (issue 25)."""
+    from kmm.suite import registry
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("## How a verdict is reached")
+    section = text[start:text.index("\n## ", start + 1)]
+    for word in (*registry.VERDICTS, *registry.BASES, registry.SMALL_RUN, "decided by",
+                 "alone", "not checked", "converged", "Assumed("):
+        assert word.lower() in section.lower(), word
+    assert "How a verdict is reached" in registry.__doc__

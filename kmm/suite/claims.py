@@ -70,7 +70,9 @@ def atomic_write_text(path: Path, text: str, root: Path | None = None) -> None:
 
 def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[str, Any],
            scenario: str, unit: str = "", sweep: Sequence[Mapping[str, Any]] | None = None,
-           chart: str | None = None) -> dict:
+           chart: str | None = None, centre: Mapping[str, Any] | None = None,
+           swings: Sequence[Mapping[str, Any]] | None = None,
+           basis: Mapping[str, Any] | None = None) -> dict:
     """Record the value a notebook computed for a claim and return the record.
 
     Parameters
@@ -85,8 +87,12 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
     unit : unit of a numeric value (``"fraction"``, ``"bytes"``...)
     sweep : values over the joint sweep of the ``assumed`` parameters the verdict depends on:
         ``[{"params": {...}, "value": v}, ...]``; the registry reports the share in band
-        and which parameter alone decides the verdict (:func:`~kmm.suite.registry.decided_by`)
+        and every parameter that alone flips the verdict (:func:`~kmm.suite.registry.decided_by`)
     chart : file stem of the chart that shows this claim (for the report's link)
+    centre : the published point's setting of swept parameters not named in ``parameters``
+    swings : one-at-a-time points (as the sweep's) for "decided by" where the sweep has none;
+        not counted in the share in band
+    basis : ``{"basis", "rests_on"}`` where the registry's table does not declare it
     """
     if claim_id not in registry.CLAIMS:
         raise KmmError(f"unknown claim id {claim_id!r}", "claims.record")
@@ -103,6 +109,12 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
         "chart": chart,
         "kmm_version": __version__,
     }
+    if centre:
+        rec["centre"] = _plain(dict(centre))
+    if swings:
+        rec["swings"] = _plain(list(swings))
+    if basis:
+        rec["basis"] = _plain(dict(basis))
     base = results_dir()
     atomic_write_text(base / "claims" / scenario / f"{claim_id}.json",
                       json.dumps(rec, indent=1, sort_keys=True), root=base)
@@ -166,6 +178,10 @@ def table(root: Path | None = None) -> list[dict]:
             "verdict": verdict,
             "share_in_band": share,
             "decided_by": registry.decided_by(cid, rec),
+            **registry.basis(cid, rec),
+            # convergence over seeds and stream length is not checked yet: null, never guessed
+            "converged": rec.get("converged") if rec else None,
+            "spread": rec.get("spread") if rec else None,
             "explanation": rec.get("explanation", "") if rec else "no value recorded yet",
             "parameters": rec.get("parameters", {}) if rec else {},
             "scenario": rec.get("scenario") if rec else None,

@@ -237,12 +237,15 @@ def format_claims(rows: list[dict], sources: bool = False) -> str:
     ``sources`` the full citation of each claim (list, subject, date, archive link) follows
     the table.
     """
-    from .report import format_value
+    from .report import converged_text, decided_text, format_value
 
     cited = any("source" in r for r in rows)
-    head = ("id", "verdict", "share", "value", "band") + (("said by",) if cited else ())
-    lines = [(r["id"], r["verdict"],
+    head = ("id", "verdict", "basis", "converged", "share", "decided by", "value", "band") \
+        + (("said by",) if cited else ())
+    lines = [(r["id"], r["verdict"], r.get("basis") or "-",
+              {None: "-", True: "yes", False: "no"}.get(r.get("converged"), "-"),
               "-" if r.get("share_in_band") is None else f"{r['share_in_band']:.0%}",
+              _short(decided_text(r.get("decided_by")), 30),
               _short(format_value(r["value"], r.get("unit", "")), 28), _short(r["band"], 44))
              + ((_said_by(r.get("source")),) if cited else ())
              for r in rows]
@@ -250,6 +253,13 @@ def format_claims(rows: list[dict], sources: bool = False) -> str:
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
     out = [fmt.format(*head).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
     out += [fmt.format(*x).rstrip() for x in lines]
+    rests = [f"{r['id']}: {r['basis']}: {r['rests_on']}" for r in rows
+             if r.get("rests_on") and r.get("value") is not None]
+    if rests:
+        out += ["", "What structural verdicts rest on (the model could not contradict them):"]
+        out += rests
+    unconv = [f"{r['id']}: {converged_text(r)}" for r in rows if r.get("converged") is False]
+    out += (["", "Not converged:"] + unconv) if unconv else []
     if sources:
         out += ["", "Sources (who said it, where):"]
         out += [f"{r['id']}: {r['cited']}" for r in rows if r.get("cited")]

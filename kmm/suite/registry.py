@@ -10,15 +10,26 @@ here from the value and the band, never typed.
 
 Verdicts
 --------
+The rules (also in the README, "How a verdict is reached"):
+
 ``reproduced``      the published scenario lands in the band (for a direction or mechanism
                     claim: the recorded evidence shows it), over the whole joint sweep of
                     the ``assumed`` parameters, if one was recorded;
 ``conditional``     it lands in the band for only part of that sweep (the table says which
-                    share, and which parameter decides: :func:`decided_by`);
+                    share, and every parameter that alone flips it: :func:`decided_by`);
 ``not-reproduced``  no point of the sweep lands in the band, or the evidence contradicts the
                     direction;
-``not-evaluated``   nothing was recorded from the published scenario.
+``not-evaluated``   nothing was recorded from the published scenario, the evidence has the
+                    wrong shape, or the claim's basis is ``not-modelled``.
 A value recorded from a small (nbval) run is shown, labelled ``small run``, with no verdict.
+
+Every claim also has a basis (:func:`basis`): ``measured``; ``structural`` with the identity
+the verdict rests on, when the model could not have contradicted the claim; or
+``not-modelled`` with the missing mechanism. "Decided by" has one definition
+(:func:`decided_by`): a parameter decides a verdict if swinging it alone over its assumed
+range, the others at their published values, flips the verdict; every such parameter is
+listed. ``converged`` and ``spread`` come from the record when its study checked them
+(null: not checked).
 """
 from __future__ import annotations
 
@@ -114,6 +125,86 @@ _TABLE = [
 ]
 
 CLAIMS: dict[str, Claim] = {c[0]: Claim(*c) for c in _TABLE}
+
+
+# ---- basis: how a verdict could be reached ------------------------------------------------
+MEASURED = "measured"
+STRUCTURAL = "structural"
+NOT_MODELLED = "not-modelled"
+BASES = (MEASURED, STRUCTURAL, NOT_MODELLED)
+
+#: Per claim: ``(basis, what it rests on)``. ``measured``: the value comes out of simulated
+#: counts and charged costs that could have landed on either side of the band. ``structural``:
+#: the model could not have contradicted the claim; the text names the identity the verdict
+#: rests on. ``not-modelled``: the model has no mechanism that could produce the claimed
+#: effect; the text names the missing mechanism and the verdict is ``not-evaluated``.
+#: A study's evidence may declare a claim's basis instead (its record's ``basis``).
+_BASIS: dict[str, tuple[str, str | None]] = {
+    "K1": (MEASURED, None),
+    "K2": (MEASURED, None),
+    "K3": (STRUCTURAL, "every cost but memory latency is the same with and without "
+                       "replication, and the latency saved is the remote minus the local "
+                       "latency of the replicated lines' fetches: zero at ratio 1.0 (only "
+                       "patching every copy is charged) and growing with the ratio"),
+    "K4": (STRUCTURAL, "a patch writes every copy: its cost is the per-copy cost times the "
+                       "number of nodes"),
+    "K5": (STRUCTURAL, "the model replicates by building one copy of text+rodata and of the "
+                       "tables below the top level per extra node; the bytes counted are "
+                       "those it builds, and the closed form counts the same copies"),
+    "S1": (MEASURED, None),
+    "S2": (MEASURED, None),
+    "S3": (STRUCTURAL, "a larger stage-2 leaf ends every stage-2 walk at a higher level, so "
+                       "a nested walk reads fewer descriptors"),
+    "S4": (MEASURED, None),
+    "S5": (STRUCTURAL, "EL2 text has one copy on one node, so the other node fetches it at "
+                       "the remote latency, which is above the local one at any ratio > 1"),
+    "S6": (STRUCTURAL, "each node reserves a worst-case stage-2 table set covering all host "
+                       "memory and I/O, so the bytes reserved are that set times the nodes"),
+    "B1": (MEASURED, None),
+    "B2": (STRUCTURAL, "the tables a linear map needs per byte of RAM are fixed by the granule "
+                       "and block size, so the bytes saved are RAM times a per-granule constant"),
+    "B3": (MEASURED, None),
+    "B4": (MEASURED, None),
+    "B5": (MEASURED, None),
+    "B6": (MEASURED, None),
+    "B7": (MEASURED, None),
+    "B8": (MEASURED, None),
+    "B9": (MEASURED, None),
+    "B10": (STRUCTURAL, "the repaint builds one table per PUD/PMD block mapped at boot; the "
+                        "prediction counts the same mappings"),
+    "B11": (STRUCTURAL, "without BBML2 the model clears the entry for the break-before-make "
+                        "window, so an access inside it faults; with BBML2 the entry is never "
+                        "invalid, so none can"),
+    "P1": (MEASURED, None),
+    "P2": (MEASURED, None),
+    "P3": (MEASURED, None),
+    "P4": (MEASURED, None),
+    "P5": (STRUCTURAL, "the modelled load path maps at the final permission and writes through "
+                       "a per-CPU mapping that is only flushed locally, so it emits no global "
+                       "flush by construction"),
+    "P6": (MEASURED, None),
+    "A1": (MEASURED, None),
+    "A2": (MEASURED, None),
+    "A3": (MEASURED, None),
+    "A4": (MEASURED, None),
+    "A5": (MEASURED, None),
+    "A6": (MEASURED, None),
+    "A7": (STRUCTURAL, "the synced restricted physmap is built at boot and allocation only "
+                       "flips the present bit, so it allocates no table while allocating"),
+}
+
+
+def basis(claim_id: str, record: Mapping[str, Any] | None = None) -> dict[str, str | None]:
+    """How a claim's verdict could be reached: ``{"basis": ..., "rests_on": ...}`` (see
+    :data:`_BASIS`); a record's ``basis`` (declared by its study's evidence) overrides the
+    table's."""
+    if claim_id not in CLAIMS:
+        raise KeyError(f"unknown claim {claim_id!r}")
+    kind, note = _BASIS[claim_id]
+    given = (record or {}).get("basis")
+    if isinstance(given, Mapping) and given.get("basis") in BASES:
+        kind, note = given["basis"], given.get("rests_on")
+    return {"basis": kind, "rests_on": None if note is None else str(note)}
 
 
 # ---- citations: who said each claim, and where ---------------------------------------------
@@ -362,6 +453,8 @@ def verdict(claim_id: str, record: Mapping[str, Any] | None) -> tuple[str, float
         raise KeyError(f"unknown claim {claim_id!r}")
     if record is None or record.get("value") is None:
         return NOT_EVALUATED, None
+    if basis(claim_id, record)["basis"] == NOT_MODELLED:
+        return NOT_EVALUATED, None
     if record.get("scenario") != "published":
         return SMALL_RUN, None
     try:
@@ -383,31 +476,68 @@ def verdict(claim_id: str, record: Mapping[str, Any] | None) -> tuple[str, float
     return CONDITIONAL, share
 
 
-def decided_by(claim_id: str, record: Mapping[str, Any] | None) -> str | None:
-    """The ``assumed`` parameter that alone decides the verdict over the recorded sweep, if
-    one does: the one whose setting tells whether a point lands in the band.
+def _same(a: Any, b: Any) -> bool:
+    """Two parameter settings are the same setting (floats compared to 1e-9 relative)."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) \
+            and not isinstance(a, bool) and not isinstance(b, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a == b
 
-    Over the sweep's points, a parameter decides when the points that share its setting all
-    land in the band or all miss it, the settings do not all agree, and it has fewer settings
-    than there are points (a parameter with a new value at every point, as in a Latin
-    hypercube, explains nothing). None when the sweep is empty, every point agrees, or not
-    exactly one parameter decides (parameters sampled together, which split the points the
-    same way, cannot be told apart). The one definition of "decided by" for every claim.
+
+def swing_points(record: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]] | None:
+    """The one-at-a-time swings of a record: for every swept ``assumed`` parameter, the points
+    of the sweep (and of the record's ``swings``) where it alone differs from the published
+    point, the others at their published values.
+
+    The published point's settings are the record's ``centre`` if it has one, else its
+    ``parameters`` of the same names, else the one setting a parameter takes over the whole
+    sweep. None when a parameter has no published setting or no swing point (its swing was
+    not evaluated).
     """
-    if record is None or record.get("scenario") != "published":
+    points = list(record.get("sweep") or []) + list(record.get("swings") or [])
+    keys: list[str] = []
+    for pt in points:
+        keys += [k for k in pt.get("params", {}) if k not in keys]
+    given = {**(record.get("parameters") or {}), **(record.get("centre") or {})}
+    centre: dict[str, Any] = {}
+    for k in keys:
+        if k in given:
+            centre[k] = given[k]
+            continue
+        levels = [pt["params"].get(k) for pt in points]
+        if any(not _same(x, levels[0]) for x in levels):
+            return None
+        centre[k] = levels[0]
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for k in keys:
+        out[k] = [pt for pt in points
+                  if not _same(pt["params"].get(k), centre[k])
+                  and all(_same(pt["params"].get(j), centre[j]) for j in keys if j != k)]
+        if not out[k] and len({repr(pt["params"].get(k)) for pt in points}) > 1:
+            return None
+    return out
+
+
+def decided_by(claim_id: str, record: Mapping[str, Any] | None) -> list[str] | None:
+    """Every ``assumed`` parameter that decides the verdict: the one definition of "decided by".
+
+    A parameter decides a verdict if swinging it alone over its assumed range, every other
+    parameter at its published value, flips the verdict: some point of its swing
+    (:func:`swing_points`) lands in the band where the published value does not, or misses
+    it where the published value lands. The list is in the order of the sweep's parameters;
+    ``[]`` when no swing flips the verdict (or the claim depends on no ``assumed``
+    parameter: its sweep is empty); None when it was not checked (no published record, a
+    value the band cannot read, or a sweep without one-at-a-time swings, such as a Latin
+    hypercube without a ``swings`` supplement).
+    """
+    if record is None or record.get("scenario") != "published" or record.get("value") is None:
         return None
-    sweep = record.get("sweep") or []
     try:
-        hits = [in_band(claim_id, p["value"]) for p in sweep]
-    except (TypeError, KeyError, ValueError, IndexError):
+        holds = in_band(claim_id, record["value"])
+        swings = swing_points(record)
+        if swings is None:
+            return None
+        return [k for k, pts in swings.items()
+                if any(in_band(claim_id, p["value"]) != holds for p in pts)]
+    except (TypeError, KeyError, ValueError, IndexError, AttributeError):
         return None
-    if len(set(hits)) < 2:
-        return None
-    deciders = []
-    for k in sweep[0].get("params", {}):
-        groups: dict[str, set[bool]] = {}
-        for p, hit in zip(sweep, hits):
-            groups.setdefault(repr(p["params"].get(k)), set()).add(hit)
-        if 1 < len(groups) < len(sweep) and all(len(g) == 1 for g in groups.values()):
-            deciders.append(k)
-    return deciders[0] if len(deciders) == 1 else None

@@ -228,6 +228,31 @@ def _cited_html(src: Mapping[str, str] | None) -> str:
     return (f'<br><span class="muted">{who}, <a href="{e(src["link"])}">'
             f"{e(src['subject'])}</a>, {e(src['list'])}, {e(src['date'])}{note}</span>")
 
+def decided_text(decided: Sequence[str] | None) -> str:
+    """"Decided by" as shown: the parameters, ``none`` (no one-parameter swing flips the
+    verdict) or ``not checked`` (the record has no one-at-a-time swings)."""
+    if decided is None:
+        return "not checked"
+    return ", ".join(decided) if decided else "none"
+
+
+def basis_text(r: Mapping[str, Any]) -> str:
+    """The basis as shown: ``measured``, or ``structural: <identity>`` / ``not-modelled:
+    <missing mechanism>``."""
+    kind = r.get("basis") or "-"
+    return f"{kind}: {r['rests_on']}" if r.get("rests_on") else kind
+
+
+def converged_text(r: Mapping[str, Any]) -> str:
+    """Convergence as shown: ``converged``, ``not converged (spread ...)`` or ``convergence
+    not checked`` (null)."""
+    c = r.get("converged")
+    if c is None:
+        return "convergence not checked"
+    spread = r.get("spread")
+    return "converged" if c else f"not converged (spread {spread})"
+
+
 def claims_frame(mechanisms: Sequence[str] = (), root: Path | None = None) -> pl.DataFrame:
     """The claims table as a polars frame (values as text), optionally for some mechanisms."""
     import polars as pl
@@ -238,6 +263,9 @@ def claims_frame(mechanisms: Sequence[str] = (), root: Path | None = None) -> pl
         "mechanism": [r["mechanism"] for r in table],
         "verdict": [r["verdict"] for r in table],
         "share_in_band": [r["share_in_band"] for r in table],
+        "decided_by": [decided_text(r.get("decided_by")) for r in table],
+        "basis": [basis_text(r) for r in table],
+        "converged": [r.get("converged") for r in table],
         "value": [format_value(r["value"], r["unit"]) for r in table],
         "band": [r["band"] for r in table],
         "statement": [r["statement"] for r in table],
@@ -245,7 +273,9 @@ def claims_frame(mechanisms: Sequence[str] = (), root: Path | None = None) -> pl
         "scenario": [r["scenario"] for r in table],
         "cited": [r.get("cited") for r in table],
     }, schema={"id": pl.Utf8, "mechanism": pl.Utf8, "verdict": pl.Utf8,
-               "share_in_band": pl.Float64, "value": pl.Utf8, "band": pl.Utf8,
+               "share_in_band": pl.Float64, "decided_by": pl.Utf8, "basis": pl.Utf8,
+               "converged": pl.Boolean, "value": pl.Utf8,
+               "band": pl.Utf8,
                "statement": pl.Utf8, "explanation": pl.Utf8, "scenario": pl.Utf8,
                "cited": pl.Utf8})
 
@@ -408,8 +438,11 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
                      f"{html.escape(mechanism)}</th></tr>")
         cid = html.escape(r["id"])
         share = "-" if r["share_in_band"] is None else f"{r['share_in_band']:.0%}"
-        if r.get("decided_by") and r["share_in_band"] is not None:
-            share += f' <span class="muted">(decided by {html.escape(r["decided_by"])})</span>'
+        if r["verdict"] in registry.VERDICTS:
+            share += (f'<br><span class="muted">decided by: '
+                      f'{html.escape(decided_text(r.get("decided_by")))}<br>'
+                      f'{html.escape(basis_text(r))}<br>'
+                      f'{html.escape(converged_text(r))}</span>')
         links = [f'<a href="#params-{cid}">parameters</a>'] if _has_params_block(r) else []
         if r.get("chart"):
             links.insert(0, f'<a href="#chart-{html.escape(r["chart"])}">chart</a>'

@@ -52,7 +52,14 @@ class Evidence:
     ``value`` is a number or a mapping of evidence (the keys the registry's test reads);
     ``sweep`` holds the points of the joint sweep of ``assumed`` parameters the verdict
     depends on, ``[{"params": {...}, "value": v}, ...]`` (empty when it depends on none);
-    ``chart`` is the file stem of the chart that shows the claim.
+    ``chart`` is the file stem of the chart that shows the claim; ``centre`` gives the
+    published point's setting of a swept parameter that is not a parameter of the study
+    under the same name (e.g. a workload's kernel share); ``swings`` adds one-at-a-time
+    points (each differs from the published point in one ``assumed`` parameter) where the
+    sweep has none, such as a Latin hypercube: they decide :func:`kmm.suite.registry.decided_by`
+    and do not count in the share in band; ``basis`` (``{"basis", "rests_on"}``) declares
+    how the verdict is reached where the registry's table does not say it
+    (:func:`kmm.suite.registry.basis`).
     """
 
     value: Any
@@ -60,6 +67,9 @@ class Evidence:
     explanation: str
     chart: str | None = None
     sweep: Sequence[Mapping[str, Any]] = ()
+    centre: Mapping[str, Any] | None = None
+    swings: Sequence[Mapping[str, Any]] = ()
+    basis: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,8 @@ class Study:
 
         return [claims.record(c, e.value, explanation=e.explanation, parameters=params,
                               scenario=scenario, unit=e.unit, sweep=list(e.sweep),
-                              chart=e.chart)
+                              chart=e.chart, centre=e.centre, swings=list(e.swings),
+                              basis=e.basis)
                 for c, e in self.evaluate(params).items()]
 
     def finish(self, params: Mapping[str, Any], scenario: str):
@@ -125,10 +136,12 @@ class Study:
 # ---- helpers the studies share ----------------------------------------------------------------
 def evidence_from(values: Mapping[str, Mapping[str, Any]],
                   charts: Mapping[str, str | None] = {}) -> dict[str, Evidence]:
-    """:class:`Evidence` from ``{claim: {"value", "unit", "explanation", "sweep", "chart"}}``
-    (``unit``, ``sweep`` and ``chart`` optional; ``charts`` gives a chart per claim)."""
+    """:class:`Evidence` from ``{claim: {"value", "unit", "explanation", "sweep", "chart",
+    "centre", "swings"}}`` (all but value and explanation optional; ``charts`` gives a chart
+    per claim)."""
     return {c: Evidence(v["value"], v.get("unit", ""), v["explanation"],
-                        v.get("chart", charts.get(c)), v.get("sweep") or [])
+                        v.get("chart", charts.get(c)), v.get("sweep") or [],
+                        v.get("centre"), v.get("swings") or [], v.get("basis"))
             for c, v in values.items()}
 
 

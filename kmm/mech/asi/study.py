@@ -41,8 +41,8 @@ ASSUMED: dict = {"occupancy": (0.3, 0.8), "pressure": (0.0, 0.4), "cpus": (4, 64
     "unmap_page_ns": (5.0, 100.0), "zero_page_ns": (150.0, 1000.0), "pt_alloc_ns": (300.0, 2000.0),
     "enqueue_ns": (10.0, 100.0), "worker_wake_ns": (1000.0, 10000.0),
     "migrate_page_ns": (1000.0, 10000.0), "reclaim_page_ns": (300.0, 5000.0),
-    "ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (1000.0, 2000.0),
-    "ipi_handler_ns": (500.0, 2000.0)}
+    "ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (500.0, 2000.0),
+    "ipi_handler_ns": (300.0, 3000.0)}
 
 _METHODS = {"x86_ipi": eng.Method.X86_IPI, "x86_invlpgb": eng.Method.X86_INVLPGB,
             "arm64_tlbi": eng.Method.ARM64_TLBI}

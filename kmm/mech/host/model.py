@@ -12,6 +12,7 @@ from ... import engine as eng
 from ...config import check_float, check_int
 from ...engine import PageTable, Perm, Replicated, Topology
 from ...errors import ConfigError
+from ...tlb import S2_WALK_CACHE_ENTRIES, WALK_CACHE_ENTRIES
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
@@ -388,6 +389,10 @@ class Machine:
     va_bits: int = 48
     linear_map: str = "pte"
     image: KernelImage = KernelImage()
+    #: walk-cache sizes of the simulated CPUs (``assumed``: :data:`kmm.tlb.WALK_CACHE_ENTRIES`,
+    #: :data:`kmm.tlb.S2_WALK_CACHE_ENTRIES`)
+    walk_cache_entries: int = int(WALK_CACHE_ENTRIES)
+    s2_walk_cache_entries: int = int(S2_WALK_CACHE_ENTRIES)
 
     def __post_init__(self):
         check_int("nodes", self.nodes, lo=1, hi=16)
@@ -600,7 +605,10 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     slots_per_node = m.cpus_per_node * m.threads_per_cpu
     geoms = (g,) if stage2 is None else (g, stage2.geometry)
     levels = max(x.levels for x in geoms)
-    tlb = eng.TLBConfig.neoverse_n1(cpus=m.cpus_per_node, seed=run.seed).with_geometry(*geoms)
+    tlb = eng.TLBConfig.neoverse_n1(cpus=m.cpus_per_node, seed=run.seed,
+                                    walk_cache_entries=m.walk_cache_entries,
+                                    s2_walk_cache_entries=m.s2_walk_cache_entries
+                                    ).with_geometry(*geoms)
     caches = eng.CacheConfig(llc=eng.CacheLevelConfig(m.llc_bytes, 16), cpus=m.cpus_per_node,
                          seed=run.seed)
     traces = [generate_cpu_trace(w, m, run, layout, k, c, run.seed, model)

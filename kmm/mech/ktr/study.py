@@ -183,22 +183,24 @@ def user_numa_frame(p: dict, runs: dict) -> "pl.DataFrame":
 def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     """The joint sweep of the ``assumed`` parameters the K1 (``combined``: K2) value depends
     on: LLC capacity and kernel share (simulated), instruction-fetch and data stall shares
-    (charged) and the sourced range of cross-socket ratios."""
+    (charged) and the sourced cross-socket ratios ``k1_ratios`` with the operating point
+    ``remote_ratio`` among them, so a ratio given with ``-p remote_ratio=...`` is swept too."""
     bp = _POLICY[p["baseline_user_policy"]]
     newp = UserPolicy.LOCAL if combined else bp
     out = []
     lo_i, hi_i = p["stall_ifetch_range"]
     lo_d, hi_d = p["stall_data_range"]
+    ratios = sorted({*(float(r) for r in p["k1_ratios"]), float(p["remote_ratio"])})
     for llc in p["llc_sweep_bytes"]:
         for kf in p["kernel_fraction_sweep"]:
             c = runs[("sweep", llc, kf)]
             for si in sorted({lo_i, p["stall_ifetch"], hi_i}):
                 for sd in sorted({lo_d, p["stall_data"], hi_d}):
                     costs = host_costs(p, stall_ifetch=si, stall_data=sd)
-                    for r in p["k1_ratios"]:
+                    for r in ratios:
                         out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf,
                                                "stall_ifetch": si, "stall_data": sd,
-                                               "remote_ratio": float(r)},
+                                               "remote_ratio": r},
                                     "value": gain(c, p, r, base_policy=bp, new_policy=newp,
                                                   costs=costs)})
     return out
@@ -269,7 +271,8 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     vals = [s["value"] for s in sw1]
     br = time_breakdown(db, lat, Scheme.BASELINE, bp, costs)
     share = br["mem_replicated_ns"] / sum(br.values())
-    out["K1"] = {"value": k1, "unit": "fraction", "sweep": sw1,
+    centre = {"kernel_fraction": WORKLOADS[p["k1_workload"]].kernel_fraction}
+    out["K1"] = {"value": k1, "unit": "fraction", "sweep": sw1, "centre": centre,
                  "explanation": (
                      f"On 2 nodes at a {r0:g}x remote/local ratio the {p['k1_workload']} mix "
                      f"gains {k1:+.1%} because only the replicated lines (text, rodata) that "
@@ -292,7 +295,7 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                 g2 = gain(c, p, r, base_policy=bpol, new_policy=UserPolicy.LOCAL)
                 if not best or g2 > best["gain"]:
                     best = {"gain": g2, "nodes": n, "baseline": bname, "ratio": r}
-    out["K2"] = {"value": k2, "unit": "fraction", "sweep": sw2,
+    out["K2"] = {"value": k2, "unit": "fraction", "sweep": sw2, "centre": centre,
                  "explanation": (
                      f"Replication plus node-local user data gains {k2:+.1%} over the "
                      f"{p['baseline_user_policy']} baseline on 2 nodes at {r0:g}x (from "

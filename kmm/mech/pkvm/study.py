@@ -22,7 +22,8 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": 
     "remote_ratio": 2.2, "ratio_range": [1.69, 3.0], "local_ns": 117.0, "cpu_ghz": 2.5,
     "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "stall_ifetch": 0.7,
     "stall_data": 0.4, "stall_walk": 1.0, "stall_walk_range": [0.6, 1.0],
-    "stall_ifetch_range": [0.4, 1.0], "llc_bytes": 8388608, "migration": 0.05, "cpus_per_node": 2,
+    "stall_ifetch_range": [0.4, 1.0], "s2_walk_cache_entries": 64,
+    "s2_walk_cache_range": [0, 128], "llc_bytes": 8388608, "migration": 0.05, "cpus_per_node": 2,
     "accesses_per_cpu": 8000, "warmup_per_cpu": 8000, "baseline_user_policy": "interleave",
     "text_bytes": 16570322, "rodata_bytes": 6291456, "s2_granules": ["4K", "64K"],
     "s1_granule": "4K", "ipa_bits": 48, "debate_leaf": "4K page 4K", "pkvm_leaf": "4K block 1G",
@@ -82,9 +83,10 @@ def _costs(p: dict, **over):
     return HostCosts(**{k: float(over.get(k, v)) for k, v in _ktr_params(p).items()})
 
 
-def _machine(p: dict):
+def _machine(p: dict, s2_walk_cache_entries: int | None = None):
+    wc = p["s2_walk_cache_entries"] if s2_walk_cache_entries is None else s2_walk_cache_entries
     return Machine(nodes=2, cpus_per_node=p["cpus_per_node"], llc_bytes=p["llc_bytes"],
-                       granule=p["s1_granule"], va_bits=48,
+                       granule=p["s1_granule"], va_bits=48, s2_walk_cache_entries=wc,
                        image=KernelImage(text_bytes=p["text_bytes"],
                                              rodata_bytes=p["rodata_bytes"]))
 
@@ -105,8 +107,10 @@ def simulate_all(p: dict) -> dict:
     """Stage-1 runs (baseline and KTR from one run) and stage-2 runs, each pooled over
     ``seeds``: every leaf option on
     the main workload, the debated and pKVM configurations on every workload, and the pKVM
-    configuration with exits to EL2 at each swept rate. Keys ``("s1", workload)``,
-    ``("s2", workload, label)``, ``("el2", exits_per_kinstr)``."""
+    configuration with exits to EL2 at each swept rate, and the debated leaf on the main
+    workload at the ends of the ``assumed`` stage-2 walk-cache range. Keys ``("s1",
+    workload)``, ``("s2", workload, label)``, ``("el2", exits_per_kinstr)``, ``("s2wc",
+    entries)``."""
     m = _machine(p)
     runs = {}
     opts = {o.label: o for o in options_of(p)}
@@ -120,6 +124,12 @@ def simulate_all(p: dict) -> dict:
                                                       stage2=s2)
     s2 = stage2_setup(m, opts[p["pkvm_leaf"]], text_aligned=p["text_aligned"],
                       ipa_bits=p["ipa_bits"])
+    for wc in sorted(set(p["s2_walk_cache_range"]) - {p["s2_walk_cache_entries"]}):
+        mw = _machine(p, wc)
+        s2w = stage2_setup(mw, opts[p["debate_leaf"]], text_aligned=p["text_aligned"],
+                           ipa_bits=p["ipa_bits"])
+        runs[("s2wc", wc)] = simulate_seeds(WORKLOADS[p["workload"]], mw, _run(p), seeds,
+                                            stage2=s2w)
     for rate in sorted({p["el2_exits_per_kinstr"], *p["el2_exit_sweep"]}):
         runs[("el2", rate)] = simulate_seeds(WORKLOADS[p["workload"]], m,
                                                  _run(p, rate), seeds, stage2=s2)
@@ -516,13 +526,18 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
     ck = runs[("s1", p["workload"])]
     cs = runs[("s2", p["workload"], p["debate_leaf"])]
     pol = _policy(p)
-    for sw in sorted({*p["stall_walk_range"], p["stall_walk"]}):
-        for si in sorted({*p["stall_ifetch_range"], p["stall_ifetch"]}):
-            for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
-                d = decompose_walks(ck, cs, _lat(p, r), pol, _costs(p, stall_walk=sw,
-                                                                    stall_ifetch=si))
-                sweep.append({"params": {"stall_walk": sw, "stall_ifetch": si,
-                                         "remote_ratio": float(r)}, "value": d["share_a"]})
+    wc0 = p["s2_walk_cache_entries"]
+    for wc in sorted({*p["s2_walk_cache_range"], wc0}):
+        cw = cs if wc == wc0 else runs[("s2wc", wc)]
+        for sw in sorted({*p["stall_walk_range"], p["stall_walk"]}):
+            for si in sorted({*p["stall_ifetch_range"], p["stall_ifetch"]}):
+                for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
+                    d = decompose_walks(ck, cw, _lat(p, r), pol,
+                                        _costs(p, stall_walk=sw, stall_ifetch=si))
+                    sweep.append({"params": {"stall_walk": sw, "stall_ifetch": si,
+                                             "remote_ratio": float(r),
+                                             "s2_walk_cache_entries": wc},
+                                  "value": d["share_a"]})
     common = (f"With {p['debate_leaf']} stage-2 leaves the loss against KTR is "
               f"{deb['loss_vs_ktr']:+.1%} of KTR's time, of which more walks (TLB footprint) "
               f"are a share of {deb['share_a']:.2f} and longer walks the rest "
