@@ -57,7 +57,8 @@ from .timing import (CoreModel, FlushKind, InvalidationTime, LoadCurve, MemorySy
                      lost_translations_sets, memory_system, neoverse_core, published_curve,
                      rewalk_time, walk_ns)
 from .timing import solve as solve_time
-from .tlb import (FLAG_GLOBAL, FLAG_KIND_MASK, GLOBAL_ASID, TLB, Kind, Outcome, Structure,
+from .tlb import (FLAG_GLOBAL, FLAG_KIND_MASK, GLOBAL_ASID, S2_WALK_CACHE_ENTRIES, TLB,
+                  WALK_CACHE_ENTRIES, Kind, Outcome, Structure,
                   TLBConfig, TLBEvent, TLBLevelConfig, TLBState, entry_span, key_shift,
                   key_start, make_accesses, simulate_trace, structure_entries, tlb_cpus,
                   tlb_fill, tlb_lookup, tlb_translate)
@@ -96,6 +97,7 @@ __all__ = [
     "OP_KIND", "OP_VA", "OP_SIZE", "OP_PA", "OP_PERM", "OP_AUX",
     # TLBs
     "TLB", "TLBConfig", "TLBLevelConfig", "TLBState", "TLBEvent", "Kind", "Outcome",
+    "WALK_CACHE_ENTRIES", "S2_WALK_CACHE_ENTRIES",
     "Structure", "simulate_trace", "make_accesses", "tlb_translate", "tlb_lookup", "tlb_fill",
     "key_start", "key_shift", "entry_span", "structure_entries", "tlb_cpus",
     "FLAG_GLOBAL", "FLAG_KIND_MASK", "GLOBAL_ASID", "KIND_LOAD", "KIND_STORE", "KIND_IFETCH",

@@ -10,9 +10,9 @@ import numpy as np
 
 from ... import engine as eng
 from ...config import check_float, check_int
-from ...engine import PageTable, Perm, Replicated, Topology
+from ...engine import (S2_WALK_CACHE_ENTRIES, WALK_CACHE_ENTRIES, PageTable, Perm, Replicated,
+                       Topology)
 from ...errors import ConfigError
-from ...tlb import S2_WALK_CACHE_ENTRIES, WALK_CACHE_ENTRIES
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
