@@ -177,6 +177,23 @@ def test_trace_kernel_share_fetch_runs_and_no_migration():
             - ktr.ImagePlacement().image_va(m.geometry)).all()
 
 
+def test_cold_run_counts_every_access_of_the_trace():
+    # warmup_per_cpu=0: nothing warms the TLBs and caches, so the measured slice is the
+    # whole trace and its counts are the run's full counts (not a difference with itself)
+    w, m = ktr.WORKLOADS["database"], ktr.Machine()
+    cold = ktr.simulate_host(w, m, ktr.RunConfig(accesses_per_cpu=8000, warmup_per_cpu=0,
+                                                  seed=3))
+    warm = ktr.simulate_host(w, m, ktr.RunConfig(accesses_per_cpu=4000, warmup_per_cpu=4000,
+                                                  seed=3))
+    assert int(cold.served[:2].sum()) == 8000 * m.cpus_per_node  # every fetch and data access
+    assert cold.mem.sum() == cold.served[:, 3].sum() > 0
+    assert cold.walks > 0 and cold.walk_refs >= cold.walks
+    # the same trace (same seed and length): the cold run's counts hold the warm run's
+    # measured slice plus the warm-up slice
+    assert (cold.mem >= warm.mem).all() and cold.mem.sum() > warm.mem.sum()
+    assert cold.walks > warm.walks and cold.instructions > warm.instructions
+
+
 @pytest.fixture(scope="module")
 def small_counts():
     return ktr.simulate_host(ktr.WORKLOADS["database"], ktr.Machine(), SMALL_RUN)

@@ -635,7 +635,7 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
             continue
         args = {key: v[h] for key, v in kw.items()}
         r = path.run(tr.va[h], **args)
-        if h.start == 0:
+        if h.stop == split:  # the warm-up slice, only when there is one
             before = r
     if before is None:
         zero = np.zeros_like
