@@ -177,6 +177,23 @@ def test_trace_kernel_share_fetch_runs_and_no_migration():
             - ktr.ImagePlacement().image_va(m.geometry)).all()
 
 
+def test_cold_run_counts_every_access_of_the_trace():
+    # warmup_per_cpu=0: nothing warms the TLBs and caches, so the measured slice is the
+    # whole trace and its counts are the run's full counts (not a difference with itself)
+    w, m = ktr.WORKLOADS["database"], ktr.Machine()
+    cold = ktr.simulate_host(w, m, ktr.RunConfig(accesses_per_cpu=8000, warmup_per_cpu=0,
+                                                  seed=3))
+    warm = ktr.simulate_host(w, m, ktr.RunConfig(accesses_per_cpu=4000, warmup_per_cpu=4000,
+                                                  seed=3))
+    assert int(cold.served[:2].sum()) == 8000 * m.cpus_per_node  # every fetch and data access
+    assert cold.mem.sum() == cold.served[:, 3].sum() > 0
+    assert cold.walks > 0 and cold.walk_refs >= cold.walks
+    # the same trace (same seed and length): the cold run's counts hold the warm run's
+    # measured slice plus the warm-up slice
+    assert (cold.mem >= warm.mem).all() and cold.mem.sum() > warm.mem.sum()
+    assert cold.walks > warm.walks and cold.instructions > warm.instructions
+
+
 @pytest.fixture(scope="module")
 def small_counts():
     return ktr.simulate_host(ktr.WORKLOADS["database"], ktr.Machine(), SMALL_RUN)
@@ -273,8 +290,76 @@ def test_k1_sweep_follows_an_overridden_remote_ratio(small_counts):
             bp = ktr.UserPolicy.INTERLEAVE
             newp = ktr.UserPolicy.LOCAL if combined else bp
             at = [pt for pt in sw if pt["params"]["remote_ratio"] == r0
-                  and pt["params"]["stall_ifetch"] == p["stall_ifetch"]
-                  and pt["params"]["stall_data"] == p["stall_data"]]
+                  and pt["params"]["dep_ifetch"] == p["dep_ifetch"]
+                  and pt["params"]["dep_data"] == p["dep_data"]
+                  and pt["params"]["background"] == p["background"]]
             assert len(at) == 1
             assert at[0]["value"] == pytest.approx(
                 ktr.gain(small_counts, p, r0, base_policy=bp, new_policy=newp), rel=1e-12)
+
+
+# ---- time model: loaded latency and overlap (kmm.timing) on host counts -----------------------
+def _hand_counts(cpus=1):
+    cls = ktr.Classes(2)
+    mem = np.zeros((3, 2, cls.count), np.int64)
+    mem[1, 1, cls.TEXT] = 1000     # data reads of replicated lines
+    mem[2, 1, cls.KTABLE] = 200    # walk reads of kernel tables
+    served = np.array([[0, 0, 0, 0], [0, 0, 0, 1000], [0, 0, 0, 200]])
+    return ktr.HostCounts(nodes=2, sim_node=1, classes=cls, mem=mem, served=served,
+                          l2_tlb_hits=0, walks=200, walk_refs=200, instructions=20000,
+                          hyp_lines=0, exits=0, cpus=cpus)
+
+
+def test_host_time_hand_worked_overlap_and_load():
+    # MLP = min(22, max(1, 1000 * (1 - 0.5) / 20000 * 128)) = 3.2: a data miss costs
+    # 0.5 + 0.5 / 3.2 = 0.65625 of its latency, a walk read all of it (dependent).
+    # Baseline: text and tables on node 0; node 0 pays 100 ns, node 1 200 ns (idle):
+    # 20000 / 2 + 1000 * lat * 0.65625 + 200 * lat.
+    c = _hand_counts()
+    lat = [[100.0, 200.0], [200.0, 100.0]]
+    costs = ktr.HostCosts(cpu_ghz=2.0, cpi_base=1.0, dep_data=0.5, dep_ifetch=0.8,
+                          background=0.0, outstanding=22)
+    idle = [10000 + 65625 + 20000, 10000 + 131250 + 40000]
+    t = ktr.node_times_ns(c, lat, ktr.Scheme.BASELINE, ktr.UserPolicy.LOCAL, costs)
+    # the run's own traffic loads node 0 a little: above idle, within 1%
+    assert (t > np.array(idle)).all()
+    assert t == pytest.approx(idle, rel=1e-2)
+    # replication: every node reads its own copy and tables at 100 ns
+    tk = ktr.node_times_ns(c, lat, ktr.Scheme.KTR, ktr.UserPolicy.LOCAL, costs)
+    assert tk == pytest.approx([idle[0], idle[0]], rel=1e-2)
+    # one outstanding read: nothing overlaps, every miss pays its whole latency
+    one = ktr.node_times_ns(c, lat, ktr.Scheme.BASELINE, ktr.UserPolicy.LOCAL,
+                            ktr.HostCosts(cpu_ghz=2.0, background=0.0, outstanding=1))
+    assert one == pytest.approx([10000 + 100000 + 20000, 10000 + 200000 + 40000], rel=1e-2)
+    # the background load of the cores not simulated raises every read's latency
+    busy = ktr.node_times_ns(c, lat, ktr.Scheme.BASELINE, ktr.UserPolicy.LOCAL,
+                             ktr.HostCosts(cpu_ghz=2.0, dep_data=0.5, background=0.6,
+                                           outstanding=22))
+    assert (busy > t * 1.01).all()
+
+
+def test_host_time_twin_of_timing_solve():
+    # the host wiring equals kmm.timing.solve on counts resolved by hand
+    from kmm import engine as eng
+    c = _hand_counts(cpus=2)
+    lat = np.array([[100.0, 150.0], [150.0, 100.0]])
+    costs = ktr.HostCosts(cpu_ghz=2.0, dep_data=0.3, background=0.2, outstanding=34)
+    core = eng.neoverse_core(ghz=2.0, cpi_base=1.0, l2_cycles=11.0, llc_ns=30.0,
+                             l2_tlb_cycles=5.0, outstanding=34, dep_ifetch=costs.dep_ifetch,
+                             dep_data=0.3)
+    ms = eng.memory_system(lat, background=0.2)
+    for scheme, home in ((ktr.Scheme.BASELINE, (0, 0)), (ktr.Scheme.KTR, (0, 1))):
+        mem = np.zeros((2, 3, 2))
+        for k in range(2):
+            mem[k, 1, home[k]] = 1000
+            mem[k, 2, home[k]] = 200
+        tc = eng.TimeCounts(instructions=[20000, 20000], served=[c.served, c.served], mem=mem,
+                            l2_tlb_hits=[0, 0], cpus=[2, 2])
+        r = eng.solve_time(tc, ms, core)
+        assert ktr.system_time_ns(c, lat, scheme, ktr.UserPolicy.LOCAL, costs) == \
+            pytest.approx(r.node_ns.sum(), rel=1e-12)
+        src = ktr.source_times_ns(c, lat, scheme, ktr.UserPolicy.LOCAL, costs)
+        assert src["walk_ns"] == pytest.approx(r.breakdown["walk_memory_ns"], rel=1e-12)
+        mine = ktr.class_memory_ns(c, lat, c.classes.TEXT, scheme, ktr.UserPolicy.LOCAL,
+                                   costs, source=1)
+        assert mine.sum() == pytest.approx(r.breakdown["data_memory_ns"], rel=1e-12)

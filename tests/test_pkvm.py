@@ -168,8 +168,8 @@ def test_notebook_functions_give_the_stated_directions():
     # the assumed stage-2 walk-cache size is in S1/S2's joint sweep, with its own runs
     assert {pt["params"]["s2_walk_cache_entries"] for pt in v["S1"]["sweep"]} == {0, 64, 128}
     centre = {pt["params"]["s2_walk_cache_entries"]: pt["value"] for pt in v["S1"]["sweep"]
-              if pt["params"]["stall_walk"] == p["stall_walk"]
-              and pt["params"]["stall_ifetch"] == p["stall_ifetch"]
+              if pt["params"]["background"] == p["background"]
+              and pt["params"]["dep_ifetch"] == p["dep_ifetch"]
               and pt["params"]["remote_ratio"] == p["remote_ratio"]}
     assert centre[64] == pytest.approx(deb["share_a"])
     assert centre[0] != centre[64]  # the size reaches the simulated TLB

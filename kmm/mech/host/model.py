@@ -528,7 +528,8 @@ class HostCounts:
 
     ``mem[source, cpu_node, class]`` memory reads, ``served[source, level]`` the level that
     supplied each access, ``l2_tlb_hits``, ``walks``, ``walk_refs``, ``instructions`` (16
-    per fetched line of kernel and user text), ``hyp_lines`` and ``exits``. Every node of
+    per fetched line of kernel and user text), ``hyp_lines``, ``exits`` and ``cpus`` (the
+    simulated CPUs whose work the counts pool). Every node of
     the machine is charged from these counts (:meth:`Classes.resolve`).
     """
 
@@ -545,6 +546,7 @@ class HostCounts:
     exits: int
     tlb_misses: int = 0
     ifetch_tlb_misses: int = 0
+    cpus: int = 1
 
 
 def _path_arrays(tr: HostTrace, m: Machine, cls: Classes, image_pt: PageTable,
@@ -643,7 +645,7 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
             continue
         args = {key: v[h] for key, v in kw.items()}
         r = path.run(tr.va[h], **args)
-        if h.start == 0:
+        if h.stop == split:  # the warm-up slice, only when there is one
             before = r
     if before is None:
         zero = np.zeros_like
@@ -663,7 +665,8 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
         instructions=int(tr.insns[meas][fetch & (rk != Region.HYP)].sum()),
         hyp_lines=int(hyp.sum()),
         exits=int(tr.insns[meas][hyp].sum()) // max(1, -(-run.hyp_text_bytes // 4)),
-        tlb_misses=int(tlbd.misses), ifetch_tlb_misses=int(tlbd.l1i_misses))
+        tlb_misses=int(tlbd.misses), ifetch_tlb_misses=int(tlbd.l1i_misses),
+        cpus=m.cpus_per_node)
 
 
 def pool(counts: list[HostCounts]) -> HostCounts:
@@ -682,7 +685,8 @@ def pool(counts: list[HostCounts]) -> HostCounts:
         instructions=sum(c.instructions for c in counts),
         hyp_lines=sum(c.hyp_lines for c in counts), exits=sum(c.exits for c in counts),
         tlb_misses=sum(c.tlb_misses for c in counts),
-        ifetch_tlb_misses=sum(c.ifetch_tlb_misses for c in counts))
+        ifetch_tlb_misses=sum(c.ifetch_tlb_misses for c in counts),
+        cpus=sum(c.cpus for c in counts))
 
 
 def simulate_seeds(w: Workload, m: Machine, run: RunConfig, seeds, **kw) -> HostCounts:
@@ -692,13 +696,25 @@ def simulate_seeds(w: Workload, m: Machine, run: RunConfig, seeds, **kw) -> Host
     return pool([simulate_host(w, m, replace(run, seed=int(sd)), **kw) for sd in seeds])
 
 
+def _calibrated() -> dict:
+    """The calibration's defaults of the core and of the background load."""
+    core = eng.neoverse_core()
+    return {"dep_ifetch": core.dep_ifetch, "dep_data": core.dep_data,
+            "outstanding": core.outstanding,
+            "background": eng.memory_system(np.ones((1, 1))).background}
+
+
 @dataclass(frozen=True)
 class HostCosts:
     """Cost parameters that turn counts into time (see the params file for sources).
 
-    ``stall_*`` is the share of a miss's latency the core does not hide: instruction
-    fetch misses stall the front end once fetch-ahead runs dry, data misses overlap with
-    each other (memory-level parallelism), walks are dependent reads.
+    The counts are priced by :func:`kmm.timing.solve` (see the README's "Time model"):
+    memory latency at its load (the simulated lines plus ``background``, the share of each
+    node's peak the cores that are not simulated draw), and a miss's share of its latency
+    that the core does not hide from the first-order interval model: walks are dependent
+    reads, a fraction ``dep_data`` of data misses and ``dep_ifetch`` of instruction-fetch
+    misses are dependent, the rest overlap up to ``outstanding`` reads. Defaults of the
+    last four come from ``kmm/data/calibration.yaml``.
     """
 
     local_ns: float = 81.0
@@ -707,40 +723,93 @@ class HostCosts:
     l2_cycles: float = 11.0
     llc_ns: float = 30.0
     l2_tlb_cycles: float = 5.0
-    stall_ifetch: float = 0.7
-    stall_data: float = 0.4
-    stall_walk: float = 1.0
+    dep_ifetch: float | None = None
+    dep_data: float | None = None
+    background: float | None = None
+    outstanding: int | None = None
 
     def __post_init__(self):
         for f in ("local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles"):
             check_float(f, getattr(self, f), lo=0.0)
-        for f in ("stall_ifetch", "stall_data", "stall_walk"):
+        cal = None
+        for f in ("dep_ifetch", "dep_data", "background", "outstanding"):
+            if getattr(self, f) is None:
+                cal = _calibrated() if cal is None else cal
+                object.__setattr__(self, f, cal[f])
+        for f in ("dep_ifetch", "dep_data"):
             check_float(f, getattr(self, f), lo=0.0, hi=1.0)
+        check_float("background", self.background, lo=0.0, hi=0.99)
+        object.__setattr__(self, "outstanding", check_int("outstanding",
+                                                          int(self.outstanding), lo=1))
 
-    def stall(self) -> np.ndarray:
-        return np.array([self.stall_ifetch, self.stall_data, self.stall_walk])
+    def core(self) -> eng.CoreModel:
+        return eng.neoverse_core(ghz=self.cpu_ghz, cpi_base=self.cpi_base,
+                                 l2_cycles=self.l2_cycles, llc_ns=self.llc_ns,
+                                 l2_tlb_cycles=self.l2_tlb_cycles,
+                                 outstanding=self.outstanding, dep_ifetch=self.dep_ifetch,
+                                 dep_data=self.dep_data)
 
 
-def node_times_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
-                  costs: HostCosts = HostCosts()) -> np.ndarray:
-    """Time (ns) of each node's share of the work: base CPI, stalls on L2 and LLC hits and
-    on memory reads charged at ``latency_ns[cpu node, node of the line's class]``, and L2
-    TLB hits. Every node runs the simulated node's work."""
+def resolved_mem(c: HostCounts, scheme: Scheme, policy: UserPolicy) -> np.ndarray:
+    """``mem[k, source, j]``: the simulated node's memory reads as a CPU of node ``k``
+    makes them, each class resolved to its memory node ``j``
+    (:meth:`Classes.resolve`)."""
+    reads = c.mem[:, c.sim_node, :].astype(np.float64)              # [source, class]
+    out = np.zeros((c.nodes, reads.shape[0], c.nodes))
+    for k in range(c.nodes):
+        where = c.classes.resolve(scheme, policy, k, c.sim_node)
+        for j in range(c.nodes):
+            out[k, :, j] = reads[:, where == j].sum(axis=1)
+    return out
+
+
+def time_counts(c: HostCounts, scheme: Scheme, policy: UserPolicy,
+                extra_lines=None) -> eng.TimeCounts:
+    """:class:`kmm.timing.Counts` of the whole machine: every node runs the simulated
+    node's work (its ``cpus`` simulated CPUs), its reads resolved per node
+    (:func:`resolved_mem`); ``extra_lines[i, j]`` lines moved into node ``i`` from ``j``
+    outside the simulated misses."""
+    n = c.nodes
+    return eng.TimeCounts(
+        instructions=np.full(n, float(c.instructions)),
+        served=np.broadcast_to(c.served.astype(np.float64), (n,) + c.served.shape).copy(),
+        mem=resolved_mem(c, scheme, policy), l2_tlb_hits=np.full(n, float(c.l2_tlb_hits)),
+        cpus=np.full(n, float(c.cpus)), extra_lines=extra_lines)
+
+
+def _check_lat(c: HostCounts, latency_ns) -> np.ndarray:
     lat = np.asarray(latency_ns, dtype=np.float64)
     if lat.shape != (c.nodes, c.nodes):
         raise ConfigError(f"needs a {c.nodes}x{c.nodes} latency matrix, got {lat.shape}",
                           "latency_ns")
-    st = costs.stall()
-    hit = np.array([0.0, costs.l2_cycles / costs.cpu_ghz, costs.llc_ns, 0.0])
-    fixed = (c.instructions * costs.cpi_base / costs.cpu_ghz
-             + float(st @ (c.served.astype(np.float64) @ hit))
-             + c.l2_tlb_hits * costs.l2_tlb_cycles / costs.cpu_ghz)
-    reads = c.mem[:, c.sim_node, :].astype(np.float64)  # [source, class]
-    out = np.empty(c.nodes)
-    for k in range(c.nodes):
-        where = c.classes.resolve(scheme, policy, k, c.sim_node)
-        out[k] = fixed + float(st @ (reads @ lat[k, where]))
-    return out
+    return lat
+
+
+def solve_host(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+               costs: HostCosts = HostCosts()) -> eng.TimeResult:
+    """:func:`kmm.timing.solve` of the counts on a machine of idle latencies
+    ``latency_ns[cpu node, memory node]`` (peak bandwidth from the calibration)."""
+    lat = _check_lat(c, latency_ns)
+    ms = eng.memory_system(lat, background=costs.background)
+    return eng.solve_time(time_counts(c, scheme, policy), ms, costs.core())
+
+
+def _shares(r: eng.TimeResult, costs: HostCosts) -> np.ndarray:
+    """``[node, source]``: the share of a miss's latency the core does not hide."""
+    d = costs.core().dependent()
+    return d[None, :] + (1.0 - d[None, :]) / r.mlp[:, None]
+
+
+def node_times_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+                  costs: HostCosts = HostCosts()) -> np.ndarray:
+    """Time (ns) of each node's share of the work at the loaded latencies: base CPI, stalls
+    on L2 and LLC hits and on memory reads, L2 TLB hits (:func:`solve_host`), plus the
+    node's wait when the run is bandwidth bound. Every node runs the simulated node's
+    work."""
+    r = solve_host(c, latency_ns, scheme, policy, costs)
+    wait = (r.wall_ns * c.cpus - r.node_ns).clip(min=0.0) if r.bound == "bandwidth" \
+        else np.zeros(c.nodes)
+    return r.node_ns + wait
 
 
 def system_time_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
@@ -750,20 +819,21 @@ def system_time_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy
     return float(node_times_ns(c, latency_ns, scheme, policy, costs).sum())
 
 
-
 def time_breakdown(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
                    costs: HostCosts = HostCosts()) -> dict[str, float]:
-    """The machine's time (ns) split into base CPI, cache hits, TLB hits and memory reads
-    by what was read: replicated lines (text and rodata), the kernel tables KTR replicates,
-    other kernel lines and tables, user text, user data and its tables."""
-    lat = np.asarray(latency_ns, dtype=np.float64)
-    st = costs.stall()
+    """The machine's time (ns) split into base CPI, cache hits, TLB hits, memory reads
+    by what was read (replicated lines (text and rodata), the kernel tables KTR
+    replicates, other kernel lines and tables, user text, user data and its tables) at the
+    loaded latencies, and the bandwidth wait."""
+    r = solve_host(c, latency_ns, scheme, policy, costs)
+    share = _shares(r, costs)
     cls = c.classes
-    hit = np.array([0.0, costs.l2_cycles / costs.cpu_ghz, costs.llc_ns, 0.0])
     n = c.nodes
-    out = {"base_ns": n * c.instructions * costs.cpi_base / costs.cpu_ghz,
-           "cache_hits_ns": n * float(st @ (c.served.astype(np.float64) @ hit)),
-           "tlb_hits_ns": n * c.l2_tlb_hits * costs.l2_tlb_cycles / costs.cpu_ghz}
+    core = costs.core()
+    hit = np.array([0.0, core.l2_cycles / core.ghz, core.llc_ns, 0.0])
+    out = {"base_ns": r.breakdown["base_ns"],
+           "cache_hits_ns": float((share * (c.served.astype(np.float64) @ hit)[None, :]).sum()),
+           "tlb_hits_ns": r.breakdown["tlb_hits_ns"]}
     groups = {"mem_replicated_ns": [cls.TEXT], "mem_kernel_tables_ns": [cls.KTABLE],
               "mem_kernel_other_ns": list(range(n)) + [cls.khome(h) for h in range(n)],
               "mem_user_text_ns": [cls.UTEXT],
@@ -775,39 +845,36 @@ def time_breakdown(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy
         tot = 0.0
         for k in range(n):
             where = cls.resolve(scheme, policy, k, c.sim_node)
-            tot += float(st @ (reads[:, idx] @ lat[k, where[idx]]))
+            tot += float(share[k] @ (reads[:, idx] @ r.latency_ns[k, where[idx]]))
         out[name] = tot
+    out["bandwidth_wait_ns"] = r.breakdown["bandwidth_wait_ns"]
     return out
 
 
 def source_times_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
                     costs: HostCosts = HostCosts()) -> dict[str, float]:
-    """Stall time of the whole machine by source (instruction fetch, data, walk) and of L2
-    TLB hits, without the base CPI."""
-    lat = np.asarray(latency_ns, dtype=np.float64)
-    st = costs.stall()
-    hit = np.array([0.0, costs.l2_cycles / costs.cpu_ghz, costs.llc_ns, 0.0])
-    reads = c.mem[:, c.sim_node, :].astype(np.float64)
-    per_src = c.nodes * st * (c.served.astype(np.float64) @ hit)
-    for k in range(c.nodes):
-        where = c.classes.resolve(scheme, policy, k, c.sim_node)
-        per_src = per_src + st * (reads @ lat[k, where])
-    return {"ifetch_ns": float(per_src[0]), "data_ns": float(per_src[1]),
-            "walk_ns": float(per_src[2]),
-            "tlb_hits_ns": c.nodes * c.l2_tlb_hits * costs.l2_tlb_cycles / costs.cpu_ghz}
+    """Stall time of the whole machine by source (instruction fetch, data, walk: cache hits
+    and memory reads at the loaded latencies), of L2 TLB hits and the bandwidth wait,
+    without the base CPI."""
+    r = solve_host(c, latency_ns, scheme, policy, costs)
+    b = r.breakdown
+    per = {s: b[f"{s}_l2_ns"] + b[f"{s}_llc_ns"] + b[f"{s}_memory_ns"]
+           for s in ("ifetch", "data", "walk")}
+    return {"ifetch_ns": per["ifetch"], "data_ns": per["data"], "walk_ns": per["walk"],
+            "tlb_hits_ns": b["tlb_hits_ns"], "bandwidth_wait_ns": b["bandwidth_wait_ns"]}
 
 
 def class_memory_ns(c: HostCounts, latency_ns, cls_index: int, scheme: Scheme,
                     policy: UserPolicy, costs: HostCosts = HostCosts(),
                     source: int = 0) -> np.ndarray:
     """Per node: stall time of memory reads of one class from one source (default
-    instruction fetches)."""
-    lat = np.asarray(latency_ns, dtype=np.float64)
+    instruction fetches) at the loaded latencies of the whole run."""
+    r = solve_host(c, latency_ns, scheme, policy, costs)
+    share = _shares(r, costs)
     n_reads = float(c.mem[source, c.sim_node, cls_index])
-    st = costs.stall()[source]
-    return np.array([st * n_reads * lat[k, c.classes.resolve(scheme, policy, k,
-                                                              c.sim_node)[cls_index]]
-                     for k in range(c.nodes)])
+    return np.array([share[k, source] * n_reads * r.latency_ns[
+        k, c.classes.resolve(scheme, policy, k, c.sim_node)[cls_index]]
+        for k in range(c.nodes)])
 
 
 # Imported last: these modules build on the definitions above.

@@ -20,9 +20,10 @@ from .model import break_even_patch_rate, replication_bytes_formula, replication
 DEFAULTS: dict = {"seed": 1, "seeds": [1], "workloads": ["database", "compute", "syscall"],
     "k1_workload": "database", "node_counts": [2, 4], "ratios": [1.0, 1.5, 2.0, 3.0, 4.0],
     "remote_ratio": 2.2, "k1_ratios": [1.69, 3.0], "local_ns": 117.0, "cpu_ghz": 2.5,
-    "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "stall_ifetch": 0.7,
-    "stall_data": 0.4, "stall_walk": 1.0, "stall_ifetch_range": [0.4, 1.0],
-    "stall_data_range": [0.2, 0.6], "llc_bytes": 8388608, "llc_sweep_bytes": [8388608],
+    "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "dep_ifetch": 0.8,
+    "dep_data": 0.5, "background": 0.3, "outstanding": 22, "dep_ifetch_range": [0.5, 1.0],
+    "dep_data_range": [0.1, 0.9], "background_range": [0.0, 0.8], "outstanding_range": [22, 46],
+    "llc_bytes": 8388608, "llc_sweep_bytes": [8388608],
     "kernel_fraction_sweep": [0.35], "migration": 0.05, "migration_sweep": [0.05],
     "cpus_per_node": 2, "cores_per_node": 32, "accesses_per_cpu": 15000, "warmup_per_cpu": 15000,
     "baseline_user_policy": "interleave", "text_bytes": 16570322, "rodata_bytes": 6291456,
@@ -31,7 +32,7 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workloads": ["database", "compute", 
     "cmo_ns": 500.0, "sync_ns": 5000.0, "patch_sync": "stop_machine", "patches_per_s": 1.0,
     "patch_rates": [0.1, 10.0, 1000.0, 100000.0], "cpi_base_range": [0.6, 1.5],
     "llc_ns_range": [20.0, 45.0], "l2_tlb_cycles_range": [3.0, 8.0],
-    "stall_walk_range": [0.6, 1.0], "cpu_ghz_range": [2.0, 3.0]}
+    "cpu_ghz_range": [2.0, 3.0]}
 
 NOTEBOOK_KEYS = tuple(DEFAULTS)
 
@@ -57,8 +58,9 @@ def params_from(ns: dict) -> dict:
 
 def host_costs(p: dict, **over) -> HostCosts:
     keys = ("local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles",
-            "stall_ifetch", "stall_data", "stall_walk")
-    return HostCosts(**{k: float(over.get(k, p[k])) for k in keys})
+            "dep_ifetch", "dep_data", "background")
+    return HostCosts(**{k: float(over.get(k, p[k])) for k in keys},
+                     outstanding=int(over.get("outstanding", p["outstanding"])))
 
 
 def image_of(p: dict) -> KernelImage:
@@ -182,27 +184,30 @@ def user_numa_frame(p: dict, runs: dict) -> "pl.DataFrame":
 
 def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     """The joint sweep of the ``assumed`` parameters the K1 (``combined``: K2) value depends
-    on: LLC capacity and kernel share (simulated), instruction-fetch and data stall shares
-    (charged) and the sourced cross-socket ratios ``k1_ratios`` with the operating point
-    ``remote_ratio`` among them, so a ratio given with ``-p remote_ratio=...`` is swept too."""
+    on: LLC capacity and kernel share (simulated), the dependent fractions of instruction-fetch
+    and data misses and the background load (charged) and the sourced range of
+    cross-socket ratios."""
     bp = _POLICY[p["baseline_user_policy"]]
     newp = UserPolicy.LOCAL if combined else bp
     out = []
-    lo_i, hi_i = p["stall_ifetch_range"]
-    lo_d, hi_d = p["stall_data_range"]
+    lo_i, hi_i = p["dep_ifetch_range"]
+    lo_d, hi_d = p["dep_data_range"]
+    lo_b, hi_b = p["background_range"]
     ratios = sorted({*(float(r) for r in p["k1_ratios"]), float(p["remote_ratio"])})
     for llc in p["llc_sweep_bytes"]:
         for kf in p["kernel_fraction_sweep"]:
             c = runs[("sweep", llc, kf)]
-            for si in sorted({lo_i, p["stall_ifetch"], hi_i}):
-                for sd in sorted({lo_d, p["stall_data"], hi_d}):
-                    costs = host_costs(p, stall_ifetch=si, stall_data=sd)
-                    for r in ratios:
-                        out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf,
-                                               "stall_ifetch": si, "stall_data": sd,
-                                               "remote_ratio": r},
-                                    "value": gain(c, p, r, base_policy=bp, new_policy=newp,
-                                                  costs=costs)})
+            for si in sorted({lo_i, p["dep_ifetch"], hi_i}):
+                for sd in sorted({lo_d, p["dep_data"], hi_d}):
+                    for bg in sorted({lo_b, p["background"], hi_b}):
+                        costs = host_costs(p, dep_ifetch=si, dep_data=sd, background=bg)
+                        for r in ratios:
+                            out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf,
+                                                   "dep_ifetch": si, "dep_data": sd,
+                                                   "background": bg,
+                                                   "remote_ratio": float(r)},
+                                        "value": gain(c, p, r, base_policy=bp,
+                                                      new_policy=newp, costs=costs)})
     return out
 
 
@@ -408,15 +413,15 @@ def migration_frame(p: dict, runs: dict) -> "pl.DataFrame":
 
 def tornado_frame(p: dict, runs: dict) -> "pl.DataFrame":
     """K1's gain with one charged ``assumed`` parameter at a time at the ends of its range
-    (the others as set): base CPI, LLC hit time, L2 TLB hit time, walk and fetch/data stall
-    shares, clock."""
+    (the others as set): base CPI, LLC hit time, L2 TLB hit time, dependent fractions of
+    fetch and data misses, background load, outstanding-read limit, clock."""
     import polars as pl
     bp = _POLICY[p["baseline_user_policy"]]
     c = runs[("nodes", 2)]
     ranges = {"cpi_base": p["cpi_base_range"], "llc_ns": p["llc_ns_range"],
-              "l2_tlb_cycles": p["l2_tlb_cycles_range"], "stall_walk": p["stall_walk_range"],
-              "stall_ifetch": p["stall_ifetch_range"], "stall_data": p["stall_data_range"],
-              "cpu_ghz": p["cpu_ghz_range"]}
+              "l2_tlb_cycles": p["l2_tlb_cycles_range"], "dep_ifetch": p["dep_ifetch_range"],
+              "dep_data": p["dep_data_range"], "background": p["background_range"],
+              "outstanding": p["outstanding_range"], "cpu_ghz": p["cpu_ghz_range"]}
     base = gain(c, p, p["remote_ratio"], base_policy=bp, new_policy=bp)
     rows = []
     for name, (lo, hi) in ranges.items():

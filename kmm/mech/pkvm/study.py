@@ -20,9 +20,9 @@ from ...suite.study import cached, evidence_from, Study
 #: The notebook's parameters with their small defaults (the cell repeats them).
 DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": ["database"],
     "remote_ratio": 2.2, "ratio_range": [1.69, 3.0], "local_ns": 117.0, "cpu_ghz": 2.5,
-    "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "stall_ifetch": 0.7,
-    "stall_data": 0.4, "stall_walk": 1.0, "stall_walk_range": [0.6, 1.0],
-    "stall_ifetch_range": [0.4, 1.0], "s2_walk_cache_entries": 64,
+    "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "dep_ifetch": 0.8,
+    "dep_data": 0.5, "background": 0.3, "outstanding": 22, "background_range": [0.0, 0.8],
+    "dep_ifetch_range": [0.5, 1.0], "s2_walk_cache_entries": 64,
     "s2_walk_cache_range": [0, 128], "llc_bytes": 8388608, "migration": 0.05, "cpus_per_node": 2,
     "accesses_per_cpu": 8000, "warmup_per_cpu": 8000, "baseline_user_policy": "interleave",
     "text_bytes": 16570322, "rodata_bytes": 6291456, "s2_granules": ["4K", "64K"],
@@ -72,7 +72,7 @@ def params_from(ns: dict) -> dict:
 
 
 _HOST_KEYS = ("local_ns", "cpu_ghz", "cpi_base", "l2_cycles", "llc_ns", "l2_tlb_cycles",
-              "stall_ifetch", "stall_data", "stall_walk")
+              "dep_ifetch", "dep_data", "background")
 
 
 def _ktr_params(p: dict) -> dict:
@@ -80,7 +80,8 @@ def _ktr_params(p: dict) -> dict:
 
 
 def _costs(p: dict, **over):
-    return HostCosts(**{k: float(over.get(k, v)) for k, v in _ktr_params(p).items()})
+    return HostCosts(**{k: float(over.get(k, v)) for k, v in _ktr_params(p).items()},
+                     outstanding=int(over.get("outstanding", p["outstanding"])))
 
 
 def _machine(p: dict, s2_walk_cache_entries: int | None = None):
@@ -332,19 +333,19 @@ def overhead_points(p: dict, n: int, specs: dict | None = None) -> list[dict]:
 
 def s4_sweep(p: dict, runs: dict) -> list[dict]:
     """Crossover exit rate (every overhead included) over the joint sweep of the assumed
-    per-exit cost, walk stall share and ratio range, each crossed with
+    per-exit cost, background load and ratio range, each crossed with
     ``s4_overhead_points`` Latin-hypercube points of the text-write and stage-2 sync rates
     and costs (:func:`overhead_points`)."""
     out = []
     lo, hi = p["nvhe_exit_extra_range"]
     points = overhead_points(p, p["s4_overhead_points"])
-    for sw in sorted({*p["stall_walk_range"], p["stall_walk"]}):
+    for sw in sorted({*p["background_range"], p["background"]}):
         for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
-            g = stage2_gain(p, runs, r, stall_walk=sw)
+            g = stage2_gain(p, runs, r, background=sw)
             shares = [overhead_shares(p, r, **pt) for pt in points]
             for extra in sorted({lo, p["nvhe_exit_extra_ns"], hi}):
                 for pt, sh in zip(points, shares):
-                    out.append({"params": {"nvhe_exit_extra_ns": float(extra), "stall_walk": sw,
+                    out.append({"params": {"nvhe_exit_extra_ns": float(extra), "background": sw,
                                            "remote_ratio": float(r), **pt},
                                 "value": crossover_exit_rate(g, extra,
                                                              sh["text_stage2"] + sh["sync"],
@@ -365,9 +366,9 @@ def s4_zero_causes(p: dict, runs: dict, sweep: list[dict]) -> dict:
         if x["value"] != 0.0:
             continue
         pt = x["params"]
-        key = (pt["stall_walk"], pt["remote_ratio"])
+        key = (pt["background"], pt["remote_ratio"])
         if key not in gains:
-            gains[key] = stage2_gain(p, runs, pt["remote_ratio"], stall_walk=pt["stall_walk"])
+            gains[key] = stage2_gain(p, runs, pt["remote_ratio"], background=pt["background"])
         g = gains[key]
         if g <= 0:
             out["no_gain"] += 1
@@ -529,12 +530,12 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
     wc0 = p["s2_walk_cache_entries"]
     for wc in sorted({*p["s2_walk_cache_range"], wc0}):
         cw = cs if wc == wc0 else runs[("s2wc", wc)]
-        for sw in sorted({*p["stall_walk_range"], p["stall_walk"]}):
-            for si in sorted({*p["stall_ifetch_range"], p["stall_ifetch"]}):
+        for bg in sorted({*p["background_range"], p["background"]}):
+            for si in sorted({*p["dep_ifetch_range"], p["dep_ifetch"]}):
                 for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
                     d = decompose_walks(ck, cw, _lat(p, r), pol,
-                                        _costs(p, stall_walk=sw, stall_ifetch=si))
-                    sweep.append({"params": {"stall_walk": sw, "stall_ifetch": si,
+                                        _costs(p, background=bg, dep_ifetch=si))
+                    sweep.append({"params": {"background": bg, "dep_ifetch": si,
                                              "remote_ratio": float(r),
                                              "s2_walk_cache_entries": wc},
                                   "value": d["share_a"]})
@@ -600,7 +601,7 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                      f"{cr['text-write traps, stage 2']:.3g} patches/s (KTR's untrapped writes "
                      f"at {cr['text writes, KTR (no trap)']:.3g}) and stage-2 sync at "
                      f"{cr['stage-2 sync']:.3g} page cycles/s. Over the joint sweep (per-exit "
-                     f"cost, walk stall share, ratio range and {p['s4_overhead_points']} "
+                     f"cost, background load, ratio range and {p['s4_overhead_points']} "
                      f"Latin-hypercube points of the overheads' assumed rates and costs) the "
                      f"crossover spans {min(cv):.3g} to {max(cv):.3g}{zero_text}.")}
     main = el2.filter(el2["exits_per_kinstr"] == float(p["el2_exits_per_kinstr"])).sort("node")
