@@ -218,7 +218,7 @@ def _p_small(**over):
     return ktr.params_from(p)
 
 
-def test_gain_is_zero_or_slightly_negative_at_ratio_one_and_rises(small_counts):
+def test_gain_is_near_zero_at_ratio_one_and_rises(small_counts):
     p = _p_small(patches_per_s=100.0)
     bp = ktr.UserPolicy.INTERLEAVE
     gains = [ktr.gain(small_counts, p, r, base_policy=bp, new_policy=bp)
@@ -226,8 +226,14 @@ def test_gain_is_zero_or_slightly_negative_at_ratio_one_and_rises(small_counts):
     assert -0.02 <= gains[0] <= 0.0
     assert gains[0] < 0  # patching every copy costs something at any rate above zero
     assert all(b > a for a, b in zip(gains, gains[1:]))
+    # with no patching and equal latencies, replication gains only what spreading the text
+    # reads over every node's memory takes off the loaded latency of the node holding the
+    # single copy: a small gain, never a loss
     p0 = _p_small(patches_per_s=0.0)
-    assert ktr.gain(small_counts, p0, 1.0, base_policy=bp, new_policy=bp) == pytest.approx(0.0, abs=1e-12)
+    g0 = ktr.gain(small_counts, p0, 1.0, base_policy=bp, new_policy=bp)
+    assert 0.0 <= g0 < 0.005
+    idle = _p_small(patches_per_s=0.0, background=0.0)
+    assert ktr.gain(small_counts, idle, 1.0, base_policy=bp, new_policy=bp) <= g0
 
 
 def test_local_user_data_and_replication_add_up_in_direction(small_counts):
@@ -248,7 +254,9 @@ def test_notebook_functions_give_the_stated_directions():
     pn, _pr = ktr.patch_frame(p)
     v = ktr.claim_values(p, runs, gains, mem, pn)
     g = v["K3"]["value"]["gain"]
-    assert g[0] <= 0 and g[0] >= -0.02 and g == sorted(g)
+    # near zero at equal latencies (patching costs a little, spreading the text reads over
+    # every node's memory relieves the loaded latency a little), rising with the ratio
+    assert abs(g[0]) <= 0.02 and g == sorted(g)
     pns = v["K4"]["value"]["patch_ns"]
     assert all(b > a for a, b in zip(pns, pns[1:]))
     assert v["K5"]["value"]["model_bytes"] == v["K5"]["value"]["formula_bytes"]

@@ -182,7 +182,9 @@ def test_notebook_functions_give_the_stated_directions():
     # the trapped writes cost more than the baseline's and KTR's; sync costs something
     assert sh["text_stage2"] > sh["text_ktr"] > sh["text_base"] > 0 and sh["sync"] > 0
     assert v["S4"]["value"] < pkvm.vhe_crossover_rate(g, p["nvhe_exit_extra_ns"])
-    assert len(v["S4"]["sweep"]) == 2 * 3 * 3 * p["s4_overhead_points"]
+    n_bg = len({*p["background_range"], p["background"]})
+    n_r = len({*p["ratio_range"], p["remote_ratio"]})
+    assert len(v["S4"]["sweep"]) == n_bg * n_r * 3 * p["s4_overhead_points"]
     assert set(pkvm.OVERHEAD_ASSUMED) <= set(v["S4"]["sweep"][0]["params"])
     ov, cross = pkvm.overhead_frames(p, runs)
     be = g / (1 + g)

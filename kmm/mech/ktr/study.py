@@ -283,7 +283,8 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                      f"gains {k1:+.1%} because only the replicated lines (text, rodata) that "
                      f"miss every cache and are fetched across the socket get cheaper, and "
                      f"they are {share:.1%} of the baseline's time; over the joint sweep of "
-                     f"LLC capacity, kernel share, stall shares and the published ratios the "
+                     f"LLC capacity, kernel share, the dependent shares of fetch and data misses, "
+                     f"background load and the published ratios the "
                      f"gain spans {min(vals):+.1%} to {max(vals):+.1%}, moved most by "
                      f"{most_influential(sw1)}.")}
     # K2
