@@ -383,7 +383,7 @@ def run_one(notebook: Path, values: dict[str, Any], label: str, *, root: Path, d
     ConfigError : a user mistake (nothing published)
     RunFailed : the notebook started but failed (its failed copy is published)
     """
-    from . import generations, nbrun, report, safefs
+    from . import generations, nbrun, safefs
     from ..errors import RunFailed
     from .cli import executed_name
     from .params import display_path
