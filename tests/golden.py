@@ -39,7 +39,7 @@ def published(stem: str) -> dict:
 
 def records(stem: str) -> dict[str, dict]:
     """The published claim records of notebook ``stem`` by claim id, each with its verdict
-    (and ``share_in_band``) and without ``kmm_version``."""
+    (and ``share_in_band``) and without ``kmm_version`` and ``provenance``."""
     from kmm.suite import registry
     from kmm.suite.study import studies
 
@@ -52,6 +52,7 @@ def records(stem: str) -> dict[str, dict]:
         for rec in study.record(study.params(ns), "published"):
             rec = json.loads(json.dumps(rec))  # exactly what the record file holds
             rec.pop("kmm_version", None)
+            rec.pop("provenance", None)  # names the commit: differs on every change
             rec["verdict"], rec["share_in_band"] = registry.verdict(rec["id"], rec)
             rec["decided_by"] = registry.decided_by(rec["id"], rec)
             rec.update(registry.basis(rec["id"], rec))

@@ -42,7 +42,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
 THEME = "kmm"
-FORMATS = ("svg", "png")
+#: Every export format: drawings, the Vega-Lite spec with its data (re-open it in any Vega-Lite
+#: tool), and a standalone offline HTML page (vega bundled in, about 0.9 MB each).
+FORMATS = ("svg", "png", "vl.json", "html")
+#: What :func:`save` writes unless told otherwise.
+DEFAULT_FORMATS = ("svg", "png", "vl.json")
 MAX_ROWS = 5000
 WIDTH, HEIGHT = 420, 260
 #: Okabe-Ito: distinguishable under the common colour-vision deficiencies.
@@ -103,16 +107,65 @@ def _vl_version() -> str | None:
     return version if version in vlc.get_vegalite_versions() else None
 
 
-def render(spec: dict, fmt: str, scale: float = 2.0) -> bytes:
-    """``spec`` (Vega-Lite) drawn by vl-convert as SVG or PNG bytes, no base URL allowed.
+def render(spec: dict, fmt: str, scale: float = 2.0, stamp: dict | None = None) -> bytes:
+    """``spec`` (Vega-Lite) as ``fmt`` (one of :data:`FORMATS`) bytes, no base URL allowed;
+    ``stamp`` (:func:`kmm.suite.provenance.stamp`) is embedded where the format has room: a
+    comment in SVG and HTML, a ``tEXt`` chunk in PNG, ``usermeta`` in the Vega-Lite JSON.
 
     Raises ValueError (from vl-convert) when the spec cannot be drawn.
     """
+    import json
+
     import vl_convert as vlc
 
+    note = json.dumps(stamp, sort_keys=True) if stamp else None
+    if fmt == "vl.json":
+        out = dict(spec)
+        if stamp:
+            out["usermeta"] = {**(spec.get("usermeta") or {}), "kmm_provenance": stamp}
+        return (json.dumps(out, indent=1, sort_keys=True, default=str) + "\n").encode()
+    if fmt == "html":
+        html = vlc.vegalite_to_html(spec, vl_version=_vl_version(), bundle=True)
+        return ((f"<!-- kmm provenance: {_comment_safe(note)} -->\n" if note else "")
+                + html).encode()
     if fmt == "svg":
-        return vlc.vegalite_to_svg(spec, vl_version=_vl_version(), allowed_base_urls=[]).encode()
-    return vlc.vegalite_to_png(spec, vl_version=_vl_version(), scale=scale, allowed_base_urls=[])
+        svg = vlc.vegalite_to_svg(spec, vl_version=_vl_version(), allowed_base_urls=[])
+        if note:
+            end = svg.index(">", svg.index("<svg")) + 1
+            svg = f"{svg[:end]}<!-- kmm provenance: {_comment_safe(note)} -->{svg[end:]}"
+        return svg.encode()
+    png = vlc.vegalite_to_png(spec, vl_version=_vl_version(), scale=scale, allowed_base_urls=[])
+    return _png_with_text(png, "kmm.provenance", note) if note else png
+
+
+def _comment_safe(text: str) -> str:
+    """``text`` that cannot end an XML/HTML comment (holds no ``--``)."""
+    while "--" in text:
+        text = text.replace("--", "- -")
+    return text
+
+
+def _png_with_text(png: bytes, key: str, text: str) -> bytes:
+    """``png`` with a ``tEXt`` chunk (``key``, Latin-1 ``text``) after its IHDR chunk."""
+    import zlib
+
+    body = key.encode("latin-1") + b"\0" + text.encode("latin-1", "replace")
+    chunk = (struct.pack(">I", len(body)) + b"tEXt" + body
+             + struct.pack(">I", zlib.crc32(b"tEXt" + body) & 0xFFFFFFFF))
+    ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, length, type, IHDR data, CRC
+    return png[:ihdr_end] + chunk + png[ihdr_end:]
+
+
+def png_text(png: bytes) -> dict[str, str]:
+    """The ``tEXt`` chunks of a PNG, by key."""
+    out, i = {}, 8
+    while i + 8 <= len(png):
+        n, kind = struct.unpack(">I4s", png[i:i + 8])
+        if kind == b"tEXt":
+            key, _, value = png[i + 8:i + 8 + n].partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        i += 12 + n
+    return out
 
 
 def to_vega(spec: dict) -> dict:
@@ -219,9 +272,10 @@ def chart_dir(scenario: str) -> Path:
 
 
 def save(chart: alt.TopLevelMixin, stem: str, out_dir: Path | str | None = None, *,
-         scenario: str | None = None, formats: Sequence[str] = FORMATS,
+         scenario: str | None = None, formats: Sequence[str] = DEFAULT_FORMATS,
          scale: float = 2.0) -> dict[str, Path]:
-    """Export ``chart`` as ``<stem>.svg`` and ``<stem>.png`` and return their paths.
+    """Export ``chart`` as ``<stem>.svg``, ``<stem>.png`` and ``<stem>.vl.json`` (by default)
+    and return their paths; each file carries its provenance (:mod:`kmm.suite.provenance`).
 
     Parameters
     ----------
@@ -229,7 +283,7 @@ def save(chart: alt.TopLevelMixin, stem: str, out_dir: Path | str | None = None,
     stem : file name without extension; the report anchors the chart by it
     out_dir : folder to write into; default ``<data>/charts/<scenario>``
     scenario : the notebook's ``scenario`` parameter (required when ``out_dir`` is not given)
-    formats : any of ``"svg"``, ``"png"``
+    formats : any of :data:`FORMATS` (``"html"``: a standalone offline page)
     scale : PNG pixel scale
 
     Each file is rendered completely in memory, then written to a new temporary file and
@@ -256,10 +310,13 @@ def save(chart: alt.TopLevelMixin, stem: str, out_dir: Path | str | None = None,
     if rows > MAX_ROWS:
         raise KmmError(f"chart data has more than {MAX_ROWS} rows: aggregate it in polars "
                        "first (charts.aggregate)", f"charts.save {stem}")
+    from . import provenance
+
+    stamp = {**provenance.stamp(), "chart": stem, "scenario": scenario}
     rendered: dict[str, bytes] = {}
     for fmt in formats:
         try:
-            rendered[fmt] = render(spec, fmt, scale)
+            rendered[fmt] = render(spec, fmt, scale, stamp)
         except ValueError as e:
             raise KmmError(f"vl-convert could not render the chart: {' '.join(str(e).split())[:300]}",
                            f"charts.save {stem}") from None

@@ -17,11 +17,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import KmmError, warn
-from . import registry
+from . import provenance, registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
 
 PUBLISHED = "published"
 _MAX_RECORD_BYTES = 64 << 20
@@ -108,6 +111,7 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
         "sweep": _plain(list(sweep)) if sweep else [],
         "chart": chart,
         "kmm_version": __version__,
+        "provenance": provenance.stamp(_plain(dict(parameters))),
     }
     if centre:
         rec["centre"] = _plain(dict(centre))
@@ -150,19 +154,32 @@ def load(scenario: str = PUBLISHED, root: Path | None = None) -> dict[str, dict]
     return out
 
 
-def table(root: Path | None = None) -> list[dict]:
+def scenarios(root: Path | None = None) -> list[str]:
+    """The scenarios that have claim records, published first."""
+    base = results_dir(root) / "claims"
+    names = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    return sorted(names, key=lambda n: n != PUBLISHED)
+
+
+def table(root: Path | None = None, scenario: str | None = None) -> list[dict]:
     """One row per claim: id, statement, band, value, verdict, share, explanation, parameters.
 
     Published records get a computed verdict; where only a small run was recorded its value
-    is shown labelled ``small run`` and gets no verdict.
+    is shown labelled ``small run`` and gets no verdict. With ``scenario``, only that
+    scenario's records are read (a claim it did not record shows as not evaluated).
     """
+    from . import io
+
     root = results_dir(root)  # resolved once: every record comes from one generation
-    published = load(PUBLISHED, root)
-    small: dict[str, dict] = {}
-    base = root / "claims"
-    if base.is_dir():
-        for d in sorted(p for p in base.iterdir() if p.is_dir() and p.name != PUBLISHED):
-            small.update({k: v for k, v in load(d.name, root).items() if k not in small})
+    if scenario is not None:
+        io.check_name("scenario", scenario, "kmm claims --scenario")
+        published, small = load(scenario, root), {}
+    else:
+        published = load(PUBLISHED, root)
+        small = {}
+        for name in scenarios(root):
+            if name != PUBLISHED:
+                small.update({k: v for k, v in load(name, root).items() if k not in small})
     rows = []
     for cid, claim in registry.CLAIMS.items():
         rec = published.get(cid) or small.get(cid)
@@ -186,7 +203,81 @@ def table(root: Path | None = None) -> list[dict]:
             "parameters": rec.get("parameters", {}) if rec else {},
             "scenario": rec.get("scenario") if rec else None,
             "chart": rec.get("chart") if rec else None,
+            "provenance": rec.get("provenance") if rec else None,
             "source": registry.citation(cid),
             "cited": registry.citation_text(cid),
         })
     return rows
+
+
+#: Columns of :func:`frame` with their descriptions (also stored in the parquet metadata).
+FRAME_COLUMNS = {
+    "id": "claim id (K1, S3, ...)",
+    "mechanism": "the mechanism the claim is about",
+    "statement": "what was claimed",
+    "band": "the band the value must land in, as text",
+    "verdict": "the verdict computed from value, band and sweep",
+    "value": "the value when it is a number, else null (see value_json)",
+    "value_json": "the value as JSON (numbers and evidence mappings alike)",
+    "unit": "unit of a numeric value",
+    "share_in_band": "share of the joint sweep of assumed parameters inside the band",
+    "decided_by": "parameters that alone flip the verdict (null: not checked)",
+    "basis": "measured, structural or not-modelled",
+    "rests_on": "what a structural or not-modelled verdict rests on",
+    "converged": "whether the verdict holds at half length and across seeds (null: not checked)",
+    "spread": "seed and half-length spread of the value, as JSON",
+    "explanation": "why the model gives this value",
+    "scenario": "the scenario the value was recorded at",
+    "chart": "file stem of the chart that shows the claim",
+    "cited": "who made the claim, where and when",
+    "parameters_json": "every parameter of the run, as JSON",
+    "kmm_version": "kmm version of the run",
+    "git_commit": "commit of kmm's source tree (null outside git)",
+    "git_dirty": "whether the deciding files differed from that commit",
+    "params_digest": "SHA-256 (16 hex digits) of the run's parameters",
+}
+
+
+def frame(rows: Sequence[Mapping[str, Any]]) -> "pl.DataFrame":
+    """The claims table (:func:`table`) as a flat polars frame: one type per column (a value
+    that is not a number is in ``value_json`` only), columns as :data:`FRAME_COLUMNS`."""
+    import polars as pl
+
+    def number(v):
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    def as_json(v):
+        return None if v is None else json.dumps(v, sort_keys=True, default=str)
+
+    out = []
+    for r in rows:
+        prov = r.get("provenance") or {}
+        out.append({
+            **{k: r.get(k) for k in ("id", "mechanism", "statement", "band", "verdict", "unit",
+                                     "basis", "rests_on", "explanation", "scenario", "chart",
+                                     "cited")},
+            "value": number(r.get("value")), "value_json": as_json(r.get("value")),
+            "share_in_band": r.get("share_in_band"),
+            "decided_by": r.get("decided_by"), "converged": r.get("converged"),
+            "spread": as_json(r.get("spread")),
+            "parameters_json": as_json(r.get("parameters") or {}),
+            **{k: prov.get(k) for k in ("kmm_version", "git_commit", "git_dirty",
+                                        "params_digest")},
+        })
+    schema = {c: pl.String for c in FRAME_COLUMNS}
+    schema.update(value=pl.Float64, share_in_band=pl.Float64, converged=pl.Boolean,
+                  git_dirty=pl.Boolean, decided_by=pl.List(pl.String))
+    return pl.DataFrame(out, schema=schema).select(list(FRAME_COLUMNS))
+
+
+def write_parquet(rows: Sequence[Mapping[str, Any]], path: Path, root: Path) -> Path:
+    """:func:`frame` of ``rows`` written atomically to ``path``, with the column descriptions
+    and the writer's provenance in its parquet metadata."""
+    import functools
+
+    from . import io, safefs
+
+    meta = {io.PROVENANCE_KEY: json.dumps(provenance.stamp(), sort_keys=True),
+            io.COLUMNS_KEY: json.dumps(FRAME_COLUMNS)}
+    return safefs.write_with(path, functools.partial(frame(rows).write_parquet, metadata=meta),
+                             root=root)

@@ -3,7 +3,7 @@
 ::
 
     kmm run NOTEBOOK [-p key=value | -p key value ...] [--params FILE] [--variant NAME] [--out DIR]
-    kmm claims [--json]
+    kmm claims [--format table|text|markdown|json] [--scenario NAME]
     kmm reproduce [--only STEM ...] [--jobs N]
     kmm sweep / bench / trace / params ...   (registered by kmm.suite.sweep, .bench, .tracecmd,
                                               .capturecmd for trace capture|info|verify|scenarios,
@@ -266,12 +266,62 @@ def format_claims(rows: list[dict], sources: bool = False) -> str:
     return "\n".join(out)
 
 
+def _claim_fields(r: dict) -> list[tuple[str, str]]:
+    """Every field of a claim row as (label, full text), for the text and markdown exports."""
+    from .provenance import as_text
+    from .report import basis_text, converged_text, decided_text, format_value
+
+    share = r.get("share_in_band")
+    fields = [("statement", r["statement"]), ("verdict", r["verdict"]),
+              ("value", format_value(r["value"], r.get("unit", ""), limit=None)),
+              ("band", r["band"]),
+              ("share of the sweep in band", "-" if share is None else f"{share:.0%}"),
+              ("decided by", decided_text(r.get("decided_by"))), ("basis", basis_text(r)),
+              ("converged", converged_text(r)), ("why", r.get("explanation") or "-"),
+              ("scenario", r.get("scenario") or "-"), ("said by", r.get("cited") or "-")]
+    if r.get("provenance"):
+        fields.append(("made by", as_text(r["provenance"])))
+    return fields
+
+
+def format_claims_text(rows: list[dict]) -> str:
+    """Every claim as a block of ``label: text`` lines, nothing cut (for a mail)."""
+    blocks = []
+    for r in rows:
+        fields = _claim_fields(r)
+        width = max(len(k) for k, _ in fields)
+        blocks.append("\n".join([f"{r['id']} ({r['mechanism']})"]
+                                + [f"  {k + ':':{width + 1}} {v}" for k, v in fields]))
+    return "\n\n".join(blocks)
+
+
+def format_claims_markdown(rows: list[dict]) -> str:
+    """A summary table and a section per claim in Markdown, nothing cut."""
+    def cell(text: str) -> str:
+        return " ".join(str(text).split()).replace("|", "\\|")
+
+    from .report import decided_text, format_value
+
+    out = ["| id | verdict | value | band | decided by |", "|---|---|---|---|---|"]
+    out += [f"| {r['id']} | {cell(r['verdict'])} | {cell(format_value(r['value'], r.get('unit', ''), limit=None))}"
+            f" | {cell(r['band'])} | {cell(decided_text(r.get('decided_by')))} |" for r in rows]
+    for r in rows:
+        out += ["", f"### {r['id']}: {cell(r['statement'])}", ""]
+        out += [f"- **{k}**: {cell(v)}" for k, v in _claim_fields(r)[1:]]
+    return "\n".join(out)
+
+
 def cmd_claims(args: argparse.Namespace) -> int:
     from . import claims
 
-    rows = claims.table()
-    if args.json:
+    rows = claims.table(scenario=args.scenario)
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
         print(json.dumps(rows, indent=1, default=str))
+    elif fmt == "text":
+        print(format_claims_text(rows))
+    elif fmt == "markdown":
+        print(format_claims_markdown(rows))
     else:
         print(format_claims(rows, sources=args.sources))
     return EXIT_OK
@@ -338,9 +388,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("claims", help="print the claims table with computed verdicts",
                        description="Print every claim kmm evaluates with the value it recorded, "
                        "its band, the verdict computed from them and who made the claim.")
-    p.add_argument("--json", action="store_true",
-                   help="print a JSON list (id, value, band, verdict, explanation, parameters, "
-                   "source...)")
+    p.add_argument("--format", choices=("table", "text", "markdown", "json"), default="table",
+                   help="table: one line per claim (long fields shortened); text: every field "
+                   "of every claim, nothing cut (for a mail); markdown: a summary table and a "
+                   "section per claim; json: every field as a JSON list")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
+    p.add_argument("--scenario", type=argtypes.name, metavar="NAME",
+                   help="only this scenario's records (e.g. small); default: the published "
+                   "ones, a small run's value where a claim has none")
     p.add_argument("--sources", action="store_true",
                    help="after the table, cite each claim's message: author, subject, list, "
                    "date, archive link")

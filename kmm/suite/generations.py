@@ -47,7 +47,7 @@ GENERATIONS = "generations"
 KEEP = 3
 #: The entries a published result set had before generations (moved into the first one).
 RESULT_NAMES = ("claims", "charts", "frames", "notebooks", "provenance.json", "claims.json",
-                "report.html")
+                "claims.parquet", "report.html")
 #: Names in ``<data>`` that are never a generation's entry (they have their own rules).
 RESERVED = frozenset({CURRENT, GENERATIONS, "sweeps", "bench", "README.md"})
 _ID = re.compile(r"^[0-9]{6,}$")

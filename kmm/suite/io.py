@@ -5,15 +5,24 @@ A notebook ends with ``io.save_frame(df, stem, scenario)``; the frame goes to
 temporary file and a rename (never through a link, :mod:`kmm.suite.safefs`), so a small
 (nbval) run never replaces a published frame and a reader never sees a half-written file.
 ``<data>`` is the current generation where the data folder has one
-(:func:`kmm.suite.claims.results_dir`).
+(:func:`kmm.suite.claims.results_dir`). Each file's parquet metadata holds its provenance
+under ``kmm.provenance`` (JSON, :mod:`kmm.suite.provenance`); :func:`frame_provenance` reads it.
 """
 from __future__ import annotations
 
+import functools
+import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, KmmError
+
+#: The parquet metadata key of a saved frame's provenance.
+PROVENANCE_KEY = "kmm.provenance"
+#: The parquet metadata key of a frame's column descriptions (JSON: column -> description).
+COLUMNS_KEY = "kmm.columns"
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -21,30 +30,53 @@ if TYPE_CHECKING:  # pragma: no cover
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+def check_name(what: str, name: object, where: str) -> str:
+    """``name`` if it is a plain file name (a scenario, a stem), else a ConfigError."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"{what} must be a plain file name, got {name!r}", where)
+    return name
+
+
 def frame_path(stem: str, scenario: str, root: Path | None = None) -> Path:
     """``<data>/frames/<scenario>/<stem>.parquet`` (``root`` overrides ``<data>``)."""
     from .claims import results_dir
 
-    for what, name in (("stem", stem), ("scenario", scenario)):
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(f"{what} must be a plain file name, got {name!r}", "io.save_frame")
+    check_name("stem", stem, "io.save_frame")
+    check_name("scenario", scenario, "io.save_frame")
     return results_dir(root) / "frames" / scenario / f"{stem}.parquet"
 
 
-def save_frame(df: pl.DataFrame, stem: str, scenario: str) -> Path:
-    """Validate ``df`` against the tidy schema and write it atomically; return its path."""
+def save_frame(df: pl.DataFrame, stem: str, scenario: str,
+               parameters: Mapping | None = None) -> Path:
+    """Validate ``df`` against the tidy schema and write it atomically with its provenance
+    (``parameters``: those the frame was computed with, for the digest); return its path."""
     from .. import results
 
     try:
         results.validate(df)
     except ValueError as e:
         raise KmmError(str(e), f"io.save_frame {stem}") from None
-    from . import safefs
-    from .claims import results_dir
+    from . import provenance, safefs
+    from .claims import _plain, results_dir
 
     base = results_dir()
     path = frame_path(stem, scenario, base)
-    return safefs.write_with(path, df.write_parquet, root=base)
+    stamp = provenance.stamp(None if parameters is None else _plain(dict(parameters)))
+    meta = {PROVENANCE_KEY: json.dumps({**stamp, "scenario": scenario}, sort_keys=True)}
+    return safefs.write_with(path, functools.partial(df.write_parquet, metadata=meta),
+                             root=base)
+
+
+def frame_provenance(path: Path | str) -> dict:
+    """The provenance a saved frame carries (empty if it has none)."""
+    import polars as pl
+
+    meta = pl.read_parquet_metadata(path)
+    try:
+        out = json.loads(meta.get(PROVENANCE_KEY, "{}"))
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
 
 
 def load_frame(stem: str, scenario: str = "published", root: Path | None = None) -> pl.DataFrame:

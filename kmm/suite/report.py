@@ -131,18 +131,22 @@ def _num(v: float, unit: str = "") -> str:
     return f"{text} {unit}".strip()
 
 
-def format_value(v: Any, unit: str = "", limit: int = 160) -> str:
-    """A recorded value as text: a number with its unit, or ``key=value`` evidence."""
+def format_value(v: Any, unit: str = "", limit: int | None = 160) -> str:
+    """A recorded value as text: a number with its unit, or ``key=value`` evidence; cut to
+    ``limit`` characters (lists to 8 items), or whole with ``limit=None`` (for exports)."""
     if v is None:
         return "-"
+    whole = limit is None
     if isinstance(v, Mapping):
-        text = "; ".join(f"{k}={format_value(x, limit=60)}" for k, x in v.items())
+        text = "; ".join(f"{k}={format_value(x, limit=None if whole else 60)}"
+                         for k, x in v.items())
     elif isinstance(v, (list, tuple)):
-        shown = ", ".join(format_value(x, limit=20) for x in v[:8])
-        text = f"[{shown}{', ...' if len(v) > 8 else ''}]"
+        items = v if whole else v[:8]
+        shown = ", ".join(format_value(x, limit=None if whole else 20) for x in items)
+        text = f"[{shown}{', ...' if len(v) > len(items) else ''}]"
     else:
         text = _num(v, unit)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if whole or len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---- views for the overview notebook --------------------------------------------------------
@@ -506,11 +510,13 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
 
 def write(data: Path | None = None, project: Path | None = None,
           run: Mapping[str, Any] | None = None) -> tuple[Path, Path, list[dict[str, Any]]]:
-    """Write ``<data>/claims.json`` and ``<data>/report.html``; return their paths and rows.
+    """Write ``<data>/claims.json``, ``<data>/claims.parquet`` (:func:`kmm.suite.claims.frame`)
+    and ``<data>/report.html``; return the paths of the report and claims.json, and the rows.
 
     ``kmm reproduce`` and ``kmm run`` write them into the generation they build
     (:mod:`kmm.suite.generations`), from that generation's records only.
     """
+    from . import claims
     from .claims import atomic_write_text
     from .params import project_root
 
@@ -520,6 +526,7 @@ def write(data: Path | None = None, project: Path | None = None,
     claims_json = data / "claims.json"
     report = data / "report.html"
     atomic_write_text(claims_json, json.dumps(table, indent=1, default=str), root=data)
+    claims.write_parquet(table, data / "claims.parquet", data)
     atomic_write_text(report, build_html(table, data, project, run), root=data)
     return report, claims_json, table
 

@@ -128,7 +128,7 @@ class Study:
         p = self.params(params)
         records = self.record(p, scenario)
         if self.frame is not None:
-            io.save_frame(self.frame(p, scenario), self.stem, scenario)
+            io.save_frame(self.frame(p, scenario), self.stem, scenario, p)
         return pl.DataFrame([{"id": r["id"], "value": str(r["value"]),
                               "explanation": r["explanation"]} for r in records])
 
