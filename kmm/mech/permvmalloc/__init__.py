@@ -75,8 +75,9 @@ from .model import (_flush_shapes, _VaSpace, Area, BPF_CHUNK_BYTES, BPF_HDR_BYTE
     PAGE_SHIFT, PermVmalloc, PMD_PAGES, Policy, PolicyConfig, PvEvent, R, Region, RO, run,
     RunResult, RW, RX, STANDARD_POLICIES, UNMOVABLE, VMALLOC_END, VMALLOC_START, W, X)
 from .kernels import (alloc_order0, bg_churn, free_order0, split_block)
-from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, ModuleMix, ModuleSpec, random_ops,
-    Workload)
+from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, MeasuredModuleMix, ModuleMix,
+    MODULE_NEIGHBOURS, MODULE_TABLE_COLUMNS, MODULE_TABLE_PACKAGE, module_table, ModuleSpec,
+    random_ops, Workload)
 from .study import (claim_values, DEFAULTS, evidence, frame, STUDY, COST_RANGES, cost_sensitivity, decided_by, invalidation_costs,
     itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, run_point, run_scenario,
     ScenarioResult, workload)
