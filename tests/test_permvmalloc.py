@@ -223,11 +223,12 @@ def test_idea3_keeps_freed_executable_mappings_live():
     assert sim.ops[-1]["global_flushes"] == 0 and sim.cache_bytes()["live_cache"] == 0
 
 
-def test_idea4_and_upstream_keep_the_2m_direct_map_leaf():
-    """A 2 MiB block unmapped (idea 4) or made read-only (bpf_prog_pack) in one call keeps
-    its direct-map 2M leaf; only the 1G leaf above it splits."""
+def test_idea4_and_a_huge_pack_keep_the_2m_direct_map_leaf():
+    """A 2 MiB block unmapped (idea 4) or made read-only (a huge-mapped bpf_prog_pack, the
+    counterfactual) in one call keeps its direct-map 2M leaf; only the 1G leaf above it
+    splits."""
     for pol in (PolicyConfig(Policy.PERM_ALLOC, cache_live=True, module_2m=True),
-                PolicyConfig(Policy.UPSTREAM)):
+                PolicyConfig(Policy.UPSTREAM, pack_huge=True)):
         sim = pv.PermVmalloc(FRESH, pol, check=True)
         sim.load_bpf(300, "p0")
         assert sim.directmap_bytes() == {"4k": 0, "2m": 1024 * MiB, "1g": 0}, pol.label
@@ -282,7 +283,7 @@ def test_posted_rfc_reuses_freed_writable_pages_as_text():
     assert sim.counts.wx_violations > 0
 
 
-@pytest.mark.parametrize("pol", [*pv.STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=False),
+@pytest.mark.parametrize("pol", [*pv.STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=True),
                                  PolicyConfig(Policy.PERM_ALLOC, module_2m=True)],
                          ids=lambda p: p.label)
 def test_invariants_hold_over_random_loads_and_frees(pol):
@@ -383,7 +384,7 @@ def test_scenario_frames(small_scenario):
 
 
 # ---- invariant: never writable and executable through any alias (README "What kmm guarantees")
-INVARIANT_POLICIES = [*pv.STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=False),
+INVARIANT_POLICIES = [*pv.STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=True),
                       PolicyConfig(Policy.PERM_ALLOC, module_2m=True)]
 
 
