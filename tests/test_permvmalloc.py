@@ -335,15 +335,12 @@ def test_2m_text_mappings_need_fewer_walks():
 # ---- the notebook's model functions on small inputs --------------------------------------------
 SMALL = dict(
     scenario="small", ram_gib=1, cpus=64, bg_used_fraction=0.5, bg_unmovable_share=0.25,
-    bg_ops_per_event=16, module_count=20, text_fraction=0.55, ro_fraction=0.2,
-    rai_probability=0.75, init_text_probability=0.95, init_ro_probability=0.3,
-    symtab_fraction=0.1, elf_ratio=1.5, bpf_programs=120, bpf_live=30, bpf_median_bytes=500.0,
+    bg_ops_per_event=16, module_count=20, bpf_programs=120, bpf_live=30, bpf_median_bytes=500.0,
     bpf_p75_bytes=2000.0, bpf_cap_bytes=1 << 20, bpf_realloc_probability=1.0, shrink_every=0,
     cost_cpus=[2, 64], invlpg_ns=100.0, ipi_base_ns=3000.0, ipi_per_extra_target_ns=1500.0,
     ipi_handler_ns=1000.0, tlbi_ns=10.0, dsb_ish_ns=200.0, dsb_ish_per_cpu_ns=5.0,
     itlb_fetches=20000, itlb_zipf=1.0, itlb_run_lines=8, itlb_bpf_share=0.3,
     itlb_l1_entries=128, itlb_l1_ways=8, stlb_entries=1536, stlb_ways=12,
-    module_sweep_rai=[0.75], module_sweep_init_text=[0.95],
     bg_sweep=[[0.5, 0.25, 16.0]], itlb_sweep_zipf=[1.0], itlb_sweep_run_lines=[8],
     itlb_sweep_bpf_share=[0.3], invariant_ops=50, seed=0)
 

@@ -75,7 +75,7 @@ Invariants checked at every step (``check=True``)
 """
 from .model import (PACK_HUGE_BY_ARCH, _flush_shapes, _VaSpace, Area, BPF_CHUNK_BYTES, BPF_HDR_BYTES, BPF_HOLE_BYTES,
     BPF_PACK_HOLE_BYTES, Chunk, cost_vs_cpus, directmap_end, FLUSH_CEILING_PAGES, flush_histogram,
-    flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses, ItlbConfig,
+    FLUSH_METHODS, flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses, ItlbConfig,
     LAZY_UNIT_PAGES, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     MODULES_END, MODULES_VADDR, MOVABLE, NONE, op_costs, OpKind, PACK_BYTES, PAGE, PAGE_OFFSET,
     PAGE_SHIFT, PermVmalloc, PMD_PAGES, Policy, PolicyConfig, PvEvent, R, Region, RO, run,

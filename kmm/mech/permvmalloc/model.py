@@ -1463,16 +1463,22 @@ def directmap_end(res: RunResult) -> dict[str, int]:
 
 
 # ---- costs through kmm.invalidate -------------------------------------------------------------
+#: flush methods of the cost chart: x86 IPI shootdowns, AMD INVLPGB broadcasts (the x86
+#: broadcast TLB invalidation series, v6.15), arm64 broadcast TLBI
+FLUSH_METHODS = ("x86", "invlpgb", "arm64")
 def flush_unit_costs(cpus: int, method: str = "x86", costs=None,
                      shapes: Iterable[tuple[int, int]] = ()) -> dict[tuple[int, int], tuple[int, int]]:
     """Cost of one flush of each shape ``(kind, pages)`` on ``cpus`` CPUs: ``(initiator
     ns, ns spent by interrupted CPUs)``, from :class:`kmm.invalidate.Invalidator` (x86 IPI
-    shootdown or arm64 broadcast ``TLBI`` + ``DSB``). Kind 0 flushes everything, 1 is a
-    kernel range of ``pages``, 2 a local flush of ``pages``."""
+    shootdown, AMD ``INVLPGB`` + ``TLBSYNC`` broadcast, or arm64 broadcast ``TLBI`` +
+    ``DSB``). Kind 0 flushes everything, 1 is a kernel range of ``pages``, 2 a local flush
+    of ``pages``. Every full flush the model issues is of kernel (global) entries, so
+    ``costs.full_flush_ns`` must be the cost of a global flush (the study passes
+    ``global_flush_ns``)."""
     from ...engine import InvalidationConfig, InvalidationCosts, Invalidator, Method
 
-    m = {"x86": Method.X86_IPI, "arm64": Method.ARM64_TLBI}[check_choice("method", method,
-                                                                         ("x86", "arm64"))]
+    m = {"x86": Method.X86_IPI, "invlpgb": Method.X86_INVLPGB,
+         "arm64": Method.ARM64_TLBI}[check_choice("method", method, FLUSH_METHODS)]
     cfg = InvalidationConfig(method=m, cpus=cpus, costs=costs or InvalidationCosts())
     out = {}
     for kind, pages in set(shapes):
@@ -1515,7 +1521,7 @@ def op_costs(res: RunResult, cpus: int, method: str = "x86", costs=None):
 
 
 def cost_vs_cpus(results: Sequence[RunResult], cpus_list: Sequence[int],
-                 methods: Sequence[str] = ("x86", "arm64"), costs=None,
+                 methods: Sequence[str] = ("x86", "invlpgb", "arm64"), costs=None,
                  ops: Sequence[OpKind] = (OpKind.MODULE_LOAD, OpKind.BPF_LOAD)):
     """Mean TLB-maintenance time per operation vs CPU count: ``policy, op, method, cpus,
     initiator_ns, cpu_ns`` (``cpu_ns`` adds the time of every interrupted CPU)."""

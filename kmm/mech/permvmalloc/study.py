@@ -65,9 +65,13 @@ def itlb_config(p: dict, **over) -> ItlbConfig:
 def invalidation_costs(p: dict):
     from ...engine import InvalidationCosts
 
+    # every full flush of this model is a global (kernel) flush: global_flush_ns, not the
+    # CR3-write figure that keeps global entries
     return InvalidationCosts(invlpg_ns=float(p["invlpg_ns"]), ipi_base_ns=float(p["ipi_base_ns"]),
+                             full_flush_ns=float(p["global_flush_ns"]),
                              ipi_per_extra_target_ns=float(p["ipi_per_extra_target_ns"]),
                              ipi_handler_ns=float(p["ipi_handler_ns"]),
+                             invlpgb_ns=float(p["invlpgb_ns"]), tlbsync_ns=float(p["tlbsync_ns"]),
                              tlbi_ns=float(p["tlbi_ns"]), dsb_ish_ns=float(p["dsb_ish_ns"]),
                              dsb_ish_per_cpu_ns=float(p["dsb_ish_per_cpu_ns"]))
 
@@ -268,7 +272,8 @@ DEFAULTS: dict = {"ram_gib": 1, "cpus": 64, "bg_used_fraction": 0.6, "bg_unmovab
     "bpf_median_bytes": 500.0, "bpf_p75_bytes": 2000.0, "bpf_cap_bytes": 1048576,
     "bpf_realloc_probability": 1.0, "shrink_every": 0, "cost_cpus": [2, 8, 32, 128, 512],
     "invlpg_ns": 100.0, "ipi_base_ns": 3000.0, "ipi_per_extra_target_ns": 1500.0,
-    "ipi_handler_ns": 1000.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0,
+    "ipi_handler_ns": 1000.0, "global_flush_ns": 500.0, "invlpgb_ns": 100.0,
+    "tlbsync_ns": 500.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0,
     "itlb_fetches": 50000, "itlb_zipf": 1.0, "itlb_run_lines": 8, "itlb_bpf_share": 0.3,
     "itlb_l1_entries": 128, "itlb_l1_ways": 8, "stlb_entries": 1536, "stlb_ways": 12,
     "bg_sweep": [[0.6, 0.25, 64.0]], "itlb_sweep_zipf": [0.6, 1.4], "itlb_sweep_run_lines": [8],
@@ -278,7 +283,8 @@ NOTEBOOK_PARAMS = tuple(DEFAULTS)
 #: ``assumed`` cost parameters and their plausible ranges (as params/permvmalloc.yaml
 #: declares them), for the cost sensitivity chart
 COST_RANGES = {"ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (500.0, 2000.0),
-               "ipi_handler_ns": (300.0, 3000.0), "tlbi_ns": (5.0, 50.0),
+               "ipi_handler_ns": (300.0, 3000.0), "global_flush_ns": (100.0, 2000.0),
+               "invlpgb_ns": (50.0, 500.0), "tlbsync_ns": (100.0, 2000.0), "tlbi_ns": (5.0, 50.0),
                "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0)}
 
 
