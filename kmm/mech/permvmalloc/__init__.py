@@ -85,5 +85,5 @@ from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, MeasuredModuleMi
     MODULE_NEIGHBOURS, MODULE_TABLE_COLUMNS, MODULE_TABLE_PACKAGE, module_table, ModuleSpec,
     random_ops, Workload)
 from .study import (claim_values, DEFAULTS, evidence, frame, STUDY, COST_RANGES, cost_sensitivity, decided_by, invalidation_costs,
-    itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, run_point, run_scenario,
+    itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, rai_by_size, run_point, run_scenario,
     ScenarioResult, workload)

@@ -307,6 +307,19 @@ def cost_sensitivity(sr: ScenarioResult, cpus: int, ranges: dict | None = None):
     return pl.concat(rows)
 
 
+def rai_by_size(cap: int = 64):
+    """The measured relation of the module mix: per core size in pages (``cap`` or more
+    pooled as ``cap``), the Debian package's ``modules`` of that size and the ``share``
+    with an ro_after_init region (``__jump_table`` or ``.data..ro_after_init``)."""
+    import polars as pl
+
+    tab = module_table()
+    return (pl.DataFrame({"core": np.minimum(tab["core_pages"], cap),
+                          "has_rai": tab["rai_pages"] > 0})
+            .group_by("core").agg(pl.col("has_rai").mean().alias("share"),
+                                  pl.len().alias("modules")).sort("core"))
+
+
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
