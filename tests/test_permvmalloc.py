@@ -223,11 +223,12 @@ def test_idea3_keeps_freed_executable_mappings_live():
     assert sim.ops[-1]["global_flushes"] == 0 and sim.cache_bytes()["live_cache"] == 0
 
 
-def test_idea4_and_upstream_keep_the_2m_direct_map_leaf():
-    """A 2 MiB block unmapped (idea 4) or made read-only (bpf_prog_pack) in one call keeps
-    its direct-map 2M leaf; only the 1G leaf above it splits."""
+def test_idea4_and_a_huge_pack_keep_the_2m_direct_map_leaf():
+    """A 2 MiB block unmapped (idea 4) or made read-only (a huge-mapped bpf_prog_pack, the
+    counterfactual) in one call keeps its direct-map 2M leaf; only the 1G leaf above it
+    splits."""
     for pol in (PolicyConfig(Policy.PERM_ALLOC, cache_live=True, module_2m=True),
-                PolicyConfig(Policy.UPSTREAM)):
+                PolicyConfig(Policy.UPSTREAM, pack_huge=True)):
         sim = pv.PermVmalloc(FRESH, pol, check=True)
         sim.load_bpf(300, "p0")
         assert sim.directmap_bytes() == {"4k": 0, "2m": 1024 * MiB, "1g": 0}, pol.label
@@ -282,7 +283,7 @@ def test_posted_rfc_reuses_freed_writable_pages_as_text():
     assert sim.counts.wx_violations > 0
 
 
-@pytest.mark.parametrize("pol", [*pv.STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=False),
+@pytest.mark.parametrize("pol", [*pv.STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=True),
                                  PolicyConfig(Policy.PERM_ALLOC, module_2m=True)],
                          ids=lambda p: p.label)
 def test_invariants_hold_over_random_loads_and_frees(pol):
@@ -334,15 +335,13 @@ def test_2m_text_mappings_need_fewer_walks():
 # ---- the notebook's model functions on small inputs --------------------------------------------
 SMALL = dict(
     scenario="small", ram_gib=1, cpus=64, bg_used_fraction=0.5, bg_unmovable_share=0.25,
-    bg_ops_per_event=16, module_count=20, text_fraction=0.55, ro_fraction=0.2,
-    rai_probability=0.75, init_text_probability=0.95, init_ro_probability=0.3,
-    symtab_fraction=0.1, elf_ratio=1.5, bpf_programs=120, bpf_live=30, bpf_median_bytes=500.0,
+    bg_ops_per_event=16, module_count=20, bpf_programs=120, bpf_live=30, bpf_median_bytes=500.0,
     bpf_p75_bytes=2000.0, bpf_cap_bytes=1 << 20, bpf_realloc_probability=1.0, shrink_every=0,
     cost_cpus=[2, 64], invlpg_ns=100.0, ipi_base_ns=3000.0, ipi_per_extra_target_ns=1500.0,
-    ipi_handler_ns=1000.0, tlbi_ns=10.0, dsb_ish_ns=200.0, dsb_ish_per_cpu_ns=5.0,
+    ipi_handler_ns=1000.0, global_flush_ns=500.0, invlpgb_ns=100.0, tlbsync_ns=500.0,
+    tlbi_ns=10.0, dsb_ish_ns=200.0, dsb_ish_per_cpu_ns=5.0,
     itlb_fetches=20000, itlb_zipf=1.0, itlb_run_lines=8, itlb_bpf_share=0.3,
     itlb_l1_entries=128, itlb_l1_ways=8, stlb_entries=1536, stlb_ways=12,
-    module_sweep_rai=[0.75], module_sweep_init_text=[0.95],
     bg_sweep=[[0.5, 0.25, 16.0]], itlb_sweep_zipf=[1.0], itlb_sweep_run_lines=[8],
     itlb_sweep_bpf_share=[0.3], invariant_ops=50, seed=0)
 
@@ -383,7 +382,7 @@ def test_scenario_frames(small_scenario):
 
 
 # ---- invariant: never writable and executable through any alias (README "What kmm guarantees")
-INVARIANT_POLICIES = [*pv.STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=False),
+INVARIANT_POLICIES = [*pv.STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=True),
                       PolicyConfig(Policy.PERM_ALLOC, module_2m=True)]
 
 

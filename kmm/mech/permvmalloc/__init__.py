@@ -51,11 +51,17 @@ Modelled code paths (Linux v5.10 unless stated)
 - Ideas 3 (cache live mappings, zero on free with a per-CPU mapping, flush only when a page
   changes permission or size) and 4 (2 MB module-space mappings shared by same-permission
   allocations) as options.
-- Upstream successors: ``bpf_prog_pack`` (v5.18+: 2 MB packs carved in 64 B chunks, one
-  ``set_memory_rox`` per pack, ``text_poke_copy``/``text_poke_set``), and the execmem ROX
-  cache for module text (v6.14: 2 MB regions mapped ROX with PMD leaves, direct map
-  invalidated per block, loaded and freed through ``text_poke``); module data regions
-  through ``execmem_alloc`` + ``set_memory_ro``.
+- Upstream successors (v6.15): ``bpf_prog_pack`` (2 MiB packs, ``SZ_2M *
+  num_possible_nodes()``, carved in 64 B chunks, one ``set_memory_rox`` per pack,
+  ``text_poke_copy``/``text_poke_set``; mapped with 4K pages on x86 and arm64, whose
+  ``EXECMEM_BPF`` ranges are plain ``PAGE_KERNEL``: :data:`PACK_HUGE_BY_ARCH`), and the
+  execmem ROX cache for module text: 2 MiB regions mapped ROX with PMD leaves (direct-map
+  alias read-only per block), each allocation made temporarily writable
+  (``execmem_make_temp_rw``: ``set_memory_nx`` + ``set_memory_rw``, which split the PMD and
+  the direct-map alias), written in place, and restored (``execmem_restore_rox``:
+  ``set_memory_rox`` with ``CPA_COLLAPSE``, which re-forms the PMD leaf and flushes all CPUs);
+  freed through ``text_poke_set``. Module data regions through ``execmem_alloc`` +
+  ``set_memory_ro``; after init only ro_after_init is made read-only.
 
 Invariants checked at every step (``check=True``)
 -------------------------------------------------
@@ -67,16 +73,17 @@ Invariants checked at every step (``check=True``)
    from which it may be mapped with another permission) has no executable alias, live or
    cached.
 """
-from .model import (_flush_shapes, _VaSpace, Area, BPF_CHUNK_BYTES, BPF_HDR_BYTES, BPF_HOLE_BYTES,
+from .model import (PACK_HUGE_BY_ARCH, _flush_shapes, _VaSpace, Area, BPF_CHUNK_BYTES, BPF_HDR_BYTES, BPF_HOLE_BYTES,
     BPF_PACK_HOLE_BYTES, Chunk, cost_vs_cpus, directmap_end, FLUSH_CEILING_PAGES, flush_histogram,
-    flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses, ItlbConfig,
+    FLUSH_METHODS, flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses, ItlbConfig,
     LAZY_UNIT_PAGES, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     MODULES_END, MODULES_VADDR, MOVABLE, NONE, op_costs, OpKind, PACK_BYTES, PAGE, PAGE_OFFSET,
     PAGE_SHIFT, PermVmalloc, PMD_PAGES, Policy, PolicyConfig, PvEvent, R, Region, RO, run,
     RunResult, RW, RX, STANDARD_POLICIES, UNMOVABLE, VMALLOC_END, VMALLOC_START, W, X)
 from .kernels import (alloc_order0, bg_churn, free_order0, split_block)
-from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, ModuleMix, ModuleSpec, random_ops,
-    Workload)
+from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, MeasuredModuleMix, ModuleMix,
+    MODULE_NEIGHBOURS, MODULE_TABLE_COLUMNS, MODULE_TABLE_PACKAGE, module_table, ModuleSpec,
+    random_ops, Workload)
 from .study import (claim_values, DEFAULTS, evidence, frame, STUDY, COST_RANGES, cost_sensitivity, decided_by, invalidation_costs,
-    itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, run_point, run_scenario,
+    itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, rai_by_size, run_point, run_scenario,
     ScenarioResult, workload)

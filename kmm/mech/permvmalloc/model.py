@@ -33,9 +33,17 @@ MODULES_END = 0xFFFFFFFFFF000000
 FLUSH_CEILING_PAGES = 33
 #: mm/vmalloc.c ``lazy_max_pages``: ``fls(num_online_cpus()) * (32 MiB / PAGE_SIZE)``
 LAZY_UNIT_PAGES = (32 * MiB) >> PAGE_SHIFT
-#: kernel/bpf/core.c ``BPF_PROG_CHUNK_SIZE``; a pack is 2 MiB (one node)
+#: kernel/bpf/core.c ``BPF_PROG_CHUNK_SIZE``; a pack is ``BPF_PROG_PACK_SIZE = SZ_2M *
+#: num_possible_nodes()``: 2 MiB on the modelled one-node machine
 BPF_CHUNK_BYTES = 64
 PACK_BYTES = 2 * MiB
+#: Does a ``bpf_prog_pack`` get 2 MiB leaves, per architecture? ``alloc_new_pack`` calls
+#: ``bpf_jit_alloc_exec`` -> ``execmem_alloc(EXECMEM_BPF)``, whose range is ``PAGE_KERNEL``
+#: without ``EXECMEM_ROX_CACHE`` on x86 (v6.15 arch/x86/mm/init.c ``execmem_arch_setup``) and
+#: without flags on arm64 (v6.15 arch/arm64/mm/init.c ``execmem_arch_setup``); only the ROX
+#: cache asks ``VM_ALLOW_HUGE_VMAP`` (mm/execmem.c ``execmem_cache_populate``). So both map
+#: packs with 4K pages; a huge pack is the counterfactual ``PolicyConfig(pack_huge=True)``.
+PACK_HUGE_BY_ARCH = {"x86": False, "arm64": False}
 #: include/linux/filter.h ``struct bpf_binary_header`` (u32 size) and the 128-byte minimum
 #: hole of ``bpf_jit_binary_alloc``; ``bpf_jit_binary_pack_alloc`` keeps 16 bytes of hole
 BPF_HDR_BYTES = 4
@@ -116,6 +124,10 @@ class PvEvent(IntEnum):
     LOAD_STEP_GLOBAL = 15  # global flushes while copying contents into the final mapping
     LOAD_STEP_LOCAL = 16   # local flushes while copying contents into the final mapping
     LOAD_STEP_LAZY = 17    # lazy-threshold purges that happened to fall in that step
+    G_COLLAPSE = 18       # cpa_collapse_large_pages: flush_tlb_all after a PMD collapse
+    PRIMARY_SPLITS = 19   # 2M leaves of a module-space mapping split by a partial CPA
+    PRIMARY_COLLAPSES = 20  # 2M leaves of a module-space mapping restored (set_memory_rox)
+    DM_SPLITS = 21        # direct-map leaf splits (vmstat direct_map_level{2,3}_splits)
 
 
 GLOBAL_EVENTS = tuple(e for e in PvEvent if e.name.startswith("G_"))
@@ -142,8 +154,12 @@ class PolicyConfig:
         writable mapping still cached in a TLB while its page is mapped executable again
     shrink_flush : flush after the shrinker re-maps pages (the posted code does; the cover
         letter says NP->RW needs none)
-    pack_huge : upstream ``bpf_prog_pack`` and ROX cache regions are mapped with 2 MiB
-        leaves when an order-9 block is available (``VM_ALLOW_HUGE_VMAP``)
+    pack_huge : upstream ``bpf_prog_pack`` mapped with 2 MiB leaves when an order-9 block is
+        available. Default: what the kernel of ``arch`` does (:data:`PACK_HUGE_BY_ARCH`: 4K
+        pages on x86 and arm64); ``True`` is a counterfactual. The ROX cache of module text is
+        always huge-mapped when it can be (``execmem_cache_populate``)
+    arch : the architecture whose pack mapping is the default (``x86`` or ``arm64``); the
+        modelled direct map and CPA paths are x86's either way
     """
 
     policy: Policy = Policy.LEGACY
@@ -151,9 +167,13 @@ class PolicyConfig:
     module_2m: bool = False
     rw_from_cache: bool = False
     shrink_flush: bool = False
-    pack_huge: bool = True
+    pack_huge: bool | None = None
+    arch: str = "x86"
 
     def __post_init__(self):
+        check_choice("arch", self.arch, tuple(PACK_HUGE_BY_ARCH))
+        if self.pack_huge is None:
+            object.__setattr__(self, "pack_huge", PACK_HUGE_BY_ARCH[self.arch])
         try:
             object.__setattr__(self, "policy", Policy(self.policy) if not isinstance(
                 self.policy, str) else Policy[self.policy.upper()])
@@ -172,7 +192,7 @@ class PolicyConfig:
         if self.policy == Policy.LEGACY:
             return "legacy"
         if self.policy == Policy.UPSTREAM:
-            return "upstream" + ("" if self.pack_huge else "-4k")
+            return "upstream" + ("-hugepack" if self.pack_huge else "")
         s = "perm_alloc"
         if self.cache_live:
             s += "+3"
@@ -322,6 +342,13 @@ class Area:
     flush_reset: bool = False
     blocks: list | None = None   # (pfn, order) to free; None: every page is order 0
     kind: str = ""
+    #: per 2 MiB block of a ``leaf_shift = 21`` mapping: still one PMD leaf (True) or split
+    #: into PTEs by a partial permission change (False)
+    huge: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.leaf_shift > PAGE_SHIFT and self.huge is None:
+            self.huge = np.ones(-(-self.npages // PMD_PAGES), bool)
 
     @property
     def npages(self) -> int:
@@ -624,6 +651,7 @@ class PermVmalloc:
         if ret.any():
             raise ConfigError(f"direct-map change failed ({int(ret[ret != 0][0])})", "direct map")
         for _ in range(self.dm.counters.block_splits - before):
+            self.counts.values[PvEvent.DM_SPLITS] += 1
             self._flush_all(PvEvent.G_SPLIT)
         if lost_w.size:
             self.dm_pend[lost_w] += 1
@@ -735,26 +763,48 @@ class PermVmalloc:
         self._free_blocks(a, f"vfree {a.kind}")
 
     # ---- set_memory_*() -------------------------------------------------------------------
-    def _cpa(self, a: Area | None, lo: int, hi: int, set_: int, clr: int) -> None:
+    def _cpa(self, a: Area | None, lo: int, hi: int, set_: int, clr: int,
+             collapse: bool = False) -> None:
         """``change_page_attr_set_clr`` on pages ``[lo, hi)`` of ``a`` (an empty range, or
-        no area, still runs ``vm_unmap_aliases``)."""
+        no area, still runs ``vm_unmap_aliases``).
+
+        A 2 MiB leaf of ``a`` that the change covers only in part is split first
+        (``__change_page_attr`` -> ``__split_large_page``: ``flush_tlb_all``); the direct-map
+        alias of pages behind a 4K primary is changed page by page, behind a 2M primary a
+        whole 2M at a time. ``collapse`` (``CPA_COLLAPSE``, ``set_memory_rox`` only, v6.15
+        arch/x86/mm/pat/set_memory.c ``cpa_collapse_large_pages``): after the flush, each
+        2 MiB block of the primary range whose 512 PTEs map 2M-aligned contiguous pages with
+        one permission becomes a PMD leaf again, and one ``flush_tlb_all`` follows if any
+        did. The direct-map alias is never collapsed (the collapse walks the primary range
+        only)."""
         self.vm_unmap_aliases()
         if a is None or hi <= lo:
             return
         old = a.perm[lo:hi].astype(np.int64)
         new = (old & ~clr) | set_
         ch = new != old
-        if not ch.any():
+        if not ch.any():   # no CPA_FLUSHTLB: no cpa_flush, so no collapse either
             return
-        if a.leaf_shift > PAGE_SHIFT and (lo % PMD_PAGES or hi % PMD_PAGES):
-            raise AssertionError("partial change of a 2 MiB mapping is not modelled")
+        if a.huge is not None:
+            for b in np.unique((lo + np.flatnonzero(ch)) // PMD_PAGES).tolist():
+                blo, bhi = b * PMD_PAGES, min((b + 1) * PMD_PAGES, a.npages)
+                if a.huge[b] and not (lo <= blo and hi >= bhi):
+                    a.huge[b] = False
+                    self.counts.values[PvEvent.PRIMARY_SPLITS] += 1
+                    self._flush_all(PvEvent.G_SPLIT)
         a.perm[lo:hi] = new
         self.live[a.pfns[lo:hi]] = new
         force_all = False
         wbits = (set_ | clr) & W
         if wbits:  # alias processing: W (and present) only, never NX
-            pf = a.pfns[lo:hi][((old ^ new) & W) != 0]
-            self._dm_change(pf, clr & W, set_ & W, per_page=a.leaf_shift == PAGE_SHIFT)
+            idx = lo + np.flatnonzero(((old ^ new) & W) != 0)
+            big = (a.huge[idx // PMD_PAGES] if a.huge is not None
+                   else np.zeros(idx.shape[0], bool))
+            pf = a.pfns[idx]
+            if (~big).any():
+                self._dm_change(pf[~big], clr & W, set_ & W, per_page=True)
+            if big.any():
+                self._dm_change(pf[big], clr & W, set_ & W, per_page=False)
             force_all = True
         if force_all or hi - lo > FLUSH_CEILING_PAGES:
             self._flush_all(PvEvent.G_CPA)
@@ -762,6 +812,29 @@ class PermVmalloc:
             self._flush_range(a.va + (lo << PAGE_SHIFT), a.va + (hi << PAGE_SHIFT),
                               PvEvent.G_CPA)
         self._check(a.pfns[lo:hi], f"set_memory on {a.kind}")
+        if collapse:
+            self._collapse(a, lo, hi)
+
+    def _collapse(self, a: Area, lo: int, hi: int) -> None:
+        """``cpa_collapse_large_pages`` over pages ``[lo, hi)`` of ``a`` (2 MiB blocks
+        counted from the area's start, which the modelled huge mappings align to 2 MiB)."""
+        if a.va % PACK_BYTES:
+            return
+        if a.huge is None:
+            a.huge = np.zeros(-(-a.npages // PMD_PAGES), bool)
+        done = 0
+        for b in range(lo // PMD_PAGES, -(-hi // PMD_PAGES)):
+            blo, bhi = b * PMD_PAGES, (b + 1) * PMD_PAGES
+            if a.huge[b] or bhi > a.npages:
+                continue
+            pf = a.pfns[blo:bhi]
+            if pf[0] % PMD_PAGES or (np.diff(pf) != 1).any() or (a.perm[blo:bhi] != a.perm[blo]).any():
+                continue
+            a.huge[b] = True
+            done += 1
+        if done:
+            self.counts.values[PvEvent.PRIMARY_COLLAPSES] += done
+            self._flush_all(PvEvent.G_COLLAPSE)
 
     def set_memory_ro(self, a: Area | None, lo: int, hi: int) -> None:
         self._cpa(a, lo, hi, 0, W)
@@ -775,8 +848,10 @@ class PermVmalloc:
     def set_memory_nx(self, a: Area | None, lo: int, hi: int) -> None:
         self._cpa(a, lo, hi, 0, X)
 
-    def set_memory_rox(self, a: Area | None, lo: int, hi: int) -> None:
-        self._cpa(a, lo, hi, X, W)
+    def set_memory_rox(self, a: Area | None, lo: int, hi: int, collapse: bool = True) -> None:
+        """``set_memory_rox``; ``collapse``: with ``CPA_COLLAPSE`` (v6.15 and later; not in
+        the v6.14 flows)."""
+        self._cpa(a, lo, hi, X, W, collapse=collapse)
 
     # ---- perm_alloc (RFC arch/x86/mm/vmalloc.c) -------------------------------------------
     def _replenish(self) -> None:
@@ -968,8 +1043,19 @@ class PermVmalloc:
             return []
         if isinstance(x, Chunk):
             n = nbytes or x.nbytes or (x.npages << PAGE_SHIFT)
-            return [(x.va, n, x.region.area.leaf_shift)]
-        return [(x.va, nbytes or (x.npages << PAGE_SHIFT), x.leaf_shift)]
+            return [(x.va, n, PermVmalloc._leaf_at(x.region.area, x.va, n))]
+        n = nbytes or (x.npages << PAGE_SHIFT)
+        return [(x.va, n, PermVmalloc._leaf_at(x, x.va, n))]
+
+    @staticmethod
+    def _leaf_at(a: Area, va: int, nbytes: int) -> int:
+        """The leaf shift mapping ``[va, va + nbytes)`` of ``a`` now: 21 if every 2 MiB
+        block it touches is a PMD leaf, else 12."""
+        if a.huge is None:
+            return PAGE_SHIFT
+        b0 = (va - a.va) >> 21
+        b1 = (va + max(nbytes, 1) - 1 - a.va) >> 21
+        return 21 if a.huge[b0:b1 + 1].all() else PAGE_SHIFT
 
     # ---- module loading ---------------------------------------------------------------------
     def load_module(self, m: ModuleSpec) -> dict:
@@ -1078,6 +1164,14 @@ class PermVmalloc:
         return {"core": core, "init": init, "text": self._text(core["text"])}
 
     def _load_module_upstream(self, m: ModuleSpec, elf: Area) -> dict:
+        """The v6.15 flow. ``module_memory_alloc``: text and init text from the ROX cache,
+        each made temporarily writable (``execmem_make_temp_rw``); data regions from
+        ``execmem_alloc(EXECMEM_MODULE_DATA)`` (4K ``PAGE_KERNEL`` vmalloc). ``move_module``
+        writes the sections through the writable mapping (no ``text_poke``).
+        ``complete_formation``: ``module_enable_rodata_ro`` (rodata, init rodata),
+        ``module_enable_data_nx``, ``module_enable_text_rox`` (``execmem_restore_rox``);
+        ``free_copy``; ``do_init_module``: ``module_enable_rodata_ro_after_init`` makes
+        ro_after_init read-only and nothing else (kernel/module/strict_rwx.c)."""
         def data(n, kind):
             return self.vmalloc("modules", n, flush_reset=True, kind=kind) if n > 0 else None
 
@@ -1086,32 +1180,40 @@ class PermVmalloc:
         core = {"text": text, "ro": data(m.ro, "core ro"), "rai": data(m.rai, "core rai"),
                 "rw": data(m.rw, "core rw")}
         init = {"text": itext, "ro": data(m.init_ro, "init ro"), "rw": data(m.init_rw, "init rw")}
-        for c in (text, itext):   # rw_copy staged, then text_poke_copy into the ROX cache
-            if c is not None:
-                self._load_step(self._rox_copy, c)
-        def n(a):
-            return a.npages if a is not None else 0
 
-        # complete_formation: module_enable_rodata_ro(false), module_enable_data_nx
-        for a in (core["ro"], init["ro"]):
-            self.set_memory_ro(a, 0, n(a))
+        def mod_set(fn, a):
+            # module_set_memory: nothing for a region the module does not have (no base)
+            if a is not None:
+                fn(a, 0, a.npages)
+
+        for a in (core["ro"], init["ro"]):                # module_enable_rodata_ro
+            mod_set(self.set_memory_ro, a)
         for a in (core["ro"], core["rai"], core["rw"], init["ro"], init["rw"]):
-            self.set_memory_nx(a, 0, n(a))
+            mod_set(self.set_memory_nx, a)                # module_enable_data_nx
+        for c in (text, itext):                           # module_enable_text_rox
+            if c is not None:
+                self.execmem_restore_rox(c)
         self.vfree(elf)                                   # free_copy
-        # do_init_module: module_enable_rodata_ro(true) adds ro_after_init
-        for a in (core["ro"], init["ro"], core["rai"]):
-            self.set_memory_ro(a, 0, n(a))
+        mod_set(self.set_memory_ro, core["rai"])          # ..._rodata_ro_after_init
         return {"core": core, "init": init, "text": self._text(text)}
 
-    def _rox_copy(self, c: Chunk) -> None:
-        stage = self.vmalloc("vmalloc", c.npages, kind="rw_copy")
-        self._local(self._pokes(c.va, c.npages << PAGE_SHIFT), pages=2)
-        self.vfree(stage)
+    def execmem_make_temp_rw(self, c: Chunk) -> None:
+        """``execmem_make_temp_rw``: ``set_memory_nx`` then ``set_memory_rw`` of the range,
+        each a CPA ending in a flush (mm/execmem.c, v6.15)."""
+        a, lo = c.region.area, c.first
+        self.set_memory_nx(a, lo, lo + c.npages)
+        self.set_memory_rw(a, lo, lo + c.npages)
+
+    def execmem_restore_rox(self, c: Chunk) -> None:
+        """``execmem_restore_rox``: ``set_memory_rox`` with large-page restoration."""
+        a, lo = c.region.area, c.first
+        self.set_memory_rox(a, lo, lo + c.npages)
 
     def _rox_alloc(self, n: int, kind: str) -> Chunk | None:
         """``execmem_alloc(EXECMEM_MODULE_TEXT)`` from the ROX cache (populated 2 MiB at a
-        time, :meth:`_new_region`); a 4K ``vmalloc`` + ``set_memory_rox`` when no order-9
-        block is free."""
+        time, :meth:`_new_region`; a 4K ``vmalloc`` + ``set_memory_rox`` of the exact size
+        when no order-9 block is free, ``execmem_cache_populate``'s fallback), then
+        :meth:`execmem_make_temp_rw` (``module_memory_alloc``, ``mem->is_rox``)."""
         if n <= 0:
             return None
         c = self._region_alloc("rox", n, RX)
@@ -1119,7 +1221,8 @@ class PermVmalloc:
             a = self.vmalloc("modules", n, flush_reset=True, kind=kind)
             self.set_memory_rox(a, 0, a.npages)
             r = Region(a, np.ones(n, bool), RX)
-            return Chunk(r, a.va, n, first=0)
+            c = Chunk(r, a.va, n, first=0)
+        self.execmem_make_temp_rw(c)
         return c
 
     def free_module_init(self, m: ModuleSpec, st: dict) -> dict:
@@ -1259,7 +1362,7 @@ class PermVmalloc:
 
 def invariant_table(machine: MachineConfig, n_ops: int, seed: int,
                     policies: Sequence[PolicyConfig] = (
-                        *STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=False),
+                        *STANDARD_POLICIES, PolicyConfig(Policy.UPSTREAM, pack_huge=True),
                         PolicyConfig(Policy.PERM_ALLOC, rw_from_cache=True))):
     """Run :func:`random_ops` with the checker on for each policy: ``policy, operations,
     wx_violations, free_violations, first`` (the first finding, if any)."""
@@ -1360,16 +1463,22 @@ def directmap_end(res: RunResult) -> dict[str, int]:
 
 
 # ---- costs through kmm.invalidate -------------------------------------------------------------
+#: flush methods of the cost chart: x86 IPI shootdowns, AMD INVLPGB broadcasts (the x86
+#: broadcast TLB invalidation series, v6.15), arm64 broadcast TLBI
+FLUSH_METHODS = ("x86", "invlpgb", "arm64")
 def flush_unit_costs(cpus: int, method: str = "x86", costs=None,
                      shapes: Iterable[tuple[int, int]] = ()) -> dict[tuple[int, int], tuple[int, int]]:
     """Cost of one flush of each shape ``(kind, pages)`` on ``cpus`` CPUs: ``(initiator
     ns, ns spent by interrupted CPUs)``, from :class:`kmm.invalidate.Invalidator` (x86 IPI
-    shootdown or arm64 broadcast ``TLBI`` + ``DSB``). Kind 0 flushes everything, 1 is a
-    kernel range of ``pages``, 2 a local flush of ``pages``."""
+    shootdown, AMD ``INVLPGB`` + ``TLBSYNC`` broadcast, or arm64 broadcast ``TLBI`` +
+    ``DSB``). Kind 0 flushes everything, 1 is a kernel range of ``pages``, 2 a local flush
+    of ``pages``. Every full flush the model issues is of kernel (global) entries, so
+    ``costs.full_flush_ns`` must be the cost of a global flush (the study passes
+    ``global_flush_ns``)."""
     from ...engine import InvalidationConfig, InvalidationCosts, Invalidator, Method
 
-    m = {"x86": Method.X86_IPI, "arm64": Method.ARM64_TLBI}[check_choice("method", method,
-                                                                         ("x86", "arm64"))]
+    m = {"x86": Method.X86_IPI, "invlpgb": Method.X86_INVLPGB,
+         "arm64": Method.ARM64_TLBI}[check_choice("method", method, FLUSH_METHODS)]
     cfg = InvalidationConfig(method=m, cpus=cpus, costs=costs or InvalidationCosts())
     out = {}
     for kind, pages in set(shapes):
@@ -1412,7 +1521,7 @@ def op_costs(res: RunResult, cpus: int, method: str = "x86", costs=None):
 
 
 def cost_vs_cpus(results: Sequence[RunResult], cpus_list: Sequence[int],
-                 methods: Sequence[str] = ("x86", "arm64"), costs=None,
+                 methods: Sequence[str] = ("x86", "invlpgb", "arm64"), costs=None,
                  ops: Sequence[OpKind] = (OpKind.MODULE_LOAD, OpKind.BPF_LOAD)):
     """Mean TLB-maintenance time per operation vs CPU count: ``policy, op, method, cpus,
     initiator_ns, cpu_ns`` (``cpu_ns`` adds the time of every interrupted CPU)."""

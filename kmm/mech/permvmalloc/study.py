@@ -14,11 +14,12 @@ from .model import (_aged_pool, cost_vs_cpus, directmap_end, flush_histogram, GL
     itlb_misses, ItlbConfig, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     OpKind, PACK_BYTES, PAGE, PAGE_SHIFT, Policy, PolicyConfig, run, RunResult, STANDARD_POLICIES)
 from ...suite.study import cached, evidence_from, Study
-from .workload import bpf_sizes, ModuleMix, Workload
+from .workload import (bpf_sizes, MeasuredModuleMix, MODULE_TABLE_PACKAGE, module_table,
+    Workload)
 
 # ---- the notebook's scenario -------------------------------------------------------------------
 #: parameters of the notebook that are not scalar model inputs
-_LIST_PARAMS = ("cost_cpus", "module_sweep_rai", "module_sweep_init_text", "bg_sweep",
+_LIST_PARAMS = ("cost_cpus", "bg_sweep",
                 "itlb_sweep_zipf", "itlb_sweep_run_lines", "itlb_sweep_bpf_share")
 
 
@@ -30,18 +31,16 @@ def machine_config(p: dict, **over) -> MachineConfig:
                          bg_ops_per_event=int(q["bg_ops_per_event"]), seed=int(q["seed"]))
 
 
-def module_mix(p: dict, **over) -> ModuleMix:
-    q = {**p, **over}
-    return ModuleMix(text_fraction=float(q["text_fraction"]), ro_fraction=float(q["ro_fraction"]),
-                     rai_probability=float(q["rai_probability"]),
-                     init_text_probability=float(q["init_text_probability"]),
-                     init_ro_probability=float(q["init_ro_probability"]),
-                     symtab_fraction=float(q["symtab_fraction"]), elf_ratio=float(q["elf_ratio"]))
+def module_mix(p: dict | None = None, **over) -> MeasuredModuleMix:
+    """The module mix: region layouts measured from a Debian x86-64 kernel package's modules
+    (:class:`MeasuredModuleMix`); it has no parameters."""
+    return MeasuredModuleMix()
 
 
 def workload(p: dict, *, bpf: bool = True, **over) -> Workload:
-    """The boot module set (the first ``module_count`` modules of :data:`LSMOD_X86_LAPTOP`)
-    and the BPF churn of the parameters ``p``."""
+    """The boot module set (the first ``module_count`` modules of :data:`LSMOD_X86_LAPTOP`,
+    laid out as measured modules of their size, :class:`MeasuredModuleMix`) and the BPF
+    churn of the parameters ``p``."""
     q = {**p, **over}
     n = check_int("module_count", int(q["module_count"]), lo=0, hi=len(LSMOD_X86_LAPTOP))
     seed = int(q["seed"])
@@ -66,9 +65,13 @@ def itlb_config(p: dict, **over) -> ItlbConfig:
 def invalidation_costs(p: dict):
     from ...engine import InvalidationCosts
 
+    # every full flush of this model is a global (kernel) flush: global_flush_ns, not the
+    # CR3-write figure that keeps global entries
     return InvalidationCosts(invlpg_ns=float(p["invlpg_ns"]), ipi_base_ns=float(p["ipi_base_ns"]),
+                             full_flush_ns=float(p["global_flush_ns"]),
                              ipi_per_extra_target_ns=float(p["ipi_per_extra_target_ns"]),
                              ipi_handler_ns=float(p["ipi_handler_ns"]),
+                             invlpgb_ns=float(p["invlpgb_ns"]), tlbsync_ns=float(p["tlbsync_ns"]),
                              tlbi_ns=float(p["tlbi_ns"]), dsb_ish_ns=float(p["dsb_ish_ns"]),
                              dsb_ish_per_cpu_ns=float(p["dsb_ish_per_cpu_ns"]))
 
@@ -212,10 +215,10 @@ def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_PO
     """Run every policy on the workload of ``params`` (the notebook's parameters) and, with
     ``sweeps``, the joint sweeps of the ``assumed`` parameters the claims depend on:
 
-    - module mix (``module_sweep_*``): boot only, legacy and perm_alloc -> P1, P2;
     - background ageing (``bg_sweep``: points ``[bg_used_fraction, bg_unmovable_share,
-      bg_ops_per_event]``, e.g. a two-level fractional factorial): the whole workload, legacy
-      and perm_alloc -> P3, P4, P5;
+      bg_ops_per_event]``, e.g. a two-level fractional factorial): the boot alone (P1, P2)
+      and the whole workload (P3, P4, P5), legacy and perm_alloc. The module mix is measured
+      (:class:`MeasuredModuleMix`), not swept;
     - fetch workload (``itlb_sweep_*``): the published layouts -> P6.
     """
     p = dict(params)
@@ -227,16 +230,14 @@ def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_PO
         return out
     legacy, perm = PolicyConfig(Policy.LEGACY), PolicyConfig(Policy.PERM_ALLOC)
     mod_pts, bg_pts = [], []
-    for pt in _grid(rai_probability=p["module_sweep_rai"],
-                    init_text_probability=p["module_sweep_init_text"]):
-        w = workload(p, bpf=False, **pt)
-        a, b = run(mach, legacy, w, snapshots=1), run(mach, perm, w, snapshots=1)
-        mod_pts.append({"params": pt, "p1": median_flushes(a, OpKind.MODULE_LOAD),
-                        "p2": median_flushes(b, OpKind.MODULE_LOAD)})
+    boot_wl = workload(p, bpf=False)
     for used, unmov, ops in p["bg_sweep"]:
         pt = {"bg_used_fraction": float(used), "bg_unmovable_share": float(unmov),
               "bg_ops_per_event": int(ops)}
         m = machine_config(p, **pt)
+        a, b = run(m, legacy, boot_wl, snapshots=1), run(m, perm, boot_wl, snapshots=1)
+        mod_pts.append({"params": pt, "p1": median_flushes(a, OpKind.MODULE_LOAD),
+                        "p2": median_flushes(b, OpKind.MODULE_LOAD)})
         a, b = run(m, legacy, wl, snapshots=1), run(m, perm, wl, snapshots=1)
         bg_pts.append({"params": pt, "p3": median_flushes(b, OpKind.BPF_LOAD),
                        "p4": {"directmap4k_legacy": directmap_end(a)["4k"],
@@ -267,16 +268,14 @@ def run_point(**params):
 #: The notebook's parameters with their small defaults (notebooks/permvmalloc.ipynb repeats
 #: them; the published scenario is params/permvmalloc.yaml).
 DEFAULTS: dict = {"ram_gib": 1, "cpus": 64, "bg_used_fraction": 0.6, "bg_unmovable_share": 0.25,
-    "bg_ops_per_event": 64, "module_count": 20, "text_fraction": 0.55, "ro_fraction": 0.2,
-    "rai_probability": 0.75, "init_text_probability": 0.95, "init_ro_probability": 0.3,
-    "symtab_fraction": 0.1, "elf_ratio": 1.5, "bpf_programs": 150, "bpf_live": 50,
+    "bg_ops_per_event": 64, "module_count": 20, "bpf_programs": 150, "bpf_live": 50,
     "bpf_median_bytes": 500.0, "bpf_p75_bytes": 2000.0, "bpf_cap_bytes": 1048576,
     "bpf_realloc_probability": 1.0, "shrink_every": 0, "cost_cpus": [2, 8, 32, 128, 512],
     "invlpg_ns": 100.0, "ipi_base_ns": 3000.0, "ipi_per_extra_target_ns": 1500.0,
-    "ipi_handler_ns": 1000.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0,
+    "ipi_handler_ns": 1000.0, "global_flush_ns": 500.0, "invlpgb_ns": 100.0,
+    "tlbsync_ns": 500.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0,
     "itlb_fetches": 50000, "itlb_zipf": 1.0, "itlb_run_lines": 8, "itlb_bpf_share": 0.3,
     "itlb_l1_entries": 128, "itlb_l1_ways": 8, "stlb_entries": 1536, "stlb_ways": 12,
-    "module_sweep_rai": [0.4, 0.95], "module_sweep_init_text": [0.95],
     "bg_sweep": [[0.6, 0.25, 64.0]], "itlb_sweep_zipf": [0.6, 1.4], "itlb_sweep_run_lines": [8],
     "itlb_sweep_bpf_share": [0.3], "invariant_ops": 100, "seed": 0}
 NOTEBOOK_PARAMS = tuple(DEFAULTS)
@@ -284,7 +283,8 @@ NOTEBOOK_PARAMS = tuple(DEFAULTS)
 #: ``assumed`` cost parameters and their plausible ranges (as params/permvmalloc.yaml
 #: declares them), for the cost sensitivity chart
 COST_RANGES = {"ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (500.0, 2000.0),
-               "ipi_handler_ns": (300.0, 3000.0), "tlbi_ns": (5.0, 50.0),
+               "ipi_handler_ns": (300.0, 3000.0), "global_flush_ns": (100.0, 2000.0),
+               "invlpgb_ns": (50.0, 500.0), "tlbsync_ns": (100.0, 2000.0), "tlbi_ns": (5.0, 50.0),
                "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0)}
 
 
@@ -307,6 +307,19 @@ def cost_sensitivity(sr: ScenarioResult, cpus: int, ranges: dict | None = None):
     return pl.concat(rows)
 
 
+def rai_by_size(cap: int = 64):
+    """The measured relation of the module mix: per core size in pages (``cap`` or more
+    pooled as ``cap``), the Debian package's ``modules`` of that size and the ``share``
+    with an ro_after_init region (``__jump_table`` or ``.data..ro_after_init``)."""
+    import polars as pl
+
+    tab = module_table()
+    return (pl.DataFrame({"core": np.minimum(tab["core_pages"], cap),
+                          "has_rai": tab["rai_pages"] > 0})
+            .group_by("core").agg(pl.col("has_rai").mean().alias("share"),
+                                  pl.len().alias("modules")).sort("core"))
+
+
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
@@ -319,6 +332,12 @@ def claim_values(sr: ScenarioResult) -> dict[str, dict]:
     lops = legacy.ops.filter(legacy.ops["op"] == "module_load")
     causes = {e.name.lower(): float(lops[e.name.lower()].mean()) for e in GLOBAL_EVENTS}
     share_rai = float(np.mean([m.rai > 0 for m in workload(sr.params, bpf=False).modules]))
+    pops = perm.ops.filter(perm.ops["op"] == "module_load")
+    loads_flushing = float((pops["global_flushes"] > 0).mean()) if pops.height else float("nan")
+    tab = module_table()
+    has = tab["rai_pages"] > 0
+    rai_small = float(has[(tab["core_pages"] >= 4) & (tab["core_pages"] < 8)].mean())
+    rai_large = float(has[tab["core_pages"] >= 32].mean())
     bpf_l = median_flushes(legacy, OpKind.BPF_LOAD)
     p4, p5, p6 = sr.p4(), sr.p5(), sr.p6()
     icfg = itlb_config(sr.params)
@@ -339,12 +358,17 @@ def claim_values(sr: ScenarioResult) -> dict[str, dict]:
         "P2": {"value": sr.p2(), "unit": "shootdowns", "chart": "permvmalloc_shootdowns",
                "explanation": (
                    f"With perm_alloc a module load's only usual shootdown is the "
-                   f"ro_after_init perm_change ({_fmt(round(100 * share_rai))} % of the "
-                   f"modelled modules have that region), cache refills add one now and then, "
-                   f"so the median over the syscall is {_fmt(sr.p2())}; counting the deferred "
-                   f"init free (a flush for the executable init text) adds a median of "
-                   f"{_fmt(init_p)}, and the median flips with the share of modules that "
-                   f"have ro_after_init data.")},
+                   f"ro_after_init perm_change: {_fmt(round(100 * share_rai))} % of the "
+                   f"booted modules have that region (laid out as the modules of Debian's "
+                   f"{MODULE_TABLE_PACKAGE[0]} {MODULE_TABLE_PACKAGE[1]} of the same size: "
+                   f"none of 3 pages has one, {_fmt(round(100 * rai_small))} % of those of 4-7 "
+                   f"pages, {_fmt(round(100 * rai_large))} % of those of 32 pages or more); "
+                   f"cache refills add one now and then: {_fmt(round(100 * loads_flushing))} "
+                   f"% of the loads issue at least one shootdown, so the median over the "
+                   f"syscall is {_fmt(sr.p2())}; counting the deferred init free (a flush for "
+                   f"the executable init text) adds a median of {_fmt(init_p)}. The median "
+                   f"sits on the share of booted modules with ro_after_init data, which the "
+                   f"measured layouts tie to module size.")},
         "P3": {"value": sr.p3(), "unit": "shootdowns", "chart": "permvmalloc_shootdowns",
                "explanation": (
                    f"A perm_alloc BPF load maps cached, already unmapped pages at their final "
