@@ -384,15 +384,22 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
         wl = sorted({pt["params"]["w_linear"] for pt in fails})
         tlb = max(pt["value"]["tlb_entries_v1"] / max(1, pt["value"]["tlb_entries_boundary"])
                   for pt in fails)
+        same = all(pt["value"]["tlb_entries_v1"] == pt["value"]["tlb_entries_boundary"]
+                   and pt["value"]["tables_v1"] == pt["value"]["tables_boundary"]
+                   for pt in fails)
+        there = ("where every call changes one page (the kernel changes vmalloc aliases page "
+                 "by page), and splitting a page at its ends is splitting it to PTEs, so v1 "
+                 "paints the same map" if same else
+                 "where no change covers a whole block; there v1 still needs up to "
+                 f"{tlb:.2f}x the TLB entries")
         where = (f"; it fails in {len(fails)} of {len(b9_sweep)} stream shapes (w_linear in "
-                 f"{wl}, alias runs of {runs} pages), where no change covers a whole block; "
-                 f"there v1 still needs up to {tlb:.2f}x the TLB entries")
+                 f"{wl}, alias runs of {runs} pages), " + there)
     out["B9"] = {"value": b9, "unit": "", "sweep": b9_sweep, "explanation": (
         f"boundary-only splits keep {b9['blocks_kept_boundary'] / GiB:.1f} GiB block-mapped "
         f"against {b9['blocks_kept_v1'] / GiB:.1f} GiB for v1 and allocate "
         f"{b9['tables_boundary']} vs {b9['tables_v1']} table pages, because only the leaves "
-        f"at a range's ends are split (the kernel changes a vmalloc area's aliases one page "
-        f"per call, {b9['flushes']} flushed calls in all)" + where)}
+        f"at a range's ends are split, which only the contiguous linear ranges benefit from "
+        f"({b9['flushes']} flushed calls in all)" + where)}
     ev10 = {"predicted_pages": repaints["predicted_pages"].to_list(),
             "built_pages": repaints["built_pages"].to_list(),
             "granule": repaints["granule"].to_list(), "ram_gib": repaints["ram_gib"].to_list()}
