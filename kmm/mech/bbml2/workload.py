@@ -23,12 +23,14 @@ class ChangeKind(IntEnum):
                (arch/arm64/mm/pageattr.c ``change_memory_common`` with ``rodata_full``:
                ``__change_memory_common(page_address(area->pages[i]), PAGE_SIZE, ...)``)
     BPF        a BPF JIT pack (``bpf_prog_pack``) made read-only-executable, same path;
-               programs placed in a pack change nothing more
+               programs placed in a pack change nothing more (kernel/bpf/core.c
+               ``bpf_prog_pack_alloc``), while a program too large for a pack gets its own
+               area down the same path (a MODULE-like event)
     SECRETMEM  one page removed from the direct map (``set_direct_map_invalid_noflush``)
     VMALLOC_RO a vmalloc range made read-only with its linear alias (the thread's test module)
-    DIRECT_MAP one page invalidated and restored (``VM_FLUSH_RESET_PERMS`` on vfree: module
-               memory and BPF programs too large for a pack, ``vm_reset_perms`` ->
-               ``set_direct_map_invalid_noflush``/``set_direct_map_default_noflush``)
+    DIRECT_MAP one page invalidated and restored (``VM_FLUSH_RESET_PERMS`` on vfree,
+               ``vm_reset_perms`` -> ``set_direct_map_invalid_noflush`` and
+               ``set_direct_map_default_noflush``, one flush for the area)
     LINEAR     a physically contiguous linear-map range (the kernel image alias made
                read-only, ``arch_kexec_protect_crashkres``, realm shared buffers), one call
     """
