@@ -351,3 +351,32 @@ def test_other_granules(granule):
     g4 = bp.evaluate({**SMALL, "ram_gib": 64})[bp.Workload.DMCRYPT][Policy.FULL_PTES]
     gx = bp.evaluate({**SMALL, "ram_gib": 64, "granule": granule})[bp.Workload.DMCRYPT][Policy.FULL_PTES]
     assert gx["linear_walks_per_op"] < g4["linear_walks_per_op"]
+
+
+def test_force_pte_configurations_reach_the_kernel_table():
+    """arch/arm64/mm/mmu.c force_pte_mapping() / map_mem: debug_pagealloc paints the linear
+    map with PTEs under every policy, so block mapping buys nothing; in a realm guest (and
+    with a late KFENCE pool) a CPU without BBML2 paints PTEs even under rodata=on, while
+    rodata=full+BBML2 keeps its blocks (a late KFENCE pool split to PTEs when KFENCE starts,
+    arch_kfence_init_pool)."""
+    from kmm.mech.bbml2 import ForcePte
+    tr = _trace(bp.Workload.DMCRYPT, n=60)
+    lin = tr.region == Region.LINEAR
+    assert lin.any()
+
+    def levels(pol, cfg=ForcePte.NONE):
+        pt = bp._kernel_table(LAYOUT, pol, np.zeros((0, 2)), MiB, MiB, cfg)
+        return bp.trace_leaves(tr, pt).level[lin]
+
+    ptes = levels(Policy.FULL_PTES)
+    assert (ptes == 3).mean() > 0.9 and (levels(Policy.FULL_BBML2) < 3).mean() > 0.9
+    for pol in bp.POLICIES:
+        assert (levels(pol, ForcePte.DEBUG_PAGEALLOC) == ptes).all()
+    for cfg in (ForcePte.REALM, ForcePte.KFENCE_LATE):
+        assert (levels(Policy.RODATA_ON, cfg) == ptes).all()
+        assert (levels(Policy.FULL_BBML2, cfg) == levels(Policy.FULL_BBML2)).all()
+    with pytest.raises(ConfigError):
+        bp.check_params({"force_pte": "kfence"})
+    v = bp.claim_values({**SMALL, "force_pte": "debug_pagealloc"})
+    assert v["B6"] == {"ops_rel": 0.0, "mpki_rel": 0.0}
+    assert abs(v["B7"]) < 1e-9 and abs(v["B8"]) < 1e-9

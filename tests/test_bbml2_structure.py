@@ -242,7 +242,8 @@ def test_notebook_layer_small():
     assert v["B11"]["value"]["faults_with_bbml2"] == 0
     assert all(x["explanation"] for x in v.values())
     df = b.results_frame(p, "small")
-    assert set(df["study"].unique()) == {"table_memory", "stream", "repaint", "bbm", "vmalloc"}
+    assert set(df["study"].unique()) == {"table_memory", "stream", "repaint", "bbm", "vmalloc",
+                                         "uptime", "force_pte"}
 
 
 def test_vmalloc_huge_mapping_hand_worked():

@@ -23,9 +23,10 @@ and counts what the thread's structural claims are about:
 How the linear map is painted (arch/arm64/mm/mmu.c ``map_mem``)
 ------------------------------------------------------------------
 Every memblock region is mapped with ``NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS`` when
-``can_set_direct_map()`` holds without BBML2 (rodata=full, :attr:`LinearMapPolicy.FULL_PTES`)
-or when a feature forces PTEs (debug_pagealloc, realm guests: ``force_pte``), and with the
-largest legal leaves otherwise; the linear alias of the kernel image ``[_text,
+``force_pte_mapping()`` holds: without BBML2 under rodata=full
+(:attr:`LinearMapPolicy.FULL_PTES`) or with debug_pagealloc, a late KFENCE pool or in a realm
+guest (:class:`ForcePte`), and with debug_pagealloc even with BBML2; with the largest legal
+leaves otherwise; the linear alias of the kernel image ``[_text,
 __init_begin)`` is mapped separately with ``NO_CONT_MAPPINGS`` only, under every policy; the
 KFENCE pool with PTEs. The linear map's VA is ``PA - memstart`` with ``memstart`` the lowest
 DRAM address rounded down to ``ARM64_MEMSTART_ALIGN`` (1 GiB for 4K and 16K, 512 MiB for
@@ -34,12 +35,15 @@ the linear map can use. Tables are allocated from memblock at boot (``early_pgta
 they are *reserved* memory, absent from MemTotal; tables allocated later by splits come from
 the page allocator and lower MemFree only.
 """
-from .model import (bbm_window, BbmConfig, BbmMode, boot_table_bytes, build_linear_map, leaf_span,
+from .model import (bbm_window, BbmConfig, BbmMode, boot_table_bytes, build_linear_map,
+    FORCE_PTE_NAMES, force_pte_mapping, ForcePte, kfence_late_split, leaf_span,
     LinearMapPolicy, lower_table_bytes, map_stats, memory_map_from_memtotal, MemoryMap,
     MEMSTART_ALIGN, POLICY_NAMES, predicted_repaint_pages, repaint, run_stream, saved_bytes,
     split_states, STRUCT_PAGE_BYTES, VA_BITS, vmalloc_map, walk_outcomes)
 from .kernels import (bbm_count)
-from .workload import (allocatable_ranges, bbm_draws, ChangeKind, make_stream, StreamConfig)
+from .workload import (allocatable_ranges, bbm_draws, ChangeKind, make_stream,
+    make_uptime_stream, PER_PAGE_KINDS, StreamConfig)
 from .study import (b11_points, b1_points, b9_evidence, b9_points, bbm_config, bbm_frame,
-    CHARTS, check_params, claim_values, DEFAULTS, evidence, frame, STUDY, GRANULES, memory_map, params_from, repaint_frame,
-    results_frame, stream_config, stream_frame, table_memory_frame, thread_machine, vmalloc_frame)
+    CHARTS, check_params, claim_values, DEFAULTS, evidence, force_pte_frame, frame, STUDY,
+    GRANULES, memory_map, params_from, repaint_frame, results_frame, stream_config, stream_frame,
+    table_memory_frame, thread_machine, uptime_cost_points, uptime_frame, vmalloc_frame)

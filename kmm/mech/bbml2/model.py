@@ -116,25 +116,88 @@ class MemoryMap:
         return s, s + self.kernel_alias_bytes
 
 
-def build_linear_map(mm: MemoryMap, policy: LinearMapPolicy, *, force_pte: bool = False
-                     ) -> PageTable:
-    """The linear map as ``map_mem`` paints it at boot under ``policy``."""
+class ForcePte(IntEnum):
+    """The features ``force_pte_mapping()`` tests (arch/arm64/mm/mmu.c): with any of them a
+    CPU without BBML2 paints the whole linear map with PTEs (``NO_BLOCK_MAPPINGS |
+    NO_CONT_MAPPINGS`` in ``map_mem``) even under rodata=on, since ``can_set_direct_map()``
+    holds and a live leaf could not be split later.
+
+    NONE            none of them
+    DEBUG_PAGEALLOC ``debug_pagealloc_enabled()``: PTEs even with BBML2 (tested before the
+                    BBML2 check: every page is mapped and unmapped as it is allocated and
+                    freed)
+    KFENCE_LATE     KFENCE whose pool is allocated after boot (``kfence.sample_interval=0``
+                    at boot, ``arm64_kfence_can_set_direct_map()``): without BBML2 all PTEs;
+                    with BBML2 blocks, and the pool's range is split to PTEs when KFENCE
+                    starts (``arch_kfence_init_pool`` -> ``range_split_to_ptes``). An early
+                    pool (``kfence_pool_bytes`` of :class:`MemoryMap`) is PTE-mapped at boot
+                    by ``arm64_kfence_map_pool`` under every policy and forces nothing
+    REALM           a realm guest (``is_realm_world()``): without BBML2 all PTEs; with BBML2
+                    blocks, split on demand as pages are shared with the host
+                    (``__set_memory_enc_dec`` -> ``__change_memory_common``)
+    """
+
+    NONE = 0
+    DEBUG_PAGEALLOC = 1
+    KFENCE_LATE = 2
+    REALM = 3
+
+
+FORCE_PTE_NAMES = {ForcePte.NONE: "none", ForcePte.DEBUG_PAGEALLOC: "debug_pagealloc",
+                   ForcePte.KFENCE_LATE: "KFENCE (late pool)", ForcePte.REALM: "realm"}
+
+
+def force_pte_mapping(policy: LinearMapPolicy, config: ForcePte = ForcePte.NONE) -> bool:
+    """``force_pte_mapping()`` for a policy's CPU and kernel: the BBML2 policies run on a
+    CPU with BBML2 (no abort), rodata=full and rodata=on on one without it."""
+    policy, config = LinearMapPolicy(policy), ForcePte(config)
+    if config == ForcePte.DEBUG_PAGEALLOC:
+        return True
+    if policy in (LinearMapPolicy.FULL_BBML2, LinearMapPolicy.FULL_BBML2_V1):
+        return False
+    return policy == LinearMapPolicy.FULL_PTES or config != ForcePte.NONE
+
+
+def build_linear_map(mm: MemoryMap, policy: LinearMapPolicy, *, force_pte: bool = False,
+                     config: ForcePte | None = None) -> PageTable:
+    """The linear map as ``map_mem`` paints it at boot under ``policy`` and the
+    ``force_pte_mapping()`` feature ``config`` (:class:`ForcePte`); ``force_pte`` forces
+    PTEs whatever the policy. With :attr:`ForcePte.KFENCE_LATE` on a block-mapped map, the
+    KFENCE pool (``kfence_pool_bytes`` after the image alias) is painted with the rest and
+    then split to PTEs, as its late initialisation does."""
     policy = LinearMapPolicy(policy)
+    config = ForcePte.NONE if config is None else ForcePte(config)
     pt = PageTable(mm.geometry)
-    flags = Paint.PTES if (policy == LinearMapPolicy.FULL_PTES or force_pte) else Paint.LARGEST
+    ptes = force_pte or force_pte_mapping(policy, config)
+    flags = Paint.PTES if ptes else Paint.LARGEST
+    late = config == ForcePte.KFENCE_LATE
+    if late and mm.kfence_pool_bytes == 0:
+        raise ConfigError("a late KFENCE pool needs kfence_pool_bytes > 0", "kfence_pool_bytes")
     ks, ke = mm.kernel_alias_pa()
     kf = ke + mm.kfence_pool_bytes
     for start, size in mm.banks_pa():
         pieces = [(start, start + size)]
         if start <= ks < start + size:
-            pieces = [(start, ks), (kf, start + size)]
+            pieces = [(start, ks), (ke if late else kf, start + size)]
         for a, b in pieces:
             if b > a:
                 pt.map(a - mm.memstart, b - a, a, Perm.RW, policy=flags)
     if ke > ks:
         pt.map(ks - mm.memstart, ke - ks, ks, Perm.RW, policy=Paint.NO_CONT)
-    if kf > ke:
+    if kf > ke and not late:
         pt.map(ke - mm.memstart, kf - ke, ke, Perm.RW, policy=Paint.PTES)
+    return pt
+
+
+def kfence_late_split(mm: MemoryMap, policy: LinearMapPolicy) -> PageTable:
+    """The boot map of :attr:`ForcePte.KFENCE_LATE` after KFENCE has started: on a
+    block-mapped map, the pool's range split to PTEs (``arch_kfence_init_pool`` ->
+    ``range_split_to_ptes``; tables from the page allocator); otherwise as painted."""
+    pt = build_linear_map(mm, policy, config=ForcePte.KFENCE_LATE)
+    if not force_pte_mapping(policy, ForcePte.KFENCE_LATE):
+        _ks, ke = mm.kernel_alias_pa()
+        if pt.split_to_ptes(ke - mm.memstart, mm.kfence_pool_bytes) != 0:
+            raise RuntimeError("splitting the KFENCE pool failed")
     return pt
 
 
@@ -144,9 +207,11 @@ def lower_table_bytes(pt: PageTable) -> int:
     return sum(v for lv, v in pt.table_pages().items() if lv != g.start_level) * g.page_bytes
 
 
-def boot_table_bytes(mm: MemoryMap, policy: LinearMapPolicy, *, force_pte: bool = False) -> int:
-    """Memblock bytes of linear-map tables allocated at boot under ``policy``."""
-    return lower_table_bytes(build_linear_map(mm, policy, force_pte=force_pte))
+def boot_table_bytes(mm: MemoryMap, policy: LinearMapPolicy, *, force_pte: bool = False,
+                     config: ForcePte | None = None) -> int:
+    """Memblock bytes of linear-map tables allocated at boot under ``policy`` and
+    ``config``."""
+    return lower_table_bytes(build_linear_map(mm, policy, force_pte=force_pte, config=config))
 
 
 def saved_bytes(mm: MemoryMap, *, force_pte: bool = False) -> int:
@@ -211,28 +276,43 @@ def map_stats(pt: PageTable) -> dict[str, int]:
 
 
 def run_stream(mm: MemoryMap, policy: LinearMapPolicy, stream: dict[str, np.ndarray], *,
-               checkpoints: int = 20, force_pte: bool = False):
+               checkpoints: int = 20, force_pte: bool = False, cuts=None,
+               config: ForcePte | None = None):
     """Apply a stream to the boot linear map under ``policy``; a polars frame with, at each
     checkpoint, ``changes, block_leaves, block_mapped_bytes, table_pages_allocated,
-    tlb_entries, tlb_entries_nocont, leaves_changed, split_requests``.
+    tlb_entries, tlb_entries_nocont, leaves_changed, split_requests, flushes``.
 
-    rodata=on never changes linear aliases (``can_set_direct_map()`` is false), so its map
-    stays as painted.
+    ``flushes`` counts the ``flush_tlb_kernel_range`` calls (TLBI + DSB) the applied rows
+    carry (the stream's ``flush`` column; one per row if it has none). ``cuts`` (row counts,
+    rising, ending at the stream's length) replaces the ``checkpoints`` evenly spaced ones.
+    rodata=on never changes linear aliases (``change_memory_common`` tests ``rodata_full``),
+    so its map stays as painted and it flushes nothing.
     """
     import polars as pl
 
     policy = LinearMapPolicy(policy)
-    pt = build_linear_map(mm, policy, force_pte=force_pte)
+    if config is not None and ForcePte(config) == ForcePte.KFENCE_LATE and not force_pte:
+        pt = kfence_late_split(mm, policy)
+    else:
+        pt = build_linear_map(mm, policy, force_pte=force_pte, config=config)
     base = pt.counters.snapshot()
     n = stream["pa"].size
     va = stream["pa"] - mm.memstart
+    flush = np.cumsum(np.concatenate([[0], np.asarray(stream.get("flush", np.ones(n)),
+                                                      dtype=np.int64)]))
     mode = PermSplit.TO_PTES if policy == LinearMapPolicy.FULL_BBML2_V1 else PermSplit.BOUNDARY
     ops = encode_ops(np.full(n, OP_SET_PERM), va, stream["bytes"], None, stream["perm"],
                      np.full(n, int(mode)), geometry=mm.geometry)
-    cuts = np.unique(np.linspace(0, n, checkpoints + 1).astype(np.int64))
+    if cuts is None:
+        cuts = np.unique(np.linspace(0, n, checkpoints + 1).astype(np.int64))
+    else:
+        cuts = np.asarray(cuts, dtype=np.int64)
+        if cuts.size == 0 or (np.diff(cuts) < 0).any() or cuts[0] < 0 or cuts[-1] > n:
+            raise ConfigError("cuts must rise from 0 to the stream's length", "cuts")
+    applies = policy != LinearMapPolicy.RODATA_ON
     rows = []
     for i, end in enumerate(cuts):
-        if i and policy != LinearMapPolicy.RODATA_ON:
+        if i and applies and end > cuts[i - 1]:
             res = pt.apply_ops(ops[cuts[i - 1]:end])
             if (res != 0).any():
                 raise RuntimeError(f"permission change failed: {res[res != 0][:3]}")
@@ -240,7 +320,8 @@ def run_stream(mm: MemoryMap, policy: LinearMapPolicy, stream: dict[str, np.ndar
         rows.append({"policy": POLICY_NAMES[policy], "changes": int(end), **map_stats(pt),
                      "table_pages_allocated": c[PtEvent.TABLE_PAGES_ALLOCATED],
                      "leaves_changed": c[PtEvent.LEAVES_CHANGED],
-                     "split_requests": c[PtEvent.SPLIT_REQUESTS]})
+                     "split_requests": c[PtEvent.SPLIT_REQUESTS],
+                     "flushes": int(flush[end]) if applies else 0})
     return pl.DataFrame(rows)
 
 

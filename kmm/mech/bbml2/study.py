@@ -3,16 +3,19 @@
 Part of :mod:`kmm.mech.bbml2`."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ...config import check_float, check_int
 from ...engine import GiB, KiB, MiB
 from ...errors import ConfigError
-from .model import (bbm_window, BbmConfig, boot_table_bytes, LinearMapPolicy,
+from .model import (bbm_window, BbmConfig, boot_table_bytes, build_linear_map,
+    FORCE_PTE_NAMES, ForcePte, force_pte_mapping, kfence_late_split, LinearMapPolicy, lower_table_bytes, map_stats,
     memory_map_from_memtotal, MemoryMap, POLICY_NAMES, repaint, run_stream, saved_bytes,
     vmalloc_map)
 from ...suite.study import cached, evidence_from, Study
-from .workload import make_stream, StreamConfig
+from .workload import make_stream, make_uptime_stream, StreamConfig
 
 
 # ---- the notebook's layer: parameters, frames, claim values ------------------------------------
@@ -30,7 +33,9 @@ DEFAULTS: dict = {"seed": 1, "installed_gib": 256, "memtotal_kib": 258988984,
     "alias_run_pages": 8.0, "free_fraction": 0.5, "bbm_cpus": 191, "bbm_rate_per_us": 0.05,
     "bbm_rates_per_us": [0.001, 0.01, 0.1, 1.0], "tlbi_ns": 2000.0, "write_ns": 100.0,
     "tlb_hold_prob": 0.5, "bbm_changes": 200, "conflict_prob": 0.01, "sweep_points": 3,
-    "vmalloc_areas": 200, "vmalloc_median_kib": 64, "vmalloc_sigma": 2.0}
+    "vmalloc_areas": 200, "vmalloc_median_kib": 64, "vmalloc_sigma": 2.0,
+    "uptime_days": 7, "uptime_events_per_day": 40, "lifetime_hours": 24.0,
+    "uptime_checkpoints": 8, "table_alloc_ns": 1000.0, "kfence_late_pool_kib": 2048}
 
 
 def check_params(params: dict) -> dict:
@@ -43,13 +48,18 @@ def check_params(params: dict) -> dict:
         if g not in GRANULES:
             raise ConfigError(f"unknown granule {g!r}", "granules")
     for k in ("installed_gib", "memtotal_kib", "stream_events", "checkpoints", "bbm_cpus",
-              "bbm_changes", "sweep_points", "banks", "vmalloc_areas", "vmalloc_median_kib"):
+              "bbm_changes", "sweep_points", "banks", "vmalloc_areas", "vmalloc_median_kib",
+              "uptime_days", "uptime_events_per_day", "uptime_checkpoints",
+              "kfence_late_pool_kib"):
         check_int(k, p[k], 1)
     for k in ("kernel_image_mib", "other_reserved_mib", "kernel_alias_mib", "kernel_offset_mib",
               "kfence_pool_kib", "bank_gap_gib", "linear_mib"):
         check_int(k, p[k], 0)
     check_float("bbm_rate_per_us", p["bbm_rate_per_us"], 0.0)
     check_float("vmalloc_sigma", p["vmalloc_sigma"], 0.0, 4.0)
+    check_float("lifetime_hours", p["lifetime_hours"], 0.0)
+    check_float("table_alloc_ns", p["table_alloc_ns"], 0.0)
+    check_float("tlbi_ns", p["tlbi_ns"], 0.0)
     return p
 
 
@@ -164,7 +174,8 @@ def b9_evidence(frame) -> dict:
             "block_leaves_boundary": bd["block_leaves"], "block_leaves_v1": v1["block_leaves"],
             "tables_boundary": bd["table_pages_allocated"],
             "tables_v1": v1["table_pages_allocated"],
-            "tlb_entries_boundary": bd["tlb_entries"], "tlb_entries_v1": v1["tlb_entries"]}
+            "tlb_entries_boundary": bd["tlb_entries"], "tlb_entries_v1": v1["tlb_entries"],
+            "flushes": bd["flushes"]}
 
 
 def b9_points(p: dict) -> list[dict]:
@@ -249,6 +260,91 @@ def vmalloc_frame(p: dict):
     return pl.DataFrame(rows)
 
 
+UPTIME_POLICIES = (LinearMapPolicy.FULL_PTES, LinearMapPolicy.FULL_BBML2)
+
+
+@cached()
+def uptime_frame(p: dict):
+    """Blocks kept against uptime and what the changes cost (the linear map never
+    re-collapses split leaves): :func:`make_uptime_stream` over ``uptime_days`` at
+    ``uptime_events_per_day``, freed memory restored after ``Exp(lifetime_hours)``, on the
+    stream machine under rodata=full and rodata=full+BBML2. Columns ``policy, hours,
+    changes, block_mapped_bytes, tlb_entries, table_pages_allocated, flushes,
+    table_alloc_ms`` (table pages x ``table_alloc_ns``: the split's own work) and
+    ``flush_ms`` (flushes x ``tlbi_ns``: one TLBI + DSB per flushed change, the same
+    under both policies)."""
+    import polars as pl
+
+    mm = memory_map(p, p["stream_ram_gib"] * GiB, "4K")
+    hours = 24.0 * p["uptime_days"]
+    cfg = stream_config(p, events=p["uptime_days"] * p["uptime_events_per_day"])
+    s = make_uptime_stream(mm, cfg, p["seed"], hours, float(p["lifetime_hours"]))
+    at = np.linspace(0.0, hours, p["uptime_checkpoints"] + 1)
+    cuts = np.searchsorted(s["t_h"], at, side="right")
+    cuts[-1] = s["pa"].size
+    frames = []
+    for pol in UPTIME_POLICIES:
+        f = run_stream(mm, pol, s, cuts=cuts).with_columns(pl.Series("hours", at))
+        frames.append(f.with_columns(
+            (pl.col("table_pages_allocated") * float(p["table_alloc_ns"]) / 1e6)
+            .alias("table_alloc_ms"),
+            (pl.col("flushes") * float(p["tlbi_ns"]) / 1e6).alias("flush_ms")))
+    return pl.concat(frames)
+
+
+def uptime_cost_points(p: dict, frame=None) -> list[dict]:
+    """The cost at the end of the uptime over the ``assumed`` ranges of ``table_alloc_ns``
+    and ``tlbi_ns`` (their ends and the scenario's value)."""
+    f = uptime_frame(p) if frame is None else frame
+    end = {r["policy"]: r for r in f.iter_rows(named=True)}
+    bd = end[POLICY_NAMES[LinearMapPolicy.FULL_BBML2]]
+    out = []
+    for alloc in sorted({300.0, float(p["table_alloc_ns"]), 5000.0}):
+        for tlbi in sorted({500.0, float(p["tlbi_ns"]), 10000.0}):
+            out.append({"table_alloc_ns": alloc, "tlbi_ns": tlbi,
+                        "split_ms": bd["table_pages_allocated"] * alloc / 1e6,
+                        "flush_ms": bd["flushes"] * tlbi / 1e6})
+    return out
+
+
+@cached()
+def force_pte_frame(p: dict):
+    """The linear map on the stream machine under each ``force_pte_mapping()`` feature
+    (:class:`ForcePte`) and policy: boot-time table bytes (memblock), table bytes and
+    block-mapped bytes once the system runs (a late KFENCE pool split to PTEs, from the page
+    allocator) and the bytes saved against rodata=full. The KFENCE pool is
+    ``kfence_late_pool_kib`` (KFENCE_POOL_SIZE) right after the image alias."""
+    import polars as pl
+
+    pool = p["kfence_late_pool_kib"] * KiB
+    base = memory_map(p, p["stream_ram_gib"] * GiB, "4K")
+    late = dataclasses.replace(base, kfence_pool_bytes=pool)
+    maps: dict = {}  # one engine map per distinct paint (PTE maps of 256 GiB are slow)
+
+    def state(mm, pol, cfg):
+        ptes = force_pte_mapping(pol, cfg)
+        key = (mm == late, ptes, cfg == ForcePte.KFENCE_LATE)
+        if key not in maps:
+            proto = LinearMapPolicy.FULL_PTES if ptes else LinearMapPolicy.FULL_BBML2
+            boot = build_linear_map(mm, proto, config=cfg)
+            run = kfence_late_split(mm, proto) if key[2] and not ptes else boot
+            maps[key] = (lower_table_bytes(boot), lower_table_bytes(run),
+                         map_stats(run)["block_mapped_bytes"])
+        return maps[key]
+
+    rows = []
+    for cfg in ForcePte:
+        mm = late if cfg == ForcePte.KFENCE_LATE else base
+        full = state(mm, LinearMapPolicy.FULL_PTES, cfg)[0]
+        for pol in (LinearMapPolicy.FULL_PTES, LinearMapPolicy.RODATA_ON,
+                    LinearMapPolicy.FULL_BBML2):
+            boot, running, blocks = state(mm, pol, cfg)
+            rows.append({"config": FORCE_PTE_NAMES[cfg], "policy": POLICY_NAMES[pol],
+                         "boot_table_bytes": boot, "running_table_bytes": running,
+                         "block_mapped_bytes": blocks, "saved_bytes": full - boot})
+    return pl.DataFrame(rows)
+
+
 def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, dict]:
     """Value, unit, sweep and a one-sentence explanation for B1, B2, B9, B10 and B11."""
     p = check_params(p)
@@ -288,14 +384,22 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
         wl = sorted({pt["params"]["w_linear"] for pt in fails})
         tlb = max(pt["value"]["tlb_entries_v1"] / max(1, pt["value"]["tlb_entries_boundary"])
                   for pt in fails)
+        same = all(pt["value"]["tlb_entries_v1"] == pt["value"]["tlb_entries_boundary"]
+                   and pt["value"]["tables_v1"] == pt["value"]["tables_boundary"]
+                   for pt in fails)
+        there = ("where every call changes one page (the kernel changes vmalloc aliases page "
+                 "by page), and splitting a page at its ends is splitting it to PTEs, so v1 "
+                 "paints the same map" if same else
+                 "where no change covers a whole block; there v1 still needs up to "
+                 f"{tlb:.2f}x the TLB entries")
         where = (f"; it fails in {len(fails)} of {len(b9_sweep)} stream shapes (w_linear in "
-                 f"{wl}, alias runs of {runs} pages), where no change covers a whole block; "
-                 f"there v1 still needs up to {tlb:.2f}x the TLB entries")
+                 f"{wl}, alias runs of {runs} pages), " + there)
     out["B9"] = {"value": b9, "unit": "", "sweep": b9_sweep, "explanation": (
         f"boundary-only splits keep {b9['blocks_kept_boundary'] / GiB:.1f} GiB block-mapped "
         f"against {b9['blocks_kept_v1'] / GiB:.1f} GiB for v1 and allocate "
         f"{b9['tables_boundary']} vs {b9['tables_v1']} table pages, because only the leaves "
-        f"at a range's ends are split" + where)}
+        f"at a range's ends are split, which only the contiguous linear ranges benefit from "
+        f"({b9['flushes']} flushed calls in all)" + where)}
     ev10 = {"predicted_pages": repaints["predicted_pages"].to_list(),
             "built_pages": repaints["built_pages"].to_list(),
             "granule": repaints["granule"].to_list(), "ram_gib": repaints["ram_gib"].to_list()}
@@ -318,7 +422,7 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
 
 
 def results_frame(p: dict, scenario: str, tables=None, stream=None, repaints=None, bbm=None,
-                  vmalloc=None):
+                  vmalloc=None, uptime=None, force=None):
     """The tidy frame of everything the notebook shows."""
     from ... import results
 
@@ -352,6 +456,20 @@ def results_frame(p: dict, scenario: str, tables=None, stream=None, repaints=Non
                                  p["seed"], {"table_pages": (r["table_pages"], "pages"),
                                              "tlb_entries": (r["tlb_entries"], "count"),
                                              "leaves": (r["leaves"], "count")})
+    for r in (uptime_frame(p) if uptime is None else uptime).iter_rows(named=True):
+        rows += results.rows_for(scenario, {"study": "uptime", "policy": r["policy"],
+                                            "hours": r["hours"]}, p["seed"],
+                                 {"block_mapped_bytes": (r["block_mapped_bytes"], "bytes"),
+                                  "table_pages_allocated": (r["table_pages_allocated"], "pages"),
+                                  "flushes": (r["flushes"], "count"),
+                                  "table_alloc_ms": (r["table_alloc_ms"], "ms"),
+                                  "flush_ms": (r["flush_ms"], "ms")})
+    for r in (force_pte_frame(p) if force is None else force).iter_rows(named=True):
+        rows += results.rows_for(scenario, {"study": "force_pte", "config": r["config"],
+                                            "policy": r["policy"]}, p["seed"],
+                                 {k: (r[k], "bytes") for k in (
+                                     "boot_table_bytes", "running_table_bytes",
+                                     "block_mapped_bytes", "saved_bytes")})
     return results.frame(rows)
 
 
@@ -368,7 +486,7 @@ def evidence(p: dict) -> dict:
 def frame(p: dict, scenario: str):
     """The notebook's tidy frame at parameters ``p``."""
     return results_frame(p, scenario, table_memory_frame(p), stream_frame(p), repaint_frame(p),
-                         bbm_frame(p), vmalloc_frame(p))
+                         bbm_frame(p), vmalloc_frame(p), uptime_frame(p), force_pte_frame(p))
 
 
 STUDY = Study("bbml2_structure", tuple(CHARTS), DEFAULTS, evidence, check_params, frame)

@@ -18,14 +18,21 @@ class ChangeKind(IntEnum):
     """Callers of ``__change_memory_common`` on the linear map under rodata=full.
 
     MODULE     module text/rodata made read-only: ``set_memory_ro``/``set_memory_rox`` on
-               vmalloc'd memory also change the linear alias of every backing page
-               (arch/arm64/mm/pageattr.c ``change_memory_common`` with ``rodata_full``)
-    BPF        a BPF JIT pack (``bpf_prog_pack``) made read-only-executable, same path
+               vmalloc'd memory also change the linear alias of every backing page, one
+               page per call, each with its own ``flush_tlb_kernel_range``
+               (arch/arm64/mm/pageattr.c ``change_memory_common`` with ``rodata_full``:
+               ``__change_memory_common(page_address(area->pages[i]), PAGE_SIZE, ...)``)
+    BPF        a BPF JIT pack (``bpf_prog_pack``) made read-only-executable, same path;
+               programs placed in a pack change nothing more (kernel/bpf/core.c
+               ``bpf_prog_pack_alloc``), while a program too large for a pack gets its own
+               area down the same path (a MODULE-like event)
     SECRETMEM  one page removed from the direct map (``set_direct_map_invalid_noflush``)
     VMALLOC_RO a vmalloc range made read-only with its linear alias (the thread's test module)
-    DIRECT_MAP one page invalidated and restored (``VM_FLUSH_RESET_PERMS`` on vfree)
+    DIRECT_MAP one page invalidated and restored (``VM_FLUSH_RESET_PERMS`` on vfree,
+               ``vm_reset_perms`` -> ``set_direct_map_invalid_noflush`` and
+               ``set_direct_map_default_noflush``, one flush for the area)
     LINEAR     a physically contiguous linear-map range (the kernel image alias made
-               read-only, ``arch_kexec_protect_crashkres``, realm shared buffers)
+               read-only, ``arch_kexec_protect_crashkres``, realm shared buffers), one call
     """
 
     MODULE = 0
@@ -89,18 +96,24 @@ def allocatable_ranges(mm: MemoryMap) -> list[tuple[int, int]]:
     return out
 
 
-def make_stream(mm: MemoryMap, cfg: StreamConfig, seed: int) -> dict[str, np.ndarray]:
-    """Draw the stream: arrays ``event, kind, pa, bytes, perm`` (one row per contiguous
-    linear-map range; an event with scattered pages has several rows)."""
-    rng = np.random.default_rng(seed)
+#: Kinds whose linear-alias change the kernel makes one page per call
+#: (``change_memory_common``'s loop over ``area->pages``).
+PER_PAGE_KINDS = frozenset({ChangeKind.MODULE, ChangeKind.BPF, ChangeKind.VMALLOC_RO})
+_COLUMNS = ("event", "kind", "pa", "bytes", "perm", "flush")
+
+
+def _events(mm: MemoryMap, cfg: StreamConfig, rng: np.random.Generator, per_page: bool):
+    """Per event: ``(kind, rows, freed)``, ``rows`` a list of ``(pa, bytes, flush)`` calls
+    in the order the kernel makes them. A vmalloc-backed kind's physical runs of
+    ``alias_run_pages`` become one call per page (each flushed) when ``per_page``, else one
+    call per run (the merged stream the model used before)."""
     page = mm.geometry.page_bytes
     banks = allocatable_ranges(mm)
     sizes = np.array([n for _, n in banks], dtype=np.float64)
     w = np.asarray(cfg.weights, dtype=np.float64)
     kinds = rng.choice(len(ChangeKind), size=cfg.events, p=w / w.sum())
-    rows = []
-    live = []
-    for ev, k in enumerate(kinds.tolist()):
+    out = []
+    for k in kinds.tolist():
         kind = ChangeKind(k)
         if kind == ChangeKind.LINEAR:
             runs = [max(page, cfg.linear_bytes // page * page)]
@@ -115,25 +128,88 @@ def make_stream(mm: MemoryMap, cfg: StreamConfig, seed: int) -> dict[str, np.nda
                     r = min(n, int(rng.geometric(1.0 / cfg.alias_run_pages)))
                     runs.append(r * page)
                     n -= r
+        rows = []
         for size in runs:
             b = int(rng.choice(len(banks), p=sizes / sizes.sum()))
             start, length = banks[b]
             size = min(size, length)
             off = int(rng.integers(0, (length - size) // page + 1)) * page
-            rows.append((ev, k, start + off, size, int(_KIND_PERM[kind])))
-        if rng.random() < cfg.free_fraction:
-            live.append((len(rows) - len(runs), len(rows)))
-    out = np.array(rows, dtype=np.int64).reshape(-1, 5)
-    # the freed events are restored read-write after the stream, in event order
-    undo = (np.concatenate([out[a:b] for a, b in live]) if live
-            else np.empty((0, 5), np.int64))
-    if undo.size:
-        undo = undo.copy()
-        undo[:, 0] += cfg.events
-        undo[:, 4] = int(Perm.RW)
-    full = np.concatenate([out, undo]) if undo.size else out
-    return {"event": full[:, 0], "kind": full[:, 1], "pa": full[:, 2], "bytes": full[:, 3],
-            "perm": full[:, 4]}
+            if per_page and kind in PER_PAGE_KINDS:
+                rows += [(start + off + i * page, page, 1) for i in range(size // page)]
+            else:
+                rows.append((start + off, size, 1))
+        if kind == ChangeKind.DIRECT_MAP:
+            # vm_reset_perms: every page invalidated, then one flush for the whole area
+            rows = [(a, n, int(i == 0)) for i, (a, n, _f) in enumerate(rows)]
+        out.append((kind, rows, rng.random() < cfg.free_fraction))
+    return out
+
+
+def _undo_rows(kind: ChangeKind, rows):
+    """The calls that restore an event's aliases read-write when its memory is freed:
+    vmalloc-backed kinds through ``VM_FLUSH_RESET_PERMS`` (``vm_reset_perms``: page by page,
+    one flush for the area), secretmem and direct-map pages made valid again (no flush: a
+    non-valid entry is never cached), a linear range with one flushed call."""
+    if kind in PER_PAGE_KINDS:
+        return [(a, n, int(i == 0)) for i, (a, n, _f) in enumerate(rows)]
+    if kind in (ChangeKind.SECRETMEM, ChangeKind.DIRECT_MAP):
+        return [(a, n, 0) for a, n, _f in rows]
+    return [(a, n, 1) for a, n, _f in rows]
+
+
+def _arrays(rows) -> dict[str, np.ndarray]:
+    a = np.array(rows, dtype=np.int64).reshape(-1, len(_COLUMNS))
+    return {c: a[:, i].copy() for i, c in enumerate(_COLUMNS)}
+
+
+def make_stream(mm: MemoryMap, cfg: StreamConfig, seed: int, *,
+                per_page: bool = True) -> dict[str, np.ndarray]:
+    """Draw the stream: arrays ``event, kind, pa, bytes, perm, flush``, one row per call
+    that changes a linear-map range (``update_range_prot``), ``flush`` 1 where the kernel
+    follows it with a ``flush_tlb_kernel_range`` (TLBI + DSB). The changes come first in
+    event order, then the freed events' restores in event order. ``per_page=False`` merges
+    a vmalloc area's physically consecutive pages into one call (not what the kernel does;
+    kept to measure the difference)."""
+    rng = np.random.default_rng(seed)
+    evs = _events(mm, cfg, rng, per_page)
+    rows, undo = [], []
+    for ev, (kind, calls, freed) in enumerate(evs):
+        perm = int(_KIND_PERM[kind])
+        rows += [(ev, int(kind), a, n, perm, f) for a, n, f in calls]
+        if freed:
+            undo += [(cfg.events + ev, int(kind), a, n, int(Perm.RW), f)
+                     for a, n, f in _undo_rows(kind, calls)]
+    return _arrays(rows + undo)
+
+
+def make_uptime_stream(mm: MemoryMap, cfg: StreamConfig, seed: int, hours: float,
+                       lifetime_hours: float) -> dict[str, np.ndarray]:
+    """:func:`make_stream`'s events spread uniformly over ``hours`` of uptime, each freed
+    event restored ``Exp(lifetime_hours)`` later if that falls inside the uptime; rows in
+    time order with their time ``t_h`` (hours). Nothing ever merges split leaves back
+    (the series has no collapse), so the map only loses blocks."""
+    check_float("hours", hours, 0.0)
+    check_float("lifetime_hours", lifetime_hours, 0.0)
+    rng = np.random.default_rng(seed)
+    evs = _events(mm, cfg, rng, True)
+    t = np.sort(rng.random(len(evs)) * hours)
+    life = rng.exponential(lifetime_hours, len(evs)) if lifetime_hours > 0 \
+        else np.zeros(len(evs))
+    rows, times = [], []
+    for ev, (kind, calls, freed) in enumerate(evs):
+        perm = int(_KIND_PERM[kind])
+        rows += [(ev, int(kind), a, n, perm, f) for a, n, f in calls]
+        times += [t[ev]] * len(calls)
+        if freed and t[ev] + life[ev] < hours:
+            undo = _undo_rows(kind, calls)
+            rows += [(cfg.events + ev, int(kind), a, n, int(Perm.RW), f) for a, n, f in undo]
+            times += [t[ev] + life[ev]] * len(undo)
+    out = _arrays(rows)
+    th = np.asarray(times, dtype=np.float64)
+    order = np.argsort(th, kind="stable")
+    out = {k: v[order] for k, v in out.items()}
+    out["t_h"] = th[order]
+    return out
 
 
 def bbm_draws(cfg: BbmConfig, seed: int) -> dict[str, np.ndarray]:

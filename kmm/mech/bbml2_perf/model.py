@@ -3,6 +3,7 @@
 Part of :mod:`kmm.mech.bbml2_perf`."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
@@ -13,7 +14,8 @@ from ... import engine as eng
 from ...config import check_float, check_int
 from ...engine import encode_ops, OP_SET_PERM, PageTable, Paint, Perm, PermSplit, TagEvent
 from ...errors import ConfigError
-from ..bbml2.model import build_linear_map, LinearMapPolicy as Policy, MemoryMap, POLICY_NAMES
+from ..bbml2.model import (build_linear_map, ForcePte, kfence_late_split, LinearMapPolicy as Policy,
+    MemoryMap, POLICY_NAMES)
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 LINE_BYTES = 64
@@ -192,8 +194,23 @@ class KernelLayout:
         return lo, hi
 
 
+#: KFENCE_POOL_SIZE with the default 255 objects (include/linux/kfence.h): 512 pages of 4 KiB.
+KFENCE_POOL_BYTES = 2 * MiB
+
+
+def _linear_map(layout: KernelLayout, policy: Policy, config: ForcePte) -> PageTable:
+    """The structural model's boot linear map under ``config`` (:class:`ForcePte`); with a
+    late KFENCE pool, the pool (after the image alias) already split as KFENCE starts."""
+    mm = layout.memory_map()
+    if ForcePte(config) == ForcePte.KFENCE_LATE:
+        pool = -(-KFENCE_POOL_BYTES // layout.page_bytes) * layout.page_bytes
+        return kfence_late_split(dataclasses.replace(mm, kfence_pool_bytes=pool), policy)
+    return build_linear_map(mm, policy, config=config)
+
+
 def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray,
-                  vmalloc_bytes: int, modules_bytes: int) -> PageTable:
+                  vmalloc_bytes: int, modules_bytes: int,
+                  config: ForcePte = ForcePte.NONE) -> PageTable:
     """The kernel (TTBR1) page table of one policy, as leaf extents.
 
     Offsets are from :data:`KERNEL_VA_BASE`. The linear map is the structural model's
@@ -202,14 +219,15 @@ def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray
     and rodata under rodata=full, ``set_memory_ro`` -> ``__change_memory_common`` on the
     alias): under ``FULL_BBML2`` they split their boundaries; under ``RODATA_ON`` the alias
     is not touched (rodata=on does not protect linear aliases); under ``FULL_PTES`` every
-    leaf is already a page.
+    leaf is already a page. ``config`` is the ``force_pte_mapping()`` feature
+    (:class:`~kmm.mech.bbml2.ForcePte`) the kernel runs with.
     """
     g = layout.geometry
     policy = Policy(policy)
     if policy not in POLICIES:
         raise ConfigError(f"policy must be one of {[POLICY_NAMES[x] for x in POLICIES]}",
                           "policy")
-    pt = build_linear_map(layout.memory_map(), policy)
+    pt = _linear_map(layout, policy, config)
     mem0 = layout.memstart_bytes
     img_lo = layout.ram_base_bytes + layout.image_pa_offset_bytes
     ro = np.asarray(ro_ranges_pa, dtype=np.int64).reshape(-1, 2)

@@ -16,7 +16,7 @@ from .workload import BlockIOShape, MemcachedShape, MODULE_AREA_BYTES, workload_
 from .model import (_kernel_table, CacheSpec, CHUNK_BYTES, closed_loop, CostSpec, GiB,
     KernelLayout, KiB, module_alias_ranges, op_cycles, OpEvent, POLICIES, POLICY_LABELS,
     Region, simulate_events, TlbSpec, trace_leaves, translation_cycles, Workload)
-from ..bbml2.model import LinearMapPolicy as Policy
+from ..bbml2.model import ForcePte, LinearMapPolicy as Policy
 
 # ---------------------------------------------------------------------------------------
 # scenarios: the notebook's parameters, evaluated per policy
@@ -36,7 +36,12 @@ DEFAULTS: dict = {"seed": 1, "memcached_ops": 1000, "blockio_ops": 500, "warm_fr
     "dmcrypt_instructions_per_op": 20000, "dmcrypt_run_pages": 32,
     "seqread_instructions_per_op": 3000, "seqread_run_pages": 32, "read_bytes": 4096,
     "n_event_points": 2, "n_cost_points": 2, "sweep_memcached_ops": 600, "sweep_blockio_ops": 300,
-    "think_curve_us": [20.0, 100.0, 200.0, 300.0, 400.0, 600.0], "granules": ["4K", "16K", "64K"]}
+    "think_curve_us": [20.0, 100.0, 200.0, 300.0, 400.0, 600.0], "granules": ["4K", "16K", "64K"],
+    "force_pte": "none"}
+
+#: The ``force_pte`` parameter's values: the ``force_pte_mapping()`` feature the kernel runs with.
+FORCE_PTE = {"none": ForcePte.NONE, "debug_pagealloc": ForcePte.DEBUG_PAGEALLOC,
+             "kfence_late": ForcePte.KFENCE_LATE, "realm": ForcePte.REALM}
 
 #: The plausible range of every ``assumed`` parameter, in the order sampled
 #: (params/bbml2_perf.yaml declares the same ranges).
@@ -62,7 +67,7 @@ EVENT_KEYS = frozenset({
     "walk_cache_entries", "l1i_bytes", "l1d_bytes", "l2_bytes", "slc_bytes",
     "memcached_busy_cores", "blockio_busy_cores", "mc_connections", "mc_value_bytes",
     "mc_rx_ring_pages", "kernel_spread_gib", "module_ro_pages", "module_alias_shared",
-    "dmcrypt_run_pages", "seqread_run_pages", "read_bytes"})
+    "dmcrypt_run_pages", "seqread_run_pages", "read_bytes", "force_pte"})
 
 
 def check_params(params: dict) -> dict:
@@ -75,6 +80,8 @@ def check_params(params: dict) -> dict:
     check_int("queue_requests", p["queue_requests"], lo=1000)
     check_choice_int("tlb_honours_cont", p["tlb_honours_cont"])
     check_choice_int("module_alias_shared", p["module_alias_shared"])
+    if p["force_pte"] not in FORCE_PTE:
+        raise ConfigError(f"must be one of {sorted(FORCE_PTE)}", "force_pte")
     return p
 
 
@@ -189,7 +196,8 @@ def workload_events(p: dict, workload: Workload) -> PolicyEvents:
     tspec, cspec = _tlb_spec(p), _cache_spec(p, workload)
     out = {}
     for pol in POLICIES:
-        pt = _kernel_table(layout, pol, ro, 4 * layout.stack_bytes, MODULE_AREA_BYTES)
+        pt = _kernel_table(layout, pol, ro, 4 * layout.stack_bytes, MODULE_AREA_BYTES,
+                           FORCE_PTE[p["force_pte"]])
         ev = simulate_events(trace, trace_leaves(trace, pt), layout, tspec, cspec)
         out[pol] = ev[warm:]
     res = PolicyEvents(workload, out, n)
@@ -406,7 +414,8 @@ def table_summary(p: dict):
     ro = _ro_ranges(p, layout)
     rows = []
     for pol in POLICIES:
-        pt = _kernel_table(layout, pol, ro, 4 * layout.stack_bytes, MODULE_AREA_BYTES)
+        pt = _kernel_table(layout, pol, ro, 4 * layout.stack_bytes, MODULE_AREA_BYTES,
+                           FORCE_PTE[p["force_pte"]])
         lin_hi = layout.ram_base_bytes + layout.ram_bytes - layout.memstart_bytes
         by_level = {}
         for va, size, _pa, level, cont in _extents(pt):
