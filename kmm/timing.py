@@ -90,6 +90,7 @@ How a mechanism calls it
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
@@ -117,10 +118,17 @@ def _calibration_text() -> str:
     return resources.files("kmm").joinpath("data/calibration.yaml").read_text(encoding="utf-8")
 
 
+@lru_cache(maxsize=1)
+def _calibration_data() -> dict:
+    """The parsed calibration file, parsed once per process; never handed out (callers of
+    :func:`calibration` get their own copy)."""
+    return yaml.safe_load(_calibration_text())
+
+
 def calibration() -> dict:
     """The calibration file (``kmm/data/calibration.yaml``) as nested dicts; every leaf
     entry has a ``value`` and a ``source`` or an ``assumed`` range."""
-    return yaml.safe_load(_calibration_text())
+    return copy.deepcopy(_calibration_data())
 
 
 def calibration_entries() -> list[tuple[str, dict]]:
@@ -138,10 +146,10 @@ def calibration_entries() -> list[tuple[str, dict]]:
 
 
 def _value(path: str):
-    node = calibration()
+    node = _calibration_data()
     for part in path.split("."):
         node = node[part]
-    return node["value"]
+    return copy.deepcopy(node["value"])
 
 
 # ---- loaded latency ---------------------------------------------------------------------
