@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ci_runs_the_readme_test_command():
     readme = ROOT.joinpath("README.md").read_text()
     ci = ROOT.joinpath(".ci", "run").read_text()
-    test_cmd = 'python3 -m pip install -e ".[test]" && python3 -m pytest'
+    test_cmd = 'python3 -m pip install -e ".[test]" && python3 -m pytest -n auto'
     assert f"    {test_cmd}\n" in readme
     assert [ln for ln in ci.splitlines() if not ln.startswith("#")][-1].strip() == test_cmd
 
