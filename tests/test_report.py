@@ -53,10 +53,11 @@ def test_save_exports_svg_and_png_offline(tmp_path, monkeypatch):
         x="nodes:Q", y="mean:Q")
     paths = charts.save(chart, "gain", scenario="small")
     assert paths == {"svg": tmp_path / "charts" / "small" / "gain.svg",
-                     "png": tmp_path / "charts" / "small" / "gain.png"}
+                     "png": tmp_path / "charts" / "small" / "gain.png",
+                     "vl.json": tmp_path / "charts" / "small" / "gain.vl.json"}
     assert paths["svg"].read_text().startswith("<svg")
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in paths["svg"].parent.iterdir()) == ["gain.png", "gain.svg"]
+    assert sorted(p.name for p in paths["svg"].parent.iterdir()) == ["gain.png", "gain.svg", "gain.vl.json"]
     # no network: a chart that reads a URL is refused, and nothing is written
     with pytest.raises(KmmError, match="not allowed"):
         charts.save(alt.Chart("https://example.com/x.csv").mark_point().encode(x="x:Q"), "net",
@@ -69,7 +70,7 @@ def test_save_exports_svg_and_png_offline(tmp_path, monkeypatch):
         charts.save(chart, "gain")
     with pytest.raises(ConfigError, match="plain file name"):
         charts.save(chart, "../escape", scenario="small")
-    assert sorted(p.name for p in paths["svg"].parent.iterdir()) == ["gain.png", "gain.svg"]
+    assert sorted(p.name for p in paths["svg"].parent.iterdir()) == ["gain.png", "gain.svg", "gain.vl.json"]
 
 
 # ---- frames ---------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def test_report_links_every_claim_to_its_chart_and_parameters(tmp_path, monkeypa
     assert len(rows) == 35 and rows["K1"]["notebook"] == "k" and not rows["K1"]["stale"]
     assert rows["K1"]["verdict"] == "not-reproduced" and rows["B5"]["verdict"] == "small run"
     assert 'id="claim-K1"' in text and 'href="#chart-k_gain"' in text and 'id="chart-k_gain"' in text
-    assert 'href="#params-K1"' in text and 'id="params-K1"' in text
+    assert 'href="#params-k"' in text and 'id="params-k"' in text and 'id="params-K1"' in text
     assert "data:image/svg+xml;base64," in text and "+2.0 %" in text
     # nothing is loaded from the network; the only outside links are the claims' archive links
     assert '<a href="https://lore.kernel.org/all/ZHYCUVa8fzmB4XZV@' in text  # K1's message
@@ -153,6 +154,41 @@ def test_report_links_every_claim_to_its_chart_and_parameters(tmp_path, monkeypa
     page, cj, _ = report.write(data, project)
     assert {r["id"]: r for r in json.loads(cj.read_text())}["K1"]["stale"] is True
     assert "the latest run of k failed" in page.read_text()
+
+
+def test_report_leads_with_verdicts_and_cards_each_claim(tmp_path, monkeypatch):
+    """Issue 34 part 1: the verdict figure and table come before any claim card; a card
+    draws the sweep against the band and lists only the parameters that flip the verdict;
+    a parameter set shared by claims is printed once; a chart's caption says what it plots."""
+    from kmm.suite import claims, report
+
+    project = tmp_path / "project"
+    (project / "params").mkdir(parents=True)
+    data = tmp_path / "data"
+    monkeypatch.setenv("KMM_DATA_DIR", str(data))
+    charts.save(alt.Chart(charts.aggregate(tidy(), ["nodes"])).mark_bar().encode(
+        x="nodes:O", y="mean:Q").properties(title="Gain against nodes"), "k_gain",
+        scenario="published")
+    params = {"llc_ns": 30.0, "nodes": 2, "cpi_base": 1.0}
+    sweep = [{"params": {"llc_ns": v}, "value": 0.05 + v / 1000} for v in (20.0, 45.0)]
+    swings = [{"params": {"llc_ns": 45.0}, "value": 0.2}]
+    claims.record("K1", 0.08, explanation="Some.", unit="fraction", parameters=params,
+                  scenario="published", chart="k_gain", sweep=sweep, swings=swings)
+    claims.record("K2", 0.3, explanation="Other.", unit="fraction", parameters=params,
+                  scenario="published")
+    (data / "provenance.json").write_text(json.dumps({"notebooks": {
+        "k": {"status": "ok", "title": "K", "claims": ["K1", "K2"], "charts": ["k_gain"]}}}))
+    text = report.write(data, project)[0].read_text()
+    assert text.index('id="verdict-summary"') < text.index('id="claims"') < text.index('id="claim-K1"')
+    assert '<nav class="toc">' in text and 'href="#mechanism-ktr"' in text
+    card = text[text.index('id="claim-K1"'):text.index("</section>", text.index('id="claim-K1"'))]
+    assert 'aria-label="sweep of K1 against its band"' in card
+    assert card.count("<circle") == 2  # one dot per sweep point
+    flips = card[card.index("alone flip the verdict"):]
+    assert "<code>llc_ns</code>" in flips and "cpi_base" not in flips
+    assert text.count('<details id="params-k"') == 1 and 'id="params-k-2"' not in text
+    assert "Gain against nodes" in text[text.index('id="chart-k_gain"'):]
+    assert "k_gain.vl.json" in text
 
 
 # ---- kmm reproduce end to end (starts kernels: about half a minute) --------------------------

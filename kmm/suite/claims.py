@@ -201,6 +201,7 @@ def table(root: Path | None = None, scenario: str | None = None) -> list[dict]:
             "spread": rec.get("spread") if rec else None,
             "explanation": rec.get("explanation", "") if rec else "no value recorded yet",
             "parameters": rec.get("parameters", {}) if rec else {},
+            "sweep": rec.get("sweep", []) if rec else [],
             "scenario": rec.get("scenario") if rec else None,
             "chart": rec.get("chart") if rec else None,
             "provenance": rec.get("provenance") if rec else None,

@@ -437,6 +437,13 @@ def band_text(claim_id: str) -> str:
     return _BANDS[claim_id].text()
 
 
+def band_interval(claim_id: str) -> tuple[float, float] | None:
+    """``(lo, hi)`` of a claim whose band is a numeric interval (``hi`` may be infinite);
+    ``None`` for a direction or mechanism test. For drawing a sweep against its band."""
+    band = _BANDS[claim_id]
+    return (band.lo, band.hi) if isinstance(band, _Interval) else None
+
+
 def in_band(claim_id: str, value: Any) -> bool:
     """Whether ``value`` satisfies the claim's band (raises if the value has the wrong shape)."""
     return _BANDS[claim_id].holds(value)

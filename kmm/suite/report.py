@@ -314,6 +314,12 @@ figure{margin:1.5em 0;border:1px solid #eee;padding:.5em}figure img{max-width:10
 figcaption{font-size:.9em;color:#555}
 .counts span{margin-right:1.2em}
 code{background:#f3f3f3;padding:0 .2em}
+nav.toc{background:#f6f6f6;padding:.5em .8em;border-radius:.3em}
+.card{border:1px solid #e3e3e3;border-radius:.4em;padding:.2em 1em .6em;margin:1em 0}
+.card h4{margin:.6em 0 .3em;font-size:1.05em}.card .said{margin:.2em 0;font-size:.9em}
+table.kv th{width:14em;background:none;font-weight:normal;color:#555}
+figure.sweep{border:none;padding:0;margin:.5em 0}
+details{margin:.4em 0}summary{cursor:pointer}
 """
 
 
@@ -385,25 +391,280 @@ def _svg_img(path: Path, alt_text: str) -> str:
     return f'<img alt="{html.escape(alt_text)}" src="data:image/svg+xml;base64,{data}">'
 
 
+def _summary_svg(table: Sequence[Mapping[str, Any]]) -> str:
+    """Claims per mechanism by verdict as an inline SVG bar chart (no script, no link)."""
+    by_mech: dict[str, Counter] = {}
+    for r in table:
+        by_mech.setdefault(r["mechanism"], Counter())[r["verdict"]] += 1
+    mechs = [m for m in MECHANISMS if m in by_mech] + sorted(set(by_mech) - set(MECHANISMS))
+    if not mechs:
+        return ""
+    most = max(sum(c.values()) for c in by_mech.values())
+    label_w, bar_w, row_h, top = 120, 460, 26, 8
+    unit = bar_w / max(most, 1)
+    legend_y = top + row_h * len(mechs) + 14
+    height = legend_y + 22
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 40}" '
+           f'height="{height}" role="img" aria-label="claims per mechanism by verdict" '
+           'font-family="DejaVu Sans,Helvetica,Arial,sans-serif" font-size="12">']
+    for i, m in enumerate(mechs):
+        y = top + i * row_h
+        out.append(f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">'
+                   f'{html.escape(m)}</text>')
+        x = float(label_w)
+        for v in VERDICT_ORDER:
+            n = by_mech[m].get(v, 0)
+            if not n:
+                continue
+            w = n * unit
+            out.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
+                       f'fill="{VERDICT_COLORS[v]}"><title>{html.escape(m)}: {n} '
+                       f'{html.escape(v)}</title></rect>')
+            if w >= 14:
+                out.append(f'<text x="{x + w / 2:.1f}" y="{y + 17}" text-anchor="middle" '
+                           f'fill="#fff" font-weight="bold">{n}</text>')
+            x += w
+    x = float(label_w)
+    for v in VERDICT_ORDER:
+        out.append(f'<rect x="{x:.0f}" y="{legend_y}" width="11" height="11" '
+                   f'fill="{VERDICT_COLORS[v]}"/><text x="{x + 15:.0f}" y="{legend_y + 10}">'
+                   f'{html.escape(v)}</text>')
+        x += 16 + 7.2 * len(v) + 14
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _numbers(sweep: Any) -> list[float]:
+    out = []
+    for pt in sweep or []:
+        v = pt.get("value") if isinstance(pt, Mapping) else None
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out.append(float(v))
+    return out
+
+
+def _sweep_svg(r: Mapping[str, Any]) -> str:
+    """A claim's sweep of ``assumed`` parameters drawn against its band: the band shaded,
+    each sweep point a grey dot, the published value a black diamond. Empty when the claim's
+    band is not an interval or its values are not numbers."""
+    band = registry.band_interval(r["id"])
+    value = r.get("value")
+    if band is None or not isinstance(value, (int, float)) or isinstance(value, bool) \
+            or not math.isfinite(value):
+        return ""
+    pts = _numbers(r.get("sweep"))
+    lo, hi = band
+    finite = [x for x in (lo, hi) if math.isfinite(x)]
+    xs = [float(value), *pts, *finite]
+    a, b = min(xs), max(xs)
+    pad = (b - a) * 0.08 or abs(a) * 0.1 or 1.0
+    a, b = a - pad, b + pad
+    w, left, right = 520, 10, 10
+
+    def x(v: float) -> float:
+        return left + (min(max(v, a), b) - a) / (b - a) * (w - left - right)
+
+    unit = r.get("unit", "")
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="58" role="img" '
+           f'aria-label="sweep of {html.escape(r["id"])} against its band" '
+           'font-family="DejaVu Sans,Helvetica,Arial,sans-serif" font-size="11">',
+           f'<line x1="{left}" y1="30" x2="{w - right}" y2="30" stroke="#999"/>']
+    x0, x1 = x(lo if math.isfinite(lo) else a), x(hi if math.isfinite(hi) else b)
+    out.append(f'<rect x="{x0:.1f}" y="18" width="{max(x1 - x0, 1.5):.1f}" height="24" '
+               'fill="#009E73" fill-opacity="0.18"><title>band</title></rect>')
+    for i, v in enumerate(pts):
+        out.append(f'<circle cx="{x(v):.1f}" cy="{24 + (i % 3) * 6}" r="3" fill="#777" '
+                   f'fill-opacity="0.7"><title>{html.escape(format_value(v, unit))}</title>'
+                   "</circle>")
+    px = x(float(value))
+    out.append(f'<path d="M{px:.1f},22 l6,8 l-6,8 l-6,-8 z" fill="#000"><title>published: '
+               f'{html.escape(format_value(value, unit))}</title></path>')
+    # labels: the axis ends and the band's edges, kept apart so none overlap
+    labels = sorted({(x(v), format_value(v, unit)) for v in (a + pad, b - pad, *finite)})
+    last = -1e9
+    for lx, text in labels:
+        if lx - last < 7 * len(text):
+            continue
+        anchor = "start" if lx < 40 else "end" if lx > w - 40 else "middle"
+        out.append(f'<text x="{lx:.1f}" y="54" text-anchor="{anchor}" fill="#555">'
+                   f'{html.escape(text)}</text>')
+        last = lx
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _chart_caption(chart_dir: Path, stem: str) -> str:
+    """What a chart plots: its title and description from ``<stem>.vl.json`` (the stem when
+    the chart has none)."""
+    from . import safefs
+
+    path = chart_dir / f"{stem}.vl.json"
+    try:
+        spec = json.loads(safefs.read_bytes(path, limit=64 << 20))
+    except (OSError, KmmError, ValueError):
+        return stem
+    if not isinstance(spec, dict):
+        return stem
+    title = spec.get("title")
+    if isinstance(title, dict):
+        title = title.get("text")
+    if isinstance(title, list):
+        title = " ".join(str(t) for t in title)
+    parts = [str(t) for t in (title, spec.get("description")) if isinstance(t, str) and t]
+    return ": ".join(parts) if parts else stem
+
+
+def _notebook_link(data: Path, stem: str) -> str:
+    """Links to a notebook's executed copy: its HTML rendering where there is one, and the
+    ``.ipynb``."""
+    links = []
+    if (data / "notebooks" / f"{stem}.html").is_file():
+        links.append(f'<a href="notebooks/{html.escape(stem)}.html">{html.escape(stem)}</a>')
+    if (data / "notebooks" / f"{stem}.ipynb").is_file():
+        links.append(f'<a href="notebooks/{html.escape(stem)}.ipynb">'
+                     f'{"ipynb" if links else html.escape(stem)}</a>')
+    return " · ".join(links) or html.escape(stem)
+
+
+def _param_groups(table: Sequence[Mapping[str, Any]], pfs: Mapping[str, Any]
+                  ) -> list[tuple[str, str | None, list[str], Mapping[str, Any]]]:
+    """Claims that share one parameter set: ``(anchor, notebook, claim ids, parameters)``,
+    so each set is printed once."""
+    groups: dict[tuple[str, str], list] = {}
+    for r in table:
+        if not _has_params_block(r):
+            continue
+        stem = r.get("notebook") or (r["mechanism"] if r["mechanism"] in pfs else None)
+        key = (stem or r["mechanism"], json.dumps(r.get("parameters") or {}, sort_keys=True,
+                                                  default=str))
+        groups.setdefault(key, [stem, [], r.get("parameters") or {}])[1].append(r["id"])
+    out, seen = [], Counter()
+    for (name, _), (stem, ids, params) in groups.items():
+        seen[name] += 1
+        anchor = f"params-{name}" + (f"-{seen[name]}" if seen[name] > 1 else "")
+        out.append((anchor, stem, ids, params))
+    return out
+
+
+def _flip_rows(r: Mapping[str, Any], pf: Any) -> str:
+    """The parameters that alone flip the claim's verdict, with their sources or ranges."""
+    decided = r.get("decided_by")
+    if decided is None:
+        return ('<p class="muted">Which parameters can flip it: not checked (the record has no '
+                "one-at-a-time swings).</p>")
+    if not decided:
+        return ('<p class="muted">No single <span class=warn>assumed</span> parameter, swung '
+                "alone over its plausible range, flips this verdict.</p>")
+    params = r.get("parameters") or {}
+    shown = {k: params.get(k, "(swept, not a parameter of the notebook)") for k in decided}
+    return ("<p>Parameters that alone flip the verdict:</p><table><tr><th>parameter</th>"
+            "<th>value</th><th>unit</th><th>source</th></tr>"
+            f"{_param_rows(shown, pf)}</table>")
+
+
+def _card(r: Mapping[str, Any], pf: Any, params_anchor: str | None, charts_avail,
+          data: Path) -> str:
+    cid = html.escape(r["id"])
+    share = "-" if r["share_in_band"] is None else f"{r['share_in_band']:.0%}"
+    note = ""
+    if r.get("stale"):
+        note = (f'<p class="warn">Stale: the latest run of {html.escape(r["notebook"])} failed; '
+                f"the value is from the run recorded {html.escape(r.get('recorded_at') or '?')}.</p>")
+    elif r["verdict"] == registry.SMALL_RUN:
+        note = (f'<p class="muted">From a {html.escape(str(r["scenario"]))} run: no verdict '
+                "(only the published scenario is judged).</p>")
+    links = []
+    if r.get("chart"):
+        links.append(f'<a href="#chart-{html.escape(r["chart"])}">chart</a>'
+                     if r["chart"] in charts_avail
+                     else f'<span class="warn">chart {html.escape(r["chart"])} missing</span>')
+    if params_anchor:
+        links.append(f'<a href="#{html.escape(params_anchor)}">all parameters</a>')
+    if r.get("notebook"):
+        links.append("notebook " + _notebook_link(data, r["notebook"]))
+    sweep = _sweep_svg(r)
+    how = [f"basis: {html.escape(basis_text(r))}", html.escape(converged_text(r)),
+           f"decided by: {html.escape(decided_text(r.get('decided_by')))}"]
+    return "".join([
+        f'<section class="card" id="claim-{cid}"><h4>{cid} {_badge(r["verdict"])} '
+        f'{html.escape(r["statement"])}</h4>',
+        f'<p class="said">{_cited_html(r.get("source"))}</p>' if r.get("source") else "",
+        note,
+        '<table class="kv">',
+        f"<tr><th>value</th><td>{html.escape(format_value(r['value'], r.get('unit', '')))}</td></tr>",
+        f"<tr><th>band / test</th><td>{html.escape(r['band'])}</td></tr>",
+        f"<tr><th>share of the sweep in band</th><td>{share}</td></tr>",
+        f"<tr><th>how it was decided</th><td>{'; '.join(how)}</td></tr>",
+        f"<tr><th>why</th><td>{html.escape(r['explanation'])}</td></tr></table>",
+        (f'<figure class="sweep">{sweep}<figcaption>The published value (diamond) and each '
+         "point of the joint sweep of assumed parameters (dots) against the band (shaded)."
+         "</figcaption></figure>") if sweep else "",
+        _flip_rows(r, pf) if r["verdict"] in registry.VERDICTS else "",
+        f'<p class="links">{" · ".join(links)}</p>' if links else "",
+        "</section>"])
+
+
 def build_html(table: list[dict[str, Any]], data: Path, project: Path,
                run: Mapping[str, Any] | None = None) -> str:
-    """The report page (a string); ``run`` describes the ``kmm reproduce`` that made it."""
+    """The report page (a string); ``run`` describes the ``kmm reproduce`` that made it.
+
+    It leads with the verdicts (a figure and a one-line-per-claim table) and a table of
+    contents, then one card per claim (who said it where, the value, the sweep drawn against
+    the band, how the verdict was reached and the parameters that alone can flip it), the
+    notebooks, every chart with a caption saying what it plots, and each parameter set once,
+    folded."""
+    from .provenance import as_text, stamp
+
     prov = load_provenance(data)
     pfs = _params_specs(project)
     chart_dir = data / "charts" / PUBLISHED
     charts_avail = {p.stem: p for p in sorted(chart_dir.glob("*.svg"))} if chart_dir.is_dir() else {}
     counts = Counter(r["verdict"] for r in table)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    groups = _param_groups(table, pfs)
+    anchor_of = {cid: g[0] for g in groups for cid in g[2]}
+    mechs = list(dict.fromkeys(r["mechanism"] for r in table))
     h: list[str] = []
     h.append(f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
              f"<title>kmm claims report</title><style>{_CSS}</style></head><body>")
     h.append("<h1>kmm: which published claims the model reproduces</h1>")
     gen = f", generation {html.escape(str(prov['generation']))}" if prov.get("generation") else ""
-    h.append(f'<p class="muted">kmm {html.escape(__version__)}{gen}, written {now}. Verdicts are '
-             "computed from the values recorded by each notebook's published scenario "
+    h.append(f'<p class="muted">{html.escape(as_text(stamp()))}{gen}, written {now}. Verdicts '
+             "are computed from the values recorded by each notebook's published scenario "
              "(params/); values from small runs are shown without a verdict.</p>")
+    h.append('<nav class="toc"><b>Contents</b>: <a href="#summary">verdicts</a> · '
+             '<a href="#claims">claims</a> ('
+             + ", ".join(f'<a href="#mechanism-{html.escape(m)}">{html.escape(m)}</a>'
+                         for m in mechs)
+             + ') · <a href="#notebooks">notebooks</a> · <a href="#charts">charts</a> · '
+             '<a href="#parameters">parameters</a></nav>')
+
+    # the verdicts first: a figure and one line per claim
+    h.append('<h2 id="summary">Verdicts</h2>')
     h.append('<p class="counts">' + "".join(
         f"<span>{_badge(v)} {counts.get(v, 0)}</span>" for v in VERDICT_ORDER if counts.get(v)) + "</p>")
+    svg = _summary_svg(table)
+    if svg:
+        h.append(f'<figure id="verdict-summary">{svg}<figcaption>Claims per mechanism, '
+                 "coloured by verdict.</figcaption></figure>")
+    h.append("<table><tr><th>id</th><th>verdict</th><th>value</th><th>band / test</th>"
+             "<th>decided by</th></tr>")
+    for r in table:
+        cid = html.escape(r["id"])
+        h.append(f'<tr><td><a href="#claim-{cid}">{cid}</a></td><td>{_badge(r["verdict"])}</td>'
+                 f"<td>{html.escape(format_value(r['value'], r.get('unit', ''), limit=60))}</td>"
+                 f"<td>{html.escape(r['band'])}</td>"
+                 f"<td>{html.escape(decided_text(r.get('decided_by')))}</td></tr>")
+    h.append("</table>")
+
+    # one card per claim
+    h.append('<h2 id="claims">Claims</h2>')
+    for m in mechs:
+        h.append(f'<h3 id="mechanism-{html.escape(m)}">{html.escape(m)}</h3>')
+        for r in (r for r in table if r["mechanism"] == m):
+            stem = r.get("notebook") or (r["mechanism"] if r["mechanism"] in pfs else None)
+            h.append(_card(r, pfs.get(stem) if stem else None, anchor_of.get(r["id"]),
+                           charts_avail, data))
 
     # notebooks
     h.append('<h2 id="notebooks">Notebooks</h2><table><tr><th>notebook</th><th>title</th>'
@@ -414,12 +675,9 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
         nb = prov["notebooks"].get(stem, {})
         status = nb.get("status", "failed" if stem in failed_now else "-")
         err = nb.get("error") or failed_now.get(stem)
-        executed = data / "notebooks" / f"{stem}.ipynb"
-        link = (f'<a href="notebooks/{html.escape(stem)}.ipynb">{html.escape(stem)}</a>'
-                if executed.is_file() else html.escape(stem))
+        link = _notebook_link(data, stem)
         if status != "ok" and (data / "notebooks" / f"{stem}.failed.ipynb").is_file():
             link += f' (<a href="notebooks/{html.escape(stem)}.failed.ipynb">failed run</a>)'
-
         st = (html.escape(status) if status == "ok"
               else f'<span class="warn">{html.escape(status)}: {html.escape(err or "")}</span>')
         h.append(f"<tr><td>{link}</td><td>{html.escape(nb.get('title', ''))}</td><td>{st}</td>"
@@ -430,49 +688,14 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
         h.append('<tr><td colspan=6 class="muted">no notebook has been run by kmm reproduce</td></tr>')
     h.append("</table>")
 
-    # claims
-    h.append('<h2 id="claims">Claims</h2><table><tr><th>id</th><th>statement</th><th>band / test</th>'
-             "<th>value</th><th>verdict</th><th>share in band</th><th>explanation</th>"
-             "<th>links</th></tr>")
-    mechanism = None
-    for r in table:
-        if r["mechanism"] != mechanism:
-            mechanism = r["mechanism"]
-            h.append(f'<tr><th colspan=8 id="mechanism-{html.escape(mechanism)}">'
-                     f"{html.escape(mechanism)}</th></tr>")
-        cid = html.escape(r["id"])
-        share = "-" if r["share_in_band"] is None else f"{r['share_in_band']:.0%}"
-        if r["verdict"] in registry.VERDICTS:
-            share += (f'<br><span class="muted">decided by: '
-                      f'{html.escape(decided_text(r.get("decided_by")))}<br>'
-                      f'{html.escape(basis_text(r))}<br>'
-                      f'{html.escape(converged_text(r))}</span>')
-        links = [f'<a href="#params-{cid}">parameters</a>'] if _has_params_block(r) else []
-        if r.get("chart"):
-            links.insert(0, f'<a href="#chart-{html.escape(r["chart"])}">chart</a>'
-                         if r["chart"] in charts_avail
-                         else f'<span class="warn">chart {html.escape(r["chart"])} missing</span>')
-        note = ""
-        if r.get("stale"):
-            note = (f'<br><span class="warn">the latest run of {html.escape(r["notebook"])} failed: '
-                    f"value from the run recorded {html.escape(r.get('recorded_at') or '?')}</span>")
-        elif r["verdict"] == registry.SMALL_RUN:
-            note = f'<br><span class="muted">from a {html.escape(str(r["scenario"]))} run</span>'
-        h.append(f'<tr id="claim-{cid}"><td><b>{cid}</b></td><td>{html.escape(r["statement"])}'
-                 f"{_cited_html(r.get('source'))}</td>"
-                 f"<td>{html.escape(r['band'])}</td>"
-                 f"<td>{html.escape(format_value(r['value'], r.get('unit', '')))}</td>"
-                 f"<td>{_badge(r['verdict'])}{note}</td><td class=num>{share}</td>"
-                 f"<td>{html.escape(r['explanation'])}</td><td>{' '.join(links)}</td></tr>")
-    h.append("</table>")
-
     # charts, grouped by the notebook that drew them
     h.append('<h2 id="charts">Charts</h2>')
     shown: set[str] = set()
-    groups = [(stem, [c for c in nb.get("charts", []) if c in charts_avail])
-              for stem, nb in sorted(prov["notebooks"].items())]
-    groups.append((None, [c for c in charts_avail if not any(c in g for _, g in groups)]))
-    for stem, names in groups:
+    chart_groups = [(stem, [c for c in nb.get("charts", []) if c in charts_avail])
+                    for stem, nb in sorted(prov["notebooks"].items())]
+    chart_groups.append((None, [c for c in charts_avail
+                                if not any(c in g for _, g in chart_groups)]))
+    for stem, names in chart_groups:
         names = [c for c in names if c not in shown]
         if not names:
             continue
@@ -481,29 +704,39 @@ def build_html(table: list[dict[str, Any]], data: Path, project: Path,
         for c in names:
             shown.add(c)
             about = [r["id"] for r in table if r.get("chart") == c]
-            cap = html.escape(c) + (f" (claims {html.escape(', '.join(about))})" if about else "")
-            png = chart_dir / f"{c}.png"
-            if png.is_file():
-                cap += f' · <a href="charts/{PUBLISHED}/{html.escape(c)}.png">PNG</a>'
+            cap = html.escape(_chart_caption(chart_dir, c))
+            claim_links = ", ".join(f'<a href="#claim-{html.escape(a)}">{html.escape(a)}</a>'
+                                    for a in about)
+            cap += (f' <span class="muted">({html.escape(c)}'
+                    + (f"; claims {claim_links}" if about else "") + ")</span>")
+            files = [f'<a href="charts/{PUBLISHED}/{html.escape(c)}.{ext}">{label}</a>'
+                     for ext, label in (("png", "PNG"), ("vl.json", "Vega-Lite"),
+                                        ("html", "HTML"))
+                     if (chart_dir / f"{c}.{ext}").is_file()]
+            if files:
+                cap += " · " + " · ".join(files)
             h.append(f'<figure id="chart-{html.escape(c)}">{_svg_img(charts_avail[c], c)}'
                      f"<figcaption>{cap}</figcaption></figure>")
     if not charts_avail:
         h.append('<p class="muted">no published charts yet</p>')
 
-    # parameters of each claim
-    h.append('<h2 id="parameters">Parameters of each claim</h2>'
-             '<p class="muted">Values the claim was computed with. Each source names its primary '
-             "source: a mailing-list message, a manual section, a kernel source file or a package "
-             "version; an <span class=warn>assumed</span> parameter has no public source "
-             "and is swept over its plausible range where the verdict depends on it.</p>")
-    for r in (r for r in table if _has_params_block(r)):
-        cid = html.escape(r["id"])
-        stem = r.get("notebook") or (r["mechanism"] if r["mechanism"] in pfs else None)
+    # each parameter set once, folded
+    h.append('<h2 id="parameters">Parameters</h2>'
+             '<p class="muted">The values each notebook\'s claims were computed with. Each source '
+             "names its primary source: a mailing-list message, a manual section, a kernel "
+             "source file or a package version; an <span class=warn>assumed</span> parameter has "
+             "no public source and is swept over its plausible range where the verdict depends "
+             "on it.</p>")
+    for anchor, stem, ids, params in groups:
         pf = pfs.get(stem) if stem else None
         src = f" · params/{html.escape(pf.path.name)}" if pf is not None else ""
-        h.append(f'<h3 id="params-{cid}"><a href="#claim-{cid}">{cid}</a>{src}</h3>')
-        h.append("<table><tr><th>parameter</th><th>value</th><th>unit</th><th>source</th></tr>"
-                 f"{_param_rows(r.get('parameters') or {}, pf)}</table>")
+        marks = "".join(f'<span id="params-{html.escape(i)}"></span>' for i in ids)
+        claims_links = ", ".join(f'<a href="#claim-{html.escape(i)}">{html.escape(i)}</a>'
+                                 for i in ids)
+        h.append(f'<details id="{html.escape(anchor)}">{marks}<summary>{html.escape(stem or "-")}'
+                 f"{src}: claims {claims_links} ({len(params)} parameters)</summary>"
+                 "<table><tr><th>parameter</th><th>value</th><th>unit</th><th>source</th></tr>"
+                 f"{_param_rows(params, pf)}</table></details>")
     h.append("</body></html>")
     return "\n".join(h)
 
