@@ -404,7 +404,12 @@ def _summary_svg(table: Sequence[Mapping[str, Any]]) -> str:
     unit = bar_w / max(most, 1)
     legend_y = top + row_h * len(mechs) + 14
     height = legend_y + 22
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 40}" '
+    legend_x, x = [], float(label_w)
+    for v in VERDICT_ORDER:  # a legend entry: swatch, gap, text at about 7.5 px a character
+        legend_x.append(x)
+        x += 15 + 7.5 * len(v) + 16
+    width = max(label_w + bar_w + 40, x)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" '
            f'height="{height}" role="img" aria-label="claims per mechanism by verdict" '
            'font-family="DejaVu Sans,Helvetica,Arial,sans-serif" font-size="12">']
     for i, m in enumerate(mechs):
@@ -424,12 +429,10 @@ def _summary_svg(table: Sequence[Mapping[str, Any]]) -> str:
                 out.append(f'<text x="{x + w / 2:.1f}" y="{y + 17}" text-anchor="middle" '
                            f'fill="#fff" font-weight="bold">{n}</text>')
             x += w
-    x = float(label_w)
-    for v in VERDICT_ORDER:
+    for x, v in zip(legend_x, VERDICT_ORDER):
         out.append(f'<rect x="{x:.0f}" y="{legend_y}" width="11" height="11" '
                    f'fill="{VERDICT_COLORS[v]}"/><text x="{x + 15:.0f}" y="{legend_y + 10}">'
                    f'{html.escape(v)}</text>')
-        x += 16 + 7.2 * len(v) + 14
     out.append("</svg>")
     return "".join(out)
 
