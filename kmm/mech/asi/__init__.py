@@ -69,9 +69,10 @@ sensitive allocations (kcompactd, kswapd, watermarks), compaction of orders abov
 pageblock, compaction deferral, the refaults that reclaimed page cache costs later; the RFC
 policies' only reclaim is waiting on their queue.
 """
-from .model import (_P_QN, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState, build, BurstSource,
-    F_DIRTY, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
-    MAX_RECLAIM_RETRIES, MT_ISOLATE, own_sensitivity_fallbacks, Physmap, Policy, simulate,
+from .model import (_P_QN, Arch, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState, build, BurstSource,
+    Conversion, F_DIRTY, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
+    MAX_RECLAIM_RETRIES, MT_ISOLATE, own_sensitivity_fallbacks, Physmap, Policy,
+    posted_migrate_table, simulate,
     tracked_migrate_table, Zeroing)
 from .kernels import (check_invariant, run_stream)
 from .workload import (AllocClass, make_workload, MIXES, Workload)
@@ -81,8 +82,9 @@ from .study import (ASSUMED, assumed_specs, CHARTS, evidence, frame, STUDY, burs
     RANK_NAMES, slowpath_compare, slowpath_cost_sweep, SLOWPATH_COSTS, sweep_records, target_sweep,
     Variant, variant_config, VARIANTS, workload_for, ZEROING_NAMES)
 
-__all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Physmap", "AsiEvent", "BurstSource",
+__all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Conversion", "Arch", "Physmap", "AsiEvent", "BurstSource",
            "AsiCosts", "AsiConfig", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
+           "posted_migrate_table",
            "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES",
            "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant",
            "DEFAULTS", "POLICY_NAMES", "RANK_NAMES", "ZEROING_NAMES", "Variant", "VARIANTS",
