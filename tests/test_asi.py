@@ -549,8 +549,14 @@ def test_options_match_twin_on_random_streams(policy, rank, zeroing, conversion)
             FlushRank.AFTER_COMPACTION: ("pages_migrated", "compact_allocs", "slow_flush_allocs"),
             FlushRank.AFTER_RECLAIM: ("pages_migrated", "pages_reclaimed", "reclaimed_frees",
                                       "slow_flush_allocs")}[rank]
-    need += (("zero_deferred", "zeroed_deferred", "deferred_dropped")
+    need += (("zero_deferred", "zeroed_deferred")
+             + (("deferred_dropped",) if conversion == Conversion.FALLBACK else ())
              if zeroing == Zeroing.LAZY else ())
+    # (policy 3's worker keeps too few free nonsensitive pages for a whole free block)
+    need += (("asi_unmap_allocs",) if conversion == Conversion.POSTED
+             and policy == Policy.TRACKED else ())
+    if policy == Policy.TRACKED_TARGET and conversion == Conversion.POSTED:
+        need = tuple(k for k in need if k != "slow_flush_allocs")
     assert all(total[k] > 0 for k in need), {k: total[k] for k in need}
 
 
