@@ -220,6 +220,8 @@ def slowpath_compare(p: dict, allocs: int | None = None):
                          "flush_rank": RANK_NAMES[v.flush_rank] if cfg.tracked else "-",
                          "zeroing": ZEROING_NAMES[v.zeroing] if cfg.tracked else "-",
                          "conversion": CONVERSION_NAMES[v.conversion] if cfg.tracked else "-",
+                         "option": (f"{CONVERSION_NAMES[v.conversion]}, {ZEROING_NAMES[v.zeroing]}"
+                                    if cfg.tracked else "-"),
                          **{k: m[k] for k in _SLOW_METRICS}})
     return pl.DataFrame(rows), runs
 
