@@ -233,9 +233,6 @@ class AsiConfig:
     target_free_mapped_pages: int = 0
     flush_rank: FlushRank = FlushRank.FAST_PATH
     zeroing: Zeroing = Zeroing.LAZY
-    conversion: Conversion = Conversion.POSTED
-    arch: Arch = Arch.X86
-    init_on_alloc: bool = False
     reclaim_batch_pages: int = 32
     worker_interval_ns: int = 1_000_000
     worker_batch_pages: int = 512
@@ -247,6 +244,9 @@ class AsiConfig:
     sample_every: int = 1000
     max_order: int | None = None
     pageblock_order: int | None = None
+    conversion: Conversion = Conversion.POSTED
+    arch: Arch = Arch.X86
+    init_on_alloc: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "policy", Policy(self.policy))
@@ -413,7 +413,7 @@ class AsiState(NamedTuple):
     tcounts: np.ndarray     # int64[len(TLBEvent)]
     counts: np.ndarray      # int64[len(AsiEvent)]
     own: eng.BuddyState  # the buddy state (same arrays) with own_sensitivity_fallbacks
-    nofb: eng.BuddyState  # ... with no fallbacks (``__rmqueue_smallest``)
+    nofb: eng.BuddyState = None  # ... with no fallbacks (``__rmqueue_smallest``; build sets it)
 
 
 # ---- Python entry points ----------------------------------------------------------------------
