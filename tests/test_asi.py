@@ -223,7 +223,8 @@ def test_invariant_holds_over_a_long_random_workload(policy, rank, zeroing, conv
                     worker_batch_pages=16, op_interval_ns=1000, check_invariant=True,
                     target_free_mapped_pages=32, tlb_entries=32, tlb_ways=4,
                     flush_rank=rank, zeroing=zeroing, conversion=conversion,
-                    reclaim_batch_pages=8, init_on_alloc=True)
+                    reclaim_batch_pages=8, init_on_alloc=True,
+                    nofragment=physmap == Physmap.SYNCED_BLOCKS)
     streams = [asi.make_workload(mix, 3000, 11, 512, occupancy=0.5, pressure=0.3, cpus=4,
                                  unmovable_sensitive=0.3 if mix == "mixed" else None)
                for mix in ("mixed", "pathological")]
@@ -317,7 +318,7 @@ def test_kernel_matches_twin_on_random_streams(policy):
                         op_interval_ns=1000, target_free_mapped_pages=12, tlb_entries=16,
                         tlb_ways=4, sample_every=7, method=method,
                         arch=Arch.ARM64 if method == Method.ARM64_TLBI else Arch.X86,
-                        init_on_alloc=seed % 2 == 1)
+                        init_on_alloc=seed % 2 == 1, nofragment=seed in (2, 4))
         for mix in ("mixed", "pathological"):
             wl = asi.make_workload(mix, 800, seed, 256, occupancy=occupancy, pressure=pressure,
                                    cpus=3, unmovable_sensitive=0.3 if mix == "mixed" else None,
@@ -527,7 +528,7 @@ def test_options_match_twin_on_random_streams(policy, rank, zeroing, conversion)
                         pageblock_order=3, cpus=3, touches_per_op=2, worker_interval_ns=7000,
                         target_free_mapped_pages=12, tlb_entries=16, tlb_ways=4, sample_every=7,
                         flush_rank=rank, zeroing=zeroing, conversion=conversion,
-                        reclaim_batch_pages=8, init_on_alloc=seed == 5)
+                        reclaim_batch_pages=8, init_on_alloc=seed == 5, nofragment=seed == 6)
         for wl in (_slow_stream("mixed", seed, 256, 3), _slow_stream("pathological", seed, 256, 3),
                    _phased_stream(seed, 2500)):
             mix = int(wl.kind.shape[0])

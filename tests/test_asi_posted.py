@@ -135,3 +135,20 @@ def test_phased_stream_swings_the_nonsensitive_share():
     fa = flat.kind == 0
     fph = (flat.ref[fa] // 2000) % 2
     assert abs((1 - flat.sens[fa])[fph == 0].mean() - (1 - flat.sens[fa])[fph == 1].mean()) < 0.03
+
+
+def test_nofragment_tries_the_asi_unmap_before_a_partial_steal():
+    # alloc_flags_nofragment: ALLOC_NOFRAGMENT on the fast path (ZONE_NORMAL with ZONE_DMA32
+    # populated); rmqueue_buddy runs __rmqueue_asi_unmap after the first __rmqueue fails, and
+    # get_page_from_freelist retries without ALLOC_NOFRAGMENT only after that
+    ops = ([("a", 0, 0, 0, U)]                          # pageblocks 0-1 nonsensitive
+           + [("a", i, 0, 1, M) for i in range(1, 9)]   # movable fills pageblocks 2-3
+           + [("f", 0), ("f", 2), ("f", 3)]             # pageblocks 0-1 free; 2 partly free
+           + [("a", 9, 0, 1, U)])                       # sensitive unmovable
+    plain = asi.simulate(_small(Policy.TRACKED), _wl(ops))
+    nofrag = asi.simulate(_small(Policy.TRACKED, nofragment=True), _wl(ops))
+    # without it, the unmovable request steals a free page of the partly free movable
+    # pageblock (no shootdown); with it, a whole free nonsensitive block is unmapped first
+    assert plain.counts.asi_unmap_allocs == 0 and plain.counts.flushes == 0
+    assert nofrag.counts.asi_unmap_allocs == 1 and nofrag.counts.flushes == 1
+    assert nofrag.counts.violations == plain.counts.violations == 0

@@ -270,11 +270,15 @@ class NaiveAsi:
         return ns, lo, hi
 
     # ---- the slow path of sensitive allocations ------------------------------------------------
-    def _own_alloc(self, order, mt):
+    def _own_alloc(self, order, mt, min_order=None):
+        """Own-sensitivity allocation: both ALLOC_NOFRAGMENT passes, or with ``min_order``
+        one pass with that fallback floor."""
         full = self.b.fallbacks
         self.b.fallbacks = self.own_fb
         try:
-            return self.b.alloc_pages(order, mt)
+            if min_order is None:
+                return self.b.alloc_pages(order, mt)
+            return self.b.alloc_min(order, mt, min_order)
         finally:
             self.b.fallbacks = full
 
@@ -403,7 +407,7 @@ class NaiveAsi:
                     pfn, c = self._asi_unmap(order, mt, cpu)
                     ns += c
                 else:
-                    pfn = self.b.alloc_pages(order, mt)
+                    pfn = self.b.alloc_min(order, mt, order)
                 if pfn >= 0:
                     self.c["slow_flush_allocs"] += 1
                     return pfn, ns
@@ -415,7 +419,7 @@ class NaiveAsi:
                 if c > 0:
                     self.bursts.append((t, c, int(asi.BurstSource.COMPACTION), 0))
                 if ok:
-                    pfn = self._own_alloc(order, mt)
+                    pfn = self._own_alloc(order, mt, order)
                     if pfn >= 0:
                         self.c["compact_allocs"] += 1
                         return pfn, ns
@@ -428,7 +432,7 @@ class NaiveAsi:
                         break
                     rns += c
                     rpages += pages
-                    pfn = self._own_alloc(order, mt)
+                    pfn = self._own_alloc(order, mt, order)
                     if pfn >= 0:
                         break
                 if rpages:
@@ -455,9 +459,12 @@ class NaiveAsi:
                 pfn, s = self._slowpath(order, mt, cpu, t)
                 lat += s
         elif self.posted and sens:
-            pfn = self._own_alloc(order, mt)
+            nofrag = self.cfg.nofragment
+            pfn = self._own_alloc(order, mt, self.pb if nofrag else order)
             if pfn < 0:
                 pfn, unmap_ns = self._asi_unmap(order, mt, cpu)
+            if pfn < 0 and nofrag:
+                pfn = self._own_alloc(order, mt, order)
         elif self.posted:
             pfn = self.b.alloc_min(order, mt, self.pb)
         else:

@@ -11,7 +11,7 @@ from ...engine import (alloc_block, convert_pageblock, entry_span, FLAG_GLOBAL, 
     TLB_L1D, TLB_L1I, TLB_L2, tlb_translate, xorshift64)
 from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_RECLAIM, _C_UNMAP,
     _C_WAKE, _C_ZERO, _K_RECLAIM, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
-    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_POSTED, _P_LRU, _P_MAXID, _P_NBURST, _P_NEXT_WORKER,
+    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_NOFRAG, _P_LAZY, _P_POSTED, _P_LRU, _P_MAXID, _P_NBURST, _P_NEXT_WORKER,
     _P_NS_N, _P_OP_NS, _P_PAGE_SHIFT, _P_PB_ORDER, _P_PHYSMAP, _P_POLICY, _P_QN, _P_QPAGES,
     _P_RANK, _P_RECLAIM_BATCH, _P_SAMPLE, _P_TARGET, _P_TOUCHES, _P_TRACKED, _P_WORKER_BATCH,
     _P_WORKER_NS, _R_BLOCK, _R_NONE, _R_TABLE, AsiEvent, BurstSource, F_DIRTY, F_MAPPED, F_QUEUED,
@@ -574,7 +574,9 @@ def _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu):
 def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
     """The slow path of a sensitive allocation whose own-sensitivity fast path failed:
     compaction, reclaim and the cross-sensitivity fallback in the order of the flush rank
-    (position of the fallback among the three: rank - 1). Returns (pfn or -1, ns)."""
+    (position of the fallback among the three: rank - 1). The slow path's allocations have
+    no ``ALLOC_NOFRAGMENT`` (``gfp_to_alloc_flags`` does not set it). Returns (pfn or -1,
+    ns)."""
     ast.counts[AsiEvent.SLOWPATH_ENTRIES] += 1
     flush_at = ast.params[_P_RANK] - 1
     ns = 0
@@ -584,7 +586,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
                 pfn, c = _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu)
                 ns += c
             else:
-                pfn = alloc_block(bst, order, mt)  # the full fallbacks: convert, unmap
+                pfn = alloc_block_min(bst, order, mt, order)  # the full fallbacks: convert, unmap
             if pfn >= 0:
                 ast.counts[AsiEvent.SLOW_FLUSH_ALLOCS] += 1
                 return pfn, ns
@@ -596,7 +598,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
             if c > 0:
                 _burst(ast, t, c, BurstSource.COMPACTION, 0)
             if ok:
-                pfn = alloc_block(ast.own, order, mt)
+                pfn = alloc_block_min(ast.own, order, mt, order)
                 if pfn >= 0:
                     ast.counts[AsiEvent.COMPACT_ALLOCS] += 1
                     return pfn, ns
@@ -610,7 +612,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
                     break
                 rns += c
                 rpages += pages
-                pfn = alloc_block(ast.own, order, mt)
+                pfn = alloc_block_min(ast.own, order, mt, order)
                 if pfn >= 0:
                     break
             if rpages > 0:
@@ -646,9 +648,14 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
             pfn, s = _slowpath(bst, tst, ist, ast, order, mt, cpu, t)
             lat += s
     elif posted and sens:
-        pfn = alloc_block(ast.own, order, mt)
+        # rmqueue_buddy: __rmqueue (with ALLOC_NOFRAGMENT if set), then __rmqueue_asi_unmap;
+        # get_page_from_freelist retries both without ALLOC_NOFRAGMENT
+        nofrag = ast.params[_P_NOFRAG] != 0
+        pfn = alloc_block_min(ast.own, order, mt, ast.params[_P_PB_ORDER] if nofrag else order)
         if pfn < 0:
             pfn, unmap_ns = _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu)
+        if pfn < 0 and nofrag:
+            pfn = alloc_block_min(ast.own, order, mt, order)
     elif posted:
         pfn = alloc_block_min(bst, order, mt, ast.params[_P_PB_ORDER])
     else:

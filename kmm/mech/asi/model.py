@@ -211,6 +211,12 @@ class AsiConfig:
     init_on_alloc : every allocation's pages are zeroed when allocated (``want_init_on_alloc``
         in ``post_alloc_hook``), before ASI maps them: an ASI zeroing at allocation is then
         already done; zeroing at conversion is not
+    nofragment : ``ALLOC_NOFRAGMENT`` on the fast path (``alloc_flags_nofragment``: the
+        preferred zone is ZONE_NORMAL and ZONE_DMA32 is populated): first no steal below a
+        pageblock, then (``get_page_from_freelist``'s retry) without; with the posted
+        conversion a sensitive allocation tries ``__rmqueue_asi_unmap`` between the two
+        passes, as ``rmqueue_buddy`` runs it after the first; the slow path has no
+        ``ALLOC_NOFRAGMENT``
     reclaim_batch_pages : pages one direct reclaim round frees (``SWAP_CLUSTER_MAX``)
     worker_interval_ns, worker_batch_pages : RFC worker period and the queue size that
         wakes it early
@@ -247,6 +253,7 @@ class AsiConfig:
     conversion: Conversion = Conversion.POSTED
     arch: Arch = Arch.X86
     init_on_alloc: bool = False
+    nofragment: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "policy", Policy(self.policy))
@@ -256,8 +263,9 @@ class AsiConfig:
         object.__setattr__(self, "zeroing", Zeroing(self.zeroing))
         object.__setattr__(self, "conversion", Conversion(self.conversion))
         object.__setattr__(self, "arch", Arch(self.arch))
-        if not isinstance(self.init_on_alloc, bool):
-            raise ConfigError("must be true or false", "init_on_alloc")
+        for name in ("init_on_alloc", "nofragment"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError("must be true or false", name)
         if self.arch == Arch.X86:
             if self.method not in (eng.Method.X86_IPI, eng.Method.X86_INVLPGB):
                 raise ConfigError("x86 shoots down by IPI or INVLPGB", "method")
@@ -306,7 +314,8 @@ class AsiConfig:
         # boot: every pageblock MOVABLE; with tracked sensitivity, MOVABLE-sensitive (unmapped)
         return eng.BuddyConfig(pool_pages=self.pool_bytes >> g.page_shift, max_order=mo,
                                   pageblock_order=pb, table=table,
-                                  initial_type=int(eng.MigrateType.MOVABLE))
+                                  initial_type=int(eng.MigrateType.MOVABLE),
+                                  nofragment=self.nofragment)
 
 
 def tracked_migrate_table() -> eng.MigrateTable:
@@ -384,8 +393,8 @@ def own_sensitivity_fallbacks(fallbacks: np.ndarray) -> np.ndarray:
 (_P_POLICY, _P_PHYSMAP, _P_NPAGES, _P_PAGE_SHIFT, _P_PB_ORDER, _P_CPUS, _P_TARGET,
  _P_WORKER_NS, _P_WORKER_BATCH, _P_OP_NS, _P_CHECK, _P_BPL, _P_TOUCHES, _P_SAMPLE,
  _P_QN, _P_QPAGES, _P_FREE_MAPPED, _P_NEXT_WORKER, _P_NBURST, _P_NS_N, _P_TRACKED,
- _P_RANK, _P_LAZY, _P_RECLAIM_BATCH, _P_LRU, _P_MAXID, _P_POSTED, _P_INIT,
- _P_LEN) = range(29)
+ _P_RANK, _P_LAZY, _P_RECLAIM_BATCH, _P_LRU, _P_MAXID, _P_POSTED, _P_INIT, _P_NOFRAG,
+ _P_LEN) = range(30)
 (_C_ALLOC, _C_FREE, _C_MAP, _C_UNMAP, _C_ZERO, _C_PT, _C_ENQ, _C_WAKE, _C_MIGRATE, _C_RECLAIM,
  _C_LEN) = range(11)
 # live[] columns; _L_KIND bits
@@ -534,6 +543,7 @@ def build(config: AsiConfig, workload: Workload):
     params[_P_RECLAIM_BATCH] = config.reclaim_batch_pages
     params[_P_POSTED] = int(config.tracked and config.conversion == Conversion.POSTED)
     params[_P_INIT] = int(config.init_on_alloc)
+    params[_P_NOFRAG] = int(config.nofragment)
     scale = 1 << (g.page_shift - 12)  # zeroing and copying scale with page size
     k = config.costs
     cost = np.array([k.alloc_base_ns, k.free_base_ns, k.map_page_ns, k.unmap_page_ns,

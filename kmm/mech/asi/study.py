@@ -23,7 +23,7 @@ from .workload import make_workload, MIXES, Workload
 #: published scenario is params/asi.yaml).
 DEFAULTS: dict = {"seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, "pressure": 0.3,
     "cpus": 8, "arch": "x86", "granule": "4K", "method": "x86_ipi", "physmap": "on_demand",
-    "unmovable_sensitive": 0.3, "init_on_alloc": True, "a6_phase_allocs": 1000,
+    "unmovable_sensitive": 0.3, "init_on_alloc": True, "nofragment": True, "a6_phase_allocs": 1000,
     "a6_phase_skew": 4.0,
     "worker_interval_ns": 1000000, "worker_batch_pages": 512, "op_interval_ns": 1000,
     "touches_per_op": 1, "tlb_entries": 512, "tlb_ways": 4, "alloc_base_ns": 150.0,
@@ -106,8 +106,9 @@ def check_params(params: dict) -> dict:
     check_choice("method", p["method"], _METHODS)
     check_choice("arch", p["arch"], _ARCHES)
     check_float("unmovable_sensitive", p["unmovable_sensitive"], lo=0.0, hi=1.0)
-    if not isinstance(p["init_on_alloc"], bool):
-        raise ConfigError("must be true or false", "init_on_alloc")
+    for name in ("init_on_alloc", "nofragment"):
+        if not isinstance(p[name], bool):
+            raise ConfigError("must be true or false", name)
     check_int("a6_phase_allocs", p["a6_phase_allocs"], lo=0)
     check_float("a6_phase_skew", p["a6_phase_skew"], lo=1.0, hi=1000.0)
     check_choice("physmap", p["physmap"], _PHYSMAPS)
@@ -136,6 +137,7 @@ def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
     inv_costs = eng.InvalidationCosts(**{k: float(p[k]) for k in _INV_COSTS})
     kw = dict(policy=policy, physmap=_PHYSMAPS[p["physmap"]], granule=p["granule"],
               arch=_ARCHES[p["arch"]], init_on_alloc=bool(p["init_on_alloc"]),
+              nofragment=bool(p["nofragment"]),
               pool_bytes=int(p["pool_mib"]) << 20, cpus=int(p["cpus"]),
               method=_METHODS[p["method"]], costs=costs, inval_costs=inv_costs,
               worker_interval_ns=int(p["worker_interval_ns"]),
