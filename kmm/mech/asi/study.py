@@ -23,7 +23,7 @@ from .workload import make_workload, MIXES, Workload
 #: published scenario is params/asi.yaml).
 DEFAULTS: dict = {"seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, "pressure": 0.3,
     "cpus": 8, "arch": "x86", "granule": "4K", "method": "x86_ipi", "physmap": "on_demand",
-    "unmovable_sensitive": 0.3, "init_on_alloc": True, "nofragment": True, "a6_phase_allocs": 1000,
+    "unmovable_sensitive": 0.3, "init_on_alloc": True, "nofragment": True, "a6_phases": 10,
     "a6_phase_skew": 4.0,
     "worker_interval_ns": 1000000, "worker_batch_pages": 512, "op_interval_ns": 1000,
     "touches_per_op": 1, "tlb_entries": 512, "tlb_ways": 4, "alloc_base_ns": 150.0,
@@ -109,7 +109,7 @@ def check_params(params: dict) -> dict:
     for name in ("init_on_alloc", "nofragment"):
         if not isinstance(p[name], bool):
             raise ConfigError("must be true or false", name)
-    check_int("a6_phase_allocs", p["a6_phase_allocs"], lo=0)
+    check_int("a6_phases", p["a6_phases"], lo=0)
     check_float("a6_phase_skew", p["a6_phase_skew"], lo=1.0, hi=1000.0)
     check_choice("physmap", p["physmap"], _PHYSMAPS)
     check_int("allocs", p["allocs"], lo=100)
@@ -153,15 +153,16 @@ def workload_for(p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None,
                  phases: bool = False) -> Workload:
     """The stream of mix ``mix`` sized for ``cfg``'s pool; the mixed stream draws unmovable
     allocations sensitive with probability ``unmovable_sensitive``; with ``phases``, it
-    alternates nonsensitive- and sensitive-heavy phases (``a6_phase_allocs``,
-    ``a6_phase_skew``)."""
+    alternates ``a6_phases`` nonsensitive- and sensitive-heavy phases (``a6_phase_skew``)."""
     g = cfg.geometry
     mixed = mix == "mixed"
+    n = int(allocs or p["allocs"])
+    nph = int(p["a6_phases"])
     return make_workload(mix, int(allocs or p["allocs"]), int(p["seed"]),
                          cfg.pool_bytes >> g.page_shift, g.page_shift,
                          float(p["occupancy"]), float(p["pressure"]), cfg.cpus,
                          unmovable_sensitive=float(p["unmovable_sensitive"]) if mixed else None,
-                         phase_allocs=int(p["a6_phase_allocs"]) if phases else 0,
+                         phase_allocs=max(1, n // nph) if phases and nph > 0 else 0,
                          phase_skew=float(p["a6_phase_skew"]) if phases else 1.0)
 
 
@@ -263,7 +264,7 @@ def _target_pages(p: dict, cfg: AsiConfig) -> list[int]:
 
 def target_sweep(p: dict, allocs: int | None = None):
     """Policy 3 over the free-mapped target (claim A6) on the mixed stream in phases
-    (``a6_phase_allocs`` allocations each, nonsensitive- and sensitive-heavy in turn by
+    (``a6_phases`` of them, nonsensitive- and sensitive-heavy in turn by
     ``a6_phase_skew``): the free nonsensitive pages a nonsensitive phase leaves are what
     the target returns to sensitive before the next sensitive phase wants them. A polars
     frame, one row per target."""
@@ -413,7 +414,7 @@ def evaluate(p: dict, allocs: int | None = None, slowpath: bool = False,
         slow, out["slow_runs"] = slowpath_compare(p, allocs)
         out["slow"] = slow
     out["notes"] = notes(runs, targets, slow)
-    out["notes"]["a6_phase_allocs"] = int(p["a6_phase_allocs"])
+    out["notes"]["a6_phases"] = int(p["a6_phases"])
     return out
 
 
@@ -586,8 +587,8 @@ def explanations(ev: dict, nt: dict) -> dict:
         "A6": (f"Total ASI work is lowest at a target of {best} free mapped pages and within 1 % "
                f"of that minimum for targets {lo}-{hi}; at target 0 it is "
                f"{nt['a6_cost_at_zero'] / 1e6:.1f} ms against {nt['a6_cost_min'] / 1e6:.1f} ms, "
-               f"on a stream whose nonsensitive share swings between phases of "
-               f"{nt.get('a6_phase_allocs', 0)} allocations. Shootdowns at target 0, at the "
+               f"on a stream whose nonsensitive share swings over "
+               f"{nt.get('a6_phases', 0)} phases. Shootdowns at target 0, at the "
                f"minimum and at the largest target: "
                + ", ".join(f"{x:.0f}" for x in nt.get("a6_shootdowns", ()))
                + "; pageblocks the target worker returned to sensitive: "
