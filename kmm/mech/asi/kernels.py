@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...buddy import alloc_block_min, split_allocated
-from ...engine import (alloc_block, convert_pageblock, entry_span, FLAG_GLOBAL, flush_kernel_range,
-    free_block, HOST_VMID, KIND_LOAD, MT_MOVABLE, njit, pool_pages, structure_entries, tlb_cpus,
-    TLB_L1D, TLB_L1I, TLB_L2, tlb_translate, xorshift64)
+from ...engine import (alloc_block, alloc_block_min, convert_pageblock, entry_span, FLAG_GLOBAL,
+    flush_kernel_range, free_block, HOST_VMID, KIND_LOAD, MT_MOVABLE, njit, pool_pages,
+    split_allocated, structure_entries, tlb_cpus, TLB_L1D, TLB_L1I, TLB_L2, tlb_translate,
+    xorshift64)
 from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_RECLAIM, _C_UNMAP,
     _C_WAKE, _C_ZERO, _K_RECLAIM, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
-    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_NOFRAG, _P_LAZY, _P_POSTED, _P_LRU, _P_MAXID, _P_NBURST, _P_NEXT_WORKER,
+    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_LRU, _P_MAXID, _P_NBURST,
+    _P_NEXT_WORKER, _P_NOFRAG, _P_POSTED,
     _P_NS_N, _P_OP_NS, _P_PAGE_SHIFT, _P_PB_ORDER, _P_PHYSMAP, _P_POLICY, _P_QN, _P_QPAGES,
     _P_RANK, _P_RECLAIM_BATCH, _P_SAMPLE, _P_TARGET, _P_TOUCHES, _P_TRACKED, _P_WORKER_BATCH,
     _P_WORKER_NS, _R_BLOCK, _R_NONE, _R_TABLE, AsiEvent, BurstSource, F_DIRTY, F_MAPPED, F_QUEUED,
