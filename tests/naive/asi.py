@@ -595,6 +595,7 @@ class NaiveAsi:
                     self.next_worker = t + cfg.worker_interval_ns
                 elif due:
                     self.next_worker = t + cfg.worker_interval_ns
+            self.c["free_mapped_peak"] = max(self.c["free_mapped_peak"], self.free_mapped)
             if i % cfg.sample_every == 0:
                 full = 1 << self.pb
                 self.c["mixed_pageblock_sum"] += sum(1 for m in self.rmapped if 0 < m < full)

@@ -825,6 +825,8 @@ def run_stream(bst, tst, ist, ast, wl):
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
             elif due:
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
+        if ast.params[_P_FREE_MAPPED] > ast.counts[AsiEvent.FREE_MAPPED_PEAK]:
+            ast.counts[AsiEvent.FREE_MAPPED_PEAK] = ast.params[_P_FREE_MAPPED]
         if ast.params[_P_CHECK] != 0:
             ast.counts[AsiEvent.VIOLATIONS] += check_invariant(bst, tst, ast)
         if i % ast.params[_P_SAMPLE] == 0:

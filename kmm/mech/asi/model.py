@@ -119,6 +119,7 @@ class AsiEvent(IntEnum):
     INIT_ZERO_NS = 47
     ZERO_BY_INIT = 48        # ASI zeroing an allocation needed that init_on_alloc did anyway
     ASI_UNMAP_ALLOCS = 49    # sensitive allocations served by __rmqueue_asi_unmap (posted)
+    FREE_MAPPED_PEAK = 50    # most free pages mapped in the restricted physmap after any operation
 
 
 class BurstSource(IntEnum):
@@ -496,6 +497,8 @@ class AsiRun:
             "init_zeroed": float(c.init_zeroed),
             "zero_by_init": float(c.zero_by_init),
             "asi_unmap_allocs": float(c.asi_unmap_allocs),
+            "free_mapped_peak": float(c.free_mapped_peak),
+            "target_conversions": float(c.target_conversions),
             # all ASI work: allocation and free paths, worker, remote CPUs' IPI handlers
             "total_asi_ns": float(c.alloc_ns - c.allocs * round(self.config.costs.alloc_base_ns)
                                   + c.free_ns - c.frees * round(self.config.costs.free_base_ns)

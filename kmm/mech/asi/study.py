@@ -254,25 +254,27 @@ def slowpath_cost_sweep(p: dict, allocs: int | None = None):
     return pl.DataFrame(rows)
 
 
-def _target_pages(p: dict, cfg: AsiConfig) -> list[int]:
-    """Free-mapped targets: evenly spaced from 0 to the pool's expected free pages."""
-    pages = cfg.pool_bytes >> cfg.geometry.page_shift
-    free = (1.0 - float(p["occupancy"])) * pages
+def _target_pages(p: dict, peak: int) -> list[int]:
+    """Free-mapped targets: evenly spaced from 0 to ``peak``, the most free pages policy 2
+    (no target) kept mapped on the same stream; a target at or above it never binds, so
+    the largest target is policy 2 itself."""
     n = int(p["target_points"])
-    return [int(round(free * k / (n - 1))) for k in range(n)]
+    return [int(round(peak * k / (n - 1))) for k in range(n)]
 
 
 def target_sweep(p: dict, allocs: int | None = None):
     """Policy 3 over the free-mapped target (claim A6) on the mixed stream in phases
     (``a6_phases`` of them, nonsensitive- and sensitive-heavy in turn by
     ``a6_phase_skew``): the free nonsensitive pages a nonsensitive phase leaves are what
-    the target returns to sensitive before the next sensitive phase wants them. A polars
-    frame, one row per target."""
+    the target returns to sensitive before the next sensitive phase wants them. Targets
+    from 0 to the most free pages policy 2 kept mapped on that stream. A polars frame, one
+    row per target."""
     import polars as pl
     rows = []
     base = config_for(p, Policy.TRACKED_TARGET)
     wl = workload_for(p, "mixed", base, allocs, phases=True)
-    for t in _target_pages(p, base):
+    peak = int(simulate(config_for(p, Policy.TRACKED), wl).counts.free_mapped_peak)
+    for t in _target_pages(p, peak):
         m = simulate(config_for(p, Policy.TRACKED_TARGET, target_free_mapped_pages=t), wl).metrics()
         rows.append({"target_pages": t, **m})
     return pl.DataFrame(rows)
@@ -485,10 +487,10 @@ def notes(runs: dict, targets, slow=None) -> dict:
     out["a6_near_min"] = (min(near), max(near))
     out["a6_cost_at_zero"] = float(cost[0])
     out["a6_cost_min"] = float(cost.min())
+    out["a6_peak"] = float(tp[-1])
     for key in ("shootdowns", "asi_unmap_allocs", "target_conversions"):
-        if key in targets.columns:
-            col = targets[key].to_list()
-            out[f"a6_{key}"] = (float(col[0]), float(col[int(np.argmin(cost))]), float(col[-1]))
+        col = targets[key].to_list()
+        out[f"a6_{key}"] = (float(col[0]), float(col[int(np.argmin(cost))]), float(col[-1]))
     return out
 
 
@@ -595,8 +597,12 @@ def explanations(ev: dict, nt: dict) -> dict:
                + ", ".join(f"{x:.0f}" for x in nt.get("a6_target_conversions", ()))
                + "; sensitive allocations that took a free nonsensitive block in line (unmap, "
                  "shoot down): " + ", ".join(f"{x:.0f}" for x in nt.get("a6_asi_unmap_allocs", ()))
-               + ". A low target has the worker unmap pageblocks that the next nonsensitive "
-                 "allocations map (and zero) again."),
+               + ". At a low target the worker returns pageblocks to sensitive while "
+                 "nonsensitive allocations still live in them; their pages, freed later, lie "
+                 "mapped on sensitive free lists, and each sensitive allocation that takes one "
+                 "shoots it down in line. Targets run from 0 to the most free pages policy 2 "
+                 "(no target) kept mapped on this stream, "
+               + f"{nt.get('a6_peak', 0):.0f}."),
         "A7": (f"While allocating, the RFC's on-demand restricted physmap allocated "
                f"{e['A7']['pt_allocs_rfc']:.0f} page-table pages and the synced one "
                f"{e['A7']['pt_allocs_synced']:.0f}, its tables being built at boot; with block "
