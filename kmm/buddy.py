@@ -534,6 +534,44 @@ def alloc_pages(st, order, mt):
 
 
 @_kernel
+def alloc_block_min(st, order, mt, min_order):
+    """Allocate like :func:`alloc_pages`, but steal from a fallback type only free blocks of
+    at least ``min_order`` (one ``__rmqueue`` pass with that floor, no ``ALLOC_NOFRAGMENT``
+    retry below it): with ``min_order`` = pageblock_order, only whole free pageblocks change
+    type, as the ASI page-allocator RFC's ``find_suitable_fallback`` allows for its
+    nonsensitive type. Its pfn, or -1."""
+    st.ev[0] = 0
+    pfn = _rmqueue(st, order, mt, max(order, min_order))
+    if pfn < 0:
+        st.counts[4] += 1  # FAILURES
+        return -1
+    st.alloc_order[pfn] = order
+    st.alloc_mt[pfn] = mt
+    st.counts[0] += 1
+    st.counts[1] += 1 << order
+    return pfn
+
+
+@_kernel
+def split_allocated(st, pfn, order, keep_order):
+    """Keep the first ``1 << keep_order`` pages of the allocated block of ``order`` at
+    ``pfn`` and free the rest, one block per order from ``keep_order`` up (each through
+    ``__free_one_page`` as its pageblock's type), as ``__rmqueue_asi_unmap`` returns the
+    remainder of the block it took. False if no allocated block of that order starts there.
+    The remainder is not counted as a free of the caller's."""
+    if pfn < 0 or pfn >= st.params[_P_NPAGES] or st.alloc_order[pfn] != order \
+            or keep_order > order:
+        return False
+    st.alloc_order[pfn] = keep_order
+    pb_order = st.params[_P_PB_ORDER]
+    for i in range(keep_order, order):
+        q = pfn + (1 << i)
+        _merge_and_list(st, q, i, st.pb_mt[q >> pb_order])
+    st.counts[1] -= (1 << order) - (1 << keep_order)  # ALLOC_PAGES: pages handed out
+    return True
+
+
+@_kernel
 def convert_pageblock(st, pb, mt):
     """Give pageblock ``pb`` type ``mt`` and move its free blocks to ``mt``'s lists
     (``move_freepages_block`` + ``set_pageblock_migratetype``, as pageblock isolation does).

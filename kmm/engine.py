@@ -37,8 +37,9 @@ from __future__ import annotations
 
 from ._jit import njit
 from .buddy import (Buddy, BuddyConfig, BuddyEvent, BuddyState, MigrateTable, MigrateType,
-                    alloc_block, alloc_pages, convert_pageblock, free_block, free_pages,
-                    kernel_migrate_table, pageblock_order, pool_pages)
+                    alloc_block, alloc_block_min, alloc_pages, convert_pageblock, free_block,
+                    free_pages, kernel_migrate_table, pageblock_order, pool_pages,
+                    split_allocated)
 from .cache import (CacheConfig, CacheEvent, CacheLevelConfig, Caches, CacheState, Level,
                     Served, Source, cache_access, simulate_cache)
 from .geometry import GRANULES, GiB, KiB, MiB, Geometry, arm64, stage2, x86_64
@@ -117,7 +118,8 @@ __all__ = [
     # page allocator
     "Buddy", "BuddyConfig", "BuddyState", "BuddyEvent", "MigrateType", "MigrateTable",
     "kernel_migrate_table", "alloc_pages", "free_pages", "alloc_block", "free_block",
-    "convert_pageblock", "pool_pages", "pageblock_order", "MT_UNMOVABLE", "MT_MOVABLE",
+    "convert_pageblock", "alloc_block_min", "split_allocated", "pool_pages",
+    "pageblock_order", "MT_UNMOVABLE", "MT_MOVABLE",
     "MT_RECLAIMABLE",
     # replacement policies and randomness
     "Replacement", "xorshift64", "next_random",

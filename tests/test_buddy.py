@@ -420,3 +420,53 @@ def test_leaving_an_unmergeable_type_merges_a_free_pageblock_with_its_buddy():
     assert k.free_blocks() == tw.free_blocks() == [(0, 2, 0)]
     assert k.counters.as_dict() == tw.c
     assert k.counters.frees == 1   # the put-back is not a free
+
+
+def test_alloc_block_min_steals_only_blocks_of_the_floor_hand_worked():
+    # the ASI page-allocator RFC (patch 10/11, find_suitable_fallback): a type whose fallback
+    # may only take whole free pageblocks; 16 pages, pageblocks of 4, all MOVABLE at boot
+    cfg = BuddyConfig(pool_pages=16, max_order=3, pageblock_order=2)
+    st = cfg.build()
+    # fill pageblocks 0-3 with one movable page each (pages 0, 4, 8, 12)
+    live = [buddy.alloc_block(st, 0, M) for _ in range(16)]
+    for p in live:
+        if p % 4:
+            buddy.free_block(st, p, 0)
+    # no free block of a pageblock or more: an unmovable request with floor pageblock_order
+    # finds nothing, where the ordinary path steals a partial pageblock
+    assert buddy.alloc_block_min(st, 0, U, 2) == -1
+    assert st.ev[0] == 0 and st.pb_mt.tolist() == [M] * 4
+    assert buddy.alloc_block(st, 0, U) >= 0 and st.ev[0] == 1
+    # free pageblock 3 entirely: the floored request takes the whole pageblock over
+    st = cfg.build()
+    live = [buddy.alloc_block(st, 0, M) for _ in range(16)]
+    for p in live:
+        if p % 4 or p == 12:
+            buddy.free_block(st, p, 0)
+    assert buddy.alloc_block_min(st, 0, U, 2) == 12
+    assert st.pb_mt.tolist() == [M, M, M, U] and st.ev[0] == 1
+    # the twin agrees
+    nb = NaiveBuddy(cfg)
+    for p in [nb.alloc_pages(0, M) for _ in range(16)]:
+        if p % 4 or p == 12:
+            nb.free_pages(p, 0)
+    assert nb.alloc_min(0, U, 2) == 12 and nb.pb == [M, M, M, U]
+
+
+def test_split_allocated_frees_the_remainder_hand_worked():
+    # __rmqueue_asi_unmap: allocate a whole block, keep 1 << order pages, free the rest
+    # one block per order (each as its pageblock's type)
+    cfg = BuddyConfig(pool_pages=8, max_order=3, pageblock_order=2)
+    st = cfg.build()
+    assert buddy.alloc_block(st, 3, M) == 0
+    assert not buddy.split_allocated(st, 0, 2, 0)    # no order-2 block there
+    assert buddy.split_allocated(st, 0, 3, 0)
+    assert int(st.alloc_order[0]) == 0
+    free = sorted((p, int(st.free_order[p])) for p in range(8) if st.free_order[p] >= 0)
+    assert free == [(1, 0), (2, 1), (4, 2)]
+    assert int(st.counts[buddy.BuddyEvent.ALLOC_PAGES]) == 1
+    assert buddy.free_block(st, 0, 0)                 # merges back to one order-3 block
+    assert [(p, int(st.free_order[p])) for p in range(8) if st.free_order[p] >= 0] == [(0, 3)]
+    nb = NaiveBuddy(cfg)
+    assert nb.alloc_pages(3, M) == 0 and nb.split_allocated(0, 3, 0)
+    assert sorted((p, o) for p, (o, _mt) in nb.free.items()) == [(1, 0), (2, 1), (4, 2)]

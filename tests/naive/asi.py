@@ -10,7 +10,7 @@ from naive.invalidate import NaiveInvalidator
 
 from kmm.invalidate import InvalidationConfig
 from kmm.mech import asi
-from kmm.mech.asi import FlushRank, Physmap, Policy, Zeroing
+from kmm.mech.asi import Conversion, FlushRank, Physmap, Policy, Zeroing
 
 F_MAPPED, F_DIRTY, F_SENS = asi.F_MAPPED, asi.F_DIRTY, asi.F_SENS
 F_UNMAPPED_NS, F_QUEUED, F_ZERO_DEFERRED = asi.F_UNMAPPED_NS, asi.F_QUEUED, asi.F_ZERO_DEFERRED
@@ -50,6 +50,8 @@ class NaiveAsi:
         self.tracked = cfg.policy in (Policy.TRACKED, Policy.TRACKED_TARGET)
         self.rank = cfg.flush_rank
         self.lazy = cfg.zeroing == Zeroing.LAZY
+        self.posted = self.tracked and cfg.conversion == Conversion.POSTED
+        self.init = cfg.init_on_alloc
         # sensitive types keep only their own-sensitivity fallbacks
         self.own_fb = [[f for f in fb if f < 3] if mt < 3 else list(fb)
                        for mt, fb in enumerate(self.b.fallbacks)]
@@ -96,7 +98,7 @@ class NaiveAsi:
     def _regions(self, pfn, n):
         return sum(self._region(r) for r in range(pfn >> self.pb, ((pfn + n - 1) >> self.pb) + 1))
 
-    def _map(self, pfn, n, upd):
+    def _map(self, pfn, n, upd, at_alloc=False):
         ns = was = 0
         for p in range(pfn, pfn + n):
             f = self.flags[p]
@@ -104,9 +106,12 @@ class NaiveAsi:
                 was += 1
                 continue
             if f & F_DIRTY:
-                ns += self.k["zero"]
-                self.c["pages_zeroed"] += 1
-                self.c["zero_ns"] += self.k["zero"]
+                if at_alloc and self.init:
+                    self.c["zero_by_init"] += 1
+                else:
+                    ns += self.k["zero"]
+                    self.c["pages_zeroed"] += 1
+                    self.c["zero_ns"] += self.k["zero"]
                 if f & F_ZERO_DEFERRED:
                     self.c["zeroed_deferred"] += 1
                 f &= ~(F_DIRTY | F_ZERO_DEFERRED)
@@ -265,11 +270,15 @@ class NaiveAsi:
         return ns, lo, hi
 
     # ---- the slow path of sensitive allocations ------------------------------------------------
-    def _own_alloc(self, order, mt):
+    def _own_alloc(self, order, mt, min_order=None):
+        """Own-sensitivity allocation: both ALLOC_NOFRAGMENT passes, or with ``min_order``
+        one pass with that fallback floor."""
         full = self.b.fallbacks
         self.b.fallbacks = self.own_fb
         try:
-            return self.b.alloc_pages(order, mt)
+            if min_order is None:
+                return self.b.alloc_pages(order, mt)
+            return self.b.alloc_min(order, mt, min_order)
         finally:
             self.b.fallbacks = full
 
@@ -357,6 +366,35 @@ class NaiveAsi:
         self.c["direct_reclaim_ns"] += ns
         return ns, pages
 
+    def _asi_unmap(self, order, mt, cpu):
+        """__rmqueue_asi_unmap: a whole free nonsensitive block, unmapped, shot down,
+        retyped, its remainder freed."""
+        big = max(order, self.pb)
+        full = self.b.fallbacks
+        self.b.fallbacks = [[] for _ in full]
+        try:
+            pfn = self.b.alloc_pages(big, 3)
+        finally:
+            self.b.fallbacks = full
+        if pfn < 0:
+            return -1, 0
+        n = 1 << big
+        ns, k = self._unmap(pfn, n, False)
+        self.free_mapped -= k
+        for q in range(pfn, pfn + n):
+            if self.flags[q] & F_ZERO_DEFERRED:
+                self.c["deferred_dropped"] += 1
+                self.flags[q] &= ~F_ZERO_DEFERRED
+        if k:
+            ns += self._shootdown(cpu, pfn, pfn + n)
+        for b in range(pfn >> self.pb, (pfn + n) >> self.pb):
+            self.b.convert_pageblock(b, mt)
+            self.c["to_sensitive"] += 1
+            ns += self._region(b)
+        self.b.split_allocated(pfn, big, order)
+        self.c["asi_unmap_allocs"] += 1
+        return pfn, ns
+
     def _slowpath(self, order, mt, cpu, t):
         self.c["slowpath_entries"] += 1
         steps = {FlushRank.FIRST: ("flush", "compact", "reclaim"),
@@ -365,7 +403,11 @@ class NaiveAsi:
         ns = 0
         for step in steps:
             if step == "flush":
-                pfn = self.b.alloc_pages(order, mt)
+                if self.posted:
+                    pfn, c = self._asi_unmap(order, mt, cpu)
+                    ns += c
+                else:
+                    pfn = self.b.alloc_min(order, mt, order)
                 if pfn >= 0:
                     self.c["slow_flush_allocs"] += 1
                     return pfn, ns
@@ -377,7 +419,7 @@ class NaiveAsi:
                 if c > 0:
                     self.bursts.append((t, c, int(asi.BurstSource.COMPACTION), 0))
                 if ok:
-                    pfn = self._own_alloc(order, mt)
+                    pfn = self._own_alloc(order, mt, order)
                     if pfn >= 0:
                         self.c["compact_allocs"] += 1
                         return pfn, ns
@@ -390,7 +432,7 @@ class NaiveAsi:
                         break
                     rns += c
                     rpages += pages
-                    pfn = self._own_alloc(order, mt)
+                    pfn = self._own_alloc(order, mt, order)
                     if pfn >= 0:
                         break
                 if rpages:
@@ -405,13 +447,26 @@ class NaiveAsi:
         wl, pol = self.wl, self.cfg.policy
         ident, order, sens = int(wl.ref[i]), int(wl.order[i]), bool(wl.sens[i])
         cpu, mt = int(wl.cpu[i]), int(wl.mob[i]) + (3 if self.tracked and not sens else 0)
+        if self.posted and not sens:
+            mt = 3
         lat = self.k["alloc"]
         self.maxid = max(self.maxid, ident + 1)
+        unmap_ns = 0
+        u0 = self.c["asi_unmap_allocs"]
         if self.tracked and sens and self.rank != FlushRank.FAST_PATH:
             pfn = self._own_alloc(order, mt)
             if pfn < 0:
                 pfn, s = self._slowpath(order, mt, cpu, t)
                 lat += s
+        elif self.posted and sens:
+            nofrag = self.cfg.nofragment
+            pfn = self._own_alloc(order, mt, self.pb if nofrag else order)
+            if pfn < 0:
+                pfn, unmap_ns = self._asi_unmap(order, mt, cpu)
+            if pfn < 0 and nofrag:
+                pfn = self._own_alloc(order, mt, order)
+        elif self.posted:
+            pfn = self.b.alloc_min(order, mt, self.pb)
         else:
             pfn = self.b.alloc_pages(order, mt)
         if pfn < 0 and pol in (Policy.RFC, Policy.SYNC_FLUSH) and self.queue:
@@ -431,12 +486,18 @@ class NaiveAsi:
         self.live[ident] = (pfn, order)
         self.kind[ident] = (sens, bool(wl.reclaim[i]))
         self.owner[pfn] = ident
+        if self.init:
+            lat += n * self.k["zero"]
+            self.c["init_zeroed"] += n
+            self.c["init_zero_ns"] += n * self.k["zero"]
         if pol == Policy.NONE:
             self.lat[ident] = lat
             self.c["alloc_ns"] += lat
             return
-        conv = list(self.b.conversions) if self.tracked else []
+        conv = (list(self.b.conversions)
+                if self.tracked and self.c["asi_unmap_allocs"] == u0 else [])
         c, lo, hi = self._convert(conv) if conv else (0, self.n, -1)
+        c += unmap_ns
         k = 0
         if sens:
             u, k = self._unmap(pfn, n, False)
@@ -444,7 +505,7 @@ class NaiveAsi:
             lat += u
             self._mark_sensitive(pfn, n)
         else:
-            m, was = self._map(pfn, n, False)
+            m, was = self._map(pfn, n, False, at_alloc=True)
             self.free_mapped -= was
             lat += m
         for b, _old in conv:
@@ -534,6 +595,7 @@ class NaiveAsi:
                     self.next_worker = t + cfg.worker_interval_ns
                 elif due:
                     self.next_worker = t + cfg.worker_interval_ns
+            self.c["free_mapped_peak"] = max(self.c["free_mapped_peak"], self.free_mapped)
             if i % cfg.sample_every == 0:
                 full = 1 << self.pb
                 self.c["mixed_pageblock_sum"] += sum(1 for m in self.rmapped if 0 < m < full)

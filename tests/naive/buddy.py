@@ -164,6 +164,27 @@ class NaiveBuddy:
             self.c["failures"] += 1
         return pfn
 
+    def alloc_min(self, order, mt, min_order):
+        self.conversions = []
+        pfn = self._rmqueue(order, mt, max(order, min_order))
+        if pfn is None:
+            self.c["failures"] += 1
+            return -1
+        self.alloc[pfn] = (order, mt)
+        self.c["allocs"] += 1
+        self.c["alloc_pages"] += 1 << order
+        return pfn
+
+    def split_allocated(self, pfn, order, keep):
+        if self.alloc.get(pfn, (None,))[0] != order or keep > order:
+            return False
+        self.alloc[pfn] = (keep, self.alloc[pfn][1])
+        for i in range(keep, order):
+            q = pfn + (1 << i)
+            self._merge(q, i, self.pb[q >> self.pb_order])
+        self.c["alloc_pages"] -= (1 << order) - (1 << keep)
+        return True
+
     def convert_pageblock(self, pb, mt):
         self.conversions = []
         base = pb << self.pb_order

@@ -18,15 +18,23 @@ Policies (:class:`Policy`), one code path each:
    on a queue that a worker drains every ``worker_interval_ns`` (or when it holds
    ``worker_batch_pages``), unmapping the batch with one shootdown before the pages return to
    the free lists; an allocation that fails waits for the queue (direct reclaim).
-2. ``TRACKED``: sensitivity is part of the migratetype (three mobility types per
-   sensitivity); free nonsensitive pages stay mapped; allocations prefer their own
-   sensitivity's free lists (the mobility fallbacks of mm/page_alloc.c within it, then the
-   other sensitivity); a pageblock changes sensitivity only on fallback: to sensitive, its
-   free pages are unmapped with one shootdown; to nonsensitive, its free pages are zeroed
-   where needed and mapped (:class:`Zeroing` ``EAGER``), or (``LAZY``) only its clean free
-   pages are mapped and those holding sensitive data stay unmapped, marked
+2. ``TRACKED``: sensitivity is part of the migratetype; free nonsensitive pages stay
+   mapped. :class:`Conversion` ``POSTED`` (the default) is the RFC "[PATCH RFC 00/11] mm:
+   ASI integration for the page allocator" (Brendan Jackman, linux-mm, 2025-03-13): only
+   ``MIGRATE_UNMOVABLE`` is split by sensitivity (every nonsensitive allocation is
+   unmovable-nonsensitive, :func:`posted_migrate_table`); sensitive types fall back only
+   within their sensitivity; a nonsensitive allocation falls back to sensitive memory only
+   by claiming whole free pageblocks (patch 10); a sensitive allocation whose own
+   sensitivity is exhausted takes the smallest free nonsensitive block of at least a
+   pageblock, unmaps it with one shootdown (IRQs on, zone lock dropped), retypes it and
+   frees the remainder (``__rmqueue_asi_unmap``, patch 11; every sensitive allocation of the
+   streams may block, as ``ALLOC_ASI_UNMAP`` requires). ``FALLBACK`` is v6.1's
+   ``__rmqueue_fallback`` across sensitivity (three mobility types per sensitivity, partial
+   steals, claims by majority, the shootdown in line). A pageblock turning nonsensitive has
+   its clean free pages mapped; those holding sensitive data stay unmapped, marked
    ``F_ZERO_DEFERRED``, until a nonsensitive allocation takes them (zeroed, then mapped) or
-   a sensitive one does (never zeroed).
+   a sensitive one does (never zeroed) (:class:`Zeroing` ``LAZY``, the default: per page
+   when mapped); ``EAGER`` zeroes and maps them all at the conversion.
 3. ``TRACKED_TARGET``: policy 2, plus a worker that, when more than
    ``target_free_mapped_pages`` free pages are mapped, converts the nonsensitive pageblocks
    with the most free mapped pages back to sensitive (one shootdown per run).
@@ -51,7 +59,13 @@ Nonsensitive allocations never need a shootdown to be satisfied and keep the ful
 
 Whatever the policy, a page handed to a sensitive allocation is unmapped and shot down
 before it is returned, and a page handed to a nonsensitive one is zeroed (if it held
-sensitive data) and mapped; the policies differ in how often those cases arise.
+sensitive data) and mapped; the policies differ in how often those cases arise. With
+``init_on_alloc`` every allocated page is zeroed anyway (``post_alloc_hook``; its cost is
+counted apart, not as ASI work), so a zeroing while allocating adds nothing; zeroing at a
+conversion still does. ``nofragment`` is ``ALLOC_NOFRAGMENT`` on the fast path.
+
+The machine (:class:`Arch`): x86-64 (4K pages, 2 MiB pageblocks, IPI or INVLPGB
+shootdowns) or arm64 (the granule's geometry, TLBI broadcast).
 
 Restricted physmap designs (:class:`Physmap`): ``ON_DEMAND`` (the RFC: page-table pages
 allocated when a page is first mapped in a region with no table), ``SYNCED`` (kept in sync
@@ -64,14 +78,16 @@ The invariant — no page that holds sensitive data (allocated sensitive, or fre
 zeroed) is mapped in the restricted physmap or covered by a TLB entry of any CPU — can be
 checked after every operation (``check_invariant``; :attr:`AsiEvent.VIOLATIONS`).
 
-Not modelled: per-CPU page lists; compaction and reclaim outside the slow path of
+Not modelled: per-CPU page lists; atomic sensitive allocations; the 2026 ``ALLOC_UNMAPPED``
+/ freetype / mermap design; compaction and reclaim outside the slow path of
 sensitive allocations (kcompactd, kswapd, watermarks), compaction of orders above the
 pageblock, compaction deferral, the refaults that reclaimed page cache costs later; the RFC
 policies' only reclaim is waiting on their queue.
 """
-from .model import (_P_QN, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState, build, BurstSource,
-    F_DIRTY, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
-    MAX_RECLAIM_RETRIES, MT_ISOLATE, own_sensitivity_fallbacks, Physmap, Policy, simulate,
+from .model import (_P_QN, Arch, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState, build, BurstSource,
+    Conversion, F_DIRTY, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
+    MAX_RECLAIM_RETRIES, MT_ISOLATE, own_sensitivity_fallbacks, Physmap, Policy,
+    posted_migrate_table, simulate,
     tracked_migrate_table, Zeroing)
 from .kernels import (check_invariant, run_stream)
 from .workload import (AllocClass, make_workload, MIXES, Workload)
@@ -81,8 +97,9 @@ from .study import (ASSUMED, assumed_specs, CHARTS, evidence, frame, STUDY, burs
     RANK_NAMES, slowpath_compare, slowpath_cost_sweep, SLOWPATH_COSTS, sweep_records, target_sweep,
     Variant, variant_config, VARIANTS, workload_for, ZEROING_NAMES)
 
-__all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Physmap", "AsiEvent", "BurstSource",
+__all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Conversion", "Arch", "Physmap", "AsiEvent", "BurstSource",
            "AsiCosts", "AsiConfig", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
+           "posted_migrate_table",
            "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES",
            "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant",
            "DEFAULTS", "POLICY_NAMES", "RANK_NAMES", "ZEROING_NAMES", "Variant", "VARIANTS",

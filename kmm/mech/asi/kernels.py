@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...engine import (alloc_block, convert_pageblock, entry_span, FLAG_GLOBAL, flush_kernel_range,
-    free_block, HOST_VMID, KIND_LOAD, MT_MOVABLE, njit, pool_pages, structure_entries, tlb_cpus,
-    TLB_L1D, TLB_L1I, TLB_L2, tlb_translate, xorshift64)
+from ...engine import (alloc_block, alloc_block_min, convert_pageblock, entry_span, FLAG_GLOBAL,
+    flush_kernel_range, free_block, HOST_VMID, KIND_LOAD, MT_MOVABLE, njit, pool_pages,
+    split_allocated, structure_entries, tlb_cpus, TLB_L1D, TLB_L1I, TLB_L2, tlb_translate,
+    xorshift64)
 from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_RECLAIM, _C_UNMAP,
     _C_WAKE, _C_ZERO, _K_RECLAIM, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
-    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_LAZY, _P_LRU, _P_MAXID, _P_NBURST, _P_NEXT_WORKER,
+    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_LRU, _P_MAXID, _P_NBURST,
+    _P_NEXT_WORKER, _P_NOFRAG, _P_POSTED,
     _P_NS_N, _P_OP_NS, _P_PAGE_SHIFT, _P_PB_ORDER, _P_PHYSMAP, _P_POLICY, _P_QN, _P_QPAGES,
     _P_RANK, _P_RECLAIM_BATCH, _P_SAMPLE, _P_TARGET, _P_TOUCHES, _P_TRACKED, _P_WORKER_BATCH,
     _P_WORKER_NS, _R_BLOCK, _R_NONE, _R_TABLE, AsiEvent, BurstSource, F_DIRTY, F_MAPPED, F_QUEUED,
@@ -89,10 +91,12 @@ def _regions_update(ast, pfn, n):
 
 
 @_kernel
-def _map_range(bst, ast, pfn, n, upd):
+def _map_range(bst, ast, pfn, n, upd, at_alloc):
     """Map every unmapped page of [pfn, pfn+n), zeroing those holding sensitive data; with
     ``upd`` bring the physmap leaves of its regions up to date (else the caller does, once
-    every change of the operation is made). Returns (ns, pages that were already mapped)."""
+    every change of the operation is made). ``at_alloc``: the pages are being allocated, so
+    with init_on_alloc their zeroing is already done (``post_alloc_hook``) and costs ASI
+    nothing. Returns (ns, pages that were already mapped)."""
     ns = 0
     was = 0
     pb = ast.params[_P_PB_ORDER]
@@ -102,9 +106,12 @@ def _map_range(bst, ast, pfn, n, upd):
             was += 1
             continue
         if f & F_DIRTY:
-            ns += ast.cost[_C_ZERO]
-            ast.counts[AsiEvent.PAGES_ZEROED] += 1
-            ast.counts[AsiEvent.ZERO_NS] += ast.cost[_C_ZERO]
+            if at_alloc and ast.params[_P_INIT] != 0:
+                ast.counts[AsiEvent.ZERO_BY_INIT] += 1
+            else:
+                ns += ast.cost[_C_ZERO]
+                ast.counts[AsiEvent.PAGES_ZEROED] += 1
+                ast.counts[AsiEvent.ZERO_NS] += ast.cost[_C_ZERO]
             if f & F_ZERO_DEFERRED:
                 ast.counts[AsiEvent.ZEROED_DEFERRED] += 1
             f &= ~(F_DIRTY | F_ZERO_DEFERRED)
@@ -139,7 +146,7 @@ def _map_clean_range(bst, ast, pfn, n):
                 ast.counts[AsiEvent.ZERO_DEFERRED] += 1
             deferred += 1
         else:
-            ns += _map_range(bst, ast, p, 1, False)[0]
+            ns += _map_range(bst, ast, p, 1, False, False)[0]
     return ns, was, deferred
 
 
@@ -298,7 +305,7 @@ def _update_free_blocks(bst, ast, base, end, unmap):
             ns += m
         else:
             z0 = ast.counts[AsiEvent.PAGES_ZEROED]
-            m, was = _map_range(bst, ast, p, n, False)
+            m, was = _map_range(bst, ast, p, n, False, False)
             ast.counts[AsiEvent.ZEROED_ON_CONVERSION] += ast.counts[AsiEvent.PAGES_ZEROED] - z0
             ast.params[_P_FREE_MAPPED] += n - was
             ns += m
@@ -534,16 +541,53 @@ def _reclaim(bst, tst, ist, ast, cpu, t):
 
 
 @_kernel
+def _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu):
+    """``__rmqueue_asi_unmap`` of the posted design: take the smallest free nonsensitive
+    block of at least a pageblock (``__rmqueue_smallest``), unmap its pages and shoot them
+    down (IRQs on, zone lock dropped), give its pageblocks type ``mt``
+    (``change_pageblock_range``) and free all but the first ``1 << order`` pages. Returns
+    (pfn or -1, ns); the block's pages stay unmapped, so the allocation has nothing left
+    to unmap."""
+    pb = ast.params[_P_PB_ORDER]
+    big = max(order, pb)
+    pfn = alloc_block(ast.nofb, big, np.int64(3))
+    if pfn < 0:
+        return -1, 0
+    n = np.int64(1) << big
+    ns, k = _unmap_range(bst, ast, pfn, n, False)
+    ast.params[_P_FREE_MAPPED] -= k
+    for q in range(pfn, pfn + n):
+        if bst.flags[q] & F_ZERO_DEFERRED:
+            ast.counts[AsiEvent.DEFERRED_DROPPED] += 1
+            bst.flags[q] &= ~F_ZERO_DEFERRED
+    if k > 0:
+        ns += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+    for b in range(pfn >> pb, (pfn + n) >> pb):
+        convert_pageblock(bst, b, mt)
+        ast.counts[AsiEvent.TO_SENSITIVE] += 1
+        ns += _region_update(ast, b)
+    split_allocated(bst, pfn, big, order)
+    ast.counts[AsiEvent.ASI_UNMAP_ALLOCS] += 1
+    return pfn, ns
+
+
+@_kernel
 def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
     """The slow path of a sensitive allocation whose own-sensitivity fast path failed:
     compaction, reclaim and the cross-sensitivity fallback in the order of the flush rank
-    (position of the fallback among the three: rank - 1). Returns (pfn or -1, ns)."""
+    (position of the fallback among the three: rank - 1). The slow path's allocations have
+    no ``ALLOC_NOFRAGMENT`` (``gfp_to_alloc_flags`` does not set it). Returns (pfn or -1,
+    ns)."""
     ast.counts[AsiEvent.SLOWPATH_ENTRIES] += 1
     flush_at = ast.params[_P_RANK] - 1
     ns = 0
     for step in range(3):
         if step == flush_at:
-            pfn = alloc_block(bst, order, mt)  # the full fallbacks: convert, unmap
+            if ast.params[_P_POSTED] != 0:
+                pfn, c = _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu)
+                ns += c
+            else:
+                pfn = alloc_block_min(bst, order, mt, order)  # the full fallbacks: convert, unmap
             if pfn >= 0:
                 ast.counts[AsiEvent.SLOW_FLUSH_ALLOCS] += 1
                 return pfn, ns
@@ -555,7 +599,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
             if c > 0:
                 _burst(ast, t, c, BurstSource.COMPACTION, 0)
             if ok:
-                pfn = alloc_block(ast.own, order, mt)
+                pfn = alloc_block_min(ast.own, order, mt, order)
                 if pfn >= 0:
                     ast.counts[AsiEvent.COMPACT_ALLOCS] += 1
                     return pfn, ns
@@ -569,7 +613,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
                     break
                 rns += c
                 rpages += pages
-                pfn = alloc_block(ast.own, order, mt)
+                pfn = alloc_block_min(ast.own, order, mt, order)
                 if pfn >= 0:
                     break
             if rpages > 0:
@@ -590,16 +634,31 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     cpu = np.int64(wl.cpu[i])
     mt = np.int64(wl.mob[i])
     tracked = ast.params[_P_TRACKED] != 0
+    posted = ast.params[_P_POSTED] != 0
     if tracked and not sens:
-        mt += 3
+        mt = np.int64(3) if posted else mt + 3  # posted: only unmovable is nonsensitive
     lat = ast.cost[_C_ALLOC]
     if ident >= ast.params[_P_MAXID]:
         ast.params[_P_MAXID] = ident + 1
+    unmap_ns = 0  # the posted unmap path's own conversion work (unmap, shootdown)
+    # the posted unmap path converts its pageblocks itself: the conversion log is not read
+    c0 = ast.counts[AsiEvent.ASI_UNMAP_ALLOCS]
     if tracked and sens and ast.params[_P_RANK] != 0:
         pfn = alloc_block(ast.own, order, mt)
         if pfn < 0:
             pfn, s = _slowpath(bst, tst, ist, ast, order, mt, cpu, t)
             lat += s
+    elif posted and sens:
+        # rmqueue_buddy: __rmqueue (with ALLOC_NOFRAGMENT if set), then __rmqueue_asi_unmap;
+        # get_page_from_freelist retries both without ALLOC_NOFRAGMENT
+        nofrag = ast.params[_P_NOFRAG] != 0
+        pfn = alloc_block_min(ast.own, order, mt, ast.params[_P_PB_ORDER] if nofrag else order)
+        if pfn < 0:
+            pfn, unmap_ns = _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu)
+        if pfn < 0 and nofrag:
+            pfn = alloc_block_min(ast.own, order, mt, order)
+    elif posted:
+        pfn = alloc_block_min(bst, order, mt, ast.params[_P_PB_ORDER])
     else:
         pfn = alloc_block(bst, order, mt)
     if pfn < 0 and (policy == 1 or policy == 4) and ast.params[_P_QN] > 0:
@@ -622,15 +681,20 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     ast.live[ident, _L_NSPOS] = -1
     ast.live[ident, _L_KIND] = (_K_SENS if sens else 0) | (_K_RECLAIM if wl.reclaim[i] else 0)
     ast.owner[pfn] = ident
+    if ast.params[_P_INIT] != 0:  # init_on_alloc: post_alloc_hook zeroes every page
+        z = n * ast.cost[_C_ZERO]
+        lat += z
+        ast.counts[AsiEvent.INIT_ZEROED] += n
+        ast.counts[AsiEvent.INIT_ZERO_NS] += z
     if policy == 0:
         ast.lat[ident] = lat
         ast.counts[AsiEvent.ALLOC_NS] += lat
         return lat
     nconv = 0
-    c = 0
+    c = unmap_ns
     lo = pool_pages(bst)
     hi = -1
-    if tracked and bst.ev[0] > 0:
+    if tracked and bst.ev[0] > 0 and ast.counts[AsiEvent.ASI_UNMAP_ALLOCS] == c0:
         nconv = bst.ev[0]
         c, lo, hi = _convert_after_alloc(bst, ast)
     # the block and the converted pageblocks change together: physmap leaves after both,
@@ -641,7 +705,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
         lat += u
         _mark_sensitive(bst, ast, pfn, n)
     else:
-        m, was = _map_range(bst, ast, pfn, n, False)
+        m, was = _map_range(bst, ast, pfn, n, False, True)
         ast.params[_P_FREE_MAPPED] -= was
         lat += m
         k = 0
@@ -761,6 +825,8 @@ def run_stream(bst, tst, ist, ast, wl):
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
             elif due:
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
+        if ast.params[_P_FREE_MAPPED] > ast.counts[AsiEvent.FREE_MAPPED_PEAK]:
+            ast.counts[AsiEvent.FREE_MAPPED_PEAK] = ast.params[_P_FREE_MAPPED]
         if ast.params[_P_CHECK] != 0:
             ast.counts[AsiEvent.VIOLATIONS] += check_invariant(bst, tst, ast)
         if i % ast.params[_P_SAMPLE] == 0:

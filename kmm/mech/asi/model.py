@@ -40,6 +40,26 @@ class Zeroing(IntEnum):
     LAZY = 1    # when a nonsensitive allocation takes the page; never if a sensitive one does
 
 
+class Conversion(IntEnum):
+    """How policies 2 and 3 change a pageblock's sensitivity."""
+
+    POSTED = 0    # the RFC "mm: ASI integration for the page allocator" (2025-03-13): a
+                  # nonsensitive allocation claims only whole free pageblocks (a fallback
+                  # from blocks of at least pageblock_order); a sensitive one never falls back
+                  # to nonsensitive memory: when its own sensitivity is exhausted it takes a
+                  # whole free nonsensitive block (__rmqueue_asi_unmap), unmaps it and shoots
+                  # it down with IRQs on, retypes it and frees the remainder
+    FALLBACK = 1  # v6.1's __rmqueue_fallback across sensitivity (partial steals, claims by
+                  # majority, the shootdown in line with the zone lock held)
+
+
+class Arch(IntEnum):
+    """The machine: its page-table geometry and the shootdown methods it has."""
+
+    X86 = 0     # x86-64, 4K pages, 2 MiB pageblocks; IPI or INVLPGB shootdowns
+    ARM64 = 1   # arm64 with the configured granule; TLBI broadcast
+
+
 class Physmap(IntEnum):
     ON_DEMAND = 0
     SYNCED = 1
@@ -95,6 +115,11 @@ class AsiEvent(IntEnum):
     ZEROED_DEFERRED = 43     # ... zeroed (and mapped) when allocated nonsensitive
     DEFERRED_TO_SENSITIVE = 44  # ... handed to a sensitive allocation, never zeroed
     DEFERRED_DROPPED = 45    # ... whose pageblock turned sensitive again (still unzeroed)
+    INIT_ZEROED = 46         # pages zeroed by init_on_alloc (every policy, not ASI work)
+    INIT_ZERO_NS = 47
+    ZERO_BY_INIT = 48        # ASI zeroing an allocation needed that init_on_alloc did anyway
+    ASI_UNMAP_ALLOCS = 49    # sensitive allocations served by __rmqueue_asi_unmap (posted)
+    FREE_MAPPED_PEAK = 50    # most free pages mapped in the restricted physmap after any operation
 
 
 class BurstSource(IntEnum):
@@ -181,6 +206,18 @@ class AsiConfig:
     target_free_mapped_pages : policy 3's target
     flush_rank : :class:`FlushRank` (policies 2 and 3)
     zeroing : :class:`Zeroing` (policies 2 and 3)
+    conversion : :class:`Conversion` (policies 2 and 3)
+    arch : :class:`Arch`; x86 has only 4K pages and IPI or INVLPGB shootdowns, arm64
+        TLBI broadcast
+    init_on_alloc : every allocation's pages are zeroed when allocated (``want_init_on_alloc``
+        in ``post_alloc_hook``), before ASI maps them: an ASI zeroing at allocation is then
+        already done; zeroing at conversion is not
+    nofragment : ``ALLOC_NOFRAGMENT`` on the fast path (``alloc_flags_nofragment``: the
+        preferred zone is ZONE_NORMAL and ZONE_DMA32 is populated): first no steal below a
+        pageblock, then (``get_page_from_freelist``'s retry) without; with the posted
+        conversion a sensitive allocation tries ``__rmqueue_asi_unmap`` between the two
+        passes, as ``rmqueue_buddy`` runs it after the first; the slow path has no
+        ``ALLOC_NOFRAGMENT``
     reclaim_batch_pages : pages one direct reclaim round frees (``SWAP_CLUSTER_MAX``)
     worker_interval_ns, worker_batch_pages : RFC worker period and the queue size that
         wakes it early
@@ -202,7 +239,7 @@ class AsiConfig:
     inval_costs: eng.InvalidationCosts = field(default_factory=eng.InvalidationCosts)
     target_free_mapped_pages: int = 0
     flush_rank: FlushRank = FlushRank.FAST_PATH
-    zeroing: Zeroing = Zeroing.EAGER
+    zeroing: Zeroing = Zeroing.LAZY
     reclaim_batch_pages: int = 32
     worker_interval_ns: int = 1_000_000
     worker_batch_pages: int = 512
@@ -214,6 +251,10 @@ class AsiConfig:
     sample_every: int = 1000
     max_order: int | None = None
     pageblock_order: int | None = None
+    conversion: Conversion = Conversion.POSTED
+    arch: Arch = Arch.X86
+    init_on_alloc: bool = False
+    nofragment: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "policy", Policy(self.policy))
@@ -221,9 +262,22 @@ class AsiConfig:
         object.__setattr__(self, "method", eng.Method(self.method))
         object.__setattr__(self, "flush_rank", FlushRank(self.flush_rank))
         object.__setattr__(self, "zeroing", Zeroing(self.zeroing))
+        object.__setattr__(self, "conversion", Conversion(self.conversion))
+        object.__setattr__(self, "arch", Arch(self.arch))
+        for name in ("init_on_alloc", "nofragment"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError("must be true or false", name)
+        if self.arch == Arch.X86:
+            if self.method not in (eng.Method.X86_IPI, eng.Method.X86_INVLPGB):
+                raise ConfigError("x86 shoots down by IPI or INVLPGB", "method")
+            if self.granule != "4K":
+                raise ConfigError("x86-64 has 4K pages only", "granule")
+        elif self.method != eng.Method.ARM64_TLBI:
+            raise ConfigError("arm64 shoots down by TLBI broadcast", "method")
         if not self.tracked:
             for name, default in (("flush_rank", FlushRank.FAST_PATH),
-                                  ("zeroing", Zeroing.EAGER)):
+                                  ("zeroing", Zeroing.LAZY),
+                                  ("conversion", Conversion.POSTED)):
                 if getattr(self, name) != default:
                     raise ConfigError("applies to the tracked policies (2, 3) only", name)
         check_int("reclaim_batch_pages", self.reclaim_batch_pages, lo=1)
@@ -242,7 +296,7 @@ class AsiConfig:
 
     @property
     def geometry(self):
-        return eng.arm64(self.granule, 48)
+        return eng.x86_64(4) if self.arch == Arch.X86 else eng.arm64(self.granule, 48)
 
     @property
     def tracked(self) -> bool:
@@ -255,11 +309,14 @@ class AsiConfig:
         pb = g.pageblock_order if self.pageblock_order is None else self.pageblock_order
         if self.pool_bytes % g.page_bytes:
             raise ConfigError(f"must be a multiple of the {g.page_bytes}-byte page", "pool_bytes")
-        table = tracked_migrate_table() if self.tracked else eng.kernel_migrate_table()
+        table = (eng.kernel_migrate_table() if not self.tracked
+                 else posted_migrate_table() if self.conversion == Conversion.POSTED
+                 else tracked_migrate_table())
         # boot: every pageblock MOVABLE; with tracked sensitivity, MOVABLE-sensitive (unmapped)
         return eng.BuddyConfig(pool_pages=self.pool_bytes >> g.page_shift, max_order=mo,
                                   pageblock_order=pb, table=table,
-                                  initial_type=int(eng.MigrateType.MOVABLE))
+                                  initial_type=int(eng.MigrateType.MOVABLE),
+                                  nofragment=self.nofragment)
 
 
 def tracked_migrate_table() -> eng.MigrateTable:
@@ -286,6 +343,40 @@ def tracked_migrate_table() -> eng.MigrateTable:
                                mergeable=(True,) * 6 + (False,))
 
 
+def posted_migrate_table() -> eng.MigrateTable:
+    """The migratetypes of the RFC "mm: ASI integration for the page allocator" (Brendan
+    Jackman, 2025-03-13, patches 9-11), in the codes of :func:`tracked_migrate_table`:
+    only ``MIGRATE_UNMOVABLE`` is split by sensitivity; movable and reclaimable memory is
+    always sensitive (codes 4 and 5 exist but are never requested or reached). The sensitive
+    types fall back within their sensitivity as the kernel's ``fallbacks[]`` does ("there
+    are no fallbacks from sensitive to nonsensitive migratetypes");
+    ``MIGRATE_UNMOVABLE_NONSENSITIVE`` (code 3) falls back to unmovable, reclaimable, then
+    movable sensitive memory, from whole free pageblocks only (the caller passes
+    pageblock_order as the fallback floor, :func:`kmm.buddy.alloc_block_min`). Code 3 is
+    marked unmergeable so that a free block never spans both sensitivities above the
+    pageblock (the posting, on an mm-unstable base, retypes the buddy's pageblock when it
+    merges, which this 6.1-style buddy does not model)."""
+    k = eng.kernel_migrate_table()
+    names, mob, fb = [], [], []
+    for sens in (0, 1):
+        off = 3 * sens
+        for m in range(3):
+            names.append(("s_" if sens == 0 else "n_") + k.names[m])
+            mob.append(k.mobility[m])
+            if sens == 0:
+                fb.append(tuple(k.fallbacks[m]))
+            elif m == int(eng.MigrateType.UNMOVABLE):
+                fb.append((int(eng.MigrateType.UNMOVABLE), int(eng.MigrateType.RECLAIMABLE),
+                           int(eng.MigrateType.MOVABLE)))
+            else:
+                fb.append(())
+    names.append("isolate")
+    mob.append(int(eng.MigrateType.MOVABLE))
+    fb.append(())
+    return eng.MigrateTable(names=tuple(names), mobility=tuple(mob), fallbacks=tuple(fb),
+                            mergeable=(True, True, True, False, True, True, False))
+
+
 def own_sensitivity_fallbacks(fallbacks: np.ndarray) -> np.ndarray:
     """The tracked table's fallbacks array with the sensitive types' cross-sensitivity
     entries removed: what a sensitive allocation's fast path may use when the shootdown is
@@ -303,7 +394,8 @@ def own_sensitivity_fallbacks(fallbacks: np.ndarray) -> np.ndarray:
 (_P_POLICY, _P_PHYSMAP, _P_NPAGES, _P_PAGE_SHIFT, _P_PB_ORDER, _P_CPUS, _P_TARGET,
  _P_WORKER_NS, _P_WORKER_BATCH, _P_OP_NS, _P_CHECK, _P_BPL, _P_TOUCHES, _P_SAMPLE,
  _P_QN, _P_QPAGES, _P_FREE_MAPPED, _P_NEXT_WORKER, _P_NBURST, _P_NS_N, _P_TRACKED,
- _P_RANK, _P_LAZY, _P_RECLAIM_BATCH, _P_LRU, _P_MAXID, _P_LEN) = range(27)
+ _P_RANK, _P_LAZY, _P_RECLAIM_BATCH, _P_LRU, _P_MAXID, _P_POSTED, _P_INIT, _P_NOFRAG,
+ _P_LEN) = range(30)
 (_C_ALLOC, _C_FREE, _C_MAP, _C_UNMAP, _C_ZERO, _C_PT, _C_ENQ, _C_WAKE, _C_MIGRATE, _C_RECLAIM,
  _C_LEN) = range(11)
 # live[] columns; _L_KIND bits
@@ -331,6 +423,7 @@ class AsiState(NamedTuple):
     tcounts: np.ndarray     # int64[len(TLBEvent)]
     counts: np.ndarray      # int64[len(AsiEvent)]
     own: eng.BuddyState  # the buddy state (same arrays) with own_sensitivity_fallbacks
+    nofb: eng.BuddyState = None  # ... with no fallbacks (``__rmqueue_smallest``; build sets it)
 
 
 # ---- Python entry points ----------------------------------------------------------------------
@@ -401,10 +494,15 @@ class AsiRun:
             "deferred_dropped": float(c.deferred_dropped),
             "deferred_pending": float(self.deferred_pending),
             "violations": float(c.violations),
+            "init_zeroed": float(c.init_zeroed),
+            "zero_by_init": float(c.zero_by_init),
+            "asi_unmap_allocs": float(c.asi_unmap_allocs),
+            "free_mapped_peak": float(c.free_mapped_peak),
+            "target_conversions": float(c.target_conversions),
             # all ASI work: allocation and free paths, worker, remote CPUs' IPI handlers
             "total_asi_ns": float(c.alloc_ns - c.allocs * round(self.config.costs.alloc_base_ns)
                                   + c.free_ns - c.frees * round(self.config.costs.free_base_ns)
-                                  + c.worker_ns + v.target_ns),
+                                  + c.worker_ns + v.target_ns - c.init_zero_ns),
         }
 
 
@@ -446,6 +544,9 @@ def build(config: AsiConfig, workload: Workload):
     params[_P_RANK] = int(config.flush_rank)
     params[_P_LAZY] = int(config.zeroing == Zeroing.LAZY)
     params[_P_RECLAIM_BATCH] = config.reclaim_batch_pages
+    params[_P_POSTED] = int(config.tracked and config.conversion == Conversion.POSTED)
+    params[_P_INIT] = int(config.init_on_alloc)
+    params[_P_NOFRAG] = int(config.nofragment)
     scale = 1 << (g.page_shift - 12)  # zeroing and copying scale with page size
     k = config.costs
     cost = np.array([k.alloc_base_ns, k.free_base_ns, k.map_page_ns, k.unmap_page_ns,
@@ -472,7 +573,8 @@ def build(config: AsiConfig, workload: Workload):
                    tcounts=np.zeros(len(eng.TLBEvent), np.int64),
                    counts=new_counts(AsiEvent),
                    own=bst._replace(fallbacks=own_sensitivity_fallbacks(bst.fallbacks))
-                   if config.tracked else bst)
+                   if config.tracked else bst,
+                   nofb=bst._replace(fallbacks=np.full_like(bst.fallbacks, -1)))
     ast.counts[AsiEvent.PT_PAGES_BOOT] = pt_boot
     return bst, tst, ist, ast
 

@@ -13,7 +13,8 @@ from ...config import check_choice, check_float, check_int
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
 from ...suite.study import cached, Evidence, per_claim, Study
-from .model import AsiConfig, AsiCosts, BurstSource, FlushRank, Physmap, Policy, simulate, Zeroing
+from .model import (Arch, AsiConfig, AsiCosts, BurstSource, Conversion, FlushRank, Physmap, Policy,
+    simulate, Zeroing)
 from .workload import make_workload, MIXES, Workload
 
 # ---- notebook functions -------------------------------------------------------------------
@@ -21,7 +22,9 @@ from .workload import make_workload, MIXES, Workload
 #: The notebook's parameters with their small defaults (notebooks/asi.ipynb repeats them; the
 #: published scenario is params/asi.yaml).
 DEFAULTS: dict = {"seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, "pressure": 0.3,
-    "cpus": 8, "granule": "4K", "method": "x86_ipi", "physmap": "on_demand",
+    "cpus": 8, "arch": "x86", "granule": "4K", "method": "x86_ipi", "physmap": "on_demand",
+    "unmovable_sensitive": 0.3, "init_on_alloc": True, "nofragment": True, "a6_phases": 10,
+    "a6_phase_skew": 4.0,
     "worker_interval_ns": 1000000, "worker_batch_pages": 512, "op_interval_ns": 1000,
     "touches_per_op": 1, "tlb_entries": 512, "tlb_ways": 4, "alloc_base_ns": 150.0,
     "free_base_ns": 100.0, "map_page_ns": 20.0, "unmap_page_ns": 20.0, "zero_page_ns": 400.0,
@@ -35,6 +38,7 @@ DEFAULTS: dict = {"seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, 
 #: The plausible range of every ``assumed`` parameter, in the order sampled (params/asi.yaml
 #: declares the same ranges).
 ASSUMED: dict = {"occupancy": (0.3, 0.8), "pressure": (0.0, 0.4), "cpus": (4, 64),
+    "unmovable_sensitive": (0.1, 0.6), "a6_phase_skew": (2.0, 10.0),
     "worker_interval_ns": (100000, 10000000), "worker_batch_pages": (64, 4096),
     "op_interval_ns": (250, 4000), "touches_per_op": (0, 4), "tlb_entries": (64, 1536),
     "alloc_base_ns": (80.0, 400.0), "free_base_ns": (50.0, 300.0), "map_page_ns": (5.0, 100.0),
@@ -44,6 +48,7 @@ ASSUMED: dict = {"occupancy": (0.3, 0.8), "pressure": (0.0, 0.4), "cpus": (4, 64
     "ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (500.0, 2000.0),
     "ipi_handler_ns": (300.0, 3000.0)}
 
+_ARCHES = {"x86": Arch.X86, "arm64": Arch.ARM64}
 _METHODS = {"x86_ipi": eng.Method.X86_IPI, "x86_invlpgb": eng.Method.X86_INVLPGB,
             "arm64_tlbi": eng.Method.ARM64_TLBI}
 _PHYSMAPS = {"on_demand": Physmap.ON_DEMAND, "synced": Physmap.SYNCED,
@@ -54,6 +59,7 @@ RANK_NAMES = {FlushRank.FAST_PATH: "fast path", FlushRank.FIRST: "first",
               FlushRank.AFTER_COMPACTION: "after compaction",
               FlushRank.AFTER_RECLAIM: "after reclaim"}
 ZEROING_NAMES = {Zeroing.EAGER: "eager", Zeroing.LAZY: "lazy"}
+CONVERSION_NAMES = {Conversion.POSTED: "posted", Conversion.FALLBACK: "6.1 fallbacks"}
 
 
 class Variant(NamedTuple):
@@ -61,23 +67,28 @@ class Variant(NamedTuple):
 
     policy: Policy
     flush_rank: FlushRank = FlushRank.FAST_PATH
-    zeroing: Zeroing = Zeroing.EAGER
+    zeroing: Zeroing = Zeroing.LAZY
+    conversion: Conversion = Conversion.POSTED
 
 
-#: The policy comparison: every policy with the default options, and lazy zeroing of the
-#: tracked policies (label -> variant)
+#: The policy comparison: every policy with the default options (policies 2 and 3: the
+#: posted RFC's conversion, zeroing per page when mapped), and policy 2 with v6.1's
+#: fallbacks across sensitivity, zeroing eagerly (the design the topic sketched) or per page
+#: (label -> variant)
 VARIANTS: dict[str, Variant] = {
     "0 no ASI": Variant(Policy.NONE),
     "1 RFC": Variant(Policy.RFC),
     "2 tracked": Variant(Policy.TRACKED),
-    "2 tracked, lazy zeroing": Variant(Policy.TRACKED, zeroing=Zeroing.LAZY),
+    "2 tracked, 6.1 fallbacks": Variant(Policy.TRACKED, zeroing=Zeroing.EAGER,
+                                        conversion=Conversion.FALLBACK),
+    "2 tracked, 6.1 fallbacks, lazy zeroing": Variant(Policy.TRACKED,
+                                                      conversion=Conversion.FALLBACK),
     "3 tracked+target": Variant(Policy.TRACKED_TARGET),
-    "3 tracked+target, lazy zeroing": Variant(Policy.TRACKED_TARGET, zeroing=Zeroing.LAZY),
     "4 sync flush": Variant(Policy.SYNC_FLUSH),
 }
-_RFC, _TRACKED, _LAZY = "1 RFC", "2 tracked", "2 tracked, lazy zeroing"
+_RFC, _TRACKED, _T61 = "1 RFC", "2 tracked", "2 tracked, 6.1 fallbacks"
 #: the variants the claims' evidence and explanations read
-EVIDENCE_VARIANTS = ("0 no ASI", _RFC, _TRACKED, _LAZY)
+EVIDENCE_VARIANTS = ("0 no ASI", _RFC, _TRACKED, _T61)
 #: assumed costs that only the slow path of policies 2 and 3 reads: no claim's evidence
 #: depends on them (the claims' joint sweep leaves them out; slowpath_cost_sweep sweeps them)
 SLOWPATH_COSTS = ("migrate_page_ns", "reclaim_page_ns")
@@ -93,6 +104,13 @@ def check_params(params: dict) -> dict:
         raise ConfigError(f"unknown parameter {unknown[0]!r}", "asi")
     p = {**DEFAULTS, **{k: v for k, v in params.items() if k != "scenario"}}
     check_choice("method", p["method"], _METHODS)
+    check_choice("arch", p["arch"], _ARCHES)
+    check_float("unmovable_sensitive", p["unmovable_sensitive"], lo=0.0, hi=1.0)
+    for name in ("init_on_alloc", "nofragment"):
+        if not isinstance(p[name], bool):
+            raise ConfigError("must be true or false", name)
+    check_int("a6_phases", p["a6_phases"], lo=0)
+    check_float("a6_phase_skew", p["a6_phase_skew"], lo=1.0, hi=1000.0)
     check_choice("physmap", p["physmap"], _PHYSMAPS)
     check_int("allocs", p["allocs"], lo=100)
     check_int("pool_mib", p["pool_mib"], lo=2)
@@ -118,6 +136,8 @@ def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
     costs = AsiCosts(**{k: float(p[k]) for k in _ASI_COSTS})
     inv_costs = eng.InvalidationCosts(**{k: float(p[k]) for k in _INV_COSTS})
     kw = dict(policy=policy, physmap=_PHYSMAPS[p["physmap"]], granule=p["granule"],
+              arch=_ARCHES[p["arch"]], init_on_alloc=bool(p["init_on_alloc"]),
+              nofragment=bool(p["nofragment"]),
               pool_bytes=int(p["pool_mib"]) << 20, cpus=int(p["cpus"]),
               method=_METHODS[p["method"]], costs=costs, inval_costs=inv_costs,
               worker_interval_ns=int(p["worker_interval_ns"]),
@@ -129,17 +149,27 @@ def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
     return AsiConfig(**kw)
 
 
-def workload_for(p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None) -> Workload:
-    """The stream of mix ``mix`` sized for ``cfg``'s pool."""
+def workload_for(p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None,
+                 phases: bool = False) -> Workload:
+    """The stream of mix ``mix`` sized for ``cfg``'s pool; the mixed stream draws unmovable
+    allocations sensitive with probability ``unmovable_sensitive``; with ``phases``, it
+    alternates ``a6_phases`` nonsensitive- and sensitive-heavy phases (``a6_phase_skew``)."""
     g = cfg.geometry
+    mixed = mix == "mixed"
+    n = int(allocs or p["allocs"])
+    nph = int(p["a6_phases"])
     return make_workload(mix, int(allocs or p["allocs"]), int(p["seed"]),
                          cfg.pool_bytes >> g.page_shift, g.page_shift,
-                         float(p["occupancy"]), float(p["pressure"]), cfg.cpus)
+                         float(p["occupancy"]), float(p["pressure"]), cfg.cpus,
+                         unmovable_sensitive=float(p["unmovable_sensitive"]) if mixed else None,
+                         phase_allocs=max(1, n // nph) if phases and nph > 0 else 0,
+                         phase_skew=float(p["a6_phase_skew"]) if phases else 1.0)
 
 
 def variant_config(p: dict, v: Variant, **over) -> AsiConfig:
     """:func:`config_for` of a :class:`Variant`."""
-    return config_for(p, v.policy, flush_rank=v.flush_rank, zeroing=v.zeroing, **over)
+    return config_for(p, v.policy, flush_rank=v.flush_rank, zeroing=v.zeroing,
+                      conversion=v.conversion, **over)
 
 
 def compare_policies(p: dict, allocs: int | None = None, labels=None) -> dict:
@@ -177,6 +207,8 @@ def slowpath_compare(p: dict, allocs: int | None = None):
         for z in Zeroing:
             variants[f"2 tracked, {RANK_NAMES[rank]}, {ZEROING_NAMES[z]}"] = \
                 Variant(Policy.TRACKED, rank, z)
+        variants[f"2 tracked, {RANK_NAMES[rank]}, 6.1 fallbacks"] = \
+            Variant(Policy.TRACKED, rank, Zeroing.EAGER, Conversion.FALLBACK)
     for pressure in p["slowpath_pressures"]:
         q = {**p, "pressure": float(pressure)}
         wl = None
@@ -190,6 +222,9 @@ def slowpath_compare(p: dict, allocs: int | None = None):
                          "policy": POLICY_NAMES[v.policy],
                          "flush_rank": RANK_NAMES[v.flush_rank] if cfg.tracked else "-",
                          "zeroing": ZEROING_NAMES[v.zeroing] if cfg.tracked else "-",
+                         "conversion": CONVERSION_NAMES[v.conversion] if cfg.tracked else "-",
+                         "option": (f"{CONVERSION_NAMES[v.conversion]}, {ZEROING_NAMES[v.zeroing]}"
+                                    if cfg.tracked else "-"),
                          **{k: m[k] for k in _SLOW_METRICS}})
     return pl.DataFrame(rows), runs
 
@@ -219,34 +254,41 @@ def slowpath_cost_sweep(p: dict, allocs: int | None = None):
     return pl.DataFrame(rows)
 
 
-def _target_pages(p: dict, cfg: AsiConfig) -> list[int]:
-    """Free-mapped targets: evenly spaced from 0 to the pool's expected free pages."""
-    pages = cfg.pool_bytes >> cfg.geometry.page_shift
-    free = (1.0 - float(p["occupancy"])) * pages
+def _target_pages(p: dict, peak: int) -> list[int]:
+    """Free-mapped targets: evenly spaced from 0 to ``peak``, the most free pages policy 2
+    (no target) kept mapped on the same stream; a target at or above it never binds, so
+    the largest target is policy 2 itself."""
     n = int(p["target_points"])
-    return [int(round(free * k / (n - 1))) for k in range(n)]
+    return [int(round(peak * k / (n - 1))) for k in range(n)]
 
 
 def target_sweep(p: dict, allocs: int | None = None):
-    """Policy 3 on the mixed stream over the free-mapped target (claim A6), with policy 2
-    (no target) for reference. A polars frame, one row per target."""
+    """Policy 3 over the free-mapped target (claim A6) on the mixed stream in phases
+    (``a6_phases`` of them, nonsensitive- and sensitive-heavy in turn by
+    ``a6_phase_skew``): the free nonsensitive pages a nonsensitive phase leaves are what
+    the target returns to sensitive before the next sensitive phase wants them. Targets
+    from 0 to the most free pages policy 2 kept mapped on that stream. A polars frame, one
+    row per target."""
     import polars as pl
     rows = []
     base = config_for(p, Policy.TRACKED_TARGET)
-    wl = workload_for(p, "mixed", base, allocs)
-    for t in _target_pages(p, base):
+    wl = workload_for(p, "mixed", base, allocs, phases=True)
+    peak = int(simulate(config_for(p, Policy.TRACKED), wl).counts.free_mapped_peak)
+    for t in _target_pages(p, peak):
         m = simulate(config_for(p, Policy.TRACKED_TARGET, target_free_mapped_pages=t), wl).metrics()
         rows.append({"target_pages": t, **m})
     return pl.DataFrame(rows)
 
 
 def granule_sweep(p: dict):
-    """The RFC design and tracked pageblocks on the mixed stream for each granule
-    (pageblocks of 2, 32 and 512 MiB) over a pool of ``granule_pool_mib``."""
+    """The RFC design and tracked pageblocks on the mixed stream for each arm64 granule
+    (pageblocks of 2, 32 and 512 MiB) over a pool of ``granule_pool_mib``, with arm64's
+    TLBI broadcast shootdowns whatever ``arch`` and ``method`` say."""
     import polars as pl
     rows = []
     for gran in eng.GRANULES:
-        q = {**p, "granule": gran, "pool_mib": int(p["granule_pool_mib"])}
+        q = {**p, "granule": gran, "pool_mib": int(p["granule_pool_mib"]), "arch": "arm64",
+             "method": "arm64_tlbi"}
         cfg0 = config_for(q, Policy.RFC)
         wl = workload_for(q, "mixed", cfg0, int(p["granule_allocs"]))
         for pol in (Policy.RFC, Policy.TRACKED):
@@ -344,12 +386,12 @@ def _evidence(runs: dict, targets, physmap) -> dict:
         "A2": {"max_burst_rfc_ns": mx[_RFC]["max_burst_ns"],
                "max_burst_tracked_ns": mx[_TRACKED]["max_burst_ns"]},
         "A3": {"zeroed_rfc": mx[_RFC]["pages_zeroed"],
-               "zeroed_tracked": mx[_LAZY]["pages_zeroed"],
-               "zeroed_tracked_eager": mx[_TRACKED]["pages_zeroed"]},
+               "zeroed_tracked": mx[_TRACKED]["pages_zeroed"],
+               "zeroed_tracked_eager": mx[_T61]["pages_zeroed"]},
         "A4": {"p99_rfc_ns": mx[_RFC]["alloc_p99_ns"],
                "p99_none_ns": mx["0 no ASI"]["alloc_p99_ns"]},
         "A5": {"rfc": five(mx[_RFC]), "tracked": five(mx[_TRACKED]),
-               "tracked_lazy": five(mx[_LAZY])},
+               "tracked_61": five(mx[_T61])},
         "A6": {"target": targets["target_pages"].to_list(),
                "cost": targets["total_asi_ns"].to_list()},
         "A7": {"pt_allocs_synced": pm[("synced", rfc)]["pt_allocs_during_alloc"],
@@ -374,6 +416,7 @@ def evaluate(p: dict, allocs: int | None = None, slowpath: bool = False,
         slow, out["slow_runs"] = slowpath_compare(p, allocs)
         out["slow"] = slow
     out["notes"] = notes(runs, targets, slow)
+    out["notes"]["a6_phases"] = int(p["a6_phases"])
     return out
 
 
@@ -422,14 +465,20 @@ def notes(runs: dict, targets, slow=None) -> dict:
             if b.shape[0] else "none")
         out[f"zeroed_on_conversion_{pol.name.lower()}"] = \
             runs[("mixed", label)].metrics()["zeroed_on_conversion"]
-    lazy = runs[("mixed", _LAZY)].metrics()
+    lazy = runs[("mixed", _TRACKED)].metrics()
     out["lazy"] = {k: lazy[k] for k in ("zero_deferred", "zeroed_deferred",
                                         "deferred_to_sensitive", "deferred_dropped",
                                         "deferred_pending", "alloc_p999_ns",
                                         "mixed_pageblocks_mean")}
-    out["eager_p999_ns"] = runs[("mixed", _TRACKED)].metrics()["alloc_p999_ns"]
+    out["eager_p999_ns"] = runs[("mixed", _T61)].metrics()["alloc_p999_ns"]
+    out["zeroed_on_conversion_t61"] = runs[("mixed", _T61)].metrics()["zeroed_on_conversion"]
+    out["asi_unmap_allocs"] = runs[("mixed", _TRACKED)].metrics()["asi_unmap_allocs"]
+    for label in (_RFC, _TRACKED, _T61):
+        m = runs[("mixed", label)].metrics()
+        out.setdefault("zero_by_init", {})[label] = m["zero_by_init"]
     if slow is not None:
-        rows = slow.filter(slow["zeroing"] == "eager").to_dicts()
+        rows = slow.filter((slow["zeroing"] == "lazy")
+                           & (slow["conversion"] == "posted")).to_dicts()
         out["slow"] = {(r["pressure"], r["flush_rank"]): r for r in rows}
         out["slow_pressures"] = sorted({r["pressure"] for r in rows})
     cost = np.asarray(targets["total_asi_ns"].to_list(), float)
@@ -438,6 +487,10 @@ def notes(runs: dict, targets, slow=None) -> dict:
     out["a6_near_min"] = (min(near), max(near))
     out["a6_cost_at_zero"] = float(cost[0])
     out["a6_cost_min"] = float(cost.min())
+    out["a6_peak"] = float(tp[-1])
+    for key in ("shootdowns", "asi_unmap_allocs", "target_conversions"):
+        col = targets[key].to_list()
+        out[f"a6_{key}"] = (float(col[0]), float(col[int(np.argmin(cost))]), float(col[-1]))
     return out
 
 
@@ -455,14 +508,17 @@ def explanations(ev: dict, nt: dict) -> dict:
     lo, hi = nt["a6_near_min"]
     zr, zt, ze = e["A3"]["zeroed_rfc"], e["A3"]["zeroed_tracked"], e["A3"]["zeroed_tracked_eager"]
     lz = nt["lazy"]
-    a5l = e["A5"].get("tracked_lazy")
+    zi = nt.get("zero_by_init", {})
+    a5l = e["A5"].get("tracked_61")
     lazy_a5 = ""
     if a5l is not None:
         lbetter = [k for k in a5r if a5l[k] < a5r[k]]
         lworse = [k for k in a5r if a5l[k] > a5r[k]]
-        lazy_a5 = (f" With lazy zeroing, tracked pageblocks against the RFC design are lower on "
-                   f"{', '.join(lbetter) or 'nothing'} and higher on {', '.join(lworse) or 'nothing'} "
-                   f"(pages zeroed {a5l['pages_zeroed']:.0f}, p99 {a5l['alloc_p99_ns']:.0f} ns).")
+        lazy_a5 = (f" With v6.1's fallbacks across sensitivity instead (partial steals, the "
+                   f"shootdown in line, eager zeroing), tracked pageblocks against the RFC design "
+                   f"are lower on {', '.join(lbetter) or 'nothing'} and higher on "
+                   f"{', '.join(lworse) or 'nothing'} (shootdowns {a5l['shootdowns']:.0f}, pages "
+                   f"zeroed {a5l['pages_zeroed']:.0f}, p99 {a5l['alloc_p99_ns']:.0f} ns).")
     slow_a5 = ""
     if "slow" in nt:
         sl, prs = nt["slow"], nt["slow_pressures"]
@@ -480,7 +536,7 @@ def explanations(ev: dict, nt: dict) -> dict:
         slow_a5 = (f" Where the flush ranks in the slow path matters only when a sensitivity runs "
                    f"out of free memory: sensitive allocations entered the slow path "
                    + ", ".join(f"{v:.0f} times at pressure {k:g}" for k, v in entries.items())
-                   + f"; at pressure {hi_p:g} (eager zeroing) " + "; ".join(parts)
+                   + f"; at pressure {hi_p:g} (the posted conversion) " + "; ".join(parts)
                    + ". The fast-path rank (the default) has no compaction or reclaim at all, so "
                      "its failures are allocations the slow path would retry; the other ranks "
                      "also keep the fast path within the allocation's sensitivity, and their "
@@ -497,10 +553,13 @@ def explanations(ev: dict, nt: dict) -> dict:
                f"{nt['burst_source_rfc']}) and {e['A2']['max_burst_tracked_ns'] / 1e3:.1f} us for "
                f"tracked pageblocks (a {nt['burst_source_tracked']}: zeroing and mapping or "
                f"unmapping a whole pageblock at once)."),
-        "A3": (f"The RFC design zeroed {zr:.0f} pages, {_cmp(zr, zt)} tracked pageblocks with "
-               f"lazy zeroing ({zt:.0f}). The value uses lazy zeroing because the RFC design "
-               f"also zeroes a page only when a nonsensitive user takes it, so the difference is "
-               f"the same-sensitivity reuse the claim is about. Of the "
+        "A3": (f"Counting only the zeroing ASI adds to init_on_alloc's (which zeroes every "
+               f"allocated page anyway when enabled), the RFC design zeroed {zr:.0f} pages, "
+               f"{_cmp(zr, zt)} tracked pageblocks ({zt:.0f}); init_on_alloc had already zeroed "
+               f"{zi.get(_RFC, 0):.0f} and {zi.get(_TRACKED, 0):.0f} of the pages each would "
+               f"have zeroed while allocating. Tracked pageblocks zero per page when it is "
+               f"mapped, as the RFC design does, so the difference is the same-sensitivity reuse "
+               f"the claim is about. Of the "
                f"{lz['zero_deferred']:.0f} formerly sensitive free pages that conversions to "
                f"nonsensitive left unmapped, {lz['zeroed_deferred']:.0f} were zeroed later when a "
                f"nonsensitive allocation took them, {lz['deferred_to_sensitive']:.0f} went to "
@@ -508,10 +567,11 @@ def explanations(ev: dict, nt: dict) -> dict:
                f"sensitive pageblock, and {lz['deferred_pending']:.0f} were still free and "
                f"unzeroed when the stream ended: lazy zeroing mostly defers this work rather than "
                f"avoiding it, and moves it into allocations (p99.9 {lz['alloc_p999_ns']:.0f} ns "
-               f"against {nt['eager_p999_ns']:.0f} ns eager). Zeroing eagerly (policy 2's "
-               f"default), tracked pageblocks zeroed {ze:.0f}, {_cmp(ze, zr)} the RFC design, "
-               f"{nt['zeroed_on_conversion_tracked']:.0f} of them when a pageblock turned "
-               f"nonsensitive (all its free formerly sensitive pages at once)."),
+               f"against {nt['eager_p999_ns']:.0f} ns for v6.1's fallbacks zeroing eagerly). "
+               f"That variant zeroed {ze:.0f}, {_cmp(ze, zr)} the RFC design, "
+               f"{nt['zeroed_on_conversion_t61']:.0f} of them when a pageblock turned "
+               f"nonsensitive (all its free formerly sensitive pages at once, work init_on_alloc "
+               f"does not save)."),
         "A4": (f"p99 allocation latency is {e['A4']['p99_rfc_ns']:.0f} ns with the RFC design "
                f"and {e['A4']['p99_none_ns']:.0f} ns without ASI: the RFC design maps (and where "
                f"needed zeroes, and allocates page tables for) every nonsensitive allocation, "
@@ -521,14 +581,28 @@ def explanations(ev: dict, nt: dict) -> dict:
                f"{a5r['pages_zeroed']:.0f}, housekeeping {a5t['housekeeping_ns'] / 1e6:.2f} vs "
                f"{a5r['housekeeping_ns'] / 1e6:.2f} ms, p99 {a5t['alloc_p99_ns']:.0f} vs "
                f"{a5r['alloc_p99_ns']:.0f} ns; lower on {', '.join(better) or 'nothing'}, "
-               f"higher on {', '.join(worse) or 'nothing'} (the value: policy 2 with its default "
-               f"options, eager zeroing and the flush as an ordinary fallback)." + lazy_a5
+               f"higher on {', '.join(worse) or 'nothing'} (the value: policy 2 as posted, "
+               f"whole free pageblocks turning nonsensitive and {nt.get('asi_unmap_allocs', 0):.0f} "
+               f"sensitive allocations taking a whole free nonsensitive block, unmapped and shot "
+               f"down with IRQs on; zeroing per page when mapped)." + lazy_a5
                + slow_a5),
         "A6": (f"Total ASI work is lowest at a target of {best} free mapped pages and within 1 % "
                f"of that minimum for targets {lo}-{hi}; at target 0 it is "
                f"{nt['a6_cost_at_zero'] / 1e6:.1f} ms against {nt['a6_cost_min'] / 1e6:.1f} ms, "
-               f"because the target worker converts pageblocks back to sensitive (unmap, "
-               f"shoot down) that nonsensitive allocations then convert again (zero, map)."),
+               f"on a stream whose nonsensitive share swings over "
+               f"{nt.get('a6_phases', 0)} phases. Shootdowns at target 0, at the "
+               f"minimum and at the largest target: "
+               + ", ".join(f"{x:.0f}" for x in nt.get("a6_shootdowns", ()))
+               + "; pageblocks the target worker returned to sensitive: "
+               + ", ".join(f"{x:.0f}" for x in nt.get("a6_target_conversions", ()))
+               + "; sensitive allocations that took a free nonsensitive block in line (unmap, "
+                 "shoot down): " + ", ".join(f"{x:.0f}" for x in nt.get("a6_asi_unmap_allocs", ()))
+               + ". At a low target the worker returns pageblocks to sensitive while "
+                 "nonsensitive allocations still live in them; their pages, freed later, lie "
+                 "mapped on sensitive free lists, and each sensitive allocation that takes one "
+                 "shoots it down in line. Targets run from 0 to the most free pages policy 2 "
+                 "(no target) kept mapped on this stream, "
+               + f"{nt.get('a6_peak', 0):.0f}."),
         "A7": (f"While allocating, the RFC's on-demand restricted physmap allocated "
                f"{e['A7']['pt_allocs_rfc']:.0f} page-table pages and the synced one "
                f"{e['A7']['pt_allocs_synced']:.0f}, its tables being built at boot; with block "

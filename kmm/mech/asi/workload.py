@@ -48,14 +48,20 @@ class AllocClass:
     reclaimable: bool = False
 
 
-#: The workload mixes (sensitivity by class is a modelling choice, ``assumed``): kernel
-#: objects and network buffers nonsensitive, page cache and anonymous memory sensitive.
+#: The workload mixes (sensitivity by class is a modelling choice, ``assumed``): page cache,
+#: anonymous memory and reclaimable slab sensitive (the ASI page-allocator RFC of 2025-03-13
+#: makes all movable memory sensitive, and its "[RFC HACKS] mm/slub: Set __GFP_SENSITIVE for
+#: reclaimable slabs" the reclaimable slabs); unmovable kernel allocations (network buffers,
+#: kernel objects) come in both sensitivities, which is why that RFC splits
+#: ``MIGRATE_UNMOVABLE``: :func:`make_workload`'s ``unmovable_sensitive`` sets their share
+#: (the classes below give 0, every unmovable allocation nonsensitive, when it is not given).
 MIXES: dict[str, tuple[AllocClass, ...]] = {
     "mixed": (
         AllocClass("netbuf", 0.35, (0.7, 0.2, 0.1), 0.0, 0, 8.0),
         AllocClass("pagecache", 0.25, (1.0,), 1.0, 1, 400.0, reclaimable=True),
-        AllocClass("anon", 0.30, (0.97,) + (0.0,) * 8 + (0.03,), 1.0, 1, 200.0),
+        AllocClass("anon", 0.25, (0.97,) + (0.0,) * 8 + (0.03,), 1.0, 1, 200.0),
         AllocClass("kobj", 0.10, (0.6, 0.3, 0.1), 0.0, 0, 2000.0),
+        AllocClass("rslab", 0.05, (0.9, 0.1), 1.0, 2, 300.0),
     ),
     # pages freed as nonsensitive are wanted again at once
     "pathological": (
@@ -66,9 +72,17 @@ MIXES: dict[str, tuple[AllocClass, ...]] = {
 
 
 def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift: int = 12,
-                  occupancy: float = 0.5, pressure: float = 0.0, cpus: int = 8) -> Workload:
+                  occupancy: float = 0.5, pressure: float = 0.0, cpus: int = 8,
+                  unmovable_sensitive: float | None = None, phase_allocs: int = 0,
+                  phase_skew: float = 1.0) -> Workload:
     """An operation stream of ``allocs`` allocations and their frees.
 
+    ``unmovable_sensitive`` (if given) is the probability that an allocation of an
+    unmovable class is sensitive, replacing the classes' own: sensitivity is then drawn
+    independently of mobility for kernel allocations. ``phase_allocs`` > 0 alternates
+    phases of that many allocations: in even phases the classes that are mostly
+    nonsensitive are ``phase_skew`` times as likely as usual, in odd phases the mostly
+    sensitive ones (the swings of nonsensitive demand that a free-mapped target is for).
     Lifetimes are scaled so that the expected live memory is ``occupancy`` of the pool.
     ``pressure`` > 0 adds a memory-pressure phase: during the middle fifth of the stream,
     sensitive movable order-0 allocations of ``pressure`` x pool pages in total, all freed
@@ -80,10 +94,28 @@ def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift:
     check_int("allocs", allocs, lo=1)
     check_float("occupancy", occupancy, lo=0.0, hi=1.0)
     check_float("pressure", pressure, lo=0.0, hi=2.0)
+    check_int("phase_allocs", phase_allocs, lo=0)
+    check_float("phase_skew", phase_skew, lo=1.0, hi=1000.0)
+    if unmovable_sensitive is not None:
+        check_float("unmovable_sensitive", unmovable_sensitive, lo=0.0, hi=1.0)
     rng = np.random.default_rng(seed)
     classes = MIXES[mix]
+    sens_p = np.array([c.sensitive if unmovable_sensitive is None or c.mobility != 0
+                       else float(unmovable_sensitive) for c in classes])
     w = np.array([c.weight for c in classes])
-    cls = rng.choice(len(classes), size=allocs, p=w / w.sum())
+    if phase_allocs > 0:
+        mostly_ns = sens_p < 0.5
+        w_ns = w * np.where(mostly_ns, phase_skew, 1.0)
+        w_s = w * np.where(mostly_ns, 1.0, phase_skew)
+        w_ns, w_s = w_ns / w_ns.sum(), w_s / w_s.sum()
+        phase = (np.arange(allocs) // phase_allocs) % 2
+        u = rng.random(allocs)
+        cls = np.where(phase == 0, np.searchsorted(np.cumsum(w_ns), u, side="right"),
+                       np.searchsorted(np.cumsum(w_s), u, side="right"))
+        cls = np.minimum(cls, len(classes) - 1)
+        w = (w_ns + w_s) / 2  # the time-average mix, for the lifetime scale
+    else:
+        cls = rng.choice(len(classes), size=allocs, p=w / w.sum())
     red = page_shift - 12
     order = np.zeros(allocs, np.int64)
     mean_pages = 0.0
@@ -102,7 +134,7 @@ def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift:
     for k, c in enumerate(classes):
         sel = cls == k
         life[sel] = rng.exponential(c.lifetime * scale, int(sel.sum()))
-        sens[sel] = (rng.random(int(sel.sum())) < c.sensitive).astype(np.int8)
+        sens[sel] = (rng.random(int(sel.sum())) < sens_p[k]).astype(np.int8)
         mob[sel] = c.mobility
         rec[sel] = int(c.reclaimable)
     life = np.maximum(life, 1.0)
