@@ -29,9 +29,10 @@ from urllib.parse import urlsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The notebook run in the browser: four charts (log scales, a facet, tooltips), seconds to run.
+#: The notebook run in the browser: five charts (log scales, a facet, tooltips, the uptime
+#: view), seconds to run.
 NOTEBOOK = "bbml2_structure"
-CHARTS = 4
+CHARTS = 5
 CHROMIUM = next((p for p in (os.environ.get("KMM_CHROMIUM"), shutil.which("chromium"),
                              shutil.which("chromium-browser"), "/usr/bin/chromium") if p
                  and Path(p).is_file()), None)

@@ -195,7 +195,8 @@ def observe(data: Path) -> dict:
                                                        for n in seen]}
     tags: set[int] = set()
     for f in sorted(p for p in gen.rglob("*") if p.is_file()):
-        found = {int(t) for t in re.findall(r"tag[ \"\':]+([0-9]+)", f.read_text())}
+        found = {int(t) for t in re.findall(r"tag[ \"\':]+([0-9]+)",
+                                            f.read_bytes().decode("utf-8", "replace"))}
         if f.suffix in (".json", ".svg", ".ipynb", ".html") and not found and f.name != "claims.json":
             problems.append(f"{f.relative_to(gen)} carries no tag")
         tags |= found
