@@ -105,6 +105,41 @@ class ImagePlacement:
         return va
 
 
+#: Top-level tables of one node's set in the RFC (its ``struct pgtables``, v2 08/16 "add node
+#: 0 page table definitions"): ``reserved_pg_dir`` and ``swapper_pg_dir``, plus
+#: ``tramp_pg_dir`` with ``CONFIG_UNMAP_KERNEL_AT_EL0``; each ``PTRS_PER_PGD`` descriptors.
+def top_tables_per_node(unmap_kernel_at_el0: bool = True) -> int:
+    """Top-level tables in one node's ``struct pgtables``: 3 with ``UNMAP_KERNEL_AT_EL0``
+    (``tramp_pg_dir``, ``reserved_pg_dir``, ``swapper_pg_dir``), else 2."""
+    return 3 if unmap_kernel_at_el0 else 2
+
+
+def ktr_refusal(g: eng.Geometry) -> str | None:
+    """Why KTR cannot replicate the image in ``g``, or None.
+
+    The RFC needs a top-level kernel entry that holds the image and nothing else
+    (``ktext_replication_init`` disables replication when the kernel shares its L0 entry
+    with vmalloc). The image, modules and the start of vmalloc live in the top
+    ``2**(VA_BITS_MIN - 1)`` bytes of the kernel half (``_PAGE_END(VA_BITS_MIN)``,
+    arch/arm64/include/asm/memory.h; ``VA_BITS_MIN`` is 48 with 52-bit VAs, so that the
+    kernel also boots without LPA/LPA2). Where one top-level entry spans that whole
+    window the image shares it with vmalloc and modules: 16K/48 (two level-0 entries; the
+    fixmap code notes the kernel mapping and fixmap share one, arch/arm64/mm/fixmap.c
+    ``early_fixmap_init_pud``) and LPA2 with 4K or 16K pages (the top level is level -1 with
+    4K). Replicating there means a per-node copy of a table that vmalloc and module loads
+    keep changing, which the RFC does not do.
+    """
+    va_min = min(g.va_bits, 48)
+    window = 1 << (va_min - 1)
+    top = g.entry_bytes(g.start_level)
+    if top >= window:
+        return (f"{g.name}: one top-level entry (level {g.start_level}, "
+                f"{top >> 40} TiB) spans the whole {window >> 40} TiB window of image, modules "
+                f"and vmalloc, so the image would share its entry with vmalloc and modules "
+                f"(the RFC's ktext_replication_init refuses that case)")
+    return None
+
+
 def build_kernel_tables(image: KernelImage, g: eng.Geometry, nodes: int,
                         placement: ImagePlacement = ImagePlacement()
                         ) -> tuple[PageTable, Replicated | None]:
@@ -114,6 +149,9 @@ def build_kernel_tables(image: KernelImage, g: eng.Geometry, nodes: int,
     table and a copy of the image subtree (``PageTable.replicate``).
     """
     check_int("nodes", nodes, lo=1, hi=64)
+    why = ktr_refusal(g) if nodes > 1 else None
+    if why:
+        raise ConfigError(why, "geometry")
     pt = PageTable(g)
     va0 = placement.image_va(g)
     end = va0
@@ -393,9 +431,12 @@ class Machine:
     #: :data:`kmm.tlb.S2_WALK_CACHE_ENTRIES`)
     walk_cache_entries: int = int(WALK_CACHE_ENTRIES)
     s2_walk_cache_entries: int = int(S2_WALK_CACHE_ENTRIES)
+    #: where KTR's per-node lower kernel tables live (:func:`ktr_table_node`)
+    ktr_tables: str = "rfc"
 
     def __post_init__(self):
         check_int("nodes", self.nodes, lo=1, hi=16)
+        _check_ktr_tables(self.ktr_tables)
         check_int("cpus_per_node", self.cpus_per_node, lo=1, hi=16)
         check_int("threads_per_cpu", self.threads_per_cpu, lo=1, hi=16)
         check_int("llc_bytes", self.llc_bytes, lo=64 * KiB)
@@ -438,11 +479,39 @@ class RunConfig:
         check_int("seed", self.seed, lo=0)
 
 
+KTR_TABLE_PLACEMENTS = ("rfc", "local")
+
+
+def _check_ktr_tables(v: str) -> str:
+    if v not in KTR_TABLE_PLACEMENTS:
+        raise ConfigError(f"must be one of {', '.join(KTR_TABLE_PLACEMENTS)}, got {v!r}",
+                          "ktr_tables")
+    return v
+
+
+def ktr_table_node(cpu_node: int, nodes: int, placement: str = "rfc") -> int:
+    """Node holding the kernel tables below the top level that a CPU of ``cpu_node`` walks
+    under KTR.
+
+    Node 0 walks the boot tables (``swapper_pg_dir`` and the image subtree ``map_kernel``
+    built, node 0). Node ``n > 0`` walks the subtree ``create_kernel_nid_map`` built (RFC
+    v2 13/16), whose tables come from ``early_pgtable_alloc`` (arch/arm64/mm/mmu.c:
+    ``memblock_phys_alloc_range`` with no node), and memblock allocates top down: ``rfc``
+    puts them on the node at the top of RAM (the last node); ``local`` on node ``n`` (a
+    node-aware allocator, the option the review asks for). Its top-level set is node-local
+    (``memblock_alloc_node(..., nid)``) but its reads are charged with the lower tables.
+    """
+    if cpu_node == 0 or _check_ktr_tables(placement) == "local":
+        return cpu_node
+    return nodes - 1
+
+
 class Classes:
     """Placement classes of lines and tables for ``nodes`` nodes.
 
     ``0..nodes-1`` a fixed node; ``TEXT`` replicated text and rodata; ``KTABLE`` kernel
-    stage-1 tables that KTR replicates (the top level and the image subtree); ``UTEXT``
+    stage-1 tables that KTR replicates (the top level and the image subtree; under KTR
+    read where :func:`ktr_table_node` puts a node's lower tables); ``UTEXT``
     user text (page cache of the binary, on node 0 where it was first read); ``HYP`` EL2
     text (one copy, node 0); ``khome(h)``
     kernel objects of a thread of home ``h`` and ``home(h)`` its page tables (both on that
@@ -450,8 +519,9 @@ class Classes:
     ``q``.
     """
 
-    def __init__(self, nodes: int):
+    def __init__(self, nodes: int, ktr_tables: str = "rfc"):
         self.nodes = nodes
+        self.ktr_tables = _check_ktr_tables(ktr_tables)
         self.TEXT = nodes
         self.KTABLE = nodes + 1
         self.UTEXT = nodes + 2
@@ -480,7 +550,8 @@ class Classes:
         out = np.zeros(self.count, np.int64)
         out[:n] = np.arange(n)
         out[self.TEXT] = 0 if scheme == Scheme.BASELINE else cpu_node
-        out[self.KTABLE] = cpu_node if scheme == Scheme.KTR else 0
+        out[self.KTABLE] = ktr_table_node(cpu_node, n, self.ktr_tables) \
+            if scheme == Scheme.KTR else 0
         out[self.UTEXT] = 0
         out[self.HYP] = 0
         for h in range(n):
@@ -599,7 +670,7 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     ``khome(node)``, which resolves to the node of whichever CPU is charged).
     """
     g = m.geometry
-    cls = Classes(m.nodes)
+    cls = Classes(m.nodes, m.ktr_tables)
     k = (1 if m.nodes > 1 else 0) if sim_node is None else check_int(
         "sim_node", sim_node, lo=0, hi=m.nodes - 1)
     layout = text_layout(w, m, model, run.seed)
@@ -675,7 +746,8 @@ def pool(counts: list[HostCounts]) -> HostCounts:
     if not counts:
         raise ConfigError("needs at least one run", "counts")
     c0 = counts[0]
-    if any(c.nodes != c0.nodes or c.sim_node != c0.sim_node for c in counts):
+    if any(c.nodes != c0.nodes or c.sim_node != c0.sim_node
+           or c.classes.ktr_tables != c0.classes.ktr_tables for c in counts):
         raise ConfigError("runs of different machines cannot be pooled", "counts")
     return HostCounts(
         nodes=c0.nodes, sim_node=c0.sim_node, classes=c0.classes,

@@ -42,11 +42,12 @@ Sources
 """
 from ..host.model import (build_kernel_tables, class_memory_ns, Classes, DEFCONFIG_SIZE_BSS_BYTES,
     DEFCONFIG_SIZE_DATA_BYTES, DEFCONFIG_SIZE_TEXT_BYTES, GiB, HostCosts, HostCounts, HYP_PA,
-    HYP_VA_BASE, ImagePlacement, KDATA_PA, KERNEL_VA_BASE, KernelImage, KiB, LINEAR_VA_BASE,
+    HYP_VA_BASE, ImagePlacement, KDATA_PA, KERNEL_VA_BASE, KernelImage, KiB, ktr_refusal,
+    KTR_TABLE_PLACEMENTS, ktr_table_node, LINEAR_VA_BASE,
     Machine, MiB, node_times_ns, patch_machine_ns, patch_overhead_fraction, patch_window_ns,
     PatchCost, PatchSync, pool, Region, RunConfig, Scheme, SEGMENT_ALIGN_BYTES, simulate_host,
     simulate_seeds, SLOT_SPAN_BYTES, source_times_ns, Stage2Setup, system_time_ns, TextModel,
-    time_breakdown, UDATA_PA, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
+    time_breakdown, top_tables_per_node, UDATA_PA, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
     WORKLOADS)
 from ..host.workload import (_interleave, generate_cpu_trace, HostTrace, text_layout, TextLayout)
 from .model import (break_even_patch_rate, image_subtree_tables, replication_bytes_formula,
@@ -59,7 +60,8 @@ from .study import (breakdown_frame, CHARTS, check_params, DEFAULTS, evidence, f
 __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_bytes_model",
            "replication_bytes_formula", "image_subtree_tables", "PatchSync", "PatchCost",
            "patch_window_ns", "patch_machine_ns", "patch_overhead_fraction",
-           "break_even_patch_rate", "SEGMENT_ALIGN_BYTES", "Region", "UserPolicy", "Scheme",
+           "break_even_patch_rate", "ktr_refusal", "ktr_table_node", "KTR_TABLE_PLACEMENTS",
+           "top_tables_per_node", "SEGMENT_ALIGN_BYTES", "Region", "UserPolicy", "Scheme",
            "Workload", "WORKLOADS", "TextModel", "Machine", "RunConfig", "Classes", "HostTrace",
            "TextLayout", "text_layout", "generate_cpu_trace", "Stage2Setup", "HostCounts",
            "simulate_host", "HostCosts", "node_times_ns", "system_time_ns", "time_breakdown",

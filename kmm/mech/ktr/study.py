@@ -7,7 +7,8 @@ import numpy as np
 
 from ... import engine as eng
 from ...errors import ConfigError
-from ..host.model import (HostCosts, HostCounts, KernelImage, Machine, MiB, patch_machine_ns,
+from ..host.model import (HostCosts, HostCounts, KernelImage, ktr_refusal, KTR_TABLE_PLACEMENTS,
+    Machine, MiB, patch_machine_ns, top_tables_per_node,
     patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, system_time_ns, time_breakdown, UserPolicy, WORKLOADS)
 from ...suite.study import cached, evidence_from, most_influential, Study
@@ -28,7 +29,8 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workloads": ["database", "compute", 
     "cpus_per_node": 2, "cores_per_node": 32, "accesses_per_cpu": 15000, "warmup_per_cpu": 15000,
     "baseline_user_policy": "interleave", "text_bytes": 16570322, "rodata_bytes": 6291456,
     "rodata_range_bytes": [4194304, 10485760],
-    "geometries": ["4K/48", "16K/47", "64K/42", "64K/48"], "patch_sites": 8, "fixmap_ns": 300.0,
+    "geometries": ["4K/48", "16K/47", "64K/42", "64K/48"], "unmap_kernel_at_el0": True,
+    "ktr_tables": "rfc", "patch_sites": 8, "fixmap_ns": 300.0,
     "cmo_ns": 500.0, "sync_ns": 5000.0, "patch_sync": "stop_machine", "patches_per_s": 1.0,
     "patch_rates": [0.1, 10.0, 1000.0, 100000.0], "cpi_base_range": [0.6, 1.5],
     "llc_ns_range": [20.0, 45.0], "l2_tlb_cycles_range": [3.0, 8.0],
@@ -40,6 +42,14 @@ _POLICY = {"local": UserPolicy.LOCAL, "interleave": UserPolicy.INTERLEAVE,
            "remote": UserPolicy.REMOTE, "node0": UserPolicy.NODE0}
 
 
+def _geometry(spec: str) -> eng.Geometry:
+    try:
+        gran, va = spec.split("/")
+        return eng.arm64(gran, int(va))
+    except ValueError:
+        raise ConfigError(f"{spec!r} is not GRANULE/VA_BITS", "geometries") from None
+
+
 def check_params(p: dict) -> dict:
     """The rules beyond types: known policy and workloads, and the claims' 2-node machine."""
     if p["baseline_user_policy"] not in _POLICY:
@@ -48,6 +58,12 @@ def check_params(p: dict) -> dict:
         raise ConfigError(f"workloads are {', '.join(WORKLOADS)}", "workloads")
     if 2 not in p["node_counts"]:
         raise ConfigError("node_counts must include 2 (the claims' machine)", "node_counts")
+    for spec in p["geometries"]:
+        why = ktr_refusal(_geometry(spec))
+        if why:
+            raise ConfigError(f"KTR is refused there: {why}", "geometries")
+    if p["ktr_tables"] not in KTR_TABLE_PLACEMENTS:
+        raise ConfigError(f"must be one of {', '.join(KTR_TABLE_PLACEMENTS)}", "ktr_tables")
     return p
 
 
@@ -70,7 +86,7 @@ def image_of(p: dict) -> KernelImage:
 def machine_of(p: dict, nodes: int = 2, llc_bytes: int | None = None) -> Machine:
     return Machine(nodes=nodes, cpus_per_node=p["cpus_per_node"],
                    llc_bytes=p["llc_bytes"] if llc_bytes is None else llc_bytes,
-                   image=image_of(p))
+                   image=image_of(p), ktr_tables=p["ktr_tables"])
 
 
 def run_of(p: dict, migration: float | None = None) -> RunConfig:
@@ -216,19 +232,23 @@ def memory_frame(p: dict) -> "pl.DataFrame":
     built and by the closed form, and its spread over the ``assumed`` rodata size."""
     import polars as pl
     rows = []
+    kpti = bool(p["unmap_kernel_at_el0"])
     for spec in p["geometries"]:
-        gran, va = spec.split("/")
-        g = eng.arm64(gran, int(va))
+        g = _geometry(spec)
         for rodata in sorted({p["rodata_range_bytes"][0], p["rodata_bytes"],
                               p["rodata_range_bytes"][1]}):
             img = KernelImage(text_bytes=p["text_bytes"], rodata_bytes=rodata)
             for n in (1, 2, 4, 8):
-                mb = replication_bytes_model(img, g, n)
-                fb = replication_bytes_formula(img, g, n)
+                mb = replication_bytes_model(img, g, n, unmap_kernel_at_el0=kpti,
+                                             ktr_tables=p["ktr_tables"])
+                fb = replication_bytes_formula(img, g, n, unmap_kernel_at_el0=kpti)
+                by_node = mb["lower_table_bytes_by_node"]
                 rows.append({"geometry": spec, "rodata_bytes": rodata, "nodes": n,
                              "copy_bytes": mb["copy_bytes"], "table_bytes": mb["table_bytes"],
                              "model_bytes": mb["total_bytes"], "formula_bytes": fb["total_bytes"],
-                             "top_table_bytes": g.top_table_bytes})
+                             "top_table_bytes": g.top_table_bytes,
+                             "top_tables_per_node": top_tables_per_node(kpti),
+                             "lower_tables_max_node_bytes": max(by_node.values(), default=0)})
     return pl.DataFrame(rows)
 
 
@@ -351,8 +371,11 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                  "explanation": (
                      f"With {g0} each extra node costs one text+rodata copy "
                      f"({two['copy_bytes'] / 2**20:.1f} MiB) and "
-                     f"{two['table_bytes']} bytes of tables (a {two['top_table_bytes']}-byte "
-                     f"top-level table and the image subtree's lower tables), and the bytes "
+                     f"{two['table_bytes']} bytes of tables (the RFC's per-node set of "
+                     f"{two['top_tables_per_node']} top-level tables of "
+                     f"{two['top_table_bytes']} bytes, with tramp_pg_dir "
+                     f"{'included' if p['unmap_kernel_at_el0'] else 'left out'}, and the "
+                     f"image subtree's lower tables), and the bytes "
                      f"counted from the tables the engine builds equal the closed form for "
                      f"every geometry and node count.")}
     return out
