@@ -218,30 +218,34 @@ def _topo(nodes, ratio=2.0, cpus_per_node=4):
 @pytest.mark.parametrize("nodes", [1, 2, 4])
 def test_trapped_patch_hand_count(nodes):
     """One 3-site patch: 3 traps whatever the node count, 3 x N copy writes, each write a
-    fixmap, a store owning the line at the copy's node and a clean to PoU."""
-    cost = ktr.PatchCost(sites=3, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=1000.0)
+    fixmap, the broadcast flush of the slot (TLBI VALE2IS + DSB ISH, arch/arm64/kvm/hyp/nvhe/
+    mm.c fixmap_clear_slot: 1 + 4 ns here), a store owning the line at the copy's node and
+    a clean to PoU."""
+    flush = dict(tlbi_ns=1.0, dsb_ish_ns=4.0, dsb_ish_per_cpu_ns=0.0)
+    cost = ktr.PatchCost(sites=3, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=1000.0, **flush)
     topo = _topo(nodes)
     ev = pkvm.text_write_events(nodes, 3, trapped=True)
     assert ev["traps"] == 3 and ev["copy_writes"] == 3 * nodes == ev["cmo_lines"]
     assert pkvm.text_write_events(nodes, 3, trapped=False)["traps"] == 0
     # copy 0 is local (100 ns), every other copy remote (200 ns)
-    by_hand = {1: 1000 + 3 * 50 + 3 * 130, 2: 1000 + 3 * 50 + 3 * (130 + 230),
-               4: 1000 + 3 * 50 + 3 * (130 + 3 * 230)}[nodes]
+    by_hand = {1: 1000 + 3 * 50 + 3 * 135, 2: 1000 + 3 * 50 + 3 * (135 + 235),
+               4: 1000 + 3 * 50 + 3 * (135 + 3 * 235)}[nodes]
     w = pkvm.trapped_patch_window_ns(topo, nodes, cost, 50.0)
     assert w == pytest.approx(by_hand)
     # the same basis as KTR's untrapped patch: only the traps differ
     assert w - ktr.patch_window_ns(topo, nodes, cost) == pytest.approx(3 * 50.0)
     assert pkvm.trapped_patch_machine_ns(topo, nodes, cost, 50.0) == pytest.approx(w * topo.cpus)
     nosync = ktr.PatchCost(sites=3, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=1000.0,
-                           sync=ktr.PatchSync.NOSYNC)
+                           sync=ktr.PatchSync.NOSYNC, **flush)
     assert pkvm.trapped_patch_machine_ns(topo, nodes, nosync, 50.0) == pytest.approx(w)
 
 
 def test_trapped_patch_grows_by_one_copy_per_node():
-    cost = ktr.PatchCost(sites=2, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=0.0)
+    cost = ktr.PatchCost(sites=2, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=0.0, tlbi_ns=1.0,
+                         dsb_ish_ns=4.0, dsb_ish_per_cpu_ns=0.0)
     topo = _topo(8)
     w = [pkvm.trapped_patch_window_ns(topo, n, cost, 70.0) for n in range(1, 9)]
-    assert [b - a for a, b in zip(w, w[1:])] == pytest.approx([2 * (10 + 200 + 20)] * 7)
+    assert [b - a for a, b in zip(w, w[1:])] == pytest.approx([2 * (10 + 5 + 200 + 20)] * 7)
 
 
 def test_stage2_invalidation_is_kvm_tlb_flush_vmid_ipa():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
 import numpy as np
 
@@ -172,14 +173,26 @@ class PatchSync(IntEnum):
     """How a patch is made safe against concurrent execution.
 
     STOP_MACHINE : ``aarch64_insn_patch_text``: every online CPU spins in ``stop_machine``
-        while the last one to arrive patches (arch/arm64/kernel/patching.c).
-    NOSYNC : ``aarch64_insn_patch_text_nosync`` (alternatives at boot, patch sites that are
-        safe to change live): only the patching CPU spends time, plus one IPI round to
-        synchronise the other CPUs' instruction streams.
+        while the last one to arrive patches (arch/arm64/kernel/patching.c). kprobes arm and
+        disarm through it (arch/arm64/kernel/probes/kprobes.c ``patch_text``).
+    NOSYNC : ``aarch64_insn_patch_text_nosync``: only the patching CPU spends time. Static
+        keys (arch/arm64/kernel/jump_label.c ``arch_jump_label_transform``) and ftrace
+        (arch/arm64/kernel/ftrace.c ``ftrace_modify_code``; ``arch_ftrace_update_code``
+        calls ``ftrace_modify_all_code`` without ``stop_machine``) patch this way.
     """
 
     STOP_MACHINE = 0
     NOSYNC = 1
+
+
+#: The synchronisation each text-patching path really issues (see :class:`PatchSync`).
+PATCH_PATHS: dict[str, PatchSync] = {"static_key": PatchSync.NOSYNC,
+                                     "ftrace": PatchSync.NOSYNC,
+                                     "kprobe": PatchSync.STOP_MACHINE}
+
+#: VA of the ``FIX_TEXT_POKE0`` slot in the model (any page-aligned kernel VA: the flush is
+#: priced, not applied to a TLB).
+_FIXMAP_VA = 0xFFFF_FFFF_FE00_0000
 
 
 @dataclass(frozen=True)
@@ -189,13 +202,17 @@ class PatchCost:
     Parameters
     ----------
     sites : instructions written by one patch (one static key may own many sites)
-    fixmap_ns : ``patch_map``/``patch_unmap`` of ``FIX_TEXT_POKE0`` for one write: the
-        descriptor stores and the local TLBI+DSB of ``clear_fixmap``
+    fixmap_ns : ``patch_map``/``patch_unmap`` of ``FIX_TEXT_POKE0`` for one write without the
+        invalidation: the lock, the descriptor stores and barriers
     cmo_ns : ``caches_clean_inval_pou`` of one line: DC CVAU, DSB ISH, IC IVAU (broadcast to
         the inner shareable domain), DSB ISH, ISB
     sync_ns : fixed cost of the synchronisation: the ``stop_machine`` rendezvous, or the
         IPI round of a nosync patch
     sync : :class:`PatchSync`
+    tlbi_ns, dsb_ish_ns, dsb_ish_per_cpu_ns : the invalidation ``patch_unmap`` issues per
+        write: ``clear_fixmap`` -> ``__set_fixmap`` -> ``flush_tlb_kernel_range`` of the
+        slot's page (arch/arm64/mm/fixmap.c), a broadcast ``TLBI VAALE1IS`` and the ``DSB
+        ISH`` that waits for every CPU (:func:`fixmap_flush_ns`, :mod:`kmm.invalidate`)
     """
 
     sites: int = 1
@@ -203,13 +220,55 @@ class PatchCost:
     cmo_ns: float = 500.0
     sync_ns: float = 5000.0
     sync: PatchSync = PatchSync.STOP_MACHINE
+    tlbi_ns: float = 10.0
+    dsb_ish_ns: float = 200.0
+    dsb_ish_per_cpu_ns: float = 5.0
 
     def __post_init__(self):
         check_int("sites", self.sites, lo=1)
-        check_float("fixmap_ns", self.fixmap_ns, lo=0.0)
-        check_float("cmo_ns", self.cmo_ns, lo=0.0)
-        check_float("sync_ns", self.sync_ns, lo=0.0)
+        for f in ("fixmap_ns", "cmo_ns", "sync_ns", "tlbi_ns", "dsb_ish_ns",
+                  "dsb_ish_per_cpu_ns"):
+            check_float(f, getattr(self, f), lo=0.0)
         object.__setattr__(self, "sync", PatchSync(self.sync))
+
+    def scaled(self, k: float) -> "PatchCost":
+        """Every time cost multiplied by ``k``."""
+        from dataclasses import replace
+        return replace(self, fixmap_ns=self.fixmap_ns * k, cmo_ns=self.cmo_ns * k,
+                       sync_ns=self.sync_ns * k, tlbi_ns=self.tlbi_ns * k,
+                       dsb_ish_ns=self.dsb_ish_ns * k,
+                       dsb_ish_per_cpu_ns=self.dsb_ish_per_cpu_ns * k)
+
+
+@lru_cache(maxsize=256)
+def _fixmap_flush_ns(cpus: int, tlbi_ns: float, dsb_ish_ns: float,
+                     dsb_ish_per_cpu_ns: float) -> float:
+    costs = eng.InvalidationCosts(tlbi_ns=tlbi_ns, dsb_ish_ns=dsb_ish_ns,
+                                  dsb_ish_per_cpu_ns=dsb_ish_per_cpu_ns)
+    iv = eng.Invalidator(eng.InvalidationConfig(method=eng.Method.ARM64_TLBI, cpus=cpus,
+                                                page_shift=12, costs=costs))
+    return float(iv.flush(0, _FIXMAP_VA, _FIXMAP_VA + 4096, kernel=True))
+
+
+def fixmap_flush_ns(cpus: int, cost: PatchCost = PatchCost()) -> float:
+    """The patching CPU's time in ``flush_tlb_kernel_range`` of the fixmap slot on a machine
+    of ``cpus`` CPUs (arch/arm64/mm/fixmap.c ``__set_fixmap`` clearing the slot): one
+    broadcast TLBI of the page and a ``DSB ISH`` that grows with the CPUs of the domain,
+    priced by :class:`kmm.invalidate.Invalidator`."""
+    check_int("cpus", cpus, lo=1, hi=4096)
+    return _fixmap_flush_ns(int(cpus), float(cost.tlbi_ns), float(cost.dsb_ish_ns),
+                            float(cost.dsb_ish_per_cpu_ns))
+
+
+def patch_write_ns(topo: Topology, copy_nid: int, cost: PatchCost = PatchCost(),
+                   patcher_nid: int = 0) -> float:
+    """One instruction written into the copy on node ``copy_nid``: fixmap map/unmap, the
+    broadcast flush of the slot (:func:`fixmap_flush_ns`), the store that must first own
+    the line (a read from the copy's node, ``latency_ns[patcher][copy]``) and the
+    clean/invalidate to PoU."""
+    lat = np.asarray(topo.latency_ns)
+    return (cost.fixmap_ns + fixmap_flush_ns(topo.cpus, cost) + float(lat[patcher_nid, copy_nid])
+            + cost.cmo_ns)
 
 
 def patch_window_ns(topo: Topology, copies: int, cost: PatchCost = PatchCost(),
@@ -217,21 +276,19 @@ def patch_window_ns(topo: Topology, copies: int, cost: PatchCost = PatchCost(),
     """Time the patching CPU spends on one patch when the text has ``copies`` copies.
 
     Copy ``n`` lives on node ``n`` (copy 0 is the boot copy on node 0). Each site is written
-    once per copy: fixmap map/unmap, a store that must first own the line (a read from the
-    node holding the copy, ``latency_ns[patcher][n]``) and the clean/invalidate to PoU.
+    once per copy (:func:`patch_write_ns`).
     """
     check_int("copies", copies, lo=1, hi=topo.nodes)
     check_int("patcher_nid", patcher_nid, lo=0, hi=topo.nodes - 1)
-    lat = np.asarray(topo.latency_ns)
-    per_site = sum(cost.fixmap_ns + lat[patcher_nid, n] + cost.cmo_ns for n in range(copies))
+    per_site = sum(patch_write_ns(topo, n, cost, patcher_nid) for n in range(copies))
     return cost.sync_ns + cost.sites * per_site
 
 
 def patch_machine_ns(topo: Topology, copies: int, cost: PatchCost = PatchCost(),
                      patcher_nid: int = 0) -> float:
     """CPU time the whole machine loses to one patch: every online CPU for the window under
-    ``stop_machine``; the patching CPU's window plus one IPI handler per other CPU
-    (``sync_ns`` each is charged once, to the patcher, as the IPI round) otherwise."""
+    ``stop_machine``; the patching CPU's window otherwise (``sync_ns`` charged once, to the
+    patcher)."""
     w = patch_window_ns(topo, copies, cost, patcher_nid)
     if cost.sync == PatchSync.STOP_MACHINE:
         return w * topo.cpus
@@ -243,6 +300,22 @@ def patch_overhead_fraction(topo: Topology, copies: int, rate_per_s: float,
     """Fraction of the machine's CPU time spent patching at ``rate_per_s`` patches/s."""
     rate = check_float("rate_per_s", rate_per_s, lo=0.0)
     return rate * patch_machine_ns(topo, copies, cost, patcher_nid) / (topo.cpus * 1e9)
+
+
+def patch_mix_fraction(topo: Topology, copies: int, rates: dict, cost: PatchCost = PatchCost(),
+                       patcher_nid: int = 0) -> float:
+    """Fraction of the machine's CPU time spent patching when each path of
+    :data:`PATCH_PATHS` patches at ``rates[path]`` per second, each with the
+    synchronisation that path really uses (``cost.sync`` is ignored)."""
+    from dataclasses import replace
+    tot = 0.0
+    for path, rate in rates.items():
+        if path not in PATCH_PATHS:
+            raise ConfigError(f"unknown patch path {path!r}; allowed: {', '.join(PATCH_PATHS)}",
+                              "rates")
+        tot += patch_overhead_fraction(topo, copies, rate,
+                                       replace(cost, sync=PATCH_PATHS[path]), patcher_nid)
+    return tot
 
 
 # ---- performance model: host workloads on the full path --------------------------------------

@@ -47,21 +47,23 @@ from ..host.model import (build_kernel_tables, class_memory_ns, Classes, DEFCONF
     Machine, MiB, node_times_ns, patch_machine_ns, patch_overhead_fraction, patch_window_ns,
     PatchCost, PatchSync, pool, Region, RunConfig, Scheme, SEGMENT_ALIGN_BYTES, simulate_host,
     simulate_seeds, SLOT_SPAN_BYTES, source_times_ns, Stage2Setup, system_time_ns, TextModel,
-    time_breakdown, top_tables_per_node, UDATA_PA, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
+    time_breakdown, top_tables_per_node, UDATA_PA, fixmap_flush_ns, PATCH_PATHS,
+    patch_mix_fraction, patch_write_ns, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
     WORKLOADS)
 from ..host.workload import (_interleave, generate_cpu_trace, HostTrace, text_layout, TextLayout)
 from .model import (break_even_patch_rate, image_subtree_tables, replication_bytes_formula,
     replication_bytes_model)
 from .study import (breakdown_frame, CHARTS, check_params, DEFAULTS, evidence, frame, STUDY, claim_values, gain, gain_frame, host_costs, image_of,
     k1_sweep, machine_of, memory_frame, migration_frame, most_influential, NOTEBOOK_KEYS,
-    params_from, patch_cost_of, patch_frame, results_frame, run_of, simulate_all, sweep_frame,
+    params_from, patch_cost_of, patch_frame, patch_rates_of, results_frame, run_of, simulate_all, sweep_frame,
     tornado_frame, user_numa_frame, workloads_frame)
 
 __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_bytes_model",
            "replication_bytes_formula", "image_subtree_tables", "PatchSync", "PatchCost",
            "patch_window_ns", "patch_machine_ns", "patch_overhead_fraction",
            "break_even_patch_rate", "ktr_refusal", "ktr_table_node", "KTR_TABLE_PLACEMENTS",
-           "top_tables_per_node", "SEGMENT_ALIGN_BYTES", "Region", "UserPolicy", "Scheme",
+           "top_tables_per_node", "fixmap_flush_ns", "PATCH_PATHS", "patch_mix_fraction",
+           "patch_write_ns", "patch_rates_of", "SEGMENT_ALIGN_BYTES", "Region", "UserPolicy", "Scheme",
            "Workload", "WORKLOADS", "TextModel", "Machine", "RunConfig", "Classes", "HostTrace",
            "TextLayout", "text_layout", "generate_cpu_trace", "Stage2Setup", "HostCounts",
            "simulate_host", "HostCosts", "node_times_ns", "system_time_ns", "time_breakdown",

@@ -11,7 +11,7 @@ from ... import engine as eng
 from ...config import check_float, check_int
 from ...engine import PageTable, Paint, Perm
 from ...errors import ConfigError
-from ..host.model import (Classes, ImagePlacement, PatchSync, Scheme, source_times_ns, Stage2Setup,
+from ..host.model import (Classes, ImagePlacement, patch_write_ns, PatchSync, Scheme, source_times_ns, Stage2Setup,
     system_time_ns, UDATA_PA)
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -296,9 +296,10 @@ def trapped_patch_window_ns(topo, copies: int, cost, trap_ns: float,
     check_int("copies", copies, lo=1, hi=topo.nodes)
     check_int("patcher_nid", patcher_nid, lo=0, hi=topo.nodes - 1)
     check_float("trap_ns", trap_ns, lo=0.0)
-    lat = np.asarray(topo.latency_ns, dtype=np.float64)
     ev = text_write_events(copies, cost.sites, True)
-    per_site = sum(cost.fixmap_ns + lat[patcher_nid, n] + cost.cmo_ns for n in range(copies))
+    # the hypervisor's fixmap slot is cleared with a broadcast TLBI VALE2IS and DSB ISH
+    # (arch/arm64/kvm/hyp/nvhe/mm.c fixmap_clear_slot), priced as the host's
+    per_site = sum(patch_write_ns(topo, n, cost, patcher_nid) for n in range(copies))
     return ev["syncs"] * cost.sync_ns + ev["traps"] * trap_ns + cost.sites * per_site
 
 

@@ -3,13 +3,15 @@
 Part of :mod:`kmm.mech.pkvm`."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ... import engine as eng
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
 from ..host.model import (class_memory_ns, HostCosts, KernelImage, Machine,
-    patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
+    patch_overhead_fraction, PATCH_PATHS, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, source_times_ns, system_time_ns, UserPolicy, WORKLOADS)
 from .model import (crossover_exit_rate, decompose_walks, HostMemory, nested_references, net_gain,
     S2Leaf, stage2_leaf_options, stage2_memory, stage2_page_cycle, stage2_setup,
@@ -32,7 +34,7 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": 
     "el2_exits_per_kinstr": 0.02, "el2_exit_sweep": [0.02], "hyp_text_bytes": 16384,
     "s6_nodes": [1, 2, 4, 8], "s6_ram_per_node_bytes": 68719476736, "s6_granules": ["4K", "64K"],
     "cores_per_node": 32, "patch_sites": 8, "fixmap_ns": 300.0, "cmo_ns": 500.0, "sync_ns": 5000.0,
-    "patch_sync": "stop_machine", "patches_per_s": 1.0, "el2_trap_ns": 500.0, "tlbi_ns": 10.0,
+    "patch_sync": "nosync", "patches_per_s": 1.0, "kprobe_patches_per_s": 0.1, "el2_trap_ns": 500.0, "tlbi_ns": 10.0,
     "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0, "s2_pages_per_s": 10000.0,
     "s2_tlbi_per_set": True,
     "overhead_rates": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0],
@@ -44,7 +46,8 @@ NOTEBOOK_KEYS = tuple(DEFAULTS)
 ASSUMED: dict = {"el2_trap_ns": (150.0, 2000.0), "fixmap_ns": (75.0, 1200.0),
     "cmo_ns": (125.0, 2000.0), "sync_ns": (1250.0, 20000.0), "tlbi_ns": (5.0, 50.0),
     "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0), "cores_per_node": (16, 64),
-    "patches_per_s": (0.01, 1000.0), "s2_pages_per_s": (10.0, 1000000.0)}
+    "patches_per_s": (0.01, 1000.0), "s2_pages_per_s": (10.0, 1000000.0),
+    "kprobe_patches_per_s": (0.01, 10.0)}
 #: ``assumed`` parameters of the text-write and stage-2 sync overheads, sampled jointly
 #: (Latin hypercube over their ranges, :data:`ASSUMED`) in S4's sweep.
 OVERHEAD_ASSUMED = tuple(ASSUMED)
@@ -199,10 +202,32 @@ def comparison_frame(p: dict, runs: dict) -> "pl.DataFrame":
 
 # ---- the overheads beyond the walk: exits, text-write traps, stage-2 sync (S4) ----------------
 def _patch_cost(p: dict, **over):
-    v = {k: over.get(k, p[k]) for k in ("patch_sites", "fixmap_ns", "cmo_ns", "sync_ns")}
+    v = {k: over.get(k, p[k]) for k in ("patch_sites", "fixmap_ns", "cmo_ns", "sync_ns",
+                                         "tlbi_ns", "dsb_ish_ns", "dsb_ish_per_cpu_ns")}
     return PatchCost(sites=int(v["patch_sites"]), fixmap_ns=float(v["fixmap_ns"]),
-                         cmo_ns=float(v["cmo_ns"]), sync_ns=float(v["sync_ns"]),
-                         sync=PatchSync[p["patch_sync"].upper()])
+                     cmo_ns=float(v["cmo_ns"]), sync_ns=float(v["sync_ns"]),
+                     sync=PatchSync[p["patch_sync"].upper()], tlbi_ns=float(v["tlbi_ns"]),
+                     dsb_ish_ns=float(v["dsb_ish_ns"]),
+                     dsb_ish_per_cpu_ns=float(v["dsb_ish_per_cpu_ns"]))
+
+
+def _patch_rates(p: dict, **over) -> dict[str, float]:
+    """Patches per second per path (:data:`kmm.mech.host.model.PATCH_PATHS`): static-key
+    flips and ftrace toggles (nosync) and kprobe arm/disarm (``stop_machine``)."""
+    return {"static_key": float(over.get("patches_per_s", p["patches_per_s"])),
+            "kprobe": float(over.get("kprobe_patches_per_s", p["kprobe_patches_per_s"]))}
+
+
+def _text_fractions(topo, nodes: int, rates: dict, cost, trap_ns: float) -> dict[str, float]:
+    """Shares of machine time of text patching at ``rates``, each path with its own
+    synchronisation: baseline (one copy), KTR (one per node), stage 2 (trapped)."""
+    out = {"text_base": 0.0, "text_ktr": 0.0, "text_stage2": 0.0}
+    for path, rate in rates.items():
+        c = replace(cost, sync=PATCH_PATHS[path])
+        out["text_base"] += patch_overhead_fraction(topo, 1, rate, c)
+        out["text_ktr"] += patch_overhead_fraction(topo, nodes, rate, c)
+        out["text_stage2"] += text_write_fraction(topo, nodes, rate, c, trap_ns)
+    return out
 
 
 def _sync_cost(p: dict, **over) -> SyncCost:
@@ -229,12 +254,9 @@ def overhead_shares(p: dict, ratio: float | None = None, nodes: int = 2,
     topo = _topo(p, nodes, ratio, **over)
     cost = _patch_cost(p, **over)
     sc = _sync_cost(p, **over)
-    rate = float(over.get("patches_per_s", p["patches_per_s"]))
     pages = float(over.get("s2_pages_per_s", p["s2_pages_per_s"]))
     g2 = eng.stage2(p["s1_granule"], p["ipa_bits"])
-    return {"text_base": patch_overhead_fraction(topo, 1, rate, cost),
-            "text_ktr": patch_overhead_fraction(topo, nodes, rate, cost),
-            "text_stage2": text_write_fraction(topo, nodes, rate, cost, sc.trap_ns),
+    return {**_text_fractions(topo, nodes, _patch_rates(p, **over), cost, sc.trap_ns),
             "sync": stage2_sync_fraction(topo.latency_ns, nodes, pages, g2, sc, topo.cpus)}
 
 
@@ -399,7 +421,8 @@ def overhead_frames(p: dict, runs: dict) -> tuple["pl.DataFrame", "pl.DataFrame"
     g = stage2_gain(p, runs)
     be = g / (1.0 + g) if g > 0 else 0.0
     topo = _topo(p)
-    cost = _patch_cost(p)
+    # the swept patch rate is the static-key path's (nosync, arch/arm64/kernel/jump_label.c)
+    cost = replace(_patch_cost(p), sync=PATCH_PATHS["static_key"])
     sc = _sync_cost(p)
     g2 = eng.stage2(p["s1_granule"], p["ipa_bits"])
     # shares per event per second
