@@ -35,10 +35,32 @@ def test_reserved_scales_with_sets_and_used_is_counted_from_tables():
 def test_unaligned_text_copy_costs_tables_on_every_node():
     g = geometry.stage2("4K", 48)
     mem = pkvm.HostMemory(ram_bytes=64 * GiB, nodes=4)
-    al = pkvm.stage2_memory(mem, g, "block", text_bytes=22 << 20, text_aligned=True)
-    un = pkvm.stage2_memory(mem, g, "block", text_bytes=22 << 20, text_aligned=False)
+    kw = dict(text_bytes=22 << 20, force_pte=False)
+    al = pkvm.stage2_memory(mem, g, "block", text_aligned=True, **kw)
+    un = pkvm.stage2_memory(mem, g, "block", text_aligned=False, **kw)
     assert un["used_bytes"] > al["used_bytes"]
     assert un["reserved_bytes"] == al["reserved_bytes"]
+    # the kernel page-maps the read-only range whatever its alignment
+    al = pkvm.stage2_memory(mem, g, "block", text_bytes=22 << 20, text_aligned=True)
+    un = pkvm.stage2_memory(mem, g, "block", text_bytes=22 << 20, text_aligned=False)
+    assert un["used_bytes"] == al["used_bytes"]
+
+
+def test_read_only_text_range_is_page_mapped_in_host_stage2():
+    # arch/arm64/kvm/hyp/nvhe/mem_protect.c host_stage2_force_pte_cb: for memory, page
+    # mappings wherever prot != PKVM_HOST_MEM_PROT; the host stage 2 is created with it
+    # (kvm_host_prepare_stage2 -> __kvm_pgtable_stage2_init(..., host_stage2_force_pte_cb)).
+    # The rest of RAM keeps the largest block that fits (host_stage2_adjust_range).
+    g = geometry.stage2("4K", 48)
+    mem = pkvm.HostMemory(ram_bytes=64 * GiB, nodes=1)
+    text = (1 * GiB, 22 << 20, 1 * GiB)
+    pt = pkvm.host_stage2_table(mem, g, "block", text)
+    assert pt.translate(1 * GiB + 0x123000).level == 3
+    assert pt.translate(1 * GiB + (22 << 20) - 4096).level == 3
+    assert pt.translate(8 * GiB).level == 1  # default RW memory: a 1 GiB block
+    old = pkvm.host_stage2_table(mem, g, "block", text, force_pte=False)
+    assert old.translate(1 * GiB + 0x123000).level < 3
+    assert pt.table_bytes() > old.table_bytes()
 
 
 def test_stage2_table_refuses_stage1_geometry():

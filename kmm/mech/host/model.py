@@ -664,6 +664,11 @@ class Stage2Setup:
     table_leaf_level: int
     leaf: object
     path: object = None
+    #: placement class of the stage-2 tables (None: each node's own set, read from the
+    #: charged CPU's node)
+    table_class: int | None = None
+    #: the stage-2 walk cache keeps IPA -> PA page leaves (:class:`kmm.walk.PathConfig`)
+    walk_cache_page_leaves: bool = False
 
 
 @dataclass
@@ -771,12 +776,15 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     else:
         l2, c2 = stage2.leaf(tr.pa, k)
         kw.update(s2_leaf_level=l2, s2_cont=c2)
-        # every node walks its own table set: a class that resolves to the charged CPU's
-        # node (a fixed node id would charge the other nodes' CPUs a remote read)
+        # every node walks its own table set: by default a class that resolves to the
+        # charged CPU's node (a fixed node id would charge the other nodes' CPUs a remote
+        # read); ``table_class`` puts every set where the setup says
+        s2_class = cls.khome(k) if stage2.table_class is None else int(stage2.table_class)
         cfg = eng.PathConfig(**common, stage2=stage2.geometry,
                                s2_table_node=eng.TableNode.FIXED,
-                               s2_table_fixed_nid=cls.khome(k),
-                               s2_table_leaf_level=stage2.table_leaf_level)
+                               s2_table_fixed_nid=s2_class,
+                               s2_table_leaf_level=stage2.table_leaf_level,
+                               s2_walk_cache_page_leaves=stage2.walk_cache_page_leaves)
     if stage2 is not None and stage2.path is not None:
         kw["el2"] = tr.region == Region.HYP
         path = stage2.path(cfg)

@@ -13,7 +13,7 @@ from ...sampling import latin_hypercube
 from ..host.model import (class_memory_ns, HostCosts, KernelImage, Machine,
     patch_overhead_fraction, PATCH_PATHS, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, source_times_ns, system_time_ns, UserPolicy, WORKLOADS)
-from .model import (crossover_exit_rate, decompose_walks, HostMemory, nested_references, net_gain,
+from .model import (crossover_exit_rate, decompose_walks, HostMemory, HYP_POOLS, nested_references, net_gain,
     S2Leaf, stage2_leaf_options, stage2_memory, stage2_page_cycle, stage2_setup,
     stage2_sync_fraction, SyncCost, text_write_events, text_write_fraction,
     trapped_patch_window_ns, vhe_crossover_rate)
@@ -25,7 +25,7 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": 
     "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "dep_ifetch": 0.8,
     "dep_data": 0.5, "background": 0.3, "outstanding": 22, "background_range": [0.0, 0.8],
     "dep_ifetch_range": [0.5, 1.0], "s2_walk_cache_entries": 64,
-    "s2_walk_cache_range": [0, 128], "llc_bytes": 8388608, "migration": 0.05, "cpus_per_node": 2,
+    "s2_walk_cache_range": [0, 128], "s2_walk_cache_page_leaves": False, "hyp_pool": "top", "llc_bytes": 8388608, "migration": 0.05, "cpus_per_node": 2,
     "accesses_per_cpu": 8000, "warmup_per_cpu": 8000, "baseline_user_policy": "interleave",
     "text_bytes": 16570322, "rodata_bytes": 6291456, "s2_granules": ["4K", "64K"],
     "s1_granule": "4K", "ipa_bits": 48, "debate_leaf": "4K page 4K", "pkvm_leaf": "4K block 1G",
@@ -62,6 +62,8 @@ def check_params(p: dict) -> dict:
     for k in ("debate_leaf", "pkvm_leaf"):
         if p[k] not in labels:
             raise ConfigError(f"must be one of {', '.join(labels)}", k)
+    if p["hyp_pool"] not in HYP_POOLS:
+        raise ConfigError(f"must be one of {', '.join(HYP_POOLS)}", "hyp_pool")
     if p["patch_sync"] not in _PATCH_SYNC:
         raise ConfigError(f"must be one of {', '.join(_PATCH_SYNC)}", "patch_sync")
     if 2 not in p["overhead_nodes"]:
@@ -106,6 +108,12 @@ def options_of(p: dict) -> list[S2Leaf]:
     return [o for g in p["s2_granules"] for o in stage2_leaf_options(g, p["ipa_bits"])]
 
 
+def _s2(p: dict, m, option: S2Leaf):
+    return stage2_setup(m, option, text_aligned=p["text_aligned"], ipa_bits=p["ipa_bits"],
+                        pool=p["hyp_pool"],
+                        walk_cache_page_leaves=p["s2_walk_cache_page_leaves"])
+
+
 @cached()
 def simulate_all(p: dict) -> dict:
     """Stage-1 runs (baseline and KTR from one run) and stage-2 runs, each pooled over
@@ -123,15 +131,13 @@ def simulate_all(p: dict) -> dict:
         runs[("s1", w)] = simulate_seeds(WORKLOADS[w], m, _run(p), seeds)
         labels = list(opts) if w == p["workload"] else [p["debate_leaf"], p["pkvm_leaf"]]
         for lab in labels:
-            s2 = stage2_setup(m, opts[lab], text_aligned=p["text_aligned"], ipa_bits=p["ipa_bits"])
+            s2 = _s2(p, m, opts[lab])
             runs[("s2", w, lab)] = simulate_seeds(WORKLOADS[w], m, _run(p), seeds,
                                                       stage2=s2)
-    s2 = stage2_setup(m, opts[p["pkvm_leaf"]], text_aligned=p["text_aligned"],
-                      ipa_bits=p["ipa_bits"])
+    s2 = _s2(p, m, opts[p["pkvm_leaf"]])
     for wc in sorted(set(p["s2_walk_cache_range"]) - {p["s2_walk_cache_entries"]}):
         mw = _machine(p, wc)
-        s2w = stage2_setup(mw, opts[p["debate_leaf"]], text_aligned=p["text_aligned"],
-                           ipa_bits=p["ipa_bits"])
+        s2w = _s2(p, mw, opts[p["debate_leaf"]])
         runs[("s2wc", wc)] = simulate_seeds(WORKLOADS[p["workload"]], mw, _run(p), seeds,
                                             stage2=s2w)
     for rate in sorted({p["el2_exits_per_kinstr"], *p["el2_exit_sweep"]}):
