@@ -10,14 +10,20 @@ fetches from the new node's copy.
 
 The module holds three parts:
 
-- memory (claim K5): bytes of the copies plus the per-node tables, counted from page tables
+- memory (claim K5): bytes of the copies plus the per-node tables (the RFC's ``struct
+  pgtables``: two top-level tables, three with ``UNMAP_KERNEL_AT_EL0``, and the image
+  subtree's lower tables, which ``early_pgtable_alloc`` takes from the top of RAM), counted
+  from page tables
   built with :mod:`kmm.pagetable` (``PageTable.replicate``) and, independently, by window
   arithmetic on the image layout (:func:`replication_bytes_formula`);
 - text patching (claim K4): ``aarch64_insn_patch_text_nosync`` writes each instruction
-  through the ``FIX_TEXT_POKE0`` fixmap slot and cleans/invalidates it to the point of
-  unification (arch/arm64/kernel/patching.c); with replication every copy gets the write
-  and the cache maintenance; ``aarch64_insn_patch_text`` does it inside ``stop_machine``
-  so every online CPU waits for the whole patch;
+  through the ``FIX_TEXT_POKE0`` fixmap slot, whose unmap is a broadcast
+  ``flush_tlb_kernel_range`` (arch/arm64/mm/fixmap.c), and cleans/invalidates it to the
+  point of unification (arch/arm64/kernel/patching.c); with replication every copy gets the
+  write, the flush and the cache maintenance. Static keys and ftrace patch that way;
+  kprobes go through ``aarch64_insn_patch_text``, inside ``stop_machine``, so every online
+  CPU waits for the whole patch: each rate is charged with its own path
+  (:data:`PATCH_PATHS`);
 - performance (claims K1-K3): kernel/user phase mixes (:data:`WORKLOADS`) whose text comes
   from :func:`kmm.workloads.code_image`/``instruction_stream``, run through the full path
   (:class:`kmm.walk.Path`: TLBs, walks, caches, NUMA memory) on one node's CPUs; every line
