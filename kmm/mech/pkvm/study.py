@@ -500,8 +500,8 @@ def event_cost_frame(p: dict) -> "pl.DataFrame":
 
 def el2_frame(p: dict, runs: dict) -> "pl.DataFrame":
     """Per node and exit rate: memory time per exit of hypervisor text fetches and of the
-    walks of the hypervisor's own stage-1 tables (EL2 has no stage 2: one copy of text and
-    tables, on node 0), from the runs with exits."""
+    walks of the hypervisor's own stage-1 tables (EL2 has no stage 2: one copy of the text, on
+    node 0, and of the tables, in the hyp pool (``hyp_pool``)), from the runs with exits."""
     import polars as pl
     pol = _policy(p)
     rows = []
@@ -642,8 +642,10 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                        for r in others.iter_rows(named=True))
     out["S5"] = {"value": {"node": nodes, "ns": ns}, "unit": "ns per exit", "sweep": [],
                  "explanation": (
-                     f"EL2 text and the hypervisor's own stage-1 tables have one copy, on node "
-                     f"0, and EL2 translates in one stage (1D walks of up to "
+                     f"EL2 text has one copy, on node 0, the hypervisor's own stage-1 tables "
+                     f"one, in the hyp pool "
+                     f"({'the last node' if p['hyp_pool'] == 'top' else 'node 0'}), and EL2 "
+                     f"translates in one stage (1D walks of up to "
                      f"{eng.arm64(p['s1_granule'], 48).levels} references, no stage 2): at "
                      f"{p['el2_exits_per_kinstr']:g} exits per 1000 instructions "
                      f"{far['hyp_mem_reads_per_exit']:.2g} text lines and "
