@@ -88,6 +88,7 @@ class WalkEvent(IntEnum):
 
 # walk geometry columns (one row per stage)
 W_ON, W_START, W_PAGE_SHIFT, W_NODES, W_TABLE_LEAF, W_SPACE, W_REGIME = 0, 1, 2, 3, 4, 5, 6
+W_S2_PAGE_LEAVES = 7  # stage-2 row: 1 if the stage-2 walk cache keeps IPA -> PA page leaves
 W_SHIFT = 8      # + level + 1: log2 bytes one entry at the level maps
 W_IDXBITS = 14   # + level + 1: log2 entries of a table at the level (top: all concatenated)
 W_RULE = 20      # + level + 1: TableNode
@@ -128,7 +129,7 @@ class TagEvent(IntEnum):
 
 
 def geometry_row(g: Geometry | None, rule, fixed_nid, nodes: int,
-                 table_leaf_level: int = 3) -> np.ndarray:
+                 table_leaf_level: int = 3, page_leaves: bool = True) -> np.ndarray:
     """One stage's walk-geometry row (the one place a :class:`Geometry` becomes kernel data).
 
     ``rule`` and ``fixed_nid`` are one value or one per level (top first)."""
@@ -152,6 +153,7 @@ def geometry_row(g: Geometry | None, rule, fixed_nid, nodes: int,
         nodes
     row[W_TABLE_LEAF] = table_leaf_level
     row[W_SPACE] = g.stage
+    row[W_S2_PAGE_LEAVES] = int(bool(page_leaves))
     for k, lv in enumerate(levels):
         row[W_SHIFT + lv + 1] = g.level_shift(lv)
         entries = g.top_entries if lv == g.start_level else g.entries_per_table
@@ -357,6 +359,8 @@ def stage2_walk(tst, cst, ws, out, c, ipa, leaf, vmid, cnode, mnode, tn, i):
     for lv in range(first, leaf + 1):
         dpa, tnode = _descriptor(ws, 1, lv, ipa, np.int64(vmid), cnode, mnode, tn, i)
         _read(cst, out, c, dpa, cnode, tnode, 1, lv)
+        if lv == 3 and wg[1, W_S2_PAGE_LEAVES] == 0:
+            continue  # an IPA -> PA page leaf is not kept
         if tst.geo[Structure.S2WALK, _tlb.G_SETS] > 0:
             _tlb.tlb_fill(tst, Structure.S2WALK, c, ipa, wg[1, W_SHIFT + lv + 1], 0, vmid,
                           out.tlb)
@@ -519,6 +523,9 @@ class PathConfig:
         or one per level (top first)
     s2_table_node, s2_table_fixed_nid : the same for stage-2 tables
     s2_table_leaf_level : the stage-2 leaf level mapping the pages that hold stage-1 tables
+    s2_walk_cache_page_leaves : the stage-2 walk cache keeps IPA -> PA entries of page
+        (level-3) leaves as well as blocks and table descriptors (False: blocks only, as
+        the Cortex-A76 and Neoverse N1 L2 TLB, TRM table A5-3)
     table_capacity : slots of the table-frame map (a power of two; at most 3/4 are used)
     """
 
@@ -534,6 +541,7 @@ class PathConfig:
     s2_table_fixed_nid: object = 0
     s2_table_leaf_level: int = 3
     table_capacity: int = 1 << 16
+    s2_walk_cache_page_leaves: bool = True
 
     def __post_init__(self):
         check_int("nodes", self.nodes, lo=1, hi=1024)
@@ -559,7 +567,7 @@ class PathConfig:
         return np.stack([
             geometry_row(self.stage1, self.table_node, self.table_fixed_nid, self.nodes),
             geometry_row(self.stage2, self.s2_table_node, self.s2_table_fixed_nid, self.nodes,
-                         self.s2_table_leaf_level)])
+                         self.s2_table_leaf_level, self.s2_walk_cache_page_leaves)])
 
     def walk_probe_shifts(self) -> dict[Structure, tuple[int, ...]]:
         """Tag sizes of the walk caches: the level shifts of the table levels they cache

@@ -6,10 +6,17 @@ from kmm import geometry, numa
 from kmm.errors import ConfigError
 from kmm.mech import ktr
 
-GEOMS = [("4K", 48), ("4K", 39), ("16K", 47), ("16K", 48), ("64K", 42), ("64K", 48)]
+GEOMS = [("4K", 48), ("4K", 39), ("16K", 47), ("64K", 42), ("64K", 48), ("64K", 52)]
 
 
 # ---- K5: replication memory ------------------------------------------------------------
+def _model(*a, **kw):
+    """The byte counts of the model (without where the lower tables live)."""
+    m = ktr.replication_bytes_model(*a, **kw)
+    m.pop("lower_table_bytes_by_node")
+    return m
+
+
 def test_image_segments_are_segment_aligned_and_defaults_sum_to_size_columns():
     img = ktr.KernelImage()
     segs = img.segments()
@@ -22,20 +29,61 @@ def test_image_segments_are_segment_aligned_and_defaults_sum_to_size_columns():
 def test_hand_worked_4k_48bit_two_nodes():
     # Text [0, 15.81 MiB), rodata to 21.81 MiB, rw to 26.81 MiB in 2 MiB windows: the PTE
     # tables are the three windows holding a segment edge (7, 10 and 13); one PMD and one
-    # PUD table; plus the 4 KiB top-level table of the second node.
+    # PUD table; plus the second node's struct pgtables (RFC v2 08/16, arch/arm64/include/
+    # asm/pgtable.h): tramp_pg_dir (UNMAP_KERNEL_AT_EL0), reserved_pg_dir, swapper_pg_dir,
+    # 4 KiB each.
     img = ktr.KernelImage()
     g = geometry.arm64("4K", 48)
     assert ktr.image_subtree_tables(img, g) == {1: 1, 2: 1, 3: 3}
     m = ktr.replication_bytes_model(img, g, 2)
-    assert m == {"copy_bytes": 22_872_064, "table_bytes": 4096 + 5 * 4096,
-                 "total_bytes": 22_872_064 + 24_576}
+    assert m == {"copy_bytes": 22_872_064, "table_bytes": 3 * 4096 + 5 * 4096,
+                 "top_table_bytes": 3 * 4096, "total_bytes": 22_872_064 + 32_768,
+                 "lower_table_bytes_by_node": {1: 5 * 4096}}
+    # without UNMAP_KERNEL_AT_EL0 the set is reserved_pg_dir and swapper_pg_dir
+    m2 = ktr.replication_bytes_model(img, g, 2, unmap_kernel_at_el0=False)
+    assert m2["table_bytes"] == 2 * 4096 + 5 * 4096
+    assert _model(img, g, 2, unmap_kernel_at_el0=False) == ktr.replication_bytes_formula(
+        img, g, 2, unmap_kernel_at_el0=False)
 
 
-def test_top_level_table_smaller_than_a_page_16k_48bit():
-    g = geometry.arm64("16K", 48)
-    assert g.top_table_bytes == 16
-    m = ktr.replication_bytes_model(ktr.KernelImage(), g, 2)
-    assert m["table_bytes"] == 16 + 3 * 16384
+def test_lower_tables_come_from_the_top_of_ram_as_early_pgtable_alloc_leaves_them():
+    # RFC v2 13/16 create_kernel_nid_map maps each node's image through
+    # __create_pgd_mapping(..., early_pgtable_alloc, ...); arch/arm64/mm/mmu.c
+    # early_pgtable_alloc takes memblock_phys_alloc_range() with no node, and memblock
+    # allocates top down: every extra node's lower tables land on the last node.
+    img = ktr.KernelImage()
+    g = geometry.arm64("4K", 48)
+    rfc = ktr.replication_bytes_model(img, g, 4)
+    assert rfc["lower_table_bytes_by_node"] == {3: 3 * 5 * 4096}
+    local = ktr.replication_bytes_model(img, g, 4, ktr_tables="local")
+    assert local["lower_table_bytes_by_node"] == {1: 5 * 4096, 2: 5 * 4096, 3: 5 * 4096}
+    assert local["total_bytes"] == rfc["total_bytes"]
+    from kmm.mech.host.model import ktr_table_node
+    assert [ktr_table_node(k, 4) for k in range(4)] == [0, 3, 3, 3]
+    assert [ktr_table_node(k, 2) for k in range(2)] == [0, 1]  # 2 nodes: both local
+    cls = ktr.Classes(4)
+    assert cls.resolve(ktr.Scheme.KTR, ktr.UserPolicy.LOCAL, 1, 1)[cls.KTABLE] == 3
+    assert ktr.Classes(4, "local").resolve(ktr.Scheme.KTR, ktr.UserPolicy.LOCAL, 1,
+                                           1)[cls.KTABLE] == 1
+    with pytest.raises(ConfigError):
+        ktr.Classes(2, "nearest")
+
+
+@pytest.mark.parametrize("granule,va_bits", [("16K", 48), ("4K", 52), ("16K", 52)])
+def test_ktr_refused_where_the_image_shares_its_top_level_entry(granule, va_bits):
+    # 16K/48: two level-0 entries, the upper one holds vmalloc, modules, fixmap and the image
+    # (arch/arm64/mm/fixmap.c early_fixmap_init_pud: "the kernel mapping and the fixmap
+    # share the top level pgd entry ... 16k/4 levels"); LPA2 (52-bit VA with 4K or 16K):
+    # VA_BITS_MIN is 48 and one top-level entry (level -1 with 4K) spans the whole image/
+    # modules/vmalloc window. The RFC's ktext_replication_init refuses a kernel that shares
+    # its L0 entry with vmalloc.
+    g = geometry.arm64(granule, va_bits)
+    with pytest.raises(ConfigError, match="share its entry with vmalloc"):
+        ktr.build_kernel_tables(ktr.KernelImage(), g, 2)
+    assert ktr.build_kernel_tables(ktr.KernelImage(), g, 1)[1] is None  # no replication
+    from kmm.mech.ktr import study
+    with pytest.raises(ConfigError, match="refused"):
+        study.check_params({**study.DEFAULTS, "geometries": [f"{granule}/{va_bits}"]})
 
 
 @pytest.mark.parametrize("granule,va_bits", GEOMS)
@@ -43,7 +91,7 @@ def test_model_bytes_equal_formula_at_every_node_count(granule, va_bits):
     g = geometry.arm64(granule, va_bits)
     img = ktr.KernelImage()
     for n in (1, 2, 4, 8):
-        assert ktr.replication_bytes_model(img, g, n) == ktr.replication_bytes_formula(img, g, n)
+        assert _model(img, g, n) == ktr.replication_bytes_formula(img, g, n)
     assert ktr.replication_bytes_model(img, g, 1)["total_bytes"] == 0
 
 
@@ -54,7 +102,7 @@ def test_model_bytes_equal_formula_at_every_node_count(granule, va_bits):
 def test_model_equals_formula_random_images(text, rodata, rw, which, nodes):
     g = geometry.arm64(*GEOMS[which])
     img = ktr.KernelImage(text_bytes=text, rodata_bytes=rodata, rw_bytes=rw)
-    m = ktr.replication_bytes_model(img, g, nodes)
+    m = _model(img, g, nodes)
     assert m == ktr.replication_bytes_formula(img, g, nodes)
     # one copy and one set of tables per extra node
     assert m["copy_bytes"] == (nodes - 1) * img.replicated_bytes
@@ -85,23 +133,57 @@ def _topo():
 
 
 def test_patch_window_hand_worked():
+    # per write: fixmap map/unmap 300, the broadcast flush of the slot (TLBI 10 + DSB ISH
+    # 200 + 5 per CPU of 8 = 250), the line's owning read 100 or 200, the clean to PoU 500
     cost = ktr.PatchCost(sites=2, fixmap_ns=300.0, cmo_ns=500.0, sync_ns=5000.0)
     t = _topo()
-    assert ktr.patch_window_ns(t, 1, cost) == 5000 + 2 * (300 + 100 + 500)
-    assert ktr.patch_window_ns(t, 2, cost) == 5000 + 2 * (900 + 300 + 200 + 500)
-    assert ktr.patch_machine_ns(t, 2, cost) == 8 * 8800
+    assert ktr.fixmap_flush_ns(8, cost) == 10 + 200 + 5 * 8
+    assert ktr.patch_window_ns(t, 1, cost) == 5000 + 2 * (300 + 250 + 100 + 500)
+    assert ktr.patch_window_ns(t, 2, cost) == 5000 + 2 * (1150 + 300 + 250 + 200 + 500)
+    assert ktr.patch_machine_ns(t, 2, cost) == 8 * 9800
     nosync = ktr.PatchCost(sites=2, fixmap_ns=300.0, cmo_ns=500.0, sync_ns=5000.0,
                            sync=ktr.PatchSync.NOSYNC)
-    assert ktr.patch_machine_ns(t, 2, nosync) == 8800
+    assert ktr.patch_machine_ns(t, 2, nosync) == 9800
+
+
+def test_fixmap_unmap_flush_is_broadcast_and_grows_with_the_machine():
+    # arch/arm64/mm/fixmap.c __set_fixmap: clearing a slot calls flush_tlb_kernel_range
+    # (TLBI VAALE1IS + DSB ISH), not a local TLBI, so its cost follows the CPU count
+    cost = ktr.PatchCost()
+    assert ktr.fixmap_flush_ns(256, cost) > ktr.fixmap_flush_ns(8, cost) > 0
+    big = numa.generic(2, 100.0, 2.0, cpus_per_node=128)
+    small = numa.generic(2, 100.0, 2.0, cpus_per_node=4)
+    assert ktr.patch_window_ns(big, 2, cost) > ktr.patch_window_ns(small, 2, cost)
+
+
+def test_each_patch_path_is_charged_with_its_own_synchronisation():
+    # static keys: arch/arm64/kernel/jump_label.c arch_jump_label_transform ->
+    # aarch64_insn_patch_text_nosync; ftrace: arch/arm64/kernel/ftrace.c ftrace_modify_code
+    # (nosync) and arch_ftrace_update_code (no stop_machine); kprobes:
+    # arch/arm64/kernel/probes/kprobes.c patch_text -> aarch64_insn_patch_text (stop_machine)
+    assert ktr.PATCH_PATHS == {"static_key": ktr.PatchSync.NOSYNC,
+                               "ftrace": ktr.PatchSync.NOSYNC,
+                               "kprobe": ktr.PatchSync.STOP_MACHINE}
+    t = _topo()
+    cost = ktr.PatchCost(sites=2, sync=ktr.PatchSync.STOP_MACHINE)  # ignored by the mix
+    nosync = ktr.PatchCost(sites=2, sync=ktr.PatchSync.NOSYNC)
+    f_key = ktr.patch_mix_fraction(t, 2, {"static_key": 10.0}, cost)
+    assert f_key == pytest.approx(ktr.patch_overhead_fraction(t, 2, 10.0, nosync))
+    f_kp = ktr.patch_mix_fraction(t, 2, {"kprobe": 10.0}, cost)
+    assert f_kp == pytest.approx(t.cpus * f_key)  # every CPU held for the window
+    assert ktr.patch_mix_fraction(t, 2, {"static_key": 10.0, "kprobe": 10.0}, cost) == \
+        pytest.approx(f_key + f_kp)
+    with pytest.raises(ConfigError):
+        ktr.patch_mix_fraction(t, 2, {"alternatives": 1.0}, cost)
 
 
 def test_break_even_rate_hand_worked():
     cost = ktr.PatchCost(sites=2, fixmap_ns=300.0, cmo_ns=500.0, sync_ns=5000.0)
     t = _topo()
-    # extra machine time per patch (8800 - 6800) * 8 CPUs; gain 10 % is cancelled when the
+    # extra machine time per patch (9800 - 7300) * 8 CPUs; gain 10 % is cancelled when the
     # patch CPU fraction reaches 0.1 / 1.1
     rate = ktr.break_even_patch_rate(t, 0.10, cost)
-    assert rate == pytest.approx((0.1 / 1.1) * 8e9 / 16000)
+    assert rate == pytest.approx((0.1 / 1.1) * 8e9 / 20000)
     f = ktr.patch_overhead_fraction(t, 2, rate, cost) - ktr.patch_overhead_fraction(t, 1, rate, cost)
     assert f == pytest.approx(0.1 / 1.1)
     assert ktr.break_even_patch_rate(t, -0.01, cost) == 0.0
@@ -219,25 +301,29 @@ def _p_small(**over):
 
 
 def test_gain_is_near_zero_at_ratio_one_and_rises(small_counts):
-    p = _p_small(patches_per_s=100.0)
+    # 100 kprobe patches/s: every CPU held in stop_machine for each (kprobes.c patch_text)
+    p = _p_small(patches_per_s=0.0, kprobe_patches_per_s=100.0)
     bp = ktr.UserPolicy.INTERLEAVE
     gains = [ktr.gain(small_counts, p, r, base_policy=bp, new_policy=bp)
              for r in (1.0, 1.5, 2.0, 3.0, 4.0)]
     assert -0.02 <= gains[0] <= 0.0
     assert gains[0] < 0  # patching every copy costs something at any rate above zero
     assert all(b > a for a, b in zip(gains, gains[1:]))
+    # the same rate of static-key flips (nosync: only the patching CPU) costs far less
+    keys = _p_small(patches_per_s=100.0, kprobe_patches_per_s=0.0)
+    assert ktr.gain(small_counts, keys, 1.0, base_policy=bp, new_policy=bp) > gains[0]
     # with no patching and equal latencies, replication gains only what spreading the text
     # reads over every node's memory takes off the loaded latency of the node holding the
     # single copy: a small gain, never a loss
-    p0 = _p_small(patches_per_s=0.0)
+    p0 = _p_small(patches_per_s=0.0, kprobe_patches_per_s=0.0)
     g0 = ktr.gain(small_counts, p0, 1.0, base_policy=bp, new_policy=bp)
     assert 0.0 <= g0 < 0.005
-    idle = _p_small(patches_per_s=0.0, background=0.0)
+    idle = _p_small(patches_per_s=0.0, kprobe_patches_per_s=0.0, background=0.0)
     assert ktr.gain(small_counts, idle, 1.0, base_policy=bp, new_policy=bp) <= g0
 
 
 def test_local_user_data_and_replication_add_up_in_direction(small_counts):
-    p = _p_small(patches_per_s=0.0)
+    p = _p_small(patches_per_s=0.0, kprobe_patches_per_s=0.0)
     bp = ktr.UserPolicy.INTERLEAVE
     ktr_only = ktr.gain(small_counts, p, 2.0, base_policy=bp, new_policy=bp)
     both = ktr.gain(small_counts, p, 2.0, base_policy=bp, new_policy=ktr.UserPolicy.LOCAL)

@@ -35,10 +35,32 @@ def test_reserved_scales_with_sets_and_used_is_counted_from_tables():
 def test_unaligned_text_copy_costs_tables_on_every_node():
     g = geometry.stage2("4K", 48)
     mem = pkvm.HostMemory(ram_bytes=64 * GiB, nodes=4)
-    al = pkvm.stage2_memory(mem, g, "block", text_bytes=22 << 20, text_aligned=True)
-    un = pkvm.stage2_memory(mem, g, "block", text_bytes=22 << 20, text_aligned=False)
+    kw = dict(text_bytes=22 << 20, force_pte=False)
+    al = pkvm.stage2_memory(mem, g, "block", text_aligned=True, **kw)
+    un = pkvm.stage2_memory(mem, g, "block", text_aligned=False, **kw)
     assert un["used_bytes"] > al["used_bytes"]
     assert un["reserved_bytes"] == al["reserved_bytes"]
+    # the kernel page-maps the read-only range whatever its alignment
+    al = pkvm.stage2_memory(mem, g, "block", text_bytes=22 << 20, text_aligned=True)
+    un = pkvm.stage2_memory(mem, g, "block", text_bytes=22 << 20, text_aligned=False)
+    assert un["used_bytes"] == al["used_bytes"]
+
+
+def test_read_only_text_range_is_page_mapped_in_host_stage2():
+    # arch/arm64/kvm/hyp/nvhe/mem_protect.c host_stage2_force_pte_cb: for memory, page
+    # mappings wherever prot != PKVM_HOST_MEM_PROT; the host stage 2 is created with it
+    # (kvm_host_prepare_stage2 -> __kvm_pgtable_stage2_init(..., host_stage2_force_pte_cb)).
+    # The rest of RAM keeps the largest block that fits (host_stage2_adjust_range).
+    g = geometry.stage2("4K", 48)
+    mem = pkvm.HostMemory(ram_bytes=64 * GiB, nodes=1)
+    text = (1 * GiB, 22 << 20, 1 * GiB)
+    pt = pkvm.host_stage2_table(mem, g, "block", text)
+    assert pt.translate(1 * GiB + 0x123000).level == 3
+    assert pt.translate(1 * GiB + (22 << 20) - 4096).level == 3
+    assert pt.translate(8 * GiB).level == 1  # default RW memory: a 1 GiB block
+    old = pkvm.host_stage2_table(mem, g, "block", text, force_pte=False)
+    assert old.translate(1 * GiB + 0x123000).level < 3
+    assert pt.table_bytes() > old.table_bytes()
 
 
 def test_stage2_table_refuses_stage1_geometry():
@@ -103,17 +125,19 @@ def test_stage2_setup_leaves_hand_worked():
     ipa_text = ktr.ImagePlacement().pa_bytes + 8 * 2**20
     probe = np.array([ktr.UDATA_PA, ipa_text], np.uint64)
     opts = {o.label: o for o in pkvm.stage2_leaf_options("4K")}
+    # the read-only text range is page-mapped in every set (mem_protect.c
+    # host_stage2_force_pte_cb); the leaf option applies to the rest of RAM
     lv, ct = pkvm.stage2_setup(m, opts["4K page 4K"]).leaf(probe, 1)
     assert lv.tolist() == [3, 3] and ct.tolist() == [False, False]
     lv, _ = pkvm.stage2_setup(m, opts["4K block 2M"]).leaf(probe, 1)
-    assert lv.tolist() == [2, 2]
+    assert lv.tolist() == [2, 3]
     s = pkvm.stage2_setup(m, opts["4K block 1G"])
-    assert s.leaf(probe, 0)[0].tolist() == [1, 1]   # node 0 maps its text as RAM
-    assert s.leaf(probe, 1)[0].tolist() == [1, 2]   # node 1's copy: 2M blocks inside
+    assert s.leaf(probe, 0)[0].tolist() == [1, 3]   # node 0's text: read-only, pages
+    assert s.leaf(probe, 1)[0].tolist() == [1, 3]   # node 1's copy: the same
     un = pkvm.stage2_setup(m, opts["4K block 2M"], text_aligned=False)
-    assert un.leaf(probe, 1)[0].tolist() == [2, 3]  # an unaligned copy keeps pages
+    assert un.leaf(probe, 1)[0].tolist() == [2, 3]
     lv, ct = pkvm.stage2_setup(m, opts["4K cont blocks 32M"]).leaf(probe, 0)
-    assert lv.tolist() == [2, 2] and ct.tolist() == [True, True]
+    assert lv.tolist() == [2, 3] and ct.tolist() == [True, False]
 
 
 @pytest.fixture(scope="module")
@@ -218,30 +242,34 @@ def _topo(nodes, ratio=2.0, cpus_per_node=4):
 @pytest.mark.parametrize("nodes", [1, 2, 4])
 def test_trapped_patch_hand_count(nodes):
     """One 3-site patch: 3 traps whatever the node count, 3 x N copy writes, each write a
-    fixmap, a store owning the line at the copy's node and a clean to PoU."""
-    cost = ktr.PatchCost(sites=3, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=1000.0)
+    fixmap, the broadcast flush of the slot (TLBI VALE2IS + DSB ISH, arch/arm64/kvm/hyp/nvhe/
+    mm.c fixmap_clear_slot: 1 + 4 ns here), a store owning the line at the copy's node and
+    a clean to PoU."""
+    flush = dict(tlbi_ns=1.0, dsb_ish_ns=4.0, dsb_ish_per_cpu_ns=0.0)
+    cost = ktr.PatchCost(sites=3, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=1000.0, **flush)
     topo = _topo(nodes)
     ev = pkvm.text_write_events(nodes, 3, trapped=True)
     assert ev["traps"] == 3 and ev["copy_writes"] == 3 * nodes == ev["cmo_lines"]
     assert pkvm.text_write_events(nodes, 3, trapped=False)["traps"] == 0
     # copy 0 is local (100 ns), every other copy remote (200 ns)
-    by_hand = {1: 1000 + 3 * 50 + 3 * 130, 2: 1000 + 3 * 50 + 3 * (130 + 230),
-               4: 1000 + 3 * 50 + 3 * (130 + 3 * 230)}[nodes]
+    by_hand = {1: 1000 + 3 * 50 + 3 * 135, 2: 1000 + 3 * 50 + 3 * (135 + 235),
+               4: 1000 + 3 * 50 + 3 * (135 + 3 * 235)}[nodes]
     w = pkvm.trapped_patch_window_ns(topo, nodes, cost, 50.0)
     assert w == pytest.approx(by_hand)
     # the same basis as KTR's untrapped patch: only the traps differ
     assert w - ktr.patch_window_ns(topo, nodes, cost) == pytest.approx(3 * 50.0)
     assert pkvm.trapped_patch_machine_ns(topo, nodes, cost, 50.0) == pytest.approx(w * topo.cpus)
     nosync = ktr.PatchCost(sites=3, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=1000.0,
-                           sync=ktr.PatchSync.NOSYNC)
+                           sync=ktr.PatchSync.NOSYNC, **flush)
     assert pkvm.trapped_patch_machine_ns(topo, nodes, nosync, 50.0) == pytest.approx(w)
 
 
 def test_trapped_patch_grows_by_one_copy_per_node():
-    cost = ktr.PatchCost(sites=2, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=0.0)
+    cost = ktr.PatchCost(sites=2, fixmap_ns=10.0, cmo_ns=20.0, sync_ns=0.0, tlbi_ns=1.0,
+                         dsb_ish_ns=4.0, dsb_ish_per_cpu_ns=0.0)
     topo = _topo(8)
     w = [pkvm.trapped_patch_window_ns(topo, n, cost, 70.0) for n in range(1, 9)]
-    assert [b - a for a, b in zip(w, w[1:])] == pytest.approx([2 * (10 + 200 + 20)] * 7)
+    assert [b - a for a, b in zip(w, w[1:])] == pytest.approx([2 * (10 + 5 + 200 + 20)] * 7)
 
 
 def test_stage2_invalidation_is_kvm_tlb_flush_vmid_ipa():
@@ -353,13 +381,19 @@ def test_el2_shares_the_machine_with_the_host():
     assert path.hyp.cache_state is path.main.cache_state
 
 
-def test_stage2_tables_are_local_to_every_charged_node(pair):
-    """Each node walks its own host stage-2 set: the class holding those reads resolves to
-    the node of the CPU charged, so no node pays a remote read for its own tables."""
+def test_stage2_tables_are_read_from_the_hyp_pool_node(pair):
+    """Every node's host stage-2 set comes from the hypervisor's one pool, reserved by
+    ``kvm_hyp_reserve`` (arch/arm64/kvm/pkvm.c) with ``memblock_phys_alloc`` and no node,
+    top down: on the last node. Node 1 reads its set locally, node 0 remotely."""
     _ck, cs = pair
     cls = cs.classes
     k = cs.sim_node
-    assert cs.mem[2, k, cls.khome(k)] > 0
+    pool = pkvm.hyp_pool_node(cs.nodes)
+    assert cs.mem[2, k, pool] > 0
+    for node in range(cs.nodes):
+        where = cls.resolve(ktr.Scheme.STAGE2, ktr.UserPolicy.INTERLEAVE, node, k)
+        assert where[pool] == pool
+    # a per-node pool (pool="local") would put each set on its node
     for node in range(cs.nodes):
         where = cls.resolve(ktr.Scheme.STAGE2, ktr.UserPolicy.INTERLEAVE, node, k)
         assert where[cls.khome(k)] == node

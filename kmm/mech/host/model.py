@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
 import numpy as np
 
@@ -105,6 +106,41 @@ class ImagePlacement:
         return va
 
 
+#: Top-level tables of one node's set in the RFC (its ``struct pgtables``, v2 08/16 "add node
+#: 0 page table definitions"): ``reserved_pg_dir`` and ``swapper_pg_dir``, plus
+#: ``tramp_pg_dir`` with ``CONFIG_UNMAP_KERNEL_AT_EL0``; each ``PTRS_PER_PGD`` descriptors.
+def top_tables_per_node(unmap_kernel_at_el0: bool = True) -> int:
+    """Top-level tables in one node's ``struct pgtables``: 3 with ``UNMAP_KERNEL_AT_EL0``
+    (``tramp_pg_dir``, ``reserved_pg_dir``, ``swapper_pg_dir``), else 2."""
+    return 3 if unmap_kernel_at_el0 else 2
+
+
+def ktr_refusal(g: eng.Geometry) -> str | None:
+    """Why KTR cannot replicate the image in ``g``, or None.
+
+    The RFC needs a top-level kernel entry that holds the image and nothing else
+    (``ktext_replication_init`` disables replication when the kernel shares its L0 entry
+    with vmalloc). The image, modules and the start of vmalloc live in the top
+    ``2**(VA_BITS_MIN - 1)`` bytes of the kernel half (``_PAGE_END(VA_BITS_MIN)``,
+    arch/arm64/include/asm/memory.h; ``VA_BITS_MIN`` is 48 with 52-bit VAs, so that the
+    kernel also boots without LPA/LPA2). Where one top-level entry spans that whole
+    window the image shares it with vmalloc and modules: 16K/48 (two level-0 entries; the
+    fixmap code notes the kernel mapping and fixmap share one, arch/arm64/mm/fixmap.c
+    ``early_fixmap_init_pud``) and LPA2 with 4K or 16K pages (the top level is level -1 with
+    4K). Replicating there means a per-node copy of a table that vmalloc and module loads
+    keep changing, which the RFC does not do.
+    """
+    va_min = min(g.va_bits, 48)
+    window = 1 << (va_min - 1)
+    top = g.entry_bytes(g.start_level)
+    if top >= window:
+        return (f"{g.name}: one top-level entry (level {g.start_level}, "
+                f"{top >> 40} TiB) spans the whole {window >> 40} TiB window of image, modules "
+                f"and vmalloc, so the image would share its entry with vmalloc and modules "
+                f"(the RFC's ktext_replication_init refuses that case)")
+    return None
+
+
 def build_kernel_tables(image: KernelImage, g: eng.Geometry, nodes: int,
                         placement: ImagePlacement = ImagePlacement()
                         ) -> tuple[PageTable, Replicated | None]:
@@ -114,6 +150,9 @@ def build_kernel_tables(image: KernelImage, g: eng.Geometry, nodes: int,
     table and a copy of the image subtree (``PageTable.replicate``).
     """
     check_int("nodes", nodes, lo=1, hi=64)
+    why = ktr_refusal(g) if nodes > 1 else None
+    if why:
+        raise ConfigError(why, "geometry")
     pt = PageTable(g)
     va0 = placement.image_va(g)
     end = va0
@@ -134,14 +173,26 @@ class PatchSync(IntEnum):
     """How a patch is made safe against concurrent execution.
 
     STOP_MACHINE : ``aarch64_insn_patch_text``: every online CPU spins in ``stop_machine``
-        while the last one to arrive patches (arch/arm64/kernel/patching.c).
-    NOSYNC : ``aarch64_insn_patch_text_nosync`` (alternatives at boot, patch sites that are
-        safe to change live): only the patching CPU spends time, plus one IPI round to
-        synchronise the other CPUs' instruction streams.
+        while the last one to arrive patches (arch/arm64/kernel/patching.c). kprobes arm and
+        disarm through it (arch/arm64/kernel/probes/kprobes.c ``patch_text``).
+    NOSYNC : ``aarch64_insn_patch_text_nosync``: only the patching CPU spends time. Static
+        keys (arch/arm64/kernel/jump_label.c ``arch_jump_label_transform``) and ftrace
+        (arch/arm64/kernel/ftrace.c ``ftrace_modify_code``; ``arch_ftrace_update_code``
+        calls ``ftrace_modify_all_code`` without ``stop_machine``) patch this way.
     """
 
     STOP_MACHINE = 0
     NOSYNC = 1
+
+
+#: The synchronisation each text-patching path really issues (see :class:`PatchSync`).
+PATCH_PATHS: dict[str, PatchSync] = {"static_key": PatchSync.NOSYNC,
+                                     "ftrace": PatchSync.NOSYNC,
+                                     "kprobe": PatchSync.STOP_MACHINE}
+
+#: VA of the ``FIX_TEXT_POKE0`` slot in the model (any page-aligned kernel VA: the flush is
+#: priced, not applied to a TLB).
+_FIXMAP_VA = 0xFFFF_FFFF_FE00_0000
 
 
 @dataclass(frozen=True)
@@ -151,13 +202,17 @@ class PatchCost:
     Parameters
     ----------
     sites : instructions written by one patch (one static key may own many sites)
-    fixmap_ns : ``patch_map``/``patch_unmap`` of ``FIX_TEXT_POKE0`` for one write: the
-        descriptor stores and the local TLBI+DSB of ``clear_fixmap``
+    fixmap_ns : ``patch_map``/``patch_unmap`` of ``FIX_TEXT_POKE0`` for one write without the
+        invalidation: the lock, the descriptor stores and barriers
     cmo_ns : ``caches_clean_inval_pou`` of one line: DC CVAU, DSB ISH, IC IVAU (broadcast to
         the inner shareable domain), DSB ISH, ISB
     sync_ns : fixed cost of the synchronisation: the ``stop_machine`` rendezvous, or the
         IPI round of a nosync patch
     sync : :class:`PatchSync`
+    tlbi_ns, dsb_ish_ns, dsb_ish_per_cpu_ns : the invalidation ``patch_unmap`` issues per
+        write: ``clear_fixmap`` -> ``__set_fixmap`` -> ``flush_tlb_kernel_range`` of the
+        slot's page (arch/arm64/mm/fixmap.c), a broadcast ``TLBI VAALE1IS`` and the ``DSB
+        ISH`` that waits for every CPU (:func:`fixmap_flush_ns`, :mod:`kmm.invalidate`)
     """
 
     sites: int = 1
@@ -165,13 +220,55 @@ class PatchCost:
     cmo_ns: float = 500.0
     sync_ns: float = 5000.0
     sync: PatchSync = PatchSync.STOP_MACHINE
+    tlbi_ns: float = 10.0
+    dsb_ish_ns: float = 200.0
+    dsb_ish_per_cpu_ns: float = 5.0
 
     def __post_init__(self):
         check_int("sites", self.sites, lo=1)
-        check_float("fixmap_ns", self.fixmap_ns, lo=0.0)
-        check_float("cmo_ns", self.cmo_ns, lo=0.0)
-        check_float("sync_ns", self.sync_ns, lo=0.0)
+        for f in ("fixmap_ns", "cmo_ns", "sync_ns", "tlbi_ns", "dsb_ish_ns",
+                  "dsb_ish_per_cpu_ns"):
+            check_float(f, getattr(self, f), lo=0.0)
         object.__setattr__(self, "sync", PatchSync(self.sync))
+
+    def scaled(self, k: float) -> "PatchCost":
+        """Every time cost multiplied by ``k``."""
+        from dataclasses import replace
+        return replace(self, fixmap_ns=self.fixmap_ns * k, cmo_ns=self.cmo_ns * k,
+                       sync_ns=self.sync_ns * k, tlbi_ns=self.tlbi_ns * k,
+                       dsb_ish_ns=self.dsb_ish_ns * k,
+                       dsb_ish_per_cpu_ns=self.dsb_ish_per_cpu_ns * k)
+
+
+@lru_cache(maxsize=256)
+def _fixmap_flush_ns(cpus: int, tlbi_ns: float, dsb_ish_ns: float,
+                     dsb_ish_per_cpu_ns: float) -> float:
+    costs = eng.InvalidationCosts(tlbi_ns=tlbi_ns, dsb_ish_ns=dsb_ish_ns,
+                                  dsb_ish_per_cpu_ns=dsb_ish_per_cpu_ns)
+    iv = eng.Invalidator(eng.InvalidationConfig(method=eng.Method.ARM64_TLBI, cpus=cpus,
+                                                page_shift=12, costs=costs))
+    return float(iv.flush(0, _FIXMAP_VA, _FIXMAP_VA + 4096, kernel=True))
+
+
+def fixmap_flush_ns(cpus: int, cost: PatchCost = PatchCost()) -> float:
+    """The patching CPU's time in ``flush_tlb_kernel_range`` of the fixmap slot on a machine
+    of ``cpus`` CPUs (arch/arm64/mm/fixmap.c ``__set_fixmap`` clearing the slot): one
+    broadcast TLBI of the page and a ``DSB ISH`` that grows with the CPUs of the domain,
+    priced by :class:`kmm.invalidate.Invalidator`."""
+    check_int("cpus", cpus, lo=1, hi=4096)
+    return _fixmap_flush_ns(int(cpus), float(cost.tlbi_ns), float(cost.dsb_ish_ns),
+                            float(cost.dsb_ish_per_cpu_ns))
+
+
+def patch_write_ns(topo: Topology, copy_nid: int, cost: PatchCost = PatchCost(),
+                   patcher_nid: int = 0) -> float:
+    """One instruction written into the copy on node ``copy_nid``: fixmap map/unmap, the
+    broadcast flush of the slot (:func:`fixmap_flush_ns`), the store that must first own
+    the line (a read from the copy's node, ``latency_ns[patcher][copy]``) and the
+    clean/invalidate to PoU."""
+    lat = np.asarray(topo.latency_ns)
+    return (cost.fixmap_ns + fixmap_flush_ns(topo.cpus, cost) + float(lat[patcher_nid, copy_nid])
+            + cost.cmo_ns)
 
 
 def patch_window_ns(topo: Topology, copies: int, cost: PatchCost = PatchCost(),
@@ -179,21 +276,19 @@ def patch_window_ns(topo: Topology, copies: int, cost: PatchCost = PatchCost(),
     """Time the patching CPU spends on one patch when the text has ``copies`` copies.
 
     Copy ``n`` lives on node ``n`` (copy 0 is the boot copy on node 0). Each site is written
-    once per copy: fixmap map/unmap, a store that must first own the line (a read from the
-    node holding the copy, ``latency_ns[patcher][n]``) and the clean/invalidate to PoU.
+    once per copy (:func:`patch_write_ns`).
     """
     check_int("copies", copies, lo=1, hi=topo.nodes)
     check_int("patcher_nid", patcher_nid, lo=0, hi=topo.nodes - 1)
-    lat = np.asarray(topo.latency_ns)
-    per_site = sum(cost.fixmap_ns + lat[patcher_nid, n] + cost.cmo_ns for n in range(copies))
+    per_site = sum(patch_write_ns(topo, n, cost, patcher_nid) for n in range(copies))
     return cost.sync_ns + cost.sites * per_site
 
 
 def patch_machine_ns(topo: Topology, copies: int, cost: PatchCost = PatchCost(),
                      patcher_nid: int = 0) -> float:
     """CPU time the whole machine loses to one patch: every online CPU for the window under
-    ``stop_machine``; the patching CPU's window plus one IPI handler per other CPU
-    (``sync_ns`` each is charged once, to the patcher, as the IPI round) otherwise."""
+    ``stop_machine``; the patching CPU's window otherwise (``sync_ns`` charged once, to the
+    patcher)."""
     w = patch_window_ns(topo, copies, cost, patcher_nid)
     if cost.sync == PatchSync.STOP_MACHINE:
         return w * topo.cpus
@@ -205,6 +300,22 @@ def patch_overhead_fraction(topo: Topology, copies: int, rate_per_s: float,
     """Fraction of the machine's CPU time spent patching at ``rate_per_s`` patches/s."""
     rate = check_float("rate_per_s", rate_per_s, lo=0.0)
     return rate * patch_machine_ns(topo, copies, cost, patcher_nid) / (topo.cpus * 1e9)
+
+
+def patch_mix_fraction(topo: Topology, copies: int, rates: dict, cost: PatchCost = PatchCost(),
+                       patcher_nid: int = 0) -> float:
+    """Fraction of the machine's CPU time spent patching when each path of
+    :data:`PATCH_PATHS` patches at ``rates[path]`` per second, each with the
+    synchronisation that path really uses (``cost.sync`` is ignored)."""
+    from dataclasses import replace
+    tot = 0.0
+    for path, rate in rates.items():
+        if path not in PATCH_PATHS:
+            raise ConfigError(f"unknown patch path {path!r}; allowed: {', '.join(PATCH_PATHS)}",
+                              "rates")
+        tot += patch_overhead_fraction(topo, copies, rate,
+                                       replace(cost, sync=PATCH_PATHS[path]), patcher_nid)
+    return tot
 
 
 # ---- performance model: host workloads on the full path --------------------------------------
@@ -393,9 +504,12 @@ class Machine:
     #: :data:`kmm.tlb.S2_WALK_CACHE_ENTRIES`)
     walk_cache_entries: int = int(WALK_CACHE_ENTRIES)
     s2_walk_cache_entries: int = int(S2_WALK_CACHE_ENTRIES)
+    #: where KTR's per-node lower kernel tables live (:func:`ktr_table_node`)
+    ktr_tables: str = "rfc"
 
     def __post_init__(self):
         check_int("nodes", self.nodes, lo=1, hi=16)
+        _check_ktr_tables(self.ktr_tables)
         check_int("cpus_per_node", self.cpus_per_node, lo=1, hi=16)
         check_int("threads_per_cpu", self.threads_per_cpu, lo=1, hi=16)
         check_int("llc_bytes", self.llc_bytes, lo=64 * KiB)
@@ -438,11 +552,39 @@ class RunConfig:
         check_int("seed", self.seed, lo=0)
 
 
+KTR_TABLE_PLACEMENTS = ("rfc", "local")
+
+
+def _check_ktr_tables(v: str) -> str:
+    if v not in KTR_TABLE_PLACEMENTS:
+        raise ConfigError(f"must be one of {', '.join(KTR_TABLE_PLACEMENTS)}, got {v!r}",
+                          "ktr_tables")
+    return v
+
+
+def ktr_table_node(cpu_node: int, nodes: int, placement: str = "rfc") -> int:
+    """Node holding the kernel tables below the top level that a CPU of ``cpu_node`` walks
+    under KTR.
+
+    Node 0 walks the boot tables (``swapper_pg_dir`` and the image subtree ``map_kernel``
+    built, node 0). Node ``n > 0`` walks the subtree ``create_kernel_nid_map`` built (RFC
+    v2 13/16), whose tables come from ``early_pgtable_alloc`` (arch/arm64/mm/mmu.c:
+    ``memblock_phys_alloc_range`` with no node), and memblock allocates top down: ``rfc``
+    puts them on the node at the top of RAM (the last node); ``local`` on node ``n`` (a
+    node-aware allocator, the option the review asks for). Its top-level set is node-local
+    (``memblock_alloc_node(..., nid)``) but its reads are charged with the lower tables.
+    """
+    if cpu_node == 0 or _check_ktr_tables(placement) == "local":
+        return cpu_node
+    return nodes - 1
+
+
 class Classes:
     """Placement classes of lines and tables for ``nodes`` nodes.
 
     ``0..nodes-1`` a fixed node; ``TEXT`` replicated text and rodata; ``KTABLE`` kernel
-    stage-1 tables that KTR replicates (the top level and the image subtree); ``UTEXT``
+    stage-1 tables that KTR replicates (the top level and the image subtree; under KTR
+    read where :func:`ktr_table_node` puts a node's lower tables); ``UTEXT``
     user text (page cache of the binary, on node 0 where it was first read); ``HYP`` EL2
     text (one copy, node 0); ``khome(h)``
     kernel objects of a thread of home ``h`` and ``home(h)`` its page tables (both on that
@@ -450,8 +592,9 @@ class Classes:
     ``q``.
     """
 
-    def __init__(self, nodes: int):
+    def __init__(self, nodes: int, ktr_tables: str = "rfc"):
         self.nodes = nodes
+        self.ktr_tables = _check_ktr_tables(ktr_tables)
         self.TEXT = nodes
         self.KTABLE = nodes + 1
         self.UTEXT = nodes + 2
@@ -480,7 +623,8 @@ class Classes:
         out = np.zeros(self.count, np.int64)
         out[:n] = np.arange(n)
         out[self.TEXT] = 0 if scheme == Scheme.BASELINE else cpu_node
-        out[self.KTABLE] = cpu_node if scheme == Scheme.KTR else 0
+        out[self.KTABLE] = ktr_table_node(cpu_node, n, self.ktr_tables) \
+            if scheme == Scheme.KTR else 0
         out[self.UTEXT] = 0
         out[self.HYP] = 0
         for h in range(n):
@@ -520,6 +664,11 @@ class Stage2Setup:
     table_leaf_level: int
     leaf: object
     path: object = None
+    #: placement class of the stage-2 tables (None: each node's own set, read from the
+    #: charged CPU's node)
+    table_class: int | None = None
+    #: the stage-2 walk cache keeps IPA -> PA page leaves (:class:`kmm.walk.PathConfig`)
+    walk_cache_page_leaves: bool = False
 
 
 @dataclass
@@ -599,7 +748,7 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     ``khome(node)``, which resolves to the node of whichever CPU is charged).
     """
     g = m.geometry
-    cls = Classes(m.nodes)
+    cls = Classes(m.nodes, m.ktr_tables)
     k = (1 if m.nodes > 1 else 0) if sim_node is None else check_int(
         "sim_node", sim_node, lo=0, hi=m.nodes - 1)
     layout = text_layout(w, m, model, run.seed)
@@ -627,12 +776,15 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     else:
         l2, c2 = stage2.leaf(tr.pa, k)
         kw.update(s2_leaf_level=l2, s2_cont=c2)
-        # every node walks its own table set: a class that resolves to the charged CPU's
-        # node (a fixed node id would charge the other nodes' CPUs a remote read)
+        # every node walks its own table set: by default a class that resolves to the
+        # charged CPU's node (a fixed node id would charge the other nodes' CPUs a remote
+        # read); ``table_class`` puts every set where the setup says
+        s2_class = cls.khome(k) if stage2.table_class is None else int(stage2.table_class)
         cfg = eng.PathConfig(**common, stage2=stage2.geometry,
                                s2_table_node=eng.TableNode.FIXED,
-                               s2_table_fixed_nid=cls.khome(k),
-                               s2_table_leaf_level=stage2.table_leaf_level)
+                               s2_table_fixed_nid=s2_class,
+                               s2_table_leaf_level=stage2.table_leaf_level,
+                               s2_walk_cache_page_leaves=stage2.walk_cache_page_leaves)
     if stage2 is not None and stage2.path is not None:
         kw["el2"] = tr.region == Region.HYP
         path = stage2.path(cfg)
@@ -675,7 +827,8 @@ def pool(counts: list[HostCounts]) -> HostCounts:
     if not counts:
         raise ConfigError("needs at least one run", "counts")
     c0 = counts[0]
-    if any(c.nodes != c0.nodes or c.sim_node != c0.sim_node for c in counts):
+    if any(c.nodes != c0.nodes or c.sim_node != c0.sim_node
+           or c.classes.ktr_tables != c0.classes.ktr_tables for c in counts):
         raise ConfigError("runs of different machines cannot be pooled", "counts")
     return HostCounts(
         nodes=c0.nodes, sim_node=c0.sim_node, classes=c0.classes,

@@ -10,14 +10,20 @@ fetches from the new node's copy.
 
 The module holds three parts:
 
-- memory (claim K5): bytes of the copies plus the per-node tables, counted from page tables
+- memory (claim K5): bytes of the copies plus the per-node tables (the RFC's ``struct
+  pgtables``: two top-level tables, three with ``UNMAP_KERNEL_AT_EL0``, and the image
+  subtree's lower tables, which ``early_pgtable_alloc`` takes from the top of RAM), counted
+  from page tables
   built with :mod:`kmm.pagetable` (``PageTable.replicate``) and, independently, by window
   arithmetic on the image layout (:func:`replication_bytes_formula`);
 - text patching (claim K4): ``aarch64_insn_patch_text_nosync`` writes each instruction
-  through the ``FIX_TEXT_POKE0`` fixmap slot and cleans/invalidates it to the point of
-  unification (arch/arm64/kernel/patching.c); with replication every copy gets the write
-  and the cache maintenance; ``aarch64_insn_patch_text`` does it inside ``stop_machine``
-  so every online CPU waits for the whole patch;
+  through the ``FIX_TEXT_POKE0`` fixmap slot, whose unmap is a broadcast
+  ``flush_tlb_kernel_range`` (arch/arm64/mm/fixmap.c), and cleans/invalidates it to the
+  point of unification (arch/arm64/kernel/patching.c); with replication every copy gets the
+  write, the flush and the cache maintenance. Static keys and ftrace patch that way;
+  kprobes go through ``aarch64_insn_patch_text``, inside ``stop_machine``, so every online
+  CPU waits for the whole patch: each rate is charged with its own path
+  (:data:`PATCH_PATHS`);
 - performance (claims K1-K3): kernel/user phase mixes (:data:`WORKLOADS`) whose text comes
   from :func:`kmm.workloads.code_image`/``instruction_stream``, run through the full path
   (:class:`kmm.walk.Path`: TLBs, walks, caches, NUMA memory) on one node's CPUs; every line
@@ -42,24 +48,28 @@ Sources
 """
 from ..host.model import (build_kernel_tables, class_memory_ns, Classes, DEFCONFIG_SIZE_BSS_BYTES,
     DEFCONFIG_SIZE_DATA_BYTES, DEFCONFIG_SIZE_TEXT_BYTES, GiB, HostCosts, HostCounts, HYP_PA,
-    HYP_VA_BASE, ImagePlacement, KDATA_PA, KERNEL_VA_BASE, KernelImage, KiB, LINEAR_VA_BASE,
+    HYP_VA_BASE, ImagePlacement, KDATA_PA, KERNEL_VA_BASE, KernelImage, KiB, ktr_refusal,
+    KTR_TABLE_PLACEMENTS, ktr_table_node, LINEAR_VA_BASE,
     Machine, MiB, node_times_ns, patch_machine_ns, patch_overhead_fraction, patch_window_ns,
     PatchCost, PatchSync, pool, Region, RunConfig, Scheme, SEGMENT_ALIGN_BYTES, simulate_host,
     simulate_seeds, SLOT_SPAN_BYTES, source_times_ns, Stage2Setup, system_time_ns, TextModel,
-    time_breakdown, UDATA_PA, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
+    time_breakdown, top_tables_per_node, UDATA_PA, fixmap_flush_ns, PATCH_PATHS,
+    patch_mix_fraction, patch_write_ns, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
     WORKLOADS)
 from ..host.workload import (_interleave, generate_cpu_trace, HostTrace, text_layout, TextLayout)
 from .model import (break_even_patch_rate, image_subtree_tables, replication_bytes_formula,
     replication_bytes_model)
 from .study import (breakdown_frame, CHARTS, check_params, DEFAULTS, evidence, frame, STUDY, claim_values, gain, gain_frame, host_costs, image_of,
     k1_sweep, machine_of, memory_frame, migration_frame, most_influential, NOTEBOOK_KEYS,
-    params_from, patch_cost_of, patch_frame, results_frame, run_of, simulate_all, sweep_frame,
+    params_from, patch_cost_of, patch_frame, patch_rates_of, results_frame, run_of, simulate_all, sweep_frame,
     tornado_frame, user_numa_frame, workloads_frame)
 
 __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_bytes_model",
            "replication_bytes_formula", "image_subtree_tables", "PatchSync", "PatchCost",
            "patch_window_ns", "patch_machine_ns", "patch_overhead_fraction",
-           "break_even_patch_rate", "SEGMENT_ALIGN_BYTES", "Region", "UserPolicy", "Scheme",
+           "break_even_patch_rate", "ktr_refusal", "ktr_table_node", "KTR_TABLE_PLACEMENTS",
+           "top_tables_per_node", "fixmap_flush_ns", "PATCH_PATHS", "patch_mix_fraction",
+           "patch_write_ns", "patch_rates_of", "SEGMENT_ALIGN_BYTES", "Region", "UserPolicy", "Scheme",
            "Workload", "WORKLOADS", "TextModel", "Machine", "RunConfig", "Classes", "HostTrace",
            "TextLayout", "text_layout", "generate_cpu_trace", "Stage2Setup", "HostCounts",
            "simulate_host", "HostCosts", "node_times_ns", "system_time_ns", "time_breakdown",

@@ -6,21 +6,38 @@ from __future__ import annotations
 from ... import engine as eng
 from ...config import check_int
 from ...engine import Topology
-from ..host.model import (build_kernel_tables, ImagePlacement, KernelImage, patch_machine_ns,
-    PatchCost)
+from ..host.model import (build_kernel_tables, ImagePlacement, KernelImage, ktr_table_node,
+    patch_machine_ns, PatchCost, top_tables_per_node)
 
 def replication_bytes_model(image: KernelImage, g: eng.Geometry, nodes: int,
-                            placement: ImagePlacement = ImagePlacement()) -> dict[str, int]:
+                            placement: ImagePlacement = ImagePlacement(),
+                            unmap_kernel_at_el0: bool = True,
+                            ktr_tables: str = "rfc") -> dict[str, int]:
     """Memory replication adds, counted from the tables built (:func:`build_kernel_tables`).
 
-    Returns ``copy_bytes`` (text+rodata copies), ``table_bytes`` (per-node top-level tables,
-    possibly smaller than a page, plus their lower tables) and ``total_bytes``.
+    Every extra node gets the RFC's ``struct pgtables`` (:func:`top_tables_per_node`
+    top-level tables of ``PTRS_PER_PGD`` descriptors: ``swapper_pg_dir``, whose copy
+    :meth:`kmm.pagetable.PageTable.replicate` builds, ``reserved_pg_dir`` and, with
+    ``unmap_kernel_at_el0``, ``tramp_pg_dir``) and the image subtree's lower tables.
+    Returns ``copy_bytes`` (text+rodata copies), ``table_bytes`` (both),
+    ``top_table_bytes`` (the top-level sets), ``total_bytes`` and ``lower_table_bytes_by_node``
+    (where the lower tables live, :func:`ktr_table_node`).
     """
     _pt, rep = build_kernel_tables(image, g, nodes, placement)
     if rep is None:
-        return {"copy_bytes": 0, "table_bytes": 0, "total_bytes": 0}
-    c, t = rep.extra_copy_bytes(), rep.extra_table_bytes()
-    return {"copy_bytes": c, "table_bytes": t, "total_bytes": c + t}
+        return {"copy_bytes": 0, "table_bytes": 0, "top_table_bytes": 0, "total_bytes": 0,
+                "lower_table_bytes_by_node": {}}
+    extra = nodes - 1
+    # replicate() builds one top-level table per copy (the swapper copy); the rest of the set
+    top = extra * top_tables_per_node(unmap_kernel_at_el0) * g.top_table_bytes
+    lower = rep.extra_table_bytes() - extra * g.top_table_bytes
+    by_node: dict[int, int] = {}
+    for nid, sub in rep.nodes.items():
+        where = ktr_table_node(nid, nodes, ktr_tables)
+        by_node[where] = by_node.get(where, 0) + sub.table_bytes() - g.top_table_bytes
+    c = rep.extra_copy_bytes()
+    return {"copy_bytes": c, "table_bytes": top + lower, "top_table_bytes": top,
+            "total_bytes": c + top + lower, "lower_table_bytes_by_node": by_node}
 
 
 def image_subtree_tables(image: KernelImage, g: eng.Geometry,
@@ -59,15 +76,19 @@ def image_subtree_tables(image: KernelImage, g: eng.Geometry,
 
 
 def replication_bytes_formula(image: KernelImage, g: eng.Geometry, nodes: int,
-                              placement: ImagePlacement = ImagePlacement()) -> dict[str, int]:
+                              placement: ImagePlacement = ImagePlacement(),
+                              unmap_kernel_at_el0: bool = True) -> dict[str, int]:
     """Closed form of :func:`replication_bytes_model`: per extra node one text+rodata copy,
-    one top-level table of ``PTRS_PER_PGD`` descriptors and the image subtree's tables."""
+    one ``struct pgtables`` (2 or 3 top-level tables of ``PTRS_PER_PGD`` descriptors) and
+    the image subtree's tables."""
     check_int("nodes", nodes, lo=1, hi=64)
     extra = nodes - 1
     lower = sum(image_subtree_tables(image, g, placement).values())
     copy = extra * image.replicated_bytes
-    table = extra * (g.top_table_bytes + lower * g.page_bytes)
-    return {"copy_bytes": copy, "table_bytes": table, "total_bytes": copy + table}
+    top = extra * top_tables_per_node(unmap_kernel_at_el0) * g.top_table_bytes
+    table = top + extra * lower * g.page_bytes
+    return {"copy_bytes": copy, "table_bytes": table, "top_table_bytes": top,
+            "total_bytes": copy + table}
 
 
 def break_even_patch_rate(topo: Topology, gain: float, cost: PatchCost = PatchCost(),

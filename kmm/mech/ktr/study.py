@@ -3,11 +3,15 @@
 Part of :mod:`kmm.mech.ktr`."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ... import engine as eng
 from ...errors import ConfigError
-from ..host.model import (HostCosts, HostCounts, KernelImage, Machine, MiB, patch_machine_ns,
+from ..host.model import (HostCosts, HostCounts, KernelImage, ktr_refusal, KTR_TABLE_PLACEMENTS,
+    Machine, MiB, fixmap_flush_ns, patch_machine_ns, patch_mix_fraction, PATCH_PATHS,
+    top_tables_per_node,
     patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, system_time_ns, time_breakdown, UserPolicy, WORKLOADS)
 from ...suite.study import cached, evidence_from, most_influential, Study
@@ -28,8 +32,11 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workloads": ["database", "compute", 
     "cpus_per_node": 2, "cores_per_node": 32, "accesses_per_cpu": 15000, "warmup_per_cpu": 15000,
     "baseline_user_policy": "interleave", "text_bytes": 16570322, "rodata_bytes": 6291456,
     "rodata_range_bytes": [4194304, 10485760],
-    "geometries": ["4K/48", "16K/47", "64K/42", "64K/48"], "patch_sites": 8, "fixmap_ns": 300.0,
-    "cmo_ns": 500.0, "sync_ns": 5000.0, "patch_sync": "stop_machine", "patches_per_s": 1.0,
+    "geometries": ["4K/48", "16K/47", "64K/42", "64K/48"], "unmap_kernel_at_el0": True,
+    "ktr_tables": "rfc", "patch_sites": 8, "fixmap_ns": 300.0,
+    "cmo_ns": 500.0, "sync_ns": 5000.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0,
+    "dsb_ish_per_cpu_ns": 5.0, "patch_sync": "nosync", "patches_per_s": 1.0,
+    "kprobe_patches_per_s": 0.1,
     "patch_rates": [0.1, 10.0, 1000.0, 100000.0], "cpi_base_range": [0.6, 1.5],
     "llc_ns_range": [20.0, 45.0], "l2_tlb_cycles_range": [3.0, 8.0],
     "cpu_ghz_range": [2.0, 3.0]}
@@ -40,6 +47,14 @@ _POLICY = {"local": UserPolicy.LOCAL, "interleave": UserPolicy.INTERLEAVE,
            "remote": UserPolicy.REMOTE, "node0": UserPolicy.NODE0}
 
 
+def _geometry(spec: str) -> eng.Geometry:
+    try:
+        gran, va = spec.split("/")
+        return eng.arm64(gran, int(va))
+    except ValueError:
+        raise ConfigError(f"{spec!r} is not GRANULE/VA_BITS", "geometries") from None
+
+
 def check_params(p: dict) -> dict:
     """The rules beyond types: known policy and workloads, and the claims' 2-node machine."""
     if p["baseline_user_policy"] not in _POLICY:
@@ -48,6 +63,12 @@ def check_params(p: dict) -> dict:
         raise ConfigError(f"workloads are {', '.join(WORKLOADS)}", "workloads")
     if 2 not in p["node_counts"]:
         raise ConfigError("node_counts must include 2 (the claims' machine)", "node_counts")
+    for spec in p["geometries"]:
+        why = ktr_refusal(_geometry(spec))
+        if why:
+            raise ConfigError(f"KTR is refused there: {why}", "geometries")
+    if p["ktr_tables"] not in KTR_TABLE_PLACEMENTS:
+        raise ConfigError(f"must be one of {', '.join(KTR_TABLE_PLACEMENTS)}", "ktr_tables")
     return p
 
 
@@ -70,7 +91,7 @@ def image_of(p: dict) -> KernelImage:
 def machine_of(p: dict, nodes: int = 2, llc_bytes: int | None = None) -> Machine:
     return Machine(nodes=nodes, cpus_per_node=p["cpus_per_node"],
                    llc_bytes=p["llc_bytes"] if llc_bytes is None else llc_bytes,
-                   image=image_of(p))
+                   image=image_of(p), ktr_tables=p["ktr_tables"])
 
 
 def run_of(p: dict, migration: float | None = None) -> RunConfig:
@@ -80,9 +101,19 @@ def run_of(p: dict, migration: float | None = None) -> RunConfig:
 
 
 def patch_cost_of(p: dict) -> PatchCost:
+    """The per-patch costs; ``sync`` is the one K4's headline shows (``patch_sync``): the
+    machine pays each path with its own (:func:`patch_rates_of`)."""
     sync = {"stop_machine": PatchSync.STOP_MACHINE, "nosync": PatchSync.NOSYNC}[p["patch_sync"]]
     return PatchCost(sites=p["patch_sites"], fixmap_ns=p["fixmap_ns"], cmo_ns=p["cmo_ns"],
-                     sync_ns=p["sync_ns"], sync=sync)
+                     sync_ns=p["sync_ns"], sync=sync, tlbi_ns=p["tlbi_ns"],
+                     dsb_ish_ns=p["dsb_ish_ns"], dsb_ish_per_cpu_ns=p["dsb_ish_per_cpu_ns"])
+
+
+def patch_rates_of(p: dict, patches_per_s: float | None = None) -> dict[str, float]:
+    """Patches per second per path: static-key flips and ftrace toggles (``patches_per_s``,
+    nosync) and kprobe arm/disarm (``kprobe_patches_per_s``, ``stop_machine``)."""
+    rate = p["patches_per_s"] if patches_per_s is None else patches_per_s
+    return {"static_key": float(rate), "kprobe": float(p["kprobe_patches_per_s"])}
 
 
 @cached()
@@ -123,18 +154,19 @@ def gain(c: HostCounts, p: dict, ratio: float, *, base_policy: UserPolicy,
          patches_per_s: float | None = None) -> float:
     """Throughput gain of ``scheme`` with user data under ``new_policy`` over the baseline
     (no replication, user data under ``base_policy``) for the same work, at a flat
-    remote/local ``ratio``. Both sides pay their patching at ``patches_per_s``: one copy
-    without replication, one per node with it (:func:`patch_overhead_fraction`)."""
+    remote/local ``ratio``. Both sides pay their patching at the rates of
+    :func:`patch_rates_of`, each path with its own synchronisation: one copy without
+    replication, one per node with it (:func:`patch_mix_fraction`)."""
     from ... import metrics
     costs = costs or host_costs(p)
     lat = _latency(c.nodes, costs.local_ns, ratio)
     t_base = system_time_ns(c, lat, Scheme.BASELINE, base_policy, costs)
     t_new = system_time_ns(c, lat, scheme, new_policy, costs)
-    rate = p["patches_per_s"] if patches_per_s is None else patches_per_s
+    rates = patch_rates_of(p, patches_per_s)
     topo = eng.generic(c.nodes, costs.local_ns, ratio, cpus_per_node=p["cores_per_node"])
     cost = patch_cost_of(p)
-    f_base = patch_overhead_fraction(topo, 1, rate, cost)
-    f_new = patch_overhead_fraction(topo, c.nodes if scheme == Scheme.KTR else 1, rate, cost)
+    f_base = patch_mix_fraction(topo, 1, rates, cost)
+    f_new = patch_mix_fraction(topo, c.nodes if scheme == Scheme.KTR else 1, rates, cost)
     return metrics.gain(t_base / (1.0 - f_base), t_new / (1.0 - f_new))
 
 
@@ -216,19 +248,23 @@ def memory_frame(p: dict) -> "pl.DataFrame":
     built and by the closed form, and its spread over the ``assumed`` rodata size."""
     import polars as pl
     rows = []
+    kpti = bool(p["unmap_kernel_at_el0"])
     for spec in p["geometries"]:
-        gran, va = spec.split("/")
-        g = eng.arm64(gran, int(va))
+        g = _geometry(spec)
         for rodata in sorted({p["rodata_range_bytes"][0], p["rodata_bytes"],
                               p["rodata_range_bytes"][1]}):
             img = KernelImage(text_bytes=p["text_bytes"], rodata_bytes=rodata)
             for n in (1, 2, 4, 8):
-                mb = replication_bytes_model(img, g, n)
-                fb = replication_bytes_formula(img, g, n)
+                mb = replication_bytes_model(img, g, n, unmap_kernel_at_el0=kpti,
+                                             ktr_tables=p["ktr_tables"])
+                fb = replication_bytes_formula(img, g, n, unmap_kernel_at_el0=kpti)
+                by_node = mb["lower_table_bytes_by_node"]
                 rows.append({"geometry": spec, "rodata_bytes": rodata, "nodes": n,
                              "copy_bytes": mb["copy_bytes"], "table_bytes": mb["table_bytes"],
                              "model_bytes": mb["total_bytes"], "formula_bytes": fb["total_bytes"],
-                             "top_table_bytes": g.top_table_bytes})
+                             "top_table_bytes": g.top_table_bytes,
+                             "top_tables_per_node": top_tables_per_node(kpti),
+                             "lower_tables_max_node_bytes": max(by_node.values(), default=0)})
     return pl.DataFrame(rows)
 
 
@@ -236,14 +272,16 @@ def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
     """K4: the patching CPU's time per patch and the machine's, against the node count
     (one copy per node, ``cores_per_node`` cores each) for both synchronisations; and the
     share of machine time spent patching against the patch rate, with and without
-    replication, over the ``assumed`` per-write costs."""
+    replication, per patching path with the synchronisation it really uses
+    (:data:`PATCH_PATHS`: static keys and ftrace nosync, kprobes under ``stop_machine``),
+    over the ``assumed`` per-write costs."""
     import polars as pl
     cost = patch_cost_of(p)
     rows = []
     for n in (1, 2, 4, 8):
         topo = eng.generic(n, p["local_ns"], p["remote_ratio"], cpus_per_node=p["cores_per_node"])
         for sync in (PatchSync.STOP_MACHINE, PatchSync.NOSYNC):
-            c = PatchCost(cost.sites, cost.fixmap_ns, cost.cmo_ns, cost.sync_ns, sync)
+            c = replace(cost, sync=sync)
             rows.append({"nodes": n, "sync": sync.name.lower(),
                          "patch_ns": patch_window_ns(topo, n, c),
                          "machine_ns": patch_machine_ns(topo, n, c)})
@@ -252,12 +290,14 @@ def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
     for n in p["node_counts"]:
         topo = eng.generic(n, p["local_ns"], p["remote_ratio"], cpus_per_node=p["cores_per_node"])
         for scale, label in ((0.25, "costs x0.25"), (1.0, "costs as set"), (4.0, "costs x4")):
-            c = PatchCost(cost.sites, cost.fixmap_ns * scale, cost.cmo_ns * scale,
-                          cost.sync_ns * scale, cost.sync)
-            for rate in p["patch_rates"]:
-                rows.append({"nodes": n, "costs": label, "rate_per_s": float(rate),
-                             "extra_fraction": patch_overhead_fraction(topo, n, rate, c)
-                             - patch_overhead_fraction(topo, 1, rate, c)})
+            c = cost.scaled(scale)
+            for path in ("static_key", "kprobe"):
+                for rate in p["patch_rates"]:
+                    mix = {path: rate}
+                    rows.append({"nodes": n, "costs": label, "path": path,
+                                 "rate_per_s": float(rate),
+                                 "extra_fraction": patch_mix_fraction(topo, n, mix, c)
+                                 - patch_mix_fraction(topo, 1, mix, c)})
     return by_nodes, pl.DataFrame(rows)
 
 
@@ -316,8 +356,8 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     ratios = g3["ratio"].to_list()
     gl = g3["gain"].to_list()
     topo1 = eng.generic(2, costs.local_ns, 1.0, cpus_per_node=p["cores_per_node"])
-    extra = (patch_overhead_fraction(topo1, 2, p["patches_per_s"], patch_cost_of(p))
-             - patch_overhead_fraction(topo1, 1, p["patches_per_s"], patch_cost_of(p)))
+    extra = (patch_mix_fraction(topo1, 2, patch_rates_of(p), patch_cost_of(p))
+             - patch_mix_fraction(topo1, 1, patch_rates_of(p), patch_cost_of(p)))
     out["K3"] = {"value": {"ratio": ratios, "gain": gl}, "unit": "", "sweep": [],
                  "explanation": (
                      f"The gain goes from {gl[0]:+.2%} at ratio {ratios[0]:g} to {gl[-1]:+.1%} "
@@ -325,21 +365,28 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                      f"kernel tables are the only terms that change, each costing (ratio - 1) "
                      f"x local latency more when remote; at ratio 1.0 the copies are as fast "
                      f"as the original and what remains is patching every copy "
-                     f"({extra:.1e} of machine time at {p['patches_per_s']:g} patches/s).")}
+                     f"({extra:.1e} of machine time at {p['patches_per_s']:g} static-key "
+                     f"flips/s and {p['kprobe_patches_per_s']:g} kprobe patches/s).")}
     # K4
     sm = patches.filter(patches["sync"] == p["patch_sync"]).sort("nodes")
     nodes = sm["nodes"].to_list()
     pns = sm["patch_ns"].to_list()
     topo = eng.generic(2, costs.local_ns, r0, cpus_per_node=p["cores_per_node"])
-    be = break_even_patch_rate(topo, max(k1, 0.0), patch_cost_of(p))
+    be = {path: break_even_patch_rate(topo, max(k1, 0.0),
+                                      replace(patch_cost_of(p), sync=PATCH_PATHS[path]))
+          for path in ("static_key", "kprobe")}
+    flush = fixmap_flush_ns(topo.cpus, patch_cost_of(p))
     out["K4"] = {"value": {"nodes": nodes, "patch_ns": pns}, "unit": "ns", "sweep": [],
                  "explanation": (
-                     f"Each patched instruction is written and cleaned to the point of "
-                     f"unification once per copy, so one {p['patch_sites']}-site patch takes "
+                     f"Each patched instruction is written through the fixmap slot (whose "
+                     f"unmap is a broadcast flush_tlb_kernel_range, {flush:.0f} ns on "
+                     f"{topo.cpus} CPUs) and cleaned to the point of unification once per "
+                     f"copy, so one {p['patch_sites']}-site {p['patch_sync']} patch takes "
                      f"{pns[0] / 1e3:.1f} us on one node and {pns[-1] / 1e3:.1f} us on "
-                     f"{nodes[-1]}; with {p['patch_sync']} on 2 nodes of "
-                     f"{p['cores_per_node']} cores the extra patching cancels the K1 gain at "
-                     f"{be:.3g} patches per second.")}
+                     f"{nodes[-1]}; on 2 nodes of {p['cores_per_node']} cores the extra "
+                     f"patching cancels the K1 gain at {be['static_key']:.3g} static-key "
+                     f"flips per second (nosync, as static keys and ftrace patch) or "
+                     f"{be['kprobe']:.3g} kprobe patches per second (under stop_machine).")}
     # K5
     g0 = p["geometries"][0]
     mk = mem.filter((mem["geometry"] == g0) & (mem["rodata_bytes"] == p["rodata_bytes"])).sort("nodes")
@@ -351,8 +398,11 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                  "explanation": (
                      f"With {g0} each extra node costs one text+rodata copy "
                      f"({two['copy_bytes'] / 2**20:.1f} MiB) and "
-                     f"{two['table_bytes']} bytes of tables (a {two['top_table_bytes']}-byte "
-                     f"top-level table and the image subtree's lower tables), and the bytes "
+                     f"{two['table_bytes']} bytes of tables (the RFC's per-node set of "
+                     f"{two['top_tables_per_node']} top-level tables of "
+                     f"{two['top_table_bytes']} bytes, with tramp_pg_dir "
+                     f"{'included' if p['unmap_kernel_at_el0'] else 'left out'}, and the "
+                     f"image subtree's lower tables), and the bytes "
                      f"counted from the tables the engine builds equal the closed form for "
                      f"every geometry and node count.")}
     return out
@@ -471,6 +521,7 @@ def results_frame(p: dict, scenario: str, gains, numa_grid, mem, patch_nodes, pa
                       {"patch_ns": (r["patch_ns"], "ns"), "patch_machine_ns": (r["machine_ns"], "ns")})
     for r in patch_rates.iter_rows(named=True):
         rows += _rows(scenario, {"nodes": r["nodes"], "patch_costs": r["costs"],
+                                 "patch_path": r["path"],
                                  "patch_rate_per_s": r["rate_per_s"]}, seed,
                       {"patch_extra_fraction": (r["extra_fraction"], "fraction")})
     for cid in ("K1", "K2"):

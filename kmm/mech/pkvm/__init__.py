@@ -37,7 +37,8 @@ workloads, the performance comparison:
 """
 from .model import (crossover_exit_rate, decompose_walks, El2Path, GiB, host_memory_for,
     HOST_S2_CONCAT_PAGES, HOST_S2_MMIO_BYTES, host_s2_reserved_pages, host_stage2_table, HOST_VMID,
-    HostMemory, hyp_pgtable_max_pages, HYP_TEXT_LEAF_LEVEL, HYP_VMID, KiB, KVM_PGTABLE_MAX_LEVELS,
+    HostMemory, HOST_DEFAULT_PROT, hyp_pgtable_max_pages, hyp_pool_node, HYP_POOLS,
+    HYP_TEXT_LEAF_LEVEL, HYP_VMID, KiB, KVM_PGTABLE_MAX_LEVELS,
     MiB, nested_references, net_gain, S2Leaf, stage2_invalidation,
     stage2_leaf_options, stage2_memory, stage2_page_cycle, stage2_setup, stage2_sync_fraction,
     SyncCost, text_write_events, text_write_fraction, trapped_patch_machine_ns,
@@ -58,4 +59,5 @@ __all__ = ["S2Leaf", "stage2_leaf_options", "host_memory_for", "stage2_setup", "
            "text_write_fraction", "SyncCost", "stage2_invalidation", "stage2_page_cycle",
            "stage2_sync_fraction", "OVERHEAD_ASSUMED", "hyp_pgtable_max_pages",
            "host_s2_reserved_pages", "HostMemory", "host_stage2_table", "stage2_memory",
-           "walk_levels", "nested_references", "KVM_PGTABLE_MAX_LEVELS", "STUDY"]
+           "walk_levels", "nested_references", "KVM_PGTABLE_MAX_LEVELS", "hyp_pool_node",
+           "HYP_POOLS", "HOST_DEFAULT_PROT", "STUDY"]

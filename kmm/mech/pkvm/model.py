@@ -11,7 +11,7 @@ from ... import engine as eng
 from ...config import check_float, check_int
 from ...engine import PageTable, Paint, Perm
 from ...errors import ConfigError
-from ..host.model import (Classes, ImagePlacement, PatchSync, Scheme, source_times_ns, Stage2Setup,
+from ..host.model import (Classes, ImagePlacement, patch_write_ns, PatchSync, Scheme, source_times_ns, Stage2Setup,
     system_time_ns, UDATA_PA)
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -121,16 +121,29 @@ def _capped_pieces(ipa: int, size: int, pa: int, cap: int | None, g: eng.Geometr
     return [(a, b - a, pa + (a - ipa)) for a, b in zip(edges, edges[1:]) if b > a]
 
 
+#: The host's default stage-2 protection of memory and of MMIO in the model (the kernel's
+#: ``PKVM_HOST_MEM_PROT`` is RWX and ``PKVM_HOST_MMIO_PROT`` RW; the model does not track X).
+HOST_DEFAULT_PROT = Perm.RW
+
+
 def host_stage2_table(mem: HostMemory, g: eng.Geometry, leaf: str = "block",
                       text: tuple[int, int, int] | None = None,
-                      max_leaf_bytes: int | None = None) -> PageTable:
+                      max_leaf_bytes: int | None = None, force_pte: bool = True) -> PageTable:
     """One host stage-2 table: identity map of every RAM region and the I/O window.
 
     ``leaf`` limits the leaves (``page``: no blocks or contiguous ranges; ``cont``:
     contiguous pages; ``block``: the largest block that fits; ``nocont``: blocks without
     contiguous ranges); ``max_leaf_bytes`` caps the leaf size (ranges are cut so that no
     larger aligned window exists). ``text`` is ``(ipa, size, pa)``: that IPA range maps to
-    ``pa`` (a node's copy) instead of itself.
+    ``pa`` (a node's copy, or itself) read-only, so that writes trap to EL2.
+
+    With ``force_pte`` (the kernel's behaviour) a range whose protection is not the
+    host's default is mapped with pages whatever ``leaf`` says: the host stage 2 is created
+    with ``host_stage2_force_pte_cb`` (arch/arm64/kvm/hyp/nvhe/mem_protect.c), which asks
+    for page mappings wherever ``prot`` differs from ``PKVM_HOST_MEM_PROT`` (memory) or
+    ``PKVM_HOST_MMIO_PROT`` (MMIO), since the stage-2 table is the only record of that
+    state and a later map inside a block would discard it. The read-only text range is
+    therefore page-mapped.
     """
     if g.stage != 2:
         raise ConfigError(f"needs a stage-2 geometry, got {g.name}", "geometry")
@@ -155,6 +168,9 @@ def host_stage2_table(mem: HostMemory, g: eng.Geometry, leaf: str = "block",
         if ipa + size > limit:
             raise ConfigError(f"IPA {ipa + size:#x} exceeds the {g.va_bits}-bit IPA space",
                               "ipa_bits")
+        if force_pte and perm != HOST_DEFAULT_PROT:
+            pt.map(ipa, size, pa, perm, policy=Paint.PTES)
+            continue
         for a, sz, p in _capped_pieces(ipa, size, pa, max_leaf_bytes, g):
             pt.map(a, sz, p, perm, policy=paint)
     return pt
@@ -162,15 +178,17 @@ def host_stage2_table(mem: HostMemory, g: eng.Geometry, leaf: str = "block",
 
 def stage2_memory(mem: HostMemory, g: eng.Geometry, leaf: str = "block",
                   text_bytes: int = 0, text_aligned: bool = True,
-                  max_levels: int = KVM_PGTABLE_MAX_LEVELS) -> dict[str, int]:
+                  max_levels: int = KVM_PGTABLE_MAX_LEVELS,
+                  force_pte: bool = True) -> dict[str, int]:
     """Host stage-2 table memory with one table set per node.
 
     Returns ``reserved_bytes`` (``nodes`` times ``host_s2_pgtable_pages()``),
     ``used_bytes`` (the tables of every node's set, counted from the tables built: node 0
     maps the text IPA range to itself, node ``n`` to its copy in its own RAM) and
     ``used_one_set_bytes``. With ``text_aligned`` the copies keep the original's offset
-    modulo 1 GiB (so stage-2 blocks can map them); otherwise they are offset by one
-    granule page, which forces page leaves on the text range.
+    modulo 1 GiB (so stage-2 blocks could map them); otherwise they are offset by one
+    granule page. With ``force_pte`` (the kernel's, :func:`host_stage2_table`) the
+    read-only text range is page-mapped either way.
     """
     check_int("text_bytes", text_bytes, lo=0)
     regions = mem.regions()
@@ -190,7 +208,7 @@ def stage2_memory(mem: HostMemory, g: eng.Geometry, leaf: str = "block",
             if pa + text_size > base_n + size_n:
                 raise ConfigError("node RAM too small to hold the text copy", "ram_bytes")
             text = (text_ipa, text_size, pa)
-        b = host_stage2_table(mem, g, leaf, text).table_bytes()
+        b = host_stage2_table(mem, g, leaf, text, force_pte=force_pte).table_bytes()
         used += b
         if n == 0:
             one = b
@@ -296,9 +314,10 @@ def trapped_patch_window_ns(topo, copies: int, cost, trap_ns: float,
     check_int("copies", copies, lo=1, hi=topo.nodes)
     check_int("patcher_nid", patcher_nid, lo=0, hi=topo.nodes - 1)
     check_float("trap_ns", trap_ns, lo=0.0)
-    lat = np.asarray(topo.latency_ns, dtype=np.float64)
     ev = text_write_events(copies, cost.sites, True)
-    per_site = sum(cost.fixmap_ns + lat[patcher_nid, n] + cost.cmo_ns for n in range(copies))
+    # the hypervisor's fixmap slot is cleared with a broadcast TLBI VALE2IS and DSB ISH
+    # (arch/arm64/kvm/hyp/nvhe/mm.c fixmap_clear_slot), priced as the host's
+    per_site = sum(patch_write_ns(topo, n, cost, patcher_nid) for n in range(copies))
     return ev["syncs"] * cost.sync_ns + ev["traps"] * trap_ns + cost.sites * per_site
 
 
@@ -511,22 +530,48 @@ class El2Path:
         return res  # both regimes count into the machine's counters
 
 
+HYP_POOLS = ("top", "local")
+
+
+def hyp_pool_node(nodes: int) -> int:
+    """Node of the hypervisor's memory pool: ``kvm_hyp_reserve`` (arch/arm64/kvm/pkvm.c)
+    reserves the hyp stage-1 and host stage-2 table pages (``hyp_s1_pgtable_pages``,
+    ``host_s2_pgtable_pages``) and the rest of the pool as one ``memblock_phys_alloc``
+    region with no node; memblock allocates top down, so the pool lies at the top of RAM
+    (a TCG boot of a Debian kernel with ``kvm-arm.mode=protected`` reserves it there):
+    the last node."""
+    check_int("nodes", nodes, lo=1)
+    return nodes - 1
+
+
 def stage2_setup(m, option: S2Leaf, *, text_aligned: bool = True, ipa_bits: int = 48,
-                 ram_per_node_bytes: int = 256 * GiB):
+                 ram_per_node_bytes: int = 256 * GiB, pool: str = "top",
+                 walk_cache_page_leaves: bool = False):
     """Per-node host stage-2 tables for a simulated machine and the leaf lookup the full
     path needs (:class:`kmm.mech.ktr.Stage2Setup`).
 
     Node 0 maps the text/rodata IPA range to itself, node ``n`` to its copy at the same
-    offset in its own RAM (``text_aligned``) or one granule page further, which leaves
-    only page leaves to map it.
+    offset in its own RAM (``text_aligned``) or one granule page further; every set maps
+    that range read-only, hence with pages (:func:`host_stage2_table`).
+
+    ``pool``: where every node's stage-2 set and the hypervisor's own stage-1 tables are
+    read from: ``top``, the one hyp pool at the top of RAM (:func:`hyp_pool_node`, the
+    kernel's placement); ``local``, each node's set on its node and the hyp tables on node
+    0 with the hyp text (a per-node pool pKVM does not have). ``walk_cache_page_leaves``:
+    the stage-2 walk cache keeps IPA -> PA page leaves (False: blocks only, as the
+    Cortex-A76/Neoverse N1 L2 TLB, :class:`kmm.walk.PathConfig`).
     """
+    if pool not in HYP_POOLS:
+        raise ConfigError(f"must be one of {', '.join(HYP_POOLS)}, got {pool!r}", "pool")
     g2 = eng.stage2(option.granule, ipa_bits)
     mem = host_memory_for(m, ram_per_node_bytes)
     place = ImagePlacement()
     size = -(-m.image.replicated_bytes // g2.page_bytes) * g2.page_bytes
     # page and contiguous-page painting never exceeds the option's size: no cuts needed
     cap = option.leaf_bytes if option.leaf in ("nocont", "block") else None
-    tables = {0: host_stage2_table(mem, g2, option.leaf, None, cap)}
+    # every set maps the text/rodata range read-only (writes trap to EL2), node 0 onto itself
+    tables = {0: host_stage2_table(mem, g2, option.leaf, (place.pa_bytes, size, place.pa_bytes),
+                                   cap)}
     for n in range(1, m.nodes):
         base = mem.regions()[n][0]
         pa = base + place.pa_bytes + (0 if text_aligned else g2.page_bytes)
@@ -543,9 +588,14 @@ def stage2_setup(m, option: S2Leaf, *, text_aligned: bool = True, ipa_bits: int 
             raise ConfigError("an access falls outside the host stage-2 map", "pa")
         return level.astype(np.int8), cont.astype(bool)
 
-    hyp_class = Classes(m.nodes).HYP
+    if pool == "top":
+        table_class = hyp_class = hyp_pool_node(m.nodes)  # a fixed-node class
+    else:
+        table_class, hyp_class = None, Classes(m.nodes).HYP
     return Stage2Setup(geometry=g2, table_leaf_level=int(probe.level), leaf=leaf,
-                           path=lambda config: El2Path(config, hyp_class))
+                       path=lambda config: El2Path(config, hyp_class),
+                       table_class=table_class,
+                       walk_cache_page_leaves=bool(walk_cache_page_leaves))
 
 
 def decompose_walks(c_ktr, c_s2, latency_ns, policy, costs) -> dict[str, float]:

@@ -3,15 +3,17 @@
 Part of :mod:`kmm.mech.pkvm`."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ... import engine as eng
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
 from ..host.model import (class_memory_ns, HostCosts, KernelImage, Machine,
-    patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
+    patch_overhead_fraction, PATCH_PATHS, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, source_times_ns, system_time_ns, UserPolicy, WORKLOADS)
-from .model import (crossover_exit_rate, decompose_walks, HostMemory, nested_references, net_gain,
+from .model import (crossover_exit_rate, decompose_walks, HostMemory, HYP_POOLS, nested_references, net_gain,
     S2Leaf, stage2_leaf_options, stage2_memory, stage2_page_cycle, stage2_setup,
     stage2_sync_fraction, SyncCost, text_write_events, text_write_fraction,
     trapped_patch_window_ns, vhe_crossover_rate)
@@ -23,7 +25,7 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": 
     "cpi_base": 1.0, "l2_cycles": 11.0, "llc_ns": 30.0, "l2_tlb_cycles": 5.0, "dep_ifetch": 0.8,
     "dep_data": 0.5, "background": 0.3, "outstanding": 22, "background_range": [0.0, 0.8],
     "dep_ifetch_range": [0.5, 1.0], "s2_walk_cache_entries": 64,
-    "s2_walk_cache_range": [0, 128], "llc_bytes": 8388608, "migration": 0.05, "cpus_per_node": 2,
+    "s2_walk_cache_range": [0, 128], "s2_walk_cache_page_leaves": False, "hyp_pool": "top", "llc_bytes": 8388608, "migration": 0.05, "cpus_per_node": 2,
     "accesses_per_cpu": 8000, "warmup_per_cpu": 8000, "baseline_user_policy": "interleave",
     "text_bytes": 16570322, "rodata_bytes": 6291456, "s2_granules": ["4K", "64K"],
     "s1_granule": "4K", "ipa_bits": 48, "debate_leaf": "4K page 4K", "pkvm_leaf": "4K block 1G",
@@ -32,7 +34,7 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": 
     "el2_exits_per_kinstr": 0.02, "el2_exit_sweep": [0.02], "hyp_text_bytes": 16384,
     "s6_nodes": [1, 2, 4, 8], "s6_ram_per_node_bytes": 68719476736, "s6_granules": ["4K", "64K"],
     "cores_per_node": 32, "patch_sites": 8, "fixmap_ns": 300.0, "cmo_ns": 500.0, "sync_ns": 5000.0,
-    "patch_sync": "stop_machine", "patches_per_s": 1.0, "el2_trap_ns": 500.0, "tlbi_ns": 10.0,
+    "patch_sync": "nosync", "patches_per_s": 1.0, "kprobe_patches_per_s": 0.1, "el2_trap_ns": 500.0, "tlbi_ns": 10.0,
     "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0, "s2_pages_per_s": 10000.0,
     "s2_tlbi_per_set": True,
     "overhead_rates": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0],
@@ -44,7 +46,8 @@ NOTEBOOK_KEYS = tuple(DEFAULTS)
 ASSUMED: dict = {"el2_trap_ns": (150.0, 2000.0), "fixmap_ns": (75.0, 1200.0),
     "cmo_ns": (125.0, 2000.0), "sync_ns": (1250.0, 20000.0), "tlbi_ns": (5.0, 50.0),
     "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0), "cores_per_node": (16, 64),
-    "patches_per_s": (0.01, 1000.0), "s2_pages_per_s": (10.0, 1000000.0)}
+    "patches_per_s": (0.01, 1000.0), "s2_pages_per_s": (10.0, 1000000.0),
+    "kprobe_patches_per_s": (0.01, 10.0)}
 #: ``assumed`` parameters of the text-write and stage-2 sync overheads, sampled jointly
 #: (Latin hypercube over their ranges, :data:`ASSUMED`) in S4's sweep.
 OVERHEAD_ASSUMED = tuple(ASSUMED)
@@ -59,6 +62,8 @@ def check_params(p: dict) -> dict:
     for k in ("debate_leaf", "pkvm_leaf"):
         if p[k] not in labels:
             raise ConfigError(f"must be one of {', '.join(labels)}", k)
+    if p["hyp_pool"] not in HYP_POOLS:
+        raise ConfigError(f"must be one of {', '.join(HYP_POOLS)}", "hyp_pool")
     if p["patch_sync"] not in _PATCH_SYNC:
         raise ConfigError(f"must be one of {', '.join(_PATCH_SYNC)}", "patch_sync")
     if 2 not in p["overhead_nodes"]:
@@ -103,6 +108,12 @@ def options_of(p: dict) -> list[S2Leaf]:
     return [o for g in p["s2_granules"] for o in stage2_leaf_options(g, p["ipa_bits"])]
 
 
+def _s2(p: dict, m, option: S2Leaf):
+    return stage2_setup(m, option, text_aligned=p["text_aligned"], ipa_bits=p["ipa_bits"],
+                        pool=p["hyp_pool"],
+                        walk_cache_page_leaves=p["s2_walk_cache_page_leaves"])
+
+
 @cached()
 def simulate_all(p: dict) -> dict:
     """Stage-1 runs (baseline and KTR from one run) and stage-2 runs, each pooled over
@@ -120,15 +131,13 @@ def simulate_all(p: dict) -> dict:
         runs[("s1", w)] = simulate_seeds(WORKLOADS[w], m, _run(p), seeds)
         labels = list(opts) if w == p["workload"] else [p["debate_leaf"], p["pkvm_leaf"]]
         for lab in labels:
-            s2 = stage2_setup(m, opts[lab], text_aligned=p["text_aligned"], ipa_bits=p["ipa_bits"])
+            s2 = _s2(p, m, opts[lab])
             runs[("s2", w, lab)] = simulate_seeds(WORKLOADS[w], m, _run(p), seeds,
                                                       stage2=s2)
-    s2 = stage2_setup(m, opts[p["pkvm_leaf"]], text_aligned=p["text_aligned"],
-                      ipa_bits=p["ipa_bits"])
+    s2 = _s2(p, m, opts[p["pkvm_leaf"]])
     for wc in sorted(set(p["s2_walk_cache_range"]) - {p["s2_walk_cache_entries"]}):
         mw = _machine(p, wc)
-        s2w = stage2_setup(mw, opts[p["debate_leaf"]], text_aligned=p["text_aligned"],
-                           ipa_bits=p["ipa_bits"])
+        s2w = _s2(p, mw, opts[p["debate_leaf"]])
         runs[("s2wc", wc)] = simulate_seeds(WORKLOADS[p["workload"]], mw, _run(p), seeds,
                                             stage2=s2w)
     for rate in sorted({p["el2_exits_per_kinstr"], *p["el2_exit_sweep"]}):
@@ -199,10 +208,32 @@ def comparison_frame(p: dict, runs: dict) -> "pl.DataFrame":
 
 # ---- the overheads beyond the walk: exits, text-write traps, stage-2 sync (S4) ----------------
 def _patch_cost(p: dict, **over):
-    v = {k: over.get(k, p[k]) for k in ("patch_sites", "fixmap_ns", "cmo_ns", "sync_ns")}
+    v = {k: over.get(k, p[k]) for k in ("patch_sites", "fixmap_ns", "cmo_ns", "sync_ns",
+                                         "tlbi_ns", "dsb_ish_ns", "dsb_ish_per_cpu_ns")}
     return PatchCost(sites=int(v["patch_sites"]), fixmap_ns=float(v["fixmap_ns"]),
-                         cmo_ns=float(v["cmo_ns"]), sync_ns=float(v["sync_ns"]),
-                         sync=PatchSync[p["patch_sync"].upper()])
+                     cmo_ns=float(v["cmo_ns"]), sync_ns=float(v["sync_ns"]),
+                     sync=PatchSync[p["patch_sync"].upper()], tlbi_ns=float(v["tlbi_ns"]),
+                     dsb_ish_ns=float(v["dsb_ish_ns"]),
+                     dsb_ish_per_cpu_ns=float(v["dsb_ish_per_cpu_ns"]))
+
+
+def _patch_rates(p: dict, **over) -> dict[str, float]:
+    """Patches per second per path (:data:`kmm.mech.host.model.PATCH_PATHS`): static-key
+    flips and ftrace toggles (nosync) and kprobe arm/disarm (``stop_machine``)."""
+    return {"static_key": float(over.get("patches_per_s", p["patches_per_s"])),
+            "kprobe": float(over.get("kprobe_patches_per_s", p["kprobe_patches_per_s"]))}
+
+
+def _text_fractions(topo, nodes: int, rates: dict, cost, trap_ns: float) -> dict[str, float]:
+    """Shares of machine time of text patching at ``rates``, each path with its own
+    synchronisation: baseline (one copy), KTR (one per node), stage 2 (trapped)."""
+    out = {"text_base": 0.0, "text_ktr": 0.0, "text_stage2": 0.0}
+    for path, rate in rates.items():
+        c = replace(cost, sync=PATCH_PATHS[path])
+        out["text_base"] += patch_overhead_fraction(topo, 1, rate, c)
+        out["text_ktr"] += patch_overhead_fraction(topo, nodes, rate, c)
+        out["text_stage2"] += text_write_fraction(topo, nodes, rate, c, trap_ns)
+    return out
 
 
 def _sync_cost(p: dict, **over) -> SyncCost:
@@ -229,12 +260,9 @@ def overhead_shares(p: dict, ratio: float | None = None, nodes: int = 2,
     topo = _topo(p, nodes, ratio, **over)
     cost = _patch_cost(p, **over)
     sc = _sync_cost(p, **over)
-    rate = float(over.get("patches_per_s", p["patches_per_s"]))
     pages = float(over.get("s2_pages_per_s", p["s2_pages_per_s"]))
     g2 = eng.stage2(p["s1_granule"], p["ipa_bits"])
-    return {"text_base": patch_overhead_fraction(topo, 1, rate, cost),
-            "text_ktr": patch_overhead_fraction(topo, nodes, rate, cost),
-            "text_stage2": text_write_fraction(topo, nodes, rate, cost, sc.trap_ns),
+    return {**_text_fractions(topo, nodes, _patch_rates(p, **over), cost, sc.trap_ns),
             "sync": stage2_sync_fraction(topo.latency_ns, nodes, pages, g2, sc, topo.cpus)}
 
 
@@ -399,7 +427,8 @@ def overhead_frames(p: dict, runs: dict) -> tuple["pl.DataFrame", "pl.DataFrame"
     g = stage2_gain(p, runs)
     be = g / (1.0 + g) if g > 0 else 0.0
     topo = _topo(p)
-    cost = _patch_cost(p)
+    # the swept patch rate is the static-key path's (nosync, arch/arm64/kernel/jump_label.c)
+    cost = replace(_patch_cost(p), sync=PATCH_PATHS["static_key"])
     sc = _sync_cost(p)
     g2 = eng.stage2(p["s1_granule"], p["ipa_bits"])
     # shares per event per second
@@ -471,8 +500,8 @@ def event_cost_frame(p: dict) -> "pl.DataFrame":
 
 def el2_frame(p: dict, runs: dict) -> "pl.DataFrame":
     """Per node and exit rate: memory time per exit of hypervisor text fetches and of the
-    walks of the hypervisor's own stage-1 tables (EL2 has no stage 2: one copy of text and
-    tables, on node 0), from the runs with exits."""
+    walks of the hypervisor's own stage-1 tables (EL2 has no stage 2: one copy of the text, on
+    node 0, and of the tables, in the hyp pool (``hyp_pool``)), from the runs with exits."""
     import polars as pl
     pol = _policy(p)
     rows = []
@@ -613,8 +642,10 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                        for r in others.iter_rows(named=True))
     out["S5"] = {"value": {"node": nodes, "ns": ns}, "unit": "ns per exit", "sweep": [],
                  "explanation": (
-                     f"EL2 text and the hypervisor's own stage-1 tables have one copy, on node "
-                     f"0, and EL2 translates in one stage (1D walks of up to "
+                     f"EL2 text has one copy, on node 0, the hypervisor's own stage-1 tables "
+                     f"one, in the hyp pool "
+                     f"({'the last node' if p['hyp_pool'] == 'top' else 'node 0'}), and EL2 "
+                     f"translates in one stage (1D walks of up to "
                      f"{eng.arm64(p['s1_granule'], 48).levels} references, no stage 2): at "
                      f"{p['el2_exits_per_kinstr']:g} exits per 1000 instructions "
                      f"{far['hyp_mem_reads_per_exit']:.2g} text lines and "
