@@ -27,6 +27,40 @@ import polars as pl
 from . import __version__
 from .config import config_hash
 
+#: What each fixed column holds (saved frames carry these in their parquet metadata).
+FIXED_DESCRIPTIONS: dict[str, str] = {
+    "scenario": "which study produced the row (notebook or grid name)",
+    "config_hash": "hash of the row's parameters (kmm.config.config_hash)",
+    "seed": "the seed the randomness of this row was drawn from",
+    "kmm_version": "the version of kmm that computed it",
+    "metric": "what was measured",
+    "value": "the measured value",
+    "unit": "the value's unit",
+}
+
+
+def describe(df: pl.DataFrame) -> dict[str, str]:
+    """A description of every column of a tidy frame: the fixed columns' meanings, and for
+    each parameter column the rows that set it (a parameter is null where a row's experiment
+    does not vary or use it, so group by it only within the rows that set it).
+
+    >>> rows = (rows_for("s", {"nodes": 2}, 1, {"m": (1.0, "")})
+    ...         + rows_for("s", {}, 1, {"m": (2.0, "")}))
+    >>> describe(frame(rows))["nodes"]
+    'parameter of the configuration; set on 1 of 2 rows (null on the others)'
+    """
+    out = {}
+    for c in df.columns:
+        if c in FIXED_DESCRIPTIONS:
+            out[c] = FIXED_DESCRIPTIONS[c]
+            continue
+        nulls = df[c].null_count()
+        out[c] = "parameter of the configuration" + (
+            f"; set on {df.height - nulls} of {df.height} rows (null on the others)"
+            if nulls else "; set on every row")
+    return out
+
+
 FIXED_COLUMNS: dict[str, pl.DataType] = {
     "scenario": pl.Utf8,
     "config_hash": pl.Utf8,

@@ -55,6 +55,9 @@ def test_frames_carry_provenance_in_parquet_metadata(data):
     assert prov["params_digest"] == provenance.digest({"nodes": 2})
     assert prov["scenario"] == "small" and prov["kmm_version"]
     assert pl.read_parquet(path).equals(df)
+    cols = io.frame_columns(path)
+    assert set(cols) == set(df.columns) and cols["value"] == "the measured value"
+    assert cols["nodes"] == "parameter of the configuration; set on every row"
 
 
 def _png_chunks(png: bytes) -> list[tuple[bytes, bytes]]:

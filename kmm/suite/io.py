@@ -6,7 +6,9 @@ temporary file and a rename (never through a link, :mod:`kmm.suite.safefs`), so 
 (nbval) run never replaces a published frame and a reader never sees a half-written file.
 ``<data>`` is the current generation where the data folder has one
 (:func:`kmm.suite.claims.results_dir`). Each file's parquet metadata holds its provenance
-under ``kmm.provenance`` (JSON, :mod:`kmm.suite.provenance`); :func:`frame_provenance` reads it.
+under ``kmm.provenance`` (JSON, :mod:`kmm.suite.provenance`) and a description of every column
+under ``kmm.columns`` (:func:`kmm.results.describe`); :func:`frame_provenance` and
+:func:`frame_columns` read them.
 """
 from __future__ import annotations
 
@@ -62,9 +64,21 @@ def save_frame(df: pl.DataFrame, stem: str, scenario: str,
     base = results_dir()
     path = frame_path(stem, scenario, base)
     stamp = provenance.stamp(None if parameters is None else _plain(dict(parameters)))
-    meta = {PROVENANCE_KEY: json.dumps({**stamp, "scenario": scenario}, sort_keys=True)}
+    meta = {PROVENANCE_KEY: json.dumps({**stamp, "scenario": scenario}, sort_keys=True),
+            COLUMNS_KEY: json.dumps(results.describe(df))}
     return safefs.write_with(path, functools.partial(df.write_parquet, metadata=meta),
                              root=base)
+
+
+def frame_columns(path: Path | str) -> dict[str, str]:
+    """The column descriptions a saved frame carries (empty if it has none)."""
+    import polars as pl
+
+    try:
+        out = json.loads(pl.read_parquet_metadata(path).get(COLUMNS_KEY, "{}"))
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
 
 
 def frame_provenance(path: Path | str) -> dict:
