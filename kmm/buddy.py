@@ -510,13 +510,18 @@ def _take(st, order, mt):
         pfn = _rmqueue(st, order, mt, pb_order)
     if pfn < 0:
         pfn = _rmqueue(st, order, mt, order)
-    if pfn < 0:
-        return -1
+    if pfn >= 0:
+        _mark_allocated(st, pfn, order, mt)
+    return pfn
+
+
+@_inline
+def _mark_allocated(st, pfn, order, mt):
+    """Record the block at ``pfn`` as allocated (its order and type) and count it."""
     st.alloc_order[pfn] = order
     st.alloc_mt[pfn] = mt
     st.counts[0] += 1
     st.counts[1] += 1 << order
-    return pfn
 
 
 @_inline
@@ -545,10 +550,7 @@ def alloc_block_min(st, order, mt, min_order):
     if pfn < 0:
         st.counts[4] += 1  # FAILURES
         return -1
-    st.alloc_order[pfn] = order
-    st.alloc_mt[pfn] = mt
-    st.counts[0] += 1
-    st.counts[1] += 1 << order
+    _mark_allocated(st, pfn, order, mt)
     return pfn
 
 

@@ -70,27 +70,25 @@ def save_frame(df: pl.DataFrame, stem: str, scenario: str,
                              root=base)
 
 
-def frame_columns(path: Path | str) -> dict[str, str]:
-    """The column descriptions a saved frame carries (empty if it has none)."""
+def _frame_meta(path: Path | str, key: str) -> dict:
+    """The JSON object a saved frame's parquet metadata holds under ``key`` (empty if none)."""
     import polars as pl
 
     try:
-        out = json.loads(pl.read_parquet_metadata(path).get(COLUMNS_KEY, "{}"))
+        out = json.loads(pl.read_parquet_metadata(path).get(key, "{}"))
     except ValueError:
         return {}
     return out if isinstance(out, dict) else {}
+
+
+def frame_columns(path: Path | str) -> dict[str, str]:
+    """The column descriptions a saved frame carries (empty if it has none)."""
+    return _frame_meta(path, COLUMNS_KEY)
 
 
 def frame_provenance(path: Path | str) -> dict:
     """The provenance a saved frame carries (empty if it has none)."""
-    import polars as pl
-
-    meta = pl.read_parquet_metadata(path)
-    try:
-        out = json.loads(meta.get(PROVENANCE_KEY, "{}"))
-    except ValueError:
-        return {}
-    return out if isinstance(out, dict) else {}
+    return _frame_meta(path, PROVENANCE_KEY)
 
 
 def load_frame(stem: str, scenario: str = "published", root: Path | None = None) -> pl.DataFrame:
