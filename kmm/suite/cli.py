@@ -266,29 +266,13 @@ def format_claims(rows: list[dict], sources: bool = False) -> str:
     return "\n".join(out)
 
 
-def _claim_fields(r: dict) -> list[tuple[str, str]]:
-    """Every field of a claim row as (label, full text), for the text and markdown exports."""
-    from .provenance import as_text
-    from .report import basis_text, converged_text, decided_text, format_value
-
-    share = r.get("share_in_band")
-    fields = [("statement", r["statement"]), ("verdict", r["verdict"]),
-              ("value", format_value(r["value"], r.get("unit", ""), limit=None)),
-              ("band", r["band"]),
-              ("share of the sweep in band", "-" if share is None else f"{share:.0%}"),
-              ("decided by", decided_text(r.get("decided_by"))), ("basis", basis_text(r)),
-              ("converged", converged_text(r)), ("why", r.get("explanation") or "-"),
-              ("scenario", r.get("scenario") or "-"), ("said by", r.get("cited") or "-")]
-    if r.get("provenance"):
-        fields.append(("made by", as_text(r["provenance"])))
-    return fields
-
-
 def format_claims_text(rows: list[dict]) -> str:
     """Every claim as a block of ``label: text`` lines, nothing cut (for a mail)."""
+    from .report import claim_fields
+
     blocks = []
     for r in rows:
-        fields = _claim_fields(r)
+        fields = claim_fields(r)
         width = max(len(k) for k, _ in fields)
         blocks.append("\n".join([f"{r['id']} ({r['mechanism']})"]
                                 + [f"  {k + ':':{width + 1}} {v}" for k, v in fields]))
@@ -300,14 +284,14 @@ def format_claims_markdown(rows: list[dict]) -> str:
     def cell(text: str) -> str:
         return " ".join(str(text).split()).replace("|", "\\|")
 
-    from .report import decided_text, format_value
+    from .report import claim_fields, decided_text, format_value
 
     out = ["| id | verdict | value | band | decided by |", "|---|---|---|---|---|"]
     out += [f"| {r['id']} | {cell(r['verdict'])} | {cell(format_value(r['value'], r.get('unit', ''), limit=None))}"
             f" | {cell(r['band'])} | {cell(decided_text(r.get('decided_by')))} |" for r in rows]
     for r in rows:
         out += ["", f"### {r['id']}: {cell(r['statement'])}", ""]
-        out += [f"- **{k}**: {cell(v)}" for k, v in _claim_fields(r)[1:]]
+        out += [f"- **{k}**: {cell(v)}" for k, v in claim_fields(r)[1:]]
     return "\n".join(out)
 
 

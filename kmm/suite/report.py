@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..errors import KmmError, warn
 from . import registry
 
@@ -255,6 +254,30 @@ def converged_text(r: Mapping[str, Any]) -> str:
         return "convergence not checked"
     spread = r.get("spread")
     return "converged" if c else f"not converged (spread {spread})"
+
+
+def claim_fields(r: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every field of a claims-table row as (label, full text, nothing cut): the report's
+    cards and ``kmm claims --format text|markdown`` show these."""
+    from .provenance import as_text
+
+    share = r.get("share_in_band")
+    fields = [("statement", r["statement"]), ("verdict", r["verdict"]),
+              ("value", format_value(r["value"], r.get("unit", ""), limit=None)),
+              ("band", r["band"]),
+              ("share of the sweep in band", "-" if share is None else f"{share:.0%}"),
+              ("decided by", decided_text(r.get("decided_by"))), ("basis", basis_text(r)),
+              ("converged", converged_text(r)), ("why", r.get("explanation") or "-"),
+              ("scenario", r.get("scenario") or "-"), ("said by", r.get("cited") or "-")]
+    if r.get("provenance"):
+        fields.append(("made by", as_text(r["provenance"])))
+    return fields
+
+
+#: The fields of :func:`claim_fields` a report card shows in its table (the statement, the
+#: verdict and the citation are in its heading).
+CARD_FIELDS = ("value", "band", "share of the sweep in band", "decided by", "basis",
+               "converged", "why")
 
 
 def claims_frame(mechanisms: Sequence[str] = (), root: Path | None = None) -> pl.DataFrame:
@@ -568,7 +591,6 @@ def _flip_rows(r: Mapping[str, Any], pf: Any) -> str:
 def _card(r: Mapping[str, Any], pf: Any, params_anchor: str | None, charts_avail,
           data: Path) -> str:
     cid = html.escape(r["id"])
-    share = "-" if r["share_in_band"] is None else f"{r['share_in_band']:.0%}"
     note = ""
     if r.get("stale"):
         note = (f'<p class="warn">Stale: the latest run of {html.escape(r["notebook"])} failed; '
@@ -586,19 +608,13 @@ def _card(r: Mapping[str, Any], pf: Any, params_anchor: str | None, charts_avail
     if r.get("notebook"):
         links.append("notebook " + _notebook_link(data, r["notebook"]))
     sweep = _sweep_svg(r)
-    how = [f"basis: {html.escape(basis_text(r))}", html.escape(converged_text(r)),
-           f"decided by: {html.escape(decided_text(r.get('decided_by')))}"]
+    kv = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                 for k, v in claim_fields(r) if k in CARD_FIELDS)
     return "".join([
         f'<section class="card" id="claim-{cid}"><h4>{cid} {_badge(r["verdict"])} '
         f'{html.escape(r["statement"])}</h4>',
         f'<p class="said">{_cited_html(r.get("source"))}</p>' if r.get("source") else "",
-        note,
-        '<table class="kv">',
-        f"<tr><th>value</th><td>{html.escape(format_value(r['value'], r.get('unit', '')))}</td></tr>",
-        f"<tr><th>band / test</th><td>{html.escape(r['band'])}</td></tr>",
-        f"<tr><th>share of the sweep in band</th><td>{share}</td></tr>",
-        f"<tr><th>how it was decided</th><td>{'; '.join(how)}</td></tr>",
-        f"<tr><th>why</th><td>{html.escape(r['explanation'])}</td></tr></table>",
+        note, f'<table class="kv">{kv}</table>',
         (f'<figure class="sweep">{sweep}<figcaption>The published value (diamond) and each '
          "point of the joint sweep of assumed parameters (dots) against the band (shaded)."
          "</figcaption></figure>") if sweep else "",
