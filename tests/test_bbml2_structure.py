@@ -241,6 +241,15 @@ def test_notebook_layer_small():
     assert v["B10"]["value"]["predicted_pages"] == v["B10"]["value"]["built_pages"]
     assert v["B11"]["value"]["faults_with_bbml2"] == 0
     assert all(x["explanation"] for x in v.values())
+    # convergence: counts of tables built are deterministic; B9 and B11 are replicated at two
+    # more seeds and at half length (B9's from the published run's middle checkpoint)
+    assert all(v[c].get("deterministic") for c in ("B1", "B2", "B10"))
+    for c, n in (("B9", 40), ("B11", 20)):
+        reps = v[c]["replicates"]
+        assert [(r["seed"], r["length"]) for r in reps] == [(2, n), (3, n), (1, n // 2)], c
+    stream = b.stream_frame(p)
+    mid = b.b9_replicates(p, stream)[-1]["value"]
+    assert mid != v["B9"]["value"] and mid["tables_boundary"] <= v["B9"]["value"]["tables_boundary"]
     df = b.results_frame(p, "small")
     assert set(df["study"].unique()) == {"table_memory", "stream", "repaint", "bbm", "vmalloc",
                                          "uptime", "force_pte"}

@@ -7,7 +7,7 @@ import pytest
 
 import nbformat
 
-from kmm.suite import claims, registry
+from kmm.suite import claims, registry, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,3 +192,51 @@ def test_bands_are_read_only_by_the_registry():
                 if h in line:
                     offenders.append(f"{where} writes the claimed figure {h!r}")
     assert offenders in ([], ["kmm/suite/claims.py: band_text("]), offenders
+
+
+def _published(value, reps=(), **kw):
+    return {"id": "K1", "value": value, "scenario": "published", "parameters": {"seed": 1},
+            "replicates": [{"seed": s, "length": n, "value": v} for s, n, v in reps], **kw}
+
+
+def test_convergence_needs_three_seeds_and_a_half_length_run():
+    """K1's band is [+6 %, +17 %]: a published +10 % with seeds 2 and 3 at +9 % and +12 % and
+    the half-length run at +11 % all land inside: converged, spread 9 % to 12 %."""
+    ok = _published(0.10, [(2, 1000, 0.09), (3, 1000, 0.12), (1, 500, 0.11)])
+    c, spread = registry.convergence("K1", ok)
+    assert c is True and (spread["min"], spread["max"]) == (0.09, 0.12)
+    assert spread["length"] == 1000 and spread["seed"] == 1
+    # two seeds only, or no half-length run: not a check
+    assert registry.convergence("K1", _published(0.10, [(2, 1000, 0.09), (1, 500, 0.1)]))[0] is None
+    assert registry.convergence("K1", _published(0.10, [(2, 1000, 0.09), (3, 1000, 0.1)]))[0] is None
+    assert registry.convergence("K1", _published(0.10)) == (None, None)
+    assert registry.convergence("K1", _published(0.10, deterministic=True))[0] is True
+
+
+def test_a_seed_or_half_length_across_the_band_edge_is_not_converged():
+    """Seed 3 at +5 % falls below the +6 % edge while the published +10 % is inside: the
+    verdict (reproduced, no sweep) keeps its string and is marked not converged; likewise a
+    half-length value of +20 % above the +17 % edge."""
+    seed_off = _published(0.10, [(2, 1000, 0.09), (3, 1000, 0.05), (1, 500, 0.11)])
+    assert registry.verdict("K1", seed_off)[0] == registry.REPRODUCED
+    c, spread = registry.convergence("K1", seed_off)
+    assert c is False and [r["in_band"] for r in spread["replicates"]] == [True, False, True]
+    half_off = _published(0.10, [(2, 1000, 0.09), (3, 1000, 0.12), (1, 500, 0.20)])
+    assert registry.convergence("K1", half_off)[0] is False
+    # outside the band at every replicate too: converged on not-reproduced
+    out = _published(0.02, [(2, 1000, 0.03), (3, 1000, 0.01), (1, 500, 0.025)])
+    assert registry.convergence("K1", out)[0] is True
+
+
+def test_study_replicates_reach_the_claims_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("KMM_DATA_DIR", str(tmp_path))
+    from kmm.suite.study import Evidence, Study
+
+    reps = [{"seed": 2, "length": 10, "value": 0.2}, {"seed": 3, "length": 10, "value": 0.1},
+            {"seed": 1, "length": 5, "value": 0.1}]
+    s = Study("hand", ("K1",), {"seed": 1, "x": 0.1},
+              lambda p: {"K1": Evidence(p["x"], "fraction", "Hand made.", replicates=reps)})
+    s.record(s.params(), "published")
+    row = {r["id"]: r for r in claims.table()}["K1"]
+    assert row["converged"] is False  # seed 2's +20 % is above +17 %
+    assert "seed 2 at length 10" in report.converged_text(row)

@@ -120,10 +120,13 @@ def test_claims_table_formats_recorded_values():
     assert text[3].startswith("B11  small run") and "faults_without_bbml2=3" in text[3]
     assert "not checked" in text[3]  # no decided_by: no one-at-a-time swing was recorded
     rows[0].update(basis="structural", rests_on="copies times cost", converged=False,
-                   spread=[0.05, 0.2])
+                   spread={"seed": 1, "length": 100, "in_band": True, "min": 0.05, "max": 0.2, "replicates": [
+                       {"seed": 2, "length": 100, "value": 0.2, "in_band": True},
+                       {"seed": 3, "length": 100, "value": 0.05, "in_band": False},
+                       {"seed": 1, "length": 50, "value": 0.1, "in_band": True}]})
     text = cli.format_claims(rows)
     assert text.splitlines()[2].split()[:4] == ["K1", "reproduced", "structural", "no"]
-    assert "K1: structural: copies times cost" in text and "not converged (spread [0.05, 0.2])" in text
+    assert "K1: structural: copies times cost" in text and "not converged (seeds 1, 2, 3 at length 100, and length 50; values +5.0 % to +20.0 %; across the band edge: seed 3 at length 100)" in text
 
 
 def test_run_label_and_parameters(project, monkeypatch):

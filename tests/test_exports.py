@@ -111,7 +111,9 @@ ROWS = [
     {"id": "K5", "mechanism": "ktr", "statement": "bytes", "band": "equal",
      "verdict": "small run", "value": {"model_bytes": list(range(40))}, "unit": "",
      "share_in_band": None, "decided_by": None, "basis": "structural",
-     "rests_on": "identity", "converged": False, "spread": [1, 2], "explanation": "x",
+     "rests_on": "identity", "converged": False,
+     "spread": {"seed": 1, "length": 10, "in_band": True, "replicates": [
+         {"seed": 2, "length": 10, "value": 1, "in_band": False}]}, "explanation": "x",
      "scenario": "small", "chart": None, "cited": None, "parameters": {}, "provenance": None},
 ]
 
@@ -150,7 +152,7 @@ def test_text_and_markdown_exports_cut_nothing():
     assert "gain \\| big" in md  # a pipe in a field does not split the table
     assert md.splitlines()[0] == "| id | verdict | value | band | decided by |"
     assert "39]" in md and "..." not in md
-    assert "### K5: bytes" in md and "not converged (spread [1, 2])" in md
+    assert "### K5: bytes" in md and "not converged (seeds 1, 2 at length 10" in md
 
 
 def test_claims_scenario_reads_only_that_scenario(data):

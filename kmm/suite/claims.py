@@ -75,7 +75,9 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
            scenario: str, unit: str = "", sweep: Sequence[Mapping[str, Any]] | None = None,
            chart: str | None = None, centre: Mapping[str, Any] | None = None,
            swings: Sequence[Mapping[str, Any]] | None = None,
-           basis: Mapping[str, Any] | None = None) -> dict:
+           basis: Mapping[str, Any] | None = None,
+           replicates: Sequence[Mapping[str, Any]] | None = None,
+           deterministic: bool = False) -> dict:
     """Record the value a notebook computed for a claim and return the record.
 
     Parameters
@@ -96,6 +98,10 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
     swings : one-at-a-time points (as the sweep's) for "decided by" where the sweep has none;
         not counted in the share in band
     basis : ``{"basis", "rests_on"}`` where the registry's table does not declare it
+    replicates : the published point again at other seeds and at half the stream length,
+        ``[{"seed", "length", "value"}, ...]``, for :func:`~kmm.suite.registry.convergence`
+    deterministic : the value depends on no seed and no stream length (converged by
+        construction)
     """
     if claim_id not in registry.CLAIMS:
         raise KmmError(f"unknown claim id {claim_id!r}", "claims.record")
@@ -119,6 +125,10 @@ def record(claim_id: str, value: Any, *, explanation: str, parameters: Mapping[s
         rec["swings"] = _plain(list(swings))
     if basis:
         rec["basis"] = _plain(dict(basis))
+    if replicates:
+        rec["replicates"] = _plain(list(replicates))
+    if deterministic:
+        rec["deterministic"] = True
     base = results_dir()
     atomic_write_text(base / "claims" / scenario / f"{claim_id}.json",
                       json.dumps(rec, indent=1, sort_keys=True), root=base)
@@ -184,6 +194,7 @@ def table(root: Path | None = None, scenario: str | None = None) -> list[dict]:
     for cid, claim in registry.CLAIMS.items():
         rec = published.get(cid) or small.get(cid)
         verdict, share = registry.verdict(cid, rec)
+        converged, spread = registry.convergence(cid, rec)
         rows.append({
             "id": cid,
             "mechanism": claim.mechanism,
@@ -196,9 +207,8 @@ def table(root: Path | None = None, scenario: str | None = None) -> list[dict]:
             "share_in_band": share,
             "decided_by": registry.decided_by(cid, rec),
             **registry.basis(cid, rec),
-            # convergence over seeds and stream length is not checked yet: null, never guessed
-            "converged": rec.get("converged") if rec else None,
-            "spread": rec.get("spread") if rec else None,
+            "converged": converged,
+            "spread": spread,
             "explanation": rec.get("explanation", "") if rec else "no value recorded yet",
             "parameters": rec.get("parameters", {}) if rec else {},
             "sweep": rec.get("sweep", []) if rec else [],

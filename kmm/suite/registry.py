@@ -28,8 +28,10 @@ the verdict rests on, when the model could not have contradicted the claim; or
 ``not-modelled`` with the missing mechanism. "Decided by" has one definition
 (:func:`decided_by`): a parameter decides a verdict if swinging it alone over its assumed
 range, the others at their published values, flips the verdict; every such parameter is
-listed. ``converged`` and ``spread`` come from the record when its study checked them
-(null: not checked).
+listed. Convergence has one definition too (:func:`convergence`): a study records the
+value again at other seeds and at half its stream length (``replicates``); the verdict is
+converged when every replicate lands on the same side of the band as the published value,
+and the spread of the replicates is shown either way (null: not checked).
 """
 from __future__ import annotations
 
@@ -548,3 +550,59 @@ def decided_by(claim_id: str, record: Mapping[str, Any] | None) -> list[str] | N
                 if any(in_band(claim_id, p["value"]) != holds for p in pts)]
     except (TypeError, KeyError, ValueError, IndexError, AttributeError):
         return None
+
+
+#: The fewest seeds (the published one included) a convergence check needs.
+MIN_SEEDS = 3
+
+
+def _spread(values: list[Any]) -> dict[str, Any]:
+    """``min``/``max`` of numeric replicate values (nothing for evidence mappings)."""
+    nums = [float(v) for v in values
+            if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {"min": min(nums), "max": max(nums)} if nums and len(nums) == len(values) else {}
+
+
+def convergence(claim_id: str, record: Mapping[str, Any] | None
+                ) -> tuple[bool | None, dict[str, Any] | None]:
+    """Whether a published verdict is converged, and the spread it was judged on.
+
+    A study proves convergence in one of two ways. A value that depends on no seed and no
+    stream length (a count of tables built, a closed form) is recorded with
+    ``deterministic: true`` and is converged by construction. Any other value comes with
+    ``replicates``: ``[{"seed": s, "length": n, "value": v}, ...]``, the same published point
+    at other seeds (full length) and at half the stream length (a midpoint snapshot of the
+    same run where the study can take one). The verdict is converged when every replicate
+    lands on the same side of the band as the published value; a replicate on the other side
+    (a seed spread that straddles a band edge, or a value that moves across it between half
+    and full length) marks it not converged, its verdict string unchanged. Fewer than
+    :data:`MIN_SEEDS` distinct seeds, or no half-length replicate, is not a check: None.
+
+    The published value's seed is its parameters' ``seed``; its length is the longest
+    replicate's. The spread: the published seed, length and whether it is in the band, every
+    replicate with whether it is in the
+    band, and ``min``/``max`` over the numeric values (published value included).
+    """
+    if record is None or record.get("scenario") != "published" or record.get("value") is None:
+        return None, None
+    if record.get("deterministic"):
+        return True, {"deterministic": True}
+    reps = record.get("replicates") or []
+    if not reps:
+        return None, None
+    try:
+        holds = in_band(claim_id, record["value"])
+        full = max(int(r["length"]) for r in reps)
+        seeds = {int(r["seed"]) for r in reps if int(r["length"]) == full}
+        published_seed = (record.get("parameters") or {}).get("seed")
+        n_seeds = len(seeds) + (published_seed not in seeds)
+        half = [r for r in reps if int(r["length"]) < full]
+        rows = [{"seed": int(r["seed"]), "length": int(r["length"]),
+                 "value": r["value"], "in_band": in_band(claim_id, r["value"])} for r in reps]
+    except (TypeError, KeyError, ValueError, IndexError, AttributeError):
+        return None, None
+    spread = {"seed": published_seed, "length": full, "in_band": holds, "replicates": rows,
+              **_spread([record["value"]] + [r["value"] for r in reps])}
+    if n_seeds < MIN_SEEDS or not half:
+        return None, spread
+    return all(r["in_band"] == holds for r in rows), spread

@@ -247,13 +247,32 @@ def basis_text(r: Mapping[str, Any]) -> str:
 
 
 def converged_text(r: Mapping[str, Any]) -> str:
-    """Convergence as shown: ``converged``, ``not converged (spread ...)`` or ``convergence
-    not checked`` (null)."""
-    c = r.get("converged")
-    if c is None:
+    """Convergence as shown (:func:`kmm.suite.registry.convergence`): ``converged`` or ``not
+    converged`` with the seeds and lengths it was judged on and the values' range, or
+    ``convergence not checked`` (null) with what was missing."""
+    c, spread = r.get("converged"), r.get("spread") or {}
+    if spread.get("deterministic"):
+        return "converged: the value depends on no seed and no stream length"
+    reps = spread.get("replicates") or []
+    if not reps:
         return "convergence not checked"
-    spread = r.get("spread")
-    return "converged" if c else f"not converged (spread {spread})"
+    unit = r.get("unit", "")
+    full = spread.get("length")
+    seeds = sorted({x["seed"] for x in reps if x["length"] == full} | (
+        {spread["seed"]} if spread.get("seed") is not None else set()))
+    halves = sorted({x["length"] for x in reps if x["length"] != full})
+    what = (f"seeds {', '.join(map(str, seeds))} at length {full}"
+            + (f", and length {', '.join(map(str, halves))}" if halves else ""))
+    if "min" in spread:
+        what += (f"; values {format_value(spread['min'], unit)} to "
+                 f"{format_value(spread['max'], unit)}")
+    if c is None:
+        return f"convergence not checked (needs 3 seeds and a half-length run; had {what})"
+    if c:
+        return f"converged ({what})"
+    off = [f"seed {x['seed']} at length {x['length']}" for x in reps
+           if x["in_band"] != spread.get("in_band")]
+    return f"not converged ({what}; across the band edge: {', '.join(off) or '-'})"
 
 
 def claim_fields(r: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -59,7 +59,10 @@ class Evidence:
     sweep has none, such as a Latin hypercube: they decide :func:`kmm.suite.registry.decided_by`
     and do not count in the share in band; ``basis`` (``{"basis", "rests_on"}``) declares
     how the verdict is reached where the registry's table does not say it
-    (:func:`kmm.suite.registry.basis`).
+    (:func:`kmm.suite.registry.basis`); ``replicates`` holds the published point again at
+    other seeds and at half the stream length (``[{"seed", "length", "value"}, ...]``), and
+    ``deterministic`` says the value depends on neither: the two ways a study shows its verdict
+    converged (:func:`kmm.suite.registry.convergence`).
     """
 
     value: Any
@@ -70,6 +73,8 @@ class Evidence:
     centre: Mapping[str, Any] | None = None
     swings: Sequence[Mapping[str, Any]] = ()
     basis: Mapping[str, Any] | None = None
+    replicates: Sequence[Mapping[str, Any]] = ()
+    deterministic: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,8 @@ class Study:
         return [claims.record(c, e.value, explanation=e.explanation, parameters=params,
                               scenario=scenario, unit=e.unit, sweep=list(e.sweep),
                               chart=e.chart, centre=e.centre, swings=list(e.swings),
-                              basis=e.basis)
+                              basis=e.basis, replicates=list(e.replicates),
+                              deterministic=e.deterministic)
                 for c, e in self.evaluate(params).items()]
 
     def finish(self, params: Mapping[str, Any], scenario: str):
@@ -137,11 +143,12 @@ class Study:
 def evidence_from(values: Mapping[str, Mapping[str, Any]],
                   charts: Mapping[str, str | None] = {}) -> dict[str, Evidence]:
     """:class:`Evidence` from ``{claim: {"value", "unit", "explanation", "sweep", "chart",
-    "centre", "swings"}}`` (all but value and explanation optional; ``charts`` gives a chart
-    per claim)."""
+    "centre", "swings", "basis", "replicates", "deterministic"}}`` (all but value and
+    explanation optional; ``charts`` gives a chart per claim)."""
     return {c: Evidence(v["value"], v.get("unit", ""), v["explanation"],
                         v.get("chart", charts.get(c)), v.get("sweep") or [],
-                        v.get("centre"), v.get("swings") or [], v.get("basis"))
+                        v.get("centre"), v.get("swings") or [], v.get("basis"),
+                        v.get("replicates") or (), bool(v.get("deterministic")))
             for c, v in values.items()}
 
 

@@ -345,6 +345,46 @@ def force_pte_frame(p: dict):
     return pl.DataFrame(rows)
 
 
+#: Seeds a stochastic claim is replicated at besides the published one (convergence).
+REPLICATE_SEEDS = 2
+
+
+def _other_seeds(p: dict) -> list[int]:
+    return [p["seed"] + k for k in range(1, REPLICATE_SEEDS + 1)]
+
+
+def b9_replicates(p: dict, stream) -> list[dict]:
+    """B9 at two more seeds (full stream) and at half the published stream, read from the
+    published run's checkpoint at half its rows (:func:`kmm.suite.registry.convergence`).
+    Lengths are in events; an event's rows are drawn independently, so half the rows is half
+    the events on average."""
+    n = int(p["stream_events"])
+    rows = int(stream["changes"].max())
+    cuts = stream["changes"].unique().to_numpy()
+    at = int(cuts[np.argmin(np.abs(cuts - rows / 2))])  # the checkpoint nearest the middle
+    out = [{"seed": s, "length": n, "value": b9_evidence(stream_frame(p, seed=s))}
+           for s in _other_seeds(p)]
+    if 0 < at < rows:
+        out.append({"seed": p["seed"], "length": round(n * at / rows),
+                    "value": b9_evidence(stream.filter(stream["changes"] == at))})
+    return out
+
+
+def b11_replicates(p: dict) -> list[dict]:
+    """B11 at two more seeds and at half the live changes (a run of its own: the window
+    counts are drawn for the whole run at once)."""
+    def value(seed, changes):
+        r = bbm_window(bbm_config(p, changes=changes), seed)
+        return {"faults_without_bbml2": r["no_bbml2"]["faults"],
+                "faults_with_bbml2": r["bbml2"]["faults"],
+                "conflict_aborts_not_allowlisted": r["bbml2_aborts"]["conflict_aborts"],
+                "accesses": r["no_bbml2"]["accesses"]}
+
+    n = int(p["bbm_changes"])
+    return ([{"seed": s, "length": n, "value": value(s, n)} for s in _other_seeds(p)]
+            + [{"seed": p["seed"], "length": n // 2, "value": value(p["seed"], n // 2)}])
+
+
 def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, dict]:
     """Value, unit, sweep and a one-sentence explanation for B1, B2, B9, B10 and B11."""
     p = check_params(p)
@@ -357,7 +397,7 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
     v = b1[0]["value"]
     vals = [x["value"] for x in b1[1:]]
     out["B1"] = {
-        "value": v, "unit": "bytes", "sweep": b1[1:],
+        "value": v, "unit": "bytes", "sweep": b1[1:], "deterministic": True,
         "explanation": (
             f"rodata=full maps the {mm.mapped_bytes / GiB:.1f} GiB the kernel sees (256 GiB "
             f"installed less a {mm.nomap_bytes / GiB:.2f} GiB firmware carve-out implied by "
@@ -370,7 +410,8 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
     per = {g: [s / (r * GiB) for r, s, gg in zip(sel["ram_gib"], sel["saved_bytes"],
                                                   sel["granule"]) if gg == g]
            for g in p["granules"]}
-    out["B2"] = {"value": ev, "unit": "bytes", "sweep": None, "explanation": (
+    out["B2"] = {"value": ev, "unit": "bytes", "sweep": None, "deterministic": True,
+                 "explanation": (
         "the PTE tables rodata=full needs are one page per PMD span of RAM, so the saving is "
         "a fixed share of RAM per granule (" + ", ".join(
             f"{g}: 1/{1 / np.mean(r):.0f}" for g, r in per.items() if r) + ")")}
@@ -394,7 +435,8 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
                  f"{tlb:.2f}x the TLB entries")
         where = (f"; it fails in {len(fails)} of {len(b9_sweep)} stream shapes (w_linear in "
                  f"{wl}, alias runs of {runs} pages), " + there)
-    out["B9"] = {"value": b9, "unit": "", "sweep": b9_sweep, "explanation": (
+    out["B9"] = {"value": b9, "unit": "", "sweep": b9_sweep,
+                 "replicates": b9_replicates(p, stream), "explanation": (
         f"boundary-only splits keep {b9['blocks_kept_boundary'] / GiB:.1f} GiB block-mapped "
         f"against {b9['blocks_kept_v1'] / GiB:.1f} GiB for v1 and allocate "
         f"{b9['tables_boundary']} vs {b9['tables_v1']} table pages, because only the leaves "
@@ -403,7 +445,8 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
     ev10 = {"predicted_pages": repaints["predicted_pages"].to_list(),
             "built_pages": repaints["built_pages"].to_list(),
             "granule": repaints["granule"].to_list(), "ram_gib": repaints["ram_gib"].to_list()}
-    out["B10"] = {"value": ev10, "unit": "pages", "sweep": None, "explanation": (
+    out["B10"] = {"value": ev10, "unit": "pages", "sweep": None, "deterministic": True,
+                  "explanation": (
         "each PUD or PMD block created at boot needs exactly the tables below it that a "
         "repaint to PTEs builds (1 + 512 pages per 1 GiB PUD block and 1 per PMD block with "
         "4K), and nothing else changes, so the count from the boot mappings is exact")}
@@ -412,7 +455,8 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
                             "faults_with_bbml2": r["bbml2"]["faults"],
                             "conflict_aborts_not_allowlisted": r["bbml2_aborts"]["conflict_aborts"],
                             "accesses": r["no_bbml2"]["accesses"]},
-                  "unit": "", "sweep": b11_points(p), "explanation": (
+                  "unit": "", "sweep": b11_points(p), "replicates": b11_replicates(p),
+                  "explanation": (
         f"without BBML2 a leaf-size change leaves an invalid descriptor for the TLBI and the "
         f"rewrite, and {r['no_bbml2']['faults']} of {r['no_bbml2']['accesses']} concurrent "
         f"accesses fault in that window; with BBML2 the descriptor is replaced in place and "
