@@ -9,6 +9,7 @@ from kmm.engine import OP_SET_PERM, encode_ops
 from kmm.errors import ConfigError
 from kmm.geometry import GiB, KiB, MiB
 from kmm.mech import bbml2 as b
+from kmm.mech.bbml2 import study as bstudy
 from kmm.mech.bbml2 import BbmConfig, BbmMode, LinearMapPolicy as P, MemoryMap, StreamConfig
 from kmm.pagetable import Paint, PageTable, Perm
 from props import INVARIANT
@@ -247,8 +248,8 @@ def test_notebook_layer_small():
     for c, n in (("B9", 40), ("B11", 20)):
         reps = v[c]["replicates"]
         assert [(r["seed"], r["length"]) for r in reps] == [(2, n), (3, n), (1, n // 2)], c
-    stream = b.stream_frame(p)
-    mid = b.b9_replicates(p, stream)[-1]["value"]
+    stream = bstudy.stream_frame(p)
+    mid = bstudy.b9_replicates(p, stream)[-1]["value"]
     assert mid != v["B9"]["value"] and mid["tables_boundary"] <= v["B9"]["value"]["tables_boundary"]
     df = b.results_frame(p, "small")
     assert set(df["study"].unique()) == {"table_memory", "stream", "repaint", "bbm", "vmalloc",
