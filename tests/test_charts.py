@@ -98,3 +98,34 @@ def test_a_chart_that_reads_a_url_is_text_saying_why():
 def test_embed_options_reach_jupyterlab():
     _, metadata = charts.mimebundle(zoo()["row facet"].to_dict(), actions=False)
     assert metadata[charts.VEGA5_MIME] == {"embed_options": {"actions": False}}
+
+
+def test_a_policy_has_one_colour_in_every_chart():
+    """The same bbml2 policy names in two charts with different subsets and orders get the
+    same colours; a field with names outside the table keeps the theme's palette."""
+    import altair as alt
+    import polars as pl
+
+    from kmm.suite import charts
+
+    table = charts.series_colours()
+    a = alt.Chart(pl.DataFrame({"policy": ["rodata=on", "rodata=full"], "y": [1, 2]})) \
+        .mark_bar().encode(x="policy:N", y="y:Q", color="policy:N").to_dict()
+    b = alt.Chart(pl.DataFrame({"policy": ["rodata=full+BBML2", "rodata=full"], "y": [1, 2]})) \
+        .mark_line().encode(x="y:Q", y="y:Q", color=alt.Color("policy:N")).properties(
+            title="t").to_dict()
+    ca = charts.fix_series_colours(a)["encoding"]["color"]["scale"]
+    cb = charts.fix_series_colours(b)["encoding"]["color"]["scale"]
+    colour = {**dict(zip(ca["domain"], ca["range"])), **dict(zip(cb["domain"], cb["range"]))}
+    assert dict(zip(ca["domain"], ca["range"]))["rodata=full"] == \
+        dict(zip(cb["domain"], cb["range"]))["rodata=full"] == table["rodata=full"]
+    assert len(set(colour.values())) == 3  # three policies, three colours
+    # a layered chart is reached too; unknown names are left alone
+    layered = (alt.Chart(pl.DataFrame({"policy": ["1 RFC", "0 no ASI"], "y": [1, 2]}))
+               .mark_point().encode(x="y:Q", y="y:Q", color="policy:N")
+               + alt.Chart(pl.DataFrame({"who": ["x", "y"], "y": [1, 2]}))
+               .mark_point().encode(x="y:Q", y="y:Q", color="who:N")).to_dict()
+    fixed = charts.fix_series_colours(layered)
+    assert fixed["layer"][0]["encoding"]["color"]["scale"]["range"] == \
+        [table["0 no ASI"], table["1 RFC"]]
+    assert "scale" not in fixed["layer"][1]["encoding"]["color"]

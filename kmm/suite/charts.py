@@ -22,6 +22,8 @@ renderers are no use offline there: altair 6 emits Vega-Lite 6, which JupyterLab
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import re
 import struct
 import sys
@@ -62,7 +64,7 @@ VEGA5_SCHEMA = "https://vega.github.io/schema/vega/v5.json"
 DISPLAY_SCALE = 1.0
 
 __all__ = ["alt", "THEME", "RENDERER", "save", "aggregate", "enable_theme", "enable_renderer",
-           "mimebundle", "theme_config", "verdict_color"]
+           "mimebundle", "theme_config", "verdict_color", "series_colours", "fix_series_colours"]
 
 
 def theme_config() -> dict[str, Any]:
@@ -79,6 +81,10 @@ def theme_config() -> dict[str, Any]:
             "axis": {"labelFontSize": 11, "titleFontSize": 12, "titleFontWeight": "normal",
                      "gridColor": "#e6e6e6", "domainColor": "#888888", "tickColor": "#888888",
                      "labelLimit": 220},
+            # numbers that would collide are thinned (greedy), never drawn over each other;
+            # discrete axes keep every category and cut long names instead
+            "axisQuantitative": {"labelOverlap": "greedy", "labelFlush": True},
+            "axisDiscrete": {"labelLimit": 160},
             "legend": {"labelFontSize": 11, "titleFontSize": 12, "titleFontWeight": "normal",
                        "orient": "right"},
             "header": {"labelFontSize": 12, "titleFontSize": 12},
@@ -210,7 +216,7 @@ def mimebundle(spec: dict, **embed_options: Any) -> tuple[dict[str, Any], dict[s
         title = title.get("text")
     text = f"<kmm chart: {title}>" if title else "<kmm chart>"
     try:
-        vega = to_vega(spec)
+        vega = to_vega(fix_series_colours(copy.deepcopy(spec)))
         png = vlc.vega_to_png(vega, scale=DISPLAY_SCALE, allowed_base_urls=[])
     except ValueError as e:
         text += f" (not drawn: {' '.join(str(e).split())[:200]})"
@@ -246,6 +252,97 @@ def verdict_color(field: str = "verdict", title: str = "verdict") -> alt.Color:
                      scale=alt.Scale(domain=list(VERDICT_ORDER),
                                      range=[VERDICT_COLORS[v] for v in VERDICT_ORDER]),
                      sort=list(VERDICT_ORDER))
+
+
+@functools.lru_cache(maxsize=1)
+def series_colours() -> dict[str, str]:
+    """One colour per named series across every chart: each family of names that share a
+    chart (one mechanism's policies, the granules, the workloads...) takes the palette in its
+    own order, so a policy is drawn in the same colour wherever it appears.
+
+    Names come from the mechanisms' own tables, so a renamed policy keeps a colour. Where two
+    families share a name (``"none"``), the first family's colour wins.
+    """
+    from kmm.mech.asi.study import POLICY_NAMES as ASI
+    from kmm.mech.bbml2.model import POLICY_NAMES as BBML2
+    from kmm.mech.host.model import Scheme
+    from kmm.mech.permvmalloc.model import Policy as Pv
+
+    families = [
+        list(BBML2.values()),
+        list(ASI.values()),
+        [p.name.lower() for p in Pv] + [p.name.lower().replace("_", " ") for p in Pv],
+        [s.name.lower() for s in Scheme],
+        ["4K", "16K", "64K"],
+        ["database", "compute", "syscall"],
+    ]
+    out: dict[str, str] = {}
+    for names in families:
+        for i, name in enumerate(dict.fromkeys(names)):
+            out.setdefault(name, PALETTE[i % len(PALETTE)])
+    return out
+
+
+def _colour_fields(spec: Any):
+    """Every nominal ``color``/``fill``/``stroke`` encoding of a Vega-Lite spec (layers,
+    facets and concatenations included) that sets no colour scale of its own."""
+    if isinstance(spec, dict):
+        enc = spec.get("encoding")
+        if isinstance(enc, dict):
+            for ch in ("color", "fill", "stroke"):
+                e = enc.get(ch)
+                if (isinstance(e, dict) and e.get("type") == "nominal"
+                        and isinstance(e.get("field"), str)
+                        and not {"range", "scheme"} & set(e.get("scale") or {})):
+                    yield e
+        for k, v in spec.items():
+            if k not in ("encoding", "datasets", "data"):
+                yield from _colour_fields(v)
+    elif isinstance(spec, list):
+        for x in spec:
+            yield from _colour_fields(x)
+
+
+def _field_values(spec: dict, field: str) -> list[Any]:
+    """The distinct values of ``field`` in a spec's inline data, in order of appearance."""
+    seen: dict = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("datasets",) and isinstance(v, dict):
+                    for rows in v.values():
+                        walk_rows(rows)
+                elif k == "values" and isinstance(v, list):
+                    walk_rows(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for x in node:
+                walk(x)
+
+    def walk_rows(rows):
+        for r in rows if isinstance(rows, list) else ():
+            if isinstance(r, dict) and field in r:
+                seen.setdefault(r[field], None)
+    walk(spec)
+    return list(seen)
+
+
+def fix_series_colours(spec: dict) -> dict:
+    """``spec`` with every nominal colour encoding whose values are all named series
+    (:func:`series_colours`) given an explicit domain and range, so each policy, granule or
+    workload has one colour in every chart. Encodings with other values keep the theme's
+    palette; the spec is changed in place and returned."""
+    table = series_colours()
+    for enc in _colour_fields(spec):
+        values = [v for v in _field_values(spec, enc["field"]) if v is not None]
+        if values and all(isinstance(v, str) and v in table for v in values):
+            domain = sorted(values, key=lambda v: list(table).index(v))
+            scale = dict(enc.get("scale") or {})
+            scale.update(domain=domain, range=[table[v] for v in domain])
+            enc["scale"] = scale
+    return spec
 
 
 def _data_rows(spec: Any) -> int:
@@ -310,6 +407,7 @@ def save(chart: alt.TopLevelMixin, stem: str, out_dir: Path | str | None = None,
     if rows > MAX_ROWS:
         raise KmmError(f"chart data has more than {MAX_ROWS} rows: aggregate it in polars "
                        "first (charts.aggregate)", f"charts.save {stem}")
+    fix_series_colours(spec)
     from . import provenance
 
     stamp = {**provenance.stamp(), "chart": stem, "scenario": scenario}
