@@ -1,5 +1,6 @@
 """params/ files: loading, every validation rule, grids, and the notebook runner."""
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -263,7 +264,10 @@ def test_execute_injects_parameters_and_writes_atomically(tmp_path):
     assert (data / "out.txt").read_text() == "7 published"
     executed = json.loads(out.read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
-    assert [p.name for p in out.parent.iterdir()] == ["nb.ipynb"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["nb.html", "nb.ipynb"]
+    page = (out.parent / "nb.html").read_text()
+    assert "KMM_DATA_DIR" in page and "<pre>11</pre>" in page  # the cells and outputs
+    assert not re.search(r'<script[^>]*src="https?://', page)  # nothing loads from the network
 
 
 @pytest.mark.slow

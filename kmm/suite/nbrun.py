@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, KmmError
+from ..errors import ConfigError, KmmError, warn
 from .params import display_path
 
 KERNEL = "python3"
@@ -219,8 +220,37 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
                 kept = safefs.move(tmp, failed_path(out_path))
                 failure = KmmError(f"{failure.message} (executed copy: {display_path(kept)})", where)
             raise failure
+        render_html(tmp)
+        html_tmp = tmp.with_suffix(".html")
         safefs.move(tmp, out_path)
+        if html_tmp.is_file():
+            safefs.move(html_tmp, out_path.with_suffix(".html"))
         failed_path(out_path).unlink(missing_ok=True)
     finally:
         safefs.remove_tree(tmpdir)
     return out_path
+
+
+#: ``<script src=...>`` elements that load from the network (nbconvert's require.js and MathJax).
+_REMOTE_SCRIPT = re.compile(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', re.I)
+
+
+def render_html(ipynb: Path) -> Path | None:
+    """Write ``<stem>.html`` beside an executed notebook: its cells and outputs (each chart as
+    its PNG) in one page that loads nothing from the network (nbconvert's require.js and
+    MathJax links are dropped: math shows as its TeX). The report links it. A notebook that
+    cannot be rendered gets a one-line warning and no page; its run still counts."""
+    try:
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        nb = nbformat.read(str(ipynb), as_version=4)
+        body, _ = HTMLExporter(template_name="lab", embed_images=True).from_notebook_node(nb)
+    except Exception as e:  # noqa: BLE001 (a rendering is a convenience, never a failure)
+        warn(f"{display_path(ipynb)}: no HTML rendering ({_one_line(e, 160)})")
+        return None
+    from . import safefs
+
+    out = ipynb.with_suffix(".html")
+    safefs.write_bytes(out, _REMOTE_SCRIPT.sub("", body).encode(), root=ipynb.parent)
+    return out
