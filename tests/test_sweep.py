@@ -112,7 +112,11 @@ def test_run_writes_points_manifest_and_merged_frame(tmp_path):
     # deterministic order: point hash, then metric
     assert df.select("point_hash", "metric").rows() == sorted(df.select("point_hash", "metric").rows())
     for p in sw.points:
-        got = df.filter(pl.col("point_hash") == p.hash).drop("point_hash").sort("metric")
+        got = df.filter(pl.col("point_hash") == p.hash)
+        # one column per grid axis, holding the point's value (product and zip axes alike)
+        assert got.select("point_seed", "point_n_values", "point_rounds").unique().rows() == \
+            [(p.params["seed"], p.params["n_values"], p.params["rounds"])]
+        got = got.drop("point_hash", "point_seed", "point_n_values", "point_rounds").sort("metric")
         assert got.equals(sweep.probe_point(**p.params).sort("metric"))
         assert sw.point_path(p.hash).is_file()
     man = json.loads(sw.manifest_path.read_text())
@@ -390,5 +394,7 @@ def test_notebook_grid_runs_through_papermill(tmp_path):
     assert (sw.notebooks_dir / f"{good.hash}.ipynb").is_file()
     assert list((sw.work_dir / good.hash).rglob("*.parquet"))
     got = _merged(sw)
-    assert got.drop("point_hash").equals(sweep.probe_point(**good.params).sort("metric"))
+    assert got["point_seed"].to_list() == [0] * got.height  # the grid's axes as columns
+    assert got.drop("point_hash", "point_seed", "point_fail_seed").equals(
+        sweep.probe_point(**good.params).sort("metric"))
     assert set(got["scenario"]) == {"sweep_probe-nb"} and set(got["point_hash"]) == {good.hash}

@@ -7,7 +7,9 @@ runs either by executing the notebook with papermill (``runner: notebook``, thro
 :func:`kmm.suite.nbrun.execute`) or by calling the grid's ``function`` with the point's values
 (``runner: library``), which returns a tidy polars frame (:mod:`kmm.results`). The runner
 sets the reserved ``scenario`` parameter to the sweep's name, so sweep rows are never taken
-for the published scenario, and adds a ``point_hash`` column to every row.
+for the published scenario, and adds a ``point_hash`` column to every row and, for a params
+grid, one column ``point_<axis>`` per axis holding the point's value of it (a notebook's own
+rows vary other parameters, so the grid's axes are kept apart from its columns).
 
 Layout under the output folder ``<out>`` (default ``data/sweeps``, see :func:`plan`), for sweep ``<sweep>`` =
 ``<stem>-<grid>``::
@@ -92,6 +94,7 @@ class Sweep:
     params_path: Path | None = None
     grid: str | None = None
     timeout_s: float | None = None
+    axes: tuple[str, ...] = ()
 
     @property
     def dir(self) -> Path:
@@ -141,7 +144,8 @@ def point_hash(params: Mapping[str, Any], runner: str, target: str) -> str:
 def make_sweep(name: str, points: Iterable[Mapping[str, Any]], *, runner: str, target: str,
                out_dir: Path | str, root: Path | str | None = None,
                notebook: Path | None = None, params_path: Path | None = None,
-               grid: str | None = None, timeout_s: float | None = None) -> Sweep:
+               grid: str | None = None, timeout_s: float | None = None,
+               axes: Sequence[str] = ()) -> Sweep:
     """A :class:`Sweep` over explicit points.
 
     Parameters
@@ -154,6 +158,7 @@ def make_sweep(name: str, points: Iterable[Mapping[str, Any]], *, runner: str, t
     root : working directory of notebook kernels (the project root)
     notebook : path of the notebook to execute (notebook runner)
     timeout_s : per-cell execution timeout of notebook points (None: no limit)
+    axes : the parameters the grid varies: each gets a ``point_<axis>`` column in every row
 
     Raises
     ------
@@ -182,7 +187,7 @@ def make_sweep(name: str, points: Iterable[Mapping[str, Any]], *, runner: str, t
     return Sweep(name=name, runner=runner, target=str(target), points=tuple(out),
                  out_dir=Path(out_dir), root=Path(root) if root else Path.cwd(),
                  notebook=Path(notebook) if notebook else None, params_path=params_path,
-                 grid=grid, timeout_s=timeout_s)
+                 grid=grid, timeout_s=timeout_s, axes=tuple(axes))
 
 
 def plan(params_path: Path | str, grid: str | None = None, *, out_dir: Path | str | None = None,
@@ -230,7 +235,7 @@ def plan(params_path: Path | str, grid: str | None = None, *, out_dir: Path | st
         out_dir = (Path(env) if env else root / "data") / "sweeps"
     return make_sweep(name, points, runner=spec.runner, target=target, out_dir=out_dir,
                       root=root, notebook=notebook, params_path=path, grid=grid,
-                      timeout_s=timeout_s)
+                      timeout_s=timeout_s, axes=[*spec.product, *spec.zip])
 
 
 # --------------------------------------------------------------------------- one point
@@ -250,6 +255,7 @@ class Task:
     notebook_out: str | None
     work_dir: str | None
     timeout_s: float | None = None
+    axes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -293,7 +299,7 @@ def run_point(task: Task) -> Outcome:
             df = _call_library(task)
         else:
             df = _run_notebook(task)
-        df = _with_point_column(df, task.hash)
+        df = _with_point_columns(df, task.hash, {a: task.params[a] for a in task.axes})
         return Outcome(task.hash, frame=df, seconds=time.perf_counter() - t0)
     except (Exception, SystemExit) as e:  # a failing point never stops the others
         return Outcome(task.hash, error=one_line(e), seconds=time.perf_counter() - t0)
@@ -393,12 +399,18 @@ def collect_frames(data_dir: Path, *, where: str = "") -> pl.DataFrame:
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
 
-def _with_point_column(df: pl.DataFrame, h: str) -> pl.DataFrame:
+def _with_point_columns(df: pl.DataFrame, h: str,
+                        axes: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """``df`` with its point's hash in ``point_hash`` and its value of each grid axis in
+    ``point_<axis>`` (a value that is not a number, string or boolean is kept as JSON)."""
     import polars as pl
 
-    if POINT_COLUMN in df.columns:
-        df = df.drop(POINT_COLUMN)
-    return df.with_columns(pl.lit(h, dtype=pl.Utf8).alias(POINT_COLUMN))
+    cols = {POINT_COLUMN: pl.lit(h, dtype=pl.Utf8)}
+    for a, v in (axes or {}).items():
+        plain = isinstance(v, (bool, int, float, str))
+        cols[f"point_{a}"] = pl.lit(v if plain else json.dumps(v, sort_keys=True, default=str))
+    df = df.drop([c for c in cols if c in df.columns])
+    return df.with_columns([e.alias(c) for c, e in cols.items()])
 
 
 # --------------------------------------------------------------------------- state on disk
@@ -629,7 +641,7 @@ def tasks_for(sweep: Sweep, points: Iterable[Point]) -> list[Task]:
             notebook=str(sweep.notebook.resolve()) if nb and sweep.notebook else None,
             notebook_out=str((sweep.notebooks_dir / f"{p.hash}.ipynb").resolve()) if nb else None,
             work_dir=str((sweep.work_dir / p.hash).resolve()) if nb else None,
-            timeout_s=sweep.timeout_s))
+            timeout_s=sweep.timeout_s, axes=sweep.axes))
     return tasks
 
 
