@@ -12,16 +12,22 @@ kmm_version    str       the version of kmm that computed it
 metric         str       what was measured (``tlb_mpki``, ``gain``, ``table_bytes``...)
 value          float64   the measured value
 unit           str       its unit (``ns``, ``bytes``, ``fraction``, ``count``...)
+experiment     str       which experiment of the study the row belongs to
+seeds          str       every seed pooled into the value, comma-separated
 =============  ========  ==========================================================
 
 Every further column is a parameter of the configuration (``granule``, ``nodes``,
-``latency_ratio``...), so a frame can be grouped and charted by any parameter.
+``latency_ratio``...), so a frame can be grouped and charted by any parameter. A parameter
+is null on the rows of experiments that do not set it: filter on ``experiment`` before
+grouping by it. Unless a study names its experiments, a row's experiment is the parameters it
+sets (``latency_ratio+nodes``), or the value of its ``study`` parameter where it has one.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from . import __version__
@@ -36,6 +42,9 @@ FIXED_DESCRIPTIONS: dict[str, str] = {
     "metric": "what was measured",
     "value": "the measured value",
     "unit": "the value's unit",
+    "experiment": "which experiment of the study the row belongs to (filter on it before "
+                  "grouping by a parameter: other experiments leave that parameter null)",
+    "seeds": "every seed pooled into the value, comma-separated (seed is the first)",
 }
 
 
@@ -69,14 +78,42 @@ FIXED_COLUMNS: dict[str, pl.DataType] = {
     "metric": pl.Utf8,
     "value": pl.Float64,
     "unit": pl.Utf8,
+    "experiment": pl.Utf8,
+    "seeds": pl.Utf8,
 }
 
 
-def rows_for(scenario: str, params: Mapping[str, Any], seed: int,
-             metrics: Mapping[str, tuple[float, str]]) -> list[dict[str, Any]]:
-    """Rows for one configuration: ``metrics`` maps metric name -> (value, unit)."""
-    h = config_hash({"scenario": scenario, "params": dict(params), "seed": int(seed)})
-    base = {"scenario": scenario, "config_hash": h, "seed": int(seed), "kmm_version": __version__}
+def experiment_of(params: Mapping[str, Any]) -> str:
+    """The experiment a configuration belongs to when its study does not name it: the value
+    of its ``study`` parameter, else the names of the parameters it sets, sorted and joined
+    by ``+`` (``-`` for none).
+
+    >>> experiment_of({"nodes": 2, "latency_ratio": 1.5}), experiment_of({"study": "bbm"})
+    ('latency_ratio+nodes', 'bbm')
+    """
+    if isinstance(params.get("study"), str):
+        return params["study"]
+    return "+".join(sorted(params)) or "-"
+
+
+def rows_for(scenario: str, params: Mapping[str, Any], seed: int | Sequence[int],
+             metrics: Mapping[str, tuple[float, str]], *,
+             experiment: str | None = None) -> list[dict[str, Any]]:
+    """Rows for one configuration: ``metrics`` maps metric name -> (value, unit).
+
+    ``seed`` is the seed the values were drawn from, or every seed pooled into them (the
+    ``seed`` column then holds the first, ``seeds`` all); ``experiment`` names the study's
+    experiment (default :func:`experiment_of` the parameters)."""
+    seeds = [int(seed)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if not seeds:
+        raise ValueError("rows need at least one seed")
+    key = {"scenario": scenario, "params": dict(params), "seed": seeds[0]}
+    if len(seeds) > 1:
+        key["seeds"] = seeds
+    base = {"scenario": scenario, "config_hash": config_hash(key), "seed": seeds[0],
+            "kmm_version": __version__,
+            "experiment": experiment if experiment is not None else experiment_of(params),
+            "seeds": ",".join(map(str, seeds))}
     return [{**base, "metric": m, "value": float(v), "unit": u, **params}
             for m, (v, u) in metrics.items()]
 

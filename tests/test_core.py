@@ -74,9 +74,25 @@ def test_result_frame_schema():
                             {"gain": (0.1, "fraction"), "misses": (3, "count")})
     df = results.frame(rows)
     results.validate(df)
-    assert df.columns[:7] == list(results.FIXED_COLUMNS)
+    assert df.columns[:len(results.FIXED_COLUMNS)] == list(results.FIXED_COLUMNS)
     assert df.height == 2 and set(df["metric"]) == {"gain", "misses"}
     assert df["seed"].dtype == pl.Int64 and df["granule"][0] == "4K"
     assert df["config_hash"].n_unique() == 1
+    assert set(df["experiment"]) == {"granule+nodes"} and set(df["seeds"]) == {"7"}
+
+
+def test_rows_name_their_experiment_and_pooled_seeds():
+    """Two experiments in one frame: a parameter one of them does not set is null there, and
+    the experiment column keeps the groups apart; pooled seeds are all listed."""
+    rows = (results.rows_for("s", {"nodes": 2, "latency_ratio": 1.5}, [1, 2, 3], {"gain": (0.1, "")})
+            + results.rows_for("s", {"nodes": 2}, 1, {"bytes": (4.0, "")}, experiment="replication"))
+    df = results.frame(rows)
+    assert df["experiment"].to_list() == ["latency_ratio+nodes", "replication"]
+    assert df["seeds"].to_list() == ["1,2,3", "1"] and df["seed"].to_list() == [1, 1]
+    assert df["config_hash"].n_unique() == 2  # pooled seeds are another configuration
+    gain = df.filter(pl.col("experiment") == "latency_ratio+nodes").group_by("nodes").len()
+    assert gain["len"].to_list() == [1]  # no null group from the other experiment
+    with pytest.raises(ValueError):
+        results.rows_for("s", {}, [], {"m": (1.0, "")})
     empty = results.frame([])
     assert empty.columns == list(results.FIXED_COLUMNS)
