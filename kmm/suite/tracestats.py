@@ -82,6 +82,14 @@ class Machine:
             check_int(name, value, lo=0 if name == "walk_cache_entries" else 1)
         check_int("l1_tlb_max_entry_shift", self.l1_tlb_max_entry_shift, lo=12, hi=30)
 
+    @classmethod
+    def of(cls, values) -> "Machine":
+        """The machine of the fields of ``values`` (e.g. a notebook's parameters) that name
+        one of its fields; the others keep their defaults."""
+        from dataclasses import fields
+
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
     def path_config(self, cpus: int = 1):
         """The :class:`kmm.walk.PathConfig` of ``cpus`` such cores (4 KiB granule, 48-bit VA,
         every table page on node 0)."""
@@ -104,8 +112,8 @@ class Machine:
         return E.PathConfig(tlb=tlb, caches=caches, stage1=g)
 
 
-def linear_map_mask(trace) -> np.ndarray:
-    """Per reference: inside the linear map of the capture's layout."""
+def linear_range(trace) -> tuple[int, int]:
+    """``[PAGE_OFFSET, PAGE_OFFSET + linear size)`` of the capture's layout."""
     from ..capture import layout as L
 
     try:
@@ -113,35 +121,86 @@ def linear_map_mask(trace) -> np.ndarray:
     except (KeyError, TypeError) as e:
         raise KmmError(f"the trace's manifest has no layout ({e})",
                        str(trace.meta.get("source"))) from None
-    lo = np.uint64(lay.page_offset)
-    hi = np.uint64(lay.page_offset + lay.linear_size)
-    return (trace.address >= lo) & (trace.address < hi)
+    return lay.page_offset, lay.page_offset + lay.linear_size
+
+
+def _in_range(va: np.ndarray, span: tuple[int, int]) -> np.ndarray:
+    return (va >= np.uint64(span[0])) & (va < np.uint64(span[1]))
+
+
+def mapping_level(mapping: str) -> int:
+    """The leaf level of a linear-map reference under ``mapping`` (a ConfigError naming the
+    allowed mappings otherwise)."""
+    if mapping not in MAPPINGS:
+        raise ConfigError(f"unknown linear-map mapping {mapping!r}; allowed: "
+                          f"{', '.join(MAPPINGS)}", "mappings")
+    return MAPPINGS[mapping]
 
 
 def leaf_levels(trace, mapping: str) -> np.ndarray:
     """Per reference, the stage-1 leaf level that maps it under ``mapping``."""
-    return np.where(linear_map_mask(trace), np.int8(mapping_level(mapping)), np.int8(3))
+    return np.where(_in_range(trace.address, linear_range(trace)),
+                    np.int8(mapping_level(mapping)), np.int8(3))
 
 
-def translations(trace, levels: np.ndarray, sel: np.ndarray | None = None) -> int:
-    """Distinct leaf mappings (pages or blocks) the references ``sel`` touch."""
-    from .. import engine as E
+@dataclass(frozen=True)
+class Window:
+    """What a trace window touches, whatever the mapping: per region code, its references,
+    loads, stores and fetches (``refs[code]`` ...), and the distinct 4 KiB pages touched
+    (``page_region``, ``page`` (virtual page numbers), ``page_linear``: inside the linear
+    map), sorted by region then page."""
 
-    g = E.arm64("4K", 48)
-    va, lv = (trace.address, levels) if sel is None else (trace.address[sel], levels[sel])
-    shifts = np.array([g.level_shift(int(x)) if x >= g.start_level else 64
-                       for x in range(4)], np.uint64)
-    keys = (va >> shifts[lv]) * np.uint64(4) + lv.astype(np.uint64)
-    return int(np.unique(keys).size)
+    refs: np.ndarray
+    fetches: np.ndarray
+    loads: np.ndarray
+    stores: np.ndarray
+    page_region: np.ndarray
+    page: np.ndarray
+    page_linear: np.ndarray
+
+    @classmethod
+    def of(cls, trace) -> "Window":
+        from .. import engine as E
+
+        regions = int(trace.region.max(initial=0)) + 1
+        count = lambda sel: np.bincount(trace.region[sel], minlength=regions)  # noqa: E731
+        page_bits = np.uint64(64 - PAGE_SHIFT)
+        keys = np.unique((trace.region.astype(np.uint64) << page_bits)
+                         | (trace.address >> np.uint64(PAGE_SHIFT)))
+        page = keys & np.uint64((1 << int(page_bits)) - 1)
+        lo, hi = linear_range(trace)
+        return cls(refs=np.bincount(trace.region, minlength=regions),
+                   fetches=count(trace.kind == E.KIND_IFETCH),
+                   loads=count(trace.kind == E.KIND_LOAD),
+                   stores=count(trace.kind == E.KIND_STORE),
+                   page_region=(keys >> page_bits).astype(np.int64), page=page,
+                   page_linear=_in_range(page << np.uint64(PAGE_SHIFT), (lo, hi)))
+
+    def pages(self, code: int | None = None) -> int:
+        """Distinct 4 KiB pages touched in region ``code`` (None: in all)."""
+        if code is None:
+            return int(np.unique(self.page).size)
+        return int(np.count_nonzero(self.page_region == code))
+
+    def translations(self, mapping: str, code: int | None = None) -> int:
+        """Distinct leaf mappings (4 KiB pages, or blocks of a block-mapped linear map)
+        region ``code`` touches (None: all regions)."""
+        from .. import engine as E
+
+        level = mapping_level(mapping)
+        sel = slice(None) if code is None else self.page_region == code
+        page, linear = self.page[sel], self.page_linear[sel]
+        block = np.uint64(E.arm64("4K", 48).level_shift(level) - PAGE_SHIFT)
+        leaves = np.where(linear, (page >> block) << block, page)
+        return int(np.unique(leaves).size)
 
 
 def simulate(trace, mapping: str, machine: Machine = Machine(), warm_fraction: float = 0.0
              ) -> dict[str, Any]:
     """Run ``trace`` (a :class:`kmm.kmmt.KernelTrace`) through ``machine`` with the linear
     map mapped as ``mapping``; the first ``warm_fraction`` of the references warms the
-    machine and is not counted. Returns ``instructions`` (fetches counted), ``result`` (a
-    :class:`kmm.walk.PathResult` of the counted part, ``by_tag`` per region code) and
-    ``counted`` (the slice counted)."""
+    machine and is not counted. Returns ``result`` (a :class:`kmm.walk.PathResult` of the
+    counted part, its ``by_tag`` row per region code) and ``counted`` (the slice counted)."""
     from .. import engine as E
 
     check_float("warm_fraction", warm_fraction, lo=0.0, hi=0.9)
@@ -149,8 +208,7 @@ def simulate(trace, mapping: str, machine: Machine = Machine(), warm_fraction: f
     if n == 0:
         raise KmmError("the trace holds no references", str(trace.meta.get("source")))
     cpus = int(trace.cpu.max()) + 1
-    regions = int(trace.region.max()) + 1
-    path = E.Path(machine.path_config(cpus), tags=regions)
+    path = E.Path(machine.path_config(cpus), tags=int(trace.region.max()) + 1)
     pa = np.where(trace.pa == np.uint64(0xFFFF_FFFF_FFFF_FFFF), trace.address, trace.pa)
     leaf = leaf_levels(trace, mapping)
     warm = int(n * warm_fraction)
@@ -161,32 +219,32 @@ def simulate(trace, mapping: str, machine: Machine = Machine(), warm_fraction: f
                         tag=trace.region[sl])
 
     before = run(slice(0, warm)) if warm else path.result()
-    after = run(slice(warm, n))
-    counted = slice(warm, n)
-    return {"result": after - before, "counted": counted, "leaf": leaf,
-            "instructions": int(np.count_nonzero(trace.kind[counted] == E.KIND_IFETCH))}
+    return {"result": run(slice(warm, n)) - before, "counted": slice(warm, n)}
 
 
-def metrics(trace, mapping: str, machine: Machine = Machine(), warm_fraction: float = 0.0
-            ) -> dict[str, dict[str, tuple[float, str]]]:
+def metrics(trace, mapping: str, machine: Machine = Machine(), warm_fraction: float = 0.0,
+            window: Window | None = None) -> dict[str, dict[str, tuple[float, str]]]:
     """Per region name (and :data:`ALL`): metric -> (value, unit) of one trace under one
-    mapping. References, pages, footprints and translations are of the whole window given;
-    instructions, loads, stores, misses and walks of the part after the warm-up, and every
-    MPKI per thousand of its instructions (a region's: its own misses per thousand of all)."""
+    mapping. References, pages, footprints and translations are of the whole window given
+    (``window``: its :class:`Window`, if already made); instructions, loads, stores, misses
+    and walks of the part after the warm-up, and every rate per thousand of its
+    instructions (a region's: its own misses or walks per thousand of all)."""
     from .. import engine as E
     from .. import metrics as M
-    from ..capture.run import region_stats
 
+    w = Window.of(trace) if window is None else window
     sim = simulate(trace, mapping, machine, warm_fraction)
-    r, k, leaf, counted = sim["result"], sim["instructions"], sim["leaf"], sim["counted"]
-    pages = int(np.unique(trace.address >> np.uint64(PAGE_SHIFT)).size)
+    r, counted = sim["result"], sim["counted"]
+    kind = trace.kind[counted]
+    k = int(np.count_nonzero(kind == E.KIND_IFETCH))
+    pages = w.pages()
     out = {ALL: {
         "refs": (len(trace), "count"), "pages": (pages, "count"),
         "footprint_bytes": (pages << PAGE_SHIFT, "bytes"),
-        "translations": (translations(trace, leaf), "count"),
+        "translations": (w.translations(mapping), "count"),
         "instructions": (k, "count"),
-        "loads": (int(np.count_nonzero(trace.kind[counted] == E.KIND_LOAD)), "count"),
-        "stores": (int(np.count_nonzero(trace.kind[counted] == E.KIND_STORE)), "count"),
+        "loads": (int(np.count_nonzero(kind == E.KIND_LOAD)), "count"),
+        "stores": (int(np.count_nonzero(kind == E.KIND_STORE)), "count"),
         "itlb_mpki": (M.mpki(r.tlb.l1i_misses, k), "mpki"),
         "dtlb_mpki": (M.mpki(r.tlb.l1d_misses, k), "mpki"),
         "l2tlb_mpki": (M.mpki(r.tlb.l2_misses, k), "mpki"),
@@ -197,16 +255,15 @@ def metrics(trace, mapping: str, machine: Machine = Machine(), warm_fraction: fl
         "l2_mpki": (M.mpki(r.cache.l2_misses, k), "mpki"),
         "llc_mpki": (M.mpki(r.cache.llc_misses, k), "mpki"),
     }}
-    # per region: the counts `kmm trace info` prints (kmm.capture.run.region_stats)
-    stats = region_stats({"region": trace.region, "kind": trace.kind, "va": trace.address,
-                          "el": trace.el})
-    codes = {name: code for code, name in trace.region_names().items()}
-    for name, st in stats.items():
-        row = r.by_tag[codes[name]]
+    for code, name in sorted(trace.region_names().items()):
+        if code >= w.refs.size or not w.refs[code]:
+            continue
+        row = r.by_tag[code]
+        pages = w.pages(code)
         out[name] = {
-            "refs": (st["refs"], "count"), "pages": (st["pages"], "count"),
-            "footprint_bytes": (st["footprint_bytes"], "bytes"),
-            "translations": (translations(trace, leaf, trace.region == codes[name]), "count"),
+            "refs": (int(w.refs[code]), "count"), "pages": (pages, "count"),
+            "footprint_bytes": (pages << PAGE_SHIFT, "bytes"),
+            "translations": (w.translations(mapping, code), "count"),
             "l1_tlb_mpki": (M.mpki(row[E.TagEvent.L1_TLB_MISSES], k), "mpki"),
             "walk_pki": (M.mpki(row[E.TagEvent.WALKS], k), "mpki"),
             "walks": (int(row[E.TagEvent.WALKS]), "count"),
@@ -242,22 +299,15 @@ def trace_frame(traces: Sequence[str], mappings: Sequence[str], *, max_refs: int
     rows = []
     for name in dict.fromkeys(traces):
         t = load(name, max_refs)
+        window = Window.of(t)
         for mapping in dict.fromkeys(mappings):
-            per_region = metrics(t, mapping, machine, warm_fraction)
+            per_region = metrics(t, mapping, machine, warm_fraction, window)
             for region, values in per_region.items():
                 rows += results.rows_for(
                     scenario, {"trace": name, "mapping": mapping, "region": region,
                                "max_refs": max_refs, "warm_fraction": warm_fraction,
                                **asdict(machine)}, seed, values)
     return results.frame(rows)
-
-
-def mapping_level(mapping: str) -> int:
-    """The leaf level of ``mapping`` (a ConfigError naming the allowed ones otherwise)."""
-    if mapping not in MAPPINGS:
-        raise ConfigError(f"unknown linear-map mapping {mapping!r}; allowed: "
-                          f"{', '.join(MAPPINGS)}", "mappings")
-    return MAPPINGS[mapping]
 
 
 #: The metrics :func:`headline` puts side by side.
