@@ -5,9 +5,9 @@ linear map, :func:`trace_frame` gives a tidy frame (:mod:`kmm.results`) of
 
 - the window: references, instructions (one per 4-byte fetch), loads, stores;
 - per region (:class:`kmm.capture.layout.Region`) and in all: references, 4 KiB pages
-  touched, footprint bytes (pages x 4 KiB; the numbers ``kmm trace info`` prints from the
-  manifest, computed here by :func:`kmm.capture.run.region_stats` on the window simulated),
-  and the translations the window needs (distinct leaf mappings touched: pages, or blocks
+  touched, footprint bytes (pages x 4 KiB: on a whole trace, the numbers ``kmm trace info``
+  prints from the manifest, here computed on the window simulated, :class:`Window`), and the
+  translations the window needs (distinct leaf mappings touched: pages, or blocks
   of a block-mapped linear map);
 - the TLB hierarchy: L1 iTLB, L1 dTLB and L2 TLB misses per thousand instructions (an L2
   TLB miss is a page walk), walks and walk descriptor reads, per region and in all;
@@ -23,8 +23,9 @@ Mappings. ``4K`` is the linear map of 4 KiB PTEs that ``rodata=full`` gives (arm
 (level-2 or level-1 leaves). Only references inside the linear map
 (``[PAGE_OFFSET, PAGE_OFFSET + linear size)`` of the capture's layout, which holds the
 ``linear`` region and the per-CPU first chunk embedded in it) change leaf; every other region
-(kernel image, vmalloc, stacks, modules, vmemmap, user) is mapped with 4 KiB pages in every
-mapping, as the block-mapped linear map leaves them. The capture VM's RAM is 1 GiB at a
+(kernel image, vmalloc, stacks, modules, vmemmap, user) is mapped with 4 KiB pages without
+the contiguous hint in every mapping, as :mod:`kmm.mech.bbml2_perf` maps them (the real
+kernel image may use larger leaves where its segments allow; that is left out). The capture VM's RAM is 1 GiB at a
 1 GiB-aligned physical address, so a 1 GiB block covers whole RAM-backed gigabytes.
 
 Stated simplifications: one stage-1 regime for every reference (the pKVM scenario's EL2
