@@ -371,6 +371,7 @@ class TracedFetches:
     units : int64 boundaries of the replay units (``len(units) - 1`` units): unit ``u`` is
         references ``[units[u], units[u + 1])``, the kernel text since the previous visit
         followed by one *visit* (consecutive references into traced objects)
+    visit_lines : int64 per unit: distinct 64-byte lines its visit fetched
     el1_fetches : kernel-mode fetches in the whole trace; ``outside``: those not in kernel
         text, module or BPF text (and so left out)
     """
@@ -382,6 +383,7 @@ class TracedFetches:
     offset: np.ndarray
     weight: np.ndarray
     units: np.ndarray
+    visit_lines: np.ndarray
     el1_fetches: int
     outside: int
 
@@ -401,6 +403,9 @@ class TracedFetches:
                 "object_fetches": int(self.weight[vis].sum()),
                 "kernel_fetches": int(self.weight[~vis].sum()),
                 "fetches_per_visit": float(self.weight[vis].sum() / nvis) if nvis else float("nan"),
+                "lines_per_visit": float(self.visit_lines.mean()) if nvis else float("nan"),
+                "object_pages": int(np.unique(np.stack([self.obj[vis],
+                                                        self.offset[vis] >> 12]), axis=1).shape[1]),
                 "references": int(self.obj.size)}
 
 
@@ -456,6 +461,11 @@ def traced_fetches(trace, name: str | None = None) -> TracedFetches:
         if hits.size == 0:
             continue
         idx = idx[hits[0]:hits[-1] + 1]
+        f_obj = obj_all[idx] >= 0
+        vid = np.cumsum(f_obj & ~np.r_[False, f_obj[:-1]]) - 1
+        pairs = np.unique(np.stack([vid[f_obj], (va[idx][f_obj] >> np.uint64(6)).astype(np.int64)]),
+                          axis=1)
+        lines = np.bincount(pairs[0], minlength=int(vid[-1]) + 1).astype(np.int64)
         page = va[idx] >> np.uint64(PAGE_SHIFT)
         start = np.flatnonzero(np.r_[True, page[1:] != page[:-1]])
         weight = np.diff(np.r_[start, idx.size]).astype(np.int64)
@@ -466,7 +476,7 @@ def traced_fetches(trace, name: str | None = None) -> TracedFetches:
         off = (va[first] - base).astype(np.int64)
         vis = o >= 0
         gap_start = np.flatnonzero(~vis[1:] & vis[:-1]) + 1
-        parts.append((o, off, weight, np.r_[0, gap_start]))
+        parts.append((o, off, weight, np.r_[0, gap_start], lines))
     if not parts:
         raise ConfigError("the trace has no kernel-mode fetch into module or BPF text",
                           name or str(trace.meta.get("source")))
@@ -477,6 +487,7 @@ def traced_fetches(trace, name: str | None = None) -> TracedFetches:
     units = np.concatenate([p[3] + s for p, s in zip(parts, sizes[:-1])] + [[sizes[-1]]])
     return TracedFetches(name or str(trace.meta.get("scenario") or "trace"), tuple(names),
                          tuple(groups), o, off, w, units.astype(np.int64),
+                         np.concatenate([p[4] for p in parts]),
                          int(el1.sum()), int((el1 & ~inside).sum()))
 
 
