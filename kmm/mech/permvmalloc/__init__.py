@@ -63,6 +63,15 @@ Modelled code paths (Linux v5.10 unless stated)
   freed through ``text_poke_set``. Module data regions through ``execmem_alloc`` +
   ``set_memory_ro``; after init only ro_after_init is made read-only.
 
+iTLB misses of module and BPF text (P6)
+---------------------------------------
+The live text a run leaves (each design's addresses and leaf sizes) is fetched by one of two
+streams: the trace-driven one (default) replays the calls into module and BPF text, with the
+kernel text between them, of the captured arm64 traces ``module.kmmt`` (or ``dmcrypt.kmmt``)
+and ``bpf.kmmt`` (:class:`TracedFetches`, :func:`trace_fetch_trace`, which states the rule
+that extends a trace window to the run length); the synthetic one draws calls by Zipf
+popularity (:func:`fetch_trace`).
+
 Invariants checked at every step (``check=True``)
 -------------------------------------------------
 1. No page is writable through one alias (direct map, a live mapping, a stale TLB entry)
