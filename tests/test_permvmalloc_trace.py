@@ -186,6 +186,8 @@ def test_merged_page_fetches_give_the_counts_of_the_full_stream():
     assert np.count_nonzero(obj & (a != TLB_L1_HIT)) == np.count_nonzero(fo & (b != TLB_L1_HIT))
     m = pv.itlb_trace_misses(text, cfg, traces)
     assert m["misses"] == np.count_nonzero(obj & (a == TLB_WALK)) and m["fetches"] == 20_000
+    # every distinct page is walked on its first fetch; the rest are re-walks after evictions
+    assert m["pages"] == np.unique(va[obj] >> np.uint64(12)).size and m["misses"] >= m["pages"]
 
 
 def test_trace_cited_parameters_match_the_traces():

@@ -1597,8 +1597,10 @@ def itlb_trace_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig
     """Run the trace-driven fetch stream of ``text`` (:func:`trace_fetch_trace` over
     ``traces``) through the same TLBs as :func:`itlb_misses`; counts only references into
     module and BPF text, each standing for its ``weight`` fetches: ``fetches``,
-    ``l1_misses``, ``misses`` (page walks), and ``kernel_fetches`` and ``kernel_misses`` of
-    the kernel text between them (whose translations compete for the same entries)."""
+    ``l1_misses``, ``misses`` (page walks), ``pages`` (distinct 4 KiB pages of module and BPF
+    text fetched: the walks 4K leaves cannot avoid), and ``kernel_fetches`` and
+    ``kernel_misses`` of the kernel text between them (whose translations compete for the
+    same entries)."""
     from ...engine import Kind, TLB, TLB_L1_HIT, TLB_WALK
 
     va, sh, w, is_obj = trace_fetch_trace(text, cfg, traces)
@@ -1609,7 +1611,8 @@ def itlb_trace_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig
             "l1_misses": int(np.count_nonzero(is_obj & (out != TLB_L1_HIT))),
             "misses": int(np.count_nonzero(is_obj & (out == TLB_WALK))),
             "kernel_fetches": int(w[~is_obj].sum()),
-            "kernel_misses": int(np.count_nonzero(~is_obj & (out == TLB_WALK)))}
+            "kernel_misses": int(np.count_nonzero(~is_obj & (out == TLB_WALK))),
+            "pages": int(np.unique(va[is_obj] >> np.uint64(PAGE_SHIFT)).size)}
 
 
 # Imported last: these modules build on the definitions above.

@@ -400,6 +400,16 @@ def _p6_workload(p: dict) -> str:
             f"calls into BPF")
 
 
+def _first_touches(sr: "ScenarioResult") -> str:
+    """How many of the 4K walks of the trace-driven stream are first touches of a page."""
+    if sr.params["itlb_workload"] != "trace":
+        return ""
+    m = sr.fetch_misses("perm_alloc")
+    again = m["misses"] - m["pages"]
+    return (f"; the calls reach {_fmt(m['pages'])} distinct 4K pages of that text, each "
+            f"walked on its first fetch, and {_fmt(again)} walks are repeats after an eviction")
+
+
 #: The synthetic fetch workload's footprint parameters, what each trace measures of them,
 #: and why a parameter keeps its assumed range where it does
 FOOTPRINT_PARAMS = (
@@ -511,7 +521,7 @@ def claim_values(sr: ScenarioResult) -> dict[str, dict]:
                    f"{_fmt(round(text_mib, 1))} MiB of live module and BPF text, "
                    f"{_p6_workload(sr.params)}, 4K mappings "
                    f"need {_fmt(p6['itlb_misses_4k'])} page walks and idea 4's shared 2 MiB "
-                   f"mappings {_fmt(p6['itlb_misses_2m'])} ({other_w} workload: "
+                   f"mappings {_fmt(p6['itlb_misses_2m'])}{_first_touches(sr)} ({other_w} workload: "
                    f"{_fmt(p6o['itlb_misses_4k'])} and {_fmt(p6o['itlb_misses_2m'])}): the "
                    f"STLB reaches {_fmt(round(reach4k_mib, 1))} MiB with 4K entries and "
                    f"{_fmt(round(reach2m_mib))} MiB with 2 MiB ones.")},
