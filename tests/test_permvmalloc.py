@@ -340,10 +340,11 @@ SMALL = dict(
     cost_cpus=[2, 64], invlpg_ns=100.0, ipi_base_ns=3000.0, ipi_per_extra_target_ns=1500.0,
     ipi_handler_ns=1000.0, global_flush_ns=500.0, invlpgb_ns=100.0, tlbsync_ns=500.0,
     tlbi_ns=10.0, dsb_ish_ns=200.0, dsb_ish_per_cpu_ns=5.0,
-    itlb_fetches=20000, itlb_zipf=1.0, itlb_run_lines=8, itlb_bpf_share=0.3,
+    itlb_workload="trace", itlb_module_trace="module",
+    itlb_fetches=20000, itlb_zipf=1.0, itlb_run_lines=2, itlb_bpf_share=0.3,
     itlb_l1_entries=128, itlb_l1_ways=8, stlb_entries=1536, stlb_ways=12,
-    bg_sweep=[[0.5, 0.25, 16.0]], itlb_sweep_zipf=[1.0], itlb_sweep_run_lines=[8],
-    itlb_sweep_bpf_share=[0.3], invariant_ops=50, seed=0)
+    bg_sweep=[[0.5, 0.25, 16.0]], itlb_sweep_zipf=[1.0], itlb_sweep_run_lines=[2],
+    itlb_sweep_bpf_share=[0.3], itlb_sweep_module_trace=["module"], invariant_ops=50, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -361,7 +362,10 @@ def test_scenario_values_have_the_directions_the_explanations_state(small_scenar
     assert p5["global_flushes_per_load"] == 0 and p5["local_flushes_per_load"] > 0
     p6 = sr.p6()
     assert p6["itlb_misses_2m"] < p6["itlb_misses_4k"]
-    assert set(sr.sweeps) == {"P1", "P2", "P3", "P4", "P5", "P6"}
+    synth = sr.p6(itlb_workload="synthetic")
+    assert synth["itlb_misses_2m"] < synth["itlb_misses_4k"]
+    assert p6["fetches"] == synth["fetches"] == SMALL["itlb_fetches"]
+    assert set(sr.sweeps) == {"P1", "P2", "P3", "P4", "P5", "P6", "P6-synthetic"}
     assert sr.sweeps["P2"][0]["value"] == sr.p2()
 
 

@@ -63,6 +63,15 @@ Modelled code paths (Linux v5.10 unless stated)
   freed through ``text_poke_set``. Module data regions through ``execmem_alloc`` +
   ``set_memory_ro``; after init only ro_after_init is made read-only.
 
+iTLB misses of module and BPF text (P6)
+---------------------------------------
+The live text a run leaves (each design's addresses and leaf sizes) is fetched by one of two
+streams: the trace-driven one (default) replays the calls into module and BPF text, with the
+kernel text between them, of the captured arm64 traces ``module.kmmt`` (or ``dmcrypt.kmmt``)
+and ``bpf.kmmt`` (:class:`TracedFetches`, :func:`trace_fetch_trace`, which states the rule
+that extends a trace window to the run length); the synthetic one draws calls by Zipf
+popularity (:func:`fetch_trace`).
+
 Invariants checked at every step (``check=True``)
 -------------------------------------------------
 1. No page is writable through one alias (direct map, a live mapping, a stale TLB entry)
@@ -75,15 +84,17 @@ Invariants checked at every step (``check=True``)
 """
 from .model import (PACK_HUGE_BY_ARCH, _flush_shapes, _VaSpace, Area, BPF_CHUNK_BYTES, BPF_HDR_BYTES, BPF_HOLE_BYTES,
     BPF_PACK_HOLE_BYTES, Chunk, cost_vs_cpus, directmap_end, FLUSH_CEILING_PAGES, flush_histogram,
-    FLUSH_METHODS, flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses, ItlbConfig,
+    FLUSH_METHODS, flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses,
+    itlb_trace_misses, ItlbConfig,
     LAZY_UNIT_PAGES, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     MODULES_END, MODULES_VADDR, MOVABLE, NONE, op_costs, OpKind, PACK_BYTES, PAGE, PAGE_OFFSET,
     PAGE_SHIFT, PermVmalloc, PMD_PAGES, Policy, PolicyConfig, PvEvent, R, Region, RO, run,
     RunResult, RW, RX, STANDARD_POLICIES, UNMOVABLE, VMALLOC_END, VMALLOC_START, W, X)
 from .kernels import (alloc_order0, bg_churn, free_order0, split_block)
-from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, MeasuredModuleMix, ModuleMix,
-    MODULE_NEIGHBOURS, MODULE_TABLE_COLUMNS, MODULE_TABLE_PACKAGE, module_table, ModuleSpec,
-    random_ops, Workload)
+from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, FETCH_TRACES, KERNEL_TEXT_SHIFT,
+    KERNEL_TEXT_VA, load_traced_fetches, MeasuredModuleMix, ModuleMix, MODULE_NEIGHBOURS,
+    MODULE_TABLE_COLUMNS, MODULE_TABLE_PACKAGE, module_table, ModuleSpec, random_ops,
+    trace_fetch_trace, traced_fetches, TracedFetches, Workload)
 from .study import (claim_values, DEFAULTS, evidence, frame, STUDY, COST_RANGES, cost_sensitivity, decided_by, invalidation_costs,
-    itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, rai_by_size, run_point, run_scenario,
+    fetch_misses, fetch_traces, FOOTPRINT_PARAMS, footprint_comparison, ITLB_WORKLOADS, itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, rai_by_size, run_point, run_scenario,
     ScenarioResult, workload)

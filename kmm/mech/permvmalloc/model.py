@@ -1592,6 +1592,29 @@ def itlb_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig) -> d
     return {"fetches": int(va.shape[0]), "l1_misses": c.l1i_misses, "misses": c.misses}
 
 
+def itlb_trace_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig,
+                      traces: dict) -> dict:
+    """Run the trace-driven fetch stream of ``text`` (:func:`trace_fetch_trace` over
+    ``traces``) through the same TLBs as :func:`itlb_misses`; counts only references into
+    module and BPF text, each standing for its ``weight`` fetches: ``fetches``,
+    ``l1_misses``, ``misses`` (page walks), ``pages`` (distinct 4 KiB pages of module and BPF
+    text fetched: the walks 4K leaves cannot avoid), and ``kernel_fetches`` and
+    ``kernel_misses`` of the kernel text between them (whose translations compete for the
+    same entries)."""
+    from ...engine import Kind, TLB, TLB_L1_HIT, TLB_WALK
+
+    va, sh, w, is_obj = trace_fetch_trace(text, cfg, traces)
+    t = TLB(cfg.tlb())
+    t.run(va, record=True, kind=int(Kind.IFETCH), page_shift=sh, global_=True)
+    out = t.last_outcome
+    return {"fetches": int(w[is_obj].sum()),
+            "l1_misses": int(np.count_nonzero(is_obj & (out != TLB_L1_HIT))),
+            "misses": int(np.count_nonzero(is_obj & (out == TLB_WALK))),
+            "kernel_fetches": int(w[~is_obj].sum()),
+            "kernel_misses": int(np.count_nonzero(~is_obj & (out == TLB_WALK))),
+            "pages": int(np.unique(va[is_obj] >> np.uint64(PAGE_SHIFT)).size)}
+
+
 # Imported last: these modules build on the definitions above.
-from .workload import boot, bpf_churn, fetch_trace, ModuleSpec, random_ops, Workload
+from .workload import boot, bpf_churn, fetch_trace, ModuleSpec, random_ops, trace_fetch_trace, Workload
 from .kernels import alloc_order0, bg_churn, free_order0, split_block

@@ -4,23 +4,30 @@ Part of :mod:`kmm.mech.permvmalloc`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...config import check_int
 from ...engine import GiB, MiB
 from .model import (_aged_pool, cost_vs_cpus, directmap_end, flush_histogram, GLOBAL_EVENTS,
-    itlb_misses, ItlbConfig, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
+    itlb_misses, itlb_trace_misses, ItlbConfig, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     OpKind, PACK_BYTES, PAGE, PAGE_SHIFT, Policy, PolicyConfig, run, RunResult, STANDARD_POLICIES)
 from ...suite.study import cached, evidence_from, Study
-from .workload import (bpf_sizes, MeasuredModuleMix, MODULE_TABLE_PACKAGE, module_table,
-    Workload)
+from .workload import (bpf_sizes, FETCH_TRACES, load_traced_fetches, MeasuredModuleMix,
+    MODULE_TABLE_PACKAGE, module_table, Workload)
 
 # ---- the notebook's scenario -------------------------------------------------------------------
 #: parameters of the notebook that are not scalar model inputs
-_LIST_PARAMS = ("cost_cpus", "bg_sweep",
-                "itlb_sweep_zipf", "itlb_sweep_run_lines", "itlb_sweep_bpf_share")
+_LIST_PARAMS = ("cost_cpus", "bg_sweep", "itlb_sweep_zipf", "itlb_sweep_run_lines",
+                "itlb_sweep_bpf_share", "itlb_sweep_module_trace")
+#: the fetch workloads of the iTLB comparison: replayed captured traces, or the synthetic
+#: Zipf-popularity stream (:func:`fetch_trace`)
+ITLB_WORKLOADS = ("trace", "synthetic")
+#: the parameters an iTLB count depends on (besides the policy's live text)
+_ITLB_KEYS = ("itlb_workload", "itlb_module_trace", "itlb_fetches", "itlb_zipf",
+              "itlb_run_lines", "itlb_bpf_share", "itlb_l1_entries", "itlb_l1_ways",
+              "stlb_entries", "stlb_ways", "seed")
 
 
 def machine_config(p: dict, **over) -> MachineConfig:
@@ -60,6 +67,26 @@ def itlb_config(p: dict, **over) -> ItlbConfig:
     return ItlbConfig(int(q["itlb_l1_entries"]), int(q["itlb_l1_ways"]), int(q["stlb_entries"]),
                       int(q["stlb_ways"]), int(q["itlb_fetches"]), float(q["itlb_zipf"]),
                       int(q["itlb_run_lines"]), float(q["itlb_bpf_share"]), int(q["seed"]))
+
+
+def fetch_traces(p: dict, **over) -> dict:
+    """The captured traces that drive the trace-driven fetch workload: ``itlb_module_trace``
+    for calls into module text, ``bpf`` for calls into BPF programs."""
+    q = {**p, **over}
+    return {"mod": load_traced_fetches(str(q["itlb_module_trace"])),
+            "bpf": load_traced_fetches("bpf")}
+
+
+def fetch_misses(text, p: dict, **over) -> dict:
+    """iTLB misses of ``text`` under the fetch workload ``itlb_workload`` of ``p``."""
+    from ...config import check_choice
+
+    q = {**p, **over}
+    check_choice("itlb_workload", q["itlb_workload"], ITLB_WORKLOADS)
+    cfg = itlb_config(q)
+    if q["itlb_workload"] == "trace":
+        return itlb_trace_misses(text, cfg, fetch_traces(q))
+    return itlb_misses(text, cfg)
 
 
 def invalidation_costs(p: dict):
@@ -102,6 +129,16 @@ class ScenarioResult:
     params: dict
     results: list
     sweeps: dict
+    #: iTLB counts already computed, by policy and fetch-workload parameters
+    _itlb: dict = field(default_factory=dict, repr=False)
+
+    def fetch_misses(self, label: str, **over) -> dict:
+        """:func:`fetch_misses` of policy ``label``'s live text, computed once per setting."""
+        q = {**self.params, **over}
+        key = (label, *(repr(q[k]) for k in _ITLB_KEYS))
+        if key not in self._itlb:
+            self._itlb[key] = fetch_misses(self.result(label).text, q)
+        return self._itlb[key]
 
     def result(self, label: str) -> RunResult:
         for r in self.results:
@@ -130,12 +167,20 @@ class ScenarioResult:
                             costs=invalidation_costs(self.params))
 
     def itlb(self):
+        """iTLB misses of each policy's live module and BPF text under both fetch workloads
+        (``workload``: ``trace`` or ``synthetic``), the same number of fetches into that text;
+        ``kernel_fetches`` are the kernel-text fetches the trace-driven stream interleaves."""
         import polars as pl
 
-        cfg = itlb_config(self.params)
-        return pl.DataFrame([{"policy": r.policy.label,
-                              "text_leaf": "2M" if any(t[3] > PAGE_SHIFT for t in r.text) else "4K",
-                              **itlb_misses(r.text, cfg)} for r in self.results])
+        rows = []
+        for w in ITLB_WORKLOADS:
+            for r in self.results:
+                m = self.fetch_misses(r.policy.label, itlb_workload=w)
+                rows.append({"workload": w, "policy": r.policy.label,
+                             "text_leaf": "2M" if any(t[3] > PAGE_SHIFT for t in r.text) else "4K",
+                             "fetches": m["fetches"], "l1_misses": m["l1_misses"],
+                             "misses": m["misses"], "kernel_fetches": m.get("kernel_fetches", 0)})
+        return pl.DataFrame(rows)
 
     def caches(self):
         import polars as pl
@@ -161,9 +206,8 @@ class ScenarioResult:
         return load_step_evidence(self.result("perm_alloc"))
 
     def p6(self, **over) -> dict:
-        cfg = itlb_config(self.params, **over)
-        m4 = itlb_misses(self.result("perm_alloc").text, cfg)
-        m2 = itlb_misses(self.result("perm_alloc+3+4").text, cfg)
+        m4 = self.fetch_misses("perm_alloc", **over)
+        m2 = self.fetch_misses("perm_alloc+3+4", **over)
         return {"itlb_misses_4k": m4["misses"], "itlb_misses_2m": m2["misses"],
                 "fetches": m4["fetches"]}
 
@@ -195,7 +239,8 @@ class ScenarioResult:
                 "cache_bytes": (float(sum(r.cache_end.values())), "bytes"),
                 "wx_violations": (float(r.counts.wx_violations), "count")})
         for row in self.itlb().iter_rows(named=True):
-            rows += rows_for(scenario, {**scalars, "policy": row["policy"], "op": "itlb"}, seed, {
+            op = "itlb" if row["workload"] == self.params["itlb_workload"] else f"itlb_{row['workload']}"
+            rows += rows_for(scenario, {**scalars, "policy": row["policy"], "op": op}, seed, {
                 "itlb_walks": (float(row["misses"]), "count"),
                 "itlb_l1_misses": (float(row["l1_misses"]), "count"),
                 "fetches": (float(row["fetches"]), "count")})
@@ -219,7 +264,11 @@ def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_PO
       bg_ops_per_event]``, e.g. a two-level fractional factorial): the boot alone (P1, P2)
       and the whole workload (P3, P4, P5), legacy and perm_alloc. The module mix is measured
       (:class:`MeasuredModuleMix`), not swept;
-    - fetch workload (``itlb_sweep_*``): the published layouts -> P6.
+    - fetch workload: the published layouts -> P6. Trace-driven (``itlb_workload`` trace):
+      the popularity of objects (``itlb_sweep_zipf``), the share of calls into BPF
+      (``itlb_sweep_bpf_share``) and the captured module trace (``itlb_sweep_module_trace``);
+      the synthetic workload's own sweep (with ``itlb_sweep_run_lines``) is kept beside it
+      as ``P6-synthetic``.
     """
     p = dict(params)
     mach = machine_config(p)
@@ -244,9 +293,14 @@ def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_PO
                               "directmap4k_grouped": directmap_end(b)["4k"]},
                        "p5": load_step_evidence(b)})
         _aged_pool.cache_clear()
-    itlb_pts = [{"params": pt, "p6": out.p6(**pt)} for pt in _grid(
-        itlb_zipf=p["itlb_sweep_zipf"], itlb_run_lines=p["itlb_sweep_run_lines"],
-        itlb_bpf_share=p["itlb_sweep_bpf_share"])]
+    trace_grid = _grid(itlb_zipf=p["itlb_sweep_zipf"], itlb_bpf_share=p["itlb_sweep_bpf_share"],
+                       itlb_module_trace=p["itlb_sweep_module_trace"])
+    synth_grid = _grid(itlb_zipf=p["itlb_sweep_zipf"], itlb_run_lines=p["itlb_sweep_run_lines"],
+                       itlb_bpf_share=p["itlb_sweep_bpf_share"])
+    sweeps = {w: [{"params": pt, "p6": out.p6(itlb_workload=w, **pt)} for pt in g]
+              for w, g in (("trace", trace_grid), ("synthetic", synth_grid))}
+    itlb_pts = sweeps[p["itlb_workload"]]
+    other = "synthetic" if p["itlb_workload"] == "trace" else "trace"
     out.sweeps = {
         "P1": [{"params": d["params"], "value": d["p1"]} for d in mod_pts],
         "P2": [{"params": d["params"], "value": d["p2"]} for d in mod_pts],
@@ -254,6 +308,7 @@ def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_PO
         "P4": [{"params": d["params"], "value": d["p4"]} for d in bg_pts],
         "P5": [{"params": d["params"], "value": d["p5"]} for d in bg_pts],
         "P6": [{"params": d["params"], "value": d["p6"]} for d in itlb_pts],
+        f"P6-{other}": [{"params": d["params"], "value": d["p6"]} for d in sweeps[other]],
     }
     return out
 
@@ -274,10 +329,12 @@ DEFAULTS: dict = {"ram_gib": 1, "cpus": 64, "bg_used_fraction": 0.6, "bg_unmovab
     "invlpg_ns": 100.0, "ipi_base_ns": 3000.0, "ipi_per_extra_target_ns": 1500.0,
     "ipi_handler_ns": 1000.0, "global_flush_ns": 500.0, "invlpgb_ns": 100.0,
     "tlbsync_ns": 500.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0,
-    "itlb_fetches": 50000, "itlb_zipf": 1.0, "itlb_run_lines": 8, "itlb_bpf_share": 0.3,
+    "itlb_workload": "trace", "itlb_module_trace": "module",
+    "itlb_fetches": 50000, "itlb_zipf": 1.0, "itlb_run_lines": 2, "itlb_bpf_share": 0.3,
     "itlb_l1_entries": 128, "itlb_l1_ways": 8, "stlb_entries": 1536, "stlb_ways": 12,
-    "bg_sweep": [[0.6, 0.25, 64.0]], "itlb_sweep_zipf": [0.6, 1.4], "itlb_sweep_run_lines": [8],
-    "itlb_sweep_bpf_share": [0.3], "invariant_ops": 100, "seed": 0}
+    "bg_sweep": [[0.6, 0.25, 64.0]], "itlb_sweep_zipf": [0.6, 1.4], "itlb_sweep_run_lines": [2],
+    "itlb_sweep_bpf_share": [0.3], "itlb_sweep_module_trace": ["module"], "invariant_ops": 100,
+    "seed": 0}
 NOTEBOOK_PARAMS = tuple(DEFAULTS)
 
 #: ``assumed`` cost parameters and their plausible ranges (as params/permvmalloc.yaml
@@ -324,6 +381,65 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def _p6_workload(p: dict) -> str:
+    """The fetch workload of ``p`` in words, with what the traces measured."""
+    if p["itlb_workload"] != "trace":
+        return (f"called by Zipf({_fmt(p['itlb_zipf'])}) popularity in runs of "
+                f"{_fmt(p['itlb_run_lines'])} lines ({_fmt(round(100 * p['itlb_bpf_share']))} % "
+                f"into BPF; the synthetic workload)")
+    m, b = (load_traced_fetches(n).summary() for n in (p["itlb_module_trace"], "bpf"))
+    return (f"called as the captured traces call them (module text: "
+            f"{FETCH_TRACES[p['itlb_module_trace']]}, {m['visits']} visits of "
+            f"{m['fetches_per_visit']:.1f} fetches over {m['lines_per_visit']:.1f} lines, "
+            f"{m['kernel_fetches'] / max(m['object_fetches'], 1):.0f} kernel-text fetches per "
+            f"module-text fetch between them; BPF: bpf.kmmt, {b['visits']} visits of "
+            f"{b['fetches_per_visit']:.1f} fetches over {b['lines_per_visit']:.1f} lines, "
+            f"{b['kernel_fetches'] / max(b['object_fetches'], 1):.1f} kernel-text fetches per "
+            f"BPF fetch), each pass over a trace landing on live objects by Zipf("
+            f"{_fmt(p['itlb_zipf'])}) popularity, {_fmt(round(100 * p['itlb_bpf_share']))} % of "
+            f"calls into BPF")
+
+
+def _first_touches(sr: "ScenarioResult") -> str:
+    """How many of the 4K walks of the trace-driven stream are first touches of a page."""
+    if sr.params["itlb_workload"] != "trace":
+        return ""
+    m = sr.fetch_misses("perm_alloc")
+    again = m["misses"] - m["pages"]
+    return (f"; the calls reach {_fmt(m['pages'])} distinct 4K pages of that text, each "
+            f"walked on its first fetch, and {_fmt(again)} walks are repeats after an eviction")
+
+
+#: The synthetic fetch workload's footprint parameters, what each trace measures of them,
+#: and why a parameter keeps its assumed range where it does
+FOOTPRINT_PARAMS = (
+    ("itlb_run_lines", "lines_per_visit",
+     "distinct 64-byte lines fetched per visit into module or BPF text"),
+    ("itlb_zipf", None,
+     "not measured: each VM runs one scenario with 1 BPF program or 3-4 modules, so it "
+     "cannot show how calls spread over a machine's 169 modules and 300 programs"),
+    ("itlb_bpf_share", None,
+     "not measured: each trace calls one kind of text (module.kmmt and dmcrypt.kmmt no BPF, "
+     "bpf.kmmt no module), so the mix is the modelled machine's, not a VM's"),
+)
+
+
+def footprint_comparison(p: dict):
+    """Synthetic vs real: each footprint parameter of the synthetic fetch workload at ``p``
+    beside what every fetch trace measures of it (``measured`` null where a trace cannot
+    measure it, ``note`` says why)."""
+    import polars as pl
+
+    rows = []
+    for name, key, note in FOOTPRINT_PARAMS:
+        for t in FETCH_TRACES:
+            sm = load_traced_fetches(t).summary()
+            rows.append({"parameter": name, "synthetic": float(p[name]), "trace": FETCH_TRACES[t],
+                         "measured": float(sm[key]) if key else None,
+                         "visits": sm["visits"], "note": note})
+    return pl.DataFrame(rows)
+
+
 def claim_values(sr: ScenarioResult) -> dict[str, dict]:
     """Value, unit, chart, explanation and sweep of P1-P6, from the runs."""
     legacy, perm = sr.result("legacy"), sr.result("perm_alloc")
@@ -340,6 +456,8 @@ def claim_values(sr: ScenarioResult) -> dict[str, dict]:
     rai_large = float(has[tab["core_pages"] >= 32].mean())
     bpf_l = median_flushes(legacy, OpKind.BPF_LOAD)
     p4, p5, p6 = sr.p4(), sr.p5(), sr.p6()
+    other_w = next(w for w in ITLB_WORKLOADS if w != sr.params["itlb_workload"])
+    p6o = sr.p6(itlb_workload=other_w)
     icfg = itlb_config(sr.params)
     text_mib = sum(t[2] for t in perm.text) / MiB
     reach4k_mib = icfg.stlb_entries * PAGE / MiB
@@ -389,14 +507,23 @@ def claim_values(sr: ScenarioResult) -> dict[str, dict]:
                    f"through text_poke's per-CPU mm, {_fmt(round(p5['local_flushes_per_load'], 2))} "
                    f"local flushes and {_fmt(p5['global_flushes_per_load'])} global ones per "
                    f"load; lazy-purge thresholds crossed by the staging buffers' frees add "
-                   f"{_fmt(round(p5['lazy_threshold_purges_per_load'], 4))} per load.")},
+                   f"{_fmt(round(p5['lazy_threshold_purges_per_load'], 4))} per load."),
+               "basis": {"basis": "structural", "rests_on": (
+                   "the load step's global-flush count cannot leave 0: text_poke flushes only "
+                   "the poking CPU's private mm and the staging buffer is freed lazily, and the "
+                   "one global flush the step can trigger, a lazy-list purge when that free "
+                   "crosses lazy_max_pages, is booked apart (lazy_threshold_purges_per_load "
+                   f"= {_fmt(round(p5['lazy_threshold_purges_per_load'], 4))}), so the value "
+                   "says what the modelled load path is built to do")}},
         "P6": {"value": p6, "unit": "page walks", "chart": "permvmalloc_itlb",
                "explanation": (
                    f"Over the same {_fmt(p6['fetches'])} instruction fetches into "
-                   f"{_fmt(round(text_mib, 1))} MiB of live module and BPF text, 4K mappings "
+                   f"{_fmt(round(text_mib, 1))} MiB of live module and BPF text, "
+                   f"{_p6_workload(sr.params)}, 4K mappings "
                    f"need {_fmt(p6['itlb_misses_4k'])} page walks and idea 4's shared 2 MiB "
-                   f"mappings {_fmt(p6['itlb_misses_2m'])}: the STLB reaches "
-                   f"{_fmt(round(reach4k_mib, 1))} MiB with 4K entries and "
+                   f"mappings {_fmt(p6['itlb_misses_2m'])}{_first_touches(sr)} ({other_w} workload: "
+                   f"{_fmt(p6o['itlb_misses_4k'])} and {_fmt(p6o['itlb_misses_2m'])}): the "
+                   f"STLB reaches {_fmt(round(reach4k_mib, 1))} MiB with 4K entries and "
                    f"{_fmt(round(reach2m_mib))} MiB with 2 MiB ones.")},
     }
     for cid, v in out.items():

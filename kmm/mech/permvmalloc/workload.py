@@ -15,7 +15,7 @@ import numpy as np
 
 from ...config import check_float, check_int
 from ...errors import ConfigError
-from .model import ItlbConfig, PAGE, PermVmalloc, Policy
+from .model import ItlbConfig, PAGE, PAGE_SHIFT, PermVmalloc, Policy
 
 # ---- modules and BPF programs --------------------------------------------------------------
 @dataclass(frozen=True)
@@ -326,3 +326,296 @@ def fetch_trace(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig):
                            va.shape[0] // cfg.run_lines)
     idx = (perm[:, None] * cfg.run_lines + np.arange(cfg.run_lines)[None, :]).ravel()
     return va[idx], sh[idx]
+
+
+# ---- the trace-driven fetch workload --------------------------------------------------------
+#: Captured arm64 kernel traces (kmm/data/traces/) whose module and BPF text fetches drive the
+#: trace-driven fetch workload: ``module`` (finit_module and delete_module of dm-zero: the
+#: loader's calls into module text), ``bpf`` (one socket filter JIT-loaded and run 100 times)
+#: and ``dmcrypt`` (writes through dm-crypt: module text on an I/O path, steady state)
+FETCH_TRACES = {"module": "module.kmmt", "bpf": "bpf.kmmt", "dmcrypt": "dmcrypt.kmmt"}
+#: Where the modelled x86-64 kernel's text starts: ``__START_KERNEL_map`` +
+#: ``CONFIG_PHYSICAL_START`` (16 MiB), arch/x86/include/asm/page_64_types.h
+KERNEL_TEXT_VA = 0xFFFFFFFF81000000
+#: Leaf shift of the modelled kernel text: x86-64 maps the kernel image with 2 MiB pages
+#: (arch/x86/kernel/head_64.S ``level2_kernel_pgt``: ``__PAGE_KERNEL_LARGE_EXEC`` PMDs)
+KERNEL_TEXT_SHIFT = 21
+_REGIONS = ("text", "modules", "bpf")
+
+
+@dataclass(frozen=True)
+class TracedFetches:
+    """The kernel-mode instruction fetches of one captured trace, as the trace-driven fetch
+    workload replays them.
+
+    A *traced object* is one module's or one BPF program's executable allocation in the
+    captured VM: an area that ``/proc/vmallocinfo`` or ``/proc/modules`` listed (the
+    manifest's ``layout.areas``), or, for code loaded and freed inside the window (dm-zero in
+    the module scenario), the stretch of the modules or BPF range between two listed areas.
+    Its base is the area's start, or the page holding its lowest fetch.
+
+    The stream is cut, per vCPU, from that vCPU's first fetch into a traced object to its
+    last (the loader, verifier and JIT work before and the exit after are the load path, not
+    the use of the text); the vCPUs' cut streams follow one another. Consecutive fetches into
+    one 4 KiB page are one reference with ``weight`` fetches: a repeat of the most recent
+    translation hits every TLB level and changes no LRU state, so miss counts are those of
+    the uncompressed stream.
+
+    Attributes
+    ----------
+    name : the trace (a key of :data:`FETCH_TRACES`, or the file's stem)
+    objects : the traced objects' names; ``groups``: ``"mod"`` or ``"bpf"`` per object
+    obj : int32 per reference: the traced object, or -1 for kernel text
+    offset : int64 per reference: bytes from the object's base, or from ``_stext``
+    weight : int64 per reference: the fetches it stands for
+    units : int64 boundaries of the replay units (``len(units) - 1`` units): unit ``u`` is
+        references ``[units[u], units[u + 1])``, the kernel text since the previous visit
+        followed by one *visit* (consecutive references into traced objects)
+    visit_lines : int64 per unit: distinct 64-byte lines its visit fetched
+    el1_fetches : kernel-mode fetches in the whole trace; ``outside``: those not in kernel
+        text, module or BPF text (and so left out)
+    """
+
+    name: str
+    objects: tuple[str, ...]
+    groups: tuple[str, ...]
+    obj: np.ndarray
+    offset: np.ndarray
+    weight: np.ndarray
+    units: np.ndarray
+    visit_lines: np.ndarray
+    el1_fetches: int
+    outside: int
+
+    @property
+    def object_fetches(self) -> np.ndarray:
+        """Fetches into traced objects per unit."""
+        w = np.where(self.obj >= 0, self.weight, 0)
+        return np.add.reduceat(w, self.units[:-1]) if self.units.size > 1 else np.zeros(0, np.int64)
+
+    def summary(self) -> dict:
+        """What the trace measures of the synthetic workload's footprint parameters: visits,
+        fetches and distinct 64-byte lines per visit (the synthetic ``itlb_run_lines``),
+        kernel-text pages between visits, distinct pages of traced objects."""
+        vis = self.obj >= 0
+        nvis = self.units.size - 1
+        return {"trace": self.name, "objects": len(self.objects), "visits": nvis,
+                "object_fetches": int(self.weight[vis].sum()),
+                "kernel_fetches": int(self.weight[~vis].sum()),
+                "fetches_per_visit": float(self.weight[vis].sum() / nvis) if nvis else float("nan"),
+                "lines_per_visit": float(self.visit_lines.mean()) if nvis else float("nan"),
+                "object_pages": int(np.unique(np.stack([self.obj[vis],
+                                                        self.offset[vis] >> 12]), axis=1).shape[1]),
+                "references": int(self.obj.size)}
+
+
+def traced_fetches(trace, name: str | None = None) -> TracedFetches:
+    """The :class:`TracedFetches` of ``trace`` (a :class:`kmm.kmmt.KernelTrace`)."""
+    from ...engine import KIND_IFETCH
+
+    codes = {v: k for k, v in trace.region_names().items()}
+    missing = [r for r in _REGIONS if r not in codes]
+    if missing:
+        raise ConfigError(f"the trace names no region {', '.join(missing)}", "trace")
+    lay = trace.manifest.get("layout", {})
+    stext = int(lay["stext"], 16)
+    el1 = (trace.kind == KIND_IFETCH) & (trace.el == 1)
+    reg = trace.region
+    inside = el1 & np.isin(reg, [codes[r] for r in _REGIONS])
+    is_obj = inside & (reg != codes["text"])
+    # traced objects: listed areas of the modules and BPF ranges, and the stretches between
+    areas = sorted((int(lo, 16), int(hi, 16), int(r, 16)) for lo, hi, r in lay.get("areas", [])
+                   if int(r, 16) in (codes["modules"], codes["bpf"]))
+    lo = np.array([a[0] for a in areas], np.uint64)
+    hi = np.array([a[1] for a in areas], np.uint64)
+    va = trace.address
+    pos = np.searchsorted(lo, va[is_obj], side="right").astype(np.int64) - 1
+    in_area = (pos >= 0) & (va[is_obj] < hi[np.maximum(pos, 0)]) if lo.size else np.zeros(pos.size, bool)
+    # key: 2 * area index + 1 inside an area, 2 * (area index + 1) in the stretch after it;
+    # the region keeps BPF and module stretches apart
+    key = np.where(in_area, 2 * pos + 1, 2 * (pos + 1)) * 32 + reg[is_obj].astype(np.int64)
+    keys, obj_of = np.unique(key, return_inverse=True)
+    syms = sorted((int(a, 16), m) for a, _, m in trace.manifest.get("symbols", []) if m)
+    names, groups, bases = [], [], []
+    for i, k in enumerate(keys.tolist()):
+        slot, r = divmod(k, 32)
+        group = "bpf" if r == codes["bpf"] else "mod"
+        if slot % 2:
+            a_lo, a_hi, _ = areas[slot // 2]
+            base = a_lo
+            mod = sorted({m for a, m in syms if a_lo <= a < a_hi})
+            label = "+".join(mod) if mod and group == "mod" else f"{group}@{a_lo:#x}"
+        else:
+            base = int(va[is_obj][obj_of == i].min()) & ~(PAGE - 1)
+            label = f"{group}@{base:#x}"
+        names.append(label)
+        groups.append(group)
+        bases.append(base)
+    obj_all = np.full(va.shape[0], -1, np.int64)
+    obj_all[is_obj] = obj_of
+    parts = []
+    for c in np.unique(trace.cpu[inside]).tolist():
+        idx = np.flatnonzero(inside & (trace.cpu == c))
+        o = obj_all[idx]
+        hits = np.flatnonzero(o >= 0)
+        if hits.size == 0:
+            continue
+        idx = idx[hits[0]:hits[-1] + 1]
+        f_obj = obj_all[idx] >= 0
+        vid = np.cumsum(f_obj & ~np.r_[False, f_obj[:-1]]) - 1
+        pairs = np.unique(np.stack([vid[f_obj], (va[idx][f_obj] >> np.uint64(6)).astype(np.int64)]),
+                          axis=1)
+        lines = np.bincount(pairs[0], minlength=int(vid[-1]) + 1).astype(np.int64)
+        page = va[idx] >> np.uint64(PAGE_SHIFT)
+        start = np.flatnonzero(np.r_[True, page[1:] != page[:-1]])
+        weight = np.diff(np.r_[start, idx.size]).astype(np.int64)
+        first = idx[start]
+        o = obj_all[first]
+        base = np.where(o >= 0, np.array(bases, np.uint64)[np.maximum(o, 0)] if bases else 0,
+                        np.uint64(stext)).astype(np.uint64)
+        off = (va[first] - base).astype(np.int64)
+        vis = o >= 0
+        gap_start = np.flatnonzero(~vis[1:] & vis[:-1]) + 1
+        parts.append((o, off, weight, np.r_[0, gap_start], lines))
+    if not parts:
+        raise ConfigError("the trace has no kernel-mode fetch into module or BPF text",
+                          name or str(trace.meta.get("source")))
+    o = np.concatenate([p[0] for p in parts]).astype(np.int32)
+    off = np.concatenate([p[1] for p in parts])
+    w = np.concatenate([p[2] for p in parts])
+    sizes = np.cumsum([0] + [p[0].size for p in parts])
+    units = np.concatenate([p[3] + s for p, s in zip(parts, sizes[:-1])] + [[sizes[-1]]])
+    return TracedFetches(name or str(trace.meta.get("scenario") or "trace"), tuple(names),
+                         tuple(groups), o, off, w, units.astype(np.int64),
+                         np.concatenate([p[4] for p in parts]),
+                         int(el1.sum()), int((el1 & ~inside).sum()))
+
+
+@functools.lru_cache(maxsize=None)
+def load_traced_fetches(name: str) -> TracedFetches:
+    """:func:`traced_fetches` of the shipped trace ``name`` (a key of :data:`FETCH_TRACES`)."""
+    from ...config import check_choice
+    from ...engine import read_kernel_trace, shipped_kernel_traces
+
+    check_choice("itlb trace", name, tuple(FETCH_TRACES))
+    path = next(p for p in shipped_kernel_traces() if p.name == FETCH_TRACES[name])
+    return traced_fetches(read_kernel_trace(path), name)
+
+
+def _gumbel_top(logw: np.ndarray, k: int, rows: int, rng) -> np.ndarray:
+    """``rows`` draws of ``k`` distinct indices, each row a weighted draw without replacement
+    (successive sampling, by the Gumbel-top-k identity); with replacement if ``k`` exceeds
+    the candidates."""
+    n = logw.size
+    if k > n:
+        return rng.choice(n, (rows, k), p=np.exp(logw - logw.max()) / np.exp(logw - logw.max()).sum())
+    keys = logw[None, :] + rng.gumbel(size=(rows, n))
+    return np.argsort(-keys, axis=1, kind="stable")[:, :k]
+
+
+def trace_fetch_trace(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig,
+                      traces: dict[str, TracedFetches]):
+    """The trace-driven fetch stream over the live ``text`` of a run: instruction-fetch
+    addresses, leaf shifts, the fetches each reference stands for, and whether it is module
+    or BPF text (else kernel text).
+
+    ``traces`` maps ``"mod"`` and ``"bpf"`` to the :class:`TracedFetches` whose replay units
+    supply calls into module and BPF text. The rule that takes a small VM's window to the
+    modelled machine and the published run length:
+
+    - the next unit comes from the BPF trace with probability ``cfg.bpf_share`` (from the
+      module trace otherwise; from the one trace whose kind of text is live if the run has
+      only one kind), and each trace is replayed unit after unit in captured order, starting
+      again at its first unit when it runs out (a new *pass*), until ``cfg.fetches`` fetches
+      into module and BPF text are reached (the reference that reaches the count is cut to
+      it);
+    - in each pass every traced object lands on a live object of the run of its kind (module
+      or BPF), drawn without replacement by Zipf(``cfg.zipf``) popularity over the same
+      seeded ranking of object names as :func:`fetch_trace`; its fetch offsets are kept,
+      wrapping around the live object's text when that is shorter;
+    - kernel text keeps its offsets from ``_stext``, at :data:`KERNEL_TEXT_VA` with 2 MiB
+      leaves (:data:`KERNEL_TEXT_SHIFT`); module and BPF text keep the address and leaf the
+      design gave them in the run.
+    """
+    objs = sorted(text, key=lambda t: (t[0], t[1]))
+    names = sorted({t[0] for t in objs})
+    rng = np.random.default_rng(cfg.seed)
+    rank = {nm: int(r) for nm, r in zip(names, rng.permutation(len(names)))}
+    live = {"bpf": [t for t in objs if t[0].startswith("bpf")],
+            "mod": [t for t in objs if not t[0].startswith("bpf")]}
+    live = {g: sorted(v, key=lambda t: rank[t[0]]) for g, v in live.items()}
+    use = [g for g in ("mod", "bpf") if live[g] and g in traces]
+    if not use:
+        return (np.zeros(0, np.uint64), np.zeros(0, np.uint8), np.zeros(0, np.int64),
+                np.zeros(0, bool))
+    tfs = [traces[g] for g in use]
+    # the traces side by side: references, units and objects renumbered
+    ref0 = np.cumsum([0] + [t.obj.size for t in tfs])
+    obj0 = np.cumsum([0] + [len(t.objects) for t in tfs])
+    obj = np.concatenate([np.where(t.obj >= 0, t.obj + o0, -1) for t, o0 in zip(tfs, obj0)])
+    offset = np.concatenate([t.offset for t in tfs])
+    weight = np.concatenate([t.weight for t in tfs])
+    groups = [g for t in tfs for g in t.groups]
+    # which trace each unit comes from, and the units in order
+    p_bpf = cfg.bpf_share if len(use) == 2 else float(use[0] == "bpf")
+    per_unit = [t.object_fetches for t in tfs]
+    mean = min(float(f.mean()) for f, g in zip(per_unit, use) if (p_bpf if g == "bpf" else 1 - p_bpf) > 0)
+    n = int(cfg.fetches / max(mean, 1.0) * 1.2) + 16
+    while True:
+        src = (rng.random(n) < p_bpf).astype(np.int64) if len(use) == 2 else np.zeros(n, np.int64)
+        cursor = np.empty(n, np.int64)
+        f = np.empty(n, np.int64)
+        for k in range(len(use)):
+            mask = src == k
+            c = np.arange(int(mask.sum()))
+            cursor[mask] = c
+            f[mask] = per_unit[k][c % per_unit[k].size]
+        cum = np.cumsum(f)
+        if cum[-1] >= cfg.fetches:
+            break
+        n *= 2
+    n = int(np.searchsorted(cum, cfg.fetches)) + 1
+    src, cursor = src[:n], cursor[:n]
+    nunits = np.array([t.units.size - 1 for t in tfs], np.int64)
+    unit, passes = cursor % nunits[src], cursor // nunits[src]
+    starts = np.concatenate([t.units[:-1] + r0 for t, r0 in zip(tfs, ref0)])
+    ends = np.concatenate([t.units[1:] + r0 for t, r0 in zip(tfs, ref0)])
+    u0 = np.cumsum([0] + [int(x) for x in nunits])[src] + unit
+    lens = ends[u0] - starts[u0]
+    ref = np.repeat(starts[u0] - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+    pas = np.repeat(passes, lens)
+    o = obj[ref]
+    off = offset[ref]
+    va = np.uint64(KERNEL_TEXT_VA) + off.astype(np.uint64)
+    sh = np.full(ref.size, KERNEL_TEXT_SHIFT, np.uint8)
+    # placement: per trace, pass and kind, distinct live objects by popularity
+    npass = int(passes.max()) + 1
+    assign = np.zeros((len(groups), npass), np.int64)
+    for k, t in enumerate(tfs):
+        for g in ("mod", "bpf"):
+            mine = [obj0[k] + j for j, gg in enumerate(t.groups) if gg == g]
+            if not mine:
+                continue
+            if not live[g]:
+                raise ConfigError(f"trace {t.name} calls {g} text and the run has none live",
+                                  "itlb")
+            logw = -cfg.zipf * np.log(np.arange(1, len(live[g]) + 1, dtype=np.float64))
+            assign[mine, :] = _gumbel_top(logw, len(mine), npass, rng).T
+    for g in ("mod", "bpf"):
+        sel = o >= 0
+        sel[sel] = np.array([gg == g for gg in groups], bool)[o[sel]]
+        if not sel.any():
+            continue
+        target = assign[o[sel], pas[sel]]
+        base = np.array([t[1] for t in live[g]], np.uint64)
+        size = np.array([max(int(t[2]), 1) for t in live[g]], np.int64)
+        va[sel] = base[target] + (off[sel] % size[target]).astype(np.uint64)
+        sh[sel] = np.array([t[3] for t in live[g]], np.uint8)[target]
+    w = weight[ref].copy()
+    is_obj = o >= 0
+    # cut at the reference into module or BPF text that reaches the count, to the exact count
+    cum = np.cumsum(np.where(is_obj, w, 0))
+    last = int(np.searchsorted(cum, cfg.fetches))
+    w[last] -= int(cum[last]) - cfg.fetches
+    keep = last + 1
+    return va[:keep], sh[:keep], w[:keep], is_obj[:keep]
