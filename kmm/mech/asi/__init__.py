@@ -85,9 +85,9 @@ pageblock, compaction deferral, the refaults that reclaimed page cache costs lat
 policies' only reclaim is waiting on their queue.
 """
 from .model import (_P_QN, Arch, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState, build, BurstSource,
-    Conversion, F_DIRTY, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
+    Conversion, F_DIRTY, JITTER_WINDOW_NS, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
     MAX_RECLAIM_RETRIES, MT_ISOLATE, own_sensitivity_fallbacks, Physmap, Policy,
-    posted_migrate_table, simulate,
+    posted_migrate_table, Rewalk, simulate,
     tracked_migrate_table, Zeroing)
 from .kernels import (check_invariant, run_stream)
 from .workload import (AllocClass, make_workload, MIXES, Workload)
@@ -98,7 +98,7 @@ from .study import (ASSUMED, assumed_specs, CHARTS, evidence, frame, STUDY, burs
     Variant, variant_config, VARIANTS, workload_for, ZEROING_NAMES)
 
 __all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Conversion", "Arch", "Physmap", "AsiEvent", "BurstSource",
-           "AsiCosts", "AsiConfig", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
+           "AsiCosts", "AsiConfig", "Rewalk", "JITTER_WINDOW_NS", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
            "posted_migrate_table",
            "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES",
            "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant",
