@@ -112,3 +112,39 @@ def test_interruption_windows_follow_time():
                      _wl([("a", 0, 0), ("a", 1, 0), ("a", 2, 0), ("f", 0)], cpu=1))
     assert r.cpu_win.shape[0] == 4 * 1_000_000 // asi.JITTER_WINDOW_NS + 1
     assert np.nonzero(r.cpu_win[:, 0, _W_WORKER])[0].tolist() == [3]
+
+
+def test_phase_bursts_hand_worked():
+    """100 allocations in 2 phases of 50 over a 1024-page pool with ``phase_burst`` 0.25:
+    each phase adds int(0.25 x 1024) >> 3 = 32 order-3 allocations of its sensitivity
+    (phase 0 nonsensitive unmovable, phase 1 sensitive movable), all freed before the next
+    phase begins. No class of the mixed stream has order 3, so order 3 marks them."""
+    wl = asi.make_workload("mixed", 100, 3, 1024, occupancy=0.5, cpus=2,
+                           unmovable_sensitive=0.3, phase_allocs=50, phase_skew=4.0,
+                           phase_burst=0.25)
+    allocs = (wl.kind == 0) & (wl.order == asi.BURST_ORDER)
+    assert int(allocs.sum()) == 64
+    assert sorted(zip(wl.sens[allocs].tolist(), wl.mob[allocs].tolist())) == \
+        [(0, 0)] * 32 + [(1, 1)] * 32
+    frees = (wl.kind == 1) & (wl.order == asi.BURST_ORDER)
+    assert int(frees.sum()) == 64  # every burst block is freed within its phase
+    pos = np.arange(wl.kind.shape[0])
+    first_sensitive = pos[allocs & (wl.sens == 1)].min()
+    assert pos[frees & (wl.sens == 0)].max() < first_sensitive
+    # without phases, or with no burst, the stream has none
+    for kw in ({"phase_allocs": 0, "phase_burst": 0.25}, {"phase_allocs": 50}):
+        w0 = asi.make_workload("mixed", 100, 3, 1024, occupancy=0.5, cpus=2,
+                               unmovable_sensitive=0.3, **kw)
+        assert not (w0.order == asi.BURST_ORDER).any()
+
+
+def test_structural_claims_name_their_identity():
+    """A1 and A4 are declared structural with the identity they rest on; A2 and A6 stay
+    measured (their evidence could land on either side)."""
+    from kmm.suite import registry
+    from kmm.mech.asi.study import STRUCTURAL_BASIS
+    for c in ("A1", "A4"):
+        b = registry.basis(c, {"basis": STRUCTURAL_BASIS[c]})
+        assert b["basis"] == "structural" and len(b["rests_on"]) > 40
+    for c in ("A2", "A6"):
+        assert c not in STRUCTURAL_BASIS and registry.basis(c)["basis"] == "measured"

@@ -90,7 +90,7 @@ from .model import (_P_QN, Arch, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState
     posted_migrate_table, Rewalk, simulate,
     tracked_migrate_table, Zeroing)
 from .kernels import (check_invariant, run_stream)
-from .workload import (AllocClass, make_workload, MIXES, Workload)
+from .workload import (AllocClass, BURST_ORDER, make_workload, MIXES, Workload)
 from .study import (ASSUMED, assumed_specs, CHARTS, evidence, frame, STUDY, burst_frame, check_params, claim_specs, compare_policies,
     config_for, DEFAULTS, evaluate, EVIDENCE_VARIANTS, explanations, granule_sweep, joint_sweep,
     latency_cdf, notes, params_from, physmap_compare, policy_frame, POLICY_NAMES,
@@ -100,7 +100,7 @@ from .study import (ASSUMED, assumed_specs, CHARTS, evidence, frame, STUDY, burs
 __all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Conversion", "Arch", "Physmap", "AsiEvent", "BurstSource",
            "AsiCosts", "AsiConfig", "Rewalk", "JITTER_WINDOW_NS", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
            "posted_migrate_table",
-           "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES",
+           "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES", "BURST_ORDER",
            "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant",
            "DEFAULTS", "POLICY_NAMES", "RANK_NAMES", "ZEROING_NAMES", "Variant", "VARIANTS",
            "SLOWPATH_COSTS", "check_params", "params_from", "config_for", "variant_config",
