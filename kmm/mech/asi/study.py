@@ -429,6 +429,7 @@ def evaluate(p: dict, allocs: int | None = None, slowpath: bool = False,
         out["slow"] = slow
     out["notes"] = notes(runs, targets, slow)
     out["notes"]["a6_phases"] = int(p["a6_phases"])
+    out["notes"]["a6_burst"] = float(p["a6_burst"])
     return out
 
 
@@ -639,7 +640,9 @@ def explanations(ev: dict, nt: dict) -> dict:
                f"of that minimum for targets {lo}-{hi}; at target 0 it is "
                f"{nt['a6_cost_at_zero'] / 1e6:.1f} ms against {nt['a6_cost_min'] / 1e6:.1f} ms, "
                f"on a stream whose nonsensitive share swings over "
-               f"{nt.get('a6_phases', 0)} phases. Shootdowns at target 0, at the "
+               f"{nt.get('a6_phases', 0)} phases, each allocating {nt.get('a6_burst', 0):.0%} of "
+               f"the pool of its sensitivity and freeing it at its end. Shootdowns at target 0, "
+               f"at the "
                f"minimum and at the largest target: "
                + ", ".join(f"{x:.0f}" for x in nt.get("a6_shootdowns", ()))
                + "; pageblocks the target worker returned to sensitive: "
