@@ -523,7 +523,7 @@ def notes(runs: dict, targets, slow=None) -> dict:
     out["a6_cost_at_zero"] = float(cost[0])
     out["a6_cost_min"] = float(cost.min())
     out["a6_peak"] = float(tp[-1])
-    for key in ("shootdowns", "asi_unmap_allocs", "target_conversions"):
+    for key in ("shootdowns", "asi_unmap_allocs", "target_conversions", "alloc_failures"):
         col = targets[key].to_list()
         out[f"a6_{key}"] = (float(col[0]), float(col[int(np.argmin(cost))]), float(col[-1]))
     return out
@@ -649,6 +649,8 @@ def explanations(ev: dict, nt: dict) -> dict:
                + ", ".join(f"{x:.0f}" for x in nt.get("a6_target_conversions", ()))
                + "; sensitive allocations that took a free nonsensitive block in line (unmap, "
                  "shoot down): " + ", ".join(f"{x:.0f}" for x in nt.get("a6_asi_unmap_allocs", ()))
+               + "; allocations that failed (total ASI work does not count them): "
+               + ", ".join(f"{x:.0f}" for x in nt.get("a6_alloc_failures", ()))
                + ". At a low target the worker returns pageblocks to sensitive while "
                  "nonsensitive allocations still live in them; their pages, freed later, lie "
                  "mapped on sensitive free lists, and each sensitive allocation that takes one "
