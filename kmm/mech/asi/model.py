@@ -468,9 +468,10 @@ class AsiState(NamedTuple):
     scratch: np.ndarray     # int64[...]: copy of the buddy conversion log
     tcounts: np.ndarray     # int64[len(TLBEvent)]
     counts: np.ndarray      # int64[len(AsiEvent)]
-    cpu_win: np.ndarray     # int64[windows, cpus, _W_LEN]: what each CPU lost per window
     own: eng.BuddyState  # the buddy state (same arrays) with own_sensitivity_fallbacks
     nofb: eng.BuddyState = None  # ... with no fallbacks (``__rmqueue_smallest``; build sets it)
+    cpu_win: np.ndarray = None  # int64[windows, cpus, _W_LEN]: what each CPU lost per window
+                                # (build sets it)
 
 
 # ---- Python entry points ----------------------------------------------------------------------
