@@ -74,12 +74,23 @@ exists from boot) and ``SYNCED_BLOCKS`` (in sync, but a pageblock whose pages ar
 is one block leaf; making its pages differ splits it, allocating a PTE table). Page-table
 pages come from a separate reserve, not from the modelled pool.
 
+What other CPUs feel (:meth:`AsiRun.interruption_ns`, claim A2): per CPU and 1 ms window,
+the time in flush IPI handlers of other CPUs' shootdowns, in runs of a background worker
+(on CPU 0), and in re-walking what the shootdowns removed from its TLB (:class:`Rewalk`,
+priced by :mod:`kmm.timing`: the restricted-space entries of the range, and after a flush
+of everything also the CPU's own working set). Work inside an allocation or free is that
+operation's latency. The re-walks of every CPU count in the total ASI work.
+
 The invariant — no page that holds sensitive data (allocated sensitive, or freed and not yet
 zeroed) is mapped in the restricted physmap or covered by a TLB entry of any CPU — can be
 checked after every operation (``check_invariant``; :attr:`AsiEvent.VIOLATIONS`).
 
-Not modelled: per-CPU page lists; atomic sensitive allocations; the 2026 ``ALLOC_UNMAPPED``
-/ freetype / mermap design; compaction and reclaim outside the slow path of
+Not modelled: per-CPU page lists (the posting gives ``MIGRATE_UNMOVABLE_NONSENSITIVE`` a
+list of its own below ``MIGRATE_PCPTYPES``, "mm/page_alloc: split MIGRATE_UNMOVABLE by
+sensitivity", 2025-03-13); atomic sensitive allocations; the 2026 ``ALLOC_UNMAPPED``
+(formerly ``__GFP_UNMAPPED``) / freetype / mermap design ("[PATCH v2] page_alloc-unmapped",
+Brendan Jackman, linux-mm, 2026-03-20, <20260320-page_alloc-unmapped-v2-0-28bf1bd54f41@google.com>,
+known here only from later threads that cite it); compaction and reclaim outside the slow path of
 sensitive allocations (kcompactd, kswapd, watermarks), compaction of orders above the
 pageblock, compaction deferral, the refaults that reclaimed page cache costs later; the RFC
 policies' only reclaim is waiting on their queue.
