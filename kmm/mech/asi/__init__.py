@@ -88,9 +88,9 @@ checked after every operation (``check_invariant``; :attr:`AsiEvent.VIOLATIONS`)
 Not modelled: per-CPU page lists (the posting gives ``MIGRATE_UNMOVABLE_NONSENSITIVE`` a
 list of its own below ``MIGRATE_PCPTYPES``, "mm/page_alloc: split MIGRATE_UNMOVABLE by
 sensitivity", 2025-03-13); atomic sensitive allocations; the 2026 ``ALLOC_UNMAPPED``
-(formerly ``__GFP_UNMAPPED``) / freetype / mermap design ("[PATCH v2] page_alloc-unmapped",
-Brendan Jackman, linux-mm, 2026-03-20, <20260320-page_alloc-unmapped-v2-0-28bf1bd54f41@google.com>,
-known here only from later threads that cite it); compaction and reclaim outside the slow path of
+(formerly ``__GFP_UNMAPPED``) / freetype / mermap design (Brendan Jackman's series, v2 of
+2026-03-20, <20260320-page_alloc-unmapped-v2-0-28bf1bd54f41@google.com>, known here only
+from later threads that cite it, not from its patches); compaction and reclaim outside the slow path of
 sensitive allocations (kcompactd, kswapd, watermarks), compaction of orders above the
 pageblock, compaction deferral, the refaults that reclaimed page cache costs later; the RFC
 policies' only reclaim is waiting on their queue.
