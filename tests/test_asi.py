@@ -39,6 +39,17 @@ def _wl(ops, cpus=1):
                         reclaim=np.array(rec, np.int8))
 
 
+def _check_cpu_win(r, tw):
+    """The per-CPU interruption log equals the twin's (IPI handler ns, worker ns, flushes
+    of everything, per window and CPU), and the TLB entries it says the shootdowns removed
+    add up to the invalidation counter's (the twin has no TLB)."""
+    from kmm.mech.asi.model import _W_DROPPED, _W_FULL, _W_HANDLER, _W_WORKER
+    got = r.cpu_win[:, :, [_W_HANDLER, _W_WORKER, _W_FULL]]
+    assert (got == tw.cpu_win(r.cpu_win.shape[:2])).all()
+    assert r.cpu_win[:, :, _W_DROPPED].sum() == r.inval.entries_dropped
+    assert r.cpu_win[:, :, _W_HANDLER].sum() == r.inval.target_ns
+
+
 def _small(policy, physmap=Physmap.ON_DEMAND, **kw):
     # 16 pages, MAX_PAGE_ORDER 3, pageblocks of 4 pages; the worker runs after every op
     base = dict(policy=policy, physmap=physmap, pool_bytes=16 * 4096, max_order=3,
@@ -336,6 +347,7 @@ def test_kernel_matches_twin_on_random_streams(policy):
             twc.pop("entries_dropped")
             assert inv == twc
             assert r.buddy.as_dict() == tw.b.c
+            _check_cpu_win(r, tw)
             for k, v in r.counts.as_dict().items():
                 total[k] = total.get(k, 0) + v
     # the streams reach each policy's own paths
@@ -538,6 +550,7 @@ def test_options_match_twin_on_random_streams(policy, rank, zeroing, conversion)
             assert r.lat_ns.tolist() == [tw.lat[i] for i in sorted(tw.lat) if tw.lat[i] >= 0]
             assert [tuple(b) for b in r.bursts.tolist()] == tw.bursts
             assert r.buddy.as_dict() == tw.b.c
+            _check_cpu_win(r, tw)
             inv = r.inval.as_dict()
             twc = dict(tw.inv.c)
             inv.pop("entries_dropped")

@@ -5,6 +5,8 @@ the own-sensitivity fast path swaps the buddy twin's fallbacks lists for the cal
 """
 from __future__ import annotations
 
+from collections import defaultdict
+
 from naive.buddy import MOVABLE, NaiveBuddy
 from naive.invalidate import NaiveInvalidator
 
@@ -65,6 +67,9 @@ class NaiveAsi:
         self.lru = 0
         self.maxid = 0
         self.unmapped_now = 0
+        self.now = 0
+        # (window, cpu, "handler" | "worker" | "full") -> what AsiRun.cpu_win holds
+        self.win = defaultdict(int)
 
     # ---- restricted physmap ----------------------------------------------------------------
     def _pt(self):
@@ -170,7 +175,15 @@ class NaiveAsi:
         return ns, k
 
     def _shootdown(self, cpu, lo, hi):
+        c0 = dict(self.inv.c)
         ns = self.inv.flush(cpu, lo << self.sh, hi << self.sh, self.sh, -1, 0, kernel=True)
+        w = self.now // asi.JITTER_WINDOW_NS
+        ipis = self.inv.c["ipis"] - c0["ipis"]
+        for c in range(self.cfg.cpus):
+            if c != cpu and ipis:
+                self.win[(w, c, "handler")] += (self.inv.c["target_ns"] - c0["target_ns"]) // ipis
+            if self.inv.c["full_flushes"] > c0["full_flushes"]:
+                self.win[(w, c, "full")] += 1
         self.c["flushes"] += 1
         self.c["flush_ns"] += ns
         return ns
@@ -571,6 +584,7 @@ class NaiveAsi:
         cfg = self.cfg
         for i in range(self.wl.kind.shape[0]):
             t = i * cfg.op_interval_ns
+            self.now = t
             (self._alloc if self.wl.kind[i] == 0 else self._free)(i, t)
             if cfg.policy != Policy.NONE:
                 if self.ns_live:
@@ -583,6 +597,7 @@ class NaiveAsi:
                     self.c["worker_runs"] += 1
                     self.c["worker_ns"] += w
                     self.c["worker_pages"] += pages
+                    self.win[(t // asi.JITTER_WINDOW_NS, 0, "worker")] += w
                     self.bursts.append((t, w, 0, pages))
                     self.next_worker = t + cfg.worker_interval_ns
                 elif cfg.policy == Policy.TRACKED_TARGET and due:
@@ -591,6 +606,7 @@ class NaiveAsi:
                         self.c["worker_runs"] += 1
                         self.c["worker_ns"] += w
                         self.c["worker_pages"] += pages
+                        self.win[(t // asi.JITTER_WINDOW_NS, 0, "worker")] += w
                         self.bursts.append((t, w, 1, pages))
                     self.next_worker = t + cfg.worker_interval_ns
                 elif due:
@@ -601,3 +617,13 @@ class NaiveAsi:
                 self.c["mixed_pageblock_sum"] += sum(1 for m in self.rmapped if 0 < m < full)
                 self.c["samples"] += 1
         return self
+
+    def cpu_win(self, shape):
+        """The handler, worker and full-flush columns of ``AsiRun.cpu_win`` (``shape``:
+        windows, cpus), the last window taking any later time as the kernel does."""
+        import numpy as np
+        out = np.zeros(shape + (3,), np.int64)
+        col = {"handler": 0, "worker": 1, "full": 2}
+        for (w, c, k), v in self.win.items():
+            out[min(w, shape[0] - 1), c, col[k]] += v
+        return out

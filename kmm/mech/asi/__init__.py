@@ -74,23 +74,34 @@ exists from boot) and ``SYNCED_BLOCKS`` (in sync, but a pageblock whose pages ar
 is one block leaf; making its pages differ splits it, allocating a PTE table). Page-table
 pages come from a separate reserve, not from the modelled pool.
 
+What other CPUs feel (:meth:`AsiRun.interruption_ns`, claim A2): per CPU and 1 ms window,
+the time in flush IPI handlers of other CPUs' shootdowns, in runs of a background worker
+(on CPU 0), and in re-walking what the shootdowns removed from its TLB (:class:`Rewalk`,
+priced by :mod:`kmm.timing`: the restricted-space entries of the range, and after a flush
+of everything also the CPU's own working set). Work inside an allocation or free is that
+operation's latency. The re-walks of every CPU count in the total ASI work.
+
 The invariant — no page that holds sensitive data (allocated sensitive, or freed and not yet
 zeroed) is mapped in the restricted physmap or covered by a TLB entry of any CPU — can be
 checked after every operation (``check_invariant``; :attr:`AsiEvent.VIOLATIONS`).
 
-Not modelled: per-CPU page lists; atomic sensitive allocations; the 2026 ``ALLOC_UNMAPPED``
-/ freetype / mermap design; compaction and reclaim outside the slow path of
+Not modelled: per-CPU page lists (the posting gives ``MIGRATE_UNMOVABLE_NONSENSITIVE`` a
+list of its own below ``MIGRATE_PCPTYPES``, "mm/page_alloc: split MIGRATE_UNMOVABLE by
+sensitivity", 2025-03-13); atomic sensitive allocations; the 2026 ``ALLOC_UNMAPPED``
+(formerly ``__GFP_UNMAPPED``) / freetype / mermap design (Brendan Jackman's series, v2 of
+2026-03-20, <20260320-page_alloc-unmapped-v2-0-28bf1bd54f41@google.com>, known here only
+from later threads that cite it, not from its patches); compaction and reclaim outside the slow path of
 sensitive allocations (kcompactd, kswapd, watermarks), compaction of orders above the
 pageblock, compaction deferral, the refaults that reclaimed page cache costs later; the RFC
 policies' only reclaim is waiting on their queue.
 """
 from .model import (_P_QN, Arch, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState, build, BurstSource,
-    Conversion, F_DIRTY, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
+    Conversion, F_DIRTY, JITTER_WINDOW_NS, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
     MAX_RECLAIM_RETRIES, MT_ISOLATE, own_sensitivity_fallbacks, Physmap, Policy,
-    posted_migrate_table, simulate,
+    posted_migrate_table, Rewalk, simulate,
     tracked_migrate_table, Zeroing)
 from .kernels import (check_invariant, run_stream)
-from .workload import (AllocClass, make_workload, MIXES, Workload)
+from .workload import (AllocClass, BURST_ORDER, make_workload, MIXES, Workload)
 from .study import (ASSUMED, assumed_specs, CHARTS, evidence, frame, STUDY, burst_frame, check_params, claim_specs, compare_policies,
     config_for, DEFAULTS, evaluate, EVIDENCE_VARIANTS, explanations, granule_sweep, joint_sweep,
     latency_cdf, notes, params_from, physmap_compare, policy_frame, POLICY_NAMES,
@@ -98,9 +109,9 @@ from .study import (ASSUMED, assumed_specs, CHARTS, evidence, frame, STUDY, burs
     Variant, variant_config, VARIANTS, workload_for, ZEROING_NAMES)
 
 __all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Conversion", "Arch", "Physmap", "AsiEvent", "BurstSource",
-           "AsiCosts", "AsiConfig", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
+           "AsiCosts", "AsiConfig", "Rewalk", "JITTER_WINDOW_NS", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
            "posted_migrate_table",
-           "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES",
+           "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES", "BURST_ORDER",
            "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant",
            "DEFAULTS", "POLICY_NAMES", "RANK_NAMES", "ZEROING_NAMES", "Variant", "VARIANTS",
            "SLOWPATH_COSTS", "check_params", "params_from", "config_for", "variant_config",

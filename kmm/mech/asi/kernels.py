@@ -6,19 +6,28 @@ from __future__ import annotations
 import numpy as np
 
 from ...engine import (alloc_block, alloc_block_min, convert_pageblock, entry_span, FLAG_GLOBAL,
-    flush_kernel_range, free_block, HOST_VMID, KIND_LOAD, MT_MOVABLE, njit, pool_pages,
+    flush_kernel_range, free_block, HOST_VMID, InvalEvent, KIND_LOAD, MT_MOVABLE, njit, pool_pages,
     split_allocated, structure_entries, tlb_cpus, TLB_L1D, TLB_L1I, TLB_L2, tlb_translate,
     xorshift64)
 from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_RECLAIM, _C_UNMAP,
     _C_WAKE, _C_ZERO, _K_RECLAIM, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
     _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_LRU, _P_MAXID, _P_NBURST,
-    _P_NEXT_WORKER, _P_NOFRAG, _P_POSTED,
+    _P_NEXT_WORKER, _P_NOFRAG, _P_NOW, _P_POSTED,
     _P_NS_N, _P_OP_NS, _P_PAGE_SHIFT, _P_PB_ORDER, _P_PHYSMAP, _P_POLICY, _P_QN, _P_QPAGES,
     _P_RANK, _P_RECLAIM_BATCH, _P_SAMPLE, _P_TARGET, _P_TOUCHES, _P_TRACKED, _P_WORKER_BATCH,
-    _P_WORKER_NS, _R_BLOCK, _R_NONE, _R_TABLE, AsiEvent, BurstSource, F_DIRTY, F_MAPPED, F_QUEUED,
+    _P_WORKER_NS, _R_BLOCK, _R_NONE, _R_TABLE, _W_DROPPED, _W_FULL, _W_HANDLER, _W_WORKER,
+    AsiEvent, JITTER_WINDOW_NS, BurstSource, F_DIRTY, F_MAPPED, F_QUEUED,
     F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, MAX_RECLAIM_RETRIES, MT_ISOLATE)
 
 _kernel = njit(_nrt=False)
+_IPIS, _FULL_FLUSHES, _TARGET_NS = (int(InvalEvent.IPIS), int(InvalEvent.FULL_FLUSHES),
+                                    int(InvalEvent.TARGET_NS))
+
+
+@_kernel
+def _window(ast):
+    """The ``cpu_win`` row of the current operation's time."""
+    return min(ast.params[_P_NOW] // JITTER_WINDOW_NS, ast.cpu_win.shape[0] - 1)
 
 
 @_kernel
@@ -38,6 +47,7 @@ def _worker_run(ast, t, ns, source, pages):
     ast.counts[AsiEvent.WORKER_RUNS] += 1
     ast.counts[AsiEvent.WORKER_NS] += ns
     ast.counts[AsiEvent.WORKER_PAGES] += pages
+    ast.cpu_win[_window(ast), 0, _W_WORKER] += ns  # the workers run on CPU 0
     _burst(ast, t, ns, source, pages)
 
 
@@ -188,10 +198,41 @@ def _unmap_range(bst, ast, pfn, n, upd):
 
 
 @_kernel
+def _held(tst, c):
+    """Valid entries of CPU ``c``'s TLB (the model's restricted-space translations)."""
+    first, end = structure_entries(tst, TLB_L2)
+    n = 0
+    for e in range(first, end):
+        if entry_span(tst, c, e)[1] >= 0:
+            n += 1
+    return n
+
+
+@_kernel
 def _shootdown(tst, ist, ast, cpu, lo, hi):
-    """One kernel-range shootdown of pfns [lo, hi) of the restricted physmap."""
+    """One kernel-range shootdown of pfns [lo, hi) of the restricted physmap, from CPU
+    ``cpu``. Logs, per CPU in the current window, the entries it removed (each walked
+    again on its next use), the time each interrupted CPU spent in the flush IPI handler
+    (the handler time :mod:`kmm.invalidate` charged, an equal share per IPI; none with
+    INVLPGB or TLBI broadcast) and whether it flushed everything."""
     sh = ast.params[_P_PAGE_SHIFT]
+    w = _window(ast)
+    ncpu = tlb_cpus(tst)
+    for c in range(ncpu):
+        ast.cpu_win[w, c, _W_DROPPED] += _held(tst, c)
+    t0 = ist.counts[_TARGET_NS]
+    i0 = ist.counts[_IPIS]
+    f0 = ist.counts[_FULL_FLUSHES]
     ns = flush_kernel_range(tst, ist, cpu, lo << sh, hi << sh, sh)
+    full = ist.counts[_FULL_FLUSHES] > f0
+    ipis = ist.counts[_IPIS] - i0
+    per = (ist.counts[_TARGET_NS] - t0) // ipis if ipis > 0 else 0
+    for c in range(ncpu):
+        ast.cpu_win[w, c, _W_DROPPED] -= _held(tst, c)
+        if full:
+            ast.cpu_win[w, c, _W_FULL] += 1
+        if c != cpu:
+            ast.cpu_win[w, c, _W_HANDLER] += per
     ast.counts[AsiEvent.FLUSHES] += 1
     ast.counts[AsiEvent.FLUSH_NS] += ns
     return ns
@@ -795,6 +836,7 @@ def run_stream(bst, tst, ist, ast, wl):
     cpus = ast.params[_P_CPUS]
     for i in range(wl.kind.shape[0]):
         t = i * op_ns
+        ast.params[_P_NOW] = t
         if wl.kind[i] == 0:
             _alloc(bst, tst, ist, ast, wl, i, t)
         else:

@@ -190,6 +190,44 @@ class AsiCosts:
 
 
 @dataclass(frozen=True)
+class Rewalk:
+    """What a shootdown costs the CPUs after it: each CPU walks again, on its next use,
+    every translation the flush removed from its TLB (issue "invalidation felt by every
+    CPU"; :mod:`kmm.timing`). A range flush removes the restricted-space entries of the
+    range, as the simulated TLBs record them per CPU; a flush of everything
+    (``flush_tlb_all`` above x86's ``tlb_single_page_flush_ceiling``, ``TLBI VMALLE1IS``
+    above arm64's ``MAX_DVM_OPS``) also removes the translations of the CPU's own work,
+    of which it holds ``min(working_set, tlb_entries)``
+    (:func:`kmm.timing.lost_translations`). One re-walk reads the walk's descriptors one
+    after another (:func:`kmm.timing.walk_ns`): ``memory_refs`` of them from memory at the
+    loaded latency (the calibrated load curve at utilisation ``background``,
+    :func:`kmm.timing.memory_system`, from the idle latency ``mem_idle_ns``), the rest
+    from the LLC (:class:`kmm.timing.CoreModel`'s ``llc_ns``)."""
+
+    working_set: int = 256
+    memory_refs: float = 1.0
+    mem_idle_ns: float = 81.96
+    background: float = 0.3
+
+    def __post_init__(self):
+        check_int("rewalk_working_set", self.working_set, lo=0)
+        check_float("rewalk_memory_refs", self.memory_refs, lo=0.0, hi=5.0)
+        check_float("mem_idle_ns", self.mem_idle_ns, lo=1.0)
+        check_float("background", self.background, lo=0.0, hi=0.99)
+
+    def loaded_ns(self) -> float:
+        """Memory latency at the background load (the simulated allocator's own traffic
+        is a few lines per operation, negligible against a node's peak)."""
+        ms = eng.memory_system(np.array([[self.mem_idle_ns]]), background=self.background)
+        return float(ms.latency(np.array([self.background]), np.zeros((1, 1)))[0, 0])
+
+    def walk_ns(self, levels: int) -> float:
+        """One re-walk of a ``levels``-level translation."""
+        m = min(float(self.memory_refs), float(levels))
+        return float(eng.walk_ns([levels - m, m], [eng.CoreModel().llc_ns, self.loaded_ns()]))
+
+
+@dataclass(frozen=True)
 class AsiConfig:
     """One ASI simulation.
 
@@ -225,6 +263,7 @@ class AsiConfig:
     touches_per_op : restricted-space accesses to random live nonsensitive blocks per
         operation, by random CPUs (what fills other CPUs' TLBs)
     tlb_entries, tlb_ways : each CPU's TLB of restricted-space translations
+    rewalk : :class:`Rewalk`, how the re-walks after a shootdown are priced
     check_invariant : check the invariant after every operation (slow: tests)
     sample_every : operations between samples of mixed pageblocks
     """
@@ -255,6 +294,7 @@ class AsiConfig:
     arch: Arch = Arch.X86
     init_on_alloc: bool = False
     nofragment: bool = False
+    rewalk: Rewalk = field(default_factory=Rewalk)
 
     def __post_init__(self):
         object.__setattr__(self, "policy", Policy(self.policy))
@@ -395,13 +435,19 @@ def own_sensitivity_fallbacks(fallbacks: np.ndarray) -> np.ndarray:
  _P_WORKER_NS, _P_WORKER_BATCH, _P_OP_NS, _P_CHECK, _P_BPL, _P_TOUCHES, _P_SAMPLE,
  _P_QN, _P_QPAGES, _P_FREE_MAPPED, _P_NEXT_WORKER, _P_NBURST, _P_NS_N, _P_TRACKED,
  _P_RANK, _P_LAZY, _P_RECLAIM_BATCH, _P_LRU, _P_MAXID, _P_POSTED, _P_INIT, _P_NOFRAG,
- _P_LEN) = range(30)
+ _P_NOW, _P_LEN) = range(31)
 (_C_ALLOC, _C_FREE, _C_MAP, _C_UNMAP, _C_ZERO, _C_PT, _C_ENQ, _C_WAKE, _C_MIGRATE, _C_RECLAIM,
  _C_LEN) = range(11)
 # live[] columns; _L_KIND bits
 _L_PFN, _L_ORDER, _L_NSPOS, _L_KIND = 0, 1, 2, 3
 _K_SENS, _K_RECLAIM = 1, 2
 _R_NONE, _R_TABLE, _R_BLOCK = 0, 1, 2
+# cpu_win[] columns: per window and CPU, ns in flush IPI handlers, ns running a background
+# worker, restricted-space TLB entries an ASI shootdown removed, flushes of everything
+# (flush_tlb_all / TLBI VMALLE1IS) received
+_W_HANDLER, _W_WORKER, _W_DROPPED, _W_FULL, _W_LEN = range(5)
+#: Length of the windows in which a CPU's interruptions are summed: one tick at HZ=1000
+JITTER_WINDOW_NS = 1_000_000
 
 
 class AsiState(NamedTuple):
@@ -424,6 +470,8 @@ class AsiState(NamedTuple):
     counts: np.ndarray      # int64[len(AsiEvent)]
     own: eng.BuddyState  # the buddy state (same arrays) with own_sensitivity_fallbacks
     nofb: eng.BuddyState = None  # ... with no fallbacks (``__rmqueue_smallest``; build sets it)
+    cpu_win: np.ndarray = None  # int64[windows, cpus, _W_LEN]: what each CPU lost per window
+                                # (build sets it)
 
 
 # ---- Python entry points ----------------------------------------------------------------------
@@ -441,6 +489,29 @@ class AsiRun:
     bursts: np.ndarray        # (time ns, work ns, source, pages)
     pt_pages_boot: int
     deferred_pending: int = 0  # pages still marked for deferred zeroing when the stream ended
+    cpu_win: np.ndarray | None = None  # [windows, cpus, _W_LEN] (AsiState.cpu_win)
+
+    def interruption_ns(self) -> np.ndarray:
+        """``[window, cpu]``: ns each CPU lost in each :data:`JITTER_WINDOW_NS` window to
+        ASI work it did not ask for (the jitter other work on it sees): flush IPI handlers
+        of other CPUs' shootdowns, runs of a background worker (on CPU 0) and the re-walks
+        of what shootdowns removed from its TLB (:class:`Rewalk`). Allocation and free
+        paths' own work (conversions, in-line shootdowns, queue waits) is the latency of
+        the operation that does it, not an interruption."""
+        w = self.cpu_win.astype(np.float64)
+        return (w[:, :, _W_HANDLER] + w[:, :, _W_WORKER]
+                + self.rewalks() * self.config.rewalk.walk_ns(self.config.geometry.levels))
+
+    def rewalks(self) -> np.ndarray:
+        """``[window, cpu]``: translations each CPU walks again after ASI's shootdowns:
+        the restricted-space entries removed, plus, per flush of everything, the
+        ``min(working_set, tlb_entries)`` translations of its own work
+        (:func:`kmm.timing.lost_translations`, ``Scope.ALL``)."""
+        cfg = self.config
+        held = float(eng.lost_translations(np.array([float(cfg.rewalk.working_set)]),
+                                           np.zeros(1), eng.Scope.ALL, cfg.tlb_entries)[0])
+        w = self.cpu_win.astype(np.float64)
+        return w[:, :, _W_DROPPED] + held * w[:, :, _W_FULL]
 
     def metrics(self) -> dict[str, float]:
         """Derived metrics (Python formulas over the counters)."""
@@ -449,6 +520,9 @@ class AsiRun:
         lat = self.lat_ns
         pct = (np.percentile(lat, [50, 99, 99.9]) if lat.size else np.zeros(3))
         b = self.bursts
+        intr = self.interruption_ns()
+        rewalk_ns = float(self.rewalks().sum()) * self.config.rewalk.walk_ns(
+            self.config.geometry.levels)
         return {
             "allocs": float(c.allocs),
             "alloc_failures": float(c.alloc_failures),
@@ -499,10 +573,18 @@ class AsiRun:
             "asi_unmap_allocs": float(c.asi_unmap_allocs),
             "free_mapped_peak": float(c.free_mapped_peak),
             "target_conversions": float(c.target_conversions),
-            # all ASI work: allocation and free paths, worker, remote CPUs' IPI handlers
+            "rewalks": float(self.rewalks().sum()),
+            "rewalk_ns": rewalk_ns,
+            # per-CPU interruption (interruption_ns): the worst CPU-window, the worst CPU's
+            # total, every CPU's total
+            "interrupt_window_max_ns": float(intr.max()) if intr.size else 0.0,
+            "interrupt_cpu_max_ns": float(intr.sum(axis=0).max()) if intr.size else 0.0,
+            "interrupt_ns": float(intr.sum()),
+            # all ASI work: allocation and free paths, worker, remote CPUs' IPI handlers,
+            # every CPU's re-walks after the shootdowns
             "total_asi_ns": float(c.alloc_ns - c.allocs * round(self.config.costs.alloc_base_ns)
                                   + c.free_ns - c.frees * round(self.config.costs.free_base_ns)
-                                  + c.worker_ns + v.target_ns - c.init_zero_ns),
+                                  + c.worker_ns + v.target_ns - c.init_zero_ns) + rewalk_ns,
         }
 
 
@@ -524,6 +606,7 @@ def build(config: AsiConfig, workload: Workload):
     ist = icfg.build()
     ist.mm_mask[:] = 1
     allocs = int(workload.ref[workload.kind == 0].shape[0])
+    nwin = int(workload.kind.shape[0]) * config.op_interval_ns // JITTER_WINDOW_NS + 1
     params = np.zeros(_P_LEN, np.int64)
     params[_P_POLICY] = int(config.policy)
     params[_P_PHYSMAP] = int(config.physmap)
@@ -572,6 +655,7 @@ def build(config: AsiConfig, workload: Workload):
                    scratch=np.zeros(bst.ev.shape[0], np.int64),
                    tcounts=np.zeros(len(eng.TLBEvent), np.int64),
                    counts=new_counts(AsiEvent),
+                   cpu_win=np.zeros((nwin, config.cpus, _W_LEN), np.int64),
                    own=bst._replace(fallbacks=own_sensitivity_fallbacks(bst.fallbacks))
                    if config.tracked else bst,
                    nofb=bst._replace(fallbacks=np.full_like(bst.fallbacks, -1)))
@@ -598,7 +682,8 @@ def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
                   tlb=Counters(eng.TLBEvent, ast.tcounts.copy()),
                   lat_ns=lat.copy(), bursts=ast.bursts[:nb].copy(),
                   pt_pages_boot=int(ast.counts[AsiEvent.PT_PAGES_BOOT]),
-                  deferred_pending=int(((bst.flags & F_ZERO_DEFERRED) != 0).sum()))
+                  deferred_pending=int(((bst.flags & F_ZERO_DEFERRED) != 0).sum()),
+                  cpu_win=ast.cpu_win.copy())
 
 
 # Imported last: these modules build on the definitions above.

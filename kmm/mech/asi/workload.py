@@ -71,10 +71,16 @@ MIXES: dict[str, tuple[AllocClass, ...]] = {
 }
 
 
+#: Order of the burst allocations of a phased stream (:func:`make_workload`): 32 KiB,
+#: ``PAGE_FRAG_CACHE_MAX_ORDER`` (include/linux/page_frag_cache.h, get_order(32768)), the
+#: order ``page_frag_alloc`` refills network buffers with; the sensitive bursts use it too.
+BURST_ORDER = 3
+
+
 def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift: int = 12,
                   occupancy: float = 0.5, pressure: float = 0.0, cpus: int = 8,
                   unmovable_sensitive: float | None = None, phase_allocs: int = 0,
-                  phase_skew: float = 1.0) -> Workload:
+                  phase_skew: float = 1.0, phase_burst: float = 0.0) -> Workload:
     """An operation stream of ``allocs`` allocations and their frees.
 
     ``unmovable_sensitive`` (if given) is the probability that an allocation of an
@@ -83,6 +89,13 @@ def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift:
     phases of that many allocations: in even phases the classes that are mostly
     nonsensitive are ``phase_skew`` times as likely as usual, in odd phases the mostly
     sensitive ones (the swings of nonsensitive demand that a free-mapped target is for).
+    ``phase_burst`` > 0 (with phases) adds to each phase a burst of ``phase_burst`` x pool
+    pages of the phase's sensitivity in order-3 blocks (:data:`BURST_ORDER`), allocated
+    over the phase's first half and all freed at its end: nonsensitive unmovable ones in
+    a nonsensitive phase (network receive buffers: ``page_frag`` refills its cache with
+    order-3 pages), sensitive movable ones (anonymous memory) in a sensitive phase. A
+    nonsensitive burst leaves that much free memory mapped when it ends, which the next
+    sensitive burst needs back as sensitive memory (not reclaimable).
     Lifetimes are scaled so that the expected live memory is ``occupancy`` of the pool.
     ``pressure`` > 0 adds a memory-pressure phase: during the middle fifth of the stream,
     sensitive movable order-0 allocations of ``pressure`` x pool pages in total, all freed
@@ -96,6 +109,7 @@ def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift:
     check_float("pressure", pressure, lo=0.0, hi=2.0)
     check_int("phase_allocs", phase_allocs, lo=0)
     check_float("phase_skew", phase_skew, lo=1.0, hi=1000.0)
+    check_float("phase_burst", phase_burst, lo=0.0, hi=1.0)
     if unmovable_sensitive is not None:
         check_float("unmovable_sensitive", unmovable_sensitive, lo=0.0, hi=1.0)
     rng = np.random.default_rng(seed)
@@ -140,6 +154,23 @@ def make_workload(mix: str, allocs: int, seed: int, pool_pages: int, page_shift:
     life = np.maximum(life, 1.0)
     t_alloc = np.arange(allocs, dtype=float)
     t_free = t_alloc + life
+    if phase_burst > 0 and phase_allocs > 0:
+        bo = max(0, BURST_ORDER - red)
+        nb = int(phase_burst * pool_pages) >> bo
+        nph = (allocs + phase_allocs - 1) // phase_allocs
+        for k in range(nph):
+            start = k * phase_allocs
+            if nb == 0 or start >= allocs:
+                break
+            end = min(allocs, start + phase_allocs)
+            tb = np.linspace(start, start + (end - start) / 2, nb, endpoint=False) + 0.5
+            s_k = k % 2  # even phases nonsensitive, odd sensitive
+            t_alloc = np.concatenate([t_alloc, tb])
+            t_free = np.concatenate([t_free, np.full(nb, end - 0.25)])
+            order = np.concatenate([order, np.full(nb, bo, np.int64)])
+            sens = np.concatenate([sens, np.full(nb, s_k, np.int8)])
+            mob = np.concatenate([mob, np.full(nb, s_k, np.int8)])
+            rec = np.concatenate([rec, np.zeros(nb, np.int8)])
     if pressure > 0:
         npress = int(pressure * pool_pages)
         a0, a1 = 0.4 * allocs, 0.6 * allocs
