@@ -234,3 +234,18 @@ def test_topologies_are_the_stated_machines():
     from kmm.mech.ktr import study
     with pytest.raises(ConfigError, match="unknown topology"):
         study.check_params({**study.DEFAULTS, "topologies": ["ring"]})
+
+
+def test_stage2_counterpart_takes_any_matrix():
+    from kmm.mech.pkvm import study as ps
+    p = ps.STUDY.params(dict(ps.DEFAULTS))
+    c = _counts()
+    runs = {("s1", p["workload"]): c, ("s2", p["workload"], p["pkvm_leaf"]): c}
+    lat = numa.generic(2, p["local_ns"], 1.8).latency_ns
+    assert ps.stage2_gain(p, runs, latency_ns=lat) == pytest.approx(
+        ps.stage2_gain(p, runs, 1.8), rel=1e-12)
+    assert ps.overhead_shares(p, latency_ns=lat) == pytest.approx(ps.overhead_shares(p, 1.8))
+    assert ps.stage2_net_gain(p, runs, latency_ns=lat, exit_rate=1000.0) == pytest.approx(
+        ps.stage2_net_gain(p, runs, 1.8, exit_rate=1000.0), rel=1e-12)
+    with pytest.raises(ConfigError, match="finite"):
+        ps.stage2_gain(p, runs, latency_ns=[[1.0, float("nan")], [1.0, 1.0]])
