@@ -249,3 +249,17 @@ def test_stage2_counterpart_takes_any_matrix():
         ps.stage2_net_gain(p, runs, 1.8, exit_rate=1000.0), rel=1e-12)
     with pytest.raises(ConfigError, match="finite"):
         ps.stage2_gain(p, runs, latency_ns=[[1.0, float("nan")], [1.0, 1.0]])
+
+
+def test_k1_sweep_swings_each_placement_rule_alone():
+    # the verdict's "decided by" needs one-at-a-time swings of every swept parameter
+    from kmm.suite import registry
+    p = _p(llc_sweep_bytes=[8388608], kernel_fraction_sweep=[0.35], k1_ratios=[3.0])
+    runs = {("sweep", 8388608, 0.35): _counts()}
+    sw = ktr.k1_sweep(p, runs)
+    swings = registry.swing_points({"sweep": sw, "parameters": p,
+                                    "centre": {"kernel_fraction": 0.35}})
+    assert swings is not None
+    for name, rng in (("module_text_fraction", p["module_text_range"]),
+                      ("kobj_remote_fraction", p["kobj_remote_range"])):
+        assert {pt["params"][name] for pt in swings[name]} == set(rng)

@@ -368,22 +368,25 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
                                                    "kobj_remote_fraction": ko},
                                         "value": gain(c, p, r, base_policy=bp,
                                                       new_policy=newp, costs=costs)})
-            # the placement rules of replication's costs at the ends of their ranges, the
-            # charged parameters at their values (each point is two solves: the full cross
-            # with the charged parameters would triple the sweep's time)
-            for m in p["module_text_range"]:
-                for k in p["kobj_remote_range"]:
-                    rc = replica_costs(p, module_text_fraction=m, kobj_remote_fraction=k)
-                    for r in ratios:
-                        out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf,
-                                               "dep_ifetch": p["dep_ifetch"],
-                                               "dep_data": p["dep_data"],
-                                               "background": p["background"],
-                                               "remote_ratio": float(r),
-                                               "module_text_fraction": float(m),
-                                               "kobj_remote_fraction": float(k)},
-                                    "value": gain(c, p, r, base_policy=bp, new_policy=newp,
-                                                  replica=rc)})
+            # the placement rules of replication's costs: each alone at the ends of its
+            # range and both at their corners, the charged parameters at their values (each
+            # point is two solves: the full cross with the charged parameters would triple
+            # the sweep's time)
+            pairs = {(m, ko) for m in p["module_text_range"]} \
+                | {(mt, k) for k in p["kobj_remote_range"]} \
+                | {(m, k) for m in p["module_text_range"] for k in p["kobj_remote_range"]}
+            for m, k in sorted(pairs - {(mt, ko)}):
+                rc = replica_costs(p, module_text_fraction=m, kobj_remote_fraction=k)
+                for r in ratios:
+                    out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf,
+                                           "dep_ifetch": p["dep_ifetch"],
+                                           "dep_data": p["dep_data"],
+                                           "background": p["background"],
+                                           "remote_ratio": float(r),
+                                           "module_text_fraction": float(m),
+                                           "kobj_remote_fraction": float(k)},
+                                "value": gain(c, p, r, base_policy=bp, new_policy=newp,
+                                              replica=rc)})
     return out
 
 
