@@ -314,7 +314,9 @@ def topology_frame(p: dict, runs: dict) -> "pl.DataFrame":
                 row = {"topology": t, "workload": name, "nodes": nodes,
                        "nodes_per_llc": per_llc, "ratio": float(r), "gain": g}
                 for cost in COSTS:
-                    row[f"cost_{cost}"] = _topology_gain(p, runs, t, name, r, cost) - g
+                    # with an LLC per node KTR's counts are the baseline's: nothing to drop
+                    row[f"cost_{cost}"] = 0.0 if cost == "copies in the LLC" and per_llc == 1 \
+                        else _topology_gain(p, runs, t, name, r, cost) - g
                 row["worst_cost"] = max(COSTS, key=lambda k: row[f"cost_{k}"])
                 rows.append(row)
     return pl.DataFrame(rows)
@@ -352,6 +354,8 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     lo_b, hi_b = p["background_range"]
     mt, ko = p["module_text_fraction"], p["kobj_remote_fraction"]
     ratios = sorted({*(float(r) for r in p["k1_ratios"]), float(p["remote_ratio"])})
+    kf0 = WORKLOADS[p["k1_workload"]].kernel_fraction
+    centred = p["llc_bytes"] in p["llc_sweep_bytes"] and kf0 in p["kernel_fraction_sweep"]
     for llc in p["llc_sweep_bytes"]:
         for kf in p["kernel_fraction_sweep"]:
             c = runs[("sweep", llc, kf)]
@@ -369,9 +373,11 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
                                         "value": gain(c, p, r, base_policy=bp,
                                                       new_policy=newp, costs=costs)})
             # the placement rules of replication's costs: each alone at the ends of its
-            # range and both at their corners, the charged parameters at their values (each
-            # point is two solves: the full cross with the charged parameters would triple
-            # the sweep's time)
+            # range and both at their corners, the other parameters at their published
+            # values (each point is two solves: crossing them with the rest of the sweep
+            # would triple its time)
+            if centred and (llc, kf) != (p["llc_bytes"], kf0):
+                continue
             pairs = {(m, ko) for m in p["module_text_range"]} \
                 | {(mt, k) for k in p["kobj_remote_range"]} \
                 | {(m, k) for m in p["module_text_range"] for k in p["kobj_remote_range"]}
