@@ -1028,9 +1028,8 @@ def cold_replica_lines(c: HostCounts, scheme: Scheme,
     cold copies of ``c.replicated_lines`` lines each, served by the node's own memory under
     KTR and stage-2 replication, by the shared LLC (``llc_nodes`` > 1) or node 0's memory
     without."""
-    from ...timing import N_LEVELS
     n = c.nodes
-    served = np.zeros((n, N_LEVELS))
+    served = np.zeros((n, eng.SERVED_MEMORY + 1))
     mem = np.zeros((n, n))
     lines = (c.instructions / 1000.0 * rc.migrations_per_kinstr * rc.cold_share
              * c.replicated_lines)
@@ -1068,8 +1067,7 @@ def time_counts(c: HostCounts, scheme: Scheme, policy: UserPolicy,
 
 
 def _check_lat(c: HostCounts, latency_ns) -> np.ndarray:
-    from ...numa import check_latency_matrix
-    return check_latency_matrix(latency_ns, c.nodes)
+    return eng.check_latency_matrix(latency_ns, c.nodes)
 
 
 def solve_host(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,

@@ -9,7 +9,6 @@ import numpy as np
 
 from ... import engine as eng
 from ...errors import ConfigError
-from ... import numa
 from ..host.model import (HostCosts, HostCounts, KernelImage, ktr_refusal, KTR_TABLE_PLACEMENTS,
     Machine, MiB, fixmap_flush_ns, patch_machine_ns, patch_mix_fraction, PATCH_PATHS,
     pgd_sync_fraction, ReplicaCosts, simulate_host, top_tables_per_node,
@@ -113,7 +112,7 @@ TOPOLOGIES: dict[str, tuple[int, int]] = {"2 nodes": (2, 1), "2 SNC nodes, one L
                                           "16 nodes, 2 sockets": (16, 1)}
 
 
-def topology_of(p: dict, name: str, ratio: float) -> numa.Topology:
+def topology_of(p: dict, name: str, ratio: float) -> eng.Topology:
     """The machine ``name`` of :data:`TOPOLOGIES` at ``ratio``: "2 nodes", two sockets with
     an LLC each, ``ratio`` the remote/local latency; "2 SNC nodes, one LLC", one socket in
     sub-NUMA clustering (two nodes, each with its own memory controllers, sharing the
@@ -123,11 +122,11 @@ def topology_of(p: dict, name: str, ratio: float) -> numa.Topology:
     local = p["local_ns"]
     cores = p["cores_per_node"]
     if name == "2 nodes":
-        return numa.sockets(2, 1, local, ratio, ratio, cores)
+        return eng.sockets(2, 1, local, ratio, ratio, cores)
     if name == "2 SNC nodes, one LLC":
-        return numa.sockets(1, 2, local, ratio, ratio, cores)
+        return eng.sockets(1, 2, local, ratio, ratio, cores)
     if name == "16 nodes, 2 sockets":
-        return numa.sockets(2, 8, local, min(p["socket_sibling_ratio"], ratio), ratio, cores)
+        return eng.sockets(2, 8, local, min(p["socket_sibling_ratio"], ratio), ratio, cores)
     raise ConfigError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES)}", "topologies")
 
 
@@ -232,13 +231,13 @@ def gain(c: HostCounts, p: dict, ratio: float | None = None, *, base_policy: Use
             raise ConfigError("needs a ratio or a latency matrix", "ratio")
         lat = _latency(c.nodes, costs.local_ns, ratio)
     else:
-        lat = numa.check_latency_matrix(latency_ns, c.nodes)
+        lat = eng.check_latency_matrix(latency_ns, c.nodes)
     rc = replica_costs(p) if replica is None else replica
     t_base = system_time_ns(c, lat, Scheme.BASELINE, base_policy, costs, rc)
     t_new = system_time_ns(c if counts_new is None else counts_new, lat, scheme, new_policy,
                            costs, rc)
     rates = patch_rates_of(p, patches_per_s)
-    topo = numa.from_measured("machine", lat.tolist(), p["cores_per_node"], "given")
+    topo = eng.from_measured("machine", lat.tolist(), p["cores_per_node"], "given")
     cost = patch_cost_of(p)
     copies = c.nodes if scheme == Scheme.KTR else 1
     f_base = patch_mix_fraction(topo, 1, rates, cost)

@@ -10,8 +10,6 @@ import numpy as np
 from ... import engine as eng
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
-from ... import numa
-from ...numa import check_latency_matrix
 from ..host.model import (class_memory_ns, HostCosts, KernelImage, Machine, ReplicaCosts,
     patch_overhead_fraction, PATCH_PATHS, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, source_times_ns, system_time_ns, UserPolicy, WORKLOADS)
@@ -249,8 +247,8 @@ def _sync_cost(p: dict, **over) -> SyncCost:
 def _topo(p: dict, nodes: int = 2, ratio: float | None = None, latency_ns=None, **over):
     cores = int(over.get("cores_per_node", p["cores_per_node"]))
     if latency_ns is not None:
-        lat = check_latency_matrix(latency_ns, nodes)
-        return numa.from_measured("machine", lat.tolist(), cores, "given")
+        lat = eng.check_latency_matrix(latency_ns, nodes)
+        return eng.from_measured("machine", lat.tolist(), cores, "given")
     return eng.generic(nodes, p["local_ns"], p["remote_ratio"] if ratio is None else ratio,
                         cpus_per_node=cores)
 
@@ -329,7 +327,7 @@ def stage2_gain(p: dict, runs: dict, ratio: float | None = None, *, latency_ns=N
     costs = _costs(p, **cost_over)
     w = p["workload"]
     cb, cs = runs[("s1", w)], runs[("s2", w, p["pkvm_leaf"])]
-    lat = _lat(p, ratio) if latency_ns is None else check_latency_matrix(latency_ns, cb.nodes)
+    lat = _lat(p, ratio) if latency_ns is None else eng.check_latency_matrix(latency_ns, cb.nodes)
     tb = system_time_ns(cb, lat, Scheme.BASELINE, pol, costs, replica)
     ts = system_time_ns(cs, lat, Scheme.STAGE2, pol, costs, replica)
     return tb / ts - 1.0
