@@ -46,7 +46,7 @@ from .geometry import GRANULES, GiB, KiB, MiB, Geometry, arm64, stage2, x86_64
 from .invalidate import (FLUSH_KERNEL, HOST_VMID, FlushFlag, InvalEvent, InvalidationConfig,
                          InvalidationCosts, Invalidator, Method, flush_kernel_range,
                          flush_range, flush_sync)
-from .numa import Topology, generic
+from .numa import Topology, check_latency_matrix, from_measured, generic, sockets
 from .pagetable import (F_ATTR, F_PA, F_SIZE, F_VA, KEEP_PERM, OP_AUX, OP_FIELDS, OP_KIND,
                         OP_MAP, OP_PA, OP_PERM, OP_SET_PERM, OP_SIZE, OP_SPLIT, OP_UNMAP,
                         OP_VA, PageTable, Paint, Perm, PermSplit, PtEvent, Replicated,
@@ -125,7 +125,8 @@ __all__ = [
     # replacement policies and randomness
     "Replacement", "xorshift64", "next_random",
     # NUMA and workloads
-    "Topology", "generic", "CodeImage", "code_image", "instruction_stream", "zipf_ranks",
+    "Topology", "generic", "check_latency_matrix", "from_measured", "sockets", "CodeImage",
+    "code_image", "instruction_stream", "zipf_ranks",
     # captured kernel traces
     "read_kernel_trace", "shipped_kernel_traces",
     # time from counts

@@ -172,6 +172,69 @@ def generic(nodes: int, local_ns: float, ratio: float, cpus_per_node: int = 4) -
                          "generic builder", assumed=("local_ns", "ratio"))
 
 
+def check_latency_matrix(latency_ns, nodes: int | None = None,
+                         name: str = "latency_ns") -> np.ndarray:
+    """``latency_ns`` as a float array after checking it as untrusted input: a square
+    matrix (of ``nodes`` x ``nodes`` when given) of finite, positive latencies in ns
+    (``latency_ns[cpu node][memory node]``; a remote entry below the local one is allowed:
+    measured matrices carry noise). Raises :class:`ConfigError` with one line naming the first problem."""
+    try:
+        lat = np.asarray(latency_ns, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError("must be a square matrix of numbers (ns)", name) from None
+    if lat.ndim != 2 or lat.shape[0] != lat.shape[1] or lat.shape[0] < 1:
+        raise ConfigError(f"must be a square matrix, got shape {lat.shape}", name)
+    if nodes is not None and lat.shape[0] != nodes:
+        raise ConfigError(f"must be {nodes} x {nodes} (one row per node), got "
+                          f"{lat.shape[0]} x {lat.shape[1]}", name)
+    bad = ~np.isfinite(lat)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ConfigError(f"entry [{i}][{j}] must be finite, got {lat[i, j]}", name)
+    if (lat <= 0).any():
+        i, j = np.argwhere(lat <= 0)[0]
+        raise ConfigError(f"entry [{i}][{j}] must be > 0 ns, got {lat[i, j]}", name)
+    return lat
+
+
+def sockets(sockets: int, nodes_per_socket: int, local_ns: float, sibling_ratio: float,
+            remote_ratio: float, cpus_per_node: int = 4) -> Topology:
+    """A multi-socket machine of ``sockets`` x ``nodes_per_socket`` nodes (all ``assumed``).
+
+    A node reaches its own memory at ``local_ns``, a sibling node of its socket (another
+    sub-NUMA cluster, or another die) at ``sibling_ratio * local_ns`` and a node of another
+    socket at ``remote_ratio * local_ns``. Nodes are numbered socket by socket. With
+    sub-NUMA clustering the nodes of one socket share its last-level cache
+    (:func:`llc_groups`).
+    """
+    check_int("sockets", sockets, lo=1, hi=8)
+    check_int("nodes_per_socket", nodes_per_socket, lo=1, hi=16)
+    if sockets * nodes_per_socket > 64:
+        raise ConfigError("at most 64 nodes", "nodes_per_socket")
+    local_ns = check_float("local_ns", local_ns, lo=1e-3)
+    sibling_ratio = check_float("sibling_ratio", sibling_ratio, lo=1.0)
+    remote_ratio = check_float("remote_ratio", remote_ratio, lo=1.0)
+    n = sockets * nodes_per_socket
+    lat = [[local_ns if i == j else local_ns * (sibling_ratio if i // nodes_per_socket
+                                                  == j // nodes_per_socket else remote_ratio)
+            for j in range(n)] for i in range(n)]
+    return from_measured(f"{sockets}s{nodes_per_socket}n-r{sibling_ratio:g}-{remote_ratio:g}",
+                         lat, cpus_per_node, "sockets builder",
+                         assumed=("local_ns", "sibling_ratio", "remote_ratio"))
+
+
+def llc_groups(nodes: int, nodes_per_llc: int) -> np.ndarray:
+    """``group[nid]``: the last-level cache each node uses when ``nodes_per_llc``
+    consecutive nodes share one (sub-NUMA clustering: the clusters of a socket split its
+    memory controllers, not its LLC, which every cluster still fills)."""
+    check_int("nodes", nodes, lo=1)
+    check_int("nodes_per_llc", nodes_per_llc, lo=1, hi=nodes)
+    if nodes % nodes_per_llc:
+        raise ConfigError(f"{nodes} nodes do not split into LLCs of {nodes_per_llc}",
+                          "nodes_per_llc")
+    return np.arange(nodes, dtype=np.int64) // nodes_per_llc
+
+
 # ---- presets: published DRAM latencies of server parts ----------------------------------
 
 _BOUNDS = ("low", "mid", "high")
@@ -360,5 +423,6 @@ def copies(policy: Placement | int, nodes: int) -> int:
 
 
 __all__ = ["Placement", "Topology", "NumaArrays", "from_measured", "from_slit", "generic",
+           "check_latency_matrix", "sockets", "llc_groups",
            "kunpeng920", "graviton2", "phytium_ft2500", "hygon7280", "intel8269cy", "ampereone",
            "PRESETS", "preset", "placement_nid", "nodes_for", "access_latency_ns", "copies"]

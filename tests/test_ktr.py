@@ -386,7 +386,9 @@ def test_k1_sweep_follows_an_overridden_remote_ratio(small_counts):
             at = [pt for pt in sw if pt["params"]["remote_ratio"] == r0
                   and pt["params"]["dep_ifetch"] == p["dep_ifetch"]
                   and pt["params"]["dep_data"] == p["dep_data"]
-                  and pt["params"]["background"] == p["background"]]
+                  and pt["params"]["background"] == p["background"]
+                  and pt["params"]["module_text_fraction"] == p["module_text_fraction"]
+                  and pt["params"]["kobj_remote_fraction"] == p["kobj_remote_fraction"]]
             assert len(at) == 1
             assert at[0]["value"] == pytest.approx(
                 ktr.gain(small_counts, p, r0, base_policy=bp, new_policy=newp), rel=1e-12)

@@ -97,3 +97,41 @@ def test_placement_matches_twin(machine, policy, seed):
     assert got.tolist() == want
     lat = numa.access_latency_ns(t, policy, pages, cpus, owner)
     assert lat.tolist() == [t.latency_ns[arr.cpu_nid[c]][n] for c, n in zip(cpus, want)]
+
+
+# ---- any latency matrix, checked as untrusted input; multi-socket and SNC machines ------
+@pytest.mark.parametrize("bad,msg", [
+    ([1.0, 2.0], "square"), ([[1.0, 2.0]], "square"), ([], "square"),
+    ([[1.0, float("nan")], [1.0, 1.0]], r"\[0\]\[1\] must be finite"),
+    ([[1.0, 1.0], [float("-inf"), 1.0]], r"\[1\]\[0\] must be finite"),
+    ([[0.0, 1.0], [1.0, 1.0]], r"\[0\]\[0\] must be > 0"),
+    ([[1.0, 1.0], [1.0, -1.0]], r"\[1\]\[1\] must be > 0"),
+    ([["a", 1.0], [1.0, 1.0]], "numbers"), ([[1.0, 2.0], [1.0]], "numbers"), (None, "square"),
+])
+def test_latency_matrix_refused_in_one_line(bad, msg):
+    with pytest.raises(ConfigError, match=msg) as e:
+        numa.check_latency_matrix(bad)
+    assert "\n" not in str(e.value) and "latency_ns" in str(e.value)
+
+
+def test_latency_matrix_accepted_and_sized():
+    lat = numa.check_latency_matrix([[100, 130], [125, 98]])
+    assert lat.dtype == np.float64 and lat.tolist() == [[100.0, 130.0], [125.0, 98.0]]
+    with pytest.raises(ConfigError, match="must be 3 x 3"):
+        numa.check_latency_matrix(lat, nodes=3)
+
+
+def test_sockets_hand_worked():
+    # 2 sockets x 2 nodes, 100 ns local, 1.2 to the sibling node of the socket, 2.5 across
+    t = numa.sockets(2, 2, 100.0, 1.2, 2.5, cpus_per_node=3)
+    assert t.nodes == 4 and t.cpus == 12
+    assert np.asarray(t.latency_ns).tolist() == [[100.0, 120.0, 250.0, 250.0],
+                                                 [120.0, 100.0, 250.0, 250.0],
+                                                 [250.0, 250.0, 100.0, 120.0],
+                                                 [250.0, 250.0, 120.0, 100.0]]
+    assert numa.sockets(2, 8, 117.0, 1.55, 2.2).nodes == 16
+    with pytest.raises(ConfigError):
+        numa.sockets(2, 2, 100.0, 0.9, 2.0)
+    assert numa.llc_groups(4, 2).tolist() == [0, 0, 1, 1]
+    with pytest.raises(ConfigError):
+        numa.llc_groups(4, 3)

@@ -318,6 +318,25 @@ def patch_mix_fraction(topo: Topology, copies: int, rates: dict, cost: PatchCost
     return tot
 
 
+def pgd_sync_fraction(topo: Topology, copies: int, rate_per_s: float) -> float:
+    """Fraction of the machine's CPU time spent copying top-level kernel table updates into
+    the ``copies - 1`` extra top-level tables, beyond the one write the baseline makes.
+
+    ``set_swapper_pgd`` (arch/arm64/mm/mmu.c) calls ``ktext_replication_set_swapper_pgd``,
+    which stores the new entry into every other node's ``swapper_pg_dir`` with
+    ``WRITE_ONCE`` (RFC v3 10/19, "arm64: text replication: create per-node kernel page
+    tables"): level-0 entries change at runtime when vmalloc or module space first uses a
+    new top-level range. Each store first owns its line on the copy's node, a read at
+    ``latency_ns[updater][copy]``; copy ``n`` lives on node ``n`` and the updating CPU is
+    on any node with equal probability. ``rate_per_s`` is machine-wide.
+    """
+    check_int("copies", copies, lo=1, hi=topo.nodes)
+    rate = check_float("rate_per_s", rate_per_s, lo=0.0)
+    lat = np.asarray(topo.latency_ns)
+    per_update = float(np.mean([lat[i, 1:copies].sum() for i in range(topo.nodes)]))
+    return rate * per_update / (topo.cpus * 1e9)
+
+
 # ---- performance model: host workloads on the full path --------------------------------------
 #
 # One run simulates the CPUs of a node (or of nodes 0 and 1 when the topology is flat, the
@@ -696,6 +715,9 @@ class HostCounts:
     tlb_misses: int = 0
     ifetch_tlb_misses: int = 0
     cpus: int = 1
+    #: distinct lines of text and rodata the measured accesses touched: what a node's cold
+    #: copy has to read again (:class:`ReplicaCosts`)
+    replicated_lines: int = 0
 
 
 def _path_arrays(tr: HostTrace, m: Machine, cls: Classes, image_pt: PageTable,
@@ -737,7 +759,8 @@ def _path_arrays(tr: HostTrace, m: Machine, cls: Classes, image_pt: PageTable,
 
 
 def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setup | None = None,
-                  model: TextModel = TextModel(), sim_node: int | None = None) -> HostCounts:
+                  model: TextModel = TextModel(), sim_node: int | None = None,
+                  replicas_in_llc: int = 1) -> HostCounts:
     """Run a workload through the full path (:class:`kmm.walk.Path`) on one node's CPUs.
 
     The node (node 1 by default, node 0 on a one-node machine) has ``m.cpus_per_node``
@@ -746,6 +769,14 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     read from the node their placement class resolves to (``TableNode.GIVEN``); under
     ``stage2`` every walk is 2D and the node walks its own stage-2 tables (class
     ``khome(node)``, which resolves to the node of whichever CPU is charged).
+
+    ``replicas_in_llc`` > 1 is KTR on nodes that share one LLC (sub-NUMA clustering): the
+    simulated CPUs stand for that many nodes' CPUs in turn (CPU ``c`` for node ``c %
+    replicas_in_llc`` of the group) and each reads its node's copy of text and rodata, at
+    its own physical address (copy ``i`` at ``i * ImagePlacement.node_span_bytes`` above
+    the boot copy, as :func:`build_kernel_tables` places them): the copies are distinct
+    lines competing for the one LLC. Without replication the same CPUs share one copy
+    (``replicas_in_llc`` = 1). Counts are charged as the simulated node's either way.
     """
     g = m.geometry
     cls = Classes(m.nodes, m.ktr_tables)
@@ -767,8 +798,9 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     tr, cpu = _interleave(traces)
     leaf, cont, glob, asid, node, tn = _path_arrays(tr, m, cls, image_pt, levels,
                                                     slots_per_node)
-    kw = dict(kind=tr.kind, pa=tr.pa, leaf_level=leaf, cont=cont, asid=asid, cpu=cpu,
-              global_=glob, node=node, table_nid=tn)
+    copies = check_int("replicas_in_llc", replicas_in_llc, lo=1, hi=m.cpus_per_node)
+    kw = dict(kind=tr.kind, pa=replica_pa(tr.pa, tr.region, cpu, copies), leaf_level=leaf,
+              cont=cont, asid=asid, cpu=cpu, global_=glob, node=node, table_nid=tn)
     common = dict(tlb=tlb, caches=caches, stage1=g, nodes=cls.count,
                   cpu_nid=(k,) * m.cpus_per_node, table_node=eng.TableNode.GIVEN)
     if stage2 is None:
@@ -818,7 +850,22 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
         hyp_lines=int(hyp.sum()),
         exits=int(tr.insns[meas][hyp].sum()) // max(1, -(-run.hyp_text_bytes // 4)),
         tlb_misses=int(tlbd.misses), ifetch_tlb_misses=int(tlbd.l1i_misses),
-        cpus=m.cpus_per_node)
+        cpus=m.cpus_per_node,
+        replicated_lines=int(np.unique(tr.pa[meas][(rk == Region.KTEXT)
+                                                   | (rk == Region.KRODATA)] >> np.uint64(6)).size))
+
+
+def replica_pa(pa: np.ndarray, region: np.ndarray, cpu: np.ndarray, copies: int) -> np.ndarray:
+    """Physical addresses with text and rodata read from ``copies`` copies: CPU ``c`` reads
+    copy ``c % copies``, ``c % copies`` node spans above the boot copy (the layout of
+    :func:`build_kernel_tables`); every other access keeps its address."""
+    if copies == 1:
+        return pa
+    rep = (region == Region.KTEXT) | (region == Region.KRODATA)
+    span = np.uint64(ImagePlacement().node_span_bytes)
+    out = pa.copy()
+    out[rep] += (cpu[rep].astype(np.uint64) % np.uint64(copies)) * span
+    return out
 
 
 def pool(counts: list[HostCounts]) -> HostCounts:
@@ -839,7 +886,8 @@ def pool(counts: list[HostCounts]) -> HostCounts:
         hyp_lines=sum(c.hyp_lines for c in counts), exits=sum(c.exits for c in counts),
         tlb_misses=sum(c.tlb_misses for c in counts),
         ifetch_tlb_misses=sum(c.ifetch_tlb_misses for c in counts),
-        cpus=sum(c.cpus for c in counts))
+        cpus=sum(c.cpus for c in counts),
+        replicated_lines=max(c.replicated_lines for c in counts))
 
 
 def simulate_seeds(w: Workload, m: Machine, run: RunConfig, seeds, **kw) -> HostCounts:
@@ -903,48 +951,134 @@ class HostCosts:
                                  dep_data=self.dep_data)
 
 
-def resolved_mem(c: HostCounts, scheme: Scheme, policy: UserPolicy) -> np.ndarray:
+@dataclass(frozen=True)
+class ReplicaCosts:
+    """What replication costs beyond patching, each a placement rule or an event rate
+    charged through the time model (every field ``assumed``; the params file gives the
+    ranges swept). The defaults charge nothing.
+
+    Parameters
+    ----------
+    module_text_fraction : share of the memory reads of text and rodata that are module
+        text and rodata. The RFC copies the image's text and rodata only; module text is
+        allocated once (``execmem_alloc``, one node) and stays where it was loaded, on node
+        0 here, under every scheme.
+    kobj_remote_fraction : share of the reads of a thread's kernel objects (page cache,
+        socket buffers, slab: class ``khome``) that are on the next node rather than the
+        thread's home (an object allocated by a CPU of another node: a softirq on the NIC's
+        node, a page cache page first read elsewhere), under every scheme.
+    cold_share : share of thread migrations after which the destination node's copy of
+        text and rodata is cold in its LLC (the node had been idle), each reading the run's
+        replicated working set (``HostCounts.replicated_lines``) again. A per-node copy is
+        read from the node's memory; the single copy of the baseline from the LLC when
+        ``llc_nodes`` > 1 (a sibling node sharing the LLC keeps it warm), else from node 0's
+        memory.
+    migrations_per_kinstr : thread migrations per 1000 instructions of a node (the run's
+        ``migration`` probability per time slice over ``slice_instructions``)
+    llc_nodes : nodes sharing one LLC (1: an LLC per node; more: sub-NUMA clustering)
+    """
+
+    module_text_fraction: float = 0.0
+    kobj_remote_fraction: float = 0.0
+    cold_share: float = 0.0
+    migrations_per_kinstr: float = 0.0
+    llc_nodes: int = 1
+
+    def __post_init__(self):
+        check_float("module_text_fraction", self.module_text_fraction, lo=0.0, hi=1.0)
+        check_float("kobj_remote_fraction", self.kobj_remote_fraction, lo=0.0, hi=1.0)
+        check_float("cold_share", self.cold_share, lo=0.0, hi=1.0)
+        check_float("migrations_per_kinstr", self.migrations_per_kinstr, lo=0.0, hi=1000.0)
+        check_int("llc_nodes", self.llc_nodes, lo=1, hi=64)
+
+
+def resolved_mem(c: HostCounts, scheme: Scheme, policy: UserPolicy,
+                 rc: ReplicaCosts = ReplicaCosts()) -> np.ndarray:
     """``mem[k, source, j]``: the simulated node's memory reads as a CPU of node ``k``
     makes them, each class resolved to its memory node ``j``
-    (:meth:`Classes.resolve`)."""
+    (:meth:`Classes.resolve`), then the placement rules of ``rc``: a share of text and
+    rodata reads moved to node 0 (module text), a share of each home's kernel-object reads
+    moved to the node after the one they resolved to."""
     reads = c.mem[:, c.sim_node, :].astype(np.float64)              # [source, class]
-    out = np.zeros((c.nodes, reads.shape[0], c.nodes))
-    for k in range(c.nodes):
-        where = c.classes.resolve(scheme, policy, k, c.sim_node)
-        for j in range(c.nodes):
+    n = c.nodes
+    cls = c.classes
+    out = np.zeros((n, reads.shape[0], n))
+    for k in range(n):
+        where = cls.resolve(scheme, policy, k, c.sim_node)
+        for j in range(n):
             out[k, :, j] = reads[:, where == j].sum(axis=1)
+        if rc.module_text_fraction > 0.0:
+            moved = reads[:, cls.TEXT] * rc.module_text_fraction
+            out[k, :, where[cls.TEXT]] -= moved
+            out[k, :, 0] += moved
+        if rc.kobj_remote_fraction > 0.0 and n > 1:
+            for h in range(n):
+                j = where[cls.khome(h)]
+                moved = reads[:, cls.khome(h)] * rc.kobj_remote_fraction
+                out[k, :, j] -= moved
+                out[k, :, (j + 1) % n] += moved
     return out
 
 
+def cold_replica_lines(c: HostCounts, scheme: Scheme,
+                       rc: ReplicaCosts) -> tuple[np.ndarray, np.ndarray]:
+    """Instruction-fetch lines that cold copies read again: ``(served[k, level], mem[k,
+    j])`` to add to node ``k``'s counts (:class:`ReplicaCosts`). Each node's work of
+    ``c.instructions`` sees ``instructions / 1000 * migrations_per_kinstr * cold_share``
+    cold copies of ``c.replicated_lines`` lines each, served by the node's own memory under
+    KTR and stage-2 replication, by the shared LLC (``llc_nodes`` > 1) or node 0's memory
+    without."""
+    n = c.nodes
+    served = np.zeros((n, eng.SERVED_MEMORY + 1))
+    mem = np.zeros((n, n))
+    lines = (c.instructions / 1000.0 * rc.migrations_per_kinstr * rc.cold_share
+             * c.replicated_lines)
+    if lines <= 0.0:
+        return served, mem
+    for k in range(n):
+        if scheme != Scheme.BASELINE:
+            served[k, eng.SERVED_MEMORY] += lines
+            mem[k, k] += lines
+        elif rc.llc_nodes > 1:
+            served[k, eng.SERVED_LLC] += lines
+        else:
+            served[k, eng.SERVED_MEMORY] += lines
+            mem[k, 0] += lines
+    return served, mem
+
+
 def time_counts(c: HostCounts, scheme: Scheme, policy: UserPolicy,
-                extra_lines=None) -> eng.TimeCounts:
+                extra_lines=None, rc: ReplicaCosts = ReplicaCosts()) -> eng.TimeCounts:
     """:class:`kmm.timing.Counts` of the whole machine: every node runs the simulated
     node's work (its ``cpus`` simulated CPUs), its reads resolved per node
-    (:func:`resolved_mem`); ``extra_lines[i, j]`` lines moved into node ``i`` from ``j``
-    outside the simulated misses."""
+    (:func:`resolved_mem`, with the placement rules of ``rc``), plus the fetches of cold
+    copies (:func:`cold_replica_lines`); ``extra_lines[i, j]``
+    lines moved into node ``i`` from ``j`` outside the simulated misses."""
     n = c.nodes
+    served = np.broadcast_to(c.served.astype(np.float64), (n,) + c.served.shape).copy()
+    mem = resolved_mem(c, scheme, policy, rc)
+    cold_served, cold_mem = cold_replica_lines(c, scheme, rc)
+    served[:, eng.SOURCE_IFETCH, :] += cold_served
+    mem[:, eng.SOURCE_IFETCH, :] += cold_mem
     return eng.TimeCounts(
-        instructions=np.full(n, float(c.instructions)),
-        served=np.broadcast_to(c.served.astype(np.float64), (n,) + c.served.shape).copy(),
-        mem=resolved_mem(c, scheme, policy), l2_tlb_hits=np.full(n, float(c.l2_tlb_hits)),
+        instructions=np.full(n, float(c.instructions)), served=served, mem=mem,
+        l2_tlb_hits=np.full(n, float(c.l2_tlb_hits)),
         cpus=np.full(n, float(c.cpus)), extra_lines=extra_lines)
 
 
 def _check_lat(c: HostCounts, latency_ns) -> np.ndarray:
-    lat = np.asarray(latency_ns, dtype=np.float64)
-    if lat.shape != (c.nodes, c.nodes):
-        raise ConfigError(f"needs a {c.nodes}x{c.nodes} latency matrix, got {lat.shape}",
-                          "latency_ns")
-    return lat
+    return eng.check_latency_matrix(latency_ns, c.nodes)
 
 
 def solve_host(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
-               costs: HostCosts = HostCosts()) -> eng.TimeResult:
+               costs: HostCosts = HostCosts(),
+               rc: ReplicaCosts = ReplicaCosts()) -> eng.TimeResult:
     """:func:`kmm.timing.solve` of the counts on a machine of idle latencies
-    ``latency_ns[cpu node, memory node]`` (peak bandwidth from the calibration)."""
+    ``latency_ns[cpu node, memory node]`` (peak bandwidth from the calibration), with
+    the costs of ``rc``."""
     lat = _check_lat(c, latency_ns)
     ms = eng.memory_system(lat, background=costs.background)
-    return eng.solve_time(time_counts(c, scheme, policy), ms, costs.core())
+    return eng.solve_time(time_counts(c, scheme, policy, rc=rc), ms, costs.core())
 
 
 def _shares(r: eng.TimeResult, costs: HostCosts) -> np.ndarray:
@@ -954,22 +1088,24 @@ def _shares(r: eng.TimeResult, costs: HostCosts) -> np.ndarray:
 
 
 def node_times_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
-                  costs: HostCosts = HostCosts()) -> np.ndarray:
+                  costs: HostCosts = HostCosts(),
+                  rc: ReplicaCosts = ReplicaCosts()) -> np.ndarray:
     """Time (ns) of each node's share of the work at the loaded latencies: base CPI, stalls
     on L2 and LLC hits and on memory reads, L2 TLB hits (:func:`solve_host`), plus the
     node's wait when the run is bandwidth bound. Every node runs the simulated node's
     work."""
-    r = solve_host(c, latency_ns, scheme, policy, costs)
+    r = solve_host(c, latency_ns, scheme, policy, costs, rc)
     wait = (r.wall_ns * c.cpus - r.node_ns).clip(min=0.0) if r.bound == "bandwidth" \
         else np.zeros(c.nodes)
     return r.node_ns + wait
 
 
 def system_time_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
-                   costs: HostCosts = HostCosts()) -> float:
+                   costs: HostCosts = HostCosts(),
+                   rc: ReplicaCosts = ReplicaCosts()) -> float:
     """Time of the whole machine's work; every scheme runs the same instructions, so time
     ratios are throughput ratios."""
-    return float(node_times_ns(c, latency_ns, scheme, policy, costs).sum())
+    return float(node_times_ns(c, latency_ns, scheme, policy, costs, rc).sum())
 
 
 def time_breakdown(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,

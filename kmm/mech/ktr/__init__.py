@@ -30,7 +30,12 @@ The module holds three parts:
   carries a placement class (:class:`Classes`) resolved to a node only when counts are
   charged, so one run gives the baseline, KTR and stage-2 replication under every user
   placement, and every node's time (nodes are interchangeable but for what is fixed on
-  node 0). Time is a formula over the counts (:func:`node_times_ns`).
+  node 0). Time is a formula over the counts (:func:`node_times_ns`);
+- what replication costs beyond patching (:class:`ReplicaCosts`, :func:`pgd_sync_fraction`):
+  copies competing in an LLC several nodes share (``simulate_host(...,
+  replicas_in_llc=n)``), module text left on node 0, kernel objects on another node, cold
+  copies after a migration, top-level table updates copied to every node; the gain on any
+  latency matrix (:func:`gain` ``latency_ns``, :func:`topology_frame`).
 
 Sources
 -------
@@ -51,7 +56,8 @@ from ..host.model import (build_kernel_tables, class_memory_ns, Classes, DEFCONF
     HYP_VA_BASE, ImagePlacement, KDATA_PA, KERNEL_VA_BASE, KernelImage, KiB, ktr_refusal,
     KTR_TABLE_PLACEMENTS, ktr_table_node, LINEAR_VA_BASE,
     Machine, MiB, node_times_ns, patch_machine_ns, patch_overhead_fraction, patch_window_ns,
-    PatchCost, PatchSync, pool, Region, RunConfig, Scheme, SEGMENT_ALIGN_BYTES, simulate_host,
+    PatchCost, PatchSync, pgd_sync_fraction, pool, Region, ReplicaCosts, replica_pa,
+    cold_replica_lines, RunConfig, Scheme, SEGMENT_ALIGN_BYTES, simulate_host,
     simulate_seeds, SLOT_SPAN_BYTES, source_times_ns, Stage2Setup, system_time_ns, TextModel,
     time_breakdown, top_tables_per_node, UDATA_PA, fixmap_flush_ns, PATCH_PATHS,
     patch_mix_fraction, patch_write_ns, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
@@ -61,8 +67,9 @@ from .model import (break_even_patch_rate, image_subtree_tables, replication_byt
     replication_bytes_model)
 from .study import (breakdown_frame, CHARTS, check_params, DEFAULTS, evidence, frame, STUDY, claim_values, gain, gain_frame, host_costs, image_of,
     k1_sweep, machine_of, memory_frame, migration_frame, most_influential, NOTEBOOK_KEYS,
-    params_from, patch_cost_of, patch_frame, patch_rates_of, results_frame, run_of, simulate_all, sweep_frame,
-    tornado_frame, user_numa_frame, workloads_frame)
+    params_from, patch_cost_of, patch_frame, patch_rates_of, replica_costs, results_frame, run_of,
+    simulate_all, sweep_frame, topology_frame, topology_of, TOPOLOGIES, tornado_frame,
+    user_numa_frame, workloads_frame)
 
 __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_bytes_model",
            "replication_bytes_formula", "image_subtree_tables", "PatchSync", "PatchCost",
@@ -76,4 +83,6 @@ __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_
            "source_times_ns", "class_memory_ns", "params_from", "pool", "simulate_seeds",
            "simulate_all", "gain", "gain_frame", "user_numa_frame", "k1_sweep", "memory_frame",
            "patch_frame", "claim_values", "results_frame", "workloads_frame", "breakdown_frame",
-           "migration_frame", "sweep_frame", "tornado_frame", "STUDY"]
+           "migration_frame", "sweep_frame", "tornado_frame", "STUDY", "ReplicaCosts",
+           "pgd_sync_fraction", "replica_pa", "cold_replica_lines", "replica_costs",
+           "topology_frame", "topology_of", "TOPOLOGIES"]

@@ -11,7 +11,7 @@ from ... import engine as eng
 from ...errors import ConfigError
 from ..host.model import (HostCosts, HostCounts, KernelImage, ktr_refusal, KTR_TABLE_PLACEMENTS,
     Machine, MiB, fixmap_flush_ns, patch_machine_ns, patch_mix_fraction, PATCH_PATHS,
-    top_tables_per_node,
+    pgd_sync_fraction, ReplicaCosts, simulate_host, top_tables_per_node,
     patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, system_time_ns, time_breakdown, UserPolicy, WORKLOADS)
 from ...suite.study import cached, evidence_from, most_influential, Study
@@ -39,7 +39,13 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workloads": ["database", "compute", 
     "kprobe_patches_per_s": 0.1,
     "patch_rates": [0.1, 10.0, 1000.0, 100000.0], "cpi_base_range": [0.6, 1.5],
     "llc_ns_range": [20.0, 45.0], "l2_tlb_cycles_range": [3.0, 8.0],
-    "cpu_ghz_range": [2.0, 3.0]}
+    "cpu_ghz_range": [2.0, 3.0], "module_text_fraction": 0.1,
+    "module_text_range": [0.0, 0.3], "kobj_remote_fraction": 0.1,
+    "kobj_remote_range": [0.0, 0.5], "cold_share": 0.01,
+    "cold_share_range": [0.0, 0.5], "pgd_updates_per_s": 1.0,
+    "pgd_updates_range": [0.0, 100.0],
+    "topologies": ["2 nodes", "2 SNC nodes, one LLC"],
+    "snc_ratios": [1.0, 1.1, 1.25, 1.5], "socket_sibling_ratio": 1.55}
 
 NOTEBOOK_KEYS = tuple(DEFAULTS)
 
@@ -69,6 +75,10 @@ def check_params(p: dict) -> dict:
             raise ConfigError(f"KTR is refused there: {why}", "geometries")
     if p["ktr_tables"] not in KTR_TABLE_PLACEMENTS:
         raise ConfigError(f"must be one of {', '.join(KTR_TABLE_PLACEMENTS)}", "ktr_tables")
+    for t in p["topologies"]:
+        if t not in TOPOLOGIES:
+            raise ConfigError(f"unknown topology {t!r}; known: {', '.join(TOPOLOGIES)}",
+                              "topologies")
     return p
 
 
@@ -82,6 +92,42 @@ def host_costs(p: dict, **over) -> HostCosts:
             "dep_ifetch", "dep_data", "background")
     return HostCosts(**{k: float(over.get(k, p[k])) for k in keys},
                      outstanding=int(over.get("outstanding", p["outstanding"])))
+
+
+def replica_costs(p: dict, llc_nodes: int = 1, migration: float | None = None,
+                  **over) -> ReplicaCosts:
+    """The costs of replication beyond patching (:class:`ReplicaCosts`) at ``p``'s values,
+    any replaced by ``over``, on a machine whose LLCs each serve ``llc_nodes`` nodes, with
+    threads migrating at ``migration`` (default ``p``'s) per time slice of the run."""
+    keys = ("module_text_fraction", "kobj_remote_fraction", "cold_share")
+    mg = p["migration"] if migration is None else migration
+    return ReplicaCosts(**{k: float(over.get(k, p[k])) for k in keys},
+                        migrations_per_kinstr=1000.0 * mg / RunConfig().slice_instructions,
+                        llc_nodes=llc_nodes)
+
+
+#: Machine families of the topology chart: ``name -> (nodes, nodes per LLC)``; each is
+#: built at a ratio by :func:`topology_of`.
+TOPOLOGIES: dict[str, tuple[int, int]] = {"2 nodes": (2, 1), "2 SNC nodes, one LLC": (2, 2),
+                                          "16 nodes, 2 sockets": (16, 1)}
+
+
+def topology_of(p: dict, name: str, ratio: float) -> eng.Topology:
+    """The machine ``name`` of :data:`TOPOLOGIES` at ``ratio``: "2 nodes", two sockets with
+    an LLC each, ``ratio`` the remote/local latency; "2 SNC nodes, one LLC", one socket in
+    sub-NUMA clustering (two nodes, each with its own memory controllers, sharing the
+    socket's LLC), ``ratio`` the sibling/local latency; "16 nodes, 2 sockets", eight nodes
+    per socket with an LLC each (Hygon 7280 class dies), ``socket_sibling_ratio`` within a
+    socket (at most ``ratio``) and ``ratio`` across."""
+    local = p["local_ns"]
+    cores = p["cores_per_node"]
+    if name == "2 nodes":
+        return eng.sockets(2, 1, local, ratio, ratio, cores)
+    if name == "2 SNC nodes, one LLC":
+        return eng.sockets(1, 2, local, ratio, ratio, cores)
+    if name == "16 nodes, 2 sockets":
+        return eng.sockets(2, 8, local, min(p["socket_sibling_ratio"], ratio), ratio, cores)
+    raise ConfigError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES)}", "topologies")
 
 
 def image_of(p: dict) -> KernelImage:
@@ -142,6 +188,18 @@ def simulate_all(p: dict) -> dict:
     for mg in p["migration_sweep"]:
         runs[("migration", mg)] = db if mg == p["migration"] else sim(
             base_w, machine_of(p), run_of(p, mg))
+    for t in p["topologies"]:
+        nodes, per_llc = TOPOLOGIES[t]
+        names = p["workloads"] if nodes == 2 else [p["k1_workload"]]
+        for name in names:
+            c = runs.get(("workload", name)) if nodes == 2 else runs.get(("nodes", nodes))
+            runs[("topology", t, name)] = c or sim(WORKLOADS[name], machine_of(p, nodes),
+                                                   run_of(p))
+            if per_llc > 1:
+                # KTR's copies as distinct lines in the shared LLC: its own run
+                runs[("topology_ktr", t, name)] = simulate_seeds(
+                    WORKLOADS[name], machine_of(p, nodes), run_of(p), seeds,
+                    replicas_in_llc=per_llc)
     return runs
 
 
@@ -149,24 +207,42 @@ def _latency(nodes: int, local_ns: float, ratio: float) -> np.ndarray:
     return np.asarray(eng.generic(nodes, local_ns, ratio).latency_ns)
 
 
-def gain(c: HostCounts, p: dict, ratio: float, *, base_policy: UserPolicy,
+def gain(c: HostCounts, p: dict, ratio: float | None = None, *, base_policy: UserPolicy,
          new_policy: UserPolicy, scheme: Scheme = Scheme.KTR, costs: HostCosts | None = None,
-         patches_per_s: float | None = None) -> float:
+         patches_per_s: float | None = None, latency_ns=None,
+         counts_new: HostCounts | None = None, replica: ReplicaCosts | None = None,
+         pgd_updates_per_s: float | None = None) -> float:
     """Throughput gain of ``scheme`` with user data under ``new_policy`` over the baseline
-    (no replication, user data under ``base_policy``) for the same work, at a flat
-    remote/local ``ratio``. Both sides pay their patching at the rates of
-    :func:`patch_rates_of`, each path with its own synchronisation: one copy without
-    replication, one per node with it (:func:`patch_mix_fraction`)."""
+    (no replication, user data under ``base_policy``) for the same work.
+
+    The machine is a flat one at remote/local ``ratio`` or, given ``latency_ns``, any
+    latency matrix of ``c.nodes`` nodes (checked: square, finite, positive). Both sides
+    pay their patching at the rates of :func:`patch_rates_of`, each path with its own
+    synchronisation: one copy without replication, one per node with it
+    (:func:`patch_mix_fraction`); KTR also copies top-level kernel table updates into every
+    node's table (:func:`pgd_sync_fraction`). ``replica`` (default :func:`replica_costs`
+    of ``p``) places module text and kernel objects and charges cold copies on both sides;
+    ``counts_new`` are the scheme's own counts when they differ from the baseline's (KTR
+    with its copies in a shared LLC, :func:`simulate_host` ``replicas_in_llc``)."""
     from ... import metrics
     costs = costs or host_costs(p)
-    lat = _latency(c.nodes, costs.local_ns, ratio)
-    t_base = system_time_ns(c, lat, Scheme.BASELINE, base_policy, costs)
-    t_new = system_time_ns(c, lat, scheme, new_policy, costs)
+    if latency_ns is None:
+        if ratio is None:
+            raise ConfigError("needs a ratio or a latency matrix", "ratio")
+        lat = _latency(c.nodes, costs.local_ns, ratio)
+    else:
+        lat = eng.check_latency_matrix(latency_ns, c.nodes)
+    rc = replica_costs(p) if replica is None else replica
+    t_base = system_time_ns(c, lat, Scheme.BASELINE, base_policy, costs, rc)
+    t_new = system_time_ns(c if counts_new is None else counts_new, lat, scheme, new_policy,
+                           costs, rc)
     rates = patch_rates_of(p, patches_per_s)
-    topo = eng.generic(c.nodes, costs.local_ns, ratio, cpus_per_node=p["cores_per_node"])
+    topo = eng.from_measured("machine", lat.tolist(), p["cores_per_node"], "given")
     cost = patch_cost_of(p)
+    copies = c.nodes if scheme == Scheme.KTR else 1
     f_base = patch_mix_fraction(topo, 1, rates, cost)
-    f_new = patch_mix_fraction(topo, c.nodes if scheme == Scheme.KTR else 1, rates, cost)
+    f_new = patch_mix_fraction(topo, copies, rates, cost) + pgd_sync_fraction(
+        topo, copies, p["pgd_updates_per_s"] if pgd_updates_per_s is None else pgd_updates_per_s)
     return metrics.gain(t_base / (1.0 - f_base), t_new / (1.0 - f_new))
 
 
@@ -192,6 +268,56 @@ def gain_frame(p: dict, runs: dict) -> "pl.DataFrame":
         for r in p["ratios"]:
             rows.append({"workload": p["k1_workload"], "nodes": n, "ratio": float(r),
                          "gain": gain(runs[("nodes", n)], p, r, base_policy=bp, new_policy=bp)})
+    return pl.DataFrame(rows)
+
+
+#: Each cost of replication and how :func:`topology_frame` switches it off.
+COSTS: dict[str, dict] = {
+    "copies in the LLC": {"counts_new": None},
+    "module text": {"module_text_fraction": 0.0},
+    "remote kernel objects": {"kobj_remote_fraction": 0.0},
+    "cold replicas": {"cold_share": 0.0},
+    "top-level table sync": {"pgd_updates_per_s": 0.0},
+    "patching": {"patches_per_s": 0.0, "kprobe_patches_per_s": 0.0},
+}
+
+
+def _topology_gain(p: dict, runs: dict, t: str, name: str, ratio: float,
+                   off: str | None = None) -> float:
+    """KTR's gain on topology ``t`` at ``ratio`` for workload ``name`` (user data under the
+    baseline policy on both sides), with the cost ``off`` of :data:`COSTS` switched off."""
+    bp = _POLICY[p["baseline_user_policy"]]
+    nodes, per_llc = TOPOLOGIES[t]
+    c = runs[("topology", t, name)]
+    drop = COSTS.get(off, {})
+    q = {**p, **{k: v for k, v in drop.items() if k in p}}
+    c_new = None if "counts_new" in drop else runs.get(("topology_ktr", t, name))
+    return gain(c, q, latency_ns=topology_of(p, t, ratio).latency_ns, base_policy=bp,
+                new_policy=bp, counts_new=c_new, replica=replica_costs(q, per_llc))
+
+
+def topology_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """KTR's gain over the ratio per topology (:data:`TOPOLOGIES`) and workload, every cost
+    charged, and what each cost of :data:`COSTS` takes from it (``cost_<name>``: the gain
+    with that cost switched off minus the gain with every cost; positive: the cost lowers
+    the gain). ``worst_cost`` names the largest."""
+    import polars as pl
+    rows = []
+    for t in p["topologies"]:
+        nodes, per_llc = TOPOLOGIES[t]
+        ratios = p["snc_ratios"] if per_llc > 1 else p["ratios"]
+        names = p["workloads"] if nodes == 2 else [p["k1_workload"]]
+        for name in names:
+            for r in ratios:
+                g = _topology_gain(p, runs, t, name, r)
+                row = {"topology": t, "workload": name, "nodes": nodes,
+                       "nodes_per_llc": per_llc, "ratio": float(r), "gain": g}
+                for cost in COSTS:
+                    # with an LLC per node KTR's counts are the baseline's: nothing to drop
+                    row[f"cost_{cost}"] = 0.0 if cost == "copies in the LLC" and per_llc == 1 \
+                        else _topology_gain(p, runs, t, name, r, cost) - g
+                row["worst_cost"] = max(COSTS, key=lambda k: row[f"cost_{k}"])
+                rows.append(row)
     return pl.DataFrame(rows)
 
 
@@ -225,7 +351,10 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     lo_i, hi_i = p["dep_ifetch_range"]
     lo_d, hi_d = p["dep_data_range"]
     lo_b, hi_b = p["background_range"]
+    mt, ko = p["module_text_fraction"], p["kobj_remote_fraction"]
     ratios = sorted({*(float(r) for r in p["k1_ratios"]), float(p["remote_ratio"])})
+    kf0 = WORKLOADS[p["k1_workload"]].kernel_fraction
+    centred = p["llc_bytes"] in p["llc_sweep_bytes"] and kf0 in p["kernel_fraction_sweep"]
     for llc in p["llc_sweep_bytes"]:
         for kf in p["kernel_fraction_sweep"]:
             c = runs[("sweep", llc, kf)]
@@ -237,9 +366,32 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
                             out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf,
                                                    "dep_ifetch": si, "dep_data": sd,
                                                    "background": bg,
-                                                   "remote_ratio": float(r)},
+                                                   "remote_ratio": float(r),
+                                                   "module_text_fraction": mt,
+                                                   "kobj_remote_fraction": ko},
                                         "value": gain(c, p, r, base_policy=bp,
                                                       new_policy=newp, costs=costs)})
+            # the placement rules of replication's costs: each alone at the ends of its
+            # range and both at their corners, the other parameters at their published
+            # values (each point is two solves: crossing them with the rest of the sweep
+            # would triple its time)
+            if centred and (llc, kf) != (p["llc_bytes"], kf0):
+                continue
+            pairs = {(m, ko) for m in p["module_text_range"]} \
+                | {(mt, k) for k in p["kobj_remote_range"]} \
+                | {(m, k) for m in p["module_text_range"] for k in p["kobj_remote_range"]}
+            for m, k in sorted(pairs - {(mt, ko)}):
+                rc = replica_costs(p, module_text_fraction=m, kobj_remote_fraction=k)
+                for r in ratios:
+                    out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf,
+                                           "dep_ifetch": p["dep_ifetch"],
+                                           "dep_data": p["dep_data"],
+                                           "background": p["background"],
+                                           "remote_ratio": float(r),
+                                           "module_text_fraction": float(m),
+                                           "kobj_remote_fraction": float(k)},
+                                "value": gain(c, p, r, base_policy=bp, new_policy=newp,
+                                              replica=rc)})
     return out
 
 
@@ -302,8 +454,9 @@ def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
 
 
 def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame",
-                 patches: "pl.DataFrame") -> dict[str, dict]:
-    """Values, units, sweeps and one-sentence explanations of K1-K5 at these parameters."""
+                 patches: "pl.DataFrame", topo: "pl.DataFrame | None" = None) -> dict[str, dict]:
+    """Values, units, sweeps and one-sentence explanations of K1-K5 at these parameters
+    (``topo``, :func:`topology_frame`, adds where the gain turns negative to K3's)."""
     bp = _POLICY[p["baseline_user_policy"]]
     db = runs[("nodes", 2)]
     costs = host_costs(p)
@@ -322,9 +475,14 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                      f"On 2 nodes at a {r0:g}x remote/local ratio the {p['k1_workload']} mix "
                      f"gains {k1:+.1%} because only the replicated lines (text, rodata) that "
                      f"miss every cache and are fetched across the socket get cheaper, and "
-                     f"they are {share:.1%} of the baseline's time; over the joint sweep of "
+                     f"they are {share:.1%} of the baseline's time (less the "
+                     f"{p['module_text_fraction']:.0%} of them that are module text, not "
+                     f"copied; kernel objects {p['kobj_remote_fraction']:.0%} remote, cold "
+                     f"copies after {p['cold_share']:.0%} of migrations and top-level table "
+                     f"updates charged on both sides); over the joint sweep of "
                      f"LLC capacity, kernel share, the dependent shares of fetch and data misses, "
-                     f"background load and the published ratios the "
+                     f"background load, the published ratios and the module and kernel-object "
+                     f"shares the "
                      f"gain spans {min(vals):+.1%} to {max(vals):+.1%}, moved most by "
                      f"{most_influential(sw1)}.")}
     # K2
@@ -358,15 +516,28 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     topo1 = eng.generic(2, costs.local_ns, 1.0, cpus_per_node=p["cores_per_node"])
     extra = (patch_mix_fraction(topo1, 2, patch_rates_of(p), patch_cost_of(p))
              - patch_mix_fraction(topo1, 1, patch_rates_of(p), patch_cost_of(p)))
+    sync = pgd_sync_fraction(topo1, 2, p["pgd_updates_per_s"])
+    neg = ""
+    if topo is not None:
+        worst = topo.filter(topo["nodes_per_llc"] > 1).sort("gain")
+        if worst.height and worst["gain"][0] < 0:
+            w = worst.row(0, named=True)
+            neg = (f" Where nodes share an LLC it turns negative: on {w['topology']} the "
+                   f"{w['workload']} mix loses {-w['gain']:.1%} at a sibling ratio of "
+                   f"{w['ratio']:g}, made so by {w['worst_cost']} "
+                   f"({w['cost_' + w['worst_cost']]:+.1%} of gain).")
     out["K3"] = {"value": {"ratio": ratios, "gain": gl}, "unit": "", "sweep": [],
                  "explanation": (
-                     f"The gain goes from {gl[0]:+.2%} at ratio {ratios[0]:g} to {gl[-1]:+.1%} "
-                     f"at {ratios[-1]:g} because the memory reads of replicated lines and "
-                     f"kernel tables are the only terms that change, each costing (ratio - 1) "
-                     f"x local latency more when remote; at ratio 1.0 the copies are as fast "
-                     f"as the original and what remains is patching every copy "
-                     f"({extra:.1e} of machine time at {p['patches_per_s']:g} static-key "
-                     f"flips/s and {p['kprobe_patches_per_s']:g} kprobe patches/s).")}
+                     f"On 2 nodes with an LLC each the gain goes from {gl[0]:+.2%} at ratio "
+                     f"{ratios[0]:g} to {gl[-1]:+.1%} at {ratios[-1]:g} because the memory "
+                     f"reads of replicated lines and kernel tables get cheaper by (ratio - 1) x "
+                     f"local latency, less the {p['module_text_fraction']:.0%} of them that are "
+                     f"module text and stay on node 0; at ratio 1.0 the copies are as fast as "
+                     f"the original and what remains is patching every copy ({extra:.1e} of "
+                     f"machine time at {p['patches_per_s']:g} static-key flips/s and "
+                     f"{p['kprobe_patches_per_s']:g} kprobe patches/s), copying top-level "
+                     f"table updates ({sync:.1e} at {p['pgd_updates_per_s']:g}/s) and the "
+                     f"shift of memory load off node 0.{neg}")}
     # K4
     sm = patches.filter(patches["sync"] == p["patch_sync"]).sort("nodes")
     nodes = sm["nodes"].to_list()
@@ -456,16 +627,20 @@ def migration_frame(p: dict, runs: dict) -> "pl.DataFrame":
     rows = []
     for mg in sorted(set(p["migration_sweep"]) | {p["migration"]}):
         c = runs.get(("migration", mg)) or runs[("nodes", 2)]
+        rc = replica_costs(p, migration=mg)
         for label, newp in (("KTR", bp), ("KTR + local user data", UserPolicy.LOCAL)):
             rows.append({"migration": float(mg), "variant": label,
-                         "gain": gain(c, p, p["remote_ratio"], base_policy=bp, new_policy=newp)})
+                         "gain": gain(c, p, p["remote_ratio"], base_policy=bp, new_policy=newp,
+                                      replica=rc)})
     return pl.DataFrame(rows)
 
 
 def tornado_frame(p: dict, runs: dict) -> "pl.DataFrame":
     """K1's gain with one charged ``assumed`` parameter at a time at the ends of its range
     (the others as set): base CPI, LLC hit time, L2 TLB hit time, dependent fractions of
-    fetch and data misses, background load, outstanding-read limit, clock."""
+    fetch and data misses, background load, outstanding-read limit, clock, and the costs of
+    replication (module text share, remote kernel objects, cold copies after migration,
+    top-level table updates)."""
     import polars as pl
     bp = _POLICY[p["baseline_user_policy"]]
     c = runs[("nodes", 2)]
@@ -479,6 +654,20 @@ def tornado_frame(p: dict, runs: dict) -> "pl.DataFrame":
         for end, v in (("low", lo), ("high", hi)):
             g = gain(c, p, p["remote_ratio"], base_policy=bp, new_policy=bp,
                      costs=host_costs(p, **{name: v}))
+            rows.append({"parameter": name, "end": end, "value": float(v), "gain": g,
+                         "change": g - base})
+    # the costs of replication beyond patching (:class:`ReplicaCosts`, the table sync)
+    for name, rng in (("module_text_fraction", p["module_text_range"]),
+                      ("kobj_remote_fraction", p["kobj_remote_range"]),
+                      ("cold_share", p["cold_share_range"]),
+                      ("pgd_updates_per_s", p["pgd_updates_range"])):
+        for end, v in zip(("low", "high"), rng):
+            if name == "pgd_updates_per_s":
+                g = gain(c, p, p["remote_ratio"], base_policy=bp, new_policy=bp,
+                         pgd_updates_per_s=v)
+            else:
+                g = gain(c, p, p["remote_ratio"], base_policy=bp, new_policy=bp,
+                         replica=replica_costs(p, **{name: v}))
             rows.append({"parameter": name, "end": end, "value": float(v), "gain": g,
                          "change": g - base})
     return pl.DataFrame(rows)
@@ -495,11 +684,17 @@ def sweep_frame(values: dict) -> "pl.DataFrame":
 
 
 def results_frame(p: dict, scenario: str, gains, numa_grid, mem, patch_nodes, patch_rates,
-                  values: dict) -> "pl.DataFrame":
+                  values: dict, topo=None) -> "pl.DataFrame":
     """The notebook's tidy frame (:mod:`kmm.results`)."""
     from ... import results
     rows = []
     seed = p["seed"]
+    for r in ([] if topo is None else topo.iter_rows(named=True)):
+        rows += _rows(scenario, {"topology": r["topology"], "workload": r["workload"],
+                                 "nodes": r["nodes"], "latency_ratio": r["ratio"]}, seed,
+                      {"gain": (r["gain"], "fraction"),
+                       **{f"gain_lost_to_{k.replace(' ', '_').replace('-', '_')}":
+                          (r[f"cost_{k}"], "fraction") for k in COSTS}})
     for r in gains.iter_rows(named=True):
         rows += _rows(scenario, {"workload": r["workload"], "nodes": r["nodes"],
                                  "latency_ratio": r["ratio"]}, seed,
@@ -541,20 +736,21 @@ def _computed(p: dict) -> tuple:
     runs = simulate_all(p)
     gains, mem = gain_frame(p, runs), memory_frame(p)
     patch_nodes, patch_rates = patch_frame(p)
-    values = claim_values(p, runs, gains, mem, patch_nodes)
-    return runs, gains, mem, patch_nodes, patch_rates, values
+    topo = topology_frame(p, runs)
+    values = claim_values(p, runs, gains, mem, patch_nodes, topo)
+    return runs, gains, mem, patch_nodes, patch_rates, values, topo
 
 
 def evidence(p: dict) -> dict:
     """K1-K5 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
-    return evidence_from(_computed(p)[-1], CHARTS)
+    return evidence_from(_computed(p)[5], CHARTS)
 
 
 def frame(p: dict, scenario: str) -> "pl.DataFrame":
     """The notebook's tidy frame at parameters ``p``."""
-    runs, gains, mem, patch_nodes, patch_rates, values = _computed(p)
+    runs, gains, mem, patch_nodes, patch_rates, values, topo = _computed(p)
     return results_frame(p, scenario, gains, user_numa_frame(p, runs), mem, patch_nodes,
-                         patch_rates, values)
+                         patch_rates, values, topo)
 
 
 STUDY = Study("ktr", tuple(CHARTS), DEFAULTS, evidence, check_params, frame)

@@ -10,7 +10,7 @@ import numpy as np
 from ... import engine as eng
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
-from ..host.model import (class_memory_ns, HostCosts, KernelImage, Machine,
+from ..host.model import (class_memory_ns, HostCosts, KernelImage, Machine, ReplicaCosts,
     patch_overhead_fraction, PATCH_PATHS, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, source_times_ns, system_time_ns, UserPolicy, WORKLOADS)
 from .model import (crossover_exit_rate, decompose_walks, HostMemory, HYP_POOLS, nested_references, net_gain,
@@ -244,20 +244,25 @@ def _sync_cost(p: dict, **over) -> SyncCost:
                     trap_ns=v["el2_trap_ns"], tlbi_per_set=bool(p["s2_tlbi_per_set"]))
 
 
-def _topo(p: dict, nodes: int = 2, ratio: float | None = None, **over):
+def _topo(p: dict, nodes: int = 2, ratio: float | None = None, latency_ns=None, **over):
+    cores = int(over.get("cores_per_node", p["cores_per_node"]))
+    if latency_ns is not None:
+        lat = eng.check_latency_matrix(latency_ns, nodes)
+        return eng.from_measured("machine", lat.tolist(), cores, "given")
     return eng.generic(nodes, p["local_ns"], p["remote_ratio"] if ratio is None else ratio,
-                        cpus_per_node=int(over.get("cores_per_node", p["cores_per_node"])))
+                        cpus_per_node=cores)
 
 
-def overhead_shares(p: dict, ratio: float | None = None, nodes: int = 2,
+def overhead_shares(p: dict, ratio: float | None = None, nodes: int = 2, latency_ns=None,
                     **over) -> dict[str, float]:
     """Shares of the machine's CPU time at the given (default: published) rates:
     ``text_base`` the baseline's text patching (one copy, EL1), ``text_ktr`` KTR's (one copy
     per node, EL1), ``text_stage2`` stage-2 replication's (one copy per node, every
     instruction trapped to EL2), ``sync`` keeping one host stage-2 table set per node up
     to date. ``over`` replaces rates and costs (any of :data:`OVERHEAD_ASSUMED`; other
-    names are ignored)."""
-    topo = _topo(p, nodes, ratio, **over)
+    names are ignored); ``latency_ns``, a latency matrix of ``nodes`` nodes, replaces the
+    flat machine at ``ratio``."""
+    topo = _topo(p, nodes, ratio, latency_ns, **over)
     cost = _patch_cost(p, **over)
     sc = _sync_cost(p, **over)
     pages = float(over.get("s2_pages_per_s", p["s2_pages_per_s"]))
@@ -271,11 +276,13 @@ def _host_over(over: dict) -> dict:
 
 
 def stage2_net_gain(p: dict, runs: dict, ratio: float | None = None, exit_rate: float = 0.0,
-                    extra_exit_ns: float | None = None, **over) -> float:
+                    extra_exit_ns: float | None = None, *, latency_ns=None,
+                    replica: ReplicaCosts = ReplicaCosts(), **over) -> float:
     """Net gain of stage-2 replication (pKVM leaves) over the VHE baseline with exits at
-    ``exit_rate`` per CPU-second, text writes and stage-2 sync at their rates."""
-    g = stage2_gain(p, runs, ratio, **_host_over(over))
-    sh = overhead_shares(p, ratio, **over)
+    ``exit_rate`` per CPU-second, text writes and stage-2 sync at their rates, on a flat
+    machine at ``ratio`` or on the latency matrix ``latency_ns``."""
+    g = stage2_gain(p, runs, ratio, latency_ns=latency_ns, replica=replica, **_host_over(over))
+    sh = overhead_shares(p, ratio, latency_ns=latency_ns, **over)
     extra = p["nvhe_exit_extra_ns"] if extra_exit_ns is None else extra_exit_ns
     return net_gain(g, exit_rate, extra, sh["text_stage2"] + sh["sync"], sh["text_base"])
 
@@ -307,16 +314,22 @@ def schemes_frame(p: dict, runs: dict) -> "pl.DataFrame":
     return pl.DataFrame(rows)
 
 
-def stage2_gain(p: dict, runs: dict, ratio: float | None = None, **cost_over) -> float:
+def stage2_gain(p: dict, runs: dict, ratio: float | None = None, *, latency_ns=None,
+                replica: ReplicaCosts = ReplicaCosts(), **cost_over) -> float:
     """Gain of stage-2 replication in the pKVM configuration over the VHE baseline from the
     simulated work alone: no exits, text writes or stage-2 sync (see
-    :func:`stage2_net_gain`)."""
+    :func:`stage2_net_gain`), on a flat machine at ``ratio`` (default ``remote_ratio``) or
+    on any latency matrix ``latency_ns`` of the runs' nodes (checked: square, finite,
+    positive). ``replica`` charges the placement rules and cold copies of
+    :class:`kmm.mech.host.model.ReplicaCosts` on both sides (none by default: which pages
+    a per-node stage 2 copies, modules included or not, the debated design leaves open)."""
     pol = _policy(p)
     costs = _costs(p, **cost_over)
-    lat = _lat(p, ratio)
     w = p["workload"]
-    tb = system_time_ns(runs[("s1", w)], lat, Scheme.BASELINE, pol, costs)
-    ts = system_time_ns(runs[("s2", w, p["pkvm_leaf"])], lat, Scheme.STAGE2, pol, costs)
+    cb, cs = runs[("s1", w)], runs[("s2", w, p["pkvm_leaf"])]
+    lat = _lat(p, ratio) if latency_ns is None else eng.check_latency_matrix(latency_ns, cb.nodes)
+    tb = system_time_ns(cb, lat, Scheme.BASELINE, pol, costs, replica)
+    ts = system_time_ns(cs, lat, Scheme.STAGE2, pol, costs, replica)
     return tb / ts - 1.0
 
 
