@@ -333,3 +333,46 @@ def test_every_kind_of_chart_the_notebooks_use_draws_in_jupyterlab(lab, browser,
         assert page.outside == [], f"requests left 127.0.0.1: {page.outside}"
     finally:
         page.close()
+
+
+def test_the_report_and_a_rendered_notebook_show_offline(lab, browser, artifacts, tmp_path):
+    """The claims report (one HTML file) and an executed notebook's HTML rendering
+    (:func:`kmm.suite.nbrun.render_html`) load in the browser with nothing fetched from
+    outside 127.0.0.1: the verdict figure is drawn and every claim has its card."""
+    import nbformat
+
+    from kmm.suite import nbrun, registry
+
+    base, token, root, env = lab
+    out = root / "published"
+    out.mkdir()
+    script = ("from kmm.suite import claims, report\n"
+              "claims.record('K1', 0.1, explanation='A hand value.', parameters={'seed': 1},"
+              " scenario='published', unit='fraction')\n"
+              "claims.record('B2', {'x': 1}, explanation='Wrong shape.', parameters={},"
+              " scenario='published')\n"
+              f"report.write({str(out)!r})\n")
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, env={**env, "KMM_DATA_DIR": str(out)})
+    assert run.returncode == 0, run.stderr
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "6 * 7", execution_count=1, outputs=[nbformat.v4.new_output(
+            "execute_result", data={"text/plain": "42"}, execution_count=1)])])
+    nbformat.write(nb, out / "answer.ipynb")
+    assert nbrun.render_html(out / "answer.ipynb") == out / "answer.html"
+    page = Page(browser, base)
+    try:
+        p = page.page
+        p.goto(f"{base}/files/published/report.html?token={token}")
+        p.wait_for_selector("#verdict-summary svg")
+        cards = p.locator("section.card").count()
+        assert cards == len(registry.CLAIMS)
+        box = p.locator("#verdict-summary svg").bounding_box()
+        assert box and box["width"] > 100 and box["height"] > 50
+        assert "not-evaluated" in p.locator("#claim-B2").inner_text()
+        p.screenshot(path=str(artifacts / "report.png"))
+        p.goto(f"{base}/files/published/answer.html?token={token}")
+        p.wait_for_selector("text=42")
+        assert page.outside == [], f"requests left 127.0.0.1: {page.outside}"
+    finally:
+        page.close()
