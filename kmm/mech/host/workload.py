@@ -597,3 +597,90 @@ def trace_cpu_trace(tw: TraceWorkload, w: Workload, m: Machine, run: RunConfig,
                                                 * (grow.warmup_per_cpu
                                                    + grow.accesses_per_cpu)) + 1000)
     raise ConfigError("the trace-driven stream stayed shorter than the run", "trace")
+
+
+def _zipf_exponent(counts: np.ndarray) -> float:
+    """Least-squares slope of log(count) on log(rank) over the ranked counts (the exponent
+    of a Zipf law ``count ~ rank ** -alpha``); NaN with fewer than 3 positive counts."""
+    c = np.sort(counts[counts > 0])[::-1].astype(np.float64)
+    if c.size < 3:
+        return float("nan")
+    x = np.log(np.arange(1, c.size + 1))
+    slope = np.polyfit(x, np.log(c), 1)[0]
+    return float(-slope)
+
+
+def trace_footprint(t) -> dict[str, float]:
+    """The synthetic :class:`Workload` footprint parameters measured on a kernel trace:
+    ``kernel_fraction`` (EL1 share of fetched instructions), ``kernel_entry_insns`` (EL1
+    instructions per kernel entry), ``kernel_hot_funcs`` (functions of the manifest's symbol
+    table that fetched at least once), ``kernel_zipf`` (Zipf exponent of the instructions
+    fetched per function, :func:`_zipf_exponent`; the synthetic exponent weights calls, so
+    this one also carries function lengths), ``kernel_hot_text_bytes`` (distinct text lines
+    fetched, bytes), ``rodata_hot_bytes`` and ``kshared_hot_bytes`` (distinct rodata and
+    image data/bss lines), ``kdata_apki`` (EL1 kernel-data references per 1000 EL1
+    instructions, image data excluded) and ``kdata_apki_no_stack`` (without the stack),
+    ``rodata_fraction`` and ``kshared_fraction`` (shares of EL1 data references), and
+    ``kdata_bytes`` (distinct lines of other kernel data)."""
+    names = t.region_names()
+    ids = {n: [r for r, v in names.items() if v == n] for n in TRACE_REGION_CLASS}
+    reg = t.region
+    el1 = t.el == 1
+    fetch = t.kind == 2
+    k_f = el1 & fetch & np.isin(reg, ids["text"])
+    k_ins = int((el1 & fetch).sum())
+    el0_ins = int(((t.el == 0) & fetch).sum())
+    order = np.concatenate([np.flatnonzero(t.cpu == c) for c in np.unique(t.cpu)])
+    kern = t.el[order] >= 1
+    cpu = t.cpu[order]
+    first = np.ones(order.size, bool)
+    first[1:] = cpu[1:] != cpu[:-1]
+    entries = int((kern & (first | np.concatenate([[False], ~kern[:-1]]))).sum())
+    data = el1 & ~fetch
+    ro = data & np.isin(reg, ids["rodata"])
+    sh = data & np.isin(reg, ids["data"] + ids["bss"])
+    other_ids = ids["linear"] + ids["percpu"] + ids["stack"] + ids["vmalloc"] + ids["vmemmap"]
+    kd = data & np.isin(reg, other_ids)
+    kd_ns = kd & ~np.isin(reg, ids["stack"])
+    n_data = int((ro | sh | kd).sum())
+    lines = lambda sel: int(np.unique(t.address[sel] >> np.uint64(6)).size)  # noqa: E731
+    sym = sorted(int(a, 16) for a, _name, *_ in t.manifest.get("symbols", []))
+    funcs = float("nan")
+    alpha = float("nan")
+    if sym:
+        fn = np.searchsorted(np.array(sym, np.uint64), t.address[k_f], side="right") - 1
+        per = np.bincount(fn[fn >= 0], minlength=len(sym))
+        funcs = int((per > 0).sum())
+        alpha = _zipf_exponent(per)
+    return {"kernel_fraction": k_ins / max(1, k_ins + el0_ins),
+            "kernel_entry_insns": k_ins / max(1, entries),
+            "kernel_hot_funcs": funcs, "kernel_zipf": alpha,
+            "kernel_hot_text_bytes": 64 * lines(k_f),
+            "rodata_hot_bytes": 64 * lines(ro), "kshared_hot_bytes": 64 * lines(sh),
+            "kdata_apki": 1000.0 * int(kd.sum()) / max(1, k_ins),
+            "kdata_apki_no_stack": 1000.0 * int(kd_ns.sum()) / max(1, k_ins),
+            "rodata_fraction": int(ro.sum()) / max(1, n_data),
+            "kshared_fraction": int(sh.sum()) / max(1, n_data),
+            "kdata_bytes": 64 * lines(kd)}
+
+
+def synthetic_footprint(w: Workload, m: Machine, model: TextModel = TextModel(),
+                        seed: int = 1) -> dict[str, float]:
+    """The same quantities as :func:`trace_footprint` for a synthetic :class:`Workload`:
+    its parameters, and the bytes of its hot kernel functions in the drawn text layout."""
+    lay = text_layout(w, m, model, seed)
+    hot = lay.kernel.popularity > 0
+    data_apki = w.kdata_apki
+    return {"kernel_fraction": w.kernel_fraction, "kernel_entry_insns": w.kernel_entry_insns,
+            "kernel_hot_funcs": w.kernel_hot_funcs, "kernel_zipf": w.kernel_zipf,
+            "kernel_hot_text_bytes": int(lay.kernel.size_bytes[hot].sum()),
+            "rodata_hot_bytes": w.rodata_hot_bytes, "kshared_hot_bytes": w.kshared_hot_bytes,
+            "kdata_apki": data_apki * (1.0 - w.rodata_fraction - w.kshared_fraction),
+            "kdata_apki_no_stack": float("nan"),
+            "rodata_fraction": w.rodata_fraction, "kshared_fraction": w.kshared_fraction,
+            "kdata_bytes": w.kdata_bytes}
+
+
+def trace_footprints(scenarios: tuple[str, ...]) -> dict[str, float]:
+    """:func:`trace_footprint` of the shipped traces ``scenarios`` (one row per scenario)."""
+    return {s: trace_footprint(_read_trace(s)) for s in scenarios}

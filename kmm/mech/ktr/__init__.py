@@ -56,13 +56,16 @@ from ..host.model import (build_kernel_tables, class_memory_ns, Classes, DEFCONF
     time_breakdown, top_tables_per_node, UDATA_PA, fixmap_flush_ns, PATCH_PATHS,
     patch_mix_fraction, patch_write_ns, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
     WORKLOADS)
-from ..host.workload import (_interleave, generate_cpu_trace, HostTrace, text_layout, TextLayout)
+from ..host.workload import (_interleave, convert_kernel_trace, generate_cpu_trace, HostTrace,
+    KernelStream, linear_frame, splice_kernel, synthetic_footprint, text_layout, TextLayout,
+    trace_cpu_trace, trace_footprint, TraceWorkload)
 from .model import (break_even_patch_rate, image_subtree_tables, replication_bytes_formula,
     replication_bytes_model)
 from .study import (breakdown_frame, CHARTS, check_params, DEFAULTS, evidence, frame, STUDY, claim_values, gain, gain_frame, host_costs, image_of,
     k1_sweep, machine_of, memory_frame, migration_frame, most_influential, NOTEBOOK_KEYS,
     params_from, patch_cost_of, patch_frame, patch_rates_of, results_frame, run_of, simulate_all, sweep_frame,
-    tornado_frame, user_numa_frame, workloads_frame)
+    tornado_frame, user_numa_frame, workloads_frame, footprint_frame, sources_frame,
+    trace_workload, TRACED, WORKLOAD_SOURCES)
 
 __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_bytes_model",
            "replication_bytes_formula", "image_subtree_tables", "PatchSync", "PatchCost",
@@ -76,4 +79,7 @@ __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_
            "source_times_ns", "class_memory_ns", "params_from", "pool", "simulate_seeds",
            "simulate_all", "gain", "gain_frame", "user_numa_frame", "k1_sweep", "memory_frame",
            "patch_frame", "claim_values", "results_frame", "workloads_frame", "breakdown_frame",
-           "migration_frame", "sweep_frame", "tornado_frame", "STUDY"]
+           "migration_frame", "sweep_frame", "tornado_frame", "STUDY", "TraceWorkload",
+           "KernelStream", "convert_kernel_trace", "splice_kernel", "trace_cpu_trace",
+           "linear_frame", "trace_footprint", "synthetic_footprint", "footprint_frame",
+           "sources_frame", "trace_workload", "TRACED", "WORKLOAD_SOURCES"]
