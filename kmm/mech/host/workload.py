@@ -684,3 +684,29 @@ def synthetic_footprint(w: Workload, m: Machine, model: TextModel = TextModel(),
 def trace_footprints(scenarios: tuple[str, ...]) -> dict[str, float]:
     """:func:`trace_footprint` of the shipped traces ``scenarios`` (one row per scenario)."""
     return {s: trace_footprint(_read_trace(s)) for s in scenarios}
+
+
+def el2_footprint(t) -> dict[str, float]:
+    """Exits to EL2 measured on a kernel trace (the ``pkvm`` scenario): ``exits`` (runs of
+    EL2 references on one vCPU), ``exits_per_kinstr`` (per 1000 EL1 instructions),
+    ``insns_per_exit`` (EL2 instructions fetched per exit), ``text_bytes_per_exit``
+    (distinct EL2 text lines per exit, bytes) and ``text_bytes`` (distinct EL2 text lines of
+    the whole window, bytes)."""
+    order = np.concatenate([np.flatnonzero(t.cpu == c) for c in np.unique(t.cpu)])
+    el, kind, cpu = t.el[order], t.kind[order], t.cpu[order]
+    line = t.address[order] >> np.uint64(6)
+    e2 = el == 2
+    start = e2.copy()
+    start[1:] &= ~e2[:-1] | (cpu[1:] != cpu[:-1])
+    exits = int(start.sum())
+    episode = np.cumsum(start) - 1
+    f2 = e2 & (kind == 2)
+    per_exit_lines = 0
+    if exits:
+        pairs = np.unique(np.stack([episode[f2], line[f2].astype(np.int64)]), axis=1)
+        per_exit_lines = pairs.shape[1] / exits
+    k_ins = int(((el == 1) & (kind == 2)).sum())
+    return {"exits": exits, "exits_per_kinstr": 1000.0 * exits / max(1, k_ins),
+            "insns_per_exit": int(f2.sum()) / max(1, exits),
+            "text_bytes_per_exit": 64.0 * per_exit_lines,
+            "text_bytes": 64 * int(np.unique(line[f2]).size)}

@@ -57,7 +57,7 @@ from ..host.model import (build_kernel_tables, class_memory_ns, Classes, DEFCONF
     patch_mix_fraction, patch_write_ns, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
     WORKLOADS)
 from ..host.workload import (_interleave, convert_kernel_trace, generate_cpu_trace, HostTrace,
-    KernelStream, linear_frame, splice_kernel, synthetic_footprint, text_layout, TextLayout,
+    el2_footprint, KernelStream, linear_frame, splice_kernel, synthetic_footprint, text_layout, TextLayout,
     trace_cpu_trace, trace_footprint, TraceWorkload)
 from .model import (break_even_patch_rate, image_subtree_tables, replication_bytes_formula,
     replication_bytes_model)
@@ -81,5 +81,5 @@ __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_
            "patch_frame", "claim_values", "results_frame", "workloads_frame", "breakdown_frame",
            "migration_frame", "sweep_frame", "tornado_frame", "STUDY", "TraceWorkload",
            "KernelStream", "convert_kernel_trace", "splice_kernel", "trace_cpu_trace",
-           "linear_frame", "trace_footprint", "synthetic_footprint", "footprint_frame",
+           "linear_frame", "trace_footprint", "el2_footprint", "synthetic_footprint", "footprint_frame",
            "sources_frame", "trace_workload", "TRACED", "WORKLOAD_SOURCES"]

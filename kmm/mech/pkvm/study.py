@@ -613,6 +613,30 @@ def sources_frame(p: dict, runs: dict) -> "pl.DataFrame":
     return pl.DataFrame(rows)
 
 
+def el2_trace_frame(p: dict) -> "pl.DataFrame":
+    """S5's ``assumed`` exit parameters next to their values measured on the captured pKVM
+    trace (:func:`kmm.mech.host.workload.el2_footprint`: host stage-2 faults reaching EL2
+    while the host first touches fresh memory)."""
+    import polars as pl
+    from ..host.workload import _read_trace, el2_footprint
+    f = el2_footprint(_read_trace("pkvm"))
+    return pl.DataFrame([
+        {"parameter": "el2_exits_per_kinstr", "assumed": float(p["el2_exits_per_kinstr"]),
+         "low": float(ASSUMED_EL2["el2_exits_per_kinstr"][0]),
+         "high": float(ASSUMED_EL2["el2_exits_per_kinstr"][1]),
+         "measured": f["exits_per_kinstr"]},
+        {"parameter": "hyp_text_bytes", "assumed": float(p["hyp_text_bytes"]),
+         "low": float(ASSUMED_EL2["hyp_text_bytes"][0]),
+         "high": float(ASSUMED_EL2["hyp_text_bytes"][1]),
+         "measured": f["text_bytes_per_exit"]}]).with_columns(
+        pl.lit(int(f["exits"])).alias("exits_captured"),
+        pl.lit(f["insns_per_exit"]).alias("insns_per_exit_captured"))
+
+
+#: The ``assumed`` ranges of the exit parameters (params/pkvm.yaml).
+ASSUMED_EL2 = {"el2_exits_per_kinstr": (0.002, 0.2), "hyp_text_bytes": (4096, 65536)}
+
+
 def source_note(p: dict, runs: dict) -> str:
     """How the main workload's kernel phases were made, and S1's share under the other
     source, for the explanations."""
