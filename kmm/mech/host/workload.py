@@ -442,8 +442,7 @@ def _concat_streams(streams: list[KernelStream]) -> KernelStream:
 
 @lru_cache(maxsize=16)
 def _read_trace(name: str):
-    from ...traces import read_kernel_trace
-    return read_kernel_trace(TRACE_DIR / f"{name}.kmmt")
+    return eng.read_kernel_trace(TRACE_DIR / f"{name}.kmmt")
 
 
 @lru_cache(maxsize=32)
