@@ -26,7 +26,9 @@ The module holds three parts:
   (:data:`PATCH_PATHS`);
 - performance (claims K1-K3): kernel/user phase mixes (:data:`WORKLOADS`) whose text comes
   from :func:`kmm.workloads.code_image`/``instruction_stream``, run through the full path
-  (:class:`kmm.walk.Path`: TLBs, walks, caches, NUMA memory) on one node's CPUs; every line
+  (:class:`kmm.walk.Path`: TLBs, walks, caches, NUMA memory) on one node's CPUs; by default
+  the kernel phases of the database and syscall mixes replay kernel traces captured under
+  QEMU (:class:`kmm.mech.host.workload.TraceWorkload`, ``workload_source``); every line
   carries a placement class (:class:`Classes`) resolved to a node only when counts are
   charged, so one run gives the baseline, KTR and stage-2 replication under every user
   placement, and every node's time (nodes are interchangeable but for what is fixed on
