@@ -250,7 +250,8 @@ def _interleave(traces: list[HostTrace], chunk: int = 256) -> tuple[HostTrace, n
 #: Folder of the shipped kernel traces.
 TRACE_DIR = Path(__file__).resolve().parents[2] / "data" / "traces"
 #: Physical window of trace-driven kernel data (one ``SLOT_SPAN_BYTES`` window per home node,
-#: inside node 0's 256 GiB of the host stage-2 map and above every synthetic window).
+#: inside node 0's 256 GiB of the host stage-2 map and above the synthetic windows of
+#: machines of up to 8 nodes).
 TRACE_KDATA_PA = 192 * GiB
 #: The first part of each home's window holds the linear-map pages the placement rule
 #: scatters (:func:`linear_frame`); kernel data outside the linear map follows it.
@@ -680,7 +681,7 @@ def synthetic_footprint(w: Workload, m: Machine, model: TextModel = TextModel(),
             "kdata_bytes": w.kdata_bytes}
 
 
-def trace_footprints(scenarios: tuple[str, ...]) -> dict[str, float]:
+def trace_footprints(scenarios: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """:func:`trace_footprint` of the shipped traces ``scenarios`` (one row per scenario)."""
     return {s: trace_footprint(_read_trace(s)) for s in scenarios}
 
