@@ -28,7 +28,10 @@ _MANUAL = re.compile(r"^manual: [^,]+, [^,]+, (Table|Section|Chapter) [\w.-]+")
 _PACKAGE = re.compile(r"^package: [\w.-]+, [^:]+: \S")
 _WEB = re.compile(r"^web: [^,:]+, .*"
                   r"(https?://\S+|address not recorded|publication not identified)")
-_TRACE = re.compile(r"^trace: kmm/data/traces/[\w-]+\.kmmt: \S")
+#: a kernel trace shipped in the repository, measured by kmm (kmm/data/traces): one or more
+#: files, then what the measurement gives
+_TRACE = re.compile(r"^trace: kmm/data/traces/[a-z0-9_]+\.kmmt"
+                    r"(, kmm/data/traces/[a-z0-9_]+\.kmmt)*: \S")
 FORMS = {"thread": _THREAD, "kernel": _KERNEL, "manual": _MANUAL, "package": _PACKAGE,
          "web": _WEB, "trace": _TRACE}
 
@@ -105,6 +108,11 @@ def test_every_params_source_names_its_primary_source_or_is_assumed():
     ("trace: kmm/data/traces/nosuch.kmmt: 1700 visits", False),
     ("trace: bpf.kmmt: 1700 visits", False),
     ("a file next door: 3 GHz", False),
+    ("trace: kmm/data/traces/memcached.kmmt: 190 KiB of kernel text", True),
+    ("trace: kmm/data/traces/memcached.kmmt, kmm/data/traces/pagecache.kmmt: both", True),
+    ("trace: kmm/data/traces/memcached.kmmt, kmm/data/traces/nosuch.kmmt: both", False),
+    ("trace: ../elsewhere/memcached.kmmt: 190 KiB", False),
+    ("trace: kmm/data/traces/memcached.kmmt", False),
 ])
 def test_the_source_forms(source, ok):
     assert (source_problem(source) is None) == ok

@@ -760,13 +760,15 @@ def _path_arrays(tr: HostTrace, m: Machine, cls: Classes, image_pt: PageTable,
 
 def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setup | None = None,
                   model: TextModel = TextModel(), sim_node: int | None = None,
-                  replicas_in_llc: int = 1) -> HostCounts:
+                  replicas_in_llc: int = 1,
+                  trace: "TraceWorkload | None" = None) -> HostCounts:
     """Run a workload through the full path (:class:`kmm.walk.Path`) on one node's CPUs.
 
     The node (node 1 by default, node 0 on a one-node machine) has ``m.cpus_per_node``
     CPUs with Neoverse N1 TLBs and private caches (:meth:`kmm.tlb.TLBConfig.neoverse_n1`,
     :class:`kmm.cache.CacheConfig`) sharing an LLC of ``m.llc_bytes``. Stage-1 tables are
-    read from the node their placement class resolves to (``TableNode.GIVEN``); under
+    read from the node their placement class resolves to (``TableNode.GIVEN``); with
+    ``trace`` the kernel phases replay captured kernel traces (:func:`trace_cpu_trace`); under
     ``stage2`` every walk is 2D and the node walks its own stage-2 tables (class
     ``khome(node)``, which resolves to the node of whichever CPU is charged).
 
@@ -793,8 +795,12 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
                                     ).with_geometry(*geoms)
     caches = eng.CacheConfig(llc=eng.CacheLevelConfig(m.llc_bytes, 16), cpus=m.cpus_per_node,
                          seed=run.seed)
-    traces = [generate_cpu_trace(w, m, run, layout, k, c, run.seed, model)
-              for c in range(m.cpus_per_node)]
+    if trace is None:
+        traces = [generate_cpu_trace(w, m, run, layout, k, c, run.seed, model)
+                  for c in range(m.cpus_per_node)]
+    else:
+        traces = [trace_cpu_trace(trace, w, m, run, layout, k, c, run.seed, model)
+                  for c in range(m.cpus_per_node)]
     tr, cpu = _interleave(traces)
     leaf, cont, glob, asid, node, tn = _path_arrays(tr, m, cls, image_pt, levels,
                                                     slots_per_node)
@@ -1167,4 +1173,5 @@ def class_memory_ns(c: HostCounts, latency_ns, cls_index: int, scheme: Scheme,
 
 
 # Imported last: these modules build on the definitions above.
-from .workload import _interleave, generate_cpu_trace, HostTrace, text_layout
+from .workload import (_interleave, generate_cpu_trace, HostTrace, text_layout, trace_cpu_trace,
+    TraceWorkload)

@@ -26,7 +26,9 @@ The module holds three parts:
   (:data:`PATCH_PATHS`);
 - performance (claims K1-K3): kernel/user phase mixes (:data:`WORKLOADS`) whose text comes
   from :func:`kmm.workloads.code_image`/``instruction_stream``, run through the full path
-  (:class:`kmm.walk.Path`: TLBs, walks, caches, NUMA memory) on one node's CPUs; every line
+  (:class:`kmm.walk.Path`: TLBs, walks, caches, NUMA memory) on one node's CPUs; by default
+  the kernel phases of the database and syscall mixes replay kernel traces captured under
+  QEMU (:class:`kmm.mech.host.workload.TraceWorkload`, ``workload_source``); every line
   carries a placement class (:class:`Classes`) resolved to a node only when counts are
   charged, so one run gives the baseline, KTR and stage-2 replication under every user
   placement, and every node's time (nodes are interchangeable but for what is fixed on
@@ -62,14 +64,17 @@ from ..host.model import (build_kernel_tables, class_memory_ns, Classes, DEFCONF
     time_breakdown, top_tables_per_node, UDATA_PA, fixmap_flush_ns, PATCH_PATHS,
     patch_mix_fraction, patch_write_ns, USER_DATA_VA, USER_TEXT_VA, UserPolicy, UTEXT_PA, Workload,
     WORKLOADS)
-from ..host.workload import (_interleave, generate_cpu_trace, HostTrace, text_layout, TextLayout)
+from ..host.workload import (_interleave, convert_kernel_trace, generate_cpu_trace, HostTrace,
+    el2_footprint, KernelStream, linear_frame, splice_kernel, synthetic_footprint, text_layout, TextLayout,
+    trace_cpu_trace, trace_footprint, TraceWorkload)
 from .model import (break_even_patch_rate, image_subtree_tables, replication_bytes_formula,
     replication_bytes_model)
 from .study import (breakdown_frame, CHARTS, check_params, DEFAULTS, evidence, frame, STUDY, claim_values, gain, gain_frame, host_costs, image_of,
     k1_sweep, machine_of, memory_frame, migration_frame, most_influential, NOTEBOOK_KEYS,
     params_from, patch_cost_of, patch_frame, patch_rates_of, replica_costs, results_frame, run_of,
     simulate_all, sweep_frame, topology_frame, topology_of, TOPOLOGIES, tornado_frame,
-    user_numa_frame, workloads_frame)
+    user_numa_frame, workloads_frame, footprint_frame, sources_frame, trace_workload, TRACED,
+    WORKLOAD_SOURCES)
 
 __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_bytes_model",
            "replication_bytes_formula", "image_subtree_tables", "PatchSync", "PatchCost",
@@ -85,4 +90,7 @@ __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_
            "patch_frame", "claim_values", "results_frame", "workloads_frame", "breakdown_frame",
            "migration_frame", "sweep_frame", "tornado_frame", "STUDY", "ReplicaCosts",
            "pgd_sync_fraction", "replica_pa", "cold_replica_lines", "replica_costs",
-           "topology_frame", "topology_of", "TOPOLOGIES"]
+           "topology_frame", "topology_of", "TOPOLOGIES", "TraceWorkload",
+           "KernelStream", "convert_kernel_trace", "splice_kernel", "trace_cpu_trace",
+           "linear_frame", "trace_footprint", "el2_footprint", "synthetic_footprint",
+           "footprint_frame", "sources_frame", "trace_workload", "TRACED", "WORKLOAD_SOURCES"]

@@ -9,6 +9,7 @@ import numpy as np
 
 from ... import engine as eng
 from ...errors import ConfigError
+from ..host.workload import TraceWorkload
 from ..host.model import (HostCosts, HostCounts, KernelImage, ktr_refusal, KTR_TABLE_PLACEMENTS,
     Machine, MiB, fixmap_flush_ns, patch_machine_ns, patch_mix_fraction, PATCH_PATHS,
     pgd_sync_fraction, ReplicaCosts, simulate_host, top_tables_per_node,
@@ -45,7 +46,10 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workloads": ["database", "compute", 
     "cold_share_range": [0.0, 0.5], "pgd_updates_per_s": 1.0,
     "pgd_updates_range": [0.0, 100.0],
     "topologies": ["2 nodes", "2 SNC nodes, one LLC"],
-    "snc_ratios": [1.0, 1.1, 1.25, 1.5], "socket_sibling_ratio": 1.55}
+    "snc_ratios": [1.0, 1.1, 1.25, 1.5], "socket_sibling_ratio": 1.55,
+    "workload_source": "trace",
+    "trace_database": ["memcached", "pagecache"], "trace_syscall": ["syscalls"],
+    "linear_scale": 4, "linear_scale_range": [1, 16]}
 
 NOTEBOOK_KEYS = tuple(DEFAULTS)
 
@@ -79,7 +83,29 @@ def check_params(p: dict) -> dict:
         if t not in TOPOLOGIES:
             raise ConfigError(f"unknown topology {t!r}; known: {', '.join(TOPOLOGIES)}",
                               "topologies")
+    if p["workload_source"] not in WORKLOAD_SOURCES:
+        raise ConfigError(f"must be one of {', '.join(WORKLOAD_SOURCES)}", "workload_source")
+    for name in TRACED:
+        trace_workload(p, name, "trace")  # a scenario that is not shipped is refused here
     return p
+
+
+#: ``trace``: the kernel phases of the workloads with a captured counterpart replay it
+#: (:func:`trace_workload`); ``synthetic``: every workload is synthetic.
+WORKLOAD_SOURCES = ("trace", "synthetic")
+#: The workloads with captured kernel activity and the parameter naming their traces (the
+#: compute mix, whose kernel runs timer ticks and the odd fault, has none).
+TRACED = {"database": "trace_database", "syscall": "trace_syscall"}
+
+
+def trace_workload(p: dict, name: str, source: str | None = None,
+                   linear_scale: int | None = None) -> TraceWorkload | None:
+    """The captured kernel activity workload ``name`` replays under ``source`` (default
+    ``workload_source``), or None where it stays synthetic."""
+    if (source or p["workload_source"]) != "trace" or name not in TRACED:
+        return None
+    return TraceWorkload(tuple(p[TRACED[name]]), p["linear_scale"] if linear_scale is None
+                         else int(linear_scale))
 
 
 def params_from(ns: dict) -> dict:
@@ -167,17 +193,22 @@ def simulate_all(p: dict) -> dict:
     """Every simulation the notebook charges, each pooled over ``seeds``: the workloads on
     2 nodes, the K1 workload on every node count, over the LLC and kernel-fraction sweep
     and the migration sweep. Keys: ``("workload", name)``, ``("nodes", n)``, ``("sweep",
-    llc_bytes, kernel_fraction)``, ``("migration", m)``."""
+    llc_bytes, kernel_fraction)``, ``("migration", m)``; with a trace-driven K1 workload
+    ``("linear", linear_scale)`` at the ends of its range, and ``("other", name)`` every
+    workload with a captured counterpart under the source not selected
+    (``workload_source``), for the side-by-side comparison."""
     runs = {}
     base_w = WORKLOADS[p["k1_workload"]]
     seeds = p["seeds"]
 
-    def sim(w, mach, run):
-        return simulate_seeds(w, mach, run, seeds)
+    k1 = p["k1_workload"]
+
+    def sim(w, mach, run, name=k1, **tw):
+        return simulate_seeds(w, mach, run, seeds, trace=trace_workload(p, name, **tw))
 
     for name in p["workloads"]:
-        runs[("workload", name)] = sim(WORKLOADS[name], machine_of(p), run_of(p))
-    db = runs.get(("workload", p["k1_workload"])) or sim(base_w, machine_of(p), run_of(p))
+        runs[("workload", name)] = sim(WORKLOADS[name], machine_of(p), run_of(p), name)
+    db = runs.get(("workload", k1)) or sim(base_w, machine_of(p), run_of(p))
     for n in p["node_counts"]:
         runs[("nodes", n)] = db if n == 2 else sim(base_w, machine_of(p, n), run_of(p))
     for llc in p["llc_sweep_bytes"]:
@@ -194,12 +225,21 @@ def simulate_all(p: dict) -> dict:
         for name in names:
             c = runs.get(("workload", name)) if nodes == 2 else runs.get(("nodes", nodes))
             runs[("topology", t, name)] = c or sim(WORKLOADS[name], machine_of(p, nodes),
-                                                   run_of(p))
+                                                   run_of(p), name)
             if per_llc > 1:
                 # KTR's copies as distinct lines in the shared LLC: its own run
                 runs[("topology_ktr", t, name)] = simulate_seeds(
                     WORKLOADS[name], machine_of(p, nodes), run_of(p), seeds,
-                    replicas_in_llc=per_llc)
+                    replicas_in_llc=per_llc, trace=trace_workload(p, name))
+    if trace_workload(p, k1) is not None:
+        for ls in sorted(set(p["linear_scale_range"]) - {p["linear_scale"]}):
+            runs[("linear", ls)] = sim(base_w, machine_of(p), run_of(p), linear_scale=ls)
+    # the other source of every workload, for the side-by-side comparison
+    other = "synthetic" if p["workload_source"] == "trace" else "trace"
+    for name in p["workloads"]:
+        if trace_workload(p, name, "trace") is not None:
+            runs[("other", name)] = sim(WORKLOADS[name], machine_of(p), run_of(p), name,
+                                        source=other)
     return runs
 
 
@@ -344,7 +384,8 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     """The joint sweep of the ``assumed`` parameters the K1 (``combined``: K2) value depends
     on: LLC capacity and kernel share (simulated), the dependent fractions of instruction-fetch
     and data misses and the background load (charged) and the sourced range of
-    cross-socket ratios."""
+    cross-socket ratios; with a trace-driven K1 workload also the linear-map placement rule
+    (``linear_scale`` at the ends of its range, the rest at the centre)."""
     bp = _POLICY[p["baseline_user_policy"]]
     newp = UserPolicy.LOCAL if combined else bp
     out = []
@@ -355,6 +396,8 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     ratios = sorted({*(float(r) for r in p["k1_ratios"]), float(p["remote_ratio"])})
     kf0 = WORKLOADS[p["k1_workload"]].kernel_fraction
     centred = p["llc_bytes"] in p["llc_sweep_bytes"] and kf0 in p["kernel_fraction_sweep"]
+    traced = ({"linear_scale": p["linear_scale"]}
+              if trace_workload(p, p["k1_workload"]) is not None else {})
     for llc in p["llc_sweep_bytes"]:
         for kf in p["kernel_fraction_sweep"]:
             c = runs[("sweep", llc, kf)]
@@ -368,7 +411,7 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
                                                    "background": bg,
                                                    "remote_ratio": float(r),
                                                    "module_text_fraction": mt,
-                                                   "kobj_remote_fraction": ko},
+                                                   "kobj_remote_fraction": ko, **traced},
                                         "value": gain(c, p, r, base_policy=bp,
                                                       new_policy=newp, costs=costs)})
             # the placement rules of replication's costs: each alone at the ends of its
@@ -389,9 +432,21 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
                                            "background": p["background"],
                                            "remote_ratio": float(r),
                                            "module_text_fraction": float(m),
-                                           "kobj_remote_fraction": float(k)},
+                                           "kobj_remote_fraction": float(k), **traced},
                                 "value": gain(c, p, r, base_policy=bp, new_policy=newp,
                                               replica=rc)})
+    # the linear-map placement rule of the trace-driven workload, the others at their centre
+    for key, c in runs.items():
+        if key[0] != "linear":
+            continue
+        for r in ratios:
+            out.append({"params": {"llc_bytes": p["llc_bytes"],
+                                   "kernel_fraction": WORKLOADS[p["k1_workload"]].kernel_fraction,
+                                   "dep_ifetch": p["dep_ifetch"], "dep_data": p["dep_data"],
+                                   "background": p["background"], "remote_ratio": float(r),
+                                   "module_text_fraction": mt, "kobj_remote_fraction": ko,
+                                   "linear_scale": key[1]},
+                        "value": gain(c, p, r, base_policy=bp, new_policy=newp)})
     return out
 
 
@@ -472,8 +527,8 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     centre = {"kernel_fraction": WORKLOADS[p["k1_workload"]].kernel_fraction}
     out["K1"] = {"value": k1, "unit": "fraction", "sweep": sw1, "centre": centre,
                  "explanation": (
-                     f"On 2 nodes at a {r0:g}x remote/local ratio the {p['k1_workload']} mix "
-                     f"gains {k1:+.1%} because only the replicated lines (text, rodata) that "
+                     f"On 2 nodes at a {r0:g}x remote/local ratio the {p['k1_workload']} mix"
+                     f"{source_note(p, runs, r0)} gains {k1:+.1%} because only the replicated lines (text, rodata) that "
                      f"miss every cache and are fetched across the socket get cheaper, and "
                      f"they are {share:.1%} of the baseline's time (less the "
                      f"{p['module_text_fraction']:.0%} of them that are module text, not "
@@ -577,6 +632,71 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                      f"counted from the tables the engine builds equal the closed form for "
                      f"every geometry and node count.")}
     return out
+
+
+def source_note(p: dict, runs: dict, ratio: float) -> str:
+    """How the K1 workload's kernel phases were made, and the K1 gain under the other
+    source, for the explanations."""
+    k1 = p["k1_workload"]
+    other = runs.get(("other", k1))
+    if other is None:
+        return " (synthetic kernel stream)"
+    bp = _POLICY[p["baseline_user_policy"]]
+    g = gain(other, p, ratio, base_policy=bp, new_policy=bp)
+    if p["workload_source"] == "trace":
+        return (f" (kernel phases replayed from the captured {', '.join(p[TRACED[k1]])} "
+                f"traces; the synthetic kernel stream gives {g:+.1%})")
+    return (f" (synthetic kernel stream; replaying the captured {', '.join(p[TRACED[k1]])} "
+            f"traces gives {g:+.1%})")
+
+
+def sources_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """Trace-driven and synthetic kernel phases side by side, per workload with a captured
+    counterpart: KTR's gain against the ratio, and at every ratio the baseline's CPI, L1
+    I-cache misses, replicated-line memory reads and walks per 1000 instructions at the K1
+    ratio."""
+    import polars as pl
+    bp = _POLICY[p["baseline_user_policy"]]
+    costs = host_costs(p)
+    lat = _latency(2, costs.local_ns, p["remote_ratio"])
+    rows = []
+    for name in p["workloads"]:
+        if ("other", name) not in runs:
+            continue
+        other = "synthetic" if p["workload_source"] == "trace" else "trace"
+        for source, c in ((p["workload_source"], runs[("workload", name)]),
+                          (other, runs[("other", name)])):
+            t = system_time_ns(c, lat, Scheme.BASELINE, bp, costs)
+            ki = c.instructions / 1000.0
+            stats = {"CPI": t / c.nodes / c.instructions * costs.cpu_ghz,
+                     "L1I_MPKI": float(c.served[0, 1:].sum()) / ki,
+                     "replicated_mem_PKI": float(c.mem[:, c.sim_node, c.classes.TEXT].sum()) / ki,
+                     "TLB_walks_PKI": c.walks / ki}
+            for r in p["ratios"]:
+                rows.append({"workload": name, "source": source, "ratio": float(r),
+                             "gain": gain(c, p, r, base_policy=bp, new_policy=bp), **stats})
+    return pl.DataFrame(rows)
+
+
+def footprint_frame(p: dict) -> "pl.DataFrame":
+    """Synthetic against real: each footprint parameter of the workloads with a captured
+    counterpart (:func:`kmm.mech.host.workload.synthetic_footprint`, with the hot kernel
+    text of the drawn layout) next to its value measured on each of their traces
+    (:func:`kmm.mech.host.workload.trace_footprint`) and the ratio of the two."""
+    import polars as pl
+    from ..host.workload import synthetic_footprint, trace_footprints
+    rows = []
+    for name in p["workloads"]:
+        if name not in TRACED:
+            continue
+        syn = synthetic_footprint(WORKLOADS[name], machine_of(p), seed=p["seed"])
+        for scen, meas in trace_footprints(tuple(p[TRACED[name]])).items():
+            for key, v in syn.items():
+                m = float(meas[key])
+                rows.append({"workload": name, "trace": scen, "parameter": key,
+                             "synthetic": float(v), "measured": m,
+                             "measured_over_synthetic": m / float(v) if v else float("nan")})
+    return pl.DataFrame(rows)
 
 
 def workloads_frame(p: dict, runs: dict) -> "pl.DataFrame":

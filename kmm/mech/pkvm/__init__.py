@@ -47,7 +47,7 @@ from .study import (ASSUMED, CHARTS, check_params, claim_values, comparison_fram
     memory_frame, options_of, OVERHEAD_ASSUMED, overhead_frames, overhead_points, overhead_shares,
     overhead_specs, params_from, results_frame, s4_sweep, s4_zero_causes,
     schemes_frame, simulate_all, stage2_gain, stage2_net_gain, DEFAULTS, evidence, frame,
-    NOTEBOOK_KEYS, STUDY)
+    NOTEBOOK_KEYS, STUDY, el2_trace_frame, sources_frame, trace_workload, TRACED, WORKLOAD_SOURCES)
 
 __all__ = ["S2Leaf", "stage2_leaf_options", "host_memory_for", "stage2_setup", "El2Path",
            "HYP_VMID", "HYP_TEXT_LEAF_LEVEL", "decompose_walks", "params_from", "simulate_all",
@@ -60,4 +60,5 @@ __all__ = ["S2Leaf", "stage2_leaf_options", "host_memory_for", "stage2_setup", "
            "stage2_sync_fraction", "OVERHEAD_ASSUMED", "hyp_pgtable_max_pages",
            "host_s2_reserved_pages", "HostMemory", "host_stage2_table", "stage2_memory",
            "walk_levels", "nested_references", "KVM_PGTABLE_MAX_LEVELS", "hyp_pool_node",
-           "HYP_POOLS", "HOST_DEFAULT_PROT", "STUDY"]
+           "HYP_POOLS", "HOST_DEFAULT_PROT", "STUDY", "el2_trace_frame", "sources_frame", "trace_workload",
+           "TRACED", "WORKLOAD_SOURCES"]

@@ -18,6 +18,7 @@ from .model import (crossover_exit_rate, decompose_walks, HostMemory, HYP_POOLS,
     stage2_sync_fraction, SyncCost, text_write_events, text_write_fraction,
     trapped_patch_window_ns, vhe_crossover_rate)
 from ...suite.study import cached, evidence_from, Study
+from ..host.workload import TraceWorkload
 
 #: The notebook's parameters with their small defaults (the cell repeats them).
 DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": ["database"],
@@ -38,7 +39,9 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": 
     "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0, "s2_pages_per_s": 10000.0,
     "s2_tlbi_per_set": True,
     "overhead_rates": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0],
-    "overhead_nodes": [1, 2, 4, 8], "s4_overhead_points": 4}
+    "overhead_nodes": [1, 2, 4, 8], "s4_overhead_points": 4, "workload_source": "trace",
+    "trace_database": ["memcached", "pagecache"], "trace_syscall": ["syscalls"],
+    "linear_scale": 4}
 NOTEBOOK_KEYS = tuple(DEFAULTS)
 
 #: The plausible ranges of the ``assumed`` overhead parameters S4's sweep samples, in the
@@ -68,7 +71,26 @@ def check_params(p: dict) -> dict:
         raise ConfigError(f"must be one of {', '.join(_PATCH_SYNC)}", "patch_sync")
     if 2 not in p["overhead_nodes"]:
         raise ConfigError("must include 2 (the comparison's machine)", "overhead_nodes")
+    if p["workload_source"] not in WORKLOAD_SOURCES:
+        raise ConfigError(f"must be one of {', '.join(WORKLOAD_SOURCES)}", "workload_source")
+    for name in TRACED:
+        trace_workload(p, name, "trace")  # a scenario that is not shipped is refused here
     return p
+
+
+#: As in :mod:`kmm.mech.ktr`: ``trace`` replays captured kernel traces in the kernel phases
+#: of the mixes that have them (:func:`trace_workload`), ``synthetic`` draws every one.
+WORKLOAD_SOURCES = ("trace", "synthetic")
+TRACED = {"database": "trace_database", "syscall": "trace_syscall"}
+
+
+def trace_workload(p: dict, name: str, source: str | None = None) -> TraceWorkload | None:
+    """The captured kernel activity workload ``name`` replays under ``source`` (default
+    ``workload_source``), or None where it stays synthetic. Under stage 2 every replayed
+    EL1 reference (fetches included) translates in two stages."""
+    if (source or p["workload_source"]) != "trace" or name not in TRACED:
+        return None
+    return TraceWorkload(tuple(p[TRACED[name]]), p["linear_scale"])
 
 
 def params_from(ns: dict) -> dict:
@@ -122,27 +144,42 @@ def simulate_all(p: dict) -> dict:
     configuration with exits to EL2 at each swept rate, and the debated leaf on the main
     workload at the ends of the ``assumed`` stage-2 walk-cache range. Keys ``("s1",
     workload)``, ``("s2", workload, label)``, ``("el2", exits_per_kinstr)``, ``("s2wc",
-    entries)``."""
+    entries)`` (the ``el2`` runs with synthetic kernel phases under both sources);
+    ``("other", "s1")`` and ``("other", label)`` (the debated and pKVM leaves)
+    for the main workload under the source ``workload_source`` does not select, when it has
+    a captured counterpart."""
     m = _machine(p)
     runs = {}
     opts = {o.label: o for o in options_of(p)}
     seeds = p["seeds"]
+    main = p["workload"]
+
+    def sim(name, mach, run, source=None, **kw):
+        return simulate_seeds(WORKLOADS[name], mach, run, seeds,
+                              trace=trace_workload(p, name, source), **kw)
+
     for w in p["workloads"]:
-        runs[("s1", w)] = simulate_seeds(WORKLOADS[w], m, _run(p), seeds)
-        labels = list(opts) if w == p["workload"] else [p["debate_leaf"], p["pkvm_leaf"]]
+        runs[("s1", w)] = sim(w, m, _run(p))
+        labels = list(opts) if w == main else [p["debate_leaf"], p["pkvm_leaf"]]
         for lab in labels:
             s2 = _s2(p, m, opts[lab])
-            runs[("s2", w, lab)] = simulate_seeds(WORKLOADS[w], m, _run(p), seeds,
-                                                      stage2=s2)
+            runs[("s2", w, lab)] = sim(w, m, _run(p), stage2=s2)
     s2 = _s2(p, m, opts[p["pkvm_leaf"]])
     for wc in sorted(set(p["s2_walk_cache_range"]) - {p["s2_walk_cache_entries"]}):
         mw = _machine(p, wc)
         s2w = _s2(p, mw, opts[p["debate_leaf"]])
-        runs[("s2wc", wc)] = simulate_seeds(WORKLOADS[p["workload"]], mw, _run(p), seeds,
-                                            stage2=s2w)
+        runs[("s2wc", wc)] = sim(main, mw, _run(p), stage2=s2w)
+    # S5 prices the assumed exits and EL2 text (el2_trace_frame compares them with the
+    # captured pKVM run): its runs keep synthetic kernel phases, whose instruction count per
+    # access does not depend on the captured kernel-data rate
     for rate in sorted({p["el2_exits_per_kinstr"], *p["el2_exit_sweep"]}):
-        runs[("el2", rate)] = simulate_seeds(WORKLOADS[p["workload"]], m,
-                                                 _run(p, rate), seeds, stage2=s2)
+        runs[("el2", rate)] = sim(main, m, _run(p, rate), "synthetic", stage2=s2)
+    # the main workload under the other source, for the side-by-side comparison
+    if trace_workload(p, main, "trace") is not None:
+        other = "synthetic" if p["workload_source"] == "trace" else "trace"
+        runs[("other", "s1")] = sim(main, m, _run(p), other)
+        for lab in (p["debate_leaf"], p["pkvm_leaf"]):
+            runs[("other", lab)] = sim(main, m, _run(p), other, stage2=_s2(p, m, opts[lab]))
     return runs
 
 
@@ -556,6 +593,82 @@ def memory_frame(p: dict) -> "pl.DataFrame":
     return pl.DataFrame(rows)
 
 
+def sources_frame(p: dict, runs: dict) -> "pl.DataFrame":
+    """Trace-driven and synthetic kernel phases side by side on the main workload (when it
+    has a captured counterpart): per source and scheme (KTR, stage 2 with the debated and
+    the pKVM leaves) the gain over the baseline against the ratio, and at the debated leaf
+    the loss against KTR and its share from more walks (S1/S2), walks per 1000
+    instructions and references per walk."""
+    import polars as pl
+    if ("other", "s1") not in runs:
+        return pl.DataFrame()
+    pol = _policy(p)
+    costs = _costs(p)
+    w = p["workload"]
+    other = "synthetic" if p["workload_source"] == "trace" else "trace"
+    sets = {p["workload_source"]: (runs[("s1", w)], {lab: runs[("s2", w, lab)] for lab in
+                                                      (p["debate_leaf"], p["pkvm_leaf"])}),
+            other: (runs[("other", "s1")], {lab: runs[("other", lab)] for lab in
+                                            (p["debate_leaf"], p["pkvm_leaf"])})}
+    rows = []
+    for source, (ck, s2) in sets.items():
+        d = decompose_walks(ck, s2[p["debate_leaf"]], _lat(p), pol, costs)
+        cs = s2[p["debate_leaf"]]
+        stats = {"debate_loss_vs_ktr": d["loss_ns"] / d["ktr_ns"],
+                 "debate_share_a": d["share_a"],
+                 "debate_walks_pki": 1000 * cs.walks / cs.instructions,
+                 "debate_refs_per_walk": cs.walk_refs / cs.walks if cs.walks else 0.0}
+        for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
+            lat = _lat(p, r)
+            tb = system_time_ns(ck, lat, Scheme.BASELINE, pol, costs)
+            schemes = {"KTR": system_time_ns(ck, lat, Scheme.KTR, pol, costs)}
+            for lab, c in s2.items():
+                schemes[f"stage 2, {lab}"] = system_time_ns(c, lat, Scheme.STAGE2, pol, costs)
+            for name, t in schemes.items():
+                rows.append({"workload": w, "source": source, "ratio": float(r),
+                             "scheme": name, "gain": tb / t - 1.0, **stats})
+    return pl.DataFrame(rows)
+
+
+def el2_trace_frame(p: dict) -> "pl.DataFrame":
+    """S5's ``assumed`` exit parameters next to their values measured on the captured pKVM
+    trace (:func:`kmm.mech.host.workload.el2_footprint`: host stage-2 faults reaching EL2
+    while the host first touches fresh memory)."""
+    import polars as pl
+    from ..host.workload import _read_trace, el2_footprint
+    f = el2_footprint(_read_trace("pkvm"))
+    return pl.DataFrame([
+        {"parameter": "el2_exits_per_kinstr", "assumed": float(p["el2_exits_per_kinstr"]),
+         "low": float(ASSUMED_EL2["el2_exits_per_kinstr"][0]),
+         "high": float(ASSUMED_EL2["el2_exits_per_kinstr"][1]),
+         "measured": f["exits_per_kinstr"]},
+        {"parameter": "hyp_text_bytes", "assumed": float(p["hyp_text_bytes"]),
+         "low": float(ASSUMED_EL2["hyp_text_bytes"][0]),
+         "high": float(ASSUMED_EL2["hyp_text_bytes"][1]),
+         "measured": f["text_bytes_per_exit"]}]).with_columns(
+        pl.lit(int(f["exits"])).alias("exits_captured"),
+        pl.lit(f["insns_per_exit"]).alias("insns_per_exit_captured"))
+
+
+#: The ``assumed`` ranges of the exit parameters (params/pkvm.yaml).
+ASSUMED_EL2 = {"el2_exits_per_kinstr": (0.002, 0.2), "hyp_text_bytes": (4096, 65536)}
+
+
+def source_note(p: dict, runs: dict) -> str:
+    """How the main workload's kernel phases were made, and S1's share under the other
+    source, for the explanations."""
+    if ("other", "s1") not in runs:
+        return " (synthetic kernel stream)"
+    d = decompose_walks(runs[("other", "s1")], runs[("other", p["debate_leaf"])], _lat(p),
+                        _policy(p), _costs(p))
+    traces = ", ".join(p[TRACED[p["workload"]]])
+    if p["workload_source"] == "trace":
+        return (f" (kernel phases replayed from the captured {traces} traces; with the "
+                f"synthetic kernel stream the share is {d['share_a']:.2f})")
+    return (f" (synthetic kernel stream; replaying the captured {traces} traces gives a "
+            f"share of {d['share_a']:.2f})")
+
+
 def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
     """Values, units, sweeps and explanations of S1-S6 at these parameters."""
     out = {}
@@ -581,7 +694,8 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                                              "remote_ratio": float(r),
                                              "s2_walk_cache_entries": wc},
                                   "value": d["share_a"]})
-    common = (f"With {p['debate_leaf']} stage-2 leaves the loss against KTR is "
+    common = (f"On the {p['workload']} mix{source_note(p, runs)}, with "
+              f"{p['debate_leaf']} stage-2 leaves the loss against KTR is "
               f"{deb['loss_vs_ktr']:+.1%} of KTR's time, of which more walks (TLB footprint) "
               f"are a share of {deb['share_a']:.2f} and longer walks the rest "
               f"({deb['refs_per_walk']:.2f} references per walk against a bound of "
@@ -655,6 +769,8 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                        for r in others.iter_rows(named=True))
     out["S5"] = {"value": {"node": nodes, "ns": ns}, "unit": "ns per exit", "sweep": [],
                  "explanation": (
+                     f"With the synthetic kernel phases and the assumed exits (the captured "
+                     f"pKVM run's are compared in the notebook), "
                      f"EL2 text has one copy, on node 0, the hypervisor's own stage-1 tables "
                      f"one, in the hyp pool "
                      f"({'the last node' if p['hyp_pool'] == 'top' else 'node 0'}), and EL2 "
