@@ -28,8 +28,9 @@ _MANUAL = re.compile(r"^manual: [^,]+, [^,]+, (Table|Section|Chapter) [\w.-]+")
 _PACKAGE = re.compile(r"^package: [\w.-]+, [^:]+: \S")
 _WEB = re.compile(r"^web: [^,:]+, .*"
                   r"(https?://\S+|address not recorded|publication not identified)")
+_TRACE = re.compile(r"^trace: kmm/data/traces/[\w.-]+\.kmmt: \S")
 FORMS = {"thread": _THREAD, "kernel": _KERNEL, "manual": _MANUAL, "package": _PACKAGE,
-         "web": _WEB}
+         "web": _WEB, "trace": _TRACE}
 
 
 def _tracked_files():
@@ -95,6 +96,8 @@ def test_every_params_source_names_its_primary_source_or_is_assumed():
     ("package: memcached, memcached(1) -t, default 4: 4 threads", True),
     ("web: Vendor, a brief, undated, address not recorded: 3 GHz", True),
     ("web: somewhere: 3 GHz", False),
+    ("trace: kmm/data/traces/dmcrypt.kmmt: 24,900 instructions per block", True),
+    ("trace: ../elsewhere/x.kmmt: 5", False),
     ("a file next door: 3 GHz", False),
 ])
 def test_the_source_forms(source, ok):

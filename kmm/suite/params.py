@@ -33,8 +33,9 @@ the file and the key (``params/ktr.yaml: parameters.remote_ratio``):
   outside the repository, as ``<kind>: <identity>: <what it gives>`` with kind
   ``thread`` (``lists, "subject", author, YYYY-MM-DD, <message-id>``), ``kernel`` (a path
   in the kernel tree and the symbol), ``manual`` (title, document number, table or section),
-  ``package`` (the program and the option or default) or ``web`` (publisher, title, date,
-  address; a publication that could not be identified says so);
+  ``package`` (the program and the option or default), ``web`` (publisher, title, date,
+  address; a publication that could not be identified says so) or ``trace`` (a capture
+  shipped in ``kmm/data/traces/`` and what was measured on it);
 - every value (scenario, variants, grid points) has the type of the notebook's default (an
   int where an int is declared: ``1e5`` is refused, ``100000`` accepted; a float accepts an
   int) and lies within the spec's ``min``/``max``/``choices`` (element-wise for lists);
