@@ -160,7 +160,7 @@ from .workload import (_Touches, BlockIOShape, Capture, capture_window, CAPTURES
     MODULE_AREA_BYTES, page_runs, scatter_blocks, seqread_trace, slab_objects, Trace,
     workload_trace)
 from .study import (_EVENT_CACHE, ASSUMED, assumed_specs, CHARTS, CHOICES, evidence, STUDY, check_choice_int, check_params, CLAIM_COLUMNS,
-    claim_basis, claim_values, cost_spec, DEFAULTS, footprint_comparison, MECHANISM_SETTINGS,
+    b6_resolved, B6_MIN_WALKS, claim_basis, claim_values, cost_spec, DEFAULTS, footprint_comparison, MECHANISM_SETTINGS,
     mechanism_contributions, memory_mechanisms_on, memory_spec, trace_shape, WORKLOAD_SOURCES, dominant_parameter, evaluate, EVENT_KEYS, explanations,
     granule_frame, joint_sweep, memcached_queue, params_from, params_path, policy_metrics,
     PolicyEvents, priced_events, relevant, results_frame, run_point, sensitivity, sweep_records,
