@@ -547,8 +547,8 @@ def test_stream_prefetch_matches_twin(seed, mode, streams, ramp):
 
 def _two_page_trace(kind):
     """Two whole, physically adjacent 4 KiB linear-map pages, touched in one operation."""
-    layout = bp.KernelLayout(ram_bytes=4 * GiB)
-    pa = np.array([3 * GiB, 3 * GiB + 4096], np.int64)
+    layout = bp.KernelLayout(ram_bytes=16 * GiB)
+    pa = np.array([12 * GiB, 12 * GiB + 4096], np.int64)
     tr = bp.Trace(va=layout.linear_va(pa), pa=pa, lines=np.full(2, 64, np.int16),
                   kind=np.full(2, kind, np.uint8), region=np.zeros(2, np.uint8),
                   el1=np.ones(2, bool), op=np.zeros(2, np.int32), instructions=np.ones(1),
