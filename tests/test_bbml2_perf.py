@@ -588,9 +588,12 @@ def test_whole_line_stores_read_nothing_hand_worked():
 
 
 def test_several_cpus_per_block_walk_again():
+    """Writer, kcryptd and dm-crypt's write thread on three CPUs: each CPU's TLBs start
+    cold for the pages the others also touch (stack, bounce pages, hot objects), so more
+    walks per block than on one CPU."""
     one = bp.evaluate({**SMALL, "blockio_cpus": 1})[bp.Workload.DMCRYPT][Policy.FULL_PTES]
     three = bp.evaluate({**SMALL, "blockio_cpus": 3})[bp.Workload.DMCRYPT][Policy.FULL_PTES]
-    assert three["linear_walks_per_op"] > one["linear_walks_per_op"] + 1
+    assert three["walk_mpki"] > one["walk_mpki"]
 
 
 def test_b7_b8_basis_follows_the_mechanisms():
