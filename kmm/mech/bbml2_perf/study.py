@@ -453,7 +453,7 @@ def evaluate(p: dict) -> dict:
 _UNITS = {"kernel_tlb_mpki": "MPKI", "kernel_l1_tlb_mpki": "MPKI", "walk_mpki": "MPKI",
           "linear_walks_per_op": "count", "cycles_per_op": "cycles",
           "translation_cycles_per_op": "cycles", "ops_per_s": "ops/s",
-          "mpki_resolution": "MPKI", "throughput": "requests/s", "utilisation": "fraction",
+          "mpki_resolution": "MPKI", "kernel_walks": "count", "throughput": "requests/s", "utilisation": "fraction",
           "mean_us": "us", "p99_us": "us"}
 
 
