@@ -114,7 +114,8 @@ further lines / ``stream_mlp``. Instruction lines are not simulated in the line 
   outstanding each, exponential think time, service times drawn from the simulated
   requests); P99 comes from the same loop, so B3 and B4 share one operating point.
 - B6 compares rodata=full+BBML2 with rodata=on; its MPKI ratio uses rodata=on's MPKI floored
-  at one miss per measured window, since the modelled rodata=on kernel makes almost none.
+  at one miss per measured window, and is evaluated only when each policy makes at least
+  :data:`B6_MIN_WALKS` kernel walks in that window (else the claim is not evaluated).
 - Every ``assumed`` parameter of params/bbml2_perf.yaml is swept jointly
   (:func:`joint_sweep`, a Latin hypercube) and each claim is recorded with its values over
   the sweep.
