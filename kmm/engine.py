@@ -66,6 +66,7 @@ from .tlb import (FLAG_GLOBAL, FLAG_KIND_MASK, GLOBAL_ASID, S2_WALK_CACHE_ENTRIE
 from .walk import (Path, PathArrays, PathConfig, PathCosts, PathOut, PathResult, TableNode,
                    TagEvent, WalkEvent, run_path, stage1_walk, stage2_walk)
 from .workloads import CodeImage, code_image, instruction_stream, zipf_ranks
+from .traces import read_kernel_trace, shipped_kernel_traces
 
 # ---- plain-int codes for kernels -----------------------------------------------------------
 #: Access kinds (bits 0-1 of a flags byte); ``| FLAG_GLOBAL`` for a global (kernel) mapping.
@@ -125,6 +126,8 @@ __all__ = [
     "Replacement", "xorshift64", "next_random",
     # NUMA and workloads
     "Topology", "generic", "CodeImage", "code_image", "instruction_stream", "zipf_ranks",
+    # captured kernel traces
+    "read_kernel_trace", "shipped_kernel_traces",
     # time from counts
     "LoadCurve", "published_curve", "MemorySystem", "memory_system", "CoreModel",
     "neoverse_core", "ampereone_core", "TimeCounts", "TimeResult", "solve_time", "Scope",

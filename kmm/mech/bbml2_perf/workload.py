@@ -669,7 +669,7 @@ _CAPTURE_CACHE: dict = {}
 def load_capture(workload: Workload) -> Capture:
     """The shipped capture of ``workload`` (:data:`CAPTURES`), grouped into touches (cached:
     the shipped files do not change while kmm runs)."""
-    from ...traces import read_kernel_trace, shipped_kernel_traces
+    from ...engine import read_kernel_trace, shipped_kernel_traces
     workload = Workload(workload)
     if workload not in _CAPTURE_CACHE:
         name, per_window, work = CAPTURES[workload]
