@@ -251,10 +251,16 @@ def workload_events(p: dict, workload: Workload) -> PolicyEvents:
     ro = _ro_ranges(p, layout)
     tspec, cspec, mem = _tlb_spec(p), _cache_spec(p, workload), memory_spec(p)
     out = {}
+    done = []   # (leaves, events): the events depend on the policy only through the leaves
     for pol in POLICIES:
         pt = _kernel_table(layout, pol, ro, spans["vmalloc"], spans["modules"],
                            FORCE_PTE[p["force_pte"]], image_bytes=spans["image"])
-        ev = simulate_events(trace, trace_leaves(trace, pt), layout, tspec, cspec, mem)
+        leaves = trace_leaves(trace, pt)
+        same = next((ev for lv, ev in done if all(np.array_equal(a, b)
+                                                   for a, b in zip(lv, leaves))), None)
+        ev = same if same is not None else simulate_events(trace, leaves, layout, tspec,
+                                                           cspec, mem)
+        done.append((leaves, ev))
         out[pol] = ev[warm:]
     res = PolicyEvents(workload, out, n, captured)
     if len(_EVENT_CACHE) > 256:
