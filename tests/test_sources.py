@@ -107,6 +107,8 @@ def test_every_params_source_names_its_primary_source_or_is_assumed():
     ("trace: kmm/data/traces/bpf.kmmt: 1700 visits of 1.8 lines", True),
     ("trace: kmm/data/traces/nosuch.kmmt: 1700 visits", False),
     ("trace: bpf.kmmt: 1700 visits", False),
+    ("trace: kmm/data/traces/dmcrypt.kmmt: 24,900 instructions per block", True),
+    ("trace: ../elsewhere/x.kmmt: 5", False),
     ("a file next door: 3 GHz", False),
     ("trace: kmm/data/traces/memcached.kmmt: 190 KiB of kernel text", True),
     ("trace: kmm/data/traces/memcached.kmmt, kmm/data/traces/pagecache.kmmt: both", True),

@@ -114,28 +114,55 @@ further lines / ``stream_mlp``. Instruction lines are not simulated in the line 
   outstanding each, exponential think time, service times drawn from the simulated
   requests); P99 comes from the same loop, so B3 and B4 share one operating point.
 - B6 compares rodata=full+BBML2 with rodata=on; its MPKI ratio uses rodata=on's MPKI floored
-  at one miss per measured window, since the modelled rodata=on kernel makes almost none.
+  at one miss per measured window, and is evaluated only when each policy makes at least
+  :data:`B6_MIN_WALKS` kernel walks in that window (else the claim is not evaluated).
 - Every ``assumed`` parameter of params/bbml2_perf.yaml is swept jointly
   (:func:`joint_sweep`, a Latin hypercube) and each claim is recorded with its values over
   the sweep.
 
+Trace-driven workloads (the default, ``workload_source = "trace"``)
+--------------------------------------------------------------------
+Each benchmark can instead be driven by the arm64 kernel trace shipped for it
+(:data:`CAPTURES`: ``memcached.kmmt``, ``dmcrypt.kmmt``, ``pagecache.kmmt``, captured in a
+1 GiB, 2-vCPU VM). :func:`capture_window` groups the references into touches
+(:func:`group_touches`) and cuts the window into the benchmark's operations by instructions
+retired; :func:`placed_capture` places it in the modelled machine. References outside the
+linear map keep the captured footprint and order. A captured linear-map page of which the
+window touches at least :data:`DATA_PAGE_LINES` lines is a data page: pages from the
+allocator's runs over all RAM, and on each repetition of the window a share ``fresh_data``
+of them new (``trace_data_fresh``, assumed and swept: a 256 GB machine streaming 100 GB
+touches new pages where the VM read its 4 MiB file again). Other linear-map pages keep their
+captured 2 MiB neighbourhood, placed at random blocks of the runtime window. One warm-up
+window, then ``trace_windows`` measured repetitions.
+
+Prefetch, stores, CPUs (:class:`MemorySpec`)
+--------------------------------------------
+A per-CPU stream prefetcher (:func:`stream_prefetch_kernel`) whose streams stop at every
+4 KiB page, at the translation's size, or never (:class:`Prefetch`); stores of whole lines
+that read nothing (write streaming mode, ``DC ZVA``); and several CPUs per dm-crypt block,
+each with its own TLBs and private caches. With all three off, the only policy-dependent cost
+is translation and B7/B8 declare the basis ``not-modelled`` (:func:`claim_basis`).
+
 Not modelled: kernel activity outside the benchmark paths (timers, scheduler, other
-softirqs), hardware prefetchers and their behaviour at translation boundaries, other cores.
+softirqs), other cores' shootdowns and coherence traffic.
 """
 from ..bbml2.model import (build_linear_map, LinearMapPolicy as Policy, MemoryMap, POLICY_NAMES)
 from .model import (_kernel_table, CacheSpec, CHUNK_BYTES, closed_loop, CostSpec, GiB,
     IMAGE_OFFSET, KERNEL_VA_BASE, KernelLayout, KiB, Kind, Leaves, LINE_BYTES, LINES_PER_CHUNK,
-    MiB, module_alias_ranges, MODULES_BACKING_PA, MODULES_OFFSET, N_CLASSES, op_cycles, op_events,
-    op_touches, OpEvent, OpTouches, path_config, POLICIES, POLICY_LABELS, QueueResult, Region,
-    simulate_events, STRUCT_PAGE_BYTES, think_for_utilisation, tlb_outcomes, TlbSpec, trace_leaves,
+    MemorySpec, memory_classes, MiB, module_alias_ranges, MODULES_BACKING_PA, MODULES_OFFSET, N_CLASSES, op_cycles, op_events,
+    op_touches, OpEvent, OpTouches, path_config, POLICIES, Prefetch, POLICY_LABELS, QueueResult, Region,
+    simulate_events, STREAM_STORE_LINES, STRUCT_PAGE_BYTES, think_for_utilisation, tlb_outcomes, TlbSpec, trace_leaves,
     translation_cycles, USER_ASID, USER_BACKING_PA, USER_VA_BASE, VMALLOC_BACKING_PA,
     VMALLOC_OFFSET, VMEMMAP_BACKING_PA, Workload)
-from .kernels import (closed_loop_kernel, path_ops_kernel)
-from .workload import (_Touches, BlockIOShape, dmcrypt_trace, memcached_trace, MemcachedShape,
+from .kernels import (closed_loop_kernel, group_touches_kernel, path_ops_kernel,
+    stream_prefetch_kernel)
+from .workload import (_Touches, BlockIOShape, Capture, capture_window, CAPTURES,
+    DATA_PAGE_LINES, group_touches, load_capture, placed_capture, TraceDrivenShape, dmcrypt_trace, memcached_trace, MemcachedShape,
     MODULE_AREA_BYTES, page_runs, scatter_blocks, seqread_trace, slab_objects, Trace,
     workload_trace)
 from .study import (_EVENT_CACHE, ASSUMED, assumed_specs, CHARTS, CHOICES, evidence, STUDY, check_choice_int, check_params, CLAIM_COLUMNS,
-    claim_values, cost_spec, DEFAULTS, dominant_parameter, evaluate, EVENT_KEYS, explanations,
+    b6_resolved, B6_MIN_WALKS, claim_basis, claim_values, cost_spec, DEFAULTS, footprint_comparison, MECHANISM_SETTINGS,
+    mechanism_contributions, memory_mechanisms_on, memory_spec, trace_shape, WORKLOAD_SOURCES, dominant_parameter, evaluate, EVENT_KEYS, explanations,
     granule_frame, joint_sweep, memcached_queue, params_from, params_path, policy_metrics,
     PolicyEvents, priced_events, relevant, results_frame, run_point, sensitivity, sweep_records,
     table_summary, trace_summary, utilisation_curve, warmup_ops, workload_events)

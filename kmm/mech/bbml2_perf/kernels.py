@@ -67,3 +67,125 @@ def path_ops_kernel(tst, cst, ws, out, t, tn, ev):
     by_tag = np.zeros((n_ops * N_CLASSES, len(TagEvent)), np.int64)
     eng.run_path(tst, cst, ws, acc, out._replace(refs=np.empty(0, np.int16), by_tag=by_tag))
     ev += op_events(by_tag, n_ops)
+
+
+# ---------------------------------------------------------------------------------------
+# captured kernel traces: references grouped into touches
+# ---------------------------------------------------------------------------------------
+@njit
+def group_touches_kernel(line, kind, key, open_streams):
+    """Group per-reference cache lines into touches (runs of consecutive lines in one 4 KiB
+    page), in program order.
+
+    ``line`` int64 line number of each reference (VA >> 6), ``kind`` uint8 (0 load, 1
+    store, 2 fetch), ``key`` int64 what else must match for two references to share a touch
+    (region, exception level, CPU). Up to ``open_streams`` touches are open at once (a copy
+    interleaves the loads of its source with the stores of its destination): a reference
+    extends the open touch of its page, kind and key if its line lies in
+    ``[first, last + 1]`` of that touch (any line of the page for fetches), else it opens a
+    new touch, closing the least recently extended one when all are in use.
+
+    Returns ``(touch, first, n_lines)``: per reference the index of its touch; per touch the
+    first line and the number of consecutive lines.
+    """
+    n = line.shape[0]
+    touch = np.empty(n, np.int64)
+    first = np.empty(n, np.int64)
+    last = np.empty(n, np.int64)
+    s_touch = np.full(open_streams, -1, np.int64)
+    s_used = np.zeros(open_streams, np.int64)
+    s_kind = np.zeros(open_streams, np.int64)
+    s_key = np.zeros(open_streams, np.int64)
+    s_page = np.zeros(open_streams, np.int64)
+    n_t = 0
+    for i in range(n):
+        pg = line[i] >> 6
+        k = np.int64(kind[i])
+        hit = -1
+        for s in range(open_streams):
+            t = s_touch[s]
+            if t < 0 or s_page[s] != pg or s_kind[s] != k or s_key[s] != key[i]:
+                continue
+            if k == 2 or (line[i] >= first[t] and line[i] <= last[t] + 1):
+                hit = s
+                break
+        if hit < 0:
+            for s in range(open_streams):      # a free slot, else the least recently used
+                if s_touch[s] < 0:
+                    hit = s
+                    break
+            if hit < 0:
+                hit = 0
+                for s in range(1, open_streams):
+                    if s_used[s] < s_used[hit]:
+                        hit = s
+            first[n_t] = line[i]
+            last[n_t] = line[i]
+            s_touch[hit] = n_t
+            s_kind[hit] = k
+            s_key[hit] = key[i]
+            s_page[hit] = pg
+            n_t += 1
+        t = s_touch[hit]
+        if line[i] > last[t]:
+            last[t] = line[i]
+        s_used[hit] = i
+        touch[i] = t
+    return touch, first[:n_t].copy(), (last[:n_t] - first[:n_t] + 1)
+
+
+# ---------------------------------------------------------------------------------------
+# a stream prefetcher with a stated boundary rule
+# ---------------------------------------------------------------------------------------
+@njit
+def stream_prefetch_kernel(pa, lines, data, cpu, entry_shift, mode, streams, ramp):
+    """Which touches a per-CPU stream prefetcher covers, in program order.
+
+    Each CPU tracks ``streams`` ascending streams (least recently used replaced). A data
+    touch (``data``) whose first byte ``pa`` is the next line of a tracked stream, still
+    below that stream's bound, *continues* it: its first line was prefetched. Any other
+    data touch starts a stream: its first ``ramp`` lines (at most all of them) are demand
+    misses while the prefetcher trains, the rest are prefetched. A stream's bound is the end
+    of the region holding its latest touch: the 4 KiB page (``mode`` 1), the translation,
+    of ``1 << entry_shift`` bytes (``mode`` 2), or none (``mode`` 3).
+
+    Returns ``(cont, demand)``: per touch whether it continues a stream, and how many of its
+    lines after the first are demand misses (0 for a continued touch).
+    """
+    n = pa.shape[0]
+    cont = np.zeros(n, np.bool_)
+    demand = np.zeros(n, np.int64)
+    n_cpu = 1
+    for i in range(n):
+        if cpu[i] + 1 > n_cpu:
+            n_cpu = cpu[i] + 1
+    nxt = np.full((n_cpu, streams), -1, np.int64)
+    bound = np.zeros((n_cpu, streams), np.int64)
+    used = np.full((n_cpu, streams), -1, np.int64)
+    for i in range(n):
+        if not data[i] or lines[i] <= 0:
+            continue
+        c = cpu[i]
+        start = pa[i]
+        end = start + lines[i] * 64
+        if mode == 1:
+            region = np.int64(4096)
+        else:
+            region = np.int64(1) << entry_shift[i]
+        hit = -1
+        for s in range(streams):
+            if nxt[c, s] == start and (mode == 3 or start < bound[c, s]):
+                hit = s
+                break
+        if hit >= 0:
+            cont[i] = True
+        else:
+            demand[i] = min(lines[i], ramp) - 1
+            hit = 0
+            for s in range(1, streams):
+                if used[c, s] < used[c, hit]:
+                    hit = s
+        nxt[c, hit] = end
+        bound[c, hit] = (start // region + 1) * region if mode != 3 else 0
+        used[c, hit] = i
+    return cont, demand

@@ -210,7 +210,7 @@ def _linear_map(layout: KernelLayout, policy: Policy, config: ForcePte) -> PageT
 
 def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray,
                   vmalloc_bytes: int, modules_bytes: int,
-                  config: ForcePte = ForcePte.NONE) -> PageTable:
+                  config: ForcePte = ForcePte.NONE, image_bytes: int | None = None) -> PageTable:
     """The kernel (TTBR1) page table of one policy, as leaf extents.
 
     Offsets are from :data:`KERNEL_VA_BASE`. The linear map is the structural model's
@@ -220,7 +220,9 @@ def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray
     alias): under ``FULL_BBML2`` they split their boundaries; under ``RODATA_ON`` the alias
     is not touched (rodata=on does not protect linear aliases); under ``FULL_PTES`` every
     leaf is already a page. ``config`` is the ``force_pte_mapping()`` feature
-    (:class:`~kmm.mech.bbml2.ForcePte`) the kernel runs with.
+    (:class:`~kmm.mech.bbml2.ForcePte`) the kernel runs with. ``image_bytes`` is the kernel
+    image's mapped span (default ``image_text_bytes``; a captured trace's image sections
+    may need more).
     """
     g = layout.geometry
     policy = Policy(policy)
@@ -242,7 +244,8 @@ def _kernel_table(layout: KernelLayout, policy: Policy, ro_ranges_pa: np.ndarray
     # regions mapped the same way under every policy; their backing pages get distinct
     # nominal physical addresses above RAM so that no two regions alias in a cache
     pt.map(MODULES_OFFSET, modules_bytes, MODULES_BACKING_PA, Perm.RX, policy=Paint.PTES)
-    pt.map(IMAGE_OFFSET, layout.image_text_bytes, img_lo, Perm.RX, policy=Paint.NO_CONT)
+    pt.map(IMAGE_OFFSET, image_bytes or layout.image_text_bytes, img_lo, Perm.RX,
+           policy=Paint.NO_CONT)
     pt.map(VMALLOC_OFFSET, vmalloc_bytes, VMALLOC_BACKING_PA, Perm.RW, policy=Paint.PTES)
     lo, hi = layout.vmemmap_span()
     paint = Paint.NO_CONT if layout.granule == "4K" else Paint.PTES
@@ -352,8 +355,9 @@ class TlbSpec:
         if not isinstance(self.honour_cont, bool):
             raise ConfigError(f"must be a bool, got {self.honour_cont!r}", "honour_cont")
 
-    def tlb_config(self, layout: KernelLayout):
-        """The :class:`kmm.tlb.TLBConfig` of one core (the one conversion to the engine)."""
+    def tlb_config(self, layout: KernelLayout, cpus: int = 1):
+        """The :class:`kmm.tlb.TLBConfig` of ``cpus`` cores, each with its own TLBs (the one
+        conversion to the engine)."""
         cap = self.max_entry_shift
         l1i = eng.TLBLevelConfig(self.l1i_entries, self.l1i_entries, max_page_shift=cap)
         l1d = eng.TLBLevelConfig(self.l1d_entries, self.l1d_entries, max_page_shift=cap)
@@ -361,7 +365,7 @@ class TlbSpec:
         wc = (eng.TLBLevelConfig(self.walk_cache_entries, min(4, self.walk_cache_entries))
               if self.walk_cache_entries else None)
         cfg = eng.TLBConfig(l1i=l1i, l1d=l1d, l2=l2, walk_cache=wc,
-                            honour_cont=self.honour_cont)
+                            honour_cont=self.honour_cont, cpus=cpus)
         return cfg.with_geometry(layout.geometry)
 
 
@@ -550,12 +554,14 @@ class CacheSpec:
         for name in ("l1_ways", "l2_ways", "llc_ways"):
             check_int(name, getattr(self, name), lo=1, hi=64)
 
-    def cache_config(self):
-        """The :class:`kmm.cache.CacheConfig` of one core (walker reads enter at L2)."""
+    def cache_config(self, cpus: int = 1):
+        """The :class:`kmm.cache.CacheConfig` of ``cpus`` cores with private L1 and L2 and
+        the shared cache (walker reads enter at L2)."""
         return eng.CacheConfig(l1i=eng.CacheLevelConfig(self.l1i_bytes, self.l1_ways),
                                l1d=eng.CacheLevelConfig(self.l1d_bytes, self.l1_ways),
                                l2=eng.CacheLevelConfig(self.l2_bytes, self.l2_ways),
-                               llc=eng.CacheLevelConfig(self.llc_share_bytes, self.llc_ways))
+                               llc=eng.CacheLevelConfig(self.llc_share_bytes, self.llc_ways),
+                               cpus=cpus)
 
 
 class OpTouches(NamedTuple):
@@ -575,12 +581,92 @@ class OpTouches(NamedTuple):
     cls: np.ndarray
 
 
-_CLS_EL1, _CLS_LINEAR = 1, 2
+_CLS_EL1, _CLS_LINEAR, _CLS_STREAMED, _CLS_NO_READ, _CLS_DEMAND = 1, 2, 4, 8, 16
 
 
 #: Tag of a touch on the engine's path: ``op * N_CLASSES + cls`` (``cls`` bit 0: EL1, bit 1:
-#: linear map), so :class:`kmm.walk.TagEvent` counters come back per operation and class.
-N_CLASSES = 4
+#: linear map, bit 2: its first line was prefetched, bit 3: a store that reads nothing, bit 4:
+#: its further lines are demand misses), so :class:`kmm.walk.TagEvent` counters come back
+#: per operation and class.
+N_CLASSES = 32
+
+
+class Prefetch(IntEnum):
+    """Where a stream prefetcher stops (:class:`MemorySpec`): ``OFF`` keeps the plain
+    charging (first line of a touch a demand miss, the rest streamed); the others run
+    :func:`stream_prefetch_kernel` with a stream's bound at every 4 KiB page, at the
+    translation's size, or nowhere."""
+
+    OFF = 0
+    PAGE_4K = 1
+    TRANSLATION = 2
+    NEVER = 3
+
+
+#: A store touch of at least this many consecutive lines (1 KiB: a block copy or clear)
+#: writes whole lines; shorter stores update objects whose lines are partly written.
+STREAM_STORE_LINES = 16
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """Memory-system mechanisms beyond the caches (issue "prefetch and stores").
+
+    Parameters
+    ----------
+    prefetch : :class:`Prefetch` boundary rule of the stream prefetcher
+    prefetch_streams : streams tracked per CPU
+    prefetch_ramp_lines : lines of a new stream that are demand misses while the prefetcher
+        trains (the first line included)
+    store_no_read : stores of whole lines (``DC ZVA`` in ``clear_page``, the ``stnp``
+        pairs of ``copy_page``, copies of at least :data:`STREAM_STORE_LINES` lines) do not
+        read the line first (write streaming mode), so they cost no miss latency
+    """
+
+    prefetch: int = 0
+    prefetch_streams: int = 8
+    prefetch_ramp_lines: int = 2
+    store_no_read: bool = False
+
+    def __post_init__(self):
+        check_int("prefetch", int(self.prefetch), lo=0, hi=3)
+        check_int("prefetch_streams", self.prefetch_streams, lo=1, hi=64)
+        check_int("prefetch_ramp_lines", self.prefetch_ramp_lines, lo=1, hi=64)
+        if not isinstance(self.store_no_read, bool):
+            raise ConfigError(f"must be a bool, got {self.store_no_read!r}", "store_no_read")
+
+
+def memory_classes(trace: Trace, leaves: Leaves, mem: MemorySpec):
+    """Apply :class:`MemorySpec` to a trace: returns ``(index, lines, extra_cls)`` where
+    ``index`` picks the touches of the trace to run (a touch that starts a prefetch stream
+    appears twice: its demand head and its prefetched tail), ``lines`` their lines and
+    ``extra_cls`` their class bits (streamed, no-read, demand)."""
+    n = trace.va.shape[0]
+    lines = trace.lines.astype(np.int64)
+    store_stream = np.zeros(n, bool)
+    if mem.store_no_read:
+        store_stream = (trace.kind == Kind.STORE) & (lines >= STREAM_STORE_LINES)
+    cls = np.where(store_stream, _CLS_NO_READ, 0).astype(np.int64)
+    if Prefetch(mem.prefetch) == Prefetch.OFF:
+        return np.arange(n), lines, cls
+    data = (trace.kind != Kind.IFETCH) & ~store_stream
+    shift = np.where(leaves.cont_shift > 0, leaves.cont_shift, leaves.page_shift)
+    cpu = np.zeros(n, np.int64) if trace.cpu is None else trace.cpu.astype(np.int64)
+    cont, demand = stream_prefetch_kernel(np.ascontiguousarray(trace.pa, np.int64), lines,
+                                          data, cpu, shift.astype(np.int64), int(mem.prefetch),
+                                          int(mem.prefetch_streams),
+                                          int(mem.prefetch_ramp_lines))
+    cls = cls | np.where(cont, _CLS_STREAMED, 0)
+    # a new stream: its first 1 + demand lines are demand misses, the rest prefetched
+    split = data & ~cont & (lines > 1 + demand)
+    head = np.where(split, 1 + demand, lines)
+    cls = cls | np.where(data & ~cont & (demand > 0), _CLS_DEMAND, 0)
+    index = np.repeat(np.arange(n), 1 + split)
+    second = np.zeros(index.size, bool)
+    second[1:] = index[1:] == index[:-1]
+    out_lines = np.where(second, lines[index] - head[index], head[index])
+    out_cls = np.where(second, (cls[index] & ~_CLS_DEMAND) | _CLS_STREAMED, cls[index])
+    return index, out_lines, out_cls
 
 
 def op_events(by_tag: np.ndarray, n_ops: int) -> np.ndarray:
@@ -590,6 +676,18 @@ def op_events(by_tag: np.ndarray, n_ops: int) -> np.ndarray:
     b = np.asarray(by_tag, np.int64).reshape(n_ops, N_CLASSES, len(T))
     el1 = [c for c in range(N_CLASSES) if c & _CLS_EL1]
     linear = [c for c in range(N_CLASSES) if c & _CLS_LINEAR]
+    b = b.copy()
+    streamed = [c for c in range(N_CLASSES) if c & _CLS_STREAMED]
+    demand = [c for c in range(N_CLASSES) if c & _CLS_DEMAND]
+    no_read = [c for c in range(N_CLASSES) if c & _CLS_NO_READ]
+    for k in range(4):
+        f, r = T.FIRST_L1 + k, T.REST_L1 + k
+        b[:, streamed, r] += b[:, streamed, f]      # a prefetched first line streams
+        b[:, streamed, f] = 0
+        b[:, demand, f] += b[:, demand, r]          # lines of a training stream wait
+        b[:, demand, r] = 0
+        b[:, no_read, f] = 0                        # whole-line stores read nothing
+        b[:, no_read, r] = 0
     ev = np.zeros((n_ops, len(OpEvent)), np.int64)
     E = OpEvent
     ev[:, E.TOUCHES] = b[:, :, T.ACCESSES].sum(1)
@@ -606,10 +704,11 @@ def op_events(by_tag: np.ndarray, n_ops: int) -> np.ndarray:
     return ev
 
 
-def path_config(layout: KernelLayout, tlb_spec: TlbSpec, cache_spec: CacheSpec):
-    """The engine's :class:`kmm.walk.PathConfig` of one core of the modelled machine."""
-    return eng.PathConfig(tlb=tlb_spec.tlb_config(layout), caches=cache_spec.cache_config(),
-                      stage1=layout.geometry)
+def path_config(layout: KernelLayout, tlb_spec: TlbSpec, cache_spec: CacheSpec,
+                cpus: int = 1):
+    """The engine's :class:`kmm.walk.PathConfig` of ``cpus`` cores of the modelled machine."""
+    return eng.PathConfig(tlb=tlb_spec.tlb_config(layout, cpus),
+                          caches=cache_spec.cache_config(cpus), stage1=layout.geometry)
 
 
 def op_touches(trace: Trace, leaves: Leaves, tlb_config) -> OpTouches:
@@ -627,18 +726,28 @@ def op_touches(trace: Trace, leaves: Leaves, tlb_config) -> OpTouches:
 
 
 def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec: TlbSpec,
-                    cache_spec: CacheSpec) -> np.ndarray:
-    """Per-operation :class:`OpEvent` counters of ``trace`` on one core (fresh TLBs, walk
-    cache and caches), int64 ``[n_ops, len(OpEvent)]``."""
-    cfg = path_config(layout, tlb_spec, cache_spec)
+                    cache_spec: CacheSpec, mem: MemorySpec = MemorySpec()) -> np.ndarray:
+    """Per-operation :class:`OpEvent` counters of ``trace`` (fresh TLBs, walk cache and
+    caches; one core, or one per CPU of ``trace.cpu``, each with its own TLBs and private
+    caches, the operation's events summed over them), int64 ``[n_ops, len(OpEvent)]``.
+    ``mem`` adds the prefetcher and store rules (:func:`memory_classes`)."""
+    cpus = 1 if trace.cpu is None else int(trace.cpu.max(initial=0)) + 1
+    cfg = path_config(layout, tlb_spec, cache_spec, cpus)
     # fresh engine state (TLBs, walk cache, table-frame map, caches), counters per tag
     path = eng.Path(cfg, tags=trace.n_ops * N_CLASSES)
-    user = trace.region == Region.USER
-    cls = trace.el1.astype(np.int64) * _CLS_EL1 + (trace.region == Region.LINEAR) * _CLS_LINEAR
-    res = path.run(trace.va, kind=trace.kind, pa=trace.pa, leaf_level=leaves.level,
-                   cont=leaves.cont, asid=np.where(user, USER_ASID, 0), global_=~user,
-                   tag=trace.op.astype(np.int64) * N_CLASSES + cls,
-                   lines=np.where(trace.kind == Kind.IFETCH, 0, trace.lines))
+    idx, lines, extra = memory_classes(trace, leaves, mem)
+    user = trace.region[idx] == Region.USER
+    cls = (trace.el1[idx].astype(np.int64) * _CLS_EL1
+           + (trace.region[idx] == Region.LINEAR) * _CLS_LINEAR + extra)
+    kind = trace.kind[idx]
+    pa = trace.pa[idx] + np.where(np.r_[False, idx[1:] == idx[:-1]],
+                                  (lines[np.maximum(np.arange(idx.size) - 1, 0)]) * LINE_BYTES, 0)
+    va = trace.va[idx] + (pa - trace.pa[idx]).astype(np.uint64)
+    res = path.run(va, kind=kind, pa=pa, leaf_level=leaves.level[idx],
+                   cont=leaves.cont[idx], asid=np.where(user, USER_ASID, 0), global_=~user,
+                   cpu=None if trace.cpu is None else trace.cpu[idx].astype(np.int64),
+                   tag=trace.op[idx].astype(np.int64) * N_CLASSES + cls,
+                   lines=np.where(kind == Kind.IFETCH, 0, lines))
     ev = op_events(res.by_tag, trace.n_ops)
     ev[:, OpEvent.INSTRUCTIONS] = np.rint(trace.instructions).astype(np.int64)
     ev[:, OpEvent.EL1_INSTRUCTIONS] = np.rint(trace.el1_instructions).astype(np.int64)
@@ -647,4 +756,4 @@ def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec
 
 # Imported last: these modules build on the definitions above.
 from .workload import scatter_blocks, Trace
-from .kernels import closed_loop_kernel
+from .kernels import closed_loop_kernel, stream_prefetch_kernel

@@ -12,9 +12,10 @@ from ...engine import attr_cont, attr_level, PageTable
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
 from ...suite.study import cached, Evidence, Study
-from .workload import BlockIOShape, MemcachedShape, MODULE_AREA_BYTES, workload_trace
+from .workload import (BlockIOShape, CAPTURES, load_capture, MemcachedShape, MODULE_AREA_BYTES, placed_capture,
+    TraceDrivenShape, workload_trace)
 from .model import (_kernel_table, CacheSpec, CHUNK_BYTES, closed_loop, CostSpec, GiB,
-    KernelLayout, KiB, module_alias_ranges, op_cycles, OpEvent, POLICIES, POLICY_LABELS,
+    KernelLayout, KiB, MemorySpec, module_alias_ranges, op_cycles, OpEvent, POLICIES, POLICY_LABELS,
     Region, simulate_events, TlbSpec, trace_leaves, translation_cycles, Workload)
 from ..bbml2.model import ForcePte, LinearMapPolicy as Policy
 
@@ -31,13 +32,19 @@ DEFAULTS: dict = {"seed": 1, "memcached_ops": 1000, "blockio_ops": 500, "warm_fr
     "cpu_ghz": 3.0, "cpi_base": 0.6, "l2_tlb_hit_cycles": 5.0, "l2_hit_cycles": 11.0,
     "llc_hit_ns": 35.0, "dram_ns": 81.0, "scatter_mlp": 1.5, "stream_mlp": 16.0,
     "mc_connections": 50, "mc_value_bytes": 32, "mc_rx_ring_pages": 512,
-    "mc_instructions_per_op": 20000, "mc_el1_fraction": 0.75, "mc_think_us": 50.0,
+    "mc_instructions_per_op": 20000, "mc_el1_fraction": 0.88, "mc_think_us": 50.0,
     "kernel_spread_gib": 4, "module_ro_pages": 5000, "module_alias_shared": 0,
-    "dmcrypt_instructions_per_op": 20000, "dmcrypt_run_pages": 32,
+    "dmcrypt_instructions_per_op": 25000, "dmcrypt_run_pages": 32,
     "seqread_instructions_per_op": 3000, "seqread_run_pages": 32, "read_bytes": 4096,
     "n_event_points": 2, "n_cost_points": 2, "sweep_memcached_ops": 600, "sweep_blockio_ops": 300,
     "think_curve_us": [20.0, 100.0, 200.0, 300.0, 400.0, 600.0], "granules": ["4K", "16K", "64K"],
-    "force_pte": "none"}
+    "force_pte": "none", "workload_source": "trace", "trace_windows": 2,
+    "sweep_trace_windows": 1, "trace_data_fresh": 1.0, "prefetch_boundary": 1,
+    "prefetch_ramp_lines": 2, "prefetch_streams": 8, "store_no_read": 1, "blockio_cpus": 2}
+
+#: The ``workload_source`` parameter's values: each benchmark driven by its shipped kernel
+#: capture (:func:`placed_capture`) or by the benchmark-shaped synthetic trace.
+WORKLOAD_SOURCES = ("trace", "synthetic")
 
 #: The ``force_pte`` parameter's values: the ``force_pte_mapping()`` feature the kernel runs with.
 FORCE_PTE = {"none": ForcePte.NONE, "debug_pagealloc": ForcePte.DEBUG_PAGEALLOC,
@@ -54,11 +61,15 @@ ASSUMED: dict = {"l1_tlb_entries": (32, 96), "l2_tlb_entries": (1024, 4096), "l2
     "mc_el1_fraction": (0.6, 0.9), "mc_think_us": (10.0, 400.0), "kernel_spread_gib": (1, 64),
     "module_ro_pages": (1000, 20000), "module_alias_shared": (0, 1),
     "dmcrypt_instructions_per_op": (8000, 40000), "dmcrypt_run_pages": (1, 512),
-    "seqread_instructions_per_op": (1500, 8000), "seqread_run_pages": (1, 512)}
+    "seqread_instructions_per_op": (1500, 8000), "seqread_run_pages": (1, 512),
+    "trace_data_fresh": (0.0, 1.0), "prefetch_boundary": (1, 3), "prefetch_ramp_lines": (1, 8),
+    "prefetch_streams": (4, 16), "store_no_read": (0, 1), "blockio_cpus": (1, 3)}
 #: The values an ``assumed`` parameter may take, where it takes only some of its range.
 CHOICES: dict = {"l2_tlb_entries": (1024, 2048, 4096), "l2_tlb_ways": (4, 8),
                  "tlb_honours_cont": (0, 1), "tlb_max_entry_shift": (21, 30),
-                 "walk_cache_entries": (32, 64, 128), "module_alias_shared": (0, 1)}
+                 "walk_cache_entries": (32, 64, 128), "module_alias_shared": (0, 1),
+                 "prefetch_boundary": (1, 2, 3), "prefetch_streams": (4, 8, 16),
+                 "store_no_read": (0, 1), "blockio_cpus": (1, 2, 3)}
 
 #: Parameters that change the simulated events (the rest only price them).
 EVENT_KEYS = frozenset({
@@ -67,7 +78,9 @@ EVENT_KEYS = frozenset({
     "walk_cache_entries", "l1i_bytes", "l1d_bytes", "l2_bytes", "slc_bytes",
     "memcached_busy_cores", "blockio_busy_cores", "mc_connections", "mc_value_bytes",
     "mc_rx_ring_pages", "kernel_spread_gib", "module_ro_pages", "module_alias_shared",
-    "dmcrypt_run_pages", "seqread_run_pages", "read_bytes", "force_pte"})
+    "dmcrypt_run_pages", "seqread_run_pages", "read_bytes", "force_pte", "workload_source",
+    "trace_windows", "trace_data_fresh", "prefetch_boundary", "prefetch_ramp_lines",
+    "prefetch_streams", "store_no_read", "blockio_cpus"})
 
 
 def check_params(params: dict) -> dict:
@@ -82,6 +95,14 @@ def check_params(params: dict) -> dict:
     check_choice_int("module_alias_shared", p["module_alias_shared"])
     if p["force_pte"] not in FORCE_PTE:
         raise ConfigError(f"must be one of {sorted(FORCE_PTE)}", "force_pte")
+    if p["workload_source"] not in WORKLOAD_SOURCES:
+        raise ConfigError(f"must be one of {list(WORKLOAD_SOURCES)}", "workload_source")
+    check_int("trace_windows", p["trace_windows"], lo=1, hi=1000)
+    check_int("sweep_trace_windows", p["sweep_trace_windows"], lo=1, hi=1000)
+    check_float("trace_data_fresh", p["trace_data_fresh"], lo=0.0, hi=1.0)
+    check_int("prefetch_boundary", p["prefetch_boundary"], lo=0, hi=3)
+    check_choice_int("store_no_read", p["store_no_read"])
+    check_int("blockio_cpus", p["blockio_cpus"], lo=1, hi=3)
     return p
 
 
@@ -99,6 +120,14 @@ def _layout(p) -> KernelLayout:
 def _in_pages(chunks: int, layout: KernelLayout) -> int:
     """A count of 4 KiB units expressed in pages of the layout's granule (at least 1)."""
     return max(1, int(chunks) * CHUNK_BYTES // layout.page_bytes)
+
+
+def memory_spec(p) -> MemorySpec:
+    """The prefetcher and store rules of parameters ``p``."""
+    return MemorySpec(prefetch=int(p["prefetch_boundary"]),
+                      prefetch_streams=int(p["prefetch_streams"]),
+                      prefetch_ramp_lines=int(p["prefetch_ramp_lines"]),
+                      store_no_read=bool(p["store_no_read"]))
 
 
 def _tlb_spec(p) -> TlbSpec:
@@ -136,7 +165,8 @@ def _shape(p, workload: Workload, layout: KernelLayout):
     if workload == Workload.DMCRYPT:
         return BlockIOShape(run_pages=_in_pages(p["dmcrypt_run_pages"], layout),
                             kernel_spread_bytes=int(p["kernel_spread_gib"]) * GiB,
-                            instructions_per_op=p["dmcrypt_instructions_per_op"])
+                            instructions_per_op=p["dmcrypt_instructions_per_op"],
+                            cpus=int(p["blockio_cpus"]))
     return BlockIOShape(run_pages=_in_pages(p["seqread_run_pages"], layout),
                         kernel_spread_bytes=int(p["kernel_spread_gib"]) * GiB,
                         instructions_per_op=p["seqread_instructions_per_op"],
@@ -170,11 +200,27 @@ def warmup_ops(p: dict, workload: Workload) -> tuple[int, int]:
 
 class PolicyEvents(NamedTuple):
     """Per-operation events of one workload under each policy (measured operations only,
-    warm-up dropped), and the trace's operation count including the warm-up."""
+    warm-up dropped), and the trace's operation count including the warm-up;
+    ``captured``: the instruction counts are the capture's own (trace-driven)."""
 
     workload: Workload
     events: dict
     n_ops: int
+    captured: bool = False
+
+
+def trace_shape(p: dict, workload: Workload, windows: int) -> TraceDrivenShape:
+    """How the capture of ``workload`` is placed for parameters ``p``: ``windows``
+    repetitions, data pages fresh at ``trace_data_fresh``, in runs of the workload's
+    ``*_run_pages`` (memcached's page-pool and fragment pages: 1), object pages in the
+    kernel spread."""
+    run = {Workload.MEMCACHED: 1, Workload.DMCRYPT: p["dmcrypt_run_pages"],
+           Workload.SEQREAD: p["seqread_run_pages"]}[Workload(workload)]
+    return TraceDrivenShape(windows=windows, fresh_data=float(p["trace_data_fresh"]),
+                            run_pages=int(run),
+                            kernel_spread_bytes=int(p["kernel_spread_gib"]) * GiB,
+                            one_cpu=Workload(workload) == Workload.MEMCACHED
+                            or int(p["blockio_cpus"]) == 1)
 
 
 _EVENT_CACHE: dict = {}
@@ -189,18 +235,34 @@ def workload_events(p: dict, workload: Workload) -> PolicyEvents:
     if key in _EVENT_CACHE:
         return _EVENT_CACHE[key]
     layout = _layout(p)
-    warm, measured = warmup_ops(p, workload)
-    n = warm + measured
-    trace = workload_trace(workload, _shape(p, workload, layout), layout, n, int(p["seed"]))
+    captured = p["workload_source"] == "trace"
+    if captured:
+        # the first window is the warm-up: every recurring page and line has been loaded once
+        trace, spans = placed_capture(workload, trace_shape(p, workload,
+                                      1 + int(p["trace_windows"])), layout, int(p["seed"]))
+        warm = CAPTURES[workload][1]
+        n = trace.n_ops
+    else:
+        warm, measured = warmup_ops(p, workload)
+        n = warm + measured
+        trace = workload_trace(workload, _shape(p, workload, layout), layout, n,
+                               int(p["seed"]))
+        spans = {"image": None, "modules": MODULE_AREA_BYTES, "vmalloc": 4 * layout.stack_bytes}
     ro = _ro_ranges(p, layout)
-    tspec, cspec = _tlb_spec(p), _cache_spec(p, workload)
+    tspec, cspec, mem = _tlb_spec(p), _cache_spec(p, workload), memory_spec(p)
     out = {}
+    done = []   # (leaves, events): the events depend on the policy only through the leaves
     for pol in POLICIES:
-        pt = _kernel_table(layout, pol, ro, 4 * layout.stack_bytes, MODULE_AREA_BYTES,
-                           FORCE_PTE[p["force_pte"]])
-        ev = simulate_events(trace, trace_leaves(trace, pt), layout, tspec, cspec)
+        pt = _kernel_table(layout, pol, ro, spans["vmalloc"], spans["modules"],
+                           FORCE_PTE[p["force_pte"]], image_bytes=spans["image"])
+        leaves = trace_leaves(trace, pt)
+        same = next((ev for lv, ev in done if all(np.array_equal(a, b)
+                                                   for a, b in zip(lv, leaves))), None)
+        ev = same if same is not None else simulate_events(trace, leaves, layout, tspec,
+                                                           cspec, mem)
+        done.append((leaves, ev))
         out[pol] = ev[warm:]
-    res = PolicyEvents(workload, out, n)
+    res = PolicyEvents(workload, out, n, captured)
     if len(_EVENT_CACHE) > 256:
         _EVENT_CACHE.clear()
     _EVENT_CACHE[key] = res
@@ -209,7 +271,10 @@ def workload_events(p: dict, workload: Workload) -> PolicyEvents:
 
 def priced_events(pe: PolicyEvents, p: dict) -> PolicyEvents:
     """``pe`` with the instruction counts of parameters ``p`` (instructions per operation are
-    a cost-side parameter: they do not change the simulated translation and cache events)."""
+    a cost-side parameter: they do not change the simulated translation and cache events).
+    A trace-driven ``pe`` keeps the capture's own instruction counts."""
+    if pe.captured:
+        return pe
     if pe.workload == Workload.MEMCACHED:
         ins, frac = p["mc_instructions_per_op"], p["mc_el1_fraction"]
     elif pe.workload == Workload.DMCRYPT:
@@ -224,7 +289,7 @@ def priced_events(pe: PolicyEvents, p: dict) -> PolicyEvents:
         ev[:, OpEvent.INSTRUCTIONS] = int(ins)
         ev[:, OpEvent.EL1_INSTRUCTIONS] = int(round(ins * frac))
         out[pol] = ev
-    return PolicyEvents(pe.workload, out, pe.n_ops)
+    return PolicyEvents(pe.workload, out, pe.n_ops, pe.captured)
 
 
 def policy_metrics(pe: PolicyEvents, cost: CostSpec) -> dict:
@@ -246,6 +311,7 @@ def policy_metrics(pe: PolicyEvents, cost: CostSpec) -> dict:
             "translation_cycles_per_op": float(translation_cycles(ev, cost).mean()),
             "ops_per_s": cost.cpu_ghz * 1e9 / float(cyc.mean()),
             "mpki_resolution": 1.0 / kins,
+            "kernel_walks": float(e[OpEvent.EL1_WALKS]),
         }
     return out
 
@@ -274,7 +340,9 @@ def claim_values(p: dict) -> dict:
 
     ``mpki_rel`` is measured against rodata=on's MPKI floored at the MPKI resolution (one
     miss over the measured kernel instructions), so a rodata=on count of zero gives a finite
-    value.
+    value; B5 floors both MPKIs the same way (a short trace-driven window can leave
+    rodata=full with no kernel walk). B6 also carries each policy's kernel walks in the
+    window (``on_walks``, ``bbml2_walks``: :func:`b6_resolved`).
     """
     p = check_params(p)
     cost = cost_spec(p)
@@ -288,9 +356,11 @@ def claim_values(p: dict) -> dict:
     return {
         "B3": _rel(q[B]["throughput"], q[F]["throughput"]),
         "B4": _rel(q[B]["p99_us"], q[F]["p99_us"]),
-        "B5": _rel(m[B]["kernel_tlb_mpki"], m[F]["kernel_tlb_mpki"]),
+        "B5": _rel(max(m[B]["kernel_tlb_mpki"], m[F]["mpki_resolution"]),
+                   max(m[F]["kernel_tlb_mpki"], m[F]["mpki_resolution"])),
         "B6": {"ops_rel": _rel(q[B]["throughput"], q[O]["throughput"]),
-               "mpki_rel": _rel(max(m[B]["kernel_tlb_mpki"], m[O]["mpki_resolution"]), on_mpki)},
+               "mpki_rel": _rel(max(m[B]["kernel_tlb_mpki"], m[O]["mpki_resolution"]), on_mpki),
+               "on_walks": m[O]["kernel_walks"], "bbml2_walks": m[B]["kernel_walks"]},
         "B7": _rel(dm[B]["ops_per_s"], dm[F]["ops_per_s"]),
         "B8": _rel(sr[B]["ops_per_s"], sr[F]["ops_per_s"]),
     }
@@ -318,7 +388,8 @@ def joint_sweep(base: dict, specs: dict, n_event: int, n_cost: int, seed: int,
     Parameters that change the simulated events (:data:`EVENT_KEYS`) are sampled at
     ``n_event`` points, the pricing parameters at ``n_cost`` points, and every pair is
     evaluated (``n_event * n_cost`` joint points, each simulation reused ``n_cost``
-    times). ``event_ops`` = (memcached, block I/O) operations per simulation in the sweep.
+    times). ``event_ops`` = (memcached, block I/O) operations per synthetic simulation and
+    capture windows per trace-driven one in the sweep.
 
     Returns a polars frame: one row per point, the sampled parameters and one column per
     claim value (``B3``... ``B6_ops_rel``, ``B6_mpki_rel``).
@@ -330,7 +401,8 @@ def joint_sweep(base: dict, specs: dict, n_event: int, n_cost: int, seed: int,
     ev_pts = latin_hypercube(ev_specs, n_event, seed, base) if ev_specs else [{}]
     cost_pts = latin_hypercube(cost_specs, n_cost, seed + 1, base) if cost_specs else [{}]
     sizes = {} if event_ops is None else {"memcached_ops": event_ops[0],
-                                          "blockio_ops": event_ops[1]}
+                                          "blockio_ops": event_ops[1],
+                                          "trace_windows": event_ops[2]}
     rows = []
     for i, e in enumerate(ev_pts):
         for j, c in enumerate(cost_pts):
@@ -355,6 +427,8 @@ def sweep_records(frame, claim: str, params: list[str] | None = None) -> list[di
     for r in frame.iter_rows(named=True):
         if claim == "B6":
             value = {"ops_rel": r["B6_ops_rel"], "mpki_rel": r["B6_mpki_rel"]}
+            if min(r["B6_on_walks"], r["B6_bbml2_walks"]) < B6_MIN_WALKS:
+                value = None
         else:
             value = r[claim]
         out.append({"params": {k: r[k] for k in names}, "value": value})
@@ -385,7 +459,7 @@ def evaluate(p: dict) -> dict:
 _UNITS = {"kernel_tlb_mpki": "MPKI", "kernel_l1_tlb_mpki": "MPKI", "walk_mpki": "MPKI",
           "linear_walks_per_op": "count", "cycles_per_op": "cycles",
           "translation_cycles_per_op": "cycles", "ops_per_s": "ops/s",
-          "mpki_resolution": "MPKI", "throughput": "requests/s", "utilisation": "fraction",
+          "mpki_resolution": "MPKI", "kernel_walks": "count", "throughput": "requests/s", "utilisation": "fraction",
           "mean_us": "us", "p99_us": "us"}
 
 
@@ -498,6 +572,10 @@ def dominant_parameter(sens, claim: str) -> str:
     return str(s.sort("a", descending=True)["parameter"][0])
 
 
+_PREFETCH_TEXT = {0: "not modelled (the plain charging)", 1: "stopping at every 4 KiB page",
+                  2: "stopping at the translation's size", 3: "never stopping"}
+
+
 def explanations(p: dict, res: dict, values: dict, sens=None) -> dict:
     """One sentence per claim saying why the model gives its value (numbers from the model;
     the sweep's most influential parameter where a sweep is given)."""
@@ -510,6 +588,12 @@ def explanations(p: dict, res: dict, values: dict, sens=None) -> dict:
 
     def share(m):
         return m["translation_cycles_per_op"] / m["cycles_per_op"]
+
+    src = ("driven by the captured kernel trace" if p["workload_source"] == "trace"
+           else "synthetic trace")
+    mech = (f"the stream prefetcher {_PREFETCH_TEXT[int(p['prefetch_boundary'])]}, "
+            f"whole-line stores {'without' if p['store_no_read'] else 'with'} a read and "
+            f"{int(p['blockio_cpus'])} CPU(s) per block")
 
     return {
         "B3": (f"Under rodata=full translation takes {share(mc[F]):.1%} of a request's "
@@ -533,19 +617,15 @@ def explanations(p: dict, res: dict, values: dict, sens=None) -> dict:
                f"{mc[B]['kernel_tlb_mpki']:.5f} vs {mc[O]['kernel_tlb_mpki']:.5f} "
                f"(relative {values['B6']['mpki_rel']:+.1%} against the larger of rodata=on's "
                f"MPKI and one miss per measured window){dom('B6_mpki_rel')}."),
-        "B7": (f"A 4 KiB dm-crypt block costs {dm[F]['cycles_per_op']:.0f} cycles under "
-               f"rodata=full, of which translation is {dm[F]['translation_cycles_per_op']:.0f} "
-               f"({share(dm[F]):.1%}; {dm[F]['linear_walks_per_op']:.2f} linear-map walks per "
-               f"block, new page-cache and ramdisk pages whose PTE lines are shared by eight "
-               f"neighbours), so blocks give {values['B7']:+.2%} IOPS, a gain bounded by that "
-               f"translation share{dom('B7')}."),
-        "B8": (f"A cached {int(p['read_bytes'])} B read costs {sr[F]['cycles_per_op']:.0f} "
-               f"cycles, mostly streaming the page from DRAM; its "
-               f"{sr[F]['linear_walks_per_op']:.2f} linear-map walks cost "
-               f"{sr[F]['translation_cycles_per_op']:.0f} cycles ({share(sr[F]):.1%}), so blocks "
-               f"give {values['B8']:+.2%} bandwidth, a gain bounded by that translation share; "
-               f"costs at 4 KiB boundaries outside the TLB (prefetchers that stop at a "
-               f"translation boundary) are not modelled{dom('B8')}."),
+        "B7": (f"A 4 KiB dm-crypt block ({src}) costs {dm[F]['cycles_per_op']:.0f} cycles "
+               f"under rodata=full, of which translation is "
+               f"{dm[F]['translation_cycles_per_op']:.0f} ({share(dm[F]):.1%}; "
+               f"{dm[F]['linear_walks_per_op']:.2f} linear-map walks per block), with {mech}; "
+               f"blocks give {values['B7']:+.2%} IOPS{dom('B7')}."),
+        "B8": (f"A cached 4 KiB read ({src}) costs {sr[F]['cycles_per_op']:.0f} cycles, its "
+               f"{sr[F]['linear_walks_per_op']:.2f} linear-map walks "
+               f"{sr[F]['translation_cycles_per_op']:.0f} cycles ({share(sr[F]):.1%}), with "
+               f"{mech}; blocks give {values['B8']:+.2%} bandwidth{dom('B8')}."),
     }
 
 
@@ -623,12 +703,163 @@ def evidence(p: dict) -> dict:
     (:class:`kmm.suite.study.Evidence` per claim)."""
     specs = assumed_specs()
     sweep = joint_sweep(p, specs, p["n_event_points"], p["n_cost_points"], p["seed"],
-                        (p["sweep_memcached_ops"], p["sweep_blockio_ops"]))
+                        (p["sweep_memcached_ops"], p["sweep_blockio_ops"],
+                         p["sweep_trace_windows"]))
     values = claim_values(p)
     text = explanations(p, evaluate(p), values, sensitivity(sweep))
+    if not b6_resolved(values["B6"]):
+        b6 = values["B6"]
+        values["B6"] = None
+        text["B6"] = (f"Not evaluated: in memcached's measured window rodata=on makes "
+                      f"{b6['on_walks']:.0f} and rodata=full+BBML2 {b6['bbml2_walks']:.0f} "
+                      f"kernel walks, fewer than the {B6_MIN_WALKS} each policy needs before "
+                      f"a relative MPKI is meaningful (ops/s {b6['ops_rel']:+.3%}).")
     return {c: Evidence(values[c], "" if c == "B6" else "fraction", text[c], CHARTS[c],
-                        sweep_records(sweep, c, sorted(specs))) for c in CHARTS}
+                        sweep_records(sweep, c, sorted(specs)), basis=claim_basis(p, c))
+            for c in CHARTS}
+
+
+#: Kernel walks each policy must make in B6's measured window before its MPKI ratio is
+#: evaluated (a ratio of a handful of misses is noise).
+B6_MIN_WALKS = 100
+
+
+def b6_resolved(b6: dict) -> bool:
+    """Whether both rodata=on and rodata=full+BBML2 made at least :data:`B6_MIN_WALKS`
+    kernel walks in the measured window."""
+    return min(b6["on_walks"], b6["bbml2_walks"]) >= B6_MIN_WALKS
+
+
+
+def memory_mechanisms_on(p: dict) -> bool:
+    """Whether any cost beyond translation depends on the linear map's mapping or on the
+    CPUs sharing a block: a prefetcher bounded by the translation or the page, stores that
+    skip the read, or several CPUs per block."""
+    return (int(p["prefetch_boundary"]) != 0 or bool(p["store_no_read"])
+            or int(p["blockio_cpus"]) > 1)
+
+
+def claim_basis(p: dict, claim: str) -> dict | None:
+    """The basis B7 and B8 declare: ``not-modelled`` when only translation depends on the
+    policy (the gain could not exceed translation's share of an operation), else the
+    registry's ``measured``."""
+    if claim in ("B7", "B8") and not memory_mechanisms_on(p):
+        return {"basis": "not-modelled",
+                "rests_on": "only translation depends on the linear map's mapping with the "
+                            "prefetcher, whole-line stores and several CPUs per block off, so "
+                            "the gain is capped at translation's share of an operation"}
+    return None
+
+
+#: The mechanism settings :func:`mechanism_contributions` compares: none, each alone over
+#: its range, and all together.
+MECHANISM_SETTINGS = {
+    "none": {"prefetch_boundary": 0, "store_no_read": 0, "blockio_cpus": 1},
+    "prefetch 4K": {"prefetch_boundary": 1, "store_no_read": 0, "blockio_cpus": 1},
+    "prefetch translation": {"prefetch_boundary": 2, "store_no_read": 0, "blockio_cpus": 1},
+    "prefetch never stops": {"prefetch_boundary": 3, "store_no_read": 0, "blockio_cpus": 1},
+    "whole-line stores": {"prefetch_boundary": 0, "store_no_read": 1, "blockio_cpus": 1},
+    "2 CPUs per block": {"prefetch_boundary": 0, "store_no_read": 0, "blockio_cpus": 2},
+    "3 CPUs per block": {"prefetch_boundary": 0, "store_no_read": 0, "blockio_cpus": 3},
+    "all, prefetch 4K": {"prefetch_boundary": 1, "store_no_read": 1, "blockio_cpus": 2},
+    "all, prefetch translation": {"prefetch_boundary": 2, "store_no_read": 1, "blockio_cpus": 2},
+    "all, prefetch never stops": {"prefetch_boundary": 3, "store_no_read": 1, "blockio_cpus": 2},
+}
+
+
+def mechanism_contributions(p: dict, settings: dict | None = None):
+    """B3-B8 with each prefetch/store/CPU mechanism alone and together
+    (:data:`MECHANISM_SETTINGS`; the other parameters of ``p``), one row per setting and
+    claim value (long frame)."""
+    import polars as pl
+    rows = []
+    for name, over in (settings or MECHANISM_SETTINGS).items():
+        q = check_params({**p, **over})
+        for cid, v in claim_values(q).items():
+            items = v.items() if isinstance(v, dict) else [("", v)]
+            for k, x in items:
+                rows.append({"setting": name, "claim": f"{cid}_{k}" if k else cid, "value": x})
+    return pl.DataFrame(rows)
 
 
 STUDY = Study("bbml2_perf", tuple(CHARTS), DEFAULTS, evidence, check_params, results_frame,
               ASSUMED)
+
+
+# ---------------------------------------------------------------------------------------
+# synthetic footprints against the captured traces
+# ---------------------------------------------------------------------------------------
+def _per_op_footprint(trace) -> dict:
+    """Per-operation footprint of a trace: instructions, kernel share, and distinct 4 KiB
+    pages and touches per operation by region (averaged over operations)."""
+    out = {"instructions per op": float(trace.instructions.mean()),
+           "kernel instruction share": float(trace.el1_instructions.sum()
+                                             / trace.instructions.sum())}
+    page = (trace.va >> np.uint64(12)).astype(np.int64)
+    fetch = trace.kind == 2
+    for reg in Region:
+        for what, m in (("fetch", fetch), ("data", ~fetch)):
+            sel = (trace.region == reg) & m
+            if not sel.any():
+                continue
+            pairs = np.unique(np.stack([trace.op[sel].astype(np.int64), page[sel]]), axis=1)
+            out[f"{reg.name.lower()} {what} pages per op"] = pairs.shape[1] / trace.n_ops
+            out[f"{reg.name.lower()} {what} touches per op"] = float(sel.sum()) / trace.n_ops
+    return out
+
+
+#: Synthetic parameters and the footprint quantity of the nearest capture they stand for.
+_FOOTPRINT_PARAMS = {
+    Workload.MEMCACHED: {"mc_instructions_per_op": "instructions per op",
+                         "mc_el1_fraction": "kernel instruction share"},
+    Workload.DMCRYPT: {"dmcrypt_instructions_per_op": "instructions per op"},
+    Workload.SEQREAD: {"seqread_instructions_per_op": "instructions per op"},
+}
+
+
+def _data_runs(workload: Workload) -> float:
+    """Mean physically contiguous run (4 KiB pages) of the capture's data pages, taken in
+    order of first touch, as the VM's allocator handed them out."""
+    cap = load_capture(workload)
+    lin = (cap.region == Region.LINEAR) & (cap.lines >= 8) & (cap.pa >= 0)
+    pages = cap.pa[lin] >> 12
+    _, first = np.unique(pages, return_index=True)
+    seq = pages[np.sort(first)]
+    if seq.size < 2:
+        return float(seq.size)
+    breaks = np.count_nonzero(np.diff(seq) != 1)
+    return seq.size / (breaks + 1)
+
+
+def footprint_comparison(p: dict):
+    """Per workload and footprint quantity: the synthetic trace's value at parameters ``p``
+    and the value measured on the nearest capture (``CAPTURES``), with the synthetic
+    parameter that sets it where one does (long frame)."""
+    import polars as pl
+    p = check_params({**p, "workload_source": "synthetic"})
+    layout = _layout(p)
+    rows = []
+    for w in Workload:
+        syn = workload_trace(w, _shape(p, w, layout), layout, 400, int(p["seed"]))
+        syn_fp = _per_op_footprint(syn)
+        if w == Workload.MEMCACHED:
+            syn_fp["instructions per op"] = float(p["mc_instructions_per_op"])
+            syn_fp["kernel instruction share"] = float(p["mc_el1_fraction"])
+        else:
+            key = "dmcrypt" if w == Workload.DMCRYPT else "seqread"
+            syn_fp["instructions per op"] = float(p[f"{key}_instructions_per_op"])
+            syn_fp["kernel instruction share"] = BlockIOShape().el1_instruction_fraction
+        cap, _ = placed_capture(w, trace_shape(p, w, 1), layout, int(p["seed"]))
+        cap_fp = _per_op_footprint(cap)
+        if w != Workload.MEMCACHED:
+            name = "dmcrypt_run_pages" if w == Workload.DMCRYPT else "seqread_run_pages"
+            syn_fp["data-page run (4 KiB pages)"] = float(p[name])
+            cap_fp["data-page run (4 KiB pages)"] = _data_runs(w)
+        params_of = {v: k for k, v in _FOOTPRINT_PARAMS[w].items()}
+        if w != Workload.MEMCACHED:
+            params_of["data-page run (4 KiB pages)"] = name
+        for q in sorted(set(syn_fp) | set(cap_fp)):
+            rows.append({"workload": w.name.lower(), "capture": CAPTURES[w][0],
+                         "quantity": q, "parameter": params_of.get(q, ""),
+                         "synthetic": syn_fp.get(q, 0.0), "trace": cap_fp.get(q, 0.0)})
+    return pl.DataFrame(rows)

@@ -12,7 +12,8 @@ from ...config import check_float, check_int
 from ...errors import ConfigError
 from .model import (CHUNK_BYTES, GiB, IMAGE_OFFSET, KERNEL_VA_BASE, KernelLayout, KiB, Kind,
     LINE_BYTES, LINES_PER_CHUNK, MiB, MODULES_BACKING_PA, MODULES_OFFSET, Region, USER_BACKING_PA,
-    USER_VA_BASE, VMALLOC_BACKING_PA, VMALLOC_OFFSET, VMEMMAP_BACKING_PA, Workload)
+    STRUCT_PAGE_BYTES, USER_VA_BASE, VMALLOC_BACKING_PA, VMALLOC_OFFSET, VMEMMAP_BACKING_PA,
+    Workload)
 
 # ---------------------------------------------------------------------------------------
 # traces: touches of benchmark-shaped operations
@@ -24,7 +25,8 @@ class Trace(NamedTuple):
     outside the linear map and the image); ``lines`` int16 consecutive 64-byte lines touched
     from there (all inside one 4 KiB page); ``kind`` uint8 :class:`Kind`; ``region`` uint8
     :class:`Region`; ``el1`` bool (kernel-mode access); ``op`` int32 operation index.
-    Per operation: ``instructions`` and ``el1_instructions`` (float64).
+    Per operation: ``instructions`` and ``el1_instructions`` (float64). ``cpu`` (uint8 per
+    touch, or None: all on one CPU) is the CPU that made the touch.
     """
 
     va: np.ndarray
@@ -36,6 +38,7 @@ class Trace(NamedTuple):
     op: np.ndarray
     instructions: np.ndarray
     el1_instructions: np.ndarray
+    cpu: np.ndarray | None = None
 
     @property
     def n_ops(self) -> int:
@@ -54,6 +57,7 @@ class _Touches:
         self.layout = layout
         self.n = n_ops
         self.steps: list[tuple] = []
+        self.cpu = 0          # the CPU making the steps added from now on
 
     def _add(self, va, pa, lines, kind, region, el1):
         n = self.n
@@ -65,7 +69,7 @@ class _Touches:
         first = (pa % CHUNK_BYTES) // LINE_BYTES
         if np.any((lines > 0) & (first + lines > LINES_PER_CHUNK)):
             raise ValueError("a touch crosses a page boundary")
-        self.steps.append((va, pa, lines, int(kind), int(region), bool(el1)))
+        self.steps.append((va, pa, lines, int(kind), int(region), bool(el1), self.cpu))
 
     # ---- one helper per region: addresses in, both VA and PA out ---------------------
     def linear(self, pa, lines, kind, el1=True):
@@ -114,6 +118,7 @@ class _Touches:
         kind = np.tile(np.array([s[3] for s in self.steps], np.uint8), n)
         region = np.tile(np.array([s[4] for s in self.steps], np.uint8), n)
         el1 = np.tile(np.array([s[5] for s in self.steps], np.bool_), n)
+        cpu = np.tile(np.array([s[6] for s in self.steps], np.uint8), n)
         op = np.repeat(np.arange(n, dtype=np.int32), k)
         keep = cols[2] > 0
         return Trace(va=cols[0][keep], pa=cols[1][keep], lines=cols[2][keep], kind=kind[keep],
@@ -121,7 +126,7 @@ class _Touches:
                      instructions=np.broadcast_to(np.asarray(instructions, np.float64),
                                                   (n,)).copy(),
                      el1_instructions=np.broadcast_to(np.asarray(el1_instructions, np.float64),
-                                                      (n,)).copy())
+                                                      (n,)).copy(), cpu=cpu[keep])
 
 
 def scatter_blocks(rng: np.random.Generator, n: int, block_bytes: int, lo_bytes: int,
@@ -392,6 +397,8 @@ class BlockIOShape:
     el1_instruction_fraction : share executed in the kernel
     kernel_text_granules, module_text_granules : code granules per operation
     read_bytes : bytes per ``read`` (sequential read only)
+    cpus : CPUs sharing one dm-crypt block: 1 (all on the writer's), 2 (writeback and
+        kcryptd on a second CPU), 3 (brd's copy by dm-crypt's write thread on a third)
     """
 
     run_pages: int = 16
@@ -401,6 +408,7 @@ class BlockIOShape:
     kernel_text_granules: int = 40
     module_text_granules: int = 8
     read_bytes: int = 4 * KiB
+    cpus: int = 1
 
     def __post_init__(self):
         check_int("run_pages", self.run_pages, lo=1, hi=1 << 18)
@@ -410,6 +418,7 @@ class BlockIOShape:
         check_int("kernel_text_granules", self.kernel_text_granules, lo=0, hi=4096)
         check_int("module_text_granules", self.module_text_granules, lo=0, hi=512)
         check_int("read_bytes", self.read_bytes, lo=CHUNK_BYTES, hi=1 * MiB)
+        check_int("cpus", self.cpus, lo=1, hi=3)
         if self.read_bytes % CHUNK_BYTES:
             raise ConfigError("read_bytes must be a multiple of 4 KiB", "read_bytes")
 
@@ -475,6 +484,7 @@ def dmcrypt_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: i
     t.linear(new_pc, LINES_PER_CHUNK, Kind.STORE)
     t.linear(bh, 2, Kind.STORE)
     # writeback of an old block: dm-crypt encrypts it into a bounce page
+    t.cpu = min(1, shape.cpus - 1)
     _fetch(t, Region.KTEXT, kq[1], 16)
     _fetch(t, Region.MODULES, mq[0], 16)
     t.kva(Region.VMALLOC, layout.stack_bytes + stack_top, 8, Kind.STORE)   # kworker stack
@@ -485,7 +495,8 @@ def dmcrypt_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: i
     t.linear(wb_pc, LINES_PER_CHUNK, Kind.LOAD)
     t.linear(bounce, LINES_PER_CHUNK, Kind.STORE)
     # brd: a new page is allocated and zeroed (__GFP_ZERO) when its first block arrives,
-    # then the bounce page is copied in
+    # then the bounce page is copied in (by dm-crypt's write thread)
+    t.cpu = min(2, shape.cpus - 1)
     _fetch(t, Region.KTEXT, kq[2], 16)
     _fetch(t, Region.MODULES, mq[1], 16)
     t.linear(brd_nodes[node], 2, Kind.STORE)
@@ -497,6 +508,7 @@ def dmcrypt_trace(shape: BlockIOShape, layout: KernelLayout, n_ops: int, seed: i
     t.linear(bounce, LINES_PER_CHUNK, Kind.LOAD)
     t.linear(brd, LINES_PER_CHUNK, Kind.STORE)
     # completion
+    t.cpu = min(1, shape.cpus - 1)
     t.struct_page(bounce, 1, Kind.STORE)
     t.struct_page(wb_pc, 1, Kind.STORE)
     t.linear(hot[3], 2, Kind.STORE)
@@ -551,3 +563,268 @@ def workload_trace(workload: Workload, shape, layout: KernelLayout, n_ops: int,
         raise ConfigError(f"{workload.name.lower()} needs a BlockIOShape", "shape")
     gen = dmcrypt_trace if workload == Workload.DMCRYPT else seqread_trace
     return gen(shape, layout, n_ops, seed)
+
+
+# ---------------------------------------------------------------------------------------
+# trace-driven workloads: the captured arm64 kernel traces (kmm/data/traces/)
+# ---------------------------------------------------------------------------------------
+#: Per workload: the shipped capture that drives it and the benchmark operations in one
+#: capture window, read from the capture's own scenario (its manifest's ``work`` command):
+#: memcached serves 40 requests (``kmmwork memcache 11211 40``); dm-crypt writes 512 KiB
+#: (``kmmwork ddwrite /dev/dm-0 512``), 128 blocks of 4 KiB; the page-cache read reads a
+#: 4 MiB file (``dd ... bs=1M count=4``), 1024 pages of 4 KiB.
+CAPTURES = {Workload.MEMCACHED: ("memcached", 40, "memcache 11211 40"),
+            Workload.DMCRYPT: ("dmcrypt", 128, "ddwrite /dev/dm-0 512"),
+            Workload.SEQREAD: ("pagecache", 1024, "read /data/big")}
+
+#: Capture region names -> the regions of this model (image sections are the kernel image;
+#: per-CPU memory lives in the linear map on arm64, ``pcpu_embed_first_chunk``; stacks,
+#: fixmap and I/O mappings are mapped with pages like vmalloc).
+_CAPTURE_REGION = {"user": Region.USER, "text": Region.KTEXT, "rodata": Region.KTEXT,
+                   "init": Region.KTEXT, "data": Region.KTEXT, "bss": Region.KTEXT,
+                   "hyp": Region.KTEXT, "linear": Region.LINEAR, "percpu": Region.LINEAR,
+                   "modules": Region.MODULES, "bpf": Region.MODULES,
+                   "vmemmap": Region.VMEMMAP}
+
+#: A captured linear-map page of which at least this many of its 64 lines are touched in
+#: one window is a *data page* (page cache, bounce, ramdisk and copy buffers, copied
+#: whole); the others are *object pages* (slab, per-CPU, xarray nodes, sk_buffs).
+DATA_PAGE_LINES = 32
+_BLOCK = 2 * MiB
+
+
+class Capture(NamedTuple):
+    """One capture window grouped into touches (:func:`group_touches`), before it is placed
+    in the modelled machine: per touch the captured ``va`` (of its first line), ``pa`` (-1
+    where unknown), ``lines``, ``kind``, ``region`` (model :class:`Region`), ``el1``,
+    ``cpu`` and ``op`` (operation of the window, by instructions retired before it); per
+    operation ``instructions`` and ``el1_instructions``; ``phys_offset`` of the VM's RAM and
+    its ``vmemmap_start``."""
+
+    va: np.ndarray
+    pa: np.ndarray
+    lines: np.ndarray
+    kind: np.ndarray
+    region: np.ndarray
+    el1: np.ndarray
+    cpu: np.ndarray
+    op: np.ndarray
+    instructions: np.ndarray
+    el1_instructions: np.ndarray
+    phys_offset: int
+    vmemmap_start: int
+
+
+def group_touches(line: np.ndarray, kind: np.ndarray, key: np.ndarray, open_streams: int = 4):
+    """:func:`kernels.group_touches_kernel` with checked inputs."""
+    from .kernels import group_touches_kernel
+    check_int("open_streams", open_streams, lo=1, hi=64)
+    return group_touches_kernel(np.ascontiguousarray(line, np.int64),
+                                np.ascontiguousarray(kind, np.uint8),
+                                np.ascontiguousarray(key, np.int64), open_streams)
+
+
+def capture_window(trace, ops_per_window: int) -> Capture:
+    """Group a :class:`kmm.kmmt.KernelTrace`'s references into touches and cut its window
+    into ``ops_per_window`` operations of equal instruction counts (each 4-byte fetch is one
+    instruction)."""
+    check_int("ops_per_window", ops_per_window, lo=1)
+    names = trace.region_names()
+    code_region = np.full(256, int(Region.VMALLOC), np.uint8)
+    for code, name in names.items():
+        code_region[code] = int(_CAPTURE_REGION.get(name, Region.VMALLOC))
+    va = trace.address
+    region = code_region[trace.region]
+    key = (trace.region.astype(np.int64) << 16) | (trace.el.astype(np.int64) << 8) \
+        | trace.cpu.astype(np.int64)
+    touch, first, n_lines = group_touches(va >> np.uint64(6), trace.kind, key)
+    fetch = trace.kind == Kind.IFETCH
+    ins_before = np.cumsum(fetch) - fetch
+    n_ins = int(fetch.sum())
+    if n_ins == 0:
+        raise ConfigError("the capture has no instruction fetches", "trace")
+    ref_op = np.minimum(ins_before * ops_per_window // n_ins, ops_per_window - 1)
+    head = np.zeros(first.size, np.int64)
+    head[touch[::-1]] = np.arange(va.size - 1, -1, -1)       # the reference opening each touch
+    pa = trace.pa[head]
+    pa = np.where(pa == np.uint64(0xFFFF_FFFF_FFFF_FFFF), -1,
+                  (pa - (va[head] & np.uint64(LINE_BYTES - 1))).astype(np.int64))
+    lay = trace.manifest.get("layout", {})
+    return Capture(va=(first << 6).astype(np.uint64), pa=pa,
+                   lines=np.where(trace.kind[head] == Kind.IFETCH, 0, n_lines).astype(np.int16),
+                   kind=trace.kind[head].astype(np.uint8), region=region[head],
+                   el1=trace.el[head] >= 1, cpu=trace.cpu[head].astype(np.uint8),
+                   op=ref_op[head].astype(np.int64),
+                   instructions=np.bincount(ref_op[fetch], minlength=ops_per_window)
+                   .astype(np.float64),
+                   el1_instructions=np.bincount(ref_op[fetch & (trace.el >= 1)],
+                                                minlength=ops_per_window).astype(np.float64),
+                   phys_offset=int(lay.get("phys_offset", "0x40000000"), 16),
+                   vmemmap_start=int(lay.get("vmemmap", [["0xfffffc0000000000"]])[0][0], 16))
+
+
+_CAPTURE_CACHE: dict = {}
+
+
+def load_capture(workload: Workload) -> Capture:
+    """The shipped capture of ``workload`` (:data:`CAPTURES`), grouped into touches (cached:
+    the shipped files do not change while kmm runs)."""
+    from ...engine import read_kernel_trace, shipped_kernel_traces
+    workload = Workload(workload)
+    if workload not in _CAPTURE_CACHE:
+        name, per_window, work = CAPTURES[workload]
+        path = next((q for q in shipped_kernel_traces() if q.stem == name), None)
+        if path is None:
+            raise ConfigError(f"the shipped trace {name}.kmmt is missing", "trace")
+        tr = read_kernel_trace(path)
+        if work not in str(tr.manifest.get("scenario", {}).get("work", "")):
+            raise ConfigError(f"{name}.kmmt does not run {work!r}: its operation count is "
+                              "unknown", "trace")
+        _CAPTURE_CACHE[workload] = capture_window(tr, per_window)
+    return _CAPTURE_CACHE[workload]
+
+
+@dataclass(frozen=True)
+class TraceDrivenShape:
+    """How a capture window is placed in the modelled machine (module docstring of
+    :mod:`kmm.mech.bbml2_perf`, "Trace-driven workloads").
+
+    Parameters
+    ----------
+    windows : repetitions of the capture window in one run
+    fresh_data : share of the data pages that are new pages on each repetition (1: the
+        benchmark streams through far more memory than the window touched, 0: the VM's
+        working set repeats)
+    run_pages : physically contiguous 4 KiB pages per allocator run of data pages
+    kernel_spread_bytes : window of the object pages, above the boot window
+    one_cpu : run every touch on CPU 0 (False: on the vCPU that made it, each vCPU a core
+        with its own TLBs and private caches)
+    """
+
+    windows: int = 2
+    fresh_data: float = 1.0
+    run_pages: int = 32
+    kernel_spread_bytes: int = 4 * GiB
+    one_cpu: bool = True
+
+    def __post_init__(self):
+        check_int("windows", self.windows, lo=1, hi=10_000)
+        check_float("fresh_data", self.fresh_data, lo=0.0, hi=1.0)
+        check_int("run_pages", self.run_pages, lo=1, hi=1 << 18)
+        check_int("kernel_spread_bytes", self.kernel_spread_bytes, lo=64 * MiB)
+
+
+def _packed(va: np.ndarray) -> tuple[np.ndarray, int]:
+    """Offsets of ``va`` with the distinct 2 MiB blocks it touches packed in address order
+    (each offset inside its block kept), and the bytes the packed blocks span."""
+    blk = va >> np.uint64(21)
+    uniq, inv = np.unique(blk, return_inverse=True)
+    return inv.astype(np.int64) * _BLOCK + (va & np.uint64(_BLOCK - 1)).astype(np.int64), \
+        max(1, uniq.size) * _BLOCK
+
+
+def placed_capture(workload: Workload, shape: TraceDrivenShape, layout: KernelLayout,
+                   seed: int) -> tuple[Trace, dict]:
+    """The capture of ``workload`` repeated ``shape.windows`` times in the modelled machine.
+
+    References outside the linear map keep the captured footprint and order: each region's
+    distinct 2 MiB blocks are packed in address order into the model's area for it (image,
+    modules, vmalloc, user), offsets inside a block kept. Linear-map pages are placed by
+    the stated rule: object pages keep their offset inside their captured 2 MiB block and
+    each such block lands at a random block of the runtime window
+    (``kernel_spread_bytes``), the same on every repetition; data pages get pages from
+    :func:`page_runs` over all RAM above the boot window, in order of first touch, and on
+    each later repetition a share ``fresh_data`` of them get new pages. A ``struct page``
+    touch follows its page's placement; struct pages of memory the window does not touch
+    through the linear map map the VM's RAM onto the bottom of the boot window.
+
+    Returns the trace and the bytes of the image, modules and vmalloc areas it needs
+    mapped (``{"image": ..., "modules": ..., "vmalloc": ...}``).
+    """
+    cap = load_capture(workload)
+    rng = np.random.default_rng([seed, 24])
+    reps = shape.windows
+    per = cap.instructions.size
+    n = cap.va.size
+    va = np.zeros(n, np.uint64)
+    pa = np.zeros(n, np.int64)
+    spans = {}
+    areas = {Region.KTEXT: ("image", IMAGE_OFFSET, layout.ram_base_bytes
+                            + layout.image_pa_offset_bytes),
+             Region.MODULES: ("modules", MODULES_OFFSET, MODULES_BACKING_PA),
+             Region.VMALLOC: ("vmalloc", VMALLOC_OFFSET, VMALLOC_BACKING_PA)}
+    for reg, (name, base, backing) in areas.items():
+        m = cap.region == reg
+        off, spans[name] = _packed(cap.va[m])
+        va[m] = np.uint64(KERNEL_VA_BASE + base) + off.astype(np.uint64)
+        pa[m] = backing + off
+    m = cap.region == Region.USER
+    off, _ = _packed(cap.va[m])
+    va[m] = np.uint64(USER_VA_BASE) + off.astype(np.uint64)
+    pa[m] = USER_BACKING_PA + off
+    spans["image"] = max(spans["image"], layout.image_text_bytes)
+    # linear-map pages: data pages and object pages
+    lin = np.flatnonzero(cap.region == Region.LINEAR)
+    if np.any(cap.pa[lin] < 0):
+        raise ConfigError("a captured linear-map touch has no physical address", "trace")
+    cap_page = cap.pa[lin] >> 12
+    pages, page_of = np.unique(cap_page, return_inverse=True)
+    n_l = cap.lines[lin].astype(np.int64)
+    start = page_of * LINES_PER_CHUNK + (cap.pa[lin] % CHUNK_BYTES) // LINE_BYTES
+    within = np.arange(n_l.sum()) - np.repeat(np.cumsum(n_l) - n_l, n_l)
+    seen = np.unique(np.repeat(start, n_l) + within) // LINES_PER_CHUNK
+    data = np.bincount(seen, minlength=pages.size) >= DATA_PAGE_LINES
+    lo, win, hi = _windows(layout, shape.kernel_spread_bytes)
+    new_page = np.zeros((reps, pages.size), np.int64)
+    blocks, block_of = np.unique(pages[~data] * CHUNK_BYTES // _BLOCK, return_inverse=True)
+    if blocks.size * _BLOCK > win:
+        raise ConfigError("the kernel spread is smaller than the captured object pages",
+                          "kernel_spread_bytes")
+    at = scatter_blocks(rng, blocks.size, _BLOCK, lo, win)
+    new_page[:, ~data] = at[block_of] + (pages[~data] * CHUNK_BYTES) % _BLOCK
+    d_idx = np.flatnonzero(data)
+    first_use = np.unique(page_of, return_index=True)[1]
+    order = d_idx[np.argsort(first_use[d_idx], kind="stable")]
+    fresh = np.ones(order.size, bool)
+    for r in range(reps):
+        if r:
+            new_page[r, order] = new_page[r - 1, order]
+            fresh = rng.random(order.size) < shape.fresh_data
+        if fresh.any():
+            new_page[r, order[fresh]] = page_runs(rng, int(fresh.sum()), shape.run_pages,
+                                                  lo, hi, CHUNK_BYTES)
+    # struct pages: the page they describe, placed as above, else the boot window
+    vm = np.flatnonzero(cap.region == Region.VMEMMAP)
+    sp_off = (cap.va[vm] - np.uint64(cap.vmemmap_start)).astype(np.int64)
+    sp_page = sp_off // STRUCT_PAGE_BYTES + cap.phys_offset // CHUNK_BYTES
+    sp_in = sp_off % STRUCT_PAGE_BYTES
+    k = np.searchsorted(pages, sp_page).clip(0, max(pages.size - 1, 0))
+    known = pages[k] == sp_page if pages.size else np.zeros(vm.size, bool)
+    boot_lo = layout.boot_window()[0]
+    vs_lo, _ = layout.vmemmap_span()
+    # per repetition: the linear map's and vmemmap's touches
+    cols = {f: [] for f in ("va", "pa", "op")}
+    for r in range(reps):
+        pa_r = pa.copy()
+        va_r = va.copy()
+        lp = new_page[r, page_of] + cap.pa[lin] % CHUNK_BYTES
+        pa_r[lin] = lp
+        va_r[lin] = layout.linear_va(lp)
+        target = np.where(known, new_page[r, k] if pages.size else 0,
+                          boot_lo + sp_page * CHUNK_BYTES - cap.phys_offset)
+        sva = layout.vmemmap_va(target) + sp_in.astype(np.uint64)
+        sva = sva - sva % np.uint64(LINE_BYTES)
+        va_r[vm] = sva
+        pa_r[vm] = (sva - np.uint64(vs_lo)).astype(np.int64) + VMEMMAP_BACKING_PA
+        cols["va"].append(va_r)
+        cols["pa"].append(pa_r)
+        cols["op"].append(cap.op + r * per)
+    cpu = np.zeros(n, np.uint8) if shape.one_cpu else cap.cpu
+    trace = Trace(va=np.concatenate(cols["va"]), pa=np.concatenate(cols["pa"]),
+                  lines=np.tile(cap.lines, reps), kind=np.tile(cap.kind, reps),
+                  region=np.tile(cap.region, reps), el1=np.tile(cap.el1, reps),
+                  op=np.concatenate(cols["op"]).astype(np.int32),
+                  instructions=np.tile(cap.instructions, reps),
+                  el1_instructions=np.tile(cap.el1_instructions, reps),
+                  cpu=np.tile(cpu, reps))
+    return trace, spans
