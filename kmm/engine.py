@@ -67,7 +67,6 @@ from .walk import (Path, PathArrays, PathConfig, PathCosts, PathOut, PathResult,
                    TagEvent, WalkEvent, run_path, stage1_walk, stage2_walk)
 from .traces import read_kernel_trace, shipped_kernel_traces
 from .workloads import CodeImage, code_image, instruction_stream, zipf_ranks
-from .traces import read_kernel_trace, shipped_kernel_traces
 
 # ---- plain-int codes for kernels -----------------------------------------------------------
 #: Access kinds (bits 0-1 of a flags byte); ``| FLAG_GLOBAL`` for a global (kernel) mapping.
