@@ -808,7 +808,7 @@ def results_frame(p: dict, scenario: str, gains, numa_grid, mem, patch_nodes, pa
     """The notebook's tidy frame (:mod:`kmm.results`)."""
     from ... import results
     rows = []
-    seed = p["seed"]
+    seed = p["seeds"]  # the simulations pool every seed: rows list them all
     for r in ([] if topo is None else topo.iter_rows(named=True)):
         rows += _rows(scenario, {"topology": r["topology"], "workload": r["workload"],
                                  "nodes": r["nodes"], "latency_ratio": r["ratio"]}, seed,

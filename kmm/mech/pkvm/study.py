@@ -806,7 +806,7 @@ def results_frame(p: dict, scenario: str, comp, schemes, exits, el2, mem, overhe
                   events=None) -> "pl.DataFrame":
     """The notebook's tidy frame (:mod:`kmm.results`)."""
     from ... import results
-    seed = p["seed"]
+    seed = p["seeds"]  # the simulations pool every seed: rows list them all
     rows = []
     for r in comp.iter_rows(named=True):
         rows += results.rows_for(scenario, {"stage2": r["label"], "leaf_bytes": r["leaf_bytes"]},
