@@ -39,7 +39,8 @@ def published(stem: str) -> dict:
 
 def records(stem: str) -> dict[str, dict]:
     """The published claim records of notebook ``stem`` by claim id, each with its verdict
-    (and ``share_in_band``) and without ``kmm_version`` and ``provenance``."""
+    (and ``share_in_band``), "decided by", basis and convergence, and without ``kmm_version``
+    and ``provenance``."""
     from kmm.suite import registry
     from kmm.suite.study import studies
 
@@ -55,6 +56,7 @@ def records(stem: str) -> dict[str, dict]:
             rec.pop("provenance", None)  # names the commit: differs on every change
             rec["verdict"], rec["share_in_band"] = registry.verdict(rec["id"], rec)
             rec["decided_by"] = registry.decided_by(rec["id"], rec)
+            rec["converged"], rec["spread"] = registry.convergence(rec["id"], rec)
             rec.update(registry.basis(rec["id"], rec))
             out[rec["id"]] = rec
     return out
