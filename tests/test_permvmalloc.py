@@ -456,3 +456,7 @@ def test_midpoint_snapshots_read_the_published_runs(small_scenario):
     half = sr.fetch_misses("perm_alloc")["half"]
     assert 10000 <= half["fetches"] < 10000 + 64 * 1000
     assert half["misses"] <= sr.p6()["itlb_misses_4k"]
+    # the synthetic fetch workload keeps no per-fetch outcome: a run of its own, 10000 fetches
+    synth = pv.ScenarioResult({**SMALL, "itlb_workload": "synthetic"}, sr.results, {})
+    assert study.half_point(synth)["P6"][0] == 10000
+    assert study.half_point(synth)["P6"][1]["fetches"] == 10000
