@@ -616,3 +616,25 @@ def test_invariant_no_sensitive_page_reachable_from_the_restricted_space(cfg, se
     assert (bst.alloc_order[live[:, 0]] == live[:, 1]).all()
     assert (ast.owner[live[:, 0]] == np.flatnonzero(ast.live[:, 0] >= 0)).all()
     assert int((ast.owner >= 0).sum()) == live.shape[0]
+
+
+def test_replicates_run_the_published_point_at_two_more_seeds_and_half_the_stream():
+    """A1-A7 are replicated at seeds 6 and 7 with the published 2000 allocations per stream
+    and at seed 5 with 1000. The replicates run only the evidence variants and no slow path:
+    at the published seed and length that gives exactly the published evidence. No claim is
+    deterministic: seed 6 draws another pathological stream, on which the RFC design makes
+    another number of pointless remaps (A1). The replicates make a convergence check (three seeds, a half length)."""
+    from kmm.mech.asi import study
+    from kmm.suite import registry
+    p = asi.check_params({"allocs": 2000, "pool_mib": 8, "target_points": 3, "seed": 5})
+    reps = study.replicates(p)
+    assert set(reps) == set(asi.CHARTS)
+    for rs in reps.values():
+        assert [(r["seed"], r["length"]) for r in rs] == [(6, 2000), (7, 2000), (5, 1000)]
+    published = asi.evaluate(p, slowpath=True)["evidence"]
+    assert study.evaluate.__wrapped__(p, 2000, every_variant=False)["evidence"] == published
+    assert reps["A1"][0]["value"]["pointless_rfc"] != published["A1"]["pointless_rfc"]
+    assert all(set(r["value"]) == set(published[c]) for c, rs in reps.items() for r in rs)
+    rec = {"value": published["A3"], "scenario": "published", "parameters": p,
+           "replicates": reps["A3"]}
+    assert registry.convergence("A3", rec)[0] is not None

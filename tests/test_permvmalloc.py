@@ -411,3 +411,52 @@ def test_invariant_no_page_writable_and_executable_through_any_alias(pol, m, n, 
     pv.random_ops(sim, n, seed)
     assert sim.violations == []
     assert sim.counts.wx_violations == sim.counts.free_violations == 0
+
+
+# ---- convergence: the published point at other seeds and at half its stream ------------------
+def test_replicates_at_two_more_seeds_and_half_of_each_stream(small_scenario):
+    """Every claim is replicated at seeds 1 and 2 over its whole stream and at seed 0 over
+    half of it. SMALL boots 20 modules and loads 120 BPF programs, so the streams are 20
+    module loads (P1, P2), 120 BPF loads (P3), 140 loads (P4, P5) and 20000 fetches (P6),
+    and their halves 10, 60, 70 and 10000. No claim is deterministic, and the seed does
+    move the values: seed 1 draws other BPF image sizes and module layouts, so perm_alloc's
+    copies through text_poke make another number of local flushes per load (P5)."""
+    from kmm.mech.permvmalloc import study
+    sr = small_scenario
+    reps = study.replicates(sr)
+    full = {"P1": 20, "P2": 20, "P3": 120, "P4": 140, "P5": 140, "P6": 20000}
+    assert study.stream_lengths(SMALL) == full
+    for c, rs in reps.items():
+        assert [(r["seed"], r["length"]) for r in rs] == [(1, full[c]), (2, full[c]),
+                                                          (0, full[c] // 2)]
+    assert (reps["P5"][0]["value"]["local_flushes_per_load"]
+            != sr.p5()["local_flushes_per_load"])
+    assert set(reps["P6"][0]["value"]) == set(sr.p6()) and reps["P5"][2]["value"]["loads"] == 70
+    ev = study.evidence(SMALL)
+    assert not any(e.deterministic for e in ev.values())
+    assert all(list(e.replicates) == reps[c] for c, e in ev.items())
+
+
+def test_midpoint_snapshots_read_the_published_runs(small_scenario):
+    """The snapshots over a whole stream are the published values (same runs, same rule):
+    the median over all 20 module loads is P1/P2, over all 120 BPF loads P3, the load
+    step's flushes over every operation up to the last load P5's counters. P6's midpoint
+    stops at the reference that brings module and BPF fetches to 10000, so it counts at
+    least 10000 fetches and at most one reference's weight more, and no more walks than the
+    whole stream."""
+    from kmm.mech.permvmalloc import study
+    sr = small_scenario
+    legacy, perm = sr.result("legacy"), sr.result("perm_alloc")
+    assert study._median_to(legacy, pv.OpKind.MODULE_LOAD, 20) == sr.p1()
+    assert study._median_to(perm, pv.OpKind.MODULE_LOAD, 20) == sr.p2()
+    assert study._median_to(perm, pv.OpKind.BPF_LOAD, 120) == sr.p3()
+    step = study._ops_to(perm, ("module_load", "bpf_load"), 140)
+    assert step["load_step_local"].sum() == perm.counts.load_step_local
+    assert step["load_step_global"].sum() == perm.counts.load_step_global
+    half = sr.fetch_misses("perm_alloc")["half"]
+    assert 10000 <= half["fetches"] < 10000 + 64 * 1000
+    assert half["misses"] <= sr.p6()["itlb_misses_4k"]
+    # the synthetic fetch workload keeps no per-fetch outcome: a run of its own, 10000 fetches
+    synth = pv.ScenarioResult({**SMALL, "itlb_workload": "synthetic"}, sr.results, {})
+    assert study.half_point(synth)["P6"][0] == 10000
+    assert study.half_point(synth)["P6"][1]["fetches"] == 10000

@@ -1600,14 +1600,20 @@ def itlb_trace_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig
     ``l1_misses``, ``misses`` (page walks), ``pages`` (distinct 4 KiB pages of module and BPF
     text fetched: the walks 4K leaves cannot avoid), and ``kernel_fetches`` and
     ``kernel_misses`` of the kernel text between them (whose translations compete for the
-    same entries)."""
+    same entries); ``half``: ``fetches`` and ``misses`` of the same run up to the reference
+    that brings the fetches into module and BPF text to half of ``fetches`` (its midpoint
+    snapshot, for :func:`kmm.suite.registry.convergence`)."""
     from ...engine import Kind, TLB, TLB_L1_HIT, TLB_WALK
 
     va, sh, w, is_obj = trace_fetch_trace(text, cfg, traces)
     t = TLB(cfg.tlb())
     t.run(va, record=True, kind=int(Kind.IFETCH), page_shift=sh, global_=True)
     out = t.last_outcome
-    return {"fetches": int(w[is_obj].sum()),
+    obj_fetches = np.cumsum(np.where(is_obj, w, 0))
+    mid = int(np.searchsorted(obj_fetches, obj_fetches[-1] / 2)) + 1 if va.size else 0
+    return {"half": {"fetches": int(obj_fetches[mid - 1]) if mid else 0,
+                     "misses": int(np.count_nonzero(is_obj[:mid] & (out[:mid] == TLB_WALK)))},
+            "fetches": int(w[is_obj].sum()),
             "l1_misses": int(np.count_nonzero(is_obj & (out != TLB_L1_HIT))),
             "misses": int(np.count_nonzero(is_obj & (out == TLB_WALK))),
             "kernel_fetches": int(w[~is_obj].sum()),

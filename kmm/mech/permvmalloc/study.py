@@ -313,6 +313,109 @@ def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_PO
     return out
 
 
+#: Seeds each claim's published point is run again at besides the published one (convergence).
+REPLICATE_SEEDS = 2
+#: The policies the claims read: legacy, perm_alloc and perm_alloc with ideas 3 and 4 (P6)
+CLAIM_POLICIES = tuple(pol for pol in STANDARD_POLICIES
+                       if pol.label in ("legacy", "perm_alloc", "perm_alloc+3+4"))
+
+
+def claim_point(sr: ScenarioResult) -> dict:
+    """The values of P1-P6 of ``sr`` (what :func:`claim_values` records as each value)."""
+    return {"P1": sr.p1(), "P2": sr.p2(), "P3": sr.p3(), "P4": sr.p4(), "P5": sr.p5(),
+            "P6": sr.p6()}
+
+
+def stream_lengths(p: dict) -> dict:
+    """The stream each claim's value comes from, by its length at parameters ``p``: module
+    loads (P1, P2: the boot), BPF loads (P3), loads of both kinds (P4, P5: the whole
+    workload) and instruction fetches into module and BPF text (P6)."""
+    loads = int(p["module_count"]) + int(p["bpf_programs"])
+    return {"P1": int(p["module_count"]), "P2": int(p["module_count"]),
+            "P3": int(p["bpf_programs"]), "P4": loads, "P5": loads, "P6": int(p["itlb_fetches"])}
+
+
+def _ops_to(res: RunResult, kinds: Sequence[str], n: int):
+    """The operations of ``res`` up to and including its ``n``-th operation of ``kinds``."""
+    import polars as pl
+
+    ops = res.ops.with_row_index("_row")
+    rows = ops.filter(pl.col("op").is_in(list(kinds)))["_row"]
+    return ops.head(int(rows[n - 1]) + 1) if 0 < n <= rows.len() else ops.head(0)
+
+
+def _median_to(res: RunResult, kind: OpKind, n: int) -> float:
+    """:func:`median_flushes` over the first ``n`` operations of kind ``kind``."""
+    v = _ops_to(res, [kind.name.lower()], n)
+    v = v.filter(v["op"] == kind.name.lower())["global_flushes"]
+    return float(v.median()) if v.len() else float("nan")
+
+
+def half_point(sr: ScenarioResult) -> dict:
+    """P1-P6 at half of each claim's stream (:func:`stream_lengths`), read from the runs of
+    ``sr`` themselves (their midpoint snapshots): the median over the first half of the
+    module (P1, P2) or BPF loads (P3); DirectMap4k at the snapshot nearest the middle load
+    (P4); the load step's flushes over the operations up to the middle load (P5); iTLB
+    counts up to half the fetches (P6; the synthetic fetch workload, which keeps no
+    per-fetch outcome, by a run of its own with half the fetches).
+    ``{claim: (length, value)}``."""
+    p = sr.params
+    n = {c: v // 2 for c, v in stream_lengths(p).items()}
+    legacy, perm = sr.result("legacy"), sr.result("perm_alloc")
+    loads = ("module_load", "bpf_load")
+
+    def dm4k(res):
+        at = _ops_to(res, loads, n["P4"]).height
+        snaps = res.snapshots
+        return int(snaps["directmap_4k"][int((snaps["index"] - at).abs().arg_min())])
+
+    step = _ops_to(perm, loads, n["P5"])
+    per = max(n["P5"], 1)
+    p5 = {"global_flushes_per_load": float(step["load_step_global"].sum()) / per,
+          "local_flushes_per_load": float(step["load_step_local"].sum()) / per,
+          "lazy_threshold_purges_per_load": float(step["load_step_lazy"].sum()) / per,
+          "loads": n["P5"]}
+    if p["itlb_workload"] == "trace":
+        m4, m2 = (sr.fetch_misses(lab)["half"] for lab in ("perm_alloc", "perm_alloc+3+4"))
+    else:
+        m4, m2 = (fetch_misses(sr.result(lab).text, {**p, "itlb_fetches": n["P6"]})
+                  for lab in ("perm_alloc", "perm_alloc+3+4"))
+    return {
+        "P1": (n["P1"], _median_to(legacy, OpKind.MODULE_LOAD, n["P1"])),
+        "P2": (n["P2"], _median_to(perm, OpKind.MODULE_LOAD, n["P2"])),
+        "P3": (n["P3"], _median_to(perm, OpKind.BPF_LOAD, n["P3"])),
+        "P4": (n["P4"], {"directmap4k_legacy": dm4k(legacy),
+                         "directmap4k_grouped": dm4k(perm)}),
+        "P5": (n["P5"], p5),
+        "P6": (n["P6"], {"itlb_misses_4k": m4["misses"], "itlb_misses_2m": m2["misses"],
+                         "fetches": m4["fetches"]}),
+    }
+
+
+def replicates(sr: ScenarioResult) -> dict[str, list[dict]]:
+    """The published point of P1-P6 again (:func:`kmm.suite.registry.convergence`): at seeds
+    ``seed + 1`` and ``seed + 2`` over the whole workload (the policies the claims read,
+    :data:`CLAIM_POLICIES`, on a machine aged, modules laid out, BPF sizes drawn and fetches
+    placed by that seed), and at half of each claim's stream from the published runs'
+    midpoint snapshots (:func:`half_point`). Lengths are those of :func:`stream_lengths`
+    (module loads, BPF loads, loads, fetches). No claim is deterministic: every value
+    depends on the seed through the aged page allocator, the module layouts drawn from the
+    measured table or the BPF image sizes. ``{claim: [{"seed", "length", "value"}, ...]}``."""
+    p = sr.params
+    full = stream_lengths(p)
+    out: dict[str, list[dict]] = {c: [] for c in full}
+    for k in range(1, REPLICATE_SEEDS + 1):
+        seed = int(p["seed"]) + k
+        other = run_scenario.__wrapped__({**p, "seed": seed}, policies=CLAIM_POLICIES,
+                                         sweeps=False)
+        for c, v in claim_point(other).items():
+            out[c].append({"seed": seed, "length": full[c], "value": v})
+    _aged_pool.cache_clear()
+    for c, (length, v) in half_point(sr).items():
+        out[c].append({"seed": int(p["seed"]), "length": length, "value": v})
+    return out
+
+
 def run_point(**params):
     """Library runner for ``kmm sweep``: one parameter point, every policy, no claim
     sweeps; returns the tidy frame (scenario ``sweep``)."""
@@ -532,8 +635,13 @@ def claim_values(sr: ScenarioResult) -> dict[str, dict]:
 
 
 def evidence(p: dict) -> dict:
-    """P1-P6 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
-    return evidence_from(claim_values(run_scenario(p)))
+    """P1-P6 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim), each with
+    its published point's :func:`replicates`."""
+    sr = run_scenario(p)
+    values = claim_values(sr)
+    for c, reps in replicates(sr).items():
+        values[c]["replicates"] = reps
+    return evidence_from(values)
 
 
 def frame(p: dict, scenario: str):
