@@ -163,7 +163,10 @@ _BASIS: dict[str, tuple[str, str | None]] = {
                        "the remote latency, which is above the local one at any ratio > 1"),
     "S6": (STRUCTURAL, "each node reserves a worst-case stage-2 table set covering all host "
                        "memory and I/O, so the bytes reserved are that set times the nodes"),
-    "B1": (MEASURED, None),
+    "B1": (STRUCTURAL, "the RAM the linear map covers is inverted from the thread's own "
+                       "MemTotal, and rodata=full needs one PTE table per 2 MiB of it, which "
+                       "block mapping removes: the saving is that count of tables, a closed "
+                       "form of the thread's figure, not a measurement that could disagree"),
     "B2": (STRUCTURAL, "the tables a linear map needs per byte of RAM are fixed by the granule "
                        "and block size, so the bytes saved are RAM times a per-granule constant"),
     "B3": (MEASURED, None),
