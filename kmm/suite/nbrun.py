@@ -133,7 +133,7 @@ def _literal_path(path: Path) -> str:
 
 def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cwd: Path,
             timeout: float | None = None, data_dir: Path | None = None,
-            start_timeout: float = 120) -> Path:
+            start_timeout: float = 120, html: bool = True) -> Path:
     """Execute ``notebook`` with ``parameters`` and write the executed copy to ``out_path``.
 
     Parameters
@@ -147,6 +147,7 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
     data_dir : the kernel's ``KMM_DATA_DIR`` (where claims, frames and charts go); default
         ``$KMM_DATA_DIR`` or ``<cwd>/data``
     start_timeout : seconds to wait for the kernel to start
+    html : also write ``<stem>.html`` beside the copy (:func:`render_html`)
 
     Returns
     -------
@@ -220,7 +221,8 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
                 kept = safefs.move(tmp, failed_path(out_path))
                 failure = KmmError(f"{failure.message} (executed copy: {display_path(kept)})", where)
             raise failure
-        render_html(tmp)
+        if html:
+            render_html(tmp)
         html_tmp = tmp.with_suffix(".html")
         safefs.move(tmp, out_path)
         if html_tmp.is_file():

@@ -371,7 +371,7 @@ def _run_notebook(task: Task) -> pl.DataFrame:
 
     with _ENV_LOCK:
         nbrun.execute(Path(task.notebook), dict(task.params), out, cwd=Path(task.root),
-                      timeout=task.timeout_s, data_dir=work)
+                      timeout=task.timeout_s, data_dir=work, html=False)
     return collect_frames(work, where=Path(task.notebook).name)
 
 
