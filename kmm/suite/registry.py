@@ -585,8 +585,8 @@ def convergence(claim_id: str, record: Mapping[str, Any] | None
 
     The published value's seed is its parameters' ``seed``; its length is the longest
     replicate's. The spread: the published seed, length and whether it is in the band, every
-    replicate with whether it is in the
-    band, and ``min``/``max`` over the numeric values (published value included).
+    replicate with whether it is in the band, and ``min``/``max`` over the numeric values
+    (published value included).
     """
     if record is None or record.get("scenario") != "published" or record.get("value") is None:
         return None, None
