@@ -65,7 +65,8 @@ from .tlb import (FLAG_GLOBAL, FLAG_KIND_MASK, GLOBAL_ASID, S2_WALK_CACHE_ENTRIE
                   tlb_fill, tlb_lookup, tlb_translate)
 from .walk import (Path, PathArrays, PathConfig, PathCosts, PathOut, PathResult, TableNode,
                    TagEvent, WalkEvent, run_path, stage1_walk, stage2_walk)
-from .traces import read_kernel_trace, shipped_kernel_traces
+from .traces import (read_kernel_trace, read_shipped_trace, shipped_kernel_traces,
+                     shipped_trace_path)
 from .workloads import CodeImage, code_image, instruction_stream, zipf_ranks
 
 # ---- plain-int codes for kernels -----------------------------------------------------------
@@ -128,7 +129,7 @@ __all__ = [
     "Topology", "generic", "check_latency_matrix", "from_measured", "sockets", "CodeImage",
     "code_image", "instruction_stream", "zipf_ranks",
     # captured kernel traces
-    "read_kernel_trace", "shipped_kernel_traces",
+    "read_kernel_trace", "shipped_kernel_traces", "read_shipped_trace", "shipped_trace_path",
     # time from counts
     "LoadCurve", "published_curve", "MemorySystem", "memory_system", "CoreModel",
     "neoverse_core", "ampereone_core", "TimeCounts", "TimeResult", "solve_time", "Scope",

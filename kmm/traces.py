@@ -294,3 +294,21 @@ def shipped_kernel_traces() -> list:
     from pathlib import Path
 
     return sorted((Path(__file__).parent / "data" / "traces").glob("*.kmmt"))
+
+
+def shipped_trace_path(name: str, where: str = "trace"):
+    """The path of the shipped kernel trace of scenario ``name`` (``<name>.kmmt``); an
+    unknown name raises one :class:`kmm.errors.ConfigError` listing the shipped ones."""
+    from .errors import ConfigError
+
+    paths = {p.stem: p for p in shipped_kernel_traces()}
+    if name not in paths:
+        raise ConfigError(f"no shipped trace {name!r}; shipped: "
+                          f"{', '.join(sorted(paths))}", where)
+    return paths[name]
+
+
+def read_shipped_trace(name: str, *, max_refs: int | None = None, where: str = "trace"):
+    """:func:`read_kernel_trace` of the shipped trace of scenario ``name``
+    (:func:`shipped_trace_path`)."""
+    return read_kernel_trace(shipped_trace_path(name, where), max_refs=max_refs)

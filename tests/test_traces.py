@@ -103,3 +103,16 @@ def test_hex_decoding_at_every_width():
     values = [0, 1, 0xF, 0xABCDEF, 0x7FFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF]
     got = traces._hex_to_u64([f"{v:x}" for v in values] + ["DEADbeef"])
     assert got.tolist() == values + [0xDEADBEEF]
+
+
+def test_a_shipped_trace_is_found_by_its_scenario_name():
+    from kmm.errors import ConfigError
+
+    shipped = {p.stem: p for p in traces.shipped_kernel_traces()}
+    assert traces.shipped_trace_path("bpf") == shipped["bpf"]
+    t = traces.read_shipped_trace("bpf")
+    assert len(t) == t.manifest["refs"] and t.manifest["scenario"]["name"] == "bpf"
+    with pytest.raises(ConfigError, match=r"no shipped trace 'nosuch'; shipped: bpf, dmcrypt"):
+        traces.shipped_trace_path("nosuch", "scenarios")
+    with pytest.raises(ConfigError):
+        traces.read_shipped_trace("../bpf")  # a name, never a path

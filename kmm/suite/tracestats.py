@@ -277,12 +277,7 @@ def load(name: str, max_refs: int):
     from .. import traces
 
     check_int("max_refs", max_refs, lo=1)
-    paths = {p.stem: p for p in traces.shipped_kernel_traces()}
-    if name not in paths:
-        raise ConfigError(f"no shipped kernel trace {name!r}; shipped: "
-                          f"{', '.join(sorted(paths))}", "traces")
-    t = traces.read_kernel_trace(paths[name])
-    return t[:max_refs]
+    return traces.read_shipped_trace(name, where="traces")[:max_refs]
 
 
 def trace_frame(traces: Sequence[str], mappings: Sequence[str], *, max_refs: int,

@@ -669,14 +669,11 @@ _CAPTURE_CACHE: dict = {}
 def load_capture(workload: Workload) -> Capture:
     """The shipped capture of ``workload`` (:data:`CAPTURES`), grouped into touches (cached:
     the shipped files do not change while kmm runs)."""
-    from ...engine import read_kernel_trace, shipped_kernel_traces
+    from ...engine import read_shipped_trace
     workload = Workload(workload)
     if workload not in _CAPTURE_CACHE:
         name, per_window, work = CAPTURES[workload]
-        path = next((q for q in shipped_kernel_traces() if q.stem == name), None)
-        if path is None:
-            raise ConfigError(f"the shipped trace {name}.kmmt is missing", "trace")
-        tr = read_kernel_trace(path)
+        tr = read_shipped_trace(name)
         if work not in str(tr.manifest.get("scenario", {}).get("work", "")):
             raise ConfigError(f"{name}.kmmt does not run {work!r}: its operation count is "
                               "unknown", "trace")

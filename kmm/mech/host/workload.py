@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -247,8 +246,6 @@ def _interleave(traces: list[HostTrace], chunk: int = 256) -> tuple[HostTrace, n
 # :func:`kmm.traces.read_kernel_trace`) instead of the synthetic kernel stream; the user phases
 # and the schedule stay those of the :class:`Workload`.
 
-#: Folder of the shipped kernel traces.
-TRACE_DIR = Path(__file__).resolve().parents[2] / "data" / "traces"
 #: Physical window of trace-driven kernel data (one ``SLOT_SPAN_BYTES`` window per home node,
 #: inside node 0's 256 GiB of the host stage-2 map and above the synthetic windows of
 #: machines of up to 8 nodes).
@@ -298,11 +295,8 @@ class TraceWorkload:
         object.__setattr__(self, "scenarios", tuple(self.scenarios))
         if not self.scenarios:
             raise ConfigError("needs at least one trace scenario", "scenarios")
-        known = sorted(p.stem for p in TRACE_DIR.glob("*.kmmt"))
         for s in self.scenarios:
-            if s not in known:
-                raise ConfigError(f"no shipped trace {s!r}; known: {', '.join(known)}",
-                                  "scenarios")
+            eng.shipped_trace_path(s, "scenarios")
         check_int("linear_scale", self.linear_scale, lo=1, hi=1024)
 
 
@@ -442,15 +436,16 @@ def _concat_streams(streams: list[KernelStream]) -> KernelStream:
 
 
 @lru_cache(maxsize=16)
-def _read_trace(name: str):
-    return eng.read_kernel_trace(TRACE_DIR / f"{name}.kmmt")
+def read_trace(name: str):
+    """The shipped kernel trace of scenario ``name``, read once per process."""
+    return eng.read_shipped_trace(name)
 
 
 @lru_cache(maxsize=32)
 def kernel_stream(scenarios: tuple[str, ...], image: KernelImage) -> KernelStream:
     """The shipped traces ``scenarios`` converted (:func:`convert_kernel_trace`) and
     concatenated."""
-    return _concat_streams([convert_kernel_trace(_read_trace(s), image) for s in scenarios])
+    return _concat_streams([convert_kernel_trace(read_trace(s), image) for s in scenarios])
 
 
 def linear_frame(lpage: np.ndarray, part: np.ndarray, scale: int) -> np.ndarray:
@@ -683,7 +678,7 @@ def synthetic_footprint(w: Workload, m: Machine, model: TextModel = TextModel(),
 
 def trace_footprints(scenarios: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """:func:`trace_footprint` of the shipped traces ``scenarios`` (one row per scenario)."""
-    return {s: trace_footprint(_read_trace(s)) for s in scenarios}
+    return {s: trace_footprint(read_trace(s)) for s in scenarios}
 
 
 def el2_footprint(t) -> dict[str, float]:

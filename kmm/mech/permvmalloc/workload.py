@@ -495,11 +495,10 @@ def traced_fetches(trace, name: str | None = None) -> TracedFetches:
 def load_traced_fetches(name: str) -> TracedFetches:
     """:func:`traced_fetches` of the shipped trace ``name`` (a key of :data:`FETCH_TRACES`)."""
     from ...config import check_choice
-    from ...engine import read_kernel_trace, shipped_kernel_traces
+    from ...engine import read_shipped_trace
 
     check_choice("itlb trace", name, tuple(FETCH_TRACES))
-    path = next(p for p in shipped_kernel_traces() if p.name == FETCH_TRACES[name])
-    return traced_fetches(read_kernel_trace(path), name)
+    return traced_fetches(read_shipped_trace(FETCH_TRACES[name].removesuffix(".kmmt")), name)
 
 
 def _gumbel_top(logw: np.ndarray, k: int, rows: int, rng) -> np.ndarray:

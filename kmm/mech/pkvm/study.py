@@ -635,8 +635,8 @@ def el2_trace_frame(p: dict) -> "pl.DataFrame":
     trace (:func:`kmm.mech.host.workload.el2_footprint`: host stage-2 faults reaching EL2
     while the host first touches fresh memory)."""
     import polars as pl
-    from ..host.workload import _read_trace, el2_footprint
-    f = el2_footprint(_read_trace("pkvm"))
+    from ..host.workload import el2_footprint, read_trace
+    f = el2_footprint(read_trace("pkvm"))
     return pl.DataFrame([
         {"parameter": "el2_exits_per_kinstr", "assumed": float(p["el2_exits_per_kinstr"]),
          "low": float(ASSUMED_EL2["el2_exits_per_kinstr"][0]),
