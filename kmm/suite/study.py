@@ -175,6 +175,72 @@ def most_influential(sweep: Sequence[Mapping[str, Any]]) -> str | None:
     return best
 
 
+def one_at_a_time(specs: Mapping[str, tuple], published: Mapping[str, Any]) -> list[dict]:
+    """The one-at-a-time swings of a joint sweep: for each parameter of ``specs``
+    (``name -> (lo, hi)`` or ``(lo, hi, choices)``, as :func:`kmm.sampling.latin_hypercube`
+    takes them), a point at each end of its range with every other parameter at its
+    ``published`` value. An end equal to the published value is left out (that point is the
+    published point). A parameter whose published value is an integer takes integer ends; one
+    with ``choices`` takes the lowest and highest allowed choice. Evaluated and passed as
+    :attr:`Evidence.swings`, they let :func:`kmm.suite.registry.decided_by` check a sweep that
+    has no such points of its own (a Latin hypercube).
+
+    >>> one_at_a_time({"a": (0.0, 1.0), "n": (2, 8)}, {"a": 0.5, "n": 2, "other": 1})
+    [{'a': 0.0, 'n': 2}, {'a': 1.0, 'n': 2}, {'a': 0.5, 'n': 8}]
+    """
+    names = sorted(specs)
+    missing = [k for k in names if k not in published]
+    if missing:
+        raise KmmError(f"no published value of {', '.join(missing)}", "swings")
+    centre = {k: published[k] for k in names}
+    out = []
+    for k in names:
+        lo, hi, *rest = specs[k]
+        if rest and rest[0]:
+            allowed = [c for c in rest[0] if lo <= c <= hi]
+            lo, hi = min(allowed), max(allowed)
+        v = centre[k]
+        if isinstance(v, int) and not isinstance(v, bool):
+            lo, hi = int(round(lo)), int(round(hi))
+        else:
+            lo, hi = float(lo), float(hi)
+        for end in (lo, hi):
+            if end != v:
+                out.append({**centre, k: end})
+    return out
+
+
+#: Seeds besides the published one at which a study runs its published point again: with it,
+#: the :data:`kmm.suite.registry.MIN_SEEDS` a convergence check needs.
+REPLICATE_SEEDS = 2
+
+
+def replicate_plan(seed: int, length: int, seeds: int = REPLICATE_SEEDS) -> list[tuple[int, int]]:
+    """The runs that show a published value converged (:func:`kmm.suite.registry.convergence`):
+    ``(seed, length)`` at ``seed + 1`` ... ``seed + seeds`` with the published stream length,
+    then the published seed at half the length.
+
+    >>> replicate_plan(7, 1000)
+    [(8, 1000), (9, 1000), (7, 500)]
+    """
+    return [(int(seed) + k, int(length)) for k in range(1, seeds + 1)] + \
+        [(int(seed), int(length) // 2)]
+
+
+def replicates_from(runs: Sequence[tuple[int, int, Mapping[str, Any]]]) -> dict[str, list[dict]]:
+    """:attr:`Evidence.replicates` per claim from ``[(seed, length, {claim: value}), ...]``
+    (the runs of :func:`replicate_plan`).
+
+    >>> replicates_from([(8, 10, {"K1": 0.2}), (4, 5, {"K1": 0.3})])["K1"][1]
+    {'seed': 4, 'length': 5, 'value': 0.3}
+    """
+    out: dict[str, list[dict]] = {}
+    for seed, length, values in runs:
+        for c, v in values.items():
+            out.setdefault(c, []).append({"seed": int(seed), "length": int(length), "value": v})
+    return out
+
+
 def cached(maxsize: int = 4):
     """Memoise a study function on its (JSON) arguments, so a notebook's cells and
     :meth:`Study.finish` share one simulation. The result is shared: treat it as read-only."""
