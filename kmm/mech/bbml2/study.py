@@ -14,7 +14,7 @@ from .model import (bbm_window, BbmConfig, boot_table_bytes, build_linear_map,
     FORCE_PTE_NAMES, ForcePte, force_pte_mapping, kfence_late_split, LinearMapPolicy, lower_table_bytes, map_stats,
     memory_map_from_memtotal, MemoryMap, POLICY_NAMES, repaint, run_stream, saved_bytes,
     vmalloc_map)
-from ...suite.study import cached, evidence_from, Study
+from ...suite.study import cached, evidence_from, replicate_plan, replicates_from, Study
 from .workload import make_stream, make_uptime_stream, StreamConfig
 
 
@@ -345,14 +345,6 @@ def force_pte_frame(p: dict):
     return pl.DataFrame(rows)
 
 
-#: Seeds a stochastic claim is replicated at besides the published one (convergence).
-REPLICATE_SEEDS = 2
-
-
-def _other_seeds(p: dict) -> list[int]:
-    return [p["seed"] + k for k in range(1, REPLICATE_SEEDS + 1)]
-
-
 def b9_replicates(p: dict, stream) -> list[dict]:
     """B9 at two more seeds (full stream) and at half the published stream, read from the
     published run's checkpoint at half its rows (:func:`kmm.suite.registry.convergence`).
@@ -362,8 +354,8 @@ def b9_replicates(p: dict, stream) -> list[dict]:
     rows = int(stream["changes"].max())
     cuts = stream["changes"].unique().to_numpy()
     at = int(cuts[np.argmin(np.abs(cuts - rows / 2))])  # the checkpoint nearest the middle
-    out = [{"seed": s, "length": n, "value": b9_evidence(stream_frame(p, seed=s))}
-           for s in _other_seeds(p)]
+    out = [{"seed": s, "length": length, "value": b9_evidence(stream_frame(p, seed=s))}
+           for s, length in replicate_plan(p["seed"], n)[:-1]]
     if 0 < at < rows:
         out.append({"seed": p["seed"], "length": round(n * at / rows),
                     "value": b9_evidence(stream.filter(stream["changes"] == at))})
@@ -380,9 +372,8 @@ def b11_replicates(p: dict) -> list[dict]:
                 "conflict_aborts_not_allowlisted": r["bbml2_aborts"]["conflict_aborts"],
                 "accesses": r["no_bbml2"]["accesses"]}
 
-    n = int(p["bbm_changes"])
-    return ([{"seed": s, "length": n, "value": value(s, n)} for s in _other_seeds(p)]
-            + [{"seed": p["seed"], "length": n // 2, "value": value(p["seed"], n // 2)}])
+    runs = replicate_plan(p["seed"], int(p["bbm_changes"]))
+    return replicates_from([(s, n, {"B11": value(s, n)}) for s, n in runs])["B11"]
 
 
 def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, dict]:
