@@ -14,7 +14,8 @@ from .model import (bbm_window, BbmConfig, boot_table_bytes, build_linear_map,
     FORCE_PTE_NAMES, ForcePte, force_pte_mapping, kfence_late_split, LinearMapPolicy, lower_table_bytes, map_stats,
     memory_map_from_memtotal, MemoryMap, POLICY_NAMES, repaint, run_stream, saved_bytes,
     vmalloc_map)
-from ...suite.study import cached, evidence_from, replicate_plan, replicates_from, Study
+from ...suite.study import (cached, evidence_from, one_at_a_time, replicate_plan,
+                            replicates_from, Study)
 from .workload import make_stream, make_uptime_stream, StreamConfig
 
 
@@ -114,6 +115,25 @@ def table_memory_frame(p: dict):
                 rows.append({"granule": g, "ram_gib": ram, "policy": POLICY_NAMES[pol],
                              "table_bytes": tb, "saved_bytes": full - tb})
     return pl.DataFrame(rows)
+
+
+#: The ``assumed`` inputs of B1 (the thread's machine) and of B11 (the BBM window), with the
+#: ranges of ``params/bbml2_structure.yaml``: their one-at-a-time swings decide "decided by".
+B1_ASSUMED = {"kernel_image_mib": (24, 96), "other_reserved_mib": (0, 1024),
+              "nomap_align_kib": (4, 2048)}
+B11_ASSUMED = {"bbm_rate_per_us": (0.001, 1.0), "tlbi_ns": (500.0, 10000.0),
+               "tlb_hold_prob": (0.0, 1.0)}
+
+
+def b1_value(p: dict, **inputs) -> float:
+    """B1's saved bytes on the thread's machine with ``inputs`` (of :data:`B1_ASSUMED`)."""
+    return float(saved_bytes(thread_machine(p, **inputs)))
+
+
+def b1_swings(p: dict) -> list[dict]:
+    """B1 with each of its assumed inputs alone at the ends of its range."""
+    return [{"params": q, "value": b1_value(p, **q)}
+            for q in one_at_a_time(B1_ASSUMED, p)]
 
 
 def b1_points(p: dict) -> list[dict]:
@@ -226,17 +246,26 @@ def bbm_frame(p: dict):
     return pl.DataFrame(rows)
 
 
+def b11_value(p: dict, rate: float, tlbi_ns: float, hold: float) -> dict:
+    """B11's faults with and without BBML2 in the BBM window at these settings."""
+    r = bbm_window(bbm_config(p, rate, tlbi_ns=tlbi_ns, tlb_hold_prob=hold), p["seed"])
+    return {"faults_without_bbml2": r["no_bbml2"]["faults"],
+            "faults_with_bbml2": r["bbml2"]["faults"]}
+
+
 def b11_points(p: dict) -> list[dict]:
-    out = []
-    for rate in (0.001, 0.01, 0.1):
-        for tlbi in (500.0, 2000.0, 10000.0):
-            for hold in (0.0, 0.5, 1.0):
-                r = bbm_window(bbm_config(p, rate, tlbi_ns=tlbi, tlb_hold_prob=hold), p["seed"])
-                out.append({"params": {"bbm_rate_per_us": rate, "tlbi_ns": tlbi,
-                                       "tlb_hold_prob": hold},
-                            "value": {"faults_without_bbml2": r["no_bbml2"]["faults"],
-                                      "faults_with_bbml2": r["bbml2"]["faults"]}})
-    return out
+    """B11 over a grid of its assumed inputs (three levels each)."""
+    return [{"params": {"bbm_rate_per_us": rate, "tlbi_ns": tlbi, "tlb_hold_prob": hold},
+             "value": b11_value(p, rate, tlbi, hold)}
+            for rate in (0.001, 0.01, 0.1) for tlbi in (500.0, 2000.0, 10000.0)
+            for hold in (0.0, 0.5, 1.0)]
+
+
+def b11_swings(p: dict) -> list[dict]:
+    """B11 with each of its assumed inputs alone at the ends of its range."""
+    return [{"params": q, "value": b11_value(p, q["bbm_rate_per_us"], q["tlbi_ns"],
+                                             q["tlb_hold_prob"])}
+            for q in one_at_a_time(B11_ASSUMED, p)]
 
 
 @cached()
@@ -388,7 +417,8 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
     v = b1[0]["value"]
     vals = [x["value"] for x in b1[1:]]
     out["B1"] = {
-        "value": v, "unit": "bytes", "sweep": b1[1:], "deterministic": True,
+        "value": v, "unit": "bytes", "sweep": b1[1:], "swings": b1_swings(p),
+        "deterministic": True,
         "explanation": (
             f"rodata=full maps the {mm.mapped_bytes / GiB:.1f} GiB the kernel sees (256 GiB "
             f"installed less a {mm.nomap_bytes / GiB:.2f} GiB firmware carve-out implied by "
@@ -446,7 +476,8 @@ def claim_values(p: dict, tables=None, stream=None, repaints=None) -> dict[str, 
                             "faults_with_bbml2": r["bbml2"]["faults"],
                             "conflict_aborts_not_allowlisted": r["bbml2_aborts"]["conflict_aborts"],
                             "accesses": r["no_bbml2"]["accesses"]},
-                  "unit": "", "sweep": b11_points(p), "replicates": b11_replicates(p),
+                  "unit": "", "sweep": b11_points(p), "swings": b11_swings(p),
+                  "replicates": b11_replicates(p),
                   "explanation": (
         f"without BBML2 a leaf-size change leaves an invalid descriptor for the TLBI and the "
         f"rewrite, and {r['no_bbml2']['faults']} of {r['no_bbml2']['accesses']} concurrent "
@@ -524,4 +555,5 @@ def frame(p: dict, scenario: str):
                          bbm_frame(p), vmalloc_frame(p), uptime_frame(p), force_pte_frame(p))
 
 
-STUDY = Study("bbml2_structure", tuple(CHARTS), DEFAULTS, evidence, check_params, frame)
+STUDY = Study("bbml2_structure", tuple(CHARTS), DEFAULTS, evidence, check_params, frame,
+              {**B1_ASSUMED, **B11_ASSUMED})
