@@ -352,3 +352,29 @@ def test_checks_catch_a_bad_mechanism(bad):
     assert any("reads kmm.buddy._P_NPAGES" in p for p in ker)
     assert numba_problems(m, t)
     assert engine_suite_problems(m, t)
+
+
+def test_every_module_imports_first():
+    """Any kmm module can be the first one a program imports (no import cycle that only
+    works in one order): each is imported in turn with every ``kmm`` module unloaded."""
+    import subprocess
+    import sys
+
+    mods = sorted(".".join(p.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(".__init__")
+                  for p in ROOT.rglob("*.py")
+                  if "data" not in p.parts and p.name != "__main__.py")
+    code = ("import importlib, sys\n"
+            "bad = []\n"
+            f"for m in {mods!r}:\n"
+            "    for k in [k for k in sys.modules if k == 'kmm' or k.startswith('kmm.')]:\n"
+            "        del sys.modules[k]\n"
+            "    try:\n"
+            "        importlib.import_module(m)\n"
+            "    except Exception as e:\n"
+            "        bad.append(f'{m}: {type(e).__name__}: {e}')\n"
+            "print('\\n'.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT.parent, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "", out.stdout
+    assert len(mods) > 50
