@@ -210,6 +210,42 @@ def one_at_a_time(specs: Mapping[str, tuple], published: Mapping[str, Any]) -> l
     return out
 
 
+def evaluate_points(evaluate: Callable[[dict], Mapping[str, Any]],
+                    points: Sequence[Mapping[str, Any]]) -> dict[str, list[dict]]:
+    """Every claim's value at each point: ``evaluate(point)`` gives ``{claim: value}``; the
+    result is ``{claim: [{"params": point, "value": v}, ...]}``, the form of
+    :attr:`Evidence.sweep` and :attr:`Evidence.swings`.
+
+    >>> evaluate_points(lambda q: {"K1": q["a"] * 2}, [{"a": 1}, {"a": 3}])["K1"][1]
+    {'params': {'a': 3}, 'value': 6}
+    """
+    out: dict[str, list[dict]] = {}
+    for pt in points:
+        for c, v in evaluate(dict(pt)).items():
+            out.setdefault(c, []).append({"params": dict(pt), "value": v})
+    return out
+
+
+def joint_sweep(evaluate: Callable[[dict], Mapping[str, Any]], specs: Mapping[str, tuple],
+                published: Mapping[str, Any], n: int, seed) -> tuple[dict, dict]:
+    """The joint sweep of ``specs`` (``name -> (lo, hi[, choices])``) for every claim
+    ``evaluate`` returns: ``n`` Latin-hypercube points (:func:`kmm.sampling.latin_hypercube`
+    from ``seed``, with ``published`` as the base that says which parameters are integers)
+    and the :func:`one_at_a_time` swings around ``published`` that decide "decided by".
+    ``(sweep, swings)``, each ``{claim: [{"params", "value"}, ...]}``
+    (:func:`evaluate_points`).
+
+    >>> sweep, swings = joint_sweep(lambda q: {"K1": q["a"]}, {"a": (0.0, 1.0)},
+    ...                             {"a": 0.5}, 4, 0)
+    >>> len(sweep["K1"]), [pt["value"] for pt in swings["K1"]]
+    (4, [0.0, 1.0])
+    """
+    from ..sampling import latin_hypercube
+
+    return (evaluate_points(evaluate, latin_hypercube(specs, n, seed, published)),
+            evaluate_points(evaluate, one_at_a_time(specs, published)))
+
+
 #: Seeds besides the published one at which a study runs its published point again: with it,
 #: the :data:`kmm.suite.registry.MIN_SEEDS` a convergence check needs.
 REPLICATE_SEEDS = 2
