@@ -257,13 +257,19 @@ def net_gain(gain: float, exit_rate_per_s: float = 0.0, extra_exit_ns: float = 0
     (``exit_rate_per_s`` per CPU-second of baseline work) adds ``extra_exit_ns`` to the work
     that causes it, and text-write traps and stage-2 table sync take a share ``f_stage2`` of
     the machine's CPU time (:func:`text_write_fraction`, :func:`stage2_sync_fraction`). With
-    both shares zero this is ``1 / (1 / (1 + gain) + rate * extra) - 1``.
+    both shares zero this is ``1 / (1 / (1 + gain) + rate * extra) - 1``. Shares that
+    would take the whole machine or more (``f_stage2 >= 1``: stage-2 sync at a high page
+    rate, every donation making every CPU re-walk) leave no time for the work: -1.
     """
     if gain <= -1:
         raise ConfigError(f"gain must be > -1, got {gain}", "gain")
-    for name, f in (("f_stage2", f_stage2), ("f_base", f_base)):
-        if not 0.0 <= f < 1.0:
-            raise ConfigError(f"must be a share of CPU time in [0, 1), got {f}", name)
+    if not 0.0 <= f_base < 1.0:
+        raise ConfigError(f"must be a share of CPU time in [0, 1), got {f_base}", "f_base")
+    if not f_stage2 >= 0.0:
+        raise ConfigError(f"must be a non-negative share of CPU time, got {f_stage2}",
+                          "f_stage2")
+    if f_stage2 >= 1.0:
+        return -1.0
     t = 1.0 / (1.0 + gain) + exit_rate_per_s * extra_exit_ns * 1e-9
     return (1.0 / (1.0 - f_base)) / (t / (1.0 - f_stage2)) - 1.0
 

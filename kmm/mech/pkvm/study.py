@@ -425,15 +425,17 @@ def schemes_frame(p: dict, runs: dict) -> "pl.DataFrame":
         for r in sorted({1.0, p["remote_ratio"], *p["ratio_range"]}):
             lat = _lat(p, r)
             sh = overhead_shares(p, r)
-            tb = system_time_ns(ck, lat, Scheme.BASELINE, pol, costs) / (
-                1.0 - sh["text_base"])
-            tk = system_time_ns(ck, lat, Scheme.KTR, pol, costs) / (1.0 - sh["text_ktr"])
-            rows.append({"workload": w, "ratio": r, "scheme": "KTR", "gain": tb / tk - 1})
+            tb = system_time_ns(ck, lat, Scheme.BASELINE, pol, costs)
+            tk = system_time_ns(ck, lat, Scheme.KTR, pol, costs)
+            rows.append({"workload": w, "ratio": r, "scheme": "KTR",
+                         "gain": net_gain(tb / tk - 1, f_stage2=sh["text_ktr"],
+                                          f_base=sh["text_base"])})
             for lab in (p["debate_leaf"], p["pkvm_leaf"]):
-                ts = system_time_ns(runs[("s2", w, lab)], lat, Scheme.STAGE2, pol,
-                                        costs) / (1.0 - sh["text_stage2"] - sh["sync"])
+                ts = system_time_ns(runs[("s2", w, lab)], lat, Scheme.STAGE2, pol, costs)
                 rows.append({"workload": w, "ratio": r, "scheme": f"stage 2, {lab}",
-                             "gain": tb / ts - 1})
+                             "gain": net_gain(tb / ts - 1,
+                                              f_stage2=sh["text_stage2"] + sh["sync"],
+                                              f_base=sh["text_base"])})
     return pl.DataFrame(rows)
 
 
@@ -864,10 +866,13 @@ def _sides(p: dict, comp) -> str:
     fp, wk, undef = [], [], []
     for r in built.iter_rows(named=True):
         x = r["share_footprint"]
-        (undef if x is None else fp if x > 0.5 else wk).append(
-            r["label"] + ("" if x is not None else
-                          f" (the {'footprint' if r['footprint_ns'] < 0 else 'walk'} part is "
-                          f"negative)"))
+        if x is not None:
+            (fp if x > 0.5 else wk).append(r["label"])
+        elif r["footprint_ns"] is not None:
+            neg = [n for n in ("footprint", "walk_part") if r[f"{n}_ns"] < 0]
+            undef.append(f"{r['label']} (" + (f"{' and '.join(n.split('_')[0] for n in neg)} "
+                                              f"part{'s' if len(neg) > 1 else ''} negative"
+                                              if neg else "both parts zero") + ")")
     hyp = comp.filter(~comp["linux_builds"]).sort("leaf_bytes")
     reasons = sorted(set(hyp["hypothetical"].to_list()))
     text = (f"Among the leaves Linux builds under {p['s1_granule']} host pages, footprint "
@@ -962,7 +967,9 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                      f"baseline's own patching and keeping one host stage-2 table set per node "
                      f"in sync ({p['s2_pages_per_s']:g} page cycles/s, each donation's TLBI "
                      f"VMALLE1IS making every CPU re-walk up to {p['rewalk_working_set']} "
-                     f"translations in two stages) {sh['sync']:.2g}; with "
+                     f"translations in two stages) {sh['sync']:.2g}"
+                     + (" (more than the whole machine: no time is left for the work)"
+                        if sh["sync"] >= 1.0 else "") + "; with "
                      f"them and {p['nvhe_exit_extra_ns']:g} ns more per exit without VHE the net "
                      f"gain reaches zero at {cross:.3g} exits per second per CPU ({cross0:.3g} "
                      f"with exits alone). Alone, the trapped text writes cancel the gain at "
