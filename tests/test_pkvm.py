@@ -243,8 +243,11 @@ def test_notebook_functions_give_the_stated_directions():
         x["value"] == 0.0 for x in v["S4"]["sweep"])
     for (_r, _x), grp in exits.group_by(["exit_rate", "extra_ns"]):
         net = dict(zip(grp["overheads"].to_list(), grp["net_gain"].to_list()))
-        assert (net["+ traps, sync: top assumed rates"] < net["+ traps, sync: published rates"]
-                < net["exits only"])
+        # overheads that take the whole machine leave a net gain of -1 (no work done)
+        assert (-1.0 <= net["+ traps, sync: top assumed rates"]
+                <= net["+ traps, sync: published rates"] < net["exits only"])
+        assert net["+ traps, sync: top assumed rates"] < net["+ traps, sync: published rates"] \
+            or net["+ traps, sync: published rates"] == -1.0
     # EL2's walks are charged to the hypervisor's tables, its fetches to its text
     assert {"fetch_ns_per_exit", "walk_ns_per_exit"} <= set(el2.columns)
     r = v["S6"]["value"]["reserved_bytes"]
