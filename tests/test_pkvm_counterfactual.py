@@ -158,3 +158,13 @@ def test_replicates_cover_every_simulated_claim():
            "replicates": reps["S4"]}
     ok, spread = registry.convergence("S4", rec)
     assert ok is not None and len(spread["replicates"]) == 3
+
+
+def test_tlb_shift_must_be_a_size_the_tlb_holds():
+    from kmm import walk
+    from kmm.errors import ConfigError
+    path = walk.Path(walk.bench_config())
+    va = np.arange(4, dtype=np.uint64) << np.uint64(12)
+    with pytest.raises(ConfigError, match="tlb_shift"):
+        path.run(va, tlb_shift=13)  # 8 KiB: no arm64 4K entry size
+    assert path.run(va, tlb_shift=21).walk.walks == 1  # one 2 MiB entry covers all four

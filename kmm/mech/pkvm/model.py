@@ -512,13 +512,15 @@ def hypothetical_reason(option: S2Leaf, host_granule: str) -> str | None:
     KVM's host stage 2 uses the host's page size: ``prepare_host_vtcr``
     (arch/arm64/kvm/hyp/nvhe/mem_protect.c) takes its VTCR_EL2 from ``kvm_get_vtcr``
     (arch/arm64/kvm/hyp/pgtable.c), whose ``VTCR_EL2_FLAGS`` carry ``VTCR_EL2_TGRAN``, the
-    granule of ``PAGE_SIZE`` (arch/arm64/include/asm/kvm_arm.h), and the table walker
+    granule of the kernel's ``PAGE_SIZE`` (``CONFIG_ARM64_*K_PAGES``,
+    arch/arm64/include/asm/kvm_arm.h), and the table walker
     indexes with ``PAGE_SHIFT`` (``kvm_pgtable_idx``, ``kvm_granule_shift``): another
     stage-2 granule is hypothetical. Its leaves are pages and the blocks
     ``kvm_level_supports_block_mapping`` allows (``host_stage2_adjust_range``); no
     contiguous bit is set (``stage2_set_prot_attr``, arch/arm64/kvm/hyp/pgtable.c, writes
     memory type, permissions, shareability, AF and software bits only): contiguous ranges
-    are hypothetical too. (Mainline, gregkh/linux 2519003dd5fb.)"""
+    are hypothetical too. (Read in mainline: gregkh/linux, mem_protect.c at 2519003dd5fb,
+    pgtable.c at 735d394779c9.)"""
     if option.granule != host_granule:
         return (f"{option.granule} stage-2 granule under {host_granule} host pages (KVM's "
                 f"host stage 2 uses PAGE_SIZE)")
