@@ -450,7 +450,7 @@ def test_overhead_points_cover_the_assumed_ranges():
 
 
 def test_trace_source_side_by_side():
-    """The trace-driven default: S1 names the captured traces and the synthetic share, the
+    """The trace-driven default: S1 names the captured traces and the synthetic loss, the
     side-by-side frame carries both sources and every scheme, and the captured pKVM run's
     exits lie inside S5's assumed ranges."""
     from pathlib import Path
