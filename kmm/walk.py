@@ -765,11 +765,11 @@ class Path:
 
     def run(self, addresses, *, kind=None, pa=None, leaf_level=None, cont=None,
             s2_leaf_level=None, s2_cont=None, asid=None, vmid=None, cpu=None, global_=None,
-            node=None, table_nid=None, tag=None, lines=None, record: bool = False
-            ) -> PathResult:
+            node=None, table_nid=None, tag=None, lines=None, record: bool = False,
+            tlb_shift=None) -> PathResult:
         """See :func:`simulate_path`."""
         acc = self._arrays(addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid,
-                           vmid, cpu, global_, node, table_nid, tag, lines)
+                           vmid, cpu, global_, node, table_nid, tag, lines, tlb_shift)
         n = acc.va.shape[0]
         out = self._out._replace(refs=np.zeros(n if record else 0, np.int16))
         run_path(self.tlb_state, self.cache_state, self.walk_state, acc, out)
@@ -781,14 +781,15 @@ class Path:
 
     def arrays(self, addresses, *, kind=None, pa=None, leaf_level=None, cont=None,
                s2_leaf_level=None, s2_cont=None, asid=None, vmid=None, cpu=None, global_=None,
-               node=None, table_nid=None, tag=None, lines=None) -> PathArrays:
+               node=None, table_nid=None, tag=None, lines=None, tlb_shift=None) -> PathArrays:
         """The validated kernel arrays :meth:`run` would pass to :func:`run_path` for these
         accesses (a column of length 1 applies to every access)."""
         return self._arrays(addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid,
-                            vmid, cpu, global_, node, table_nid, tag, lines)
+                            vmid, cpu, global_, node, table_nid, tag, lines, tlb_shift)
 
     def _arrays(self, addresses, kind, pa, leaf_level, cont, s2_leaf_level, s2_cont, asid, vmid,
-                cpu, global_, node, table_nid, tag=None, lines=None) -> PathArrays:
+                cpu, global_, node, table_nid, tag=None, lines=None, tlb_shift=None
+                ) -> PathArrays:
         cfg = self.config
         s1, s2 = cfg.stage1, cfg.stage2
         va = np.asarray(addresses)
@@ -816,6 +817,13 @@ class Path:
                                   asid=asid, vmid=vmid, cpu=cpu, global_=global_,
                                   cont_shift=cont_shift, s2_page_shift=s2_shift,
                                   s2_cont_shift=s2_cont_shift)
+        if tlb_shift is not None:
+            ts = _tlb.per_access_column("tlb_shift", tlb_shift, n, np.uint8, 0)
+            bad = np.setdiff1d(np.unique(ts), np.asarray(cfg.tlb.page_shifts, dtype=np.uint8))
+            if bad.size:
+                raise ConfigError(f"entry sizes 2**{bad.tolist()} are not held by this TLB",
+                                  "tlb_shift")
+            tacc = tacc._replace(shift=ts)
         if pa is None:
             pa_a = np.zeros(1, np.int64) if n != 1 else va.copy()
         else:
@@ -881,7 +889,9 @@ def simulate_path(addresses, config: PathConfig, **per_access) -> PathResult:
     ``asid``, ``vmid``, ``cpu``, ``global_``, ``node`` (node holding the data line),
     ``table_nid`` (``[n, levels]`` table nodes for :attr:`TableNode.GIVEN`), ``lines``
     (consecutive lines read from ``pa``, default 1; 0 translates only), ``record`` (keep
-    per-access walk references in ``PathResult.refs``). For tags, use
+    per-access walk references in ``PathResult.refs``), ``tlb_shift`` (log2 of the TLB entry
+    size each access fills, in place of the one its leaves give: a counterfactual run that
+    changes what an entry covers apart from the walk that fills it). For tags, use
     ``Path(config, tags=n).run(..., tag=...)``.
     """
     return Path(config).run(addresses, **per_access)

@@ -191,15 +191,23 @@ def test_notebook_functions_give_the_stated_directions():
     mem = pkvm.memory_frame(p)
     v = pkvm.claim_values(p, runs, comp, exits, el2, mem)
     deb = comp.filter(comp["label"] == p["debate_leaf"]).row(0, named=True)
-    assert v["S1"]["value"] == v["S2"]["value"] == deb["share_a"]
+    assert v["S1"]["value"] == v["S2"]["value"] == deb["share_footprint"]
+    assert deb["footprint_ns"] + deb["walk_part_ns"] + deb["interaction_ns"] == pytest.approx(
+        deb["loss_vs_ktr"] * deb["ktr_ns"])
     # the assumed stage-2 walk-cache size is in S1/S2's joint sweep, with its own runs
     assert {pt["params"]["s2_walk_cache_entries"] for pt in v["S1"]["sweep"]} == {0, 64, 128}
     centre = {pt["params"]["s2_walk_cache_entries"]: pt["value"] for pt in v["S1"]["sweep"]
               if pt["params"]["background"] == p["background"]
               and pt["params"]["dep_ifetch"] == p["dep_ifetch"]
               and pt["params"]["remote_ratio"] == p["remote_ratio"]}
-    assert centre[64] == pytest.approx(deb["share_a"])
+    assert centre[64] == pytest.approx(deb["share_footprint"])
     assert centre[0] != centre[64]  # the size reaches the simulated TLB
+    # hypothetical leaves are labelled, not decomposed, and out of S3's rule
+    hyp = comp.filter(~comp["linux_builds"])
+    assert set(hyp["label"].to_list()) == {"4K cont pages 64K", "4K cont blocks 32M"}
+    assert hyp["share_footprint"].is_null().all() and (hyp["hypothetical"] != "").all()
+    assert v["S3"]["value"]["leaf_bytes"] == [4096, 2 << 20, 1 << 30]
+    assert "hypothetical" in v["S1"]["explanation"] and "hypothetical" in v["S3"]["explanation"]
     w = v["S3"]["value"]["walk_ns"]
     assert w[-1] < w[0]
     g = pkvm.stage2_gain(p, runs)
@@ -213,6 +221,16 @@ def test_notebook_functions_give_the_stated_directions():
     n_r = len({*p["ratio_range"], p["remote_ratio"]})
     assert len(v["S4"]["sweep"]) == n_bg * n_r * 3 * p["s4_overhead_points"]
     assert set(pkvm.OVERHEAD_ASSUMED) <= set(v["S4"]["sweep"][0]["params"])
+    # one-at-a-time swings: each moves one parameter of the sweep from its published value
+    keys = set(v["S4"]["sweep"][0]["params"])
+    assert v["S4"]["swings"] and all(set(x["params"]) == keys for x in v["S4"]["swings"])
+    for x in v["S4"]["swings"]:
+        assert sum(x["params"][k] != p[k] for k in keys) == 1
+    from kmm.suite import registry
+    rec = {"value": v["S4"]["value"], "scenario": "published", "parameters": p,
+           "sweep": v["S4"]["sweep"], "swings": v["S4"]["swings"]}
+    assert registry.decided_by("S4", rec) is not None
+    assert v["S6"]["deterministic"]
     ov, cross = pkvm.overhead_frames(p, runs)
     be = g / (1 + g)
     assert (ov["break_even"] == be).all()
@@ -225,8 +243,11 @@ def test_notebook_functions_give_the_stated_directions():
         x["value"] == 0.0 for x in v["S4"]["sweep"])
     for (_r, _x), grp in exits.group_by(["exit_rate", "extra_ns"]):
         net = dict(zip(grp["overheads"].to_list(), grp["net_gain"].to_list()))
-        assert (net["+ traps, sync: top assumed rates"] < net["+ traps, sync: published rates"]
-                < net["exits only"])
+        # overheads that take the whole machine leave a net gain of -1 (no work done)
+        assert (-1.0 <= net["+ traps, sync: top assumed rates"]
+                <= net["+ traps, sync: published rates"] < net["exits only"])
+        assert net["+ traps, sync: top assumed rates"] < net["+ traps, sync: published rates"] \
+            or net["+ traps, sync: published rates"] == -1.0
     # EL2's walks are charged to the hypervisor's tables, its fetches to its text
     assert {"fetch_ns_per_exit", "walk_ns_per_exit"} <= set(el2.columns)
     r = v["S6"]["value"]["reserved_bytes"]
@@ -429,7 +450,7 @@ def test_overhead_points_cover_the_assumed_ranges():
 
 
 def test_trace_source_side_by_side():
-    """The trace-driven default: S1 names the captured traces and the synthetic share, the
+    """The trace-driven default: S1 names the captured traces and the synthetic loss, the
     side-by-side frame carries both sources and every scheme, and the captured pKVM run's
     exits lie inside S5's assumed ranges."""
     from pathlib import Path

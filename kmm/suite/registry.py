@@ -70,9 +70,11 @@ _TABLE = [
     ("K5", "ktr", "Replication costs one copy of text+rodata per extra node plus per-node kernel tables",
      "bytes vs nodes counted from the tables built, equal to the closed-form count"),
     ("S1", "pkvm", "Per-node stage-2 tables: the only downside is a larger TLB footprint",
-     "share of stage-2's loss against KTR due to extra TLB misses (a) rather than longer walks (b)"),
+     "footprint share of stage 2's change against KTR at the debated leaf Linux builds: a run changing only "
+     "what a TLB entry covers, over it plus a run changing only the walk (undefined if either part is negative)"),
     ("S2", "pkvm", "Footprint is not the issue; the cost is the 2D walk itself",
-     "share of stage-2's loss against KTR due to extra TLB misses (a) rather than longer walks (b)"),
+     "footprint share of stage 2's change against KTR at the debated leaf Linux builds: a run changing only "
+     "what a TLB entry covers, over it plus a run changing only the walk (undefined if either part is negative)"),
     ("S3", "pkvm", "Large stage-2 mappings mitigate the walk cost",
      "walk cost falls as the stage-2 leaf size grows"),
     ("S4", "pkvm", "Giving up VHE costs extra on every guest entry/exit",
@@ -350,7 +352,8 @@ _BANDS: dict[str, _Interval | _Rule] = {
                 lambda e: list(e["model_bytes"]) == list(e["formula_bytes"]) and len(e["model_bytes"]) > 0),
     "S1": _Interval(0.5, 1.0, "", lo_open=True),
     "S2": _Interval(0.0, 0.5, ""),
-    "S3": _Rule("walk cost non-increasing as the stage-2 leaf grows, and lower at the largest leaf",
+    "S3": _Rule("walk cost non-increasing as the stage-2 leaf grows, and lower at the largest leaf "
+                "(over the leaves Linux builds)",
                 ("leaf_bytes", "walk_ns"),
                 lambda e: _nonincreasing(_by_x(e["leaf_bytes"], e["walk_ns"]))
                 and _by_x(e["leaf_bytes"], e["walk_ns"])[-1] < _by_x(e["leaf_bytes"], e["walk_ns"])[0]),

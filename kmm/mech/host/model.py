@@ -758,10 +758,16 @@ def _path_arrays(tr: HostTrace, m: Machine, cls: Classes, image_pt: PageTable,
     return leaf, cont, glob, asid, node, tn
 
 
+#: :func:`simulate_host`'s ``entry_stage2`` default: a TLB entry covers what the walk's own
+#: stages allow (the hardware's combined entry).
+WALK_REACH = "walk"
+
+
 def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setup | None = None,
                   model: TextModel = TextModel(), sim_node: int | None = None,
                   replicas_in_llc: int = 1,
-                  trace: "TraceWorkload | None" = None) -> HostCounts:
+                  trace: "TraceWorkload | None" = None,
+                  entry_stage2: "Stage2Setup | None | str" = WALK_REACH) -> HostCounts:
     """Run a workload through the full path (:class:`kmm.walk.Path`) on one node's CPUs.
 
     The node (node 1 by default, node 0 on a one-node machine) has ``m.cpus_per_node``
@@ -779,6 +785,13 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     the boot copy, as :func:`build_kernel_tables` places them): the copies are distinct
     lines competing for the one LLC. Without replication the same CPUs share one copy
     (``replicas_in_llc`` = 1). Counts are charged as the simulated node's either way.
+
+    ``entry_stage2`` separates what a TLB entry covers from the walk that fills it, for
+    counterfactual runs: by default (:data:`WALK_REACH`) an entry is the stage-1 leaf no
+    larger than ``stage2``'s leaf (the combined entry, Arm ARM D8.12.2); None bounds it by
+    the stage-1 leaf alone (a 2D walk that fills 1D-sized entries); a
+    :class:`Stage2Setup` bounds it by that setup's stage-2 leaves whatever the walk (with
+    ``stage2`` None: 1D walks that fill entries of the combined size).
     """
     g = m.geometry
     cls = Classes(m.nodes, m.ktr_tables)
@@ -789,10 +802,12 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
     slots_per_node = m.cpus_per_node * m.threads_per_cpu
     geoms = (g,) if stage2 is None else (g, stage2.geometry)
     levels = max(x.levels for x in geoms)
+    reach = _entry_reach(stage2, entry_stage2)
+    tlb_geoms = geoms if reach in (None, stage2) else (*geoms, reach.geometry)
     tlb = eng.TLBConfig.neoverse_n1(cpus=m.cpus_per_node, seed=run.seed,
                                     walk_cache_entries=m.walk_cache_entries,
                                     s2_walk_cache_entries=m.s2_walk_cache_entries
-                                    ).with_geometry(*geoms)
+                                    ).with_geometry(*tlb_geoms)
     caches = eng.CacheConfig(llc=eng.CacheLevelConfig(m.llc_bytes, 16), cpus=m.cpus_per_node,
                          seed=run.seed)
     if trace is None:
@@ -823,6 +838,8 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
                                s2_table_fixed_nid=s2_class,
                                s2_table_leaf_level=stage2.table_leaf_level,
                                s2_walk_cache_page_leaves=stage2.walk_cache_page_leaves)
+    if reach is not stage2:
+        kw["tlb_shift"] = _entry_shifts(g, leaf, cont, reach, tr.pa, k, tlb.honour_cont)
     if stage2 is not None and stage2.path is not None:
         kw["el2"] = tr.region == Region.HYP
         path = stage2.path(cfg)
@@ -859,6 +876,32 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
         cpus=m.cpus_per_node,
         replicated_lines=int(np.unique(tr.pa[meas][(rk == Region.KTEXT)
                                                    | (rk == Region.KRODATA)] >> np.uint64(6)).size))
+
+
+def _entry_reach(stage2: Stage2Setup | None, entry_stage2) -> Stage2Setup | None:
+    """The stage-2 setup whose leaves bound the TLB entries (:func:`simulate_host`)."""
+    if isinstance(entry_stage2, str):
+        if entry_stage2 != WALK_REACH:
+            raise ConfigError(f"must be {WALK_REACH!r}, None or a Stage2Setup, got "
+                              f"{entry_stage2!r}", "entry_stage2")
+        return stage2
+    if entry_stage2 is not None and not isinstance(entry_stage2, Stage2Setup):
+        raise ConfigError("must be a Stage2Setup, None or 'walk'", "entry_stage2")
+    return entry_stage2
+
+
+def _entry_shifts(g: eng.Geometry, leaf, cont, reach: Stage2Setup | None, pa, node: int,
+                  honour_cont: bool) -> np.ndarray:
+    """Log2 TLB entry size per access: the stage-1 leaf (or contiguous range), no larger
+    than ``reach``'s stage-2 leaf as seen from ``node`` (none: the stage-1 leaf alone)."""
+    s1 = eng.leaf_shifts(g, leaf)
+    c1 = eng.cont_shifts(g, leaf, cont)
+    if reach is None:
+        return eng.entry_shift(s1, c1, honour_cont=honour_cont)
+    l2, c2 = reach.leaf(pa, node)
+    g2 = reach.geometry
+    return eng.entry_shift(s1, c1, eng.leaf_shifts(g2, l2), eng.cont_shifts(g2, l2, c2),
+                           honour_cont)
 
 
 def replica_pa(pa: np.ndarray, region: np.ndarray, cpu: np.ndarray, copies: int) -> np.ndarray:

@@ -257,13 +257,19 @@ def net_gain(gain: float, exit_rate_per_s: float = 0.0, extra_exit_ns: float = 0
     (``exit_rate_per_s`` per CPU-second of baseline work) adds ``extra_exit_ns`` to the work
     that causes it, and text-write traps and stage-2 table sync take a share ``f_stage2`` of
     the machine's CPU time (:func:`text_write_fraction`, :func:`stage2_sync_fraction`). With
-    both shares zero this is ``1 / (1 / (1 + gain) + rate * extra) - 1``.
+    both shares zero this is ``1 / (1 / (1 + gain) + rate * extra) - 1``. Shares that
+    would take the whole machine or more (``f_stage2 >= 1``: stage-2 sync at a high page
+    rate, every donation making every CPU re-walk) leave no time for the work: -1.
     """
     if gain <= -1:
         raise ConfigError(f"gain must be > -1, got {gain}", "gain")
-    for name, f in (("f_stage2", f_stage2), ("f_base", f_base)):
-        if not 0.0 <= f < 1.0:
-            raise ConfigError(f"must be a share of CPU time in [0, 1), got {f}", name)
+    if not 0.0 <= f_base < 1.0:
+        raise ConfigError(f"must be a share of CPU time in [0, 1), got {f_base}", "f_base")
+    if not f_stage2 >= 0.0:
+        raise ConfigError(f"must be a non-negative share of CPU time, got {f_stage2}",
+                          "f_stage2")
+    if f_stage2 >= 1.0:
+        return -1.0
     t = 1.0 / (1.0 + gain) + exit_rate_per_s * extra_exit_ns * 1e-9
     return (1.0 / (1.0 - f_base)) / (t / (1.0 - f_stage2)) - 1.0
 
@@ -351,6 +357,13 @@ class SyncCost:
     tlbi_per_set : the per-table code (``kvm_pgtable_stage2_*``, which invalidates inside
         its walk) runs once per set; False: one invalidation after every set is written
         (the sets share the host VMID)
+    rewalk_working_set : translations of its own work each CPU uses, of which the ``TLBI
+        VMALLE1IS`` of a donation removes what it holds (at most ``tlb_entries``) and the
+        CPU walks again (0: re-walks not charged)
+    rewalk_refs : descriptor reads of one re-walk, a 2D walk (:func:`nested_references`)
+    rewalk_memory_refs : of those, the reads served by memory (the rest by the LLC at
+        ``cached_ns``; the reads are dependent, :func:`kmm.timing.walk_ns`)
+    tlb_entries : the translations a CPU's TLB holds (the Neoverse N1 L2 TLB's 1280)
     """
 
     tlbi_ns: float = 10.0
@@ -359,10 +372,18 @@ class SyncCost:
     cached_ns: float = 30.0
     trap_ns: float = 500.0
     tlbi_per_set: bool = True
+    rewalk_working_set: int = 0
+    rewalk_refs: int = 24
+    rewalk_memory_refs: float = 1.0
+    tlb_entries: int = 1280
 
     def __post_init__(self):
         for f in ("tlbi_ns", "dsb_ish_ns", "dsb_ish_per_cpu_ns", "cached_ns", "trap_ns"):
             check_float(f, getattr(self, f), lo=0.0)
+        check_int("rewalk_working_set", self.rewalk_working_set, lo=0)
+        check_int("rewalk_refs", self.rewalk_refs, lo=1)
+        check_float("rewalk_memory_refs", self.rewalk_memory_refs, lo=0.0)
+        check_int("tlb_entries", self.tlb_entries, lo=1)
 
 
 HOST_VMID = 0
@@ -386,6 +407,27 @@ def stage2_invalidation(cpus: int, g2: eng.Geometry, sc: SyncCost) -> dict[str, 
     return {"ns": float(ns), "tlbis": c.tlbis, "dsbs": c.dsbs}
 
 
+def donation_rewalks(latency_ns, sc: SyncCost, cpus: int) -> eng.InvalidationTime:
+    """Every CPU's re-walks after one host stage-2 entry is replaced (a page donated or
+    shared): ``__kvm_tlb_flush_vmid_ipa``'s ``TLBI VMALLE1IS`` empties every CPU's host
+    stage-1 (combined) entries (:func:`kmm.timing.invalidation_scope`), each CPU holding
+    ``min(rewalk_working_set, tlb_entries)`` of its translations in use
+    (:func:`kmm.timing.lost_translations`), and each lost translation is walked again in
+    two stages: ``rewalk_refs`` dependent reads, ``rewalk_memory_refs`` of them from memory
+    at the mean latency of the machine's node pairs (the tables lie on one node, the CPUs on
+    all), the rest from the LLC at ``cached_ns`` (:func:`kmm.timing.walk_ns`), charged to
+    each CPU (:func:`kmm.timing.rewalk_time`, CPU 0 initiating). The per-set invalidations
+    of one donation follow each other within microseconds: the entries are lost once."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    check_int("cpus", cpus, lo=1, hi=4096)
+    scope = eng.invalidation_scope(eng.FlushKind.PKVM_HOST_STAGE2, 1)
+    lost = eng.lost_translations(np.full(cpus, float(sc.rewalk_working_set)), np.zeros(cpus),
+                                 scope, sc.tlb_entries)
+    mem = min(float(sc.rewalk_memory_refs), float(sc.rewalk_refs))
+    walk = float(eng.walk_ns([sc.rewalk_refs - mem, mem], [sc.cached_ns, float(lat.mean())]))
+    return eng.rewalk_time(lost, walk, 0)
+
+
 def stage2_page_cycle(latency_ns, sets: int, g2: eng.Geometry, sc: SyncCost,
                       cpus: int) -> dict[str, float]:
     """Counted events and time of one host page given to a guest or the hypervisor and
@@ -403,6 +445,10 @@ def stage2_page_cycle(latency_ns, sets: int, g2: eng.Geometry, sc: SyncCost,
       for every set (a page touched from one node only faults once).
 
     MMIO's lazy mappings fault the same way once per range and set, at boot: not charged.
+
+    ``ns`` is the time of the CPUs doing it (initiator, faulting CPUs) and ``rewalk_ns``
+    every CPU's re-walks after the donation's invalidation (:func:`donation_rewalks`),
+    ``rewalks`` their count: the machine loses ``ns + rewalk_ns``.
     """
     lat = np.asarray(latency_ns, dtype=np.float64)
     nodes = lat.shape[0]
@@ -417,7 +463,8 @@ def stage2_page_cycle(latency_ns, sets: int, g2: eng.Geometry, sc: SyncCost,
           "traps": sets}
     ns = (2 * remote + local + ev["cached_reads"] * sc.cached_ns + n_inv * iv["ns"]
           + ev["traps"] * sc.trap_ns)
-    return {**ev, "ns": ns}
+    rw = donation_rewalks(lat, sc, cpus)
+    return {**ev, "ns": ns, "rewalks": rw.rewalks, "rewalk_ns": rw.total_ns}
 
 
 def stage2_sync_fraction(latency_ns, sets: int, rate_per_s: float, g2: eng.Geometry,
@@ -425,7 +472,8 @@ def stage2_sync_fraction(latency_ns, sets: int, rate_per_s: float, g2: eng.Geome
     """Share of the machine's CPU time spent keeping ``sets`` host stage-2 table sets up
     to date at ``rate_per_s`` page cycles per second (:func:`stage2_page_cycle`)."""
     rate = check_float("rate_per_s", rate_per_s, lo=0.0)
-    return rate * stage2_page_cycle(latency_ns, sets, g2, sc, cpus)["ns"] / (cpus * 1e9)
+    cyc = stage2_page_cycle(latency_ns, sets, g2, sc, cpus)
+    return rate * (cyc["ns"] + cyc["rewalk_ns"]) / (cpus * 1e9)
 
 
 # ---- the performance comparison (S1-S5) on the full path --------------------------------------
@@ -456,6 +504,60 @@ def stage2_leaf_options(granule: str, ipa_bits: int = 48) -> list[S2Leaf]:
             leaf, kind = ("cont", "cont pages") if is_pte_cont else ("block", "cont blocks")
         out.append(S2Leaf(granule, size, leaf, f"{granule} {kind} {_human(size)}"))
     return out
+
+
+def hypothetical_reason(option: S2Leaf, host_granule: str) -> str | None:
+    """Why Linux builds no host stage 2 with this leaf; None when it does.
+
+    KVM's host stage 2 uses the host's page size: ``prepare_host_vtcr``
+    (arch/arm64/kvm/hyp/nvhe/mem_protect.c) takes its VTCR_EL2 from ``kvm_get_vtcr``
+    (arch/arm64/kvm/hyp/pgtable.c), whose ``VTCR_EL2_FLAGS`` carry ``VTCR_EL2_TGRAN``, the
+    granule of the kernel's ``PAGE_SIZE`` (``CONFIG_ARM64_*K_PAGES``,
+    arch/arm64/include/asm/kvm_arm.h), and the table walker
+    indexes with ``PAGE_SHIFT`` (``kvm_pgtable_idx``, ``kvm_granule_shift``): another
+    stage-2 granule is hypothetical. Its leaves are pages and the blocks
+    ``kvm_level_supports_block_mapping`` allows (``host_stage2_adjust_range``); no
+    contiguous bit is set (``stage2_set_prot_attr``, arch/arm64/kvm/hyp/pgtable.c, writes
+    memory type, permissions, shareability, AF and software bits only): contiguous ranges
+    are hypothetical too. (Read in mainline: gregkh/linux, mem_protect.c at 2519003dd5fb,
+    pgtable.c at 735d394779c9.)"""
+    if option.granule != host_granule:
+        return (f"{option.granule} stage-2 granule under {host_granule} host pages (KVM's "
+                f"host stage 2 uses PAGE_SIZE)")
+    if option.leaf in ("cont", "block"):
+        return "contiguous range (KVM's stage-2 code sets no contiguous bit)"
+    return None
+
+
+def footprint_walk_parts(t_ktr: float, t_reach: float, t_walk: float,
+                         t_full: float) -> dict[str, float | None]:
+    """Stage 2's change against KTR split by counterfactual runs: ``t_reach`` changes only
+    what a TLB entry covers (1D walks filling entries of the combined stage-1+2 size),
+    ``t_walk`` only the walk (2D walks filling entries of the stage-1 size), ``t_full``
+    both. ``footprint_ns = t_reach - t_ktr``, ``walk_ns = t_walk - t_ktr``,
+    ``interaction_ns`` the rest of ``full_ns = t_full - t_ktr`` (the parts sum to it).
+    ``share_footprint = footprint / (footprint + walk)``, None (undefined, never clipped)
+    when either part is negative or both are zero.
+
+    >>> footprint_walk_parts(100.0, 130.0, 110.0, 145.0)["share_footprint"]
+    0.75
+    """
+    fp, wk, full = t_reach - t_ktr, t_walk - t_ktr, t_full - t_ktr
+    share = fp / (fp + wk) if fp >= 0 and wk >= 0 and fp + wk > 0 else None
+    return {"footprint_ns": fp, "walk_ns": wk, "interaction_ns": full - fp - wk,
+            "full_ns": full, "share_footprint": share}
+
+
+def counterfactual_walks(c_ktr, c_reach, c_walk, c_full, latency_ns, policy,
+                         costs) -> dict[str, float | None]:
+    """:func:`footprint_walk_parts` from the counts of the four runs (KTR, entries of the
+    combined size over 1D walks, 2D walks filling stage-1-sized entries, stage 2), each
+    timed with the tables its walk reads (``Scheme.KTR`` for 1D walks, ``Scheme.STAGE2``
+    for 2D walks: the stage-1 kernel tables unreplicated)."""
+    def t(c, scheme):
+        return system_time_ns(c, latency_ns, scheme, policy, costs)
+    return footprint_walk_parts(t(c_ktr, Scheme.KTR), t(c_reach, Scheme.KTR),
+                                t(c_walk, Scheme.STAGE2), t(c_full, Scheme.STAGE2))
 
 
 def _human(n: int) -> str:
@@ -603,7 +705,10 @@ def decompose_walks(c_ktr, c_s2, latency_ns, policy, costs) -> dict[str, float]:
     both orders) into (a) the change in the number of walks (TLB footprint: smaller combined
     entries) and (b) the change in the cost of a walk (2D references, stage-2 tables), plus
     the extra L2 TLB hits counted with (a); ``c_ns`` is the rest of the loss (the descriptor
-    lines' pollution of caches). ``share_a`` = a / (a + b)."""
+    lines' pollution of caches). ``share_a`` = a / (a + b). Priced at mean walk costs, the
+    parts can have either sign and the share can leave [0, 1]: the claims split the change
+    by counterfactual runs instead (:func:`counterfactual_walks`); the study reads the loss
+    and the walk times here."""
     n = c_ktr.nodes
     t_k = system_time_ns(c_ktr, latency_ns, Scheme.KTR, policy, costs)
     t_s = system_time_ns(c_s2, latency_ns, Scheme.STAGE2, policy, costs)

@@ -13,11 +13,12 @@ from ...sampling import latin_hypercube
 from ..host.model import (class_memory_ns, HostCosts, KernelImage, Machine, ReplicaCosts,
     patch_overhead_fraction, PATCH_PATHS, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, source_times_ns, system_time_ns, UserPolicy, WORKLOADS)
-from .model import (crossover_exit_rate, decompose_walks, HostMemory, HYP_POOLS, nested_references, net_gain,
-    S2Leaf, stage2_leaf_options, stage2_memory, stage2_page_cycle, stage2_setup,
-    stage2_sync_fraction, SyncCost, text_write_events, text_write_fraction,
-    trapped_patch_window_ns, vhe_crossover_rate)
-from ...suite.study import cached, evidence_from, Study
+from .model import (counterfactual_walks, crossover_exit_rate, decompose_walks, HostMemory,
+    HYP_POOLS, hypothetical_reason, nested_references, net_gain, S2Leaf, stage2_leaf_options,
+    stage2_memory, stage2_page_cycle, stage2_setup, stage2_sync_fraction, SyncCost,
+    text_write_events, text_write_fraction, trapped_patch_window_ns, vhe_crossover_rate)
+from ...suite.study import (cached, evidence_from, one_at_a_time, replicate_plan,
+    replicates_from, Study)
 from ..host.workload import TraceWorkload
 
 #: The notebook's parameters with their small defaults (the cell repeats them).
@@ -37,7 +38,7 @@ DEFAULTS: dict = {"seed": 1, "seeds": [1], "workload": "database", "workloads": 
     "cores_per_node": 32, "patch_sites": 8, "fixmap_ns": 300.0, "cmo_ns": 500.0, "sync_ns": 5000.0,
     "patch_sync": "nosync", "patches_per_s": 1.0, "kprobe_patches_per_s": 0.1, "el2_trap_ns": 500.0, "tlbi_ns": 10.0,
     "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0, "s2_pages_per_s": 10000.0,
-    "s2_tlbi_per_set": True,
+    "s2_tlbi_per_set": True, "rewalk_working_set": 256, "rewalk_memory_refs": 1.0,
     "overhead_rates": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0],
     "overhead_nodes": [1, 2, 4, 8], "s4_overhead_points": 4, "workload_source": "trace",
     "trace_database": ["memcached", "pagecache"], "trace_syscall": ["syscalls"],
@@ -50,7 +51,8 @@ ASSUMED: dict = {"el2_trap_ns": (150.0, 2000.0), "fixmap_ns": (75.0, 1200.0),
     "cmo_ns": (125.0, 2000.0), "sync_ns": (1250.0, 20000.0), "tlbi_ns": (5.0, 50.0),
     "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0), "cores_per_node": (16, 64),
     "patches_per_s": (0.01, 1000.0), "s2_pages_per_s": (10.0, 1000000.0),
-    "kprobe_patches_per_s": (0.01, 10.0)}
+    "kprobe_patches_per_s": (0.01, 10.0), "rewalk_working_set": (64, 1536),
+    "rewalk_memory_refs": (0.5, 2.0)}
 #: ``assumed`` parameters of the text-write and stage-2 sync overheads, sampled jointly
 #: (Latin hypercube over their ranges, :data:`ASSUMED`) in S4's sweep.
 OVERHEAD_ASSUMED = tuple(ASSUMED)
@@ -130,56 +132,111 @@ def options_of(p: dict) -> list[S2Leaf]:
     return [o for g in p["s2_granules"] for o in stage2_leaf_options(g, p["ipa_bits"])]
 
 
+def built_options(p: dict) -> list[S2Leaf]:
+    """The leaf options Linux builds under ``s1_granule`` host pages
+    (:func:`kmm.mech.pkvm.model.hypothetical_reason`): the others are hypothetical."""
+    return [o for o in options_of(p) if hypothetical_reason(o, p["s1_granule"]) is None]
+
+
 def _s2(p: dict, m, option: S2Leaf):
     return stage2_setup(m, option, text_aligned=p["text_aligned"], ipa_bits=p["ipa_bits"],
                         pool=p["hyp_pool"],
                         walk_cache_page_leaves=p["s2_walk_cache_page_leaves"])
 
 
+def _simulator(p: dict):
+    """``sim(workload, machine, run, source=None, **kw)``: one configuration pooled over
+    ``seeds`` (:func:`kmm.mech.host.model.simulate_seeds`), replaying the workload's traces
+    under ``source`` (default ``workload_source``)."""
+    def sim(name, mach, run, source=None, **kw):
+        return simulate_seeds(WORKLOADS[name], mach, run, p["seeds"],
+                              trace=trace_workload(p, name, source), **kw)
+    return sim
+
+
+def _claim_runs(p: dict, m, setups: dict, decompose) -> dict:
+    """The runs S1-S5's values read, on the main workload: KTR (``("s1", workload)``), stage
+    2 with the debated and pKVM leaves and every leaf Linux builds (``("s2", workload,
+    label)``), the counterfactual runs of the labels in ``decompose`` (``("reach", label)``:
+    1D walks filling entries of the combined stage-1+2 size; ``("walk", label)``: 2D walks
+    filling stage-1-sized entries; :func:`kmm.mech.pkvm.model.counterfactual_walks`) and
+    the pKVM leaves with exits to EL2 at ``el2_exits_per_kinstr`` (``("el2", rate)``,
+    synthetic kernel phases: see :func:`simulate_all`)."""
+    sim = _simulator(p)
+    main = p["workload"]
+    runs = {("s1", main): sim(main, m, _run(p))}
+    wanted = {p["debate_leaf"], p["pkvm_leaf"], *(o.label for o in built_options(p))}
+    for lab in (o.label for o in options_of(p) if o.label in wanted):
+        runs[("s2", main, lab)] = sim(main, m, _run(p), stage2=setups[lab])
+    for lab in decompose:
+        runs[("reach", lab)] = sim(main, m, _run(p), entry_stage2=setups[lab])
+        runs[("walk", lab)] = sim(main, m, _run(p), stage2=setups[lab], entry_stage2=None)
+    rate = p["el2_exits_per_kinstr"]
+    runs[("el2", rate)] = sim(main, m, _run(p, rate), "synthetic",
+                              stage2=setups[p["pkvm_leaf"]])
+    return runs
+
+
+def _setups(p: dict, m) -> dict:
+    return {o.label: _s2(p, m, o) for o in options_of(p)}
+
+
+@cached()
+def simulate_claims(p: dict) -> dict:
+    """The runs of :func:`_claim_runs` alone, the debated leaf decomposed when Linux builds
+    it: what a replicate of the published point needs (:func:`replicates`)."""
+    m = _machine(p)
+    deb = [p["debate_leaf"]] if p["debate_leaf"] in {o.label for o in built_options(p)} else []
+    return _claim_runs(p, m, _setups(p, m), deb)
+
+
 @cached()
 def simulate_all(p: dict) -> dict:
     """Stage-1 runs (baseline and KTR from one run) and stage-2 runs, each pooled over
-    ``seeds``: every leaf option on
-    the main workload, the debated and pKVM configurations on every workload, and the pKVM
-    configuration with exits to EL2 at each swept rate, and the debated leaf on the main
-    workload at the ends of the ``assumed`` stage-2 walk-cache range. Keys ``("s1",
-    workload)``, ``("s2", workload, label)``, ``("el2", exits_per_kinstr)``, ``("s2wc",
-    entries)`` (the ``el2`` runs with synthetic kernel phases under both sources);
-    ``("other", "s1")`` and ``("other", label)`` (the debated and pKVM leaves)
-    for the main workload under the source ``workload_source`` does not select, when it has
-    a captured counterpart."""
+    ``seeds``: the runs S1-S5 read (:func:`_claim_runs`, every leaf Linux builds decomposed
+    by counterfactual runs), every other leaf option on the main workload, the debated and
+    pKVM configurations on every workload, the pKVM configuration with exits to EL2 at each
+    swept rate, and the debated leaf on the main workload at the ends of the ``assumed``
+    stage-2 walk-cache range with its walk-only counterfactual run. Keys ``("s1",
+    workload)``, ``("s2", workload, label)``, ``("reach", label)``, ``("walk", label)``,
+    ``("el2", exits_per_kinstr)``, ``("s2wc", entries)``, ``("s2wc_walk", entries)`` (the
+    ``el2`` runs with synthetic kernel phases under both sources); ``("other", "s1")`` and
+    ``("other", label)`` (the debated and pKVM leaves) for the main workload under the
+    source ``workload_source`` does not select, when it has a captured counterpart."""
     m = _machine(p)
-    runs = {}
-    opts = {o.label: o for o in options_of(p)}
-    seeds = p["seeds"]
+    setups = _setups(p, m)
+    built = {o.label for o in built_options(p)}
+    runs = _claim_runs(p, m, setups, [o.label for o in options_of(p) if o.label in built])
+    sim = _simulator(p)
     main = p["workload"]
-
-    def sim(name, mach, run, source=None, **kw):
-        return simulate_seeds(WORKLOADS[name], mach, run, seeds,
-                              trace=trace_workload(p, name, source), **kw)
-
+    for o in options_of(p):
+        if ("s2", main, o.label) not in runs:
+            runs[("s2", main, o.label)] = sim(main, m, _run(p), stage2=setups[o.label])
     for w in p["workloads"]:
+        if w == main:
+            continue
         runs[("s1", w)] = sim(w, m, _run(p))
-        labels = list(opts) if w == main else [p["debate_leaf"], p["pkvm_leaf"]]
-        for lab in labels:
-            s2 = _s2(p, m, opts[lab])
-            runs[("s2", w, lab)] = sim(w, m, _run(p), stage2=s2)
-    s2 = _s2(p, m, opts[p["pkvm_leaf"]])
+        for lab in (p["debate_leaf"], p["pkvm_leaf"]):
+            runs[("s2", w, lab)] = sim(w, m, _run(p), stage2=setups[lab])
+    opts = {o.label: o for o in options_of(p)}
     for wc in sorted(set(p["s2_walk_cache_range"]) - {p["s2_walk_cache_entries"]}):
         mw = _machine(p, wc)
         s2w = _s2(p, mw, opts[p["debate_leaf"]])
         runs[("s2wc", wc)] = sim(main, mw, _run(p), stage2=s2w)
+        if p["debate_leaf"] in built:
+            runs[("s2wc_walk", wc)] = sim(main, mw, _run(p), stage2=s2w, entry_stage2=None)
     # S5 prices the assumed exits and EL2 text (el2_trace_frame compares them with the
     # captured pKVM run): its runs keep synthetic kernel phases, whose instruction count per
     # access does not depend on the captured kernel-data rate
-    for rate in sorted({p["el2_exits_per_kinstr"], *p["el2_exit_sweep"]}):
-        runs[("el2", rate)] = sim(main, m, _run(p, rate), "synthetic", stage2=s2)
+    for rate in sorted(set(p["el2_exit_sweep"]) - {p["el2_exits_per_kinstr"]}):
+        runs[("el2", rate)] = sim(main, m, _run(p, rate), "synthetic",
+                                  stage2=setups[p["pkvm_leaf"]])
     # the main workload under the other source, for the side-by-side comparison
     if trace_workload(p, main, "trace") is not None:
         other = "synthetic" if p["workload_source"] == "trace" else "trace"
         runs[("other", "s1")] = sim(main, m, _run(p), other)
         for lab in (p["debate_leaf"], p["pkvm_leaf"]):
-            runs[("other", lab)] = sim(main, m, _run(p), other, stage2=_s2(p, m, opts[lab]))
+            runs[("other", lab)] = sim(main, m, _run(p), other, stage2=setups[lab])
     return runs
 
 
@@ -204,9 +261,14 @@ def _walk_leaf_bytes(g: eng.Geometry, leaf_bytes: int) -> int | None:
 
 
 def comparison_frame(p: dict, runs: dict) -> "pl.DataFrame":
-    """Per stage-2 leaf option on the main workload: walks, references per walk against the
-    uncached bound ``n + (n+1) m``, walk time, loss against KTR and its decomposition, and
-    the gain over the baseline."""
+    """Per stage-2 leaf option simulated on the main workload: whether Linux builds it
+    (``linux_builds``; else ``hypothetical`` says why), walks, references per walk against
+    the uncached bound ``n + (n+1) m``, walk time, loss against KTR, the gain over the
+    baseline and, for the leaves decomposed by counterfactual runs, the change against KTR
+    from what a TLB entry covers alone (``footprint_ns``), from the walk alone
+    (``walk_part_ns``), their ``interaction_ns`` and ``share_footprint``
+    (:func:`kmm.mech.pkvm.model.counterfactual_walks`; None where a part is negative or the
+    leaf was not decomposed)."""
     import polars as pl
     pol = _policy(p)
     costs = _costs(p)
@@ -217,30 +279,41 @@ def comparison_frame(p: dict, runs: dict) -> "pl.DataFrame":
     g1 = eng.arm64(p["s1_granule"], 48)
     rows = []
     for o in options_of(p):
+        if ("s2", w, o.label) not in runs:
+            continue
         cs = runs[("s2", w, o.label)]
         g2 = eng.stage2(o.granule, p["ipa_bits"])
         d = decompose_walks(ck, cs, lat, pol, costs)
+        cf = (counterfactual_walks(ck, runs[("reach", o.label)], runs[("walk", o.label)], cs,
+                                   lat, pol, costs) if ("reach", o.label) in runs else {})
         block = _walk_leaf_bytes(g2, o.leaf_bytes)
+        why = hypothetical_reason(o, p["s1_granule"])
         rows.append({"label": o.label, "granule": o.granule, "leaf_bytes": o.leaf_bytes,
+                     "linux_builds": why is None, "hypothetical": why or "",
                      "walks_pki": 1000 * cs.walks / cs.instructions,
                      "refs_per_walk": cs.walk_refs / cs.walks if cs.walks else 0.0,
                      "bound_refs": nested_references(g1, g2, None, block),
                      "s1_levels": g1.levels, "s2_levels": g2.levels,
                      "walk_ns_pki": 1000 * d["walk_ns_stage2"] / (ck.nodes * cs.instructions),
-                     "loss_vs_ktr": d["loss_ns"] / d["ktr_ns"], "a_ns": d["a_ns"],
-                     "b_ns": d["b_ns"], "c_ns": d["c_ns"], "share_a": d["share_a"],
+                     "loss_vs_ktr": d["loss_ns"] / d["ktr_ns"], "ktr_ns": d["ktr_ns"],
+                     "footprint_ns": cf.get("footprint_ns"), "walk_part_ns": cf.get("walk_ns"),
+                     "interaction_ns": cf.get("interaction_ns"),
+                     "share_footprint": cf.get("share_footprint"),
                      "gain_vs_baseline": t_base / d["stage2_ns"] - 1.0})
     ktr_walk = source_times_ns(ck, lat, Scheme.KTR, pol, costs)["walk_ns"]
+    t_ktr = system_time_ns(ck, lat, Scheme.KTR, pol, costs)
     rows.append({"label": "KTR (stage 1 only)", "granule": p["s1_granule"], "leaf_bytes": 0,
+                 "linux_builds": True, "hypothetical": "",
                  "walks_pki": 1000 * ck.walks / ck.instructions,
                  "refs_per_walk": ck.walk_refs / ck.walks if ck.walks else 0.0,
                  "bound_refs": g1.levels, "s1_levels": g1.levels, "s2_levels": 0,
                  "walk_ns_pki": 1000 * ktr_walk / (ck.nodes * ck.instructions),
-                 "loss_vs_ktr": 0.0, "a_ns": 0.0, "b_ns": 0.0, "c_ns": 0.0,
-                 "share_a": float("nan"),
-                 "gain_vs_baseline": t_base / system_time_ns(ck, lat, Scheme.KTR, pol,
-                                                                 costs) - 1.0})
-    return pl.DataFrame(rows)
+                 "loss_vs_ktr": 0.0, "ktr_ns": t_ktr, "footprint_ns": None,
+                 "walk_part_ns": None, "interaction_ns": None, "share_footprint": None,
+                 "gain_vs_baseline": t_base / t_ktr - 1.0})
+    schema = {"footprint_ns": pl.Float64, "walk_part_ns": pl.Float64,
+              "interaction_ns": pl.Float64, "share_footprint": pl.Float64}
+    return pl.DataFrame(rows, schema_overrides=schema)
 
 
 # ---- the overheads beyond the walk: exits, text-write traps, stage-2 sync (S4) ----------------
@@ -275,10 +348,23 @@ def _text_fractions(topo, nodes: int, rates: dict, cost, trap_ns: float) -> dict
 
 def _sync_cost(p: dict, **over) -> SyncCost:
     v = {k: float(over.get(k, p[k])) for k in ("tlbi_ns", "dsb_ish_ns", "dsb_ish_per_cpu_ns",
-                                                "el2_trap_ns", "llc_ns")}
+                                                "el2_trap_ns", "llc_ns", "rewalk_memory_refs")}
     return SyncCost(tlbi_ns=v["tlbi_ns"], dsb_ish_ns=v["dsb_ish_ns"],
                     dsb_ish_per_cpu_ns=v["dsb_ish_per_cpu_ns"], cached_ns=v["llc_ns"],
-                    trap_ns=v["el2_trap_ns"], tlbi_per_set=bool(p["s2_tlbi_per_set"]))
+                    trap_ns=v["el2_trap_ns"], tlbi_per_set=bool(p["s2_tlbi_per_set"]),
+                    rewalk_working_set=int(over.get("rewalk_working_set",
+                                                    p["rewalk_working_set"])),
+                    rewalk_refs=_rewalk_refs(p), rewalk_memory_refs=v["rewalk_memory_refs"])
+
+
+def _rewalk_refs(p: dict) -> int:
+    """References of one re-walk after a donation's ``TLBI VMALLE1IS``: the uncached 2D
+    walk of a stage-1 page through the pKVM leaves (the stage-1 walk cache is emptied with
+    the entries)."""
+    o = next(o for o in options_of(p) if o.label == p["pkvm_leaf"])
+    g2 = eng.stage2(o.granule, p["ipa_bits"])
+    return nested_references(eng.arm64(p["s1_granule"], 48), g2, None,
+                             _walk_leaf_bytes(g2, o.leaf_bytes))
 
 
 def _topo(p: dict, nodes: int = 2, ratio: float | None = None, latency_ns=None, **over):
@@ -339,15 +425,17 @@ def schemes_frame(p: dict, runs: dict) -> "pl.DataFrame":
         for r in sorted({1.0, p["remote_ratio"], *p["ratio_range"]}):
             lat = _lat(p, r)
             sh = overhead_shares(p, r)
-            tb = system_time_ns(ck, lat, Scheme.BASELINE, pol, costs) / (
-                1.0 - sh["text_base"])
-            tk = system_time_ns(ck, lat, Scheme.KTR, pol, costs) / (1.0 - sh["text_ktr"])
-            rows.append({"workload": w, "ratio": r, "scheme": "KTR", "gain": tb / tk - 1})
+            tb = system_time_ns(ck, lat, Scheme.BASELINE, pol, costs)
+            tk = system_time_ns(ck, lat, Scheme.KTR, pol, costs)
+            rows.append({"workload": w, "ratio": r, "scheme": "KTR",
+                         "gain": net_gain(tb / tk - 1, f_stage2=sh["text_ktr"],
+                                          f_base=sh["text_base"])})
             for lab in (p["debate_leaf"], p["pkvm_leaf"]):
-                ts = system_time_ns(runs[("s2", w, lab)], lat, Scheme.STAGE2, pol,
-                                        costs) / (1.0 - sh["text_stage2"] - sh["sync"])
+                ts = system_time_ns(runs[("s2", w, lab)], lat, Scheme.STAGE2, pol, costs)
                 rows.append({"workload": w, "ratio": r, "scheme": f"stage 2, {lab}",
-                             "gain": tb / ts - 1})
+                             "gain": net_gain(tb / ts - 1,
+                                              f_stage2=sh["text_stage2"] + sh["sync"],
+                                              f_base=sh["text_base"])})
     return pl.DataFrame(rows)
 
 
@@ -407,6 +495,31 @@ def overhead_points(p: dict, n: int, specs: dict | None = None) -> list[dict]:
     spans a factor of 4 or more, integer parameters rounded."""
     specs = overhead_specs() if specs is None else specs
     return latin_hypercube(specs, n, [p["seed"], 4], p)
+
+
+def s4_specs(p: dict) -> dict[str, tuple]:
+    """``name -> (lo, hi)`` of every ``assumed`` parameter S4's sweep varies: the per-exit
+    cost, the background load, the ratio range and the overheads' (:func:`overhead_specs`)."""
+    return {"nvhe_exit_extra_ns": tuple(p["nvhe_exit_extra_range"]),
+            "background": tuple(p["background_range"]),
+            "remote_ratio": tuple(p["ratio_range"]), **overhead_specs()}
+
+
+def s4_swings(p: dict, runs: dict) -> list[dict]:
+    """S4's one-at-a-time swings (:func:`kmm.suite.study.one_at_a_time` over
+    :func:`s4_specs`), each evaluated as a point of :func:`s4_sweep`: the Latin hypercube
+    has no point where one parameter alone moves."""
+    gains: dict = {}
+    out = []
+    for pt in one_at_a_time(s4_specs(p), p):
+        key = (pt["background"], pt["remote_ratio"])
+        if key not in gains:
+            gains[key] = stage2_gain(p, runs, pt["remote_ratio"], background=pt["background"])
+        sh = overhead_shares(p, pt["remote_ratio"], **pt)
+        out.append({"params": pt, "value": crossover_exit_rate(
+            gains[key], pt["nvhe_exit_extra_ns"], sh["text_stage2"] + sh["sync"],
+            sh["text_base"])})
+    return out
 
 
 def s4_sweep(p: dict, runs: dict) -> list[dict]:
@@ -522,8 +635,9 @@ def _text_crossover(be: float, a_new: float, a_base: float) -> float:
 def event_cost_frame(p: dict) -> "pl.DataFrame":
     """The cost of one event against the node count, with its counted events: a text patch
     under KTR (EL1, one write per copy) and under stage-2 replication (a trap per
-    instruction, then the same writes from EL2), and one page cycle of host stage-2 sync
-    (every set written and invalidated)."""
+    instruction, then the same writes from EL2), one page cycle of host stage-2 sync
+    (every set written and invalidated) and, apart, every CPU's re-walks after the
+    donation's ``TLBI VMALLE1IS`` (:func:`kmm.mech.pkvm.model.donation_rewalks`)."""
     import polars as pl
     cost = _patch_cost(p)
     sc = _sync_cost(p)
@@ -544,7 +658,10 @@ def event_cost_frame(p: dict) -> "pl.DataFrame":
              "descriptor_writes": 0, "tlbis": 0},
             {"nodes": n, "event": "stage-2 page cycle", "ns": cyc["ns"], "traps": cyc["traps"],
              "copy_writes": 0, "descriptor_writes": cyc["descriptor_writes"],
-             "tlbis": cyc["tlbis"]}]
+             "tlbis": cyc["tlbis"]},
+            {"nodes": n, "event": "stage-2 page cycle: every CPU's re-walks",
+             "ns": cyc["rewalk_ns"], "traps": 0, "copy_writes": 0, "descriptor_writes": 0,
+             "tlbis": 0}]
     return pl.DataFrame(rows)
 
 
@@ -597,8 +714,7 @@ def sources_frame(p: dict, runs: dict) -> "pl.DataFrame":
     """Trace-driven and synthetic kernel phases side by side on the main workload (when it
     has a captured counterpart): per source and scheme (KTR, stage 2 with the debated and
     the pKVM leaves) the gain over the baseline against the ratio, and at the debated leaf
-    the loss against KTR and its share from more walks (S1/S2), walks per 1000
-    instructions and references per walk."""
+    the loss against KTR, walks per 1000 instructions and references per walk."""
     import polars as pl
     if ("other", "s1") not in runs:
         return pl.DataFrame()
@@ -615,7 +731,6 @@ def sources_frame(p: dict, runs: dict) -> "pl.DataFrame":
         d = decompose_walks(ck, s2[p["debate_leaf"]], _lat(p), pol, costs)
         cs = s2[p["debate_leaf"]]
         stats = {"debate_loss_vs_ktr": d["loss_ns"] / d["ktr_ns"],
-                 "debate_share_a": d["share_a"],
                  "debate_walks_pki": 1000 * cs.walks / cs.instructions,
                  "debate_refs_per_walk": cs.walk_refs / cs.walks if cs.walks else 0.0}
         for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
@@ -655,73 +770,172 @@ ASSUMED_EL2 = {"el2_exits_per_kinstr": (0.002, 0.2), "hyp_text_bytes": (4096, 65
 
 
 def source_note(p: dict, runs: dict) -> str:
-    """How the main workload's kernel phases were made, and S1's share under the other
-    source, for the explanations."""
+    """How the main workload's kernel phases were made, and the debated leaf's loss against
+    KTR under the other source, for the explanations."""
     if ("other", "s1") not in runs:
         return " (synthetic kernel stream)"
     d = decompose_walks(runs[("other", "s1")], runs[("other", p["debate_leaf"])], _lat(p),
                         _policy(p), _costs(p))
+    loss = d["loss_ns"] / d["ktr_ns"]
     traces = ", ".join(p[TRACED[p["workload"]]])
     if p["workload_source"] == "trace":
         return (f" (kernel phases replayed from the captured {traces} traces; with the "
-                f"synthetic kernel stream the share is {d['share_a']:.2f})")
+                f"synthetic kernel stream the loss against KTR is {loss:+.1%})")
     return (f" (synthetic kernel stream; replaying the captured {traces} traces gives a "
-            f"share of {d['share_a']:.2f})")
+            f"loss against KTR of {loss:+.1%})")
 
 
-def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
-    """Values, units, sweeps and explanations of S1-S6 at these parameters."""
-    out = {}
-    deb = comp.filter(comp["label"] == p["debate_leaf"]).row(0, named=True)
-    s2rows = comp.filter(comp["leaf_bytes"] > 0).sort("leaf_bytes")
-    a_dom = [r["label"] for r in s2rows.iter_rows(named=True)
-             if r["share_a"] == r["share_a"] and r["share_a"] > 0.5]
-    b_dom = [r["label"] for r in s2rows.iter_rows(named=True)
-             if r["share_a"] == r["share_a"] and r["share_a"] <= 0.5]
-    sweep = []
-    ck = runs[("s1", p["workload"])]
-    cs = runs[("s2", p["workload"], p["debate_leaf"])]
+def s12_sweep(p: dict, runs: dict) -> list[dict]:
+    """S1/S2's footprint share at the debated leaf over the joint sweep of the stage-2 walk
+    cache, the background load, the dependent share of fetch misses and the ratio range;
+    empty when the debated leaf was not decomposed (Linux does not build it). The walk
+    cache's ends have their own stage-2 and walk-only runs; the footprint-only run walks in
+    one stage, which no stage-2 walk cache serves."""
+    deb = p["debate_leaf"]
+    if ("reach", deb) not in runs:
+        return []
+    w = p["workload"]
+    ck, reach = runs[("s1", w)], runs[("reach", deb)]
     pol = _policy(p)
     wc0 = p["s2_walk_cache_entries"]
+    sweep = []
     for wc in sorted({*p["s2_walk_cache_range"], wc0}):
-        cw = cs if wc == wc0 else runs[("s2wc", wc)]
+        full = runs[("s2", w, deb)] if wc == wc0 else runs[("s2wc", wc)]
+        walk = runs[("walk", deb)] if wc == wc0 else runs[("s2wc_walk", wc)]
         for bg in sorted({*p["background_range"], p["background"]}):
             for si in sorted({*p["dep_ifetch_range"], p["dep_ifetch"]}):
                 for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
-                    d = decompose_walks(ck, cw, _lat(p, r), pol,
-                                        _costs(p, background=bg, dep_ifetch=si))
+                    d = counterfactual_walks(ck, reach, walk, full, _lat(p, r), pol,
+                                             _costs(p, background=bg, dep_ifetch=si))
                     sweep.append({"params": {"background": bg, "dep_ifetch": si,
                                              "remote_ratio": float(r),
                                              "s2_walk_cache_entries": wc},
-                                  "value": d["share_a"]})
-    common = (f"On the {p['workload']} mix{source_note(p, runs)}, with "
-              f"{p['debate_leaf']} stage-2 leaves the loss against KTR is "
-              f"{deb['loss_vs_ktr']:+.1%} of KTR's time, of which more walks (TLB footprint) "
-              f"are a share of {deb['share_a']:.2f} and longer walks the rest "
-              f"({deb['refs_per_walk']:.2f} references per walk against a bound of "
-              f"{deb['bound_refs']}); footprint dominates at "
-              f"{', '.join(a_dom) if a_dom else 'no size'} and walk length at "
-              f"{', '.join(b_dom) if b_dom else 'no size'}.")
-    out["S1"] = {"value": deb["share_a"], "unit": "", "sweep": sweep,
-                 "explanation": common}
-    out["S2"] = {"value": deb["share_a"], "unit": "", "sweep": sweep,
-                 "explanation": common}
-    g4 = comp.filter((comp["granule"] == p["s2_granules"][0]) & (comp["leaf_bytes"] > 0)
-                     ).sort("leaf_bytes")
-    wl = g4["walk_ns_pki"].to_list()
-    out["S3"] = {"value": {"leaf_bytes": g4["leaf_bytes"].to_list(), "walk_ns": wl},
-                 "unit": "ns per 1000 instructions", "sweep": [],
-                 "explanation": (
-                     f"With the {p['s2_granules'][0]} stage-2 granule the walk time falls from "
-                     f"{wl[0]:.0f} to {wl[-1]:.0f} ns per 1000 instructions as the leaf grows "
-                     f"from {g4['label'][0]} to {g4['label'][-1]}: a larger stage-2 leaf ends "
-                     f"the nested walks earlier and lets the combined TLB entries keep the "
-                     f"stage-1 size; a range that is not a multiple of the block (the text "
-                     f"copy) keeps page leaves.")}
+                                  "value": d["share_footprint"]})
+    return sweep
+
+
+def _s3_rows(p: dict, comp):
+    """S3's points: the leaves Linux builds under ``s1_granule`` host pages, by size."""
+    return comp.filter((comp["granule"] == p["s1_granule"]) & comp["linux_builds"]
+                       & (comp["leaf_bytes"] > 0)).sort("leaf_bytes")
+
+
+def claim_numbers(p: dict, runs: dict, comp, el2) -> dict:
+    """S1-S5's values from the runs S1-S5 read (:func:`simulate_claims` or
+    :func:`simulate_all`) and their frames: what :func:`claim_values` records and what
+    :func:`replicates` records again at other seeds and lengths."""
+    deb = comp.filter(comp["label"] == p["debate_leaf"]).row(0, named=True)
+    share = deb["share_footprint"] if deb["linux_builds"] else None
+    s3 = _s3_rows(p, comp)
     g = stage2_gain(p, runs)
     sh = overhead_shares(p)
-    f_s = sh["text_stage2"] + sh["sync"]
-    cross = crossover_exit_rate(g, p["nvhe_exit_extra_ns"], f_s, sh["text_base"])
+    main = el2.filter(el2["exits_per_kinstr"] == float(p["el2_exits_per_kinstr"])).sort("node")
+    return {"S1": share, "S2": share,
+            "S3": {"leaf_bytes": s3["leaf_bytes"].to_list(),
+                   "walk_ns": s3["walk_ns_pki"].to_list()},
+            "S4": crossover_exit_rate(g, p["nvhe_exit_extra_ns"], sh["text_stage2"] + sh["sync"],
+                                      sh["text_base"]),
+            "S5": {"node": main["node"].to_list(), "ns": main["ns_per_exit"].to_list()}}
+
+
+def replicate_params(p: dict, seed: int, length: int) -> dict:
+    """The published point rerun at ``seed`` and ``length`` measured accesses per CPU: as
+    many seeds as the published point pools, disjoint from its (each shifted by ``(seed -
+    p["seed"]) * len(seeds)``), and the same warm-up."""
+    shift = (int(seed) - p["seed"]) * len(p["seeds"])
+    return {**p, "seed": int(seed), "seeds": [x + shift for x in p["seeds"]],
+            "accesses_per_cpu": int(length)}
+
+
+def replicates(p: dict) -> dict[str, list[dict]]:
+    """:attr:`kmm.suite.study.Evidence.replicates` of S1-S5: :func:`claim_numbers` at the
+    runs of :func:`kmm.suite.study.replicate_plan` (two more seeds, half the stream)."""
+    out = []
+    for seed, length in replicate_plan(p["seed"], p["accesses_per_cpu"]):
+        q = replicate_params(p, seed, length)
+        runs = simulate_claims(q)
+        out.append((seed, length, claim_numbers(q, runs, comparison_frame(q, runs),
+                                                el2_frame(q, runs))))
+    return replicates_from(out)
+
+
+def _sides(p: dict, comp) -> str:
+    """Where each side of S1/S2 holds, over the leaves decomposed, and which leaves are
+    hypothetical, for the explanation."""
+    built = comp.filter(comp["linux_builds"] & (comp["leaf_bytes"] > 0)).sort("leaf_bytes")
+    fp, wk, undef = [], [], []
+    for r in built.iter_rows(named=True):
+        x = r["share_footprint"]
+        if x is not None:
+            (fp if x > 0.5 else wk).append(r["label"])
+        elif r["footprint_ns"] is not None:
+            neg = [n for n in ("footprint", "walk_part") if r[f"{n}_ns"] < 0]
+            undef.append(f"{r['label']} (" + (f"{' and '.join(n.split('_')[0] for n in neg)} "
+                                              f"part{'s' if len(neg) > 1 else ''} negative"
+                                              if neg else "both parts zero") + ")")
+    hyp = comp.filter(~comp["linux_builds"]).sort("leaf_bytes")
+    reasons = sorted(set(hyp["hypothetical"].to_list()))
+    text = (f"Among the leaves Linux builds under {p['s1_granule']} host pages, footprint "
+            f"dominates at {', '.join(fp) or 'no size'} and walk length at "
+            f"{', '.join(wk) or 'no size'}")
+    if undef:
+        text += f"; the share is undefined at {', '.join(undef)}"
+    if hyp.height:
+        text += (f"; {', '.join(hyp['label'].to_list())} are hypothetical "
+                 f"({'; '.join(reasons)}): charted, labelled, not decomposed and not in the "
+                 f"verdict")
+    return text + "."
+
+
+def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
+    """Values, units, sweeps, swings and explanations of S1-S6 at these parameters.
+
+    S1-S5 come from simulated runs, so they depend on the seeds and the stream length
+    (their replicates are :func:`replicates`); S6 is counted from the stage-2 tables built
+    and the closed form of ``host_s2_pgtable_pages``, with no seed and no stream:
+    ``deterministic``."""
+    out = {}
+    nums = claim_numbers(p, runs, comp, el2)
+    deb = comp.filter(comp["label"] == p["debate_leaf"]).row(0, named=True)
+    share = nums["S1"]
+    if not deb["linux_builds"]:
+        split = (f"{p['debate_leaf']} is hypothetical ({deb['hypothetical']}): the share is "
+                 f"not evaluated")
+    else:
+        k = deb["ktr_ns"]
+        split = (f"counterfactual runs split it into what a TLB entry covers alone (entries "
+                 f"of the combined stage-1+2 size over KTR's 1D walks: "
+                 f"{deb['footprint_ns'] / k:+.2%}), the walk alone (2D walks filling "
+                 f"stage-1-sized entries: {deb['walk_part_ns'] / k:+.2%}) and their "
+                 f"interaction ({deb['interaction_ns'] / k:+.2%}), so the footprint share is "
+                 + (f"{share:.2f}" if share is not None else
+                    "undefined (a part is negative): no verdict"))
+    common = (f"On the {p['workload']} mix{source_note(p, runs)}, with "
+              f"{p['debate_leaf']} stage-2 leaves the loss against KTR is "
+              f"{deb['loss_vs_ktr']:+.1%} of KTR's time ({deb['refs_per_walk']:.2f} "
+              f"references per walk against a bound of {deb['bound_refs']}); {split}. "
+              + _sides(p, comp))
+    sweep = s12_sweep(p, runs)
+    out["S1"] = {"value": share, "unit": "", "sweep": sweep, "explanation": common}
+    out["S2"] = {"value": share, "unit": "", "sweep": sweep, "explanation": common}
+    g4 = _s3_rows(p, comp)
+    wl = nums["S3"]["walk_ns"]
+    hyp = comp.filter(~comp["linux_builds"] & (comp["leaf_bytes"] > 0))
+    out["S3"] = {"value": nums["S3"], "unit": "ns per 1000 instructions", "sweep": [],
+                 "explanation": (
+                     f"With the {p['s1_granule']} stage-2 granule KVM builds under "
+                     f"{p['s1_granule']} host pages, the walk time falls from {wl[0]:.0f} to "
+                     f"{wl[-1]:.0f} ns per 1000 instructions as the leaf grows from "
+                     f"{g4['label'][0]} to {g4['label'][-1]} "
+                     f"({', '.join(g4['label'].to_list())}): a larger stage-2 leaf ends "
+                     f"the nested walks earlier and lets the combined TLB entries keep the "
+                     f"stage-1 size; a range that is not a multiple of the block (the text "
+                     f"copy) keeps page leaves. The rule reads only these leaves"
+                     + (f"; the hypothetical ones ({', '.join(hyp['label'].to_list())}) are "
+                        f"charted and labelled, not used" if hyp.height else "") + ".")}
+    g = stage2_gain(p, runs)
+    sh = overhead_shares(p)
+    cross = nums["S4"]
     cross0 = vhe_crossover_rate(g, p["nvhe_exit_extra_ns"])
     _curves, oc = overhead_frames(p, runs)
     cr = dict(zip(oc["overhead"].to_list(), oc["crossover_rate"].to_list()))
@@ -742,7 +956,8 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
         why.append(f"{zc['no_gain']} where stage 2 gains nothing to begin with")
     zero_text = (f"; it is 0 (no exit budget left) at {gone:.0%} of the points: "
                  f"{', '.join(why)}" if why else "; it is never 0")
-    out["S4"] = {"value": cross, "unit": "exits/s", "sweep": s4,
+    out["S4"] = {"value": nums["S4"], "unit": "exits/s", "sweep": s4,
+                 "swings": s4_swings(p, runs),
                  "explanation": (
                      f"Stage-2 replication with {p['pkvm_leaf']} leaves gains {g:+.1%} over the "
                      f"VHE baseline on the simulated work; at the published rates, text writes "
@@ -750,7 +965,11 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                      f"instructions, {p['el2_trap_ns']:g} ns per trap) take "
                      f"{sh['text_stage2'] - sh['text_base']:.2g} of the machine beyond the "
                      f"baseline's own patching and keeping one host stage-2 table set per node "
-                     f"in sync ({p['s2_pages_per_s']:g} page cycles/s) {sh['sync']:.2g}; with "
+                     f"in sync ({p['s2_pages_per_s']:g} page cycles/s, each donation's TLBI "
+                     f"VMALLE1IS making every CPU re-walk up to {p['rewalk_working_set']} "
+                     f"translations in two stages) {sh['sync']:.2g}"
+                     + (" (more than the whole machine: no time is left for the work)"
+                        if sh["sync"] >= 1.0 else "") + "; with "
                      f"them and {p['nvhe_exit_extra_ns']:g} ns more per exit without VHE the net "
                      f"gain reaches zero at {cross:.3g} exits per second per CPU ({cross0:.3g} "
                      f"with exits alone). Alone, the trapped text writes cancel the gain at "
@@ -761,13 +980,13 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
                      f"Latin-hypercube points of the overheads' assumed rates and costs) the "
                      f"crossover spans {min(cv):.3g} to {max(cv):.3g}{zero_text}.")}
     main = el2.filter(el2["exits_per_kinstr"] == float(p["el2_exits_per_kinstr"])).sort("node")
-    nodes = main["node"].to_list()
-    ns = main["ns_per_exit"].to_list()
+    nodes = nums["S5"]["node"]
+    ns = nums["S5"]["ns"]
     far = main.filter(main["node"] == max(nodes)).row(0, named=True)
     others = el2.filter(el2["node"] == max(nodes)).sort("exits_per_kinstr")
     spread = ", ".join(f"{r['ns_per_exit']:.0f} ns at {r['exits_per_kinstr']:g}"
                        for r in others.iter_rows(named=True))
-    out["S5"] = {"value": {"node": nodes, "ns": ns}, "unit": "ns per exit", "sweep": [],
+    out["S5"] = {"value": nums["S5"], "unit": "ns per exit", "sweep": [],
                  "explanation": (
                      f"With the synthetic kernel phases and the assumed exits (the captured "
                      f"pKVM run's are compared in the notebook), "
@@ -791,7 +1010,7 @@ def claim_values(p: dict, runs: dict, comp, exits, el2, mem) -> dict[str, dict]:
     ub = b["used_bytes"].to_list()
     ram = b["ram_bytes"].to_list()
     out["S6"] = {"value": {"nodes": b["nodes"].to_list(), "reserved_bytes": rb},
-                 "unit": "bytes", "sweep": [],
+                 "unit": "bytes", "sweep": [], "deterministic": True,
                  "explanation": (
                      f"pKVM reserves stage-2 tables for every host page at page granularity "
                      f"(host_s2_pgtable_pages) and every node's set covers all of it, so with "
@@ -809,15 +1028,17 @@ def results_frame(p: dict, scenario: str, comp, schemes, exits, el2, mem, overhe
     seed = p["seeds"]  # the simulations pool every seed: rows list them all
     rows = []
     for r in comp.iter_rows(named=True):
-        rows += results.rows_for(scenario, {"stage2": r["label"], "leaf_bytes": r["leaf_bytes"]},
+        rows += results.rows_for(scenario, {"stage2": r["label"], "leaf_bytes": r["leaf_bytes"],
+                                            "linux_builds": r["linux_builds"]},
                                  seed, {k: (float(r[k]), u) for k, u in (
                                      ("walks_pki", "per 1000 instructions"),
                                      ("refs_per_walk", "count"), ("bound_refs", "count"),
                                      ("walk_ns_pki", "ns per 1000 instructions"),
-                                     ("loss_vs_ktr", "fraction"), ("a_ns", "ns"),
-                                     ("b_ns", "ns"), ("c_ns", "ns"),
+                                     ("loss_vs_ktr", "fraction"), ("footprint_ns", "ns"),
+                                     ("walk_part_ns", "ns"), ("interaction_ns", "ns"),
+                                     ("share_footprint", "fraction"),
                                      ("gain_vs_baseline", "fraction"))
-                                     if r[k] == r[k]})
+                                     if r[k] is not None and r[k] == r[k]})
     for r in schemes.iter_rows(named=True):
         rows += results.rows_for(scenario, {"workload": r["workload"], "scheme": r["scheme"],
                                             "latency_ratio": r["ratio"]}, seed,
@@ -864,8 +1085,11 @@ def _computed(p: dict) -> tuple:
 
 
 def evidence(p: dict) -> dict:
-    """S1-S6 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
-    return evidence_from(_computed(p)[-1], CHARTS)
+    """S1-S6 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim), S1-S5 with
+    their :func:`replicates`."""
+    reps = replicates(p)
+    values = {c: {**v, "replicates": reps.get(c, ())} for c, v in _computed(p)[-1].items()}
+    return evidence_from(values, CHARTS)
 
 
 def frame(p: dict, scenario: str) -> "pl.DataFrame":
