@@ -159,22 +159,28 @@ def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
     return AsiConfig(**kw)
 
 
+def _stream_args(p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None,
+                 phases: bool = False) -> tuple[tuple, dict]:
+    """The arguments of :func:`make_workload` for :func:`workload_for`."""
+    g = cfg.geometry
+    mixed = mix == "mixed"
+    n = int(allocs or p["allocs"])
+    nph = int(p["a6_phases"])
+    return ((mix, n, int(p["seed"]), cfg.pool_bytes >> g.page_shift, g.page_shift,
+             float(p["occupancy"]), float(p["pressure"]), cfg.cpus),
+            {"unmovable_sensitive": float(p["unmovable_sensitive"]) if mixed else None,
+             "phase_allocs": max(1, n // nph) if phases and nph > 0 else 0,
+             "phase_skew": float(p["a6_phase_skew"]) if phases else 1.0,
+             "phase_burst": float(p["a6_burst"]) if phases else 0.0})
+
+
 def workload_for(p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None,
                  phases: bool = False) -> Workload:
     """The stream of mix ``mix`` sized for ``cfg``'s pool; the mixed stream draws unmovable
     allocations sensitive with probability ``unmovable_sensitive``; with ``phases``, it
     alternates ``a6_phases`` nonsensitive- and sensitive-heavy phases (``a6_phase_skew``)."""
-    g = cfg.geometry
-    mixed = mix == "mixed"
-    n = int(allocs or p["allocs"])
-    nph = int(p["a6_phases"])
-    return make_workload(mix, int(allocs or p["allocs"]), int(p["seed"]),
-                         cfg.pool_bytes >> g.page_shift, g.page_shift,
-                         float(p["occupancy"]), float(p["pressure"]), cfg.cpus,
-                         unmovable_sensitive=float(p["unmovable_sensitive"]) if mixed else None,
-                         phase_allocs=max(1, n // nph) if phases and nph > 0 else 0,
-                         phase_skew=float(p["a6_phase_skew"]) if phases else 1.0,
-                         phase_burst=float(p["a6_burst"]) if phases else 0.0)
+    args, kw = _stream_args(p, mix, cfg, allocs, phases)
+    return make_workload(*args, **kw)
 
 
 def variant_config(p: dict, v: Variant, **over) -> AsiConfig:
@@ -215,21 +221,42 @@ class Sims:
     (:func:`_kernel_inputs`) and its workload's :func:`_digest`, so that two parts asking for
     the same run (the physmap table's on-demand rows and the policy comparison, the slow-path
     comparison at the published pressure and the policy comparison, a swing of a parameter a
-    run does not read and the published point) run it once. A hit for another configuration
-    with the same kernel inputs is returned with that configuration (its pricing in Python).
-    ``base``: a finished :class:`Sims` to look up in as well (its runs are not added to)."""
+    run does not read and the published point) run it once; streams are drawn once per
+    set of :func:`make_workload` arguments (:meth:`stream`). A hit for another
+    configuration with the same kernel inputs is returned with that configuration (its
+    pricing in Python). ``base``: a finished :class:`Sims` to look up in as well (its runs
+    and streams are not added to)."""
 
     def __init__(self, base: "Sims | None" = None):
         self.runs: dict = {}
+        self.streams: dict = {}
         self.base = base
 
-    def _get(self, key):
-        hit = self.runs.get(key)
-        return hit if hit is not None or self.base is None else self.base._get(key)
+    def _get(self, table: str, key):
+        hit = getattr(self, table).get(key)
+        return hit if hit is not None or self.base is None else self.base._get(table, key)
+
+    def stream(self, p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None,
+               phases: bool = False) -> Workload:
+        """:func:`workload_for`, drawn once per set of arguments."""
+        args, kw = _stream_args(p, mix, cfg, allocs, phases)
+        key = repr((args, sorted(kw.items())))
+        hit = self._get("streams", key)
+        if hit is None:
+            wl = make_workload(*args, **kw)
+            hit = self.streams[key] = (wl, _digest(wl))
+        return hit[0]
+
+    def _digest(self, wl: Workload) -> str:
+        for sims in (self, self.base):
+            for w, d in (sims.streams.values() if sims is not None else ()):
+                if w is wl:
+                    return d
+        return _digest(wl)
 
     def __call__(self, cfg: AsiConfig, wl: Workload) -> AsiRun:
-        key = (_kernel_inputs(cfg), _digest(wl))
-        run = self._get(key)
+        key = (_kernel_inputs(cfg), self._digest(wl))
+        run = self._get("runs", key)
         if run is None:
             run = self.runs[key] = simulate(cfg, wl)
         return run if run.config == cfg else replace(run, config=cfg)
@@ -248,7 +275,7 @@ def compare_policies(p: dict, allocs: int | None = None, labels=None,
             if want is not None and label not in want:
                 continue
             cfg = variant_config(p, v)
-            wl = wl if wl is not None else workload_for(p, mix, cfg, allocs)
+            wl = wl if wl is not None else sims.stream(p, mix, cfg, allocs)
             out[(mix, label)] = sims(cfg, wl)
     return out
 
@@ -281,7 +308,7 @@ def slowpath_compare(p: dict, allocs: int | None = None, sims: Sims | None = Non
         wl = None
         for label, v in variants.items():
             cfg = variant_config(q, v)
-            wl = wl if wl is not None else workload_for(q, "mixed", cfg, allocs)
+            wl = wl if wl is not None else sims.stream(q, "mixed", cfg, allocs)
             r = sims(cfg, wl)
             runs[(float(pressure), label)] = r
             m = r.metrics()
@@ -345,7 +372,7 @@ def target_sweep(p: dict, allocs: int | None = None, sims: Sims | None = None):
     sims = sims or Sims()
     rows = []
     base = config_for(p, Policy.TRACKED_TARGET)
-    wl = workload_for(p, "mixed", base, allocs, phases=True)
+    wl = sims.stream(p, "mixed", base, allocs, phases=True)
     top = sims(config_for(p, Policy.TRACKED), wl)
     peak = int(top.counts.free_mapped_peak)
     for t in _target_pages(p, peak):
@@ -386,7 +413,7 @@ def physmap_compare(p: dict, allocs: int | None = None, sims: Sims | None = None
     for design in designs:
         for pol in policies:
             cfg = config_for(p, pol, physmap=_PHYSMAPS[design])
-            wl = wl if wl is not None else workload_for(p, "mixed", cfg, allocs)
+            wl = wl if wl is not None else sims.stream(p, "mixed", cfg, allocs)
             m = sims(cfg, wl).metrics()
             rows.append({"physmap": design, "policy": POLICY_NAMES[pol], **m})
     return pl.DataFrame(rows)
@@ -502,13 +529,15 @@ def claim_evidence(p: dict, allocs: int | None = None, sims: Sims | None = None)
 
 
 @cached()
-def evaluate(p: dict, allocs: int | None = None, slowpath: bool = False) -> dict:
-    """Everything the claims and the notebook need at parameters ``p``: runs of every
-    variant, target sweep, physmap designs and the evidence of A1-A7; with ``slowpath`` also
-    :func:`slowpath_compare` (``slow``, ``slow_runs``), whose facts the explanations then
-    cite. The parts share their runs (:class:`Sims`)."""
+def evaluate(p: dict, allocs: int | None = None, slowpath: bool = False,
+             every_variant: bool = True) -> dict:
+    """Everything the claims and the notebook need at parameters ``p``: runs (every variant,
+    or with ``every_variant`` false only :data:`EVIDENCE_VARIANTS`), target sweep, physmap
+    designs and the evidence of A1-A7; with ``slowpath`` also :func:`slowpath_compare`
+    (``slow``, ``slow_runs``), whose facts the explanations then cite. The parts share their
+    runs (:class:`Sims`)."""
     sims = Sims()
-    runs = compare_policies(p, allocs, sims=sims)
+    runs = compare_policies(p, allocs, None if every_variant else EVIDENCE_VARIANTS, sims)
     targets = target_sweep(p, allocs, sims)
     physmap = physmap_compare(p, allocs, sims)
     out = {"runs": runs, "targets": targets, "physmap": physmap,
@@ -780,7 +809,9 @@ def explanations(ev: dict, nt: dict) -> dict:
                + ", ".join(f"{x:.0f}" for x in nt.get("a6_target_conversions", ()))
                + "; sensitive allocations that took a free nonsensitive block in line (unmap, "
                  "shoot down): " + ", ".join(f"{x:.0f}" for x in nt.get("a6_asi_unmap_allocs", ()))
-               + "; allocations that failed (total ASI work does not count them): "
+               + "; allocations that failed (the evidence lists them per target; total ASI "
+                 "work does not price them, as a failed allocation found no block to map, "
+                 "unmap or zero): "
                + ", ".join(f"{x:.0f}" for x in nt.get("a6_alloc_failures", ()))
                + ". At a low target the worker returns pageblocks to sensitive while "
                  "nonsensitive allocations still live in them; their pages, freed later, lie "
