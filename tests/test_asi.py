@@ -623,7 +623,9 @@ def test_replicates_run_the_published_point_at_two_more_seeds_and_half_the_strea
     and at seed 5 with 1000. The replicates run only the evidence variants and no slow path:
     at the published seed and length that gives exactly the published evidence. No claim is
     deterministic: seed 6 draws another pathological stream, on which the RFC design makes
-    another number of pointless remaps (A1). The replicates make a convergence check (three seeds, a half length)."""
+    another number of pointless remaps (A1). The replicates make a convergence check (three seeds, a half length).
+    :func:`claim_evidence`, which the replicates, the sweep and the swings run, gives the
+    published evidence at the published point."""
     from kmm.mech.asi import study
     from kmm.suite import registry
     p = asi.check_params({"allocs": 2000, "pool_mib": 8, "target_points": 3, "seed": 5})
@@ -632,9 +634,113 @@ def test_replicates_run_the_published_point_at_two_more_seeds_and_half_the_strea
     for rs in reps.values():
         assert [(r["seed"], r["length"]) for r in rs] == [(6, 2000), (7, 2000), (5, 1000)]
     published = asi.evaluate(p, slowpath=True)["evidence"]
-    assert study.evaluate.__wrapped__(p, 2000, every_variant=False)["evidence"] == published
+    assert study.claim_evidence(p, 2000) == published
     assert reps["A1"][0]["value"]["pointless_rfc"] != published["A1"]["pointless_rfc"]
     assert all(set(r["value"]) == set(published[c]) for c, rs in reps.items() for r in rs)
     rec = {"value": published["A3"], "scenario": "published", "parameters": p,
            "replicates": reps["A3"]}
     assert registry.convergence("A3", rec)[0] is not None
+
+
+def _small_stream_config(policy, **kw):
+    return AsiConfig(policy=policy, pool_bytes=1 << 20, max_order=5, pageblock_order=3, cpus=3,
+                     touches_per_op=2, worker_interval_ns=7000, worker_batch_pages=8,
+                     op_interval_ns=1000, target_free_mapped_pages=12, tlb_entries=16,
+                     tlb_ways=4, sample_every=7, **kw)
+
+
+def _kernel_outputs(run):
+    return (run.counts.values.tolist(), run.inval.values.tolist(), run.lat_ns.tolist(),
+            run.bursts.tolist(), run.cpu_win.tolist())
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_kernel_inputs_leave_out_only_what_the_policy_never_reads(policy):
+    """The runs a study shares (``Sims``) are keyed by what the kernels read: re-walk
+    pricing never (it prices a run's counts in Python); the RFC queue's batch and enqueue
+    cost only policy 1 (``_release``, ``run_stream``); the worker period and wake-up cost
+    only policies 1 and 3, which have a worker. A field left out of the key must leave
+    every kernel output unchanged; a field kept in it changes some (so this can fail)."""
+    from dataclasses import replace
+    from kmm.mech.asi import study
+    wl = _phased_stream(11, 600, phase=40, p_free=0.45, max_order=3, cpus=3)
+    base = _small_stream_config(policy)
+    ref = _kernel_outputs(asi.simulate(base, wl))
+    rfc, worker = policy == Policy.RFC, policy in (Policy.RFC, Policy.TRACKED_TARGET)
+    changes = (  # (field, value, whether the policy's kernels read it)
+        ("rewalk", asi.Rewalk(working_set=1000, memory_refs=2.0, background=0.7), False),
+        ("worker_batch_pages", 2, rfc),
+        ("costs", replace(base.costs, enqueue_ns=333.0), rfc),
+        ("worker_interval_ns", 3000, worker),
+        ("costs", replace(base.costs, worker_wake_ns=7777.0), worker))
+    for name, value, reads in changes:
+        cfg = replace(base, **{name: value})
+        same_key = study._kernel_inputs(cfg) == study._kernel_inputs(base)
+        assert same_key == (not reads), (name, value)
+        if same_key:
+            assert _kernel_outputs(asi.simulate(cfg, wl)) == ref, (name, value)
+    if policy == Policy.RFC:  # the batch the RFC worker drains at does change its runs
+        assert _kernel_outputs(asi.simulate(replace(base, worker_batch_pages=2), wl)) != ref
+
+
+def test_sims_run_once_and_price_a_hit_with_the_asked_configuration():
+    """``Sims`` runs a configuration once per workload; a configuration that differs only in
+    the re-walk pricing gets the same kernel run priced by itself: its re-walk time is what
+    :meth:`AsiRun.rewalks` prices with its own memory reads and load."""
+    from dataclasses import replace
+    from kmm.mech.asi import study
+    wl = _phased_stream(3, 500, phase=30, p_free=0.4, max_order=3, cpus=3)
+    cfg = _small_stream_config(Policy.RFC)
+    sims = study.Sims()
+    a = sims(cfg, wl)
+    assert sims(cfg, wl) is a and len(sims.runs) == 1
+    other = replace(cfg, rewalk=asi.Rewalk(memory_refs=3.0, background=0.8))
+    b = study.Sims(sims)(other, wl)
+    assert b.config == other and b.counts is a.counts and len(sims.runs) == 1
+    fresh = asi.simulate(other, wl).metrics()
+    assert b.metrics() == fresh
+    assert a.metrics()["rewalk_ns"] != fresh["rewalk_ns"]
+
+
+def test_the_largest_target_is_policy_2s_run():
+    """At the most free pages policy 2 kept mapped, policy 3's worker never converts: the
+    target sweep's last row (policy 2's run) equals a policy 3 run at that target."""
+    from kmm.mech.asi import study
+    p = asi.check_params({"allocs": 2000, "pool_mib": 8, "target_points": 3})
+    rows = study.target_sweep(p)
+    peak = int(rows["target_pages"][-1])
+    wl = study.workload_for(p, "mixed", study.config_for(p, Policy.TRACKED_TARGET), None,
+                            phases=True)
+    m = asi.simulate(study.config_for(p, Policy.TRACKED_TARGET, target_free_mapped_pages=peak),
+                     wl).metrics()
+    assert m["target_conversions"] == 0
+    assert rows.row(-1, named=True) == {"target_pages": peak, **m}
+    assert rows["target_conversions"][0] > 0  # a target of 0 does convert
+
+
+def test_swings_move_one_assumed_parameter_each_and_decide_verdicts():
+    """The swings are :func:`kmm.suite.study.one_at_a_time` of the claims' ``assumed``
+    parameters (both ends of each range, a TLB size rounded as the sweep rounds it), each
+    evaluated like a sweep point; with them every claim's "decided by" is checked (a list,
+    not None), and a swing that reuses the published point's runs gives what running it
+    afresh gives."""
+    from kmm.mech.asi import study
+    from kmm.suite import registry
+    p = asi.check_params({"allocs": 1500, "pool_mib": 8, "target_points": 3,
+                          "sweep_allocs": 400, "sweep_points": 2})
+    specs = study.claim_specs()
+    sw = study.swings(p, specs)
+    assert len(sw) == 2 * len(specs)
+    for pt in sw:
+        moved = [k for k in specs if pt["params"][k] != p[k]]
+        assert len(moved) == 1
+    tlb = [pt["params"]["tlb_entries"] for pt in sw if pt["params"]["tlb_entries"] != 512]
+    assert tlb == [64, 1024]
+    burst = next(pt for pt in sw if pt["params"]["a6_burst"] != p["a6_burst"])
+    q = {**p, **burst["params"]}
+    assert burst["evidence"] == study.claim_evidence(q, 400)
+    ev = study.evidence(p)
+    for c, e in ev.items():
+        rec = {"value": e.value, "scenario": "published", "parameters": p,
+               "sweep": list(e.sweep), "swings": list(e.swings)}
+        assert registry.decided_by(c, rec) is not None, c

@@ -102,10 +102,10 @@ from .model import (_P_QN, Arch, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState
     tracked_migrate_table, Zeroing)
 from .kernels import (check_invariant, run_stream)
 from .workload import (AllocClass, BURST_ORDER, make_workload, MIXES, Workload)
-from .study import (ASSUMED, assumed_specs, CHARTS, evidence, frame, STUDY, burst_frame, check_params, claim_specs, compare_policies,
+from .study import (ASSUMED, assumed_specs, CHARTS, claim_evidence, evidence, frame, STUDY, burst_frame, check_params, claim_specs, compare_policies,
     config_for, DEFAULTS, evaluate, EVIDENCE_VARIANTS, explanations, granule_sweep, joint_sweep,
     latency_cdf, notes, params_from, physmap_compare, policy_frame, POLICY_NAMES,
-    RANK_NAMES, slowpath_compare, slowpath_cost_sweep, SLOWPATH_COSTS, sweep_records, target_sweep,
+    RANK_NAMES, slowpath_compare, slowpath_cost_sweep, SLOWPATH_COSTS, swings, sweep_records, target_sweep,
     Variant, variant_config, VARIANTS, workload_for, ZEROING_NAMES)
 
 __all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Conversion", "Arch", "Physmap", "AsiEvent", "BurstSource",
@@ -118,4 +118,4 @@ __all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Conversion", "Arch", "Phy
            "workload_for", "compare_policies", "slowpath_compare", "slowpath_cost_sweep",
            "target_sweep", "granule_sweep", "physmap_compare", "policy_frame", "latency_cdf",
            "burst_frame", "evaluate", "assumed_specs", "claim_specs", "joint_sweep",
-           "sweep_records", "notes", "explanations"]
+           "sweep_records", "swings", "claim_evidence", "notes", "explanations"]

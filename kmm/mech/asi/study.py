@@ -3,7 +3,8 @@
 Part of :mod:`kmm.mech.asi`."""
 from __future__ import annotations
 
-from dataclasses import fields
+import hashlib
+from dataclasses import fields, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -12,9 +13,10 @@ from ... import engine as eng
 from ...config import check_choice, check_float, check_int
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
-from ...suite.study import cached, Evidence, per_claim, Study
-from .model import (Arch, AsiConfig, AsiCosts, BurstSource, Conversion, FlushRank, Physmap, Policy,
-    Rewalk, simulate, Zeroing)
+from ...suite.study import (cached, Evidence, one_at_a_time, per_claim, replicate_plan,
+    replicates_from, Study)
+from .model import (Arch, AsiConfig, AsiCosts, AsiRun, BurstSource, Conversion, FlushRank, Physmap,
+    Policy, Rewalk, simulate, Zeroing)
 from .workload import make_workload, MIXES, Workload
 
 # ---- notebook functions -------------------------------------------------------------------
@@ -157,22 +159,28 @@ def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
     return AsiConfig(**kw)
 
 
+def _stream_args(p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None,
+                 phases: bool = False) -> tuple[tuple, dict]:
+    """The arguments of :func:`make_workload` for :func:`workload_for`."""
+    g = cfg.geometry
+    mixed = mix == "mixed"
+    n = int(allocs or p["allocs"])
+    nph = int(p["a6_phases"])
+    return ((mix, n, int(p["seed"]), cfg.pool_bytes >> g.page_shift, g.page_shift,
+             float(p["occupancy"]), float(p["pressure"]), cfg.cpus),
+            {"unmovable_sensitive": float(p["unmovable_sensitive"]) if mixed else None,
+             "phase_allocs": max(1, n // nph) if phases and nph > 0 else 0,
+             "phase_skew": float(p["a6_phase_skew"]) if phases else 1.0,
+             "phase_burst": float(p["a6_burst"]) if phases else 0.0})
+
+
 def workload_for(p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None,
                  phases: bool = False) -> Workload:
     """The stream of mix ``mix`` sized for ``cfg``'s pool; the mixed stream draws unmovable
     allocations sensitive with probability ``unmovable_sensitive``; with ``phases``, it
     alternates ``a6_phases`` nonsensitive- and sensitive-heavy phases (``a6_phase_skew``)."""
-    g = cfg.geometry
-    mixed = mix == "mixed"
-    n = int(allocs or p["allocs"])
-    nph = int(p["a6_phases"])
-    return make_workload(mix, int(allocs or p["allocs"]), int(p["seed"]),
-                         cfg.pool_bytes >> g.page_shift, g.page_shift,
-                         float(p["occupancy"]), float(p["pressure"]), cfg.cpus,
-                         unmovable_sensitive=float(p["unmovable_sensitive"]) if mixed else None,
-                         phase_allocs=max(1, n // nph) if phases and nph > 0 else 0,
-                         phase_skew=float(p["a6_phase_skew"]) if phases else 1.0,
-                         phase_burst=float(p["a6_burst"]) if phases else 0.0)
+    args, kw = _stream_args(p, mix, cfg, allocs, phases)
+    return make_workload(*args, **kw)
 
 
 def variant_config(p: dict, v: Variant, **over) -> AsiConfig:
@@ -181,18 +189,94 @@ def variant_config(p: dict, v: Variant, **over) -> AsiConfig:
                       conversion=v.conversion, **over)
 
 
-def compare_policies(p: dict, allocs: int | None = None, labels=None) -> dict:
-    """Every variant of :data:`VARIANTS` (or those of ``labels``) on both mixes:
-    ``{(mix, label): AsiRun}``."""
+def _kernel_inputs(cfg: AsiConfig) -> str:
+    """What the kernels of a run read of ``cfg``: ``cfg`` with the fields its policy never
+    reads set to their defaults. The re-walk pricing (:class:`Rewalk`) is applied to a run's
+    counts in Python (:meth:`AsiRun.rewalks`), never in the kernels; the RFC queue's batch
+    and enqueue cost are read by policy 1 only (``_release``, ``run_stream``); the worker
+    period and wake-up cost by the two policies with a worker (1: the queue worker; 3: the
+    target worker). ``tests/test_asi.py`` checks each of these by running both values."""
+    d, k = AsiConfig(), cfg.costs
+    over: dict = {"rewalk": d.rewalk}
+    if cfg.policy != Policy.RFC:
+        over["worker_batch_pages"] = d.worker_batch_pages
+        k = replace(k, enqueue_ns=d.costs.enqueue_ns)
+    if cfg.policy not in (Policy.RFC, Policy.TRACKED_TARGET):
+        over["worker_interval_ns"] = d.worker_interval_ns
+        k = replace(k, worker_wake_ns=d.costs.worker_wake_ns)
+    return repr(replace(cfg, costs=k, **over))
+
+
+def _digest(wl: Workload) -> str:
+    """A digest of a workload's arrays (two streams drawn alike have the same digest)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in wl:
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()
+
+
+class Sims:
+    """The simulations of one evaluation, shared: a run is looked up by what its kernels read
+    (:func:`_kernel_inputs`) and its workload's :func:`_digest`, so that two parts asking for
+    the same run (the physmap table's on-demand rows and the policy comparison, the slow-path
+    comparison at the published pressure and the policy comparison, a swing of a parameter a
+    run does not read and the published point) run it once; streams are drawn once per
+    set of :func:`make_workload` arguments (:meth:`stream`). A hit for another
+    configuration with the same kernel inputs is returned with that configuration (its
+    pricing in Python). ``base``: a finished :class:`Sims` to look up in as well (its runs
+    and streams are not added to)."""
+
+    def __init__(self, base: "Sims | None" = None):
+        self.runs: dict = {}
+        self.streams: dict = {}
+        self.base = base
+
+    def _get(self, table: str, key):
+        hit = getattr(self, table).get(key)
+        return hit if hit is not None or self.base is None else self.base._get(table, key)
+
+    def stream(self, p: dict, mix: str, cfg: AsiConfig, allocs: int | None = None,
+               phases: bool = False) -> Workload:
+        """:func:`workload_for`, drawn once per set of arguments."""
+        args, kw = _stream_args(p, mix, cfg, allocs, phases)
+        key = repr((args, sorted(kw.items())))
+        hit = self._get("streams", key)
+        if hit is None:
+            wl = make_workload(*args, **kw)
+            hit = self.streams[key] = (wl, _digest(wl))
+        return hit[0]
+
+    def _digest(self, wl: Workload) -> str:
+        for sims in (self, self.base):
+            for w, d in (sims.streams.values() if sims is not None else ()):
+                if w is wl:
+                    return d
+        return _digest(wl)
+
+    def __call__(self, cfg: AsiConfig, wl: Workload) -> AsiRun:
+        key = (_kernel_inputs(cfg), self._digest(wl))
+        run = self._get("runs", key)
+        if run is None:
+            run = self.runs[key] = simulate(cfg, wl)
+        return run if run.config == cfg else replace(run, config=cfg)
+
+
+def compare_policies(p: dict, allocs: int | None = None, labels=None,
+                     sims: Sims | None = None) -> dict:
+    """Every variant of :data:`VARIANTS` (or those of ``labels``, per mix a collection or a
+    mapping ``{mix: labels}``) on both mixes: ``{(mix, label): AsiRun}``."""
+    sims = sims or Sims()
     out = {}
     for mix in MIXES:
+        want = labels.get(mix, ()) if isinstance(labels, dict) else labels
         wl = None
         for label, v in VARIANTS.items():
-            if labels is not None and label not in labels:
+            if want is not None and label not in want:
                 continue
             cfg = variant_config(p, v)
-            wl = wl if wl is not None else workload_for(p, mix, cfg, allocs)
-            out[(mix, label)] = simulate(cfg, wl)
+            wl = wl if wl is not None else sims.stream(p, mix, cfg, allocs)
+            out[(mix, label)] = sims(cfg, wl)
     return out
 
 
@@ -204,12 +288,13 @@ _SLOW_METRICS = ("allocs", "alloc_failures", "shootdowns_per_million_allocs", "t
                  "violations")
 
 
-def slowpath_compare(p: dict, allocs: int | None = None):
+def slowpath_compare(p: dict, allocs: int | None = None, sims: Sims | None = None):
     """Policy 2 under every flush rank and zeroing, with the RFC design for reference, on the
     mixed stream at each pressure of ``slowpath_pressures`` (the slow path is entered only
     when a sensitivity runs out of free memory). Returns ``(frame, runs)``: one row per
     pressure and variant, and ``{(pressure, label): AsiRun}``."""
     import polars as pl
+    sims = sims or Sims()
     rows, runs = [], {}
     variants = {_RFC: Variant(Policy.RFC)}
     for rank in FlushRank:
@@ -223,8 +308,8 @@ def slowpath_compare(p: dict, allocs: int | None = None):
         wl = None
         for label, v in variants.items():
             cfg = variant_config(q, v)
-            wl = wl if wl is not None else workload_for(q, "mixed", cfg, allocs)
-            r = simulate(cfg, wl)
+            wl = wl if wl is not None else sims.stream(q, "mixed", cfg, allocs)
+            r = sims(cfg, wl)
             runs[(float(pressure), label)] = r
             m = r.metrics()
             rows.append({"pressure": float(pressure), "variant": label,
@@ -271,7 +356,7 @@ def _target_pages(p: dict, peak: int) -> list[int]:
     return [int(round(peak * k / (n - 1))) for k in range(n)]
 
 
-def target_sweep(p: dict, allocs: int | None = None):
+def target_sweep(p: dict, allocs: int | None = None, sims: Sims | None = None):
     """Policy 3 over the free-mapped target (claim A6) on the mixed stream in phases
     (``a6_phases`` of them, nonsensitive- and sensitive-heavy in turn by
     ``a6_phase_skew``, each with a burst of ``a6_burst`` of the pool of its sensitivity,
@@ -279,16 +364,21 @@ def target_sweep(p: dict, allocs: int | None = None):
     the target returns to sensitive before the next sensitive phase wants them; without
     the target, that phase's sensitive allocations take them back in line, one
     ``__rmqueue_asi_unmap`` (unmap, shootdown) per block. Targets
-    from 0 to the most free pages policy 2 kept mapped on that stream. A polars frame, one
-    row per target."""
+    from 0 to the most free pages policy 2 kept mapped on that stream. The largest target is
+    that run itself: policy 3 differs from policy 2 only by its worker, which converts only
+    while more free pages than the target are mapped (``run_stream``), so at the peak it
+    never does. A polars frame, one row per target."""
     import polars as pl
+    sims = sims or Sims()
     rows = []
     base = config_for(p, Policy.TRACKED_TARGET)
-    wl = workload_for(p, "mixed", base, allocs, phases=True)
-    peak = int(simulate(config_for(p, Policy.TRACKED), wl).counts.free_mapped_peak)
+    wl = sims.stream(p, "mixed", base, allocs, phases=True)
+    top = sims(config_for(p, Policy.TRACKED), wl)
+    peak = int(top.counts.free_mapped_peak)
     for t in _target_pages(p, peak):
-        m = simulate(config_for(p, Policy.TRACKED_TARGET, target_free_mapped_pages=t), wl).metrics()
-        rows.append({"target_pages": t, **m})
+        r = top if t >= peak else sims(config_for(p, Policy.TRACKED_TARGET,
+                                                  target_free_mapped_pages=t), wl)
+        rows.append({"target_pages": t, **r.metrics()})
     return pl.DataFrame(rows)
 
 
@@ -311,17 +401,20 @@ def granule_sweep(p: dict):
     return pl.DataFrame(rows)
 
 
-def physmap_compare(p: dict, allocs: int | None = None):
+def physmap_compare(p: dict, allocs: int | None = None, sims: Sims | None = None,
+                    designs=tuple(_PHYSMAPS), policies=(Policy.RFC, Policy.TRACKED)):
     """Page-table allocations while allocating, boot table pages and block splits for each
-    restricted-physmap design (claim A7), RFC and tracked policies, mixed stream."""
+    restricted-physmap design of ``designs`` (claim A7) and policy of ``policies``, mixed
+    stream."""
     import polars as pl
+    sims = sims or Sims()
     rows = []
     wl = None
-    for design, code in _PHYSMAPS.items():
-        for pol in (Policy.RFC, Policy.TRACKED):
-            cfg = config_for(p, pol, physmap=code)
-            wl = wl if wl is not None else workload_for(p, "mixed", cfg, allocs)
-            m = simulate(cfg, wl).metrics()
+    for design in designs:
+        for pol in policies:
+            cfg = config_for(p, pol, physmap=_PHYSMAPS[design])
+            wl = wl if wl is not None else sims.stream(p, "mixed", cfg, allocs)
+            m = sims(cfg, wl).metrics()
             rows.append({"physmap": design, "policy": POLICY_NAMES[pol], **m})
     return pl.DataFrame(rows)
 
@@ -375,15 +468,22 @@ def burst_frame(runs: dict, mix: str = "mixed", window_ns: int = 1_000_000):
 
 
 def _evidence(runs: dict, targets, physmap) -> dict:
-    """Claim evidence (the keys the claims registry's tests read) from the runs.
+    """Claim evidence (the keys the claims registry's tests read) from the runs: ``runs``
+    holds :data:`EVIDENCE_VARIANTS` on the mixed stream and the RFC design and tracked
+    pageblocks on the pathological one; ``physmap`` the RFC design's rows of
+    :func:`physmap_compare` for the on-demand and synced designs at least.
 
     A3 compares the RFC design with tracked pageblocks that zero lazily: both then zero a
     page only when a nonsensitive allocation takes it, so the difference is the
     same-sensitivity reuse the claim names; eager zeroing's count stays in the evidence.
-    The other claims use the tracked policy with its default options.
+    The other claims use the tracked policy with its default options. A6's evidence also
+    lists the allocations that failed at each target (``failures``): total ASI work prices
+    the work done, and a failed allocation did none of ASI's (it found no free block of
+    any type it may take, so nothing was mapped, unmapped or zeroed for it); the count
+    shows where a target trades ASI work for failures.
     """
     mx = {label: runs[("mixed", label)].metrics() for label in EVIDENCE_VARIANTS}
-    pa = {label: runs[("pathological", label)].metrics() for label in EVIDENCE_VARIANTS}
+    pa = {label: runs[("pathological", label)].metrics() for label in (_RFC, _TRACKED)}
 
     def five(m):
         return {"shootdowns": m["shootdowns"], "pages_zeroed": m["pages_zeroed"],
@@ -405,27 +505,46 @@ def _evidence(runs: dict, targets, physmap) -> dict:
         "A5": {"rfc": five(mx[_RFC]), "tracked": five(mx[_TRACKED]),
                "tracked_61": five(mx[_T61])},
         "A6": {"target": targets["target_pages"].to_list(),
-               "cost": targets["total_asi_ns"].to_list()},
+               "cost": targets["total_asi_ns"].to_list(),
+               "failures": targets["alloc_failures"].to_list()},
         "A7": {"pt_allocs_synced": pm[("synced", rfc)]["pt_allocs_during_alloc"],
                "pt_allocs_rfc": pm[("on_demand", rfc)]["pt_allocs_during_alloc"]},
     }
 
 
+#: The runs each claim's evidence reads, per mix (:func:`claim_evidence`)
+_CLAIM_RUNS = {"mixed": EVIDENCE_VARIANTS, "pathological": (_RFC, _TRACKED)}
+
+
+def claim_evidence(p: dict, allocs: int | None = None, sims: Sims | None = None) -> dict:
+    """The evidence of A1-A7 at parameters ``p`` and nothing else: the runs of
+    :data:`_CLAIM_RUNS`, the target sweep and the RFC design's on-demand and synced physmaps
+    (no slow-path comparison, no other variant or design): what the joint sweep, the swings
+    and the replicates run. At the same parameters it equals :func:`evaluate`'s evidence."""
+    sims = sims or Sims()
+    runs = compare_policies(p, allocs, _CLAIM_RUNS, sims)
+    targets = target_sweep(p, allocs, sims)
+    physmap = physmap_compare(p, allocs, sims, ("on_demand", "synced"), (Policy.RFC,))
+    return _evidence(runs, targets, physmap)
+
+
 @cached()
 def evaluate(p: dict, allocs: int | None = None, slowpath: bool = False,
              every_variant: bool = True) -> dict:
-    """Everything the claims need at parameters ``p``: runs (every variant, or with
-    ``every_variant`` false only :data:`EVIDENCE_VARIANTS`), target sweep, physmap designs
-    and the evidence of A1-A7; with ``slowpath`` also :func:`slowpath_compare` (``slow``,
-    ``slow_runs``), whose facts the explanations then cite."""
-    runs = compare_policies(p, allocs, None if every_variant else EVIDENCE_VARIANTS)
-    targets = target_sweep(p, allocs)
-    physmap = physmap_compare(p, allocs)
+    """Everything the claims and the notebook need at parameters ``p``: runs (every variant,
+    or with ``every_variant`` false only :data:`EVIDENCE_VARIANTS`), target sweep, physmap
+    designs and the evidence of A1-A7; with ``slowpath`` also :func:`slowpath_compare`
+    (``slow``, ``slow_runs``), whose facts the explanations then cite. The parts share their
+    runs (:class:`Sims`)."""
+    sims = Sims()
+    runs = compare_policies(p, allocs, None if every_variant else EVIDENCE_VARIANTS, sims)
+    targets = target_sweep(p, allocs, sims)
+    physmap = physmap_compare(p, allocs, sims)
     out = {"runs": runs, "targets": targets, "physmap": physmap,
            "evidence": _evidence(runs, targets, physmap)}
     slow = None
     if slowpath:
-        slow, out["slow_runs"] = slowpath_compare(p, allocs)
+        slow, out["slow_runs"] = slowpath_compare(p, allocs, sims)
         out["slow"] = slow
     out["notes"] = notes(runs, targets, slow)
     out["notes"]["a6_phases"] = int(p["a6_phases"])
@@ -444,48 +563,62 @@ def claim_specs() -> dict:
     return {k: v for k, v in assumed_specs().items() if k not in SLOWPATH_COSTS}
 
 
+def _at(p: dict, point: dict) -> tuple[dict, dict]:
+    """Parameters ``p`` moved to a sweep ``point``, and the point as run: a TLB size is
+    rounded down to a power-of-two number of sets."""
+    q, point = {**p, **point}, dict(point)
+    if "tlb_entries" in point:
+        ways = int(q["tlb_ways"])
+        q["tlb_entries"] = ways * (1 << max(0, int(np.log2(max(q["tlb_entries"] // ways, 1)))))
+        point["tlb_entries"] = q["tlb_entries"]
+    return q, point
+
+
 @cached()
 def joint_sweep(p: dict, specs: dict, n: int, seed: int) -> list[dict]:
-    """Evidence of every claim at ``n`` Latin-hypercube points over the ``assumed`` ranges
-    (log scale where a range spans a factor of 4 or more), each on streams of
-    ``sweep_allocs`` allocations: ``[{"params": {...}, "evidence": {...}}]``."""
+    """Evidence of every claim (:func:`claim_evidence`) at ``n`` Latin-hypercube points over
+    the ``assumed`` ranges (log scale where a range spans a factor of 4 or more), each on
+    streams of ``sweep_allocs`` allocations: ``[{"params": {...}, "evidence": {...}}]``."""
     out = []
     for point in latin_hypercube(specs, n, seed, p):
-        q = {**p, **point}
-        if "tlb_entries" in point:  # keep the sets a power of two
-            ways = int(q["tlb_ways"])
-            q["tlb_entries"] = ways * (1 << max(0, int(np.log2(max(q["tlb_entries"] // ways, 1)))))
-            point["tlb_entries"] = q["tlb_entries"]
-        # uncached: the sweep's points would push the published point out of the cache
-        ev = evaluate.__wrapped__(q, int(p["sweep_allocs"]), every_variant=False)["evidence"]
-        out.append({"params": point, "evidence": ev})
+        q, point = _at(p, point)
+        out.append({"params": point, "evidence": claim_evidence(q, int(p["sweep_allocs"]))})
     return out
 
 
-#: Seeds each claim's published point is run again at besides the published one (convergence).
-REPLICATE_SEEDS = 2
+@cached()
+def swings(p: dict, specs: dict) -> list[dict]:
+    """The one-at-a-time swings of the joint sweep (:func:`kmm.suite.study.one_at_a_time`):
+    each ``assumed`` parameter of ``specs`` alone at each end of its range, the others at
+    ``p``, evaluated like the sweep's points (:func:`claim_evidence` on streams of
+    ``sweep_allocs``), so that :func:`kmm.suite.registry.decided_by` can tell which
+    parameter decides a verdict. The published point on those streams is run first and a
+    swing reuses each of its runs that the swung parameter does not reach (:class:`Sims`;
+    e.g. the re-walk pricing, or a6_burst for every stream but A6's). Same shape as
+    :func:`joint_sweep`."""
+    n = int(p["sweep_allocs"])
+    centre = Sims()
+    claim_evidence(p, n, centre)
+    out = []
+    for point in one_at_a_time(specs, p):
+        q, point = _at(p, point)
+        out.append({"params": point, "evidence": claim_evidence(q, n, Sims(centre))})
+    return out
 
 
 def replicates(p: dict) -> dict[str, list[dict]]:
-    """The published point of A1-A7 again (:func:`kmm.suite.registry.convergence`): at seeds
-    ``seed + 1`` and ``seed + 2`` with streams of ``allocs`` allocations, and at the
-    published seed with streams of ``allocs // 2`` (runs of their own: the kernels read their
-    counters once, at the end of a stream; a shorter stream keeps its shape, the pressure
-    phase in its middle fifth and A6's ``a6_phases`` phases, each half as long). Lengths are
-    allocations per stream (each with its free). Each replicate runs only what the claims
-    read (:data:`EVIDENCE_VARIANTS` on both mixes, the target sweep, the physmap designs; no
-    slow-path comparison). No claim is deterministic: every value is a count, a total, a
-    maximum or a percentile over seeded streams, and grows with or moves along them.
+    """The published point of A1-A7 again (:func:`kmm.suite.registry.convergence`) at the
+    runs of :func:`kmm.suite.study.replicate_plan`: seeds ``seed + 1`` and ``seed + 2`` with
+    streams of ``allocs`` allocations, and the published seed with streams of
+    ``allocs // 2`` (runs of their own: the kernels read their counters once, at the end of
+    a stream; a shorter stream keeps its shape, the pressure phase in its middle fifth and
+    A6's ``a6_phases`` phases, each half as long). Lengths are allocations per stream (each
+    with its free). Each replicate runs only what the claims read (:func:`claim_evidence`).
+    No claim is deterministic: every value is a count, a total, a maximum or a percentile
+    over seeded streams, and grows with or moves along them.
     ``{claim: [{"seed", "length", "value"}, ...]}``."""
-    n = int(p["allocs"])
-    points = [(int(p["seed"]) + k, n) for k in range(1, REPLICATE_SEEDS + 1)]
-    points.append((int(p["seed"]), n // 2))
-    out: dict[str, list[dict]] = {c: [] for c in CHARTS}
-    for seed, length in points:
-        ev = evaluate.__wrapped__({**p, "seed": seed}, length, every_variant=False)["evidence"]
-        for c in CHARTS:
-            out[c].append({"seed": seed, "length": length, "value": ev[c]})
-    return out
+    return replicates_from([(seed, n, claim_evidence({**p, "seed": seed}, n))
+                            for seed, n in replicate_plan(p["seed"], p["allocs"])])
 
 
 def sweep_records(sweep: list[dict], claim: str) -> list[dict]:
@@ -676,7 +809,9 @@ def explanations(ev: dict, nt: dict) -> dict:
                + ", ".join(f"{x:.0f}" for x in nt.get("a6_target_conversions", ()))
                + "; sensitive allocations that took a free nonsensitive block in line (unmap, "
                  "shoot down): " + ", ".join(f"{x:.0f}" for x in nt.get("a6_asi_unmap_allocs", ()))
-               + "; allocations that failed (total ASI work does not count them): "
+               + "; allocations that failed (the evidence lists them per target; total ASI "
+                 "work does not price them, as a failed allocation found no block to map, "
+                 "unmap or zero): "
                + ", ".join(f"{x:.0f}" for x in nt.get("a6_alloc_failures", ()))
                + ". At a low target the worker returns pageblocks to sensitive while "
                  "nonsensitive allocations still live in them; their pages, freed later, lie "
@@ -713,15 +848,18 @@ CHARTS = {"A1": "asi_counts", "A2": "asi_bursts", "A3": "asi_lazy_zeroing",
 
 
 def evidence(p: dict) -> dict:
-    """A1-A7 at parameters ``p``, with their joint sweep of the ``assumed`` parameters and
-    their published point's :func:`replicates` (:class:`kmm.suite.study.Evidence` per
-    claim)."""
+    """A1-A7 at parameters ``p``, with their joint sweep of the ``assumed`` parameters, its
+    one-at-a-time :func:`swings` and their published point's :func:`replicates`
+    (:class:`kmm.suite.study.Evidence` per claim)."""
     ev = evaluate(p, slowpath=True)
-    sweep = joint_sweep(p, claim_specs(), p["sweep_points"], p["seed"])
+    specs = claim_specs()
+    sweep = joint_sweep(p, specs, p["sweep_points"], p["seed"])
+    swung = swings(p, specs)
     text = explanations(ev["evidence"], ev["notes"])
     reps = replicates(p)
     return {c: Evidence(ev["evidence"][c], "", text[c], CHARTS[c], per_claim(sweep, c),
-                        basis=STRUCTURAL_BASIS.get(c), replicates=reps[c])
+                        swings=per_claim(swung, c), basis=STRUCTURAL_BASIS.get(c),
+                        replicates=reps[c])
             for c in CHARTS}
 
 
