@@ -1,0 +1,68 @@
+"""Per-access input checks of the full path (one pass each, on the values given) and the
+suite part of ``kmm bench`` run end to end on a short command."""
+import numpy as np
+import pytest
+
+from kmm import tlb, walk
+from kmm.errors import ConfigError
+from kmm.suite import bench
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int32, np.int64, np.uint64,
+                                   np.float64, np.bool_])
+@pytest.mark.parametrize("n", [1, 63, 64, 1000])
+def test_value_range_is_min_and_max(dtype, n):
+    rng = np.random.default_rng(n)
+    a = rng.integers(0, 2 if dtype is np.bool_ else 100, n).astype(dtype)
+    a[n // 2] = 1 if dtype is np.bool_ else 7
+    assert tlb.value_range(a) == (a.min(), a.max())
+
+
+def test_values_are_checked_before_the_conversion():
+    # 2**32 and 258 would wrap to 0 and 2 in the kernel's int32 and uint8 columns
+    cfg = walk.bench_config()
+    p = walk.Path(cfg)
+    a = np.arange(100, dtype=np.uint64) << np.uint64(12)
+    big = np.zeros(100, np.int64)
+    big[-1] = 1 << 32
+    with pytest.raises(ConfigError, match="nodes must be in 0..1"):
+        p.arrays(a, node=big)
+    with pytest.raises(ConfigError, match="CPU numbers"):
+        p.arrays(a, cpu=big)
+    with pytest.raises(ConfigError, match="kinds are"):
+        p.arrays(a, kind=np.where(big > 0, 258, 0))
+    with pytest.raises(ConfigError, match="kinds are"):
+        p.arrays(a, kind=-1)
+    with pytest.raises(ConfigError, match="0 or more lines"):
+        p.arrays(a, lines=-big)
+    with pytest.raises(ConfigError, match="tags must be in 0..2"):
+        walk.Path(cfg, tags=3).arrays(a, tag=np.minimum(big, 3))
+    ok = p.arrays(a, node=np.ones(100, np.int64), cpu=0, kind=np.full(100, 2))
+    assert ok.node.dtype == np.int32 and ok.node.tolist() == [1] * 100
+    assert ok.flags.dtype == np.uint8 and set(ok.flags.tolist()) == {2}
+
+
+@pytest.mark.parametrize("kind_n,global_n", [(1, 1), (1, 50), (50, 1), (50, 50)])
+def test_flags_combine_kind_and_global_either_broadcast(kind_n, global_n):
+    cfg = tlb.TLBConfig.neoverse_n1()
+    rng = np.random.default_rng(kind_n + global_n)
+    kind = rng.integers(0, 3, kind_n).astype(np.uint8)
+    glob = rng.random(global_n) < 0.5
+    acc = tlb.make_accesses(cfg, np.zeros(50, np.uint64), kind=kind, global_=glob)
+    want = np.broadcast_to(kind, (max(kind_n, global_n),)) | np.where(glob, tlb.FLAG_GLOBAL, 0)
+    assert acc.flags.dtype == np.uint8 and acc.flags.tolist() == want.tolist()
+
+
+@pytest.mark.slow
+def test_suite_part_runs_end_to_end_on_a_short_command():
+    # the real part runs `kmm reproduce` twice (minutes); the same code path with its help
+    out = bench.bench_suite(("reproduce", "--help"), points=2, workers=(1,), n_values=1000,
+                            rounds=1, notebook=False)
+    assert out["reproduce_cold_rc"] == out["reproduce_warm_rc"] == 0
+    assert out["reproduce_cold_s"] > 0 and out["reproduce_warm_s"] > 0
+    assert out["sweep"]["points"] == 2 and set(out["sweep"]["wall_s"]) == {1}
+    text = bench.format_table({"tlb": [], "suite": out})
+    assert "kmm reproduce --help: cold" in text and "failed" not in text
+    assert "2-point sweep: 1 worker" in text
+    failed = bench.format_table({"tlb": [], "suite": {**out, "reproduce_warm_rc": 2}})
+    assert "warm" in failed and "(failed: exit 2)" in failed
