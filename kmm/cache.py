@@ -269,7 +269,7 @@ LAST_LINE_FIELDS = 2
 def cache_repeats_last(cs, c, pa, src, last):
     """Whether a fetch or data read of ``pa`` repeats CPU ``c``'s last line in its L1 as
     :func:`cache_access_last` records it: an L1 hit that changes no state (counted by
-    :func:`count_repeat`)."""
+    :func:`count_repeats`)."""
     if src == Source.WALK or last.shape[0] == 0:
         return False
     lv = np.uint64(0) if src == Source.IFETCH else np.uint64(1)
@@ -278,10 +278,12 @@ def cache_repeats_last(cs, c, pa, src, last):
 
 
 @njit(inline="always", _nrt=False)
-def count_repeat(counts, src):
-    """Count a read :func:`cache_repeats_last` settles: an L1 I or L1 D hit."""
-    counts[CacheEvent.ACCESSES] += 1
-    counts[CacheEvent.L1I_HITS if src == Source.IFETCH else CacheEvent.L1D_HITS] += 1
+def count_repeats(counts, fetches, data):
+    """Count reads :func:`cache_repeats_last` settled: ``fetches`` L1 I hits and ``data``
+    L1 D hits."""
+    counts[CacheEvent.ACCESSES] += fetches + data
+    counts[CacheEvent.L1I_HITS] += fetches
+    counts[CacheEvent.L1D_HITS] += data
 
 
 @njit(inline="always", _nrt=False)
@@ -296,7 +298,7 @@ def cache_access_last(cs, c, pa, src, cpu_node, line_node, counts, mem, last):
     otherwise. A ``last`` of no rows turns the filter off.
     """
     if cache_repeats_last(cs, c, pa, src, last):
-        count_repeat(counts, src)
+        count_repeats(counts, np.int64(src == Source.IFETCH), np.int64(src != Source.IFETCH))
         return Served.L1
     geo = cs.geo
     lv = np.uint64(0) if src == Source.IFETCH else np.uint64(1)
@@ -442,5 +444,5 @@ def bench_simulate_cache(n: int = 5_000_000, seed: int = 0) -> dict:
 
 __all__ = ["Level", "Source", "Served", "CacheEvent", "CacheLevelConfig", "CacheConfig", "node_of",
            "CacheState", "CacheResult", "Caches", "cache_access", "cache_access_last",
-           "cache_repeats_last", "count_repeat", "LAST_LINE_FIELDS", "simulate_cache",
+           "cache_repeats_last", "count_repeats", "LAST_LINE_FIELDS", "simulate_cache",
            "bench_simulate_cache"]

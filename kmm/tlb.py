@@ -581,18 +581,19 @@ def _last_probe(st, va, flags, shift, asid, vmid, last):
 def tlb_repeats_last(st, c, va, flags, shift, asid, vmid, last):
     """Whether the access repeats CPU ``c``'s last lookup in its L1 structure as
     :func:`tlb_translate_last` records it: an L1 hit that changes no state (counted by
-    :func:`count_repeat`)."""
+    :func:`count_repeats`)."""
     on, k, key, want = _last_probe(st, va, flags, shift, asid, vmid, last)
     uc = _u(c)
     return on and last[uc, k] == key and last[uc, k + _u(1)] == want
 
 
 @njit(inline="always", _nrt=False)
-def count_repeat(counts, flags):
-    """Count an access :func:`tlb_repeats_last` settles: an L1 I or L1 D hit."""
-    counts[TLBEvent.ACCESSES] += 1
-    counts[TLBEvent.L1I_HITS if (flags & FLAG_KIND_MASK) == Kind.IFETCH
-           else TLBEvent.L1D_HITS] += 1
+def count_repeats(counts, fetches, data):
+    """Count accesses :func:`tlb_repeats_last` settled: ``fetches`` L1 I hits and ``data``
+    L1 D hits."""
+    counts[TLBEvent.ACCESSES] += fetches + data
+    counts[TLBEvent.L1I_HITS] += fetches
+    counts[TLBEvent.L1D_HITS] += data
 
 
 @njit(inline="always", _nrt=False)
@@ -610,7 +611,8 @@ def tlb_translate_last(st, c, va, flags, shift, asid, vmid, counts, last):
     conflict detection, or a ``last`` of no rows, every lookup is made.
     """
     if tlb_repeats_last(st, c, va, flags, shift, asid, vmid, last):
-        count_repeat(counts, flags)
+        fetch = (flags & FLAG_KIND_MASK) == Kind.IFETCH
+        count_repeats(counts, np.int64(fetch), np.int64(not fetch))
         return 0
     r = tlb_translate(st, c, va, flags, shift, asid, vmid, counts)
     on, k, key, want = _last_probe(st, va, flags, shift, asid, vmid, last)
@@ -1077,7 +1079,7 @@ def bench_simulate_trace(n: int = 10_000_000, entries: int = 1024, ways: int = 4
 __all__ = ["Replacement", "Structure", "Kind", "Outcome", "TLBEvent", "TLBLevelConfig",
            "TLBConfig", "TLBState", "Accesses", "TLB", "simulate_trace", "trace_outcomes",
            "entry_shift", "entry_sizes", "make_accesses", "tlb_lookup", "tlb_fill",
-           "tlb_translate", "tlb_translate_last", "tlb_repeats_last", "count_repeat",
+           "tlb_translate", "tlb_translate_last", "tlb_repeats_last", "count_repeats",
            "LAST_TLB_FIELDS", "invalidate_va", "invalidate_range", "invalidate_asid",
            "invalidate_vmid", "invalidate_all", "occupancy", "bench_simulate_trace",
            "FLAG_GLOBAL", "GLOBAL_ASID", "filter_counts", "leaf_shifts", "cont_shifts",

@@ -342,11 +342,16 @@ def _descriptor(ws, r, lv, a, space, cnode, mnode, tn, i):
 
 @njit(inline="always", _nrt=False)
 def _settled(tst, cst, acc, out, last, lline, i, same_pa):
-    """The first access from ``i`` on that the last-reference filters of :func:`run_path`
-    do not settle. Those before it read one line each, repeating both their CPU's last L1
-    TLB lookup and its last L1 line: they are counted as the L1 TLB and L1 cache hits they
-    are, in a loop of their own (the host keeps its few values in registers)."""
+    """The first access from ``i`` on that the last-translation filter of :func:`run_path`
+    does not settle. Those before it read one line each and repeat their CPU's last L1 TLB
+    lookup: L1 TLB hits, counted once for the run, as are the reads that also repeat the
+    CPU's last L1 line (the loop keeps its few values in the host's registers); the other
+    reads go through the caches."""
     n = acc.va.shape[0]
+    fetches = np.int64(0)
+    data = np.int64(0)
+    tlb_fetches = np.int64(0)
+    tlb_data = np.int64(0)
     while i < n:
         c = np.int64(_at(acc.cpu, i))
         va = acc.va[i]
@@ -355,13 +360,23 @@ def _settled(tst, cst, acc, out, last, lline, i, same_pa):
                 tst, c, va, flags, np.int64(_at(acc.shift, i)), _at(acc.asid, i),
                 _at(acc.vmid, i), last):
             break
-        src = Source.IFETCH if (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH else Source.DATA
-        if not _cache.cache_repeats_last(cst, c, va if same_pa else acc.pa[i], src, lline):
-            break
-        _tlb.count_repeat(out.tlb, flags)
-        _cache.count_repeat(out.cache, src)
-        out.served[np.uint64(src), np.uint64(Served.L1)] += 1
+        fetch = (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH
+        tlb_fetches += fetch
+        tlb_data += not fetch
+        src = Source.IFETCH if fetch else Source.DATA
+        pa = va if same_pa else acc.pa[i]
+        if _cache.cache_repeats_last(cst, c, pa, src, lline):
+            fetches += fetch
+            data += not fetch
+        else:
+            s = _cache.cache_access_last(cst, c, pa, src, out.cpu_nid[np.uint64(c)],
+                                         np.int64(_at(acc.node, i)), out.cache, out.mem, lline)
+            out.served[np.uint64(src), np.uint64(s)] += 1
         i += 1
+    _tlb.count_repeats(out.tlb, tlb_fetches, tlb_data)
+    _cache.count_repeats(out.cache, fetches, data)
+    out.served[Source.IFETCH, Served.L1] += fetches
+    out.served[Source.DATA, Served.L1] += data
     return i
 
 
@@ -440,8 +455,10 @@ def run_path(tst, cst, ws, acc, out):
 
     With a row of ``out.last`` per CPU, an access that repeats its CPU's last L1 TLB lookup
     or last L1 line skips the lookup (:func:`kmm.tlb.tlb_translate_last`,
-    :func:`kmm.cache.cache_access_last`): the same counts, fewer host cache misses. The
-    filters start empty on every call, so the machine may change between calls."""
+    :func:`kmm.cache.cache_access_last`): the same counts, fewer host cache misses. Without
+    tags or recorded references, runs of accesses the translation filter settles go
+    through a loop of their own (:func:`_settled`). The filters start empty on every call,
+    so the machine may change between calls."""
     wg = ws.geo
     n = acc.va.shape[0]
     record = out.refs.shape[0] == n
@@ -504,18 +521,12 @@ def run_path(tst, cst, ws, acc, out):
         if record:
             out.refs[i] = refs
         src = Source.IFETCH if (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH else Source.DATA
-        nl = _at(acc.lines, i)
-        if nl > 0:
-            s = _cache.cache_access_last(cst, c, pa, src, cnode, mnode, out.cache, out.mem, lline)
+        for j in range(_at(acc.lines, i)):
+            s = _cache.cache_access_last(cst, c, pa + (np.int64(j) << line_shift), src, cnode,
+                                         mnode, out.cache, out.mem, lline)
             out.served[np.uint64(src), np.uint64(s)] += 1
             if tagged:
-                bt[t, TagEvent.FIRST_L1 + s] += 1
-            for j in range(1, nl):
-                s = _cache.cache_access_last(cst, c, pa + (np.int64(j) << line_shift), src,
-                                             cnode, mnode, out.cache, out.mem, lline)
-                out.served[src, s] += 1
-                if tagged:
-                    bt[t, TagEvent.REST_L1 + s] += 1
+                bt[t, (TagEvent.FIRST_L1 if j == 0 else TagEvent.REST_L1) + s] += 1
         i += 1
 
 
