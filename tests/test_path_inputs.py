@@ -48,7 +48,8 @@ def test_flags_combine_kind_and_global_either_broadcast(kind_n, global_n):
     rng = np.random.default_rng(kind_n + global_n)
     kind = rng.integers(0, 3, kind_n).astype(np.uint8)
     glob = rng.random(global_n) < 0.5
-    acc = tlb.make_accesses(cfg, np.zeros(50, np.uint64), kind=kind, global_=glob)
+    acc = tlb.make_accesses(cfg, np.zeros(50, np.uint64), kind=kind if kind_n > 1 else kind[0],
+                            global_=glob if global_n > 1 else bool(glob[0]))
     want = np.broadcast_to(kind, (max(kind_n, global_n),)) | np.where(glob, tlb.FLAG_GLOBAL, 0)
     assert acc.flags.dtype == np.uint8 and acc.flags.tolist() == want.tolist()
 
