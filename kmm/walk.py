@@ -373,10 +373,11 @@ def _settled(tst, cst, acc, out, last, lline, i, same_pa):
                                          np.int64(_at(acc.node, i)), out.cache, out.mem, lline)
             out.served[np.uint64(src), np.uint64(s)] += 1
         i += 1
-    _tlb.count_repeats(out.tlb, tlb_fetches, tlb_data)
-    _cache.count_repeats(out.cache, fetches, data)
-    out.served[Source.IFETCH, Served.L1] += fetches
-    out.served[Source.DATA, Served.L1] += data
+    if tlb_fetches + tlb_data > 0:   # (most accesses of a walk-heavy trace settle none)
+        _tlb.count_repeats(out.tlb, tlb_fetches, tlb_data)
+        _cache.count_repeats(out.cache, fetches, data)
+        out.served[Source.IFETCH, Served.L1] += fetches
+        out.served[Source.DATA, Served.L1] += data
     return i
 
 
