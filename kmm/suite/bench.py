@@ -491,8 +491,9 @@ def format_table(result: dict) -> str:
         lines.append(f"  {r['config']:>8}: kmm {r['kmm_maps']:7.1f}{c}{pc}  python {r['python_maps']:.2f}")
     fp = result.get("full_path")
     if fp and fp.get("rows"):
-        lines.append("full translation path (M references/s; ratio = C time / kmm time, >= 0.8 "
-                     "is the target; run = Path.run with input checks, kernel = run_path alone)")
+        lines.append("full translation path (M references per CPU second of the simulating "
+                     "thread; ratio = C time / kmm time, >= 0.8 is the target; run = Path.run "
+                     "with input checks, kernel = run_path alone)")
         for r in fp["rows"]:
             c = (f"  C {r['c_maps']:6.1f}  ratio run {r['kmm_vs_c']:.2f} kernel "
                  f"{r['kernel_vs_c']:.2f}  counts equal={r['counts_equal']}"
