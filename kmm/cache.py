@@ -266,6 +266,27 @@ LAST_LINE_FIELDS = 2
 
 
 @njit(inline="always", _nrt=False)
+def cache_repeats_last(cs, c, pa, src, last):
+    """Whether a fetch or data read of ``pa`` repeats CPU ``c``'s last line in its L1 as
+    :func:`cache_access_last` records it: an L1 hit that changes no state (counted by
+    :func:`count_repeats`)."""
+    if src == Source.WALK or last.shape[0] == 0:
+        return False
+    lv = np.uint64(0) if src == Source.IFETCH else np.uint64(1)
+    geo = cs.geo
+    return geo[lv, K_SETS] > 0 and last[np.uint64(c), lv] == ((pa >> geo[K_PARAMS, 0]) << 1) | 1
+
+
+@njit(inline="always", _nrt=False)
+def count_repeats(counts, fetches, data):
+    """Count reads :func:`cache_repeats_last` settled: ``fetches`` L1 I hits and ``data``
+    L1 D hits."""
+    counts[CacheEvent.ACCESSES] += fetches + data
+    counts[CacheEvent.L1I_HITS] += fetches
+    counts[CacheEvent.L1D_HITS] += data
+
+
+@njit(inline="always", _nrt=False)
 def cache_access_last(cs, c, pa, src, cpu_node, line_node, counts, mem, last):
     """:func:`cache_access` behind a last-line filter: the same served level, counts and
     state, faster when a fetch or data read repeats CPU ``c``'s last line in its L1.
@@ -276,22 +297,14 @@ def cache_access_last(cs, c, pa, src, cpu_node, line_node, counts, mem, last):
     Walk reads that enter at L1 D keep ``last`` current; zero it whenever the caches change
     otherwise. A ``last`` of no rows turns the filter off.
     """
+    if cache_repeats_last(cs, c, pa, src, last):
+        count_repeats(counts, np.int64(src == Source.IFETCH), np.int64(src != Source.IFETCH))
+        return Served.L1
     geo = cs.geo
-    key = ((pa >> geo[K_PARAMS, 0]) << 1) | 1
-    uc = np.uint64(c)
-    use = last.shape[0] > 0
-    if src == Source.WALK:
-        if use and geo[K_PARAMS, 1] == Level.L1D and geo[Level.L1D, K_SETS] > 0:
-            last[uc, 1] = key
-    else:
-        ifetch = src == Source.IFETCH
-        lv = np.uint64(0) if ifetch else np.uint64(1)
-        if use and geo[lv, K_SETS] > 0:
-            if last[uc, lv] == key:
-                counts[CacheEvent.ACCESSES] += 1
-                counts[CacheEvent.L1I_HITS if ifetch else CacheEvent.L1D_HITS] += 1
-                return Served.L1
-            last[uc, lv] = key
+    lv = np.uint64(0) if src == Source.IFETCH else np.uint64(1)
+    on = src != Source.WALK or geo[K_PARAMS, 1] == Level.L1D   # a walk read entering at L1 D
+    if on and last.shape[0] > 0 and geo[lv, K_SETS] > 0:
+        last[np.uint64(c), lv] = ((pa >> geo[K_PARAMS, 0]) << 1) | 1
     return cache_access(cs, c, pa, src, cpu_node, line_node, counts, mem)
 
 
@@ -431,5 +444,5 @@ def bench_simulate_cache(n: int = 5_000_000, seed: int = 0) -> dict:
 
 __all__ = ["Level", "Source", "Served", "CacheEvent", "CacheLevelConfig", "CacheConfig", "node_of",
            "CacheState", "CacheResult", "Caches", "cache_access", "cache_access_last",
-           "LAST_LINE_FIELDS", "simulate_cache",
+           "cache_repeats_last", "count_repeats", "LAST_LINE_FIELDS", "simulate_cache",
            "bench_simulate_cache"]

@@ -566,6 +566,37 @@ LAST_TLB_FIELDS = 4
 
 
 @njit(inline="always", _nrt=False)
+def _last_probe(st, va, flags, shift, asid, vmid, last):
+    """The filter of :func:`tlb_translate_last` for one access: ``(on, column, key,
+    context)``, ``on`` when it applies to the access's L1 structure, ``column`` that
+    structure's first column of ``last``."""
+    l1 = _u(0) if (flags & FLAG_KIND_MASK) == Kind.IFETCH else _u(1)
+    geo = st.geo
+    on = last.shape[0] > 0 and geo[l1, G_SETS] != 0 and geo[l1, G_LAST] == 0
+    first = min(shift, geo[l1, G_MAXSHIFT])
+    return on, l1 + l1, ((va >> first) << 6) | first, context(asid, vmid)
+
+
+@njit(inline="always", _nrt=False)
+def tlb_repeats_last(st, c, va, flags, shift, asid, vmid, last):
+    """Whether the access repeats CPU ``c``'s last lookup in its L1 structure as
+    :func:`tlb_translate_last` records it: an L1 hit that changes no state (counted by
+    :func:`count_repeats`)."""
+    on, k, key, want = _last_probe(st, va, flags, shift, asid, vmid, last)
+    uc = _u(c)
+    return on and last[uc, k] == key and last[uc, k + _u(1)] == want
+
+
+@njit(inline="always", _nrt=False)
+def count_repeats(counts, fetches, data):
+    """Count accesses :func:`tlb_repeats_last` settled: ``fetches`` L1 I hits and ``data``
+    L1 D hits."""
+    counts[TLBEvent.ACCESSES] += fetches + data
+    counts[TLBEvent.L1I_HITS] += fetches
+    counts[TLBEvent.L1D_HITS] += data
+
+
+@njit(inline="always", _nrt=False)
 def tlb_translate_last(st, c, va, flags, shift, asid, vmid, counts, last):
     """:func:`tlb_translate` behind a last-translation filter: the same outcome, counts and
     entries, faster when an access repeats the previous lookup of its L1 structure.
@@ -579,24 +610,17 @@ def tlb_translate_last(st, c, va, flags, shift, asid, vmid, counts, last):
     whenever the TLB changes otherwise (an invalidation, another kernel's fill). With
     conflict detection, or a ``last`` of no rows, every lookup is made.
     """
-    ifetch = (flags & FLAG_KIND_MASK) == Kind.IFETCH
-    l1 = _u(0) if ifetch else _u(1)
-    uc = _u(c)
-    geo = st.geo
-    use = last.shape[0] > 0 and geo[l1, G_SETS] != 0 and geo[l1, G_LAST] == 0
-    first = min(shift, geo[l1, G_MAXSHIFT])
-    key = ((va >> first) << 6) | first
-    want = context(asid, vmid)
-    k = l1 + l1
-    if use and last[uc, k] == key and last[uc, k + _u(1)] == want:
-        counts[TLBEvent.ACCESSES] += 1
-        counts[TLBEvent.L1I_HITS if ifetch else TLBEvent.L1D_HITS] += 1
+    if tlb_repeats_last(st, c, va, flags, shift, asid, vmid, last):
+        fetch = (flags & FLAG_KIND_MASK) == Kind.IFETCH
+        count_repeats(counts, np.int64(fetch), np.int64(not fetch))
         return 0
     r = tlb_translate(st, c, va, flags, shift, asid, vmid, counts)
-    if use:
+    on, k, key, want = _last_probe(st, va, flags, shift, asid, vmid, last)
+    if on:
         # the entry the lookup hit or the fill wrote is in the hint slot of (va >> first)
-        e = _u(st.cpu[uc, _u(C_HINT) + l1 * _u(HINT_SLOTS)
-                      + _u((va >> first) & (HINT_SLOTS - 1))])
+        uc = _u(c)
+        e = _u(st.cpu[uc, _u(C_HINT) + (k >> _u(1)) * _u(HINT_SLOTS)
+                      + _u((key >> 6) & (HINT_SLOTS - 1))])
         x = st.ent[uc, E_CTX, e]
         if st.ent[uc, E_KEY, e] == key and (x == want or x == (np.int64(vmid) << 32)):
             last[uc, k] = key
@@ -809,17 +833,43 @@ def occupancy(st, cpu, s):
 # ---------------------------------------------------------------------------------------
 # Python entry points
 # ---------------------------------------------------------------------------------------
-def per_access_column(name: str, value, n: int, dtype, default) -> np.ndarray:
+@njit(_nrt=False)
+def _value_range(a):
+    lo = a[0]
+    hi = a[0]
+    for i in range(a.shape[0]):
+        lo = min(lo, a[i])
+        hi = max(hi, a[i])
+    return lo, hi
+
+
+def value_range(a: np.ndarray) -> tuple:
+    """``(min, max)`` of a non-empty numeric array in one pass (numpy's ``min`` and ``max``
+    take one each)."""
+    a = np.asarray(a)
+    if a.ndim != 1 or a.dtype.kind not in "iuf" or a.shape[0] < 64:
+        return a.min(), a.max()
+    return _value_range(a)
+
+
+def per_access_column(name: str, value, n: int, dtype, default, lo=None, hi=None,
+                      message: str | None = None) -> np.ndarray:
     """A per-access kernel column: ``default`` or a scalar as one broadcast value, else one
-    value per access (``n``), contiguous, of ``dtype``."""
+    value per access (``n``), contiguous, of ``dtype``. With ``lo`` or ``hi``, a value
+    outside ``[lo, hi]`` (checked on the values given, before the conversion to ``dtype``)
+    raises ``ConfigError(message, name)``."""
     if value is None:
         return np.full(1, default, dtype)
     arr = np.asarray(value)
     if arr.ndim == 0:
-        return arr.astype(dtype).reshape(1)
-    if arr.ndim != 1 or arr.shape[0] != n:
+        arr = arr.reshape(1)
+    elif arr.ndim != 1 or arr.shape[0] != n:
         raise ConfigError(f"must be a scalar or have one value per access ({n}), "
                           f"got shape {arr.shape}", name)
+    if (lo is not None or hi is not None) and arr.size:
+        vlo, vhi = value_range(arr)
+        if (lo is not None and vlo < lo) or (hi is not None and vhi > hi):
+            raise ConfigError(message, name)
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
@@ -893,22 +943,17 @@ def make_accesses(config: TLBConfig, addresses, kind=None, page_shift=None, asid
         raise ConfigError(f"entry sizes 2**{bad.tolist()} are not held by this TLB "
                           f"(page_shifts={list(config.page_shifts)}); use with_geometry()",
                           "page_shift")
-    flags = per_access_column("kind", kind, n, np.uint8, Kind.LOAD)
-    if flags.size and flags.max(initial=0) > Kind.IFETCH:
-        raise ConfigError("kinds are 0 (load), 1 (store), 2 (ifetch)", "kind")
+    flags = per_access_column("kind", kind, n, np.uint8, Kind.LOAD, lo=0, hi=Kind.IFETCH,
+                              message="kinds are 0 (load), 1 (store), 2 (ifetch)")
     if global_ is not None:
         g = per_access_column("global_", global_, n, np.bool_, False)
-        if g.shape[0] != flags.shape[0]:
-            flags = np.broadcast_to(flags, g.shape).copy() if flags.shape[0] == 1 else flags
-            g = np.broadcast_to(g, flags.shape)
-        flags = flags | (g.astype(np.uint8) * np.uint8(FLAG_GLOBAL))
-    asid_a = per_access_column("asid", asid, n, np.int32, 0)
-    if asid_a.size and asid_a.min(initial=0) < 0:
-        raise ConfigError("ASIDs are non-negative (use global_ for global mappings)", "asid")
+        flags = flags | (g.view(np.uint8) * np.uint8(FLAG_GLOBAL))   # broadcasts to n
+    asid_a = per_access_column("asid", asid, n, np.int32, 0, lo=0,
+                               message="ASIDs are non-negative (use global_ for global "
+                                       "mappings)")
     vmid_a = per_access_column("vmid", vmid, n, np.int32, 0)
-    cpu_a = per_access_column("cpu", cpu, n, np.int32, 0)
-    if cpu_a.size and (cpu_a.min(initial=0) < 0 or cpu_a.max(initial=0) >= config.cpus):
-        raise ConfigError(f"CPU numbers must be in 0..{config.cpus - 1}", "cpu")
+    cpu_a = per_access_column("cpu", cpu, n, np.int32, 0, lo=0, hi=config.cpus - 1,
+                              message=f"CPU numbers must be in 0..{config.cpus - 1}")
     return Accesses(va=va, flags=flags, shift=shift.reshape(-1) if shift.ndim else
                     shift.reshape(1), asid=asid_a, vmid=vmid_a, cpu=cpu_a)
 
@@ -1034,9 +1079,9 @@ def bench_simulate_trace(n: int = 10_000_000, entries: int = 1024, ways: int = 4
 __all__ = ["Replacement", "Structure", "Kind", "Outcome", "TLBEvent", "TLBLevelConfig",
            "TLBConfig", "TLBState", "Accesses", "TLB", "simulate_trace", "trace_outcomes",
            "entry_shift", "entry_sizes", "make_accesses", "tlb_lookup", "tlb_fill",
-           "tlb_translate", "tlb_translate_last", "LAST_TLB_FIELDS", "invalidate_va",
-           "invalidate_range", "invalidate_asid",
+           "tlb_translate", "tlb_translate_last", "tlb_repeats_last", "count_repeats",
+           "LAST_TLB_FIELDS", "invalidate_va", "invalidate_range", "invalidate_asid",
            "invalidate_vmid", "invalidate_all", "occupancy", "bench_simulate_trace",
            "FLAG_GLOBAL", "GLOBAL_ASID", "filter_counts", "leaf_shifts", "cont_shifts",
-           "per_access_column", "key_start", "key_shift", "entry_span", "structure_entries",
-           "tlb_cpus"]
+           "per_access_column", "value_range", "key_start", "key_shift", "entry_span",
+           "structure_entries", "tlb_cpus"]

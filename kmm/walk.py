@@ -48,7 +48,7 @@ import numpy as np
 from . import cache as _cache
 from . import tlb as _tlb
 from ._jit import njit
-from .cache import CacheConfig, CacheEvent, Source
+from .cache import CacheConfig, CacheEvent, Served, Source
 from .config import check_float, check_int, check_pow2
 from .counters import Counters
 from .errors import ConfigError
@@ -340,6 +340,47 @@ def _descriptor(ws, r, lv, a, space, cnode, mnode, tn, i):
     return descriptor_pa(wg, r, lv, a, frame), _table_nid(wg, r, lv, frame, cnode, mnode, tn, i)
 
 
+@njit(inline="always", _nrt=False)
+def _settled(tst, cst, acc, out, last, lline, i, same_pa):
+    """The first access from ``i`` on that the last-translation filter of :func:`run_path`
+    does not settle. Those before it read one line each and repeat their CPU's last L1 TLB
+    lookup: L1 TLB hits, counted once for the run, as are the reads that also repeat the
+    CPU's last L1 line (the loop keeps its few values in the host's registers); the other
+    reads go through the caches."""
+    n = acc.va.shape[0]
+    fetches = np.int64(0)
+    data = np.int64(0)
+    tlb_fetches = np.int64(0)
+    tlb_data = np.int64(0)
+    while i < n:
+        c = np.int64(_at(acc.cpu, i))
+        va = acc.va[i]
+        flags = _at(acc.flags, i)
+        if _at(acc.lines, i) != 1 or not _tlb.tlb_repeats_last(
+                tst, c, va, flags, np.int64(_at(acc.shift, i)), _at(acc.asid, i),
+                _at(acc.vmid, i), last):
+            break
+        fetch = (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH
+        tlb_fetches += fetch
+        tlb_data += not fetch
+        src = Source.IFETCH if fetch else Source.DATA
+        pa = va if same_pa else acc.pa[i]
+        if _cache.cache_repeats_last(cst, c, pa, src, lline):
+            fetches += fetch
+            data += not fetch
+        else:
+            s = _cache.cache_access_last(cst, c, pa, src, out.cpu_nid[np.uint64(c)],
+                                         np.int64(_at(acc.node, i)), out.cache, out.mem, lline)
+            out.served[np.uint64(src), np.uint64(s)] += 1
+        i += 1
+    if tlb_fetches + tlb_data > 0:   # (most accesses of a walk-heavy trace settle none)
+        _tlb.count_repeats(out.tlb, tlb_fetches, tlb_data)
+        _cache.count_repeats(out.cache, fetches, data)
+        out.served[Source.IFETCH, Served.L1] += fetches
+        out.served[Source.DATA, Served.L1] += data
+    return i
+
+
 # The two walkers are called, not inlined: they run only on a TLB miss, and inlining them
 # (stage 2 at two call sites, each with its cache reads and walk-cache fills) made
 # ``run_path`` 2.4 times slower to compile (132 s against 54 s, cold, on the 2-core
@@ -415,8 +456,10 @@ def run_path(tst, cst, ws, acc, out):
 
     With a row of ``out.last`` per CPU, an access that repeats its CPU's last L1 TLB lookup
     or last L1 line skips the lookup (:func:`kmm.tlb.tlb_translate_last`,
-    :func:`kmm.cache.cache_access_last`): the same counts, fewer host cache misses. The
-    filters start empty on every call, so the machine may change between calls."""
+    :func:`kmm.cache.cache_access_last`): the same counts, fewer host cache misses. Without
+    tags or recorded references, runs of accesses the translation filter settles go
+    through a loop of their own (:func:`_settled`). The filters start empty on every call,
+    so the machine may change between calls."""
     wg = ws.geo
     n = acc.va.shape[0]
     record = out.refs.shape[0] == n
@@ -432,7 +475,13 @@ def run_path(tst, cst, ws, acc, out):
     else:
         last = last[:0]   # no rows: the filters are off
     lline = last[:, _tlb.LAST_TLB_FIELDS:]
-    for i in range(n):
+    settle = filtered and not tagged and not record
+    i = 0
+    while i < n:
+        if settle:
+            i = _settled(tst, cst, acc, out, last, lline, i, same_pa)
+            if i == n:
+                break
         c = np.int64(_at(acc.cpu, i))
         cnode = out.cpu_nid[np.uint64(c)]
         va = acc.va[i]
@@ -473,18 +522,13 @@ def run_path(tst, cst, ws, acc, out):
         if record:
             out.refs[i] = refs
         src = Source.IFETCH if (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH else Source.DATA
-        nl = _at(acc.lines, i)
-        if nl > 0:
-            s = _cache.cache_access_last(cst, c, pa, src, cnode, mnode, out.cache, out.mem, lline)
+        for j in range(_at(acc.lines, i)):
+            s = _cache.cache_access_last(cst, c, pa + (np.int64(j) << line_shift), src, cnode,
+                                         mnode, out.cache, out.mem, lline)
             out.served[np.uint64(src), np.uint64(s)] += 1
             if tagged:
-                bt[t, TagEvent.FIRST_L1 + s] += 1
-            for j in range(1, nl):
-                s = _cache.cache_access_last(cst, c, pa + (np.int64(j) << line_shift), src,
-                                             cnode, mnode, out.cache, out.mem, lline)
-                out.served[src, s] += 1
-                if tagged:
-                    bt[t, TagEvent.REST_L1 + s] += 1
+                bt[t, (TagEvent.FIRST_L1 if j == 0 else TagEvent.REST_L1) + s] += 1
+        i += 1
 
 
 _run_path = run_path
@@ -834,9 +878,8 @@ class Path:
         for name, col in (("asid", tacc.asid), ("vmid", tacc.vmid)):
             if col.max(initial=0) >= 1 << 16:
                 raise ConfigError("must be below 65536 (16-bit ASIDs and VMIDs)", name)
-        node_a = _tlb.per_access_column("node", node, n, np.int32, 0)
-        if node_a.min(initial=0) < 0 or node_a.max(initial=0) >= cfg.nodes:
-            raise ConfigError(f"nodes must be in 0..{cfg.nodes - 1}", "node")
+        node_a = _tlb.per_access_column("node", node, n, np.int32, 0, lo=0, hi=cfg.nodes - 1,
+                                        message=f"nodes must be in 0..{cfg.nodes - 1}")
         if table_nid is None:
             tn = np.zeros((1, 1), np.int32)
             wg = self.wg
@@ -857,12 +900,10 @@ class Path:
         else:
             if not self.tags:
                 raise ConfigError("an untagged path (tags=0) takes no tag", "tag")
-            tag_a = _tlb.per_access_column("tag", tag, n, np.int32, 0)
-            if tag_a.min(initial=0) < 0 or tag_a.max(initial=0) >= self.tags:
-                raise ConfigError(f"tags must be in 0..{self.tags - 1}", "tag")
-        lines_a = _tlb.per_access_column("lines", 1 if lines is None else lines, n, np.int32, 1)
-        if lines_a.min(initial=0) < 0:
-            raise ConfigError("must be 0 or more lines", "lines")
+            tag_a = _tlb.per_access_column("tag", tag, n, np.int32, 0, lo=0, hi=self.tags - 1,
+                                           message=f"tags must be in 0..{self.tags - 1}")
+        lines_a = _tlb.per_access_column("lines", 1 if lines is None else lines, n, np.int32, 1,
+                                         lo=0, message="must be 0 or more lines")
         return PathArrays(va=tacc.va, pa=pa_a, flags=tacc.flags, shift=tacc.shift, leaf=leaf,
                           leaf2=leaf2, asid=tacc.asid, vmid=tacc.vmid, cpu=tacc.cpu,
                           node=node_a, table_nid=tn, tag=tag_a, lines=lines_a)
