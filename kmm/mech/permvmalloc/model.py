@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
@@ -420,7 +420,9 @@ class PermVmalloc:
         self.buddy = Buddy(BuddyConfig.from_geometry(self.g, machine.ram_bytes))
         self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(4))
         self._bg_pos = 0
-        aged = _aged_pool(machine)
+        # the ageing reads neither the CPU count nor the churn between operations: machines
+        # that differ only there share one aged pool
+        aged = _aged_pool(replace(machine, cpus=1, bg_ops_per_event=0))
         self.buddy.state = type(aged[0])(*(a.copy() for a in aged[0]))
         self._bg_pfn, self._bg_order = aged[1].copy(), aged[2].copy()
         self._bg_live = aged[3]
