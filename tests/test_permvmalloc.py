@@ -340,6 +340,7 @@ SMALL = dict(
     cost_cpus=[2, 64], invlpg_ns=100.0, ipi_base_ns=3000.0, ipi_per_extra_target_ns=1500.0,
     ipi_handler_ns=1000.0, global_flush_ns=500.0, invlpgb_ns=100.0, tlbsync_ns=500.0,
     tlbi_ns=10.0, dsb_ish_ns=200.0, dsb_ish_per_cpu_ns=5.0,
+    rewalk_working_set=256, rewalk_memory_refs=1.0, mem_idle_ns=81.96,
     itlb_workload="trace", itlb_module_trace="module",
     itlb_fetches=20000, itlb_zipf=1.0, itlb_run_lines=2, itlb_bpf_share=0.3,
     itlb_l1_entries=128, itlb_l1_ways=8, stlb_entries=1536, stlb_ways=12,
@@ -460,3 +461,51 @@ def test_midpoint_snapshots_read_the_published_runs(small_scenario):
     synth = pv.ScenarioResult({**SMALL, "itlb_workload": "synthetic"}, sr.results, {})
     assert study.half_point(synth)["P6"][0] == 10000
     assert study.half_point(synth)["P6"][1]["fetches"] == 10000
+
+
+# ---- decided by: the one-at-a-time swings of both sweeps -------------------------------------
+def test_swings_move_one_parameter_and_give_every_claim_a_decided_by(small_scenario):
+    """Neither sweep (the background's fractional factorial, the fetch workload's grid) has a
+    point that differs from the published one in one parameter alone, so the study adds the
+    swings: each end of every assumed range, the rest at the published values. With them
+    the registry computes "decided by" for every claim (a list, not None)."""
+    from kmm.mech.permvmalloc import study
+    from kmm.suite import registry
+    sr = small_scenario
+    bg = sr.swings["P1"]
+    assert [pt["params"] for pt in bg] == [
+        {"bg_used_fraction": 0.5, "bg_unmovable_share": 0.25, "bg_ops_per_event": 0},
+        {"bg_used_fraction": 0.5, "bg_unmovable_share": 0.25, "bg_ops_per_event": 512},
+        {"bg_used_fraction": 0.5, "bg_unmovable_share": 0.1, "bg_ops_per_event": 16},
+        {"bg_used_fraction": 0.5, "bg_unmovable_share": 0.5, "bg_ops_per_event": 16},
+        {"bg_used_fraction": 0.3, "bg_unmovable_share": 0.25, "bg_ops_per_event": 16},
+        {"bg_used_fraction": 0.85, "bg_unmovable_share": 0.25, "bg_ops_per_event": 16}]
+    assert all(len(sr.swings[c]) == 6 for c in ("P2", "P3", "P4", "P5"))
+    assert [pt["params"] for pt in sr.swings["P6"]] == [
+        {"itlb_zipf": 1.0, "itlb_bpf_share": 0.0, "itlb_module_trace": "module"},
+        {"itlb_zipf": 1.0, "itlb_bpf_share": 0.9, "itlb_module_trace": "module"},
+        {"itlb_zipf": 0.6, "itlb_bpf_share": 0.3, "itlb_module_trace": "module"},
+        {"itlb_zipf": 1.4, "itlb_bpf_share": 0.3, "itlb_module_trace": "module"}]
+    values = study.claim_values(sr)
+    for c, v in values.items():
+        rec = {"value": v["value"], "scenario": "published", "parameters": SMALL,
+               "sweep": v["sweep"], "swings": v["swings"]}
+        assert registry.decided_by(c, rec) is not None, c
+    # a swing that lands outside the band where the published value is inside decides it
+    moved = [{**pt, "value": 0.0 if i == 1 else 1.0} for i, pt in enumerate(values["P2"]["swings"])]
+    rec = {"value": 1.0, "scenario": "published", "parameters": SMALL,
+           "sweep": [{**pt, "value": 1.0} for pt in values["P2"]["sweep"]], "swings": moved}
+    assert registry.decided_by("P2", rec) == ["bg_ops_per_event"]
+
+
+def test_a_sweep_point_reads_the_boot_from_the_whole_workload():
+    """P1 and P2 of a sweep point come from the whole workload's runs: the boot is their
+    first operations, run exactly as a boot alone (same machine, same streams)."""
+    from kmm.mech.permvmalloc import study
+    m = study.machine_config(SMALL)
+    for pol in (PolicyConfig(Policy.LEGACY), PolicyConfig(Policy.PERM_ALLOC)):
+        boot = pv.run(m, pol, study.workload(SMALL, bpf=False), snapshots=1)
+        whole = pv.run(m, pol, study.workload(SMALL), snapshots=1)
+        loads = [r.ops.filter(pl.col("op") == "module_load")["global_flushes"].to_list()
+                 for r in (boot, whole)]
+        assert loads[0] == loads[1] and len(loads[0]) == SMALL["module_count"]

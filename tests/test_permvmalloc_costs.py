@@ -31,3 +31,13 @@ def test_invlpgb_broadcasts_without_interrupting_other_cpus():
     ipi = pv.flush_unit_costs(512, "x86", c, shapes)
     assert ipi[(1, 4)][0] > big[(1, 4)][0] and ipi[(1, 4)][1] > 0
     assert pv.FLUSH_METHODS == ("x86", "invlpgb", "arm64")
+
+
+def test_unit_costs_of_many_shapes_are_those_of_each_shape_alone():
+    """flush_unit_costs replays every shape on one invalidator and reads what each adds to
+    its counters: the same as a fresh invalidator per shape (no flush is deferred)."""
+    c = invalidation_costs(DEFAULTS)
+    shapes = [(0, 0), (1, 4), (1, 40), (2, 1), (2, 3)]
+    for method in pv.FLUSH_METHODS:
+        together = pv.flush_unit_costs(64, method, c, shapes)
+        assert together == {s: pv.flush_unit_costs(64, method, c, [s])[s] for s in shapes}

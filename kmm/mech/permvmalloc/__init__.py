@@ -21,6 +21,9 @@ Modelled machine
   covering it may be cached on any CPU. Global flushes clear what they cover
   (``flush_tlb_kernel_range`` of more than ``tlb_single_page_flush_ceiling`` pages is a full
   flush, arch/x86/mm/tlb.c); a ``text_poke`` flush is local to the poking CPU's private mm.
+  A flush of everything empties every CPU's TLB, global entries included, and the cost
+  chart charges each CPU the re-walks of the translations of its own work it held
+  (:class:`Rewalk`, :func:`flush_rewalks`).
 
 Modelled code paths (Linux v5.10 unless stated)
 -----------------------------------------------
@@ -84,17 +87,17 @@ Invariants checked at every step (``check=True``)
 """
 from .model import (PACK_HUGE_BY_ARCH, _flush_shapes, _VaSpace, Area, BPF_CHUNK_BYTES, BPF_HDR_BYTES, BPF_HOLE_BYTES,
     BPF_PACK_HOLE_BYTES, Chunk, cost_vs_cpus, directmap_end, FLUSH_CEILING_PAGES, flush_histogram,
-    FLUSH_METHODS, flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses,
+    FLUSH_METHODS, flush_rewalks, flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses,
     itlb_trace_misses, ItlbConfig,
     LAZY_UNIT_PAGES, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     MODULES_END, MODULES_VADDR, MOVABLE, NONE, op_costs, OpKind, PACK_BYTES, PAGE, PAGE_OFFSET,
-    PAGE_SHIFT, PermVmalloc, PMD_PAGES, Policy, PolicyConfig, PvEvent, R, Region, RO, run,
+    PAGE_SHIFT, PermVmalloc, PMD_PAGES, Policy, PolicyConfig, PvEvent, R, Region, Rewalk, RO, run,
     RunResult, RW, RX, STANDARD_POLICIES, UNMOVABLE, VMALLOC_END, VMALLOC_START, W, X)
 from .kernels import (alloc_order0, bg_churn, free_order0, split_block)
 from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, FETCH_TRACES, KERNEL_TEXT_SHIFT,
     KERNEL_TEXT_VA, load_traced_fetches, MeasuredModuleMix, ModuleMix, MODULE_NEIGHBOURS,
     MODULE_TABLE_COLUMNS, MODULE_TABLE_PACKAGE, module_table, ModuleSpec, random_ops,
     trace_fetch_trace, traced_fetches, TracedFetches, Workload)
-from .study import (claim_values, DEFAULTS, evidence, frame, STUDY, COST_RANGES, cost_sensitivity, decided_by, invalidation_costs,
+from .study import (BG_RANGES, claim_values, DEFAULTS, evidence, frame, STUDY, COST_RANGES, cost_sensitivity, decided_by, invalidation_costs, ITLB_RANGES, rewalk_config, swing_points,
     fetch_misses, fetch_traces, FOOTPRINT_PARAMS, footprint_comparison, ITLB_WORKLOADS, itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, rai_by_size, run_point, run_scenario,
     ScenarioResult, workload)

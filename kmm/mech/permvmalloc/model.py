@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
 import numpy as np
 
+from ... import engine as eng
 from ...config import check_choice, check_float, check_int
 from ...counters import Counters
 from ...engine import (Buddy, BuddyConfig, GiB, MiB, MigrateType, OP_AUX, OP_FIELDS, OP_KIND,
@@ -419,7 +420,9 @@ class PermVmalloc:
         self.buddy = Buddy(BuddyConfig.from_geometry(self.g, machine.ram_bytes))
         self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(4))
         self._bg_pos = 0
-        aged = _aged_pool(machine)
+        # the ageing reads neither the CPU count nor the churn between operations: machines
+        # that differ only there share one aged pool
+        aged = _aged_pool(replace(machine, cpus=1, bg_ops_per_event=0))
         self.buddy.state = type(aged[0])(*(a.copy() for a in aged[0]))
         self._bg_pfn, self._bg_order = aged[1].copy(), aged[2].copy()
         self._bg_live = aged[3]
@@ -1480,10 +1483,14 @@ def flush_unit_costs(cpus: int, method: str = "x86", costs=None,
     m = {"x86": Method.X86_IPI, "invlpgb": Method.X86_INVLPGB,
          "arm64": Method.ARM64_TLBI}[check_choice("method", method, FLUSH_METHODS)]
     cfg = InvalidationConfig(method=m, cpus=cpus, costs=costs or InvalidationCosts())
+    # one invalidator for every shape: none of these flushes is deferred or depends on what
+    # the TLBs hold, so each one's cost is the growth of the counters it causes
+    iv = Invalidator(cfg)
+    base = PAGE_OFFSET
     out = {}
     for kind, pages in set(shapes):
-        iv = Invalidator(cfg)
-        base = PAGE_OFFSET
+        c = iv.counters
+        before = (c.initiator_ns, c.target_ns)
         if kind == 0:
             iv.flush(0, 0, 0, kernel=True)
         elif kind == 1:
@@ -1491,7 +1498,7 @@ def flush_unit_costs(cpus: int, method: str = "x86", costs=None,
         else:
             iv.flush(0, 0, pages << PAGE_SHIFT, local=True)
         c = iv.counters
-        out[(kind, pages)] = (c.initiator_ns, c.target_ns)
+        out[(kind, pages)] = (c.initiator_ns - before[0], c.target_ns - before[1])
     return out
 
 
@@ -1506,25 +1513,100 @@ def _flush_shapes(res: RunResult) -> np.ndarray:
     return np.stack([log[:, 0].astype(np.int64), kind, pages.astype(np.int64)], axis=1)
 
 
-def op_costs(res: RunResult, cpus: int, method: str = "x86", costs=None):
+@dataclass(frozen=True)
+class Rewalk:
+    """What a flush of everything costs every CPU after it (:mod:`kmm.timing`, "Invalidation
+    felt by every CPU"). ``flush_tlb_all`` (a direct-map split or collapse, a kernel range
+    above ``tlb_single_page_flush_ceiling``, on arm64 above ``MAX_DVM_OPS``) empties every
+    CPU's TLB, global (kernel) entries included: unlike a CR3 write it keeps none. Each CPU
+    then walks again, on its next use, the translations of its own work it held: at most
+    ``tlb_entries`` of its ``working_set`` (:func:`kmm.timing.lost_translations`). A ranged
+    flush below the ceiling removes only the range's translations, pages being made
+    read-only, executable or freed that no other CPU has in use, and a local flush only the
+    poking mm's: neither costs a re-walk. One re-walk reads the ``levels`` descriptors one
+    after another (:func:`kmm.timing.walk_ns`): ``memory_refs`` of them from memory at
+    ``mem_ns``, the rest from the LLC (:class:`kmm.timing.CoreModel`'s ``llc_ns``)."""
+
+    working_set: int = 256
+    memory_refs: float = 1.0
+    mem_ns: float = 81.96
+    tlb_entries: int = 1536
+    levels: int = 4
+
+    def __post_init__(self):
+        check_int("rewalk_working_set", self.working_set, lo=0)
+        check_float("rewalk_memory_refs", self.memory_refs, lo=0.0, hi=5.0)
+        check_float("mem_idle_ns", self.mem_ns, lo=1.0)
+        check_int("stlb_entries", self.tlb_entries, lo=1)
+        check_int("levels", self.levels, lo=1, hi=5)
+
+    def walk_ns(self) -> float:
+        """One re-walk."""
+        m = min(float(self.memory_refs), float(self.levels))
+        return float(eng.walk_ns([self.levels - m, m], [eng.CoreModel().llc_ns, self.mem_ns]))
+
+
+#: How a flush of the flush log reaches the CPUs' TLBs per method, for
+#: :func:`kmm.timing.invalidation_scope` (x86 IPIs and INVLPGB share x86's ceiling)
+_SCOPE_KIND = {"x86": eng.FlushKind.X86_KERNEL_RANGE, "invlpgb": eng.FlushKind.X86_KERNEL_RANGE,
+               "arm64": eng.FlushKind.ARM64_KERNEL_RANGE}
+
+
+def flush_rewalks(cpus: int, method: str = "x86", rewalk: Rewalk | None = None,
+                  shapes: Iterable[tuple[int, int]] = ()) -> dict[tuple[int, int], tuple[float, float]]:
+    """Re-walk time after one flush of each shape ``(kind, pages)`` (as
+    :func:`flush_unit_costs` takes them) on ``cpus`` CPUs: ``(initiator ns, ns of the other
+    CPUs)`` (:class:`Rewalk`). Kind 0 (``flush_tlb_all``) and a kernel range (kind 1) whose
+    scope is everything (:func:`kmm.timing.invalidation_scope`, x86's ceiling
+    :data:`FLUSH_CEILING_PAGES`) cost each CPU ``min(working_set, tlb_entries)`` re-walks;
+    other flushes none."""
+    check_choice("method", method, FLUSH_METHODS)
+    rw = rewalk or Rewalk()
+    cost = rw.walk_ns()
+    in_use = np.full(check_int("cpus", cpus, lo=1), float(rw.working_set))
+    out = {}
+    for kind, pages in set(shapes):
+        if kind == 0:
+            scope = eng.Scope.ALL
+        elif kind == 1:
+            scope = eng.invalidation_scope(_SCOPE_KIND[method], int(pages),
+                                           ceiling=FLUSH_CEILING_PAGES)
+        else:
+            scope = eng.Scope.RANGE
+        lost = eng.lost_translations(in_use, np.zeros_like(in_use), scope, rw.tlb_entries)
+        t = eng.rewalk_time(lost, cost, initiator=0)
+        out[(kind, pages)] = (t.initiator_ns, t.others_ns)
+    return out
+
+
+def op_costs(res: RunResult, cpus: int, method: str = "x86", costs=None,
+             rewalk: Rewalk | None = None):
     """Time each operation spent in TLB maintenance on ``cpus`` CPUs: a frame ``index,
-    initiator_ns, target_ns`` (the initiating CPU's time; the time interrupted CPUs spent)."""
+    initiator_ns, target_ns, rewalk_ns`` (the initiating CPU's time; the time interrupted
+    CPUs spent; every CPU's re-walks after its flushes of everything, :func:`flush_rewalks`)."""
     import polars as pl
 
     log = _flush_shapes(res)
     shapes, inv = np.unique(log[:, 1:], axis=0, return_inverse=True)
-    unit = flush_unit_costs(cpus, method, costs, [tuple(int(v) for v in r) for r in shapes])
-    u = np.array([unit[(int(k), int(p))] for k, p in shapes], dtype=np.int64).reshape(-1, 2)
+    keys = [tuple(int(v) for v in r) for r in shapes]
+    unit = flush_unit_costs(cpus, method, costs, keys)
+    walks = flush_rewalks(cpus, method, rewalk, keys)
+    u = np.array([unit[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+    w = np.array([sum(walks[k]) for k in keys], dtype=np.float64)
     inv = np.asarray(inv).ravel()
-    df = pl.DataFrame({"index": log[:, 0], "initiator_ns": u[inv, 0], "target_ns": u[inv, 1]})
-    return df.group_by("index").agg(pl.col("initiator_ns").sum(), pl.col("target_ns").sum())
+    df = pl.DataFrame({"index": log[:, 0], "initiator_ns": u[inv, 0], "target_ns": u[inv, 1],
+                       "rewalk_ns": w[inv]})
+    return df.group_by("index").agg(pl.col("initiator_ns").sum(), pl.col("target_ns").sum(),
+                                    pl.col("rewalk_ns").sum())
 
 
 def cost_vs_cpus(results: Sequence[RunResult], cpus_list: Sequence[int],
                  methods: Sequence[str] = ("x86", "invlpgb", "arm64"), costs=None,
-                 ops: Sequence[OpKind] = (OpKind.MODULE_LOAD, OpKind.BPF_LOAD)):
+                 ops: Sequence[OpKind] = (OpKind.MODULE_LOAD, OpKind.BPF_LOAD),
+                 rewalk: Rewalk | None = None):
     """Mean TLB-maintenance time per operation vs CPU count: ``policy, op, method, cpus,
-    initiator_ns, cpu_ns`` (``cpu_ns`` adds the time of every interrupted CPU)."""
+    initiator_ns, rewalk_ns, cpu_ns`` (``cpu_ns`` adds the time of every interrupted CPU and
+    every CPU's re-walks, ``rewalk_ns``)."""
     import polars as pl
 
     names = [o.name.lower() for o in ops]
@@ -1533,7 +1615,7 @@ def cost_vs_cpus(results: Sequence[RunResult], cpus_list: Sequence[int],
         sel = r.ops.filter(pl.col("op").is_in(names)).select("index", "op")
         for method in methods:
             for n in cpus_list:
-                c = op_costs(r, n, method, costs)
+                c = op_costs(r, n, method, costs, rewalk)
                 j = sel.join(c, on="index", how="left").fill_null(0)
                 for op in names:
                     part = j.filter(pl.col("op") == op)
@@ -1541,7 +1623,9 @@ def cost_vs_cpus(results: Sequence[RunResult], cpus_list: Sequence[int],
                         continue
                     rows.append({"policy": r.policy.label, "op": op, "method": method, "cpus": n,
                                  "initiator_ns": float(part["initiator_ns"].mean()),
-                                 "cpu_ns": float((part["initiator_ns"] + part["target_ns"]).mean())})
+                                 "rewalk_ns": float(part["rewalk_ns"].mean()),
+                                 "cpu_ns": float((part["initiator_ns"] + part["target_ns"]
+                                                  + part["rewalk_ns"]).mean())})
     return pl.DataFrame(rows)
 
 
