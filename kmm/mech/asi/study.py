@@ -32,7 +32,7 @@ DEFAULTS: dict = {"seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, 
     "free_base_ns": 100.0, "map_page_ns": 20.0, "unmap_page_ns": 20.0, "zero_page_ns": 400.0,
     "pt_alloc_ns": 700.0, "enqueue_ns": 30.0, "worker_wake_ns": 2000.0, "migrate_page_ns": 2000.0,
     "reclaim_page_ns": 1000.0, "reclaim_batch_pages": 32, "invlpg_ns": 100.0,
-    "full_flush_ns": 37.0, "ipi_base_ns": 3000.0, "ipi_per_extra_target_ns": 1500.0,
+    "full_flush_ns": 37.0, "ipi_base_ns": 675.0, "ipi_per_extra_target_ns": 67.5,
     "ipi_handler_ns": 1000.0, "rewalk_working_set": 256, "rewalk_memory_refs": 1.0,
     "mem_idle_ns": 81.96, "background": 0.3, "target_points": 4, "granule_pool_mib": 1024, "granule_allocs": 4000,
     "sweep_points": 2, "sweep_allocs": 3000, "slowpath_pressures": [0.3, 0.6],
@@ -49,7 +49,7 @@ ASSUMED: dict = {"occupancy": (0.3, 0.8), "pressure": (0.0, 0.4), "cpus": (4, 64
     "unmap_page_ns": (5.0, 100.0), "zero_page_ns": (150.0, 1000.0), "pt_alloc_ns": (300.0, 2000.0),
     "enqueue_ns": (10.0, 100.0), "worker_wake_ns": (1000.0, 10000.0),
     "migrate_page_ns": (1000.0, 10000.0), "reclaim_page_ns": (300.0, 5000.0),
-    "ipi_base_ns": (1000.0, 5000.0), "ipi_per_extra_target_ns": (500.0, 2000.0),
+    "ipi_base_ns": (500.0, 5000.0), "ipi_per_extra_target_ns": (50.0, 2000.0),
     "ipi_handler_ns": (300.0, 3000.0), "rewalk_working_set": (64, 1536),
     "rewalk_memory_refs": (0.5, 2.0), "background": (0.0, 0.8)}
 
