@@ -11,7 +11,8 @@ from ...config import check_float, check_int
 from ...engine import attr_cont, attr_level, PageTable
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
-from ...suite.study import cached, Evidence, Study
+from ...suite.study import (cached, Evidence, one_at_a_time, replicate_plan, replicates_from,
+    Study)
 from .workload import (BlockIOShape, CAPTURES, load_capture, MemcachedShape, MODULE_AREA_BYTES, placed_capture,
     TraceDrivenShape, workload_trace)
 from .model import (_kernel_table, CacheSpec, CHUNK_BYTES, closed_loop, CostSpec, GiB,
@@ -81,6 +82,34 @@ EVENT_KEYS = frozenset({
     "dmcrypt_run_pages", "seqread_run_pages", "read_bytes", "force_pte", "workload_source",
     "trace_windows", "trace_data_fresh", "prefetch_boundary", "prefetch_ramp_lines",
     "prefetch_streams", "store_no_read", "blockio_cpus"})
+#: Event parameters that reach only their own workload's events: the others' simulations
+#: do not read them (:func:`event_keys`).
+_WORKLOAD_EVENT_KEYS = {
+    Workload.MEMCACHED: frozenset({"memcached_ops", "memcached_busy_cores", "mc_connections",
+                                   "mc_value_bytes", "mc_rx_ring_pages"}),
+    Workload.DMCRYPT: frozenset({"blockio_ops", "blockio_busy_cores", "dmcrypt_run_pages",
+                                 "blockio_cpus"}),
+    Workload.SEQREAD: frozenset({"blockio_ops", "blockio_busy_cores", "seqread_run_pages",
+                                 "read_bytes", "blockio_cpus"})}
+#: Event parameters that only one ``workload_source`` reads: the capture's repetitions and
+#: data-page rule, the synthetic traces' lengths, warm-up and shapes.
+_SOURCE_EVENT_KEYS = {
+    "trace": frozenset({"trace_windows", "trace_data_fresh"}),
+    "synthetic": frozenset({"memcached_ops", "blockio_ops", "warm_fraction", "mc_connections",
+                            "mc_value_bytes", "mc_rx_ring_pages", "read_bytes"})}
+
+
+def event_keys(workload: Workload, source: str) -> frozenset:
+    """The parameters of :data:`EVENT_KEYS` that the simulation of ``workload`` under
+    ``workload_source`` ``source`` reads: those of the other workloads and of the other
+    source left out (memcached's connections, for one, set its closed loop but not the
+    captured events). :func:`workload_events` memoises on them, so a swing of one
+    workload's parameter simulates that workload alone."""
+    own = _WORKLOAD_EVENT_KEYS[workload]
+    others = set().union(*_WORKLOAD_EVENT_KEYS.values()) - own
+    own_source = _SOURCE_EVENT_KEYS.get(source, frozenset())
+    other_source = set().union(*_SOURCE_EVENT_KEYS.values()) - own_source
+    return frozenset(EVENT_KEYS - others - other_source)
 
 
 def check_params(params: dict) -> dict:
@@ -228,10 +257,11 @@ _EVENT_CACHE: dict = {}
 
 def workload_events(p: dict, workload: Workload) -> PolicyEvents:
     """Simulate ``workload`` under every :class:`Policy` for parameters ``p`` (completed by
-    :func:`check_params`). Results are memoised on the event-changing parameters, so cost-only
-    sweeps re-price the same events."""
+    :func:`check_params`). Results are memoised on the event-changing parameters the
+    workload reads (:func:`event_keys`), so cost-only sweeps re-price the same events."""
     workload = Workload(workload)
-    key = (workload, tuple(sorted((k, p[k]) for k in EVENT_KEYS)))
+    key = (workload, tuple(sorted((k, p[k]) for k in event_keys(workload,
+                                                                 p["workload_source"]))))
     if key in _EVENT_CACHE:
         return _EVENT_CACHE[key]
     layout = _layout(p)
@@ -334,9 +364,11 @@ def _rel(new: float, base: float) -> float:
     return float(new / base - 1.0)
 
 
-def claim_values(p: dict) -> dict:
+def claim_values(p: dict, events: dict | None = None) -> dict:
     """Values of B3-B8 for parameters ``p``: relative changes of rodata=full+BBML2 against
-    rodata=full (B3, B4, B5, B7, B8) and against rodata=on (B6: ``ops_rel``, ``mpki_rel``).
+    rodata=full (B3, B4, B5, B7, B8) and against rodata=on (B6: ``ops_rel``, ``mpki_rel``),
+    from ``events`` (:class:`PolicyEvents` per :class:`Workload`; default
+    :func:`workload_events` of ``p``).
 
     ``mpki_rel`` is measured against rodata=on's MPKI floored at the MPKI resolution (one
     miss over the measured kernel instructions), so a rodata=on count of zero gives a finite
@@ -345,13 +377,14 @@ def claim_values(p: dict) -> dict:
     window (``on_walks``, ``bbml2_walks``: :func:`b6_resolved`).
     """
     p = check_params(p)
+    events = {w: workload_events(p, w) for w in Workload} if events is None else events
     cost = cost_spec(p)
-    mc = priced_events(workload_events(p, Workload.MEMCACHED), p)
+    mc = priced_events(events[Workload.MEMCACHED], p)
     m = policy_metrics(mc, cost)
     q = memcached_queue(mc, p, cost)
     F, O, B = Policy.FULL_PTES, Policy.RODATA_ON, Policy.FULL_BBML2
-    dm = policy_metrics(priced_events(workload_events(p, Workload.DMCRYPT), p), cost)
-    sr = policy_metrics(priced_events(workload_events(p, Workload.SEQREAD), p), cost)
+    dm = policy_metrics(priced_events(events[Workload.DMCRYPT], p), cost)
+    sr = policy_metrics(priced_events(events[Workload.SEQREAD], p), cost)
     on_mpki = max(m[O]["kernel_tlb_mpki"], m[O]["mpki_resolution"])
     return {
         "B3": _rel(q[B]["throughput"], q[F]["throughput"]),
@@ -400,22 +433,44 @@ def joint_sweep(base: dict, specs: dict, n_event: int, n_cost: int, seed: int,
     cost_specs = {k: v for k, v in specs.items() if k not in EVENT_KEYS}
     ev_pts = latin_hypercube(ev_specs, n_event, seed, base) if ev_specs else [{}]
     cost_pts = latin_hypercube(cost_specs, n_cost, seed + 1, base) if cost_specs else [{}]
-    sizes = {} if event_ops is None else {"memcached_ops": event_ops[0],
-                                          "blockio_ops": event_ops[1],
-                                          "trace_windows": event_ops[2]}
     rows = []
     for i, e in enumerate(ev_pts):
         for j, c in enumerate(cost_pts):
             pt = {**e, **c}
-            v = claim_values({**base, **sizes, **pt})
-            row = {"point": i * len(cost_pts) + j, "event_point": i, **pt}
-            for cid, val in v.items():
-                if isinstance(val, dict):
-                    row.update({f"{cid}_{k}": x for k, x in val.items()})
-                else:
-                    row[cid] = val
-            rows.append(row)
+            rows.append({"point": i * len(cost_pts) + j, "event_point": i, **pt,
+                         **_claim_row(claim_values({**base, **_sizes(event_ops), **pt}))})
     return pl.DataFrame(rows)
+
+
+def _sizes(event_ops: tuple[int, int, int] | None) -> dict:
+    """The parameters of a sweep point's simulation lengths (:func:`joint_sweep`)."""
+    return {} if event_ops is None else {"memcached_ops": event_ops[0],
+                                         "blockio_ops": event_ops[1],
+                                         "trace_windows": event_ops[2]}
+
+
+def _claim_row(values: dict) -> dict:
+    """:func:`claim_values` as one row: B6's evidence as ``B6_<key>`` columns."""
+    row = {}
+    for cid, val in values.items():
+        if isinstance(val, dict):
+            row.update({f"{cid}_{k}": x for k, x in val.items()})
+        else:
+            row[cid] = val
+    return row
+
+
+@cached()
+def swing_sweep(base: dict, specs: dict, event_ops: tuple[int, int, int] | None = None):
+    """Claim values at the one-at-a-time swings of the assumed parameters
+    (:func:`kmm.suite.study.one_at_a_time` around ``base``), each simulated and priced as
+    :func:`joint_sweep`'s points (``event_ops`` the same lengths): the points
+    :func:`kmm.suite.registry.decided_by` reads, which a Latin hypercube lacks. A polars
+    frame in :func:`joint_sweep`'s columns, without ``point`` and ``event_point``."""
+    import polars as pl
+    base = check_params(base)
+    return pl.DataFrame([{**pt, **_claim_row(claim_values({**base, **_sizes(event_ops), **pt}))}
+                         for pt in one_at_a_time(specs, base)])
 
 
 def sweep_records(frame, claim: str, params: list[str] | None = None) -> list[dict]:
@@ -698,13 +753,62 @@ CHARTS = {"B3": "bbml2_perf_throughput", "B4": "bbml2_perf_latency_vs_utilisatio
           "B7": "bbml2_perf_cycles", "B8": "bbml2_perf_cycles"}
 
 
+#: The claims each workload's events give.
+WORKLOAD_CLAIMS = {Workload.MEMCACHED: ("B3", "B4", "B5", "B6"), Workload.DMCRYPT: ("B7",),
+                   Workload.SEQREAD: ("B8",)}
+
+
+def first_half(pe: PolicyEvents) -> PolicyEvents:
+    """``pe`` cut at the midpoint of its measured operations: what the same run had
+    measured halfway (the events are per operation, in the order simulated)."""
+    half = {pol: ev[: ev.shape[0] // 2] for pol, ev in pe.events.items()}
+    cut = next(iter(pe.events.values())).shape[0] - next(iter(half.values())).shape[0]
+    return PolicyEvents(pe.workload, half, pe.n_ops - cut, pe.captured)
+
+
+def b6_value(b6: dict) -> dict | None:
+    """B6's evidence, or None where too few kernel walks leave it unresolved
+    (:func:`b6_resolved`)."""
+    return b6 if b6_resolved(b6) else None
+
+
+@cached()
+def replicates(p: dict) -> dict[str, list[dict]]:
+    """B3-B8 again (:func:`kmm.suite.registry.convergence`) at the runs of
+    :func:`kmm.suite.study.replicate_plan`: every workload simulated again at seeds
+    ``seed + 1`` and ``seed + 2`` (the placement of the captured pages, the read-only module
+    aliases and the closed loop's draws), and the published run cut at the midpoint of its
+    measured operations (:func:`first_half`) with a closed loop of half the
+    ``queue_requests``. A claim's length is the measured operations of its workload
+    (:data:`WORKLOAD_CLAIMS`: memcached requests, dm-crypt blocks, 4 KiB reads); B6 is None
+    where unresolved, as its published value. No claim is deterministic: each is a ratio of
+    event counts drawn from a seeded placement over a finite stream."""
+    p = check_params(p)
+    full = {w: workload_events(p, w) for w in Workload}
+    measured = {w: next(iter(pe.events.values())).shape[0] for w, pe in full.items()}
+    plans = {w: replicate_plan(p["seed"], n) for w, n in measured.items()}
+    runs = []
+    for i, (seed, length) in enumerate(plans[Workload.MEMCACHED]):
+        if length == measured[Workload.MEMCACHED]:
+            values = claim_values({**p, "seed": seed})
+        else:
+            values = claim_values({**p, "queue_requests": p["queue_requests"] // 2},
+                                  {w: first_half(pe) for w, pe in full.items()})
+        values["B6"] = b6_value(values["B6"])
+        for w, claims in WORKLOAD_CLAIMS.items():
+            runs.append((*plans[w][i], {c: values[c] for c in claims}))
+    return replicates_from(runs)
+
+
 def evidence(p: dict) -> dict:
-    """B3-B8 at parameters ``p``, with their joint sweep of the ``assumed`` parameters
+    """B3-B8 at parameters ``p``, with their joint sweep of the ``assumed`` parameters, its
+    one-at-a-time swings (:func:`swing_sweep`) and their :func:`replicates`
     (:class:`kmm.suite.study.Evidence` per claim)."""
     specs = assumed_specs()
-    sweep = joint_sweep(p, specs, p["n_event_points"], p["n_cost_points"], p["seed"],
-                        (p["sweep_memcached_ops"], p["sweep_blockio_ops"],
-                         p["sweep_trace_windows"]))
+    sizes = (p["sweep_memcached_ops"], p["sweep_blockio_ops"], p["sweep_trace_windows"])
+    sweep = joint_sweep(p, specs, p["n_event_points"], p["n_cost_points"], p["seed"], sizes)
+    swings = swing_sweep(p, specs, sizes)
+    reps = replicates(p)
     values = claim_values(p)
     text = explanations(p, evaluate(p), values, sensitivity(sweep))
     if not b6_resolved(values["B6"]):
@@ -715,7 +819,9 @@ def evidence(p: dict) -> dict:
                       f"kernel walks, fewer than the {B6_MIN_WALKS} each policy needs before "
                       f"a relative MPKI is meaningful (ops/s {b6['ops_rel']:+.3%}).")
     return {c: Evidence(values[c], "" if c == "B6" else "fraction", text[c], CHARTS[c],
-                        sweep_records(sweep, c, sorted(specs)), basis=claim_basis(p, c))
+                        sweep_records(sweep, c, sorted(specs)),
+                        swings=sweep_records(swings, c, sorted(specs)),
+                        basis=claim_basis(p, c), replicates=reps[c])
             for c in CHARTS}
 
 
