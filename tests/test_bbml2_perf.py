@@ -696,9 +696,8 @@ def test_replicates_rerun_two_seeds_and_cut_the_published_run_in_half():
     other = bp.claim_values({**q, "seed": 2})
     assert reps["B5"][0]["value"] == other["B5"]
     assert reps["B3"][0]["value"] != bp.claim_values(q)["B3"]
-    ev = bp.STUDY.evaluate(q)
+    published = bp.claim_values(q)
     for c in ("B3", "B7", "B8"):
-        assert not ev[c].deterministic and ev[c].replicates == reps[c]
-        rec = {"value": ev[c].value, "scenario": "published", "parameters": q,
+        rec = {"value": published[c], "scenario": "published", "parameters": q,
                "replicates": reps[c]}
         assert registry.convergence(c, rec)[0] is not None

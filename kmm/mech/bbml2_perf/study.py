@@ -725,15 +725,15 @@ def run_point(**params):
     return pl.concat([df, extra], how="vertical_relaxed")
 
 
-def granule_frame(p: dict, granules: list[str], ops: tuple[int, int] | None = None):
+def granule_frame(p: dict, granules: list[str], ops: tuple[int, int, int] | None = None):
     """Claim values and kernel TLB MPKI per policy for each granule (the thread measured
     4K; 16K and 64K pages map more per PTE, so blocks save less). ``ops`` = (memcached,
-    block I/O) measured operations per simulation."""
+    block I/O) measured operations per synthetic simulation and capture windows per
+    trace-driven one, as :func:`joint_sweep`'s ``event_ops``."""
     import polars as pl
     rows = []
     for gr in granules:
-        q = check_params({**p, "granule": gr, **({} if ops is None else
-                                                 {"memcached_ops": ops[0], "blockio_ops": ops[1]})})
+        q = check_params({**p, "granule": gr, **_sizes(ops)})
         vals = claim_values(q)
         res = evaluate(q)
         for cid, v in vals.items():
@@ -873,14 +873,16 @@ MECHANISM_SETTINGS = {
 }
 
 
-def mechanism_contributions(p: dict, settings: dict | None = None):
+def mechanism_contributions(p: dict, settings: dict | None = None,
+                            event_ops: tuple[int, int, int] | None = None):
     """B3-B8 with each prefetch/store/CPU mechanism alone and together
-    (:data:`MECHANISM_SETTINGS`; the other parameters of ``p``), one row per setting and
-    claim value (long frame)."""
+    (:data:`MECHANISM_SETTINGS`; the other parameters of ``p``, the simulations' lengths
+    ``event_ops`` as :func:`joint_sweep`'s where given), one row per setting and claim value
+    (long frame)."""
     import polars as pl
     rows = []
     for name, over in (settings or MECHANISM_SETTINGS).items():
-        q = check_params({**p, **over})
+        q = check_params({**p, **_sizes(event_ops), **over})
         for cid, v in claim_values(q).items():
             items = v.items() if isinstance(v, dict) else [("", v)]
             for k, x in items:

@@ -73,8 +73,8 @@ from .model import (break_even_patch_rate, image_subtree_tables, LINES_PER_REMOT
     replication_bytes_formula, replication_bytes_model, write_lines_per_s)
 from .study import (breakdown_frame, CHARTS, check_params, DEFAULTS, evidence, frame, STUDY, claim_values, gain, gain_frame, host_costs, image_of,
     k1_sweep, machine_of, memory_frame, migration_frame, most_influential, NOTEBOOK_KEYS,
-    headline_values, params_from, patch_cost_of, patch_frame, patch_rates_of, replica_costs,
-    replicates, results_frame, run_of, run_time_ns,
+    computed, Computed, headline_values, params_from, patch_cost_of, patch_frame,
+    patch_rates_of, replica_costs, replicates, results_frame, run_of, run_time_ns,
     simulate_all, sweep_frame, topology_frame, topology_of, TOPOLOGIES, tornado_frame,
     user_numa_frame, workloads_frame, footprint_frame, sources_frame, trace_workload, TRACED,
     WORKLOAD_SOURCES)
@@ -98,4 +98,4 @@ __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_
            "linear_frame", "trace_footprint", "el2_footprint", "synthetic_footprint",
            "footprint_frame", "sources_frame", "trace_workload", "TRACED", "WORKLOAD_SOURCES",
            "write_lines_per_s", "LINES_PER_REMOTE_WRITE", "run_time_ns", "headline_values",
-           "replicates"]
+           "replicates", "computed", "Computed"]

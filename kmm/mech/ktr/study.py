@@ -3,7 +3,9 @@
 Part of :mod:`kmm.mech.ktr`."""
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -289,18 +291,35 @@ def gain(c: HostCounts, p: dict, ratio: float | None = None, *, base_policy: Use
     return metrics.gain(t_base / (1.0 - f_base), t_new / (1.0 - f_new))
 
 
+#: :func:`run_time_ns` per counts object (by identity, dropped with it): the sweeps price
+#: the same side of a comparison many times (K1's and K2's baselines are the same).
+_TIMES: dict[int, tuple] = {}
+
+
 def run_time_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
                 costs: HostCosts, rc: ReplicaCosts, lines_per_s: np.ndarray) -> float:
     """:func:`kmm.mech.host.model.system_time_ns` with the memory traffic ``lines_per_s``
     (:func:`kmm.mech.ktr.model.write_lines_per_s`) moved over the run's wall time, as
     ``extra_lines`` of :class:`kmm.timing.Counts`. The wall time is the run's without them:
     at the patch and update rates modelled they are some lines per second against the
-    run's millions, so solving again with them would not move it."""
-    if not np.any(lines_per_s):
-        return system_time_ns(c, latency_ns, scheme, policy, costs, rc)
-    wall_ns = solve_host(c, latency_ns, scheme, policy, costs, rc).wall_ns
-    return system_time_ns(c, latency_ns, scheme, policy, costs, rc,
-                          extra_lines=np.asarray(lines_per_s) * wall_ns * 1e-9)
+    run's millions, so solving again with them would not move it. Memoised per counts
+    object, which is read-only once simulated."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    lines = np.asarray(lines_per_s, dtype=np.float64)
+    key = (lat.shape, lat.tobytes(), int(scheme), int(policy), costs, rc, lines.tobytes())
+    entry = _TIMES.get(id(c))
+    if entry is None or entry[0]() is not c:
+        entry = (weakref.ref(c, lambda _ref, k=id(c): _TIMES.pop(k, None)), {})
+        _TIMES[id(c)] = entry
+    memo = entry[1]
+    if key not in memo:
+        if not lines.any():
+            memo[key] = system_time_ns(c, lat, scheme, policy, costs, rc)
+        else:
+            wall_ns = solve_host(c, lat, scheme, policy, costs, rc).wall_ns
+            memo[key] = system_time_ns(c, lat, scheme, policy, costs, rc,
+                                       extra_lines=lines * wall_ns * 1e-9)
+    return memo[key]
 
 
 def _rows(scenario, params, seed, metrics_):
@@ -467,6 +486,7 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     return out
 
 
+@cached()
 def memory_frame(p: dict) -> "pl.DataFrame":
     """K5: bytes replication adds per node count and geometry, counted from the tables
     built and by the closed form, and its spread over the ``assumed`` rodata size."""
@@ -492,6 +512,7 @@ def memory_frame(p: dict) -> "pl.DataFrame":
     return pl.DataFrame(rows)
 
 
+@cached()
 def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
     """K4: the patching CPU's time per patch and the machine's, against the node count
     (one copy per node, ``cores_per_node`` cores each) for both synchronisations; and the
@@ -900,15 +921,28 @@ CHARTS = {"K1": "ktr_sensitivity", "K2": "ktr_user_numa", "K3": "ktr_gain_vs_rat
           "K4": "ktr_patch_vs_nodes", "K5": "ktr_memory_vs_nodes"}
 
 
+class Computed(NamedTuple):
+    """What the evidence, the frame and the notebook's later cells read (:func:`computed`)."""
+
+    runs: dict
+    gains: "pl.DataFrame"
+    mem: "pl.DataFrame"
+    patch_nodes: "pl.DataFrame"
+    patch_rates: "pl.DataFrame"
+    values: dict
+    topo: "pl.DataFrame"
+
+
 @cached()
-def _computed(p: dict) -> tuple:
-    """What both the evidence and the frame read: runs, frames and claim values."""
+def computed(p: dict) -> Computed:
+    """Runs, frames and claim values at parameters ``p``, computed once for the notebook's
+    cells, the evidence and the frame (memoised: treat as read-only)."""
     runs = simulate_all(p)
     gains, mem = gain_frame(p, runs), memory_frame(p)
     patch_nodes, patch_rates = patch_frame(p)
     topo = topology_frame(p, runs)
     values = claim_values(p, runs, mem, patch_nodes, topo)
-    return runs, gains, mem, patch_nodes, patch_rates, values, topo
+    return Computed(runs, gains, mem, patch_nodes, patch_rates, values, topo)
 
 
 def evidence(p: dict) -> dict:
@@ -917,7 +951,7 @@ def evidence(p: dict) -> dict:
     of the per-write costs and the machine (:func:`patch_frame`), and the bytes are counted
     from page tables built from the image layout (:func:`memory_frame`); neither draws
     anything or runs a stream."""
-    values = {c: dict(v) for c, v in _computed(p)[5].items()}
+    values = {c: dict(v) for c, v in computed(p).values.items()}
     for c, reps in replicates(p).items():
         values[c]["replicates"] = reps
     for c in ("K4", "K5"):
@@ -927,7 +961,7 @@ def evidence(p: dict) -> dict:
 
 def frame(p: dict, scenario: str) -> "pl.DataFrame":
     """The notebook's tidy frame at parameters ``p``."""
-    runs, gains, mem, patch_nodes, patch_rates, values, topo = _computed(p)
+    runs, gains, mem, patch_nodes, patch_rates, values, topo = computed(p)
     return results_frame(p, scenario, gains, user_numa_frame(p, runs), mem, patch_nodes,
                          patch_rates, values, topo)
 
