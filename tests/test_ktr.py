@@ -341,7 +341,7 @@ def test_notebook_functions_give_the_stated_directions():
     gains = ktr.gain_frame(p, runs)
     mem = ktr.memory_frame(p)
     pn, _pr = ktr.patch_frame(p)
-    v = ktr.claim_values(p, runs, mem, pn)
+    v = ktr.claim_values(p, runs, gains, mem, pn)
     g = v["K3"]["value"]["gain"]
     # near zero at equal latencies (patching costs a little, spreading the text reads over
     # every node's memory relieves the loaded latency a little), rising with the ratio

@@ -546,17 +546,20 @@ def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
     return by_nodes, pl.DataFrame(rows)
 
 
-def headline_values(p: dict, c: HostCounts) -> dict:
+def headline_values(p: dict, c: HostCounts, gains: "pl.DataFrame | None" = None) -> dict:
     """The values of K1, K2 and K3 from ``c``, a run of the K1 workload on 2 nodes: KTR's
     gain at ``remote_ratio`` with user data under the baseline policy (K1) and made local
-    (K2), and its gain at every ratio of ``ratios`` (K3, ``{"ratio", "gain"}``)."""
+    (K2), and its 2-node gain at every ratio of ``ratios`` (K3, ``{"ratio", "gain"}``) read
+    from ``gains`` (:func:`gain_frame`; made from ``c`` when not given)."""
     bp = _POLICY[p["baseline_user_policy"]]
     r0 = p["remote_ratio"]
-    ratios = sorted(float(r) for r in p["ratios"])
+    k1 = p["k1_workload"]
+    if gains is None:
+        gains = gain_frame({**p, "workloads": [k1], "node_counts": [2]}, {("workload", k1): c})
+    g3 = gains.filter((gains["workload"] == k1) & (gains["nodes"] == 2)).sort("ratio")
     return {"K1": gain(c, p, r0, base_policy=bp, new_policy=bp),
             "K2": gain(c, p, r0, base_policy=bp, new_policy=UserPolicy.LOCAL),
-            "K3": {"ratio": ratios,
-                   "gain": [gain(c, p, r, base_policy=bp, new_policy=bp) for r in ratios]}}
+            "K3": {"ratio": g3["ratio"].to_list(), "gain": g3["gain"].to_list()}}
 
 
 @cached()
@@ -580,8 +583,8 @@ def replicates(p: dict) -> dict[str, list[dict]]:
     return replicates_from(runs)
 
 
-def claim_values(p: dict, runs: dict, mem: "pl.DataFrame", patches: "pl.DataFrame",
-                 topo: "pl.DataFrame | None" = None) -> dict[str, dict]:
+def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame",
+                 patches: "pl.DataFrame", topo: "pl.DataFrame | None" = None) -> dict[str, dict]:
     """Values, units, sweeps and one-sentence explanations of K1-K5 at these parameters
     (``topo``, :func:`topology_frame`, adds where the gain turns negative to K3's)."""
     bp = _POLICY[p["baseline_user_policy"]]
@@ -589,7 +592,7 @@ def claim_values(p: dict, runs: dict, mem: "pl.DataFrame", patches: "pl.DataFram
     costs = host_costs(p)
     r0 = p["remote_ratio"]
     lat = _latency(2, costs.local_ns, r0)
-    headline = headline_values(p, db)
+    headline = headline_values(p, db, gains)
     out = {}
     # K1
     k1 = headline["K1"]
@@ -941,7 +944,7 @@ def computed(p: dict) -> Computed:
     gains, mem = gain_frame(p, runs), memory_frame(p)
     patch_nodes, patch_rates = patch_frame(p)
     topo = topology_frame(p, runs)
-    values = claim_values(p, runs, mem, patch_nodes, topo)
+    values = claim_values(p, runs, gains, mem, patch_nodes, topo)
     return Computed(runs, gains, mem, patch_nodes, patch_rates, values, topo)
 
 
