@@ -640,6 +640,7 @@ def test_event_keys_leave_out_only_what_the_simulation_ignores(source, workload,
 
     def fresh(r):
         bp._EVENT_CACHE.clear()
+        bp._PLACED_CACHE.clear()
         return bp.workload_events(r, workload).events
 
     a, b = fresh(q), fresh({**q, key: value})
@@ -701,3 +702,24 @@ def test_replicates_rerun_two_seeds_and_cut_the_published_run_in_half():
         rec = {"value": published[c], "scenario": "published", "parameters": q,
                "replicates": reps[c]}
         assert registry.convergence(c, rec)[0] is not None
+
+
+def test_core_parameters_reuse_the_placed_trace():
+    """A swing of a core parameter (:data:`bp.CORE_KEYS`) reuses the placed trace and its
+    leaves, and gives the events a fresh simulation gives; simulating leaves them intact."""
+    q = bp.check_params({**SMALL, "workload_source": "trace", "trace_windows": 1})
+    w = bp.Workload.DMCRYPT
+    bp._EVENT_CACHE.clear()
+    bp._PLACED_CACHE.clear()
+    base = bp.workload_events(q, w).events
+    placed = bp.placed_trace(q, w)
+    swung = {**q, "l2_tlb_entries": 1024, "prefetch_boundary": 3}
+    assert set(swung) - set(q) == set() and bp.placed_trace(swung, w) is placed
+    reused = bp.workload_events(swung, w).events
+    bp._EVENT_CACHE.clear()
+    bp._PLACED_CACHE.clear()
+    again = bp.workload_events(swung, w).events
+    assert all(np.array_equal(reused[pol], again[pol]) for pol in again)
+    bp._EVENT_CACHE.clear()
+    assert all(np.array_equal(base[pol], bp.workload_events(q, w).events[pol]) for pol in base)
+    assert not all(np.array_equal(base[pol], again[pol]) for pol in base)

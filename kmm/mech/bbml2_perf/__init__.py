@@ -162,8 +162,8 @@ from .workload import (_Touches, BlockIOShape, Capture, capture_window, CAPTURES
     DATA_PAGE_LINES, group_touches, load_capture, placed_capture, TraceDrivenShape, dmcrypt_trace, memcached_trace, MemcachedShape,
     MODULE_AREA_BYTES, page_runs, scatter_blocks, seqread_trace, slab_objects, Trace,
     workload_trace)
-from .study import (_EVENT_CACHE, ASSUMED, assumed_specs, CHARTS, CHOICES, evidence, STUDY, check_choice_int, check_params, CLAIM_COLUMNS,
-    b6_resolved, b6_value, B6_MIN_WALKS, claim_basis, claim_values, cost_spec, DEFAULTS, footprint_comparison, MECHANISM_SETTINGS,
+from .study import (_EVENT_CACHE, _PLACED_CACHE, ASSUMED, assumed_specs, CHARTS, CHOICES, evidence, STUDY, check_choice_int, check_params, CLAIM_COLUMNS,
+    b6_resolved, b6_value, B6_MIN_WALKS, claim_basis, CORE_KEYS, placed_trace, PlacedTrace, claim_values, cost_spec, DEFAULTS, footprint_comparison, MECHANISM_SETTINGS,
     mechanism_contributions, memory_mechanisms_on, memory_spec, trace_shape, WORKLOAD_SOURCES, dominant_parameter, evaluate, EVENT_KEYS, event_keys, explanations,
     first_half, granule_frame, joint_sweep, memcached_queue, params_from, params_path, policy_metrics,
     PolicyEvents, priced_events, relevant, replicates, results_frame, run_point, sensitivity,

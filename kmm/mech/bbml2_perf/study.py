@@ -254,19 +254,40 @@ def trace_shape(p: dict, workload: Workload, windows: int) -> TraceDrivenShape:
 
 _EVENT_CACHE: dict = {}
 
+#: Event parameters that configure only the simulated core (TLBs, walk cache, caches, the
+#: prefetcher and stores): the trace, the page tables and each touch's leaf do not depend on
+#: them, so :func:`workload_events` reuses those (:func:`placed_trace`).
+CORE_KEYS = frozenset({"l1_tlb_entries", "l2_tlb_entries", "l2_tlb_ways", "tlb_honours_cont",
+                       "tlb_max_entry_shift", "walk_cache_entries", "l1i_bytes", "l1d_bytes",
+                       "l2_bytes", "slc_bytes", "memcached_busy_cores", "blockio_busy_cores",
+                       "prefetch_boundary", "prefetch_ramp_lines", "prefetch_streams",
+                       "store_no_read"})
+_PLACED_CACHE: dict = {}
+#: Placed traces kept (each holds a trace and its leaves under every policy).
+_PLACED_KEEP = 12
 
-def workload_events(p: dict, workload: Workload) -> PolicyEvents:
-    """Simulate ``workload`` under every :class:`Policy` for parameters ``p`` (completed by
-    :func:`check_params`). Results are memoised on the event-changing parameters the
-    workload reads (:func:`event_keys`), so cost-only sweeps re-price the same events."""
-    workload = Workload(workload)
-    key = (workload, tuple(sorted((k, p[k]) for k in event_keys(workload,
-                                                                 p["workload_source"]))))
-    if key in _EVENT_CACHE:
-        return _EVENT_CACHE[key]
+
+class PlacedTrace(NamedTuple):
+    """A workload's trace in the modelled machine: the trace, its warm-up and total
+    operations, and per :class:`Policy` each touch's leaf (:func:`trace_leaves`)."""
+
+    trace: object
+    warm: int
+    n_ops: int
+    leaves: dict
+
+
+def placed_trace(p: dict, workload: Workload) -> PlacedTrace:
+    """The trace ``workload`` runs under parameters ``p`` and its leaves under every policy,
+    memoised on the event parameters it reads but those of the core (:data:`CORE_KEYS`);
+    the most recently used :data:`_PLACED_KEEP` are kept."""
+    key = (workload, tuple(sorted((k, p[k]) for k in event_keys(workload, p["workload_source"])
+                                  - CORE_KEYS)))
+    if key in _PLACED_CACHE:
+        _PLACED_CACHE[key] = _PLACED_CACHE.pop(key)   # most recently used last
+        return _PLACED_CACHE[key]
     layout = _layout(p)
-    captured = p["workload_source"] == "trace"
-    if captured:
+    if p["workload_source"] == "trace":
         # the first window is the warm-up: every recurring page and line has been loaded once
         trace, spans = placed_capture(workload, trace_shape(p, workload,
                                       1 + int(p["trace_windows"])), layout, int(p["seed"]))
@@ -279,20 +300,40 @@ def workload_events(p: dict, workload: Workload) -> PolicyEvents:
                                int(p["seed"]))
         spans = {"image": None, "modules": MODULE_AREA_BYTES, "vmalloc": 4 * layout.stack_bytes}
     ro = _ro_ranges(p, layout)
+    leaves = {pol: trace_leaves(trace, _kernel_table(layout, pol, ro, spans["vmalloc"],
+                                                     spans["modules"], FORCE_PTE[p["force_pte"]],
+                                                     image_bytes=spans["image"]))
+              for pol in POLICIES}
+    while len(_PLACED_CACHE) >= _PLACED_KEEP:
+        _PLACED_CACHE.pop(next(iter(_PLACED_CACHE)))
+    _PLACED_CACHE[key] = PlacedTrace(trace, warm, n, leaves)
+    return _PLACED_CACHE[key]
+
+
+def workload_events(p: dict, workload: Workload) -> PolicyEvents:
+    """Simulate ``workload`` under every :class:`Policy` for parameters ``p`` (completed by
+    :func:`check_params`). Results are memoised on the event-changing parameters the
+    workload reads (:func:`event_keys`), so cost-only sweeps re-price the same events; the
+    trace and its leaves on those but the core's (:func:`placed_trace`)."""
+    workload = Workload(workload)
+    key = (workload, tuple(sorted((k, p[k]) for k in event_keys(workload,
+                                                                 p["workload_source"]))))
+    if key in _EVENT_CACHE:
+        return _EVENT_CACHE[key]
+    trace, warm, n, leaves_of = placed_trace(p, workload)
+    layout = _layout(p)
     tspec, cspec, mem = _tlb_spec(p), _cache_spec(p, workload), memory_spec(p)
     out = {}
     done = []   # (leaves, events): the events depend on the policy only through the leaves
     for pol in POLICIES:
-        pt = _kernel_table(layout, pol, ro, spans["vmalloc"], spans["modules"],
-                           FORCE_PTE[p["force_pte"]], image_bytes=spans["image"])
-        leaves = trace_leaves(trace, pt)
+        leaves = leaves_of[pol]
         same = next((ev for lv, ev in done if all(np.array_equal(a, b)
                                                    for a, b in zip(lv, leaves))), None)
         ev = same if same is not None else simulate_events(trace, leaves, layout, tspec,
                                                            cspec, mem)
         done.append((leaves, ev))
         out[pol] = ev[warm:]
-    res = PolicyEvents(workload, out, n, captured)
+    res = PolicyEvents(workload, out, n, p["workload_source"] == "trace")
     if len(_EVENT_CACHE) > 256:
         _EVENT_CACHE.clear()
     _EVENT_CACHE[key] = res
