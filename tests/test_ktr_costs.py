@@ -314,7 +314,9 @@ def test_write_traffic_reaches_the_time_model(monkeypatch):
     r0 = solve_host(*args)
     extra = lines * r0.wall_ns * 1e-9
     with_lines = study.run_time_ns(*args, lines)
-    assert with_lines == ktr.system_time_ns(*args, extra_lines=extra)
+    # the wall time is solved to WALL_RTOL, so the lines it spreads are within that of these
+    # (at this rate they slow the run by some per cent: the time within 1e-4)
+    assert with_lines == pytest.approx(ktr.system_time_ns(*args, extra_lines=extra), rel=1e-4)
     assert with_lines > none
     r1 = solve_host(*args, extra_lines=extra)
     assert r1.bound == r0.bound == "latency"
