@@ -620,3 +620,106 @@ def test_b6_needs_a_hundred_walks_per_policy():
     assert bp.b6_resolved({**v, "on_walks": 100.0, "bbml2_walks": 250.0})
     sw = bp.joint_sweep(SMALL, {"cpi_base": (0.4, 0.8, None)}, 1, 2, seed=3)
     assert all(r["value"] is None for r in bp.sweep_records(sw, "B6", ["cpi_base"]))
+
+
+# ---- convergence, swings and what a simulation reads ------------------------------------------
+@pytest.mark.parametrize("source,workload,key,value", [
+    ("trace", bp.Workload.MEMCACHED, "mc_rx_ring_pages", 2048),
+    ("trace", bp.Workload.MEMCACHED, "mc_connections", 2000),
+    ("trace", bp.Workload.MEMCACHED, "dmcrypt_run_pages", 1),
+    ("trace", bp.Workload.DMCRYPT, "seqread_run_pages", 1),
+    ("synthetic", bp.Workload.DMCRYPT, "mc_connections", 400),
+    ("synthetic", bp.Workload.SEQREAD, "dmcrypt_run_pages", 1),
+    ("synthetic", bp.Workload.MEMCACHED, "trace_data_fresh", 0.0),
+])
+def test_event_keys_leave_out_only_what_the_simulation_ignores(source, workload, key, value):
+    """A parameter left out of a workload's memo key (:func:`bp.event_keys`) does not change
+    its events when simulated afresh; one kept in does (``l1_tlb_entries``)."""
+    q = bp.check_params({**SMALL, "workload_source": source, "trace_windows": 1})
+    assert key not in bp.event_keys(workload, source)
+
+    def fresh(r):
+        bp._EVENT_CACHE.clear()
+        bp._PLACED_CACHE.clear()
+        return bp.workload_events(r, workload).events
+
+    a, b = fresh(q), fresh({**q, key: value})
+    assert all(np.array_equal(a[pol], b[pol]) for pol in a)
+    assert "l1_tlb_entries" in bp.event_keys(workload, source)
+    c = fresh({**q, "l1_tlb_entries": 8})
+    assert not all(np.array_equal(a[pol], c[pol]) for pol in a)
+
+
+def test_swings_make_decided_by_checkable():
+    """The Latin hypercube alone leaves "decided by" unchecked; with one-at-a-time swings of
+    every assumed parameter at the sweep's lengths it is a list for every claim."""
+    from kmm.suite import registry
+    q = bp.check_params({**SMALL, "n_event_points": 2, "n_cost_points": 1,
+                         "sweep_memcached_ops": 200, "sweep_blockio_ops": 100})
+    specs = {k: v for k, v in bp.assumed_specs().items()
+             if k in ("cpi_base", "tlb_max_entry_shift", "dmcrypt_run_pages", "mc_think_us")}
+    sizes = (200, 100, 1)
+    sw = bp.swing_sweep(q, specs, sizes)
+    # tlb_max_entry_shift is at its high end: one point; the others two each
+    assert sw.height == 7
+    assert sw.filter(sw["dmcrypt_run_pages"] == 1)["B7"][0] == pytest.approx(
+        bp.claim_values({**q, "memcached_ops": 200, "blockio_ops": 100,
+                         "dmcrypt_run_pages": 1})["B7"], rel=1e-12)
+    joint = bp.joint_sweep(q, specs, 2, 1, q["seed"], sizes)
+    for c in ("B3", "B7"):
+        rec = {"value": bp.claim_values(q)[c], "scenario": "published", "parameters": q,
+               "sweep": bp.sweep_records(joint, c, sorted(specs))}
+        assert registry.decided_by(c, rec) is None
+        rec["swings"] = bp.sweep_records(sw, c, sorted(specs))
+        assert isinstance(registry.decided_by(c, rec), list)
+
+
+def test_replicates_rerun_two_seeds_and_cut_the_published_run_in_half():
+    """Two more seeds at the published lengths, and the published run's first half: its
+    events are the published events' first rows, and its closed loop is half as long. Each
+    claim's length is its workload's measured operations."""
+    from kmm.suite import registry
+    q = bp.check_params({**SMALL, "workload_source": "trace", "trace_windows": 2})
+    reps = bp.replicates(q)
+    assert set(reps) == set(bp.CHARTS)
+    full = {w: bp.workload_events(q, w) for w in bp.Workload}
+    for w, claims in bp.WORKLOAD_CLAIMS.items():
+        n = next(iter(full[w].events.values())).shape[0]
+        assert n == 2 * bp.CAPTURES[w][1]   # two measured windows of the capture
+        for c in claims:
+            assert [(r["seed"], r["length"]) for r in reps[c]] == [(2, n), (3, n), (1, n // 2)]
+    half = bp.first_half(full[bp.Workload.DMCRYPT])
+    for pol, ev in half.events.items():
+        assert np.array_equal(ev, full[bp.Workload.DMCRYPT].events[pol][: ev.shape[0]])
+    cut = bp.claim_values({**q, "queue_requests": q["queue_requests"] // 2},
+                          {w: bp.first_half(pe) for w, pe in full.items()})
+    assert reps["B7"][2]["value"] == cut["B7"] and reps["B3"][2]["value"] == cut["B3"]
+    other = bp.claim_values({**q, "seed": 2})
+    assert reps["B5"][0]["value"] == other["B5"]
+    assert reps["B3"][0]["value"] != bp.claim_values(q)["B3"]
+    published = bp.claim_values(q)
+    for c in ("B3", "B7", "B8"):
+        rec = {"value": published[c], "scenario": "published", "parameters": q,
+               "replicates": reps[c]}
+        assert registry.convergence(c, rec)[0] is not None
+
+
+def test_core_parameters_reuse_the_placed_trace():
+    """A swing of a core parameter (:data:`bp.CORE_KEYS`) reuses the placed trace and its
+    leaves, and gives the events a fresh simulation gives; simulating leaves them intact."""
+    q = bp.check_params({**SMALL, "workload_source": "trace", "trace_windows": 1})
+    w = bp.Workload.DMCRYPT
+    bp._EVENT_CACHE.clear()
+    bp._PLACED_CACHE.clear()
+    base = bp.workload_events(q, w).events
+    placed = bp.placed_trace(q, w)
+    swung = {**q, "l2_tlb_entries": 1024, "prefetch_boundary": 3}
+    assert set(swung) - set(q) == set() and bp.placed_trace(swung, w) is placed
+    reused = bp.workload_events(swung, w).events
+    bp._EVENT_CACHE.clear()
+    bp._PLACED_CACHE.clear()
+    again = bp.workload_events(swung, w).events
+    assert all(np.array_equal(reused[pol], again[pol]) for pol in again)
+    bp._EVENT_CACHE.clear()
+    assert all(np.array_equal(base[pol], bp.workload_events(q, w).events[pol]) for pol in base)
+    assert not all(np.array_equal(base[pol], again[pol]) for pol in base)

@@ -480,3 +480,35 @@ def test_host_time_twin_of_timing_solve():
         mine = ktr.class_memory_ns(c, lat, c.classes.TEXT, scheme, ktr.UserPolicy.LOCAL,
                                    costs, source=1)
         assert mine.sum() == pytest.approx(r.breakdown["data_memory_ns"], rel=1e-12)
+
+
+def test_replicates_pool_disjoint_seeds_and_half_the_measured_accesses():
+    """K1-K3 again: the published point pools seeds [1, 2]; the replicates pool [3, 4] and
+    [5, 6] (recorded under their first seed) with the published 3000 measured accesses,
+    and [1, 2] with 1500 (the warm-up kept). At the published seeds and length the values
+    are the published ones; other seeds draw other hot sets, and the gain moves. K4 and K5
+    are deterministic. The replicates make a convergence check."""
+    from kmm.mech.ktr import study
+    from kmm.suite import registry
+    p = _p_small(seeds=[1, 2], workloads=["database"], node_counts=[2], ratios=[1.0, 2.0],
+                 k1_ratios=[2.0], accesses_per_cpu=3000, warmup_per_cpu=3000,
+                 geometries=["4K/48"], workload_source="synthetic")
+    reps = study.replicates(p)
+    assert set(reps) == {"K1", "K2", "K3"}
+    for rs in reps.values():
+        assert [(r["seed"], r["length"]) for r in rs] == [(3, 3000), (5, 3000), (1, 1500)]
+    runs = ktr.simulate_all(p)
+    published = study.headline_values(p, runs[("nodes", 2)])
+    c3 = ktr.simulate_seeds(ktr.WORKLOADS["database"], study.machine_of(p), study.run_of(p),
+                            [3, 4])
+    assert reps["K1"][0]["value"] == pytest.approx(study.headline_values(p, c3)["K1"], rel=1e-12)
+    assert reps["K1"][0]["value"] != published["K1"]
+    assert reps["K3"][2]["value"]["ratio"] == published["K3"]["ratio"] == [1.0, 2.0]
+    ev = study.STUDY.evaluate(p)
+    assert ev["K1"].value == published["K1"] and ev["K3"].value == published["K3"]
+    assert ev["K4"].deterministic and ev["K5"].deterministic
+    assert not any(ev[c].deterministic for c in ("K1", "K2", "K3"))
+    for c in ("K1", "K2", "K3"):
+        rec = {"value": ev[c].value, "scenario": "published", "parameters": p,
+               "replicates": list(ev[c].replicates)}
+        assert registry.convergence(c, rec)[0] is not None

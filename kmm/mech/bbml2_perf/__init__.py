@@ -117,8 +117,10 @@ further lines / ``stream_mlp``. Instruction lines are not simulated in the line 
   at one miss per measured window, and is evaluated only when each policy makes at least
   :data:`B6_MIN_WALKS` kernel walks in that window (else the claim is not evaluated).
 - Every ``assumed`` parameter of params/bbml2_perf.yaml is swept jointly
-  (:func:`joint_sweep`, a Latin hypercube) and each claim is recorded with its values over
-  the sweep.
+  (:func:`joint_sweep`, a Latin hypercube) and one at a time around the published point
+  (:func:`swing_sweep`, the swings that decide "decided by"); each claim is recorded with
+  its values over both and with its :func:`replicates` (two more seeds, and the published
+  run cut at half its measured operations) for the convergence check.
 
 Trace-driven workloads (the default, ``workload_source = "trace"``)
 --------------------------------------------------------------------
@@ -160,9 +162,10 @@ from .workload import (_Touches, BlockIOShape, Capture, capture_window, CAPTURES
     DATA_PAGE_LINES, group_touches, load_capture, placed_capture, TraceDrivenShape, dmcrypt_trace, memcached_trace, MemcachedShape,
     MODULE_AREA_BYTES, page_runs, scatter_blocks, seqread_trace, slab_objects, Trace,
     workload_trace)
-from .study import (_EVENT_CACHE, ASSUMED, assumed_specs, CHARTS, CHOICES, evidence, STUDY, check_choice_int, check_params, CLAIM_COLUMNS,
-    b6_resolved, B6_MIN_WALKS, claim_basis, claim_values, cost_spec, DEFAULTS, footprint_comparison, MECHANISM_SETTINGS,
-    mechanism_contributions, memory_mechanisms_on, memory_spec, trace_shape, WORKLOAD_SOURCES, dominant_parameter, evaluate, EVENT_KEYS, explanations,
-    granule_frame, joint_sweep, memcached_queue, params_from, params_path, policy_metrics,
-    PolicyEvents, priced_events, relevant, results_frame, run_point, sensitivity, sweep_records,
-    table_summary, trace_summary, utilisation_curve, warmup_ops, workload_events)
+from .study import (_EVENT_CACHE, _PLACED_CACHE, ASSUMED, assumed_specs, CHARTS, CHOICES, evidence, STUDY, check_choice_int, check_params, CLAIM_COLUMNS,
+    b6_resolved, b6_value, B6_MIN_WALKS, claim_basis, CORE_KEYS, placed_trace, PlacedTrace, claim_values, cost_spec, DEFAULTS, footprint_comparison, MECHANISM_SETTINGS,
+    mechanism_contributions, memory_mechanisms_on, memory_spec, trace_shape, WORKLOAD_SOURCES, dominant_parameter, evaluate, EVENT_KEYS, event_keys, explanations,
+    first_half, granule_frame, joint_sweep, memcached_queue, params_from, params_path, policy_metrics,
+    PolicyEvents, priced_events, relevant, replicates, results_frame, run_point, sensitivity,
+    swing_sweep, sweep_records, table_summary, trace_summary, utilisation_curve, warmup_ops,
+    workload_events, WORKLOAD_CLAIMS)

@@ -11,7 +11,8 @@ from ...config import check_float, check_int
 from ...engine import attr_cont, attr_level, PageTable
 from ...errors import ConfigError
 from ...sampling import latin_hypercube
-from ...suite.study import cached, Evidence, Study
+from ...suite.study import (cached, Evidence, one_at_a_time, replicate_plan, replicates_from,
+    Study)
 from .workload import (BlockIOShape, CAPTURES, load_capture, MemcachedShape, MODULE_AREA_BYTES, placed_capture,
     TraceDrivenShape, workload_trace)
 from .model import (_kernel_table, CacheSpec, CHUNK_BYTES, closed_loop, CostSpec, GiB,
@@ -81,6 +82,34 @@ EVENT_KEYS = frozenset({
     "dmcrypt_run_pages", "seqread_run_pages", "read_bytes", "force_pte", "workload_source",
     "trace_windows", "trace_data_fresh", "prefetch_boundary", "prefetch_ramp_lines",
     "prefetch_streams", "store_no_read", "blockio_cpus"})
+#: Event parameters that reach only their own workload's events: the others' simulations
+#: do not read them (:func:`event_keys`).
+_WORKLOAD_EVENT_KEYS = {
+    Workload.MEMCACHED: frozenset({"memcached_ops", "memcached_busy_cores", "mc_connections",
+                                   "mc_value_bytes", "mc_rx_ring_pages"}),
+    Workload.DMCRYPT: frozenset({"blockio_ops", "blockio_busy_cores", "dmcrypt_run_pages",
+                                 "blockio_cpus"}),
+    Workload.SEQREAD: frozenset({"blockio_ops", "blockio_busy_cores", "seqread_run_pages",
+                                 "read_bytes", "blockio_cpus"})}
+#: Event parameters that only one ``workload_source`` reads: the capture's repetitions and
+#: data-page rule, the synthetic traces' lengths, warm-up and shapes.
+_SOURCE_EVENT_KEYS = {
+    "trace": frozenset({"trace_windows", "trace_data_fresh"}),
+    "synthetic": frozenset({"memcached_ops", "blockio_ops", "warm_fraction", "mc_connections",
+                            "mc_value_bytes", "mc_rx_ring_pages", "read_bytes"})}
+
+
+def event_keys(workload: Workload, source: str) -> frozenset:
+    """The parameters of :data:`EVENT_KEYS` that the simulation of ``workload`` under
+    ``workload_source`` ``source`` reads: those of the other workloads and of the other
+    source left out (memcached's connections, for one, set its closed loop but not the
+    captured events). :func:`workload_events` memoises on them, so a swing of one
+    workload's parameter simulates that workload alone."""
+    own = _WORKLOAD_EVENT_KEYS[workload]
+    others = set().union(*_WORKLOAD_EVENT_KEYS.values()) - own
+    own_source = _SOURCE_EVENT_KEYS.get(source, frozenset())
+    other_source = set().union(*_SOURCE_EVENT_KEYS.values()) - own_source
+    return frozenset(EVENT_KEYS - others - other_source)
 
 
 def check_params(params: dict) -> dict:
@@ -225,18 +254,40 @@ def trace_shape(p: dict, workload: Workload, windows: int) -> TraceDrivenShape:
 
 _EVENT_CACHE: dict = {}
 
+#: Event parameters that configure only the simulated core (TLBs, walk cache, caches, the
+#: prefetcher and stores): the trace, the page tables and each touch's leaf do not depend on
+#: them, so :func:`workload_events` reuses those (:func:`placed_trace`).
+CORE_KEYS = frozenset({"l1_tlb_entries", "l2_tlb_entries", "l2_tlb_ways", "tlb_honours_cont",
+                       "tlb_max_entry_shift", "walk_cache_entries", "l1i_bytes", "l1d_bytes",
+                       "l2_bytes", "slc_bytes", "memcached_busy_cores", "blockio_busy_cores",
+                       "prefetch_boundary", "prefetch_ramp_lines", "prefetch_streams",
+                       "store_no_read"})
+_PLACED_CACHE: dict = {}
+#: Placed traces kept (each holds a trace and its leaves under every policy).
+_PLACED_KEEP = 12
 
-def workload_events(p: dict, workload: Workload) -> PolicyEvents:
-    """Simulate ``workload`` under every :class:`Policy` for parameters ``p`` (completed by
-    :func:`check_params`). Results are memoised on the event-changing parameters, so cost-only
-    sweeps re-price the same events."""
-    workload = Workload(workload)
-    key = (workload, tuple(sorted((k, p[k]) for k in EVENT_KEYS)))
-    if key in _EVENT_CACHE:
-        return _EVENT_CACHE[key]
+
+class PlacedTrace(NamedTuple):
+    """A workload's trace in the modelled machine: the trace, its warm-up and total
+    operations, and per :class:`Policy` each touch's leaf (:func:`trace_leaves`)."""
+
+    trace: object
+    warm: int
+    n_ops: int
+    leaves: dict
+
+
+def placed_trace(p: dict, workload: Workload) -> PlacedTrace:
+    """The trace ``workload`` runs under parameters ``p`` and its leaves under every policy,
+    memoised on the event parameters it reads but those of the core (:data:`CORE_KEYS`);
+    the most recently used :data:`_PLACED_KEEP` are kept."""
+    key = (workload, tuple(sorted((k, p[k]) for k in event_keys(workload, p["workload_source"])
+                                  - CORE_KEYS)))
+    if key in _PLACED_CACHE:
+        _PLACED_CACHE[key] = _PLACED_CACHE.pop(key)   # most recently used last
+        return _PLACED_CACHE[key]
     layout = _layout(p)
-    captured = p["workload_source"] == "trace"
-    if captured:
+    if p["workload_source"] == "trace":
         # the first window is the warm-up: every recurring page and line has been loaded once
         trace, spans = placed_capture(workload, trace_shape(p, workload,
                                       1 + int(p["trace_windows"])), layout, int(p["seed"]))
@@ -249,20 +300,40 @@ def workload_events(p: dict, workload: Workload) -> PolicyEvents:
                                int(p["seed"]))
         spans = {"image": None, "modules": MODULE_AREA_BYTES, "vmalloc": 4 * layout.stack_bytes}
     ro = _ro_ranges(p, layout)
+    leaves = {pol: trace_leaves(trace, _kernel_table(layout, pol, ro, spans["vmalloc"],
+                                                     spans["modules"], FORCE_PTE[p["force_pte"]],
+                                                     image_bytes=spans["image"]))
+              for pol in POLICIES}
+    while len(_PLACED_CACHE) >= _PLACED_KEEP:
+        _PLACED_CACHE.pop(next(iter(_PLACED_CACHE)))
+    _PLACED_CACHE[key] = PlacedTrace(trace, warm, n, leaves)
+    return _PLACED_CACHE[key]
+
+
+def workload_events(p: dict, workload: Workload) -> PolicyEvents:
+    """Simulate ``workload`` under every :class:`Policy` for parameters ``p`` (completed by
+    :func:`check_params`). Results are memoised on the event-changing parameters the
+    workload reads (:func:`event_keys`), so cost-only sweeps re-price the same events; the
+    trace and its leaves on those but the core's (:func:`placed_trace`)."""
+    workload = Workload(workload)
+    key = (workload, tuple(sorted((k, p[k]) for k in event_keys(workload,
+                                                                 p["workload_source"]))))
+    if key in _EVENT_CACHE:
+        return _EVENT_CACHE[key]
+    trace, warm, n, leaves_of = placed_trace(p, workload)
+    layout = _layout(p)
     tspec, cspec, mem = _tlb_spec(p), _cache_spec(p, workload), memory_spec(p)
     out = {}
     done = []   # (leaves, events): the events depend on the policy only through the leaves
     for pol in POLICIES:
-        pt = _kernel_table(layout, pol, ro, spans["vmalloc"], spans["modules"],
-                           FORCE_PTE[p["force_pte"]], image_bytes=spans["image"])
-        leaves = trace_leaves(trace, pt)
+        leaves = leaves_of[pol]
         same = next((ev for lv, ev in done if all(np.array_equal(a, b)
                                                    for a, b in zip(lv, leaves))), None)
         ev = same if same is not None else simulate_events(trace, leaves, layout, tspec,
                                                            cspec, mem)
         done.append((leaves, ev))
         out[pol] = ev[warm:]
-    res = PolicyEvents(workload, out, n, captured)
+    res = PolicyEvents(workload, out, n, p["workload_source"] == "trace")
     if len(_EVENT_CACHE) > 256:
         _EVENT_CACHE.clear()
     _EVENT_CACHE[key] = res
@@ -334,9 +405,11 @@ def _rel(new: float, base: float) -> float:
     return float(new / base - 1.0)
 
 
-def claim_values(p: dict) -> dict:
+def claim_values(p: dict, events: dict | None = None) -> dict:
     """Values of B3-B8 for parameters ``p``: relative changes of rodata=full+BBML2 against
-    rodata=full (B3, B4, B5, B7, B8) and against rodata=on (B6: ``ops_rel``, ``mpki_rel``).
+    rodata=full (B3, B4, B5, B7, B8) and against rodata=on (B6: ``ops_rel``, ``mpki_rel``),
+    from ``events`` (:class:`PolicyEvents` per :class:`Workload`; default
+    :func:`workload_events` of ``p``).
 
     ``mpki_rel`` is measured against rodata=on's MPKI floored at the MPKI resolution (one
     miss over the measured kernel instructions), so a rodata=on count of zero gives a finite
@@ -345,13 +418,14 @@ def claim_values(p: dict) -> dict:
     window (``on_walks``, ``bbml2_walks``: :func:`b6_resolved`).
     """
     p = check_params(p)
+    events = {w: workload_events(p, w) for w in Workload} if events is None else events
     cost = cost_spec(p)
-    mc = priced_events(workload_events(p, Workload.MEMCACHED), p)
+    mc = priced_events(events[Workload.MEMCACHED], p)
     m = policy_metrics(mc, cost)
     q = memcached_queue(mc, p, cost)
     F, O, B = Policy.FULL_PTES, Policy.RODATA_ON, Policy.FULL_BBML2
-    dm = policy_metrics(priced_events(workload_events(p, Workload.DMCRYPT), p), cost)
-    sr = policy_metrics(priced_events(workload_events(p, Workload.SEQREAD), p), cost)
+    dm = policy_metrics(priced_events(events[Workload.DMCRYPT], p), cost)
+    sr = policy_metrics(priced_events(events[Workload.SEQREAD], p), cost)
     on_mpki = max(m[O]["kernel_tlb_mpki"], m[O]["mpki_resolution"])
     return {
         "B3": _rel(q[B]["throughput"], q[F]["throughput"]),
@@ -400,22 +474,44 @@ def joint_sweep(base: dict, specs: dict, n_event: int, n_cost: int, seed: int,
     cost_specs = {k: v for k, v in specs.items() if k not in EVENT_KEYS}
     ev_pts = latin_hypercube(ev_specs, n_event, seed, base) if ev_specs else [{}]
     cost_pts = latin_hypercube(cost_specs, n_cost, seed + 1, base) if cost_specs else [{}]
-    sizes = {} if event_ops is None else {"memcached_ops": event_ops[0],
-                                          "blockio_ops": event_ops[1],
-                                          "trace_windows": event_ops[2]}
     rows = []
     for i, e in enumerate(ev_pts):
         for j, c in enumerate(cost_pts):
             pt = {**e, **c}
-            v = claim_values({**base, **sizes, **pt})
-            row = {"point": i * len(cost_pts) + j, "event_point": i, **pt}
-            for cid, val in v.items():
-                if isinstance(val, dict):
-                    row.update({f"{cid}_{k}": x for k, x in val.items()})
-                else:
-                    row[cid] = val
-            rows.append(row)
+            rows.append({"point": i * len(cost_pts) + j, "event_point": i, **pt,
+                         **_claim_row(claim_values({**base, **_sizes(event_ops), **pt}))})
     return pl.DataFrame(rows)
+
+
+def _sizes(event_ops: tuple[int, int, int] | None) -> dict:
+    """The parameters of a sweep point's simulation lengths (:func:`joint_sweep`)."""
+    return {} if event_ops is None else {"memcached_ops": event_ops[0],
+                                         "blockio_ops": event_ops[1],
+                                         "trace_windows": event_ops[2]}
+
+
+def _claim_row(values: dict) -> dict:
+    """:func:`claim_values` as one row: B6's evidence as ``B6_<key>`` columns."""
+    row = {}
+    for cid, val in values.items():
+        if isinstance(val, dict):
+            row.update({f"{cid}_{k}": x for k, x in val.items()})
+        else:
+            row[cid] = val
+    return row
+
+
+@cached()
+def swing_sweep(base: dict, specs: dict, event_ops: tuple[int, int, int] | None = None):
+    """Claim values at the one-at-a-time swings of the assumed parameters
+    (:func:`kmm.suite.study.one_at_a_time` around ``base``), each simulated and priced as
+    :func:`joint_sweep`'s points (``event_ops`` the same lengths): the points
+    :func:`kmm.suite.registry.decided_by` reads, which a Latin hypercube lacks. A polars
+    frame in :func:`joint_sweep`'s columns, without ``point`` and ``event_point``."""
+    import polars as pl
+    base = check_params(base)
+    return pl.DataFrame([{**pt, **_claim_row(claim_values({**base, **_sizes(event_ops), **pt}))}
+                         for pt in one_at_a_time(specs, base)])
 
 
 def sweep_records(frame, claim: str, params: list[str] | None = None) -> list[dict]:
@@ -670,15 +766,15 @@ def run_point(**params):
     return pl.concat([df, extra], how="vertical_relaxed")
 
 
-def granule_frame(p: dict, granules: list[str], ops: tuple[int, int] | None = None):
+def granule_frame(p: dict, granules: list[str], ops: tuple[int, int, int] | None = None):
     """Claim values and kernel TLB MPKI per policy for each granule (the thread measured
     4K; 16K and 64K pages map more per PTE, so blocks save less). ``ops`` = (memcached,
-    block I/O) measured operations per simulation."""
+    block I/O) measured operations per synthetic simulation and capture windows per
+    trace-driven one, as :func:`joint_sweep`'s ``event_ops``."""
     import polars as pl
     rows = []
     for gr in granules:
-        q = check_params({**p, "granule": gr, **({} if ops is None else
-                                                 {"memcached_ops": ops[0], "blockio_ops": ops[1]})})
+        q = check_params({**p, "granule": gr, **_sizes(ops)})
         vals = claim_values(q)
         res = evaluate(q)
         for cid, v in vals.items():
@@ -698,13 +794,62 @@ CHARTS = {"B3": "bbml2_perf_throughput", "B4": "bbml2_perf_latency_vs_utilisatio
           "B7": "bbml2_perf_cycles", "B8": "bbml2_perf_cycles"}
 
 
+#: The claims each workload's events give.
+WORKLOAD_CLAIMS = {Workload.MEMCACHED: ("B3", "B4", "B5", "B6"), Workload.DMCRYPT: ("B7",),
+                   Workload.SEQREAD: ("B8",)}
+
+
+def first_half(pe: PolicyEvents) -> PolicyEvents:
+    """``pe`` cut at the midpoint of its measured operations: what the same run had
+    measured halfway (the events are per operation, in the order simulated)."""
+    half = {pol: ev[: ev.shape[0] // 2] for pol, ev in pe.events.items()}
+    cut = next(iter(pe.events.values())).shape[0] - next(iter(half.values())).shape[0]
+    return PolicyEvents(pe.workload, half, pe.n_ops - cut, pe.captured)
+
+
+def b6_value(b6: dict) -> dict | None:
+    """B6's evidence, or None where too few kernel walks leave it unresolved
+    (:func:`b6_resolved`)."""
+    return b6 if b6_resolved(b6) else None
+
+
+@cached()
+def replicates(p: dict) -> dict[str, list[dict]]:
+    """B3-B8 again (:func:`kmm.suite.registry.convergence`) at the runs of
+    :func:`kmm.suite.study.replicate_plan`: every workload simulated again at seeds
+    ``seed + 1`` and ``seed + 2`` (the placement of the captured pages, the read-only module
+    aliases and the closed loop's draws), and the published run cut at the midpoint of its
+    measured operations (:func:`first_half`) with a closed loop of half the
+    ``queue_requests``. A claim's length is the measured operations of its workload
+    (:data:`WORKLOAD_CLAIMS`: memcached requests, dm-crypt blocks, 4 KiB reads); B6 is None
+    where unresolved, as its published value. No claim is deterministic: each is a ratio of
+    event counts drawn from a seeded placement over a finite stream."""
+    p = check_params(p)
+    full = {w: workload_events(p, w) for w in Workload}
+    measured = {w: next(iter(pe.events.values())).shape[0] for w, pe in full.items()}
+    plans = {w: replicate_plan(p["seed"], n) for w, n in measured.items()}
+    runs = []
+    for i, (seed, length) in enumerate(plans[Workload.MEMCACHED]):
+        if length == measured[Workload.MEMCACHED]:
+            values = claim_values({**p, "seed": seed})
+        else:
+            values = claim_values({**p, "queue_requests": p["queue_requests"] // 2},
+                                  {w: first_half(pe) for w, pe in full.items()})
+        values["B6"] = b6_value(values["B6"])
+        for w, claims in WORKLOAD_CLAIMS.items():
+            runs.append((*plans[w][i], {c: values[c] for c in claims}))
+    return replicates_from(runs)
+
+
 def evidence(p: dict) -> dict:
-    """B3-B8 at parameters ``p``, with their joint sweep of the ``assumed`` parameters
+    """B3-B8 at parameters ``p``, with their joint sweep of the ``assumed`` parameters, its
+    one-at-a-time swings (:func:`swing_sweep`) and their :func:`replicates`
     (:class:`kmm.suite.study.Evidence` per claim)."""
     specs = assumed_specs()
-    sweep = joint_sweep(p, specs, p["n_event_points"], p["n_cost_points"], p["seed"],
-                        (p["sweep_memcached_ops"], p["sweep_blockio_ops"],
-                         p["sweep_trace_windows"]))
+    sizes = (p["sweep_memcached_ops"], p["sweep_blockio_ops"], p["sweep_trace_windows"])
+    sweep = joint_sweep(p, specs, p["n_event_points"], p["n_cost_points"], p["seed"], sizes)
+    swings = swing_sweep(p, specs, sizes)
+    reps = replicates(p)
     values = claim_values(p)
     text = explanations(p, evaluate(p), values, sensitivity(sweep))
     if not b6_resolved(values["B6"]):
@@ -715,7 +860,9 @@ def evidence(p: dict) -> dict:
                       f"kernel walks, fewer than the {B6_MIN_WALKS} each policy needs before "
                       f"a relative MPKI is meaningful (ops/s {b6['ops_rel']:+.3%}).")
     return {c: Evidence(values[c], "" if c == "B6" else "fraction", text[c], CHARTS[c],
-                        sweep_records(sweep, c, sorted(specs)), basis=claim_basis(p, c))
+                        sweep_records(sweep, c, sorted(specs)),
+                        swings=sweep_records(swings, c, sorted(specs)),
+                        basis=claim_basis(p, c), replicates=reps[c])
             for c in CHARTS}
 
 
@@ -767,14 +914,16 @@ MECHANISM_SETTINGS = {
 }
 
 
-def mechanism_contributions(p: dict, settings: dict | None = None):
+def mechanism_contributions(p: dict, settings: dict | None = None,
+                            event_ops: tuple[int, int, int] | None = None):
     """B3-B8 with each prefetch/store/CPU mechanism alone and together
-    (:data:`MECHANISM_SETTINGS`; the other parameters of ``p``), one row per setting and
-    claim value (long frame)."""
+    (:data:`MECHANISM_SETTINGS`; the other parameters of ``p``, the simulations' lengths
+    ``event_ops`` as :func:`joint_sweep`'s where given), one row per setting and claim value
+    (long frame)."""
     import polars as pl
     rows = []
     for name, over in (settings or MECHANISM_SETTINGS).items():
-        q = check_params({**p, **over})
+        q = check_params({**p, **_sizes(event_ops), **over})
         for cid, v in claim_values(q).items():
             items = v.items() if isinstance(v, dict) else [("", v)]
             for k, x in items:

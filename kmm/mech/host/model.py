@@ -1121,13 +1121,13 @@ def _check_lat(c: HostCounts, latency_ns) -> np.ndarray:
 
 def solve_host(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
                costs: HostCosts = HostCosts(),
-               rc: ReplicaCosts = ReplicaCosts()) -> eng.TimeResult:
+               rc: ReplicaCosts = ReplicaCosts(), extra_lines=None) -> eng.TimeResult:
     """:func:`kmm.timing.solve` of the counts on a machine of idle latencies
     ``latency_ns[cpu node, memory node]`` (peak bandwidth from the calibration), with
-    the costs of ``rc``."""
+    the costs of ``rc`` and ``extra_lines`` (:func:`time_counts`)."""
     lat = _check_lat(c, latency_ns)
     ms = eng.memory_system(lat, background=costs.background)
-    return eng.solve_time(time_counts(c, scheme, policy, rc=rc), ms, costs.core())
+    return eng.solve_time(time_counts(c, scheme, policy, extra_lines, rc), ms, costs.core())
 
 
 def _shares(r: eng.TimeResult, costs: HostCosts) -> np.ndarray:
@@ -1138,12 +1138,12 @@ def _shares(r: eng.TimeResult, costs: HostCosts) -> np.ndarray:
 
 def node_times_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
                   costs: HostCosts = HostCosts(),
-                  rc: ReplicaCosts = ReplicaCosts()) -> np.ndarray:
+                  rc: ReplicaCosts = ReplicaCosts(), extra_lines=None) -> np.ndarray:
     """Time (ns) of each node's share of the work at the loaded latencies: base CPI, stalls
     on L2 and LLC hits and on memory reads, L2 TLB hits (:func:`solve_host`), plus the
     node's wait when the run is bandwidth bound. Every node runs the simulated node's
     work."""
-    r = solve_host(c, latency_ns, scheme, policy, costs, rc)
+    r = solve_host(c, latency_ns, scheme, policy, costs, rc, extra_lines)
     wait = (r.wall_ns * c.cpus - r.node_ns).clip(min=0.0) if r.bound == "bandwidth" \
         else np.zeros(c.nodes)
     return r.node_ns + wait
@@ -1151,10 +1151,10 @@ def node_times_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
 
 def system_time_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
                    costs: HostCosts = HostCosts(),
-                   rc: ReplicaCosts = ReplicaCosts()) -> float:
+                   rc: ReplicaCosts = ReplicaCosts(), extra_lines=None) -> float:
     """Time of the whole machine's work; every scheme runs the same instructions, so time
     ratios are throughput ratios."""
-    return float(node_times_ns(c, latency_ns, scheme, policy, costs, rc).sum())
+    return float(node_times_ns(c, latency_ns, scheme, policy, costs, rc, extra_lines).sum())
 
 
 def time_breakdown(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,

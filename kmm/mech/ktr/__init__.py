@@ -36,8 +36,10 @@ The module holds three parts:
 - what replication costs beyond patching (:class:`ReplicaCosts`, :func:`pgd_sync_fraction`):
   copies competing in an LLC several nodes share (``simulate_host(...,
   replicas_in_llc=n)``), module text left on node 0, kernel objects on another node, cold
-  copies after a migration, top-level table updates copied to every node; the gain on any
-  latency matrix (:func:`gain` ``latency_ns``, :func:`topology_frame`).
+  copies after a migration, top-level table updates copied to every node; the writes of
+  patching and of the table sync also load memory and links, passed to the time model as
+  lines moved between nodes (:func:`write_lines_per_s`, :func:`run_time_ns`); the gain on
+  any latency matrix (:func:`gain` ``latency_ns``, :func:`topology_frame`).
 
 Sources
 -------
@@ -67,11 +69,12 @@ from ..host.model import (build_kernel_tables, class_memory_ns, Classes, DEFCONF
 from ..host.workload import (_interleave, convert_kernel_trace, generate_cpu_trace, HostTrace,
     el2_footprint, KernelStream, linear_frame, splice_kernel, synthetic_footprint, text_layout, TextLayout,
     trace_cpu_trace, trace_footprint, TraceWorkload)
-from .model import (break_even_patch_rate, image_subtree_tables, replication_bytes_formula,
-    replication_bytes_model)
+from .model import (break_even_patch_rate, image_subtree_tables, LINES_PER_REMOTE_WRITE,
+    replication_bytes_formula, replication_bytes_model, write_lines_per_s)
 from .study import (breakdown_frame, CHARTS, check_params, DEFAULTS, evidence, frame, STUDY, claim_values, gain, gain_frame, host_costs, image_of,
     k1_sweep, machine_of, memory_frame, migration_frame, most_influential, NOTEBOOK_KEYS,
-    params_from, patch_cost_of, patch_frame, patch_rates_of, replica_costs, results_frame, run_of,
+    computed, Computed, headline_values, params_from, patch_cost_of, patch_frame,
+    patch_rates_of, replica_costs, replicates, results_frame, run_of, run_time_ns,
     simulate_all, sweep_frame, topology_frame, topology_of, TOPOLOGIES, tornado_frame,
     user_numa_frame, workloads_frame, footprint_frame, sources_frame, trace_workload, TRACED,
     WORKLOAD_SOURCES)
@@ -93,4 +96,6 @@ __all__ = ["KernelImage", "ImagePlacement", "build_kernel_tables", "replication_
            "topology_frame", "topology_of", "TOPOLOGIES", "TraceWorkload",
            "KernelStream", "convert_kernel_trace", "splice_kernel", "trace_cpu_trace",
            "linear_frame", "trace_footprint", "el2_footprint", "synthetic_footprint",
-           "footprint_frame", "sources_frame", "trace_workload", "TRACED", "WORKLOAD_SOURCES"]
+           "footprint_frame", "sources_frame", "trace_workload", "TRACED", "WORKLOAD_SOURCES",
+           "write_lines_per_s", "LINES_PER_REMOTE_WRITE", "run_time_ns", "headline_values",
+           "replicates", "computed", "Computed"]

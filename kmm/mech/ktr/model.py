@@ -3,11 +3,14 @@
 Part of :mod:`kmm.mech.ktr`."""
 from __future__ import annotations
 
+import numpy as np
+
 from ... import engine as eng
-from ...config import check_int
+from ...config import check_float, check_int
 from ...engine import Topology
+from ...errors import ConfigError
 from ..host.model import (build_kernel_tables, ImagePlacement, KernelImage, ktr_table_node,
-    patch_machine_ns, PatchCost, top_tables_per_node)
+    patch_machine_ns, PATCH_PATHS, PatchCost, top_tables_per_node)
 
 def replication_bytes_model(image: KernelImage, g: eng.Geometry, nodes: int,
                             placement: ImagePlacement = ImagePlacement(),
@@ -109,3 +112,40 @@ def break_even_patch_rate(topo: Topology, gain: float, cost: PatchCost = PatchCo
         return float("inf")
     f = gain / (1.0 + gain)
     return f * topo.cpus * 1e9 / extra
+
+
+#: Lines one store into another node's line moves: the read for ownership
+#: (:func:`kmm.mech.host.model.patch_write_ns` prices its latency) and the eventual writeback
+#: of the dirtied line to its node's memory.
+LINES_PER_REMOTE_WRITE = 2
+
+
+def write_lines_per_s(topo: Topology, copies: int, rates: dict, cost: PatchCost = PatchCost(),
+                      pgd_updates_per_s: float = 0.0, patcher_nid: int = 0) -> np.ndarray:
+    """Memory traffic of the writes that keep the copies equal, as lines per second moved
+    into node ``i`` from node ``j`` (``[i, j]``; :class:`kmm.timing.Counts` ``extra_lines``
+    once multiplied by a run's wall time).
+
+    The writes are those the CPU-time charges count: each patch of every path of ``rates``
+    (:func:`kmm.mech.host.model.patch_mix_fraction`) writes each of ``cost.sites``
+    instructions into every copy through the fixmap (``text_poke``; copy ``n`` on node
+    ``n``, the patching CPU on ``patcher_nid``); each top-level table update
+    (:func:`kmm.mech.host.model.pgd_sync_fraction`) stores into the ``copies - 1`` extra
+    tables from a CPU on any node with equal probability (``rate / nodes`` from each).
+    Each store moves :data:`LINES_PER_REMOTE_WRITE` lines between the writer's node and the
+    copy's. The one copy of a machine without replication (``copies`` = 1) is patched
+    too; its top-level table update is in both schemes and is not counted.
+    """
+    n = topo.nodes
+    check_int("copies", copies, lo=1, hi=n)
+    check_int("patcher_nid", patcher_nid, lo=0, hi=n - 1)
+    pgd = check_float("pgd_updates_per_s", pgd_updates_per_s, lo=0.0)
+    for path, rate in rates.items():
+        if path not in PATCH_PATHS:
+            raise ConfigError(f"unknown patch path {path!r}; allowed: "
+                                  f"{', '.join(PATCH_PATHS)}", "rates")
+        check_float("rate_per_s", rate, lo=0.0)
+    out = np.zeros((n, n))
+    out[patcher_nid, :copies] += LINES_PER_REMOTE_WRITE * cost.sites * float(sum(rates.values()))
+    out[:, 1:copies] += LINES_PER_REMOTE_WRITE * pgd / n
+    return out

@@ -3,7 +3,9 @@
 Part of :mod:`kmm.mech.ktr`."""
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -12,11 +14,13 @@ from ...errors import ConfigError
 from ..host.workload import TraceWorkload
 from ..host.model import (HostCosts, HostCounts, KernelImage, ktr_refusal, KTR_TABLE_PLACEMENTS,
     Machine, MiB, fixmap_flush_ns, patch_machine_ns, patch_mix_fraction, PATCH_PATHS,
-    pgd_sync_fraction, ReplicaCosts, simulate_host, top_tables_per_node,
+    pgd_sync_fraction, ReplicaCosts, simulate_host, time_counts, top_tables_per_node,
     patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, system_time_ns, time_breakdown, UserPolicy, WORKLOADS)
-from ...suite.study import cached, evidence_from, most_influential, Study
-from .model import break_even_patch_rate, replication_bytes_formula, replication_bytes_model
+from ...suite.study import (cached, evidence_from, most_influential, replicate_plan,
+    replicates_from, Study)
+from .model import (break_even_patch_rate, replication_bytes_formula, replication_bytes_model,
+    write_lines_per_s)
 
 # ---- the study: the notebook passes its parameters cell (``STUDY.params(globals())``) and
 # everything it shows is computed here.
@@ -273,17 +277,54 @@ def gain(c: HostCounts, p: dict, ratio: float | None = None, *, base_policy: Use
     else:
         lat = eng.check_latency_matrix(latency_ns, c.nodes)
     rc = replica_costs(p) if replica is None else replica
-    t_base = system_time_ns(c, lat, Scheme.BASELINE, base_policy, costs, rc)
-    t_new = system_time_ns(c if counts_new is None else counts_new, lat, scheme, new_policy,
-                           costs, rc)
     rates = patch_rates_of(p, patches_per_s)
     topo = eng.from_measured("machine", lat.tolist(), p["cores_per_node"], "given")
     cost = patch_cost_of(p)
     copies = c.nodes if scheme == Scheme.KTR else 1
+    pgd = p["pgd_updates_per_s"] if pgd_updates_per_s is None else pgd_updates_per_s
+    t_base = run_time_ns(c, lat, Scheme.BASELINE, base_policy, costs, rc,
+                         write_lines_per_s(topo, 1, rates, cost))
+    t_new = run_time_ns(c if counts_new is None else counts_new, lat, scheme, new_policy,
+                        costs, rc, write_lines_per_s(topo, copies, rates, cost, pgd))
     f_base = patch_mix_fraction(topo, 1, rates, cost)
-    f_new = patch_mix_fraction(topo, copies, rates, cost) + pgd_sync_fraction(
-        topo, copies, p["pgd_updates_per_s"] if pgd_updates_per_s is None else pgd_updates_per_s)
+    f_new = patch_mix_fraction(topo, copies, rates, cost) + pgd_sync_fraction(topo, copies, pgd)
     return metrics.gain(t_base / (1.0 - f_base), t_new / (1.0 - f_new))
+
+
+#: :func:`run_time_ns` per counts object (by identity, dropped with it): the sweeps price
+#: the same side of a comparison many times (K1's and K2's baselines are the same).
+_TIMES: dict[int, tuple] = {}
+#: Relative tolerance of the wall time over which :func:`run_time_ns` spreads the write
+#: traffic: it scales lines a million times fewer than the run's own.
+WALL_RTOL = 1e-3
+
+
+def run_time_ns(c: HostCounts, latency_ns, scheme: Scheme, policy: UserPolicy,
+                costs: HostCosts, rc: ReplicaCosts, lines_per_s: np.ndarray) -> float:
+    """:func:`kmm.mech.host.model.system_time_ns` with the memory traffic ``lines_per_s``
+    (:func:`kmm.mech.ktr.model.write_lines_per_s`) moved over the run's wall time, as
+    ``extra_lines`` of :class:`kmm.timing.Counts`. The wall time is the run's without them,
+    solved to :data:`WALL_RTOL`: at the patch and update rates modelled they are some lines
+    per second against the run's millions, so solving again with them would not move it.
+    Memoised per counts object, which is read-only once simulated."""
+    lat = np.asarray(latency_ns, dtype=np.float64)
+    lines = np.asarray(lines_per_s, dtype=np.float64)
+    key = (lat.shape, lat.tobytes(), int(scheme), int(policy), costs, rc, lines.tobytes())
+    entry = _TIMES.get(id(c))
+    if entry is None or entry[0]() is not c:
+        entry = (weakref.ref(c, lambda _ref, k=id(c): _TIMES.pop(k, None)), {})
+        _TIMES[id(c)] = entry
+    memo = entry[1]
+    if key not in memo:
+        if not lines.any():
+            memo[key] = system_time_ns(c, lat, scheme, policy, costs, rc)
+        else:
+            wall_ns = eng.solve_time(time_counts(c, scheme, policy, rc=rc),
+                                     eng.memory_system(lat, background=costs.background),
+                                     costs.core(), rtol=WALL_RTOL).wall_ns
+            memo[key] = system_time_ns(c, lat, scheme, policy, costs, rc,
+                                       extra_lines=lines * wall_ns * 1e-9)
+    return memo[key]
 
 
 def _rows(scenario, params, seed, metrics_):
@@ -450,6 +491,7 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     return out
 
 
+@cached()
 def memory_frame(p: dict) -> "pl.DataFrame":
     """K5: bytes replication adds per node count and geometry, counted from the tables
     built and by the closed form, and its spread over the ``assumed`` rodata size."""
@@ -475,6 +517,7 @@ def memory_frame(p: dict) -> "pl.DataFrame":
     return pl.DataFrame(rows)
 
 
+@cached()
 def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
     """K4: the patching CPU's time per patch and the machine's, against the node count
     (one copy per node, ``cores_per_node`` cores each) for both synchronisations; and the
@@ -508,6 +551,43 @@ def patch_frame(p: dict) -> tuple["pl.DataFrame", "pl.DataFrame"]:
     return by_nodes, pl.DataFrame(rows)
 
 
+def headline_values(p: dict, c: HostCounts, gains: "pl.DataFrame | None" = None) -> dict:
+    """The values of K1, K2 and K3 from ``c``, a run of the K1 workload on 2 nodes: KTR's
+    gain at ``remote_ratio`` with user data under the baseline policy (K1) and made local
+    (K2), and its 2-node gain at every ratio of ``ratios`` (K3, ``{"ratio", "gain"}``) read
+    from ``gains`` (:func:`gain_frame`; made from ``c`` when not given)."""
+    bp = _POLICY[p["baseline_user_policy"]]
+    r0 = p["remote_ratio"]
+    k1 = p["k1_workload"]
+    if gains is None:
+        gains = gain_frame({**p, "workloads": [k1], "node_counts": [2]}, {("workload", k1): c})
+    g3 = gains.filter((gains["workload"] == k1) & (gains["nodes"] == 2)).sort("ratio")
+    return {"K1": gain(c, p, r0, base_policy=bp, new_policy=bp),
+            "K2": gain(c, p, r0, base_policy=bp, new_policy=UserPolicy.LOCAL),
+            "K3": {"ratio": g3["ratio"].to_list(), "gain": g3["gain"].to_list()}}
+
+
+@cached()
+def replicates(p: dict) -> dict[str, list[dict]]:
+    """K1-K3 again (:func:`kmm.suite.registry.convergence`): the K1 workload on 2 nodes at
+    the runs of :func:`kmm.suite.study.replicate_plan`, each through
+    :func:`headline_values`. The published value pools the runs of ``seeds``; the
+    replicate at ``seed + k`` pools them shifted by ``k * len(seeds)`` (draws disjoint from
+    the published ones) and is recorded under its first seed. The length is
+    ``accesses_per_cpu``, the measured accesses per simulated CPU; the half-length
+    replicate keeps the warm-up (a run of its own: the kernels give their counts once, at
+    the end of a run). K4 and K5 are deterministic (:func:`evidence`)."""
+    k1 = p["k1_workload"]
+    seeds = [int(s) for s in p["seeds"]]
+    runs = []
+    for seed, length in replicate_plan(p["seed"], p["accesses_per_cpu"]):
+        pool = [s + (seed - p["seed"]) * len(seeds) for s in seeds]
+        c = simulate_seeds(WORKLOADS[k1], machine_of(p), replace(run_of(p),
+                           accesses_per_cpu=length), pool, trace=trace_workload(p, k1))
+        runs.append((pool[0], length, headline_values(p, c)))
+    return replicates_from(runs)
+
+
 def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame",
                  patches: "pl.DataFrame", topo: "pl.DataFrame | None" = None) -> dict[str, dict]:
     """Values, units, sweeps and one-sentence explanations of K1-K5 at these parameters
@@ -517,9 +597,10 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
     costs = host_costs(p)
     r0 = p["remote_ratio"]
     lat = _latency(2, costs.local_ns, r0)
+    headline = headline_values(p, db, gains)
     out = {}
     # K1
-    k1 = gain(db, p, r0, base_policy=bp, new_policy=bp)
+    k1 = headline["K1"]
     sw1 = k1_sweep(p, runs)
     vals = [s["value"] for s in sw1]
     br = time_breakdown(db, lat, Scheme.BASELINE, bp, costs)
@@ -541,7 +622,7 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                      f"gain spans {min(vals):+.1%} to {max(vals):+.1%}, moved most by "
                      f"{most_influential(sw1)}.")}
     # K2
-    k2 = gain(db, p, r0, base_policy=bp, new_policy=UserPolicy.LOCAL)
+    k2 = headline["K2"]
     k2_user = gain(db, p, r0, base_policy=bp, new_policy=UserPolicy.LOCAL,
                    scheme=Scheme.BASELINE)
     sw2 = k1_sweep(p, runs, combined=True)
@@ -565,9 +646,7 @@ def claim_values(p: dict, runs: dict, gains: "pl.DataFrame", mem: "pl.DataFrame"
                      f"baseline with user data {best['baseline']}, so gains of that size come "
                      f"from where user memory is placed.")}
     # K3
-    g3 = gains.filter((gains["workload"] == p["k1_workload"]) & (gains["nodes"] == 2)).sort("ratio")
-    ratios = g3["ratio"].to_list()
-    gl = g3["gain"].to_list()
+    ratios, gl = headline["K3"]["ratio"], headline["K3"]["gain"]
     topo1 = eng.generic(2, costs.local_ns, 1.0, cpus_per_node=p["cores_per_node"])
     extra = (patch_mix_fraction(topo1, 2, patch_rates_of(p), patch_cost_of(p))
              - patch_mix_fraction(topo1, 1, patch_rates_of(p), patch_cost_of(p)))
@@ -850,25 +929,47 @@ CHARTS = {"K1": "ktr_sensitivity", "K2": "ktr_user_numa", "K3": "ktr_gain_vs_rat
           "K4": "ktr_patch_vs_nodes", "K5": "ktr_memory_vs_nodes"}
 
 
+class Computed(NamedTuple):
+    """What the evidence, the frame and the notebook's later cells read (:func:`computed`)."""
+
+    runs: dict
+    gains: "pl.DataFrame"
+    mem: "pl.DataFrame"
+    patch_nodes: "pl.DataFrame"
+    patch_rates: "pl.DataFrame"
+    values: dict
+    topo: "pl.DataFrame"
+
+
 @cached()
-def _computed(p: dict) -> tuple:
-    """What both the evidence and the frame read: runs, frames and claim values."""
+def computed(p: dict) -> Computed:
+    """Runs, frames and claim values at parameters ``p``, computed once for the notebook's
+    cells, the evidence and the frame (memoised: treat as read-only)."""
     runs = simulate_all(p)
     gains, mem = gain_frame(p, runs), memory_frame(p)
     patch_nodes, patch_rates = patch_frame(p)
     topo = topology_frame(p, runs)
     values = claim_values(p, runs, gains, mem, patch_nodes, topo)
-    return runs, gains, mem, patch_nodes, patch_rates, values, topo
+    return Computed(runs, gains, mem, patch_nodes, patch_rates, values, topo)
 
 
 def evidence(p: dict) -> dict:
-    """K1-K5 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim)."""
-    return evidence_from(_computed(p)[5], CHARTS)
+    """K1-K5 at parameters ``p`` (:class:`kmm.suite.study.Evidence` per claim), K1-K3 with
+    their :func:`replicates`. K4 and K5 are deterministic: the patch time is a closed form
+    of the per-write costs and the machine (:func:`patch_frame`), and the bytes are counted
+    from page tables built from the image layout (:func:`memory_frame`); neither draws
+    anything or runs a stream."""
+    values = {c: dict(v) for c, v in computed(p).values.items()}
+    for c, reps in replicates(p).items():
+        values[c]["replicates"] = reps
+    for c in ("K4", "K5"):
+        values[c]["deterministic"] = True
+    return evidence_from(values, CHARTS)
 
 
 def frame(p: dict, scenario: str) -> "pl.DataFrame":
     """The notebook's tidy frame at parameters ``p``."""
-    runs, gains, mem, patch_nodes, patch_rates, values, topo = _computed(p)
+    runs, gains, mem, patch_nodes, patch_rates, values, topo = computed(p)
     return results_frame(p, scenario, gains, user_numa_frame(p, runs), mem, patch_nodes,
                          patch_rates, values, topo)
 
