@@ -11,8 +11,8 @@ from ...engine import (alloc_block, alloc_block_min, convert_pageblock, entry_sp
     xorshift64)
 from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_RECLAIM, _C_UNMAP,
     _C_WAKE, _C_ZERO, _K_RECLAIM, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
-    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_LRU, _P_MAXID, _P_NBURST,
-    _P_NEXT_WORKER, _P_NOFRAG, _P_NOW, _P_POSTED,
+    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_LRU, _P_MAX_ORDER, _P_MAXID,
+    _P_NBURST, _P_NEXT_WORKER, _P_NOFRAG, _P_NOW, _P_POSTED,
     _P_NS_N, _P_OP_NS, _P_PAGE_SHIFT, _P_PB_ORDER, _P_PHYSMAP, _P_POLICY, _P_QN, _P_QPAGES,
     _P_RANK, _P_RECLAIM_BATCH, _P_SAMPLE, _P_TARGET, _P_TOUCHES, _P_TRACKED, _P_WORKER_BATCH,
     _P_WORKER_NS, _R_BLOCK, _R_NONE, _R_TABLE, _W_DROPPED, _W_FULL, _W_HANDLER, _W_WORKER,
@@ -271,7 +271,8 @@ def _ns_remove(ast, ident):
 
 @_kernel
 def _free_mapped_pages_in(bst, base, end):
-    """Free pages in [base, end) that are mapped."""
+    """Mapped pages of the free blocks headed in [base, end) (clipped to it); allocated
+    blocks are stepped over whole."""
     k = 0
     p = base
     while p < end:
@@ -282,8 +283,19 @@ def _free_mapped_pages_in(bst, base, end):
                     k += 1
             p += np.int64(1) << o
         else:
-            p += 1
+            a = bst.alloc_order[p]
+            p += np.int64(1) << a if a >= 0 else 1
     return k
+
+
+@_kernel
+def _count_free_mapped(bst, ast, b0, b1):
+    """``ast.pb_free_mapped`` of pageblocks [b0, b1): the free mapped pages of each
+    nonsensitive one (:func:`_free_mapped_pages_in`), 0 for the others."""
+    pb = ast.params[_P_PB_ORDER]
+    for b in range(b0, b1):
+        ast.pb_free_mapped[b] = (_free_mapped_pages_in(bst, b << pb, (b + 1) << pb)
+                                 if bst.pb_mt[b] >= 3 else 0)
 
 
 @_kernel
@@ -356,23 +368,33 @@ def _update_free_blocks(bst, ast, base, end, unmap):
 
 @_kernel
 def _target_worker(bst, tst, ist, ast, cpu):
-    """Convert nonsensitive pageblocks with the most free mapped pages to sensitive until at
-    most the target stays mapped; one shootdown. Returns (ns, pages unmapped)."""
+    """Convert nonsensitive pageblocks with the most free mapped pages (the lowest pfn among
+    equals) to sensitive until at most the target stays mapped; one shootdown. Returns (ns,
+    pages unmapped).
+
+    The free mapped pages of every pageblock are counted once per run
+    (:func:`_count_free_mapped`). A conversion changes the count of no other pageblock
+    than those of the ``MAX_PAGE_ORDER`` block it lies in: its unmapping stays inside the
+    pageblock, and the merge :func:`kmm.buddy.convert_pageblock` may do moves free block
+    heads inside that block only; those pageblocks are counted again."""
     pb = ast.params[_P_PB_ORDER]
     npb = bst.pb_mt.shape[0]
+    group = np.int64(1) << max(0, ast.params[_P_MAX_ORDER] - pb)
     ns = ast.cost[_C_WAKE]
     lo = pool_pages(bst)
     hi = -1
     pages = 0
+    counted = False
     while ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
+        if not counted:
+            _count_free_mapped(bst, ast, 0, npb)
+            counted = True
         best = -1
         best_k = 0
         for b in range(npb):
-            if bst.pb_mt[b] >= 3:
-                k = _free_mapped_pages_in(bst, b << pb, (b + 1) << pb)
-                if k > best_k:
-                    best_k = k
-                    best = b
+            if ast.pb_free_mapped[b] > best_k:
+                best_k = ast.pb_free_mapped[b]
+                best = b
         if best < 0:
             break
         convert_pageblock(bst, best, bst.pb_mt[best] - 3)
@@ -385,6 +407,8 @@ def _target_worker(bst, tst, ist, ast, cpu):
         ns += _region_update(ast, best)
         lo = min(lo, base)
         hi = max(hi, end)
+        g0 = best // group * group
+        _count_free_mapped(bst, ast, g0, min(g0 + group, npb))
     if hi > lo:
         ns += _shootdown(tst, ist, ast, cpu, lo, hi)
     return ns, pages
