@@ -8,7 +8,7 @@ import numpy as np
 from ...engine import (alloc_block, alloc_block_min, convert_pageblock, entry_span, FLAG_GLOBAL,
     flush_kernel_range, free_block, HOST_VMID, InvalEvent, KIND_LOAD, MT_MOVABLE, njit, pool_pages,
     split_allocated, structure_entries, tlb_cpus, TLB_L1D, TLB_L1I, TLB_L2, tlb_translate,
-    xorshift64)
+    TLBEvent, xorshift64)
 from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_RECLAIM, _C_UNMAP,
     _C_WAKE, _C_ZERO, _K_RECLAIM, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
     _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_LRU, _P_MAX_ORDER, _P_MAXID,
@@ -20,8 +20,10 @@ from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_REC
     F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, MAX_RECLAIM_RETRIES, MT_ISOLATE)
 
 _kernel = njit(_nrt=False)
-_IPIS, _FULL_FLUSHES, _TARGET_NS = (int(InvalEvent.IPIS), int(InvalEvent.FULL_FLUSHES),
-                                    int(InvalEvent.TARGET_NS))
+_IPIS, _FULL_FLUSHES, _TARGET_NS, _DROPPED = (
+    int(InvalEvent.IPIS), int(InvalEvent.FULL_FLUSHES), int(InvalEvent.TARGET_NS),
+    int(InvalEvent.ENTRIES_DROPPED))
+_FILLS, _EVICTIONS = int(TLBEvent.FILLS), int(TLBEvent.EVICTIONS)
 
 
 @_kernel
@@ -214,21 +216,26 @@ def _shootdown(tst, ist, ast, cpu, lo, hi):
     ``cpu``. Logs, per CPU in the current window, the entries it removed (each walked
     again on its next use), the time each interrupted CPU spent in the flush IPI handler
     (the handler time :mod:`kmm.invalidate` charged, an equal share per IPI; none with
-    INVLPGB or TLBI broadcast) and whether it flushed everything."""
+    INVLPGB or TLBI broadcast) and whether it flushed everything. A CPU's entries before
+    the flush are ``ast.held`` (:func:`_touch` keeps it); they are counted again after it
+    only when the flush removed any (its ``ENTRIES_DROPPED``)."""
     sh = ast.params[_P_PAGE_SHIFT]
     w = _window(ast)
     ncpu = tlb_cpus(tst)
-    for c in range(ncpu):
-        ast.cpu_win[w, c, _W_DROPPED] += _held(tst, c)
     t0 = ist.counts[_TARGET_NS]
     i0 = ist.counts[_IPIS]
     f0 = ist.counts[_FULL_FLUSHES]
+    d0 = ist.counts[_DROPPED]
     ns = flush_kernel_range(tst, ist, cpu, lo << sh, hi << sh, sh)
     full = ist.counts[_FULL_FLUSHES] > f0
     ipis = ist.counts[_IPIS] - i0
     per = (ist.counts[_TARGET_NS] - t0) // ipis if ipis > 0 else 0
+    dropped = ist.counts[_DROPPED] > d0
     for c in range(ncpu):
-        ast.cpu_win[w, c, _W_DROPPED] -= _held(tst, c)
+        if dropped:
+            h = _held(tst, c)
+            ast.cpu_win[w, c, _W_DROPPED] += ast.held[c] - h
+            ast.held[c] = h
         if full:
             ast.cpu_win[w, c, _W_FULL] += 1
         if c != cpu:
@@ -240,11 +247,15 @@ def _shootdown(tst, ist, ast, cpu, lo, hi):
 
 @_kernel
 def _touch(tst, ast, cpu, pfn):
-    """A restricted-space access by ``cpu`` to page ``pfn`` (fills its TLB)."""
+    """A restricted-space access by ``cpu`` to page ``pfn`` (fills its TLB). Keeps
+    ``ast.held[cpu]``, the CPU's valid entries (:func:`_held`): a fill that evicted no
+    valid entry adds one (the model's TLBs have no L1 structure: every fill is the L2's)."""
     sh = ast.params[_P_PAGE_SHIFT]
     r = pfn >> ast.params[_P_PB_ORDER]
     shift = sh + ast.params[_P_PB_ORDER] if ast.region[r] == _R_BLOCK else sh
+    f0 = ast.tcounts[_FILLS] - ast.tcounts[_EVICTIONS]
     tlb_translate(tst, cpu, pfn << sh, KIND_LOAD | FLAG_GLOBAL, shift, 0, HOST_VMID, ast.tcounts)
+    ast.held[cpu] += ast.tcounts[_FILLS] - ast.tcounts[_EVICTIONS] - f0
     ast.counts[AsiEvent.TOUCHES] += 1
 
 

@@ -475,6 +475,7 @@ class AsiState(NamedTuple):
     pb_free_mapped: np.ndarray = None  # int64[pageblocks]: free mapped pages of each
                                        # nonsensitive pageblock, kept by the target worker
                                        # during one run (build sets it)
+    held: np.ndarray = None  # int64[cpus]: valid entries of each CPU's TLB (build sets it)
 
 
 # ---- Python entry points ----------------------------------------------------------------------
@@ -661,6 +662,7 @@ def build(config: AsiConfig, workload: Workload):
                    counts=new_counts(AsiEvent),
                    cpu_win=np.zeros((nwin, config.cpus, _W_LEN), np.int64),
                    pb_free_mapped=np.zeros(npb, np.int64),
+                   held=np.zeros(config.cpus, np.int64),
                    own=bst._replace(fallbacks=own_sensitivity_fallbacks(bst.fallbacks))
                    if config.tracked else bst,
                    nofb=bst._replace(fallbacks=np.full_like(bst.fallbacks, -1)))
