@@ -265,6 +265,10 @@ def test_workload_stream_is_well_formed_and_seeded():
     assert not np.array_equal(a.ref, c.ref)
     with pytest.raises(ConfigError, match="unknown mix"):
         asi.make_workload("nope", 10, 0, 100)
+    # a stream drawn for more CPUs than the configuration has is refused, not run
+    wl = asi.make_workload("mixed", 200, 1, 256, cpus=8)
+    with pytest.raises(ConfigError, match="CPU outside"):
+        asi.simulate(AsiConfig(pool_bytes=1 << 20, cpus=2), wl)
 
 
 def test_tracked_table_and_config_validation():

@@ -679,6 +679,9 @@ def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
                               "workload")
     if workload.kind.size and int(workload.order.max()) > config.buddy_config().max_order:
         raise ConfigError("an order exceeds MAX_PAGE_ORDER", "workload.order")
+    if workload.kind.size and not (0 <= int(workload.cpu.min())
+                                   and int(workload.cpu.max()) < config.cpus):
+        raise ConfigError(f"a CPU outside 0..{config.cpus - 1}", "workload.cpu")
     bst, tst, ist, ast = build(config, workload)
     run_stream(bst, tst, ist, ast, workload)
     lat = ast.lat[ast.lat >= 0]
