@@ -268,7 +268,7 @@ def test_workload_stream_is_well_formed_and_seeded():
     # a stream drawn for more CPUs than the configuration has is refused, not run
     wl = asi.make_workload("mixed", 200, 1, 256, cpus=8)
     with pytest.raises(ConfigError, match="CPU outside"):
-        asi.simulate(AsiConfig(pool_bytes=1 << 20, cpus=2), wl)
+        asi.simulate(AsiConfig(pool_bytes=1 << 20, max_order=5, pageblock_order=3, cpus=2), wl)
 
 
 def test_tracked_table_and_config_validation():
