@@ -265,6 +265,11 @@ def test_workload_stream_is_well_formed_and_seeded():
     assert not np.array_equal(a.ref, c.ref)
     with pytest.raises(ConfigError, match="unknown mix"):
         asi.make_workload("nope", 10, 0, 100)
+    # a stream drawn for more CPUs than the configuration has is refused, not run
+    wl = asi.make_workload("mixed", 200, 1, 256, cpus=8)
+    wl = wl._replace(order=np.minimum(wl.order, 5).astype(np.int8))
+    with pytest.raises(ConfigError, match="CPU outside"):
+        asi.simulate(AsiConfig(pool_bytes=1 << 20, max_order=5, pageblock_order=3, cpus=2), wl)
 
 
 def test_tracked_table_and_config_validation():
@@ -360,6 +365,28 @@ def test_kernel_matches_twin_on_random_streams(policy):
             Policy.NONE: ("allocs",)}[policy]
     assert all(total[k] > 0 for k in need), {k: total[k] for k in need}
 
+
+
+@pytest.mark.parametrize("policy", [Policy.RFC, Policy.TRACKED_TARGET, Policy.SYNC_FLUSH])
+def test_held_entries_kept_by_touches_equal_a_count_of_the_tlb(policy):
+    # ast.held, kept by each touch's fills and evictions and recounted after a flush that
+    # removed entries, is every CPU's count of valid TLB entries at the end of a stream
+    from kmm.invalidate import InvalEvent
+    from kmm.mech.asi.kernels import _held
+    held = dropped = 0
+    for seed in (1, 2):
+        cfg = AsiConfig(policy=policy, pool_bytes=1 << 20, max_order=5, pageblock_order=3,
+                        cpus=3, touches_per_op=2, worker_interval_ns=7000,
+                        target_free_mapped_pages=12, tlb_entries=16, tlb_ways=4)
+        full = _phased_stream(seed, 2500)
+        for n in (400, 900, 1600, 2500):  # streams ending at different points
+            wl = asi.Workload(*(a[:n] for a in full))
+            bst, tst, ist, ast = asi.build(cfg, wl)
+            asi.run_stream(bst, tst, ist, ast, wl)
+            assert ast.held.tolist() == [_held(tst, c) for c in range(cfg.cpus)]
+            held += int(ast.held.sum())
+            dropped += int(ist.counts[int(InvalEvent.ENTRIES_DROPPED)])
+    assert held > 0 and dropped > 0
 
 # ---- slow-path flush rank and lazy zeroing ------------------------------------------------
 

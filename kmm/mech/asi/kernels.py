@@ -8,11 +8,11 @@ import numpy as np
 from ...engine import (alloc_block, alloc_block_min, convert_pageblock, entry_span, FLAG_GLOBAL,
     flush_kernel_range, free_block, HOST_VMID, InvalEvent, KIND_LOAD, MT_MOVABLE, njit, pool_pages,
     split_allocated, structure_entries, tlb_cpus, TLB_L1D, TLB_L1I, TLB_L2, tlb_translate,
-    xorshift64)
+    TLBEvent, xorshift64)
 from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_RECLAIM, _C_UNMAP,
     _C_WAKE, _C_ZERO, _K_RECLAIM, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
-    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_LRU, _P_MAXID, _P_NBURST,
-    _P_NEXT_WORKER, _P_NOFRAG, _P_NOW, _P_POSTED,
+    _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_LRU, _P_MAX_ORDER, _P_MAXID,
+    _P_NBURST, _P_NEXT_WORKER, _P_NOFRAG, _P_NOW, _P_POSTED,
     _P_NS_N, _P_OP_NS, _P_PAGE_SHIFT, _P_PB_ORDER, _P_PHYSMAP, _P_POLICY, _P_QN, _P_QPAGES,
     _P_RANK, _P_RECLAIM_BATCH, _P_SAMPLE, _P_TARGET, _P_TOUCHES, _P_TRACKED, _P_WORKER_BATCH,
     _P_WORKER_NS, _R_BLOCK, _R_NONE, _R_TABLE, _W_DROPPED, _W_FULL, _W_HANDLER, _W_WORKER,
@@ -20,8 +20,10 @@ from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_REC
     F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, MAX_RECLAIM_RETRIES, MT_ISOLATE)
 
 _kernel = njit(_nrt=False)
-_IPIS, _FULL_FLUSHES, _TARGET_NS = (int(InvalEvent.IPIS), int(InvalEvent.FULL_FLUSHES),
-                                    int(InvalEvent.TARGET_NS))
+_IPIS, _FULL_FLUSHES, _TARGET_NS, _DROPPED = (
+    int(InvalEvent.IPIS), int(InvalEvent.FULL_FLUSHES), int(InvalEvent.TARGET_NS),
+    int(InvalEvent.ENTRIES_DROPPED))
+_FILLS, _EVICTIONS = int(TLBEvent.FILLS), int(TLBEvent.EVICTIONS)
 
 
 @_kernel
@@ -214,21 +216,26 @@ def _shootdown(tst, ist, ast, cpu, lo, hi):
     ``cpu``. Logs, per CPU in the current window, the entries it removed (each walked
     again on its next use), the time each interrupted CPU spent in the flush IPI handler
     (the handler time :mod:`kmm.invalidate` charged, an equal share per IPI; none with
-    INVLPGB or TLBI broadcast) and whether it flushed everything."""
+    INVLPGB or TLBI broadcast) and whether it flushed everything. A CPU's entries before
+    the flush are ``ast.held`` (:func:`_touch` keeps it); they are counted again after it
+    only when the flush removed any (its ``ENTRIES_DROPPED``)."""
     sh = ast.params[_P_PAGE_SHIFT]
     w = _window(ast)
     ncpu = tlb_cpus(tst)
-    for c in range(ncpu):
-        ast.cpu_win[w, c, _W_DROPPED] += _held(tst, c)
     t0 = ist.counts[_TARGET_NS]
     i0 = ist.counts[_IPIS]
     f0 = ist.counts[_FULL_FLUSHES]
+    d0 = ist.counts[_DROPPED]
     ns = flush_kernel_range(tst, ist, cpu, lo << sh, hi << sh, sh)
     full = ist.counts[_FULL_FLUSHES] > f0
     ipis = ist.counts[_IPIS] - i0
     per = (ist.counts[_TARGET_NS] - t0) // ipis if ipis > 0 else 0
+    dropped = ist.counts[_DROPPED] > d0
     for c in range(ncpu):
-        ast.cpu_win[w, c, _W_DROPPED] -= _held(tst, c)
+        if dropped:
+            h = _held(tst, c)
+            ast.cpu_win[w, c, _W_DROPPED] += ast.held[c] - h
+            ast.held[c] = h
         if full:
             ast.cpu_win[w, c, _W_FULL] += 1
         if c != cpu:
@@ -240,11 +247,15 @@ def _shootdown(tst, ist, ast, cpu, lo, hi):
 
 @_kernel
 def _touch(tst, ast, cpu, pfn):
-    """A restricted-space access by ``cpu`` to page ``pfn`` (fills its TLB)."""
+    """A restricted-space access by ``cpu`` to page ``pfn`` (fills its TLB). Keeps
+    ``ast.held[cpu]``, the CPU's valid entries (:func:`_held`): a fill that evicted no
+    valid entry adds one (the model's TLBs have no L1 structure: every fill is the L2's)."""
     sh = ast.params[_P_PAGE_SHIFT]
     r = pfn >> ast.params[_P_PB_ORDER]
     shift = sh + ast.params[_P_PB_ORDER] if ast.region[r] == _R_BLOCK else sh
+    f0 = ast.tcounts[_FILLS] - ast.tcounts[_EVICTIONS]
     tlb_translate(tst, cpu, pfn << sh, KIND_LOAD | FLAG_GLOBAL, shift, 0, HOST_VMID, ast.tcounts)
+    ast.held[cpu] += ast.tcounts[_FILLS] - ast.tcounts[_EVICTIONS] - f0
     ast.counts[AsiEvent.TOUCHES] += 1
 
 
@@ -271,7 +282,8 @@ def _ns_remove(ast, ident):
 
 @_kernel
 def _free_mapped_pages_in(bst, base, end):
-    """Free pages in [base, end) that are mapped."""
+    """Mapped pages of the free blocks headed in [base, end) (clipped to it); allocated
+    blocks are stepped over whole."""
     k = 0
     p = base
     while p < end:
@@ -282,8 +294,19 @@ def _free_mapped_pages_in(bst, base, end):
                     k += 1
             p += np.int64(1) << o
         else:
-            p += 1
+            a = bst.alloc_order[p]
+            p += np.int64(1) << a if a >= 0 else 1
     return k
+
+
+@_kernel
+def _count_free_mapped(bst, ast, b0, b1):
+    """``ast.pb_free_mapped`` of pageblocks [b0, b1): the free mapped pages of each
+    nonsensitive one (:func:`_free_mapped_pages_in`), 0 for the others."""
+    pb = ast.params[_P_PB_ORDER]
+    for b in range(b0, b1):
+        ast.pb_free_mapped[b] = (_free_mapped_pages_in(bst, b << pb, (b + 1) << pb)
+                                 if bst.pb_mt[b] >= 3 else 0)
 
 
 @_kernel
@@ -356,23 +379,33 @@ def _update_free_blocks(bst, ast, base, end, unmap):
 
 @_kernel
 def _target_worker(bst, tst, ist, ast, cpu):
-    """Convert nonsensitive pageblocks with the most free mapped pages to sensitive until at
-    most the target stays mapped; one shootdown. Returns (ns, pages unmapped)."""
+    """Convert nonsensitive pageblocks with the most free mapped pages (the lowest pfn among
+    equals) to sensitive until at most the target stays mapped; one shootdown. Returns (ns,
+    pages unmapped).
+
+    The free mapped pages of every pageblock are counted once per run
+    (:func:`_count_free_mapped`). A conversion changes the count of no other pageblock
+    than those of the ``MAX_PAGE_ORDER`` block it lies in: its unmapping stays inside the
+    pageblock, and the merge :func:`kmm.buddy.convert_pageblock` may do moves free block
+    heads inside that block only; those pageblocks are counted again."""
     pb = ast.params[_P_PB_ORDER]
     npb = bst.pb_mt.shape[0]
+    group = np.int64(1) << max(0, ast.params[_P_MAX_ORDER] - pb)
     ns = ast.cost[_C_WAKE]
     lo = pool_pages(bst)
     hi = -1
     pages = 0
+    counted = False
     while ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
+        if not counted:
+            _count_free_mapped(bst, ast, 0, npb)
+            counted = True
         best = -1
         best_k = 0
         for b in range(npb):
-            if bst.pb_mt[b] >= 3:
-                k = _free_mapped_pages_in(bst, b << pb, (b + 1) << pb)
-                if k > best_k:
-                    best_k = k
-                    best = b
+            if ast.pb_free_mapped[b] > best_k:
+                best_k = ast.pb_free_mapped[b]
+                best = b
         if best < 0:
             break
         convert_pageblock(bst, best, bst.pb_mt[best] - 3)
@@ -385,6 +418,8 @@ def _target_worker(bst, tst, ist, ast, cpu):
         ns += _region_update(ast, best)
         lo = min(lo, base)
         hi = max(hi, end)
+        g0 = best // group * group
+        _count_free_mapped(bst, ast, g0, min(g0 + group, npb))
     if hi > lo:
         ns += _shootdown(tst, ist, ast, cpu, lo, hi)
     return ns, pages

@@ -435,7 +435,7 @@ def own_sensitivity_fallbacks(fallbacks: np.ndarray) -> np.ndarray:
  _P_WORKER_NS, _P_WORKER_BATCH, _P_OP_NS, _P_CHECK, _P_BPL, _P_TOUCHES, _P_SAMPLE,
  _P_QN, _P_QPAGES, _P_FREE_MAPPED, _P_NEXT_WORKER, _P_NBURST, _P_NS_N, _P_TRACKED,
  _P_RANK, _P_LAZY, _P_RECLAIM_BATCH, _P_LRU, _P_MAXID, _P_POSTED, _P_INIT, _P_NOFRAG,
- _P_NOW, _P_LEN) = range(31)
+ _P_NOW, _P_MAX_ORDER, _P_LEN) = range(32)
 (_C_ALLOC, _C_FREE, _C_MAP, _C_UNMAP, _C_ZERO, _C_PT, _C_ENQ, _C_WAKE, _C_MIGRATE, _C_RECLAIM,
  _C_LEN) = range(11)
 # live[] columns; _L_KIND bits
@@ -472,6 +472,10 @@ class AsiState(NamedTuple):
     nofb: eng.BuddyState = None  # ... with no fallbacks (``__rmqueue_smallest``; build sets it)
     cpu_win: np.ndarray = None  # int64[windows, cpus, _W_LEN]: what each CPU lost per window
                                 # (build sets it)
+    pb_free_mapped: np.ndarray = None  # int64[pageblocks]: free mapped pages of each
+                                       # nonsensitive pageblock, kept by the target worker
+                                       # during one run (build sets it)
+    held: np.ndarray = None  # int64[cpus]: valid entries of each CPU's TLB (build sets it)
 
 
 # ---- Python entry points ----------------------------------------------------------------------
@@ -613,6 +617,7 @@ def build(config: AsiConfig, workload: Workload):
     params[_P_NPAGES] = npages
     params[_P_PAGE_SHIFT] = g.page_shift
     params[_P_PB_ORDER] = bcfg.pageblock_order
+    params[_P_MAX_ORDER] = bcfg.max_order
     params[_P_CPUS] = config.cpus
     params[_P_TARGET] = config.target_free_mapped_pages
     params[_P_WORKER_NS] = config.worker_interval_ns
@@ -656,6 +661,8 @@ def build(config: AsiConfig, workload: Workload):
                    tcounts=np.zeros(len(eng.TLBEvent), np.int64),
                    counts=new_counts(AsiEvent),
                    cpu_win=np.zeros((nwin, config.cpus, _W_LEN), np.int64),
+                   pb_free_mapped=np.zeros(npb, np.int64),
+                   held=np.zeros(config.cpus, np.int64),
                    own=bst._replace(fallbacks=own_sensitivity_fallbacks(bst.fallbacks))
                    if config.tracked else bst,
                    nofb=bst._replace(fallbacks=np.full_like(bst.fallbacks, -1)))
@@ -672,6 +679,9 @@ def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
                               "workload")
     if workload.kind.size and int(workload.order.max()) > config.buddy_config().max_order:
         raise ConfigError("an order exceeds MAX_PAGE_ORDER", "workload.order")
+    if workload.kind.size and not (0 <= int(workload.cpu.min())
+                                   and int(workload.cpu.max()) < config.cpus):
+        raise ConfigError(f"a CPU outside 0..{config.cpus - 1}", "workload.cpu")
     bst, tst, ist, ast = build(config, workload)
     run_stream(bst, tst, ist, ast, workload)
     lat = ast.lat[ast.lat >= 0]
