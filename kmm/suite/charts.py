@@ -64,7 +64,8 @@ VEGA5_SCHEMA = "https://vega.github.io/schema/vega/v5.json"
 DISPLAY_SCALE = 1.0
 
 __all__ = ["alt", "THEME", "RENDERER", "save", "aggregate", "enable_theme", "enable_renderer",
-           "mimebundle", "theme_config", "verdict_color", "series_colours", "fix_series_colours"]
+           "mimebundle", "theme_config", "verdict_color", "series_colours", "fix_series_colours",
+           "lines_with_hollow_points"]
 
 
 def theme_config() -> dict[str, Any]:
@@ -252,6 +253,29 @@ def verdict_color(field: str = "verdict", title: str = "verdict") -> alt.Color:
                      scale=alt.Scale(domain=list(VERDICT_ORDER),
                                      range=[VERDICT_COLORS[v] for v in VERDICT_ORDER]),
                      sort=list(VERDICT_ORDER))
+
+
+def lines_with_hollow_points(data, x, y, color, flag: str,
+                             labels: tuple[str, str] = ("yes", "no"),
+                             size: float = 70) -> alt.LayerChart:
+    """Lines through ``data`` with a point at each row: filled where the boolean column
+    ``flag`` is true, hollow where it is false (``labels`` name the two in the shape legend;
+    e.g. a setting the kernel builds against a hypothetical one).
+
+    >>> import polars as pl
+    >>> df = pl.DataFrame({"x": [1, 2], "y": [3, 4], "g": ["a", "a"], "real": [True, False]})
+    >>> len(lines_with_hollow_points(df, "x:Q", "y:Q", "g:N", "real").layer)
+    3
+    """
+    yes, no = labels
+    base = alt.Chart(data).encode(x=x, y=y, color=color).transform_calculate(
+        kind=f"datum[{flag!r}] ? {yes!r} : {no!r}")
+    shape = alt.Shape("kind:N", title=None, scale=alt.Scale(domain=[yes, no]))
+    filled = base.mark_point(size=size, filled=True).encode(shape=shape).transform_filter(
+        f"datum[{flag!r}]")
+    hollow = base.mark_point(size=size, filled=False, strokeWidth=2).encode(
+        shape=shape).transform_filter(f"!datum[{flag!r}]")
+    return base.mark_line() + filled + hollow
 
 
 @functools.lru_cache(maxsize=1)
