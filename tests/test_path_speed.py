@@ -4,12 +4,11 @@ bench`` run end to end on a short command."""
 import numpy as np
 import pytest
 
-from kmm import geometry, tlb, walk
-from kmm.cache import CacheConfig, CacheLevelConfig
+from kmm import tlb, walk
 from kmm.errors import ConfigError
 from kmm.suite import bench
-from kmm.tlb import TLBConfig, TLBLevelConfig
 from kmm.walk import PathConfig, TableNode
+from test_walk import _without_filters, filter_case
 
 
 @pytest.mark.parametrize("policy", ["lru", "tree_plru", "random"])
@@ -17,34 +16,14 @@ from kmm.walk import PathConfig, TableNode
 def test_settled_accesses_loop_changes_no_count(policy, walk_entry):
     # untagged, unrecorded runs take the loop of settled accesses; without the filters, or
     # recording references, every access goes through the general loop: the same counts
-    g, s2 = geometry.arm64("4K", 48), geometry.stage2("4K", 40)
-    lv = lambda e, w: TLBLevelConfig(e, w, policy)  # noqa: E731
-    t = TLBConfig(l1i=lv(32, 32), l1d=lv(32, 32), l2=lv(512, 4), walk_cache=lv(64, 4),
-                  s2_walk_cache=lv(64, 4), cpus=2).with_geometry(g, s2)
-    caches = CacheConfig(l1i=CacheLevelConfig(4096, 4, policy),
-                         l1d=CacheLevelConfig(4096, 4, policy),
-                         l2=CacheLevelConfig(16384, 8, policy), llc=CacheLevelConfig(65536, 16),
-                         walk_entry=walk_entry, cpus=2)
-    rng = np.random.default_rng(11)
-    n = 30_000
-    base = rng.integers(0, 1 << 16, n // 10).astype(np.uint64) << np.uint64(12)
-    va = np.repeat(base, 10) + rng.integers(0, 256, n).astype(np.uint64)
-    kw = dict(kind=np.repeat(rng.integers(0, 3, n // 10), 10),
-              cpu=np.repeat(rng.integers(0, 2, n // 10), 10),
-              asid=np.repeat(rng.integers(1, 3, n // 10), 10),
-              global_=np.repeat(rng.random(n // 10) < 0.3, 10),
-              leaf_level=np.repeat(rng.choice([2, 3], n // 10), 10),
-              cont=np.repeat(rng.random(n // 10) < 0.3, 10),
-              node=rng.integers(0, 2, n),
-              pa=va ^ np.uint64(1 << 30))
+    g, s2, t, caches, rng, n, va, kw = filter_case(policy, walk_entry, 11)
+    kw.update(node=rng.integers(0, 2, n), pa=va ^ np.uint64(1 << 30))
     for lines in (None, np.repeat(rng.integers(0, 3, n // 10), 10)):
         for s2cfg in (None, s2):
             cfg = PathConfig(tlb=t, caches=caches, stage1=g, stage2=s2cfg, nodes=2,
                              cpu_nid=(0, 1), table_node=TableNode.INTERLEAVE)
             a = walk.Path(cfg).run(va, lines=lines, **kw)
-            b = walk.Path(cfg)
-            b._out = b._out._replace(last=np.zeros((0, walk.LAST_FIELDS), np.int64))
-            b = b.run(va, lines=lines, **kw)
+            b = _without_filters(walk.Path(cfg)).run(va, lines=lines, **kw)
             c = walk.Path(cfg).run(va, lines=lines, record=True, **kw)
             for r in (b, c):
                 for name in ("tlb", "cache", "walk"):

@@ -341,11 +341,12 @@ def _without_filters(path: walk.Path) -> walk.Path:
     return path
 
 
-@pytest.mark.parametrize("policy", ["lru", "fifo", "random", "tree_plru"])
-@pytest.mark.parametrize("walk_entry", ["l2", "l1d"])
-def test_last_translation_and_line_filters_change_no_count(policy, walk_entry):
-    # runs of repeats (as in real fetch streams) on two CPUs, kernel and user mappings of
-    # two ASIDs, 4K and 2M leaves with contiguous ranges, several lines, nested stage 2
+def filter_case(policy: str, walk_entry: str, seed: int):
+    """A stream whose filters matter: runs of repeats (as in real fetch streams) on two CPUs,
+    kernel and user mappings of two ASIDs, 4K and 2M leaves with contiguous ranges; its
+    machine (small TLBs and caches of ``policy``) and stage 1 and 2 geometries.
+    ``(g, s2, tlb config, cache config, rng, n, va, per-access keywords)``; ``rng`` goes on
+    to draw what a test adds."""
     g, s2 = geometry.arm64("4K", 48), geometry.stage2("4K", 40)
     lv = lambda e, w: TLBLevelConfig(e, w, policy)  # noqa: E731
     t = TLBConfig(l1i=lv(32, 32), l1d=lv(32, 32), l2=lv(512, 4), walk_cache=lv(64, 4),
@@ -354,7 +355,7 @@ def test_last_translation_and_line_filters_change_no_count(policy, walk_entry):
                          l1d=CacheLevelConfig(4096, 4, policy),
                          l2=CacheLevelConfig(16384, 8, policy), llc=CacheLevelConfig(65536, 16),
                          walk_entry=walk_entry, cpus=2)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     n = 30_000
     base = rng.integers(0, 1 << 16, n // 10).astype(np.uint64) << np.uint64(12)
     va = np.repeat(base, 10) + rng.integers(0, 256, n).astype(np.uint64)
@@ -363,8 +364,16 @@ def test_last_translation_and_line_filters_change_no_count(policy, walk_entry):
               asid=np.repeat(rng.integers(1, 3, n // 10), 10),
               global_=np.repeat(rng.random(n // 10) < 0.3, 10),
               leaf_level=np.repeat(rng.choice([2, 3], n // 10), 10),
-              cont=np.repeat(rng.random(n // 10) < 0.3, 10),
-              lines=np.repeat(rng.integers(0, 3, n // 10), 10).astype(np.int32),
+              cont=np.repeat(rng.random(n // 10) < 0.3, 10))
+    return g, s2, t, caches, rng, n, va, kw
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "random", "tree_plru"])
+@pytest.mark.parametrize("walk_entry", ["l2", "l1d"])
+def test_last_translation_and_line_filters_change_no_count(policy, walk_entry):
+    # the stream of filter_case with several lines and tags, nested stage 2 or not
+    g, s2, t, caches, rng, n, va, kw = filter_case(policy, walk_entry, 7)
+    kw.update(lines=np.repeat(rng.integers(0, 3, n // 10), 10).astype(np.int32),
               tag=np.repeat(rng.integers(0, 3, n // 10), 10))
     for s2cfg in (None, s2):
         cfg = PathConfig(tlb=t, caches=caches, stage1=g, stage2=s2cfg, nodes=2,
