@@ -32,15 +32,16 @@ last line; blank and comment lines between units belong to none.
      ``*_evidence``, ``EVIDENCE_*``, ``sweep_records``, ``record*``, ``computed``,
      ``_computed``, ``Computed``, ``Evidence``, ``Study``, ``finish``, ``evaluate``,
      ``cached``, ``studies``; in the suite also ``one_at_a_time``, ``evaluate_points``,
-     ``joint_sweep``, ``REPLICATE_SEEDS`` (the helpers below).
+     ``joint_sweep``, ``grid``, ``REPLICATE_SEEDS`` (the helpers below).
 
 2. In any other unit, a statement is plumbing when it calls a plumbing helper: the suite's
-   ``joint_sweep``, ``one_at_a_time``, ``evaluate_points``, ``per_claim``, ``replicate_plan``,
-   ``replicates_from``, ``evidence_from``, ``most_influential``, ``decided_by``, ``Evidence``,
-   ``Study``, ``record``/``claims.record``, ``params_from``, ``latin_hypercube``. The statement
-   counted is the innermost simple statement (an assignment, a return, an expression) holding
-   the call; so is the innermost simple statement that builds sweep points (a dict literal
-   with the keys ``"params"`` and ``"value"``). A dict entry whose key is ``"sweep"``, ``"swings"``, ``"decided_by"``,
+   ``joint_sweep``, ``one_at_a_time``, ``evaluate_points``, ``grid``, ``per_claim``,
+   ``replicate_plan``, ``replicates_from``, ``evidence_from``, ``most_influential``,
+   ``decided_by``, ``Evidence``, ``Study``, ``record``/``claims.record``, ``params_from``,
+   ``latin_hypercube``. The statement counted is the innermost simple statement (an
+   assignment, a return, an expression) holding the call; so is the innermost simple
+   statement that builds sweep points (a dict literal with the keys ``"params"`` and
+   ``"value"``). A dict entry whose key is ``"sweep"``, ``"swings"``, ``"decided_by"``,
    ``"replicates"``, ``"deterministic"``, ``"centre"`` or ``"basis"`` is plumbing too (its
    lines).
 
@@ -80,8 +81,8 @@ _CLAIM_NAMES = re.compile(
     r"|Computed|Evidence|Study|finish|evaluate|cached|studies)$")
 #: Names that are plumbing only in the suite's protocol module (a mechanism's function of the
 #: same name is judged by rule 1's sweep test).
-_SUITE_NAMES = re.compile(r"^(one_at_a_time|evaluate_points|joint_sweep|REPLICATE_SEEDS)$")
-_SWEEP_HELPERS = {"joint_sweep", "one_at_a_time", "evaluate_points", "per_claim",
+_SUITE_NAMES = re.compile(r"^(one_at_a_time|evaluate_points|joint_sweep|grid|REPLICATE_SEEDS)$")
+_SWEEP_HELPERS = {"joint_sweep", "one_at_a_time", "evaluate_points", "per_claim", "grid",
                   "latin_hypercube", "replicate_plan", "replicates_from"}
 _HELPERS = _SWEEP_HELPERS | {"evidence_from", "most_influential", "decided_by", "Evidence",
                              "Study", "record", "params_from"}

@@ -226,6 +226,19 @@ def evaluate_points(evaluate: Callable[[dict], Mapping[str, Any]],
     return out
 
 
+def grid(axes: Mapping[str, Sequence[Any]]) -> list[dict]:
+    """Every combination of the levels of ``axes`` (``name -> levels``), the first axis
+    varying slowest: the points of a full-factorial sweep, for :func:`evaluate_points`.
+
+    >>> grid({"a": [0, 1], "b": ["x", "y"]})
+    [{'a': 0, 'b': 'x'}, {'a': 0, 'b': 'y'}, {'a': 1, 'b': 'x'}, {'a': 1, 'b': 'y'}]
+    """
+    import itertools
+
+    keys = list(axes)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(axes[k] for k in keys))]
+
+
 def joint_sweep(evaluate: Callable[[dict], Mapping[str, Any]], specs: Mapping[str, tuple],
                 published: Mapping[str, Any], n: int, seed) -> tuple[dict, dict]:
     """The joint sweep of ``specs`` (``name -> (lo, hi[, choices])``) for every claim

@@ -383,12 +383,12 @@ def b9_replicates(p: dict, stream) -> list[dict]:
     rows = int(stream["changes"].max())
     cuts = stream["changes"].unique().to_numpy()
     at = int(cuts[np.argmin(np.abs(cuts - rows / 2))])  # the checkpoint nearest the middle
-    out = [{"seed": s, "length": length, "value": b9_evidence(stream_frame(p, seed=s))}
-           for s, length in replicate_plan(p["seed"], n)[:-1]]
+    runs = [(s, length, {"B9": b9_evidence(stream_frame(p, seed=s))})
+            for s, length in replicate_plan(p["seed"], n)[:-1]]
     if 0 < at < rows:
-        out.append({"seed": p["seed"], "length": round(n * at / rows),
-                    "value": b9_evidence(stream.filter(stream["changes"] == at))})
-    return out
+        runs.append((p["seed"], round(n * at / rows),
+                     {"B9": b9_evidence(stream.filter(stream["changes"] == at))}))
+    return replicates_from(runs).get("B9", [])
 
 
 def b11_replicates(p: dict) -> list[dict]:

@@ -17,7 +17,7 @@ from ..host.model import (HostCosts, HostCounts, KernelImage, ktr_refusal, KTR_T
     pgd_sync_fraction, ReplicaCosts, simulate_host, time_counts, top_tables_per_node,
     patch_overhead_fraction, patch_window_ns, PatchCost, PatchSync, RunConfig, Scheme,
     simulate_seeds, system_time_ns, time_breakdown, UserPolicy, WORKLOADS)
-from ...suite.study import (cached, evidence_from, most_influential, replicate_plan,
+from ...suite.study import (cached, evidence_from, grid, most_influential, replicate_plan,
     replicates_from, Study)
 from .model import (break_even_patch_rate, replication_bytes_formula, replication_bytes_model,
     write_lines_per_s)
@@ -442,19 +442,15 @@ def k1_sweep(p: dict, runs: dict, *, combined: bool = False) -> list[dict]:
     for llc in p["llc_sweep_bytes"]:
         for kf in p["kernel_fraction_sweep"]:
             c = runs[("sweep", llc, kf)]
-            for si in sorted({lo_i, p["dep_ifetch"], hi_i}):
-                for sd in sorted({lo_d, p["dep_data"], hi_d}):
-                    for bg in sorted({lo_b, p["background"], hi_b}):
-                        costs = host_costs(p, dep_ifetch=si, dep_data=sd, background=bg)
-                        for r in ratios:
-                            out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf,
-                                                   "dep_ifetch": si, "dep_data": sd,
-                                                   "background": bg,
-                                                   "remote_ratio": float(r),
-                                                   "module_text_fraction": mt,
-                                                   "kobj_remote_fraction": ko, **traced},
-                                        "value": gain(c, p, r, base_policy=bp,
-                                                      new_policy=newp, costs=costs)})
+            for q in grid({"dep_ifetch": sorted({lo_i, p["dep_ifetch"], hi_i}),
+                           "dep_data": sorted({lo_d, p["dep_data"], hi_d}),
+                           "background": sorted({lo_b, p["background"], hi_b}),
+                           "remote_ratio": ratios}):
+                out.append({"params": {"llc_bytes": llc, "kernel_fraction": kf, **q,
+                                       "module_text_fraction": mt, "kobj_remote_fraction": ko,
+                                       **traced},
+                            "value": gain(c, p, q["remote_ratio"], base_policy=bp,
+                                          new_policy=newp, costs=host_costs(p, **q))})
             # the placement rules of replication's costs: each alone at the ends of its
             # range and both at their corners, the other parameters at their published
             # values (each point is two solves: crossing them with the rest of the sweep

@@ -14,8 +14,8 @@ from .model import (_aged_pool, cost_vs_cpus, directmap_end, flush_histogram, GL
     itlb_misses, itlb_trace_misses, ItlbConfig, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     OpKind, PACK_BYTES, PAGE, PAGE_SHIFT, Policy, PolicyConfig, Rewalk, run, RunResult,
     STANDARD_POLICIES)
-from ...suite.study import (cached, evidence_from, one_at_a_time, replicate_plan,
-    replicates_from, Study)
+from ...suite.study import (cached, evaluate_points, evidence_from, grid, one_at_a_time,
+    replicate_plan, replicates_from, Study)
 from .workload import (bpf_sizes, FETCH_TRACES, load_traced_fetches, MeasuredModuleMix,
     MODULE_TABLE_PACKAGE, module_table, Workload)
 
@@ -288,13 +288,6 @@ def swing_points(p: dict, axes: dict, ranges: dict) -> list[dict]:
     return pts
 
 
-def _grid(**axes) -> list[dict]:
-    import itertools
-
-    keys = list(axes)
-    return [dict(zip(keys, vals)) for vals in itertools.product(*(axes[k] for k in keys))]
-
-
 @cached()
 def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_POLICIES,
                  sweeps: bool = True) -> ScenarioResult:
@@ -328,7 +321,7 @@ def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_PO
         (the boot's module loads, P1 and P2, are its first operations)."""
         m = machine_config(p, **pt)
         a, b = run(m, legacy, wl, snapshots=1), run(m, perm, wl, snapshots=1)
-        return {"params": pt, "P1": median_flushes(a, OpKind.MODULE_LOAD),
+        return {"P1": median_flushes(a, OpKind.MODULE_LOAD),
                 "P2": median_flushes(b, OpKind.MODULE_LOAD), "P3": median_flushes(b, OpKind.BPF_LOAD),
                 "P4": {"directmap4k_legacy": directmap_end(a)["4k"],
                        "directmap4k_grouped": directmap_end(b)["4k"]},
@@ -339,27 +332,21 @@ def run_scenario(params: dict, *, policies: Sequence[PolicyConfig] = STANDARD_PO
                "bg_ops_per_event": [int(x[2]) for x in p["bg_sweep"]]}
     # the swings first: those of bg_ops_per_event age the pool as the published runs did, and
     # reuse it (:func:`_aged_pool` keeps the last 4)
-    bg_swings = [bg_point(pt) for pt in swing_points(p, bg_axes, BG_RANGES)]
-    bg_pts = [bg_point(dict(zip(bg_axes, pt))) for pt in zip(*bg_axes.values())]
+    out.swings = evaluate_points(bg_point, swing_points(p, bg_axes, BG_RANGES))
+    out.sweeps = evaluate_points(bg_point, [dict(zip(bg_axes, pt))
+                                            for pt in zip(*bg_axes.values())])
     _aged_pool.cache_clear()
     axes = {"trace": {"itlb_zipf": p["itlb_sweep_zipf"], "itlb_bpf_share": p["itlb_sweep_bpf_share"],
                       "itlb_module_trace": p["itlb_sweep_module_trace"]},
             "synthetic": {"itlb_zipf": p["itlb_sweep_zipf"], "itlb_run_lines": p["itlb_sweep_run_lines"],
                           "itlb_bpf_share": p["itlb_sweep_bpf_share"]}}
-    sweeps = {w: [{"params": pt, "p6": out.p6(itlb_workload=w, **pt)} for pt in _grid(**g)]
-              for w, g in axes.items()}
     own = p["itlb_workload"]
-    itlb_pts = sweeps[own]
-    itlb_swings = [{"params": pt, "p6": out.p6(**pt)}
-                   for pt in swing_points(p, axes[own], ITLB_RANGES)]
-    other = "synthetic" if own == "trace" else "trace"
-    out.sweeps = {c: [{"params": d["params"], "value": d[c]} for d in bg_pts]
-                  for c in ("P1", "P2", "P3", "P4", "P5")}
-    out.sweeps["P6"] = [{"params": d["params"], "value": d["p6"]} for d in itlb_pts]
-    out.sweeps[f"P6-{other}"] = [{"params": d["params"], "value": d["p6"]} for d in sweeps[other]]
-    out.swings = {c: [{"params": d["params"], "value": d[c]} for d in bg_swings]
-                  for c in ("P1", "P2", "P3", "P4", "P5")}
-    out.swings["P6"] = [{"params": d["params"], "value": d["p6"]} for d in itlb_swings]
+    for w in (own, "synthetic" if own == "trace" else "trace"):  # the sweep of each workload
+        name = "P6" if w == own else f"P6-{w}"
+        out.sweeps[name] = evaluate_points(lambda pt: {name: out.p6(itlb_workload=w, **pt)},
+                                           grid(axes[w])).get(name, [])
+    out.swings.update(evaluate_points(lambda pt: {"P6": out.p6(**pt)},
+                                      swing_points(p, axes[own], ITLB_RANGES)))
     return out
 
 

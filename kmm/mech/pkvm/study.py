@@ -17,7 +17,7 @@ from .model import (counterfactual_walks, crossover_exit_rate, decompose_walks, 
     HYP_POOLS, hypothetical_reason, nested_references, net_gain, S2Leaf, stage2_leaf_options,
     stage2_memory, stage2_page_cycle, stage2_setup, stage2_sync_fraction, SyncCost,
     text_write_events, text_write_fraction, trapped_patch_window_ns, vhe_crossover_rate)
-from ...suite.study import (cached, evidence_from, one_at_a_time, replicate_plan,
+from ...suite.study import (cached, evidence_from, grid, one_at_a_time, replicate_plan,
     replicates_from, Study)
 from ..host.workload import TraceWorkload
 
@@ -802,15 +802,15 @@ def s12_sweep(p: dict, runs: dict) -> list[dict]:
     for wc in sorted({*p["s2_walk_cache_range"], wc0}):
         full = runs[("s2", w, deb)] if wc == wc0 else runs[("s2wc", wc)]
         walk = runs[("walk", deb)] if wc == wc0 else runs[("s2wc_walk", wc)]
-        for bg in sorted({*p["background_range"], p["background"]}):
-            for si in sorted({*p["dep_ifetch_range"], p["dep_ifetch"]}):
-                for r in sorted({*p["ratio_range"], p["remote_ratio"]}):
-                    d = counterfactual_walks(ck, reach, walk, full, _lat(p, r), pol,
-                                             _costs(p, background=bg, dep_ifetch=si))
-                    sweep.append({"params": {"background": bg, "dep_ifetch": si,
-                                             "remote_ratio": float(r),
-                                             "s2_walk_cache_entries": wc},
-                                  "value": d["share_footprint"]})
+        for q in grid({"background": sorted({*p["background_range"], p["background"]}),
+                       "dep_ifetch": sorted({*p["dep_ifetch_range"], p["dep_ifetch"]}),
+                       "remote_ratio": sorted({*p["ratio_range"], p["remote_ratio"]})}):
+            d = counterfactual_walks(ck, reach, walk, full, _lat(p, q["remote_ratio"]), pol,
+                                     _costs(p, background=q["background"],
+                                            dep_ifetch=q["dep_ifetch"]))
+            sweep.append({"params": {**q, "remote_ratio": float(q["remote_ratio"]),
+                                     "s2_walk_cache_entries": wc},
+                          "value": d["share_footprint"]})
     return sweep
 
 
