@@ -31,7 +31,8 @@ Groups
 - time from counts (:mod:`kmm.timing`): :class:`LoadCurve`, :class:`MemorySystem`,
   :func:`memory_system`, :class:`CoreModel`, :class:`TimeCounts` (``kmm.timing.Counts``),
   :func:`solve_time`, invalidation felt by every CPU (:func:`invalidation_scope`,
-  :func:`lost_translations`, :func:`lost_translations_sets`, :func:`rewalk_time`)
+  :func:`lost_translations`, :func:`lost_translations_sets`, :func:`rewalk_time`,
+  :class:`Rewalk`)
 """
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ from .pagetable import (F_ATTR, F_PA, F_SIZE, F_VA, KEEP_PERM, OP_AUX, OP_FIELDS
                         attr_cont, attr_level, attr_nid, attr_perm, encode_ops)
 from .policy import Replacement, next_random, xorshift64
 from .timing import Counts as TimeCounts
-from .timing import (CoreModel, FlushKind, InvalidationTime, LoadCurve, MemorySystem, Scope,
-                     TimeResult, ampereone_core, invalidation_scope, lost_translations,
+from .timing import (CoreModel, FlushKind, InvalidationTime, LoadCurve, MemorySystem, Rewalk,
+                     Scope, TimeResult, ampereone_core, invalidation_scope, lost_translations,
                      lost_translations_sets, memory_system, neoverse_core, published_curve,
                      rewalk_time, walk_ns)
 from .timing import solve as solve_time
@@ -135,5 +136,5 @@ __all__ = [
     "LoadCurve", "published_curve", "MemorySystem", "memory_system", "CoreModel",
     "neoverse_core", "ampereone_core", "TimeCounts", "TimeResult", "solve_time", "Scope",
     "FlushKind", "invalidation_scope", "lost_translations", "lost_translations_sets",
-    "InvalidationTime", "walk_ns", "rewalk_time",
+    "InvalidationTime", "walk_ns", "rewalk_time", "Rewalk",
 ]

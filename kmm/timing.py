@@ -63,7 +63,10 @@ VMALLE1IS`` empties every CPU's host stage-1 entries. :func:`lost_translations` 
 and :func:`lost_translations_sets` (per-CPU sets of translations, a Numba kernel over flat
 arrays) give each CPU's lost entries (a CPU holds at most ``tlb_entries`` of its
 translations in use, a range's share in proportion), and :func:`rewalk_time` charges each
-CPU its re-walks, reporting the initiator and the others apart.
+CPU its re-walks, reporting the initiator and the others apart. :class:`Rewalk` is the one
+price of the re-walks after a flush of everything that every mechanism uses: each CPU's
+working set, what of it a TLB holds, and one walk's dependent reads from the LLC and from
+memory at a loaded latency (the calibrated curve at a background utilisation, or given).
 
 How a mechanism calls it
 ------------------------
@@ -86,7 +89,10 @@ How a mechanism calls it
    translations in use and those in the range; ``lost = lost_translations(in_use,
    in_range, scope, tlb_entries)``; ``rewalk_time(lost, walk_ns, initiator)`` with
    ``walk_ns`` per CPU from :func:`walk_ns` (the walk's descriptor reads by level served,
-   at the loaded latencies of ``r``; under pKVM, the 2D walk's references).
+   at the loaded latencies of ``r``; under pKVM, the 2D walk's references). For a flush of
+   everything whose lost translations are the CPUs' working sets: ``Rewalk(working_set,
+   refs, memory_refs, mem_idle_ns=..., background=...).after(scope, cpus, tlb_entries)``
+   (or ``memory_ns=`` a loaded latency in place of the idle one and the background).
 """
 from __future__ import annotations
 
@@ -604,9 +610,82 @@ def rewalk_time(lost, walk_cost_ns, initiator: int) -> InvalidationTime:
                             others_ns=total - float(per[initiator]), rewalks=float(lost.sum()))
 
 
+@dataclass(frozen=True)
+class Rewalk:
+    """How the re-walks every CPU makes after a broadcast invalidation are priced: the one
+    model of asi's shootdowns, permvmalloc's flushes of everything and pKVM's host stage-2
+    donations.
+
+    A flush of everything (``Scope.ALL``: ``flush_tlb_all``, ``TLBI VMALLE1IS``) removes
+    from each CPU what it holds of the ``working_set`` translations of its own work, at
+    most ``tlb_entries`` (:func:`lost_translations`); a ranged flush (``Scope.RANGE``)
+    removes none of them. Each CPU walks every lost translation again on its next use,
+    charged to that CPU (:func:`rewalk_time`). One walk reads its ``refs`` descriptors one
+    after another (:func:`walk_ns`: the levels of a stage-1 walk, the references of a 2D
+    walk under stage 2): ``memory_refs`` of them (at most ``refs``) from memory, the rest
+    from the LLC at ``cached_ns`` (:class:`CoreModel`'s ``llc_ns`` unless given).
+
+    The memory read is priced at ``memory_ns`` when given (a loaded latency the caller
+    already has, e.g. from :func:`solve`); else at the loaded latency of a node at
+    utilisation ``background`` (the calibration's ``background.fraction`` unless given)
+    from its idle latency ``mem_idle_ns``, through the calibrated load curve of
+    :func:`memory_system` (the re-walks' own traffic, a few lines per flush, is left out
+    of the load)."""
+
+    working_set: int
+    refs: int
+    memory_refs: float = 1.0
+    cached_ns: float = CoreModel.llc_ns
+    mem_idle_ns: float | None = None
+    background: float | None = None
+    memory_ns: float | None = None
+
+    def __post_init__(self):
+        check_int("rewalk_working_set", self.working_set, lo=0)
+        check_int("rewalk_refs", self.refs, lo=1)
+        check_float("rewalk_memory_refs", self.memory_refs, lo=0.0)
+        check_float("cached_ns", self.cached_ns, lo=0.0)
+        if (self.memory_ns is None) == (self.mem_idle_ns is None):
+            raise ConfigError("give the idle latency (priced at the background load) or the "
+                              "loaded latency, not both nor neither", "memory_ns")
+        if self.memory_ns is not None:
+            check_float("memory_ns", self.memory_ns, lo=0.0)
+            if self.background is not None:
+                raise ConfigError("a given loaded latency takes no background", "background")
+        else:
+            check_float("mem_idle_ns", self.mem_idle_ns, lo=1.0)
+            bg = _value("background.fraction") if self.background is None else self.background
+            object.__setattr__(self, "background", check_float("background", bg, lo=0.0,
+                                                               hi=0.99))
+
+    def loaded_ns(self) -> float:
+        """The latency of one descriptor read from memory: ``memory_ns``, or the calibrated
+        curve's loaded latency at ``background`` from ``mem_idle_ns``."""
+        if self.memory_ns is not None:
+            return float(self.memory_ns)
+        ms = memory_system(np.array([[self.mem_idle_ns]]), background=self.background)
+        return float(ms.latency(np.array([self.background]), np.zeros((1, 1)))[0, 0])
+
+    def walk_ns(self) -> float:
+        """One re-walk: ``refs - m`` reads at ``cached_ns`` and ``m = min(memory_refs,
+        refs)`` at :meth:`loaded_ns`, one after another."""
+        m = min(float(self.memory_refs), float(self.refs))
+        return float(walk_ns([self.refs - m, m], [self.cached_ns, self.loaded_ns()]))
+
+    def after(self, scope: Scope | int, cpus: int, tlb_entries: int,
+              initiator: int = 0) -> InvalidationTime:
+        """Every CPU's re-walks after one flush of ``scope`` on ``cpus`` CPUs, each holding
+        at most ``tlb_entries`` translations: :func:`lost_translations` of the working set
+        (none in the flushed range), each priced at :meth:`walk_ns`."""
+        n = check_int("cpus", cpus, lo=1)
+        lost = lost_translations(np.full(n, float(self.working_set)), np.zeros(n), scope,
+                                 tlb_entries)
+        return rewalk_time(lost, self.walk_ns(), initiator)
+
+
 __all__ = ["LINE_BYTES", "N_SOURCES", "N_LEVELS", "SOURCE_NAMES", "calibration",
            "calibration_entries", "LoadCurve", "published_curve", "MemorySystem",
            "memory_system", "CoreModel", "neoverse_core", "ampereone_core", "Counts",
            "TimeResult", "mlp_eff", "traffic_bytes", "solve", "Scope", "FlushKind",
            "invalidation_scope", "lost_translations", "lost_translations_sets",
-           "InvalidationTime", "walk_ns", "rewalk_time"]
+           "InvalidationTime", "walk_ns", "rewalk_time", "Rewalk"]

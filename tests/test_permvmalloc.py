@@ -340,7 +340,7 @@ SMALL = dict(
     cost_cpus=[2, 64], invlpg_ns=100.0, ipi_base_ns=3000.0, ipi_per_extra_target_ns=1500.0,
     ipi_handler_ns=1000.0, global_flush_ns=500.0, invlpgb_ns=100.0, tlbsync_ns=500.0,
     tlbi_ns=10.0, dsb_ish_ns=200.0, dsb_ish_per_cpu_ns=5.0,
-    rewalk_working_set=256, rewalk_memory_refs=1.0, mem_idle_ns=81.96,
+    rewalk_working_set=256, rewalk_memory_refs=1.0, mem_idle_ns=81.96, background=0.3,
     itlb_workload="trace", itlb_module_trace="module",
     itlb_fetches=20000, itlb_zipf=1.0, itlb_run_lines=2, itlb_bpf_share=0.3,
     itlb_l1_entries=128, itlb_l1_ways=8, stlb_entries=1536, stlb_ways=12,

@@ -11,8 +11,9 @@ from kmm.mech import permvmalloc as pv
 from kmm.mech.permvmalloc.study import DEFAULTS, rewalk_config
 
 #: 100 translations of each CPU's own work; a re-walk reads 3 descriptors from the LLC (30 ns
-#: each, ``kmm.timing.CoreModel``) and 1 from memory at 80 ns: 170 ns
-RW = pv.Rewalk(working_set=100, memory_refs=1.0, mem_ns=80.0, tlb_entries=1536)
+#: each, ``kmm.timing.CoreModel``) and 1 from memory at 80 ns (no background load: the idle
+#: latency): 170 ns
+RW = pv.Rewalk(working_set=100, memory_refs=1.0, mem_ns=80.0, tlb_entries=1536, background=0.0)
 
 
 def test_rewalks_hand_worked():
@@ -35,9 +36,31 @@ def test_rewalks_hand_worked():
 def test_a_cpu_rewalks_at_most_what_its_tlb_held():
     """A working set larger than the STLB: each CPU held only ``tlb_entries`` of it, global
     (kernel) entries among them, and a flush of everything drops them all."""
-    big = pv.Rewalk(working_set=5000, memory_refs=2.0, mem_ns=100.0, tlb_entries=1536)
+    big = pv.Rewalk(working_set=5000, memory_refs=2.0, mem_ns=100.0, tlb_entries=1536,
+                    background=0.0)
     (ini, others), = pv.flush_rewalks(2, "x86", big, [(0, 0)]).values()
     assert ini == pytest.approx(1536 * (2 * 30.0 + 2 * 100.0)) and others == pytest.approx(ini)
+
+
+def test_rewalk_memory_reads_are_priced_at_the_loaded_latency():
+    """As asi's: the descriptor read from memory pays the calibrated curve's queueing delay at
+    the ``background`` load, 80 x (1 + a*k*0.5 / (1 - k*0.5)) at 0.5 with the published
+    curve's (a, k); :class:`kmm.timing.Rewalk` prices it, asi's re-walk the same."""
+    from kmm import timing
+    from kmm.mech import asi
+
+    c = timing.published_curve()
+    x = c.k * 0.5
+    loaded = 80.0 * (1.0 + c.a * x / (1.0 - x))
+    rw = pv.Rewalk(working_set=100, memory_refs=1.0, mem_ns=80.0, background=0.5)
+    assert rw.loaded_ns() == pytest.approx(loaded)
+    assert rw.walk_ns() == pytest.approx(90.0 + loaded) and rw.walk_ns() > RW.walk_ns()
+    assert rw.timing() == timing.Rewalk(working_set=100, refs=4, memory_refs=1.0,
+                                        mem_idle_ns=80.0, background=0.5)
+    a = asi.Rewalk(working_set=100, memory_refs=1.0, mem_idle_ns=80.0, background=0.5)
+    assert rw.walk_ns() == a.walk_ns(4)
+    (ini, others), = pv.flush_rewalks(4, "x86", rw, [(0, 0)]).values()
+    assert ini == pytest.approx(100 * (90.0 + loaded)) and others == pytest.approx(3 * ini)
 
 
 def test_rewalk_inputs_are_checked():
@@ -45,13 +68,17 @@ def test_rewalk_inputs_are_checked():
         pv.Rewalk(working_set=-1)
     with pytest.raises(ConfigError, match="rewalk_memory_refs"):
         pv.Rewalk(memory_refs=9.0)
+    with pytest.raises(ConfigError, match="background"):
+        pv.Rewalk(background=1.0)
     with pytest.raises(ConfigError, match="method"):
         pv.flush_rewalks(4, "sparc", RW, [(0, 0)])
 
 
 def test_rewalk_config_reads_the_study_parameters():
-    r = rewalk_config({**DEFAULTS, "rewalk_working_set": 64, "stlb_entries": 1024})
-    assert (r.working_set, r.tlb_entries, r.memory_refs, r.mem_ns) == (64, 1024, 1.0, 81.96)
+    r = rewalk_config({**DEFAULTS, "rewalk_working_set": 64, "stlb_entries": 1024,
+                       "background": 0.5})
+    assert (r.working_set, r.tlb_entries, r.memory_refs, r.mem_ns, r.background) == \
+        (64, 1024, 1.0, 81.96, 0.5)
 
 
 def _legacy_bpf_load():

@@ -221,6 +221,94 @@ def test_rewalks_by_hand():
     assert t.walk_ns([3, 1, 0, 1], [2.0, 4.4, 30.0, 120.0]) == pytest.approx(130.4)
 
 
+def test_rewalk_model_by_hand():
+    """One re-walk reads 4 descriptors, 1 from memory at 80 ns and 3 from the LLC at 30 ns:
+    170 ns. A CPU holds at most 64 of its 100 translations, so a flush of everything on 4
+    CPUs costs the initiator 64 x 170 = 10880 ns and the 3 others 32640 ns; a ranged flush
+    costs none (the working set lies outside the range)."""
+    rw = t.Rewalk(working_set=100, refs=4, memory_refs=1.0, cached_ns=30.0, memory_ns=80.0)
+    assert rw.walk_ns() == pytest.approx(170.0)
+    r = rw.after(t.Scope.ALL, 4, 64)
+    assert r.per_cpu_ns.tolist() == pytest.approx([10880.0] * 4)
+    assert (r.initiator_ns, r.others_ns, r.total_ns, r.rewalks) == \
+        pytest.approx((10880.0, 32640.0, 43520.0, 256.0))
+    assert rw.after(t.Scope.ALL, 4, 64, initiator=3).initiator_ns == pytest.approx(10880.0)
+    assert rw.after(t.Scope.RANGE, 4, 64).total_ns == 0.0
+    # more memory reads than the walk has: every read from memory, 4 x 80
+    assert t.Rewalk(working_set=1, refs=4, memory_refs=6.0, memory_ns=80.0).walk_ns() == \
+        pytest.approx(320.0)
+    # the LLC hit defaults to the core model's
+    assert t.Rewalk(working_set=1, refs=4, memory_ns=80.0).cached_ns == t.CoreModel().llc_ns
+    # from the idle latency: at background 0 the idle one; at 0.5 the calibrated curve's
+    # queueing delay on top, 80 x (1 + a*k*0.5 / (1 - k*0.5)) with the published (a, k)
+    idle = t.Rewalk(working_set=100, refs=4, mem_idle_ns=80.0, background=0.0)
+    assert idle.loaded_ns() == pytest.approx(80.0) and idle.walk_ns() == pytest.approx(170.0)
+    c = t.published_curve()
+    x = c.k * 0.5
+    half = t.Rewalk(working_set=100, refs=4, mem_idle_ns=80.0, background=0.5)
+    assert half.loaded_ns() == pytest.approx(80.0 * (1.0 + c.a * x / (1.0 - x)))
+    assert half.walk_ns() == pytest.approx(90.0 + half.loaded_ns()) and half.walk_ns() > 170.0
+    # no background given: the calibration's
+    bg = t.calibration()["background"]["fraction"]["value"]
+    assert t.Rewalk(working_set=1, refs=4, mem_idle_ns=80.0).background == bg
+
+
+def test_rewalk_model_twin_random():
+    """:class:`kmm.timing.Rewalk` against the plain-Python re-derivation, from a given loaded
+    latency and from an idle one at a background load."""
+    rng = np.random.default_rng(5)
+    ms = t.memory_system([[80.0]])
+    a, k = ms.curve.a, ms.curve.k
+    for _ in range(200):
+        cpus = int(rng.integers(1, 9))
+        ws = int(rng.integers(0, 3000))
+        refs = int(rng.integers(1, 25))
+        mref = float(rng.uniform(0.0, 6.0))
+        cached = float(rng.uniform(0.0, 50.0))
+        cap = int(rng.integers(1, 2000))
+        ini = int(rng.integers(0, cpus))
+        if rng.uniform() < 0.5:
+            lat = float(rng.uniform(0.0, 400.0))
+            rw = t.Rewalk(working_set=ws, refs=refs, memory_refs=mref, cached_ns=cached,
+                          memory_ns=lat)
+        else:
+            idle, bg = float(rng.uniform(1.0, 300.0)), float(rng.uniform(0.0, 0.99))
+            lat = naive.loaded(idle, a, k, bg)
+            rw = t.Rewalk(working_set=ws, refs=refs, memory_refs=mref, cached_ns=cached,
+                          mem_idle_ns=idle, background=bg)
+        assert rw.loaded_ns() == pytest.approx(lat, rel=1e-12)
+        for scope in (t.Scope.ALL, t.Scope.RANGE):
+            got = rw.after(scope, cpus, cap, initiator=ini)
+            per, total, i_ns, o_ns, n = naive.rewalk(ws, refs, mref, cached, lat, cpus, cap,
+                                                     scope == t.Scope.ALL, ini)
+            assert np.allclose(got.per_cpu_ns, per, rtol=1e-12, atol=0.0)
+            assert (got.total_ns, got.initiator_ns, got.others_ns, got.rewalks) == \
+                pytest.approx((total, i_ns, o_ns, n), rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(working_set=-1, refs=4, memory_ns=80.0), "rewalk_working_set"),
+    (dict(working_set=1, refs=0, memory_ns=80.0), "rewalk_refs"),
+    (dict(working_set=1, refs=4, memory_refs=-0.5, memory_ns=80.0), "rewalk_memory_refs"),
+    (dict(working_set=1, refs=4, cached_ns=-1.0, memory_ns=80.0), "cached_ns"),
+    (dict(working_set=1, refs=4), "memory_ns"),
+    (dict(working_set=1, refs=4, mem_idle_ns=80.0, memory_ns=80.0), "memory_ns"),
+    (dict(working_set=1, refs=4, memory_ns=80.0, background=0.3), "background"),
+    (dict(working_set=1, refs=4, mem_idle_ns=0.5), "mem_idle_ns"),
+    (dict(working_set=1, refs=4, mem_idle_ns=80.0, background=1.0), "background"),
+])
+def test_rewalk_model_inputs_are_checked(kw, name):
+    with pytest.raises(ConfigError, match=name):
+        t.Rewalk(**kw)
+    rw = t.Rewalk(working_set=1, refs=4, memory_ns=80.0)
+    with pytest.raises(ConfigError, match="cpus"):
+        rw.after(t.Scope.ALL, 0, 64)
+    with pytest.raises(ConfigError, match="tlb_entries"):
+        rw.after(t.Scope.ALL, 2, 0)
+    with pytest.raises(ConfigError, match="initiator"):
+        rw.after(t.Scope.ALL, 2, 64, initiator=2)
+
+
 def test_lost_sets_twin_random():
     rng = np.random.default_rng(4)
     for _ in range(60):

@@ -109,3 +109,23 @@ def lost_sets(sets, start, end, full, cap):
             r = len([p for p in set(s) if start <= p < end])
             out.append(r * held / n)
     return out
+
+
+def rewalk(working_set, refs, memory_refs, cached, mem_lat, cpus, tlb_entries, full, initiator):
+    """Every CPU's re-walks of its working set after a flush (none after a ranged one: the
+    working set lies outside the range), each walk ``refs`` dependent reads of which
+    ``min(memory_refs, refs)`` at ``mem_lat``: (per CPU ns, total, initiator, others,
+    re-walks)."""
+    held = min(float(working_set), float(tlb_entries)) if full else 0.0
+    m = min(float(memory_refs), float(refs))
+    walk = (refs - m) * cached + m * mem_lat
+    per = [held * walk for _ in range(cpus)]
+    total = 0.0
+    for v in per:
+        total += v
+    return per, total, per[initiator], total - per[initiator], held * cpus
+
+
+def loaded(idle, a, k, rho):
+    """A read's latency at a node of idle latency ``idle`` at utilisation ``rho``."""
+    return idle * (1.0 + delay_share(a, k, rho))

@@ -202,7 +202,8 @@ class Rewalk:
     after another (:func:`kmm.timing.walk_ns`): ``memory_refs`` of them from memory at the
     loaded latency (the calibrated load curve at utilisation ``background``,
     :func:`kmm.timing.memory_system`, from the idle latency ``mem_idle_ns``), the rest
-    from the LLC (:class:`kmm.timing.CoreModel`'s ``llc_ns``)."""
+    from the LLC (:class:`kmm.timing.CoreModel`'s ``llc_ns``): :class:`kmm.timing.Rewalk`
+    (:meth:`timing`) with this study's parameters."""
 
     working_set: int = 256
     memory_refs: float = 1.0
@@ -215,16 +216,20 @@ class Rewalk:
         check_float("mem_idle_ns", self.mem_idle_ns, lo=1.0)
         check_float("background", self.background, lo=0.0, hi=0.99)
 
+    def timing(self, levels: int) -> eng.Rewalk:
+        """This price as :class:`kmm.timing.Rewalk`, for ``levels``-level walks."""
+        return eng.Rewalk(working_set=self.working_set, refs=levels,
+                          memory_refs=self.memory_refs, mem_idle_ns=self.mem_idle_ns,
+                          background=self.background)
+
     def loaded_ns(self) -> float:
         """Memory latency at the background load (the simulated allocator's own traffic
         is a few lines per operation, negligible against a node's peak)."""
-        ms = eng.memory_system(np.array([[self.mem_idle_ns]]), background=self.background)
-        return float(ms.latency(np.array([self.background]), np.zeros((1, 1)))[0, 0])
+        return self.timing(1).loaded_ns()
 
     def walk_ns(self, levels: int) -> float:
         """One re-walk of a ``levels``-level translation."""
-        m = min(float(self.memory_refs), float(levels))
-        return float(eng.walk_ns([levels - m, m], [eng.CoreModel().llc_ns, self.loaded_ns()]))
+        return self.timing(levels).walk_ns()
 
 
 @dataclass(frozen=True)

@@ -1524,14 +1524,18 @@ class Rewalk:
     flush below the ceiling removes only the range's translations, pages being made
     read-only, executable or freed that no other CPU has in use, and a local flush only the
     poking mm's: neither costs a re-walk. One re-walk reads the ``levels`` descriptors one
-    after another (:func:`kmm.timing.walk_ns`): ``memory_refs`` of them from memory at
-    ``mem_ns``, the rest from the LLC (:class:`kmm.timing.CoreModel`'s ``llc_ns``)."""
+    after another (:func:`kmm.timing.walk_ns`): ``memory_refs`` of them from memory at the
+    loaded latency (the calibrated load curve at utilisation ``background``,
+    :func:`kmm.timing.memory_system`, from the idle latency ``mem_ns``), the rest from the
+    LLC (:class:`kmm.timing.CoreModel`'s ``llc_ns``): :class:`kmm.timing.Rewalk`
+    (:meth:`timing`) with this study's parameters, priced as asi's."""
 
     working_set: int = 256
     memory_refs: float = 1.0
     mem_ns: float = 81.96
     tlb_entries: int = 1536
     levels: int = 4
+    background: float = 0.3
 
     def __post_init__(self):
         check_int("rewalk_working_set", self.working_set, lo=0)
@@ -1539,11 +1543,21 @@ class Rewalk:
         check_float("mem_idle_ns", self.mem_ns, lo=1.0)
         check_int("stlb_entries", self.tlb_entries, lo=1)
         check_int("levels", self.levels, lo=1, hi=5)
+        check_float("background", self.background, lo=0.0, hi=0.99)
+
+    def timing(self) -> eng.Rewalk:
+        """This price as :class:`kmm.timing.Rewalk`."""
+        return eng.Rewalk(working_set=self.working_set, refs=self.levels,
+                          memory_refs=self.memory_refs, mem_idle_ns=self.mem_ns,
+                          background=self.background)
+
+    def loaded_ns(self) -> float:
+        """Memory latency of a re-walk's descriptor read at the background load."""
+        return self.timing().loaded_ns()
 
     def walk_ns(self) -> float:
         """One re-walk."""
-        m = min(float(self.memory_refs), float(self.levels))
-        return float(eng.walk_ns([self.levels - m, m], [eng.CoreModel().llc_ns, self.mem_ns]))
+        return self.timing().walk_ns()
 
 
 #: How a flush of the flush log reaches the CPUs' TLBs per method, for
@@ -1562,8 +1576,8 @@ def flush_rewalks(cpus: int, method: str = "x86", rewalk: Rewalk | None = None,
     other flushes none."""
     check_choice("method", method, FLUSH_METHODS)
     rw = rewalk or Rewalk()
-    cost = rw.walk_ns()
-    in_use = np.full(check_int("cpus", cpus, lo=1), float(rw.working_set))
+    model = rw.timing()
+    check_int("cpus", cpus, lo=1)
     out = {}
     for kind, pages in set(shapes):
         if kind == 0:
@@ -1573,8 +1587,7 @@ def flush_rewalks(cpus: int, method: str = "x86", rewalk: Rewalk | None = None,
                                            ceiling=FLUSH_CEILING_PAGES)
         else:
             scope = eng.Scope.RANGE
-        lost = eng.lost_translations(in_use, np.zeros_like(in_use), scope, rw.tlb_entries)
-        t = eng.rewalk_time(lost, cost, initiator=0)
+        t = model.after(scope, cpus, rw.tlb_entries, initiator=0)
         out[(kind, pages)] = (t.initiator_ns, t.others_ns)
     return out
 

@@ -108,10 +108,11 @@ def invalidation_costs(p: dict):
 def rewalk_config(p: dict) -> Rewalk:
     """How every CPU's re-walks after a flush of everything are priced (:class:`Rewalk`):
     ``rewalk_working_set`` translations of its own work per CPU, at most ``stlb_entries``
-    of them held, ``rewalk_memory_refs`` of a walk's descriptors from memory at
-    ``mem_idle_ns``."""
+    of them held, ``rewalk_memory_refs`` of a walk's descriptors from memory at the loaded
+    latency of ``mem_idle_ns`` at utilisation ``background``."""
     return Rewalk(working_set=int(p["rewalk_working_set"]),
                   memory_refs=float(p["rewalk_memory_refs"]), mem_ns=float(p["mem_idle_ns"]),
+                  background=float(p["background"]),
                   tlb_entries=int(p["stlb_entries"]))
 
 
@@ -472,7 +473,7 @@ DEFAULTS: dict = {"ram_gib": 1, "cpus": 64, "bg_used_fraction": 0.6, "bg_unmovab
     "ipi_handler_ns": 1000.0, "global_flush_ns": 500.0, "invlpgb_ns": 100.0,
     "tlbsync_ns": 500.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0,
     "rewalk_working_set": 256, "rewalk_memory_refs": 1.0, "mem_idle_ns": 81.96,
-    "itlb_workload": "trace", "itlb_module_trace": "module",
+    "background": 0.3, "itlb_workload": "trace", "itlb_module_trace": "module",
     "itlb_fetches": 50000, "itlb_zipf": 1.0, "itlb_run_lines": 2, "itlb_bpf_share": 0.3,
     "itlb_l1_entries": 128, "itlb_l1_ways": 8, "stlb_entries": 1536, "stlb_ways": 12,
     "bg_sweep": [[0.6, 0.25, 64.0]], "itlb_sweep_zipf": [0.6, 1.4], "itlb_sweep_run_lines": [2],
@@ -486,7 +487,8 @@ COST_RANGES = {"ipi_base_ns": (500.0, 5000.0), "ipi_per_extra_target_ns": (50.0,
                "ipi_handler_ns": (300.0, 3000.0), "global_flush_ns": (100.0, 2000.0),
                "invlpgb_ns": (50.0, 500.0), "tlbsync_ns": (100.0, 2000.0), "tlbi_ns": (5.0, 50.0),
                "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0),
-               "rewalk_working_set": (64, 1536), "rewalk_memory_refs": (0.5, 2.0)}
+               "rewalk_working_set": (64, 1536), "rewalk_memory_refs": (0.5, 2.0),
+               "background": (0.0, 0.8)}
 
 
 def params_from(namespace: dict) -> dict:

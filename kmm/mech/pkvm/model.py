@@ -416,16 +416,16 @@ def donation_rewalks(latency_ns, sc: SyncCost, cpus: int) -> eng.InvalidationTim
     two stages: ``rewalk_refs`` dependent reads, ``rewalk_memory_refs`` of them from memory
     at the mean latency of the machine's node pairs (the tables lie on one node, the CPUs on
     all), the rest from the LLC at ``cached_ns`` (:func:`kmm.timing.walk_ns`), charged to
-    each CPU (:func:`kmm.timing.rewalk_time`, CPU 0 initiating). The per-set invalidations
-    of one donation follow each other within microseconds: the entries are lost once."""
+    each CPU (:func:`kmm.timing.rewalk_time`, CPU 0 initiating): :class:`kmm.timing.Rewalk`
+    with the mean latency given as the loaded one. The per-set invalidations of one
+    donation follow each other within microseconds: the entries are lost once."""
     lat = np.asarray(latency_ns, dtype=np.float64)
     check_int("cpus", cpus, lo=1, hi=4096)
     scope = eng.invalidation_scope(eng.FlushKind.PKVM_HOST_STAGE2, 1)
-    lost = eng.lost_translations(np.full(cpus, float(sc.rewalk_working_set)), np.zeros(cpus),
-                                 scope, sc.tlb_entries)
-    mem = min(float(sc.rewalk_memory_refs), float(sc.rewalk_refs))
-    walk = float(eng.walk_ns([sc.rewalk_refs - mem, mem], [sc.cached_ns, float(lat.mean())]))
-    return eng.rewalk_time(lost, walk, 0)
+    rw = eng.Rewalk(working_set=sc.rewalk_working_set, refs=sc.rewalk_refs,
+                    memory_refs=sc.rewalk_memory_refs, cached_ns=sc.cached_ns,
+                    memory_ns=float(lat.mean()))
+    return rw.after(scope, cpus, sc.tlb_entries, initiator=0)
 
 
 def stage2_page_cycle(latency_ns, sets: int, g2: eng.Geometry, sc: SyncCost,
