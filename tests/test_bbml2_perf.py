@@ -329,6 +329,21 @@ def test_op_cycles_matches_twin(seed, n_ops, background):
     assert np.all(more >= pr.cycles * (1 - 1e-12))
 
 
+def test_bandwidth_bound_run_matches_twin():
+    # 3000 streamed memory lines in 10 instructions at a background of 0.95: the lines need
+    # more than the 5 % of the peak left, so every operation waits for bandwidth
+    ev = np.zeros((2, len(E)), np.int64)
+    ev[:, E.INSTRUCTIONS] = 10
+    ev[:, E.FIRST_MEM] = [1, 2]
+    ev[:, E.REST_MEM] = [3000, 1000]
+    cost = bp.CostSpec(background=0.95, outstanding=64, window=256)
+    pr = bp.price_ops(ev, cost)
+    assert pr.time.bound == "bandwidth"
+    want, lat, mlp = _twin_op_cycles(ev.tolist(), cost)
+    assert pr.cycles == pytest.approx(want, rel=1e-9) and mlp == 64
+    assert pr.cycles.sum() / cost.cpu_ghz == pytest.approx(pr.time.wall_ns, rel=1e-12)
+
+
 def _tiny_specs():
     return (bp.TlbSpec(l1i_entries=4, l1d_entries=4, l2_entries=64, l2_ways=4,
                        walk_cache_entries=8),
