@@ -31,7 +31,9 @@ Groups
 - time from counts (:mod:`kmm.timing`): :class:`LoadCurve`, :class:`MemorySystem`,
   :func:`memory_system`, :class:`CoreModel`, :class:`TimeCounts` (``kmm.timing.Counts``),
   :func:`solve_time`, invalidation felt by every CPU (:func:`invalidation_scope`,
-  :func:`lost_translations`, :func:`lost_translations_sets`, :func:`rewalk_time`)
+  :func:`lost_translations`, :func:`lost_translations_sets`, :func:`rewalk_time`), the
+  run's overlap of independent misses (:func:`mlp_eff`) and the overlap of a touch's
+  streamed lines (:func:`stream_overlap`)
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ from .timing import (CoreModel, FlushKind, InvalidationTime, LoadCurve, MemorySy
                      lost_translations_sets, memory_system, neoverse_core, published_curve,
                      rewalk_time, walk_ns)
 from .timing import solve as solve_time
+from .timing import mlp_eff, stream_overlap
 from .tlb import (FLAG_GLOBAL, FLAG_KIND_MASK, GLOBAL_ASID, S2_WALK_CACHE_ENTRIES, TLB,
                   WALK_CACHE_ENTRIES, Kind, Outcome, Structure,
                   TLBConfig, TLBEvent, TLBLevelConfig, TLBState, cont_shifts, entry_shift,
@@ -135,5 +138,5 @@ __all__ = [
     "LoadCurve", "published_curve", "MemorySystem", "memory_system", "CoreModel",
     "neoverse_core", "ampereone_core", "TimeCounts", "TimeResult", "solve_time", "Scope",
     "FlushKind", "invalidation_scope", "lost_translations", "lost_translations_sets",
-    "InvalidationTime", "walk_ns", "rewalk_time",
+    "InvalidationTime", "walk_ns", "rewalk_time", "mlp_eff", "stream_overlap",
 ]

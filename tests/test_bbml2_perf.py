@@ -231,6 +231,20 @@ def test_op_cycles_hand_worked():
     # a window of 1000: 30 misses per window, capped at 4 outstanding
     wide = dataclasses.replace(cost, window=1000)
     assert bp.op_cycles(ev, wide) == pytest.approx([500 + 12 + 64 + 300 / 4], rel=1e-12)
+    # streamed lines: 5 first and 120 further lines in 1000 instructions, 16 outstanding:
+    # the run's MLP is 125/1000 * 100 = 12.5; the further lines, 24 per touch, overlap
+    # min(16, 24) = 16 with each other; 5*10/12.5 + 120*10/16
+    ev2 = _events(INSTRUCTIONS=1000, FIRST_L2=5, REST_L2=120)
+    c16 = dataclasses.replace(cost, outstanding=16)
+    pr = bp.price_ops(ev2, c16)
+    assert pr.mlp == pytest.approx(12.5)
+    assert pr.cycles == pytest.approx([500 + 4 + 75], rel=1e-12)
+    assert bp.stream_lines_per_touch(ev2) == pytest.approx([24.0])
+    # 2 further lines per touch (the first case): min(4, 2) = 2 is less than the run's MLP
+    # of 3, which they keep (independent misses of the run too): as the first lines
+    assert bp.stream_lines_per_touch(ev) == pytest.approx([2.0])
+    # no first line missed: the further lines are one (prefetched) stream
+    assert bp.stream_lines_per_touch(_events(REST_MEM=7)) == pytest.approx([7.0])
     with pytest.raises(ConfigError):
         bp.CostSpec(scatter_mlp=0.5)
     with pytest.raises(ConfigError):
@@ -263,7 +277,11 @@ def test_loaded_latency_hand_worked():
 
 def _twin_op_cycles(rows, cost):
     """Plain-Python re-derivation of :func:`bp.price_ops`: the run's counts summed by
-    loops, the fixed point by the naive twin of kmm.timing, then each operation's time."""
+    loops, the run's MLP by the naive twin of kmm.timing (every data line independent),
+    each operation's streamed overlap ``max(MLP, min(outstanding, max(1, further lines per
+    first line)))``, the fixed point by the naive twin on the lines' full-latency
+    equivalents with the rest of their memory lines as extra traffic, then each
+    operation's time."""
     from naive import timing as nt
     ms = cost.memory()
     n_ev = len(E)
@@ -273,10 +291,23 @@ def _twin_op_cycles(rows, cost):
             tot[i] += float(r[i])
     walk = [tot[E.WALK_READS_L1 + k] for k in range(4)]
     data = [0.0] + [tot[E.FIRST_L2 + k] + tot[E.REST_L2 + k] for k in range(3)]
-    served = [[[0.0] * 4, data, walk]]
-    mem = [[[0.0], [data[3]], [walk[3]]]]
     ins = tot[E.INSTRUCTIONS]
-    core = {"dep": [0.8, 0.0, 1.0], "ghz": cost.cpu_ghz,
+    mlp = nt.mlp([ins], [[[0.0] * 4, data, walk]], [0.8, 0.0, 1.0], cost.outstanding,
+                 cost.window)[0]
+    streams = []
+    equiv = [0.0] * 4
+    for r in rows:
+        first = sum(float(r[E.FIRST_L2 + k]) for k in range(3))
+        rest = sum(float(r[E.REST_L2 + k]) for k in range(3))
+        per_touch = rest / first if first >= 1.0 else rest
+        so = max(mlp, min(float(cost.outstanding), max(1.0, per_touch)))
+        streams.append(so)
+        for k in range(3):
+            equiv[k + 1] += r[E.FIRST_L2 + k] / mlp + r[E.REST_L2 + k] / so
+    served = [[[0.0] * 4, equiv, walk]]
+    mem = [[[0.0], [equiv[3]], [walk[3]]]]
+    extra = [[data[3] - equiv[3]]]
+    core = {"dep": [0.8, 1.0, 1.0], "ghz": cost.cpu_ghz,
             "cpi_base": cost.cpi_base + walk[0] * cost.l1_hit_cycles / ins,
             "l2_cycles": cost.l2_hit_cycles, "llc_ns": cost.llc_hit_ns,
             "l2_tlb_cycles": cost.l2_tlb_hit_cycles, "outstanding": cost.outstanding,
@@ -284,21 +315,21 @@ def _twin_op_cycles(rows, cost):
     nms = {"idle": [[cost.dram_ns]], "a": ms.curve.a, "k": ms.curve.k,
            "la": ms.link_curve.a, "lk": ms.link_curve.k, "peak": [float(ms.peak_gbps[0])],
            "link": [[float(ms.link_gbps[0, 0])]], "background": cost.background}
-    wall, bound = nt.solve(core, nms, [ins], served, mem, [tot[E.L1TLB_MISSES]], [1.0],
-                           [[0.0]])
+    wall, bound = nt.solve(core, nms, [ins], served, mem, [tot[E.L1TLB_MISSES]], [1.0], extra)
+    # the load sees every memory line read: walk descriptors and all data lines
     rho = (data[3] + walk[3]) * 64.0 / wall / nms["peak"][0] + cost.background
     lat = nt.latency(nms["idle"], nms["a"], nms["k"], nms["la"], nms["lk"], [rho],
                      [[0.0]])[0][0]
-    mlp = nt.mlp([ins], served, core["dep"], cost.outstanding, cost.window)[0]
     g = cost.cpu_ghz
     level_ns = [cost.l1_hit_cycles / g, cost.l2_hit_cycles / g, cost.llc_hit_ns, lat]
     out = []
-    for r in rows:
+    for r, so in zip(rows, streams):
         t = r[E.INSTRUCTIONS] * cost.cpi_base / g + r[E.L1TLB_MISSES] * cost.l2_tlb_hit_cycles / g
         for k in range(4):
             t += r[E.WALK_READS_L1 + k] * level_ns[k]
         for k in range(3):
-            t += (r[E.FIRST_L2 + k] + r[E.REST_L2 + k]) * level_ns[k + 1] / mlp
+            t += r[E.FIRST_L2 + k] * level_ns[k + 1] / mlp
+            t += r[E.REST_L2 + k] * level_ns[k + 1] / so
         out.append(t)
     if bound == "bandwidth":
         out = [t * wall / sum(out) for t in out]
@@ -310,9 +341,11 @@ def _twin_op_cycles(rows, cost):
 def test_op_cycles_matches_twin(seed, n_ops, background):
     rng = np.random.default_rng(seed)
     ev = np.zeros((n_ops, len(E)), np.int64)
-    ev[:, E.INSTRUCTIONS] = rng.integers(1, 5000, n_ops)
+    # up to 5e5 instructions: runs whose MLP is below the streamed lines' overlap too
+    ev[:, E.INSTRUCTIONS] = rng.integers(1, 5000, n_ops) * 10 ** int(rng.integers(0, 3))
     for k in (E.L1TLB_MISSES, *range(E.WALK_READS_L1, E.REST_MEM + 1)):
-        ev[:, k] = rng.integers(0, 3000 if k >= E.FIRST_L2 else 20, n_ops)
+        ev[:, k] = rng.integers(0, 3000 if k >= E.REST_L2 else 60 if k >= E.FIRST_L2 else 20,
+                                n_ops)
     cost = bp.CostSpec(cpu_ghz=float(rng.uniform(1, 4)), cpi_base=float(rng.uniform(0.3, 2)),
                        l1_hit_cycles=float(rng.uniform(2, 6)), dram_ns=float(rng.uniform(60, 200)),
                        background=background, outstanding=int(rng.integers(1, 64)),

@@ -484,9 +484,12 @@ class CostSpec:
         window (defaults: :func:`kmm.timing.ampereone_core`)
 
     A walk's descriptor reads are dependent and charged in full; the touch that needed the
-    walk waits for it. Data lines (the first line of each data touch and its further,
-    streamed lines) are independent misses: they overlap by the first-order interval
-    model's ``MLP`` (:func:`kmm.timing.mlp_eff`), at most ``outstanding``.
+    walk waits for it. Data lines are independent misses overlapping at two levels: the
+    first line of each data touch by the first-order interval model's run-average ``MLP``
+    (:func:`kmm.timing.mlp_eff`, at most ``outstanding``), a touch's further, streamed
+    lines (one loop or one prefetcher stream within one reorder window) with each other,
+    ``min(outstanding, lines per touch)`` (:func:`kmm.timing.stream_overlap`), never less
+    than the run's ``MLP``.
     """
 
     cpu_ghz: float = 3.0
@@ -577,6 +580,19 @@ def run_counts(events: np.ndarray) -> eng.TimeCounts:
                           l2_tlb_hits=np.array([e[E.L1TLB_MISSES]]), cpus=np.ones(1))
 
 
+def stream_lines_per_touch(events: np.ndarray) -> np.ndarray:
+    """Per operation: the further (streamed) lines beyond L1 per touch, the lines one
+    touch's stream keeps in flight together: ``REST_*`` over ``FIRST_*`` (served by L2, the
+    LLC or memory), or the ``REST_*`` lines themselves when no first line missed L1 (a
+    prefetched stream: one touch). A touch whose first line hits L1 has its further lines
+    hit too, so the touches that stream are those whose first line missed."""
+    ev = np.asarray(events, dtype=np.float64).reshape(-1, len(OpEvent))
+    E = OpEvent
+    first = ev[:, E.FIRST_L2:E.FIRST_MEM + 1].sum(axis=1)
+    rest = ev[:, E.REST_L2:E.REST_MEM + 1].sum(axis=1)
+    return rest / np.maximum(first, 1.0)
+
+
 def price_ops(events: np.ndarray, cost: CostSpec) -> OpPricing:
     """Price every operation of a run through :func:`kmm.timing.solve`.
 
@@ -585,9 +601,18 @@ def price_ops(events: np.ndarray, cost: CostSpec) -> OpPricing:
     operation (ns): instructions x ``cpi_base``, L1 TLB refills x ``l2_tlb_hit_cycles``, walk
     descriptor reads at the latency of the level that served them (dependent: in full; an
     L1 D hit ``l1_hit_cycles``, which :mod:`kmm.timing` leaves in the base and this folds
-    into it exactly), and data lines at their level's latency over the run's ``MLP``.
-    The operations' times add up to the solve's work; a bandwidth-bound run stretches each
-    in proportion."""
+    into it exactly), and data lines at their level's latency over two overlaps: the first
+    line of each touch over the run's ``MLP`` (:func:`kmm.timing.mlp_eff` of every data line
+    of the run, all independent), the further (streamed) lines of a touch, independent of
+    each other and within one reorder window, over :func:`kmm.timing.stream_overlap` of the
+    operation's :func:`stream_lines_per_touch` (``min(outstanding, lines)``), never less
+    than the run's ``MLP`` (they are independent misses of the run too).
+
+    The solve sees every line's traffic and this work: its data counts are the lines'
+    full-latency equivalents (first lines / ``MLP`` + streamed lines / their overlap,
+    dependent), the rest of their memory lines are ``extra_lines`` (traffic, no stall); so
+    the operations' times add up to the solve's work (its ``mlp`` is 1: the overlaps are
+    applied here), and a bandwidth-bound run stretches each in proportion."""
     ev = np.asarray(events, dtype=np.float64).reshape(-1, len(OpEvent))
     E = OpEvent
     g = cost.cpu_ghz
@@ -597,14 +622,27 @@ def price_ops(events: np.ndarray, cost: CostSpec) -> OpPricing:
     if l1_walk > 0.0 and ins <= 0.0:
         raise ConfigError("walk reads in a run of no instructions", "events")
     cpi = cost.cpi_base + (l1_walk / ins if ins > 0.0 else 0.0)
-    r = eng.solve_time(c, cost.memory(), cost.core(cpi_base=cpi))
+    core = cost.core(cpi_base=cpi)
+    mlp = float(eng.mlp_eff(c, core)[0])
+    first = ev[:, E.FIRST_L2:E.FIRST_MEM + 1]
+    rest = ev[:, E.REST_L2:E.REST_MEM + 1]
+    # streamed lines are independent misses too: never less overlap than the run's MLP
+    stream = np.maximum(mlp, np.asarray(eng.stream_overlap(stream_lines_per_touch(ev), core),
+                                        np.float64))
+    equiv = first / mlp + rest / stream[:, None]                     # [op, L2/LLC/memory]
+    served = c.served.copy()
+    served[0, eng.SOURCE_DATA, eng.SERVED_L2:] = equiv.sum(axis=0)
+    mem = served[:, :, eng.SERVED_MEMORY][:, :, None].copy()
+    lines_mem = float(first[:, 2].sum() + rest[:, 2].sum())
+    extra = np.array([[max(lines_mem - float(mem[0, eng.SOURCE_DATA, 0]), 0.0)]])
+    solve_counts = eng.TimeCounts(instructions=c.instructions, served=served, mem=mem,
+                                  l2_tlb_hits=c.l2_tlb_hits, cpus=c.cpus, extra_lines=extra)
+    r = eng.solve_time(solve_counts, cost.memory(), dataclasses.replace(core, dep_data=1.0))
     lat = float(r.latency_ns[0, 0])
-    mlp = float(r.mlp[0])
     hit_ns = np.array([cost.l1_hit_cycles / g, cost.l2_hit_cycles / g, cost.llc_hit_ns, lat])
     walk = ev[:, E.WALK_READS_L1:E.WALK_READS_MEM + 1] @ hit_ns
     tlb = ev[:, E.L1TLB_MISSES] * cost.l2_tlb_hit_cycles / g
-    data = (ev[:, E.FIRST_L2:E.FIRST_MEM + 1] + ev[:, E.REST_L2:E.REST_MEM + 1]) @ hit_ns[1:]
-    ns = ev[:, E.INSTRUCTIONS] * cost.cpi_base / g + tlb + walk + data / mlp
+    ns = ev[:, E.INSTRUCTIONS] * cost.cpi_base / g + tlb + walk + equiv @ hit_ns[1:]
     total = float(ns.sum())
     stretch = r.wall_ns / total if r.bound == "bandwidth" and total > 0.0 else 1.0
     return OpPricing(cycles=ns * stretch * g, translation_cycles=(tlb + walk) * g,
