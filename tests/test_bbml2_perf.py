@@ -234,17 +234,23 @@ def test_op_cycles_hand_worked():
     # streamed lines: 5 first and 120 further lines in 1000 instructions, 16 outstanding:
     # the run's MLP is 125/1000 * 100 = 12.5; the further lines, 24 per touch, overlap
     # min(16, 24) = 16 with each other; 5*10/12.5 + 120*10/16
-    ev2 = _events(INSTRUCTIONS=1000, FIRST_L2=5, REST_L2=120)
+    ev2 = _events(INSTRUCTIONS=1000, FIRST_L2=5, REST_L2=120, FURTHER_LINES=120,
+                  FURTHER_LINES_SQ=5 * 24 * 24)
     c16 = dataclasses.replace(cost, outstanding=16)
     pr = bp.price_ops(ev2, c16)
     assert pr.mlp == pytest.approx(12.5)
     assert pr.cycles == pytest.approx([500 + 4 + 75], rel=1e-12)
     assert bp.stream_lines_per_touch(ev2) == pytest.approx([24.0])
-    # 2 further lines per touch (the first case): min(4, 2) = 2 is less than the run's MLP
+    # 2 further lines per touch in the first case: min(4, 2) = 2 is less than the run's MLP
     # of 3, which they keep (independent misses of the run too): as the first lines
-    assert bp.stream_lines_per_touch(ev) == pytest.approx([2.0])
-    # no first line missed: the further lines are one (prefetched) stream
-    assert bp.stream_lines_per_touch(_events(REST_MEM=7)) == pytest.approx([7.0])
+    ev1 = ev.copy()
+    ev1[0, E.FURTHER_LINES], ev1[0, E.FURTHER_LINES_SQ] = 20, 10 * 2 * 2
+    assert bp.stream_lines_per_touch(ev1) == pytest.approx([2.0])
+    assert bp.op_cycles(ev1, cost) == pytest.approx([500 + 12 + 64 + 100], rel=1e-12)
+    # one 63-line copy and 20 two-line touches: each further line's touch, averaged
+    mix = _events(FURTHER_LINES=63 + 20, FURTHER_LINES_SQ=63 * 63 + 10 * 2 * 2)
+    assert bp.stream_lines_per_touch(mix) == pytest.approx([(63 * 63 + 40) / 83])
+    assert bp.stream_lines_per_touch(_events(REST_MEM=7)) == pytest.approx([0.0])
     with pytest.raises(ConfigError):
         bp.CostSpec(scatter_mlp=0.5)
     with pytest.raises(ConfigError):
@@ -278,8 +284,8 @@ def test_loaded_latency_hand_worked():
 def _twin_op_cycles(rows, cost):
     """Plain-Python re-derivation of :func:`bp.price_ops`: the run's counts summed by
     loops, the run's MLP by the naive twin of kmm.timing (every data line independent),
-    each operation's streamed overlap ``max(MLP, min(outstanding, max(1, further lines per
-    first line)))``, the fixed point by the naive twin on the lines' full-latency
+    each operation's streamed overlap ``max(MLP, min(outstanding, max(1, further lines of
+    a further line's touch)))``, the fixed point by the naive twin on the lines' full-latency
     equivalents with the rest of their memory lines as extra traffic, then each
     operation's time."""
     from naive import timing as nt
@@ -297,9 +303,8 @@ def _twin_op_cycles(rows, cost):
     streams = []
     equiv = [0.0] * 4
     for r in rows:
-        first = sum(float(r[E.FIRST_L2 + k]) for k in range(3))
-        rest = sum(float(r[E.REST_L2 + k]) for k in range(3))
-        per_touch = rest / first if first >= 1.0 else rest
+        f = float(r[E.FURTHER_LINES])
+        per_touch = float(r[E.FURTHER_LINES_SQ]) / f if f > 0 else 0.0
         so = max(mlp, min(float(cost.outstanding), max(1.0, per_touch)))
         streams.append(so)
         for k in range(3):
@@ -346,6 +351,9 @@ def test_op_cycles_matches_twin(seed, n_ops, background):
     for k in (E.L1TLB_MISSES, *range(E.WALK_READS_L1, E.REST_MEM + 1)):
         ev[:, k] = rng.integers(0, 3000 if k >= E.REST_L2 else 60 if k >= E.FIRST_L2 else 20,
                                 n_ops)
+    touches, size = rng.integers(0, 60, n_ops), rng.integers(0, 100, n_ops)
+    ev[:, E.FURTHER_LINES] = touches * size
+    ev[:, E.FURTHER_LINES_SQ] = touches * size * size
     cost = bp.CostSpec(cpu_ghz=float(rng.uniform(1, 4)), cpi_base=float(rng.uniform(0.3, 2)),
                        l1_hit_cycles=float(rng.uniform(2, 6)), dram_ns=float(rng.uniform(60, 200)),
                        background=background, outstanding=int(rng.integers(1, 64)),
@@ -369,6 +377,8 @@ def test_bandwidth_bound_run_matches_twin():
     ev[:, E.INSTRUCTIONS] = 10
     ev[:, E.FIRST_MEM] = [1, 2]
     ev[:, E.REST_MEM] = [3000, 1000]
+    ev[:, E.FURTHER_LINES] = [3000, 1000]
+    ev[:, E.FURTHER_LINES_SQ] = [3000 * 63, 1000 * 63]
     cost = bp.CostSpec(background=0.95, outstanding=64, window=256)
     pr = bp.price_ops(ev, cost)
     assert pr.time.bound == "bandwidth"
@@ -397,8 +407,18 @@ def test_path_ops_kernel_matches_twin(workload, policy):
     ev = bp.simulate_events(tr, lv, LAYOUT, tspec, cspec)
     cfg = bp.path_config(LAYOUT, tspec, cspec)
     twin = naive.path_ops(cfg, bp.op_touches(tr, lv, cfg.tlb), tr.n_ops, len(E))
-    cols = [e for e in E if e not in (E.INSTRUCTIONS, E.EL1_INSTRUCTIONS)]
+    cols = [e for e in E if e not in (E.INSTRUCTIONS, E.EL1_INSTRUCTIONS, E.FURTHER_LINES,
+                                      E.FURTHER_LINES_SQ)]
     assert ev[:, cols].tolist() == np.asarray(twin)[:, cols].tolist()
+    # further lines counted from the trace: every data touch's lines after its first
+    further = [0] * tr.n_ops
+    square = [0] * tr.n_ops
+    for i in range(tr.va.shape[0]):
+        if tr.kind[i] != bp.Kind.IFETCH and tr.lines[i] > 1:
+            further[int(tr.op[i])] += int(tr.lines[i]) - 1
+            square[int(tr.op[i])] += (int(tr.lines[i]) - 1) ** 2
+    assert ev[:, E.FURTHER_LINES].tolist() == further and sum(further) > 0
+    assert ev[:, E.FURTHER_LINES_SQ].tolist() == square
     assert ev[:, E.WALKS].sum() > 0 and ev[:, E.REST_L2:].sum() > 0
     # every walk reads at least one descriptor; kernel touches are a subset of all
     assert np.all(ev[:, E.WALK_READS_L1:E.WALK_READS_MEM + 1].sum(axis=1) >= ev[:, E.WALKS])

@@ -436,6 +436,9 @@ class OpEvent(IntEnum):
     descriptor reads of walks by the cache level that served them; ``FIRST_*`` the first
     line of each data touch and ``REST_*`` its other lines, by serving level (L1 hits are
     part of the base CPI and not counted). Instruction fetches occupy no line cache here.
+    ``FURTHER_LINES`` and ``FURTHER_LINES_SQ`` are the sum over the operation's data touches
+    of each touch's further (streamed) lines ``f`` and of ``f * f``, whatever level served
+    them (:func:`simulate_events` counts them from the trace; :func:`stream_lines_per_touch`).
     """
 
     INSTRUCTIONS = 0
@@ -456,6 +459,8 @@ class OpEvent(IntEnum):
     REST_L2 = 15
     REST_LLC = 16
     REST_MEM = 17
+    FURTHER_LINES = 18
+    FURTHER_LINES_SQ = 19
 
 
 @dataclass(frozen=True)
@@ -581,16 +586,14 @@ def run_counts(events: np.ndarray) -> eng.TimeCounts:
 
 
 def stream_lines_per_touch(events: np.ndarray) -> np.ndarray:
-    """Per operation: the further (streamed) lines beyond L1 per touch, the lines one
-    touch's stream keeps in flight together: ``REST_*`` over ``FIRST_*`` (served by L2, the
-    LLC or memory), or the ``REST_*`` lines themselves when no first line missed L1 (a
-    prefetched stream: one touch). A touch whose first line hits L1 has its further lines
-    hit too, so the touches that stream are those whose first line missed."""
+    """Per operation: the further (streamed) lines of the touch a further line belongs to,
+    averaged over the operation's further lines (``FURTHER_LINES_SQ / FURTHER_LINES``; 0
+    when it has none): a 4 KiB copy's 63 further lines each see a touch of 63, an
+    operation of one such copy and 20 two-line touches sees (63*63 + 20) / 83 = 48."""
     ev = np.asarray(events, dtype=np.float64).reshape(-1, len(OpEvent))
     E = OpEvent
-    first = ev[:, E.FIRST_L2:E.FIRST_MEM + 1].sum(axis=1)
-    rest = ev[:, E.REST_L2:E.REST_MEM + 1].sum(axis=1)
-    return rest / np.maximum(first, 1.0)
+    f = ev[:, E.FURTHER_LINES]
+    return np.divide(ev[:, E.FURTHER_LINES_SQ], f, out=np.zeros_like(f), where=f > 0)
 
 
 def price_ops(events: np.ndarray, cost: CostSpec) -> OpPricing:
@@ -882,6 +885,15 @@ def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec
                    tag=trace.op[idx].astype(np.int64) * N_CLASSES + cls,
                    lines=np.where(kind == Kind.IFETCH, 0, lines))
     ev = op_events(res.by_tag, trace.n_ops)
+    # each data touch's further lines (a prefetched tail: all its lines; a training stream's
+    # head and a whole-line store: none, as op_events charges them)
+    further = np.where(extra & _CLS_STREAMED, lines, lines - 1)
+    further = np.where((kind == Kind.IFETCH) | ((extra & (_CLS_NO_READ | _CLS_DEMAND)) != 0),
+                       0, np.maximum(further, 0)).astype(np.int64)
+    op = trace.op[idx].astype(np.int64)
+    ev[:, OpEvent.FURTHER_LINES] = np.bincount(op, weights=further, minlength=trace.n_ops)
+    ev[:, OpEvent.FURTHER_LINES_SQ] = np.bincount(op, weights=further * further,
+                                                  minlength=trace.n_ops)
     ev[:, OpEvent.INSTRUCTIONS] = np.rint(trace.instructions).astype(np.int64)
     ev[:, OpEvent.EL1_INSTRUCTIONS] = np.rint(trace.el1_instructions).astype(np.int64)
     return ev
