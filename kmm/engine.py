@@ -32,7 +32,8 @@ Groups
   :func:`memory_system`, :class:`CoreModel`, :class:`TimeCounts` (``kmm.timing.Counts``),
   :func:`solve_time`, invalidation felt by every CPU (:func:`invalidation_scope`,
   :func:`lost_translations`, :func:`lost_translations_sets`, :func:`rewalk_time`,
-  :class:`Rewalk`)
+  :class:`Rewalk`), the run's overlap of independent misses (:func:`mlp_eff`) and the
+  overlap of a touch's streamed lines (:func:`stream_overlap`)
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ from .timing import (CoreModel, FlushKind, InvalidationTime, LoadCurve, MemorySy
                      lost_translations_sets, memory_system, neoverse_core, published_curve,
                      rewalk_time, walk_ns)
 from .timing import solve as solve_time
+from .timing import mlp_eff, stream_overlap
 from .tlb import (FLAG_GLOBAL, FLAG_KIND_MASK, GLOBAL_ASID, S2_WALK_CACHE_ENTRIES, TLB,
                   WALK_CACHE_ENTRIES, Kind, Outcome, Structure,
                   TLBConfig, TLBEvent, TLBLevelConfig, TLBState, cont_shifts, entry_shift,
@@ -136,5 +138,5 @@ __all__ = [
     "LoadCurve", "published_curve", "MemorySystem", "memory_system", "CoreModel",
     "neoverse_core", "ampereone_core", "TimeCounts", "TimeResult", "solve_time", "Scope",
     "FlushKind", "invalidation_scope", "lost_translations", "lost_translations_sets",
-    "InvalidationTime", "walk_ns", "rewalk_time", "Rewalk",
+    "InvalidationTime", "walk_ns", "rewalk_time", "Rewalk", "mlp_eff", "stream_overlap",
 ]

@@ -689,3 +689,34 @@ __all__ = ["LINE_BYTES", "N_SOURCES", "N_LEVELS", "SOURCE_NAMES", "calibration",
            "TimeResult", "mlp_eff", "traffic_bytes", "solve", "Scope", "FlushKind",
            "invalidation_scope", "lost_translations", "lost_translations_sets",
            "InvalidationTime", "walk_ns", "rewalk_time", "Rewalk"]
+
+
+# ---- overlap of one touch's streamed lines ---------------------------------------------------
+def stream_overlap(lines_per_touch, core: CoreModel):
+    """Overlap of the further (streamed) lines of one touch: ``min(outstanding, max(1,
+    lines_per_touch))``.
+
+    The lines after a touch's first line (a 4 KiB copy's other 63) are issued by one loop
+    (or followed by a stream prefetcher) within one reorder window, and no line's address
+    depends on another's, so they are independent misses: all of them are in flight at
+    once, up to the core's outstanding-miss limit (``core.outstanding``; the basis of that
+    limit is ``core.read_issuing`` in ``kmm/data/calibration.yaml``: Arm Cortex-A76 Core
+    Technical Reference Manual, 100798_0300_00_en, Table A7-1, read issuing capability of
+    the private L2, 22/34/46 outstanding reads; ``core.neoverse_outstanding`` and
+    ``core.ampereone_outstanding`` are the limits taken from it). This is the interval
+    model's ``MLP`` (:func:`mlp_eff`) with the touch as the window: a touch of fewer lines
+    than the limit overlaps only its own lines; fewer than one line overlaps nothing (1).
+
+    ``lines_per_touch``: non-negative, one value or an array (per operation); returns a
+    float or a float64 array of the same shape.
+    """
+    if not isinstance(core, CoreModel):
+        raise ConfigError(f"needs a CoreModel, got {type(core).__name__}", "core")
+    x = np.asarray(lines_per_touch, dtype=np.float64)
+    if not np.isfinite(x).all() or (x < 0).any():
+        raise ConfigError("needs finite, non-negative lines per touch", "lines_per_touch")
+    out = np.minimum(float(core.outstanding), np.maximum(1.0, x))
+    return float(out) if out.ndim == 0 else out
+
+
+__all__ += ["stream_overlap"]

@@ -1,4 +1,6 @@
 """BBML2 linear-map workload model: layout, traces, page tables per policy, queue."""
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -206,21 +208,183 @@ def test_user_touches_are_4k_and_not_global():
 E = bp.OpEvent
 
 
-def test_op_cycles_hand_worked():
+def _events(**counts):
     ev = np.zeros((1, len(E)), np.int64)
-    ev[0, E.INSTRUCTIONS] = 1000
-    ev[0, E.L1TLB_MISSES] = 3
-    ev[0, E.WALK_READS_L2] = 2
-    ev[0, E.WALK_READS_MEM] = 1
-    ev[0, E.FIRST_MEM] = 1
-    ev[0, E.REST_MEM] = 15
-    cost = bp.CostSpec(cpu_ghz=2.0, cpi_base=0.5, l2_tlb_hit_cycles=4.0, l2_hit_cycles=10.0,
-                       llc_hit_ns=20.0, dram_ns=100.0, scatter_mlp=2.0, stream_mlp=5.0)
-    # 1000*0.5 + 3*4 + (2*10 + 1*200) + 1*200/2 + 15*200/5
-    assert bp.op_cycles(ev, cost).tolist() == [500 + 12 + 220 + 100 + 600]
-    assert bp.translation_cycles(ev, cost).tolist() == [12 + 220]
+    for k, v in counts.items():
+        ev[0, E[k]] = v
+    return ev
+
+
+def test_op_cycles_hand_worked():
+    # no memory reads, so the loaded latency does not enter: 2 GHz, L2 hit 10 cycles, LLC
+    # 20 ns (40 cycles), walker L1 hit 4 cycles; 30 independent data lines (10 first, 20
+    # further, all L2 hits) in 1000 instructions: m * window = 0.03 * 100 = 3 < 4
+    # outstanding, so they overlap 3-fold
+    ev = _events(INSTRUCTIONS=1000, L1TLB_MISSES=3, WALK_READS_L1=1, WALK_READS_L2=2,
+                 WALK_READS_LLC=1, FIRST_L2=10, REST_L2=20)
+    cost = bp.CostSpec(cpu_ghz=2.0, cpi_base=0.5, l2_tlb_hit_cycles=4.0, l1_hit_cycles=4.0,
+                       l2_hit_cycles=10.0, llc_hit_ns=20.0, dram_ns=100.0, background=0.5,
+                       outstanding=4, window=100)
+    # 1000*0.5 + 3*4 + (1*4 + 2*10 + 1*40) + 30*10/3
+    assert bp.op_cycles(ev, cost) == pytest.approx([500 + 12 + 64 + 100], rel=1e-12)
+    assert bp.translation_cycles(ev, cost) == pytest.approx([12 + 64], rel=1e-12)
+    # a window of 1000: 30 misses per window, capped at 4 outstanding
+    wide = dataclasses.replace(cost, window=1000)
+    assert bp.op_cycles(ev, wide) == pytest.approx([500 + 12 + 64 + 300 / 4], rel=1e-12)
+    # streamed lines: 5 first and 120 further lines in 1000 instructions, 16 outstanding:
+    # the run's MLP is 125/1000 * 100 = 12.5; the further lines, 24 per touch, overlap
+    # min(16, 24) = 16 with each other; 5*10/12.5 + 120*10/16
+    ev2 = _events(INSTRUCTIONS=1000, FIRST_L2=5, REST_L2=120, FURTHER_LINES=120,
+                  FURTHER_LINES_SQ=5 * 24 * 24)
+    c16 = dataclasses.replace(cost, outstanding=16)
+    pr = bp.price_ops(ev2, c16)
+    assert pr.mlp == pytest.approx(12.5)
+    assert pr.cycles == pytest.approx([500 + 4 + 75], rel=1e-12)
+    assert bp.stream_lines_per_touch(ev2) == pytest.approx([24.0])
+    # 2 further lines per touch in the first case: min(4, 2) = 2 is less than the run's MLP
+    # of 3, which they keep (independent misses of the run too): as the first lines
+    ev1 = ev.copy()
+    ev1[0, E.FURTHER_LINES], ev1[0, E.FURTHER_LINES_SQ] = 20, 10 * 2 * 2
+    assert bp.stream_lines_per_touch(ev1) == pytest.approx([2.0])
+    assert bp.op_cycles(ev1, cost) == pytest.approx([500 + 12 + 64 + 100], rel=1e-12)
+    # one 63-line copy and 20 two-line touches: each further line's touch, averaged
+    mix = _events(FURTHER_LINES=63 + 20, FURTHER_LINES_SQ=63 * 63 + 10 * 2 * 2)
+    assert bp.stream_lines_per_touch(mix) == pytest.approx([(63 * 63 + 40) / 83])
+    assert bp.stream_lines_per_touch(_events(REST_MEM=7)) == pytest.approx([0.0])
     with pytest.raises(ConfigError):
         bp.CostSpec(scatter_mlp=0.5)
+    with pytest.raises(ConfigError):
+        bp.CostSpec(background=1.0)
+    with pytest.warns(DeprecationWarning):
+        bp.CostSpec(stream_mlp=8.0)
+
+
+def test_loaded_latency_hand_worked():
+    # one walk descriptor and one first line from memory in 2e9 instructions: the run's own
+    # traffic is 128 bytes in 0.5 s, so the load is the background's, 0.5 of the peak:
+    # L = 100 ns * (1 + a * k*0.5 / (1 - k*0.5)) with the calibrated curve (a, k)
+    from kmm.engine import published_curve
+    c = published_curve()
+    x = c.k * 0.5
+    lat = 100.0 * (1.0 + c.a * x / (1.0 - x))
+    assert 110.0 < lat < 125.0
+    ev = _events(INSTRUCTIONS=2_000_000_000, WALK_READS_MEM=1, FIRST_MEM=1)
+    cost = bp.CostSpec(cpu_ghz=2.0, cpi_base=0.5, dram_ns=100.0, background=0.5)
+    pr = bp.price_ops(ev, cost)
+    assert pr.memory_ns == pytest.approx(lat, rel=1e-6)
+    assert pr.mlp == 1.0          # 1 independent miss per 2e9 instructions: no overlap
+    # 1e9 base cycles, the walk read and the first line each a full loaded latency
+    assert pr.cycles[0] == pytest.approx(1e9 + 2 * 2.0 * lat, rel=1e-12)
+    assert pr.translation_cycles[0] == pytest.approx(2.0 * lat, rel=1e-6)
+    # with no other load, the idle latency (and the run's own, negligible traffic)
+    idle = bp.price_ops(ev, dataclasses.replace(cost, background=0.0))
+    assert idle.memory_ns == pytest.approx(100.0, rel=1e-6) and idle.memory_ns > 100.0
+
+
+def _twin_op_cycles(rows, cost):
+    """Plain-Python re-derivation of :func:`bp.price_ops`: the run's counts summed by
+    loops, the run's MLP by the naive twin of kmm.timing (every data line independent),
+    each operation's streamed overlap ``max(MLP, min(outstanding, max(1, further lines of
+    a further line's touch)))``, the fixed point by the naive twin on the lines' full-latency
+    equivalents with the rest of their memory lines as extra traffic, then each
+    operation's time."""
+    from naive import timing as nt
+    ms = cost.memory()
+    n_ev = len(E)
+    tot = [0.0] * n_ev
+    for r in rows:
+        for i in range(n_ev):
+            tot[i] += float(r[i])
+    walk = [tot[E.WALK_READS_L1 + k] for k in range(4)]
+    data = [0.0] + [tot[E.FIRST_L2 + k] + tot[E.REST_L2 + k] for k in range(3)]
+    ins = tot[E.INSTRUCTIONS]
+    mlp = nt.mlp([ins], [[[0.0] * 4, data, walk]], [0.8, 0.0, 1.0], cost.outstanding,
+                 cost.window)[0]
+    streams = []
+    equiv = [0.0] * 4
+    for r in rows:
+        f = float(r[E.FURTHER_LINES])
+        per_touch = float(r[E.FURTHER_LINES_SQ]) / f if f > 0 else 0.0
+        so = max(mlp, min(float(cost.outstanding), max(1.0, per_touch)))
+        streams.append(so)
+        for k in range(3):
+            equiv[k + 1] += r[E.FIRST_L2 + k] / mlp + r[E.REST_L2 + k] / so
+    served = [[[0.0] * 4, equiv, walk]]
+    mem = [[[0.0], [equiv[3]], [walk[3]]]]
+    extra = [[data[3] - equiv[3]]]
+    core = {"dep": [0.8, 1.0, 1.0], "ghz": cost.cpu_ghz,
+            "cpi_base": cost.cpi_base + walk[0] * cost.l1_hit_cycles / ins,
+            "l2_cycles": cost.l2_hit_cycles, "llc_ns": cost.llc_hit_ns,
+            "l2_tlb_cycles": cost.l2_tlb_hit_cycles, "outstanding": cost.outstanding,
+            "window": cost.window}
+    nms = {"idle": [[cost.dram_ns]], "a": ms.curve.a, "k": ms.curve.k,
+           "la": ms.link_curve.a, "lk": ms.link_curve.k, "peak": [float(ms.peak_gbps[0])],
+           "link": [[float(ms.link_gbps[0, 0])]], "background": cost.background}
+    wall, bound = nt.solve(core, nms, [ins], served, mem, [tot[E.L1TLB_MISSES]], [1.0], extra)
+    # the load sees every memory line read: walk descriptors and all data lines
+    rho = (data[3] + walk[3]) * 64.0 / wall / nms["peak"][0] + cost.background
+    lat = nt.latency(nms["idle"], nms["a"], nms["k"], nms["la"], nms["lk"], [rho],
+                     [[0.0]])[0][0]
+    g = cost.cpu_ghz
+    level_ns = [cost.l1_hit_cycles / g, cost.l2_hit_cycles / g, cost.llc_hit_ns, lat]
+    out = []
+    for r, so in zip(rows, streams):
+        t = r[E.INSTRUCTIONS] * cost.cpi_base / g + r[E.L1TLB_MISSES] * cost.l2_tlb_hit_cycles / g
+        for k in range(4):
+            t += r[E.WALK_READS_L1 + k] * level_ns[k]
+        for k in range(3):
+            t += r[E.FIRST_L2 + k] * level_ns[k + 1] / mlp
+            t += r[E.REST_L2 + k] * level_ns[k + 1] / so
+        out.append(t)
+    if bound == "bandwidth":
+        out = [t * wall / sum(out) for t in out]
+    return [t * g for t in out], lat, mlp
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.floats(0.0, 0.95))
+def test_op_cycles_matches_twin(seed, n_ops, background):
+    rng = np.random.default_rng(seed)
+    ev = np.zeros((n_ops, len(E)), np.int64)
+    # up to 5e5 instructions: runs whose MLP is below the streamed lines' overlap too
+    ev[:, E.INSTRUCTIONS] = rng.integers(1, 5000, n_ops) * 10 ** int(rng.integers(0, 3))
+    for k in (E.L1TLB_MISSES, *range(E.WALK_READS_L1, E.REST_MEM + 1)):
+        ev[:, k] = rng.integers(0, 3000 if k >= E.REST_L2 else 60 if k >= E.FIRST_L2 else 20,
+                                n_ops)
+    touches, size = rng.integers(0, 60, n_ops), rng.integers(0, 100, n_ops)
+    ev[:, E.FURTHER_LINES] = touches * size
+    ev[:, E.FURTHER_LINES_SQ] = touches * size * size
+    cost = bp.CostSpec(cpu_ghz=float(rng.uniform(1, 4)), cpi_base=float(rng.uniform(0.3, 2)),
+                       l1_hit_cycles=float(rng.uniform(2, 6)), dram_ns=float(rng.uniform(60, 200)),
+                       background=background, outstanding=int(rng.integers(1, 64)),
+                       window=int(rng.integers(16, 256)))
+    want, lat, mlp = _twin_op_cycles(ev.tolist(), cost)
+    pr = bp.price_ops(ev, cost)
+    assert pr.cycles == pytest.approx(want, rel=1e-9)
+    assert pr.memory_ns == pytest.approx(lat, rel=1e-9) and pr.mlp == pytest.approx(mlp)
+    # the operations' times add up to the solve's work (or its wall time when bandwidth bound)
+    total = pr.time.wall_ns if pr.time.bound == "bandwidth" else pr.time.node_ns[0]
+    assert pr.cycles.sum() / cost.cpu_ghz == pytest.approx(total, rel=1e-9)
+    # a heavier background never makes an operation cheaper
+    more = bp.op_cycles(ev, dataclasses.replace(cost, background=min(0.99, background + 0.04)))
+    assert np.all(more >= pr.cycles * (1 - 1e-12))
+
+
+def test_bandwidth_bound_run_matches_twin():
+    # 3000 streamed memory lines in 10 instructions at a background of 0.95: the lines need
+    # more than the 5 % of the peak left, so every operation waits for bandwidth
+    ev = np.zeros((2, len(E)), np.int64)
+    ev[:, E.INSTRUCTIONS] = 10
+    ev[:, E.FIRST_MEM] = [1, 2]
+    ev[:, E.REST_MEM] = [3000, 1000]
+    ev[:, E.FURTHER_LINES] = [3000, 1000]
+    ev[:, E.FURTHER_LINES_SQ] = [3000 * 63, 1000 * 63]
+    cost = bp.CostSpec(background=0.95, outstanding=64, window=256)
+    pr = bp.price_ops(ev, cost)
+    assert pr.time.bound == "bandwidth"
+    want, lat, mlp = _twin_op_cycles(ev.tolist(), cost)
+    assert pr.cycles == pytest.approx(want, rel=1e-9) and mlp == 64
+    assert pr.cycles.sum() / cost.cpu_ghz == pytest.approx(pr.time.wall_ns, rel=1e-12)
 
 
 def _tiny_specs():
@@ -243,8 +407,18 @@ def test_path_ops_kernel_matches_twin(workload, policy):
     ev = bp.simulate_events(tr, lv, LAYOUT, tspec, cspec)
     cfg = bp.path_config(LAYOUT, tspec, cspec)
     twin = naive.path_ops(cfg, bp.op_touches(tr, lv, cfg.tlb), tr.n_ops, len(E))
-    cols = [e for e in E if e not in (E.INSTRUCTIONS, E.EL1_INSTRUCTIONS)]
+    cols = [e for e in E if e not in (E.INSTRUCTIONS, E.EL1_INSTRUCTIONS, E.FURTHER_LINES,
+                                      E.FURTHER_LINES_SQ)]
     assert ev[:, cols].tolist() == np.asarray(twin)[:, cols].tolist()
+    # further lines counted from the trace: every data touch's lines after its first
+    further = [0] * tr.n_ops
+    square = [0] * tr.n_ops
+    for i in range(tr.va.shape[0]):
+        if tr.kind[i] != bp.Kind.IFETCH and tr.lines[i] > 1:
+            further[int(tr.op[i])] += int(tr.lines[i]) - 1
+            square[int(tr.op[i])] += (int(tr.lines[i]) - 1) ** 2
+    assert ev[:, E.FURTHER_LINES].tolist() == further and sum(further) > 0
+    assert ev[:, E.FURTHER_LINES_SQ].tolist() == square
     assert ev[:, E.WALKS].sum() > 0 and ev[:, E.REST_L2:].sum() > 0
     # every walk reads at least one descriptor; kernel touches are a subset of all
     assert np.all(ev[:, E.WALK_READS_L1:E.WALK_READS_MEM + 1].sum(axis=1) >= ev[:, E.WALKS])

@@ -358,3 +358,49 @@ def test_defaults_come_from_the_calibration():
     assert ms.peak_gbps[0] == cal["graviton2"]["peak_gbps"]["value"]
     assert ms.background == cal["background"]["fraction"]["value"]
     assert t.ampereone_core().outstanding == cal["core"]["ampereone_outstanding"]["value"]
+
+
+# ---- overlap of one touch's streamed lines --------------------------------------------------
+def _naive_stream_overlap(lines, outstanding):
+    """Plain-Python twin of :func:`t.stream_overlap`: the lines of one touch in flight
+    together, at least one, at most the outstanding-miss limit."""
+    v = float(lines)
+    if v < 1.0:
+        v = 1.0
+    if v > outstanding:
+        v = float(outstanding)
+    return v
+
+
+def test_stream_overlap_twin_random():
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        core = _core(rng)
+        lines = rng.uniform(0.0, 200.0, size=int(rng.integers(1, 8)))
+        lines[rng.random(lines.size) < 0.2] = 0.0
+        got = t.stream_overlap(lines, core)
+        want = [_naive_stream_overlap(x, core.outstanding) for x in lines]
+        assert got == pytest.approx(want, rel=0, abs=0)
+        assert t.stream_overlap(float(lines[0]), core) == want[0]
+
+
+def test_stream_overlap_by_hand():
+    # a 4 KiB copy: 63 further lines, 46 outstanding (AmpereOne-class): 46 in flight
+    core = t.CoreModel(outstanding=46)
+    assert t.stream_overlap(63, core) == 46.0
+    # the Neoverse-class limit (22, calibration core.read_issuing): 22
+    assert t.stream_overlap(63, t.neoverse_core()) == 22.0
+    # a 2-line touch overlaps its own lines only; a touch of no further line: 1
+    assert t.stream_overlap(2, core) == 2.0
+    assert t.stream_overlap(0.0, core) == 1.0
+    # per operation: an array of the same shape
+    got = t.stream_overlap(np.array([0.5, 10.0, 100.0]), core)
+    assert isinstance(got, np.ndarray) and got.tolist() == [1.0, 10.0, 46.0]
+    # 100 misses each from memory at 100 ns, overlapped by 46: 100 * 100 / 46 ns of stall
+    assert 100 * 100.0 / t.stream_overlap(100, core) == pytest.approx(217.3913043, rel=1e-9)
+    for bad in (-1.0, np.nan, np.inf):
+        with pytest.raises(ConfigError):
+            t.stream_overlap(bad, core)
+    with pytest.raises(ConfigError):
+        t.stream_overlap(10, 46)
+    assert "stream_overlap" in t.__all__

@@ -99,12 +99,24 @@ From events to the claims
 :func:`simulate_events` runs every touch of one core through the engine's full path
 (:class:`kmm.walk.Path`: TLBs, ``stage1_walk`` with its walk cache and table frames, the line
 caches), each touch tagged by its operation and class, and folds the path's counters per
-tag into :class:`OpEvent` per operation (:func:`op_events`). Cycles per operation
-(:func:`op_cycles`) = instructions x ``cpi_base`` + L1 TLB misses x ``l2_tlb_hit_cycles`` +
-every walk's descriptor reads at the latency of the level that served them (dependent,
-charged in full) + the first line of each data touch at its latency / ``scatter_mlp`` + the
-further lines / ``stream_mlp``. Instruction lines are not simulated in the line caches
-(``cpi_base`` covers instruction supply); instruction fetches do go through the TLBs.
+tag into :class:`OpEvent` per operation (:func:`op_events`). The events are priced through
+:mod:`kmm.timing` (the README's "Time model"; :func:`price_ops`): the measured operations of
+one policy are a run on one core, whose counts (:func:`run_counts`) and the ``background``
+load of the cores not simulated load the memory latency (``dram_idle_ns`` at idle, the
+calibrated loaded-latency curve, solved at the fixed point of latency and time). Cycles per
+operation (:func:`op_cycles`) = instructions x ``cpi_base`` + L1 TLB misses x
+``l2_tlb_hit_cycles`` + every walk's descriptor reads at the latency of the level that
+served them (dependent, charged in full) + the lines of each data touch at their level's
+latency over two overlaps on an AmpereOne-class core (:func:`kmm.timing.ampereone_core`:
+``ampereone_outstanding``, ``ampereone_window``): the first line of a touch over the run's
+overlap of independent misses, ``MLP = min(outstanding, max(1, misses per instruction x
+window))`` (:func:`kmm.timing.mlp_eff`, every data line counted), its further, streamed
+lines, independent of each other within one reorder window, over ``min(outstanding, lines
+per touch)`` (:func:`kmm.timing.stream_overlap`; lines per touch of an operation:
+:func:`stream_lines_per_touch`), never less than the run's ``MLP``. The loaded latency's
+fixed point sees every line's traffic.
+Instruction lines are not simulated in the line caches (``cpi_base`` covers instruction
+supply); instruction fetches do go through the TLBs.
 
 - Kernel TLB MPKI: walks (L2 TLB misses) of kernel-mode touches per 1000 kernel
   instructions, as Arm's ``DTLB_WALK``/``ITLB_WALK`` per kilo-instruction metrics; the L1
@@ -152,7 +164,7 @@ from ..bbml2.model import (build_linear_map, LinearMapPolicy as Policy, MemoryMa
 from .model import (_kernel_table, CacheSpec, CHUNK_BYTES, closed_loop, CostSpec, GiB,
     IMAGE_OFFSET, KERNEL_VA_BASE, KernelLayout, KiB, Kind, Leaves, LINE_BYTES, LINES_PER_CHUNK,
     MemorySpec, memory_classes, MiB, module_alias_ranges, MODULES_BACKING_PA, MODULES_OFFSET, N_CLASSES, op_cycles, op_events,
-    op_touches, OpEvent, OpTouches, path_config, POLICIES, Prefetch, POLICY_LABELS, QueueResult, Region,
+    op_touches, OpEvent, OpPricing, OpTouches, path_config, POLICIES, price_ops, run_counts, stream_lines_per_touch, Prefetch, POLICY_LABELS, QueueResult, Region,
     simulate_events, STREAM_STORE_LINES, STRUCT_PAGE_BYTES, think_for_utilisation, tlb_outcomes, TlbSpec, trace_leaves,
     translation_cycles, USER_ASID, USER_BACKING_PA, USER_VA_BASE, VMALLOC_BACKING_PA,
     VMALLOC_OFFSET, VMEMMAP_BACKING_PA, Workload)

@@ -4,6 +4,7 @@ Part of :mod:`kmm.mech.bbml2_perf`."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
@@ -435,6 +436,9 @@ class OpEvent(IntEnum):
     descriptor reads of walks by the cache level that served them; ``FIRST_*`` the first
     line of each data touch and ``REST_*`` its other lines, by serving level (L1 hits are
     part of the base CPI and not counted). Instruction fetches occupy no line cache here.
+    ``FURTHER_LINES`` and ``FURTHER_LINES_SQ`` are the sum over the operation's data touches
+    of each touch's further (streamed) lines ``f`` and of ``f * f``, whatever level served
+    them (:func:`simulate_events` counts them from the trace; :func:`stream_lines_per_touch`).
     """
 
     INSTRUCTIONS = 0
@@ -455,12 +459,14 @@ class OpEvent(IntEnum):
     REST_L2 = 15
     REST_LLC = 16
     REST_MEM = 17
+    FURTHER_LINES = 18
+    FURTHER_LINES_SQ = 19
 
 
 @dataclass(frozen=True)
 class CostSpec:
-    """Cost parameters turning events into cycles (every one ``assumed`` unless a source
-    is given in params/).
+    """Cost parameters turning events into time, priced through :mod:`kmm.timing` (see the
+    README's "Time model"; every one ``assumed`` unless a source is given in params/).
 
     Parameters
     ----------
@@ -470,12 +476,25 @@ class CostSpec:
     l2_tlb_hit_cycles : added by an L1 TLB miss that hits the L2 TLB
     l1_hit_cycles, l2_hit_cycles : load-to-use latency of an L1 D / L2 hit (walker reads
         that hit L1 D pay ``l1_hit_cycles``)
-    llc_hit_ns, dram_ns : latency of a system-level-cache hit and of local DRAM
-    scatter_mlp : overlap of the first-line misses of separate touches (1: none)
-    stream_mlp : overlap of the further lines of a touch (streams the prefetchers follow)
+    llc_hit_ns : latency of a system-level-cache hit
+    dram_ns : idle latency of local DRAM: the floor of the loaded-latency curve
+        (:func:`kmm.timing.memory_system`), which raises it with the simulated traffic and
+        ``background``
+    scatter_mlp, stream_mlp : deprecated and not read: the fixed overlap factors of the
+        idle-latency pricing :func:`op_cycles` used before; kept so that existing calls
+        construct (overlap now comes from the core model)
+    background : share of the memory peak drawn by the cores that are not simulated
+        (default: ``kmm/data/calibration.yaml`` ``background.fraction``)
+    outstanding, window : misses beyond L1 the core keeps outstanding and its reorder
+        window (defaults: :func:`kmm.timing.ampereone_core`)
 
     A walk's descriptor reads are dependent and charged in full; the touch that needed the
-    walk waits for it.
+    walk waits for it. Data lines are independent misses overlapping at two levels: the
+    first line of each data touch by the first-order interval model's run-average ``MLP``
+    (:func:`kmm.timing.mlp_eff`, at most ``outstanding``), a touch's further, streamed
+    lines (one loop or one prefetcher stream within one reorder window) with each other,
+    ``min(outstanding, lines per touch)`` (:func:`kmm.timing.stream_overlap`), never less
+    than the run's ``MLP``.
     """
 
     cpu_ghz: float = 3.0
@@ -487,6 +506,9 @@ class CostSpec:
     dram_ns: float = 81.0
     scatter_mlp: float = 1.5
     stream_mlp: float = 16.0
+    background: float | None = None
+    outstanding: int | None = None
+    window: int | None = None
 
     def __post_init__(self):
         check_float("cpu_ghz", self.cpu_ghz, lo=0.5, hi=6.0)
@@ -497,34 +519,148 @@ class CostSpec:
         check_float("dram_ns", self.dram_ns, lo=10.0, hi=1000.0)
         check_float("scatter_mlp", self.scatter_mlp, lo=1.0, hi=64.0)
         check_float("stream_mlp", self.stream_mlp, lo=1.0, hi=256.0)
+        if (self.scatter_mlp, self.stream_mlp) != (1.5, 16.0):
+            warnings.warn("CostSpec.scatter_mlp and stream_mlp are not read: overlap comes "
+                          "from the core model (outstanding, window)", DeprecationWarning,
+                          stacklevel=3)
+        core = eng.ampereone_core()
+        if self.background is None:
+            object.__setattr__(self, "background",
+                               eng.memory_system(np.ones((1, 1))).background)
+        if self.outstanding is None:
+            object.__setattr__(self, "outstanding", core.outstanding)
+        if self.window is None:
+            object.__setattr__(self, "window", core.window)
+        check_float("background", self.background, lo=0.0, hi=0.99)
+        object.__setattr__(self, "outstanding",
+                           check_int("outstanding", int(self.outstanding), lo=1, hi=1024))
+        object.__setattr__(self, "window", check_int("window", int(self.window), lo=1,
+                                                     hi=4096))
 
     def latency_cycles(self) -> tuple[float, float, float, float]:
-        """Cycles of a read served by L1, L2, the LLC and DRAM."""
+        """Cycles of a read served by L1, L2, the LLC and (idle) DRAM."""
         g = self.cpu_ghz
         return (self.l1_hit_cycles, self.l2_hit_cycles, self.llc_hit_ns * g, self.dram_ns * g)
 
+    def core(self, cpi_base: float | None = None) -> eng.CoreModel:
+        """The AmpereOne-class :class:`kmm.timing.CoreModel` of these costs: walks
+        dependent, data lines independent (instruction lines are not simulated here)."""
+        return eng.ampereone_core(ghz=self.cpu_ghz,
+                                  cpi_base=self.cpi_base if cpi_base is None else cpi_base,
+                                  l2_cycles=self.l2_hit_cycles, llc_ns=self.llc_hit_ns,
+                                  l2_tlb_cycles=self.l2_tlb_hit_cycles,
+                                  outstanding=self.outstanding, window=self.window,
+                                  dep_data=0.0, dep_walk=1.0)
+
+    def memory(self) -> eng.MemorySystem:
+        """One memory node (the thread's machine is one socket) of idle latency
+        ``dram_ns``, peak and load curve from the calibration, at ``background``."""
+        return eng.memory_system(np.array([[self.dram_ns]]), background=self.background)
+
+
+class OpPricing(NamedTuple):
+    """:func:`price_ops`: per operation ``cycles`` and ``translation_cycles``; the run's
+    loaded memory latency (ns), the overlap of its independent misses, and the
+    :class:`kmm.timing.TimeResult` of the run."""
+
+    cycles: np.ndarray
+    translation_cycles: np.ndarray
+    memory_ns: float
+    mlp: float
+    time: object
+
+
+def run_counts(events: np.ndarray) -> eng.TimeCounts:
+    """:class:`kmm.timing.Counts` of a run of operations (``events`` rows, one core): walk
+    descriptor reads by level served (source walk), the first and further lines of data
+    touches (source data), L1 TLB refills as L2 TLB hits; memory is one node."""
+    e = np.asarray(events, dtype=np.float64).reshape(-1, len(OpEvent)).sum(axis=0)
+    E = OpEvent
+    served = np.zeros((1, 3, 4))
+    served[0, eng.SOURCE_WALK, :] = e[E.WALK_READS_L1:E.WALK_READS_MEM + 1]
+    served[0, eng.SOURCE_DATA, eng.SERVED_L2:] = (e[E.FIRST_L2:E.FIRST_MEM + 1]
+                                                   + e[E.REST_L2:E.REST_MEM + 1])
+    mem = served[:, :, eng.SERVED_MEMORY][:, :, None].copy()
+    return eng.TimeCounts(instructions=np.array([e[E.INSTRUCTIONS]]), served=served, mem=mem,
+                          l2_tlb_hits=np.array([e[E.L1TLB_MISSES]]), cpus=np.ones(1))
+
+
+def stream_lines_per_touch(events: np.ndarray) -> np.ndarray:
+    """Per operation: the further (streamed) lines of the touch a further line belongs to,
+    averaged over the operation's further lines (``FURTHER_LINES_SQ / FURTHER_LINES``; 0
+    when it has none): a 4 KiB copy's 63 further lines each see a touch of 63, an
+    operation of one such copy and 20 two-line touches sees (63*63 + 20) / 83 = 48."""
+    ev = np.asarray(events, dtype=np.float64).reshape(-1, len(OpEvent))
+    E = OpEvent
+    f = ev[:, E.FURTHER_LINES]
+    return np.divide(ev[:, E.FURTHER_LINES_SQ], f, out=np.zeros_like(f), where=f > 0)
+
+
+def price_ops(events: np.ndarray, cost: CostSpec) -> OpPricing:
+    """Price every operation of a run through :func:`kmm.timing.solve`.
+
+    The run is ``events``' operations back to back on one core; its memory traffic and
+    ``background`` load the memory latency (the fixed point of latency and time). Per
+    operation (ns): instructions x ``cpi_base``, L1 TLB refills x ``l2_tlb_hit_cycles``, walk
+    descriptor reads at the latency of the level that served them (dependent: in full; an
+    L1 D hit ``l1_hit_cycles``, which :mod:`kmm.timing` leaves in the base and this folds
+    into it exactly), and data lines at their level's latency over two overlaps: the first
+    line of each touch over the run's ``MLP`` (:func:`kmm.timing.mlp_eff` of every data line
+    of the run, all independent), the further (streamed) lines of a touch, independent of
+    each other and within one reorder window, over :func:`kmm.timing.stream_overlap` of the
+    operation's :func:`stream_lines_per_touch` (``min(outstanding, lines)``), never less
+    than the run's ``MLP`` (they are independent misses of the run too).
+
+    The solve sees every line's traffic and this work: its data counts are the lines'
+    full-latency equivalents (first lines / ``MLP`` + streamed lines / their overlap,
+    dependent), the rest of their memory lines are ``extra_lines`` (traffic, no stall); so
+    the operations' times add up to the solve's work (its ``mlp`` is 1: the overlaps are
+    applied here), and a bandwidth-bound run stretches each in proportion."""
+    ev = np.asarray(events, dtype=np.float64).reshape(-1, len(OpEvent))
+    E = OpEvent
+    g = cost.cpu_ghz
+    c = run_counts(ev)
+    ins = float(c.instructions[0])
+    l1_walk = float(ev[:, E.WALK_READS_L1].sum()) * cost.l1_hit_cycles
+    if l1_walk > 0.0 and ins <= 0.0:
+        raise ConfigError("walk reads in a run of no instructions", "events")
+    cpi = cost.cpi_base + (l1_walk / ins if ins > 0.0 else 0.0)
+    core = cost.core(cpi_base=cpi)
+    mlp = float(eng.mlp_eff(c, core)[0])
+    first = ev[:, E.FIRST_L2:E.FIRST_MEM + 1]
+    rest = ev[:, E.REST_L2:E.REST_MEM + 1]
+    # streamed lines are independent misses too: never less overlap than the run's MLP
+    stream = np.maximum(mlp, np.asarray(eng.stream_overlap(stream_lines_per_touch(ev), core),
+                                        np.float64))
+    equiv = first / mlp + rest / stream[:, None]                     # [op, L2/LLC/memory]
+    served = c.served.copy()
+    served[0, eng.SOURCE_DATA, eng.SERVED_L2:] = equiv.sum(axis=0)
+    mem = served[:, :, eng.SERVED_MEMORY][:, :, None].copy()
+    lines_mem = float(first[:, 2].sum() + rest[:, 2].sum())
+    extra = np.array([[max(lines_mem - float(mem[0, eng.SOURCE_DATA, 0]), 0.0)]])
+    solve_counts = eng.TimeCounts(instructions=c.instructions, served=served, mem=mem,
+                                  l2_tlb_hits=c.l2_tlb_hits, cpus=c.cpus, extra_lines=extra)
+    r = eng.solve_time(solve_counts, cost.memory(), dataclasses.replace(core, dep_data=1.0))
+    lat = float(r.latency_ns[0, 0])
+    hit_ns = np.array([cost.l1_hit_cycles / g, cost.l2_hit_cycles / g, cost.llc_hit_ns, lat])
+    walk = ev[:, E.WALK_READS_L1:E.WALK_READS_MEM + 1] @ hit_ns
+    tlb = ev[:, E.L1TLB_MISSES] * cost.l2_tlb_hit_cycles / g
+    ns = ev[:, E.INSTRUCTIONS] * cost.cpi_base / g + tlb + walk + equiv @ hit_ns[1:]
+    total = float(ns.sum())
+    stretch = r.wall_ns / total if r.bound == "bandwidth" and total > 0.0 else 1.0
+    return OpPricing(cycles=ns * stretch * g, translation_cycles=(tlb + walk) * g,
+                     memory_ns=lat, mlp=mlp, time=r)
+
 
 def op_cycles(events: np.ndarray, cost: CostSpec) -> np.ndarray:
-    """Cycles of every operation: a formula over the per-operation counters."""
-    e = np.asarray(events, dtype=np.float64)
-    l1, l2, llc, mem = cost.latency_cycles()
-    E = OpEvent
-    walk = (e[:, E.WALK_READS_L1] * l1 + e[:, E.WALK_READS_L2] * l2
-            + e[:, E.WALK_READS_LLC] * llc + e[:, E.WALK_READS_MEM] * mem)
-    first = (e[:, E.FIRST_L2] * l2 + e[:, E.FIRST_LLC] * llc + e[:, E.FIRST_MEM] * mem)
-    rest = (e[:, E.REST_L2] * l2 + e[:, E.REST_LLC] * llc + e[:, E.REST_MEM] * mem)
-    return (e[:, E.INSTRUCTIONS] * cost.cpi_base + e[:, E.L1TLB_MISSES] * cost.l2_tlb_hit_cycles
-            + walk + first / cost.scatter_mlp + rest / cost.stream_mlp)
+    """Cycles of every operation of a run (:func:`price_ops`)."""
+    return price_ops(events, cost).cycles
 
 
 def translation_cycles(events: np.ndarray, cost: CostSpec) -> np.ndarray:
-    """The part of :func:`op_cycles` spent on translation (L2 TLB hits and walks)."""
-    e = np.asarray(events, dtype=np.float64)
-    l1, l2, llc, mem = cost.latency_cycles()
-    E = OpEvent
-    return (e[:, E.L1TLB_MISSES] * cost.l2_tlb_hit_cycles + e[:, E.WALK_READS_L1] * l1
-            + e[:, E.WALK_READS_L2] * l2 + e[:, E.WALK_READS_LLC] * llc
-            + e[:, E.WALK_READS_MEM] * mem)
+    """The part of :func:`op_cycles` spent on translation (L2 TLB hits and walks, at the
+    run's loaded memory latency)."""
+    return price_ops(events, cost).translation_cycles
 
 
 # ---------------------------------------------------------------------------------------
@@ -749,6 +885,15 @@ def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec
                    tag=trace.op[idx].astype(np.int64) * N_CLASSES + cls,
                    lines=np.where(kind == Kind.IFETCH, 0, lines))
     ev = op_events(res.by_tag, trace.n_ops)
+    # each data touch's further lines (a prefetched tail: all its lines; a training stream's
+    # head and a whole-line store: none, as op_events charges them)
+    further = np.where(extra & _CLS_STREAMED, lines, lines - 1)
+    further = np.where((kind == Kind.IFETCH) | ((extra & (_CLS_NO_READ | _CLS_DEMAND)) != 0),
+                       0, np.maximum(further, 0)).astype(np.int64)
+    op = trace.op[idx].astype(np.int64)
+    ev[:, OpEvent.FURTHER_LINES] = np.bincount(op, weights=further, minlength=trace.n_ops)
+    ev[:, OpEvent.FURTHER_LINES_SQ] = np.bincount(op, weights=further * further,
+                                                  minlength=trace.n_ops)
     ev[:, OpEvent.INSTRUCTIONS] = np.rint(trace.instructions).astype(np.int64)
     ev[:, OpEvent.EL1_INSTRUCTIONS] = np.rint(trace.el1_instructions).astype(np.int64)
     return ev

@@ -17,7 +17,7 @@ from .workload import (BlockIOShape, CAPTURES, load_capture, MemcachedShape, MOD
     TraceDrivenShape, workload_trace)
 from .model import (_kernel_table, CacheSpec, CHUNK_BYTES, closed_loop, CostSpec, GiB,
     KernelLayout, KiB, MemorySpec, module_alias_ranges, op_cycles, OpEvent, POLICIES, POLICY_LABELS,
-    Region, simulate_events, TlbSpec, trace_leaves, translation_cycles, Workload)
+    price_ops, Region, simulate_events, TlbSpec, trace_leaves, Workload)
 from ..bbml2.model import ForcePte, LinearMapPolicy as Policy
 
 # ---------------------------------------------------------------------------------------
@@ -31,7 +31,8 @@ DEFAULTS: dict = {"seed": 1, "memcached_ops": 1000, "blockio_ops": 500, "warm_fr
     "tlb_max_entry_shift": 30, "walk_cache_entries": 64, "l1i_bytes": 16384, "l1d_bytes": 65536,
     "l2_bytes": 2097152, "slc_bytes": 67108864, "memcached_busy_cores": 4, "blockio_busy_cores": 2,
     "cpu_ghz": 3.0, "cpi_base": 0.6, "l2_tlb_hit_cycles": 5.0, "l2_hit_cycles": 11.0,
-    "llc_hit_ns": 35.0, "dram_ns": 81.0, "scatter_mlp": 1.5, "stream_mlp": 16.0,
+    "llc_hit_ns": 35.0, "dram_idle_ns": 81.0, "background": 0.3, "ampereone_outstanding": 46,
+    "ampereone_window": 160,
     "mc_connections": 50, "mc_value_bytes": 32, "mc_rx_ring_pages": 512,
     "mc_instructions_per_op": 20000, "mc_el1_fraction": 0.88, "mc_think_us": 50.0,
     "kernel_spread_gib": 4, "module_ro_pages": 5000, "module_alias_shared": 0,
@@ -56,8 +57,9 @@ FORCE_PTE = {"none": ForcePte.NONE, "debug_pagealloc": ForcePte.DEBUG_PAGEALLOC,
 ASSUMED: dict = {"l1_tlb_entries": (32, 96), "l2_tlb_entries": (1024, 4096), "l2_tlb_ways": (4, 8),
     "tlb_honours_cont": (0, 1), "tlb_max_entry_shift": (21, 30), "walk_cache_entries": (32, 128),
     "blockio_busy_cores": (1, 4), "cpi_base": (0.35, 1.0), "l2_tlb_hit_cycles": (2.0, 10.0),
-    "l2_hit_cycles": (11.0, 16.0), "llc_hit_ns": (25.0, 50.0), "dram_ns": (81.0, 130.0),
-    "scatter_mlp": (1.0, 3.0), "stream_mlp": (6.0, 32.0), "mc_connections": (50, 2000),
+    "l2_hit_cycles": (11.0, 16.0), "llc_hit_ns": (25.0, 50.0), "dram_idle_ns": (81.0, 130.0),
+    "background": (0.0, 0.8), "ampereone_outstanding": (22, 64),
+    "ampereone_window": (128, 256), "mc_connections": (50, 2000),
     "mc_rx_ring_pages": (128, 2048), "mc_instructions_per_op": (8000, 40000),
     "mc_el1_fraction": (0.6, 0.9), "mc_think_us": (10.0, 400.0), "kernel_spread_gib": (1, 64),
     "module_ro_pages": (1000, 20000), "module_alias_shared": (0, 1),
@@ -176,10 +178,13 @@ def _cache_spec(p, workload: Workload) -> CacheSpec:
 
 
 def cost_spec(p) -> CostSpec:
+    """The pricing of parameters ``p`` (:func:`price_ops`: through :mod:`kmm.timing`, memory
+    at its loaded latency, misses overlapping on an AmpereOne-class core)."""
     return CostSpec(cpu_ghz=p["cpu_ghz"], cpi_base=p["cpi_base"],
                     l2_tlb_hit_cycles=p["l2_tlb_hit_cycles"], l2_hit_cycles=p["l2_hit_cycles"],
-                    llc_hit_ns=p["llc_hit_ns"], dram_ns=p["dram_ns"],
-                    scatter_mlp=p["scatter_mlp"], stream_mlp=p["stream_mlp"])
+                    llc_hit_ns=p["llc_hit_ns"], dram_ns=p["dram_idle_ns"],
+                    background=p["background"], outstanding=p["ampereone_outstanding"],
+                    window=p["ampereone_window"])
 
 
 def _shape(p, workload: Workload, layout: KernelLayout):
@@ -371,7 +376,8 @@ def policy_metrics(pe: PolicyEvents, cost: CostSpec) -> dict:
     out = {}
     for pol, ev in pe.events.items():
         e = ev.sum(axis=0).astype(np.float64)
-        cyc = op_cycles(ev, cost)
+        priced = price_ops(ev, cost)
+        cyc = priced.cycles
         kins = e[OpEvent.EL1_INSTRUCTIONS] / 1000.0
         out[pol] = {
             "kernel_tlb_mpki": e[OpEvent.EL1_WALKS] / kins,
@@ -379,10 +385,12 @@ def policy_metrics(pe: PolicyEvents, cost: CostSpec) -> dict:
             "walk_mpki": 1000.0 * e[OpEvent.WALKS] / e[OpEvent.INSTRUCTIONS],
             "linear_walks_per_op": e[OpEvent.LINEAR_WALKS] / ev.shape[0],
             "cycles_per_op": float(cyc.mean()),
-            "translation_cycles_per_op": float(translation_cycles(ev, cost).mean()),
+            "translation_cycles_per_op": float(priced.translation_cycles.mean()),
             "ops_per_s": cost.cpu_ghz * 1e9 / float(cyc.mean()),
             "mpki_resolution": 1.0 / kins,
             "kernel_walks": float(e[OpEvent.EL1_WALKS]),
+            "memory_latency_ns": priced.memory_ns,
+            "miss_overlap": priced.mlp,
         }
     return out
 
@@ -555,7 +563,8 @@ def evaluate(p: dict) -> dict:
 _UNITS = {"kernel_tlb_mpki": "MPKI", "kernel_l1_tlb_mpki": "MPKI", "walk_mpki": "MPKI",
           "linear_walks_per_op": "count", "cycles_per_op": "cycles",
           "translation_cycles_per_op": "cycles", "ops_per_s": "ops/s",
-          "mpki_resolution": "MPKI", "kernel_walks": "count", "throughput": "requests/s", "utilisation": "fraction",
+          "mpki_resolution": "MPKI", "kernel_walks": "count", "memory_latency_ns": "ns",
+          "miss_overlap": "count", "throughput": "requests/s", "utilisation": "fraction",
           "mean_us": "us", "p99_us": "us"}
 
 
