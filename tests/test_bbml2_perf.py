@@ -224,7 +224,7 @@ def test_op_cycles_hand_worked():
                  WALK_READS_LLC=1, FIRST_L2=10, REST_L2=20)
     cost = bp.CostSpec(cpu_ghz=2.0, cpi_base=0.5, l2_tlb_hit_cycles=4.0, l1_hit_cycles=4.0,
                        l2_hit_cycles=10.0, llc_hit_ns=20.0, dram_ns=100.0, background=0.5,
-                       outstanding=4, window=100)
+                       outstanding=4, window=100, dependent_first=0.0)
     # 1000*0.5 + 3*4 + (1*4 + 2*10 + 1*40) + 30*10/3
     assert bp.op_cycles(ev, cost) == pytest.approx([500 + 12 + 64 + 100], rel=1e-12)
     assert bp.translation_cycles(ev, cost) == pytest.approx([12 + 64], rel=1e-12)
@@ -247,6 +247,18 @@ def test_op_cycles_hand_worked():
     ev1[0, E.FURTHER_LINES], ev1[0, E.FURTHER_LINES_SQ] = 20, 10 * 2 * 2
     assert bp.stream_lines_per_touch(ev1) == pytest.approx([2.0])
     assert bp.op_cycles(ev1, cost) == pytest.approx([500 + 12 + 64 + 100], rel=1e-12)
+    # half the first lines dependent: 5 of the 10 are paid in full (5*10 = 50 cycles); the
+    # run's independent lines are 5 + 20 = 25 in 1000 instructions, 0.025 * 100 = 2.5-fold
+    # overlap: (5 + 20)*10/2.5 = 100
+    half = dataclasses.replace(cost, dependent_first=0.5)
+    assert bp.price_ops(ev, half).mlp == pytest.approx(2.5)
+    assert bp.op_cycles(ev, half) == pytest.approx([500 + 12 + 64 + 50 + 100], rel=1e-12)
+    # every first line dependent: 10*10 in full, the 20 further lines 2-fold (0.02 * 100)
+    dep = dataclasses.replace(cost, dependent_first=1.0)
+    assert bp.op_cycles(ev, dep) == pytest.approx([500 + 12 + 64 + 100 + 100], rel=1e-12)
+    with pytest.raises(ConfigError):
+        bp.CostSpec(dependent_first=1.5)
+    assert bp.CostSpec().dependent_first == 0.5     # the calibration's core.dependent_data
     # one 63-line copy and 20 two-line touches: each further line's touch, averaged
     mix = _events(FURTHER_LINES=63 + 20, FURTHER_LINES_SQ=63 * 63 + 10 * 2 * 2)
     assert bp.stream_lines_per_touch(mix) == pytest.approx([(63 * 63 + 40) / 83])
@@ -269,7 +281,8 @@ def test_loaded_latency_hand_worked():
     lat = 100.0 * (1.0 + c.a * x / (1.0 - x))
     assert 110.0 < lat < 125.0
     ev = _events(INSTRUCTIONS=2_000_000_000, WALK_READS_MEM=1, FIRST_MEM=1)
-    cost = bp.CostSpec(cpu_ghz=2.0, cpi_base=0.5, dram_ns=100.0, background=0.5)
+    cost = bp.CostSpec(cpu_ghz=2.0, cpi_base=0.5, dram_ns=100.0, background=0.5,
+                       dependent_first=0.0)
     pr = bp.price_ops(ev, cost)
     assert pr.memory_ns == pytest.approx(lat, rel=1e-6)
     assert pr.mlp == 1.0          # 1 independent miss per 2e9 instructions: no overlap
@@ -283,7 +296,8 @@ def test_loaded_latency_hand_worked():
 
 def _twin_op_cycles(rows, cost):
     """Plain-Python re-derivation of :func:`bp.price_ops`: the run's counts summed by
-    loops, the run's MLP by the naive twin of kmm.timing (every data line independent),
+    loops, the run's MLP by the naive twin of kmm.timing (the run's independent data lines:
+    the ``dependent_first`` share of first lines left out),
     each operation's streamed overlap ``max(MLP, min(outstanding, max(1, further lines of
     a further line's touch)))``, the fixed point by the naive twin on the lines' full-latency
     equivalents with the rest of their memory lines as extra traffic, then each
@@ -297,8 +311,10 @@ def _twin_op_cycles(rows, cost):
             tot[i] += float(r[i])
     walk = [tot[E.WALK_READS_L1 + k] for k in range(4)]
     data = [0.0] + [tot[E.FIRST_L2 + k] + tot[E.REST_L2 + k] for k in range(3)]
+    d = cost.dependent_first
+    indep = [0.0] + [(1 - d) * tot[E.FIRST_L2 + k] + tot[E.REST_L2 + k] for k in range(3)]
     ins = tot[E.INSTRUCTIONS]
-    mlp = nt.mlp([ins], [[[0.0] * 4, data, walk]], [0.8, 0.0, 1.0], cost.outstanding,
+    mlp = nt.mlp([ins], [[[0.0] * 4, indep, walk]], [0.8, 0.0, 1.0], cost.outstanding,
                  cost.window)[0]
     streams = []
     equiv = [0.0] * 4
@@ -308,7 +324,7 @@ def _twin_op_cycles(rows, cost):
         so = max(mlp, min(float(cost.outstanding), max(1.0, per_touch)))
         streams.append(so)
         for k in range(3):
-            equiv[k + 1] += r[E.FIRST_L2 + k] / mlp + r[E.REST_L2 + k] / so
+            equiv[k + 1] += r[E.FIRST_L2 + k] * (d + (1 - d) / mlp) + r[E.REST_L2 + k] / so
     served = [[[0.0] * 4, equiv, walk]]
     mem = [[[0.0], [equiv[3]], [walk[3]]]]
     extra = [[data[3] - equiv[3]]]
@@ -333,7 +349,7 @@ def _twin_op_cycles(rows, cost):
         for k in range(4):
             t += r[E.WALK_READS_L1 + k] * level_ns[k]
         for k in range(3):
-            t += r[E.FIRST_L2 + k] * level_ns[k + 1] / mlp
+            t += r[E.FIRST_L2 + k] * level_ns[k + 1] * (d + (1 - d) / mlp)
             t += r[E.REST_L2 + k] * level_ns[k + 1] / so
         out.append(t)
     if bound == "bandwidth":
@@ -342,8 +358,8 @@ def _twin_op_cycles(rows, cost):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.floats(0.0, 0.95))
-def test_op_cycles_matches_twin(seed, n_ops, background):
+@given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.floats(0.0, 0.95), st.floats(0.0, 1.0))
+def test_op_cycles_matches_twin(seed, n_ops, background, dependent):
     rng = np.random.default_rng(seed)
     ev = np.zeros((n_ops, len(E)), np.int64)
     # up to 5e5 instructions: runs whose MLP is below the streamed lines' overlap too
@@ -357,7 +373,7 @@ def test_op_cycles_matches_twin(seed, n_ops, background):
     cost = bp.CostSpec(cpu_ghz=float(rng.uniform(1, 4)), cpi_base=float(rng.uniform(0.3, 2)),
                        l1_hit_cycles=float(rng.uniform(2, 6)), dram_ns=float(rng.uniform(60, 200)),
                        background=background, outstanding=int(rng.integers(1, 64)),
-                       window=int(rng.integers(16, 256)))
+                       window=int(rng.integers(16, 256)), dependent_first=dependent)
     want, lat, mlp = _twin_op_cycles(ev.tolist(), cost)
     pr = bp.price_ops(ev, cost)
     assert pr.cycles == pytest.approx(want, rel=1e-9)
@@ -379,7 +395,7 @@ def test_bandwidth_bound_run_matches_twin():
     ev[:, E.REST_MEM] = [3000, 1000]
     ev[:, E.FURTHER_LINES] = [3000, 1000]
     ev[:, E.FURTHER_LINES_SQ] = [3000 * 63, 1000 * 63]
-    cost = bp.CostSpec(background=0.95, outstanding=64, window=256)
+    cost = bp.CostSpec(background=0.95, outstanding=64, window=256, dependent_first=0.0)
     pr = bp.price_ops(ev, cost)
     assert pr.time.bound == "bandwidth"
     want, lat, mlp = _twin_op_cycles(ev.tolist(), cost)

@@ -487,11 +487,16 @@ class CostSpec:
         (default: ``kmm/data/calibration.yaml`` ``background.fraction``)
     outstanding, window : misses beyond L1 the core keeps outstanding and its reorder
         window (defaults: :func:`kmm.timing.ampereone_core`)
+    dependent_first : share of the touches' first lines whose address depends on an earlier
+        miss (a hash chain, a list walk), which cannot overlap: the traces do not show it,
+        so it is assumed and swept (default: ``kmm/data/calibration.yaml``
+        ``core.dependent_data``)
 
     A walk's descriptor reads are dependent and charged in full; the touch that needed the
-    walk waits for it. Data lines are independent misses overlapping at two levels: the
-    first line of each data touch by the first-order interval model's run-average ``MLP``
-    (:func:`kmm.timing.mlp_eff`, at most ``outstanding``), a touch's further, streamed
+    walk waits for it. Data lines overlap at two levels: of the first lines of the data
+    touches, ``dependent_first`` are dependent (charged in full) and the rest overlap by the
+    first-order interval model's run-average ``MLP`` (:func:`kmm.timing.mlp_eff`, at most
+    ``outstanding``); a touch's further, streamed
     lines (one loop or one prefetcher stream within one reorder window) with each other,
     ``min(outstanding, lines per touch)`` (:func:`kmm.timing.stream_overlap`), never less
     than the run's ``MLP``.
@@ -509,6 +514,7 @@ class CostSpec:
     background: float | None = None
     outstanding: int | None = None
     window: int | None = None
+    dependent_first: float | None = None
 
     def __post_init__(self):
         check_float("cpu_ghz", self.cpu_ghz, lo=0.5, hi=6.0)
@@ -531,6 +537,9 @@ class CostSpec:
             object.__setattr__(self, "outstanding", core.outstanding)
         if self.window is None:
             object.__setattr__(self, "window", core.window)
+        if self.dependent_first is None:
+            object.__setattr__(self, "dependent_first", core.dep_data)
+        check_float("dependent_first", self.dependent_first, lo=0.0, hi=1.0)
         check_float("background", self.background, lo=0.0, hi=0.99)
         object.__setattr__(self, "outstanding",
                            check_int("outstanding", int(self.outstanding), lo=1, hi=1024))
@@ -544,7 +553,9 @@ class CostSpec:
 
     def core(self, cpi_base: float | None = None) -> eng.CoreModel:
         """The AmpereOne-class :class:`kmm.timing.CoreModel` of these costs: walks
-        dependent, data lines independent (instruction lines are not simulated here)."""
+        dependent; the data counts it is given are independent lines (:func:`price_ops`
+        leaves the dependent first lines out of them; instruction lines are not simulated
+        here)."""
         return eng.ampereone_core(ghz=self.cpu_ghz,
                                   cpi_base=self.cpi_base if cpi_base is None else cpi_base,
                                   l2_cycles=self.l2_hit_cycles, llc_ns=self.llc_hit_ns,
@@ -605,15 +616,16 @@ def price_ops(events: np.ndarray, cost: CostSpec) -> OpPricing:
     descriptor reads at the latency of the level that served them (dependent: in full; an
     L1 D hit ``l1_hit_cycles``, which :mod:`kmm.timing` leaves in the base and this folds
     into it exactly), and data lines at their level's latency over two overlaps: the first
-    line of each touch over the run's ``MLP`` (:func:`kmm.timing.mlp_eff` of every data line
-    of the run, all independent), the further (streamed) lines of a touch, independent of
+    line of each touch in full for the ``dependent_first`` share, the rest over the run's
+    ``MLP`` (:func:`kmm.timing.mlp_eff` of the run's independent data lines: those first
+    lines and every further line), the further (streamed) lines of a touch, independent of
     each other and within one reorder window, over :func:`kmm.timing.stream_overlap` of the
     operation's :func:`stream_lines_per_touch` (``min(outstanding, lines)``), never less
     than the run's ``MLP`` (they are independent misses of the run too).
 
     The solve sees every line's traffic and this work: its data counts are the lines'
-    full-latency equivalents (first lines / ``MLP`` + streamed lines / their overlap,
-    dependent), the rest of their memory lines are ``extra_lines`` (traffic, no stall); so
+    full-latency equivalents (first lines x (d + (1 - d) / ``MLP``) + streamed lines / their
+    overlap, dependent), the rest of their memory lines are ``extra_lines`` (traffic, no stall); so
     the operations' times add up to the solve's work (its ``mlp`` is 1: the overlaps are
     applied here), and a bandwidth-bound run stretches each in proportion."""
     ev = np.asarray(events, dtype=np.float64).reshape(-1, len(OpEvent))
@@ -626,13 +638,19 @@ def price_ops(events: np.ndarray, cost: CostSpec) -> OpPricing:
         raise ConfigError("walk reads in a run of no instructions", "events")
     cpi = cost.cpi_base + (l1_walk / ins if ins > 0.0 else 0.0)
     core = cost.core(cpi_base=cpi)
-    mlp = float(eng.mlp_eff(c, core)[0])
     first = ev[:, E.FIRST_L2:E.FIRST_MEM + 1]
     rest = ev[:, E.REST_L2:E.REST_MEM + 1]
+    d = float(cost.dependent_first)
+    indep = c.served.copy()             # the run's independent data lines set its MLP
+    indep[0, eng.SOURCE_DATA, eng.SERVED_L2:] = (1.0 - d) * first.sum(axis=0) + rest.sum(axis=0)
+    mlp = float(eng.mlp_eff(eng.TimeCounts(
+        instructions=c.instructions, served=indep,
+        mem=indep[:, :, eng.SERVED_MEMORY][:, :, None].copy(), l2_tlb_hits=c.l2_tlb_hits,
+        cpus=c.cpus), core)[0])
     # streamed lines are independent misses too: never less overlap than the run's MLP
     stream = np.maximum(mlp, np.asarray(eng.stream_overlap(stream_lines_per_touch(ev), core),
                                         np.float64))
-    equiv = first / mlp + rest / stream[:, None]                     # [op, L2/LLC/memory]
+    equiv = first * (d + (1.0 - d) / mlp) + rest / stream[:, None]   # [op, L2/LLC/memory]
     served = c.served.copy()
     served[0, eng.SOURCE_DATA, eng.SERVED_L2:] = equiv.sum(axis=0)
     mem = served[:, :, eng.SERVED_MEMORY][:, :, None].copy()

@@ -32,7 +32,7 @@ DEFAULTS: dict = {"seed": 1, "memcached_ops": 1000, "blockio_ops": 500, "warm_fr
     "l2_bytes": 2097152, "slc_bytes": 67108864, "memcached_busy_cores": 4, "blockio_busy_cores": 2,
     "cpu_ghz": 3.0, "cpi_base": 0.6, "l2_tlb_hit_cycles": 5.0, "l2_hit_cycles": 11.0,
     "llc_hit_ns": 35.0, "dram_idle_ns": 81.0, "background": 0.3, "ampereone_outstanding": 46,
-    "ampereone_window": 160,
+    "ampereone_window": 160, "dependent_first": 0.5,
     "mc_connections": 50, "mc_value_bytes": 32, "mc_rx_ring_pages": 512,
     "mc_instructions_per_op": 20000, "mc_el1_fraction": 0.88, "mc_think_us": 50.0,
     "kernel_spread_gib": 4, "module_ro_pages": 5000, "module_alias_shared": 0,
@@ -59,7 +59,8 @@ ASSUMED: dict = {"l1_tlb_entries": (32, 96), "l2_tlb_entries": (1024, 4096), "l2
     "blockio_busy_cores": (1, 4), "cpi_base": (0.35, 1.0), "l2_tlb_hit_cycles": (2.0, 10.0),
     "l2_hit_cycles": (11.0, 16.0), "llc_hit_ns": (25.0, 50.0), "dram_idle_ns": (81.0, 130.0),
     "background": (0.0, 0.8), "ampereone_outstanding": (22, 64),
-    "ampereone_window": (128, 256), "mc_connections": (50, 2000),
+    "ampereone_window": (128, 256), "dependent_first": (0.1, 0.9),
+    "mc_connections": (50, 2000),
     "mc_rx_ring_pages": (128, 2048), "mc_instructions_per_op": (8000, 40000),
     "mc_el1_fraction": (0.6, 0.9), "mc_think_us": (10.0, 400.0), "kernel_spread_gib": (1, 64),
     "module_ro_pages": (1000, 20000), "module_alias_shared": (0, 1),
@@ -184,7 +185,7 @@ def cost_spec(p) -> CostSpec:
                     l2_tlb_hit_cycles=p["l2_tlb_hit_cycles"], l2_hit_cycles=p["l2_hit_cycles"],
                     llc_hit_ns=p["llc_hit_ns"], dram_ns=p["dram_idle_ns"],
                     background=p["background"], outstanding=p["ampereone_outstanding"],
-                    window=p["ampereone_window"])
+                    window=p["ampereone_window"], dependent_first=p["dependent_first"])
 
 
 def _shape(p, workload: Workload, layout: KernelLayout):
