@@ -1637,7 +1637,11 @@ class TextPoke:
     is not at its default when the module loads; ``entries_per_key``: the module's entries
     per such key (so a module's batches are ``patched_share * entries / entries_per_key``
     times ``ceil(entries_per_key / TP_VEC_MAX)``, an expectation, :func:`text_poke_batches`).
-    Not modelled: static calls (``static_call_add_module``) and ftrace's patching of the
+    Not modelled: static calls, whose module sites kernel/static_call_inline.c
+    ``static_call_add_module`` -> ``__static_call_init`` patches at the same notifier through
+    x86 ``arch_static_call_transform`` -> ``__static_call_transform(..., modinit=false)`` ->
+    ``text_poke_bp``, a batch of one entry (three syncs) per site whose instruction changes
+    (the measured table does not count ``.static_call_sites``); and ftrace's patching of the
     module (``ftrace_module_enable``, only while a tracer is on).
     """
 
