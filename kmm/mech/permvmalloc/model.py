@@ -1063,8 +1063,11 @@ class PermVmalloc:
     # ---- module loading ---------------------------------------------------------------------
     def load_module(self, m: ModuleSpec) -> dict:
         """``init_module``: from the ELF copy through ``do_init_module`` (the deferred init
-        free is :meth:`free_module_init`)."""
-        self._begin(OpKind.MODULE_LOAD, m.name, pages=m.core_pages + m.init_pages)
+        free is :meth:`free_module_init`). The record keeps the module's ``jump_entries``:
+        the patching of its static branches once its text is mapped read-only and executable
+        is priced by :func:`op_costs` (:func:`text_poke_batches`), not simulated here."""
+        self._begin(OpKind.MODULE_LOAD, m.name, pages=m.core_pages + m.init_pages,
+                    jump_entries=int(getattr(m, "jump_entries", 0)))
         elf = self.vmalloc("vmalloc", m.elf_pages, kind="elf")
         p = self.policy.policy
         if p == Policy.LEGACY:
@@ -1420,6 +1423,8 @@ def run(machine: MachineConfig, policy: PolicyConfig, workload: Workload, *,
     ops = pl.DataFrame(sim.ops, infer_schema_length=None)
     if "nbytes" not in ops.columns:
         ops = ops.with_columns(pl.lit(None, pl.Int64).alias("nbytes"))
+    if "jump_entries" not in ops.columns:
+        ops = ops.with_columns(pl.lit(None, pl.Int64).alias("jump_entries"))
     return RunResult(policy, ops.with_columns(pl.lit(policy.label).alias("policy")),
                      pl.DataFrame(sim.snapshots).with_columns(pl.lit(policy.label).alias("policy")),
                      sim.flush_log, text, sim.counts, list(sim.violations), sim.cache_bytes())
@@ -1592,11 +1597,125 @@ def flush_rewalks(cpus: int, method: str = "x86", rewalk: Rewalk | None = None,
     return out
 
 
+# ---- live patching of a loaded module's static branches (text_poke_bp) ------------------------
+#: entries of one ``text_poke_bp_batch``: ``TP_VEC_MAX = PAGE_SIZE / sizeof(struct
+#: text_poke_loc)`` (arch/x86/kernel/alternative.c; ``s32 rel_addr; s32 disp; u8 len; u8
+#: opcode; u8 text[5]; u8 old``, 16 bytes: 256 in v6.1 and v6.15; named
+#: ``TEXT_POKE_ARRAY_MAX`` of ``struct smp_text_poke_loc`` from v6.16, same size)
+TP_VEC_MAX = 4096 // 16
+#: ``text_poke_sync()`` calls per batch: after the int3 writes, after the tail writes and
+#: after the first-byte writes (``text_poke_bp_batch``); a jump label's instruction is 2 or 5
+#: bytes, so the tail step always writes and the second sync always happens
+SYNCS_PER_BATCH = 3
+#: ``text_poke()`` writes per patched entry, each through the poking mm with a local flush
+#: (``__text_poke``): the int3, the tail, the first byte
+POKES_PER_ENTRY = 3
+
+
+@dataclass(frozen=True)
+class TextPoke:
+    """How many of a loading module's static branches the kernel patches live, and in how
+    many batches (both ``assumed``: no measurement of the keys' states at load is cited).
+
+    On ``MODULE_STATE_COMING`` (``prepare_coming_module``, after ``complete_formation`` has
+    made the text read-only and executable in every policy: ``module_enable_ro``/``_x`` in
+    v5.10-v6.1, the perm_alloc RFC's final mapping, ``execmem_restore_rox`` in v6.15),
+    kernel/jump_label.c ``jump_label_module_notify`` -> ``jump_label_add_module`` walks the
+    module's sorted ``__jump_table`` one key at a time. A key the module defines itself is
+    skipped (``within_module``: at its initial state); for any other key whose state is not
+    its default (``jump_label_type(iter) != jump_label_init_type(iter)``) it calls
+    ``__jump_label_update`` for that key's entries, which queues each with
+    ``arch_jump_label_transform_queue`` -> ``text_poke_queue`` and ends with
+    ``arch_jump_label_transform_apply`` -> ``text_poke_finish`` -> ``text_poke_bp_batch``
+    (``HAVE_JUMP_LABEL_BATCH``, x86 since v5.5; v6.16 renames these
+    ``smp_text_poke_batch_add``/``_finish``): one batch per patched key, split every
+    :data:`TP_VEC_MAX` entries (``text_poke_flush``). Each batch calls ``text_poke_sync()``,
+    ``on_each_cpu(do_sync_core, NULL, 1)`` (v6.16: ``smp_text_poke_sync_each_cpu``),
+    :data:`SYNCS_PER_BATCH` times.
+
+    ``patched_share``: share of a module's jump entries whose key is defined elsewhere and
+    is not at its default when the module loads; ``entries_per_key``: the module's entries
+    per such key (so a module's batches are ``patched_share * entries / entries_per_key``
+    times ``ceil(entries_per_key / TP_VEC_MAX)``, an expectation, :func:`text_poke_batches`).
+    Not modelled: static calls, whose module sites kernel/static_call_inline.c
+    ``static_call_add_module`` -> ``__static_call_init`` patches at the same notifier through
+    x86 ``arch_static_call_transform`` -> ``__static_call_transform(..., modinit=false)`` ->
+    ``text_poke_bp``, a batch of one entry (three syncs) per site whose instruction changes
+    (the measured table does not count ``.static_call_sites``); and ftrace's patching of the
+    module (``ftrace_module_enable``, only while a tracer is on).
+    """
+
+    patched_share: float = 0.1
+    entries_per_key: float = 2.0
+
+    def __post_init__(self):
+        check_float("jump_patched_share", self.patched_share, 0.0, 1.0)
+        check_float("jump_entries_per_key", self.entries_per_key, 1.0, 1e6)
+
+
+def text_poke_batches(entries, tp: TextPoke | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Expected ``(patched entries, text_poke_bp_batch calls)`` of a module load with
+    ``entries`` jump-table entries (:class:`TextPoke`)."""
+    tp = tp or TextPoke()
+    n = np.asarray(entries, dtype=np.float64)
+    if (n < 0).any():
+        raise ConfigError("jump entries must be >= 0", "entries")
+    patched = tp.patched_share * n
+    per_key_batches = -(-tp.entries_per_key // TP_VEC_MAX)
+    return patched, patched / tp.entries_per_key * per_key_batches
+
+
+def text_poke_unit_costs(cpus: int, method: str = "x86", costs=None) -> dict[str, tuple[float, float]]:
+    """What the live patching costs on ``cpus`` CPUs as ``(initiator ns, ns of the other
+    CPUs)``: ``"batch"``, the :data:`SYNCS_PER_BATCH` synchronous all-CPU IPIs of one
+    ``text_poke_bp_batch``, and ``"entry"``, the :data:`POKES_PER_ENTRY` local writes of one
+    patched entry. A sync IPI is priced as :mod:`kmm.invalidate` prices a shootdown's IPI
+    (``flush_range``, x86): the initiator waits ``ipi_base_ns + ipi_per_extra_target_ns *
+    (targets - 1)`` for its ``cpus - 1`` targets, each interrupted for ``ipi_handler_ns``;
+    it flushes nothing, so it adds no invalidation work and no re-walk. A write is a local
+    flush of one page of the poking mm (:func:`flush_unit_costs` shape ``(2, 1)``). The
+    ``invlpgb`` method patches as ``x86`` does (INVLPGB replaces only TLB-flush IPIs);
+    ``arm64`` patches jump labels another way (arch/arm64/kernel/jump_label.c, not checked
+    here) and costs 0."""
+    from ...engine import InvalidationCosts
+
+    check_choice("method", method, FLUSH_METHODS)
+    check_int("cpus", cpus, lo=1)
+    if method == "arm64":
+        return {"batch": (0.0, 0.0), "entry": (0.0, 0.0)}
+    c = costs or InvalidationCosts()
+    t = cpus - 1
+    ipi = (c.ipi_base_ns + c.ipi_per_extra_target_ns * (t - 1), t * c.ipi_handler_ns) if t else (0.0, 0.0)
+    poke = flush_unit_costs(cpus, method, costs, [(2, 1)])[(2, 1)]
+    return {"batch": (SYNCS_PER_BATCH * ipi[0], SYNCS_PER_BATCH * ipi[1]),
+            "entry": (POKES_PER_ENTRY * float(poke[0]), POKES_PER_ENTRY * float(poke[1]))}
+
+
+def text_poke_costs(res: RunResult, cpus: int, method: str = "x86", costs=None,
+                    text_poke: TextPoke | None = None):
+    """Each module load's live patching (:class:`TextPoke`) on ``cpus`` CPUs: a frame
+    ``index, poke_batches, poke_initiator_ns, poke_target_ns`` (expectations)."""
+    import polars as pl
+
+    ops = res.ops.filter(pl.col("op") == OpKind.MODULE_LOAD.name.lower())
+    entries = ops["jump_entries"].fill_null(0).to_numpy() if "jump_entries" in ops.columns \
+        else np.zeros(ops.height)
+    patched, batches = text_poke_batches(entries, text_poke)
+    u = text_poke_unit_costs(cpus, method, costs)
+    return pl.DataFrame({
+        "index": ops["index"].cast(pl.Int64),
+        "poke_batches": batches,
+        "poke_initiator_ns": batches * u["batch"][0] + patched * u["entry"][0],
+        "poke_target_ns": batches * u["batch"][1] + patched * u["entry"][1]})
+
+
 def op_costs(res: RunResult, cpus: int, method: str = "x86", costs=None,
-             rewalk: Rewalk | None = None):
+             rewalk: Rewalk | None = None, text_poke: TextPoke | None = None):
     """Time each operation spent in TLB maintenance on ``cpus`` CPUs: a frame ``index,
     initiator_ns, target_ns, rewalk_ns`` (the initiating CPU's time; the time interrupted
-    CPUs spent; every CPU's re-walks after its flushes of everything, :func:`flush_rewalks`)."""
+    CPUs spent; every CPU's re-walks after its flushes of everything, :func:`flush_rewalks`)
+    and, apart, ``poke_initiator_ns, poke_target_ns``: a module load's live patching of its
+    static branches (:func:`text_poke_costs`; 0 for other operations)."""
     import polars as pl
 
     log = _flush_shapes(res)
@@ -1609,17 +1728,24 @@ def op_costs(res: RunResult, cpus: int, method: str = "x86", costs=None,
     inv = np.asarray(inv).ravel()
     df = pl.DataFrame({"index": log[:, 0], "initiator_ns": u[inv, 0], "target_ns": u[inv, 1],
                        "rewalk_ns": w[inv]})
-    return df.group_by("index").agg(pl.col("initiator_ns").sum(), pl.col("target_ns").sum(),
-                                    pl.col("rewalk_ns").sum())
+    df = df.group_by("index").agg(pl.col("initiator_ns").sum(), pl.col("target_ns").sum(),
+                                  pl.col("rewalk_ns").sum())
+    poke = text_poke_costs(res, cpus, method, costs, text_poke).drop("poke_batches")
+    out = df.join(poke, on="index", how="full", coalesce=True)
+    return out.with_columns(pl.col("initiator_ns", "target_ns").fill_null(0).cast(pl.Int64),
+                            pl.col("rewalk_ns", "poke_initiator_ns", "poke_target_ns")
+                            .fill_null(0.0).cast(pl.Float64)).sort("index")
 
 
 def cost_vs_cpus(results: Sequence[RunResult], cpus_list: Sequence[int],
                  methods: Sequence[str] = ("x86", "invlpgb", "arm64"), costs=None,
                  ops: Sequence[OpKind] = (OpKind.MODULE_LOAD, OpKind.BPF_LOAD),
-                 rewalk: Rewalk | None = None):
+                 rewalk: Rewalk | None = None, text_poke: TextPoke | None = None):
     """Mean TLB-maintenance time per operation vs CPU count: ``policy, op, method, cpus,
-    initiator_ns, rewalk_ns, cpu_ns`` (``cpu_ns`` adds the time of every interrupted CPU and
-    every CPU's re-walks, ``rewalk_ns``)."""
+    initiator_ns, rewalk_ns, text_poke_ns, cpu_ns`` (``text_poke_ns``: every CPU's time in a
+    module load's ``text_poke_bp`` batches, :func:`text_poke_costs`; ``cpu_ns`` adds the
+    time of every interrupted CPU, every CPU's re-walks, ``rewalk_ns``, and
+    ``text_poke_ns``; ``initiator_ns`` is the flushes' alone)."""
     import polars as pl
 
     names = [o.name.lower() for o in ops]
@@ -1628,7 +1754,7 @@ def cost_vs_cpus(results: Sequence[RunResult], cpus_list: Sequence[int],
         sel = r.ops.filter(pl.col("op").is_in(names)).select("index", "op")
         for method in methods:
             for n in cpus_list:
-                c = op_costs(r, n, method, costs, rewalk)
+                c = op_costs(r, n, method, costs, rewalk, text_poke)
                 j = sel.join(c, on="index", how="left").fill_null(0)
                 for op in names:
                     part = j.filter(pl.col("op") == op)
@@ -1637,8 +1763,11 @@ def cost_vs_cpus(results: Sequence[RunResult], cpus_list: Sequence[int],
                     rows.append({"policy": r.policy.label, "op": op, "method": method, "cpus": n,
                                  "initiator_ns": float(part["initiator_ns"].mean()),
                                  "rewalk_ns": float(part["rewalk_ns"].mean()),
+                                 "text_poke_ns": float((part["poke_initiator_ns"]
+                                                        + part["poke_target_ns"]).mean()),
                                  "cpu_ns": float((part["initiator_ns"] + part["target_ns"]
-                                                  + part["rewalk_ns"]).mean())})
+                                                  + part["rewalk_ns"] + part["poke_initiator_ns"]
+                                                  + part["poke_target_ns"]).mean())})
     return pl.DataFrame(rows)
 
 

@@ -13,7 +13,7 @@ from ...engine import GiB, MiB
 from .model import (_aged_pool, cost_vs_cpus, directmap_end, flush_histogram, GLOBAL_EVENTS,
     itlb_misses, itlb_trace_misses, ItlbConfig, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     OpKind, PACK_BYTES, PAGE, PAGE_SHIFT, Policy, PolicyConfig, Rewalk, run, RunResult,
-    STANDARD_POLICIES)
+    STANDARD_POLICIES, TextPoke)
 from ...suite.study import (cached, evaluate_points, evidence_from, grid, one_at_a_time,
     replicate_plan, replicates_from, Study)
 from .workload import (bpf_sizes, FETCH_TRACES, load_traced_fetches, MeasuredModuleMix,
@@ -116,6 +116,14 @@ def rewalk_config(p: dict) -> Rewalk:
                   tlb_entries=int(p["stlb_entries"]))
 
 
+def text_poke_config(p: dict) -> TextPoke:
+    """How a module load's live patching of its static branches is priced
+    (:class:`TextPoke`): ``jump_patched_share`` of its jump entries patched, in batches of
+    ``jump_entries_per_key`` entries."""
+    return TextPoke(patched_share=float(p["jump_patched_share"]),
+                    entries_per_key=float(p["jump_entries_per_key"]))
+
+
 def decided_by(sweep: Sequence[dict]) -> str | None:
     """The one swept parameter that alone determines the recorded values, if one does:
     the values are constant within each of its settings and differ between them. Read
@@ -180,7 +188,8 @@ class ScenarioResult:
     def costs(self):
         return cost_vs_cpus(self.results, list(self.params["cost_cpus"]),
                             costs=invalidation_costs(self.params),
-                            rewalk=rewalk_config(self.params))
+                            rewalk=rewalk_config(self.params),
+                            text_poke=text_poke_config(self.params))
 
     def itlb(self):
         """iTLB misses of each policy's live module and BPF text under both fetch workloads
@@ -473,7 +482,8 @@ DEFAULTS: dict = {"ram_gib": 1, "cpus": 64, "bg_used_fraction": 0.6, "bg_unmovab
     "ipi_handler_ns": 1000.0, "global_flush_ns": 500.0, "invlpgb_ns": 100.0,
     "tlbsync_ns": 500.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0,
     "rewalk_working_set": 256, "rewalk_memory_refs": 1.0, "mem_idle_ns": 81.96,
-    "background": 0.3, "itlb_workload": "trace", "itlb_module_trace": "module",
+    "background": 0.3, "jump_patched_share": 0.1, "jump_entries_per_key": 2.0,
+    "itlb_workload": "trace", "itlb_module_trace": "module",
     "itlb_fetches": 50000, "itlb_zipf": 1.0, "itlb_run_lines": 2, "itlb_bpf_share": 0.3,
     "itlb_l1_entries": 128, "itlb_l1_ways": 8, "stlb_entries": 1536, "stlb_ways": 12,
     "bg_sweep": [[0.6, 0.25, 64.0]], "itlb_sweep_zipf": [0.6, 1.4], "itlb_sweep_run_lines": [2],
@@ -488,7 +498,8 @@ COST_RANGES = {"ipi_base_ns": (500.0, 5000.0), "ipi_per_extra_target_ns": (50.0,
                "invlpgb_ns": (50.0, 500.0), "tlbsync_ns": (100.0, 2000.0), "tlbi_ns": (5.0, 50.0),
                "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0),
                "rewalk_working_set": (64, 1536), "rewalk_memory_refs": (0.5, 2.0),
-               "background": (0.0, 0.8)}
+               "background": (0.0, 0.8), "jump_patched_share": (0.0, 0.5),
+               "jump_entries_per_key": (1.0, 8.0)}
 
 
 def params_from(namespace: dict) -> dict:
@@ -507,7 +518,7 @@ def cost_sensitivity(sr: ScenarioResult, cpus: int, ranges: dict | None = None):
         for end, v in (("low", lo), ("high", hi)):
             q = {**sr.params, name: v}
             c = cost_vs_cpus(sr.results, [cpus], costs=invalidation_costs(q),
-                             rewalk=rewalk_config(q))
+                             rewalk=rewalk_config(q), text_poke=text_poke_config(q))
             rows.append(c.with_columns(pl.lit(name).alias("parameter"), pl.lit(end).alias("end")))
     return pl.concat(rows)
 
