@@ -97,9 +97,11 @@ and the next nonsensitive allocation on that CPU takes it with nothing to map; a
 list is allocated as far as the free lists are concerned, so it is neither merged nor moved
 by a pageblock conversion, and ``__rmqueue_asi_unmap`` (which takes whole free blocks off the
 free lists) cannot take a pageblock one of its pages waits in, until ``free_pcppages_bulk``
-returns it (at ``high``) or ``drain_all_pages`` does: once, before an allocation that
-still fails is retried (``__alloc_pages_direct_reclaim``), and before each run of the
-policy-3 worker (its pageblocks' free mapped pages then all lie on the free lists). A
+returns it (at ``high``) or ``drain_all_pages`` does: once in a slow path whose direct
+reclaim made progress but whose retry failed (``__alloc_pages_direct_reclaim``; the
+fast-path rank has no slow path, its failures are what the slow path would retry), and
+before each run of the policy-3 worker (its pageblocks' free mapped pages then all lie on
+the free lists). A
 refill (``rmqueue_bulk``) uses the allocation's own pass (``ALLOC_NOFRAGMENT`` floor; the
 posted nonsensitive floor of a pageblock); the mapped pages a sensitive refill moves onto a
 sensitive list (v6.1's fallbacks across sensitivity, or the policy-3 worker's leftovers)

@@ -768,6 +768,11 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
                 pfn = _get_min(ast.own, ast, cpu, order, mt, order)
                 if pfn >= 0:
                     break
+            if pfn < 0 and rpages > 0 and ast.params[_P_PCP] != 0:
+                # __alloc_pages_direct_reclaim: reclaim made progress but the retry failed:
+                # pages may be pinned on per-CPU lists: drain_all_pages, retry once
+                _drain_all(bst, ast)
+                pfn = _get_min(ast.own, ast, cpu, order, mt, order)
             if rpages > 0:
                 _burst(ast, t, rns, BurstSource.DIRECT_RECLAIM, rpages)
             ns += rns
@@ -821,20 +826,6 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
         _burst(ast, t, w, BurstSource.RECLAIM, pages)
         lat += w
         pfn = _get(bst, ast, cpu, order, mt)
-    if pfn < 0 and ast.params[_P_PCP] != 0:
-        # __alloc_pages_direct_reclaim: pages may be pinned on per-CPU lists: drain_all_pages
-        # and retry once
-        _drain_all(bst, ast)
-        if tracked and sens and ast.params[_P_RANK] != 0:
-            pfn = _get(ast.own, ast, cpu, order, mt)
-        elif posted and sens:
-            pfn = _get_min(ast.own, ast, cpu, order, mt, order)
-            if pfn < 0:
-                pfn, unmap_ns = _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu)
-        elif posted:
-            pfn = _get_min(bst, ast, cpu, order, mt, ast.params[_P_PB_ORDER])
-        else:
-            pfn = _get(bst, ast, cpu, order, mt)
     if pfn < 0:
         ast.counts[AsiEvent.ALLOC_FAILURES] += 1
         ast.lat[ident] = -1
