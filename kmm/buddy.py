@@ -841,6 +841,77 @@ def pcp_alloc(st, pst, cpu, order, mt):
 
 
 @_kernel
+def pcp_alloc_min(st, pst, cpu, order, mt, min_order):
+    """:func:`pcp_alloc` whose refill steals from a fallback type only free blocks of at
+    least ``min_order`` (``rmqueue_bulk`` calls ``__rmqueue`` with the caller's
+    ``alloc_flags``: one pass with that floor per block, as :func:`alloc_block_min`; with
+    ``ALLOC_NOFRAGMENT`` the floor is pageblock_order and ``get_page_from_freelist``'s
+    retry without it is the caller's). Orders the lists do not take go to
+    :func:`alloc_block_min`. ``st.ev`` logs every pageblock conversion of the refill."""
+    if not _pcp_allowed(pst, order):
+        return alloc_block_min(st, order, mt, min_order)
+    st.ev[0] = 0
+    pst.free_factor[cpu] >>= 1
+    gi = cpu * pst.params[_Q_NLISTS] + _pindex(pst, mt, order)
+    if pst.head[gi] < 0:
+        batch = pst.params[_Q_BATCH]
+        if batch > 1:
+            batch = max(batch >> order, 2)
+        n = 0
+        floor = max(order, min_order)
+        for _i in range(batch):
+            pfn = _rmqueue(st, order, mt, floor)
+            if pfn < 0:
+                break
+            _mark_allocated(st, pfn, order, mt)
+            st.alloc_mt[pfn] = -1
+            pst.pmt[pfn] = mt
+            _pcp_add(pst, gi, pfn, True)
+            n += 1
+        pst.counts[1] += 1
+        pst.counts[2] += n << order
+        pst.count[cpu] += n << order
+        if pst.head[gi] < 0:
+            pst.counts[6] += 1
+            return -1
+    pfn = pst.head[gi]
+    _pcp_del(pst, gi, pfn)
+    pst.count[cpu] -= 1 << order
+    pst.pmt[pfn] = -1
+    st.alloc_mt[pfn] = mt
+    pst.counts[0] += 1
+    return np.int64(pfn)
+
+
+@_kernel
+def pcp_first(pst, cpu, order, mt):
+    """The block at the head of CPU ``cpu``'s list for ``order`` and ``mt`` (the next one
+    :func:`pcp_alloc` hands out), or -1 if the list is empty; :func:`pcp_next` walks on."""
+    if not _pcp_allowed(pst, order):
+        return np.int64(-1)
+    return np.int64(pst.head[cpu * pst.params[_Q_NLISTS] + _pindex(pst, mt, order)])
+
+
+@_kernel
+def pcp_next(pst, pfn):
+    """The block after ``pfn`` on its pcp list, or -1."""
+    return np.int64(pst.nxt[pfn])
+
+
+def zone_batchsize(pool_pages: int, page_bytes: int) -> int:
+    """``zone_batchsize`` (mm/page_alloc.c, v6.1) of a zone of ``pool_pages`` pages: a
+    1024th of the zone, at most 1 MiB of pages, divided by 4 (at least 1), then
+    ``rounddown_pow_of_two(batch + batch / 2) - 1`` (63 with 4K pages above 256 MiB), at
+    least 1 (``zone_set_pageset_high_and_batch``: ``max(1, zone_batchsize(zone))``)."""
+    check_int("pool_pages", pool_pages, lo=1)
+    check_int("page_bytes", page_bytes, lo=1)
+    batch = min(pool_pages >> 10, (1 << 20) // page_bytes) // 4
+    batch = max(batch, 1)
+    x = batch + batch // 2
+    return max(1, (1 << (x.bit_length() - 1)) - 1)
+
+
+@_kernel
 def _free_pcppages_bulk(st, pst, cpu, count, pindex):
     """``free_pcppages_bulk``: ``count`` pages from the tails of the lists, round robin from
     ``pindex``, back to the free lists with their stored types."""
@@ -1079,4 +1150,5 @@ __all__ = ["pool_pages", "pageblock_order", "MigrateType", "BuddyEvent", "Migrat
            "BuddyState", "Buddy", "alloc_pages", "free_pages", "flags_update", "replay",
            "convert_pageblock", "alloc_block", "free_block", "PAGE_ALLOC_COSTLY_ORDER",
            "PcpEvent", "PcpConfig", "PcpState", "pcp_alloc", "pcp_free", "pcp_drain", "pcp_replay",
+           "pcp_alloc_min", "pcp_first", "pcp_next", "zone_batchsize",
            "OP_ALLOC", "OP_FREE", "bench_order0_churn"]

@@ -41,7 +41,8 @@ from ._jit import njit
 from .buddy import (Buddy, BuddyConfig, BuddyEvent, BuddyState, MigrateTable, MigrateType,
                     alloc_block, alloc_block_min, alloc_pages, convert_pageblock, free_block,
                     free_pages, kernel_migrate_table, pageblock_order, pool_pages,
-                    split_allocated)
+                    split_allocated, PcpConfig, PcpEvent, PcpState, pcp_alloc, pcp_alloc_min,
+                    pcp_drain, pcp_first, pcp_free, pcp_next, zone_batchsize)
 from .cache import (CacheConfig, CacheEvent, CacheLevelConfig, Caches, CacheState, Level,
                     Served, Source, cache_access, simulate_cache)
 from .geometry import GRANULES, GiB, KiB, MiB, Geometry, arm64, stage2, x86_64
@@ -125,6 +126,8 @@ __all__ = [
     "Buddy", "BuddyConfig", "BuddyState", "BuddyEvent", "MigrateType", "MigrateTable",
     "kernel_migrate_table", "alloc_pages", "free_pages", "alloc_block", "free_block",
     "convert_pageblock", "alloc_block_min", "split_allocated", "pool_pages",
+    "PcpConfig", "PcpEvent", "PcpState", "pcp_alloc", "pcp_alloc_min", "pcp_drain", "pcp_first",
+    "pcp_free", "pcp_next", "zone_batchsize",
     "pageblock_order", "MT_UNMOVABLE", "MT_MOVABLE",
     "MT_RECLAIMABLE",
     # replacement policies and randomness

@@ -85,12 +85,37 @@ The invariant — no page that holds sensitive data (allocated sensitive, or fre
 zeroed) is mapped in the restricted physmap or covered by a TLB entry of any CPU — can be
 checked after every operation (``check_invariant``; :attr:`AsiEvent.VIOLATIONS`).
 
-Not modelled: per-CPU page lists (the posting gives ``MIGRATE_UNMOVABLE_NONSENSITIVE`` a
-list of its own below ``MIGRATE_PCPTYPES``, "mm/page_alloc: split MIGRATE_UNMOVABLE by
-sensitivity", 2025-03-13); atomic sensitive allocations; the 2026 ``ALLOC_UNMAPPED``
-(formerly ``__GFP_UNMAPPED``) / freetype / mermap design (Brendan Jackman's series, v2 of
-2026-03-20, <20260320-page_alloc-unmapped-v2-0-28bf1bd54f41@google.com>, known here only
-from later threads that cite it, not from its patches); compaction and reclaim outside the slow path of
+Per-CPU page lists (``pcp``, :class:`AsiConfig`): allocations and frees of the orders
+``pcp_allowed_order`` admits (up to ``PAGE_ALLOC_COSTLY_ORDER``, and pageblock_order) go
+through CPU-local lists (:func:`kmm.buddy.pcp_alloc`, v6.1's ``rmqueue_pcplist`` and
+``free_unref_page_commit``), one per migratetype and order; the posting gives
+``MIGRATE_UNMOVABLE_NONSENSITIVE`` lists of its own, below ``MIGRATE_PCPTYPES`` ("[PATCH RFC
+09/11] mm/page_alloc: Split MIGRATE_UNMOVABLE by sensitivity", 2025-03-13), and so does the
+tracked table here (one list per type code), so a list never mixes sensitivities. A page on
+a list keeps its flag bits, its mapping among them: a freed nonsensitive page stays mapped
+and the next nonsensitive allocation on that CPU takes it with nothing to map; a page on a
+list is allocated as far as the free lists are concerned, so it is neither merged nor moved
+by a pageblock conversion, and ``__rmqueue_asi_unmap`` (which takes whole free blocks off the
+free lists) cannot take a pageblock one of its pages waits in, until ``free_pcppages_bulk``
+returns it (at ``high``) or ``drain_all_pages`` does: once in a slow path whose direct
+reclaim made progress but whose retry failed (``__alloc_pages_direct_reclaim``; the
+fast-path rank has no slow path, its failures are what the slow path would retry), and
+before each run of the policy-3 worker (its pageblocks' free mapped pages then all lie on
+the free lists). A
+refill (``rmqueue_bulk``) uses the allocation's own pass (``ALLOC_NOFRAGMENT`` floor; the
+posted nonsensitive floor of a pageblock); the mapped pages a sensitive refill moves onto a
+sensitive list (v6.1's fallbacks across sensitivity, or the policy-3 worker's leftovers)
+are unmapped in the allocation's own shootdown. Drained pages go to the list of the type
+they were stored with (v6.1; since v6.10 the pageblock's type at the drain). The RFC
+policies' queue frees its drained pages through the draining CPU's lists. Compaction and
+``__rmqueue_asi_unmap`` take and return blocks on the free lists directly.
+
+Not modelled: atomic sensitive allocations; the 2026 ``__GFP_UNMAPPED`` / freetype /
+mermap design ("[PATCH RFC 00/19] mm: Add __GFP_UNMAPPED", Brendan Jackman, 2026-02-25;
+v2 "[PATCH v2 00/22]" of 2026-03-20, <20260320-page_alloc-unmapped-v2-0-28bf1bd54f41@google.com>,
+whose patch 20/22 zeroes unmapped pages through the mermap, a CPU-local mapping region whose
+TLB flush before reuse is local on x86 and broadcast on arm64 (``arch_mermap_flush_tlb``));
+compaction and reclaim outside the slow path of
 sensitive allocations (kcompactd, kswapd, watermarks), compaction of orders above the
 pageblock, compaction deferral, the refaults that reclaimed page cache costs later; the RFC
 policies' only reclaim is waiting on their queue.

@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...engine import (alloc_block, alloc_block_min, convert_pageblock, entry_span, FLAG_GLOBAL,
-    flush_kernel_range, free_block, HOST_VMID, InvalEvent, KIND_LOAD, MT_MOVABLE, njit, pool_pages,
+    flush_kernel_range, free_block, HOST_VMID, InvalEvent, KIND_LOAD, MT_MOVABLE, njit,
+    pcp_alloc, pcp_alloc_min, pcp_drain, pcp_first, pcp_free, pcp_next, pool_pages,
     split_allocated, structure_entries, tlb_cpus, TLB_L1D, TLB_L1I, TLB_L2, tlb_translate,
     TLBEvent, xorshift64)
 from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_RECLAIM, _C_UNMAP,
     _C_WAKE, _C_ZERO, _K_RECLAIM, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
     _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_LRU, _P_MAX_ORDER, _P_MAXID,
-    _P_NBURST, _P_NEXT_WORKER, _P_NOFRAG, _P_NOW, _P_POSTED,
+    _P_NBURST, _P_NEXT_WORKER, _P_NOFRAG, _P_NOW, _P_PCP, _P_POSTED,
     _P_NS_N, _P_OP_NS, _P_PAGE_SHIFT, _P_PB_ORDER, _P_PHYSMAP, _P_POLICY, _P_QN, _P_QPAGES,
     _P_RANK, _P_RECLAIM_BATCH, _P_SAMPLE, _P_TARGET, _P_TOUCHES, _P_TRACKED, _P_WORKER_BATCH,
     _P_WORKER_NS, _R_BLOCK, _R_NONE, _R_TABLE, _W_DROPPED, _W_FULL, _W_HANDLER, _W_WORKER,
@@ -24,6 +25,75 @@ _IPIS, _FULL_FLUSHES, _TARGET_NS, _DROPPED = (
     int(InvalEvent.IPIS), int(InvalEvent.FULL_FLUSHES), int(InvalEvent.TARGET_NS),
     int(InvalEvent.ENTRIES_DROPPED))
 _FILLS, _EVICTIONS = int(TLBEvent.FILLS), int(TLBEvent.EVICTIONS)
+
+
+@_kernel
+def _get(st, ast, cpu, order, mt):
+    """``rmqueue`` with both ``ALLOC_NOFRAGMENT`` passes: through CPU ``cpu``'s per-CPU
+    lists (``rmqueue_pcplist``, refilled by ``rmqueue_bulk``) when they are on and the
+    order is one they take, else off the free lists."""
+    if ast.params[_P_PCP] != 0:
+        return pcp_alloc(st, ast.pcp, cpu, order, mt)
+    return alloc_block(st, order, mt)
+
+
+@_kernel
+def _get_min(st, ast, cpu, order, mt, floor):
+    """:func:`_get` in one pass that steals only free blocks of at least ``floor``
+    (``rmqueue_bulk`` passes the caller's ``alloc_flags`` to each ``__rmqueue``)."""
+    if ast.params[_P_PCP] != 0:
+        return pcp_alloc_min(st, ast.pcp, cpu, order, mt, floor)
+    return alloc_block_min(st, order, mt, floor)
+
+
+@_kernel
+def _put(bst, ast, cpu, pfn, order):
+    """Free a block: onto CPU ``cpu``'s per-CPU list of its pageblock's type
+    (``free_unref_page_commit``, draining a batch at ``high``) when the lists are on and
+    take the order, else to the free lists (``__free_one_page``, merging)."""
+    if ast.params[_P_PCP] != 0:
+        pcp_free(bst, ast.pcp, cpu, pfn, order)
+    else:
+        free_block(bst, pfn, order)
+
+
+@_kernel
+def _pcp_empty(ast, cpu, order, mt):
+    """Whether the per-CPU list an allocation of ``order`` and ``mt`` on ``cpu`` would use
+    is empty (the allocation then refills it); False when the lists are off."""
+    return ast.params[_P_PCP] != 0 and pcp_first(ast.pcp, cpu, order, mt) < 0
+
+
+@_kernel
+def _drain_all(bst, ast):
+    """``drain_all_pages``: every CPU's per-CPU lists back to the free lists."""
+    for c in range(ast.params[_P_CPUS]):
+        pcp_drain(bst, ast.pcp, c)
+
+
+@_kernel
+def _unmap_refill(bst, ast, cpu, order, mt):
+    """Unmap every mapped page of the blocks a sensitive allocation's refill just put on
+    CPU ``cpu``'s list for ``order`` and ``mt`` (the list held nothing before): a list of a
+    sensitive type holds only unmapped pages, as the free lists of that type do, so the
+    refill's pages join the allocation's own shootdown. Returns (ns, pages unmapped, lo,
+    hi) with [lo, hi) the pfn range of the unmapped pages (empty if none)."""
+    ns = 0
+    k = 0
+    lo = pool_pages(bst)
+    hi = -1
+    n = np.int64(1) << order
+    p = pcp_first(ast.pcp, cpu, order, mt)
+    while p >= 0:
+        u, kk = _unmap_range(bst, ast, p, n, True)
+        if kk > 0:
+            ns += u
+            k += kk
+            ast.params[_P_FREE_MAPPED] -= kk
+            lo = min(lo, p)
+            hi = max(hi, p + n)
+        p = pcp_next(ast.pcp, p)
+    return ns, k, lo, hi
 
 
 @_kernel
@@ -333,7 +403,7 @@ def _drain_queue(bst, tst, ist, ast, cpu):
         o = ast.queue[i, 1]
         for p in range(pfn, pfn + (np.int64(1) << o)):
             bst.flags[p] &= ~F_QUEUED
-        free_block(bst, pfn, o)
+        _put(bst, ast, cpu, pfn, o)
         ns += ast.cost[_C_FREE]
     ast.params[_P_QN] = 0
     ast.params[_P_QPAGES] = 0
@@ -396,6 +466,11 @@ def _target_worker(bst, tst, ist, ast, cpu):
     hi = -1
     pages = 0
     counted = False
+    if ast.params[_P_PCP] != 0:
+        # drain_all_pages: the free mapped pages parked on per-CPU lists reach the free
+        # lists, where a conversion finds them (remote draining since v5.19: no IPI; the
+        # pages would reach the free lists at a later drain anyway, so no cost is added)
+        _drain_all(bst, ast)
     while ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
         if not counted:
             _count_free_mapped(bst, ast, 0, npb)
@@ -565,11 +640,11 @@ def _release(bst, tst, ist, ast, ident, sens, cpu, t):
     ast.owner[pfn] = -1
     ast.live[ident, _L_PFN] = -1
     if policy == 0:
-        free_block(bst, pfn, order)
+        _put(bst, ast, cpu, pfn, order)
     elif sens:
         for p in range(pfn, pfn + n):
             bst.flags[p] = (bst.flags[p] & ~F_SENS) | F_DIRTY
-        free_block(bst, pfn, order)
+        _put(bst, ast, cpu, pfn, order)
     else:
         _ns_remove(ast, ident)
         if policy == 1:
@@ -586,9 +661,9 @@ def _release(bst, tst, ist, ast, ident, sens, cpu, t):
             s = _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
             _burst(ast, t, u + s, BurstSource.FREE_FLUSH, k)
             lat += u + s
-            free_block(bst, pfn, order)
+            _put(bst, ast, cpu, pfn, order)
         else:
-            free_block(bst, pfn, order)
+            _put(bst, ast, cpu, pfn, order)
             ast.params[_P_FREE_MAPPED] += n
     return lat
 
@@ -689,9 +764,15 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
                     break
                 rns += c
                 rpages += pages
-                pfn = alloc_block_min(ast.own, order, mt, order)
+                # get_page_from_freelist: reclaimed pages may sit on the per-CPU lists
+                pfn = _get_min(ast.own, ast, cpu, order, mt, order)
                 if pfn >= 0:
                     break
+            if pfn < 0 and rpages > 0 and ast.params[_P_PCP] != 0:
+                # __alloc_pages_direct_reclaim: reclaim made progress but the retry failed:
+                # pages may be pinned on per-CPU lists: drain_all_pages, retry once
+                _drain_all(bst, ast)
+                pfn = _get_min(ast.own, ast, cpu, order, mt, order)
             if rpages > 0:
                 _burst(ast, t, rns, BurstSource.DIRECT_RECLAIM, rpages)
             ns += rns
@@ -719,8 +800,9 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     unmap_ns = 0  # the posted unmap path's own conversion work (unmap, shootdown)
     # the posted unmap path converts its pageblocks itself: the conversion log is not read
     c0 = ast.counts[AsiEvent.ASI_UNMAP_ALLOCS]
+    refill = sens and _pcp_empty(ast, cpu, order, mt)
     if tracked and sens and ast.params[_P_RANK] != 0:
-        pfn = alloc_block(ast.own, order, mt)
+        pfn = _get(ast.own, ast, cpu, order, mt)
         if pfn < 0:
             pfn, s = _slowpath(bst, tst, ist, ast, order, mt, cpu, t)
             lat += s
@@ -728,22 +810,22 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
         # rmqueue_buddy: __rmqueue (with ALLOC_NOFRAGMENT if set), then __rmqueue_asi_unmap;
         # get_page_from_freelist retries both without ALLOC_NOFRAGMENT
         nofrag = ast.params[_P_NOFRAG] != 0
-        pfn = alloc_block_min(ast.own, order, mt, ast.params[_P_PB_ORDER] if nofrag else order)
+        pfn = _get_min(ast.own, ast, cpu, order, mt, ast.params[_P_PB_ORDER] if nofrag else order)
         if pfn < 0:
             pfn, unmap_ns = _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu)
         if pfn < 0 and nofrag:
-            pfn = alloc_block_min(ast.own, order, mt, order)
+            pfn = _get_min(ast.own, ast, cpu, order, mt, order)
     elif posted:
-        pfn = alloc_block_min(bst, order, mt, ast.params[_P_PB_ORDER])
+        pfn = _get_min(bst, ast, cpu, order, mt, ast.params[_P_PB_ORDER])
     else:
-        pfn = alloc_block(bst, order, mt)
+        pfn = _get(bst, ast, cpu, order, mt)
     if pfn < 0 and (policy == 1 or policy == 4) and ast.params[_P_QN] > 0:
         w, pages = _drain_queue(bst, tst, ist, ast, cpu)
         ast.counts[AsiEvent.RECLAIM_WAITS] += 1
         ast.counts[AsiEvent.RECLAIM_WAIT_NS] += w
         _burst(ast, t, w, BurstSource.RECLAIM, pages)
         lat += w
-        pfn = alloc_block(bst, order, mt)
+        pfn = _get(bst, ast, cpu, order, mt)
     if pfn < 0:
         ast.counts[AsiEvent.ALLOC_FAILURES] += 1
         ast.lat[ident] = -1
@@ -775,11 +857,20 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
         c, lo, hi = _convert_after_alloc(bst, ast)
     # the block and the converted pageblocks change together: physmap leaves after both,
     # then one shootdown of every page this allocation unmapped
+    blo = pfn
+    bhi = pfn + n
     if sens:
         u, k = _unmap_range(bst, ast, pfn, n, False)
         ast.params[_P_FREE_MAPPED] -= k
         lat += u
         _mark_sensitive(bst, ast, pfn, n)
+        if refill and ast.counts[AsiEvent.ASI_UNMAP_ALLOCS] == c0:
+            u, kr, rlo, rhi = _unmap_refill(bst, ast, cpu, order, mt)
+            if kr > 0:
+                lat += u
+                k += kr
+                blo = min(blo, rlo)
+                bhi = max(bhi, rhi)
     else:
         m, was = _map_range(bst, ast, pfn, n, False, True)
         ast.params[_P_FREE_MAPPED] -= was
@@ -790,11 +881,11 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     lat += _regions_update(ast, pfn, n)
     if hi > lo:  # a conversion unmapped free pages: the block's pages join its shootdown
         if k > 0:
-            lo = min(lo, pfn)
-            hi = max(hi, pfn + n)
+            lo = min(lo, blo)
+            hi = max(hi, bhi)
         c += _shootdown(tst, ist, ast, cpu, lo, hi)
     elif k > 0:
-        lat += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+        lat += _shootdown(tst, ist, ast, cpu, blo, bhi)
     if c > 0:
         _burst(ast, t, c, BurstSource.CONVERSION, 0)
     lat += c

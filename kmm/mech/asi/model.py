@@ -255,6 +255,15 @@ class AsiConfig:
     init_on_alloc : every allocation's pages are zeroed when allocated (``want_init_on_alloc``
         in ``post_alloc_hook``), before ASI maps them: an ASI zeroing at allocation is then
         already done; zeroing at conversion is not
+    pcp : order-0 to ``PAGE_ALLOC_COSTLY_ORDER`` and pageblock-order (THP) allocations and
+        frees go through per-CPU page lists (``pcp_allowed_order``; ``rmqueue_pcplist``,
+        ``free_unref_page_commit``, :func:`kmm.buddy.pcp_alloc`), one list per
+        migratetype and order: the posted RFC puts ``MIGRATE_UNMOVABLE_NONSENSITIVE``
+        below ``MIGRATE_PCPTYPES`` ("[PATCH RFC 09/11] mm/page_alloc: Split
+        MIGRATE_UNMOVABLE by sensitivity", 2025-03-13), so the lists are split by
+        sensitivity too; ``batch`` is ``zone_batchsize`` of the pool, ``high`` six
+        batches (:class:`kmm.buddy.PcpConfig`). See the module docstring for what a page
+        on a list keeps
     nofragment : ``ALLOC_NOFRAGMENT`` on the fast path (``alloc_flags_nofragment``: the
         preferred zone is ZONE_NORMAL and ZONE_DMA32 is populated): first no steal below a
         pageblock, then (``get_page_from_freelist``'s retry) without; with the posted
@@ -300,6 +309,7 @@ class AsiConfig:
     init_on_alloc: bool = False
     nofragment: bool = False
     rewalk: Rewalk = field(default_factory=Rewalk)
+    pcp: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "policy", Policy(self.policy))
@@ -309,7 +319,7 @@ class AsiConfig:
         object.__setattr__(self, "zeroing", Zeroing(self.zeroing))
         object.__setattr__(self, "conversion", Conversion(self.conversion))
         object.__setattr__(self, "arch", Arch(self.arch))
-        for name in ("init_on_alloc", "nofragment"):
+        for name in ("init_on_alloc", "nofragment", "pcp"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError("must be true or false", name)
         if self.arch == Arch.X86:
@@ -347,6 +357,12 @@ class AsiConfig:
     def tracked(self) -> bool:
         """Sensitivity tracked in the migratetype (policies 2 and 3)."""
         return self.policy in (Policy.TRACKED, Policy.TRACKED_TARGET)
+
+    def pcp_config(self) -> eng.PcpConfig:
+        """The per-CPU lists: ``zone_batchsize`` of the pool, ``high`` = 6 x batch."""
+        g = self.geometry
+        batch = eng.zone_batchsize(self.pool_bytes >> g.page_shift, g.page_bytes)
+        return eng.PcpConfig(cpus=self.cpus, batch=batch, high=6 * batch)
 
     def buddy_config(self) -> eng.BuddyConfig:
         g = self.geometry
@@ -440,7 +456,7 @@ def own_sensitivity_fallbacks(fallbacks: np.ndarray) -> np.ndarray:
  _P_WORKER_NS, _P_WORKER_BATCH, _P_OP_NS, _P_CHECK, _P_BPL, _P_TOUCHES, _P_SAMPLE,
  _P_QN, _P_QPAGES, _P_FREE_MAPPED, _P_NEXT_WORKER, _P_NBURST, _P_NS_N, _P_TRACKED,
  _P_RANK, _P_LAZY, _P_RECLAIM_BATCH, _P_LRU, _P_MAXID, _P_POSTED, _P_INIT, _P_NOFRAG,
- _P_NOW, _P_MAX_ORDER, _P_LEN) = range(32)
+ _P_NOW, _P_MAX_ORDER, _P_PCP, _P_LEN) = range(33)
 (_C_ALLOC, _C_FREE, _C_MAP, _C_UNMAP, _C_ZERO, _C_PT, _C_ENQ, _C_WAKE, _C_MIGRATE, _C_RECLAIM,
  _C_LEN) = range(11)
 # live[] columns; _L_KIND bits
@@ -481,6 +497,7 @@ class AsiState(NamedTuple):
                                        # nonsensitive pageblock, kept by the target worker
                                        # during one run (build sets it)
     held: np.ndarray = None  # int64[cpus]: valid entries of each CPU's TLB (build sets it)
+    pcp: eng.PcpState = None  # the per-CPU page lists (build sets it; used with _P_PCP)
 
 
 # ---- Python entry points ----------------------------------------------------------------------
@@ -499,6 +516,7 @@ class AsiRun:
     pt_pages_boot: int
     deferred_pending: int = 0  # pages still marked for deferred zeroing when the stream ended
     cpu_win: np.ndarray | None = None  # [windows, cpus, _W_LEN] (AsiState.cpu_win)
+    pcp: Counters | None = None  # per-CPU page list counters (kmm.buddy.PcpEvent)
 
     def interruption_ns(self) -> np.ndarray:
         """``[window, cpu]``: ns each CPU lost in each :data:`JITTER_WINDOW_NS` window to
@@ -582,6 +600,8 @@ class AsiRun:
             "asi_unmap_allocs": float(c.asi_unmap_allocs),
             "free_mapped_peak": float(c.free_mapped_peak),
             "target_conversions": float(c.target_conversions),
+            "pcp_allocs": float(self.pcp.allocs) if self.pcp is not None else 0.0,
+            "pcp_drained_pages": float(self.pcp.drained_pages) if self.pcp is not None else 0.0,
             "rewalks": float(self.rewalks().sum()),
             "rewalk_ns": rewalk_ns,
             # per-CPU interruption (interruption_ns): the worst CPU-window, the worst CPU's
@@ -604,6 +624,10 @@ def build(config: AsiConfig, workload: Workload):
     bst = bcfg.build()
     npages = bcfg.pool_pages
     npb = bcfg.pageblocks
+    if config.pcp:
+        # a refill takes up to a batch of blocks, each of which may convert pageblocks (to
+        # the one type asked for, so each pageblock at most once): log room for all
+        bst = bst._replace(ev=np.zeros(1 + 2 * (npb + 1), np.int64))
     bpl = g.bits_per_level
     nupper = (npb >> bpl) + 1
     tcfg = eng.TLBConfig(l2=eng.TLBLevelConfig(config.tlb_entries, config.tlb_ways),
@@ -640,6 +664,7 @@ def build(config: AsiConfig, workload: Workload):
     params[_P_POSTED] = int(config.tracked and config.conversion == Conversion.POSTED)
     params[_P_INIT] = int(config.init_on_alloc)
     params[_P_NOFRAG] = int(config.nofragment)
+    params[_P_PCP] = int(config.pcp)
     scale = 1 << (g.page_shift - 12)  # zeroing and copying scale with page size
     k = config.costs
     cost = np.array([k.alloc_base_ns, k.free_base_ns, k.map_page_ns, k.unmap_page_ns,
@@ -668,6 +693,7 @@ def build(config: AsiConfig, workload: Workload):
                    cpu_win=np.zeros((nwin, config.cpus, _W_LEN), np.int64),
                    pb_free_mapped=np.zeros(npb, np.int64),
                    held=np.zeros(config.cpus, np.int64),
+                   pcp=config.pcp_config().build(bcfg),
                    own=bst._replace(fallbacks=own_sensitivity_fallbacks(bst.fallbacks))
                    if config.tracked else bst,
                    nofb=bst._replace(fallbacks=np.full_like(bst.fallbacks, -1)))
@@ -698,7 +724,8 @@ def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
                   lat_ns=lat.copy(), bursts=ast.bursts[:nb].copy(),
                   pt_pages_boot=int(ast.counts[AsiEvent.PT_PAGES_BOOT]),
                   deferred_pending=int(((bst.flags & F_ZERO_DEFERRED) != 0).sum()),
-                  cpu_win=ast.cpu_win.copy())
+                  cpu_win=ast.cpu_win.copy(),
+                  pcp=Counters(eng.PcpEvent, ast.pcp.counts.copy()))
 
 
 # Imported last: these modules build on the definitions above.

@@ -25,7 +25,8 @@ from .workload import make_workload, MIXES, Workload
 #: published scenario is params/asi.yaml).
 DEFAULTS: dict = {"seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, "pressure": 0.3,
     "cpus": 8, "arch": "x86", "granule": "4K", "method": "x86_ipi", "physmap": "on_demand",
-    "unmovable_sensitive": 0.3, "init_on_alloc": True, "nofragment": True, "a6_phases": 10,
+    "unmovable_sensitive": 0.3, "init_on_alloc": True, "nofragment": True, "pcp": True,
+    "a6_phases": 10,
     "a6_phase_skew": 4.0, "a6_burst": 0.3,
     "worker_interval_ns": 1000000, "worker_batch_pages": 512, "op_interval_ns": 1000,
     "touches_per_op": 1, "tlb_entries": 512, "tlb_ways": 4, "alloc_base_ns": 150.0,
@@ -111,7 +112,7 @@ def check_params(params: dict) -> dict:
     check_choice("method", p["method"], _METHODS)
     check_choice("arch", p["arch"], _ARCHES)
     check_float("unmovable_sensitive", p["unmovable_sensitive"], lo=0.0, hi=1.0)
-    for name in ("init_on_alloc", "nofragment"):
+    for name in ("init_on_alloc", "nofragment", "pcp"):
         if not isinstance(p[name], bool):
             raise ConfigError("must be true or false", name)
     check_int("a6_phases", p["a6_phases"], lo=0)
@@ -143,7 +144,7 @@ def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
     inv_costs = eng.InvalidationCosts(**{k: float(p[k]) for k in _INV_COSTS})
     kw = dict(policy=policy, physmap=_PHYSMAPS[p["physmap"]], granule=p["granule"],
               arch=_ARCHES[p["arch"]], init_on_alloc=bool(p["init_on_alloc"]),
-              nofragment=bool(p["nofragment"]),
+              nofragment=bool(p["nofragment"]), pcp=bool(p["pcp"]),
               pool_bytes=int(p["pool_mib"]) << 20, cpus=int(p["cpus"]),
               method=_METHODS[p["method"]], costs=costs, inval_costs=inv_costs,
               worker_interval_ns=int(p["worker_interval_ns"]),
