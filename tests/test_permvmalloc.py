@@ -341,7 +341,7 @@ SMALL = dict(
     ipi_handler_ns=1000.0, global_flush_ns=500.0, invlpgb_ns=100.0, tlbsync_ns=500.0,
     tlbi_ns=10.0, dsb_ish_ns=200.0, dsb_ish_per_cpu_ns=5.0,
     rewalk_working_set=256, rewalk_memory_refs=1.0, mem_idle_ns=81.96, background=0.3,
-    itlb_workload="trace", itlb_module_trace="module",
+    jump_patched_share=0.1, jump_entries_per_key=2.0, itlb_workload="trace", itlb_module_trace="module",
     itlb_fetches=20000, itlb_zipf=1.0, itlb_run_lines=2, itlb_bpf_share=0.3,
     itlb_l1_entries=128, itlb_l1_ways=8, stlb_entries=1536, stlb_ways=12,
     bg_sweep=[[0.5, 0.25, 16.0]], itlb_sweep_zipf=[1.0], itlb_sweep_run_lines=[2],
