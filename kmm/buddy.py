@@ -802,13 +802,10 @@ def _pcp_del(pst, gi, pfn):
 
 
 @_kernel
-def pcp_alloc(st, pst, cpu, order, mt):
-    """Allocate through CPU ``cpu``'s lists (``rmqueue_pcplist`` / ``__rmqueue_pcplist``);
-    orders the lists do not take go to :func:`alloc_pages`. An empty list is refilled with
-    ``max(batch >> order, 2)`` blocks (``rmqueue_bulk``, each added at the tail); the head
-    is returned. ``st.ev`` logs every pageblock conversion of the refill."""
-    if not _pcp_allowed(pst, order):
-        return alloc_pages(st, order, mt)
+def _pcp_get(st, pst, cpu, order, mt, floor):
+    """The list side of :func:`pcp_alloc` (``floor`` < 0: each refill block through both
+    ``ALLOC_NOFRAGMENT`` passes, :func:`_take`) and :func:`pcp_alloc_min` (one pass that
+    steals only free blocks of at least ``max(order, floor)``)."""
     st.ev[0] = 0
     pst.free_factor[cpu] >>= 1
     gi = cpu * pst.params[_Q_NLISTS] + _pindex(pst, mt, order)
@@ -818,7 +815,12 @@ def pcp_alloc(st, pst, cpu, order, mt):
             batch = max(batch >> order, 2)
         n = 0
         for _i in range(batch):
-            pfn = _take(st, order, mt)
+            if floor < 0:
+                pfn = _take(st, order, mt)
+            else:
+                pfn = _rmqueue(st, order, mt, max(order, floor))
+                if pfn >= 0:
+                    _mark_allocated(st, pfn, order, mt)
             if pfn < 0:
                 break
             st.alloc_mt[pfn] = -1
@@ -841,6 +843,17 @@ def pcp_alloc(st, pst, cpu, order, mt):
 
 
 @_kernel
+def pcp_alloc(st, pst, cpu, order, mt):
+    """Allocate through CPU ``cpu``'s lists (``rmqueue_pcplist`` / ``__rmqueue_pcplist``);
+    orders the lists do not take go to :func:`alloc_pages`. An empty list is refilled with
+    ``max(batch >> order, 2)`` blocks (``rmqueue_bulk``, each added at the tail); the head
+    is returned. ``st.ev`` logs every pageblock conversion of the refill."""
+    if not _pcp_allowed(pst, order):
+        return alloc_pages(st, order, mt)
+    return _pcp_get(st, pst, cpu, order, mt, -1)
+
+
+@_kernel
 def pcp_alloc_min(st, pst, cpu, order, mt, min_order):
     """:func:`pcp_alloc` whose refill steals from a fallback type only free blocks of at
     least ``min_order`` (``rmqueue_bulk`` calls ``__rmqueue`` with the caller's
@@ -850,37 +863,7 @@ def pcp_alloc_min(st, pst, cpu, order, mt, min_order):
     :func:`alloc_block_min`. ``st.ev`` logs every pageblock conversion of the refill."""
     if not _pcp_allowed(pst, order):
         return alloc_block_min(st, order, mt, min_order)
-    st.ev[0] = 0
-    pst.free_factor[cpu] >>= 1
-    gi = cpu * pst.params[_Q_NLISTS] + _pindex(pst, mt, order)
-    if pst.head[gi] < 0:
-        batch = pst.params[_Q_BATCH]
-        if batch > 1:
-            batch = max(batch >> order, 2)
-        n = 0
-        floor = max(order, min_order)
-        for _i in range(batch):
-            pfn = _rmqueue(st, order, mt, floor)
-            if pfn < 0:
-                break
-            _mark_allocated(st, pfn, order, mt)
-            st.alloc_mt[pfn] = -1
-            pst.pmt[pfn] = mt
-            _pcp_add(pst, gi, pfn, True)
-            n += 1
-        pst.counts[1] += 1
-        pst.counts[2] += n << order
-        pst.count[cpu] += n << order
-        if pst.head[gi] < 0:
-            pst.counts[6] += 1
-            return -1
-    pfn = pst.head[gi]
-    _pcp_del(pst, gi, pfn)
-    pst.count[cpu] -= 1 << order
-    pst.pmt[pfn] = -1
-    st.alloc_mt[pfn] = mt
-    pst.counts[0] += 1
-    return np.int64(pfn)
+    return _pcp_get(st, pst, cpu, order, mt, max(order, min_order))
 
 
 @_kernel
