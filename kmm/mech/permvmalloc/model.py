@@ -1581,7 +1581,10 @@ def flush_rewalks(cpus: int, method: str = "x86", rewalk: Rewalk | None = None,
     other flushes none."""
     check_choice("method", method, FLUSH_METHODS)
     rw = rewalk or Rewalk()
-    model = rw.timing()
+    t = rw.timing()
+    # the loaded latency once, not per flush shape (each walk_ns would price it again)
+    model = eng.Rewalk(working_set=t.working_set, refs=t.refs, memory_refs=t.memory_refs,
+                       cached_ns=t.cached_ns, memory_ns=t.loaded_ns())
     check_int("cpus", cpus, lo=1)
     out = {}
     for kind, pages in set(shapes):
