@@ -286,6 +286,8 @@ def _aged_pool(machine: MachineConfig):
     fills = int(target / (0.8 + 0.05 * 2 + 0.1 * 4 + 0.05 * 8))
     PermVmalloc._bg_ops(a, fills, fill=True)
     PermVmalloc._bg_ops(a, fills)
+    for arr in (*a.buddy.state, a._bg_pfn, a._bg_order):  # memoised and shared: read-only
+        arr.flags.writeable = False
     return (a.buddy.state, a._bg_pfn, a._bg_order, a._bg_live,
             int(a.rng.integers(0, 1 << 62)))
 

@@ -150,6 +150,8 @@ def module_table() -> dict[str, np.ndarray]:
     out["init_rw_pages"] = pg(out["init_rw"] + out["symtab"])
     out["core_pages"] = out["text_pages"] + out["ro_pages"] + out["rai_pages"] + out["rw_pages"]
     out["jump_entries"] = out["jump_table"] // JUMP_ENTRY_BYTES
+    for a in out.values():  # memoised and shared: read-only
+        a.flags.writeable = False
     return out
 
 
@@ -511,7 +513,10 @@ def load_traced_fetches(name: str) -> TracedFetches:
     from ...engine import read_shipped_trace
 
     check_choice("itlb trace", name, tuple(FETCH_TRACES))
-    return traced_fetches(read_shipped_trace(FETCH_TRACES[name].removesuffix(".kmmt")), name)
+    t = traced_fetches(read_shipped_trace(FETCH_TRACES[name].removesuffix(".kmmt")), name)
+    for a in (t.obj, t.offset, t.weight, t.units, t.visit_lines):  # memoised and shared
+        a.flags.writeable = False
+    return t
 
 
 def _gumbel_top(logw: np.ndarray, k: int, rows: int, rng) -> np.ndarray:
