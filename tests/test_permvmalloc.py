@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import naive.permvmalloc as twin
 from props import INVARIANT
-from kmm.buddy import Buddy, BuddyConfig, MigrateType
+from kmm.buddy import Buddy, BuddyConfig, MigrateType, PcpConfig
 from kmm.errors import ConfigError
 from kmm.geometry import GiB, MiB
 from kmm.mech import permvmalloc as pv
@@ -33,6 +33,12 @@ def _pool(pages=1 << 12):
     return BuddyConfig(pool_pages=pages)
 
 
+#: unused per-CPU lists (the kernels below run with ``pcp`` 0; tests/test_permvmalloc_pcp.py
+#: runs them with the lists)
+NOPCP = PcpConfig().build(_pool(1 << 9))
+OFF = np.int64(0)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**31), st.integers(1, 400))
 def test_bg_churn_matches_twin(seed, n):
@@ -45,7 +51,8 @@ def test_bg_churn_matches_twin(seed, n):
     a, b = Buddy(_pool()), Buddy(_pool())
     cap = 300
     lp, lo = np.empty(cap, np.int32), np.empty(cap, np.int8)
-    nlive = pv.bg_churn(a.state, lp, lo, np.int64(0), kind, order, mt, pick)
+    nlive = pv.bg_churn(a.state, NOPCP, lp, lo, np.int64(0), kind, order, mt, pick,
+                        np.zeros(n, np.int64), OFF, OFF)
     live: list = []
     twin.bg_churn(b, live, cap, kind, order, mt, pick)
     assert nlive == len(live)
@@ -58,8 +65,9 @@ def test_bg_churn_hand_worked():
     """Two order-0 allocations then a free of live block 0: the second takes its slot."""
     b = Buddy(_pool(1 << 9))
     lp, lo = np.empty(4, np.int32), np.empty(4, np.int8)
-    n = pv.bg_churn(b.state, lp, lo, np.int64(0), np.array([0, 0, 1]), np.array([0, 0, 0]),
-                    np.array([1, 1, 1]), np.array([0, 0, 2]))
+    n = pv.bg_churn(b.state, NOPCP, lp, lo, np.int64(0), np.array([0, 0, 1]),
+                    np.array([0, 0, 0]), np.array([1, 1, 1]), np.array([0, 0, 2]),
+                    np.zeros(3, np.int64), OFF, OFF)
     assert n == 1
     first = b.alloc(0)
     b.free(first, 0)
@@ -71,13 +79,14 @@ def test_bg_churn_hand_worked():
 def test_alloc_free_order0_and_split_match_twins(n, seed):
     a, b = Buddy(_pool(1 << 9)), Buddy(_pool(1 << 9))
     out = np.zeros(max(n, 1), np.int64)
-    got = pv.alloc_order0(a.state, np.int64(n), np.int64(UNMOV), out)
+    got = pv.alloc_order0(a.state, NOPCP, OFF, np.int64(n), np.int64(UNMOV), out, OFF, OFF)
     ref = twin.alloc_order0(b, n, UNMOV)
     assert got == len(ref) == min(n, 512)
     assert out[:got].tolist() == ref
     rng = np.random.default_rng(seed)
     sel = rng.permutation(got)[: got // 2]
-    assert pv.free_order0(a.state, out[sel]) == twin.free_order0(b, out[sel].tolist()) == sel.size
+    assert (pv.free_order0(a.state, NOPCP, OFF, out[sel], OFF)
+            == twin.free_order0(b, out[sel].tolist()) == sel.size)
     for x, y in zip(a.state, b.state):
         assert np.array_equal(x, y)
 
@@ -90,7 +99,7 @@ def test_free_order0_stops_at_a_page_not_allocated_and_split_block():
     assert np.array_equal(a.state.alloc_order, b.state.alloc_order)
     assert (a.state.alloc_order[pa:pa + 512] == 0).all()
     pages = np.arange(pa, pa + 512, dtype=np.int64)
-    assert pv.free_order0(a.state, np.concatenate([pages[:3], pages[:1]])) == 3
+    assert pv.free_order0(a.state, NOPCP, OFF, np.concatenate([pages[:3], pages[:1]]), OFF) == 3
     assert twin.free_order0(b, [pb, pb + 1, pb + 2, pb]) == 3
 
 

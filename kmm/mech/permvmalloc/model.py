@@ -4,6 +4,7 @@ Part of :mod:`kmm.mech.permvmalloc`."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -227,6 +228,22 @@ class MachineConfig:
         kernel stacks); the rest are movable (page cache, anonymous memory)
     bg_ops_per_event : other allocations and frees between two modelled operations
     seed : seed of every random draw
+    pcp : allocations and frees of the orders ``pcp_allowed_order`` admits (0 to
+        ``PAGE_ALLOC_COSTLY_ORDER``, and pageblock_order with THP) go through per-CPU page
+        lists (v6.1 ``rmqueue_pcplist``, ``free_unref_page_commit``;
+        :func:`kmm.buddy.pcp_alloc_min`, :func:`kmm.buddy.pcp_free`), the background's
+        and vmalloc's alike: each background operation runs on a CPU drawn uniformly among
+        the ``cpus`` online CPUs, each modelled operation on one CPU drawn the same way.
+        Every CPU has its own lists (the state grows by two words per CPU and list, so all
+        of them are kept); ``batch`` is ``zone_batchsize`` of the pool and ``high``
+        ``zone_highsize`` (:meth:`pcp_config`). A freed page waits unmerged on its CPU's
+        list until the CPU holds ``high`` pages and ``free_pcppages_bulk`` returns a batch
+    nofragment : ``ALLOC_NOFRAGMENT`` on the fast path (v6.1 ``alloc_flags_nofragment``:
+        with ``CONFIG_ZONE_DMA32``, set for a ZONE_NORMAL preferred zone unless the machine
+        has several nodes and ZONE_DMA32 is empty): the first pass steals from another
+        migratetype only whole free pageblocks, then ``get_page_from_freelist`` retries
+        without the flag. The modelled pool is one zone: the kernel would try ZONE_DMA32
+        between the two passes
     """
 
     ram_bytes: int = 1 * GiB
@@ -235,6 +252,8 @@ class MachineConfig:
     bg_unmovable_share: float = 0.25
     bg_ops_per_event: int = 64
     seed: int = 0
+    pcp: bool = False
+    nofragment: bool = False
 
     def __post_init__(self):
         check_int("ram_bytes", self.ram_bytes, lo=GiB, hi=1 << 40)
@@ -245,10 +264,30 @@ class MachineConfig:
         check_float("bg_unmovable_share", self.bg_unmovable_share, 0.0, 1.0)
         check_int("bg_ops_per_event", self.bg_ops_per_event, lo=0, hi=1 << 20)
         check_int("seed", self.seed, lo=0)
+        for name in ("pcp", "nofragment"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError("must be true or false", name)
+        if self.pcp and self.cpus > PCP_MAX_CPUS:
+            raise ConfigError(f"per-CPU lists are modelled for up to {PCP_MAX_CPUS} CPUs",
+                              "cpus")
 
     @property
     def pages(self) -> int:
         return self.ram_bytes >> PAGE_SHIFT
+
+    def pcp_config(self) -> eng.PcpConfig:
+        """The per-CPU lists of the pool (one zone): ``batch`` = ``zone_batchsize`` (63 with
+        4K pages above 256 MiB), ``high`` = :func:`zone_highsize`; with ``pcp`` off, one
+        CPU's lists that are never used."""
+        batch = eng.zone_batchsize(self.pages, PAGE)
+        return eng.PcpConfig(cpus=self.cpus if self.pcp else 1, batch=batch,
+                             high=zone_highsize(self.pages, self.cpus, batch))
+
+    def buddy_config(self) -> BuddyConfig:
+        """The pool. ``ALLOC_NOFRAGMENT`` is not the pool's (``BuddyConfig.nofragment``)
+        but each allocation's (:func:`kmm.mech.permvmalloc.kernels.get_block`): vmalloc's
+        bulk allocator runs without it."""
+        return BuddyConfig.from_geometry(x86_64(4), self.ram_bytes)
 
     @property
     def lazy_max_pages(self) -> int:
@@ -256,19 +295,46 @@ class MachineConfig:
         return self.cpus.bit_length() * LAZY_UNIT_PAGES
 
 
+#: :class:`kmm.buddy.PcpConfig`'s largest CPU count
+PCP_MAX_CPUS = 4096
+#: the pool the unused per-CPU lists of a machine without them are built over (their
+#: per-page arrays are never read)
+_NO_POOL = BuddyConfig(pool_pages=512)
+
+
+def zone_highsize(pages: int, cpus: int, batch: int) -> int:
+    """``pcp->high`` of a zone of ``pages`` 4K pages, the only zone of one node with
+    ``cpus`` CPUs (mm/page_alloc.c v6.1 ``zone_highsize`` with
+    ``percpu_pagelist_high_fraction`` 0): the low watermark split over the node's CPUs, at
+    least ``batch << 2``. The low watermark is that of ``__setup_per_zone_wmarks``: min =
+    ``min_free_kbytes`` pages (``calculate_min_free_kbytes``: ``int_sqrt(lowmem_kbytes *
+    16)`` clamped to [128, 262144] KiB), plus ``max(min / 4, managed *
+    watermark_scale_factor / 10000)`` with the default factor 10. On 64 CPUs the floor of
+    four batches decides for any RAM up to 64 GiB."""
+    check_int("pages", pages, lo=1)
+    check_int("cpus", cpus, lo=1)
+    kib = pages * (PAGE >> 10)
+    min_kib = min(max(math.isqrt(kib * 16), 128), 262144)
+    wmin = min_kib >> (PAGE_SHIFT - 10)
+    low = wmin + max(wmin >> 2, pages * 10 // 10000)
+    return max(low // cpus, batch << 2)
+
+
 class _Ager:
     """Background allocations on a fresh pool (shares :meth:`PermVmalloc._bg_ops`)."""
 
     def __init__(self, machine: MachineConfig):
-        g = x86_64(4)
         self.machine = machine
-        self.buddy = Buddy(BuddyConfig.from_geometry(g, machine.ram_bytes))
+        bcfg = machine.buddy_config()
+        self.buddy = Buddy(bcfg)
+        self._pst = machine.pcp_config().build(bcfg if machine.pcp else _NO_POOL)
         self.rng = np.random.default_rng(machine.seed)
+        self._cpu_rng = np.random.default_rng([machine.seed, 1])
         n = machine.pages
         self._bg_pfn = np.empty(n, np.int32)
         self._bg_order = np.empty(n, np.int8)
         self._bg_live = 0
-        self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(4))
+        self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(5))
         self._bg_pos = 0
 
     def _bg_stream(self, n: int, fill: bool):
@@ -279,15 +345,28 @@ class _Ager:
 def _aged_pool(machine: MachineConfig):
     """The pool after boot-time background: ``bg_used_fraction`` of RAM filled by other
     allocations (orders 0-3, unmovable or movable), then as many frees and allocations again
-    so that free pages interleave with used ones. Memoised per machine; callers copy it.
-    Returns ``(BuddyState, live pfns, live orders, live count, seed for what follows)``."""
+    so that free pages interleave with used ones (through the per-CPU lists when
+    ``machine.pcp``). Memoised per machine: use :func:`_aged_copy`, which copies it.
+    Returns ``(BuddyState, PcpState, live pfns, live orders, live count, seed for what
+    follows)``."""
     a = _Ager(machine)
     target = int(machine.bg_used_fraction * machine.pages)
     fills = int(target / (0.8 + 0.05 * 2 + 0.1 * 4 + 0.05 * 8))
     PermVmalloc._bg_ops(a, fills, fill=True)
     PermVmalloc._bg_ops(a, fills)
-    return (a.buddy.state, a._bg_pfn, a._bg_order, a._bg_live,
+    return (a.buddy.state, a._pst, a._bg_pfn, a._bg_order, a._bg_live,
             int(a.rng.integers(0, 1 << 62)))
+
+
+def _aged_copy(machine: MachineConfig):
+    """A private copy of :func:`_aged_pool` for ``machine``: the ageing reads neither the
+    churn between operations nor, without per-CPU lists, the CPU count, so machines that
+    differ only there share one memoised pool; every array is copied (a caller's run never
+    changes the memoised pool or another caller's)."""
+    key = replace(machine, bg_ops_per_event=0, cpus=machine.cpus if machine.pcp else 1)
+    st, pst, pfn, order, live, seed = _aged_pool(key)
+    return (type(st)(*(a.copy() for a in st)), type(pst)(*(a.copy() for a in pst)),
+            pfn.copy(), order.copy(), live, seed)
 
 
 # ---- bookkeeping -----------------------------------------------------------------------------
@@ -417,16 +496,16 @@ class PermVmalloc:
         self.npages = n
         self.dm = PageTable(self.g)
         self.dm.map(0, machine.ram_bytes, 0, Perm.RW)
-        self.buddy = Buddy(BuddyConfig.from_geometry(self.g, machine.ram_bytes))
-        self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(4))
+        self.buddy = Buddy(machine.buddy_config())
+        self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(5))
         self._bg_pos = 0
-        # the ageing reads neither the CPU count nor the churn between operations: machines
-        # that differ only there share one aged pool
-        aged = _aged_pool(replace(machine, cpus=1, bg_ops_per_event=0))
-        self.buddy.state = type(aged[0])(*(a.copy() for a in aged[0]))
-        self._bg_pfn, self._bg_order = aged[1].copy(), aged[2].copy()
-        self._bg_live = aged[3]
-        self.rng = np.random.default_rng(aged[4])
+        (self.buddy.state, self._pst, self._bg_pfn, self._bg_order, self._bg_live,
+         seed) = _aged_copy(machine)
+        self.rng = np.random.default_rng(seed)
+        #: CPU draws (per-CPU lists only) come from their own stream, so that the
+        #: background's operations are the same with and without the lists
+        self._cpu_rng = np.random.default_rng([seed, 1])
+        self._cpu = 0   # the CPU of the current operation
         # per-page alias state (invariant checker and live-alias bookkeeping)
         self.live = np.full(n, -1, np.int8)        # perm of the one live mapping, -1 none
         self.stale_w = np.zeros(n, np.int16)       # lazy areas still cached writable
@@ -462,7 +541,9 @@ class PermVmalloc:
         mt = np.where(rng.random(n) < self.machine.bg_unmovable_share, UNMOVABLE,
                       MOVABLE).astype(np.int64)
         pick = rng.integers(0, 1 << 40, n)
-        return kind, order, mt, pick
+        m = self.machine
+        cpu = (self._cpu_rng.integers(0, m.cpus, n) if m.pcp else np.zeros(n, np.int64))
+        return kind, order, mt, pick, cpu
 
     def _bg_ops(self, n: int, fill: bool = False) -> None:
         """``n`` background operations; between modelled operations they come from a
@@ -478,12 +559,16 @@ class PermVmalloc:
             i = self._bg_pos
             stream = tuple(a[i:i + n] for a in self._bg_buf)
             self._bg_pos += n
-        self._bg_live = int(bg_churn(self.buddy.state, self._bg_pfn, self._bg_order,
-                                     np.int64(self._bg_live), *stream))
+        m = self.machine
+        self._bg_live = int(bg_churn(self.buddy.state, self._pst, self._bg_pfn, self._bg_order,
+                                     np.int64(self._bg_live), *stream, np.int64(m.pcp),
+                                     np.int64(m.nofragment)))
 
     # ---- operations bookkeeping ------------------------------------------------------------
     def _begin(self, kind: OpKind, obj: str, **extra) -> None:
         self._bg_ops(self.machine.bg_ops_per_event)
+        if self.machine.pcp:
+            self._cpu = int(self._cpu_rng.integers(0, self.machine.cpus))
         self._op = {"op": kind.name.lower(), "object": obj, **extra}
         self._before = self.counts.values.copy()
 
@@ -668,15 +753,20 @@ class PermVmalloc:
     # ---- vmap layer (mm/vmalloc.c) -------------------------------------------------------
     def _pages(self, n: int) -> np.ndarray:
         out = np.empty(n, np.int64)
-        got = alloc_order0(self.buddy.state, np.int64(n), np.int64(UNMOVABLE), out)
+        m = self.machine
+        got = alloc_order0(self.buddy.state, self._pst, np.int64(self._cpu), np.int64(n),
+                           np.int64(UNMOVABLE), out, np.int64(m.pcp), np.int64(m.nofragment))
         if got < n:
             self._free_pages(out[:got])
             raise ConfigError(f"page pool exhausted allocating {n} pages", "ram_bytes")
         return out
 
     def _block(self) -> int:
-        """An order-9 unmovable block split into pages, or -1."""
-        pfn = self.buddy.alloc(9, UNMOVABLE)
+        """An order-9 unmovable block split into pages, or -1 (``alloc_pages(GFP_KERNEL,
+        9)``: with per-CPU lists, through the CPU's THP list, ``pcp_allowed_order``)."""
+        m = self.machine
+        pfn = int(get_block(self.buddy.state, self._pst, np.int64(self._cpu), np.int64(9),
+                            np.int64(UNMOVABLE), np.int64(m.pcp), np.int64(m.nofragment)))
         if pfn >= 0:
             split_block(self.buddy.state, np.int64(pfn), np.int64(9))
         return pfn
@@ -745,10 +835,13 @@ class PermVmalloc:
             self._free_pages(a.pfns)
         else:
             for pfn, order in a.blocks:
-                self.buddy.free(pfn, order)
+                if not put_block(self.buddy.state, self._pst, np.int64(self._cpu),
+                                 np.int64(pfn), np.int64(order), np.int64(self.machine.pcp)):
+                    raise ConfigError(f"no allocated order-{order} block at pfn {pfn}", "pfn")
 
     def _free_pages(self, pfns: np.ndarray) -> None:
-        if free_order0(self.buddy.state, np.asarray(pfns, np.int64)) != pfns.shape[0]:
+        if free_order0(self.buddy.state, self._pst, np.int64(self._cpu),
+                       np.asarray(pfns, np.int64), np.int64(self.machine.pcp)) != pfns.shape[0]:
             raise ConfigError("freed a page that was not allocated", "pfn")
 
     def vfree(self, a: Area) -> None:
@@ -1852,4 +1945,4 @@ def itlb_trace_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig
 
 # Imported last: these modules build on the definitions above.
 from .workload import boot, bpf_churn, fetch_trace, ModuleSpec, random_ops, trace_fetch_trace, Workload
-from .kernels import alloc_order0, bg_churn, free_order0, split_block
+from .kernels import alloc_order0, bg_churn, free_order0, get_block, put_block, split_block

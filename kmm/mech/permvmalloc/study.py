@@ -37,7 +37,8 @@ def machine_config(p: dict, **over) -> MachineConfig:
     return MachineConfig(ram_bytes=int(q["ram_gib"]) * GiB, cpus=int(q["cpus"]),
                          bg_used_fraction=float(q["bg_used_fraction"]),
                          bg_unmovable_share=float(q["bg_unmovable_share"]),
-                         bg_ops_per_event=int(q["bg_ops_per_event"]), seed=int(q["seed"]))
+                         bg_ops_per_event=int(q["bg_ops_per_event"]), seed=int(q["seed"]),
+                         pcp=bool(q["pcp"]), nofragment=bool(q["nofragment"]))
 
 
 def module_mix(p: dict | None = None, **over) -> MeasuredModuleMix:
@@ -475,7 +476,7 @@ def run_point(**params):
 #: The notebook's parameters with their small defaults (notebooks/permvmalloc.ipynb repeats
 #: them; the published scenario is params/permvmalloc.yaml).
 DEFAULTS: dict = {"ram_gib": 1, "cpus": 64, "bg_used_fraction": 0.6, "bg_unmovable_share": 0.25,
-    "bg_ops_per_event": 64, "module_count": 20, "bpf_programs": 150, "bpf_live": 50,
+    "bg_ops_per_event": 64, "pcp": True, "nofragment": True, "module_count": 20, "bpf_programs": 150, "bpf_live": 50,
     "bpf_median_bytes": 500.0, "bpf_p75_bytes": 2000.0, "bpf_cap_bytes": 1048576,
     "bpf_realloc_probability": 1.0, "shrink_every": 0, "cost_cpus": [2, 8, 32, 128, 512],
     "invlpg_ns": 100.0, "ipi_base_ns": 675.0, "ipi_per_extra_target_ns": 67.5,
