@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import naive.permvmalloc as twin
 from props import INVARIANT
-from kmm.buddy import Buddy, BuddyConfig, MigrateType, PcpConfig
+from kmm.buddy import Buddy, BuddyConfig, MigrateType
 from kmm.errors import ConfigError
 from kmm.geometry import GiB, MiB
 from kmm.mech import permvmalloc as pv
@@ -33,12 +33,6 @@ def _pool(pages=1 << 12):
     return BuddyConfig(pool_pages=pages)
 
 
-#: unused per-CPU lists (the kernels below run with ``pcp`` 0; tests/test_permvmalloc_pcp.py
-#: runs them with the lists)
-NOPCP = PcpConfig().build(_pool(1 << 9))
-OFF = np.int64(0)
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**31), st.integers(1, 400))
 def test_bg_churn_matches_twin(seed, n):
@@ -51,8 +45,7 @@ def test_bg_churn_matches_twin(seed, n):
     a, b = Buddy(_pool()), Buddy(_pool())
     cap = 300
     lp, lo = np.empty(cap, np.int32), np.empty(cap, np.int8)
-    nlive = pv.bg_churn(a.state, NOPCP, lp, lo, np.int64(0), kind, order, mt, pick,
-                        np.zeros(n, np.int64), OFF, OFF)
+    nlive = pv.bg_churn(a.state, lp, lo, np.int64(0), kind, order, mt, pick)
     live: list = []
     twin.bg_churn(b, live, cap, kind, order, mt, pick)
     assert nlive == len(live)
@@ -65,9 +58,8 @@ def test_bg_churn_hand_worked():
     """Two order-0 allocations then a free of live block 0: the second takes its slot."""
     b = Buddy(_pool(1 << 9))
     lp, lo = np.empty(4, np.int32), np.empty(4, np.int8)
-    n = pv.bg_churn(b.state, NOPCP, lp, lo, np.int64(0), np.array([0, 0, 1]),
-                    np.array([0, 0, 0]), np.array([1, 1, 1]), np.array([0, 0, 2]),
-                    np.zeros(3, np.int64), OFF, OFF)
+    n = pv.bg_churn(b.state, lp, lo, np.int64(0), np.array([0, 0, 1]), np.array([0, 0, 0]),
+                    np.array([1, 1, 1]), np.array([0, 0, 2]))
     assert n == 1
     first = b.alloc(0)
     b.free(first, 0)
@@ -79,14 +71,13 @@ def test_bg_churn_hand_worked():
 def test_alloc_free_order0_and_split_match_twins(n, seed):
     a, b = Buddy(_pool(1 << 9)), Buddy(_pool(1 << 9))
     out = np.zeros(max(n, 1), np.int64)
-    got = pv.alloc_order0(a.state, NOPCP, OFF, np.int64(n), np.int64(UNMOV), out, OFF, OFF)
+    got = pv.alloc_order0(a.state, np.int64(n), np.int64(UNMOV), out)
     ref = twin.alloc_order0(b, n, UNMOV)
     assert got == len(ref) == min(n, 512)
     assert out[:got].tolist() == ref
     rng = np.random.default_rng(seed)
     sel = rng.permutation(got)[: got // 2]
-    assert (pv.free_order0(a.state, NOPCP, OFF, out[sel], OFF)
-            == twin.free_order0(b, out[sel].tolist()) == sel.size)
+    assert pv.free_order0(a.state, out[sel]) == twin.free_order0(b, out[sel].tolist()) == sel.size
     for x, y in zip(a.state, b.state):
         assert np.array_equal(x, y)
 
@@ -99,7 +90,7 @@ def test_free_order0_stops_at_a_page_not_allocated_and_split_block():
     assert np.array_equal(a.state.alloc_order, b.state.alloc_order)
     assert (a.state.alloc_order[pa:pa + 512] == 0).all()
     pages = np.arange(pa, pa + 512, dtype=np.int64)
-    assert pv.free_order0(a.state, NOPCP, OFF, np.concatenate([pages[:3], pages[:1]]), OFF) == 3
+    assert pv.free_order0(a.state, np.concatenate([pages[:3], pages[:1]])) == 3
     assert twin.free_order0(b, [pb, pb + 1, pb + 2, pb]) == 3
 
 
@@ -344,7 +335,7 @@ def test_2m_text_mappings_need_fewer_walks():
 # ---- the notebook's model functions on small inputs --------------------------------------------
 SMALL = dict(
     scenario="small", ram_gib=1, cpus=64, bg_used_fraction=0.5, bg_unmovable_share=0.25,
-    bg_ops_per_event=16, module_count=20, bpf_programs=120, bpf_live=30, bpf_median_bytes=500.0,
+    bg_ops_per_event=16, pcp=True, nofragment=True, module_count=20, bpf_programs=120, bpf_live=30, bpf_median_bytes=500.0,
     bpf_p75_bytes=2000.0, bpf_cap_bytes=1 << 20, bpf_realloc_probability=1.0, shrink_every=0,
     cost_cpus=[2, 64], invlpg_ns=100.0, ipi_base_ns=3000.0, ipi_per_extra_target_ns=1500.0,
     ipi_handler_ns=1000.0, global_flush_ns=500.0, invlpgb_ns=100.0, tlbsync_ns=500.0,

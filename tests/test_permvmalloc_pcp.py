@@ -32,6 +32,33 @@ I = np.int64
 ON, OFF = I(1), I(0)
 
 
+def test_without_lists_or_nofragment_the_kernels_are_the_free_list_ones():
+    """pcp and nofrag 0: the same pool states as the free-list kernels (which
+    tests/test_permvmalloc.py checks against their twins)."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    kind = rng.integers(0, 2, n)
+    kind[:1000] = 0
+    order, mt = rng.integers(0, 4, n), rng.integers(0, 3, n)
+    pick = rng.integers(0, 1 << 40, n)
+    (a, pst), (b, _) = _pools(4096), _pools(4096)
+    lp, lo = np.empty(2000, np.int32), np.empty(2000, np.int8)
+    lq, lr = np.empty(2000, np.int32), np.empty(2000, np.int8)
+    na = pv.bg_churn_pcp(a.state, pst, lp, lo, I(0), kind, order, mt, pick,
+                         np.zeros(n, np.int64), OFF, OFF)
+    nb = pv.bg_churn(b.state, lq, lr, I(0), kind, order, mt, pick)
+    assert na == nb and np.array_equal(lp[:na], lq[:nb])
+    out_a, out_b = np.zeros(300, np.int64), np.zeros(300, np.int64)
+    assert (pv.alloc_order0_pcp(a.state, pst, I(1), I(300), I(UNMOV), out_a, OFF, OFF)
+            == pv.alloc_order0(b.state, I(300), I(UNMOV), out_b))
+    assert np.array_equal(out_a, out_b)
+    assert (pv.free_order0_pcp(a.state, pst, I(1), out_a[::2], OFF)
+            == pv.free_order0(b.state, out_b[::2]) == 150)
+    for x, y in zip(a.state, b.state):
+        assert np.array_equal(x, y)
+    assert pst.counts.sum() == 0
+
+
 def _pools(pages=2048, **pcp):
     cfg = BuddyConfig(pool_pages=pages)
     return Buddy(cfg), PcpConfig(**{"cpus": 2, "batch": 63, "high": 252, **pcp}).build(cfg)
@@ -140,11 +167,11 @@ def test_vmalloc_takes_bulk_requests_without_nofragment():
     the batch; a 1-page vmalloc goes to the single-page allocator, whose first pass does not."""
     b, pst = _mixed_pool()
     out = np.zeros(10, np.int64)
-    assert pv.alloc_order0(b.state, pst, I(0), I(10), I(UNMOV), out, ON, ON) == 10
+    assert pv.alloc_order0_pcp(b.state, pst, I(0), I(10), I(UNMOV), out, ON, ON) == 10
     assert pst.counts[PcpEvent.REFILL_PAGES] == 63
     b, pst = _mixed_pool()
     fb = b.counters.fallbacks
-    assert pv.alloc_order0(b.state, pst, I(0), I(1), I(UNMOV), out, ON, ON) == 1
+    assert pv.alloc_order0_pcp(b.state, pst, I(0), I(1), I(UNMOV), out, ON, ON) == 1
     assert pst.counts[PcpEvent.REFILL_PAGES] == 10 and b.counters.fallbacks == fb
     assert BULK_MAX == 100
 

@@ -87,14 +87,15 @@ Invariants checked at every step (``check=True``)
 """
 from .model import (PACK_HUGE_BY_ARCH, _flush_shapes, _VaSpace, Area, BPF_CHUNK_BYTES, BPF_HDR_BYTES, BPF_HOLE_BYTES,
     BPF_PACK_HOLE_BYTES, Chunk, cost_vs_cpus, directmap_end, FLUSH_CEILING_PAGES, flush_histogram,
-    FLUSH_METHODS, flush_rewalks, flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses,
+    FLUSH_METHODS, flush_rewalks, PCP_MAX_CPUS, zone_highsize, flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses,
     itlb_trace_misses, ItlbConfig,
     LAZY_UNIT_PAGES, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     MODULES_END, MODULES_VADDR, MOVABLE, NONE, op_costs, OpKind, PACK_BYTES, PAGE, PAGE_OFFSET,
     PAGE_SHIFT, PermVmalloc, PMD_PAGES, Policy, PolicyConfig, PvEvent, R, Region, Rewalk, RO, run,
     RunResult, RW, RX, STANDARD_POLICIES, text_poke_batches, text_poke_costs,
     text_poke_unit_costs, TextPoke, POKES_PER_ENTRY, SYNCS_PER_BATCH, TP_VEC_MAX, UNMOVABLE, VMALLOC_END, VMALLOC_START, W, X)
-from .kernels import (alloc_order0, bg_churn, free_order0, split_block)
+from .kernels import (alloc_order0, alloc_order0_pcp, bg_churn, bg_churn_pcp, BULK_MAX,
+    free_order0, free_order0_pcp, get_block, put_block, split_block)
 from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, FETCH_TRACES, KERNEL_TEXT_SHIFT,
     KERNEL_TEXT_VA, load_traced_fetches, MeasuredModuleMix, ModuleMix, MODULE_NEIGHBOURS,
     MODULE_TABLE_COLUMNS, MODULE_TABLE_PACKAGE, module_table, ModuleSpec, random_ops,

@@ -60,7 +60,7 @@ def put_block(st, pst, cpu, pfn, order, pcp):
 
 # ---- kernels composing the buddy allocator -------------------------------------------------
 @njit
-def bg_churn(st, pst, live_pfn, live_order, nlive, kind, order, mt, pick, cpu, pcp, nofrag):
+def bg_churn_pcp(st, pst, live_pfn, live_order, nlive, kind, order, mt, pick, cpu, pcp, nofrag):
     """Background allocations and frees on a buddy pool; returns the live count after.
 
     Op ``i`` allocates a block of ``order[i]`` with migratetype ``mt[i]`` on CPU ``cpu[i]``
@@ -89,7 +89,7 @@ def bg_churn(st, pst, live_pfn, live_order, nlive, kind, order, mt, pick, cpu, p
 
 
 @njit
-def alloc_order0(st, pst, cpu, n, mt, out, pcp, nofrag):
+def alloc_order0_pcp(st, pst, cpu, n, mt, out, pcp, nofrag):
     """``n`` order-0 pages of migratetype ``mt`` into ``out`` on CPU ``cpu``
     (``__vmalloc_area_node`` -> ``vm_area_alloc_pages``, v6.1); returns how many were
     allocated before the pool ran dry.
@@ -117,11 +117,57 @@ def alloc_order0(st, pst, cpu, n, mt, out, pcp, nofrag):
 
 
 @njit
-def free_order0(st, pst, cpu, pfns, pcp):
+def free_order0_pcp(st, pst, cpu, pfns, pcp):
     """Free order-0 pages on CPU ``cpu`` (``__free_pages(page, 0)`` in a loop); returns how
     many were freed (a page that is not an allocated order-0 block stops the loop)."""
     for i in range(pfns.shape[0]):
         if not put_block(st, pst, cpu, pfns[i], 0, pcp):
+            return i
+    return pfns.shape[0]
+
+
+# ---- the same on the free lists alone (pcp and nofrag 0) -------------------------------------
+@njit
+def bg_churn(st, live_pfn, live_order, nlive, kind, order, mt, pick):
+    """:func:`bg_churn_pcp` on the free lists alone (``alloc_pages`` / ``free_pages``)."""
+    for i in range(kind.shape[0]):
+        if kind[i] == 0:
+            if nlive >= live_pfn.shape[0]:
+                continue
+            pfn = alloc_pages(st, order[i], mt[i])
+            if pfn >= 0:
+                live_pfn[nlive] = pfn
+                live_order[nlive] = order[i]
+                nlive += 1
+        elif nlive > 0:
+            j = pick[i] % nlive
+            free_pages(st, live_pfn[j], live_order[j])
+            nlive -= 1
+            live_pfn[j] = live_pfn[nlive]
+            live_order[j] = live_order[nlive]
+    return nlive
+
+
+@njit
+def alloc_order0(st, n, mt, out):
+    """``n`` order-0 pages of migratetype ``mt`` into ``out`` off the free lists alone
+    (:func:`alloc_order0_pcp` without lists or ``ALLOC_NOFRAGMENT``); returns how many were
+    allocated before the pool ran dry."""
+    for i in range(n):
+        pfn = alloc_pages(st, 0, mt)
+        if pfn < 0:
+            return i
+        out[i] = pfn
+    return n
+
+
+@njit
+def free_order0(st, pfns):
+    """Free order-0 pages to the free lists (:func:`free_order0_pcp` without lists);
+    returns how many were freed (a page that is not an allocated order-0 block stops the
+    loop)."""
+    for i in range(pfns.shape[0]):
+        if not free_pages(st, pfns[i], 0):
             return i
     return pfns.shape[0]
 

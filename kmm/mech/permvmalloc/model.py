@@ -560,9 +560,9 @@ class PermVmalloc:
             stream = tuple(a[i:i + n] for a in self._bg_buf)
             self._bg_pos += n
         m = self.machine
-        self._bg_live = int(bg_churn(self.buddy.state, self._pst, self._bg_pfn, self._bg_order,
-                                     np.int64(self._bg_live), *stream, np.int64(m.pcp),
-                                     np.int64(m.nofragment)))
+        self._bg_live = int(bg_churn_pcp(self.buddy.state, self._pst, self._bg_pfn,
+                                         self._bg_order, np.int64(self._bg_live), *stream,
+                                         np.int64(m.pcp), np.int64(m.nofragment)))
 
     # ---- operations bookkeeping ------------------------------------------------------------
     def _begin(self, kind: OpKind, obj: str, **extra) -> None:
@@ -754,7 +754,7 @@ class PermVmalloc:
     def _pages(self, n: int) -> np.ndarray:
         out = np.empty(n, np.int64)
         m = self.machine
-        got = alloc_order0(self.buddy.state, self._pst, np.int64(self._cpu), np.int64(n),
+        got = alloc_order0_pcp(self.buddy.state, self._pst, np.int64(self._cpu), np.int64(n),
                            np.int64(UNMOVABLE), out, np.int64(m.pcp), np.int64(m.nofragment))
         if got < n:
             self._free_pages(out[:got])
@@ -840,7 +840,7 @@ class PermVmalloc:
                     raise ConfigError(f"no allocated order-{order} block at pfn {pfn}", "pfn")
 
     def _free_pages(self, pfns: np.ndarray) -> None:
-        if free_order0(self.buddy.state, self._pst, np.int64(self._cpu),
+        if free_order0_pcp(self.buddy.state, self._pst, np.int64(self._cpu),
                        np.asarray(pfns, np.int64), np.int64(self.machine.pcp)) != pfns.shape[0]:
             raise ConfigError("freed a page that was not allocated", "pfn")
 
@@ -1945,4 +1945,5 @@ def itlb_trace_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig
 
 # Imported last: these modules build on the definitions above.
 from .workload import boot, bpf_churn, fetch_trace, ModuleSpec, random_ops, trace_fetch_trace, Workload
-from .kernels import alloc_order0, bg_churn, free_order0, get_block, put_block, split_block
+from .kernels import (alloc_order0_pcp, bg_churn_pcp, free_order0_pcp, get_block, put_block,
+    split_block)
