@@ -13,7 +13,15 @@ Modelled machine
   present and non-present leaves alike (``direct_pages_count``).
 - Pages come from a :class:`kmm.buddy.Buddy` pool over the same RAM (pfn ``p`` is direct-map
   offset ``p << 12``), aged by a background of other allocations so that order-0 pages are
-  scattered over many pageblocks, as on a running system.
+  scattered over many pageblocks, as on a running system. With ``MachineConfig.pcp`` the
+  background's and vmalloc's allocations and frees of orders up to
+  ``PAGE_ALLOC_COSTLY_ORDER`` (and order-9 blocks, the THP list) go through per-CPU lists
+  (v6.1 ``rmqueue_pcplist`` / ``free_unref_page_commit``), each operation on a CPU drawn
+  among the machine's: a refill takes a batch of pages at once and a freed page waits on
+  its CPU's list, unmerged, until a drain; vmalloc's order-0 pages come from the bulk
+  allocator in requests of up to 100 pages (``vm_area_alloc_pages``). With
+  ``MachineConfig.nofragment`` the fast path runs ``ALLOC_NOFRAGMENT``'s first pass (no
+  fallback steal below a pageblock) before the retry without it (:mod:`.kernels`).
 - vmalloc/module address space, vmap areas, the lazy purge list and the caches of each
   policy are the mechanism's own bookkeeping (``mm/vmalloc.c`` ``vmap_area``), not a page
   table: live mappings are recorded per page with their permission and leaf size.
