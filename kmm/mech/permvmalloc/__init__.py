@@ -100,14 +100,15 @@ from .model import (PACK_HUGE_BY_ARCH, _flush_shapes, _VaSpace, Area, BPF_CHUNK_
     LAZY_UNIT_PAGES, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     MODULES_END, MODULES_VADDR, MOVABLE, NONE, op_costs, OpKind, PACK_BYTES, PAGE, PAGE_OFFSET,
     PAGE_SHIFT, PermVmalloc, PMD_PAGES, Policy, PolicyConfig, PvEvent, R, Region, Rewalk, RO, run,
-    RunResult, RW, RX, STANDARD_POLICIES, text_poke_batches, text_poke_costs,
+    RunResult, RW, RX, STANDARD_POLICIES, static_call_batches, text_poke_batches, text_poke_costs,
     text_poke_unit_costs, TextPoke, POKES_PER_ENTRY, SYNCS_PER_BATCH, TP_VEC_MAX, UNMOVABLE, VMALLOC_END, VMALLOC_START, W, X)
 from .kernels import (alloc_order0, alloc_order0_pcp, bg_churn, bg_churn_pcp, BULK_MAX,
     free_order0, free_order0_pcp, get_block, put_block, split_block)
 from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, FETCH_TRACES, KERNEL_TEXT_SHIFT,
     KERNEL_TEXT_VA, load_traced_fetches, MeasuredModuleMix, ModuleMix, MODULE_NEIGHBOURS,
     MODULE_TABLE_COLUMNS, MODULE_TABLE_PACKAGE, module_table, ModuleSpec, random_ops,
-    trace_fetch_trace, traced_fetches, TracedFetches, Workload, JUMP_ENTRY_BYTES)
+    trace_fetch_trace, traced_fetches, TracedFetches, Workload, JUMP_ENTRY_BYTES,
+    STATIC_CALL_SITE_BYTES)
 from .study import (BG_RANGES, claim_values, DEFAULTS, evidence, frame, STUDY, COST_RANGES, cost_sensitivity, decided_by, invalidation_costs, ITLB_RANGES, rewalk_config, swing_points, text_poke_config,
     fetch_misses, fetch_traces, FOOTPRINT_PARAMS, footprint_comparison, ITLB_WORKLOADS, itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, rai_by_size, run_point, run_scenario,
     ScenarioResult, workload)

@@ -1156,11 +1156,13 @@ class PermVmalloc:
     # ---- module loading ---------------------------------------------------------------------
     def load_module(self, m: ModuleSpec) -> dict:
         """``init_module``: from the ELF copy through ``do_init_module`` (the deferred init
-        free is :meth:`free_module_init`). The record keeps the module's ``jump_entries``:
-        the patching of its static branches once its text is mapped read-only and executable
-        is priced by :func:`op_costs` (:func:`text_poke_batches`), not simulated here."""
+        free is :meth:`free_module_init`). The record keeps the module's ``jump_entries``
+        and ``static_call_sites``: the patching of its static branches and static calls once
+        its text is mapped read-only and executable is priced by :func:`op_costs`
+        (:func:`text_poke_batches`, :func:`static_call_batches`), not simulated here."""
         self._begin(OpKind.MODULE_LOAD, m.name, pages=m.core_pages + m.init_pages,
-                    jump_entries=int(getattr(m, "jump_entries", 0)))
+                    jump_entries=int(getattr(m, "jump_entries", 0)),
+                    static_call_sites=int(getattr(m, "static_call_sites", 0)))
         elf = self.vmalloc("vmalloc", m.elf_pages, kind="elf")
         p = self.policy.policy
         if p == Policy.LEGACY:
@@ -1516,8 +1518,9 @@ def run(machine: MachineConfig, policy: PolicyConfig, workload: Workload, *,
     ops = pl.DataFrame(sim.ops, infer_schema_length=None)
     if "nbytes" not in ops.columns:
         ops = ops.with_columns(pl.lit(None, pl.Int64).alias("nbytes"))
-    if "jump_entries" not in ops.columns:
-        ops = ops.with_columns(pl.lit(None, pl.Int64).alias("jump_entries"))
+    for col in ("jump_entries", "static_call_sites"):
+        if col not in ops.columns:
+            ops = ops.with_columns(pl.lit(None, pl.Int64).alias(col))
     return RunResult(policy, ops.with_columns(pl.lit(policy.label).alias("policy")),
                      pl.DataFrame(sim.snapshots).with_columns(pl.lit(policy.label).alias("policy")),
                      sim.flush_log, text, sim.counts, list(sim.violations), sim.cache_bytes())
@@ -1733,20 +1736,31 @@ class TextPoke:
     is not at its default when the module loads; ``entries_per_key``: the module's entries
     per such key (so a module's batches are ``patched_share * entries / entries_per_key``
     times ``ceil(entries_per_key / TP_VEC_MAX)``, an expectation, :func:`text_poke_batches`).
-    Not modelled: static calls, whose module sites kernel/static_call_inline.c
-    ``static_call_add_module`` -> ``__static_call_init`` patches at the same notifier through
-    x86 ``arch_static_call_transform`` -> ``__static_call_transform(..., modinit=false)`` ->
-    ``text_poke_bp``, a batch of one entry (three syncs) per site whose instruction changes
-    (the measured table does not count ``.static_call_sites``); and ftrace's patching of the
-    module (``ftrace_module_enable``, only while a tracer is on).
+
+    Static calls (v6.1 kernel/static_call_inline.c): at the same notifier
+    ``static_call_module_notify`` -> ``static_call_add_module`` -> ``__static_call_init``
+    calls x86 ``arch_static_call_transform`` for every site of the module's
+    ``.static_call_sites``, init sites included, one at a time; arch/x86/kernel/static_call.c
+    ``__static_call_transform(site, ..., modinit=false)`` returns when the instruction is
+    already the wanted one (``memcmp``) and otherwise calls ``text_poke_bp``, a
+    ``text_poke_bp_batch`` of one entry: three syncs and three writes per changed site, no
+    batching. ``static_call_share``: share of a module's sites whose instruction changes
+    (:func:`static_call_batches`). A site is compiled as a call (or tail jump) to the key's
+    trampoline and rewritten to a direct call of the key's function, a 5-byte NOP for a
+    NULL function, or their tail forms, none of which is the compiled instruction.
+
+    Not modelled: ftrace's patching of the module (``ftrace_module_enable``, only while a
+    tracer is on).
     """
 
     patched_share: float = 0.1
     entries_per_key: float = 2.0
+    static_call_share: float = 1.0
 
     def __post_init__(self):
         check_float("jump_patched_share", self.patched_share, 0.0, 1.0)
         check_float("jump_entries_per_key", self.entries_per_key, 1.0, 1e6)
+        check_float("static_call_changed_share", self.static_call_share, 0.0, 1.0)
 
 
 def text_poke_batches(entries, tp: TextPoke | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -1759,6 +1773,18 @@ def text_poke_batches(entries, tp: TextPoke | None = None) -> tuple[np.ndarray, 
     patched = tp.patched_share * n
     per_key_batches = -(-tp.entries_per_key // TP_VEC_MAX)
     return patched, patched / tp.entries_per_key * per_key_batches
+
+
+def static_call_batches(sites, tp: TextPoke | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Expected ``(patched sites, text_poke_bp_batch calls)`` of a module load with ``sites``
+    inline static call sites (:class:`TextPoke`): each changed site is its own batch
+    (``text_poke_bp``), so both are ``static_call_share * sites``."""
+    tp = tp or TextPoke()
+    n = np.asarray(sites, dtype=np.float64)
+    if (n < 0).any():
+        raise ConfigError("static call sites must be >= 0", "sites")
+    patched = tp.static_call_share * n
+    return patched, patched.copy()
 
 
 def text_poke_unit_costs(cpus: int, method: str = "x86", costs=None) -> dict[str, tuple[float, float]]:
@@ -1790,13 +1816,19 @@ def text_poke_unit_costs(cpus: int, method: str = "x86", costs=None) -> dict[str
 def text_poke_costs(res: RunResult, cpus: int, method: str = "x86", costs=None,
                     text_poke: TextPoke | None = None):
     """Each module load's live patching (:class:`TextPoke`) on ``cpus`` CPUs: a frame
-    ``index, poke_batches, poke_initiator_ns, poke_target_ns`` (expectations)."""
+    ``index, poke_batches, poke_initiator_ns, poke_target_ns`` (expectations), jump labels
+    (:func:`text_poke_batches`) and static calls (:func:`static_call_batches`) together."""
     import polars as pl
 
     ops = res.ops.filter(pl.col("op") == OpKind.MODULE_LOAD.name.lower())
-    entries = ops["jump_entries"].fill_null(0).to_numpy() if "jump_entries" in ops.columns \
-        else np.zeros(ops.height)
-    patched, batches = text_poke_batches(entries, text_poke)
+
+    def col(name):
+        return (ops[name].fill_null(0).to_numpy() if name in ops.columns
+                else np.zeros(ops.height))
+
+    patched, batches = text_poke_batches(col("jump_entries"), text_poke)
+    sc_patched, sc_batches = static_call_batches(col("static_call_sites"), text_poke)
+    patched, batches = patched + sc_patched, batches + sc_batches
     u = text_poke_unit_costs(cpus, method, costs)
     return pl.DataFrame({
         "index": ops["index"].cast(pl.Int64),
