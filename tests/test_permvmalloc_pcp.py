@@ -49,11 +49,12 @@ def test_without_lists_or_nofragment_the_kernels_are_the_free_list_ones():
     nb = pv.bg_churn(b.state, lq, lr, I(0), kind, order, mt, pick)
     assert na == nb and np.array_equal(lp[:na], lq[:nb])
     out_a, out_b = np.zeros(300, np.int64), np.zeros(300, np.int64)
-    assert (pv.alloc_order0_pcp(a.state, pst, I(1), I(300), I(UNMOV), out_a, OFF, OFF)
-            == pv.alloc_order0(b.state, I(300), I(UNMOV), out_b))
+    got = pv.alloc_order0_pcp(a.state, pst, I(1), I(300), I(UNMOV), out_a, OFF, OFF)
+    assert got == pv.alloc_order0(b.state, I(300), I(UNMOV), out_b) and got > 100
     assert np.array_equal(out_a, out_b)
-    assert (pv.free_order0_pcp(a.state, pst, I(1), out_a[::2], OFF)
-            == pv.free_order0(b.state, out_b[::2]) == 150)
+    half = out_a[:got:2]
+    assert (pv.free_order0_pcp(a.state, pst, I(1), half, OFF)
+            == pv.free_order0(b.state, half) == half.size)
     for x, y in zip(a.state, b.state):
         assert np.array_equal(x, y)
     assert pst.counts.sum() == 0
