@@ -335,7 +335,7 @@ def test_2m_text_mappings_need_fewer_walks():
 # ---- the notebook's model functions on small inputs --------------------------------------------
 SMALL = dict(
     scenario="small", ram_gib=1, cpus=64, bg_used_fraction=0.5, bg_unmovable_share=0.25,
-    bg_ops_per_event=16, module_count=20, bpf_programs=120, bpf_live=30, bpf_median_bytes=500.0,
+    bg_ops_per_event=16, pcp=True, nofragment=True, module_count=20, bpf_programs=120, bpf_live=30, bpf_median_bytes=500.0,
     bpf_p75_bytes=2000.0, bpf_cap_bytes=1 << 20, bpf_realloc_probability=1.0, shrink_every=0,
     cost_cpus=[2, 64], invlpg_ns=100.0, ipi_base_ns=3000.0, ipi_per_extra_target_ns=1500.0,
     ipi_handler_ns=1000.0, global_flush_ns=500.0, invlpgb_ns=100.0, tlbsync_ns=500.0,

@@ -46,7 +46,19 @@ def test_layout_replays_the_v61_loader_on_a_hand_worked_module():
     lay = ms.layout(secs)
     assert lay == {"text": 0x1001, "ro": 0x100, "rai": 0x30, "rw": 0x20 + 0x4,
                    "init_text": 0x10, "init_ro": 0, "init_rw": 0x8, "symtab": 0x400,
-                   "ro_after_init": 0, "jump_table": 0x30}
+                   "ro_after_init": 0, "jump_table": 0x30, "static_call_sites": 0}
+    # a .static_call_sites section (``struct static_call_site``, 8 bytes a site, "WA": v6.1
+    # marks only .data..ro_after_init and __jump_table ro_after_init) is measured and laid
+    # out with the writable data, before .data (section order)
+    with_sites = READELF.replace(
+        "  [ 7] .data ",
+        "  [ 6] .static_call_sites PROGBITS        0000000000000000 0015f0 000010 00  WA  0   0  1\n"
+        "  [ 7] .data ")
+    lay2 = ms.layout(ms.sections(with_sites))
+    assert lay2["static_call_sites"] == 0x10
+    assert lay2["rw"] == 0x10 + 0x10 + 0x20 + 0x4      # .data aligned to 32 after it
+    assert {k: v for k, v in lay2.items() if k not in ("rw", "static_call_sites")} == \
+        {k: v for k, v in lay.items() if k not in ("rw", "static_call_sites")}
 
 
 def test_table_schema_source_and_stated_facts():

@@ -104,8 +104,61 @@ def test_every_policy_pays_the_patching_and_cpu_ns_adds_it(policy):
 
 
 def test_study_parameters():
-    """The study prices the patching from its two assumed parameters."""
+    """The study prices the patching from its three assumed parameters."""
     tp = text_poke_config(DEFAULTS)
-    assert tp == pv.TextPoke(DEFAULTS["jump_patched_share"], DEFAULTS["jump_entries_per_key"])
-    assert {"jump_patched_share", "jump_entries_per_key"} <= set(pv.COST_RANGES)
+    assert tp == pv.TextPoke(DEFAULTS["jump_patched_share"], DEFAULTS["jump_entries_per_key"],
+                             DEFAULTS["static_call_changed_share"])
+    assert {"jump_patched_share", "jump_entries_per_key",
+            "static_call_changed_share"} <= set(pv.COST_RANGES)
     assert np.isfinite(pv.text_poke_batches([10], tp)[1]).all()
+
+
+# ---- static calls ---------------------------------------------------------------------------
+# v6.1 kernel/static_call_inline.c: static_call_module_notify(MODULE_STATE_COMING) ->
+# static_call_add_module -> __static_call_init: arch_static_call_transform(site, NULL, func,
+# tail) for every site of .static_call_sites, one at a time; arch/x86/kernel/static_call.c
+# __static_call_transform(site, ..., modinit=false): memcmp with the wanted instruction, else
+# text_poke_bp(insn, code, size, emulate) -> text_poke_bp_batch of one entry.
+
+def test_static_call_site_is_two_s32():
+    """``struct static_call_site { s32 addr; s32 key; }``: 8 bytes a site."""
+    assert pv.STATIC_CALL_SITE_BYTES == 8
+    t = pv.module_table()
+    assert (t["static_call_entries"] * 8 == t["static_call_sites"]).all()
+
+
+def test_each_changed_static_call_site_is_a_batch_of_one():
+    """10 sites, all changed: 10 batches of 3 syncs and 10 entries of 3 writes; on 4 CPUs
+    10 * 2430 + 10 * 300 = 27300 ns on the initiator, 10 * 9000 on the others. Half changed:
+    half of that."""
+    patched, batches = pv.static_call_batches([10], pv.TextPoke())
+    assert patched[0] == 10 and batches[0] == 10
+    patched, batches = pv.static_call_batches([10], pv.TextPoke(static_call_share=0.5))
+    assert patched[0] == 5 and batches[0] == 5
+    with pytest.raises(ConfigError):
+        pv.TextPoke(static_call_share=1.5)
+    with pytest.raises(ConfigError):
+        pv.static_call_batches([-1])
+    sim = pv.PermVmalloc(pv.MachineConfig(ram_bytes=1 << 30, cpus=4),
+                         pv.PolicyConfig(pv.Policy.LEGACY))
+    sim.load_module(pv.ModuleSpec("m0", 2, 1, 1, 1, 1, 0, 1, 3, jump_entries=40,
+                                  static_call_sites=10))
+    sim.load_module(pv.ModuleSpec("m1", 2, 1, 1, 1, 1, 0, 1, 3))
+    res = pv.RunResult(pv.PolicyConfig(pv.Policy.LEGACY),
+                       pl.DataFrame(sim.ops, infer_schema_length=None), None, sim.flush_log,
+                       [], sim.counts, [], {})
+    c = pv.text_poke_costs(res, 4, "x86", COSTS, pv.TextPoke(0.1, 2.0, 1.0)).sort("index")
+    assert c["poke_batches"].to_list() == pytest.approx([2.0 + 10.0, 0.0])
+    assert c["poke_initiator_ns"].to_list() == pytest.approx([6060.0 + 27300.0, 0.0])
+    assert c["poke_target_ns"].to_list() == pytest.approx([18000.0 + 90000.0, 0.0])
+
+
+def test_measured_modules_carry_their_static_call_sites():
+    """readelf -S of the package's nf_tables.ko: ``.static_call_sites`` 0xa0 bytes, 20 sites;
+    the measured mix hands a donor's sites to the module that takes its layout."""
+    t = pv.module_table()
+    i = int(np.flatnonzero(t["module"] == "net/netfilter/nf_tables")[0])
+    assert t["static_call_sites"][i] == 0xa0 and t["static_call_entries"][i] == 20
+    assert (t["static_call_entries"] > 0).any()
+    mods = pv.MeasuredModuleMix().modules([int(s) for s in t["core_pages"][:400] * 4096], seed=0)
+    assert sum(m.static_call_sites for m in mods) > 0

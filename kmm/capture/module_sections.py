@@ -27,7 +27,10 @@ replayed over them:
 Columns (bytes, a region's content before its page alignment): ``module`` (path under
 ``kernel/`` without ``.ko``), ``file`` (the ELF image ``init_module`` copies into a vmalloc
 buffer), ``text, ro, rai, rw`` (core), ``init_text, init_ro, init_rw``, ``symtab``,
-``ro_after_init`` and ``jump_table`` (the two sections' sizes, 0 when absent).
+``ro_after_init``, ``jump_table`` and ``static_call_sites`` (the sizes of
+``.data..ro_after_init``, ``__jump_table`` and ``.static_call_sites``, 0 when absent; the
+last is the array of ``struct static_call_site``, two ``s32`` per inline static call site,
+that v6.1 kernel/module/main.c ``find_module_sections`` hands to ``static_call_add_module``).
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ VERSION = "6.1.176-1"
 SHA256 = "439422e41d2dbb840b60b81e3bf5e5955bfa56b7a8c268aec83c9ff882d421e6"
 
 COLUMNS = ("module", "file", "text", "ro", "rai", "rw", "init_text", "init_ro", "init_rw",
-           "symtab", "ro_after_init", "jump_table")
+           "symtab", "ro_after_init", "jump_table", "static_call_sites")
 
 _ALLOC, _WRITE, _EXEC, _RAI = 1, 2, 4, 8     # our own bits (SHF_RO_AFTER_INIT is kernel-only)
 _ROW = re.compile(r"^\s*\[\s*(\d+)\]\s+(\S+)\s+(\S+)\s+[0-9a-f]+\s+[0-9a-f]+\s+([0-9a-f]+)\s+"
@@ -103,6 +106,7 @@ def layout(secs: list[tuple[str, str, int, str, int]]) -> dict[str, int]:
     out["symtab"] = sizes.get(".symtab", 0) + sizes.get(".strtab", 0)
     out["ro_after_init"] = sizes.get(".data..ro_after_init", 0)
     out["jump_table"] = sizes.get("__jump_table", 0)
+    out["static_call_sites"] = sizes.get(".static_call_sites", 0)
     return out
 
 

@@ -13,7 +13,15 @@ Modelled machine
   present and non-present leaves alike (``direct_pages_count``).
 - Pages come from a :class:`kmm.buddy.Buddy` pool over the same RAM (pfn ``p`` is direct-map
   offset ``p << 12``), aged by a background of other allocations so that order-0 pages are
-  scattered over many pageblocks, as on a running system.
+  scattered over many pageblocks, as on a running system. With ``MachineConfig.pcp`` the
+  background's and vmalloc's allocations and frees of orders up to
+  ``PAGE_ALLOC_COSTLY_ORDER`` (and order-9 blocks, the THP list) go through per-CPU lists
+  (v6.1 ``rmqueue_pcplist`` / ``free_unref_page_commit``), each operation on a CPU drawn
+  among the machine's: a refill takes a batch of pages at once and a freed page waits on
+  its CPU's list, unmerged, until a drain; vmalloc's order-0 pages come from the bulk
+  allocator in requests of up to 100 pages (``vm_area_alloc_pages``). With
+  ``MachineConfig.nofragment`` the fast path runs ``ALLOC_NOFRAGMENT``'s first pass (no
+  fallback steal below a pageblock) before the retry without it (:mod:`.kernels`).
 - vmalloc/module address space, vmap areas, the lazy purge list and the caches of each
   policy are the mechanism's own bookkeeping (``mm/vmalloc.c`` ``vmap_area``), not a page
   table: live mappings are recorded per page with their permission and leaf size.
@@ -87,18 +95,20 @@ Invariants checked at every step (``check=True``)
 """
 from .model import (PACK_HUGE_BY_ARCH, _flush_shapes, _VaSpace, Area, BPF_CHUNK_BYTES, BPF_HDR_BYTES, BPF_HOLE_BYTES,
     BPF_PACK_HOLE_BYTES, Chunk, cost_vs_cpus, directmap_end, FLUSH_CEILING_PAGES, flush_histogram,
-    FLUSH_METHODS, flush_rewalks, flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses,
+    FLUSH_METHODS, flush_rewalks, PCP_MAX_CPUS, zone_highsize, flush_unit_costs, GLOBAL_EVENTS, GLOBAL_IDX, invariant_table, itlb_misses,
     itlb_trace_misses, ItlbConfig,
     LAZY_UNIT_PAGES, load_step_evidence, LSMOD_X86_LAPTOP, MachineConfig, median_flushes,
     MODULES_END, MODULES_VADDR, MOVABLE, NONE, op_costs, OpKind, PACK_BYTES, PAGE, PAGE_OFFSET,
     PAGE_SHIFT, PermVmalloc, PMD_PAGES, Policy, PolicyConfig, PvEvent, R, Region, Rewalk, RO, run,
-    RunResult, RW, RX, STANDARD_POLICIES, text_poke_batches, text_poke_costs,
+    RunResult, RW, RX, STANDARD_POLICIES, static_call_batches, text_poke_batches, text_poke_costs,
     text_poke_unit_costs, TextPoke, POKES_PER_ENTRY, SYNCS_PER_BATCH, TP_VEC_MAX, UNMOVABLE, VMALLOC_END, VMALLOC_START, W, X)
-from .kernels import (alloc_order0, bg_churn, free_order0, split_block)
+from .kernels import (alloc_order0, alloc_order0_pcp, bg_churn, bg_churn_pcp, BULK_MAX,
+    free_order0, free_order0_pcp, get_block, put_block, split_block)
 from .workload import (boot, bpf_churn, bpf_sizes, fetch_trace, FETCH_TRACES, KERNEL_TEXT_SHIFT,
     KERNEL_TEXT_VA, load_traced_fetches, MeasuredModuleMix, ModuleMix, MODULE_NEIGHBOURS,
     MODULE_TABLE_COLUMNS, MODULE_TABLE_PACKAGE, module_table, ModuleSpec, random_ops,
-    trace_fetch_trace, traced_fetches, TracedFetches, Workload, JUMP_ENTRY_BYTES)
+    trace_fetch_trace, traced_fetches, TracedFetches, Workload, JUMP_ENTRY_BYTES,
+    STATIC_CALL_SITE_BYTES)
 from .study import (BG_RANGES, claim_values, DEFAULTS, evidence, frame, STUDY, COST_RANGES, cost_sensitivity, decided_by, invalidation_costs, ITLB_RANGES, rewalk_config, swing_points, text_poke_config,
     fetch_misses, fetch_traces, FOOTPRINT_PARAMS, footprint_comparison, ITLB_WORKLOADS, itlb_config, machine_config, module_mix, NOTEBOOK_PARAMS, params_from, rai_by_size, run_point, run_scenario,
     ScenarioResult, workload)

@@ -4,6 +4,7 @@ Part of :mod:`kmm.mech.permvmalloc`."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -227,6 +228,22 @@ class MachineConfig:
         kernel stacks); the rest are movable (page cache, anonymous memory)
     bg_ops_per_event : other allocations and frees between two modelled operations
     seed : seed of every random draw
+    pcp : allocations and frees of the orders ``pcp_allowed_order`` admits (0 to
+        ``PAGE_ALLOC_COSTLY_ORDER``, and pageblock_order with THP) go through per-CPU page
+        lists (v6.1 ``rmqueue_pcplist``, ``free_unref_page_commit``;
+        :func:`kmm.buddy.pcp_alloc_min`, :func:`kmm.buddy.pcp_free`), the background's
+        and vmalloc's alike: each background operation runs on a CPU drawn uniformly among
+        the ``cpus`` online CPUs, each modelled operation on one CPU drawn the same way.
+        Every CPU has its own lists (the state grows by two words per CPU and list, so all
+        of them are kept); ``batch`` is ``zone_batchsize`` of the pool and ``high``
+        ``zone_highsize`` (:meth:`pcp_config`). A freed page waits unmerged on its CPU's
+        list until the CPU holds ``high`` pages and ``free_pcppages_bulk`` returns a batch
+    nofragment : ``ALLOC_NOFRAGMENT`` on the fast path (v6.1 ``alloc_flags_nofragment``:
+        with ``CONFIG_ZONE_DMA32``, set for a ZONE_NORMAL preferred zone unless the machine
+        has several nodes and ZONE_DMA32 is empty): the first pass steals from another
+        migratetype only whole free pageblocks, then ``get_page_from_freelist`` retries
+        without the flag. The modelled pool is one zone: the kernel would try ZONE_DMA32
+        between the two passes
     """
 
     ram_bytes: int = 1 * GiB
@@ -235,6 +252,8 @@ class MachineConfig:
     bg_unmovable_share: float = 0.25
     bg_ops_per_event: int = 64
     seed: int = 0
+    pcp: bool = False
+    nofragment: bool = False
 
     def __post_init__(self):
         check_int("ram_bytes", self.ram_bytes, lo=GiB, hi=1 << 40)
@@ -245,10 +264,30 @@ class MachineConfig:
         check_float("bg_unmovable_share", self.bg_unmovable_share, 0.0, 1.0)
         check_int("bg_ops_per_event", self.bg_ops_per_event, lo=0, hi=1 << 20)
         check_int("seed", self.seed, lo=0)
+        for name in ("pcp", "nofragment"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError("must be true or false", name)
+        if self.pcp and self.cpus > PCP_MAX_CPUS:
+            raise ConfigError(f"per-CPU lists are modelled for up to {PCP_MAX_CPUS} CPUs",
+                              "cpus")
 
     @property
     def pages(self) -> int:
         return self.ram_bytes >> PAGE_SHIFT
+
+    def pcp_config(self) -> eng.PcpConfig:
+        """The per-CPU lists of the pool (one zone): ``batch`` = ``zone_batchsize`` (63 with
+        4K pages above 256 MiB), ``high`` = :func:`zone_highsize`; with ``pcp`` off, one
+        CPU's lists that are never used."""
+        batch = eng.zone_batchsize(self.pages, PAGE)
+        return eng.PcpConfig(cpus=self.cpus if self.pcp else 1, batch=batch,
+                             high=zone_highsize(self.pages, self.cpus, batch))
+
+    def buddy_config(self) -> BuddyConfig:
+        """The pool. ``ALLOC_NOFRAGMENT`` is not the pool's (``BuddyConfig.nofragment``)
+        but each allocation's (:func:`kmm.mech.permvmalloc.kernels.get_block`): vmalloc's
+        bulk allocator runs without it."""
+        return BuddyConfig.from_geometry(x86_64(4), self.ram_bytes)
 
     @property
     def lazy_max_pages(self) -> int:
@@ -256,19 +295,46 @@ class MachineConfig:
         return self.cpus.bit_length() * LAZY_UNIT_PAGES
 
 
+#: :class:`kmm.buddy.PcpConfig`'s largest CPU count
+PCP_MAX_CPUS = 4096
+#: the pool the unused per-CPU lists of a machine without them are built over (their
+#: per-page arrays are never read)
+_NO_POOL = BuddyConfig(pool_pages=512)
+
+
+def zone_highsize(pages: int, cpus: int, batch: int) -> int:
+    """``pcp->high`` of a zone of ``pages`` 4K pages, the only zone of one node with
+    ``cpus`` CPUs (mm/page_alloc.c v6.1 ``zone_highsize`` with
+    ``percpu_pagelist_high_fraction`` 0): the low watermark split over the node's CPUs, at
+    least ``batch << 2``. The low watermark is that of ``__setup_per_zone_wmarks``: min =
+    ``min_free_kbytes`` pages (``calculate_min_free_kbytes``: ``int_sqrt(lowmem_kbytes *
+    16)`` clamped to [128, 262144] KiB), plus ``max(min / 4, managed *
+    watermark_scale_factor / 10000)`` with the default factor 10. On 64 CPUs the floor of
+    four batches decides for any RAM up to 64 GiB."""
+    check_int("pages", pages, lo=1)
+    check_int("cpus", cpus, lo=1)
+    kib = pages * (PAGE >> 10)
+    min_kib = min(max(math.isqrt(kib * 16), 128), 262144)
+    wmin = min_kib >> (PAGE_SHIFT - 10)
+    low = wmin + max(wmin >> 2, pages * 10 // 10000)
+    return max(low // cpus, batch << 2)
+
+
 class _Ager:
     """Background allocations on a fresh pool (shares :meth:`PermVmalloc._bg_ops`)."""
 
     def __init__(self, machine: MachineConfig):
-        g = x86_64(4)
         self.machine = machine
-        self.buddy = Buddy(BuddyConfig.from_geometry(g, machine.ram_bytes))
+        bcfg = machine.buddy_config()
+        self.buddy = Buddy(bcfg)
+        self._pst = machine.pcp_config().build(bcfg if machine.pcp else _NO_POOL)
         self.rng = np.random.default_rng(machine.seed)
+        self._cpu_rng = np.random.default_rng([machine.seed, 1])
         n = machine.pages
         self._bg_pfn = np.empty(n, np.int32)
         self._bg_order = np.empty(n, np.int8)
         self._bg_live = 0
-        self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(4))
+        self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(5))
         self._bg_pos = 0
 
     def _bg_stream(self, n: int, fill: bool):
@@ -279,17 +345,30 @@ class _Ager:
 def _aged_pool(machine: MachineConfig):
     """The pool after boot-time background: ``bg_used_fraction`` of RAM filled by other
     allocations (orders 0-3, unmovable or movable), then as many frees and allocations again
-    so that free pages interleave with used ones. Memoised per machine; callers copy it.
-    Returns ``(BuddyState, live pfns, live orders, live count, seed for what follows)``."""
+    so that free pages interleave with used ones (through the per-CPU lists when
+    ``machine.pcp``). Memoised per machine: use :func:`_aged_copy`, which copies it.
+    Returns ``(BuddyState, PcpState, live pfns, live orders, live count, seed for what
+    follows)``."""
     a = _Ager(machine)
     target = int(machine.bg_used_fraction * machine.pages)
     fills = int(target / (0.8 + 0.05 * 2 + 0.1 * 4 + 0.05 * 8))
     PermVmalloc._bg_ops(a, fills, fill=True)
     PermVmalloc._bg_ops(a, fills)
-    for arr in (*a.buddy.state, a._bg_pfn, a._bg_order):  # memoised and shared: read-only
+    for arr in (*a.buddy.state, *a._pst, a._bg_pfn, a._bg_order):  # memoised and shared
         arr.flags.writeable = False
-    return (a.buddy.state, a._bg_pfn, a._bg_order, a._bg_live,
+    return (a.buddy.state, a._pst, a._bg_pfn, a._bg_order, a._bg_live,
             int(a.rng.integers(0, 1 << 62)))
+
+
+def _aged_copy(machine: MachineConfig):
+    """A private copy of :func:`_aged_pool` for ``machine``: the ageing reads neither the
+    churn between operations nor, without per-CPU lists, the CPU count, so machines that
+    differ only there share one memoised pool; every array is copied (a caller's run never
+    changes the memoised pool or another caller's)."""
+    key = replace(machine, bg_ops_per_event=0, cpus=machine.cpus if machine.pcp else 1)
+    st, pst, pfn, order, live, seed = _aged_pool(key)
+    return (type(st)(*(a.copy() for a in st)), type(pst)(*(a.copy() for a in pst)),
+            pfn.copy(), order.copy(), live, seed)
 
 
 # ---- bookkeeping -----------------------------------------------------------------------------
@@ -419,16 +498,16 @@ class PermVmalloc:
         self.npages = n
         self.dm = PageTable(self.g)
         self.dm.map(0, machine.ram_bytes, 0, Perm.RW)
-        self.buddy = Buddy(BuddyConfig.from_geometry(self.g, machine.ram_bytes))
-        self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(4))
+        self.buddy = Buddy(machine.buddy_config())
+        self._bg_buf = tuple(np.zeros(0, np.int64) for _ in range(5))
         self._bg_pos = 0
-        # the ageing reads neither the CPU count nor the churn between operations: machines
-        # that differ only there share one aged pool
-        aged = _aged_pool(replace(machine, cpus=1, bg_ops_per_event=0))
-        self.buddy.state = type(aged[0])(*(a.copy() for a in aged[0]))
-        self._bg_pfn, self._bg_order = aged[1].copy(), aged[2].copy()
-        self._bg_live = aged[3]
-        self.rng = np.random.default_rng(aged[4])
+        (self.buddy.state, self._pst, self._bg_pfn, self._bg_order, self._bg_live,
+         seed) = _aged_copy(machine)
+        self.rng = np.random.default_rng(seed)
+        #: CPU draws (per-CPU lists only) come from their own stream, so that the
+        #: background's operations are the same with and without the lists
+        self._cpu_rng = np.random.default_rng([seed, 1])
+        self._cpu = 0   # the CPU of the current operation
         # per-page alias state (invariant checker and live-alias bookkeeping)
         self.live = np.full(n, -1, np.int8)        # perm of the one live mapping, -1 none
         self.stale_w = np.zeros(n, np.int16)       # lazy areas still cached writable
@@ -464,7 +543,9 @@ class PermVmalloc:
         mt = np.where(rng.random(n) < self.machine.bg_unmovable_share, UNMOVABLE,
                       MOVABLE).astype(np.int64)
         pick = rng.integers(0, 1 << 40, n)
-        return kind, order, mt, pick
+        m = self.machine
+        cpu = (self._cpu_rng.integers(0, m.cpus, n) if m.pcp else np.zeros(n, np.int64))
+        return kind, order, mt, pick, cpu
 
     def _bg_ops(self, n: int, fill: bool = False) -> None:
         """``n`` background operations; between modelled operations they come from a
@@ -480,12 +561,16 @@ class PermVmalloc:
             i = self._bg_pos
             stream = tuple(a[i:i + n] for a in self._bg_buf)
             self._bg_pos += n
-        self._bg_live = int(bg_churn(self.buddy.state, self._bg_pfn, self._bg_order,
-                                     np.int64(self._bg_live), *stream))
+        m = self.machine
+        self._bg_live = int(bg_churn_pcp(self.buddy.state, self._pst, self._bg_pfn,
+                                         self._bg_order, np.int64(self._bg_live), *stream,
+                                         np.int64(m.pcp), np.int64(m.nofragment)))
 
     # ---- operations bookkeeping ------------------------------------------------------------
     def _begin(self, kind: OpKind, obj: str, **extra) -> None:
         self._bg_ops(self.machine.bg_ops_per_event)
+        if self.machine.pcp:
+            self._cpu = int(self._cpu_rng.integers(0, self.machine.cpus))
         self._op = {"op": kind.name.lower(), "object": obj, **extra}
         self._before = self.counts.values.copy()
 
@@ -670,15 +755,20 @@ class PermVmalloc:
     # ---- vmap layer (mm/vmalloc.c) -------------------------------------------------------
     def _pages(self, n: int) -> np.ndarray:
         out = np.empty(n, np.int64)
-        got = alloc_order0(self.buddy.state, np.int64(n), np.int64(UNMOVABLE), out)
+        m = self.machine
+        got = alloc_order0_pcp(self.buddy.state, self._pst, np.int64(self._cpu), np.int64(n),
+                           np.int64(UNMOVABLE), out, np.int64(m.pcp), np.int64(m.nofragment))
         if got < n:
             self._free_pages(out[:got])
             raise ConfigError(f"page pool exhausted allocating {n} pages", "ram_bytes")
         return out
 
     def _block(self) -> int:
-        """An order-9 unmovable block split into pages, or -1."""
-        pfn = self.buddy.alloc(9, UNMOVABLE)
+        """An order-9 unmovable block split into pages, or -1 (``alloc_pages(GFP_KERNEL,
+        9)``: with per-CPU lists, through the CPU's THP list, ``pcp_allowed_order``)."""
+        m = self.machine
+        pfn = int(get_block(self.buddy.state, self._pst, np.int64(self._cpu), np.int64(9),
+                            np.int64(UNMOVABLE), np.int64(m.pcp), np.int64(m.nofragment)))
         if pfn >= 0:
             split_block(self.buddy.state, np.int64(pfn), np.int64(9))
         return pfn
@@ -747,10 +837,13 @@ class PermVmalloc:
             self._free_pages(a.pfns)
         else:
             for pfn, order in a.blocks:
-                self.buddy.free(pfn, order)
+                if not put_block(self.buddy.state, self._pst, np.int64(self._cpu),
+                                 np.int64(pfn), np.int64(order), np.int64(self.machine.pcp)):
+                    raise ConfigError(f"no allocated order-{order} block at pfn {pfn}", "pfn")
 
     def _free_pages(self, pfns: np.ndarray) -> None:
-        if free_order0(self.buddy.state, np.asarray(pfns, np.int64)) != pfns.shape[0]:
+        if free_order0_pcp(self.buddy.state, self._pst, np.int64(self._cpu),
+                       np.asarray(pfns, np.int64), np.int64(self.machine.pcp)) != pfns.shape[0]:
             raise ConfigError("freed a page that was not allocated", "pfn")
 
     def vfree(self, a: Area) -> None:
@@ -1065,11 +1158,13 @@ class PermVmalloc:
     # ---- module loading ---------------------------------------------------------------------
     def load_module(self, m: ModuleSpec) -> dict:
         """``init_module``: from the ELF copy through ``do_init_module`` (the deferred init
-        free is :meth:`free_module_init`). The record keeps the module's ``jump_entries``:
-        the patching of its static branches once its text is mapped read-only and executable
-        is priced by :func:`op_costs` (:func:`text_poke_batches`), not simulated here."""
+        free is :meth:`free_module_init`). The record keeps the module's ``jump_entries``
+        and ``static_call_sites``: the patching of its static branches and static calls once
+        its text is mapped read-only and executable is priced by :func:`op_costs`
+        (:func:`text_poke_batches`, :func:`static_call_batches`), not simulated here."""
         self._begin(OpKind.MODULE_LOAD, m.name, pages=m.core_pages + m.init_pages,
-                    jump_entries=int(getattr(m, "jump_entries", 0)))
+                    jump_entries=int(getattr(m, "jump_entries", 0)),
+                    static_call_sites=int(getattr(m, "static_call_sites", 0)))
         elf = self.vmalloc("vmalloc", m.elf_pages, kind="elf")
         p = self.policy.policy
         if p == Policy.LEGACY:
@@ -1425,8 +1520,9 @@ def run(machine: MachineConfig, policy: PolicyConfig, workload: Workload, *,
     ops = pl.DataFrame(sim.ops, infer_schema_length=None)
     if "nbytes" not in ops.columns:
         ops = ops.with_columns(pl.lit(None, pl.Int64).alias("nbytes"))
-    if "jump_entries" not in ops.columns:
-        ops = ops.with_columns(pl.lit(None, pl.Int64).alias("jump_entries"))
+    for col in ("jump_entries", "static_call_sites"):
+        if col not in ops.columns:
+            ops = ops.with_columns(pl.lit(None, pl.Int64).alias(col))
     return RunResult(policy, ops.with_columns(pl.lit(policy.label).alias("policy")),
                      pl.DataFrame(sim.snapshots).with_columns(pl.lit(policy.label).alias("policy")),
                      sim.flush_log, text, sim.counts, list(sim.violations), sim.cache_bytes())
@@ -1642,20 +1738,31 @@ class TextPoke:
     is not at its default when the module loads; ``entries_per_key``: the module's entries
     per such key (so a module's batches are ``patched_share * entries / entries_per_key``
     times ``ceil(entries_per_key / TP_VEC_MAX)``, an expectation, :func:`text_poke_batches`).
-    Not modelled: static calls, whose module sites kernel/static_call_inline.c
-    ``static_call_add_module`` -> ``__static_call_init`` patches at the same notifier through
-    x86 ``arch_static_call_transform`` -> ``__static_call_transform(..., modinit=false)`` ->
-    ``text_poke_bp``, a batch of one entry (three syncs) per site whose instruction changes
-    (the measured table does not count ``.static_call_sites``); and ftrace's patching of the
-    module (``ftrace_module_enable``, only while a tracer is on).
+
+    Static calls (v6.1 kernel/static_call_inline.c): at the same notifier
+    ``static_call_module_notify`` -> ``static_call_add_module`` -> ``__static_call_init``
+    calls x86 ``arch_static_call_transform`` for every site of the module's
+    ``.static_call_sites``, init sites included, one at a time; arch/x86/kernel/static_call.c
+    ``__static_call_transform(site, ..., modinit=false)`` returns when the instruction is
+    already the wanted one (``memcmp``) and otherwise calls ``text_poke_bp``, a
+    ``text_poke_bp_batch`` of one entry: three syncs and three writes per changed site, no
+    batching. ``static_call_share``: share of a module's sites whose instruction changes
+    (:func:`static_call_batches`). A site is compiled as a call (or tail jump) to the key's
+    trampoline and rewritten to a direct call of the key's function, a 5-byte NOP for a
+    NULL function, or their tail forms, none of which is the compiled instruction.
+
+    Not modelled: ftrace's patching of the module (``ftrace_module_enable``, only while a
+    tracer is on).
     """
 
     patched_share: float = 0.1
     entries_per_key: float = 2.0
+    static_call_share: float = 1.0
 
     def __post_init__(self):
         check_float("jump_patched_share", self.patched_share, 0.0, 1.0)
         check_float("jump_entries_per_key", self.entries_per_key, 1.0, 1e6)
+        check_float("static_call_changed_share", self.static_call_share, 0.0, 1.0)
 
 
 def text_poke_batches(entries, tp: TextPoke | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -1668,6 +1775,18 @@ def text_poke_batches(entries, tp: TextPoke | None = None) -> tuple[np.ndarray, 
     patched = tp.patched_share * n
     per_key_batches = -(-tp.entries_per_key // TP_VEC_MAX)
     return patched, patched / tp.entries_per_key * per_key_batches
+
+
+def static_call_batches(sites, tp: TextPoke | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Expected ``(patched sites, text_poke_bp_batch calls)`` of a module load with ``sites``
+    inline static call sites (:class:`TextPoke`): each changed site is its own batch
+    (``text_poke_bp``), so both are ``static_call_share * sites``."""
+    tp = tp or TextPoke()
+    n = np.asarray(sites, dtype=np.float64)
+    if (n < 0).any():
+        raise ConfigError("static call sites must be >= 0", "sites")
+    patched = tp.static_call_share * n
+    return patched, patched.copy()
 
 
 def text_poke_unit_costs(cpus: int, method: str = "x86", costs=None) -> dict[str, tuple[float, float]]:
@@ -1699,13 +1818,19 @@ def text_poke_unit_costs(cpus: int, method: str = "x86", costs=None) -> dict[str
 def text_poke_costs(res: RunResult, cpus: int, method: str = "x86", costs=None,
                     text_poke: TextPoke | None = None):
     """Each module load's live patching (:class:`TextPoke`) on ``cpus`` CPUs: a frame
-    ``index, poke_batches, poke_initiator_ns, poke_target_ns`` (expectations)."""
+    ``index, poke_batches, poke_initiator_ns, poke_target_ns`` (expectations), jump labels
+    (:func:`text_poke_batches`) and static calls (:func:`static_call_batches`) together."""
     import polars as pl
 
     ops = res.ops.filter(pl.col("op") == OpKind.MODULE_LOAD.name.lower())
-    entries = ops["jump_entries"].fill_null(0).to_numpy() if "jump_entries" in ops.columns \
-        else np.zeros(ops.height)
-    patched, batches = text_poke_batches(entries, text_poke)
+
+    def col(name):
+        return (ops[name].fill_null(0).to_numpy() if name in ops.columns
+                else np.zeros(ops.height))
+
+    patched, batches = text_poke_batches(col("jump_entries"), text_poke)
+    sc_patched, sc_batches = static_call_batches(col("static_call_sites"), text_poke)
+    patched, batches = patched + sc_patched, batches + sc_batches
     u = text_poke_unit_costs(cpus, method, costs)
     return pl.DataFrame({
         "index": ops["index"].cast(pl.Int64),
@@ -1854,4 +1979,5 @@ def itlb_trace_misses(text: Sequence[tuple[str, int, int, int]], cfg: ItlbConfig
 
 # Imported last: these modules build on the definitions above.
 from .workload import boot, bpf_churn, fetch_trace, ModuleSpec, random_ops, trace_fetch_trace, Workload
-from .kernels import alloc_order0, bg_churn, free_order0, split_block
+from .kernels import (alloc_order0_pcp, bg_churn_pcp, free_order0_pcp, get_block, put_block,
+    split_block)

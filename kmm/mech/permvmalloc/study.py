@@ -37,7 +37,8 @@ def machine_config(p: dict, **over) -> MachineConfig:
     return MachineConfig(ram_bytes=int(q["ram_gib"]) * GiB, cpus=int(q["cpus"]),
                          bg_used_fraction=float(q["bg_used_fraction"]),
                          bg_unmovable_share=float(q["bg_unmovable_share"]),
-                         bg_ops_per_event=int(q["bg_ops_per_event"]), seed=int(q["seed"]))
+                         bg_ops_per_event=int(q["bg_ops_per_event"]), seed=int(q["seed"]),
+                         pcp=bool(q["pcp"]), nofragment=bool(q["nofragment"]))
 
 
 def module_mix(p: dict | None = None, **over) -> MeasuredModuleMix:
@@ -119,9 +120,11 @@ def rewalk_config(p: dict) -> Rewalk:
 def text_poke_config(p: dict) -> TextPoke:
     """How a module load's live patching of its static branches is priced
     (:class:`TextPoke`): ``jump_patched_share`` of its jump entries patched, in batches of
-    ``jump_entries_per_key`` entries."""
+    ``jump_entries_per_key`` entries, and ``static_call_changed_share`` of its static call
+    sites, one batch each."""
     return TextPoke(patched_share=float(p["jump_patched_share"]),
-                    entries_per_key=float(p["jump_entries_per_key"]))
+                    entries_per_key=float(p["jump_entries_per_key"]),
+                    static_call_share=float(p["static_call_changed_share"]))
 
 
 def decided_by(sweep: Sequence[dict]) -> str | None:
@@ -475,7 +478,7 @@ def run_point(**params):
 #: The notebook's parameters with their small defaults (notebooks/permvmalloc.ipynb repeats
 #: them; the published scenario is params/permvmalloc.yaml).
 DEFAULTS: dict = {"ram_gib": 1, "cpus": 64, "bg_used_fraction": 0.6, "bg_unmovable_share": 0.25,
-    "bg_ops_per_event": 64, "module_count": 20, "bpf_programs": 150, "bpf_live": 50,
+    "bg_ops_per_event": 64, "pcp": True, "nofragment": True, "module_count": 20, "bpf_programs": 150, "bpf_live": 50,
     "bpf_median_bytes": 500.0, "bpf_p75_bytes": 2000.0, "bpf_cap_bytes": 1048576,
     "bpf_realloc_probability": 1.0, "shrink_every": 0, "cost_cpus": [2, 8, 32, 128, 512],
     "invlpg_ns": 100.0, "ipi_base_ns": 675.0, "ipi_per_extra_target_ns": 67.5,
@@ -483,7 +486,7 @@ DEFAULTS: dict = {"ram_gib": 1, "cpus": 64, "bg_used_fraction": 0.6, "bg_unmovab
     "tlbsync_ns": 500.0, "tlbi_ns": 10.0, "dsb_ish_ns": 200.0, "dsb_ish_per_cpu_ns": 5.0,
     "rewalk_working_set": 256, "rewalk_memory_refs": 1.0, "mem_idle_ns": 81.96,
     "background": 0.3, "jump_patched_share": 0.1, "jump_entries_per_key": 2.0,
-    "itlb_workload": "trace", "itlb_module_trace": "module",
+    "static_call_changed_share": 1.0, "itlb_workload": "trace", "itlb_module_trace": "module",
     "itlb_fetches": 50000, "itlb_zipf": 1.0, "itlb_run_lines": 2, "itlb_bpf_share": 0.3,
     "itlb_l1_entries": 128, "itlb_l1_ways": 8, "stlb_entries": 1536, "stlb_ways": 12,
     "bg_sweep": [[0.6, 0.25, 64.0]], "itlb_sweep_zipf": [0.6, 1.4], "itlb_sweep_run_lines": [2],
@@ -499,7 +502,7 @@ COST_RANGES = {"ipi_base_ns": (500.0, 5000.0), "ipi_per_extra_target_ns": (50.0,
                "dsb_ish_ns": (50.0, 1000.0), "dsb_ish_per_cpu_ns": (0.0, 20.0),
                "rewalk_working_set": (64, 1536), "rewalk_memory_refs": (0.5, 2.0),
                "background": (0.0, 0.8), "jump_patched_share": (0.0, 0.5),
-               "jump_entries_per_key": (1.0, 8.0)}
+               "jump_entries_per_key": (1.0, 8.0), "static_call_changed_share": (0.5, 1.0)}
 
 
 def params_from(namespace: dict) -> dict:

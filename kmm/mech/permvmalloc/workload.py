@@ -26,7 +26,10 @@ class ModuleSpec:
     ``init_text, init_ro, init_rw``: the init layout (``init_rw`` holds the full symbol and
     string tables, ``layout_symtab``); ``elf_pages``: the vmalloc'ed copy of the ELF image;
     ``jump_entries``: entries of its ``__jump_table`` (``struct jump_entry``, the static
-    branches :func:`kmm.mech.permvmalloc.model.text_poke_batches` patches at load).
+    branches :func:`kmm.mech.permvmalloc.model.text_poke_batches` patches at load);
+    ``static_call_sites``: entries of its ``.static_call_sites`` (``struct
+    static_call_site``, the inline static calls
+    :func:`kmm.mech.permvmalloc.model.static_call_batches` patches at load).
     """
 
     name: str
@@ -39,6 +42,7 @@ class ModuleSpec:
     init_rw: int
     elf_pages: int
     jump_entries: int = 0
+    static_call_sites: int = 0
 
     @property
     def core_pages(self) -> int:
@@ -114,11 +118,15 @@ class ModuleMix:
 #: kmm/capture/module_sections.py): the package it was measured from
 MODULE_TABLE_PACKAGE = ("linux-image-6.1.0-50-amd64-unsigned", "6.1.176-1")
 MODULE_TABLE_COLUMNS = ("module", "file", "text", "ro", "rai", "rw", "init_text", "init_ro",
-                        "init_rw", "symtab", "ro_after_init", "jump_table")
+                        "init_rw", "symtab", "ro_after_init", "jump_table",
+                        "static_call_sites")
 #: bytes of one x86-64 ``struct jump_entry`` (include/linux/jump_label.h with
 #: ``CONFIG_HAVE_ARCH_JUMP_LABEL_RELATIVE``, which x86 selects: ``s32 code; s32 target;
 #: long key``), the unit of the table's ``jump_table`` column (v6.1 and v6.15 alike)
 JUMP_ENTRY_BYTES = 16
+#: bytes of one ``struct static_call_site`` (include/linux/static_call_types.h: ``s32 addr;
+#: s32 key``), the unit of the table's ``static_call_sites`` column (v6.1 and v6.15 alike)
+STATIC_CALL_SITE_BYTES = 8
 #: neighbours in core size a lsmod module draws its layout from when fewer Debian modules
 #: have exactly its core page count
 MODULE_NEIGHBOURS = 8
@@ -130,8 +138,10 @@ def module_table() -> dict[str, np.ndarray]:
     ``linux-image-6.1.0-50-amd64-unsigned`` 6.1.176-1 (bytes, one entry per module), plus
     their page counts: ``core_pages`` and ``<region>_pages`` (each region page aligned, as
     with ``CONFIG_STRICT_MODULE_RWX``; ``init_rw_pages`` holds the symbol and string tables,
-    ``file_pages`` the ELF copy), and ``jump_entries``, the ``__jump_table`` size in
-    :data:`JUMP_ENTRY_BYTES` entries."""
+    ``file_pages`` the ELF copy), ``jump_entries``, the ``__jump_table`` size in
+    :data:`JUMP_ENTRY_BYTES` entries, and ``static_call_entries``, the
+    ``.static_call_sites`` size (column ``static_call_sites``, bytes) in
+    :data:`STATIC_CALL_SITE_BYTES` entries."""
     path = Path(__file__).resolve().parents[2] / "data" / "module_sections_amd64.csv.gz"
     with gzip.open(path, "rt") as fh:
         lines = [ln for ln in fh.read().splitlines() if not ln.startswith("#")]
@@ -150,6 +160,7 @@ def module_table() -> dict[str, np.ndarray]:
     out["init_rw_pages"] = pg(out["init_rw"] + out["symtab"])
     out["core_pages"] = out["text_pages"] + out["ro_pages"] + out["rai_pages"] + out["rw_pages"]
     out["jump_entries"] = out["jump_table"] // JUMP_ENTRY_BYTES
+    out["static_call_entries"] = out["static_call_sites"] // STATIC_CALL_SITE_BYTES
     for a in out.values():  # memoised and shared: read-only
         a.flags.writeable = False
     return out
@@ -166,7 +177,8 @@ class MeasuredModuleMix:
     at random among those with exactly ``core`` core pages, or, when fewer than
     :data:`MODULE_NEIGHBOURS` have it, among the :data:`MODULE_NEIGHBOURS` nearest in log
     core size; a donor of another size keeps its ro_after_init pages and has its other core
-    regions, init regions, ELF copy and jump-table entries scaled to ``core``.
+    regions, init regions, ELF copy, jump-table entries and static call sites scaled to
+    ``core``.
     """
 
     def modules(self, sizes_bytes: Sequence[int], seed: int) -> list[ModuleSpec]:
@@ -183,7 +195,8 @@ class MeasuredModuleMix:
                 cand = np.argsort(np.abs(logd - math.log(core)), kind="stable")[:MODULE_NEIGHBOURS]
             d = int(cand[int(rng.integers(0, cand.size))])
             out.append(_scaled(f"m{i}", core, {k: int(v[d]) for k, v in t.items()
-                                               if k.endswith("_pages") or k == "jump_entries"}))
+                                               if k.endswith("_pages")
+                                               or k in ("jump_entries", "static_call_entries")}))
         return out
 
 
@@ -192,7 +205,8 @@ def _scaled(name: str, core: int, d: dict[str, int]) -> ModuleSpec:
     if d["core_pages"] == core:
         return ModuleSpec(name, d["text_pages"], d["ro_pages"], d["rai_pages"], d["rw_pages"],
                           d["init_text_pages"], d["init_ro_pages"], d["init_rw_pages"],
-                          d["file_pages"], d.get("jump_entries", 0))
+                          d["file_pages"], d.get("jump_entries", 0),
+                          d.get("static_call_entries", 0))
     f = core / d["core_pages"]
     rai = min(d["rai_pages"], max(0, core - 3))
     rest = core - rai
@@ -210,7 +224,7 @@ def _scaled(name: str, core: int, d: dict[str, int]) -> ModuleSpec:
 
     return ModuleSpec(name, int(n[0]), int(n[1]), rai, int(n[2]), sc(d["init_text_pages"]),
                       sc(d["init_ro_pages"]), sc(d["init_rw_pages"]), sc(d["file_pages"]),
-                      sc(d.get("jump_entries", 0)))
+                      sc(d.get("jump_entries", 0)), sc(d.get("static_call_entries", 0)))
 
 
 def bpf_sizes(n: int, median_bytes: float, p75_bytes: float, cap_bytes: int,
