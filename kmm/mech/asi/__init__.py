@@ -124,7 +124,7 @@ from .model import (_P_QN, Arch, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState
     Conversion, F_DIRTY, JITTER_WINDOW_NS, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
     MAX_RECLAIM_RETRIES, MT_ISOLATE, own_sensitivity_fallbacks, Physmap, Policy,
     posted_migrate_table, Rewalk, simulate,
-    tracked_migrate_table, Zeroing)
+    tracked_migrate_table, unmapped_migrate_table, Zeroing)
 from .kernels import (check_invariant, run_stream)
 from .workload import (AllocClass, BURST_ORDER, make_workload, MIXES, Workload)
 from .study import (ASSUMED, assumed_specs, CHARTS, claim_evidence, evidence, frame, STUDY, burst_frame, check_params, claim_specs, compare_policies,
@@ -135,7 +135,7 @@ from .study import (ASSUMED, assumed_specs, CHARTS, claim_evidence, evidence, fr
 
 __all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Conversion", "Arch", "Physmap", "AsiEvent", "BurstSource",
            "AsiCosts", "AsiConfig", "Rewalk", "JITTER_WINDOW_NS", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
-           "posted_migrate_table",
+           "posted_migrate_table", "unmapped_migrate_table",
            "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES", "BURST_ORDER",
            "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant",
            "DEFAULTS", "POLICY_NAMES", "RANK_NAMES", "ZEROING_NAMES", "Variant", "VARIANTS",
