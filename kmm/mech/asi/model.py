@@ -15,7 +15,21 @@ from ...counters import Counters, new_counts
 from ...errors import ConfigError
 
 class Policy(IntEnum):
-    """The designs (see the module docstring; codes are never renumbered)."""
+    """The designs (see the module docstring; codes are never renumbered).
+
+    ``UNMAPPED`` (5) is the 2026 ``__GFP_UNMAPPED`` design ("[PATCH v2 00/22] mm: Add
+    __GFP_UNMAPPED", Brendan Jackman, 2026-03-20; RFC 2026-02-25) used for ASI: sensitive
+    memory on ``FREETYPE_UNMAPPED`` free lists, a whole free block of at least a pageblock
+    moved between mapped and unmapped freetypes when an allocation finds none of its own
+    (unmapping with one shootdown, mapping with none), freed pages kept on their freetype's
+    lists as they are, every zeroing of an unmapped page through the per-CPU mermap (one
+    flush per reuse of the CPU's region: local on x86, broadcast on arm64). Movable
+    memory: the posting's flag covers unmovable memory only, "just to avoid bloating the
+    data structures" while there is no user (the author, 2026-03-16); ASI's sensitive user
+    pages are one, so :attr:`AsiConfig.unmapped_movable` (published true) gives movable and
+    reclaimable memory the unmapped freetype too; false keeps the posting as it stands and
+    handles them as policy 2 does. The mermap replaces no broadcast shootdown in ASI (ASI
+    zeroes through the unrestricted direct map; here that zeroing needs the mermap)."""
 
     NONE = 0
     RFC = 1
