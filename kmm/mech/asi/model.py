@@ -839,6 +839,11 @@ def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
     if workload.kind.size and not (0 <= int(workload.cpu.min())
                                    and int(workload.cpu.max()) < config.cpus):
         raise ConfigError(f"a CPU outside 0..{config.cpus - 1}", "workload.cpu")
+    allocs = int((workload.kind == 0).sum())
+    if workload.kind.size and not (0 <= int(workload.ref.min())
+                                   and int(workload.ref.max()) < max(allocs, 1)):
+        # the kernels index their per-allocation arrays by id, unchecked
+        raise ConfigError(f"an allocation id outside 0..{allocs - 1}", "workload.ref")
     bst, tst, ist, ast = build(config, workload)
     run_stream(bst, tst, ist, ast, workload)
     lat = ast.lat[ast.lat >= 0]
