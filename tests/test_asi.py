@@ -43,8 +43,8 @@ def _check_cpu_win(r, tw):
     """The per-CPU interruption log equals the twin's (IPI handler ns, worker ns, flushes
     of everything, per window and CPU), and the TLB entries it says the shootdowns removed
     add up to the invalidation counter's (the twin has no TLB)."""
-    from kmm.mech.asi.model import _W_DROPPED, _W_FULL, _W_HANDLER, _W_WORKER
-    got = r.cpu_win[:, :, [_W_HANDLER, _W_WORKER, _W_FULL]]
+    from kmm.mech.asi.model import _W_DROPPED, _W_FULL, _W_HANDLER, _W_LOCAL, _W_WORKER
+    got = r.cpu_win[:, :, [_W_HANDLER, _W_WORKER, _W_FULL, _W_LOCAL]]
     assert (got == tw.cpu_win(r.cpu_win.shape[:2])).all()
     assert r.cpu_win[:, :, _W_DROPPED].sum() == r.inval.entries_dropped
     assert r.cpu_win[:, :, _W_HANDLER].sum() == r.inval.target_ns
@@ -334,7 +334,9 @@ def test_kernel_matches_twin_on_random_streams(policy):
                         op_interval_ns=1000, target_free_mapped_pages=12, tlb_entries=16,
                         tlb_ways=4, sample_every=7, method=method,
                         arch=Arch.ARM64 if method == Method.ARM64_TLBI else Arch.X86,
-                        init_on_alloc=seed % 2 == 1, nofragment=seed in (2, 4))
+                        init_on_alloc=seed % 2 == 1, nofragment=seed in (2, 4),
+                        **({"mermap_region_pages": 8, "unmapped_movable": seed != 3}
+                           if policy == Policy.UNMAPPED else {}))
         for mix in ("mixed", "pathological"):
             wl = asi.make_workload(mix, 800, seed, 256, occupancy=occupancy, pressure=pressure,
                                    cpus=3, unmovable_sensitive=0.3 if mix == "mixed" else None,
@@ -362,6 +364,8 @@ def test_kernel_matches_twin_on_random_streams(policy):
                              "zeroed_deferred", "zero_by_init"),
             Policy.TRACKED_TARGET: ("target_conversions", "worker_runs", "to_nonsensitive"),
             Policy.SYNC_FLUSH: ("flushes", "pointless_remaps"),
+            Policy.UNMAPPED: ("asi_unmap_allocs", "direct_map_maps", "mermap_pages",
+                              "mermap_flushes", "zeroed_on_conversion", "to_nonsensitive"),
             Policy.NONE: ("allocs",)}[policy]
     assert all(total[k] > 0 for k in need), {k: total[k] for k in need}
 

@@ -94,7 +94,7 @@ def test_a_parked_page_keeps_its_pageblock_from_asi_unmap():
     ops = ([("a", 0, 2, 0, U), ("a", 1, 0, 0, U)]      # pageblocks 0-1 nonsensitive, in use
            + [("a", i, 0, 1, M) for i in range(2, 10)]  # sensitive fills pageblocks 2-3
            + [("f", 0)]                                 # pageblock 0's block parked on CPU 0
-           + [("a", 20, 0, 1, M)])                      # sensitive, own lists empty
+           + [("a", 10, 0, 1, M)])                      # sensitive, own lists empty
     r = asi.simulate(_small(Policy.TRACKED, pcp=True), _wl(ops))
     c = r.counts
     assert c.alloc_failures == 1 and c.asi_unmap_allocs == 0 and c.flushes == 0

@@ -23,14 +23,14 @@ PARTIAL = [("a", i, 0, 1, M) for i in range(16)] + [("f", i) for i in range(16) 
 def test_posted_nonsensitive_allocation_claims_only_whole_free_pageblocks():
     # patch 10/11, find_suitable_fallback: a MIGRATE_UNMOVABLE_NONSENSITIVE request returns
     # -1 for free areas below pageblock_order, so only whole free pageblocks change type
-    ops = PARTIAL + [("a", 100, 0, 0, U)]
+    ops = PARTIAL + [("a", 16, 0, 0, U)]
     posted = asi.simulate(_small(Policy.TRACKED), _wl(ops))
     assert posted.counts.alloc_failures == 1 and posted.counts.to_nonsensitive == 0
     # v6.1's fallbacks steal from a partly used sensitive pageblock instead
     v61 = asi.simulate(_small61(Policy.TRACKED), _wl(ops))
     assert v61.counts.alloc_failures == 0 and v61.counts.to_nonsensitive == 1
     # with a whole free pageblock (pageblock 3 freed entirely), it is claimed whole
-    ops = PARTIAL + [("f", 12), ("a", 100, 0, 0, U)]
+    ops = PARTIAL + [("f", 12), ("a", 16, 0, 0, U)]
     r = asi.simulate(_small(Policy.TRACKED), _wl(ops))
     assert r.counts.alloc_failures == 0 and r.counts.to_nonsensitive == 1
     assert r.counts.violations == 0

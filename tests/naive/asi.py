@@ -10,7 +10,7 @@ from collections import defaultdict
 from naive.buddy import MOVABLE, NaiveBuddy
 from naive.invalidate import NaiveInvalidator
 
-from kmm.invalidate import InvalidationConfig
+from kmm.invalidate import InvalidationConfig, Method
 from kmm.mech import asi
 from kmm.mech.asi import Conversion, FlushRank, Physmap, Policy, Zeroing
 
@@ -50,6 +50,17 @@ class NaiveAsi:
         self.c["pt_pages_boot"] = {Physmap.SYNCED: npb + nup, Physmap.SYNCED_BLOCKS: nup}.get(
             cfg.physmap, 0) if cfg.policy != Policy.NONE else 0
         self.tracked = cfg.policy in (Policy.TRACKED, Policy.TRACKED_TARGET)
+        self.unmapped = cfg.policy == Policy.UNMAPPED
+        self.k["local_flush"] = round(cfg.inval_costs.full_flush_ns)
+        self.mermap = [0] * cfg.cpus  # next page of each CPU's mermap region
+        self.bcast = cfg.method == Method.ARM64_TLBI
+        if cfg.boot_mapped:  # policy 5: the direct map starts with every page present
+            self.flags = [F_MAPPED] * self.n
+            self.rmapped = [1 << self.pb] * npb
+            self.region = [2 if cfg.physmap == Physmap.SYNCED_BLOCKS else 1] * npb
+            self.upper = [1] * len(self.upper)
+            if cfg.physmap == Physmap.ON_DEMAND:
+                self.c["pt_pages_boot"] = npb + nup
         self.rank = cfg.flush_rank
         self.lazy = cfg.zeroing == Zeroing.LAZY
         self.posted = self.tracked and cfg.conversion == Conversion.POSTED
@@ -62,7 +73,7 @@ class NaiveAsi:
         self.kind = {}    # id -> (sensitive, reclaimable)
         self.owner = {}   # head pfn -> id
         self.ns_live = set()
-        self.free_mapped = 0
+        self.free_mapped = self.n if cfg.boot_mapped else 0
         self.next_worker = cfg.worker_interval_ns
         self.lru = 0
         self.maxid = 0
@@ -408,6 +419,82 @@ class NaiveAsi:
         self.c["asi_unmap_allocs"] += 1
         return pfn, ns
 
+    def _mermap_pages(self, cpu, n):
+        """n pages through CPU ``cpu``'s mermap region: a PTE store and clear each, and a
+        flush whenever the next page would pass the region's last usable page."""
+        ns = 0
+        usable = self.cfg.mermap_region_pages - 1
+        pte = self.k["map"] + self.k["unmap"]
+        for _ in range(n):
+            if self.mermap[cpu] + 1 > usable:
+                self.c["mermap_flushes"] += 1
+                if self.bcast:
+                    r = self.cfg.mermap_region_pages
+                    f = self._shootdown(cpu, self.n + cpu * r, self.n + (cpu + 1) * r)
+                else:
+                    f = self.k["local_flush"]
+                    self.win[(self.now // asi.JITTER_WINDOW_NS, cpu, "local")] += 1
+                self.c["mermap_ns"] += f
+                ns += f
+                self.mermap[cpu] = 0
+            self.mermap[cpu] += 1
+            ns += pte
+            self.c["mermap_ns"] += pte
+        self.c["mermap_pages"] += n
+        return ns
+
+    def _direct_map(self, order, mt, cpu):
+        """__rmqueue_direct_map: a whole free block of the other flags (its freetype, then
+        that freetype's fallbacks), unmapped and shot down or zeroed (through the mermap)
+        and mapped, retyped, its remainder freed."""
+        big = max(order, self.pb)
+        want_mapped = mt >= 3
+        other = mt - 3 if want_mapped else mt + 3
+        full = self.b.fallbacks
+        self.b.fallbacks = [[] for _ in full]
+        try:
+            pfn = -1
+            for f in [other] + list(full[other]):
+                pfn = self.b.alloc_pages(big, f)
+                if pfn >= 0:
+                    break
+        finally:
+            self.b.fallbacks = full
+        if pfn < 0:
+            return -1, 0
+        n = 1 << big
+        ns = 0
+        if want_mapped:
+            dirty = 0
+            for q in range(pfn, pfn + n):
+                if self.flags[q] & F_DIRTY:
+                    dirty += 1
+                    if self.flags[q] & F_ZERO_DEFERRED:
+                        self.c["zeroed_deferred"] += 1
+                    self.flags[q] &= ~(F_DIRTY | F_ZERO_DEFERRED)
+            if dirty:
+                ns += dirty * self.k["zero"] + self._mermap_pages(cpu, dirty)
+                self.c["pages_zeroed"] += dirty
+                self.c["zero_ns"] += dirty * self.k["zero"]
+                self.c["zeroed_on_conversion"] += dirty
+            m, was = self._map(pfn, n, False)
+            ns += m
+            self.free_mapped += n - was
+            self.c["direct_map_maps"] += 1
+        else:
+            u, k = self._unmap(pfn, n, False)
+            ns += u
+            self.free_mapped -= k
+            if k:
+                ns += self._shootdown(cpu, pfn, pfn + n)
+            self.c["asi_unmap_allocs"] += 1
+        for b in range(pfn >> self.pb, (pfn + n) >> self.pb):
+            self.b.convert_pageblock(b, mt)
+            self.c["to_nonsensitive" if want_mapped else "to_sensitive"] += 1
+            ns += self._region(b)
+        self.b.split_allocated(pfn, big, order)
+        return pfn, ns
+
     def _slowpath(self, order, mt, cpu, t):
         self.c["slowpath_entries"] += 1
         steps = {FlushRank.FIRST: ("flush", "compact", "reclaim"),
@@ -462,11 +549,20 @@ class NaiveAsi:
         cpu, mt = int(wl.cpu[i]), int(wl.mob[i]) + (3 if self.tracked and not sens else 0)
         if self.posted and not sens:
             mt = 3
+        if self.unmapped and not sens:
+            mt = mt + 3 if self.cfg.unmapped_movable else 3
         lat = self.k["alloc"]
         self.maxid = max(self.maxid, ident + 1)
         unmap_ns = 0
         u0 = self.c["asi_unmap_allocs"]
-        if self.tracked and sens and self.rank != FlushRank.FAST_PATH:
+        if self.unmapped:
+            nofrag = self.cfg.nofragment
+            pfn = self.b.alloc_min(order, mt, self.pb if nofrag else order)
+            if pfn < 0:
+                pfn, unmap_ns = self._direct_map(order, mt, cpu)
+            if pfn < 0 and nofrag:
+                pfn = self.b.alloc_min(order, mt, order)
+        elif self.tracked and sens and self.rank != FlushRank.FAST_PATH:
             pfn = self._own_alloc(order, mt)
             if pfn < 0:
                 pfn, s = self._slowpath(order, mt, cpu, t)
@@ -503,6 +599,8 @@ class NaiveAsi:
             lat += n * self.k["zero"]
             self.c["init_zeroed"] += n
             self.c["init_zero_ns"] += n * self.k["zero"]
+            if self.unmapped and sens:
+                lat += self._mermap_pages(cpu, n)
         if pol == Policy.NONE:
             self.lat[ident] = lat
             self.c["alloc_ns"] += lat
@@ -619,11 +717,11 @@ class NaiveAsi:
         return self
 
     def cpu_win(self, shape):
-        """The handler, worker and full-flush columns of ``AsiRun.cpu_win`` (``shape``:
+        """The handler, worker, full-flush and local-flush columns of ``AsiRun.cpu_win`` (``shape``:
         windows, cpus), the last window taking any later time as the kernel does."""
         import numpy as np
-        out = np.zeros(shape + (3,), np.int64)
-        col = {"handler": 0, "worker": 1, "full": 2}
+        out = np.zeros(shape + (4,), np.int64)
+        col = {"handler": 0, "worker": 1, "full": 2, "local": 3}
         for (w, c, k), v in self.win.items():
             out[min(w, shape[0] - 1), c, col[k]] += v
         return out

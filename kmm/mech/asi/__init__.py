@@ -39,6 +39,53 @@ Policies (:class:`Policy`), one code path each:
    ``target_free_mapped_pages`` free pages are mapped, converts the nonsensitive pageblocks
    with the most free mapped pages back to sensitive (one shootdown per run).
 4. ``SYNC_FLUSH``: like ``RFC`` but every nonsensitive free unmaps and shoots down at once.
+5. ``UNMAPPED``: the 2026 design, "[PATCH RFC 00/19] mm: Add __GFP_UNMAPPED" (Brendan
+   Jackman, linux-mm, 2026-02-25) and "[PATCH v2 00/22] mm: Add __GFP_UNMAPPED"
+   (2026-03-20, <20260320-page_alloc-unmapped-v2-0-28bf1bd54f41@google.com>), with
+   sensitive memory allocated as ``__GFP_UNMAPPED`` and nonsensitive memory as ordinary
+   (mapped) memory. Free lists are indexed by *freetype*, a migratetype plus flags, the
+   first of which, ``FREETYPE_UNMAPPED``, marks pages absent from the direct map, with a
+   matching pageblock flag (patch 10/19: "pools of already-unmapped pages", physically
+   grouped like migratetypes; :func:`unmapped_migrate_table`). An allocation takes from
+   its freetype's lists, falling back only to freetypes of the same flags; when they are
+   empty, ``__rmqueue_direct_map`` (patch 17/19, "mm/page_alloc: implement
+   __GFP_UNMAPPED allocations"; not with ``ALLOC_NOBLOCK``) takes a free block of at least
+   a pageblock from the freetype of the other flags ("Need to [un]map a whole pageblock
+   (otherwise it might require allocating pagetables)"), drops the zone lock, changes the
+   direct map of the whole block with IRQs on (unmapping: one ``flush_tlb_kernel_range``
+   of the block; mapping: no flush), retypes its pageblocks and frees the remainder on
+   the new freetype's lists. The conversion is symmetric: a mapped allocation that finds
+   no mapped memory maps a whole free unmapped block the same way. Freed pages go back to
+   their pageblock's freetype: a freed unmapped page stays unmapped (no flush on free) and
+   a freed mapped page stays mapped, until a whole free block of them is taken by the
+   other flags. Unmapped pages cannot be zeroed through the direct map, so every zeroing
+   of an unmapped page (``init_on_alloc`` of a sensitive allocation; a formerly sensitive
+   page of a block being mapped, zeroed before it is mapped) goes through the *mermap*
+   ("[PATCH v2 20/22] mm/page_alloc: implement __GFP_UNMAPPED|__GFP_ZERO allocations"): a
+   per-CPU region of the mm-local address space handed out in order, each page mapped and
+   unmapped again (a PTE store and a PTE clear, ``map_page_ns`` + ``unmap_page_ns``) with
+   no flush, the whole region flushed once before the CPU starts again at its base
+   (mm/mermap.c ``mermap_alloc``; the last page is ``mermap_get_reserved``'s). That flush
+   (``arch_mermap_flush_tlb``) is local on x86 (``flush_tlb_local``: "No shootdown allowed,
+   IRQs may be off"), priced as ``full_flush_ns`` plus the re-walk of the CPU's own work
+   (:meth:`AsiRun.local_rewalks`, not an interruption of anyone else), and on arm64 "will
+   need to be a broadcast TLB flush" (include/linux/mermap.h; the series implements x86
+   only), priced as a kernel-range shootdown of the CPU's region (:func:`kmm.invalidate`,
+   TLBI broadcast). Settled questions: (1) the posting's flag covers only unmovable
+   memory, "just to avoid bloating the data structures (there isn't a user for that type
+   of allocation yet ...)" (Brendan Jackman, "Re: [PATCH RFC 00/19] mm: Add
+   __GFP_UNMAPPED", 2026-03-16); ASI's sensitive user pages are such a user, so
+   ``unmapped_movable`` (published true) gives every mobility both freetypes and boots
+   with every page mapped, as the direct map does; false keeps the posting as it stands
+   for unmovable memory and handles sensitive movable and reclaimable memory as policy 2
+   does (always unmapped, booting with the restricted physmap empty). (2) The mermap
+   replaces no broadcast shootdown in ASI: the whole-block unmap still shoots down (as
+   policy 2's ``__rmqueue_asi_unmap`` does), and the zeroing that ASI does through the
+   unrestricted direct map needs the mermap here, adding its PTE writes and flushes
+   (:attr:`AsiEvent.MERMAP_PAGES`, ``MERMAP_FLUSHES``, ``MERMAP_NS``); its only saving is
+   that a CPU needs no shootdown to read an unmapped page. The options of policies 2 and 3
+   (flush rank, zeroing, conversion) do not apply; there is no slow-path cross-flag step,
+   no worker and no lazy zeroing.
 
 Where the shootdown that lets a sensitive allocation take nonsensitive memory ranks in the
 allocation path (policies 2 and 3, :class:`FlushRank`; the topic's question "how is that
@@ -110,12 +157,10 @@ they were stored with (v6.1; since v6.10 the pageblock's type at the drain). The
 policies' queue frees its drained pages through the draining CPU's lists. Compaction and
 ``__rmqueue_asi_unmap`` take and return blocks on the free lists directly.
 
-Not modelled: atomic sensitive allocations; the 2026 ``__GFP_UNMAPPED`` / freetype /
-mermap design ("[PATCH RFC 00/19] mm: Add __GFP_UNMAPPED", Brendan Jackman, 2026-02-25;
-v2 "[PATCH v2 00/22]" of 2026-03-20, <20260320-page_alloc-unmapped-v2-0-28bf1bd54f41@google.com>,
-whose patch 20/22 zeroes unmapped pages through the mermap, a CPU-local mapping region whose
-TLB flush before reuse is local on x86 and broadcast on arm64 (``arch_mermap_flush_tlb``));
-compaction and reclaim outside the slow path of
+Not modelled: atomic sensitive allocations (policy 5's ``ALLOC_NOBLOCK`` allocations,
+which may not convert a block); policy 5's ``mermap_get`` failures, whose fallback
+``mermap_get_reserved`` uses the same region and flush, and compaction towards unmapped
+pageblocks; compaction and reclaim outside the slow path of
 sensitive allocations (kcompactd, kswapd, watermarks), compaction of orders above the
 pageblock, compaction deferral, the refaults that reclaimed page cache costs later; the RFC
 policies' only reclaim is waiting on their queue.
@@ -124,22 +169,22 @@ from .model import (_P_QN, Arch, AsiConfig, AsiCosts, AsiEvent, AsiRun, AsiState
     Conversion, F_DIRTY, JITTER_WINDOW_NS, F_MAPPED, F_QUEUED, F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, FlushRank,
     MAX_RECLAIM_RETRIES, MT_ISOLATE, own_sensitivity_fallbacks, Physmap, Policy,
     posted_migrate_table, Rewalk, simulate,
-    tracked_migrate_table, Zeroing)
+    tracked_migrate_table, unmapped_migrate_table, Zeroing)
 from .kernels import (check_invariant, run_stream)
 from .workload import (AllocClass, BURST_ORDER, make_workload, MIXES, Workload)
 from .study import (ASSUMED, assumed_specs, CHARTS, claim_evidence, evidence, frame, STUDY, burst_frame, check_params, claim_specs, compare_policies,
     config_for, DEFAULTS, evaluate, EVIDENCE_VARIANTS, explanations, granule_sweep, joint_sweep,
     latency_cdf, notes, params_from, physmap_compare, policy_frame, POLICY_NAMES,
     RANK_NAMES, slowpath_compare, slowpath_cost_sweep, SLOWPATH_COSTS, swings, sweep_records, target_sweep,
-    Variant, variant_config, VARIANTS, workload_for, ZEROING_NAMES)
+    unmapped_compare, UNMAPPED_ONLY, Variant, variant_config, VARIANTS, workload_for, ZEROING_NAMES)
 
 __all__ = ["STUDY", "Policy", "FlushRank", "Zeroing", "Conversion", "Arch", "Physmap", "AsiEvent", "BurstSource",
            "AsiCosts", "AsiConfig", "Rewalk", "JITTER_WINDOW_NS", "MAX_RECLAIM_RETRIES", "MT_ISOLATE", "tracked_migrate_table",
-           "posted_migrate_table",
+           "posted_migrate_table", "unmapped_migrate_table",
            "own_sensitivity_fallbacks", "AsiState", "Workload", "AllocClass", "MIXES", "BURST_ORDER",
            "make_workload", "AsiRun", "build", "simulate", "run_stream", "check_invariant",
            "DEFAULTS", "POLICY_NAMES", "RANK_NAMES", "ZEROING_NAMES", "Variant", "VARIANTS",
-           "SLOWPATH_COSTS", "check_params", "params_from", "config_for", "variant_config",
+           "SLOWPATH_COSTS", "UNMAPPED_ONLY", "unmapped_compare", "check_params", "params_from", "config_for", "variant_config",
            "workload_for", "compare_policies", "slowpath_compare", "slowpath_cost_sweep",
            "target_sweep", "granule_sweep", "physmap_compare", "policy_frame", "latency_cdf",
            "burst_frame", "evaluate", "assumed_specs", "claim_specs", "joint_sweep",

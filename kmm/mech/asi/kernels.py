@@ -10,8 +10,9 @@ from ...engine import (alloc_block, alloc_block_min, convert_pageblock, entry_sp
     pcp_alloc, pcp_alloc_min, pcp_drain, pcp_first, pcp_free, pcp_next, pool_pages,
     split_allocated, structure_entries, tlb_cpus, TLB_L1D, TLB_L1I, TLB_L2, tlb_translate,
     TLBEvent, xorshift64)
-from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_MAP, _C_MIGRATE, _C_PT, _C_RECLAIM, _C_UNMAP,
-    _C_WAKE, _C_ZERO, _K_RECLAIM, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
+from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_LOCAL_FLUSH, _C_MAP, _C_MIGRATE, _C_PT,
+    _C_RECLAIM, _C_UNMAP, _C_WAKE, _C_ZERO, _K_RECLAIM, _P_MERMAP, _P_MERMAP_BCAST, _P_NPAGES,
+    _P_UMOV, _W_LOCAL, _K_SENS, _L_KIND, _L_NSPOS, _L_ORDER, _L_PFN, _NOT_CLEAN, _P_BPL,
     _P_CHECK, _P_CPUS, _P_FREE_MAPPED, _P_INIT, _P_LAZY, _P_LRU, _P_MAX_ORDER, _P_MAXID,
     _P_NBURST, _P_NEXT_WORKER, _P_NOFRAG, _P_NOW, _P_PCP, _P_POSTED,
     _P_NS_N, _P_OP_NS, _P_PAGE_SHIFT, _P_PB_ORDER, _P_PHYSMAP, _P_POLICY, _P_QN, _P_QPAGES,
@@ -723,6 +724,123 @@ def _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu):
 
 
 @_kernel
+def _mermap_flush(tst, ist, ast, cpu):
+    """``arch_mermap_flush_tlb`` before CPU ``cpu`` starts again at the base of its mermap
+    region (mm/mermap.c ``mermap_alloc``: "Once an allocation has been freed, the space it
+    occupied must be flushed from the TLB before it can be reused"). x86: a local flush of
+    everything (``flush_tlb_local``; "No shootdown allowed, IRQs may be off"), priced as
+    the CR3 write (``full_flush_ns``) plus, in Python, the re-walk of the CPU's own work
+    (:meth:`~kmm.mech.asi.model.AsiRun.local_rewalks`). arm64: include/linux/mermap.h
+    says it "will need to be a broadcast TLB flush" (the series implements x86 only):
+    one kernel-range shootdown of the CPU's region, which lies outside the simulated pool
+    (:func:`_shootdown`: ``TLBI`` broadcast, above ``MAX_DVM_OPS`` a flush of everything
+    on every CPU). Returns ns."""
+    ast.counts[AsiEvent.MERMAP_FLUSHES] += 1
+    if ast.params[_P_MERMAP_BCAST] != 0:
+        r = ast.params[_P_MERMAP] + 1
+        lo = ast.params[_P_NPAGES] + cpu * r
+        ns = _shootdown(tst, ist, ast, cpu, lo, lo + r)
+    else:
+        ns = ast.cost[_C_LOCAL_FLUSH]
+        ast.cpu_win[_window(ast), cpu, _W_LOCAL] += 1
+    ast.counts[AsiEvent.MERMAP_NS] += ns
+    return ns
+
+
+@_kernel
+def _mermap_pages(tst, ist, ast, cpu, n):
+    """Map ``n`` pages one after another into CPU ``cpu``'s mermap region and unmap each
+    (``mermap_get`` / ``mermap_put``: a PTE store and a PTE clear each, no flush on put),
+    as zeroing unmapped pages does ("[PATCH v2 20/22] mm/page_alloc: implement
+    __GFP_UNMAPPED|__GFP_ZERO allocations", 2026-03-20: "The pages being zeroed here are
+    unmapped, so they can't be zeroed via the direct map ... use the new mermap mechanism
+    to zero these pages"). The region is handed out in order and flushed once, when a
+    page no longer fits before its end (mm/mermap.c ``mermap_alloc``; the series' test
+    ``test_tlb_flushed`` expects exactly one flush per reuse of the region). The zeroing
+    itself is the caller's. Returns ns."""
+    usable = ast.params[_P_MERMAP]
+    pte = ast.cost[_C_MAP] + ast.cost[_C_UNMAP]
+    ns = 0
+    for _ in range(n):
+        if ast.mermap[cpu] + 1 > usable:
+            ns += _mermap_flush(tst, ist, ast, cpu)
+            ast.mermap[cpu] = 0
+        ast.mermap[cpu] += 1
+        ns += pte
+        ast.counts[AsiEvent.MERMAP_NS] += pte
+    ast.counts[AsiEvent.MERMAP_PAGES] += n
+    return ns
+
+
+@_kernel
+def _rmqueue_direct_map(bst, tst, ist, ast, order, mt, cpu):
+    """``__rmqueue_direct_map`` of the 2026 design ("[PATCH RFC 17/19] mm/page_alloc:
+    implement __GFP_UNMAPPED allocations", 2026-02-25; v2 of 2026-03-20): when the
+    freelists of the allocation's freetype (and its fallbacks of the same flags) are
+    empty, take a free block of at least a pageblock ("Need to [un]map a whole pageblock
+    (otherwise it might require allocating pagetables)") from the freetype of the other
+    flags (its own ``__rmqueue``, whole free blocks only: ``__rmqueue_smallest`` on it and
+    its fallbacks), change its mapping with IRQs on and the zone lock dropped, give its
+    pageblocks type ``mt`` and free all but the first ``1 << order`` pages. Either way:
+    to unmapped (a sensitive allocation), unmap every page and shoot the block down once
+    (``flush_tlb_kernel_range``); to mapped, map every page (no flush: a present PTE
+    replaces a non-present one), after zeroing those that held sensitive data through the
+    mermap (:func:`_mermap_pages`; they are still unmapped, and mapping them unzeroed
+    would expose them). Returns (pfn or -1, ns)."""
+    pb = ast.params[_P_PB_ORDER]
+    big = max(order, pb)
+    want_mapped = mt >= 3
+    other = mt - 3 if want_mapped else mt + 3
+    pfn = alloc_block(ast.nofb, big, other)
+    i = 0
+    while pfn < 0 and i < bst.fallbacks.shape[1]:
+        f = bst.fallbacks[other, i]
+        if f < 0:
+            break
+        pfn = alloc_block(ast.nofb, big, f)
+        i += 1
+    if pfn < 0:
+        return -1, 0
+    n = np.int64(1) << big
+    ns = 0
+    if want_mapped:
+        dirty = 0
+        for q in range(pfn, pfn + n):
+            f = bst.flags[q]
+            if f & F_DIRTY:
+                dirty += 1
+                if f & F_ZERO_DEFERRED:
+                    ast.counts[AsiEvent.ZEROED_DEFERRED] += 1
+                bst.flags[q] = f & ~(F_DIRTY | F_ZERO_DEFERRED)
+        if dirty > 0:
+            z = dirty * ast.cost[_C_ZERO]
+            ns += z + _mermap_pages(tst, ist, ast, cpu, dirty)
+            ast.counts[AsiEvent.PAGES_ZEROED] += dirty
+            ast.counts[AsiEvent.ZERO_NS] += z
+            ast.counts[AsiEvent.ZEROED_ON_CONVERSION] += dirty
+        m, was = _map_range(bst, ast, pfn, n, False, False)
+        ns += m
+        ast.params[_P_FREE_MAPPED] += n - was
+        ast.counts[AsiEvent.DIRECT_MAP_MAPS] += 1
+    else:
+        u, k = _unmap_range(bst, ast, pfn, n, False)
+        ns += u
+        ast.params[_P_FREE_MAPPED] -= k
+        if k > 0:
+            ns += _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
+        ast.counts[AsiEvent.ASI_UNMAP_ALLOCS] += 1
+    for b in range(pfn >> pb, (pfn + n) >> pb):
+        convert_pageblock(bst, b, mt)
+        if want_mapped:
+            ast.counts[AsiEvent.TO_NONSENSITIVE] += 1
+        else:
+            ast.counts[AsiEvent.TO_SENSITIVE] += 1
+        ns += _region_update(ast, b)
+    split_allocated(bst, pfn, big, order)
+    return pfn, ns
+
+
+@_kernel
 def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
     """The slow path of a sensitive allocation whose own-sensitivity fast path failed:
     compaction, reclaim and the cross-sensitivity fallback in the order of the flush rank
@@ -792,20 +910,34 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     mt = np.int64(wl.mob[i])
     tracked = ast.params[_P_TRACKED] != 0
     posted = ast.params[_P_POSTED] != 0
+    unmapped = policy == 5
     if tracked and not sens:
         mt = np.int64(3) if posted else mt + 3  # posted: only unmovable is nonsensitive
+    elif unmapped and not sens:
+        # mapped freetypes: every mobility's, or (as posted) only unmovable's
+        mt = mt + 3 if ast.params[_P_UMOV] != 0 else np.int64(3)
     lat = ast.cost[_C_ALLOC]
     if ident >= ast.params[_P_MAXID]:
         ast.params[_P_MAXID] = ident + 1
     unmap_ns = 0  # the posted unmap path's own conversion work (unmap, shootdown)
     # the posted unmap path converts its pageblocks itself: the conversion log is not read
-    c0 = ast.counts[AsiEvent.ASI_UNMAP_ALLOCS]
+    c0 = ast.counts[AsiEvent.ASI_UNMAP_ALLOCS] + ast.counts[AsiEvent.DIRECT_MAP_MAPS]
     refill = sens and _pcp_empty(ast, cpu, order, mt)
     if tracked and sens and ast.params[_P_RANK] != 0:
         pfn = _get(ast.own, ast, cpu, order, mt)
         if pfn < 0:
             pfn, s = _slowpath(bst, tst, ist, ast, order, mt, cpu, t)
             lat += s
+    elif unmapped:
+        # rmqueue_buddy: __rmqueue within the freetype's flags (with ALLOC_NOFRAGMENT if
+        # set), then __rmqueue_direct_map (either direction); get_page_from_freelist
+        # retries both without ALLOC_NOFRAGMENT
+        nofrag = ast.params[_P_NOFRAG] != 0
+        pfn = _get_min(bst, ast, cpu, order, mt, ast.params[_P_PB_ORDER] if nofrag else order)
+        if pfn < 0:
+            pfn, unmap_ns = _rmqueue_direct_map(bst, tst, ist, ast, order, mt, cpu)
+        if pfn < 0 and nofrag:
+            pfn = _get_min(bst, ast, cpu, order, mt, order)
     elif posted and sens:
         # rmqueue_buddy: __rmqueue (with ALLOC_NOFRAGMENT if set), then __rmqueue_asi_unmap;
         # get_page_from_freelist retries both without ALLOC_NOFRAGMENT
@@ -844,6 +976,8 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
         lat += z
         ast.counts[AsiEvent.INIT_ZEROED] += n
         ast.counts[AsiEvent.INIT_ZERO_NS] += z
+        if unmapped and sens:  # the block is unmapped: zeroed through the mermap
+            lat += _mermap_pages(tst, ist, ast, cpu, n)
     if policy == 0:
         ast.lat[ident] = lat
         ast.counts[AsiEvent.ALLOC_NS] += lat
@@ -852,7 +986,8 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     c = unmap_ns
     lo = pool_pages(bst)
     hi = -1
-    if tracked and bst.ev[0] > 0 and ast.counts[AsiEvent.ASI_UNMAP_ALLOCS] == c0:
+    own_conv = ast.counts[AsiEvent.ASI_UNMAP_ALLOCS] + ast.counts[AsiEvent.DIRECT_MAP_MAPS] != c0
+    if tracked and bst.ev[0] > 0 and not own_conv:
         nconv = bst.ev[0]
         c, lo, hi = _convert_after_alloc(bst, ast)
     # the block and the converted pageblocks change together: physmap leaves after both,
@@ -864,7 +999,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
         ast.params[_P_FREE_MAPPED] -= k
         lat += u
         _mark_sensitive(bst, ast, pfn, n)
-        if refill and ast.counts[AsiEvent.ASI_UNMAP_ALLOCS] == c0:
+        if refill and not own_conv:
             u, kr, rlo, rhi = _unmap_refill(bst, ast, cpu, order, mt)
             if kr > 0:
                 lat += u

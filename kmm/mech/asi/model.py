@@ -15,11 +15,28 @@ from ...counters import Counters, new_counts
 from ...errors import ConfigError
 
 class Policy(IntEnum):
+    """The designs (see the module docstring; codes are never renumbered).
+
+    ``UNMAPPED`` (5) is the 2026 ``__GFP_UNMAPPED`` design ("[PATCH v2 00/22] mm: Add
+    __GFP_UNMAPPED", Brendan Jackman, 2026-03-20; RFC 2026-02-25) used for ASI: sensitive
+    memory on ``FREETYPE_UNMAPPED`` free lists, a whole free block of at least a pageblock
+    moved between mapped and unmapped freetypes when an allocation finds none of its own
+    (unmapping with one shootdown, mapping with none), freed pages kept on their freetype's
+    lists as they are, every zeroing of an unmapped page through the per-CPU mermap (one
+    flush per reuse of the CPU's region: local on x86, broadcast on arm64). Movable
+    memory: the posting's flag covers unmovable memory only, "just to avoid bloating the
+    data structures" while there is no user (the author, 2026-03-16); ASI's sensitive user
+    pages are one, so :attr:`AsiConfig.unmapped_movable` (published true) gives movable and
+    reclaimable memory the unmapped freetype too; false keeps the posting as it stands and
+    handles them as policy 2 does. The mermap replaces no broadcast shootdown in ASI (ASI
+    zeroes through the unrestricted direct map; here that zeroing needs the mermap)."""
+
     NONE = 0
     RFC = 1
     TRACKED = 2
     TRACKED_TARGET = 3
     SYNC_FLUSH = 4
+    UNMAPPED = 5  # the 2026 __GFP_UNMAPPED / freetype / mermap design (module docstring)
 
 
 class FlushRank(IntEnum):
@@ -120,6 +137,10 @@ class AsiEvent(IntEnum):
     ZERO_BY_INIT = 48        # ASI zeroing an allocation needed that init_on_alloc did anyway
     ASI_UNMAP_ALLOCS = 49    # sensitive allocations served by __rmqueue_asi_unmap (posted)
     FREE_MAPPED_PEAK = 50    # most free pages mapped in the restricted physmap after any operation
+    MERMAP_PAGES = 51        # pages zeroed through the mermap (policy 5: they are unmapped)
+    MERMAP_FLUSHES = 52      # TLB flushes before a CPU reused its mermap region (policy 5)
+    MERMAP_NS = 53           # mermap PTE writes and x86 local flushes (the zeroing not included)
+    DIRECT_MAP_MAPS = 54     # free unmapped blocks mapped whole for a mapped allocation (policy 5)
 
 
 class BurstSource(IntEnum):
@@ -280,6 +301,13 @@ class AsiConfig:
     rewalk : :class:`Rewalk`, how the re-walks after a shootdown are priced
     check_invariant : check the invariant after every operation (slow: tests)
     sample_every : operations between samples of mixed pageblocks
+    unmapped_movable : policy 5 only: movable and reclaimable memory has an unmapped freetype
+        too (true, the published value), or only ``MIGRATE_UNMOVABLE`` has one, as posted,
+        and sensitive movable and reclaimable memory is handled as policy 2 handles it
+        (always unmapped, the 2025 RFC's choice); see :func:`unmapped_migrate_table`
+    mermap_region_pages : policy 5 only: pages of each CPU's mermap region (the last one is
+        ``mermap_get_reserved``'s, so ``mermap_get`` maps at most one fewer before the CPU
+        must flush and start again at the region's base)
     """
 
     policy: Policy = Policy.RFC
@@ -310,6 +338,8 @@ class AsiConfig:
     nofragment: bool = False
     rewalk: Rewalk = field(default_factory=Rewalk)
     pcp: bool = False
+    unmapped_movable: bool = True
+    mermap_region_pages: int = 512
 
     def __post_init__(self):
         object.__setattr__(self, "policy", Policy(self.policy))
@@ -319,9 +349,14 @@ class AsiConfig:
         object.__setattr__(self, "zeroing", Zeroing(self.zeroing))
         object.__setattr__(self, "conversion", Conversion(self.conversion))
         object.__setattr__(self, "arch", Arch(self.arch))
-        for name in ("init_on_alloc", "nofragment", "pcp"):
+        for name in ("init_on_alloc", "nofragment", "pcp", "unmapped_movable"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError("must be true or false", name)
+        check_int("mermap_region_pages", self.mermap_region_pages, lo=2, hi=1 << 20)
+        if self.policy != Policy.UNMAPPED:
+            for name, default in (("unmapped_movable", True), ("mermap_region_pages", 512)):
+                if getattr(self, name) != default:
+                    raise ConfigError("applies to policy 5 (UNMAPPED) only", name)
         if self.arch == Arch.X86:
             if self.method not in (eng.Method.X86_IPI, eng.Method.X86_INVLPGB):
                 raise ConfigError("x86 shoots down by IPI or INVLPGB", "method")
@@ -370,14 +405,32 @@ class AsiConfig:
         pb = g.pageblock_order if self.pageblock_order is None else self.pageblock_order
         if self.pool_bytes % g.page_bytes:
             raise ConfigError(f"must be a multiple of the {g.page_bytes}-byte page", "pool_bytes")
-        table = (eng.kernel_migrate_table() if not self.tracked
-                 else posted_migrate_table() if self.conversion == Conversion.POSTED
-                 else tracked_migrate_table())
-        # boot: every pageblock MOVABLE; with tracked sensitivity, MOVABLE-sensitive (unmapped)
+        if self.policy == Policy.UNMAPPED:
+            table = unmapped_migrate_table(self.unmapped_movable)
+        else:
+            table = (eng.kernel_migrate_table() if not self.tracked
+                     else posted_migrate_table() if self.conversion == Conversion.POSTED
+                     else tracked_migrate_table())
+        # boot: every pageblock MOVABLE; with tracked sensitivity, MOVABLE-sensitive (unmapped);
+        # policy 5 with unmovable freetypes for movable memory: MOVABLE mapped (the direct map
+        # starts with every page present)
         return eng.BuddyConfig(pool_pages=self.pool_bytes >> g.page_shift, max_order=mo,
                                   pageblock_order=pb, table=table,
-                                  initial_type=int(eng.MigrateType.MOVABLE),
+                                  initial_type=self.boot_type,
                                   nofragment=self.nofragment)
+
+    @property
+    def boot_mapped(self) -> bool:
+        """Policy 5 with an unmapped freetype for movable memory boots with every page
+        mapped (the series' test "assuming the memory starts out mapped"); every other
+        configuration boots with the restricted physmap empty."""
+        return self.policy == Policy.UNMAPPED and self.unmapped_movable
+
+    @property
+    def boot_type(self) -> int:
+        """The type code of every pageblock at boot."""
+        mov = int(eng.MigrateType.MOVABLE)
+        return mov + 3 if self.boot_mapped else mov
 
 
 def tracked_migrate_table() -> eng.MigrateTable:
@@ -438,6 +491,34 @@ def posted_migrate_table() -> eng.MigrateTable:
                             mergeable=(True, True, True, False, True, True, False))
 
 
+def unmapped_migrate_table(movable: bool = True) -> eng.MigrateTable:
+    """The freetypes of "[PATCH v2 00/22] mm: Add __GFP_UNMAPPED" (Brendan Jackman,
+    2026-03-20) in the codes of :func:`tracked_migrate_table`: codes 0-2 carry
+    ``FREETYPE_UNMAPPED`` (absent from the direct map), 3-5 do not. Each freetype falls
+    back only to freetypes of its own flags, by the kernel's ``fallbacks[]``: a block crosses
+    between mapped and unmapped only whole, through ``__rmqueue_direct_map`` (the kernel
+    function :func:`kmm.mech.asi.kernels._rmqueue_direct_map` models). The mapped codes are
+    marked unmergeable so that a free block never spans both above the pageblock (the
+    freelists are indexed by freetype). ``movable`` false is the posting as it stands
+    ("[PATCH RFC 10/19] mm: add definitions for allocating unmapped pages", 2026-02-25:
+    the flag "is currently only needed for MIGRATE_UNMOVABLE pages"): movable and
+    reclaimable memory then has only its unmapped freetype (codes 1 and 2; 4 and 5 exist
+    but are never requested or reached), as policy 2's posted table keeps it sensitive."""
+    k = eng.kernel_migrate_table()
+    names, mob, fb = [], [], []
+    for mapped in (0, 1):
+        off = 3 * mapped
+        for m in range(3):
+            names.append(("u_" if mapped == 0 else "m_") + k.names[m])
+            mob.append(k.mobility[m])
+            fb.append(() if mapped and not movable else tuple(off + f for f in k.fallbacks[m]))
+    names.append("isolate")
+    mob.append(int(eng.MigrateType.MOVABLE))
+    fb.append(())
+    return eng.MigrateTable(names=tuple(names), mobility=tuple(mob), fallbacks=tuple(fb),
+                            mergeable=(True, True, True, False, False, False, False))
+
+
 def own_sensitivity_fallbacks(fallbacks: np.ndarray) -> np.ndarray:
     """The tracked table's fallbacks array with the sensitive types' cross-sensitivity
     entries removed: what a sensitive allocation's fast path may use when the shootdown is
@@ -456,17 +537,18 @@ def own_sensitivity_fallbacks(fallbacks: np.ndarray) -> np.ndarray:
  _P_WORKER_NS, _P_WORKER_BATCH, _P_OP_NS, _P_CHECK, _P_BPL, _P_TOUCHES, _P_SAMPLE,
  _P_QN, _P_QPAGES, _P_FREE_MAPPED, _P_NEXT_WORKER, _P_NBURST, _P_NS_N, _P_TRACKED,
  _P_RANK, _P_LAZY, _P_RECLAIM_BATCH, _P_LRU, _P_MAXID, _P_POSTED, _P_INIT, _P_NOFRAG,
- _P_NOW, _P_MAX_ORDER, _P_PCP, _P_LEN) = range(33)
+ _P_NOW, _P_MAX_ORDER, _P_PCP, _P_MERMAP, _P_MERMAP_BCAST, _P_UMOV, _P_LEN) = range(36)
 (_C_ALLOC, _C_FREE, _C_MAP, _C_UNMAP, _C_ZERO, _C_PT, _C_ENQ, _C_WAKE, _C_MIGRATE, _C_RECLAIM,
- _C_LEN) = range(11)
+ _C_LOCAL_FLUSH, _C_LEN) = range(12)
 # live[] columns; _L_KIND bits
 _L_PFN, _L_ORDER, _L_NSPOS, _L_KIND = 0, 1, 2, 3
 _K_SENS, _K_RECLAIM = 1, 2
 _R_NONE, _R_TABLE, _R_BLOCK = 0, 1, 2
 # cpu_win[] columns: per window and CPU, ns in flush IPI handlers, ns running a background
 # worker, restricted-space TLB entries an ASI shootdown removed, flushes of everything
-# (flush_tlb_all / TLBI VMALLE1IS) received
-_W_HANDLER, _W_WORKER, _W_DROPPED, _W_FULL, _W_LEN = range(5)
+# (flush_tlb_all / TLBI VMALLE1IS) received, local flushes of everything the CPU did
+# itself before reusing its mermap region (x86, policy 5: its own work, not an interruption)
+_W_HANDLER, _W_WORKER, _W_DROPPED, _W_FULL, _W_LOCAL, _W_LEN = range(6)
 #: Length of the windows in which a CPU's interruptions are summed: one tick at HZ=1000
 JITTER_WINDOW_NS = 1_000_000
 
@@ -498,6 +580,8 @@ class AsiState(NamedTuple):
                                        # during one run (build sets it)
     held: np.ndarray = None  # int64[cpus]: valid entries of each CPU's TLB (build sets it)
     pcp: eng.PcpState = None  # the per-CPU page lists (build sets it; used with _P_PCP)
+    mermap: np.ndarray = None  # int64[cpus]: next free page of each CPU's mermap region
+                               # (policy 5; build sets it)
 
 
 # ---- Python entry points ----------------------------------------------------------------------
@@ -540,6 +624,18 @@ class AsiRun:
         w = self.cpu_win.astype(np.float64)
         return w[:, :, _W_DROPPED] + held * w[:, :, _W_FULL]
 
+    def local_rewalks(self) -> float:
+        """Translations every CPU walks again after the local flushes of everything it did
+        itself before reusing its mermap region (x86, policy 5: ``arch_mermap_flush_tlb``
+        is ``flush_tlb_local``): per flush the ``min(working_set, tlb_entries)`` of its
+        own work, as :meth:`rewalks` counts a remote flush of everything. Not an
+        interruption: the CPU flushed for its own allocation; counted in the total ASI
+        work."""
+        cfg = self.config
+        held = float(eng.lost_translations(np.array([float(cfg.rewalk.working_set)]),
+                                           np.zeros(1), eng.Scope.ALL, cfg.tlb_entries)[0])
+        return held * float(self.cpu_win[:, :, _W_LOCAL].sum())
+
     def metrics(self) -> dict[str, float]:
         """Derived metrics (Python formulas over the counters)."""
         c, v = self.counts, self.inval
@@ -550,6 +646,8 @@ class AsiRun:
         intr = self.interruption_ns()
         rewalk_ns = float(self.rewalks().sum()) * self.config.rewalk.walk_ns(
             self.config.geometry.levels)
+        mermap_rewalk_ns = (self.local_rewalks() * self.config.rewalk.walk_ns(
+            self.config.geometry.levels) if self.counts.mermap_flushes else 0.0)
         return {
             "allocs": float(c.allocs),
             "alloc_failures": float(c.alloc_failures),
@@ -613,7 +711,16 @@ class AsiRun:
             # every CPU's re-walks after the shootdowns
             "total_asi_ns": float(c.alloc_ns - c.allocs * round(self.config.costs.alloc_base_ns)
                                   + c.free_ns - c.frees * round(self.config.costs.free_base_ns)
-                                  + c.worker_ns + v.target_ns - c.init_zero_ns) + rewalk_ns,
+                                  + c.worker_ns + v.target_ns - c.init_zero_ns) + rewalk_ns
+                            + mermap_rewalk_ns,
+            # policy 5: pages zeroed through the mermap (every zeroing of an unmapped page),
+            # the flushes before a CPU reused its mermap region, their PTE writes and local
+            # flush ns, and the re-walks after the local flushes (x86)
+            "mermap_pages": float(c.mermap_pages),
+            "mermap_flushes": float(c.mermap_flushes),
+            "mermap_ns": float(c.mermap_ns),
+            "mermap_rewalk_ns": mermap_rewalk_ns,
+            "direct_map_maps": float(c.direct_map_maps),
         }
 
 
@@ -665,11 +772,16 @@ def build(config: AsiConfig, workload: Workload):
     params[_P_INIT] = int(config.init_on_alloc)
     params[_P_NOFRAG] = int(config.nofragment)
     params[_P_PCP] = int(config.pcp)
+    # mermap_get may use every page of the region but the reserved last one
+    params[_P_MERMAP] = config.mermap_region_pages - 1
+    params[_P_MERMAP_BCAST] = int(config.method == eng.Method.ARM64_TLBI)
+    params[_P_UMOV] = int(config.unmapped_movable)
     scale = 1 << (g.page_shift - 12)  # zeroing and copying scale with page size
     k = config.costs
     cost = np.array([k.alloc_base_ns, k.free_base_ns, k.map_page_ns, k.unmap_page_ns,
                      k.zero_page_ns * scale, k.pt_alloc_ns, k.enqueue_ns, k.worker_wake_ns,
-                     k.migrate_page_ns * scale, k.reclaim_page_ns],
+                     k.migrate_page_ns * scale, k.reclaim_page_ns,
+                     config.inval_costs.full_flush_ns],
                     dtype=float).round().astype(np.int64)
     # a slow path logs up to two bursts (compaction, reclaim) besides its conversion's
     slow_bursts = 2 * allocs if config.flush_rank != FlushRank.FAST_PATH else 0
@@ -679,8 +791,21 @@ def build(config: AsiConfig, workload: Workload):
         pt_boot = nupper if config.physmap == Physmap.SYNCED_BLOCKS else npb + nupper
         if config.physmap == Physmap.SYNCED:
             region[:] = _R_TABLE
+    upper = np.zeros(nupper, np.int8)
+    region_mapped = np.zeros(npb, np.int64)
+    if config.boot_mapped:
+        # every page mapped at boot: every leaf exists (a block leaf per pageblock with
+        # SYNCED_BLOCKS), and on demand its tables were allocated at boot
+        bst.flags[:] |= F_MAPPED
+        region_mapped[:] = 1 << bcfg.pageblock_order
+        region[:] = _R_BLOCK if config.physmap == Physmap.SYNCED_BLOCKS else _R_TABLE
+        upper[:] = 1
+        if config.physmap == Physmap.ON_DEMAND:
+            pt_boot = npb + nupper
+    if config.boot_mapped:
+        params[_P_FREE_MAPPED] = npages
     ast = AsiState(params=params, cost=cost, region=region,
-                   region_mapped=np.zeros(npb, np.int64), upper=np.zeros(nupper, np.int8),
+                   region_mapped=region_mapped, upper=upper,
                    queue=np.zeros((npages, 2), np.int64),
                    live=np.full((max(allocs, 1), 4), -1, np.int64),
                    owner=np.full(npages, -1, np.int64),
@@ -694,6 +819,7 @@ def build(config: AsiConfig, workload: Workload):
                    pb_free_mapped=np.zeros(npb, np.int64),
                    held=np.zeros(config.cpus, np.int64),
                    pcp=config.pcp_config().build(bcfg),
+                   mermap=np.zeros(config.cpus, np.int64),
                    own=bst._replace(fallbacks=own_sensitivity_fallbacks(bst.fallbacks))
                    if config.tracked else bst,
                    nofb=bst._replace(fallbacks=np.full_like(bst.fallbacks, -1)))
@@ -713,6 +839,11 @@ def simulate(config: AsiConfig, workload: Workload) -> AsiRun:
     if workload.kind.size and not (0 <= int(workload.cpu.min())
                                    and int(workload.cpu.max()) < config.cpus):
         raise ConfigError(f"a CPU outside 0..{config.cpus - 1}", "workload.cpu")
+    allocs = int((workload.kind == 0).sum())
+    if workload.kind.size and not (0 <= int(workload.ref.min())
+                                   and int(workload.ref.max()) < max(allocs, 1)):
+        # the kernels index their per-allocation arrays by id, unchecked
+        raise ConfigError(f"an allocation id outside 0..{allocs - 1}", "workload.ref")
     bst, tst, ist, ast = build(config, workload)
     run_stream(bst, tst, ist, ast, workload)
     lat = ast.lat[ast.lat >= 0]

@@ -37,7 +37,7 @@ DEFAULTS: dict = {"seed": 1, "allocs": 10000, "pool_mib": 32, "occupancy": 0.6, 
     "ipi_handler_ns": 1000.0, "rewalk_working_set": 256, "rewalk_memory_refs": 1.0,
     "mem_idle_ns": 81.96, "background": 0.3, "target_points": 4, "granule_pool_mib": 1024, "granule_allocs": 4000,
     "sweep_points": 2, "sweep_allocs": 3000, "slowpath_pressures": [0.3, 0.6],
-    "slowpath_cost_points": 2}
+    "slowpath_cost_points": 2, "unmapped_movable": True, "mermap_region_pages": 512}
 
 #: The plausible range of every ``assumed`` parameter, in the order sampled (params/asi.yaml
 #: declares the same ranges).
@@ -52,7 +52,8 @@ ASSUMED: dict = {"occupancy": (0.3, 0.8), "pressure": (0.0, 0.4), "cpus": (4, 64
     "migrate_page_ns": (1000.0, 10000.0), "reclaim_page_ns": (300.0, 5000.0),
     "ipi_base_ns": (500.0, 5000.0), "ipi_per_extra_target_ns": (50.0, 2000.0),
     "ipi_handler_ns": (300.0, 3000.0), "rewalk_working_set": (64, 1536),
-    "rewalk_memory_refs": (0.5, 2.0), "background": (0.0, 0.8)}
+    "rewalk_memory_refs": (0.5, 2.0), "background": (0.0, 0.8),
+    "mermap_region_pages": (64, 512)}
 
 _ARCHES = {"x86": Arch.X86, "arm64": Arch.ARM64}
 _METHODS = {"x86_ipi": eng.Method.X86_IPI, "x86_invlpgb": eng.Method.X86_INVLPGB,
@@ -60,7 +61,8 @@ _METHODS = {"x86_ipi": eng.Method.X86_IPI, "x86_invlpgb": eng.Method.X86_INVLPGB
 _PHYSMAPS = {"on_demand": Physmap.ON_DEMAND, "synced": Physmap.SYNCED,
              "synced_blocks": Physmap.SYNCED_BLOCKS}
 POLICY_NAMES = {Policy.NONE: "0 no ASI", Policy.RFC: "1 RFC", Policy.TRACKED: "2 tracked",
-                Policy.TRACKED_TARGET: "3 tracked+target", Policy.SYNC_FLUSH: "4 sync flush"}
+                Policy.TRACKED_TARGET: "3 tracked+target", Policy.SYNC_FLUSH: "4 sync flush",
+                Policy.UNMAPPED: "5 unmapped"}
 RANK_NAMES = {FlushRank.FAST_PATH: "fast path", FlushRank.FIRST: "first",
               FlushRank.AFTER_COMPACTION: "after compaction",
               FlushRank.AFTER_RECLAIM: "after reclaim"}
@@ -91,6 +93,7 @@ VARIANTS: dict[str, Variant] = {
                                                       conversion=Conversion.FALLBACK),
     "3 tracked+target": Variant(Policy.TRACKED_TARGET),
     "4 sync flush": Variant(Policy.SYNC_FLUSH),
+    "5 unmapped": Variant(Policy.UNMAPPED),
 }
 _RFC, _TRACKED, _T61 = "1 RFC", "2 tracked", "2 tracked, 6.1 fallbacks"
 #: the variants the claims' evidence and explanations read
@@ -98,6 +101,9 @@ EVIDENCE_VARIANTS = ("0 no ASI", _RFC, _TRACKED, _T61)
 #: assumed costs that only the slow path of policies 2 and 3 reads: no claim's evidence
 #: depends on them (the claims' joint sweep leaves them out; slowpath_cost_sweep sweeps them)
 SLOWPATH_COSTS = ("migrate_page_ns", "reclaim_page_ns")
+#: assumed parameters that only policy 5 reads: no claim's evidence depends on them (the
+#: claims' joint sweep leaves them out; unmapped_compare sweeps them)
+UNMAPPED_ONLY = ("mermap_region_pages",)
 _ASI_COSTS = tuple(f.name for f in fields(AsiCosts) if f.name != "sources")
 _INV_COSTS = ("invlpg_ns", "full_flush_ns", "ipi_base_ns", "ipi_per_extra_target_ns",
               "ipi_handler_ns")
@@ -112,9 +118,10 @@ def check_params(params: dict) -> dict:
     check_choice("method", p["method"], _METHODS)
     check_choice("arch", p["arch"], _ARCHES)
     check_float("unmovable_sensitive", p["unmovable_sensitive"], lo=0.0, hi=1.0)
-    for name in ("init_on_alloc", "nofragment", "pcp"):
+    for name in ("init_on_alloc", "nofragment", "pcp", "unmapped_movable"):
         if not isinstance(p[name], bool):
             raise ConfigError("must be true or false", name)
+    check_int("mermap_region_pages", p["mermap_region_pages"], lo=2, hi=1 << 20)
     check_int("a6_phases", p["a6_phases"], lo=0)
     check_float("a6_phase_skew", p["a6_phase_skew"], lo=1.0, hi=1000.0)
     check_float("a6_burst", p["a6_burst"], lo=0.0, hi=1.0)
@@ -156,6 +163,9 @@ def config_for(p: dict, policy: Policy, **over) -> AsiConfig:
                             memory_refs=float(p["rewalk_memory_refs"]),
                             mem_idle_ns=float(p["mem_idle_ns"]),
                             background=float(p["background"])))
+    if policy == Policy.UNMAPPED:
+        kw.update(unmapped_movable=bool(p["unmapped_movable"]),
+                  mermap_region_pages=int(p["mermap_region_pages"]))
     kw.update(over)
     return AsiConfig(**kw)
 
@@ -347,6 +357,52 @@ def slowpath_cost_sweep(p: dict, allocs: int | None = None):
                          **{k: m[k] for k in ("alloc_p999_ns", "alloc_max_ns", "slowpath_ns",
                                               "total_asi_ns")}})
     return pl.DataFrame(rows)
+
+
+_UNMAPPED_METRICS = ("allocs", "alloc_failures", "shootdowns", "asi_unmap_allocs",
+                     "direct_map_maps", "to_sensitive", "to_nonsensitive", "pages_zeroed",
+                     "init_zeroed", "mermap_pages", "mermap_flushes", "mermap_ns",
+                     "mermap_rewalk_ns", "rewalk_ns", "interrupt_window_max_ns",
+                     "alloc_p50_ns", "alloc_p99_ns", "alloc_p999_ns", "total_asi_ns",
+                     "mixed_pageblocks_mean", "violations")
+
+
+def unmapped_compare(p: dict, allocs: int | None = None, sims: Sims | None = None):
+    """Policy 5 (the 2026 ``__GFP_UNMAPPED`` design) against policy 2 (the 2025 RFC as
+    posted) on the mixed stream: on the machine of ``arch`` and ``method``, and on arm64
+    (4K granule, TLBI broadcast, so that the mermap's broadcast flush is priced); policy
+    5 at the ends of ``mermap_region_pages``'s ``assumed`` range besides its published
+    value, and with ``unmapped_movable`` flipped. Returns ``(frame, runs)``: one row per
+    machine and variant, and ``{(machine, label): AsiRun}``."""
+    import polars as pl
+    sims = sims or Sims()
+    lo, hi = assumed_specs()["mermap_region_pages"]
+    rows, runs = [], {}
+    machines = {"published": {}, "arm64": {"arch": "arm64", "method": "arm64_tlbi",
+                                           "granule": "4K"}}
+    for machine, over in machines.items():
+        q = {**p, **over}
+        variants = {"2 tracked": (Policy.TRACKED, {}),
+                    "5 unmapped": (Policy.UNMAPPED, {})}
+        for r in sorted({int(lo), int(hi)} - {int(q["mermap_region_pages"])}):
+            variants[f"5 unmapped, mermap {r} pages"] = (Policy.UNMAPPED,
+                                                        {"mermap_region_pages": r})
+        flip = not q["unmapped_movable"]
+        variants["5 unmapped, " + ("movable unmapped freetype" if flip else
+                                   "unmovable only (as posted)")] = (
+            Policy.UNMAPPED, {"unmapped_movable": flip})
+        wl = None
+        for label, (pol, extra) in variants.items():
+            cfg = config_for({**q, **extra}, pol)
+            wl = wl if wl is not None else sims.stream(q, "mixed", cfg, allocs)
+            run = sims(cfg, wl)
+            runs[(machine, label)] = run
+            m = run.metrics()
+            rows.append({"machine": machine, "variant": label, "policy": POLICY_NAMES[pol],
+                         "mermap_region_pages": cfg.mermap_region_pages,
+                         "unmapped_movable": cfg.unmapped_movable,
+                         **{k: m[k] for k in _UNMAPPED_METRICS}})
+    return pl.DataFrame(rows), runs
 
 
 def _target_pages(p: dict, peak: int) -> list[int]:
@@ -559,9 +615,10 @@ def assumed_specs() -> dict:
 
 
 def claim_specs() -> dict:
-    """:func:`assumed_specs` without :data:`SLOWPATH_COSTS`, which no claim's evidence reads:
-    the claims' joint sweep."""
-    return {k: v for k, v in assumed_specs().items() if k not in SLOWPATH_COSTS}
+    """:func:`assumed_specs` without :data:`SLOWPATH_COSTS` and :data:`UNMAPPED_ONLY`, which
+    no claim's evidence reads: the claims' joint sweep."""
+    return {k: v for k, v in assumed_specs().items()
+            if k not in SLOWPATH_COSTS and k not in UNMAPPED_ONLY}
 
 
 def _at(p: dict, point: dict) -> tuple[dict, dict]:
