@@ -850,7 +850,7 @@ def pcp_alloc(st, pst, cpu, order, mt):
     is returned. ``st.ev`` logs every pageblock conversion of the refill."""
     if not _pcp_allowed(pst, order):
         return alloc_pages(st, order, mt)
-    return _pcp_get(st, pst, cpu, order, mt, -1)
+    return _pcp_get(st, pst, cpu, order, mt, np.int64(-1))
 
 
 @_kernel
@@ -967,7 +967,7 @@ def pcp_free(st, pst, cpu, pfn, order):
 def pcp_drain(st, pst, cpu):
     """Return every page on CPU ``cpu``'s lists to the free lists (``drain_pages``)."""
     if pst.count[cpu] > 0:
-        _free_pcppages_bulk(st, pst, cpu, pst.count[cpu], 0)
+        _free_pcppages_bulk(st, pst, cpu, pst.count[cpu], np.int64(0))
 
 
 @_kernel
@@ -1012,7 +1012,7 @@ def replay(st, kind, a, b, live_pfn, live_order, out):
     block takes its slot). ``out[i]`` is the pfn allocated or freed, -1 for a failed
     allocation or a free with nothing live. ``live_*`` must hold every block kept live.
     """
-    return _replay_from(st, kind, a, b, live_pfn, live_order, out, 0)
+    return _replay_from(st, kind, a, b, live_pfn, live_order, out, np.int64(0))
 
 
 # ---- Python side --------------------------------------------------------------------------

@@ -66,7 +66,7 @@ from .tlb import (FLAG_GLOBAL, FLAG_KIND_MASK, GLOBAL_ASID, S2_WALK_CACHE_ENTRIE
                   WALK_CACHE_ENTRIES, Kind, Outcome, Structure,
                   TLBConfig, TLBEvent, TLBLevelConfig, TLBState, cont_shifts, entry_shift,
                   entry_span, key_shift, key_start, leaf_shifts, make_accesses, simulate_trace, structure_entries, tlb_cpus,
-                  tlb_fill, tlb_lookup, tlb_translate)
+                  tlb_fill, tlb_lookup, tlb_translate, tlb_translate_l2)
 from .walk import (Path, PathArrays, PathConfig, PathCosts, PathOut, PathResult, TableNode,
                    TagEvent, WalkEvent, run_path, stage1_walk, stage2_walk)
 from .traces import (read_kernel_trace, read_shipped_trace, shipped_kernel_traces,
@@ -106,7 +106,7 @@ __all__ = [
     "TLB", "TLBConfig", "TLBLevelConfig", "TLBState", "TLBEvent", "Kind", "Outcome",
     "WALK_CACHE_ENTRIES", "S2_WALK_CACHE_ENTRIES",
     "Structure", "simulate_trace", "make_accesses", "entry_shift", "leaf_shifts",
-    "cont_shifts", "tlb_translate", "tlb_lookup", "tlb_fill",
+    "cont_shifts", "tlb_translate", "tlb_translate_l2", "tlb_lookup", "tlb_fill",
     "key_start", "key_shift", "entry_span", "structure_entries", "tlb_cpus",
     "FLAG_GLOBAL", "FLAG_KIND_MASK", "GLOBAL_ASID", "KIND_LOAD", "KIND_STORE", "KIND_IFETCH",
     "TLB_L1_HIT", "TLB_L2_HIT", "TLB_WALK", "TLB_L1I", "TLB_L1D", "TLB_L2",

@@ -417,3 +417,38 @@ def test_invariant_no_stale_hit_after_a_covering_invalidation(data):
         t.state = kept
         # the hierarchy keeps working after the invalidation
         t.run(tr["va"], **cols)
+
+
+def test_the_l2_only_translation_equals_the_full_one_on_a_one_level_tlb():
+    """:func:`kmm.tlb.tlb_translate_l2` (what a one-level TLB model calls: fewer paths to
+    inline) gives the outcomes, counts and entries of :func:`kmm.tlb.tlb_translate` on a
+    TLB with an L2 and no L1: every access, two page sizes, global and ASID-tagged
+    translations, several CPUs, LRU and tree-PLRU."""
+    from kmm._jit import njit
+
+    @njit(_nrt=False)
+    def run_l2(st, acc, counts, outcome):
+        for i in range(acc.va.shape[0]):
+            outcome[i] = tlb.tlb_translate_l2(
+                st, np.int64(tlb._at(acc.cpu, i)), acc.va[i], tlb._at(acc.flags, i),
+                np.int64(tlb._at(acc.shift, i)), tlb._at(acc.asid, i), tlb._at(acc.vmid, i),
+                counts)
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    for policy in ("lru", "tree_plru"):
+        cfg = TLBConfig(l2=TLBLevelConfig(256, 4, policy), page_shifts=(12, 21), cpus=3)
+        va = (rng.zipf(1.3, n).astype(np.uint64) % np.uint64(1 << 14)) << np.uint64(12)
+        per = dict(page_shift=np.where(rng.random(n) < 0.2, 21, 12).astype(np.uint8),
+                   asid=rng.integers(0, 3, n), cpu=rng.integers(0, 3, n),
+                   global_=rng.random(n) < 0.5, kind=np.full(n, int(Kind.LOAD), np.int8))
+        full = tlb.TLB(cfg)
+        full.run(va, record=True, **per)
+        st = cfg.to_state()
+        counts = np.zeros_like(full.counts.values)
+        out = np.empty(n, np.int8)
+        run_l2(st, tlb.make_accesses(cfg, va, **per), counts, out)
+        assert (out == full.last_outcome).all() and (out >= 1).all()
+        assert (counts == full.counts.values).all()
+        for a, b in zip(st, full.state):
+            assert np.array_equal(a, b)

@@ -8,7 +8,7 @@ import numpy as np
 from ...engine import (alloc_block, alloc_block_min, convert_pageblock, entry_span, FLAG_GLOBAL,
     flush_kernel_range, free_block, HOST_VMID, InvalEvent, KIND_LOAD, MT_MOVABLE, njit,
     pcp_alloc, pcp_alloc_min, pcp_drain, pcp_first, pcp_free, pcp_next, pool_pages,
-    split_allocated, structure_entries, tlb_cpus, TLB_L1D, TLB_L1I, TLB_L2, tlb_translate,
+    split_allocated, structure_entries, tlb_cpus, TLB_L1D, TLB_L1I, TLB_L2, tlb_translate_l2,
     TLBEvent, xorshift64)
 from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_LOCAL_FLUSH, _C_MAP, _C_MIGRATE, _C_PT,
     _C_RECLAIM, _C_UNMAP, _C_WAKE, _C_ZERO, _K_RECLAIM, _P_MERMAP, _P_MERMAP_BCAST, _P_NPAGES,
@@ -325,7 +325,8 @@ def _touch(tst, ast, cpu, pfn):
     r = pfn >> ast.params[_P_PB_ORDER]
     shift = sh + ast.params[_P_PB_ORDER] if ast.region[r] == _R_BLOCK else sh
     f0 = ast.tcounts[_FILLS] - ast.tcounts[_EVICTIONS]
-    tlb_translate(tst, cpu, pfn << sh, KIND_LOAD | FLAG_GLOBAL, shift, 0, HOST_VMID, ast.tcounts)
+    tlb_translate_l2(tst, cpu, pfn << sh, KIND_LOAD | FLAG_GLOBAL, shift, 0, HOST_VMID,
+                     ast.tcounts)
     ast.held[cpu] += ast.tcounts[_FILLS] - ast.tcounts[_EVICTIONS] - f0
     ast.counts[AsiEvent.TOUCHES] += 1
 
@@ -797,7 +798,7 @@ def _rmqueue_direct_map(bst, tst, ist, ast, order, mt, cpu):
         f = bst.fallbacks[other, i]
         if f < 0:
             break
-        pfn = alloc_block(ast.nofb, big, f)
+        pfn = alloc_block(ast.nofb, big, np.int64(f))
         i += 1
     if pfn < 0:
         return -1, 0
@@ -866,7 +867,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
             c, ok = _compact(bst, tst, ist, ast, order, cpu)
             ns += c
             if c > 0:
-                _burst(ast, t, c, BurstSource.COMPACTION, 0)
+                _burst(ast, t, c, BurstSource.COMPACTION, np.int64(0))
             if ok:
                 pfn = alloc_block_min(ast.own, order, mt, order)
                 if pfn >= 0:
@@ -1022,7 +1023,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     elif k > 0:
         lat += _shootdown(tst, ist, ast, cpu, blo, bhi)
     if c > 0:
-        _burst(ast, t, c, BurstSource.CONVERSION, 0)
+        _burst(ast, t, c, BurstSource.CONVERSION, np.int64(0))
     lat += c
     if not sens:
         _ns_add(ast, ident)
@@ -1118,12 +1119,12 @@ def run_stream(bst, tst, ist, ast, wl):
             due = t >= ast.params[_P_NEXT_WORKER]
             if policy == 1 and ast.params[_P_QN] > 0 and (
                     due or ast.params[_P_QPAGES] >= ast.params[_P_WORKER_BATCH]):
-                w, pages = _drain_queue(bst, tst, ist, ast, 0)
+                w, pages = _drain_queue(bst, tst, ist, ast, np.int64(0))
                 _worker_run(ast, t, w, BurstSource.WORKER, pages)
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
             elif policy == 3 and due:
                 if ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
-                    w, pages = _target_worker(bst, tst, ist, ast, 0)
+                    w, pages = _target_worker(bst, tst, ist, ast, np.int64(0))
                     _worker_run(ast, t, w, BurstSource.TARGET, pages)
                 ast.params[_P_NEXT_WORKER] = t + ast.params[_P_WORKER_NS]
             elif due:
