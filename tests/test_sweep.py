@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -145,12 +147,13 @@ def test_failing_point_is_recorded_and_others_finish(tmp_path):
     sw = sweep.plan(PROBE, "failing", out_dir=tmp_path)
     rep = sweep.run(sw, workers=2, progress=False)
     bad = next(p.hash for p in sw.points if p.params["seed"] == 2)
-    assert rep.failed == {bad: "ValueError: fault injected at seed 2"}
+    assert {k: re.sub(r":\d+ in ", ":N in ", v) for k, v in rep.failed.items()} == {
+        bad: "ValueError: fault injected at seed 2 (at sweep.py:N in probe_point)"}
     assert (rep.done, rep.pending, rep.merged_rows) == (3, 0, 9) and not rep.ok
     assert set(_merged(sw)["seed"]) == {0, 1, 3}
     man = json.loads(sw.manifest_path.read_text())
     rec = next(q for q in man["points"] if q["hash"] == bad)
-    assert rec["status"] == "failed" and rec["error"] == "ValueError: fault injected at seed 2"
+    assert rec["status"] == "failed" and rec["error"] == rep.failed[bad]
     # a rerun skips the failed point; --retry-failed runs it again (and it fails again)
     rep = sweep.run(sw, workers=1, progress=False)
     assert (rep.ran, rep.skipped, list(rep.failed)) == (0, 4, [bad])
@@ -166,7 +169,9 @@ def test_retry_failed_recovers_a_point(tmp_path):
                           out_dir=tmp_path / "out")
     rep = sweep.run(sw, workers=1, progress=False)
     assert rep.done == 0 and len(rep.failed) == 3
-    assert set(rep.failed.values()) == {"RuntimeError: marker marker present second line"}
+    # the grid's own function raised it: its file and line are named
+    assert {re.sub(r":\d+ in ", ":N in ", v) for v in rep.failed.values()} == {
+        "RuntimeError: marker marker present second line (at test_sweep.py:N in flaky_point)"}
     assert rep.merged_path is None and not sw.merged_path.exists()
     marker.unlink()
     rep = sweep.run(sw, workers=1, progress=False)
@@ -398,3 +403,25 @@ def test_notebook_grid_runs_through_papermill(tmp_path):
     assert got.drop("point_hash", "point_seed", "point_fail_seed").equals(
         sweep.probe_point(**good.params).sort("metric"))
     assert set(got["scenario"]) == {"sweep_probe-nb"} and set(got["point_hash"]) == {good.hash}
+
+
+def test_a_failing_points_line_names_where_a_bug_was_raised_and_not_for_bad_input():
+    """A bug inside kmm gets the innermost kmm frame in its one line (a point that fails in
+    a worker leaves no traceback to read); a refused input keeps its own line."""
+    from kmm.errors import ConfigError
+    from kmm.suite.sweep import one_line
+
+    try:
+        np.zeros(4)[np.int64(1970)]
+    except IndexError as e:
+        assert re.fullmatch(r"IndexError: index 1970 is out of bounds for axis 0 with size 4 "
+                            r"\(at test_sweep\.py:\d+ in test_a_failing_points_line\w*\)",
+                            one_line(e)), one_line(e)
+    try:
+        from kmm.suite.study import replicate_plan
+        replicate_plan("x", 10)
+    except Exception as e:  # noqa: BLE001
+        line = one_line(e)
+        assert line.startswith("ValueError: invalid literal")
+        assert re.search(r" \(at study\.py:\d+ in \S+\)$", line), line
+    assert "(at " not in one_line(ConfigError("must be positive", "nodes"))

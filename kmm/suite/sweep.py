@@ -279,8 +279,27 @@ def one_line(exc: BaseException) -> str:
     else:
         msg = str(exc).strip()
         text = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+        where = _innermost_frame(exc)
+        if where:  # a bug, not bad input: name where it was raised
+            text += f" (at {where})"
     text = " ".join(text.split())
     return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _innermost_frame(exc: BaseException) -> str:
+    """``file.py:line in function`` of the innermost frame of ``exc``'s traceback outside
+    the standard library and installed packages (kmm's code or a grid's own function), or
+    ``""``."""
+    import sysconfig
+    import traceback
+
+    libs = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(libs) and not f.filename.startswith("<")]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f"{Path(f.filename).name}:{f.lineno} in {f.name}"
 
 
 def run_point(task: Task) -> Outcome:
