@@ -12,6 +12,8 @@ pageblock_order, and ``get_page_from_freelist`` retries without it.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ...engine import (alloc_block_min, alloc_pages, free_pages, njit, pageblock_order,
     pcp_alloc_min, pcp_free)
 
@@ -74,14 +76,16 @@ def bg_churn_pcp(st, pst, live_pfn, live_order, nlive, kind, order, mt, pick, cp
         if kind[i] == 0:
             if nlive >= live_pfn.shape[0]:
                 continue
-            pfn = get_block(st, pst, cpu[i], order[i], mt[i], pcp, nofrag)
+            pfn = get_block(st, pst, np.int64(cpu[i]), np.int64(order[i]), np.int64(mt[i]), pcp,
+                            nofrag)
             if pfn >= 0:
                 live_pfn[nlive] = pfn
                 live_order[nlive] = order[i]
                 nlive += 1
         elif nlive > 0:
             j = pick[i] % nlive
-            put_block(st, pst, cpu[i], live_pfn[j], live_order[j], pcp)
+            put_block(st, pst, np.int64(cpu[i]), np.int64(live_pfn[j]), np.int64(live_order[j]),
+                      pcp)
             nlive -= 1
             live_pfn[j] = live_pfn[nlive]
             live_order[j] = live_order[nlive]
@@ -104,11 +108,12 @@ def alloc_order0_pcp(st, pst, cpu, n, mt, out, pcp, nofrag):
         req = min(BULK_MAX, n - i)
         for k in range(req):
             if req > 1:
-                pfn = get_block(st, pst, cpu, 0, mt, pcp, 0)
+                # no ALLOC_NOFRAGMENT in the bulk pass
+                pfn = get_block(st, pst, cpu, np.int64(0), mt, pcp, np.int64(0))
                 if pfn < 0 and nofrag != 0:
-                    pfn = get_block(st, pst, cpu, 0, mt, pcp, nofrag)
+                    pfn = get_block(st, pst, cpu, np.int64(0), mt, pcp, nofrag)
             else:
-                pfn = get_block(st, pst, cpu, 0, mt, pcp, nofrag)
+                pfn = get_block(st, pst, cpu, np.int64(0), mt, pcp, nofrag)
             if pfn < 0:
                 return i + k
             out[i + k] = pfn
@@ -121,7 +126,7 @@ def free_order0_pcp(st, pst, cpu, pfns, pcp):
     """Free order-0 pages on CPU ``cpu`` (``__free_pages(page, 0)`` in a loop); returns how
     many were freed (a page that is not an allocated order-0 block stops the loop)."""
     for i in range(pfns.shape[0]):
-        if not put_block(st, pst, cpu, pfns[i], 0, pcp):
+        if not put_block(st, pst, cpu, pfns[i], np.int64(0), pcp):
             return i
     return pfns.shape[0]
 
