@@ -287,15 +287,17 @@ def one_line(exc: BaseException) -> str:
 
 
 def _innermost_frame(exc: BaseException) -> str:
-    """``file.py:line in function`` of the innermost frame of ``exc``'s traceback outside
-    the standard library and installed packages (kmm's code or a grid's own function), or
-    ``""``."""
+    """``file.py:line in function`` of the innermost frame of ``exc``'s traceback in kmm
+    (installed or not) or outside the standard library and installed packages (a grid's
+    own function), or ``""``."""
     import sysconfig
     import traceback
 
+    own = str(Path(__file__).resolve().parents[1]) + os.sep
     libs = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith(libs) and not f.filename.startswith("<")]
+              if f.filename.startswith(own)
+              or not (f.filename.startswith(libs) or f.filename.startswith("<"))]
     if not frames:
         return ""
     f = frames[-1]
