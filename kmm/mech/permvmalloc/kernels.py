@@ -12,10 +12,12 @@ pageblock_order, and ``get_page_from_freelist`` retries without it.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from ...engine import (alloc_block_min, alloc_pages, free_pages, njit, pageblock_order,
-    pcp_alloc_min, pcp_free)
+from ...engine import (alloc_block_min, alloc_pages, BuddyConfig, free_pages, njit,
+    pageblock_order, pcp_alloc_min, pcp_free, PcpConfig)
 
 #: mm/vmalloc.c v6.1 ``vm_area_alloc_pages``: order-0 pages come from the bulk allocator
 #: at most 100 per call ("to prevent a long preemption off scenario")
@@ -132,49 +134,31 @@ def free_order0_pcp(st, pst, cpu, pfns, pcp):
 
 
 # ---- the same on the free lists alone (pcp and nofrag 0) -------------------------------------
-@njit
+@functools.cache
+def _no_lists():
+    """Per-CPU lists that a run with ``pcp`` 0 passes and never reads."""
+    return PcpConfig().build(BuddyConfig(pool_pages=512))
+
+
 def bg_churn(st, live_pfn, live_order, nlive, kind, order, mt, pick):
     """:func:`bg_churn_pcp` on the free lists alone (``alloc_pages`` / ``free_pages``)."""
-    for i in range(kind.shape[0]):
-        if kind[i] == 0:
-            if nlive >= live_pfn.shape[0]:
-                continue
-            pfn = alloc_pages(st, order[i], mt[i])
-            if pfn >= 0:
-                live_pfn[nlive] = pfn
-                live_order[nlive] = order[i]
-                nlive += 1
-        elif nlive > 0:
-            j = pick[i] % nlive
-            free_pages(st, live_pfn[j], live_order[j])
-            nlive -= 1
-            live_pfn[j] = live_pfn[nlive]
-            live_order[j] = live_order[nlive]
-    return nlive
+    return bg_churn_pcp(st, _no_lists(), live_pfn, live_order, nlive, kind, order, mt, pick,
+                        np.zeros(kind.shape[0], np.int64), np.int64(0), np.int64(0))
 
 
-@njit
 def alloc_order0(st, n, mt, out):
     """``n`` order-0 pages of migratetype ``mt`` into ``out`` off the free lists alone
     (:func:`alloc_order0_pcp` without lists or ``ALLOC_NOFRAGMENT``); returns how many were
     allocated before the pool ran dry."""
-    for i in range(n):
-        pfn = alloc_pages(st, 0, mt)
-        if pfn < 0:
-            return i
-        out[i] = pfn
-    return n
+    return alloc_order0_pcp(st, _no_lists(), np.int64(0), np.int64(n), np.int64(mt), out,
+                            np.int64(0), np.int64(0))
 
 
-@njit
 def free_order0(st, pfns):
     """Free order-0 pages to the free lists (:func:`free_order0_pcp` without lists);
     returns how many were freed (a page that is not an allocated order-0 block stops the
     loop)."""
-    for i in range(pfns.shape[0]):
-        if not free_pages(st, pfns[i], 0):
-            return i
-    return pfns.shape[0]
+    return free_order0_pcp(st, _no_lists(), np.int64(0), pfns, np.int64(0))
 
 
 @njit
