@@ -341,44 +341,83 @@ def _descriptor(ws, r, lv, a, space, cnode, mnode, tn, i):
 
 
 @njit(inline="always", _nrt=False)
-def _settled(tst, cst, acc, out, last, lline, i, same_pa):
+def _each(a):
+    """Index mask of a per-access column: all ones when it holds one value per access, 0
+    when its single value applies to every access (``a[np.uint64(i) & _each(a)]`` is
+    ``_at(a, i)`` with one AND in place of a compare and select, and no wraparound)."""
+    return np.uint64(0) if a.shape[0] <= 1 else ~np.uint64(0)
+
+
+@njit(inline="always", _nrt=False)
+def _settled(tst, cst, acc, out, last, lline, i, same_pa, counted):
     """The first access from ``i`` on that the last-translation filter of :func:`run_path`
     does not settle. Those before it read one line each and repeat their CPU's last L1 TLB
-    lookup: L1 TLB hits, counted once for the run, as are the reads that also repeat the
-    CPU's last L1 line (the loop keeps its few values in the host's registers); the other
-    reads go through the caches."""
+    lookup: L1 TLB hits, added to ``counted`` (TLB fetch hits, TLB data hits, line filter
+    fetch hits, line filter data hits) for :func:`_count_settled` once per call of
+    :func:`run_path`, as are the reads that also repeat the CPU's last L1 line (the loop
+    keeps its few values in the host's registers: what the filters test of the machine is
+    read once, each column is indexed through its :func:`_each` mask); the other reads go
+    through the caches. The tests are :func:`kmm.tlb.tlb_repeats_last` and
+    :func:`kmm.cache.cache_repeats_last`, spelled out."""
     n = acc.va.shape[0]
-    fetches = np.int64(0)
-    data = np.int64(0)
-    tlb_fetches = np.int64(0)
-    tlb_data = np.int64(0)
+    tf, td, cf, cd = counted
+    tg = tst.geo
+    cg = cst.geo
+    on_i = tg[0, _tlb.G_SETS] != 0 and tg[0, _tlb.G_LAST] == 0
+    on_d = tg[1, _tlb.G_SETS] != 0 and tg[1, _tlb.G_LAST] == 0
+    max_i = tg[0, _tlb.G_MAXSHIFT]
+    max_d = tg[1, _tlb.G_MAXSHIFT]
+    line_i = cg[_cache.Level.L1I, _cache.K_SETS] > 0
+    line_d = cg[_cache.Level.L1D, _cache.K_SETS] > 0
+    line_shift = cg[_cache.K_PARAMS, 0]
+    m_cpu, m_flags, m_shift = _each(acc.cpu), _each(acc.flags), _each(acc.shift)
+    m_asid, m_vmid, m_lines, m_node = _each(acc.asid), _each(acc.vmid), _each(acc.lines), \
+        _each(acc.node)
+    pas = acc.va if same_pa else acc.pa
+    ll = np.uint64(_tlb.LAST_TLB_FIELDS)
     while i < n:
-        c = np.int64(_at(acc.cpu, i))
-        va = acc.va[i]
-        flags = _at(acc.flags, i)
-        if _at(acc.lines, i) != 1 or not _tlb.tlb_repeats_last(
-                tst, c, va, flags, np.int64(_at(acc.shift, i)), _at(acc.asid, i),
-                _at(acc.vmid, i), last):
-            break
+        ui = np.uint64(i)
+        c = np.uint64(acc.cpu[ui & m_cpu])
+        va = acc.va[ui]
+        flags = acc.flags[ui & m_flags]
         fetch = (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH
-        tlb_fetches += fetch
-        tlb_data += not fetch
-        src = Source.IFETCH if fetch else Source.DATA
-        pa = va if same_pa else acc.pa[i]
-        if _cache.cache_repeats_last(cst, c, pa, src, lline):
-            fetches += fetch
-            data += not fetch
+        first = min(np.int64(acc.shift[ui & m_shift]), max_i if fetch else max_d)
+        k = np.uint64(0) if fetch else np.uint64(2)
+        if not (on_i if fetch else on_d) or acc.lines[ui & m_lines] != 1 \
+                or last[c, k] != (((va >> first) << 6) | first) \
+                or last[c, k + np.uint64(1)] != _tlb.context(acc.asid[ui & m_asid],
+                                                             acc.vmid[ui & m_vmid]):
+            break
+        pa = pas[ui]
+        lv = np.uint64(0) if fetch else np.uint64(1)
+        if (line_i if fetch else line_d) and \
+                last[c, ll + lv] == ((pa >> line_shift) << 1) | 1:
+            if fetch:
+                tf += 1
+                cf += 1
+            else:
+                td += 1
+                cd += 1
         else:
-            s = _cache.cache_access_last(cst, c, pa, src, out.cpu_nid[np.uint64(c)],
-                                         np.int64(_at(acc.node, i)), out.cache, out.mem, lline)
+            tf += fetch
+            td += not fetch
+            src = Source.IFETCH if fetch else Source.DATA
+            s = _cache.cache_access_last(cst, c, pa, src, out.cpu_nid[c],
+                                         np.int64(acc.node[ui & m_node]), out.cache, out.mem,
+                                         lline)
             out.served[np.uint64(src), np.uint64(s)] += 1
         i += 1
-    if tlb_fetches + tlb_data > 0:   # (most accesses of a walk-heavy trace settle none)
-        _tlb.count_repeats(out.tlb, tlb_fetches, tlb_data)
-        _cache.count_repeats(out.cache, fetches, data)
-        out.served[Source.IFETCH, Served.L1] += fetches
-        out.served[Source.DATA, Served.L1] += data
-    return i
+    return i, (tf, td, cf, cd)
+
+
+@njit(inline="always", _nrt=False)
+def _count_settled(out, counted):
+    """Add what :func:`_settled` counted to the path's counters."""
+    tf, td, cf, cd = counted
+    _tlb.count_repeats(out.tlb, tf, td)
+    _cache.count_repeats(out.cache, cf, cd)
+    out.served[Source.IFETCH, Served.L1] += cf
+    out.served[Source.DATA, Served.L1] += cd
 
 
 # The two walkers are called, not inlined: they run only on a TLB miss, and inlining them
@@ -476,24 +515,31 @@ def run_path(tst, cst, ws, acc, out):
         last = last[:0]   # no rows: the filters are off
     lline = last[:, _tlb.LAST_TLB_FIELDS:]
     settle = filtered and not tagged and not record
+    counted = (np.int64(0), np.int64(0), np.int64(0), np.int64(0))
+    m_cpu, m_flags, m_shift = _each(acc.cpu), _each(acc.flags), _each(acc.shift)
+    m_asid, m_vmid, m_node = _each(acc.asid), _each(acc.vmid), _each(acc.node)
+    m_leaf, m_leaf2, m_tag, m_lines = _each(acc.leaf), _each(acc.leaf2), _each(acc.tag), \
+        _each(acc.lines)
+    pas = acc.va if same_pa else acc.pa
     i = 0
     while i < n:
         if settle:
-            i = _settled(tst, cst, acc, out, last, lline, i, same_pa)
+            i, counted = _settled(tst, cst, acc, out, last, lline, i, same_pa, counted)
             if i == n:
                 break
-        c = np.int64(_at(acc.cpu, i))
+        ui = np.uint64(i)
+        c = np.int64(acc.cpu[ui & m_cpu])
         cnode = out.cpu_nid[np.uint64(c)]
-        va = acc.va[i]
-        flags = _at(acc.flags, i)
-        asid = _at(acc.asid, i)
-        vmid = _at(acc.vmid, i)
-        mnode = np.int64(_at(acc.node, i))
-        pa = va if same_pa else acc.pa[i]
+        va = acc.va[ui]
+        flags = acc.flags[ui & m_flags]
+        asid = acc.asid[ui & m_asid]
+        vmid = acc.vmid[ui & m_vmid]
+        mnode = np.int64(acc.node[ui & m_node])
+        pa = pas[ui]
         refs = 0
-        t = np.int64(_at(acc.tag, i)) if tagged else np.int64(0)
-        served = _tlb.tlb_translate_last(tst, c, va, flags, np.int64(_at(acc.shift, i)), asid,
-                                         vmid, out.tlb, last)
+        t = np.int64(acc.tag[ui & m_tag]) if tagged else np.int64(0)
+        served = _tlb.tlb_translate_last(tst, c, va, flags, np.int64(acc.shift[ui & m_shift]),
+                                         asid, vmid, out.tlb, last)
         if tagged:
             bt[t, TagEvent.ACCESSES] += 1
             if served >= 1:
@@ -505,12 +551,13 @@ def run_path(tst, cst, ws, acc, out):
                     bt[t, TagEvent.WALK_READS_L1 + k] -= out.served[Source.WALK, k]
             glob = (flags & _tlb.FLAG_GLOBAL) != 0
             if wg[0, W_ON] != 0:
-                refs = stage1_walk(tst, cst, ws, out, c, va, np.int64(_at(acc.leaf, i)), asid,
-                                   vmid, glob, cnode, mnode, acc.table_nid, i)
+                refs = stage1_walk(tst, cst, ws, out, c, va, np.int64(acc.leaf[ui & m_leaf]),
+                                   asid, vmid, glob, cnode, mnode, acc.table_nid, i)
             if wg[1, W_ON] != 0:
                 ipa = pa if wg[0, W_ON] != 0 else va
-                refs += stage2_walk(tst, cst, ws, out, c, ipa, np.int64(_at(acc.leaf2, i)),
-                                    vmid, cnode, mnode, acc.table_nid, i)
+                refs += stage2_walk(tst, cst, ws, out, c, ipa,
+                                    np.int64(acc.leaf2[ui & m_leaf2]), vmid, cnode, mnode,
+                                    acc.table_nid, i)
             out.walk[WalkEvent.REFS] += refs
             if filtered and cst.geo[_cache.K_PARAMS, 1] == _cache.Level.L1D:
                 lline[c, _cache.Level.L1D] = 0   # the walk's reads went through L1 D
@@ -520,15 +567,17 @@ def run_path(tst, cst, ws, acc, out):
                 for k in range(4):
                     bt[t, TagEvent.WALK_READS_L1 + k] += out.served[Source.WALK, k]
         if record:
-            out.refs[i] = refs
+            out.refs[ui] = refs
         src = Source.IFETCH if (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH else Source.DATA
-        for j in range(_at(acc.lines, i)):
+        for j in range(acc.lines[ui & m_lines]):
             s = _cache.cache_access_last(cst, c, pa + (np.int64(j) << line_shift), src, cnode,
                                          mnode, out.cache, out.mem, lline)
             out.served[np.uint64(src), np.uint64(s)] += 1
             if tagged:
                 bt[t, (TagEvent.FIRST_L1 if j == 0 else TagEvent.REST_L1) + s] += 1
         i += 1
+    if settle:   # (no reader of the counters runs inside the loop)
+        _count_settled(out, counted)
 
 
 _run_path = run_path
