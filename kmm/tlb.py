@@ -870,12 +870,47 @@ def value_range(a: np.ndarray) -> tuple:
     return _value_range(a)
 
 
+@njit(_nrt=False)
+def _converted_range(a, out):
+    """``out[:] = a`` (cast to ``out``'s integer type) and ``(min, max)`` of ``a``, in one
+    pass."""
+    lo = a[0]
+    hi = a[0]
+    for i in range(a.shape[0]):
+        x = a[i]
+        lo = min(lo, x)
+        hi = max(hi, x)
+        out[i] = x
+    return lo, hi
+
+
+@njit(_nrt=False)
+def _kind_flags(kind, glob, out):
+    """``out[:] = kind | FLAG_GLOBAL * glob`` (uint8) and ``(min, max)`` of ``kind``, in one
+    pass (``kind`` integer, ``glob`` bool, both one value per access)."""
+    lo = kind[0]
+    hi = kind[0]
+    for i in range(kind.shape[0]):
+        k = kind[i]
+        lo = min(lo, k)
+        hi = max(hi, k)
+        out[i] = np.uint8(k) | (np.uint8(FLAG_GLOBAL) if glob[i] else np.uint8(0))
+    return lo, hi
+
+
+def _fused(arr: np.ndarray, n: int) -> bool:
+    """Whether a per-access integer column is checked and converted in one pass (one value
+    per access, enough of them for the compiled pass to pay)."""
+    return arr.ndim == 1 and arr.shape[0] == n and n >= 64 and arr.dtype.kind in "iu"
+
+
 def per_access_column(name: str, value, n: int, dtype, default, lo=None, hi=None,
                       message: str | None = None) -> np.ndarray:
     """A per-access kernel column: ``default`` or a scalar as one broadcast value, else one
     value per access (``n``), contiguous, of ``dtype``. With ``lo`` or ``hi``, a value
     outside ``[lo, hi]`` (checked on the values given, before the conversion to ``dtype``)
-    raises ``ConfigError(message, name)``."""
+    raises ``ConfigError(message, name)``. An integer column that needs both the check and
+    a conversion to another integer ``dtype`` gets them in one pass."""
     if value is None:
         return np.full(1, default, dtype)
     arr = np.asarray(value)
@@ -885,6 +920,12 @@ def per_access_column(name: str, value, n: int, dtype, default, lo=None, hi=None
         raise ConfigError(f"must be a scalar or have one value per access ({n}), "
                           f"got shape {arr.shape}", name)
     if (lo is not None or hi is not None) and arr.size:
+        if arr.dtype != dtype and np.dtype(dtype).kind in "iu" and _fused(arr, n):
+            out = np.empty(n, dtype)
+            vlo, vhi = _converted_range(arr, out)
+            if (lo is not None and vlo < lo) or (hi is not None and vhi > hi):
+                raise ConfigError(message, name)
+            return out
         vlo, vhi = value_range(arr)
         if (lo is not None and vlo < lo) or (hi is not None and vhi > hi):
             raise ConfigError(message, name)
@@ -961,9 +1002,19 @@ def make_accesses(config: TLBConfig, addresses, kind=None, page_shift=None, asid
         raise ConfigError(f"entry sizes 2**{bad.tolist()} are not held by this TLB "
                           f"(page_shifts={list(config.page_shifts)}); use with_geometry()",
                           "page_shift")
-    flags = per_access_column("kind", kind, n, np.uint8, Kind.LOAD, lo=0, hi=Kind.IFETCH,
-                              message="kinds are 0 (load), 1 (store), 2 (ifetch)")
-    if global_ is not None:
+    kinds = None if kind is None else np.asarray(kind)
+    globs = None if global_ is None else np.asarray(global_)
+    fused = kinds is not None and globs is not None and _fused(kinds, n) and \
+        globs.shape == (n,) and globs.dtype == np.bool_
+    if fused:   # the kind's check, its conversion and the global bit in one pass
+        flags = np.empty(n, np.uint8)
+        klo, khi = _kind_flags(kinds, globs, flags)
+        if klo < 0 or khi > Kind.IFETCH:
+            raise ConfigError("kinds are 0 (load), 1 (store), 2 (ifetch)", "kind")
+    else:
+        flags = per_access_column("kind", kind, n, np.uint8, Kind.LOAD, lo=0, hi=Kind.IFETCH,
+                                  message="kinds are 0 (load), 1 (store), 2 (ifetch)")
+    if global_ is not None and not fused:
         g = per_access_column("global_", global_, n, np.bool_, False)
         flags = flags | (g.view(np.uint8) * np.uint8(FLAG_GLOBAL))   # broadcasts to n
     asid_a = per_access_column("asid", asid, n, np.int32, 0, lo=0,

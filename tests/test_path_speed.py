@@ -79,6 +79,39 @@ def test_flags_combine_kind_and_global_either_broadcast(kind_n, global_n):
     assert acc.flags.dtype == np.uint8 and acc.flags.tolist() == want.tolist()
 
 
+@pytest.mark.parametrize("kind_dtype", [np.uint8, np.int64])
+@pytest.mark.parametrize("cpu_dtype", [np.uint8, np.int64, np.uint64])
+def test_one_pass_checks_and_conversions_give_the_same_columns(kind_dtype, cpu_dtype):
+    # a trace's per-access kind, global bit and vCPU (one byte each) are checked and
+    # converted in one pass each: the same columns and the same refusals as the numpy way
+    cfg = tlb.TLBConfig.neoverse_n1(cpus=3)
+    rng = np.random.default_rng(7)
+    n = 1000
+    kind = rng.integers(0, 3, n).astype(kind_dtype)
+    glob = rng.random(n) < 0.5
+    cpu = rng.integers(0, 3, n).astype(cpu_dtype)
+    acc = tlb.make_accesses(cfg, np.zeros(n, np.uint64), kind=kind, global_=glob, cpu=cpu)
+    want = kind.astype(np.uint8) | np.where(glob, tlb.FLAG_GLOBAL, 0).astype(np.uint8)
+    assert acc.flags.dtype == np.uint8 and acc.flags.tolist() == want.tolist()
+    assert acc.cpu.dtype == np.int32 and acc.cpu.tolist() == cpu.tolist()
+    for bad_kind in (3, 258 if kind_dtype is np.int64 else 255):
+        k = kind.copy()
+        k[-1] = bad_kind
+        with pytest.raises(ConfigError, match="kinds are"):
+            tlb.make_accesses(cfg, np.zeros(n, np.uint64), kind=k, global_=glob)
+    c = cpu.copy()
+    c[-1] = 3
+    with pytest.raises(ConfigError, match="CPU numbers"):
+        tlb.make_accesses(cfg, np.zeros(n, np.uint64), cpu=c)
+    if cpu_dtype is np.int64:
+        c[-1] = -1
+        with pytest.raises(ConfigError, match="CPU numbers"):
+            tlb.make_accesses(cfg, np.zeros(n, np.uint64), cpu=c)
+        c[-1] = (1 << 32) + 1   # would wrap to 1 in int32: refused before the conversion
+        with pytest.raises(ConfigError, match="CPU numbers"):
+            tlb.make_accesses(cfg, np.zeros(n, np.uint64), cpu=c)
+
+
 @pytest.mark.slow
 def test_suite_part_runs_end_to_end_on_a_short_command():
     # the real part runs `kmm reproduce` twice (minutes); the same code path with its help
