@@ -349,31 +349,40 @@ def _each(a):
 
 
 @njit(inline="always", _nrt=False)
-def _settled(tst, cst, acc, out, last, lline, i, same_pa, counted):
+def _filter_setup(tst, cst, acc):
+    """What the loop of :func:`_settled` reads of the machine and of the columns, once per
+    call of :func:`run_path` (the machine's geometry does not change during a run): whether
+    the last-translation filter applies to L1 I and to L1 D and their largest entry sizes,
+    whether L1 I and L1 D line caches exist, the line shift, and the columns'
+    :func:`_each` masks (cpu, flags, shift, asid, vmid, lines, node)."""
+    tg = tst.geo
+    cg = cst.geo
+    return (tg[0, _tlb.G_SETS] != 0 and tg[0, _tlb.G_LAST] == 0,
+            tg[1, _tlb.G_SETS] != 0 and tg[1, _tlb.G_LAST] == 0,
+            tg[0, _tlb.G_MAXSHIFT], tg[1, _tlb.G_MAXSHIFT],
+            cg[_cache.Level.L1I, _cache.K_SETS] > 0, cg[_cache.Level.L1D, _cache.K_SETS] > 0,
+            cg[_cache.K_PARAMS, 0],
+            (_each(acc.cpu), _each(acc.flags), _each(acc.shift), _each(acc.asid),
+             _each(acc.vmid), _each(acc.lines), _each(acc.node)))
+
+
+@njit(inline="always", _nrt=False)
+def _settled(cst, acc, out, last, lline, i, pas, setup, counted):
     """The first access from ``i`` on that the last-translation filter of :func:`run_path`
     does not settle. Those before it read one line each and repeat their CPU's last L1 TLB
     lookup: L1 TLB hits, added to ``counted`` (TLB fetch hits, TLB data hits, line filter
     fetch hits, line filter data hits) for :func:`_count_settled` once per call of
     :func:`run_path`, as are the reads that also repeat the CPU's last L1 line (the loop
     keeps its few values in the host's registers: what the filters test of the machine is
-    read once, each column is indexed through its :func:`_each` mask); the other reads go
-    through the caches. The tests are :func:`kmm.tlb.tlb_repeats_last` and
-    :func:`kmm.cache.cache_repeats_last`, spelled out."""
+    read once per run, ``setup`` of :func:`_filter_setup`, and each column is indexed
+    through its :func:`_each` mask); the other reads go through the caches. ``pas`` is the
+    column of physical addresses (the addresses themselves when there is none). The tests
+    are :func:`kmm.tlb.tlb_repeats_last` and :func:`kmm.cache.cache_repeats_last`, spelled
+    out."""
     n = acc.va.shape[0]
     tf, td, cf, cd = counted
-    tg = tst.geo
-    cg = cst.geo
-    on_i = tg[0, _tlb.G_SETS] != 0 and tg[0, _tlb.G_LAST] == 0
-    on_d = tg[1, _tlb.G_SETS] != 0 and tg[1, _tlb.G_LAST] == 0
-    max_i = tg[0, _tlb.G_MAXSHIFT]
-    max_d = tg[1, _tlb.G_MAXSHIFT]
-    line_i = cg[_cache.Level.L1I, _cache.K_SETS] > 0
-    line_d = cg[_cache.Level.L1D, _cache.K_SETS] > 0
-    line_shift = cg[_cache.K_PARAMS, 0]
-    m_cpu, m_flags, m_shift = _each(acc.cpu), _each(acc.flags), _each(acc.shift)
-    m_asid, m_vmid, m_lines, m_node = _each(acc.asid), _each(acc.vmid), _each(acc.lines), \
-        _each(acc.node)
-    pas = acc.va if same_pa else acc.pa
+    on_i, on_d, max_i, max_d, line_i, line_d, line_shift, masks = setup
+    m_cpu, m_flags, m_shift, m_asid, m_vmid, m_lines, m_node = masks
     ll = np.uint64(_tlb.LAST_TLB_FIELDS)
     while i < n:
         ui = np.uint64(i)
@@ -521,10 +530,11 @@ def run_path(tst, cst, ws, acc, out):
     m_leaf, m_leaf2, m_tag, m_lines = _each(acc.leaf), _each(acc.leaf2), _each(acc.tag), \
         _each(acc.lines)
     pas = acc.va if same_pa else acc.pa
+    setup = _filter_setup(tst, cst, acc)
     i = 0
     while i < n:
         if settle:
-            i, counted = _settled(tst, cst, acc, out, last, lline, i, same_pa, counted)
+            i, counted = _settled(cst, acc, out, last, lline, i, pas, setup, counted)
             if i == n:
                 break
         ui = np.uint64(i)
