@@ -353,17 +353,31 @@ def _filter_setup(tst, cst, acc):
     """What the loop of :func:`_settled` reads of the machine and of the columns, once per
     call of :func:`run_path` (the machine's geometry does not change during a run): whether
     the last-translation filter applies to L1 I and to L1 D and their largest entry sizes,
-    whether L1 I and L1 D line caches exist, the line shift, and the columns'
-    :func:`_each` masks (cpu, flags, shift, asid, vmid, lines, node)."""
+    whether L1 I and L1 D line caches exist, the line shift, the columns' :func:`_each`
+    masks (cpu, flags, shift, asid, vmid, lines, node), and, when the entry size, ASID, VMID
+    and lines are one value for every access (as for a kernel trace), what the filter
+    compares of them: ``(fixed, first size in L1 I, in L1 D, context)``, the filter applying
+    to neither L1 when that one value of lines is not 1."""
     tg = tst.geo
     cg = cst.geo
-    return (tg[0, _tlb.G_SETS] != 0 and tg[0, _tlb.G_LAST] == 0,
-            tg[1, _tlb.G_SETS] != 0 and tg[1, _tlb.G_LAST] == 0,
-            tg[0, _tlb.G_MAXSHIFT], tg[1, _tlb.G_MAXSHIFT],
+    on_i = tg[0, _tlb.G_SETS] != 0 and tg[0, _tlb.G_LAST] == 0
+    on_d = tg[1, _tlb.G_SETS] != 0 and tg[1, _tlb.G_LAST] == 0
+    max_i, max_d = tg[0, _tlb.G_MAXSHIFT], tg[1, _tlb.G_MAXSHIFT]
+    fixed = acc.va.shape[0] > 0 and acc.shift.shape[0] == 1 and acc.asid.shape[0] == 1 \
+        and acc.vmid.shape[0] == 1 and acc.lines.shape[0] == 1
+    first_i = first_d = want = np.int64(0)
+    if fixed:
+        first_i = min(np.int64(acc.shift[0]), max_i)
+        first_d = min(np.int64(acc.shift[0]), max_d)
+        want = _tlb.context(acc.asid[0], acc.vmid[0])
+        if acc.lines[0] != 1:
+            on_i = on_d = False
+    return (on_i, on_d, max_i, max_d,
             cg[_cache.Level.L1I, _cache.K_SETS] > 0, cg[_cache.Level.L1D, _cache.K_SETS] > 0,
             cg[_cache.K_PARAMS, 0],
             (_each(acc.cpu), _each(acc.flags), _each(acc.shift), _each(acc.asid),
-             _each(acc.vmid), _each(acc.lines), _each(acc.node)))
+             _each(acc.vmid), _each(acc.lines), _each(acc.node)),
+            (fixed, first_i, first_d, want))
 
 
 @njit(inline="always", _nrt=False)
@@ -381,8 +395,9 @@ def _settled(cst, acc, out, last, lline, i, pas, setup, counted):
     out."""
     n = acc.va.shape[0]
     tf, td, cf, cd = counted
-    on_i, on_d, max_i, max_d, line_i, line_d, line_shift, masks = setup
+    on_i, on_d, max_i, max_d, line_i, line_d, line_shift, masks, one = setup
     m_cpu, m_flags, m_shift, m_asid, m_vmid, m_lines, m_node = masks
+    fixed, first_i, first_d, want = one
     ll = np.uint64(_tlb.LAST_TLB_FIELDS)
     while i < n:
         ui = np.uint64(i)
@@ -390,13 +405,19 @@ def _settled(cst, acc, out, last, lline, i, pas, setup, counted):
         va = acc.va[ui]
         flags = acc.flags[ui & m_flags]
         fetch = (flags & _tlb.FLAG_KIND_MASK) == _tlb.Kind.IFETCH
-        first = min(np.int64(acc.shift[ui & m_shift]), max_i if fetch else max_d)
         k = np.uint64(0) if fetch else np.uint64(2)
-        if not (on_i if fetch else on_d) or acc.lines[ui & m_lines] != 1 \
-                or last[c, k] != (((va >> first) << 6) | first) \
-                or last[c, k + np.uint64(1)] != _tlb.context(acc.asid[ui & m_asid],
-                                                             acc.vmid[ui & m_vmid]):
-            break
+        if fixed:   # (the same for the whole run: a branch the host predicts)
+            first = first_i if fetch else first_d
+            if not (on_i if fetch else on_d) or last[c, k] != (((va >> first) << 6) | first) \
+                    or last[c, k + np.uint64(1)] != want:
+                break
+        else:
+            first = min(np.int64(acc.shift[ui & m_shift]), max_i if fetch else max_d)
+            if not (on_i if fetch else on_d) or acc.lines[ui & m_lines] != 1 \
+                    or last[c, k] != (((va >> first) << 6) | first) \
+                    or last[c, k + np.uint64(1)] != _tlb.context(acc.asid[ui & m_asid],
+                                                                 acc.vmid[ui & m_vmid]):
+                break
         pa = pas[ui]
         lv = np.uint64(0) if fetch else np.uint64(1)
         if (line_i if fetch else line_d) and \

@@ -33,6 +33,28 @@ def test_settled_accesses_loop_changes_no_count(policy, walk_entry):
             assert a.tlb.l1d_hits + a.tlb.l1i_hits > n // 2 and a.walk.walks > 100
 
 
+@pytest.mark.parametrize("policy", ["lru", "tree_plru"])
+@pytest.mark.parametrize("walk_entry", ["l2", "l1d"])
+def test_settled_loop_with_one_size_context_and_lines_for_all_changes_no_count(policy,
+                                                                             walk_entry):
+    # one entry size, ASID, VMID and line count for every access (a kernel trace's case):
+    # the loop reads them once; with one value of lines other than 1 nothing settles
+    g, s2, t, caches, rng, n, va, kw = filter_case(policy, walk_entry, 12)
+    for key in ("asid", "leaf_level", "cont"):
+        kw.pop(key)
+    kw.update(node=rng.integers(0, 2, n), pa=va ^ np.uint64(1 << 30))
+    cfg = PathConfig(tlb=t, caches=caches, stage1=g, nodes=2, cpu_nid=(0, 1),
+                     table_node=TableNode.INTERLEAVE)
+    for extra in ({}, {"lines": 1}, {"lines": 2}, {"lines": 0}, {"asid": 5, "vmid": 3}):
+        a = walk.Path(cfg).run(va, **extra, **kw)
+        b = _without_filters(walk.Path(cfg)).run(va, **extra, **kw)
+        for name in ("tlb", "cache", "walk"):
+            assert np.array_equal(getattr(a, name).values, getattr(b, name).values), name
+        for name in ("mem_reads", "walk_refs_by_node", "walk_refs_by_level", "served"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        assert a.tlb.l1d_hits + a.tlb.l1i_hits > n // 2
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int32, np.int64, np.uint64,
                                    np.float64, np.bool_])
 @pytest.mark.parametrize("n", [1, 63, 64, 1000])
