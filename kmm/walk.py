@@ -527,8 +527,9 @@ def run_path(tst, cst, ws, acc, out):
     or last L1 line skips the lookup (:func:`kmm.tlb.tlb_translate_last`,
     :func:`kmm.cache.cache_access_last`): the same counts, fewer host cache misses. Without
     tags or recorded references, runs of accesses the translation filter settles go
-    through a loop of their own (:func:`_settled`). The filters start empty on every call,
-    so the machine may change between calls."""
+    through a loop of their own (:func:`_settled`), whose L1 hits are added to the counters
+    once, at the end of the call. The filters start empty on every call, so the machine may
+    change between calls."""
     wg = ws.geo
     n = acc.va.shape[0]
     record = out.refs.shape[0] == n
