@@ -701,6 +701,37 @@ def _prefetch_reference(pa, lines, data, cpu, shift, mode, streams, ramp):
     return cont, demand
 
 
+def _split_reference(lines, cls, data, cont, demand):
+    """Plain-numpy twin of :func:`bp.split_streams` (how :func:`bp.memory_classes` split
+    the touches before the kernel): repeat every touch that starts a longer stream."""
+    S, D = 4, 16  # _CLS_STREAMED, _CLS_DEMAND
+    cls = cls | np.where(cont, S, 0)
+    split = data & ~cont & (lines > 1 + demand)
+    head = np.where(split, 1 + demand, lines)
+    cls = cls | np.where(data & ~cont & (demand > 0), D, 0)
+    index = np.repeat(np.arange(lines.size), 1 + split)
+    second = np.zeros(index.size, bool)
+    second[1:] = index[1:] == index[:-1]
+    out_lines = np.where(second, lines[index] - head[index], head[index])
+    out_cls = np.where(second, (cls[index] & ~D) | S, cls[index])
+    offset = np.where(second, head[index], 0)
+    return index, out_lines, out_cls, offset
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300))
+def test_split_streams_equals_the_numpy_split(seed, n):
+    rng = np.random.default_rng(seed)
+    lines = rng.integers(0, 40, n).astype(np.int64)
+    cls = rng.choice([0, 1, 2, 3, 8, 9], n).astype(np.int64)
+    data = rng.random(n) < 0.7
+    cont = data & (rng.random(n) < 0.4)
+    demand = np.where(cont, 0, np.maximum(np.minimum(lines, rng.integers(1, 6, n)) - 1, 0))
+    got = bp.split_streams(lines, cls, data, cont, demand.astype(np.int64))
+    for a, b in zip(got, _split_reference(lines, cls, data, cont, demand)):
+        assert a.tolist() == b.tolist()
+
+
 def test_stream_prefetch_hand_worked():
     """Three whole 4 KiB pages at physical 0, 4K and 8K, read in order, each page's
     translation 2 MiB (shift 21), ramp 3: the first page starts a stream (2 lines after the

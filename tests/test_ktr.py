@@ -281,6 +281,24 @@ def small_counts():
     return ktr.simulate_host(ktr.WORKLOADS["database"], ktr.Machine(), SMALL_RUN)
 
 
+def test_a_node_trace_is_drawn_once_and_replayed_read_only(small_counts):
+    # node_trace is a function of its arguments: the same arguments return the same
+    # (read-only) accesses, and a run that draws them afresh counts the same
+    from kmm.mech.host import model as host
+    w, m = ktr.WORKLOADS["database"], ktr.Machine()
+    a = host.node_trace(w, m, SMALL_RUN, ktr.TextModel(), 1, None)
+    b = host.node_trace(w, m, SMALL_RUN, ktr.TextModel(), 1, None)
+    assert a[0] is b[0] and a[1] is b[1]
+    assert not any(x.flags.writeable for x in (*a[0], a[1]))
+    host._NODE_TRACES.clear()
+    again = ktr.simulate_host(w, m, SMALL_RUN)
+    assert (again.mem == small_counts.mem).all() and (again.served == small_counts.served).all()
+    assert again.walks == small_counts.walks and again.instructions == small_counts.instructions
+    other = host.node_trace(w, m, SMALL_RUN.__class__(**{**SMALL_RUN.__dict__, "seed": 4}),
+                            ktr.TextModel(), 1, None)
+    assert not np.array_equal(other[0].va, a[0].va)
+
+
 def test_breakdown_sums_to_system_time(small_counts):
     c = small_counts
     lat = numa.generic(2, 117.0, 2.0).latency_ns

@@ -169,7 +169,7 @@ from .model import (_kernel_table, CacheSpec, CHUNK_BYTES, closed_loop, CostSpec
     translation_cycles, USER_ASID, USER_BACKING_PA, USER_VA_BASE, VMALLOC_BACKING_PA,
     VMALLOC_OFFSET, VMEMMAP_BACKING_PA, Workload)
 from .kernels import (closed_loop_kernel, group_touches_kernel, path_ops_kernel,
-    stream_prefetch_kernel)
+    split_streams, stream_prefetch_kernel)
 from .workload import (_Touches, BlockIOShape, Capture, capture_window, CAPTURES,
     DATA_PAGE_LINES, group_touches, load_capture, placed_capture, TraceDrivenShape, dmcrypt_trace, memcached_trace, MemcachedShape,
     MODULE_AREA_BYTES, page_runs, scatter_blocks, seqread_trace, slab_objects, Trace,

@@ -7,7 +7,7 @@ import numpy as np
 
 from ... import engine as eng
 from ...engine import KIND_IFETCH, njit, TagEvent
-from .model import N_CLASSES, op_events
+from .model import _CLS_DEMAND, _CLS_STREAMED, N_CLASSES, op_events
 
 # ---------------------------------------------------------------------------------------
 # memcached latency: a closed-loop queue driven by the simulated service times
@@ -189,3 +189,47 @@ def stream_prefetch_kernel(pa, lines, data, cpu, entry_shift, mode, streams, ram
         bound[c, hit] = (start // region + 1) * region if mode != 3 else 0
         used[c, hit] = i
     return cont, demand
+
+
+@njit
+def split_streams(lines, cls, data, cont, demand):
+    """The touches to run from the prefetcher's verdicts (:func:`stream_prefetch_kernel`):
+    a data touch that starts a stream (``data`` and not ``cont``) with more lines than its
+    first and its ``demand`` lines is split in two, its demand head and its prefetched tail.
+
+    Returns ``(index, out_lines, out_cls, offset)`` per touch to run: the trace touch it
+    comes from, its lines, its class bits (``cls`` with :data:`_CLS_STREAMED` for a
+    continued touch and a tail, :data:`_CLS_DEMAND` for the head of a stream that trains
+    on demand lines) and its first line's offset in lines from the trace touch's (the
+    head's line count for a tail, else 0).
+    """
+    n = lines.shape[0]
+    m = n
+    for i in range(n):
+        if data[i] and not cont[i] and lines[i] > 1 + demand[i]:
+            m += 1
+    index = np.empty(m, np.int64)
+    out_lines = np.empty(m, np.int64)
+    out_cls = np.empty(m, np.int64)
+    offset = np.zeros(m, np.int64)
+    j = 0
+    for i in range(n):
+        c = cls[i]
+        if cont[i]:
+            c |= _CLS_STREAMED
+        starts = data[i] and not cont[i]
+        if starts and demand[i] > 0:
+            c |= _CLS_DEMAND
+        split = starts and lines[i] > 1 + demand[i]
+        head = 1 + demand[i] if split else lines[i]
+        index[j] = i
+        out_lines[j] = head
+        out_cls[j] = c
+        j += 1
+        if split:
+            index[j] = i
+            out_lines[j] = lines[i] - head
+            out_cls[j] = (c & ~_CLS_DEMAND) | _CLS_STREAMED
+            offset[j] = head
+            j += 1
+    return index, out_lines, out_cls, offset

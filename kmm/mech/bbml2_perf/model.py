@@ -795,6 +795,12 @@ def memory_classes(trace: Trace, leaves: Leaves, mem: MemorySpec):
     ``index`` picks the touches of the trace to run (a touch that starts a prefetch stream
     appears twice: its demand head and its prefetched tail), ``lines`` their lines and
     ``extra_cls`` their class bits (streamed, no-read, demand)."""
+    return _memory_classes(trace, leaves, mem)[:3]
+
+
+def _memory_classes(trace: Trace, leaves: Leaves, mem: MemorySpec):
+    """:func:`memory_classes` and each touch's first-line offset in lines from its trace
+    touch's (a prefetched tail's: its head's lines; else 0)."""
     n = trace.va.shape[0]
     lines = trace.lines.astype(np.int64)
     store_stream = np.zeros(n, bool)
@@ -802,7 +808,7 @@ def memory_classes(trace: Trace, leaves: Leaves, mem: MemorySpec):
         store_stream = (trace.kind == Kind.STORE) & (lines >= STREAM_STORE_LINES)
     cls = np.where(store_stream, _CLS_NO_READ, 0).astype(np.int64)
     if Prefetch(mem.prefetch) == Prefetch.OFF:
-        return np.arange(n), lines, cls
+        return np.arange(n), lines, cls, np.zeros(n, np.int64)
     data = (trace.kind != Kind.IFETCH) & ~store_stream
     shift = np.where(leaves.cont_shift > 0, leaves.cont_shift, leaves.page_shift)
     cpu = np.zeros(n, np.int64) if trace.cpu is None else trace.cpu.astype(np.int64)
@@ -810,17 +816,8 @@ def memory_classes(trace: Trace, leaves: Leaves, mem: MemorySpec):
                                           data, cpu, shift.astype(np.int64), int(mem.prefetch),
                                           int(mem.prefetch_streams),
                                           int(mem.prefetch_ramp_lines))
-    cls = cls | np.where(cont, _CLS_STREAMED, 0)
     # a new stream: its first 1 + demand lines are demand misses, the rest prefetched
-    split = data & ~cont & (lines > 1 + demand)
-    head = np.where(split, 1 + demand, lines)
-    cls = cls | np.where(data & ~cont & (demand > 0), _CLS_DEMAND, 0)
-    index = np.repeat(np.arange(n), 1 + split)
-    second = np.zeros(index.size, bool)
-    second[1:] = index[1:] == index[:-1]
-    out_lines = np.where(second, lines[index] - head[index], head[index])
-    out_cls = np.where(second, (cls[index] & ~_CLS_DEMAND) | _CLS_STREAMED, cls[index])
-    return index, out_lines, out_cls
+    return split_streams(lines, cls, data, cont, demand)
 
 
 def op_events(by_tag: np.ndarray, n_ops: int) -> np.ndarray:
@@ -889,14 +886,15 @@ def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec
     cfg = path_config(layout, tlb_spec, cache_spec, cpus)
     # fresh engine state (TLBs, walk cache, table-frame map, caches), counters per tag
     path = eng.Path(cfg, tags=trace.n_ops * N_CLASSES)
-    idx, lines, extra = memory_classes(trace, leaves, mem)
-    user = trace.region[idx] == Region.USER
+    idx, lines, extra, offset = _memory_classes(trace, leaves, mem)
+    region = trace.region[idx]
+    user = region == Region.USER
     cls = (trace.el1[idx].astype(np.int64) * _CLS_EL1
-           + (trace.region[idx] == Region.LINEAR) * _CLS_LINEAR + extra)
+           + (region == Region.LINEAR) * _CLS_LINEAR + extra)
     kind = trace.kind[idx]
-    pa = trace.pa[idx] + np.where(np.r_[False, idx[1:] == idx[:-1]],
-                                  (lines[np.maximum(np.arange(idx.size) - 1, 0)]) * LINE_BYTES, 0)
-    va = trace.va[idx] + (pa - trace.pa[idx]).astype(np.uint64)
+    step = offset * LINE_BYTES
+    pa = trace.pa[idx] + step
+    va = trace.va[idx] + step.astype(np.uint64)
     res = path.run(va, kind=kind, pa=pa, leaf_level=leaves.level[idx],
                    cont=leaves.cont[idx], asid=np.where(user, USER_ASID, 0), global_=~user,
                    cpu=None if trace.cpu is None else trace.cpu[idx].astype(np.int64),
@@ -919,4 +917,4 @@ def simulate_events(trace: Trace, leaves: Leaves, layout: KernelLayout, tlb_spec
 
 # Imported last: these modules build on the definitions above.
 from .workload import scatter_blocks, Trace
-from .kernels import closed_loop_kernel, stream_prefetch_kernel
+from .kernels import closed_loop_kernel, split_streams, stream_prefetch_kernel

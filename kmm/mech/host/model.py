@@ -758,6 +758,45 @@ def _path_arrays(tr: HostTrace, m: Machine, cls: Classes, image_pt: PageTable,
     return leaf, cont, glob, asid, node, tn
 
 
+#: :func:`node_trace`'s latest traces, by their arguments (oldest dropped first): a study
+#: runs one trace under several stage-2 setups and TLB reaches in turn, one seed after
+#: another, so a few suffice; each is about 20 MB at 600 k accesses
+_NODE_TRACES: dict = {}
+_NODE_TRACES_KEEP = 8
+
+
+def node_trace(w: Workload, m: Machine, run: RunConfig, model: TextModel, node: int,
+               trace: "TraceWorkload | None", layout: "TextLayout | None" = None
+               ) -> tuple["HostTrace", np.ndarray]:
+    """The accesses :func:`simulate_host` runs on ``node``'s CPUs, interleaved
+    (:func:`kmm.mech.host.workload._interleave`), and each access's CPU: every CPU's trace
+    (:func:`generate_cpu_trace`, or with ``trace`` :func:`trace_cpu_trace`) drawn from
+    ``run.seed``. A function of its arguments (``layout`` is ``text_layout(w, m, model,
+    run.seed)``), so the latest few are kept and returned again, read-only: a run under
+    another stage-2 setup or TLB reach replays the same accesses without drawing them
+    again."""
+    key = (w, m, run, model, node, trace)
+    hit = _NODE_TRACES.get(key)
+    if hit is not None:
+        _NODE_TRACES[key] = _NODE_TRACES.pop(key)  # most recently used last
+        return hit
+    if layout is None:
+        layout = text_layout(w, m, model, run.seed)
+    if trace is None:
+        traces = [generate_cpu_trace(w, m, run, layout, node, c, run.seed, model)
+                  for c in range(m.cpus_per_node)]
+    else:
+        traces = [trace_cpu_trace(trace, w, m, run, layout, node, c, run.seed, model)
+                  for c in range(m.cpus_per_node)]
+    tr, cpu = _interleave(traces)
+    for a in (*tr, cpu):
+        a.flags.writeable = False
+    while len(_NODE_TRACES) >= _NODE_TRACES_KEEP:
+        del _NODE_TRACES[next(iter(_NODE_TRACES))]
+    _NODE_TRACES[key] = (tr, cpu)
+    return tr, cpu
+
+
 #: :func:`simulate_host`'s ``entry_stage2`` default: a TLB entry covers what the walk's own
 #: stages allow (the hardware's combined entry).
 WALK_REACH = "walk"
@@ -810,13 +849,7 @@ def simulate_host(w: Workload, m: Machine, run: RunConfig, *, stage2: Stage2Setu
                                     ).with_geometry(*tlb_geoms)
     caches = eng.CacheConfig(llc=eng.CacheLevelConfig(m.llc_bytes, 16), cpus=m.cpus_per_node,
                          seed=run.seed)
-    if trace is None:
-        traces = [generate_cpu_trace(w, m, run, layout, k, c, run.seed, model)
-                  for c in range(m.cpus_per_node)]
-    else:
-        traces = [trace_cpu_trace(trace, w, m, run, layout, k, c, run.seed, model)
-                  for c in range(m.cpus_per_node)]
-    tr, cpu = _interleave(traces)
+    tr, cpu = node_trace(w, m, run, model, k, trace, layout)
     leaf, cont, glob, asid, node, tn = _path_arrays(tr, m, cls, image_pt, levels,
                                                     slots_per_node)
     copies = check_int("replicas_in_llc", replicas_in_llc, lo=1, hi=m.cpus_per_node)
