@@ -985,9 +985,14 @@ class Path:
                                            message=f"tags must be in 0..{self.tags - 1}")
         lines_a = _tlb.per_access_column("lines", 1 if lines is None else lines, n, np.int32, 1,
                                          lo=0, message="must be 0 or more lines")
-        return PathArrays(va=tacc.va, pa=pa_a, flags=tacc.flags, shift=tacc.shift, leaf=leaf,
+        cols = PathArrays(va=tacc.va, pa=pa_a, flags=tacc.flags, shift=tacc.shift, leaf=leaf,
                           leaf2=leaf2, asid=tacc.asid, vmid=tacc.vmid, cpu=tacc.cpu,
                           node=node_a, table_nid=tn, tag=tag_a, lines=lines_a)
+        # run_path is compiled for writable arrays: a read-only column (a caller's kept
+        # trace, kmm.mech.host.model.node_trace) is copied, or Numba would compile the
+        # whole path a second time for read-only array types
+        return cols._replace(**{f: a.copy() for f, a in zip(cols._fields, cols)
+                                if not a.flags.writeable})
 
 
 def _levels(name, value, n, g) -> np.ndarray:

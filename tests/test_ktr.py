@@ -297,6 +297,9 @@ def test_a_node_trace_is_drawn_once_and_replayed_read_only(small_counts):
     other = host.node_trace(w, m, SMALL_RUN.__class__(**{**SMALL_RUN.__dict__, "seed": 4}),
                             ktr.TextModel(), 1, None)
     assert not np.array_equal(other[0].va, a[0].va)
+    # the path copies read-only columns: run_path keeps its one (writable) specialisation
+    from kmm import walk
+    assert not any("readonly" in str(sig) for sig in walk.run_path.signatures)
 
 
 def test_breakdown_sums_to_system_time(small_counts):
