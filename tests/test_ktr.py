@@ -297,6 +297,16 @@ def test_a_node_trace_is_drawn_once_and_replayed_read_only(small_counts):
     other = host.node_trace(w, m, SMALL_RUN.__class__(**{**SMALL_RUN.__dict__, "seed": 4}),
                             ktr.TextModel(), 1, None)
     assert not np.array_equal(other[0].va, a[0].va)
+    # at most _NODE_TRACES_BYTES are kept: with room for none, nothing is kept
+    keep = host._NODE_TRACES_BYTES
+    try:
+        host._NODE_TRACES.clear()
+        host._NODE_TRACES_BYTES = a[0].va.nbytes
+        c = host.node_trace(w, m, SMALL_RUN, ktr.TextModel(), 1, None)
+        assert not host._NODE_TRACES and c[0] is not a[0]
+        assert np.array_equal(c[0].va, a[0].va) and np.array_equal(c[1], a[1])
+    finally:
+        host._NODE_TRACES_BYTES = keep
     # the path copies read-only columns: run_path keeps its one (writable) specialisation
     from kmm import walk
     assert not any("readonly" in str(sig) for sig in walk.run_path.signatures)

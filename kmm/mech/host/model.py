@@ -760,9 +760,10 @@ def _path_arrays(tr: HostTrace, m: Machine, cls: Classes, image_pt: PageTable,
 
 #: :func:`node_trace`'s latest traces, by their arguments (oldest dropped first): a study
 #: runs one trace under several stage-2 setups and TLB reaches in turn, one seed after
-#: another, so a few suffice; each is about 20 MB at 600 k accesses
+#: another, so a few suffice (a published trace of 600 k accesses takes about 20 MB). At
+#: most :data:`_NODE_TRACES_BYTES` are kept: a trace larger than that is not kept at all.
 _NODE_TRACES: dict = {}
-_NODE_TRACES_KEEP = 8
+_NODE_TRACES_BYTES = 256 << 20
 
 
 def node_trace(w: Workload, m: Machine, run: RunConfig, model: TextModel, node: int,
@@ -776,7 +777,10 @@ def node_trace(w: Workload, m: Machine, run: RunConfig, model: TextModel, node: 
     another stage-2 setup or TLB reach replays the same accesses without drawing them
     again."""
     key = (w, m, run, model, node, trace)
-    hit = _NODE_TRACES.get(key)
+    try:
+        hit = _NODE_TRACES.get(key)
+    except TypeError:  # an argument that cannot be a key (never for kmm's own types)
+        key, hit = None, None
     if hit is not None:
         _NODE_TRACES[key] = _NODE_TRACES.pop(key)  # most recently used last
         return hit
@@ -791,9 +795,13 @@ def node_trace(w: Workload, m: Machine, run: RunConfig, model: TextModel, node: 
     tr, cpu = _interleave(traces)
     for a in (*tr, cpu):
         a.flags.writeable = False
-    while len(_NODE_TRACES) >= _NODE_TRACES_KEEP:
-        del _NODE_TRACES[next(iter(_NODE_TRACES))]
-    _NODE_TRACES[key] = (tr, cpu)
+    size = sum(a.nbytes for a in (*tr, cpu))
+    if key is not None and size <= _NODE_TRACES_BYTES:
+        kept = sum(a.nbytes for t, c in _NODE_TRACES.values() for a in (*t, c))
+        while _NODE_TRACES and kept + size > _NODE_TRACES_BYTES:
+            t, c = _NODE_TRACES.pop(next(iter(_NODE_TRACES)))
+            kept -= sum(a.nbytes for a in (*t, c))
+        _NODE_TRACES[key] = (tr, cpu)
     return tr, cpu
 
 
