@@ -289,11 +289,6 @@ LAST_FIELDS = _tlb.LAST_TLB_FIELDS + _cache.LAST_LINE_FIELDS
 
 
 @njit(inline="always", _nrt=False)
-def _at(a, i):
-    return a[i] if a.shape[0] > 1 else a[0]
-
-
-@njit(inline="always", _nrt=False)
 def _table_nid(wg, r, level, pfn, cnode, mnode, tn, i):
     rule = wg[r, W_RULE + level + 1]
     if rule == TableNode.FIXED:
@@ -344,7 +339,7 @@ def _descriptor(ws, r, lv, a, space, cnode, mnode, tn, i):
 def _each(a):
     """Index mask of a per-access column: all ones when it holds one value per access, 0
     when its single value applies to every access (``a[np.uint64(i) & _each(a)]`` is
-    ``_at(a, i)`` with one AND in place of a compare and select, and no wraparound)."""
+    access ``i``'s value with one AND in place of a compare and select, and no wraparound)."""
     return np.uint64(0) if a.shape[0] <= 1 else ~np.uint64(0)
 
 

@@ -473,7 +473,6 @@ def posted_migrate_table() -> eng.MigrateTable:
     k = eng.kernel_migrate_table()
     names, mob, fb = [], [], []
     for sens in (0, 1):
-        off = 3 * sens
         for m in range(3):
             names.append(("s_" if sens == 0 else "n_") + k.names[m])
             mob.append(k.mobility[m])
