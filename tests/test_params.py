@@ -339,3 +339,30 @@ def test_an_assumed_cost_shared_by_mechanisms_has_one_range():
     for k, by_stem in shared.items():
         if k not in different:
             assert len(set(by_stem.values())) == 1, (k, by_stem)
+
+
+def test_expected_seconds_is_a_bounded_number(project):
+    """``expected_seconds`` orders a first ``kmm reproduce``; anything but a number of
+    seconds from 0 to 1e6 is refused with one line naming the key."""
+    assert params.load(write(project, GOOD)).expected_seconds is None
+    pf = params.load(write(project, GOOD + "expected_seconds: 90\n"))
+    assert pf.expected_seconds == 90.0
+    for bad in ("-1", "true", ".nan", ".inf", "'90'", "[90]", "2e6"):
+        with pytest.raises(ConfigError, match="number of seconds|not a finite number") as e:
+            params.load(write(project, GOOD + f"expected_seconds: {bad}\n"))
+        assert e.value.where.endswith(("demo.yaml: expected_seconds", "demo.yaml"))
+
+
+def test_reproduce_starts_the_longest_notebook_first():
+    """Longest first by the previous run's durations, else by ``expected_seconds``; ties and
+    unknowns keep their (alphabetical) order, unknowns last."""
+    from kmm.suite.reproduce import Task, longest_first
+
+    def task(stem, expected=None):
+        return Task(stem, stem, f"{stem}.ipynb", {}, "", "", "", None, expected)
+
+    tasks = [task("a", 10), task("b"), task("c", 300), task("d", 50), task("e")]
+    assert [t.stem for t in longest_first(tasks, {})] == ["c", "d", "a", "b", "e"]
+    # a recorded duration wins over the hint, for a notebook with or without one
+    assert [t.stem for t in longest_first(tasks, {"a": 400.0, "e": 60.0})] == \
+        ["a", "c", "e", "d", "b"]

@@ -19,6 +19,7 @@ construction; duplicate keys refused)::
         variant: four_nodes
         runner: notebook                # or `library` with `function: module:callable`
     run_last: false                     # optional: `kmm reproduce` runs it after the others
+    expected_seconds: 120               # optional: its published run's typical duration
 
 Rules checked on load, each failure a :class:`kmm.errors.ConfigError` whose ``where`` names
 the file and the key (``params/ktr.yaml: parameters.remote_ratio``):
@@ -62,7 +63,8 @@ from ..errors import ConfigError
 from .schema import MAX_DEPTH, MAX_INT_DIGITS, Schema, conform, from_annotation, infer
 
 SPEC_KEYS = frozenset({"value", "unit", "min", "max", "choices", "source", "assumed", "description"})
-TOP_KEYS = frozenset({"notebook", "title", "parameters", "variants", "grids", "run_last"})
+TOP_KEYS = frozenset({"notebook", "title", "parameters", "variants", "grids", "run_last",
+                      "expected_seconds"})
 GRID_KEYS = frozenset({"product", "zip", "variant", "runner", "function", "description"})
 COST_UNITS = frozenset({"ns", "bytes", "cycles"})
 COST_SUFFIXES = ("_ns", "_cycles", "_bytes")
@@ -480,6 +482,10 @@ class ParamsFile:
     variants: dict[str, dict[str, Any]]
     grids: dict[str, GridSpec]
     run_last: bool = False
+    #: typical seconds of the published run on 2 cores with no compiled kernels cached:
+    #: ``kmm reproduce`` starts the longest notebooks first, by this when no run of this
+    #: data folder has recorded a duration (:func:`kmm.suite.reproduce.plan`)
+    expected_seconds: float | None = None
     _defaults: dict[str, Any] = field(default_factory=dict, repr=False)
     _schemas: dict[str, Schema] = field(default_factory=dict, repr=False)
 
@@ -754,6 +760,13 @@ def load(path: Path | str, *, notebooks_dir: Path | None = None) -> ParamsFile:
     run_last = raw.get("run_last", False)
     if not isinstance(run_last, bool):
         raise ConfigError("must be true or false", f"{where}: run_last")
+    expected = raw.get("expected_seconds")
+    if expected is not None:
+        if isinstance(expected, bool) or not isinstance(expected, (int, float)) \
+                or not 0 <= expected < 1e6:
+            raise ConfigError("must be a number of seconds from 0 to 1e6",
+                              f"{where}: expected_seconds")
+        expected = float(expected)
 
     specs: dict[str, ParamSpec] = {}
     for k, v in _mapping(raw.get("parameters"), "parameters", f"{where}: parameters").items():
@@ -778,7 +791,7 @@ def load(path: Path | str, *, notebooks_dir: Path | None = None) -> ParamsFile:
         grids[name] = _grid(name, g, nb_defaults, schemas, specs, variants, nb_where,
                             f"{where}: grids.{name}")
     return ParamsFile(path.resolve(), notebook, title, specs, variants, grids, run_last,
-                      nb_defaults, schemas)
+                      expected, nb_defaults, schemas)
 
 
 def refuse_params_file(namespace: Mapping[str, Any], stem: str) -> None:

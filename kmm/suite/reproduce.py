@@ -54,6 +54,8 @@ class Task:
     data_dir: str
     cwd: str
     timeout: float | None
+    #: the params file's ``expected_seconds`` (:func:`longest_first`)
+    expected_seconds: float | None = None
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -179,9 +181,21 @@ def plan(root: Path, data: Path, only: Sequence[str] | None, timeout: float | No
         task = Task(stem=stem, title=pf.title, notebook=str(pf.notebook),
                     parameters={**pf.scenario(), "scenario": PUBLISHED},
                     out_path=str(staging / "notebooks" / f"{stem}.ipynb"),
-                    data_dir=str(staging), cwd=str(root), timeout=timeout)
+                    data_dir=str(staging), cwd=str(root), timeout=timeout,
+                    expected_seconds=pf.expected_seconds)
         (last if pf.run_last else first).append(task)
     return first, last, refused
+
+
+def longest_first(tasks: Sequence[Task], previous: dict[str, float]) -> list[Task]:
+    """``tasks`` longest first, so the last to finish is a short one: each by its duration in
+    this data folder's previous run (``previous``, :func:`kmm.suite.progress.previous_seconds`),
+    else by its params file's ``expected_seconds``; ties (and unknowns, last) keep their
+    order."""
+    def length(t: Task) -> float:
+        return previous.get(t.stem, t.expected_seconds or 0.0)
+
+    return sorted(tasks, key=lambda t: -length(t))
 
 
 def _progress(first: Sequence[Task], last: Sequence[Task], jobs: int, data: Path):
@@ -292,6 +306,7 @@ def main(only: Sequence[str] | None = None, jobs: int = 2, timeout: float | None
     with lock(data), progress.Status() as status:
         generations.check(data)
         first, last, refused = plan(root, data, only, timeout)
+        first = longest_first(first, progress.previous_seconds(data))
         results: list[dict[str, Any]] = []
         for r in refused:
             _say(f"refused {r['stem']}: {r['error']}")
