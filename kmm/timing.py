@@ -245,6 +245,14 @@ class MemorySystem:
         object.__setattr__(self, "idle_ns", idle)
         object.__setattr__(self, "peak_gbps", peak)
         object.__setattr__(self, "link_gbps", link)
+        # what latency() reads of the idle matrix, at every step of a solve (so the matrix
+        # is a read-only copy: an edit of the caller's array cannot make them disagree)
+        idle = idle.copy()
+        idle.flags.writeable = False
+        object.__setattr__(self, "idle_ns", idle)
+        local = np.diag(idle)
+        object.__setattr__(self, "_local", local)
+        object.__setattr__(self, "_premium", np.maximum(idle - local[None, :], 0.0))
 
     @property
     def nodes(self) -> int:
@@ -253,13 +261,10 @@ class MemorySystem:
     def latency(self, node_rho, link_rho) -> np.ndarray:
         """Loaded latency ``[cpu node, memory node]`` at utilisations ``node_rho[j]`` and
         ``link_rho[i, j]`` (each including the background)."""
-        idle = self.idle_ns
-        local = np.diag(idle)
-        mem = local * self.curve.delay_share(node_rho)
-        premium = np.maximum(idle - local[None, :], 0.0)
-        link = premium * self.link_curve.delay_share(link_rho)
+        mem = self._local * self.curve.delay_share(node_rho)
+        link = self._premium * self.link_curve.delay_share(link_rho)
         np.fill_diagonal(link, 0.0)
-        return idle + mem[None, :] + link
+        return self.idle_ns + mem[None, :] + link
 
 
 def memory_system(idle_ns, peak_gbps=None, link_fraction=None, background=None,
@@ -404,18 +409,30 @@ def mlp_eff(c: Counts, core: CoreModel) -> np.ndarray:
     return np.minimum(float(core.outstanding), np.maximum(1.0, m * core.window))
 
 
-def _work(c: Counts, core: CoreModel, lat: np.ndarray, mlp: np.ndarray):
-    """Per node work (ns) and its parts at latency matrix ``lat``."""
+def _fixed_work(c: Counts, core: CoreModel, mlp: np.ndarray):
+    """What of :func:`_work` does not depend on the latency matrix: each source's stall share
+    ``[n, source]``, cache hit stalls ``[n, source, level]``, base and TLB-hit ns ``[n]``, and
+    their sum ``[n]``."""
     d = core.dependent()
-    n = c.nodes
     share = d[None, :] + (1.0 - d[None, :]) / mlp[:, None]          # [n, source]
     hit = np.array([core.l2_cycles / core.ghz, core.llc_ns])
     cache = c.served[:, :, _L2:_MEM] * hit[None, None, :] * share[:, :, None]  # [n, s, 2]
-    memlat = c.mem * lat[:, None, :]                                 # [n, s, j]
-    memst = memlat * share[:, :, None]
     base = c.instructions * core.cpi_base / core.ghz
     tlb = c.l2_tlb_hits * core.l2_tlb_cycles / core.ghz
-    work = base + tlb + cache.sum(axis=(1, 2)) + memst.sum(axis=(1, 2))
+    return share, cache, base, tlb, base + tlb + cache.sum(axis=(1, 2))
+
+
+def _memory_stalls(c: Counts, share: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Memory stall ns ``[n, source, memory node]`` at latency matrix ``lat``."""
+    return c.mem * lat[:, None, :] * share[:, :, None]
+
+
+def _work(c: Counts, core: CoreModel, lat: np.ndarray, mlp: np.ndarray):
+    """Per node work (ns) and its parts at latency matrix ``lat``."""
+    n = c.nodes
+    share, cache, base, tlb, fixed = _fixed_work(c, core, mlp)
+    memst = _memory_stalls(c, share, lat)
+    work = fixed + memst.sum(axis=(1, 2))
     local = np.eye(n, dtype=bool)
     parts = {"base_ns": float(base.sum()), "tlb_hits_ns": float(tlb.sum())}
     for s, name in enumerate(SOURCE_NAMES):
@@ -457,10 +474,11 @@ def solve(c: Counts, ms: MemorySystem, core: CoreModel, rtol: float = 1e-12,
         rl = np.where(offdiag, rl, 0.0)
         return rn, rl
 
-    def g(t):
+    share, _, _, _, fixed = _fixed_work(c, core, mlp)
+
+    def g(t):  # the bisection's function: only the work, its latency-free part computed once
         rn, rl = util(t)
-        lat = ms.latency(rn, rl)
-        w, _ = _work(c, core, lat, mlp)
+        w = fixed + _memory_stalls(c, share, ms.latency(rn, rl)).sum(axis=(1, 2))
         return float((w / c.cpus).max())
 
     cap = (1.0 - bg)

@@ -404,3 +404,15 @@ def test_stream_overlap_by_hand():
     with pytest.raises(ConfigError):
         t.stream_overlap(10, 46)
     assert "stream_overlap" in t.__all__
+
+
+def test_memory_system_keeps_its_own_idle_matrix():
+    """latency() reads the diagonal and premiums worked out once from the idle matrix: the
+    system holds a read-only copy, so an edit of the caller's array changes nothing."""
+    idle = np.array([[100.0, 180.0], [170.0, 110.0]])
+    ms = t.memory_system(idle, background=0.1)
+    before = ms.latency(np.array([0.5, 0.2]), np.full((2, 2), 0.3))
+    idle[:] = 1.0
+    assert np.array_equal(ms.latency(np.array([0.5, 0.2]), np.full((2, 2), 0.3)), before)
+    with pytest.raises(ValueError):
+        ms.idle_ns[0, 0] = 1.0
