@@ -5,6 +5,7 @@ from hypothesis import event, given, strategies as st
 from props import INVARIANT
 
 from kmm import buddy
+from kmm import engine as eng
 from kmm.errors import ConfigError
 from kmm.mech import asi
 from kmm.mech.asi import Arch, AsiConfig, Conversion, FlushRank, Physmap, Policy, Zeroing
@@ -775,3 +776,78 @@ def test_swings_move_one_assumed_parameter_each_and_decide_verdicts():
         rec = {"value": e.value, "scenario": "published", "parameters": p,
                "sweep": list(e.sweep), "swings": list(e.swings)}
         assert registry.decided_by(c, rec) is not None, c
+
+
+def _every_output(run):
+    return (_kernel_outputs(run), run.buddy.values.tolist(), run.tlb.values.tolist(),
+            run.pcp.values.tolist(), run.pt_pages_boot, run.deferred_pending)
+
+
+_PRICE_VARIANTS = [  # (policy, options, method): every path that charges a price
+    (Policy.NONE, {}, eng.Method.X86_IPI),
+    (Policy.RFC, {}, eng.Method.X86_IPI),
+    (Policy.TRACKED, {}, eng.Method.X86_IPI),
+    (Policy.TRACKED, {"flush_rank": FlushRank.AFTER_COMPACTION}, eng.Method.X86_IPI),
+    (Policy.TRACKED, {"flush_rank": FlushRank.AFTER_RECLAIM, "zeroing": Zeroing.LAZY},
+     eng.Method.X86_IPI),
+    (Policy.TRACKED, {"conversion": Conversion.POSTED, "arch": Arch.ARM64},
+     eng.Method.ARM64_TLBI),
+    (Policy.TRACKED, {}, eng.Method.X86_INVLPGB),
+    (Policy.TRACKED_TARGET, {}, eng.Method.X86_IPI),
+    (Policy.UNMAPPED, {}, eng.Method.X86_IPI),
+    (Policy.UNMAPPED, {"arch": Arch.ARM64}, eng.Method.ARM64_TLBI),
+]
+
+
+@pytest.mark.parametrize("policy,options,method", _PRICE_VARIANTS)
+def test_a_run_priced_from_two_runs_of_its_trajectory_equals_the_run(policy, options, method):
+    """``Sims`` prices a run that differs from one it ran in one price only, once another
+    run of that trajectory differs in that price alone: for every price the kernels read
+    (each cost of :class:`AsiCosts` and each ns cost of the invalidation), the priced run
+    equals the simulated one in every output, exactly. The stream reaches the slow path
+    (compaction, reclaim) and phases of both sensitivities."""
+    from dataclasses import fields, replace
+    from kmm.mech.asi import study
+    wl = _phased_stream(17, 1500, phase=60, p_free=0.42, max_order=3, cpus=3)
+    base = _small_stream_config(policy, method=method, **options)
+    prices = [("costs", f.name) for f in fields(asi.AsiCosts) if f.name != "sources"] + \
+        [("inval_costs", f) for f in study._INV_PRICES]
+    moved = 0
+    for part, name in prices:
+        def at(x):
+            return replace(base, **{part: replace(getattr(base, part), **{name: x})})
+        v = float(getattr(getattr(base, part), name))
+        sims = study.Sims()
+        sims(base, wl)
+        sims(at(v * 3 + 7), wl)
+        third = at(v * 11 + 13)
+        priced = sims(third, wl)
+        if name == "full_flush_ns" or study._kernel_inputs(third) == study._kernel_inputs(base):
+            # two slots (the local flush's and the invalidation's), or a price this policy
+            # never reads (the run is the first one)
+            assert sims.priced == 0
+            continue
+        assert sims.priced == 1, name
+        want = asi.simulate(third, wl)
+        assert _every_output(priced) == _every_output(want), name
+        assert priced.metrics() == want.metrics(), name
+        moved += _every_output(want) != _every_output(asi.simulate(base, wl))
+    assert moved >= 2  # some prices move this variant's outputs (so the check can fail)
+
+
+def test_a_price_move_that_is_not_linear_is_run():
+    """A run that is not its trajectory's first plus a whole multiple of the moved price is
+    not used to price another: the third run is simulated."""
+    from dataclasses import replace
+    from kmm.mech.asi import study
+    wl = _phased_stream(5, 400, phase=30, p_free=0.4, max_order=3, cpus=3)
+    base = _small_stream_config(Policy.TRACKED)
+    sims = study.Sims()
+    sims(base, wl)
+    probe = replace(base, costs=replace(base.costs, zero_page_ns=999.0))
+    b = sims(probe, wl)
+    b.lat_ns[0] += 1  # no longer a whole multiple of the step apart
+    third = replace(base, costs=replace(base.costs, zero_page_ns=1500.0))
+    got = sims(third, wl)
+    assert sims.priced == 0
+    assert _every_output(got) == _every_output(asi.simulate(third, wl))

@@ -723,6 +723,19 @@ class AsiRun:
         }
 
 
+def kernel_costs(config: AsiConfig) -> np.ndarray:
+    """The kernels' cost array of ``config`` (``_C_*`` slots, whole ns): the costs of
+    :class:`AsiCosts`, zeroing and copying scaled to the page size, and the local flush of
+    everything (``full_flush_ns`` of the invalidation costs)."""
+    scale = 1 << (config.geometry.page_shift - 12)  # zeroing and copying scale with page size
+    k = config.costs
+    return np.array([k.alloc_base_ns, k.free_base_ns, k.map_page_ns, k.unmap_page_ns,
+                     k.zero_page_ns * scale, k.pt_alloc_ns, k.enqueue_ns, k.worker_wake_ns,
+                     k.migrate_page_ns * scale, k.reclaim_page_ns,
+                     config.inval_costs.full_flush_ns],
+                    dtype=float).round().astype(np.int64)
+
+
 def build(config: AsiConfig, workload: Workload):
     """Kernel states for ``config`` and ``workload`` (the one conversion to arrays)."""
     g = config.geometry
@@ -775,13 +788,7 @@ def build(config: AsiConfig, workload: Workload):
     params[_P_MERMAP] = config.mermap_region_pages - 1
     params[_P_MERMAP_BCAST] = int(config.method == eng.Method.ARM64_TLBI)
     params[_P_UMOV] = int(config.unmapped_movable)
-    scale = 1 << (g.page_shift - 12)  # zeroing and copying scale with page size
-    k = config.costs
-    cost = np.array([k.alloc_base_ns, k.free_base_ns, k.map_page_ns, k.unmap_page_ns,
-                     k.zero_page_ns * scale, k.pt_alloc_ns, k.enqueue_ns, k.worker_wake_ns,
-                     k.migrate_page_ns * scale, k.reclaim_page_ns,
-                     config.inval_costs.full_flush_ns],
-                    dtype=float).round().astype(np.int64)
+    cost = kernel_costs(config)
     # a slow path logs up to two bursts (compaction, reclaim) besides its conversion's
     slow_bursts = 2 * allocs if config.flush_rank != FlushRank.FAST_PATH else 0
     region = np.zeros(npb, np.int8)

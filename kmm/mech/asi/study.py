@@ -15,8 +15,9 @@ from ...errors import ConfigError
 from ...sampling import latin_hypercube
 from ...suite.study import (cached, Evidence, one_at_a_time, per_claim, replicate_plan,
     replicates_from, Study)
-from .model import (Arch, AsiConfig, AsiCosts, AsiRun, BurstSource, Conversion, FlushRank, Physmap,
-    Policy, Rewalk, simulate, Zeroing)
+from ...counters import Counters
+from .model import (Arch, AsiConfig, AsiCosts, AsiRun, BurstSource, Conversion, FlushRank,
+    kernel_costs, Physmap, Policy, Rewalk, simulate, Zeroing)
 from .workload import make_workload, MIXES, Workload
 
 # ---- notebook functions -------------------------------------------------------------------
@@ -200,7 +201,7 @@ def variant_config(p: dict, v: Variant, **over) -> AsiConfig:
                       conversion=v.conversion, **over)
 
 
-def _kernel_inputs(cfg: AsiConfig) -> str:
+def _kernel_config(cfg: AsiConfig) -> AsiConfig:
     """What the kernels of a run read of ``cfg``: ``cfg`` with the fields its policy never
     reads set to their defaults. The re-walk pricing (:class:`Rewalk`) is applied to a run's
     counts in Python (:meth:`AsiRun.rewalks`), never in the kernels; the RFC queue's batch
@@ -215,7 +216,77 @@ def _kernel_inputs(cfg: AsiConfig) -> str:
     if cfg.policy not in (Policy.RFC, Policy.TRACKED_TARGET):
         over["worker_interval_ns"] = d.worker_interval_ns
         k = replace(k, worker_wake_ns=d.costs.worker_wake_ns)
-    return repr(replace(cfg, costs=k, **over))
+    return replace(cfg, costs=k, **over)
+
+
+def _kernel_inputs(cfg: AsiConfig) -> str:
+    """:func:`_kernel_config` as a key."""
+    return repr(_kernel_config(cfg))
+
+
+#: The invalidation costs that are prices (ns): all but the INVLPGB page limit
+_INV_PRICES = tuple(f.name for f in fields(eng.InvalidationCosts) if f.name.endswith("_ns"))
+
+
+def _prices(cfg: AsiConfig) -> np.ndarray:
+    """Every price the kernels of a run read, in whole ns as they read them: their cost
+    array (:func:`kernel_costs`) and the invalidation costs but the INVLPGB page limit
+    (rounded as :meth:`kmm.engine.InvalidationCosts.to_array` rounds them)."""
+    inv = cfg.inval_costs
+    return np.concatenate([kernel_costs(cfg),
+                           np.array([int(round(getattr(inv, f))) for f in _INV_PRICES],
+                                    np.int64)])
+
+
+def _trajectory(cfg: AsiConfig) -> str:
+    """:func:`_kernel_config` without its prices, as a key: runs of one workload whose
+    trajectories agree. The kernels' clock is the operation's index (``run_stream``: ``t =
+    i * op_interval_ns``), never a sum of prices, and no decision reads a price, so two
+    runs that differ only in prices take the same allocations, conversions, flushes and
+    windows: each price enters every ns count, latency, burst and window total as
+    ``price * events``, in whole ns (:func:`Sims.priced`)."""
+    kc = _kernel_config(cfg)
+    inv = eng.InvalidationCosts(invlpgb_max_pages=kc.inval_costs.invlpgb_max_pages)
+    return repr(replace(kc, costs=AsiCosts(), inval_costs=inv))
+
+
+class _NotLinear(Exception):
+    """A run's counts are not a whole multiple of a price apart (:func:`_repriced`)."""
+
+
+def _moved(a: np.ndarray, b: np.ndarray, step: int, by: int) -> np.ndarray:
+    """``a`` moved ``by`` along the line through ``a`` and ``b``, which are ``step`` apart in
+    one price: ``a + (b - a) / step * by``, in whole numbers."""
+    d = b.astype(np.int64) - a
+    if (d % step).any():
+        raise _NotLinear
+    return a + d // step * by
+
+
+def _repriced(a: AsiRun, pa: np.ndarray, b: AsiRun, pb: np.ndarray, cfg: AsiConfig,
+              p: np.ndarray) -> AsiRun:
+    """The run of ``cfg``, whose prices ``p`` differ from ``a``'s prices ``pa`` in one
+    slot only, from runs ``a`` and ``b`` of the same trajectory whose prices differ in
+    that slot only: every int64 output moves along the line through ``a``'s and ``b``'s
+    (:func:`_trajectory`; the count arrays that no price reaches do not move). Raises
+    :class:`_NotLinear` if ``b`` is not ``a`` plus a whole multiple of the slot's step."""
+    j = int(np.flatnonzero(pb != pa)[0])
+    step, by = int(pb[j] - pa[j]), int(p[j] - pa[j])
+
+    def counters(x: Counters, y: Counters) -> Counters:
+        return Counters(x.kind, _moved(x.values, y.values, step, by))
+
+    return AsiRun(config=cfg, counts=counters(a.counts, b.counts),
+                  inval=counters(a.inval, b.inval), buddy=counters(a.buddy, b.buddy),
+                  tlb=counters(a.tlb, b.tlb),
+                  lat_ns=_moved(a.lat_ns, b.lat_ns, step, by),
+                  bursts=_moved(a.bursts, b.bursts, step, by),
+                  pt_pages_boot=int(_moved(np.array([a.pt_pages_boot]),
+                                           np.array([b.pt_pages_boot]), step, by)[0]),
+                  deferred_pending=int(_moved(np.array([a.deferred_pending]),
+                                              np.array([b.deferred_pending]), step, by)[0]),
+                  cpu_win=_moved(a.cpu_win, b.cpu_win, step, by),
+                  pcp=counters(a.pcp, b.pcp) if a.pcp is not None else None)
 
 
 def _digest(wl: Workload) -> str:
@@ -236,12 +307,22 @@ class Sims:
     set of :func:`make_workload` arguments (:meth:`stream`). A hit for another
     configuration with the same kernel inputs is returned with that configuration (its
     pricing in Python). ``base``: a finished :class:`Sims` to look up in as well (its runs
-    and streams are not added to)."""
+    and streams are not added to).
+
+    A run that differs from one already run only in one price (:func:`_prices`) is priced
+    rather than run once another run of its trajectory differs in that price alone
+    (:func:`_repriced`): the swings of a cost parameter run its first end and price the
+    second. Each trajectory's first run is kept by the :class:`Sims` that ran it, with one
+    run per price that moved alone from it (kept there too, so that the swings' throwaway
+    :class:`Sims` share them)."""
 
     def __init__(self, base: "Sims | None" = None):
         self.runs: dict = {}
         self.streams: dict = {}
         self.base = base
+        #: (trajectory, digest) -> [prices, run, {slot: (prices, run)}]
+        self.trajectories: dict = {}
+        self.priced = 0  # runs priced rather than run
 
     def _get(self, table: str, key):
         hit = getattr(self, table).get(key)
@@ -265,11 +346,33 @@ class Sims:
                     return d
         return _digest(wl)
 
+    def _run(self, cfg: AsiConfig, digest: str, wl: Workload) -> AsiRun:
+        """Price the run of ``cfg`` from two of its trajectory's, or run it."""
+        key, prices = (_trajectory(cfg), digest), _prices(cfg)
+        first = self._get("trajectories", key)
+        if first is not None:
+            pa, a, moved = first
+            slots = np.flatnonzero(prices != pa)
+            if slots.size == 1 and int(slots[0]) in moved:
+                pb, b = moved[int(slots[0])]
+                try:
+                    self.priced += 1
+                    return _repriced(a, pa, b, pb, cfg, prices)
+                except _NotLinear:  # never for kmm's kernels (tests/test_asi.py)
+                    self.priced -= 1
+        run = simulate(cfg, wl)
+        if first is None:
+            self.trajectories[key] = [prices, run, {}]
+        elif slots.size == 1:
+            first[2].setdefault(int(slots[0]), (prices, run))
+        return run
+
     def __call__(self, cfg: AsiConfig, wl: Workload) -> AsiRun:
-        key = (_kernel_inputs(cfg), self._digest(wl))
+        digest = self._digest(wl)
+        key = (_kernel_inputs(cfg), digest)
         run = self._get("runs", key)
         if run is None:
-            run = self.runs[key] = simulate(cfg, wl)
+            run = self.runs[key] = self._run(cfg, digest, wl)
         return run if run.config == cfg else replace(run, config=cfg)
 
 
