@@ -286,7 +286,7 @@ def count_repeats(counts, fetches, data):
     counts[CacheEvent.L1D_HITS] += data
 
 
-@njit(inline="always", _nrt=False)
+@njit(_nrt=False)
 def cache_access_last(cs, c, pa, src, cpu_node, line_node, counts, mem, last):
     """:func:`cache_access` behind a last-line filter: the same served level, counts and
     state, faster when a fetch or data read repeats CPU ``c``'s last line in its L1.

@@ -614,7 +614,7 @@ def count_repeats(counts, fetches, data):
     counts[TLBEvent.L1D_HITS] += data
 
 
-@njit(inline="always", _nrt=False)
+@njit(_nrt=False)
 def tlb_translate_last(st, c, va, flags, shift, asid, vmid, counts, last):
     """:func:`tlb_translate` behind a last-translation filter: the same outcome, counts and
     entries, faster when an access repeats the previous lookup of its L1 structure.

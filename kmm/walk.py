@@ -427,7 +427,7 @@ def _settled(cst, acc, out, last, lline, i, pas, setup, counted):
             tf += fetch
             td += not fetch
             src = Source.IFETCH if fetch else Source.DATA
-            s = _cache.cache_access_last(cst, c, pa, src, out.cpu_nid[c],
+            s = _cache.cache_access_last(cst, np.int64(c), pa, src, out.cpu_nid[c],
                                          np.int64(acc.node[ui & m_node]), out.cache, out.mem,
                                          lline)
             out.served[np.uint64(src), np.uint64(s)] += 1
@@ -450,6 +450,9 @@ def _count_settled(out, counted):
 # ``run_path`` 2.4 times slower to compile (132 s against 54 s, cold, on the 2-core
 # reference machine) for 40 % more time only where every access walks (0.28 s against
 # 0.40 s for 2 M random accesses to 64 K pages through a 64-entry TLB).
+# :func:`kmm.tlb.tlb_translate_last` and :func:`kmm.cache.cache_access_last` are called too
+# (compiled once each, not into both loops of ``run_path``): 99 s against 74 s of CPU to
+# compile ``run_path`` cold, and the same speed on every benchmark trace (``kmm bench``).
 @njit(_nrt=False)
 def stage2_walk(tst, cst, ws, out, c, ipa, leaf, vmid, cnode, mnode, tn, i):
     """Stage-2 walk of ``ipa`` down to a leaf at ``leaf``, through the stage-2 walk cache
