@@ -281,6 +281,32 @@ def small_counts():
     return ktr.simulate_host(ktr.WORKLOADS["database"], ktr.Machine(), SMALL_RUN)
 
 
+def test_machines_that_differ_in_how_accesses_are_served_share_their_node_traces():
+    # node_trace keys a machine without the fields the accesses are not drawn from (LLC
+    # size, walk caches, KTR table placement, linear map): such machines share one draw,
+    # and a fresh draw under each is the same (so the key loses nothing); a field the draw
+    # reads (CPUs per node) keys another draw
+    from dataclasses import replace
+    from kmm.mech.host import model as host
+    w, m = ktr.WORKLOADS["syscall"], ktr.Machine()
+    others = [replace(m, llc_bytes=1 << 20), replace(m, walk_cache_entries=4),
+              replace(m, s2_walk_cache_entries=0), replace(m, ktr_tables="local"),
+              replace(m, linear_map="block")]
+    assert set(host._NOT_DRAWN_FROM) == {"llc_bytes", "walk_cache_entries",
+                                         "s2_walk_cache_entries", "ktr_tables", "linear_map"}
+    host._NODE_TRACES.clear()
+    a = host.node_trace(w, m, SMALL_RUN, ktr.TextModel(), 1, None)
+    for o in others:
+        assert host.node_trace(w, o, SMALL_RUN, ktr.TextModel(), 1, None)[0] is a[0]
+        host._NODE_TRACES.clear()
+        fresh = host.node_trace(w, o, SMALL_RUN, ktr.TextModel(), 1, None)
+        assert all(np.array_equal(x, y) for x, y in zip((*fresh[0], fresh[1]), (*a[0], a[1])))
+        host._NODE_TRACES.clear()
+        a = host.node_trace(w, m, SMALL_RUN, ktr.TextModel(), 1, None)
+    assert host.node_trace(w, replace(m, cpus_per_node=1), SMALL_RUN, ktr.TextModel(), 1,
+                           None)[0] is not a[0]
+
+
 def test_a_node_trace_is_drawn_once_and_replayed_read_only(small_counts):
     # node_trace is a function of its arguments: the same arguments return the same
     # (read-only) accesses, and a run that draws them afresh counts the same

@@ -3,7 +3,7 @@
 Part of :mod:`kmm.mech.host`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from functools import lru_cache
 
@@ -766,6 +766,19 @@ _NODE_TRACES: dict = {}
 _NODE_TRACES_BYTES = 256 << 20
 
 
+#: Machine fields the accesses of a node are drawn without (:mod:`kmm.mech.host.workload`
+#: never reads them): they set how the accesses are served, not which
+_NOT_DRAWN_FROM = ("llc_bytes", "walk_cache_entries", "s2_walk_cache_entries", "ktr_tables",
+                   "linear_map")
+
+
+def _drawn_from(m: Machine) -> Machine:
+    """``m`` with the fields a node's accesses are not drawn from at their defaults: two
+    machines that differ only in those draw the same accesses (:func:`node_trace`)."""
+    d = Machine()
+    return replace(m, **{f: getattr(d, f) for f in _NOT_DRAWN_FROM})
+
+
 def node_trace(w: Workload, m: Machine, run: RunConfig, model: TextModel, node: int,
                trace: "TraceWorkload | None", layout: "TextLayout | None" = None
                ) -> tuple["HostTrace", np.ndarray]:
@@ -776,7 +789,7 @@ def node_trace(w: Workload, m: Machine, run: RunConfig, model: TextModel, node: 
     run.seed)``), so the latest few are kept and returned again, read-only: a run under
     another stage-2 setup or TLB reach replays the same accesses without drawing them
     again."""
-    key = (w, m, run, model, node, trace)
+    key = (w, _drawn_from(m), run, model, node, trace)
     try:
         hit = _NODE_TRACES.get(key)
     except TypeError:  # an argument that cannot be a key (never for kmm's own types)
