@@ -291,9 +291,9 @@ def _queue(tst, ist, start, end, asid, vmid, flags, full):
         if ist.params[_P_METHOD] == 0:
             ist.counts[10] += _apply_targets(tst, ist, ist.params[_P_PEND_INIT], ist.pend[0, 0],
                                              ist.pend[0, 1], ist.pend[0, 2], ist.pend[0, 3],
-                                             ist.pend[0, 4], True)
+                                             ist.pend[0, 4], np.bool_(True))
         else:
-            ist.counts[10] += _apply(tst, -1, ist.pend[0, 0], ist.pend[0, 1], ist.pend[0, 2],
+            ist.counts[10] += _apply(tst, np.int64(-1), ist.pend[0, 0], ist.pend[0, 1], ist.pend[0, 2],
                                      ist.pend[0, 3], ist.pend[0, 4], ist.pend[0, 5] != 0)
         for i in range(1, n):
             for k in range(_Q_LEN):
@@ -348,6 +348,8 @@ def flush_range(tst, ist, initiator, start, end, stride_shift, asid, vmid, flags
     """
     cnt = ist.counts
     cost = ist.cost
+    # one type whatever the caller passes (a constant would compile the helpers again)
+    asid, vmid, flags = np.int64(asid), np.int64(vmid), np.int64(flags)
     method = ist.params[_P_METHOD]
     ncpu = ist.params[_P_CPUS]
     kernel = (flags & 1) != 0
@@ -385,7 +387,7 @@ def flush_range(tst, ist, initiator, start, end, stride_shift, asid, vmid, flags
             else:
                 cnt[8] += 1
                 ns += cost[10] + cost[11] * ncpu
-                cnt[10] += _apply(tst, -1, start, end, asid, vmid, flags, full)
+                cnt[10] += _apply(tst, np.int64(-1), start, end, asid, vmid, flags, full)
         cnt[11] += ns
         return ns
     ceiling = ist.params[_P_CEILING]
@@ -405,7 +407,7 @@ def flush_range(tst, ist, initiator, start, end, stride_shift, asid, vmid, flags
         else:
             cnt[6] += 1
             ns += cost[7]
-            cnt[10] += _apply(tst, -1, start, end, asid, vmid, flags, full)
+            cnt[10] += _apply(tst, np.int64(-1), start, end, asid, vmid, flags, full)
         cnt[11] += ns
         return ns
     # X86_IPI (and local x86 flushes of either x86 method)
@@ -425,7 +427,7 @@ def flush_range(tst, ist, initiator, start, end, stride_shift, asid, vmid, flags
             if kernel or ist.mm_mask[c] != 0:
                 ist.batch_mask[c] = 1
         ist.params[_P_PEND_INIT] = initiator
-        _queue(tst, ist, start, end, asid, vmid, flags, True)
+        _queue(tst, ist, start, end, asid, vmid, flags, np.bool_(True))
         return 0
     targets = 0
     for c in range(ncpu):
@@ -484,7 +486,7 @@ def flush_sync(tst, ist, initiator):
             cnt[10] += _apply_targets(tst, ist, initiator, ist.pend[i, 0], ist.pend[i, 1],
                                       ist.pend[i, 2], ist.pend[i, 3], ist.pend[i, 4], True)
         else:
-            cnt[10] += _apply(tst, -1, ist.pend[i, 0], ist.pend[i, 1], ist.pend[i, 2],
+            cnt[10] += _apply(tst, np.int64(-1), ist.pend[i, 0], ist.pend[i, 1], ist.pend[i, 2],
                               ist.pend[i, 3], ist.pend[i, 4], ist.pend[i, 5] != 0)
     if method == 0:
         targets = 0

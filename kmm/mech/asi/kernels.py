@@ -22,6 +22,10 @@ from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_LOCAL_FLUSH, _C_MAP, _C_MIGRAT
     F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, MAX_RECLAIM_RETRIES, MT_ISOLATE)
 
 _kernel = njit(_nrt=False)
+
+# Flags passed as values, not constants: a constant argument compiles its own copy of the
+# helper (and of everything the helper calls) for each constant
+_NO, _YES = np.bool_(False), np.bool_(True)
 _IPIS, _FULL_FLUSHES, _TARGET_NS, _DROPPED = (
     int(InvalEvent.IPIS), int(InvalEvent.FULL_FLUSHES), int(InvalEvent.TARGET_NS),
     int(InvalEvent.ENTRIES_DROPPED))
@@ -86,7 +90,7 @@ def _unmap_refill(bst, ast, cpu, order, mt):
     n = np.int64(1) << order
     p = pcp_first(ast.pcp, cpu, order, mt)
     while p >= 0:
-        u, kk = _unmap_range(bst, ast, p, n, True)
+        u, kk = _unmap_range(bst, ast, p, n, _YES)
         if kk > 0:
             ns += u
             k += kk
@@ -229,7 +233,7 @@ def _map_clean_range(bst, ast, pfn, n):
                 ast.counts[AsiEvent.ZERO_DEFERRED] += 1
             deferred += 1
         else:
-            ns += _map_range(bst, ast, p, 1, False, False)[0]
+            ns += _map_range(bst, ast, p, np.int64(1), _NO, _NO)[0]
     return ns, was, deferred
 
 
@@ -394,7 +398,7 @@ def _drain_queue(bst, tst, ist, ast, cpu):
     for i in range(qn):
         pfn = ast.queue[i, 0]
         n = np.int64(1) << ast.queue[i, 1]
-        u, k = _unmap_range(bst, ast, pfn, n, True)
+        u, k = _unmap_range(bst, ast, pfn, n, _YES)
         ns += u
         pages += n
         lo = min(lo, pfn)
@@ -427,7 +431,7 @@ def _update_free_blocks(bst, ast, base, end, unmap):
             continue
         n = min(np.int64(1) << o, end - p)
         if unmap:
-            u, k = _unmap_range(bst, ast, p, n, False)
+            u, k = _unmap_range(bst, ast, p, n, _NO)
             ast.params[_P_FREE_MAPPED] -= k
             ns += u
             pages += k
@@ -441,7 +445,7 @@ def _update_free_blocks(bst, ast, base, end, unmap):
             ns += m
         else:
             z0 = ast.counts[AsiEvent.PAGES_ZEROED]
-            m, was = _map_range(bst, ast, p, n, False, False)
+            m, was = _map_range(bst, ast, p, n, _NO, _NO)
             ast.counts[AsiEvent.ZEROED_ON_CONVERSION] += ast.counts[AsiEvent.PAGES_ZEROED] - z0
             ast.params[_P_FREE_MAPPED] += n - was
             ns += m
@@ -475,7 +479,7 @@ def _target_worker(bst, tst, ist, ast, cpu):
         _drain_all(bst, ast)
     while ast.params[_P_FREE_MAPPED] > ast.params[_P_TARGET]:
         if not counted:
-            _count_free_mapped(bst, ast, 0, npb)
+            _count_free_mapped(bst, ast, np.int64(0), npb)
             counted = True
         best = -1
         best_k = 0
@@ -489,7 +493,7 @@ def _target_worker(bst, tst, ist, ast, cpu):
         ast.counts[AsiEvent.TARGET_CONVERSIONS] += 1
         base = best << pb
         end = base + (np.int64(1) << pb)
-        u, k = _update_free_blocks(bst, ast, base, end, True)
+        u, k = _update_free_blocks(bst, ast, base, end, _YES)
         ns += u
         pages += k
         ns += _region_update(ast, best)
@@ -539,7 +543,7 @@ def _convert_after_alloc(bst, ast):
 def _claim_sensitive(bst, tst, ist, ast, cpu, pfn, n):
     """Hand free pages [pfn, pfn+n) to a sensitive owner outside an allocation's own path
     (a compaction target): unmap any that are mapped, then shoot them down. Returns ns."""
-    u, k = _unmap_range(bst, ast, pfn, n, True)
+    u, k = _unmap_range(bst, ast, pfn, n, _YES)
     ast.params[_P_FREE_MAPPED] -= k
     _mark_sensitive(bst, ast, pfn, n)
     if k > 0:
@@ -599,7 +603,7 @@ def _compact(bst, tst, ist, ast, order, cpu):
         return 0, False
     b = best >> pb
     old = bst.pb_mt[b]
-    convert_pageblock(bst, b, MT_ISOLATE)
+    convert_pageblock(bst, b, np.int64(MT_ISOLATE))
     ns = 0
     moved = 0
     ok = True
@@ -621,10 +625,10 @@ def _compact(bst, tst, ist, ast, order, cpu):
         ast.owner[dst] = ident
         ast.owner[p] = -1
         ast.live[ident, _L_PFN] = dst
-        free_block(bst, p, a)
+        free_block(bst, p, np.int64(a))
         moved += n
         p += n
-    convert_pageblock(bst, b, old)
+    convert_pageblock(bst, b, np.int64(old))
     mns = moved * ast.cost[_C_MIGRATE]
     ast.counts[AsiEvent.PAGES_MIGRATED] += moved
     ast.counts[AsiEvent.MIGRATE_NS] += mns
@@ -659,7 +663,7 @@ def _release(bst, tst, ist, ast, ident, sens, cpu, t):
                 bst.flags[p] |= F_QUEUED
             lat = ast.cost[_C_ENQ]
         elif policy == 4:
-            u, k = _unmap_range(bst, ast, pfn, n, True)
+            u, k = _unmap_range(bst, ast, pfn, n, _YES)
             s = _shootdown(tst, ist, ast, cpu, pfn, pfn + n)
             _burst(ast, t, u + s, BurstSource.FREE_FLUSH, k)
             lat += u + s
@@ -707,7 +711,7 @@ def _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu):
     if pfn < 0:
         return -1, 0
     n = np.int64(1) << big
-    ns, k = _unmap_range(bst, ast, pfn, n, False)
+    ns, k = _unmap_range(bst, ast, pfn, n, _NO)
     ast.params[_P_FREE_MAPPED] -= k
     for q in range(pfn, pfn + n):
         if bst.flags[q] & F_ZERO_DEFERRED:
@@ -819,12 +823,12 @@ def _rmqueue_direct_map(bst, tst, ist, ast, order, mt, cpu):
             ast.counts[AsiEvent.PAGES_ZEROED] += dirty
             ast.counts[AsiEvent.ZERO_NS] += z
             ast.counts[AsiEvent.ZEROED_ON_CONVERSION] += dirty
-        m, was = _map_range(bst, ast, pfn, n, False, False)
+        m, was = _map_range(bst, ast, pfn, n, _NO, _NO)
         ns += m
         ast.params[_P_FREE_MAPPED] += n - was
         ast.counts[AsiEvent.DIRECT_MAP_MAPS] += 1
     else:
-        u, k = _unmap_range(bst, ast, pfn, n, False)
+        u, k = _unmap_range(bst, ast, pfn, n, _NO)
         ns += u
         ast.params[_P_FREE_MAPPED] -= k
         if k > 0:
@@ -996,7 +1000,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     blo = pfn
     bhi = pfn + n
     if sens:
-        u, k = _unmap_range(bst, ast, pfn, n, False)
+        u, k = _unmap_range(bst, ast, pfn, n, _NO)
         ast.params[_P_FREE_MAPPED] -= k
         lat += u
         _mark_sensitive(bst, ast, pfn, n)
@@ -1008,7 +1012,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
                 blo = min(blo, rlo)
                 bhi = max(bhi, rhi)
     else:
-        m, was = _map_range(bst, ast, pfn, n, False, True)
+        m, was = _map_range(bst, ast, pfn, n, _NO, _YES)
         ast.params[_P_FREE_MAPPED] -= was
         lat += m
         k = 0
