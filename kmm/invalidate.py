@@ -293,8 +293,9 @@ def _queue(tst, ist, start, end, asid, vmid, flags, full):
                                              ist.pend[0, 1], ist.pend[0, 2], ist.pend[0, 3],
                                              ist.pend[0, 4], np.bool_(True))
         else:
-            ist.counts[10] += _apply(tst, np.int64(-1), ist.pend[0, 0], ist.pend[0, 1], ist.pend[0, 2],
-                                     ist.pend[0, 3], ist.pend[0, 4], ist.pend[0, 5] != 0)
+            ist.counts[10] += _apply(tst, np.int64(-1), ist.pend[0, 0], ist.pend[0, 1],
+                                     ist.pend[0, 2], ist.pend[0, 3], ist.pend[0, 4],
+                                     ist.pend[0, 5] != 0)
         for i in range(1, n):
             for k in range(_Q_LEN):
                 ist.pend[i - 1, k] = ist.pend[i, k]
@@ -484,7 +485,8 @@ def flush_sync(tst, ist, initiator):
     for i in range(n):
         if method == 0:
             cnt[10] += _apply_targets(tst, ist, initiator, ist.pend[i, 0], ist.pend[i, 1],
-                                      ist.pend[i, 2], ist.pend[i, 3], ist.pend[i, 4], True)
+                                      ist.pend[i, 2], ist.pend[i, 3], ist.pend[i, 4],
+                                      np.bool_(True))
         else:
             cnt[10] += _apply(tst, np.int64(-1), ist.pend[i, 0], ist.pend[i, 1], ist.pend[i, 2],
                               ist.pend[i, 3], ist.pend[i, 4], ist.pend[i, 5] != 0)

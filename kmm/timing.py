@@ -242,14 +242,14 @@ class MemorySystem:
         if link.shape != (n, n) or (link <= 0).any():
             raise ConfigError(f"needs a {n}x{n} matrix of positive bandwidths", "link_gbps")
         check_float("background", self.background, lo=0.0, hi=0.99)
-        object.__setattr__(self, "idle_ns", idle)
-        object.__setattr__(self, "peak_gbps", peak)
-        object.__setattr__(self, "link_gbps", link)
-        # what latency() reads of the idle matrix, at every step of a solve (so the matrix
-        # is a read-only copy: an edit of the caller's array cannot make them disagree)
+        # latency() reads the idle matrix's diagonal and premiums worked out here, at every
+        # step of a solve: the matrix is kept as a read-only copy, so that an edit of the
+        # caller's array cannot make them disagree
         idle = idle.copy()
         idle.flags.writeable = False
         object.__setattr__(self, "idle_ns", idle)
+        object.__setattr__(self, "peak_gbps", peak)
+        object.__setattr__(self, "link_gbps", link)
         local = np.diag(idle)
         object.__setattr__(self, "_local", local)
         object.__setattr__(self, "_premium", np.maximum(idle - local[None, :], 0.0))

@@ -62,7 +62,7 @@ def test_refuse_params_file_by_hand():
     structured = yaml.safe_load((ROOT / "params" / "ktr.yaml").read_text())
     with pytest.raises(ConfigError, match=r"kmm params export ktr") as e:
         params.refuse_params_file({"nodes": 2, **structured}, "ktr")
-    assert "(grids, notebook, parameters, title, variants)" in e.value.message
+    assert "(expected_seconds, grids, notebook, parameters, title, variants)" in e.value.message
     with pytest.raises(ConfigError):
         params.refuse_params_file({"notebook": "ktr.ipynb"}, "ktr")
 

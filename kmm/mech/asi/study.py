@@ -244,7 +244,7 @@ def _trajectory(cfg: AsiConfig) -> str:
     i * op_interval_ns``), never a sum of prices, and no decision reads a price, so two
     runs that differ only in prices take the same allocations, conversions, flushes and
     windows: each price enters every ns count, latency, burst and window total as
-    ``price * events``, in whole ns (:func:`Sims.priced`)."""
+    ``price * events``, in whole ns (:func:`_repriced`)."""
     kc = _kernel_config(cfg)
     inv = eng.InvalidationCosts(invlpgb_max_pages=kc.inval_costs.invlpgb_max_pages)
     return repr(replace(kc, costs=AsiCosts(), inval_costs=inv))
@@ -307,7 +307,7 @@ class Sims:
     set of :func:`make_workload` arguments (:meth:`stream`). A hit for another
     configuration with the same kernel inputs is returned with that configuration (its
     pricing in Python). ``base``: a finished :class:`Sims` to look up in as well (its runs
-    and streams are not added to).
+    and streams are not added to; its trajectories' priced-from runs are, below).
 
     A run that differs from one already run only in one price (:func:`_prices`) is priced
     rather than run once another run of its trajectory differs in that price alone
