@@ -811,7 +811,8 @@ def test_a_run_priced_from_two_runs_of_its_trajectory_equals_the_run(policy, opt
     wl = _phased_stream(17, 1500, phase=60, p_free=0.42, max_order=3, cpus=3)
     base = _small_stream_config(policy, method=method, **options)
     prices = [("costs", f.name) for f in fields(asi.AsiCosts) if f.name != "sources"] + \
-        [("inval_costs", f) for f in study._INV_PRICES]
+        [("inval_costs", f.name) for f in fields(eng.InvalidationCosts)
+         if f.name.endswith("_ns")]
     moved = 0
     for part, name in prices:
         def at(x):

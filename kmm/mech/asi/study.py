@@ -224,18 +224,13 @@ def _kernel_inputs(cfg: AsiConfig) -> str:
     return repr(_kernel_config(cfg))
 
 
-#: The invalidation costs that are prices (ns): all but the INVLPGB page limit
-_INV_PRICES = tuple(f.name for f in fields(eng.InvalidationCosts) if f.name.endswith("_ns"))
-
-
 def _prices(cfg: AsiConfig) -> np.ndarray:
-    """Every price the kernels of a run read, in whole ns as they read them: their cost
-    array (:func:`kernel_costs`) and the invalidation costs but the INVLPGB page limit
-    (rounded as :meth:`kmm.engine.InvalidationCosts.to_array` rounds them)."""
-    inv = cfg.inval_costs
-    return np.concatenate([kernel_costs(cfg),
-                           np.array([int(round(getattr(inv, f))) for f in _INV_PRICES],
-                                    np.int64)])
+    """The cost slots the kernels of a run read, as they read them (whole ns): their cost
+    array (:func:`kernel_costs`) and the invalidation's
+    (:meth:`kmm.engine.InvalidationCosts.to_array`). Its one slot that is not a price, the
+    INVLPGB page limit, is part of :func:`_trajectory`, so two runs that differ in it are
+    never priced from each other."""
+    return np.concatenate([kernel_costs(cfg), cfg.inval_costs.to_array()])
 
 
 def _trajectory(cfg: AsiConfig) -> str:
@@ -257,7 +252,7 @@ class _NotLinear(Exception):
 def _moved(a: np.ndarray, b: np.ndarray, step: int, by: int) -> np.ndarray:
     """``a`` moved ``by`` along the line through ``a`` and ``b``, which are ``step`` apart in
     one price: ``a + (b - a) / step * by``, in whole numbers."""
-    d = b.astype(np.int64) - a
+    d = b - a
     if (d % step).any():
         raise _NotLinear
     return a + d // step * by
@@ -356,10 +351,11 @@ class Sims:
             if slots.size == 1 and int(slots[0]) in moved:
                 pb, b = moved[int(slots[0])]
                 try:
+                    run = _repriced(a, pa, b, pb, cfg, prices)
                     self.priced += 1
-                    return _repriced(a, pa, b, pb, cfg, prices)
+                    return run
                 except _NotLinear:  # never for kmm's kernels (tests/test_asi.py)
-                    self.priced -= 1
+                    pass
         run = simulate(cfg, wl)
         if first is None:
             self.trajectories[key] = [prices, run, {}]
