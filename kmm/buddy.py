@@ -59,6 +59,7 @@ from .errors import ConfigError
 # with it, every call that touches the state pays reference counting on each of its arrays,
 # which made order-0 alloc+free about 40x slower.
 _kernel = njit(_nrt=False)
+_inner = njit(_nrt=False, python=False)   # called by kernels only
 # The hot path is inlined into its callers: a call passes every array of the state
 # separately, which costs more than an order-0 allocation itself.
 _inline = njit(_nrt=False, inline="always")
@@ -335,7 +336,7 @@ def _boot_free(st):
         start += 1 << order
 
 
-@_kernel
+@_inner
 def _pb_set(st, pb, mt):
     """``set_pageblock_migratetype``; logs and counts a real change."""
     old = st.pb_mt[pb]
@@ -374,7 +375,7 @@ def _rmqueue_smallest(st, order, mt):
     return -1
 
 
-@_kernel
+@_inner
 def _can_steal(st, order, start_mt):
     """``can_steal_fallback``."""
     pb_order = st.params[_P_PB_ORDER]
@@ -384,7 +385,7 @@ def _can_steal(st, order, start_mt):
     return order >= pb_order // 2 or mob == 2 or mob == 0  # RECLAIMABLE, UNMOVABLE
 
 
-@_kernel
+@_inner
 def _find_suitable_fallback(st, order, mt):
     """``find_suitable_fallback(only_stealable=false)``: (fallback type or -1, can_steal)."""
     nt = st.params[_P_NTYPES]
@@ -398,7 +399,7 @@ def _find_suitable_fallback(st, order, mt):
     return -1, False
 
 
-@_kernel
+@_inner
 def _move_freepages_block(st, pfn, new_mt):
     """``move_freepages_block``: every free block of pfn's pageblock to ``new_mt``'s lists.
 
@@ -430,7 +431,7 @@ def _move_freepages_block(st, pfn, new_mt):
     return free_pages, movable
 
 
-@_kernel
+@_inner
 def _steal_suitable_fallback(st, pfn, start_mt, whole_block):
     """``steal_suitable_fallback``: take the pageblock or move just this block."""
     pb_order = st.params[_P_PB_ORDER]
@@ -459,7 +460,7 @@ def _steal_suitable_fallback(st, pfn, start_mt, whole_block):
     _list_add(st, pfn, cur, start_mt, False)
 
 
-@_kernel
+@_inner
 def _rmqueue_fallback(st, order, start_mt, min_order):
     """``__rmqueue_fallback``: steal from a fallback type; False if nothing found."""
     max_order = st.params[_P_MAX_ORDER]
@@ -801,7 +802,7 @@ def _pcp_del(pst, gi, pfn):
     _dl_del(pst.head, pst.tail, pst.nxt, pst.prv, gi, pfn)
 
 
-@_kernel
+@_inner
 def _pcp_get(st, pst, cpu, order, mt, floor):
     """The list side of :func:`pcp_alloc` (``floor`` < 0: each refill block through both
     ``ALLOC_NOFRAGMENT`` passes, :func:`_take`) and :func:`pcp_alloc_min` (one pass that
@@ -894,7 +895,7 @@ def zone_batchsize(pool_pages: int, page_bytes: int) -> int:
     return max(1, (1 << (x.bit_length() - 1)) - 1)
 
 
-@_kernel
+@_inner
 def _free_pcppages_bulk(st, pst, cpu, count, pindex):
     """``free_pcppages_bulk``: ``count`` pages from the tails of the lists, round robin from
     ``pindex``, back to the free lists with their stored types."""

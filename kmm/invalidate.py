@@ -259,9 +259,10 @@ class InvalState(NamedTuple):
 
 
 _kernel = njit(_nrt=False)
+_inner = njit(_nrt=False, python=False)   # called by kernels only
 
 
-@_kernel
+@_inner
 def _apply(tst, cpu, start, end, asid, vmid, flags, full):
     """Drop the entries a completed flush removes on CPU ``cpu`` (-1: every CPU)."""
     llo = (flags & 2) != 0
@@ -272,7 +273,7 @@ def _apply(tst, cpu, start, end, asid, vmid, flags, full):
     return _tlb.invalidate_range(tst, cpu, start, end, asid, vmid, llo)
 
 
-@_kernel
+@_inner
 def _apply_targets(tst, ist, initiator, start, end, asid, vmid, flags, full):
     """Apply a completed flush on the initiator and every CPU of the x86 batch."""
     dropped = 0
@@ -282,7 +283,7 @@ def _apply_targets(tst, ist, initiator, start, end, asid, vmid, flags, full):
     return dropped
 
 
-@_kernel
+@_inner
 def _queue(tst, ist, start, end, asid, vmid, flags, full):
     n = ist.params[_P_NPEND]
     if n >= ist.pend.shape[0]:

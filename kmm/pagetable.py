@@ -216,7 +216,7 @@ def geometry_vector(g: Geometry) -> np.ndarray:
 
 
 # ---- attr helpers ------------------------------------------------------------------------
-@njit
+@njit(python=False)
 def _attr(level, cont, perm, nid):
     return (level + 1) | (cont << A_CONT_SHIFT) | (perm << A_PERM_SHIFT) | (nid << A_NID_SHIFT)
 
@@ -248,17 +248,17 @@ def attr_nid(a):
 _a_level, _a_cont, _a_perm, _a_nid = attr_level, attr_cont, attr_perm, attr_nid
 
 
-@njit
+@njit(python=False)
 def _with_shape(a, level, cont):
     return _attr(level, cont, _a_perm(a), _a_nid(a))
 
 
-@njit
+@njit(python=False)
 def _with_perm(a, perm):
     return _attr(_a_level(a), _a_cont(a), perm, _a_nid(a))
 
 
-@njit
+@njit(python=False)
 def _span(g, a):
     """Bytes of the smallest unit a leaf attr can be split at: a cont range or one leaf."""
     i = _a_level(a) + 1
@@ -268,7 +268,7 @@ def _span(g, a):
 
 
 # ---- chunked sorted array ---------------------------------------------------------------
-@njit
+@njit(python=False)
 def _locate(t, va):
     """Order position and row of the extent with the greatest start <= va, or (-1, -1)."""
     n = t.meta[M_NCHUNKS]
@@ -292,7 +292,7 @@ def _locate(t, va):
     return lo, a
 
 
-@njit
+@njit(python=False)
 def _next(t, p, r):
     if r + 1 < t.clen[t.order[p]]:
         return p, r + 1
@@ -301,7 +301,7 @@ def _next(t, p, r):
     return -1, -1
 
 
-@njit
+@njit(python=False)
 def _prev(t, p, r):
     if r > 0:
         return p, r - 1
@@ -310,7 +310,7 @@ def _prev(t, p, r):
     return -1, -1
 
 
-@njit
+@njit(python=False)
 def _first_from(t, w):
     """Position of the first extent ending after ``w`` (the one holding w, or the next)."""
     p, r = _locate(t, w)
@@ -324,7 +324,7 @@ def _first_from(t, w):
     return _next(t, p, r)
 
 
-@njit
+@njit(python=False)
 def _insert(t, p, r, va, size, pa, attr):
     """Insert a row before row ``r`` of the chunk at order position ``p``; returns its
     position. ``p == meta[M_NCHUNKS]`` with ``r == 0`` appends a chunk (empty tree)."""
@@ -374,7 +374,7 @@ def _insert(t, p, r, va, size, pa, attr):
     return p, r
 
 
-@njit
+@njit(python=False)
 def _insert_after(t, p, r, va, size, pa, attr):
     """Insert a row right after position (p, r); (-1, -1) means at the very beginning."""
     if p < 0:
@@ -382,7 +382,7 @@ def _insert_after(t, p, r, va, size, pa, attr):
     return _insert(t, p, r + 1, va, size, pa, attr)
 
 
-@njit
+@njit(python=False)
 def _insert_many(t, p, r, vas, sizes, pas, attrs, k):
     """Insert ``k`` rows, in order, right after position (p, r) (p >= 0); returns the
     position of the last. One shift of the chunk's tail when they fit in the chunk."""
@@ -405,7 +405,7 @@ def _insert_many(t, p, r, vas, sizes, pas, attrs, k):
     return p, r + k
 
 
-@njit
+@njit(python=False)
 def _delete(t, p, r):
     c = t.order[p]
     m = t.clen[c]
@@ -427,7 +427,7 @@ def _delete(t, p, r):
         t.ckey[p] = t.ext[c, 0, F_VA]
 
 
-@njit
+@njit(python=False)
 def _mergeable(t, p, r, q, s):
     c, d = t.order[p], t.order[q]
     return (t.ext[c, r, F_ATTR] == t.ext[d, s, F_ATTR]
@@ -435,7 +435,7 @@ def _mergeable(t, p, r, q, s):
             and t.ext[c, r, F_PA] + t.ext[c, r, F_SIZE] == t.ext[d, s, F_PA])
 
 
-@njit
+@njit(python=False)
 def _merge_span(t, lo, hi):
     """Merge every mergeable neighbour pair from the extent before ``lo`` up to the one
     starting at ``hi``. Invariant afterwards: no two adjacent extents in that span could be
@@ -464,7 +464,7 @@ def _merge_span(t, lo, hi):
 
 
 # ---- table counting ----------------------------------------------------------------------
-@njit
+@njit(python=False)
 def _table_node(t, p, r, rule, fixed_nid):
     if rule == 1:
         return _a_nid(t.ext[t.order[p], r, F_ATTR])
@@ -528,7 +528,7 @@ def _count_windows(t, g, lo, hi, out, bynode, rule, fixed_nid):
             p, r = _next(t, p, r)
 
 
-@njit
+@njit(python=False)
 def _tables_near(t, g, lo, hi):
     out = np.zeros(5, dtype=np.int64)
     bynode = np.zeros((5, 1), dtype=np.int64)
@@ -537,7 +537,7 @@ def _tables_near(t, g, lo, hi):
 
 
 # ---- operations --------------------------------------------------------------------------
-@njit
+@njit(python=False)
 def _alloc_table(t, counts):
     b = t.meta[M_BUDGET]
     if b == 0:
@@ -549,7 +549,7 @@ def _alloc_table(t, counts):
     return True
 
 
-@njit
+@njit(python=False)
 def _split(t, g, counts, va, to_cont):
     """Make ``va`` a leaf boundary (split_kernel_leaf_mapping); 0, -EINVAL or -ENOMEM."""
     p, r = _locate(t, va)
@@ -643,7 +643,7 @@ def _split(t, g, counts, va, to_cont):
     return ret
 
 
-@njit
+@njit(python=False)
 def _range_mapped(t, lo, hi):
     """True iff every byte of [lo, hi) is mapped."""
     p, r = _locate(t, lo)
@@ -664,7 +664,7 @@ def _range_mapped(t, lo, hi):
     return True
 
 
-@njit
+@njit(python=False)
 def _cut(t, va):
     """Cut the extent holding ``va`` in two at ``va`` (a leaf boundary): same leaves, two
     rows, so that a range operation can address [va, ...) alone."""
@@ -680,7 +680,7 @@ def _cut(t, va):
     _insert_after(t, p, r, va, s + size - va, t.ext[c, r, F_PA] + (va - s), t.ext[c, r, F_ATTR])
 
 
-@njit
+@njit(python=False)
 def _boundary_splits(t, g, counts, lo, hi, to_cont):
     """Make lo and hi leaf boundaries and extent boundaries; 0 or -ENOMEM."""
     ret = _split(t, g, counts, lo, to_cont)
@@ -698,7 +698,7 @@ def _boundary_splits(t, g, counts, lo, hi, to_cont):
     return ret
 
 
-@njit
+@njit(python=False)
 def _set_perm(t, g, counts, lo, hi, perm, mode):
     """Change permissions of every leaf in [lo, hi) (``__change_memory_common``)."""
     if not _range_mapped(t, lo, hi):
@@ -757,7 +757,7 @@ def _set_perm(t, g, counts, lo, hi, perm, mode):
     return 0
 
 
-@njit
+@njit(python=False)
 def _unmap(t, g, counts, lo, hi):
     """Remove every leaf in [lo, hi), freeing tables left empty; 0, -EINVAL or -ENOMEM."""
     p, r = _first_from(t, lo)
@@ -786,7 +786,7 @@ def _unmap(t, g, counts, lo, hi):
     return 0
 
 
-@njit
+@njit(python=False)
 def _paint_units(g, policy, d):
     """Leaf units usable for a mapping with PA - VA = d, largest first: (bytes, level, cont)."""
     ub = np.zeros(12, dtype=np.int64)

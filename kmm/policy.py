@@ -160,7 +160,7 @@ def plru_victim(bits, ways):
     return np.uint64(node - n)
 
 
-@njit(inline="always", _nrt=False)
+@njit(_nrt=False)
 def on_hit(policy, ent, r, sf, pf, e, base, ways, ctl, cr):
     """A lookup of row ``r`` hit entry ``e`` (``base``: first entry of the structure or of
     the set; sets are ``ways`` entries from it)."""
@@ -173,7 +173,7 @@ def on_hit(policy, ent, r, sf, pf, e, base, ways, ctl, cr):
         ent[r, pf, row] = plru_touch(ent[r, pf, row], way, ways)
 
 
-@njit(inline="always", _nrt=False)
+@njit(_nrt=False)
 def choose(policy, e, ms, ent, r, pf, row, ways, ctl, cr):
     """The entry of set ``row`` a fill replaces, given the set's :func:`oldest` entry ``e``
     and its stamp ``ms`` (a structure that scans stamps during its lookup passes them)."""
@@ -185,7 +185,7 @@ def choose(policy, e, ms, ent, r, pf, row, ways, ctl, cr):
     return e
 
 
-@njit(inline="always", _nrt=False)
+@njit(_nrt=False)
 def victim(policy, ent, r, sf, pf, row, ways, ctl, cr):
     """The entry of set ``row`` (its first entry) a fill replaces, and the smallest stamp
     of the set (0: the entry is invalid, nothing valid is evicted)."""
@@ -193,7 +193,7 @@ def victim(policy, ent, r, sf, pf, row, ways, ctl, cr):
     return choose(policy, e, ms, ent, r, pf, row, ways, ctl, cr), ms
 
 
-@njit(inline="always", _nrt=False)
+@njit(_nrt=False)
 def on_fill(policy, ent, r, sf, pf, e, row, ways, ctl, cr):
     """Entry ``e`` of set ``row`` was just written: stamp it with the advanced clock."""
     ctl[cr, CTL_CLOCK] += 1

@@ -22,6 +22,7 @@ from .model import (_C_ALLOC, _C_ENQ, _C_FREE, _C_LOCAL_FLUSH, _C_MAP, _C_MIGRAT
     F_SENS, F_UNMAPPED_NS, F_ZERO_DEFERRED, MAX_RECLAIM_RETRIES, MT_ISOLATE)
 
 _kernel = njit(_nrt=False)
+_inner = njit(_nrt=False, python=False)   # called by kernels only
 
 # Flags passed as values, not constants: a constant argument compiles its own copy of the
 # helper (and of everything the helper calls) for each constant
@@ -32,7 +33,7 @@ _IPIS, _FULL_FLUSHES, _TARGET_NS, _DROPPED = (
 _FILLS, _EVICTIONS = int(TLBEvent.FILLS), int(TLBEvent.EVICTIONS)
 
 
-@_kernel
+@_inner
 def _get(st, ast, cpu, order, mt):
     """``rmqueue`` with both ``ALLOC_NOFRAGMENT`` passes: through CPU ``cpu``'s per-CPU
     lists (``rmqueue_pcplist``, refilled by ``rmqueue_bulk``) when they are on and the
@@ -42,7 +43,7 @@ def _get(st, ast, cpu, order, mt):
     return alloc_block(st, order, mt)
 
 
-@_kernel
+@_inner
 def _get_min(st, ast, cpu, order, mt, floor):
     """:func:`_get` in one pass that steals only free blocks of at least ``floor``
     (``rmqueue_bulk`` passes the caller's ``alloc_flags`` to each ``__rmqueue``)."""
@@ -51,7 +52,7 @@ def _get_min(st, ast, cpu, order, mt, floor):
     return alloc_block_min(st, order, mt, floor)
 
 
-@_kernel
+@_inner
 def _put(bst, ast, cpu, pfn, order):
     """Free a block: onto CPU ``cpu``'s per-CPU list of its pageblock's type
     (``free_unref_page_commit``, draining a batch at ``high``) when the lists are on and
@@ -62,21 +63,21 @@ def _put(bst, ast, cpu, pfn, order):
         free_block(bst, pfn, order)
 
 
-@_kernel
+@_inner
 def _pcp_empty(ast, cpu, order, mt):
     """Whether the per-CPU list an allocation of ``order`` and ``mt`` on ``cpu`` would use
     is empty (the allocation then refills it); False when the lists are off."""
     return ast.params[_P_PCP] != 0 and pcp_first(ast.pcp, cpu, order, mt) < 0
 
 
-@_kernel
+@_inner
 def _drain_all(bst, ast):
     """``drain_all_pages``: every CPU's per-CPU lists back to the free lists."""
     for c in range(ast.params[_P_CPUS]):
         pcp_drain(bst, ast.pcp, c)
 
 
-@_kernel
+@_inner
 def _unmap_refill(bst, ast, cpu, order, mt):
     """Unmap every mapped page of the blocks a sensitive allocation's refill just put on
     CPU ``cpu``'s list for ``order`` and ``mt`` (the list held nothing before): a list of a
@@ -101,13 +102,13 @@ def _unmap_refill(bst, ast, cpu, order, mt):
     return ns, k, lo, hi
 
 
-@_kernel
+@_inner
 def _window(ast):
     """The ``cpu_win`` row of the current operation's time."""
     return min(ast.params[_P_NOW] // JITTER_WINDOW_NS, ast.cpu_win.shape[0] - 1)
 
 
-@_kernel
+@_inner
 def _burst(ast, t, ns, source, pages):
     n = ast.params[_P_NBURST]
     if n < ast.bursts.shape[0]:
@@ -118,7 +119,7 @@ def _burst(ast, t, ns, source, pages):
         ast.params[_P_NBURST] = n + 1
 
 
-@_kernel
+@_inner
 def _worker_run(ast, t, ns, source, pages):
     """Count one run of a background worker and log it as a burst."""
     ast.counts[AsiEvent.WORKER_RUNS] += 1
@@ -128,14 +129,14 @@ def _worker_run(ast, t, ns, source, pages):
     _burst(ast, t, ns, source, pages)
 
 
-@_kernel
+@_inner
 def _pt_alloc(ast):
     ast.counts[AsiEvent.PT_ALLOCS] += 1
     ast.counts[AsiEvent.PT_ALLOC_NS] += ast.cost[_C_PT]
     return ast.cost[_C_PT]
 
 
-@_kernel
+@_inner
 def _region_update(ast, r):
     """The restricted physmap's leaf for region ``r`` after its mapped count changed;
     returns the ns of any page-table allocation it needed."""
@@ -168,7 +169,7 @@ def _region_update(ast, r):
     return _pt_alloc(ast)
 
 
-@_kernel
+@_inner
 def _regions_update(ast, pfn, n):
     pb = ast.params[_P_PB_ORDER]
     ns = 0
@@ -177,7 +178,7 @@ def _regions_update(ast, pfn, n):
     return ns
 
 
-@_kernel
+@_inner
 def _map_range(bst, ast, pfn, n, upd, at_alloc):
     """Map every unmapped page of [pfn, pfn+n), zeroing those holding sensitive data; with
     ``upd`` bring the physmap leaves of its regions up to date (else the caller does, once
@@ -215,7 +216,7 @@ def _map_range(bst, ast, pfn, n, upd, at_alloc):
     return ns, was
 
 
-@_kernel
+@_inner
 def _map_clean_range(bst, ast, pfn, n):
     """Lazy conversion to nonsensitive: map the clean unmapped pages of [pfn, pfn+n); leave
     those holding sensitive data unmapped, marked ``F_ZERO_DEFERRED``. Physmap leaves are
@@ -237,7 +238,7 @@ def _map_clean_range(bst, ast, pfn, n):
     return ns, was, deferred
 
 
-@_kernel
+@_inner
 def _mark_sensitive(bst, ast, pfn, n):
     """Pages [pfn, pfn+n) now belong to a sensitive allocation: whatever they held is
     overwritten by their owner, so no zeroing is due."""
@@ -248,7 +249,7 @@ def _mark_sensitive(bst, ast, pfn, n):
         bst.flags[p] = (f & ~(F_DIRTY | F_UNMAPPED_NS | F_ZERO_DEFERRED)) | F_SENS
 
 
-@_kernel
+@_inner
 def _unmap_range(bst, ast, pfn, n, upd):
     """Unmap every mapped page of [pfn, pfn+n) (the caller shoots down); ``upd`` as for
     :func:`_map_range`. Returns (ns, pages unmapped)."""
@@ -285,7 +286,7 @@ def _held(tst, c):
     return n
 
 
-@_kernel
+@_inner
 def _shootdown(tst, ist, ast, cpu, lo, hi):
     """One kernel-range shootdown of pfns [lo, hi) of the restricted physmap, from CPU
     ``cpu``. Logs, per CPU in the current window, the entries it removed (each walked
@@ -320,7 +321,7 @@ def _shootdown(tst, ist, ast, cpu, lo, hi):
     return ns
 
 
-@_kernel
+@_inner
 def _touch(tst, ast, cpu, pfn):
     """A restricted-space access by ``cpu`` to page ``pfn`` (fills its TLB). Keeps
     ``ast.held[cpu]``, the CPU's valid entries (:func:`_held`): a fill that evicted no
@@ -335,7 +336,7 @@ def _touch(tst, ast, cpu, pfn):
     ast.counts[AsiEvent.TOUCHES] += 1
 
 
-@_kernel
+@_inner
 def _ns_add(ast, ident):
     n = ast.params[_P_NS_N]
     ast.ns_list[n] = ident
@@ -343,7 +344,7 @@ def _ns_add(ast, ident):
     ast.params[_P_NS_N] = n + 1
 
 
-@_kernel
+@_inner
 def _ns_remove(ast, ident):
     pos = ast.live[ident, 2]
     if pos < 0:
@@ -356,7 +357,7 @@ def _ns_remove(ast, ident):
     ast.params[_P_NS_N] = n
 
 
-@_kernel
+@_inner
 def _free_mapped_pages_in(bst, base, end):
     """Mapped pages of the free blocks headed in [base, end) (clipped to it); allocated
     blocks are stepped over whole."""
@@ -375,7 +376,7 @@ def _free_mapped_pages_in(bst, base, end):
     return k
 
 
-@_kernel
+@_inner
 def _count_free_mapped(bst, ast, b0, b1):
     """``ast.pb_free_mapped`` of pageblocks [b0, b1): the free mapped pages of each
     nonsensitive one (:func:`_free_mapped_pages_in`), 0 for the others."""
@@ -385,7 +386,7 @@ def _count_free_mapped(bst, ast, b0, b1):
                                  if bst.pb_mt[b] >= 3 else 0)
 
 
-@_kernel
+@_inner
 def _drain_queue(bst, tst, ist, ast, cpu):
     """Unmap every queued block, one shootdown, then free them; returns (ns, pages)."""
     qn = ast.params[_P_QN]
@@ -416,7 +417,7 @@ def _drain_queue(bst, tst, ist, ast, cpu):
     return ns, pages
 
 
-@_kernel
+@_inner
 def _update_free_blocks(bst, ast, base, end, unmap):
     """Unmap every free buddy block in pfns ``[base, end)`` from the restricted space, or
     (``unmap`` false) zero and map them (lazy zeroing: map the clean ones, defer the rest),
@@ -453,7 +454,7 @@ def _update_free_blocks(bst, ast, base, end, unmap):
     return ns, pages
 
 
-@_kernel
+@_inner
 def _target_worker(bst, tst, ist, ast, cpu):
     """Convert nonsensitive pageblocks with the most free mapped pages (the lowest pfn among
     equals) to sensitive until at most the target stays mapped; one shootdown. Returns (ns,
@@ -506,7 +507,7 @@ def _target_worker(bst, tst, ist, ast, cpu):
     return ns, pages
 
 
-@_kernel
+@_inner
 def _convert_after_alloc(bst, ast):
     """Act on the pageblocks the last allocation converted (policy 2/3): to sensitive,
     unmap their free pages; to nonsensitive, zero and map them. The conversion log is kept
@@ -539,7 +540,7 @@ def _convert_after_alloc(bst, ast):
     return ns, lo, hi
 
 
-@_kernel
+@_inner
 def _claim_sensitive(bst, tst, ist, ast, cpu, pfn, n):
     """Hand free pages [pfn, pfn+n) to a sensitive owner outside an allocation's own path
     (a compaction target): unmap any that are mapped, then shoot them down. Returns ns."""
@@ -551,7 +552,7 @@ def _claim_sensitive(bst, tst, ist, ast, cpu, pfn, n):
     return u
 
 
-@_kernel
+@_inner
 def _compactable(bst, ast, s, size):
     """Pages to migrate to empty pfns [s, s+size), or -1 if the range holds anything but
     free blocks and movable sensitive blocks that begin inside it."""
@@ -576,7 +577,7 @@ def _compactable(bst, ast, s, size):
     return m
 
 
-@_kernel
+@_inner
 def _compact(bst, tst, ist, ast, order, cpu):
     """Direct compaction for a sensitive allocation of ``order`` (mm/compaction.c, reduced):
     the aligned range of a sensitive pageblock needing the fewest migrations (the lowest pfn
@@ -635,7 +636,7 @@ def _compact(bst, tst, ist, ast, order, cpu):
     return ns + mns, ok
 
 
-@_kernel
+@_inner
 def _release(bst, tst, ist, ast, ident, sens, cpu, t):
     """Free allocation ``ident`` by the policy's free path; returns the free's latency."""
     policy = ast.params[_P_POLICY]
@@ -674,7 +675,7 @@ def _release(bst, tst, ist, ast, ident, sens, cpu, t):
     return lat
 
 
-@_kernel
+@_inner
 def _reclaim(bst, tst, ist, ast, cpu, t):
     """One direct reclaim round (mm/vmscan.c ``try_to_free_pages``, reduced): free live
     reclaimable allocations, oldest first, until ``reclaim_batch_pages`` pages are freed.
@@ -697,7 +698,7 @@ def _reclaim(bst, tst, ist, ast, cpu, t):
     return ns, pages
 
 
-@_kernel
+@_inner
 def _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu):
     """``__rmqueue_asi_unmap`` of the posted design: take the smallest free nonsensitive
     block of at least a pageblock (``__rmqueue_smallest``), unmap its pages and shoot them
@@ -728,7 +729,7 @@ def _rmqueue_asi_unmap(bst, tst, ist, ast, order, mt, cpu):
     return pfn, ns
 
 
-@_kernel
+@_inner
 def _mermap_flush(tst, ist, ast, cpu):
     """``arch_mermap_flush_tlb`` before CPU ``cpu`` starts again at the base of its mermap
     region (mm/mermap.c ``mermap_alloc``: "Once an allocation has been freed, the space it
@@ -752,7 +753,7 @@ def _mermap_flush(tst, ist, ast, cpu):
     return ns
 
 
-@_kernel
+@_inner
 def _mermap_pages(tst, ist, ast, cpu, n):
     """Map ``n`` pages one after another into CPU ``cpu``'s mermap region and unmap each
     (``mermap_get`` / ``mermap_put``: a PTE store and a PTE clear each, no flush on put),
@@ -777,7 +778,7 @@ def _mermap_pages(tst, ist, ast, cpu, n):
     return ns
 
 
-@_kernel
+@_inner
 def _rmqueue_direct_map(bst, tst, ist, ast, order, mt, cpu):
     """``__rmqueue_direct_map`` of the 2026 design ("[PATCH RFC 17/19] mm/page_alloc:
     implement __GFP_UNMAPPED allocations", 2026-02-25; v2 of 2026-03-20): when the
@@ -845,7 +846,7 @@ def _rmqueue_direct_map(bst, tst, ist, ast, order, mt, cpu):
     return pfn, ns
 
 
-@_kernel
+@_inner
 def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
     """The slow path of a sensitive allocation whose own-sensitivity fast path failed:
     compaction, reclaim and the cross-sensitivity fallback in the order of the flush rank
@@ -904,7 +905,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
     return -1, ns
 
 
-@_kernel
+@_inner
 def _alloc(bst, tst, ist, ast, wl, i, t):
     """One allocation; returns its latency in ns (-1 if it failed)."""
     policy = ast.params[_P_POLICY]
@@ -1037,7 +1038,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     return lat
 
 
-@_kernel
+@_inner
 def _free(bst, tst, ist, ast, wl, i, t):
     """One free of the stream; returns its latency in ns."""
     ident = wl.ref[i]
@@ -1083,7 +1084,7 @@ def check_invariant(bst, tst, ast):
     return bad
 
 
-@_kernel
+@_inner
 def _mixed_pageblocks(ast):
     full = np.int64(1) << ast.params[_P_PB_ORDER]
     k = 0
