@@ -25,7 +25,7 @@ BULK_MAX = 100
 
 
 # ---- the allocator entry points ------------------------------------------------------------
-@njit
+@njit(_nrt=False)
 def get_block(st, pst, cpu, order, mt, pcp, nofrag):
     """A block of ``order`` and migratetype ``mt`` (``__alloc_pages`` fast path); its pfn or -1.
 
@@ -51,7 +51,7 @@ def get_block(st, pst, cpu, order, mt, pcp, nofrag):
     return pfn
 
 
-@njit
+@njit(_nrt=False)
 def put_block(st, pst, cpu, pfn, order, pcp):
     """Free the block at ``pfn`` (``__free_pages``): onto CPU ``cpu``'s list of its
     pageblock's type, unmerged, draining a batch once the CPU holds ``high`` pages
@@ -63,7 +63,7 @@ def put_block(st, pst, cpu, pfn, order, pcp):
 
 
 # ---- kernels composing the buddy allocator -------------------------------------------------
-@njit
+@njit(_nrt=False)
 def bg_churn_pcp(st, pst, live_pfn, live_order, nlive, kind, order, mt, pick, cpu, pcp, nofrag):
     """Background allocations and frees on a buddy pool; returns the live count after.
 
@@ -94,7 +94,7 @@ def bg_churn_pcp(st, pst, live_pfn, live_order, nlive, kind, order, mt, pick, cp
     return nlive
 
 
-@njit
+@njit(_nrt=False)
 def alloc_order0_pcp(st, pst, cpu, n, mt, out, pcp, nofrag):
     """``n`` order-0 pages of migratetype ``mt`` into ``out`` on CPU ``cpu``
     (``__vmalloc_area_node`` -> ``vm_area_alloc_pages``, v6.1); returns how many were
@@ -123,7 +123,7 @@ def alloc_order0_pcp(st, pst, cpu, n, mt, out, pcp, nofrag):
     return n
 
 
-@njit
+@njit(_nrt=False)
 def free_order0_pcp(st, pst, cpu, pfns, pcp):
     """Free order-0 pages on CPU ``cpu`` (``__free_pages(page, 0)`` in a loop); returns how
     many were freed (a page that is not an allocated order-0 block stops the loop)."""
@@ -161,7 +161,7 @@ def free_order0(st, pfns):
     return free_order0_pcp(st, _no_lists(), np.int64(0), pfns, np.int64(0))
 
 
-@njit
+@njit(_nrt=False)
 def split_block(st, pfn, order):
     """``split_page()``: an allocated order-``order`` block becomes ``1 << order`` allocated
     order-0 pages that can be freed one by one."""
