@@ -453,6 +453,7 @@ def _count_settled(out, counted):
 # :func:`kmm.tlb.tlb_translate_last` and :func:`kmm.cache.cache_access_last` are called too
 # (compiled once each, not into both loops of ``run_path``): 99 s against 74 s of CPU to
 # compile ``run_path`` cold, and the same speed on every benchmark trace (``kmm bench``).
+# The replacement policy's hooks are called too (:mod:`kmm.policy`).
 @njit(_nrt=False)
 def stage2_walk(tst, cst, ws, out, c, ipa, leaf, vmid, cnode, mnode, tn, i):
     """Stage-2 walk of ``ipa`` down to a leaf at ``leaf``, through the stage-2 walk cache
