@@ -241,16 +241,20 @@ def code_image(functions: int, seed: int, base: int = KERNEL_BASE + (0x80 << 20)
                       "align_bytes": align_bytes, "alpha": alpha, "base": base, "seed": seed})
 
 
-def _fetch_runs(image, cdf, want, mean_run_insns, branch_fraction, prev_fn, rng):
+def _fetch_runs(image, called, cdf, want, mean_run_insns, branch_fraction, prev_fn, rng):
     """Runs (function, first instruction, length) whose uncut lengths cover ``want``;
-    before the first call/return of the batch, runs stay in ``prev_fn`` (if ≥ 0)."""
+    before the first call/return of the batch, runs stay in ``prev_fn`` (if ≥ 0). A call
+    draws function ``called[i]`` for the first ``i`` with ``cdf[i]`` above a uniform draw
+    (``called``: the functions of nonzero popularity; ``cdf``: their cumulative popularity):
+    the draw of the first function whose cumulative popularity over the whole image exceeds
+    it, which is never one of popularity zero, with a search over the called functions only."""
     runs = _runs(want, mean_run_insns, rng)
     r = len(runs)
     new_fn = rng.random(r) >= branch_fraction
     if prev_fn < 0:
         new_fn[0] = True
-    drawn = np.minimum(np.searchsorted(cdf, rng.random(r), side="right"),
-                       len(image.popularity) - 1)
+    drawn = called[np.minimum(np.searchsorted(cdf, rng.random(r), side="right"),
+                              len(called) - 1)]
     # a run that stays in its function inherits the function of the last call/return
     last = np.maximum.accumulate(np.where(new_fn, np.arange(r), -1))
     fn = np.where(last >= 0, drawn[np.maximum(last, 0)], prev_fn)
@@ -283,12 +287,13 @@ def instruction_stream(image: CodeImage, n: int, seed: int, mean_run_insns: floa
                       np.zeros(0, bool) if global_ else None)
     cdf = np.cumsum(image.popularity)
     cdf /= cdf[-1]
+    called = np.flatnonzero(image.popularity > 0)
     parts = []
     total = 0
     prev_fn = -1
     while total < n:
         # runs cut at function ends can fall short of n: draw more until they cover it
-        fn, first, length = _fetch_runs(image, cdf, n - total, mean_run_insns,
+        fn, first, length = _fetch_runs(image, called, cdf[called], n - total, mean_run_insns,
                                         branch_fraction, prev_fn, rng)
         parts.append((fn, first, length))
         total += int(length.sum())

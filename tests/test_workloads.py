@@ -127,3 +127,26 @@ def test_instruction_stream_fills_n_when_runs_are_cut_short():
             assert len(t) == n
             fn = np.searchsorted(img.start, t.address, side="right") - 1
             assert np.all(t.address < img.start[fn] + img.size_bytes[fn].astype(np.uint64))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_call_draws_the_same_function_searching_the_called_ones_only(seed):
+    """instruction_stream searches the cumulative popularity of the functions a workload
+    calls, not of the whole image: every draw is the function the whole image's search
+    finds (a function of popularity zero is never the first to exceed a draw)."""
+    rng = np.random.default_rng(seed)
+    img = wl.code_image(5000, seed)
+    pop = img.popularity.copy()
+    pop[rng.permutation(5000)[:4700]] = 0.0
+    pop[0] = 0.0
+    img = wl.CodeImage(img.start, img.size_bytes, pop / pop.sum(), img.meta)
+    cdf = np.cumsum(img.popularity)
+    cdf /= cdf[-1]
+    called = np.flatnonzero(img.popularity > 0)
+    whole = wl._fetch_runs(img, np.arange(5000), cdf, 200_000, 6.0, 0.7, -1,
+                           np.random.default_rng(seed))
+    fast = wl._fetch_runs(img, called, cdf[called], 200_000, 6.0, 0.7, -1,
+                          np.random.default_rng(seed))
+    assert all(np.array_equal(a, b) for a, b in zip(whole, fast))
+    assert len(np.unique(fast[0])) > 100
+    assert set(np.unique(fast[0])) <= set(called)
