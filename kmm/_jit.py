@@ -77,6 +77,8 @@ def _kernel_only(options: dict):
                      "no_cfunc_wrapper": True}
 
     def wrap(fn):
+        if numba.config.DISABLE_JIT:   # NUMBA_DISABLE_JIT=1: every kernel is plain Python
+            return fn
         disp = KernelOnly(py_func=fn, locals={}, targetoptions=targetoptions)
         if cache:
             disp.enable_caching()
