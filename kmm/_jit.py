@@ -17,8 +17,8 @@ does not reference-count the arrays on every inlined call, which is several time
 
 A kernel that only other kernels call passes ``python=False``: Numba then builds no Python
 entry point for it (the wrapper that unboxes every field of every state NamedTuple from Python
-objects), which was 29 % of the time to compile asi's kernels cold (109 s against 78 s on the
-2-core reference machine) for the same machine code. Calling such a kernel from Python raises
+objects), which was 31 % of the time to compile asi's kernels cold (69 s against 100 s on the
+2-core reference machine, back to back) for the same machine code. Calling such a kernel from Python raises
 ``TypeError`` (Numba itself would crash the process).
 """
 import hashlib
