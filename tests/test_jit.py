@@ -51,7 +51,9 @@ def outer(x):
 
 def _run_kernels(tmp_path, code, **env):
     (tmp_path / "kernels_only.py").write_text(KERNELS)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()]),
+    import kmm
+    src = os.path.dirname(os.path.dirname(kmm.__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src]),
            "NUMBA_CACHE_DIR": str(tmp_path / "cache"), **env}
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, cwd=tmp_path)
