@@ -34,10 +34,56 @@ def test_invlpgb_broadcasts_without_interrupting_other_cpus():
 
 
 def test_unit_costs_of_many_shapes_are_those_of_each_shape_alone():
-    """flush_unit_costs replays every shape on one invalidator and reads what each adds to
-    its counters: the same as a fresh invalidator per shape (no flush is deferred)."""
+    """flush_unit_costs replays every shape on one invalidator, kept per machine and costs,
+    and reads what each adds to its counters: the same as a fresh invalidator per shape (no
+    flush is deferred), in any order and on any earlier call's invalidator."""
+    from kmm.engine import InvalidationConfig, Invalidator, Method
+
+    def alone(method, cpus, shape):
+        m = {"x86": Method.X86_IPI, "invlpgb": Method.X86_INVLPGB,
+             "arm64": Method.ARM64_TLBI}[method]
+        iv = Invalidator(InvalidationConfig(method=m, cpus=cpus, costs=c))
+        kind, pages = shape
+        if kind == 0:
+            iv.flush(0, 0, 0, kernel=True)
+        elif kind == 1:
+            iv.flush(0, pv.PAGE_OFFSET, pv.PAGE_OFFSET + pages * 4096, kernel=True)
+        else:
+            iv.flush(0, 0, pages * 4096, local=True)
+        return (iv.counters.initiator_ns, iv.counters.target_ns)
+
     c = invalidation_costs(DEFAULTS)
     shapes = [(0, 0), (1, 4), (1, 40), (2, 1), (2, 3)]
     for method in pv.FLUSH_METHODS:
-        together = pv.flush_unit_costs(64, method, c, shapes)
-        assert together == {s: pv.flush_unit_costs(64, method, c, [s])[s] for s in shapes}
+        want = {s: alone(method, 64, s) for s in shapes}
+        assert pv.flush_unit_costs(64, method, c, shapes) == want
+        assert pv.flush_unit_costs(64, method, c, shapes[::-1]) == want
+        assert {s: pv.flush_unit_costs(64, method, c, [s])[s] for s in shapes} == want
+    # other costs are another table, not the kept one's
+    dear = invalidation_costs({**DEFAULTS, "global_flush_ns": 5000.0})
+    assert pv.flush_unit_costs(1, "x86", dear, [(0, 0)])[(0, 0)] == (5000, 0)
+
+
+def test_op_costs_reprice_one_flush_table_per_result():
+    """op_costs works out a result's distinct flush shapes once and prices them per CPU
+    count, method and costs: the same sums as pricing every flush of the log on its own."""
+    import polars as pl
+
+    from kmm.engine import InvalidationCosts
+
+    fresh = pv.MachineConfig(ram_bytes=1 << 30, cpus=64, bg_used_fraction=0.0,
+                             bg_ops_per_event=0)
+    sim = pv.PermVmalloc(fresh, pv.PolicyConfig(pv.Policy.LEGACY))
+    progs = [sim.load_bpf(300 + 50 * i, f"p{i}") for i in range(3)]
+    sim.free_bpf(progs[1])
+    res = pv.RunResult(pv.PolicyConfig(pv.Policy.LEGACY), pl.DataFrame(sim.ops), None,
+                       sim.flush_log, [], sim.counts, [], {})
+    rows = pv._flush_shapes(res)
+    for cpus, method, costs in ((8, "x86", None), (64, "arm64", None),
+                                (8, "x86", InvalidationCosts(ipi_base_ns=9000.0))):
+        got = pv.op_costs(res, cpus, method, costs)
+        for idx in set(int(r[0]) for r in rows):
+            want = sum(pv.flush_unit_costs(cpus, method, costs, [(int(k), int(p))])[
+                (int(k), int(p))][0] for i, k, p in rows if int(i) == idx)
+            assert int(got.filter(pl.col("index") == idx)["initiator_ns"][0]) == want
+    assert res._flush_table is not None

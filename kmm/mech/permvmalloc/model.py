@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 from typing import Any
 
@@ -1497,6 +1497,8 @@ class RunResult:
     counts: Counters
     violations: list
     cache_end: dict
+    #: :func:`_flush_table`, once worked out
+    _flush_table: Any = field(default=None, repr=False, compare=False)
 
 
 def run(machine: MachineConfig, policy: PolicyConfig, workload: Workload, *,
@@ -1580,29 +1582,45 @@ def flush_unit_costs(cpus: int, method: str = "x86", costs=None,
     ``DSB``). Kind 0 flushes everything, 1 is a kernel range of ``pages``, 2 a local flush
     of ``pages``. Every full flush the model issues is of kernel (global) entries, so
     ``costs.full_flush_ns`` must be the cost of a global flush (the study passes
-    ``global_flush_ns``)."""
+    ``global_flush_ns``). A shape's cost is a function of the machine and the costs alone
+    (below), so each is worked out once per ``(cpus, method, costs)`` and kept
+    (:func:`_unit_cost_table`)."""
+    from ...engine import InvalidationCosts
+
+    check_choice("method", method, FLUSH_METHODS)
+    c = costs or InvalidationCosts()
+    key = tuple(getattr(c, f.name) for f in fields(c) if f.name != "sources")
+    table = _unit_cost_table(check_int("cpus", cpus, lo=1), method, key)
+    return {s: table(*s) for s in set(shapes)}
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_cost_table(cpus: int, method: str, costs: tuple):
+    """``cost(kind, pages)`` of :func:`flush_unit_costs` on one invalidator for every shape:
+    none of these flushes is deferred or depends on what the TLBs hold, so each one's cost
+    is the growth of the counters it causes, whatever ran before it on the invalidator
+    (``tests/test_permvmalloc_costs.py`` checks it); each shape's is kept."""
     from ...engine import InvalidationConfig, InvalidationCosts, Invalidator, Method
 
     m = {"x86": Method.X86_IPI, "invlpgb": Method.X86_INVLPGB,
-         "arm64": Method.ARM64_TLBI}[check_choice("method", method, FLUSH_METHODS)]
-    cfg = InvalidationConfig(method=m, cpus=cpus, costs=costs or InvalidationCosts())
-    # one invalidator for every shape: none of these flushes is deferred or depends on what
-    # the TLBs hold, so each one's cost is the growth of the counters it causes
-    iv = Invalidator(cfg)
-    base = PAGE_OFFSET
-    out = {}
-    for kind, pages in set(shapes):
+         "arm64": Method.ARM64_TLBI}[method]
+    names = [f.name for f in fields(InvalidationCosts) if f.name != "sources"]
+    iv = Invalidator(InvalidationConfig(method=m, cpus=cpus,
+                                        costs=InvalidationCosts(**dict(zip(names, costs)))))
+
+    @functools.cache
+    def cost(kind: int, pages: int) -> tuple[int, int]:
         c = iv.counters
         before = (c.initiator_ns, c.target_ns)
         if kind == 0:
             iv.flush(0, 0, 0, kernel=True)
         elif kind == 1:
-            iv.flush(0, base, base + (pages << PAGE_SHIFT), kernel=True)
+            iv.flush(0, PAGE_OFFSET, PAGE_OFFSET + (pages << PAGE_SHIFT), kernel=True)
         else:
             iv.flush(0, 0, pages << PAGE_SHIFT, local=True)
         c = iv.counters
-        out[(kind, pages)] = (c.initiator_ns - before[0], c.target_ns - before[1])
-    return out
+        return (c.initiator_ns - before[0], c.target_ns - before[1])
+    return cost
 
 
 def _flush_shapes(res: RunResult) -> np.ndarray:
@@ -1614,6 +1632,17 @@ def _flush_shapes(res: RunResult) -> np.ndarray:
     pages = np.where(kind == 1, [(int(e) - int(s)) >> PAGE_SHIFT for s, e in log[:, 2:4]],
                      np.where(kind == 2, [int(e) >> PAGE_SHIFT for e in log[:, 3]], 0))
     return np.stack([log[:, 0].astype(np.int64), kind, pages.astype(np.int64)], axis=1)
+
+
+def _flush_table(res: RunResult) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray]:
+    """:func:`_flush_shapes` as ``(operation index, distinct shapes, each row's shape)``,
+    worked out once per result (:func:`op_costs` prices it per method, CPU count and costs)."""
+    if res._flush_table is None:
+        log = _flush_shapes(res)
+        shapes, inv = np.unique(log[:, 1:], axis=0, return_inverse=True)
+        res._flush_table = (log[:, 0], [tuple(int(v) for v in r) for r in shapes],
+                            np.asarray(inv).ravel())
+    return res._flush_table
 
 
 @dataclass(frozen=True)
@@ -1684,7 +1713,7 @@ def flush_rewalks(cpus: int, method: str = "x86", rewalk: Rewalk | None = None,
     model = eng.Rewalk(working_set=t.working_set, refs=t.refs, memory_refs=t.memory_refs,
                        cached_ns=t.cached_ns, memory_ns=t.loaded_ns())
     check_int("cpus", cpus, lo=1)
-    out = {}
+    out, by_scope = {}, {}
     for kind, pages in set(shapes):
         if kind == 0:
             scope = eng.Scope.ALL
@@ -1693,8 +1722,10 @@ def flush_rewalks(cpus: int, method: str = "x86", rewalk: Rewalk | None = None,
                                            ceiling=FLUSH_CEILING_PAGES)
         else:
             scope = eng.Scope.RANGE
-        t = model.after(scope, cpus, rw.tlb_entries, initiator=0)
-        out[(kind, pages)] = (t.initiator_ns, t.others_ns)
+        if scope not in by_scope:  # the shapes of one scope cost the same
+            t = model.after(scope, cpus, rw.tlb_entries, initiator=0)
+            by_scope[scope] = (t.initiator_ns, t.others_ns)
+        out[(kind, pages)] = by_scope[scope]
     return out
 
 
@@ -1848,15 +1879,12 @@ def op_costs(res: RunResult, cpus: int, method: str = "x86", costs=None,
     static branches (:func:`text_poke_costs`; 0 for other operations)."""
     import polars as pl
 
-    log = _flush_shapes(res)
-    shapes, inv = np.unique(log[:, 1:], axis=0, return_inverse=True)
-    keys = [tuple(int(v) for v in r) for r in shapes]
+    index, keys, inv = _flush_table(res)
     unit = flush_unit_costs(cpus, method, costs, keys)
     walks = flush_rewalks(cpus, method, rewalk, keys)
     u = np.array([unit[k] for k in keys], dtype=np.int64).reshape(-1, 2)
     w = np.array([sum(walks[k]) for k in keys], dtype=np.float64)
-    inv = np.asarray(inv).ravel()
-    df = pl.DataFrame({"index": log[:, 0], "initiator_ns": u[inv, 0], "target_ns": u[inv, 1],
+    df = pl.DataFrame({"index": index, "initiator_ns": u[inv, 0], "target_ns": u[inv, 1],
                        "rewalk_ns": w[inv]})
     df = df.group_by("index").agg(pl.col("initiator_ns").sum(), pl.col("target_ns").sum(),
                                   pl.col("rewalk_ns").sum())
