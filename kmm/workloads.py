@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._jit import njit
 from .config import check_float, check_int
 from .errors import ConfigError
 from .tlb import Kind
@@ -264,6 +265,18 @@ def _fetch_runs(image, called, cdf, want, mean_run_insns, branch_fraction, prev_
     return fn, first, np.minimum(runs, insns - first)
 
 
+@njit(_nrt=False)
+def _expand_runs(run_start, length, out):
+    """The fetches of runs laid end to end: run ``r`` is ``length[r]`` sequential
+    instructions from ``run_start[r]``."""
+    k = 0
+    for r in range(length.shape[0]):
+        a = run_start[r]
+        for j in range(length[r]):
+            out[k] = a + np.uint64(j * INSN_BYTES)
+            k += 1
+
+
 def instruction_stream(image: CodeImage, n: int, seed: int, mean_run_insns: float = 6.0,
                        branch_fraction: float = 0.7, global_: bool = True) -> Trace:
     """``n`` instruction fetches over ``image``.
@@ -306,8 +319,8 @@ def instruction_stream(image: CodeImage, n: int, seed: int, mean_run_insns: floa
     length = length[:keep].copy()
     length[-1] -= int(ends[keep - 1] - n)
     run_start = image.start[fn[:keep]] + first[:keep].astype(np.uint64) * np.uint64(INSN_BYTES)
-    offs = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
-    addr = np.repeat(run_start, length) + offs.astype(np.uint64) * np.uint64(INSN_BYTES)
+    addr = np.empty(n, np.uint64)
+    _expand_runs(run_start, length, addr)
     return _trace(addr, _kind(n, Kind.IFETCH), meta,
                   np.full(n, bool(global_)) if global_ else None)
 

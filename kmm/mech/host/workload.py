@@ -12,6 +12,7 @@ import numpy as np
 from ... import engine as eng
 from ...config import check_int
 from ...errors import ConfigError
+from .kernels import fetches_and_data, slots_and_starts
 from .model import (_round_up, GiB, HYP_PA, HYP_VA_BASE, ImagePlacement, KDATA_PA, KERNEL_VA_BASE, KernelImage,
     LINEAR_VA_BASE, Machine, Region, RunConfig, SEGMENT_ALIGN_BYTES, SLOT_SPAN_BYTES, TextModel,
     UDATA_PA, USER_DATA_VA, USER_TEXT_VA, UTEXT_PA, Workload)
@@ -142,21 +143,15 @@ def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayo
                                * np.uint64(4), int(n_ex.sum()))
             ia = np.insert(ia, where, hyp_addr)
             mode = np.insert(mode, where, np.int8(2))
-        line = ia >> np.uint64(6)
-        fetch = np.ones(ia.size, bool)
-        fetch[1:] = (line[1:] != line[:-1]) | (mode[1:] != mode[:-1])
-        rate = np.where(mode == 1, kd_rate, np.where(mode == 0, ud_rate, 0.0))
-        data = np.diff(np.concatenate([[0], np.floor(np.cumsum(rate) + 1e-9).astype(
-            np.int64)])).astype(bool)
-        per = fetch.astype(np.int64) + data
-        n_events = int(per.sum())
+        fetch = np.empty(ia.size, bool)
+        data = np.empty(ia.size, bool)
+        n_events = int(fetches_and_data(ia, mode, kd_rate, ud_rate, fetch, data))
         if n_events >= target:
             break
         n_insns = int(n_insns * 1.3 * target / max(n_events, 1)) + 1000
     # time slices (of workload instructions): the running thread's slot
-    work = mode != 2
-    wcount = np.cumsum(work) - work
-    n_slices = int(wcount[-1] // run.slice_instructions) + 1
+    last = int(np.count_nonzero(mode != 2)) - int(mode[-1] != 2)  # workload insns before the last
+    n_slices = last // run.slice_instructions + 1
     # a share ``migration`` of slices, evenly spread from a random phase (a stratified
     # draw: the share is exact in every window, which random draws are not in short runs)
     x = np.arange(n_slices) * run.migration + rng.random()
@@ -168,8 +163,10 @@ def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayo
     tcpu = np.where(mig, rng.integers(0, m.cpus_per_node, n_slices), cpu)
     slot_of_slice = home * per_node + tcpu * m.threads_per_cpu + rng.integers(
         0, m.threads_per_cpu, n_slices)
-    islot = slot_of_slice[wcount // run.slice_instructions]
-    start = np.cumsum(per) - per
+    islot = np.empty(ia.size, np.int64)
+    start = np.empty(ia.size, np.int64)
+    slots_and_starts(mode, fetch, data, slot_of_slice.astype(np.int64),
+                     np.int64(run.slice_instructions), islot, start)
     va = np.empty(n_events, np.uint64)
     pa = np.empty(n_events, np.uint64)
     kind = np.zeros(n_events, np.uint8)
@@ -229,12 +226,15 @@ def _interleave(traces: list[HostTrace], chunk: int = 256) -> tuple[HostTrace, n
     """Round-robin chunks of the CPUs' traces (the CPUs of a node share its LLC)."""
     n = min(t.va.size for t in traces)
     k = len(traces)
-    pos = np.arange(n)
-    blk = pos // chunk
-    # access i of CPU c goes to slot (block, c, offset in block)
-    order = np.lexsort((np.tile(pos % chunk, k), np.repeat(np.arange(k), n),
-                        np.tile(blk, k)))
-    cpu = np.repeat(np.arange(k, dtype=np.int32), n)[order]
+    # access p of CPU c (c * n + p of the CPUs' traces laid end to end) goes to slot (block,
+    # c, offset in block): the full blocks, then the last, shorter one
+    nf = n // chunk
+    cpus = np.arange(k, dtype=np.int64) * n
+    order = np.concatenate([
+        ((np.arange(nf, dtype=np.int64) * chunk)[:, None, None] + cpus[None, :, None]
+         + np.arange(chunk, dtype=np.int64)[None, None, :]).ravel(),
+        (cpus[:, None] + nf * chunk + np.arange(n - nf * chunk, dtype=np.int64)[None, :]).ravel()])
+    cpu = (order // n).astype(np.int32)
     merged = HostTrace(*[np.concatenate([getattr(t, f)[:n] for t in traces])[order]
                          for f in HostTrace._fields])
     return merged, cpu
