@@ -899,16 +899,23 @@ def _run_ops(t, g, counts, ops, res, first):
 # ---- queries -----------------------------------------------------------------------------
 @njit
 def _translate_many(t, vas, pa, level, cont, perm, nid):
+    # extents are disjoint: a va inside the last extent found is in no other, so the search
+    # is skipped for the runs of a trace that stay in one mapping
+    c, r, s, e = -1, -1, 0, 0
     for k in range(vas.size):
         va = vas[k]
-        p, r = _locate(t, va)
-        level[k] = -2
-        if p < 0:
-            continue
-        c = t.order[p]
-        s = t.ext[c, r, F_VA]
-        if va >= s + t.ext[c, r, F_SIZE]:
-            continue
+        if c < 0 or va < s or va >= e:
+            p, r = _locate(t, va)
+            level[k] = -2
+            if p < 0:
+                c = -1
+                continue
+            c = t.order[p]
+            s = t.ext[c, r, F_VA]
+            e = s + t.ext[c, r, F_SIZE]
+            if va >= e:
+                c = -1
+                continue
         a = t.ext[c, r, F_ATTR]
         pa[k] = t.ext[c, r, F_PA] + (va - s)
         level[k] = _a_level(a)

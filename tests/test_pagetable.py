@@ -695,3 +695,34 @@ def test_invariant_translations_survive_every_operation(sc):
         hi_pa, hi_perm = ref.lookup(end0 - P)
         assert (lo_pa == ex[:, 2]).all() and (hi_pa - lo_pa == ex[:, 1] - P).all()
         assert (lo_perm == hi_perm).all()
+
+
+def test_translate_many_of_runs_and_holes_is_each_translation_alone():
+    """translate_many skips the extent search while a trace stays in one mapping: across
+    holes, neighbouring extents of other sizes and permissions, and jumps back, every VA
+    gets what translating it alone gives."""
+    rng = np.random.default_rng(5)
+    pt = PageTable(G4)
+    pt.map(0, 8 * MiB, 0, Perm.RX)
+    pt.map(8 * MiB, 4 * MiB, 64 * MiB, Perm.R)       # adjacent, another permission
+    pt.map(16 * MiB, 2 * MiB + 12 * 4096, 128 * MiB, Perm.RW)  # a hole before it
+    pt.map(GiB, GiB, 2 * GiB, Perm.RW)              # a block
+    pt.split(GiB + 4096)
+    starts = rng.integers(0, 3 * GiB // 4096, 300) * 4096
+    runs = np.concatenate([s + np.arange(rng.integers(1, 40)) * 64 for s in starts])
+    # across every extent's ends, from inside it: its last byte, then the next extent's
+    # first (or a hole), and back
+    ex = pt.extents_array()
+    ends = np.concatenate([[e - 64, e - 1, e, e + 1, e - 1, s - 1, s] for s, e in
+                           zip(ex[:, 0].tolist(), (ex[:, 0] + ex[:, 1]).tolist())])
+    probes = np.concatenate([runs, ends[ends >= 0], rng.integers(0, 3 * GiB, 2000)]
+                            ).astype(np.int64)
+    pa, level, cont, perm, nid = pt.translate_many(probes)
+    for k, va in enumerate(probes.tolist()):
+        t = pt.translate(va)
+        if t is None:
+            assert level[k] == -2 and pa[k] == 0
+        else:
+            assert (pa[k], level[k], bool(cont[k]), perm[k], nid[k]) == \
+                (t.pa, t.level, t.cont, int(t.perm), t.nid)
+    assert (level == -2).any() and (level >= 0).sum() > 1000
