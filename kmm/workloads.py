@@ -242,6 +242,51 @@ def code_image(functions: int, seed: int, base: int = KERNEL_BASE + (0x80 << 20)
                       "align_bytes": align_bytes, "alpha": alpha, "base": base, "seed": seed})
 
 
+def _search_right(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(cdf, u, side="right")`` for a non-decreasing ``cdf`` and draws in
+    [0, 1): each search starts from a table of where every multiple of ``1 / G`` falls
+    (``G`` a power of two, so ``u * G`` and ``b / G`` are exact and a draw's bucket ``b``
+    holds its answer between two table entries), which a Zipf head narrows to a few
+    entries."""
+    g = 1 << max(10, min(20, (2 * cdf.size - 1).bit_length()))
+    guide = np.empty(g + 1, np.int64)
+    _cdf_guide(cdf, guide)
+    out = np.empty(u.size, np.int64)
+    _guided_search(cdf, guide, u, out)
+    return out
+
+
+@njit(_nrt=False)
+def _cdf_guide(cdf, guide):
+    """``guide[b]``: the first index whose ``cdf`` exceeds ``b / G`` (``G = guide.size - 1``)."""
+    g = guide.shape[0] - 1
+    i = 0
+    for b in range(g + 1):
+        x = b / g
+        while i < cdf.shape[0] and cdf[i] <= x:
+            i += 1
+        guide[b] = i
+
+
+@njit(_nrt=False)
+def _guided_search(cdf, guide, u, out):
+    """``out[k]``: the first index whose ``cdf`` exceeds ``u[k]``, between ``guide[b]`` and
+    ``guide[b + 1]`` for ``b = floor(u[k] * G)``."""
+    g = guide.shape[0] - 1
+    for k in range(u.shape[0]):
+        x = u[k]
+        b = min(int(x * g), g - 1)
+        lo = guide[b]
+        hi = guide[b + 1]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if cdf[mid] > x:
+                hi = mid
+            else:
+                lo = mid + 1
+        out[k] = lo
+
+
 def _fetch_runs(image, called, cdf, want, mean_run_insns, branch_fraction, prev_fn, rng):
     """Runs (function, first instruction, length) whose uncut lengths cover ``want``;
     before the first call/return of the batch, runs stay in ``prev_fn`` (if ≥ 0). A call
@@ -254,8 +299,7 @@ def _fetch_runs(image, called, cdf, want, mean_run_insns, branch_fraction, prev_
     new_fn = rng.random(r) >= branch_fraction
     if prev_fn < 0:
         new_fn[0] = True
-    drawn = called[np.minimum(np.searchsorted(cdf, rng.random(r), side="right"),
-                              len(called) - 1)]
+    drawn = called[np.minimum(_search_right(cdf, rng.random(r)), len(called) - 1)]
     # a run that stays in its function inherits the function of the last call/return
     last = np.maximum.accumulate(np.where(new_fn, np.arange(r), -1))
     fn = np.where(last >= 0, drawn[np.maximum(last, 0)], prev_fn)

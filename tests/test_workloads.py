@@ -150,3 +150,20 @@ def test_a_call_draws_the_same_function_searching_the_called_ones_only(seed):
     assert all(np.array_equal(a, b) for a, b in zip(whole, fast))
     assert len(np.unique(fast[0])) > 100
     assert set(np.unique(fast[0])) <= set(called)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_guided_search_is_searchsorted_right(seed):
+    """A call's draw finds the same function as ``np.searchsorted(cdf, u, side="right")``,
+    for draws at and next to every bucket edge and at cumulative values themselves."""
+    rng = np.random.default_rng(seed)
+    pop = rng.pareto(1.0, 3000) * (rng.random(3000) < 0.7)
+    cdf = np.cumsum(pop)
+    cdf /= cdf[-1]
+    edges = np.arange(2048) / 2048
+    u = np.concatenate([rng.random(50_000), edges, np.nextafter(edges, 1.0),
+                        np.nextafter(edges[1:], 0.0), cdf[:-1], np.nextafter(cdf[:-1], 0.0),
+                        [0.0, np.nextafter(1.0, 0.0)]])
+    assert (wl._search_right(cdf, u) == np.searchsorted(cdf, u, side="right")).all()
+    flat = np.full(10, 0.1).cumsum()  # repeated and exactly representable edges
+    assert (wl._search_right(flat, u) == np.searchsorted(flat, u, side="right")).all()

@@ -49,11 +49,15 @@ def slots_and_starts(mode, fetch, data, slot_of_slice, slice_instructions, islot
     """Each instruction's running thread and its first event: ``islot[i]`` is the slot of
     the time slice holding instruction ``i`` (slices count workload instructions, modes 0
     and 1, not EL2's); ``start[i]`` the events before it (a fetch and a data access each)."""
-    w = np.int64(0)
+    sl = 0  # the slice of instruction i: workload instructions before it // slice_instructions
+    w = np.int64(0)  # workload instructions before it in that slice
     s = np.int64(0)
     for i in range(mode.shape[0]):
-        islot[i] = slot_of_slice[w // slice_instructions]
+        islot[i] = slot_of_slice[sl]
         if mode[i] != 2:
             w += 1
+            if w == slice_instructions:
+                sl += 1
+                w = 0
         start[i] = s
         s += np.int64(fetch[i]) + np.int64(data[i])
