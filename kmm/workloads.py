@@ -242,18 +242,26 @@ def code_image(functions: int, seed: int, base: int = KERNEL_BASE + (0x80 << 20)
                       "align_bytes": align_bytes, "alpha": alpha, "base": base, "seed": seed})
 
 
-def _search_right(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+def _search_right(cdf: np.ndarray, u: np.ndarray, guide: np.ndarray | None = None
+                  ) -> np.ndarray:
     """``np.searchsorted(cdf, u, side="right")`` for a non-decreasing ``cdf`` and draws in
-    [0, 1): each search starts from a table of where every multiple of ``1 / G`` falls
-    (``G`` a power of two, so ``u * G`` and ``b / G`` are exact and a draw's bucket ``b``
-    holds its answer between two table entries), which a Zipf head narrows to a few
-    entries."""
-    g = 1 << max(10, min(20, (2 * cdf.size - 1).bit_length()))
-    guide = np.empty(g + 1, np.int64)
-    _cdf_guide(cdf, guide)
+    [0, 1): each search starts from ``guide`` (:func:`_bucket_guide` of ``cdf``, built here
+    if not given), which a Zipf head narrows to a few entries."""
+    if guide is None:
+        guide = _bucket_guide(cdf)
     out = np.empty(u.size, np.int64)
     _guided_search(cdf, guide, u, out)
     return out
+
+
+def _bucket_guide(cdf: np.ndarray) -> np.ndarray:
+    """Where every multiple of ``1 / G`` falls in ``cdf`` (:func:`_cdf_guide`), ``G`` a power
+    of two: ``u * G`` and ``b / G`` are then exact, so a draw's bucket ``b`` holds its answer
+    between two entries of the table."""
+    g = 1 << max(10, min(20, (2 * cdf.size - 1).bit_length()))
+    guide = np.empty(g + 1, np.int64)
+    _cdf_guide(cdf, guide)
+    return guide
 
 
 @njit(_nrt=False)
@@ -287,19 +295,21 @@ def _guided_search(cdf, guide, u, out):
         out[k] = lo
 
 
-def _fetch_runs(image, called, cdf, want, mean_run_insns, branch_fraction, prev_fn, rng):
+def _fetch_runs(image, called, cdf, want, mean_run_insns, branch_fraction, prev_fn, rng,
+                guide=None):
     """Runs (function, first instruction, length) whose uncut lengths cover ``want``;
     before the first call/return of the batch, runs stay in ``prev_fn`` (if ≥ 0). A call
     draws function ``called[i]`` for the first ``i`` with ``cdf[i]`` above a uniform draw
     (``called``: the functions of nonzero popularity; ``cdf``: their cumulative popularity):
     the draw of the first function whose cumulative popularity over the whole image exceeds
-    it, which is never one of popularity zero, with a search over the called functions only."""
+    it, which is never one of popularity zero, with a search over the called functions only
+    (``guide``: :func:`_bucket_guide` of ``cdf``, built here if not given)."""
     runs = _runs(want, mean_run_insns, rng)
     r = len(runs)
     new_fn = rng.random(r) >= branch_fraction
     if prev_fn < 0:
         new_fn[0] = True
-    drawn = called[np.minimum(_search_right(cdf, rng.random(r)), len(called) - 1)]
+    drawn = called[np.minimum(_search_right(cdf, rng.random(r), guide), len(called) - 1)]
     # a run that stays in its function inherits the function of the last call/return
     last = np.maximum.accumulate(np.where(new_fn, np.arange(r), -1))
     fn = np.where(last >= 0, drawn[np.maximum(last, 0)], prev_fn)
@@ -345,13 +355,15 @@ def instruction_stream(image: CodeImage, n: int, seed: int, mean_run_insns: floa
     cdf = np.cumsum(image.popularity)
     cdf /= cdf[-1]
     called = np.flatnonzero(image.popularity > 0)
+    cdf = cdf[called]
+    guide = _bucket_guide(cdf)   # one table for every batch of runs
     parts = []
     total = 0
     prev_fn = -1
     while total < n:
         # runs cut at function ends can fall short of n: draw more until they cover it
-        fn, first, length = _fetch_runs(image, called, cdf[called], n - total, mean_run_insns,
-                                        branch_fraction, prev_fn, rng)
+        fn, first, length = _fetch_runs(image, called, cdf, n - total, mean_run_insns,
+                                        branch_fraction, prev_fn, rng, guide)
         parts.append((fn, first, length))
         total += int(length.sum())
         prev_fn = int(fn[-1])

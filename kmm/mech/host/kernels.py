@@ -33,8 +33,6 @@ def fetches_and_data(ia, mode, kd_rate, ud_rate, fetch, data):
             acc += kd_rate
         elif m == 0:
             acc += ud_rate
-        else:
-            acc += 0.0
         fl = np.int64(np.floor(acc + 1e-9))
         d = fl != prev
         prev = fl

@@ -165,7 +165,7 @@ def generate_cpu_trace(w: Workload, m: Machine, run: RunConfig, layout: TextLayo
         0, m.threads_per_cpu, n_slices)
     islot = np.empty(ia.size, np.int64)
     start = np.empty(ia.size, np.int64)
-    slots_and_starts(mode, fetch, data, slot_of_slice.astype(np.int64),
+    slots_and_starts(mode, fetch, data, slot_of_slice.astype(np.int64, copy=False),
                      np.int64(run.slice_instructions), islot, start)
     va = np.empty(n_events, np.uint64)
     pa = np.empty(n_events, np.uint64)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from enum import IntEnum
 from typing import Any
 
@@ -1497,8 +1497,15 @@ class RunResult:
     counts: Counters
     violations: list
     cache_end: dict
-    #: :func:`_flush_table`, once worked out
-    _flush_table: Any = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def _flush_table(self) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray]:
+        """:func:`_flush_shapes` as ``(operation index, distinct shapes, each row's shape)``,
+        worked out once per result (:func:`op_costs` prices it per method, CPU count and
+        costs)."""
+        log = _flush_shapes(self)
+        shapes, inv = np.unique(log[:, 1:], axis=0, return_inverse=True)
+        return (log[:, 0], [tuple(int(v) for v in r) for r in shapes], np.asarray(inv).ravel())
 
 
 def run(machine: MachineConfig, policy: PolicyConfig, workload: Workload, *,
@@ -1632,17 +1639,6 @@ def _flush_shapes(res: RunResult) -> np.ndarray:
     pages = np.where(kind == 1, [(int(e) - int(s)) >> PAGE_SHIFT for s, e in log[:, 2:4]],
                      np.where(kind == 2, [int(e) >> PAGE_SHIFT for e in log[:, 3]], 0))
     return np.stack([log[:, 0].astype(np.int64), kind, pages.astype(np.int64)], axis=1)
-
-
-def _flush_table(res: RunResult) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray]:
-    """:func:`_flush_shapes` as ``(operation index, distinct shapes, each row's shape)``,
-    worked out once per result (:func:`op_costs` prices it per method, CPU count and costs)."""
-    if res._flush_table is None:
-        log = _flush_shapes(res)
-        shapes, inv = np.unique(log[:, 1:], axis=0, return_inverse=True)
-        res._flush_table = (log[:, 0], [tuple(int(v) for v in r) for r in shapes],
-                            np.asarray(inv).ravel())
-    return res._flush_table
 
 
 @dataclass(frozen=True)
@@ -1879,7 +1875,7 @@ def op_costs(res: RunResult, cpus: int, method: str = "x86", costs=None,
     static branches (:func:`text_poke_costs`; 0 for other operations)."""
     import polars as pl
 
-    index, keys, inv = _flush_table(res)
+    index, keys, inv = res._flush_table
     unit = flush_unit_costs(cpus, method, costs, keys)
     walks = flush_rewalks(cpus, method, rewalk, keys)
     u = np.array([unit[k] for k in keys], dtype=np.int64).reshape(-1, 2)
