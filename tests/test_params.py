@@ -285,6 +285,45 @@ def test_execute_failure_is_one_line_and_keeps_the_old_copy(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["nb.failed.ipynb", "nb.ipynb"]
 
 
+@pytest.mark.slow
+def test_a_kernels_own_stderr_stays_out_of_kmms(tmp_path, capfd):
+    """What a kernel writes to its stderr outside a cell (pyzmq's "Uncaught exception in
+    ZMQStream callback" traceback at shutdown under load) does not reach kmm's stderr."""
+    body = ("import atexit, os\n"
+            "atexit.register(lambda: os.write(2, b'Traceback (most recent call last): at exit\\n'))")
+    nb = make_notebook(tmp_path / "nb.ipynb", body=body)
+    out = tmp_path / "exec" / "nb.ipynb"
+    nbrun.execute(nb, {"nodes": 1}, out, cwd=tmp_path, data_dir=tmp_path, html=False)
+    assert out.is_file()
+    assert "Traceback" not in capfd.readouterr().err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["nb.ipynb"]  # no log left behind
+
+
+@pytest.mark.slow
+def test_a_dead_kernel_is_one_line_quoting_its_last_stderr_line(tmp_path, capfd):
+    body = ("import os, sys\n"
+            "fd = getattr(sys.stderr, '_original_stdstream_copy', None) or 2\n"
+            "os.write(fd, b'early line\\nfatal: out of cheese\\n')\n"
+            "os._exit(3)")
+    nb = make_notebook(tmp_path / "nb.ipynb", body=body)
+    out = tmp_path / "exec" / "nb.ipynb"
+    with pytest.raises(KmmError) as e:
+        nbrun.execute(nb, {"nodes": 1}, out, cwd=tmp_path, data_dir=tmp_path, html=False)
+    line = e.value.line()
+    assert "\n" not in line and "DeadKernelError" in line
+    assert "(kernel stderr: fatal: out of cheese)" in line and "early line" not in line
+    assert capfd.readouterr().err == ""  # nbclient's own "Kernel died" log line included
+
+
+def test_last_line_of_a_kernel_log(tmp_path):
+    log = tmp_path / "kernel.stderr"
+    assert nbrun._last_line(log) == ""  # never written: no kernel started
+    log.write_bytes(b"x" * 10000 + b"\nfirst\n  second \xff  \n\n   \n")
+    assert nbrun._last_line(log) == "second \ufffd"
+    log.write_bytes(b"y" * 9000)  # one line longer than what is read of it
+    assert nbrun._last_line(log) == "y" * 157 + "..."
+
+
 def _assumed_in_params_files() -> dict[str, dict[str, tuple]]:
     """``{name: {stem: (lo, hi)}}`` of every ``assumed`` parameter of ``params/``."""
     out: dict[str, dict[str, tuple]] = {}

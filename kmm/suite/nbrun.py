@@ -125,6 +125,35 @@ def _whole_notebook(path: Path) -> bool:
         return False
 
 
+def _kernel_manager(log: Path) -> type:
+    """nbclient's kernel manager with the kernel's stderr written to ``log``, not inherited.
+
+    A kernel's own messages (under load, pyzmq's "Uncaught exception in ZMQStream callback"
+    traceback as the kernel shuts down, or a crash report) would otherwise reach kmm's
+    stderr, where every failure is one line. What a cell prints still reaches the executed
+    copy (ipykernel captures it); the log is quoted when a kernel fails (:func:`_last_line`)."""
+    from jupyter_client import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            with open(log, "ab") as f:  # the kernel holds its own copy of the descriptor
+                kw["stderr"] = f
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return LoggedKernelManager
+
+
+def _last_line(log: Path) -> str:
+    """The last non-blank line of a kernel's stderr log (its last 4 KiB), or ''."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((_one_line(x, 160) for x in reversed(lines) if x.strip()), "")
+
+
 def _literal_path(path: Path) -> str:
     """``path`` as papermill must be given it: it formats output paths with the parameters
     (``str.format``), so braces are doubled to stay literal."""
@@ -177,6 +206,7 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
     node = parameterize(notebook, parameters)
     tmpdir = safefs.private_tempdir(out_path.parent, out_path.name)
     tmp = tmpdir / out_path.name
+    kernel_log = tmpdir / "kernel.stderr"
 
     import logging
     import sys
@@ -187,7 +217,8 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    logging.getLogger("papermill").setLevel(logging.ERROR)
+    # every failure is raised and reported in one line (nbclient logs a dead kernel too)
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)
     from .progress import cell_hook
 
     hooks = _cell_progress(node)
@@ -202,7 +233,8 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
                         kernel_name=KERNEL, language="python", cwd=str(cwd),
                         progress_bar=False, log_output=False, start_timeout=start_timeout,
                         execution_timeout=timeout,
-                        extra_arguments=["--IPKernelApp.log_level=ERROR"], **hooks)
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                        kernel_manager_class=_kernel_manager(kernel_log), **hooks)
                 break
             except PapermillExecutionError as e:
                 failure = KmmError(f"cell [{e.exec_count}]: {e.ename}: {_one_line(e.evalue)}", where)
@@ -212,7 +244,9 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
                     tmp.unlink(missing_ok=True)
                     continue
                 kind = "timed out" if type(e).__name__ == "CellTimeoutError" else type(e).__name__
-                failure = KmmError(f"{kind}: {_one_line(e)}", where)
+                said = _last_line(kernel_log)
+                failure = KmmError(f"{kind}: {_one_line(e)}"
+                                   + (f" (kernel stderr: {said})" if said else ""), where)
                 break
         if hooks:
             cell_hook()(0, 0, "")  # the notebook stopped: no cell is running
