@@ -465,8 +465,8 @@ def _rmqueue_fallback(st, order, start_mt, min_order):
     """``__rmqueue_fallback``: steal from a fallback type; False if nothing found."""
     max_order = st.params[_P_MAX_ORDER]
     nt = st.params[_P_NTYPES]
-    found = -1
-    fmt = -1
+    found = np.int64(-1)
+    fmt = np.int64(-1)
     can_steal = False
     cur = max_order
     while cur >= min_order:
@@ -506,7 +506,7 @@ def _take(st, order, mt):
     """One block off the free lists (both ``ALLOC_NOFRAGMENT`` passes), marked allocated
     as type ``mt``; -1 if none. Conversions append to ``st.ev``."""
     pb_order = st.params[_P_PB_ORDER]
-    pfn = -1
+    pfn = np.int64(-1)
     if st.params[_P_NOFRAG] != 0 and order < pb_order:
         pfn = _rmqueue(st, order, mt, pb_order)
     if pfn < 0:

@@ -87,7 +87,7 @@ def _unmap_refill(bst, ast, cpu, order, mt):
     ns = 0
     k = 0
     lo = pool_pages(bst)
-    hi = -1
+    hi = np.int64(-1)
     n = np.int64(1) << order
     p = pcp_first(ast.pcp, cpu, order, mt)
     while p >= 0:
@@ -394,7 +394,7 @@ def _drain_queue(bst, tst, ist, ast, cpu):
         return 0, 0
     ns = ast.cost[_C_WAKE]
     lo = pool_pages(bst)
-    hi = -1
+    hi = np.int64(-1)
     pages = 0
     for i in range(qn):
         pfn = ast.queue[i, 0]
@@ -470,7 +470,7 @@ def _target_worker(bst, tst, ist, ast, cpu):
     group = np.int64(1) << max(0, ast.params[_P_MAX_ORDER] - pb)
     ns = ast.cost[_C_WAKE]
     lo = pool_pages(bst)
-    hi = -1
+    hi = np.int64(-1)
     pages = 0
     counted = False
     if ast.params[_P_PCP] != 0:
@@ -482,7 +482,7 @@ def _target_worker(bst, tst, ist, ast, cpu):
         if not counted:
             _count_free_mapped(bst, ast, np.int64(0), npb)
             counted = True
-        best = -1
+        best = np.int64(-1)
         best_k = 0
         for b in range(npb):
             if ast.pb_free_mapped[b] > best_k:
@@ -519,7 +519,7 @@ def _convert_after_alloc(bst, ast):
     pb = ast.params[_P_PB_ORDER]
     ns = 0
     lo = pool_pages(bst)
-    hi = -1
+    hi = np.int64(-1)
     for j in range(nconv):
         b = ast.scratch[1 + 2 * j]
         old = ast.scratch[2 + 2 * j]
@@ -587,7 +587,7 @@ def _compact(bst, tst, ist, ast, order, cpu):
     ast.counts[AsiEvent.COMPACTIONS] += 1
     pb = ast.params[_P_PB_ORDER]
     size = np.int64(1) << order
-    best = -1
+    best = np.int64(-1)
     best_m = size + 1
     for b in range(bst.pb_mt.shape[0]):
         if bst.pb_mt[b] >= 3:
@@ -810,7 +810,7 @@ def _rmqueue_direct_map(bst, tst, ist, ast, order, mt, cpu):
     n = np.int64(1) << big
     ns = 0
     if want_mapped:
-        dirty = 0
+        dirty = np.int64(0)
         for q in range(pfn, pfn + n):
             f = bst.flags[q]
             if f & F_DIRTY:
@@ -881,7 +881,7 @@ def _slowpath(bst, tst, ist, ast, order, mt, cpu, t):
         else:
             rns = 0
             rpages = 0
-            pfn = -1
+            pfn = np.int64(-1)
             for _r in range(MAX_RECLAIM_RETRIES):
                 c, pages = _reclaim(bst, tst, ist, ast, cpu, t)
                 if pages == 0:
@@ -991,7 +991,7 @@ def _alloc(bst, tst, ist, ast, wl, i, t):
     nconv = 0
     c = unmap_ns
     lo = pool_pages(bst)
-    hi = -1
+    hi = np.int64(-1)
     own_conv = ast.counts[AsiEvent.ASI_UNMAP_ALLOCS] + ast.counts[AsiEvent.DIRECT_MAP_MAPS] != c0
     if tracked and bst.ev[0] > 0 and not own_conv:
         nconv = bst.ev[0]
