@@ -301,9 +301,11 @@ def test_a_kernels_own_stderr_stays_out_of_kmms(tmp_path, capfd):
 
 @pytest.mark.slow
 def test_a_dead_kernel_is_one_line_quoting_its_last_stderr_line(tmp_path, capfd):
-    body = ("import os, sys\n"
-            "fd = getattr(sys.stderr, '_original_stdstream_copy', None) or 2\n"
-            "os.write(fd, b'early line\\nfatal: out of cheese\\n')\n"
+    # the kernel's own stderr, whatever ipykernel did to descriptor 2 to capture a cell's
+    body = ("import os\n"
+            "fds = [int(f) for f in os.listdir('/proc/self/fd')\n"
+            "       if os.path.realpath(f'/proc/self/fd/{f}').endswith('kernel.stderr')]\n"
+            "os.write(fds[0], b'early line\\nfatal: out of cheese\\n')\n"
             "os._exit(3)")
     nb = make_notebook(tmp_path / "nb.ipynb", body=body)
     out = tmp_path / "exec" / "nb.ipynb"
