@@ -301,7 +301,7 @@ def test_a_kernels_own_stderr_stays_out_of_kmms(tmp_path, capfd):
 
 @pytest.mark.slow
 def test_a_dead_kernel_is_one_line_quoting_its_last_stderr_line(tmp_path, capfd):
-    # the kernel's own stderr, whatever ipykernel did to descriptor 2 to capture a cell's
+    # the kernel's own stderr, whatever ipykernel did to descriptor 2 to capture a cell's output
     body = ("import os\n"
             "fds = [int(f) for f in os.listdir('/proc/self/fd')\n"
             "       if os.path.realpath(f'/proc/self/fd/{f}').endswith('kernel.stderr')]\n"
