@@ -268,6 +268,8 @@ def _span(g, a):
 
 
 # ---- chunked sorted array ---------------------------------------------------------------
+# A kernel passes a constant argument to another as ``np.int64(0)`` or ``np.bool_(True)``,
+# not ``0`` or ``True``: a literal compiles the callee (and its callees) once more.
 @njit(python=False)
 def _locate(t, va):
     """Order position and row of the extent with the greatest start <= va, or (-1, -1)."""
@@ -378,7 +380,7 @@ def _insert(t, p, r, va, size, pa, attr):
 def _insert_after(t, p, r, va, size, pa, attr):
     """Insert a row right after position (p, r); (-1, -1) means at the very beginning."""
     if p < 0:
-        return _insert(t, 0, 0, va, size, pa, attr)
+        return _insert(t, np.int64(0), np.int64(0), va, size, pa, attr)
     return _insert(t, p, r + 1, va, size, pa, attr)
 
 
@@ -532,7 +534,7 @@ def _count_windows(t, g, lo, hi, out, bynode, rule, fixed_nid):
 def _tables_near(t, g, lo, hi):
     out = np.zeros(5, dtype=np.int64)
     bynode = np.zeros((5, 1), dtype=np.int64)
-    _count_windows(t, g, lo, hi, out, bynode, 0, 0)
+    _count_windows(t, g, lo, hi, out, bynode, np.int64(0), np.int64(0))
     return out.sum()
 
 
@@ -704,7 +706,7 @@ def _set_perm(t, g, counts, lo, hi, perm, mode):
     if not _range_mapped(t, lo, hi):
         counts[PtEvent.EINVAL] += 1
         return -EINVAL
-    ret = _boundary_splits(t, g, counts, lo, hi, True)
+    ret = _boundary_splits(t, g, counts, lo, hi, np.bool_(True))
     if ret < 0:
         return ret
     if mode == 1:
@@ -764,7 +766,7 @@ def _unmap(t, g, counts, lo, hi):
     if p < 0 or t.ext[t.order[p], r, F_VA] >= hi:
         counts[PtEvent.EINVAL] += 1
         return -EINVAL
-    ret = _boundary_splits(t, g, counts, lo, hi, True)
+    ret = _boundary_splits(t, g, counts, lo, hi, np.bool_(True))
     if ret < 0:
         return ret
     before = _tables_near(t, g, lo, hi)
