@@ -20,6 +20,12 @@ entry point for it (the wrapper that unboxes every field of every state NamedTup
 objects), which was 31 % of the time to compile asi's kernels cold (69 s against 100 s on the
 2-core reference machine, back to back) for the same machine code. Calling such a kernel from Python raises
 ``TypeError`` (Numba itself would crash the process).
+
+A constant that one kernel passes to another, and a scalar that a loop reassigns, start typed
+(``np.int64(-1)``, ``np.bool_(True)``), never as a bare ``-1`` or ``True``: Numba compiles the
+callee, and everything it calls, once more for ``Literal[int](-1)`` or ``Literal[bool](True)``
+(it may type a call on a loop's scalar before the loop's type is known). Six asi and buddy
+kernels and four pagetable kernels were compiled twice that way.
 """
 import hashlib
 import os

@@ -60,8 +60,7 @@ from .errors import ConfigError
 # which made order-0 alloc+free about 40x slower.
 _kernel = njit(_nrt=False)
 _inner = njit(_nrt=False, python=False)   # called by kernels only
-# A scalar that a loop reassigns starts as ``np.int64(-1)``, not ``-1``: numba may type a call
-# on it before the loop's type is known and compile the callee once more for the literal.
+# a reassigned scalar starts as ``np.int64(-1)``, not ``-1`` (:mod:`kmm._jit`)
 # The hot path is inlined into its callers: a call passes every array of the state
 # separately, which costs more than an order-0 allocation itself.
 _inline = njit(_nrt=False, inline="always")

@@ -268,8 +268,7 @@ def _span(g, a):
 
 
 # ---- chunked sorted array ---------------------------------------------------------------
-# A kernel passes a constant argument to another as ``np.int64(0)`` or ``np.bool_(True)``,
-# not ``0`` or ``True``: a literal compiles the callee (and its callees) once more.
+# constants passed between kernels are typed: ``np.int64(0)``, not ``0`` (:mod:`kmm._jit`)
 @njit(python=False)
 def _locate(t, va):
     """Order position and row of the extent with the greatest start <= va, or (-1, -1)."""

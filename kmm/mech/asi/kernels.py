@@ -25,9 +25,8 @@ _kernel = njit(_nrt=False)
 _inner = njit(_nrt=False, python=False)   # called by kernels only
 
 # Flags passed as values, not constants: a constant argument compiles its own copy of the
-# helper (and of everything the helper calls) for each constant. For the same reason a
-# scalar that a loop reassigns starts as ``np.int64(-1)``, not ``-1``: numba may type a call
-# on it before the loop's type is known and compile the callee for ``Literal[int](-1)`` too.
+# helper (and of everything the helper calls) for each constant; a reassigned scalar starts
+# as ``np.int64(-1)`` for the same reason (:mod:`kmm._jit`)
 _NO, _YES = np.bool_(False), np.bool_(True)
 _IPIS, _FULL_FLUSHES, _TARGET_NS, _DROPPED = (
     int(InvalEvent.IPIS), int(InvalEvent.FULL_FLUSHES), int(InvalEvent.TARGET_NS),
