@@ -1,6 +1,8 @@
 """params/ files: loading, every validation rule, grids, and the notebook runner."""
 import json
+import os
 import re
+import threading
 import textwrap
 from pathlib import Path
 
@@ -300,12 +302,25 @@ def test_a_kernels_own_stderr_stays_out_of_kmms(tmp_path, capfd):
 
 
 @pytest.mark.slow
-def test_a_dead_kernel_is_one_line_quoting_its_last_stderr_line(tmp_path, capfd):
-    # the kernel's own stderr, whatever ipykernel did to descriptor 2 to capture a cell's output
+def test_a_dead_kernel_is_one_line_quoting_its_last_stderr_line(tmp_path, capfd, monkeypatch):
+    # the kernel's own stderr (the pipe kmm gave it, whatever ipykernel did to descriptor 2
+    # to capture a cell's output), then a flood of it: only the last line is quoted
+    made = nbrun._StderrTail.__init__
+
+    def init(self):
+        made(self)
+        monkeypatch.setenv("KMM_TEST_STDERR", f"pipe:[{os.fstat(self.write_fd).st_ino}]")
+
+    monkeypatch.setattr(nbrun._StderrTail, "__init__", init)
     body = ("import os\n"
+            "def link(f):\n"
+            "    try:\n"
+            "        return os.readlink(f'/proc/self/fd/{f}')\n"
+            "    except OSError:  # the descriptor listdir read the folder with\n"
+            "        return None\n"
             "fds = [int(f) for f in os.listdir('/proc/self/fd')\n"
-            "       if os.path.realpath(f'/proc/self/fd/{f}').endswith('kernel.stderr')]\n"
-            "os.write(fds[0], b'early line\\nfatal: out of cheese\\n')\n"
+            "       if link(f) == os.environ['KMM_TEST_STDERR']]\n"
+            "os.write(fds[0], b'early line\\n' + b'x' * (4 << 20) + b'\\nfatal: out of cheese\\n')\n"
             "os._exit(3)")
     nb = make_notebook(tmp_path / "nb.ipynb", body=body)
     out = tmp_path / "exec" / "nb.ipynb"
@@ -315,15 +330,24 @@ def test_a_dead_kernel_is_one_line_quoting_its_last_stderr_line(tmp_path, capfd)
     assert "\n" not in line and "DeadKernelError" in line
     assert "(kernel stderr: fatal: out of cheese)" in line and "early line" not in line
     assert capfd.readouterr().err == ""  # nbclient's own "Kernel died" log line included
+    assert {p.name for p in out.parent.iterdir()} <= {"nb.failed.ipynb"}  # no log, no folder
 
 
-def test_last_line_of_a_kernel_log(tmp_path):
-    log = tmp_path / "kernel.stderr"
-    assert nbrun._last_line(log) == ""  # never written: no kernel started
-    log.write_bytes(b"x" * 10000 + b"\nfirst\n  second \xff  \n\n   \n")
-    assert nbrun._last_line(log) == "second \ufffd"
-    log.write_bytes(b"y" * 9000)  # one line longer than what is read of it
-    assert nbrun._last_line(log) == "y" * 157 + "..."
+def test_a_kernels_stderr_is_kept_in_memory_and_bounded():
+    """However much a kernel writes to its stderr, kmm keeps its last few KiB in memory (no
+    file) and quotes the last non-blank line."""
+    tail = nbrun._StderrTail()
+    w = os.dup(tail.write_fd)   # the kernel's copy
+    tail.close_writer()
+    writer = threading.Thread(target=lambda: [os.write(w, b"y" * 65536) for _ in range(256)])
+    writer.start()
+    writer.join()
+    os.write(w, b"x" * 10000 + b"\nfirst\n  second \xff  \n\n   \n")
+    os.close(w)
+    assert tail.last_line() == "second \ufffd"
+    assert len(tail._tail) <= 2 * nbrun.TAIL_BYTES
+    assert nbrun._StderrTail().last_line(wait=0.1) == ""   # no kernel ever wrote
+    assert nbrun._last_line(b"y" * 9000) == "y" * 157 + "..."   # one line, shortened
 
 
 def _assumed_in_params_files() -> dict[str, dict[str, tuple]]:

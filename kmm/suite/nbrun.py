@@ -10,6 +10,7 @@ import contextlib
 import copy
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -125,32 +126,69 @@ def _whole_notebook(path: Path) -> bool:
         return False
 
 
-def _kernel_manager(log: Path) -> type:
-    """nbclient's kernel manager with the kernel's stderr written to ``log``, not inherited.
+class _StderrTail:
+    """A kernel's stderr, read through a pipe by a thread that keeps only its last
+    :data:`TAIL_BYTES`: nothing of it reaches kmm's stderr or the disk, however much a kernel
+    writes, and its last line is quoted when the kernel fails (:meth:`last_line`)."""
+
+    def __init__(self):
+        self._read, self.write_fd = os.pipe()
+        self._tail = bytearray()
+        self._done = threading.Event()
+        threading.Thread(target=self._drain, name="kernel-stderr", daemon=True).start()
+
+    def _drain(self) -> None:
+        try:
+            while chunk := os.read(self._read, 65536):
+                self._tail += chunk
+                if len(self._tail) > 2 * TAIL_BYTES:
+                    del self._tail[:-TAIL_BYTES]
+        finally:
+            os.close(self._read)
+            self._done.set()
+
+    def close_writer(self) -> None:
+        """Close kmm's copy of the pipe's write end (the kernel keeps its own), so that the
+        reader sees the end of the stream when the kernel exits."""
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def last_line(self, wait: float = 2.0) -> str:
+        """The last non-blank line the kernel wrote (of its last :data:`TAIL_BYTES`), or '';
+        waits up to ``wait`` seconds for a dead kernel's last writes to be read."""
+        self.close_writer()
+        self._done.wait(wait)
+        return _last_line(bytes(self._tail[-TAIL_BYTES:]))
+
+
+#: How much of a kernel's stderr is kept (:class:`_StderrTail`).
+TAIL_BYTES = 4096
+
+
+def _kernel_manager(tail: _StderrTail) -> type:
+    """nbclient's kernel manager with the kernel's stderr sent to ``tail``, not inherited.
 
     A kernel's own messages (under load, pyzmq's "Uncaught exception in ZMQStream callback"
     traceback as the kernel shuts down, or a crash report) would otherwise reach kmm's
     stderr, where every failure is one line. What a cell prints still reaches the executed
-    copy (ipykernel captures it); the log is quoted when a kernel fails (:func:`_last_line`)."""
+    copy (ipykernel captures it)."""
     from jupyter_client import AsyncKernelManager
 
-    class LoggedKernelManager(AsyncKernelManager):
+    class TailedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            with open(log, "ab") as f:  # the kernel holds its own copy of the descriptor
-                kw["stderr"] = f
+            kw["stderr"] = tail.write_fd
+            try:
                 await super()._async_launch_kernel(kernel_cmd, **kw)
+            finally:
+                tail.close_writer()   # the kernel holds its own copy of the descriptor
 
-    return LoggedKernelManager
+    return TailedKernelManager
 
 
-def _last_line(log: Path) -> str:
-    """The last non-blank line of a kernel's stderr log (its last 4 KiB), or ''."""
-    try:
-        with open(log, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return ""
+def _last_line(text: bytes) -> str:
+    """The last non-blank line of ``text`` (a kernel's stderr), shortened to one line, or ''."""
+    lines = text.decode(errors="replace").splitlines()
     return next((_one_line(x, 160) for x in reversed(lines) if x.strip()), "")
 
 
@@ -206,7 +244,6 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
     node = parameterize(notebook, parameters)
     tmpdir = safefs.private_tempdir(out_path.parent, out_path.name)
     tmp = tmpdir / out_path.name
-    kernel_log = tmpdir / "kernel.stderr"
 
     import logging
     import sys
@@ -225,6 +262,7 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
     failure: KmmError | None = None
     try:
         for attempt in (1, 2):
+            tail = _StderrTail()
             try:
                 with _env(KMM_DATA_DIR=str(data)):
                     # the parameters are already in the node: papermill injects nothing
@@ -234,7 +272,7 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
                         progress_bar=False, log_output=False, start_timeout=start_timeout,
                         execution_timeout=timeout,
                         extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                        kernel_manager_class=_kernel_manager(kernel_log), **hooks)
+                        kernel_manager_class=_kernel_manager(tail), **hooks)
                 break
             except PapermillExecutionError as e:
                 failure = KmmError(f"cell [{e.exec_count}]: {e.ename}: {_one_line(e.evalue)}", where)
@@ -244,10 +282,12 @@ def execute(notebook: Path, parameters: Mapping[str, Any], out_path: Path, *, cw
                     tmp.unlink(missing_ok=True)
                     continue
                 kind = "timed out" if type(e).__name__ == "CellTimeoutError" else type(e).__name__
-                said = _last_line(kernel_log)
+                said = tail.last_line()
                 failure = KmmError(f"{kind}: {_one_line(e)}"
                                    + (f" (kernel stderr: {said})" if said else ""), where)
                 break
+            finally:
+                tail.close_writer()   # a kernel that never started still has it open here
         if hooks:
             cell_hook()(0, 0, "")  # the notebook stopped: no cell is running
         if failure is not None:
