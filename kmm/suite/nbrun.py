@@ -126,6 +126,10 @@ def _whole_notebook(path: Path) -> bool:
         return False
 
 
+#: How much of a kernel's stderr is kept (:class:`_StderrTail`).
+TAIL_BYTES = 4096
+
+
 class _StderrTail:
     """A kernel's stderr, read through a pipe by a thread that keeps only its last
     :data:`TAIL_BYTES`: nothing of it reaches kmm's stderr or the disk, however much a kernel
@@ -160,10 +164,6 @@ class _StderrTail:
         self.close_writer()
         self._done.wait(wait)
         return _last_line(bytes(self._tail[-TAIL_BYTES:]))
-
-
-#: How much of a kernel's stderr is kept (:class:`_StderrTail`).
-TAIL_BYTES = 4096
 
 
 def _kernel_manager(tail: _StderrTail) -> type:
