@@ -2,7 +2,6 @@
 import json
 import os
 import re
-import threading
 import textwrap
 from pathlib import Path
 
@@ -339,9 +338,8 @@ def test_a_kernels_stderr_is_kept_in_memory_and_bounded():
     tail = nbrun._StderrTail()
     w = os.dup(tail.write_fd)   # the kernel's copy
     tail.close_writer()
-    writer = threading.Thread(target=lambda: [os.write(w, b"y" * 65536) for _ in range(256)])
-    writer.start()
-    writer.join()
+    for _ in range(256):   # 16 MiB: each write waits for the reading thread to drain the pipe
+        os.write(w, b"y" * 65536)
     os.write(w, b"x" * 10000 + b"\nfirst\n  second \xff  \n\n   \n")
     os.close(w)
     assert tail.last_line() == "second \ufffd"
