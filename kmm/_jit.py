@@ -108,6 +108,11 @@ def _kernel_only(options: dict):
     return wrap
 
 
+#: llvmlite's new pass manager (0.44 and later); without it nothing is pruned (same results,
+#: longer calls)
+_NEW_PASS_MANAGER = hasattr(ll, "create_new_module_pass_manager")
+
+
 def prune_linked_arguments(module: ll.ModuleRef, target_machine) -> tuple[int, int]:
     """Make the private copies of the kernels linked into ``module`` (``linkonce_odr``, as
     Numba links them) ``internal`` and drop their dead arguments (LLVM's dead-argument
@@ -115,7 +120,7 @@ def prune_linked_arguments(module: ll.ModuleRef, target_machine) -> tuple[int, i
     copies' argument count before and after."""
     linked = [f for f in module.functions
               if not f.is_declaration and f.linkage == ll.Linkage.linkonce_odr]
-    if not linked:
+    if not linked or not _NEW_PASS_MANAGER:
         return 0, 0
     names = {f.name for f in linked}
     before = sum(len(list(f.arguments)) for f in linked)
