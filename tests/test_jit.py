@@ -1,4 +1,6 @@
-"""Compiled kernels are cached per kmm source tree, so an engine edit never runs stale code."""
+"""kmm._jit: kernels cached per kmm source tree (an engine edit never runs stale code),
+kernels only other kernels call, and calls pruned of dead arguments."""
+import ctypes
 import os
 import subprocess
 import sys
@@ -82,8 +84,6 @@ def test_with_the_jit_disabled_a_kernel_only_kernel_is_plain_python(tmp_path):
     assert r.stdout.splitlines() == ["8", "4"]
 
 
-
-
 def _target_machine():
     """The target machine Numba compiles kmm's kernels for."""
     from numba.core.registry import cpu_target
@@ -116,7 +116,6 @@ def test_pruning_drops_the_dead_arguments_of_linked_copies_only():
     mod.verify()
     ee = ll.create_mcjit_compiler(mod, _target_machine())
     ee.finalize_object()
-    import ctypes
     f = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)(
         ee.get_function_address("entry"))
     assert f(40, 7) == 42
